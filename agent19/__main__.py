@@ -1,0 +1,3 @@
+from agent19.cli import main
+
+raise SystemExit(main())

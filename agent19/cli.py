@@ -1,0 +1,197 @@
+"""The command-line adapter: ``agent19 serve`` plus one command per declared tool.
+
+Commands and their flags are derived from the tool declarations (:mod:`agent19.tools`), so the
+CLI and the MCP server always offer the same operations with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import psycopg
+from pydantic import BaseModel, ValidationError
+
+import agent19
+from agent19.config import AccessMode, Settings
+from agent19.db.redact import redact_text
+from agent19.errors import Agent19Error
+from agent19.tools.registry import ToolContext, ToolSpec, all_tools
+
+DESCRIPTION = """\
+agent19 — a PostgreSQL database engineer for LLM assistants and people.
+
+It plans and lints migrations, proves them on a real server, explains queries, and guards
+destructive statements. Run `agent19 serve` for MCP clients, or use the commands below.
+
+Without --dsn (or DATABASE_URL) agent19 starts its own embedded PostgreSQL in a per-user data
+directory and reuses it next time."""
+
+EPILOG = """\
+examples:
+  agent19 info                                   which server, which mode, which features
+  agent19 describe --dsn postgresql://app@localhost/shop
+  agent19 describe orders --format json          one table, as JSON
+  agent19 serve                                  MCP over stdio (for Claude Desktop, VS Code, …)
+  agent19 serve --http --port 8019               MCP over streamable HTTP on 127.0.0.1
+
+exit status: 0 success, 1 the command found problems (e.g. lint errors), 2 unusable input or
+configuration, 3 the database could not be reached."""
+
+
+def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = argparse.SUPPRESS if suppress else None
+    g = parser.add_argument_group("connection and safety")
+    g.add_argument("--dsn", default=default, help="PostgreSQL DSN or URI (env DATABASE_URL); "
+                   "without one, the embedded server is used")
+    g.add_argument("--mode", default=default, choices=[m.value for m in AccessMode],
+                   help="access mode (env AGENT19_MODE; default read-only): read-only only reads; "
+                   "dry-run may run statements in transactions that are always rolled back; "
+                   "execute may apply changes")
+    g.add_argument("--data-dir", default=default, help="where the embedded server and agent19's state live "
+                   "(env AGENT19_DATA_DIR)")
+    g.add_argument("--handoff-dir", default=default, help="where handoff artifacts are written "
+                   "(env AGENT19_HANDOFF_DIR; default ./handoffs)")
+    g.add_argument("--statement-timeout", default=default, help="per statement, e.g. 30s (default 30s)")
+    g.add_argument("--lock-timeout", default=default, help="waiting for a lock, e.g. 5s (default 5s)")
+    g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                   help="log what agent19 does to stderr")
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _add_field(parser: argparse.ArgumentParser, name: str, info: Any, positional: bool) -> None:
+    flag = name.replace("_", "-")
+    annotation = _unwrap_optional(info.annotation)
+    origin = typing.get_origin(annotation)
+    kwargs: dict[str, Any] = {"help": info.description or ""}
+    if origin is Literal:
+        kwargs["choices"] = list(typing.get_args(annotation))
+    elif annotation is int:
+        kwargs["type"] = int
+    elif annotation is float:
+        kwargs["type"] = float
+    if origin is list:
+        kwargs["nargs"] = "+" if info.is_required() else "*"
+    if positional:
+        if not info.is_required() and origin is not list:
+            kwargs["nargs"] = "?"
+        parser.add_argument(name, metavar=flag.upper(), **kwargs)
+        return
+    if annotation is bool:
+        parser.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction,
+                            default=info.default, help=kwargs["help"])
+        return
+    if not info.is_required() and info.default is not None and "nargs" not in kwargs:
+        kwargs["help"] += f" (default: {info.default})"
+    parser.add_argument(f"--{flag}", dest=name, required=info.is_required(), **kwargs)
+
+
+def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.ArgumentParser) -> None:
+    first_line = spec.description.split("\n\n")[0].replace("\n", " ")
+    epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
+    if not spec.mode is AccessMode.READ_ONLY:
+        epilog = (epilog + "\n\n" if epilog else "") + f"needs --mode {spec.mode.value} or stronger."
+    parser = sub.add_parser(
+        spec.command, help=spec.title, description=spec.description, epilog=epilog, parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(spec=spec, summary=first_line)
+    for field_name, info in spec.args.model_fields.items():
+        name = info.alias or field_name
+        _add_field(parser, name, info, positional=name in spec.positional)
+    parser.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="agent19", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"agent19 {agent19.__version__}")
+    _common_options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve", help="run the MCP server (stdio, or --http)", parents=[common],
+        description="Run agent19 as an MCP server. stdio by default (the client starts this command); "
+        "--http serves streamable HTTP at http://HOST:PORT/mcp.",
+    )
+    serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8019, help="HTTP port (default 8019)")
+    for spec in all_tools():
+        _add_tool_command(sub, spec, common)
+    return parser
+
+
+def _settings(ns: argparse.Namespace) -> Settings:
+    return Settings.load(
+        dsn=ns.dsn, mode=ns.mode, data_dir=ns.data_dir, handoff_dir=ns.handoff_dir,
+        statement_timeout=ns.statement_timeout, lock_timeout=ns.lock_timeout,
+    )
+
+
+def _progress(done: float, total: float | None, message: str | None) -> None:
+    share = f" {done / total:.0%}" if total else ""
+    print(f"\ragent19:{share} {message or ''}".rstrip(), end="", file=sys.stderr, flush=True)
+
+
+def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settings) -> int:
+    values = {
+        (info.alias or name): getattr(ns, info.alias or name)
+        for name, info in spec.args.model_fields.items()
+        if getattr(ns, info.alias or name, None) is not None
+    }
+    args: BaseModel = spec.args.model_validate(values)
+    ctx = ToolContext(settings, progress=_progress if sys.stderr.isatty() else None)
+    try:
+        result = spec.run(ctx, args)
+    finally:
+        ctx.db.close()
+    print(spec.render(result, ns.format))
+    return spec.exit_code(result) if spec.exit_code else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, stream=sys.stderr,
+                        format="agent19: %(message)s")
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    dsn = ns.dsn
+    try:
+        settings = _settings(ns)
+        if ns.command == "serve":
+            from agent19.server import serve
+
+            serve(settings, http=ns.http, host=ns.host, port=ns.port)
+            return 0
+        return _run_tool(ns.spec, ns, settings)
+    except Agent19Error as exc:
+        print(f"agent19: error: {redact_text(str(exc), dsn)}", file=sys.stderr)
+        from agent19.errors import DatabaseUnavailable
+
+        return 3 if isinstance(exc, DatabaseUnavailable) else exc.exit_code
+    except ValidationError as exc:
+        print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        print(f"agent19: error: PostgreSQL: {redact_text(str(exc).strip(), dsn)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("agent19: interrupted", file=sys.stderr)
+        return 130

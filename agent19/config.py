@@ -1,0 +1,126 @@
+"""Settings: where the database is, what agent19 may do there, where it writes.
+
+Precedence: explicit arguments (CLI flags, library calls) > environment > defaults.
+
+| setting            | flag                  | environment                 | default                  |
+|--------------------|-----------------------|-----------------------------|--------------------------|
+| dsn                | ``--dsn``             | ``DATABASE_URL``            | embedded server          |
+| mode               | ``--mode``            | ``AGENT19_MODE``            | ``read-only``            |
+| handoff_dir        | ``--handoff-dir``     | ``AGENT19_HANDOFF_DIR``     | ``./handoffs``           |
+| statement_timeout  | ``--statement-timeout``| ``AGENT19_STATEMENT_TIMEOUT``| ``30s``                 |
+| lock_timeout       | ``--lock-timeout``    | ``AGENT19_LOCK_TIMEOUT``    | ``5s``                   |
+| data_dir           | ``--data-dir``        | ``AGENT19_DATA_DIR``        | per-user data directory  |
+
+Timeouts accept PostgreSQL's spelling: ``500ms``, ``5s``, ``2min``, ``1h`` or a bare number of
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from agent19.errors import ConfigError
+
+
+class AccessMode(StrEnum):
+    """What agent19 may do on the server, enforced by the server itself."""
+
+    READ_ONLY = "read-only"
+    """Catalog and statistics reads; every transaction is READ ONLY."""
+    DRY_RUN = "dry-run"
+    """May run statements in transactions that are always rolled back, and in scratch databases."""
+    EXECUTE = "execute"
+    """May apply changes; destructive ones only through the confirmation protocol."""
+
+    def allows(self, needed: AccessMode) -> bool:
+        order = [AccessMode.READ_ONLY, AccessMode.DRY_RUN, AccessMode.EXECUTE]
+        return order.index(self) >= order.index(needed)
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min|h)?\s*$")
+
+
+def parse_duration_ms(value: str | int, setting: str) -> int:
+    """``'5s'`` → 5000. A bare number is milliseconds, as in PostgreSQL."""
+    if isinstance(value, int):
+        ms = value
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ConfigError(
+                f"{setting}: {value!r} is not a duration",
+                "use a number of milliseconds or a unit: 500ms, 5s, 2min, 1h",
+            )
+        ms = int(match.group(1)) * _UNITS_MS[match.group(2) or "ms"]
+    if ms < 0:
+        raise ConfigError(f"{setting}: must not be negative (got {value!r})")
+    return ms
+
+
+def default_data_dir() -> Path:
+    """Per-user directory for the embedded server and agent19's own state."""
+    return Path(platformdirs.user_data_dir("agent19", appauthor=False))
+
+
+class Settings(BaseModel):
+    """Resolved settings. Build with :meth:`Settings.load`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dsn: SecretStr | None = Field(default=None, description="libpq connection string or URI")
+    mode: AccessMode = AccessMode.READ_ONLY
+    handoff_dir: Path = Path("handoffs")
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 5_000
+    data_dir: Path = Field(default_factory=default_data_dir)
+    application_name: str = "agent19"
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Resolve settings from ``overrides`` (None means "not given") and the environment."""
+        env = os.environ if env is None else env
+        given = {k: v for k, v in overrides.items() if v is not None}
+
+        def pick(key: str, var: str) -> Any:
+            if key in given:
+                return given[key]
+            value = env.get(var)
+            return value if value not in (None, "") else None
+
+        values: dict[str, Any] = {}
+        dsn = pick("dsn", "DATABASE_URL")
+        if dsn is not None:
+            values["dsn"] = SecretStr(dsn) if isinstance(dsn, str) else dsn
+        mode = pick("mode", "AGENT19_MODE")
+        if mode is not None:
+            try:
+                values["mode"] = AccessMode(mode)
+            except ValueError:
+                allowed = ", ".join(m.value for m in AccessMode)
+                raise ConfigError(f"mode: {mode!r} is not an access mode", f"use one of: {allowed}") from None
+        handoff = pick("handoff_dir", "AGENT19_HANDOFF_DIR")
+        if handoff is not None:
+            values["handoff_dir"] = Path(handoff)
+        data_dir = pick("data_dir", "AGENT19_DATA_DIR")
+        if data_dir is not None:
+            values["data_dir"] = Path(data_dir).expanduser()
+        for key, var, setting in (
+            ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
+            ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),
+        ):
+            raw = pick(key, var)
+            if raw is not None:
+                values[f"{key}_ms"] = parse_duration_ms(raw, setting)
+        return cls(**values)
+
+    def dsn_value(self) -> str | None:
+        return self.dsn.get_secret_value() if self.dsn else None

@@ -1,0 +1,197 @@
+"""Connections to the server agent19 works on.
+
+Every session sets ``application_name``, ``statement_timeout`` and ``lock_timeout``. In
+``read-only`` mode every session also has ``default_transaction_read_only = on`` and every
+transaction agent19 opens for reading is ``READ ONLY``: the server refuses writes, whatever the
+SQL says.
+
+Connections come from a small pool. A connection that died (server restarted, network cut)
+is discarded when it is next taken, so the call after a failure reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from agent19.config import AccessMode, Settings
+from agent19.db.embedded import start_embedded
+from agent19.db.redact import password_of, redact_dsn, redact_text
+from agent19.errors import DatabaseUnavailable, ModeError
+
+log = logging.getLogger(__name__)
+
+Connection = psycopg.Connection[dict[str, Any]]
+
+CONNECT_TIMEOUT_S = 5
+
+
+class Database:
+    """The database agent19 talks to: resolves the DSN, owns the pool, enforces the mode."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._dsn: str | None = settings.dsn_value()
+        self._embedded = self._dsn is None
+        self._pool: ConnectionPool[Connection] | None = None
+
+    # -- identity -----------------------------------------------------------------------
+    @property
+    def mode(self) -> AccessMode:
+        return self.settings.mode
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded
+
+    @property
+    def dsn(self) -> str:
+        """The real DSN (with password). Never print it: use :attr:`display_dsn`."""
+        if self._dsn is None:
+            self._dsn = start_embedded(self.settings.data_dir)
+        return self._dsn
+
+    @property
+    def display_dsn(self) -> str:
+        if self._dsn is None:
+            return f"(embedded server in {self.settings.data_dir / 'pgdata'})"
+        return redact_dsn(self._dsn)
+
+    def redact(self, text: str) -> str:
+        return redact_text(text, password_of(self._dsn))
+
+    # -- sessions -----------------------------------------------------------------------
+    def _configure(self, conn: Connection) -> None:
+        settings = self.settings
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT set_config('statement_timeout', %s, false),"
+                " set_config('lock_timeout', %s, false)",
+                (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
+            )
+            if settings.mode is AccessMode.READ_ONLY:
+                cur.execute("SET default_transaction_read_only = on")
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        return {
+            "application_name": self.settings.application_name,
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "autocommit": True,
+            "row_factory": dict_row,
+        }
+
+    def _open_pool(self) -> ConnectionPool[Connection]:
+        if self._pool is not None:
+            return self._pool
+        # One direct connection first: a pool hides the reason a server is unreachable.
+        with self.connect():
+            pass
+        pool: ConnectionPool[Connection] = ConnectionPool(
+            self.dsn,
+            kwargs=self.connect_kwargs(),
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            min_size=1,
+            max_size=4,
+            open=False,
+            name="agent19",
+            timeout=CONNECT_TIMEOUT_S,
+        )
+        pool.open(wait=False)
+        self._pool = pool
+        return pool
+
+    def connect(self) -> Connection:
+        """A dedicated session outside the pool (for work that must own its session)."""
+        try:
+            conn: Connection = psycopg.connect(self.dsn, **self.connect_kwargs())
+        except psycopg.Error as exc:
+            raise self._unavailable(exc) from None
+        try:
+            self._configure(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._unavailable(exc) from None
+        return conn
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
+        reason = self.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        return DatabaseUnavailable(
+            f"cannot reach PostgreSQL at {self.display_dsn}: {reason}",
+            "check that the server is running and the DSN (--dsn / DATABASE_URL) is right; "
+            "the next call will try again",
+        )
+
+    @contextmanager
+    def session(self) -> Iterator[Connection]:
+        """A pooled session in autocommit; translate connection loss into a clear error."""
+        pool = self._open_pool()
+        try:
+            with pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            # Learn the real reason from a direct attempt.
+            try:
+                self.connect().close()
+            except DatabaseUnavailable as err:
+                raise err from None
+            raise self._unavailable(exc) from None
+        except psycopg.OperationalError as exc:
+            if _connection_lost(exc):
+                raise self._unavailable(exc) from None
+            raise
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A READ ONLY transaction, whatever the mode; always rolled back at the end."""
+        with self.session() as conn:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN READ ONLY")
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[Connection]:
+        """A read-write transaction that is always rolled back (``dry-run`` mode or stronger)."""
+        self.require(AccessMode.DRY_RUN, "running statements in a rolled-back transaction")
+        with self.session() as conn:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN READ WRITE")
+            try:
+                yield conn
+            finally:
+                if not conn.closed:
+                    conn.rollback()
+
+    def require(self, needed: AccessMode, what: str) -> None:
+        if not self.mode.allows(needed):
+            raise ModeError(
+                f"{what} needs mode {needed.value}; agent19 runs in {self.mode.value}",
+                f"restart with --mode {needed.value} (or AGENT19_MODE={needed.value})",
+            )
+
+    def execute_read(self, query: str | sql.Composable, params: Any = None) -> list[dict[str, Any]]:
+        with self.read() as conn:
+            return conn.execute(query, params).fetchall()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is None:
+        return True  # client-side: the connection is gone
+    return sqlstate.startswith("08") or sqlstate in {"57P01", "57P02", "57P03"}

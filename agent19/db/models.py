@@ -1,0 +1,160 @@
+"""The catalog snapshot: one accurate description of what is in a database.
+
+These models are the engine's view of a schema; migrations, the index advisor and the
+safety checks all read them. Sizes are bytes; row counts are the planner's estimates
+(``pg_class.reltuples``; ``None`` when the table was never analyzed or vacuumed).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+TableKind = Literal["table", "partitioned_table", "foreign_table"]
+ConstraintType = Literal["primary_key", "unique", "check", "foreign_key", "exclusion", "not_null", "trigger"]
+FkAction = Literal["no_action", "restrict", "cascade", "set_null", "set_default"]
+
+
+class Extension(BaseModel):
+    name: str
+    installed_version: str | None = None
+    default_version: str | None = None
+
+
+class Column(BaseModel):
+    name: str
+    position: int
+    type: str = Field(description="type with typmod, as format_type() prints it, e.g. character varying(40)")
+    nullable: bool
+    default: str | None = None
+    default_volatile: bool | None = Field(
+        default=None, description="whether the default calls a volatile function (a rewrite on ADD COLUMN)"
+    )
+    identity: Literal["always", "by_default"] | None = None
+    generated: Literal["stored", "virtual"] | None = None
+    collation: str | None = None
+
+
+class Constraint(BaseModel):
+    name: str
+    type: ConstraintType
+    columns: list[str] = []
+    definition: str
+    validated: bool = True
+    deferrable: bool = False
+    index: str | None = Field(default=None, description="the index backing a PK/unique/exclusion constraint")
+    references_table: str | None = Field(default=None, description="schema-qualified referenced table (FK)")
+    references_columns: list[str] = []
+    on_update: FkAction | None = None
+    on_delete: FkAction | None = None
+
+
+class Index(BaseModel):
+    name: str
+    table: str = Field(description="schema-qualified table name")
+    definition: str
+    method: str
+    columns: list[str] = Field(default=[], description="key columns; expressions appear as their text")
+    unique: bool
+    primary: bool
+    partial: bool
+    predicate: str | None = None
+    valid: bool
+    ready: bool = True
+    size_bytes: int
+    scans: int | None = Field(default=None, description="idx_scan since statistics were last reset")
+
+
+class Trigger(BaseModel):
+    name: str
+    definition: str
+    enabled: bool
+    function: str
+
+
+class Table(BaseModel):
+    schema_name: str = Field(alias="schema")
+    name: str
+    kind: TableKind
+    persistence: Literal["permanent", "unlogged", "temporary"]
+    row_estimate: int | None
+    heap_bytes: int
+    index_bytes: int
+    total_bytes: int
+    partition_of: str | None = None
+    partition_key: str | None = None
+    columns: list[Column] = []
+    constraints: list[Constraint] = []
+    indexes: list[Index] = []
+    triggers: list[Trigger] = []
+    comment: str | None = None
+
+    model_config = {"populate_by_name": True}
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema_name}.{self.name}"
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+class View(BaseModel):
+    schema_name: str = Field(alias="schema")
+    name: str
+    materialized: bool
+    definition: str
+    depends_on: list[str] = Field(default=[], description="schema-qualified relations the view reads")
+    populated: bool = True
+    indexes: list[Index] = []
+
+    model_config = {"populate_by_name": True}
+
+
+class Sequence(BaseModel):
+    schema_name: str = Field(alias="schema")
+    name: str
+    data_type: str
+    last_value: int | None
+    max_value: int
+    increment: int
+    owned_by: str | None = Field(default=None, description="table.column that owns it (serial/identity)")
+
+    model_config = {"populate_by_name": True}
+
+
+class EnumType(BaseModel):
+    schema_name: str = Field(alias="schema")
+    name: str
+    values: list[str]
+
+    model_config = {"populate_by_name": True}
+
+
+class SchemaSnapshot(BaseModel):
+    """Everything agent19 knows about a database's schema at one moment."""
+
+    server_version: int = Field(description="server_version_num, e.g. 160002")
+    server_version_text: str
+    database: str
+    extensions: list[Extension] = Field(default=[], description="installed extensions")
+    available_extensions: list[str] = Field(default=[], description="extensions that could be installed")
+    schemas: list[str]
+    tables: list[Table] = []
+    views: list[View] = []
+    sequences: list[Sequence] = []
+    enums: list[EnumType] = []
+    filtered: bool = Field(default=False, description="true when limited to one schema or table")
+
+    def table(self, name: str) -> Table | None:
+        """Find a table by ``name`` or ``schema.name`` (unqualified: public first)."""
+        schema, _, rel = name.rpartition(".")
+        matches = [t for t in self.tables if t.name == rel and (not schema or t.schema_name == schema)]
+        if not schema and len(matches) > 1:
+            matches = [t for t in matches if t.schema_name == "public"] or matches
+        return matches[0] if matches else None
+
+    @property
+    def major_version(self) -> int:
+        return self.server_version // 10000

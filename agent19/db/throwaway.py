@@ -1,0 +1,162 @@
+"""Throwaway PostgreSQL servers: started in a temporary directory, on loopback, then removed.
+
+Used by the test suite, the benchmarks and ``tools/pg-local``. Two sources:
+
+* the system's binaries (``/usr/lib/postgresql/<N>/bin``, e.g. Debian's packages, with contrib,
+  HypoPG and wal2json when installed) — started with ``shared_preload_libraries =
+  pg_stat_statements`` and ``wal_level = logical``;
+* the embedded ``pgserver`` package (PostgreSQL 16, no contrib extensions).
+
+``initdb`` and ``postgres`` refuse to run as root; as root, the system's binaries run as the
+``postgres`` OS user that the packages create.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psycopg.conninfo import make_conninfo
+
+SYSTEM_ROOT = Path("/usr/lib/postgresql")
+
+
+def system_versions() -> list[int]:
+    """Major versions whose server binaries are installed, newest first."""
+    if not SYSTEM_ROOT.is_dir():
+        return []
+    found = [int(p.name) for p in SYSTEM_ROOT.iterdir() if p.name.isdigit() and (p / "bin" / "postgres").exists()]
+    return sorted(found, reverse=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ThrowawayServer:
+    """A running server; :meth:`stop` stops it and deletes its directory."""
+
+    dsn: str
+    major: int
+    source: str  # "system" or "pgserver"
+    directory: Path
+    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _handle: object | None = field(default=None, repr=False)
+
+    def dsn_for(self, dbname: str) -> str:
+        """The DSN of another database on this server."""
+        return make_conninfo(self.dsn, dbname=dbname)
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGINT)  # fast shutdown: do not wait for clients
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._handle is not None:
+            self._handle.cleanup()  # type: ignore[attr-defined]
+            self._handle = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _as_postgres_user() -> dict[str, object]:
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise RuntimeError("running as root and there is no 'postgres' OS user to run PostgreSQL as") from exc
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def start_system(major: int | None = None, *, settings: dict[str, str] | None = None) -> ThrowawayServer:
+    """Start the system's PostgreSQL (newest installed unless ``major`` is given)."""
+    versions = system_versions()
+    if not versions:
+        raise RuntimeError(f"no PostgreSQL server binaries under {SYSTEM_ROOT}")
+    major = major or versions[0]
+    bindir = SYSTEM_ROOT / str(major) / "bin"
+    directory = Path(tempfile.mkdtemp(prefix=f"agent19-pg{major}-"))
+    os.chmod(directory, 0o755)
+    pgdata = directory / "data"
+    run_as = _as_postgres_user()
+    if run_as:
+        os.chown(directory, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+    subprocess.run(
+        [bindir / "initdb", "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+        check=True, capture_output=True, cwd=directory, **run_as,  # type: ignore[arg-type]
+    )
+    port = free_port()
+    conf = {
+        "listen_addresses": "'127.0.0.1'",
+        "port": str(port),
+        "unix_socket_directories": f"'{directory}'",
+        "shared_preload_libraries": "'pg_stat_statements'",
+        "wal_level": "logical",
+        "max_wal_senders": "4",
+        "max_replication_slots": "4",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "100",
+        "shared_buffers": "128MB",
+        "log_min_messages": "warning",
+        "timezone": "'UTC'",
+    } | (settings or {})
+    with open(pgdata / "postgresql.conf", "a") as f:
+        f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+    log = open(directory / "postgres.log", "wb")
+    process = subprocess.Popen(
+        [bindir / "postgres", "-D", pgdata], stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+        **run_as,  # type: ignore[arg-type]
+    )
+    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    server = ThrowawayServer(dsn=dsn, major=major, source="system", directory=directory, _process=process)
+    _wait_ready(server)
+    return server
+
+
+def start_pgserver() -> ThrowawayServer:
+    """Start pgserver's embedded PostgreSQL in a temporary directory."""
+    import pgserver
+
+    directory = Path(tempfile.mkdtemp(prefix="agent19-pgserver-"))
+    handle = pgserver.get_server(directory / "pgdata", cleanup_mode="stop")
+    uri = handle.get_uri()
+    server = ThrowawayServer(dsn=uri, major=0, source="pgserver", directory=directory, _handle=handle)
+    _wait_ready(server)
+    return server
+
+
+def _wait_ready(server: ThrowawayServer, timeout: float = 30) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(server.dsn, connect_timeout=2, autocommit=True) as conn:
+                row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+                server.major = int(row[0]) // 10000 if row else server.major
+                return
+        except psycopg.OperationalError:
+            if server._process is not None and server._process.poll() is not None:
+                log = (server.directory / "postgres.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"PostgreSQL exited while starting:\n{log}") from None
+            if time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError(f"PostgreSQL did not accept connections within {timeout:.0f}s") from None
+            time.sleep(0.2)

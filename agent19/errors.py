@@ -1,0 +1,34 @@
+"""Errors that agent19 shows to its users.
+
+Each error says what went wrong and what to do about it. Adapters (CLI, MCP) print
+``str(error)``; nothing in these messages may contain a secret (see :mod:`agent19.db.redact`).
+"""
+
+from __future__ import annotations
+
+
+class Agent19Error(Exception):
+    """Base class: a message for the user and an optional hint on what to do next."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message if not hint else f"{message} — {hint}")
+
+
+class ConfigError(Agent19Error):
+    """A setting has an unusable value; the message names the setting."""
+
+
+class DatabaseUnavailable(Agent19Error):
+    """The server cannot be reached (or was lost); the next call tries again."""
+
+
+class ModeError(Agent19Error):
+    """The operation needs a stronger access mode than the one agent19 runs in."""
+
+
+class InputError(Agent19Error):
+    """The user's input (SQL, file, arguments) cannot be used as given."""

@@ -1,0 +1,52 @@
+"""Small helpers over pglast's JSON parse tree (libpg_query: the server's own grammar).
+
+The JSON form is used where code only needs to look for node types anywhere in a tree
+(functions called, statements nested in a string); the typed AST (``pglast.parse_sql``)
+where code reads statements field by field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from pglast.parser import ParseError, parse_sql_json
+
+
+def parse_json(sql: str) -> list[dict[str, Any]]:
+    """The statements of ``sql`` as JSON trees (raises :class:`pglast.parser.ParseError`)."""
+    return json.loads(parse_sql_json(sql)).get("stmts", [])
+
+
+def walk(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield ``(node_type, fields)`` for every node of a JSON parse tree, depth first."""
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key[:1].isupper() and isinstance(value, dict):
+                    yield key, value
+                stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def qualified_name(names: list[dict[str, Any]]) -> str:
+    """``[{"String": {"sval": "pg_catalog"}}, {"String": {"sval": "now"}}]`` → ``pg_catalog.now``."""
+    return ".".join(n.get("String", {}).get("sval", "") for n in names)
+
+
+def function_names(expression: str) -> set[str]:
+    """Unqualified names of the functions an SQL expression calls; empty if it does not parse."""
+    try:
+        stmts = parse_json(f"SELECT {expression}")
+    except ParseError:
+        return set()
+    return {
+        qualified_name(fields["funcname"]).rsplit(".", 1)[-1]
+        for stmt in stmts
+        for node, fields in walk(stmt)
+        if node == "FuncCall"
+    }

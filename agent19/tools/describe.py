@@ -1,0 +1,129 @@
+"""describe_database: the catalog snapshot, for one schema or table or the whole database."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.db.catalog import snapshot
+from agent19.db.models import SchemaSnapshot, Table
+from agent19.errors import InputError
+from agent19.tools.registry import ToolContext, tool
+
+
+class DescribeArgs(BaseModel):
+    schema_name: str | None = Field(
+        default=None, alias="schema", description="only this schema (default: every non-system schema)"
+    )
+    table: str | None = Field(default=None, description="only this table: name or schema.name")
+    detail: Literal["compact", "full"] = Field(
+        default="compact",
+        description="compact leaves out view definitions and uninstalled extensions and lists at most "
+        "`limit` tables; full returns everything",
+    )
+    limit: int = Field(default=200, ge=1, description="most tables returned in compact detail")
+
+    model_config = {"populate_by_name": True}
+
+
+class DatabaseDescription(SchemaSnapshot):
+    detail: Literal["compact", "full"]
+    omitted_tables: int = Field(default=0, description="tables left out by `limit` (ask for one schema or table)")
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _table_text(t: Table) -> list[str]:
+    rows = "never analyzed" if t.row_estimate is None else f"~{t.row_estimate:,} rows"
+    kind = "" if t.kind == "table" else f" [{t.kind.replace('_', ' ')}]"
+    lines = [f"{t.schema_name}.{t.name}{kind}  ({rows}, {_size(t.total_bytes)})"]
+    for c in t.columns:
+        extra = []
+        if not c.nullable:
+            extra.append("not null")
+        if c.default is not None:
+            extra.append(f"default {c.default}" + (" (volatile)" if c.default_volatile else ""))
+        if c.identity:
+            extra.append(f"identity {c.identity.replace('_', ' ')}")
+        if c.generated:
+            extra.append(f"generated {c.generated}")
+        lines.append(f"    {c.name:<24} {c.type}" + (f"  {', '.join(extra)}" if extra else ""))
+    for con in t.constraints:
+        flag = "" if con.validated else "  (NOT VALID)"
+        lines.append(f"    constraint {con.name}: {con.definition}{flag}")
+    for ix in t.indexes:
+        flag = "" if ix.valid else "  (INVALID)"
+        lines.append(f"    index {ix.name} ({_size(ix.size_bytes)}): {ix.definition}{flag}")
+    for tg in t.triggers:
+        lines.append(f"    trigger {tg.name}{'' if tg.enabled else ' (disabled)'}")
+    return lines
+
+
+def render_description(d: DatabaseDescription) -> str:
+    lines = [f"database {d.database} — PostgreSQL {d.server_version_text}"]
+    if d.extensions:
+        lines.append("extensions: " + ", ".join(f"{e.name} {e.installed_version}" for e in d.extensions))
+    lines.append(f"schemas: {', '.join(d.schemas) or '(none)'}")
+    lines.append("")
+    for t in d.tables:
+        lines.extend(_table_text(t))
+    if d.omitted_tables:
+        lines.append(f"… {d.omitted_tables} more tables (use --schema/--limit or --detail full)")
+    for v in d.views:
+        kind = "materialized view" if v.materialized else "view"
+        lines.append(f"{kind} {v.schema_name}.{v.name} ← {', '.join(v.depends_on) or '(nothing)'}")
+    for s in d.sequences:
+        owner = f" (owned by {s.owned_by})" if s.owned_by else ""
+        lines.append(f"sequence {s.schema_name}.{s.name} {s.data_type} last={s.last_value}{owner}")
+    for e in d.enums:
+        lines.append(f"enum {e.schema_name}.{e.name}: {', '.join(e.values)}")
+    if not d.tables and not d.views:
+        lines.append("(no tables or views)")
+    return "\n".join(lines)
+
+
+
+@tool(
+    name="describe_database",
+    title="Describe the database schema",
+    args=DescribeArgs,
+    result=DatabaseDescription,
+    cli="describe",
+    positional=("table",),
+    render_text=render_description,
+    examples=("agent19 describe", "agent19 describe orders --format json", "agent19 describe --schema sales"),
+)
+def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescription:
+    """Describe what is in the database: tables (kind, estimated rows, sizes), columns (type,
+    nullability, default and whether it is volatile, identity, generated), constraints (PK, unique,
+    check, foreign keys with actions and validity), indexes (definition, valid, size, scans),
+    triggers, views and materialized views with their dependencies, sequences, enums, extensions.
+
+    Use it before planning a migration or tuning a query, to know the real schema and table sizes.
+    Filter with `schema` or `table` on large databases. Reads the catalog only."""
+    with ctx.db.read() as conn:
+        snap = snapshot(conn, schema=args.schema_name, table=args.table)
+    if args.table and not snap.tables:
+        raise InputError(
+            f"table {args.table!r} not found" + (f" in schema {args.schema_name!r}" if args.schema_name else ""),
+            "run describe_database without `table` to list the tables",
+        )
+    omitted = 0
+    if args.detail == "compact":
+        omitted = max(0, len(snap.tables) - args.limit)
+        snap = snap.model_copy(
+            update={
+                "tables": snap.tables[: args.limit],
+                "available_extensions": [],
+                "views": [v.model_copy(update={"definition": ""}) for v in snap.views],
+            }
+        )
+    return DatabaseDescription(**snap.model_dump(by_alias=True), detail=args.detail, omitted_tables=omitted)

@@ -1,0 +1,153 @@
+"""server_info: which server, which mode, which features work here and why not."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+import agent19
+from agent19.config import AccessMode
+from agent19.errors import Agent19Error
+from agent19.tools.registry import ToolContext, tool
+
+
+class InfoArgs(BaseModel):
+    pass
+
+
+class Feature(BaseModel):
+    name: str
+    available: bool
+    reason: str = Field(default="", description="why it is unavailable, and what would make it available")
+
+
+class ServerInfo(BaseModel):
+    agent19_version: str
+    mode: AccessMode
+    database: str = Field(description="the DSN with its password redacted")
+    embedded: bool = Field(description="true when agent19 runs its own embedded PostgreSQL")
+    connected: bool
+    error: str | None = None
+    server_version: int | None = None
+    server_version_text: str | None = None
+    current_user: str | None = None
+    is_superuser: bool | None = None
+    in_recovery: bool | None = Field(default=None, description="true on a standby (replica)")
+    statement_timeout: str | None = None
+    lock_timeout: str | None = None
+    features: list[Feature] = []
+
+
+Q_FACTS = """
+SELECT current_setting('server_version_num')::int AS num, current_setting('server_version') AS text,
+       current_user AS usr, pg_is_in_recovery() AS recovery,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       current_setting('statement_timeout') AS statement_timeout,
+       current_setting('lock_timeout') AS lock_timeout,
+       current_setting('shared_preload_libraries') AS preload,
+       current_setting('wal_level') AS wal_level
+"""
+Q_EXT = "SELECT name, installed_version FROM pg_available_extensions WHERE name = ANY(%s)"
+
+
+def _extension_feature(
+    name: str, purpose: str, ext: dict[str, str | None], preloaded: str | None = None
+) -> Feature:
+    """``preloaded``: the server's shared_preload_libraries, when the extension must be in it."""
+    if name not in ext:
+        return Feature(
+            name=name,
+            available=False,
+            reason=f"{purpose}: the {name} extension is not installed on the server "
+            f"(e.g. the OS package postgresql-<version>-{name}; the embedded server has no contrib extensions)",
+        )
+    if preloaded is not None and name not in {p.strip() for p in preloaded.split(",")}:
+        return Feature(
+            name=name,
+            available=False,
+            reason=f"{purpose}: add {name} to shared_preload_libraries and restart the server",
+        )
+    if ext[name] is None:
+        return Feature(name=name, available=False, reason=f"{purpose}: run CREATE EXTENSION {name}")
+    return Feature(name=name, available=True)
+
+
+def render_info(i: ServerInfo) -> str:
+    lines = [f"agent19 {i.agent19_version} — mode {i.mode.value}", f"database: {i.database}"]
+    if not i.connected:
+        lines.append(f"not connected: {i.error}")
+        return "\n".join(lines)
+    role = "standby" if i.in_recovery else "primary"
+    lines.append(f"PostgreSQL {i.server_version_text} ({role}), user {i.current_user}"
+                 + (" (superuser)" if i.is_superuser else ""))
+    lines.append(f"statement_timeout {i.statement_timeout}, lock_timeout {i.lock_timeout}")
+    for f in i.features:
+        lines.append(f"  [{'x' if f.available else ' '}] {f.name}" + (f" — {f.reason}" if f.reason else ""))
+    return "\n".join(lines)
+
+
+@tool(
+    name="server_info",
+    title="agent19 and server status",
+    args=InfoArgs,
+    result=ServerInfo,
+    cli="info",
+    render_text=render_info,
+    examples=("agent19 info", "agent19 info --dsn postgresql://app@localhost/shop --format json"),
+)
+def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
+    """Tell which PostgreSQL agent19 is connected to (version, user, replica or primary), its access
+    mode (read-only, dry-run or execute) and which features are available here — and if not, why
+    and what to do. Call it first to know what the other tools can do. Reads only."""
+    db = ctx.db
+    base = ServerInfo(
+        agent19_version=agent19.__version__,
+        mode=ctx.settings.mode,
+        database=db.display_dsn,
+        embedded=db.embedded,
+        connected=False,
+    )
+    try:
+        with db.read() as conn:
+            facts = conn.execute(Q_FACTS).fetchone()
+            assert facts is not None
+            ext = {r["name"]: r["installed_version"] for r in conn.execute(
+                Q_EXT, (["hypopg", "pg_stat_statements", "pgstattuple"],)).fetchall()}
+    except Agent19Error as exc:
+        return base.model_copy(update={"error": str(exc), "database": db.display_dsn})
+    mode = ctx.settings.mode
+    features = [
+        _extension_feature("hypopg", "index advice verified with hypothetical indexes", ext),
+        _extension_feature(
+            "pg_stat_statements", "workload analysis from query statistics", ext, preloaded=facts["preload"]
+        ),
+        Feature(
+            name="logical_decoding",
+            available=facts["wal_level"] == "logical",
+            reason="" if facts["wal_level"] == "logical" else
+            f"change data capture needs wal_level=logical (it is {facts['wal_level']}); set it and restart",
+        ),
+        Feature(
+            name="dry_run",
+            available=mode.allows(AccessMode.DRY_RUN),
+            reason="" if mode.allows(AccessMode.DRY_RUN) else "start agent19 with --mode dry-run",
+        ),
+        Feature(
+            name="execute",
+            available=mode.allows(AccessMode.EXECUTE),
+            reason="" if mode.allows(AccessMode.EXECUTE) else "start agent19 with --mode execute",
+        ),
+    ]
+    return base.model_copy(
+        update={
+            "database": db.display_dsn,
+            "connected": True,
+            "server_version": facts["num"],
+            "server_version_text": facts["text"],
+            "current_user": facts["usr"],
+            "is_superuser": facts["superuser"],
+            "in_recovery": facts["recovery"],
+            "statement_timeout": facts["statement_timeout"],
+            "lock_timeout": facts["lock_timeout"],
+            "features": features,
+        }
+    )

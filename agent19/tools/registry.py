@@ -1,0 +1,110 @@
+"""Declare a tool once; it becomes an MCP tool (server.py) and a CLI command (cli.py).
+
+A tool is a plain function ``run(ctx, args) -> Result`` over pydantic models. The adapters
+derive everything else from the declaration: the MCP input/output schemas and annotations,
+the CLI's flags and ``--help``, the text rendering.
+
+    @tool(name="describe_database", cli="describe", args=DescribeArgs, mode=AccessMode.READ_ONLY)
+    def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescription: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from agent19.config import AccessMode, Settings
+from agent19.db.connection import Database
+
+A = TypeVar("A", bound=BaseModel)
+R = TypeVar("R", bound=BaseModel)
+
+ProgressFn = Callable[[float, float | None, str | None], None]
+
+
+class ToolContext:
+    """What a tool may use: the settings, the database (opened lazily), progress reporting."""
+
+    def __init__(self, settings: Settings, database: Database | None = None, progress: ProgressFn | None = None):
+        self.settings = settings
+        self._database = database
+        self._progress = progress
+
+    @cached_property
+    def db(self) -> Database:
+        return self._database or Database(self.settings)
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        if self._progress is not None:
+            self._progress(done, total, message)
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[A, R]):
+    name: str
+    title: str
+    description: str
+    args: type[A]
+    result: type[R]
+    run: Callable[[ToolContext, A], R]
+    mode: AccessMode = AccessMode.READ_ONLY
+    """The weakest access mode in which the tool works at all."""
+    read_only: bool = True
+    destructive: bool = False
+    idempotent: bool = True
+    cli: str | None = None
+    """CLI command name (defaults to the tool name with dashes)."""
+    positional: tuple[str, ...] = ()
+    """Argument fields the CLI takes as positional arguments, in order."""
+    render_text: Callable[[R], str] | None = None
+    examples: tuple[str, ...] = field(default=())
+    """CLI examples shown in ``--help``."""
+    exit_code: Callable[[R], int] | None = None
+    """The CLI's exit status for a result (default 0), e.g. 1 when a lint found errors."""
+
+    @property
+    def command(self) -> str:
+        return self.cli or self.name.replace("_", "-")
+
+    def render(self, result: R, fmt: str) -> str:
+        if fmt == "json" or self.render_text is None:
+            return json.dumps(result.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+        return self.render_text(result)
+
+
+REGISTRY: dict[str, ToolSpec[Any, Any]] = {}
+
+
+def tool(
+    *,
+    name: str,
+    title: str,
+    args: type[A],
+    result: type[R],
+    **options: Any,
+) -> Callable[[Callable[[ToolContext, A], R]], Callable[[ToolContext, A], R]]:
+    """Register ``run`` as a tool; its docstring is the description an LLM reads."""
+
+    def decorator(run: Callable[[ToolContext, A], R]) -> Callable[[ToolContext, A], R]:
+        if name in REGISTRY:
+            raise ValueError(f"tool {name!r} is declared twice")
+        description = inspect.cleandoc(run.__doc__ or "")
+        REGISTRY[name] = ToolSpec(
+            name=name, title=title, description=description, args=args, result=result, run=run, **options
+        )
+        return run
+
+    return decorator
+
+
+def all_tools() -> list[ToolSpec[Any, Any]]:
+    """Every declared tool (importing :mod:`agent19.tools` declares them)."""
+    import agent19.tools  # noqa: F401  (declares the tools)
+
+    return list(REGISTRY.values())

@@ -1,0 +1,113 @@
+"""Real PostgreSQL servers for the tests, started here on loopback in temporary directories.
+
+* ``pg`` — the primary server: ``AGENT19_TEST_DSN`` if set, else the system's PostgreSQL (with
+  contrib, pg_stat_statements preloaded, wal_level=logical), else the embedded pgserver.
+* ``pg_any`` — parametrized over every server version available here (the system's, e.g. 15,
+  and pgserver's 16), for behaviour that differs between versions.
+* ``dsn`` — a fresh, empty database on ``pg`` for one test, dropped afterwards.
+
+With ``CI=true`` nothing a user relies on may be skipped: a missing server or extension fails.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from agent19.db.throwaway import ThrowawayServer, start_pgserver, start_system, system_versions
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip outside CI, fail in CI: a missing prerequisite must not pass silently there."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+class ExternalServer(ThrowawayServer):
+    def stop(self) -> None:  # not ours to stop
+        pass
+
+
+_servers: dict[str, ThrowawayServer] = {}
+
+
+def _server(kind: str) -> ThrowawayServer:
+    if kind not in _servers:
+        if kind == "external":
+            dsn = os.environ["AGENT19_TEST_DSN"]
+            with psycopg.connect(dsn) as c:
+                row = c.execute("SELECT current_setting('server_version_num')::int").fetchone()
+            assert row
+            _servers[kind] = ExternalServer(dsn=dsn, major=row[0] // 10000, source="external", directory=None)  # type: ignore[arg-type]
+        elif kind == "system":
+            _servers[kind] = start_system()
+        else:
+            _servers[kind] = start_pgserver()
+    return _servers[kind]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for server in _servers.values():
+        server.stop()
+
+
+def _primary_kind() -> str:
+    if os.environ.get("AGENT19_TEST_DSN"):
+        return "external"
+    return "system" if system_versions() else "pgserver"
+
+
+@pytest.fixture(scope="session")
+def pg() -> ThrowawayServer:
+    if IN_CI and not os.environ.get("AGENT19_TEST_DSN") and not system_versions():
+        pytest.fail("CI=true but no system PostgreSQL is installed (.ci/run installs it)")
+    return _server(_primary_kind())
+
+
+def _kinds() -> list[str]:
+    kinds = [_primary_kind()]
+    if "pgserver" not in kinds:
+        kinds.append("pgserver")
+    return kinds
+
+
+@pytest.fixture(scope="session", params=_kinds())
+def pg_any(request: pytest.FixtureRequest) -> ThrowawayServer:
+    return _server(request.param)
+
+
+def _fresh_database(server: ThrowawayServer) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.dsn_for(name)
+    finally:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def dsn(pg: ThrowawayServer) -> Iterator[str]:
+    """A fresh empty database on the primary test server."""
+    yield from _fresh_database(pg)
+
+
+@pytest.fixture
+def dsn_any(pg_any: ThrowawayServer) -> Iterator[str]:
+    """A fresh empty database on each available server version."""
+    yield from _fresh_database(pg_any)
+
+
+def run_sql(dsn: str, sql: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)

@@ -1,0 +1,71 @@
+"""Helpers to talk to a real ``agent19 serve`` through the official MCP client."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from agent19.db.throwaway import free_port
+
+
+def serve_args(*args: str) -> list[str]:
+    return ["-m", "agent19", "serve", *args]
+
+
+@asynccontextmanager
+async def stdio_session(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
+    """Spawn ``agent19 serve ARGS`` over stdio and yield an initialized client session."""
+    params = StdioServerParameters(
+        command=sys.executable, args=serve_args(*args),
+        env={**os.environ, **(env or {})}, cwd=str(Path(__file__).parent.parent),
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+@contextmanager
+def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``agent19 serve --http`` on a free loopback port; yield its MCP URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, *serve_args("--http", "--port", str(port), *args)],
+        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                    raise RuntimeError(f"agent19 serve --http did not start:\n{out}") from None
+                time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@asynccontextmanager
+async def http_session(url: str) -> AsyncIterator[ClientSession]:
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            yield session

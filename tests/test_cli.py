@@ -1,0 +1,64 @@
+"""The command line as a user runs it: a real process, a real server."""
+
+import json
+import os
+import subprocess
+import sys
+
+import psycopg
+
+
+def agent19(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent19", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "DATABASE_URL": "", **(env or {})},
+    )
+
+
+def test_describe_prints_the_snapshot_as_json(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, name varchar(40) NOT NULL DEFAULT 'x')")
+    out = agent19("describe", "--dsn", dsn, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    items = data["tables"][0]
+    assert items["name"] == "items"
+    assert [c["type"] for c in items["columns"]] == ["integer", "character varying(40)"]
+
+
+def test_describe_text_output_is_readable(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY); CREATE INDEX ON items ((id * 2))")
+    out = agent19("describe", "items", "--dsn", dsn)
+    assert out.returncode == 0, out.stderr
+    assert "public.items" in out.stdout and "constraint items_pkey: PRIMARY KEY (id)" in out.stdout
+
+
+def test_dsn_from_environment(dsn):
+    out = agent19("info", "--format", "json", env={"DATABASE_URL": dsn})
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["connected"] is True
+
+
+def test_bad_dsn_is_one_clear_line_without_password():
+    out = agent19("describe", "--dsn", "postgresql://me:TopSecret42@127.0.0.1:1/db")
+    assert out.returncode == 3
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("agent19: error: cannot reach PostgreSQL")
+    assert "TopSecret42" not in out.stderr + out.stdout
+
+
+def test_invalid_setting_names_it():
+    out = agent19("info", "--lock-timeout", "forever")
+    assert out.returncode == 2
+    assert "lock_timeout" in out.stderr and "forever" in out.stderr
+
+
+def test_help_teaches():
+    out = agent19("--help")
+    assert out.returncode == 0
+    for word in ("serve", "describe", "info", "--dsn", "--mode", "examples:", "exit status"):
+        assert word in out.stdout
+    sub = agent19("describe", "--help")
+    assert "--format" in sub.stdout and "agent19 describe orders --format json" in sub.stdout

@@ -1,0 +1,90 @@
+"""The MCP server end to end: the official client, over stdio and streamable HTTP."""
+
+import json
+
+import psycopg
+
+from tests.mcp_client import http_server, http_session, stdio_session
+
+SETUP = """
+CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL UNIQUE);
+CREATE TABLE notes (id int PRIMARY KEY, account_id bigint REFERENCES accounts, body text);
+INSERT INTO accounts SELECT g, 'a' || g || '@x' FROM generate_series(1, 100) g;
+ANALYZE;
+"""
+
+
+def _setup(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SETUP)
+
+
+async def _check_tools_and_describe(session):
+    tools = {t.name: t for t in (await session.list_tools()).tools}
+    assert {"describe_database", "server_info"} <= set(tools)
+    describe = tools["describe_database"]
+    assert "schema.name" in describe.input_schema["properties"]["table"]["description"]
+    assert "tables" in describe.output_schema["properties"]
+    assert describe.annotations.read_only_hint is True
+    assert describe.annotations.destructive_hint is False
+
+    result = await session.call_tool("describe_database", {})
+    assert not result.is_error, result.content
+    tables = {t["name"]: t for t in result.structured_content["tables"]}
+    assert set(tables) == {"accounts", "notes"}
+    assert tables["accounts"]["row_estimate"] == 100
+    fk = [c for c in tables["notes"]["constraints"] if c["type"] == "foreign_key"][0]
+    assert fk["references_table"] == "public.accounts"
+    # the text content carries the same JSON for clients that ignore structured output
+    assert json.loads(result.content[0].text)["database"] == result.structured_content["database"]
+
+    one = await session.call_tool("describe_database", {"table": "notes"})
+    assert [t["name"] for t in one.structured_content["tables"]] == ["notes"]
+    missing = await session.call_tool("describe_database", {"table": "nope"})
+    assert missing.is_error and "table 'nope' not found" in missing.content[0].text
+
+
+async def test_stdio_lists_tools_describes_and_serves_prompts(dsn):
+    _setup(dsn)
+    async with stdio_session("--dsn", dsn) as session:
+        await _check_tools_and_describe(session)
+        info = await session.call_tool("server_info", {})
+        assert info.structured_content["connected"] is True
+        assert info.structured_content["mode"] == "read-only"
+        prompts = {p.name for p in (await session.list_prompts()).prompts}
+        assert "database-engineer" in prompts
+        prompt = await session.get_prompt("database-engineer", {"task": "Add a NOT NULL column to orders."})
+        text = prompt.messages[0].content.text
+        assert "Measure before optimizing" in text and "Add a NOT NULL column to orders." in text
+
+
+async def test_streamable_http_answers_the_same(dsn):
+    _setup(dsn)
+    with http_server("--dsn", dsn) as url:
+        async with http_session(url) as session:
+            await _check_tools_and_describe(session)
+
+
+async def test_password_never_reaches_the_client(pg):
+    dsn = "postgresql://postgres:N0tShown99@127.0.0.1:1/postgres"
+    async with stdio_session("--dsn", dsn) as session:
+        info = await session.call_tool("server_info", {})
+        dumped = json.dumps(info.structured_content)
+        assert info.structured_content["connected"] is False
+        assert "N0tShown99" not in dumped and "***" in info.structured_content["database"]
+        result = await session.call_tool("describe_database", {})
+        assert result.is_error and "N0tShown99" not in result.content[0].text
+        assert "cannot reach PostgreSQL" in result.content[0].text
+
+
+async def test_serve_without_dsn_uses_the_embedded_server(tmp_path):
+    env = {"DATABASE_URL": ""}
+    async with stdio_session("--data-dir", str(tmp_path), env=env) as session:
+        info = await session.call_tool("server_info", {})
+        assert info.structured_content["embedded"] is True
+        assert info.structured_content["connected"] is True
+        assert str(tmp_path) in info.structured_content["database"]
+        described = await session.call_tool("describe_database", {})
+        assert not described.is_error
+        assert described.structured_content["server_version"] >= 160000
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()
