@@ -101,7 +101,7 @@ def _add_field(parser: argparse.ArgumentParser, name: str, info: Any, positional
 def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.ArgumentParser) -> None:
     first_line = spec.description.split("\n\n")[0].replace("\n", " ")
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
-    if not spec.mode is AccessMode.READ_ONLY:
+    if spec.mode is not AccessMode.READ_ONLY:
         epilog = (epilog + "\n\n" if epilog else "") + f"needs --mode {spec.mode.value} or stronger."
     parser = sub.add_parser(
         spec.command, help=spec.title, description=spec.description, epilog=epilog, parents=[common],

@@ -12,7 +12,6 @@ from typing import Any
 
 from psycopg import Connection
 
-from agent19.sqltree import function_names
 from agent19.db.models import (
     Column,
     Constraint,
@@ -25,6 +24,7 @@ from agent19.db.models import (
     Trigger,
     View,
 )
+from agent19.sqltree import function_names
 
 SYSTEM_SCHEMA_FILTER = """
     n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')

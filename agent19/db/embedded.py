@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from agent19.errors import DatabaseUnavailable
@@ -20,7 +21,9 @@ def start_embedded(data_dir: Path, *, announce: bool = True) -> str:
     """Start (or attach to) the embedded server and return its DSN."""
     pgdata = data_dir / "pgdata"
     try:
-        import pgserver
+        with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError as exc:  # pragma: no cover - pgserver is a dependency
         raise DatabaseUnavailable(
             "no DSN given and the embedded server (pgserver) is not installed",
@@ -28,7 +31,9 @@ def start_embedded(data_dir: Path, *, announce: bool = True) -> str:
         ) from exc
     try:
         pgdata.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
         uri = server.get_uri()
     except Exception as exc:
         raise DatabaseUnavailable(

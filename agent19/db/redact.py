@@ -6,7 +6,7 @@ import re
 
 from psycopg.conninfo import conninfo_to_dict
 
-_URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@")
+_URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]+)@")
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 MASK = "***"
 

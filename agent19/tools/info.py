@@ -49,6 +49,12 @@ SELECT current_setting('server_version_num')::int AS num, current_setting('serve
 Q_EXT = "SELECT name, installed_version FROM pg_available_extensions WHERE name = ANY(%s)"
 
 
+_INSTALL_HINTS = {
+    "hypopg": "the OS package postgresql-<version>-hypopg",
+    "pg_stat_statements": "PostgreSQL's contrib package",
+}
+
+
 def _extension_feature(
     name: str, purpose: str, ext: dict[str, str | None], preloaded: str | None = None
 ) -> Feature:
@@ -58,7 +64,7 @@ def _extension_feature(
             name=name,
             available=False,
             reason=f"{purpose}: the {name} extension is not installed on the server "
-            f"(e.g. the OS package postgresql-<version>-{name}; the embedded server has no contrib extensions)",
+            f"(install {_INSTALL_HINTS.get(name, 'it')}; the embedded server has no contrib extensions)",
         )
     if preloaded is not None and name not in {p.strip() for p in preloaded.split(",")}:
         return Feature(

@@ -1,0 +1,127 @@
+"""Observe what a statement really does on the server: the locks it takes and what it rewrites.
+
+Run inside a transaction that the caller rolls back:
+
+    with db.rolled_back() as conn:
+        obs = observe(conn, "ALTER TABLE orders ALTER COLUMN note TYPE text")
+    obs.strongest("public.orders")   # 'AccessExclusiveLock'
+    obs.rewritten                    # ['public.orders'] if its relfilenode changed
+
+Locks are read from ``pg_locks`` for this backend (``locktype = 'relation'``) after the
+statement, so they are the locks held until commit. Rewrites are detected by comparing
+``pg_class.relfilenode`` before and after. This is the oracle that agent19's knowledge of
+PostgreSQL's behaviour is tested against.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel, Field
+
+# Weakest to strongest, in pg_locks' spelling.
+LOCK_MODES = (
+    "AccessShareLock",
+    "RowShareLock",
+    "RowExclusiveLock",
+    "ShareUpdateExclusiveLock",
+    "ShareLock",
+    "ShareRowExclusiveLock",
+    "ExclusiveLock",
+    "AccessExclusiveLock",
+)
+LOCK_RANK = {mode: i for i, mode in enumerate(LOCK_MODES)}
+
+
+def strongest_mode(modes: list[str] | set[str]) -> str | None:
+    return max(modes, key=lambda m: LOCK_RANK.get(m, -1)) if modes else None
+
+
+class HeldLock(BaseModel):
+    relation: str = Field(description="schema-qualified name, or the oid when it no longer exists")
+    relkind: str | None = Field(default=None, description="pg_class.relkind: r table, i index, p partitioned, …")
+    mode: str
+
+
+class Observation(BaseModel):
+    sql: str
+    locks: list[HeldLock] = []
+    rewritten: list[str] = Field(default=[], description="relations whose relfilenode changed")
+    duration_ms: float
+    rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
+    notices: list[str] = []
+
+    def modes_on(self, relation: str) -> set[str]:
+        return {lock.mode for lock in self.locks if lock.relation == relation}
+
+    def strongest(self, relation: str) -> str | None:
+        return strongest_mode(self.modes_on(relation))
+
+    @property
+    def strongest_overall(self) -> str | None:
+        return strongest_mode({lock.mode for lock in self.locks if lock.relkind in ("r", "p", "m", None)})
+
+
+Q_FILENODES = """
+SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relfilenode
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm', 'i', 't') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg_toast%%'
+"""
+Q_LOCKS = """
+SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind, l.mode
+  FROM pg_locks l
+  LEFT JOIN pg_class c ON c.oid = l.relation
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+   AND COALESCE(n.nspname, '') NOT IN ('pg_catalog', 'information_schema')
+   AND l.relation >= 16384
+ ORDER BY 1, 3
+"""
+
+
+def filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
+    rows = conn.execute(Q_FILENODES).fetchall()
+    return {_get(r, 0, "oid"): (_get(r, 1, "name"), _get(r, 2, "relfilenode")) for r in rows}
+
+
+def held_locks(conn: psycopg.Connection[Any]) -> list[HeldLock]:
+    return [
+        HeldLock(relation=_get(r, 0, "relation"), relkind=_get(r, 1, "relkind"), mode=_get(r, 2, "mode"))
+        for r in conn.execute(Q_LOCKS).fetchall()
+    ]
+
+
+def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Observation:
+    """Run ``sql`` on ``conn`` (inside the caller's transaction) and report its locks and rewrites.
+
+    The caller owns the transaction and must roll it back; errors from ``sql`` propagate.
+    """
+    notices: list[str] = []
+
+    def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(f"{diag.severity}: {diag.message_primary}")
+
+    conn.add_notice_handler(on_notice)
+    try:
+        before = filenodes(conn)
+        start = time.perf_counter()
+        cur = conn.execute(sql, params)
+        duration_ms = (time.perf_counter() - start) * 1000
+        rows = cur.rowcount if cur.rowcount >= 0 else None
+        after = filenodes(conn)
+        locks = held_locks(conn)
+    finally:
+        conn.remove_notice_handler(on_notice)
+    rewritten = sorted(
+        name for oid, (name, node) in before.items() if oid in after and after[oid][1] != node
+    )
+    return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
+                       notices=notices)
+
+
+def _get(row: Any, index: int, key: str) -> Any:
+    return row[key] if isinstance(row, dict) else row[index]

@@ -1,0 +1,1 @@
+"""Migrations: parse → classify → lint → plan; dry-run; rollback; zero-downtime patterns."""
