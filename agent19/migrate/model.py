@@ -1,0 +1,48 @@
+"""The engine's vocabulary for migrations: what one operation does to the server.
+
+:class:`Operation` is produced by classification (``agent19.migrate.classify``) from a parsed
+:class:`~agent19.migrate.parse.Statement` — one per statement, or one per sub-command of an
+``ALTER TABLE`` with several — and read by lint rules, the planner, the dry run (which compares
+its predictions with what the server shows), runbooks and handoffs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Risk = Literal["low", "medium", "high", "critical"]
+RISK_ORDER: tuple[Risk, ...] = ("low", "medium", "high", "critical")
+
+Category = Literal[
+    "create_table", "alter_table", "drop_table", "create_index", "drop_index", "data_migration", "other"
+]
+"""The coarse kinds (the seed's); :attr:`Operation.kind` refines them."""
+
+
+def max_risk(risks: list[Risk]) -> Risk:
+    return max(risks, key=RISK_ORDER.index) if risks else "low"
+
+
+class Operation(BaseModel):
+    statement_index: int = Field(description="index of the statement in its file or text")
+    sub_index: int | None = Field(default=None, description="sub-command of a multi-command ALTER TABLE")
+    file: str | None = None
+    line: int
+    sql: str = Field(description="the statement (or the sub-command rendered as its own ALTER TABLE)")
+    category: Category
+    kind: str = Field(description="refined kind, e.g. add_column, set_not_null, alter_column_type")
+    tables: list[str] = Field(default=[], description="schema-qualified relations it touches")
+    locks: dict[str, str] = Field(
+        default={}, description="relation → lock mode it takes there, in pg_locks spelling (AccessExclusiveLock…)"
+    )
+    lock: str | None = Field(default=None, description="the strongest lock mode it takes")
+    rewrite: bool = Field(default=False, description="rewrites the table (new relfilenode)")
+    scan: bool = Field(default=False, description="reads the whole table while holding its lock")
+    in_transaction: bool = Field(default=True, description="can run inside a transaction block")
+    reversible: bool = True
+    inverse_sql: str | None = Field(default=None, description="SQL that undoes it, when it can be undone")
+    data_loss: bool = False
+    risk: Risk = "low"
+    notes: list[str] = Field(default=[], description="the PostgreSQL rules that decided the above")
