@@ -1,0 +1,356 @@
+"""The batched backfill executor: ``UPDATE table SET … WHERE …`` in short keyset batches, resumable.
+
+How a run works:
+
+* Rows are visited in primary-key order, ``LIMIT n`` keys after the last key done (keyset
+  pagination — never OFFSET, whose cost grows with every batch). Only rows of the batch that
+  match ``where`` are updated.
+* Each batch is its own short transaction with ``lock_timeout``: its UPDATE and the move of the
+  checkpoint (a row of ``agent19_backfill_checkpoint``) commit together, so a run killed at any
+  moment — even SIGKILL — leaves either both or neither: a resumed run never skips a row nor
+  updates one twice, whatever the SET expression is.
+* The batch size adapts so that each batch takes about ``target_batch_ms``.
+* Between batches: an optional pause, and, when replicas stream from this server
+  (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``.
+* A session advisory lock keeps two runs of the same backfill apart.
+* At the end, ``where`` is counted again (remaining rows, expected 0).
+
+Rows inserted *behind* the cursor while it runs are not visited: the patterns that use a
+backfill install a trigger or a default first, so new rows never need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from agent19.errors import InputError
+from agent19.sqltree import parse_json
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_TABLE = "agent19_backfill_checkpoint"
+RETRYABLE = {"55P03", "40P01", "40001"}  # lock_not_available, deadlock_detected, serialization_failure
+
+Q_CHECKPOINT_DDL = """
+CREATE TABLE IF NOT EXISTS {table} (
+    name          text PRIMARY KEY,
+    table_name    text NOT NULL,
+    set_sql       text NOT NULL,
+    where_sql     text,
+    key_columns   text[] NOT NULL,
+    last_key      text[],
+    rows_updated  bigint NOT NULL DEFAULT 0,
+    rows_scanned  bigint NOT NULL DEFAULT 0,
+    batches       integer NOT NULL DEFAULT 0,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+)
+"""
+Q_TABLE = """
+SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
+       c.reltuples::bigint AS estimate
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+"""
+Q_PK = """
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_index i
+  JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) ON true
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = %s AND i.indisprimary
+ ORDER BY k.ord
+"""
+Q_COLTYPES = """
+SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
+ WHERE attrelid = %s AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped
+"""
+Q_LAG = """
+SELECT count(*) AS replicas, COALESCE(max(EXTRACT(epoch FROM replay_lag)), 0)::float8 AS lag
+  FROM pg_stat_replication
+"""
+
+
+class BackfillSpec(BaseModel):
+    """What to update and how fast."""
+
+    table: str = Field(description="table to update: name or schema.name")
+    set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`")
+    where: str | None = Field(default=None, description="only rows matching this condition (those still to do)")
+    key: list[str] | None = Field(default=None, description="key columns to walk (default: the primary key)")
+    batch_size: int = Field(default=1000, ge=1, description="rows in the first batch")
+    min_batch_size: int = Field(default=10, ge=1)
+    max_batch_size: int = Field(default=50_000, ge=1)
+    target_batch_ms: int = Field(default=200, ge=1, description="aim for batches this long (size adapts)")
+    pause_ms: int = Field(default=0, ge=0, description="sleep between batches")
+    lock_timeout_ms: int = Field(default=2000, ge=1, description="lock_timeout of each batch")
+    max_replication_lag_s: float | None = Field(
+        default=10.0, description="wait while a replica's replay lag exceeds this (null: never wait)")
+    max_retries: int = Field(default=10, ge=0, description="retries of one batch on lock timeout or deadlock")
+    name: str | None = Field(default=None, description="checkpoint name (default: derived from table/set/where)")
+    restart: bool = Field(default=False, description="forget a finished or stopped run and start from the beginning")
+    validate_end: bool = Field(default=True, description="count the rows still matching `where` at the end")
+
+    def checkpoint_name(self) -> str:
+        if self.name:
+            return self.name
+        digest = hashlib.sha1(f"{self.table}\0{self.set}\0{self.where}".encode()).hexdigest()[:12]
+        return f"{self.table.rsplit('.', 1)[-1][:40]}_{digest}"
+
+
+class BackfillResult(BaseModel):
+    name: str
+    table: str
+    rows_updated: int = Field(description="rows updated, over every run of this backfill")
+    rows_scanned: int = Field(description="keys visited, over every run")
+    batches: int
+    resumed: bool = Field(description="continued a run that had stopped")
+    already_done: bool = Field(default=False, description="a previous run had finished; nothing was done")
+    rows_updated_this_run: int
+    elapsed_s: float
+    rows_per_s: float
+    last_batch_size: int
+    retries: int = 0
+    replication_wait_s: float = 0.0
+    remaining: int | None = Field(default=None, description="rows still matching `where` at the end (expect 0)")
+
+
+Progress = Callable[[float, float | None, str | None], None]
+
+
+def check_fragments(spec: BackfillSpec) -> None:
+    """Refuse SET/WHERE text that is not exactly one UPDATE's SET list and condition."""
+    text = f"UPDATE t SET {spec.set}\n WHERE ({spec.where or 'true'}\n)"
+    try:
+        stmts = parse_json(text)
+    except Exception as exc:  # pglast ParseError
+        raise InputError(f"the backfill's SET or WHERE does not parse: {exc}",
+                         "give a SET list like `col = expr` and a boolean condition") from None
+    if len(stmts) != 1 or "UpdateStmt" not in stmts[0].get("stmt", {}):
+        raise InputError("the backfill's SET or WHERE must not contain other statements")
+
+
+def _ensure_checkpoint_table(conn: psycopg.Connection[Any], table: str) -> None:
+    conn.execute(sql.SQL(Q_CHECKPOINT_DDL).format(table=sql.Identifier(table)))
+
+
+def _one(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row
+
+
+def _key_columns(conn: psycopg.Connection[Any], oid: int, spec: BackfillSpec) -> list[tuple[str, str]]:
+    if spec.key:
+        rows = conn.execute(Q_COLTYPES, (oid, spec.key)).fetchall()
+        types = {_v(r, 0, "name"): _v(r, 1, "type") for r in rows}
+        missing = [k for k in spec.key if k not in types]
+        if missing:
+            raise InputError(f"key column(s) {', '.join(missing)} not in {spec.table}")
+        return [(k, types[k]) for k in spec.key]
+    rows = conn.execute(Q_PK, (oid,)).fetchall()
+    if not rows:
+        raise InputError(f"{spec.table} has no primary key to walk in batches",
+                         "pass key=[…] naming unique, non-null column(s) with an index")
+    return [(_v(r, 0, "name"), _v(r, 1, "type")) for r in rows]
+
+
+def _v(row: Any, i: int, key: str) -> Any:
+    return row[key] if isinstance(row, dict) else row[i]
+
+
+def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: str | None,
+                after: bool) -> sql.Composed:
+    """One batch: the next ``%(n)s`` keys after ``%(k0)s…``, update those matching ``where``."""
+    cols = [sql.Identifier(k) for k, _ in keys]
+    aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
+    tbl = sql.SQL(table)
+    select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
+    order = sql.SQL(", ").join(cols)
+    cond = sql.SQL("")
+    if after:
+        bounds = sql.SQL(", ").join(
+            sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
+        cond = sql.SQL(" WHERE ({}) > ({})").format(order, bounds)
+    match = sql.SQL(" AND ").join(
+        sql.SQL("{}.{} = _a19_batch.{}").format(tbl, c, a) for c, a in zip(cols, aliases, strict=True))
+    filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")
+    last = sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases)
+    desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(a) for a in aliases)
+    return sql.SQL(
+        "WITH _a19_batch AS (SELECT {select_keys} FROM {tbl}{cond} ORDER BY {order} LIMIT %(n)s),\n"
+        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_batch WHERE {match}{filt} RETURNING 1)\n"
+        "SELECT (SELECT count(*) FROM _a19_batch) AS scanned, (SELECT count(*) FROM _a19_upd) AS updated,\n"
+        " (SELECT ARRAY[{last}] FROM _a19_batch ORDER BY {desc} LIMIT 1) AS last_key"
+    ).format(select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), match=match,
+             filt=filt, last=last, desc=desc)
+
+
+def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progress: Progress | None,
+                       done: float, total: float | None) -> float:
+    if limit is None:
+        return 0.0
+    waited = 0.0
+    while True:
+        row = _one(conn, Q_LAG)
+        replicas, lag = _v(row, 0, "replicas"), _v(row, 1, "lag")
+        if not replicas or lag <= limit:
+            return waited
+        if progress:
+            progress(done, total, f"waiting: replica replay lag {lag:.1f}s > {limit:.1f}s")
+        time.sleep(1.0)
+        waited += 1.0
+
+
+def _fmt_eta(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None = None,
+                 checkpoint_table: str = CHECKPOINT_TABLE) -> BackfillResult:
+    """Run (or resume) the backfill on ``conn``, a dedicated autocommit session.
+
+    Raises :class:`InputError` for an unknown table or missing key, and re-raises a batch's error
+    after ``max_retries`` lock timeouts/deadlocks (the checkpoint keeps the progress made).
+    """
+    check_fragments(spec)
+    if not conn.autocommit:
+        raise InputError("run_backfill needs an autocommit connection (each batch is its own transaction)")
+    row = _one(conn, Q_TABLE, (spec.table,))
+    if row is None:
+        raise InputError(f"table {spec.table!r} not found", "give name or schema.name")
+    oid, table, estimate = _v(row, 0, "oid"), _v(row, 1, "qualified"), _v(row, 2, "estimate")
+    keys = _key_columns(conn, oid, spec)
+    name = spec.checkpoint_name()
+    _ensure_checkpoint_table(conn, checkpoint_table)
+    cp = sql.Identifier(checkpoint_table)
+    got = _one(conn, "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"agent19_backfill:{name}",))
+    if not _v(got, 0, "ok"):
+        raise InputError(f"backfill {name!r} is already running in another session",
+                         "wait for it, or stop it; its checkpoint keeps its progress")
+    try:
+        return _run(conn, spec, progress, table, estimate, keys, name, cp)
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"agent19_backfill:{name}",))
+
+
+def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None, table: str,
+         estimate: int, keys: list[tuple[str, str]], name: str, cp: sql.Identifier) -> BackfillResult:
+    start = time.monotonic()
+    if spec.restart:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(cp), (name,))
+    existing = _one(conn, sql.SQL("SELECT * FROM {} WHERE name = %s").format(cp), (name,))
+    if existing is not None:
+        ex = existing if isinstance(existing, dict) else None
+        if ex is not None and (ex["set_sql"] != spec.set or ex["where_sql"] != spec.where):
+            raise InputError(f"checkpoint {name!r} belongs to a different backfill ({ex['set_sql']!r})",
+                             "use another name, or restart=true to start over")
+    else:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (name, table_name, set_sql, where_sql, key_columns) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (name) DO NOTHING").format(cp),
+            (name, table, spec.set, spec.where, [k for k, _ in keys]))
+        existing = _one(conn, sql.SQL("SELECT * FROM {} WHERE name = %s").format(cp), (name,))
+    state = existing if isinstance(existing, dict) else dict(zip(
+        ["name", "table_name", "set_sql", "where_sql", "key_columns", "last_key", "rows_updated", "rows_scanned",
+         "batches", "started_at", "updated_at", "finished_at"], existing, strict=False))
+    resumed = state["batches"] > 0 and state["finished_at"] is None
+    if state["finished_at"] is not None:
+        return BackfillResult(
+            name=name, table=table, rows_updated=state["rows_updated"], rows_scanned=state["rows_scanned"],
+            batches=state["batches"], resumed=False, already_done=True, rows_updated_this_run=0,
+            elapsed_s=0.0, rows_per_s=0.0, last_batch_size=0,
+            remaining=_remaining(conn, table, spec) if spec.validate_end else None)
+    total: float | None = float(estimate) if estimate and estimate > 0 else None
+    if total is None:
+        total = float(_v(_one(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(sql.SQL(table))), 0, "n"))
+    q_first = batch_query(table, keys, spec.set, spec.where, after=False)
+    q_next = batch_query(table, keys, spec.set, spec.where, after=True)
+    q_lock_cp = sql.SQL("SELECT last_key, rows_scanned FROM {} WHERE name = %s FOR UPDATE").format(cp)
+    q_move = sql.SQL("UPDATE {} SET last_key = %s, rows_updated = rows_updated + %s, rows_scanned = rows_scanned + %s,"
+                     " batches = batches + 1, updated_at = now() WHERE name = %s").format(cp)
+    size = spec.batch_size
+    updated_now = scanned_now = retries = 0
+    lag_wait = 0.0
+    scanned_total = state["rows_scanned"]
+    while True:
+        lag_wait += _wait_for_replicas(conn, spec.max_replication_lag_s, progress, scanned_total, total)
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{spec.lock_timeout_ms}ms")))
+                    cur = _one(conn, q_lock_cp, (name,))
+                    last_key = _v(cur, 0, "last_key")
+                    params: dict[str, Any] = {"n": size}
+                    if last_key:
+                        params.update({f"k{i}": v for i, v in enumerate(last_key)})
+                    res = _one(conn, q_next if last_key else q_first, params)
+                    scanned, updated, new_last = _v(res, 0, "scanned"), _v(res, 1, "updated"), _v(res, 2, "last_key")
+                    if scanned == 0:
+                        conn.execute(sql.SQL("UPDATE {} SET finished_at = now(), updated_at = now() "
+                                             "WHERE name = %s").format(cp), (name,))
+                    else:
+                        conn.execute(q_move, (new_last, updated, scanned, name))
+                break
+            except psycopg.Error as exc:
+                if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < spec.max_retries:
+                    attempt += 1
+                    retries += 1
+                    log.info("backfill %s: batch retried (%s)", name, exc.sqlstate)
+                    time.sleep(min(5.0, 0.1 * 2 ** attempt))
+                    continue
+                raise
+        elapsed_ms = (time.monotonic() - t0) * 1000
+        if scanned == 0:
+            break
+        updated_now += updated
+        scanned_now += scanned
+        scanned_total += scanned
+        # adapt: aim at target_batch_ms, never more than double or less than half at once
+        factor = max(0.5, min(2.0, spec.target_batch_ms / max(elapsed_ms, 1.0)))
+        size = int(max(spec.min_batch_size, min(spec.max_batch_size, size * factor)))
+        if progress:
+            run_s = time.monotonic() - start
+            rate = scanned_now / run_s if run_s > 0 else 0.0
+            left = max(0.0, total - scanned_total) if total else 0.0
+            eta = f", ETA {_fmt_eta(left / rate)}" if rate > 0 and total else ""
+            shown_total = max(total or 0.0, float(scanned_total))
+            progress(float(scanned_total), shown_total,
+                     f"{scanned_total:,} rows visited, {state['rows_updated'] + updated_now:,} updated, "
+                     f"{rate:,.0f} rows/s{eta}")
+        if spec.pause_ms:
+            time.sleep(spec.pause_ms / 1000)
+    elapsed = time.monotonic() - start
+    final = _one(conn, sql.SQL("SELECT rows_updated, rows_scanned, batches FROM {} WHERE name = %s").format(cp),
+                 (name,))
+    result = BackfillResult(
+        name=name, table=table, rows_updated=_v(final, 0, "rows_updated"), rows_scanned=_v(final, 1, "rows_scanned"),
+        batches=_v(final, 2, "batches"), resumed=resumed, rows_updated_this_run=updated_now, elapsed_s=elapsed,
+        rows_per_s=updated_now / elapsed if elapsed > 0 else 0.0, last_batch_size=size, retries=retries,
+        replication_wait_s=lag_wait,
+        remaining=_remaining(conn, table, spec) if spec.validate_end else None,
+    )
+    if progress:
+        progress(float(scanned_total), float(scanned_total), f"done: {result.rows_updated:,} rows updated")
+    return result
+
+
+def _remaining(conn: psycopg.Connection[Any], table: str, spec: BackfillSpec) -> int | None:
+    if not spec.where:
+        return None
+    row = _one(conn, sql.SQL("SELECT count(*) AS n FROM {} WHERE ({}\n)").format(sql.SQL(table), sql.SQL(spec.where)))
+    return int(_v(row, 0, "n"))

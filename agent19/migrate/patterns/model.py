@@ -1,0 +1,145 @@
+"""The shape every zero-downtime pattern has: ordered phases of SQL with their locks.
+
+A :class:`Pattern` is the safe way to make one dangerous change (``SET NOT NULL`` on a big table,
+a column type change, a unique constraint…). It is split into :class:`Phase` s that each run
+quickly, each declaring the strongest lock it takes, whether it runs inside a transaction,
+whether an application deploy must happen before the next phase, how to roll it back and a
+validation query that must return true before moving on.
+
+Conventions:
+
+* ``lock`` values use ``pg_locks`` spelling (``AccessExclusiveLock``…), the same as
+  :mod:`agent19.db.observe`, so a test can compare a declaration with what the server shows.
+* A validation query returns one row whose first column is a boolean: true means "done, go on".
+* A step's ``only_if`` is a query returning one boolean; the step runs only when it is true (the
+  recovery from an INVALID index left by a failed concurrent build uses it).
+* A phase with ``backfill`` is executed by :func:`agent19.migrate.backfill.run_backfill` (keyset
+  batches, checkpointed); its ``operations`` are empty.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.db.observe import LOCK_RANK, strongest_mode
+
+PatternKind = Literal[
+    "rename_column", "rename_table", "change_column_type", "set_not_null", "add_foreign_key", "add_check",
+    "add_unique", "add_primary_key", "create_index", "drop_index", "reindex", "add_column_volatile_default",
+]
+
+
+class BackfillStep(BaseModel):
+    """A batched ``UPDATE table SET <set> WHERE <where>`` run by the backfill executor."""
+
+    table: str = Field(description="schema-qualified table")
+    set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`")
+    where: str | None = Field(default=None, description="rows that still need it (makes the batches idempotent)")
+
+
+class Step(BaseModel):
+    sql: str
+    lock: str | None = Field(default=None, description="strongest lock this statement takes on a table")
+    in_transaction: bool = Field(default=True, description="false: must run alone, outside a transaction block")
+    only_if: str | None = Field(default=None, description="run only when this query returns true")
+    note: str = ""
+
+
+class Phase(BaseModel):
+    name: str
+    order: int = Field(description="1-based position")
+    operations: list[Step] = []
+    backfill: BackfillStep | None = None
+    transactional: bool = Field(
+        default=True, description="the operations run together in one transaction (else each on its own)"
+    )
+    lock_timeout: str = Field(default="5s", description="SET lock_timeout for this phase: fail fast, retry later")
+    deploy_after: bool = Field(default=False, description="deploy the application before starting the next phase")
+    can_rollback: bool = True
+    rollback: list[str] = Field(default=[], description="SQL that undoes this phase")
+    rollback_point: str = Field(default="", description="the state the database is in if you stop after this phase")
+    validation: str | None = Field(default=None, description="query returning true once this phase is done")
+    notes: list[str] = []
+
+    @property
+    def lock(self) -> str | None:
+        """The strongest lock any operation of this phase declares (RowExclusiveLock for a backfill)."""
+        modes = {s.lock for s in self.operations if s.lock}
+        if self.backfill is not None:
+            modes.add("RowExclusiveLock")
+        return strongest_mode(modes)
+
+
+class Pattern(BaseModel):
+    kind: PatternKind
+    title: str
+    table: str
+    pg_version: int = Field(description="major version the SQL was written for")
+    summary: str
+    phases: list[Phase]
+    notes: list[str] = []
+
+    @property
+    def strongest_lock(self) -> str | None:
+        return strongest_mode({p.lock for p in self.phases if p.lock})
+
+    def phase(self, name: str) -> Phase:
+        for p in self.phases:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def to_sql(self) -> str:
+        """The whole pattern as an annotated SQL script (one section per phase)."""
+        out = [f"-- {self.title}", f"-- {self.summary}", f"-- written for PostgreSQL {self.pg_version}"]
+        out += [f"-- note: {n}" for n in self.notes]
+        for p in self.phases:
+            out.append("")
+            out.append(f"-- phase {p.order}: {p.name} (strongest lock: {p.lock or 'none'})")
+            out += [f"-- {n}" for n in p.notes]
+            out.append(f"SET lock_timeout = '{p.lock_timeout}';")
+            out.extend(phase_sql(p))
+            if p.validation:
+                out.append(f"-- check before going on: {p.validation}")
+            if p.deploy_after:
+                out.append("-- >>> deploy the application before the next phase <<<")
+        return "\n".join(out) + "\n"
+
+
+def phase_sql(p: Phase) -> list[str]:
+    """The statements of one phase as SQL lines (BEGIN/COMMIT around transactional groups)."""
+    out: list[str] = []
+    if p.backfill is not None:
+        b = p.backfill
+        where = f" --where {_shell(b.where)}" if b.where else ""
+        out.append(f"-- batched backfill: agent19 backfill {b.table} --set {_shell(b.set)}{where} --mode execute")
+        out.append(f"-- (each batch: UPDATE {b.table} SET {b.set} WHERE <key range>"
+                   + (f" AND ({b.where})" if b.where else "") + ")")
+        return out
+    grouped = p.transactional and all(s.in_transaction for s in p.operations) and len(p.operations) > 1
+    if grouped:
+        out.append("BEGIN;")
+    for s in p.operations:
+        if s.only_if:
+            out.append(f"-- only if: {s.only_if}")
+        if s.note:
+            out.append(f"-- {s.note}")
+        out.append(s.sql.rstrip(";") + ";")
+    if grouped:
+        out.append("COMMIT;")
+    return out
+
+
+def _shell(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def weaker_or_equal(observed: str | None, declared: str | None) -> bool:
+    """Whether an observed lock mode is no stronger than the declared one."""
+    if observed is None:
+        return True
+    if declared is None:
+        return False
+    return LOCK_RANK[observed] <= LOCK_RANK[declared]
