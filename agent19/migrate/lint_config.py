@@ -1,0 +1,101 @@
+"""Lint configuration: ``agent19.toml`` (table ``[lint]``) or ``pyproject.toml`` (``[tool.agent19.lint]``).
+
+    [lint]
+    disable = ["A19030", "int-primary-key"]   # rule codes or names
+    fail_on = "error"                         # error | warning | info | never: the CLI exits 1 at or above
+    pg_version = 150000                       # when no database is given (server_version_num, or 15)
+
+The first file found walking up from the current directory is used; ``agent19.toml`` wins over
+``pyproject.toml`` in the same directory. Keys directly in ``[tool.agent19]`` / at the top of
+``agent19.toml`` are read too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from agent19.errors import ConfigError
+
+Threshold = Literal["error", "warning", "info", "never"]
+
+
+class LintConfig(BaseModel):
+    disable: list[str] = Field(default=[], description="rule codes or names to turn off")
+    fail_on: Threshold = "error"
+    pg_version: int | None = None
+    source: str | None = Field(default=None, description="the file this came from")
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("pg_version")
+    @classmethod
+    def _version(cls, v: int | None) -> int | None:
+        return normalize_version(v)
+
+    def disabled_codes(self) -> set[str]:
+        from agent19.migrate.rules import find_rule
+
+        out = set()
+        for key in self.disable:
+            rule = find_rule(key)
+            if rule is None:
+                raise ConfigError(f"{self.source or 'lint config'}: unknown lint rule {key!r} in disable",
+                                  "see `agent19 rules` for the codes and names")
+            out.add(rule.code)
+        return out
+
+
+def normalize_version(v: int | None) -> int | None:
+    """``15`` → ``150000``; ``150004`` stays; ``None`` stays."""
+    if v is None:
+        return None
+    if 9 <= v <= 99:
+        return v * 10000
+    if v < 90000:
+        raise ConfigError(f"pg_version {v} is not a PostgreSQL version", "give e.g. 15 or 150004")
+    return v
+
+
+def _section(data: dict[str, Any], pyproject: bool) -> dict[str, Any] | None:
+    root = data.get("tool", {}).get("agent19") if pyproject else data
+    if root is None:
+        return None
+    section = dict(root.get("lint", {}))
+    for key in ("disable", "fail_on", "pg_version"):
+        if key in root and key not in section:
+            section[key] = root[key]
+    return section
+
+
+def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
+    """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
+    candidates: list[tuple[Path, bool]] = []
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        candidates = [(p, p.name == "pyproject.toml")]
+    else:
+        here = (start or Path.cwd()).resolve()
+        for d in (here, *here.parents):
+            candidates += [(d / "agent19.toml", False), (d / "pyproject.toml", True)]
+    for path, pyproject in candidates:
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        section = _section(data, pyproject)
+        if section is None:
+            continue
+        try:
+            return LintConfig(**section, source=str(path))
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                              "allowed: disable (list), fail_on (error|warning|info|never), pg_version") from None
+    return LintConfig()

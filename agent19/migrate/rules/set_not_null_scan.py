@@ -1,0 +1,69 @@
+"""A19006 set-not-null-scan: SET NOT NULL that scans the table under an AccessExclusiveLock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from agent19.migrate.rules._base import Hit, Rule, StatementContext, ident, norm, short
+
+
+def proven_not_null(ctx: StatementContext, column: str) -> bool:
+    """A validated CHECK (col IS NOT NULL) exists: in this migration, or in the live catalog."""
+    table = norm(ctx.relation or "")
+    if (table, column) in ctx.state.validated_not_null:
+        return True
+    t = ctx.table(ctx.relation)
+    if t is None:
+        return False
+    needle = f"({ident(column)} IS NOT NULL)"
+    return any(c.type == "check" and c.validated and needle in c.definition for c in t.constraints)
+
+
+def not_null_fix(table: str, column: str, major: int) -> str:
+    t, c, name = short(table), ident(column), ident(f"{table.rpartition('.')[2]}_{column}_not_null")
+    if major < 12:
+        return (f"-- PostgreSQL {major} always scans for SET NOT NULL; keep a validated constraint instead:\n"
+                f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({c} IS NOT NULL) NOT VALID;\n"
+                f"ALTER TABLE {t} VALIDATE CONSTRAINT {name};  -- ShareUpdateExclusiveLock: reads and writes go on")
+    return "\n".join([
+        f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({c} IS NOT NULL) NOT VALID;",
+        "COMMIT;  -- each step in its own transaction",
+        f"ALTER TABLE {t} VALIDATE CONSTRAINT {name};  -- scans, but with a ShareUpdateExclusiveLock",
+        f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;  -- uses the validated CHECK: no scan",
+        f"ALTER TABLE {t} DROP CONSTRAINT {name};",
+    ])
+
+
+def check(ctx: StatementContext) -> Iterator[Hit]:
+    if ctx.is_new(ctx.relation):
+        return
+    for sub, subtype, cmd in ctx.alter_cmds():
+        op = ctx.op(sub)
+        if subtype != "AT_SetNotNull" or op is None:
+            continue
+        column = cmd.get("name", "")
+        if not op.scan or proven_not_null(ctx, column):
+            continue
+        yield Hit(
+            f"SET NOT NULL on {column} reads all of {short(ctx.relation)} while holding an AccessExclusiveLock: "
+            "reads and writes wait for the scan",
+            not_null_fix(ctx.relation or "t", column, ctx.major),
+        )
+
+
+RULE = Rule(
+    code="A19006",
+    name="set-not-null-scan",
+    title="SET NOT NULL scans the table under an AccessExclusiveLock",
+    severity="error",
+    why="ALTER COLUMN … SET NOT NULL checks every row while holding an AccessExclusiveLock. From PostgreSQL 12 "
+    "the scan is skipped when a validated CHECK (col IS NOT NULL) constraint already proves it.",
+    alternative="Add CHECK (col IS NOT NULL) NOT VALID (instant), VALIDATE it in a separate transaction "
+    "(ShareUpdateExclusiveLock: reads and writes go on), then SET NOT NULL (no scan) and drop the CHECK.",
+    bad="ALTER TABLE orders ALTER COLUMN customer_id SET NOT NULL;",
+    good="ALTER TABLE orders ADD CONSTRAINT orders_customer_id_not_null CHECK (customer_id IS NOT NULL) NOT VALID;\n"
+    "ALTER TABLE orders VALIDATE CONSTRAINT orders_customer_id_not_null;\n"
+    "ALTER TABLE orders ALTER COLUMN customer_id SET NOT NULL;\n"
+    "ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;",
+    check=check,
+)
