@@ -8,6 +8,8 @@ first drops such a leftover (only when it is INVALID), then builds, then checks 
 
 from __future__ import annotations
 
+import re
+
 from agent19.migrate.patterns.model import Pattern, Phase, Step
 from agent19.migrate.patterns.sqlnames import ident, literal, major, qname, regclass, short, sibling, split_name
 
@@ -18,7 +20,8 @@ Q_ABSENT = "SELECT to_regclass({reg}) IS NULL"
 
 def index_name(table: str, columns: list[str], unique: bool = False) -> str:
     _, rel = split_name(table)
-    return short("_".join([rel, *[c.strip('"') for c in columns]]), "_key" if unique else "_idx")
+    parts = [re.sub(r"\W+", "_", c).strip("_") for c in columns]
+    return short("_".join([rel, *parts]), "_key" if unique else "_idx")
 
 
 def drop_invalid_step(index: str) -> Step:
