@@ -24,9 +24,9 @@ WriteFn = Callable[[psycopg.Connection[Any], int, int, "Writer"], None]
 class Writer(threading.Thread):
     """A concurrent application: calls ``write(conn, i, stage, self)`` in a loop; ``stage`` counts deploys."""
 
-    def __init__(self, dsn: str, write: WriteFn) -> None:
+    def __init__(self, dsn: str, write: WriteFn, reads: str | None = "orders") -> None:
         super().__init__(daemon=True)
-        self.dsn, self.write = dsn, write
+        self.dsn, self.write, self.reads = dsn, write, reads
         self.stage = 0
         self.expected: dict[int, Any] = {}
         self.writes = 0
@@ -42,6 +42,12 @@ class Writer(threading.Thread):
                     i += 1
                     self.write(conn, i, self.stage, self)
                     self.writes += 1
+                    if self.reads:
+                        # a reader whose transaction lasts a little: CONCURRENTLY waits for such
+                        # transactions, which also keeps it long enough to be seen in pg_locks
+                        with conn.transaction():
+                            conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {self.reads} LIMIT 10) s, "
+                                         "pg_sleep(0.02)")
         except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
 
@@ -186,6 +192,7 @@ def test_rename_column_expand_contract(shop: str) -> None:
 def test_rename_table_with_a_compatibility_view(shop: str) -> None:
     def write(conn: psycopg.Connection[Any], i: int, stage: int, w: Writer) -> None:
         table = "orders" if stage == 0 else "purchases"
+        w.reads = table
         new_id = conn.execute(f"INSERT INTO {table} (amount) VALUES (%s) RETURNING id", (i,)).fetchone()[0]
         w.expected[new_id] = i
 
@@ -241,7 +248,7 @@ def test_add_primary_key_concurrently(dsn: str) -> None:
         conn.execute("INSERT INTO events VALUES (%s, %s)", (ROWS + i, i))
         w.expected[ROWS + i] = i
 
-    w = Writer(dsn, write)
+    w = Writer(dsn, write, reads="events")
     runs = apply(dsn, patterns.add_primary_key("events", ["uid"], pg_version=15), w)
     assert runs[0].observed_lock == "ShareUpdateExclusiveLock"
     assert one(dsn, "SELECT contype FROM pg_constraint WHERE conname = 'events_pkey'") == "p"
