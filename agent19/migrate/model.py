@@ -46,3 +46,13 @@ class Operation(BaseModel):
     data_loss: bool = False
     risk: Risk = "low"
     notes: list[str] = Field(default=[], description="the PostgreSQL rules that decided the above")
+    form: str | None = Field(
+        default=None, description="the knowledge-table row that decided it, e.g. alter_table.add_column.default"
+    )
+    lock_timeout: str | None = Field(
+        default=None, description="lock_timeout in effect (from a SET earlier in the migration), None if never set"
+    )
+    explicit_transaction: bool = Field(
+        default=False, description="runs inside an explicit BEGIN … COMMIT of the migration text"
+    )
+    new_table: bool = Field(default=False, description="every table it touches was created earlier in the migration")
