@@ -111,7 +111,8 @@ def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.Argum
     for field_name, info in spec.args.model_fields.items():
         name = info.alias or field_name
         _add_field(parser, name, info, positional=name in spec.positional)
-    parser.add_argument("--format", choices=["text", "json"], default="text", help="output format (default text)")
+    parser.add_argument("--format", choices=["text", "json", *spec.formats], default="text",
+                        help="output format (default text)")
 
 
 def build_parser() -> argparse.ArgumentParser:

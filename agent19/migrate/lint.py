@@ -130,10 +130,13 @@ def _update_state(ctx: StatementContext) -> None:
                 state.not_null_checks[con.get("conname", "")] = (table, next(iter(cols)))
                 if not con.get("skip_validation"):
                     state.validated_not_null.add((table, next(iter(cols))))
+            state.check_names[con.get("conname", "")] = {(table, c) for c in cols}
             if not con.get("skip_validation"):
                 state.check_columns.update((table, c) for c in cols)
-        if subtype == "AT_ValidateConstraint" and cmd.get("name") in state.not_null_checks:
-            state.validated_not_null.add(state.not_null_checks[cmd["name"]])
+        if subtype == "AT_ValidateConstraint":
+            if cmd.get("name") in state.not_null_checks:
+                state.validated_not_null.add(state.not_null_checks[cmd["name"]])
+            state.check_columns.update(state.check_names.get(cmd.get("name", ""), set()))
     state.seen.append(ctx)
 
 

@@ -67,12 +67,16 @@ class ToolSpec(Generic[A, R]):
     """CLI examples shown in ``--help``."""
     exit_code: Callable[[R], int] | None = None
     """The CLI's exit status for a result (default 0), e.g. 1 when a lint found errors."""
+    formats: dict[str, Callable[[R], str]] = field(default_factory=dict)
+    """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``."""
 
     @property
     def command(self) -> str:
         return self.cli or self.name.replace("_", "-")
 
     def render(self, result: R, fmt: str) -> str:
+        if fmt in self.formats:
+            return self.formats[fmt](result)
         if fmt == "json" or self.render_text is None:
             return json.dumps(result.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
         return self.render_text(result)

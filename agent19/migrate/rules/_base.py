@@ -56,6 +56,7 @@ class MigrationState:
     """transaction id in which ``SET LOCAL lock_timeout`` is in force"""
     check_columns: set[tuple[str, str]] = field(default_factory=set)
     """(table, column) read by a validated CHECK added in this migration"""
+    check_names: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
     """constraint name → (table, column) of a ``CHECK (col IS NOT NULL)`` added in this migration."""
     validated_not_null: set[tuple[str, str]] = field(default_factory=set)

@@ -46,6 +46,7 @@ RULE = Rule(
     "it in batches, move the application over, then drop the old column. Widenings that PostgreSQL "
     "can do without a rewrite are not flagged.",
     bad="ALTER TABLE orders ALTER COLUMN id TYPE bigint;",
-    good="ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: no rewrite",
+    good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
+    "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
     check=check,
 )

@@ -1,0 +1,165 @@
+"""SQL for a structured change list, ordered topologically.
+
+Order: tables are created first (a referenced table before the tables that reference it), then
+columns are added and changed, data is migrated, NOT NULL is added, indexes are built, foreign keys
+added, renames done, and drops come last. Within a step, the given order is kept.
+
+The SQL generated is the safe form for a table that exists and is in use (CONCURRENTLY, NOT VALID +
+VALIDATE, NOT NULL through a validated CHECK, batched data migration); for a table created by the
+same change list the plain form is used.
+"""
+
+from __future__ import annotations
+
+from graphlib import CycleError, TopologicalSorter
+
+from agent19.errors import InputError
+from agent19.migrate.plan_model import Change, ColumnSpec
+from agent19.migrate.rules._base import ident
+
+STEP = {
+    "create_table": 0, "add_column": 1, "modify_column": 2, "data_migration": 3, "add_not_null": 4,
+    "add_index": 5, "add_foreign_key": 6, "rename": 7, "drop_column": 8,
+}
+
+
+def qname(name: str) -> str:
+    return ".".join(ident(p) for p in name.split("."))
+
+
+def _base(table: str) -> str:
+    return table.rpartition(".")[2]
+
+
+def _column_sql(c: ColumnSpec) -> str:
+    parts = [ident(c.name), c.type]
+    if c.primary_key:
+        parts.append("PRIMARY KEY")
+    elif not c.nullable:
+        parts.append("NOT NULL")
+    if c.default is not None:
+        parts.append(f"DEFAULT {c.default}")
+    if c.references:
+        parts.append(f"REFERENCES {c.references}")
+    return " ".join(parts)
+
+
+def _need(change: Change, what: str, ok: object) -> None:
+    if not ok:
+        raise InputError(f"{change.type} on {change.table}: {what} is required")
+
+
+def change_sql(change: Change, new_tables: set[str], pg_major: int) -> list[str]:
+    """The statements for one change."""
+    t = qname(change.table)
+    new = change.table in new_tables
+    cc = "" if new else " CONCURRENTLY"
+    c = change.column
+    match change.type:
+        case "create_table":
+            _need(change, "columns", change.columns)
+            return [f"CREATE TABLE {t} (\n    " + ",\n    ".join(_column_sql(x) for x in change.columns) + "\n)"]
+        case "add_column":
+            _need(change, "column", c)
+            assert c is not None
+            if new or c.nullable or c.default is not None:
+                return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c)}"]
+            # NOT NULL without a default would fail on a populated table: add nullable, constrain later
+            return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c.model_copy(update={'nullable': True}))}",
+                    *_not_null(t, change.table, c.name, pg_major)]
+        case "modify_column":
+            _need(change, "column.name", c)
+            assert c is not None
+            out = []
+            if change.new_type:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} TYPE {change.new_type}")
+            if c.default is not None:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET DEFAULT {c.default}")
+            if not c.nullable:
+                out += _not_null(t, change.table, c.name, pg_major) if not new else [
+                    f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL"]
+            _need(change, "new_type, default or nullable=false", out)
+            return out
+        case "drop_column":
+            _need(change, "column.name", c)
+            assert c is not None
+            return [f"ALTER TABLE {t} DROP COLUMN {ident(c.name)}"]
+        case "add_index":
+            _need(change, "index_columns", change.index_columns)
+            name = change.index_name or f"{_base(change.table)}_{'_'.join(change.index_columns)}_idx"[:63]
+            where = f" WHERE {change.where}" if change.where else ""
+            unique = "UNIQUE " if change.unique else ""
+            cols = ", ".join(ident(x) for x in change.index_columns)
+            return [f"CREATE {unique}INDEX{cc} {ident(name)} ON {t} ({cols}){where}"]
+        case "rename":
+            _need(change, "new_name", change.new_name)
+            if c is not None:
+                return [f"ALTER TABLE {t} RENAME COLUMN {ident(c.name)} TO {ident(change.new_name or '')}"]
+            return [f"ALTER TABLE {t} RENAME TO {ident(change.new_name or '')}"]
+        case "add_foreign_key":
+            _need(change, "index_columns and references_table", change.index_columns and change.references_table)
+            cols = change.index_columns
+            ref_cols = change.references_columns or ["id"]
+            name = ident(f"{_base(change.table)}_{'_'.join(cols)}_fkey"[:63])
+            on_delete = f" ON DELETE {change.on_delete.upper()}" if change.on_delete else ""
+            fk = (f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({', '.join(ident(x) for x in cols)}) "
+                  f"REFERENCES {qname(change.references_table or '')} ({', '.join(ident(x) for x in ref_cols)})"
+                  f"{on_delete}")
+            if new:
+                return [fk]
+            return [fk + " NOT VALID", f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
+        case "add_not_null":
+            _need(change, "column.name", c)
+            assert c is not None
+            if new:
+                return [f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL"]
+            return _not_null(t, change.table, c.name, pg_major)
+        case "data_migration":
+            _need(change, "set", change.set)
+            if not change.where:
+                return [f"UPDATE {t} SET {change.set}"]
+            # a batched backfill: one batch per transaction (procedures may COMMIT, PostgreSQL 11+)
+            return [
+                "DO $agent19$\nDECLARE n bigint;\nBEGIN\n  LOOP\n"
+                f"    UPDATE {t} SET {change.set}\n     WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} "
+                f"WHERE {change.where} LIMIT {change.batch_size}));\n"
+                "    GET DIAGNOSTICS n = ROW_COUNT;\n    EXIT WHEN n = 0;\n    COMMIT;\n  END LOOP;\nEND\n$agent19$"
+            ]
+    raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
+
+
+def _not_null(t: str, table: str, column: str, pg_major: int) -> list[str]:
+    name = ident(f"{_base(table)}_{column}_not_null"[:63])
+    out = [f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({ident(column)} IS NOT NULL) NOT VALID",
+           f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
+    if pg_major >= 12:
+        out += [f"ALTER TABLE {t} ALTER COLUMN {ident(column)} SET NOT NULL", f"ALTER TABLE {t} DROP CONSTRAINT {name}"]
+    return out
+
+
+def _references(change: Change) -> set[str]:
+    refs = {c.references.partition("(")[0].strip() for c in change.columns if c.references}
+    return {r for r in refs if r}
+
+
+def order_changes(changes: list[Change]) -> list[Change]:
+    """Topological order: steps as in :data:`STEP`; created tables after the created tables they reference."""
+    creates = [c for c in changes if c.type == "create_table"]
+    names = {c.table for c in creates}
+    graph = {c.table: {r for r in _references(c) if r in names and r != c.table} for c in creates}
+    try:
+        created_order = list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise InputError(f"create_table changes reference each other in a cycle: {exc.args[1]}",
+                         "create the tables without the foreign keys, then add_foreign_key changes") from None
+    rank = {name: i for i, name in enumerate(created_order)}
+    indexed = list(enumerate(changes))
+    indexed.sort(key=lambda p: (STEP[p[1].type], rank.get(p[1].table, 0) if p[1].type == "create_table" else 0, p[0]))
+    return [c for _, c in indexed]
+
+
+def changes_to_sql(changes: list[Change], pg_major: int) -> tuple[list[Change], list[list[str]]]:
+    """The changes in execution order, and the statements of each."""
+    ordered = order_changes(changes)
+    new_tables = {c.table for c in changes if c.type == "create_table"}
+    return ordered, [change_sql(c, new_tables, pg_major) for c in ordered]

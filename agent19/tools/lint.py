@@ -1,0 +1,224 @@
+"""lint_migration (``agent19 lint``) and list_lint_rules (``agent19 rules``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+import agent19
+from agent19.db.catalog import snapshot
+from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
+from agent19.migrate.files import load_paths, load_text
+from agent19.migrate.lint import LintReport, lint
+from agent19.migrate.lint_config import load_config, normalize_version
+from agent19.migrate.rules import all_rules
+from agent19.tools.registry import ToolContext, tool
+
+
+class LintArgs(BaseModel):
+    paths: list[str] = Field(default=[], description="migration files or directories (Flyway, golang-migrate, "
+                             "Prisma, numbered or plain .sql), linted in their tool's order")
+    sql: str | None = Field(default=None, description="SQL text to lint instead of files")
+    pg_version: int | None = Field(default=None, description="PostgreSQL version to assume without a database, "
+                                   "e.g. 15 or 150004 (default: the config's, else 11)")
+    disable: list[str] = Field(default=[], description="rule codes or names to turn off (adds to the config's)")
+    fail_on: Literal["error", "warning", "info", "never"] | None = Field(
+        default=None, description="lowest severity that fails the lint (CLI exit 1); default error")
+    config: str | None = Field(default=None, description="config file (default: nearest agent19.toml or "
+                               "pyproject.toml [tool.agent19.lint])")
+
+
+def live_catalog(ctx: ToolContext) -> SchemaSnapshot | None:
+    """The live catalog when a database is configured (--dsn / DATABASE_URL); never starts the embedded one."""
+    if ctx.settings.dsn_value() is None:
+        return None
+    with ctx.db.read() as conn:
+        return snapshot(conn)
+
+
+def _first_line(sql: str, width: int = 100) -> str:
+    line = " ".join(sql.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def render_report(report: LintReport) -> str:
+    out: list[str] = []
+    for s in report.statements:
+        if not s.findings:
+            continue
+        where = f"{s.file}:{s.line}" if s.file else f"line {s.line}"
+        facts = [s.lock or "no lock"] + (["rewrites the table"] if s.rewrite else []) + [f"risk {s.risk}"]
+        out.append(f"{where}: {_first_line(s.sql)}")
+        out.append(f"  {', '.join(facts)}")
+        for f in s.findings:
+            out.append(f"  {f.severity} {f.rule}: {f.message}")
+            if f.fix:
+                out.extend(f"      {line}" for line in ("fix: " + f.fix).splitlines())
+        out.append("")
+    m = report.summary
+    out.append(
+        f"{m.statements} statements in {m.files} file(s): {m.errors} error(s), {m.warnings} warning(s), "
+        f"{m.infos} info" + (f", {m.ignored} ignored" if m.ignored else "")
+        + f" — PostgreSQL {m.pg_version // 10000}{' (live database)' if m.live else ''}"
+    )
+    out.extend(f"note: {a}" for a in m.assumptions)
+    return "\n".join(out)
+
+
+_SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def render_sarif(report: LintReport) -> str:
+    """SARIF 2.1.0, for code-scanning UIs (GitHub, GitLab, IDEs)."""
+    import json
+
+    rules = list(all_rules())
+    index = {r.code: i for i, r in enumerate(rules)}
+    results = []
+    for s in report.statements:
+        for f in s.findings:
+            text = f.message + (f"\nfix:\n{f.fix}" if f.fix else "")
+            results.append({
+                "ruleId": f.rule,
+                "ruleIndex": index[f.rule],
+                "level": _SARIF_LEVEL[f.severity],
+                "message": {"text": text},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": Path(s.file).as_posix() if s.file else "migration.sql"},
+                    "region": {"startLine": s.line},
+                }}],
+            })
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "agent19",
+                "version": agent19.__version__,
+                "informationUri": "https://github.com/agent19/agent19/blob/main/docs/rules.md",
+                "rules": [{
+                    "id": r.code,
+                    "name": r.name,
+                    "shortDescription": {"text": r.title},
+                    "fullDescription": {"text": r.why},
+                    "help": {"text": r.alternative},
+                    "defaultConfiguration": {"level": _SARIF_LEVEL[r.severity]},
+                } for r in rules],
+            }},
+            "results": results,
+        }],
+    }
+    return json.dumps(sarif, indent=2, ensure_ascii=False)
+
+
+@tool(
+    name="lint_migration",
+    title="Lint a migration",
+    args=LintArgs,
+    result=LintReport,
+    cli="lint",
+    positional=("paths",),
+    render_text=render_report,
+    formats={"sarif": render_sarif},
+    exit_code=lambda r: 1 if r.summary.failed else 0,
+    examples=(
+        "agent19 lint migrations/",
+        "agent19 lint db/migrate/V3__orders.sql --pg-version 15",
+        "agent19 lint migrations/ --format sarif > lint.sarif",
+        "agent19 lint migrations/ --dsn postgresql://app@localhost/shop --format json",
+    ),
+)
+def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
+    """Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
+    whether it rewrites the table, whether it can run in a transaction, its risk, and findings —
+    blocking index builds, table rewrites, validating scans, missing lock_timeout, destructive
+    statements, renames that break clients — each with the safe alternative as SQL.
+
+    Give `sql` text or `paths` (files or directories; Flyway, golang-migrate, Prisma and numbered
+    files are read in their tool's order and transaction). With a database configured, real table
+    sizes, constraints and the server version are used; otherwise `pg_version` (default 11) and every
+    existing table is assumed large. Severity: error = blocks or rewrites a table, fails, loses data
+    or breaks clients; warning = needs a condition checked; info = style. Rules: docs/rules.md."""
+    if args.sql is None and not args.paths:
+        raise InputError("nothing to lint", "give migration files or directories, or `sql`")
+    config = load_config(args.config)
+    updates: dict[str, object] = {"disable": [*config.disable, *args.disable]}
+    if args.fail_on:
+        updates["fail_on"] = args.fail_on
+    config = config.model_copy(update=updates)
+    migrations = [load_text(args.sql)] if args.sql is not None else []
+    migrations += load_paths(args.paths)
+    return lint(migrations, catalog=live_catalog(ctx), pg_version=normalize_version(args.pg_version), config=config)
+
+
+class RulesArgs(BaseModel):
+    pass
+
+
+class RuleDoc(BaseModel):
+    code: str
+    name: str
+    title: str
+    severity: str
+    why: str
+    alternative: str
+    bad: str
+    good: str
+
+
+class RuleList(BaseModel):
+    rules: list[RuleDoc]
+
+
+def render_rules_text(r: RuleList) -> str:
+    return "\n".join(f"{d.code}  {d.severity:<7}  {d.name:<34} {d.title}" for d in r.rules)
+
+
+def render_rules_markdown(r: RuleList) -> str:
+    lines = [
+        "# agent19 lint rules",
+        "",
+        "Generated from `agent19/migrate/rules/` by `agent19 rules --format markdown > docs/rules.md`; "
+        "do not edit by hand.",
+        "",
+        "Severities mean one thing each: **error** — as written, it blocks reads or writes of an existing table "
+        "for a time that grows with the table, rewrites it, fails on a populated table, loses data, or breaks "
+        "running clients; **warning** — safe in itself but needs a condition checked; **info** — style.",
+        "",
+        "Silence one statement with `-- agent19:ignore <code or name>` on its line or the line before; turn rules "
+        "off in `agent19.toml` (`[lint] disable = [...]`) or `pyproject.toml` (`[tool.agent19.lint]`).",
+        "",
+        "| code | name | severity | title |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| [{d.code}](#{d.code.lower()}-{d.name}) | `{d.name}` | {d.severity} | {d.title} |" for d in r.rules]
+    for d in r.rules:
+        lines += [
+            "", f"## {d.code} {d.name}", "", f"**{d.title}** — severity: {d.severity}", "",
+            d.why, "", f"**Instead:** {d.alternative}", "",
+            "Bad:", "", "```sql", d.bad, "```", "", "Good:", "", "```sql", d.good, "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+@tool(
+    name="list_lint_rules",
+    title="List the lint rules",
+    args=RulesArgs,
+    result=RuleList,
+    cli="rules",
+    render_text=render_rules_text,
+    formats={"markdown": render_rules_markdown},
+    examples=("agent19 rules", "agent19 rules --format markdown > docs/rules.md"),
+)
+def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:
+    """Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
+    a bad and a good example. Use a code or name in `disable` or in `-- agent19:ignore` comments."""
+    return RuleList(rules=[
+        RuleDoc(code=r.code, name=r.name, title=r.title, severity=r.severity, why=r.why,
+                alternative=r.alternative, bad=r.bad, good=r.good)
+        for r in all_rules()
+    ])
