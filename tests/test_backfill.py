@@ -1,0 +1,168 @@
+"""The batched backfill: keyset batches, checkpointed in the batch's own transaction, resumable after
+SIGKILL with every row updated exactly once; progress reaches a real MCP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent19.errors import InputError
+from agent19.migrate.backfill import BackfillSpec, batch_query, run_backfill
+from tests.mcp_client import stdio_session
+
+ROOT = Path(__file__).parent.parent
+BIG = 200_000
+
+
+def _make_big(dsn: str, rows: int) -> None:
+    """``big``: v to double once; a trigger counts the updates each row gets."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"""
+            CREATE TABLE big (id bigint PRIMARY KEY, v bigint NOT NULL, updates int NOT NULL DEFAULT 0);
+            INSERT INTO big (id, v) SELECT g, g FROM generate_series(1, {rows}) g;
+            CREATE FUNCTION count_updates() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN NEW.updates := OLD.updates + 1; RETURN NEW; END $$;
+            CREATE TRIGGER count_updates BEFORE UPDATE ON big FOR EACH ROW EXECUTE FUNCTION count_updates();
+        """)
+
+
+def _cli(dsn: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "agent19", "backfill", "big", "--set", "v = v * 2", "--name", "double_v",
+            "--dsn", dsn, "--mode", "execute", "--format", "json", *args]
+
+
+def _checkpoint(dsn: str) -> tuple[int, bool] | None:
+    with psycopg.connect(dsn) as c:
+        if c.execute("SELECT to_regclass('agent19_backfill_checkpoint') IS NULL").fetchone()[0]:
+            return None
+        row = c.execute("SELECT rows_scanned, finished_at IS NOT NULL FROM agent19_backfill_checkpoint "
+                        "WHERE name = 'double_v'").fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def test_sigkill_midway_then_resume_updates_every_row_exactly_once(dsn: str) -> None:
+    _make_big(dsn, BIG)
+    proc = subprocess.Popen(_cli(dsn, "--batch-size", "1000", "--max-batch-size", "4000", "--pause-ms", "30"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            cp = _checkpoint(dsn)
+            if cp and cp[0] >= 20_000:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the backfill made no progress"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    scanned, finished = _checkpoint(dsn) or (0, True)
+    assert 0 < scanned < BIG and not finished, "killed too late to prove anything"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        # the server ends the killed client's session (and rolls back its open batch) on its own
+        for _ in range(500):
+            if not c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'agent19' "
+                             "AND pid <> pg_backend_pid()").fetchone()[0]:
+                break
+            time.sleep(0.02)
+        done = c.execute("SELECT count(*) FROM big WHERE updates > 0").fetchone()[0]
+    assert done == scanned, "the checkpoint and the updated rows disagree after the kill"
+
+    out = subprocess.run(_cli(dsn), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["resumed"] is True
+    assert result["rows_updated"] == BIG and result["rows_updated_this_run"] == BIG - scanned
+    with psycopg.connect(dsn) as c:
+        per_count = dict(c.execute("SELECT updates, count(*) FROM big GROUP BY 1").fetchall())
+        wrong = c.execute("SELECT count(*) FROM big WHERE v <> id * 2").fetchone()[0]
+    assert per_count == {1: BIG}, f"rows by number of updates: {per_count}"
+    assert wrong == 0
+
+    again = json.loads(subprocess.run(_cli(dsn), cwd=ROOT, capture_output=True, text=True, timeout=60).stdout)
+    assert again["already_done"] is True and again["rows_updated_this_run"] == 0
+
+
+def test_where_condition_composite_key_and_validation(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE lines (order_id int, line int, qty int, note text, PRIMARY KEY (order_id, line));"
+                  "INSERT INTO lines SELECT g / 10, g % 10, g, CASE WHEN g % 2 = 0 THEN 'x' END "
+                  "FROM generate_series(1, 5000) g")
+        seen: list[tuple[float, float | None, str | None]] = []
+        spec = BackfillSpec(table="public.lines", set="note = 'filled:' || qty", where="note IS NULL", batch_size=300)
+        r = run_backfill(c, spec, lambda d, t, m: seen.append((d, t, m)))
+        assert r.rows_updated == 2500 and r.rows_scanned == 5000 and r.remaining == 0
+        assert r.batches >= 2 and not r.resumed
+        assert c.execute("SELECT count(*) FROM lines WHERE note = 'filled:' || qty").fetchone()[0] == 2500
+        assert seen and seen[-1][0] == seen[-1][1] and "rows/s" in (seen[0][2] or "")
+        assert all(b[0] <= b[1] for b in seen if b[1])
+        r2 = run_backfill(c, spec.model_copy(update={"restart": True}))
+        assert r2.rows_updated == 0 and r2.rows_scanned == 5000 and not r2.already_done
+
+
+def test_batches_walk_the_key_never_offset() -> None:
+    q = batch_query("public.t", [("a", "integer"), ("b", "text")], "x = 1", "x IS NULL", after=True)
+    text = q.as_string(None)
+    assert "OFFSET" not in text.upper()
+    assert '("a", "b") > (%(k0)s::integer, %(k1)s::text)' in text and "LIMIT %(n)s" in text
+
+
+@pytest.mark.parametrize("bad", [
+    {"set": "v = 1; DROP TABLE big"},
+    {"set": "v = 1", "where": "true); DELETE FROM big; SELECT (1"},
+    {"set": "v ="},
+])
+def test_set_and_where_must_be_one_update(dsn: str, bad: dict[str, str]) -> None:
+    _make_big(dsn, 10)
+    with psycopg.connect(dsn, autocommit=True) as c, pytest.raises(InputError):
+        run_backfill(c, BackfillSpec(table="big", **bad))
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM big WHERE updates = 0").fetchone()[0] == 10
+
+
+def test_table_without_key_and_a_second_run_are_refused(dsn: str) -> None:
+    _make_big(dsn, 10)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE heap (v int)")
+        with pytest.raises(InputError, match="no primary key"):
+            run_backfill(c, BackfillSpec(table="heap", set="v = 1"))
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(hashtext('agent19_backfill:busy'))")
+            with pytest.raises(InputError, match="already running"):
+                run_backfill(c, BackfillSpec(table="big", set="v = 1", name="busy"))
+
+
+def test_cli_refuses_outside_execute_mode(dsn: str) -> None:
+    _make_big(dsn, 10)
+    out = subprocess.run([sys.executable, "-m", "agent19", "backfill", "big", "--set", "v = 0", "--dsn", dsn],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs mode execute" in out.stderr
+
+
+async def test_progress_notifications_reach_an_mcp_client(dsn: str) -> None:
+    _make_big(dsn, 20_000)
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with stdio_session("--dsn", dsn, "--mode", "execute") as session:
+        result = await session.call_tool(
+            "run_backfill", {"table": "big", "set": "v = v + 1", "batch_size": 500, "max_batch_size": 1000},
+            progress_callback=on_progress)
+    assert not result.is_error, result.content
+    assert result.structured_content["rows_updated"] == 20_000
+    assert len(seen) >= 3
+    assert [p for p, _, _ in seen] == sorted(p for p, _, _ in seen)
+    assert seen[-1][0] == seen[-1][1] == 20_000
+    assert any("ETA" in (m or "") for _, _, m in seen)
