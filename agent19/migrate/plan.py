@@ -1,0 +1,330 @@
+"""plan_migration: hand-written SQL or a change list → a :class:`MigrationPlan`.
+
+Hand-written SQL keeps its order; ordering mistakes (a table used before the statement that creates
+it, a foreign key to a table created later) become findings. A change list is turned into SQL and
+ordered topologically (:mod:`agent19.migrate.plan_changes`).
+
+Durations are estimates from the live row counts and these throughput assumptions (a mid-size
+server on SSD; real numbers vary by an order of magnitude with row width, indexes and I/O):
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
+from agent19.migrate.classify import classify
+from agent19.migrate.files import load_text
+from agent19.migrate.lint import DEFAULT_PG_VERSION, lint
+from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.model import Operation, Risk, max_risk
+from agent19.migrate.parse import Statement, parse_sql
+from agent19.migrate.plan_changes import changes_to_sql
+from agent19.migrate.plan_model import (
+    Change,
+    DeploymentStrategy,
+    MigrationPlan,
+    PlanFinding,
+    PlannedOperation,
+    RollbackStrategy,
+    ValidationCheck,
+)
+from agent19.migrate.rules._base import BLOCKS_WRITES, norm, rel_name
+
+ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
+"""Throughput assumed per kind of work (rows per second)."""
+BRIEF_SECONDS = 0.05
+BREAKING_RULES = {"A19013", "A19014", "A19015"}
+
+
+class PlanOptions(BaseModel):
+    name: str | None = None
+    description: str | None = None
+    pg_version: int | None = Field(default=None, description="server_version_num without a live catalog")
+
+
+def _work(op: Operation) -> str | None:
+    if op.category == "data_migration":
+        return "data_migration"
+    if op.rewrite:
+        return "rewrite"
+    if op.category == "create_index" or op.kind in ("create_index", "add_primary_key", "add_unique"):
+        return "index"
+    return "scan" if op.scan else None
+
+
+def _long(op: Operation, new: set[str]) -> bool:
+    return _work(op) is not None and not all(norm(t) in new for t in op.tables)
+
+
+def _downtime(op: Operation, new: set[str]) -> str:
+    if not _long(op, new):
+        return "none"
+    if op.lock == "AccessExclusiveLock":
+        return "reads_and_writes"
+    if op.lock in BLOCKS_WRITES or op.category == "data_migration":
+        return "writes"
+    return "none"
+
+
+def _rows(op: Operation, catalog: SchemaSnapshot | None, new: set[str]) -> int | None:
+    if not op.tables:
+        return None
+    if all(norm(t) in new for t in op.tables):
+        return 0
+    t = catalog.table(op.tables[0]) if catalog else None
+    return t.row_estimate if t else None
+
+
+def _seconds(op: Operation, rows: int | None, live: bool) -> float | None:
+    if not live:
+        return None
+    work = _work(op)
+    if work is None or not rows:
+        return BRIEF_SECONDS
+    return BRIEF_SECONDS + rows / ROWS_PER_SECOND[work]
+
+
+def _describe(op: Operation) -> str:
+    what = op.kind.replace("_", " ")
+    table = f" on {op.tables[0]}" if op.tables else ""
+    facts = [op.lock or "no table lock"] + (["rewrites the table"] if op.rewrite else []) + (
+        ["scans the table"] if op.scan and not op.rewrite else [])
+    return f"{what}{table} ({', '.join(facts)})"
+
+
+def _order_hazards(statements: list[Statement]) -> list[PlanFinding]:
+    """A table used before the statement that creates it, or dropped before a later use."""
+    created_at: dict[str, int] = {}
+    for i, s in enumerate(statements):
+        rel = s.fields.get("relation")
+        if s.node == "CreateStmt" and isinstance(rel, dict):
+            created_at.setdefault(norm(rel_name(rel)), i)
+    findings: list[PlanFinding] = []
+    dropped: dict[str, int] = {}
+    for i, s in enumerate(statements):
+        used: set[str] = set()
+        rel = s.fields.get("relation")
+        if isinstance(rel, dict) and s.node != "CreateStmt":
+            used.add(norm(rel_name(rel)))
+        from agent19.sqltree import walk
+
+        for node, f in walk(s.tree):
+            if node == "Constraint" and isinstance(f.get("pktable"), dict):
+                used.add(norm(rel_name(f["pktable"])))
+        for t in sorted(used):
+            if created_at.get(t, -1) > i:
+                findings.append(PlanFinding(
+                    rule="plan-order", severity="error", operation=i + 1,
+                    message=f"line {s.line} uses {t}, which is created later (statement {created_at[t] + 1}): "
+                    "this statement fails", fix=f"move the CREATE TABLE {t} before line {s.line}"))
+            if t in dropped:
+                findings.append(PlanFinding(
+                    rule="plan-order", severity="error", operation=i + 1,
+                    message=f"line {s.line} uses {t}, which statement {dropped[t] + 1} dropped",
+                    fix="drop tables last"))
+        if s.node == "DropStmt" and s.fields.get("removeType") == "OBJECT_TABLE":
+            for obj in s.fields.get("objects", []):
+                names = [n.get("String", {}).get("sval", "") for n in obj.get("List", {}).get("items", [])]
+                if names:
+                    dropped[norm(".".join(names))] = i
+    return findings
+
+
+def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[ValidationCheck]:
+    checks = [ValidationCheck(
+        name="no long transactions",
+        query="SELECT count(*) FROM pg_stat_activity WHERE xact_start < now() - interval '5 minutes' "
+        "AND pid <> pg_backend_pid()",
+        expected="0 (a long transaction holds locks the migration would queue behind)", blocking=True,
+        phase="before")]
+    for op in ops:
+        s = statements.get(op.statement_index)
+        f = s.fields if s else {}
+        rel = f.get("relation")
+        table = rel_name(rel) if isinstance(rel, dict) else (op.tables[0] if op.tables else None)
+        if s and s.node == "CreateStmt" and table:
+            checks.append(ValidationCheck(name=f"{table} exists", query=f"SELECT to_regclass('{table}') IS NOT NULL",
+                                          expected="true", blocking=True))
+        elif s and s.node == "IndexStmt" and f.get("idxname"):
+            schema = table.rpartition(".")[0] if table else "public"
+            checks.append(ValidationCheck(
+                name=f"index {f['idxname']} is valid",
+                query=f"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('{schema}.{f['idxname']}')",
+                expected="true (a failed CONCURRENTLY build leaves an INVALID index: drop it and retry)",
+                blocking=True))
+        elif op.kind == "add_column" and table and s:
+            for cmd in (c for n, c in _walk_cmds(s) if n == "AT_AddColumn"):
+                col = cmd.get("def", {}).get("ColumnDef", {}).get("colname")
+                schema, _, name = table.rpartition(".")
+                checks.append(ValidationCheck(
+                    name=f"{table}.{col} exists",
+                    query="SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+                    f"'{schema or 'public'}' AND table_name = '{name}' AND column_name = '{col}'",
+                    expected="1", blocking=True))
+        elif op.kind.startswith("validate") or "constraint" in op.kind:
+            checks.append(ValidationCheck(
+                name=f"constraints of {table} validated",
+                query=f"SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass('{table}') "
+                "AND NOT convalidated", expected="0 once every VALIDATE CONSTRAINT has run", blocking=False))
+    seen: set[str] = set()
+    return [c for c in checks if not (c.name in seen or seen.add(c.name))]
+
+
+def _walk_cmds(s: Statement) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.get("AlterTableCmd", {}).get("subtype", ""), c.get("AlterTableCmd", {}))
+            for c in s.fields.get("cmds", [])]
+
+
+def _duration(seconds: float | None, live: bool) -> str:
+    if not live or seconds is None:
+        return "unknown — connect a database (durations need the tables' row counts)"
+    assumption = ", ".join(f"{k.replace('_', ' ')} {v:,} rows/s" for k, v in ROWS_PER_SECOND.items())
+    if seconds < 60:
+        text = f"~{seconds:.1f} s"
+    elif seconds < 3600:
+        text = f"~{seconds / 60:.1f} min"
+    else:
+        text = f"~{seconds / 3600:.1f} h"
+    return f"{text}, assuming {assumption} (plus lock waits)"
+
+
+def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:
+    blocking = [o for o in ops if o.downtime != "none"]
+    if blocking:
+        worst = "reads and writes" if any(o.downtime == "reads_and_writes" for o in blocking) else "writes"
+        return DeploymentStrategy(
+            kind="maintenance_window",
+            reason=f"operation(s) {', '.join(str(o.order) for o in blocking)} block {worst} on an existing table "
+            "for a time that grows with it",
+            steps=["announce the window and stop writers", "take a backup", "run the migration",
+                   "run the validation checks", "reopen traffic"])
+    if any(f.rule in BREAKING_RULES for f in findings):
+        return DeploymentStrategy(
+            kind="blue_green",
+            reason="it renames or drops something running clients use: old and new code cannot share the schema",
+            steps=["deploy code that works with both schemas (expand)", "run the migration",
+                   "switch traffic to the new version", "remove the old names in a later migration (contract)"])
+    if risk in ("medium", "high", "critical"):
+        return DeploymentStrategy(
+            kind="rolling",
+            reason="no operation blocks the table, but some take long or need checking: run it before the code "
+            "that needs it, watching the validation checks",
+            steps=["run the migration (statements that cannot run in a transaction, on their own)",
+                   "run the validation checks", "roll the application out instance by instance"])
+    return DeploymentStrategy(kind="immediate", reason="every operation is brief and backward compatible",
+                              steps=["run the migration", "deploy the application"])
+
+
+def _rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool) -> RollbackStrategy:
+    irreversible = [o.order for o in ops if not o.reversible or o.reverse_sql is None]
+    steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
+    if data_loss:
+        return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
+                                description="it destroys data that no SQL brings back: take a backup (or keep a copy "
+                                "of the affected rows) before running it, and restore from it to roll back")
+    if irreversible:
+        return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
+                                description="some operations have no automatic inverse: undo them by hand; the "
+                                "others with the reverse SQL, last operation first")
+    return RollbackStrategy(
+        kind="automatic", steps=steps, irreversible=[],
+        description=("it runs in one transaction: a failure rolls everything back; after COMMIT run the reverse SQL, "
+                     "last operation first") if one_transaction else
+        "run the reverse SQL, last operation first (each statement commits on its own)")
+
+
+def plan_migration(
+    sql: str | None = None,
+    changes: list[Change] | None = None,
+    catalog: SchemaSnapshot | None = None,
+    options: PlanOptions | None = None,
+) -> MigrationPlan:
+    """Plan ``sql`` (kept in order) or ``changes`` (SQL generated, ordered topologically)."""
+    options = options or PlanOptions()
+    version = (catalog.server_version if catalog else None) or options.pg_version or DEFAULT_PG_VERSION
+    if (sql is None) == (changes is None):
+        raise InputError("give either sql or changes", "sql: migration text; changes: a structured change list")
+    change_notes: list[str] = []
+    if changes is not None:
+        if not changes:
+            raise InputError("the change list is empty")
+        ordered, sqls = changes_to_sql(changes, version // 10000)
+        change_notes = [c.description or f"{c.type} {c.table}" for c in ordered]
+        text = ";\n\n".join(s for group in sqls for s in group) + ";\n"
+    else:
+        text = sql or ""
+    statements = parse_sql(text)
+    if not statements:
+        raise InputError("no SQL statements to plan", "the input is empty or only comments")
+    migration = load_text(text)
+    ops = classify(statements, catalog=catalog, pg_version=version)
+    report = lint([migration], catalog=catalog, pg_version=version, config=LintConfig(fail_on="never"))
+    new = {norm(rel_name(s.fields["relation"])) for s in statements
+           if s.node == "CreateStmt" and isinstance(s.fields.get("relation"), dict)}
+    by_index = {s.index: s for s in statements}
+    planned: list[PlannedOperation] = []
+    for i, op in enumerate(ops, start=1):
+        rows = _rows(op, catalog, new)
+        planned.append(PlannedOperation(
+            order=i, type=op.kind, category=op.category, table=op.tables[0] if op.tables else None,
+            description=_describe(op), sql=op.sql, reversible=op.reversible and op.inverse_sql is not None,
+            reverse_sql=op.inverse_sql, estimated_rows=rows, lock_level=op.lock, rewrite=op.rewrite,
+            in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
+            estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
+        ))
+    order_of = {}
+    for p, op in zip(planned, ops, strict=True):
+        order_of.setdefault(op.statement_index, p.order)
+    findings = [PlanFinding(rule=f.rule, severity=f.severity, message=f.message, fix=f.fix,
+                            operation=order_of.get(s_i))
+                for s_i, s in enumerate(report.statements) for f in s.findings]
+    if changes is None:
+        findings += _order_hazards(statements)
+    risk = max_risk([p.risk for p in planned] + (["high"] if any(f.severity == "error" for f in findings) else []))
+    seconds = sum(p.estimated_seconds or 0 for p in planned) if catalog is not None else None
+    data_loss = any(op.data_loss for op in ops)
+    prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
+    one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
+    name = options.name or ("; ".join(change_notes[:3]) if change_notes else
+                            f"{planned[0].description.split(' (')[0]}" + (
+                                f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
+    return MigrationPlan(
+        id=hashlib.sha256(text.encode()).hexdigest()[:12],
+        name=name,
+        description=options.description or f"{len(planned)} operation(s) on "
+        f"{', '.join(sorted({p.table for p in planned if p.table})) or 'no table'}; highest risk {risk}",
+        risk_level=risk,
+        estimated_duration=_duration(seconds, catalog is not None),
+        estimated_seconds=seconds,
+        pg_version=version,
+        live=catalog is not None,
+        operations=planned,
+        prerequisites=prerequisites,
+        rollback=_rollback(planned, data_loss, one_tx),
+        validation=_validation(ops, by_index),
+        deployment=_deployment(planned, findings, risk),
+        findings=findings,
+        sql=text,
+    )
+
+
+def _prerequisites(ops: list[Operation], planned: list[PlannedOperation], data_loss: bool, version: int,
+                   live: bool) -> list[str]:
+    out = ["SET lock_timeout (e.g. '5s') in the session that runs it, and retry on timeout"]
+    if data_loss:
+        out.append("a verified backup (or a copy of the rows and columns it destroys)")
+    if any(not op.in_transaction for op in ops):
+        out.append("run the statements that cannot run in a transaction block on their own, outside BEGIN … COMMIT")
+    if any(p.rewrite for p in planned):
+        out.append("free disk space at least the size of each rewritten table and its indexes")
+    if any(op.kind == "data_migration" or op.category == "data_migration" for op in ops):
+        out.append("the application tolerates old and new values while the data migration runs")
+    if not live:
+        out.append(f"assumed PostgreSQL {version // 10000} and large, busy tables: plan again with a database "
+                   "connected for real sizes")
+    return out
