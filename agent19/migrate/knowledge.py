@@ -156,7 +156,7 @@ class ColumnType:
         return f"{self.base}{mods}{'[]' if self.array else ''}"
 
 
-_FORMAT_TYPE = re.compile(r"^(?P<name>[^(\[]+?)\s*(?:\((?P<mods>[\d,\s]+)\))?(?P<rest>.*?)(?P<array>(\[\])*)$")
+_FORMAT_TYPE = re.compile(r"^(?P<name>[^(\[]+)\s*(?:\((?P<mods>[\d,\s]+)\))?(?P<rest>.*?)(?P<array>(\[\])*)$")
 
 
 def parse_format_type(text: str) -> ColumnType:

@@ -31,6 +31,8 @@ CREATE FUNCTION t_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NE
 CREATE TRIGGER t_trg BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION t_touch();
 CREATE TABLE child (id int PRIMARY KEY, t_id int);
 INSERT INTO child SELECT g, g FROM generate_series(1, 1000) g;
+CREATE TABLE nopk (id int NOT NULL, v int);
+INSERT INTO nopk SELECT g, g FROM generate_series(1, 2000) g;
 CREATE TABLE pt (id int, k int) PARTITION BY RANGE (k);
 CREATE TABLE pt_1 PARTITION OF pt FOR VALUES FROM (0) TO (1000);
 INSERT INTO pt SELECT g, g % 1000 FROM generate_series(1, 2000) g;
@@ -42,4 +44,5 @@ CREATE MATERIALIZED VIEW mv AS SELECT parent_id, count(*) AS c FROM t GROUP BY p
 CREATE UNIQUE INDEX mv_parent_uidx ON mv (parent_id);
 CREATE VIEW tv AS SELECT id, n FROM t;
 CREATE SEQUENCE s;
+CREATE FUNCTION f_unused() RETURNS int LANGUAGE sql AS 'SELECT 1';
 ANALYZE;
