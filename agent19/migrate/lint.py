@@ -94,7 +94,9 @@ def _ignored_rules(migration: Migration, line: int, sql: str) -> set[str] | None
     if not migration.text or "agent19:ignore" not in migration.text:
         return None
     lines = migration.text.split("\n")
-    span = lines[max(0, line - 2): line - 1 + sql.count("\n") + 1]
+    span = lines[line - 1: line - 1 + sql.count("\n") + 1]
+    if line >= 2 and lines[line - 2].lstrip().startswith("--"):
+        span.insert(0, lines[line - 2])  # the line before counts when it is only a comment
     found: set[str] | None = None
     for text in span:
         for m in _IGNORE.finditer(text):
