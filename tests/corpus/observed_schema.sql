@@ -42,7 +42,7 @@ CREATE TABLE pt_3 (id int, k int, CONSTRAINT pt_3_k CHECK (k IS NOT NULL AND k >
 INSERT INTO pt_3 SELECT g, 2000 + g % 1000 FROM generate_series(1, 2000) g;
 CREATE MATERIALIZED VIEW mv AS SELECT parent_id, count(*) AS c FROM t GROUP BY parent_id;
 CREATE UNIQUE INDEX mv_parent_uidx ON mv (parent_id);
-CREATE VIEW tv AS SELECT id, n FROM t;
+CREATE VIEW tv AS SELECT id FROM t;
 CREATE SEQUENCE s;
 CREATE FUNCTION f_unused() RETURNS int LANGUAGE sql AS 'SELECT 1';
 ANALYZE;
