@@ -58,7 +58,8 @@ def _work(op: Operation) -> str | None:
 
 
 def _long(op: Operation, new: set[str]) -> bool:
-    return _work(op) is not None and not all(norm(t) in new for t in op.tables)
+    # the work (scan, rewrite, build) happens on the target, the first table; others are locked briefly
+    return _work(op) is not None and not (op.tables and norm(op.tables[0]) in new)
 
 
 def _downtime(op: Operation, new: set[str]) -> str:

@@ -119,7 +119,7 @@ class StatementContext:
 
     def long_running(self) -> bool:
         """Reads or rewrites a pre-existing table while holding its lock (time grows with the table)."""
-        return any((o.scan or o.rewrite) and not all(self.is_new(t) for t in o.tables) for o in self.operations)
+        return any((o.scan or o.rewrite) and not (o.tables and self.is_new(o.tables[0])) for o in self.operations)
 
     # -- the migration so far ----------------------------------------------------------------
     def is_new(self, table: str | None) -> bool:
