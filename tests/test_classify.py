@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from agent19.db.models import Column, Constraint, SchemaSnapshot, Table
 from agent19.migrate.classify import classify
 from agent19.migrate.knowledge import ColumnType, lookup, parse_format_type, rewrite_free_change
 from agent19.migrate.model import Operation
@@ -179,3 +180,28 @@ def test_statement_kinds_and_categories() -> None:
         assert (op.category, op.kind) == (category, kind), sql
     assert ops("LOCK TABLE t IN SHARE ROW EXCLUSIVE MODE")[0].lock == "ShareRowExclusiveLock"
     assert ops("LOCK TABLE t")[0].lock == "AccessExclusiveLock"
+
+
+def _catalog(total_bytes: int, rows: int) -> SchemaSnapshot:
+    table = Table(schema="public", name="t", kind="table", persistence="permanent", row_estimate=rows,
+                  heap_bytes=total_bytes, index_bytes=0, total_bytes=total_bytes,
+                  columns=[Column(name="a", position=1, type="character varying(20)", nullable=True),
+                           Column(name="n", position=2, type="integer", nullable=True)],
+                  constraints=[Constraint(name="n_nn", type="check", columns=["n"],
+                                          definition="CHECK ((n IS NOT NULL))")])
+    return SchemaSnapshot(server_version=160002, server_version_text="16.2", database="d", schemas=["public"],
+                          tables=[table])
+
+
+def test_risk_from_the_catalog_size() -> None:
+    big, small = _catalog(50 << 30, 400_000_000), _catalog(8 << 20, 20_000)
+    sql = "ALTER TABLE t ALTER COLUMN a TYPE integer USING a::integer"
+    assert ops(sql, catalog=big)[0].risk == "critical"
+    assert ops(sql, catalog=small)[0].risk == "high"
+    assert any("MB" in n for n in ops(sql, catalog=small)[0].notes)
+    widen = ops("ALTER TABLE t ALTER COLUMN a TYPE varchar(80)", catalog=big)[0]
+    assert not widen.rewrite and widen.risk == "medium"
+    proven = ops("ALTER TABLE t ALTER COLUMN n SET NOT NULL", catalog=big)[0]
+    assert not proven.scan and proven.risk == "medium"
+    assert ops("CREATE INDEX i ON t (a)", catalog=small)[0].risk == "medium"
+    assert ops("CREATE INDEX i ON t (a)", catalog=big)[0].risk == "high"

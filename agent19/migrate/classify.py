@@ -13,13 +13,11 @@ statements is described in :mod:`agent19.migrate.classify_state`.
 
 from __future__ import annotations
 
-from typing import Any
-
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import strongest_mode
 from agent19.migrate.classify_alter import decide_alter
 from agent19.migrate.classify_other import decide_statement, render_subcommands
-from agent19.migrate.classify_state import Context, Decision
+from agent19.migrate.classify_state import Context, Decision, range_name
 from agent19.migrate.knowledge import Behaviour, lookup
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement
@@ -56,8 +54,6 @@ def classify(
 
 
 def _alter_table(stmt: Statement, ctx: Context) -> list[Operation]:
-    from agent19.migrate.classify_state import range_name
-
     fields = stmt.fields
     table = range_name(fields.get("relation", {}))
     cmds = [c["AlterTableCmd"] for c in fields.get("cmds", []) if "AlterTableCmd" in c]
@@ -135,10 +131,3 @@ def _large_tables(tables: list[str], ctx: Context) -> tuple[list[str], str]:
             large.append(name)
     return large, "; ".join(described)
 
-
-def relation_names(tree: Any) -> list[str]:
-    """Every relation a parse tree reads (``RangeVar`` nodes), schema-qualified, in order."""
-    from agent19.migrate.classify_state import range_name
-    from agent19.sqltree import walk
-
-    return list(dict.fromkeys(range_name(f) for node, f in walk(tree) if node == "RangeVar"))
