@@ -1,0 +1,225 @@
+"""Candidate indexes from a query's shape: its predicates, joins, ORDER BY and GROUP BY.
+
+sqlglot qualifies every column against the catalog (so ``amount`` becomes ``orders.amount``
+even without an alias), then each scope's conjuncts are sorted into equality, range, join and
+pattern columns per table. Composite candidates put equality columns first, then one range (or
+the ORDER BY) column; a covering variant INCLUDEs the other columns the query reads from the
+table when that enables an index-only scan. A candidate that an existing valid btree index
+already serves (its columns are a prefix of that index's) is not proposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
+
+from agent19.errors import InputError
+
+MAX_KEY_COLUMNS = 4
+MAX_INCLUDE = 4
+
+
+@dataclass
+class TableInfo:
+    schema: str
+    name: str
+    columns: dict[str, str]
+    indexes: list[tuple[str, str, list[str], bool]] = field(default_factory=list)
+    """(name, method, key columns, partial) of valid indexes."""
+    rows: float = 0
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    table: str
+    columns: tuple[str, ...]
+    include: tuple[str, ...] = ()
+    method: str = "btree"
+    opclass: str | None = None
+    reason: str = ""
+
+    def definition(self, name: str | None = None, concurrently: bool = False) -> str:
+        cols = ", ".join(_q(c) + (f" {self.opclass}" if self.opclass else "") for c in self.columns)
+        using = "" if self.method == "btree" else f" USING {self.method}"
+        inc = f" INCLUDE ({', '.join(_q(c) for c in self.include)})" if self.include else ""
+        conc = " CONCURRENTLY" if concurrently else ""
+        schema, _, table = self.table.partition(".")
+        return f"CREATE INDEX{conc}{f' {_q(name)}' if name else ''} ON {_q(schema)}.{_q(table)}{using} ({cols}){inc}"
+
+    def name(self) -> str:
+        base = self.table.split(".")[-1] + "_" + "_".join(self.columns) + ("_incl" if self.include else "") + "_idx"
+        return base[:63]
+
+
+def _q(name: str) -> str:
+    return name if name.isidentifier() and name.islower() else '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class Shape:
+    eq: list[str] = field(default_factory=list)
+    range: list[str] = field(default_factory=list)
+    join: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    group: list[str] = field(default_factory=list)
+    pattern: list[str] = field(default_factory=list)
+    read: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def add(items: list[str], col: str) -> None:
+        if col not in items:
+            items.append(col)
+
+
+def _is_value(node: exp.Expression) -> bool:
+    return not list(node.find_all(exp.Column)) and not list(node.find_all(exp.Select))
+
+
+def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
+    """Per qualified table name, the columns the query filters, joins, orders and groups on."""
+    schema: dict[str, dict[str, dict[str, str]]] = {}
+    for t in tables.values():
+        schema.setdefault(t.schema, {})[t.name] = t.columns
+    try:
+        tree = sqlglot.parse_one(sql, read="postgres")
+        tree = qualify(tree, schema=schema, dialect="postgres", validate_qualify_columns=False,
+                       quote_identifiers=False)
+    except SqlglotError as exc:
+        raise InputError(f"the index advisor cannot read this query: {exc}", "pass a single SELECT/UPDATE/DELETE") \
+            from None
+    shapes: dict[str, Shape] = {}
+    for scope in traverse_scope(tree):
+        aliases: dict[str, TableInfo] = {}
+        for alias, source in scope.sources.items():
+            if isinstance(source, exp.Table):
+                info = tables.get(source.name) or tables.get(f"{source.args.get('db')}.{source.name}")
+                if info:
+                    aliases[alias] = info
+
+        def owner(col: Any, aliases: dict[str, TableInfo] = aliases) -> tuple[TableInfo, str] | None:
+            if isinstance(col, exp.Column) and col.table in aliases and col.name in aliases[col.table].columns:
+                return aliases[col.table], col.name
+            return None
+
+        def shape(info: TableInfo) -> Shape:
+            return shapes.setdefault(info.qualified, Shape())
+
+        for col in scope.columns:
+            found = owner(col)
+            if found:
+                Shape.add(shape(found[0]).read, found[1])
+        node = scope.expression
+        conds: list[exp.Expression] = []
+        if node.args.get("where") is not None:
+            conds.append(node.args["where"].this)
+        for join in node.args.get("joins") or []:
+            if join.args.get("on") is not None:
+                conds.append(join.args["on"])
+        for cond in conds:
+            for c in cond.flatten() if isinstance(cond, exp.And) else [cond]:
+                _classify(c, owner, shape)
+        order = node.args.get("order")
+        if order is not None:
+            owners = [owner(o.this) for o in order.expressions]
+            if owners and all(owners) and len({o[0].qualified for o in owners if o}) == 1:
+                for o in owners:
+                    if o:
+                        Shape.add(shape(o[0]).order, o[1])
+        group = node.args.get("group")
+        if group is not None:
+            for g in group.expressions:
+                found = owner(g)
+                if found:
+                    Shape.add(shape(found[0]).group, found[1])
+    return shapes
+
+
+def _classify(c: exp.Expression, owner: Any, shape: Any) -> None:
+    if isinstance(c, exp.Paren):
+        c = c.this
+    if isinstance(c, exp.EQ):
+        left, right = owner(c.this), owner(c.expression)
+        if left and right and left[0] is not right[0]:
+            Shape.add(shape(left[0]).join, left[1])
+            Shape.add(shape(right[0]).join, right[1])
+        elif left and _is_value(c.expression):
+            Shape.add(shape(left[0]).eq, left[1])
+        elif right and _is_value(c.this):
+            Shape.add(shape(right[0]).eq, right[1])
+    elif isinstance(c, (exp.In, exp.Is)):
+        found = owner(c.this)
+        if found:
+            Shape.add(shape(found[0]).eq, found[1])
+    elif isinstance(c, (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)):
+        found = owner(c.this)
+        other = c.expression if not isinstance(c, exp.Between) else c.args.get("low")
+        if found and other is not None and _is_value(other):
+            Shape.add(shape(found[0]).range, found[1])
+        elif not isinstance(c, exp.Between):
+            right = owner(c.expression)
+            if right and _is_value(c.this):
+                Shape.add(shape(right[0]).range, right[1])
+    elif isinstance(c, (exp.Like, exp.ILike)):
+        found = owner(c.this)
+        pattern = c.expression
+        if found and isinstance(pattern, exp.Literal) and pattern.this[:1] in {"%", "_"}:
+            Shape.add(shape(found[0]).pattern, found[1])
+
+
+def _served(table: TableInfo, columns: tuple[str, ...]) -> str | None:
+    for name, method, keys, partial in table.indexes:
+        if method == "btree" and not partial and tuple(keys[: len(columns)]) == columns:
+            return name
+    return None
+
+
+def candidates(shapes: dict[str, Shape], tables: dict[str, TableInfo]) -> tuple[list[Candidate], dict[str, str]]:
+    """Candidate indexes, and the ones skipped because an existing index already serves them."""
+    by_name = {t.qualified: t for t in tables.values()}
+    out: list[Candidate] = []
+    served: dict[str, str] = {}
+
+    def propose(table: TableInfo, cols: list[str], reason: str, include: list[str] | None = None) -> None:
+        keys = tuple(dict.fromkeys(cols))[:MAX_KEY_COLUMNS]
+        if not keys:
+            return
+        existing = _served(table, keys)
+        if existing and not include:
+            served[Candidate(table.qualified, keys).definition()] = existing
+            return
+        cand = Candidate(table.qualified, keys, tuple(c for c in include or [] if c not in keys), reason=reason)
+        if cand not in out:
+            out.append(cand)
+
+    for qualified, s in shapes.items():
+        table = by_name[qualified]
+        if s.eq or s.range:
+            propose(table, s.eq + s.range[:1], "equality columns first, then the range column")
+            for extra in s.range[1:2]:
+                propose(table, s.eq + [extra], "equality columns, then another range column")
+        if s.order:
+            propose(table, s.eq + s.order, "filter then ORDER BY: rows come out sorted, no sort step")
+        for j in s.join:
+            propose(table, [j], "join column: an index lookup per joined row")
+            if s.eq:
+                propose(table, s.eq + [j], "equality filter, then the join column")
+        if s.group and len(s.group) <= 3:
+            propose(table, s.group, "GROUP BY columns: grouping from a sorted index")
+        keys = list(dict.fromkeys(s.eq + s.range[:1] + s.join[:1]))[:MAX_KEY_COLUMNS]
+        rest = [c for c in s.read if c not in keys]
+        if keys and rest and len(rest) <= MAX_INCLUDE:
+            propose(table, keys, "covering: INCLUDE the other columns read, for an index-only scan", include=rest)
+        for col in s.pattern:
+            out.append(Candidate(table.qualified, (col,), method="gin", opclass="gin_trgm_ops",
+                                 reason="leading-wildcard LIKE: a trigram index (pg_trgm)"))
+    return out, served

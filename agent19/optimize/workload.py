@@ -1,0 +1,59 @@
+"""The workload: the top statements of pg_stat_statements, weighted for the advisor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from agent19.db.connection import Database
+from agent19.errors import InputError
+
+OrderBy = Literal["total_time", "mean_time", "calls"]
+
+
+class WorkloadQuery(BaseModel):
+    sql: str
+    calls: int
+    mean_ms: float
+    total_ms: float
+
+    @property
+    def weight(self) -> float:
+        """calls × mean time: the time the statement costs the server in total."""
+        return max(self.calls * self.mean_ms, 1e-3)
+
+
+Q_CHECK = """
+SELECT (SELECT installed_version FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS installed,
+       EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available,
+       'pg_stat_statements' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
+         AS preloaded
+"""
+_COLUMNS = {"total_time": "total_exec_time", "mean_time": "mean_exec_time", "calls": "calls"}
+
+
+def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20) -> list[WorkloadQuery]:
+    with db.read() as conn:
+        row = conn.execute(Q_CHECK).fetchone()
+        assert row is not None
+        if not row["available"]:
+            raise InputError("pg_stat_statements is not installed on this server",
+                             "install PostgreSQL's contrib package (the embedded server has none)")
+        if not row["preloaded"]:
+            raise InputError("pg_stat_statements is not in shared_preload_libraries",
+                             "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements")
+        if not row["installed"]:
+            raise InputError("the pg_stat_statements extension is not created in this database",
+                             "run CREATE EXTENSION pg_stat_statements (a DBA, once per database)")
+        rows = conn.execute(
+            f"""SELECT query, calls, mean_exec_time AS mean_ms, total_exec_time AS total_ms
+                  FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND toplevel AND query ~* '^\\s*(select|with|update|delete)\\s'
+                   AND query !~* 'pg_stat_statements|hypopg|pg_catalog\\.|information_schema'
+                 ORDER BY {_COLUMNS[order_by]} DESC LIMIT %s""",
+            (limit,),
+        ).fetchall()
+    return [WorkloadQuery(sql=r["query"], calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
+            for r in rows]

@@ -1,0 +1,93 @@
+"""advise_indexes and advise_workload: index advice verified with HypoPG."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from agent19.errors import InputError
+from agent19.optimize.advisor import Advice, advise
+from agent19.optimize.explain import one_statement
+from agent19.optimize.workload import OrderBy, top_queries
+from agent19.tools.registry import ToolContext, tool
+
+
+class AdviseArgs(BaseModel):
+    sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed")
+    parameters: list[str] = Field(default=[], description="values for $1, $2 … (without them: the generic plan)")
+    min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
+
+
+class WorkloadArgs(BaseModel):
+    queries: list[str] = Field(default=[], description="the workload's queries; empty: the top statements of "
+                               "pg_stat_statements")
+    order_by: OrderBy = Field(default="total_time", description="how to pick the top statements")
+    limit: int = Field(default=20, ge=1, le=200, description="how many top statements")
+    budget_mb: float | None = Field(default=None, gt=0, description="storage budget for all new indexes, MB")
+    min_gain: float = Field(default=0.01, gt=0, lt=1, description="least share of the workload's cost an index "
+                            "must remove")
+
+
+def render_advice(a: Advice) -> str:
+    lines = [f"HypoPG: {a.hypopg}"]
+    for r in a.recommendations:
+        size = f", ~{r.estimated_size_bytes / 1048576:.1f} MB" if r.estimated_size_bytes else ""
+        lines.append(f"recommend: {r.sql};")
+        lines.append(f"    cost {r.cost_before:,.2f} → {r.cost_after:,.2f} (−{r.improvement:.0%}){size}; "
+                     f"{r.table} has {r.existing_indexes} indexes already — {r.reason}")
+    if not a.recommendations:
+        lines.append("no index recommended")
+    for q in a.queries:
+        if len(a.queries) > 1:
+            lines.append(f"  {q.cost_before:>12,.2f} → {q.cost_after:>12,.2f}  {q.sql[:90]}")
+    for c in a.candidates:
+        if c.verdict != "recommended":
+            lines.append(f"  considered: {c.definition} — {c.verdict}")
+    for cand, index in a.already_served.items():
+        lines.append(f"  already served: {cand} — by {index}")
+    for u in a.unverified:
+        lines.append(f"  unverified idea: {u}")
+    lines += [f"note: {n}" for n in a.notes]
+    return "\n".join(lines)
+
+
+@tool(
+    name="advise_indexes", title="Recommend indexes for a query, verified with HypoPG", args=AdviseArgs,
+    result=Advice, cli="advise", positional=("sql",), render_text=render_advice,
+    examples=("agent19 advise \"SELECT * FROM orders WHERE status = 'refunded' AND amount > 900\"",),
+)
+def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
+    """Recommend indexes for one query, each verified with HypoPG before it is recommended.
+
+    Candidates come from the query's equality, range, join, ORDER BY and GROUP BY columns (qualified
+    against the catalog): composite with equality columns first, covering (INCLUDE) variants, trigram
+    GIN ideas for LIKE '%…'. Candidates an existing index already serves are skipped. Each is created
+    as a hypothetical index and the plan's cost compared; only indexes the planner uses and that lower
+    the cost by `min_gain` are recommended, with the cost before/after, estimated size and the table's
+    existing index count (write cost). Recommends CREATE INDEX CONCURRENTLY. Needs the hypopg
+    extension (read-only mode: created by a DBA; dry-run mode: created in a rolled-back transaction)."""
+    stmt = one_statement(args.sql)
+    if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
+        raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
+    return advise(ctx.db, [(stmt.sql, 1.0, args.parameters or None)], min_gain=args.min_gain)
+
+
+@tool(
+    name="advise_workload", title="Choose indexes for a whole workload under a storage budget", args=WorkloadArgs,
+    result=Advice, cli="advise-workload", render_text=render_advice,
+    examples=("agent19 advise-workload --budget-mb 500", "agent19 advise-workload --order-by calls --limit 50"),
+)
+def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
+    """Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,
+    mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by
+    calls × mean time, within `budget_mb`; reports the cost of each query before and after. Says
+    clearly when pg_stat_statements or hypopg is missing and how to enable them."""
+    if args.queries:
+        queries = [(one_statement(q).sql, 1.0, None) for q in args.queries]
+    else:
+        top = top_queries(ctx.db, args.order_by, args.limit)
+        if not top:
+            raise InputError("pg_stat_statements has no statements for this database yet",
+                             "let the application run, or pass `queries`")
+        queries = [(q.sql, q.weight, None) for q in top]
+    budget = int(args.budget_mb * 1048576) if args.budget_mb else None
+    return advise(ctx.db, queries, budget_bytes=budget, min_gain=args.min_gain)
