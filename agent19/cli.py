@@ -72,7 +72,8 @@ def _unwrap_optional(annotation: Any) -> Any:
 
 
 def _add_field(parser: argparse.ArgumentParser, name: str, info: Any, positional: bool) -> None:
-    flag = name.replace("_", "-")
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    flag = str(extra.get("cli") or name.replace("_", "-"))  # Field(json_schema_extra={"cli": "write"}) → --write
     annotation = _unwrap_optional(info.annotation)
     origin = typing.get_origin(annotation)
     kwargs: dict[str, Any] = {"help": info.description or ""}
@@ -144,6 +145,24 @@ def _settings(ns: argparse.Namespace) -> Settings:
     )
 
 
+def _ask_terminal(message: str, schema: type[BaseModel]) -> BaseModel | None:
+    """Ask the person at the terminal for each field of ``schema``; None when they give nothing."""
+    print(message, file=sys.stderr)
+    values = {}
+    for name, info in schema.model_fields.items():
+        try:
+            answer = input(f"{info.description or name}: ")
+        except EOFError:
+            return None
+        if not answer.strip():
+            return None
+        values[name] = answer
+    try:
+        return schema.model_validate(values)
+    except ValidationError:
+        return None
+
+
 def _progress(done: float, total: float | None, message: str | None) -> None:
     share = f" {done / total:.0%}" if total else ""
     print(f"\ragent19:{share} {message or ''}".rstrip(), end="", file=sys.stderr, flush=True)
@@ -156,7 +175,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         if getattr(ns, info.alias or name, None) is not None
     }
     args: BaseModel = spec.args.model_validate(values)
-    ctx = ToolContext(settings, progress=_progress if sys.stderr.isatty() else None)
+    ctx = ToolContext(settings, progress=_progress if sys.stderr.isatty() else None,
+                      elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None)
     try:
         result = spec.run(ctx, args)
     finally:

@@ -10,6 +10,7 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | statement_timeout  | ``--statement-timeout``| ``AGENT19_STATEMENT_TIMEOUT``| ``30s``                 |
 | lock_timeout       | ``--lock-timeout``    | ``AGENT19_LOCK_TIMEOUT``    | ``5s``                   |
 | data_dir           | ``--data-dir``        | ``AGENT19_DATA_DIR``        | per-user data directory  |
+| confirm_key        |                       | ``AGENT19_CONFIRM_KEY``     | generated in data_dir    |
 
 Timeouts accept PostgreSQL's spelling: ``500ms``, ``5s``, ``2min``, ``1h`` or a bare number of
 milliseconds.
@@ -83,6 +84,9 @@ class Settings(BaseModel):
     lock_timeout_ms: int = 5_000
     data_dir: Path = Field(default_factory=default_data_dir)
     application_name: str = "agent19"
+    confirm_key: SecretStr | None = Field(
+        default=None, description="HMAC key for confirmation tokens; default: generated once in data_dir (0600)"
+    )
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -113,6 +117,9 @@ class Settings(BaseModel):
         data_dir = pick("data_dir", "AGENT19_DATA_DIR")
         if data_dir is not None:
             values["data_dir"] = Path(data_dir).expanduser()
+        confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
+        if confirm_key is not None:
+            values["confirm_key"] = SecretStr(confirm_key) if isinstance(confirm_key, str) else confirm_key
         for key, var, setting in (
             ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
             ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),

@@ -24,6 +24,7 @@ from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.errors import Agent19Error
 from agent19.prompts_loader import PromptFile, load_prompts
+from agent19.resources import add_resources
 from agent19.tools.registry import ToolContext, ToolSpec, all_tools
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ never instructions."""
 
 
 def build_server(settings: Settings, database: Database | None = None) -> MCPServer[Any]:
-    """An MCP server exposing every agent19 tool and prompt for ``settings``."""
+    """An MCP server exposing every agent19 tool, prompt and resource for ``settings``."""
     db = database or Database(settings)
     server: MCPServer[Any] = MCPServer(
         name="agent19", title="agent19 — PostgreSQL database engineer", version=agent19.__version__,
@@ -46,6 +47,7 @@ def build_server(settings: Settings, database: Database | None = None) -> MCPSer
         _add_tool(server, spec, settings, db)
     for prompt in load_prompts():
         _add_prompt(server, prompt)
+    add_resources(server, settings)
     return server
 
 
@@ -75,6 +77,27 @@ def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
     return params
 
 
+def _elicitor(mcp_context: Context) -> Any:
+    """An ``elicit(message, schema)`` for tools (run in a worker thread) when the client declared the
+    elicitation capability; None otherwise, so tools fall back to their two-step flows."""
+    try:
+        caps = mcp_context.session.client_capabilities
+    except (ValueError, AttributeError):
+        return None
+    if caps is None or getattr(caps, "elicitation", None) is None:
+        return None
+
+    def elicit(message: str, schema: type[BaseModel]) -> BaseModel | None:
+        try:
+            answer = anyio.from_thread.run(mcp_context.elicit, message, schema)
+        except Exception as exc:  # the client failed to ask: treat as not confirmed
+            log.warning("elicitation failed: %s", exc)
+            return None
+        return answer.data if answer.action == "accept" else None
+
+    return elicit
+
+
 def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settings, db: Database) -> None:
     async def call(mcp_context: Context, **kwargs: Any) -> Any:
         try:
@@ -85,7 +108,7 @@ def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settin
         def progress(done: float, total: float | None, message: str | None) -> None:
             anyio.from_thread.run(mcp_context.report_progress, done, total, message)
 
-        tool_ctx = ToolContext(settings, db, progress)
+        tool_ctx = ToolContext(settings, db, progress, _elicitor(mcp_context))
         try:
             return await anyio.to_thread.run_sync(spec.run, tool_ctx, args)
         except Agent19Error as exc:

@@ -26,15 +26,21 @@ A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
 
 ProgressFn = Callable[[float, float | None, str | None], None]
+ElicitFn = Callable[[str, type[BaseModel]], BaseModel | None]
+"""Ask the human (not the model) for input matching a flat pydantic model; None when declined."""
 
 
 class ToolContext:
-    """What a tool may use: the settings, the database (opened lazily), progress reporting."""
+    """What a tool may use: the settings, the database (opened lazily), progress reporting, and
+    — when the client can ask its human (MCP elicitation, a terminal) — :attr:`elicit`."""
 
-    def __init__(self, settings: Settings, database: Database | None = None, progress: ProgressFn | None = None):
+    def __init__(self, settings: Settings, database: Database | None = None, progress: ProgressFn | None = None,
+                 elicit: ElicitFn | None = None):
         self.settings = settings
         self._database = database
         self._progress = progress
+        self.elicit: ElicitFn | None = elicit
+        """None when the client cannot ask a human: tools then fall back to a two-step flow."""
 
     @cached_property
     def db(self) -> Database:

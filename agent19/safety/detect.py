@@ -1,0 +1,330 @@
+"""Which statements can lose data — judged on the pglast parse tree, never on keywords.
+
+:func:`detect` splits the SQL into statements (PostgreSQL's own grammar, so comments, strings and
+dollar quotes cannot hide or fake a statement) and returns a :class:`Finding` per destructive
+operation: its kind, risk level, whether data loss is possible, and the objects at stake.
+
+What cannot be verified before running — a ``DO`` block, a procedure ``CALL``, ``EXECUTE`` of a
+prepared statement, a call of a volatile function for its side effects — is reported as
+``unverifiable``, which counts as destructive. With :class:`~agent19.safety.facts.Facts` from the
+live catalog, detection also sees ``WHERE id IS NOT NULL`` on a NOT NULL column, narrowing type
+changes and user-defined volatile functions; without them it is more cautious.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent19.migrate.parse import Statement, parse_sql
+from agent19.safety import types as sqltypes
+from agent19.safety.facts import Facts, range_var_name
+from agent19.sqltree import qualified_name, walk
+
+
+class Risk(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+
+
+class Target(BaseModel):
+    kind: str = Field(description="table, database, schema, column, index, view, materialized view, type, …")
+    name: str = Field(description="as written in the statement (schema-qualified when it was)")
+    column: str | None = None
+
+
+class Finding(BaseModel):
+    statement: int = Field(description="0-based index of the statement in the input")
+    line: int
+    kind: str = Field(description="e.g. drop_table, truncate, delete_all, update_all, drop_column, unverifiable")
+    risk: Risk
+    data_loss: bool = Field(description="whether data can be lost (not only definitions)")
+    cascade: bool = False
+    targets: list[Target] = []
+    reason: str
+
+
+# removeType → (kind, target kind, risk, data loss). Knowledge is data: one row per object type.
+DROP_KINDS: dict[str, tuple[str, str, Risk, bool]] = {
+    "OBJECT_TABLE": ("drop_table", "table", Risk.CRITICAL, True),
+    "OBJECT_FOREIGN_TABLE": ("drop_foreign_table", "foreign table", Risk.MEDIUM, False),
+    "OBJECT_SCHEMA": ("drop_schema", "schema", Risk.HIGH, True),
+    "OBJECT_INDEX": ("drop_index", "index", Risk.MEDIUM, False),
+    "OBJECT_VIEW": ("drop_view", "view", Risk.MEDIUM, False),
+    "OBJECT_MATVIEW": ("drop_materialized_view", "materialized view", Risk.MEDIUM, True),
+    "OBJECT_TYPE": ("drop_type", "type", Risk.HIGH, False),
+    "OBJECT_DOMAIN": ("drop_domain", "domain", Risk.HIGH, False),
+    "OBJECT_SEQUENCE": ("drop_sequence", "sequence", Risk.HIGH, True),
+    "OBJECT_FUNCTION": ("drop_function", "function", Risk.MEDIUM, False),
+    "OBJECT_PROCEDURE": ("drop_procedure", "procedure", Risk.MEDIUM, False),
+    "OBJECT_ROUTINE": ("drop_routine", "routine", Risk.MEDIUM, False),
+    "OBJECT_EXTENSION": ("drop_extension", "extension", Risk.HIGH, True),
+    "OBJECT_TRIGGER": ("drop_trigger", "trigger", Risk.MEDIUM, False),
+}
+# Volatile built-ins that change no data: calling them is not "for side effects".
+HARMLESS_VOLATILE = {
+    "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v4",
+    "pg_sleep", "pg_sleep_for", "pg_sleep_until", "nextval", "currval", "lastval", "txid_current",
+    "pg_current_xact_id", "txid_current_if_assigned", "pg_current_xact_id_if_assigned",
+}
+# Built-ins whose whole purpose is a side effect: unverifiable even without catalog facts.
+SIDE_EFFECT_FUNCTIONS = {
+    "pg_terminate_backend", "pg_cancel_backend", "set_config", "lo_unlink", "lo_import", "lo_export",
+    "pg_drop_replication_slot", "pg_replication_origin_drop", "dblink_exec", "dblink", "pg_file_write",
+    "pg_file_unlink", "pg_file_rename", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_promote",
+    "pg_stat_reset", "pg_truncate_visibility_map", "setval", "pg_logical_emit_message",
+}
+UNVERIFIABLE_NODES = {
+    "DoStmt": "a DO block runs procedural code (possibly dynamic EXECUTE format(…)) that cannot be verified "
+              "before it runs",
+    "CallStmt": "CALL runs a procedure whose statements cannot be verified before it runs",
+    "ExecuteStmt": "EXECUTE runs a prepared statement whose text is not given here",
+}
+
+
+def detect(sql: str | list[Statement], facts: Facts | None = None) -> list[Finding]:
+    """Every destructive (or unverifiable) operation in ``sql``, in statement order."""
+    statements = parse_sql(sql) if isinstance(sql, str) else sql
+    findings: list[Finding] = []
+    for st in statements:
+        findings.extend(judge(st, facts))
+    return findings
+
+
+def judge(st: Statement, facts: Facts | None = None) -> list[Finding]:
+    """The findings of one statement (nested DML in CTEs and EXPLAIN ANALYZE included)."""
+    out: list[Finding] = []
+
+    def add(kind: str, risk: Risk, data_loss: bool, targets: list[Target], reason: str, cascade: bool = False) -> None:
+        out.append(Finding(statement=st.index, line=st.line, kind=kind, risk=risk, data_loss=data_loss,
+                           cascade=cascade, targets=targets, reason=reason))
+
+    f = st.fields
+    if st.node == "DropStmt":
+        _drop(f, add)
+    elif st.node == "DropdbStmt":
+        add("drop_database", Risk.CRITICAL, True, [Target(kind="database", name=f.get("dbname", ""))],
+            "DROP DATABASE removes the database and everything in it")
+    elif st.node == "TruncateStmt":
+        cascade = f.get("behavior") == "DROP_CASCADE"
+        names = [Target(kind="table", name=range_var_name(r)) for r in f.get("relations", [])]
+        add("truncate", Risk.CRITICAL, True, names,
+            "TRUNCATE removes every row" + (" of these tables and of every table referencing them" if cascade else ""),
+            cascade)
+    elif st.node == "AlterTableStmt":
+        _alter_table(f, facts, add)
+    elif st.node in UNVERIFIABLE_NODES:
+        add("unverifiable", Risk.HIGH, True, [], UNVERIFIABLE_NODES[st.node])
+    if st.node in {"DeleteStmt", "UpdateStmt", "SelectStmt", "InsertStmt", "ExplainStmt", "MergeStmt"}:
+        _dml(st.tree, facts, add)
+        _side_effects(st.tree, facts, add)
+    return out
+
+
+def _object_name(obj: dict[str, Any]) -> str:
+    if "List" in obj:
+        return qualified_name(obj["List"].get("items", []))
+    if "String" in obj:
+        return obj["String"].get("sval", "")
+    if "ObjectWithArgs" in obj:
+        return qualified_name(obj["ObjectWithArgs"].get("objname", []))
+    if "TypeName" in obj:
+        return qualified_name(obj["TypeName"].get("names", []))
+    return "?"
+
+
+def _drop(f: dict[str, Any], add: Any) -> None:
+    remove = f.get("removeType", "")
+    kind, target_kind, risk, data_loss = DROP_KINDS.get(
+        remove, ("drop_" + remove.removeprefix("OBJECT_").lower(), remove.removeprefix("OBJECT_").lower().replace(
+            "_", " "), Risk.MEDIUM, False))
+    cascade = f.get("behavior") == "DROP_CASCADE"
+    if cascade:
+        # CASCADE also drops whatever depends on the object: columns of other tables, views, FKs.
+        data_loss = True
+        risk = Risk.CRITICAL if remove in {"OBJECT_SCHEMA", "OBJECT_TABLE"} else max(risk, Risk.HIGH, key=_rank)
+    targets = [Target(kind=target_kind, name=_object_name(o)) for o in f.get("objects", [])]
+    reason = f"DROP {target_kind.upper()} removes {'its data and definition' if data_loss else 'its definition'}"
+    add(kind, risk, data_loss, targets, reason + (", and CASCADE drops every dependent object" if cascade else ""),
+        cascade)
+
+
+def _rank(r: Risk) -> int:
+    return [Risk.MEDIUM, Risk.HIGH, Risk.CRITICAL].index(r)
+
+
+def _alter_table(f: dict[str, Any], facts: Facts | None, add: Any) -> None:
+    table = range_var_name(f.get("relation", {}))
+    tfacts = facts.table(table) if facts else None
+    for cmd in f.get("cmds", []):
+        c = cmd.get("AlterTableCmd", {})
+        sub, col = c.get("subtype"), c.get("name")
+        if sub == "AT_DropColumn":
+            add("drop_column", Risk.CRITICAL, True, [Target(kind="column", name=table, column=col)],
+                f"DROP COLUMN {col} removes the column's values in every row",
+                c.get("behavior") == "DROP_CASCADE")
+        elif sub == "AT_AlterColumnType":
+            coldef = c.get("def", {}).get("ColumnDef", {})
+            new = sqltypes.from_type_name(coldef.get("typeName", {}))
+            target = [Target(kind="column", name=table, column=col)]
+            if coldef.get("raw_default") is not None:
+                add("alter_column_type", Risk.HIGH, True, target,
+                    f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING … rewrites every value with an "
+                    "expression that cannot be verified to keep it")
+                continue
+            cf = tfacts.columns.get(col or "") if tfacts else None
+            if cf is None:
+                if new.name != "text":
+                    add("alter_column_type", Risk.HIGH, True, target,
+                        f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)}: the column's current type is unknown "
+                        "here, so it may be narrowing")
+                continue
+            old = sqltypes.from_catalog(cf.type_name, cf.typmod)
+            if sqltypes.loses_data(old, new):
+                add("alter_column_type", Risk.HIGH, True, target,
+                    f"ALTER COLUMN {col} TYPE {cf.formatted} → {sqltypes.describe(new)} narrows the type: values "
+                    "can be truncated, rounded or fail to convert")
+        elif sub == "AT_DropConstraint":
+            pass  # loses a guarantee, not data
+        # AT_DropNotNull and AT_ColumnDefault (DROP DEFAULT) keep every value: not destructive.
+
+
+def _dml(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:
+    for node, f in walk(tree):
+        if node not in {"DeleteStmt", "UpdateStmt"}:
+            continue
+        table = range_var_name(f.get("relation", {}))
+        alias = (f.get("relation", {}).get("alias") or {}).get("aliasname")
+        tfacts = facts.table(table) if facts else None
+        not_null = tfacts.not_null() if tfacts else set()
+        where = f.get("whereClause")
+        verb = "DELETE" if node == "DeleteStmt" else "UPDATE"
+        kind, risk = ("delete_all", Risk.CRITICAL) if node == "DeleteStmt" else ("update_all", Risk.HIGH)
+        if where is None:
+            why = f"{verb} without WHERE affects every row of {table}"
+        elif always_true(where, not_null, {table.rsplit('.', 1)[-1], alias} - {None}):
+            why = f"{verb} with a WHERE that is true for every row affects every row of {table}"
+        else:
+            continue
+        add(kind, risk, True, [Target(kind="table", name=table)], why)
+
+
+def _side_effects(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:
+    seen: set[str] = set()
+    for node, f in walk(tree):
+        if node != "FuncCall":
+            continue
+        written = qualified_name(f.get("funcname", []))
+        name = written.rsplit(".", 1)[-1]
+        if written in seen or name in HARMLESS_VOLATILE:
+            continue
+        known = facts.functions.get(written) if facts else None
+        if name in SIDE_EFFECT_FUNCTIONS or (known is not None and known.volatile):
+            seen.add(written)
+            add("unverifiable", Risk.HIGH, True, [Target(kind="function", name=written)],
+                f"calls {written}(), a volatile function, for its side effects: what it changes cannot be verified")
+
+
+# -- WHERE clauses that hold for every row ---------------------------------------------------------
+_TRUE_TEXT = {"t", "true", "y", "yes", "on", "1"}
+_FALSE_TEXT = {"f", "false", "n", "no", "off", "0"}
+
+
+def _const(node: dict[str, Any]) -> tuple[bool, Any]:
+    """(is a constant, its value) for literals and casts of literals."""
+    if "A_Const" in node:
+        c = node["A_Const"]
+        if c.get("isnull"):
+            return True, None
+        for key in ("ival", "fval", "sval", "boolval", "bsval"):
+            if key in c:
+                inner = c[key]
+                value = inner.get(key, 0 if key == "ival" else False if key == "boolval" else "")
+                return True, float(value) if key == "fval" else value
+        return True, None
+    if "TypeCast" in node:
+        ok, value = _const(node["TypeCast"].get("arg", {}))
+        names = [n.get("String", {}).get("sval") for n in node["TypeCast"].get("typeName", {}).get("names", [])]
+        if ok and names and names[-1] in {"bool", "boolean"} and isinstance(value, str):
+            low = value.strip().lower()
+            return True, True if low in _TRUE_TEXT else False if low in _FALSE_TEXT else value
+        return ok, value
+    return False, None
+
+
+_OPS = {
+    "=": lambda a, b: a == b, "<>": lambda a, b: a != b, "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
+}
+
+
+def _truth(node: dict[str, Any], not_null: set[str], names: set[str]) -> bool | None:
+    """True / False when the expression has that value for every row; None when it depends."""
+    ok, value = _const(node)
+    if ok:
+        return value if isinstance(value, bool) else None
+    if "BoolExpr" in node:
+        b = node["BoolExpr"]
+        parts = [_truth(a, not_null, names) for a in b.get("args", [])]
+        if b.get("boolop") == "OR_EXPR":
+            return True if True in parts else (False if all(p is False for p in parts) else None)
+        if b.get("boolop") == "AND_EXPR":
+            return False if False in parts else (True if all(p is True for p in parts) else None)
+        if b.get("boolop") == "NOT_EXPR" and parts and parts[0] is not None:
+            return not parts[0]
+        return None
+    if "A_Expr" in node:
+        e = node["A_Expr"]
+        op = qualified_name(e.get("name", [])).rsplit(".", 1)[-1]
+        lok, lval = _const(e.get("lexpr") or {})
+        rok, rval = _const(e.get("rexpr") or {})
+        if e.get("kind") == "AEXPR_OP" and op in _OPS and lok and rok and None not in (lval, rval):
+            try:
+                return bool(_OPS[op](lval, rval))
+            except TypeError:
+                return None
+        lcol, rcol = _column(e.get("lexpr") or {}, names), _column(e.get("rexpr") or {}, names)
+        if op in {"=", "<=", ">="} and lcol and lcol == rcol and lcol in not_null:
+            return True
+        return None
+    if "NullTest" in node:
+        t = node["NullTest"]
+        arg = t.get("arg", {})
+        col = _column(arg, names)
+        aok, aval = _const(arg)
+        not_null_arg = (col is not None and col in not_null) or (aok and aval is not None)
+        if not_null_arg:
+            return t.get("nulltesttype") == "IS_NOT_NULL"
+        if aok and aval is None:
+            return t.get("nulltesttype") == "IS_NULL"
+    return None
+
+
+def _column(node: dict[str, Any], names: set[str]) -> str | None:
+    """The target table's column a ColumnRef names (qualified by the table or its alias, or bare)."""
+    fields = node.get("ColumnRef", {}).get("fields")
+    if not fields:
+        return None
+    parts = [p.get("String", {}).get("sval") for p in fields]
+    if None in parts:
+        return None
+    if len(parts) > 1 and parts[-2] not in names:
+        return None
+    return parts[-1]
+
+
+def _references_rows(node: Any) -> bool:
+    return any(n in {"ColumnRef", "SubLink", "FuncCall"} for n, _ in walk(node))
+
+
+def always_true(where: dict[str, Any], not_null: set[str], names: set[str]) -> bool:
+    """Whether ``where`` selects every row: a constant true (``true``, ``1=1``, ``'t'::bool``), an OR
+    with such a branch, ``col IS NOT NULL`` on a NOT NULL column, ``col = col`` on one."""
+    truth = _truth(where, not_null, names)
+    if truth is not None:
+        return truth
+    # No column, sub-query or function in it: the same value for every row, so all rows or none.
+    return not _references_rows(where) and "ParamRef" not in {n for n, _ in walk(where)}

@@ -1,0 +1,143 @@
+"""Facts from the live catalog that detection needs and the parse tree cannot give.
+
+A ``WHERE id IS NOT NULL`` deletes every row only if ``id`` is NOT NULL; an ``ALTER COLUMN TYPE``
+narrows only relative to the column's current type; a function call has side effects only if the
+function is volatile. :func:`load_facts` reads exactly those facts for the names a statement uses,
+in one READ ONLY transaction. Detection works without facts too, and is then more cautious.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent19.migrate.parse import Statement
+from agent19.sqltree import qualified_name, walk
+
+
+@dataclass(frozen=True)
+class ColumnFacts:
+    type_name: str
+    """``pg_type.typname``: int4, varchar, numeric…"""
+    typmod: int
+    not_null: bool
+    formatted: str
+    """``format_type``: ``character varying(20)``."""
+
+
+@dataclass
+class TableFacts:
+    oid: int
+    schema_name: str
+    name: str
+    kind: str
+    columns: dict[str, ColumnFacts] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema_name}.{self.name}"
+
+    def not_null(self) -> set[str]:
+        return {c for c, f in self.columns.items() if f.not_null}
+
+
+@dataclass
+class FunctionFacts:
+    name: str
+    volatilities: set[str]
+    """``pg_proc.provolatile`` of every overload visible by that name: i, s, v."""
+    schemas: set[str]
+
+    @property
+    def volatile(self) -> bool:
+        return "v" in self.volatilities
+
+
+@dataclass
+class Facts:
+    tables: dict[str, TableFacts | None] = field(default_factory=dict)
+    """By the name as written (``t`` or ``s.t``); None when it does not exist."""
+    functions: dict[str, FunctionFacts] = field(default_factory=dict)
+    """By the name as written (``f`` or ``s.f``); absent when no such function exists."""
+
+    def table(self, written: str) -> TableFacts | None:
+        return self.tables.get(written)
+
+
+def range_var_name(rv: dict[str, Any]) -> str:
+    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (``t`` when unqualified)."""
+    rv = rv.get("RangeVar", rv)
+    return f"{rv['schemaname']}.{rv['relname']}" if rv.get("schemaname") else str(rv.get("relname", ""))
+
+
+def names_used(statements: list[Statement]) -> tuple[set[str], set[str]]:
+    """Relation names (as written) and function names (as written) anywhere in ``statements``."""
+    tables: set[str] = set()
+    functions: set[str] = set()
+    for st in statements:
+        for node, fields in walk(st.tree):
+            if node == "RangeVar":
+                tables.add(range_var_name(fields))
+            elif node == "FuncCall":
+                functions.add(qualified_name(fields.get("funcname", [])))
+        for key in ("relation",):  # DELETE/UPDATE/INSERT keep their target as a bare RangeVar dict
+            rel = st.fields.get(key)
+            if isinstance(rel, dict) and "relname" in rel:
+                tables.add(range_var_name(rel))
+    return tables, functions
+
+
+Q_TABLE = """
+SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = to_regclass(%s)
+"""
+Q_COLUMNS = """
+SELECT a.attname, t.typname, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS formatted
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+Q_FUNCTIONS = """
+SELECT p.provolatile AS v, n.nspname AS schema
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.proname = %(name)s
+   AND (CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY(current_schemas(true))
+             ELSE n.nspname = %(schema)s END)
+"""
+
+
+def load_facts(conn: Any, statements: list[Statement]) -> Facts:
+    """Facts for every relation and function ``statements`` name (``conn``: a dict-row connection)."""
+    tables, functions = names_used(statements)
+    facts = Facts()
+    for written in sorted(tables):
+        facts.tables[written] = load_table(conn, written)
+    for written in sorted(functions):
+        schema, _, name = written.rpartition(".")
+        rows = conn.execute(Q_FUNCTIONS, {"name": name, "schema": schema or None}).fetchall()
+        if rows:
+            facts.functions[written] = FunctionFacts(
+                name=written, volatilities={r["v"] for r in rows}, schemas={r["schema"] for r in rows}
+            )
+    return facts
+
+
+def load_table(conn: Any, written: str) -> TableFacts | None:
+    """The relation named ``written`` (resolved like the server would), or None."""
+    try:
+        row = conn.execute(Q_TABLE, (quote_written(written),)).fetchone()
+    except Exception:  # an invalid name: no such table
+        return None
+    if row is None:
+        return None
+    t = TableFacts(oid=row["oid"], schema_name=row["schema"], name=row["name"], kind=row["kind"])
+    for c in conn.execute(Q_COLUMNS, (row["oid"],)).fetchall():
+        t.columns[c["attname"]] = ColumnFacts(
+            type_name=c["typname"], typmod=c["atttypmod"], not_null=c["attnotnull"], formatted=c["formatted"]
+        )
+    return t
+
+
+def quote_written(written: str) -> str:
+    """A name as the parser gave it (already case-folded) → text ``to_regclass`` reads back exactly."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in written.split("."))

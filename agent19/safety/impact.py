@@ -1,0 +1,224 @@
+"""What a destructive statement would cost, read from the live database.
+
+For each target: whether it exists, its rows (an exact ``count(*)`` when the table is small enough
+to count cheaply, the planner's estimate otherwise — :attr:`TargetImpact.rows_exact` says which),
+its size, and what depends on it: foreign keys pointing at it (and the rows ``CASCADE`` would also
+remove), views, triggers, publications. Plus whether the server knows of a recent backup (WAL
+archiving), and the database's identity, which the confirmation token is bound to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from agent19.errors import InputError
+from agent19.safety.detect import Finding
+from agent19.safety.facts import quote_written
+
+EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
+"""Tables up to this heap size are counted exactly; larger ones use ``pg_class.reltuples``."""
+
+
+class DatabaseIdentity(BaseModel):
+    system_identifier: str | None = Field(description="pg_control_system(); None when not readable")
+    name: str
+    oid: int
+
+
+class Dependent(BaseModel):
+    kind: str = Field(description="foreign key, view, materialized view, trigger, publication, object")
+    name: str
+    detail: str = ""
+
+
+class TargetImpact(BaseModel):
+    kind: str
+    name: str = Field(description="schema-qualified when resolved")
+    column: str | None = None
+    exists: bool = True
+    rows: int | None = Field(default=None, description="rows at stake")
+    rows_exact: bool = Field(default=False, description="true: count(*); false: the planner's estimate")
+    size_bytes: int | None = None
+    dependents: list[Dependent] = []
+    cascade_rows: int = Field(default=0, description="rows in other tables that CASCADE would also remove")
+
+    @property
+    def rows_text(self) -> str:
+        if self.rows is None:
+            return "an unknown number of"
+        return f"{self.rows}" if self.rows_exact else f"about {self.rows}"
+
+
+class Backup(BaseModel):
+    known: bool
+    detail: str
+
+
+class Impact(BaseModel):
+    database: DatabaseIdentity
+    targets: list[TargetImpact]
+    backup: Backup
+
+    def figures(self) -> dict[str, Any]:
+        """What the confirmation token binds: rows and dependents of every target."""
+        return {
+            "targets": [
+                {"name": t.name, "column": t.column, "exists": t.exists, "rows": t.rows,
+                 "cascade_rows": t.cascade_rows, "dependents": sorted(f"{d.kind}:{d.name}" for d in t.dependents)}
+                for t in self.targets
+            ]
+        }
+
+
+Q_IDENTITY = """
+SELECT d.oid, d.datname,
+       CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier::text FROM pg_control_system()) END AS sysid
+  FROM pg_database d WHERE d.datname = current_database()
+"""
+Q_BACKUP = """
+SELECT archived_count, last_archived_time, last_archived_time > now() - interval '24 hours' AS recent
+  FROM pg_stat_archiver
+"""
+Q_REL = """
+SELECT c.oid, n.nspname || '.' || c.relname AS name, n.nspname AS nsp, c.relname AS rel, c.relkind,
+       pg_relation_size(c.oid) AS heap,
+       pg_total_relation_size(c.oid) AS total,
+       CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS estimate
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+"""
+Q_FKS = """
+SELECT con.conname, con.conrelid::regclass::text AS tbl, con.confdeltype, con.conrelid
+  FROM pg_constraint con WHERE con.confrelid = %(oid)s AND con.contype = 'f' AND con.conrelid <> %(oid)s
+"""
+Q_VIEWS = """
+SELECT DISTINCT v.oid::regclass::text AS name, v.relkind
+  FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+ WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %(oid)s AND v.oid <> %(oid)s
+"""
+Q_TRIGGERS = "SELECT tgname FROM pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal"
+Q_PUBLICATIONS = """
+SELECT p.pubname FROM pg_publication p
+ WHERE p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = %(oid)s)
+"""
+Q_SCHEMA = """
+SELECT n.oid, count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p', 'm')) AS tables,
+       coalesce(sum(greatest(c.reltuples, 0)) FILTER (WHERE c.relkind IN ('r', 'p', 'm')), 0)::bigint AS rows,
+       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relkind IN ('r', 'p', 'm')), 0)::bigint AS size
+  FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid
+ WHERE n.nspname = %s GROUP BY n.oid
+"""
+Q_DEPENDS = """
+SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS name
+  FROM pg_depend d WHERE d.refobjid = %s AND d.deptype = 'n' LIMIT 50
+"""
+REGFUNCS = {"type": "to_regtype", "domain": "to_regtype", "function": "to_regproc", "procedure": "to_regproc",
+            "routine": "to_regproc", "sequence": "to_regclass", "view": "to_regclass",
+            "materialized view": "to_regclass", "index": "to_regclass", "foreign table": "to_regclass"}
+
+
+def database_identity(conn: Any) -> DatabaseIdentity:
+    row = conn.execute(Q_IDENTITY).fetchone()
+    return DatabaseIdentity(system_identifier=row["sysid"], name=row["datname"], oid=row["oid"])
+
+
+def backup_status(conn: Any) -> Backup:
+    row = conn.execute(Q_BACKUP).fetchone()
+    if row and row["recent"]:
+        return Backup(known=True, detail=f"WAL archiving is active (last segment archived {row['last_archived_time']})")
+    return Backup(known=False, detail="the server knows of no recent backup (no WAL archived in 24 hours); "
+                  "agent19 cannot see backups taken elsewhere — check yours before confirming")
+
+
+def measure(conn: Any, findings: list[Finding], missing_ok: bool = False) -> Impact:
+    """The impact of ``findings`` (inside a READ ONLY transaction on ``conn``).
+
+    A target that does not exist is an :class:`InputError`, unless ``missing_ok`` (``IF EXISTS``).
+    """
+    targets: list[TargetImpact] = []
+    for f in findings:
+        for t in f.targets:
+            if t.kind == "function" and f.kind == "unverifiable":
+                continue
+            impact = _target(conn, t.kind, t.name, t.column, f.kind, f.cascade)
+            if not impact.exists and not missing_ok:
+                raise InputError(f"{t.kind} {t.name!r} does not exist", "check the name (describe_database lists "
+                                 "tables); nothing was changed")
+            targets.append(impact)
+    return Impact(database=database_identity(conn), targets=targets, backup=backup_status(conn))
+
+
+def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, cascade: bool) -> TargetImpact:
+    if kind in {"table", "column"}:
+        return _table(conn, name, column, finding, cascade)
+    if kind == "database":
+        row = conn.execute("SELECT pg_database_size(oid) AS size FROM pg_database WHERE datname = %s",
+                           (name,)).fetchone()
+        return TargetImpact(kind=kind, name=name, exists=row is not None, size_bytes=row["size"] if row else None)
+    if kind == "schema":
+        row = conn.execute(Q_SCHEMA, (name,)).fetchone()
+        if row is None:
+            return TargetImpact(kind=kind, name=name, exists=False)
+        deps = [Dependent(kind="object", name=r["name"]) for r in conn.execute(Q_DEPENDS, (row["oid"],)).fetchall()]
+        return TargetImpact(kind=kind, name=name, rows=row["rows"], size_bytes=row["size"], dependents=deps)
+    regfunc = REGFUNCS.get(kind)
+    if regfunc is None:
+        return TargetImpact(kind=kind, name=name)
+    # the function name is ours; the object name is a bound parameter
+    oid = conn.execute(f"SELECT {regfunc}(%s)::oid AS oid", (quote_written(name),)).fetchone()["oid"]
+    if oid is None:
+        return TargetImpact(kind=kind, name=name, exists=False)
+    impact = TargetImpact(kind=kind, name=name)
+    if regfunc == "to_regclass":
+        rel = conn.execute(Q_REL, (quote_written(name),)).fetchone()
+        impact.name, impact.size_bytes = rel["name"], rel["total"]
+        if rel["relkind"] == "m":
+            impact.rows, impact.rows_exact = _rows(conn, rel)
+        impact.dependents = _views(conn, oid)
+    deps = conn.execute(Q_DEPENDS, (oid,)).fetchall()
+    impact.dependents += [Dependent(kind="object", name=r["name"]) for r in deps
+                          if not any(d.name in r["name"] for d in impact.dependents)]
+    return impact
+
+
+def _rows(conn: Any, rel: dict[str, Any]) -> tuple[int | None, bool]:
+    if rel["heap"] <= EXACT_COUNT_MAX_BYTES or rel["estimate"] is None:
+        query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(rel["nsp"], rel["rel"]))
+        return conn.execute(query).fetchone()["n"], True
+    return rel["estimate"], False
+
+
+def _views(conn: Any, oid: int) -> list[Dependent]:
+    return [Dependent(kind="materialized view" if r["relkind"] == "m" else "view", name=r["name"])
+            for r in conn.execute(Q_VIEWS, {"oid": oid}).fetchall()]
+
+
+def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool) -> TargetImpact:
+    rel = conn.execute(Q_REL, (quote_written(name),)).fetchone()
+    if rel is None:
+        return TargetImpact(kind="table" if column is None else "column", name=name, column=column, exists=False)
+    oid = rel["oid"]
+    rows, exact = _rows(conn, rel)
+    impact = TargetImpact(kind="table" if column is None else "column", name=rel["name"], column=column,
+                          rows=rows, rows_exact=exact, size_bytes=rel["total"])
+    if column is not None:
+        found = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = %s AND attnum > 0 "
+                             "AND NOT attisdropped", (oid, column)).fetchone()
+        impact.exists = found is not None
+    deps = impact.dependents
+    for fk in conn.execute(Q_FKS, {"oid": oid}).fetchall():
+        action = {"c": "ON DELETE CASCADE", "n": "ON DELETE SET NULL", "d": "ON DELETE SET DEFAULT"}.get(
+            fk["confdeltype"], "")
+        deps.append(Dependent(kind="foreign key", name=f"{fk['tbl']}.{fk['conname']}", detail=action))
+        removes = (finding == "truncate" and cascade) or (finding == "delete_all" and fk["confdeltype"] == "c")
+        if removes:
+            ref = conn.execute(Q_REL, (fk["tbl"],)).fetchone()
+            if ref is not None:
+                impact.cascade_rows += _rows(conn, ref)[0] or 0
+    deps.extend(_views(conn, oid))
+    deps.extend(Dependent(kind="trigger", name=r["tgname"]) for r in conn.execute(Q_TRIGGERS, {"oid": oid}))
+    deps.extend(Dependent(kind="publication", name=r["pubname"]) for r in conn.execute(Q_PUBLICATIONS, {"oid": oid}))
+    return impact

@@ -1,0 +1,158 @@
+"""The read-only guard: user SQL that reads, and nothing else, whatever the text tries.
+
+Four layers, each enough for most escapes, together for all the known ones:
+
+1. **One statement.** The text is parsed with PostgreSQL's own grammar (pglast): ``SELECT 1;
+   DROP TABLE x``, ``COMMIT; DROP …`` and ``SELECT '--'; DROP …`` are two statements and refused;
+   comments and strings cannot hide a statement from the parser. It is then sent with the
+   extended protocol, which the server itself refuses to run more than one statement through.
+2. **A parse-tree allowlist.** ``SELECT`` (without ``INTO`` or ``FOR UPDATE/SHARE``), ``VALUES``,
+   ``TABLE``, ``SHOW`` and ``EXPLAIN`` (of a write only without ``ANALYZE``); no data-modifying
+   CTE; no relation that holds credentials (``pg_authid``, ``pg_shadow``, user mappings) or server
+   files; no deny-listed function (server files, large objects, signals to other sessions,
+   settings, advisory locks, dblink, SQL-in-a-string such as ``query_to_xml``).
+3. **The catalog.** Every function and operator called is looked up in ``pg_proc``: a volatile one
+   (a user function that deletes rows, say) is refused unless it is a known harmless built-in
+   (``random``, ``clock_timestamp``, ``pg_sleep``…).
+4. **The server.** The statement runs in a ``READ ONLY`` transaction that is rolled back, under the
+   session's ``statement_timeout`` (which the guard gives no way to change).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent19.errors import Agent19Error
+from agent19.migrate.parse import Statement
+from agent19.safety.facts import range_var_name
+from agent19.sqltree import qualified_name, walk
+
+ALLOWED = {"SelectStmt", "ExplainStmt", "VariableShowStmt"}
+EXPLAINABLE_WRITES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
+WRITE_NODES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "LockingClause"}
+DENIED_FUNCTIONS = {
+    # server files
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
+    "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
+    "pg_current_logfile",
+    # large objects
+    "lo_import", "lo_export", "lo_get", "lo_put", "lo_from_bytea", "lo_unlink", "lo_open", "lo_create",
+    "lo_creat", "loread", "lowrite", "lo_truncate",
+    # other sessions and the server
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal",
+    "pg_promote", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_start_backup",
+    "pg_stop_backup", "pg_log_backend_memory_contexts", "pg_stat_reset", "pg_stat_reset_shared",
+    "pg_stat_reset_single_table_counters", "pg_stat_reset_slru", "pg_stat_statements_reset",
+    # settings
+    "set_config",
+    # locks that outlive the statement
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+    "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_all",
+    # other servers and SQL run from a string (not seen by this guard)
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
+    "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "database_to_xml",
+    "schema_to_xml_and_xmlschema", "database_to_xml_and_xmlschema", "pg_notify",
+    # replication
+    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
+    "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes", "pg_logical_emit_message",
+    "pg_replication_slot_advance", "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot",
+    "pg_replication_origin_create", "pg_replication_origin_drop",
+}
+DENIED_RELATIONS = {
+    "pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_statistic", "pg_largeobject",
+    "pg_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_auth_members",
+}
+DENIED_COLUMNS = {"rolpassword", "passwd", "umoptions"}
+HARMLESS_VOLATILE = {
+    "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v4",
+    "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+}
+
+
+class ReadOnlyViolation(Agent19Error):
+    """The statement is not a pure read; nothing was run."""
+
+    exit_code = 1
+
+
+def _refuse(what: str, hint: str = "read-only mode runs one reading statement (SELECT, VALUES, TABLE, SHOW, "
+            "EXPLAIN) per call") -> ReadOnlyViolation:
+    return ReadOnlyViolation(f"refused in read-only: {what}", hint)
+
+
+def check_statements(statements: list[Statement]) -> Statement:
+    """Layers 1 and 2: exactly one allowed statement; returns it, else :class:`ReadOnlyViolation`."""
+    if len(statements) != 1:
+        raise _refuse(f"{len(statements)} statements given; one statement per call",
+                      "send each statement in its own call")
+    st = statements[0]
+    if st.node not in ALLOWED:
+        raise _refuse(f"{st.node.removesuffix('Stmt') or 'this statement'} is not a read")
+    tree: Any = st.tree
+    if st.node == "ExplainStmt":
+        inner = st.fields.get("query", {})
+        inner_node = next(iter(inner), "")
+        # any ANALYZE option counts, even ANALYZE false: the cautious reading
+        analyze = any(o.get("DefElem", {}).get("defname") == "analyze" for o in st.fields.get("options") or [])
+        if inner_node in EXPLAINABLE_WRITES and not analyze:
+            tree = {}  # EXPLAIN without ANALYZE plans a write but does not run it
+        elif inner_node != "SelectStmt":
+            raise _refuse(f"EXPLAIN {'ANALYZE ' if analyze else ''}of {inner_node.removesuffix('Stmt')} runs a write")
+        else:
+            tree = inner
+    check_tree(tree)
+    return st
+
+
+def check_tree(tree: Any) -> None:
+    for node, f in walk(tree):
+        if node in WRITE_NODES:
+            raise _refuse("SELECT … FOR UPDATE/SHARE locks rows" if node == "LockingClause"
+                          else f"a data-modifying {node.removesuffix('Stmt').upper()} inside the query")
+        if node == "SelectStmt" and f.get("intoClause"):
+            raise _refuse("SELECT … INTO creates a table")
+        if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
+            raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
+                          "read pg_roles / pg_user for roles; password hashes are never returned")
+        if node == "ColumnRef":
+            names = {p.get("String", {}).get("sval") for p in f.get("fields", [])}
+            if names & DENIED_COLUMNS:
+                raise _refuse(f"column {', '.join(sorted(n for n in names & DENIED_COLUMNS if n))} holds credentials")
+        if node == "FuncCall":
+            name = qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1]
+            if name in DENIED_FUNCTIONS:
+                raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
+                              "locks, SQL run from strings)")
+
+
+Q_FUNCS = """
+SELECT p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.proname = %(name)s AND p.provolatile = 'v'
+   AND (CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY(current_schemas(true)) ELSE n.nspname = %(schema)s END)
+"""
+Q_OPERATORS = """
+SELECT o.oprname, p.proname FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
+ WHERE o.oprname = %s AND p.provolatile = 'v'
+"""
+
+
+def check_catalog(conn: Any, statement: Statement) -> None:
+    """Layer 3: refuse volatile functions and operators (from ``pg_proc``), except harmless built-ins."""
+    for node, f in walk(statement.tree):
+        if node == "FuncCall":
+            written = qualified_name(f.get("funcname", []))
+            schema, _, name = written.rpartition(".")
+            if name in HARMLESS_VOLATILE and schema in {"", "pg_catalog"}:
+                continue
+            rows = conn.execute(Q_FUNCS, {"name": name, "schema": schema or None}).fetchall()
+            if rows:
+                raise _refuse(f"{written}() is a volatile function: it may change data or state",
+                              "only stable and immutable functions run in read-only mode")
+        elif node == "A_Expr":
+            op = qualified_name(f.get("name", [])).rsplit(".", 1)[-1]
+            row = conn.execute(Q_OPERATORS, (op,)).fetchone() if op else None
+            if row:
+                raise _refuse(f"operator {op} calls the volatile function {row['proname']}()")

@@ -1,0 +1,114 @@
+"""The step-1 report's human parts: the phrase to type, the checklist, the alternatives.
+
+The phrase names what is at stake (the table and its row count, the database and its size, the
+dependents), so typing it is a statement about this exact impact, not a ritual: when the row count
+changes, the phrase changes too.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from agent19.safety.detect import Finding
+from agent19.safety.impact import Impact, TargetImpact
+
+ACTIONS = {
+    "drop_table": "drop", "truncate": "truncate", "delete_all": "delete", "update_all": "update",
+    "drop_column": "drop column", "alter_column_type": "type change", "drop_database": "drop database",
+    "unverifiable": "running it",
+}
+
+
+class ChecklistItem(BaseModel):
+    item: str
+    status: Literal["known", "unknown", "to confirm"]
+    detail: str = ""
+
+
+class Alternative(BaseModel):
+    title: str
+    sql: str
+    why: str
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "unknown size"
+    size = float(n)
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+def _subject(finding: Finding) -> str:
+    parts = []
+    for t in finding.targets:
+        parts.append(f"{t.name}.{t.column}" if t.column else t.name)
+    return ", ".join(parts)
+
+
+def phrase(finding: Finding, impact: Impact) -> str:
+    """The exact sentence the human types to confirm ``finding`` with ``impact``."""
+    action = ACTIONS.get(finding.kind, finding.kind.replace("_", " "))
+    targets = impact.targets
+    subject = _subject(finding)
+    if finding.kind == "unverifiable":
+        what = f" calling {subject}" if subject else ""
+        return f"Confirmed: agent19 cannot verify what this statement{what} changes, proceed with running it."
+    if finding.kind == "drop_database":
+        return (f"Confirmed: database {subject} ({human_size(targets[0].size_bytes if targets else None)}), "
+                f"data is archived/not needed, proceed with drop database.")
+    if targets and all(t.rows is not None for t in targets):
+        rows = sum(t.rows or 0 for t in targets)
+        cascade = sum(t.cascade_rows for t in targets)
+        exact = all(t.rows_exact for t in targets)
+        verb = "has" if len(finding.targets) == 1 else "have"
+        also = f" (and {cascade} rows in referencing tables)" if cascade else ""
+        return (f"Confirmed: {subject} {verb} {rows if exact else f'about {rows}'} rows{also}, data is archived/not "
+                f"needed, proceed with {action}.")
+    deps = sum(len(t.dependents) for t in targets)
+    return f"Confirmed: {subject} with {deps} dependent objects, proceed with {action}."
+
+
+def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
+    lock = "ACCESS EXCLUSIVE" if finding.kind not in {"delete_all", "update_all"} else "ROW EXCLUSIVE (row locks)"
+    return [
+        ChecklistItem(item="a recent backup exists", status="known" if impact.backup.known else "unknown",
+                      detail=impact.backup.detail),
+        ChecklistItem(item="tested in staging", status="to confirm",
+                      detail="run the same statement on a copy of this database first"),
+        ChecklistItem(item="rollback plan", status="to confirm",
+                      detail="after COMMIT this cannot be undone by PostgreSQL; the archive option keeps a copy "
+                      "of the rows in this database, pg_dump keeps one outside it"),
+        ChecklistItem(item="approval", status="to confirm", detail="the owner of the data has agreed"),
+        ChecklistItem(item="maintenance window", status="to confirm",
+                      detail=f"the statement takes {lock} locks on {_subject(finding) or 'what it touches'}"),
+    ]
+
+
+def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternative]:
+    name = finding.targets[0].name if finding.targets else ""
+    if finding.kind == "delete_all":
+        return [
+            Alternative(title="delete only some rows", sql=f"DELETE FROM {name} WHERE <condition>",
+                        why="did you mean to remove only the rows that match a condition?"),
+            Alternative(title="TRUNCATE", sql=f"TRUNCATE {name}",
+                        why="removes every row much faster and returns the space at once, but fires no row "
+                        "triggers and takes an ACCESS EXCLUSIVE lock"),
+            Alternative(title="DROP TABLE", sql=f"DROP TABLE {name}", why="if the table itself is no longer needed"),
+        ]
+    if finding.kind == "update_all":
+        return [Alternative(title="update only some rows", sql=f"UPDATE {name} SET … WHERE <condition>",
+                            why="did you mean to change only the rows that match a condition?")]
+    if finding.kind == "drop_table":
+        return [Alternative(title="rename first", sql=f"ALTER TABLE {name} RENAME TO {name.rsplit('.', 1)[-1]}"
+                            "_deprecated", why="a reversible step: drop later, once nothing has missed it")]
+    if finding.kind == "drop_column" and finding.targets:
+        col = finding.targets[0].column
+        return [Alternative(title="stop writing it first", sql=f"ALTER TABLE {name} ALTER COLUMN {col} DROP NOT NULL",
+                            why="deploy code that no longer uses the column, then drop it")]
+    return []

@@ -1,0 +1,116 @@
+"""Does ``ALTER COLUMN … TYPE`` keep every value? A small table of lossless conversions.
+
+Knowledge is data: :data:`WIDENING` lists which type may become which without losing a value;
+modifiers (lengths, precision) are compared separately. Anything not known to be lossless is
+treated as possibly lossy — the safe direction for a guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+INT_DIGITS = {"int2": 5, "int4": 10, "int8": 19}
+LENGTH_TYPES = {"varchar", "bpchar", "bit", "varbit"}
+PRECISION_TYPES = {"timestamp", "timestamptz", "time", "timetz", "interval"}
+TEXTUAL = {"text", "varchar", "bpchar"}
+
+WIDENING: dict[str, set[str]] = {
+    "int2": {"int4", "int8", "numeric", "float4", "float8", "text", "varchar"},
+    "int4": {"int8", "numeric", "float8", "text", "varchar"},
+    "int8": {"numeric", "text", "varchar"},
+    "float4": {"float8", "text", "varchar"},
+    "float8": {"text", "varchar"},
+    "numeric": {"text", "varchar"},
+    "date": {"timestamp", "timestamptz", "text", "varchar"},
+    "timestamp": {"timestamptz", "text", "varchar"},
+    "timestamptz": {"timestamp", "text", "varchar"},
+    "varchar": {"text", "varchar", "bpchar"},
+    "bpchar": {"text", "varchar", "bpchar"},
+    "text": {"text", "varchar", "bpchar"},
+    "bool": {"text", "varchar"},
+    "uuid": {"text", "varchar"},
+    "json": {"jsonb", "text", "varchar"},
+    "jsonb": {"text", "varchar"},
+    "cidr": {"inet", "text", "varchar"},
+    "inet": {"text", "varchar"},
+}
+ALIASES = {"integer": "int4", "int": "int4", "bigint": "int8", "smallint": "int2", "real": "float4",
+           "float": "float8", "decimal": "numeric", "boolean": "bool", "character": "bpchar", "char": "bpchar"}
+
+
+@dataclass(frozen=True)
+class SqlType:
+    name: str
+    """``pg_type.typname`` spelling: int4, varchar, numeric…"""
+    length: int | None = None
+    """varchar/bpchar/bit length, or timestamp/time precision; None: unbounded/default."""
+    precision: int | None = None
+    scale: int | None = None
+
+
+def from_catalog(type_name: str, typmod: int) -> SqlType:
+    """A column's type from ``pg_type.typname`` and ``pg_attribute.atttypmod``."""
+    if typmod < 0:
+        return SqlType(type_name)
+    if type_name == "numeric":
+        return SqlType(type_name, precision=((typmod - 4) >> 16) & 0xFFFF, scale=(typmod - 4) & 0xFFFF)
+    if type_name in LENGTH_TYPES:
+        return SqlType(type_name, length=typmod - (4 if type_name in {"varchar", "bpchar"} else 0))
+    if type_name in PRECISION_TYPES:
+        return SqlType(type_name, length=typmod & 0xFFFF if type_name == "interval" else typmod)
+    return SqlType(type_name)
+
+
+def from_type_name(node: dict[str, Any]) -> SqlType:
+    """A type from a pglast ``TypeName`` node (``varchar(10)``, ``numeric(8,2)``…)."""
+    names = [n.get("String", {}).get("sval", "") for n in node.get("names", [])]
+    name = names[-1] if names else ""
+    name = ALIASES.get(name, name)
+    mods = [m.get("A_Const", {}).get("ival", {}).get("ival") for m in node.get("typmods", [])]
+    mods = [m for m in mods if isinstance(m, int)]
+    if node.get("arrayBounds"):
+        return SqlType(name + "[]")
+    if name == "numeric" and mods:
+        return SqlType(name, precision=mods[0], scale=mods[1] if len(mods) > 1 else 0)
+    if name in LENGTH_TYPES | PRECISION_TYPES and mods:
+        return SqlType(name, length=mods[0])
+    return SqlType(name)
+
+
+def _fits(old: int | None, new: int | None) -> bool:
+    """A modifier limit ``new`` holds every value of limit ``old`` (None: unbounded)."""
+    return new is None or (old is not None and new >= old)
+
+
+def loses_data(old: SqlType, new: SqlType) -> bool:
+    """True when converting ``old`` values to ``new`` can truncate, round or fail on some value."""
+    if new.name == "text":
+        return False
+    if old.name == new.name or (old.name in TEXTUAL and new.name in TEXTUAL):
+        if new.name == "numeric":
+            if new.precision is None:
+                return False
+            if old.precision is None:
+                return True
+            return not (new.precision - new.scale >= old.precision - old.scale and new.scale >= old.scale)
+        if new.name in PRECISION_TYPES:
+            return not _fits(old.length if old.length is not None else 6, new.length)
+        if new.name in TEXTUAL:
+            return not _fits(old.length if old.name != "text" else None, new.length)
+        return not _fits(old.length, new.length)
+    if new.name not in WIDENING.get(old.name, set()):
+        return True
+    if new.name == "numeric" and new.precision is not None:
+        if old.name in INT_DIGITS:
+            return new.precision - (new.scale or 0) < INT_DIGITS[old.name]
+        return True
+    if new.name in {"varchar", "bpchar"} and new.length is not None:
+        return True  # a bounded text form of a number or date may not fit
+    return False
+
+
+def describe(t: SqlType) -> str:
+    if t.precision is not None:
+        return f"{t.name}({t.precision},{t.scale or 0})"
+    return f"{t.name}({t.length})" if t.length is not None else t.name

@@ -1,0 +1,96 @@
+"""confirm_destructive: the confirmation protocol as a tool (``agent19 confirm``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from agent19.config import AccessMode
+from agent19.safety.protocol import Confirmation, Protocol
+from agent19.safety.report import human_size
+from agent19.tools.registry import ToolContext, tool
+
+
+class ConfirmArgs(BaseModel):
+    sql: str = Field(description="one statement that can lose data (DROP, TRUNCATE, DELETE/UPDATE of every row, …)")
+    token: str | None = Field(default=None, description="step 2: the challenge token from step 1")
+    phrase: str | None = Field(
+        default=None,
+        description="step 2: the confirmation phrase as the human typed it, exactly (ignored when the client "
+        "supports elicitation: then the human is asked directly)",
+    )
+    archive: bool = Field(default=False, description="copy the table's rows to <table>_archive_<yyyymmdd> and "
+                          "verify the copy before the destructive statement (give it in both steps)")
+    max_rows: int = Field(default=200, ge=1, le=10_000, description="most rows returned if the statement returns any")
+
+
+def render_confirmation(c: Confirmation) -> str:
+    lines = [f"outcome: {c.outcome} (mode {c.mode.value})"]
+    lines += [f"refused: {r}" for r in c.reasons]
+    r = c.report
+    if r is not None:
+        lines.append(f"statement: {r.statement}")
+        for f in r.findings:
+            lines.append(f"  [{f.risk.value}] {f.kind}: {f.reason}")
+        for t in r.impact.targets if r.impact else []:
+            rows = f"{t.rows_text} rows, " if t.rows is not None else ""
+            lines.append(f"  {t.kind} {t.name}{'.' + t.column if t.column else ''}: {rows}{human_size(t.size_bytes)}"
+                         + (f", also removes {t.cascade_rows} rows in referencing tables" if t.cascade_rows else ""))
+            lines += [f"    depends on it: {d.kind} {d.name} {d.detail}".rstrip() for d in t.dependents]
+        if r.checklist:
+            lines.append("checklist:")
+            lines += [f"  [{i.status}] {i.item} — {i.detail}" for i in r.checklist]
+        for a in r.archive:
+            lines.append(f"archive option: {a.sql};  or: {a.pg_dump}")
+        for alt in r.alternatives:
+            lines.append(f"did you mean: {alt.sql}  — {alt.why}")
+        if r.phrase and c.outcome != "executed":
+            lines.append(f"phrase to type exactly: {r.phrase}")
+        if r.token:
+            lines.append(f"token (expires {r.expires_at:%Y-%m-%d %H:%M:%S} UTC): {r.token}")
+        if r.next_step:
+            lines.append(r.next_step)
+    for a in c.archived:
+        lines.append(f"archived {a.source} → {a.archive}: {a.archive_rows} of {a.source_rows} rows (verified)")
+    if c.result is not None:
+        lines.append(f"{c.result.statement}: {c.result.row_count} rows, {c.result.transaction}")
+    return "\n".join(lines)
+
+
+@tool(
+    name="confirm_destructive",
+    title="Confirm and run a destructive statement",
+    args=ConfirmArgs,
+    result=Confirmation,
+    cli="confirm",
+    positional=("sql",),
+    read_only=False,
+    destructive=True,
+    idempotent=False,
+    render_text=render_confirmation,
+    exit_code=lambda c: 1 if c.outcome == "refused" else 0,
+    examples=(
+        "agent19 confirm 'DROP TABLE old_users'",
+        "agent19 confirm 'DROP TABLE old_users' --mode execute --token a19.… --phrase 'Confirmed: …'",
+        "agent19 confirm 'DELETE FROM sessions' --archive --mode execute",
+    ),
+)
+def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
+    """The only way a statement that can lose data runs: an impact report, then the exact phrase.
+
+    Step 1 — call with `sql` alone: returns what is destructive and how risky, the impact from the
+    live database (rows, size, foreign keys, views, triggers, publications, rows CASCADE also
+    removes, whether a backup is known), a checklist, an archive option, "did you mean"
+    alternatives, the exact phrase the human must type, and a challenge token. Show it to the human.
+    Step 2 — call with the same `sql`, the `token` and the `phrase` the human typed: it runs only if
+    the phrase matches exactly, the token is this server's, unexpired and unused, and nothing at
+    stake changed since step 1. Never type the phrase yourself: it is the human's consent. Where the
+    client supports elicitation, the human is asked for the phrase directly (one call is enough).
+
+    Step 1 works in every mode; step 2 runs the statement only in execute mode (in read-only and
+    dry-run it is refused, saying so). Every step is written to the audit log."""
+    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit)
+    if args.token:
+        return protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows)
+    if ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE:
+        return protocol.run_with_elicitation(args.sql, args.archive, args.max_rows)
+    return protocol.challenge(args.sql, args.archive)
