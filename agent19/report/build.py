@@ -200,7 +200,8 @@ def _pre_deployment(plan: MigrationPlan, steps: list[Step], opts: ReportOptions)
 
 
 def _statement_timeout(steps: list[Step], opts: ReportOptions) -> str:
-    return "0" if any(s.rewrite or s.kind in ("create_index", "add_index") for s in steps) else _ms(
+    long = any(s.rewrite or any(k in s.kind for k in ("index", "validate", "not_null")) for s in steps)
+    return "0" if long else _ms(
         opts.statement_timeout_ms)
 
 
