@@ -303,6 +303,19 @@ def _recommendations(chosen: list[tuple[Candidate, float, float, int]],
     return out
 
 
+def _plannable(conn: Connection, queries: list[tuple[str, float, list[str] | None]]
+               ) -> tuple[list[tuple[str, float, list[str] | None]], list[tuple[str, str]]]:
+    ok, skipped = [], []
+    for q in queries:
+        try:
+            with conn.transaction():  # a savepoint: one bad statement does not end the session
+                plan_json(conn, q[0], q[2])
+            ok.append(q)
+        except psycopg.Error as exc:
+            skipped.append((q[0], str(exc).strip().splitlines()[0]))
+    return ok, skipped
+
+
 def advise(
     db: Database, queries: list[tuple[str, float, list[str] | None]], *, budget_bytes: int | None = None,
     min_gain: float = MIN_GAIN,
@@ -325,6 +338,9 @@ def advise(
                                                if served else "the query has no predicate, join or order to index"))
     try:
         with hypopg_session(db) as (conn, how):
+            if len(queries) > 1:
+                queries, skipped = _plannable(conn, queries)
+                notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
             if not [c for c in cands if c.method != "gin"]:
                 base = [float(plan_json(conn, q, p)["Total Cost"]) for q, _, p in queries]
                 return Advice(queries=[QueryCost(sql=q, weight=w, cost_before=b, cost_after=b)

@@ -1,0 +1,115 @@
+"""The index advisor on a real server with HypoPG: verified advice, and none where it is not needed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from agent19.config import Settings
+from agent19.db import Database
+from agent19.optimize.advisor import advise
+from agent19.optimize.candidates import Candidate, TableInfo, candidates, query_shape
+from agent19.optimize.explain import explain
+from tests.conftest import need
+from tests.test_optimize_dataset import shop_dsn
+
+SLOW = "SELECT id, amount FROM orders WHERE status = 'refunded' AND amount > 900"
+
+
+def _hypopg_available(dsn: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'hypopg')"
+                            ).fetchone() == (True,)
+
+
+@pytest.fixture(scope="module")
+def shop(pg) -> str:
+    dsn = shop_dsn(pg)
+    need(_hypopg_available(dsn), "the hypopg extension is not installed on the test server")
+    return dsn
+
+
+@pytest.fixture
+def dry_run(shop) -> Iterator[Database]:
+    db = Database(Settings.load(dsn=shop, mode="dry-run"))
+    yield db
+    db.close()
+
+
+def _buffers(db: Database, sql: str) -> int:
+    b = explain(db, sql, settings=["jit=off"]).plan.root.buffers
+    assert b is not None
+    return b.shared_hit + b.shared_read
+
+
+def test_recommends_a_verified_index_that_makes_the_query_faster(dry_run, shop):
+    advice = advise(dry_run, [(SLOW, 1.0, None)])
+    assert "rolled back" in advice.hypopg  # hypopg is not created in the shop database: dry-run creates it
+    assert len(advice.recommendations) == 1, advice
+    rec = advice.recommendations[0]
+    assert rec.table == "public.orders" and rec.columns[:2] == ["status", "amount"]
+    assert rec.sql.startswith("CREATE INDEX CONCURRENTLY ")
+    assert rec.cost_after < rec.cost_before * 0.1 and rec.improvement > 0.9
+    assert rec.estimated_size_bytes and rec.estimated_size_bytes > 0
+    assert rec.existing_indexes == 3
+    with psycopg.connect(shop, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'hypopg'").fetchone() == (0,)
+
+    before = _buffers(dry_run, SLOW)
+    with psycopg.connect(shop, autocommit=True) as conn:
+        conn.execute(rec.sql)
+        conn.execute("ANALYZE orders")
+    try:
+        after = _buffers(dry_run, SLOW)
+        assert after * 20 < before, (before, after)  # pages touched by the real EXPLAIN ANALYZE
+    finally:
+        with psycopg.connect(shop, autocommit=True) as conn:
+            conn.execute(f"DROP INDEX {rec.sql.split()[3]}")
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM orders WHERE customer_id = 42",
+                                 "SELECT * FROM orders WHERE id = $1",
+                                 "SELECT id FROM orders WHERE created_at > '2024-01-02' ORDER BY created_at LIMIT 20"])
+def test_recommends_nothing_for_a_query_an_index_serves(dry_run, sql):
+    advice = advise(dry_run, [(sql, 1.0, None)])
+    assert advice.recommendations == []
+
+
+def test_read_only_mode_without_the_extension_says_what_is_missing(shop):
+    db = Database(Settings.load(dsn=shop))
+    try:
+        advice = advise(db, [(SLOW, 1.0, None)])
+    finally:
+        db.close()
+    assert advice.recommendations == []
+    assert "CREATE EXTENSION hypopg" in advice.hypopg and "--mode dry-run" in advice.hypopg
+    assert "CREATE INDEX ON public.orders (status, amount)" in advice.unverified
+
+
+def test_workload_under_a_budget(dry_run):
+    queries = [(SLOW, 10.0, None), ("SELECT * FROM customers WHERE country = $1 AND created_at > $2", 1.0, None),
+               ("SELECT * FROM orders WHERE customer_id = 42", 5.0, None)]
+    advice = advise(dry_run, queries, min_gain=0.01)
+    assert advice.recommendations and len(advice.queries) == 3
+    total_before = sum(q.cost_before * q.weight for q in advice.queries)
+    total_after = sum(q.cost_after * q.weight for q in advice.queries)
+    assert total_after < total_before / 2
+    small = advise(dry_run, queries, budget_bytes=1, min_gain=0.01)
+    assert small.recommendations == []
+    assert any(c.verdict == "over the storage budget" for c in small.candidates)
+
+
+def test_candidates_put_equality_first_and_skip_served_ones():
+    tables = {"t": TableInfo("public", "t", {"a": "int", "b": "int", "c": "text", "d": "int"},
+                             indexes=[("t_d_idx", "btree", ["d"], False)])}
+    tables["public.t"] = tables["t"]
+    shape = query_shape("SELECT c FROM t WHERE b > 5 AND a = 1 AND d = 2 AND c LIKE '%x' ORDER BY b", tables)
+    found, served = candidates(shape, tables)
+    assert Candidate("public.t", ("a", "d", "b")) in [Candidate(c.table, c.columns) for c in found]
+    assert any(c.method == "gin" and c.columns == ("c",) for c in found)
+    only_d = query_shape("SELECT * FROM t WHERE d = 3", tables)
+    found, served = candidates(only_d, tables)
+    assert [c for c in found if not c.include] == []  # only a covering variant remains, for HypoPG to judge
+    assert served == {"CREATE INDEX ON public.t (d)": "t_d_idx"}
