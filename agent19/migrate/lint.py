@@ -89,11 +89,10 @@ class LintReport(BaseModel):
     summary: Summary
 
 
-def _ignored_rules(migration: Migration, line: int, sql: str) -> set[str] | None:
+def _ignored_rules(lines: list[str] | None, line: int, sql: str) -> set[str] | None:
     """Rules silenced for a statement starting at ``line``: ``None`` = none; empty set = all."""
-    if not migration.text or "agent19:ignore" not in migration.text:
+    if lines is None:
         return None
-    lines = migration.text.split("\n")
     span = lines[line - 1: line - 1 + sql.count("\n") + 1]
     if line >= 2 and lines[line - 2].lstrip().startswith("--"):
         span.insert(0, lines[line - 2])  # the line before counts when it is only a comment
@@ -140,6 +139,8 @@ def _update_state(ctx: StatementContext) -> None:
                 state.validated_not_null.add(state.not_null_checks[cmd["name"]])
             state.check_columns.update(state.check_names.get(cmd.get("name", ""), set()))
     state.seen.append(ctx)
+    for t in {norm(t) for o in ctx.operations for t in o.tables} | ({norm(ctx.relation)} if ctx.relation else set()):
+        state.last_touch[t] = ctx
 
 
 def _statement_report(ctx: StatementContext, findings: list[Finding]) -> StatementReport:
@@ -185,9 +186,10 @@ def lint(
         ops = _classify(migration, catalog, version)
         groups = migration.transaction_groups()
         state = MigrationState()
+        lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
         for stmt, group in zip(migration.statements, groups, strict=True):
             ctx = StatementContext(stmt, ops.get(stmt.index, []), migration, group, version, catalog, state)
-            silenced = _ignored_rules(migration, stmt.line, stmt.sql)
+            silenced = _ignored_rules(lines, stmt.line, stmt.sql)
             findings: list[Finding] = []
             for rule in rules:
                 for hit in rule.check(ctx):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from agent19.db.models import SchemaSnapshot, Table
@@ -61,6 +62,10 @@ class MigrationState:
     """constraint name → (table, column) of a ``CHECK (col IS NOT NULL)`` added in this migration."""
     validated_not_null: set[tuple[str, str]] = field(default_factory=set)
     seen: list[StatementContext] = field(default_factory=list)
+    last_touch: dict[str, StatementContext] = field(default_factory=dict)
+    """table → the latest statement that touched it"""
+    cache: dict[str, Any] = field(default_factory=dict)
+    """per-migration data that rules compute once (keyed by rule)"""
 
 
 @dataclass
@@ -95,7 +100,7 @@ class StatementContext:
             c = cmd.get("AlterTableCmd", {})
             yield i, c.get("subtype", ""), c
 
-    @property
+    @cached_property
     def relation(self) -> str | None:
         rel = self.fields.get("relation")
         return rel_name(rel) if isinstance(rel, dict) else None

@@ -18,19 +18,15 @@ def _combinable(ctx: StatementContext) -> bool:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "AlterTableStmt" or ctx.is_new(ctx.relation) or not _combinable(ctx):
         return
-    for prev in reversed(ctx.state.seen):
-        touched = {t for o in prev.operations for t in o.tables} | ({prev.relation} if prev.relation else set())
-        if ctx.relation not in touched:
-            continue
-        if prev.node == "AlterTableStmt" and prev.relation == ctx.relation and _combinable(prev) \
-                and prev.tx_group == ctx.tx_group:
-            yield Hit(
-                f"{short(ctx.relation)} was already altered at line {prev.statement.line}: each ALTER TABLE waits "
-                "for its own AccessExclusiveLock; one statement with both sub-commands waits once",
-                f"ALTER TABLE {short(ctx.relation)} <sub-commands of line {prev.statement.line}>, "
-                "<sub-commands of this statement>;",
-            )
-        return
+    prev = ctx.state.last_touch.get(ctx.relation or "")
+    if prev is not None and prev.node == "AlterTableStmt" and prev.relation == ctx.relation \
+            and _combinable(prev) and prev.tx_group == ctx.tx_group:
+        yield Hit(
+            f"{short(ctx.relation)} was already altered at line {prev.statement.line}: each ALTER TABLE waits "
+            "for its own AccessExclusiveLock; one statement with both sub-commands waits once",
+            f"ALTER TABLE {short(ctx.relation)} <sub-commands of line {prev.statement.line}>, "
+            "<sub-commands of this statement>;",
+        )
 
 
 RULE = Rule(

@@ -49,19 +49,20 @@ def _leading(columns: list[str], index_columns: list[str]) -> bool:
     return index_columns[: len(columns)] == columns or set(index_columns[: len(columns)]) == set(columns)
 
 
-def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
-    t = ctx.table(table)
-    if t is not None and any(_leading(columns, ix.columns) for ix in t.indexes):
-        return True
-    for s in ctx.migration.statements:  # an index anywhere in the migration counts (before or after)
+def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
+    """table → key column lists of every index, PK and UNIQUE in the migration (computed once per migration)."""
+    cached = ctx.state.cache.get("fk_without_index")
+    if cached is not None:
+        return cached
+    out: dict[str, list[list[str]]] = {}
+    for s in ctx.migration.statements:
         f = s.fields
         rel = f.get("relation")
-        if not isinstance(rel, dict) or norm(rel_name(rel)) != norm(table):
+        if not isinstance(rel, dict) or s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt"):
             continue
+        keys = out.setdefault(norm(rel_name(rel)), [])
         if s.node == "IndexStmt":
-            cols = [p.get("IndexElem", {}).get("name") for p in f.get("indexParams", [])]
-            if _leading(columns, [c or "" for c in cols]):
-                return True
+            keys.append([p.get("IndexElem", {}).get("name") or "" for p in f.get("indexParams", [])])
         cons: list[dict[str, Any]] = []
         if s.node == "CreateStmt":
             for e in f.get("tableElts", []):
@@ -71,11 +72,17 @@ def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
                              for c in column_constraints(e["ColumnDef"])]
         if s.node == "AlterTableStmt":
             cons += [c.get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) for c in f.get("cmds", [])]
-        for con in cons:
-            keys = _names(con.get("keys", []))
-            if con.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE") and _leading(columns, keys):
-                return True
-    return False
+        keys += [_names(c.get("keys", [])) for c in cons if c.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE")]
+    ctx.state.cache["fk_without_index"] = out
+    return out
+
+
+def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
+    """An index leads with ``columns``: in the live catalog, or anywhere in the migration (before or after)."""
+    t = ctx.table(table)
+    if t is not None and any(_leading(columns, ix.columns) for ix in t.indexes):
+        return True
+    return any(_leading(columns, keys) for keys in _migration_indexes(ctx).get(norm(table), []))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
