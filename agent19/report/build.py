@@ -253,8 +253,10 @@ def _rollback_plan(plan: MigrationPlan, header: Header, steps: list[Step]) -> Ro
                    "leave maintenance mode; drop the scratch database"),
         ]
     if lossy:
-        summary = (f"steps {', '.join(str(s.order) for s in lossy)} destroy data: SQL restores the structure, the "
-                   "data only comes back from the pre-deployment backup (restore procedure below)")
+        which = ", ".join(str(s.order) for s in lossy)
+        summary = (f"step{'s' if len(lossy) > 1 else ''} {which} destroy{'' if len(lossy) > 1 else 's'} data: SQL "
+                   "restores at most the structure, the data only comes back from the pre-deployment backup "
+                   "(restore procedure below)")
     elif plan.rollback.kind == "automatic":
         summary = "every step has rollback SQL; run it in the order below, last step first"
     else:

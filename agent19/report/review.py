@@ -14,7 +14,7 @@ NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run … --mode dry
 
 
 def _list(steps: list[Step]) -> str:
-    return ", ".join(f"step {s.order}" for s in steps)
+    return ("steps " if len(steps) > 1 else "step ") + ", ".join(str(s.order) for s in steps)
 
 
 def _dry_when(d: DryRunEvidence) -> str:
@@ -46,12 +46,12 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
         rows if sizes_known else "no database was given: run with --dsn to read row counts and sizes")
     blocking = [s for s in steps if s.downtime and not s.estimated_rows.startswith("0 ")]
     add("No step blocks traffic on a populated table", "not_satisfied" if blocking else "satisfied",
-        (f"{_list(blocking)} block " + "; ".join(f"{s.downtime_kind.replace('_', ' ')} ({s.lock_level})"
+        (f"{_list(blocking)}: blocks " + "; ".join(f"{s.downtime_kind.replace('_', ' ')} ({s.lock_level})"
                                                   for s in blocking)) if blocking
         else "plan: every step on an existing table has downtime 'none'")
     plain_ix = [s for s in steps if s.kind in ("create_index", "add_index") and s.lock_level == "ShareLock"]
     add("Indexes on existing tables are built CONCURRENTLY", "not_satisfied" if plain_ix else "satisfied",
-        f"{_list(plain_ix)} build an index under ShareLock (writes wait): use CREATE INDEX CONCURRENTLY"
+        f"{_list(plain_ix)}: builds an index under ShareLock (writes wait): use CREATE INDEX CONCURRENTLY"
         if plain_ix else "no step builds an index under ShareLock (plan lock levels)")
     errors = [f for f in plan.findings if f.severity == "error"]
     add("Lint findings are resolved", "not_satisfied" if errors else "satisfied",
@@ -60,7 +60,7 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
     manual = [s for s in steps if s.rollback_sql is None or s.data_loss]
     add("Every step can be undone", "satisfied" if not manual else "not_satisfied",
         "every step has rollback SQL and loses no data" if not manual
-        else f"{_list(manual)} can only be undone by restoring the backup taken before the deployment")
+        else f"{_list(manual)}: can only be undone by restoring the backup taken before the deployment")
     if dry is None or dry.rollback_verified is None:
         add("Rollback tested", "unknown", NOT_RUN if dry is None else f"{_dry_when(dry)} did not test the rollback")
     elif dry.rollback_verified:
@@ -70,11 +70,11 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
             + "; ".join(dry.rollback_differences))
     lossy = [s for s in steps if s.data_loss]
     add("Data loss is identified and backed up", "unknown" if lossy else "satisfied",
-        f"{_list(lossy)} destroy data: confirm the pre-deployment backup exists and was restored in a test "
+        f"{_list(lossy)}: destroys data; confirm the pre-deployment backup exists and was restored in a test "
         "(prerequisite: backup)" if lossy else "every statement parsed: none drops a table or column or truncates")
     unchecked = [s for s in steps if s.verification is None]
     add("Every step has a verification query", "not_satisfied" if unchecked else "satisfied",
-        f"{_list(unchecked)} have no catalog check: verify by hand as each step says" if unchecked
+        f"{_list(unchecked)}: no catalog check: verify by hand as each step says" if unchecked
         else f"{len(steps)} step(s), each with a catalog query returning ok")
     if dry is not None and dry.total_seconds is not None:
         add("Duration is estimated", "satisfied", f"{_dry_when(dry)}: {dry.total_seconds:.3f} s in total")
@@ -106,7 +106,7 @@ def gates(steps: list[Step], dry: DryRunEvidence | None, app: ApplicationHandoff
         out.append(ReviewItem(name="data integrity", status="satisfied",
                               evidence=f"{_dry_when(dry)} passed its validation checks; no step loses data"))
     else:
-        why = f"{_list(lossy)} destroy data (backup required)" if lossy else NOT_RUN
+        why = f"{_list(lossy)}: destroys data (backup required)" if lossy else NOT_RUN
         out.append(ReviewItem(name="data integrity", status="unknown", evidence=why))
     blocking = by_name["No step blocks traffic on a populated table"]
     perf_note = f"; {perf_issues} reported slow quer(y/ies): run explain_query on each" if perf_issues else ""

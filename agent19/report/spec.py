@@ -75,7 +75,7 @@ def specification(plan: MigrationPlan, header: Header, steps: list[Step], runboo
     testing, note = _testing(dry)
     summary = plan.description
     if requirements:
-        summary = f"{summary} Requested for: {requirements.strip()}"
+        summary = f"{summary.rstrip('.')}. Requested for: {requirements.strip()}"
     pre = [a.check for a in runbook.pre_deployment if a.check] + [
         p.check for p in runbook.prerequisites if p.check]
     return Specification(
