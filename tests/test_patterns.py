@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +29,7 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.dsn, self.write, self.reads = dsn, write, reads
         self.stage = 0
+        self.acked = 0  # the stage of the last complete iteration: a deploy is done once it catches up
         self.expected: dict[int, Any] = {}
         self.writes = 0
         self.errors: list[BaseException] = []
@@ -40,7 +42,8 @@ class Writer(threading.Thread):
                 i = 0
                 while not self._stop_event.is_set():
                     i += 1
-                    self.write(conn, i, self.stage, self)
+                    stage = self.stage
+                    self.write(conn, i, stage, self)
                     self.writes += 1
                     if self.reads:
                         # a reader whose transaction lasts a little: CONCURRENTLY waits for such
@@ -48,8 +51,16 @@ class Writer(threading.Thread):
                         with conn.transaction():
                             conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {self.reads} LIMIT 10) s, "
                                          "pg_sleep(0.02)")
+                    self.acked = stage
         except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
+
+    def deploy(self, timeout: float = 30) -> None:
+        """Switch the application to the next stage and wait until no old-stage request is in flight."""
+        self.stage += 1
+        deadline = time.monotonic() + timeout
+        while self.acked < self.stage and self.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -79,7 +90,7 @@ def apply(dsn: str, pattern: Pattern, writer: Writer) -> list[Any]:
 
     def between(phase: Phase) -> None:
         if phase.deploy_after:
-            writer.stage += 1
+            writer.deploy()
 
     writer.start()
     try:
