@@ -155,3 +155,24 @@ async def test_mcp_generate_runbook_then_read_the_handoff_resource(dsn, tmp_path
             await session.read_resource("agent19://handoffs/nosuchid")
     check_documents(tmp_path / "out")
     prove_on_server(dsn, tmp_path / "out")
+
+
+def test_without_a_database_unknown_facts_say_how_to_find_them(tmp_path):
+    out = agent19("runbook", "--sql", MIGRATION, "--handoff-dir", str(tmp_path / "h"), "--write", str(tmp_path / "o"))
+    assert out.returncode == 0, out.stderr
+    assert "no database given" in out.stdout
+    check_documents(tmp_path / "o")
+    runbook = (tmp_path / "o" / "runbook.md").read_text()
+    assert "run with a database (--dsn / DATABASE_URL)" in runbook
+    assert "confirm with your migration tool that the previous migration is applied" in runbook
+    assert runbook.count("no long transactions**") == 1
+
+
+def test_an_unreachable_database_still_gives_documents(tmp_path):
+    out = agent19("runbook", "--sql", MIGRATION, "--dsn", "postgresql://nobody:S3cretPw@127.0.0.1:1/db",
+                  "--no-handoff", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["written"] == [] and data["handoff_dir"] is None
+    assert any("database not reachable" in n for n in data["notes"])
+    assert "S3cretPw" not in out.stdout

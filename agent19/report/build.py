@@ -300,13 +300,15 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
     post = [s.verification for s in steps if s.verification] + [
         SqlCheck(name=v.name, sql=v.query, expected=v.expected, blocking=v.blocking)
         for v in plan.validation if v.phase == "after"]
+    pre = _pre_deployment(plan, steps, opts)
+    named = {a.check.name for a in pre if a.check}
+    pre += [Action(title=v.name, detail="plan validation before the migration",
+                   check=SqlCheck(name=v.name, sql=v.query, expected=v.expected, blocking=v.blocking))
+            for v in plan.validation if v.phase == "before" and v.name not in named]
     runbook = Runbook(
         header=header, requirements=opts.requirements, prerequisites=_prerequisites(plan, steps, facts),
         plan_prerequisites=plan.prerequisites,
-        pre_deployment=_pre_deployment(plan, steps, opts) + [
-            Action(title=v.name, detail="plan validation before the migration",
-                   check=SqlCheck(name=v.name, sql=v.query, expected=v.expected, blocking=v.blocking))
-            for v in plan.validation if v.phase == "before"],
+        pre_deployment=pre,
         steps=steps, post_deployment=post, rollback=rollback, monitoring=MONITORING, signoff=SIGNOFF,
         checklist=items, gates=gate_items,
         findings=[f"{f.severity} {f.rule} (step {f.operation}): {f.message}" for f in plan.findings],
