@@ -144,7 +144,8 @@ class Protocol:
         report = self._report(st, findings, impact, plans, archive)
 
         def refuse(reason: str) -> Confirmation:
-            self.audit.append("refused", st, findings, impact, reason=reason)
+            logged = reason.split("; the human must type exactly:")[0].split("; it must be:")[0]
+            self.audit.append("refused", st, findings, impact, reason=logged)
             return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
 
         if self.settings.mode is not AccessMode.EXECUTE:
