@@ -205,3 +205,23 @@ def test_risk_from_the_catalog_size() -> None:
     assert not proven.scan and proven.risk == "medium"
     assert ops("CREATE INDEX i ON t (a)", catalog=small)[0].risk == "medium"
     assert ops("CREATE INDEX i ON t (a)", catalog=big)[0].risk == "high"
+
+
+def test_a_coercible_type_change_scans_when_a_validated_check_reads_the_column() -> None:
+    """Observed in tests/corpus/classify_corpus.py (rows read under the lock): no rewrite, but a full scan."""
+    sql = ("CREATE TABLE orders (id int, code varchar(10));\n"  # a new table, so the state decides, not a catalog
+           "ALTER TABLE orders ADD CONSTRAINT orders_code_check CHECK (code <> '') NOT VALID;\n"
+           "ALTER TABLE orders ALTER COLUMN code TYPE varchar(20);\n"
+           "ALTER TABLE orders VALIDATE CONSTRAINT orders_code_check;\n"
+           "ALTER TABLE orders ALTER COLUMN code TYPE text;\n"
+           "ALTER TABLE orders DROP CONSTRAINT orders_code_check, ALTER COLUMN code TYPE varchar;")
+    result = ops(sql)
+    assert result[2].form == "alter_table.alter_column_type.coercible" and not result[2].scan  # NOT VALID: no re-check
+    assert result[4].form == "alter_table.alter_column_type.coercible_with_check"
+    assert result[4].scan and not result[4].rewrite and any("orders_code_check" in n for n in result[4].notes)
+    assert result[6].form == "alter_table.alter_column_type.coercible" and not result[6].scan  # dropped first
+    catalog = _catalog(8 << 20, 20_000)
+    catalog.tables[0].constraints.append(Constraint(name="a_check", type="check", columns=["a"],
+                                                    definition="CHECK (((a)::text <> ''::text))"))
+    (op,) = ops("ALTER TABLE t ALTER COLUMN a TYPE varchar(40)", catalog=catalog)
+    assert op.scan and not op.rewrite and op.risk == "high" and any("a_check" in n for n in op.notes)

@@ -189,6 +189,11 @@ def _alter_type(cmd: dict[str, Any], table: str, col: str, ctx: Context) -> Deci
         return Decision(A + "alter_column_type", [table], inverse=inverse,
                         notes=[f"{old} → {new} with a USING expression: the table is rewritten"])
     why = rewrite_free_change(old, new, ctx.pg_major, ctx.session_utc)
+    checks = ctx.checks_reading(table, col) if why else []
+    if checks:
+        return Decision(A + "alter_column_type.coercible_with_check", [table], inverse=inverse, notes=[
+            f"{old} → {new}: {why}; but the validated CHECK constraint(s) {', '.join(checks)} read {col} and are "
+            "re-checked against every row while the AccessExclusiveLock is held"])
     if {old.base, new.base} == {"timestamp", "timestamptz"} and old.array == new.array:
         if why:
             return Decision(A + "alter_column_type.timestamptz_utc", [table], inverse=inverse, notes=[why])
@@ -212,7 +217,9 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
     notes = [] if name else ["unnamed constraint: the server names it, so the inverse cannot be generated"]
     if contype == "CONSTR_CHECK":
         facts = check_facts(con.get("raw_expr", {}))
-        ctx.state.add_check(table, name, facts, validated=not not_valid)
+        columns = {f["fields"][-1].get("String", {}).get("sval", "") for node, f in walk(con.get("raw_expr", {}))
+                   if node == "ColumnRef" and f.get("fields")}
+        ctx.state.add_check(table, name, facts, validated=not not_valid, columns=columns)
         return Decision(A + ("add_check.not_valid" if not_valid else "add_check"), [table], notes=notes,
                         inverse=inverse, reversible=inverse is not None)
     if contype == "CONSTR_FOREIGN":
@@ -234,6 +241,7 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
 
 
 def _drop_constraint(table: str, name: str, ctx: Context) -> Decision:
+    ctx.state.dropped_constraints.add((table, name))
     ref, definition = ctx.constraint_info(table, name)
     inverse = f"ALTER TABLE {table} ADD CONSTRAINT {quote_ident(name)} {definition}" if definition else None
     notes = [] if inverse else ["the constraint's definition is unknown without a catalog: no inverse"]

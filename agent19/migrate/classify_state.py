@@ -119,6 +119,9 @@ class MigrationState:
     created: set[str] = field(default_factory=set)
     columns: dict[str, dict[str, ColumnType]] = field(default_factory=dict)
     checks: dict[tuple[str, str], CheckFacts] = field(default_factory=dict)
+    check_columns: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(table, constraint) → the columns a CHECK added in this migration reads"""
+    dropped_constraints: set[tuple[str, str]] = field(default_factory=set)
     validated: set[tuple[str, str]] = field(default_factory=set)
     foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     partition_keys: dict[str, list[str]] = field(default_factory=dict)
@@ -135,11 +138,13 @@ class MigrationState:
     def has_column(self, table: str, col: str) -> bool:
         return col in self.columns.get(table, {})
 
-    def add_check(self, table: str, name: str | None, facts: CheckFacts, validated: bool) -> None:
+    def add_check(self, table: str, name: str | None, facts: CheckFacts, validated: bool,
+                  columns: set[str] | None = None) -> None:
         if not name:
             self._anonymous += 1
             name = f"<unnamed {self._anonymous}>"
         self.checks[(table, name)] = facts
+        self.check_columns[(table, name)] = columns or set()
         if validated:
             self.validated.add((table, name))
 
@@ -205,6 +210,15 @@ class Context:
         if con is None:
             return None, None
         return (con.references_table if con.type == "foreign_key" else None), con.definition
+
+    def checks_reading(self, table: str, col: str) -> list[str]:
+        """Validated CHECK constraints on ``table`` that read ``col`` (this migration's, then the catalog's)."""
+        names = [n for (t, n), cols in self.state.check_columns.items()
+                 if t == table and col in cols and (t, n) in self.state.validated]
+        t = self.table(table)
+        if t is not None:
+            names += [c.name for c in t.constraints if c.type == "check" and c.validated and col in c.columns]
+        return [n for n in dict.fromkeys(names) if (table, n) not in self.state.dropped_constraints]
 
     def partition_key(self, parent: str) -> list[str]:
         if parent in self.state.partition_keys:

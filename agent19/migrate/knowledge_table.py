@@ -123,6 +123,10 @@ KNOWLEDGE: tuple[B, ...] = (
     B(f"{ALTER}.alter_column_type.coercible", ALTER, "alter_column_type", AEL, risk="medium",
       note="a binary-coercible type change rewrites nothing (indexes on the column stay)",
       example="ALTER TABLE t ALTER COLUMN v TYPE varchar(40)"),
+    B(f"{ALTER}.alter_column_type.coercible_with_check", ALTER, "alter_column_type", AEL, scan=True, risk="high",
+      note="a type change that rewrites nothing still re-checks every validated CHECK constraint that reads the "
+           "column against every row, under AccessExclusiveLock (observed on PostgreSQL 15 and 16)",
+      example="ALTER TABLE t ALTER COLUMN code TYPE varchar(40)"),
     B(f"{ALTER}.alter_column_type.timestamptz_utc", ALTER, "alter_column_type", AEL, rewrite=True, risk="high",
       versions=(11, 11), note="timestamp ↔ timestamptz rewrites before PostgreSQL 12"),
     B(f"{ALTER}.alter_column_type.timestamptz_utc", ALTER, "alter_column_type", AEL, risk="medium",

@@ -25,6 +25,8 @@ INSERT INTO t
 SELECT g, 1 + g % 100, 'v' || g, g, g, g / 7.0, now(), now(), repeat('x', 20), B'1010', '10.0.0.0/8', 'ok', '{}'
   FROM generate_series(1, 5000) g;
 CREATE INDEX t_n_idx ON t (n);
+-- a column read by a CHECK: a type change that rewrites nothing still re-checks it against every row
+ALTER TABLE t ADD COLUMN code varchar(10) DEFAULT 'c' CONSTRAINT t_code_check CHECK (code <> '');
 CREATE UNIQUE INDEX t_v_uidx ON t (v);
 CREATE UNIQUE INDEX t_id_nn_uidx ON t (id, nn);
 CREATE FUNCTION t_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
