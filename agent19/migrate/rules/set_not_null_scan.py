@@ -44,9 +44,12 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         column = cmd.get("name", "")
         if not op.scan or proven_not_null(ctx, column):
             continue
+        assumed = "" if ctx.catalog is not None or ctx.major < 12 else (
+            f" (assumed: without a database it is unknown whether a validated CHECK ({ident(column)} IS NOT NULL) "
+            "already proves it, which skips the scan — connect one with --dsn to know)")
         yield Hit(
             f"SET NOT NULL on {column} reads all of {short(ctx.relation)} while holding an AccessExclusiveLock: "
-            "reads and writes wait for the scan",
+            f"reads and writes wait for the scan{assumed}",
             not_null_fix(ctx.relation or "t", column, ctx.major),
         )
 

@@ -1,4 +1,4 @@
-"""A19005 type-change-rewrite: ALTER COLUMN TYPE that rewrites (or scans) an existing table."""
+"""A19005 type-change-rewrite: ALTER COLUMN TYPE that rewrites an existing table."""
 
 from __future__ import annotations
 
@@ -12,18 +12,21 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         return
     for sub, subtype, cmd in ctx.alter_cmds():
         op = ctx.op(sub)
-        if subtype != "AT_AlterColumnType" or op is None or not (op.rewrite or op.scan):
-            continue
+        if subtype != "AT_AlterColumnType" or op is None or not op.rewrite:
+            continue  # a change that only re-checks CHECK constraints is A19029
         col = cmd.get("name", "c")
         try:
             new_type = deparse(typed_tree(ctx.sql).cmds[sub].def_.typeName)
         except Exception:  # noqa: BLE001
             new_type = "<new type>"
         table, c, new = short(ctx.relation), ident(col), ident(f"{col}_new")
-        what = "rewrites the table and rebuilds its indexes" if op.rewrite else "reads the whole table"
+        assumed = ""
+        if (op.form or "").endswith(".unknown"):
+            assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; a binary-coercible "
+                       "change such as varchar(n) → varchar(m > n) or text rewrites nothing)")
         yield Hit(
-            f"changing the type of {col} {what} under an AccessExclusiveLock on {table}: reads and writes wait "
-            "for a time that grows with the table",
+            f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
+            f"on {table}: reads and writes wait for a time that grows with the table{assumed}",
             "\n".join([
                 f"ALTER TABLE {table} ADD COLUMN {new} {new_type};",
                 f"-- keep {new} in step with {c} for new writes (a trigger), then backfill in batches:",
