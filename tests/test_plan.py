@@ -93,3 +93,44 @@ async def test_plan_through_mcp_for_sql_and_changes():
         res = await session.call_tool("lint_migration", {"sql": "VACUUM FULL orders;"})
         assert not res.is_error
         assert res.structured_content["statements"][0]["findings"][0]["rule"] == "A19019"
+
+
+def test_validate_constraint_is_reversible_with_nothing_to_undo():
+    plan = plan_migration(sql="ALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0) NOT VALID;\n"
+                          "ALTER TABLE orders VALIDATE CONSTRAINT orders_total_check;\n")
+    add, validate = plan.operations
+    assert validate.reversible and validate.reverse_sql is None
+    assert plan.rollback.kind == "automatic" and plan.rollback.irreversible == []
+    assert plan.rollback.steps == [add.reverse_sql] == ["ALTER TABLE public.orders DROP CONSTRAINT orders_total_check"]
+    dropped = plan_migration(sql="DROP INDEX orders_total_idx;")  # no inverse known: still manual
+    assert dropped.rollback.kind == "manual" and dropped.rollback.irreversible == [1]
+
+
+def test_a_foreign_key_from_a_change_list_gets_its_index_unless_one_exists(dsn):
+    fk = Change.model_validate({"type": "add_foreign_key", "table": "lines", "index_columns": ["order_id"],
+                                "references_table": "orders", "references_columns": ["id"]})
+    sqls = [o.sql for o in plan_migration(changes=[fk]).operations]
+    assert sqls[0] == "CREATE INDEX CONCURRENTLY lines_order_id_idx ON lines (order_id)"
+    assert "NOT VALID" in sqls[1] and "VALIDATE CONSTRAINT" in sqls[2]
+    indexed = Change(type="add_index", table="lines", index_columns=["order_id", "id"])
+    assert sum("CREATE INDEX" in o.sql for o in plan_migration(changes=[fk, indexed]).operations) == 1
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY); CREATE TABLE lines (id bigint, order_id bigint);"
+                     "CREATE INDEX lines_order ON lines (order_id)")
+        from agent19.db.catalog import snapshot
+
+        conn.row_factory = psycopg.rows.dict_row
+        snap = snapshot(conn)
+    assert not any("CREATE INDEX" in o.sql for o in plan_migration(changes=[fk], catalog=snap).operations)
+
+
+def test_validation_queries_resolve_unqualified_names_through_the_search_path(dsn):
+    plan = plan_migration(sql="ALTER TABLE orders ADD COLUMN note text;\nCREATE TABLE items (id int);\n"
+                          "CREATE INDEX items_id ON items (id);\n")
+    queries = {c.name: c.query for c in plan.validation}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; SET search_path = app; CREATE TABLE orders (id int)")
+        conn.execute(plan.sql)
+        assert conn.execute(queries["public.orders.note exists"]).fetchone() == (1,)
+        assert conn.execute(queries["public.items exists"]).fetchone() == (True,)
+        assert conn.execute(queries["index items_id is valid"]).fetchone() == (True,)

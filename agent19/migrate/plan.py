@@ -33,7 +33,7 @@ from agent19.migrate.plan_model import (
     RollbackStrategy,
     ValidationCheck,
 )
-from agent19.migrate.rules._base import BLOCKS_WRITES, norm, rel_name
+from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
 """Throughput assumed per kind of work (rows per second)."""
@@ -148,32 +148,44 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
         f = s.fields if s else {}
         rel = f.get("relation")
         table = rel_name(rel) if isinstance(rel, dict) else (op.tables[0] if op.tables else None)
+        # as written: an unqualified name resolves through the search_path (current_schema()), like the migration
+        written = _regclass_text(rel) if isinstance(rel, dict) else table
         if s and s.node == "CreateStmt" and table:
-            checks.append(ValidationCheck(name=f"{table} exists", query=f"SELECT to_regclass('{table}') IS NOT NULL",
+            checks.append(ValidationCheck(name=f"{table} exists", query=f"SELECT to_regclass({written}) IS NOT NULL",
                                           expected="true", blocking=True))
         elif s and s.node == "IndexStmt" and f.get("idxname"):
-            schema = table.rpartition(".")[0] if table else "public"
+            schema = rel.get("schemaname") if isinstance(rel, dict) else None
+            index = _regclass_text({"schemaname": schema, "relname": f["idxname"]})
             checks.append(ValidationCheck(
                 name=f"index {f['idxname']} is valid",
-                query=f"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass('{schema}.{f['idxname']}')",
+                query=f"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass({index})",
                 expected="true (a failed CONCURRENTLY build leaves an INVALID index: drop it and retry)",
                 blocking=True))
         elif op.kind == "add_column" and table and s:
             for cmd in (c for n, c in _walk_cmds(s) if n == "AT_AddColumn"):
-                col = cmd.get("def", {}).get("ColumnDef", {}).get("colname")
-                schema, _, name = table.rpartition(".")
+                col = cmd.get("def", {}).get("ColumnDef", {}).get("colname") or ""
                 checks.append(ValidationCheck(
                     name=f"{table}.{col} exists",
-                    query="SELECT count(*) FROM information_schema.columns WHERE table_schema = "
-                    f"'{schema or 'public'}' AND table_name = '{name}' AND column_name = '{col}'",
+                    query=f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({written}) "
+                    f"AND attname = {_literal(col)} AND NOT attisdropped",
                     expected="1", blocking=True))
         elif op.kind.startswith("validate") or "constraint" in op.kind:
             checks.append(ValidationCheck(
                 name=f"constraints of {table} validated",
-                query=f"SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass('{table}') "
+                query=f"SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass({written}) "
                 "AND NOT convalidated", expected="0 once every VALIDATE CONSTRAINT has run", blocking=False))
     seen: set[str] = set()
     return [c for c in checks if not (c.name in seen or seen.add(c.name))]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _regclass_text(rel: dict[str, Any]) -> str:
+    """A RangeVar as to_regclass() text, qualified only when the migration qualified it."""
+    parts = [p for p in (rel.get("schemaname"), rel.get("relname", "")) if p]
+    return _literal(".".join(ident(p) for p in parts))
 
 
 def _walk_cmds(s: Statement) -> list[tuple[str, dict[str, Any]]]:
@@ -222,7 +234,8 @@ def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: 
 
 
 def _rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool) -> RollbackStrategy:
-    irreversible = [o.order for o in ops if not o.reversible or o.reverse_sql is None]
+    # reversible with no reverse SQL: nothing to undo (VALIDATE CONSTRAINT, ANALYZE, a comment…)
+    irreversible = [o.order for o in ops if not o.reversible]
     steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
     if data_loss:
         return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
@@ -254,7 +267,7 @@ def plan_migration(
     if changes is not None:
         if not changes:
             raise InputError("the change list is empty")
-        ordered, sqls = changes_to_sql(changes, version // 10000)
+        ordered, sqls = changes_to_sql(changes, version // 10000, catalog)
         change_notes = [c.description or f"{c.type} {c.table}" for c in ordered]
         text = ";\n\n".join(s for group in sqls for s in group) + ";\n"
     else:
@@ -273,7 +286,7 @@ def plan_migration(
         rows = _rows(op, catalog, new)
         planned.append(PlannedOperation(
             order=i, type=op.kind, category=op.category, table=op.tables[0] if op.tables else None,
-            description=_describe(op), sql=op.sql, reversible=op.reversible and op.inverse_sql is not None,
+            description=_describe(op), sql=op.sql, reversible=op.reversible,
             reverse_sql=op.inverse_sql, estimated_rows=rows, lock_level=op.lock, rewrite=op.rewrite,
             in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
             estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,

@@ -6,13 +6,16 @@ added, renames done, and drops come last. Within a step, the given order is kept
 
 The SQL generated is the safe form for a table that exists and is in use (CONCURRENTLY, NOT VALID +
 VALIDATE, NOT NULL through a validated CHECK, batched data migration); for a table created by the
-same change list the plain form is used.
+same change list the plain form is used. A foreign key also gets an index on its referencing columns
+(CONCURRENTLY, outside the transaction, on an existing table) unless the catalog or the change list
+already has one that leads with them.
 """
 
 from __future__ import annotations
 
 from graphlib import CycleError, TopologicalSorter
 
+from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.plan_model import Change, ColumnSpec
 from agent19.migrate.rules._base import ident
@@ -49,8 +52,20 @@ def _need(change: Change, what: str, ok: object) -> None:
         raise InputError(f"{change.type} on {change.table}: {what} is required")
 
 
-def change_sql(change: Change, new_tables: set[str], pg_major: int) -> list[str]:
-    """The statements for one change."""
+def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> bool:
+    """An index whose leading columns are the foreign key's: in the catalog, or added by the change list."""
+    cols = change.index_columns
+    table = catalog.table(change.table) if catalog else None
+    keys = [ix.columns for ix in table.indexes] if table else []
+    keys += [c.index_columns for c in changes if c.type == "add_index" and c.table == change.table]
+    keys += [[col.name] for c in changes if c.type == "create_table" and c.table == change.table
+             for col in c.columns or [] if col.primary_key and len(cols) == 1]
+    return any(k[: len(cols)] == cols or set(k[: len(cols)]) == set(cols) for k in keys)
+
+
+def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: list[Change] | None = None,
+               catalog: SchemaSnapshot | None = None) -> list[str]:
+    """The statements for one change (``changes`` and ``catalog`` tell whether a foreign key has its index)."""
     t = qname(change.table)
     new = change.table in new_tables
     cc = "" if new else " CONCURRENTLY"
@@ -105,9 +120,13 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int) -> list[str]
             fk = (f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({', '.join(ident(x) for x in cols)}) "
                   f"REFERENCES {qname(change.references_table or '')} ({', '.join(ident(x) for x in ref_cols)})"
                   f"{on_delete}")
+            # the referencing side needs an index (deletes on the referenced table scan it otherwise)
+            index = [] if _has_index(change, changes or [], catalog) else [
+                f"CREATE INDEX{cc} {ident(f'{_base(change.table)}_{chr(95).join(cols)}_idx'[:63])} ON {t} "
+                f"({', '.join(ident(x) for x in cols)})"]
             if new:
-                return [fk]
-            return [fk + " NOT VALID", f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
+                return [*index, fk]
+            return [*index, fk + " NOT VALID", f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
         case "add_not_null":
             _need(change, "column.name", c)
             assert c is not None
@@ -158,8 +177,9 @@ def order_changes(changes: list[Change]) -> list[Change]:
     return [c for _, c in indexed]
 
 
-def changes_to_sql(changes: list[Change], pg_major: int) -> tuple[list[Change], list[list[str]]]:
+def changes_to_sql(changes: list[Change], pg_major: int,
+                   catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[list[str]]]:
     """The changes in execution order, and the statements of each."""
     ordered = order_changes(changes)
     new_tables = {c.table for c in changes if c.type == "create_table"}
-    return ordered, [change_sql(c, new_tables, pg_major) for c in ordered]
+    return ordered, [change_sql(c, new_tables, pg_major, changes, catalog) for c in ordered]

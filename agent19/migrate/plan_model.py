@@ -104,7 +104,8 @@ class PlannedOperation(BaseModel):
     description: str
     sql: str
     reversible: bool
-    reverse_sql: str | None = None
+    reverse_sql: str | None = Field(default=None, description="SQL that undoes it; none with reversible=true "
+                                    "means there is nothing to undo (e.g. VALIDATE CONSTRAINT, ANALYZE)")
     estimated_rows: int | None = Field(default=None, description="rows of the table (live estimate), when known")
     lock_level: str | None = Field(default=None, description="strongest lock, pg_locks spelling")
     rewrite: bool = False
