@@ -1,0 +1,135 @@
+"""What ``test_migration`` returns: per statement, predicted vs observed; overall pass/fail.
+
+Every figure here is *observed* on a real server unless its field says ``predicted`` or
+``extrapolated``. Durations are wall time in milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.db.observe import HeldLock
+from agent19.migrate.schema_diff import Difference
+from agent19.migrate.watch import Probe
+
+PREDICTION_TABLE = "agent19/migrate/knowledge_table.py"
+RanIn = Literal["transaction", "scratch", "skipped"]
+
+
+class StatementError(BaseModel):
+    message: str
+    sqlstate: str | None = None
+    file: str | None = None
+    line: int
+    column: int | None = Field(default=None, description="1-based; on a statement's first line, from its start")
+
+
+class LockComparison(BaseModel):
+    relation: str
+    predicted: str | None = Field(description="lock mode the prediction table gives (pg_locks spelling)")
+    observed: str | None = Field(description="strongest mode the server showed for this statement")
+    agrees: bool
+
+
+class StatementResult(BaseModel):
+    index: int = Field(description="0-based position in the whole migration")
+    file: str | None = None
+    line: int
+    sql: str
+    kind: str | None = Field(default=None, description="the classification's kind, e.g. create_index")
+    ran_in: RanIn
+    note: str | None = Field(default=None, description="why it ran where it did, or why it was skipped")
+    duration_ms: float | None = None
+    rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
+    locks: list[HeldLock] = Field(default=[], description="locks this statement took (relation, mode)")
+    lock_comparison: list[LockComparison] = []
+    predicted_rewrite: bool | None = None
+    rewritten: list[str] = Field(default=[], description="relations whose relfilenode changed")
+    observed_rewrite: bool = Field(default=False, description="a table that existed before was rewritten")
+    isolated: bool = Field(
+        default=False, description="locks re-observed in a transaction of its own (an earlier statement held "
+        "the same mode, which hides it in pg_locks)",
+    )
+    notices: list[str] = []
+    error: StatementError | None = None
+    extrapolated_ms: float | None = Field(default=None, description="duration scaled to the real table size")
+    extrapolation: str | None = Field(default=None, description="how extrapolated_ms was computed")
+    probes: list[Probe] = Field(default=[], description="blocking measurement: who waited for this statement")
+
+    @property
+    def strongest(self) -> tuple[str, str] | None:
+        from agent19.db.observe import LOCK_RANK
+
+        table_locks = [lk for lk in self.locks if lk.relkind in ("r", "p", "m")]
+        if not table_locks:
+            return None
+        best = max(table_locks, key=lambda lk: LOCK_RANK.get(lk.mode, -1))
+        return best.mode, best.relation
+
+
+class Finding(BaseModel):
+    kind: Literal["lock_mismatch", "rewrite_mismatch", "statement_error", "check_failed", "target_changed",
+                  "skipped", "rollback_not_verified"]
+    severity: Literal["error", "warning", "info"]
+    statement: int | None = None
+    file: str | None = None
+    line: int | None = None
+    message: str
+
+
+class CheckResult(BaseModel):
+    name: str
+    query: str
+    expected: str
+    blocking: bool
+    phase: Literal["before", "after"]
+    passed: bool
+    value: str | None = Field(default=None, description="what the query returned (first column of the first row)")
+    error: str | None = None
+
+
+class LongestLock(BaseModel):
+    mode: str
+    relation: str
+    duration_ms: float
+    statement: int
+    line: int
+    file: str | None = None
+
+
+class ScratchInfo(BaseModel):
+    name: str
+    strategy: Literal["template", "schema_copy", "empty"]
+    sampled_rows: dict[str, int] = {}
+    notes: list[str] = []
+    dropped: bool = Field(description="the scratch database no longer exists")
+
+
+class RollbackResult(BaseModel):
+    verified: bool
+    where: Literal["transaction", "scratch"]
+    differences: list[Difference] = Field(default=[], description="start vs after up+down; empty when verified")
+    up_changes: int = Field(description="schema differences the up migration made (0 means it changed nothing)")
+    errors: list[StatementError] = []
+    scratch: ScratchInfo | None = None
+    summary: str
+
+
+class DryRunResult(BaseModel):
+    passed: bool
+    summary: str
+    database: str = Field(description="the target, password redacted")
+    server_version: int
+    total_ms: float
+    statements: list[StatementResult]
+    findings: list[Finding] = []
+    checks: list[CheckResult] = []
+    longest_lock: LongestLock | None = None
+    scratch: ScratchInfo | None = None
+    target_unchanged: bool = Field(description="the target's catalog is the same after the dry run as before")
+    target_differences: list[Difference] = []
+    rollback: RollbackResult | None = None
+    leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")
+    prediction_table: str = PREDICTION_TABLE

@@ -1,0 +1,94 @@
+"""Verified rollback: apply up, snapshot, apply down, snapshot, and compare with the start.
+
+Where it runs: in a transaction on the target that is always rolled back, when every statement of up
+and down may run in a transaction block; otherwise in a scratch database (schema-only copy), where
+each statement commits and the database is dropped afterwards. Either way nothing persists.
+
+"Verified" means the catalog after up+down equals the catalog before (tables, columns with types,
+defaults and nullability, constraints, indexes, triggers, views, sequences, enum values —
+:mod:`agent19.migrate.schema_diff`). Column order and sequence positions are reported as ``info``
+and do not fail the check. Data is not compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from agent19.config import AccessMode
+from agent19.db.catalog import snapshot
+from agent19.db.connection import Database
+from agent19.migrate.dryrun import CLUSTER_WIDE, _error
+from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError
+from agent19.migrate.files import has_non_transactional
+from agent19.migrate.parse import Statement
+from agent19.migrate.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.scratch import drop_leftovers, scratch_database
+
+
+def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool) -> list[StatementError]:
+    errors = []
+    for stmt in statements:
+        if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE:
+            continue
+        try:
+            if savepoints:
+                with conn.transaction():
+                    conn.execute(stmt.sql)
+            else:
+                conn.execute(stmt.sql)
+        except psycopg.Error as exc:
+            errors.append(_error(stmt, exc))
+    return errors
+
+
+def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[Statement],
+            savepoints: bool) -> tuple[list[Any], int, list[StatementError]]:
+    start = snapshot(conn)
+    errors = _apply(conn, up, savepoints)
+    after_up = snapshot(conn)
+    errors += _apply(conn, down, savepoints)
+    end = snapshot(conn)
+    return diff_snapshots(start, end), len(errors_only(diff_snapshots(start, after_up))), errors
+
+
+def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) -> RollbackResult:
+    """Apply ``up`` then ``down`` where nothing persists, and say whether the schema came back."""
+    db.require(AccessMode.DRY_RUN, "verifying a rollback")
+    scratch_info = None
+    if has_non_transactional([*up, *down]):
+        where = "scratch"
+        drop_leftovers(db)
+        with scratch_database(db, copy="schema") as scratch:
+            with psycopg.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
+                                 application_name="agent19 rollback-check") as conn:
+                conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=False)
+            scratch_info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, notes=scratch.notes, dropped=False)
+        scratch_info.dropped = True
+    else:
+        where = "transaction"
+        conn = db.connect()
+        try:
+            conn.execute("BEGIN")
+            try:
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=True)
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    failing = errors_only(differences)
+    verified = not failing and not errors
+    if verified and up_changes == 0:
+        summary = "rollback verified (the up migration changed no schema; data changes are not compared)"
+    elif verified:
+        summary = f"rollback verified: the down migration undoes all {up_changes} schema change(s) of the up migration"
+    elif errors:
+        summary = f"rollback not verified: {len(errors)} statement(s) failed (first: line {errors[0].line}: " \
+                  f"{errors[0].message})"
+    else:
+        summary = "rollback not verified: " + "; ".join(str(d) for d in failing)
+    return RollbackResult(verified=verified, where=where, differences=differences, up_changes=up_changes,
+                          errors=errors, scratch=scratch_info, summary=summary)

@@ -1,0 +1,122 @@
+"""Compare two catalog snapshots: what a migration (or its rollback) changed in the schema.
+
+Used by the verified rollback (start vs after up+down must be equal) and by the dry run (the
+target's catalog before vs after must be equal). Compared: schemas, extensions, tables (kind,
+persistence, partitioning), columns (type, default, nullability, identity, generated,
+collation, order), constraints (definition, validity, deferrability), indexes (definition,
+validity), triggers, views, sequences (type, increment, maximum) and enum values.
+
+Not compared, because they are statistics rather than schema: sizes, row estimates, index scans,
+a sequence's last value (``nextval`` is not transactional; it is reported separately as ``info``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.db.models import SchemaSnapshot
+
+Change = Literal["added", "removed", "changed"]
+
+
+class Difference(BaseModel):
+    kind: str = Field(description="table, column, constraint, index, trigger, view, sequence, enum, schema, extension")
+    object: str = Field(description="schema-qualified name (table.column for a column)")
+    change: Change
+    detail: str = Field(description="what differs, in words: before → after")
+    severity: Literal["error", "info"] = Field(
+        default="error", description="info: not a schema difference (column order, a sequence's position)"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object} {self.change}: {self.detail}"
+
+
+def _keyed(items: Iterable[Any], key: Callable[[Any], str]) -> dict[str, Any]:
+    return {key(i): i for i in items}
+
+
+def _compare(
+    kind: str, before: dict[str, Any], after: dict[str, Any], fields: tuple[str, ...], out: list[Difference],
+    describe: Callable[[Any], str] = lambda x: "",
+) -> list[str]:
+    """Added/removed/changed objects of one kind; returns the keys present in both."""
+    for name in sorted(before.keys() - after.keys()):
+        text = describe(before[name])
+        detail = f"missing: {text}" if text else "missing"
+        out.append(Difference(kind=kind, object=name, change="removed", detail=detail))
+    for name in sorted(after.keys() - before.keys()):
+        text = describe(after[name])
+        out.append(Difference(kind=kind, object=name, change="added", detail=f"extra: {text}" if text else "extra"))
+    common = sorted(before.keys() & after.keys())
+    for name in common:
+        changes = []
+        for f in fields:
+            a, b = getattr(before[name], f), getattr(after[name], f)
+            if a != b:
+                changes.append(f"{f} {a!r} → {b!r}")
+        if changes:
+            out.append(Difference(kind=kind, object=name, change="changed", detail="; ".join(changes)))
+    return common
+
+
+def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot) -> list[Difference]:
+    """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal."""
+    out: list[Difference] = []
+    for name in sorted(set(before.schemas) - set(after.schemas)):
+        out.append(Difference(kind="schema", object=name, change="removed", detail="missing"))
+    for name in sorted(set(after.schemas) - set(before.schemas)):
+        out.append(Difference(kind="schema", object=name, change="added", detail="extra"))
+    _compare("extension", _keyed(before.extensions, lambda e: e.name), _keyed(after.extensions, lambda e: e.name),
+             ("installed_version",), out)
+
+    tables_a = _keyed(before.tables, lambda t: t.qualified_name)
+    tables_b = _keyed(after.tables, lambda t: t.qualified_name)
+    common = _compare("table", tables_a, tables_b, ("kind", "persistence", "partition_of", "partition_key"), out)
+    for qname in common:
+        ta, tb = tables_a[qname], tables_b[qname]
+        cols_a = _keyed(ta.columns, lambda c, q=qname: f"{q}.{c.name}")
+        cols_b = _keyed(tb.columns, lambda c, q=qname: f"{q}.{c.name}")
+        _compare("column", cols_a, cols_b, ("type", "nullable", "default", "identity", "generated", "collation"),
+                 out, describe=lambda c: f"{c.type}{'' if c.nullable else ' not null'}")
+        order_a = [c.name for c in ta.columns if c.name in {x.name for x in tb.columns}]
+        order_b = [c.name for c in tb.columns if c.name in {x.name for x in ta.columns}]
+        if order_a != order_b:
+            out.append(Difference(kind="column", object=qname, change="changed", severity="info",
+                                  detail=f"column order {', '.join(order_a)} → {', '.join(order_b)}"))
+        _compare("constraint", _keyed(ta.constraints, lambda c, q=qname: f"{q}.{c.name}"),
+                 _keyed(tb.constraints, lambda c, q=qname: f"{q}.{c.name}"),
+                 ("type", "definition", "validated", "deferrable"), out, describe=lambda c: c.definition)
+        _compare("index", _keyed(ta.indexes, lambda i, s=ta.schema_name: f"{s}.{i.name}"),
+                 _keyed(tb.indexes, lambda i, s=tb.schema_name: f"{s}.{i.name}"),
+                 ("definition", "valid"), out, describe=lambda i: i.definition)
+        _compare("trigger", _keyed(ta.triggers, lambda t, q=qname: f"{q}.{t.name}"),
+                 _keyed(tb.triggers, lambda t, q=qname: f"{q}.{t.name}"),
+                 ("definition", "enabled"), out, describe=lambda t: t.definition)
+
+    views_a = _keyed(before.views, lambda v: f"{v.schema_name}.{v.name}")
+    views_b = _keyed(after.views, lambda v: f"{v.schema_name}.{v.name}")
+    for name in _compare("view", views_a, views_b, ("materialized", "definition"), out):
+        schema = name.split(".")[0]
+        _compare("index", _keyed(views_a[name].indexes, lambda i, s=schema: f"{s}.{i.name}"),
+                 _keyed(views_b[name].indexes, lambda i, s=schema: f"{s}.{i.name}"),
+                 ("definition", "valid"), out, describe=lambda i: i.definition)
+
+    seq_a = _keyed(before.sequences, lambda s: f"{s.schema_name}.{s.name}")
+    seq_b = _keyed(after.sequences, lambda s: f"{s.schema_name}.{s.name}")
+    for name in _compare("sequence", seq_a, seq_b, ("data_type", "increment", "max_value", "owned_by"), out):
+        if seq_a[name].last_value != seq_b[name].last_value:
+            out.append(Difference(kind="sequence", object=name, change="changed", severity="info",
+                                  detail=f"last_value {seq_a[name].last_value} → {seq_b[name].last_value} "
+                                  "(nextval is not rolled back by PostgreSQL)"))
+    enums_a = _keyed(before.enums, lambda e: f"{e.schema_name}.{e.name}")
+    enums_b = _keyed(after.enums, lambda e: f"{e.schema_name}.{e.name}")
+    _compare("enum", enums_a, enums_b, ("values",), out, describe=lambda e: ", ".join(e.values))
+    return out
+
+
+def errors_only(differences: list[Difference]) -> list[Difference]:
+    return [d for d in differences if d.severity == "error"]

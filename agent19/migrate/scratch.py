@@ -1,0 +1,302 @@
+"""Scratch databases: throwaway copies of the target's schema for statements that cannot run in a
+transaction block (``CREATE INDEX CONCURRENTLY``, ``VACUUM``…) and for verified rollbacks.
+
+Lifecycle, and what is guaranteed:
+
+* **Name.** ``agent19_scratch_<pid>_<random>``. The run that owns it keeps an *owner session*
+  open on the server whose ``application_name`` is exactly that name.
+* **Creation.** ``copy="auto"`` uses ``CREATE DATABASE … TEMPLATE <target>`` (a full copy with
+  data: real timings) when no other session is connected to the target and it is smaller than
+  ``template_max_bytes``; otherwise a schema-only copy made by ``pg_dump --schema-only --no-owner
+  --no-privileges`` piped into ``psql`` (the binaries of the server's major version when installed,
+  else any ``pg_dump`` on ``PATH`` that is new enough), optionally with ``sample_rows`` rows of the
+  tables the migration touches. With neither possible the scratch database is empty and the
+  caller replays the migration's earlier statements (:attr:`ScratchDatabase.strategy` says which).
+* **Drop.** Always in ``finally`` (``DROP DATABASE … WITH (FORCE)``; terminate-then-drop before
+  PostgreSQL 13), also on SIGTERM/SIGHUP (handlers installed by :func:`install_signal_handlers`,
+  which drop every active scratch database, then let the signal take its usual course) and at
+  interpreter exit (``atexit``).
+* **SIGKILL / power loss** cannot run any code: the owner session dies with the process, and the
+  next run (any dry run or rollback check on that server) drops every ``agent19_scratch_*``
+  database that has no live owner session (:func:`drop_leftovers`). Nothing else is ever dropped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from agent19.config import AccessMode
+from agent19.db.connection import Database
+
+log = logging.getLogger(__name__)
+
+PREFIX = "agent19_scratch_"
+CopyMode = Literal["auto", "template", "schema", "empty"]
+Strategy = Literal["template", "schema_copy", "empty"]
+
+_ACTIVE: dict[str, str] = {}  # scratch name -> admin DSN (for the signal/atexit cleanup)
+_LOCK = threading.Lock()
+
+
+@dataclass
+class ScratchDatabase:
+    name: str
+    dsn: str
+    strategy: Strategy
+    sampled_rows: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_data(self) -> bool:
+        return self.strategy == "template" or any(self.sampled_rows.values())
+
+
+def new_name() -> str:
+    return f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def _admin_dsn(db: Database, target: str, application_name: str) -> str:
+    """A DSN for the owner/admin session: the ``postgres`` database if reachable, else the target."""
+    for dbname in ("postgres", target):
+        dsn = make_conninfo(db.dsn, dbname=dbname, application_name=application_name)
+        try:
+            psycopg.connect(dsn, connect_timeout=5).close()
+            return dsn
+        except psycopg.Error:
+            continue
+    return make_conninfo(db.dsn, application_name=application_name)
+
+
+def _drop(conn: psycopg.Connection[Any], name: str) -> None:
+    ident = sql.Identifier(name)
+    if conn.info.server_version >= 130000:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+        return
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
+
+
+def drop_leftovers(db: Database) -> list[str]:
+    """Drop every ``agent19_scratch_*`` database whose owner session is gone (a killed run).
+
+    Returns the names dropped. A scratch database whose owner is alive belongs to a running dry
+    run (here or on another machine) and is left alone.
+    """
+    with psycopg.connect(_admin_dsn(db, _target_name(db), "agent19"), autocommit=True) as conn:
+        rows = conn.execute(
+            r"""SELECT d.datname FROM pg_database d
+                 WHERE d.datname LIKE 'agent19\_scratch\_%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname)"""
+        ).fetchall()
+        dropped = []
+        for (name,) in rows:
+            try:
+                _drop(conn, name)
+                dropped.append(name)
+                log.info("dropped leftover scratch database %s", name)
+            except psycopg.Error as exc:
+                log.warning("could not drop leftover scratch database %s: %s", name, exc)
+        return dropped
+
+
+def list_scratch(dsn: str) -> list[str]:
+    """Names of the scratch databases that exist on the server of ``dsn`` (for tests and checks)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(r"SELECT datname FROM pg_database WHERE datname LIKE 'agent19\_scratch\_%'").fetchall()
+    return [r[0] for r in rows]
+
+
+def _target_name(db: Database) -> str:
+    return conninfo_to_dict(db.dsn).get("dbname") or os.environ.get("PGDATABASE") or "postgres"
+
+
+def _pg_bin(tool: str, major: int) -> str | None:
+    for candidate in (Path(f"/usr/lib/postgresql/{major}/bin/{tool}"),):
+        if candidate.exists():
+            return str(candidate)
+    try:
+        import pgserver  # the embedded server's binaries (PostgreSQL 16)
+
+        candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / tool
+        if major <= 16 and candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    return shutil.which(tool)
+
+
+def _schema_copy(source_dsn: str, dest_dsn: str, major: int) -> str | None:
+    """Copy the schema with pg_dump | psql; returns why it failed, or None on success."""
+    pg_dump, psql = _pg_bin("pg_dump", major), _pg_bin("psql", major)
+    if not pg_dump or not psql:
+        return "pg_dump/psql not found"
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
+    dump = subprocess.run(
+        [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
+         "-d", source_dsn], capture_output=True, env=env, timeout=600,
+    )
+    if dump.returncode != 0:
+        return "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
+    load = subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dest_dsn], input=dump.stdout, capture_output=True,
+        env=env, timeout=600,
+    )
+    if load.returncode != 0:
+        return "psql failed loading the schema: " + load.stderr.decode(errors="replace").strip()[-500:]
+    return None
+
+
+def _copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) -> tuple[dict[str, int], list[str]]:
+    """Copy up to ``rows`` rows of each table (foreign keys and triggers off when permitted)."""
+    copied: dict[str, int] = {}
+    notes: list[str] = []
+    with psycopg.connect(source_dsn, autocommit=True) as src, psycopg.connect(dest_dsn, autocommit=True) as dst:
+        try:
+            dst.execute("SET session_replication_role = replica")
+        except psycopg.Error:
+            notes.append("sample copied with foreign keys and triggers active (not a superuser)")
+        for table in tables:
+            cols = src.execute(
+                "SELECT array_agg(quote_ident(attname) ORDER BY attnum) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+                (table,),
+            ).fetchone()
+            if not cols or not cols[0]:
+                continue
+            col_list = sql.SQL(", ".join(cols[0]))
+            rel = sql.SQL(table)  # a regclass text from the server: already quoted
+            out_q = sql.SQL("COPY (SELECT {} FROM {} LIMIT {}) TO STDOUT (FORMAT binary)").format(
+                col_list, rel, sql.Literal(rows))
+            in_q = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(rel, col_list)
+            try:
+                with dst.transaction():
+                    with src.cursor().copy(out_q) as reader, dst.cursor().copy(in_q) as writer:
+                        for block in reader:
+                            writer.write(block)
+                count = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(rel)).fetchone()
+                copied[table] = int(count[0]) if count else 0
+                dst.execute(sql.SQL("ANALYZE {}").format(rel))
+            except psycopg.Error as exc:
+                notes.append(f"no sample for {table}: {str(exc).strip().splitlines()[0]}")
+    return copied, notes
+
+
+@contextmanager
+def scratch_database(
+    db: Database, *, copy: CopyMode = "auto", sample_tables: list[str] | None = None, sample_rows: int = 0,
+    template_max_bytes: int = 2 * 1024**3,
+) -> Iterator[ScratchDatabase]:
+    """Create a scratch database from the target's schema; drop it when the block exits, always."""
+    db.require(AccessMode.DRY_RUN, "creating a scratch database")
+    target = _target_name(db)
+    name = new_name()
+    admin_dsn = _admin_dsn(db, target, name)
+    admin = psycopg.connect(admin_dsn, autocommit=True)
+    with _LOCK:
+        _ACTIVE[name] = make_conninfo(admin_dsn, application_name="agent19")
+    try:
+        scratch = _create(db, admin, target, name, copy, sample_tables or [], sample_rows, template_max_bytes)
+        yield scratch
+    finally:
+        try:
+            _drop(admin, name)
+        except psycopg.Error:
+            with psycopg.connect(make_conninfo(admin_dsn, application_name="agent19"), autocommit=True) as again:
+                _drop(again, name)
+        finally:
+            admin.close()
+            with _LOCK:
+                _ACTIVE.pop(name, None)
+
+
+def _create(
+    db: Database, admin: psycopg.Connection[Any], target: str, name: str, copy: CopyMode,
+    sample_tables: list[str], sample_rows: int, template_max_bytes: int,
+) -> ScratchDatabase:
+    ident, dsn = sql.Identifier(name), make_conninfo(db.dsn, dbname=name)
+    notes: list[str] = []
+    if copy in ("auto", "template") and admin.info.dbname != target:
+        row = admin.execute(
+            "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()),"
+            " pg_database_size(%s)", (target, target),
+        ).fetchone()
+        busy, size = (row[0], row[1]) if row else (1, 0)
+        if busy == 0 and (copy == "template" or size <= template_max_bytes):
+            try:
+                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(target)))
+                return ScratchDatabase(name, dsn, "template", notes=["full copy of the target (TEMPLATE)"])
+            except psycopg.Error as exc:
+                notes.append(f"TEMPLATE copy impossible: {str(exc).strip().splitlines()[0]}")
+        elif busy:
+            notes.append(f"TEMPLATE copy impossible: {busy} other session(s) connected to {target}")
+        else:
+            notes.append(f"TEMPLATE copy skipped: the target is larger than {template_max_bytes} bytes")
+    admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+    if copy == "empty":
+        return ScratchDatabase(name, dsn, "empty", notes=notes)
+    failure = _schema_copy(db.dsn, dsn, admin.info.server_version // 10000)
+    if failure:
+        notes.append(f"schema copy failed ({failure}); the migration's earlier statements are replayed instead")
+        _drop(admin, name)
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+        return ScratchDatabase(name, dsn, "empty", notes=notes)
+    scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)"])
+    if sample_rows > 0 and sample_tables:
+        scratch.sampled_rows, more = _copy_sample(db.dsn, dsn, sample_tables, sample_rows)
+        scratch.notes.extend(more)
+    return scratch
+
+
+def _drop_active() -> None:
+    with _LOCK:
+        active = dict(_ACTIVE)
+    for name, admin_dsn in active.items():
+        try:
+            with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+                _drop(conn, name)
+            with _LOCK:
+                _ACTIVE.pop(name, None)
+        except psycopg.Error as exc:  # the next run's drop_leftovers will take it
+            log.warning("could not drop scratch database %s on exit: %s", name, exc)
+
+
+_installed = False
+
+
+def install_signal_handlers() -> None:
+    """Drop active scratch databases on SIGTERM/SIGHUP and at exit (main thread only; idempotent)."""
+    global _installed
+    if _installed or threading.current_thread() is not threading.main_thread():
+        return
+    _installed = True
+    atexit.register(_drop_active)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            _drop_active()
+            if callable(previous):
+                previous(signum, frame)
+                return
+            if previous == signal.SIG_IGN:
+                return
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)

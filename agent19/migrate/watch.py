@@ -1,0 +1,206 @@
+"""Watch a statement that runs outside a transaction (in a scratch database) from other sessions.
+
+``observe()`` reads the locks a statement holds *afterwards*; a statement that commits by itself
+(``CREATE INDEX CONCURRENTLY``, ``VACUUM``…) holds none afterwards, so here the locks are read from
+``pg_locks`` by a second session *while* it runs:
+
+1. **Gate.** A gate session takes ACCESS EXCLUSIVE on every table the statement touches, then the
+   statement starts. Its first lock request on each table waits and shows in ``pg_locks`` with
+   ``granted = false`` and the exact mode: observed deterministically, however fast the statement.
+   The gate is released as soon as the request is seen (or after ``gate_ms`` when none comes);
+   the duration is measured from that moment.
+2. **Sampling.** Every lock the statement's backend holds or requests is sampled until it ends.
+3. **Blocking probes** (optional). Once the statement holds its lock, a ``SELECT`` and an
+   ``INSERT … SELECT … WHERE false`` (a real INSERT that writes nothing, in a transaction rolled
+   back) are tried on each touched table from their own sessions, with ``lock_timeout`` =
+   ``probe_timeout_ms``; whether each waited (seen waiting in ``pg_locks``) and how long it took are
+   recorded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from agent19.db.observe import Q_FILENODES, HeldLock
+
+Q_WORKER_LOCKS = """
+SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind,
+       l.mode, l.granted, l.pid
+  FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = ANY(%s) AND l.locktype = 'relation' AND l.relation >= 16384
+   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
+class Probe(BaseModel):
+    table: str
+    kind: str = Field(description="select or insert")
+    waited: bool = Field(description="the probe was seen waiting for a lock the statement held")
+    elapsed_ms: float = Field(description="how long the probe took (its wait included)")
+    timed_out: bool = Field(default=False, description="gave up after lock_timeout")
+    error: str | None = None
+
+
+class Watched(BaseModel):
+    locks: list[HeldLock] = []
+    rewritten: list[str] = []
+    duration_ms: float = 0.0
+    rows: int | None = None
+    notices: list[str] = []
+    error: str | None = None
+    sqlstate: str | None = None
+    position: int | None = None
+    probes: list[Probe] = []
+
+
+def _connect(dsn: str, timeout_ms: int) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 watch")
+    conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
+    return conn
+
+
+def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
+    return {r[0]: (r[1], r[2]) for r in conn.execute(Q_FILENODES).fetchall()}
+
+
+def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> list[str]:
+    out = []
+    for t in tables:
+        row = conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r','p','m')",
+            (t,),
+        ).fetchone()
+        if row:
+            out.append(row[0])
+    return out
+
+
+def watch_statement(
+    dsn: str, statement: str, tables: list[str], *, statement_timeout_ms: int, measure_blocking: bool = False,
+    probe_timeout_ms: int = 2000, gate_ms: int = 500,
+) -> Watched:
+    """Run ``statement`` in autocommit on ``dsn`` and watch its locks (and optionally whom it blocks)."""
+    result = Watched()
+    observer = _connect(dsn, statement_timeout_ms)
+    worker = _connect(dsn, statement_timeout_ms)
+    gate = _connect(dsn, statement_timeout_ms)
+    try:
+        tables = _existing_tables(observer, tables)
+        worker_pid = worker.info.backend_pid
+        before = _filenodes(observer)
+        gate.execute("BEGIN")
+        for t in tables:
+            gate.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(t)))
+
+        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+            result.notices.append(f"{diag.severity}: {diag.message_primary}")
+
+        worker.add_notice_handler(on_notice)
+        done = threading.Event()
+        ended: list[float] = []
+
+        def run() -> None:
+            try:
+                cur = worker.execute(statement)
+                result.rows = cur.rowcount if cur.rowcount >= 0 else None
+            except psycopg.Error as exc:
+                result.error = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                result.sqlstate = exc.sqlstate
+                pos = exc.diag.statement_position
+                result.position = int(pos) if pos else None
+            finally:
+                ended.append(time.perf_counter())
+                done.set()
+
+        seen: dict[tuple[str, str], HeldLock] = {}
+
+        def sample(pids: list[int]) -> list[tuple[Any, ...]]:
+            rows = observer.execute(Q_WORKER_LOCKS, (pids,)).fetchall()
+            for r in rows:
+                if r[4] == worker_pid:
+                    seen.setdefault((r[0], r[2]), HeldLock(relation=r[0], relkind=r[1], mode=r[2]))
+            return rows
+
+        thread = threading.Thread(target=run, name="agent19-watch", daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        deadline = started + gate_ms / 1000
+        gated = False
+        while tables and not done.is_set() and time.perf_counter() < deadline:
+            if any(r[3] is False for r in sample([worker_pid])):
+                gated = True
+                break
+            time.sleep(0.002)
+        released = time.perf_counter()
+        gate.execute("ROLLBACK")
+        if measure_blocking and tables:
+            result.probes = _probe(dsn, tables, worker_pid, done, sample, probe_timeout_ms)
+        while not done.wait(0.003):
+            sample([worker_pid])
+        thread.join()
+        result.duration_ms = round((ended[0] - (released if gated else started)) * 1000, 3)
+        after = _filenodes(observer)
+        result.rewritten = sorted(n for oid, (n, node) in before.items() if oid in after and after[oid][1] != node)
+        result.locks = sorted(seen.values(), key=lambda h: (h.relation, h.mode))
+        return result
+    finally:
+        for conn in (gate, worker, observer):
+            conn.close()
+
+
+def _probe(
+    dsn: str, tables: list[str], worker_pid: int, done: threading.Event, sample: Any, timeout_ms: int,
+) -> list[Probe]:
+    """Once the statement holds a lock on a touched table, try a SELECT and an INSERT on each."""
+    while not done.is_set():
+        if any(r[3] and r[0] in tables for r in sample([worker_pid])):
+            break
+        time.sleep(0.002)
+    sessions: list[tuple[str, str, psycopg.Connection[Any]]] = []
+    for t in tables:
+        for kind in ("select", "insert"):
+            conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 probe")
+            conn.execute(f"SET lock_timeout = {int(timeout_ms)}; SET statement_timeout = {int(timeout_ms) * 2}")
+            sessions.append((t, kind, conn))
+    results: list[Probe] = []
+    waited: set[int] = set()
+    threads = []
+    lock = threading.Lock()
+
+    def run(table: str, kind: str, conn: psycopg.Connection[Any]) -> None:
+        rel = sql.SQL(table)
+        query = (sql.SQL("SELECT 1 FROM {} LIMIT 1").format(rel) if kind == "select"
+                 else sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE false").format(rel, rel))
+        start = time.perf_counter()
+        error, timed_out = None, False
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(query)
+        except psycopg.errors.LockNotAvailable:
+            timed_out = True
+        except psycopg.Error as exc:
+            error = str(exc).strip().splitlines()[0]
+        elapsed = (time.perf_counter() - start) * 1000
+        with lock:
+            results.append(Probe(table=table, kind=kind, waited=conn.info.backend_pid in waited or timed_out,
+                                 elapsed_ms=round(elapsed, 3), timed_out=timed_out, error=error))
+
+    pids = [c.info.backend_pid for _, _, c in sessions]
+    for t, kind, conn in sessions:
+        th = threading.Thread(target=run, args=(t, kind, conn), daemon=True)
+        th.start()
+        threads.append(th)
+    while any(th.is_alive() for th in threads):
+        for r in sample([worker_pid, *pids]):
+            if r[3] is False and r[4] in pids:
+                waited.add(r[4])
+        time.sleep(0.002)
+    for _, _, conn in sessions:
+        conn.close()
+    return sorted(results, key=lambda p: (p.table, p.kind))

@@ -1,0 +1,206 @@
+"""test_migration (CLI ``agent19 dry-run``) and verify_rollback (CLI ``agent19 rollback-check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.config import AccessMode
+from agent19.errors import InputError
+from agent19.migrate import scratch
+from agent19.migrate.dryrun import dry_run
+from agent19.migrate.dryrun_model import DryRunResult, Finding, RollbackResult
+from agent19.migrate.files import load_file, load_paths
+from agent19.migrate.parse import Statement, parse_file, parse_sql
+from agent19.migrate.plan_model import ValidationCheck
+from agent19.migrate.rollback_check import verify_rollback
+from agent19.tools.registry import ToolContext, tool
+
+# SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
+# which is where the tools are imported (by the CLI and by the MCP server at start-up).
+scratch.install_signal_handlers()
+
+
+class TestMigrationArgs(BaseModel):
+    files: list[str] = Field(default=[], description="migration files or directories (read in their tool's order; "
+                             "golang-migrate .down.sql / Flyway U… undo files are paired automatically)")
+    sql: str | None = Field(default=None, description="the migration as SQL text (instead of files)")
+    down_sql: str | None = Field(default=None, description="rollback SQL to verify (instead of down files)")
+    down_files: list[str] = Field(default=[], description="explicit down/undo files, in the order to run them")
+    verify_rollback: bool = Field(default=True, description="verify the rollback when a down migration is known")
+    checks: list[str] = Field(default=[], description="extra validation queries run before the rollback; each "
+                              "must return true (or non-zero); a failing one fails the dry run")
+    plan_checks: bool = Field(default=True, description="also run plan_migration's validation checks")
+    measure_blocking: bool = Field(default=False, description="replay in a scratch database and measure how long "
+                                   "a SELECT and an INSERT on each touched table wait for each statement")
+    probe_timeout_ms: int = Field(default=2000, ge=10, description="lock_timeout of the blocking probes")
+    scratch_copy: Literal["auto", "template", "schema", "empty"] = Field(
+        default="auto", description="how a scratch database is made: TEMPLATE copy (with data), schema-only "
+        "copy (pg_dump), or empty; auto: TEMPLATE when no one else is connected and it is under 2 GB")
+    sample_rows: int = Field(default=0, ge=0, description="with a schema-only copy, rows copied per touched "
+                             "table (durations are then extrapolated to the real size)")
+
+
+def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
+    if bool(args.files) == bool(args.sql):
+        raise InputError("give migration files or sql (one of them)", "e.g. agent19 dry-run migrations/001.up.sql")
+    if args.sql:
+        up = parse_sql(args.sql)
+        downs: list[Statement] = []
+    else:
+        migrations = load_paths(args.files)
+        up = [s for m in migrations for s in m.statements]
+        downs = [s for m in reversed(migrations) if m.down_file for s in parse_file(Path(m.down_file))]
+    if args.down_files:
+        downs = [s for f in args.down_files for s in load_file(Path(f)).statements]
+    if args.down_sql:
+        downs = parse_sql(args.down_sql, "rollback")
+    if not up:
+        raise InputError("the migration has no statements")
+    return up, downs
+
+
+def _checks(args: TestMigrationArgs, up: list[Statement]) -> list[ValidationCheck]:
+    checks = [ValidationCheck(name=f"check {i + 1}", query=q, expected="true", blocking=True)
+              for i, q in enumerate(args.checks)]
+    if args.plan_checks:
+        from agent19.migrate.plan import plan_migration
+
+        try:
+            checks += plan_migration(sql=";\n".join(s.sql for s in up) + ";").validation
+        except Exception:  # noqa: BLE001 — a plan that cannot be made must not stop the dry run
+            pass
+    return checks
+
+
+def _statement_line(s: object) -> str:
+    from agent19.migrate.dryrun_model import StatementResult
+
+    assert isinstance(s, StatementResult)
+    where = f"{s.file or 'sql'}:{s.line}"
+    head = f"{s.index + 1:>3}. {where} [{s.ran_in}] {s.kind or ''}"
+    if s.duration_ms is not None:
+        head += f"  {s.duration_ms:.1f} ms"
+    if s.extrapolated_ms is not None:
+        head += f" (≈{s.extrapolated_ms / 1000:.1f} s at real size)"
+    lines = [head]
+    for c in s.lock_comparison:
+        mark = "ok" if c.agrees else "MISMATCH"
+        lines.append(f"       lock {c.relation}: observed {c.observed or '-'}, predicted {c.predicted or '-'} [{mark}]")
+    if s.predicted_rewrite is not None or s.observed_rewrite:
+        lines.append(f"       rewrite: observed {'yes' if s.observed_rewrite else 'no'}, predicted "
+                     f"{'yes' if s.predicted_rewrite else 'no' if s.predicted_rewrite is not None else '-'}")
+    for p in s.probes:
+        lines.append(f"       {p.kind} on {p.table}: {'waited' if p.waited else 'not blocked'} {p.elapsed_ms:.0f} ms"
+                     + (" (gave up)" if p.timed_out else ""))
+    if s.error:
+        lines.append(f"       ERROR at line {s.error.line}: {s.error.message}")
+    if s.note and s.ran_in != "transaction":
+        lines.append(f"       {s.note}")
+    return "\n".join(lines)
+
+
+def render_dry_run(r: DryRunResult) -> str:
+    lines = [r.summary, f"target: {r.database} (unchanged: {'yes' if r.target_unchanged else 'NO'})"]
+    lines += [_statement_line(s) for s in r.statements]
+    if r.scratch:
+        lines.append(f"scratch database {r.scratch.name} ({r.scratch.strategy}); dropped: "
+                     f"{'yes' if r.scratch.dropped else 'NO'}")
+    for c in r.checks:
+        lines.append(f"check {c.name}: {'passed' if c.passed else 'FAILED'} (got {c.value}, expected {c.expected})")
+    if r.rollback:
+        lines.append(r.rollback.summary)
+    for f in r.findings:
+        lines.append(f"{f.severity}: {f.file or ''}{':' + str(f.line) if f.line else ''} {f.message}".strip())
+    return "\n".join(lines)
+
+
+@tool(
+    name="test_migration",
+    title="Dry-run a migration on the real server",
+    args=TestMigrationArgs,
+    result=DryRunResult,
+    cli="dry-run",
+    positional=("files",),
+    mode=AccessMode.DRY_RUN,
+    read_only=False,
+    idempotent=True,
+    render_text=render_dry_run,
+    exit_code=lambda r: 0 if r.passed else 1,
+    examples=("agent19 dry-run migrations/ --mode dry-run",
+              "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
+)
+def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
+    """Run a migration on the real server without changing it, and report what each statement really does:
+    wall time, the locks it took (from pg_locks) against the predicted ones, whether it rewrote a table
+    (relfilenode), rows affected, notices, errors with file and line. Statements run in one transaction
+    that is always rolled back; those that cannot (CREATE INDEX CONCURRENTLY, VACUUM…) run in a scratch
+    database that is dropped afterwards. Validation checks run before the rollback. With a down
+    migration (golang-migrate .down.sql, Flyway U… or down_sql) the rollback is verified: up, down, and
+    the schema compared with the start. Needs mode dry-run. Locks on the target are held until the
+    rollback: use a staging copy for busy tables."""
+    up, down = _load(args)
+    result = dry_run(
+        ctx.db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
+        probe_timeout_ms=args.probe_timeout_ms, scratch_copy=args.scratch_copy, sample_rows=args.sample_rows,
+        progress=ctx.progress,
+    )
+    if down and args.verify_rollback:
+        ctx.progress(len(up), None, "verifying the rollback")
+        result.rollback = verify_rollback(ctx.db, up, down)
+        if not result.rollback.verified:
+            result.findings.append(Finding(kind="rollback_not_verified", severity="error",
+                                           message=result.rollback.summary))
+            result.passed = False
+            result.summary = result.summary.replace("PASSED", "FAILED", 1)
+        result.summary += "; " + result.rollback.summary
+    return result
+
+
+class RollbackArgs(BaseModel):
+    up: str | None = Field(default=None, description="the up migration file")
+    down: str | None = Field(default=None, description="the down/undo file (default: the up file's pair by its "
+                             "naming convention: .down.sql, Flyway U…)")
+    up_sql: str | None = Field(default=None, description="the up migration as SQL text (instead of a file)")
+    down_sql: str | None = Field(default=None, description="the down migration as SQL text (instead of a file)")
+
+
+@tool(
+    name="verify_rollback",
+    title="Verify that a down migration restores the schema",
+    args=RollbackArgs,
+    result=RollbackResult,
+    cli="rollback-check",
+    positional=("up", "down"),
+    mode=AccessMode.DRY_RUN,
+    read_only=False,
+    render_text=lambda r: "\n".join([r.summary, *(f"  {d}" for d in r.differences)]),
+    exit_code=lambda r: 0 if r.verified else 1,
+    examples=("agent19 rollback-check 0042_orders.up.sql --mode dry-run",
+              "agent19 rollback-check V42__orders.sql U42__orders.sql --mode dry-run"),
+)
+def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult:
+    """Prove a rollback: apply the up migration, then the down migration, and compare the schema
+    (tables, columns with types/defaults/nullability, constraints, indexes, sequences, enum values)
+    with the start. Reports "rollback verified" or the exact differences (e.g. a missing index).
+    Runs in a transaction that is rolled back, or in a scratch database when a statement cannot run in
+    a transaction: nothing persists. Needs mode dry-run."""
+    if args.up_sql:
+        up = parse_sql(args.up_sql, "up")
+    elif args.up:
+        migration = load_file(Path(args.up))
+        up = migration.statements
+        if not args.down and not args.down_sql and migration.down_file:
+            args = args.model_copy(update={"down": migration.down_file})
+    else:
+        raise InputError("give the up migration (a file or up_sql)")
+    if args.down_sql:
+        down = parse_sql(args.down_sql, "down")
+    elif args.down:
+        down = parse_file(Path(args.down))
+    else:
+        raise InputError("no down migration", "give the down file, or name files by golang-migrate "
+                         "(.up.sql/.down.sql) or Flyway (V…/U…) conventions")
+    return verify_rollback(ctx.db, up, down)
