@@ -119,3 +119,13 @@ def test_a_coercible_type_change_on_a_checked_column_is_one_error_with_the_check
     assert [f.rule for f in errors] == ["A19029"]
     assert errors[0].fix and "DROP CONSTRAINT t_code_check, ALTER COLUMN code TYPE varchar(40), ADD CONSTRAINT " \
         "t_code_check CHECK" in errors[0].fix and "VALIDATE CONSTRAINT t_code_check" in errors[0].fix
+
+
+def test_drop_column_backup_names_the_primary_key(corpus_db: tuple[str, SchemaSnapshot]) -> None:  # noqa: F811
+    _, catalog = corpus_db
+    (live,) = [f for f in last_findings("ALTER TABLE t DROP COLUMN note", catalog=catalog) if f.rule == "A19014"]
+    assert live.fix and "CREATE TABLE t_note_backup AS SELECT id, note FROM t;" in live.fix
+    (nopk,) = [f for f in last_findings("ALTER TABLE nopk DROP COLUMN v", catalog=catalog) if f.rule == "A19014"]
+    assert nopk.fix and "SELECT ctid, v FROM nopk" in nopk.fix and "no primary key" in nopk.fix
+    (blind,) = [f for f in last_findings("ALTER TABLE t DROP COLUMN note", pg_version=160000) if f.rule == "A19014"]
+    assert blind.fix and "SELECT <primary key>, note" in blind.fix and "--dsn" in blind.fix
