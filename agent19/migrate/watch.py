@@ -69,15 +69,18 @@ def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
     return {r[0]: (r[1], r[2]) for r in conn.execute(Q_FILENODES).fetchall()}
 
 
-def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> list[str]:
-    out = []
+def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, str]:
+    """``schema.name`` (as pg_locks is reported) → quoted SQL name, for the tables that exist."""
+    out: dict[str, str] = {}
     for t in tables:
         row = conn.execute(
-            "SELECT c.oid::regclass::text FROM pg_class c WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r','p','m')",
+            "SELECT n.nspname || '.' || c.relname, format('%%I.%%I', n.nspname, c.relname) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')",
             (t,),
         ).fetchone()
         if row:
-            out.append(row[0])
+            out[row[0]] = row[1]
     return out
 
 
@@ -91,12 +94,13 @@ def watch_statement(
     worker = _connect(dsn, statement_timeout_ms)
     gate = _connect(dsn, statement_timeout_ms)
     try:
-        tables = _existing_tables(observer, tables)
+        quoted = _existing_tables(observer, tables)
+        tables = list(quoted)
         worker_pid = worker.info.backend_pid
         before = _filenodes(observer)
         gate.execute("BEGIN")
         for t in tables:
-            gate.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(t)))
+            gate.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(quoted[t])))
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
             result.notices.append(f"{diag.severity}: {diag.message_primary}")
@@ -140,7 +144,7 @@ def watch_statement(
         released = time.perf_counter()
         gate.execute("ROLLBACK")
         if measure_blocking and tables:
-            result.probes = _probe(dsn, tables, worker_pid, done, sample, probe_timeout_ms)
+            result.probes = _probe(dsn, quoted, worker_pid, done, sample, probe_timeout_ms)
         while not done.wait(0.003):
             sample([worker_pid])
         thread.join()
@@ -155,7 +159,7 @@ def watch_statement(
 
 
 def _probe(
-    dsn: str, tables: list[str], worker_pid: int, done: threading.Event, sample: Any, timeout_ms: int,
+    dsn: str, tables: dict[str, str], worker_pid: int, done: threading.Event, sample: Any, timeout_ms: int,
 ) -> list[Probe]:
     """Once the statement holds a lock on a touched table, try a SELECT and an INSERT on each."""
     while not done.is_set():
@@ -174,7 +178,7 @@ def _probe(
     lock = threading.Lock()
 
     def run(table: str, kind: str, conn: psycopg.Connection[Any]) -> None:
-        rel = sql.SQL(table)
+        rel = sql.SQL(tables[table])
         query = (sql.SQL("SELECT 1 FROM {} LIMIT 1").format(rel) if kind == "select"
                  else sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE false").format(rel, rel))
         start = time.perf_counter()

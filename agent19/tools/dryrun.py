@@ -12,7 +12,7 @@ from agent19.errors import InputError
 from agent19.migrate import scratch
 from agent19.migrate.dryrun import dry_run
 from agent19.migrate.dryrun_model import DryRunResult, Finding, RollbackResult
-from agent19.migrate.files import load_file, load_paths
+from agent19.migrate.files import load_file, load_path, load_paths
 from agent19.migrate.parse import Statement, parse_file, parse_sql
 from agent19.migrate.plan_model import ValidationCheck
 from agent19.migrate.rollback_check import verify_rollback
@@ -190,7 +190,7 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
     if args.up_sql:
         up = parse_sql(args.up_sql, "up")
     elif args.up:
-        migration = load_file(Path(args.up))
+        migration = load_path(Path(args.up))[0]
         up = migration.statements
         if not args.down and not args.down_sql and migration.down_file:
             args = args.model_copy(update={"down": migration.down_file})
