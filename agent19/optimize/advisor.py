@@ -14,8 +14,13 @@ Where HypoPG comes from — decided here:
   so in read-only mode the advice says to have a DBA run it; in dry-run/execute mode agent19 creates
   it inside the transaction it advises in, which is always rolled back (HypoPG's functions work in
   the same transaction), so nothing is left behind;
-* not installed on the server (e.g. the embedded one): the advice names the package to install and
-  lists its unverified candidates, recommending none.
+* not installed on the server (e.g. the embedded one): in read-only mode the advice names the package
+  to install and lists its unverified candidates, recommending none; in dry-run/execute mode each
+  candidate is verified by building the real index inside a savepoint of a transaction that is always
+  rolled back (CREATE INDEX under a ``statement_timeout``, plain EXPLAIN, ROLLBACK TO SAVEPOINT) —
+  only on tables up to ``REAL_INDEX_MAX_TABLE_BYTES`` (a build holds a SHARE lock: writes to the table
+  wait for it), the others' candidates stay unverified and the advice says so. ``Advice.verification``
+  and each recommendation's ``verified_by`` say which method was used.
 Queries with ``$n`` placeholders and no values are planned as generic plans (``PREPARE`` under
 ``plan_cache_mode = force_generic_plan``, which works on every supported version).
 """
@@ -42,6 +47,10 @@ from agent19.sqltree import walk
 
 MIN_GAIN = 0.10
 MAX_INDEXES_PER_QUERY = 3
+REAL_INDEX_MAX_TABLE_BYTES = 64 * 1048576
+"""Without HypoPG, candidates on tables larger than this are not built for real to verify them."""
+REAL_BUILD_TIMEOUT_MS = 10_000
+"""statement_timeout of each real CREATE INDEX built to verify a candidate."""
 
 
 class HypoPGMissing(InputError):
@@ -52,6 +61,7 @@ class Recommendation(BaseModel):
     table: str
     columns: list[str]
     include: list[str] = []
+    where: str | None = Field(default=None, description="a partial index's predicate")
     sql: str = Field(description="CREATE INDEX CONCURRENTLY … (outside a transaction block; it takes "
                      "ShareUpdateExclusive and leaves an INVALID index if it fails)")
     reason: str
@@ -60,6 +70,8 @@ class Recommendation(BaseModel):
     improvement: float = Field(description="share of the planner's cost removed, 0..1")
     estimated_size_bytes: int | None = Field(default=None, description="HypoPG's estimate of the index size")
     existing_indexes: int = Field(description="indexes the table already has: each one more slows every write")
+    verified_by: str = Field(default="hypopg", description="hypopg (hypothetical index) or real-index (built "
+                             "in a transaction that was rolled back)")
 
 
 class CandidateResult(BaseModel):
@@ -85,11 +97,16 @@ class Advice(BaseModel):
     unverified: list[str] = Field(default=[], description="ideas HypoPG cannot measure (e.g. trigram GIN)")
     notes: list[str] = []
     hypopg: str = Field(description="how HypoPG was used, or why it could not be")
+    verification: str = Field(default="hypopg", description="hypopg, real-index (built and rolled back, "
+                              "without HypoPG in dry-run/execute mode) or none (nothing verified)")
 
 
 # -- catalog ------------------------------------------------------------------------------------------
 Q_TABLES = """
-SELECT n.nspname AS schema, c.relname AS name, c.reltuples AS rows,
+SELECT n.nspname AS schema, c.relname AS name, c.reltuples AS rows, pg_table_size(c.oid) AS bytes,
+       (SELECT json_object_agg(s.attname, json_build_array(s.n_distinct, s.most_common_vals::text::text[],
+                                                           s.most_common_freqs))
+          FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = c.relname) AS stats,
        (SELECT json_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
        (SELECT coalesce(json_agg(json_build_array(ic.relname, am.amname, ARRAY(
@@ -113,7 +130,10 @@ def referenced_tables(conn: Connection, sqls: list[str]) -> dict[str, TableInfo]
     out: dict[str, TableInfo] = {}
     for row in conn.execute(Q_TABLES, (sorted(names),)).fetchall():
         info = TableInfo(schema=row["schema"], name=row["name"], columns=row["columns"] or {},
-                         indexes=[(i[0], i[1], i[2], i[3]) for i in row["indexes"]], rows=row["rows"])
+                         indexes=[(i[0], i[1], i[2], i[3]) for i in row["indexes"]], rows=row["rows"],
+                         stats={col: (float(nd or 0), dict(zip(vals or [], freqs or [], strict=False)))
+                                for col, (nd, vals, freqs) in (row["stats"] or {}).items()},
+                         size_bytes=row["bytes"] or 0)
         out.setdefault(info.name, info)
         out[info.qualified] = info
     return out
@@ -199,13 +219,21 @@ def _index_names(plan: dict[str, Any]) -> set[str]:
     return names
 
 
-class _Evaluator:
-    """Costs of the workload's queries with a given set of hypothetical indexes in place."""
+class BuildFailed(Exception):
+    """A real index could not be built for verification (timeout, lock, error)."""
 
-    def __init__(self, conn: Connection, queries: list[tuple[str, float, list[str] | None]]):
-        self.conn, self.queries = conn, queries
+
+class _Evaluator:
+    """Costs of the workload's queries with a given set of indexes in place: hypothetical (HypoPG), or real
+    ones built inside a savepoint that is always rolled back (``real``; no HypoPG, dry-run/execute mode)."""
+
+    def __init__(self, conn: Connection, queries: list[tuple[str, float, list[str] | None]], *, real: bool = False,
+                 build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS):
+        self.conn, self.queries, self.real, self.build_timeout_ms = conn, queries, real, build_timeout_ms
 
     def costs(self, indexes: list[Candidate]) -> tuple[list[float], set[str], dict[Candidate, int]]:
+        if self.real:
+            return self._real_costs(indexes)
         made: dict[Candidate, tuple[int, str]] = {}
         try:
             for cand in indexes:
@@ -213,11 +241,7 @@ class _Evaluator:
                                         (cand.definition(),)).fetchone()
                 assert row is not None
                 made[cand] = (row["indexrelid"], row["indexname"])
-            costs, used = [], set()
-            for sql, _, params in self.queries:
-                plan = plan_json(self.conn, sql, params)
-                costs.append(float(plan["Total Cost"]))
-                used |= _index_names(plan)
+            costs, used = self._plans()
             sizes = {}
             for cand, (oid, _) in made.items():
                 size = self.conn.execute("SELECT hypopg_relation_size(%s) AS s", (oid,)).fetchone()
@@ -227,19 +251,57 @@ class _Evaluator:
             for oid, _ in made.values():
                 self.conn.execute("SELECT hypopg_drop_index(%s)", (oid,))
 
+    def _plans(self) -> tuple[list[float], set[str]]:
+        costs, used = [], set()
+        for sql, _, params in self.queries:
+            plan = plan_json(self.conn, sql, params)
+            costs.append(float(plan["Total Cost"]))
+            used |= _index_names(plan)
+        return costs, used
+
+    def _real_costs(self, indexes: list[Candidate]) -> tuple[list[float], set[str], dict[Candidate, int]]:
+        """CREATE INDEX → plain EXPLAIN → ROLLBACK TO SAVEPOINT: nothing stays, the SHARE lock on the table
+        (writes wait, reads do not) ends with the savepoint, and ``statement_timeout`` bounds each build."""
+        names: dict[Candidate, str] = {}
+        sizes: dict[Candidate, int] = {}
+        with self.conn.transaction(force_rollback=True):
+            row = self.conn.execute("SELECT current_setting('statement_timeout') AS t").fetchone()
+            session_timeout = row["t"] if row else "0"
+            self.conn.execute(f"SET LOCAL statement_timeout = {int(self.build_timeout_ms)}")
+            for cand in indexes:
+                names[cand] = f"agent19_verify_{next(_names)}"
+                try:
+                    with self.conn.transaction():
+                        self.conn.execute(cand.definition(name=names[cand]).encode())  # type: ignore[call-overload]
+                except psycopg.Error as exc:
+                    raise BuildFailed(str(exc).strip().splitlines()[0]) from None
+                row = self.conn.execute("SELECT pg_relation_size(%s::regclass) AS s", (_q_ident(names[cand]),)
+                                        ).fetchone()
+                sizes[cand] = int(row["s"]) if row else 0
+            # the EXPLAINs run under the session's own timeout again
+            self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (session_timeout,))
+            costs, used = self._plans()
+        return costs, {c.definition() for c, n in names.items() if n in used}, sizes
+
+
+def _q_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
 
 def choose(
     conn: Connection, queries: list[tuple[str, float, list[str] | None]], cands: list[Candidate], *,
-    budget_bytes: int | None = None, min_gain: float = MIN_GAIN, max_indexes: int | None = None,
+    budget_bytes: int | None = None, min_gain: float = MIN_GAIN, max_indexes: int | None = None, real: bool = False,
+    build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS,
 ) -> tuple[list[float], list[float], list[tuple[Candidate, float, float, int]], list[CandidateResult]]:
     """Greedy selection: (costs before, costs after, [(candidate, total before, total after, size)], log)."""
-    ev = _Evaluator(conn, queries)
+    ev = _Evaluator(conn, queries, real=real, build_timeout_ms=build_timeout_ms)
     weights = [w for _, w, _ in queries]
 
     def total(costs: list[float]) -> float:
         return sum(c * w for c, w in zip(costs, weights, strict=True))
 
     base, _, _ = ev.costs([])
+    failed: set[Candidate] = set()
     current, log = list(base), {}
     chosen: list[tuple[Candidate, float, float, int]] = []
     spent = 0
@@ -248,7 +310,13 @@ def choose(
         best: tuple[float, Candidate, list[float], int] | None = None
         for cand in remaining:
             # a candidate that extends a chosen index (same leading keys) replaces it rather than adding to it
-            costs, used, sizes = ev.costs([c for c, *_ in chosen if not _extends(cand, c)] + [cand])
+            try:
+                costs, used, sizes = ev.costs([c for c, *_ in chosen if not _extends(cand, c)] + [cand])
+            except BuildFailed as exc:
+                log[cand] = CandidateResult(definition=cand.definition(), reason=cand.reason,
+                                            verdict=f"could not be built to verify it: {exc}")
+                failed.add(cand)
+                continue
             size = sizes.get(cand, 0)
             gain = total(current) - total(costs)
             is_used = cand.definition() in used
@@ -277,7 +345,7 @@ def choose(
         log[cand].verdict = "recommended"
         current = costs
         spent += size
-        remaining = [c for c in remaining if c != cand]
+        remaining = [c for c in remaining if c != cand and c not in failed]
     for cand, entry in log.items():
         if entry.verdict == "used" and cand not in [c for c, *_ in chosen]:
             entry.verdict = f"lowers the cost by less than {min_gain:.0%} (or less than the chosen ones)"
@@ -285,16 +353,18 @@ def choose(
 
 
 def _extends(new: Candidate, old: Candidate) -> bool:
-    return new != old and new.table == old.table and new.columns[: len(old.columns)] == old.columns
+    return (new != old and new.table == old.table and new.where == old.where
+            and new.columns[: len(old.columns)] == old.columns)
 
 
 def _recommendations(chosen: list[tuple[Candidate, float, float, int]],
-                     tables: dict[str, TableInfo]) -> list[Recommendation]:
+                     tables: dict[str, TableInfo], verified_by: str) -> list[Recommendation]:
     out = []
     for cand, before, after, size in chosen:
         info = tables.get(cand.table)
         out.append(Recommendation(
-            table=cand.table, columns=list(cand.columns), include=list(cand.include),
+            table=cand.table, columns=list(cand.columns), include=list(cand.include), where=cand.where,
+            verified_by=verified_by,
             sql=cand.definition(name=cand.name(), concurrently=True), reason=cand.reason,
             cost_before=round(before, 2), cost_after=round(after, 2),
             improvement=round(1 - after / before, 4) if before else 0.0, estimated_size_bytes=size,
@@ -318,9 +388,14 @@ def _plannable(conn: Connection, queries: list[tuple[str, float, list[str] | Non
 
 def advise(
     db: Database, queries: list[tuple[str, float, list[str] | None]], *, budget_bytes: int | None = None,
-    min_gain: float = MIN_GAIN,
+    min_gain: float = MIN_GAIN, real_index_max_bytes: int = REAL_INDEX_MAX_TABLE_BYTES,
+    build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS,
 ) -> Advice:
-    """Index advice for one query (a workload of one) or for a weighted workload."""
+    """Index advice for one query (a workload of one) or for a weighted workload.
+
+    Without HypoPG on the server, in dry-run/execute mode, candidates are verified by building them for
+    real in a rolled-back transaction: only on tables up to ``real_index_max_bytes``, each build under
+    ``build_timeout_ms``."""
     with db.read() as conn:
         tables = referenced_tables(conn, [q for q, _, _ in queries])
     cands: list[Candidate] = []
@@ -337,30 +412,60 @@ def advise(
         notes.append("no candidate index: " + ("existing indexes already serve this query's predicates"
                                                if served else "the query has no predicate, join or order to index"))
     try:
-        with hypopg_session(db) as (conn, how):
-            if len(queries) > 1:
-                queries, skipped = _plannable(conn, queries)
-                notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
-            if not [c for c in cands if c.method != "gin"]:
-                base = [float(plan_json(conn, q, p)["Total Cost"]) for q, _, p in queries]
-                return Advice(queries=[QueryCost(sql=q, weight=w, cost_before=b, cost_after=b)
-                                       for (q, w, _), b in zip(queries, base, strict=True)],
-                              already_served=served, unverified=unverified, notes=notes, hypopg=how)
-            before, after, chosen, log = choose(
-                conn, queries, cands, budget_bytes=budget_bytes, min_gain=min_gain,
-                max_indexes=MAX_INDEXES_PER_QUERY if len(queries) == 1 else None,
-            )
-    except HypoPGMissing as exc:
-        return Advice(already_served=served, unverified=[c.definition() for c in cands], hypopg=str(exc),
-                      notes=[*notes, "nothing is recommended without verification"])
+        try:
+            with hypopg_session(db) as (conn, how):
+                result = _measure(conn, queries, cands, budget_bytes, min_gain, real=False)
+                verification = "hypopg"
+        except HypoPGMissing as exc:
+            if not db.mode.allows(AccessMode.DRY_RUN):
+                return Advice(already_served=served, unverified=[c.definition() for c in cands], hypopg=str(exc),
+                              notes=[*notes, "nothing is recommended without verification"], verification="none")
+            big = {t.qualified: t.size_bytes for t in tables.values() if t.size_bytes > real_index_max_bytes}
+            if big:
+                notes += [f"{name} is {size / 1048576:.1f} MB, over the {real_index_max_bytes / 1048576:.1f} MB "
+                          "limit for building a real index to verify one: its candidates are not verified (install "
+                          "HypoPG)" for name, size in sorted(big.items())]
+                unverified += [c.definition() for c in cands if c.table in big and c.method != "gin"]
+                cands = [c for c in cands if c.table not in big]
+            how = (f"{exc.message}; verified instead by building each candidate as a real index inside a "
+                   "transaction that was rolled back (CREATE INDEX, EXPLAIN, ROLLBACK; writes to the table wait "
+                   f"for each build, at most {build_timeout_ms / 1000:g} s)")
+            with db.rolled_back() as conn:
+                result = _measure(conn, queries, cands, budget_bytes, min_gain, real=True,
+                                  build_timeout_ms=build_timeout_ms)
+            verification = "real-index"
     except psycopg.Error as exc:
         raise InputError(f"PostgreSQL could not plan the query: {str(exc).strip().splitlines()[0]}",
                          "check the query and its parameters") from None
+    queries, skipped, before, after, chosen, log = result
+    notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
+    if not [c for c in cands if c.method != "gin"]:
+        return Advice(queries=[QueryCost(sql=q, weight=w, cost_before=b, cost_after=b)
+                               for (q, w, _), b in zip(queries, before, strict=True)],
+                      already_served=served, unverified=unverified, notes=notes, hypopg=how, verification=verification)
     if not chosen:
         notes.append(f"no candidate lowered the planner's cost by {min_gain:.0%} or more: no index recommended")
     return Advice(
-        recommendations=_recommendations(chosen, tables),
+        recommendations=_recommendations(chosen, tables, verification),
         queries=[QueryCost(sql=q, weight=w, cost_before=round(b, 2), cost_after=round(a, 2))
                  for (q, w, _), b, a in zip(queries, before, after, strict=True)],
         candidates=log, already_served=served, unverified=unverified, notes=notes, hypopg=how,
+        verification=verification,
     )
+
+
+def _measure(conn: Connection, queries: list[tuple[str, float, list[str] | None]], cands: list[Candidate],
+             budget_bytes: int | None, min_gain: float, *, real: bool,
+             build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS) -> tuple[
+                 list[tuple[str, float, list[str] | None]], list[tuple[str, str]], list[float], list[float],
+                 list[tuple[Candidate, float, float, int]], list[CandidateResult]]:
+    skipped: list[tuple[str, str]] = []
+    if len(queries) > 1:
+        queries, skipped = _plannable(conn, queries)
+    if not [c for c in cands if c.method != "gin"]:
+        base = [float(plan_json(conn, q, p)["Total Cost"]) for q, _, p in queries]
+        return queries, skipped, base, base, [], []
+    before, after, chosen, log = choose(conn, queries, cands, budget_bytes=budget_bytes, min_gain=min_gain,
+                                        max_indexes=MAX_INDEXES_PER_QUERY if len(queries) == 1 else None, real=real,
+                                        build_timeout_ms=build_timeout_ms)
+    return queries, skipped, before, after, chosen, log

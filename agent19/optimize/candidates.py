@@ -6,6 +6,11 @@ pattern columns per table. Composite candidates put equality columns first, then
 the ORDER BY) column; a covering variant INCLUDEs the other columns the query reads from the
 table when that enables an index-only scan. A candidate that an existing valid btree index
 already serves (its columns are a prefix of that index's) is not proposed.
+
+Partial candidates: an equality with a constant on a low-cardinality column whose value is rare
+(``status = 'pending'`` where 'pending' is a few per cent of the rows, per ``pg_stats``) also yields
+an index on the query's other columns ``WHERE status = 'pending'`` — far smaller than the full index,
+and the planner (HypoPG included) uses it only for queries that imply the predicate.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from agent19.errors import InputError
 
 MAX_KEY_COLUMNS = 4
 MAX_INCLUDE = 4
+PARTIAL_MAX_FRACTION = 0.05
+"""A constant predicate is selective enough for a partial index when it keeps at most this share of rows."""
+PARTIAL_MAX_DISTINCT = 100
+"""… and its column has at most this many distinct values (a status, a flag: not an id, whose full index serves)."""
 
 
 @dataclass
@@ -33,6 +42,22 @@ class TableInfo:
     indexes: list[tuple[str, str, list[str], bool]] = field(default_factory=list)
     """(name, method, key columns, partial) of valid indexes."""
     rows: float = 0
+    stats: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    """column → (pg_stats.n_distinct, {most common value as text: frequency})."""
+    size_bytes: int = 0
+
+    def fraction(self, column: str, value: str) -> float | None:
+        """The share of rows where ``column = value`` per pg_stats, for low-cardinality columns only."""
+        if column not in self.stats:
+            return None
+        n_distinct, mcv = self.stats[column]
+        distinct = n_distinct if n_distinct >= 0 else -n_distinct * self.rows
+        if not 0 < distinct <= PARTIAL_MAX_DISTINCT:
+            return None
+        if value in mcv:
+            return mcv[value]
+        rest = max(distinct - len(mcv), 1)
+        return max(0.0, 1 - sum(mcv.values())) / rest
 
     @property
     def qualified(self) -> str:
@@ -47,17 +72,22 @@ class Candidate:
     method: str = "btree"
     opclass: str | None = None
     reason: str = ""
+    where: str | None = None
+    """a partial index's predicate, SQL on the table's columns"""
 
     def definition(self, name: str | None = None, concurrently: bool = False) -> str:
         cols = ", ".join(_q(c) + (f" {self.opclass}" if self.opclass else "") for c in self.columns)
         using = "" if self.method == "btree" else f" USING {self.method}"
         inc = f" INCLUDE ({', '.join(_q(c) for c in self.include)})" if self.include else ""
         conc = " CONCURRENTLY" if concurrently else ""
+        where = f" WHERE {self.where}" if self.where else ""
         schema, _, table = self.table.partition(".")
-        return f"CREATE INDEX{conc}{f' {_q(name)}' if name else ''} ON {_q(schema)}.{_q(table)}{using} ({cols}){inc}"
+        return (f"CREATE INDEX{conc}{f' {_q(name)}' if name else ''} ON {_q(schema)}.{_q(table)}{using} ({cols})"
+                f"{inc}{where}")
 
     def name(self) -> str:
-        base = self.table.split(".")[-1] + "_" + "_".join(self.columns) + ("_incl" if self.include else "") + "_idx"
+        base = (self.table.split(".")[-1] + "_" + "_".join(self.columns) + ("_incl" if self.include else "")
+                + ("_part" if self.where else "") + "_idx")
         return base[:63]
 
 
@@ -74,6 +104,8 @@ class Shape:
     group: list[str] = field(default_factory=list)
     pattern: list[str] = field(default_factory=list)
     read: list[str] = field(default_factory=list)
+    constants: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """column → (the constant as SQL, as pg_stats prints it) for ``column = constant``"""
 
     @staticmethod
     def add(items: list[str], col: str) -> None:
@@ -154,8 +186,10 @@ def _classify(c: exp.Expression, owner: Any, shape: Any) -> None:
             Shape.add(shape(right[0]).join, right[1])
         elif left and _is_value(c.expression):
             Shape.add(shape(left[0]).eq, left[1])
+            _constant(shape(left[0]), left[1], c.expression)
         elif right and _is_value(c.this):
             Shape.add(shape(right[0]).eq, right[1])
+            _constant(shape(right[0]), right[1], c.this)
     elif isinstance(c, (exp.In, exp.Is)):
         found = owner(c.this)
         if found:
@@ -174,6 +208,17 @@ def _classify(c: exp.Expression, owner: Any, shape: Any) -> None:
         pattern = c.expression
         if found and isinstance(pattern, exp.Literal) and pattern.this[:1] in {"%", "_"}:
             Shape.add(shape(found[0]).pattern, found[1])
+
+
+def _constant(shape: Shape, column: str, value: exp.Expression) -> None:
+    """Record ``column = <literal>`` (a string, number or boolean) for partial-index candidates."""
+    while isinstance(value, (exp.Cast, exp.Paren)):
+        value = value.this
+    if isinstance(value, exp.Literal):
+        text = value.this
+        shape.constants[column] = ("'" + text.replace("'", "''") + "'" if value.is_string else text, text)
+    elif isinstance(value, exp.Boolean):
+        shape.constants[column] = ("true" if value.this else "false", "t" if value.this else "f")
 
 
 def _served(table: TableInfo, columns: tuple[str, ...]) -> str | None:
@@ -219,6 +264,17 @@ def candidates(shapes: dict[str, Shape], tables: dict[str, TableInfo]) -> tuple[
         rest = [c for c in s.read if c not in keys]
         if keys and rest and len(rest) <= MAX_INCLUDE:
             propose(table, keys, "covering: INCLUDE the other columns read, for an index-only scan", include=rest)
+        for col, (sql_value, text) in s.constants.items():
+            share = table.fraction(col, text)
+            if share is None or share > PARTIAL_MAX_FRACTION:
+                continue
+            rest = [c for c in s.eq if c != col] + s.range[:1]
+            keys = tuple(dict.fromkeys(rest or s.order or s.join[:1] or [col]))[:MAX_KEY_COLUMNS]
+            cand = Candidate(table.qualified, keys, where=f"{_q(col)} = {sql_value}",
+                             reason=f"partial: {col} = {sql_value} keeps {share:.1%} of the rows (pg_stats), so "
+                             "the index holds only those")
+            if cand not in out:
+                out.append(cand)
         for col in s.pattern:
             out.append(Candidate(table.qualified, (col,), method="gin", opclass="gin_trgm_ops",
                                  reason="leading-wildcard LIKE: a trigram index (pg_trgm)"))

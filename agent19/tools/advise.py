@@ -28,7 +28,7 @@ class WorkloadArgs(BaseModel):
 
 
 def render_advice(a: Advice) -> str:
-    lines = [f"HypoPG: {a.hypopg}"]
+    lines = [f"HypoPG: {a.hypopg}", f"verified with: {a.verification}"]
     for r in a.recommendations:
         size = f", ~{r.estimated_size_bytes / 1048576:.1f} MB" if r.estimated_size_bytes else ""
         lines.append(f"recommend: {r.sql};")
@@ -63,8 +63,11 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     GIN ideas for LIKE '%…'. Candidates an existing index already serves are skipped. Each is created
     as a hypothetical index and the plan's cost compared; only indexes the planner uses and that lower
     the cost by `min_gain` are recommended, with the cost before/after, estimated size and the table's
-    existing index count (write cost). Recommends CREATE INDEX CONCURRENTLY. Needs the hypopg
-    extension (read-only mode: created by a DBA; dry-run mode: created in a rolled-back transaction)."""
+    existing index count (write cost). Partial indexes (WHERE col = constant) where the constant is rare
+    in a low-cardinality column. Recommends CREATE INDEX CONCURRENTLY. Needs the hypopg extension
+    (read-only mode: created by a DBA; dry-run mode: created in a rolled-back transaction); without
+    HypoPG on the server, dry-run mode builds each candidate for real in a rolled-back transaction
+    (tables up to 64 MB, 10 s per build) and marks the advice verified with `real-index`."""
     stmt = one_statement(args.sql)
     if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
         raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
