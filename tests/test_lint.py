@@ -83,6 +83,31 @@ def test_sarif_structure(tmp_path):
     assert loc["artifactLocation"]["uri"].endswith("V1__idx.sql") and loc["region"]["startLine"] == 2
 
 
+def test_sarif_is_structurally_valid_sarif_2_1_0(tmp_path):
+    """The properties SARIF 2.1.0 requires (§3.13–3.27), on several files, rules and levels."""
+    (tmp_path / "V1__a.sql").write_text("CREATE INDEX i ON t (a);\nDROP INDEX j;\n")
+    (tmp_path / "V2__b.sql").write_text("CREATE TABLE x (id serial PRIMARY KEY, j json);\n")
+    sarif = json.loads(agent19("lint", str(tmp_path), "--format", "sarif").stdout)
+    assert set(sarif) >= {"version", "$schema", "runs"} and sarif["version"] == "2.1.0"
+    (run,) = sarif["runs"]
+    driver = run["tool"]["driver"]
+    assert driver["name"] and isinstance(driver["rules"], list)
+    ids = [r["id"] for r in driver["rules"]]
+    assert len(ids) == len(set(ids))
+    for rule in driver["rules"]:
+        assert rule["shortDescription"]["text"] and rule["fullDescription"]["text"]
+    assert {r["level"] for r in run["results"]} == {"error", "warning", "note"}  # info → note
+    files = set()
+    for result in run["results"]:
+        assert result["message"]["text"] and ids[result["ruleIndex"]] == result["ruleId"]
+        assert result["level"] in {"none", "note", "warning", "error"}
+        (location,) = result["locations"]
+        physical = location["physicalLocation"]
+        assert physical["region"]["startLine"] >= 1 and isinstance(physical["region"]["startLine"], int)
+        files.add(physical["artifactLocation"]["uri"].rsplit("/", 1)[-1])
+    assert files == {"V1__a.sql", "V2__b.sql"}
+
+
 def test_exit_codes(tmp_path):
     safe = tmp_path / "safe.sql"
     safe.write_text("SET lock_timeout = '5s';\nCREATE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a);\n")

@@ -50,7 +50,8 @@ def render_report(report: LintReport) -> str:
         if not s.findings:
             continue
         where = f"{s.file}:{s.line}" if s.file else f"line {s.line}"
-        facts = [s.lock or "no lock"] + (["rewrites the table"] if s.rewrite else []) + [f"risk {s.risk}"]
+        facts = [f"lock {s.lock}" if s.lock else "no table lock"] + (["rewrites the table"] if s.rewrite else []) + [
+            f"risk {s.risk}"] + ([] if s.in_transaction else ["cannot run in a transaction block"])
         out.append(f"{where}: {_first_line(s.sql)}")
         out.append(f"  {', '.join(facts)}")
         for f in s.findings:
