@@ -165,3 +165,17 @@ def test_library_refuses_in_read_only(dsn, mode):
     db = Database(settings(dsn, mode))
     with pytest.raises(ModeError, match="needs mode dry-run"):
         dry_run(db, parse_sql("SELECT 1"))
+
+
+def test_result_feeds_the_runbook_evidence(dsn):
+    from agent19.report.model import DryRunEvidence
+
+    populate(dsn)
+    db = Database(settings(dsn))
+    try:
+        r = dry_run(db, parse_sql("CREATE INDEX t_b ON t (b)"))
+    finally:
+        db.close()
+    evidence = DryRunEvidence.model_validate(r.to_evidence())
+    assert evidence.passed and evidence.statements[0].observed_lock == "ShareLock"
+    assert evidence.longest_lock and evidence.longest_lock.startswith("ShareLock on public.t")

@@ -233,7 +233,10 @@ def dry_run(
     report: Progress = progress or (lambda done, total, message: None)
     statements = [s.model_copy(update={"index": i}) for i, s in enumerate(statements)]
     started = time.perf_counter()
-    leftovers = scratch_mod.drop_leftovers(db)
+    try:
+        leftovers = scratch_mod.drop_leftovers(db)
+    except psycopg.Error:
+        leftovers = []  # cannot list databases here; a scratch database, if needed, will say why
     results: list[StatementResult] = []
     findings: list[Finding] = []
     check_results: list[CheckResult] = []
@@ -256,10 +259,19 @@ def dry_run(
         if scratch_needed or isolate or measure_blocking:
             from agent19.migrate.dryrun_scratch import run_in_scratch
 
-            scratch_info = run_in_scratch(db, statements, preds, results, before, scratch_needed=set(scratch_needed),
-                                          isolate=set(isolate),
-                                          measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms,
-                                          copy=scratch_copy, sample_rows=sample_rows, progress=report)
+            try:
+                scratch_info = run_in_scratch(
+                    db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
+                    measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms, copy=scratch_copy,
+                    sample_rows=sample_rows, progress=report)
+            except psycopg.Error as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                for i in scratch_needed:
+                    results[i].error = _error(statements[i], message=f"not observed: no scratch database ({reason})",
+                                              sqlstate=exc.sqlstate)
+                findings.append(Finding(kind="skipped", severity="warning", message=(
+                    f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
+                    "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
         after = snapshot(conn)
     finally:
         conn.close()

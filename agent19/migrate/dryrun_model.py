@@ -133,3 +133,31 @@ class DryRunResult(BaseModel):
     rollback: RollbackResult | None = None
     leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")
     prediction_table: str = PREDICTION_TABLE
+
+    def to_evidence(self) -> dict[str, object]:
+        """This result in the shape the runbook cites (``agent19.report.model.DryRunEvidence``)."""
+        statements = []
+        for s in self.statements:
+            mine = [c for c in s.lock_comparison if c.observed or c.predicted]
+            observed = max((c.observed for c in mine if c.observed), key=_rank, default=None)
+            predicted = max((c.predicted for c in mine if c.predicted), key=_rank, default=None)
+            statements.append({
+                "order": s.index + 1, "seconds": None if s.duration_ms is None else s.duration_ms / 1000,
+                "observed_lock": observed, "predicted_lock": predicted, "rewrite": s.observed_rewrite,
+                "agrees": all(c.agrees for c in s.lock_comparison) if s.lock_comparison else None,
+            })
+        lock = self.longest_lock
+        return {
+            "environment": self.database, "passed": self.passed, "total_seconds": self.total_ms / 1000,
+            "statements": statements,
+            "longest_lock": f"{lock.mode} on {lock.relation} for {lock.duration_ms / 1000:.2f} s" if lock else None,
+            "rollback_verified": self.rollback.verified if self.rollback else None,
+            "rollback_differences": [str(d) for d in self.rollback.differences] if self.rollback else [],
+            "notes": [f.message for f in self.findings],
+        }
+
+
+def _rank(mode: str) -> int:
+    from agent19.db.observe import LOCK_RANK
+
+    return LOCK_RANK.get(mode, -1)
