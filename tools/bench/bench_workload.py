@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 
 import psycopg
+import sqlglot
+from sqlglot.optimizer.qualify import qualify
 
 from agent19.config import Settings
 from agent19.db import Database
@@ -151,14 +153,17 @@ def run_agent19(dsn: str, queries: list[str], budget_mb: float) -> dict:
 
 def run_peer(python: str, dsn: str, queries: list[str], budget_mb: float) -> dict:
     """The peer on the workload; when its analysis aborts on a column it cannot place (``column "x" does not
-    exist``), once more without the queries that name that column — said in the output."""
+    exist``, or a relation), once more without the queries that name it — said in the output."""
     dropped: list[int] = []
     wall = 0.0
+    out: dict = {}
     while True:
         kept = [q for i, q in enumerate(queries) if i + 1 not in dropped]
+        if not kept:  # an empty list would make it read pg_stat_statements instead
+            return {"unavailable": f"its analysis aborted on every query (last: {out['unavailable']})"}
         out = _run_peer_once(python, dsn, kept, budget_mb)
         wall += out.get("wall", 0.0)
-        failing = re.search(r'column "(\w+)" does not exist', out.get("unavailable", ""))
+        failing = re.search(r'(?:column|relation) "(\w+)" does not exist', out.get("unavailable", ""))
         if not failing:
             break
         more = [i + 1 for i, q in enumerate(queries) if i + 1 not in dropped and failing[1] in q]
@@ -183,6 +188,18 @@ def _run_peer_once(python: str, dsn: str, queries: list[str], budget_mb: float) 
         return {"unavailable": out["error"], "wall": out["wall"]}
     out["indexes"] = [f"CREATE INDEX ON {r['table']} USING {r['using']} ({', '.join(r['columns'])})"
                       for r in out["recommendations"]]
+    return out
+
+
+def qualified(queries: list[str], meta: dict) -> list[str]:
+    """The queries with every column qualified by its table — help the peer needs (it attributes an unqualified
+    column to the first table of the FROM list), given to it in a second run."""
+    schema = {name: dict(cols) for name, cols in meta["tables"].items()}
+    out = []
+    for q in queries:
+        tree = qualify(sqlglot.parse_one(q, read="postgres"), schema=schema, dialect="postgres",
+                       validate_qualify_columns=False, quote_identifiers=False)
+        out.append(tree.sql(dialect="postgres"))
     return out
 
 
@@ -212,10 +229,14 @@ def main() -> None:
         base, _ = workload_cost(dsn, queries, [])
         results = {"agent19": run_agent19(dsn, queries, args.budget_mb),
                    "postgres-mcp": run_peer(args.peer_python, dsn, queries, args.budget_mb)}
-        print(f"\n{'':24}{'agent19':>18}{'postgres-mcp (DTA)':>22}")
+        if "unavailable" not in results["postgres-mcp"] and results["postgres-mcp"].get("dropped"):
+            print("postgres-mcp once more, on the queries with every column qualified by its table (sqlglot):")
+            results["postgres-mcp, qualified"] = run_peer(args.peer_python, dsn, qualified(queries, meta),
+                                                          args.budget_mb)
+        print(f"\n{'':24}" + "".join(f"{name:>26}" for name in results))
         rows: dict[str, list[str]] = {k: [] for k in ("indexes", "size", "before", "after", "reduction", "wall")}
         for r in results.values():
-            if "unavailable" in r:
+            if "unavailable" in r or "after" in r:
                 for k in rows:
                     rows[k].append("—")
                 continue
@@ -230,17 +251,21 @@ def main() -> None:
         labels = {"indexes": "indexes recommended", "size": "estimated size (HypoPG)", "before": "workload cost before",
                   "after": "workload cost after", "reduction": "reduction", "wall": "advisor wall time"}
         for k, label in labels.items():
-            print(f"{label:24}{rows[k][0]:>18}{rows[k][1]:>22}")
-        a, p = results["agent19"], results["postgres-mcp"]
-        if "unavailable" in p:
-            print(f"\npeer unavailable: {p['unavailable']}")
-        else:
-            print(f"\nwall time ratio postgres-mcp / agent19: {p['wall'] / a['wall']:.2f}× (the peer stops itself "
-                  f"at 30 s); cost after ratio postgres-mcp / agent19: {p['after'] / a['after']:.2f}×")
-        if p.get("dropped"):
-            print(f"postgres-mcp analysed {len(queries) - len(p['dropped'])} of the {len(queries)} queries (without "
-                  f"Q{', Q'.join(map(str, p['dropped']))}, on which its analysis aborts; {p['wall_total']:.2f} s "
-                  "including the aborted runs); both index sets are costed on all the queries")
+            print(f"{label:24}" + "".join(f"{v:>26}" for v in rows[k]))
+        a = results["agent19"]
+        print()
+        for name, p in results.items():
+            if name == "agent19":
+                continue
+            if "unavailable" in p:
+                print(f"peer unavailable: {p['unavailable']}")
+                continue
+            print(f"{name} / agent19: wall time {p['wall'] / a['wall']:.2f}× (the peer stops itself at 30 s), "
+                  f"workload cost after {p['after'] / a['after']:.2f}×")
+            if p.get("dropped"):
+                print(f"  {name} analysed {len(queries) - len(p['dropped'])} of the {len(queries)} queries (without "
+                      f"Q{', Q'.join(map(str, p['dropped']))}, on which its analysis aborts; {p['wall_total']:.2f} s "
+                      "including the aborted runs); every index set is costed on all the queries")
         for name, r in results.items():
             for ddl in r.get("indexes", []):
                 print(f"  {name}: {ddl}")
