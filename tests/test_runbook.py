@@ -176,3 +176,28 @@ def test_an_unreachable_database_still_gives_documents(tmp_path):
     assert data["written"] == [] and data["handoff_dir"] is None
     assert any("database not reachable" in n for n in data["notes"])
     assert "S3cretPw" not in out.stdout
+
+
+def test_a_dry_run_from_test_migration_becomes_the_evidence(dsn, tmp_path):
+    """`agent19 dry-run --format json` output is accepted as is; the documents then cite it."""
+    run(dsn, SETUP)
+    up = tmp_path / "1_users.up.sql"
+    up.write_text("ALTER TABLE users ADD COLUMN nickname text;\nCREATE INDEX users_email_idx ON users (email);\n")
+    (tmp_path / "1_users.down.sql").write_text("DROP INDEX users_email_idx;\nALTER TABLE users DROP COLUMN nickname;\n")
+    dry = agent19("dry-run", str(up), "--dsn", dsn, "--mode", "dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stderr
+    result = json.loads(dry.stdout)
+    assert result["passed"] and result["rollback"]["verified"]
+    (tmp_path / "dry.json").write_text(dry.stdout)
+    out = tmp_path / "docs"
+    made = agent19("runbook", str(up), "--dsn", dsn, "--dry-run-result", str(tmp_path / "dry.json"),
+                   "--write", str(out), "--no-handoff")
+    assert made.returncode == 0, made.stderr
+    spec = (out / "specification.md").read_text()
+    assert result["ran_at"] in spec and "not run" not in spec.split("Testing")[-1].split("##")[0]
+    assert "ShareLock" in spec  # the observed lock of CREATE INDEX, cited from the dry run
+    runbook = (out / "runbook.md").read_text()
+    assert re.search(r"\| Rollback tested \| ✅ satisfied \| dry run " + re.escape(result["ran_at"]), runbook)
+    handoff = json.loads((out / "handoff.json").read_text())
+    assert handoff["dry_run"]["rollback_verified"] is True
+    assert handoff["dry_run"]["statements"][1]["observed_lock"] == "ShareLock"

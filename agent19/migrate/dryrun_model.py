@@ -6,6 +6,7 @@ Every figure here is *observed* on a real server unless its field says ``predict
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -118,6 +119,8 @@ class RollbackResult(BaseModel):
 
 
 class DryRunResult(BaseModel):
+    ran_at: str = Field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                        description="when the dry run started")
     passed: bool
     summary: str
     database: str = Field(description="the target, password redacted")
@@ -148,7 +151,8 @@ class DryRunResult(BaseModel):
             })
         lock = self.longest_lock
         return {
-            "environment": self.database, "passed": self.passed, "total_seconds": self.total_ms / 1000,
+            "ran_at": self.ran_at, "environment": self.database, "passed": self.passed,
+            "total_seconds": self.total_ms / 1000,
             "statements": statements,
             "longest_lock": f"{lock.mode} on {lock.relation} for {lock.duration_ms / 1000:.2f} s" if lock else None,
             "rollback_verified": self.rollback.verified if self.rollback else None,

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent19.config import Settings
 from agent19.errors import DatabaseUnavailable, InputError
+from agent19.migrate.dryrun_model import DryRunResult
 from agent19.migrate.lint_config import normalize_version
 from agent19.migrate.parse import read_sql_file
 from agent19.migrate.plan import PlanOptions, plan_migration
@@ -90,11 +91,14 @@ def _load_json(text_or_path: str, what: str) -> Any:
 
 
 def dry_run_evidence(data: Any) -> DryRunEvidence:
-    """The seam for test_migration's result: read the fields the documents cite.
+    """Read the fields the documents cite from a dry run.
 
-    Accepts the :class:`DryRunEvidence` shape; nothing absent is filled in (absent = not run).
+    Accepts what test_migration returns (``agent19 dry-run --format json``) or the
+    :class:`DryRunEvidence` shape itself; nothing absent is filled in (absent = not run).
     """
     try:
+        if isinstance(data, dict) and "target_unchanged" in data:
+            data = DryRunResult.model_validate(data).to_evidence()
         return DryRunEvidence.model_validate(data)
     except ValidationError as exc:
         raise InputError(f"dry_run_result is not a dry-run result: {exc.errors()[0]['msg']}",
