@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, Field, field_validator
-
-from agent19.errors import InputError
-from agent19.migrate.lint_config import normalize_version
-from agent19.migrate.parse import read_sql_file
-from agent19.migrate.plan import PlanOptions, plan_migration
-from agent19.migrate.plan_model import Change, MigrationPlan
+from agent19.migrate.plan_model import MigrationPlan
+from agent19.tools._migration_input import MigrationInput, plan_input
 from agent19.tools.lint import live_catalog
 from agent19.tools.registry import ToolContext, tool
 
 
-class PlanArgs(BaseModel):
-    file: str | None = Field(default=None, description="a .sql migration file, or a .json change list")
-    sql: str | None = Field(default=None, description="migration SQL (kept in its order)")
-    changes: list[Change] | None = Field(
-        default=None,
-        description="structured changes, e.g. {\"type\": \"add_column\", \"table\": \"orders\", \"column\": "
-        "{\"name\": \"note\", \"type\": \"text\"}}; types: add_column, modify_column, drop_column, create_table, "
-        "add_index, rename, add_foreign_key, add_not_null, data_migration. SQL is generated and ordered "
-        "(creates first, drops last, referenced tables before foreign keys)")
-    name: str | None = Field(default=None, description="a name for the plan")
-    description: str | None = None
-    pg_version: int | None = Field(default=None, description="PostgreSQL version without a database, e.g. 15")
-
-    @field_validator("changes", mode="before")
-    @classmethod
-    def _json_items(cls, v: Any) -> Any:
-        """On the command line each change is a JSON object string."""
-        if isinstance(v, list):
-            try:
-                return [json.loads(x) if isinstance(x, str) else x for x in v]
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"a change is not valid JSON: {exc}") from None
-        return v
+class PlanArgs(MigrationInput):
+    """plan_migration's arguments: just the migration (a file, SQL or a change list)."""
 
 
 def render_plan(p: MigrationPlan) -> str:
@@ -84,18 +54,5 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     the risk level; an estimated duration (needs a database for table sizes); prerequisites; the
     rollback strategy with reverse SQL in reverse order; validation queries with expected results;
     the deployment strategy (immediate, rolling, blue_green, maintenance_window); and lint findings."""
-    sql, changes = args.sql, args.changes
-    if args.file:
-        path = Path(args.file)
-        if path.suffix.lower() == ".json":
-            try:
-                data = json.loads(read_sql_file(path))
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: not valid JSON: {exc}") from None
-            changes = [Change.model_validate(c) for c in (data["changes"] if isinstance(data, dict) else data)]
-        else:
-            sql = read_sql_file(path)
-    if (sql is None) == (changes is None):
-        raise InputError("give exactly one of: a file, sql, or changes")
-    options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version))
-    return plan_migration(sql=sql, changes=changes, catalog=live_catalog(ctx), options=options)
+    plan, _ = plan_input(args, live_catalog(ctx))
+    return plan

@@ -19,54 +19,35 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from agent19.config import Settings
 from agent19.errors import DatabaseUnavailable, InputError
 from agent19.migrate.dryrun_model import DryRunResult
-from agent19.migrate.lint_config import normalize_version
-from agent19.migrate.parse import read_sql_file
-from agent19.migrate.plan import PlanOptions, plan_migration
-from agent19.migrate.plan_model import Change, MigrationPlan
 from agent19.report.build import FILES, ReportOptions, build_report
 from agent19.report.facts import live_facts
 from agent19.report.model import DryRunEvidence, LiveFacts, PerformanceIssue, Report
 from agent19.report.render import documents
 from agent19.resources import resource
+from agent19.tools._migration_input import MigrationInput, load_json, plan_input
 from agent19.tools.lint import live_catalog
 from agent19.tools.registry import ToolContext, tool
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class RunbookArgs(BaseModel):
+class RunbookArgs(MigrationInput):
     file: str | None = Field(default=None, description="a .sql migration, a .json change list, or a .json "
                              "MigrationPlan (plan_migration's output)")
-    sql: str | None = Field(default=None, description="migration SQL (kept in its order)")
-    changes: list[Change] | None = Field(default=None, description="a structured change list, as plan_migration "
-                                         "takes it (the data-model changes of an upstream agent)")
-    name: str | None = Field(default=None, description="a name for the migration")
-    description: str | None = None
     requirements: str | None = Field(default=None, description="feature requirements (free text), carried into "
                                      "the specification's summary")
     performance_issues: list[str] = Field(default=[], description="slow queries reported upstream: listed in the "
                                           "runbook for explain_query before and after")
     dry_run_result: str | None = Field(default=None, description="a dry-run result (test_migration) as JSON text "
                                        "or a .json file; without one every test result reads 'not run'")
-    pg_version: int | None = Field(default=None, description="PostgreSQL version without a database, e.g. 15")
     write_dir: str | None = Field(default=None, description="also write every document (Markdown and JSON) here",
                                   json_schema_extra={"cli": "write"})
     handoff: bool = Field(default=True, description="write the handoff folder <handoff_dir>/<migration id>/")
-
-    @field_validator("changes", mode="before")
-    @classmethod
-    def _json_items(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            try:
-                return [json.loads(x) if isinstance(x, str) else x for x in v]
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"a change is not valid JSON: {exc}") from None
-        return v
 
 
 class RunbookResult(BaseModel):
@@ -78,16 +59,6 @@ class RunbookResult(BaseModel):
     written: list[str] = Field(default=[], description="every file written (absolute paths)")
     notes: list[str] = []
     report: Report = Field(description="the same documents as data")
-
-
-def _load_json(text_or_path: str, what: str) -> Any:
-    raw = text_or_path.strip()
-    if not raw.startswith(("{", "[")):
-        raw = read_sql_file(Path(text_or_path))
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what}: not valid JSON: {exc}") from None
 
 
 def dry_run_evidence(data: Any) -> DryRunEvidence:
@@ -103,27 +74,6 @@ def dry_run_evidence(data: Any) -> DryRunEvidence:
     except ValidationError as exc:
         raise InputError(f"dry_run_result is not a dry-run result: {exc.errors()[0]['msg']}",
                          "pass the JSON that test_migration (agent19 dry-run --format json) printed") from None
-
-
-def _plan(args: RunbookArgs, catalog: Any) -> tuple[MigrationPlan, list[str]]:
-    sql, changes, files = args.sql, args.changes, []
-    if args.file:
-        path = Path(args.file)
-        files.append(path.name)
-        if path.suffix.lower() == ".json":
-            data = _load_json(args.file, str(path))
-            if isinstance(data, dict) and "operations" in data:
-                try:
-                    return MigrationPlan.model_validate(data), files
-                except ValidationError as exc:
-                    raise InputError(f"{path}: not a migration plan: {exc.errors()[0]['msg']}") from None
-            changes = [Change.model_validate(c) for c in (data["changes"] if isinstance(data, dict) else data)]
-        else:
-            sql = read_sql_file(path)
-    if (sql is None) == (changes is None):
-        raise InputError("give exactly one of: a file, sql, or changes")
-    options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version))
-    return plan_migration(sql=sql, changes=changes, catalog=catalog, options=options), files
 
 
 def _live(ctx: ToolContext) -> tuple[Any, LiveFacts | None, list[str]]:
@@ -186,10 +136,10 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     `<handoff_dir>/<migration id>/` (readable afterwards as the resource
     agent19://handoffs/{migration_id}) and, with `write_dir`, every document there; returns the paths."""
     catalog, facts, notes = _live(ctx)
-    plan, files = _plan(args, catalog)
+    plan, files = plan_input(args, catalog, accept_plan=True)
     if not _ID.match(plan.id):
         raise InputError(f"migration id {plan.id!r} cannot name a folder", "use letters, digits, '.', '_', '-'")
-    dry = dry_run_evidence(_load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None
+    dry = dry_run_evidence(load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None
     options = ReportOptions(
         requirements=args.requirements, files=files,
         performance_issues=[PerformanceIssue(query=q) for q in args.performance_issues],

@@ -1,0 +1,88 @@
+"""The migration a tool is given — a file, SQL text or a change list — turned into a plan.
+
+Shared by plan_migration and generate_runbook (and any tool that takes "a migration"), so that
+both accept the same inputs with the same errors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
+from agent19.migrate.lint_config import normalize_version
+from agent19.migrate.parse import read_sql_file
+from agent19.migrate.plan import PlanOptions, plan_migration
+from agent19.migrate.plan_model import Change, MigrationPlan
+
+
+class MigrationInput(BaseModel):
+    """Arguments naming a migration; exactly one of ``file``, ``sql``, ``changes``."""
+
+    file: str | None = Field(default=None, description="a .sql migration file, or a .json change list")
+    sql: str | None = Field(default=None, description="migration SQL (kept in its order)")
+    changes: list[Change] | None = Field(
+        default=None,
+        description="structured changes, e.g. {\"type\": \"add_column\", \"table\": \"orders\", \"column\": "
+        "{\"name\": \"note\", \"type\": \"text\"}}; types: add_column, modify_column, drop_column, create_table, "
+        "add_index, rename, add_foreign_key, add_not_null, data_migration. SQL is generated and ordered "
+        "(creates first, drops last, referenced tables before foreign keys)")
+    name: str | None = Field(default=None, description="a name for the migration")
+    description: str | None = None
+    pg_version: int | None = Field(default=None, description="PostgreSQL version without a database, e.g. 15")
+
+    @field_validator("changes", mode="before")
+    @classmethod
+    def _json_items(cls, v: Any) -> Any:
+        """On the command line each change is a JSON object string."""
+        if isinstance(v, list):
+            try:
+                return [json.loads(x) if isinstance(x, str) else x for x in v]
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"a change is not valid JSON: {exc}") from None
+        return v
+
+
+def load_json(text_or_path: str, what: str) -> Any:
+    """JSON given inline (starting with ``{`` or ``[``) or as a file path."""
+    raw = text_or_path.strip()
+    if not raw.startswith(("{", "[")):
+        raw = read_sql_file(Path(text_or_path))
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{what}: not valid JSON: {exc}") from None
+
+
+def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *,
+               accept_plan: bool = False) -> tuple[MigrationPlan, list[str]]:
+    """The plan for ``args`` and the names of the files it came from.
+
+    With ``accept_plan``, a .json file holding a MigrationPlan (plan_migration's output) is taken as is.
+    """
+    sql, changes, files = args.sql, args.changes, []
+    if args.file:
+        path = Path(args.file)
+        files.append(path.name)
+        if path.suffix.lower() == ".json":
+            data = load_json(args.file, str(path))
+            if accept_plan and isinstance(data, dict) and "operations" in data:
+                try:
+                    return MigrationPlan.model_validate(data), files
+                except ValidationError as exc:
+                    raise InputError(f"{path}: not a migration plan: {exc.errors()[0]['msg']}") from None
+            try:
+                changes = [Change.model_validate(c) for c in (data["changes"] if isinstance(data, dict) else data)]
+            except (KeyError, TypeError, ValidationError) as exc:
+                raise InputError(f"{path}: not a change list: {exc}",
+                                 'give a list of changes, or {"changes": [...]}') from None
+        else:
+            sql = read_sql_file(path)
+    if (sql is None) == (changes is None):
+        raise InputError("give exactly one of: a file, sql, or changes")
+    options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version))
+    return plan_migration(sql=sql, changes=changes, catalog=catalog, options=options), files
