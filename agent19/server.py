@@ -20,6 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 import agent19
+from agent19 import lifecycle
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.errors import Agent19Error
@@ -110,7 +111,9 @@ def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settin
 
         tool_ctx = ToolContext(settings, db, progress, _elicitor(mcp_context))
         try:
-            return await anyio.to_thread.run_sync(spec.run, tool_ctx, args)
+            # abandon_on_cancel: when the client goes away, the server stops at once (lifecycle hooks
+            # then undo what the still-running tool created) instead of waiting for the tool to end.
+            return await anyio.to_thread.run_sync(spec.run, tool_ctx, args, abandon_on_cancel=True)
         except Agent19Error as exc:
             raise ToolError(db.redact(str(exc))) from None
         except psycopg.Error as exc:
@@ -166,4 +169,5 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
         else:
             server.run("stdio")
     finally:
+        lifecycle.shutdown()  # the client is gone: undo what running tools created, now
         db.close()

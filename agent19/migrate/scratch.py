@@ -41,6 +41,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agent19 import lifecycle
 from agent19.config import AccessMode
 from agent19.db.connection import Database
 
@@ -286,6 +287,7 @@ def install_signal_handlers() -> None:
         return
     _installed = True
     atexit.register(_drop_active)
+    lifecycle.on_shutdown(_drop_active)  # the MCP server runs it as soon as its client is gone
     for sig in (signal.SIGTERM, signal.SIGHUP):
         previous = signal.getsignal(sig)
 
