@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from agent19.errors import InputError
-from agent19.migrate.plan import plan_migration
+from agent19.migrate.plan import PlanOptions, plan_migration
 from agent19.migrate.plan_model import Change, ColumnSpec, MigrationPlan
 from tests.mcp_client import stdio_session
 
@@ -134,3 +134,10 @@ def test_validation_queries_resolve_unqualified_names_through_the_search_path(ds
         assert conn.execute(queries["public.orders.note exists"]).fetchone() == (1,)
         assert conn.execute(queries["public.items exists"]).fetchone() == (True,)
         assert conn.execute(queries["index items_id is valid"]).fetchone() == (True,)
+
+
+def test_deployment_reason_names_what_each_operation_blocks():
+    sql = "CREATE INDEX orders_total ON orders (total);\nALTER TABLE orders ALTER COLUMN total TYPE bigint;"
+    plan = plan_migration(sql=sql, options=PlanOptions(pg_version=150000))
+    assert plan.deployment.kind == "maintenance_window"
+    assert plan.deployment.reason.startswith("operation(s) 2 block reads and writes; operation(s) 1 block writes")

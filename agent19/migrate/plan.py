@@ -209,11 +209,14 @@ def _duration(seconds: float | None, live: bool) -> str:
 def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:
     blocking = [o for o in ops if o.downtime != "none"]
     if blocking:
-        worst = "reads and writes" if any(o.downtime == "reads_and_writes" for o in blocking) else "writes"
+        parts = []
+        for what in ("reads_and_writes", "writes"):
+            orders = [str(o.order) for o in blocking if o.downtime == what]
+            if orders:
+                parts.append(f"operation(s) {', '.join(orders)} block {what.replace('_', ' ')}")
         return DeploymentStrategy(
             kind="maintenance_window",
-            reason=f"operation(s) {', '.join(str(o.order) for o in blocking)} block {worst} on an existing table "
-            "for a time that grows with it",
+            reason=f"{'; '.join(parts)} on an existing table for a time that grows with it",
             steps=["announce the window and stop writers", "take a backup", "run the migration",
                    "run the validation checks", "reopen traffic"])
     if any(f.rule in BREAKING_RULES for f in findings):
