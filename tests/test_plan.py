@@ -141,3 +141,38 @@ def test_deployment_reason_names_what_each_operation_blocks():
     plan = plan_migration(sql=sql, options=PlanOptions(pg_version=150000))
     assert plan.deployment.kind == "maintenance_window"
     assert plan.deployment.reason.startswith("operation(s) 2 block reads and writes; operation(s) 1 block writes")
+
+
+def test_a_dry_run_replaces_estimates_with_observed_figures(dsn, tmp_path):
+    """plan_migration given test_migration's result uses the observed durations and locks, and says so."""
+    import json
+    import subprocess
+    import sys
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id bigint PRIMARY KEY, total int);"
+                     "INSERT INTO orders SELECT g, g FROM generate_series(1, 20000) g; ANALYZE orders")
+    migration = tmp_path / "V1__orders.sql"
+    migration.write_text("ALTER TABLE orders ADD COLUMN note text;\nCREATE INDEX orders_total ON orders (total);\n")
+
+    def agent19(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent19", *args, "--dsn", dsn], capture_output=True,
+                              text=True, timeout=120)
+
+    dry = agent19("dry-run", str(migration), "--mode", "dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stderr
+    observed = json.loads(dry.stdout)
+    (tmp_path / "dry.json").write_text(dry.stdout)
+    out = agent19("plan", str(migration), "--dry-run-result", str(tmp_path / "dry.json"), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert [op["figures"] for op in plan["operations"]] == ["observed", "observed"]
+    index_ms = observed["statements"][1]["duration_ms"]
+    assert plan["operations"][1]["estimated_seconds"] == pytest.approx(index_ms / 1000)
+    assert plan["operations"][1]["lock_level"] == "ShareLock"
+    assert plan["observed_in"] == f"dry run {observed['ran_at']} on {observed['database']}"
+    assert "observed in the dry run" in plan["estimated_duration"]
+    # a dry run of other SQL changes nothing
+    other = agent19("plan", "--sql", "ALTER TABLE orders ADD COLUMN x int", "--dry-run-result",
+                    str(tmp_path / "dry.json"), "--format", "json")
+    assert json.loads(other.stdout)["operations"][0]["figures"] == "estimated"

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.classify import classify
+from agent19.migrate.dryrun_model import DryRunResult
 from agent19.migrate.files import load_text
 from agent19.migrate.lint import DEFAULT_PG_VERSION, lint
 from agent19.migrate.lint_config import LintConfig
@@ -33,6 +34,7 @@ from agent19.migrate.plan_model import (
     RollbackStrategy,
     ValidationCheck,
 )
+from agent19.migrate.plan_observed import apply_dry_run
 from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
@@ -45,6 +47,8 @@ class PlanOptions(BaseModel):
     name: str | None = None
     description: str | None = None
     pg_version: int | None = Field(default=None, description="server_version_num without a live catalog")
+    dry_run: DryRunResult | None = Field(default=None, description="a dry run of the same SQL: its observed "
+                                         "durations, locks and rewrites replace the estimates")
 
 
 def _work(op: Operation) -> str | None:
@@ -193,17 +197,26 @@ def _walk_cmds(s: Statement) -> list[tuple[str, dict[str, Any]]]:
             for c in s.fields.get("cmds", [])]
 
 
-def _duration(seconds: float | None, live: bool) -> str:
-    if not live or seconds is None:
+def _duration(seconds: float | None, live: bool, observed: int = 0, total: int = 0,
+              observed_in: str | None = None) -> str:
+    if seconds is None:
         return "unknown — connect a database (durations need the tables' row counts)"
+    if observed and observed == total:
+        return f"~{seconds:.2f} s, observed in the {observed_in} (plus lock waits)"
     assumption = ", ".join(f"{k.replace('_', ' ')} {v:,} rows/s" for k, v in ROWS_PER_SECOND.items())
+    if observed:
+        assumption = (f"{observed} of {total} operation(s) observed in the {observed_in}; the rest estimated "
+                      f"assuming {assumption}")
+        return f"{_human(seconds)}: {assumption} (plus lock waits)"
+    return f"{_human(seconds)}, assuming {assumption} (plus lock waits)"
+
+
+def _human(seconds: float) -> str:
     if seconds < 60:
-        text = f"~{seconds:.1f} s"
-    elif seconds < 3600:
-        text = f"~{seconds / 60:.1f} min"
-    else:
-        text = f"~{seconds / 3600:.1f} h"
-    return f"{text}, assuming {assumption} (plus lock waits)"
+        return f"~{seconds:.1f} s"
+    if seconds < 3600:
+        return f"~{seconds / 60:.1f} min"
+    return f"~{seconds / 3600:.1f} h"
 
 
 def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:
@@ -302,8 +315,17 @@ def plan_migration(
                 for s_i, s in enumerate(report.statements) for f in s.findings]
     if changes is None:
         findings += _order_hazards(statements)
+    observed_in = None
+    if options.dry_run is not None:
+        planned, observed_findings, observed_in = apply_dry_run(
+            planned, ops, options.dry_run, {i: st.sql for i, st in by_index.items()})
+        findings += observed_findings
     risk = max_risk([p.risk for p in planned] + (["high"] if any(f.severity == "error" for f in findings) else []))
-    seconds = sum(p.estimated_seconds or 0 for p in planned) if catalog is not None else None
+    observed = [p for p in planned if p.figures == "observed"]
+    if catalog is not None or (observed and len(observed) == len(planned)):
+        seconds: float | None = sum(p.estimated_seconds or 0 for p in planned)
+    else:
+        seconds = None
     data_loss = any(op.data_loss for op in ops)
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
@@ -316,8 +338,9 @@ def plan_migration(
         description=options.description or f"{len(planned)} operation(s) on "
         f"{', '.join(sorted({p.table for p in planned if p.table})) or 'no table'}; highest risk {risk}",
         risk_level=risk,
-        estimated_duration=_duration(seconds, catalog is not None),
+        estimated_duration=_duration(seconds, catalog is not None, len(observed), len(planned), observed_in),
         estimated_seconds=seconds,
+        observed_in=observed_in if observed else None,
         pg_version=version,
         live=catalog is not None,
         operations=planned,

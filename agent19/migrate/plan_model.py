@@ -114,6 +114,8 @@ class PlannedOperation(BaseModel):
     estimated_seconds: float | None = None
     risk: Risk
     line: int | None = Field(default=None, description="line in the input SQL (hand-written SQL only)")
+    figures: Literal["estimated", "observed"] = Field(
+        default="estimated", description="observed: duration, lock and rewrite come from a dry run (test_migration)")
 
 
 class RollbackStrategy(BaseModel):
@@ -145,6 +147,7 @@ class MigrationPlan(BaseModel):
     estimated_duration: str = Field(description="human text; says its throughput assumption, or "
                                     "'unknown — connect a database'")
     estimated_seconds: float | None = None
+    observed_in: str | None = Field(default=None, description="the dry run whose observed figures the plan uses")
     pg_version: int = Field(description="the PostgreSQL version the plan was made for (server_version_num)")
     live: bool = Field(description="true when table sizes came from a live database")
     operations: list[PlannedOperation]

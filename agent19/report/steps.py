@@ -117,6 +117,8 @@ def build_steps(
             risk=op.risk, downtime=op.downtime != "none", downtime_kind=op.downtime,
             estimated_rows=_rows(op, facts, catalog),
             estimated_time=(f"observed {seen.seconds:.3f} s in the dry run" if seen and seen.seconds is not None
+                            else f"observed {op.estimated_seconds or 0:.3f} s in the dry run"
+                            if op.figures == "observed"
                             else seconds_text(op.estimated_seconds) if plan.live else NO_DSN),
             in_transaction=op.in_transaction, rewrite=op.rewrite, data_loss=data_loss,
             reversible=op.reversible and not data_loss, verification=check, verification_note=note,

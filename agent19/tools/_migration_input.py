@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
+from agent19.migrate.dryrun_model import DryRunResult
 from agent19.migrate.lint_config import normalize_version
 from agent19.migrate.parse import read_sql_file
 from agent19.migrate.plan import PlanOptions, plan_migration
@@ -34,6 +35,9 @@ class MigrationInput(BaseModel):
     name: str | None = Field(default=None, description="a name for the migration")
     description: str | None = None
     pg_version: int | None = Field(default=None, description="PostgreSQL version without a database, e.g. 15")
+    dry_run_result: str | None = Field(
+        default=None, description="test_migration's result for the same SQL (agent19 dry-run --format json), as "
+        "JSON text or a .json file: its observed durations, locks and rewrites replace the estimates")
 
     @field_validator("changes", mode="before")
     @classmethod
@@ -56,6 +60,20 @@ def load_json(text_or_path: str, what: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(f"{what}: not valid JSON: {exc}") from None
+
+
+def dry_run_result(text_or_path: str | None) -> DryRunResult | None:
+    """test_migration's result, or None when not given (another JSON shape is not a dry run of ours)."""
+    if not text_or_path:
+        return None
+    data = load_json(text_or_path, "dry_run_result")
+    if not (isinstance(data, dict) and "target_unchanged" in data):
+        return None
+    try:
+        return DryRunResult.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"dry_run_result is not test_migration's result: {exc.errors()[0]['msg']}",
+                         "pass the JSON that agent19 dry-run --format json printed") from None
 
 
 def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *,
@@ -84,5 +102,6 @@ def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *,
             sql = read_sql_file(path)
     if (sql is None) == (changes is None):
         raise InputError("give exactly one of: a file, sql, or changes")
-    options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version))
+    options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version),
+                          dry_run=dry_run_result(args.dry_run_result))
     return plan_migration(sql=sql, changes=changes, catalog=catalog, options=options), files

@@ -43,8 +43,6 @@ class RunbookArgs(MigrationInput):
                                      "the specification's summary")
     performance_issues: list[str] = Field(default=[], description="slow queries reported upstream: listed in the "
                                           "runbook for explain_query before and after")
-    dry_run_result: str | None = Field(default=None, description="a dry-run result (test_migration) as JSON text "
-                                       "or a .json file; without one every test result reads 'not run'")
     write_dir: str | None = Field(default=None, description="also write every document (Markdown and JSON) here",
                                   json_schema_extra={"cli": "write"})
     handoff: bool = Field(default=True, description="write the handoff folder <handoff_dir>/<migration id>/")
