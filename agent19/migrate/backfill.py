@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.sqltree import parse_json
+from agent19.units import human_duration
 
 log = logging.getLogger(__name__)
 
@@ -208,14 +209,6 @@ def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progr
         waited += 1.0
 
 
-def _fmt_eta(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f}min"
-    return f"{seconds / 3600:.1f}h"
-
-
 def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None = None,
                  checkpoint_table: str = CHECKPOINT_TABLE) -> BackfillResult:
     """Run (or resume) the backfill on ``conn``, a dedicated autocommit session.
@@ -327,7 +320,7 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
             run_s = time.monotonic() - start
             rate = scanned_now / run_s if run_s > 0 else 0.0
             left = max(0.0, total - scanned_total) if total else 0.0
-            eta = f", ETA {_fmt_eta(left / rate)}" if rate > 0 and total else ""
+            eta = f", ETA {human_duration(left / rate)}" if rate > 0 and total else ""
             shown_total = max(total or 0.0, float(scanned_total))
             progress(float(scanned_total), shown_total,
                      f"{scanned_total:,} rows visited, {state['rows_updated'] + updated_now:,} updated, "

@@ -36,6 +36,7 @@ from agent19.migrate.plan_model import (
 )
 from agent19.migrate.plan_observed import apply_dry_run
 from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
+from agent19.units import human_duration
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
 """Throughput assumed per kind of work (rows per second)."""
@@ -207,16 +208,8 @@ def _duration(seconds: float | None, live: bool, observed: int = 0, total: int =
     if observed:
         assumption = (f"{observed} of {total} operation(s) observed in the {observed_in}; the rest estimated "
                       f"assuming {assumption}")
-        return f"{_human(seconds)}: {assumption} (plus lock waits)"
-    return f"{_human(seconds)}, assuming {assumption} (plus lock waits)"
-
-
-def _human(seconds: float) -> str:
-    if seconds < 60:
-        return f"~{seconds:.1f} s"
-    if seconds < 3600:
-        return f"~{seconds / 60:.1f} min"
-    return f"~{seconds / 3600:.1f} h"
+        return f"~{human_duration(seconds)}: {assumption} (plus lock waits)"
+    return f"~{human_duration(seconds)}, assuming {assumption} (plus lock waits)"
 
 
 def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:

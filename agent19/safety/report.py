@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from agent19.safety.detect import Finding
 from agent19.safety.impact import Impact, TargetImpact
+from agent19.units import human_size
 
 ACTIONS = {
     "drop_table": "drop", "truncate": "truncate", "delete_all": "delete", "update_all": "update",
@@ -31,17 +32,6 @@ class Alternative(BaseModel):
     title: str
     sql: str
     why: str
-
-
-def human_size(n: int | None) -> str:
-    if n is None:
-        return "unknown size"
-    size = float(n)
-    for unit in ("bytes", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} bytes"
 
 
 def _subject(finding: Finding) -> str:

@@ -6,8 +6,8 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.safety.protocol import Confirmation, Protocol
-from agent19.safety.report import human_size
 from agent19.tools.registry import ToolContext, tool
+from agent19.units import human_size
 
 
 class ConfirmArgs(BaseModel):

@@ -10,6 +10,7 @@ from agent19.db.catalog import snapshot
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
 from agent19.tools.registry import ToolContext, tool
+from agent19.units import human_size
 
 
 class DescribeArgs(BaseModel):
@@ -32,19 +33,10 @@ class DatabaseDescription(SchemaSnapshot):
     omitted_tables: int = Field(default=0, description="tables left out by `limit` (ask for one schema or table)")
 
 
-def _size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _table_text(t: Table) -> list[str]:
     rows = "never analyzed" if t.row_estimate is None else f"~{t.row_estimate:,} rows"
     kind = "" if t.kind == "table" else f" [{t.kind.replace('_', ' ')}]"
-    lines = [f"{t.schema_name}.{t.name}{kind}  ({rows}, {_size(t.total_bytes)})"]
+    lines = [f"{t.schema_name}.{t.name}{kind}  ({rows}, {human_size(t.total_bytes)})"]
     for c in t.columns:
         extra = []
         if not c.nullable:
@@ -61,7 +53,7 @@ def _table_text(t: Table) -> list[str]:
         lines.append(f"    constraint {con.name}: {con.definition}{flag}")
     for ix in t.indexes:
         flag = "" if ix.valid else "  (INVALID)"
-        lines.append(f"    index {ix.name} ({_size(ix.size_bytes)}): {ix.definition}{flag}")
+        lines.append(f"    index {ix.name} ({human_size(ix.size_bytes)}): {ix.definition}{flag}")
     for tg in t.triggers:
         lines.append(f"    trigger {tg.name}{'' if tg.enabled else ' (disabled)'}")
     return lines
