@@ -149,11 +149,10 @@ class Database:
             raise
 
     @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """A READ ONLY transaction, whatever the mode; always rolled back at the end."""
+    def _transaction_rolled_back(self, begin: str) -> Iterator[Connection]:
         with self.session() as conn:
             with conn.cursor() as cur:
-                cur.execute("BEGIN READ ONLY")
+                cur.execute(begin)
             try:
                 yield conn
             finally:
@@ -161,17 +160,17 @@ class Database:
                     conn.rollback()
 
     @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A READ ONLY transaction, whatever the mode; always rolled back at the end."""
+        with self._transaction_rolled_back("BEGIN READ ONLY") as conn:
+            yield conn
+
+    @contextmanager
     def rolled_back(self) -> Iterator[Connection]:
         """A read-write transaction that is always rolled back (``dry-run`` mode or stronger)."""
         self.require(AccessMode.DRY_RUN, "running statements in a rolled-back transaction")
-        with self.session() as conn:
-            with conn.cursor() as cur:
-                cur.execute("BEGIN READ WRITE")
-            try:
-                yield conn
-            finally:
-                if not conn.closed:
-                    conn.rollback()
+        with self._transaction_rolled_back("BEGIN READ WRITE") as conn:
+            yield conn
 
     def require(self, needed: AccessMode, what: str) -> None:
         if not self.mode.allows(needed):
