@@ -1,14 +1,25 @@
 """The same backfill as :mod:`agent19.migrate.backfill`, emitted for teams that run their own: a
-PL/pgSQL procedure that commits after every batch.
+PL/pgSQL procedure that commits after every batch, or a standalone Python script (psycopg 3 only).
 
 It must be a PROCEDURE called with ``CALL`` outside a transaction block: only there may PL/pgSQL
 ``COMMIT`` (a ``DO`` block or a function runs inside one transaction, so a big backfill would hold
 its row locks and bloat until the very end). It shares the executor's checkpoint table and name,
 so a run can be started with one and resumed with the other.
+
+The Python script (:func:`python_script`, rendered from ``templates/backfill.py.j2``) is the
+executor's loop on its own: same keyset batch query, same checkpoint table, name, columns and
+``last_key`` text encoding, same advisory lock — so it, the procedure and ``agent19 backfill`` can
+each resume a run another one started.
 """
 
 from __future__ import annotations
 
+import re
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+import agent19
 from agent19.errors import InputError
 from agent19.migrate.backfill import CHECKPOINT_TABLE, BackfillSpec, check_fragments
 from agent19.migrate.patterns.sqlnames import ident, literal, qname, short
@@ -83,3 +94,29 @@ BEGIN
 END
 $agent19$"""
     return create, f"CALL {proc}()"
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("agent19.migrate", "templates"), undefined=StrictUndefined,
+                      autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    # values reach the script as Python literals (repr), comments as one line: no text can escape either
+    env.filters.update(pyrepr=repr, oneline=lambda v: " ".join(str(v).split()))
+    return env
+
+
+def script_filename(spec: BackfillSpec) -> str:
+    return "backfill_" + (re.sub(r"[^a-z0-9]+", "_", spec.checkpoint_name().lower()).strip("_") or "run") + ".py"
+
+
+def python_script(spec: BackfillSpec) -> str:
+    """A standalone Python script (psycopg 3 only) running this backfill like :func:`run_backfill`.
+
+    The key is ``spec.key`` or, at run time, the table's primary key (composite keys work too). The
+    DSN comes from its first argument or ``DATABASE_URL``; batch size, pause and lock_timeout default
+    to ``spec``'s and can be overridden on its command line.
+    """
+    check_fragments(spec)
+    return _environment().get_template("backfill.py.j2").render(
+        spec=spec, table=spec.table, set_sql=spec.set, where=spec.where, key=spec.key, name=spec.checkpoint_name(),
+        checkpoint_table=CHECKPOINT_TABLE, version=agent19.__version__, filename=script_filename(spec))

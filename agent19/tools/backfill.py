@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from agent19.config import AccessMode
-from agent19.migrate.backfill import BackfillResult, BackfillSpec
+from agent19.errors import InputError
+from agent19.migrate.backfill import Q_TABLE, BackfillResult, BackfillSpec, _key_columns, check_fragments
 from agent19.migrate.backfill import run_backfill as _run_backfill
+from agent19.migrate.backfill_scripts import procedure_sql, python_script
 from agent19.tools.registry import ToolContext, tool
 
 
+class BackfillArgs(BackfillSpec):
+    emit: Literal["python", "procedure"] | None = Field(
+        default=None, description="run nothing; return the same backfill as a standalone Python script (psycopg 3 "
+        "only) or a PL/pgSQL procedure (CALL it outside a transaction), for teams that run their own")
+
+
+class BackfillOutput(BackfillResult):
+    emitted: str | None = Field(default=None, description="the script or procedure asked for with `emit`")
+
+
 def render_backfill(r: BackfillResult) -> str:
+    if isinstance(r, BackfillOutput) and r.emitted is not None:
+        return r.emitted.rstrip("\n")
     if r.already_done:
         head = f"backfill {r.name} on {r.table} had already finished: {r.rows_updated:,} rows updated"
     else:
@@ -30,8 +48,8 @@ def render_backfill(r: BackfillResult) -> str:
 @tool(
     name="run_backfill",
     title="Run a batched, resumable backfill",
-    args=BackfillSpec,
-    result=BackfillResult,
+    args=BackfillArgs,
+    result=BackfillOutput,
     cli="backfill",
     positional=("table",),
     mode=AccessMode.EXECUTE,
@@ -44,16 +62,40 @@ def render_backfill(r: BackfillResult) -> str:
         "agent19 backfill orders --set 'amount_new = amount::numeric(12,2)' --where 'amount_new IS NULL' "
         "--mode execute",
         "agent19 backfill orders --set 'status = 0' --where 'status IS NULL' --target-batch-ms 100 --pause-ms 50",
+        "agent19 backfill orders --set 'status = 0' --where 'status IS NULL' --emit python > backfill_orders.py",
     ),
 )
-def run_backfill(ctx: ToolContext, args: BackfillSpec) -> BackfillResult:
+def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     """Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE
     <where>`, one transaction per batch with lock_timeout, batch size adapted to `target_batch_ms`,
     optional pause, waits while replicas lag more than `max_replication_lag_s`. Reports progress
     (rows, rate, ETA). Resumable and exactly-once: each batch moves a checkpoint row
     (agent19_backfill_checkpoint) in the same transaction, so calling it again after a crash or kill
     continues where it stopped. Ends with the count of rows still matching `where` (expect 0).
-    Needs mode execute."""
+    Needs mode execute. With `emit` it runs nothing and returns the same backfill (same batches, same
+    checkpoint: each can resume the other's run) as a standalone Python script (needs no database
+    here) or a PL/pgSQL procedure (reads the key column's type; any mode)."""
+    if args.emit is not None:
+        return _emit(ctx, args)
     ctx.db.require(AccessMode.EXECUTE, "running a backfill")
     with ctx.db.connect() as conn:
-        return _run_backfill(conn, args, ctx.progress)
+        return BackfillOutput(**_run_backfill(conn, args, ctx.progress).model_dump())
+
+
+def _emit(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
+    spec = BackfillSpec(**args.model_dump(exclude={"emit"}))
+    if args.emit == "python":
+        text, table = python_script(spec), spec.table
+    else:
+        check_fragments(spec)
+        with ctx.db.connect() as conn:
+            row = conn.execute(Q_TABLE, (spec.table,)).fetchone()
+            if row is None:
+                raise InputError(f"table {spec.table!r} not found", "give name or schema.name")
+            keys = _key_columns(conn, row["oid"], spec)
+        if len(keys) != 1:
+            raise InputError("the procedure form walks a single-column key", "use --emit python for composite keys")
+        text, table = procedure_sql(spec, keys[0][0], keys[0][1], lock_timeout=f"{spec.lock_timeout_ms}ms"), spec.table
+    return BackfillOutput(name=spec.checkpoint_name(), table=table, rows_updated=0, rows_scanned=0, batches=0,
+                          resumed=False, rows_updated_this_run=0, elapsed_s=0.0, rows_per_s=0.0, last_batch_size=0,
+                          emitted=text)
