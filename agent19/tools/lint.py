@@ -8,8 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 import agent19
-from agent19.db.catalog import snapshot
-from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.files import load_paths, load_text
 from agent19.migrate.lint import LintReport, lint
@@ -29,14 +27,6 @@ class LintArgs(BaseModel):
         default=None, description="lowest severity that fails the lint (CLI exit 1); default error")
     config: str | None = Field(default=None, description="config file (default: nearest agent19.toml or "
                                "pyproject.toml [tool.agent19.lint])")
-
-
-def live_catalog(ctx: ToolContext) -> SchemaSnapshot | None:
-    """The live catalog when a database is configured (--dsn / DATABASE_URL); never starts the embedded one."""
-    if ctx.settings.dsn_value() is None:
-        return None
-    with ctx.db.read() as conn:
-        return snapshot(conn)
 
 
 def _first_line(sql: str, width: int = 100) -> str:
@@ -152,7 +142,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
     config = config.model_copy(update=updates)
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
-    return lint(migrations, catalog=live_catalog(ctx), pg_version=normalize_version(args.pg_version), config=config)
+    return lint(migrations, catalog=ctx.live_catalog(), pg_version=normalize_version(args.pg_version), config=config)
 
 
 class RulesArgs(BaseModel):

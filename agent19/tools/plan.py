@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from agent19.migrate.plan_model import MigrationPlan
 from agent19.tools._migration_input import MigrationInput, plan_input
-from agent19.tools.lint import live_catalog
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -54,5 +53,5 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     the risk level; an estimated duration (needs a database for table sizes); prerequisites; the
     rollback strategy with reverse SQL in reverse order; validation queries with expected results;
     the deployment strategy (immediate, rolling, blue_green, maintenance_window); and lint findings."""
-    plan, _ = plan_input(args, live_catalog(ctx))
+    plan, _ = plan_input(args, ctx.live_catalog())
     return plan

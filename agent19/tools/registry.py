@@ -20,7 +20,9 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from agent19.config import AccessMode, Settings
+from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
+from agent19.db.models import SchemaSnapshot
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -45,6 +47,17 @@ class ToolContext:
     @cached_property
     def db(self) -> Database:
         return self._database or Database(self.settings)
+
+    def live_catalog(self) -> SchemaSnapshot | None:
+        """The catalog snapshot when a database is configured (--dsn / DATABASE_URL), else None.
+
+        For tools that work without a database and only get better with one: they never start the
+        embedded server for it.
+        """
+        if self.settings.dsn_value() is None:
+            return None
+        with self.db.read() as conn:
+            return snapshot(conn)
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         if self._progress is not None:

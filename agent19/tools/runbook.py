@@ -30,7 +30,6 @@ from agent19.report.model import DryRunEvidence, LiveFacts, PerformanceIssue, Re
 from agent19.report.render import documents
 from agent19.resources import resource
 from agent19.tools._migration_input import MigrationInput, load_json, plan_input
-from agent19.tools.lint import live_catalog
 from agent19.tools.registry import ToolContext, tool
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -79,7 +78,7 @@ def _live(ctx: ToolContext) -> tuple[Any, LiveFacts | None, list[str]]:
         return None, None, ["no database given (--dsn / DATABASE_URL): table sizes, durations and the schema "
                             "version are marked unknown"]
     try:
-        catalog = live_catalog(ctx)
+        catalog = ctx.live_catalog()
         with ctx.db.read() as conn:
             facts = live_facts(conn)
     except DatabaseUnavailable as exc:
