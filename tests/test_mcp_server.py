@@ -88,3 +88,19 @@ async def test_serve_without_dsn_uses_the_embedded_server(tmp_path):
         assert not described.is_error
         assert described.structured_content["server_version"] >= 160000
     assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+
+
+async def test_every_tool_annotation_tells_the_truth(dsn):
+    """readOnlyHint only for tools that change nothing (database or files); every tool that can
+    change the database in execute mode says destructiveHint."""
+    async with stdio_session("--dsn", dsn) as session:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+    writes_files = {"generate_runbook", "zero_downtime_pattern"}
+    changes_database = {"run_sql", "confirm_destructive", "run_backfill"}
+    runs_in_rolled_back_transactions = {"test_migration", "verify_rollback"}
+    for name, t in tools.items():
+        expected_read_only = name not in writes_files | changes_database | runs_in_rolled_back_transactions
+        assert t.annotations.read_only_hint is expected_read_only, name
+        assert t.annotations.destructive_hint is (name in changes_database), name
+        assert t.output_schema, f"{name} has no output schema"
+        assert len(t.description) > 80, f"{name}: the description is too thin for a model to act on"

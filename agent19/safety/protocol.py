@@ -134,7 +134,10 @@ class Protocol:
 
     # -- step 2 --------------------------------------------------------------------------------
     def confirm(self, sql: str, token: str | None, given_phrase: str | None, archive: bool = False,
-                max_rows: int = 200) -> Confirmation:
+                max_rows: int = 200, execute: Callable[[], None] | None = None) -> Confirmation:
+        """Step 2. ``execute``: run the confirmed work another way than as one statement (e.g. a batched
+        backfill of this UPDATE); it is called once every check has passed and the impact, measured
+        again, still matches the token. Without it the statement itself runs (:meth:`_execute`)."""
         st = self.statement(sql)
         with self.db.read() as conn:
             findings, impact, plans = self._assess(conn, st, archive)
@@ -179,16 +182,38 @@ class Protocol:
             return refuse(f"no confirmation phrase given; the human must type exactly: {expected}")
         if given_phrase.strip() != expected:
             return refuse(f"the phrase does not match exactly (from {source}); it must be: {expected}")
+        if execute is not None:
+            return self._execute_by(execute, st, findings, claims, report)
         return self._execute(st, sql, findings, claims, plans if archive else [], report, max_rows)
 
-    def run_with_elicitation(self, sql: str, archive: bool = False, max_rows: int = 200) -> Confirmation:
+    def run_with_elicitation(self, sql: str, archive: bool = False, max_rows: int = 200,
+                             execute: Callable[[], None] | None = None) -> Confirmation:
         """Both steps in one call, the phrase asked of the human (only when :attr:`elicit` is set)."""
         first = self.challenge(sql, archive)
         if first.outcome != "challenge" or first.report is None:
             return first
-        return self.confirm(sql, first.report.token, None, archive, max_rows)
+        return self.confirm(sql, first.report.token, None, archive, max_rows, execute)
 
     # -- execution -----------------------------------------------------------------------------
+    def _execute_by(self, execute: Callable[[], None], st: Statement, findings: list[Finding],
+                    claims: dict[str, Any], report: Report) -> Confirmation:
+        with self.db.read() as conn:
+            impact = measure(conn, findings, bool(st.fields.get("missing_ok")))
+        if impact.figures() != claims["impact"]:
+            reason = (f"the impact changed since the challenge: {_changes(claims['impact'], impact.figures())}; "
+                      "ask for a new challenge")
+            self.audit.append("refused", st, findings, impact, reason=reason)
+            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
+        try:
+            execute()
+        except Exception as exc:
+            code = getattr(exc, "sqlstate", None) or type(exc).__name__
+            self.audit.append("failed", st, findings, impact, reason=f"error {code}")
+            raise
+        self.audit.append("executed", st, findings, impact)
+        report.token = None
+        return Confirmation(outcome="executed", executed=True, mode=self.settings.mode, report=report)
+
     def _execute(self, st: Statement, sql: str, findings: list[Finding], claims: dict[str, Any],
                  plans: list[archiving.ArchivePlan], report: Report, max_rows: int) -> Confirmation:
         missing_ok = bool(st.fields.get("missing_ok"))

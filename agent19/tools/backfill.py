@@ -11,6 +11,8 @@ from agent19.errors import InputError
 from agent19.migrate.backfill import Q_TABLE, BackfillResult, BackfillSpec, _key_columns, check_fragments
 from agent19.migrate.backfill import run_backfill as _run_backfill
 from agent19.migrate.backfill_scripts import procedure_sql, python_script
+from agent19.safety.protocol import Confirmation, Protocol
+from agent19.tools.confirm import render_confirmation
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -18,15 +20,26 @@ class BackfillArgs(BackfillSpec):
     emit: Literal["python", "procedure"] | None = Field(
         default=None, description="run nothing; return the same backfill as a standalone Python script (psycopg 3 "
         "only) or a PL/pgSQL procedure (CALL it outside a transaction), for teams that run their own")
+    confirm_token: str | None = Field(
+        default=None, description="a backfill that overwrites every row (no WHERE, or one that is always true) "
+        "is destructive: the token from the first call's confirmation report")
+    confirm_phrase: str | None = Field(
+        default=None, description="the confirmation phrase, typed exactly by the human (clients with elicitation "
+        "are asked directly)")
 
 
 class BackfillOutput(BackfillResult):
     emitted: str | None = Field(default=None, description="the script or procedure asked for with `emit`")
+    confirmation: Confirmation | None = Field(
+        default=None, description="for a destructive backfill: the confirmation report (challenge, refusal, or "
+        "executed)")
 
 
 def render_backfill(r: BackfillResult) -> str:
     if isinstance(r, BackfillOutput) and r.emitted is not None:
         return r.emitted.rstrip("\n")
+    if isinstance(r, BackfillOutput) and r.confirmation is not None and not r.confirmation.executed:
+        return render_confirmation(r.confirmation)
     if r.already_done:
         head = f"backfill {r.name} on {r.table} had already finished: {r.rows_updated:,} rows updated"
     else:
@@ -54,10 +67,10 @@ def render_backfill(r: BackfillResult) -> str:
     positional=("table",),
     mode=AccessMode.EXECUTE,
     read_only=False,
-    destructive=False,
+    destructive=True,  # it overwrites values; overwriting every row goes through the confirmation protocol
     idempotent=True,
     render_text=render_backfill,
-    exit_code=lambda r: 1 if r.remaining else 0,
+    exit_code=lambda r: 1 if r.remaining or (r.confirmation and not r.confirmation.executed) else 0,
     examples=(
         "agent19 backfill orders --set 'amount_new = amount::numeric(12,2)' --where 'amount_new IS NULL' "
         "--mode execute",
@@ -74,12 +87,48 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     continues where it stopped. Ends with the count of rows still matching `where` (expect 0).
     Needs mode execute. With `emit` it runs nothing and returns the same backfill (same batches, same
     checkpoint: each can resume the other's run) as a standalone Python script (needs no database
-    here) or a PL/pgSQL procedure (reads the key column's type; any mode)."""
+    here) or a PL/pgSQL procedure (reads the key column's type; any mode).
+
+    A backfill that would overwrite every row (no `where`, or one that is always true) can lose data:
+    it runs only through the confirmation protocol — the first call returns the impact report, the
+    phrase and a token; call again with `confirm_token` and the phrase typed by the human."""
     if args.emit is not None:
         return _emit(ctx, args)
     ctx.db.require(AccessMode.EXECUTE, "running a backfill")
-    with ctx.db.connect() as conn:
-        return BackfillOutput(**_run_backfill(conn, args, ctx.progress).model_dump())
+    spec = BackfillSpec(**args.model_dump(exclude={"emit", "confirm_token", "confirm_phrase"}))
+    check_fragments(spec)
+    results: list[BackfillResult] = []
+
+    def execute() -> None:
+        with ctx.db.connect() as conn:
+            results.append(_run_backfill(conn, spec, ctx.progress))
+
+    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit)
+    statement = update_statement(spec)
+    if args.confirm_token is None and ctx.elicit is None:
+        first = protocol.challenge(statement)
+        if first.outcome == "not_destructive":
+            execute()
+            return BackfillOutput(**results[0].model_dump())
+        return _not_run(spec, first)
+    confirmation = (protocol.confirm(statement, args.confirm_token, args.confirm_phrase, execute=execute)
+                    if args.confirm_token is not None else protocol.run_with_elicitation(statement, execute=execute))
+    if confirmation.outcome == "not_destructive":
+        execute()
+    if not results:
+        return _not_run(spec, confirmation)
+    return BackfillOutput(**results[0].model_dump(), confirmation=confirmation if confirmation.executed else None)
+
+
+def update_statement(spec: BackfillSpec) -> str:
+    """The one UPDATE the backfill performs in batches (what the confirmation protocol judges)."""
+    return f"UPDATE {spec.table} SET {spec.set}" + (f" WHERE {spec.where}" if spec.where else "")
+
+
+def _not_run(spec: BackfillSpec, confirmation: Confirmation) -> BackfillOutput:
+    return BackfillOutput(name=spec.checkpoint_name(), table=spec.table, rows_updated=0, rows_scanned=0, batches=0,
+                          resumed=False, rows_updated_this_run=0, elapsed_s=0.0, rows_per_s=0.0, last_batch_size=0,
+                          confirmation=confirmation)
 
 
 def _emit(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:

@@ -117,6 +117,7 @@ def _server_version(ctx: ToolContext) -> int | None:
     result=PatternResult,
     cli="pattern",
     positional=("kind", "table"),
+    read_only=False,  # never writes to the database, but `write_to` writes migration files
     render_text=lambda r: r.sql + ("\nwritten:\n" + "\n".join(r.files) if r.files else ""),
     examples=(
         "agent19 pattern set_not_null orders --column customer_id --pg-version 15",
