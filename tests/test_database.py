@@ -86,3 +86,13 @@ def test_unreachable_server_error_has_no_password():
     message = str(err.value)
     assert "Sup3rSecret" not in message
     assert "127.0.0.1" in message and "app:***@" in message
+
+
+def test_session_options_give_other_sessions_the_same_timeouts(dsn):
+    from psycopg.conninfo import make_conninfo
+
+    db = Database(Settings.load(env={}, dsn=dsn, statement_timeout="9s", lock_timeout="700ms"))
+    with psycopg.connect(make_conninfo(dsn, **db.session_options())) as conn:
+        row = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+                           " current_setting('application_name')").fetchone()
+    assert row == ("9s", "700ms", "agent19")

@@ -79,6 +79,15 @@ class Database:
             if settings.mode is AccessMode.READ_ONLY:
                 cur.execute("SET default_transaction_read_only = on")
 
+    def session_options(self) -> dict[str, str]:
+        """Connection parameters that give any session agent19 opens (scratch databases, watchers…)
+        its application_name and timeouts from the start, without a SET."""
+        s = self.settings
+        return {
+            "application_name": s.application_name,
+            "options": f"-c statement_timeout={s.statement_timeout_ms}ms -c lock_timeout={s.lock_timeout_ms}ms",
+        }
+
     def connect_kwargs(self) -> dict[str, Any]:
         return {
             "application_name": self.settings.application_name,

@@ -230,7 +230,8 @@ def _create(
     db: Database, admin: psycopg.Connection[Any], target: str, name: str, copy: CopyMode,
     sample_tables: list[str], sample_rows: int, template_max_bytes: int,
 ) -> ScratchDatabase:
-    ident, dsn = sql.Identifier(name), make_conninfo(db.dsn, dbname=name)
+    # sessions in the scratch database run the migration's statements: agent19's timeouts apply there too
+    ident, dsn = sql.Identifier(name), make_conninfo(db.dsn, dbname=name, **db.session_options())
     notes: list[str] = []
     if copy in ("auto", "template") and admin.info.dbname != target:
         row = admin.execute(
