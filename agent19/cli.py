@@ -163,9 +163,20 @@ def _ask_terminal(message: str, schema: type[BaseModel]) -> BaseModel | None:
         return None
 
 
-def _progress(done: float, total: float | None, message: str | None) -> None:
-    share = f" {done / total:.0%}" if total else ""
-    print(f"\ragent19:{share} {message or ''}".rstrip(), end="", file=sys.stderr, flush=True)
+class _ProgressLine:
+    """One progress line on stderr, rewritten in place; ended with a newline when the work ends."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, done: float, total: float | None, message: str | None) -> None:
+        share = f" {done / total:.0%}" if total else ""
+        print(f"\r\033[Kagent19:{share} {message or ''}".rstrip(), end="", file=sys.stderr, flush=True)
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            print(file=sys.stderr)
 
 
 def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settings) -> int:
@@ -175,11 +186,13 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         if getattr(ns, info.alias or name, None) is not None
     }
     args: BaseModel = spec.args.model_validate(values)
-    ctx = ToolContext(settings, progress=_progress if sys.stderr.isatty() else None,
+    progress = _ProgressLine()
+    ctx = ToolContext(settings, progress=progress if sys.stderr.isatty() else None,
                       elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None)
     try:
         result = spec.run(ctx, args)
     finally:
+        progress.end()
         ctx.db.close()
     print(spec.render(result, ns.format))
     return spec.exit_code(result) if spec.exit_code else 0
