@@ -7,6 +7,8 @@ Used by the test suite, the benchmarks and ``tools/pg-local``. Two sources:
   pg_stat_statements`` and ``wal_level = logical``;
 * the embedded ``pgserver`` package (PostgreSQL 16, no contrib extensions).
 
+A system server can get a streaming hot standby (:func:`start_replica`, ``pg_basebackup``).
+
 ``initdb`` and ``postgres`` refuse to run as root; as root, the system's binaries run as the
 ``postgres`` OS user that the packages create.
 """
@@ -128,6 +130,65 @@ def start_system(major: int | None = None, *, settings: dict[str, str] | None = 
     server = ThrowawayServer(dsn=dsn, major=major, source="system", directory=directory, _process=process)
     _wait_ready(server)
     return server
+
+
+def start_replica(primary: ThrowawayServer, *, timeout: float = 60) -> ThrowawayServer:
+    """A streaming hot standby of ``primary`` (a :func:`start_system` server), on its own free port.
+
+    ``pg_basebackup -R -X stream`` over loopback (initdb's ``--auth=trust`` already lets
+    ``replication`` connect from 127.0.0.1), then started and waited for until it is in recovery
+    and ``pg_stat_replication`` on the primary shows it streaming. Its :meth:`~ThrowawayServer.stop`
+    removes its directory; stop it before the primary.
+    """
+    import psycopg
+
+    if primary.source != "system" or primary._process is None:
+        raise RuntimeError("start_replica needs a primary started by start_system (its binaries take a base backup)")
+    bindir = SYSTEM_ROOT / str(primary.major) / "bin"
+    directory = Path(tempfile.mkdtemp(prefix=f"agent19-pg{primary.major}-replica-"))
+    os.chmod(directory, 0o755)
+    pgdata = directory / "data"
+    run_as = _as_postgres_user()
+    if run_as:
+        os.chown(directory, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+    name = directory.name.replace("-", "_")
+    server = ThrowawayServer(dsn="", major=primary.major, source="system", directory=directory)
+    try:
+        conninfo = make_conninfo(primary.dsn, application_name=name)
+        done = subprocess.run(
+            [bindir / "pg_basebackup", "-d", conninfo, "-D", pgdata, "-R", "-X", "stream", "-c", "fast"],
+            capture_output=True, cwd=directory, timeout=timeout, **run_as,  # type: ignore[arg-type]
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_basebackup failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
+        port = free_port()
+        conf = {"port": str(port), "unix_socket_directories": f"'{directory}'", "hot_standby": "on"}
+        with open(pgdata / "postgresql.conf", "a") as f:
+            f.writelines(f"{k} = {v}\n" for k, v in conf.items())
+        log = open(directory / "postgres.log", "wb")
+        server._process = subprocess.Popen(
+            [bindir / "postgres", "-D", pgdata], stdout=log, stderr=subprocess.STDOUT, cwd=directory,
+            **run_as,  # type: ignore[arg-type]
+        )
+        server.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        _wait_ready(server, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(server.dsn, autocommit=True) as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if not (row and row[0]):
+                    raise RuntimeError("the replica is not in recovery (no standby.signal?)")
+            with psycopg.connect(primary.dsn, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM pg_stat_replication WHERE application_name = %s"
+                                   " AND state = 'streaming'", (name,)).fetchone()
+            if row and row[0]:
+                return server
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica did not start streaming within {timeout:.0f}s")
+            time.sleep(0.2)
+    except BaseException:
+        server.stop()
+        raise
 
 
 def start_pgserver() -> ThrowawayServer:

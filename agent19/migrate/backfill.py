@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.sqltree import parse_json
-from agent19.units import human_duration
+from agent19.units import human_duration, human_size
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,19 @@ Q_COLTYPES = """
 SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
  WHERE attrelid = %s AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped
 """
+# A replica that has replayed everything this server has written is not behind, whatever replay_lag
+# still shows: after catching up, replay_lag keeps the last lag it measured until the standby's next
+# status reply (wal_receiver_status_interval, 10 s by default) clears it. One that is behind counts
+# with replay_lag, which grows with the age of the oldest WAL it has not replayed (see _wait_for_replicas).
 Q_LAG = """
-SELECT count(*) AS replicas, COALESCE(max(EXTRACT(epoch FROM replay_lag)), 0)::float8 AS lag
-  FROM pg_stat_replication
+WITH here AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
+SELECT count(*) AS replicas,
+       COALESCE(max(CASE WHEN pg_wal_lsn_diff(here.lsn, r.replay_lsn) <= 0 THEN 0
+                         ELSE EXTRACT(epoch FROM r.replay_lag) END), 0)::float8 AS lag,
+       COALESCE(max(pg_wal_lsn_diff(here.lsn, r.replay_lsn)), 0)::bigint AS behind
+  FROM pg_stat_replication r, here
 """
+LAG_POLL_S = 0.25
 
 
 class BackfillSpec(BaseModel):
@@ -195,18 +204,31 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
 
 def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progress: Progress | None,
                        done: float, total: float | None) -> float:
+    """Wait while a replica streaming from this server is more than ``limit`` seconds behind; the seconds waited.
+
+    Observed on PostgreSQL 15 with a standby whose replay is paused (``pg_wal_replay_pause()``):
+    its ``replay_lag`` grows with the age of the oldest WAL not replayed, but only changes when the
+    standby sends a reply — on receiving WAL, else every ``wal_receiver_status_interval`` (10 s) —
+    so it reveals a stalled replica while batches write, and stays at least as high while we wait.
+    After ``pg_wal_replay_resume()`` the standby catches up and reports it at once (replay_lsn =
+    current WAL position), yet ``replay_lag`` keeps showing the lag of the last WAL it replayed —
+    the time from when that WAL was sent to the catch-up, up to the whole pause (0.8–4 s in our
+    runs) — until the next status reply. A backfill waiting on that stale value would idle up to
+    10 s more; hence :data:`Q_LAG`: a replica with no WAL left to replay counts as 0 s.
+    """
     if limit is None:
         return 0.0
-    waited = 0.0
+    start, waited = time.monotonic(), False
     while True:
         row = _one(conn, Q_LAG)
-        replicas, lag = _v(row, 0, "replicas"), _v(row, 1, "lag")
+        replicas, lag, behind = _v(row, 0, "replicas"), _v(row, 1, "lag"), _v(row, 2, "behind")
         if not replicas or lag <= limit:
-            return waited
+            return time.monotonic() - start if waited else 0.0
+        waited = True
         if progress:
-            progress(done, total, f"waiting: replica replay lag {lag:.1f}s > {limit:.1f}s")
-        time.sleep(1.0)
-        waited += 1.0
+            progress(done, total, f"waiting: replica replay lag {lag:.1f}s > {limit:.1f}s "
+                                  f"({human_size(int(behind))} of WAL not replayed)")
+        time.sleep(LAG_POLL_S)
 
 
 def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None = None,
