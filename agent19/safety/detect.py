@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent19.migrate.knowledge import NON_VOLATILE_FUNCTIONS
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import types as sqltypes
 from agent19.safety.facts import Facts, range_var_name
@@ -205,8 +206,11 @@ def _dml(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:
         kind, risk = ("delete_all", Risk.CRITICAL) if node == "DeleteStmt" else ("update_all", Risk.HIGH)
         if where is None:
             why = f"{verb} without WHERE affects every row of {table}"
-        elif always_true(where, not_null, {table.rsplit('.', 1)[-1], alias} - {None}):
+        elif always_true(where, not_null, names := {table.rsplit('.', 1)[-1], alias} - {None}):
             why = f"{verb} with a WHERE that is true for every row affects every row of {table}"
+        elif _truth(where, not_null, names) is None and row_independent(where):
+            why = (f"{verb} with a WHERE that does not depend on the row (only constants and stable functions "
+                   f"such as now()) affects every row of {table}, or none")
         else:
             continue
         add(kind, risk, True, [Target(kind="table", name=table)], why)
@@ -318,6 +322,17 @@ def _column(node: dict[str, Any], names: set[str]) -> str | None:
 
 def _references_rows(node: Any) -> bool:
     return any(n in {"ColumnRef", "SubLink", "FuncCall"} for n, _ in walk(node))
+
+
+def row_independent(where: dict[str, Any]) -> bool:
+    """Whether ``where`` has the same value for every row: no column, sub-query or parameter, and only
+    functions known not to be volatile (``now() > '2020-01-01'``). Unknown functions count as
+    depending on the row, since they may read it."""
+    nodes = list(walk(where))
+    if any(n in {"ColumnRef", "SubLink", "ParamRef"} for n, _ in nodes):
+        return False
+    called = {qualified_name(f["funcname"]).rsplit(".", 1)[-1].lower() for n, f in nodes if n == "FuncCall"}
+    return called <= NON_VOLATILE_FUNCTIONS
 
 
 def always_true(where: dict[str, Any], not_null: set[str], names: set[str]) -> bool:
