@@ -155,8 +155,10 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
         table = rel_name(rel) if isinstance(rel, dict) else (op.tables[0] if op.tables else None)
         # as written: an unqualified name resolves through the search_path (current_schema()), like the migration
         written = _regclass_text(rel) if isinstance(rel, dict) else table
+        shown = (".".join(p for p in (rel.get("schemaname"), rel.get("relname")) if p)
+                 if isinstance(rel, dict) else table)
         if s and s.node == "CreateStmt" and table:
-            checks.append(ValidationCheck(name=f"{table} exists", query=f"SELECT to_regclass({written}) IS NOT NULL",
+            checks.append(ValidationCheck(name=f"{shown} exists", query=f"SELECT to_regclass({written}) IS NOT NULL",
                                           expected="true", blocking=True))
         elif s and s.node == "IndexStmt" and f.get("idxname"):
             schema = rel.get("schemaname") if isinstance(rel, dict) else None
@@ -170,13 +172,13 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
             for cmd in (c for n, c in _walk_cmds(s) if n == "AT_AddColumn"):
                 col = cmd.get("def", {}).get("ColumnDef", {}).get("colname") or ""
                 checks.append(ValidationCheck(
-                    name=f"{table}.{col} exists",
+                    name=f"{shown}.{col} exists",
                     query=f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({written}) "
                     f"AND attname = {_literal(col)} AND NOT attisdropped",
                     expected="1", blocking=True))
         elif op.kind.startswith("validate") or "constraint" in op.kind:
             checks.append(ValidationCheck(
-                name=f"constraints of {table} validated",
+                name=f"constraints of {shown} validated",
                 query=f"SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass({written}) "
                 "AND NOT convalidated", expected="0 once every VALIDATE CONSTRAINT has run", blocking=False))
     seen: set[str] = set()
