@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -51,24 +52,26 @@ def _checkpoint(dsn: str) -> tuple[int, bool] | None:
     return (row[0], row[1]) if row else None
 
 
-def test_sigkill_midway_then_resume_updates_every_row_exactly_once(dsn: str) -> None:
-    _make_big(dsn, BIG)
-    proc = subprocess.Popen(_cli(dsn, "--batch-size", "1000", "--max-batch-size", "4000", "--pause-ms", "30"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def kill_when(proc: subprocess.Popen[bytes], reached: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """SIGKILL ``proc`` as soon as ``reached()``; fail if it exits first or nothing happens in time."""
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            cp = _checkpoint(dsn)
-            if cp and cp[0] >= 20_000:
-                break
+        deadline = time.monotonic() + timeout_s
+        while not reached():
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the backfill made no progress"
-            time.sleep(0.01)
+            assert time.monotonic() < deadline, f"the {what} made no progress"
+            time.sleep(0.005)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigkill_midway_then_resume_updates_every_row_exactly_once(dsn: str) -> None:
+    _make_big(dsn, BIG)
+    proc = subprocess.Popen(_cli(dsn, "--batch-size", "1000", "--max-batch-size", "4000", "--pause-ms", "30"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kill_when(proc, lambda: (_checkpoint(dsn) or (0,))[0] >= 20_000, 120, "backfill")
     scanned, finished = _checkpoint(dsn) or (0, True)
     assert 0 < scanned < BIG and not finished, "killed too late to prove anything"
     with psycopg.connect(dsn, autocommit=True) as c:

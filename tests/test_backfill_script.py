@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from agent19.migrate.backfill import BackfillSpec, batch_query, run_backfill
 from agent19.migrate.backfill_scripts import procedure_sql, python_script, script_filename
+from tests.test_backfill import kill_when
 
 ROOT = Path(__file__).parent.parent
 ROWS = 50_000
@@ -73,20 +73,7 @@ def test_script_killed_midway_then_run_again_updates_every_row_exactly_once(dsn:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     proc = subprocess.Popen([sys.executable, str(script), dsn], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            cp = _checkpoint(dsn, SPEC.checkpoint_name())
-            if cp and cp[0] >= 8_000:
-                break
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the script made no progress"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_when(proc, lambda: (_checkpoint(dsn, SPEC.checkpoint_name()) or (0,))[0] >= 8_000, 60, "script")
     first_err = proc.stderr.read().decode() if proc.stderr else ""
     assert "rows visited" in first_err, first_err  # progress lines on stderr
     scanned, updated, finished = _checkpoint(dsn, SPEC.checkpoint_name()) or (0, 0, True)
