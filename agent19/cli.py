@@ -99,13 +99,14 @@ def _add_field(parser: argparse.ArgumentParser, name: str, info: Any, positional
     parser.add_argument(f"--{flag}", dest=name, required=info.is_required(), **kwargs)
 
 
-def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.ArgumentParser) -> None:
+def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.ArgumentParser,
+                      name: str | None = None) -> None:
     first_line = spec.description.split("\n\n")[0].replace("\n", " ")
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
     if spec.mode is not AccessMode.READ_ONLY:
         epilog = (epilog + "\n\n" if epilog else "") + f"needs --mode {spec.mode.value} or stronger."
     parser = sub.add_parser(
-        spec.command, help=spec.title, description=spec.description, epilog=epilog, parents=[common],
+        name or spec.command, help=spec.title, description=spec.description, epilog=epilog, parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(spec=spec, summary=first_line)
@@ -133,8 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=int, default=8019, help="HTTP port (default 8019)")
+    groups: dict[str, Any] = {}
     for spec in all_tools():
-        _add_tool_command(sub, spec, common)
+        group, _, leaf = spec.command.partition(" ")
+        if not leaf:
+            _add_tool_command(sub, spec, common)
+            continue
+        if group not in groups:  # cli="backup verify": a command group, `agent19 backup --help` lists it
+            parent = sub.add_parser(group, help=f"{group} commands (agent19 {group} --help)")
+            groups[group] = parent.add_subparsers(dest=f"{group}_command", metavar="COMMAND", required=True)
+        _add_tool_command(groups[group], spec, common, name=leaf)
     return parser
 
 
