@@ -23,8 +23,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent19.config import AccessMode, Settings
 from agent19.db.embedded import start_embedded
-from agent19.db.redact import password_of, redact_dsn, redact_text
-from agent19.errors import DatabaseUnavailable, ModeError
+from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text
+from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._dsn: str | None = settings.dsn_value()
+        if problem := check_dsn(self._dsn, "the DSN (--dsn / DATABASE_URL)"):
+            raise ConfigError(problem)
         self._embedded = self._dsn is None
         self._pool: ConnectionPool[Connection] | None = None
 

@@ -1,4 +1,11 @@
-"""Keep passwords out of everything agent19 prints, returns or logs."""
+"""Keep passwords out of everything agent19 prints, returns or logs.
+
+A URI's password must have ``@``, ``/`` and ``?`` percent-encoded (``%40``, ``%2F``, ``%3F``). When it
+does not, libpq splits the URI somewhere inside the password and the tail lands in the host name,
+port or database, and from there in error messages (``failed to resolve host 'ss@db'``). So
+:func:`check_dsn` refuses such a URI before anything connects, with a message that quotes none of it,
+and :func:`redact_text` masks a URI's whole userinfo up to its *last* ``@``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,31 @@ import re
 
 from psycopg.conninfo import conninfo_to_dict
 
-_URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]+)@")
+# greedy up to the token's last "@": an unencoded "@" inside the password is masked too
+_URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>\S*)@")
+_URI_SCHEME = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
 MASK = "***"
+
+
+def check_dsn(dsn: str | None, setting: str = "the DSN") -> str | None:
+    """Why ``dsn`` cannot be used safely, or None. The message never contains any part of the DSN.
+
+    A URI whose userinfo (before the last ``@``) holds another ``@``, a ``/`` or a ``?`` is ambiguous:
+    libpq would cut it inside the password and show the rest as a host, port or database name.
+    """
+    if not dsn or not _URI_SCHEME.match(dsn):
+        return None
+    rest = _URI_SCHEME.sub("", dsn, count=1)
+    if "@" not in rest:
+        return None
+    userinfo = rest[: rest.rfind("@")]
+    if any(ch in userinfo for ch in "@/?"):
+        return (f"{setting} is a URI whose user or password contains an unencoded '@', '/' or '?' (or an '@' "
+                "appears after the host): percent-encode them in the URI (@ → %40, / → %2F, ? → %3F), "
+                "or use the key=value form with the password in single quotes; the DSN is not shown here because "
+                "it holds a password")
+    return None
 
 
 def redact_dsn(dsn: str | None) -> str:
@@ -18,6 +47,8 @@ def redact_dsn(dsn: str | None) -> str:
     """
     if not dsn:
         return "(embedded server)"
+    if check_dsn(dsn):
+        return redact_text(dsn)
     try:
         parts = conninfo_to_dict(dsn)
     except Exception:

@@ -43,6 +43,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19 import lifecycle
 from agent19.config import AccessMode
+from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 
 log = logging.getLogger(__name__)
@@ -147,16 +148,18 @@ def _schema_copy(source_dsn: str, dest_dsn: str, major: int) -> str | None:
     pg_dump, psql = _pg_bin("pg_dump", major), _pg_bin("psql", major)
     if not pg_dump or not psql:
         return "pg_dump/psql not found"
-    env = {**os.environ, "PGCONNECT_TIMEOUT": "5"}
+    # the password travels in PGPASSWORD, never on the command line (readable by every local user)
+    source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
+    dest, dest_env = child_connection(dest_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
     dump = subprocess.run(
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
-         "-d", source_dsn], capture_output=True, env=env, timeout=600,
+         "-d", source], capture_output=True, env=source_env, timeout=600,
     )
     if dump.returncode != 0:
         return "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
     load = subprocess.run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dest_dsn], input=dump.stdout, capture_output=True,
-        env=env, timeout=600,
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dest], input=dump.stdout, capture_output=True,
+        env=dest_env, timeout=600,
     )
     if load.returncode != 0:
         return "psql failed loading the schema: " + load.stderr.decode(errors="replace").strip()[-500:]
