@@ -11,6 +11,12 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | lock_timeout       | ``--lock-timeout``    | ``AGENT19_LOCK_TIMEOUT``    | ``5s``                   |
 | data_dir           | ``--data-dir``        | ``AGENT19_DATA_DIR``        | per-user data directory  |
 | confirm_key        |                       | ``AGENT19_CONFIRM_KEY``     | generated in data_dir    |
+| read_dsn           | ``--read-dsn``        | ``AGENT19_READ_DSN``        | the main DSN             |
+| allow_privileged_reads | ``--allow-privileged-reads`` | ``AGENT19_ALLOW_PRIVILEGED_READS`` | off     |
+
+``read_dsn`` is the least-privilege login user reads (run_sql, explain_query, the index advisor)
+run as; ``agent19 setup-role`` prints the SQL that creates it. Without it, and when the main login
+is privileged, those tools refuse in read-only mode unless ``allow_privileged_reads`` is on.
 
 Timeouts accept PostgreSQL's spelling: ``500ms``, ``5s``, ``2min``, ``1h`` or a bare number of
 milliseconds.
@@ -67,6 +73,16 @@ def parse_duration_ms(value: str | int, setting: str) -> int:
     return ms
 
 
+def _flag(value: str | bool, setting: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{setting}: {value!r} is not a yes/no value", "use 1 or 0 (true/false)")
+
+
 def default_data_dir() -> Path:
     """Per-user directory for the embedded server and agent19's own state."""
     return Path(platformdirs.user_data_dir("agent19", appauthor=False))
@@ -87,6 +103,10 @@ class Settings(BaseModel):
     confirm_key: SecretStr | None = Field(
         default=None, description="HMAC key for confirmation tokens; default: generated once in data_dir (0600)"
     )
+    read_dsn: SecretStr | None = Field(default=None, description="DSN of the least-privilege login user reads run as")
+    allow_privileged_reads: bool = Field(
+        default=False, description="let user reads run as a superuser/privileged login (risks server files, "
+        "programs and other sessions)")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +140,12 @@ class Settings(BaseModel):
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
             values["confirm_key"] = SecretStr(confirm_key) if isinstance(confirm_key, str) else confirm_key
+        read_dsn = pick("read_dsn", "AGENT19_READ_DSN")
+        if read_dsn is not None:
+            values["read_dsn"] = SecretStr(read_dsn) if isinstance(read_dsn, str) else read_dsn
+        privileged = pick("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
+        if privileged is not None:
+            values["allow_privileged_reads"] = _flag(privileged, "AGENT19_ALLOW_PRIVILEGED_READS")
         for key, var, setting in (
             ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
             ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),

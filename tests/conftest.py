@@ -22,6 +22,11 @@ from agent19.db.throwaway import ThrowawayServer, start_pgserver, start_system, 
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+# The test servers' login is a superuser: tests of other features opt in to running user reads as it
+# (as an operator would, knowingly). tests/test_privilege_boundary.py and tests/test_choke_point.py
+# turn it off and run reads as a least-privilege reader login too.
+os.environ.setdefault("AGENT19_ALLOW_PRIVILEGED_READS", "1")
+
 
 def need(condition: bool, reason: str) -> None:
     """Skip outside CI, fail in CI: a missing prerequisite must not pass silently there."""

@@ -6,7 +6,12 @@ transaction agent19 opens for reading is ``READ ONLY``: the server refuses write
 SQL says.
 
 Connections come from a small pool. A connection that died (server restarted, network cut)
-is discarded when it is next taken, so the call after a failure reconnects by itself.
+is discarded when it is next taken, so the call after a failure reconnects by itself. Every
+connection is reset when it goes back to the pool (``DISCARD ALL``: session advisory locks
+released, settings reset, temporary objects, prepared statements and cursors dropped), then
+agent19's session settings are applied again: nothing a call did to its session survives it.
+
+User reads can run as a separate least-privilege login (``--read-dsn``): :meth:`Database.reader_database`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Database:
             raise ConfigError(problem)
         self._embedded = self._dsn is None
         self._pool: ConnectionPool[Connection] | None = None
+        self._reader: Database | None = None
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -69,6 +75,16 @@ class Database:
     def redact(self, text: str) -> str:
         return redact_text(text, password_of(self._dsn))
 
+    def reader_database(self) -> Database:
+        """Where user reads run: the ``--read-dsn`` login (its own pool, read-only sessions), else self."""
+        read_dsn = self.settings.read_dsn
+        if read_dsn is None:
+            return self
+        if self._reader is None:
+            self._reader = Database(self.settings.model_copy(update={"dsn": read_dsn, "read_dsn": None,
+                                                                     "mode": AccessMode.READ_ONLY}))
+        return self._reader
+
     # -- sessions -----------------------------------------------------------------------
     def _configure(self, conn: Connection) -> None:
         settings = self.settings
@@ -80,6 +96,11 @@ class Database:
             )
             if settings.mode is AccessMode.READ_ONLY:
                 cur.execute("SET default_transaction_read_only = on")
+
+    def _reset(self, conn: Connection) -> None:
+        """Back to the pool: drop every session-level effect of the call, then re-apply the settings."""
+        conn.execute("DISCARD ALL")  # includes pg_advisory_unlock_all(), RESET ALL, DISCARD TEMP
+        self._configure(conn)
 
     def session_options(self) -> dict[str, str]:
         """Connection parameters that give any session agent19 opens (scratch databases, watchers…)
@@ -108,6 +129,7 @@ class Database:
             self.dsn,
             kwargs=self.connect_kwargs(),
             configure=self._configure,
+            reset=self._reset,
             check=ConnectionPool.check_connection,
             min_size=1,
             max_size=4,
@@ -195,6 +217,9 @@ class Database:
             return conn.execute(query, params).fetchall()
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None

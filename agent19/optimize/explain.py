@@ -28,6 +28,7 @@ from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.optimize.plan import Plan, parse_plan
+from agent19.safety import gate
 from agent19.sqltree import walk
 
 StatementKind = Literal["read", "write"]
@@ -79,20 +80,9 @@ class ExplainRun(BaseModel):
     offset: int | None = Field(default=None, description="the constant OFFSET of the top-level query, if any")
 
 
-def guard_statement(statement: Statement, mode: AccessMode) -> None:
-    """The seam for the read-only SQL guard of :mod:`agent19.safety`.
-
-    Until that guard exists, the protection is the server's: reads run in a READ ONLY transaction
-    and writes run only in a transaction that is always rolled back. Kept as one function so the
-    guard is called from exactly one place once it lands.
-    """
-    try:
-        from agent19.safety import guard  # type: ignore[attr-defined]  # noqa: PLC0415
-    except ImportError:
-        return
-    check = getattr(guard, "check_statement", None)
-    if callable(check):
-        check(statement.sql, mode)
+def guard_statement(db: Database, statement: Statement, purpose: gate.Purpose) -> None:
+    """The choke point for the statement EXPLAIN runs or plans (:func:`agent19.safety.gate.admit`)."""
+    gate.admit(db, statement.sql, purpose)
 
 
 def one_statement(text: str) -> Statement:
@@ -209,7 +199,6 @@ def explain(
     timeout_ms: int | None = None,
 ) -> ExplainRun:
     stmt = one_statement(text)
-    guard_statement(stmt, db.mode)
     kind = statement_kind(stmt)
     tuned = _settings(settings or [])
     notes: list[str] = []
@@ -236,15 +225,22 @@ def explain(
         analyze = False
     elif analyze:
         execution = "analyze_rolled_back" if kind == "write" else "analyze"
+    # Even a plain EXPLAIN evaluates immutable calls while planning: every path goes through the gate.
+    guard_statement(db, stmt, gate.Purpose.TRIAL if execution == "analyze_rolled_back"
+                    else gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
+    if execution == "analyze_rolled_back":
+        # the write is planned too: nothing in it may call a denied function
+        guard_statement(db, stmt, gate.Purpose.PLAN)
 
     def session() -> AbstractContextManager[Connection]:
-        return db.rolled_back() if execution == "analyze_rolled_back" else db.read()
+        return db.rolled_back() if execution == "analyze_rolled_back" else gate.reader(db)
 
     raw: list[dict[str, Any]] | None = None
     facts: dict[str, RelationFacts] = {}
     if execution != "plain":
         try:
             with session() as conn:
+                timeout_ms = gate.cap_timeout_ms(conn, timeout_ms)
                 _prepare(conn, tuned, timeout_ms)
                 raw = _run_explain(conn, _explain_sql(stmt.sql, analyze=True, generic=False), parameters)
             if kind == "write":
@@ -260,7 +256,9 @@ def explain(
         except psycopg.Error as exc:
             raise _input_error(exc) from None
     try:
-        with db.read() as conn:
+        # EXPLAIN of a write needs the write's privileges, which the reader login does not have;
+        # it is only planned (checked as PLAN above), inside a READ ONLY transaction.
+        with (db.read() if kind == "write" else gate.reader(db)) as conn:
             if raw is None:
                 _prepare(conn, tuned, None)
                 raw = _run_explain(conn, _explain_sql(stmt.sql, analyze=False, generic=generic_plan), parameters)

@@ -107,6 +107,69 @@ def check_statements(statements: list[Statement]) -> Statement:
     return st
 
 
+def check_plannable(statements: list[Statement]) -> Statement:
+    """One statement that is only planned, never run: a read passes :func:`check_statements`; an
+    INSERT/UPDATE/DELETE/MERGE is accepted, but nothing in it may call a denied function or read a
+    denied relation (planning evaluates immutable calls)."""
+    if len(statements) != 1:
+        raise _refuse(f"{len(statements)} statements given; one statement per call",
+                      "send each statement in its own call")
+    st = statements[0]
+    if st.node in EXPLAINABLE_WRITES or (st.node == "SelectStmt" and any(n in WRITE_NODES for n, _ in walk(st.tree))):
+        check_calls(st.tree)
+        return st
+    return check_statements(statements)
+
+
+# Calls whose effect survives a rolled-back transaction: refused in dry-run mode too.
+ESCAPING_FUNCTIONS = {
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal",
+    "pg_promote", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_start_backup",
+    "pg_stop_backup", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+    "pg_stat_reset_slru", "pg_stat_statements_reset", "pg_log_backend_memory_contexts",
+    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+    "pg_advisory_unlock", "pg_advisory_unlock_all", "pg_advisory_unlock_shared",
+    "lo_export", "lo_import", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync",
+    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
+    "dblink_fetch", "dblink_get_result",
+    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
+    "pg_logical_slot_get_changes", "pg_logical_slot_get_binary_changes", "pg_replication_slot_advance",
+    "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot", "pg_logical_emit_message",
+    "pg_replication_origin_create", "pg_replication_origin_drop", "pg_replication_origin_advance",
+    "nextval", "setval",
+}
+
+
+def check_escapes(statement: Statement) -> None:
+    """Refuse what a rolled-back transaction cannot undo (dry-run mode): calls in
+    :data:`ESCAPING_FUNCTIONS` and ``COPY`` to or from a program or a server file."""
+    for node, f in walk(statement.tree):
+        if node == "FuncCall":
+            name = _function_name(f)
+            if name in ESCAPING_FUNCTIONS:
+                raise _refuse(f"{name}() acts outside the transaction: rolling back would not undo it",
+                              "a dry run must leave nothing behind; run it yourself if it is intended")
+        elif node == "CopyStmt" and (f.get("is_program") or f.get("filename")):
+            raise _refuse("COPY to or from a program or a server file acts outside the transaction",
+                          "use COPY … FROM STDIN / TO STDOUT (psql's \\copy)")
+
+
+def _function_name(f: dict[str, Any]) -> str:
+    return qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1].lower()
+
+
+def check_calls(tree: Any) -> None:
+    """Deny-listed functions, relations and columns anywhere in ``tree`` (no statement-kind checks)."""
+    for node, f in walk(tree):
+        if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
+            raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
+                          "read pg_roles / pg_user for roles; password hashes are never returned")
+        if node == "FuncCall" and _function_name(f) in DENIED_FUNCTIONS:
+            raise _refuse(f"{_function_name(f)}() is not allowed in read-only mode (server files, other sessions, "
+                          "settings, locks, SQL run from strings)")
+
+
 def check_tree(tree: Any) -> None:
     for node, f in walk(tree):
         if node in WRITE_NODES:

@@ -1,0 +1,179 @@
+"""The one choke point for user SQL: every tool that sends SQL a caller wrote to a server calls
+:func:`admit` first, and runs user reads through :func:`reader`.
+
+Stable API (other modules depend on it; extend, do not change):
+
+``admit(db, sql, purpose) -> list[Statement]``
+    Before anything of ``sql`` reaches the server. Parses it (size cap, the server's grammar) and
+    applies the checks ``purpose`` and the access mode call for; raises
+    :class:`~agent19.safety.readonly.ReadOnlyViolation` (nothing ran), :class:`PrivilegedReader`
+    (reads would run as a privileged login) or :class:`~agent19.errors.ModeError`. Returns the
+    parsed statements. For reads and plans it also runs the catalog layer on the server, as the
+    login the reads will run under (names resolved as the server does, dependencies followed).
+
+``reader(db) -> ContextManager[Connection]``
+    A ``READ ONLY`` transaction, always rolled back, as the login user reads run under: the reader
+    login of ``--read-dsn`` / ``AGENT19_READ_DSN`` when set, else the main login. Its pooled session
+    is reset when it goes back to the pool (advisory locks released, settings and temporary objects
+    discarded), so no session-level effect outlives the call.
+
+``reader_login(db) -> LoginFacts``
+    Who user reads run as, and whether that login is privileged (superuser, or a member of
+    pg_read_server_files / pg_write_server_files / pg_execute_server_program / pg_signal_backend).
+
+Purposes:
+
+* ``READ`` — the SQL runs as a read (run_sql's read path, EXPLAIN ANALYZE of a read, validation
+  queries): exactly one statement that passes every layer of :mod:`agent19.safety.readonly`.
+* ``PLAN`` — the SQL is only planned (EXPLAIN without ANALYZE, HypoPG costs): one statement; a read
+  must pass the read-only guard; an INSERT/UPDATE/DELETE/MERGE is accepted because planning does not
+  run it, but no expression in it may call a denied or volatile function (the planner evaluates
+  immutable calls while planning, so what it calls is checked too).
+* ``TRIAL`` — the SQL runs inside a transaction that is always rolled back (EXPLAIN ANALYZE of a
+  write, a dry run), whatever the mode (at least dry-run): calls whose effect escapes the rollback
+  are refused (see ``WRITE`` in dry-run mode).
+* ``WRITE`` — the SQL may change things (dry-run: rolled back or in a scratch database; execute:
+  through the confirmation protocol). Refused in read-only mode. In dry-run mode, calls whose
+  effect escapes a rolled-back transaction (signals to other sessions, session advisory locks,
+  server files, other servers, replication slots, COPY to/from a program or a server file) are
+  refused. In execute mode only the parse happens here: :mod:`agent19.safety.protocol` judges
+  what may lose data.
+
+In read-only mode, ``READ`` and ``PLAN`` are refused when the reads would run as a privileged login,
+unless the operator opted in with ``--allow-privileged-reads`` / ``AGENT19_ALLOW_PRIVILEGED_READS``
+(see ``agent19 setup-role`` for the reader login to create instead).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent19.config import AccessMode
+from agent19.db.connection import Connection, Database
+from agent19.errors import Agent19Error
+from agent19.migrate.parse import Statement
+from agent19.safety import readonly
+from agent19.safety.run import parse_input
+
+
+class Purpose(StrEnum):
+    READ = "read"
+    PLAN = "plan"
+    TRIAL = "trial"
+    WRITE = "write"
+
+
+class PrivilegedReader(Agent19Error):
+    """User reads would run as a login that can reach beyond the database; nothing ran."""
+
+    exit_code = 1
+
+
+PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
+                    "pg_signal_backend")
+
+
+class LoginFacts(BaseModel):
+    login: str = Field(description="the login (session user) user reads run as")
+    separate_reader: bool = Field(description="true when reads use --read-dsn / AGENT19_READ_DSN")
+    superuser: bool
+    privileged_roles: list[str] = Field(default=[], description="powerful roles the login is a member of")
+    privileged: bool = Field(description="superuser or a member of a role that reaches files, programs "
+                             "or other sessions")
+    statement_timeout: str | None = None
+    allowed_by_opt_in: bool = Field(default=False, description="privileged, accepted because the operator "
+                                    "set --allow-privileged-reads")
+
+
+Q_LOGIN = """
+SELECT session_user AS login, r.rolsuper AS superuser, current_setting('statement_timeout') AS statement_timeout,
+       ARRAY(SELECT g FROM unnest(%s::text[]) g
+              WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g)
+                AND pg_has_role(session_user, g, 'MEMBER')) AS roles
+  FROM pg_roles r WHERE r.rolname = session_user
+"""
+
+
+def reader_login(db: Database) -> LoginFacts:
+    """Who user reads run as (asked of the server once per :class:`Database`)."""
+    cached: LoginFacts | None = getattr(db, "_gate_login", None)
+    if cached is not None:
+        return cached
+    rdb = db.reader_database()
+    with rdb.read() as conn:
+        row = conn.execute(Q_LOGIN, (list(PRIVILEGED_ROLES),)).fetchone()
+    assert row is not None
+    roles = list(row["roles"] or [])
+    privileged = bool(row["superuser"]) or bool(roles)
+    facts = LoginFacts(
+        login=row["login"], separate_reader=rdb is not db, superuser=bool(row["superuser"]),
+        privileged_roles=roles, privileged=privileged, statement_timeout=row["statement_timeout"],
+        allowed_by_opt_in=privileged and db.settings.allow_privileged_reads,
+    )
+    db._gate_login = facts  # type: ignore[attr-defined]
+    return facts
+
+
+def require_unprivileged_reader(db: Database) -> LoginFacts:
+    """In read-only mode, refuse to run user reads as a privileged login (unless opted in)."""
+    facts = reader_login(db)
+    if db.mode is AccessMode.READ_ONLY and facts.privileged and not db.settings.allow_privileged_reads:
+        what = "a superuser" if facts.superuser else "a member of " + ", ".join(facts.privileged_roles)
+        raise PrivilegedReader(
+            f"refused in read-only mode: user SQL would run as {facts.login!r}, {what}; through views, "
+            "functions and casts a statement can reach server files, programs and other sessions as that login",
+            "create a least-privilege reader login (`agent19 setup-role` prints the SQL) and pass its DSN as "
+            "--read-dsn / AGENT19_READ_DSN; or accept the risk explicitly with --allow-privileged-reads "
+            "(AGENT19_ALLOW_PRIVILEGED_READS=1)",
+        )
+    return facts
+
+
+def admit(db: Database, sql: str, purpose: Purpose) -> list[Statement]:
+    """The choke point: check ``sql`` for ``purpose`` before anything of it reaches the server."""
+    statements = parse_input(sql)
+    mode = db.mode
+    if purpose in (Purpose.WRITE, Purpose.TRIAL):
+        db.require(AccessMode.DRY_RUN, "running statements that may write")
+        if purpose is Purpose.TRIAL or mode is AccessMode.DRY_RUN:
+            for st in statements:
+                readonly.check_escapes(st)
+        return statements
+    if purpose is Purpose.READ:
+        st = readonly.check_statements(statements)
+    else:
+        st = readonly.check_plannable(statements)
+    require_unprivileged_reader(db)
+    with reader(db) as conn:
+        readonly.check_catalog(conn, st)
+    return [st]
+
+
+def admit_many(db: Database, sqls: list[str], purpose: Purpose) -> list[Statement]:
+    """:func:`admit` for each text (e.g. a workload's queries); one statement per text."""
+    out: list[Statement] = []
+    for sql in sqls:
+        out.extend(admit(db, sql, purpose))
+    return out
+
+
+@contextmanager
+def reader(db: Database) -> Iterator[Connection]:
+    """A READ ONLY transaction as the login user reads run under; always rolled back."""
+    with db.reader_database().read() as conn:
+        yield conn
+
+
+def cap_timeout_ms(conn: Connection, requested_ms: int | None) -> int | None:
+    """A caller's timeout, never above the session's statement_timeout (0 there means none)."""
+    if requested_ms is None:
+        return None
+    row: Any = conn.execute("SELECT setting::bigint AS ms FROM pg_settings WHERE name = 'statement_timeout'"
+                            ).fetchone()
+    session_ms = int(row["ms"]) if row else 0
+    return min(requested_ms, session_ms) if session_ms > 0 else requested_ms
