@@ -52,6 +52,13 @@ class Observation(BaseModel):
     duration_ms: float
     rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
     notices: list[str] = []
+    gone_names: dict[str, str] = Field(default={}, description="oid (as in locks) → a name, for relations that no "
+                                       "longer exist after the statement: see name_gone()")
+
+    def named_locks(self) -> list[HeldLock]:
+        """``locks`` with relations that no longer exist named instead of shown as bare oids."""
+        return [lk.model_copy(update={"relation": self.gone_names[lk.relation]}) if lk.relation in self.gone_names
+                else lk for lk in self.locks]
 
     def modes_on(self, relation: str) -> set[str]:
         return {lock.mode for lock in self.locks if lock.relation == relation}
@@ -67,7 +74,8 @@ class Observation(BaseModel):
 Q_FILENODES = """
 SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relfilenode
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'm', 'i', 't') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+ WHERE c.relkind IN ('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg_toast%%'
 """
 Q_LOCKS = """
@@ -117,10 +125,24 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Obse
     finally:
         conn.remove_notice_handler(on_notice)
     rewritten = sorted(
-        name for oid, (name, node) in before.items() if oid in after and after[oid][1] != node
+        name for oid, (name, node) in before.items() if oid in after and after[oid][1] != node and node != 0
     )
+    gone = {lk.relation: name_gone(lk, before).relation for lk in locks if lk.relation.isdigit()}
     return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
-                       notices=notices)
+                       notices=notices, gone_names=gone)
+
+
+def name_gone(lock: HeldLock, before: dict[int, tuple[str, int]]) -> HeldLock:
+    """Name a lock whose relation no longer exists (pg_locks then shows only its oid): a relation the
+    statement dropped is named as it was before; one it created and dropped again (the new heap and
+    indexes of a table rewrite) is called what it is, not shown as a bare number."""
+    if not lock.relation.isdigit():
+        return lock
+    oid = int(lock.relation)
+    if oid in before:
+        return lock.model_copy(update={"relation": f"{before[oid][0]} (dropped)"})
+    return lock.model_copy(update={"relation": f"transient relation {oid} (created and dropped by this statement, "
+                                               "e.g. a rewrite's new copy)"})
 
 
 def _get(row: Any, index: int, key: str) -> Any:

@@ -49,6 +49,7 @@ from agent19.migrate.dryrun_model import (
     Finding,
     LockComparison,
     LongestLock,
+    PriorLock,
     StatementError,
     StatementResult,
 )
@@ -138,19 +139,58 @@ def run_check(conn: psycopg.Connection[Any], check: ValidationCheck) -> CheckRes
                        phase=check.phase, passed=passed, value=value, error=error)
 
 
+def _rank(mode: str | None) -> int:
+    return LOCK_RANK.get(mode, -1) if mode else -1
+
+
+def _since(index: int) -> str:
+    return f"statement {index + 1}" if index >= 0 else "the 'before' checks"
+
+
+def _hidden(res: StatementResult) -> dict[str, list[PriorLock]]:
+    """Per relation, the modes held before this statement that outrank what it was seen to take: whether
+    it took them too is not visible in pg_locks, so its strongest mode there is unknown."""
+    new: dict[str, str] = {}
+    for lk in res.locks:
+        if _rank(lk.mode) > _rank(new.get(lk.relation)):
+            new[lk.relation] = lk.mode
+    out: dict[str, list[PriorLock]] = {}
+    for prior in res.held_before:
+        if _rank(prior.mode) > _rank(new.get(prior.relation)):
+            out.setdefault(prior.relation, []).append(prior)
+    return out
+
+
 def _compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> list[Finding]:
-    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table."""
+    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table.
+
+    A relation whose strongest mode is hidden by a lock an earlier statement holds is "not observed",
+    never compared: only a mode seen to be stronger than the prediction is a certain disagreement."""
     predicted = _predicted_locks(ops)
+    if res.untested:
+        res.lock_comparison = [LockComparison(relation=rel, predicted=mode, observed=None, agrees=None,
+                                              not_observed=f"could not test: {res.untested}")
+                               for rel, mode in sorted(predicted.items())]
+        return []
     observed: dict[str, str] = {}
     for lk in res.locks:
-        if lk.relation in existing and (lk.relation not in observed
-                                        or LOCK_RANK.get(lk.mode, -1) > LOCK_RANK[observed[lk.relation]]):
+        if lk.relation in existing and _rank(lk.mode) > _rank(observed.get(lk.relation)):
             observed[lk.relation] = lk.mode
-    res.lock_comparison = [
-        LockComparison(relation=rel, predicted=predicted.get(rel), observed=observed.get(rel),
-                       agrees=predicted.get(rel) == observed.get(rel))
-        for rel in sorted(set(predicted) | set(observed)) if rel in existing or rel in observed
-    ]
+    hidden = _hidden(res)
+    res.lock_comparison = []
+    for rel in sorted(set(predicted) | set(observed) | set(hidden)):
+        if not (rel in existing or rel in observed or rel in hidden):
+            continue
+        pred, seen = predicted.get(rel), observed.get(rel)
+        if rel in hidden:
+            priors = sorted(hidden[rel], key=lambda p: -_rank(p.mode))
+            why = ", ".join(f"{p.mode} already held since {_since(p.since)}" for p in priors) + "; not re-observed"
+            stronger = seen is not None and _rank(seen) > _rank(pred)
+            res.lock_comparison.append(LockComparison(
+                relation=rel, predicted=pred, observed=seen if stronger else None,
+                agrees=False if stronger else None, not_observed=why))
+        else:
+            res.lock_comparison.append(LockComparison(relation=rel, predicted=pred, observed=seen, agrees=pred == seen))
     res.predicted_rewrite = any(op.rewrite for op in ops) if ops else None
     res.observed_rewrite = bool(set(res.rewritten) & existing)
     if res.error is not None or res.ran_in == "skipped":
@@ -160,8 +200,13 @@ def _compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> 
         Finding(kind="lock_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
                 message=f"{c.relation}: predicted {c.predicted or 'no lock'}, the server took "
                 f"{c.observed or 'no lock'} — the prediction in {where} disagrees with the server")
-        for c in res.lock_comparison if not c.agrees
+        for c in res.lock_comparison if c.agrees is False
     ]
+    if res.ran_in != "scratch" and (unseen := [c for c in res.lock_comparison if c.not_observed]):
+        findings.append(Finding(
+            kind="not_observed", severity="info", statement=res.index, file=res.file, line=res.line,
+            message="lock not fully observed: " + "; ".join(f"{c.relation}: {c.not_observed}" for c in unseen)
+            + " (a re-observation needs a scratch database: CREATEDB)"))
     if res.predicted_rewrite is not None and res.predicted_rewrite != res.observed_rewrite:
         findings.append(Finding(
             kind="rewrite_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
@@ -180,6 +225,15 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                     results: list[StatementResult], progress: Progress, ran: list[str],
                     isolate: list[int], scratch_needed: list[int]) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint."""
+    first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
+
+    def note_held(index: int) -> set[tuple[str, str]]:
+        held = {(lk.relation, lk.mode) for lk in held_locks(conn)}
+        for pair in held:
+            first_taken.setdefault(pair, index)
+        return held
+
+    note_held(-1)  # the 'before' checks
     for stmt in stmts:
         ops = preds.get(stmt.index, [])
         res = _base(stmt, ops)
@@ -200,11 +254,12 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                     with conn.transaction():
                         conn.execute(stand_in)
                     ran.append(stand_in)
+                    note_held(stmt.index)
                     res.note += "; in the target's transaction the plain CREATE INDEX stood in for it"
                 except psycopg.Error:
                     pass
             continue
-        held_before = {(lk.relation, lk.mode) for lk in held_locks(conn)}
+        held_before = note_held(stmt.index - 1)
         try:
             with conn.transaction():
                 obs = observe(conn, stmt.sql)
@@ -218,8 +273,15 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         ran.append(stmt.sql)
         res.duration_ms = round(obs.duration_ms, 3)
         res.rows, res.notices, res.rewritten = obs.rows, obs.notices, obs.rewritten
-        res.locks = [lk for lk in obs.locks if (lk.relation, lk.mode) not in held_before]
-        if any((rel, mode) in held_before for rel, mode in _predicted_locks(ops).items()):
+        mine = {lk.relation for lk in obs.locks if (lk.relation, lk.mode) not in held_before}
+        names = obs.gone_names
+        res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
+                     if (lk.relation, lk.mode) not in held_before]
+        note_held(stmt.index)
+        mine |= set(_predicted_locks(ops)) | {t for op in ops for t in op.tables}
+        res.held_before = [PriorLock(relation=rel, mode=mode, since=first_taken.get((rel, mode), -1))
+                           for rel, mode in sorted(held_before) if rel in mine and not rel.startswith("pg_toast.")]
+        if _hidden(res):
             isolate.append(stmt.index)
 
 
@@ -267,8 +329,7 @@ def dry_run(
             except psycopg.Error as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 for i in scratch_needed:
-                    results[i].error = _error(statements[i], message=f"not observed: no scratch database ({reason})",
-                                              sqlstate=exc.sqlstate)
+                    results[i].untested = f"no scratch database ({reason})"
                 findings.append(Finding(kind="skipped", severity="warning", message=(
                     f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
@@ -281,6 +342,9 @@ def dry_run(
         if res.error:
             findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
                                     line=res.error.line, message=f"{res.error.message} ({res.error.sqlstate})"))
+        elif res.untested:
+            findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
+                                    line=res.line, message=f"could not test: {res.untested}"))
         elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
             findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"not run: {res.note}"))
@@ -294,11 +358,13 @@ def dry_run(
                                 message="the target's catalog changed: " + "; ".join(map(str, changed))))
     longest = _longest(results)
     passed = not any(f.severity == "error" for f in findings)
+    complete = all(r.locks_complete for r in results)
     total_ms = round((time.perf_counter() - started) * 1000, 3)
     summary = _summary(passed, results, findings, longest, total_ms)
     report(len(statements), len(statements), "dry run finished")
     return DryRunResult(
-        passed=passed, summary=summary, database=db.display_dsn, server_version=before.server_version,
+        passed=passed, complete=complete, summary=summary, database=db.display_dsn,
+        server_version=before.server_version,
         total_ms=total_ms, statements=results, findings=findings, checks=check_results, longest_lock=longest,
         scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
         leftovers_dropped=leftovers,
@@ -319,8 +385,17 @@ def _summary(passed: bool, results: list[StatementResult], findings: list[Findin
              total_ms: float) -> str:
     errors = sum(f.severity == "error" for f in findings)
     mismatches = sum(f.kind in ("lock_mismatch", "rewrite_mismatch") for f in findings)
-    text = (f"{'PASSED' if passed else 'FAILED'}: {len(results)} statements in {total_ms / 1000:.2f} s; "
+    untested = [r for r in results if r.untested]
+    verdict = "FAILED" if not passed else "COULD NOT TEST" if untested else "PASSED"
+    text = (f"{verdict}: {len(results)} statements in {total_ms / 1000:.2f} s; "
             f"{errors} error(s), {mismatches} prediction mismatch(es)")
+    if untested:
+        text += (f"; could not test {len(untested)} statement(s) "
+                 f"({', '.join(str(r.index + 1) for r in untested[:10])}): {untested[0].untested}")
+    unseen = [r for r in results if not r.untested and not r.locks_complete]
+    if unseen:
+        text += (f"; locks of {len(unseen)} statement(s) not fully observed "
+                 f"({', '.join(str(r.index + 1) for r in unseen[:10])}): already held since an earlier statement")
     if longest:
         text += (f"; longest lock: {longest.mode} on {longest.relation} for {longest.duration_ms:.0f} ms "
                  f"(statement {longest.statement + 1}, line {longest.line})")

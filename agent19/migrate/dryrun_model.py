@@ -30,8 +30,20 @@ class StatementError(BaseModel):
 class LockComparison(BaseModel):
     relation: str
     predicted: str | None = Field(description="lock mode the prediction table gives (pg_locks spelling)")
-    observed: str | None = Field(description="strongest mode the server showed for this statement")
-    agrees: bool
+    observed: str | None = Field(description="strongest mode the server showed for this statement; None when "
+                                 "not observed (see not_observed)")
+    agrees: bool | None = Field(description="None: could not be decided (the mode was already held)")
+    not_observed: str | None = Field(default=None, description="why the strongest mode is unknown, e.g. "
+                                     "'AccessExclusiveLock already held since statement 1; not re-observed'")
+
+
+class PriorLock(BaseModel):
+    """A lock the dry run's transaction already held when this statement ran: PostgreSQL shows a mode once
+    per transaction, so whether this statement took it too cannot be seen there."""
+
+    relation: str
+    mode: str
+    since: int = Field(description="0-based index of the statement that took it first")
 
 
 class StatementResult(BaseModel):
@@ -53,8 +65,12 @@ class StatementResult(BaseModel):
         default=False, description="locks re-observed in a transaction of its own (an earlier statement held "
         "the same mode, which hides it in pg_locks)",
     )
+    held_before: list[PriorLock] = Field(
+        default=[], description="locks on this statement's relations already held since an earlier statement and "
+        "not re-observed: this statement may have taken them too (empty once isolated)")
     notices: list[str] = []
     error: StatementError | None = None
+    untested: str | None = Field(default=None, description="why this statement could not be tested (not a failure)")
     extrapolated_ms: float | None = Field(default=None, description="duration scaled to the real table size")
     extrapolation: str | None = Field(default=None, description="how extrapolated_ms was computed")
     probes: list[Probe] = Field(default=[], description="blocking measurement: who waited for this statement")
@@ -63,6 +79,8 @@ class StatementResult(BaseModel):
     def strongest(self) -> tuple[str, str] | None:
         from agent19.db.observe import LOCK_RANK
 
+        if not self.locks_complete:
+            return None
         table_locks = [lk for lk in self.locks if lk.relkind in ("r", "p", "m")]
         if not table_locks:
             return None
@@ -70,9 +88,21 @@ class StatementResult(BaseModel):
         return best.mode, best.relation
 
 
+    @property
+    def locks_complete(self) -> bool:
+        """Every relation's strongest mode is known: no hidden mode outranks what was observed."""
+        return not any(c.not_observed for c in self.lock_comparison) and not self.untested
+
+    def not_observed_note(self) -> str | None:
+        notes = [f"{c.relation}: {c.not_observed}" for c in self.lock_comparison if c.not_observed]
+        if self.untested:
+            notes.append(f"could not test: {self.untested}")
+        return "; ".join(notes) or None
+
+
 class Finding(BaseModel):
-    kind: Literal["lock_mismatch", "rewrite_mismatch", "statement_error", "check_failed", "target_changed",
-                  "skipped", "rollback_not_verified"]
+    kind: Literal["lock_mismatch", "not_observed", "not_tested", "rewrite_mismatch", "statement_error",
+                  "check_failed", "target_changed", "skipped", "rollback_not_verified"]
     severity: Literal["error", "warning", "info"]
     statement: int | None = None
     file: str | None = None
@@ -121,7 +151,8 @@ class RollbackResult(BaseModel):
 class DryRunResult(BaseModel):
     ran_at: str = Field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                         description="when the dry run started")
-    passed: bool
+    passed: bool = Field(description="no statement, check or rollback failed (untested statements do not fail)")
+    complete: bool = Field(default=True, description="every statement was tested and every lock observed")
     summary: str
     database: str = Field(description="the target, password redacted")
     server_version: int
@@ -142,12 +173,16 @@ class DryRunResult(BaseModel):
         statements = []
         for s in self.statements:
             mine = [c for c in s.lock_comparison if c.observed or c.predicted]
-            observed = max((c.observed for c in mine if c.observed), key=_rank, default=None)
+            complete = s.locks_complete and s.error is None
+            # a partial observation is never cited as the statement's lock
+            observed = max((c.observed for c in mine if c.observed), key=_rank, default=None) if complete else None
             predicted = max((c.predicted for c in mine if c.predicted), key=_rank, default=None)
+            decided = [c.agrees for c in s.lock_comparison if c.agrees is not None]
             statements.append({
                 "order": s.index + 1, "seconds": None if s.duration_ms is None else s.duration_ms / 1000,
                 "observed_lock": observed, "predicted_lock": predicted, "rewrite": s.observed_rewrite,
-                "agrees": all(c.agrees for c in s.lock_comparison) if s.lock_comparison else None,
+                "agrees": (False if False in decided else True if complete and decided else None),
+                "not_observed": s.not_observed_note(),
             })
         lock = self.longest_lock
         return {

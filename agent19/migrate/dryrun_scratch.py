@@ -84,7 +84,7 @@ def _isolated(conn: psycopg.Connection[Any], res: StatementResult, stmt: Stateme
     conn.execute("BEGIN")
     try:
         obs = observe(conn, stmt.sql)
-        res.locks, res.isolated = obs.locks, True
+        res.locks, res.isolated, res.held_before = obs.named_locks(), True, []
     finally:
         conn.execute("ROLLBACK")
 

@@ -52,7 +52,7 @@ def apply_dry_run(planned: list[PlannedOperation], ops: list[Operation], dry: Dr
             update["lock_level"] = strongest[0]
         out.append(p.model_copy(update=update))
         for c in result.lock_comparison:
-            if not c.agrees:
+            if c.agrees is False:  # None: not observed (already held), never a disagreement
                 findings.append(PlanFinding(
                     rule="dry-run", severity="warning", operation=p.order,
                     message=f"the dry run observed {c.observed or 'no lock'} on {c.relation} where the plan "

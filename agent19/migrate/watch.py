@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from agent19.db.observe import Q_FILENODES, HeldLock
+from agent19.db.observe import Q_FILENODES, HeldLock, name_gone
 
 Q_WORKER_LOCKS = """
 SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind,
@@ -151,7 +151,7 @@ def watch_statement(
         result.duration_ms = round((ended[0] - (released if gated else started)) * 1000, 3)
         after = _filenodes(observer)
         result.rewritten = sorted(n for oid, (n, node) in before.items() if oid in after and after[oid][1] != node)
-        result.locks = sorted(seen.values(), key=lambda h: (h.relation, h.mode))
+        result.locks = sorted((name_gone(h, before) for h in seen.values()), key=lambda h: (h.relation, h.mode))
         return result
     finally:
         for conn in (gate, worker, observer):

@@ -140,6 +140,8 @@ class DryRunStatement(BaseModel):
     predicted_lock: str | None = None
     rewrite: bool | None = None
     agrees: bool | None = Field(default=None, description="observed lock no stronger than predicted")
+    not_observed: str | None = Field(default=None, description="what the dry run could not observe for this "
+                                     "statement (then observed_lock is None and the prediction is cited)")
 
 
 class DryRunEvidence(BaseModel):

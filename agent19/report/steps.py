@@ -110,6 +110,8 @@ def build_steps(
             notes.append("rewrites the whole table: needs free disk space about the table's size")
         mine = [f for f in plan.findings if f.operation == op.order]
         notes += [f"{f.severity} {f.rule}: {f.message}" for f in mine]
+        if seen is not None and seen.not_observed:
+            notes.append(f"dry run did not observe this step's lock ({seen.not_observed}): the predicted lock is cited")
         fixes = [f.fix for f in mine if f.fix and f.severity != "info"]
         steps.append(Step(
             order=op.order, title=op.description, table=op.table, sql=op.sql, kind=op.type,
