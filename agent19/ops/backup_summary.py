@@ -1,0 +1,85 @@
+"""The verdict of a backup verification: verified or not, why, and the restore-time estimate."""
+
+from __future__ import annotations
+
+from agent19.ops.backup_model import VerifyResult
+from agent19.units import human_duration, human_size
+
+
+def estimate(result: VerifyResult) -> None:
+    """RTO estimate: the measured restore time scaled linearly by bytes, from what was restored to the
+    whole database (physical: the whole cluster). Says so in :attr:`VerifyResult.estimate_method`."""
+    measured = result.durations_s.restore
+    whole, restored = result.sizes.database_bytes, result.sizes.restored_bytes
+    if whole and restored:
+        factor = whole / restored
+        result.restore_estimate_s = round(measured * factor, 3)
+        result.estimate_method = (
+            f"measured restore {human_duration(measured)} for {human_size(restored)} restored, scaled linearly "
+            f"to {human_size(whole)} ({'physical: the whole cluster' if result.kind != 'logical' else 'the database'}"
+            f"; ×{factor:.2f}); same hardware and parallelism assumed, WAL replay beyond the backup not included")
+    else:
+        result.restore_estimate_s = round(measured, 3)
+        result.estimate_method = "the measured restore time (sizes unknown, not scaled)"
+
+
+def finish(result: VerifyResult, display_dsn: str) -> VerifyResult:
+    result.database = display_dsn
+    bad_tables = [t for t in result.tables if not t.checksum_match]
+    bad_sequences = [s for s in result.sequences if not s.match]
+    failed_checks = [c for c in result.checks if not c.passed]
+    result.verified = not (result.errors or result.damaged_files or result.schema_differences or bad_tables
+                           or bad_sequences or failed_checks)
+    estimate(result)
+    rows = sum(t.rows_restored or 0 for t in result.tables)
+    if result.verified:
+        result.summary = (
+            f"{result.kind} backup verified: {len(result.tables)} table(s), {rows} row(s), schema and "
+            f"{len(result.sequences)} sequence(s) identical to the source; restore took "
+            f"{human_duration(result.durations_s.restore)} (whole-database estimate "
+            f"{human_duration(result.restore_estimate_s)})")
+        if result.checks:
+            result.summary += f"; {len(result.checks)} check(s) passed"
+        return result
+    reasons: list[str] = []
+    if result.damaged_files:
+        reasons.append(f"pg_verifybackup found {len(result.damaged_files)} damaged or missing file(s): "
+                       + ", ".join(result.damaged_files[:5]))
+    reasons += result.errors[:3]
+    for t in bad_tables[:5]:
+        reasons.append(f"table {t.table}: {t.note or 'checksum differs'} ({t.rows_source} → {t.rows_restored} rows)")
+    reasons += [f"schema: {d}" for d in result.schema_differences[:5]]
+    for s in bad_sequences[:5]:
+        reasons.append(f"sequence {s.sequence}: {s.source} → {s.restored}" + (f" ({s.note})" if s.note else ""))
+    for c in failed_checks[:5]:
+        reasons.append(f"check failed: {c.query} → {c.error or c.value}")
+    result.summary = f"{result.kind} backup NOT verified: " + "; ".join(reasons)
+    return result
+
+
+def render(result: VerifyResult) -> str:
+    """Text for people: the verdict first, then what differs, the timings and what was cleaned up."""
+    lines = [result.summary, f"source: {result.database}; restored into: {result.restored_into or '-'}"]
+    for t in result.tables:
+        mark = "ok" if t.checksum_match else "MISMATCH"
+        lines.append(f"  {mark:8} {t.table}: {t.rows_source} → {t.rows_restored} rows" + (
+            f" ({t.note})" if t.note else ""))
+    for s in result.sequences:
+        if not s.match:
+            lines.append(f"  MISMATCH sequence {s.sequence}: {s.source} → {s.restored}")
+    lines += [f"  schema: {d}" for d in result.schema_differences]
+    lines += [f"  error: {e}" for e in result.errors]
+    lines += [f"  damaged: {f}" for f in result.damaged_files]
+    for c in result.checks:
+        lines.append(f"  check {'passed' if c.passed else 'FAILED'}: {c.query}" + (
+            f" → {c.error or c.value}" if not c.passed else ""))
+    if result.recovered_to:
+        lines.append(f"recovered to: {result.recovered_to}")
+    d, z = result.durations_s, result.sizes
+    lines.append(f"durations: backup {human_duration(d.dump)}, restore {human_duration(d.restore)}, "
+                 f"verify {human_duration(d.verify)}; sizes: database {human_size(z.database_bytes)}, "
+                 f"backup {human_size(z.backup_bytes)}, restored {human_size(z.restored_bytes)}")
+    lines.append(f"restore estimate: {human_duration(result.restore_estimate_s)} — {result.estimate_method}")
+    lines += [f"note: {n}" for n in result.notes]
+    lines += [f"removed: {r}" for r in result.removed]
+    return "\n".join(lines)
