@@ -10,6 +10,14 @@ def estimate(result: VerifyResult) -> None:
     """RTO estimate: the measured restore time scaled linearly by bytes, from what was restored to the
     whole database (physical: the whole cluster). Says so in :attr:`VerifyResult.estimate_method`."""
     measured = result.durations_s.restore
+    if result.kind != "logical":
+        total = result.durations_s.dump + measured
+        result.restore_estimate_s = round(total, 3)
+        result.estimate_method = (
+            f"copying the whole cluster ({human_size(result.sizes.backup_bytes)}; measured as the base backup's "
+            f"{human_duration(result.durations_s.dump)}) + recovery to consistency ({human_duration(measured)}); "
+            "replaying archived WAL to a later point adds to it")
+        return
     whole, restored = result.sizes.database_bytes, result.sizes.restored_bytes
     if whole and restored:
         factor = whole / restored
