@@ -65,6 +65,8 @@ def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
     params = []
     for field_name, info in model.model_fields.items():
         name = info.alias or field_name
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("cli_only"):
+            continue  # e.g. a shell command to run: a person's choice at a terminal, never an MCP client's
         if info.is_required():
             default: Any = inspect.Parameter.empty
         elif info.default_factory is not None:

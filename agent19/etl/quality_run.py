@@ -1,0 +1,321 @@
+"""Running a checks file: one aggregate query per table, then the failing rows, named by key.
+
+Per table, all column-level metrics (row_count, missing, invalid, freshness, sum/avg/min/max) come
+from one scan; failing rows of a check are listed only when it warns or fails; duplicates, orphans
+and custom SQL each need their own query. Every query runs in a ``READ ONLY`` transaction under the
+session's ``statement_timeout`` (a timed-out query makes its checks ``error``, never ``pass``),
+inside a savepoint so one failing query does not stop the others. A table's queries share one
+``REPEATABLE READ`` snapshot, so the keys listed are the rows that were counted.
+
+Safety: a query that contains user-written SQL (a ``filter``, a ``sql`` check) is admitted by the
+one choke point, :func:`agent19.safety.gate.admit`, and runs through :func:`agent19.safety.gate.reader`
+(the least-privilege reader login when one is configured). Queries built only from catalog names
+(quoted identifiers, literals) run in the main login's READ ONLY transaction.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agent19.db.catalog import snapshot
+from agent19.db.connection import Connection, Database
+from agent19.db.models import SchemaSnapshot, Table
+from agent19.errors import Agent19Error
+from agent19.etl import quality_sql as q
+from agent19.etl.quality_model import (
+    COLUMN_METRICS,
+    ChecksFile,
+    CustomSql,
+    Duplicates,
+    Orphans,
+    SchemaCheck,
+    TableChecks,
+)
+from agent19.etl.quality_report import CheckResult, QualityReport, summarize, worst
+from agent19.safety import gate
+from agent19.safety.run import jsonable
+
+
+def resolve_key(table: Table, wanted: list[str] | None) -> tuple[list[str], str | None]:
+    """The columns naming a row: given, else the primary key, else a NOT NULL unique key, else ctid."""
+    if wanted:
+        missing = [k for k in wanted if table.column(k) is None]
+        if missing:
+            raise Agent19Error(f"key column {', '.join(missing)} is not in {table.qualified_name}")
+        return wanted, None
+    pk = next((c for c in table.constraints if c.type == "primary_key"), None)
+    if pk:
+        return pk.columns, None
+    for c in table.constraints:
+        if c.type == "unique" and all((col := table.column(n)) is not None and not col.nullable for n in c.columns):
+            return c.columns, f"no primary key: rows are named by the unique key {c.name}"
+    return ["ctid"], ("no primary key or NOT NULL unique key: rows are named by ctid (their physical place, which "
+                      "changes when a row is updated); declare a key or set key: in the checks file")
+
+
+class _Run:
+    def __init__(self, db: Database, max_keys: int) -> None:
+        self.db = db
+        self.max_keys = max_keys
+        self.queries = 0
+        self.timeout = f"{db.settings.statement_timeout_ms}ms"
+
+    # -- executing ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, user_sql: bool) -> Iterator[Connection]:
+        """The table's READ ONLY, REPEATABLE READ transaction (the gate's reader when user SQL is involved)."""
+        cm: AbstractContextManager[Connection] = gate.reader(self.db) if user_sql else self.db.read()
+        with cm as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield conn
+
+    def fetch(self, conn: Connection, query: sql.Composable | str, user_sql: bool) -> list[dict[str, Any]]:
+        """Rows of one query, in a savepoint; admitted by the gate first when it holds user SQL."""
+        text = query if isinstance(query, str) else query.as_string(conn)
+        if user_sql:
+            gate.admit(self.db, text, gate.Purpose.READ)
+        self.queries += 1
+        with conn.transaction():
+            cur = conn.cursor()
+            return list(cur.stream(text))
+
+    def error_message(self, exc: BaseException) -> str:
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return f"cancelled by statement_timeout ({self.timeout}): the check did not finish, so it did not pass"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return self.db.redact(text if isinstance(exc, Agent19Error) else f"PostgreSQL: {text}")
+
+    def keys(self, conn: Connection, listing: sql.Composable | str, width: int, user_sql: bool
+             ) -> tuple[int, list[Any]]:
+        """(total failing rows, the first ``max_keys`` keys) in one query."""
+        rows = self.fetch(conn, q.counted(sql.SQL(listing) if isinstance(listing, str) else listing, width,
+                                          self.max_keys), user_sql)
+        total = int(rows[0]["agent19_total"]) if rows else 0
+        out = []
+        for r in rows:
+            values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
+            out.append(values[0] if len(values) == 1 else values)
+        return total, out
+
+
+def _threshold_text(check: Any) -> str | None:
+    warn, fail = check.thresholds()
+    parts = ([f"warn when {warn.text}"] if warn else []) + ([f"fail when {fail.text}"] if fail else [])
+    if check.check == "freshness":
+        parts.append("value in seconds since the newest row")
+    return "; ".join(parts) or None
+
+
+def judge(check: Any, value: float | None) -> tuple[str, str | None]:
+    warn, fail = check.thresholds()
+    if value is None:
+        return ("fail" if fail else "warn"), "no value: no rows were measured"
+    if fail and fail.holds(value):
+        return "fail", None
+    if warn and warn.holds(value):
+        return "warn", None
+    return "pass", None
+
+
+def _result(check: Any, target: q.Target | None, table: str, **kw: Any) -> CheckResult:
+    base: dict[str, Any] = {"check": check.display_name(), "kind": check.check, "table": table,
+                            "threshold": _threshold_text(check)}
+    if target is not None:
+        base["key_columns"] = target.key
+        base["sample"] = target.sample_note()
+    return CheckResult(**(base | kw))
+
+
+def _number(value: Any) -> float | int | None:
+    if value is None or isinstance(value, int | float):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise Agent19Error(f"the value {str(value)[:40]!r} is not a number",
+                           "sum/avg/min/max need a numeric column; use freshness for timestamps") from None
+
+
+def _schema_result(conn: Connection, check: SchemaCheck, table: Table) -> CheckResult:
+    problems = [f"column {c} is missing" for c in check.columns if table.column(c) is None]
+    for name, expected in check.types.items():
+        col = table.column(name)
+        if col is None:
+            problems.append(f"column {name} is missing (expected type {expected})")
+            continue
+        row = conn.execute("SELECT format_type(to_regtype(%s), NULL) AS t", (re.sub(r"\(.*?\)", "", expected),)
+                           ).fetchone()
+        canonical = row["t"] if row else None
+        if canonical is None:
+            problems.append(f"type {expected!r} (for {name}) is not a type on this server")
+            continue
+        want_mod = re.search(r"\(([\d\s,]+)\)", expected)
+        have_mod = re.search(r"\(([\d\s,]+)\)", col.type)
+        have_base = re.sub(r"\([\d\s,]+\)", "", col.type)
+        same = have_base == canonical and (want_mod is None or (have_mod is not None and
+                                           want_mod.group(1).replace(" ", "") == have_mod.group(1).replace(" ", "")))
+        if not same:
+            problems.append(f"column {name} is {col.type}, expected {expected}")
+    status, note = judge(check, len(problems))
+    return _result(check, None, table.qualified_name, status=status, value=len(problems), details=problems,
+                   message=note)
+
+
+def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) -> list[CheckResult]:
+    table = snap.table(name)
+    if table is None:
+        msg = f"table {name} not found (as this login sees the catalog); give schema.table or check grants"
+        return [_result(c, None, name, status="error", message=msg) for c in spec.checks]
+    try:
+        key, key_note = resolve_key(table, spec.key)
+        table_filter = q.condition(spec.filter, f"{name}: filter") if spec.filter else None
+    except Agent19Error as exc:
+        return [_result(c, None, table.qualified_name, status="error", message=exc.message) for c in spec.checks]
+    check_filters: list[sql.Composable | None] = []
+    filter_errors: dict[int, str] = {}
+    for i, c in enumerate(spec.checks):
+        try:
+            check_filters.append(q.condition(c.filter, f"{c.display_name()}: filter") if c.filter else None)
+        except Agent19Error as exc:
+            check_filters.append(None)
+            filter_errors[i] = exc.message
+    user_sql = table_filter is not None or any(isinstance(c, CustomSql) or c.filter for c in spec.checks)
+    target = q.Target(table=table, key=key, key_note=key_note, sample=spec.sample, sample_method=spec.sample_method,
+                      seed=random.randint(1, 2**31 - 1), filter=table_filter, user_sql=user_sql)
+    results: dict[int, CheckResult] = {i: _result(c, target, table.qualified_name, status="error", message=m)
+                                       for i, m in filter_errors.items()}
+    tname = table.qualified_name
+    try:
+        with run.transaction(user_sql) as conn:
+            _metrics(run, conn, target, spec, check_filters, results)
+            for i, c in enumerate(spec.checks):
+                if i in results:
+                    continue
+                try:
+                    results[i] = _row_check(run, conn, snap, target, c, check_filters[i])
+                except (psycopg.Error, Agent19Error) as exc:
+                    results[i] = _result(c, target, tname, status="error", message=run.error_message(exc))
+    except (psycopg.Error, Agent19Error) as exc:  # the transaction could not start (e.g. privileged reader)
+        msg = run.error_message(exc)
+        for i, c in enumerate(spec.checks):
+            results.setdefault(i, _result(c, target, tname, status="error", message=msg))
+    return [results[i] for i in range(len(spec.checks))]
+
+
+def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
+             filters: list[sql.Composable | None], results: dict[int, CheckResult]) -> None:
+    """Every column-level metric of the table from one aggregate query, then the failing keys."""
+    todo = [(i, c) for i, c in enumerate(spec.checks) if c.check in COLUMN_METRICS and i not in results]
+    if not todo:
+        return
+    tname = target.table.qualified_name
+    query = q.aggregate_query(target, [e for i, c in todo for e in q.metric_columns(i, c, filters[i])])
+    try:
+        row = run.fetch(conn, query, target.user_sql)[0]
+    except (psycopg.Error, Agent19Error) as exc:
+        for i, c in todo:
+            results[i] = _result(c, target, tname, status="error", message=run.error_message(exc),
+                                 query=query.as_string(conn))
+        return
+    for i, c in todo:
+        try:
+            value = _number(row[f"m{i}"])
+        except Agent19Error as exc:
+            results[i] = _result(c, target, tname, status="error", message=exc.message)
+            continue
+        count = value if isinstance(value, int) else None
+        if c.check.endswith("_percent"):
+            count = int(value or 0)
+            denominator = int(row[f"d{i}"] or 0)
+            value = round(100.0 * count / denominator, 4) if denominator else 0.0
+        status, note = judge(c, value)
+        bad = q.failing_rows(c)
+        listing = q.keys_query(target, filters[i], bad) if bad is not None else None
+        rows_fail = bad is not None
+        res = _result(c, target, tname, status=status, value=value,
+                      message=(note or target.key_note) if rows_fail else note,
+                      query=(listing or query).as_string(conn), failing_count=count if rows_fail else None)
+        if listing is not None and status in ("warn", "fail") and count:
+            try:
+                total, keys = run.keys(conn, listing, len(target.key), target.user_sql)
+                res.failing_keys, res.keys_capped = keys, total > len(keys)
+            except (psycopg.Error, Agent19Error) as exc:
+                res.message = f"the failing keys could not be listed: {run.error_message(exc)}"
+        results[i] = res
+
+
+def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Target, check: Any,
+               check_filter: sql.Composable | None) -> CheckResult:
+    table = target.table
+    if isinstance(check, SchemaCheck):
+        return _schema_result(conn, check, table)
+    note = target.key_note
+    if isinstance(check, Duplicates):
+        missing = [c for c in check.columns if table.column(c) is None]
+        if missing:
+            raise Agent19Error(f"column {', '.join(missing)} is not in {table.qualified_name}")
+        listing: sql.Composable | str = q.duplicates_query(target, check, check_filter)
+        width, user_sql = len(target.key), target.user_sql
+    elif isinstance(check, Orphans):
+        parent = snap.table(check.references_table)
+        if parent is None:
+            raise Agent19Error(f"referenced table {check.references_table} not found")
+        pcols = check.references_columns or next((c.columns for c in parent.constraints if c.type == "primary_key"),
+                                                 None)
+        if not pcols or len(pcols) != len(check.columns):
+            raise Agent19Error(f"{parent.qualified_name} has no primary key matching {len(check.columns)} column(s)",
+                               "give references_columns")
+        declared = any(c.type == "foreign_key" and c.columns == check.columns and c.references_table ==
+                       parent.qualified_name for c in table.constraints)
+        note = "; ".join(x for x in (note, None if declared else "no foreign key is declared for these columns") if x)
+        listing = q.orphans_query(target, check, parent, pcols, check_filter)
+        width, user_sql = len(target.key), target.user_sql
+    elif isinstance(check, CustomSql):
+        statement = gate.admit(run.db, check.sql, gate.Purpose.READ)[0]
+        listing, width, user_sql = statement.sql, 0, True
+        note = "failing_keys are the rows the query returned"
+    else:
+        raise TypeError(check.check)
+    total, keys = _listing(run, conn, listing, width, user_sql)
+    status, judged = judge(check, total)
+    query_text = listing if isinstance(listing, str) else listing.as_string(conn)
+    return _result(check, target, table.qualified_name, status=status, value=total, failing_count=total,
+                   failing_keys=keys if status != "pass" else [], keys_capped=total > len(keys) and status != "pass",
+                   query=query_text, message=judged or note, key_columns=[] if width == 0 else target.key)
+
+
+def _listing(run: _Run, conn: Connection, listing: sql.Composable | str, width: int, user_sql: bool
+             ) -> tuple[int, list[Any]]:
+    if width == 0:  # custom SQL: its own columns, ordered as the query orders them
+        wrapped = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l").format(sql.SQL(listing))
+        if run.max_keys > 0:
+            wrapped = sql.SQL("{} LIMIT {}").format(wrapped, sql.Literal(run.max_keys))
+        rows = run.fetch(conn, wrapped, user_sql)
+        total = int(rows[0]["agent19_total"]) if rows else 0
+        keys = []
+        for r in rows:
+            values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
+            keys.append(values[0] if len(values) == 1 else values)
+        return total, keys
+    return run.keys(conn, listing, width, user_sql)
+
+
+def run_checks(db: Database, checks: ChecksFile, *, max_keys: int = 100) -> QualityReport:
+    """Run every check of ``checks``; errors become ``error`` results, never exceptions."""
+    started = time.monotonic()
+    run = _Run(db, max_keys)
+    with db.read() as conn:
+        snap = snapshot(conn)
+    results: list[CheckResult] = []
+    for name, spec in checks.tables.items():
+        results += _run_table(run, snap, name, spec)
+    summary = summarize(results, len(checks.tables), run.queries, time.monotonic() - started)
+    return QualityReport(status=worst(results), checks=results, summary=summary)
