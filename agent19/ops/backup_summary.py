@@ -40,6 +40,11 @@ def finish(result: VerifyResult, display_dsn: str) -> VerifyResult:
                            or bad_sequences or failed_checks)
     estimate(result)
     rows = sum(t.rows_restored or 0 for t in result.tables)
+    if result.verified and result.kind == "pitr":
+        result.summary = (
+            f"point-in-time recovery verified: recovered to {result.recovered_to or 'the end of the archive'} in "
+            f"{human_duration(result.durations_s.restore)}; {len(result.checks)} check(s) passed")
+        return result
     if result.verified:
         result.summary = (
             f"{result.kind} backup verified: {len(result.tables)} table(s), {rows} row(s), schema and "

@@ -1,0 +1,128 @@
+"""Point-in-time recovery drill: a base backup plus a directory WAL archive, recovered to a moment.
+
+The base backup (``base_backup``: a pg_basebackup directory, plain or tar, never modified — or a fresh
+one) is copied into the work directory, checked with pg_verifybackup, given ``recovery.signal``,
+``restore_command = 'cp <archive>/%f %p'``, ``recovery_target_time`` (when given; else recovery
+replays the whole archive) and ``recovery_target_action = 'promote'``, and started on a private
+socket. Then:
+
+* recovery stopped at the target → the ``checks`` (queries that must return true, e.g. "the row
+  committed before the target exists and the one committed after does not") run in the recovered
+  database, and the point reached is read from the server's log;
+* recovery ended before the target (PostgreSQL 13+ stops with "recovery ended before configured
+  recovery target was reached") → point-in-time recovery to that moment is impossible from this
+  backup and archive; the archive's gaps say where the chain breaks.
+
+Nothing is compared with the live source: the recovered copy is, by design, in the past.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from agent19.db.connection import Database
+from agent19.ops.backup_archive import scan_archive
+from agent19.ops.backup_model import CheckOutcome, Durations, Sizes, VerifyResult
+from agent19.ops.backup_physical import (
+    cluster_facts,
+    copy_existing,
+    prepare_copy,
+    start_copy,
+    take_base_backup,
+    verify_files,
+)
+from agent19.ops.backup_space import dir_bytes, require_free
+from agent19.ops.backup_summary import finish
+from agent19.ops.backup_workdir import give_to_server_user, work_dir
+
+Progress = Callable[[float, float | None, str | None], None]
+_STOPPED = re.compile(r"recovery stopping (?:before|after) (?:commit|abort) of transaction \d+, time (.+)")
+_LAST = re.compile(r"last completed transaction was at log time (.+)")
+_NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+def _conf(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _run_checks(dsn: str, checks: list[str]) -> list[CheckOutcome]:
+    out = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for query in checks:
+            try:
+                row = conn.execute(query).fetchone()  # the user's own query, on the throwaway copy
+                value = row[0] if row else None
+                out.append(CheckOutcome(query=query, passed=bool(value), value=None if value is None else str(value)))
+            except psycopg.Error as exc:
+                out.append(CheckOutcome(query=query, passed=False, error=str(exc).strip().splitlines()[0]))
+    return out
+
+
+def verify_pitr(
+    db: Database, *, archive_dir: str, base_backup: str | None = None, target_time: str | None = None,
+    checks: list[str] | None = None, work_base: str | None = None, progress: Progress | None = None,
+) -> VerifyResult:
+    say = progress or (lambda *a: None)
+    facts = cluster_facts(db)
+    major, dbname = int(facts["major"]), str(facts["dbname"])
+    user = conninfo_to_dict(db.dsn).get("user") or str(facts["usr"])
+    archive = Path(archive_dir).resolve()
+    scan = scan_archive(archive)
+    notes: list[str] = []
+    result = VerifyResult(verified=False, kind="pitr", summary="", database="")
+    with work_dir(Path(work_base) if work_base else None) as wd:
+        if base_backup:
+            require_free(wd.path, dir_bytes(Path(base_backup)), "the copy of the base backup")
+            base, backup_s = copy_existing(Path(base_backup), wd), 0.0
+        else:
+            require_free(wd.path, int(facts["cluster_bytes"] or 0), "the base backup")
+            say(0, None, "taking a base backup (pg_basebackup)")
+            base, backup_s = take_base_backup(db, wd, major)
+            notes.append("a fresh base backup: only WAL archived after now can be replayed")
+        backup_bytes = dir_bytes(base)
+        say(0, None, "pg_verifybackup")
+        verify_s, damaged, errors = verify_files(base, major)
+        startup_s = 0.0
+        if damaged or errors:
+            result.damaged_files, result.errors = damaged, [*errors, "recovery not attempted: pg_verifybackup failed"]
+        else:
+            prepare_copy(base)
+            (base / "recovery.signal").touch()
+            settings = {"restore_command": _conf(f"cp {shlex.quote(str(archive))}/%f %p"),
+                        "recovery_target_action": "'promote'", "log_min_messages": "'log'"}
+            if target_time:
+                settings["recovery_target_time"] = _conf(target_time)
+            give_to_server_user(wd.path)
+            say(0, None, f"recovering to {target_time or 'the end of the archive'}")
+            cluster, startup_s, failure = start_copy(wd, base, major, str(user), settings)
+            log_text = cluster.log_tail(200_000)
+            stopped = _STOPPED.findall(log_text) or _LAST.findall(log_text)
+            result.recovered_to = stopped[-1].strip() if stopped else None
+            if failure:
+                if _NOT_REACHED in failure or _NOT_REACHED in log_text:
+                    where = f"; the archive has a gap after {scan.gaps[0].after}" if scan.gaps else \
+                        f"; the archive ends at {scan.last}"
+                    result.errors.append(f"point-in-time recovery to {target_time} is impossible from this backup "
+                                         f"and archive: recovery ended before the target{where}")
+                else:
+                    result.errors.append(f"recovery failed: {failure}")
+            else:
+                start = time.monotonic()
+                result.checks = _run_checks(cluster.dsn(dbname), checks or [])
+                verify_s += time.monotonic() - start
+        for gap in scan.gaps:
+            notes.append(f"archive gap: {gap.missing_count} segment(s) missing from {gap.missing_first} "
+                         f"(timeline {gap.timeline}); recovery cannot pass {gap.after}")
+        result.restored_into = f"throwaway server recovered in {wd.path}"
+        result.removed = [f"work directory {wd.path} (base backup copy and throwaway server)"]
+    result.durations_s = Durations(dump=round(backup_s, 3), restore=round(startup_s, 3), verify=round(verify_s, 3))
+    result.sizes = Sizes(database_bytes=int(facts["cluster_bytes"] or 0) or None, backup_bytes=backup_bytes)
+    result.notes = [f"archive {archive}: {scan.segments} segment(s), {scan.first} … {scan.last}", *notes]
+    return finish(result, db.display_dsn)

@@ -1,0 +1,192 @@
+"""Can this server be recovered, and to how recent a point? (``backup_status``)
+
+Checks, each ``ok`` / ``warning`` / ``critical`` / ``unknown`` with the evidence and the fix:
+
+* ``archive_configured`` — archive_mode on and an archive_command or archive_library set;
+* ``archive_failures`` — a failure in ``pg_stat_archiver`` in the last hour is critical;
+* ``archive_ready`` — WAL segments waiting to be archived: warning ≥ 10, critical ≥ 15 (as
+  check_postgres' ``archive_ready``); unknown without superuser or pg_monitor;
+* ``last_archived_age`` — the age of the last archived segment; critical when segments wait and the
+  last success is older than the recovery-point objective (RPO);
+* ``backup_age`` — the newest backup (pgBackRest, WAL-G or a directory of base backups) against
+  the RPO;
+* ``archive_gaps`` — missing segments in a directory archive: recovery cannot replay past a gap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.config import parse_duration_ms
+from agent19.db.connection import Database
+from agent19.errors import InputError
+from agent19.ops import backup_archive as arch
+from agent19.ops.archiver import ArchiverStatus, archiver_status
+from agent19.units import human_duration
+
+Status = Literal["ok", "warning", "critical", "unknown"]
+RANK = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
+READY_WARNING, READY_CRITICAL = 10, 15
+FAILURE_WINDOW_S = 3600
+
+
+class StatusCheck(BaseModel):
+    check: str
+    status: Status
+    message: str
+    value: str | int | float | None = None
+    threshold: str | int | float | None = None
+    fix: str | None = None
+
+
+class BackupStatus(BaseModel):
+    status: Status = Field(description="the worst check")
+    summary: str
+    rpo_s: float | None = Field(description="the recovery-point objective given, in seconds")
+    checks: list[StatusCheck]
+    archiver: ArchiverStatus
+    newest_backup: arch.BackupEntry | None = None
+    backups: list[arch.BackupEntry] = []
+    archive: arch.ArchiveScan | None = None
+
+
+def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]:
+    out = []
+    if a.archive_mode == "off":
+        out.append(StatusCheck(check="archive_configured", status="critical", value="archive_mode=off",
+                               message="WAL archiving is off: point-in-time recovery is impossible",
+                               fix="ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '…'; "
+                                   "then restart PostgreSQL"))
+    elif not a.configured:
+        out.append(StatusCheck(check="archive_configured", status="critical", value="archive_command=''",
+                               message="archive_mode is on but neither archive_command nor archive_library is set: "
+                                       "WAL accumulates in pg_wal and nothing is archived",
+                               fix="ALTER SYSTEM SET archive_command = '…'; SELECT pg_reload_conf();"))
+    else:
+        what = f"archive_library={a.archive_library}" if a.archive_library else f"archive_command={a.archive_command}"
+        out.append(StatusCheck(check="archive_configured", status="ok", value=what,
+                               message=f"archive_mode={a.archive_mode}, {what}"))
+    failed_age = a.age_s(a.last_failed_time)
+    if failed_age is not None and failed_age <= FAILURE_WINDOW_S:
+        since = a.last_archived_time is not None and a.last_failed_time is not None \
+            and a.last_archived_time > a.last_failed_time
+        out.append(StatusCheck(
+            check="archive_failures", status="critical", value=a.failed_count, threshold="any in the last hour",
+            message=f"archiving {a.last_failed_wal} failed {human_duration(failed_age)} ago ({a.failed_count} "
+                    f"failure(s) since {a.stats_reset or 'statistics reset'})"
+                    + ("; it has succeeded since" if since else ""),
+            fix="read the server log for the archive_command's error; run the command by hand as the postgres "
+                "user with a real segment"))
+    else:
+        out.append(StatusCheck(check="archive_failures", status="ok", value=a.failed_count,
+                               threshold="any in the last hour", message="no archiving failure in the last hour"))
+    if a.ready_count is None:
+        out.append(StatusCheck(check="archive_ready", status="unknown", message="segments waiting to be archived: "
+                               "unknown — needs superuser or pg_monitor (pg_ls_archive_statusdir)"))
+    else:
+        level: Status = "critical" if a.ready_count >= READY_CRITICAL else \
+            "warning" if a.ready_count >= READY_WARNING else "ok"
+        out.append(StatusCheck(check="archive_ready", status=level, value=a.ready_count,
+                               threshold=f"warning ≥ {READY_WARNING}, critical ≥ {READY_CRITICAL}",
+                               message=f"{a.ready_count} WAL segment(s) waiting to be archived",
+                               fix=None if level == "ok" else "the archiver is failing or too slow: check "
+                               "archive_failures and the archive's storage"))
+    age = a.age_s(a.last_archived_time)
+    waiting = bool(a.ready_count) or (a.last_failed_time is not None and (
+        a.last_archived_time is None or a.last_failed_time > a.last_archived_time))
+    if age is None:
+        status: Status = "warning" if a.configured and waiting else "unknown" if a.configured else "ok"
+        out.append(StatusCheck(check="last_archived_age", status=status if a.archive_mode != "off" else "critical",
+                               message="no WAL segment has been archived" + (
+                                   " since the statistics were reset" if a.stats_reset else "")))
+    else:
+        late = rpo_s is not None and waiting and age > rpo_s
+        out.append(StatusCheck(
+            check="last_archived_age", status="critical" if late else "ok", value=round(age, 1),
+            threshold=rpo_s, message=f"last archived segment {a.last_archived_wal}, {human_duration(age)} ago"
+            + (f"; segments are waiting and the RPO is {human_duration(rpo_s)}" if late else ""),
+            fix="fix archiving: everything written since the last archived segment would be lost" if late else None))
+    return out
+
+
+def _backup_check(backups: list[arch.BackupEntry], rpo_s: float | None, now: datetime,
+                  given: bool) -> tuple[StatusCheck, arch.BackupEntry | None]:
+    dated = [b for b in backups if b.finished is not None]
+    newest = max(dated, key=lambda b: b.finished) if dated else None  # type: ignore[arg-type, return-value]
+    if not given:
+        return StatusCheck(check="backup_age", status="unknown", message="newest backup: unknown — pass "
+                           "--pgbackrest-info, --walg-backup-list or --backup-dir"), None
+    if newest is None or newest.finished is None:
+        return StatusCheck(check="backup_age", status="critical", message="no backup found",
+                           fix="take a base backup (pg_basebackup, pgBackRest, WAL-G) and verify it"), None
+    age = max(0.0, (now - newest.finished).total_seconds())
+    late = rpo_s is not None and age > rpo_s
+    return StatusCheck(
+        check="backup_age", status="critical" if late else "ok", value=round(age, 1), threshold=rpo_s,
+        message=f"newest backup {newest.label} ({newest.source}) finished {human_duration(age)} ago"
+        + (f", older than the RPO ({human_duration(rpo_s)})" if late else
+           "" if rpo_s is None else f", within the RPO ({human_duration(rpo_s)})"),
+        fix="take a backup now, and schedule them more often than the RPO" if late else None), newest
+
+
+def _gap_check(scan: arch.ArchiveScan) -> StatusCheck:
+    if not scan.gaps:
+        return StatusCheck(check="archive_gaps", status="ok", value=0,
+                           message=f"{scan.segments} segment(s) in {scan.directory}, {scan.first} … {scan.last}, "
+                                   "no gap")
+    first = scan.gaps[0]
+    return StatusCheck(
+        check="archive_gaps", status="critical", value=len(scan.gaps),
+        message=f"{sum(g.missing_count for g in scan.gaps)} segment(s) missing from {scan.directory}, first "
+                f"{first.missing_first}: point-in-time recovery from an earlier base backup cannot go past "
+                f"{first.after}",
+        fix="take a new base backup now: recovery from it does not need the missing segments")
+
+
+def parse_rpo(text: str) -> float:
+    """``'15min'`` / ``'24h'`` / ``'1d'`` → seconds; a unit is required."""
+    value = text.strip()
+    if value.endswith("d") and value[:-1].strip().isdigit():
+        return int(value[:-1]) * 86400.0
+    if value.isdigit():
+        raise InputError(f"rpo {text!r} has no unit", "e.g. --rpo 15min, --rpo 24h, --rpo 1d")
+    return parse_duration_ms(value, "rpo") / 1000
+
+
+def backup_status(db: Database, *, rpo: str | None = None, pgbackrest_info: str | None = None,
+                  walg_backup_list: str | None = None, backup_dir: str | None = None,
+                  archive_dir: str | None = None) -> BackupStatus:
+    rpo_s = parse_rpo(rpo) if rpo else None
+    with db.read() as conn:
+        a = archiver_status(conn)
+    checks = _archive_checks(a, rpo_s)
+    backups: list[arch.BackupEntry] = []
+    if pgbackrest_info:
+        backups += arch.from_pgbackrest(pgbackrest_info)
+    if walg_backup_list:
+        backups += arch.from_walg(walg_backup_list)
+    if backup_dir:
+        backups += arch.from_directory(Path(backup_dir))
+    check, newest = _backup_check(backups, rpo_s, a.now, bool(pgbackrest_info or walg_backup_list or backup_dir))
+    checks.append(check)
+    scan = arch.scan_archive(Path(archive_dir), a.wal_segment_bytes) if archive_dir else None
+    if scan:
+        checks.append(_gap_check(scan))
+    worst = max((c.status for c in checks), key=lambda s: RANK[s])
+    bad = [c for c in checks if c.status in ("warning", "critical")]
+    summary = f"backups and archiving: {worst}" + (": " + "; ".join(c.message for c in bad) if bad else "")
+    return BackupStatus(status=worst, summary=summary, rpo_s=rpo_s, checks=checks, archiver=a, newest_backup=newest,
+                        backups=backups, archive=scan)
+
+
+def render(s: BackupStatus) -> str:
+    lines = [s.summary]
+    for c in s.checks:
+        lines.append(f"  {c.status:8} {c.check}: {c.message}")
+        if c.fix and c.status != "ok":
+            lines.append(f"           fix: {c.fix}")
+    return "\n".join(lines)
