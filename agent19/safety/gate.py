@@ -11,6 +11,9 @@ Stable API (other modules depend on it; extend, do not change):
     parsed statements. For reads and plans it also runs the catalog layer on the server, as the
     login the reads will run under (names resolved as the server does, dependencies followed).
 
+``admit_parsed(db, statements, purpose) -> list[Statement]``
+    The same for statements already parsed (migration files, keeping their file and line).
+
 ``reader(db) -> ContextManager[Connection]``
     A ``READ ONLY`` transaction, always rolled back, as the login user reads run under: the reader
     login of ``--read-dsn`` / ``AGENT19_READ_DSN`` when set, else the main login. Its pooled session
@@ -29,6 +32,8 @@ Purposes:
   must pass the read-only guard; an INSERT/UPDATE/DELETE/MERGE is accepted because planning does not
   run it, but no expression in it may call a denied or volatile function (the planner evaluates
   immutable calls while planning, so what it calls is checked too).
+* ``REPORT`` — the SQL is only parsed and described from the catalog (a confirmation report),
+  never run or planned: any statement kind, but no denied function or credential relation anywhere.
 * ``TRIAL`` — the SQL runs inside a transaction that is always rolled back (EXPLAIN ANALYZE of a
   write, a dry run), whatever the mode (at least dry-run): calls whose effect escapes the rollback
   are refused (see ``WRITE`` in dry-run mode).
@@ -38,6 +43,10 @@ Purposes:
   server files, other servers, replication slots, COPY to/from a program or a server file) are
   refused. In execute mode only the parse happens here: :mod:`agent19.safety.protocol` judges
   what may lose data.
+
+Marking the fields that carry user SQL: a tool's args model declares each such field with
+``json_schema_extra=gate.user_sql("statement")`` (see :data:`SQL_KINDS`); ``tests/test_choke_point.py``
+refuses a tool whose SQL-looking field carries no declaration and proves every declared one is gated.
 
 In read-only mode, ``READ`` and ``PLAN`` are refused when the reads would run as a privileged login,
 unless the operator opted in with ``--allow-privileged-reads`` / ``AGENT19_ALLOW_PRIVILEGED_READS``
@@ -64,6 +73,7 @@ from agent19.safety.run import parse_input
 class Purpose(StrEnum):
     READ = "read"
     PLAN = "plan"
+    REPORT = "report"
     TRIAL = "trial"
     WRITE = "write"
 
@@ -72,6 +82,34 @@ class PrivilegedReader(Agent19Error):
     """User reads would run as a login that can reach beyond the database; nothing ran."""
 
     exit_code = 1
+
+
+USER_SQL = "user_sql"
+SQL_KINDS = {
+    "statement": "one statement, sent to the server (through admit)",
+    "statements": "a list of statements, each sent to the server (through admit)",
+    "script": "a migration script (many statements), sent to the server (through admit_parsed)",
+    "files": "paths of SQL files whose statements are sent to the server (through admit_parsed)",
+    "expression": "an SQL fragment (SET list, WHERE condition) built into a statement sent through admit",
+    "text": "SQL that is only parsed or written into generated text, never sent to a server",
+}
+
+
+def user_sql(kind: str) -> dict[str, Any]:
+    """``json_schema_extra`` for a field carrying user SQL: ``Field(..., json_schema_extra=user_sql("statement"))``."""
+    if kind not in SQL_KINDS:
+        raise ValueError(f"unknown user SQL kind {kind!r}; one of {sorted(SQL_KINDS)}")
+    return {USER_SQL: kind}
+
+
+def marked_fields(model: type[BaseModel]) -> dict[str, str]:
+    """The fields of an args model declared as carrying user SQL, with their kind."""
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and isinstance(extra.get(USER_SQL), str):
+            out[name] = str(extra[USER_SQL])
+    return out
 
 
 PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
@@ -136,8 +174,16 @@ def require_unprivileged_reader(db: Database) -> LoginFacts:
 
 def admit(db: Database, sql: str, purpose: Purpose) -> list[Statement]:
     """The choke point: check ``sql`` for ``purpose`` before anything of it reaches the server."""
-    statements = parse_input(sql)
+    return admit_parsed(db, parse_input(sql), purpose)
+
+
+def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) -> list[Statement]:
+    """:func:`admit` for statements already parsed."""
     mode = db.mode
+    if purpose is Purpose.REPORT:
+        for st in statements:
+            readonly.check_calls(st.tree)
+        return statements
     if purpose in (Purpose.WRITE, Purpose.TRIAL):
         db.require(AccessMode.DRY_RUN, "running statements that may write")
         if purpose is Purpose.TRIAL or mode is AccessMode.DRY_RUN:
@@ -150,7 +196,7 @@ def admit(db: Database, sql: str, purpose: Purpose) -> list[Statement]:
         st = readonly.check_plannable(statements)
     require_unprivileged_reader(db)
     with reader(db) as conn:
-        readonly.check_catalog(conn, st)
+        readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)
     return [st]
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from agent19.errors import Agent19Error
 from agent19.migrate.parse import Statement
 from agent19.safety.facts import range_var_name
+from agent19.safety.readonly_catalog import Resolver
 from agent19.sqltree import qualified_name, walk
 
 ALLOWED = {"SelectStmt", "ExplainStmt", "VariableShowStmt"}
@@ -60,16 +61,39 @@ DENIED_FUNCTIONS = {
     "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes", "pg_logical_emit_message",
     "pg_replication_slot_advance", "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot",
     "pg_replication_origin_create", "pg_replication_origin_drop",
+    # SQL given as a string, run by the function (found in pg_proc by argument names and in contrib)
+    "ts_stat", "ts_rewrite", "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby",
+    # maintenance that writes, configuration files, recovery
+    "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range", "gin_clean_pending_list",
+    "pg_show_all_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_wal_replay_pause",
+    "pg_wal_replay_resume", "pg_import_system_collations", "pg_sync_replication_slots",
 }
+DENIED_PREFIXES = (
+    "dblink", "lo_", "pg_file_", "pg_ls_", "pg_read_", "pg_stat_reset", "pg_advisory", "pg_try_advisory",
+    "pg_replication_origin", "pg_create_", "pg_drop_replication", "pg_copy_", "pg_logical_", "postgres_fdw_",
+    "pg_wal_replay_", "query_to_", "cursor_to_", "table_to_xml", "schema_to_xml", "database_to_xml", "crosstab",
+    "pg_backup_", "pg_terminate", "pg_cancel",
+)
 DENIED_RELATIONS = {
     "pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_statistic", "pg_largeobject",
     "pg_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_auth_members",
+    # credentials of foreign servers and subscriptions, also through information_schema
+    "user_mapping_options", "user_mappings", "_pg_user_mappings", "pg_subscription",
 }
-DENIED_COLUMNS = {"rolpassword", "passwd", "umoptions"}
+DENIED_COLUMNS = {"rolpassword", "passwd", "umoptions", "subconninfo"}
 HARMLESS_VOLATILE = {
     "random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v4",
     "pg_sleep", "pg_sleep_for", "pg_sleep_until",
+    # statistics functions behind views people read (pg_stat_statements, pg_locks, pg_buffercache…)
+    "pg_stat_statements", "pg_stat_statements_info", "pg_lock_status", "pg_buffercache_pages", "hypopg",
+    "hypopg_relation_size", "hypopg_get_indexdef", "pg_stat_get_wal_receiver", "pg_stat_get_subscription",
 }
+
+
+def denied_function(name: str) -> bool:
+    """A function name that read-only mode never calls, whatever schema it is in."""
+    name = name.lower()
+    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
 
 
 class ReadOnlyViolation(Agent19Error):
@@ -165,7 +189,7 @@ def check_calls(tree: Any) -> None:
         if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
             raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
                           "read pg_roles / pg_user for roles; password hashes are never returned")
-        if node == "FuncCall" and _function_name(f) in DENIED_FUNCTIONS:
+        if node == "FuncCall" and denied_function(_function_name(f)):
             raise _refuse(f"{_function_name(f)}() is not allowed in read-only mode (server files, other sessions, "
                           "settings, locks, SQL run from strings)")
 
@@ -185,37 +209,16 @@ def check_tree(tree: Any) -> None:
             if names & DENIED_COLUMNS:
                 raise _refuse(f"column {', '.join(sorted(n for n in names & DENIED_COLUMNS if n))} holds credentials")
         if node == "FuncCall":
-            name = qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1]
-            if name in DENIED_FUNCTIONS:
+            name = _function_name(f)
+            if denied_function(name):
                 raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
                               "locks, SQL run from strings)")
 
 
-Q_FUNCS = """
-SELECT p.proname, n.nspname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE p.proname = %(name)s AND p.provolatile = 'v'
-   AND (CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY(current_schemas(true)) ELSE n.nspname = %(schema)s END)
-"""
-Q_OPERATORS = """
-SELECT o.oprname, p.proname FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode
- WHERE o.oprname = %s AND p.provolatile = 'v'
-"""
-
-
-def check_catalog(conn: Any, statement: Statement) -> None:
-    """Layer 3: refuse volatile functions and operators (from ``pg_proc``), except harmless built-ins."""
-    for node, f in walk(statement.tree):
-        if node == "FuncCall":
-            written = qualified_name(f.get("funcname", []))
-            schema, _, name = written.rpartition(".")
-            if name in HARMLESS_VOLATILE and schema in {"", "pg_catalog"}:
-                continue
-            rows = conn.execute(Q_FUNCS, {"name": name, "schema": schema or None}).fetchall()
-            if rows:
-                raise _refuse(f"{written}() is a volatile function: it may change data or state",
-                              "only stable and immutable functions run in read-only mode")
-        elif node == "A_Expr":
-            op = qualified_name(f.get("name", [])).rsplit(".", 1)[-1]
-            row = conn.execute(Q_OPERATORS, (op,)).fetchone() if op else None
-            if row:
-                raise _refuse(f"operator {op} calls the volatile function {row['proname']}()")
+def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = False) -> None:
+    """Layer 3: what the statement calls and reads as the server resolves it, followed through views,
+    operators, casts and function bodies (:mod:`agent19.safety.readonly_catalog`). ``planning_only``:
+    the statement is planned, never executed, so its own volatile calls do not run."""
+    resolver = Resolver(conn, _refuse, denied_function=denied_function, denied_relations=DENIED_RELATIONS,
+                        harmless_volatile=HARMLESS_VOLATILE)
+    resolver.check_statement(statement.tree, planning_only=planning_only)

@@ -1,0 +1,337 @@
+"""Layer 3 of the read-only guard: what a statement really calls, as the server resolves it.
+
+The text of a statement does not show everything it runs. This layer asks the catalog:
+
+* **Names resolve as the server resolves them.** ``fn()`` is looked up in the session's search path
+  (pg_catalog first), ``s.fn()`` in schema ``s``, ``db.s.fn()`` only when ``db`` is the current
+  database (else refused: the server would not run it either, and a guard must not guess); longer
+  names are refused. Every overload of a name counts (the argument types are not resolved here:
+  the cautious reading).
+* **What runs without being written.** Views are followed through their rewrite rules'
+  dependencies (``pg_rewrite`` → ``pg_depend``) to the functions, operators and relations they use;
+  row-level security policies of the tables read, likewise; operators to their functions
+  (the implicit ``=``/``<`` of joins, sorts and IN lists included); casts to their cast functions,
+  the target type's input function and a domain's CHECK constraints; user-defined implicit casts;
+  ``t.fn`` (a function called with attribute notation).
+* **Function bodies.** Built-in functions are judged by name (the deny-list) and volatility. A
+  user-defined function is read: a SQL-standard body (``BEGIN ATOMIC``) through ``pg_depend``; a
+  ``LANGUAGE sql`` body is parsed; a PL/pgSQL body is scanned for the functions it calls and refused
+  if it runs dynamic SQL (``EXECUTE``); a body in any other language cannot be read and is refused,
+  as is a ``SECURITY DEFINER`` function (it runs with its owner's privileges, across the reader's
+  boundary). Callees are judged the same way, recursively.
+* **Relations that carry credentials or reach outside.** ``pg_authid``, user mappings (also through
+  ``information_schema.user_mapping_options``), subscriptions' connection strings; foreign tables
+  other than ``postgres_fdw`` (``file_fdw`` runs programs and reads server files when read).
+
+What a catalog cannot see (C code, other servers) stays the server's to enforce: the reader login
+(``--read-dsn``) and the READ ONLY transaction are the boundary; this layer is the first filter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast.parser import ParseError
+
+from agent19.sqltree import parse_json, walk
+
+FIRST_NORMAL_OID = 16384
+"""Objects with a lower oid were created by initdb: the built-ins."""
+IMPLICIT_OPERATORS = ("=", "<>", "<", ">", "<=", ">=")
+MAX_FUNCTIONS = 500
+READABLE_LANGUAGES = {"sql", "plpgsql"}
+TRUSTED_CODE = {"c", "internal"}
+ALLOWED_FDWS = {"postgres_fdw"}
+_PLPGSQL_CALL = re.compile(r"([A-Za-z_][\w$]*)\s*\(")
+_PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
+
+Refuse = Callable[[str, str], Exception]
+
+
+@dataclass
+class Written:
+    """What the statement's text names, before resolution."""
+
+    functions: list[list[str]] = field(default_factory=list)
+    operators: set[str] = field(default_factory=set)
+    relations: list[dict[str, Any]] = field(default_factory=list)
+    casts: list[list[str]] = field(default_factory=list)
+    columns: set[str] = field(default_factory=set)
+    ctes: set[str] = field(default_factory=set)
+
+
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return [n.get("String", {}).get("sval", "") for n in items]
+
+
+def written(tree: Any) -> Written:
+    w = Written(operators=set(IMPLICIT_OPERATORS))
+    for node, f in walk(tree):
+        if node == "FuncCall":
+            w.functions.append(_names(f.get("funcname", [])))
+        elif node == "A_Expr":
+            op = _names(f.get("name", []))
+            if op:
+                w.operators.add(op[-1])
+        elif node == "RangeVar":
+            w.relations.append(f)
+        elif node == "TypeCast":
+            w.casts.append(_names(f.get("typeName", {}).get("names", [])))
+        elif node == "ColumnRef":
+            w.columns |= {n for n in _names(f.get("fields", [])) if n}
+        elif node == "CommonTableExpr":
+            w.ctes.add(f.get("ctename", ""))
+    return w
+
+
+Q_FUNCTION_FACTS = """
+SELECT p.oid::bigint AS oid, n.nspname AS schema, p.proname AS name, p.provolatile AS volatile,
+       p.prosecdef AS definer, l.lanname AS language, p.prosrc AS source, p.prosqlbody IS NOT NULL AS atomic
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.oid = ANY(%s::oid[])
+"""
+Q_FUNCS_IN_PATH = """
+SELECT p.oid::bigint AS oid FROM pg_proc p
+ WHERE p.proname = %(name)s
+   AND p.pronamespace = ANY(SELECT s::regnamespace FROM unnest(current_schemas(true)) s)
+"""
+Q_FUNCS_IN_SCHEMA = """
+SELECT p.oid::bigint AS oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE p.proname = %(name)s AND n.nspname = %(schema)s
+"""
+Q_FUNCS_ANYWHERE = "SELECT oid::bigint AS oid FROM pg_proc WHERE proname = ANY(%s)"
+Q_ATTRIBUTE_FUNCS = f"""
+SELECT oid::bigint AS oid FROM pg_proc WHERE proname = ANY(%s) AND pronargs = 1 AND oid >= {FIRST_NORMAL_OID}
+"""
+Q_OPERATOR_FUNCS = f"""
+SELECT o.oprcode::oid::bigint AS oid FROM pg_operator o
+ WHERE o.oprname = ANY(%s) AND o.oprcode <> 0 AND (o.oid >= {FIRST_NORMAL_OID} OR o.oprcode::oid >= {FIRST_NORMAL_OID})
+"""
+Q_IMPLICIT_CASTS = f"""
+SELECT castfunc::bigint AS oid FROM pg_cast
+ WHERE castfunc <> 0 AND castcontext IN ('i', 'a') AND (oid >= {FIRST_NORMAL_OID} OR castfunc >= {FIRST_NORMAL_OID})
+"""
+Q_CAST_TARGET = """
+SELECT t.oid::bigint AS type, t.typinput::oid::bigint AS input,
+       ARRAY(SELECT castfunc::bigint FROM pg_cast WHERE casttarget = t.oid AND castfunc <> 0) AS casts,
+       ARRAY(SELECT con.oid::bigint FROM pg_constraint con WHERE con.contypid = t.oid) AS constraints
+  FROM pg_type t WHERE t.oid = to_regtype(%s)
+"""
+Q_RELATION = """
+SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
+       (SELECT w.fdwname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+          JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])
+"""
+Q_DEPENDENCIES = """
+SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid,
+       CASE WHEN d.refclassid = 'pg_operator'::regclass
+            THEN (SELECT oprcode::oid::bigint FROM pg_operator WHERE oid = d.refobjid) END AS opfunc
+  FROM pg_depend d
+ WHERE d.classid = %(class)s::regclass AND d.objid = ANY(%(oids)s::oid[])
+   AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_operator'::regclass)
+"""
+Q_RULES = "SELECT oid::bigint AS oid FROM pg_rewrite WHERE ev_class = ANY(%s::oid[])"
+Q_POLICIES = "SELECT oid::bigint AS oid FROM pg_policy WHERE polrelid = ANY(%s::oid[])"
+
+
+class Resolver:
+    """Walks from a statement to every function and relation it can run or read; refuses on the way."""
+
+    def __init__(self, conn: Any, refuse: Refuse, *, denied_function: Callable[[str], bool],
+                 denied_relations: set[str], harmless_volatile: set[str]) -> None:
+        self.conn = conn
+        self.refuse = refuse
+        self.denied_function = denied_function
+        self.denied_relations = denied_relations
+        self.harmless_volatile = harmless_volatile
+        self.seen_functions: set[int] = set()
+        self.seen_relations: set[int] = set()
+
+    # -- the statement ------------------------------------------------------------------------
+    def check_statement(self, tree: Any, *, planning_only: bool) -> None:
+        w = written(tree)
+        direct: set[int] = set()
+        for parts in w.functions:
+            direct |= self.resolve_function(parts)
+        through: set[int] = set()
+        through |= self._oids(Q_OPERATOR_FUNCS, (sorted(w.operators),))
+        through |= self._oids(Q_IMPLICIT_CASTS, None)
+        if w.columns:
+            through |= self._oids(Q_ATTRIBUTE_FUNCS, (sorted(w.columns),))
+        for parts in w.casts:
+            through |= self._cast_functions(parts)
+        rels: set[int] = set()
+        for rv in w.relations:
+            if not rv.get("schemaname") and not rv.get("catalogname") and rv.get("relname") in w.ctes:
+                continue
+            rels |= self.resolve_relation(rv)
+        self.check_functions(direct, top_level=True, planning_only=planning_only)
+        self.check_functions(through, top_level=False, planning_only=planning_only)
+        self.check_relations(rels)
+
+    # -- resolution ---------------------------------------------------------------------------
+    def _oids(self, query: str, params: Any) -> set[int]:
+        return {int(r["oid"]) for r in self.conn.execute(query, params).fetchall() if r["oid"] is not None}
+
+    def _current_database(self, catalog: str, written_name: str) -> None:
+        row = self.conn.execute("SELECT current_database() AS db").fetchone()
+        if row["db"] != catalog:
+            raise self.refuse(f"{written_name} names another database ({catalog!r}); the server reads only "
+                              f"its current database ({row['db']!r})", "leave out the database name")
+
+    def resolve_function(self, parts: list[str]) -> set[int]:
+        written_name = ".".join(parts)
+        if len(parts) > 3 or not parts:
+            raise self.refuse(f"{written_name}() is not a function name the server resolves",
+                              "call it as name(…) or schema.name(…)")
+        if len(parts) == 3:
+            self._current_database(parts[0], written_name + "()")
+            parts = parts[1:]
+        if len(parts) == 2:
+            return self._oids(Q_FUNCS_IN_SCHEMA, {"schema": parts[0], "name": parts[1]})
+        return self._oids(Q_FUNCS_IN_PATH, {"name": parts[0]})
+
+    def resolve_relation(self, rv: dict[str, Any]) -> set[int]:
+        parts = [p for p in (rv.get("catalogname"), rv.get("schemaname"), rv.get("relname")) if p]
+        written_name = ".".join(parts)
+        if rv.get("catalogname"):
+            self._current_database(rv["catalogname"], written_name)
+        if rv.get("relname", "") in self.denied_relations:
+            raise self.refuse(f"{written_name} holds credentials or server internals",
+                              "read pg_roles / pg_user for roles; password hashes and user mappings are never "
+                              "returned")
+        quoted = ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
+        row = self.conn.execute("SELECT to_regclass(%s)::oid::bigint AS oid", (quoted,)).fetchone()
+        return {int(row["oid"])} if row and row["oid"] is not None else set()
+
+    def _cast_functions(self, parts: list[str]) -> set[int]:
+        if not parts:
+            return set()
+        name = ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
+        row = self.conn.execute(Q_CAST_TARGET, (name,)).fetchone()  # NULL for an unknown type: the server refuses it
+        if row is None:
+            return set()
+        out = {int(row["input"]), *(int(c) for c in row["casts"] or [])}
+        if row["constraints"]:
+            out |= self._dependencies("pg_constraint", [int(c) for c in row["constraints"]])[0]
+        return out
+
+    def _dependencies(self, catalog: str, oids: list[int]) -> tuple[set[int], set[int]]:
+        """Functions (operators as their functions) and relations the objects depend on."""
+        funcs: set[int] = set()
+        rels: set[int] = set()
+        if not oids:
+            return funcs, rels
+        for r in self.conn.execute(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
+            if r["class"] == "pg_proc":
+                funcs.add(int(r["oid"]))
+            elif r["class"] == "pg_operator":
+                if r["opfunc"]:
+                    funcs.add(int(r["opfunc"]))
+            else:
+                rels.add(int(r["oid"]))
+        return funcs, rels
+
+    # -- verdicts -----------------------------------------------------------------------------
+    def check_functions(self, oids: set[int], *, top_level: bool, planning_only: bool) -> None:
+        todo = sorted(oids - self.seen_functions)
+        if not todo:
+            return
+        if len(self.seen_functions) + len(todo) > MAX_FUNCTIONS:
+            raise self.refuse("the statement reaches too many functions to check", "simplify the query")
+        for fn in self.conn.execute(Q_FUNCTION_FACTS, (todo,)).fetchall():
+            self.seen_functions.add(int(fn["oid"]))
+            self._judge(fn, top_level=top_level, planning_only=planning_only)
+
+    def _judge(self, fn: dict[str, Any], *, top_level: bool, planning_only: bool) -> None:
+        name = f"{fn['schema']}.{fn['name']}"
+        builtin = int(fn["oid"]) < FIRST_NORMAL_OID
+        if self.denied_function(fn["name"]):
+            how = "" if top_level else " (reached through a view, operator, cast or function body)"
+            raise self.refuse(f"{name}() is not allowed in read-only mode{how}: it reaches server files, other "
+                              "sessions, settings, locks, other servers or runs SQL given as a string",
+                              "only reads of data and statistics run in read-only mode")
+        volatile = fn["volatile"] == "v"
+        harmless = fn["name"] in self.harmless_volatile and (builtin or fn["language"] in TRUSTED_CODE)
+        if volatile and planning_only and top_level:
+            return  # the planner does not call volatile functions; it is never executed here
+        if volatile and not harmless and (top_level or not builtin):
+            raise self.refuse(f"{name}() is a volatile function: it may change data or state",
+                              "only stable and immutable functions run in read-only mode")
+        if builtin:
+            return
+        if fn["definer"]:
+            raise self.refuse(f"{name}() is SECURITY DEFINER: it runs with its owner's privileges, beyond the "
+                              "reader's", "read-only mode does not call SECURITY DEFINER functions")
+        language = fn["language"]
+        if language in TRUSTED_CODE:
+            return
+        if language not in READABLE_LANGUAGES:
+            raise self.refuse(f"{name}() is written in {language}: agent19 cannot see what it does",
+                              "only built-in, SQL and PL/pgSQL functions whose bodies can be checked run here")
+        self.check_functions(self._body_calls(fn, name), top_level=False, planning_only=False)
+
+    def _body_calls(self, fn: dict[str, Any], name: str) -> set[int]:
+        if fn["atomic"]:
+            funcs, rels = self._dependencies("pg_proc", [int(fn["oid"])])
+            self.check_relations(rels)
+            return funcs
+        source = fn["source"] or ""
+        if fn["language"] == "plpgsql":
+            if _PLPGSQL_EXECUTE.search(source):
+                raise self.refuse(f"{name}() runs SQL built at run time (EXECUTE): agent19 cannot see it",
+                                  "read-only mode does not call functions with dynamic SQL")
+            names = {m.group(1).lower() for m in _PLPGSQL_CALL.finditer(source)}
+            return self._oids(Q_FUNCS_ANYWHERE, (sorted(names),)) if names else set()
+        try:
+            trees = parse_json(source)
+        except ParseError:
+            raise self.refuse(f"the body of {name}() does not parse: agent19 cannot see what it does",
+                              "read-only mode calls only functions whose bodies can be checked") from None
+        out: set[int] = set()
+        for tree in trees:
+            w = written(tree)
+            names = {parts[-1] for parts in w.functions if parts}
+            if names:
+                out |= self._oids(Q_FUNCS_ANYWHERE, (sorted(names),))
+            out |= self._oids(Q_OPERATOR_FUNCS, (sorted(w.operators),))
+            for rv in w.relations:
+                if rv.get("relname", "") in self.denied_relations:
+                    raise self.refuse(f"{name}() reads {rv['relname']}, which holds credentials",
+                                      "read-only mode does not return credentials")
+        return out
+
+    def check_relations(self, oids: set[int]) -> None:
+        todo = sorted(oids - self.seen_relations)
+        if not todo:
+            return
+        self.seen_relations |= set(todo)
+        rows = self.conn.execute(Q_RELATION, (todo,)).fetchall()
+        views: list[int] = []
+        secured: list[int] = []
+        for r in rows:
+            name = f"{r['schema']}.{r['name']}"
+            if r["name"] in self.denied_relations:
+                raise self.refuse(f"{name} holds credentials or server internals (read through a view)",
+                                  "read pg_roles / pg_user for roles; password hashes are never returned")
+            if r["kind"] == "f" and r["fdw"] not in ALLOWED_FDWS:
+                raise self.refuse(f"{name} is a foreign table of {r['fdw']}: reading it may run a program or read "
+                                  "server files", "read-only mode reads foreign tables of postgres_fdw only")
+            if r["kind"] == "v":
+                views.append(int(r["oid"]))
+            if r["rls"]:
+                secured.append(int(r["oid"]))
+        funcs: set[int] = set()
+        rels: set[int] = set()
+        for catalog, query, owners in (("pg_rewrite", Q_RULES, views), ("pg_policy", Q_POLICIES, secured)):
+            if owners:
+                objs = [int(x["oid"]) for x in self.conn.execute(query, (owners,)).fetchall()]
+                f, r = self._dependencies(catalog, objs)
+                funcs |= f
+                rels |= r
+        self.check_functions(funcs, top_level=False, planning_only=False)
+        self.check_relations(rels)
