@@ -60,19 +60,23 @@ def normalize_version(v: int | None) -> int | None:
     return v
 
 
-def _section(data: dict[str, Any], pyproject: bool) -> dict[str, Any] | None:
+def _section(data: dict[str, Any], pyproject: bool, name: str, top_keys: tuple[str, ...]) -> dict[str, Any] | None:
     root = data.get("tool", {}).get("agent19") if pyproject else data
     if root is None:
         return None
-    section = dict(root.get("lint", {}))
-    for key in ("disable", "fail_on", "pg_version"):
+    section = dict(root.get(name, {}))
+    for key in top_keys:
         if key in root and key not in section:
             section[key] = root[key]
     return section
 
 
-def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
-    """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
+def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str | None = None,
+                 start: Path | None = None) -> tuple[dict[str, Any], str | None]:
+    """The table ``[name]`` of agent19's config file and that file's path: ``explicit``, else the nearest
+    agent19.toml / pyproject.toml (``[tool.agent19.<name>]``) above ``start`` (cwd); ``({}, None)`` when
+    there is none. ``top_keys`` are also read from the top of the file (``[tool.agent19]``).
+    One loader for every section (``lint``, ``health``…)."""
     candidates: list[tuple[Path, bool]] = []
     if explicit:
         p = Path(explicit)
@@ -90,12 +94,19 @@ def load_config(explicit: Path | str | None = None, start: Path | None = None) -
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        section = _section(data, pyproject)
-        if section is None:
-            continue
-        try:
-            return LintConfig(**section, source=str(path))
-        except ValidationError as exc:
-            raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                              "allowed: disable (list), fail_on (error|warning|info|never), pg_version") from None
-    return LintConfig()
+        section = _section(data, pyproject, name, top_keys)
+        if section is not None:
+            return section, str(path)
+    return {}, None
+
+
+def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
+    """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
+    section, path = load_section("lint", ("disable", "fail_on", "pg_version"), explicit, start)
+    if path is None:
+        return LintConfig()
+    try:
+        return LintConfig(**section, source=path)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                          "allowed: disable (list), fail_on (error|warning|info|never), pg_version") from None
