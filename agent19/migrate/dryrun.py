@@ -42,6 +42,8 @@ from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import LOCK_RANK, held_locks, observe
 from agent19.migrate import scratch as scratch_mod
 from agent19.migrate.classify import classify
+from agent19.migrate.cluster_state import diff_cluster, fingerprint
+from agent19.migrate.dryrun_cluster import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun_model import (
     PREDICTION_TABLE,
     CheckResult,
@@ -223,8 +225,10 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
 
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
-                    isolate: list[int], scratch_needed: list[int]) -> None:
-    """Run every statement in the open transaction on ``conn``, each under a savepoint."""
+                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked] | None = None) -> None:
+    """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
+    ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun_cluster`), nor one the server shows
+    writing a shared catalog (rolled back to its savepoint)."""
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
 
     def note_held(index: int) -> set[tuple[str, str]]:
@@ -241,6 +245,12 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         progress(stmt.index, len(stmts), f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})")
         if stmt.node == "TransactionStmt":
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
+            continue
+        if stmt.index in (blocked or {}):
+            why = (blocked or {})[stmt.index]
+            res.ran_in, res.note = "skipped", why.note
+            if why.refused:
+                res.error = _error(stmt, message=why.note)
             continue
         if stmt.node in CLUSTER_WIDE:
             res.ran_in, res.note = "skipped", "acts on the whole server, not one database: never run by a dry run"
@@ -263,6 +273,11 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         try:
             with conn.transaction():
                 obs = observe(conn, stmt.sql)
+                if wrote := shared_writes(conn):
+                    raise ClusterWrite(wrote)  # rolls back to the savepoint
+        except ClusterWrite as exc:
+            res.ran_in, res.note = "skipped", exc.note
+            continue
         except psycopg.Error as exc:
             if exc.sqlstate == "25001":  # cannot run inside a transaction block
                 res.ran_in, res.note = "scratch", "the server refused it in a transaction block: scratch database"
@@ -308,12 +323,14 @@ def dry_run(
     conn = db.connect()
     try:
         before = snapshot(conn)
+        cluster_before = fingerprint(conn)
+        blocked = screen(db, conn, statements)
         preds = predict(statements, before)
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
-            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed)
+            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
@@ -334,9 +351,10 @@ def dry_run(
                     f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
         after = snapshot(conn)
+        cluster_after = fingerprint(conn)
     finally:
         conn.close()
-    differences = diff_snapshots(before, after)
+    differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
     for res in results:
         findings += _compare(res, preds.get(res.index, []), existing)
         if res.error:
@@ -355,7 +373,7 @@ def dry_run(
                                     f"{c.expected}" + (f": {c.error}" if c.error else "")))
     if changed := errors_only(differences):
         findings.append(Finding(kind="target_changed", severity="error",
-                                message="the target's catalog changed: " + "; ".join(map(str, changed))))
+                                message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))
     longest = _longest(results)
     passed = not any(f.severity == "error" for f in findings)
     complete = all(r.locks_complete for r in results)

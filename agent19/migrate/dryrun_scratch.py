@@ -24,6 +24,7 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import observe
 from agent19.migrate.dryrun import CLUSTER_WIDE, _error
+from agent19.migrate.dryrun_cluster import shared_writes
 from agent19.migrate.dryrun_model import ScratchInfo, StatementResult
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -89,6 +90,21 @@ def _isolated(conn: psycopg.Connection[Any], res: StatementResult, stmt: Stateme
         conn.execute("ROLLBACK")
 
 
+def _replay(conn: psycopg.Connection[Any], stmt: Statement) -> list[str]:
+    """Commit ``stmt`` in the scratch database, unless the server shows it writing a shared catalog
+    (roles, settings, databases…: that would outlive the scratch database): then roll it back and
+    return those catalogs."""
+    conn.execute("BEGIN")
+    try:
+        conn.execute(stmt.sql)
+        wrote = shared_writes(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("ROLLBACK" if wrote else "COMMIT")
+    return wrote
+
+
 def run_in_scratch(
     db: Database, statements: list[Statement], preds: dict[int, list[Operation]], results: list[StatementResult],
     before: SchemaSnapshot, *, scratch_needed: set[int], isolate: set[int], measure_blocking: bool,
@@ -106,8 +122,8 @@ def run_in_scratch(
             conn.execute(f"SET statement_timeout = {int(timeout)}")
             for stmt in statements[: last + 1]:
                 res = results[stmt.index]
-                if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE:
-                    continue
+                if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE or res.ran_in == "skipped":
+                    continue  # never replayed: statements the target's pass did not run (cluster-wide, refused)
                 ops = preds.get(stmt.index, [])
                 if stmt.index in scratch_needed or measure_blocking:
                     progress(stmt.index, len(statements), f"statement {stmt.index + 1} in scratch database")
@@ -124,7 +140,9 @@ def run_in_scratch(
                 try:
                     if stmt.index in isolate:
                         _isolated(conn, res, stmt)
-                    conn.execute(stmt.sql)
+                    if wrote := _replay(conn, stmt):
+                        info.notes.append(f"statement {stmt.index + 1} wrote {', '.join(wrote)} (cluster-wide) in the "
+                                          "scratch database: rolled back there, not replayed")
                 except psycopg.Error as exc:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     info.notes.append(f"replaying statement {stmt.index + 1} in the scratch database failed: {first}")

@@ -21,6 +21,7 @@ from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import CLUSTER_WIDE, _error
+from agent19.migrate.dryrun_cluster import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError
 from agent19.migrate.files import has_non_transactional
 from agent19.migrate.parse import Statement
@@ -28,28 +29,39 @@ from agent19.migrate.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.scratch import drop_leftovers, scratch_database
 
 
-def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool) -> list[StatementError]:
+def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool,
+           blocked: dict[int, Blocked]) -> list[StatementError]:
+    """Run ``statements``; never cluster-wide or escaping ones (``blocked``), and undo any that the server
+    shows writing a shared catalog (its savepoint, or in a scratch database its own transaction)."""
     errors = []
     for stmt in statements:
         if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE:
             continue
+        if stmt.index in blocked:
+            if blocked[stmt.index].refused:
+                errors.append(_error(stmt, message=blocked[stmt.index].note))
+            continue
         try:
-            if savepoints:
+            if savepoints or not has_non_transactional([stmt]):
                 with conn.transaction():
                     conn.execute(stmt.sql)
+                    if wrote := shared_writes(conn):
+                        raise ClusterWrite(wrote)
             else:
                 conn.execute(stmt.sql)
+        except ClusterWrite as exc:
+            errors.append(_error(stmt, message=exc.note))
         except psycopg.Error as exc:
             errors.append(_error(stmt, exc))
     return errors
 
 
-def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[Statement],
-            savepoints: bool) -> tuple[list[Any], int, list[StatementError]]:
+def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[Statement], savepoints: bool,
+            blocked: tuple[dict[int, Blocked], dict[int, Blocked]]) -> tuple[list[Any], int, list[StatementError]]:
     start = snapshot(conn)
-    errors = _apply(conn, up, savepoints)
+    errors = _apply(conn, up, savepoints, blocked[0])
     after_up = snapshot(conn)
-    errors += _apply(conn, down, savepoints)
+    errors += _apply(conn, down, savepoints, blocked[1])
     end = snapshot(conn)
     return diff_snapshots(start, end), len(errors_only(diff_snapshots(start, after_up))), errors
 
@@ -57,6 +69,8 @@ def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[State
 def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) -> RollbackResult:
     """Apply ``up`` then ``down`` where nothing persists, and say whether the schema came back."""
     db.require(AccessMode.DRY_RUN, "verifying a rollback")
+    with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
+        blocked = (screen(db, target, up), screen(db, target, down))
     scratch_info = None
     if has_non_transactional([*up, *down]):
         where = "scratch"
@@ -65,7 +79,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
             with psycopg.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
                                  application_name="agent19 rollback-check") as conn:
                 conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
-                differences, up_changes, errors = _verify(conn, up, down, savepoints=False)
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=False, blocked=blocked)
             scratch_info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, notes=scratch.notes, dropped=False)
         scratch_info.dropped = True
     else:
@@ -74,7 +88,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
         try:
             conn.execute("BEGIN")
             try:
-                differences, up_changes, errors = _verify(conn, up, down, savepoints=True)
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=True, blocked=blocked)
             finally:
                 conn.execute("ROLLBACK")
         finally:

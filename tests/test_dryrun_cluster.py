@@ -1,0 +1,194 @@
+"""Dry runs touch nothing outside the target database: cluster-wide statements are never run (neither in
+the target's transaction nor in a scratch database), escapes are refused, and ``target_unchanged`` compares
+cluster state too. Through the real MCP client, on a real server, with a superuser fingerprint of the
+whole cluster taken before and after."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from agent19.db.throwaway import ThrowawayServer
+from agent19.migrate.scratch import list_scratch
+from tests.conftest import need, run_sql
+from tests.mcp_client import stdio_session
+
+# everything a superuser can read about the cluster, compared byte for byte (scratch databases excluded:
+# they come and go while the dry run runs; datfrozenxid/datminmxid move by themselves)
+FINGERPRINT = {
+    "authid": "SELECT row_to_json(a)::text FROM pg_authid a ORDER BY oid",
+    "members": "SELECT row_to_json(m)::text FROM pg_auth_members m ORDER BY roleid, member",
+    "role_settings": "SELECT row_to_json(s)::text FROM pg_db_role_setting s ORDER BY setdatabase, setrole",
+    "databases": r"""SELECT row_to_json(d)::text FROM (SELECT oid, datname, datdba, encoding, datistemplate,
+                       datallowconn, datconnlimit, dattablespace, datacl FROM pg_database
+                       WHERE datname NOT LIKE 'agent19\_scratch\_%') d ORDER BY oid""",
+    "tablespaces": "SELECT row_to_json(t)::text FROM pg_tablespace t ORDER BY oid",
+    "slots": "SELECT row_to_json(s)::text FROM (SELECT slot_name, slot_type, plugin, database, restart_lsn, "
+             "confirmed_flush_lsn FROM pg_replication_slots) s ORDER BY 1",
+    "subscriptions": "SELECT row_to_json(s)::text FROM pg_subscription s ORDER BY oid",
+    "shdescription": "SELECT row_to_json(s)::text FROM pg_shdescription s ORDER BY objoid, classoid",
+    "parameter_acl": "SELECT row_to_json(p)::text FROM pg_parameter_acl p ORDER BY oid",
+    "auto_conf": "SELECT pg_read_file('postgresql.auto.conf')",
+    "origins": "SELECT row_to_json(o)::text FROM pg_replication_origin o ORDER BY 1",
+}
+
+
+def cluster_fingerprint(admin_dsn: str) -> dict[str, list[str]]:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        return {k: [r[0] for r in conn.execute(q).fetchall()] for k, q in FINGERPRINT.items()}
+
+
+@pytest.fixture
+def cluster(pg: ThrowawayServer, dsn: str):
+    """Roles, a second database and a publication-ready table the migrations below name (unique per test)."""
+    need(pg.major >= 15, "GRANT SET ON PARAMETER and pg_parameter_acl need PostgreSQL 15+")
+    tag = uuid.uuid4().hex[:8]
+    names = {"tag": tag, "app": f"app_{tag}", "victim": f"victim_{tag}", "other": f"other_{tag}",
+             "db": psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}
+    run_sql(pg.dsn, f"CREATE ROLE {names['app']} LOGIN; CREATE ROLE {names['victim']}; "
+                    f"GRANT pg_monitor TO {names['app']}")
+    run_sql(pg.dsn, f"CREATE DATABASE {names['other']}")
+    run_sql(dsn, f"CREATE TABLE items (id int PRIMARY KEY, v text); "
+                 f"CREATE TABLE victim_owned (id int); ALTER TABLE victim_owned OWNER TO {names['victim']}")
+    yield names
+    run_sql(pg.dsn, f"DROP DATABASE IF EXISTS {names['other']} WITH (FORCE)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {names['victim']}, {names['app']}")
+    run_sql(pg.dsn, f"DROP ROLE IF EXISTS {names['app']}; DROP ROLE IF EXISTS {names['victim']}")
+
+
+def cluster_migration(n: dict[str, str], tmp: str) -> list[tuple[str, str]]:
+    """(expected outcome, statement): every cluster-wide kind, hidden ones, and per-database ones that run."""
+    app, victim, db, other, tag = n["app"], n["victim"], n["db"], n["other"], n["tag"]
+    return [
+        ("ran", "CREATE TABLE extra (id int)"),
+        ("cluster", f"CREATE ROLE evil_{tag} SUPERUSER LOGIN PASSWORD 'pw-{tag}'"),
+        ("cluster", f"CREATE USER evil_user_{tag}"),
+        ("cluster", f"CREATE GROUP evil_group_{tag}"),
+        ("cluster", f"ALTER ROLE {app} SUPERUSER CREATEDB"),
+        ("cluster", f"ALTER ROLE {app} PASSWORD 'changed'"),
+        ("cluster", f"ALTER ROLE {app} SET work_mem = '64MB'"),
+        ("cluster", f"ALTER ROLE {app} IN DATABASE {db} SET work_mem = '64MB'"),
+        ("cluster", f"ALTER ROLE {victim} RENAME TO renamed_{tag}"),
+        ("cluster", f"GRANT pg_read_server_files TO {app}"),
+        ("cluster", f"REVOKE pg_monitor FROM {app}"),
+        ("cluster", f"ALTER DATABASE {db} SET work_mem = '32MB'"),
+        ("cluster", f"ALTER DATABASE {db} CONNECTION LIMIT 7"),
+        ("cluster", f"ALTER DATABASE {other} RENAME TO renamed_db_{tag}"),
+        ("cluster", f"ALTER DATABASE {db} OWNER TO {app}"),
+        ("cluster", f"GRANT CREATE ON DATABASE {db} TO {app}"),
+        ("cluster", f"GRANT SET ON PARAMETER work_mem TO {app}"),
+        ("cluster", f"COMMENT ON ROLE {app} IS 'owned'"),
+        ("cluster", f"CREATE TABLESPACE ts_{tag} LOCATION '{tmp}'"),
+        ("cluster", "ALTER SYSTEM SET work_mem = '99MB'"),
+        ("cluster", f"CREATE DATABASE new_{tag}"),
+        ("cluster", f"DROP DATABASE {other}"),
+        ("cluster", f"REASSIGN OWNED BY {victim} TO {app}"),
+        ("cluster", f"DROP OWNED BY {victim}"),
+        ("cluster", f"DROP ROLE {victim}"),
+        ("cluster", f"CREATE SUBSCRIPTION sub_{tag} CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p "
+                    "WITH (connect = false)"),
+        ("refused", f"SELECT pg_create_physical_replication_slot('phys_{tag}')"),
+        ("refused", f"SELECT pg_create_logical_replication_slot('logi_{tag}', 'test_decoding')"),
+        # what the statement's text does not show, the server does: a shared catalog written
+        ("hidden", f"DO $$ BEGIN EXECUTE 'CREATE ROLE hidden_' || '{tag}' || ' SUPERUSER'; END $$"),
+        ("ran", f"CREATE FUNCTION promote_{tag}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+                f"EXECUTE 'ALTER ROLE {app} ' || 'SUPERUSER'; END $$"),
+        ("hidden", f"SELECT promote_{tag}()"),
+        ("ran", "CREATE PUBLICATION pub_items FOR TABLE items"),  # per database: it runs, and rolls back
+        ("ran", "INSERT INTO items VALUES (1, 'a')"),
+    ]
+
+
+async def _dry_run(dsn: str, tmp_path, statements: list[str]) -> dict:
+    path = tmp_path / "0001_cluster.up.sql"
+    path.write_text(";\n".join(statements) + ";\n")
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        result = await session.call_tool("test_migration", {"files": [str(path)]})
+    assert not result.is_error, result.content
+    return result.structured_content
+
+
+@pytest.mark.parametrize("with_scratch", [False, True], ids=["transaction-only", "with-scratch-database"])
+async def test_every_cluster_wide_kind_leaves_the_cluster_byte_for_byte(pg, dsn, cluster, tmp_path, with_scratch):
+    plan = cluster_migration(cluster, str(tmp_path))
+    if with_scratch:  # a statement that needs a scratch database: earlier statements are replayed there
+        plan.append(("scratch", "CREATE INDEX CONCURRENTLY items_v ON items (v)"))
+    before = cluster_fingerprint(pg.dsn)
+    r = await _dry_run(dsn, tmp_path, [sql for _, sql in plan])
+    after = cluster_fingerprint(pg.dsn)
+    assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+    assert list_scratch(pg.dsn) == []
+
+    for (outcome, sql), res in zip(plan, r["statements"], strict=True):
+        where = (sql, res["ran_in"], res["note"], res["error"])
+        if outcome == "cluster":
+            assert res["ran_in"] == "skipped" and res["note"].startswith("acts on the whole server"), where
+            assert " would " in res["note"] and res["error"] is None, where
+        elif outcome == "hidden":
+            assert res["ran_in"] == "skipped" and "wrote pg_authid" in res["note"], where
+        elif outcome == "refused":
+            assert res["ran_in"] == "skipped" and res["error"]["message"].startswith("refused in a dry run"), where
+        elif outcome == "scratch":
+            assert res["ran_in"] == "scratch" and res["error"] is None, where
+        else:
+            assert res["ran_in"] == "transaction" and res["error"] is None, where
+    if with_scratch:
+        assert r["scratch"]["dropped"] is True
+        assert not any("wrote" in n for n in r["scratch"]["notes"])  # nothing reached a shared catalog there
+    kinds = {f["kind"] for f in r["findings"]}
+    assert "target_changed" not in kinds and r["target_unchanged"] is True, r["target_differences"]
+    not_run = [f for f in r["findings"] if f["kind"] == "skipped" and f["message"].startswith("not run")]
+    assert len(not_run) == sum(o in ("cluster", "hidden") for o, _ in plan)
+    assert r["passed"] is False  # the replication slots were refused: the migration was not fully tried
+
+
+async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, tmp_path):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'").fetchone():
+            need(False, "the dblink extension (contrib) is not installed")
+        conn.execute("CREATE EXTENSION dblink")
+        conn.execute("CREATE TABLE marks (v text)")
+    tag = uuid.uuid4().hex[:8]
+    remote = f"'{dsn}'"
+    # an existing function and a view in the target that reach another session through dblink
+    run_sql(dsn, f"CREATE FUNCTION writes_remotely() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec({remote}, "
+                 f"'INSERT INTO marks VALUES (''fn'')') $$; CREATE FUNCTION wrapper() RETURNS text LANGUAGE sql "
+                 "AS $$ SELECT writes_remotely() $$; CREATE VIEW remote_view AS SELECT wrapper() AS w")
+    before = cluster_fingerprint(pg.dsn)
+    statements = [
+        f"SELECT dblink_exec({remote}, 'CREATE ROLE via_dblink_{tag}')",
+        f"SELECT public.dblink_exec({remote}, 'INSERT INTO marks VALUES (''direct'')')",
+        "SELECT wrapper()",
+        "SELECT * FROM remote_view",
+        f"CREATE FUNCTION later() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec({remote}, "
+        "'INSERT INTO marks VALUES (''later'')') $$",
+        "SELECT later()",
+        "INSERT INTO marks VALUES ('rolled back')",
+    ]
+    r = await _dry_run(dsn, tmp_path, statements)
+    refused = [s["index"] for s in r["statements"] if s["error"] and "refused in a dry run" in s["error"]["message"]]
+    assert refused == [0, 1, 2, 3, 5], [(s["sql"], s["note"]) for s in r["statements"]]
+    assert r["passed"] is False
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM marks").fetchone()[0] == 0
+    assert cluster_fingerprint(pg.dsn) == before
+
+
+async def test_target_unchanged_is_false_when_the_cluster_changed_anyway(pg, dsn, tmp_path):
+    """A slot created through SQL built from strings escapes every check that reads text: the cluster
+    fingerprint still sees it, and the dry run says the target did not stay unchanged."""
+    tag = uuid.uuid4().hex[:8]
+    run_sql(dsn, "CREATE FUNCTION sneaky(name text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+                 "EXECUTE 'SELECT pg_create_physical_' || 'replication_slot($1)' USING name; END $$")
+    try:
+        r = await _dry_run(dsn, tmp_path, [f"SELECT sneaky('escaped_{tag}')"])
+        assert r["target_unchanged"] is False and r["passed"] is False
+        slot = [d for d in r["target_differences"] if d["kind"] == "replication_slot"]
+        assert slot and slot[0]["object"] == f"escaped_{tag}" and slot[0]["change"] == "added"
+        assert any(f["kind"] == "target_changed" and "cluster" in f["message"] for f in r["findings"])
+    finally:
+        run_sql(pg.dsn, f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                        f"WHERE slot_name = 'escaped_{tag}'")
