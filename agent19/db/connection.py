@@ -216,6 +216,23 @@ class Database:
         with self.read() as conn:
             return conn.execute(query, params).fetchall()
 
+    def release_idle(self) -> bool:
+        """Close this process's pooled connections when none is in use, so that the target has no session
+        of agent19's own (``CREATE DATABASE … TEMPLATE`` needs it free); the pool reopens on the next call.
+        Returns False when a pooled connection is in use (then nothing is closed)."""
+        for db in (self, self._reader):
+            pool = db._pool if db is not None else None
+            if pool is None:
+                continue
+            stats = pool.get_stats()
+            if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 0:
+                return False
+        for db in (self._reader, self):
+            if db is not None and db._pool is not None:
+                pool, db._pool = db._pool, None
+                pool.close()
+        return True
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()

@@ -26,11 +26,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,6 +65,8 @@ class ScratchDatabase:
     strategy: Strategy
     sampled_rows: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # how this copy differs from the target in ways that can make a statement fail here and not there
+    unfaithful: list[str] = field(default_factory=list)
 
     @property
     def has_data(self) -> bool:
@@ -143,8 +147,35 @@ def _pg_bin(tool: str, major: int) -> str | None:
     return shutil.which(tool)
 
 
-def _schema_copy(source_dsn: str, dest_dsn: str, major: int) -> str | None:
-    """Copy the schema with pg_dump | psql; returns why it failed, or None on success."""
+# A missing object (relation, column, function, type, schema): what an incomplete copy makes fail
+MISSING_OBJECT = {"42P01", "42703", "42883", "42704", "3F000"}
+
+
+def _extensions(source_dsn: str) -> tuple[list[str], list[str]]:
+    """The target's extensions: (those this role can create in a new database, those it cannot)."""
+    with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
+            " WHERE rolname = current_user) FROM pg_extension e LEFT JOIN pg_available_extension_versions v"
+            " ON v.name = e.extname AND v.version = e.extversion WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
+    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]]
+
+
+def _without_extensions(dump: bytes, names: list[str]) -> bytes:
+    """The dump without the CREATE/COMMENT ON EXTENSION lines of ``names``."""
+    if not names:
+        return dump
+    alternatives = "|".join(re.escape(n) + "|" + re.escape(f'"{n}"') for n in names)
+    pattern = re.compile(rf"^(CREATE EXTENSION IF NOT EXISTS|COMMENT ON EXTENSION) ({alternatives})\b.*$\n?",
+                         re.MULTILINE)
+    return pattern.sub("", dump.decode()).encode()
+
+
+def _schema_copy(source_dsn: str, dest_dsn: str, major: int, skip_extensions: list[str] | None = None,
+                 stop_on_error: bool = True) -> str | None:
+    """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
+    ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
+    object that can be made is made and the errors are returned."""
     pg_dump, psql = _pg_bin("pg_dump", major), _pg_bin("psql", major)
     if not pg_dump or not psql:
         return "pg_dump/psql not found"
@@ -158,11 +189,12 @@ def _schema_copy(source_dsn: str, dest_dsn: str, major: int) -> str | None:
     if dump.returncode != 0:
         return "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
     load = subprocess.run(
-        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dest], input=dump.stdout, capture_output=True,
-        env=dest_env, timeout=600,
+        [psql, "-X", "-q", "-v", f"ON_ERROR_STOP={int(stop_on_error)}", "-d", dest],
+        input=_without_extensions(dump.stdout, skip_extensions or []), capture_output=True, env=dest_env, timeout=600,
     )
-    if load.returncode != 0:
-        return "psql failed loading the schema: " + load.stderr.decode(errors="replace").strip()[-500:]
+    errors = [ln.strip() for ln in load.stderr.decode(errors="replace").splitlines() if "ERROR:" in ln]
+    if load.returncode != 0 or (errors and not stop_on_error):
+        return "psql failed loading the schema: " + ("; ".join(errors[:5]) or load.stderr.decode()[-500:])[-500:]
     return None
 
 
@@ -242,6 +274,12 @@ def _create(
             " pg_database_size(%s)", (target, target),
         ).fetchone()
         busy, size = (row[0], row[1]) if row else (1, 0)
+        if busy and db.release_idle():  # agent19's own idle pooled sessions to the target are closed
+            busy = _sessions(admin, target)
+        deadline = time.monotonic() + 2
+        while busy and time.monotonic() < deadline:  # closed sessions' backends exit a moment later
+            time.sleep(0.05)
+            busy = _sessions(admin, target)
         if busy == 0 and (copy == "template" or size <= template_max_bytes):
             try:
                 admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(target)))
@@ -249,23 +287,49 @@ def _create(
             except psycopg.Error as exc:
                 notes.append(f"TEMPLATE copy impossible: {str(exc).strip().splitlines()[0]}")
         elif busy:
-            notes.append(f"TEMPLATE copy impossible: {busy} other session(s) connected to {target}")
+            who = admin.execute(
+                "SELECT a || ' × ' || count(*) FROM (SELECT coalesce(nullif(application_name, ''), '(unnamed)') AS a"
+                " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()) s GROUP BY a ORDER BY a",
+                (target,)).fetchall()
+            notes.append(f"TEMPLATE copy impossible: {busy} other session(s) connected to {target} "
+                         f"({', '.join(r[0] for r in who)})")
         else:
             notes.append(f"TEMPLATE copy skipped: the target is larger than {template_max_bytes} bytes")
     admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
     if copy == "empty":
         return ScratchDatabase(name, dsn, "empty", notes=notes)
-    failure = _schema_copy(db.dsn, dsn, admin.info.server_version // 10000)
+    major = admin.info.server_version // 10000
+    try:
+        _, forbidden = _extensions(db.dsn)
+    except psycopg.Error:
+        forbidden = []
+    unfaithful = [f"extension {e} not copied: this role cannot create it (not trusted; a superuser can); "
+                  "what uses it is missing in the scratch database" for e in forbidden]
+    failure = _schema_copy(db.dsn, dsn, major, forbidden)
+    if failure and forbidden:  # something depends on a left-out extension: copy all that can be copied
+        _drop(admin, name)
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+        partial = _schema_copy(db.dsn, dsn, major, forbidden, stop_on_error=False)
+        unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
+        return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
+                                                                *unfaithful], unfaithful=unfaithful)
     if failure:
         notes.append(f"schema copy failed ({failure}); the migration's earlier statements are replayed instead")
         _drop(admin, name)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
-        return ScratchDatabase(name, dsn, "empty", notes=notes)
-    scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)"])
+        return ScratchDatabase(name, dsn, "empty", notes=notes, unfaithful=[f"schema copy failed: {failure}"])
+    scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)",
+                                                                 *unfaithful], unfaithful=unfaithful)
     if sample_rows > 0 and sample_tables:
         scratch.sampled_rows, more = _copy_sample(db.dsn, dsn, sample_tables, sample_rows)
         scratch.notes.extend(more)
     return scratch
+
+
+def _sessions(admin: psycopg.Connection[Any], target: str) -> int:
+    row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (target,)).fetchone()
+    return int(row[0]) if row else 1
 
 
 def _drop_active() -> None:
