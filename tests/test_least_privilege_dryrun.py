@@ -52,7 +52,7 @@ def owners(pg: ThrowawayServer) -> Iterator[Owners]:
             dsns[who] = make_conninfo(pg.dsn, user=role, dbname=role)
         conn.execute(f"CREATE DATABASE lp_s_{suffix}")
         dsns["superuser"] = pg.dsn_for(f"lp_s_{suffix}")
-    for who, dsn in dsns.items():
+    for dsn in dsns.values():
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(SCHEMA)
         # an extension only a superuser may create, as production databases have
@@ -63,7 +63,8 @@ def owners(pg: ThrowawayServer) -> Iterator[Owners]:
     finally:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             for dsn in dsns.values():
-                conn.execute(f'DROP DATABASE IF EXISTS "{psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
+                name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             for role in roles.values():
                 conn.execute(f"DROP ROLE IF EXISTS {role}")
 
