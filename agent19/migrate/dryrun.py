@@ -338,6 +338,7 @@ def dry_run(
         if scratch_needed or isolate or measure_blocking:
             from agent19.migrate.dryrun_scratch import run_in_scratch
 
+            conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
             try:
                 scratch_info = run_in_scratch(
                     db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
@@ -350,6 +351,8 @@ def dry_run(
                 findings.append(Finding(kind="skipped", severity="warning", message=(
                     f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
+        if conn.closed:
+            conn = db.connect()
         after = snapshot(conn)
         cluster_after = fingerprint(conn)
     finally:

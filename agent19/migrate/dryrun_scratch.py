@@ -28,7 +28,7 @@ from agent19.migrate.dryrun_cluster import shared_writes
 from agent19.migrate.dryrun_model import ScratchInfo, StatementResult
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
-from agent19.migrate.scratch import CopyMode, ScratchDatabase, list_scratch, scratch_database
+from agent19.migrate.scratch import MISSING_OBJECT, CopyMode, ScratchDatabase, list_scratch, scratch_database
 from agent19.migrate.watch import Watched, watch_statement
 
 Progress = Callable[[float, float | None, str | None], None]
@@ -73,10 +73,15 @@ def _extrapolate(res: StatementResult, scratch: ScratchDatabase, tables: list[st
         res.extrapolation = "ran on an empty copy of the schema: the duration says nothing about the real table"
 
 
-def _apply(res: StatementResult, watched: Watched, stmt: Statement) -> None:
+def _apply(res: StatementResult, watched: Watched, stmt: Statement, scratch: ScratchDatabase) -> None:
     res.locks, res.duration_ms, res.rows = watched.locks, watched.duration_ms, watched.rows
     res.notices, res.rewritten = watched.notices, watched.rewritten
-    if watched.error:
+    if watched.error and scratch.unfaithful and watched.sqlstate in MISSING_OBJECT:
+        # the copy lacks what the target has: this says nothing about the migration on the target
+        res.locks, res.duration_ms = [], None
+        res.untested = (f"no faithful scratch copy of the target ({'; '.join(scratch.unfaithful)}); there the "
+                        f"statement failed with: {watched.error}")
+    elif watched.error:
         res.error = _error(stmt, message=watched.error, sqlstate=watched.sqlstate, position=watched.position)
 
 
@@ -132,7 +137,7 @@ def run_in_scratch(
                                               measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms)
                     res.probes = watched.probes
                     if stmt.index in scratch_needed:
-                        _apply(res, watched, stmt)
+                        _apply(res, watched, stmt, scratch)
                         _extrapolate(res, scratch, tables, before)
                     elif watched.error:
                         info.notes.append(f"statement {stmt.index + 1} failed in the scratch database: {watched.error}")
