@@ -19,8 +19,9 @@ restores them empty, by design.
 
 from __future__ import annotations
 
+import queue
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import psycopg
@@ -93,19 +94,26 @@ def sums_parallel(open_conn: Callable[[], psycopg.Connection[Any]], names: list[
                   progress: Progress | None = None, label: str = "") -> dict[str, Sums | str]:
     """Checksums of ``names`` over ``jobs`` sessions opened by ``open_conn`` (already prepared)."""
     jobs = max(1, min(jobs, len(names) or 1))
+    idle: queue.Queue[psycopg.Connection[Any]] = queue.Queue()
     conns = [open_conn() for _ in range(jobs)]
+    for c in conns:
+        idle.put(c)
     out: dict[str, Sums | str] = {}
+
+    def work(name: str) -> tuple[str, Sums | str]:
+        conn = idle.get()
+        try:
+            return name, table_sums(conn, name)
+        finally:
+            idle.put(conn)
+
     try:
-        chunks = [names[i::jobs] for i in range(jobs)]
-
-        def work(i: int) -> None:
-            for name in chunks[i]:
-                out[name] = table_sums(conns[i], name)
-                if progress:
-                    progress(len(out), len(names), f"{label}checksum {name}")
-
         with ThreadPoolExecutor(jobs) as pool:
-            list(pool.map(work, range(jobs)))
+            for future in as_completed([pool.submit(work, n) for n in names]):
+                name, sums = future.result()
+                out[name] = sums
+                if progress:  # from the calling thread: the MCP server reports progress from there
+                    progress(len(out), len(names), f"{label}checksum {name}")
     finally:
         for c in conns:
             c.close()
