@@ -176,22 +176,22 @@ def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) ->
         return [_result(c, None, name, status="error", message=msg) for c in spec.checks]
     try:
         key, key_note = resolve_key(table, spec.key)
-        table_filter = q.condition(spec.filter, f"{name}: filter") if spec.filter else None
+        table_filter = q.condition(spec.filter, f"{name} (table)") if spec.filter else None
     except Agent19Error as exc:
         return [_result(c, None, table.qualified_name, status="error", message=exc.message) for c in spec.checks]
     check_filters: list[sql.Composable | None] = []
     filter_errors: dict[int, str] = {}
     for i, c in enumerate(spec.checks):
         try:
-            check_filters.append(q.condition(c.filter, f"{c.display_name()}: filter") if c.filter else None)
+            check_filters.append(q.condition(c.filter, c.display_name()) if c.filter else None)
         except Agent19Error as exc:
             check_filters.append(None)
             filter_errors[i] = exc.message
     user_sql = table_filter is not None or any(isinstance(c, CustomSql) or c.filter for c in spec.checks)
     target = q.Target(table=table, key=key, key_note=key_note, sample=spec.sample, sample_method=spec.sample_method,
                       seed=random.randint(1, 2**31 - 1), filter=table_filter, user_sql=user_sql)
-    results: dict[int, CheckResult] = {i: _result(c, target, table.qualified_name, status="error", message=m)
-                                       for i, m in filter_errors.items()}
+    results: dict[int, CheckResult] = {i: _result(spec.checks[i], target, table.qualified_name, status="error",
+                                                  message=m) for i, m in filter_errors.items()}
     tname = table.qualified_name
     try:
         with run.transaction(user_sql) as conn:

@@ -30,6 +30,10 @@ from agent19.errors import InputError
 MAX_ALLOWED_VALUES = 20
 """Columns with at most this many distinct values get an allowed-values check."""
 FRESHNESS_DEFAULT = "> 1 day"
+ENUMERABLE_TYPES = {"text", "character varying", "character", "smallint", "integer", "bigint", "\"char\"", "citext"}
+NOT_ENUMERABLE_PREFIXES = ("timestamp", "date", "time", "interval", "numeric", "real", "double", "boolean", "json",
+                           "bytea", "uuid", "tsvector", "point", "money", "inet", "cidr", "xml")
+"""Enums and other user types are enumerable; times, measures, flags, documents and identifiers are not."""
 _NOW = re.compile(r"\b(now\(\)|current_timestamp|clock_timestamp\(\)|statement_timestamp\(\)|"
                   r"transaction_timestamp\(\)|localtimestamp)", re.IGNORECASE)
 
@@ -66,8 +70,8 @@ def suggest_table(conn: Connection, snap: SchemaSnapshot, table: Table) -> list[
         if col.nullable and st is not None and st["null_frac"] == 0:
             out.append((f"{col.name} is nullable but no NULL was seen (pg_stats null_frac = 0)",
                         {"check": "missing_count", "column": col.name}))
-        if st is not None and col.type != "boolean" and st["mcv"] and 0 < (st["n_distinct"] or 0) <= \
-                MAX_ALLOWED_VALUES and len(st["mcv"]) >= st["n_distinct"]:
+        if st is not None and _enumerable(col.type) and st["mcv"] and len(st["mcv"]) <= MAX_ALLOWED_VALUES and \
+                len(st["mcv"]) >= _distinct(st, table):
             covered = sum(st["mcf"] or []) + (st["null_frac"] or 0)
             if covered >= 0.999 and not _is_key(table, col.name):
                 out.append((f"{col.name} has {len(st['mcv'])} distinct values (pg_stats), all listed",
@@ -78,8 +82,21 @@ def suggest_table(conn: Connection, snap: SchemaSnapshot, table: Table) -> list[
     return out
 
 
+def _distinct(st: dict[str, Any], table: Table) -> float:
+    """pg_stats.n_distinct as a count (negative values are a fraction of the rows)."""
+    n = float(st["n_distinct"] or 0)
+    return n if n >= 0 else -n * float(table.row_estimate or 0)
+
+
+def _enumerable(type_name: str) -> bool:
+    """Types whose few distinct values make a set of allowed values (not times, measures or documents)."""
+    base = type_name.split("(")[0].strip()
+    return base in ENUMERABLE_TYPES or not any(base.startswith(p) for p in NOT_ENUMERABLE_PREFIXES)
+
+
 def _is_key(table: Table, column: str) -> bool:
-    return any(c.type in ("primary_key", "unique") and c.columns == [column] for c in table.constraints)
+    """Part of a key or a foreign key: uniqueness and orphan checks cover it, not allowed values."""
+    return any(c.type in ("primary_key", "unique", "foreign_key") and column in c.columns for c in table.constraints)
 
 
 def suggest(conn: Connection, snap: SchemaSnapshot, tables: list[str]) -> str:

@@ -20,10 +20,13 @@ ON_FAILURE_TIMEOUT_S = 60
 
 
 class QualityArgs(BaseModel):
-    file: str | None = Field(default=None, description="checks file (.yml/.yaml or .toml) to run")
+    # Both carry user SQL (filters, sql checks) inside a checks document: the tool extracts each piece and
+    # admits every query built from it through gate.admit itself, like the statements of migration files.
+    file: str | None = Field(default=None, description="checks file (.yml/.yaml or .toml) to run",
+                             json_schema_extra=gate.user_sql("files"))
     checks: str | None = Field(default=None, description="the checks file's content (YAML or TOML) instead of a "
                                "path; its filters and sql checks are user SQL, run only through the safety gate",
-                               json_schema_extra=gate.user_sql("expression"))
+                               json_schema_extra=gate.user_sql("files"))
     suggest: list[str] = Field(default=[], description="instead of running checks, propose a checks file for "
                                "these tables from the catalog and pg_stats")
     max_keys: int = Field(default=100, ge=0, description="failing keys returned per check (0: all of them, "
@@ -81,6 +84,7 @@ def _alert(command: str, result: QualityResult) -> str:
         "agent19 check checks.toml --format junit > quality.xml       # CI: exit 1 on any fail",
         "agent19 check checks.yml --on-failure 'curl -s -d @- https://alerts.example/hook'",
         "agent19 check --suggest users orders > checks.yml",
+        "agent19 check examples/quality/charter.yml   # the format: examples/quality/charter.yml and .toml",
     ),
 )
 def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
