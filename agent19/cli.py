@@ -59,6 +59,9 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                    "(env AGENT19_HANDOFF_DIR; default ./handoffs)")
     g.add_argument("--statement-timeout", default=default, help="per statement, e.g. 30s (default 30s)")
     g.add_argument("--lock-timeout", default=default, help="waiting for a lock, e.g. 5s (default 5s)")
+    g.add_argument("--allow-model-confirmation", action="store_const", const=True, default=default,
+                   help="accept confirmation phrases passed as arguments (env AGENT19_ALLOW_MODEL_CONFIRMATION=1): "
+                   "for pipelines whose approver is a program; risk: whoever calls the tool can confirm")
     g.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
                    help="log what agent19 does to stderr")
 
@@ -134,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     serve.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=int, default=8019, help="HTTP port (default 8019)")
+    serve.add_argument("--token-file", metavar="PATH", help="HTTP: require `Authorization: Bearer <token>` with the "
+                       "token on this file's first line (chmod 600); or set AGENT19_HTTP_TOKEN. Required for any "
+                       "--host beyond loopback (see also AGENT19_OAUTH_ISSUER / AGENT19_OAUTH_JWKS_URL)")
     groups: dict[str, Any] = {}
     for spec in all_tools():
         group, _, leaf = spec.command.partition(" ")
@@ -151,6 +157,7 @@ def _settings(ns: argparse.Namespace) -> Settings:
     return Settings.load(
         dsn=ns.dsn, mode=ns.mode, data_dir=ns.data_dir, handoff_dir=ns.handoff_dir,
         statement_timeout=ns.statement_timeout, lock_timeout=ns.lock_timeout,
+        allow_model_confirmation=getattr(ns, "allow_model_confirmation", None),
     )
 
 
@@ -170,6 +177,9 @@ def _ask_terminal(message: str, schema: type[BaseModel]) -> BaseModel | None:
         return schema.model_validate(values)
     except ValidationError:
         return None
+
+
+_ask_terminal.channel = "terminal"  # type: ignore[attr-defined]  # the audit log names who confirmed
 
 
 class _ProgressLine:
@@ -221,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "serve":
             from agent19.server import serve
 
-            serve(settings, http=ns.http, host=ns.host, port=ns.port)
+            serve(settings, http=ns.http, host=ns.host, port=ns.port, token_file=ns.token_file)
             return 0
         return _run_tool(ns.spec, ns, settings)
     except Agent19Error as exc:

@@ -11,8 +11,18 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | lock_timeout       | ``--lock-timeout``    | ``AGENT19_LOCK_TIMEOUT``    | ``5s``                   |
 | data_dir           | ``--data-dir``        | ``AGENT19_DATA_DIR``        | per-user data directory  |
 | confirm_key        |                       | ``AGENT19_CONFIRM_KEY``     | generated in data_dir    |
+| allow_model_confirmation | ``--allow-model-confirmation`` | ``AGENT19_ALLOW_MODEL_CONFIRMATION`` | off |
+| mass_write_fraction|                       | ``AGENT19_MASS_WRITE_FRACTION``| ``0.5``               |
+| mass_write_rows    |                       | ``AGENT19_MASS_WRITE_ROWS`` | ``100000``               |
 | read_dsn           | ``--read-dsn``        | ``AGENT19_READ_DSN``        | the main DSN             |
 | allow_privileged_reads | ``--allow-privileged-reads`` | ``AGENT19_ALLOW_PRIVILEGED_READS`` | off     |
+
+``allow_model_confirmation`` lets a confirmation phrase arrive as a tool argument (written by
+whoever calls the tool: a model, or a pipeline's approver program); by default only a human gives it
+(MCP elicitation, ``agent19 confirm --token`` at a terminal, or the loopback page of ``agent19 serve``).
+In execute mode a write that touches at least ``mass_write_fraction`` of a table's rows (when it
+touches two or more) or more than ``mass_write_rows`` rows of one table is rolled back and goes
+through the confirmation protocol with the measured numbers.
 
 ``read_dsn`` is the least-privilege login user reads (run_sql, explain_query, the index advisor)
 run as; ``agent19 setup-role`` prints the SQL that creates it. Without it, and when the main login
@@ -103,6 +113,13 @@ class Settings(BaseModel):
     confirm_key: SecretStr | None = Field(
         default=None, description="HMAC key for confirmation tokens; default: generated once in data_dir (0600)"
     )
+    allow_model_confirmation: bool = Field(
+        default=False, description="accept the confirmation phrase as a tool argument (risk: the model itself can "
+        "confirm); default: only a human confirms, out of band")
+    mass_write_fraction: float = Field(default=0.5, gt=0, le=1, description="share of a table's rows a write may "
+                                       "touch (update or delete) before it needs confirmation")
+    mass_write_rows: int = Field(default=100_000, ge=1, description="rows of one table a write may touch before "
+                                 "it needs confirmation, whatever the share")
     read_dsn: SecretStr | None = Field(default=None, description="DSN of the least-privilege login user reads run as")
     allow_privileged_reads: bool = Field(
         default=False, description="let user reads run as a superuser/privileged login (risks server files, "
@@ -140,6 +157,18 @@ class Settings(BaseModel):
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
             values["confirm_key"] = SecretStr(confirm_key) if isinstance(confirm_key, str) else confirm_key
+        model_ok = pick("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
+        if model_ok is not None:
+            values["allow_model_confirmation"] = _flag(model_ok, "AGENT19_ALLOW_MODEL_CONFIRMATION")
+        for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
+                               ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int)):
+            raw_value = pick(key, var)
+            if raw_value is not None:
+                try:
+                    values[key] = cast(raw_value)
+                except ValueError:
+                    raise ConfigError(f"{var}: {raw_value!r} is not a number", "e.g. 0.5 (a share) or 100000 (rows)"
+                                      ) from None
         read_dsn = pick("read_dsn", "AGENT19_READ_DSN")
         if read_dsn is not None:
             values["read_dsn"] = SecretStr(read_dsn) if isinstance(read_dsn, str) else read_dsn

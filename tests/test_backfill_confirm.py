@@ -15,10 +15,11 @@ from tests.test_backfill import _make_big
 ROOT = Path(__file__).parent.parent
 
 
-def backfill(dsn: str, data_dir: Path, *args: str) -> tuple[int, dict]:
+def backfill(dsn: str, data_dir: Path, *args: str, opt_in: bool = True) -> tuple[int, dict]:
+    """The CLI without a terminal; ``opt_in``: the operator accepts phrases as arguments (a program approves)."""
     out = subprocess.run(
         [sys.executable, "-m", "agent19", "backfill", "big", "--set", "v = 0", "--dsn", dsn, "--mode", "execute",
-         "--data-dir", str(data_dir), "--format", "json", *args],
+         "--data-dir", str(data_dir), "--format", "json", *args, *(["--allow-model-confirmation"] if opt_in else [])],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout, out.stderr
     return out.returncode, json.loads(out.stdout)
@@ -37,6 +38,12 @@ def test_full_table_backfill_needs_the_exact_phrase(dsn: str, tmp_path: Path) ->
     assert report["impact"] and "3000" in report["phrase"].replace(",", "")
     assert state(dsn) == (0, 0)  # nothing ran
 
+    # by default the phrase is not accepted as an argument: a human confirms out of band
+    code, default = backfill(dsn, tmp_path, "--confirm-token", report["token"], "--confirm-phrase", report["phrase"],
+                             opt_in=False)
+    assert code == 1 and "not accepted" in default["confirmation"]["reasons"][0]
+    assert state(dsn) == (0, 0)
+
     code, near = backfill(dsn, tmp_path, "--confirm-token", report["token"],
                           "--confirm-phrase", report["phrase"].rstrip("."))
     assert code == 1 and near["confirmation"]["outcome"] == "refused"
@@ -54,7 +61,7 @@ def test_full_table_backfill_needs_the_exact_phrase(dsn: str, tmp_path: Path) ->
     assert done["rows_updated"] == 3000 and done["confirmation"]["outcome"] == "executed"
     assert state(dsn) == (3000, 3000)  # every row, exactly once
     outcomes = [json.loads(line)["outcome"] for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert outcomes == ["challenged", "refused", "refused", "challenged", "executed"]
+    assert outcomes == ["challenged", "refused", "refused", "refused", "challenged", "executed"]
 
 
 def test_a_selective_backfill_runs_without_confirmation(dsn: str, tmp_path: Path) -> None:

@@ -44,10 +44,32 @@ def _forge(token: str) -> str:
     return f"{prefix}.{forged}.{mac}"
 
 
-async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(dsn, tmp_path):
+async def test_a_phrase_from_the_model_is_refused_by_default(dsn, tmp_path):
     _setup(dsn)
     sql = "DROP TABLE old_users"
     async with stdio_session("--dsn", dsn, "--mode", "execute", "--data-dir", str(tmp_path)) as session:
+        report = (await _confirm(session, sql=sql))["report"]
+        assert report["confirm_url"].startswith("http://127.0.0.1:") and "/confirm/" in report["confirm_url"]
+        assert report["confirm_command"] == f"agent19 confirm --token {report['token']} --mode execute"
+        assert "Never type the phrase yourself" in report["next_step"]
+        out = await _confirm(session, sql=sql, token=report["token"], phrase=report["phrase"])
+        assert out["outcome"] == "refused" and "not accepted" in out["reasons"][0]
+        assert report["confirm_url"] in out["reasons"][0]  # the same one-time page, offered again
+        out = await _confirm(session, sql=sql, token=report["token"])
+        assert out["outcome"] == "refused" and "not confirmed by a human yet" in out["reasons"][0]
+        ran = (await session.call_tool("run_sql", {"sql": sql})).structured_content
+        assert ran["executed"] is False and ran["confirmation"]["report"]["confirm_url"]
+    assert _count(dsn) == 1234
+    text = (tmp_path / "audit.jsonl").read_text()
+    assert "a19." not in text and "Confirmed:" not in text and "/confirm/" not in text
+
+
+async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(dsn, tmp_path):
+    """With the operator's opt-in (an approver that is a program), the phrase may come as an argument."""
+    _setup(dsn)
+    sql = "DROP TABLE old_users"
+    async with stdio_session("--dsn", dsn, "--mode", "execute", "--data-dir", str(tmp_path),
+                             "--allow-model-confirmation") as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         for name in ("run_sql", "confirm_destructive"):
             assert tools[name].annotations.destructive_hint is True
@@ -64,9 +86,9 @@ async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(
                                                            "rollback plan", "approval", "maintenance window"}
         assert report["archive"][0]["sql"].startswith('CREATE TABLE "public"."old_users_archive_')
 
-        # 1. without the phrase
+        # 1. without the phrase (and no human approved it out of band)
         out = await _confirm(session, sql=sql, token=report["token"])
-        assert out["outcome"] == "refused" and "no confirmation phrase" in out["reasons"][0]
+        assert out["outcome"] == "refused" and "not confirmed by a human yet" in out["reasons"][0]
         # 2. a near-miss phrase
         step1 = (await _confirm(session, sql=sql))["report"]
         out = await _confirm(session, sql=sql, token=step1["token"], phrase=phrase.rstrip("."))
@@ -98,6 +120,7 @@ async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(
         out = await _confirm(session, sql="drop   table OLD_USERS;", token=step1["token"], phrase=step1["phrase"],
                              archive=True)
         assert out["outcome"] == "executed" and out["executed"] is True, out
+        assert out["channel"] == "argument (operator opt-in)"
         assert out["archived"][0]["source_rows"] == out["archived"][0]["archive_rows"] == 1235
     assert _count(dsn) is None
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -107,7 +130,8 @@ async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(
     outcomes = [e["outcome"] for e in log]
     assert outcomes.count("executed") == 1 and "challenged" in outcomes
     reasons = " | ".join(e["reason"] for e in log if e["outcome"] == "refused")
-    for why in ("no confirmation phrase", "does not match exactly", "already used", "not issued by this server",
+    assert [e["channel"] for e in log if e["outcome"] == "executed"] == ["argument (operator opt-in)"]
+    for why in ("not confirmed by a human yet", "does not match exactly", "already used", "not issued by this server",
                 "impact changed"):
         assert why in reasons
     text = (tmp_path / "audit.jsonl").read_text()
@@ -165,10 +189,11 @@ async def test_elicitation_asks_the_human_and_ignores_the_models_phrase(dsn, tmp
     assert declined["outcome"] == "refused" and "declined" in declined["reasons"][0]
     assert near_miss["executed"] is False
     (wrong,) = await _with_elicitation(dsn, tmp_path, "lower", [("run_sql", {"sql": "DELETE FROM old_users"})])
-    assert wrong["executed"] is False and "human (elicitation)" in wrong["message"]
+    assert wrong["executed"] is False and "(from elicitation)" in wrong["message"]
     assert _count(dsn) == 1234
     (done,) = await _with_elicitation(dsn, tmp_path, "exact", [
         ("run_sql", {"sql": "DELETE FROM old_users"}),
     ])
     assert done["executed"] is True and done["result"]["row_count"] == 1234
+    assert done["confirmation"]["channel"] == "elicitation"
     assert _count(dsn) == 0

@@ -151,9 +151,12 @@ def test_truncate_with_archive_verifies_then_truncates(db):
     no_archive = confirm_destructive(ctx, ConfirmArgs(sql="TRUNCATE kids", token=step1.token, phrase=step1.phrase))
     assert no_archive.outcome == "refused" and "archive choice" in no_archive.reasons[0]
     step1 = confirm_destructive(ctx, ConfirmArgs(sql="TRUNCATE kids", archive=True)).report
-    done = confirm_destructive(ctx, ConfirmArgs(sql="TRUNCATE kids", archive=True, token=step1.token,
-                                                phrase=step1.phrase))
+    # the human confirms out of band (what `agent19 confirm --token` and the page do), then the retry runs
+    approved = Protocol(ctx.settings, ctx.db).approve(step1.token, step1.phrase, "terminal")
+    assert approved.outcome == "approved", approved.reasons
+    done = confirm_destructive(ctx, ConfirmArgs(sql="TRUNCATE kids", archive=True, token=step1.token))
     assert done.executed and done.archived[0].verified and done.archived[0].archive_rows == 4
+    assert done.channel == "terminal"
     assert _state(dsn) == (10, 0, 1)
 
 
@@ -165,6 +168,12 @@ def test_cli_two_step_flow(db, tmp_path):
     first = subprocess.run([*base, "--format", "json"], capture_output=True, text=True, cwd=root)
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)["report"]
+    # by default a phrase passed as an argument is refused, even the exact one, and the token survives
+    default = subprocess.run([*base, "--token", report["token"], "--phrase", report["phrase"]], capture_output=True,
+                             text=True, cwd=root)
+    assert default.returncode == 1 and "not accepted" in default.stdout, default.stdout
+    assert _state(dsn)[1] == 4
+    base.append("--allow-model-confirmation")  # the operator's opt-in, for an approver that is a program
     wrong = subprocess.run([*base, "--token", report["token"], "--phrase", "yes"], capture_output=True, text=True,
                            cwd=root)
     assert wrong.returncode == 1 and "does not match exactly" in wrong.stdout

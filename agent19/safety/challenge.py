@@ -2,10 +2,11 @@
 
 A token is ``a19.<payload>.<mac>``: the payload (base64url JSON) holds the normalized statement's
 hash, the database identity (system identifier, name, oid), a hash of the impact figures, the
-archive choice, an expiry and a random nonce; the MAC is HMAC-SHA256 over the payload with a key
-from ``AGENT19_CONFIRM_KEY`` or, without one, a key generated once and kept in the data directory
-(mode 0600). A token is single use: its nonce is remembered in the data directory when it is
-presented, whatever the outcome, under a file lock (several agent19 processes may share the dir).
+archive choice, the statement's text (so a human confirming out of band sees what it is for), an
+expiry and a random nonce; the MAC is HMAC-SHA256 over the payload with a key from
+``AGENT19_CONFIRM_KEY`` or, without one, a key generated once and kept in the data directory
+(mode 0600). A token is single use: its nonce is recorded in the target database, in the same
+transaction as the statement it confirms (:mod:`agent19.safety.ledger`).
 
 Written here rather than taken from a JWT library: it is fifty lines of the standard library
 (``hmac``, ``hashlib``, ``secrets``), with no algorithm negotiation to get wrong.
@@ -14,15 +15,12 @@ Written here rather than taken from a JWT library: it is fifty lines of the stan
 from __future__ import annotations
 
 import base64
-import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,6 @@ from agent19.migrate.parse import Statement
 PREFIX = "a19"
 TOKEN_TTL_S = 15 * 60
 KEY_FILE = "confirm.key"
-USED_FILE = "confirm-used.jsonl"
 MIN_KEY_CHARS = 16
 
 
@@ -106,8 +103,8 @@ def issue(key: bytes, claims: dict[str, Any], ttl_s: int = TOKEN_TTL_S) -> tuple
     return f"{PREFIX}.{_b64(payload)}.{_b64(mac)}", expires
 
 
-def verify(key: bytes, token: str, expected: dict[str, Any]) -> dict[str, Any]:
-    """The token's payload if it is ours, unexpired and made for ``expected``; else :class:`TokenInvalid`."""
+def peek(key: bytes, token: str) -> dict[str, Any]:
+    """The token's payload if it is ours and unexpired (not yet checked against a statement)."""
     try:
         prefix, body, mac = token.strip().split(".")
         payload = _unb64(body)
@@ -117,49 +114,16 @@ def verify(key: bytes, token: str, expected: dict[str, Any]) -> dict[str, Any]:
     if prefix != PREFIX or not hmac.compare_digest(hmac.new(key, payload, hashlib.sha256).digest(), given):
         raise TokenInvalid("the token's signature does not verify: it was not issued by this server (forged or "
                            "altered)")
-    claims = json.loads(payload)
+    claims: dict[str, Any] = json.loads(payload)
     if claims.get("exp", 0) < time.time():
         raise TokenInvalid("the token has expired; ask for a new challenge")
+    return claims
+
+
+def verify(key: bytes, token: str, expected: dict[str, Any]) -> dict[str, Any]:
+    """The token's payload if it is ours, unexpired and made for ``expected``; else :class:`TokenInvalid`."""
+    claims = peek(key, token)
     for name, what in (("sql", "statement"), ("db", "database"), ("archive", "archive choice")):
         if claims.get(name) != expected.get(name):
             raise TokenInvalid(f"the token was issued for another {what}; ask for a challenge for this one")
     return claims
-
-
-class UsedTokens:
-    """Nonces of presented tokens, kept until they expire (a JSON line each)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / USED_FILE
-
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, int]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            now = time.time()
-            used = {}
-            for line in fh.read().splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if entry.get("exp", 0) >= now:
-                    used[entry["nonce"]] = entry["exp"]
-            yield used
-            fh.seek(0)
-            fh.truncate()
-            fh.write("".join(canonical({"nonce": n, "exp": e}) + "\n" for n, e in used.items()))
-
-    def was_used(self, nonce: str) -> bool:
-        with self._locked() as used:
-            return nonce in used
-
-    def consume(self, nonce: str, expires: int) -> bool:
-        """Mark ``nonce`` used; False if it already was (a replay)."""
-        with self._locked() as used:
-            if nonce in used:
-                return False
-            used[nonce] = expires
-            return True

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 
 from agent19.migrate.knowledge import NON_VOLATILE_FUNCTIONS
 from agent19.migrate.parse import Statement, parse_sql
+from agent19.safety import kinds
 from agent19.safety import types as sqltypes
 from agent19.safety.facts import Facts, range_var_name
 from agent19.sqltree import qualified_name, walk
@@ -78,6 +79,9 @@ SIDE_EFFECT_FUNCTIONS = {
     "pg_file_unlink", "pg_file_rename", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_promote",
     "pg_stat_reset", "pg_truncate_visibility_map", "setval", "pg_logical_emit_message",
 }
+EVALUATING_NODES = {"DeleteStmt", "UpdateStmt", "SelectStmt", "InsertStmt", "ExplainStmt", "MergeStmt",
+                    "CreateTableAsStmt", "CopyStmt", "DeclareCursorStmt"}
+"""Statements that evaluate expressions when they run (so the functions they call run too)."""
 UNVERIFIABLE_NODES = {
     "DoStmt": "a DO block runs procedural code (possibly dynamic EXECUTE format(…)) that cannot be verified "
               "before it runs",
@@ -119,10 +123,20 @@ def judge(st: Statement, facts: Facts | None = None) -> list[Finding]:
         _alter_table(f, facts, add)
     elif st.node in UNVERIFIABLE_NODES:
         add("unverifiable", Risk.HIGH, True, [], UNVERIFIABLE_NODES[st.node])
-    if st.node in {"DeleteStmt", "UpdateStmt", "SelectStmt", "InsertStmt", "ExplainStmt", "MergeStmt"}:
+    if st.node in EVALUATING_NODES:
         _dml(st.tree, facts, add)
         _side_effects(st.tree, facts, add)
     return out
+
+
+def not_known_safe(st: Statement) -> Finding | None:
+    """A finding when ``st``'s kind is not on the allowlist of kinds that lose nothing
+    (:mod:`agent19.safety.kinds`): an unknown kind is destructive until shown otherwise."""
+    why = kinds.unlisted_reason(st)
+    if why is None:
+        return None
+    return Finding(statement=st.index, line=st.line, kind="not_known_safe", risk=Risk.HIGH, data_loss=True,
+                   reason=why)
 
 
 def _object_name(obj: dict[str, Any]) -> str:
@@ -230,6 +244,11 @@ def _side_effects(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:
             seen.add(written)
             add("unverifiable", Risk.HIGH, True, [Target(kind="function", name=written)],
                 f"calls {written}(), a volatile function, for its side effects: what it changes cannot be verified")
+        elif facts is not None and known is None:
+            seen.add(written)
+            add("unverifiable", Risk.HIGH, True, [Target(kind="function", name=written)],
+                f"calls {written}(), which agent19 cannot resolve in the catalog as the server would: what it "
+                "changes cannot be verified")
 
 
 # -- WHERE clauses that hold for every row ---------------------------------------------------------

@@ -1,14 +1,16 @@
 """What a destructive statement would cost, read from the live database.
 
-For each target: whether it exists, its rows (an exact ``count(*)`` when the table is small enough
-to count cheaply, the planner's estimate otherwise — :attr:`TargetImpact.rows_exact` says which),
-its size, and what depends on it: foreign keys pointing at it (and the rows ``CASCADE`` would also
-remove), views, triggers, publications. Plus whether the server knows of a recent backup (WAL
-archiving), and the database's identity, which the confirmation token is bound to.
+For each target: whether it exists, its rows (always an exact ``count(*)``: an estimate would let
+rows added between the challenge and the confirmation go unnoticed; tables over
+:data:`CHUNK_BYTES` are counted in block ranges with progress reported), its size, and what
+depends on it: foreign keys pointing at it (and the rows ``CASCADE`` would also remove), views,
+triggers, publications. Plus whether the server knows of a recent backup (WAL archiving),
+and the database's identity, which the confirmation token is bound to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import sql
@@ -18,8 +20,11 @@ from agent19.errors import InputError
 from agent19.safety.detect import Finding
 from agent19.safety.facts import quote_written
 
-EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024
-"""Tables up to this heap size are counted exactly; larger ones use ``pg_class.reltuples``."""
+CHUNK_BYTES = 64 * 1024 * 1024
+"""Tables larger than this are counted in ranges of this many bytes of heap (a TID range scan each,
+PostgreSQL 14+), reporting progress after each range."""
+
+Progress = Callable[[float, float | None, str | None], None]
 
 
 class DatabaseIdentity(BaseModel):
@@ -41,6 +46,8 @@ class TargetImpact(BaseModel):
     exists: bool = True
     rows: int | None = Field(default=None, description="rows at stake")
     rows_exact: bool = Field(default=False, description="true: count(*); false: the planner's estimate")
+    rows_touched: int | None = Field(default=None, description="rows the statement updated or deleted, measured "
+                                     "by running it in a savepoint that was rolled back")
     size_bytes: int | None = None
     dependents: list[Dependent] = []
     cascade_rows: int = Field(default=0, description="rows in other tables that CASCADE would also remove")
@@ -66,7 +73,7 @@ class Impact(BaseModel):
         """What the confirmation token binds: rows and dependents of every target."""
         return {
             "targets": [
-                {"name": t.name, "column": t.column, "exists": t.exists, "rows": t.rows,
+                {"name": t.name, "column": t.column, "exists": t.exists, "rows": t.rows, "touched": t.rows_touched,
                  "cascade_rows": t.cascade_rows, "dependents": sorted(f"{d.kind}:{d.name}" for d in t.dependents)}
                 for t in self.targets
             ]
@@ -133,8 +140,9 @@ def backup_status(conn: Any) -> Backup:
                   "agent19 cannot see backups taken elsewhere — check yours before confirming")
 
 
-def measure(conn: Any, findings: list[Finding], missing_ok: bool = False) -> Impact:
-    """The impact of ``findings`` (inside a READ ONLY transaction on ``conn``).
+def measure(conn: Any, findings: list[Finding], missing_ok: bool = False, progress: Progress | None = None) -> Impact:
+    """The impact of ``findings`` (inside a READ ONLY transaction on ``conn``, or under the lock of
+    the confirming transaction).
 
     A target that does not exist is an :class:`InputError`, unless ``missing_ok`` (``IF EXISTS``).
     """
@@ -143,7 +151,7 @@ def measure(conn: Any, findings: list[Finding], missing_ok: bool = False) -> Imp
         for t in f.targets:
             if t.kind == "function" and f.kind == "unverifiable":
                 continue
-            impact = _target(conn, t.kind, t.name, t.column, f.kind, f.cascade)
+            impact = _target(conn, t.kind, t.name, t.column, f.kind, f.cascade, progress)
             if not impact.exists and not missing_ok:
                 raise InputError(f"{t.kind} {t.name!r} does not exist", "check the name (describe_database lists "
                                  "tables); nothing was changed")
@@ -151,9 +159,10 @@ def measure(conn: Any, findings: list[Finding], missing_ok: bool = False) -> Imp
     return Impact(database=database_identity(conn), targets=targets, backup=backup_status(conn))
 
 
-def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, cascade: bool) -> TargetImpact:
+def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, cascade: bool,
+            progress: Progress | None = None) -> TargetImpact:
     if kind in {"table", "column"}:
-        return _table(conn, name, column, finding, cascade)
+        return _table(conn, name, column, finding, cascade, progress)
     if kind == "database":
         row = conn.execute("SELECT pg_database_size(oid) AS size FROM pg_database WHERE datname = %s",
                            (name,)).fetchone()
@@ -176,7 +185,7 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
         rel = conn.execute(Q_REL, (quote_written(name),)).fetchone()
         impact.name, impact.size_bytes = rel["name"], rel["total"]
         if rel["relkind"] == "m":
-            impact.rows, impact.rows_exact = _rows(conn, rel)
+            impact.rows, impact.rows_exact = _rows(conn, rel, progress)
         impact.dependents = _views(conn, oid)
     deps = conn.execute(Q_DEPENDS, (oid,)).fetchall()
     impact.dependents += [Dependent(kind="object", name=r["name"]) for r in deps
@@ -184,11 +193,28 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
     return impact
 
 
-def _rows(conn: Any, rel: dict[str, Any]) -> tuple[int | None, bool]:
-    if rel["heap"] <= EXACT_COUNT_MAX_BYTES or rel["estimate"] is None:
-        query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(rel["nsp"], rel["rel"]))
-        return conn.execute(query).fetchone()["n"], True
-    return rel["estimate"], False
+def _rows(conn: Any, rel: dict[str, Any], progress: Progress | None = None) -> tuple[int | None, bool]:
+    return exact_count(conn, rel["nsp"], rel["rel"], rel["heap"], progress), True
+
+
+def exact_count(conn: Any, schema: str, table: str, heap_bytes: int, progress: Progress | None = None) -> int:
+    """``count(*)`` of ``schema.table``; over :data:`CHUNK_BYTES`, in block ranges with progress."""
+    name = sql.Identifier(schema, table)
+    version = conn.execute("SELECT current_setting('server_version_num')::int AS v").fetchone()["v"]
+    if heap_bytes <= CHUNK_BYTES or version < 140000:
+        return int(conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(name)).fetchone()["n"])
+    block = conn.execute("SELECT current_setting('block_size')::int AS b").fetchone()["b"]
+    pages, step = -(-heap_bytes // block), CHUNK_BYTES // block
+    total = 0
+    query = sql.SQL("SELECT count(*) AS n FROM {} WHERE ctid >= ('(' || %s::bigint || ',0)')::tid "
+                    "AND ctid < ('(' || %s::bigint || ',0)')::tid").format(name)
+    for start in range(0, pages, step):
+        total += conn.execute(query, (start, start + step)).fetchone()["n"]
+        if progress is not None:
+            progress(min(start + step, pages), pages, f"counting {schema}.{table} exactly: {total:,} rows so far")
+    # rows on pages added while counting (only possible without a lock): the tail past the last range
+    tail = sql.SQL("SELECT count(*) AS n FROM {} WHERE ctid >= ('(' || %s::bigint || ',0)')::tid").format(name)
+    return total + int(conn.execute(tail, (pages,)).fetchone()["n"])
 
 
 def _views(conn: Any, oid: int) -> list[Dependent]:
@@ -196,12 +222,13 @@ def _views(conn: Any, oid: int) -> list[Dependent]:
             for r in conn.execute(Q_VIEWS, {"oid": oid}).fetchall()]
 
 
-def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool) -> TargetImpact:
+def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool,
+           progress: Progress | None = None) -> TargetImpact:
     rel = conn.execute(Q_REL, (quote_written(name),)).fetchone()
     if rel is None:
         return TargetImpact(kind="table" if column is None else "column", name=name, column=column, exists=False)
     oid = rel["oid"]
-    rows, exact = _rows(conn, rel)
+    rows, exact = _rows(conn, rel, progress)
     impact = TargetImpact(kind="table" if column is None else "column", name=rel["name"], column=column,
                           rows=rows, rows_exact=exact, size_bytes=rel["total"])
     if column is not None:
@@ -217,7 +244,7 @@ def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool
         if removes:
             ref = conn.execute(Q_REL, (fk["tbl"],)).fetchone()
             if ref is not None:
-                impact.cascade_rows += _rows(conn, ref)[0] or 0
+                impact.cascade_rows += _rows(conn, ref, progress)[0] or 0
     deps.extend(_views(conn, oid))
     deps.extend(Dependent(kind="trigger", name=r["tgname"]) for r in conn.execute(Q_TRIGGERS, {"oid": oid}))
     deps.extend(Dependent(kind="publication", name=r["pubname"]) for r in conn.execute(Q_PUBLICATIONS, {"oid": oid}))

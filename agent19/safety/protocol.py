@@ -1,16 +1,28 @@
 """The confirmation protocol: nothing that can lose data runs without an impact report and the
-exact phrase.
+exact phrase, typed by a human.
 
-Step 1 (:meth:`Protocol.challenge`): the statement's findings, its impact from the live database,
-the checklist, the archive option, alternatives, the phrase to type and a challenge token.
-Step 2 (:meth:`Protocol.confirm`): the same statement, the token and the phrase. It runs only in
-``execute`` mode, only if the token is this server's, for this statement and database, unexpired
-and unused, the impact has not changed, and the phrase matches exactly. Where the client can ask
-its human (MCP elicitation, a terminal), the phrase is asked of the human and a phrase passed as an
-argument is ignored. Every step is written to the audit log.
+Step 1 (:meth:`Protocol.challenge`): what is destructive — found on the parse tree
+(:mod:`~agent19.safety.detect`), because its kind is not on the allowlist of kinds that lose nothing
+(:mod:`~agent19.safety.kinds`), or *measured* by running the write in a savepoint that is rolled
+back (:mod:`~agent19.safety.measure`) — its impact from the live database (exact row counts), the
+checklist, the archive option, alternatives, the phrase and a signed challenge token.
 
-Execution happens in one transaction on a dedicated session: lock the targets, measure the impact
-again (it must still match the token), archive and verify when asked, run the statement, commit.
+The phrase comes from a human, not the model:
+
+* with MCP elicitation (or a terminal for the CLI) the human is asked directly;
+* otherwise the human confirms out of band — ``agent19 confirm --token …`` at a terminal (a TTY is
+  required) or the one-time loopback page ``agent19 serve`` offers (:mod:`~agent19.safety.page`) —
+  and the model's retry with the token (no phrase) then runs;
+* a phrase passed as a tool argument is refused, unless the operator set
+  ``AGENT19_ALLOW_MODEL_CONFIRMATION=1`` / ``--allow-model-confirmation`` (for pipelines whose
+  approver is another program). The audit log records which channel confirmed.
+
+Step 2 (:meth:`Protocol.confirm`) runs only in execute mode, with a token that is this server's
+(HMAC key), for this statement and database, unexpired and unused; the statement runs in one
+transaction that locks the tables at stake (SHARE: writes wait, reads go on), counts them exactly
+under that lock, refuses if anything changed since step 1, records the token's single use in the
+target database (:mod:`~agent19.safety.ledger`), archives when asked, and runs the statement
+(:mod:`~agent19.safety.execution`).
 """
 
 from __future__ import annotations
@@ -19,8 +31,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import psycopg
-from psycopg import sql as pgsql
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode, Settings
@@ -28,16 +38,18 @@ from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.parse import Statement
 from agent19.safety import archive as archiving
-from agent19.safety import challenge
+from agent19.safety import challenge, ledger, page
+from agent19.safety import measure as measuring
+from agent19.safety.assess import Assessment, assess, from_measurement, measure_trial
 from agent19.safety.audit import AuditLog
-from agent19.safety.detect import Finding, judge
-from agent19.safety.facts import load_facts
-from agent19.safety.impact import Impact, measure
+from agent19.safety.detect import Finding
+from agent19.safety.impact import Impact, database_identity
 from agent19.safety.report import Alternative, ChecklistItem, alternatives, checklist, phrase
-from agent19.safety.run import QueryResult, parse_input, run_write
+from agent19.safety.run import QueryResult, parse_input
 
 Elicit = Callable[[str, type[BaseModel]], BaseModel | None]
-NO_TRANSACTION = {"DropdbStmt", "VacuumStmt"}
+Progress = Callable[[float, float | None, str | None], None]
+IN_BAND = "argument (operator opt-in)"
 
 
 class PhraseAnswer(BaseModel):
@@ -49,6 +61,8 @@ class Report(BaseModel):
     destructive: bool
     findings: list[Finding] = []
     impact: Impact | None = None
+    measured: bool = Field(default=False, description="true: the figures were measured by running the statement "
+                           "in a savepoint that was rolled back")
     checklist: list[ChecklistItem] = []
     archive_chosen: bool = False
     archive: list[archiving.ArchivePlan] = Field(default=[], description="archive-before-drop (argument archive=true)")
@@ -56,26 +70,31 @@ class Report(BaseModel):
     phrase: str | None = Field(default=None, description="the exact phrase the human must type")
     token: str | None = Field(default=None, description="the challenge token for step 2")
     expires_at: datetime | None = None
+    confirm_url: str | None = Field(default=None, description="one-time loopback page where the human reads the "
+                                    "impact and types the phrase (show it to the human)")
+    confirm_command: str | None = Field(default=None, description="or: the command the human runs at a terminal")
     next_step: str = ""
 
 
 class Confirmation(BaseModel):
-    outcome: Literal["challenge", "not_destructive", "refused", "executed"]
+    outcome: Literal["challenge", "not_destructive", "refused", "approved", "executed"]
     executed: bool = False
     reasons: list[str] = Field(default=[], description="why it was refused")
     mode: AccessMode
+    channel: str | None = Field(default=None, description="who confirmed: elicitation, terminal, loopback page, "
+                                "or argument (operator opt-in)")
     report: Report | None = None
     archived: list[archiving.ArchiveResult] = []
     result: QueryResult | None = None
 
 
 class Protocol:
-    def __init__(self, settings: Settings, db: Database, elicit: Elicit | None = None) -> None:
-        self.settings, self.db, self.elicit = settings, db, elicit
+    def __init__(self, settings: Settings, db: Database, elicit: Elicit | None = None,
+                 progress: Progress | None = None) -> None:
+        self.settings, self.db, self.elicit, self.progress = settings, db, elicit, progress
+        self.channel: str = getattr(elicit, "channel", "elicitation")
         self.audit = AuditLog(settings.data_dir)
-        self.used = challenge.UsedTokens(settings.data_dir)
 
-    # -- assessment ----------------------------------------------------------------------------
     def statement(self, sql: str) -> Statement:
         statements = parse_input(sql)
         if len(statements) != 1:
@@ -83,72 +102,171 @@ class Protocol:
                              "at a time", "confirm each destructive statement on its own; nothing was run")
         return statements[0]
 
-    def _assess(self, conn: Any, st: Statement, want_archive: bool) -> tuple[list[Finding], Impact | None,
-                                                                                list[archiving.ArchivePlan]]:
-        findings = judge(st, load_facts(conn, [st]))
-        if not findings:
-            return [], None, []
-        impact = measure(conn, findings, missing_ok=bool(st.fields.get("missing_ok")))
-        tables = sorted({t.name for f, t in _archivable(findings, impact)})
-        plans = archiving.plan(conn, tables, impact.database.name) if tables else []
-        return findings, impact, plans
-
-    def _claims(self, st: Statement, impact: Impact, plans: list[archiving.ArchivePlan], archive: bool) -> dict[
-            str, Any]:
-        return {"sql": challenge.normalized_hash(st), "db": impact.database.model_dump(),
-                "archive": [p.archive for p in plans] if archive else None}
-
-    def _report(self, st: Statement, findings: list[Finding], impact: Impact, plans: list[archiving.ArchivePlan],
-                archive: bool) -> Report:
-        main = max(findings, key=lambda f: ["medium", "high", "critical"].index(f.risk.value))
+    def _report(self, a: Assessment) -> Report:
+        assert a.impact is not None
+        main = max(a.findings, key=lambda f: ["medium", "high", "critical"].index(f.risk.value))
         return Report(
-            statement=st.sql, destructive=True, findings=findings, impact=impact, checklist=checklist(main, impact),
-            archive_chosen=archive, archive=plans, alternatives=alternatives(main, impact.targets),
-            phrase=phrase(main, impact),
+            statement=a.st.sql, destructive=True, findings=a.findings, impact=a.impact,
+            measured=a.measured is not None, checklist=checklist(main, a.impact), archive_chosen=a.archive,
+            archive=a.plans, alternatives=alternatives(main, a.impact.targets), phrase=phrase(main, a.impact),
         )
+
+    def _not_destructive(self, st: Statement, note: str = "") -> Confirmation:
+        return Confirmation(outcome="not_destructive", mode=self.settings.mode, report=Report(
+            statement=st.sql, destructive=False,
+            next_step=note or "not destructive: run it with run_sql (writes need mode execute)"))
 
     # -- step 1 --------------------------------------------------------------------------------
-    def challenge(self, sql: str, archive: bool = False) -> Confirmation:
+    def challenge(self, sql: str, archive: bool = False, trial: bool = True) -> Confirmation:
+        """Step 1. ``trial``: measure a write the statement itself does not show as destructive by
+        running it in a rolled-back transaction (off for work that must never run as one statement,
+        such as a batched backfill)."""
         st = self.statement(sql)
         with self.db.read() as conn:
-            findings, impact, plans = self._assess(conn, st, archive)
-        if not findings or impact is None:
-            return Confirmation(outcome="not_destructive", mode=self.settings.mode, report=Report(
-                statement=st.sql, destructive=False,
-                next_step="not destructive: run it with run_sql (writes need mode execute)"))
-        if archive and not plans:
+            a = assess(conn, st, archive, self.progress)
+        if not a.findings and trial and st.node in measuring_kinds():
+            if not self.settings.mode.allows(AccessMode.DRY_RUN):
+                return self._not_destructive(st, "nothing destructive is visible in the statement itself; in execute "
+                                             "mode agent19 also measures the rows it touches before keeping it")
+            m, reasons = measure_trial(self.db, st, self.settings)
+            if reasons:
+                return self.challenge_measured(st, m, reasons)
+        if not a.findings:
+            return self._not_destructive(st)
+        if archive and not a.plans:
             raise InputError("archive=true, but this statement removes no table rows that can be archived",
                              "call again without archive; nothing was run")
-        report = self._report(st, findings, impact, plans, archive)
-        claims = {**self._claims(st, impact, plans, archive), "impact": impact.figures()}
+        return self._issue(a)
+
+    def challenge_measured(self, st: Statement, m: measuring.Measurement, reasons: list[tuple[str | None, str]]
+                           ) -> Confirmation:
+        """Step 1 for a write whose measured effect is over the thresholds (already rolled back)."""
+        with self.db.read() as conn:
+            identity = database_identity(conn)
+            a = from_measurement(conn, st, m, reasons, identity)
+        return self._issue(a)
+
+    def _issue(self, a: Assessment) -> Confirmation:
+        assert a.impact is not None
+        report = self._report(a)
+        claims = {**a.claims(), "impact": a.impact.figures(), "text": a.st.sql}
         report.token, expires = challenge.issue(challenge.load_key(self.settings), claims)
         report.expires_at = datetime.fromtimestamp(expires, UTC)
-        report.next_step = (
-            "Show this report to the human. To proceed, call confirm_destructive again with the same sql"
-            + (", archive=true" if archive else "") + ", this token, and the phrase typed by the human exactly."
-            + ("" if self.settings.mode is AccessMode.EXECUTE else
-               f" Execution needs mode execute; this server runs in {self.settings.mode.value}.")
-        )
-        self.audit.append("challenged", st, findings, impact)
+        self._instruct(report, a.archive)
+        self.audit.append("challenged", a.st, a.findings, a.impact)
         return Confirmation(outcome="challenge", mode=self.settings.mode, report=report)
 
+    def _instruct(self, report: Report, archive: bool) -> None:
+        again = ("call confirm_destructive again with the same sql" + (", archive=true" if archive else "")
+                 + " and this token")
+        if self.elicit is not None:
+            report.next_step = f"To proceed, {again}: the human is asked for the phrase directly."
+        else:
+            report.confirm_command = f"agent19 confirm --token {report.token} --mode execute"
+            report.confirm_url = page.offer(report.token or "", report.expires_at)
+            where = (f"open {report.confirm_url} (a one-time page on this machine) or run `{report.confirm_command}` "
+                     "at a terminal" if report.confirm_url else f"run `{report.confirm_command}` at a terminal")
+            report.next_step = (
+                f"Show this report to the human. The human confirms out of band: {where} (same database and "
+                f"settings as this server), reading the impact and typing the phrase there. Then {again} "
+                "(no phrase). Never type the phrase yourself"
+                + (": a phrase passed as an argument is refused." if not self.settings.allow_model_confirmation
+                   else "; this server also accepts the phrase as an argument (operator opt-in).")
+            )
+        if self.settings.mode is not AccessMode.EXECUTE:
+            report.next_step += f" Execution needs mode execute; this server runs in {self.settings.mode.value}."
+
+    # -- out-of-band approval ---------------------------------------------------------------------
+    def review(self, token: str) -> tuple[dict[str, Any], Assessment, Report]:
+        """What a token is for, checked against the live database (for the terminal and the page)."""
+        claims = challenge.peek(challenge.load_key(self.settings), token)
+        st = self.statement(str(claims.get("text", "")))
+        if challenge.normalized_hash(st) != claims.get("sql"):
+            raise challenge.TokenInvalid("the token's statement does not match its signature")
+        a = self._assess_for(st, claims)
+        if a.impact is None or not a.findings:
+            raise challenge.TokenInvalid("the statement is no longer destructive as challenged; ask for a new "
+                                         "challenge")
+        if a.claims()["db"] != claims.get("db"):
+            raise challenge.TokenInvalid("the token was issued for another database")
+        if a.measured is None and a.impact.figures() != claims.get("impact"):
+            raise challenge.TokenInvalid("the impact changed since the challenge: "
+                                         + changes(claims["impact"], a.impact.figures()) + "; ask for a new challenge")
+        report = self._report(a)
+        report.token, report.expires_at = token, datetime.fromtimestamp(claims["exp"], UTC)
+        return claims, a, report
+
+    def approve(self, token: str, given_phrase: str | None, channel: str) -> Confirmation:
+        """A human confirms ``token`` out of band (``given_phrase`` None: ask through :attr:`elicit`)."""
+        self.db.require(AccessMode.EXECUTE, "confirming a destructive statement")
+        try:
+            claims, a, report = self.review(token)
+        except challenge.TokenInvalid as exc:
+            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[f"{exc}; nothing was approved"])
+
+        def refuse(reason: str) -> Confirmation:
+            self.audit.append("refused", a.st, a.findings, a.impact, reason=reason, channel=channel)
+            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
+
+        with self.db.read() as conn:
+            row = ledger.status(conn, claims["nonce"])
+        if row is not None and row["used_at"] is not None:
+            return refuse("the token was already used; ask for a new challenge")
+        if given_phrase is None:
+            if self.elicit is None:
+                raise InputError("confirming a token needs a person at a terminal (a TTY)",
+                                 "run `agent19 confirm --token …` in a terminal, or open the confirmation page")
+            answer = self.elicit(elicit_message(report), PhraseAnswer)
+            given_phrase = answer.phrase if isinstance(answer, PhraseAnswer) else None
+            if given_phrase is None:
+                return refuse("the human declined; nothing was approved")
+        if given_phrase.strip() != (report.phrase or ""):
+            return refuse("the phrase does not match exactly; nothing was approved")
+        conn = self.db.connect()
+        try:
+            ledger.approve(conn, claims["nonce"], claims["exp"], channel)
+        except ledger.AlreadyUsed:
+            return refuse("the token was already used; ask for a new challenge")
+        finally:
+            conn.close()
+        self.audit.append("approved", a.st, a.findings, a.impact, channel=channel)
+        report.next_step = ("Approved. The model can now call confirm_destructive with the same sql and this token "
+                            "(no phrase) to run it.")
+        return Confirmation(outcome="approved", mode=self.settings.mode, channel=channel, report=report)
+
     # -- step 2 --------------------------------------------------------------------------------
+    def _assess_for(self, st: Statement, claims: dict[str, Any] | None, archive: bool = False) -> Assessment:
+        with self.db.read() as conn:
+            a = assess(conn, st, archive, self.progress)
+            if not a.findings and claims and claims.get("measured"):
+                m = measuring.Measurement.model_validate(claims["measured"])
+                a = from_measurement(conn, st, m, measuring.verdict(m, self.settings), database_identity(conn))
+        return a
+
     def confirm(self, sql: str, token: str | None, given_phrase: str | None, archive: bool = False,
                 max_rows: int = 200, execute: Callable[[], None] | None = None) -> Confirmation:
         """Step 2. ``execute``: run the confirmed work another way than as one statement (e.g. a batched
-        backfill of this UPDATE); it is called once every check has passed and the impact, measured
-        again, still matches the token. Without it the statement itself runs (:meth:`_execute`)."""
-        st = self.statement(sql)
-        with self.db.read() as conn:
-            findings, impact, plans = self._assess(conn, st, archive)
-        if not findings or impact is None:
-            return Confirmation(outcome="not_destructive", mode=self.settings.mode, report=Report(
-                statement=st.sql, destructive=False, next_step="not destructive: run it with run_sql"))
-        report = self._report(st, findings, impact, plans, archive)
+        backfill of this UPDATE); it is called once every check has passed. Without it the statement
+        itself runs (:mod:`agent19.safety.execution`)."""
+        from agent19.safety import execution
 
-        def refuse(reason: str) -> Confirmation:
-            logged = reason.split("; the human must type exactly:")[0].split("; it must be:")[0]
-            self.audit.append("refused", st, findings, impact, reason=logged)
+        st = self.statement(sql)
+        claims: dict[str, Any] | None = None
+        try:
+            if token:
+                claims = challenge.peek(challenge.load_key(self.settings), token)
+        except challenge.TokenInvalid:
+            claims = None
+        a = self._assess_for(st, claims, archive)
+        if not a.findings or a.impact is None:
+            return self._not_destructive(st, "not destructive: run it with run_sql")
+        report = self._report(a)
+
+        def refuse(reason: str, burn: bool = False, logged: str | None = None) -> Confirmation:
+            if burn and claims is not None:
+                self._burn(claims, reason)
+            # the audit log never holds the phrase or the token
+            self.audit.append("refused", st, a.findings, a.impact, reason=logged or reason.split("; it must be:")[0])
             return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
 
         if self.settings.mode is not AccessMode.EXECUTE:
@@ -157,117 +275,75 @@ class Protocol:
         if not token:
             return refuse("no challenge token: call confirm_destructive with the sql alone first (step 1)")
         try:
-            claims = challenge.verify(challenge.load_key(self.settings), token,
-                                      self._claims(st, impact, plans, archive))
+            claims = challenge.verify(challenge.load_key(self.settings), token, a.claims())
         except challenge.TokenInvalid as exc:
             return refuse(str(exc) + "; nothing was run")
-        if self.used.was_used(claims["nonce"]):
+        if a.measured is None and a.impact.figures() != claims["impact"]:
+            return refuse("the impact changed since the challenge: " + changes(claims["impact"], a.impact.figures())
+                          + "; ask for a new challenge and show the new figures to the human")
+        with self.db.read() as conn:
+            row = ledger.status(conn, claims["nonce"])
+        if row is not None and row["used_at"] is not None:
             return refuse("the token was already used: each challenge token is good for one attempt; ask for a new "
                           "challenge")
         expected = report.phrase or ""
-        source = "argument"
-        if self.elicit is not None:
-            source = "human (elicitation)"
-            answer = self.elicit(_elicit_message(report), PhraseAnswer)
-            given_phrase = answer.phrase if isinstance(answer, PhraseAnswer) else None
-            if given_phrase is None:
-                self.used.consume(claims["nonce"], claims["exp"])
-                return refuse("the human declined or cancelled the confirmation; nothing was run")
-        if not self.used.consume(claims["nonce"], claims["exp"]):
-            return refuse("the token was already used (a concurrent attempt); ask for a new challenge")
-        if impact.figures() != claims["impact"]:
-            return refuse("the impact changed since the challenge: " + _changes(claims["impact"], impact.figures())
-                          + "; ask for a new challenge and show the new figures to the human")
-        if given_phrase is None or not given_phrase.strip():
-            return refuse(f"no confirmation phrase given; the human must type exactly: {expected}")
-        if given_phrase.strip() != expected:
-            return refuse(f"the phrase does not match exactly (from {source}); it must be: {expected}")
-        if execute is not None:
-            return self._execute_by(execute, st, findings, claims, report)
-        return self._execute(st, sql, findings, claims, plans if archive else [], report, max_rows)
+        channel: str | None = None
+        if row is not None and row["approved_by"]:
+            channel = None  # a human approved it out of band: the ledger says who
+        elif self.elicit is not None:
+            answer = self.elicit(elicit_message(report), PhraseAnswer)
+            said = answer.phrase if isinstance(answer, PhraseAnswer) else None
+            if said is None:
+                return refuse("the human declined or cancelled the confirmation; nothing was run", burn=True)
+            if said.strip() != expected:
+                return refuse(f"the phrase does not match exactly (from {self.channel}); nothing was run", burn=True)
+            channel = self.channel
+        elif given_phrase is not None and given_phrase.strip():
+            if not self.settings.allow_model_confirmation:
+                return refuse("a confirmation phrase passed as a tool argument is not accepted: the human confirms "
+                              f"out of band — {self._where(report, token)} — then call again with the token and no "
+                              "phrase (operators whose approver is a program can set "
+                              "AGENT19_ALLOW_MODEL_CONFIRMATION=1); nothing was run",
+                              logged="a confirmation phrase passed as a tool argument is not accepted (no operator "
+                              "opt-in); nothing was run")
+            if given_phrase.strip() != expected:
+                return refuse(f"the phrase does not match exactly (from an argument); it must be: {expected}",
+                              burn=True)
+            channel = IN_BAND
+        else:
+            return refuse(f"not confirmed by a human yet: {self._where(report, token)}; then call again with the "
+                          "same sql and token; nothing was run",
+                          logged="not confirmed by a human yet; nothing was run")
+        return execution.run(self, a, report, claims, channel, max_rows, execute)
+
+    def _where(self, report: Report, token: str) -> str:
+        url = page.offer(token, report.expires_at)
+        command = f"`agent19 confirm --token {token} --mode execute` at a terminal"
+        return f"open {url} or run {command}" if url else f"run {command}"
+
+    def _burn(self, claims: dict[str, Any], reason: str) -> None:
+        conn = self.db.connect()
+        try:
+            ledger.burn(conn, claims["nonce"], claims["exp"], reason)
+        finally:
+            conn.close()
 
     def run_with_elicitation(self, sql: str, archive: bool = False, max_rows: int = 200,
                              execute: Callable[[], None] | None = None) -> Confirmation:
         """Both steps in one call, the phrase asked of the human (only when :attr:`elicit` is set)."""
-        first = self.challenge(sql, archive)
+        first = self.challenge(sql, archive, trial=execute is None)
         if first.outcome != "challenge" or first.report is None:
             return first
         return self.confirm(sql, first.report.token, None, archive, max_rows, execute)
 
-    # -- execution -----------------------------------------------------------------------------
-    def _execute_by(self, execute: Callable[[], None], st: Statement, findings: list[Finding],
-                    claims: dict[str, Any], report: Report) -> Confirmation:
-        with self.db.read() as conn:
-            impact = measure(conn, findings, bool(st.fields.get("missing_ok")))
-        if impact.figures() != claims["impact"]:
-            reason = (f"the impact changed since the challenge: {_changes(claims['impact'], impact.figures())}; "
-                      "ask for a new challenge")
-            self.audit.append("refused", st, findings, impact, reason=reason)
-            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
-        try:
-            execute()
-        except Exception as exc:
-            code = getattr(exc, "sqlstate", None) or type(exc).__name__
-            self.audit.append("failed", st, findings, impact, reason=f"error {code}")
-            raise
-        self.audit.append("executed", st, findings, impact)
-        report.token = None
-        return Confirmation(outcome="executed", executed=True, mode=self.settings.mode, report=report)
 
-    def _execute(self, st: Statement, sql: str, findings: list[Finding], claims: dict[str, Any],
-                 plans: list[archiving.ArchivePlan], report: Report, max_rows: int) -> Confirmation:
-        missing_ok = bool(st.fields.get("missing_ok"))
-        conn = self.db.connect()
-        impact: Impact | None = None
-        try:
-            if st.node in NO_TRANSACTION or st.fields.get("concurrent"):
-                impact = measure(conn, findings, missing_ok)
-                if impact.figures() != claims["impact"]:
-                    raise _Changed(_changes(claims["impact"], impact.figures()))
-                result = run_write(conn, sql, st, max_rows, "committed (outside a transaction block)")
-                archived: list[archiving.ArchiveResult] = []
-            else:
-                with conn.transaction():
-                    for t in {t.name for t in (report.impact.targets if report.impact else [])
-                              if t.kind in {"table", "column"} and t.exists}:
-                        schema, _, name = t.partition(".")
-                        conn.execute(pgsql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-                            pgsql.Identifier(schema, name)))
-                    impact = measure(conn, findings, missing_ok)
-                    if impact.figures() != claims["impact"]:
-                        raise _Changed(_changes(claims["impact"], impact.figures()))
-                    archived = archiving.run(conn, plans)
-                    result = run_write(conn, sql, st, max_rows, "committed")
-        except _Changed as exc:
-            reason = f"the impact changed since the challenge: {exc}; ask for a new challenge"
-            self.audit.append("refused", st, findings, impact, reason=reason)
-            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[reason], report=report)
-        except (psycopg.Error, archiving.ArchiveMismatch) as exc:
-            code = getattr(exc, "sqlstate", None) or type(exc).__name__
-            self.audit.append("failed", st, findings, impact, reason=f"error {code}; rolled back")
-            raise
-        finally:
-            conn.close()
-        self.audit.append("executed", st, findings, impact,
-                          archived=[a.model_dump() for a in archived], rows_affected=result.row_count)
-        report.token = None
-        return Confirmation(outcome="executed", executed=True, mode=self.settings.mode, report=report,
-                            archived=archived, result=result)
+def measuring_kinds() -> set[str]:
+    from agent19.safety.kinds import MEASURED
+
+    return MEASURED
 
 
-class _Changed(Exception):
-    pass
-
-
-def _archivable(findings: list[Finding], impact: Impact) -> list[tuple[Finding, Any]]:
-    out = []
-    for f in findings:
-        if f.kind in archiving.ARCHIVABLE:
-            out.extend((f, t) for t in impact.targets if t.kind in {"table", "column"} and t.exists)
-    return out
-
-
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     parts = []
     old = {t["name"]: t for t in before.get("targets", [])}
     for t in after.get("targets", []):
@@ -275,7 +351,7 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> str:
         if o is None:
             parts.append(f"{t['name']} is new")
             continue
-        for key in ("rows", "cascade_rows", "exists"):
+        for key in ("rows", "touched", "cascade_rows", "exists"):
             if o.get(key) != t.get(key):
                 parts.append(f"{t['name']} {key.replace('_', ' ')} {o.get(key)} → {t.get(key)}")
         if o.get("dependents") != t.get("dependents"):
@@ -283,13 +359,14 @@ def _changes(before: dict[str, Any], after: dict[str, Any]) -> str:
     return ", ".join(parts) or "the objects at stake changed"
 
 
-def _elicit_message(report: Report) -> str:
+def elicit_message(report: Report) -> str:
     lines = ["agent19 is about to run a destructive statement:", "", report.statement, ""]
     for f in report.findings:
         lines.append(f"- {f.risk.value}: {f.reason}")
     for t in report.impact.targets if report.impact else []:
         rows = f", {t.rows_text} rows" if t.rows is not None else ""
-        lines.append(f"- {t.kind} {t.name}{rows}, {len(t.dependents)} dependent objects")
+        touched = f", {t.rows_touched} of them touched (measured)" if t.rows_touched is not None else ""
+        lines.append(f"- {t.kind} {t.name}{rows}{touched}, {len(t.dependents)} dependent objects")
     if report.archive_chosen:
         lines.append("- archive first: " + ", ".join(p.archive for p in report.archive))
     lines += ["", "To proceed, type exactly:", report.phrase or "", "", "Decline to cancel."]

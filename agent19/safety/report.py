@@ -18,7 +18,7 @@ from agent19.units import human_size
 ACTIONS = {
     "drop_table": "drop", "truncate": "truncate", "delete_all": "delete", "update_all": "update",
     "drop_column": "drop column", "alter_column_type": "type change", "drop_database": "drop database",
-    "unverifiable": "running it",
+    "unverifiable": "running it", "not_known_safe": "running it", "mass_delete": "delete", "mass_update": "update",
 }
 
 
@@ -46,7 +46,10 @@ def phrase(finding: Finding, impact: Impact) -> str:
     action = ACTIONS.get(finding.kind, finding.kind.replace("_", " "))
     targets = impact.targets
     subject = _subject(finding)
-    if finding.kind == "unverifiable":
+    if targets and all(t.rows_touched is not None for t in targets):
+        parts = [f"{t.name} has {t.rows} rows and the statement {action}s {t.rows_touched} of them" for t in targets]
+        return f"Confirmed: {', '.join(parts)}, data is archived/not needed, proceed with {action}."
+    if finding.kind in {"unverifiable", "not_known_safe"}:
         what = f" calling {subject}" if subject else ""
         return f"Confirmed: agent19 cannot verify what this statement{what} changes, proceed with running it."
     if finding.kind == "drop_database":
@@ -65,7 +68,8 @@ def phrase(finding: Finding, impact: Impact) -> str:
 
 
 def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
-    lock = "ACCESS EXCLUSIVE" if finding.kind not in {"delete_all", "update_all"} else "ROW EXCLUSIVE (row locks)"
+    row_level = {"delete_all", "update_all", "mass_delete", "mass_update"}
+    lock = "ACCESS EXCLUSIVE" if finding.kind not in row_level else "ROW EXCLUSIVE (row locks)"
     return [
         ChecklistItem(item="a recent backup exists", status="known" if impact.backup.known else "unknown",
                       detail=impact.backup.detail),
@@ -76,13 +80,15 @@ def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
                       "of the rows in this database, pg_dump keeps one outside it"),
         ChecklistItem(item="approval", status="to confirm", detail="the owner of the data has agreed"),
         ChecklistItem(item="maintenance window", status="to confirm",
-                      detail=f"the statement takes {lock} locks on {_subject(finding) or 'what it touches'}"),
+                      detail=f"the statement takes {lock} locks on {_subject(finding) or 'what it touches'}; "
+                      "before it, confirming locks those tables in SHARE mode (writes wait, reads go on) while it "
+                      "counts their rows exactly"),
     ]
 
 
 def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternative]:
     name = finding.targets[0].name if finding.targets else ""
-    if finding.kind == "delete_all":
+    if finding.kind in {"delete_all", "mass_delete"}:
         return [
             Alternative(title="delete only some rows", sql=f"DELETE FROM {name} WHERE <condition>",
                         why="did you mean to remove only the rows that match a condition?"),
@@ -91,7 +97,7 @@ def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternat
                         "triggers and takes an ACCESS EXCLUSIVE lock"),
             Alternative(title="DROP TABLE", sql=f"DROP TABLE {name}", why="if the table itself is no longer needed"),
         ]
-    if finding.kind == "update_all":
+    if finding.kind in {"update_all", "mass_update"}:
         return [Alternative(title="update only some rows", sql=f"UPDATE {name} SET … WHERE <condition>",
                             why="did you mean to change only the rows that match a condition?")]
     if finding.kind == "drop_table":

@@ -24,8 +24,9 @@ class BackfillArgs(BackfillSpec):
         default=None, description="a backfill that overwrites every row (no WHERE, or one that is always true) "
         "is destructive: the token from the first call's confirmation report")
     confirm_phrase: str | None = Field(
-        default=None, description="the confirmation phrase, typed exactly by the human (clients with elicitation "
-        "are asked directly)")
+        default=None, description="only when the operator allows it (AGENT19_ALLOW_MODEL_CONFIRMATION=1): the "
+        "phrase as typed by the approver. Otherwise the human confirms out of band (elicitation, the page, or "
+        "`agent19 confirm --token` at a terminal) and you call again with confirm_token alone")
 
 
 class BackfillOutput(BackfillResult):
@@ -91,7 +92,8 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
 
     A backfill that would overwrite every row (no `where`, or one that is always true) can lose data:
     it runs only through the confirmation protocol — the first call returns the impact report, the
-    phrase and a token; call again with `confirm_token` and the phrase typed by the human."""
+    phrase and a token; the human confirms out of band (or through elicitation), then call again
+    with `confirm_token`."""
     if args.emit is not None:
         return _emit(ctx, args)
     ctx.db.require(AccessMode.EXECUTE, "running a backfill")
@@ -103,10 +105,10 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
         with ctx.db.connect() as conn:
             results.append(_run_backfill(conn, spec, ctx.progress))
 
-    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit)
+    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     statement = update_statement(spec)
     if args.confirm_token is None and ctx.elicit is None:
-        first = protocol.challenge(statement)
+        first = protocol.challenge(statement, trial=False)  # never run the whole UPDATE as one statement
         if first.outcome == "not_destructive":
             execute()
             return BackfillOutput(**results[0].model_dump())

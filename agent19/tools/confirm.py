@@ -5,18 +5,23 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
+from agent19.errors import InputError
 from agent19.safety.protocol import Confirmation, Protocol
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
 
 class ConfirmArgs(BaseModel):
-    sql: str = Field(description="one statement that can lose data (DROP, TRUNCATE, DELETE/UPDATE of every row, …)")
+    sql: str | None = Field(default=None, description="one statement that can lose data (DROP, TRUNCATE, "
+                            "DELETE/UPDATE of many rows, …); omitted with --token alone: a person at a terminal "
+                            "confirms that token",
+                            json_schema_extra={"user_sql": "statement"})  # agent19.safety.gate.user_sql
     token: str | None = Field(default=None, description="step 2: the challenge token from step 1")
     phrase: str | None = Field(
         default=None,
-        description="step 2: the confirmation phrase as the human typed it, exactly (ignored when the client "
-        "supports elicitation: then the human is asked directly)",
+        description="only when the operator allows it (AGENT19_ALLOW_MODEL_CONFIRMATION=1, for pipelines whose "
+        "approver is a program): the phrase as typed by that approver. Otherwise refused: the human confirms "
+        "out of band (elicitation, the page, or `agent19 confirm --token` at a terminal)",
     )
     archive: bool = Field(default=False, description="copy the table's rows to <table>_archive_<yyyymmdd> and "
                           "verify the copy before the destructive statement (give it in both steps)")
@@ -24,7 +29,7 @@ class ConfirmArgs(BaseModel):
 
 
 def render_confirmation(c: Confirmation) -> str:
-    lines = [f"outcome: {c.outcome} (mode {c.mode.value})"]
+    lines = [f"outcome: {c.outcome} (mode {c.mode.value})" + (f", confirmed through {c.channel}" if c.channel else "")]
     lines += [f"refused: {r}" for r in c.reasons]
     r = c.report
     if r is not None:
@@ -43,10 +48,14 @@ def render_confirmation(c: Confirmation) -> str:
             lines.append(f"archive option: {a.sql};  or: {a.pg_dump}")
         for alt in r.alternatives:
             lines.append(f"did you mean: {alt.sql}  — {alt.why}")
-        if r.phrase and c.outcome != "executed":
+        if r.phrase and c.outcome not in {"executed", "approved"}:
             lines.append(f"phrase to type exactly: {r.phrase}")
         if r.token:
             lines.append(f"token (expires {r.expires_at:%Y-%m-%d %H:%M:%S} UTC): {r.token}")
+        if r.confirm_url:
+            lines.append(f"confirmation page (for the human): {r.confirm_url}")
+        if r.confirm_command:
+            lines.append(f"or, at a terminal: {r.confirm_command}")
         if r.next_step:
             lines.append(r.next_step)
     for a in c.archived:
@@ -70,25 +79,37 @@ def render_confirmation(c: Confirmation) -> str:
     exit_code=lambda c: 1 if c.outcome == "refused" else 0,
     examples=(
         "agent19 confirm 'DROP TABLE old_users'",
-        "agent19 confirm 'DROP TABLE old_users' --mode execute --token a19.… --phrase 'Confirmed: …'",
+        "agent19 confirm --token a19.… --mode execute        (a person at a terminal confirms a token)",
+        "agent19 confirm 'DROP TABLE old_users' --mode execute --token a19.…   (runs it once confirmed)",
         "agent19 confirm 'DELETE FROM sessions' --archive --mode execute",
     ),
 )
 def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
-    """The only way a statement that can lose data runs: an impact report, then the exact phrase.
+    """The only way a statement that can lose data runs: an impact report, then the exact phrase,
+    typed by a human.
 
-    Step 1 — call with `sql` alone: returns what is destructive and how risky, the impact from the
-    live database (rows, size, foreign keys, views, triggers, publications, rows CASCADE also
-    removes, whether a backup is known), a checklist, an archive option, "did you mean"
-    alternatives, the exact phrase the human must type, and a challenge token. Show it to the human.
-    Step 2 — call with the same `sql`, the `token` and the `phrase` the human typed: it runs only if
-    the phrase matches exactly, the token is this server's, unexpired and unused, and nothing at
-    stake changed since step 1. Never type the phrase yourself: it is the human's consent. Where the
-    client supports elicitation, the human is asked for the phrase directly (one call is enough).
+    Step 1 — call with `sql` alone: returns what is destructive and how risky (found in the
+    statement, because its kind is not known to lose nothing, or measured by running it in a
+    savepoint that was rolled back), the impact from the live database (exact rows, size, foreign
+    keys, views, triggers, publications, rows CASCADE also removes, whether a backup is known), a
+    checklist, an archive option, "did you mean" alternatives, the phrase, and a challenge token.
+    Show it to the human.
+    The human confirms: when the client supports elicitation, agent19 asks them directly (one call
+    is enough). Otherwise they confirm out of band — on the one-time page in `confirm_url` or with
+    `confirm_command` at a terminal — and then you call again with the same `sql` and the `token`
+    (no phrase): it runs if the token is this server's, unexpired and unused, and nothing at stake
+    changed (counted again, exactly, under a lock). A phrase passed as an argument is refused unless
+    the operator allowed it. Never type the phrase yourself: it is the human's consent.
 
     Step 1 works in every mode; step 2 runs the statement only in execute mode (in read-only and
-    dry-run it is refused, saying so). Every step is written to the audit log."""
-    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit)
+    dry-run it is refused, saying so). Every step, and which channel confirmed, is written to the
+    audit log."""
+    protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
+    if args.sql is None:
+        if not args.token:
+            raise InputError("give the statement (sql), or --token alone to confirm a token at a terminal",
+                             "e.g. agent19 confirm 'DROP TABLE old_users'")
+        return protocol.approve(args.token, None, protocol.channel)
     if args.token:
         return protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows)
     if ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE:

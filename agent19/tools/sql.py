@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import psycopg
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError
-from agent19.safety import readonly
-from agent19.safety.detect import judge
-from agent19.safety.facts import load_facts
+from agent19.migrate.parse import Statement
+from agent19.safety import gate, kinds, readonly
+from agent19.safety import measure as measuring
+from agent19.safety.assess import assess
 from agent19.safety.protocol import Confirmation, Protocol
 from agent19.safety.run import QueryResult, parse_input, run_read, run_write
 from agent19.tools.confirm import render_confirmation
@@ -17,7 +19,7 @@ from agent19.tools.registry import ToolContext, tool
 
 
 class SqlArgs(BaseModel):
-    sql: str = Field(description="exactly one SQL statement")
+    sql: str = Field(description="exactly one SQL statement", json_schema_extra=gate.user_sql("statement"))
     max_rows: int = Field(default=200, ge=1, le=10_000, description="most rows returned (the result says when capped)")
 
 
@@ -68,10 +70,15 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       no volatile or deny-listed function (server files, other sessions, settings), inside a READ ONLY
       transaction, under statement_timeout. Anything else is refused and nothing runs.
     - dry-run: also writes, inside a transaction that is always rolled back (shows their effect).
-    - execute: anything, committed — except statements that can lose data (DROP, TRUNCATE,
-      DELETE/UPDATE of every row, narrowing type changes, DO blocks, side-effect functions): those are
-      refused with the confirmation report; run them through confirm_destructive with the human's
-      phrase. Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
+    - execute: committed, when it can be shown to lose little. Statements that can lose data (DROP,
+      TRUNCATE, DELETE/UPDATE of every row, narrowing type changes, DO blocks, side-effect functions)
+      and every kind not on the allowlist of kinds that lose nothing (GRANT, CREATE RULE/TRIGGER,
+      DROP OWNED, ALTER SYSTEM, COPY…) are refused with the confirmation report. Writes are measured:
+      DELETE, UPDATE, MERGE, INSERT … ON CONFLICT run in a savepoint first, and one that updates or
+      deletes at least half of a table's rows (AGENT19_MASS_WRITE_FRACTION) or more than 100000 rows
+      of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
+      A refused statement runs only through confirm_destructive, once a human has confirmed.
+      Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
     mode = ctx.settings.mode
     db = ctx.db
     statements = parse_input(args.sql)
@@ -84,19 +91,12 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if st.node == "TransactionStmt":
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each run_sql call is its "
                          "own transaction", "nothing was run")
+    gate.admit(db, args.sql, gate.Purpose.WRITE)
     with db.read() as conn:
-        findings = judge(st, load_facts(conn, [st]))
+        findings = assess(conn, st).findings
+    protocol = Protocol(ctx.settings, db, ctx.elicit, ctx.progress)
     if findings:
-        protocol = Protocol(ctx.settings, db, ctx.elicit)
-        if mode is AccessMode.EXECUTE and ctx.elicit is not None:
-            conf = protocol.run_with_elicitation(args.sql, max_rows=args.max_rows)
-            return SqlResult(mode=mode, executed=conf.executed, confirmation=conf, result=conf.result,
-                             message="" if conf.executed else "refused: " + "; ".join(conf.reasons))
-        conf = protocol.challenge(args.sql)
-        needs = "" if mode is AccessMode.EXECUTE else " (and mode execute)"
-        return SqlResult(mode=mode, executed=False, confirmation=conf,
-                         message="refused: this statement can lose data; nothing was run. Show the report to the "
-                         f"human and run it through confirm_destructive with their phrase{needs}.")
+        return _through_protocol(ctx, protocol, args, protocol.challenge(args.sql))
     try:
         readonly.check_statements([st])
     except readonly.ReadOnlyViolation:
@@ -109,11 +109,44 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         return SqlResult(mode=mode, executed=True, result=result, message="dry-run: the change was rolled back")
     conn = db.connect()
     try:
-        try:
-            with conn.transaction():
-                result = run_write(conn, args.sql, st, args.max_rows, "committed")
-        except psycopg.errors.ActiveSqlTransaction:  # e.g. VACUUM, CREATE INDEX CONCURRENTLY
+        if kinds.runs_outside_transaction(st):  # an allowlisted kind PostgreSQL runs outside a transaction
             result = run_write(conn, args.sql, st, args.max_rows, "committed (outside a transaction block)")
+        else:
+            try:
+                result = _measured(conn, ctx, st, args.max_rows)
+            except _OverThreshold as over:
+                return _through_protocol(ctx, protocol, args, protocol.challenge_measured(st, over.m, over.reasons))
     finally:
         conn.close()
     return SqlResult(mode=mode, executed=True, result=result)
+
+
+class _OverThreshold(Exception):
+    def __init__(self, m: measuring.Measurement, reasons: list[tuple[str | None, str]]) -> None:
+        self.m, self.reasons = m, reasons
+
+
+def _measured(conn: Any, ctx: ToolContext, st: Statement, max_rows: int) -> QueryResult:
+    """Run ``st`` in a savepoint, measure what it touched, keep it only under the thresholds."""
+    with conn.transaction():
+        start = measuring.before(conn)
+        with conn.transaction():  # the savepoint
+            result = run_write(conn, st.sql, st, max_rows, "committed")
+            m = measuring.after(conn, start, st.node)
+            reasons = measuring.verdict(m, ctx.settings)
+            if reasons:
+                raise _OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
+    return result
+
+
+def _through_protocol(ctx: ToolContext, protocol: Protocol, args: SqlArgs, first: Confirmation) -> SqlResult:
+    mode = ctx.settings.mode
+    if mode is AccessMode.EXECUTE and ctx.elicit is not None and first.outcome == "challenge" and first.report:
+        conf = protocol.confirm(args.sql, first.report.token, None, max_rows=args.max_rows)
+        return SqlResult(mode=mode, executed=conf.executed, confirmation=conf, result=conf.result,
+                         message="" if conf.executed else "refused: " + "; ".join(conf.reasons))
+    needs = "" if mode is AccessMode.EXECUTE else " (and mode execute)"
+    return SqlResult(mode=mode, executed=False, confirmation=first,
+                     message="refused: this statement can lose data; nothing was kept. Show the report to the "
+                     f"human, who confirms it (see next_step), then run it through confirm_destructive with the "
+                     f"token{needs}.")

@@ -1,0 +1,93 @@
+"""What is at stake in one statement: static findings, the kind allowlist, or a measurement.
+
+:func:`assess` reads the statement (parse tree + catalog facts) and its kind; when that shows
+nothing, :func:`measure_trial` runs a write in a savepoint inside a transaction that is always
+rolled back and measures what it touched (:mod:`agent19.safety.measure`); :func:`from_measurement`
+turns measured figures over the thresholds into findings and an impact the protocol can challenge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent19.config import Settings
+from agent19.db.connection import Database
+from agent19.migrate.parse import Statement
+from agent19.safety import archive as archiving
+from agent19.safety import challenge, gate
+from agent19.safety import measure as measuring
+from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
+from agent19.safety.facts import load_facts
+from agent19.safety.impact import DatabaseIdentity, Impact, TargetImpact, backup_status, measure
+from agent19.safety.run import run_write
+
+Progress = Callable[[float, float | None, str | None], None]
+
+
+@dataclass
+class Assessment:
+    st: Statement
+    findings: list[Finding]
+    impact: Impact | None
+    plans: list[archiving.ArchivePlan] = field(default_factory=list)
+    archive: bool = False
+    measured: measuring.Measurement | None = None
+
+    def claims(self) -> dict[str, Any]:
+        """What the token binds besides the impact: statement, database, archive choice, measurement."""
+        assert self.impact is not None
+        out: dict[str, Any] = {"sql": challenge.normalized_hash(self.st), "db": self.impact.database.model_dump(),
+                               "archive": [p.archive for p in self.plans] if self.archive else None}
+        if self.measured is not None:
+            out["measured"] = self.measured.figures()
+        return out
+
+
+def assess(conn: Any, st: Statement, want_archive: bool = False, progress: Progress | None = None) -> Assessment:
+    """Findings on the statement itself (inside a READ ONLY transaction on ``conn``)."""
+    findings = judge(st, load_facts(conn, [st]))
+    unlisted = not_known_safe(st)
+    if unlisted is not None:
+        findings.append(unlisted)
+    if not findings:
+        return Assessment(st, [], None)
+    impact = measure(conn, findings, missing_ok=bool(st.fields.get("missing_ok")), progress=progress)
+    tables = sorted({t.name for f in findings if f.kind in archiving.ARCHIVABLE
+                     for t in impact.targets if t.kind in {"table", "column"} and t.exists})
+    plans = archiving.plan(conn, tables, impact.database.name) if tables else []
+    return Assessment(st, findings, impact, plans, want_archive)
+
+
+def measure_trial(db: Database, st: Statement, settings: Settings
+                  ) -> tuple[measuring.Measurement, list[tuple[str | None, str]]]:
+    """Run ``st`` in a transaction that is always rolled back and measure what it touched."""
+    gate.admit(db, st.sql, gate.Purpose.TRIAL)
+    with db.rolled_back() as conn:
+        start = measuring.before(conn)
+        run_write(conn, st.sql, st, 1, "rolled back (measured)")
+        m = measuring.after(conn, start, st.node)
+    return m, measuring.verdict(m, settings)
+
+
+def from_measurement(conn: Any, st: Statement, m: measuring.Measurement, reasons: list[tuple[str | None, str]],
+                     identity: DatabaseIdentity) -> Assessment:
+    """Findings and impact stating the measured numbers."""
+    findings: list[Finding] = []
+    targets: list[TargetImpact] = []
+    touches = {t.table: t for t in m.touches}
+    for table, reason in reasons:
+        touch = touches.get(table or "")
+        if touch is None:
+            findings.append(Finding(statement=st.index, line=st.line, kind="unverifiable", risk=Risk.HIGH,
+                                    data_loss=True, reason=reason))
+            continue
+        deletes = touch.deleted >= touch.updated
+        findings.append(Finding(statement=st.index, line=st.line, kind="mass_delete" if deletes else "mass_update",
+                                risk=Risk.CRITICAL if deletes else Risk.HIGH, data_loss=True,
+                                targets=[Target(kind="table", name=touch.table)], reason=reason))
+        targets.append(TargetImpact(kind="table", name=touch.table, rows=touch.rows_before, rows_exact=True,
+                                    rows_touched=touch.touched))
+    impact = Impact(database=identity, targets=targets, backup=backup_status(conn))
+    return Assessment(st, findings, impact, measured=m)

@@ -1,0 +1,139 @@
+"""Step 2's transaction: lock, count exactly, compare, spend the token, archive, run, commit.
+
+One transaction on a dedicated session:
+
+1. ``LOCK TABLE … IN SHARE MODE`` on every table at stake: concurrent writes wait, reads go on. The
+   statement then takes the lock it needs itself (ACCESS EXCLUSIVE for DROP/TRUNCATE, ROW EXCLUSIVE
+   for DELETE/UPDATE), so nothing can change between the count and the statement.
+2. Exact ``count(*)`` of each table under that lock (in block ranges with progress on big tables);
+   any difference from the challenge's figures refuses. Cost: one sequential scan of each table while
+   writers wait — ``tools/bench/bench_safety.py`` measures it on a 1M-row table.
+3. The token's single use is recorded in ``agent19.confirmations`` (:mod:`~agent19.safety.ledger`),
+   in this same transaction: if anything later fails, the token is not spent; two agent19 processes
+   sharing the key cannot both run it.
+4. Archive-before-drop when asked, verified by row counts.
+5. The statement. A measured write runs in a savepoint and is measured again: it must touch exactly
+   what step 1 measured, or everything is rolled back.
+
+Statements PostgreSQL refuses in a transaction (DROP DATABASE, … CONCURRENTLY) and work done another
+way (a batched backfill: ``execute``) spend the token in a transaction of their own just before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql as pgsql
+
+from agent19.safety import archive as archiving
+from agent19.safety import kinds, ledger
+from agent19.safety import measure as measuring
+from agent19.safety.assess import Assessment
+from agent19.safety.impact import Impact, exact_count, measure
+from agent19.safety.run import QueryResult, run_write
+
+if TYPE_CHECKING:
+    from agent19.safety.protocol import Confirmation, Protocol, Report
+
+NO_TRANSACTION = {"DropdbStmt", "VacuumStmt"}
+
+
+class Changed(Exception):
+    """Something at stake changed since the challenge."""
+
+
+def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], channel: str | None, max_rows: int,
+        execute: Callable[[], None] | None) -> Confirmation:
+    from agent19.safety.protocol import Confirmation, changes
+
+    st = a.st
+    assert a.impact is not None
+    impact: Impact | None = a.impact
+    used: str | None = None
+    archived: list[archiving.ArchiveResult] = []
+    result: QueryResult | None = None
+    conn = p.db.connect()
+    try:
+        ledger.ensure(conn)
+        if execute is not None or st.node in NO_TRANSACTION or kinds.runs_outside_transaction(st):
+            with conn.transaction():
+                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
+                if a.measured is None:
+                    impact = measure(conn, a.findings, bool(st.fields.get("missing_ok")), p.progress)
+                    if impact.figures() != claims["impact"]:
+                        raise Changed(changes(claims["impact"], impact.figures()))
+            if execute is not None:
+                execute()
+            else:
+                result = run_write(conn, st.sql, st, max_rows, "committed (outside a transaction block)")
+        else:
+            with conn.transaction():
+                _lock(conn, a)
+                if a.measured is None:
+                    impact = measure(conn, a.findings, bool(st.fields.get("missing_ok")), p.progress)
+                    if impact.figures() != claims["impact"]:
+                        raise Changed(changes(claims["impact"], impact.figures()))
+                else:
+                    _recount(conn, a, p)
+                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
+                archived = archiving.run(conn, a.plans if a.archive else [])
+                result = _statement(conn, a, max_rows)
+    except Changed as exc:
+        reason = f"the impact changed since the challenge: {exc}; nothing was run; ask for a new challenge"
+        p.audit.append("refused", st, a.findings, impact, reason=reason)
+        return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
+    except ledger.NotApproved:
+        reason = "not confirmed by a human yet; nothing was run"
+        p.audit.append("refused", st, a.findings, impact, reason=reason)
+        return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
+    except ledger.AlreadyUsed:
+        reason = "the token was already used (by another attempt, perhaps another agent19); ask for a new challenge"
+        p.audit.append("refused", st, a.findings, impact, reason=reason)
+        return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
+    except (psycopg.Error, archiving.ArchiveMismatch) as exc:
+        code = getattr(exc, "sqlstate", None) or type(exc).__name__
+        p.audit.append("failed", st, a.findings, impact, reason=f"error {code}; rolled back", channel=used or channel)
+        raise
+    finally:
+        conn.close()
+    p.audit.append("executed", st, a.findings, impact, channel=used, archived=[x.model_dump() for x in archived],
+                   rows_affected=result.row_count if result else None)
+    report.token = None
+    return Confirmation(outcome="executed", executed=True, mode=p.settings.mode, channel=used, report=report,
+                        archived=archived, result=result)
+
+
+def _lock(conn: Any, a: Assessment) -> None:
+    assert a.impact is not None
+    names = sorted({t.name for t in a.impact.targets if t.kind in {"table", "column"} and t.exists})
+    for name in names:
+        schema, _, table = name.partition(".")
+        conn.execute(pgsql.SQL("LOCK TABLE {} IN SHARE MODE").format(pgsql.Identifier(schema, table)))
+
+
+def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
+    """A measured write: the tables it touched must still have exactly the rows measured in step 1."""
+    assert a.measured is not None
+    for t in a.measured.touches:
+        schema, _, table = t.table.partition(".")
+        heap = conn.execute("SELECT pg_relation_size(to_regclass(%s)) AS b",
+                            (pgsql.Identifier(schema, table).as_string(conn),)).fetchone()["b"]
+        if heap is None:
+            raise Changed(f"{t.table} no longer exists")
+        rows = exact_count(conn, schema, table, heap, p.progress)
+        if rows != t.rows_before:
+            raise Changed(f"{t.table} rows {t.rows_before} → {rows}")
+
+
+def _statement(conn: Any, a: Assessment, max_rows: int) -> QueryResult:
+    if a.measured is None:
+        return run_write(conn, a.st.sql, a.st, max_rows, "committed")
+    start = measuring.before(conn)
+    result = run_write(conn, a.st.sql, a.st, max_rows, "committed")
+    now = measuring.after(conn, start, a.st.node)
+    if now.figures() != a.measured.figures():
+        seen = ", ".join(f"{t.table}: {t.deleted} deleted, {t.updated} updated" for t in now.touches) or "no rows"
+        raise Changed(f"measured again under the lock, the statement touches other rows than in step 1 ({seen})")
+    return result

@@ -1,0 +1,130 @@
+"""The confirmation ledger: each challenge token's approval and single use, kept in the target
+database itself.
+
+Table ``agent19.confirmations`` (created on first use, in schema ``agent19``): one row per token
+nonce — who approved it (the channel: ``terminal``, ``loopback page``, ``elicitation``,
+``argument (operator opt-in)``), when, and when it was used. :func:`claim` runs inside the same
+transaction as the destructive statement and locks the row (``FOR UPDATE``), so a token runs at
+most one statement whatever the number of agent19 processes or machines sharing
+``AGENT19_CONFIRM_KEY``: a second attempt waits for the first and then finds it used; two
+concurrent first attempts collide on the primary key. If the statement fails, the transaction rolls
+back and the token is not spent.
+
+When the login cannot create the schema (no CREATE privilege on the database), nothing destructive
+runs: :class:`LedgerUnavailable` says which SQL an administrator must run once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from agent19.errors import Agent19Error
+
+TABLE = "agent19.confirmations"
+DDL = """CREATE SCHEMA IF NOT EXISTS agent19;
+CREATE TABLE IF NOT EXISTS agent19.confirmations (
+    nonce text PRIMARY KEY,
+    expires_at timestamptz NOT NULL,
+    approved_by text,
+    approved_at timestamptz,
+    used_at timestamptz,
+    outcome text
+)"""
+
+
+class LedgerUnavailable(Agent19Error):
+    """The target database cannot record the token's single use: nothing ran."""
+
+    exit_code = 1
+
+
+class NotApproved(Exception):
+    """No human approved this token yet."""
+
+
+class AlreadyUsed(Exception):
+    """The token was used (or burnt) before."""
+
+
+def ensure(conn: Any) -> None:
+    """Create ``agent19.confirmations`` when missing (``conn`` in autocommit, outside a transaction)."""
+    if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(DDL)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+        pass  # another agent19 created it at the same moment
+    except psycopg.errors.InsufficientPrivilege as exc:
+        user = conn.execute("SELECT current_user AS u").fetchone()["u"]
+        raise LedgerUnavailable(
+            f"agent19 records each confirmation token's single use in the target database, in {TABLE}, and "
+            f"the login {user!r} cannot create it ({str(exc).strip().splitlines()[0]}); nothing was run",
+            f"have an administrator run once: CREATE SCHEMA agent19 AUTHORIZATION {user}; (agent19 creates the "
+            "table on first use)") from None
+
+
+def _row(conn: Any, nonce: str, lock: bool = False) -> dict[str, Any] | None:
+    q = "SELECT approved_by, used_at FROM agent19.confirmations WHERE nonce = %s" + (" FOR UPDATE" if lock else "")
+    row: dict[str, Any] | None = conn.execute(q, (nonce,)).fetchone()
+    return row
+
+
+def approve(conn: Any, nonce: str, expires: int, channel: str) -> None:
+    """A human confirmed the token through ``channel`` (its own committed transaction)."""
+    ensure(conn)
+    with conn.transaction():
+        row = _row(conn, nonce, lock=True)
+        if row is not None and row["used_at"] is not None:
+            raise AlreadyUsed()
+        if row is None:
+            conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at) "
+                         "VALUES (%s, to_timestamp(%s), %s, now())", (nonce, expires, channel))
+        else:
+            conn.execute("UPDATE agent19.confirmations SET approved_by = %s, approved_at = now() WHERE nonce = %s",
+                         (channel, nonce))
+        conn.execute("DELETE FROM agent19.confirmations WHERE expires_at < now() - interval '1 day'")
+
+
+def burn(conn: Any, nonce: str, expires: int, outcome: str) -> None:
+    """Spend the token without running anything (a wrong phrase, a declined confirmation)."""
+    ensure(conn)
+    with conn.transaction():
+        conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, used_at, outcome) "
+                     "VALUES (%s, to_timestamp(%s), now(), %s) ON CONFLICT (nonce) DO UPDATE "
+                     "SET used_at = coalesce(agent19.confirmations.used_at, now()), outcome = excluded.outcome",
+                     (nonce, expires, outcome[:200]))
+
+
+def status(conn: Any, nonce: str) -> dict[str, Any] | None:
+    """The token's row (approved_by, used_at), or None when never seen."""
+    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
+        return None
+    return _row(conn, nonce)
+
+
+def claim(conn: Any, nonce: str, expires: int, channel: str | None) -> str:
+    """Spend the token inside the caller's transaction; returns the channel that confirmed it.
+
+    ``channel``: the channel that confirmed it just now (elicitation, an opted-in argument), or
+    None to require an earlier approval (terminal, loopback page). Raises :class:`NotApproved` or
+    :class:`AlreadyUsed`."""
+    row = _row(conn, nonce, lock=True)
+    if row is not None and row["used_at"] is not None:
+        raise AlreadyUsed()
+    if row is not None and row["approved_by"]:
+        conn.execute("UPDATE agent19.confirmations SET used_at = now(), outcome = 'executed' WHERE nonce = %s",
+                     (nonce,))
+        return str(row["approved_by"])
+    if channel is None:
+        raise NotApproved()
+    try:
+        with conn.transaction():  # a savepoint: a concurrent first use makes this a clean refusal
+            conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at, used_at, "
+                         "outcome) VALUES (%s, to_timestamp(%s), %s, now(), now(), 'executed')",
+                         (nonce, expires, channel))
+    except psycopg.errors.UniqueViolation:
+        raise AlreadyUsed() from None
+    return channel

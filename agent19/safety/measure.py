@@ -1,0 +1,143 @@
+"""Measured impact: what a write actually did, read from the server before it is kept.
+
+Reading a statement cannot tell whether ``WHERE id > 0`` or ``WHERE EXISTS (SELECT 1)`` matches every
+row, nor what a trigger, a rule, a cascade or a function deletes. The server can: inside the call's
+transaction, :data:`Q_WRITES` reads ``pg_stat_xact_user_tables`` — the rows this backend inserted,
+updated and deleted per table, savepoints included — before and after the statement, and
+:data:`Q_RELATIONS` lists the user tables (their relfilenode and dropped-column count), so a table
+truncated, rewritten or dropped out of sight shows too. For each table with rows updated or
+deleted, the exact row count before the statement is derived from an exact ``count(*)`` after it
+(``after + deleted - inserted``, all in the same transaction).
+
+:func:`verdict` compares the figures with the thresholds in the settings
+(``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
+the call becomes a confirmation challenge stating these numbers.
+
+Cost: two catalog reads per call, plus one ``count(*)`` per table the statement updated or deleted
+rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+from pydantic import BaseModel, Field
+
+from agent19.config import Settings
+
+OWN_SCHEMA = "agent19"
+
+Q_WRITES = """
+SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
+  FROM pg_stat_xact_user_tables
+ WHERE schemaname <> 'agent19' AND n_tup_ins + n_tup_upd + n_tup_del > 0
+"""
+Q_RELATIONS = """
+SELECT c.oid, n.nspname AS nsp, c.relname AS rel, c.relfilenode,
+       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attisdropped) AS dropped
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'agent19')
+   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "VacuumStmt", "ReindexStmt"}
+"""Statement kinds that rewrite their own table (a new relfilenode) by design, keeping every row."""
+
+
+class Before(BaseModel):
+    writes: dict[int, tuple[int, int, int]] = {}
+    relations: dict[int, tuple[str, int, int]] = Field(default={}, description="oid → (name, relfilenode, "
+                                                       "dropped columns)")
+
+
+class Touch(BaseModel):
+    table: str = Field(description="schema.table")
+    rows_before: int | None = Field(description="exact rows before the statement (None: not counted)")
+    inserted: int
+    updated: int
+    deleted: int
+
+    @property
+    def touched(self) -> int:
+        return self.updated + self.deleted
+
+    @property
+    def share(self) -> float:
+        return self.touched / self.rows_before if self.rows_before else 0.0
+
+
+class Measurement(BaseModel):
+    touches: list[Touch] = []
+    vanished: list[str] = Field(default=[], description="tables that no longer exist after the statement")
+    rewritten: list[str] = Field(default=[], description="tables truncated or rewritten by the statement")
+    columns_dropped: list[str] = Field(default=[], description="tables that lost a column")
+
+    def figures(self) -> dict[str, Any]:
+        """What the confirmation token binds (and step 2 must measure again, exactly)."""
+        return self.model_dump()
+
+
+def before(conn: Any) -> Before:
+    """The counters and relations before the statement (inside the caller's transaction)."""
+    writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
+    rels = {r["oid"]: (f"{r['nsp']}.{r['rel']}", r["relfilenode"], r["dropped"])
+            for r in conn.execute(Q_RELATIONS).fetchall()}
+    return Before(writes=writes, relations=rels)
+
+
+def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
+    """What the statement did since ``start`` (same transaction, before commit or rollback)."""
+    m = Measurement()
+    for r in conn.execute(Q_WRITES).fetchall():
+        ins0, upd0, del0 = start.writes.get(r["relid"], (0, 0, 0))
+        ins, upd, dele = r["ins"] - ins0, r["upd"] - upd0, r["del"] - del0
+        if upd == 0 and dele == 0:
+            continue  # inserting loses nothing
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e",
+                              (sql.Identifier(r["nsp"], r["rel"]).as_string(conn),)).fetchone()["e"]
+        rows = None
+        if exists:
+            query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(r["nsp"], r["rel"]))
+            rows = conn.execute(query).fetchone()["n"] + dele - ins
+        m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
+                               deleted=dele))
+    now = {r["oid"]: (r["relfilenode"], r["dropped"]) for r in conn.execute(Q_RELATIONS).fetchall()}
+    for oid, (name, filenode, dropped) in start.relations.items():
+        if oid not in now:
+            m.vanished.append(name)
+            continue
+        if now[oid][0] != filenode and statement_kind not in REWRITING_KINDS:
+            m.rewritten.append(name)
+        if now[oid][1] != dropped and statement_kind != "AlterTableStmt":
+            m.columns_dropped.append(name)
+    m.touches.sort(key=lambda t: t.table)
+    for names in (m.vanished, m.rewritten, m.columns_dropped):
+        names.sort()
+    return m
+
+
+def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
+    """Why the measured effect needs the confirmation protocol, as (table or None, reason) pairs
+    (empty: it may be kept)."""
+    reasons: list[tuple[str | None, str]] = []
+    for t in m.touches:
+        verb = _verb(t)
+        if t.touched > settings.mass_write_rows:
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, more than the limit of "
+                            f"{settings.mass_write_rows} rows per table (AGENT19_MASS_WRITE_ROWS)"))
+        elif t.touched >= 2 and t.rows_before is not None and t.share >= settings.mass_write_fraction:
+            reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {t.table} "
+                            f"({t.share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, "
+                            "AGENT19_MASS_WRITE_FRACTION)"))
+    reasons += [(None, f"measured: it dropped table {n} (through a trigger, rule or function)") for n in m.vanished]
+    reasons += [(None, f"measured: it truncated or rewrote table {n} (through a trigger, rule or function)")
+                for n in m.rewritten]
+    reasons += [(None, f"measured: it dropped a column of {n} (through a trigger, rule or function)")
+                for n in m.columns_dropped]
+    return reasons
+
+
+def _verb(t: Touch) -> str:
+    if t.deleted and t.updated:
+        return f"deleted {t.deleted} and updated {t.updated}, touching"
+    return "deleted" if t.deleted else "updated"
