@@ -30,7 +30,7 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
     found: list[tuple[str, Status, str]] = []
     for s in r.standbys:
         by_time = grade(s.replay_lag_s, t.replica_lag_s, None)
-        by_bytes = grade(s.replay_lag_bytes, None, t.replica_lag_critical_bytes)
+        by_bytes = grade(s.replay_lag_bytes, t.replica_lag_warning_bytes, t.replica_lag_critical_bytes)
         state = "critical" if s.state not in ("streaming", "catchup", None) else "ok"
         status = worst([by_time, by_bytes, state])  # type: ignore[list-item]
         text = (f"{s.name}: {s.state}, replay {human_size(s.replay_lag_bytes)} / "
@@ -40,7 +40,8 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
     return Check(
         check="replication_lag", status=worst([f[1] for f in found]), evidence=Q_STANDBYS.strip(),
         value=[s.model_dump(exclude={"failover"}) for s in r.standbys], objects=[f[0] for f in bad],
-        threshold={"warning_s": t.replica_lag_s, "critical_bytes": t.replica_lag_critical_bytes},
+        threshold={"warning_s": t.replica_lag_s, "warning_bytes": t.replica_lag_warning_bytes,
+                   "critical_bytes": t.replica_lag_critical_bytes},
         message="; ".join(f[2] for f in found) if found else
         ("this server is a standby (see standby_replay)" if r.role == "standby" else "no standby streaming"),
         fix=None if not bad else "on the standby: is replay paused (pg_get_wal_replay_pause_state()), its disk or "

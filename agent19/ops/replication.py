@@ -21,6 +21,7 @@ from agent19.ops.health_probe import MONITOR, Probe
 from agent19.ops.replication_model import (
     Archiver,
     FailoverVerdict,
+    LogicalConsumer,
     Receiver,
     ReplicationStatus,
     Slot,
@@ -44,6 +45,7 @@ def _lag_s(column: str, lsn: str) -> str:
 Q_STANDBYS = f"""
 SELECT r.application_name AS name, r.pid, host(r.client_addr) AS client_addr, r.state, r.sync_state,
        (SELECT s.slot_name FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot,
+       (SELECT s.slot_type FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot_type,
        r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
        pg_wal_lsn_diff(({HERE}), r.sent_lsn)::bigint AS unsent_bytes,
        pg_wal_lsn_diff(({HERE}), r.write_lsn)::bigint AS write_lag_bytes,
@@ -135,7 +137,14 @@ def replication_status(probe: Probe) -> ReplicationStatus:
     )
     hidden = not facts.read_all_stats
     for row in probe.rows(Q_STANDBYS):
-        out.standbys.append(Standby(**row, failover=verdict(row, t.failover_max_lag_bytes, zero_loss)))
+        if row.pop("slot_type") == "logical":  # a logical decoding consumer (pg_recvlogical, a subscription…)
+            out.logical_consumers.append(LogicalConsumer(
+                name=row["name"], pid=row["pid"], slot=row["slot"], state=row["state"],
+                confirmed_behind_bytes=row["flush_lag_bytes"]))
+        elif row["state"] == "backup":
+            out.notes.append(f"a base backup is streaming from this server ({row['name']}, pid {row['pid']})")
+        else:
+            out.standbys.append(Standby(**row, failover=verdict(row, t.failover_max_lag_bytes, zero_loss)))
     if hidden:
         out.cannot_see.append(f"standbys' state and WAL positions in pg_stat_replication: needs {MONITOR}")
     out.slots = [Slot(**r) for r in probe.rows(_q_slots(facts.version_num))]

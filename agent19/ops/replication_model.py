@@ -43,6 +43,16 @@ class Standby(BaseModel):
     failover: FailoverVerdict
 
 
+class LogicalConsumer(BaseModel):
+    """A walsender serving logical decoding (pg_recvlogical, a subscription, Debezium): not a failover target."""
+
+    name: str
+    pid: int
+    slot: str | None = None
+    state: str | None = None
+    confirmed_behind_bytes: int | None = Field(default=None, description="WAL it has not yet confirmed (flushed)")
+
+
 class Slot(BaseModel):
     name: str
     type: str = Field(description="physical or logical")
@@ -113,6 +123,8 @@ class ReplicationStatus(BaseModel):
     max_lag_bytes: int = Field(description="the failover readiness limit (default 1 MB, as Patroni's "
                                "maximum_lag_on_failover)")
     standbys: list[Standby] = []
+    logical_consumers: list[LogicalConsumer] = Field(default=[], description="walsenders of logical slots "
+                                                     "(in pg_stat_replication too, but not standbys)")
     slots: list[Slot] = []
     archiver: Archiver | None = None
     standby: StandbyState | None = Field(default=None, description="set when this server is a standby")
