@@ -1,0 +1,120 @@
+"""Nothing is left behind: SIGTERM cleans up at once; after a SIGKILL the next run does.
+
+The verification runs as a real ``agent19 backup verify`` process; the test kills it while its
+scratch database or its throwaway server exists, and looks at the server and the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent19.migrate.scratch import list_scratch
+from tests.conftest import run_sql
+
+
+@pytest.fixture
+def work_base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="agent19-test-work-"))
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def big(dsn: str) -> str:
+    """Enough rows that the comparison takes a moment (the window in which the test kills the run)."""
+    run_sql(dsn, "CREATE TABLE big (id int PRIMARY KEY, pad text);"
+                 "INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 300000) g")
+    return dsn
+
+
+def _start(dsn: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", dsn, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition: Callable[[], object], proc: subprocess.Popen[bytes], timeout: float = 60) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the verification ended before the test could interrupt it:\n{out.decode()}{err.decode()}")
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _running_postmaster(base: Path) -> int | None:
+    for pidfile in base.glob("agent19-backup-*/**/postmaster.pid"):
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_sigkill_mid_logical_verify_then_rerun_leaves_nothing(pg, big, work_base):
+    proc = _start(big, "--mode", "dry-run", "--restore-into", "scratch", "--work-dir", str(work_base))
+    _wait_for(lambda: list_scratch(pg.dsn), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list_scratch(pg.dsn), "the killed run's scratch database is still there"
+    assert list(work_base.glob("agent19-backup-*")), "and its work directory"
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", big, "--mode", "dry-run",
+                           "--restore-into", "scratch", "--work-dir", str(work_base)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list_scratch(pg.dsn) == []
+    assert list(work_base.glob("agent19-backup-*")) == []
+
+
+def test_sigkill_mid_physical_verify_then_rerun_stops_the_orphaned_server(pg, big, work_base):
+    proc = _start(big, "--kind", "physical", "--work-dir", str(work_base))
+    pid = _wait_for(lambda: _running_postmaster(work_base), proc)
+    assert isinstance(pid, int)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _alive(pid), "the throwaway server outlives a SIGKILLed agent19"
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", big, "--kind", "physical",
+                           "--work-dir", str(work_base)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the next run stopped the orphaned server"
+    assert list(work_base.glob("agent19-backup-*")) == []
+
+
+def test_sigterm_mid_verify_cleans_up_at_once(pg, big, work_base):
+    proc = _start(big, "--kind", "physical", "--work-dir", str(work_base))
+    pid = _wait_for(lambda: _running_postmaster(work_base), proc)
+    assert isinstance(pid, int)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    assert not _alive(pid)
+    assert list(work_base.glob("agent19-backup-*")) == []
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:   # the source server is untouched and reachable
+        assert conn.execute("SELECT 1").fetchone() == (1,)
