@@ -2,15 +2,16 @@
 
 One transaction on a dedicated session:
 
-1. ``LOCK TABLE … IN SHARE MODE`` on every table at stake: concurrent writes wait, reads go on. The
-   statement then takes the lock it needs itself (ACCESS EXCLUSIVE for DROP/TRUNCATE, ROW EXCLUSIVE
-   for DELETE/UPDATE), so nothing can change between the count and the statement.
+1. (after the token, see 3) ``LOCK TABLE … IN SHARE MODE`` on every table at stake: concurrent
+   writes wait, reads go on. The statement then takes the lock it needs itself (ACCESS EXCLUSIVE
+   for DROP/TRUNCATE, ROW EXCLUSIVE for DELETE/UPDATE), so nothing can change between the count and the statement.
 2. Exact ``count(*)`` of each table under that lock (in block ranges with progress on big tables);
    any difference from the challenge's figures refuses. Cost: one sequential scan of each table while
    writers wait — ``tools/bench/bench_safety.py`` measures it on a 1M-row table.
 3. The token's single use is recorded in ``agent19.confirmations`` (:mod:`~agent19.safety.ledger`),
-   in this same transaction: if anything later fails, the token is not spent; two agent19 processes
-   sharing the key cannot both run it.
+   in this same transaction (first of all, so that two agent19 processes sharing the key queue on
+   the token's row instead of deadlocking on the tables): if anything later fails or changed, the
+   transaction rolls back and the token is not spent; two processes cannot both run it.
 4. Archive-before-drop when asked, verified by row counts.
 5. The statement. A measured write runs in a savepoint and is measured again: it must touch exactly
    what step 1 measured, or everything is rolled back.
@@ -70,6 +71,9 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
                 result = run_write(conn, st.sql, st, max_rows, "committed (outside a transaction block)")
         else:
             with conn.transaction():
+                # the token first: a second agent19 with the same token waits here for this transaction's
+                # end, then finds it used (taking the table locks first could deadlock the two)
+                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
                 _lock(conn, a)
                 if a.measured is None:
                     impact = measure(conn, a.findings, bool(st.fields.get("missing_ok")), p.progress)
@@ -77,7 +81,6 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
                         raise Changed(changes(claims["impact"], impact.figures()))
                 else:
                     _recount(conn, a, p)
-                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
                 archived = archiving.run(conn, a.plans if a.archive else [])
                 result = _statement(conn, a, max_rows)
     except Changed as exc:

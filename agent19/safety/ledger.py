@@ -23,8 +23,8 @@ import psycopg
 from agent19.errors import Agent19Error
 
 TABLE = "agent19.confirmations"
-DDL = """CREATE SCHEMA IF NOT EXISTS agent19;
-CREATE TABLE IF NOT EXISTS agent19.confirmations (
+SCHEMA_DDL = "CREATE SCHEMA IF NOT EXISTS agent19"
+DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
     nonce text PRIMARY KEY,
     expires_at timestamptz NOT NULL,
     approved_by text,
@@ -52,8 +52,11 @@ def ensure(conn: Any) -> None:
     """Create ``agent19.confirmations`` when missing (``conn`` in autocommit, outside a transaction)."""
     if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
         return
+    has_schema = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'agent19'").fetchone() is not None
     try:
         with conn.transaction():
+            if not has_schema:  # (CREATE SCHEMA IF NOT EXISTS checks the privilege even when it exists)
+                conn.execute(SCHEMA_DDL)
             conn.execute(DDL)
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
         pass  # another agent19 created it at the same moment
