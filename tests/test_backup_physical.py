@@ -180,3 +180,14 @@ def test_a_missing_segment_is_a_gap_and_recovery_past_it_is_impossible(archived,
     assert any("impossible" in e and segments[0] in e for e in result.errors), result.errors
     # with the whole archive the same recovery works
     assert verify_pitr(_db(server), archive_dir=str(archive), base_backup=str(base), target_time=target).verified
+
+
+def test_runbook_for_an_archiving_server_gives_the_point_in_time_recovery_settings(archived):
+    from agent19.ops.backup_runbook import restore_runbook
+
+    server, archive = archived
+    book = restore_runbook(_db(server), archive_dir=str(archive), backup_dir="/srv/base")
+    assert "archive_mode = `on`" in book.markdown
+    assert "recovery.signal" in book.markdown and "recovery.conf" not in book.markdown    # PostgreSQL 12+
+    assert f"restore_command = 'cp {archive}/%f \"%p\"'" in book.markdown
+    assert "recovery_target_action = 'promote'" in book.markdown

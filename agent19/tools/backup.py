@@ -10,6 +10,7 @@ from agent19.errors import InputError
 from agent19.migrate import scratch
 from agent19.ops import backup_workdir
 from agent19.ops.backup_model import VerifyResult
+from agent19.ops.backup_runbook import RestoreRunbook, restore_runbook
 from agent19.ops.backup_status import BackupStatus, backup_status
 from agent19.ops.backup_status import render as render_status
 from agent19.ops.backup_summary import render as render_verify
@@ -41,7 +42,8 @@ class VerifyBackupArgs(BaseModel):
     target_time: str | None = Field(default=None, description="pitr: recover to this moment, e.g. "
                                     "'2026-11-30 14:00:00+00' (default: the end of the archive)")
     checks: list[str] = Field(default=[], description="pitr: queries run in the recovered database; each must "
-                              "return true (e.g. a row committed before the target exists)")
+                              "return true (e.g. a row committed before the target exists)",
+                              json_schema_extra={"user_sql": "statements"})  # agent19.safety.gate.user_sql
 
 
 @tool(
@@ -128,3 +130,35 @@ def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus
     return backup_status(ctx.db, rpo=args.rpo, pgbackrest_info=args.pgbackrest_info,
                          walg_backup_list=args.walg_backup_list, backup_dir=args.backup_dir,
                          archive_dir=args.archive_dir)
+
+
+class RestoreRunbookArgs(BaseModel):
+    verify_result: str | None = Field(default=None, description="the output of `agent19 backup verify --format "
+                                      "json` (a file or the JSON text): its measured timings go in the runbook")
+    archive_dir: str | None = Field(default=None, description="the WAL archive directory, for restore_command")
+    backup_dir: str | None = Field(default=None, description="the base backup to restore from")
+    jobs: int = Field(default=4, ge=1, le=64, description="pg_restore --jobs in the commands")
+    write_dir: str | None = Field(default=None, json_schema_extra={"cli": "write"},
+                                  description="also write restore-runbook.md and restore-runbook.json here")
+
+
+@tool(
+    name="restore_runbook",
+    title="Restore runbook with measured timings",
+    args=RestoreRunbookArgs,
+    result=RestoreRunbook,
+    cli="backup runbook",
+    read_only=False,
+    render_text=lambda r: r.markdown + "".join(f"\nwritten: {p}" for p in r.written),
+    examples=("agent19 backup verify --format json > verify.json && agent19 backup runbook --verify-result "
+              "verify.json --archive-dir /wal --backup-dir /backups/base --write out/",),
+)
+def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreRunbook:
+    """The restore runbook for this server (Markdown and JSON): how long a restore takes here (from a
+    verify_backup result: measured durations and the RTO estimate with its method), and the exact commands
+    for this PostgreSQL version — pg_dump/pg_restore with --jobs, restoring a base backup, recovery.signal
+    and restore_command for point-in-time recovery (recovery.conf before PostgreSQL 12), what the log
+    says when the archive has a gap, and what to do after promotion. No password appears in it. Writes
+    files only with write_dir."""
+    return restore_runbook(ctx.db, verify_result=args.verify_result, archive_dir=args.archive_dir,
+                           backup_dir=args.backup_dir, jobs=args.jobs, write_dir=args.write_dir)
