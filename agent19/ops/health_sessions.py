@@ -21,7 +21,9 @@ CLIENTS = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
 def _hidden(probe: Probe) -> int:
     if probe.facts.read_all_stats:
         return 0
-    return int(probe.rows(f"SELECT count(*) AS n FROM pg_stat_activity WHERE {CLIENTS} AND query = {HIDDEN}")[0]["n"])
+    # hidden rows show neither backend_type nor state; those with a user are sessions (or that user's workers)
+    return int(probe.rows(f"SELECT count(*) AS n FROM pg_stat_activity WHERE query = {HIDDEN} "
+                          "AND usename IS NOT NULL")[0]["n"])
 
 
 def _partial(check: Check, hidden: int) -> Check:
@@ -40,8 +42,9 @@ def _q(text: str | None) -> str:
 
 def connections(probe: Probe) -> list[Check]:
     t = probe.thresholds
-    sql = """
-SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS used,
+    sql = f"""
+SELECT count(*) FILTER (WHERE backend_type = 'client backend'
+                           OR (query = {HIDDEN} AND usename IS NOT NULL)) AS used,
        current_setting('max_connections')::int AS max,
        current_setting('superuser_reserved_connections')::int AS reserved,
        count(*) FILTER (WHERE backend_type = 'client backend' AND state = 'active') AS active,
@@ -50,14 +53,18 @@ SELECT count(*) FILTER (WHERE backend_type = 'client backend') AS used,
     r = probe.rows(sql)[0]
     pct = round(100 * r["used"] / r["max"], 1) if r["max"] else None
     status = grade(pct, t.connections_warning_pct, t.connections_critical_pct)
-    return [Check(
+    check = Check(
         check="connections", status=status, value={**r, "pct": pct},
         threshold={"warning_pct": t.connections_warning_pct, "critical_pct": t.connections_critical_pct},
         message=f"{r['used']} of max_connections {r['max']} client connections ({pct} %)", evidence=sql.strip(),
         fix=None if status == "ok" else "put a pooler (PgBouncer, transaction mode) in front, find idle sessions "
         "(SELECT usename, application_name, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3 ORDER BY 4 DESC) "
         "and close them; raising max_connections needs a restart and memory",
-    )]
+    )
+    if not probe.facts.read_all_stats:
+        check.needs = MONITOR
+        check.message += f" (other roles' sessions counted without their state: needs {MONITOR})"
+    return [check]
 
 
 def _sessions_over(probe: Probe, states: str, since: str, seconds: float) -> tuple[str, list[dict[str, Any]]]:
@@ -159,7 +166,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
     text = [" ← blocked by ".join(who(p) for p in c["chain"]) for c in judged]
     heads = sorted({c["chain"][-1] for c in judged})
     objects = sorted({f"pid {p}" for c in judged for p in c["chain"]}, key=lambda s: int(s.split()[1]))
-    return [Check(
+    return [_partial(Check(
         check="blocked_sessions", status=status, evidence=sql.strip(), objects=objects,
         value={"chains": [{**c, "text": s} for c, s in zip(judged, text, strict=True)],
                "sessions": [rows[p] for p in sorted(rows)]},
@@ -171,7 +178,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
         + ", ".join(f"SELECT pg_terminate_backend({p})" for p in heads)
         + "; give migrations a lock_timeout so they queue behind nobody for long",
         untrusted_data=bool(rows),
-    )]
+    ), _hidden(probe))]
 
 
 def prepared_transactions(probe: Probe) -> list[Check]:

@@ -36,7 +36,7 @@ def wraparound(probe: Probe) -> list[Check]:
         ("mxid_age", "multixact_wraparound", "multixact ID", "mxid_freeze_max_age"),
     ):
         for d in dbs:
-            d[f"{key}_pct"] = round(100 * d[key] / WRAPAROUND_LIMIT, 4)
+            d[f"{key}_pct"] = 100 * d[key] / WRAPAROUND_LIMIT
         ranked = sorted(dbs, key=lambda d: -d[key])
         statuses = {d["database"]: grade(d[f"{key}_pct"], t.wraparound_warning_pct, t.wraparound_critical_pct)
                     for d in ranked}
