@@ -425,3 +425,12 @@ async def test_through_the_mcp_client(app_dsn: str, dsn: str) -> None:
         assert "check: row_count" in suggestion.structured_content["suggested"]
         bad = await session.call_tool("data_quality", {"checks": "tables: {orders: {checks: [{check: nope}]}}"})
         assert bad.is_error and "nope" in bad.content[0].text
+
+
+def test_the_readme_example_is_a_valid_checks_file() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Data quality"):]
+    example = section[section.index("```yaml\n") + 8:section.index("```", section.index("```yaml\n") + 8)]
+    checks = parse_checks(example).tables["orders"]
+    assert checks.sample == 10 and [c.check for c in checks.checks] == ["orphans", "sum", "duplicate_count",
+                                                                        "freshness"]

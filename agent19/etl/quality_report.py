@@ -97,7 +97,8 @@ def render_text(report: QualityReport) -> str:
         lines.append(f"  {c.status.upper():5} {c.check}: {_value(c.value)}" + (f"  ({c.threshold})" if c.threshold
                                                                              else ""))
         if c.failing_count:
-            lines.append(f"        {c.failing_count} failing rows — {_keys(c)}")
+            rows = "row" if c.failing_count == 1 else "rows"
+            lines.append(f"        {c.failing_count} failing {rows} — {_keys(c)}")
         if c.message:
             lines.append(f"        {c.message}")
         lines += [f"        {d}" for d in c.details]
