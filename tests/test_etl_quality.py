@@ -434,3 +434,18 @@ def test_the_readme_example_is_a_valid_checks_file() -> None:
     checks = parse_checks(example).tables["orders"]
     assert checks.sample == 10 and [c.check for c in checks.checks] == ["orphans", "sum", "duplicate_count",
                                                                         "freshness"]
+
+
+def test_a_malformed_type_in_a_schema_check_is_reported_and_the_rest_still_runs(app_dsn: str, dsn: str) -> None:
+    dataset(dsn, dirty=False)
+    checks = """
+tables:
+  users:
+    checks:
+      - {check: schema, types: {id: "big int(", email: "varchar", signup: "timestamptz"}}
+      - {check: duplicate_count, columns: email}
+"""
+    schema, dups = run(app_dsn, checks).checks
+    assert schema.status == "fail" and schema.details == [
+        "type 'big int(' (for id) is not a type on this server", "column email is text, expected varchar"]
+    assert dups.status == "pass"

@@ -317,9 +317,13 @@ def parse_checks(text: str, source: str = "checks", fmt: str | None = None) -> C
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:8])
         raise InputError(f"{source}: {problems}", "fix the checks file; nothing was checked") from None
-    for table in checks.tables.values():
-        for check in table.checks:
-            check.thresholds()  # threshold syntax errors surface before anything runs
+    for name, table in checks.tables.items():
+        for i, check in enumerate(table.checks):
+            try:
+                check.thresholds()  # threshold syntax errors surface before anything runs
+            except InputError as exc:
+                raise InputError(f"{source}: tables.{name}.checks.{i} ({check.display_name()}): {exc.message}",
+                                 exc.hint) from None
     return checks
 
 

@@ -151,8 +151,12 @@ def _schema_result(conn: Connection, check: SchemaCheck, table: Table) -> CheckR
         if col is None:
             problems.append(f"column {name} is missing (expected type {expected})")
             continue
-        row = conn.execute("SELECT format_type(to_regtype(%s), NULL) AS t", (re.sub(r"\(.*?\)", "", expected),)
-                           ).fetchone()
+        try:
+            with conn.transaction():  # a savepoint: to_regtype raises on a malformed name
+                row = conn.execute("SELECT format_type(to_regtype(%s), NULL) AS t",
+                                   (re.sub(r"\(.*?\)", "", expected),)).fetchone()
+        except psycopg.errors.SyntaxError:
+            row = None
         canonical = row["t"] if row else None
         if canonical is None:
             problems.append(f"type {expected!r} (for {name}) is not a type on this server")
