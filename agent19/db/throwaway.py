@@ -28,6 +28,8 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
+from agent19.db.child_env import child_connection
+
 SYSTEM_ROOT = Path("/usr/lib/postgresql")
 
 
@@ -154,10 +156,10 @@ def start_replica(primary: ThrowawayServer, *, timeout: float = 60) -> Throwaway
     name = directory.name.replace("-", "_")
     server = ThrowawayServer(dsn="", major=primary.major, source="system", directory=directory)
     try:
-        conninfo = make_conninfo(primary.dsn, application_name=name)
+        conninfo, env = child_connection(primary.dsn, application_name=name)  # a password travels in the env
         done = subprocess.run(
             [bindir / "pg_basebackup", "-d", conninfo, "-D", pgdata, "-R", "-X", "stream", "-c", "fast"],
-            capture_output=True, cwd=directory, timeout=timeout, **run_as,  # type: ignore[arg-type]
+            capture_output=True, cwd=directory, timeout=timeout, env=env, **run_as,  # type: ignore[arg-type]
         )
         if done.returncode != 0:
             raise RuntimeError(f"pg_basebackup failed:\n{done.stderr.decode(errors='replace')[-2000:]}")
