@@ -192,3 +192,49 @@ async def test_target_unchanged_is_false_when_the_cluster_changed_anyway(pg, dsn
     finally:
         run_sql(pg.dsn, f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
                         f"WHERE slot_name = 'escaped_{tag}'")
+
+
+@pytest.mark.parametrize("with_scratch", [False, True], ids=["transaction-only", "with-scratch-database"])
+async def test_an_application_role_with_createrole_leaves_the_cluster_as_it_was(pg, dsn, tmp_path, with_scratch):
+    """As the user runs it: a non-superuser owner of the database that may create roles and databases."""
+    tag = uuid.uuid4().hex[:8]
+    owner, helper = f"owner_{tag}", f"helper_{tag}"
+    db = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    run_sql(pg.dsn, f"CREATE ROLE {owner} LOGIN CREATEROLE CREATEDB; CREATE ROLE {helper}; "
+                    f"ALTER DATABASE {db} OWNER TO {owner}")  # PostgreSQL 15: public belongs to the database owner
+    run_sql(dsn, f"CREATE TABLE items (id int PRIMARY KEY, v text); ALTER TABLE items OWNER TO {owner}")
+    as_owner = psycopg.conninfo.make_conninfo(dsn, user=owner)
+    plan = [
+        ("cluster", f"CREATE ROLE made_{tag} LOGIN"),
+        ("cluster", f"ALTER ROLE {helper} SET work_mem = '8MB'"),
+        ("cluster", f"GRANT {helper} TO {owner}"),
+        ("cluster", f"ALTER DATABASE {db} SET work_mem = '16MB'"),
+        ("cluster", f"CREATE DATABASE made_db_{tag}"),
+        ("hidden", f"DO $$ BEGIN EXECUTE 'CREATE ROLE hidden_' || '{tag}'; END $$"),
+        ("ran", "ALTER TABLE items ADD COLUMN w int"),
+    ]
+    if with_scratch:
+        plan.append(("scratch", "CREATE INDEX CONCURRENTLY items_w ON items (w)"))
+    try:
+        before = cluster_fingerprint(pg.dsn)
+        r = await _dry_run(as_owner, tmp_path, [sql for _, sql in plan])
+        after = cluster_fingerprint(pg.dsn)
+        assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+        for (outcome, sql), res in zip(plan, r["statements"], strict=True):
+            where = (sql, res["ran_in"], res["note"], res["error"])
+            if outcome == "cluster":
+                assert res["ran_in"] == "skipped" and res["note"].startswith("acts on the whole server"), where
+            elif outcome == "hidden":
+                assert res["ran_in"] == "skipped" and "wrote pg_authid" in res["note"], where
+            else:
+                assert res["ran_in"] == outcome.replace("ran", "transaction") and res["error"] is None, where
+        assert r["target_unchanged"] is True and r["passed"] is True, r["findings"]
+        if with_scratch:
+            assert r["scratch"] is not None and r["scratch"]["dropped"] is True
+        # what this login could not read of the cluster is said, not silently assumed equal
+        assert any("pg_authid" in f["message"] and f["severity"] == "info" for f in r["findings"]), r["findings"]
+    finally:
+        run_sql(pg.dsn, f"ALTER DATABASE {db} OWNER TO postgres")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {owner}, {helper}")
+        run_sql(pg.dsn, f"DROP ROLE {owner}; DROP ROLE {helper}")

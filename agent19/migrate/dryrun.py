@@ -358,6 +358,9 @@ def dry_run(
     finally:
         conn.close()
     differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
+    if cluster_before.unreadable:
+        findings.append(Finding(kind="skipped", severity="info", message=(
+            "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
     for res in results:
         findings += _compare(res, preds.get(res.index, []), existing)
         if res.error:
