@@ -10,8 +10,9 @@ Defences: loopback only; the ``Host`` header must name the loopback address and 
 rebinding); a POST needs the page's own CSRF value (a second random secret, only inside the page)
 and, when the browser sends them, an ``Origin`` of this server and ``Sec-Fetch-Site: same-origin``;
 ``Content-Security-Policy: default-src 'none'`` and ``frame-ancestors 'none'`` (no scripts, no
-framing); ``Cache-Control: no-store``; ``Referrer-Policy: no-referrer``. A page serves one approval
-(then answers 410 Gone), three wrong phrases close it, and it expires with its token.
+framing); ``Cache-Control: no-store``; ``Referrer-Policy: same-origin`` (the secret path never
+leaves it). A page serves one approval (then answers 410 Gone), three wrong phrases close it, and
+it expires with its token.
 
 Written on the standard library's ``http.server``: a handful of routes, no framework needed.
 """
@@ -42,7 +43,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # (no-referrer would make the browser send ``Origin: null`` on the form)
 }
 
 
