@@ -15,7 +15,7 @@ from xml.etree import ElementTree as ET
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.config import Settings
 from agent19.db.catalog import snapshot
@@ -449,3 +449,34 @@ tables:
     assert schema.status == "fail" and schema.details == [
         "type 'big int(' (for id) is not a type on this server", "column email is text, expected varchar"]
     assert dups.status == "pass"
+
+
+def test_one_broken_check_does_not_take_the_table_down(app_dsn: str, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE line (order_id int, n int, sku text, qty int, PRIMARY KEY (order_id, n));"
+                     "INSERT INTO line VALUES (1, 1, 'a', 1), (1, 2, NULL, 0), (2, 1, NULL, 5);"
+                     "GRANT SELECT ON line TO PUBLIC")
+    checks = """
+tables:
+  line:
+    checks:
+      - {check: missing_count, name: no_such_column, column: nope}
+      - {check: invalid_count, name: type_mismatch, column: qty, valid_min: "many"}
+      - {check: missing_count, name: sku_missing, column: sku}
+      - {check: invalid_count, name: qty_positive, column: qty, valid_min: 1}
+"""
+    report = run(app_dsn, checks)
+    r = by_name(report)
+    assert r["no_such_column"]["status"] == "error" and "column nope is not in public.line" in \
+        r["no_such_column"]["message"]
+    assert r["type_mismatch"]["status"] == "error" and "many" in r["type_mismatch"]["message"]
+    assert r["sku_missing"]["failing_keys"] == [[1, 2], [2, 1]] and r["sku_missing"]["key_columns"] == ["order_id", "n"]
+    assert r["qty_positive"]["failing_keys"] == [[1, 2]]
+
+
+def test_user_sql_runs_as_the_reader_login_when_one_is_set(app_dsn: str, dsn: str) -> None:
+    dataset(dsn, dirty=True)
+    checks = ('tables:\n  users:\n    checks:\n'
+              '      - {check: sql, sql: "SELECT id, current_user FROM users WHERE id > 9"}\n')
+    custom = run(dsn, checks, read_dsn=app_dsn).checks[0]
+    assert custom.status == "fail" and custom.failing_keys == [[10, conninfo_to_dict(app_dsn)["user"]]]

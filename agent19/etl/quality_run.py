@@ -173,6 +173,14 @@ def _schema_result(conn: Connection, check: SchemaCheck, table: Table) -> CheckR
                    message=note)
 
 
+def _columns_of(check: Any) -> list[str]:
+    """The table's columns a check names (the schema check reports missing ones itself)."""
+    if isinstance(check, SchemaCheck | CustomSql):
+        return []
+    column = getattr(check, "column", None)
+    return [column] if column else list(getattr(check, "columns", []))
+
+
 def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) -> list[CheckResult]:
     table = snap.table(name)
     if table is None:
@@ -184,18 +192,23 @@ def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) ->
     except Agent19Error as exc:
         return [_result(c, None, table.qualified_name, status="error", message=exc.message) for c in spec.checks]
     check_filters: list[sql.Composable | None] = []
-    filter_errors: dict[int, str] = {}
+    early_errors: dict[int, str] = {}
     for i, c in enumerate(spec.checks):
+        absent = [n for n in _columns_of(c) if table.column(n) is None]
+        if absent:
+            check_filters.append(None)
+            early_errors[i] = f"column {', '.join(absent)} is not in {table.qualified_name}"
+            continue
         try:
             check_filters.append(q.condition(c.filter, c.display_name()) if c.filter else None)
         except Agent19Error as exc:
             check_filters.append(None)
-            filter_errors[i] = exc.message
+            early_errors[i] = exc.message
     user_sql = table_filter is not None or any(isinstance(c, CustomSql) or c.filter for c in spec.checks)
     target = q.Target(table=table, key=key, key_note=key_note, sample=spec.sample, sample_method=spec.sample_method,
                       seed=random.randint(1, 2**31 - 1), filter=table_filter, user_sql=user_sql)
     results: dict[int, CheckResult] = {i: _result(spec.checks[i], target, table.qualified_name, status="error",
-                                                  message=m) for i, m in filter_errors.items()}
+                                                  message=m) for i, m in early_errors.items()}
     tname = table.qualified_name
     try:
         with run.transaction(user_sql) as conn:
@@ -222,14 +235,28 @@ def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
         return
     tname = target.table.qualified_name
     query = q.aggregate_query(target, [e for i, c in todo for e in q.metric_columns(i, c, filters[i])])
+    rows: dict[int, dict[str, Any]] = {}
     try:
         row = run.fetch(conn, query, target.user_sql)[0]
+        rows = {i: row for i, _ in todo}
     except (psycopg.Error, Agent19Error) as exc:
+        if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.OperationalError) or len(todo) == 1:
+            for i, c in todo:
+                results[i] = _result(c, target, tname, status="error", message=run.error_message(exc),
+                                     query=query.as_string(conn))
+            return
+        # One check broke the shared query (a type mismatch, say): measure each alone to name it.
         for i, c in todo:
-            results[i] = _result(c, target, tname, status="error", message=run.error_message(exc),
-                                 query=query.as_string(conn))
-        return
+            alone = q.aggregate_query(target, q.metric_columns(i, c, filters[i]))
+            try:
+                rows[i] = run.fetch(conn, alone, target.user_sql)[0]
+            except (psycopg.Error, Agent19Error) as err:
+                results[i] = _result(c, target, tname, status="error", message=run.error_message(err),
+                                     query=alone.as_string(conn))
     for i, c in todo:
+        if i not in rows:
+            continue
+        row = rows[i]
         try:
             value = _number(row[f"m{i}"])
         except Agent19Error as exc:
@@ -263,9 +290,6 @@ def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Targ
         return _schema_result(conn, check, table)
     note = target.key_note
     if isinstance(check, Duplicates):
-        missing = [c for c in check.columns if table.column(c) is None]
-        if missing:
-            raise Agent19Error(f"column {', '.join(missing)} is not in {table.qualified_name}")
         listing: sql.Composable | str = q.duplicates_query(target, check, check_filter)
         width, user_sql = len(target.key), target.user_sql
     elif isinstance(check, Orphans):
