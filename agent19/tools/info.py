@@ -16,8 +16,8 @@ class InfoArgs(BaseModel):
 
 class Feature(BaseModel):
     name: str
-    available: bool
-    reason: str = Field(default="", description="why it is unavailable, and what would make it available")
+    available: bool | None = Field(description="None: unknown (the reason names the privilege that would tell)")
+    reason: str = Field(default="", description="why it is unavailable or unknown, and what would change that")
 
 
 class ServerInfo(BaseModel):
@@ -35,6 +35,8 @@ class ServerInfo(BaseModel):
     statement_timeout: str | None = None
     lock_timeout: str | None = None
     features: list[Feature] = []
+    privileges: list[Feature] = Field(default=[], description="what this login may do that changes what the "
+                                      "tools can tell (see the README's privileges table)")
 
 
 Q_FACTS = """
@@ -43,9 +45,18 @@ SELECT current_setting('server_version_num')::int AS num, current_setting('serve
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
        current_setting('statement_timeout') AS statement_timeout,
        current_setting('lock_timeout') AS lock_timeout,
-       current_setting('shared_preload_libraries') AS preload,
-       current_setting('wal_level') AS wal_level
+       (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
+       current_setting('wal_level') AS wal_level,
+       (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user) AS createdb,
+       pg_has_role('pg_read_all_settings', 'USAGE') AS read_settings,
+       pg_has_role('pg_read_all_stats', 'USAGE') AS read_stats,
+       pg_has_role('pg_read_all_data', 'USAGE') AS read_data,
+       pg_has_role('pg_signal_backend', 'USAGE') AS signal,
+       has_database_privilege(current_database(), 'CREATE') AS create_in_db
 """
+UNREADABLE = "\0unreadable"  # pg_settings hides the row from a login without pg_read_all_settings
+PRELOAD_UNKNOWN = ("whether it is in shared_preload_libraries is unknown — needs pg_read_all_settings "
+                   "(GRANT pg_read_all_settings TO <login>) or a superuser")
 Q_EXT = "SELECT name, installed_version FROM pg_available_extensions WHERE name = ANY(%s)"
 
 
@@ -66,6 +77,11 @@ def _extension_feature(
             reason=f"{purpose}: the {name} extension is not installed on the server "
             f"(install {_INSTALL_HINTS.get(name, 'it')}; the embedded server has no contrib extensions)",
         )
+    if preloaded == UNREADABLE:  # the setting cannot be read by this login
+        if ext[name] is None:
+            return Feature(name=name, available=None, reason=f"{purpose}: run CREATE EXTENSION {name}; "
+                           + PRELOAD_UNKNOWN)
+        return Feature(name=name, available=None, reason=f"{purpose}: {PRELOAD_UNKNOWN}")
     if preloaded is not None and name not in {p.strip() for p in preloaded.split(",")}:
         return Feature(
             name=name,
@@ -86,9 +102,32 @@ def render_info(i: ServerInfo) -> str:
     lines.append(f"PostgreSQL {i.server_version_text} ({role}), user {i.current_user}"
                  + (" (superuser)" if i.is_superuser else ""))
     lines.append(f"statement_timeout {i.statement_timeout}, lock_timeout {i.lock_timeout}")
-    for f in i.features:
-        lines.append(f"  [{'x' if f.available else ' '}] {f.name}" + (f" — {f.reason}" if f.reason else ""))
+    for f in [*i.features, *i.privileges]:
+        mark = "?" if f.available is None else "x" if f.available else " "
+        lines.append(f"  [{mark}] {f.name}" + (f" — {f.reason}" if f.reason else ""))
     return "\n".join(lines)
+
+
+def _privileges(facts: dict[str, object]) -> list[Feature]:
+    su = bool(facts["superuser"])
+
+    def priv(name: str, has: object, lost: str) -> Feature:
+        ok = su or bool(has)
+        return Feature(name=name, available=ok, reason="" if ok else lost)
+
+    return [
+        priv("CREATEDB (scratch databases)", facts["createdb"], "dry runs cannot test statements that refuse a "
+             "transaction (CREATE INDEX CONCURRENTLY, VACUUM…) nor re-observe a lock an earlier statement "
+             "already holds: ALTER ROLE <login> CREATEDB"),
+        priv("pg_read_all_settings", facts["read_settings"], "server settings such as shared_preload_libraries "
+             "are reported unknown: GRANT pg_read_all_settings TO <login>"),
+        priv("pg_read_all_stats", facts["read_stats"], "other roles' sessions and query statistics are hidden "
+             "(blockers, pg_stat_statements of other users): GRANT pg_read_all_stats TO <login>"),
+        priv("pg_read_all_data", facts["read_data"], "tables this login cannot read give no row counts from the "
+             "data (statistics still do): GRANT pg_read_all_data TO <login>"),
+        priv("CREATE in this database", facts["create_in_db"], "a dry run cannot create schemas: "
+             "GRANT CREATE ON DATABASE … TO <login>"),
+    ]
 
 
 @tool(
@@ -98,6 +137,7 @@ def render_info(i: ServerInfo) -> str:
     result=ServerInfo,
     cli="info",
     render_text=render_info,
+    exit_code=lambda i: 0 if i.connected else 3,
     examples=("agent19 info", "agent19 info --dsn postgresql://app@localhost/shop --format json"),
 )
 def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
@@ -124,7 +164,8 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
     features = [
         _extension_feature("hypopg", "index advice verified with hypothetical indexes", ext),
         _extension_feature(
-            "pg_stat_statements", "workload analysis from query statistics", ext, preloaded=facts["preload"]
+            "pg_stat_statements", "workload analysis from query statistics", ext,
+            preloaded=UNREADABLE if facts["preload"] is None else facts["preload"],
         ),
         Feature(
             name="logical_decoding",
@@ -155,5 +196,6 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
             "statement_timeout": facts["statement_timeout"],
             "lock_timeout": facts["lock_timeout"],
             "features": features,
+            "privileges": _privileges(facts),
         }
     )
