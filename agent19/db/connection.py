@@ -17,6 +17,7 @@ User reads can run as a separate least-privilege login (``--read-dsn``): :meth:`
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -44,11 +45,14 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._dsn: str | None = settings.dsn_value()
-        if problem := check_dsn(self._dsn, "the DSN (--dsn / DATABASE_URL)"):
+        if problem := check_dsn(self._dsn, "the DSN (--dsn / DATABASE_URL)") or check_dsn(
+                settings.read_dsn.get_secret_value() if settings.read_dsn else None,
+                "the reader DSN (--read-dsn / AGENT19_READ_DSN)"):
             raise ConfigError(problem)
         self._embedded = self._dsn is None
         self._pool: ConnectionPool[Connection] | None = None
         self._reader: Database | None = None
+        self._pool_suspect = False  # a pooled connection was lost: renew the pool on the next call
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -155,31 +159,51 @@ class Database:
         return conn
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
-        reason = self.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-        return DatabaseUnavailable(
-            f"cannot reach PostgreSQL at {self.display_dsn}: {reason}",
-            "check that the server is running and the DSN (--dsn / DATABASE_URL) is right; "
-            "the next call will try again",
-        )
+        text = str(exc).strip()
+        what, hint = connection_failure(text)
+        # libpq's text repeats "connection to server at … failed:"; keep what the server or network said
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
+        reason = self.redact(lines[0].rsplit(" failed: ", 1)[-1])
+        return DatabaseUnavailable(f"{what}: {reason} (PostgreSQL at {self.display_dsn})",
+                                   f"{hint}; the next call will try again")
+
+    def _renew_pool(self) -> None:
+        """Replace a pool that may be backing off after failed reconnects, once the server answers a direct
+        connection (which raises the real reason when it does not)."""
+        self.connect().close()
+        old, self._pool, self._pool_suspect = self._pool, None, False
+        if old is not None:  # its workers may be waiting out a connect timeout: do not wait for them here
+            threading.Thread(target=old.close, name="agent19-pool-close", daemon=True).start()
+
+    def _getconn(self) -> tuple[ConnectionPool[Connection], Connection]:
+        if getattr(self, "_pool_suspect", False):
+            self._renew_pool()
+        pool = self._open_pool()
+        try:
+            return pool, pool.getconn()
+        except PoolTimeout as exc:
+            self._pool_suspect = True
+            self._renew_pool()  # the server is back (else the real reason is raised here): a fresh pool
+            pool = self._open_pool()
+            try:
+                return pool, pool.getconn()
+            except PoolTimeout:
+                raise self._unavailable(exc) from None
 
     @contextmanager
     def session(self) -> Iterator[Connection]:
-        """A pooled session in autocommit; translate connection loss into a clear error."""
-        pool = self._open_pool()
+        """A pooled session in autocommit; translate connection loss into a clear error. After a lost
+        connection the pool is renewed on the next call, so the first call after a restart works."""
+        pool, conn = self._getconn()
         try:
-            with pool.connection() as conn:
-                yield conn
-        except PoolTimeout as exc:
-            # Learn the real reason from a direct attempt.
-            try:
-                self.connect().close()
-            except DatabaseUnavailable as err:
-                raise err from None
-            raise self._unavailable(exc) from None
+            yield conn
         except psycopg.OperationalError as exc:
             if _connection_lost(exc):
+                self._pool_suspect = True
                 raise self._unavailable(exc) from None
             raise
+        finally:
+            pool.putconn(conn)
 
     @contextmanager
     def _transaction_rolled_back(self, begin: str) -> Iterator[Connection]:
@@ -240,6 +264,31 @@ class Database:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+
+
+def connection_failure(message: str) -> tuple[str, str]:
+    """``(what happened, what to do)`` for a connection error's text (libpq's or the server's)."""
+    low = message.lower()
+
+    def has(*words: str) -> bool:
+        return any(w in low for w in words)
+
+    if has("password authentication failed", "no password supplied", "authentication failed",
+           "no pg_hba.conf entry", "permission denied for database") or (has('role "') and has("does not exist")):
+        return "authentication failed", ("check the user name and password (DSN, PGPASSWORD or ~/.pgpass) and "
+                                         "the server's pg_hba.conf")
+    if has('database "') and has("does not exist"):
+        return "database does not exist", "check the database name in the DSN (psql -l lists them)"
+    if has("could not translate host name", "name or service not known", "nodename nor servname",
+           "temporary failure in name resolution"):
+        return "host unknown", "check the host name in the DSN"
+    if has("connection refused", "no such file or directory"):
+        return "connection refused", "check that the server is running and listens on that host and port"
+    if has("timeout expired", "timed out", "couldn't get a connection"):
+        return "timeout", "the server did not answer in time: check the network, a firewall, the host and port"
+    if has("the database system is", "server closed the connection", "terminating connection"):
+        return "server unavailable", "the server is starting, stopping or restarting: try again in a moment"
+    return "cannot reach PostgreSQL", "check that the server is running and the DSN (--dsn / DATABASE_URL) is right"
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:

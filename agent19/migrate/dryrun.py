@@ -372,11 +372,19 @@ def dry_run(
         elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
             findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"not run: {res.note}"))
+    statement_failed = any(r.error for r in results)
+    following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
     for c in check_results:
-        if not c.passed:
+        if not c.passed and statement_failed and c.phase == "after":
+            following.append(c)
+        elif not c.passed:
             findings.append(Finding(kind="check_failed", severity="error" if c.blocking else "warning",
                                     message=f"check '{c.name}' ({c.phase}) returned {c.value!r}, expected "
                                     f"{c.expected}" + (f": {c.error}" if c.error else "")))
+    if following:
+        findings.append(Finding(kind="check_failed", severity="info", message=(
+            f"{len(following)} 'after' check(s) failed, which follows from the statement error(s) above: "
+            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" …" if len(following) > 5 else ""))))
     if changed := errors_only(differences):
         findings.append(Finding(kind="target_changed", severity="error",
                                 message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))

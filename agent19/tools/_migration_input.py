@@ -35,9 +35,9 @@ class MigrationInput(BaseModel):
     name: str | None = Field(default=None, description="a name for the migration")
     description: str | None = None
     pg_version: int | None = Field(default=None, description="PostgreSQL version without a database, e.g. 15")
-    dry_run_result: str | None = Field(
+    dry_run_result: str | dict[str, Any] | None = Field(
         default=None, description="test_migration's result for the same SQL (agent19 dry-run --format json), as "
-        "JSON text or a .json file: its observed durations, locks and rewrites replace the estimates")
+        "an object, JSON text or a .json file: its observed durations, locks and rewrites replace the estimates")
 
     @field_validator("changes", mode="before")
     @classmethod
@@ -51,8 +51,11 @@ class MigrationInput(BaseModel):
         return v
 
 
-def load_json(text_or_path: str, what: str) -> Any:
-    """JSON given inline (starting with ``{`` or ``[``) or as a file path."""
+def load_json(text_or_path: str | dict[str, Any] | list[Any], what: str) -> Any:
+    """JSON given as an object (MCP clients parse JSON text before sending it), inline (starting with
+    ``{`` or ``[``) or as a file path."""
+    if not isinstance(text_or_path, str):
+        return text_or_path
     raw = text_or_path.strip()
     if not raw.startswith(("{", "[")):
         raw = read_sql_file(Path(text_or_path))
@@ -62,7 +65,7 @@ def load_json(text_or_path: str, what: str) -> Any:
         raise InputError(f"{what}: not valid JSON: {exc}") from None
 
 
-def dry_run_result(text_or_path: str | None) -> DryRunResult | None:
+def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | None:
     """test_migration's result, or None when not given (another JSON shape is not a dry run of ours)."""
     if not text_or_path:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agent19.optimize.diagnostics import Diagnostic, diagnose
 from agent19.optimize.explain import Execution, StatementKind, explain
@@ -14,7 +14,14 @@ from agent19.tools.registry import ToolContext, tool
 
 class ExplainArgs(BaseModel):
     sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters")
-    parameters: list[str] = Field(default=[], description="values for $1, $2 … (bound server-side, as text)")
+    parameters: list[str | int | float | bool] = Field(
+        default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted)")
+
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def _as_text(cls, v: list[str | int | float | bool]) -> list[str | int | float | bool]:
+        """MCP clients send JSON numbers for numeric values: bind them as the text PostgreSQL reads."""
+        return [("true" if p else "false") if isinstance(p, bool) else str(p) for p in v]
     analyze: bool = Field(default=True, description="run the statement to measure it (writes only in dry-run or "
                           "execute mode, always rolled back); false: estimated plan only")
     generic_plan: bool = Field(default=False, description="plan $n placeholders without values (PostgreSQL 16+)")
@@ -84,7 +91,8 @@ def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:
     scans that read far more than they return, stale statistics, large OFFSETs. Ask the user for the
     query's real parameters: plans depend on them."""
     run = explain(
-        ctx.db, args.sql, analyze=args.analyze, parameters=args.parameters, generic_plan=args.generic_plan,
+        ctx.db, args.sql, analyze=args.analyze, parameters=[str(p) for p in args.parameters],
+        generic_plan=args.generic_plan,
         settings=args.settings, timeout_ms=args.timeout_ms,
     )
     return ExplainResult(
