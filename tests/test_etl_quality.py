@@ -480,3 +480,16 @@ def test_user_sql_runs_as_the_reader_login_when_one_is_set(app_dsn: str, dsn: st
               '      - {check: sql, sql: "SELECT id, current_user FROM users WHERE id > 9"}\n')
     custom = run(dsn, checks, read_dsn=app_dsn).checks[0]
     assert custom.status == "fail" and custom.failing_keys == [[10, conninfo_to_dict(app_dsn)["user"]]]
+
+
+def test_the_charter_example_on_every_server_version(dsn_any: str) -> None:
+    with psycopg.connect(dsn_any, autocommit=True) as conn:
+        conn.execute((ROOT / "examples/quality/shop.sql").read_text())
+        conn.execute("ALTER TABLE orders ADD COLUMN day date DEFAULT current_date - 2")
+    checks = (ROOT / "examples/quality/charter.yml").read_text() + \
+        "      - {check: freshness, name: day_fresh, column: created_at, fail: '> 1h'}\n" \
+        "  orders :\n    checks:\n      - {check: freshness, name: stale_day, column: day, fail: '> 1 day'}\n"
+    r = by_name(run(dsn_any, checks.replace("  orders :", "  public.orders:"), allow_privileged_reads=True))
+    assert r["no_orphan_orders"]["failing_keys"] == [4] and r["no_duplicate_emails"]["failing_keys"] == [2, 3]
+    assert r["revenue_within_range"]["status"] == "pass" and r["revenue_within_range"]["value"] == 235.49
+    assert r["day_fresh"]["status"] == "pass" and r["stale_day"]["status"] == "fail"
