@@ -110,6 +110,9 @@ def test_unencoded_delimiters_in_a_uri_password_are_refused_without_echoing_any_
             assert done.returncode != 0, done
             assert "percent-encode" in done.stderr, done.stderr
             _assert_no_piece(done.stdout + done.stderr)
+        done = _cli("info", "--dsn", dsn, env={"AGENT19_READ_DSN": uri})  # the reader login's DSN too
+        assert done.returncode != 0 and "reader DSN" in done.stderr and "percent-encode" in done.stderr
+        _assert_no_piece(done.stdout + done.stderr)
 
 
 async def test_mcp_server_with_such_a_dsn_fails_to_start_without_echoing_it(dsn):
