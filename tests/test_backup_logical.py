@@ -167,7 +167,7 @@ def test_refuses_when_the_work_directory_lacks_room(shop, tmp_path):
         pytest.skip("cannot mount a small tmpfs here (needs root in a privileged container)")
     try:
         with pytest.raises(InputError) as err:
-            verify_logical(_db(shop), restore_into="scratch", work_base=str(tiny))
+            verify_logical(_db(shop), restore_into="scratch", jobs=2, work_base=str(tiny))  # dump files needed
         assert "needs about" in str(err.value) and "--work-dir" in str(err.value)
         assert list(tiny.iterdir()) == []
     finally:

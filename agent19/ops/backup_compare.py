@@ -73,11 +73,14 @@ def sequences(conn: psycopg.Connection[Any]) -> dict[str, int | None]:
 def table_sums(conn: psycopg.Connection[Any], table: str) -> Sums | str:
     """``(count, h0, h1)`` of one table, or why it could not be read.
 
+    The row's text is computed once (``OFFSET 0`` keeps the subquery from being flattened into two
+    conversions); ``sum(bigint)`` accumulates in 128 bits, so the sums never overflow.
+
     ``table`` is ``format('%I.%I')`` output from :data:`Q_TABLES`: already quoted by the server.
     """
     query = sql.SQL(
-        "SELECT count(*), coalesce(sum(hashtextextended((a19_r.*)::text, 0)::numeric), 0),"
-        " coalesce(sum(hashtextextended((a19_r.*)::text, 1)::numeric), 0) FROM ONLY {} AS a19_r"
+        "SELECT count(*), coalesce(sum(hashtextextended(t, 0)), 0), coalesce(sum(hashtextextended(t, 1)), 0)"
+        " FROM (SELECT (a19_r.*)::text AS t FROM ONLY {} AS a19_r OFFSET 0) AS rows"
     ).format(sql.SQL(table))
     try:
         with conn.transaction():

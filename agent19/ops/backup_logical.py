@@ -23,8 +23,10 @@ as ``--lock-wait-timeout``.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,13 +88,18 @@ def _restore_errors(stderr: bytes) -> list[str]:
     return errors[:20] or [ln for ln in lines if ln][-5:]
 
 
+def _restore_cmd(major: int, jobs: int, dsn: str, path: Path | None) -> list[str]:
+    cmd = [_binary("pg_restore", major), "--no-owner", "--no-privileges", "-d", dsn]
+    return cmd + (["--jobs", str(jobs), str(path)] if path is not None else [])
+
+
 def _restore(kind: str, path: Path, dsn: str, env: dict[str, str], jobs: int, major: int) -> tuple[float, list[str]]:
     """Restore the dump into ``dsn``; returns (seconds, errors)."""
     start = time.monotonic()
     if kind == "plain":
         cmd = [_binary("psql", major), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), "-d", dsn]
     else:
-        cmd = [_binary("pg_restore", major), "--no-owner", "--no-privileges", "--jobs", str(jobs), "-d", dsn, str(path)]
+        cmd = _restore_cmd(major, jobs, dsn, path)
     done = run(cmd, env=env)
     elapsed = time.monotonic() - start
     return elapsed, ([] if done.returncode == 0 else _restore_errors(done.stderr))
@@ -147,6 +154,75 @@ def _cluster_database(wd: WorkDir, major: int) -> str:
     return cluster.dsn("restored")
 
 
+@contextmanager
+def _restore_target(db: Database, wd: WorkDir, target: str, major: int) -> Iterator[tuple[str, str]]:
+    """An empty database to restore into: ``(dsn with password, description)``; removed afterwards."""
+    if target == "scratch":
+        drop_leftovers(db)
+        with scratch_database(db, copy="empty") as scratch:
+            yield (make_conninfo(db.dsn, dbname=scratch.name, application_name="agent19 backup verify"),
+                   f"scratch database {scratch.name}")
+        return
+    yield _cluster_database(wd, major), f"throwaway cluster in {wd.path}"
+
+
+class _Dump:
+    """pg_dump running in the background: to a file (or directory), or streamed into pg_restore."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], stderr_path: Path,
+                 restore_cmd: list[str] | None = None, restore_env: dict[str, str] | None = None) -> None:
+        self.start = time.monotonic()
+        self.stderr = open(stderr_path, "wb")
+        self.stderr_path = stderr_path
+        self.bytes = 0
+        self.dump_end: float | None = None
+        self.restore_end: float | None = None
+        self.restore_errors: list[str] = []
+        out = subprocess.PIPE if restore_cmd else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=self.stderr, env=env)
+        self.restore = None
+        self.pump = None
+        if restore_cmd:
+            self.restore = subprocess.Popen(restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.PIPE, env=restore_env)
+            self.restore_stderr = b""
+            self.pump = threading.Thread(target=self._pump, daemon=True)
+            self.pump.start()
+
+    def _pump(self) -> None:
+        """Copy pg_dump's output into pg_restore, counting the bytes (the dump's size)."""
+        assert self.proc.stdout and self.restore and self.restore.stdin
+        try:
+            while block := self.proc.stdout.read(1 << 20):
+                self.bytes += len(block)
+                self.restore.stdin.write(block)
+        except BrokenPipeError:
+            pass
+        finally:
+            self.dump_end = time.monotonic()
+            try:
+                self.restore.stdin.close()
+            except BrokenPipeError:
+                pass
+            self.restore_stderr = self.restore.stderr.read() if self.restore.stderr else b""
+            self.restore.wait()
+            self.restore_end = time.monotonic()
+
+    def wait(self) -> str | None:
+        """Wait for pg_dump (and the streamed restore); returns pg_dump's error, if any."""
+        self.proc.wait()
+        if self.pump:
+            self.pump.join()
+        else:
+            self.dump_end = time.monotonic()
+        self.stderr.close()
+        if self.restore and self.restore.returncode != 0:
+            self.restore_errors = _restore_errors(self.restore_stderr)
+        if self.proc.returncode != 0:
+            return self.stderr_path.read_text(errors="replace").strip()[-800:]
+        return None
+
+
 def verify_logical(
     db: Database, *, from_file: str | None = None, jobs: int = 1, restore_into: RestoreInto = "auto",
     work_base: str | None = None, progress: Progress | None = None,
@@ -154,8 +230,10 @@ def verify_logical(
 ) -> VerifyResult:
     """Dump (or take ``from_file``), restore, compare; see the module docstring.
 
-    ``after_restore`` is called with the restored copy's DSN before the comparison (drills: damage
-    the copy on purpose and watch the verification fail).
+    With one job and no ``from_file`` the dump is streamed into pg_restore (both run at once, as
+    ``pg_dump | pg_restore`` would); with ``jobs > 1`` it is written in directory format and restored
+    in parallel. ``after_restore`` is called with the restored copy's DSN before the comparison
+    (drills: damage the copy on purpose and watch the verification fail).
     """
     say = progress or (lambda *a: None)
     notes: list[str] = []
@@ -175,48 +253,65 @@ def verify_logical(
         target = _choose(db, restore_into, size, major, notes)
         dump_path = Path(from_file) if from_file else None
         kind = _dump_kind(dump_path) if dump_path else ("directory" if jobs > 1 else "custom")
+        stream = dump_path is None and kind == "custom"
         with work_dir(Path(work_base) if work_base else None) as wd:
-            require_free(wd.path, (0 if from_file else data) + (size if target == "cluster" else 0),
-                         "the dump" + (" and the throwaway cluster" if target == "cluster" else ""))
-            source_dsn, env = child_connection(db.dsn, application_name="agent19 backup verify")
-            dump_s = 0.0
-            proc = None
-            if dump_path is None:
-                dump_path = wd.path / ("dump.dir" if kind == "directory" else "dump.custom")
-                cmd = [_binary("pg_dump", major), f"--format={kind}", "-f", str(dump_path), "--snapshot", snap_id,
-                       f"--lock-wait-timeout={db.settings.lock_timeout_ms}", "--no-sync"]
-                if kind == "directory":
-                    cmd += ["--jobs", str(jobs)]
-                say(0, None, "dumping (pg_dump)")
-                stderr = open(wd.path / "pg_dump.stderr", "wb")
-                proc = subprocess.Popen([*cmd, "-d", source_dsn], stdout=subprocess.DEVNULL, stderr=stderr, env=env)
-            dump_start = time.monotonic()
-            before = snapshot(src)
-            seq_before = cmp.sequences(src)
-            names = cmp.tables(src)
-            src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say,
-                                         "source: ")
-            source_done = time.monotonic()
-            if proc is not None:
-                proc.wait()
-                stderr.close()
-                dump_s = time.monotonic() - dump_start
-                if proc.returncode != 0:
-                    text = (wd.path / "pg_dump.stderr").read_text(errors="replace")
-                    raise InputError("pg_dump failed: " + db.redact(text.strip()[-800:]),
-                                     "the role needs SELECT on every table it dumps (or use a role that has it)")
-            seq_after = cmp.sequences(src)
-            src.execute("ROLLBACK")
-            extra_wait = max(0.0, source_done - max(dump_start + dump_s, dump_start))
-            result = _restore_and_compare(
-                db, wd, target, kind, dump_path, jobs, major, say, after_restore,
-                before=before, seq_before=seq_before, seq_after=seq_after, names=names, src_sums=src_sums,
-                notes=notes, removed=removed,
-            )
-            result.durations_s.dump = round(dump_s, 3)
-            result.durations_s.verify = round(result.durations_s.verify + extra_wait, 3)
-            result.sizes = Sizes(database_bytes=size, backup_bytes=dir_bytes(dump_path),
-                                 restored_bytes=result.sizes.restored_bytes)
+            room = (0 if from_file or stream else data) + (size if target == "cluster" else 0)
+            require_free(wd.path, room, "the dump" + (" and the throwaway cluster" if target == "cluster" else ""))
+            with _restore_target(db, wd, target, major) as (restored_dsn, where):
+                source_dsn, env = child_connection(db.dsn, application_name="agent19 backup verify")
+                r_dsn, r_env = child_connection(restored_dsn)
+                dump = None
+                if dump_path is None:
+                    cmd = [_binary("pg_dump", major), f"--format={kind}", "--snapshot", snap_id,
+                           f"--lock-wait-timeout={db.settings.lock_timeout_ms}"]
+                    if stream:
+                        say(0, None, f"dumping (pg_dump) and restoring into {where} (pg_restore)")
+                        dump = _Dump([*cmd, "-d", source_dsn], env, wd.path / "pg_dump.stderr",
+                                     _restore_cmd(major, jobs, r_dsn, None), r_env)
+                    else:
+                        dump_path = wd.path / "dump.dir"
+                        say(0, None, "dumping (pg_dump)")
+                        dump = _Dump([*cmd, "--no-sync", "--jobs", str(jobs), "-f", str(dump_path), "-d",
+                                      source_dsn], env, wd.path / "pg_dump.stderr")
+                before = snapshot(src)
+                seq_before = cmp.sequences(src)
+                names = cmp.tables(src)
+                src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say,
+                                             "source: ")
+                source_done = time.monotonic()
+                dump_s = restore_s = 0.0
+                errors: list[str] = []
+                if dump is not None:
+                    failure = dump.wait()
+                    if failure:
+                        raise InputError("pg_dump failed: " + db.redact(failure),
+                                         "the role needs SELECT on every table it dumps (or use a role that has it)")
+                    dump_s = (dump.dump_end or time.monotonic()) - dump.start
+                    if stream:
+                        restore_s = (dump.restore_end or time.monotonic()) - dump.start
+                        errors = dump.restore_errors
+                        notes.append("the dump was streamed into pg_restore: the measured restore includes waiting "
+                                     "for pg_dump, an upper bound of a restore from a file")
+                seq_after = cmp.sequences(src)
+                src.execute("ROLLBACK")
+                if not stream:
+                    assert dump_path is not None
+                    say(0, None, f"restoring into {where} (pg_restore)")
+                    restore_s, errors = _restore(kind, dump_path, r_dsn, r_env, jobs, major)
+                if after_restore:
+                    after_restore(restored_dsn)
+                compare_start = time.monotonic()
+                result = _compare(restored_dsn, jobs, say, before=before, seq_before=seq_before,
+                                  seq_after=seq_after, names=names, src_sums=src_sums)
+                result.restored_into = where
+                result.errors = [db.redact(e) for e in errors]
+                extra_wait = max(0.0, source_done - started - dump_s) if dump is not None else 0.0
+                result.durations_s = Durations(dump=round(dump_s, 3), restore=round(restore_s, 3),
+                                               verify=round(time.monotonic() - compare_start + extra_wait, 3))
+                backup_bytes = dump.bytes if stream and dump else dir_bytes(dump_path) if dump_path else None
+                result.sizes = Sizes(database_bytes=size, backup_bytes=backup_bytes,
+                                     restored_bytes=result.sizes.restored_bytes)
+            removed.append(where if target == "scratch" else "throwaway cluster (stopped)")
             removed.append(f"work directory {wd.path}")
         if from_file:
             notes.append("compared with the target as it is now: changes made since the dump show as differences")
@@ -227,45 +322,19 @@ def verify_logical(
     return finish(result, db.display_dsn)
 
 
-def _restore_and_compare(
-    db: Database, wd: WorkDir, target: str, kind: str, dump_path: Path, jobs: int, major: int, say: Progress,
-    after_restore: Callable[[str], None] | None, *, before: Any, seq_before: dict[str, int | None],
-    seq_after: dict[str, int | None], names: dict[str, bool], src_sums: dict[str, Any], notes: list[str],
-    removed: list[str],
-) -> VerifyResult:
-    def compare(full_dsn: str, where: str) -> VerifyResult:
-        say(0, None, f"restoring into {where}")
-        child_dsn, env = child_connection(full_dsn)
-        restore_s, errors = _restore(kind, dump_path, child_dsn, env, jobs, major)
-        if after_restore:
-            after_restore(full_dsn)
-        start = time.monotonic()
-        with cmp.dict_connect(full_dsn) as rconn:
-            after = snapshot(rconn)
-            restored_names = cmp.tables(rconn)
-            seq_restored = cmp.sequences(rconn)
-            restored_size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
-        all_names = sorted(set(names) | set(restored_names))
-        r_sums = cmp.sums_parallel(lambda: cmp.dict_connect(full_dsn), all_names, jobs, say, "restored: ")
-        r_sums = {k: v for k, v in r_sums.items() if k in restored_names}
-        result = VerifyResult(
-            verified=False, kind="logical", summary="", database="", restored_into=where,
-            tables=cmp.compare_tables(src_sums, r_sums, set(), unlogged_expected_empty=False),
-            schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))],
-            sequences=cmp.compare_sequences(seq_before, seq_after, seq_restored),
-            errors=[db.redact(e) for e in errors],
-            durations_s=Durations(restore=round(restore_s, 3), verify=round(time.monotonic() - start, 3)),
-            sizes=Sizes(restored_bytes=int(restored_size["s"]) if restored_size else None),
-        )
-        return result
-
-    if target == "scratch":
-        drop_leftovers(db)
-        with scratch_database(db, copy="empty") as scratch:
-            result = compare(make_conninfo(db.dsn, dbname=scratch.name, application_name="agent19 backup verify"),
-                             f"scratch database {scratch.name}")
-        removed.append(f"scratch database {scratch.name}")
-        return result
-    result = compare(_cluster_database(wd, major), f"throwaway cluster in {wd.path}")
-    removed.append("throwaway cluster (stopped)")
-    return result
+def _compare(restored_dsn: str, jobs: int, say: Progress, *, before: Any, seq_before: dict[str, int | None],
+             seq_after: dict[str, int | None], names: dict[str, bool], src_sums: dict[str, Any]) -> VerifyResult:
+    with cmp.dict_connect(restored_dsn) as rconn:
+        after = snapshot(rconn)
+        restored_names = cmp.tables(rconn)
+        seq_restored = cmp.sequences(rconn)
+        restored_size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
+    r_sums = cmp.sums_parallel(lambda: cmp.dict_connect(restored_dsn), sorted(restored_names), jobs, say,
+                               "restored: ")
+    return VerifyResult(
+        verified=False, kind="logical", summary="", database="",
+        tables=cmp.compare_tables(src_sums, r_sums, set(), unlogged_expected_empty=False),
+        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))],
+        sequences=cmp.compare_sequences(seq_before, seq_after, seq_restored),
+        sizes=Sizes(restored_bytes=int(restored_size["s"]) if restored_size else None),
+    )
