@@ -191,3 +191,16 @@ def test_runbook_for_an_archiving_server_gives_the_point_in_time_recovery_settin
     assert "recovery.signal" in book.markdown and "recovery.conf" not in book.markdown    # PostgreSQL 12+
     assert f"restore_command = 'cp {archive}/%f \"%p\"'" in book.markdown
     assert "recovery_target_action = 'promote'" in book.markdown
+
+
+def test_a_role_without_replication_is_told_what_it_needs(archived):
+    from agent19.errors import InputError
+
+    server, _ = archived
+    _sql(server.dsn, "DROP ROLE IF EXISTS no_repl; CREATE ROLE no_repl LOGIN")
+    try:
+        db = Database(Settings.load(dsn=server.dsn.replace("postgres@", "no_repl@")))
+        with pytest.raises(InputError, match="REPLICATION"):
+            verify_physical(db)
+    finally:
+        _sql(server.dsn, "DROP ROLE no_repl")
