@@ -289,15 +289,20 @@ tables:
   order:
     checks:
       - {check: orphans, columns: user_id, references_table: users}
+      - {check: row_count, filter: "amount > 100", fail: "< 20"}
+      - {check: missing_count, column: status}
   users:
     checks:
       - {check: sql, sql: "SELECT id FROM users WHERE id > 9"}
 """
-    orphans, custom = run(dsn, checks).checks
+    orphans, filtered, missing, custom = run(dsn, checks).checks
     assert orphans.status == "fail" and orphans.failing_keys == [7, 9]
-    assert custom.status == "error" and "superuser" in custom.message and "--read-dsn" in custom.message
-    orphans, custom = run(dsn, checks, allow_privileged_reads=True).checks
+    assert missing.status == "fail" and missing.failing_keys == [6]
+    for refused in (filtered, custom):
+        assert refused.status == "error" and "superuser" in refused.message and "--read-dsn" in refused.message
+    orphans, filtered, missing, custom = run(dsn, checks, allow_privileged_reads=True).checks
     assert custom.status == "fail" and custom.failing_keys == [10]
+    assert filtered.status == "fail" and filtered.value == 11  # amounts 110…200, and order 8 at 20000
 
 
 def test_a_timed_out_check_is_an_error_not_a_pass(app_dsn: str, dsn: str) -> None:

@@ -4,8 +4,9 @@ Per table, all column-level metrics (row_count, missing, invalid, freshness, sum
 from one scan; failing rows of a check are listed only when it warns or fails; duplicates, orphans
 and custom SQL each need their own query. Every query runs in a ``READ ONLY`` transaction under the
 session's ``statement_timeout`` (a timed-out query makes its checks ``error``, never ``pass``),
-inside a savepoint so one failing query does not stop the others. A table's queries share one
-``REPEATABLE READ`` snapshot, so the keys listed are the rows that were counted.
+inside a savepoint so one failing query does not stop the others. The queries of a table share one
+``REPEATABLE READ`` snapshot (two when some of its checks carry user SQL and others do not), so the
+keys listed are the rows that were counted.
 
 Safety: a query that contains user-written SQL (a ``filter``, a ``sql`` check) is admitted by the
 one choke point, :func:`agent19.safety.gate.admit`, and runs through :func:`agent19.safety.gate.reader`
@@ -204,33 +205,47 @@ def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) ->
         except Agent19Error as exc:
             check_filters.append(None)
             early_errors[i] = exc.message
-    user_sql = table_filter is not None or any(isinstance(c, CustomSql) or c.filter for c in spec.checks)
-    target = q.Target(table=table, key=key, key_note=key_note, sample=spec.sample, sample_method=spec.sample_method,
-                      seed=random.randint(1, 2**31 - 1), filter=table_filter, user_sql=user_sql)
-    results: dict[int, CheckResult] = {i: _result(spec.checks[i], target, table.qualified_name, status="error",
-                                                  message=m) for i, m in early_errors.items()}
-    tname = table.qualified_name
-    try:
-        with run.transaction(user_sql) as conn:
-            _metrics(run, conn, target, spec, check_filters, results)
-            for i, c in enumerate(spec.checks):
-                if i in results:
-                    continue
-                try:
-                    results[i] = _row_check(run, conn, snap, target, c, check_filters[i])
-                except (psycopg.Error, Agent19Error) as exc:
-                    results[i] = _result(c, target, tname, status="error", message=run.error_message(exc))
-    except (psycopg.Error, Agent19Error) as exc:  # the transaction could not start (e.g. privileged reader)
-        msg = run.error_message(exc)
-        for i, c in enumerate(spec.checks):
-            results.setdefault(i, _result(c, target, tname, status="error", message=msg))
+    seed = random.randint(1, 2**31 - 1)
+    targets = {flag: q.Target(table=table, key=key, key_note=key_note, sample=spec.sample,
+                              sample_method=spec.sample_method, seed=seed, filter=table_filter, user_sql=flag)
+               for flag in (False, True)}
+    results: dict[int, CheckResult] = {i: _result(spec.checks[i], targets[False], table.qualified_name,
+                                                  status="error", message=m) for i, m in early_errors.items()}
+    # Checks carrying user SQL (a filter, a sql check) go through the gate, as the reader login; the others
+    # run as built from the catalog. Each group is one transaction, its column metrics one scan.
+    groups: dict[bool, set[int]] = {False: set(), True: set()}
+    for i, c in enumerate(spec.checks):
+        if i not in results:
+            groups[table_filter is not None or bool(c.filter) or isinstance(c, CustomSql)].add(i)
+    for flag, indices in groups.items():
+        if indices:
+            _run_group(run, snap, targets[flag], spec, check_filters, indices, results)
     return [results[i] for i in range(len(spec.checks))]
 
 
+def _run_group(run: _Run, snap: SchemaSnapshot, target: q.Target, spec: TableChecks,
+               filters: list[sql.Composable | None], indices: set[int], results: dict[int, CheckResult]) -> None:
+    tname = target.table.qualified_name
+    try:
+        with run.transaction(target.user_sql) as conn:
+            _metrics(run, conn, target, spec, filters, indices, results)
+            for i in sorted(indices - results.keys()):
+                c = spec.checks[i]
+                try:
+                    results[i] = _row_check(run, conn, snap, target, c, filters[i])
+                except (psycopg.Error, Agent19Error) as exc:
+                    results[i] = _result(c, target, tname, status="error", message=run.error_message(exc))
+    except (psycopg.Error, Agent19Error) as exc:  # the transaction could not start
+        msg = run.error_message(exc)
+        for i in indices:
+            results.setdefault(i, _result(spec.checks[i], target, tname, status="error", message=msg))
+
+
 def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
-             filters: list[sql.Composable | None], results: dict[int, CheckResult]) -> None:
-    """Every column-level metric of the table from one aggregate query, then the failing keys."""
-    todo = [(i, c) for i, c in enumerate(spec.checks) if c.check in COLUMN_METRICS and i not in results]
+             filters: list[sql.Composable | None], indices: set[int], results: dict[int, CheckResult]) -> None:
+    """The column-level metrics of ``indices`` from one aggregate query, then the failing keys."""
+    todo = [(i, c) for i, c in enumerate(spec.checks) if i in indices and c.check in COLUMN_METRICS
+            and i not in results]
     if not todo:
         return
     tname = target.table.qualified_name
