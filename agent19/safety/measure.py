@@ -6,15 +6,15 @@ transaction, :data:`Q_WRITES` reads ``pg_stat_xact_user_tables`` — the rows th
 updated and deleted per table, savepoints included — before and after the statement, and
 :data:`Q_RELATIONS` lists the user tables (their relfilenode and dropped-column count), so a table
 truncated, rewritten or dropped out of sight shows too. For each table with rows updated or
-deleted, the exact row count before the statement is derived from an exact ``count(*)`` after it
-(``after + deleted - inserted``, all in the same transaction).
+deleted (two or more), the exact row count before the statement is derived from an exact
+``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
 the call becomes a confirmation challenge stating these numbers.
 
 Cost: two catalog reads per call, plus one ``count(*)`` per table the statement updated or deleted
-rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
+two or more rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e",
                               (sql.Identifier(r["nsp"], r["rel"]).as_string(conn),)).fetchone()["e"]
         rows = None
-        if exists:
+        if exists and upd + dele >= 2:  # one row touched is never over the share threshold: no count needed
             query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(r["nsp"], r["rel"]))
             rows = conn.execute(query).fetchone()["n"] + dele - ins
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
