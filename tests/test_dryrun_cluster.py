@@ -90,8 +90,11 @@ def cluster_migration(n: dict[str, str], tmp: str) -> list[tuple[str, str]]:
         ("cluster", f"DROP ROLE {victim}"),
         ("cluster", f"CREATE SUBSCRIPTION sub_{tag} CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p "
                     "WITH (connect = false)"),
-        ("refused", f"SELECT pg_create_physical_replication_slot('phys_{tag}')"),
-        ("refused", f"SELECT pg_create_logical_replication_slot('logi_{tag}', 'test_decoding')"),
+        # slots through functions (a direct call is refused before anything runs: see below)
+        ("ran", f"CREATE FUNCTION slots_{tag}() RETURNS void LANGUAGE sql AS $$ SELECT "
+                f"pg_create_physical_replication_slot('phys_{tag}'); SELECT "
+                f"pg_create_logical_replication_slot('logi_{tag}', 'test_decoding') $$"),
+        ("refused", f"SELECT slots_{tag}()"),
         # what the statement's text does not show, the server does: a shared catalog written
         ("hidden", f"DO $$ BEGIN EXECUTE 'CREATE ROLE hidden_' || '{tag}' || ' SUPERUSER'; END $$"),
         ("ran", f"CREATE FUNCTION promote_{tag}() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
@@ -102,13 +105,29 @@ def cluster_migration(n: dict[str, str], tmp: str) -> list[tuple[str, str]]:
     ]
 
 
-async def _dry_run(dsn: str, tmp_path, statements: list[str]) -> dict:
+async def _call(dsn: str, tmp_path, statements: list[str]):
     path = tmp_path / "0001_cluster.up.sql"
     path.write_text(";\n".join(statements) + ";\n")
     async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
-        result = await session.call_tool("test_migration", {"files": [str(path)]})
+        return await session.call_tool("test_migration", {"files": [str(path)]})
+
+
+async def _dry_run(dsn: str, tmp_path, statements: list[str]) -> dict:
+    result = await _call(dsn, tmp_path, statements)
     assert not result.is_error, result.content
     return result.structured_content
+
+
+async def _refused(dsn: str, tmp_path, statement: str, why: str) -> None:
+    """A statement whose text calls an escaping function: the choke point refuses the whole call before
+    anything runs, or (library path) the dry run refuses that statement; either way it never runs."""
+    result = await _call(dsn, tmp_path, [statement, "CREATE TABLE after_refusal (id int)"])
+    if result.is_error:
+        assert why in result.content[0].text, result.content
+        return
+    res = result.structured_content["statements"][0]
+    assert res["ran_in"] == "skipped" and why in (res["error"] or {}).get("message", ""), res
+    assert result.structured_content["passed"] is False
 
 
 @pytest.mark.parametrize("with_scratch", [False, True], ids=["transaction-only", "with-scratch-database"])
@@ -143,6 +162,11 @@ async def test_every_cluster_wide_kind_leaves_the_cluster_byte_for_byte(pg, dsn,
     not_run = [f for f in r["findings"] if f["kind"] == "skipped" and f["message"].startswith("not run")]
     assert len(not_run) == sum(o in ("cluster", "hidden") for o, _ in plan)
     assert r["passed"] is False  # the replication slots were refused: the migration was not fully tried
+    tag = cluster["tag"]
+    for direct in (f"SELECT pg_create_physical_replication_slot('phys_{tag}')",
+                   f"SELECT pg_create_logical_replication_slot('logi_{tag}', 'test_decoding')"):
+        await _refused(dsn, tmp_path, direct, "acts outside the transaction")
+    assert cluster_fingerprint(pg.dsn) == before
 
 
 async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, tmp_path):
@@ -158,9 +182,10 @@ async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, t
                  f"'INSERT INTO marks VALUES (''fn'')') $$; CREATE FUNCTION wrapper() RETURNS text LANGUAGE sql "
                  "AS $$ SELECT writes_remotely() $$; CREATE VIEW remote_view AS SELECT wrapper() AS w")
     before = cluster_fingerprint(pg.dsn)
+    await _refused(dsn, tmp_path, f"SELECT dblink_exec({remote}, 'CREATE ROLE via_dblink_{tag}')", "dblink_exec")
+    await _refused(dsn, tmp_path, f"SELECT public.dblink_exec({remote}, 'INSERT INTO marks VALUES (''direct'')')",
+                   "dblink_exec")
     statements = [
-        f"SELECT dblink_exec({remote}, 'CREATE ROLE via_dblink_{tag}')",
-        f"SELECT public.dblink_exec({remote}, 'INSERT INTO marks VALUES (''direct'')')",
         "SELECT wrapper()",
         "SELECT * FROM remote_view",
         f"CREATE FUNCTION later() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec({remote}, "
@@ -170,7 +195,7 @@ async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, t
     ]
     r = await _dry_run(dsn, tmp_path, statements)
     refused = [s["index"] for s in r["statements"] if s["error"] and "refused in a dry run" in s["error"]["message"]]
-    assert refused == [0, 1, 2, 3, 5], [(s["sql"], s["note"]) for s in r["statements"]]
+    assert refused == [0, 1, 3], [(s["sql"], s["note"]) for s in r["statements"]]
     assert r["passed"] is False
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM marks").fetchone()[0] == 0
@@ -238,3 +263,33 @@ async def test_an_application_role_with_createrole_leaves_the_cluster_as_it_was(
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {owner}, {helper}")
         run_sql(pg.dsn, f"DROP ROLE {owner}; DROP ROLE {helper}")
+
+
+
+def test_library_dry_run_leaves_sequences_alone_and_refuses_other_escapes_per_statement(dsn):
+    """Called as a library (no tool in front), the engine screens each statement itself: a sequence call
+    is not run and not a failure ('could not test'); any other escape fails the run; the rest runs."""
+    from agent19.config import Settings
+    from agent19.db.connection import Database
+    from agent19.migrate.dryrun import dry_run
+    from agent19.migrate.parse import parse_sql
+
+    run_sql(dsn, "CREATE SEQUENCE s; SELECT setval('s', 41)")
+    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    try:
+        r = dry_run(db, parse_sql("SELECT setval('s', 1000); SELECT nextval('s'); "
+                                  "SELECT setval('s', 5), pg_terminate_backend(pg_backend_pid()); "
+                                  "CREATE TABLE t (id int)"))
+        first, second, mixed, table = r.statements
+        for res in (first, second):
+            assert res.ran_in == "skipped" and res.untested and res.untested.startswith("not run: ")
+            assert res.error is None
+        assert mixed.error is not None and mixed.error.message.startswith("refused in a dry run: pg_terminate"), mixed
+        assert table.ran_in == "transaction" and table.error is None
+        assert not r.passed and r.summary.startswith("FAILED")
+        r = dry_run(db, parse_sql("SELECT setval('s', 1000); CREATE TABLE t (id int)"))
+        assert r.passed and r.summary.startswith("COULD NOT TEST"), r.summary
+    finally:
+        db.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT last_value FROM s").fetchone()[0] == 41  # the sequence never moved

@@ -251,6 +251,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             res.ran_in, res.note = "skipped", why.note
             if why.refused:
                 res.error = _error(stmt, message=why.note)
+            elif why.untested:
+                res.untested = why.note
             continue
         if stmt.node in CLUSTER_WIDE:
             res.ran_in, res.note = "skipped", "acts on the whole server, not one database: never run by a dry run"

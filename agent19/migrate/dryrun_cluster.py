@@ -231,8 +231,17 @@ def escape_refusal(db: Database, conn: psycopg.Connection[Any], stmt: Statement,
     try:
         admit(db, stmt.sql, Purpose.TRIAL)
     except ReadOnlyViolation as exc:
-        return str(exc)
+        return re.sub(r"^refused in [a-z-]+: ", "", str(exc))
     return _remote_use(conn, stmt, created)
+
+
+def _only_sequences(stmt: Statement) -> bool:
+    """The statement's only calls that escape a rollback are nextval/setval."""
+    from agent19.safety.readonly import ESCAPING_FUNCTIONS
+
+    escaping = _named_functions(stmt.tree) & ESCAPING_FUNCTIONS
+    return bool(escaping) and escaping <= {"nextval", "setval"} and not any(
+        node == "CopyStmt" for node, _ in walk(stmt.tree))
 
 
 def created_functions(stmt: Statement) -> dict[str, str]:
@@ -268,10 +277,13 @@ class ClusterWrite(Exception):
 
 
 class Blocked(BaseModel):
-    """A statement a dry run does not run: cluster-wide (``refused`` false) or escaping (``refused`` true)."""
+    """A statement a dry run does not run: cluster-wide, escaping (``refused``: the dry run fails), or moving
+    a sequence (``untested``: ``setval``/``nextval`` called by the statement itself — not a failure, but not
+    tried either, since a rollback leaves sequences where they went)."""
 
     note: str
     refused: bool
+    untested: bool = False
 
 
 def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Statement]) -> dict[int, Blocked]:
@@ -287,6 +299,10 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
         if effect := cluster_effect(stmt):
             blocked[stmt.index] = Blocked(note=f"{NOTE_PREFIX}: {effect}", refused=False)
         elif refusal := escape_refusal(db, conn, stmt, created):
-            blocked[stmt.index] = Blocked(note=f"refused in a dry run: {refusal}", refused=True)
+            if _only_sequences(stmt) and _remote_use(conn, stmt, created) is None:
+                blocked[stmt.index] = Blocked(note=f"not run: {refusal} (sequences are not transactional)",
+                                              refused=False, untested=True)
+            else:
+                blocked[stmt.index] = Blocked(note=f"refused in a dry run: {refusal}", refused=True)
         created |= created_functions(stmt)
     return blocked
