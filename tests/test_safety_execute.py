@@ -174,9 +174,16 @@ async def test_rows_added_after_the_challenge_refuse_the_confirmation(dsn, tmp_p
         assert c.execute("SELECT pg_relation_size('big') > 64 * 1024 * 1024").fetchone()[0]
     async with stdio_session("--dsn", dsn, "--mode", "execute", "--data-dir", str(tmp_path),
                              "--allow-model-confirmation") as session:
-        step1 = (await session.call_tool("confirm_destructive", {"sql": "TRUNCATE big"})).structured_content["report"]
+        progress: list[str] = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append(message or "")
+
+        step1 = (await session.call_tool("confirm_destructive", {"sql": "TRUNCATE big"},
+                                         progress_callback=on_progress)).structured_content["report"]
         target = step1["impact"]["targets"][0]
         assert target["rows"] == 330000 and target["rows_exact"] is True
+        assert any(m.startswith("counting public.big exactly") for m in progress), progress  # in block ranges
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("INSERT INTO big SELECT g, 'late' FROM generate_series(330001, 330500) g")
         out = (await session.call_tool("confirm_destructive", {"sql": "TRUNCATE big", "token": step1["token"],
@@ -249,3 +256,36 @@ async def test_a_login_that_cannot_create_the_ledger_is_told_what_to_run(dsn, tm
             assert c.execute("SELECT count(*) FROM scratch").fetchone()[0] == 2  # nothing ran
         done = (await session.call_tool("confirm_destructive", call)).structured_content
         assert done["outcome"] == "executed"
+
+
+async def test_step_two_waits_in_share_mode_for_writers_then_runs(dsn, tmp_path):
+    """Observed from pg_locks: confirming takes SHARE on the table (writers wait, so the exact count
+    holds until the statement) — here it queues behind an open writer, and runs once it is gone."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(SETUP)
+    async with stdio_session("--dsn", dsn, "--mode", "execute", "--data-dir", str(tmp_path), "--lock-timeout", "30s",
+                             "--allow-model-confirmation") as session:
+        step1 = (await session.call_tool("confirm_destructive", {"sql": "TRUNCATE items"})).structured_content
+        report = step1["report"]
+        writer = psycopg.connect(dsn)
+        writer.execute("UPDATE items SET v = v WHERE id = 1")  # an open transaction holding ROW EXCLUSIVE
+        call = asyncio.create_task(session.call_tool("confirm_destructive", {
+            "sql": "TRUNCATE items", "token": report["token"], "phrase": report["phrase"]}))
+        waiting = None
+        with psycopg.connect(dsn, autocommit=True) as watch:
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                waiting = watch.execute(
+                    "SELECT l.mode FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE a.application_name = 'agent19' AND l.relation = 'items'::regclass AND NOT l.granted"
+                ).fetchone()
+                if waiting:
+                    break
+        assert waiting == ("ShareLock",)
+        assert not call.done()
+        writer.rollback()
+        writer.close()
+        out = (await call).structured_content
+        assert out["outcome"] == "executed", out
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM items").fetchone()[0] == 0
