@@ -284,6 +284,13 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             if exc.sqlstate == "25001":  # cannot run inside a transaction block
                 res.ran_in, res.note = "scratch", "the server refused it in a transaction block: scratch database"
                 scratch_needed.append(stmt.index)
+            elif exc.sqlstate == "42501":  # this login may not; the role that applies migrations may
+                res.untested = (f"this login lacks a privilege ({_error(stmt, exc).message}): dry-run as the role "
+                                "that applies migrations (the owner of the objects)")
+            elif exc.sqlstate in scratch_mod.MISSING_OBJECT and any(r.untested for r in results[:-1]):
+                first = next(r for r in results[:-1] if r.untested)
+                res.untested = (f"depends on statement {first.index + 1}, which could not be tested "
+                                f"({_error(stmt, exc).message})")
             else:
                 res.error = _error(stmt, exc)
             continue
@@ -374,7 +381,7 @@ def dry_run(
         elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
             findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"not run: {res.note}"))
-    statement_failed = any(r.error for r in results)
+    statement_failed = any(r.error or r.untested for r in results)
     following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
     for c in check_results:
         if not c.passed and statement_failed and c.phase == "after":
@@ -385,7 +392,8 @@ def dry_run(
                                     f"{c.expected}" + (f": {c.error}" if c.error else "")))
     if following:
         findings.append(Finding(kind="check_failed", severity="info", message=(
-            f"{len(following)} 'after' check(s) failed, which follows from the statement error(s) above: "
+            f"{len(following)} 'after' check(s) failed, which follows from the statement(s) above that failed or "
+            "could not be tested: "
             + ", ".join(f"'{c.name}'" for c in following[:5]) + (" …" if len(following) > 5 else ""))))
     if changed := errors_only(differences):
         findings.append(Finding(kind="target_changed", severity="error",

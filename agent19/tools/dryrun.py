@@ -128,7 +128,7 @@ def render_dry_run(r: DryRunResult) -> str:
     read_only=False,
     idempotent=True,
     render_text=render_dry_run,
-    exit_code=lambda r: 0 if r.passed else 1,
+    exit_code=lambda r: 0 if r.passed and not any(s.untested for s in r.statements) else 1,  # COULD NOT TEST: 1
     examples=("agent19 dry-run migrations/ --mode dry-run",
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
