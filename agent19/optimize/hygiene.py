@@ -115,9 +115,12 @@ def index_health(db: Database, *, schema: str | None = None, unused_min_bytes: i
                     fix=f"REINDEX INDEX CONCURRENTLY {qname};",
                 ))
     valid = [ix for ix in indexes if ix["valid"]]
+    by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for ix in valid:  # compare indexes of the same table only (all pairs is quadratic in the database's indexes)
+        by_table.setdefault((ix["schema"], ix["table"]), []).append(ix)
     for a in valid:
-        for b in valid:
-            if a is b or (a["schema"], a["table"]) != (b["schema"], b["table"]) or a["method"] != b["method"]:
+        for b in by_table[(a["schema"], a["table"])]:
+            if a is b or a["method"] != b["method"]:
                 continue
             ka, kb = list(a["keys"]), list(b["keys"])
             same_rest = a["exprs"] == b["exprs"] and a["pred"] == b["pred"]
@@ -137,8 +140,8 @@ def index_health(db: Database, *, schema: str | None = None, unused_min_bytes: i
             ))
     for fk in fks:
         keys = list(fk["keys"])
-        if any(list(ix["keys"])[: len(keys)] == keys and not ix["pred"] for ix in valid
-               if (ix["schema"], ix["table"]) == (fk["schema"], fk["table"])):
+        if any(list(ix["keys"])[: len(keys)] == keys and not ix["pred"]
+               for ix in by_table.get((fk["schema"], fk["table"]), [])):
             continue
         cols = ", ".join(fk["columns"])
         out.append(IndexFinding(
