@@ -105,8 +105,11 @@ def render_text(report: QualityReport) -> str:
         if c.status in ("fail", "warn") and c.query and c.failing_count:
             lines.append(f"        all of them: {c.query}")
     s = report.summary
-    lines.append(f"{s.total} checks on {s.tables} tables: {s.passed} passed, {s.warned} warned, {s.failed} failed, "
-                 f"{s.errors} errors ({s.queries} queries, {s.seconds:.2f}s)")
+    def n(count: int, one: str, many: str | None = None) -> str:
+        return f"{count} {one if count == 1 else (many or one + 's')}"
+
+    lines.append(f"{n(s.total, 'check')} on {n(s.tables, 'table')}: {s.passed} passed, {s.warned} warned, "
+                 f"{s.failed} failed, {n(s.errors, 'error')} ({n(s.queries, 'query', 'queries')}, {s.seconds:.2f}s)")
     if report.on_failure:
         lines.append(report.on_failure)
     return "\n".join(lines)
