@@ -227,3 +227,22 @@ async def test_mcp_inputs_accept_what_clients_send(app: str, tmp_path: object) -
         explained = await session.call_tool("explain_query", {
             "sql": "SELECT * FROM orders WHERE customer_id = $1", "parameters": [42], "analyze": False})
         assert not explained.is_error, explained.content
+
+
+def test_workload_reads_pg_stat_statements_without_pg_read_all_settings(
+        pg: ThrowawayServer, app: str) -> None:
+    """top_queries used current_setting('shared_preload_libraries'), which this login may not read."""
+    from agent19.optimize.workload import top_queries
+
+    dbname = psycopg.conninfo.conninfo_to_dict(app)["dbname"]
+    with psycopg.connect(pg.dsn_for(dbname), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    with psycopg.connect(app, autocommit=True) as conn:
+        for i in range(3):
+            conn.execute("SELECT * FROM orders WHERE customer_id = %s", (i,))
+    db = Database(Settings(dsn=app))
+    try:
+        queries = top_queries(db)
+    finally:
+        db.close()
+    assert any("customer_id" in q.sql for q in queries), queries

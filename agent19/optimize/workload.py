@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import psycopg
 from pydantic import BaseModel
 
 from agent19.db.connection import Database
@@ -27,9 +28,9 @@ class WorkloadQuery(BaseModel):
 Q_CHECK = """
 SELECT (SELECT installed_version FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS installed,
        EXISTS (SELECT FROM pg_available_extensions WHERE name = 'pg_stat_statements') AS available,
-       'pg_stat_statements' = ANY(string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))
-         AS preloaded
-"""
+       (SELECT 'pg_stat_statements' = ANY(string_to_array(replace(setting, ' ', ''), ',')) FROM pg_settings
+         WHERE name = 'shared_preload_libraries') AS preloaded
+"""  # preloaded is NULL for a login without pg_read_all_settings: then reading the view tells
 _COLUMNS = {"total_time": "total_exec_time", "mean_time": "mean_exec_time", "calls": "calls"}
 
 
@@ -40,20 +41,30 @@ def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20)
         if not row["available"]:
             raise InputError("pg_stat_statements is not installed on this server",
                              "install PostgreSQL's contrib package (the embedded server has none)")
-        if not row["preloaded"]:
+        if row["preloaded"] is False:
             raise InputError("pg_stat_statements is not in shared_preload_libraries",
                              "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements")
         if not row["installed"]:
             raise InputError("the pg_stat_statements extension is not created in this database",
                              "run CREATE EXTENSION pg_stat_statements (a DBA, once per database)")
-        rows = conn.execute(
-            f"""SELECT query, calls, mean_exec_time AS mean_ms, total_exec_time AS total_ms
-                  FROM pg_stat_statements
-                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-                   AND toplevel AND query ~* '^\\s*(select|with|update|delete)\\s'
-                   AND query !~* 'pg_stat_statements|hypopg|pg_catalog\\.|information_schema'
-                 ORDER BY {_COLUMNS[order_by]} DESC LIMIT %s""",
-            (limit,),
-        ).fetchall()
+        try:
+            rows = _top(conn, order_by, limit)
+        except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via shared_preload_libraries"
+            raise InputError("pg_stat_statements is not in shared_preload_libraries",
+                             "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements"
+                             ) from None
     return [WorkloadQuery(sql=r["query"], calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
             for r in rows]
+
+
+def _top(conn: Any, order_by: OrderBy, limit: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = conn.execute(
+        f"""SELECT query, calls, mean_exec_time AS mean_ms, total_exec_time AS total_ms
+              FROM pg_stat_statements
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND toplevel AND query ~* '^\\s*(select|with|update|delete)\\s'
+               AND query !~* 'pg_stat_statements|hypopg|pg_catalog\\.|information_schema'
+             ORDER BY {_COLUMNS[order_by]} DESC LIMIT %s""",
+        (limit,),
+    ).fetchall()
+    return rows
