@@ -169,7 +169,7 @@ async def test_every_cluster_wide_kind_leaves_the_cluster_byte_for_byte(pg, dsn,
     assert cluster_fingerprint(pg.dsn) == before
 
 
-async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, tmp_path):
+async def test_dblink_and_postgres_fdw_are_refused_directly_and_through_functions_views_triggers(pg, dsn, tmp_path):
     with psycopg.connect(dsn, autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'dblink'").fetchone():
             need(False, "the dblink extension (contrib) is not installed")
@@ -180,7 +180,16 @@ async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, t
     # an existing function and a view in the target that reach another session through dblink
     run_sql(dsn, f"CREATE FUNCTION writes_remotely() RETURNS text LANGUAGE sql AS $$ SELECT dblink_exec({remote}, "
                  f"'INSERT INTO marks VALUES (''fn'')') $$; CREATE FUNCTION wrapper() RETURNS text LANGUAGE sql "
-                 "AS $$ SELECT writes_remotely() $$; CREATE VIEW remote_view AS SELECT wrapper() AS w")
+                 "AS $$ SELECT writes_remotely() $$; CREATE VIEW remote_view AS SELECT wrapper() AS w; "
+                 "CREATE TABLE audited (id int); CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                 "BEGIN PERFORM writes_remotely(); RETURN NEW; END $$; "
+                 "CREATE TRIGGER audited_remote AFTER INSERT ON audited FOR EACH ROW EXECUTE FUNCTION audit()")
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
+    run_sql(dsn, f"CREATE EXTENSION postgres_fdw; CREATE SERVER loop FOREIGN DATA WRAPPER postgres_fdw OPTIONS "
+                 f"(host '{params['host']}', port '{params['port']}', dbname '{params['dbname']}'); "
+                 "CREATE USER MAPPING FOR CURRENT_USER SERVER loop; "
+                 "CREATE FOREIGN TABLE remote_marks (v text) SERVER loop OPTIONS (table_name 'marks'); "
+                 "CREATE SCHEMA imported")
     before = cluster_fingerprint(pg.dsn)
     await _refused(dsn, tmp_path, f"SELECT dblink_exec({remote}, 'CREATE ROLE via_dblink_{tag}')", "dblink_exec")
     await _refused(dsn, tmp_path, f"SELECT public.dblink_exec({remote}, 'INSERT INTO marks VALUES (''direct'')')",
@@ -192,10 +201,14 @@ async def test_dblink_is_refused_directly_through_functions_and_views(pg, dsn, t
         "'INSERT INTO marks VALUES (''later'')') $$",
         "SELECT later()",
         "INSERT INTO marks VALUES ('rolled back')",
+        "INSERT INTO audited VALUES (1)",  # its trigger reaches dblink
+        "INSERT INTO remote_marks VALUES ('through postgres_fdw')",
+        "IMPORT FOREIGN SCHEMA public LIMIT TO (marks) FROM SERVER loop INTO imported",
     ]
     r = await _dry_run(dsn, tmp_path, statements)
     refused = [s["index"] for s in r["statements"] if s["error"] and "refused in a dry run" in s["error"]["message"]]
-    assert refused == [0, 1, 3], [(s["sql"], s["note"]) for s in r["statements"]]
+    assert refused == [0, 1, 3, 5, 6, 7], [(s["sql"], s["note"]) for s in r["statements"]]
+    assert r["statements"][4]["ran_in"] == "transaction" and r["statements"][4]["error"] is None
     assert r["passed"] is False
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM marks").fetchone()[0] == 0

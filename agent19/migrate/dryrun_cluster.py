@@ -152,7 +152,19 @@ def _named_functions(tree: Any) -> set[str]:
 
 
 def _named_relations(tree: Any) -> set[str]:
-    return {f["relname"] for node, f in walk(tree) if node == "RangeVar" and isinstance(f.get("relname"), str)}
+    """Every relation name in the tree: ``RangeVar`` nodes, and the bare ones in fields typed as a relation
+    (``InsertStmt.relation``, ``UpdateStmt.relation``… carry no ``RangeVar`` wrapper in the JSON tree)."""
+    found: set[str] = set()
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("relname"), str):
+                found.add(item["relname"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 Q_FUNCTIONS = """

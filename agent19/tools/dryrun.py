@@ -150,7 +150,10 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     if down and args.verify_rollback:
         ctx.progress(len(up), None, "verifying the rollback")
         result.rollback = verify_rollback(ctx.db, up, down)
-        if not result.rollback.verified:
+        if result.rollback.untested:  # not proven, not failed either
+            result.findings.append(Finding(kind="not_tested", severity="warning", message=result.rollback.summary))
+            result.complete = False
+        elif not result.rollback.verified:
             result.findings.append(Finding(kind="rollback_not_verified", severity="error",
                                            message=result.rollback.summary))
             result.passed = False
