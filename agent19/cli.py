@@ -49,6 +49,12 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g = parser.add_argument_group("connection and safety")
     g.add_argument("--dsn", default=default, help="PostgreSQL DSN or URI (env DATABASE_URL); "
                    "without one, the embedded server is used")
+    g.add_argument("--read-dsn", default=default, help="DSN of a least-privilege login that user SQL reads run as "
+                   "(env AGENT19_READ_DSN; `agent19 setup-role` prints the SQL that creates it)")
+    g.add_argument("--allow-privileged-reads", action="store_const", const=True, default=default,
+                   help="let user SQL reads run as a superuser or privileged login (env "
+                   "AGENT19_ALLOW_PRIVILEGED_READS=1); risk: a view, function or cast can then reach server files, "
+                   "programs and other sessions")
     g.add_argument("--mode", default=default, choices=[m.value for m in AccessMode],
                    help="access mode (env AGENT19_MODE; default read-only): read-only only reads; "
                    "dry-run may run statements in transactions that are always rolled back; "
@@ -158,6 +164,7 @@ def _settings(ns: argparse.Namespace) -> Settings:
         dsn=ns.dsn, mode=ns.mode, data_dir=ns.data_dir, handoff_dir=ns.handoff_dir,
         statement_timeout=ns.statement_timeout, lock_timeout=ns.lock_timeout,
         allow_model_confirmation=getattr(ns, "allow_model_confirmation", None),
+        read_dsn=getattr(ns, "read_dsn", None), allow_privileged_reads=getattr(ns, "allow_privileged_reads", None),
     )
 
 

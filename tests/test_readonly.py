@@ -1,10 +1,11 @@
 """Read-only mode holds: every known escape is refused and the table is intact afterwards.
 
 Each test fails if its escape works: the statement must be refused (an error, nothing returned)
-and the table ``victim`` must still have its three rows. The test server runs as a superuser, so
-nothing here is stopped by missing privileges.
+and the table ``victim`` must still have its three rows. Each test runs twice: as the superuser
+(with the explicit opt-in, so nothing is stopped by missing privileges) and as the reader login.
 """
 
+import contextlib
 import os
 import time
 import uuid
@@ -16,6 +17,7 @@ from agent19.config import Settings
 from agent19.errors import Agent19Error
 from agent19.tools.registry import ToolContext
 from agent19.tools.sql import SqlArgs, run_sql
+from tests.reader_login import reader_login
 
 SETUP = """
 CREATE TABLE victim (id int PRIMARY KEY, body text NOT NULL);
@@ -27,13 +29,20 @@ CREATE OPERATOR <~~> (LEFTARG = int, RIGHTARG = int, FUNCTION = plus_purge);
 """
 
 
-@pytest.fixture
-def ro(dsn, tmp_path):
+@pytest.fixture(params=["privileged", "reader"])
+def ro(request, dsn, tmp_path):
+    """Both ways read-only mode runs: as the superuser with the explicit opt-in, and as the reader login
+    that `agent19 setup-role` creates (--read-dsn)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SETUP)
-    ctx = ToolContext(Settings.load(dsn=dsn, data_dir=str(tmp_path), statement_timeout="1s", env={}))
-    yield ctx, dsn
-    ctx.db.close()
+    with contextlib.ExitStack() as stack:
+        if request.param == "reader":
+            extra = {"read_dsn": stack.enter_context(reader_login(dsn, tmp_path))}
+        else:
+            extra = {"allow_privileged_reads": True}
+        ctx = ToolContext(Settings.load(dsn=dsn, data_dir=str(tmp_path), statement_timeout="1s", env={}, **extra))
+        stack.callback(ctx.db.close)
+        yield ctx, dsn
 
 
 def _rows(dsn):

@@ -92,8 +92,10 @@ class BackfillSpec(BaseModel):
     """What to update and how fast."""
 
     table: str = Field(description="table to update: name or schema.name")
-    set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`")
-    where: str | None = Field(default=None, description="only rows matching this condition (those still to do)")
+    set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`",
+                     json_schema_extra={"user_sql": "expression"})  # agent19.safety.gate.user_sql
+    where: str | None = Field(default=None, description="only rows matching this condition (those still to do)",
+                              json_schema_extra={"user_sql": "expression"})
     key: list[str] | None = Field(default=None, description="key columns to walk (default: the primary key)")
     batch_size: int = Field(default=1000, ge=1, description="rows in the first batch")
     min_batch_size: int = Field(default=10, ge=1)

@@ -43,6 +43,7 @@ from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.migrate.parse import parse_sql
 from agent19.optimize.candidates import Candidate, TableInfo, candidates, query_shape
+from agent19.safety import gate, readonly
 from agent19.sqltree import walk
 
 MIN_GAIN = 0.10
@@ -153,13 +154,16 @@ SELECT (SELECT installed_version FROM pg_available_extensions WHERE name = 'hypo
 
 
 @contextmanager
-def hypopg_session(db: Database) -> Iterator[tuple[Connection, str]]:
-    """A transaction in which HypoPG works, and a sentence saying how (see the module docstring)."""
+def hypopg_session(db: Database, reads_only: bool = False) -> Iterator[tuple[Connection, str]]:
+    """A transaction in which HypoPG works, and a sentence saying how (see the module docstring).
+
+    ``reads_only``: every query only reads, so they are planned as the reader login (``--read-dsn``);
+    planning a write needs its privileges, so writes are planned as the main login."""
     with db.read() as conn:
         row = conn.execute(Q_HYPOPG).fetchone()
     assert row is not None
     if row["installed"]:
-        with db.read() as conn:
+        with (gate.reader(db) if reads_only else db.read()) as conn:
             try:
                 yield conn, f"hypopg {row['installed']} (hypothetical indexes in this session only)"
             finally:
@@ -413,7 +417,8 @@ def advise(
                                                if served else "the query has no predicate, join or order to index"))
     try:
         try:
-            with hypopg_session(db) as (conn, how):
+            reads_only = all(readonly.is_read(st) for q, _, _ in queries for st in parse_sql(q))
+            with hypopg_session(db, reads_only) as (conn, how):
                 result = _measure(conn, queries, cands, budget_bytes, min_gain, real=False)
                 verification = "hypopg"
         except HypoPGMissing as exc:

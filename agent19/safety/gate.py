@@ -14,6 +14,16 @@ Stable API (other modules depend on it; extend, do not change):
 ``admit_parsed(db, statements, purpose) -> list[Statement]``
     The same for statements already parsed (migration files, keeping their file and line).
 
+``admit_args(mode, args) -> None``
+    Called by the tool registry before every tool runs (MCP and CLI alike), for each args field
+    declared with :func:`user_sql`: parses it and, in read-only and dry-run modes, refuses a
+    deny-listed call or credential relation anywhere in it (dry-run: also what escapes a rollback).
+    Needs no server. The tool then calls :func:`admit` with the purpose its code knows.
+
+``plan_session(db, statements) -> ContextManager[Connection]``
+    Where admitted statements are planned: :func:`reader` when they all read; the main login's
+    READ ONLY transaction when one writes (planning a write needs the write's privileges).
+
 ``reader(db) -> ContextManager[Connection]``
     A ``READ ONLY`` transaction, always rolled back, as the login user reads run under: the reader
     login of ``--read-dsn`` / ``AGENT19_READ_DSN`` when set, else the main login. Its pooled session
@@ -64,10 +74,23 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
-from agent19.errors import Agent19Error
-from agent19.migrate.parse import Statement
+from agent19.errors import Agent19Error, InputError
+from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import readonly
-from agent19.safety.run import parse_input
+
+MAX_SQL_BYTES = 1_000_000
+
+
+def parse_input(sql: str) -> list[Statement]:
+    """The statements of user SQL, with clear errors for empty or oversized input."""
+    size = len(sql.encode("utf-8", errors="replace"))
+    if size > MAX_SQL_BYTES:
+        raise InputError(f"the SQL is {size:,} bytes; at most {MAX_SQL_BYTES:,} are accepted per call",
+                         "send one statement at a time; nothing was run")
+    statements = parse_sql(sql)
+    if not statements:
+        raise InputError("no SQL statement given (the text is empty or only comments)", "nothing was run")
+    return statements
 
 
 class Purpose(StrEnum):
@@ -131,8 +154,7 @@ class LoginFacts(BaseModel):
 Q_LOGIN = """
 SELECT session_user AS login, r.rolsuper AS superuser, current_setting('statement_timeout') AS statement_timeout,
        ARRAY(SELECT g FROM unnest(%s::text[]) g
-              WHERE EXISTS (SELECT 1 FROM pg_roles WHERE rolname = g)
-                AND pg_has_role(session_user, g, 'MEMBER')) AS roles
+              WHERE CASE WHEN to_regrole(g) IS NOT NULL THEN pg_has_role(session_user, g, 'MEMBER') END) AS roles
   FROM pg_roles r WHERE r.rolname = session_user
 """
 
@@ -185,10 +207,10 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
             readonly.check_calls(st.tree)
         return statements
     if purpose in (Purpose.WRITE, Purpose.TRIAL):
-        db.require(AccessMode.DRY_RUN, "running statements that may write")
-        if purpose is Purpose.TRIAL or mode is AccessMode.DRY_RUN:
-            for st in statements:
+        if purpose is Purpose.TRIAL or mode is not AccessMode.EXECUTE:
+            for st in statements:  # before the mode check: the refusal names what the SQL tried
                 readonly.check_escapes(st)
+        db.require(AccessMode.DRY_RUN, "running statements that may write")
         return statements
     if purpose is Purpose.READ:
         st = readonly.check_statements(statements)
@@ -198,6 +220,48 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
     with reader(db) as conn:
         readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)
     return [st]
+
+
+def _fragments(kind: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    items = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+    return [v for v in items if v.strip()]
+
+
+def _parse_fragment(name: str, text: str) -> list[Statement]:
+    """An SQL fragment parsed in the context the tool builds it into (a SET list, or an expression);
+    a fragment that does not parse there raises :class:`~agent19.migrate.parse.SqlParseError`."""
+    return parse_sql(f"UPDATE _ SET {text}" if name == "set" else f"SELECT ({text})")
+
+
+def admit_args(mode: AccessMode, args: BaseModel) -> None:
+    """The registry's check of every declared user-SQL field, before the tool runs (no server needed)."""
+    if mode is AccessMode.EXECUTE:
+        return  # the tool's own admit() and the confirmation protocol judge execute mode
+    for name, kind in marked_fields(type(args)).items():
+        if kind in ("text", "files"):
+            continue  # never sent as written / read from files by the tool, which admits them itself
+        for text in _fragments(kind, getattr(args, name, None)):
+            statements = _parse_fragment(name, text) if kind == "expression" else parse_input(text)
+            if kind == "expression" and len(statements) != 1:
+                raise readonly.ReadOnlyViolation(f"refused: {name} closes its clause and adds statements",
+                                                 "give one expression; nothing was run")
+            for st in statements:
+                readonly.check_calls(st.tree)
+                if mode is AccessMode.DRY_RUN:
+                    readonly.check_escapes(st)
+
+
+@contextmanager
+def plan_session(db: Database, statements: list[Statement]) -> Iterator[Connection]:
+    """Where admitted statements are planned (see the module docstring)."""
+    if all(readonly.is_read(st) for st in statements):
+        with reader(db) as conn:
+            yield conn
+    else:
+        with db.read() as conn:
+            yield conn
 
 
 def admit_many(db: Database, sqls: list[str], purpose: Purpose) -> list[Statement]:

@@ -131,6 +131,11 @@ def check_statements(statements: list[Statement]) -> Statement:
     return st
 
 
+def is_read(st: Statement) -> bool:
+    """A statement that only reads (no write anywhere in it, no row locks)."""
+    return st.node in ALLOWED and not any(n in WRITE_NODES for n, _ in walk(st.tree))
+
+
 def check_plannable(statements: list[Statement]) -> Statement:
     """One statement that is only planned, never run: a read passes :func:`check_statements`; an
     INSERT/UPDATE/DELETE/MERGE is accepted, but nothing in it may call a denied function or read a

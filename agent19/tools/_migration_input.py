@@ -25,7 +25,8 @@ class MigrationInput(BaseModel):
     """Arguments naming a migration; exactly one of ``file``, ``sql``, ``changes``."""
 
     file: str | None = Field(default=None, description="a .sql migration file, or a .json change list")
-    sql: str | None = Field(default=None, description="migration SQL (kept in its order)")
+    sql: str | None = Field(default=None, description="migration SQL (kept in its order)",
+                            json_schema_extra={"user_sql": "text"})
     changes: list[Change] | None = Field(
         default=None,
         description="structured changes, e.g. {\"type\": \"add_column\", \"table\": \"orders\", \"column\": "

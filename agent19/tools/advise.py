@@ -8,18 +8,21 @@ from agent19.errors import InputError
 from agent19.optimize.advisor import Advice, advise
 from agent19.optimize.explain import one_statement
 from agent19.optimize.workload import OrderBy, top_queries
+from agent19.safety import gate
+from agent19.safety.readonly import ReadOnlyViolation
 from agent19.tools.registry import ToolContext, tool
 
 
 class AdviseArgs(BaseModel):
-    sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed")
+    sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed",
+                     json_schema_extra=gate.user_sql("statement"))
     parameters: list[str] = Field(default=[], description="values for $1, $2 … (without them: the generic plan)")
     min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
 
 
 class WorkloadArgs(BaseModel):
     queries: list[str] = Field(default=[], description="the workload's queries; empty: the top statements of "
-                               "pg_stat_statements")
+                               "pg_stat_statements", json_schema_extra=gate.user_sql("statements"))
     order_by: OrderBy = Field(default="total_time", description="how to pick the top statements")
     limit: int = Field(default=20, ge=1, le=200, description="how many top statements")
     budget_mb: float | None = Field(default=None, gt=0, description="storage budget for all new indexes, MB")
@@ -71,6 +74,7 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     stmt = one_statement(args.sql)
     if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
         raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
+    gate.admit(ctx.db, stmt.sql, gate.Purpose.PLAN)  # only planned (with hypothetical indexes), never run
     return advise(ctx.db, [(stmt.sql, 1.0, args.parameters or None)], min_gain=args.min_gain)
 
 
@@ -84,13 +88,27 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
     mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by
     calls × mean time, within `budget_mb`; reports the cost of each query before and after. Says
     clearly when pg_stat_statements or hypopg is missing and how to enable them."""
+    refused: list[str] = []
     if args.queries:
         queries = [(one_statement(q).sql, 1.0, None) for q in args.queries]
+        for q, _, _ in queries:
+            gate.admit(ctx.db, q, gate.Purpose.PLAN)  # only planned, never run
     else:
         top = top_queries(ctx.db, args.order_by, args.limit)
         if not top:
             raise InputError("pg_stat_statements has no statements for this database yet",
                              "let the application run, or pass `queries`")
-        queries = [(q.sql, q.weight, None) for q in top]
+        queries = []
+        for q in top:  # other sessions wrote these: untrusted SQL, through the same gate
+            try:
+                gate.admit(ctx.db, q.sql, gate.Purpose.PLAN)
+            except ReadOnlyViolation as exc:
+                refused.append(f"left out (not safe to plan): {q.sql[:80]} — {exc.message}")
+            else:
+                queries.append((q.sql, q.weight, None))
+        if not queries:
+            raise InputError("no top statement of pg_stat_statements is safe to plan", "; ".join(refused))
     budget = int(args.budget_mb * 1048576) if args.budget_mb else None
-    return advise(ctx.db, queries, budget_bytes=budget, min_gain=args.min_gain)
+    advice = advise(ctx.db, queries, budget_bytes=budget, min_gain=args.min_gain)
+    advice.notes += refused
+    return advice

@@ -16,6 +16,7 @@ from agent19.migrate.files import load_file, load_path, load_paths
 from agent19.migrate.parse import Statement, parse_file, parse_sql
 from agent19.migrate.plan_model import ValidationCheck
 from agent19.migrate.rollback_check import verify_rollback
+from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
@@ -25,13 +26,18 @@ scratch.install_signal_handlers()
 
 class TestMigrationArgs(BaseModel):
     files: list[str] = Field(default=[], description="migration files or directories (read in their tool's order; "
-                             "golang-migrate .down.sql / Flyway U… undo files are paired automatically)")
-    sql: str | None = Field(default=None, description="the migration as SQL text (instead of files)")
-    down_sql: str | None = Field(default=None, description="rollback SQL to verify (instead of down files)")
-    down_files: list[str] = Field(default=[], description="explicit down/undo files, in the order to run them")
+                             "golang-migrate .down.sql / Flyway U… undo files are paired automatically)",
+                             json_schema_extra=gate.user_sql("files"))
+    sql: str | None = Field(default=None, description="the migration as SQL text (instead of files)",
+                            json_schema_extra=gate.user_sql("script"))
+    down_sql: str | None = Field(default=None, description="rollback SQL to verify (instead of down files)",
+                                 json_schema_extra=gate.user_sql("script"))
+    down_files: list[str] = Field(default=[], description="explicit down/undo files, in the order to run them",
+                                  json_schema_extra=gate.user_sql("files"))
     verify_rollback: bool = Field(default=True, description="verify the rollback when a down migration is known")
     checks: list[str] = Field(default=[], description="extra validation queries run before the rollback; each "
-                              "must return true (or non-zero); a failing one fails the dry run")
+                              "must return true (or non-zero); a failing one fails the dry run",
+                              json_schema_extra=gate.user_sql("statements"))
     plan_checks: bool = Field(default=True, description="also run plan_migration's validation checks")
     measure_blocking: bool = Field(default=False, description="replay in a scratch database and measure how long "
                                    "a SELECT and an INSERT on each touched table wait for each statement")
@@ -142,6 +148,9 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     the schema compared with the start. Needs mode dry-run. Locks on the target are held until the
     rollback: use a staging copy for busy tables."""
     up, down = _load(args)
+    gate.admit_parsed(ctx.db, up + down, gate.Purpose.TRIAL)  # rolled back or in a scratch database
+    for check in args.checks:
+        gate.admit(ctx.db, check, gate.Purpose.READ)
     result = dry_run(
         ctx.db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
         probe_timeout_ms=args.probe_timeout_ms, scratch_copy=args.scratch_copy, sample_rows=args.sample_rows,
@@ -163,11 +172,13 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
 
 
 class RollbackArgs(BaseModel):
-    up: str | None = Field(default=None, description="the up migration file")
+    up: str | None = Field(default=None, description="the up migration file", json_schema_extra=gate.user_sql("files"))
     down: str | None = Field(default=None, description="the down/undo file (default: the up file's pair by its "
-                             "naming convention: .down.sql, Flyway U…)")
-    up_sql: str | None = Field(default=None, description="the up migration as SQL text (instead of a file)")
-    down_sql: str | None = Field(default=None, description="the down migration as SQL text (instead of a file)")
+                             "naming convention: .down.sql, Flyway U…)", json_schema_extra=gate.user_sql("files"))
+    up_sql: str | None = Field(default=None, description="the up migration as SQL text (instead of a file)",
+                               json_schema_extra=gate.user_sql("script"))
+    down_sql: str | None = Field(default=None, description="the down migration as SQL text (instead of a file)",
+                                 json_schema_extra=gate.user_sql("script"))
 
 
 @tool(
@@ -206,4 +217,5 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
     else:
         raise InputError("no down migration", "give the down file, or name files by golang-migrate "
                          "(.up.sql/.down.sql) or Flyway (V…/U…) conventions")
+    gate.admit_parsed(ctx.db, up + down, gate.Purpose.TRIAL)  # rolled back or in a scratch database
     return verify_rollback(ctx.db, up, down)

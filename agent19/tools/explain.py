@@ -9,11 +9,13 @@ from pydantic import BaseModel, Field, field_validator
 from agent19.optimize.diagnostics import Diagnostic, diagnose
 from agent19.optimize.explain import Execution, StatementKind, explain
 from agent19.optimize.plan import Plan, render_plan
+from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 
 class ExplainArgs(BaseModel):
-    sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters")
+    sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters",
+                     json_schema_extra=gate.user_sql("statement"))
     parameters: list[str | int | float | bool] = Field(
         default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted)")
 

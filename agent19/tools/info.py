@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 import agent19
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error
+from agent19.safety.gate import LoginFacts, reader_login
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -37,6 +38,9 @@ class ServerInfo(BaseModel):
     features: list[Feature] = []
     privileges: list[Feature] = Field(default=[], description="what this login may do that changes what the "
                                       "tools can tell (see the README's privileges table)")
+    reads: LoginFacts | None = Field(default=None, description="the login user SQL reads run as (--read-dsn, or "
+                                     "the main login) and whether it is privileged")
+    reads_error: str | None = None
 
 
 Q_FACTS = """
@@ -105,6 +109,15 @@ def render_info(i: ServerInfo) -> str:
     for f in [*i.features, *i.privileges]:
         mark = "?" if f.available is None else "x" if f.available else " "
         lines.append(f"  [{mark}] {f.name}" + (f" — {f.reason}" if f.reason else ""))
+    if i.reads is not None:
+        r = i.reads
+        how = "the reader login (--read-dsn)" if r.separate_reader else "the main login"
+        power = ("PRIVILEGED (" + ", ".join((["superuser"] if r.superuser else []) + r.privileged_roles) + ")"
+                 + (", allowed by --allow-privileged-reads" if r.allowed_by_opt_in else "")) if r.privileged else \
+            "least privilege"
+        lines.append(f"user SQL reads run as {r.login}, {how}: {power}")
+    elif i.reads_error:
+        lines.append(f"user SQL reads: {i.reads_error}")
     return "\n".join(lines)
 
 
@@ -184,8 +197,16 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
             reason="" if mode.allows(AccessMode.EXECUTE) else "start agent19 with --mode execute",
         ),
     ]
+    reads: LoginFacts | None = None
+    reads_error: str | None = None
+    try:
+        reads = reader_login(db)
+    except Agent19Error as exc:
+        reads_error = f"the reader login cannot connect: {exc}"
     return base.model_copy(
         update={
+            "reads": reads,
+            "reads_error": reads_error,
             "database": db.display_dsn,
             "connected": True,
             "server_version": facts["num"],

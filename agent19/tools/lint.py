@@ -20,7 +20,8 @@ from agent19.tools.registry import ToolContext, tool
 class LintArgs(BaseModel):
     paths: list[str] = Field(default=[], description="migration files or directories (Flyway, golang-migrate, "
                              "Prisma, numbered or plain .sql), linted in their tool's order")
-    sql: str | None = Field(default=None, description="SQL text to lint instead of files")
+    sql: str | None = Field(default=None, description="SQL text to lint instead of files",
+                            json_schema_extra={"user_sql": "text"})
     pg_version: int | None = Field(default=None, description="PostgreSQL version to assume without a database, "
                                    "e.g. 15 or 150004 (default: the config's, else 11)")
     disable: list[str] = Field(default=[], description="rule codes or names to turn off (adds to the config's)")

@@ -27,20 +27,26 @@ class PatternArgs(BaseModel):
                              "add_column_volatile_default: the column's type")
     old_type: str | None = Field(default=None, description="change_column_type: the current type (lets the swap be "
                                  "rolled back without losing writes)")
-    using: str | None = Field(default=None, description="change_column_type: conversion expression")
+    using: str | None = Field(default=None, description="change_column_type: conversion expression",
+                              json_schema_extra={"user_sql": "text"})
     default: str | None = Field(default=None,
-                                description="default expression (set_not_null, add_column_volatile_default)")
-    backfill: str | None = Field(default=None, description="set_not_null: value for existing NULLs")
+                                description="default expression (set_not_null, add_column_volatile_default)",
+                                json_schema_extra={"user_sql": "text"})
+    backfill: str | None = Field(default=None, description="set_not_null: value for existing NULLs",
+                                 json_schema_extra={"user_sql": "text"})
     not_null: bool = Field(default=False, description="the (new) column must end NOT NULL")
     references: str | None = Field(default=None, description="add_foreign_key: referenced table")
     ref_columns: list[str] | None = Field(default=None, description="add_foreign_key: referenced columns")
     on_delete: str | None = Field(default=None, description="add_foreign_key: CASCADE, SET NULL, …")
     name: str | None = Field(default=None, description="constraint or index name")
-    expression: str | None = Field(default=None, description="add_check: the condition")
+    expression: str | None = Field(default=None, description="add_check: the condition",
+                                   json_schema_extra={"user_sql": "text"})
     unique: bool = Field(default=False, description="create_index: a unique index")
-    where: str | None = Field(default=None, description="create_index: partial index predicate")
+    where: str | None = Field(default=None, description="create_index: partial index predicate",
+                              json_schema_extra={"user_sql": "text"})
     index: str | None = Field(default=None, description="drop_index / reindex: the index")
-    definition: str | None = Field(default=None, description="reindex before PostgreSQL 12: e.g. 'USING btree (email)'")
+    definition: str | None = Field(default=None, description="reindex before PostgreSQL 12: e.g. 'USING btree "
+                                   "(email)'", json_schema_extra={"user_sql": "text"})
     pg_version: int | None = Field(default=None, description="target PostgreSQL major version (default: the connected "
                                    "server's when a DSN is given, else 11, the oldest supported)")
     write_to: str | None = Field(default=None, description="also write the phases as migration files in this directory")

@@ -23,6 +23,7 @@ from agent19.config import AccessMode, Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
+from agent19.safety import gate
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -118,8 +119,13 @@ def tool(
         if name in REGISTRY:
             raise ValueError(f"tool {name!r} is declared twice")
         description = inspect.cleandoc(run.__doc__ or "")
+
+        def guarded(ctx: ToolContext, arguments: A) -> R:
+            gate.admit_args(ctx.settings.mode, arguments)  # the choke point, before any tool code runs
+            return run(ctx, arguments)
+
         REGISTRY[name] = ToolSpec(
-            name=name, title=title, description=description, args=args, result=result, run=run, **options
+            name=name, title=title, description=description, args=args, result=result, run=guarded, **options
         )
         return run
 

@@ -41,7 +41,8 @@ class RunbookArgs(MigrationInput):
     requirements: str | None = Field(default=None, description="feature requirements (free text), carried into "
                                      "the specification's summary")
     performance_issues: list[str] = Field(default=[], description="slow queries reported upstream: listed in the "
-                                          "runbook for explain_query before and after")
+                                          "runbook for explain_query before and after",
+                                          json_schema_extra={"user_sql": "text"})
     write_dir: str | None = Field(default=None, description="also write every document (Markdown and JSON) here",
                                   json_schema_extra={"cli": "write"})
     handoff: bool = Field(default=True, description="write the handoff folder <handoff_dir>/<migration id>/")

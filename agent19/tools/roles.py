@@ -1,0 +1,65 @@
+"""setup_role (CLI ``agent19 setup-role``): the SQL for the reader login and the migration role."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent19.safety.roles import RoleFacts, RoleScript, migration_script, reader_script, role_facts
+from agent19.tools.registry import ToolContext, tool
+
+
+class RoleArgs(BaseModel):
+    kind: Literal["reader", "migration"] = Field(default="reader", description="reader: the least-privilege login "
+                                                 "for --read-dsn; migration: the role that owns the schema")
+    name: str | None = Field(default=None, description="the role's name (default agent19_reader / agent19_migrator)")
+    database: str | None = Field(default=None, description="the database (default: the connected one)")
+    schemas: list[str] = Field(default=["public"], description="migration: the application's schemas")
+    createdb: bool = Field(default=False, description="migration: allow CREATE DATABASE (scratch databases for dry "
+                           "runs; the role can then create databases, each of which it owns)")
+
+
+def render_role(r: RoleScript) -> str:
+    lines = [r.sql.rstrip(), ""]
+    lines += [f"-- note: {n}" for n in r.notes]
+    lines.append(f"-- apply: {r.apply}")
+    lines.append("-- verify afterwards:")
+    lines += [f"--   {line}" for line in r.verify.splitlines()]
+    return "\n".join(lines)
+
+
+@tool(
+    name="setup_role",
+    title="SQL for agent19's least-privilege reader login (or migration role)",
+    args=RoleArgs,
+    result=RoleScript,
+    cli="setup-role",
+    render_text=render_role,
+    examples=("agent19 setup-role > reader.sql",
+              "agent19 setup-role --kind migration --schemas public --schemas billing --createdb",
+              "agent19 setup-role --name app_reader --database shop --format json"),
+)
+def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
+    """Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
+    creating roles is a cluster-wide change for a DBA (agent19 never runs it, in any mode).
+
+    kind=reader: LOGIN NOSUPERUSER with pg_read_all_data and pg_read_all_stats only — never
+    pg_read_server_files, pg_write_server_files, pg_execute_server_program or pg_signal_backend —,
+    default_transaction_read_only and statement_timeout set on the role; where PUBLIC still grants
+    CREATE on a schema or TEMPORARY on the database, the REVOKEs that would close it (commented:
+    they change every role). Give agent19 the new login with --read-dsn / AGENT19_READ_DSN: user SQL
+    in read-only mode then runs as it. kind=migration: a role that owns the application's objects
+    (with ALTER … OWNER TO for the existing ones when connected), CREATE on its schemas, CREATEDB only
+    with createdb. The password is read by psql from the environment, never written in the script."""
+    name = args.name or ("agent19_reader" if args.kind == "reader" else "agent19_migrator")
+    facts: RoleFacts | None = None
+    if ctx.settings.dsn_value() is not None:
+        with ctx.db.read() as conn:
+            facts = role_facts(conn, name, args.schemas)
+    database = args.database or (facts.database if facts else "postgres")
+    timeout = f"{ctx.settings.statement_timeout_ms}ms"
+    if args.kind == "reader":
+        return reader_script(name, database, statement_timeout=timeout, facts=facts, schemas=args.schemas)
+    return migration_script(name, database, schemas=args.schemas, createdb=args.createdb, statement_timeout=timeout,
+                            facts=facts)
