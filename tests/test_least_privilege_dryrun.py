@@ -207,3 +207,24 @@ def test_no_faithful_copy_means_could_not_test_never_failed(owners: Owners) -> N
     finally:
         with psycopg.connect(make_conninfo(dsn, user="postgres"), autocommit=True) as conn:
             conn.execute("DROP MATERIALIZED VIEW stmts")
+
+
+def test_rollback_check_on_an_unfaithful_copy_could_not_test(owners: Owners) -> None:
+    from agent19.migrate.rollback_check import verify_rollback
+
+    dsn = owners.dsns["owner_createdb"]
+    role = psycopg.conninfo.conninfo_to_dict(dsn)["user"]
+    with psycopg.connect(make_conninfo(dsn, user="postgres"), autocommit=True) as conn:
+        conn.execute("CREATE MATERIALIZED VIEW stmts2 AS SELECT queryid FROM pg_stat_statements")
+        conn.execute(f"ALTER MATERIALIZED VIEW stmts2 OWNER TO {role}")
+    db = owners.database("owner_createdb")
+    try:
+        result = verify_rollback(db, parse_sql("CREATE INDEX CONCURRENTLY stmts2_q ON stmts2 (queryid);"),
+                                 parse_sql("DROP INDEX stmts2_q;"))
+        assert not result.verified and result.untested, result
+        assert result.summary.startswith("could not test the rollback: no faithful scratch copy"), result.summary
+        assert "pg_stat_statements" in result.summary
+    finally:
+        db.close()
+        with psycopg.connect(make_conninfo(dsn, user="postgres"), autocommit=True) as conn:
+            conn.execute("DROP MATERIALIZED VIEW stmts2")

@@ -145,6 +145,8 @@ class RollbackResult(BaseModel):
     up_changes: int = Field(description="schema differences the up migration made (0 means it changed nothing)")
     errors: list[StatementError] = []
     scratch: ScratchInfo | None = None
+    untested: str | None = Field(default=None, description="why the rollback could not be tested (then not "
+                                 "verified, and not failed either)")
     summary: str
 
 

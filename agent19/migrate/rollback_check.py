@@ -26,7 +26,7 @@ from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementE
 from agent19.migrate.files import has_non_transactional
 from agent19.migrate.parse import Statement
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
-from agent19.migrate.scratch import drop_leftovers, scratch_database
+from agent19.migrate.scratch import MISSING_OBJECT, drop_leftovers, scratch_database
 
 
 def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool,
@@ -72,6 +72,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
     with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
         blocked = (screen(db, target, up), screen(db, target, down))
     scratch_info = None
+    unfaithful: list[str] = []
     if has_non_transactional([*up, *down]):
         where = "scratch"
         drop_leftovers(db)
@@ -81,6 +82,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
                 conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
                 differences, up_changes, errors = _verify(conn, up, down, savepoints=False, blocked=blocked)
             scratch_info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, notes=scratch.notes, dropped=False)
+            unfaithful = scratch.unfaithful
         scratch_info.dropped = True
     else:
         where = "transaction"
@@ -95,6 +97,11 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
             conn.close()
     failing = errors_only(differences)
     verified = not failing and not errors
+    if where == "scratch" and unfaithful and errors and all(e.sqlstate in MISSING_OBJECT for e in errors):
+        why = f"no faithful scratch copy of the target ({'; '.join(unfaithful)}); there: {errors[0].message}"
+        return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
+                              errors=errors, scratch=scratch_info, untested=why,
+                              summary=f"could not test the rollback: {why}")
     if verified and up_changes == 0:
         summary = "rollback verified (the up migration changed no schema; data changes are not compared)"
     elif verified:
