@@ -14,8 +14,9 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
+from agent19.db.throwaway import ThrowawayServer, system_versions
 from agent19.errors import InputError
-from agent19.migrate.scratch import list_scratch
+from agent19.migrate.scratch import _pg_bin, list_scratch
 from agent19.ops.backup_logical import verify_logical
 from tests.conftest import need, run_sql
 
@@ -43,6 +44,12 @@ CREATE SCHEMA archive;
 CREATE TABLE archive.events (id int PRIMARY KEY, payload jsonb);
 INSERT INTO archive.events SELECT g, jsonb_build_object('g', g) FROM generate_series(1, 30) g;
 """
+
+
+def _bin(server: ThrowawayServer, tool: str) -> str:
+    found = _pg_bin(tool, server.major)
+    need(found is not None, f"{tool} is not installed")
+    return str(found)
 
 
 def _db(dsn: str, mode: str = "dry-run") -> Database:
@@ -117,9 +124,9 @@ def test_schema_and_sequence_differences_are_reported(shop):
     assert [(s.sequence, s.source, s.restored) for s in bad] == [("public.invoice_no", 1006, 5)]
 
 
-def test_a_dump_whose_restore_fails_is_not_verified(shop, tmp_path):
+def test_a_dump_whose_restore_fails_is_not_verified(shop, pg, tmp_path):
     dump = tmp_path / "nightly.dump"
-    subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "-Fc", "-f", dump, "-d", shop], check=True)
+    subprocess.run([_bin(pg, "pg_dump"), "-Fc", "-f", dump, "-d", shop], check=True)
     truncated = tmp_path / "truncated.dump"
     truncated.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
     good = verify_logical(_db(shop), from_file=str(dump), restore_into="scratch")
@@ -131,9 +138,9 @@ def test_a_dump_whose_restore_fails_is_not_verified(shop, tmp_path):
     assert any(not t.checksum_match for t in bad.tables)
 
 
-def test_a_plain_sql_dump_is_restored_with_psql(shop, tmp_path):
+def test_a_plain_sql_dump_is_restored_with_psql(shop, pg, tmp_path):
     dump = tmp_path / "plain.sql"
-    subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "-f", dump, "--no-owner", "-d", shop], check=True)
+    subprocess.run([_bin(pg, "pg_dump"), "-f", dump, "--no-owner", "-d", shop], check=True)
     result = verify_logical(_db(shop), from_file=str(dump), restore_into="cluster")
     assert result.verified, result.summary
 
@@ -196,7 +203,7 @@ def test_cli_json_contract_and_exit_status(shop, tmp_path):
 async def test_mcp_verify_backup_structured_result(shop):
     from tests.mcp_client import stdio_session
 
-    need(Path("/usr/lib/postgresql/15/bin/initdb").exists(), "PostgreSQL 15 server binaries are not installed")
+    need(bool(system_versions()), "the system's PostgreSQL server binaries are not installed")
     async with stdio_session("--dsn", shop) as session:    # read-only mode: a throwaway cluster
         result = await session.call_tool("verify_backup", {"kind": "logical"})
     assert not result.is_error, result.content

@@ -19,7 +19,7 @@ from agent19.ops.backup_runbook import restore_runbook
 from tests.conftest import run_sql
 
 
-def test_runbook_carries_measured_timings_and_version_specific_commands(dsn, tmp_path):
+def test_runbook_carries_measured_timings_and_version_specific_commands(pg, dsn, tmp_path):
     run_sql(dsn, "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 100)")
     verified = verify_logical(Database(Settings.load(dsn=dsn, mode="dry-run")))
     result_file = tmp_path / "verify.json"
@@ -28,14 +28,15 @@ def test_runbook_carries_measured_timings_and_version_specific_commands(dsn, tmp
     book = restore_runbook(Database(Settings.load(dsn=secret_dsn)), verify_result=str(result_file),
                            archive_dir="/srv/wal", backup_dir="/srv/base", write_dir=str(tmp_path / "out"))
     md = book.markdown
-    assert book.major == 15 and "/usr/lib/postgresql/15/bin/pg_restore --jobs=4" in md
+    assert book.major == pg.major and f"{book.bindir}/pg_restore --jobs=4" in md
+    assert book.bindir.endswith(f"/{pg.major}/bin") or "pginstall" in book.bindir
     assert "pg_verifybackup /srv/base" in md
     assert "recovery.signal" not in md and "the server recovers to the end of the backup only" in md  # archiving off
     assert f"{verified.restore_estimate_s:.1f} s" in md or f"{round(verified.restore_estimate_s, 1)} s" in md
     assert verified.estimate_method in md
     assert "archive_mode = `off`" in md and "Point-in-time recovery is impossible" in md
     assert "hunter2-secret" not in md and "hunter2-secret" not in book.model_dump_json()
-    assert json.loads((tmp_path / "out" / "restore-runbook.json").read_text())["major"] == 15
+    assert json.loads((tmp_path / "out" / "restore-runbook.json").read_text())["major"] == pg.major
     assert (tmp_path / "out" / "restore-runbook.md").read_text() == md
 
 

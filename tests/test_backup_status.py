@@ -120,7 +120,7 @@ def test_backup_age_against_the_rpo_from_pgbackrest_walg_and_a_directory(pg, tmp
     backups = Path(tempfile.mkdtemp(prefix="agent19-test-basebackups-"))
     try:
         os.chmod(backups, 0o777)
-        subprocess.run(["/usr/lib/postgresql/15/bin/pg_basebackup", "-D", backups / "today", "-c", "fast",
+        subprocess.run([f"/usr/lib/postgresql/{pg.major}/bin/pg_basebackup", "-D", backups / "today", "-c", "fast",
                         "-d", pg.dsn], check=True, capture_output=True,
                        **_as_postgres_user())  # type: ignore[arg-type]
         checks = _status(pg, rpo="1h", backup_dir=str(backups))

@@ -32,7 +32,7 @@ from agent19.ops.backup_logical import verify_logical
 def build(dsn: str, size_mb: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("CREATE DATABASE bench")
-    rows = max(1000, size_mb * 1024 * 1024 // 420)  # ~420 bytes per order row with its index entries
+    rows = max(1000, size_mb * 1024 * 1024 // 300)  # ~300 bytes per order row, its index entries and events
     with psycopg.connect(make_conninfo(dsn, dbname="bench"), autocommit=True) as conn:
         conn.execute(f"""
             CREATE TABLE orders (id bigserial PRIMARY KEY, customer int NOT NULL, placed timestamptz NOT NULL,
