@@ -306,3 +306,24 @@ def test_library_dry_run_leaves_sequences_alone_and_refuses_other_escapes_per_st
         db.close()
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT last_value FROM s").fetchone()[0] == 41  # the sequence never moved
+
+
+@pytest.mark.parametrize("concurrently", [False, True], ids=["in-transaction", "in-scratch-database"])
+async def test_rollback_check_never_runs_cluster_wide_statements_either(pg, dsn, concurrently):
+    tag = uuid.uuid4().hex[:8]
+    run_sql(dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+    index = "CREATE INDEX CONCURRENTLY" if concurrently else "CREATE INDEX"
+    up = (f"CREATE ROLE rb_{tag} SUPERUSER; ALTER ROLE postgres SET work_mem = '77MB'; "
+          f"{index} items_v ON items (v); "
+          f"DO $$ BEGIN EXECUTE 'CREATE ROLE rb_hidden_' || '{tag}'; END $$")
+    down = f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}items_v; DROP ROLE rb_{tag}"
+    before = cluster_fingerprint(pg.dsn)
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        result = await session.call_tool("verify_rollback", {"up_sql": up, "down_sql": down})
+    assert not result.is_error, result.content
+    r = result.structured_content
+    assert r["where"] == ("scratch" if concurrently else "transaction")
+    assert cluster_fingerprint(pg.dsn) == before
+    # the hidden role creation was caught and undone; it makes the rollback unverifiable, and says why
+    assert r["verified"] is False and any("wrote pg_authid" in e["message"] for e in r["errors"]), r
+    assert list_scratch(pg.dsn) == []
