@@ -210,3 +210,38 @@ def test_pg_version_and_owner(matrix: Matrix) -> None:
                                ).fetchone()
         assert row is not None and row[1] == (who == "superuser"), who
         assert row[0] == conninfo_to_dict(dsn).get("user", "postgres")
+
+
+def test_confirm_and_backfill(matrix: Matrix, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The confirmation protocol's impact (rows a DELETE would touch) and a backfill's dry plan: the owners
+    get the superuser's figures; the reader is refused with the server's reason, nothing changes."""
+    delete = ("confirm", "DELETE FROM orders WHERE customer_id > 0", "--mode", "execute",
+              "--data-dir", str(tmp_path))
+    answers = {}
+    for who in ROLES:
+        code, out, err = matrix.run(who, *delete, capsys=capsys)
+        answers[who] = (code, out, err)
+    code, truth, err = answers["superuser"]
+    assert truth is not None, err
+    text = json.dumps(truth)
+    assert truth["outcome"] == "challenge" and "20000" in text.replace(",", ""), text  # every one of 20 000 rows
+    for who in ("owner_createdb", "owner"):
+        code, got, err = answers[who]
+        assert got is not None and got["outcome"] == "challenge", (who, got, err)
+        mine = {k: v for k, v in got["report"]["impact"].items() if k != "database"}  # owner: its own database
+        assert mine == {k: v for k, v in truth["report"]["impact"].items() if k != "database"}, (who, mine)
+    code, got, err = answers["reader"]
+    said = (json.dumps(got) if got is not None else "") + err
+    assert "permission denied" in said, (code, said)
+    for who in ROLES:
+        with psycopg.connect(matrix.dsns["superuser"]) as conn:
+            row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        assert row == (20000,), who  # the challenge step changes nothing
+    backfill = ("backfill", "orders", "--set", "note = 'b'", "--where", "amount = 5 AND note <> 'b'",
+                "--mode", "execute", "--data-dir", str(tmp_path))
+    for who in ("owner_createdb", "owner"):
+        code, got, err = matrix.run(who, *backfill, capsys=capsys)
+        assert code == 0 and got is not None and got["rows_updated"] == 20, (who, err, got)
+    code, got, err = matrix.run("reader", *backfill, capsys=capsys)
+    said = (json.dumps(got) if got is not None else "") + err
+    assert code != 0 and "permission denied" in said, (code, said)
