@@ -75,8 +75,9 @@ class HealthThresholds(BaseModel):
     # -- replication, slots, archiving --
     replica_lag_s: float = Field(default=5, description="a standby's replay lag above this is a warning (PgHero)")
     replica_lag_warning_bytes: int = Field(default=16 << 20, description="…or this far behind in replayed WAL (one "
-                                           "segment; agent19's choice: replay_lag does not grow while replay is "
-                                           "stuck, the bytes do)")
+                                           "segment; agent19's choice: replay_lag moves only when the standby "
+                                           "replies — up to wal_receiver_status_interval late after a burst — the "
+                                           "bytes at once)")
     replica_lag_critical_bytes: int = Field(default=1 << 30, description="a standby this far behind is critical")
     failover_max_lag_bytes: int = Field(default=1 << 20, description="a failover candidate is at most this far "
                                         "behind (Patroni's maximum_lag_on_failover)")
