@@ -237,11 +237,11 @@ def _row(row: Any, *keys: str) -> tuple[Any, ...]:
 def escape_refusal(db: Database, conn: psycopg.Connection[Any], stmt: Statement,
                    created: dict[str, str]) -> str | None:
     """Why ``stmt`` must not run in a dry run (its effect would escape the rollback), or None."""
-    from agent19.safety.gate import Purpose, admit
+    from agent19.safety.gate import Purpose, admit_parsed
     from agent19.safety.readonly import ReadOnlyViolation
 
     try:
-        admit(db, stmt.sql, Purpose.TRIAL)
+        admit_parsed(db, [stmt], Purpose.TRIAL)
     except ReadOnlyViolation as exc:
         return re.sub(r"^refused in [a-z-]+: ", "", str(exc))
     return _remote_use(conn, stmt, created)
