@@ -63,8 +63,8 @@ def sequences(probe: Probe) -> list[Check]:
             continue  # never used, or wraps around by design
         pct = round(100 * int(r["last_value"]) / limit, 2)
         if pct > 0:
-            used.append({"sequence": r["sequence"], "last_value": int(r["last_value"]), "limit": limit,
-                         "pct": pct, "columns": [c["column"] for c in r["columns"]]})
+            used.append({"sequence": r["sequence"], "type": r["type"], "last_value": int(r["last_value"]),
+                         "limit": limit, "pct": pct, "columns": [c["column"] for c in r["columns"]]})
     used.sort(key=lambda u: -u["pct"])
     flagged = [u for u in used if grade(u["pct"], t.sequence_warning_pct, t.sequence_critical_pct) != "ok"]
     status = worst([grade(u["pct"], t.sequence_warning_pct, t.sequence_critical_pct) for u in flagged])
@@ -75,7 +75,9 @@ def sequences(probe: Probe) -> list[Check]:
             "; ".join(f"widen {c} to bigint (agent19 pattern change_column_type {c.rsplit('.', 1)[0]} --column "
                       f"{c.rsplit('.', 1)[1]} --type bigint), then ALTER SEQUENCE {u['sequence']} AS bigint"
                       for c in cols) if cols else
-            f"ALTER SEQUENCE {u['sequence']} AS bigint (or MAXVALUE …) if its values may grow; find who calls it"))
+            (f"ALTER SEQUENCE {u['sequence']} AS bigint (no column depends on it; find who calls nextval on it)"
+             if u["type"] != "bigint" else
+             "it is already bigint: raise MAXVALUE only if nothing stores its values in a narrower column")))
     check = Check(
         check="sequences", status=status, evidence=Q_SEQUENCES.strip(),
         value={"nearest": used[:20], "unreadable": unreadable},

@@ -1,7 +1,9 @@
 """Health checks on cumulative statistics: cache hit ratios, checkpoints, temporary files, deadlocks.
 
 These counters grow from the last statistics reset; each check says since when, and judges a ratio
-only once enough happened to judge it (blocks read, checkpoints).
+only once enough happened to judge it (blocks read, checkpoints). Observed: pg_statio_* count a relation
+extension (a new page) as a block read, so right after a bulk load the hit ratio is low though nothing came
+from disk — judge it after ``pg_stat_reset()`` following the load.
 """
 
 from __future__ import annotations
