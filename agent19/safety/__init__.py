@@ -2,9 +2,15 @@
 
 * :mod:`~agent19.safety.detect` — which statements can lose data (parse tree, never keywords).
 * :mod:`~agent19.safety.facts` — the catalog facts detection needs (NOT NULL, column types, volatility).
-* :mod:`~agent19.safety.impact` — rows, sizes, dependents and backups, from the live database.
-* :mod:`~agent19.safety.challenge` — HMAC challenge tokens, single use.
-* :mod:`~agent19.safety.protocol` — the two-step confirmation (and elicitation) protocol.
+* :mod:`~agent19.safety.kinds` — the allowlist of statement kinds that lose nothing (others: destructive).
+* :mod:`~agent19.safety.measure` — what a write did, measured in a savepoint (rows per table, tables gone).
+* :mod:`~agent19.safety.assess` — static findings, allowlist and measurement, as one assessment.
+* :mod:`~agent19.safety.impact` — exact rows, sizes, dependents and backups, from the live database.
+* :mod:`~agent19.safety.challenge` — HMAC challenge tokens.
+* :mod:`~agent19.safety.ledger` — each token's approval and single use, in the target database.
+* :mod:`~agent19.safety.protocol` — the two-step confirmation protocol; the phrase comes from a human.
+* :mod:`~agent19.safety.execution` — step 2's transaction: lock, count exactly, spend the token, run.
+* :mod:`~agent19.safety.page` — the one-time loopback page where a human confirms.
 * :mod:`~agent19.safety.report` — the phrase, checklist and alternatives of a step-1 report.
 * :mod:`~agent19.safety.archive` — archive-before-drop, verified by row counts.
 * :mod:`~agent19.safety.audit` — the JSON-lines audit log.
