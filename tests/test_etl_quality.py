@@ -498,3 +498,34 @@ def test_the_charter_example_on_every_server_version(dsn_any: str) -> None:
     assert r["no_orphan_orders"]["failing_keys"] == [4] and r["no_duplicate_emails"]["failing_keys"] == [2, 3]
     assert r["revenue_within_range"]["status"] == "pass" and r["revenue_within_range"]["value"] == 235.49
     assert r["day_fresh"]["status"] == "pass" and r["stale_day"]["status"] == "fail"
+
+
+def test_views_and_materialized_views_are_checked_too(app_dsn: str, dsn: str) -> None:
+    dataset(dsn, dirty=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute('CREATE VIEW paid AS SELECT id, user_id, amount, status FROM "order" WHERE amount IS NOT NULL;'
+                     " CREATE MATERIALIZED VIEW totals AS SELECT user_id, sum(amount) AS total "
+                     'FROM "order" GROUP BY user_id; CREATE UNIQUE INDEX ON totals (user_id); '
+                     "GRANT SELECT ON paid, totals TO PUBLIC")
+    checks = """
+tables:
+  paid:
+    checks:
+      - {check: orphans, name: counted_only, columns: user_id, references_table: users}
+      - {check: invalid_count, name: counted_only_range, column: amount, valid_min: 0, valid_max: 10000}
+  public.paid:
+    key: id
+    checks:
+      - {check: orphans, name: named, columns: user_id, references_table: users}
+  totals:
+    checks:
+      - {check: orphans, name: mv, columns: user_id, references_table: users}
+"""
+    r = by_name(run(app_dsn, checks))
+    assert r["counted_only"]["status"] == "fail" and r["counted_only"]["failing_count"] == 2
+    assert r["counted_only"]["failing_keys"] == [] and "set key:" in r["counted_only"]["message"]
+    assert r["counted_only_range"]["failing_count"] == 2 and r["counted_only_range"]["failing_keys"] == []
+    assert r["named"]["failing_keys"] == [7, 9]
+    assert r["mv"]["failing_keys"] == [999, 1000] and r["mv"]["key_columns"] == ["user_id"]
+    with psycopg.connect(dsn) as conn:  # the listing query of a keyless view returns the whole failing rows
+        assert [row[0] for row in conn.execute(r["counted_only"]["query"])] == [7, 9]

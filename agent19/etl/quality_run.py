@@ -41,25 +41,9 @@ from agent19.etl.quality_model import (
     TableChecks,
 )
 from agent19.etl.quality_report import CheckResult, QualityReport, summarize, worst
+from agent19.etl.quality_targets import Relation, find_relation, resolve_key
 from agent19.safety import gate
 from agent19.safety.run import jsonable
-
-
-def resolve_key(table: Table, wanted: list[str] | None) -> tuple[list[str], str | None]:
-    """The columns naming a row: given, else the primary key, else a NOT NULL unique key, else ctid."""
-    if wanted:
-        missing = [k for k in wanted if table.column(k) is None]
-        if missing:
-            raise Agent19Error(f"key column {', '.join(missing)} is not in {table.qualified_name}")
-        return wanted, None
-    pk = next((c for c in table.constraints if c.type == "primary_key"), None)
-    if pk:
-        return pk.columns, None
-    for c in table.constraints:
-        if c.type == "unique" and all((col := table.column(n)) is not None and not col.nullable for n in c.columns):
-            return c.columns, f"no primary key: rows are named by the unique key {c.name}"
-    return ["ctid"], ("no primary key or NOT NULL unique key: rows are named by ctid (their physical place, which "
-                      "changes when a row is updated); declare a key or set key: in the checks file")
 
 
 class _Run:
@@ -94,11 +78,10 @@ class _Run:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return self.db.redact(text if isinstance(exc, Agent19Error) else f"PostgreSQL: {text}")
 
-    def keys(self, conn: Connection, listing: sql.Composable | str, width: int, user_sql: bool
+    def keys(self, conn: Connection, listing: sql.Composable, width: int, user_sql: bool, limit: int | None = None
              ) -> tuple[int, list[Any]]:
         """(total failing rows, the first ``max_keys`` keys) in one query."""
-        rows = self.fetch(conn, q.counted(sql.SQL(listing) if isinstance(listing, str) else listing, width,
-                                          self.max_keys), user_sql)
+        rows = self.fetch(conn, q.counted(listing, width, self.max_keys if limit is None else limit), user_sql)
         total = int(rows[0]["agent19_total"]) if rows else 0
         out = []
         for r in rows:
@@ -182,13 +165,15 @@ def _columns_of(check: Any) -> list[str]:
     return [column] if column else list(getattr(check, "columns", []))
 
 
-def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks) -> list[CheckResult]:
-    table = snap.table(name)
-    if table is None:
-        msg = f"table {name} not found (as this login sees the catalog); give schema.table or check grants"
+def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks, relation: Relation | None
+               ) -> list[CheckResult]:
+    if relation is None:
+        msg = (f"table {name} not found (as this login sees the catalog): give table or schema.table as "
+               "`agent19 describe` lists them, without SQL quotes, or check the login's grants")
         return [_result(c, None, name, status="error", message=msg) for c in spec.checks]
+    table = relation.table
     try:
-        key, key_note = resolve_key(table, spec.key)
+        key, key_note = resolve_key(relation, spec.key)
         table_filter = q.condition(spec.filter, f"{name} (table)") if spec.filter else None
     except Agent19Error as exc:
         return [_result(c, None, table.qualified_name, status="error", message=exc.message) for c in spec.checks]
@@ -289,7 +274,7 @@ def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
         res = _result(c, target, tname, status=status, value=value,
                       message=(note or target.key_note) if rows_fail else note,
                       query=(listing or query).as_string(conn), failing_count=count if rows_fail else None)
-        if listing is not None and status in ("warn", "fail") and count:
+        if listing is not None and status in ("warn", "fail") and count and target.key:
             try:
                 total, keys = run.keys(conn, listing, len(target.key), target.user_sql)
                 res.failing_keys, res.keys_capped = keys, total > len(keys)
@@ -306,7 +291,6 @@ def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Targ
     note = target.key_note
     if isinstance(check, Duplicates):
         listing: sql.Composable | str = q.duplicates_query(target, check, check_filter)
-        width, user_sql = len(target.key), target.user_sql
     elif isinstance(check, Orphans):
         parent = snap.table(check.references_table)
         if parent is None:
@@ -320,35 +304,38 @@ def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Targ
                        parent.qualified_name for c in table.constraints)
         note = "; ".join(x for x in (note, None if declared else "no foreign key is declared for these columns") if x)
         listing = q.orphans_query(target, check, parent, pcols, check_filter)
-        width, user_sql = len(target.key), target.user_sql
     elif isinstance(check, CustomSql):
         statement = gate.admit(run.db, check.sql, gate.Purpose.READ)[0]
-        listing, width, user_sql = statement.sql, 0, True
+        listing = statement.sql
         note = "failing_keys are the rows the query returned"
     else:
         raise TypeError(check.check)
-    total, keys = _listing(run, conn, listing, width, user_sql)
+    if isinstance(listing, str):
+        total, keys = _custom_rows(run, conn, listing)
+    elif target.key:
+        total, keys = run.keys(conn, listing, len(target.key), target.user_sql)
+    else:  # a view without a key: count only
+        total, keys = run.keys(conn, listing, 0, target.user_sql, limit=1)[0], []
     status, judged = judge(check, total)
     query_text = listing if isinstance(listing, str) else listing.as_string(conn)
     return _result(check, target, table.qualified_name, status=status, value=total, failing_count=total,
                    failing_keys=keys if status != "pass" else [], keys_capped=total > len(keys) and status != "pass",
-                   query=query_text, message=judged or note, key_columns=[] if width == 0 else target.key)
+                   query=query_text, message=judged or note,
+                   key_columns=[] if isinstance(listing, str) else target.key)
 
 
-def _listing(run: _Run, conn: Connection, listing: sql.Composable | str, width: int, user_sql: bool
-             ) -> tuple[int, list[Any]]:
-    if width == 0:  # custom SQL: its own columns, ordered as the query orders them
-        wrapped = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l").format(sql.SQL(listing))
-        if run.max_keys > 0:
-            wrapped = sql.SQL("{} LIMIT {}").format(wrapped, sql.Literal(run.max_keys))
-        rows = run.fetch(conn, wrapped, user_sql)
-        total = int(rows[0]["agent19_total"]) if rows else 0
-        keys = []
-        for r in rows:
-            values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
-            keys.append(values[0] if len(values) == 1 else values)
-        return total, keys
-    return run.keys(conn, listing, width, user_sql)
+def _custom_rows(run: _Run, conn: Connection, statement: str) -> tuple[int, list[Any]]:
+    """A sql check's rows: the count of all, the first ``max_keys`` in the query's own order."""
+    wrapped = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l").format(sql.SQL(statement))
+    if run.max_keys > 0:
+        wrapped = sql.SQL("{} LIMIT {}").format(wrapped, sql.Literal(run.max_keys))
+    rows = run.fetch(conn, wrapped, True)
+    total = int(rows[0]["agent19_total"]) if rows else 0
+    keys = []
+    for r in rows:
+        values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
+        keys.append(values[0] if len(values) == 1 else values)
+    return total, keys
 
 
 def run_checks(db: Database, checks: ChecksFile, *, max_keys: int = 100) -> QualityReport:
@@ -357,8 +344,9 @@ def run_checks(db: Database, checks: ChecksFile, *, max_keys: int = 100) -> Qual
     run = _Run(db, max_keys)
     with db.read() as conn:
         snap = snapshot(conn)
+        relations = {name: find_relation(conn, snap, name) for name in checks.tables}
     results: list[CheckResult] = []
     for name, spec in checks.tables.items():
-        results += _run_table(run, snap, name, spec)
+        results += _run_table(run, snap, name, spec, relations[name])
     summary = summarize(results, len(checks.tables), run.queries, time.monotonic() - started)
     return QualityReport(status=worst(results), checks=results, summary=summary)

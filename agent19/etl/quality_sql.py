@@ -16,7 +16,7 @@ query containing one is sent through the safety gate by the runner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pglast
@@ -61,7 +61,6 @@ class Target:
     filter: sql.Composable | None = None
     user_sql: bool = False
     """True when a user-written fragment (a filter) is part of its queries: they go through the gate."""
-    problems: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> sql.Composable:
@@ -84,9 +83,18 @@ class Target:
                 "of the sampled rows")
 
     def key_exprs(self) -> sql.Composable:
+        """The key columns as selected (the whole row when rows have no name: a view without key)."""
+        if not self.key:
+            return sql.SQL("t.*")
         if self.key == ["ctid"]:
             return sql.SQL("t.ctid")
         return sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(k)) for k in self.key)
+
+    def order(self, prefix: str = "t.") -> sql.Composable:
+        """`` ORDER BY`` the key (nothing without one)."""
+        if not self.key:
+            return sql.SQL("")
+        return sql.SQL(" ORDER BY ") + sql.SQL(", ").join(sql.SQL(prefix) + sql.Identifier(k) for k in self.key)
 
     def where(self, *parts: sql.Composable | None) -> sql.Composable:
         conds = [p for p in (self.filter, *parts) if p is not None]
@@ -171,15 +179,17 @@ def aggregate_query(target: Target, entries: list[sql.Composable]) -> sql.Compos
 
 def keys_query(target: Target, *conds: sql.Composable | None) -> sql.Composable:
     """Every failing row's key, in key order (no LIMIT: this is the query a user runs to list them all)."""
-    return sql.SQL("SELECT {k} FROM {src}{w} ORDER BY {k}").format(
-        k=target.key_exprs(), src=target.source(), w=target.where(*conds))
+    return sql.SQL("SELECT {k} FROM {src}{w}{o}").format(
+        k=target.key_exprs(), src=target.source(), w=target.where(*conds), o=target.order())
 
 
 def counted(listing: sql.Composable, width: int, limit: int) -> sql.Composable:
-    """``listing`` (``width`` columns) with the total count beside each row, ordered by its columns,
-    at most ``limit`` rows (0: all). The window count is taken before the LIMIT: it is exact."""
+    """``listing`` with the total count beside each row, ordered by its first ``width`` columns (not at
+    all for 0), at most ``limit`` rows (0: all). The window count is taken before the LIMIT: it is exact."""
     order = sql.SQL(", ").join(sql.SQL(str(i)) for i in range(1, width + 1))
-    out = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l ORDER BY {}").format(listing, order)
+    out = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l").format(listing)
+    if width:
+        out = sql.SQL("{} ORDER BY {}").format(out, order)
     if limit > 0:
         out = sql.SQL("{} LIMIT {}").format(out, sql.Literal(limit))
     return out
@@ -195,6 +205,8 @@ def duplicates_query(target: Target, check: Duplicates, check_filter: sql.Compos
     keys = target.key_exprs()
     inner = sql.SQL("SELECT {k}, count(*) OVER (PARTITION BY {p}) AS agent19_n FROM {src}{w}").format(
         k=keys, p=partition, src=target.source(), w=target.where(check_filter, not_null))
+    if not target.key:
+        return sql.SQL("SELECT d.* FROM ({i}) AS d WHERE agent19_n > 1").format(i=inner)
     names = sql.SQL(", ").join(sql.Identifier(k) for k in target.key)
     return sql.SQL("SELECT {n} FROM ({i}) AS d WHERE agent19_n > 1 ORDER BY {n}").format(n=names, i=inner)
 

@@ -30,7 +30,8 @@ from agent19.db.connection import Database
 from agent19.db.throwaway import start_pgserver, start_system, system_versions
 from agent19.etl import quality_sql as q
 from agent19.etl.quality_model import parse_checks
-from agent19.etl.quality_run import resolve_key, run_checks
+from agent19.etl.quality_run import run_checks
+from agent19.etl.quality_targets import resolve_key
 
 CHECKS = """
 tables:
