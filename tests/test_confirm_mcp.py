@@ -191,9 +191,9 @@ async def test_elicitation_asks_the_human_and_ignores_the_models_phrase(dsn, tmp
     (wrong,) = await _with_elicitation(dsn, tmp_path, "lower", [("run_sql", {"sql": "DELETE FROM old_users"})])
     assert wrong["executed"] is False and "(from elicitation)" in wrong["message"]
     assert _count(dsn) == 1234
-    (done,) = await _with_elicitation(dsn, tmp_path, "exact", [
-        ("run_sql", {"sql": "DELETE FROM old_users"}),
+    (done,) = await _with_elicitation(dsn, tmp_path, "exact", [  # every row in disguise: measured, then asked
+        ("run_sql", {"sql": "DELETE FROM old_users WHERE id > 0"}),
     ])
     assert done["executed"] is True and done["result"]["row_count"] == 1234
-    assert done["confirmation"]["channel"] == "elicitation"
+    assert done["confirmation"]["channel"] == "elicitation" and done["confirmation"]["report"]["measured"]
     assert _count(dsn) == 0
