@@ -4,10 +4,16 @@
 advisor's plans) runs as this login, so that what a statement hides (views, functions, casts, SQL
 in strings) meets the server's permission checks, not only agent19's parser. It is its own LOGIN
 (``SET ROLE`` is no boundary while the session user is a superuser: SQL can switch back), with
-``pg_read_all_data`` (read every table, view and sequence) and ``pg_read_all_stats`` (statistics
-views) — never ``pg_read_server_files``, ``pg_write_server_files``, ``pg_execute_server_program`` or
-``pg_signal_backend``; no CREATE on any schema it is not given; ``default_transaction_read_only``
-and a ``statement_timeout`` set on the role itself, so they hold whatever client connects with it.
+SELECT on the application's schemas (present tables and, through default privileges, future ones)
+and ``pg_read_all_stats`` (statistics views) — never ``pg_read_server_files``,
+``pg_write_server_files``, ``pg_execute_server_program`` or ``pg_signal_backend``; no CREATE on any
+schema; ``default_transaction_read_only`` and a ``statement_timeout`` set on the role itself, so they
+hold whatever client connects with it.
+
+Not ``pg_read_all_data`` by default: observed on PostgreSQL 15, a member of it reads
+``pg_authid.rolpassword`` (every role's password hash) and ``pg_user_mapping.umoptions`` (foreign
+servers' passwords) — it grants SELECT on system catalogs too. ``all_data=True`` uses it anyway
+(every schema, no grants to maintain), saying what it exposes.
 
 Privileges every role inherits from ``PUBLIC`` (``CREATE`` on the ``public`` schema before
 PostgreSQL 15, ``TEMPORARY`` on databases) cannot be taken from one role alone: the script lists
@@ -77,6 +83,20 @@ SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THE
 """
 
 
+Q_APP_SCHEMAS = """
+SELECT nspname::text AS name FROM pg_namespace n
+ WHERE nspname NOT LIKE 'pg\\_%%' AND nspname <> 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid
+                   AND d.deptype = 'e')
+ ORDER BY 1
+"""
+
+
+def app_schemas(conn: Any) -> list[str]:
+    """The database's own schemas (not system, not an extension's)."""
+    return [r["name"] for r in conn.execute(Q_APP_SCHEMAS).fetchall()]
+
+
 def role_facts(conn: Any, role: str, schemas: list[str]) -> RoleFacts:
     row = conn.execute(Q_FACTS, {"role": role}).fetchone()
     owned = [(r["kind"], r["name"], r["owner"]) for r in conn.execute(Q_OWNED, {"schemas": schemas}).fetchall()]
@@ -112,10 +132,12 @@ def _public_tightening(role: str, database: str, facts: RoleFacts | None, schema
 
 
 def reader_script(role: str, database: str, *, statement_timeout: str, facts: RoleFacts | None = None,
-                  schemas: list[str] | None = None) -> RoleScript:
+                  schemas: list[str] | None = None, all_data: bool = False) -> RoleScript:
     r, db = ident(role), ident(database)
     getenv, password = _password("reader")
-    grants = ", ".join(READER_GRANTS)
+    schemas = schemas or ["public"]
+    grants = ", ".join(READER_GRANTS) if all_data else "pg_read_all_stats"
+    owners = sorted({owner for _, _, owner in facts.owned_objects}) if facts else []
     lines = [
         f"-- agent19 reader login: reads data and statistics, nothing else (database {database})",
         getenv.rstrip(),
@@ -123,14 +145,33 @@ def reader_script(role: str, database: str, *, statement_timeout: str, facts: Ro
         f"  CONNECTION LIMIT 8 PASSWORD {password};",
         f"GRANT {grants} TO {r};",
         f"GRANT CONNECT ON DATABASE {db} TO {r};",
+    ]
+    if not all_data:
+        for schema in schemas:
+            s = ident(schema)
+            lines += [f"GRANT USAGE ON SCHEMA {s} TO {r};",
+                      f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r};",
+                      f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};"]
+            for owner in owners or ["CURRENT_USER"]:
+                who = owner if owner == "CURRENT_USER" else ident(owner)
+                lines.append(f"ALTER DEFAULT PRIVILEGES FOR ROLE {who} IN SCHEMA {s} GRANT SELECT ON TABLES TO {r};")
+    lines += [
         f"ALTER ROLE {r} SET default_transaction_read_only = on;",
         f"ALTER ROLE {r} SET statement_timeout = {literal(statement_timeout)};",
         f"ALTER ROLE {r} SET lock_timeout = '1s';",
         f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1min';",
-        *_public_tightening(role, database, facts, schemas or ["public"]),
+        *_public_tightening(role, database, facts, schemas),
     ]
+    reads = "every table (pg_read_all_data)" if all_data else f"the tables of {', '.join(schemas)}"
     notes = [
-        f"{role} is granted {grants} only: never " + ", ".join(NEVER_GRANTED) + ".",
+        f"{role} reads {reads} and statistics (pg_read_all_stats); it is never granted "
+        + ", ".join(NEVER_GRANTED) + ".",
+        ("pg_read_all_data also lets it read pg_authid (every role's password hash) and pg_user_mapping (foreign "
+         "servers' passwords): agent19 refuses those relations, but anything else connecting as this login does "
+         "not." if all_data else
+         "Not pg_read_all_data: it would also let the login read pg_authid (password hashes) and pg_user_mapping "
+         "(foreign servers' passwords). Tables created later by another owner need a grant (or "
+         "ALTER DEFAULT PRIVILEGES FOR ROLE <that owner>)."),
         "It is its own login: SET ROLE is no boundary while the session user is a superuser.",
         "statement_timeout and default_transaction_read_only are set on the role: they hold for any client.",
     ]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.safety.roles import RoleFacts, RoleScript, migration_script, reader_script, role_facts
+from agent19.safety.roles import RoleFacts, RoleScript, app_schemas, migration_script, reader_script, role_facts
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -15,7 +15,10 @@ class RoleArgs(BaseModel):
                                                  "for --read-dsn; migration: the role that owns the schema")
     name: str | None = Field(default=None, description="the role's name (default agent19_reader / agent19_migrator)")
     database: str | None = Field(default=None, description="the database (default: the connected one)")
-    schemas: list[str] = Field(default=["public"], description="migration: the application's schemas")
+    schemas: list[str] = Field(default=[], description="the application's schemas (default: every schema that "
+                               "is not a system one when connected, else public)")
+    all_data: bool = Field(default=False, description="reader: grant pg_read_all_data (every schema, present and "
+                           "future) instead of per-schema SELECT; it also reads password hashes in pg_authid")
     createdb: bool = Field(default=False, description="migration: allow CREATE DATABASE (scratch databases for dry "
                            "runs; the role can then create databases, each of which it owns)")
 
@@ -44,7 +47,9 @@ def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
     """Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
     creating roles is a cluster-wide change for a DBA (agent19 never runs it, in any mode).
 
-    kind=reader: LOGIN NOSUPERUSER with pg_read_all_data and pg_read_all_stats only — never
+    kind=reader: LOGIN NOSUPERUSER with SELECT on the application's schemas (present and future
+    tables) and pg_read_all_stats only (pg_read_all_data with all_data: it also reads password
+    hashes) — never
     pg_read_server_files, pg_write_server_files, pg_execute_server_program or pg_signal_backend —,
     default_transaction_read_only and statement_timeout set on the role; where PUBLIC still grants
     CREATE on a schema or TEMPORARY on the database, the REVOKEs that would close it (commented:
@@ -54,12 +59,16 @@ def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
     with createdb. The password is read by psql from the environment, never written in the script."""
     name = args.name or ("agent19_reader" if args.kind == "reader" else "agent19_migrator")
     facts: RoleFacts | None = None
+    schemas = list(args.schemas)
     if ctx.settings.dsn_value() is not None:
         with ctx.db.read() as conn:
-            facts = role_facts(conn, name, args.schemas)
+            schemas = schemas or app_schemas(conn)
+            facts = role_facts(conn, name, schemas)
+    schemas = schemas or ["public"]
     database = args.database or (facts.database if facts else "postgres")
     timeout = f"{ctx.settings.statement_timeout_ms}ms"
     if args.kind == "reader":
-        return reader_script(name, database, statement_timeout=timeout, facts=facts, schemas=args.schemas)
-    return migration_script(name, database, schemas=args.schemas, createdb=args.createdb, statement_timeout=timeout,
+        return reader_script(name, database, statement_timeout=timeout, facts=facts, schemas=schemas,
+                             all_data=args.all_data)
+    return migration_script(name, database, schemas=schemas, createdb=args.createdb, statement_timeout=timeout,
                             facts=facts)
