@@ -262,3 +262,9 @@ def test_a_failing_archive_command_is_critical(cluster: Cluster) -> None:
                             "--fail-on", "never"], capture_output=True, text=True, timeout=60,
                            cwd=Path(__file__).parent.parent)
     assert never.returncode == 0
+    _run(p.dsn, "ALTER SYSTEM SET archive_command = ''")
+    _run(p.dsn, "SELECT pg_reload_conf()")
+    _until("archive_command to be empty", lambda: _run(p.dsn, "SELECT current_setting('archive_command')")[0] == "")
+    assert status(p.dsn).archiver.configured is False  # type: ignore[union-attr]
+    unset = health(p.dsn, ["archiving"]).check("archiving")
+    assert unset.status == "critical" and "no archive_command or archive_library is set" in unset.message

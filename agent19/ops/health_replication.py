@@ -4,9 +4,10 @@ archiving, and on a standby its replay and receiver."""
 from __future__ import annotations
 
 from agent19.migrate.patterns.sqlnames import literal
+from agent19.ops.archiver import Q_ARCHIVER
 from agent19.ops.health_model import Check, Status, grade, worst
 from agent19.ops.health_probe import Probe
-from agent19.ops.replication import Q_ARCHIVER, Q_STANDBYS, _q_slots, replication_status
+from agent19.ops.replication import Q_STANDBYS, _q_slots, replication_status
 from agent19.ops.replication_model import ReplicationStatus
 from agent19.units import human_duration, human_size
 
@@ -122,8 +123,10 @@ def _archiving(probe: Probe, r: ReplicationStatus) -> Check:
                      if a else "this standby does not archive (archive_mode is not always)")
     failing_recent = a.failing and (a.last_failed_age_s or 0) <= t.archive_failure_window_s
     by_ready = grade(a.ready_segments, t.archive_ready_warning, t.archive_ready_critical)
-    status = worst(["critical" if failing_recent else "warning" if a.failing else "ok", by_ready])
-    parts = []
+    status = worst(["critical" if failing_recent else "warning" if a.failing else "ok", by_ready,
+                    "ok" if a.configured else "warning"])
+    parts = [] if a.configured else [f"archive_mode is {a.mode} but no archive_command or archive_library is set: "
+                                     "nothing is archived and WAL piles up in pg_wal"]
     if a.failing:
         parts.append(f"archiving fails: {a.failed_count} failures, the last {human_duration(a.last_failed_age_s or 0)}"
                      f" ago on {a.last_failed_wal}, no success since")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent19.ops.archiver import Q_ARCHIVER, archiver_status
 from agent19.ops.health_probe import MONITOR, Probe
 from agent19.ops.replication_model import (
     Archiver,
@@ -69,15 +70,6 @@ SELECT slot_name AS name, slot_type AS type, plugin, database, active, active_pi
        {'extract(epoch FROM now() - inactive_since)::float8' if version_num >= 170000 else 'NULL::float8'}
          AS inactive_s
   FROM pg_replication_slots ORDER BY slot_name"""
-
-
-Q_ARCHIVER = """
-SELECT archived_count, last_archived_wal, extract(epoch FROM now() - last_archived_time)::float8 AS last_archived_age_s,
-       failed_count, last_failed_wal, extract(epoch FROM now() - last_failed_time)::float8 AS last_failed_age_s,
-       coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false) AS failing,
-       stats_reset::text AS stats_reset
-  FROM pg_stat_archiver"""
-Q_READY = "SELECT count(*) AS n FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"
 
 
 def _q_standby(version_num: int) -> str:
@@ -151,11 +143,9 @@ def replication_status(probe: Probe) -> ReplicationStatus:
     if facts.version_num < 170000:
         out.notes.append("how long a slot has been inactive: PostgreSQL 17+ reports it (inactive_since)")
     if s["archive_mode"] != "off" and (not s["standby"] or s["archive_mode"] == "always"):
-        arch = probe.rows(Q_ARCHIVER)[0]
-        ready = probe.rows(Q_READY)[0]["n"] if facts.archive_dir else None
-        if ready is None:
+        out.archiver = _archiver(probe)
+        if out.archiver.ready_segments is None:
             out.cannot_see.append("WAL segments waiting for the archiver (pg_ls_archive_statusdir): needs pg_monitor")
-        out.archiver = Archiver(mode=s["archive_mode"], ready_segments=ready, **arch)
     elif s["archive_mode"] == "off":
         out.archiver = Archiver(mode="off")
     if s["standby"]:
@@ -165,6 +155,21 @@ def replication_status(probe: Probe) -> ReplicationStatus:
     elif not out.standbys:
         out.notes.append("no standby is streaming from this server: there is no failover target")
     return out
+
+
+def _archiver(probe: Probe) -> Archiver:
+    """The archiver as :func:`agent19.ops.archiver.archiver_status` reads it (one reader for backup and health)."""
+    probe.last_sql = Q_ARCHIVER.strip()
+    with probe.db.read() as conn:
+        a = archiver_status(conn)
+    return Archiver(
+        mode=a.archive_mode, configured=a.configured, archived_count=a.archived_count,
+        last_archived_wal=a.last_archived_wal, last_archived_age_s=a.age_s(a.last_archived_time),
+        failed_count=a.failed_count, last_failed_wal=a.last_failed_wal, last_failed_age_s=a.age_s(a.last_failed_time),
+        failing=a.last_failed_time is not None and (a.last_archived_time is None
+                                                    or a.last_failed_time > a.last_archived_time),
+        ready_segments=a.ready_count, stats_reset=str(a.stats_reset) if a.stats_reset else None,
+    )
 
 
 def _standby_state(probe: Probe, max_lag: int) -> StandbyState:

@@ -74,6 +74,8 @@ class Slot(BaseModel):
 
 class Archiver(BaseModel):
     mode: str = Field(description="archive_mode: off, on, always")
+    configured: bool = Field(default=False, description="archive_command or archive_library set (archive_mode on "
+                             "without either: WAL piles up in pg_wal, nothing is archived)")
     archived_count: int = 0
     last_archived_wal: str | None = None
     last_archived_age_s: float | None = None
