@@ -26,9 +26,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from agent19.db.catalog import snapshot
 from agent19.db.connection import Connection, Database
-from agent19.db.models import SchemaSnapshot, Table
+from agent19.db.models import Table
 from agent19.errors import Agent19Error
 from agent19.etl import quality_sql as q
 from agent19.etl.quality_model import (
@@ -165,8 +164,9 @@ def _columns_of(check: Any) -> list[str]:
     return [column] if column else list(getattr(check, "columns", []))
 
 
-def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks, relation: Relation | None
+def _run_table(run: _Run, relations: dict[str, Relation | None], name: str, spec: TableChecks
                ) -> list[CheckResult]:
+    relation = relations[name]
     if relation is None:
         msg = (f"table {name} not found (as this login sees the catalog): give table or schema.table as "
                "`agent19 describe` lists them, without SQL quotes, or check the login's grants")
@@ -204,11 +204,11 @@ def _run_table(run: _Run, snap: SchemaSnapshot, name: str, spec: TableChecks, re
             groups[table_filter is not None or bool(c.filter) or isinstance(c, CustomSql)].add(i)
     for flag, indices in groups.items():
         if indices:
-            _run_group(run, snap, targets[flag], spec, check_filters, indices, results)
+            _run_group(run, relations, targets[flag], spec, check_filters, indices, results)
     return [results[i] for i in range(len(spec.checks))]
 
 
-def _run_group(run: _Run, snap: SchemaSnapshot, target: q.Target, spec: TableChecks,
+def _run_group(run: _Run, relations: dict[str, Relation | None], target: q.Target, spec: TableChecks,
                filters: list[sql.Composable | None], indices: set[int], results: dict[int, CheckResult]) -> None:
     tname = target.table.qualified_name
     try:
@@ -217,7 +217,7 @@ def _run_group(run: _Run, snap: SchemaSnapshot, target: q.Target, spec: TableChe
             for i in sorted(indices - results.keys()):
                 c = spec.checks[i]
                 try:
-                    results[i] = _row_check(run, conn, snap, target, c, filters[i])
+                    results[i] = _row_check(run, conn, relations, target, c, filters[i])
                 except (psycopg.Error, Agent19Error) as exc:
                     results[i] = _result(c, target, tname, status="error", message=run.error_message(exc))
     except (psycopg.Error, Agent19Error) as exc:  # the transaction could not start
@@ -283,7 +283,7 @@ def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
         results[i] = res
 
 
-def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Target, check: Any,
+def _row_check(run: _Run, conn: Connection, relations: dict[str, Relation | None], target: q.Target, check: Any,
                check_filter: sql.Composable | None) -> CheckResult:
     table = target.table
     if isinstance(check, SchemaCheck):
@@ -292,9 +292,10 @@ def _row_check(run: _Run, conn: Connection, snap: SchemaSnapshot, target: q.Targ
     if isinstance(check, Duplicates):
         listing: sql.Composable | str = q.duplicates_query(target, check, check_filter)
     elif isinstance(check, Orphans):
-        parent = snap.table(check.references_table)
-        if parent is None:
+        found = relations.get(check.references_table)
+        if found is None:
             raise Agent19Error(f"referenced table {check.references_table} not found")
+        parent = found.table
         pcols = check.references_columns or next((c.columns for c in parent.constraints if c.type == "primary_key"),
                                                  None)
         if not pcols or len(pcols) != len(check.columns):
@@ -342,11 +343,12 @@ def run_checks(db: Database, checks: ChecksFile, *, max_keys: int = 100) -> Qual
     """Run every check of ``checks``; errors become ``error`` results, never exceptions."""
     started = time.monotonic()
     run = _Run(db, max_keys)
+    names = set(checks.tables) | {c.references_table for t in checks.tables.values() for c in t.checks
+                                  if isinstance(c, Orphans)}
     with db.read() as conn:
-        snap = snapshot(conn)
-        relations = {name: find_relation(conn, snap, name) for name in checks.tables}
+        relations = {name: find_relation(conn, name) for name in sorted(names)}
     results: list[CheckResult] = []
     for name, spec in checks.tables.items():
-        results += _run_table(run, snap, name, spec, relations[name])
+        results += _run_table(run, relations, name, spec)
     summary = summarize(results, len(checks.tables), run.queries, time.monotonic() - started)
     return QualityReport(status=worst(results), checks=results, summary=summary)

@@ -13,17 +13,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from psycopg import sql
-
-from agent19.db.models import Column, Constraint, SchemaSnapshot, Table
+from agent19.db.catalog import snapshot
+from agent19.db.models import Column, Constraint, Table
 from agent19.errors import Agent19Error
 
-Q_COLUMNS = """
+Q_VIEW = """
+SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind = 'm' AS materialized
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('v', 'm') AND c.relname = %(name)s
+   AND (CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY(current_schemas(false))
+             ELSE n.nspname = %(schema)s END)
+ ORDER BY array_position(current_schemas(false), n.nspname::name)
+ LIMIT 1
+"""
+Q_VIEW_COLUMNS = """
 SELECT a.attname AS name, a.attnum AS position, format_type(a.atttypid, a.atttypmod) AS type,
        NOT a.attnotnull AS nullable
-  FROM pg_attribute a
- WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
- ORDER BY a.attnum
+  FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+Q_UNIQUE_INDEXES = """
+SELECT i.relname AS name, pg_get_indexdef(x.indexrelid) AS definition,
+       ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(num, ord)
+               JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.num ORDER BY k.ord)::text[] AS columns
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+ WHERE x.indrelid = %s AND x.indisunique AND x.indisvalid AND x.indpred IS NULL AND x.indexprs IS NULL
+ ORDER BY x.indnatts, i.relname
 """
 
 
@@ -34,28 +48,24 @@ class Relation:
     kind: Literal["table", "view", "materialized view"] = "table"
 
 
-def find_relation(conn: Any, snap: SchemaSnapshot, name: str) -> Relation | None:
-    """The table, view or materialized view ``name`` means (unqualified: public first), or None."""
-    table = snap.table(name)
+def find_relation(conn: Any, name: str) -> Relation | None:
+    """The table, view or materialized view ``name`` means, or None. Only that relation's catalog rows
+    are read, so a database with thousands of tables costs no more than one with three. An unqualified
+    name is looked up as the server would (tables: public first; views: the search_path)."""
+    table = snapshot(conn, table=name).table(name)
     if table is not None:
         return Relation(table)
     schema, _, rel = name.rpartition(".")
-    views = [v for v in snap.views if v.name == rel and (not schema or v.schema_name == schema)]
-    if not schema and len(views) > 1:
-        views = [v for v in views if v.schema_name == "public"] or views
-    if not views:
+    view = conn.execute(Q_VIEW, {"name": rel, "schema": schema or None}).fetchone()
+    if view is None:
         return None
-    view = views[0]
-    oid_text = sql.Identifier(view.schema_name, view.name).as_string(conn)
-    columns = [Column(**r) for r in conn.execute(Q_COLUMNS, (oid_text,)).fetchall()]
-    constraints = [
-        Constraint(name=i.name, type="unique", columns=i.columns, definition=i.definition)
-        for i in view.indexes if i.unique and not i.partial and i.valid and i.columns
-        and all(any(c.name == k for c in columns) for k in i.columns)
-    ]
-    table = Table(schema=view.schema_name, name=view.name, kind="table", persistence="permanent", row_estimate=None,
-                  heap_bytes=0, index_bytes=0, total_bytes=0, columns=columns, constraints=constraints)
-    return Relation(table, "materialized view" if view.materialized else "view")
+    columns = [Column(**r) for r in conn.execute(Q_VIEW_COLUMNS, (view["oid"],)).fetchall()]
+    constraints = [Constraint(name=r["name"], type="unique", columns=r["columns"], definition=r["definition"])
+                   for r in conn.execute(Q_UNIQUE_INDEXES, (view["oid"],)).fetchall()]
+    table = Table(schema=view["schema"], name=view["name"], kind="table", persistence="permanent",
+                  row_estimate=None, heap_bytes=0, index_bytes=0, total_bytes=0, columns=columns,
+                  constraints=constraints)
+    return Relation(table, "materialized view" if view["materialized"] else "view")
 
 
 def resolve_key(relation: Relation | Table, wanted: list[str] | None) -> tuple[list[str], str | None]:
