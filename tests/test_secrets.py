@@ -115,6 +115,15 @@ def test_unencoded_delimiters_in_a_uri_password_are_refused_without_echoing_any_
         _assert_no_piece(done.stdout + done.stderr)
 
 
+def test_unparseable_key_value_dsns_are_refused_without_echoing_any_piece():
+    # an unquoted space, a quote left open, a stray word: libpq would quote the piece it choked on
+    for bad in ("host=127.0.0.1 port=1 password=Qz7w Kx9v user=me", "host=127.0.0.1 password='Qz7w Kx9v",
+                "host=127.0.0.1 password=Qz7w Kx9v=Vw3u"):
+        done = _cli("info", env={"DATABASE_URL": bad})
+        assert done.returncode == 2 and "cannot be parsed as a connection string" in done.stderr, done
+        _assert_no_piece(done.stdout + done.stderr, ["Qz7w", "Kx9v", "Vw3u"])
+
+
 async def test_mcp_server_with_such_a_dsn_fails_to_start_without_echoing_it(dsn):
     params = conninfo_to_dict(dsn)
     uri = f"postgresql://postgres:{AWKWARD}@{params['host']}:{params['port']}/{params['dbname']}"

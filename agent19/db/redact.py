@@ -26,17 +26,21 @@ def check_dsn(dsn: str | None, setting: str = "the DSN") -> str | None:
     A URI whose userinfo (before the last ``@``) holds another ``@``, a ``/`` or a ``?`` is ambiguous:
     libpq would cut it inside the password and show the rest as a host, port or database name.
     """
-    if not dsn or not _URI_SCHEME.match(dsn):
+    if not dsn:
         return None
-    rest = _URI_SCHEME.sub("", dsn, count=1)
-    if "@" not in rest:
-        return None
-    userinfo = rest[: rest.rfind("@")]
+    rest = _URI_SCHEME.sub("", dsn, count=1) if _URI_SCHEME.match(dsn) else None
+    userinfo = rest[: rest.rfind("@")] if rest and "@" in rest else ""
     if any(ch in userinfo for ch in "@/?"):
         return (f"{setting} is a URI whose user or password contains an unencoded '@', '/' or '?' (or an '@' "
                 "appears after the host): percent-encode them in the URI (@ → %40, / → %2F, ? → %3F), "
                 "or use the key=value form with the password in single quotes; the DSN is not shown here because "
                 "it holds a password")
+    try:
+        conninfo_to_dict(dsn)
+    except Exception:  # libpq's message quotes the piece it choked on, which may be part of a password
+        return (f"{setting} cannot be parsed as a connection string: use key=value pairs separated by spaces, "
+                "a value that contains spaces in single quotes (with \\' and \\\\ escaped inside), or a "
+                "postgresql:// URI; the DSN is not shown here because it may hold a password")
     return None
 
 
