@@ -23,6 +23,8 @@ from agent19.db.throwaway import ThrowawayServer, _as_postgres_user, start_syste
 from agent19.ops.backup_physical import verify_physical
 from agent19.ops.backup_pitr import verify_pitr
 from agent19.ops.backup_status import backup_status
+from agent19.safety.gate import PrivilegedReader
+from agent19.safety.readonly import ReadOnlyViolation
 from tests.conftest import need
 
 BIN = Path("/usr/lib/postgresql/15/bin")
@@ -77,8 +79,8 @@ def _base_backup(server: ThrowawayServer, into: Path) -> Path:
     return into
 
 
-def _db(server: ThrowawayServer) -> Database:
-    return Database(Settings.load(dsn=server.dsn))
+def _db(server: ThrowawayServer, **settings: object) -> Database:
+    return Database(Settings.load(dsn=server.dsn, **settings))
 
 
 def test_physical_backup_is_verified_and_unlogged_tables_come_back_empty(archived):
@@ -141,43 +143,52 @@ def test_point_in_time_drill_recovers_before_a_row_and_not_after(archived, publi
     _switch_and_wait(server.dsn)
     check = ("SELECT exists(SELECT 1 FROM orders_pitr WHERE id = 1)"
              " AND NOT exists(SELECT 1 FROM orders_pitr WHERE id = 2)")
-    result = verify_pitr(_db(server), archive_dir=str(archive), base_backup=str(base), target_time=target,
-                         checks=[check])
+    # the checks are user SQL: read-only mode runs them as a superuser login only with the explicit opt-in
+    # (tests/conftest.py opts in for the whole run; the refusal without it is asserted below)
+    db = _db(server, allow_privileged_reads=True)
+    result = verify_pitr(db, archive_dir=str(archive), base_backup=str(base), target_time=target, checks=[check])
     assert result.verified, result.summary
     assert result.kind == "pitr"
     assert [c.passed for c in result.checks] == [True]
     assert result.recovered_to and result.recovered_to[:19] > target[:19]   # stopped before the later commit
     # the same drill with the opposite claim fails: the check is really evaluated
-    wrong = verify_pitr(_db(server), archive_dir=str(archive), base_backup=str(base), target_time=target,
+    wrong = verify_pitr(db, archive_dir=str(archive), base_backup=str(base), target_time=target,
                         checks=["SELECT exists(SELECT 1 FROM orders_pitr WHERE id = 2)"])
     assert not wrong.verified and wrong.checks[0].passed is False
+    # a check that is not a plain read never reaches any server, the copy included
+    with pytest.raises(ReadOnlyViolation, match="pg_read_file"):
+        verify_pitr(db, archive_dir=str(archive), base_backup=str(base), target_time=target,
+                    checks=["SELECT pg_read_file('/etc/hostname') IS NOT NULL"])
+    with pytest.raises(PrivilegedReader):
+        verify_pitr(_db(server, allow_privileged_reads=False), archive_dir=str(archive), base_backup=str(base),
+                    checks=[check])
 
 
 def test_a_missing_segment_is_a_gap_and_recovery_past_it_is_impossible(archived, public_tmp):
     server, archive = archived
     base = _base_backup(server, public_tmp / "gap" / "base")
     _sql(server.dsn, "CREATE TABLE IF NOT EXISTS gap_rows (id int)")
-    segments = []
     for i in range(3):
         _sql(server.dsn, f"INSERT INTO gap_rows VALUES ({i})")
-        segments.append(_switch_and_wait(server.dsn))
+        _switch_and_wait(server.dsn)
     time.sleep(1.1)
     target = _sql(server.dsn, "SELECT now()::text")[0][0]
     _sql(server.dsn, "INSERT INTO gap_rows VALUES (99)")
     _switch_and_wait(server.dsn)
     broken = public_tmp / "broken-archive"
     shutil.copytree(archive, broken)
-    (broken / segments[1]).unlink()
-    os.chmod(broken, 0o755)
+    segments = sorted(p.name for p in broken.iterdir() if len(p.name) == 24)
+    missing, before = segments[-3], segments[-4]      # written after the base backup, before the target
+    (broken / missing).unlink()
 
     status = backup_status(_db(server), archive_dir=str(broken))
     gap = next(c for c in status.checks if c.check == "archive_gaps")
-    assert gap.status == "critical" and segments[1] in gap.message and segments[0] in gap.message
-    assert status.archive and status.archive.gaps[0].missing_first == segments[1]
+    assert gap.status == "critical" and missing in gap.message and before in gap.message
+    assert status.archive and status.archive.gaps[0].missing_first == missing
 
     result = verify_pitr(_db(server), archive_dir=str(broken), base_backup=str(base), target_time=target)
     assert not result.verified
-    assert any("impossible" in e and segments[0] in e for e in result.errors), result.errors
+    assert any("impossible" in e and before in e for e in result.errors), (result.errors, segments)
     # with the whole archive the same recovery works
     assert verify_pitr(_db(server), archive_dir=str(archive), base_backup=str(base), target_time=target).verified
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.connection import Database
@@ -41,6 +42,7 @@ from agent19.ops.backup_physical import (
 from agent19.ops.backup_space import dir_bytes, require_free
 from agent19.ops.backup_summary import finish
 from agent19.ops.backup_workdir import give_to_server_user, work_dir
+from agent19.safety import gate
 
 Progress = Callable[[float, float | None, str | None], None]
 _STOPPED = re.compile(r"recovery stopping (?:before|after) (?:commit|abort) of transaction \d+, time (.+)")
@@ -52,12 +54,16 @@ def _conf(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _run_checks(dsn: str, checks: list[str]) -> list[CheckOutcome]:
+def _run_checks(dsn: str, checks: list[str], timeout_ms: int) -> list[CheckOutcome]:
+    """Each check (already admitted by the gate as one read) in a READ ONLY transaction on the copy."""
     out = []
     with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
         for query in checks:
             try:
-                row = conn.execute(query).fetchone()  # the user's own query, on the throwaway copy
+                with conn.transaction():
+                    conn.execute("SET TRANSACTION READ ONLY")
+                    row = conn.execute(query).fetchone()
                 value = row[0] if row else None
                 out.append(CheckOutcome(query=query, passed=bool(value), value=None if value is None else str(value)))
             except psycopg.Error as exc:
@@ -70,6 +76,8 @@ def verify_pitr(
     checks: list[str] | None = None, work_base: str | None = None, progress: Progress | None = None,
 ) -> VerifyResult:
     say = progress or (lambda *a: None)
+    for query in checks or []:  # the choke point for user SQL, before anything starts
+        gate.admit(db, query, gate.Purpose.READ)
     facts = cluster_facts(db)
     major, dbname = int(facts["major"]), str(facts["dbname"])
     user = conninfo_to_dict(db.dsn).get("user") or str(facts["usr"])
@@ -115,7 +123,7 @@ def verify_pitr(
                     result.errors.append(f"recovery failed: {failure}")
             else:
                 start = time.monotonic()
-                result.checks = _run_checks(cluster.dsn(dbname), checks or [])
+                result.checks = _run_checks(cluster.dsn(dbname), checks or [], db.settings.statement_timeout_ms)
                 verify_s += time.monotonic() - start
         for gap in scan.gaps:
             notes.append(f"archive gap: {gap.missing_count} segment(s) missing from {gap.missing_first} "

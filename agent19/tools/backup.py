@@ -14,6 +14,7 @@ from agent19.ops.backup_runbook import RestoreRunbook, restore_runbook
 from agent19.ops.backup_status import BackupStatus, backup_status
 from agent19.ops.backup_status import render as render_status
 from agent19.ops.backup_summary import render as render_verify
+from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP remove work directories (stopping their clusters) and drop scratch databases;
@@ -42,8 +43,8 @@ class VerifyBackupArgs(BaseModel):
     target_time: str | None = Field(default=None, description="pitr: recover to this moment, e.g. "
                                     "'2026-11-30 14:00:00+00' (default: the end of the archive)")
     checks: list[str] = Field(default=[], description="pitr: queries run in the recovered database; each must "
-                              "return true (e.g. a row committed before the target exists)",
-                              json_schema_extra={"user_sql": "statements"})  # agent19.safety.gate.user_sql
+                              "return true (e.g. a row committed before the target exists); each one read, "
+                              "checked by the read-only guard", json_schema_extra=gate.user_sql("statements"))
 
 
 @tool(
