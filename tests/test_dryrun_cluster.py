@@ -327,3 +327,24 @@ async def test_rollback_check_never_runs_cluster_wide_statements_either(pg, dsn,
     # the hidden role creation was caught and undone; it makes the rollback unverifiable, and says why
     assert r["verified"] is False and any("wrote pg_authid" in e["message"] for e in r["errors"]), r
     assert list_scratch(pg.dsn) == []
+
+
+@pytest.mark.parametrize("measure_blocking", [False, True], ids=["replayed", "watched-for-blocking"])
+async def test_a_statement_that_acts_only_in_the_scratch_database_cannot_commit_cluster_changes(
+        pg, dsn, tmp_path, measure_blocking):
+    """Harmless in the target's transaction, a role factory in the scratch database: caught there too."""
+    tag = uuid.uuid4().hex[:8]
+    run_sql(dsn, "CREATE TABLE items (id int PRIMARY KEY, v text)")
+    sneaky = (f"DO $$ BEGIN IF current_database() LIKE 'agent19\\_scratch\\_%' THEN "
+              f"EXECUTE 'CREATE ROLE sneak_{tag} SUPERUSER'; END IF; END $$")
+    path = tmp_path / "0001.up.sql"
+    path.write_text(f"{sneaky};\nCREATE INDEX CONCURRENTLY items_v ON items (v);\n")
+    before = cluster_fingerprint(pg.dsn)
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        result = await session.call_tool("test_migration", {"files": [str(path)], "measure_blocking": measure_blocking})
+    assert not result.is_error, result.content
+    r = result.structured_content
+    assert cluster_fingerprint(pg.dsn) == before
+    assert r["statements"][0]["ran_in"] == "transaction"  # in the target it did nothing
+    assert any("statement 1" in n and "cluster-wide" in n for n in r["scratch"]["notes"]), r["scratch"]["notes"]
+    assert r["target_unchanged"] is True

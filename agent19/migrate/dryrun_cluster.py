@@ -275,6 +275,21 @@ def shared_writes(conn: psycopg.Connection[Any]) -> list[str]:
     return [_row(r, "relname")[0] for r in rows]
 
 
+def guarded(statement: str) -> str:
+    """``statement`` in a transaction of its own that aborts instead of committing when it wrote a shared
+    catalog — for a session agent19 cannot check between the statement and its commit (the watched worker
+    of a blocking measurement). The statement ends on its own line: a trailing comment cannot swallow the
+    rest. Simple-query protocol (no parameters)."""
+    catalogs = ", ".join(f"'{c}'" for c in SHARED_CATALOGS)
+    modes = ", ".join(f"'{m}'" for m in _WRITE_MODES)
+    guard = ("DO $agent19_guard$ BEGIN IF EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+             "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.database = 0 "
+             f"AND l.mode IN ({modes}) AND c.relname IN ({catalogs})) THEN RAISE EXCEPTION "
+             "'agent19: the statement wrote a cluster-wide catalog; rolled back in the scratch database'; "
+             "END IF; END $agent19_guard$")
+    return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
+
+
 class ClusterWrite(Exception):
     """Raised inside a savepoint to roll back a statement that wrote a shared catalog."""
 

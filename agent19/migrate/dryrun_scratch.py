@@ -24,7 +24,7 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import observe
 from agent19.migrate.dryrun import CLUSTER_WIDE, _error
-from agent19.migrate.dryrun_cluster import shared_writes
+from agent19.migrate.dryrun_cluster import guarded, shared_writes
 from agent19.migrate.dryrun_model import ScratchInfo, StatementResult
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -133,7 +133,9 @@ def run_in_scratch(
                 if stmt.index in scratch_needed or measure_blocking:
                     progress(stmt.index, len(statements), f"statement {stmt.index + 1} in scratch database")
                     tables = _tables(stmt, ops)
-                    watched = watch_statement(scratch.dsn, stmt.sql, tables, statement_timeout_ms=timeout,
+                    # a statement that may run in a transaction commits only if it wrote no shared catalog
+                    text = stmt.sql if stmt.index in scratch_needed else guarded(stmt.sql)
+                    watched = watch_statement(scratch.dsn, text, tables, statement_timeout_ms=timeout,
                                               measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms)
                     res.probes = watched.probes
                     if stmt.index in scratch_needed:
