@@ -29,7 +29,8 @@ Q_FACTS = """
 SELECT current_user AS "user", current_database() AS database, r.rolsuper AS superuser,
        pg_has_role(current_user, 'pg_monitor', 'USAGE') AS monitor,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
-       has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') AS archive_dir,
+       CASE WHEN to_regprocedure('pg_ls_archive_statusdir()') IS NOT NULL  -- PostgreSQL 12+
+            THEN has_function_privilege('pg_ls_archive_statusdir()', 'EXECUTE') ELSE false END AS archive_dir,
        pg_is_in_recovery() AS standby, current_setting('server_version') AS version,
        current_setting('server_version_num')::int AS version_num,
        (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())::text AS db_stats_reset
@@ -99,8 +100,11 @@ class Probe:
             "statement_timeout_ms": thresholds.statement_timeout_ms, "lock_timeout_ms": thresholds.lock_timeout_ms,
         })
         probe = cls(Database(settings), thresholds)
-        row = probe.rows(Q_FACTS)[0]
-        probe.facts = ServerFacts(**row)
+        try:
+            probe.facts = ServerFacts(**probe.rows(Q_FACTS)[0])
+        except BaseException:
+            probe.close()
+            raise
         return probe
 
     def close(self) -> None:

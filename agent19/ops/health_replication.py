@@ -7,7 +7,7 @@ from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.archiver import Q_ARCHIVER
 from agent19.ops.health_model import Check, Status, grade, worst
 from agent19.ops.health_probe import Probe
-from agent19.ops.replication import Q_STANDBYS, _q_slots, replication_status
+from agent19.ops.replication import q_slots, q_standbys, replication_status
 from agent19.ops.replication_model import ReplicationStatus
 from agent19.units import human_duration, human_size
 
@@ -17,7 +17,7 @@ NAMES = ("replication_lag", "failover_readiness", "replication_slots", "archivin
 def replication_checks(probe: Probe) -> list[Check]:
     r = replication_status(probe)
     needs = "; ".join(r.cannot_see) or None
-    out = [_lag(probe, r), _failover(r), _slots(probe, r), _archiving(probe, r)]
+    out = [_lag(probe, r), _failover(probe, r), _slots(probe, r), _archiving(probe, r)]
     if r.standby is not None:
         out.append(_standby(r))
     for c in out:
@@ -39,7 +39,8 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
         found.append((s.name, status, text))
     bad = [f for f in found if f[1] != "ok"]
     return Check(
-        check="replication_lag", status=worst([f[1] for f in found]), evidence=Q_STANDBYS.strip(),
+        check="replication_lag", status=worst([f[1] for f in found]),
+        evidence=q_standbys(probe.facts.version_num).strip(),
         value=[s.model_dump(exclude={"failover"}) for s in r.standbys], objects=[f[0] for f in bad],
         threshold={"warning_s": t.replica_lag_s, "warning_bytes": t.replica_lag_warning_bytes,
                    "critical_bytes": t.replica_lag_critical_bytes},
@@ -51,7 +52,7 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
     )
 
 
-def _failover(r: ReplicationStatus) -> Check:
+def _failover(probe: Probe, r: ReplicationStatus) -> Check:
     if r.standby is not None:
         v = r.standby.failover
         assert v is not None
@@ -74,7 +75,8 @@ def _failover(r: ReplicationStatus) -> Check:
     parts += [f"{s.name}: NOT ready — {'; '.join(s.failover.reasons)} (would lose "
               f"{human_size(s.failover.would_lose_bytes)})" for s in not_ready]
     return Check(
-        check="failover_readiness", status=status, value=value, evidence=Q_STANDBYS.strip(),
+        check="failover_readiness", status=status, value=value,
+        evidence=q_standbys(probe.facts.version_num).strip(),
         objects=[s.name for s in not_ready],
         threshold={"max_lag_bytes": r.max_lag_bytes, "synchronous_required": r.zero_data_loss_promised},
         message="; ".join(parts) if parts else "no standby: nothing to fail over to (single server)",
@@ -101,7 +103,7 @@ def _slots(probe: Probe, r: ReplicationStatus) -> Check:
                          if (s.catalog_xmin_age or s.xmin_age) else "")))
     return Check(
         check="replication_slots", status=worst([f[1] for f in found]),  # type: ignore[misc]
-        evidence=_q_slots(probe.facts.version_num).strip(), value=[s.model_dump() for s in r.slots],
+        evidence=q_slots(probe.facts.version_num).strip(), value=[s.model_dump() for s in r.slots],
         objects=[f[0] for f in found],
         threshold={"inactive": "warning", "critical_retained_bytes": t.slot_retained_critical_bytes,
                    "critical_inactive_s": t.slot_inactive_critical_s, "critical_wal_status": ["unreserved", "lost"]},

@@ -43,7 +43,12 @@ def _lag_s(column: str, lsn: str) -> str:
     return f"CASE WHEN r.{lsn} >= ({HERE}) THEN 0 ELSE extract(epoch FROM r.{column})::float8 END AS {column}_s"
 
 
-Q_STANDBYS = f"""
+def q_standbys(version_num: int) -> str:
+    reply = "r.reply_time" if version_num >= 120000 else "NULL::timestamptz"
+    return _Q_STANDBYS.replace("r.reply_time", reply)
+
+
+_Q_STANDBYS = f"""
 SELECT r.application_name AS name, r.pid, host(r.client_addr) AS client_addr, r.state, r.sync_state,
        (SELECT s.slot_name FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot,
        (SELECT s.slot_type FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot_type,
@@ -57,7 +62,7 @@ SELECT r.application_name AS name, r.pid, host(r.client_addr) AS client_addr, r.
   FROM pg_stat_replication r ORDER BY r.application_name, r.pid"""
 
 
-def _q_slots(version_num: int) -> str:
+def q_slots(version_num: int) -> str:
     v13 = version_num >= 130000
     return f"""
 SELECT slot_name AS name, slot_type AS type, plugin, database, active, active_pid, temporary,
@@ -128,7 +133,7 @@ def replication_status(probe: Probe) -> ReplicationStatus:
         zero_data_loss_promised=zero_loss, max_lag_bytes=t.failover_max_lag_bytes,
     )
     hidden = not facts.read_all_stats
-    for row in probe.rows(Q_STANDBYS):
+    for row in probe.rows(q_standbys(facts.version_num)):
         if row.pop("slot_type") == "logical":  # a logical decoding consumer (pg_recvlogical, a subscription…)
             out.logical_consumers.append(LogicalConsumer(
                 name=row["name"], pid=row["pid"], slot=row["slot"], state=row["state"],
@@ -139,7 +144,7 @@ def replication_status(probe: Probe) -> ReplicationStatus:
             out.standbys.append(Standby(**row, failover=verdict(row, t.failover_max_lag_bytes, zero_loss)))
     if hidden:
         out.cannot_see.append(f"standbys' state and WAL positions in pg_stat_replication: needs {MONITOR}")
-    out.slots = [Slot(**r) for r in probe.rows(_q_slots(facts.version_num))]
+    out.slots = [Slot(**r) for r in probe.rows(q_slots(facts.version_num))]
     if facts.version_num < 170000:
         out.notes.append("how long a slot has been inactive: PostgreSQL 17+ reports it (inactive_since)")
     if s["archive_mode"] != "off" and (not s["standby"] or s["archive_mode"] == "always"):
