@@ -71,8 +71,11 @@ class Observation(BaseModel):
         return strongest_mode({lock.mode for lock in self.locks if lock.relkind in ("r", "p", "m", None)})
 
 
+# Every user relation, to name one a statement drops; only tables, matviews, indexes and TOAST count
+# for rewrites (0 for the rest: a sequence's RESTART gives it a new file, which is no table rewrite).
 Q_FILENODES = """
-SELECT c.oid, n.nspname || '.' || c.relname AS name, c.relfilenode
+SELECT c.oid, n.nspname || '.' || c.relname AS name,
+       CASE WHEN c.relkind IN ('r', 'm', 'i', 't') THEN c.relfilenode ELSE 0 END AS relfilenode
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
