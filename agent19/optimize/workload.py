@@ -63,7 +63,7 @@ def _top(conn: Any, order_by: OrderBy, limit: int) -> list[dict[str, Any]]:
               FROM pg_stat_statements
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                AND toplevel AND query ~* '^\\s*(select|with|update|delete)\\s'
-               AND query !~* 'pg_stat_statements|hypopg|pg_catalog\\.|information_schema'
+               AND query !~* '\\mpg_[a-z_]+|hypopg|information_schema'  -- catalog reads: agent19's own, monitoring
              ORDER BY {_COLUMNS[order_by]} DESC LIMIT %s""",
         (limit,),
     ).fetchall()
