@@ -47,6 +47,7 @@ from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_space import dir_bytes, require_free, server_free_bytes
 from agent19.ops.backup_summary import finish
 from agent19.ops.backup_workdir import WorkDir, run, wait_ready, work_dir
+from agent19.units import human_duration, human_size
 
 RestoreInto = Literal["auto", "scratch", "cluster"]
 Progress = Callable[[float, float | None, str | None], None]
@@ -183,8 +184,10 @@ class _Dump:
         self.restore = None
         self.pump = None
         if restore_cmd:
+            # pg_restore's messages go to a file: a pipe nobody reads while we feed its stdin could fill up
+            self.restore_log = open(stderr_path.with_name("pg_restore.stderr"), "w+b")
             self.restore = subprocess.Popen(restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.PIPE, env=restore_env)
+                                            stderr=self.restore_log, env=restore_env)
             self.restore_stderr = b""
             self.pump = threading.Thread(target=self._pump, daemon=True)
             self.pump.start()
@@ -204,12 +207,27 @@ class _Dump:
                 self.restore.stdin.close()
             except BrokenPipeError:
                 pass
-            self.restore_stderr = self.restore.stderr.read() if self.restore.stderr else b""
             self.restore.wait()
+            self.restore_log.seek(0)
+            self.restore_stderr = self.restore_log.read()
+            self.restore_log.close()
             self.restore_end = time.monotonic()
 
-    def wait(self) -> str | None:
-        """Wait for pg_dump (and the streamed restore); returns pg_dump's error, if any."""
+    def wait(self, say: Progress, total: int) -> str | None:
+        """Wait for pg_dump (and the streamed restore), reporting progress every second; returns
+        pg_dump's error, if any."""
+        while True:
+            if self.pump is not None:
+                self.pump.join(timeout=1)
+                if not self.pump.is_alive():
+                    break
+                say(min(self.bytes, total), total or None, f"dump and restore: {human_size(self.bytes)} streamed")
+                continue
+            try:
+                self.proc.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                say(0, None, f"dumping: {human_duration(time.monotonic() - self.start)}")
         self.proc.wait()
         if self.pump:
             self.pump.join()
@@ -282,7 +300,7 @@ def verify_logical(
                 dump_s = restore_s = 0.0
                 errors: list[str] = []
                 if dump is not None:
-                    failure = dump.wait()
+                    failure = dump.wait(say, data)
                     if failure:
                         raise InputError("pg_dump failed: " + db.redact(failure),
                                          "the role needs SELECT on every table it dumps (or use a role that has it)")
