@@ -228,3 +228,18 @@ def test_rollback_check_on_an_unfaithful_copy_could_not_test(owners: Owners) -> 
         db.close()
         with psycopg.connect(make_conninfo(dsn, user="postgres"), autocommit=True) as conn:
             conn.execute("DROP MATERIALIZED VIEW stmts2")
+
+
+async def test_over_mcp_the_servers_own_pool_does_not_block_the_template_copy(owners: Owners) -> None:
+    """The issue's CREATE INDEX CONCURRENTLY case through a running MCP server whose pool already holds
+    sessions on the target: a TEMPLATE copy, the migration PASSED, not 'N other session(s) connected'."""
+    from tests.mcp_client import stdio_session
+
+    async with stdio_session("--dsn", owners.dsns["owner_createdb"], "--mode", "dry-run") as session:
+        described = await session.call_tool("describe_database", {})
+        assert not described.is_error, described.content
+        result = await session.call_tool("test_migration", {"sql": ISSUE_MIGRATION})
+    assert not result.is_error, result.content
+    r = result.structured_content
+    assert r is not None and r["scratch"]["strategy"] == "template", r["scratch"]
+    assert r["passed"] and r["complete"], r["summary"]
