@@ -163,6 +163,12 @@ def test_owner_without_createdb_reports_not_observed_and_could_not_test(owners: 
     assert not any(lk.relation.isdigit() for s in result.statements for lk in s.locks), "bare OIDs"
     # a rewrite's transient copies are named for what they are
     assert any(lk.relation.startswith("transient relation") for lk in alter.locks)
+    from agent19.tools.dryrun import render_dry_run
+
+    text = render_dry_run(result)
+    assert "MISMATCH" not in text and "FAILED" not in text, text
+    assert "lock public.t: not observed (AccessExclusiveLock already held since statement 1; not re-observed)" in text
+    assert "could not test: no scratch database (permission denied to create database)" in text
 
 
 def test_owner_with_createdb_gets_a_template_copy_despite_its_own_pool(owners: Owners) -> None:

@@ -93,6 +93,9 @@ def _statement_line(s: object) -> str:
         head += f" (≈{s.extrapolated_ms / 1000:.1f} s at real size)"
     lines = [head]
     for c in s.lock_comparison:
+        if c.agrees is None:
+            lines.append(f"       lock {c.relation}: not observed ({c.not_observed}), predicted {c.predicted or '-'}")
+            continue
         mark = "ok" if c.agrees else "MISMATCH"
         lines.append(f"       lock {c.relation}: observed {c.observed or '-'}, predicted {c.predicted or '-'} [{mark}]")
     if s.predicted_rewrite is not None or s.observed_rewrite:
@@ -103,6 +106,8 @@ def _statement_line(s: object) -> str:
                      + (" (gave up)" if p.timed_out else ""))
     if s.error:
         lines.append(f"       ERROR at line {s.error.line}: {s.error.message}")
+    if s.untested:
+        lines.append(f"       could not test: {s.untested}")
     if s.note and s.ran_in != "transaction":
         lines.append(f"       {s.note}")
     return "\n".join(lines)
