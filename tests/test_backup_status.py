@@ -146,3 +146,14 @@ def test_cli_exit_status_and_json(failing):
     assert out["status"] == "critical"
     assert {c["check"] for c in out["checks"]} >= {"archive_configured", "archive_failures", "archive_ready",
                                                   "last_archived_age", "backup_age"}
+
+
+async def test_mcp_backup_status_structured_result(failing):
+    from tests.mcp_client import stdio_session
+
+    async with stdio_session("--dsn", failing.dsn) as session:
+        result = await session.call_tool("backup_status", {"rpo": "15min"})
+    assert not result.is_error, result.content
+    data = result.structured_content
+    assert data["status"] == "critical" and data["rpo_s"] == 900
+    assert data["archiver"]["archive_mode"] == "on" and data["archiver"]["failed_count"] >= 1
