@@ -19,7 +19,7 @@ from agent19.safety import archive as archiving
 from agent19.safety import challenge, gate
 from agent19.safety import measure as measuring
 from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
-from agent19.safety.facts import load_facts
+from agent19.safety.facts import load_facts, quote_written
 from agent19.safety.impact import DatabaseIdentity, Impact, TargetImpact, backup_status, measure
 from agent19.safety.run import run_write
 
@@ -87,7 +87,9 @@ def from_measurement(conn: Any, st: Statement, m: measuring.Measurement, reasons
         findings.append(Finding(statement=st.index, line=st.line, kind="mass_delete" if deletes else "mass_update",
                                 risk=Risk.CRITICAL if deletes else Risk.HIGH, data_loss=True,
                                 targets=[Target(kind="table", name=touch.table)], reason=reason))
+        size = conn.execute("SELECT pg_total_relation_size(to_regclass(%s)) AS b",
+                            (quote_written(touch.table),)).fetchone()["b"]
         targets.append(TargetImpact(kind="table", name=touch.table, rows=touch.rows_before, rows_exact=True,
-                                    rows_touched=touch.touched))
+                                    rows_touched=touch.touched, size_bytes=size))
     impact = Impact(database=identity, targets=targets, backup=backup_status(conn))
     return Assessment(st, findings, impact, measured=m)

@@ -164,8 +164,8 @@ class Protocol:
         else:
             report.confirm_command = f"agent19 confirm --token {report.token} --mode execute"
             report.confirm_url = page.offer(report.token or "", report.expires_at)
-            where = (f"open {report.confirm_url} (a one-time page on this machine) or run `{report.confirm_command}` "
-                     "at a terminal" if report.confirm_url else f"run `{report.confirm_command}` at a terminal")
+            where = (f"open {report.confirm_url} (a one-time page on this machine) or run confirm_command at a "
+                     "terminal" if report.confirm_url else "run confirm_command at a terminal")
             report.next_step = (
                 f"Show this report to the human. The human confirms out of band: {where} (same database and "
                 f"settings as this server), reading the impact and typing the phrase there. Then {again} "

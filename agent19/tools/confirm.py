@@ -38,6 +38,7 @@ def render_confirmation(c: Confirmation) -> str:
             lines.append(f"  [{f.risk.value}] {f.kind}: {f.reason}")
         for t in r.impact.targets if r.impact else []:
             rows = f"{t.rows_text} rows, " if t.rows is not None else ""
+            rows += f"{t.rows_touched} of them touched (measured), " if t.rows_touched is not None else ""
             lines.append(f"  {t.kind} {t.name}{'.' + t.column if t.column else ''}: {rows}{human_size(t.size_bytes)}"
                          + (f", also removes {t.cascade_rows} rows in referencing tables" if t.cascade_rows else ""))
             lines += [f"    depends on it: {d.kind} {d.name} {d.detail}".rstrip() for d in t.dependents]
