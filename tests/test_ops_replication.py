@@ -242,6 +242,31 @@ async def test_mcp_replication_status(cluster: Cluster) -> None:
         assert [sl["name"] for sl in out["slots"]] == ["cdc"]
 
 
+def test_where_zero_data_loss_is_promised_only_a_synchronous_standby_is_ready(cluster: Cluster) -> None:
+    p = cluster.primary
+
+    def sync_names(value: str) -> None:
+        _run(p.dsn, f"ALTER SYSTEM SET synchronous_standby_names = '{value}'")
+        _run(p.dsn, "SELECT pg_reload_conf()")
+        _until("the setting", lambda: _run(p.dsn, "SELECT current_setting('synchronous_standby_names')")[0] == value)
+
+    assert not status(p.dsn).zero_data_loss_promised  # start_system runs with synchronous_commit = off
+    _run(p.dsn, "ALTER SYSTEM SET synchronous_commit = on")
+    try:
+        sync_names("elsewhere")  # promised, but our standby is not the one named: it stays async (no writes now)
+        s = status(p.dsn)
+        [sb] = s.standbys
+        assert s.zero_data_loss_promised and sb.sync_state == "async" and not sb.failover.ready
+        assert any("zero data loss" in r for r in sb.failover.reasons), sb.failover.reasons
+        sync_names(cluster.standby_name)
+        _until("the standby to become synchronous", lambda: status(p.dsn).standbys[0].sync_state == "sync")
+        [sb] = status(p.dsn).standbys
+        assert sb.failover.ready, sb.failover.reasons
+    finally:
+        _run(p.dsn, "ALTER SYSTEM RESET synchronous_commit")
+        sync_names("")
+
+
 def test_a_failing_archive_command_is_critical(cluster: Cluster) -> None:
     p = cluster.primary
     _run(p.dsn, "ALTER SYSTEM SET archive_command = '/bin/false'")
