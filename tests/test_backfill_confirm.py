@@ -69,3 +69,18 @@ def test_a_selective_backfill_runs_without_confirmation(dsn: str, tmp_path: Path
     code, out = backfill(dsn, tmp_path, "--where", "v <> 0 AND id <= 100")
     assert code == 0 and out["rows_updated"] == 100 and out["confirmation"] is None
     assert state(dsn) == (100, 100)
+
+
+def test_a_human_at_a_terminal_confirms_a_full_table_backfill(dsn: str, tmp_path: Path) -> None:
+    from tests.terminal import at_terminal
+
+    _make_big(dsn, 500)
+    code, first = backfill(dsn, tmp_path, opt_in=False)
+    token = first["confirmation"]["report"]["token"]
+    status, shown = at_terminal(["confirm", "--token", token, "--mode", "execute", "--dsn", dsn,
+                                 "--data-dir", str(tmp_path)], lambda phrase: phrase)
+    assert status == 0 and "outcome: approved" in shown, shown
+    assert state(dsn) == (0, 0)  # approving runs nothing
+    code, done = backfill(dsn, tmp_path, "--confirm-token", token, opt_in=False)
+    assert code == 0 and done["rows_updated"] == 500 and done["confirmation"]["channel"] == "terminal", done
+    assert state(dsn) == (500, 500)
