@@ -323,7 +323,7 @@ def verify_logical(
                                   seq_after=seq_after, names=names, src_sums=src_sums)
                 result.restored_into = where
                 result.errors = [db.redact(e) for e in errors]
-                extra_wait = max(0.0, source_done - started - dump_s) if dump is not None else 0.0
+                extra_wait = max(0.0, source_done - dump.start - dump_s) if dump is not None else 0.0
                 result.durations_s = Durations(dump=round(dump_s, 3), restore=round(restore_s, 3),
                                                verify=round(time.monotonic() - compare_start + extra_wait, 3))
                 backup_bytes = dump.bytes if stream and dump else dir_bytes(dump_path) if dump_path else None
