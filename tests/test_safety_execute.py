@@ -289,3 +289,20 @@ async def test_step_two_waits_in_share_mode_for_writers_then_runs(dsn, tmp_path)
         assert out["outcome"] == "executed", out
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM items").fetchone()[0] == 0
+
+
+async def test_a_login_that_may_delete_but_not_count_is_refused(dsn, tmp_path):
+    """Unknown is destructive: without SELECT the share of rows touched cannot be measured."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(SETUP)
+        c.execute("DO $$ BEGIN CREATE ROLE blind_deleter LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        c.execute("GRANT DELETE ON items TO blind_deleter")
+    blind = make_conninfo(dsn, user="blind_deleter")
+    async with stdio_session("--dsn", blind, "--mode", "execute", "--data-dir", str(tmp_path)) as session:
+        out = (await session.call_tool("run_sql", {"sql": "DELETE FROM items WHERE EXISTS (SELECT 1)"}))
+        assert not out.is_error, out.content
+        report = out.structured_content["confirmation"]["report"]
+        assert out.structured_content["executed"] is False and "no SELECT privilege" in report["findings"][0]["reason"]
+        assert "an unknown number of rows and the statement deletes 100 of them" in report["phrase"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM items").fetchone()[0] == 100

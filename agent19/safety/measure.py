@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
@@ -98,7 +99,11 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
         rows = None
         if exists and upd + dele >= 2:  # one row touched is never over the share threshold: no count needed
             query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(r["nsp"], r["rel"]))
-            rows = conn.execute(query).fetchone()["n"] + dele - ins
+            try:
+                with conn.transaction():  # a savepoint: a login without SELECT leaves the total unknown
+                    rows = conn.execute(query).fetchone()["n"] + dele - ins
+            except psycopg.errors.InsufficientPrivilege:
+                rows = None
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
                                deleted=dele))
     now = {r["oid"]: (r["relfilenode"], r["dropped"]) for r in conn.execute(Q_RELATIONS).fetchall()}
@@ -125,6 +130,9 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
         if t.touched > settings.mass_write_rows:
             reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, more than the limit of "
                             f"{settings.mass_write_rows} rows per table (AGENT19_MASS_WRITE_ROWS)"))
+        elif t.touched >= 2 and t.rows_before is None:
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, whose total this login "
+                            "may not count (no SELECT privilege), so the share is unknown: treated as destructive"))
         elif t.touched >= 2 and t.rows_before is not None and t.share >= settings.mass_write_fraction:
             reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {t.table} "
                             f"({t.share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, "

@@ -47,7 +47,8 @@ def phrase(finding: Finding, impact: Impact) -> str:
     targets = impact.targets
     subject = _subject(finding)
     if targets and all(t.rows_touched is not None for t in targets):
-        parts = [f"{t.name} has {t.rows} rows and the statement {action}s {t.rows_touched} of them" for t in targets]
+        parts = [f"{t.name} has {t.rows_text} rows and the statement {action}s {t.rows_touched} of them"
+                 for t in targets]
         return f"Confirmed: {', '.join(parts)}, data is archived/not needed, proceed with {action}."
     if finding.kind in {"unverifiable", "not_known_safe"}:
         what = f" calling {subject}" if subject else ""
