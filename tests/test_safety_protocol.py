@@ -185,3 +185,15 @@ def test_cli_two_step_flow(db, tmp_path):
     sql = subprocess.run([sys.executable, "-m", "agent19", "sql", "SELECT count(*) AS n FROM parents", "--dsn", dsn],
                          capture_output=True, text=True, cwd=root)
     assert sql.returncode == 0 and "n (bigint)" in sql.stdout and "\n10\n" in sql.stdout
+
+
+def test_step_one_measures_a_disguised_write_in_dry_run_and_says_so_in_read_only(db):
+    make, dsn = db
+    sql = "DELETE FROM parents WHERE id > 0"
+    measured = confirm_destructive(make("dry-run"), ConfirmArgs(sql=sql))
+    assert measured.outcome == "challenge" and measured.report.measured
+    kinds = {t.name: (t.rows, t.rows_touched) for t in measured.report.impact.targets}
+    assert kinds == {"public.parents": (10, 10), "public.kids": (4, 4)}  # the cascade is measured too
+    unmeasured = confirm_destructive(make("read-only"), ConfirmArgs(sql=sql))
+    assert unmeasured.outcome == "not_destructive" and "measures the rows it touches" in unmeasured.report.next_step
+    assert _state(dsn)[:2] == (10, 4)
