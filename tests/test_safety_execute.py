@@ -27,7 +27,19 @@ CREATE TABLE inbox (id int);
 CREATE FUNCTION wipe_items() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM items; RETURN NEW; END $$;
 CREATE TRIGGER inbox_wipes AFTER INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION wipe_items();
 CREATE FUNCTION purge() RETURNS int LANGUAGE sql AS $$ DELETE FROM items RETURNING 1 $$;
+CREATE TABLE spare (id int);
+CREATE TABLE inbox_t (id int);
+CREATE FUNCTION truncate_items() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN TRUNCATE items; RETURN NEW; END $$;
+CREATE TRIGGER inbox_truncates AFTER INSERT ON inbox_t FOR EACH ROW EXECUTE FUNCTION truncate_items();
+CREATE TABLE inbox_d (id int);
+CREATE FUNCTION drop_spare() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DROP TABLE spare; RETURN NEW; END $$;
+CREATE TRIGGER inbox_drops AFTER INSERT ON inbox_d FOR EACH ROW EXECUTE FUNCTION drop_spare();
 """
+# What a trigger does out of sight to whole tables: seen in the relation list, rolled back, challenged.
+HIDDEN = {
+    "INSERT INTO inbox_t VALUES (1)": "truncated or rewrote table public.items",
+    "INSERT INTO inbox_d VALUES (1)": "dropped table public.spare",
+}
 
 # Statements that touch every row without saying so: measured, rolled back, challenged.
 MEASURED = {
@@ -107,6 +119,13 @@ async def test_every_class_is_measured_or_refused_and_nothing_is_kept(logins, tm
             assert f"{table} has {rows} rows and the statement" in report["phrase"]
             assert report["token"] and report["confirm_url"], sql
             assert _state(logins["superuser"]) == before, f"kept: {sql}"
+        for sql, why in HIDDEN.items():
+            out = (await session.call_tool("run_sql", {"sql": sql})).structured_content
+            assert out["executed"] is False, (sql, out)
+            assert why in out["confirmation"]["report"]["findings"][0]["reason"], (sql, out)
+        with psycopg.connect(logins["superuser"], autocommit=True) as c:
+            assert c.execute("SELECT to_regclass('spare') IS NOT NULL").fetchone()[0]
+        assert _state(logins["superuser"]) == before
         for sql in NOT_KNOWN_SAFE:
             result = await session.call_tool("run_sql", {"sql": sql})
             if result.is_error:  # refused outright by an earlier layer (e.g. a name the server would resolve)
