@@ -202,7 +202,10 @@ class Protocol:
         try:
             claims, a, report = self.review(token)
         except challenge.TokenInvalid as exc:
-            return Confirmation(outcome="refused", mode=self.settings.mode, reasons=[f"{exc}; nothing was approved"])
+            hint = (" (confirm with the same AGENT19_CONFIRM_KEY or --data-dir as the server that issued it)"
+                    if "signature" in str(exc) else "")
+            return Confirmation(outcome="refused", mode=self.settings.mode,
+                                reasons=[f"{exc}{hint}; nothing was approved"])
 
         def refuse(reason: str) -> Confirmation:
             self.audit.append("refused", a.st, a.findings, a.impact, reason=reason, channel=channel)
