@@ -39,6 +39,7 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.transport_security import TransportSecuritySettings
 
 from agent19.errors import ConfigError
 
@@ -60,6 +61,20 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+def transport_security(host: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection (``Host`` and ``Origin`` checked) for every loopback address, not only the
+    ones the SDK protects by default (127.0.0.1, localhost, ::1): a web page the user visits must not
+    reach a loopback server through a name that resolves to it. None beyond loopback (the SDK default:
+    there a credential is required instead)."""
+    if not is_loopback(host):
+        return None
+    name = host.strip().strip("[]")
+    literal = f"[{name}]" if ":" in name else name
+    hosts = sorted({f"{literal}:*", "127.0.0.1:*", "localhost:*", "[::1]:*"})
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=[f"http://{h}" for h in hosts])
 
 
 class StaticTokenVerifier:

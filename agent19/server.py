@@ -178,7 +178,7 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
         if http:
             log.warning("serving MCP at http://%s:%s/mcp; %s", host, port,
                         f"requests need {auth.summary}" if auth else "no authentication (loopback only)")
-            server.run("streamable-http", host=host, port=port)
+            server.run("streamable-http", host=host, port=port, transport_security=http_auth.transport_security(host))
         else:
             server.run("stdio")
     finally:

@@ -216,3 +216,21 @@ def test_oauth_access_tokens_are_verified_against_the_issuers_keys(dsn):
         proc.terminate()
         proc.wait(timeout=10)
         jwks_server.shutdown()
+
+
+def test_every_loopback_address_is_protected_from_dns_rebinding(dsn):
+    """A page in the user's browser must not reach a loopback server through a name that resolves to it:
+    a foreign Host header is refused on 127.0.0.2 too, not only on the SDK's default 127.0.0.1."""
+    import httpx2
+
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    with _running("127.0.0.2", "--dsn", dsn, env=_clean_env()) as url:
+        port = url.split(":")[2].split("/")[0]
+        foreign = httpx2.post(url, json=init, headers={**headers, "Host": f"attacker.example:{port}"}, timeout=10)
+        assert foreign.status_code in (400, 403, 421), foreign.status_code
+        page = httpx2.post(url, json=init, headers={**headers, "Origin": "http://attacker.example"}, timeout=10)
+        assert page.status_code in (400, 403), page.status_code
+        own = httpx2.post(url, json=init, headers=headers, timeout=10)
+        assert own.status_code == 200, own.text
