@@ -7,9 +7,10 @@ SQL says.
 
 Connections come from a small pool. A connection that died (server restarted, network cut)
 is discarded when it is next taken, so the call after a failure reconnects by itself. Every
-connection is reset when it goes back to the pool (``DISCARD ALL``: session advisory locks
-released, settings reset, temporary objects, prepared statements and cursors dropped), then
-agent19's session settings are applied again: nothing a call did to its session survives it.
+connection is reset before it goes back to the pool, before the call returns (``DISCARD ALL``:
+session advisory locks released, settings reset, temporary objects, prepared statements and
+cursors dropped), then agent19's session settings are applied again: nothing a call did to its
+session survives it.
 
 User reads can run as a separate least-privilege login (``--read-dsn``): :meth:`Database.reader_database`.
 """
@@ -133,7 +134,6 @@ class Database:
             self.dsn,
             kwargs=self.connect_kwargs(),
             configure=self._configure,
-            reset=self._reset,
             check=ConnectionPool.check_connection,
             min_size=1,
             max_size=4,
@@ -203,7 +203,22 @@ class Database:
                 raise self._unavailable(exc) from None
             raise
         finally:
+            self._reset_before_return(conn)
             pool.putconn(conn)
+
+    def _reset_before_return(self, conn: Connection) -> None:
+        """Reset the session before the call returns, not after: psycopg_pool 3.3 hands a returned
+        connection (and its ``reset=`` hook) to a worker thread, and an advisory lock was observed
+        still held in pg_locks after the call had ended. A session that cannot be reset is closed
+        (the pool replaces it)."""
+        if conn.closed:
+            return
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            self._reset(conn)
+        except psycopg.Error:
+            conn.close()
 
     @contextmanager
     def _transaction_rolled_back(self, begin: str) -> Iterator[Connection]:

@@ -14,6 +14,7 @@ import decimal
 import uuid
 from typing import Any
 
+from psycopg.rows import tuple_row
 from pydantic import BaseModel, Field
 
 from agent19.db.connection import Database
@@ -84,14 +85,14 @@ def run_read(db: Database, sql: str, max_rows: int) -> QueryResult:
     """Run one reading statement through every layer of the read-only guard, as the reader login."""
     statement = gate.admit(db, sql, gate.Purpose.READ)[0]
     with gate.plan_session(db, [statement]) as conn:  # the reader; EXPLAIN of a write needs the write's grants
-        cur = conn.cursor()
+        cur = conn.cursor(row_factory=tuple_row)  # a dict would merge columns of the same name
         rows: list[list[Any]] = []
         capped = False
         for row in cur.stream(sql):
             if len(rows) == max_rows:
                 capped = True
                 break
-            rows.append([jsonable(v) for v in row.values()])
+            rows.append([jsonable(v) for v in row])
         description = cur.description
         conn.rollback()  # ends the READ ONLY transaction (aborted if the cap cancelled the query)
         columns = _columns(conn, description)
@@ -101,7 +102,7 @@ def run_read(db: Database, sql: str, max_rows: int) -> QueryResult:
 
 def run_write(conn: Any, sql: str, statement: Statement, max_rows: int, transaction: str) -> QueryResult:
     """Run one statement on ``conn`` (the caller owns the transaction), returning rows if any."""
-    cur = conn.cursor()
+    cur = conn.cursor(row_factory=tuple_row)
     with conn.pipeline():
         cur.execute(sql)
     description = cur.description
@@ -110,7 +111,7 @@ def run_write(conn: Any, sql: str, statement: Statement, max_rows: int, transact
     if description:
         fetched = cur.fetchmany(max_rows + 1)
         capped = len(fetched) > max_rows
-        rows = [[jsonable(v) for v in r.values()] for r in fetched[:max_rows]]
+        rows = [[jsonable(v) for v in r] for r in fetched[:max_rows]]
     count = cur.rowcount if cur.rowcount >= 0 else None
     return QueryResult(statement=_kind(statement), transaction=transaction, columns=_columns(conn, description),
                        rows=rows, row_count=count, capped=capped, cap_note=_cap_note(capped, max_rows))
