@@ -44,6 +44,7 @@ from agent19.safety.assess import Assessment, assess, from_measurement, measure_
 from agent19.safety.audit import AuditLog
 from agent19.safety.detect import Finding
 from agent19.safety.impact import Impact, database_identity
+from agent19.safety.kinds import MEASURED
 from agent19.safety.report import Alternative, ChecklistItem, alternatives, checklist, phrase
 from agent19.safety.run import QueryResult, parse_input
 
@@ -124,7 +125,7 @@ class Protocol:
         st = self.statement(sql)
         with self.db.read() as conn:
             a = assess(conn, st, archive, self.progress)
-        if not a.findings and trial and st.node in measuring_kinds():
+        if not a.findings and trial and st.node in MEASURED:
             if not self.settings.mode.allows(AccessMode.DRY_RUN):
                 return self._not_destructive(st, "nothing destructive is visible in the statement itself; in execute "
                                              "mode agent19 also measures the rows it touches before keeping it")
@@ -338,12 +339,6 @@ class Protocol:
         if first.outcome != "challenge" or first.report is None:
             return first
         return self.confirm(sql, first.report.token, None, archive, max_rows, execute)
-
-
-def measuring_kinds() -> set[str]:
-    from agent19.safety.kinds import MEASURED
-
-    return MEASURED
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
