@@ -19,7 +19,9 @@ from collections.abc import Mapping
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 
-def child_connection(dsn: str, base_env: Mapping[str, str] | None = None, **overrides: str) -> tuple[str, dict[str, str]]:
+def child_connection(
+    dsn: str, base_env: Mapping[str, str] | None = None, **overrides: str
+) -> tuple[str, dict[str, str]]:
     """``(dsn_without_password, environment)`` for a libpq child process.
 
     ``overrides`` replace connection parameters (e.g. ``dbname="scratch"``). The environment is
