@@ -151,7 +151,10 @@ def watch_statement(
         result.duration_ms = round((ended[0] - (released if gated else started)) * 1000, 3)
         after = _filenodes(observer)
         result.rewritten = sorted(n for oid, (n, node) in before.items() if oid in after and after[oid][1] != node)
-        result.locks = sorted((name_gone(h, before) for h in seen.values()), key=lambda h: (h.relation, h.mode))
+        # a relation the statement created was invisible to the observer until it committed: named now
+        named = [h.model_copy(update={"relation": after[int(h.relation)][0]})
+                 if h.relation.isdigit() and int(h.relation) in after else name_gone(h, before) for h in seen.values()]
+        result.locks = sorted(named, key=lambda h: (h.relation, h.mode))
         return result
     finally:
         for conn in (gate, worker, observer):
