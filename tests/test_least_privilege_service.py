@@ -246,3 +246,15 @@ def test_workload_reads_pg_stat_statements_without_pg_read_all_settings(
     finally:
         db.close()
     assert any("customer_id" in q.sql for q in queries), queries
+
+
+def test_dry_run_counts_each_failing_statement_once(app: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The plan's 'after' checks of statements that failed follow from those failures: not counted again."""
+    sql = "ALTER TABLE nope ADD COLUMN a int;\nALTER TABLE nope2 ADD COLUMN b int;\nCREATE INDEX ON nope3 (a);\n"
+    code, out, _ = cli(capsys, "dry-run", "--sql", sql, "--mode", "dry-run", "--dsn", app, "--format", "json")
+    result = json.loads(out)
+    assert code == 1 and result["summary"].startswith("FAILED: 3 statements"), result["summary"]
+    assert "; 3 error(s)," in result["summary"], result["summary"]
+    assert sum(f["severity"] == "error" for f in result["findings"]) == 3
+    following = [f for f in result["findings"] if f["kind"] == "check_failed"]
+    assert len(following) == 1 and following[0]["severity"] == "info", following
