@@ -161,6 +161,12 @@ def test_owner_without_createdb_reports_not_observed_and_could_not_test(owners: 
     assert evidence[1]["observed_lock"] is None and "not re-observed" in evidence[1]["not_observed"]  # type: ignore[index]
     assert evidence[2]["observed_lock"] is None and "could not test" in evidence[2]["not_observed"]  # type: ignore[index]
     assert not any(lk.relation.isdigit() for s in result.statements for lk in s.locks), "bare OIDs"
+    # the plan keeps the prediction for that step, and says why
+    from agent19.migrate.plan import PlanOptions, plan_migration
+
+    plan = plan_migration(sql=ISSUE_MIGRATION, options=PlanOptions(dry_run=result))
+    assert plan.operations[1].lock_level == "AccessExclusiveLock", plan.operations[1]
+    assert any(f.operation == 2 and "not re-observed" in f.message for f in plan.findings), plan.findings
     # a rewrite's transient copies are named for what they are
     assert any(lk.relation.startswith("transient relation") for lk in alter.locks)
     from agent19.tools.dryrun import render_dry_run

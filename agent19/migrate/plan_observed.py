@@ -50,6 +50,10 @@ def apply_dry_run(planned: list[PlannedOperation], ops: list[Operation], dry: Dr
         }
         if strongest is not None:
             update["lock_level"] = strongest[0]
+        elif first and (unseen := result.not_observed_note()):
+            findings.append(PlanFinding(
+                rule="dry-run", severity="info", operation=p.order,
+                message=f"the dry run did not observe this statement's lock ({unseen}): the predicted lock is kept"))
         out.append(p.model_copy(update=update))
         for c in result.lock_comparison:
             if c.agrees is False:  # None: not observed (already held), never a disagreement
