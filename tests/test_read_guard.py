@@ -263,3 +263,24 @@ async def test_pg_read_all_data_reads_password_hashes_so_the_reader_does_not_get
                          text=True, timeout=60, cwd=Path(__file__).parent.parent)
     assert out.returncode == 0 and "GRANT SELECT ON ALL TABLES IN SCHEMA public" in out.stdout
     assert "GRANT pg_read_all_data" not in out.stdout and "pg_read_server_files" not in out.stdout.split("-- note")[0]
+
+
+@pytest.mark.asyncio
+async def test_the_index_advisor_plans_as_the_reader(dsn, tmp_path):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION hypopg")
+        except psycopg.errors.UndefinedFile:  # pragma: no cover - hypopg not installed here
+            need(False, "hypopg is not installed")
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY, customer int, note text); INSERT INTO orders "
+                     "SELECT g, g % 5000, 'x' FROM generate_series(1, 50000) g; ANALYZE orders")
+    with reader_login(dsn, tmp_path) as read_dsn:
+        env = {"DATABASE_URL": dsn, "AGENT19_READ_DSN": read_dsn, "AGENT19_ALLOW_PRIVILEGED_READS": "0"}
+        async with stdio_session(env=env) as session:
+            result = await session.call_tool("advise_indexes", {"sql": "SELECT * FROM orders WHERE customer = 42"})
+            assert not result.is_error, _text(result)
+            assert any("customer" in r["sql"] for r in result.structured_content["recommendations"])
+            refused = await session.call_tool("advise_indexes", {"sql": "SELECT * FROM orders "
+                                                                 "WHERE pg_try_advisory_lock(customer)"})
+            assert refused.is_error and "pg_try_advisory_lock" in _text(refused)
+        assert _locks(dsn) == 0

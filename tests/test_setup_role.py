@@ -1,0 +1,77 @@
+"""`agent19 setup-role`: the scripts apply with psql as printed, and the logins can do what they are for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from tests.reader_login import psql, reader_login
+
+ROOT = Path(__file__).parent.parent
+
+
+def _agent19(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent19", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_migration_role_owns_the_objects_and_createdb_only_when_asked(dsn, tmp_path):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE orders (id int PRIMARY KEY); CREATE SEQUENCE s; CREATE VIEW v AS SELECT 1 AS x")
+    name = f"mig_{uuid.uuid4().hex[:8]}"
+    plain = _agent19("setup-role", "--kind", "migration", "--name", name, "--dsn", dsn)
+    assert plain.returncode == 0, plain.stderr
+    assert "NOCREATEDB" in plain.stdout and f"ALTER TABLE public.orders OWNER TO {name};" in plain.stdout
+    assert "--createdb to allow it" in plain.stdout
+    out = _agent19("setup-role", "--kind", "migration", "--name", name, "--createdb", "--dsn", dsn)
+    assert " CREATEDB " in out.stdout and "each of which it owns" in out.stdout
+    script = tmp_path / "migration.sql"
+    script.write_text(out.stdout)
+    password = uuid.uuid4().hex
+    applied = subprocess.run([psql(), "-X", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", str(script)],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "AGENT19_MIGRATOR_PASSWORD": password})
+    assert applied.returncode == 0, applied.stderr
+    assert password not in out.stdout
+    try:
+        with psycopg.connect(make_conninfo(dsn, user=name), autocommit=True) as conn:
+            conn.execute("ALTER TABLE orders ADD COLUMN note text")  # the owner may change the schema
+            conn.execute("CREATE INDEX ON orders (note)")
+            row = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = "
+                               "current_user").fetchone()
+            assert row == (False, True, False)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'REASSIGN OWNED BY "{name}" TO CURRENT_USER; DROP OWNED BY "{name}"; DROP ROLE "{name}"')
+
+
+def test_reader_script_reads_the_schemas_and_nothing_else(dsn, tmp_path):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA billing; CREATE TABLE billing.invoices (id int); INSERT INTO billing.invoices "
+                     "VALUES (1); CREATE TABLE public.t (id int)")
+    with reader_login(dsn, tmp_path) as read_dsn, psycopg.connect(read_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM billing.invoices").fetchone() == (1,)
+        with psycopg.connect(dsn, autocommit=True) as admin:  # tables created later are readable too
+            admin.execute("CREATE TABLE billing.later (id int); INSERT INTO billing.later VALUES (7)")
+        assert conn.execute("SELECT id FROM billing.later").fetchone() == (7,)
+        for sql in ("CREATE TABLE billing.x (id int)", "INSERT INTO public.t VALUES (1)"):
+            try:
+                conn.execute(sql)
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ReadOnlySqlTransaction):
+                continue
+            raise AssertionError(f"the reader could run {sql}")
+
+
+def test_cli_refuses_a_privileged_login_and_says_what_to_do(dsn):
+    out = _agent19("sql", "SELECT 1", "--dsn", dsn, env={"AGENT19_ALLOW_PRIVILEGED_READS": "0"})
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "superuser" in out.stderr and "agent19 setup-role" in out.stderr and "--read-dsn" in out.stderr
+    ok = _agent19("sql", "SELECT 1 AS one", "--dsn", dsn, "--allow-privileged-reads", "--format", "json",
+                  env={"AGENT19_ALLOW_PRIVILEGED_READS": "0"})
+    assert ok.returncode == 0, ok.stderr
