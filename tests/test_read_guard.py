@@ -283,4 +283,5 @@ async def test_the_index_advisor_plans_as_the_reader(dsn, tmp_path):
             refused = await session.call_tool("advise_indexes", {"sql": "SELECT * FROM orders "
                                                                  "WHERE pg_try_advisory_lock(customer)"})
             assert refused.is_error and "pg_try_advisory_lock" in _text(refused)
-        assert _locks(dsn) == 0
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
