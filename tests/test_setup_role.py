@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,22 @@ def test_cli_refuses_a_privileged_login_and_says_what_to_do(dsn):
     ok = _agent19("sql", "SELECT 1 AS one", "--dsn", dsn, "--allow-privileged-reads", "--format", "json",
                   env={"AGENT19_ALLOW_PRIVILEGED_READS": "0"})
     assert ok.returncode == 0, ok.stderr
+
+
+def test_the_embedded_server_reads_as_its_own_reader_login(tmp_path):
+    """Without a DSN agent19 runs its own server; it creates the reader login there itself."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AGENT19_READ_DSN"}}
+    env["AGENT19_ALLOW_PRIVILEGED_READS"] = "0"
+    out = subprocess.run([sys.executable, "-m", "agent19", "sql", "SELECT session_user, "
+                          "current_setting('transaction_read_only')", "--data-dir", str(tmp_path), "--format", "json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["result"]["rows"] == [["agent19_reader", "on"]]
+    info = subprocess.run([sys.executable, "-m", "agent19", "info", "--data-dir", str(tmp_path), "--format", "json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    reads = json.loads(info.stdout)["reads"]
+    assert reads["login"] == "agent19_reader" and reads["privileged"] is False
+    refused = subprocess.run([sys.executable, "-m", "agent19", "sql", "SELECT pg_read_file('/etc/hostname')",
+                              "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             env=env)
+    assert refused.returncode == 1 and "pg_read_file" in refused.stderr

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import SecretStr
 
 from agent19.config import AccessMode, Settings
 from agent19.db.embedded import start_embedded
@@ -81,14 +82,24 @@ class Database:
         return redact_text(text, password_of(self._dsn))
 
     def reader_database(self) -> Database:
-        """Where user reads run: the ``--read-dsn`` login (its own pool, read-only sessions), else self."""
-        read_dsn = self.settings.read_dsn
-        if read_dsn is None:
+        """Where user reads run: the ``--read-dsn`` login (its own pool, read-only sessions), or the
+        reader attached by :meth:`attach_reader`, else self."""
+        if self._reader is not None:
+            return self._reader
+        if self.settings.read_dsn is None:
             return self
-        if self._reader is None:
-            self._reader = Database(self.settings.model_copy(update={"dsn": read_dsn, "read_dsn": None,
-                                                                     "mode": AccessMode.READ_ONLY}))
+        return self.attach_reader(self.settings.read_dsn)
+
+    def attach_reader(self, dsn: str | SecretStr) -> Database:
+        """Run user reads as the login of ``dsn`` (e.g. agent19's own reader on the embedded server)."""
+        secret = dsn if isinstance(dsn, SecretStr) else SecretStr(dsn)
+        self._reader = Database(self.settings.model_copy(update={"dsn": secret, "read_dsn": None,
+                                                                 "mode": AccessMode.READ_ONLY}))
         return self._reader
+
+    @property
+    def has_reader(self) -> bool:
+        return self._reader is not None
 
     # -- sessions -----------------------------------------------------------------------
     def _configure(self, conn: Connection) -> None:

@@ -70,13 +70,14 @@ from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
 
+from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate.parse import Statement, parse_sql
-from agent19.safety import readonly
+from agent19.safety import readonly, roles
 
 MAX_SQL_BYTES = 1_000_000
 
@@ -159,12 +160,23 @@ SELECT session_user AS login, r.rolsuper AS superuser, current_setting('statemen
 """
 
 
+def reader_database(db: Database) -> Database:
+    """Where user reads run: ``--read-dsn``; on agent19's own embedded server, a reader login agent19
+    creates there (same grants as ``agent19 setup-role``'s, no password: the embedded server trusts its
+    private socket); else the main login."""
+    if db.settings.read_dsn is None and db.embedded and not db.has_reader:
+        with db.connect() as conn:
+            name = roles.ensure_embedded_reader(conn, statement_timeout=f"{db.settings.statement_timeout_ms}ms")
+        db.attach_reader(make_conninfo(db.dsn, user=name, password=""))
+    return db.reader_database()
+
+
 def reader_login(db: Database) -> LoginFacts:
     """Who user reads run as (asked of the server once per :class:`Database`)."""
     cached: LoginFacts | None = getattr(db, "_gate_login", None)
     if cached is not None:
         return cached
-    rdb = db.reader_database()
+    rdb = reader_database(db)
     with rdb.read() as conn:
         row = conn.execute(Q_LOGIN, (list(PRIVILEGED_ROLES),)).fetchone()
     assert row is not None
@@ -275,7 +287,7 @@ def admit_many(db: Database, sqls: list[str], purpose: Purpose) -> list[Statemen
 @contextmanager
 def reader(db: Database) -> Iterator[Connection]:
     """A READ ONLY transaction as the login user reads run under; always rolled back."""
-    with db.reader_database().read() as conn:
+    with reader_database(db).read() as conn:
         yield conn
 
 

@@ -131,6 +131,52 @@ def _public_tightening(role: str, database: str, facts: RoleFacts | None, schema
     return lines
 
 
+def _schema_grants(r: str, schemas: list[str], owners: list[str]) -> list[str]:
+    lines = []
+    for schema in schemas:
+        s = ident(schema)
+        lines += [f"GRANT USAGE ON SCHEMA {s} TO {r};",
+                  f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r};",
+                  f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};"]
+        for owner in owners or ["CURRENT_USER"]:
+            who = owner if owner == "CURRENT_USER" else ident(owner)
+            lines.append(f"ALTER DEFAULT PRIVILEGES FOR ROLE {who} IN SCHEMA {s} GRANT SELECT ON TABLES TO {r};")
+    return lines
+
+
+def _role_settings(r: str, statement_timeout: str) -> list[str]:
+    return [f"ALTER ROLE {r} SET default_transaction_read_only = on;",
+            f"ALTER ROLE {r} SET statement_timeout = {literal(statement_timeout)};",
+            f"ALTER ROLE {r} SET lock_timeout = '1s';",
+            f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1min';"]
+
+
+EMBEDDED_READER = "agent19_reader"
+
+
+def ensure_embedded_reader(conn: Any, *, statement_timeout: str) -> str:
+    """On agent19's own embedded server (trust authentication on its private socket), create or refresh
+    the reader login with the same grants as the printed script, without a password; returns its name.
+    ``conn``: a superuser session in autocommit (a READ WRITE transaction is opened here)."""
+    r = ident(EMBEDDED_READER)
+    conn.execute("BEGIN READ WRITE")
+    try:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (EMBEDDED_READER,)).fetchone()
+        if not exists:
+            conn.execute(f"CREATE ROLE {r} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
+        database = conn.execute("SELECT current_database() AS d").fetchone()["d"]
+        schemas = app_schemas(conn)
+        owners = sorted({o for _, _, o in role_facts(conn, EMBEDDED_READER, schemas).owned_objects})
+        for sql in [f"GRANT pg_read_all_stats TO {r};", f"GRANT CONNECT ON DATABASE {ident(database)} TO {r};",
+                    *_schema_grants(r, schemas, owners), *_role_settings(r, statement_timeout)]:
+            conn.execute(sql.encode())
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return EMBEDDED_READER
+
+
 def reader_script(role: str, database: str, *, statement_timeout: str, facts: RoleFacts | None = None,
                   schemas: list[str] | None = None, all_data: bool = False) -> RoleScript:
     r, db = ident(role), ident(database)
@@ -147,19 +193,9 @@ def reader_script(role: str, database: str, *, statement_timeout: str, facts: Ro
         f"GRANT CONNECT ON DATABASE {db} TO {r};",
     ]
     if not all_data:
-        for schema in schemas:
-            s = ident(schema)
-            lines += [f"GRANT USAGE ON SCHEMA {s} TO {r};",
-                      f"GRANT SELECT ON ALL TABLES IN SCHEMA {s} TO {r};",
-                      f"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r};"]
-            for owner in owners or ["CURRENT_USER"]:
-                who = owner if owner == "CURRENT_USER" else ident(owner)
-                lines.append(f"ALTER DEFAULT PRIVILEGES FOR ROLE {who} IN SCHEMA {s} GRANT SELECT ON TABLES TO {r};")
+        lines += _schema_grants(r, schemas, owners)
     lines += [
-        f"ALTER ROLE {r} SET default_transaction_read_only = on;",
-        f"ALTER ROLE {r} SET statement_timeout = {literal(statement_timeout)};",
-        f"ALTER ROLE {r} SET lock_timeout = '1s';",
-        f"ALTER ROLE {r} SET idle_in_transaction_session_timeout = '1min';",
+        *_role_settings(r, statement_timeout),
         *_public_tightening(role, database, facts, schemas),
     ]
     reads = "every table (pg_read_all_data)" if all_data else f"the tables of {', '.join(schemas)}"
