@@ -30,6 +30,10 @@ Stable API (other modules depend on it; extend, do not change):
     is reset when it goes back to the pool (advisory locks released, settings and temporary objects
     discarded), so no session-level effect outlives the call.
 
+``reader_database(db) -> Database``
+    The database object user reads use: ``--read-dsn``'s login; on the embedded server a reader
+    login agent19 creates there; else the main login.
+
 ``reader_login(db) -> LoginFacts``
     Who user reads run as, and whether that login is privileged (superuser, or a member of
     pg_read_server_files / pg_write_server_files / pg_execute_server_program / pg_signal_backend).
