@@ -52,6 +52,9 @@ INSERT INTO guarded VALUES (1);
 ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
 CREATE POLICY lock_on_read ON guarded USING (inner_lock() = 1);
 CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FUNCTION agg_step(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT inner_lock() + $2';
+CREATE AGGREGATE sneaky_sum(int) (SFUNC = agg_step, STYPE = int, INITCOND = '0');
+CREATE OPERATOR <<< (LEFTARG = int, RIGHTARG = int, FUNCTION = lock_op);
 CREATE FUNCTION harmless_stable(int) RETURNS int LANGUAGE sql STABLE AS 'SELECT $1 + 1';
 CREATE VIEW harmless_view AS SELECT id, harmless_stable(v) AS w FROM t;
 """
@@ -84,6 +87,11 @@ def _escapes(db: str, marker: Path) -> dict[str, str]:
         "attribute_notation": "SELECT t.sneaky FROM t",
         "row_level_policy": "SELECT * FROM guarded",
         "subquery_in_where": "SELECT id FROM t WHERE id IN (SELECT x FROM locking_view)",
+        "aggregate_state_function": "SELECT sneaky_sum(v) FROM t",
+        "cte_shadows_a_view_read_elsewhere": "SELECT * FROM locking_view, (WITH locking_view AS (SELECT 1 AS y) "
+                                             "SELECT * FROM locking_view) s",
+        "operator_any_sublink": "SELECT 1 === ANY (SELECT 2)",
+        "order_by_using": "SELECT id FROM t ORDER BY id USING <<<",
         # credentials
         "user_mapping_options": "SELECT * FROM information_schema.user_mapping_options",
         "user_mappings_view": "SELECT * FROM creds",
@@ -104,6 +112,8 @@ HARMLESS = {
     "SELECT count(*) > 0 FROM pg_stat_activity": [[True]],
     "SELECT count(*) >= 0 FROM pg_locks": [[True]],
     "SELECT 1 WHERE now() IS NOT NULL": [[1]],
+    "WITH t AS (SELECT 5 AS id) SELECT id FROM t": [[5]],
+    "SELECT sum(v) FROM t": [[3]],
 }
 
 

@@ -60,7 +60,6 @@ class Written:
     relations: list[dict[str, Any]] = field(default_factory=list)
     casts: list[list[str]] = field(default_factory=list)
     columns: set[str] = field(default_factory=set)
-    ctes: set[str] = field(default_factory=set)
 
 
 def _names(items: list[dict[str, Any]]) -> list[str]:
@@ -72,8 +71,8 @@ def written(tree: Any) -> Written:
     for node, f in walk(tree):
         if node == "FuncCall":
             w.functions.append(_names(f.get("funcname", [])))
-        elif node == "A_Expr":
-            op = _names(f.get("name", []))
+        elif node in ("A_Expr", "SubLink", "SortBy"):  # x op y; x op ANY (SELECT …); ORDER BY x USING op
+            op = _names(f.get("name") or f.get("operName") or f.get("useOp") or [])
             if op:
                 w.operators.add(op[-1])
         elif node == "RangeVar":
@@ -82,14 +81,16 @@ def written(tree: Any) -> Written:
             w.casts.append(_names(f.get("typeName", {}).get("names", [])))
         elif node == "ColumnRef":
             w.columns |= {n for n in _names(f.get("fields", [])) if n}
-        elif node == "CommonTableExpr":
-            w.ctes.add(f.get("ctename", ""))
     return w
 
 
 Q_FUNCTION_FACTS = """
 SELECT p.oid::bigint AS oid, n.nspname AS schema, p.proname AS name, p.provolatile AS volatile,
-       p.prosecdef AS definer, l.lanname AS language, p.prosrc AS source, p.prosqlbody IS NOT NULL AS atomic
+       p.prosecdef AS definer, l.lanname AS language, p.prosrc AS source, p.prosqlbody IS NOT NULL AS atomic,
+       ARRAY(SELECT f::oid::bigint FROM pg_aggregate a,
+                    unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn,
+                                 a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) f
+              WHERE a.aggfnoid = p.oid AND f <> 0) AS aggregate_parts
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace JOIN pg_language l ON l.oid = p.prolang
  WHERE p.oid = ANY(%s::oid[])
 """
@@ -165,9 +166,7 @@ class Resolver:
         for parts in w.casts:
             through |= self._cast_functions(parts)
         rels: set[int] = set()
-        for rv in w.relations:
-            if not rv.get("schemaname") and not rv.get("catalogname") and rv.get("relname") in w.ctes:
-                continue
+        for rv in w.relations:  # a CTE's name too: a relation it shadows here may be read elsewhere
             rels |= self.resolve_relation(rv)
         self.check_functions(direct, top_level=True, planning_only=planning_only)
         self.check_functions(through, top_level=False, planning_only=planning_only)
@@ -264,6 +263,8 @@ class Resolver:
                               "only stable and immutable functions run in read-only mode")
         if builtin:
             return
+        if fn["aggregate_parts"]:  # an aggregate runs its state, final and combine functions
+            self.check_functions({int(x) for x in fn["aggregate_parts"]}, top_level=False, planning_only=False)
         if fn["definer"]:
             raise self.refuse(f"{name}() is SECURITY DEFINER: it runs with its owner's privileges, beyond the "
                               "reader's", "read-only mode does not call SECURITY DEFINER functions")
