@@ -295,3 +295,27 @@ async def test_the_index_advisor_plans_as_the_reader(dsn, tmp_path):
             assert refused.is_error and "pg_try_advisory_lock" in _text(refused)
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
+
+
+@pytest.mark.asyncio
+async def test_a_write_is_checked_as_the_login_that_plans_it(dsn, tmp_path):
+    """EXPLAIN of a write is planned as the main login; "$user" in its search_path can resolve a name to
+    another function than the reader would see. The planner folds immutable calls, so the check must
+    resolve names as the main login does."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        main = conn.execute("SELECT session_user").fetchone()[0]
+        conn.execute(f"""
+            CREATE TABLE t (id int);
+            CREATE FUNCTION public.shadowed(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
+            CREATE SCHEMA "{main}";
+            CREATE FUNCTION "{main}".shadowed(int) RETURNS int LANGUAGE sql IMMUTABLE
+              AS 'SELECT $1 FROM (SELECT pg_advisory_lock({LOCK})) s';
+        """)
+    with reader_login(dsn, tmp_path) as read_dsn:
+        env = {"DATABASE_URL": dsn, "AGENT19_READ_DSN": read_dsn, "AGENT19_ALLOW_PRIVILEGED_READS": "0"}
+        async with stdio_session(env=env) as session:
+            result = await session.call_tool("explain_query", {"sql": "DELETE FROM t WHERE id = shadowed(1)"})
+            assert result.is_error and "pg_advisory_lock" in _text(result), _text(result)
+            ok = await session.call_tool("explain_query", {"sql": "DELETE FROM t WHERE id = 1"})
+            assert not ok.is_error and ok.structured_content["execution"] == "plain"
+    assert _locks(dsn) == 0

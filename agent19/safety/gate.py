@@ -233,7 +233,8 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
     else:
         st = readonly.check_plannable(statements)
     require_unprivileged_reader(db)
-    with reader(db) as conn:
+    # checked as the login that will run or plan it: names resolve through its search_path ("$user")
+    with plan_session(db, [st]) as conn:
         readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)
     return [st]
 
