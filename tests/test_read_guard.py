@@ -319,3 +319,12 @@ async def test_a_write_is_checked_as_the_login_that_plans_it(dsn, tmp_path):
             ok = await session.call_tool("explain_query", {"sql": "DELETE FROM t WHERE id = 1"})
             assert not ok.is_error and ok.structured_content["execution"] == "plain"
     assert _locks(dsn) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_read_dsn_for_another_database_is_refused(dsn):
+    other = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
+    env = {"DATABASE_URL": dsn, "AGENT19_READ_DSN": other, "AGENT19_ALLOW_PRIVILEGED_READS": "1"}
+    async with stdio_session(env=env) as session:
+        result = await session.call_tool("run_sql", {"sql": "SELECT 1"})
+    assert result.is_error and "read DSN reaches database 'postgres'" in _text(result), _text(result)

@@ -79,7 +79,7 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
-from agent19.errors import Agent19Error, InputError
+from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import readonly, roles
 
@@ -156,6 +156,7 @@ class LoginFacts(BaseModel):
                                     "set --allow-privileged-reads")
 
 
+Q_WHERE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started"
 Q_LOGIN = """
 SELECT session_user AS login, r.rolsuper AS superuser, current_setting('statement_timeout') AS statement_timeout,
        ARRAY(SELECT g FROM unnest(%s::text[]) g
@@ -183,7 +184,17 @@ def reader_login(db: Database) -> LoginFacts:
     rdb = reader_database(db)
     with rdb.read() as conn:
         row = conn.execute(Q_LOGIN, (list(PRIVILEGED_ROLES),)).fetchone()
+        where = conn.execute(Q_WHERE).fetchone()
     assert row is not None
+    if rdb is not db:
+        with db.read() as conn:
+            main = conn.execute(Q_WHERE).fetchone()
+        if main != where:
+            raise ConfigError(
+                f"the read DSN reaches database {where['db']!r} of a server started at {where['started']}, the "  # type: ignore[index]
+                f"main DSN database {main['db']!r} of a server started at {main['started']}: reads would not see "  # type: ignore[index]
+                "the database agent19 works on",
+                "point --read-dsn / AGENT19_READ_DSN at the same server and database as --dsn, with the reader login")
     roles = list(row["roles"] or [])
     privileged = bool(row["superuser"]) or bool(roles)
     facts = LoginFacts(
