@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from tests.conftest import need
 from tests.reader_login import psql, reader_login
 
 ROOT = Path(__file__).parent.parent
@@ -95,3 +96,21 @@ def test_the_embedded_server_reads_as_its_own_reader_login(tmp_path):
                               "--data-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                              env=env)
     assert refused.returncode == 1 and "pg_read_file" in refused.stderr
+
+
+def test_reader_script_revokes_foreign_tables_that_run_programs(dsn, tmp_path):
+    os.chmod(tmp_path, 0o777)
+    marker = tmp_path / "ran"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            conn.execute("CREATE EXTENSION file_fdw")
+        except psycopg.errors.UndefinedFile:  # pragma: no cover - a server without contrib
+            need(False, "file_fdw (contrib) is not installed")
+        conn.execute("CREATE SERVER files FOREIGN DATA WRAPPER file_fdw")
+        conn.execute(f"CREATE FOREIGN TABLE public.runs (line text) SERVER files OPTIONS (program 'touch {marker}')")
+    with reader_login(dsn, tmp_path) as read_dsn, psycopg.connect(read_dsn, autocommit=True) as conn:
+        try:
+            conn.execute("SELECT * FROM public.runs")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+    assert not marker.exists(), "the reader login ran a file_fdw program"

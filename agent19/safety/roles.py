@@ -51,6 +51,8 @@ class RoleFacts(BaseModel):
     public_temp: bool = Field(default=False, description="PUBLIC may create temporary tables in the database")
     owned_objects: list[tuple[str, str, str]] = Field(
         default=[], description="(kind, schema-qualified name, owner) of the application's objects")
+    program_tables: list[str] = Field(default=[], description="foreign tables of wrappers other than postgres_fdw "
+                                      "(file_fdw runs its program or reads a server file when read)")
 
 
 class RoleScript(BaseModel):
@@ -97,12 +99,21 @@ def app_schemas(conn: Any) -> list[str]:
     return [r["name"] for r in conn.execute(Q_APP_SCHEMAS).fetchall()]
 
 
+Q_FOREIGN = """
+SELECT format('%%I.%%I', n.nspname, c.relname) AS name
+  FROM pg_foreign_table ft JOIN pg_class c ON c.oid = ft.ftrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_foreign_server s ON s.oid = ft.ftserver JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+ WHERE n.nspname = ANY(%(schemas)s) AND w.fdwname <> 'postgres_fdw' ORDER BY 1
+"""
+
+
 def role_facts(conn: Any, role: str, schemas: list[str]) -> RoleFacts:
     row = conn.execute(Q_FACTS, {"role": role}).fetchone()
     owned = [(r["kind"], r["name"], r["owner"]) for r in conn.execute(Q_OWNED, {"schemas": schemas}).fetchall()]
+    foreign = [r["name"] for r in conn.execute(Q_FOREIGN, {"schemas": schemas}).fetchall()]
     return RoleFacts(server_version=row["version"], database=row["database"], role_exists=row["role_exists"],
                      public_create_schemas=list(row["public_create"]), public_temp=row["public_temp"],
-                     owned_objects=owned)
+                     owned_objects=owned, program_tables=foreign)
 
 
 def _password(kind: RoleKind) -> tuple[str, str]:
@@ -194,6 +205,9 @@ def reader_script(role: str, database: str, *, statement_timeout: str, facts: Ro
     ]
     if not all_data:
         lines += _schema_grants(r, schemas, owners)
+    for table in facts.program_tables if facts else []:
+        lines.append(f"REVOKE SELECT ON {table} FROM {r};  -- file_fdw and the like run a program or read a "
+                     "server file when read")
     lines += [
         *_role_settings(r, statement_timeout),
         *_public_tightening(role, database, facts, schemas),
@@ -211,6 +225,11 @@ def reader_script(role: str, database: str, *, statement_timeout: str, facts: Ro
         "It is its own login: SET ROLE is no boundary while the session user is a superuser.",
         "statement_timeout and default_transaction_read_only are set on the role: they hold for any client.",
     ]
+    if facts is not None and facts.program_tables:
+        notes.append("foreign tables " + ", ".join(facts.program_tables) + " run a program or read a server file "
+                     "as the server's OS user when read (observed with file_fdw, even for a pg_read_all_data member): "
+                     + ("pg_read_all_data reads them whatever is revoked — do not use --all-data here"
+                        if all_data else "the script revokes SELECT on them; grant nothing on such tables later"))
     if facts is not None and facts.role_exists:
         notes.append(f"a role named {role} already exists: CREATE ROLE will fail; drop it or choose --name")
     return RoleScript(kind="reader", role=role, database=database, sql="\n".join(lines) + "\n",
