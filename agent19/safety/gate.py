@@ -9,7 +9,8 @@ Stable API (other modules depend on it; extend, do not change):
     :class:`~agent19.safety.readonly.ReadOnlyViolation` (nothing ran), :class:`PrivilegedReader`
     (reads would run as a privileged login) or :class:`~agent19.errors.ModeError`. Returns the
     parsed statements. For reads and plans it also runs the catalog layer on the server, as the
-    login the reads will run under (names resolved as the server does, dependencies followed).
+    login that will run or plan the statement (names resolved as the server does, through that
+    login's search_path; views, operators, casts and function bodies followed).
 
 ``admit_parsed(db, statements, purpose) -> list[Statement]``
     The same for statements already parsed (migration files, keeping their file and line).
@@ -26,9 +27,10 @@ Stable API (other modules depend on it; extend, do not change):
 
 ``reader(db) -> ContextManager[Connection]``
     A ``READ ONLY`` transaction, always rolled back, as the login user reads run under: the reader
-    login of ``--read-dsn`` / ``AGENT19_READ_DSN`` when set, else the main login. Its pooled session
-    is reset when it goes back to the pool (advisory locks released, settings and temporary objects
-    discarded), so no session-level effect outlives the call.
+    login of ``--read-dsn`` / ``AGENT19_READ_DSN`` when set (see :func:`reader_database`), else the
+    main login. Its pooled session is reset before the call returns (advisory locks released,
+    settings, temporary objects and prepared statements discarded): no session-level effect outlives
+    the call.
 
 ``reader_database(db) -> Database``
     The database object user reads use: ``--read-dsn``'s login; on the embedded server a reader
@@ -44,8 +46,9 @@ Purposes:
   queries): exactly one statement that passes every layer of :mod:`agent19.safety.readonly`.
 * ``PLAN`` — the SQL is only planned (EXPLAIN without ANALYZE, HypoPG costs): one statement; a read
   must pass the read-only guard; an INSERT/UPDATE/DELETE/MERGE is accepted because planning does not
-  run it, but no expression in it may call a denied or volatile function (the planner evaluates
-  immutable calls while planning, so what it calls is checked too).
+  run it, but no expression in it may call a denied function, and the user functions the planner may
+  evaluate while planning (immutable and stable ones) are followed like a read's; its own volatile
+  calls are allowed (the planner never calls them).
 * ``REPORT`` — the SQL is only parsed and described from the catalog (a confirmation report),
   never run or planned: any statement kind, but no denied function or credential relation anywhere.
 * ``TRIAL`` — the SQL runs inside a transaction that is always rolled back (EXPLAIN ANALYZE of a
