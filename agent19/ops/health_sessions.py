@@ -74,7 +74,7 @@ SELECT pid, usename AS "user", datname AS database, application_name, state,
        extract(epoch FROM now() - xact_start)::float8 AS xact_seconds, wait_event_type, wait_event, query
   FROM pg_stat_activity
  WHERE {CLIENTS} AND state IN ({states}) AND now() - {since} >= make_interval(secs => {float(seconds)})
- ORDER BY {since}"""
+ ORDER BY {since} LIMIT 50"""
     rows = probe.rows(sql)
     for r in rows:
         r["query"] = _q(r["query"])
@@ -151,11 +151,13 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
         chains.append({"pid": r["pid"], "waiting_s": r["waiting_s"], "chain": chain})
     # report each session once, by its longest chain
     chains = [c for c in chains if not any(c["pid"] in o["chain"][1:] for o in chains if o is not c)]
-    judged = [c for c in chains if (c["waiting_s"] or 0) >= t.blocked_s]
+    judged = [c for c in chains if (c["waiting_s"] or 0) >= t.blocked_s][:20]
     status = worst([grade(c["waiting_s"], t.blocked_s, t.blocked_critical_s) for c in judged])
 
     def who(pid: int) -> str:
         r = rows.get(pid)
+        if pid == 0:
+            return "a prepared transaction (pid 0: see prepared_transactions)"
         if r is None:
             return f"pid {pid}"
         state = r["state"] or "state hidden"
@@ -169,7 +171,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
     return [_partial(Check(
         check="blocked_sessions", status=status, evidence=sql.strip(), objects=objects,
         value={"chains": [{**c, "text": s} for c, s in zip(judged, text, strict=True)],
-               "sessions": [rows[p] for p in sorted(rows)]},
+               "sessions": [rows[p] for p in sorted({p for c in judged for p in c["chain"] if p in rows})]},
         threshold={"warning_s": t.blocked_s, "critical_s": t.blocked_critical_s},
         message=("; ".join(text)) if judged else
         f"no session waiting ≥ {human_duration(t.blocked_s)} for another's lock"
