@@ -107,13 +107,19 @@ def _caught_up(primary: ThrowawayServer) -> bool:
                                   "FROM pg_stat_replication WHERE application_name <> 'pg_recvlogical'")[0])
 
 
+def _status_caught_up(primary: ThrowawayServer) -> ReplicationStatus | None:
+    """A status read while the standby had replayed everything (the primary also writes on its own: running-xacts
+    records, autovacuum — so poll for such a moment rather than assume it lasts)."""
+    got = status(primary.dsn)
+    return got if got.standbys and got.standbys[0].replay_lag_bytes == 0 else None
+
+
 def _alarms(report: HealthReport) -> list[str]:
     return [f"{c.check}: {c.status}: {c.message}" for c in report.checks if c.status != "ok"]
 
 
 def test_clean_cluster_primary_and_standby_raise_nothing(cluster: Cluster) -> None:
-    _until("the standby to catch up", lambda: _caught_up(cluster.primary))
-    s = status(cluster.primary.dsn)
+    s = _until("a status with the standby caught up", lambda: _status_caught_up(cluster.primary))
     assert s.role == "primary" and s.standby is None
     [sb] = s.standbys
     assert sb.name == cluster.standby_name and sb.state == "streaming" and sb.sync_state == "async"
@@ -148,11 +154,12 @@ def test_paused_replay_makes_the_standby_not_ready_until_it_catches_up(cluster: 
         _run(p.dsn, "CREATE TABLE IF NOT EXISTS w (id int, pad text)")
         _run(p.dsn, "INSERT INTO w SELECT g, repeat('x', 100) FROM generate_series(1, 50000) g")  # ~8 MB of WAL
 
-        def behind() -> ReplicationStatus | None:
+        def behind() -> ReplicationStatus | None:  # all WAL received and flushed there, > 1 MB not replayed
             got = status(p.dsn)
-            return got if (got.standbys[0].replay_lag_bytes or 0) > (1 << 20) else None
+            sb = got.standbys[0]
+            return got if (sb.replay_lag_bytes or 0) > (1 << 20) and sb.flush_lag_bytes == 0 else None
 
-        paused = _until("the standby to fall 1 MB behind", behind)
+        paused = _until("the standby to receive everything and fall 1 MB behind in replay", behind)
         [sb] = paused.standbys
         assert sb.state == "streaming" and not sb.failover.ready
         assert any("behind the primary" in r for r in sb.failover.reasons), sb.failover.reasons
@@ -173,8 +180,7 @@ def test_paused_replay_makes_the_standby_not_ready_until_it_catches_up(cluster: 
         assert "replay is paused" in on_standby.check("failover_readiness").message
     finally:
         _run(s.dsn, "SELECT pg_wal_replay_resume()")
-    _until("the standby to catch up", lambda: _caught_up(p))
-    [sb] = status(p.dsn).standbys
+    [sb] = _until("a status with the standby caught up", lambda: _status_caught_up(p)).standbys
     assert sb.failover.ready and sb.replay_lag_bytes == 0 and sb.replay_lag_s == 0
     assert _alarms(health(p.dsn, REPLICATION_CHECKS)) == []
     assert _alarms(health(s.dsn, REPLICATION_CHECKS)) == []
@@ -220,6 +226,18 @@ def test_a_pg_monitor_role_sees_everything_and_a_plain_role_is_told_what_it_miss
     report = health(nobody, REPLICATION_CHECKS)
     assert report.summary.privileges == "limited"
     assert report.check("failover_readiness").needs and "pg_monitor" in (report.check("failover_readiness").needs or "")
+
+    _until("the roles to reach the standby", lambda: _caught_up(p))
+    on_standby = status(make_conninfo(cluster.standby.dsn, user="watcher")).standby
+    assert on_standby is not None and on_standby.receiver is not None
+    assert on_standby.receiver.status == "streaming" and not on_standby.receiver.hidden
+    assert on_standby.failover is not None and on_standby.failover.ready
+    hidden = status(make_conninfo(cluster.standby.dsn, user="nobody"))
+    assert hidden.standby is not None and hidden.standby.receiver is not None and hidden.standby.receiver.hidden
+    assert hidden.standby.failover is not None and not hidden.standby.failover.ready
+    assert any("hidden (needs pg_monitor" in r for r in hidden.standby.failover.reasons)  # not "not running"
+    replay = health(make_conninfo(cluster.standby.dsn, user="nobody"), ["standby_replay"]).check("standby_replay")
+    assert replay.status == "unknown" and "state hidden" in replay.message and "pg_monitor" in (replay.needs or "")
 
 
 def test_cli_and_mcp_report_the_replication_status(cluster: Cluster) -> None:

@@ -151,10 +151,12 @@ def _archiving(probe: Probe, r: ReplicationStatus) -> Check:
 def _standby(r: ReplicationStatus) -> Check:
     st = r.standby
     assert st is not None
-    receiving = st.receiver is not None and st.receiver.status == "streaming"
+    hidden = st.receiver is not None and st.receiver.hidden
+    receiving = hidden or (st.receiver is not None and st.receiver.status == "streaming")
     conflicts = sum(sum(c.values()) for c in st.conflicts.values())
-    status: Status = "critical" if not receiving else "warning" if st.replay_paused or conflicts else "ok"
-    parts = [f"receiver {st.receiver.status if st.receiver else 'not running'}",
+    status: Status = "critical" if not receiving else "warning" if st.replay_paused or conflicts else \
+        "unknown" if hidden else "ok"
+    parts = [f"receiver {'running, state hidden' if hidden else st.receiver.status if st.receiver else 'not running'}",
              f"replay {'PAUSED' if st.replay_paused else 'running'}",
              f"{human_size(st.replay_backlog_bytes)} received and not yet replayed"]
     if conflicts:

@@ -182,10 +182,12 @@ def _standby_state(probe: Probe, max_lag: int) -> StandbyState:
     st = StandbyState(**probe.rows(_q_standby(v))[0])
     st.replay_paused = st.pause_state in ("paused", "pause requested")
     rec = probe.rows(_q_receiver(v))
-    st.receiver = Receiver(**rec[0]) if rec else None
+    st.receiver = Receiver(**rec[0], hidden=not probe.facts.read_all_stats) if rec else None
     st.conflicts = {r.pop("datname"): {k: int(n) for k, n in r.items()} for r in probe.rows(Q_CONFLICTS)}
     reasons = []
-    if st.receiver is None or st.receiver.status != "streaming":
+    if st.receiver is not None and st.receiver.hidden:
+        reasons.append(f"its WAL receiver's state is hidden (needs {MONITOR})")
+    elif st.receiver is None or st.receiver.status != "streaming":
         state = st.receiver.status if st.receiver and st.receiver.status else "not running"
         reasons.append(f"its WAL receiver is {state}")
     if st.replay_paused:

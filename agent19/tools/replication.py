@@ -39,7 +39,8 @@ def render_replication(r: ReplicationStatus) -> str:
     if r.standby:
         st = r.standby
         rec = st.receiver
-        out.append(f"standby: receiver {rec.status if rec else 'not running'}"
+        state = "not running" if rec is None else "running, state hidden" if rec.hidden else rec.status
+        out.append(f"standby: receiver {state}"
                    + (f" from {rec.sender_host}:{rec.sender_port}" if rec and rec.sender_host else "")
                    + f"; received {st.receive_lsn}, replayed {st.replay_lsn} ({_size(st.replay_backlog_bytes)} to "
                    f"replay); replay {'PAUSED' if st.replay_paused else 'running'}")
