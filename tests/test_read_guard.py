@@ -52,6 +52,10 @@ INSERT INTO guarded VALUES (1);
 ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
 CREATE POLICY lock_on_read ON guarded USING (inner_lock() = 1);
 CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;
+CREATE FUNCTION quoted_lock() RETURNS int LANGUAGE plpgsql STABLE AS
+  $$ BEGIN PERFORM "pg_advisory_lock"({LOCK}); RETURN 1; END $$;
+CREATE FUNCTION hashes() RETURNS SETOF text LANGUAGE plpgsql STABLE AS
+  $$ BEGIN RETURN QUERY SELECT rolpassword::text FROM pg_authid; END $$;
 CREATE FUNCTION agg_step(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT inner_lock() + $2';
 CREATE AGGREGATE sneaky_sum(int) (SFUNC = agg_step, STYPE = int, INITCOND = '0');
 CREATE OPERATOR <<< (LEFTARG = int, RIGHTARG = int, FUNCTION = lock_op);
@@ -88,6 +92,8 @@ def _escapes(db: str, marker: Path) -> dict[str, str]:
         "row_level_policy": "SELECT * FROM guarded",
         "subquery_in_where": "SELECT id FROM t WHERE id IN (SELECT x FROM locking_view)",
         "aggregate_state_function": "SELECT sneaky_sum(v) FROM t",
+        "quoted_call_in_plpgsql": "SELECT quoted_lock()",
+        "plpgsql_reads_password_hashes": "SELECT * FROM hashes()",
         "cte_shadows_a_view_read_elsewhere": "SELECT * FROM locking_view, (WITH locking_view AS (SELECT 1 AS y) "
                                              "SELECT * FROM locking_view) s",
         "operator_any_sublink": "SELECT 1 === ANY (SELECT 2)",

@@ -45,7 +45,7 @@ MAX_FUNCTIONS = 500
 READABLE_LANGUAGES = {"sql", "plpgsql"}
 TRUSTED_CODE = {"c", "internal"}
 ALLOWED_FDWS = {"postgres_fdw"}
-_PLPGSQL_CALL = re.compile(r"([A-Za-z_][\w$]*)\s*\(")
+_PLPGSQL_CALL = re.compile(r'(?:([A-Za-z_][\w$]*)|"((?:[^"]|"")+)")\s*\(')
 _PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
 
 Refuse = Callable[[str, str], Exception]
@@ -156,8 +156,8 @@ class Resolver:
     def check_statement(self, tree: Any, *, planning_only: bool) -> None:
         w = written(tree)
         direct: set[int] = set()
-        for parts in w.functions:
-            direct |= self.resolve_function(parts)
+        for parts in sorted({tuple(p) for p in w.functions}):  # one lookup per distinct name
+            direct |= self.resolve_function(list(parts))
         through: set[int] = set()
         through |= self._oids(Q_OPERATOR_FUNCS, (sorted(w.operators),))
         through |= self._oids(Q_IMPLICIT_CASTS, None)
@@ -286,7 +286,12 @@ class Resolver:
             if _PLPGSQL_EXECUTE.search(source):
                 raise self.refuse(f"{name}() runs SQL built at run time (EXECUTE): agent19 cannot see it",
                                   "read-only mode does not call functions with dynamic SQL")
-            names = {m.group(1).lower() for m in _PLPGSQL_CALL.finditer(source)}
+            words = set(re.findall(r"[A-Za-z_][\w$]*", source.lower()))
+            if words & self.denied_relations:
+                raise self.refuse(f"{name}() reads {', '.join(sorted(words & self.denied_relations))}, which holds "
+                                  "credentials", "read-only mode does not return credentials")
+            names = {m.group(1).lower() if m.group(1) else m.group(2).replace('""', '"')
+                     for m in _PLPGSQL_CALL.finditer(source)}
             return self._oids(Q_FUNCS_ANYWHERE, (sorted(names),)) if names else set()
         try:
             trees = parse_json(source)
