@@ -191,3 +191,17 @@ def test_the_declaration_is_in_the_mcp_schema():
     spec = next(s for s in all_tools() if s.name == "run_sql")
     schema = json.loads(json.dumps(spec.args.model_json_schema()))
     assert schema["properties"]["sql"]["user_sql"] == "statement"
+
+
+@pytest.mark.asyncio
+async def test_dry_run_gate_lets_ordinary_migrations_through(dsn):
+    """pg_dump's set_config line and sequence defaults are rolled back or reported, not refused."""
+    migration = ("SELECT pg_catalog.set_config('search_path', '', false);\n"
+                 "CREATE SEQUENCE public.s;\n"
+                 "CREATE TABLE public.x (id bigint DEFAULT nextval('public.s'), v text);\n"
+                 "SELECT setval('public.s', 10);\n")
+    async with stdio_session("--mode", "dry-run", env={"DATABASE_URL": dsn}) as session:
+        result = await session.call_tool("test_migration", {"sql": migration})
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert not result.is_error and "refused" not in text, text
+    assert result.structured_content["target_unchanged"] is True

@@ -17,8 +17,8 @@ Stable API (other modules depend on it; extend, do not change):
 
 ``admit_args(mode, args) -> None``
     Called by the tool registry before every tool runs (MCP and CLI alike), for each args field
-    declared with :func:`user_sql`: parses it and, in read-only and dry-run modes, refuses a
-    deny-listed call or credential relation anywhere in it (dry-run: also what escapes a rollback).
+    declared with :func:`user_sql`: parses it and refuses, in read-only mode, a deny-listed call or
+    credential relation anywhere in it; in dry-run mode, a call whose effect escapes a rollback.
     Needs no server. The tool then calls :func:`admit` with the purpose its code knows.
 
 ``plan_session(db, statements) -> ContextManager[Connection]``
@@ -279,9 +279,10 @@ def admit_args(mode: AccessMode, args: BaseModel) -> None:
                 raise readonly.ReadOnlyViolation(f"refused: {name} closes its clause and adds statements",
                                                  "give one expression; nothing was run")
             for st in statements:
-                readonly.check_calls(st.tree)
                 if mode is AccessMode.DRY_RUN:
-                    readonly.check_escapes(st)
+                    readonly.check_escapes(st)  # a rollback undoes the rest (e.g. pg_dump's set_config)
+                else:
+                    readonly.check_calls(st.tree)
 
 
 @contextmanager
