@@ -6,9 +6,13 @@ standby's replay is paused with ``pg_wal_replay_pause()``.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -150,3 +154,42 @@ def test_backfill_waits_while_replay_is_paused_and_finishes_after_resume(cluster
     with psycopg.connect(replica.dsn) as c:
         assert c.execute(query).fetchall() == on_primary
         assert c.execute("SELECT count(*) FROM big WHERE v = id * 2").fetchone() == (ROWS,)
+
+
+def test_a_stalled_logical_consumer_does_not_hold_the_backfill() -> None:
+    """pg_stat_replication also lists logical decoding consumers (CDC, subscriptions); one that stopped reading
+    falls behind forever, but it serves no reads: only physical replicas hold a backfill."""
+    need(bool(system_versions()), "no system PostgreSQL binaries (pg_recvlogical)")
+    primary = start_system()
+    recv: subprocess.Popen[bytes] | None = None
+    try:
+        dsn = primary.dsn
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("SELECT pg_create_logical_replication_slot('cdc', 'test_decoding')")
+            c.execute("CREATE TABLE big (id bigint PRIMARY KEY, v bigint NOT NULL);"
+                      "INSERT INTO big SELECT g, g FROM generate_series(1, 5000) g")
+        recv = subprocess.Popen([str(Path(f"/usr/lib/postgresql/{primary.major}/bin/pg_recvlogical")), "-d", dsn,
+                                 "--slot", "cdc", "--start", "-f", "/dev/null"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _until("pg_recvlogical to consume the slot",
+               lambda: _one(dsn, "SELECT count(*) FROM pg_stat_replication") == 1)
+        os.kill(recv.pid, signal.SIGSTOP)  # the consumer stops reading: its replay position stays behind
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("INSERT INTO big SELECT g, g FROM generate_series(5001, 60000) g")
+        with psycopg.connect(dsn, autocommit=True) as c:
+            row = c.execute(Q_LAG).fetchone()
+        assert row is not None and row[0] == 0, f"the logical consumer was counted as a replica: {row}"
+        spec = BackfillSpec(table="big", set="v = v * 2", name="double_v", batch_size=5000,
+                            max_replication_lag_s=LIMIT_S, validate_end=False)
+        messages: list[str] = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            result = run_backfill(conn, spec, lambda d, t, m: messages.append(m or ""))
+        assert result.rows_updated == 60_000
+        assert not any(m.startswith("waiting: replica") for m in messages), messages
+        assert _one(dsn, "SELECT count(*) FROM big WHERE v <> id * 2") == 0
+    finally:
+        if recv is not None:
+            os.kill(recv.pid, signal.SIGCONT)
+            recv.terminate()
+            recv.wait(timeout=10)
+        primary.stop()
