@@ -5,8 +5,9 @@
 (b) For every tool with such a field, through the real MCP client in read-only mode — once with the
     least-privilege reader login, once as the superuser with the explicit opt-in — a deny-listed call
     in that field is refused by the gate (the error names the function) and had no effect on the
-    server: no advisory lock held, the other session still alive, no large object created. Tools that
-    work in dry-run mode are also tried there (a rolled-back transaction cannot undo these calls).
+    server: no advisory lock held, the other session still alive, no large object created. A tool that
+    needs a stronger mode may instead refuse for the mode (nothing runs); tools that work in dry-run
+    mode are tried there too, where the gate must refuse what a rolled-back transaction cannot undo.
 """
 
 from __future__ import annotations
@@ -151,7 +152,10 @@ async def _attack_all(dsn: str, env: dict[str, str], mode: AccessMode, tmp_path:
                     result = await session.call_tool(tool, args)
                     text = " ".join(getattr(c, "text", "") for c in result.content)
                     refused = any(w in text for w in ("not allowed", "refused", "acts outside"))
-                    if attack not in text or not refused:  # an error, or a per-check error (data_quality)
+                    below_mode = not mode.allows(needs) and result.is_error and "needs mode" in text
+                    # below its mode nothing runs (its own mode's pass proves the gate); else the gate refuses:
+                    # as an error, or in a per-statement result (dry runs, data_quality)
+                    if not below_mode and (attack not in text or not refused):
                         failures.append(f"{tool}.{field} {attack}: not refused by the gate: {text[:300]}")
                     after = _effects(dsn, victim)
                     if after != before:
@@ -195,11 +199,10 @@ def test_the_declaration_is_in_the_mcp_schema():
 
 @pytest.mark.asyncio
 async def test_dry_run_gate_lets_ordinary_migrations_through(dsn):
-    """pg_dump's set_config line and sequence defaults are rolled back or reported, not refused."""
+    """pg_dump's set_config line is rolled back with the rest, not refused."""
     migration = ("SELECT pg_catalog.set_config('search_path', '', false);\n"
-                 "CREATE SEQUENCE public.s;\n"
-                 "CREATE TABLE public.x (id bigint DEFAULT nextval('public.s'), v text);\n"
-                 "SELECT setval('public.s', 10);\n")
+                 "CREATE TABLE public.x (id bigint PRIMARY KEY, v text);\n"
+                 "INSERT INTO public.x VALUES (1, 'a');\n")
     async with stdio_session("--mode", "dry-run", env={"DATABASE_URL": dsn}) as session:
         result = await session.call_tool("test_migration", {"sql": migration})
     text = " ".join(getattr(c, "text", "") for c in result.content)
