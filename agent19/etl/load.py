@@ -1,0 +1,205 @@
+"""Loading a batch into the destination, exactly once.
+
+One destination transaction per batch holds: the batch's rows (COPY into a temporary staging table, then
+``INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE the row changed`` for upsert, a plain
+``INSERT … SELECT`` for append), its dead letters, and the move of the pipeline's watermark (a row of
+``<state_schema>.watermark``). A run killed at any moment leaves all of them or none: the next run starts
+after the last committed watermark, so no row is lost and none is loaded twice.
+
+Upsert counts: inserted (``xmax = 0`` on the returned row), updated (returned, not inserted), unchanged
+(the conflict's ``WHERE … IS DISTINCT FROM`` skipped it). Rows of one batch with the same key collapse to
+the last one in cursor order (an ON CONFLICT statement cannot touch a row twice).
+
+A session advisory lock on the destination (keyed by the pipeline's name) keeps two runs of one
+pipeline apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from agent19.db.connection import Connection
+from agent19.errors import InputError
+from agent19.etl.extract import split_name
+
+Q_STATE_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.watermark (
+    pipeline        text PRIMARY KEY,
+    cursor_columns  text[] NOT NULL,
+    cursor_values   text[] NOT NULL,
+    source_columns  jsonb,
+    rows_loaded     bigint NOT NULL DEFAULT 0,
+    rows_rejected   bigint NOT NULL DEFAULT 0,
+    batches         bigint NOT NULL DEFAULT 0,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.dead_letter (
+    pipeline    text NOT NULL,
+    source_key  jsonb NOT NULL,
+    reason      text NOT NULL,
+    record      jsonb NOT NULL,
+    first_seen  timestamptz NOT NULL DEFAULT now(),
+    last_seen   timestamptz NOT NULL DEFAULT now(),
+    seen        integer NOT NULL DEFAULT 1,
+    PRIMARY KEY (pipeline, source_key)
+);
+"""
+Q_COLUMNS = """
+SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
+  FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attnum
+"""
+Q_UNIQUE = """
+SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) k JOIN pg_attribute a ON a.attrelid = i.indrelid
+             AND a.attnum = k ORDER BY a.attname)::text[] AS cols
+  FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL
+   AND i.indexprs IS NULL AND i.indisvalid
+"""
+STAGE = "_agent19_etl_stage"
+SEQ = "_agent19_seq"
+
+
+def lock_key(pipeline: str) -> int:
+    return int.from_bytes(hashlib.sha256(b"agent19-etl:" + pipeline.encode()).digest()[:8], "big", signed=True)
+
+
+@dataclass
+class BatchCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class Loader:
+    """The destination side of a run: one dedicated session (its staging table lives in it)."""
+
+    def __init__(self, conn: Connection, *, pipeline: str, table: str, key: list[str], strategy: str,
+                 state_schema: str, columns: list[str]):
+        self.conn = conn
+        self.pipeline = pipeline
+        self.table = sql.Identifier(*split_name(table))
+        self.table_name = table
+        self.key = key
+        self.strategy = strategy
+        self.schema = sql.Identifier(state_schema)
+        self.columns = columns
+
+    # -- set-up ------------------------------------------------------------------------------------------
+    def destination_columns(self) -> dict[str, str]:
+        rows = self.conn.execute(Q_COLUMNS, (self.table.as_string(self.conn),)).fetchall()
+        if not rows:
+            raise InputError(f"the destination table {self.table_name} does not exist (or this login cannot see it)",
+                             "create it first (agent19 loads into an existing table; its key needs a unique index)")
+        return {r["name"]: r["type"] for r in rows}
+
+    def prepare(self) -> None:
+        """Check the destination, create the state tables when missing, take the run's lock, make the stage."""
+        have = self.destination_columns()
+        missing = [c for c in self.columns + self.key if c not in have]
+        if missing:
+            raise InputError(f"the destination {self.table_name} has no column(s) {sorted(set(missing))}",
+                             "add them to the table, or leave them out of [transform]")
+        if self.strategy == "upsert":
+            uniques = [sorted(r["cols"]) for r in self.conn.execute(Q_UNIQUE, (self.table.as_string(self.conn),))]
+            if sorted(self.key) not in uniques:
+                raise InputError(f"upsert into {self.table_name} needs a unique index or primary key on exactly "
+                                 f"({', '.join(self.key)})",
+                                 f"CREATE UNIQUE INDEX CONCURRENTLY ON {self.table_name} ({', '.join(self.key)})")
+        got = self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (lock_key(self.pipeline),)).fetchone()
+        if not got or not got["ok"]:
+            raise InputError(f"another run of pipeline {self.pipeline!r} holds its lock on the destination",
+                             "wait for it to finish; two runs of one pipeline would extract the same rows")
+        ready = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL AS ok", (
+            sql.SQL("{}.watermark").format(self.schema).as_string(self.conn),
+            sql.SQL("{}.dead_letter").format(self.schema).as_string(self.conn))).fetchone()
+        if not ready or not ready["ok"]:  # created once, by a login that may (later runs need no CREATE)
+            with self.conn.transaction():
+                self.conn.execute(sql.SQL(Q_STATE_DDL).format(schema=self.schema))
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
+                                  "SELECT {}, 0::bigint AS {} FROM {} WITH NO DATA").format(
+            sql.Identifier(STAGE), cols, sql.Identifier(SEQ), self.table))
+
+    def watermark(self) -> tuple[list[str] | None, dict[str, str] | None]:
+        """The stored cursor (text values) and source columns of the last run, or (None, None)."""
+        row = self.conn.execute(sql.SQL("SELECT cursor_values, source_columns FROM {}.watermark "
+                                        "WHERE pipeline = %s").format(self.schema), (self.pipeline,)).fetchone()
+        return (row["cursor_values"], row["source_columns"]) if row else (None, None)
+
+    # -- one batch ---------------------------------------------------------------------------------------
+    def load(self, rows: list[tuple[Any, ...]], dead: list[tuple[Any, str, Any]], cursor_columns: list[str],
+             cursor_values: list[Any], source_columns: dict[str, str]) -> BatchCounts:
+        """Rows (in ``columns`` order), dead letters (source key, reason, record) and the new watermark in
+        one transaction."""
+        counts = BatchCounts(rejected=len(dead))
+        with self.conn.transaction():
+            if rows:
+                self._stage(rows)
+                counts = self._upsert(len(rows)) if self.strategy == "upsert" else self._append(len(rows))
+                counts.rejected = len(dead)
+            for key, reason, record in dead:
+                self.conn.execute(sql.SQL(
+                    "INSERT INTO {}.dead_letter AS d (pipeline, source_key, reason, record) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (pipeline, source_key) DO UPDATE SET reason = EXCLUDED.reason, "
+                    "record = EXCLUDED.record, last_seen = now(), seen = d.seen + 1").format(self.schema),
+                    (self.pipeline, Jsonb(_jsonable(key)), reason, Jsonb(_jsonable(record))))
+            self.conn.execute(sql.SQL(
+                "INSERT INTO {}.watermark AS w (pipeline, cursor_columns, cursor_values, source_columns, rows_loaded, "
+                "rows_rejected, batches) VALUES (%s, %s, ARRAY[{}]::text[], %s, %s, %s, 1) "
+                "ON CONFLICT (pipeline) DO UPDATE SET cursor_columns = EXCLUDED.cursor_columns, "
+                "cursor_values = EXCLUDED.cursor_values, source_columns = EXCLUDED.source_columns, "
+                "rows_loaded = w.rows_loaded + EXCLUDED.rows_loaded, "
+                "rows_rejected = w.rows_rejected + EXCLUDED.rows_rejected, batches = w.batches + 1, "
+                "updated_at = now()").format(self.schema, sql.SQL(", ").join(
+                    sql.SQL("{}::text").format(sql.Literal(v)) for v in cursor_values)),
+                (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
+                 counts.rejected))
+        return counts
+
+    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
+        with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(STAGE), cols)) as copy:
+            for seq, row in enumerate(rows):
+                copy.write_row([Jsonb(v) if isinstance(v, dict | list) else v for v in row] + [seq])
+
+    def _upsert(self, staged: int) -> BatchCounts:
+        ident = sql.Identifier
+        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
+        keys = sql.SQL(", ").join(ident(c) for c in self.key)
+        rest = [c for c in self.columns if c not in self.key]
+        if rest:
+            sets = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in rest)
+            mine = sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in rest)
+            theirs = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in rest)
+            action = sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(sets, mine, theirs)
+        else:
+            action = sql.SQL("DO NOTHING")
+        query = sql.SQL(
+            "WITH w AS (INSERT INTO {table} AS d ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
+            "ORDER BY {keys}, {seq} DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
+            "FROM w").format(table=self.table, cols=cols, keys=keys, stage=ident(STAGE), seq=ident(SEQ),
+                              action=action)
+        row = self.conn.execute(query).fetchone()
+        assert row is not None
+        inserted, updated = int(row["inserted"]), int(row["updated"])
+        return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
+
+    def _append(self, staged: int) -> BatchCounts:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        self.conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
+            self.table, cols, cols, sql.Identifier(STAGE), sql.Identifier(SEQ)))
+        return BatchCounts(inserted=staged)

@@ -1,0 +1,263 @@
+"""agent19 etl run: incremental upserts, exactly once across kill -9, lag window, dead letters, drift — on real
+source and destination databases (two databases of the test server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent19.config import AccessMode, Settings
+from agent19.db.connection import Database
+from agent19.errors import InputError, ModeError
+from agent19.etl.batch import run_pipeline
+from agent19.etl.pipeline import parse_pipeline
+from agent19.safety.readonly import ReadOnlyViolation
+from tests.conftest import _fresh_database
+
+ROOT = Path(__file__).parent.parent
+SOURCE_DDL = """
+CREATE TABLE orders (id bigint PRIMARY KEY, email text, amount numeric(12,2), status text NOT NULL DEFAULT 'new',
+                     updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+CREATE INDEX ON orders (updated_at, id);
+"""
+DEST_DDL = """
+CREATE SCHEMA analytics;
+CREATE TABLE analytics.orders (id bigint PRIMARY KEY, email text, amount numeric(12,2), status text,
+                               updated_at timestamptz);
+"""
+CHECKSUM = "SELECT count(*), md5(string_agg(format('%s|%s|%s|%s|%s', id, email, amount, status, updated_at), ',' " \
+           "ORDER BY id)) FROM {}"
+
+
+@pytest.fixture
+def warehouse(pg) -> Iterator[str]:
+    yield from _fresh_database(pg)
+
+
+def _db(dsn: str, mode: AccessMode = AccessMode.EXECUTE) -> Database:
+    return Database(Settings.load(env={}, dsn=dsn, mode=mode))
+
+
+def _pipeline(source: str, dest: str, *, strategy: str = "upsert", lag: str | None = None, batch: int = 1000,
+              transform: bool = True, name: str = "orders", query: str | None = None,
+              table: str = "analytics.orders") -> str:
+    src = f'query = """{query}"""' if query else 'table = "public.orders"'
+    text = f"""
+name = "{name}"
+batch_size = {batch}
+
+[source]
+dsn = "{source}"
+{src}
+cursor = ["updated_at", "id"]
+{f'lag = "{lag}"' if lag else ''}
+
+[destination]
+dsn = "{dest}"
+table = "{table}"
+key = ["id"]
+strategy = "{strategy}"
+"""
+    if transform:
+        text += """
+[transform.id]
+type = "int"
+[transform.email]
+type = "str"
+pattern = "^[^@ ]+@[^@ ]+$"
+lower = true
+[transform.amount]
+type = "decimal"
+ge = 0
+[transform.status]
+type = "str"
+choices = ["new", "paid", "shipped"]
+[transform.updated_at]
+type = "datetime"
+"""
+    return text
+
+
+def _fill(dsn: str, n: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SOURCE_DDL)
+        conn.execute("INSERT INTO orders (id, email, amount, status, updated_at) SELECT g, 'u' || g || '@x.org', "
+                     "g %% 1000, (ARRAY['new','paid','shipped'])[1 + g %% 3], "
+                     "'2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, %s) g", (n,))
+
+
+def _checksum(dsn: str, table: str) -> tuple[int, str]:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(CHECKSUM.format(table)).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_incremental_upsert_with_a_concurrent_writer_ends_equal(dsn, warehouse):
+    _fill(dsn, 200_000)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    pipeline = parse_pipeline(_pipeline(dsn, warehouse, batch=5000, lag="1 minute"))
+    stop = threading.Event()
+    writes = {"n": 0}
+
+    def writer() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("UPDATE orders SET amount = amount + 1, updated_at = clock_timestamp() "
+                             "WHERE id = (random() * 199999)::int + 1")
+                conn.execute("INSERT INTO orders (id, email, amount) SELECT max(id) + 1, 'new@x.org', 5 FROM orders")
+                writes["n"] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        first = run_pipeline(pipeline, _db(dsn))
+    finally:
+        stop.set()
+        thread.join()
+    assert writes["n"] > 0
+    assert first.inserted >= 200_000 and first.rejected == 0
+    second = run_pipeline(pipeline, _db(dsn))
+    assert second.resumed_from is not None and second.lag_window
+    assert second.extracted < 200_000  # incremental: only the lag window and what changed since
+    assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")
+    third = run_pipeline(pipeline, _db(dsn))
+    assert third.inserted == 0 and third.updated == 0 and third.unchanged == third.extracted
+
+
+def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse, tmp_path):
+    """append (no unique key in the destination): only the watermark's transaction keeps rows from doubling."""
+    _fill(dsn, 60_000)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
+    path = tmp_path / "orders.toml"
+    path.write_text(_pipeline(dsn, warehouse, strategy="append", batch=500))
+    cmd = [sys.executable, "-m", "agent19", "etl", "run", str(path), "--mode", "execute", "--format", "json"]
+    env = {**os.environ, "DATABASE_URL": dsn}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT batches FROM agent19_etl.watermark WHERE pipeline = 'orders'").fetchone() \
+                if conn.execute("SELECT to_regclass('agent19_etl.watermark')").fetchone()[0] else None
+            if row and row[0] >= 5:
+                break
+            time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    partial = _checksum(warehouse, "analytics.orders")[0]
+    assert 0 < partial < 60_000, "the kill did not land mid-run"
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(warehouse) as conn:
+        dupes = conn.execute("SELECT count(*) FROM (SELECT id FROM analytics.orders GROUP BY id "
+                             "HAVING count(*) > 1) d").fetchone()[0]
+    assert dupes == 0
+    assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")
+
+
+def test_a_late_commit_below_the_watermark_is_picked_up_within_the_lag(dsn, warehouse):
+    _fill(dsn, 100)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+        conn.execute("CREATE TABLE analytics.strict (LIKE analytics.orders INCLUDING ALL)")
+    lagged = parse_pipeline(_pipeline(dsn, warehouse, lag="1 hour", name="lagged"))
+    strict = parse_pipeline(_pipeline(dsn, warehouse, name="strict", table="analytics.strict"))
+    run_pipeline(lagged, _db(dsn))
+    run_pipeline(strict, _db(dsn))
+    late = psycopg.connect(dsn)
+    try:  # updated_at = now(): the transaction's start time, earlier than rows that commit before it
+        late.execute("UPDATE orders SET amount = 777, updated_at = now() WHERE id = 1")
+        time.sleep(0.05)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("UPDATE orders SET amount = 888, updated_at = clock_timestamp() WHERE id = 2")
+        assert run_pipeline(strict, _db(dsn)).updated == 1
+        assert run_pipeline(lagged, _db(dsn)).updated == 1
+        late.commit()
+    finally:
+        late.close()
+    assert run_pipeline(strict, _db(dsn)).updated == 0  # outside a lag window, the late row is missed
+    got = run_pipeline(lagged, _db(dsn))
+    assert got.updated == 1 and got.unchanged >= 1
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute("SELECT amount FROM analytics.orders WHERE id = 1").fetchone()[0] == 777
+
+
+def test_invalid_records_reach_the_dead_letter_table_with_reason_and_key(dsn, warehouse):
+    _fill(dsn, 50)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE orders SET email = 'not-an-email' WHERE id = 7")
+        conn.execute("UPDATE orders SET amount = -5 WHERE id = 9")
+        conn.execute("UPDATE orders SET status = 'lost' WHERE id = 11")
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    result = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, batch=20)), _db(dsn))
+    assert result.rejected == 3 and result.inserted == 47
+    with psycopg.connect(warehouse) as conn:
+        dead = conn.execute("SELECT source_key->>'id', reason FROM agent19_etl.dead_letter ORDER BY 1::int").fetchall()
+        loaded = {r[0] for r in conn.execute("SELECT id FROM analytics.orders")}
+    assert [d[0] for d in dead] == ["7", "9", "11"]
+    assert "email" in dead[0][1] and "amount" in dead[1][1] and "status" in dead[2][1]
+    assert "not-an-email" not in dead[0][1]  # reasons do not echo values
+    assert not loaded & {7, 9, 11}
+
+
+def test_dry_run_writes_nothing_and_loading_needs_execute(dsn, warehouse):
+    _fill(dsn, 30)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    pipeline = parse_pipeline(_pipeline(dsn, warehouse))
+    dry = run_pipeline(pipeline, _db(dsn, AccessMode.READ_ONLY), dry_run=True)
+    assert dry.extracted == 30 and dry.valid == 30 and dry.inserted == 0
+    with pytest.raises(ModeError):
+        run_pipeline(pipeline, _db(dsn, AccessMode.DRY_RUN))
+    with psycopg.connect(warehouse) as conn:
+        assert conn.execute("SELECT to_regclass('agent19_etl.watermark')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM analytics.orders").fetchone()[0] == 0
+
+
+def test_schema_drift_is_reported_before_loading(dsn, warehouse):
+    _fill(dsn, 10)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    pipeline = parse_pipeline(_pipeline(dsn, warehouse))
+    run_pipeline(pipeline, _db(dsn))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE orders ADD COLUMN note text, ALTER COLUMN amount TYPE float8, DROP COLUMN status")
+        conn.execute("UPDATE orders SET updated_at = clock_timestamp() WHERE id = 3")
+    result = run_pipeline(pipeline, _db(dsn))
+    drift = {(d.column, d.change): d.action for d in result.drift}
+    assert ("note", "added") in drift and "ignored" in drift[("note", "added")]
+    assert ("amount", "retyped") in drift
+    assert "rejected" in drift[("status", "removed")]
+    assert result.rejected == 1
+
+
+def test_query_source_goes_through_the_safety_gate(dsn, warehouse):
+    _fill(dsn, 10)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    bad = parse_pipeline(_pipeline(dsn, warehouse, query="SELECT o.*, pg_advisory_lock(42) FROM orders o"))
+    with pytest.raises(ReadOnlyViolation, match="pg_advisory_lock"):
+        run_pipeline(bad, _db(dsn))
+    good = parse_pipeline(_pipeline(dsn, warehouse, query="SELECT * FROM orders WHERE amount > 3 -- comment"))
+    assert run_pipeline(good, _db(dsn)).inserted == 7  # ids 4..10
+
+
+def test_upsert_without_a_unique_key_says_what_to_create(dsn, warehouse):
+    _fill(dsn, 5)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
+    with pytest.raises(InputError, match="CREATE UNIQUE INDEX"):
+        run_pipeline(parse_pipeline(_pipeline(dsn, warehouse)), _db(dsn))
