@@ -101,7 +101,14 @@ def _checks_document(expression: str) -> str:
             f"        column: v\n        filter: {json.dumps(expression)}\n")
 
 
-DOCUMENTS = {("data_quality", "checks"): "content", ("data_quality", "file"): "path"}
+def _pipeline_document(expression: str) -> str:
+    """An etl_run pipeline whose source query carries the attack."""
+    query = json.dumps(f"SELECT id, v, {expression} AS x FROM t")
+    return f'name = "attack"\n[source]\nquery = {query}\ncursor = ["id"]\n[destination]\ntable = "t"\nkey = ["id"]\n'
+
+
+DOCUMENTS = {("data_quality", "checks"): "content", ("data_quality", "file"): "path",
+             ("etl_run", "pipeline_toml"): "content", ("etl_run", "pipeline"): "path"}
 
 
 def _arguments(tool: str, field: str, kind: str, attack: str, victim: int, tmp_path: Path) -> dict[str, Any]:
@@ -111,9 +118,9 @@ def _arguments(tool: str, field: str, kind: str, attack: str, victim: int, tmp_p
         text = f"v = ({text})::int"
     value: Any = text
     if document:
-        value = _checks_document(text)
+        value = (_pipeline_document if tool == "etl_run" else _checks_document)(text)
         if document == "path":
-            path = tmp_path / f"{tool}_{field}_{attack}.yml"
+            path = tmp_path / f"{tool}_{field}_{attack}.{'toml' if tool == 'etl_run' else 'yml'}"
             path.write_text(value)
             value = str(path)
     elif kind == "files":

@@ -197,10 +197,10 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
     pipeline.check()
     source = _database(database, resolve_dsn(pipeline.source.dsn))
     destination = _database(database, resolve_dsn(pipeline.destination.dsn))
-    if not dry_run:
+    run = _Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections)
+    if not dry_run:  # after the source query was admitted: a refusal names what the SQL tried
         destination.require(AccessMode.EXECUTE, "loading rows into the destination (use dry_run to only extract "
                                                 "and validate)")
-    run = _Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections)
     try:
         return _execute(run)
     finally:
