@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -125,8 +126,14 @@ class Loader:
             sql.SQL("{}.watermark").format(self.schema).as_string(self.conn),
             sql.SQL("{}.dead_letter").format(self.schema).as_string(self.conn))).fetchone()
         if not ready or not ready["ok"]:  # created once, by a login that may (later runs need no CREATE)
-            with self.conn.transaction():
-                self.conn.execute(sql.SQL(Q_STATE_DDL).format(schema=self.schema))
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(sql.SQL(Q_STATE_DDL).format(schema=self.schema))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise InputError(f"this login cannot create the pipeline's state tables in the destination "
+                                 f"({exc.diag.message_primary})",
+                                 "GRANT CREATE ON DATABASE <destination> TO <login> once, or have an owner run "
+                                 "the pipeline first (later runs only write rows)") from None
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
                                   "SELECT {}, 0::bigint AS {} FROM {} WITH NO DATA").format(
