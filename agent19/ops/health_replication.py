@@ -36,6 +36,8 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
         status = worst([by_time, by_bytes, state])  # type: ignore[list-item]
         text = (f"{s.name}: {s.state}, replay {human_size(s.replay_lag_bytes)} / "
                 f"{human_duration(s.replay_lag_s or 0)} behind")
+        if s.state is None or s.replay_lag_bytes is None:  # this role sees the walsender, not its state/positions
+            status, text = worst([status, "unknown"]), f"{s.name}: state and lag hidden"
         found.append((s.name, status, text))
     bad = [f for f in found if f[1] != "ok"]
     return Check(
@@ -46,8 +48,9 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
                    "critical_bytes": t.replica_lag_critical_bytes},
         message="; ".join(f[2] for f in found) if found else
         ("this server is a standby (see standby_replay)" if r.role == "standby" else "no standby streaming"),
-        fix=None if not bad else "on the standby: is replay paused (pg_get_wal_replay_pause_state()), its disk or "
-        "CPU saturated, a long query holding replay back (max_standby_streaming_delay)? On the primary: the "
+        fix=None if all(f[1] == "unknown" for f in bad) else "on the standby: is replay paused "
+        "(pg_get_wal_replay_pause_state()), its disk or CPU saturated, a long query holding replay back "
+        "(max_standby_streaming_delay)? On the primary: the "
         "network, or a WAL burst (bulk load) it is still catching up with",
     )
 
@@ -57,31 +60,36 @@ def _failover(probe: Probe, r: ReplicationStatus) -> Check:
         v = r.standby.failover
         assert v is not None
         return Check(
-            check="failover_readiness", status="ok" if v.ready else "warning", value=v.model_dump(),
+            check="failover_readiness", status="ok" if v.ready else "unknown" if v.unknown else "warning",
+            value=v.model_dump(),
             evidence="pg_stat_wal_receiver, pg_get_wal_replay_pause_state(), pg_last_wal_receive_lsn() - "
             "pg_last_wal_replay_lsn()", objects=[] if v.ready else ["this standby"],
             threshold={"max_lag_bytes": r.max_lag_bytes},
             message="this standby could be promoted: receiving and replaying" if v.ready else
-            "this standby is not ready for promotion: " + "; ".join(v.reasons),
-            fix=None if v.ready else "resume replay (SELECT pg_wal_replay_resume()) / restore the connection to "
-            "the primary, and let it catch up",
+            ("whether this standby could be promoted is unknown: " if v.unknown else
+             "this standby is not ready for promotion: ") + "; ".join(v.reasons),
+            fix=None if v.ready or v.unknown else "resume replay (SELECT pg_wal_replay_resume()) / restore the "
+            "connection to the primary, and let it catch up",
         )
     ready = [s for s in r.standbys if s.failover.ready]
-    not_ready = [s for s in r.standbys if not s.failover.ready]
-    status: Status = "ok" if not r.standbys or not not_ready else "warning" if ready else "critical"
+    unknown = [s for s in r.standbys if s.failover.unknown]
+    not_ready = [s for s in r.standbys if not s.failover.ready and not s.failover.unknown]
+    status: Status = "ok" if not r.standbys or not (not_ready or unknown) else \
+        "unknown" if not not_ready else "warning" if ready or unknown else "critical"
     value = {"standbys": {s.name: s.failover.model_dump() for s in r.standbys},
              "zero_data_loss_promised": r.zero_data_loss_promised}
     parts = [f"{s.name}: ready (would lose {human_size(s.failover.would_lose_bytes)})" for s in ready]
+    parts += [f"{s.name}: readiness unknown — {'; '.join(s.failover.reasons)}" for s in unknown]
     parts += [f"{s.name}: NOT ready — {'; '.join(s.failover.reasons)} (would lose "
               f"{human_size(s.failover.would_lose_bytes)})" for s in not_ready]
     return Check(
         check="failover_readiness", status=status, value=value,
         evidence=q_standbys(probe.facts.version_num).strip(),
-        objects=[s.name for s in not_ready],
+        objects=[s.name for s in not_ready + unknown],
         threshold={"max_lag_bytes": r.max_lag_bytes, "synchronous_required": r.zero_data_loss_promised},
         message="; ".join(parts) if parts else "no standby: nothing to fail over to (single server)",
-        fix=None if status == "ok" else "bring the standbys back within the maximum lag (see replication_lag); "
-        "promote only a ready one" + ("; with synchronous_standby_names set, promote a sync standby"
+        fix=None if status in ("ok", "unknown") else "bring the standbys back within the maximum lag (see "
+        "replication_lag); promote only a ready one" + ("; with synchronous_standby_names set, promote a sync standby"
                                       if r.zero_data_loss_promised else ""),
     )
 

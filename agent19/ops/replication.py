@@ -107,18 +107,21 @@ def promises_zero_loss(sync_names: str | None, sync_commit: str | None) -> bool:
 
 
 def verdict(row: dict[str, Any], max_lag: int, zero_loss: bool) -> FailoverVerdict:
-    reasons = []
-    if row.get("state") != "streaming":
-        reasons.append(f"not streaming (state {row.get('state') or 'hidden'})")
+    reasons, hidden = [], []  # hidden: what this role cannot see (state, sync_state, positions are NULL then)
+    if row.get("state") is None:
+        hidden.append(f"its state is hidden (needs {MONITOR})")
+    elif row.get("state") != "streaming":
+        reasons.append(f"not streaming (state {row.get('state')})")
     behind = row.get("replay_lag_bytes")
     if behind is None:
-        reasons.append(f"its position is hidden (needs {MONITOR})")
+        hidden.append(f"its position is hidden (needs {MONITOR})")
     elif behind > max_lag:
         reasons.append(f"{human_size(behind)} behind the primary (replayed), more than {human_size(max_lag)}")
-    if zero_loss and row.get("sync_state") not in ("sync", "quorum"):
-        reasons.append(f"the configuration promises zero data loss but it is {row.get('sync_state') or 'not sync'}")
+    if zero_loss and row.get("sync_state") is not None and row.get("sync_state") not in ("sync", "quorum"):
+        reasons.append(f"the configuration promises zero data loss but it is {row.get('sync_state')}")
     flush, replay = row.get("flush_lag_bytes"), row.get("replay_lag_bytes")
-    return FailoverVerdict(ready=not reasons, reasons=reasons, would_lose_bytes=flush,
+    return FailoverVerdict(ready=not (reasons or hidden), reasons=reasons + hidden,
+                           unknown=bool(hidden) and not reasons, would_lose_bytes=flush,
                            replay_backlog_bytes=None if flush is None or replay is None else max(replay - flush, 0))
 
 
@@ -184,9 +187,9 @@ def _standby_state(probe: Probe, max_lag: int) -> StandbyState:
     rec = probe.rows(_q_receiver(v))
     st.receiver = Receiver(**rec[0], hidden=not probe.facts.read_all_stats) if rec else None
     st.conflicts = {r.pop("datname"): {k: int(n) for k, n in r.items()} for r in probe.rows(Q_CONFLICTS)}
-    reasons = []
+    reasons, hidden = [], []
     if st.receiver is not None and st.receiver.hidden:
-        reasons.append(f"its WAL receiver's state is hidden (needs {MONITOR})")
+        hidden.append(f"its WAL receiver's state is hidden (needs {MONITOR})")
     elif st.receiver is None or st.receiver.status != "streaming":
         state = st.receiver.status if st.receiver and st.receiver.status else "not running"
         reasons.append(f"its WAL receiver is {state}")
@@ -195,5 +198,6 @@ def _standby_state(probe: Probe, max_lag: int) -> StandbyState:
     if st.replay_backlog_bytes is not None and st.replay_backlog_bytes > max_lag:
         reasons.append(f"{human_size(st.replay_backlog_bytes)} received but not replayed, more than "
                        f"{human_size(max_lag)}")
-    st.failover = FailoverVerdict(ready=not reasons, reasons=reasons, replay_backlog_bytes=st.replay_backlog_bytes)
+    st.failover = FailoverVerdict(ready=not (reasons or hidden), reasons=reasons + hidden,
+                                  unknown=bool(hidden) and not reasons, replay_backlog_bytes=st.replay_backlog_bytes)
     return st

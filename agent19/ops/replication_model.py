@@ -12,6 +12,8 @@ class FailoverVerdict(BaseModel):
     ready: bool = Field(description="promoting it now would be safe: streaming, within the maximum lag, "
                         "synchronous where the configuration promises zero data loss")
     reasons: list[str] = Field(default=[], description="why not (empty when ready)")
+    unknown: bool = Field(default=False, description="not ready only because this role cannot see the state or "
+                          "positions (needs pg_monitor): readiness is unknown, not refuted")
     would_lose_bytes: int | None = Field(default=None, description="WAL written on the primary but not yet flushed "
                                          "on the standby: lost if it were promoted now")
     replay_backlog_bytes: int | None = Field(default=None, description="WAL the standby has but has not replayed: "

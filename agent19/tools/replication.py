@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import load_thresholds
 from agent19.ops.replication import replication_status
-from agent19.ops.replication_model import ReplicationStatus
+from agent19.ops.replication_model import FailoverVerdict, ReplicationStatus
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_duration, human_size
 
@@ -24,6 +24,10 @@ def _size(n: int | None) -> str:
     return "hidden" if n is None else human_size(n)
 
 
+def _verdict(v: FailoverVerdict) -> str:
+    return "READY" if v.ready else ("UNKNOWN — " if v.unknown else "NOT READY — ") + "; ".join(v.reasons)
+
+
 def render_replication(r: ReplicationStatus) -> str:
     out = [f"role: {r.role} (PostgreSQL {r.server_version}), WAL at {r.current_lsn}"]
     if r.zero_data_loss_promised:
@@ -31,10 +35,11 @@ def render_replication(r: ReplicationStatus) -> str:
                    f"{r.synchronous_commit}: the configuration promises zero data loss")
     for s in r.standbys:
         v = s.failover
-        out.append(f"standby {s.name} ({s.client_addr}): {s.state}, {s.sync_state}; behind: sent "
+        out.append(f"standby {s.name} ({s.client_addr or 'address hidden'}): {s.state or 'state hidden'}, "
+                   f"{s.sync_state or 'sync state hidden'}; behind: sent "
                    f"{_size(s.unsent_bytes)}, flushed {_size(s.flush_lag_bytes)}, replayed {_size(s.replay_lag_bytes)}"
-                   f" ({human_duration(s.replay_lag_s or 0)})")
-        out.append(f"  failover: {'READY' if v.ready else 'NOT READY — ' + '; '.join(v.reasons)}; promoted now it "
+                   + (f" ({human_duration(s.replay_lag_s)})" if s.replay_lag_s is not None else ""))
+        out.append(f"  failover: {_verdict(v)}; promoted now it "
                    f"would lose {_size(v.would_lose_bytes)} and first replay {_size(v.replay_backlog_bytes)}")
     if r.standby:
         st = r.standby
@@ -48,7 +53,7 @@ def render_replication(r: ReplicationStatus) -> str:
             out.append("  recovery conflicts: " + ", ".join(f"{d}: {c}" for d, c in st.conflicts.items()))
         if st.failover:
             v = st.failover
-            out.append(f"  failover: {'READY' if v.ready else 'NOT READY — ' + '; '.join(v.reasons)}")
+            out.append(f"  failover: {_verdict(v)}")
     for sl in r.slots:
         out.append(f"slot {sl.name} ({sl.type}{', ' + sl.plugin if sl.plugin else ''}): "
                    f"{'active' if sl.active else 'INACTIVE'}, retains {_size(sl.retained_bytes)}, wal_status "
