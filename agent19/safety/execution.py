@@ -32,6 +32,7 @@ from agent19.safety import archive as archiving
 from agent19.safety import kinds, ledger
 from agent19.safety import measure as measuring
 from agent19.safety.assess import Assessment
+from agent19.safety.challenge import load_key
 from agent19.safety.impact import Impact, exact_count, measure
 from agent19.safety.run import QueryResult, run_write
 
@@ -60,7 +61,7 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
         ledger.ensure(conn)
         if execute is not None or st.node in NO_TRANSACTION or kinds.runs_outside_transaction(st):
             with conn.transaction():
-                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
+                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel, load_key(p.settings))
                 if a.measured is None:
                     impact = measure(conn, a.findings, bool(st.fields.get("missing_ok")), p.progress)
                     if impact.figures() != claims["impact"]:
@@ -73,7 +74,7 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
             with conn.transaction():
                 # the token first: a second agent19 with the same token waits here for this transaction's
                 # end, then finds it used (taking the table locks first could deadlock the two)
-                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel)
+                used = ledger.claim(conn, claims["nonce"], claims["exp"], channel, load_key(p.settings))
                 _lock(conn, a)
                 if a.measured is None:
                     impact = measure(conn, a.findings, bool(st.fields.get("missing_ok")), p.progress)

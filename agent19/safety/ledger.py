@@ -12,10 +12,18 @@ back and the token is not spent.
 
 When the login cannot create the schema (no CREATE privilege on the database), nothing destructive
 runs: :class:`LedgerUnavailable` says which SQL an administrator must run once.
+
+The login that runs destructive statements can also write this table (a model in execute mode could
+``INSERT`` an approval for its own token). So an approval counts only when sealed: ``approved_by``
+holds the channel and an HMAC, with the confirmation key, over the nonce and the channel
+(:func:`seal`); a row written by SQL approves nothing. Using the token replaces the seal by the bare
+channel, so clearing ``used_at`` afterwards does not make the token approved again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import psycopg
@@ -69,13 +77,27 @@ def ensure(conn: Any) -> None:
             "table on first use)") from None
 
 
+def seal(key: bytes, nonce: str, channel: str) -> str:
+    """``approved_by`` for a human's approval of ``nonce`` through ``channel``."""
+    mac = hmac.new(key, f"approved\0{nonce}\0{channel}".encode(), hashlib.sha256).hexdigest()
+    return f"{channel} #{mac}"
+
+
+def approved_channel(key: bytes, nonce: str, approved_by: str | None) -> str | None:
+    """The channel that approved ``nonce``, when ``approved_by`` carries a valid seal; else None."""
+    if not approved_by or " #" not in approved_by:
+        return None
+    channel = approved_by.rpartition(" #")[0]
+    return channel if hmac.compare_digest(seal(key, nonce, channel), approved_by) else None
+
+
 def _row(conn: Any, nonce: str, lock: bool = False) -> dict[str, Any] | None:
     q = "SELECT approved_by, used_at FROM agent19.confirmations WHERE nonce = %s" + (" FOR UPDATE" if lock else "")
     row: dict[str, Any] | None = conn.execute(q, (nonce,)).fetchone()
     return row
 
 
-def approve(conn: Any, nonce: str, expires: int, channel: str) -> None:
+def approve(conn: Any, nonce: str, expires: int, channel: str, key: bytes) -> None:
     """A human confirmed the token through ``channel`` (its own committed transaction)."""
     ensure(conn)
     with conn.transaction():
@@ -84,10 +106,10 @@ def approve(conn: Any, nonce: str, expires: int, channel: str) -> None:
             raise AlreadyUsed()
         if row is None:
             conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at) "
-                         "VALUES (%s, to_timestamp(%s), %s, now())", (nonce, expires, channel))
+                         "VALUES (%s, to_timestamp(%s), %s, now())", (nonce, expires, seal(key, nonce, channel)))
         else:
             conn.execute("UPDATE agent19.confirmations SET approved_by = %s, approved_at = now() WHERE nonce = %s",
-                         (channel, nonce))
+                         (seal(key, nonce, channel), nonce))
         conn.execute("DELETE FROM agent19.confirmations WHERE expires_at < now() - interval '1 day'")
 
 
@@ -108,7 +130,7 @@ def status(conn: Any, nonce: str) -> dict[str, Any] | None:
     return _row(conn, nonce)
 
 
-def claim(conn: Any, nonce: str, expires: int, channel: str | None) -> str:
+def claim(conn: Any, nonce: str, expires: int, channel: str | None, key: bytes) -> str:
     """Spend the token inside the caller's transaction; returns the channel that confirmed it.
 
     ``channel``: the channel that confirmed it just now (elicitation, an opted-in argument), or
@@ -117,12 +139,17 @@ def claim(conn: Any, nonce: str, expires: int, channel: str | None) -> str:
     row = _row(conn, nonce, lock=True)
     if row is not None and row["used_at"] is not None:
         raise AlreadyUsed()
-    if row is not None and row["approved_by"]:
-        conn.execute("UPDATE agent19.confirmations SET used_at = now(), outcome = 'executed' WHERE nonce = %s",
-                     (nonce,))
-        return str(row["approved_by"])
+    approved = approved_channel(key, nonce, row["approved_by"]) if row is not None else None
+    if approved is not None:
+        conn.execute("UPDATE agent19.confirmations SET used_at = now(), outcome = 'executed', approved_by = %s "
+                     "WHERE nonce = %s", (approved, nonce))
+        return approved
     if channel is None:
         raise NotApproved()
+    if row is not None:  # an unsealed row (written by SQL, not by a human's approval): this channel confirms
+        conn.execute("UPDATE agent19.confirmations SET approved_by = %s, approved_at = now(), used_at = now(), "
+                     "outcome = 'executed' WHERE nonce = %s", (channel, nonce))
+        return channel
     try:
         with conn.transaction():  # a savepoint: a concurrent first use makes this a clean refusal
             conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at, used_at, "

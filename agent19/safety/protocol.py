@@ -228,7 +228,7 @@ class Protocol:
             return refuse("the phrase does not match exactly; nothing was approved")
         conn = self.db.connect()
         try:
-            ledger.approve(conn, claims["nonce"], claims["exp"], channel)
+            ledger.approve(conn, claims["nonce"], claims["exp"], channel, challenge.load_key(self.settings))
         except ledger.AlreadyUsed:
             return refuse("the token was already used; ask for a new challenge")
         finally:
@@ -292,8 +292,9 @@ class Protocol:
                           "challenge")
         expected = report.phrase or ""
         channel: str | None = None
-        if row is not None and row["approved_by"]:
-            channel = None  # a human approved it out of band: the ledger says who
+        if row is not None and ledger.approved_channel(challenge.load_key(self.settings), claims["nonce"],
+                                                       row["approved_by"]):
+            channel = None  # a human approved it out of band: the ledger says who (sealed; SQL cannot forge it)
         elif self.elicit is not None:
             answer = self.elicit(elicit_message(report), PhraseAnswer)
             said = answer.phrase if isinstance(answer, PhraseAnswer) else None
