@@ -1,0 +1,108 @@
+"""``capacity_plan`` and ``capacity_sample``: capacity planning from measured growth.
+
+* :mod:`agent19.ops.capacity_measure` — the current state (sizes, rows, connections, cache, statements, rates
+  over a sampling window);
+* growth from evidence, in this order: samples recorded by ``agent19 capacity sample``
+  (:mod:`agent19.ops.capacity_samples`), else a creation timestamp column, else net inserts since the
+  statistics reset (:mod:`agent19.ops.capacity_infer`); never a made-up rate — with none of them the plan
+  says so and how to start sampling;
+* :mod:`agent19.ops.capacity_fit` — linear vs compound fit, projections at 3, 6, 12 months, days to fill a disk;
+* :mod:`agent19.ops.capacity_doc` — scaling triggers, the premature-optimization table
+  (:func:`agent19.optimize.assess.charter_thresholds`), options, recommendations and the Markdown document.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent19.db.connection import Database
+from agent19.ops import capacity_infer, capacity_samples
+from agent19.ops.capacity_doc import document
+from agent19.ops.capacity_fit import choose, project
+from agent19.ops.capacity_measure import measure
+from agent19.ops.capacity_model import CapacityPlan, CurrentState, Growth
+from agent19.ops.capacity_samples import SampleResult
+from agent19.ops.health_probe import Probe
+from agent19.ops.health_thresholds import HealthThresholds
+
+QUERY_TIMEOUT_MS = 30_000
+"""Capacity queries may scan a creation column (sampled past a million rows): more time than health checks,
+still never waiting on a lock (lock_timeout 500 ms)."""
+
+
+def _probe(db: Database) -> Probe:
+    return Probe.open(db, HealthThresholds(statement_timeout_ms=QUERY_TIMEOUT_MS))
+
+
+def _largest_tables(state: CurrentState) -> list[tuple[str, int, int]]:
+    return [(o.name, o.bytes, o.rows or 0) for o in state.largest if o.kind == "table"]
+
+
+def capacity_sample(db: Database, data_dir: Path) -> SampleResult:
+    """Record one size sample of ``db``'s database in agent19's data directory."""
+    probe = _probe(db)
+    try:
+        state = measure(probe, window_s=0, largest=50, statements=0)
+    finally:
+        probe.close()
+    key = capacity_samples.sample_key(state, db.dsn)
+    path = capacity_samples.samples_path(data_dir, key)
+    sample = capacity_samples.from_state(state, _largest_tables(state))
+    capacity_samples.append(path, sample)
+    samples, skipped = capacity_samples.load(path, state.database)
+    return SampleResult(path=str(path), key=key, sample=sample, samples_for_database=len(samples),
+                        skipped_lines=skipped)
+
+
+def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, dsn: str) -> tuple[Growth, bool]:
+    """Growth from samples, else the data; and whether the largest table has a creation column."""
+    found = capacity_infer.creation_columns(probe)
+    largest = next((o.name for o in state.largest if o.kind == "table"), None)
+    timed = any(c["table_name"] == largest for c in found) if largest else None
+    notes: list[str] = []
+    if data_dir is not None:
+        path = capacity_samples.samples_path(data_dir, capacity_samples.sample_key(state, dsn))
+        samples, skipped = capacity_samples.load(path, state.database)
+        if skipped:
+            notes.append(f"{skipped} unreadable line(s) in {path} skipped")
+        pts = capacity_samples.points(samples)
+        if len(pts) >= 2 and pts[-1].at > pts[0].at:
+            fit, _ = choose(pts)
+            rows_fit, _ = choose(pts, rows=True)
+            return Growth(source="samples", evidence=[f"{len(pts)} samples in {path}"], observed=pts, fit=fit,
+                          rows_fit=rows_fit, notes=notes), timed
+        notes.append(f"{len(pts)} sample(s) of this database in {path}: two or more are needed for a fit "
+                     "(run `agent19 capacity sample` daily, e.g. from cron)")
+    if found:
+        pts, evidence = capacity_infer.from_creation_columns(probe, state, found)
+        if len(pts) >= 2:
+            fit, _ = choose(pts)
+            rows_fit, _ = choose(pts, rows=True)
+            notes.append("tables without a creation timestamp column are taken as static; bytes per row are "
+                         "today's (updates, bloat and TOAST growth are not in this estimate)")
+            return Growth(source="creation timestamp columns", evidence=evidence, observed=pts, fit=fit,
+                          rows_fit=rows_fit, notes=notes), timed
+        notes += [f"creation column with less than two months of data: {e}" for e in evidence]
+    bytes_fit, rows_fit, why = capacity_infer.from_inserts(probe, state)
+    if bytes_fit is not None:
+        notes.append("one average rate since the statistics reset: no fit error can be computed; record samples "
+                     "for a measured trend")
+        return Growth(source="inserts since the statistics reset", evidence=[why], fit=bytes_fit,
+                      rows_fit=rows_fit, notes=notes), timed
+    notes.append(why)
+    notes.append("no growth evidence: run `agent19 capacity sample` daily (cron) — the plan fits the samples "
+                 "once there are two")
+    return Growth(source="none", notes=notes), timed
+
+
+def capacity_plan(db: Database, *, window_s: float = 5, disk_size: int | None = None,
+                  data_dir: Path | None = None) -> CapacityPlan:
+    """The capacity plan of ``db``'s database: current state, growth, triggers, thresholds, document."""
+    probe = _probe(db)
+    try:
+        state = measure(probe, window_s=window_s)
+        growth, timed = growth_evidence(probe, state, data_dir, db.dsn)
+    finally:
+        probe.close()
+    growth = project(growth, state.database_bytes, state.cluster_bytes, state.rows, disk_size)
+    return document(state, growth, timed, disk_size)

@@ -1,0 +1,91 @@
+"""Size samples recorded by ``agent19 capacity sample`` (cron-able), the first source of growth.
+
+One JSON object a line in ``<data_dir>/capacity/<key>.jsonl`` (mode 0600), where ``key`` is the server's
+system identifier (``pg_control_system()``: the same cluster keeps it across restarts, a restored copy or a
+new cluster on the same port does not, so histories never mix) — or ``host-port`` when this login may not
+read it. A line::
+
+    {"at": "2026-11-30T15:00:00Z", "database": "app", "database_bytes": 123, "cluster_bytes": 456,
+     "rows": 789, "tables": {"public.orders": [bytes, rows], ...the 50 largest}}
+
+A line that is not valid JSON (a crash mid-write) is skipped and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import BaseModel, Field
+
+from agent19.ops.capacity_model import CurrentState, Point
+
+
+class Sample(BaseModel):
+    at: str
+    database: str
+    database_bytes: int
+    cluster_bytes: int
+    rows: int
+    tables: dict[str, tuple[int, int]] = {}
+
+
+class SampleResult(BaseModel):
+    """What ``capacity_sample`` returns."""
+
+    path: str = Field(description="the file the sample was appended to")
+    key: str = Field(description="the server's system identifier (or host-port when it is not readable)")
+    sample: Sample
+    samples_for_database: int = Field(description="samples of this database in the file, this one included")
+    skipped_lines: int = 0
+
+
+def sample_key(state: CurrentState, dsn: str) -> str:
+    if state.system_identifier:
+        return state.system_identifier
+    params = conninfo_to_dict(dsn)
+    raw = f"{params.get('host') or 'local'}-{params.get('port') or 5432}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+def samples_path(data_dir: Path, key: str) -> Path:
+    return data_dir / "capacity" / f"{key}.jsonl"
+
+
+def from_state(state: CurrentState, largest: list[tuple[str, int, int]]) -> Sample:
+    return Sample(at=state.measured_at, database=state.database, database_bytes=state.database_bytes,
+                  cluster_bytes=state.cluster_bytes, rows=state.rows,
+                  tables={name: (size, rows) for name, size, rows in largest[:50]})
+
+
+def append(path: Path, sample: Sample) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(sample.model_dump_json() + "\n")
+
+
+def load(path: Path, database: str) -> tuple[list[Sample], int]:
+    """This database's samples in time order, and the number of unreadable lines skipped."""
+    if not path.exists():
+        return [], 0
+    out, skipped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            s = Sample.model_validate(json.loads(line))
+        except (ValueError, TypeError):
+            skipped += 1
+            continue
+        if s.database == database:
+            out.append(s)
+    out.sort(key=lambda s: s.at)
+    return out, skipped
+
+
+def points(samples: list[Sample]) -> list[Point]:
+    return [Point(at=s.at, bytes=s.database_bytes, rows=s.rows) for s in samples]
