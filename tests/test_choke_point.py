@@ -206,12 +206,14 @@ def test_the_declaration_is_in_the_mcp_schema():
 
 @pytest.mark.asyncio
 async def test_dry_run_gate_lets_ordinary_migrations_through(dsn):
-    """pg_dump's set_config line is rolled back with the rest, not refused."""
+    """pg_dump's set_config line is rolled back with the rest, and a sequence default is the dry run's
+    to report per statement: the gate does not refuse the migration."""
     migration = ("SELECT pg_catalog.set_config('search_path', '', false);\n"
-                 "CREATE TABLE public.x (id bigint PRIMARY KEY, v text);\n"
-                 "INSERT INTO public.x VALUES (1, 'a');\n")
+                 "CREATE SEQUENCE public.s;\n"
+                 "CREATE TABLE public.x (id bigint PRIMARY KEY DEFAULT nextval('public.s'), v text);\n"
+                 "INSERT INTO public.x (v) VALUES ('a');\n")
     async with stdio_session("--mode", "dry-run", env={"DATABASE_URL": dsn}) as session:
         result = await session.call_tool("test_migration", {"sql": migration})
     text = " ".join(getattr(c, "text", "") for c in result.content)
-    assert not result.is_error and "refused" not in text, text
+    assert not result.is_error and "refused" not in text, text  # sequence calls: reported per statement
     assert result.structured_content["target_unchanged"] is True

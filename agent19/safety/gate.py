@@ -271,8 +271,8 @@ def admit_args(mode: AccessMode, args: BaseModel) -> None:
     if mode is AccessMode.EXECUTE:
         return  # the tool's own admit() and the confirmation protocol judge execute mode
     for name, kind in marked_fields(type(args)).items():
-        if kind in ("text", "files"):
-            continue  # never sent as written / read from files by the tool, which admits them itself
+        if kind in ("text", "files") or (kind == "script" and mode is AccessMode.DRY_RUN):
+            continue  # never sent / read from files / a migration the dry run admits statement by statement
         for text in _fragments(kind, getattr(args, name, None)):
             statements = _parse_fragment(name, text) if kind == "expression" else parse_input(text)
             if kind == "expression" and len(statements) != 1:

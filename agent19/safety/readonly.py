@@ -170,10 +170,26 @@ ESCAPING_FUNCTIONS = {
 }
 
 
+def _stored_not_evaluated(tree: Any) -> Any:
+    """``tree`` without the expressions a statement only stores: column defaults of CREATE TABLE and
+    ALTER COLUMN … SET DEFAULT (pg_dump writes ``DEFAULT nextval(…)`` both ways). ADD COLUMN … DEFAULT
+    is kept: it is evaluated for every existing row."""
+    if isinstance(tree, list):
+        return [_stored_not_evaluated(x) for x in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if tree.get("contype") == "CONSTR_DEFAULT" or tree.get("subtype") == "AT_ColumnDefault":
+        return {k: v for k, v in tree.items() if k not in ("raw_expr", "def")}
+    if "AlterTableCmd" in tree and tree["AlterTableCmd"].get("subtype") == "AT_AddColumn":
+        return tree  # ADD COLUMN … DEFAULT runs its default for every row
+    return {k: _stored_not_evaluated(v) for k, v in tree.items()}
+
+
 def check_escapes(statement: Statement) -> None:
     """Refuse what a rolled-back transaction cannot undo (dry-run mode): calls in
-    :data:`ESCAPING_FUNCTIONS` and ``COPY`` to or from a program or a server file."""
-    for node, f in walk(statement.tree):
+    :data:`ESCAPING_FUNCTIONS` and ``COPY`` to or from a program or a server file. A column default
+    that is only stored (CREATE TABLE, SET DEFAULT) is not a call."""
+    for node, f in walk(_stored_not_evaluated(statement.tree)):
         if node == "FuncCall":
             name = _function_name(f)
             if name in ESCAPING_FUNCTIONS:
