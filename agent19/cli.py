@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 import agent19
 from agent19.config import AccessMode, Settings
 from agent19.db.redact import redact_text
-from agent19.errors import Agent19Error
+from agent19.errors import Agent19Error, postgres_error_text
 from agent19.tools.registry import ToolContext, ToolSpec, all_tools
 
 DESCRIPTION = """\
@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:
-        print(f"agent19: error: PostgreSQL: {redact_text(str(exc).strip(), dsn)}", file=sys.stderr)
+        print(f"agent19: error: PostgreSQL: {redact_text(postgres_error_text(exc), dsn)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("agent19: interrupted", file=sys.stderr)

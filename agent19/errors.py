@@ -32,3 +32,13 @@ class ModeError(Agent19Error):
 
 class InputError(Agent19Error):
     """The user's input (SQL, file, arguments) cannot be used as given."""
+
+
+def postgres_error_text(exc: BaseException) -> str:
+    """A PostgreSQL error as the user sees it, with what to do when the error alone does not say."""
+    text = str(exc).strip()
+    if getattr(exc, "sqlstate", None) == "55P03":  # lock_not_available: lock_timeout expired
+        return (f"{text}: another session holds a lock on a table this command reads (e.g. an ALTER TABLE or "
+                "LOCK TABLE in an open transaction) — `agent19 health` names it (blocked_sessions, "
+                "idle_in_transaction); retry when it has finished, or raise --lock-timeout")
+    return text

@@ -23,7 +23,7 @@ import agent19
 from agent19 import http_auth, lifecycle
 from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
-from agent19.errors import Agent19Error
+from agent19.errors import Agent19Error, postgres_error_text
 from agent19.http_auth import HttpAuth
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
@@ -122,7 +122,7 @@ def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settin
         except Agent19Error as exc:
             raise ToolError(db.redact(str(exc))) from None
         except psycopg.Error as exc:
-            raise ToolError(db.redact(f"PostgreSQL error: {str(exc).strip()}")) from None
+            raise ToolError(db.redact(f"PostgreSQL error: {postgres_error_text(exc)}")) from None
 
     params = [
         inspect.Parameter("mcp_context", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
