@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
 from agent19.optimize.advisor import Advice, advise
@@ -10,13 +10,20 @@ from agent19.optimize.explain import one_statement
 from agent19.optimize.workload import OrderBy, top_queries
 from agent19.safety import gate
 from agent19.safety.readonly import ReadOnlyViolation
+from agent19.tools.explain import bound_text
 from agent19.tools.registry import ToolContext, tool
 
 
 class AdviseArgs(BaseModel):
     sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed",
                      json_schema_extra=gate.user_sql("statement"))
-    parameters: list[str] = Field(default=[], description="values for $1, $2 … (without them: the generic plan)")
+    parameters: list[str | int | float | bool] = Field(
+        default=[], description="values for $1, $2 … (without them: the generic plan; numbers and booleans accepted)")
+
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def _as_text(cls, v: list[str | int | float | bool]) -> list[str | int | float | bool]:
+        return list(bound_text(v))
     min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
 
 
@@ -75,7 +82,7 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
         raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
     gate.admit(ctx.db, stmt.sql, gate.Purpose.PLAN)  # only planned (with hypothetical indexes), never run
-    return advise(ctx.db, [(stmt.sql, 1.0, args.parameters or None)], min_gain=args.min_gain)
+    return advise(ctx.db, [(stmt.sql, 1.0, [str(p) for p in args.parameters] or None)], min_gain=args.min_gain)
 
 
 @tool(

@@ -13,6 +13,18 @@ from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 
+def bound_text(values: list[str | int | float | bool]) -> list[str]:
+    """Parameter values as the text PostgreSQL reads: MCP clients send JSON numbers and booleans, and a
+    JSON number may arrive as a float (4242.0), which an integer column refuses as text."""
+    def text(p: str | int | float | bool) -> str:
+        if isinstance(p, bool):
+            return "true" if p else "false"
+        if isinstance(p, float) and p.is_integer() and abs(p) < 2**63:
+            return str(int(p))
+        return str(p)
+    return [text(p) for p in values]
+
+
 class ExplainArgs(BaseModel):
     sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters",
                      json_schema_extra=gate.user_sql("statement"))
@@ -23,7 +35,7 @@ class ExplainArgs(BaseModel):
     @classmethod
     def _as_text(cls, v: list[str | int | float | bool]) -> list[str | int | float | bool]:
         """MCP clients send JSON numbers for numeric values: bind them as the text PostgreSQL reads."""
-        return [("true" if p else "false") if isinstance(p, bool) else str(p) for p in v]
+        return list(bound_text(v))
     analyze: bool = Field(default=True, description="run the statement to measure it (writes only in dry-run or "
                           "execute mode, always rolled back); false: estimated plan only")
     generic_plan: bool = Field(default=False, description="plan $n placeholders without values (PostgreSQL 16+)")
