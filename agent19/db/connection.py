@@ -308,6 +308,11 @@ def connection_failure(message: str) -> tuple[str, str]:
     if has("could not translate host name", "name or service not known", "nodename nor servname",
            "temporary failure in name resolution"):
         return "host unknown", "check the host name in the DSN"
+    if has("too many clients already", "remaining connection slots are reserved", "too many connections for"):
+        return "too many connections", ("every connection slot this login may use is taken (max_connections, or a "
+                                        "role's or database's CONNECTION LIMIT): close idle sessions or put a pooler "
+                                        "(PgBouncer) in front; superuser_reserved_connections keeps a few for a "
+                                        "superuser")
     if has("connection refused", "no such file or directory"):
         return "connection refused", "check that the server is running and listens on that host and port"
     if has("timeout expired", "timed out", "couldn't get a connection"):
