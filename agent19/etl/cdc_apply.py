@@ -1,0 +1,111 @@
+"""Applying decoded changes (wal2json, format version 2) to destination tables.
+
+Values travel as JSON and become rows of the destination's own type with ``json_populate_record(NULL::dest,
+…)``, so every column is cast by the destination's input functions (numeric stays exact). An UPDATE sets only
+the columns the change carries: wal2json leaves out unchanged TOASTed values, which the destination keeps.
+Rows are found by the destination's primary key, read from the change's ``identity`` (the old key — the key
+itself may change); a destination table without a primary key is matched on every identity column (the
+source needs REPLICA IDENTITY FULL for that, and one matching row is changed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg import sql
+
+from agent19.db.connection import Connection
+from agent19.errors import InputError
+
+Q_TABLE = """
+SELECT a.attname AS name, coalesce(a.attnum = ANY(i.indkey), false) AS is_key
+  FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    ident: sql.Identifier
+    columns: list[str]
+    key: list[str]
+
+
+@dataclass
+class Applied:
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    transactions: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{schema}.{table}"
+
+
+def target(conn: Connection, name: str) -> Target:
+    schema, _, table = name.rpartition(".")
+    ident = sql.Identifier(schema or "public", table)
+    rows = conn.execute(Q_TABLE, (ident.as_string(conn),)).fetchall()
+    if not rows:
+        raise InputError(f"the destination has no table {name}",
+                         "create it with the source's columns (pg_dump --schema-only -t TABLE | psql DEST)")
+    return Target(name=name, ident=ident, columns=[r["name"] for r in rows],
+                  key=[r["name"] for r in rows if r["is_key"]])
+
+
+def _values(items: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return {c["name"]: c.get("value") for c in items or []}
+
+
+def _match(t: Target, identity: dict[str, Any]) -> sql.Composable:
+    """``WHERE`` for the destination row an identity names."""
+    if t.key:
+        missing = [k for k in t.key if k not in identity]
+        if missing:
+            raise InputError(f"a change of {t.name} does not carry its key column(s) {missing}",
+                             f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source, or give it a primary key")
+        return sql.SQL(" AND ").join(sql.SQL("d.{c} = o.{c}").format(c=sql.Identifier(k)) for k in t.key)
+    cols = [c for c in identity if c in t.columns]
+    cond = sql.SQL(" AND ").join(sql.SQL("x.{c} IS NOT DISTINCT FROM o.{c}").format(c=sql.Identifier(c)) for c in cols)
+    return sql.SQL("d.ctid = (SELECT x.ctid FROM {t} x WHERE {cond} LIMIT 1)").format(t=t.ident, cond=cond)
+
+
+def _json(values: dict[str, Any]) -> str:
+    return json.dumps(values)
+
+
+def apply_change(conn: Connection, t: Target, change: dict[str, Any], counts: Applied) -> None:
+    action = change["action"]
+    new = {k: v for k, v in _values(change.get("columns")).items() if k in t.columns}
+    ident = sql.Identifier
+    if action == "I":
+        cols = sql.SQL(", ").join(ident(c) for c in new)
+        conn.execute(sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM json_populate_record(NULL::{t}, %s)").format(
+            t=t.ident, cols=cols), (_json(new),))
+        counts.inserts += 1
+        return
+    identity = _values(change.get("identity"))
+    if not identity:
+        raise InputError(f"an {('update' if action == 'U' else 'delete')} of {t.name} carries no old key (REPLICA "
+                         "IDENTITY NOTHING, or no primary key)",
+                         f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source (agent19 cdc check lists them)")
+    where = _match(t, identity)
+    if action == "U":
+        sets = sql.SQL(", ").join(sql.SQL("{c} = n.{c}").format(c=ident(c)) for c in new)
+        cur = conn.execute(sql.SQL(
+            "UPDATE {t} d SET {sets} FROM json_populate_record(NULL::{t}, %s) n, json_populate_record(NULL::{t}, %s) o "
+            "WHERE {where}").format(t=t.ident, sets=sets, where=where), (_json(new), _json(identity)))
+        counts.updates += 1
+    elif action == "D":
+        cur = conn.execute(sql.SQL("DELETE FROM {t} d USING json_populate_record(NULL::{t}, %s) o WHERE {where}"
+                                   ).format(t=t.ident, where=where), (_json(identity),))
+        counts.deletes += 1
+    else:
+        return
+    if cur.rowcount == 0:
+        counts.missing.append(f"{t.name} {identity}")
