@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field, SecretStr
 
 from agent19.config import AccessMode
@@ -10,6 +12,7 @@ from agent19.db.redact import password_of
 from agent19.errors import InputError
 from agent19.etl.cdc import CdcResult, run_cdc
 from agent19.etl.cdc_check import CdcReadiness, check_cdc
+from agent19.etl.debezium import DebeziumConfig, debezium_config, dumps
 from agent19.etl.pipeline import resolve_dsn
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
@@ -122,3 +125,70 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
                        teardown=args.teardown, progress=ctx.progress)
     finally:
         conn.close()
+
+
+class DebeziumArgs(BaseModel):
+    tables: list[str] = Field(description="tables to capture, schema.table")
+    topic_prefix: str | None = Field(default=None, description="Kafka topic prefix (default: the database name)")
+    name: str = Field(default="agent19", description="connector name prefix (NAME-source, NAME-sink)")
+    slot: str = Field(default="debezium", description="the replication slot Debezium creates and keeps")
+    publication: str = Field(default="agent19_cdc", description="the filtered publication (created by setup_sql)")
+    sink: str | None = Field(default=None, description="also a JDBC sink configuration into this PostgreSQL: env:VAR "
+                             "or a DSN without password (the password is read by Kafka Connect from its env)")
+    heartbeat_ms: int = Field(default=10_000, ge=1000, description="Debezium heartbeat.interval.ms")
+    snapshot_mode: str = Field(default="initial", description="Debezium snapshot.mode (initial, never, "
+                               "initial_only, no_data…)")
+    write_to: str | None = Field(default=None, description="CLI: also write source.json, sink.json and setup.sql "
+                                 "into this directory", json_schema_extra={"cli_only": True})
+
+
+def render_debezium(r: DebeziumConfig) -> str:
+    parts = ["# source connector (POST to Kafka Connect /connectors)", dumps(r.source_connector)]
+    if r.sink_connector:
+        parts += ["# JDBC sink connector", dumps(r.sink_connector)]
+    parts += ["# setup SQL for the source", r.setup_sql, "# readiness (agent19 cdc check)", render_check(r.readiness)]
+    parts += [f"# note: {n}" for n in r.notes]
+    return "\n".join(parts).rstrip("\n")
+
+
+@tool(
+    name="cdc_debezium",
+    title="Debezium and JDBC sink configuration, checked against the source",
+    args=DebeziumArgs,
+    result=DebeziumConfig,
+    cli="cdc debezium",
+    positional=("tables",),
+    render_text=render_debezium,
+    exit_code=lambda r: 0 if r.readiness.ready else 1,
+    examples=(
+        "agent19 cdc debezium public.orders public.customers --topic-prefix shop",
+        "agent19 cdc debezium public.orders --sink env:WAREHOUSE_URL --write-to connect/   # files to deploy",
+    ),
+)
+def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
+    """When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
+    configuration for the same capture: the Debezium PostgreSQL connector (pgoutput, the filtered publication,
+    the slot, the table include list, a heartbeat for quiet databases, the snapshot mode, ExtractNewRecordState
+    with tombstones kept) and a JDBC sink upserting and deleting by key, plus the setup SQL for the source
+    (publication, heartbeat table, REPLICA IDENTITY fixes). Passwords are never written: the configurations read
+    them from Kafka Connect's environment. Checked against the live source (the same findings as `cdc check`)."""
+    sink = resolve_dsn(args.sink)
+    if sink is not None and args.sink is not None and not args.sink.startswith("env:") and password_of(sink):
+        raise InputError("the sink DSN carries a password", "pass env:VAR; the password is not written anyway")
+    readiness = check_cdc(ctx.db, args.tables, args.publication)
+    with ctx.db.read() as conn:
+        row = conn.execute("SELECT current_database() AS db").fetchone()
+    prefix = args.topic_prefix or (row["db"] if row else "db")
+    config = debezium_config(ctx.db.dsn, args.tables, readiness, name=args.name, topic_prefix=prefix, slot=args.slot,
+                             publication=args.publication, sink_dsn=sink, heartbeat_ms=args.heartbeat_ms,
+                             snapshot_mode=args.snapshot_mode)
+    if args.write_to:
+        out = Path(args.write_to)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "source.json").write_text(dumps(config.source_connector))
+        if config.sink_connector:
+            (out / "sink.json").write_text(dumps(config.sink_connector))
+        (out / "setup.sql").write_text(config.setup_sql)
+        config.notes.append(f"written to {out}/: source.json" + (", sink.json" if config.sink_connector else "")
+                            + ", setup.sql")
+    return config
