@@ -35,6 +35,9 @@ from agent19.ops.backup_model import SequenceCheck, TableCheck
 TextSettings = (
     "SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET extra_float_digits = 3",
     "SET bytea_output = 'hex'", "SET IntervalStyle = 'postgres'", "SET statement_timeout = 0",
+    # a policy must not hide rows from either side: with row_security off, a read it would filter errors
+    "SET row_security = off",
+    "SET search_path = pg_catalog",  # names in catalog text (argument types, regclass values) printed alike
 )
 
 Q_TABLES = r"""
@@ -61,9 +64,20 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement)
 
 
+LARGE_OBJECTS = "(large objects)"
+"""Compared like a table when either side has any: each object's OID and an md5 of its content."""
+Q_LARGE_OBJECTS = """
+SELECT count(*), coalesce(sum(hashtextextended(t, 0)), 0), coalesce(sum(hashtextextended(t, 1)), 0)
+  FROM (SELECT m.oid::text || ':' || md5(lo_get(m.oid)) AS t FROM pg_largeobject_metadata m OFFSET 0) AS rows"""
+
+
 def tables(conn: psycopg.Connection[Any]) -> dict[str, bool]:
-    """Tables to compare: name → unlogged."""
-    return {r[0]: r[1] for r in conn.cursor(row_factory=tuple_row).execute(Q_TABLES).fetchall()}
+    """Tables to compare: name → unlogged (plus :data:`LARGE_OBJECTS` when the database has any)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    out = {r[0]: r[1] for r in cur.execute(Q_TABLES).fetchall()}
+    if cur.execute("SELECT EXISTS (SELECT 1 FROM pg_largeobject_metadata)").fetchone() == (True,):
+        out[LARGE_OBJECTS] = False
+    return out
 
 
 def sequences(conn: psycopg.Connection[Any]) -> dict[str, int | None]:
@@ -81,11 +95,13 @@ def table_sums(conn: psycopg.Connection[Any], table: str) -> Sums | str:
     query = sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended(t, 0)), 0), coalesce(sum(hashtextextended(t, 1)), 0)"
         " FROM (SELECT (a19_r.*)::text AS t FROM ONLY {} AS a19_r OFFSET 0) AS rows"
-    ).format(sql.SQL(table))
+    ).format(sql.SQL(table)) if table != LARGE_OBJECTS else sql.SQL(Q_LARGE_OBJECTS)
     try:
         with conn.transaction():
             row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
-    except psycopg.errors.InsufficientPrivilege:
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if "row-level security" in str(exc):
+            return f"unknown — row-level security hides rows of {table} from this login (use its owner or BYPASSRLS)"
         return f"unknown — needs SELECT on {table}"
     except psycopg.errors.UndefinedTable:
         return "missing"
@@ -168,6 +184,49 @@ def compare_sequences(before: dict[str, int | None], after: dict[str, int | None
             note = None if match or lo == hi else f"source moved from {lo} to {hi} during the backup"
         out.append(SequenceCheck(sequence=name, source=lo, restored=got, match=match, note=note))
     return out
+
+
+_USER_NS = ("n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+            " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid}"
+            " AND d.deptype = 'e')")
+Q_OBJECTS = f"""
+SELECT format('function %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)),
+       concat_ws(' ', p.prokind, pg_get_function_result(p.oid), p.provolatile, p.proisstrict, p.prosecdef,
+                 p.proconfig::text, md5(coalesce(p.prosrc, '') || coalesce(p.probin, '')))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE {_USER_NS.format(cat='pg_proc', oid='p.oid')}
+UNION ALL
+SELECT format('type %I.%I', n.nspname, t.typname),
+       concat_ws(' ', t.typtype, format_type(t.typbasetype, t.typtypmod), t.typnotnull,
+                 (SELECT string_agg(pg_get_constraintdef(c.oid), ', ' ORDER BY c.conname) FROM pg_constraint c
+                   WHERE c.contypid = t.oid),
+                 (SELECT string_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)), ', '
+                         ORDER BY a.attnum) FROM pg_attribute a
+                   WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped))
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE t.typtype IN ('d', 'c', 'r', 'm') AND {_USER_NS.format(cat='pg_type', oid='t.oid')}
+   AND (t.typtype <> 'c' OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+UNION ALL
+SELECT format('policy %I on %I.%I', pol.polname, n.nspname, c.relname),
+       concat_ws(' ', pol.polcmd, pol.polpermissive, pol.polroles::regrole[]::text,
+                 pg_get_expr(pol.polqual, pol.polrelid), pg_get_expr(pol.polwithcheck, pol.polrelid))
+  FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+UNION ALL
+SELECT format('row-level security of %I.%I', n.nspname, c.relname),
+       CASE WHEN c.relforcerowsecurity THEN 'enabled, forced' ELSE 'enabled' END
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relrowsecurity"""
+
+
+def objects(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """What the catalog snapshot leaves out — functions, domains, composite/range types, row-level
+    security and its policies — each as a name and a fingerprint of its definition."""
+    return dict(conn.cursor(row_factory=tuple_row).execute(Q_OBJECTS).fetchall())
+
+
+def object_differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    out = [f"{name} removed: missing" for name in sorted(before.keys() - after.keys())]
+    out += [f"{name} added: extra" for name in sorted(after.keys() - before.keys())]
+    return out + [f"{name} changed: {before[name]} → {after[name]}" for name in sorted(before.keys() & after.keys())
+                  if before[name] != after[name]]
 
 
 def schema_differences(source_conn: psycopg.Connection[Any], restored_conn: psycopg.Connection[Any]) -> list[str]:

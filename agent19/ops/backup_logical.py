@@ -22,7 +22,10 @@ as ``--lock-wait-timeout``.
 
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -98,12 +101,46 @@ def _restore(kind: str, path: Path, dsn: str, env: dict[str, str], jobs: int, ma
     """Restore the dump into ``dsn``; returns (seconds, errors)."""
     start = time.monotonic()
     if kind == "plain":
-        cmd = [_binary("psql", major), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(path), "-d", dsn]
+        code, stderr = _restore_plain(path, dsn, env, major)
     else:
-        cmd = _restore_cmd(major, jobs, dsn, path)
-    done = run(cmd, env=env)
+        done = run(_restore_cmd(major, jobs, dsn, path), env=env)
+        code, stderr = done.returncode, done.stderr
     elapsed = time.monotonic() - start
-    return elapsed, ([] if done.returncode == 0 else _restore_errors(done.stderr))
+    return elapsed, ([] if code == 0 else _restore_errors(stderr))
+
+
+_RESTRICT_LINE = re.compile(rb"^\\(un)?restrict\s+\S+\s*$")
+
+
+def _restore_plain(path: Path, dsn: str, env: dict[str, str], major: int) -> tuple[int, bytes]:
+    """Run a plain SQL dump with psql, its backslash commands refused.
+
+    A plain dump is a psql script: ``\\!`` would run shell commands here, ``\\connect`` reach other
+    databases with the target's password. psql first gets ``\\restrict`` with a key only this run knows
+    (every later backslash command fails the restore); the file's own ``\\restrict``/``\\unrestrict``
+    lines (pg_dump 15.14+ writes them) are dropped on the way in.
+    """
+    cmd = [_binary("psql", major), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"\\restrict {secrets.token_hex(16)}",
+           "-f", "-", "-d", dsn]
+    with tempfile.TemporaryFile() as err, open(path, "rb") as src:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        assert proc.stdin is not None
+        try:
+            for line in src:
+                if not _RESTRICT_LINE.match(line):
+                    proc.stdin.write(line)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        proc.wait()
+        err.seek(0)
+        stderr = err.read()
+    if b"invalid command \\restrict" in stderr:
+        raise InputError(f"psql {major} here is older than 15.14 and cannot refuse a plain dump's backslash commands",
+                         "update the PostgreSQL client programs, or verify a custom-format dump (pg_dump -Fc)")
+    if b"backslash commands are restricted" in stderr:
+        stderr += b"\nerror: the plain dump contains psql backslash commands (such as \\! or \\connect); not run\n"
+    return proc.returncode, stderr
 
 
 def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, notes: list[str]) -> str:
@@ -292,6 +329,7 @@ def verify_logical(
                         dump = _Dump([*cmd, "--no-sync", "--jobs", str(jobs), "-f", str(dump_path), "-d",
                                       source_dsn], env, wd.path / "pg_dump.stderr")
                 before = snapshot(src)
+                objects_before = cmp.objects(src)
                 seq_before = cmp.sequences(src)
                 names = cmp.tables(src)
                 src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say,
@@ -320,7 +358,8 @@ def verify_logical(
                     after_restore(restored_dsn)
                 compare_start = time.monotonic()
                 result = _compare(restored_dsn, jobs, say, before=before, seq_before=seq_before,
-                                  seq_after=seq_after, names=names, src_sums=src_sums)
+                                  seq_after=seq_after, names=names, src_sums=src_sums,
+                                  objects_before=objects_before)
                 result.restored_into = where
                 result.errors = [db.redact(e) for e in errors]
                 extra_wait = max(0.0, source_done - dump.start - dump_s) if dump is not None else 0.0
@@ -341,9 +380,11 @@ def verify_logical(
 
 
 def _compare(restored_dsn: str, jobs: int, say: Progress, *, before: Any, seq_before: dict[str, int | None],
-             seq_after: dict[str, int | None], names: dict[str, bool], src_sums: dict[str, Any]) -> VerifyResult:
+             seq_after: dict[str, int | None], names: dict[str, bool], src_sums: dict[str, Any],
+             objects_before: dict[str, str]) -> VerifyResult:
     with cmp.dict_connect(restored_dsn) as rconn:
         after = snapshot(rconn)
+        objects_after = cmp.objects(rconn)
         restored_names = cmp.tables(rconn)
         seq_restored = cmp.sequences(rconn)
         restored_size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
@@ -352,7 +393,8 @@ def _compare(restored_dsn: str, jobs: int, say: Progress, *, before: Any, seq_be
     return VerifyResult(
         verified=False, kind="logical", summary="", database="",
         tables=cmp.compare_tables(src_sums, r_sums, set(), unlogged_expected_empty=False),
-        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))],
+        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))]
+        + cmp.object_differences(objects_before, objects_after),
         sequences=cmp.compare_sequences(seq_before, seq_after, seq_restored),
         sizes=Sizes(restored_bytes=int(restored_size["s"]) if restored_size else None),
     )

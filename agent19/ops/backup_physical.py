@@ -143,19 +143,22 @@ def compare_live(db: Database, copy_dsn: str, jobs: int, say: Progress, physical
         src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snap_id = src.execute("SELECT pg_export_snapshot() AS s").fetchone()["s"]  # type: ignore[index]
         before, seqs, names = snapshot(src), cmp.sequences(src), cmp.tables(src)
+        objects_before = cmp.objects(src)
         src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say, "source: ")
         src.execute("ROLLBACK")
     finally:
         src.close()
     with cmp.dict_connect(copy_dsn) as rconn:
         after, restored_names, seq_restored = snapshot(rconn), cmp.tables(rconn), cmp.sequences(rconn)
+        objects_after = cmp.objects(rconn)
         size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
     r_sums = cmp.sums_parallel(lambda: cmp.dict_connect(copy_dsn), sorted(restored_names), jobs, say, "restored: ")
     unlogged = {n for n, u in names.items() if u}
     return VerifyResult(
         verified=False, kind="physical", summary="", database="",
         tables=cmp.compare_tables(src_sums, r_sums, unlogged, unlogged_expected_empty=physical),
-        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))],
+        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))]
+        + cmp.object_differences(objects_before, objects_after),
         sequences=cmp.compare_sequences(seqs, seqs, seq_restored),
         sizes=Sizes(restored_bytes=int(size["s"]) if size else None),
     )
