@@ -1,0 +1,264 @@
+"""pgbouncer_config and pgbouncer_status proven with the real pgbouncer (Debian's package; .ci/run installs it).
+
+The generated config is started as it is written (as the postgres OS user, on loopback) and 200 concurrent
+clients go through 20 server connections in transaction mode: every transaction completes and the server,
+watched from pg_stat_activity, never sees more than the pool. A config whose pools exceed max_connections is
+flagged and not written. The caveats the config states are shown on the real thing: a SET leaks to the next
+client in transaction mode, and PgBouncer < 1.21 loses driver-prepared statements between server connections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from agent19.db.throwaway import ThrowawayServer, free_port, start_system, system_versions
+from agent19.ops.pgbouncer_status import pgbouncer_status
+from tests.conftest import need
+
+ROOT = Path(__file__).parent.parent
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+APP_PASSWORD = "app-" + uuid.uuid4().hex
+ADMIN_PASSWORD = "admin-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThrowawayServer]:
+    need(bool(system_versions()), "no system PostgreSQL binaries")
+    need(os.path.exists(PGBOUNCER), "pgbouncer is not installed (apt-get install pgbouncer; .ci/run does)")
+    s = start_system()
+    with psycopg.connect(s.dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE app LOGIN PASSWORD '{APP_PASSWORD}'")
+        c.execute(f"ALTER ROLE postgres PASSWORD '{ADMIN_PASSWORD}'")  # the admin console's login
+        c.execute("CREATE DATABASE shop OWNER app")
+    with psycopg.connect(s.dsn_for("shop"), autocommit=True) as c:
+        c.execute("CREATE EXTENSION pg_stat_statements")
+        c.execute("CREATE TABLE hits (id bigserial PRIMARY KEY, client int NOT NULL)")
+        c.execute("ALTER TABLE hits OWNER TO app")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def agent19(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent19", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+
+
+def generate(server: ThrowawayServer, directory: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+    done = agent19("--dsn", server.dsn_for("shop"), "pgbouncer", "config", "--write", str(directory),
+                   "--format", "json", *extra)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+class Bouncer:
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory, self.port = directory, port
+        pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        if pw:  # pgbouncer refuses root, like postgres: run it as the postgres OS user
+            os.chmod(directory.parent, 0o755)
+            for p in [directory, *directory.iterdir()]:
+                os.chown(p, pw.pw_uid, pw.pw_gid)
+        self.process = subprocess.Popen(
+            [PGBOUNCER, str(directory / "pgbouncer.ini")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            **({"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []} if pw else {}))  # type: ignore[arg-type]
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    log = (directory / "pgbouncer.log")
+                    raise RuntimeError("pgbouncer did not start: " + (log.read_text() if log.exists() else "")
+                                       + (self.process.stdout.read().decode() if self.process.stdout else "")
+                                       ) from None
+                time.sleep(0.1)
+
+    def dsn(self, user: str = "app", password: str = APP_PASSWORD, dbname: str = "shop") -> str:
+        return make_conninfo(host="127.0.0.1", port=self.port, user=user, password=password, dbname=dbname)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def bouncer(server: ThrowawayServer) -> Iterator[tuple[Bouncer, dict[str, Any]]]:
+    port = free_port()
+    top = Path(tempfile.mkdtemp(prefix="agent19-pgbouncer-"))  # pytest's tmp_path is 0700: postgres cannot enter
+    directory = top / "pgb"
+    code, cfg = generate(server, directory, "--listen-port", str(port), "--users", "app", "postgres",
+                         "--pool-size", "20", "--reserve-pool-size", "0")
+    assert code == 0 and cfg["valid"], cfg["findings"]
+    try:
+        b = Bouncer(directory, port)
+        try:
+            yield b, cfg
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _app_backends(server: ThrowawayServer) -> int:
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = 'app'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_generated_config_and_its_secrets(server: ThrowawayServer, tmp_path: Path) -> None:
+    code, cfg = generate(server, tmp_path / "out", "--users", "app")
+    assert code == 0 and cfg["valid"] and cfg["pool_mode"] == "transaction"
+    assert cfg["auth"] == "userlist" and cfg["auth_users"] == ["app"]
+    ini = (tmp_path / "out" / "pgbouncer.ini").read_text()
+    for line in ("pool_mode = transaction", "max_db_connections = ", "server_idle_timeout = 600",
+                 "server_lifetime = 3600", "server_connect_timeout = 5", "query_wait_timeout = 120",
+                 "dbname=shop", "auth_type = scram-sha-256"):
+        assert line in ini
+    userlist = (tmp_path / "out" / "userlist.txt").read_text()
+    assert userlist.startswith('"app" "SCRAM-SHA-256$')
+    secret = userlist.split('"')[3]
+    assert secret not in json.dumps(cfg) and APP_PASSWORD not in json.dumps(cfg)
+    assert (tmp_path / "out" / "userlist.txt").stat().st_mode & 0o077 == 0
+    b = cfg["budget"]
+    assert cfg["pools_total"] <= b["available"] == b["max_connections"] - b["superuser_reserved_connections"] \
+        - b["reserved_connections"] - b["agent19"] - b["other_direct"]
+    assert cfg["file_descriptors"] >= 1000 + cfg["pools_total"]
+    if cfg["pgbouncer_version"] and tuple(map(int, cfg["pgbouncer_version"].split(".")[:2])) < (1, 21):
+        assert "max_prepared_statements" not in ini
+        assert any("prepare_threshold=None" in (f["fix"] or "") for f in cfg["findings"])
+
+
+def test_pools_past_max_connections_are_flagged_and_not_written(server: ThrowawayServer, tmp_path: Path) -> None:
+    code, cfg = generate(server, tmp_path / "big", "--pool-size", "200")
+    assert code == 1 and cfg["valid"] is False
+    err = next(f for f in cfg["findings"] if f["level"] == "error")
+    assert "pools exceed" in err["message"] and "max_connections 100" in err["message"]
+    assert not (tmp_path / "big" / "pgbouncer.ini").exists()
+    code, cfg = generate(server, tmp_path / "other", "--other-connections", "90")
+    assert cfg["pools_total"] <= cfg["budget"]["available"] or code == 1
+
+
+def test_200_clients_through_20_server_connections(server: ThrowawayServer,
+                                                   bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    b, cfg = bouncer
+    assert cfg["default_pool_size"] == 20 and cfg["reserve_pool_size"] == 0
+    stop, peak, errors = threading.Event(), [0], []
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _app_backends(server))
+            time.sleep(0.02)
+
+    def client(n: int) -> None:
+        try:
+            with psycopg.connect(b.dsn(), autocommit=True, prepare_threshold=None) as c:
+                for _ in range(5):
+                    with c.transaction():
+                        c.execute("INSERT INTO hits (client) VALUES (%s)", (n,))
+                        c.execute("SELECT pg_sleep(0.04)")
+        except Exception as exc:  # noqa: BLE001 — collected and asserted below
+            errors.append(f"client {n}: {exc}")
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    clients = [threading.Thread(target=client, args=(n,)) for n in range(200)]
+    for t in clients:
+        t.start()
+    time.sleep(0.8)
+    status = pgbouncer_status(b.dsn("postgres", ADMIN_PASSWORD, "pgbouncer"), samples=3, interval_s=0.3)
+    for t in clients:
+        t.join()
+    stop.set()
+    watcher.join()
+    assert errors == []
+    with psycopg.connect(server.dsn_for("shop")) as c:
+        row = c.execute("SELECT count(*), count(DISTINCT client) FROM hits").fetchone()
+    assert row == (1000, 200)
+    assert 1 <= peak[0] <= 20, peak[0]
+    pool = next(p for p in status.pools if p.database == "shop" and p.user == "app")
+    assert pool.pool_mode == "transaction" and pool.pool_size == 20
+    assert pool.sustained_waiting and pool.status == "waiting" and pool.fix and status.problems >= 1
+    calm = agent19("pgbouncer", "status", "--admin-dsn", b.dsn("postgres", ADMIN_PASSWORD, "pgbouncer"),
+                   "--samples", "2", "--interval", "0.2")
+    assert calm.returncode == 0, calm.stdout + calm.stderr
+    assert "ok" in calm.stdout and ADMIN_PASSWORD not in calm.stdout
+
+
+def test_transaction_pooling_caveats_on_the_real_pgbouncer(server: ThrowawayServer,
+                                                          bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    b, cfg = bouncer
+    # a SET without LOCAL stays on the server connection and reaches the next client
+    with psycopg.connect(b.dsn(), autocommit=True) as a, psycopg.connect(b.dsn(), autocommit=True) as other:
+        a.execute("SET work_mem = '77MB'")
+        row = other.execute("SHOW work_mem").fetchone()
+        assert row == ("77MB",)
+        a.execute("RESET work_mem")
+    if tuple(map(int, (cfg["pgbouncer_version"] or "0.0").split(".")[:2])) >= (1, 21):
+        return
+    # before 1.21 a statement the driver prepared on one server connection is missing on another
+    with psycopg.connect(b.dsn(), autocommit=True) as a, psycopg.connect(b.dsn(), autocommit=True) as other:
+        a.execute("SELECT count(*) FROM hits WHERE client = %s", (1,), prepare=True)
+        other.execute("BEGIN")
+        other.execute("SELECT 1")  # holds the server connection a just used (PgBouncer reuses it first)
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            a.execute("SELECT count(*) FROM hits WHERE client = %s", (1,), prepare=True)
+        other.execute("ROLLBACK")
+
+
+def test_session_state_in_the_workload_chooses_session_mode(server: ThrowawayServer, tmp_path: Path) -> None:
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("SET statement_timeout = '5s'")
+        c.execute("LISTEN orders_changed")
+        c.execute("SELECT pg_advisory_lock(42)")
+        c.execute("SELECT pg_advisory_unlock(42)")
+        c.execute("PREPARE by_client AS SELECT * FROM hits WHERE client = $1")
+        c.execute("EXECUTE by_client(1)")  # pg_stat_statements records the PREPARE's text when it is executed
+        c.execute("CREATE TEMP TABLE scratch (x int)")
+        with c.transaction():
+            c.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 1")
+        c.execute("CLOSE held")
+    code, cfg = generate(server, tmp_path / "s")
+    assert code == 0 and cfg["pool_mode"] == "session"
+    assert {f["feature"] for f in cfg["session_features"]} == {
+        "SET without LOCAL", "LISTEN", "session advisory locks", "WITH HOLD cursors", "SQL PREPARE",
+        "temporary tables"}
+    assert "server_reset_query = DISCARD ALL" in cfg["ini"]
+    forced = agent19("--dsn", server.dsn_for("shop"), "pgbouncer", "config", "--pool-mode", "transaction",
+                     "--format", "json")
+    out = json.loads(forced.stdout)
+    assert forced.returncode == 1 and not out["valid"]
+    assert any("transaction pooling breaks" in f["message"] for f in out["findings"])
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("SELECT pg_stat_statements_reset()")
+
+
+def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> None:
+    done = agent19("pgbouncer", "status", "--admin-dsn", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}"
+                   "/pgbouncer")
+    assert done.returncode == 3 and "admin console" in done.stderr and "hunter2" not in done.stderr  # unavailable
+    assert agent19("pgbouncer", "status").returncode == 2
