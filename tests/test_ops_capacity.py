@@ -232,3 +232,40 @@ async def test_mcp_capacity_plan(dsn: str, tmp_path: Path) -> None:
         assert out is not None and out["growth"]["disk_size"] == 2 << 30
         assert out["markdown"].startswith("# Database Capacity Plan") and out["untrusted_data"] is True
     assert (tmp_path / "capacity" / f"{out['current']['system_identifier']}.jsonl").exists()
+
+
+def test_assess_optimization_measures_what_the_caller_did_not_give(dsn: str) -> None:
+    rows = plant(dsn, [300.0] * 5)
+    run_sql(dsn, "CREATE EXTENSION pg_stat_statements")  # queries/s come from it
+    done = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "assess", "--window", "1",
+                           "--execution-ms", "40", "--have-explain", "--format", "json"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    a = json.loads(done.stdout)
+    assert a["filled"]["table_rows"] == rows and a["filled"]["connections"] >= 1
+    assert "execution_ms" not in a["filled"] and a["measured"] is True and "qps" in a["filled"]
+    verdicts = {t["technique"]: t["verdict"] for t in a["thresholds"]}
+    assert verdicts["sharding"] == verdicts["partitioning"] == verdicts["connection pooling"] == "not_yet"
+    assert verdicts["caching layer"] == "unknown"
+    part = next(t for t in a["thresholds"] if t["technique"] == "partitioning")
+    assert f"{rows:,} rows" in part["measured"] and "creation timestamp column: yes" in part["measured"]
+    given = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "assess", "--table-rows", "7",
+                            "--no-measure", "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    assert json.loads(given.stdout)["thresholds"] == []
+
+
+def test_thresholds_turn_warranted_past_the_charter_numbers() -> None:
+    from agent19.optimize.assess import Measured, charter_thresholds
+
+    big = charter_thresholds(Measured(largest_table="public.events", largest_table_rows=150_000_000,
+                                      largest_table_bytes=900 << 30, database_bytes=2 << 40,
+                                      largest_has_time_column=True, rows_written_per_s=500, read_qps=2500,
+                                      slowest_mean_ms=1500, connections=150, window_s=60))
+    verdicts = {t.technique: t.verdict for t in big}
+    assert verdicts == {"sharding": "warranted_now", "read replicas": "warranted_now",
+                        "materialized views": "warranted_now", "connection pooling": "warranted_now",
+                        "partitioning": "warranted_now", "caching layer": "unknown"}
+    small = charter_thresholds(Measured(largest_table_rows=90_000_000, database_bytes=1 << 30, read_qps=999,
+                                        slowest_mean_ms=999, connections=100, largest_has_time_column=True))
+    assert {t.technique: t.verdict for t in small if t.technique != "caching layer"} == dict.fromkeys(
+        ("sharding", "read replicas", "materialized views", "connection pooling", "partitioning"), "not_yet")

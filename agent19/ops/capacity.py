@@ -17,13 +17,14 @@ from pathlib import Path
 
 from agent19.db.connection import Database
 from agent19.ops import capacity_infer, capacity_samples
-from agent19.ops.capacity_doc import document
+from agent19.ops.capacity_doc import document, measured
 from agent19.ops.capacity_fit import choose, project
 from agent19.ops.capacity_measure import measure
 from agent19.ops.capacity_model import CapacityPlan, CurrentState, Growth
 from agent19.ops.capacity_samples import SampleResult
 from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import HealthThresholds
+from agent19.optimize.assess import Measured
 
 QUERY_TIMEOUT_MS = 30_000
 """Capacity queries may scan a creation column (sampled past a million rows): more time than health checks,
@@ -106,3 +107,16 @@ def capacity_plan(db: Database, *, window_s: float = 5, disk_size: int | None = 
         probe.close()
     growth = project(growth, state.database_bytes, state.cluster_bytes, state.rows, disk_size)
     return document(state, growth, timed, disk_size)
+
+
+def measured_numbers(db: Database, window_s: float = 2) -> tuple[Measured, CurrentState]:
+    """The numbers ``assess_optimization`` judges, measured on ``db`` (the same as ``capacity_plan``'s)."""
+    probe = _probe(db)
+    try:
+        state = measure(probe, window_s=window_s)
+        found = capacity_infer.creation_columns(probe)
+    finally:
+        probe.close()
+    largest = max((o for o in state.largest if o.kind == "table"), key=lambda o: o.rows or 0, default=None)
+    timed = any(c["table_name"] == largest.name for c in found) if largest else None
+    return measured(state, timed), state

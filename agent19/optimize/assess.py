@@ -33,6 +33,11 @@ class Metrics(BaseModel):
     write_share: float | None = Field(default=None, ge=0, le=1, description="share of the traffic that writes")
     connections: int | None = Field(default=None, ge=0, description="peak client connections")
     have_explain: bool = False
+    measure: bool = Field(default=True, description="when a database is connected (--dsn / DATABASE_URL), measure "
+                          "the missing numbers there (rows, size, queries/s, connections) and judge the thresholds "
+                          "table on them")
+    window: float = Field(default=2, ge=0, le=600, description="seconds over which queries/s and writes/s are "
+                          "measured (take it at peak)")
 
 
 class Decision(BaseModel):
@@ -48,6 +53,11 @@ class Assessment(BaseModel):
     how_to_measure: list[str] = []
     simple_fix_first: str
     decisions: list[Decision] = []
+    measured_on: str | None = Field(default=None, description="the database the numbers were measured on, if any")
+    filled: dict[str, float | int] = Field(default={}, description="numbers taken from the database (the caller's "
+                                           "own win)")
+    thresholds: list[ThresholdVerdict] = Field(default=[], description="the premature-optimization table judged "
+                                               "on measured numbers (connected only)")
 
 
 def assess(m: Metrics) -> Assessment:
@@ -214,3 +224,6 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
         would_change="measure repeats where the values are visible: the application's query log or "
         "log_min_duration_statement = 0 for a sample window, counting identical texts"))
     return out
+
+
+Assessment.model_rebuild()  # its `thresholds` field refers to ThresholdVerdict, defined above

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agent19.optimize.assess import Assessment, Metrics, assess
+from agent19.ops.capacity import measured_numbers
+from agent19.optimize.assess import Assessment, Metrics, assess, charter_thresholds
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -10,10 +11,19 @@ def render_assessment(a: Assessment) -> str:
     if not a.measured:
         lines = ["measure first — answer these before optimizing:"]
         lines += [f"  - {q}\n      {h}" for q, h in zip(a.questions, a.how_to_measure, strict=True)]
-        return "\n".join(lines + [f"meanwhile: {a.simple_fix_first}"])
+        return "\n".join(lines + [f"meanwhile: {a.simple_fix_first}"] + _thresholds(a))
     lines = [f"first: {a.simple_fix_first}"]
     lines += [f"[{d.verdict}] {d.technique}: {d.why} (revisit when {d.revisit_when})" for d in a.decisions]
-    return "\n".join(lines)
+    return "\n".join(lines + _thresholds(a))
+
+
+def _thresholds(a: Assessment) -> list[str]:
+    if not a.thresholds:
+        return []
+    lines = ["", f"measured on {a.measured_on}: " + ", ".join(f"{k}={v:,}" for k, v in a.filled.items())]
+    lines += [f"[{t.verdict.replace('_', ' ')}] {t.technique} (needed when {t.needed_when}): {t.measured} — "
+              f"{t.would_change}" for t in a.thresholds]
+    return lines
 
 
 @tool(
@@ -26,5 +36,25 @@ def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
     EXPLAIN ANALYZE) it returns the questions to ask and the queries that answer them. With them, it
     says for each scaling technique (pooling, caching, read replicas, materialized views, partitioning,
     denormalization, sharding) whether it is warranted now or premature, and when to revisit — at small
-    scale the answer is the simple fix. Needs no database."""
-    return assess(args)
+    scale the answer is the simple fix. Needs no database; when one is connected (and `measure` is on) the
+    numbers not given are measured there (largest table's rows and size, queries/s over `window` seconds,
+    connections) and the premature-optimization table (sharding, read replicas, materialized views,
+    pooling, partitioning, caching) is judged on them: warranted now, not yet (with the number that would
+    change it), or unknown (with how to measure it first)."""
+    if not args.measure or ctx.settings.dsn_value() is None:
+        return assess(args)
+    m, state = measured_numbers(ctx.db, args.window)
+    filled: dict[str, float | int] = {}
+    given = args.model_dump(exclude_unset=True)
+    numbers = {"table_rows": m.largest_table_rows, "table_gb": round((m.largest_table_bytes or 0) / 1e9, 3),
+               "qps": state.rates.statements_per_s if state.rates else None, "connections": m.connections}
+    if state.rates and state.rates.statements_per_s:
+        numbers["write_share"] = round(1 - (state.rates.read_statements_per_s or 0) / state.rates.statements_per_s, 3)
+    for key, value in numbers.items():
+        if key not in given and value is not None:
+            filled[key] = value
+    result = assess(args.model_copy(update=filled))
+    result.measured_on = f"{state.database} ({state.measured_at})"
+    result.filled = filled
+    result.thresholds = charter_thresholds(m)
+    return result
