@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -181,8 +182,8 @@ class Invalid(_Check):
     column: str
     valid_values: list[Any] | None = None
     valid_regex: str | None = None
-    valid_min: Any = None
-    valid_max: Any = None
+    valid_min: int | float | datetime | date | str | None = Field(default=None, description="a number, date or text")
+    valid_max: int | float | datetime | date | str | None = Field(default=None, description="a number, date or text")
 
     @model_validator(mode="after")
     def _some_rule(self) -> Invalid:
@@ -308,8 +309,13 @@ def parse_checks(text: str, source: str = "checks", fmt: str | None = None) -> C
     try:
         data = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"{source}: not valid {fmt.upper()}: {exc}", "fix the syntax; nothing was checked") from None
-    if not isinstance(data, dict):
+        # PyYAML's message quotes the offending line: the file may not be a checks file at all (a path given by
+        # mistake, or by a model), so only the problem and where it is are said, never the file's text
+        where = getattr(exc, "problem_mark", None)
+        said = (f"{getattr(exc, 'problem', None) or 'syntax error'} at line {where.line + 1}, column {where.column + 1}"
+                if where is not None else str(exc) if isinstance(exc, tomllib.TOMLDecodeError) else "syntax error")
+        raise InputError(f"{source}: not valid {fmt.upper()}: {said}", "fix the syntax; nothing was checked") from None
+    if not isinstance(data, dict) or "tables" not in data:
         raise InputError(f"{source}: expected a mapping with 'tables:' at the top",
                          "see `agent19 check --help` or examples/quality/checks.yml")
     try:

@@ -16,6 +16,7 @@ one choke point, :func:`agent19.safety.gate.admit`, and runs through :func:`agen
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -197,11 +198,13 @@ def _run_table(run: _Run, relations: dict[str, Relation | None], name: str, spec
     results: dict[int, CheckResult] = {i: _result(spec.checks[i], targets[False], table.qualified_name,
                                                   status="error", message=m) for i, m in early_errors.items()}
     # Checks carrying user SQL (a filter, a sql check) go through the gate, as the reader login; the others
-    # run as built from the catalog. Each group is one transaction, its column metrics one scan.
+    # run as built from the catalog. Each group is one transaction, its column metrics one scan. A plain
+    # view is someone's SQL too: the functions it calls run as the caller, so reading it is gated as well.
     groups: dict[bool, set[int]] = {False: set(), True: set()}
     for i, c in enumerate(spec.checks):
         if i not in results:
-            groups[table_filter is not None or bool(c.filter) or isinstance(c, CustomSql)].add(i)
+            groups[relation.kind == "view" or table_filter is not None or bool(c.filter)
+                   or isinstance(c, CustomSql)].add(i)
     for flag, indices in groups.items():
         if indices:
             _run_group(run, relations, targets[flag], spec, check_filters, indices, results)
@@ -261,6 +264,10 @@ def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,
             value = _number(row[f"m{i}"])
         except Agent19Error as exc:
             results[i] = _result(c, target, tname, status="error", message=exc.message)
+            continue
+        if isinstance(value, float) and math.isnan(value):  # NaN compares false with every threshold in Python
+            results[i] = _result(c, target, tname, status="error", query=query.as_string(conn),
+                                 message="the measured value is NaN (the column holds NaN): no threshold can judge it")
             continue
         count = value if isinstance(value, int) else None
         if c.check.endswith("_percent"):
