@@ -12,13 +12,17 @@ The text of a statement does not show everything it runs. This layer asks the ca
   row-level security policies of the tables read, likewise; operators to their functions
   (the implicit ``=``/``<`` of joins, sorts and IN lists included); casts to their cast functions,
   the target type's input function and a domain's CHECK constraints; user-defined implicit casts;
-  ``t.fn`` (a function called with attribute notation).
+  ``t.fn`` (a function called with attribute notation); domains reached through function arguments and
+  results, composite fields, column definition lists and casts written as calls (``d(x)``); default
+  arguments. Built-in functions are pinned (pg_depend records no dependency on them), so the deparsed
+  text of views, policies, domain CHECKs and function definitions is read for denied built-ins too.
 * **Function bodies.** Built-in functions are judged by name (the deny-list) and volatility. A
   user-defined function is read: a SQL-standard body (``BEGIN ATOMIC``) through ``pg_depend``; a
-  ``LANGUAGE sql`` body is parsed; a PL/pgSQL body is scanned for the functions it calls and refused
-  if it runs dynamic SQL (``EXECUTE``); a body in any other language cannot be read and is refused,
-  as is a ``SECURITY DEFINER`` function (it runs with its owner's privileges, across the reader's
-  boundary). Callees are judged the same way, recursively.
+  ``LANGUAGE sql`` body is parsed (views it reads followed); a PL/pgSQL body is scanned — every
+  identifier may be a function, a view or a cast's type, every operator token a user operator — and
+  refused if it runs dynamic SQL (``EXECUTE``) or names things with ``U&"…"`` escapes; a body in
+  any other language cannot be read and is refused, as is a ``SECURITY DEFINER`` function (it runs
+  with its owner's privileges, across the reader's boundary). Callees are judged the same way, recursively.
 * **Relations that carry credentials or reach outside.** ``pg_authid``, user mappings (also through
   ``information_schema.user_mapping_options``), subscriptions' connection strings; foreign tables
   other than ``postgres_fdw`` (``file_fdw`` runs programs and reads server files when read).
@@ -45,8 +49,10 @@ MAX_FUNCTIONS = 500
 READABLE_LANGUAGES = {"sql", "plpgsql"}
 TRUSTED_CODE = {"c", "internal"}
 ALLOWED_FDWS = {"postgres_fdw"}
-_PLPGSQL_CALL = re.compile(r'(?:([A-Za-z_][\w$]*)|"((?:[^"]|"")+)")\s*\(')
+CREDENTIAL_COLUMNS = {"rolpassword", "passwd", "umoptions", "subconninfo"}
 _PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
+_PLPGSQL_QUOTED = re.compile(r'"((?:[^"]|"")+)"')
+_PLPGSQL_OPERATOR = re.compile(r"[-+*/<>=~!@#%^&|`?]+")
 
 Refuse = Callable[[str, str], Exception]
 
@@ -77,7 +83,7 @@ def written(tree: Any) -> Written:
                 w.operators.add(op[-1])
         elif node == "RangeVar":
             w.relations.append(f)
-        elif node == "TypeCast":
+        elif node in ("TypeCast", "ColumnDef", "RangeTableFuncCol"):  # x::t, AS f(col t), XMLTABLE columns
             w.casts.append(_names(f.get("typeName", {}).get("names", [])))
         elif node == "ColumnRef":
             w.columns |= {n for n in _names(f.get("fields", [])) if n}
@@ -87,6 +93,7 @@ def written(tree: Any) -> Written:
 Q_FUNCTION_FACTS = """
 SELECT p.oid::bigint AS oid, n.nspname AS schema, p.proname AS name, p.provolatile AS volatile,
        p.prosecdef AS definer, l.lanname AS language, p.prosrc AS source, p.prosqlbody IS NOT NULL AS atomic,
+       (coalesce(p.proallargtypes, p.proargtypes::oid[]) || p.prorettype)::bigint[] AS types,
        ARRAY(SELECT f::oid::bigint FROM pg_aggregate a,
                     unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn, a.aggdeserialfn,
                                  a.aggmtransfn, a.aggminvtransfn, a.aggmfinalfn]) f
@@ -117,8 +124,7 @@ SELECT castfunc::bigint AS oid FROM pg_cast
 """
 Q_CAST_TARGET = """
 SELECT t.oid::bigint AS type, t.typinput::oid::bigint AS input,
-       ARRAY(SELECT castfunc::bigint FROM pg_cast WHERE casttarget = t.oid AND castfunc <> 0) AS casts,
-       ARRAY(SELECT con.oid::bigint FROM pg_constraint con WHERE con.contypid = t.oid) AS constraints
+       ARRAY(SELECT castfunc::bigint FROM pg_cast WHERE casttarget = t.oid AND castfunc <> 0) AS casts
   FROM pg_type t WHERE t.oid = to_regtype(%s)
 """
 Q_RELATION = """
@@ -135,6 +141,35 @@ SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid,
  WHERE d.classid = %(class)s::regclass AND d.objid = ANY(%(oids)s::oid[])
    AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_operator'::regclass)
 """
+Q_DOMAIN_CONSTRAINTS = """
+WITH RECURSIVE reach(t) AS (
+    SELECT unnest(%s::oid[])
+  UNION
+    SELECT s.x FROM reach r JOIN pg_type ty ON ty.oid = r.t
+      CROSS JOIN LATERAL (SELECT ty.typbasetype UNION ALL SELECT ty.typelem
+                          UNION ALL SELECT rngsubtype FROM pg_range WHERE rngtypid = ty.oid
+                          UNION ALL SELECT a.atttypid FROM pg_attribute a
+                           WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped) s(x)
+     WHERE s.x <> 0
+)
+SELECT con.oid::bigint AS oid FROM pg_constraint con WHERE con.contypid IN (SELECT t FROM reach)
+"""
+Q_RELATIONS_ANYWHERE = "SELECT oid::bigint AS oid FROM pg_class WHERE relname = ANY(%s)"
+Q_CASTS_TO_NAMED = f"""
+SELECT c.castfunc::bigint AS oid FROM pg_cast c JOIN pg_type t ON t.oid = c.casttarget
+ WHERE t.typname = ANY(%s) AND c.castfunc <> 0 AND (c.oid >= {FIRST_NORMAL_OID} OR c.castfunc >= {FIRST_NORMAL_OID})
+"""
+# built-in functions and catalogs are pinned: pg_depend records no dependency on them, so what these call
+# among them is read from their text (pg_get_*def, as the server deparses them)
+Q_TEXTS = {
+    "pg_rewrite": "SELECT 'view ' || ev_class::regclass::text AS what, CASE ev_type WHEN '1' THEN "
+                  "pg_get_ruledef(oid) END AS text FROM pg_rewrite",  # a read runs the ON SELECT rule only
+    "pg_policy": "SELECT 'policy ' || polname AS what, 'SELECT ' || concat_ws(', ', pg_get_expr(polqual, polrelid), "
+                 "pg_get_expr(polwithcheck, polrelid)) AS text FROM pg_policy",
+    "pg_constraint": "SELECT 'domain ' || contypid::regtype::text AS what, 'SELECT ' || pg_get_expr(conbin, 0) AS text "
+                     "FROM pg_constraint",
+    "pg_proc": "SELECT oid::regprocedure::text AS what, pg_get_functiondef(oid) AS text FROM pg_proc",
+}
 Q_RULES = "SELECT oid::bigint AS oid FROM pg_rewrite WHERE ev_class = ANY(%s::oid[])"
 Q_POLICIES = "SELECT oid::bigint AS oid FROM pg_policy WHERE polrelid = ANY(%s::oid[])"
 
@@ -156,9 +191,12 @@ class Resolver:
     def check_statement(self, tree: Any, *, planning_only: bool) -> None:
         w = written(tree)
         direct: set[int] = set()
-        for parts in sorted({tuple(p) for p in w.functions}):  # one lookup per distinct name
-            direct |= self.resolve_function(list(parts))
         through: set[int] = set()
+        for parts in sorted({tuple(p) for p in w.functions}):  # one lookup per distinct name
+            found = self.resolve_function(list(parts))
+            direct |= found
+            if not found:  # `type(x)`: a cast written as a call
+                through |= self._cast_functions(list(parts))
         through |= self._oids(Q_OPERATOR_FUNCS, (sorted(w.operators),))
         through |= self._oids(Q_IMPLICIT_CASTS, None)
         if w.columns:
@@ -214,10 +252,14 @@ class Resolver:
         row = self.conn.execute(Q_CAST_TARGET, (name,)).fetchone()  # NULL for an unknown type: the server refuses it
         if row is None:
             return set()
-        out = {int(row["input"]), *(int(c) for c in row["casts"] or [])}
-        if row["constraints"]:
-            out |= self._dependencies("pg_constraint", [int(c) for c in row["constraints"]])[0]
-        return out
+        return {int(row["input"]), *(int(c) for c in row["casts"] or [])} | self._domain_checks([int(row["type"])])
+
+    def _domain_checks(self, types: list[int]) -> set[int]:
+        """Functions the CHECKs of domains reached from ``types`` call (through base types, array elements,
+        range subtypes and composite fields: json_populate_record(NULL::t, …) checks t's fields' domains)."""
+        constraints = sorted(self._oids(Q_DOMAIN_CONSTRAINTS, (types,)))
+        self._check_text("pg_constraint", constraints)
+        return self._dependencies("pg_constraint", constraints)[0] if constraints else set()
 
     def _dependencies(self, catalog: str, oids: list[int]) -> tuple[set[int], set[int]]:
         """Functions (operators as their functions) and relations the objects depend on."""
@@ -234,6 +276,28 @@ class Resolver:
             else:
                 rels.add(int(r["oid"]))
         return funcs, rels
+
+    def _check_text(self, catalog: str, oids: list[int]) -> None:
+        """Denied built-in functions and credential catalogs in the deparsed text of views, policies, domain
+        CHECKs and function definitions (default arguments, BEGIN ATOMIC bodies)."""
+        if not oids:
+            return
+        for r in self.conn.execute(Q_TEXTS[catalog] + " WHERE oid = ANY(%s::oid[])", (oids,)).fetchall():
+            try:
+                trees = parse_json(r["text"] or "")
+            except ParseError:
+                raise self.refuse(f"{r['what']} does not parse: agent19 cannot see what it does",
+                                  "read-only mode reads only what it can check") from None
+            for node, f in walk(trees):
+                called = _names(f.get("funcname", []))[-1:] if node == "FuncCall" else []
+                if called and self.denied_function(called[0]):
+                    raise self.refuse(f"{called[0]}() is not allowed in read-only mode (called by {r['what']}): it "
+                                      "reaches server files, other sessions, settings, locks, other servers or runs "
+                                      "SQL given as a string", "only reads of data and statistics run here")
+                read = set(_names(f.get("fields", []))) & CREDENTIAL_COLUMNS if node == "ColumnRef" else set()
+                if read:  # (pg_stat_activity joins pg_authid for names: the password column is what counts)
+                    raise self.refuse(f"{r['what']} reads {', '.join(sorted(read))}, which holds credentials",
+                                      "read pg_roles / pg_user for roles; password hashes are never returned")
 
     # -- verdicts -----------------------------------------------------------------------------
     def check_functions(self, oids: set[int], *, top_level: bool, planning_only: bool) -> None:
@@ -265,6 +329,12 @@ class Resolver:
             return
         if fn["aggregate_parts"]:  # an aggregate runs its state, final and combine functions
             self.check_functions({int(x) for x in fn["aggregate_parts"]}, top_level=False, planning_only=False)
+        funcs, rels = self._dependencies("pg_proc", [int(fn["oid"])])  # default arguments' expressions, too
+        if not fn["aggregate_parts"]:
+            self._check_text("pg_proc", [int(fn["oid"])])
+        funcs |= self._domain_checks([int(t) for t in fn["types"]])  # arguments and result coerced to domains
+        self.check_functions(funcs, top_level=False, planning_only=False)
+        self.check_relations(rels)
         if fn["definer"]:
             raise self.refuse(f"{name}() is SECURITY DEFINER: it runs with its owner's privileges, beyond the "
                               "reader's", "read-only mode does not call SECURITY DEFINER functions")
@@ -286,13 +356,20 @@ class Resolver:
             if _PLPGSQL_EXECUTE.search(source):
                 raise self.refuse(f"{name}() runs SQL built at run time (EXECUTE): agent19 cannot see it",
                                   "read-only mode does not call functions with dynamic SQL")
+            if re.search(r'\bU&"', source, re.IGNORECASE):
+                raise self.refuse(f"{name}() names something with Unicode escapes (U&\"…\"): agent19 cannot "
+                                  "check what it calls",
+                                  "read-only mode calls only functions whose bodies can be checked")
             words = set(re.findall(r"[A-Za-z_][\w$]*", source.lower()))
             if words & self.denied_relations:
                 raise self.refuse(f"{name}() reads {', '.join(sorted(words & self.denied_relations))}, which holds "
                                   "credentials", "read-only mode does not return credentials")
-            names = {m.group(1).lower() if m.group(1) else m.group(2).replace('""', '"')
-                     for m in _PLPGSQL_CALL.finditer(source)}
-            return self._oids(Q_FUNCS_ANYWHERE, (sorted(names),)) if names else set()
+            # every identifier may be a call (`f/**/(…)` too), a relation (a view runs what it calls) or a cast's
+            # target type: the cautious reading of a body only the server parses
+            names = words | {m.group(1).replace('""', '"') for m in _PLPGSQL_QUOTED.finditer(source)}
+            self.check_relations(self._oids(Q_RELATIONS_ANYWHERE, (sorted(names),)))
+            return (self._oids(Q_FUNCS_ANYWHERE, (sorted(names),)) | self._oids(Q_CASTS_TO_NAMED, (sorted(names),))
+                    | self._oids(Q_OPERATOR_FUNCS, (sorted(set(_PLPGSQL_OPERATOR.findall(source))),)))
         try:
             trees = parse_json(source)
         except ParseError:
@@ -305,10 +382,17 @@ class Resolver:
             if names:
                 out |= self._oids(Q_FUNCS_ANYWHERE, (sorted(names),))
             out |= self._oids(Q_OPERATOR_FUNCS, (sorted(w.operators),))
+            for parts in w.casts:
+                out |= self._cast_functions(parts)
+            if w.columns:
+                out |= self._oids(Q_ATTRIBUTE_FUNCS, (sorted(w.columns),))
             for rv in w.relations:
                 if rv.get("relname", "") in self.denied_relations:
                     raise self.refuse(f"{name}() reads {rv['relname']}, which holds credentials",
                                       "read-only mode does not return credentials")
+            # any schema: the function may have its own search_path; a view it reads runs what the view calls
+            relnames = sorted({rv.get("relname", "") for rv in w.relations})
+            self.check_relations(self._oids(Q_RELATIONS_ANYWHERE, (relnames,)) if relnames else set())
         return out
 
     def check_relations(self, oids: set[int]) -> None:
@@ -336,6 +420,7 @@ class Resolver:
         for catalog, query, owners in (("pg_rewrite", Q_RULES, views), ("pg_policy", Q_POLICIES, secured)):
             if owners:
                 objs = [int(x["oid"]) for x in self.conn.execute(query, (owners,)).fetchall()]
+                self._check_text(catalog, objs)
                 f, r = self._dependencies(catalog, objs)
                 funcs |= f
                 rels |= r
