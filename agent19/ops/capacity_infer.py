@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,10 @@ SELECT DISTINCT ON (c.oid) format('%I.%I', n.nspname, c.relname) AS table_name, 
    AND has_table_privilege(c.oid, 'SELECT')
  ORDER BY c.oid, (d.adbin IS NOT NULL) DESC, a.attnum"""
 SAMPLE_ROWS = 1_000_000
+MAX_TABLES = 200
+BATCH = 100
+"""Tables counted in one query (UNION ALL): round trips, not scans, dominate on many small tables."""
+EVIDENCE_LINES = 20
 
 
 def _month_start(d: datetime) -> datetime:
@@ -52,43 +57,63 @@ def creation_columns(probe: Probe) -> list[dict[str, Any]]:
     return probe.rows(Q_CREATION_COLUMNS)
 
 
-def _monthly(probe: Probe, c: dict[str, Any]) -> tuple[dict[datetime, float], float, str]:
-    """Rows per month of the column (scaled when sampled), undated rows, and the query used."""
+def _monthly_sql(i: int, c: dict[str, Any]) -> tuple[str, float]:
+    """The per-month count of one table's creation column (sampled past a million rows), and its scale."""
     pct = 100.0
     if c["reltuples"] > SAMPLE_ROWS:
         pct = max(round(100.0 * SAMPLE_ROWS / c["reltuples"], 4), 0.0001)
     sample = f" TABLESAMPLE SYSTEM ({pct})" if pct < 100 else ""
     utc = f"{c['col']} AT TIME ZONE 'UTC'" if c["tz"] else f"{c['col']}::timestamp"  # months in UTC, as `now`
-    sql = (f"SELECT date_trunc('month', {utc}) AS month, count(*) AS n "
-           f"FROM {c['table_name']}{sample} WHERE {c['col']} IS NULL OR {c['col']} <= now() "
-           f"GROUP BY 1 ORDER BY 1 NULLS FIRST")
-    scale = 100.0 / pct
-    counts: dict[datetime, float] = {}
-    undated = 0.0
-    for r in probe.rows(sql):
-        if r["month"] is None:
-            undated = r["n"] * scale
-        else:
-            counts[r["month"]] = r["n"] * scale
-    return counts, undated, sql
+    return (f"SELECT {i} AS t, date_trunc('month', {utc}) AS month, count(*) AS n "
+            f"FROM {c['table_name']}{sample} WHERE {c['col']} IS NULL OR {c['col']} <= now() GROUP BY 2",
+            100.0 / pct)
+
+
+def _monthly(probe: Probe, found: list[dict[str, Any]]) -> list[tuple[dict[datetime, float], float, str]]:
+    """Per table: rows per month (scaled when sampled), undated rows, and its query — BATCH tables a query."""
+    out: list[tuple[dict[datetime, float], float, str]] = []
+    for start in range(0, len(found), BATCH):
+        chunk = found[start:start + BATCH]
+        parts = [_monthly_sql(i, c) for i, c in enumerate(chunk)]
+        results: list[tuple[dict[datetime, float], float, str]] = [({}, 0.0, sql) for sql, _ in parts]
+        for r in probe.rows("\nUNION ALL\n".join(sql for sql, _ in parts)):
+            counts, _, _ = results[r["t"]]
+            n = r["n"] * parts[r["t"]][1]
+            if r["month"] is None:
+                results[r["t"]] = (counts, n, parts[r["t"]][0])
+            else:
+                counts[r["month"]] = n
+        out += results
+    return out
 
 
 def from_creation_columns(probe: Probe, state: CurrentState, found: list[dict[str, Any]],
                           max_months: int = 36) -> tuple[list[Point], list[str]]:
-    """Cumulative bytes and rows of the database at each month's end (and now) from creation columns."""
-    sizes = {o.name: o.bytes for o in state.largest if o.kind == "table"}
-    sizes.update(_table_bytes(probe, [c["table_name"] for c in found if c["table_name"] not in sizes]))
+    """Cumulative bytes and rows of the database at each month's end (and now) from creation columns.
+
+    The :data:`MAX_TABLES` largest tables with a creation column are counted (others are small next to them
+    and are taken as static, as tables without one are).
+    """
+    sizes = _table_bytes(probe, [c["table_name"] for c in found])
+    found = sorted(found, key=lambda c: -sizes.get(c["table_name"], 0))
+    skipped = found[MAX_TABLES:]
+    found = found[:MAX_TABLES]
     tables, evidence = [], []
-    for c in found:
-        counts, undated, sql = _monthly(probe, c)
+    for c, (counts, undated, sql) in zip(found, _monthly(probe, found), strict=True):
         total = sum(counts.values()) + undated
         if not counts or total <= 0:
             continue
         bpr = sizes.get(c["table_name"], 0) / total
         tables.append((counts, undated, bpr))
         why = "indexed" if c["indexed"] else f"default {c['default_expr']}"
-        evidence.append(f"{c['table_name']}.{c['column_name']} ({why}): {round(total):,} rows, "
-                        f"{bpr:,.0f} bytes a row — {sql}")
+        if len(evidence) < EVIDENCE_LINES:
+            evidence.append(f"{c['table_name']}.{c['column_name']} ({why}): {round(total):,} rows, "
+                            f"{bpr:,.0f} bytes a row — {re.sub(r'^SELECT [0-9]+ AS t, ', 'SELECT ', sql)}")
+    if len(tables) > EVIDENCE_LINES:
+        evidence.append(f"… and {len(tables) - EVIDENCE_LINES} more tables with a creation column")
+    if skipped:
+        evidence.append(f"{len(skipped)} smaller tables with a creation column taken as static "
+                        f"({sum(sizes.get(c['table_name'], 0) for c in skipped):,} bytes)")
     if not tables:
         return [], evidence
     now = datetime.fromisoformat(state.measured_at.replace("Z", "+00:00")).replace(tzinfo=None)
@@ -118,7 +143,7 @@ def _table_bytes(probe: Probe, names: list[str]) -> dict[str, int]:
     rows = probe.rows("SELECT format('%I.%I', n.nspname, c.relname) AS name, pg_total_relation_size(c.oid) AS b "
                       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
                       "AND format('%I.%I', n.nspname, c.relname) = ANY(ARRAY[" +
-                      ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "])")
+                      ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]::text[])")
     return {r["name"]: int(r["b"]) for r in rows}
 
 
