@@ -106,7 +106,8 @@ def test_incremental_upsert_with_a_concurrent_writer_ends_equal(dsn, warehouse):
     _fill(dsn, 200_000)
     with psycopg.connect(warehouse, autocommit=True) as conn:
         conn.execute(DEST_DDL)
-    pipeline = parse_pipeline(_pipeline(dsn, warehouse, batch=5000, lag="1 minute"))
+    # no [transform]: the COPY → staging path, no row parsed in Python
+    pipeline = parse_pipeline(_pipeline(dsn, warehouse, batch=5000, lag="1 minute", transform=False))
     stop = threading.Event()
     writes = {"n": 0}
 
@@ -135,13 +136,14 @@ def test_incremental_upsert_with_a_concurrent_writer_ends_equal(dsn, warehouse):
     assert third.inserted == 0 and third.updated == 0 and third.unchanged == third.extracted
 
 
-def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse, tmp_path):
+@pytest.mark.parametrize("transform", [True, False], ids=["validated", "copy-path"])
+def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse, tmp_path, transform):
     """append (no unique key in the destination): only the watermark's transaction keeps rows from doubling."""
     _fill(dsn, 60_000)
     with psycopg.connect(warehouse, autocommit=True) as conn:
         conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
     path = tmp_path / "orders.toml"
-    path.write_text(_pipeline(dsn, warehouse, strategy="append", batch=500))
+    path.write_text(_pipeline(dsn, warehouse, strategy="append", batch=500, transform=transform))
     cmd = [sys.executable, "-m", "agent19", "etl", "run", str(path), "--mode", "execute", "--format", "json"]
     env = {**os.environ, "DATABASE_URL": dsn}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

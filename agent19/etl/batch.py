@@ -207,6 +207,32 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
         run.close()
 
 
+def _higher(last: list[Any], high: list[Any] | None) -> list[Any]:
+    return last if high is None or tuple(last) > tuple(high) else high
+
+
+def _step(run: _Run, loader: Loader, after: list[Any] | None, since: Any, high: list[Any] | None
+          ) -> tuple[int, list[Any] | None, list[Any] | None, BatchCounts]:
+    """One batch: (rows extracted, their last cursor, the new watermark, counts)."""
+    p, ex = run.p, run.extractor
+    if run.model is None and not run.dry_run:  # nothing to validate: COPY → staging, no row parsed in Python
+        def stage(write: Callable[[bytes], None]) -> tuple[int, list[Any] | None]:
+            return ex.copy_batch(run.shape, loader.columns, after, p.batch_size, since, write)
+
+        counts, n, last = loader.load_stream(stage, p.source.cursor, lambda last: _higher(last, high),
+                                             run.shape.columns)
+        return n, last, (_higher(last, high) if last is not None else high), counts
+    rows = ex.batch(run.shape, after, p.batch_size, since)
+    if not rows:
+        return 0, None, high, BatchCounts()
+    last = [rows[-1][c] for c in p.source.cursor]
+    good, dead = run.validate(rows, loader.columns)
+    new_high = _higher(last, high)
+    if run.dry_run:
+        return len(rows), last, new_high, BatchCounts(rejected=len(dead))
+    return len(rows), last, new_high, loader.load(good, dead, p.source.cursor, new_high, run.shape.columns)
+
+
 def _execute(run: _Run) -> EtlResult:
     p, r, ex = run.p, run.result, run.extractor
     loader = run.open_destination()
@@ -225,16 +251,9 @@ def _execute(run: _Run) -> EtlResult:
     attempt = 0
     while True:
         try:
-            rows = ex.batch(run.shape, after, p.batch_size, since)
-            if not rows:
+            n, last, new_high, counts = _step(run, loader, after, since, high)
+            if not n or last is None:
                 break
-            last = [rows[-1][c] for c in p.source.cursor]
-            good, dead = run.validate(rows, loader.columns)
-            new_high = last if high is None or tuple(last) > tuple(high) else high
-            if run.dry_run:
-                counts = BatchCounts(rejected=len(dead))
-            else:
-                counts = loader.load(good, dead, p.source.cursor, new_high, run.shape.columns)
         except Exception as exc:
             if not _is_transient(exc) or attempt + 1 >= p.retry.attempts:
                 raise
@@ -257,13 +276,13 @@ def _execute(run: _Run) -> EtlResult:
         attempt = 0
         after, since, high = last, None, new_high
         r.batches += 1
-        r.extracted += len(rows)
+        r.extracted += n
         r.inserted += counts.inserted
         r.updated += counts.updated
         r.unchanged += counts.unchanged
         r.rejected += counts.rejected
         run.report(r.extracted, total, started)
-        if len(rows) < p.batch_size:
+        if n < p.batch_size:
             break
     r.valid = r.extracted - r.rejected
     r.elapsed_s = round(time.monotonic() - started, 3)

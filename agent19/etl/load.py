@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,7 @@ class Loader:
         self.strategy = strategy
         self.schema = sql.Identifier(state_schema)
         self.columns = columns
+        self.json_columns: set[str] = set()
 
     # -- set-up ------------------------------------------------------------------------------------------
     def destination_columns(self) -> dict[str, str]:
@@ -108,6 +110,7 @@ class Loader:
     def prepare(self) -> None:
         """Check the destination, create the state tables when missing, take the run's lock, make the stage."""
         have = self.destination_columns()
+        self.json_columns = {c for c in self.columns if have.get(c) in ("json", "jsonb")}
         missing = [c for c in self.columns + self.key if c not in have]
         if missing:
             raise InputError(f"the destination {self.table_name} has no column(s) {sorted(set(missing))}",
@@ -150,37 +153,67 @@ class Loader:
              cursor_values: list[Any], source_columns: dict[str, str]) -> BatchCounts:
         """Rows (in ``columns`` order), dead letters (source key, reason, record) and the new watermark in
         one transaction."""
-        counts = BatchCounts(rejected=len(dead))
         with self.conn.transaction():
             if rows:
                 self._stage(rows)
-                counts = self._upsert(len(rows)) if self.strategy == "upsert" else self._append(len(rows))
-                counts.rejected = len(dead)
-            for key, reason, record in dead:
-                self.conn.execute(sql.SQL(
-                    "INSERT INTO {}.dead_letter AS d (pipeline, source_key, reason, record) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (pipeline, source_key) DO UPDATE SET reason = EXCLUDED.reason, "
-                    "record = EXCLUDED.record, last_seen = now(), seen = d.seen + 1").format(self.schema),
-                    (self.pipeline, Jsonb(_jsonable(key)), reason, Jsonb(_jsonable(record))))
-            self.conn.execute(sql.SQL(
-                "INSERT INTO {}.watermark AS w (pipeline, cursor_columns, cursor_values, source_columns, rows_loaded, "
-                "rows_rejected, batches) VALUES (%s, %s, ARRAY[{}]::text[], %s, %s, %s, 1) "
-                "ON CONFLICT (pipeline) DO UPDATE SET cursor_columns = EXCLUDED.cursor_columns, "
-                "cursor_values = EXCLUDED.cursor_values, source_columns = EXCLUDED.source_columns, "
-                "rows_loaded = w.rows_loaded + EXCLUDED.rows_loaded, "
-                "rows_rejected = w.rows_rejected + EXCLUDED.rows_rejected, batches = w.batches + 1, "
-                "updated_at = now()").format(self.schema, sql.SQL(", ").join(
-                    sql.SQL("{}::text").format(sql.Literal(v)) for v in cursor_values)),
-                (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
-                 counts.rejected))
+            counts = self._merge(len(rows))
+            counts.rejected = len(dead)
+            self._dead(dead)
+            self._mark(cursor_columns, cursor_values, source_columns, counts)
         return counts
+
+    def load_stream(self, stage: Callable[[Callable[[bytes], None]], tuple[int, list[Any] | None]],
+                    cursor_columns: list[str], high: Callable[[list[Any]], list[Any]],
+                    source_columns: dict[str, str]) -> tuple[BatchCounts, int, list[Any] | None]:
+        """The fast path without a transform: ``stage(write)`` streams COPY text rows (``columns`` then a sequence
+        number) from the source into the staging table and returns (rows, last cursor); then merge and the
+        watermark ``high(last)``, in one transaction. Returns (counts, rows, last cursor)."""
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
+        with self.conn.transaction():
+            with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(STAGE), cols)) as copy:
+                staged, last = stage(copy.write)
+            if not staged or last is None:
+                return BatchCounts(), 0, None
+            counts = self._merge(staged)
+            self._mark(cursor_columns, high(last), source_columns, counts)
+        return counts, staged, last
+
+    def _merge(self, staged: int) -> BatchCounts:
+        if not staged:
+            return BatchCounts()
+        return self._upsert(staged) if self.strategy == "upsert" else self._append(staged)
+
+    def _dead(self, dead: list[tuple[Any, str, Any]]) -> None:
+        for key, reason, record in dead:
+            self.conn.execute(sql.SQL(
+                "INSERT INTO {}.dead_letter AS d (pipeline, source_key, reason, record) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (pipeline, source_key) DO UPDATE SET reason = EXCLUDED.reason, "
+                "record = EXCLUDED.record, last_seen = now(), seen = d.seen + 1").format(self.schema),
+                (self.pipeline, Jsonb(_jsonable(key)), reason, Jsonb(_jsonable(record))))
+
+    def _mark(self, cursor_columns: list[str], cursor_values: list[Any], source_columns: dict[str, str],
+              counts: BatchCounts) -> None:
+        self.conn.execute(sql.SQL(
+            "INSERT INTO {}.watermark AS w (pipeline, cursor_columns, cursor_values, source_columns, rows_loaded, "
+            "rows_rejected, batches) VALUES (%s, %s, ARRAY[{}]::text[], %s, %s, %s, 1) "
+            "ON CONFLICT (pipeline) DO UPDATE SET cursor_columns = EXCLUDED.cursor_columns, "
+            "cursor_values = EXCLUDED.cursor_values, source_columns = EXCLUDED.source_columns, "
+            "rows_loaded = w.rows_loaded + EXCLUDED.rows_loaded, "
+            "rows_rejected = w.rows_rejected + EXCLUDED.rows_rejected, batches = w.batches + 1, "
+            "updated_at = now()").format(self.schema, sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Literal(v)) for v in cursor_values)),
+            (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
+             counts.rejected))
 
     def _stage(self, rows: list[tuple[Any, ...]]) -> None:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
+        wrap = bool(self.json_columns)
         with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
                 sql.Identifier(STAGE), cols)) as copy:
             for seq, row in enumerate(rows):
-                copy.write_row([Jsonb(v) if isinstance(v, dict | list) else v for v in row] + [seq])
+                copy.write_row((*(Jsonb(v) if isinstance(v, dict | list) else v for v in row), seq) if wrap
+                               else (*row, seq))
 
     def _upsert(self, staged: int) -> BatchCounts:
         ident = sql.Identifier
