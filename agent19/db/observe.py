@@ -54,6 +54,8 @@ class Observation(BaseModel):
     notices: list[str] = []
     gone_names: dict[str, str] = Field(default={}, description="oid (as in locks) → a name, for relations that no "
                                        "longer exist after the statement: see name_gone()")
+    renamed: dict[str, str] = Field(default={}, description="name after the statement → its name before, for "
+                                    "relations the statement renamed (or moved to another schema)")
 
     def named_locks(self) -> list[HeldLock]:
         """``locks`` with relations that no longer exist named instead of shown as bare oids."""
@@ -131,8 +133,9 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Obse
         name for oid, (name, node) in before.items() if oid in after and after[oid][1] != node and node != 0
     )
     gone = {lk.relation: name_gone(lk, before).relation for lk in locks if lk.relation.isdigit()}
+    renamed = {after[oid][0]: name for oid, (name, _) in before.items() if oid in after and after[oid][0] != name}
     return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
-                       notices=notices, gone_names=gone)
+                       notices=notices, gone_names=gone, renamed=renamed)
 
 
 def name_gone(lock: HeldLock, before: dict[int, tuple[str, int]]) -> HeldLock:

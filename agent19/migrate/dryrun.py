@@ -176,8 +176,9 @@ def _compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> 
         return []
     observed: dict[str, str] = {}
     for lk in res.locks:
-        if lk.relation in existing and _rank(lk.mode) > _rank(observed.get(lk.relation)):
-            observed[lk.relation] = lk.mode
+        rel = lk.relation.removesuffix(" (dropped)")  # the statement dropped it: compared under its name
+        if rel in existing and _rank(lk.mode) > _rank(observed.get(rel)):
+            observed[rel] = lk.mode
     hidden = _hidden(res)
     res.lock_comparison = []
     for rel in sorted(set(predicted) | set(observed) | set(hidden)):
@@ -298,7 +299,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         res.duration_ms = round(obs.duration_ms, 3)
         res.rows, res.notices, res.rewritten = obs.rows, obs.notices, obs.rewritten
         mine = {lk.relation for lk in obs.locks if (lk.relation, lk.mode) not in held_before}
-        names = obs.gone_names
+        names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
         res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
                      if (lk.relation, lk.mode) not in held_before]
         note_held(stmt.index)
