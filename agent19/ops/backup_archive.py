@@ -129,6 +129,12 @@ def from_directory(directory: Path) -> list[BackupEntry]:
     for d in [directory, *sorted(p for p in directory.iterdir() if p.is_dir())]:
         moment: datetime | None = None
         if (d / "backup_label").exists():
+            if not (d / "backup_manifest").exists() and not (d / "global" / "pg_control").exists():
+                # pg_basebackup copies global/pg_control last and writes backup_manifest after everything: an
+                # interrupted copy (killed, disk full, --no-clean) has a backup_label but neither, and cannot restore
+                out.append(BackupEntry(label=str(d), finished=None, source="directory",
+                                       kind="incomplete: no backup_manifest and no global/pg_control (interrupted?)"))
+                continue
             moment = _label_time((d / "backup_label").read_text(errors="replace"))
         elif tars := sorted(d.glob("base.tar*")):
             try:

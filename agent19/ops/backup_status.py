@@ -113,6 +113,10 @@ def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]
     return out
 
 
+CLOCK_SKEW_S = 300
+"""A backup dated further in the future than this is a wrong clock, not a fresh backup."""
+
+
 def _backup_check(backups: list[arch.BackupEntry], rpo_s: float | None, now: datetime,
                   given: bool) -> tuple[StatusCheck, arch.BackupEntry | None]:
     dated = [b for b in backups if b.finished is not None]
@@ -123,6 +127,11 @@ def _backup_check(backups: list[arch.BackupEntry], rpo_s: float | None, now: dat
     if newest is None or newest.finished is None:
         return StatusCheck(check="backup_age", status="critical", message="no backup found",
                            fix="take a base backup (pg_basebackup, pgBackRest, WAL-G) and verify it"), None
+    if (newest.finished - now).total_seconds() > CLOCK_SKEW_S:
+        return StatusCheck(check="backup_age", status="warning", threshold=rpo_s,
+                           message=f"newest backup {newest.label} ({newest.source}) says it finished "
+                           f"{newest.finished.isoformat()}, in the future: a clock is wrong, its age is unknown",
+                           fix="fix the clock of the host that took or labelled it (NTP), then check again"), newest
     age = max(0.0, (now - newest.finished).total_seconds())
     late = rpo_s is not None and age > rpo_s
     return StatusCheck(

@@ -1,0 +1,70 @@
+"""Hostile review of `agent19 backup status`: an interrupted base backup or a backup dated in the future
+must not satisfy the RPO. Real server, real pg_basebackup (killed mid-copy), the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from agent19.db.throwaway import ThrowawayServer
+from agent19.migrate.scratch import _pg_bin
+from tests.conftest import need
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _status(dsn: str, *args: str) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "status", "--dsn", dsn, "--format", "json",
+                           *args], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "DATABASE_URL": ""})
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def _age_check(out: dict) -> dict:
+    return next(c for c in out["checks"] if c["check"] == "backup_age")
+
+
+def test_a_killed_pg_basebackup_is_not_the_newest_backup(pg: ThrowawayServer, tmp_path):
+    basebackup = _pg_bin("pg_basebackup", pg.major)
+    need(basebackup is not None, "pg_basebackup is not installed")
+    backups = tmp_path / "backups"
+    subprocess.run([basebackup, "-D", backups / "complete", "-c", "fast", "-d", pg.dsn], check=True,
+                   capture_output=True)
+    label = backups / "complete" / "backup_label"
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    label.write_text("".join(f"START TIME: {three_days_ago}\n" if ln.startswith("START TIME:") else ln
+                             for ln in label.read_text().splitlines(keepends=True)))
+
+    # the slowest rate pg_basebackup allows: killed as soon as its backup_label has landed
+    copying = subprocess.Popen([basebackup, "-D", backups / "interrupted", "-c", "fast", "-r", "32k", "-d", pg.dsn],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (backups / "interrupted" / "backup_label").exists():
+        assert copying.poll() is None and time.monotonic() < deadline, "pg_basebackup ended before it could be killed"
+        time.sleep(0.05)
+    copying.send_signal(signal.SIGKILL)
+    copying.wait()
+
+    code, out = _status(pg.dsn, "--rpo", "24h", "--backup-dir", str(backups))
+    age = _age_check(out)
+    assert code == 1 and age["status"] == "critical", age
+    assert "complete" in age["message"] and "interrupted" not in age["message"], age
+    listed = {Path(b["label"]).name: b for b in out["backups"]}
+    assert listed["interrupted"]["finished"] is None and "incomplete" in listed["interrupted"]["kind"]
+
+
+def test_a_backup_dated_in_the_future_is_a_wrong_clock_not_a_fresh_backup(pg: ThrowawayServer, tmp_path):
+    future = int((datetime.now(UTC) + timedelta(days=30)).timestamp())
+    info = tmp_path / "info.json"
+    info.write_text(json.dumps([{"name": "main", "backup": [
+        {"label": "20261230-010000F", "type": "full", "timestamp": {"start": future - 60, "stop": future}}]}]))
+    code, out = _status(pg.dsn, "--rpo", "24h", "--pgbackrest-info", str(info))
+    age = _age_check(out)
+    assert code == 1 and age["status"] == "warning" and "future" in age["message"], age
