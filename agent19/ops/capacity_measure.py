@@ -65,7 +65,7 @@ def pss_schema(probe: Probe) -> tuple[str | None, str | None]:
     if row["preloaded"] is False:
         return None, "pg_stat_statements is not in shared_preload_libraries: add it, restart, CREATE EXTENSION"
     if not row["installed"]:
-        return None, "CREATE EXTENSION pg_stat_statements in this database (a DBA, once) to see top statements"
+        return None, "pg_stat_statements is not created in this database: CREATE EXTENSION pg_stat_statements"
     found = probe.rows("SELECT quote_ident(n.nspname) AS s FROM pg_extension e "
                        "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'")
     return found[0]["s"], None
