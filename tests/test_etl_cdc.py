@@ -182,3 +182,21 @@ def test_cdc_as_a_replication_role_without_superuser(source, warehouse):
         assert _run(user_source, warehouse, teardown=True).dropped
     finally:
         _write(source, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
+
+
+def test_the_slot_advances_while_the_captured_tables_are_quiet(source, warehouse):
+    """Other tables' writes add WAL; once caught up, the slot moves past them (no retained WAL piling up)."""
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DDL)
+    _run(source, warehouse)
+    _write(source, "CREATE TABLE other (v text)",
+           "INSERT INTO other SELECT repeat('x', 1000) FROM generate_series(1, 5000)")  # ~5 MB of WAL
+    with psycopg.connect(source) as conn:
+        written = conn.execute("SELECT pg_current_wal_flush_lsn()").fetchone()[0]
+    quiet = _run(source, warehouse)
+    assert quiet.transactions == 0 and quiet.caught_up
+    with psycopg.connect(source) as conn:
+        behind = conn.execute("SELECT pg_wal_lsn_diff(%s, confirmed_flush_lsn) FROM pg_replication_slots "
+                              "WHERE slot_name = 'agent19_test'", (written,)).fetchone()[0]
+    assert behind <= 0, f"the slot stayed {behind} bytes behind WAL it had already decoded"
+    _run(source, warehouse, teardown=True)

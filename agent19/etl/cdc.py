@@ -13,6 +13,9 @@ How a run works:
   and only after that commit is the slot advanced (``pg_replication_slot_advance``). A run killed between
   the two re-reads those transactions next time and skips every one whose commit LSN is not above the stored
   one: nothing is lost, nothing applied twice.
+* When decoding reached the WAL flushed at the start of a read (fewer changes than the batch), the slot is
+  advanced to that position, not only to the last commit applied: WAL of tables not captured does not pile up
+  behind a slot whose tables are quiet.
 * Lag is reported in bytes (current WAL position − the slot's confirmed position) and in seconds (now − the
   commit time of the oldest transaction still waiting, 0 when caught up); WAL the slot retains is measured, and
   a warning is raised when it grows past ``retained_warn_bytes`` or when ``max_slot_wal_keep_size`` is unset.
@@ -196,12 +199,18 @@ class CdcRun:
             pass  # the caller's error is the one to report; the next run drops the orphan
 
     # -- streaming -----------------------------------------------------------------------------------------
-    def peek(self) -> list[dict[str, Any]]:
+    def peek(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Whole transactions (at most about ``batch`` changes) committed up to the WAL flushed now; with that
+        position when decoding reached it (fewer changes than the limit): nothing committed before it is left."""
         options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "0",
                    "add-tables", ",".join(".".join(_escape(p) for p in _split(t)) for t in self.tables)]
-        return self.src().execute(
-            "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_changes(%s, NULL, %s, VARIADIC %s::text[])",
-            (self.slot, self.batch, options)).fetchall()
+        conn = self.src()
+        flushed = conn.execute("SELECT pg_current_wal_flush_lsn()::text AS lsn").fetchone()
+        upto = flushed["lsn"] if flushed else None
+        rows = conn.execute(
+            "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, %s, VARIADIC %s::text[])",
+            (self.slot, upto, self.batch, options)).fetchall()
+        return rows, (upto if len(rows) < self.batch else None)
 
     def apply(self, rows: list[dict[str, Any]], stored: str | None) -> tuple[str | None, int]:
         """Apply the peeked transactions above ``stored`` in one destination transaction; returns the new LSN
@@ -297,13 +306,16 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
     r.lsn = stored
     started = time.monotonic()
     while True:
-        rows = run.peek()
+        rows, reached = run.peek()
         if rows:
             lsn, _ = run.apply(rows, stored)
-            last = rows[-1]["lsn"]
-            run.advance(last if lsn is None or lsn_int(last) > lsn_int(lsn) else lsn)
             stored = lsn or stored
             r.lsn = stored
+        # after the destination committed: up to where decoding reached (WAL of other tables included, so the
+        # slot keeps moving when the captured tables are quiet), else up to the last commit read
+        target = reached or (rows[-1]["lsn"] if rows else None)
+        if target is not None:
+            run.advance(target)
         done = r.inserts + r.updates + r.deletes
         if progress is not None:
             progress(done, None, f"cdc {slot}: {r.transactions:,} transactions, {done:,} changes applied")
@@ -313,7 +325,7 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
             break
         if not rows:
             time.sleep(poll_s)
-    run.measure(run.peek()[:1] if not r.caught_up else [])
+    run.measure(run.peek()[0][:1] if not r.caught_up else [])
     r.elapsed_s = round(time.monotonic() - started, 3)
     r.changes_per_s = round((r.inserts + r.updates + r.deletes) / r.elapsed_s, 1) if r.elapsed_s else 0
     return r

@@ -110,7 +110,7 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
                            fix=f"CREATE PUBLICATION {publication} FOR TABLE {', '.join(missing_pub)};  -- or ALTER "
                            f"PUBLICATION {publication} ADD TABLE …"))
     out.append(Finding(check="heartbeat", status="ok",
-                       detail="on a quiet database a slot's position only moves when a captured table changes, while "
-                       "other writes keep adding WAL: run `cdc run` regularly, or let Debezium write a heartbeat "
-                       "(heartbeat.interval.ms with heartbeat.action.query)"))
+                       detail="a slot retains WAL until its consumer confirms it: `cdc run` confirms everything it "
+                       "decoded on each run (run it regularly); Debezium on a quiet database needs a heartbeat "
+                       "(heartbeat.interval.ms with heartbeat.action.query, as `cdc debezium` writes)"))
     return CdcReadiness(ready=not any(f.status == "error" for f in out), findings=out)
