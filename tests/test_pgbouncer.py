@@ -262,3 +262,36 @@ def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> 
                    "/pgbouncer")
     assert done.returncode == 3 and "admin console" in done.stderr and "hunter2" not in done.stderr  # unavailable
     assert agent19("pgbouncer", "status").returncode == 2
+
+
+def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: ThrowawayServer) -> None:
+    port = free_port()
+    top = Path(tempfile.mkdtemp(prefix="agent19-pgbouncer-"))
+    directory = top / "pgb"
+    app_dsn = make_conninfo(server.dsn_for("shop"), user="app")
+    try:
+        done = agent19("--dsn", app_dsn, "pgbouncer", "config", "--write", str(directory), "--listen-port",
+                       str(port), "--format", "json")
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(done.stdout)
+        assert cfg["auth"] == "auth_query" and cfg["auth_users"] == ["pgbouncer_auth"]  # app may not read pg_authid
+        setup = (directory / "pgbouncer_auth.sql").read_text()
+        password = (directory / "userlist.txt").read_text().split('"')[3]
+        assert password not in done.stdout and password in setup
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:  # the DBA applies it
+            c.execute(setup)
+        b = Bouncer(directory, port)
+        try:
+            with psycopg.connect(b.dsn(), autocommit=True) as c:
+                assert c.execute("SELECT current_user").fetchone() == ("app",)
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(b.dsn(password="wrong"), autocommit=True).close()
+            with pytest.raises(psycopg.OperationalError):  # the lookup function never serves a superuser
+                psycopg.connect(b.dsn("postgres", ADMIN_PASSWORD), autocommit=True).close()
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("DROP SCHEMA IF EXISTS pgbouncer CASCADE")
+            c.execute("DROP ROLE IF EXISTS pgbouncer_auth")

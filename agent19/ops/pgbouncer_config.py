@@ -226,7 +226,9 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
 def setup_sql(password_literal: str) -> str:
     return f"""-- run as a superuser in every pooled database: the lookup role PgBouncer's auth_query logs in as
 CREATE ROLE {LOOKUP_ROLE} LOGIN PASSWORD {password_literal};
-CREATE SCHEMA IF NOT EXISTS pgbouncer AUTHORIZATION {LOOKUP_ROLE};
+CREATE SCHEMA IF NOT EXISTS pgbouncer;  -- owned by the DBA: the lookup role may only call the function
+REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
+GRANT USAGE ON SCHEMA pgbouncer TO {LOOKUP_ROLE};
 CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename text) RETURNS TABLE (usename name, passwd text)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS
 $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = p_usename AND rolcanlogin AND NOT rolsuper $$;
