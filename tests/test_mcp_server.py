@@ -95,7 +95,8 @@ async def test_every_tool_annotation_tells_the_truth(dsn):
     change the database in execute mode says destructiveHint."""
     async with stdio_session("--dsn", dsn) as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
-    writes_files = {"generate_runbook", "zero_downtime_pattern", "verify_backup", "restore_runbook"}
+    writes_files = {"generate_runbook", "zero_downtime_pattern", "verify_backup", "restore_runbook", "capacity_sample",
+                    "pgbouncer_config"}
     changes_database = {"run_sql", "confirm_destructive", "run_backfill"}
     runs_in_rolled_back_transactions = {"test_migration", "verify_rollback"}
     for name, t in tools.items():

@@ -81,6 +81,7 @@ def render_sample(r: SampleResult) -> str:
 @tool(
     name="capacity_sample", title="Record a size sample for capacity planning (cron-able)",
     args=SampleArgs, result=SampleResult, cli="capacity sample", render_text=render_sample,
+    read_only=False, idempotent=False,  # appends a line to a file in agent19's data directory
     examples=("agent19 capacity sample", "0 3 * * *  agent19 --dsn \"$DATABASE_URL\" capacity sample  # crontab"),
 )
 def capacity_sample_tool(ctx: ToolContext, args: SampleArgs) -> SampleResult:

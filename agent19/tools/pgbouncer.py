@@ -48,6 +48,7 @@ def render_config(c: PgBouncerConfig) -> str:
 @tool(
     name="pgbouncer_config", title="PgBouncer configuration from the live database", args=ConfigArgs,
     result=PgBouncerConfig, cli="pgbouncer config", render_text=render_config,
+    read_only=False,  # --write writes pgbouncer.ini and the auth file
     exit_code=lambda c: 0 if c.valid else 1,
     examples=("agent19 pgbouncer config", "agent19 pgbouncer config --write /etc/pgbouncer --listen-port 6432",
               "agent19 pgbouncer config --pool-size 30 --other-connections 10 --format json"),
