@@ -40,6 +40,7 @@ from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import LOCK_RANK, held_locks, observe
+from agent19.errors import InputError
 from agent19.migrate import scratch as scratch_mod
 from agent19.migrate.classify import classify
 from agent19.migrate.cluster_state import diff_cluster, fingerprint
@@ -139,6 +140,15 @@ def run_check(conn: psycopg.Connection[Any], check: ValidationCheck) -> CheckRes
         passed = value not in (None, "false", "0", "None")
     return CheckResult(name=check.name, query=check.query, expected=check.expected, blocking=check.blocking,
                        phase=check.phase, passed=passed, value=value, error=error)
+
+
+def refuse_standby(conn: psycopg.Connection[Any], what: str) -> None:
+    """A hot standby refuses every write, even in a transaction rolled back: testing there proves nothing."""
+    row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+    if row and (row["standby"] if isinstance(row, dict) else row[0]):
+        raise InputError(f"{what}: this server is a standby (in recovery), which refuses every write, so the "
+                         "migration cannot be tried here", "point --dsn at the primary (`agent19 replication` "
+                         "says which server is which)")
 
 
 def _rank(mode: str | None) -> int:
@@ -332,6 +342,7 @@ def dry_run(
     ran: list[str] = []
     conn = db.connect()
     try:
+        refuse_standby(conn, "test_migration (a dry run)")
         before = snapshot(conn)
         cluster_before = fingerprint(conn)
         blocked = screen(db, conn, statements)

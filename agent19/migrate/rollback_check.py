@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
-from agent19.migrate.dryrun import CLUSTER_WIDE, _error
+from agent19.migrate.dryrun import CLUSTER_WIDE, _error, refuse_standby
 from agent19.migrate.dryrun_cluster import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError
 from agent19.migrate.files import has_non_transactional
@@ -70,6 +70,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
     """Apply ``up`` then ``down`` where nothing persists, and say whether the schema came back."""
     db.require(AccessMode.DRY_RUN, "verifying a rollback")
     with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
+        refuse_standby(target, "verifying a rollback")
         blocked = (screen(db, target, up), screen(db, target, down))
     scratch_info = None
     unfaithful: list[str] = []

@@ -1,0 +1,67 @@
+"""A dry run or rollback check pointed at a hot standby says so, instead of FAILED for a correct migration.
+
+Found by a hostile review: `agent19 dry-run` on a standby printed "FAILED: 5 statements …; 5 error(s)", each
+"cannot execute ALTER TABLE in a read-only transaction", with "lock public.orders: observed -, predicted
+AccessExclusiveLock [MISMATCH]"; rollback-check said "rollback not verified: 10 statement(s) failed".
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
+from tests.conftest import need
+
+ROOT = Path(__file__).parent.parent
+UP = "ALTER TABLE orders ADD COLUMN note text;\nCREATE INDEX orders_note_idx ON orders (note);\n"
+DOWN = "DROP INDEX orders_note_idx;\nALTER TABLE orders DROP COLUMN note;\n"
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
+    need(bool(system_versions()), "no system PostgreSQL binaries to start a primary and a standby")
+    primary = start_system()
+    try:
+        with psycopg.connect(primary.dsn, autocommit=True) as c:
+            c.execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100)")
+        standby = start_replica(primary)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with psycopg.connect(standby.dsn, autocommit=True) as c:
+                    if c.execute("SELECT to_regclass('orders') IS NOT NULL").fetchone() == (True,):
+                        break
+                assert time.monotonic() < deadline, "the standby did not replay the table"
+                time.sleep(0.1)
+            yield primary, standby
+        finally:
+            standby.stop()
+    finally:
+        primary.stop()
+
+
+def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "--mode", "dry-run", *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_a_standby_is_named_as_the_reason_and_the_primary_still_passes(pair: tuple[ThrowawayServer, ...],
+                                                                        tmp_path: Path) -> None:
+    primary, standby = pair
+    (tmp_path / "up.sql").write_text(UP)
+    (tmp_path / "down.sql").write_text(DOWN)
+    for args in (("dry-run", str(tmp_path / "up.sql")),
+                 ("rollback-check", str(tmp_path / "up.sql"), str(tmp_path / "down.sql"))):
+        done = _cli(standby.dsn, *args)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "standby" in done.stderr and "primary" in done.stderr, done.stderr
+        assert "FAILED" not in done.stdout and "MISMATCH" not in done.stdout
+        on_primary = _cli(primary.dsn, *args)
+        assert on_primary.returncode == 0, on_primary.stdout + on_primary.stderr
