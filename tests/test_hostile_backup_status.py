@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent19.db.throwaway import ThrowawayServer
+import psycopg
+
+from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
 from agent19.migrate.scratch import _pg_bin
 from tests.conftest import need
 
@@ -68,3 +72,40 @@ def test_a_backup_dated_in_the_future_is_a_wrong_clock_not_a_fresh_backup(pg: Th
     code, out = _status(pg.dsn, "--rpo", "24h", "--pgbackrest-info", str(info))
     age = _age_check(out)
     assert code == 1 and age["status"] == "warning" and "future" in age["message"], age
+
+
+def test_a_truncated_or_partial_segment_in_the_archive_is_not_a_whole_archive(tmp_path):
+    need(bool(system_versions()), "no system PostgreSQL")
+    archive = Path(tempfile.mkdtemp(prefix="agent19-hostile-archive-"))
+    os.chmod(archive, 0o777)  # the server's OS user copies into it
+    server = start_system(settings={"archive_mode": "on", "archive_command": f"'cp %p {archive}/%f'"})
+    try:
+        with psycopg.connect(server.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE churn (x int)")
+            for i in range(4):
+                conn.execute(f"INSERT INTO churn VALUES ({i})")
+                conn.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 60
+        while len(segments := sorted(p for p in archive.iterdir() if len(p.name) == 24)) < 4:
+            assert time.monotonic() < deadline, "the archiver did not archive 4 segments"
+            time.sleep(0.2)
+        code, out = _status(server.dsn, "--archive-dir", str(archive))
+        gaps = next(c for c in out["checks"] if c["check"] == "archive_gaps")
+        assert gaps["status"] == "ok", gaps
+
+        truncated = segments[1]
+        with open(truncated, "r+b") as f:  # what `cp` leaves on a full archive disk
+            f.truncate(1024 * 1024)
+        code, out = _status(server.dsn, "--archive-dir", str(archive))
+        gaps = next(c for c in out["checks"] if c["check"] == "archive_gaps")
+        assert code == 1 and gaps["status"] == "critical" and truncated.name in gaps["message"], gaps
+
+        truncated.unlink()
+        segments[2].rename(segments[2].with_name(segments[2].name + ".partial"))
+        code, out = _status(server.dsn, "--archive-dir", str(archive))
+        gaps = next(c for c in out["checks"] if c["check"] == "archive_gaps")
+        assert gaps["status"] == "critical" and gaps["value"] == 1 and truncated.name in gaps["message"], gaps
+        assert "2 segment(s) missing" in gaps["message"], gaps  # the .partial one is no whole segment either
+    finally:
+        server.stop()
+        shutil.rmtree(archive, ignore_errors=True)

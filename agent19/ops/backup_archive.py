@@ -37,6 +37,8 @@ class ArchiveScan(BaseModel):
     first: str | None = None
     last: str | None = None
     gaps: list[Gap] = []
+    damaged: list[str] = Field(default=[], description="uncompressed segments whose size is not the server's "
+                               "wal_segment_size (a truncated copy): recovery cannot replay them")
 
 
 def segment_name(timeline: int, number: int, per_log: int) -> str:
@@ -49,8 +51,13 @@ def scan_archive(directory: Path, wal_segment_bytes: int = 16 * 1024**2) -> Arch
         raise InputError(f"WAL archive directory {directory} not found")
     per_log = 0x100000000 // wal_segment_bytes
     by_timeline: dict[int, list[int]] = {}
+    damaged = []
     for entry in directory.iterdir():
         m = SEGMENT.match(entry.name)
+        if m and m[4] == ".partial":  # pg_receivewal's unfinished segment: not replayable from the archive
+            continue
+        if m and m[4] is None and entry.stat().st_size != wal_segment_bytes:
+            damaged.append(entry.name)  # still counted as present: a gap is what is missing altogether
         if m:
             by_timeline.setdefault(int(m[1], 16), []).append(int(m[2], 16) * per_log + int(m[3], 16))
     names = sorted(segment_name(t, n, per_log) for t, ns in by_timeline.items() for n in ns)
@@ -62,7 +69,7 @@ def scan_archive(directory: Path, wal_segment_bytes: int = 16 * 1024**2) -> Arch
                 gaps.append(Gap(timeline=timeline, after=segment_name(timeline, a, per_log),
                                 missing_first=segment_name(timeline, a + 1, per_log), missing_count=b - a - 1))
     return ArchiveScan(directory=str(directory), segments=len(names), first=names[0] if names else None,
-                       last=names[-1] if names else None, gaps=gaps)
+                       last=names[-1] if names else None, gaps=gaps, damaged=sorted(damaged))
 
 
 class BackupEntry(BaseModel):

@@ -143,6 +143,12 @@ def _backup_check(backups: list[arch.BackupEntry], rpo_s: float | None, now: dat
 
 
 def _gap_check(scan: arch.ArchiveScan) -> StatusCheck:
+    if scan.damaged:
+        return StatusCheck(
+            check="archive_gaps", status="critical", value=len(scan.gaps) + len(scan.damaged),
+            message=f"{len(scan.damaged)} segment(s) in {scan.directory} are not a whole segment (truncated copies, "
+                    f"or a copy still in progress), first {scan.damaged[0]}: recovery cannot replay past it",
+            fix="make archive_command copy to a temporary name and rename it, then take a new base backup")
     if not scan.gaps:
         return StatusCheck(check="archive_gaps", status="ok", value=0,
                            message=f"{scan.segments} segment(s) in {scan.directory}, {scan.first} … {scan.last}, "
