@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
 from agent19.errors import DatabaseUnavailable
-from agent19.etl.extract import Extractor, SourceShape
+from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
 from agent19.etl.pipeline import Pipeline, build_model, error_reason, parse_lag, resolve_dsn
 from agent19.units import human_duration
@@ -129,6 +129,7 @@ class _Run:
         self.key = pipeline.source_key() or pipeline.source.cursor
         self.conn: Connection | None = None
         self.loader: Loader | None = None
+        self._prefetch: Prefetch | None = None
         self.result = EtlResult(pipeline=pipeline.name, dry_run=dry_run, strategy=pipeline.destination.strategy,
                                 destination_table=pipeline.destination.table)
 
@@ -156,7 +157,29 @@ class _Run:
                                    (f"{loader.schema.as_string(self.conn)}.watermark",)).fetchone()
         return loader.watermark() if exists and exists["ok"] else (None, None)
 
+    @property
+    def fast(self) -> bool:
+        return self.model is None and not self.dry_run
+
+    def prefetch(self, loader: Loader) -> Prefetch:
+        if self._prefetch is None:
+            ex, shape, size = self.extractor, self.shape, self.p.batch_size
+            columns = loader.columns
+
+            def fetch(after: list[Any] | None, since: Any | None) -> Any:
+                if not self.fast:
+                    return ex.batch(shape, after, size, since)
+                chunks: list[bytes] = []
+                n, last = ex.copy_batch(shape, columns, after, size, since, chunks.append)
+                return n, last, chunks
+
+            self._prefetch = Prefetch(fetch)
+        return self._prefetch
+
     def close(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
         if self.conn is not None:
             self.conn.close()  # the session's advisory lock and staging table go with it
             self.conn = None
@@ -214,18 +237,22 @@ def _higher(last: list[Any], high: list[Any] | None) -> list[Any]:
 def _step(run: _Run, loader: Loader, after: list[Any] | None, since: Any, high: list[Any] | None
           ) -> tuple[int, list[Any] | None, list[Any] | None, BatchCounts]:
     """One batch: (rows extracted, their last cursor, the new watermark, counts)."""
-    p, ex = run.p, run.extractor
-    if run.model is None and not run.dry_run:  # nothing to validate: COPY → staging, no row parsed in Python
-        def stage(write: Callable[[bytes], None]) -> tuple[int, list[Any] | None]:
-            return ex.copy_batch(run.shape, loader.columns, after, p.batch_size, since, write)
-
-        counts, n, last = loader.load_stream(stage, p.source.cursor, lambda last: _higher(last, high),
-                                             run.shape.columns)
-        return n, last, (_higher(last, high) if last is not None else high), counts
-    rows = ex.batch(run.shape, after, p.batch_size, since)
+    p = run.p
+    pre = run.prefetch(loader)
+    if run.fast:  # nothing to validate: COPY → staging, no row parsed in Python
+        n, last, chunks = pre.get(after, since)
+        if n == p.batch_size:
+            pre.ahead(last, None)
+        if not n or last is None:
+            return 0, None, high, BatchCounts()
+        new_high = _higher(last, high)
+        return n, last, new_high, loader.load_copy(chunks, n, p.source.cursor, new_high, run.shape.columns)
+    rows = pre.get(after, since)
     if not rows:
         return 0, None, high, BatchCounts()
     last = [rows[-1][c] for c in p.source.cursor]
+    if len(rows) == p.batch_size:
+        pre.ahead(last, None)
     good, dead = run.validate(rows, loader.columns)
     new_high = _higher(last, high)
     if run.dry_run:

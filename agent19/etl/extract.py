@@ -11,6 +11,7 @@ as the reader login.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -146,3 +147,29 @@ class Extractor:
             row = cur.execute(sql.SQL("SELECT {}").format(casts)).fetchone()
         assert row is not None
         return list(row)
+
+
+class Prefetch:
+    """Reads the next batch on a worker thread while the current one loads (the source's work overlaps the
+    destination's). ``get`` returns the prefetched batch when it was asked for the same position, else reads
+    it now; a prefetch that fails raises from ``get`` (and is retried like any read)."""
+
+    def __init__(self, fetch: Callable[[list[Any] | None, Any | None], Any]):
+        self.fetch = fetch
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent19-etl-prefetch")
+        self.key: str | None = None
+        self.future: Future[Any] | None = None
+
+    def get(self, after: list[Any] | None, since: Any | None) -> Any:
+        future, self.future = self.future, None
+        if future is not None and self.key == repr((after, since)):
+            return future.result()
+        return self.fetch(after, since)
+
+    def ahead(self, after: list[Any] | None, since: Any | None) -> None:
+        self.key = repr((after, since))
+        self.future = self.pool.submit(self.fetch, after, since)
+
+    def close(self) -> None:
+        self.future = None
+        self.pool.shutdown(wait=True, cancel_futures=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,22 +161,19 @@ class Loader:
             self._mark(cursor_columns, cursor_values, source_columns, counts)
         return counts
 
-    def load_stream(self, stage: Callable[[Callable[[bytes], None]], tuple[int, list[Any] | None]],
-                    cursor_columns: list[str], high: Callable[[list[Any]], list[Any]],
-                    source_columns: dict[str, str]) -> tuple[BatchCounts, int, list[Any] | None]:
-        """The fast path without a transform: ``stage(write)`` streams COPY text rows (``columns`` then a sequence
-        number) from the source into the staging table and returns (rows, last cursor); then merge and the
-        watermark ``high(last)``, in one transaction. Returns (counts, rows, last cursor)."""
+    def load_copy(self, chunks: list[bytes], staged: int, cursor_columns: list[str], cursor_values: list[Any],
+                  source_columns: dict[str, str]) -> BatchCounts:
+        """The fast path without a transform: COPY text rows (``columns`` then a sequence number) as read from the
+        source go into the staging table, then merge and the watermark, in one transaction."""
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
         with self.conn.transaction():
             with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
                     sql.Identifier(STAGE), cols)) as copy:
-                staged, last = stage(copy.write)
-            if not staged or last is None:
-                return BatchCounts(), 0, None
+                for chunk in chunks:
+                    copy.write(chunk)
             counts = self._merge(staged)
-            self._mark(cursor_columns, high(last), source_columns, counts)
-        return counts, staged, last
+            self._mark(cursor_columns, cursor_values, source_columns, counts)
+        return counts
 
     def _merge(self, staged: int) -> BatchCounts:
         if not staged:
