@@ -121,3 +121,17 @@ def test_a_bound_that_is_not_a_value_is_refused_before_anything_runs(dsn, tmp_pa
     path.write_text(path.read_text().replace("{a: 1}", "0"))
     done = _check(dsn, str(path), "--format", "json")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_column_name_cannot_inject_checks_into_a_suggested_file(app, tmp_path):
+    injected = 'x\n      - check: sql\n        sql: SELECT 1 WHERE false\n      #'
+    run_sql(app, f"""CREATE TABLE trick (id int PRIMARY KEY, "{injected}" int NOT NULL DEFAULT 1, status text);
+                     INSERT INTO trick SELECT g, 1, 'a' FROM generate_series(1, 100) g; ANALYZE trick""")
+    done = _check(app, "--suggest", "trick")
+    assert done.returncode == 0, done.stderr
+    path = tmp_path / "suggested.yml"
+    path.write_text(done.stdout)
+    done = _check(app, str(path), "--format", "json")
+    kinds = [c["kind"] for c in _strict_json(done.stdout)["checks"]]
+    assert "sql" not in kinds, kinds  # every check came from the catalog, none from a name's text
+    assert done.returncode == 0, done.stdout

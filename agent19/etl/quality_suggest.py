@@ -116,7 +116,8 @@ def suggest(conn: Connection, snap: SchemaSnapshot, tables: list[str]) -> str:
             lines.append("    # never analyzed: run ANALYZE for statistics-based suggestions (nulls, allowed values)")
         lines.append("    checks:")
         for why, check in suggest_table(conn, snap, table):
-            lines.append(f"      # {why}")
+            # names and defaults come from the catalog: a line break in one would end the comment and inject YAML
+            lines.append(f"      # {' '.join(why.splitlines())}")
             dumped = yaml.safe_dump([check], sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
             lines += [f"      {line}" for line in dumped.rstrip("\n").splitlines()]
     return "\n".join(lines) + "\n"
