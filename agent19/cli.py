@@ -109,7 +109,7 @@ def _add_field(parser: argparse.ArgumentParser, name: str, info: Any, positional
 
 
 def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.ArgumentParser,
-                      name: str | None = None) -> None:
+                      name: str | None = None) -> argparse.ArgumentParser:
     first_line = spec.description.split("\n\n")[0].replace("\n", " ")
     epilog = "examples:\n" + "\n".join(f"  {e}" for e in spec.examples) if spec.examples else None
     if spec.mode is not AccessMode.READ_ONLY:
@@ -124,6 +124,7 @@ def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.Argum
         _add_field(parser, name, info, positional=name in spec.positional)
     parser.add_argument("--format", choices=["text", "json", *spec.formats], default="text",
                         help="output format (default text)")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,14 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "token on this file's first line (chmod 600); or set AGENT19_HTTP_TOKEN. Required for any "
                        "--host beyond loopback (see also AGENT19_OAUTH_ISSUER / AGENT19_OAUTH_JWKS_URL)")
     groups: dict[str, Any] = {}
+    leaves: dict[str, argparse.ArgumentParser] = {}
     for spec in all_tools():
         group, _, leaf = spec.command.partition(" ")
         if not leaf:
-            _add_tool_command(sub, spec, common)
+            if group in groups:
+                raise RuntimeError(f"tool {spec.name}: declare `{group}` before the `{group} …` commands")
+            leaves[group] = _add_tool_command(sub, spec, common)
             continue
         if group not in groups:  # cli="backup verify": a command group, `agent19 backup --help` lists it
-            parent = sub.add_parser(group, help=f"{group} commands (agent19 {group} --help)")
-            groups[group] = parent.add_subparsers(dest=f"{group}_command", metavar="COMMAND", required=True)
+            # a group may also be a command itself (`agent19 capacity` and `agent19 capacity sample`)
+            parent = leaves.get(group) or sub.add_parser(group, help=f"{group} commands (agent19 {group} --help)")
+            groups[group] = parent.add_subparsers(dest=f"{group}_command", metavar="COMMAND",
+                                                  required=group not in leaves)
         _add_tool_command(groups[group], spec, common, name=leaf)
     return parser
 

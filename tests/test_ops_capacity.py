@@ -213,12 +213,16 @@ def test_a_plain_role_gets_a_plan_and_is_told_what_it_cannot_see(dsn: str) -> No
 
 
 def test_cli_errors_and_help(dsn: str) -> None:
-    bad = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "capacity", "plan", "--disk-size", "lots"],
+    bad = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "capacity", "--disk-size", "lots"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--disk-size 500GB" in bad.stderr
-    helped = subprocess.run([sys.executable, "-m", "agent19", "capacity", "plan", "--help"], capture_output=True,
+    helped = subprocess.run([sys.executable, "-m", "agent19", "capacity", "--help"], capture_output=True,
                             text=True, cwd=ROOT)
     assert helped.returncode == 0 and "--disk-size" in helped.stdout and "--window" in helped.stdout
+    assert "sample" in helped.stdout  # `agent19 capacity` is a command and the group of `capacity sample`
+    sample_help = subprocess.run([sys.executable, "-m", "agent19", "capacity", "sample", "--help"],
+                                 capture_output=True, text=True, cwd=ROOT)
+    assert sample_help.returncode == 0 and "cron" in sample_help.stdout
 
 
 async def test_mcp_capacity_plan(dsn: str, tmp_path: Path) -> None:

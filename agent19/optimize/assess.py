@@ -154,7 +154,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     if rows is None or m.database_bytes is None:
         out.append(ThresholdVerdict(technique="sharding", needed_when="> 100M rows, > 1 TB, or a write bottleneck",
                                     verdict="unknown", measured="table sizes not measured",
-                                    would_change="connect a database: agent19 capacity plan"))
+                                    would_change="connect a database: agent19 capacity"))
     else:
         db_tb = m.database_bytes / TB
         hit = rows > SHARD_ROWS and (db_tb > 1 or (m.rows_written_per_s or 0) > WRITE_BOTTLENECK_ROWS_S)
@@ -170,7 +170,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     if m.read_qps is None:
         out.append(ThresholdVerdict(technique="read replicas", needed_when="> 1,000 read queries/s",
                                     verdict="unknown", measured="read queries a second not measured",
-                                    would_change="CREATE EXTENSION pg_stat_statements, then agent19 capacity plan "
+                                    would_change="CREATE EXTENSION pg_stat_statements, then agent19 capacity "
                                     "--window 60 at peak (SELECT calls over the window)"))
     else:
         out.append(ThresholdVerdict(
@@ -194,7 +194,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     if m.connections is None:
         out.append(ThresholdVerdict(technique="connection pooling", needed_when="> 100 concurrent connections",
                                     verdict="unknown", measured="connections not measured",
-                                    would_change="agent19 capacity plan at peak (pg_stat_activity)"))
+                                    would_change="agent19 capacity at peak (pg_stat_activity)"))
     else:
         out.append(ThresholdVerdict(
             technique="connection pooling", needed_when="> 100 concurrent connections",
@@ -206,7 +206,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     if rows is None:
         out.append(ThresholdVerdict(technique="partitioning", needed_when="> 100M rows with time-based queries",
                                     verdict="unknown", measured="row counts not measured",
-                                    would_change="connect a database: agent19 capacity plan"))
+                                    would_change="connect a database: agent19 capacity"))
     else:
         timed = m.largest_has_time_column
         verdict: ThresholdStatus = "warranted_now" if rows > PARTITION_ROWS and timed else \

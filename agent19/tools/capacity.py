@@ -1,4 +1,4 @@
-"""capacity_plan (``agent19 capacity plan``) and capacity_sample (``agent19 capacity sample``)."""
+"""capacity_plan (``agent19 capacity``) and capacity_sample (``agent19 capacity sample``)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def render_plan(p: CapacityPlan) -> str:
 
 @tool(
     name="capacity_plan", title="Capacity plan from measured growth: projections, triggers, thresholds",
-    args=PlanArgs, result=CapacityPlan, cli="capacity plan", render_text=render_plan,
-    examples=("agent19 capacity plan --disk-size 500GB", "agent19 capacity plan --window 60 --format json",
+    args=PlanArgs, result=CapacityPlan, cli="capacity", render_text=render_plan,
+    examples=("agent19 capacity --disk-size 500GB", "agent19 capacity --window 60 --format json",
               "agent19 capacity sample   # daily from cron: the growth history"),
 )
 def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
@@ -75,7 +75,7 @@ def render_sample(r: SampleResult) -> str:
     s = r.sample
     return (f"sampled {s.database} at {s.at}: database {human_size(s.database_bytes)}, {s.rows:,} rows, cluster "
             f"{human_size(s.cluster_bytes)}\nappended to {r.path} ({r.samples_for_database} samples of this "
-            "database; `agent19 capacity plan` fits them once there are two)")
+            "database; `agent19 capacity` fits them once there are two)")
 
 
 @tool(
