@@ -54,6 +54,7 @@ _WRITE_MODES = ("RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusi
 _SHARED_OBJECTS = {"OBJECT_DATABASE": "database", "OBJECT_ROLE": "role", "OBJECT_TABLESPACE": "tablespace",
                    "OBJECT_SUBSCRIPTION": "subscription", "OBJECT_PARAMETER_ACL": "parameter"}
 _REMOTE = re.compile(r"\b(dblink\w*|postgres_fdw\w*)\b", re.IGNORECASE)
+_COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.IGNORECASE | re.DOTALL)
 
 
 def _escaping_pattern() -> re.Pattern[str]:
@@ -62,7 +63,7 @@ def _escaping_pattern() -> re.Pattern[str]:
     from agent19.safety.readonly import ESCAPING_FUNCTIONS
 
     names = sorted(ESCAPING_FUNCTIONS - {"nextval", "setval"}, key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*\(", re.IGNORECASE)
+    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*(?:/\*.*?\*/\s*)*\(", re.IGNORECASE | re.DOTALL)
 
 
 def _roles(specs: list[dict[str, Any]] | None) -> str:
@@ -201,6 +202,12 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
         return "IMPORT FOREIGN SCHEMA connects to another server"
     funcs, rels = _named_functions(stmt.tree), _named_relations(stmt.tree)
     escaping = _escaping_pattern()
+    if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
+        if m := _REMOTE.search(stmt.sql) or escaping.search(stmt.sql):
+            return f"the DO block calls {m[1]}, which a rollback cannot undo"
+        if _COPY_OUTSIDE.search(stmt.sql):
+            return "the DO block runs COPY to or from a program or a server file, which a rollback cannot undo"
+        funcs |= {w.lower() for w in re.findall(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(", stmt.sql)}
     seen_f: set[str] = set()
     seen_r: set[str] = set()
     for _ in range(50):
@@ -212,14 +219,18 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
         for name in new_f:
             if _REMOTE.fullmatch(name):
                 return f"it calls {name}(), which reaches another server"
-            if name in created and (m := _REMOTE.search(created[name]) or escaping.search(created[name])):
-                return f"function {name}, created earlier in this migration, uses {m[1]}, which a rollback cannot undo"
+            if name in created and (m := _REMOTE.search(created[name]) or escaping.search(created[name])
+                                    or _COPY_OUTSIDE.search(created[name])):
+                what = m[1] if m.lastindex else "COPY to or from a program or a server file"
+                return f"function {name}, created earlier in this migration, uses {what}, which a rollback cannot undo"
         rows = conn.execute(Q_FUNCTIONS, (sorted(new_f),)).fetchall() if new_f else []
         for proname, body in (_row(r, "proname", "body") for r in rows):
             if m := _REMOTE.search(body):
                 return f"function {proname} uses {m[1]}, which reaches another server"
             if m := escaping.search(body):
                 return f"function {proname} calls {m[1]}(), which acts outside the transaction"
+            if _COPY_OUTSIDE.search(body):
+                return f"function {proname} runs COPY to or from a program or a server file"
             funcs |= {w.lower() for w in re.findall(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(", body)}
         rows = conn.execute(Q_RELATIONS, (sorted(new_r),)).fetchall() if new_r else []
         for relname, relkind, calls, reads in (_row(r, "relname", "relkind", "calls", "reads") for r in rows):
