@@ -200,3 +200,37 @@ def test_the_slot_advances_while_the_captured_tables_are_quiet(source, warehouse
                               "WHERE slot_name = 'agent19_test'", (written,)).fetchone()[0]
     assert behind <= 0, f"the slot stayed {behind} bytes behind WAL it had already decoded"
     _run(source, warehouse, teardown=True)
+
+
+@pytest.mark.asyncio
+async def test_cdc_tools_through_the_mcp_client(source, warehouse):
+    from tests.mcp_client import stdio_session
+
+    _write(source, "INSERT INTO items VALUES (1, 'a', 'b')", "ALTER TABLE events REPLICA IDENTITY FULL")
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DDL)
+    env = {"DATABASE_URL": source, "WAREHOUSE_URL": warehouse}
+    args = {"tables": ["items", "events"], "destination": "env:WAREHOUSE_URL", "slot": "agent19_mcp"}
+    async with stdio_session("--mode", "read-only", env=env) as session:
+        check = await session.call_tool("cdc_check", {"tables": ["items", "events"]})
+        refused = await session.call_tool("cdc_run", args)
+    assert not check.is_error and check.structured_content["ready"] is True
+    assert refused.is_error and "execute" in " ".join(getattr(c, "text", "") for c in refused.content)
+    async with stdio_session("--mode", "execute", env=env) as session:
+        secret = await session.call_tool("cdc_run", {**args, "destination": make_password_dsn(warehouse)})
+        run = await session.call_tool("cdc_run", args)
+        _write(source, "UPDATE items SET name = 'z' WHERE id = 1")
+        again = await session.call_tool("cdc_run", args)
+        gone = await session.call_tool("cdc_run", {**args, "teardown": True})
+    said = " ".join(getattr(c, "text", "") for c in secret.content)
+    assert secret.is_error and "env:VAR" in said and "hunter2" not in said
+    assert not run.is_error, run.content
+    assert run.structured_content["initial_copy"] == {"public.items": 1, "public.events": 0}
+    assert again.structured_content["updates"] == 1 and gone.structured_content["dropped"] is True
+    _same(source, warehouse)
+    with psycopg.connect(source) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
+
+
+def make_password_dsn(dsn: str) -> str:
+    return psycopg.conninfo.make_conninfo(dsn, password="hunter2")

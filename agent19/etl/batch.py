@@ -220,14 +220,19 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
     pipeline.check()
     source = _database(database, resolve_dsn(pipeline.source.dsn))
     destination = _database(database, resolve_dsn(pipeline.destination.dsn))
-    run = _Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections)
-    if not dry_run:  # after the source query was admitted: a refusal names what the SQL tried
-        destination.require(AccessMode.EXECUTE, "loading rows into the destination (use dry_run to only extract "
-                                                "and validate)")
     try:
-        return _execute(run)
+        run = _Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections)
+        try:
+            if not dry_run:  # after the source query was admitted: a refusal names what the SQL tried
+                destination.require(AccessMode.EXECUTE, "loading rows into the destination (use dry_run to only "
+                                                        "extract and validate)")
+            return _execute(run)
+        finally:
+            run.close()
     finally:
-        run.close()
+        for db in (source, destination):  # pools opened for the pipeline's own DSNs (a server outlives the call)
+            if db is not database:
+                db.close()
 
 
 def _higher(last: list[Any], high: list[Any] | None) -> list[Any]:
