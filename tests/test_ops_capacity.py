@@ -273,3 +273,28 @@ def test_thresholds_turn_warranted_past_the_charter_numbers() -> None:
                                         slowest_mean_ms=999, connections=100, largest_has_time_column=True))
     assert {t.technique: t.verdict for t in small if t.technique != "caching layer"} == dict.fromkeys(
         ("sharding", "read replicas", "materialized views", "connection pooling", "partitioning"), "not_yet")
+
+
+def test_samples_in_a_table_of_the_target_only_when_allowed(dsn: str, tmp_path: Path) -> None:
+    run_sql(dsn, "CREATE TABLE t (id bigserial PRIMARY KEY, body text)")
+
+    def sample(*mode: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "--data-dir", str(tmp_path), *mode,
+                               "capacity", "sample", "--store", "table", "--format", "json"],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    refused = sample()
+    assert refused.returncode == 2 and "--mode execute" in refused.stderr
+    with psycopg.connect(dsn) as c:
+        row = c.execute("SELECT to_regclass('agent19.capacity_samples')").fetchone()
+    assert row == (None,)  # nothing was created in read-only mode
+    for _ in range(2):
+        done = sample("--mode", "execute")
+        assert done.returncode == 0, done.stderr
+        run_sql(dsn, "INSERT INTO t (body) SELECT repeat('y', 300) FROM generate_series(1, 20000)")
+    assert json.loads(done.stdout)["path"] == "agent19.capacity_samples"
+    assert json.loads(done.stdout)["samples_for_database"] == 2
+    assert not (tmp_path / "capacity").exists()  # nothing in the data directory
+    g = plan(dsn, window_s=0, data_dir=tmp_path).growth  # read-only reads the table
+    assert g.source == "samples" and g.fit is not None and g.fit.points == 2
+    assert "agent19.capacity_samples" in g.evidence[0] and g.observed[0].bytes < g.observed[1].bytes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.ops import capacity_infer, capacity_samples
 from agent19.ops.capacity_doc import document, measured
@@ -39,20 +40,36 @@ def _largest_tables(state: CurrentState) -> list[tuple[str, int, int]]:
     return [(o.name, o.bytes, o.rows or 0) for o in state.largest if o.kind == "table"]
 
 
-def capacity_sample(db: Database, data_dir: Path) -> SampleResult:
-    """Record one size sample of ``db``'s database in agent19's data directory."""
+def capacity_sample(db: Database, data_dir: Path, *, store: str = "file") -> SampleResult:
+    """Record one size sample of ``db``'s database in agent19's data directory (``store="table"``: in the
+    table ``agent19.capacity_samples`` of the target, which needs execute mode)."""
+    if store == "table":
+        db.require(AccessMode.EXECUTE, "storing capacity samples in a table of the target (--store table)")
     probe = _probe(db)
     try:
         state = measure(probe, window_s=0, largest=50, statements=0)
     finally:
         probe.close()
     key = capacity_samples.sample_key(state, db.dsn)
-    path = capacity_samples.samples_path(data_dir, key)
     sample = capacity_samples.from_state(state, _largest_tables(state))
+    if store == "table":
+        with db.session() as conn:
+            with conn.transaction():
+                capacity_samples.append_table(conn, sample)
+        stored = _table_samples(db)
+        return SampleResult(path=capacity_samples.TABLE, key=key, sample=sample, samples_for_database=len(stored))
+    path = capacity_samples.samples_path(data_dir, key)
     capacity_samples.append(path, sample)
     samples, skipped = capacity_samples.load(path, state.database)
     return SampleResult(path=str(path), key=key, sample=sample, samples_for_database=len(samples),
                         skipped_lines=skipped)
+
+
+def _table_samples(db: Database | Probe) -> list[capacity_samples.Sample]:
+    rows = db.rows if isinstance(db, Probe) else db.execute_read
+    if not rows(capacity_samples.Q_TABLE_EXISTS)[0]["readable"]:
+        return []
+    return capacity_samples.from_rows(rows(capacity_samples.Q_TABLE_SAMPLES))
 
 
 def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, dsn: str) -> tuple[Growth, bool]:
@@ -66,13 +83,16 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
         samples, skipped = capacity_samples.load(path, state.database)
         if skipped:
             notes.append(f"{skipped} unreadable line(s) in {path} skipped")
-        pts = capacity_samples.points(samples)
+        in_table = _table_samples(probe)
+        where = str(path) + (f" and {capacity_samples.TABLE}" if in_table else "")
+        merged = {s.at: s for s in samples + in_table}
+        pts = capacity_samples.points([merged[at] for at in sorted(merged)])
         if len(pts) >= 2 and pts[-1].at > pts[0].at:
             fit, _ = choose(pts)
             rows_fit, _ = choose(pts, rows=True)
-            return Growth(source="samples", evidence=[f"{len(pts)} samples in {path}"], observed=pts, fit=fit,
+            return Growth(source="samples", evidence=[f"{len(pts)} samples in {where}"], observed=pts, fit=fit,
                           rows_fit=rows_fit, notes=notes), timed
-        notes.append(f"{len(pts)} sample(s) of this database in {path}: two or more are needed for a fit "
+        notes.append(f"{len(pts)} sample(s) of this database in {where}: two or more are needed for a fit "
                      "(run `agent19 capacity sample` daily, e.g. from cron)")
     if found:
         pts, evidence = capacity_infer.from_creation_columns(probe, state, found)

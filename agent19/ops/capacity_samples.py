@@ -1,6 +1,8 @@
 """Size samples recorded by ``agent19 capacity sample`` (cron-able), the first source of growth.
 
-One JSON object a line in ``<data_dir>/capacity/<key>.jsonl`` (mode 0600), where ``key`` is the server's
+With ``--store table`` (execute mode: the user allows agent19 to write there) the sample goes into the table
+``agent19.capacity_samples`` of the target instead; ``capacity_plan`` reads both. Otherwise: one JSON object
+a line in ``<data_dir>/capacity/<key>.jsonl`` (mode 0600), where ``key`` is the server's
 system identifier (``pg_control_system()``: the same cluster keeps it across restarts, a restored copy or a
 new cluster on the same port does not, so histories never mix) — or ``host-port`` when this login may not
 read it. A line::
@@ -17,6 +19,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
@@ -36,7 +39,7 @@ class Sample(BaseModel):
 class SampleResult(BaseModel):
     """What ``capacity_sample`` returns."""
 
-    path: str = Field(description="the file the sample was appended to")
+    path: str = Field(description="the file the sample was appended to, or the table it was inserted into")
     key: str = Field(description="the server's system identifier (or host-port when it is not readable)")
     sample: Sample
     samples_for_database: int = Field(description="samples of this database in the file, this one included")
@@ -89,3 +92,45 @@ def load(path: Path, database: str) -> tuple[list[Sample], int]:
 
 def points(samples: list[Sample]) -> list[Point]:
     return [Point(at=s.at, bytes=s.database_bytes, rows=s.rows) for s in samples]
+
+
+# -- samples in a table of the target, when the user allows it (`capacity sample --store table`, execute mode) --
+
+TABLE = "agent19.capacity_samples"
+CREATE_TABLE = f"""
+CREATE SCHEMA IF NOT EXISTS agent19;
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    at timestamptz PRIMARY KEY,
+    database text NOT NULL,
+    database_bytes bigint NOT NULL,
+    cluster_bytes bigint NOT NULL,
+    rows bigint NOT NULL,
+    tables jsonb NOT NULL DEFAULT '{{}}'
+);
+COMMENT ON TABLE {TABLE} IS 'size samples recorded by agent19 capacity sample --store table';"""
+
+
+def append_table(conn: Any, sample: Sample) -> None:
+    """Insert ``sample`` (the caller's session must be allowed to write: execute mode)."""
+    conn.execute(CREATE_TABLE)
+    conn.execute(f"INSERT INTO {TABLE} (at, database, database_bytes, cluster_bytes, rows, tables) "
+                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (at) DO NOTHING",
+                 (sample.at, sample.database, sample.database_bytes, sample.cluster_bytes, sample.rows,
+                  json.dumps(sample.tables)))
+
+
+Q_TABLE_SAMPLES = f"""
+SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, database, database_bytes,
+       cluster_bytes, rows, tables
+  FROM {TABLE} WHERE database = current_database() ORDER BY at"""
+
+
+Q_TABLE_EXISTS = f"""
+SELECT to_regclass('{TABLE}') IS NOT NULL
+       AND has_table_privilege(to_regclass('{TABLE}'), 'SELECT') AS readable"""
+
+
+def from_rows(rows: list[dict[str, Any]]) -> list[Sample]:
+    return [Sample(at=r["at"], database=r["database"], database_bytes=r["database_bytes"],
+                   cluster_bytes=r["cluster_bytes"], rows=r["rows"],
+                   tables={k: tuple(v) for k, v in (r["tables"] or {}).items()}) for r in rows]

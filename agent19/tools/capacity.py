@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -68,7 +69,9 @@ def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
 
 
 class SampleArgs(BaseModel):
-    pass
+    store: Literal["file", "table"] = Field(default="file", description="file: agent19's data directory (default); "
+                                           "table: the table agent19.capacity_samples in the target database "
+                                           "(created if missing; needs --mode execute)")
 
 
 def render_sample(r: SampleResult) -> str:
@@ -87,5 +90,6 @@ def render_sample(r: SampleResult) -> str:
 def capacity_sample_tool(ctx: ToolContext, args: SampleArgs) -> SampleResult:
     """Record the database's size now (database and cluster bytes, rows, the 50 largest tables) in
     agent19's data directory, keyed by the server's system identifier. Run it daily (cron); capacity_plan
-    fits growth to these samples. Writes only to agent19's own data directory, never to the database."""
-    return capacity_sample(ctx.db, ctx.settings.data_dir)
+    fits growth to these samples. By default it writes only to agent19's own data directory, never to the
+    database; with store=table (execute mode) it inserts into agent19.capacity_samples in the target."""
+    return capacity_sample(ctx.db, ctx.settings.data_dir, store=args.store)
