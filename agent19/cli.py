@@ -258,6 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except psycopg.Error as exc:
         print(f"agent19: error: PostgreSQL: {redact_text(postgres_error_text(exc), dsn)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `agent19 … | head`: the reader has what it wanted; no traceback
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        return 141  # as a program killed by SIGPIPE
     except KeyboardInterrupt:
         print("agent19: interrupted", file=sys.stderr)
         return 130

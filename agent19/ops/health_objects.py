@@ -85,7 +85,8 @@ def sequences(probe: Probe) -> list[Check]:
         objects=[u["sequence"] for u in flagged],
         message=("; ".join(f"{u['sequence']} at {u['pct']} % ({u['last_value']:,} of {u['limit']:,}"
                            + (f", feeds {', '.join(u['columns'])}" if u["columns"] else "") + ")" for u in flagged)
-                 if flagged else f"{len(rows)} sequences, none ≥ {t.sequence_warning_pct} % of its range"
+                 if flagged else f"{len(rows) - len(unreadable)} sequence(s) read, none ≥ {t.sequence_warning_pct} % "
+                 "of its range"
                  + (f" (highest: {used[0]['sequence']} at {used[0]['pct']} %)" if used else "")),
         fix="; ".join(fixes) or None,
     )
