@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import uuid
 from pathlib import Path
 
@@ -120,3 +121,16 @@ def test_as_a_non_superuser_with_only_its_grants(dsn, tmp_path):
             conn.execute("DROP SCHEMA IF EXISTS agent19_etl CASCADE")
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_the_readme_python_example_works_as_written(dsn, tmp_path):
+    _shop(dsn)
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("any pydantic model can be the transform:")
+    block = readme[readme.index("```python", start) + len("```python"):readme.index("```\n", start + 50)]
+    script = tmp_path / "example.py"
+    script.write_text(textwrap.dedent(block))
+    out = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DATABASE_URL": dsn})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["998", "0", "0", "2"]

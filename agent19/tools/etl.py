@@ -52,7 +52,7 @@ def render_etl(r: EtlResult) -> str:
     cli="etl run",
     positional=("pipeline",),
     read_only=False,
-    destructive=False,
+    destructive=True,  # upsert overwrites destination rows (always through the pipeline's own key)
     idempotent=True,
     render_text=render_etl,
     examples=(
