@@ -298,3 +298,12 @@ def test_samples_in_a_table_of_the_target_only_when_allowed(dsn: str, tmp_path: 
     g = plan(dsn, window_s=0, data_dir=tmp_path).growth  # read-only reads the table
     assert g.source == "samples" and g.fit is not None and g.fit.points == 2
     assert "agent19.capacity_samples" in g.evidence[0] and g.observed[0].bytes < g.observed[1].bytes
+
+
+def test_every_server_version_gets_a_plan(dsn_any: str) -> None:
+    plant(dsn_any, [100.0] * 3)
+    p = plan(dsn_any, window_s=1)
+    assert p.current.rates is not None and p.growth.source == "creation timestamp columns"
+    if p.current.statements_unavailable:  # the embedded server has no contrib: said, and latency is unknown
+        assert "pg_stat_statements" in p.current.statements_unavailable
+        assert next(t for t in p.triggers if t.trigger == "query latency").status == "unknown"
