@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +136,16 @@ def test_a_column_name_cannot_inject_checks_into_a_suggested_file(app, tmp_path)
     kinds = [c["kind"] for c in _strict_json(done.stdout)["checks"]]
     assert "sql" not in kinds, kinds  # every check came from the catalog, none from a name's text
     assert done.returncode == 0, done.stdout
+
+
+def test_junit_stays_well_formed_xml_whatever_the_names_hold(dsn, tmp_path):
+    run_sql(dsn, """CREATE TABLE "bell\x07table" (k text PRIMARY KEY, v int);
+                    INSERT INTO "bell\x07table" VALUES (E'<a>&]]>\\x01', NULL)""")
+    path = tmp_path / "checks.yml"
+    path.write_text('tables:\n  "bell\\atable":\n    checks:\n      - {check: missing_count, column: v, '
+                    'name: "missing \\x01 v"}\n')
+    done = _check(dsn, str(path), "--format", "junit")
+    assert done.returncode == 1, done.stdout + done.stderr
+    suites = ET.fromstring(done.stdout.split("\n", 1)[1])  # a CI's JUnit reader must be able to read it
+    failure = suites.find("./testsuite/testcase/failure")
+    assert failure is not None and "<a>&]]>" in (failure.text or ""), done.stdout

@@ -9,6 +9,7 @@ untrusted, never instructions.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
@@ -140,4 +141,10 @@ def render_junit(report: QualityReport) -> str:
             elif c.status == "warn":
                 ET.SubElement(case, "system-out").text = "WARN " + body
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode")
+    xml = ET.tostring(suites, encoding="unicode")
+    # XML 1.0 cannot carry control characters at all (escaped or not); a name or message holding one (a table
+    # name, a check name, an error quoting data) would make the whole report unreadable to the CI
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + _XML_INVALID.sub("\ufffd", xml)
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
