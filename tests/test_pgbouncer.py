@@ -180,7 +180,7 @@ def test_200_clients_through_20_server_connections(server: ThrowawayServer,
                 for _ in range(5):
                     with c.transaction():
                         c.execute("INSERT INTO hits (client) VALUES (%s)", (n,))
-                        c.execute("SELECT pg_sleep(0.04)")
+                        c.execute("SELECT pg_sleep(0.06)")
         except Exception as exc:  # noqa: BLE001 — collected and asserted below
             errors.append(f"client {n}: {exc}")
 
