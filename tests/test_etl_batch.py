@@ -263,3 +263,31 @@ def test_upsert_without_a_unique_key_says_what_to_create(dsn, warehouse):
         conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
     with pytest.raises(InputError, match="CREATE UNIQUE INDEX"):
         run_pipeline(parse_pipeline(_pipeline(dsn, warehouse)), _db(dsn))
+
+
+def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflict(dsn, warehouse):
+    """The fast UPDATE + INSERT statement meets a key another session inserts meanwhile: a unique violation,
+    observed on the server; the batch then upserts with ON CONFLICT and the run ends equal to the source."""
+    _fill(dsn, 20)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    other = psycopg.connect(warehouse)
+    other.execute("INSERT INTO analytics.orders (id, email) VALUES (5, 'concurrent@x.org')")  # not committed yet
+    box: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: box.update(
+        result=run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, transform=False)), _db(dsn))))
+    runner.start()
+    try:
+        with psycopg.connect(warehouse, autocommit=True) as watch:  # the run's INSERT waits for our key
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'WITH s AS MATERIALIZED%%'").fetchone()[0]:
+                time.sleep(0.02)
+        other.commit()
+    finally:
+        other.close()
+        runner.join(timeout=60)
+    result = box["result"]
+    assert result.inserted + result.updated == 20  # type: ignore[attr-defined]
+    assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")

@@ -1,14 +1,15 @@
 """Loading a batch into the destination, exactly once.
 
 One destination transaction per batch holds: the batch's rows (COPY into a temporary staging table, then
-``INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE the row changed`` for upsert, a plain
-``INSERT … SELECT`` for append), its dead letters, and the move of the pipeline's watermark (a row of
-``<state_schema>.watermark``). A run killed at any moment leaves all of them or none: the next run starts
-after the last committed watermark, so no row is lost and none is loaded twice.
+the upsert below, or a plain ``INSERT … SELECT`` for append), its dead letters, and the move of the
+pipeline's watermark (a row of ``<state_schema>.watermark``). A run killed at any moment leaves all of them
+or none: the next run starts after the last committed watermark, so no row is lost and none loaded twice.
 
-Upsert counts: inserted (``xmax = 0`` on the returned row), updated (returned, not inserted), unchanged
-(the conflict's ``WHERE … IS DISTINCT FROM`` skipped it). Rows of one batch with the same key collapse to
-the last one in cursor order (an ON CONFLICT statement cannot touch a row twice).
+Upsert: one statement UPDATEs the staged rows whose key exists and whose values differ, and INSERTs those
+whose key is new (no speculative insertion: faster than ON CONFLICT, on every version); should another
+session insert one of the keys meanwhile (a unique violation), the batch runs ``INSERT … ON CONFLICT (key)
+DO UPDATE … WHERE the row changed`` instead. Counts: inserted, updated, unchanged (staged − both). Rows of
+one batch with the same key collapse to the last one in cursor order (a statement cannot touch a row twice).
 
 A session advisory lock on the destination (keyed by the pipeline's name) keeps two runs of one
 pipeline apart.
@@ -229,10 +230,41 @@ class Loader:
             "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
             "FROM w").format(table=self.table, cols=cols, keys=keys, stage=ident(STAGE), seq=ident(SEQ),
                               action=action)
-        row = self.conn.execute(query).fetchone()
+        try:
+            with self.conn.transaction():  # a savepoint: the faster statement first
+                row = self.conn.execute(self._update_insert()).fetchone()
+        except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
+            row = self.conn.execute(query).fetchone()
         assert row is not None
         inserted, updated = int(row["inserted"]), int(row["updated"])
         return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
+
+    def _update_insert(self) -> sql.Composable:
+        """UPDATE the rows that changed, INSERT those whose key is new, in one statement on one snapshot: no
+        speculative insertion, so about twice as fast as ON CONFLICT (tools/bench/bench_etl.py). A key another
+        session inserts meanwhile raises a unique violation; the caller then runs ON CONFLICT instead."""
+        ident = sql.Identifier
+        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
+        keys = sql.SQL(", ").join(ident(c) for c in self.key)
+        match = sql.SQL(" AND ").join(sql.SQL("d.{c} = s.{c}").format(c=ident(c)) for c in self.key)
+        rest = [c for c in self.columns if c not in self.key]
+        if rest:
+            update = sql.SQL(
+                "UPDATE {table} d SET {sets} FROM s WHERE {match} AND ROW({mine}) IS DISTINCT FROM ROW({theirs}) "
+                "RETURNING 1").format(
+                table=self.table, match=match,
+                sets=sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in rest),
+                mine=sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in rest),
+                theirs=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in rest))
+        else:
+            update = sql.SQL("SELECT 1 WHERE false")
+        return sql.SQL(
+            "WITH s AS MATERIALIZED (SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC), "
+            "u AS ({update}), "
+            "i AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM s WHERE NOT EXISTS (SELECT 1 FROM {table} d "
+            "WHERE {match}) RETURNING 1) "
+            "SELECT (SELECT count(*) FROM i) AS inserted, (SELECT count(*) FROM u) AS updated").format(
+            keys=keys, cols=cols, stage=ident(STAGE), seq=ident(SEQ), update=update, table=self.table, match=match)
 
     def _append(self, staged: int) -> BatchCounts:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
