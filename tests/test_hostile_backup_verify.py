@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,3 +131,21 @@ def test_a_dump_missing_functions_types_or_policies_is_not_verified(pg, app, tmp
     for lost in ("function public.price_with_tax(numeric)", "type public.pair", "policy own on public.notes",
                  "row-level security of public.notes"):
         assert lost in diffs, diffs
+
+
+def test_a_work_directory_path_cannot_smuggle_a_shell_command(dsn):
+    """pg_verifybackup runs pg_waldump through a shell with the backup's path in double quotes."""
+    marker = Path(f"/tmp/agent19-hostile-{uuid.uuid4().hex}")  # writable by the server's OS user too
+    parent = Path(tempfile.mkdtemp(prefix="agent19-hostile-"))
+    os.chmod(parent, 0o755)  # the server's OS user must reach the backup, as in a real work directory
+    work = parent / f"w $(touch {marker})"
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", dsn, "--kind", "physical",
+                           "--work-dir", str(work)], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "DATABASE_URL": ""})
+    try:
+        assert not marker.exists(), "a $(…) in --work-dir ran as a shell command"
+        assert done.returncode == 2 and "work directory" in done.stderr, done.stdout + done.stderr
+        assert not work.exists(), "nothing is created under a refused work directory"
+    finally:
+        marker.unlink(missing_ok=True)
+        shutil.rmtree(parent, ignore_errors=True)

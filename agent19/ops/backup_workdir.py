@@ -21,6 +21,7 @@ import atexit
 import fcntl
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -38,6 +39,7 @@ from psycopg.conninfo import make_conninfo
 
 from agent19 import lifecycle
 from agent19.db.throwaway import _as_postgres_user
+from agent19.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +224,18 @@ def remove_leftovers(base: Path | None = None) -> list[str]:
     return removed
 
 
+_SHELL_ACTIVE = re.compile(r'[$`"\\]')
+
+
 @contextmanager
 def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
     """A fresh work directory (after removing what killed runs left); removed when the block exits."""
     base = Path(base) if base else Path(tempfile.gettempdir())
+    if _SHELL_ACTIVE.search(str(base.absolute())):
+        # pg_verifybackup runs pg_waldump through the shell with the path in double quotes: $(…) would run
+        raise InputError(f"the work directory {str(base)!r} holds $, `, \" or \\: PostgreSQL's pg_verifybackup "
+                         "passes paths under it through a shell, which would run what they hold",
+                         "choose a work directory whose path has none of these characters")
     base.mkdir(parents=True, exist_ok=True)
     remove_leftovers(base)
     path = base / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
