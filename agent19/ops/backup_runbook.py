@@ -8,6 +8,7 @@ says the restore time is not measured rather than guessing.
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,7 +91,9 @@ def restore_runbook(db: Database, *, verify_result: str | None = None, archive_d
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         measured=load_verify_result(verify_result) if verify_result else None,
     )
-    book.markdown = environment().get_template("restore_runbook.md.j2").render(r=book)
+    env = environment()  # paths and connection strings are shell-quoted: pasted as written, they run as written
+    env.filters.update(sh=shlex.quote, conf=lambda v: str(v).replace("'", "''"))
+    book.markdown = env.get_template("restore_runbook.md.j2").render(r=book)
     if write_dir:
         out = Path(write_dir)
         out.mkdir(parents=True, exist_ok=True)
