@@ -232,6 +232,8 @@ class Loader:
                               action=action)
         try:
             with self.conn.transaction():  # a savepoint: the faster statement first
+                # by key through the unique index: a hash join would read the whole destination for each batch
+                self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
                 row = self.conn.execute(self._update_insert()).fetchone()
         except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
             row = self.conn.execute(query).fetchone()
