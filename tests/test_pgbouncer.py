@@ -159,8 +159,16 @@ def test_pools_past_max_connections_are_flagged_and_not_written(server: Throwawa
     err = next(f for f in cfg["findings"] if f["level"] == "error")
     assert "pools exceed" in err["message"] and "max_connections 100" in err["message"]
     assert not (tmp_path / "big" / "pgbouncer.ini").exists()
-    code, cfg = generate(server, tmp_path / "other", "--other-connections", "90")
-    assert cfg["pools_total"] <= cfg["budget"]["available"] or code == 1
+    code, cfg = generate(server, tmp_path / "other", "--other-connections", "82")  # leaves 100 - 3 - 5 - 82 = 10
+    assert code == 0 and cfg["valid"] and cfg["budget"]["available"] == 10
+    assert (cfg["default_pool_size"], cfg["reserve_pool_size"], cfg["pools_total"]) == (8, 2, 10)
+    assert "max_db_connections = 10" in (tmp_path / "other" / "pgbouncer.ini").read_text()
+
+
+def test_pgbouncer_121_gets_max_prepared_statements(server: ThrowawayServer, tmp_path: Path) -> None:
+    code, cfg = generate(server, tmp_path / "new", "--pgbouncer-version", "1.22.1")
+    assert code == 0 and "max_prepared_statements = 200" in cfg["ini"]
+    assert not any("prepare_threshold" in (f["fix"] or "") for f in cfg["findings"])
 
 
 def test_200_clients_through_20_server_connections(server: ThrowawayServer,

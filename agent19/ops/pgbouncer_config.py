@@ -4,10 +4,10 @@
   pg_stat_statements shows session state that transaction pooling breaks — then ``session``, naming each
   feature found, with its fix. Without pg_stat_statements the choice is ``transaction`` with a warning that
   nothing could be checked.
-* **Sizes within the budget**: ``default_pool_size`` (20, the charter's, unless the budget is smaller) and
-  ``reserve_pool_size`` (5) per database/user pair; the sum over pairs stays under the budget, and
-  ``max_db_connections`` caps each database at its share. A pool the caller forces past the budget is an
-  ``error`` finding and nothing is written: flagged before it is used.
+* **Sizes within the budget**: ``default_pool_size`` (20, the charter's) and ``reserve_pool_size`` (5) per
+  database/user pair, both smaller when the budget's share per pair is (reserve at most a fifth of it); the
+  sum over pairs stays under the budget, and ``max_db_connections`` caps each database at its share. A pool
+  the caller forces past the budget is an ``error`` finding and nothing is written: flagged before it is used.
 * **Timeouts** are the charter's (server_connect_timeout 5, server_idle_timeout 600, server_lifetime 3600,
   reserve_pool_timeout 3) plus PgBouncer's query_wait_timeout 120.
 * **Prepared statements**: ``max_prepared_statements = 200`` for PgBouncer ≥ 1.21 (protocol-level prepared
@@ -120,7 +120,7 @@ def _sql_literal(text: str) -> str:
 
 def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
     params = conninfo_to_dict(db.dsn)
-    probe = Probe.open(db, HealthThresholds())
+    probe = Probe.open(db, HealthThresholds(statement_timeout_ms=30_000))  # a loaded server: slow, not wrong
     findings: list[Finding] = []
     cannot: list[str] = []
     try:
@@ -174,8 +174,9 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
             findings.append(Finding(level="warning", message="the workload could not be checked for session state",
                                     fix="CREATE EXTENSION pg_stat_statements, let the application run, regenerate"))
     pairs = len(databases) * len(users)
-    reserve = o.reserve_pool_size if o.reserve_pool_size is not None else 5
-    pool = o.pool_size if o.pool_size is not None else max(min(20, b.available // max(pairs, 1) - reserve), 1)
+    share = max(b.available // max(pairs, 1), 0)  # server connections each database/user pair may use
+    reserve = o.reserve_pool_size if o.reserve_pool_size is not None else min(5, share // 5)
+    pool = o.pool_size if o.pool_size is not None else max(min(20, share - reserve), 1)
     pools_total = pairs * (pool + reserve)
     max_db = len(users) * (pool + reserve)
     if pools_total > b.available:
