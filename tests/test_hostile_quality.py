@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.db.throwaway import ThrowawayServer
 from tests.conftest import run_sql
@@ -149,3 +149,30 @@ def test_junit_stays_well_formed_xml_whatever_the_names_hold(dsn, tmp_path):
     suites = ET.fromstring(done.stdout.split("\n", 1)[1])  # a CI's JUnit reader must be able to read it
     failure = suites.find("./testsuite/testcase/failure")
     assert failure is not None and "<a>&]]>" in (failure.text or ""), done.stdout
+
+
+def test_a_search_path_set_by_the_database_owner_cannot_swap_an_aggregate(pg, dsn, app, tmp_path):
+    """The owner of a database can set its search_path (public before pg_catalog) and shadow max(numeric);
+    the checks built from the catalog must still call PostgreSQL's own max, not run theirs as the superuser."""
+    marker = Path(f"/tmp/agent19-hostile-{uuid.uuid4().hex}")
+    run_sql(app, f"""
+        CREATE TABLE pay (id int PRIMARY KEY, amount numeric); INSERT INTO pay VALUES (1, 10), (2, 75);
+        CREATE FUNCTION evil_step(numeric, numeric) RETURNS numeric LANGUAGE plpgsql AS $$
+        BEGIN
+          IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+            EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}''';
+          END IF;
+          RETURN 0;
+        END $$;
+        CREATE AGGREGATE public.max(numeric) (SFUNC = evil_step, STYPE = numeric)""")
+    database = conninfo_to_dict(dsn)["dbname"]
+    run_sql(pg.dsn, f'ALTER DATABASE "{database}" SET search_path = public, pg_catalog')
+    path = tmp_path / "checks.yml"
+    path.write_text("tables:\n  pay:\n    checks:\n      - {check: max, column: amount, fail: '> 50'}\n")
+    try:
+        done = _check(dsn, str(path), "--format", "json")  # a superuser
+        assert not marker.exists(), "the database owner's aggregate ran as the superuser"
+        result = _strict_json(done.stdout)["checks"][0]
+        assert result["status"] == "fail" and result["value"] == 75, result  # PostgreSQL's max
+    finally:
+        marker.unlink(missing_ok=True)

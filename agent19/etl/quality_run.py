@@ -68,8 +68,12 @@ class _Run:
         if user_sql:
             gate.admit(self.db, text, gate.Purpose.READ)
         self.queries += 1
-        with conn.transaction():
+        with conn.transaction(force_rollback=not user_sql):
             cur = conn.cursor()
+            if not user_sql:
+                # built from the catalog with every relation qualified: functions, aggregates and operators
+                # resolve in pg_catalog only, so a search_path a database owner set cannot put theirs first
+                cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
             return list(cur.stream(text))
 
     def error_message(self, exc: BaseException) -> str:
