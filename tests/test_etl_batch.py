@@ -291,3 +291,31 @@ def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflic
     result = box["result"]
     assert result.inserted + result.updated == 20  # type: ignore[attr-defined]
     assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")
+
+
+def test_a_lost_destination_session_is_retried_with_backoff_exactly_once(dsn, warehouse):
+    _fill(dsn, 20_000)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))  # append: a replayed batch would show
+    pipeline = parse_pipeline(_pipeline(dsn, warehouse, strategy="append", batch=200))
+    box: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: box.update(result=run_pipeline(pipeline, _db(dsn))))
+    runner.start()
+    killed = 0
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            if conn.execute("SELECT to_regclass('agent19_etl.watermark')").fetchone()[0] and conn.execute(
+                    "SELECT coalesce(max(batches), 0) FROM agent19_etl.watermark").fetchone()[0] >= 10:
+                killed = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                      "WHERE datname = current_database() AND application_name = 'agent19' "
+                                      "AND pid <> pg_backend_pid()").fetchone()[0]
+            time.sleep(0.01)
+    runner.join(timeout=120)
+    assert killed >= 1
+    result = box["result"]
+    assert result.retries >= 1  # type: ignore[attr-defined]
+    with psycopg.connect(warehouse) as conn:
+        dupes = conn.execute("SELECT count(*) - count(DISTINCT id) FROM analytics.orders").fetchone()[0]
+    assert dupes == 0
+    assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")
