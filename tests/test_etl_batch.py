@@ -255,6 +255,11 @@ def test_query_source_goes_through_the_safety_gate(dsn, warehouse):
         run_pipeline(bad, _db(dsn))
     good = parse_pipeline(_pipeline(dsn, warehouse, query="SELECT * FROM orders WHERE amount > 3 -- comment"))
     assert run_pipeline(good, _db(dsn)).inserted == 7  # ids 4..10
+    copy_path = parse_pipeline(_pipeline(dsn, warehouse, query="SELECT * FROM orders WHERE amount > 3 -- comment",
+                                         transform=False, name="copy_path", lag="1 day"))
+    assert run_pipeline(copy_path, _db(dsn)).unchanged == 7
+    again = run_pipeline(copy_path, _db(dsn))  # from the watermark minus the lag: the same 7 rows, unchanged
+    assert again.lag_window and again.unchanged == 7
 
 
 def test_upsert_without_a_unique_key_says_what_to_create(dsn, warehouse):
@@ -319,3 +324,16 @@ def test_a_lost_destination_session_is_retried_with_backoff_exactly_once(dsn, wa
         dupes = conn.execute("SELECT count(*) - count(DISTINCT id) FROM analytics.orders").fetchone()[0]
     assert dupes == 0
     assert _checksum(dsn, "orders") == _checksum(warehouse, "analytics.orders")
+
+
+def test_a_numeric_cursor_takes_a_numeric_lag_and_a_duration_is_refused(dsn, warehouse):
+    _fill(dsn, 30)
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DEST_DDL)
+    text = _pipeline(dsn, warehouse, lag="5").replace('cursor = ["updated_at", "id"]', 'cursor = ["amount", "id"]')
+    run_pipeline(parse_pipeline(text), _db(dsn))
+    again = run_pipeline(parse_pipeline(text), _db(dsn))  # amounts 0..29: re-reads amount >= 24
+    assert again.extracted == 6 and again.unchanged == 6
+    wrong = parse_pipeline(text.replace('lag = "5"', 'lag = "5 minutes"'))
+    with pytest.raises(InputError, match="does not fit the cursor column amount"):
+        run_pipeline(wrong, _db(dsn))

@@ -17,6 +17,7 @@ lag longer than the longest writing transaction of the source. Rows re-read in t
 
 from __future__ import annotations
 
+import decimal
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
-from agent19.errors import DatabaseUnavailable
+from agent19.errors import DatabaseUnavailable, InputError
 from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
 from agent19.etl.pipeline import Pipeline, build_model, error_reason, parse_lag, resolve_dsn
@@ -235,6 +236,16 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
                 db.close()
 
 
+def _minus(value: Any, lag: Any, column: str) -> Any:
+    """The watermark's first cursor value minus the lag, in the column's own type."""
+    try:
+        return value - (decimal.Decimal(str(lag)) if isinstance(value, decimal.Decimal) else lag)
+    except (TypeError, decimal.InvalidOperation):
+        raise InputError(f"lag {lag!r} does not fit the cursor column {column} ({type(value).__name__})",
+                         "a duration (\"10 minutes\") for a timestamp or date cursor, a number for a numeric one"
+                         ) from None
+
+
 def _higher(last: list[Any], high: list[Any] | None) -> list[Any]:
     return last if high is None or tuple(last) > tuple(high) else high
 
@@ -275,7 +286,7 @@ def _execute(run: _Run) -> EtlResult:
     high = after
     since = None
     if after is not None and lag:
-        since, after = after[0] - lag, None
+        since, after = _minus(after[0], lag, p.source.cursor[0]), None
         r.lag_window = f"re-reading from {p.source.cursor[0]} >= {since}"
     r.resumed_from = stored
     total = ex.remaining(run.shape, after, since)
