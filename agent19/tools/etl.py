@@ -64,11 +64,12 @@ def render_etl(r: EtlResult) -> str:
 def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     """Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
     the cursor columns (never OFFSET), re-reading a lag window for late commits; validate each record with
-    the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then INSERT …
-    ON CONFLICT DO UPDATE only where the row changed) or append. Each batch commits with the watermark in the
-    destination, so a run killed at any moment resumes exactly once. Invalid records go to the dead-letter
-    table with their reason and source key. Transient errors are retried with backoff. Reports inserted /
-    updated / unchanged / rejected counts, rows per second, and source schema drift since the last run.
+    the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then UPDATE
+    the rows that changed and INSERT new keys; ON CONFLICT if another session inserts a key meanwhile) or
+    append. Each batch commits with the watermark in the destination, so a run killed at any moment resumes
+    exactly once. Invalid records go to the dead-letter table with their reason and source key. Transient
+    errors are retried with backoff. Reports inserted / updated / unchanged / rejected counts, rows per
+    second, and source schema drift since the last run.
 
     The source query is user SQL: checked by the safety gate and run read-only as the reader login.
     `dry_run` extracts and validates without writing (any mode); loading needs mode execute. Source keys
