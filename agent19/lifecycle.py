@@ -9,8 +9,13 @@ be undone with :func:`on_shutdown`. Hooks must be idempotent and must not raise.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import signal
+import threading
 from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +35,37 @@ def shutdown() -> None:
             hook()
         except Exception:  # a failing hook must not stop the others
             log.exception("shutdown hook %r failed", hook)
+
+
+_ON_SIGNAL: list[Callable[[], None]] = []
+
+
+def cleanup_on_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` when agent19 stops in any ordinary way: at interpreter exit, when the MCP server's
+    transport closes (:func:`on_shutdown`), and on SIGTERM/SIGHUP — after which the signal's previous
+    handler runs, or the default action (the process ends with that signal).
+
+    Signal handlers can only be installed from the main thread; elsewhere the exit hooks are still
+    registered. Idempotent per hook.
+    """
+    if hook in _ON_SIGNAL:
+        return
+    atexit.register(hook)
+    on_shutdown(hook)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _ON_SIGNAL.append(hook)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            hook()
+            if callable(previous):
+                previous(signum, frame)
+                return
+            if previous == signal.SIG_IGN:
+                return
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)

@@ -23,13 +23,11 @@ Lifecycle, and what is guaranteed:
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -345,28 +343,6 @@ def _drop_active() -> None:
             log.warning("could not drop scratch database %s on exit: %s", name, exc)
 
 
-_installed = False
-
-
 def install_signal_handlers() -> None:
     """Drop active scratch databases on SIGTERM/SIGHUP and at exit (main thread only; idempotent)."""
-    global _installed
-    if _installed or threading.current_thread() is not threading.main_thread():
-        return
-    _installed = True
-    atexit.register(_drop_active)
-    lifecycle.on_shutdown(_drop_active)  # the MCP server runs it as soon as its client is gone
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            _drop_active()
-            if callable(previous):
-                previous(signum, frame)
-                return
-            if previous == signal.SIG_IGN:
-                return
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-        signal.signal(sig, handler)
+    lifecycle.cleanup_on_exit(_drop_active)

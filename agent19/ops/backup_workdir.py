@@ -17,7 +17,6 @@ Lifecycle, and what is guaranteed:
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import logging
 import os
@@ -265,31 +264,9 @@ def _cleanup_active() -> None:
         wd.cleanup()
 
 
-_installed = False
-
-
 def install_signal_handlers() -> None:
     """Remove active work directories (stopping their clusters) on SIGTERM/SIGHUP and at exit."""
-    global _installed
-    if _installed or threading.current_thread() is not threading.main_thread():
-        return
-    _installed = True
-    atexit.register(_cleanup_active)
-    lifecycle.on_shutdown(_cleanup_active)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous = signal.getsignal(sig)
-
-        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            _cleanup_active()
-            if callable(previous):
-                previous(signum, frame)
-                return
-            if previous == signal.SIG_IGN:
-                return
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-
-        signal.signal(sig, handler)
+    lifecycle.cleanup_on_exit(_cleanup_active)
 
 
 def run(cmd: Sequence[str | Path], *, env: dict[str, str] | None = None, as_server_user: bool = False,
