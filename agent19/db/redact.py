@@ -17,6 +17,10 @@ from psycopg.conninfo import conninfo_to_dict
 _URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>\S*)@")
 _URI_SCHEME = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
 _KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+# SQL that carries a password as a literal: CREATE/ALTER ROLE … [ENCRYPTED] PASSWORD '…', user mappings'
+# OPTIONS (password '…'); statistics views (pg_stat_statements, pg_stat_activity) keep such text verbatim
+_SQL_PASSWORD = re.compile(r"(?P<key>\bpassword\s+)(?P<val>(?:E|U&)?'(?:[^']|'')*'|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)",
+                           re.IGNORECASE | re.DOTALL)
 MASK = "***"
 
 
@@ -72,6 +76,14 @@ def redact_text(text: str, *secrets: str | None) -> str:
         if secret and len(secret) >= 3:
             out = out.replace(secret, MASK)
     return out
+
+
+def redact_value(text: str) -> str:
+    """A text value read from a database, with the credentials it may quote masked (:func:`redact_text`
+    and SQL password literals): a reader of pg_stat_statements sees ``PASSWORD '***'``."""
+    if "@" not in text and "assword" not in text.lower():
+        return text
+    return _SQL_PASSWORD.sub(lambda m: f"{m['key']}'{MASK}'", redact_text(text))
 
 
 def password_of(dsn: str | None) -> str | None:
