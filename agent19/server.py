@@ -16,8 +16,9 @@ import anyio.to_thread
 import psycopg
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 import agent19
 from agent19 import http_auth, lifecycle
@@ -28,7 +29,7 @@ from agent19.http_auth import HttpAuth
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
 from agent19.safety import page as confirm_page
-from agent19.tools.registry import ToolContext, ToolSpec, all_tools
+from agent19.tools.registry import ToolContext, ToolSpec, accepted_fields, all_tools
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,9 @@ def build_server(settings: Settings, database: Database | None = None, auth: Htt
     db = database or Database(settings)
     server: MCPServer[Any] = MCPServer(
         name="agent19", title="agent19 — PostgreSQL database engineer", version=agent19.__version__,
-        instructions=INSTRUCTIONS, **(auth.server_kwargs() if auth else {}),
+        instructions=INSTRUCTIONS, tools=[_mcp_tool(spec, settings, db) for spec in all_tools()],
+        **(auth.server_kwargs() if auth else {}),
     )
-    for spec in all_tools():
-        _add_tool(server, spec, settings, db)
     for prompt in load_prompts():
         _add_prompt(server, prompt)
     add_resources(server, settings)
@@ -104,7 +104,23 @@ def _elicitor(mcp_context: Context) -> Any:
     return elicit
 
 
-def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settings, db: Database) -> None:
+def _reject_unknown(spec: ToolSpec[Any, Any], sdk_args: type[BaseModel]) -> type[BaseModel]:
+    """The SDK's argument model for a tool, made to refuse an argument the tool does not declare (the SDK
+    drops unknown arguments silently, so a misspelt filter would widen the call instead of failing)."""
+    accepted = accepted_fields(sdk_args)  # without cli_only fields, which MCP never offers
+
+    def check(data: Any) -> Any:
+        unknown = sorted(set(data) - set(accepted)) if isinstance(data, dict) else []
+        if unknown:
+            raise ValueError(f"{spec.name} has no argument {', '.join(map(repr, unknown))}; it accepts: "
+                             f"{', '.join(accepted) or 'no arguments'}")
+        return data
+
+    return create_model(f"{spec.name}_arguments", __base__=sdk_args,
+                        __validators__={"_known": model_validator(mode="before")(check)})
+
+
+def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database) -> Tool:
     async def call(mcp_context: Context, **kwargs: Any) -> Any:
         try:
             args = spec.args.model_validate(kwargs)
@@ -131,7 +147,7 @@ def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settin
     call.__signature__ = inspect.Signature(params, return_annotation=spec.result)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params} | {"return": spec.result}
     call.__name__ = spec.name
-    server.add_tool(
+    mcp_tool = Tool.from_function(
         call,
         name=spec.name,
         title=spec.title,
@@ -145,6 +161,9 @@ def _add_tool(server: MCPServer[Any], spec: ToolSpec[Any, Any], settings: Settin
         ),
         structured_output=True,
     )
+    mcp_tool.fn_metadata.arg_model = _reject_unknown(spec, mcp_tool.fn_metadata.arg_model)
+    mcp_tool.parameters["additionalProperties"] = False
+    return mcp_tool
 
 
 def _add_prompt(server: MCPServer[Any], prompt: PromptFile) -> None:

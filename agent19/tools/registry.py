@@ -119,6 +119,7 @@ def tool(
         if name in REGISTRY:
             raise ValueError(f"tool {name!r} is declared twice")
         description = inspect.cleandoc(run.__doc__ or "")
+        _forbid_unknown_fields(args)
 
         def guarded(ctx: ToolContext, arguments: A) -> R:
             gate.admit_args(ctx.settings.mode, arguments)  # the choke point, before any tool code runs
@@ -130,6 +131,19 @@ def tool(
         return run
 
     return decorator
+
+
+def _forbid_unknown_fields(args: type[BaseModel]) -> None:
+    """Every tool's arguments reject a field they do not declare (a misspelt or invented argument must
+    fail, not be ignored: ``index_health {"table": ...}`` would otherwise report on every table)."""
+    if args.model_config.get("extra") != "forbid":
+        args.model_config["extra"] = "forbid"
+        args.model_rebuild(force=True)
+
+
+def accepted_fields(args: type[BaseModel]) -> list[str]:
+    """The argument names a tool accepts (aliases where declared), for error messages."""
+    return [info.alias or name for name, info in args.model_fields.items()]
 
 
 def all_tools() -> list[ToolSpec[Any, Any]]:
