@@ -134,3 +134,27 @@ def test_the_readme_python_example_works_as_written(dsn, tmp_path):
                          env={**os.environ, "DATABASE_URL": dsn})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["998", "0", "0", "2"]
+
+
+@pytest.mark.asyncio
+async def test_a_query_source_runs_as_the_reader_login_in_read_only_mode(dsn, tmp_path):
+    """read-only server, least-privilege reader (agent19 setup-role): a dry run of a query pipeline reads as it."""
+    from tests.reader_login import reader_login
+
+    _shop(dsn)
+    text = (EXAMPLE / "orders.toml").read_text().replace(
+        'table = "public.orders"           # or:', 'query = "SELECT * FROM orders WHERE status <> \'new\'"  # or:')
+    assert "query = " in text
+    with reader_login(dsn, tmp_path) as read_dsn:
+        env = {"DATABASE_URL": dsn, "AGENT19_READ_DSN": read_dsn, "AGENT19_ALLOW_PRIVILEGED_READS": "0"}
+        async with stdio_session("--mode", "read-only", env=env) as session:
+            dry = await session.call_tool("etl_run", {"pipeline_toml": text, "dry_run": True})
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("REVOKE SELECT ON orders FROM PUBLIC")
+                reader = psycopg.conninfo.conninfo_to_dict(read_dsn)["user"]
+                conn.execute(f'REVOKE SELECT ON orders FROM "{reader}"')
+            denied = await session.call_tool("etl_run", {"pipeline_toml": text, "dry_run": True})
+    assert not dry.is_error, dry.content
+    assert dry.structured_content["extracted"] == 667  # paid and shipped
+    said = " ".join(getattr(c, "text", "") for c in denied.content)
+    assert denied.is_error and "permission denied" in said
