@@ -231,8 +231,8 @@ class _Evaluator:
     """Costs of the workload's queries with a given set of indexes in place: hypothetical (HypoPG), or real
     ones built inside a savepoint that is always rolled back (``real``; no HypoPG, dry-run/execute mode)."""
 
-    def __init__(self, conn: Connection, queries: list[tuple[str, float, list[str] | None]], *, real: bool = False,
-                 build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS):
+    def __init__(self, conn: Connection, queries: list[tuple[str, float, list[str | None] | None]], *,
+                 real: bool = False, build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS):
         self.conn, self.queries, self.real, self.build_timeout_ms = conn, queries, real, build_timeout_ms
 
     def costs(self, indexes: list[Candidate]) -> tuple[list[float], set[str], dict[Candidate, int]]:
@@ -293,7 +293,7 @@ def _q_ident(name: str) -> str:
 
 
 def choose(
-    conn: Connection, queries: list[tuple[str, float, list[str] | None]], cands: list[Candidate], *,
+    conn: Connection, queries: list[tuple[str, float, list[str | None] | None]], cands: list[Candidate], *,
     budget_bytes: int | None = None, min_gain: float = MIN_GAIN, max_indexes: int | None = None, real: bool = False,
     build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS,
 ) -> tuple[list[float], list[float], list[tuple[Candidate, float, float, int]], list[CandidateResult]]:
@@ -377,7 +377,7 @@ def _recommendations(chosen: list[tuple[Candidate, float, float, int]],
     return out
 
 
-def _plannable(conn: Connection, queries: list[tuple[str, float, list[str] | None]]
+def _plannable(conn: Connection, queries: list[tuple[str, float, list[str | None] | None]]
                ) -> tuple[list[tuple[str, float, list[str] | None]], list[tuple[str, str]]]:
     ok, skipped = [], []
     for q in queries:
@@ -391,7 +391,7 @@ def _plannable(conn: Connection, queries: list[tuple[str, float, list[str] | Non
 
 
 def advise(
-    db: Database, queries: list[tuple[str, float, list[str] | None]], *, budget_bytes: int | None = None,
+    db: Database, queries: list[tuple[str, float, list[str | None] | None]], *, budget_bytes: int | None = None,
     min_gain: float = MIN_GAIN, real_index_max_bytes: int = REAL_INDEX_MAX_TABLE_BYTES,
     build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS,
 ) -> Advice:
@@ -459,7 +459,7 @@ def advise(
     )
 
 
-def _measure(conn: Connection, queries: list[tuple[str, float, list[str] | None]], cands: list[Candidate],
+def _measure(conn: Connection, queries: list[tuple[str, float, list[str | None] | None]], cands: list[Candidate],
              budget_bytes: int | None, min_gain: float, *, real: bool,
              build_timeout_ms: int = REAL_BUILD_TIMEOUT_MS) -> tuple[
                  list[tuple[str, float, list[str] | None]], list[tuple[str, str]], list[float], list[float],

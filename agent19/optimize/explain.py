@@ -145,7 +145,7 @@ def _explain_sql(stmt_sql: str, *, analyze: bool, generic: bool) -> str:
     return f"EXPLAIN ({', '.join(opts)}) {stmt_sql}"
 
 
-def _run_explain(conn: Connection, text: str, params: list[str] | None) -> list[dict[str, Any]]:
+def _run_explain(conn: Connection, text: str, params: list[str | None] | None) -> list[dict[str, Any]]:
     with RawCursor(conn) as cur:
         cur.execute(text.encode(), params or None)  # type: ignore[arg-type]
         row = cur.fetchone()
@@ -193,7 +193,7 @@ def explain(
     text: str,
     *,
     analyze: bool = True,
-    parameters: list[str] | None = None,
+    parameters: list[str | None] | None = None,
     generic_plan: bool = False,
     settings: list[str] | None = None,
     timeout_ms: int | None = None,

@@ -10,19 +10,20 @@ from agent19.optimize.explain import one_statement
 from agent19.optimize.workload import OrderBy, top_queries
 from agent19.safety import gate
 from agent19.safety.readonly import ReadOnlyViolation
-from agent19.tools.explain import bound_text
+from agent19.tools.explain import Param, bound_text
 from agent19.tools.registry import ToolContext, tool
 
 
 class AdviseArgs(BaseModel):
     sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed",
                      json_schema_extra=gate.user_sql("statement"))
-    parameters: list[str | int | float | bool] = Field(
-        default=[], description="values for $1, $2 … (without them: the generic plan; numbers and booleans accepted)")
+    parameters: list[Param] = Field(
+        default=[], description="values for $1, $2 … (without them: the generic plan; numbers and booleans "
+        "accepted; null is SQL NULL)")
 
     @field_validator("parameters", mode="after")
     @classmethod
-    def _as_text(cls, v: list[str | int | float | bool]) -> list[str | int | float | bool]:
+    def _as_text(cls, v: list[Param]) -> list[Param]:
         return list(bound_text(v))
     min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
 
@@ -82,7 +83,7 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
         raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
     gate.admit(ctx.db, stmt.sql, gate.Purpose.PLAN)  # only planned (with hypothetical indexes), never run
-    return advise(ctx.db, [(stmt.sql, 1.0, [str(p) for p in args.parameters] or None)], min_gain=args.min_gain)
+    return advise(ctx.db, [(stmt.sql, 1.0, bound_text(args.parameters) or None)], min_gain=args.min_gain)
 
 
 @tool(

@@ -12,11 +12,16 @@ from agent19.optimize.plan import Plan, render_plan
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
+Param = str | int | float | bool | None
+"""A value for $n as clients send it: JSON text, number, boolean or null (SQL NULL)."""
 
-def bound_text(values: list[str | int | float | bool]) -> list[str]:
-    """Parameter values as the text PostgreSQL reads: MCP clients send JSON numbers and booleans, and a
-    JSON number may arrive as a float (4242.0), which an integer column refuses as text."""
-    def text(p: str | int | float | bool) -> str:
+
+def bound_text(values: list[Param]) -> list[str | None]:
+    """Parameter values as the text PostgreSQL reads (None stays None: bound as NULL): MCP clients send JSON
+    numbers and booleans, and a JSON number may arrive as a float (4242.0), which an integer column refuses."""
+    def text(p: Param) -> str | None:
+        if p is None:
+            return None
         if isinstance(p, bool):
             return "true" if p else "false"
         if isinstance(p, float) and p.is_integer() and abs(p) < 2**63:
@@ -28,12 +33,13 @@ def bound_text(values: list[str | int | float | bool]) -> list[str]:
 class ExplainArgs(BaseModel):
     sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters",
                      json_schema_extra=gate.user_sql("statement"))
-    parameters: list[str | int | float | bool] = Field(
-        default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted)")
+    parameters: list[Param] = Field(
+        default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted; "
+        "null is SQL NULL)")
 
     @field_validator("parameters", mode="after")
     @classmethod
-    def _as_text(cls, v: list[str | int | float | bool]) -> list[str | int | float | bool]:
+    def _as_text(cls, v: list[Param]) -> list[Param]:
         """MCP clients send JSON numbers for numeric values: bind them as the text PostgreSQL reads."""
         return list(bound_text(v))
     analyze: bool = Field(default=True, description="run the statement to measure it (writes only in dry-run or "
@@ -105,7 +111,7 @@ def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:
     scans that read far more than they return, stale statistics, large OFFSETs. Ask the user for the
     query's real parameters: plans depend on them."""
     run = explain(
-        ctx.db, args.sql, analyze=args.analyze, parameters=[str(p) for p in args.parameters],
+        ctx.db, args.sql, analyze=args.analyze, parameters=bound_text(args.parameters),
         generic_plan=args.generic_plan,
         settings=args.settings, timeout_ms=args.timeout_ms,
     )
