@@ -12,8 +12,10 @@ With ``CI=true`` nothing a user relies on may be skipped: a missing server or ex
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -35,6 +37,17 @@ def need(condition: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+def until(what: str, check: Callable[[], Any], timeout: float = 30, every: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something true (returned); fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
 
 
 class ExternalServer(ThrowawayServer):

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 from agent19.migrate.backfill import Q_LAG, BackfillResult, BackfillSpec, run_backfill
 from tests.conftest import need
+from tests.conftest import until as _until
 
 ROWS = 20_000
 LIMIT_S = 0.5
@@ -38,16 +39,6 @@ def cluster() -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
             replica.stop()
     finally:
         primary.stop()
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _one(dsn: str, query: str) -> Any:

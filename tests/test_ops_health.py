@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,21 +32,12 @@ from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import HealthThresholds
 from agent19.ops.replication import replication_status
 from tests.conftest import _fresh_database, _server, need
+from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).parent.parent
 FAST = {"long_query_s": 1, "idle_in_transaction_s": 1, "blocked_s": 1, "prepared_xact_s": 1}
 CONTRACT = {"check", "status", "value", "threshold", "evidence", "fix", "objects"}
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _one(dsn: str, sql: str) -> Any:

@@ -12,7 +12,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from agent19.ops.health_thresholds import HealthThresholds
 from agent19.ops.replication import replication_status
 from agent19.ops.replication_model import ReplicationStatus
 from tests.conftest import need
+from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
 
 REPLICATION_CHECKS = ["replication_lag", "failover_readiness", "replication_slots", "archiving", "standby_replay"]
@@ -41,16 +42,6 @@ class Cluster:
     primary: ThrowawayServer
     standby: ThrowawayServer
     standby_name: str
-
-
-def _until(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def _run(dsn: str, sql: str) -> Any:
