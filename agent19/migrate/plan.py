@@ -19,6 +19,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.classify import classify
 from agent19.migrate.dryrun_model import DryRunResult
+from agent19.migrate.escalations import escalate, summary
 from agent19.migrate.files import load_text
 from agent19.migrate.lint import DEFAULT_PG_VERSION, lint
 from agent19.migrate.lint_config import LintConfig
@@ -36,6 +37,7 @@ from agent19.migrate.plan_model import (
 )
 from agent19.migrate.plan_observed import apply_dry_run
 from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
+from agent19.migrate.write_activity import TableActivity
 from agent19.units import human_duration
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
@@ -50,6 +52,8 @@ class PlanOptions(BaseModel):
     pg_version: int | None = Field(default=None, description="server_version_num without a live catalog")
     dry_run: DryRunResult | None = Field(default=None, description="a dry run of the same SQL: its observed "
                                          "durations, locks and rewrites replace the estimates")
+    activity: dict[str, TableActivity] | None = Field(
+        default=None, description="measured write activity per schema.table (write_activity.table_activity)")
 
 
 def _work(op: Operation) -> str | None:
@@ -324,6 +328,7 @@ def plan_migration(
     data_loss = any(op.data_loss for op in ops)
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
+    escalations = escalate(planned, ops, findings, catalog, options.activity)
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
                             f"{planned[0].description.split(' (')[0]}" + (
                                 f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
@@ -345,6 +350,8 @@ def plan_migration(
         deployment=_deployment(planned, findings, risk),
         findings=findings,
         sql=text,
+        escalations=escalations,
+        escalation_summary=summary(escalations, options.activity is not None),
     )
 
 

@@ -139,6 +139,21 @@ class DeploymentStrategy(BaseModel):
     steps: list[str] = []
 
 
+EscalationKind = Literal["data_loss", "downtime", "performance", "breaking_change"]
+
+
+class Escalation(BaseModel):
+    """Who must act before the migration runs, decided from evidence (:mod:`agent19.migrate.escalations`)."""
+
+    kind: EscalationKind
+    reviewers: list[str] = Field(description="who must act: tech lead, DBA, product lead, application engineers…")
+    action: str = Field(description="what they must do before the migration runs")
+    operations: list[int] = Field(description="orders of the operations that raise it")
+    statements: list[str] = Field(description="the SQL of those operations")
+    evidence: list[str] = Field(min_length=1, description="what shows it: the parsed statement, the plan's "
+                                "downtime, a lock observed in a dry run, measured write rates")
+
+
 class MigrationPlan(BaseModel):
     id: str = Field(description="stable id: a hash of the SQL the plan runs")
     name: str
@@ -157,3 +172,5 @@ class MigrationPlan(BaseModel):
     deployment: DeploymentStrategy
     findings: list[PlanFinding] = Field(default=[], description="lint findings and ordering hazards")
     sql: str = Field(description="the whole migration as it will run, statements in order")
+    escalations: list[Escalation] = Field(default=[], description="reviews the migration needs, each with evidence")
+    escalation_summary: str = Field(default="", description="one line: which escalations, or why none is needed")

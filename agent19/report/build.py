@@ -285,6 +285,11 @@ def _devops(plan: MigrationPlan, steps: list[Step], opts: ReportOptions) -> DevO
     )
 
 
+def _escalation_summary(plan: MigrationPlan) -> str:
+    return plan.escalation_summary or ("not decided: the plan was made by an agent19 without escalations; "
+                                       "plan the migration again")
+
+
 def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, facts: LiveFacts | None = None,
                  dry_run: DryRunEvidence | None = None, options: ReportOptions | None = None) -> Report:
     opts = options or ReportOptions()
@@ -313,6 +318,7 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         checklist=items, gates=gate_items,
         findings=[f"{f.severity} {f.rule} (step {f.operation}): {f.message}" for f in plan.findings],
         performance_issues=opts.performance_issues,
+        escalations=plan.escalations, escalation_summary=_escalation_summary(plan),
     )
     spec = specification(plan, header, steps, runbook, dry_run, opts.requirements, opts.files,
                          opts.performance_issues)
@@ -324,5 +330,6 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         devops=_devops(plan, steps, opts), application=app, qa=qa_handoff(steps),
         security=security_handoff(steps, catalog), checklist=items, gates=gate_items, dry_run=dry_run,
         performance_issues=opts.performance_issues,
+        escalations=plan.escalations, escalation_summary=_escalation_summary(plan),
     )
     return Report(runbook=runbook, specification=spec, rollback_plan=rollback, handoff=handoff)

@@ -16,10 +16,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from agent19.migrate.model import Risk
-from agent19.migrate.plan_model import DeploymentKind, Downtime, RollbackKind
+from agent19.migrate.plan_model import DeploymentKind, Downtime, Escalation, RollbackKind
 
 Status = Literal["satisfied", "not_satisfied", "unknown"]
-HANDOFF_FORMAT = "agent19.handoff/1"
+HANDOFF_FORMAT = "agent19.handoff/2"
 
 
 class ReviewItem(BaseModel):
@@ -195,6 +195,8 @@ class Runbook(BaseModel):
     gates: list[ReviewItem]
     findings: list[str] = []
     performance_issues: list[PerformanceIssue] = []
+    escalations: list[Escalation] = Field(default=[], description="reviews needed before it runs, with evidence")
+    escalation_summary: str = ""
 
 
 class ObjectChange(BaseModel):
@@ -302,7 +304,7 @@ class HandoffStep(BaseModel):
 class Handoff(BaseModel):
     """``handoff.json``: one migration, everything a downstream agent or person needs to act on it."""
 
-    format: Literal["agent19.handoff/1"] = HANDOFF_FORMAT
+    format: Literal["agent19.handoff/2"] = HANDOFF_FORMAT
     migration: Header
     requirements: str | None = None
     files: dict[str, str] = Field(description="document name → file name in the handoff folder")
@@ -315,6 +317,9 @@ class Handoff(BaseModel):
     gates: list[ReviewItem]
     dry_run: DryRunEvidence | None = Field(default=None, description="None: no dry run was given (not run)")
     performance_issues: list[PerformanceIssue] = []
+    escalations: list[Escalation] = Field(description="reviews needed before it runs (data_loss, downtime, "
+                                          "performance, breaking_change), each with statements and evidence")
+    escalation_summary: str = Field(description="which escalations, or why none is needed")
 
 
 class Report(BaseModel):

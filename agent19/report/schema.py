@@ -17,7 +17,7 @@ from typing import Any
 
 from agent19.report.model import HANDOFF_FORMAT, Handoff
 
-SCHEMA_ID = "urn:agent19:handoff:1"
+SCHEMA_ID = "urn:agent19:handoff:2"
 
 
 def handoff_schema() -> dict[str, Any]:

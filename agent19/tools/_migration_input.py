@@ -19,6 +19,7 @@ from agent19.migrate.lint_config import normalize_version
 from agent19.migrate.parse import read_sql_file
 from agent19.migrate.plan import PlanOptions, plan_migration
 from agent19.migrate.plan_model import Change, MigrationPlan
+from agent19.migrate.write_activity import TableActivity, table_activity
 
 
 class MigrationInput(BaseModel):
@@ -39,6 +40,10 @@ class MigrationInput(BaseModel):
     dry_run_result: str | dict[str, Any] | None = Field(
         default=None, description="test_migration's result for the same SQL (agent19 dry-run --format json), as "
         "an object, JSON text or a .json file: its observed durations, locks and rewrites replace the estimates")
+    write_sample_seconds: float = Field(
+        default=0, ge=0, le=60, description="with a database: measure each table's insert/update rates over this "
+        "many seconds (pg_stat_user_tables deltas) to judge a new index's write cost; 0 = since the statistics "
+        "reset (no wait)")
 
     @field_validator("changes", mode="before")
     @classmethod
@@ -80,8 +85,16 @@ def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | 
                          "pass the JSON that agent19 dry-run --format json printed") from None
 
 
-def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *,
-               accept_plan: bool = False) -> tuple[MigrationPlan, list[str]]:
+def measured_activity(ctx: Any, seconds: float) -> dict[str, TableActivity] | None:
+    """Write activity of every table when a database is configured (a ToolContext), else None."""
+    if ctx.settings.dsn_value() is None:
+        return None
+    with ctx.db.read() as conn:
+        return table_activity(conn, seconds)
+
+
+def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_plan: bool = False,
+               activity: dict[str, TableActivity] | None = None) -> tuple[MigrationPlan, list[str]]:
     """The plan for ``args`` and the names of the files it came from.
 
     With ``accept_plan``, a .json file holding a MigrationPlan (plan_migration's output) is taken as is.
@@ -107,5 +120,5 @@ def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *,
     if (sql is None) == (changes is None):
         raise InputError("give exactly one of: a file, sql, or changes")
     options = PlanOptions(name=args.name, description=args.description, pg_version=normalize_version(args.pg_version),
-                          dry_run=dry_run_result(args.dry_run_result))
+                          dry_run=dry_run_result(args.dry_run_result), activity=activity)
     return plan_migration(sql=sql, changes=changes, catalog=catalog, options=options), files

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent19.migrate.plan_model import MigrationPlan
-from agent19.tools._migration_input import MigrationInput, plan_input
+from agent19.tools._migration_input import MigrationInput, measured_activity, plan_input
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -24,6 +24,10 @@ def render_plan(p: MigrationPlan) -> str:
             *(f"  {s};" for s in p.rollback.steps)]
     out += ["", "validation:", *(f"  {'[blocking] ' if v.blocking else ''}{v.phase}: {v.name}: {v.query}  → "
                                  f"{v.expected}" for v in p.validation)]
+    out += ["", f"escalations: {p.escalation_summary or 'not decided'}"]
+    for e in p.escalations:
+        out.append(f"  {e.kind.replace('_', ' ')} → {', '.join(e.reviewers)}: {e.action}")
+        out += [f"    - {x}" for x in e.evidence]
     if p.findings:
         out += ["", "findings:"]
         out += [f"  {f.severity} {f.rule} (operation {f.operation}): {f.message}" for f in p.findings]
@@ -52,6 +56,10 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     Returns every operation with its lock (pg_locks names), downtime, estimated rows and reverse SQL;
     the risk level; an estimated duration (needs a database for table sizes); prerequisites; the
     rollback strategy with reverse SQL in reverse order; validation queries with expected results;
-    the deployment strategy (immediate, rolling, blue_green, maintenance_window); and lint findings."""
-    plan, _ = plan_input(args, ctx.live_catalog())
+    the deployment strategy (immediate, rolling, blue_green, maintenance_window); lint findings; and
+    escalations (data loss, downtime, performance, breaking change), each naming its statements, the
+    evidence and who must act — or a line saying none is needed and what was checked."""
+    catalog = ctx.live_catalog()
+    activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
+    plan, _ = plan_input(args, catalog, activity=activity)
     return plan

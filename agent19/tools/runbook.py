@@ -29,7 +29,7 @@ from agent19.report.facts import live_facts
 from agent19.report.model import DryRunEvidence, LiveFacts, PerformanceIssue, Report
 from agent19.report.render import documents
 from agent19.resources import resource
-from agent19.tools._migration_input import MigrationInput, load_json, plan_input
+from agent19.tools._migration_input import MigrationInput, load_json, measured_activity, plan_input
 from agent19.tools.registry import ToolContext, tool
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -134,7 +134,8 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     `<handoff_dir>/<migration id>/` (readable afterwards as the resource
     agent19://handoffs/{migration_id}) and, with `write_dir`, every document there; returns the paths."""
     catalog, facts, notes = _live(ctx)
-    plan, files = plan_input(args, catalog, accept_plan=True)
+    activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
+    plan, files = plan_input(args, catalog, accept_plan=True, activity=activity)
     if not _ID.match(plan.id):
         raise InputError(f"migration id {plan.id!r} cannot name a folder", "use letters, digits, '.', '_', '-'")
     dry = dry_run_evidence(load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None

@@ -1,0 +1,161 @@
+"""Escalations: who must review a migration before it runs, decided only from evidence.
+
+Four kinds, each raised by facts the plan already holds — never by a guess:
+
+=================  ==========================================  ==============================================
+kind               raised by                                   who acts
+=================  ==========================================  ==============================================
+data_loss          an operation classified as destroying data  tech lead and DBA review the migration and the
+                   (drop, truncate), or a lint finding of a    backup before it runs
+                   full-table DELETE / UPDATE
+downtime           an operation whose lock blocks traffic on   product and engineering leads schedule a
+                   an existing table for ``DOWNTIME_SECONDS``  maintenance window
+                   or more (estimated, or observed in a dry
+                   run), or for an unknown time
+performance        a rewrite of a large table; a new index on  performance analysis before it runs
+                   a table measured write-heavy
+                   (:mod:`~agent19.migrate.write_activity`)
+breaking_change    renames, drops, type changes, NOT NULL      application engineers coordinate the code
+                   that running clients would violate          changes with the deployment
+=================  ==========================================  ==============================================
+
+A migration with none says so, with what was checked (:func:`summary`).
+"""
+
+from __future__ import annotations
+
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.model import Operation
+from agent19.migrate.plan_model import Escalation, EscalationKind, PlanFinding, PlannedOperation
+from agent19.migrate.rules._base import norm
+from agent19.migrate.write_activity import WRITE_HEAVY_PER_SECOND, TableActivity
+from agent19.units import human_duration
+
+DOWNTIME_SECONDS = 1.0
+"""A lock that blocks traffic this long (or for an unknown time) needs a maintenance window."""
+LARGE_TABLE_ROWS = 1_000_000
+LARGE_TABLE_BYTES = 1024**3
+"""A rewrite of a table this large (rows or bytes) needs a performance analysis."""
+FULL_TABLE_WRITE_RULES = {"A19017": "DELETE without WHERE", "A19018": "UPDATE without WHERE"}
+BREAKING_RULES = {"A19013": "rename", "A19014": "drop column", "A19015": "drop table",
+                  "A19021": "NOT NULL column without a default"}
+BREAKING_KINDS = ("alter_column_type", "set_not_null")
+INDEX_KINDS = ("create_index", "create_index_concurrently", "add_unique", "add_primary_key")
+
+WHO: dict[EscalationKind, tuple[list[str], str]] = {
+    "data_loss": (["tech lead", "DBA"], "review the migration and confirm a restorable backup of the affected "
+                  "data before it runs"),
+    "downtime": (["product lead", "engineering lead"], "schedule a maintenance window for the blocking "
+                 "operations and announce it"),
+    "performance": (["DBA / performance engineer"], "run a performance analysis: measure the extra write work "
+                    "or the rewrite's I/O against the table's traffic before it runs"),
+    "breaking_change": (["application engineers"], "coordinate the application code changes with the "
+                        "deployment (expand/contract, or deploy in lockstep)"),
+}
+
+
+def _rows(o: PlannedOperation) -> str:
+    return "unknown rows (no database)" if o.estimated_rows is None else f"~{o.estimated_rows:,} rows"
+
+
+def _source(o: PlannedOperation) -> str:
+    return "observed in the dry run" if o.figures == "observed" else "predicted"
+
+
+def _data_loss(planned: list[PlannedOperation], ops: list[Operation],
+               findings: list[PlanFinding]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for p, op in zip(planned, ops, strict=True):
+        if op.data_loss and not op.new_table:
+            out.setdefault(p.order, []).append(
+                f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}) destroys data no rollback SQL brings back")
+    for f in findings:
+        if f.rule in FULL_TABLE_WRITE_RULES and f.operation:
+            out.setdefault(f.operation, []).append(f"{f.rule} {FULL_TABLE_WRITE_RULES[f.rule]} "
+                                                   f"(operation {f.operation}): {f.message}")
+    return out
+
+
+def _downtime(planned: list[PlannedOperation]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for p in planned:
+        if p.downtime == "none" or p.estimated_rows == 0:
+            continue
+        secs = p.estimated_seconds
+        if secs is not None and secs < DOWNTIME_SECONDS:
+            continue
+        how = "observed in the dry run" if p.figures == "observed" else "estimated"
+        how_long = ("for an unknown time (no database: table sizes unknown)" if secs is None
+                    else f"for ~{human_duration(secs)} ({how})")
+        out[p.order] = [f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}): {p.lock_level} "
+                        f"({_source(p)}) blocks {p.downtime.replace('_', ' ')} {how_long}"]
+    return out
+
+
+def _size(catalog: SchemaSnapshot | None, table: str | None) -> int | None:
+    t = catalog.table(table) if catalog and table else None
+    return t.total_bytes if t else None
+
+
+def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None,
+                 activity: dict[str, TableActivity] | None) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for p in planned:
+        size = _size(catalog, p.table)
+        if p.rewrite and ((p.estimated_rows or 0) >= LARGE_TABLE_ROWS or (size or 0) >= LARGE_TABLE_BYTES):
+            mb = f", {size / 1024**2:,.0f} MB with indexes" if size is not None else ""
+            out.setdefault(p.order, []).append(
+                f"operation {p.order} rewrites {p.table} ({_rows(p)}{mb}; large from {LARGE_TABLE_ROWS:,} rows "
+                f"or {LARGE_TABLE_BYTES // 1024**3} GB): the rewrite's I/O and WAL compete with the traffic")
+        act = activity.get(norm(p.table)) if activity is not None and p.table else None
+        if p.type in INDEX_KINDS and act is not None and act.write_heavy:
+            out.setdefault(p.order, []).append(
+                f"operation {p.order} adds an index to a write-heavy table (from {WRITE_HEAVY_PER_SECOND:g} "
+                f"writes/s): {act.describe()}; every insert, and every update not HOT, also writes the new index")
+    return out
+
+
+def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {}
+    for f in findings:
+        if f.rule in BREAKING_RULES and f.operation:
+            out.setdefault(f.operation, []).append(f"{f.rule} {BREAKING_RULES[f.rule]} "
+                                                   f"(operation {f.operation}): {f.message}")
+    for p in planned:
+        if p.type.startswith(BREAKING_KINDS) and p.estimated_rows != 0 and p.order not in out:
+            what = ("changes a column's type: values or client mappings that do not fit the new type fail"
+                    if p.type.startswith("alter_column_type") else
+                    "makes a column NOT NULL: clients that write NULL or omit it (without a default) fail")
+            out[p.order] = [f"operation {p.order} ({p.type} on {p.table}) {what}"]
+    return out
+
+
+def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
+             catalog: SchemaSnapshot | None, activity: dict[str, TableActivity] | None) -> list[Escalation]:
+    """The escalations ``planned`` needs; each names its operations, their SQL and the evidence."""
+    sql = {p.order: p.sql for p in planned}
+    found: dict[EscalationKind, dict[int, list[str]]] = {
+        "data_loss": _data_loss(planned, ops, findings),
+        "downtime": _downtime(planned),
+        "performance": _performance(planned, catalog, activity),
+        "breaking_change": _breaking(planned, findings),
+    }
+    out = []
+    for kind, by_op in found.items():
+        if not by_op:
+            continue
+        orders = sorted(by_op)
+        who, action = WHO[kind]
+        out.append(Escalation(kind=kind, reviewers=who, action=action, operations=orders,
+                              statements=[sql[o] for o in orders], evidence=[e for o in orders for e in by_op[o]]))
+    return out
+
+
+def summary(escalations: list[Escalation], activity_known: bool) -> str:
+    if escalations:
+        return "; ".join(f"{e.kind.replace('_', ' ')}: {', '.join(e.reviewers)} — operation(s) "
+                         f"{', '.join(map(str, e.operations))}" for e in escalations)
+    writes = ("write rates measured" if activity_known else
+              "write rates not measured (no database), so a new index's write cost was not assessed")
+    return ("no escalation needed: no operation destroys data, blocks traffic on a populated table for "
+            f"{DOWNTIME_SECONDS:g} s or more, rewrites a large table or breaks running clients; {writes}")

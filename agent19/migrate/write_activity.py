@@ -1,0 +1,101 @@
+"""How much each table is written: insert/update/delete rates from ``pg_stat_user_tables``.
+
+Two ways to measure, and the result always says which one it used:
+
+* a **sampling window** (``sample_seconds > 0``): the counters are read twice, ``sample_seconds``
+  apart, and the rates are the deltas over that window — what the table is doing now;
+* **since the statistics were reset** (``sample_seconds = 0``, no waiting): the counters divided by
+  the time since ``pg_stat_database.stats_reset``, or since the server started when they were
+  never reset (PostgreSQL 15 keeps counters across clean restarts, so that window may understate
+  how long they have been counting; the result says so).
+
+Escalations (a new index on a write-heavy table) and the index write cost read these figures.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+WRITE_HEAVY_PER_SECOND = 10.0
+"""Rows written per second (inserts + updates + deletes) from which a table counts as write-heavy."""
+
+Q_COUNTERS = """
+SELECT format('%I.%I', schemaname, relname) AS table_name, n_tup_ins AS ins, n_tup_upd AS upd,
+       n_tup_hot_upd AS hot, n_tup_del AS del, clock_timestamp() AS at,
+       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS reset,
+       pg_postmaster_start_time() AS started
+  FROM pg_stat_user_tables
+"""
+
+
+class TableActivity(BaseModel):
+    """Writes to one table over a stated window."""
+
+    table: str = Field(description="schema.table")
+    inserts: int
+    updates: int
+    hot_updates: int = Field(description="updates that changed no indexed column and stayed on the page (HOT)")
+    deletes: int
+    window_seconds: float
+    window: str = Field(description="how the window was measured, in words")
+
+    @property
+    def writes_per_second(self) -> float:
+        return (self.inserts + self.updates + self.deletes) / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def updates_per_second(self) -> float:
+        return self.updates / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def inserts_per_second(self) -> float:
+        return self.inserts / self.window_seconds if self.window_seconds else 0.0
+
+    @property
+    def write_heavy(self) -> bool:
+        return self.writes_per_second >= WRITE_HEAVY_PER_SECOND
+
+    def describe(self) -> str:
+        hot = f", {self.hot_updates:,} of them HOT" if self.updates else ""
+        return (f"{self.table}: {self.inserts_per_second:,.1f} inserts/s, {self.updates_per_second:,.1f} updates/s"
+                f" ({self.inserts:,} inserts, {self.updates:,} updates{hot}, {self.deletes:,} deletes "
+                f"{self.window})")
+
+
+def _read(conn: Any) -> dict[str, dict[str, Any]]:
+    return {r["table_name"]: r for r in conn.execute(Q_COUNTERS).fetchall()}
+
+
+def table_activity(conn: Any, sample_seconds: float = 0.0) -> dict[str, TableActivity]:
+    """Write activity of every user table, keyed by ``schema.table``.
+
+    ``conn`` must not hold a snapshot of the statistics across the window: it is used in autocommit
+    or with a statement per transaction (``stats_fetch_consistency`` is cleared between reads).
+    """
+    first = _read(conn)
+    if sample_seconds > 0:
+        time.sleep(sample_seconds)
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        second = _read(conn)
+        out = {}
+        for name, b in second.items():
+            a = first.get(name)
+            if a is None:
+                continue
+            secs = (b["at"] - a["at"]).total_seconds()
+            out[name] = TableActivity(
+                table=name, inserts=b["ins"] - a["ins"], updates=b["upd"] - a["upd"], hot_updates=b["hot"] - a["hot"],
+                deletes=b["del"] - a["del"], window_seconds=secs, window=f"over a {secs:.1f} s sampling window")
+        return out
+    out = {}
+    for name, r in first.items():
+        since, what = (r["reset"], "the statistics reset") if r["reset"] else (
+            r["started"], "the server started (statistics never reset; counters may be older)")
+        secs = max((r["at"] - since).total_seconds(), 0.001)
+        out[name] = TableActivity(
+            table=name, inserts=r["ins"], updates=r["upd"], hot_updates=r["hot"], deletes=r["del"],
+            window_seconds=secs, window=f"in the {secs:,.0f} s since {what} at {since.isoformat(timespec='seconds')}")
+    return out
