@@ -73,10 +73,15 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def _unwrap_optional(annotation: Any) -> Any:
+    """The type a command-line flag takes: X for ``X | None``; the list for a union with a list (MCP clients
+    may send ``list[str] | str`` or ``list[str] | dict`` as the other shape, a flag takes the list)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]
+        lists = [a for a in args if typing.get_origin(a) is list]
+        if lists:
+            return lists[0]
     return annotation
 
 
