@@ -96,8 +96,8 @@ async def test_every_tool_annotation_tells_the_truth(dsn):
     async with stdio_session("--dsn", dsn) as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
     writes_files = {"generate_runbook", "zero_downtime_pattern", "verify_backup", "restore_runbook", "capacity_sample",
-                    "pgbouncer_config"}
-    changes_database = {"run_sql", "confirm_destructive", "run_backfill"}
+                    "pgbouncer_config", "cdc_debezium"}
+    changes_database = {"run_sql", "confirm_destructive", "run_backfill", "etl_run", "cdc_run"}
     runs_in_rolled_back_transactions = {"test_migration", "verify_rollback"}
     for name, t in tools.items():
         expected_read_only = name not in writes_files | changes_database | runs_in_rolled_back_transactions

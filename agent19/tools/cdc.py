@@ -158,6 +158,7 @@ def render_debezium(r: DebeziumConfig) -> str:
     result=DebeziumConfig,
     cli="cdc debezium",
     positional=("tables",),
+    read_only=False,  # --write-to writes the files
     render_text=render_debezium,
     exit_code=lambda r: 0 if r.readiness.ready else 1,
     examples=(
