@@ -50,6 +50,9 @@ def test_the_readme_example_works_as_written(dsn):
     result = json.loads(again.stdout)
     assert result["inserted"] == 1 and result["updated"] == 2  # 21 fixed; 1 and 2 changed
     assert result["rejected"] == 1 and result["rejections"][0]["source_key"] == {"id": 13}  # still invalid
+    assert result["resolved"] == 1  # 21 loaded: its dead letter is gone, 13's stays (seen twice)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT source_key->>'id', seen FROM agent19_etl.dead_letter").fetchall() == [("13", 2)]
     # every row is younger than the 5-minute lag window: re-read, and left alone as unchanged
     assert result["lag_window"] and result["extracted"] == 1000 and result["unchanged"] == 996
 

@@ -18,6 +18,7 @@ lag longer than the longest writing transaction of the source. Rows re-read in t
 from __future__ import annotations
 
 import decimal
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class EtlResult(BaseModel):
     updated: int = 0
     unchanged: int = 0
     rejected: int = Field(default=0, description="records that failed validation (in the dead-letter table)")
+    resolved: int = Field(default=0, description="dead letters removed: their records passed and loaded this time")
     batches: int = 0
     retries: int = 0
     elapsed_s: float = 0
@@ -273,7 +275,12 @@ def _step(run: _Run, loader: Loader, after: list[Any] | None, since: Any, high: 
     new_high = _higher(last, high)
     if run.dry_run:
         return len(rows), last, new_high, BatchCounts(rejected=len(dead))
-    return len(rows), last, new_high, loader.load(good, dead, p.source.cursor, new_high, run.shape.columns)
+    loaded = None
+    if loader.has_dead_letters:  # records rejected before that now pass: their dead letters go
+        bad = {json.dumps(key, default=str, sort_keys=True) for key, _, _ in dead}
+        loaded = [key for key in ({k: row.get(k) for k in run.key} for row in rows)
+                  if json.dumps(key, default=str, sort_keys=True) not in bad]
+    return len(rows), last, new_high, loader.load(good, dead, p.source.cursor, new_high, run.shape.columns, loaded)
 
 
 def _execute(run: _Run) -> EtlResult:
@@ -324,6 +331,7 @@ def _execute(run: _Run) -> EtlResult:
         r.updated += counts.updated
         r.unchanged += counts.unchanged
         r.rejected += counts.rejected
+        r.resolved += counts.resolved
         run.report(r.extracted, total, started)
         if n < p.batch_size:
             break

@@ -78,6 +78,7 @@ class BatchCounts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    resolved: int = 0
 
 
 def _jsonable(value: Any) -> Any:
@@ -98,6 +99,7 @@ class Loader:
         self.schema = sql.Identifier(state_schema)
         self.columns = columns
         self.json_columns: set[str] = set()
+        self.has_dead_letters = False
 
     # -- set-up ------------------------------------------------------------------------------------------
     def destination_columns(self) -> dict[str, str]:
@@ -137,6 +139,9 @@ class Loader:
                                  f"({exc.diag.message_primary})",
                                  "GRANT CREATE ON DATABASE <destination> TO <login> once, or have an owner run "
                                  "the pipeline first (later runs only write rows)") from None
+        found = self.conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}.dead_letter WHERE pipeline = %s) AS any"
+                                          ).format(self.schema), (self.pipeline,)).fetchone()
+        self.has_dead_letters = bool(found and found["any"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
         self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
                                   "SELECT {}, 0::bigint AS {} FROM {} WITH NO DATA").format(
@@ -150,14 +155,21 @@ class Loader:
 
     # -- one batch ---------------------------------------------------------------------------------------
     def load(self, rows: list[tuple[Any, ...]], dead: list[tuple[Any, str, Any]], cursor_columns: list[str],
-             cursor_values: list[Any], source_columns: dict[str, str]) -> BatchCounts:
+             cursor_values: list[Any], source_columns: dict[str, str],
+             loaded_keys: list[dict[str, Any]] | None = None) -> BatchCounts:
         """Rows (in ``columns`` order), dead letters (source key, reason, record) and the new watermark in
-        one transaction."""
+        one transaction. The dead letters of records that now loaded (``loaded_keys``) are removed: the table
+        lists what is still wrong."""
         with self.conn.transaction():
             if rows:
                 self._stage(rows)
             counts = self._merge(len(rows))
             counts.rejected = len(dead)
+            if loaded_keys and self.has_dead_letters:
+                cur = self.conn.execute(sql.SQL("DELETE FROM {}.dead_letter WHERE pipeline = %s AND source_key = "
+                                                "ANY(%s::jsonb[])").format(self.schema),
+                                        (self.pipeline, [Jsonb(_jsonable(k)) for k in loaded_keys]))
+                counts.resolved = cur.rowcount
             self._dead(dead)
             self._mark(cursor_columns, cursor_values, source_columns, counts)
         return counts
@@ -182,6 +194,7 @@ class Loader:
         return self._upsert(staged) if self.strategy == "upsert" else self._append(staged)
 
     def _dead(self, dead: list[tuple[Any, str, Any]]) -> None:
+        self.has_dead_letters = self.has_dead_letters or bool(dead)
         for key, reason, record in dead:
             self.conn.execute(sql.SQL(
                 "INSERT INTO {}.dead_letter AS d (pipeline, source_key, reason, record) VALUES (%s, %s, %s, %s) "

@@ -31,7 +31,8 @@ def render_etl(r: EtlResult) -> str:
         lines.append(f"  valid {r.valid:,}, rejected {r.rejected:,} (nothing written)")
     else:
         lines.append(f"  inserted {r.inserted:,}, updated {r.updated:,}, unchanged {r.unchanged:,}, "
-                     f"rejected {r.rejected:,}" + (f" → {r.dead_letter_table}" if r.rejected else ""))
+                     f"rejected {r.rejected:,}" + (f" → {r.dead_letter_table}" if r.rejected else "")
+                     + (f"; {r.resolved:,} earlier dead letter(s) resolved" if r.resolved else ""))
     if r.retries:
         lines.append(f"  {r.retries} transient error(s) retried")
     lines.append(f"  watermark: {r.resumed_from or 'none (first run)'} → {r.watermark or 'none'}")
