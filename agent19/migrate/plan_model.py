@@ -174,3 +174,4 @@ class MigrationPlan(BaseModel):
     sql: str = Field(description="the whole migration as it will run, statements in order")
     escalations: list[Escalation] = Field(default=[], description="reviews the migration needs, each with evidence")
     escalation_summary: str = Field(default="", description="one line: which escalations, or why none is needed")
+    notes: list[str] = Field(default=[], description="what the plan was made without, e.g. an unreachable database")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import psycopg
 from pydantic import BaseModel, Field
 
 import agent19
-from agent19.errors import DatabaseUnavailable, InputError
+from agent19.errors import InputError
 from agent19.migrate.files import load_paths, load_text
 from agent19.migrate.lint import LintReport, lint
 from agent19.migrate.lint_config import load_config, normalize_version
@@ -144,10 +143,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
     config = config.model_copy(update=updates)
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
-    try:
-        catalog, unreachable = ctx.live_catalog(), None
-    except (DatabaseUnavailable, psycopg.Error) as exc:  # lint the SQL alone rather than fail
-        catalog, unreachable = None, ctx.db.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+    catalog, unreachable = ctx.live_catalog_or_why()  # unreachable: lint the SQL alone rather than fail
     report = lint(migrations, catalog=catalog, pg_version=normalize_version(args.pg_version), config=config)
     if unreachable is not None:
         report.summary.assumptions.insert(0, f"the database could not be used ({unreachable}): the SQL was linted "

@@ -28,6 +28,7 @@ def render_plan(p: MigrationPlan) -> str:
     for e in p.escalations:
         out.append(f"  {e.kind.replace('_', ' ')} → {', '.join(e.reviewers)}: {e.action}")
         out += [f"    - {x}" for x in e.evidence]
+    out += [f"note: {n}" for n in p.notes]
     if p.findings:
         out += ["", "findings:"]
         out += [f"  {f.severity} {f.rule} (operation {f.operation}): {f.message}" for f in p.findings]
@@ -59,7 +60,10 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     the deployment strategy (immediate, rolling, blue_green, maintenance_window); lint findings; and
     escalations (data loss, downtime, performance, breaking change), each naming its statements, the
     evidence and who must act — or a line saying none is needed and what was checked."""
-    catalog = ctx.live_catalog()
+    catalog, unreachable = ctx.live_catalog_or_why()
     activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
     plan, _ = plan_input(args, catalog, activity=activity)
+    if unreachable is not None:
+        plan.notes.append(f"the database could not be used ({unreachable}): planned from the SQL alone, "
+                          "without table sizes or its catalog")
     return plan

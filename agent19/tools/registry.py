@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
+import psycopg
 from pydantic import BaseModel
 
 from agent19.config import AccessMode, Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
+from agent19.errors import DatabaseUnavailable
 from agent19.safety import gate
 
 A = TypeVar("A", bound=BaseModel)
@@ -59,6 +61,15 @@ class ToolContext:
             return None
         with self.db.read() as conn:
             return snapshot(conn)
+
+    def live_catalog_or_why(self) -> tuple[SchemaSnapshot | None, str | None]:
+        """:meth:`live_catalog`, or ``(None, why)`` when the configured database cannot be used (down,
+        refused, no privilege): for tools that still work on the SQL alone and must say so, not fail."""
+        try:
+            return self.live_catalog(), None
+        except (DatabaseUnavailable, psycopg.Error) as exc:
+            lines = str(exc).strip().splitlines()
+            return None, self.db.redact(lines[0] if lines else type(exc).__name__)
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         if self._progress is not None:

@@ -78,13 +78,14 @@ def _live(ctx: ToolContext) -> tuple[Any, LiveFacts | None, list[str]]:
     if ctx.settings.dsn_value() is None:
         return None, None, ["no database given (--dsn / DATABASE_URL): table sizes, durations and the schema "
                             "version are marked unknown"]
-    try:
-        catalog = ctx.live_catalog()
-        with ctx.db.read() as conn:
-            facts = live_facts(conn)
-    except DatabaseUnavailable as exc:
-        return None, None, [f"database not reachable, documents made without live facts: {exc.message}"]
-    return catalog, facts, []
+    catalog, unreachable = ctx.live_catalog_or_why()
+    if unreachable is None:
+        try:
+            with ctx.db.read() as conn:
+                return catalog, live_facts(conn), []
+        except DatabaseUnavailable as exc:
+            unreachable = exc.message
+    return None, None, [f"database not reachable, documents made without live facts: {unreachable}"]
 
 
 def _write(folder: Path, docs: dict[str, str]) -> list[str]:
