@@ -123,3 +123,47 @@ def test_an_index_on_a_write_heavy_table_needs_a_performance_analysis(shop, tmp_
         with psycopg.connect(shop, autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_index_write_cost_shows_hot_updates_lost_for_an_index_on_an_updated_column(shop, tmp_path):
+    """Under an insert/update load (UPDATE sets n only), an index on n loses the HOT updates, one on kind
+    keeps them; both are costed from the measured rates, and the self-review cites the numbers."""
+    run(shop, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    run(shop, "CREATE TABLE events (id bigserial PRIMARY KEY, kind text, n int)")
+    run(shop, "INSERT INTO events (kind, n) SELECT 'k' || g % 7, 0 FROM generate_series(1, 2000) g; ANALYZE events")
+    stop = threading.Event()
+    writer = threading.Thread(target=_writer, args=(shop, stop))
+    writer.start()
+    try:
+        sql = ("CREATE INDEX CONCURRENTLY events_n_idx ON events (n);\n"
+               "CREATE INDEX CONCURRENTLY events_kind_idx ON events (kind);")
+        out = agent19("plan", "--sql", sql, "--dsn", shop, "--format", "json", "--write-sample-seconds", "2")
+        made = agent19("runbook", "--sql", sql, "--dsn", shop, "--write", str(tmp_path / "out"), "--no-handoff")
+    finally:
+        stop.set()
+        writer.join()
+    assert out.returncode == 0, out.stderr
+    assert made.returncode == 0, made.stderr
+    costs = {c["index"]: c for c in json.loads(out.stdout)["index_costs"]}
+    on_n, on_kind = costs["events_n_idx"], costs["events_kind_idx"]
+    assert on_n["hot_lost"] is True and on_kind["hot_lost"] is False
+    assert on_n["inserts_per_second"] > 0 and on_n["updates_per_second"] > 0
+    assert on_n["hot_updates_per_second"] > 0 and on_n["hot_updates_lost_per_second"] == on_n["hot_updates_per_second"]
+    assert on_kind["hot_updates_lost_per_second"] == 0
+    assert on_n["index_entries_per_second"] > on_kind["index_entries_per_second"]
+    assert on_n["estimated_size_bytes"] > 0 and "sampling window" in on_n["window"]
+    assert "UPDATEs set n" in on_n["summary"] and "HOT updates stay HOT" in on_kind["summary"]
+    handoff = json.loads((tmp_path / "out" / "handoff.json").read_text())
+    jsonschema.validate(handoff, shipped_schema())
+    review = {i["name"]: i for i in handoff["checklist"]}["Index impact on write performance is measured"]
+    assert review["status"] == "satisfied" and "new index entries/s" in review["evidence"]
+
+
+def test_without_a_database_the_write_cost_is_unknown_not_satisfied(tmp_path):
+    made = agent19("runbook", "--sql", "CREATE INDEX CONCURRENTLY e_idx ON events (n)", "--write",
+                   str(tmp_path / "o"), "--no-handoff")
+    assert made.returncode == 0, made.stderr
+    handoff = json.loads((tmp_path / "o" / "handoff.json").read_text())
+    review = {i["name"]: i for i in handoff["checklist"]}["Index impact on write performance is measured"]
+    assert review["status"] == "unknown" and "--dsn" in review["evidence"]
+    assert "write rates not measured" in handoff["escalation_summary"]

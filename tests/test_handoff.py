@@ -49,7 +49,7 @@ def test_nothing_is_satisfied_without_evidence():
         ReviewItem(name="Rollback tested", status="satisfied", evidence="  ")
     report = _report()
     items = report.runbook.checklist
-    assert len(items) == 12 and {g.name for g in report.runbook.gates} == {
+    assert len(items) == 13 and {g.name for g in report.runbook.gates} == {
         "schema", "data integrity", "performance", "application", "rollback"}
     assert all(i.evidence for i in items + report.runbook.gates)
     by_name = {i.name: i for i in items}

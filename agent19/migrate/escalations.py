@@ -25,9 +25,10 @@ A migration with none says so, with what was checked (:func:`summary`).
 from __future__ import annotations
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.index_cost import INDEX_KINDS
 from agent19.migrate.model import Operation
-from agent19.migrate.plan_model import Escalation, EscalationKind, PlanFinding, PlannedOperation
-from agent19.migrate.rules._base import norm
+from agent19.migrate.plan_model import Escalation, EscalationKind, IndexWriteCost, PlanFinding, PlannedOperation
+from agent19.migrate.rules._base import BLOCKS_WRITES, norm
 from agent19.migrate.write_activity import WRITE_HEAVY_PER_SECOND, TableActivity
 from agent19.units import human_duration
 
@@ -40,7 +41,6 @@ FULL_TABLE_WRITE_RULES = {"A19017": "DELETE without WHERE", "A19018": "UPDATE wi
 BREAKING_RULES = {"A19013": "rename", "A19014": "drop column", "A19015": "drop table",
                   "A19021": "NOT NULL column without a default"}
 BREAKING_KINDS = ("alter_column_type", "set_not_null")
-INDEX_KINDS = ("create_index", "create_index_concurrently", "add_unique", "add_primary_key")
 
 WHO: dict[EscalationKind, tuple[list[str], str]] = {
     "data_loss": (["tech lead", "DBA"], "review the migration and confirm a restorable backup of the affected "
@@ -79,7 +79,13 @@ def _data_loss(planned: list[PlannedOperation], ops: list[Operation],
 def _downtime(planned: list[PlannedOperation]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for p in planned:
-        if p.downtime == "none" or p.estimated_rows == 0:
+        blocks = p.downtime.replace("_", " ")
+        if p.downtime == "none" and p.figures == "observed" and p.lock_level in BLOCKS_WRITES:
+            # the dry run saw a lock that blocks traffic where the plan predicted none
+            blocks = "reads and writes" if p.lock_level == "AccessExclusiveLock" else "writes"
+        elif p.downtime == "none":
+            continue
+        if p.estimated_rows == 0:
             continue
         secs = p.estimated_seconds
         if secs is not None and secs < DOWNTIME_SECONDS:
@@ -88,7 +94,7 @@ def _downtime(planned: list[PlannedOperation]) -> dict[int, list[str]]:
         how_long = ("for an unknown time (no database: table sizes unknown)" if secs is None
                     else f"for ~{human_duration(secs)} ({how})")
         out[p.order] = [f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}): {p.lock_level} "
-                        f"({_source(p)}) blocks {p.downtime.replace('_', ' ')} {how_long}"]
+                        f"({_source(p)}) blocks {blocks} {how_long}"]
     return out
 
 
@@ -98,8 +104,9 @@ def _size(catalog: SchemaSnapshot | None, table: str | None) -> int | None:
 
 
 def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None,
-                 activity: dict[str, TableActivity] | None) -> dict[int, list[str]]:
+                 activity: dict[str, TableActivity] | None, costs: list[IndexWriteCost]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
+    cost_of = {c.operation: c for c in costs}
     for p in planned:
         size = _size(catalog, p.table)
         if p.rewrite and ((p.estimated_rows or 0) >= LARGE_TABLE_ROWS or (size or 0) >= LARGE_TABLE_BYTES):
@@ -112,6 +119,8 @@ def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None
             out.setdefault(p.order, []).append(
                 f"operation {p.order} adds an index to a write-heavy table (from {WRITE_HEAVY_PER_SECOND:g} "
                 f"writes/s): {act.describe()}; every insert, and every update not HOT, also writes the new index")
+            if p.order in cost_of:
+                out[p.order].append(f"write cost: {cost_of[p.order].summary}")
     return out
 
 
@@ -131,13 +140,14 @@ def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding]) -> d
 
 
 def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
-             catalog: SchemaSnapshot | None, activity: dict[str, TableActivity] | None) -> list[Escalation]:
+             catalog: SchemaSnapshot | None, activity: dict[str, TableActivity] | None,
+             costs: list[IndexWriteCost] | None = None) -> list[Escalation]:
     """The escalations ``planned`` needs; each names its operations, their SQL and the evidence."""
     sql = {p.order: p.sql for p in planned}
     found: dict[EscalationKind, dict[int, list[str]]] = {
         "data_loss": _data_loss(planned, ops, findings),
         "downtime": _downtime(planned),
-        "performance": _performance(planned, catalog, activity),
+        "performance": _performance(planned, catalog, activity, costs or []),
         "breaking_change": _breaking(planned, findings),
     }
     out = []

@@ -21,6 +21,7 @@ from agent19.migrate.classify import classify
 from agent19.migrate.dryrun_model import DryRunResult
 from agent19.migrate.escalations import escalate, summary
 from agent19.migrate.files import load_text
+from agent19.migrate.index_cost import index_write_costs
 from agent19.migrate.lint import DEFAULT_PG_VERSION, lint
 from agent19.migrate.lint_config import LintConfig
 from agent19.migrate.model import Operation, Risk, max_risk
@@ -328,7 +329,8 @@ def plan_migration(
     data_loss = any(op.data_loss for op in ops)
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
-    escalations = escalate(planned, ops, findings, catalog, options.activity)
+    costs = index_write_costs(planned, options.activity, catalog)
+    escalations = escalate(planned, ops, findings, catalog, options.activity, costs)
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
                             f"{planned[0].description.split(' (')[0]}" + (
                                 f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
@@ -352,6 +354,7 @@ def plan_migration(
         sql=text,
         escalations=escalations,
         escalation_summary=summary(escalations, options.activity is not None),
+        index_costs=costs,
     )
 
 

@@ -154,6 +154,25 @@ class Escalation(BaseModel):
                                 "downtime, a lock observed in a dry run, measured write rates")
 
 
+class IndexWriteCost(BaseModel):
+    """The extra write work of one index a migration creates (:mod:`agent19.migrate.index_cost`)."""
+
+    operation: int
+    table: str | None
+    index: str | None
+    columns: list[str]
+    inserts_per_second: float | None = None
+    updates_per_second: float | None = None
+    hot_updates_per_second: float | None = None
+    window: str | None = Field(default=None, description="how the rates were measured")
+    hot_lost: bool | None = Field(default=None, description="UPDATEs set an indexed column: HOT updates are "
+                                  "lost; None: unknown")
+    hot_updates_lost_per_second: float | None = None
+    index_entries_per_second: float | None = Field(default=None, description="new index entries written per second")
+    estimated_size_bytes: int | None = None
+    summary: str
+
+
 class MigrationPlan(BaseModel):
     id: str = Field(description="stable id: a hash of the SQL the plan runs")
     name: str
@@ -174,4 +193,6 @@ class MigrationPlan(BaseModel):
     sql: str = Field(description="the whole migration as it will run, statements in order")
     escalations: list[Escalation] = Field(default=[], description="reviews the migration needs, each with evidence")
     escalation_summary: str = Field(default="", description="one line: which escalations, or why none is needed")
+    index_costs: list[IndexWriteCost] = Field(default=[], description="per index the migration creates on an "
+                                              "existing table: the extra write work, measured")
     notes: list[str] = Field(default=[], description="what the plan was made without, e.g. an unreachable database")

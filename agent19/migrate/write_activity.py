@@ -17,6 +17,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pglast
+import psycopg
+from psycopg import sql
 from pydantic import BaseModel, Field
 
 WRITE_HEAVY_PER_SECOND = 10.0
@@ -41,6 +44,10 @@ class TableActivity(BaseModel):
     deletes: int
     window_seconds: float
     window: str = Field(description="how the window was measured, in words")
+    updated_columns: dict[str, int] | None = Field(
+        default=None, description="column → calls of the UPDATE statements that set it (pg_stat_statements); "
+        "None when pg_stat_statements cannot be read")
+    column_widths: dict[str, int] = Field(default={}, description="column → average width in bytes (pg_stats)")
 
     @property
     def writes_per_second(self) -> float:
@@ -69,7 +76,59 @@ def _read(conn: Any) -> dict[str, dict[str, Any]]:
     return {r["table_name"]: r for r in conn.execute(Q_COUNTERS).fetchall()}
 
 
+def _updated_columns(conn: Any) -> dict[str, dict[str, int]] | None:
+    """table → column → UPDATE calls setting it, from pg_stat_statements (None when it cannot be read).
+
+    The statement texts are data from the server: they are only parsed, never run."""
+    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                       "WHERE e.extname = 'pg_stat_statements'").fetchone()
+    if row is None:
+        return None
+    view = sql.Identifier(row["nspname"], "pg_stat_statements")
+    try:
+        with conn.transaction():
+            rows = conn.execute(sql.SQL(
+                "SELECT query, calls FROM {} WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+                "current_database()) AND query ~* '^\\s*(with\\s.*)?update\\s'").format(view)).fetchall()
+    except psycopg.Error:
+        return None
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        try:
+            stmts = pglast.parse_sql(r["query"])
+        except pglast.parser.ParseError:
+            continue
+        for raw in stmts:
+            stmt = raw.stmt
+            if type(stmt).__name__ != "UpdateStmt":
+                continue
+            rel = stmt.relation
+            name = f"{rel.schemaname or 'public'}.{rel.relname}"
+            cols = out.setdefault(name, {})
+            for target in stmt.targetList or ():
+                cols[target.name] = cols.get(target.name, 0) + int(r["calls"])
+    return out
+
+
+def _widths(conn: Any) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for r in conn.execute("SELECT format('%I.%I', schemaname, tablename) AS t, attname, avg_width FROM pg_stats "
+                          "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchall():
+        out.setdefault(r["t"], {})[r["attname"]] = int(r["avg_width"])
+    return out
+
+
 def table_activity(conn: Any, sample_seconds: float = 0.0) -> dict[str, TableActivity]:
+    """Write activity of every user table, keyed by ``schema.table``, with the columns UPDATEs set."""
+    found = _counters(conn, sample_seconds)
+    updated, widths = _updated_columns(conn), _widths(conn)
+    for name, act in found.items():
+        act.updated_columns = None if updated is None else updated.get(name, {})
+        act.column_widths = widths.get(name, {})
+    return found
+
+
+def _counters(conn: Any, sample_seconds: float) -> dict[str, TableActivity]:
     """Write activity of every user table, keyed by ``schema.table``.
 
     ``conn`` must not hold a snapshot of the statistics across the window: it is used in autocommit

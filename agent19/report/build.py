@@ -330,6 +330,6 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         devops=_devops(plan, steps, opts), application=app, qa=qa_handoff(steps),
         security=security_handoff(steps, catalog), checklist=items, gates=gate_items, dry_run=dry_run,
         performance_issues=opts.performance_issues,
-        escalations=plan.escalations, escalation_summary=_escalation_summary(plan),
+        escalations=plan.escalations, escalation_summary=_escalation_summary(plan), index_costs=plan.index_costs,
     )
     return Report(runbook=runbook, specification=spec, rollback_plan=rollback, handoff=handoff)

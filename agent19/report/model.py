@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from agent19.migrate.model import Risk
-from agent19.migrate.plan_model import DeploymentKind, Downtime, Escalation, RollbackKind
+from agent19.migrate.plan_model import DeploymentKind, Downtime, Escalation, IndexWriteCost, RollbackKind
 
 Status = Literal["satisfied", "not_satisfied", "unknown"]
 HANDOFF_FORMAT = "agent19.handoff/2"
@@ -320,6 +320,8 @@ class Handoff(BaseModel):
     escalations: list[Escalation] = Field(description="reviews needed before it runs (data_loss, downtime, "
                                           "performance, breaking_change), each with statements and evidence")
     escalation_summary: str = Field(description="which escalations, or why none is needed")
+    index_costs: list[IndexWriteCost] = Field(default=[], description="extra write work of each index the "
+                                              "migration creates on an existing table, measured")
 
 
 class Report(BaseModel):

@@ -1,4 +1,4 @@
-"""The self-review checklist (12 items) and the validation gates, each with its evidence.
+"""The self-review checklist (13 items) and the validation gates, each with its evidence.
 
 A status is ``satisfied`` only when something observed or computed shows it (the plan's figures,
 the parsed statements, a dry run); what nobody has measured yet is ``unknown`` and says how to
@@ -86,8 +86,19 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
     add("The application is compatible at every step", "unknown" if breaking else "satisfied",
         "the application owner must confirm: " + "; ".join(f"{c.table}: {c.change}" for c in breaking)
         if breaking else "no change can make existing reads or writes fail (parsed statements)")
-    assert len(items) == 12
+    add(*_write_impact(plan))
+    assert len(items) == 13
     return items
+
+
+def _write_impact(plan: MigrationPlan) -> tuple[str, str, str]:
+    """Satisfied only with measured numbers for every index the migration creates on an existing table."""
+    name = "Index impact on write performance is measured"
+    if not plan.index_costs:
+        return name, "satisfied", "no operation creates an index on a table that exists before the migration"
+    unmeasured = [c for c in plan.index_costs if c.index_entries_per_second is None]
+    evidence = "; ".join(c.summary for c in plan.index_costs)
+    return name, "unknown" if unmeasured else "satisfied", evidence
 
 
 def gates(steps: list[Step], dry: DryRunEvidence | None, app: ApplicationHandoff,
