@@ -118,13 +118,19 @@ class Protocol:
             next_step=note or "not destructive: run it with run_sql (writes need mode execute)"))
 
     # -- step 1 --------------------------------------------------------------------------------
-    def challenge(self, sql: str, archive: bool = False, trial: bool = True) -> Confirmation:
+    def challenge(self, sql: str, archive: bool = False, trial: bool = True,
+                  measure: Callable[[], measuring.Measurement] | None = None) -> Confirmation:
         """Step 1. ``trial``: measure a write the statement itself does not show as destructive by
         running it in a rolled-back transaction (off for work that must never run as one statement,
-        such as a batched backfill)."""
+        such as a batched backfill, which passes ``measure``: its own exact count of what it would
+        overwrite, judged by the same thresholds)."""
         st = self.statement(sql)
         with self.db.read() as conn:
             a = assess(conn, st, archive, self.progress)
+        if not a.findings and measure is not None:
+            m = measure()
+            if reasons := measuring.verdict(m, self.settings):
+                return self.challenge_measured(st, m, reasons)
         if not a.findings and trial and st.node in MEASURED:
             if not self.settings.mode.allows(AccessMode.DRY_RUN):
                 return self._not_destructive(st, "nothing destructive is visible in the statement itself; in execute "
@@ -334,9 +340,10 @@ class Protocol:
             conn.close()
 
     def run_with_elicitation(self, sql: str, archive: bool = False, max_rows: int = 200,
-                             execute: Callable[[], None] | None = None) -> Confirmation:
+                             execute: Callable[[], None] | None = None,
+                             measure: Callable[[], measuring.Measurement] | None = None) -> Confirmation:
         """Both steps in one call, the phrase asked of the human (only when :attr:`elicit` is set)."""
-        first = self.challenge(sql, archive, trial=execute is None)
+        first = self.challenge(sql, archive, trial=execute is None, measure=measure)
         if first.outcome != "challenge" or first.report is None:
             return first
         return self.confirm(sql, first.report.token, None, archive, max_rows, execute)

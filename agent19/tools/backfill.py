@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+from psycopg import sql
 from pydantic import Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError
-from agent19.migrate.backfill import Q_TABLE, BackfillResult, BackfillSpec, _key_columns, check_fragments
+from agent19.migrate.backfill import (
+    CHECKPOINT_TABLE,
+    Q_TABLE,
+    BackfillResult,
+    BackfillSpec,
+    _key_columns,
+    check_fragments,
+)
 from agent19.migrate.backfill import run_backfill as _run_backfill
 from agent19.migrate.backfill_scripts import procedure_sql, python_script
+from agent19.safety import measure as measuring
 from agent19.safety.protocol import Confirmation, Protocol
+from agent19.sqltree import parse_json
 from agent19.tools.confirm import render_confirmation
 from agent19.tools.registry import ToolContext, tool
 
@@ -90,7 +100,8 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     checkpoint: each can resume the other's run) as a standalone Python script (needs no database
     here) or a PL/pgSQL procedure (reads the key column's type; any mode).
 
-    A backfill that would overwrite every row (no `where`, or one that is always true) can lose data:
+    A backfill that overwrites values can lose data: before a new run starts, agent19 counts exactly the
+    rows matching `where` whose SET columns are not NULL; above run_sql's thresholds (or with no `where`)
     it runs only through the confirmation protocol — the first call returns the impact report, the
     phrase and a token; the human confirms out of band (or through elicitation), then call again
     with `confirm_token`."""
@@ -107,19 +118,58 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
 
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     statement = update_statement(spec)
+
+    def measure() -> measuring.Measurement:  # a WHERE that matches every row without saying so (`id > 0`)
+        return overwrites(ctx, spec)
+
     if args.confirm_token is None and ctx.elicit is None:
-        first = protocol.challenge(statement, trial=False)  # never run the whole UPDATE as one statement
+        # never run the whole UPDATE as one statement: count what it would overwrite instead
+        first = protocol.challenge(statement, trial=False, measure=measure)
         if first.outcome == "not_destructive":
             execute()
             return BackfillOutput(**results[0].model_dump())
         return _not_run(spec, first)
     confirmation = (protocol.confirm(statement, args.confirm_token, args.confirm_phrase, execute=execute)
-                    if args.confirm_token is not None else protocol.run_with_elicitation(statement, execute=execute))
+                    if args.confirm_token is not None
+                    else protocol.run_with_elicitation(statement, execute=execute, measure=measure))
     if confirmation.outcome == "not_destructive":
         execute()
     if not results:
         return _not_run(spec, confirmation)
     return BackfillOutput(**results[0].model_dump(), confirmation=confirmation if confirmation.executed else None)
+
+
+Q_OVERWRITTEN = "SELECT count(*) FILTER (WHERE ({where}) AND ({filled})) AS n, count(*) AS total FROM ONLY {table}"
+
+
+def overwrites(ctx: ToolContext, spec: BackfillSpec) -> measuring.Measurement:
+    """The rows whose SET columns hold a value the backfill would overwrite (matched by its WHERE, not
+    NULL), measured exactly in a read-only transaction: `SET c = NULL WHERE id > 0` overwrites every row."""
+    update = parse_json(f"UPDATE t SET {spec.set}")[0]["stmt"]["UpdateStmt"]
+    columns = sorted({t["ResTarget"]["name"] for t in update["targetList"]})
+    filled = sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    with ctx.db.read() as conn:
+        if not spec.restart and _started(conn, spec):
+            # measured when it started; resuming continues it, and a finished run changes nothing more
+            return measuring.Measurement(touches=[])
+        found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
+        if found is None:
+            raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
+        name = conn.execute("SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n "
+                            "ON n.oid = c.relnamespace WHERE c.oid = %s", (found["oid"],)).fetchone()["name"]
+        row = conn.execute(sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
+                                                         table=sql.SQL(found["qualified"]))).fetchone()
+    touch = measuring.Touch(table=name, rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
+    return measuring.Measurement(touches=[touch] if row["n"] else [])
+
+
+def _started(conn: Any, spec: BackfillSpec) -> bool:
+    """A run of this backfill exists (stopped or finished) under its checkpoint name."""
+    if conn.execute("SELECT to_regclass(%s) IS NULL AS absent", (CHECKPOINT_TABLE,)).fetchone()["absent"]:
+        return False
+    row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(
+        sql.Identifier(CHECKPOINT_TABLE)), (spec.checkpoint_name(),)).fetchone()
+    return row is not None
 
 
 def update_statement(spec: BackfillSpec) -> str:
