@@ -209,7 +209,7 @@ def check_calls(tree: Any) -> None:
     for node, f in walk(tree):
         if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
             raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
-                          "read pg_roles / pg_user for roles; password hashes are never returned")
+                          "read pg_roles for roles; password hashes are never returned")
         if node == "FuncCall" and denied_function(_function_name(f)):
             raise _refuse(f"{_function_name(f)}() is not allowed in read-only mode (server files, other sessions, "
                           "settings, locks, SQL run from strings)")
@@ -224,7 +224,7 @@ def check_tree(tree: Any) -> None:
             raise _refuse("SELECT … INTO creates a table")
         if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
             raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
-                          "read pg_roles / pg_user for roles; password hashes are never returned")
+                          "read pg_roles for roles; password hashes are never returned")
         if node == "ColumnRef":
             names = {p.get("String", {}).get("sval") for p in f.get("fields", [])}
             if names & DENIED_COLUMNS:

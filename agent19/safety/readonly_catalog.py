@@ -239,7 +239,7 @@ class Resolver:
             self._current_database(rv["catalogname"], written_name)
         if rv.get("relname", "") in self.denied_relations:
             raise self.refuse(f"{written_name} holds credentials or server internals",
-                              "read pg_roles / pg_user for roles; password hashes and user mappings are never "
+                              "read pg_roles for roles; password hashes and user mappings are never "
                               "returned")
         quoted = ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
         row = self.conn.execute("SELECT to_regclass(%s)::oid::bigint AS oid", (quoted,)).fetchone()
@@ -297,7 +297,7 @@ class Resolver:
                 read = set(_names(f.get("fields", []))) & CREDENTIAL_COLUMNS if node == "ColumnRef" else set()
                 if read:  # (pg_stat_activity joins pg_authid for names: the password column is what counts)
                     raise self.refuse(f"{r['what']} reads {', '.join(sorted(read))}, which holds credentials",
-                                      "read pg_roles / pg_user for roles; password hashes are never returned")
+                                      "read pg_roles for roles; password hashes are never returned")
 
     # -- verdicts -----------------------------------------------------------------------------
     def check_functions(self, oids: set[int], *, top_level: bool, planning_only: bool) -> None:
@@ -407,7 +407,7 @@ class Resolver:
             name = f"{r['schema']}.{r['name']}"
             if r["name"] in self.denied_relations:
                 raise self.refuse(f"{name} holds credentials or server internals (read through a view)",
-                                  "read pg_roles / pg_user for roles; password hashes are never returned")
+                                  "read pg_roles for roles; password hashes are never returned")
             if r["kind"] == "f" and r["fdw"] not in ALLOWED_FDWS:
                 raise self.refuse(f"{name} is a foreign table of {r['fdw']}: reading it may run a program or read "
                                   "server files", "read-only mode reads foreign tables of postgres_fdw only")
