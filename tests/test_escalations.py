@@ -167,3 +167,39 @@ def test_without_a_database_the_write_cost_is_unknown_not_satisfied(tmp_path):
     review = {i["name"]: i for i in handoff["checklist"]}["Index impact on write performance is measured"]
     assert review["status"] == "unknown" and "--dsn" in review["evidence"]
     assert "write rates not measured" in handoff["escalation_summary"]
+
+
+def test_guardrails_cite_a_real_backup_verification_and_dry_run(shop, tmp_path):
+    """A verify_backup result and a dry run from the CLI turn the pre-migration guardrails satisfied."""
+    sql = "ALTER TABLE accounts ADD COLUMN note text;\n"
+    (tmp_path / "m.sql").write_text(sql)
+    backup = agent19("backup", "verify", "--dsn", shop, "--mode", "dry-run", "--format", "json")
+    assert backup.returncode == 0, backup.stderr
+    (tmp_path / "backup.json").write_text(backup.stdout)
+    dry = agent19("dry-run", str(tmp_path / "m.sql"), "--dsn", shop, "--mode", "dry-run", "--format", "json")
+    assert dry.returncode == 0, dry.stderr
+    (tmp_path / "dry.json").write_text(dry.stdout)
+    before = agent19("runbook", str(tmp_path / "m.sql"), "--dsn", shop, "--write", str(tmp_path / "a"),
+                     "--no-handoff")
+    assert before.returncode == 0, before.stderr
+    made = agent19("runbook", str(tmp_path / "m.sql"), "--dsn", shop, "--write", str(tmp_path / "b"),
+                   "--no-handoff", "--backup-verify-result", str(tmp_path / "backup.json"),
+                   "--dry-run-result", str(tmp_path / "dry.json"))
+    assert made.returncode == 0, made.stderr
+
+    def guards(folder: str) -> dict:
+        handoff = json.loads((tmp_path / folder / "handoff.json").read_text())
+        jsonschema.validate(handoff, shipped_schema())
+        return {g["name"]: g for g in handoff["guardrails"]}
+
+    a, b = guards("a"), guards("b")
+    assert a["Backup verified by a restore"]["status"] == "unknown"
+    assert "not verified" in a["Backup verified by a restore"]["evidence"]
+    assert a["Tested on a non-production copy"]["status"] == "unknown"
+    assert b["Backup verified by a restore"]["status"] == "satisfied"
+    assert json.loads(backup.stdout)["summary"] in b["Backup verified by a restore"]["evidence"]
+    assert b["Tested on a non-production copy"]["status"] == "satisfied"
+    assert json.loads(dry.stdout)["ran_at"] in b["Tested on a non-production copy"]["evidence"]
+    assert {g["phase"] for g in b.values()} == {"pre", "during", "post"}
+    runbook = (tmp_path / "b" / "runbook.md").read_text()
+    assert "## 10. Guardrails" in runbook and "| Backup verified by a restore | ✅ satisfied |" in runbook

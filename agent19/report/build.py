@@ -16,8 +16,10 @@ from pydantic import BaseModel, Field
 import agent19
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.plan_model import MigrationPlan
+from agent19.report.guardrails import guardrails
 from agent19.report.model import (
     Action,
+    BackupEvidence,
     DevOpsHandoff,
     DryRunEvidence,
     Handoff,
@@ -53,6 +55,7 @@ class ReportOptions(BaseModel):
     performance_issues: list[PerformanceIssue] = []
     files: list[str] = Field(default=[], description="the migration files the plan was made from")
     database: str | None = Field(default=None, description="the target database, password redacted")
+    backup: BackupEvidence | None = Field(default=None, description="a verify_backup result, when given")
     lock_timeout_ms: int = 5_000
     statement_timeout_ms: int = 30_000
 
@@ -306,6 +309,8 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         SqlCheck(name=v.name, sql=v.query, expected=v.expected, blocking=v.blocking)
         for v in plan.validation if v.phase == "after"]
     pre = _pre_deployment(plan, steps, opts)
+    guards = guardrails(steps, dry_run, opts.backup, MONITORING, _ms(opts.lock_timeout_ms),
+                        next(i for i in items if i.name == "Rollback tested"))
     named = {a.check.name for a in pre if a.check}
     pre += [Action(title=v.name, detail="plan validation before the migration",
                    check=SqlCheck(name=v.name, sql=v.query, expected=v.expected, blocking=v.blocking))
@@ -318,7 +323,7 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         checklist=items, gates=gate_items,
         findings=[f"{f.severity} {f.rule} (step {f.operation}): {f.message}" for f in plan.findings],
         performance_issues=opts.performance_issues,
-        escalations=plan.escalations, escalation_summary=_escalation_summary(plan),
+        escalations=plan.escalations, escalation_summary=_escalation_summary(plan), guardrails=guards,
     )
     spec = specification(plan, header, steps, runbook, dry_run, opts.requirements, opts.files,
                          opts.performance_issues)
@@ -331,5 +336,6 @@ def build_report(plan: MigrationPlan, *, catalog: SchemaSnapshot | None = None, 
         security=security_handoff(steps, catalog), checklist=items, gates=gate_items, dry_run=dry_run,
         performance_issues=opts.performance_issues,
         escalations=plan.escalations, escalation_summary=_escalation_summary(plan), index_costs=plan.index_costs,
+        guardrails=guards,
     )
     return Report(runbook=runbook, specification=spec, rollback_plan=rollback, handoff=handoff)

@@ -37,6 +37,19 @@ class ReviewItem(BaseModel):
         return self
 
 
+class BackupEvidence(BaseModel):
+    """What the documents cite from a ``verify_backup`` result."""
+
+    verified: bool
+    kind: str
+    summary: str
+    restored_into: str = ""
+
+
+class Guardrail(ReviewItem):
+    phase: Literal["pre", "during", "post"] = Field(description="pre-migration, during, or post-migration")
+
+
 class SqlCheck(BaseModel):
     """A query to run and what it must return."""
 
@@ -197,6 +210,7 @@ class Runbook(BaseModel):
     performance_issues: list[PerformanceIssue] = []
     escalations: list[Escalation] = Field(default=[], description="reviews needed before it runs, with evidence")
     escalation_summary: str = ""
+    guardrails: list[Guardrail] = Field(default=[], description="pre / during / post gates, each with evidence")
 
 
 class ObjectChange(BaseModel):
@@ -322,6 +336,7 @@ class Handoff(BaseModel):
     escalation_summary: str = Field(description="which escalations, or why none is needed")
     index_costs: list[IndexWriteCost] = Field(default=[], description="extra write work of each index the "
                                               "migration creates on an existing table, measured")
+    guardrails: list[Guardrail] = Field(default=[], description="pre / during / post gates, each with evidence")
 
 
 class Report(BaseModel):

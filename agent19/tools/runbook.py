@@ -26,7 +26,7 @@ from agent19.errors import DatabaseUnavailable, InputError
 from agent19.migrate.dryrun_model import DryRunResult
 from agent19.report.build import FILES, ReportOptions, build_report
 from agent19.report.facts import live_facts
-from agent19.report.model import DryRunEvidence, LiveFacts, PerformanceIssue, Report
+from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts, PerformanceIssue, Report
 from agent19.report.render import documents
 from agent19.resources import resource
 from agent19.tools._migration_input import MigrationInput, load_json, measured_activity, plan_input
@@ -43,6 +43,9 @@ class RunbookArgs(MigrationInput):
     performance_issues: list[str] = Field(default=[], description="slow queries reported upstream: listed in the "
                                           "runbook for explain_query before and after",
                                           json_schema_extra={"user_sql": "text"})
+    backup_verify_result: str | None = Field(
+        default=None, description="verify_backup's result (agent19 backup verify --format json), as JSON text or a "
+        "file: the guardrail 'Backup verified by a restore' cites it; without it, 'not verified'")
     write_dir: str | None = Field(default=None, description="also write every document (Markdown and JSON) here",
                                   json_schema_extra={"cli": "write"})
     handoff: bool = Field(default=True, description="write the handoff folder <handoff_dir>/<migration id>/")
@@ -72,6 +75,15 @@ def dry_run_evidence(data: Any) -> DryRunEvidence:
     except ValidationError as exc:
         raise InputError(f"dry_run_result is not a dry-run result: {exc.errors()[0]['msg']}",
                          "pass the JSON that test_migration (agent19 dry-run --format json) printed") from None
+
+
+def _backup(text_or_path: str | None) -> BackupEvidence | None:
+    if not text_or_path:
+        return None
+    from agent19.ops.backup_runbook import load_verify_result
+
+    r = load_verify_result(text_or_path)
+    return BackupEvidence(verified=r.verified, kind=r.kind, summary=r.summary, restored_into=r.restored_into)
 
 
 def _live(ctx: ToolContext) -> tuple[Any, LiveFacts | None, list[str]]:
@@ -144,6 +156,7 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
         requirements=args.requirements, files=files,
         performance_issues=[PerformanceIssue(query=q) for q in args.performance_issues],
         database=ctx.db.display_dsn if facts is not None else None,
+        backup=_backup(args.backup_verify_result),
         lock_timeout_ms=ctx.settings.lock_timeout_ms, statement_timeout_ms=ctx.settings.statement_timeout_ms,
     )
     report = build_report(plan, catalog=catalog, facts=facts, dry_run=dry, options=options)
