@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent19.config import Settings
 from agent19.errors import DatabaseUnavailable, InputError
 from agent19.migrate.dryrun_model import DryRunResult
+from agent19.ops.backup_runbook import load_verify_result
 from agent19.report.build import FILES, ReportOptions, build_report
 from agent19.report.facts import live_facts
 from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts, PerformanceIssue, Report
@@ -80,8 +81,6 @@ def dry_run_evidence(data: Any) -> DryRunEvidence:
 def _backup(text_or_path: str | None) -> BackupEvidence | None:
     if not text_or_path:
         return None
-    from agent19.ops.backup_runbook import load_verify_result
-
     r = load_verify_result(text_or_path)
     return BackupEvidence(verified=r.verified, kind=r.kind, summary=r.summary, restored_into=r.restored_into)
 
