@@ -15,6 +15,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.report.schema import shipped_schema
+from tests.mcp_client import stdio_session
 from tests.test_runbook import agent19, run
 
 SETUP = """
@@ -203,3 +204,18 @@ def test_guardrails_cite_a_real_backup_verification_and_dry_run(shop, tmp_path):
     assert {g["phase"] for g in b.values()} == {"pre", "during", "post"}
     runbook = (tmp_path / "b" / "runbook.md").read_text()
     assert "## 10. Guardrails" in runbook and "| Backup verified by a restore | ✅ satisfied |" in runbook
+
+
+async def test_mcp_plan_migration_returns_the_escalation_with_its_evidence(shop):
+    async with stdio_session("--dsn", shop) as session:
+        res = await session.call_tool("plan_migration", {
+            "sql": "ALTER TABLE accounts DROP COLUMN legacy", "write_sample_seconds": 0})
+        assert not res.is_error, res.content
+        plan = res.structured_content
+    kinds = {e["kind"]: e for e in plan["escalations"]}
+    # a dropped column both destroys data and breaks the clients that still read it
+    assert set(kinds) == {"data_loss", "breaking_change"}
+    assert "~1,000 rows" in kinds["data_loss"]["evidence"][0]
+    assert kinds["breaking_change"]["statements"] == ["ALTER TABLE accounts DROP COLUMN legacy"]
+    assert "A19014" in kinds["breaking_change"]["evidence"][0]
+    assert "DBA" in kinds["data_loss"]["reviewers"] and "application engineers" in kinds["breaking_change"]["reviewers"]
