@@ -29,6 +29,7 @@ from agent19.http_auth import HttpAuth
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
 from agent19.safety import page as confirm_page
+from agent19.tools.paths import PathPolicy
 from agent19.tools.registry import ToolContext, ToolSpec, accepted_fields, all_tools
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database) -> Too
         def progress(done: float, total: float | None, message: str | None) -> None:
             anyio.from_thread.run(mcp_context.report_progress, done, total, message)
 
-        tool_ctx = ToolContext(settings, db, progress, _elicitor(mcp_context))
+        tool_ctx = ToolContext(settings, db, progress, _elicitor(mcp_context), path_policy=PathPolicy.for_mcp(settings))
         try:
             # abandon_on_cancel: when the client goes away, the server stops at once (lifecycle hooks
             # then undo what the still-running tool created) instead of waiting for the tool to end.

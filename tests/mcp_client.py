@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -17,6 +18,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from agent19.db.throwaway import free_port
 
+TEST_FILES = {"AGENT19_MCP_PATHS": tempfile.gettempdir()}
+"""The tests' files live in pytest's temporary directories: the servers they start allow them, as an operator
+allows a directory of migrations (a test passing ``env={"AGENT19_MCP_PATHS": ""}`` gets the default policy)."""
+
 
 def serve_args(*args: str) -> list[str]:
     return ["-m", "agent19", "serve", *args]
@@ -27,7 +32,7 @@ async def stdio_session(*args: str, env: dict[str, str] | None = None) -> AsyncI
     """Spawn ``agent19 serve ARGS`` over stdio and yield an initialized client session."""
     params = StdioServerParameters(
         command=sys.executable, args=serve_args(*args),
-        env={**os.environ, **(env or {})}, cwd=str(Path(__file__).parent.parent),
+        env={**os.environ, **TEST_FILES, **(env or {})}, cwd=str(Path(__file__).parent.parent),
     )
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -41,7 +46,7 @@ def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, *serve_args("--http", "--port", str(port), *args)],
-        env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, **TEST_FILES, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30

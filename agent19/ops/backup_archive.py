@@ -98,8 +98,9 @@ def _load_json(text_or_path: str) -> Any:
     text = path.read_text() if not text_or_path.lstrip().startswith(("[", "{")) and path.exists() else text_or_path
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON: {exc}", "pass the output of `pgbackrest info --output=json` or "
+    except json.JSONDecodeError as exc:  # from a file: no position or fragment of its content
+        raise InputError(f"{text_or_path} is not a JSON document" if text is not text_or_path else f"not JSON: {exc}",
+                         "pass the output of `pgbackrest info --output=json` or "
                          "`wal-g backup-list --json --detail` (a file or the text)") from None
 
 

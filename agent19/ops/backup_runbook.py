@@ -63,8 +63,9 @@ def load_verify_result(text_or_path: str) -> VerifyResult:
     text = path.read_text() if not text_or_path.lstrip().startswith("{") and path.exists() else text_or_path
     try:
         return VerifyResult.model_validate(json.loads(text))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise InputError(f"not a verify_backup result: {str(exc).splitlines()[0]}",
+    except (json.JSONDecodeError, ValidationError) as exc:  # from a file: nothing of its content
+        why = f"{text_or_path} is not a JSON document" if text is not text_or_path else str(exc).splitlines()[0]
+        raise InputError(f"not a verify_backup result: {why}",
                          "pass the output of `agent19 backup verify --format json`") from None
 
 

@@ -63,12 +63,26 @@ def load_json(text_or_path: str | dict[str, Any] | list[Any], what: str) -> Any:
     if not isinstance(text_or_path, str):
         return text_or_path
     raw = text_or_path.strip()
-    if not raw.startswith(("{", "[")):
-        raw = read_sql_file(Path(text_or_path))
+    if raw.startswith(("{", "[")):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:  # the caller's own text: where it breaks helps
+            raise InputError(f"{what}: not valid JSON: {exc}") from None
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{what}: not valid JSON: {exc}") from None
+        data = Path(text_or_path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{what}: cannot read {text_or_path}: {exc.strerror}") from None
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):  # never a position or a fragment of a file's content
+        raise InputError(f"{what}: {text_or_path} is not a JSON document",
+                         "give the JSON file agent19 wrote, or the JSON text itself") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Where and what, without the offending value (it may be a file's content)."""
+    err = exc.errors()[0]
+    return f"{'.'.join(map(str, err['loc'])) or 'top level'}: {err['msg']}"
 
 
 def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | None:
@@ -109,11 +123,12 @@ def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_p
                 try:
                     return MigrationPlan.model_validate(data), files
                 except ValidationError as exc:
-                    raise InputError(f"{path}: not a migration plan: {exc.errors()[0]['msg']}") from None
+                    raise InputError(f"{path}: not a migration plan: {_first_error(exc)}") from None
             try:
                 changes = [Change.model_validate(c) for c in (data["changes"] if isinstance(data, dict) else data)]
             except (KeyError, TypeError, ValidationError) as exc:
-                raise InputError(f"{path}: not a change list: {exc}",
+                why = _first_error(exc) if isinstance(exc, ValidationError) else "no list of changes"
+                raise InputError(f"{path}: not a change list: {why}",
                                  'give a list of changes, or {"changes": [...]}') from None
         else:
             sql = read_sql_file(path)

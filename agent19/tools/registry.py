@@ -26,6 +26,7 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import DatabaseUnavailable
 from agent19.safety import gate
+from agent19.tools.paths import PathPolicy
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -40,8 +41,10 @@ class ToolContext:
     — when the client can ask its human (MCP elicitation, a terminal) — :attr:`elicit`."""
 
     def __init__(self, settings: Settings, database: Database | None = None, progress: ProgressFn | None = None,
-                 elicit: ElicitFn | None = None):
+                 elicit: ElicitFn | None = None, path_policy: PathPolicy | None = None):
         self.settings = settings
+        self.path_policy = path_policy
+        """Where path arguments may point (MCP); None: anywhere (the CLI: a person names the files)."""
         self._database = database
         self._progress = progress
         self.elicit: ElicitFn | None = elicit
@@ -134,6 +137,8 @@ def tool(
 
         def guarded(ctx: ToolContext, arguments: A) -> R:
             gate.admit_args(ctx.settings.mode, arguments)  # the choke point, before any tool code runs
+            if ctx.path_policy is not None:
+                ctx.path_policy.admit(name, arguments)
             return run(ctx, arguments)
 
         REGISTRY[name] = ToolSpec(
