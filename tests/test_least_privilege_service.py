@@ -133,7 +133,7 @@ CASES = {
     "timeout": lambda app, s: make_conninfo(app, port=str(s.port)),
 }
 COMMANDS = [["info"], ["describe"], ["dry-run", "--sql", "SELECT 1", "--mode", "dry-run"],
-            ["explain", "SELECT 1"], ["plan", "--sql", "ALTER TABLE orders ADD COLUMN x int"]]
+            ["explain", "SELECT 1"]]
 
 
 @pytest.mark.parametrize("what", list(CASES))
@@ -148,6 +148,10 @@ def test_connection_errors_say_what_happened_first_with_exit_3(
         message = said.split("error: ", 1)[-1] if "error: " in said else said.split("not connected: ", 1)[-1]
         assert message.startswith(what), (command, said)
         assert PASSWORD not in said and "wrong-password" not in said
+    if what != "timeout":  # plan, like lint and runbook, works on the SQL alone and says why first
+        code, out, err = cli(capsys, "plan", "--sql", "ALTER TABLE orders ADD COLUMN x int", "--dsn", dsn)
+        assert code == 0 and f"could not be used ({what}" in out, (code, out, err)
+        assert PASSWORD not in out + err and "wrong-password" not in out + err
 
 
 def _restart(server: ThrowawayServer, down_s: float, during: object) -> None:
