@@ -124,6 +124,9 @@ class Settings(BaseModel):
     allow_privileged_reads: bool = Field(
         default=False, description="let user reads run as a superuser/privileged login (risks server files, "
         "programs and other sessions)")
+    require_dry_run: bool = Field(
+        default=False, description="execute mode: refuse a statement that changes something until test_migration "
+        "passed with it on the same database")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -175,6 +178,9 @@ class Settings(BaseModel):
         privileged = pick("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
         if privileged is not None:
             values["allow_privileged_reads"] = _flag(privileged, "AGENT19_ALLOW_PRIVILEGED_READS")
+        dry_first = pick("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
+        if dry_first is not None:
+            values["require_dry_run"] = _flag(dry_first, "AGENT19_REQUIRE_DRY_RUN")
         for key, var, setting in (
             ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
             ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),

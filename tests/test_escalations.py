@@ -219,3 +219,33 @@ async def test_mcp_plan_migration_returns_the_escalation_with_its_evidence(shop)
     assert kinds["breaking_change"]["statements"] == ["ALTER TABLE accounts DROP COLUMN legacy"]
     assert "A19014" in kinds["breaking_change"]["evidence"][0]
     assert "DBA" in kinds["data_loss"]["reviewers"] and "application engineers" in kinds["breaking_change"]["reviewers"]
+
+
+async def test_mcp_execute_refuses_an_untested_migration_when_the_policy_requires_a_dry_run(shop, tmp_path):
+    """AGENT19_REQUIRE_DRY_RUN=1: run_sql in execute mode refuses a change until test_migration passed with it
+    on the same database; reads are never refused; without the policy the change runs directly."""
+    sql = "ALTER TABLE accounts ADD COLUMN note text"
+    env = {"AGENT19_REQUIRE_DRY_RUN": "1", "AGENT19_DATA_DIR": str(tmp_path / "state")}
+    async with stdio_session("--dsn", shop, "--mode", "execute", env=env) as session:
+        refused = await session.call_tool("run_sql", {"sql": sql})
+        assert not refused.is_error, refused.content
+        assert refused.structured_content["executed"] is False
+        assert "require_dry_run" in refused.structured_content["message"]
+        assert "test_migration" in refused.structured_content["message"]
+        read = await session.call_tool("run_sql", {"sql": "SELECT count(*) AS n FROM accounts"})
+        assert read.structured_content["executed"] is True
+        other = await session.call_tool("test_migration", {"sql": "ALTER TABLE accounts ADD COLUMN other text"})
+        assert other.structured_content["passed"] is True
+        still = await session.call_tool("run_sql", {"sql": sql})
+        assert still.structured_content["executed"] is False  # a dry run of another statement does not count
+        dry = await session.call_tool("test_migration", {"sql": sql + ";"})
+        assert dry.structured_content["passed"] is True
+        ran = await session.call_tool("run_sql", {"sql": sql})
+        assert ran.structured_content["executed"] is True, ran.structured_content
+    cols = [r["column_name"] for r in run(shop, "SELECT column_name FROM information_schema.columns "
+                                                "WHERE table_name = 'accounts' ORDER BY ordinal_position")]
+    assert "note" in cols and "other" not in cols
+    async with stdio_session("--dsn", shop, "--mode", "execute",
+                             env={"AGENT19_DATA_DIR": str(tmp_path / "other")}) as session:
+        free = await session.call_tool("run_sql", {"sql": "ALTER TABLE accounts ADD COLUMN free text"})
+        assert free.structured_content["executed"] is True

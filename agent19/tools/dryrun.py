@@ -16,7 +16,7 @@ from agent19.migrate.files import load_file, load_path, load_paths
 from agent19.migrate.parse import Statement, parse_file, parse_sql
 from agent19.migrate.plan_model import ValidationCheck
 from agent19.migrate.rollback_check import verify_rollback
-from agent19.safety import gate
+from agent19.safety import gate, policy
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
@@ -174,6 +174,8 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
             result.passed = False
             result.summary = result.summary.replace("PASSED", "FAILED", 1)
         result.summary += "; " + result.rollback.summary
+    if result.passed and ctx.settings.dsn_value() is not None:
+        policy.record_dry_run(ctx.settings, [s.sql for s in up], result.ran_at)
     return result
 
 

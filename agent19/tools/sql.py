@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from agent19.config import AccessMode
 from agent19.errors import InputError
 from agent19.migrate.parse import Statement
-from agent19.safety import gate, kinds, readonly
+from agent19.safety import gate, kinds, policy, readonly
 from agent19.safety import measure as measuring
 from agent19.safety.assess import assess
 from agent19.safety.protocol import Confirmation, Protocol
@@ -92,6 +92,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each run_sql call is its "
                          "own transaction", "nothing was run")
     gate.admit(db, args.sql, gate.Purpose.WRITE)
+    if mode is AccessMode.EXECUTE and (why := _policy_refusal(ctx, st, args.sql)):
+        return SqlResult(mode=mode, executed=False, message=f"refused: {why}")
     with db.read() as conn:
         findings = assess(conn, st).findings
     protocol = Protocol(ctx.settings, db, ctx.elicit, ctx.progress)
@@ -137,6 +139,15 @@ def _measured(conn: Any, ctx: ToolContext, st: Statement, max_rows: int) -> Quer
             if reasons:
                 raise _OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
     return result
+
+
+def _policy_refusal(ctx: ToolContext, st: Statement, sql: str) -> str | None:
+    """Execute-mode policies (agent19.safety.policy): reads always pass."""
+    try:
+        readonly.check_statements([st])
+    except readonly.ReadOnlyViolation:
+        return policy.untested(ctx.settings, sql)
+    return None
 
 
 def _through_protocol(ctx: ToolContext, protocol: Protocol, args: SqlArgs, first: Confirmation) -> SqlResult:
