@@ -127,6 +127,9 @@ class Settings(BaseModel):
     require_dry_run: bool = Field(
         default=False, description="execute mode: refuse a statement that changes something until test_migration "
         "passed with it on the same database")
+    require_verified_backup_hours: float | None = Field(
+        default=None, gt=0, description="execute mode: refuse UPDATE/DELETE/MERGE unless verify_backup verified a "
+        "backup of the same database within this many hours")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -181,6 +184,13 @@ class Settings(BaseModel):
         dry_first = pick("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         if dry_first is not None:
             values["require_dry_run"] = _flag(dry_first, "AGENT19_REQUIRE_DRY_RUN")
+        backup_hours = pick("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")
+        if backup_hours is not None:
+            try:
+                values["require_verified_backup_hours"] = float(backup_hours)
+            except ValueError:
+                raise ConfigError(f"AGENT19_REQUIRE_VERIFIED_BACKUP: {backup_hours!r} is not a number of hours",
+                                  "e.g. 24") from None
         for key, var, setting in (
             ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
             ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),

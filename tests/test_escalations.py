@@ -249,3 +249,23 @@ async def test_mcp_execute_refuses_an_untested_migration_when_the_policy_require
                              env={"AGENT19_DATA_DIR": str(tmp_path / "other")}) as session:
         free = await session.call_tool("run_sql", {"sql": "ALTER TABLE accounts ADD COLUMN free text"})
         assert free.structured_content["executed"] is True
+
+
+async def test_mcp_execute_refuses_data_changes_without_a_verified_backup_when_required(shop, tmp_path):
+    """AGENT19_REQUIRE_VERIFIED_BACKUP=24: an UPDATE is refused until verify_backup restored and compared a
+    fresh backup of the same database; INSERT and DDL are not data changes for this policy."""
+    env = {"AGENT19_REQUIRE_VERIFIED_BACKUP": "24", "AGENT19_DATA_DIR": str(tmp_path / "state")}
+    update = "UPDATE accounts SET name = 'renamed' WHERE id = 1"
+    async with stdio_session("--dsn", shop, "--mode", "execute", env=env) as session:
+        refused = await session.call_tool("run_sql", {"sql": update})
+        assert not refused.is_error, refused.content
+        assert refused.structured_content["executed"] is False
+        assert "require_verified_backup" in refused.structured_content["message"]
+        insert = await session.call_tool("run_sql", {"sql": "INSERT INTO accounts VALUES (5000, 'n', 'x')"})
+        assert insert.structured_content["executed"] is True
+        verified = await session.call_tool("verify_backup", {})
+        assert not verified.is_error, verified.content
+        assert verified.structured_content["verified"] is True
+        ran = await session.call_tool("run_sql", {"sql": update})
+        assert ran.structured_content["executed"] is True, ran.structured_content
+    assert run(shop, "SELECT name FROM accounts WHERE id = 1") == [{"name": "renamed"}]

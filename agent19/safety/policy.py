@@ -1,4 +1,8 @@
-"""Execute-mode policy: no untested migration when the operator requires a dry run first.
+"""Execute-mode policies the operator opts into: a dry run first, a verified backup before data changes.
+
+``require_verified_backup_hours`` (``AGENT19_REQUIRE_VERIFIED_BACKUP=24``): an UPDATE, DELETE or MERGE
+runs in execute mode only when ``verify_backup`` verified a fresh backup of the same database (restored
+and compared) within that many hours; verified backups are recorded in ``<data_dir>/backups.jsonl``.
 
 With ``require_dry_run`` (``AGENT19_REQUIRE_DRY_RUN=1``), a statement that changes something runs in
 execute mode only when ``test_migration`` passed on the same database with the same statement
@@ -20,6 +24,8 @@ from psycopg.conninfo import conninfo_to_dict
 from agent19.config import Settings
 
 LEDGER = "dry-runs.jsonl"
+BACKUPS = "backups.jsonl"
+DATA_CHANGES = {"UpdateStmt", "DeleteStmt", "MergeStmt"}
 
 
 def target_of(settings: Settings) -> str:
@@ -37,16 +43,56 @@ def _ledger(settings: Settings) -> Path:
     return settings.data_dir / LEDGER
 
 
-def record_dry_run(settings: Settings, statements: list[str], ran_at: str | None) -> None:
-    """Remember that these statements passed a dry run on the configured database."""
-    path = _ledger(settings)
+def _append(path: Path, rows: list[dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = target_of(settings)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
-        for sql in statements:
-            f.write(json.dumps({"fingerprint": _fingerprint(target, sql),
-                                "ran_at": ran_at or datetime.now(UTC).isoformat(timespec="seconds")}) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    out = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                out.append(row)
+    return out
+
+
+def record_backup(settings: Settings, kind: str) -> None:
+    """Remember that a fresh backup of the configured database was verified by a restore, now."""
+    _append(settings.data_dir / BACKUPS, [{"target": hashlib.sha256(target_of(settings).encode()).hexdigest(),
+                                           "kind": kind, "verified_at": datetime.now(UTC).isoformat()}])
+
+
+def unbacked(settings: Settings, node: str) -> str | None:
+    """Why a data change may not run under ``require_verified_backup_hours`` (None: allowed)."""
+    hours = settings.require_verified_backup_hours
+    if hours is None or node not in DATA_CHANGES:
+        return None
+    target = hashlib.sha256(target_of(settings).encode()).hexdigest()
+    now = datetime.now(UTC)
+    for row in _rows(settings.data_dir / BACKUPS):
+        try:
+            at = datetime.fromisoformat(row["verified_at"])
+        except (KeyError, ValueError):
+            continue
+        if row.get("target") == target and (now - at).total_seconds() <= hours * 3600:
+            return None
+    return (f"policy require_verified_backup: no backup of {target_of(settings)} verified by a restore in the "
+            f"last {hours:g} h; run verify_backup (agent19 backup verify) on this database first, or go through "
+            "confirm_destructive with an archive of the rows")
+
+
+def record_dry_run(settings: Settings, statements: list[str], ran_at: str | None) -> None:
+    """Remember that these statements passed a dry run on the configured database."""
+    target = target_of(settings)
+    when = ran_at or datetime.now(UTC).isoformat(timespec="seconds")
+    _append(_ledger(settings), [{"fingerprint": _fingerprint(target, sql), "ran_at": when} for sql in statements])
 
 
 def untested(settings: Settings, sql: str) -> str | None:
@@ -54,13 +100,7 @@ def untested(settings: Settings, sql: str) -> str | None:
     if not settings.require_dry_run:
         return None
     want = _fingerprint(target_of(settings), sql)
-    path = _ledger(settings)
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                if json.loads(line).get("fingerprint") == want:
-                    return None
-            except json.JSONDecodeError:
-                continue
+    if any(row.get("fingerprint") == want for row in _rows(_ledger(settings))):
+        return None
     return (f"policy require_dry_run: this statement has not passed a dry run on {target_of(settings)}; run "
             "test_migration (agent19 dry-run --sql '…' --mode dry-run) with it first, then run it again")

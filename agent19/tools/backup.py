@@ -14,7 +14,7 @@ from agent19.ops.backup_runbook import RestoreRunbook, restore_runbook
 from agent19.ops.backup_status import BackupStatus, backup_status
 from agent19.ops.backup_status import render as render_status
 from agent19.ops.backup_summary import render as render_verify
-from agent19.safety import gate
+from agent19.safety import gate, policy
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP remove work directories (stopping their clusters) and drop scratch databases;
@@ -75,6 +75,13 @@ def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     Reports durations, sizes and a restore-time (RTO) estimate with its method. Only reads the target;
     refuses when the disk lacks room; everything it creates is removed, also on SIGTERM and after a
     SIGKILL (next run). verified=false (exit 1) names the table, file or difference."""
+    result = _verify(ctx, args)
+    if result.verified and args.from_path is None:  # a fresh backup of the configured database
+        policy.record_backup(ctx.settings, result.kind)
+    return result
+
+
+def _verify(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     if args.kind == "logical":
         from agent19.ops.backup_logical import verify_logical
 

@@ -146,7 +146,7 @@ def _policy_refusal(ctx: ToolContext, st: Statement, sql: str) -> str | None:
     try:
         readonly.check_statements([st])
     except readonly.ReadOnlyViolation:
-        return policy.untested(ctx.settings, sql)
+        return policy.untested(ctx.settings, sql) or policy.unbacked(ctx.settings, st.node)
     return None
 
 
