@@ -1,6 +1,11 @@
 """The MCP server end to end: the official client, over stdio and streamable HTTP."""
 
+import asyncio
 import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
 
 import psycopg
 
@@ -77,17 +82,28 @@ async def test_password_never_reaches_the_client(pg):
         assert "connection refused" in result.content[0].text  # what happened, first
 
 
-async def test_serve_without_dsn_uses_the_embedded_server(tmp_path):
-    env = {"DATABASE_URL": ""}
-    async with stdio_session("--data-dir", str(tmp_path), env=env) as session:
-        info = await session.call_tool("server_info", {})
-        assert info.structured_content["embedded"] is True
-        assert info.structured_content["connected"] is True
-        assert str(tmp_path) in info.structured_content["database"]
-        described = await session.call_tool("describe_database", {})
-        assert not described.is_error
-        assert described.structured_content["server_version"] >= 160000
-    assert (tmp_path / "pgdata" / "PG_VERSION").exists()
+async def test_serve_without_dsn_uses_the_embedded_server():
+    # Not under tmp_path: run as root, pgserver starts PostgreSQL as its own `pgserver` user and opens every
+    # parent directory to it; a pytest process starting meanwhile resets /tmp/pytest-of-root to 0700, and
+    # pg_ctl then fails with "could not access directory … Permission denied" (seen under parallel runs).
+    data_dir = Path(tempfile.mkdtemp(prefix="agent19-embedded-test-"))
+    try:
+        env = {"DATABASE_URL": ""}
+        async with stdio_session("--data-dir", str(data_dir), env=env) as session:
+            info = await session.call_tool("server_info", {})
+            assert info.structured_content["embedded"] is True
+            assert info.structured_content["connected"] is True, info.structured_content
+            assert str(data_dir) in info.structured_content["database"]
+            described = await session.call_tool("describe_database", {})
+            assert not described.is_error
+            assert described.structured_content["server_version"] >= 160000
+        assert (data_dir / "pgdata" / "PG_VERSION").exists()
+        deadline = time.monotonic() + 30  # the server stops with agent19
+        while (data_dir / "pgdata" / "postmaster.pid").exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_every_tool_annotation_tells_the_truth(dsn):
