@@ -130,6 +130,8 @@ class Settings(BaseModel):
     require_verified_backup_hours: float | None = Field(
         default=None, gt=0, description="execute mode: refuse UPDATE/DELETE/MERGE unless verify_backup verified a "
         "backup of the same database within this many hours")
+    require_lock_ack: bool = Field(
+        default=False, description="execute mode: refuse a statement with lock warnings unless each is acknowledged")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -184,6 +186,9 @@ class Settings(BaseModel):
         dry_first = pick("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         if dry_first is not None:
             values["require_dry_run"] = _flag(dry_first, "AGENT19_REQUIRE_DRY_RUN")
+        lock_ack = pick("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
+        if lock_ack is not None:
+            values["require_lock_ack"] = _flag(lock_ack, "AGENT19_REQUIRE_LOCK_ACK")
         backup_hours = pick("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")
         if backup_hours is not None:
             try:

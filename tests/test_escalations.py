@@ -269,3 +269,21 @@ async def test_mcp_execute_refuses_data_changes_without_a_verified_backup_when_r
         ran = await session.call_tool("run_sql", {"sql": update})
         assert ran.structured_content["executed"] is True, ran.structured_content
     assert run(shop, "SELECT name FROM accounts WHERE id = 1") == [{"name": "renamed"}]
+
+
+async def test_mcp_execute_refuses_lock_warnings_until_each_is_acknowledged(shop, tmp_path):
+    """AGENT19_REQUIRE_LOCK_ACK=1: a blocking CREATE INDEX on a populated table is refused, naming the
+    warning; it runs once its rule code is acknowledged. A statement without lock warnings runs."""
+    env = {"AGENT19_REQUIRE_LOCK_ACK": "1", "AGENT19_DATA_DIR": str(tmp_path / "state")}
+    sql = "CREATE INDEX accounts_name_idx ON accounts (name)"
+    async with stdio_session("--dsn", shop, "--mode", "execute", env=env) as session:
+        refused = await session.call_tool("run_sql", {"sql": sql})
+        assert not refused.is_error, refused.content
+        message = refused.structured_content["message"]
+        assert refused.structured_content["executed"] is False and "A19001" in message, message
+        assert "require_lock_ack" in message
+        harmless = await session.call_tool("run_sql", {"sql": "ALTER TABLE accounts ADD COLUMN IF NOT EXISTS z text"})
+        assert harmless.structured_content["executed"] is True, harmless.structured_content
+        ran = await session.call_tool("run_sql", {"sql": sql, "acknowledge": ["A19001"]})
+        assert ran.structured_content["executed"] is True, ran.structured_content
+    assert run(shop, "SELECT to_regclass('accounts_name_idx') IS NOT NULL AS ok") == [{"ok": True}]

@@ -4,6 +4,11 @@
 runs in execute mode only when ``verify_backup`` verified a fresh backup of the same database (restored
 and compared) within that many hours; verified backups are recorded in ``<data_dir>/backups.jsonl``.
 
+``require_lock_ack`` (``AGENT19_REQUIRE_LOCK_ACK=1``): a statement whose plan (``plan_migration`` with
+the live catalog) carries lock warnings — lint findings of severity warning or error, other than the
+missing lock_timeout (agent19's sessions always set one) — runs only when ``acknowledge`` lists each
+warning's rule code.
+
 With ``require_dry_run`` (``AGENT19_REQUIRE_DRY_RUN=1``), a statement that changes something runs in
 execute mode only when ``test_migration`` passed on the same database with the same statement
 (whitespace and a trailing ``;`` aside). Passing dry runs are recorded in ``<data_dir>/dry-runs.jsonl``
@@ -22,6 +27,8 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.config import Settings
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.plan import plan_migration
 
 LEDGER = "dry-runs.jsonl"
 BACKUPS = "backups.jsonl"
@@ -86,6 +93,23 @@ def unbacked(settings: Settings, node: str) -> str | None:
     return (f"policy require_verified_backup: no backup of {target_of(settings)} verified by a restore in the "
             f"last {hours:g} h; run verify_backup (agent19 backup verify) on this database first, or go through "
             "confirm_destructive with an archive of the rows")
+
+
+LOCK_TIMEOUT_RULE = "A19012"
+
+
+def unacknowledged(settings: Settings, sql: str, catalog: SchemaSnapshot | None, acknowledged: list[str]) -> str | None:
+    """Why ``sql`` may not run under ``require_lock_ack``: its lock warnings not in ``acknowledged``."""
+    if not settings.require_lock_ack:
+        return None
+    plan = plan_migration(sql=sql, catalog=catalog)
+    warnings = [f for f in plan.findings if f.severity in ("warning", "error") and f.rule != LOCK_TIMEOUT_RULE
+                and f.rule not in acknowledged]
+    if not warnings:
+        return None
+    codes = sorted({f.rule for f in warnings})
+    return ("policy require_lock_ack: lock warnings not acknowledged: " + "; ".join(
+        f"{f.rule}: {f.message}" for f in warnings) + f" — to run it anyway, pass acknowledge={codes}")
 
 
 def record_dry_run(settings: Settings, statements: list[str], ran_at: str | None) -> None:

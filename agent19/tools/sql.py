@@ -21,6 +21,8 @@ from agent19.tools.registry import ToolContext, tool
 class SqlArgs(BaseModel):
     sql: str = Field(description="exactly one SQL statement", json_schema_extra=gate.user_sql("statement"))
     max_rows: int = Field(default=200, ge=1, le=10_000, description="most rows returned (the result says when capped)")
+    acknowledge: list[str] = Field(default=[], description="lint rule codes of lock warnings you accept for this "
+                                   "statement (execute mode with AGENT19_REQUIRE_LOCK_ACK=1)")
 
 
 class SqlResult(BaseModel):
@@ -92,7 +94,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each run_sql call is its "
                          "own transaction", "nothing was run")
     gate.admit(db, args.sql, gate.Purpose.WRITE)
-    if mode is AccessMode.EXECUTE and (why := _policy_refusal(ctx, st, args.sql)):
+    if mode is AccessMode.EXECUTE and (why := _policy_refusal(ctx, st, args.sql, args.acknowledge)):
         return SqlResult(mode=mode, executed=False, message=f"refused: {why}")
     with db.read() as conn:
         findings = assess(conn, st).findings
@@ -141,12 +143,14 @@ def _measured(conn: Any, ctx: ToolContext, st: Statement, max_rows: int) -> Quer
     return result
 
 
-def _policy_refusal(ctx: ToolContext, st: Statement, sql: str) -> str | None:
+def _policy_refusal(ctx: ToolContext, st: Statement, sql: str, acknowledge: list[str]) -> str | None:
     """Execute-mode policies (agent19.safety.policy): reads always pass."""
     try:
         readonly.check_statements([st])
     except readonly.ReadOnlyViolation:
-        return policy.untested(ctx.settings, sql) or policy.unbacked(ctx.settings, st.node)
+        return (policy.untested(ctx.settings, sql) or policy.unbacked(ctx.settings, st.node)
+                or (policy.unacknowledged(ctx.settings, sql, ctx.live_catalog(), acknowledge)
+                    if ctx.settings.require_lock_ack else None))
     return None
 
 
