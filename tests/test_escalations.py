@@ -287,3 +287,18 @@ async def test_mcp_execute_refuses_lock_warnings_until_each_is_acknowledged(shop
         ran = await session.call_tool("run_sql", {"sql": sql, "acknowledge": ["A19001"]})
         assert ran.structured_content["executed"] is True, ran.structured_content
     assert run(shop, "SELECT to_regclass('accounts_name_idx') IS NOT NULL AS ok") == [{"ok": True}]
+
+
+def test_a_narrowing_type_change_is_data_loss_from_the_live_catalog(shop, tmp_path):
+    """The safety check's narrowing verdict (text → varchar(3) on the live column) becomes data-loss evidence;
+    the type change also breaks clients. A plan made without a database has no such evidence."""
+    sql = "ALTER TABLE accounts ALTER COLUMN name TYPE varchar(3)"
+    plan, handoff = _documents(shop, sql, tmp_path / "out")
+    kinds = {e["kind"]: e for e in plan["escalations"]}
+    assert set(kinds) == {"data_loss", "breaking_change"}
+    assert any("narrows the type" in x for x in kinds["data_loss"]["evidence"]), kinds["data_loss"]
+    assert [e["kind"] for e in handoff["escalations"]] == [e["kind"] for e in plan["escalations"]]
+    assert "<!-- agent19:escalation data_loss -->" in (tmp_path / "out" / "devops.md").read_text()
+    offline = agent19("plan", "--sql", sql, "--format", "json")
+    assert offline.returncode == 0, offline.stderr
+    assert "data_loss" not in {e["kind"] for e in json.loads(offline.stdout)["escalations"]}

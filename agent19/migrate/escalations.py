@@ -27,9 +27,17 @@ from __future__ import annotations
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.index_cost import INDEX_KINDS
 from agent19.migrate.model import Operation
-from agent19.migrate.plan_model import Escalation, EscalationKind, IndexWriteCost, PlanFinding, PlannedOperation
+from agent19.migrate.plan_model import (
+    Escalation,
+    EscalationKind,
+    IndexWriteCost,
+    MigrationPlan,
+    PlanFinding,
+    PlannedOperation,
+)
 from agent19.migrate.rules._base import BLOCKS_WRITES, norm
 from agent19.migrate.write_activity import WRITE_HEAVY_PER_SECOND, TableActivity
+from agent19.safety.detect import Finding
 from agent19.units import human_duration
 
 DOWNTIME_SECONDS = 1.0
@@ -159,6 +167,31 @@ def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: li
         out.append(Escalation(kind=kind, reviewers=who, action=action, operations=orders,
                               statements=[sql[o] for o in orders], evidence=[e for o in orders for e in by_op[o]]))
     return out
+
+
+def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan:
+    """``plan`` with the data-loss evidence of :func:`agent19.safety.detect.detect` run with live facts
+    (narrowing type changes, USING rewrites): matched to operations by line; unknown types are no evidence."""
+    by_line = {o.line: o for o in plan.operations if o.line is not None}
+    extra: dict[int, list[str]] = {}
+    for f in findings:
+        op = by_line.get(f.line)
+        if f.kind != "alter_column_type" or not f.data_loss or op is None or "is unknown" in f.reason:
+            continue
+        extra.setdefault(op.order, []).append(f"operation {op.order}: {f.reason} (safety check on the live catalog)")
+    if not extra:
+        return plan
+    escalations = [e for e in plan.escalations if e.kind != "data_loss"]
+    old = next((e for e in plan.escalations if e.kind == "data_loss"), None)
+    orders = sorted(set(old.operations if old else []) | set(extra))
+    sql = {o.order: o.sql for o in plan.operations}
+    who, action = WHO["data_loss"]
+    evidence = list(dict.fromkeys((old.evidence if old else []) + [x for o in sorted(extra) for x in extra[o]]))
+    merged = Escalation(kind="data_loss", reviewers=who, action=action, operations=orders,
+                        statements=[sql[o] for o in orders], evidence=evidence)
+    escalations.insert(0, merged)
+    return plan.model_copy(update={"escalations": escalations,
+                                   "escalation_summary": summary(escalations, True)})
 
 
 def summary(escalations: list[Escalation], activity_known: bool) -> str:

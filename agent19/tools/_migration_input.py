@@ -15,11 +15,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.dryrun_model import DryRunResult
+from agent19.migrate.escalations import add_data_loss
 from agent19.migrate.lint_config import normalize_version
-from agent19.migrate.parse import read_sql_file
+from agent19.migrate.parse import parse_sql, read_sql_file
 from agent19.migrate.plan import PlanOptions, plan_migration
 from agent19.migrate.plan_model import Change, MigrationPlan
 from agent19.migrate.write_activity import TableActivity, table_activity
+from agent19.safety.detect import detect
+from agent19.safety.facts import load_facts
 
 
 class MigrationInput(BaseModel):
@@ -105,6 +108,14 @@ def measured_activity(ctx: Any, seconds: float) -> dict[str, TableActivity] | No
         return None
     with ctx.db.read() as conn:
         return table_activity(conn, seconds)
+
+
+def with_live_data_loss(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
+    """The plan's data-loss escalation completed by the safety check with live facts (narrowing types)."""
+    statements = parse_sql(plan.sql)
+    with ctx.db.read() as conn:
+        facts = load_facts(conn, statements)
+    return add_data_loss(plan, detect(statements, facts))
 
 
 def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_plan: bool = False,

@@ -30,7 +30,13 @@ from agent19.report.facts import live_facts
 from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts, PerformanceIssue, Report
 from agent19.report.render import documents
 from agent19.resources import resource
-from agent19.tools._migration_input import MigrationInput, load_json, measured_activity, plan_input
+from agent19.tools._migration_input import (
+    MigrationInput,
+    load_json,
+    measured_activity,
+    plan_input,
+    with_live_data_loss,
+)
 from agent19.tools.registry import ToolContext, tool
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -148,6 +154,8 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     catalog, facts, notes = _live(ctx)
     activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
     plan, files = plan_input(args, catalog, accept_plan=True, activity=activity)
+    if catalog is not None:
+        plan = with_live_data_loss(ctx, plan)
     if not _ID.match(plan.id):
         raise InputError(f"migration id {plan.id!r} cannot name a folder", "use letters, digits, '.', '_', '-'")
     dry = dry_run_evidence(load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None
