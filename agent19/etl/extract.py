@@ -21,7 +21,7 @@ from psycopg.rows import tuple_row
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.safety import gate
+from agent19.safety import gate, readonly
 
 Q_TYPES = "SELECT t.oid, format_type(t.oid, NULL) AS name FROM pg_type t WHERE t.oid = ANY(%s)"
 
@@ -52,6 +52,11 @@ class Extractor:
             self.base: sql.Composable = sql.SQL(statements[0].sql.strip().rstrip(";"))  # type: ignore[arg-type]
         else:
             self.base = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*split_name(table or "")))
+            # A table name is chosen by the caller too: the read guard's catalog layer refuses credential
+            # catalogs (pg_authid, pg_shadow…) and views over them or over volatile functions.
+            with db.read() as conn:
+                text = self.base.as_string(conn)
+                readonly.check_catalog(conn, readonly.check_statements(gate.parse_input(text)))
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
