@@ -69,3 +69,39 @@ async def test_table_source_cannot_read_credentials_or_run_volatile_views(dsn):
         victim.close()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DROP ROLE IF EXISTS hostile_etl_victim")
+
+
+@pytest.mark.asyncio
+async def test_over_mcp_a_model_cannot_choose_where_data_goes(dsn):
+    """A literal DSN in a model-written pipeline (or a cdc_run destination) could be any server: refused over
+    MCP before anything is read or written; env:VAR (set by the person who started the server) works."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE src (oid oid PRIMARY KEY, rolname text, rolpassword text)")
+        conn.execute("INSERT INTO src VALUES (1, 'a', 'x'), (2, 'b', 'y')")
+        conn.execute("CREATE DATABASE hostile_sink")
+    sink = psycopg.conninfo.make_conninfo(dsn, dbname="hostile_sink")
+    with psycopg.connect(sink, autocommit=True) as conn:
+        conn.execute("CREATE TABLE loot (oid oid PRIMARY KEY, rolname text, rolpassword text)")
+    literal = _pipeline("public.src").replace("[destination]\n", f"[destination]\ndsn = \"{sink}\"\n")
+    named = _pipeline("public.src").replace("[destination]\n", "[destination]\ndsn = \"env:SINK_URL\"\n")
+    from_literal = _pipeline("public.src").replace("[source]\n", f"[source]\ndsn = \"{sink}\"\n")
+    try:
+        async with stdio_session("--mode", "execute", env={"DATABASE_URL": dsn, "SINK_URL": sink}) as session:
+            refused = await session.call_tool("etl_run", {"pipeline_toml": literal})
+            refused_src = await session.call_tool("etl_run", {"pipeline_toml": from_literal, "dry_run": True})
+            cdc = await session.call_tool("cdc_run", {"tables": ["src"], "destination": sink})
+            with psycopg.connect(sink) as conn:
+                assert conn.execute("SELECT count(*) FROM loot").fetchone() == (0,)
+            ok = await session.call_tool("etl_run", {"pipeline_toml": named})
+        for r in (refused, refused_src, cdc):
+            assert r.is_error and "env:VAR" in _text(r), _text(r)
+        assert "refused over MCP" in _text(refused) and "destination.dsn" in _text(refused)
+        assert "source.dsn" in _text(refused_src)
+        assert not ok.is_error, ok.content
+        with psycopg.connect(sink) as conn:
+            assert conn.execute("SELECT count(*) FROM loot").fetchone() == (2,)
+            slots = conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()
+        assert slots == (0,)  # the refused cdc_run created no slot
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS hostile_sink WITH (FORCE)")

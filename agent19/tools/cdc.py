@@ -14,6 +14,7 @@ from agent19.etl.cdc import CdcResult, run_cdc
 from agent19.etl.cdc_check import CdcReadiness, check_cdc
 from agent19.etl.debezium import DebeziumConfig, debezium_config, dumps
 from agent19.etl.pipeline import resolve_dsn
+from agent19.tools._dsn_policy import require_env_dsn
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
@@ -111,6 +112,7 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
     after `max_seconds`). Reports lag in bytes and seconds and the WAL the slot retains, with a warning when it
     grows. `teardown` drops the slot and its state: a slot nobody reads keeps WAL forever. Needs mode execute
     and a login with REPLICATION on the source."""
+    require_env_dsn(ctx, args.destination, "destination")
     dsn = resolve_dsn(args.destination)
     if dsn is None or (not args.destination.startswith("env:") and password_of(dsn)):
         raise InputError("the destination DSN carries a password (arguments end up in shell history and logs)",

@@ -8,6 +8,7 @@ from agent19.errors import InputError
 from agent19.etl.batch import EtlResult, run_pipeline
 from agent19.etl.pipeline import load_pipeline, parse_pipeline
 from agent19.safety import gate
+from agent19.tools._dsn_policy import require_env_dsn
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -79,4 +80,7 @@ def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
         raise InputError("give a pipeline file (PIPELINE) or its TOML (pipeline_toml), one of them",
                          "e.g. agent19 etl run pipeline.toml --dry-run; the format is in the README's ETL section")
     pipeline = load_pipeline(args.pipeline) if args.pipeline else parse_pipeline(args.pipeline_toml or "")
+    if args.pipeline_toml is not None:  # written by the caller itself: over MCP, the model
+        require_env_dsn(ctx, pipeline.source.dsn, "source.dsn")
+        require_env_dsn(ctx, pipeline.destination.dsn, "destination.dsn")
     return run_pipeline(pipeline, ctx.db, dry_run=args.dry_run, progress=ctx.progress)
