@@ -46,15 +46,19 @@ def test_a_killed_pg_basebackup_is_not_the_newest_backup(pg: ThrowawayServer, tm
     label.write_text("".join(f"START TIME: {three_days_ago}\n" if ln.startswith("START TIME:") else ln
                              for ln in label.read_text().splitlines(keepends=True)))
 
-    # the slowest rate pg_basebackup allows: killed as soon as its backup_label has landed
+    # the slowest rate pg_basebackup allows: killed as soon as its backup_label has landed. The whole process
+    # group goes (as `kill -9 -PGID` or the OOM killer of a job would): pg_basebackup's WAL-streaming child
+    # keeps the base backup's socket open, and a walsender nobody reads would block DROP DATABASE … (FORCE)
     copying = subprocess.Popen([basebackup, "-D", backups / "interrupted", "-c", "fast", "-r", "32k", "-d", pg.dsn],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (backups / "interrupted" / "backup_label").exists():
-        assert copying.poll() is None and time.monotonic() < deadline, "pg_basebackup ended before it could be killed"
-        time.sleep(0.05)
-    copying.send_signal(signal.SIGKILL)
-    copying.wait()
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (backups / "interrupted" / "backup_label").exists():
+            assert copying.poll() is None and time.monotonic() < deadline, "pg_basebackup ended before the kill"
+            time.sleep(0.05)
+    finally:
+        os.killpg(copying.pid, signal.SIGKILL)
+        copying.wait()
 
     code, out = _status(pg.dsn, "--rpo", "24h", "--backup-dir", str(backups))
     age = _age_check(out)
