@@ -8,7 +8,7 @@ from psycopg import sql
 from pydantic import Field
 
 from agent19.config import AccessMode
-from agent19.errors import InputError
+from agent19.errors import InputError, ModeError
 from agent19.migrate.backfill import (
     CHECKPOINT_TABLE,
     Q_TABLE,
@@ -20,6 +20,7 @@ from agent19.migrate.backfill import (
 from agent19.migrate.backfill import run_backfill as _run_backfill
 from agent19.migrate.backfill_scripts import procedure_sql, python_script
 from agent19.safety import measure as measuring
+from agent19.safety import policy
 from agent19.safety.protocol import Confirmation, Protocol
 from agent19.sqltree import parse_json
 from agent19.tools.confirm import render_confirmation
@@ -118,6 +119,9 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
 
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     statement = update_statement(spec)
+    # the execute-mode policies hold for the batched UPDATE as for the same UPDATE through run_sql
+    if why := policy.untested(ctx.settings, statement) or policy.unbacked(ctx.settings, "UpdateStmt"):
+        raise ModeError(f"refused: {why}", f"the backfill's statement is `{statement}`; nothing was updated")
 
     def measure() -> measuring.Measurement:  # a WHERE that matches every row without saying so (`id > 0`)
         return overwrites(ctx, spec)
