@@ -418,8 +418,10 @@ async def test_through_the_mcp_client(app_dsn: str, dsn: str) -> None:
         assert "on_failure" not in schema and "checks" in schema  # a shell command is never an MCP argument
         assert tools["data_quality"].annotations.read_only_hint is True
         checks = (ROOT / "examples/quality/charter.toml").read_text()
-        result = await session.call_tool("data_quality", {"checks": checks, "max_keys": 1,
-                                                          "on_failure": "touch /tmp/agent19-should-not-exist"})
+        refused = await session.call_tool("data_quality", {"checks": checks, "max_keys": 1,
+                                                           "on_failure": "touch /tmp/agent19-should-not-exist"})
+        assert refused.is_error and "'on_failure'" in refused.content[0].text  # not an MCP argument: refused
+        result = await session.call_tool("data_quality", {"checks": checks, "max_keys": 1})
         assert not result.is_error, result.content
         out = result.structured_content
         assert out["status"] == "fail" and out["untrusted_data"] is True
