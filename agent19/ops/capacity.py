@@ -19,7 +19,7 @@ from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.ops import capacity_infer, capacity_samples
 from agent19.ops.capacity_doc import document, measured
-from agent19.ops.capacity_fit import choose, project
+from agent19.ops.capacity_fit import choose, parse_at, project
 from agent19.ops.capacity_measure import measure
 from agent19.ops.capacity_model import CapacityPlan, CurrentState, Growth
 from agent19.ops.capacity_samples import SampleResult
@@ -30,6 +30,10 @@ from agent19.optimize.assess import Measured
 QUERY_TIMEOUT_MS = 30_000
 """Capacity queries may scan a creation column (sampled past a million rows): more time than health checks,
 still never waiting on a lock (lock_timeout 500 ms)."""
+
+
+MIN_SAMPLE_SPAN_DAYS = 1.0
+"""Samples closer together than this give no trend (the plan falls back to the data's own evidence)."""
 
 
 def _probe(db: Database) -> Probe:
@@ -87,9 +91,22 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
         where = str(path) + (f" and {capacity_samples.TABLE}" if in_table else "")
         merged = {s.at: s for s in samples + in_table}
         pts = capacity_samples.points([merged[at] for at in sorted(merged)])
-        if len(pts) >= 2 and pts[-1].at > pts[0].at:
+        now = parse_at(state.measured_at)
+        if future := [p for p in pts if parse_at(p.at) > now]:
+            notes.append(f"{len(future)} sample(s) dated after the server's time now ({state.measured_at}) left "
+                         "out: the server's clock went back, or they were not taken on this server")
+            pts = [p for p in pts if parse_at(p.at) <= now]
+        span = (parse_at(pts[-1].at) - parse_at(pts[0].at)).total_seconds() / 86400 if pts else 0.0
+        if len(pts) >= 2 and span > 0:
             fit, _ = choose(pts)
             rows_fit, _ = choose(pts, rows=True)
+            if span < MIN_SAMPLE_SPAN_DAYS:  # minutes of samples read as a year's trend: a bulk load, autovacuum
+                notes.insert(0, f"WARNING: the samples span only {span * 24:.2f} h — too short for a trend: the "
+                             "projections and days to fill the disk below are not evidence; sample daily (cron) "
+                             "for a week before relying on them")
+            elif len(pts) == 2:
+                notes.insert(0, "two samples: a line through two points has no error to measure; three or more "
+                             "give the fit's error")
             return Growth(source="samples", evidence=[f"{len(pts)} samples in {where}"], observed=pts, fit=fit,
                           rows_fit=rows_fit, notes=notes), timed
         notes.append(f"{len(pts)} sample(s) of this database in {where}: two or more are needed for a fit "

@@ -47,7 +47,8 @@ def fit_series(days: list[float], ys: list[float]) -> dict[FitMethod, tuple[floa
     out["linear"] = (a, b, _error_pct(ys, [a + b * x for x in days]))
     if all(y > 0 for y in ys):
         la, lb = _regress(days, [math.log(y) for y in ys])
-        out["compound_monthly"] = (la, lb, _error_pct(ys, [math.exp(la + lb * x) for x in days]))
+        if lb * DAYS_PER_MONTH * max(HORIZONS) < 700:  # else its projections overflow a float: samples minutes apart
+            out["compound_monthly"] = (la, lb, _error_pct(ys, [math.exp(la + lb * x) for x in days]))
     return out
 
 
