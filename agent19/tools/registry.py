@@ -11,7 +11,6 @@ the CLI's flags and ``--help``, the text rendering.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -112,7 +111,9 @@ class ToolSpec(Generic[A, R]):
         if fmt in self.formats:
             return self.formats[fmt](result)
         if fmt == "json" or self.render_text is None:
-            return json.dumps(result.model_dump(mode="json", by_alias=True), indent=2, ensure_ascii=False)
+            # pydantic's JSON writer turns NaN and ±Infinity (a measured max() can be one) into null:
+            # json.dumps would print the bare words NaN / Infinity, which are not JSON
+            return result.model_dump_json(by_alias=True, indent=2)
         return self.render_text(result)
 
 
