@@ -49,6 +49,11 @@ FULL_TABLE_WRITE_RULES = {"A19017": "DELETE without WHERE", "A19018": "UPDATE wi
 BREAKING_RULES = {"A19013": "rename", "A19014": "drop column", "A19015": "drop table",
                   "A19021": "NOT NULL column without a default"}
 BREAKING_KINDS = ("alter_column_type", "set_not_null")
+LIVE_DATA_LOSS_KINDS = {"alter_column_type", "drop_schema", "drop_database", "drop_sequence",
+                        "drop_materialized_view", "unverifiable"}
+"""Safety-check findings (:func:`agent19.safety.detect.detect`) that raise a data-loss escalation the plan's
+operation model does not: narrowing types, drops of whole schemas and databases, and code (DO blocks,
+volatile calls) whose changes cannot be verified."""
 
 WHO: dict[EscalationKind, tuple[list[str], str]] = {
     "data_loss": (["tech lead", "DBA"], "review the migration and confirm a restorable backup of the affected "
@@ -173,16 +178,18 @@ def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan
     """``plan`` with the data-loss evidence of :func:`agent19.safety.detect.detect` run with live facts
     (narrowing type changes, USING rewrites): matched to operations by line; unknown types are no evidence."""
     by_line = {o.line: o for o in plan.operations if o.line is not None}
+    old = next((e for e in plan.escalations if e.kind == "data_loss"), None)
     extra: dict[int, list[str]] = {}
     for f in findings:
         op = by_line.get(f.line)
-        if f.kind != "alter_column_type" or not f.data_loss or op is None or "is unknown" in f.reason:
+        if f.kind not in LIVE_DATA_LOSS_KINDS or not f.data_loss or op is None or "is unknown" in f.reason:
             continue
+        if f.kind != "alter_column_type" and old is not None and op.order in old.operations:
+            continue  # already escalated from the plan's own classification
         extra.setdefault(op.order, []).append(f"operation {op.order}: {f.reason} (safety check on the live catalog)")
     if not extra:
         return plan
     escalations = [e for e in plan.escalations if e.kind != "data_loss"]
-    old = next((e for e in plan.escalations if e.kind == "data_loss"), None)
     orders = sorted(set(old.operations if old else []) | set(extra))
     sql = {o.order: o.sql for o in plan.operations}
     who, action = WHO["data_loss"]
