@@ -32,7 +32,7 @@ def app_dsn(dsn):
         conn.execute("INSERT INTO items SELECT g, 'old' FROM generate_series(1, 100) g")
     yield app
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {role} CASCADE")
+        conn.execute(f"DROP OWNED BY {role}")  # its schema, and agent19's token ledger when a test created one
         conn.execute(f"DROP ROLE {role}")
 
 
@@ -65,3 +65,29 @@ async def test_backfill_obeys_require_verified_backup(app_dsn, tmp_path):
         refused = await session.call_tool("run_backfill", {"table": "items", "set": "v = 'new'", "where": "id <= 10"})
     assert refused.is_error and "require_verified_backup" in _text(refused), _text(refused)
     assert _changed(app_dsn) == 0
+
+
+@pytest.mark.asyncio
+async def test_confirmed_drop_still_needs_the_required_dry_run(dsn, app_dsn, tmp_path):
+    """A human's confirmation (here the operator's opt-in phrase argument) ran DROP TABLE under
+    AGENT19_REQUIRE_DRY_RUN=1 with no dry run: confirm_destructive must obey the policy like run_sql."""
+    role = psycopg.conninfo.conninfo_to_dict(app_dsn)["user"]
+    with psycopg.connect(dsn, autocommit=True) as conn:  # the token ledger's schema, as the README asks a DBA
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS agent19 AUTHORIZATION {role}")
+    env = {"DATABASE_URL": app_dsn, "AGENT19_REQUIRE_DRY_RUN": "1", "AGENT19_ALLOW_MODEL_CONFIRMATION": "1",
+           "AGENT19_DATA_DIR": str(tmp_path / "state")}
+    drop = "DROP TABLE items"
+    async with stdio_session("--mode", "execute", env=env) as session:
+        first = await session.call_tool("confirm_destructive", {"sql": drop})
+        report = first.structured_content["report"]
+        step2 = {"sql": drop, "token": report["token"], "phrase": report["phrase"]}
+        refused = await session.call_tool("confirm_destructive", step2)
+        assert refused.is_error and "require_dry_run" in _text(refused), _text(refused)
+        with psycopg.connect(app_dsn) as conn:
+            assert conn.execute("SELECT to_regclass('items')").fetchone() != (None,)
+        dry = await session.call_tool("test_migration", {"sql": drop})
+        assert dry.structured_content["passed"] is True, dry.content
+        ran = await session.call_tool("confirm_destructive", step2)
+    assert not ran.is_error and ran.structured_content["executed"] is True, ran.content
+    with psycopg.connect(app_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('items')").fetchone() == (None,)

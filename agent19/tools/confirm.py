@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
-from agent19.errors import InputError
+from agent19.errors import InputError, ModeError
+from agent19.safety import policy
 from agent19.safety.protocol import Confirmation, Protocol
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
@@ -111,6 +112,10 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
             raise InputError("give the statement (sql), or --token alone to confirm a token at a terminal",
                              "e.g. agent19 confirm 'DROP TABLE old_users'")
         return protocol.approve(args.token, None, protocol.channel)
+    executes = bool(args.token) or (ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE)
+    if executes and ctx.settings.mode is AccessMode.EXECUTE and (why := policy.untested(ctx.settings, args.sql)):
+        raise ModeError(f"refused: {why}", "a human's confirmation does not replace the dry run the operator "
+                        "requires; nothing was run")
     if args.token:
         return protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows)
     if ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE:
