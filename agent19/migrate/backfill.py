@@ -152,7 +152,15 @@ def check_fragments(spec: BackfillSpec) -> None:
 
 
 def _ensure_checkpoint_table(conn: psycopg.Connection[Any], table: str) -> None:
-    conn.execute(sql.SQL(Q_CHECKPOINT_DDL).format(table=sql.Identifier(table)))
+    # agent19's sessions put pg_catalog first in search_path: an unqualified CREATE would target it. The table
+    # goes where it went before, the first other schema of the login's path; reads find it through the path.
+    row = conn.execute("SELECT s FROM unnest(current_schemas(false)) WITH ORDINALITY u(s, i) "
+                       "WHERE s <> 'pg_catalog' ORDER BY i LIMIT 1").fetchone()
+    if row is None:
+        raise InputError("no schema in search_path to create the backfill's checkpoint table in",
+                         "SET search_path (e.g. ALTER ROLE … SET search_path = \"$user\", public) or create a schema")
+    schema = row[0] if isinstance(row, tuple) else next(iter(row.values()))
+    conn.execute(sql.SQL(Q_CHECKPOINT_DDL).format(table=sql.Identifier(schema, table)))
 
 
 def _one(conn: psycopg.Connection[Any], query: Any, params: Any = None) -> Any:
