@@ -51,3 +51,11 @@ def test_a_shadowed_builtin_never_runs_in_agent19s_sessions(dsn: str, tmp_path: 
                           "--allow-privileged-reads", "--format", "json", "--data-dir", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr  # the owner's tables still resolve unqualified
+
+    # writes keep the database's path: new objects still land in public, not pg_catalog
+    out = subprocess.run([sys.executable, "-m", "agent19", "sql", "CREATE TABLE audit (id int)", "--dsn", dsn,
+                          "--mode", "execute", "--format", "json", "--data-dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT to_regclass('public.audit') IS NOT NULL").fetchone()[0]

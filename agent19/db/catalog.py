@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import psycopg
 from psycopg import Connection
 
 from agent19.db.models import (
@@ -170,8 +171,26 @@ _PERSISTENCE = {"p": "permanent", "u": "unlogged", "t": "temporary"}
 def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | None = None) -> SchemaSnapshot:
     """Describe the database ``conn`` is connected to (optionally one schema, or one table).
 
-    ``table`` may be ``name`` or ``schema.name``. Runs only catalog reads.
+    ``table`` may be ``name`` or ``schema.name``. Runs only catalog reads, with pg_catalog first on the
+    search_path (a database owner's ``public.format_type()`` never runs here), then gives the transaction
+    its path back (a dry run's migration keeps creating objects where it would).
     """
+    in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    saved = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if in_transaction else None
+    if saved is not None:
+        conn.execute("SELECT set_config('search_path', 'pg_catalog, ' || %s, true)", (_value(saved),))
+    try:
+        return _snapshot(conn, schema=schema, table=table)
+    finally:
+        if saved is not None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.execute("SELECT set_config('search_path', %s, true)", (_value(saved),))
+
+
+def _value(row: Any) -> str:
+    return str(row["p"] if isinstance(row, dict) else row[0])
+
+
+def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None) -> SchemaSnapshot:
     if table and "." in table and schema is None:
         schema, table = table.split(".", 1)
     params: dict[str, Any] = {"schema": schema, "table": table}
