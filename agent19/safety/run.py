@@ -76,7 +76,8 @@ def _columns(conn: Any, description: Any) -> list[ResultColumn]:
         return []
     oids = sorted({d.type_code for d in description})
     names = {r["oid"]: r["t"] for r in conn.execute(
-        "SELECT oid, pg_catalog.format_type(oid, NULL) AS t FROM pg_catalog.pg_type WHERE oid = ANY(%s)", (oids,)).fetchall()}
+        "SELECT oid, pg_catalog.format_type(oid, NULL) AS t FROM pg_catalog.pg_type WHERE oid = ANY(%s)",
+        (oids,)).fetchall()}
     return [ResultColumn(name=d.name, type=names.get(d.type_code, str(d.type_code))) for d in description]
 
 
