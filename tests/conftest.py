@@ -50,6 +50,20 @@ def until(what: str, check: Callable[[], Any], timeout: float = 30, every: float
         time.sleep(every)
 
 
+def owner_login(dsn: str, prefix: str = "app") -> str:
+    """A new non-superuser LOGIN role that owns the test database and its public schema (as an application's
+    role does); returns its DSN (no password: the test servers trust loopback)."""
+    from psycopg.conninfo import make_conninfo
+
+    role = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        db = c.execute("SELECT current_database()").fetchone()[0]
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f'ALTER DATABASE "{db}" OWNER TO {role}')
+        c.execute(f"ALTER SCHEMA public OWNER TO {role}")
+    return make_conninfo(dsn, user=role)
+
+
 class ExternalServer(ThrowawayServer):
     def stop(self) -> None:  # not ours to stop
         pass

@@ -10,23 +10,15 @@ NULLs (the usual kind) still runs at once. As a non-superuser application login.
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
-from psycopg.conninfo import make_conninfo
 
+from tests.conftest import owner_login
 from tests.mcp_client import stdio_session
 from tests.terminal import at_terminal
 
 
 def _app(dsn: str) -> str:
-    role = f"app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as c:
-        db = c.execute("SELECT current_database()").fetchone()[0]
-        c.execute(f"CREATE ROLE {role} LOGIN")
-        c.execute(f"ALTER DATABASE {db} OWNER TO {role}")
-        c.execute(f"ALTER SCHEMA public OWNER TO {role}")
-    app = make_conninfo(dsn, user=role)
+    app = owner_login(dsn)
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE TABLE items (id int PRIMARY KEY, note text, filled int)")
         c.execute("INSERT INTO items SELECT g, 'keep ' || g, NULL FROM generate_series(1, 300) g")

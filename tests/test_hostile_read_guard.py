@@ -14,12 +14,10 @@ superuser with --allow-privileged-reads; ordinary reads of catalog views still w
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
 
+from tests.conftest import owner_login
 from tests.mcp_client import stdio_session
 
 SETUP = """
@@ -85,13 +83,7 @@ READS = ["SELECT count(*) FROM pg_stat_activity", "SELECT rolname FROM pg_roles 
 
 @pytest.fixture
 def app_db(dsn):
-    role = f"app_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as c:
-        db = c.execute("SELECT current_database()").fetchone()[0]
-        c.execute(f"CREATE ROLE {role} LOGIN")
-        c.execute(f"ALTER DATABASE {db} OWNER TO {role}")
-        c.execute(f"ALTER SCHEMA public OWNER TO {role}")
-    app = make_conninfo(dsn, user=role)
+    app = owner_login(dsn)
     with psycopg.connect(app, autocommit=True) as c:
         c.execute(SETUP)
     return dsn, app

@@ -11,23 +11,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
+
+from tests.conftest import owner_login
 
 ROOT = Path(__file__).parent.parent
 
 
 def test_a_shadowed_builtin_never_runs_in_agent19s_sessions(dsn: str, tmp_path: Path) -> None:
-    owner = f"owner_{uuid.uuid4().hex[:8]}"
+    owner_dsn = owner_login(dsn, "owner")
     db = conninfo_to_dict(dsn)["dbname"]
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"CREATE ROLE {owner} LOGIN")
-        c.execute(f"ALTER DATABASE {db} OWNER TO {owner}")
-        c.execute(f"ALTER SCHEMA public OWNER TO {owner}")
-    with psycopg.connect(make_conninfo(dsn, user=owner), autocommit=True) as c:
+    with psycopg.connect(owner_dsn, autocommit=True) as c:
         c.execute("CREATE TABLE orders (id int PRIMARY KEY, amount numeric)")
         c.execute("CREATE FUNCTION public.format_type(oid, integer) RETURNS text LANGUAGE plpgsql AS "
                   "$$ BEGIN RAISE EXCEPTION 'the owner''s format_type ran'; END $$")
