@@ -246,12 +246,6 @@ class Database:
     def read(self) -> Iterator[Connection]:
         """A READ ONLY transaction, whatever the mode; always rolled back at the end."""
         with self._transaction_rolled_back("BEGIN READ ONLY") as conn:
-            # A database owner can put their schema before pg_catalog (ALTER DATABASE … SET search_path =
-            # public, pg_catalog) and shadow built-ins such as format_type(): agent19's catalog queries would
-            # then run their code as agent19's login. Reads create nothing, so pg_catalog comes first here
-            # (only for this transaction: writes and dry runs keep the path, where new objects go).
-            conn.execute("SELECT set_config('search_path', 'pg_catalog, ' || current_setting('search_path'), true)"
-                         " WHERE current_setting('search_path') !~ '^\\s*\"?pg_catalog\"?\\s*(,|$)'")
             yield conn
 
     @contextmanager
