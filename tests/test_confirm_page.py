@@ -36,6 +36,8 @@ def browser() -> Iterator:
                  "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    # after a click the form's POST navigates: look for the next page's elements until it has loaded
+    driver.implicitly_wait(15)
     try:
         yield driver
     finally:
