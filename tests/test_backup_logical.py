@@ -13,10 +13,11 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
+from agent19.db.binaries import pg_binary
 from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer, system_versions
 from agent19.errors import InputError
-from agent19.migrate.scratch import _pg_bin, list_scratch
+from agent19.migrate.scratch import list_scratch
 from agent19.ops.backup_logical import verify_logical
 from tests.conftest import need, run_sql
 
@@ -47,7 +48,7 @@ INSERT INTO archive.events SELECT g, jsonb_build_object('g', g) FROM generate_se
 
 
 def _bin(server: ThrowawayServer, tool: str) -> str:
-    found = _pg_bin(tool, server.major)
+    found = pg_binary(tool, server.major)
     need(found is not None, f"{tool} is not installed")
     return str(found)
 
@@ -170,8 +171,7 @@ def test_refuses_when_the_work_directory_lacks_room(shop, tmp_path):
     tiny = tmp_path / "tiny"
     tiny.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(tiny)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root in a privileged container)")
+    need(mounted.returncode == 0, "cannot mount a small tmpfs here (needs root in a privileged container)")
     try:
         with pytest.raises(InputError) as err:
             verify_logical(_db(shop), restore_into="scratch", jobs=2, work_base=str(tiny))  # dump files needed
