@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 
+from agent19.db.binaries import pg_binary
 from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
-from agent19.migrate.scratch import _pg_bin
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def _age_check(out: dict) -> dict:
 
 
 def test_a_killed_pg_basebackup_is_not_the_newest_backup(pg: ThrowawayServer, tmp_path):
-    basebackup = _pg_bin("pg_basebackup", pg.major)
+    basebackup = pg_binary("pg_basebackup", pg.major)
     need(basebackup is not None, "pg_basebackup is not installed")
     backups = tmp_path / "backups"
     subprocess.run([basebackup, "-D", backups / "complete", "-c", "fast", "-d", pg.dsn], check=True,

@@ -17,15 +17,15 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agent19.db.binaries import pg_binary
 from agent19.db.throwaway import ThrowawayServer
-from agent19.migrate.scratch import _pg_bin
 from tests.conftest import need, run_sql
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bin(server: ThrowawayServer, tool: str) -> str:
-    found = _pg_bin(tool, server.major)
+    found = pg_binary(tool, server.major)
     need(found is not None, f"{tool} is not installed")
     return str(found)
 

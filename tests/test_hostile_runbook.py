@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from agent19.db.binaries import pg_binary
 from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
-from agent19.migrate.scratch import _pg_bin
 from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def _runbook(dsn: str, *args: str) -> str:
 
 
 def test_a_hostile_backup_path_is_one_argument_in_the_pasted_commands(pg: ThrowawayServer, tmp_path):
-    basebackup, verifybackup = _pg_bin("pg_basebackup", pg.major), _pg_bin("pg_verifybackup", pg.major)
+    basebackup, verifybackup = pg_binary("pg_basebackup", pg.major), pg_binary("pg_verifybackup", pg.major)
     need(basebackup is not None and verifybackup is not None, "pg_basebackup/pg_verifybackup not installed")
     marker = tmp_path / "ran"
     # (not $(…): pg_verifybackup itself hands its path to a shell in double quotes, whatever the runbook does)

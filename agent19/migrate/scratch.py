@@ -27,14 +27,12 @@ import logging
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
@@ -43,6 +41,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19 import lifecycle
 from agent19.config import AccessMode
+from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 
@@ -130,21 +129,6 @@ def _target_name(db: Database) -> str:
     return conninfo_to_dict(db.dsn).get("dbname") or os.environ.get("PGDATABASE") or "postgres"
 
 
-def _pg_bin(tool: str, major: int) -> str | None:
-    for candidate in (Path(f"/usr/lib/postgresql/{major}/bin/{tool}"),):
-        if candidate.exists():
-            return str(candidate)
-    try:
-        import pgserver  # the embedded server's binaries (PostgreSQL 16)
-
-        candidate = Path(pgserver.__file__).parent / "pginstall" / "bin" / tool
-        if major <= 16 and candidate.exists():
-            return str(candidate)
-    except ImportError:
-        pass
-    return shutil.which(tool)
-
-
 # A missing object (relation, column, function, type, schema): what an incomplete copy makes fail
 MISSING_OBJECT = {"42P01", "42703", "42883", "42704", "3F000"}
 
@@ -174,7 +158,7 @@ def _schema_copy(source_dsn: str, dest_dsn: str, major: int, skip_extensions: li
     """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
     ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
     object that can be made is made and the errors are returned."""
-    pg_dump, psql = _pg_bin("pg_dump", major), _pg_bin("psql", major)
+    pg_dump, psql = pg_binary("pg_dump", major), pg_binary("psql", major)
     if not pg_dump or not psql:
         return "pg_dump/psql not found"
     # the password travels in PGPASSWORD, never on the command line (readable by every local user)

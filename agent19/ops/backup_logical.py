@@ -39,12 +39,13 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from agent19.config import AccessMode
+from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
-from agent19.migrate.scratch import _pg_bin, drop_leftovers, scratch_database
+from agent19.migrate.scratch import drop_leftovers, scratch_database
 from agent19.ops import backup_compare as cmp
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_space import dir_bytes, require_free, server_free_bytes
@@ -57,7 +58,7 @@ Progress = Callable[[float, float | None, str | None], None]
 
 
 def _binary(tool: str, major: int) -> str:
-    found = _pg_bin(tool, major)
+    found = pg_binary(tool, major)
     if not found:
         raise InputError(f"{tool} not found", f"install the PostgreSQL {major} client programs "
                          f"(Debian: postgresql-client-{major})")
@@ -155,7 +156,7 @@ def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, note
     if restore_into == "cluster":
         return "cluster"
     tight = free is not None and total is not None and (free - size < max(total * 0.1, 1024**3))
-    has_binaries = bool(_pg_bin("initdb", major)) and bool(_pg_bin("postgres", major))
+    has_binaries = bool(pg_binary("initdb", major)) and bool(pg_binary("postgres", major))
     if can_scratch and not tight:
         if free is None:
             notes.append("free space on the target's disk is not visible to agent19 (remote server or no "

@@ -30,12 +30,12 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
-from agent19.migrate.scratch import _pg_bin
 from agent19.ops import backup_compare as cmp
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_space import dir_bytes, require_free
@@ -47,7 +47,7 @@ _QUOTED = re.compile(r'"([^"]+)"')
 
 
 def binary(tool: str, major: int) -> Path:
-    found = _pg_bin(tool, major)
+    found = pg_binary(tool, major)
     if not found:
         raise InputError(f"{tool} not found",
                          f"install the PostgreSQL {major} server programs (Debian: postgresql-{major})")

@@ -16,9 +16,9 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import BaseModel, Field, ValidationError
 
+from agent19.db.binaries import pg_binary
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.scratch import _pg_bin
 from agent19.ops.archiver import archiver_status
 from agent19.ops.backup_model import VerifyResult
 from agent19.report.render import environment
@@ -54,7 +54,7 @@ def _without_password(dsn: str, **overrides: str) -> str:
 
 
 def _bindir(major: int) -> str:
-    found = _pg_bin("pg_restore", major)
+    found = pg_binary("pg_restore", major)
     return str(Path(found).parent) if found else f"/usr/lib/postgresql/{major}/bin"
 
 
