@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -26,12 +25,13 @@ from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops import backup_archive as arch
 from agent19.ops.archiver import ArchiverStatus, archiver_status
+from agent19.ops.health_model import Status, grade, worst
+from agent19.ops.health_thresholds import HealthThresholds
 from agent19.units import human_duration
 
-Status = Literal["ok", "warning", "critical", "unknown"]
-RANK = {"ok": 0, "unknown": 1, "warning": 2, "critical": 3}
-READY_WARNING, READY_CRITICAL = 10, 15
-FAILURE_WINDOW_S = 3600
+_DEFAULTS = HealthThresholds()  # the same archiving limits as health_check's `archiving` check
+READY_WARNING, READY_CRITICAL = _DEFAULTS.archive_ready_warning, _DEFAULTS.archive_ready_critical
+FAILURE_WINDOW_S = _DEFAULTS.archive_failure_window_s
 
 
 class StatusCheck(BaseModel):
@@ -88,8 +88,7 @@ def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]
         out.append(StatusCheck(check="archive_ready", status="unknown", message="segments waiting to be archived: "
                                "unknown — needs superuser or pg_monitor (pg_ls_archive_statusdir)"))
     else:
-        level: Status = "critical" if a.ready_count >= READY_CRITICAL else \
-            "warning" if a.ready_count >= READY_WARNING else "ok"
+        level = grade(a.ready_count, READY_WARNING, READY_CRITICAL)
         out.append(StatusCheck(check="archive_ready", status=level, value=a.ready_count,
                                threshold=f"warning ≥ {READY_WARNING}, critical ≥ {READY_CRITICAL}",
                                message=f"{a.ready_count} WAL segment(s) waiting to be archived",
@@ -191,10 +190,10 @@ def backup_status(db: Database, *, rpo: str | None = None, pgbackrest_info: str 
     scan = arch.scan_archive(Path(archive_dir), a.wal_segment_bytes) if archive_dir else None
     if scan:
         checks.append(_gap_check(scan))
-    worst = max((c.status for c in checks), key=lambda s: RANK[s])
+    status = worst([c.status for c in checks])
     bad = [c for c in checks if c.status in ("warning", "critical")]
-    summary = f"backups and archiving: {worst}" + (": " + "; ".join(c.message for c in bad) if bad else "")
-    return BackupStatus(status=worst, summary=summary, rpo_s=rpo_s, checks=checks, archiver=a, newest_backup=newest,
+    summary = f"backups and archiving: {status}" + (": " + "; ".join(c.message for c in bad) if bad else "")
+    return BackupStatus(status=status, summary=summary, rpo_s=rpo_s, checks=checks, archiver=a, newest_backup=newest,
                         backups=backups, archive=scan)
 
 
