@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.optimize.advisor import Advice, advise
@@ -10,21 +10,16 @@ from agent19.optimize.explain import one_statement
 from agent19.optimize.workload import OrderBy, top_queries
 from agent19.safety import gate
 from agent19.safety.readonly import ReadOnlyViolation
-from agent19.tools.explain import Param, bound_text
+from agent19.tools.explain import BoundParams, bound_text
 from agent19.tools.registry import ToolContext, tool
 
 
 class AdviseArgs(BaseModel):
     sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed",
                      json_schema_extra=gate.user_sql("statement"))
-    parameters: list[Param] = Field(
+    parameters: BoundParams = Field(
         default=[], description="values for $1, $2 … (without them: the generic plan; numbers and booleans "
         "accepted; null is SQL NULL)")
-
-    @field_validator("parameters", mode="after")
-    @classmethod
-    def _as_text(cls, v: list[Param]) -> list[Param]:
-        return list(bound_text(v))
     min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from agent19.optimize.diagnostics import Diagnostic, diagnose
 from agent19.optimize.explain import Execution, StatementKind, explain
@@ -30,18 +30,16 @@ def bound_text(values: list[Param]) -> list[str | None]:
     return [text(p) for p in values]
 
 
+BoundParams = Annotated[list[Param], AfterValidator(bound_text)]
+"""Values for $1, $2 … as an argument field: accepted as clients send them, held as :func:`bound_text`."""
+
+
 class ExplainArgs(BaseModel):
     sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters",
                      json_schema_extra=gate.user_sql("statement"))
-    parameters: list[Param] = Field(
+    parameters: BoundParams = Field(
         default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted; "
         "null is SQL NULL)")
-
-    @field_validator("parameters", mode="after")
-    @classmethod
-    def _as_text(cls, v: list[Param]) -> list[Param]:
-        """MCP clients send JSON numbers for numeric values: bind them as the text PostgreSQL reads."""
-        return list(bound_text(v))
     analyze: bool = Field(default=True, description="run the statement to measure it (writes only in dry-run or "
                           "execute mode, always rolled back); false: estimated plan only")
     generic_plan: bool = Field(default=False, description="plan $n placeholders without values (PostgreSQL 16+)")
