@@ -48,18 +48,26 @@ def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
         [sys.executable, *serve_args("--http", "--port", str(port), *args)],
         env={**os.environ, **TEST_FILES, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
+    with listening(proc, "127.0.0.1", port) as url:
+        yield url
+
+
+@contextmanager
+def listening(proc: subprocess.Popen[bytes], host: str, port: int) -> Iterator[str]:
+    """Wait until ``proc`` (an ``agent19 serve --http`` with its output piped) accepts connections on
+    ``host:port``; yield its MCP URL; stop it afterwards."""
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                with socket.create_connection((host, port), timeout=0.5):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
                     raise RuntimeError(f"agent19 serve --http did not start:\n{out}") from None
                 time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield f"http://{host}:{port}/mcp"
     finally:
         proc.terminate()
         try:

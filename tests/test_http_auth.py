@@ -25,6 +25,7 @@ import pytest
 from agent19.db.throwaway import free_port
 from agent19.http_auth import configure, is_loopback
 from tests.conftest import need
+from tests.mcp_client import listening
 
 ROOT = Path(__file__).parent.parent
 CLIENT = Path(__file__).parent / "http_auth_client.py"
@@ -49,25 +50,8 @@ def _clean_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def _running(host: str, *args: str, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
-    proc = _serve(host, port, *args, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection((host, port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                    raise RuntimeError(f"agent19 serve --http did not start:\n{out}") from None
-                time.sleep(0.2)
-        yield f"http://{host}:{port}/mcp"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with listening(_serve(host, port, *args, env=env), host, port) as url:
+        yield url
 
 
 def _probe(url: str, token: str, netns: str | None = None) -> dict[str, dict[str, object]]:
