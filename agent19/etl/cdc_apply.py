@@ -43,10 +43,6 @@ class Applied:
     missing: list[str] = field(default_factory=list)
 
 
-def qualified(schema: str, table: str) -> str:
-    return f"{schema}.{table}"
-
-
 def target(conn: Connection, name: str) -> Target:
     schema, _, table = name.rpartition(".")
     ident = sql.Identifier(schema or "public", table)

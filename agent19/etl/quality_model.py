@@ -39,8 +39,6 @@ from agent19.errors import InputError
 COLUMN_METRICS = {"row_count", "missing_count", "missing_percent", "invalid_count", "invalid_percent",
                   "freshness", "sum", "avg", "min", "max"}
 """Kinds measured by the table's single aggregate query."""
-ROW_KINDS = {"missing_count", "missing_percent", "invalid_count", "invalid_percent", "duplicate_count", "orphans"}
-"""Kinds whose failures are rows, named by key."""
 
 # -- thresholds -------------------------------------------------------------------------------
 

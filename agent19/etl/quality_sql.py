@@ -28,8 +28,6 @@ from agent19.db.models import Table
 from agent19.errors import InputError
 from agent19.etl.quality_model import Aggregate, Duplicates, Freshness, Invalid, Missing, Orphans, RowCount
 
-Composed = sql.Composable
-
 
 def condition(text: str, where: str) -> sql.Composable:
     """A user's filter as exactly one SQL boolean expression, re-printed from its parse tree."""
