@@ -323,7 +323,7 @@ def _row_check(run: _Run, conn: Connection, relations: dict[str, Relation | None
     else:
         raise TypeError(check.check)
     if isinstance(listing, str):
-        total, keys = _custom_rows(run, conn, listing)
+        total, keys = run.keys(conn, sql.SQL(listing), 0, True)  # its rows in the query's own order
     elif target.key:
         total, keys = run.keys(conn, listing, len(target.key), target.user_sql)
     else:  # a view without a key: count only
@@ -334,20 +334,6 @@ def _row_check(run: _Run, conn: Connection, relations: dict[str, Relation | None
                    failing_keys=keys if status != "pass" else [], keys_capped=total > len(keys) and status != "pass",
                    query=query_text, message=judged or note,
                    key_columns=[] if isinstance(listing, str) else target.key)
-
-
-def _custom_rows(run: _Run, conn: Connection, statement: str) -> tuple[int, list[Any]]:
-    """A sql check's rows: the count of all, the first ``max_keys`` in the query's own order."""
-    wrapped = sql.SQL("SELECT l.*, count(*) OVER () AS agent19_total FROM ({}\n) AS l").format(sql.SQL(statement))
-    if run.max_keys > 0:
-        wrapped = sql.SQL("{} LIMIT {}").format(wrapped, sql.Literal(run.max_keys))
-    rows = run.fetch(conn, wrapped, True)
-    total = int(rows[0]["agent19_total"]) if rows else 0
-    keys = []
-    for r in rows:
-        values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
-        keys.append(values[0] if len(values) == 1 else values)
-    return total, keys
 
 
 def run_checks(db: Database, checks: ChecksFile, *, max_keys: int = 100) -> QualityReport:
