@@ -52,6 +52,12 @@ class ArchiverStatus(BaseModel):
         command = self.archive_command.strip()
         return self.archive_mode != "off" and (bool(self.archive_library) or bool(command and command != "(disabled)"))
 
+    @property
+    def failing(self) -> bool:
+        """The last attempt failed: no success since the last failure."""
+        return self.last_failed_time is not None and (
+            self.last_archived_time is None or self.last_failed_time > self.last_archived_time)
+
     def age_s(self, moment: datetime | None) -> float | None:
         return None if moment is None else max(0.0, (self.now - moment).total_seconds())
 

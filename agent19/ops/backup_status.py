@@ -95,8 +95,7 @@ def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]
                                fix=None if level == "ok" else "the archiver is failing or too slow: check "
                                "archive_failures and the archive's storage"))
     age = a.age_s(a.last_archived_time)
-    waiting = bool(a.ready_count) or (a.last_failed_time is not None and (
-        a.last_archived_time is None or a.last_failed_time > a.last_archived_time))
+    waiting = bool(a.ready_count) or a.failing
     if age is None:
         status: Status = "warning" if a.configured and waiting else "unknown" if a.configured else "ok"
         out.append(StatusCheck(check="last_archived_age", status=status if a.archive_mode != "off" else "critical",

@@ -174,8 +174,7 @@ def _archiver(probe: Probe) -> Archiver:
         mode=a.archive_mode, configured=a.configured, archived_count=a.archived_count,
         last_archived_wal=a.last_archived_wal, last_archived_age_s=a.age_s(a.last_archived_time),
         failed_count=a.failed_count, last_failed_wal=a.last_failed_wal, last_failed_age_s=a.age_s(a.last_failed_time),
-        failing=a.last_failed_time is not None and (a.last_archived_time is None
-                                                    or a.last_failed_time > a.last_archived_time),
+        failing=a.failing,
         ready_segments=a.ready_count, stats_reset=str(a.stats_reset) if a.stats_reset else None,
     )
 
