@@ -63,9 +63,6 @@ from agent19.migrate.plan_model import ValidationCheck
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
 
 Progress = Callable[[float, float | None, str | None], None]
-CLUSTER_WIDE = {"AlterSystemStmt", "CreatedbStmt", "DropdbStmt", "CreateTableSpaceStmt", "DropTableSpaceStmt",
-                "AlterTableSpaceOptionsStmt", "CreateSubscriptionStmt", "AlterSubscriptionStmt",
-                "DropSubscriptionStmt"}
 _CONCURRENTLY = re.compile(r"^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
 
 
@@ -236,7 +233,7 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
 
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
-                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked] | None = None) -> None:
+                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked]) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun_cluster`), nor one the server shows
     writing a shared catalog (rolled back to its savepoint)."""
@@ -257,16 +254,12 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         if stmt.node == "TransactionStmt":
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
             continue
-        if stmt.index in (blocked or {}):
-            why = (blocked or {})[stmt.index]
+        if (why := blocked.get(stmt.index)) is not None:
             res.ran_in, res.note = "skipped", why.note
             if why.refused:
                 res.error = _error(stmt, message=why.note)
             elif why.untested:
                 res.untested = why.note
-            continue
-        if stmt.node in CLUSTER_WIDE:
-            res.ran_in, res.note = "skipped", "acts on the whole server, not one database: never run by a dry run"
             continue
         if _needs_scratch(stmt, ops):
             res.ran_in, res.note = "scratch", "cannot run in a transaction block: runs in a scratch database"

@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import observe
-from agent19.migrate.dryrun import CLUSTER_WIDE, _error
+from agent19.migrate.dryrun import _error
 from agent19.migrate.dryrun_cluster import guarded, shared_writes
 from agent19.migrate.dryrun_model import ScratchInfo, StatementResult
 from agent19.migrate.model import Operation
@@ -127,8 +127,9 @@ def run_in_scratch(
             conn.execute(f"SET statement_timeout = {int(timeout)}")
             for stmt in statements[: last + 1]:
                 res = results[stmt.index]
-                if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE or res.ran_in == "skipped":
-                    continue  # never replayed: statements the target's pass did not run (cluster-wide, refused)
+                if res.ran_in == "skipped":
+                    continue  # never replayed: statements the target's pass did not run (transaction control,
+                    # cluster-wide, refused)
                 ops = preds.get(stmt.index, [])
                 if stmt.index in scratch_needed or measure_blocking:
                     progress(stmt.index, len(statements), f"statement {stmt.index + 1} in scratch database")

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
-from agent19.migrate.dryrun import CLUSTER_WIDE, _error, refuse_standby
+from agent19.migrate.dryrun import _error, refuse_standby
 from agent19.migrate.dryrun_cluster import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError
 from agent19.migrate.files import has_non_transactional
@@ -35,7 +35,7 @@ def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoint
     shows writing a shared catalog (its savepoint, or in a scratch database its own transaction)."""
     errors = []
     for stmt in statements:
-        if stmt.node == "TransactionStmt" or stmt.node in CLUSTER_WIDE:
+        if stmt.node == "TransactionStmt":
             continue
         if stmt.index in blocked:
             if blocked[stmt.index].refused:
