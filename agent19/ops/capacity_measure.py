@@ -46,8 +46,7 @@ SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS mea
        current_database() AS database, pg_database_size(current_database()) AS database_bytes,
        (SELECT sum(pg_database_size(oid)) FROM pg_database
          WHERE datallowconn AND (has_database_privilege(oid, 'CONNECT')
-                                 OR pg_has_role('pg_read_all_stats', 'USAGE')))::bigint AS cluster_bytes,
-       (SELECT stats_reset::text FROM pg_stat_database WHERE datname = current_database()) AS stats_reset"""
+                                 OR pg_has_role('pg_read_all_stats', 'USAGE')))::bigint AS cluster_bytes"""
 Q_SYSID = "SELECT system_identifier::text AS id FROM pg_control_system()"
 Q_READING = """
 SELECT d.xact_commit AS commits, d.xact_rollback AS rollbacks, d.tup_inserted AS inserted,
@@ -178,6 +177,6 @@ def measure(probe: Probe, *, window_s: float = 5, largest: int = 10, statements:
         tables=len(tables), largest=objects[:largest], connections_used=conn.value["used"],
         max_connections=conn.value["max"], superuser_reserved_connections=conn.value["reserved"],
         cache_hit_pct=round(100 * hit / total_blocks, 2) if total_blocks else None,
-        stats_reset=server["stats_reset"], top_statements=top, statements_unavailable=why, rates=rates,
+        stats_reset=f.db_stats_reset, top_statements=top, statements_unavailable=why, rates=rates,
         cannot_see=cannot_see,
     )
