@@ -204,15 +204,20 @@ def _function_name(f: dict[str, Any]) -> str:
     return qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1].lower()
 
 
+def _check_call(node: str, f: dict[str, Any]) -> None:
+    """One node of a walk: a deny-listed relation read or function called."""
+    if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
+        raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
+                      "read pg_roles for roles; password hashes are never returned")
+    if node == "FuncCall" and denied_function(name := _function_name(f)):
+        raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
+                      "locks, SQL run from strings)")
+
+
 def check_calls(tree: Any) -> None:
-    """Deny-listed functions, relations and columns anywhere in ``tree`` (no statement-kind checks)."""
+    """Deny-listed functions and relations anywhere in ``tree`` (no statement-kind or column checks)."""
     for node, f in walk(tree):
-        if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
-            raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
-                          "read pg_roles for roles; password hashes are never returned")
-        if node == "FuncCall" and denied_function(_function_name(f)):
-            raise _refuse(f"{_function_name(f)}() is not allowed in read-only mode (server files, other sessions, "
-                          "settings, locks, SQL run from strings)")
+        _check_call(node, f)
 
 
 def check_tree(tree: Any) -> None:
@@ -222,18 +227,11 @@ def check_tree(tree: Any) -> None:
                           else f"a data-modifying {node.removesuffix('Stmt').upper()} inside the query")
         if node == "SelectStmt" and f.get("intoClause"):
             raise _refuse("SELECT … INTO creates a table")
-        if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
-            raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
-                          "read pg_roles for roles; password hashes are never returned")
         if node == "ColumnRef":
             names = {p.get("String", {}).get("sval") for p in f.get("fields", [])}
             if names & DENIED_COLUMNS:
                 raise _refuse(f"column {', '.join(sorted(n for n in names & DENIED_COLUMNS if n))} holds credentials")
-        if node == "FuncCall":
-            name = _function_name(f)
-            if denied_function(name):
-                raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
-                              "locks, SQL run from strings)")
+        _check_call(node, f)
 
 
 def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = False) -> None:
