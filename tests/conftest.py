@@ -143,3 +143,10 @@ def dsn_any(pg_any: ThrowawayServer) -> Iterator[str]:
 def run_sql(dsn: str, sql: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(sql)
+
+
+def one(dsn: str, sql: str) -> Any:
+    """The first column of the first row ``sql`` returns (None when it returns no row)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(sql).fetchone()
+    return row[0] if row else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
-from tests.conftest import need
+from tests.conftest import need, one, until
 
 ROOT = Path(__file__).parent.parent
 
@@ -34,13 +33,8 @@ def pair() -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
         try:
             with psycopg.connect(primary.dsn, autocommit=True) as c:
                 c.execute("CREATE ROLE nomon LOGIN; CREATE ROLE mon LOGIN IN ROLE pg_monitor")
-            deadline = time.monotonic() + 30
-            while True:  # the roles have reached the standby
-                with psycopg.connect(standby.dsn, autocommit=True) as c:
-                    if c.execute("SELECT count(*) FROM pg_roles WHERE rolname = 'mon'").fetchone() == (1,):
-                        break
-                assert time.monotonic() < deadline, "the standby did not replay the roles"
-                time.sleep(0.1)
+            until("the standby to replay the roles", lambda: one(
+                standby.dsn, "SELECT count(*) FROM pg_roles WHERE rolname = 'mon'") == 1, every=0.1)
             yield primary, standby
         finally:
             standby.stop()

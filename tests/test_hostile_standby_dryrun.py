@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
-from tests.conftest import need
+from tests.conftest import need, one, until
 
 ROOT = Path(__file__).parent.parent
 UP = "ALTER TABLE orders ADD COLUMN note text;\nCREATE INDEX orders_note_idx ON orders (note);\n"
@@ -33,13 +32,8 @@ def pair() -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
             c.execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100)")
         standby = start_replica(primary)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                with psycopg.connect(standby.dsn, autocommit=True) as c:
-                    if c.execute("SELECT to_regclass('orders') IS NOT NULL").fetchone() == (True,):
-                        break
-                assert time.monotonic() < deadline, "the standby did not replay the table"
-                time.sleep(0.1)
+            until("the standby to replay the table", lambda: one(
+                standby.dsn, "SELECT to_regclass('orders') IS NOT NULL") is True, every=0.1)
             yield primary, standby
         finally:
             standby.stop()

@@ -31,19 +31,13 @@ from agent19.ops.health_model import HealthReport
 from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import HealthThresholds
 from agent19.ops.replication import replication_status
-from tests.conftest import _fresh_database, _server, need
+from tests.conftest import _fresh_database, _server, need, one
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).parent.parent
 FAST = {"long_query_s": 1, "idle_in_transaction_s": 1, "blocked_s": 1, "prepared_xact_s": 1}
 CONTRACT = {"check", "status", "value", "threshold", "evidence", "fix", "objects"}
-
-
-def _one(dsn: str, sql: str) -> Any:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        row = c.execute(sql).fetchone()
-    return row[0] if row else None
 
 
 def health(dsn: str, only: list[str] | None = None, **thresholds: Any) -> HealthReport:
@@ -130,7 +124,7 @@ def planted(server: ThrowawayServer) -> Iterator[Planted]:
                 c.execute("CREATE UNIQUE INDEX CONCURRENTLY dupi_v ON dupi (v)")  # leaves dupi_v INVALID
             c.execute("SELECT pg_stat_force_next_flush()")
         _until("the dead tuples in the statistics",
-               lambda: _one(dsn, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dead'") == 30000)
+               lambda: one(dsn, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'dead'") == 30000)
         idle = connect()
         idle.execute("SELECT count(*) FROM narrow")  # then idle in transaction
         idle_pid = idle.info.backend_pid
@@ -146,7 +140,7 @@ def planted(server: ThrowawayServer) -> Iterator[Planted]:
             t.start()
             threads.append(t)
             pid = conn.info.backend_pid
-            _until(f"pid {pid} to wait", lambda pid=pid: _one(
+            _until(f"pid {pid} to wait", lambda pid=pid: one(
                 dsn, f"SELECT cardinality(pg_blocking_pids({pid})) > 0"))
         time.sleep(1.5)  # every planted session past the 1 s thresholds
         yield Planted(dsn=dsn, clean_dsn=clean_dsn, idle_pid=idle_pid,
