@@ -156,6 +156,10 @@ class DryRunStatement(BaseModel):
     not_observed: str | None = Field(default=None, description="what the dry run could not observe for this "
                                      "statement (then observed_lock is None and the prediction is cited)")
 
+    def lock_seen(self) -> str:
+        """The observed lock, or why it was not observed (never a partial observation)."""
+        return f"not observed ({self.not_observed})" if self.not_observed else self.observed_lock or "none"
+
 
 class DryRunEvidence(BaseModel):
     """What the documents cite from a dry run (``test_migration``). Absent means "not run"."""

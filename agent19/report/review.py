@@ -8,7 +8,7 @@ find out. :class:`~agent19.report.model.ReviewItem` refuses ``satisfied`` withou
 from __future__ import annotations
 
 from agent19.migrate.plan_model import MigrationPlan
-from agent19.report.model import ApplicationHandoff, DryRunEvidence, DryRunStatement, ReviewItem, Step
+from agent19.report.model import ApplicationHandoff, DryRunEvidence, ReviewItem, Step
 
 NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run … --mode dry-run`) and pass its result"
 
@@ -39,7 +39,7 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
                 "than predicted at " + ", ".join(f"step {s.order} ({s.observed_lock})" for s in wrong))
         else:
             add("Locks observed on a real server", "satisfied" if dry.statements else "unknown",
-                f"{_dry_when(dry)}: " + ("; ".join(f"step {s.order}: {_seen(s)}"
+                f"{_dry_when(dry)}: " + ("; ".join(f"step {s.order}: {s.lock_seen()}"
                                                    for s in dry.statements) or "no per-statement locks reported"))
     rows = "; ".join(f"step {s.order}: {s.estimated_rows}" for s in steps)
     add("Table sizes are known", "satisfied" if sizes_known else "unknown",
@@ -135,10 +135,3 @@ def gates(steps: list[Step], dry: DryRunEvidence | None, app: ApplicationHandoff
     tested = by_name["Rollback tested"]
     out.append(ReviewItem(name="rollback", status=tested.status, evidence=tested.evidence))
     return out
-
-
-def _seen(s: DryRunStatement) -> str:
-    """A dry-run statement's observed lock, or why it was not observed (never a partial observation)."""
-    if s.not_observed:
-        return f"not observed ({s.not_observed})"
-    return s.observed_lock or "none"

@@ -61,8 +61,7 @@ def _testing(dry: DryRunEvidence | None) -> tuple[list[TestingRow], str]:
             "and pass its result to generate_runbook; until then no test result exists.")
     timings = (f"{dry.total_seconds:.3f} s total" if dry.total_seconds is not None else "not reported") + "".join(
         f"; step {s.order}: {s.seconds:.3f} s" for s in dry.statements if s.seconds is not None)
-    locks = "; ".join(f"step {s.order}: " + (f"not observed ({s.not_observed})" if s.not_observed
-                                              else s.observed_lock or "none") for s in dry.statements) or "not reported"
+    locks = "; ".join(f"step {s.order}: {s.lock_seen()}" for s in dry.statements) or "not reported"
     rollback = {True: "rollback verified", False: "rollback NOT verified", None: "rollback not tested"}[
         dry.rollback_verified]
     return [TestingRow(environment=dry.environment + (f" ({dry.ran_at})" if dry.ran_at else ""),
