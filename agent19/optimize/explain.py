@@ -80,11 +80,6 @@ class ExplainRun(BaseModel):
     offset: int | None = Field(default=None, description="the constant OFFSET of the top-level query, if any")
 
 
-def guard_statement(db: Database, statement: Statement, purpose: gate.Purpose) -> None:
-    """The choke point for the statement EXPLAIN runs or plans (:func:`agent19.safety.gate.admit`)."""
-    gate.admit(db, statement.sql, purpose)
-
-
 def one_statement(text: str) -> Statement:
     stmts = parse_sql(text)
     if not stmts:
@@ -226,11 +221,11 @@ def explain(
     elif analyze:
         execution = "analyze_rolled_back" if kind == "write" else "analyze"
     # Even a plain EXPLAIN evaluates immutable calls while planning: every path goes through the gate.
-    guard_statement(db, stmt, gate.Purpose.TRIAL if execution == "analyze_rolled_back"
-                    else gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
+    gate.admit(db, stmt.sql, gate.Purpose.TRIAL if execution == "analyze_rolled_back"
+               else gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
     if execution == "analyze_rolled_back":
         # the write is planned too: nothing in it may call a denied function
-        guard_statement(db, stmt, gate.Purpose.PLAN)
+        gate.admit(db, stmt.sql, gate.Purpose.PLAN)
 
     def session() -> AbstractContextManager[Connection]:
         return db.rolled_back() if execution == "analyze_rolled_back" else gate.reader(db)

@@ -42,19 +42,21 @@ def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20)
             raise InputError("pg_stat_statements is not installed on this server",
                              "install PostgreSQL's contrib package (the embedded server has none)")
         if row["preloaded"] is False:
-            raise InputError("pg_stat_statements is not in shared_preload_libraries",
-                             "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements")
+            raise _not_preloaded()
         if not row["installed"]:
             raise InputError("the pg_stat_statements extension is not created in this database",
                              "run CREATE EXTENSION pg_stat_statements (a DBA, once per database)")
         try:
             rows = _top(conn, order_by, limit)
         except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via shared_preload_libraries"
-            raise InputError("pg_stat_statements is not in shared_preload_libraries",
-                             "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements"
-                             ) from None
+            raise _not_preloaded() from None
     return [WorkloadQuery(sql=r["query"], calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
             for r in rows]
+
+
+def _not_preloaded() -> InputError:
+    return InputError("pg_stat_statements is not in shared_preload_libraries",
+                      "add it to shared_preload_libraries, restart, then CREATE EXTENSION pg_stat_statements")
 
 
 def _top(conn: Any, order_by: OrderBy, limit: int) -> list[dict[str, Any]]:
