@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, target
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, split_table, target
 
 PLUGIN = "wal2json"
 SLOT_PREFIX = "agent19_"
@@ -92,11 +92,6 @@ def _escape(part: str) -> str:
     return "".join("\\" + ch if ch in ",.\\* " else ch for ch in part)
 
 
-def _split(name: str) -> tuple[str, str]:
-    schema, _, table = name.rpartition(".")
-    return schema or "public", table
-
-
 class CdcRun:
     def __init__(self, source: Database, dest: Connection, *, slot: str, tables: list[str], state_schema: str,
                  batch_changes: int, retained_warn_bytes: int):
@@ -106,7 +101,7 @@ class CdcRun:
         if not tables:
             raise InputError("no table to capture", "name them, e.g. --tables public.orders public.customers")
         self.source, self.dest, self.slot = source, dest, slot
-        self.tables = [".".join(_split(t)) for t in tables]
+        self.tables = [qualified(t) for t in tables]
         self.schema = sql.Identifier(state_schema)
         self.batch = batch_changes
         self.warn_bytes = retained_warn_bytes
@@ -177,10 +172,9 @@ class CdcRun:
 
     def _copy(self, src: psycopg.Connection[Any], t: Target) -> int:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
-        schema, table = _split(t.name)
         self.dest.execute(sql.SQL("DELETE FROM {}").format(t.ident))
         n = 0
-        read = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, sql.Identifier(schema, table))
+        read = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, t.ident)
         write = sql.SQL("COPY {} ({}) FROM STDIN").format(t.ident, cols)
         with src.cursor() as out, self.dest.cursor() as into, out.copy(read) as c1, into.copy(write) as c2:
             for data in c1:
@@ -203,7 +197,7 @@ class CdcRun:
         """Whole transactions (at most about ``batch`` changes) committed up to the WAL flushed now; with that
         position when decoding reached it (fewer changes than the limit): nothing committed before it is left."""
         options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "0",
-                   "add-tables", ",".join(".".join(_escape(p) for p in _split(t)) for t in self.tables)]
+                   "add-tables", ",".join(".".join(_escape(p) for p in split_table(t)) for t in self.tables)]
         conn = self.src()
         flushed = conn.execute("SELECT pg_current_wal_flush_lsn()::text AS lsn").fetchone()
         upto = flushed["lsn"] if flushed else None

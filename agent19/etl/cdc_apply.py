@@ -43,9 +43,19 @@ class Applied:
     missing: list[str] = field(default_factory=list)
 
 
-def target(conn: Connection, name: str) -> Target:
+def split_table(name: str) -> tuple[str, str]:
+    """``schema.table``, or ``table`` in public, as (schema, table); quotes are not interpreted."""
     schema, _, table = name.rpartition(".")
-    ident = sql.Identifier(schema or "public", table)
+    return schema or "public", table
+
+
+def qualified(name: str) -> str:
+    """``name`` as ``schema.table`` (public when it names no schema)."""
+    return ".".join(split_table(name))
+
+
+def target(conn: Connection, name: str) -> Target:
+    ident = sql.Identifier(*split_table(name))
     rows = conn.execute(Q_TABLE, (ident.as_string(conn),)).fetchall()
     if not rows:
         raise InputError(f"the destination has no table {name}",

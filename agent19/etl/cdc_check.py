@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.db.connection import Database
+from agent19.etl.cdc_apply import qualified
 
 Q_SETTINGS = """
 SELECT current_setting('wal_level') AS wal_level,
@@ -43,16 +44,11 @@ class CdcReadiness(BaseModel):
     findings: list[Finding]
 
 
-def _ident(name: str) -> str:
-    schema, _, table = name.rpartition(".")
-    return f"{schema or 'public'}.{table}"
-
-
 def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc") -> CdcReadiness:
     out: list[Finding] = []
     with db.read() as conn:
         s = conn.execute(Q_SETTINGS).fetchone()
-        rows = conn.execute(Q_TABLES, (publication, [_ident(t) for t in tables])).fetchall()
+        rows = conn.execute(Q_TABLES, (publication, [qualified(t) for t in tables])).fetchall()
         idle = conn.execute(Q_IDLE_SLOTS).fetchall()
     assert s is not None
     ok = s["wal_level"] == "logical"

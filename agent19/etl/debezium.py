@@ -17,6 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
+from agent19.etl.cdc_apply import qualified
 from agent19.etl.cdc_check import CdcReadiness
 
 HEARTBEAT_TABLE = "agent19_etl.debezium_heartbeat"
@@ -36,11 +37,6 @@ def _parts(dsn: str) -> dict[str, str]:
             "user": params.get("user", "postgres"), "dbname": params.get("dbname", params.get("user", "postgres"))}
 
 
-def _qualified(name: str) -> str:
-    schema, _, table = name.rpartition(".")
-    return f"{schema or 'public'}.{table}"
-
-
 def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness, *, name: str, topic_prefix: str,
                     slot: str, publication: str, sink_dsn: str | None, heartbeat_ms: int = 10_000,
                     snapshot_mode: str = "initial") -> DebeziumConfig:
@@ -52,7 +48,7 @@ def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness,
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", topic_prefix):
         raise InputError(f"topic prefix {topic_prefix!r} is not a valid Kafka topic name part", "e.g. shop")
     src = _parts(source_dsn)
-    names = [_qualified(t) for t in tables]
+    names = [qualified(t) for t in tables]
     source = {
         "name": f"{name}-source",
         "config": {
