@@ -48,14 +48,11 @@ def cache_hit(probe: Probe) -> list[Check]:
 
 def checkpoints(probe: Probe) -> list[Check]:
     t = probe.thresholds
-    if probe.facts.version_num >= 170000:
-        sql = """SELECT num_timed AS timed, num_requested AS requested, stats_reset::text AS stats_reset,
+    timed, requested, view = ("num_timed", "num_requested", "pg_stat_checkpointer") \
+        if probe.facts.version_num >= 170000 else ("checkpoints_timed", "checkpoints_req", "pg_stat_bgwriter")
+    sql = f"""SELECT {timed} AS timed, {requested} AS requested, stats_reset::text AS stats_reset,
        current_setting('max_wal_size') AS max_wal_size, current_setting('checkpoint_timeout') AS checkpoint_timeout
-  FROM pg_stat_checkpointer"""
-    else:
-        sql = """SELECT checkpoints_timed AS timed, checkpoints_req AS requested, stats_reset::text AS stats_reset,
-       current_setting('max_wal_size') AS max_wal_size, current_setting('checkpoint_timeout') AS checkpoint_timeout
-  FROM pg_stat_bgwriter"""
+  FROM {view}"""
     r = probe.rows(sql)[0]
     total = r["timed"] + r["requested"]
     pct = round(100 * r["requested"] / total, 1) if total else None
