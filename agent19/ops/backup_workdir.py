@@ -252,10 +252,6 @@ def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
         wd.cleanup()
 
 
-def free_bytes(path: Path) -> int:
-    return shutil.disk_usage(path).free
-
-
 def _cleanup_active() -> None:
     with _LOCK:
         active = list(_ACTIVE.values())
