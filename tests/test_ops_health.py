@@ -31,6 +31,7 @@ from agent19.ops.health_model import HealthReport
 from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import HealthThresholds
 from agent19.ops.replication import replication_status
+from agent19.ops.replication_model import ReplicationStatus
 from tests.conftest import _fresh_database, _server, need, one
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
@@ -45,6 +46,16 @@ def health(dsn: str, only: list[str] | None = None, **thresholds: Any) -> Health
     try:
         return health_check(db, HealthThresholds(**thresholds), only=only)
     finally:
+        db.close()
+
+
+def status(dsn: str, **thresholds: Any) -> ReplicationStatus:
+    db = Database(Settings.load(dsn=dsn, env={}))
+    probe = Probe.open(db, HealthThresholds(**thresholds))
+    try:
+        return replication_status(probe)
+    finally:
+        probe.close()
         db.close()
 
 
@@ -321,14 +332,8 @@ def test_the_embedded_server_has_no_standby_and_says_so() -> None:
         assert "no standby" in report.check("failover_readiness").message
         assert "archive_mode is off" in report.check("archiving").message
         assert [c.check for c in report.checks if c.status in ("critical", "unknown")] == []
-        db = Database(Settings.load(dsn=dsn, env={}))
-        probe = Probe.open(db, HealthThresholds())
-        try:
-            status = replication_status(probe)
-        finally:
-            probe.close()
-            db.close()
-        assert status.role == "primary" and status.standbys == [] and status.slots == []
-        assert any("no standby" in n for n in status.notes)
+        replication = status(dsn)
+        assert replication.role == "primary" and replication.standbys == [] and replication.slots == []
+        assert any("no standby" in n for n in replication.notes)
     finally:
         next(gen, None)

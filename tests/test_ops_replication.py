@@ -21,18 +21,12 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent19.config import Settings
-from agent19.db.connection import Database
 from agent19.db.throwaway import SYSTEM_ROOT, ThrowawayServer, start_replica, start_system, system_versions
-from agent19.ops.health import health_check
-from agent19.ops.health_model import HealthReport
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import HealthThresholds
-from agent19.ops.replication import replication_status
 from agent19.ops.replication_model import ReplicationStatus
 from tests.conftest import need
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
+from tests.test_ops_health import _alarms, health, status
 
 REPLICATION_CHECKS = ["replication_lag", "failover_readiness", "replication_slots", "archiving", "standby_replay"]
 
@@ -75,24 +69,6 @@ def cluster() -> Iterator[Cluster]:
         primary.stop()
 
 
-def status(dsn: str, **thresholds: Any) -> ReplicationStatus:
-    db = Database(Settings.load(dsn=dsn, env={}))
-    probe = Probe.open(db, HealthThresholds(**thresholds))
-    try:
-        return replication_status(probe)
-    finally:
-        probe.close()
-        db.close()
-
-
-def health(dsn: str, only: list[str] | None = None, **thresholds: Any) -> HealthReport:
-    db = Database(Settings.load(dsn=dsn, env={}))
-    try:
-        return health_check(db, HealthThresholds(**thresholds), only=only)
-    finally:
-        db.close()
-
-
 def _caught_up(primary: ThrowawayServer) -> bool:
     return bool(_run(primary.dsn, "SELECT coalesce(bool_and(replay_lsn >= pg_current_wal_lsn()), false) "
                                   "FROM pg_stat_replication WHERE application_name <> 'pg_recvlogical'")[0])
@@ -103,10 +79,6 @@ def _status_caught_up(primary: ThrowawayServer) -> ReplicationStatus | None:
     records, autovacuum — so poll for such a moment rather than assume it lasts)."""
     got = status(primary.dsn)
     return got if got.standbys and got.standbys[0].replay_lag_bytes == 0 else None
-
-
-def _alarms(report: HealthReport) -> list[str]:
-    return [f"{c.check}: {c.status}: {c.message}" for c in report.checks if c.status != "ok"]
 
 
 def test_clean_cluster_primary_and_standby_raise_nothing(cluster: Cluster) -> None:
