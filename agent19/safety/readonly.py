@@ -239,5 +239,5 @@ def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = Fals
     operators, casts and function bodies (:mod:`agent19.safety.readonly_catalog`). ``planning_only``:
     the statement is planned, never executed, so its own volatile calls do not run."""
     resolver = Resolver(conn, _refuse, denied_function=denied_function, denied_relations=DENIED_RELATIONS,
-                        harmless_volatile=HARMLESS_VOLATILE)
+                        denied_columns=DENIED_COLUMNS, harmless_volatile=HARMLESS_VOLATILE)
     resolver.check_statement(statement.tree, planning_only=planning_only)

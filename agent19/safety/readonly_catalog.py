@@ -49,7 +49,6 @@ MAX_FUNCTIONS = 500
 READABLE_LANGUAGES = {"sql", "plpgsql"}
 TRUSTED_CODE = {"c", "internal"}
 ALLOWED_FDWS = {"postgres_fdw"}
-CREDENTIAL_COLUMNS = {"rolpassword", "passwd", "umoptions", "subconninfo"}
 _PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
 _PLPGSQL_QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _PLPGSQL_OPERATOR = re.compile(r"[-+*/<>=~!@#%^&|`?]+")
@@ -178,11 +177,12 @@ class Resolver:
     """Walks from a statement to every function and relation it can run or read; refuses on the way."""
 
     def __init__(self, conn: Any, refuse: Refuse, *, denied_function: Callable[[str], bool],
-                 denied_relations: set[str], harmless_volatile: set[str]) -> None:
+                 denied_relations: set[str], denied_columns: set[str], harmless_volatile: set[str]) -> None:
         self.conn = conn
         self.refuse = refuse
         self.denied_function = denied_function
         self.denied_relations = denied_relations
+        self.denied_columns = denied_columns
         self.harmless_volatile = harmless_volatile
         self.seen_functions: set[int] = set()
         self.seen_relations: set[int] = set()
@@ -294,7 +294,7 @@ class Resolver:
                     raise self.refuse(f"{called[0]}() is not allowed in read-only mode (called by {r['what']}): it "
                                       "reaches server files, other sessions, settings, locks, other servers or runs "
                                       "SQL given as a string", "only reads of data and statistics run here")
-                read = set(_names(f.get("fields", []))) & CREDENTIAL_COLUMNS if node == "ColumnRef" else set()
+                read = set(_names(f.get("fields", []))) & self.denied_columns if node == "ColumnRef" else set()
                 if read:  # (pg_stat_activity joins pg_authid for names: the password column is what counts)
                     raise self.refuse(f"{r['what']} reads {', '.join(sorted(read))}, which holds credentials",
                                       "read pg_roles for roles; password hashes are never returned")
