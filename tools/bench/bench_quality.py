@@ -17,11 +17,10 @@ import argparse
 import os
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+from bench_catalog import best_of  # the sibling script (this directory is on sys.path when run)
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.config import Settings
@@ -104,15 +103,6 @@ def build(dsn: str, rows: int) -> None:
             " now() - (g % 3600) * interval '1 second', 1 + g % 100, (g % 1000) / 1000.0"
             f" FROM generate_series(1, {rows}) g")
         conn.execute("VACUUM ANALYZE bench")
-
-
-def best_of(fn: Callable[[], object], runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
