@@ -53,6 +53,13 @@ _WRITE_MODES = ("RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusi
                 "AccessExclusiveLock")
 _SHARED_OBJECTS = {"OBJECT_DATABASE": "database", "OBJECT_ROLE": "role", "OBJECT_TABLESPACE": "tablespace",
                    "OBJECT_SUBSCRIPTION": "subscription", "OBJECT_PARAMETER_ACL": "parameter"}
+# the write locks this session holds on shared catalogs (constants only: usable without parameters)
+_HELD_SHARED_WRITES = (
+    "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = pg_backend_pid() "
+    "AND l.locktype = 'relation' AND l.database = 0 "
+    f"AND l.mode IN ({', '.join(repr(m) for m in _WRITE_MODES)}) "
+    f"AND c.relname IN ({', '.join(repr(c) for c in SHARED_CATALOGS)})")
+_CALLED = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")  # names called in a function body or DO block
 _REMOTE = re.compile(r"\b(dblink\w*|postgres_fdw\w*)\b", re.IGNORECASE)
 _COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.IGNORECASE | re.DOTALL)
 
@@ -207,7 +214,7 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
             return f"the DO block calls {m[1]}, which a rollback cannot undo"
         if _COPY_OUTSIDE.search(stmt.sql):
             return "the DO block runs COPY to or from a program or a server file, which a rollback cannot undo"
-        funcs |= {w.lower() for w in re.findall(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(", stmt.sql)}
+        funcs |= {w.lower() for w in _CALLED.findall(stmt.sql)}
     seen_f: set[str] = set()
     seen_r: set[str] = set()
     for _ in range(50):
@@ -231,7 +238,7 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
                 return f"function {proname} calls {m[1]}(), which acts outside the transaction"
             if _COPY_OUTSIDE.search(body):
                 return f"function {proname} runs COPY to or from a program or a server file"
-            funcs |= {w.lower() for w in re.findall(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(", body)}
+            funcs |= {w.lower() for w in _CALLED.findall(body)}
         rows = conn.execute(Q_RELATIONS, (sorted(new_r),)).fetchall() if new_r else []
         for relname, relkind, calls, reads in (_row(r, "relname", "relkind", "calls", "reads") for r in rows):
             if relkind == "f":
@@ -277,12 +284,7 @@ def created_functions(stmt: Statement) -> dict[str, str]:
 
 def shared_writes(conn: psycopg.Connection[Any]) -> list[str]:
     """Shared catalogs this session's transaction holds a write lock on (it changed the cluster)."""
-    rows = conn.execute(
-        "SELECT DISTINCT c.relname::text FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.database = 0 "
-        "AND l.mode = ANY(%s) AND c.relname = ANY(%s) ORDER BY 1",
-        (list(_WRITE_MODES), list(SHARED_CATALOGS)),
-    ).fetchall()
+    rows = conn.execute(f"SELECT DISTINCT c.relname::text {_HELD_SHARED_WRITES} ORDER BY 1").fetchall()
     return [_row(r, "relname")[0] for r in rows]
 
 
@@ -291,11 +293,7 @@ def guarded(statement: str) -> str:
     catalog — for a session agent19 cannot check between the statement and its commit (the watched worker
     of a blocking measurement). The statement ends on its own line: a trailing comment cannot swallow the
     rest. Simple-query protocol (no parameters)."""
-    catalogs = ", ".join(f"'{c}'" for c in SHARED_CATALOGS)
-    modes = ", ".join(f"'{m}'" for m in _WRITE_MODES)
-    guard = ("DO $agent19_guard$ BEGIN IF EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-             "WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.database = 0 "
-             f"AND l.mode IN ({modes}) AND c.relname IN ({catalogs})) THEN RAISE EXCEPTION "
+    guard = (f"DO $agent19_guard$ BEGIN IF EXISTS (SELECT 1 {_HELD_SHARED_WRITES}) THEN RAISE EXCEPTION "
              "'agent19: the statement wrote a cluster-wide catalog; rolled back in the scratch database'; "
              "END IF; END $agent19_guard$")
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
