@@ -178,10 +178,8 @@ class Loader:
                   source_columns: dict[str, str]) -> BatchCounts:
         """The fast path without a transform: COPY text rows (``columns`` then a sequence number) as read from the
         source go into the staging table, then merge and the watermark, in one transaction."""
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
         with self.conn.transaction():
-            with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(STAGE), cols)) as copy:
+            with self.conn.cursor() as cur, cur.copy(self._copy_stage()) as copy:
                 for chunk in chunks:
                     copy.write(chunk)
             counts = self._merge(staged)
@@ -216,43 +214,54 @@ class Loader:
             (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
              counts.rejected))
 
-    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
+    def _copy_stage(self) -> sql.Composable:
+        """``COPY`` into the staging table: ``columns`` then the sequence number."""
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
+        return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(STAGE), cols)
+
+    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
         wrap = bool(self.json_columns)
-        with self.conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(STAGE), cols)) as copy:
+        with self.conn.cursor() as cur, cur.copy(self._copy_stage()) as copy:
             for seq, row in enumerate(rows):
                 copy.write_row((*(Jsonb(v) if isinstance(v, dict | list) else v for v in row), seq) if wrap
                                else (*row, seq))
 
+    def _changes(self, new: str) -> tuple[sql.Composable, sql.Composable] | None:
+        """Over the non-key columns, from the rows aliased ``new`` into the destination ``d``: the SET list and
+        the condition that the row changed (None when every column is a key column)."""
+        rest = [sql.Identifier(c) for c in self.columns if c not in self.key]
+        if not rest:
+            return None
+        sets = sql.SQL(", ").join(sql.SQL("{c} = " + new + ".{c}").format(c=c) for c in rest)
+        mine = sql.SQL(", ").join(sql.SQL("d.{}").format(c) for c in rest)
+        theirs = sql.SQL(", ").join(sql.SQL(new + ".{}").format(c) for c in rest)
+        return sets, sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(mine, theirs)
+
     def _upsert(self, staged: int) -> BatchCounts:
-        ident = sql.Identifier
-        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
-        keys = sql.SQL(", ").join(ident(c) for c in self.key)
-        rest = [c for c in self.columns if c not in self.key]
-        if rest:
-            sets = sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in rest)
-            mine = sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in rest)
-            theirs = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in rest)
-            action = sql.SQL("DO UPDATE SET {} WHERE ROW({}) IS DISTINCT FROM ROW({})").format(sets, mine, theirs)
-        else:
-            action = sql.SQL("DO NOTHING")
-        query = sql.SQL(
-            "WITH w AS (INSERT INTO {table} AS d ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
-            "ORDER BY {keys}, {seq} DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
-            "FROM w").format(table=self.table, cols=cols, keys=keys, stage=ident(STAGE), seq=ident(SEQ),
-                              action=action)
         try:
             with self.conn.transaction():  # a savepoint: the faster statement first
                 # by key through the unique index: a hash join would read the whole destination for each batch
                 self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
                 row = self.conn.execute(self._update_insert()).fetchone()
         except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
-            row = self.conn.execute(query).fetchone()
+            row = self.conn.execute(self._on_conflict()).fetchone()
         assert row is not None
         inserted, updated = int(row["inserted"]), int(row["updated"])
         return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
+
+    def _on_conflict(self) -> sql.Composable:
+        """The staged rows by ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE the row changed``."""
+        ident = sql.Identifier
+        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
+        keys = sql.SQL(", ").join(ident(c) for c in self.key)
+        changes = self._changes("EXCLUDED")
+        action = sql.SQL("DO UPDATE SET {} WHERE {}").format(*changes) if changes else sql.SQL("DO NOTHING")
+        return sql.SQL(
+            "WITH w AS (INSERT INTO {table} AS d ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
+            "ORDER BY {keys}, {seq} DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
+            "FROM w").format(table=self.table, cols=cols, keys=keys, stage=ident(STAGE), seq=ident(SEQ),
+                              action=action)
 
     def _update_insert(self) -> sql.Composable:
         """UPDATE the rows that changed, INSERT those whose key is new, in one statement on one snapshot: no
@@ -262,15 +271,10 @@ class Loader:
         cols = sql.SQL(", ").join(ident(c) for c in self.columns)
         keys = sql.SQL(", ").join(ident(c) for c in self.key)
         match = sql.SQL(" AND ").join(sql.SQL("d.{c} = s.{c}").format(c=ident(c)) for c in self.key)
-        rest = [c for c in self.columns if c not in self.key]
-        if rest:
-            update = sql.SQL(
-                "UPDATE {table} d SET {sets} FROM s WHERE {match} AND ROW({mine}) IS DISTINCT FROM ROW({theirs}) "
-                "RETURNING 1").format(
-                table=self.table, match=match,
-                sets=sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=ident(c)) for c in rest),
-                mine=sql.SQL(", ").join(sql.SQL("d.{}").format(ident(c)) for c in rest),
-                theirs=sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in rest))
+        changes = self._changes("s")
+        if changes:
+            update = sql.SQL("UPDATE {table} d SET {sets} FROM s WHERE {match} AND {changed} RETURNING 1").format(
+                table=self.table, match=match, sets=changes[0], changed=changes[1])
         else:
             update = sql.SQL("SELECT 1 WHERE false")
         return sql.SQL(
