@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
-from agent19.db.catalog import snapshot
+from agent19.db.models import SchemaSnapshot
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
 from agent19.ops.backup_model import SequenceCheck, TableCheck
 
@@ -229,11 +229,11 @@ def object_differences(before: dict[str, str], after: dict[str, str]) -> list[st
                   if before[name] != after[name]]
 
 
-def schema_differences(source_conn: psycopg.Connection[Any], restored_conn: psycopg.Connection[Any]) -> list[str]:
-    """Catalog differences (errors only) from the source to the restored copy, as sentences."""
-    before = snapshot(source_conn)
-    after = snapshot(restored_conn)
-    return [str(d) for d in errors_only(diff_snapshots(before, after))]
+def schema_differences(before: SchemaSnapshot, after: SchemaSnapshot, objects_before: dict[str, str],
+                       objects_after: dict[str, str]) -> list[str]:
+    """Catalog differences (errors only), then those of :func:`objects`, source → restored copy, as sentences."""
+    return [str(d) for d in errors_only(diff_snapshots(before, after))] + object_differences(objects_before,
+                                                                                           objects_after)
 
 
 def dict_connect(dsn: str) -> psycopg.Connection[Any]:

@@ -44,7 +44,6 @@ from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.scratch import drop_leftovers, scratch_database
 from agent19.ops import backup_compare as cmp
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
@@ -394,8 +393,7 @@ def _compare(restored_dsn: str, jobs: int, say: Progress, *, before: Any, seq_be
     return VerifyResult(
         verified=False, kind="logical", summary="", database="",
         tables=cmp.compare_tables(src_sums, r_sums, set(), unlogged_expected_empty=False),
-        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))]
-        + cmp.object_differences(objects_before, objects_after),
+        schema_differences=cmp.schema_differences(before, after, objects_before, objects_after),
         sequences=cmp.compare_sequences(seq_before, seq_after, seq_restored),
         sizes=Sizes(restored_bytes=int(restored_size["s"]) if restored_size else None),
     )

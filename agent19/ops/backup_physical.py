@@ -35,7 +35,6 @@ from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.schema_diff import diff_snapshots, errors_only
 from agent19.ops import backup_compare as cmp
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_space import dir_bytes, require_free
@@ -157,8 +156,7 @@ def compare_live(db: Database, copy_dsn: str, jobs: int, say: Progress, physical
     return VerifyResult(
         verified=False, kind="physical", summary="", database="",
         tables=cmp.compare_tables(src_sums, r_sums, unlogged, unlogged_expected_empty=physical),
-        schema_differences=[str(d) for d in errors_only(diff_snapshots(before, after))]
-        + cmp.object_differences(objects_before, objects_after),
+        schema_differences=cmp.schema_differences(before, after, objects_before, objects_after),
         sequences=cmp.compare_sequences(seqs, seqs, seq_restored),
         sizes=Sizes(restored_bytes=int(size["s"]) if size else None),
     )
