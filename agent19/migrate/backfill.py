@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 """
 Q_TABLE = """
 SELECT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
-       c.reltuples::bigint AS estimate
+       c.reltuples::bigint AS estimate, n.nspname || '.' || c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
 """
 Q_PK = """

@@ -159,11 +159,9 @@ def overwrites(ctx: ToolContext, spec: BackfillSpec) -> measuring.Measurement:
         found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
         if found is None:
             raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
-        name = conn.execute("SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n "
-                            "ON n.oid = c.relnamespace WHERE c.oid = %s", (found["oid"],)).fetchone()["name"]
         row = conn.execute(sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
                                                          table=sql.SQL(found["qualified"]))).fetchone()
-    touch = measuring.Touch(table=name, rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
+    touch = measuring.Touch(table=found["name"], rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
     return measuring.Measurement(touches=[touch] if row["n"] else [])
 
 
