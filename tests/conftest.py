@@ -12,9 +12,12 @@ With ``CI=true`` nothing a user relies on may be skipped: a missing server or ex
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -115,6 +118,16 @@ def _kinds() -> list[str]:
 @pytest.fixture(scope="session", params=_kinds())
 def pg_any(request: pytest.FixtureRequest) -> ThrowawayServer:
     return _server(request.param)
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A temporary directory the postgres OS user can write in (a server or pg_basebackup runs as it under
+    root)."""
+    path = Path(tempfile.mkdtemp(prefix="agent19-test-"))
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _fresh_database(server: ThrowawayServer) -> Iterator[str]:

@@ -7,13 +7,11 @@ scratch database or its throwaway server exists, and looks at the server and the
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -21,14 +19,6 @@ import pytest
 
 from agent19.migrate.scratch import list_scratch
 from tests.conftest import run_sql
-
-
-@pytest.fixture
-def work_base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="agent19-test-work-"))
-    os.chmod(path, 0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
@@ -76,45 +66,45 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
-def test_sigkill_mid_logical_verify_then_rerun_leaves_nothing(pg, big, work_base):
-    proc = _start(big, "--mode", "dry-run", "--restore-into", "scratch", "--work-dir", str(work_base))
+def test_sigkill_mid_logical_verify_then_rerun_leaves_nothing(pg, big, public_tmp):
+    proc = _start(big, "--mode", "dry-run", "--restore-into", "scratch", "--work-dir", str(public_tmp))
     _wait_for(lambda: list_scratch(pg.dsn), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list_scratch(pg.dsn), "the killed run's scratch database is still there"
-    assert list(work_base.glob("agent19-backup-*")), "and its work directory"
+    assert list(public_tmp.glob("agent19-backup-*")), "and its work directory"
     done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", big, "--mode", "dry-run",
-                           "--restore-into", "scratch", "--work-dir", str(work_base)], capture_output=True, text=True)
+                           "--restore-into", "scratch", "--work-dir", str(public_tmp)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert list_scratch(pg.dsn) == []
-    assert list(work_base.glob("agent19-backup-*")) == []
+    assert list(public_tmp.glob("agent19-backup-*")) == []
 
 
-def test_sigkill_mid_physical_verify_then_rerun_stops_the_orphaned_server(pg, big, work_base):
-    proc = _start(big, "--kind", "physical", "--work-dir", str(work_base))
-    pid = _wait_for(lambda: _running_postmaster(work_base), proc)
+def test_sigkill_mid_physical_verify_then_rerun_stops_the_orphaned_server(pg, big, public_tmp):
+    proc = _start(big, "--kind", "physical", "--work-dir", str(public_tmp))
+    pid = _wait_for(lambda: _running_postmaster(public_tmp), proc)
     assert isinstance(pid, int)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _alive(pid), "the throwaway server outlives a SIGKILLed agent19"
     done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", big, "--kind", "physical",
-                           "--work-dir", str(work_base)], capture_output=True, text=True)
+                           "--work-dir", str(public_tmp)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     deadline = time.monotonic() + 15
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(pid), "the next run stopped the orphaned server"
-    assert list(work_base.glob("agent19-backup-*")) == []
+    assert list(public_tmp.glob("agent19-backup-*")) == []
 
 
-def test_sigterm_mid_verify_cleans_up_at_once(pg, big, work_base):
-    proc = _start(big, "--kind", "physical", "--work-dir", str(work_base))
-    pid = _wait_for(lambda: _running_postmaster(work_base), proc)
+def test_sigterm_mid_verify_cleans_up_at_once(pg, big, public_tmp):
+    proc = _start(big, "--kind", "physical", "--work-dir", str(public_tmp))
+    pid = _wait_for(lambda: _running_postmaster(public_tmp), proc)
     assert isinstance(pid, int)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not _alive(pid)
-    assert list(work_base.glob("agent19-backup-*")) == []
+    assert list(public_tmp.glob("agent19-backup-*")) == []
     with psycopg.connect(pg.dsn, autocommit=True) as conn:   # the source server is untouched and reachable
         assert conn.execute("SELECT 1").fetchone() == (1,)

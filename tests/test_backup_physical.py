@@ -43,15 +43,6 @@ def archived() -> Iterator[tuple[ThrowawayServer, Path]]:
         shutil.rmtree(archive, ignore_errors=True)
 
 
-@pytest.fixture
-def public_tmp() -> Iterator[Path]:
-    """A temporary directory the postgres OS user can write in (pg_basebackup runs as it under root)."""
-    path = Path(tempfile.mkdtemp(prefix="agent19-test-backups-"))
-    os.chmod(path, 0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 def _sql(dsn: str, sql: str) -> list[tuple]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         cur = conn.execute(sql)
