@@ -25,14 +25,14 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
 from agent19.errors import DatabaseUnavailable, InputError
 from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
-from agent19.etl.pipeline import Pipeline, build_model, error_reason, parse_lag, resolve_dsn
+from agent19.etl.pipeline import Pipeline, build_model, database_at, error_reason, parse_lag, resolve_dsn
 from agent19.units import human_duration
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _database(base: Database, dsn: str | None) -> Database:
-    if dsn is None:
-        return base
-    return Database(base.settings.model_copy(update={"dsn": SecretStr(dsn), "read_dsn": None}))
+    return base if dsn is None else database_at(base.settings, dsn)
 
 
 def _drift(before: dict[str, str] | None, now: dict[str, str], columns: list[str],

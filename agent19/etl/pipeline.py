@@ -17,8 +17,10 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 
+from agent19.config import Settings
+from agent19.db.connection import Database
 from agent19.errors import InputError
 
 FIELD_TYPES: dict[str, Any] = {
@@ -135,6 +137,12 @@ def resolve_dsn(value: str | None) -> str | None:
     if not found:
         raise InputError(f"the pipeline reads its DSN from ${var}, which is not set", f"export {var}=postgresql://…")
     return found
+
+
+def database_at(settings: Settings, dsn: str) -> Database:
+    """Another database (a pipeline's source or destination, a CDC destination) with agent19's settings (mode,
+    timeouts) and no reader login of its own."""
+    return Database(settings.model_copy(update={"dsn": SecretStr(dsn), "read_dsn": None}))
 
 
 def parse_pipeline(text: str, where: str = "pipeline") -> Pipeline:

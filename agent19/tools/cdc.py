@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
-from agent19.db.connection import Database
 from agent19.db.redact import password_of
 from agent19.errors import InputError
 from agent19.etl.cdc import CdcResult, run_cdc
 from agent19.etl.cdc_check import CdcReadiness, check_cdc
 from agent19.etl.debezium import DebeziumConfig, debezium_config, dumps
-from agent19.etl.pipeline import resolve_dsn
+from agent19.etl.pipeline import database_at, resolve_dsn
 from agent19.tools._dsn_policy import require_env_dsn
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
@@ -119,7 +118,7 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
                          "put the DSN in an environment variable and pass env:VAR, e.g. --destination "
                          "env:WAREHOUSE_URL")
     ctx.db.require(AccessMode.EXECUTE, "change data capture (it creates a slot and writes the destination)")
-    dest_db = Database(ctx.settings.model_copy(update={"dsn": SecretStr(dsn), "read_dsn": None}))
+    dest_db = database_at(ctx.settings, dsn)
     conn = dest_db.connect()
     try:
         with ctx.db.read() as src:
