@@ -21,7 +21,7 @@ from agent19.errors import InputError, ModeError
 from agent19.etl.batch import run_pipeline
 from agent19.etl.pipeline import parse_pipeline
 from agent19.safety.readonly import ReadOnlyViolation
-from tests.conftest import _fresh_database
+from tests.conftest import _fresh_database, run_sql
 
 ROOT = Path(__file__).parent.parent
 SOURCE_DDL = """
@@ -104,8 +104,7 @@ def _checksum(dsn: str, table: str) -> tuple[int, str]:
 
 def test_incremental_upsert_with_a_concurrent_writer_ends_equal(dsn, warehouse):
     _fill(dsn, 200_000)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     # no [transform]: the COPY → staging path, no row parsed in Python
     pipeline = parse_pipeline(_pipeline(dsn, warehouse, batch=5000, lag="1 minute", transform=False))
     stop = threading.Event()
@@ -140,8 +139,7 @@ def test_incremental_upsert_with_a_concurrent_writer_ends_equal(dsn, warehouse):
 def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse, tmp_path, transform):
     """append (no unique key in the destination): only the watermark's transaction keeps rows from doubling."""
     _fill(dsn, 60_000)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
+    run_sql(warehouse, DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
     path = tmp_path / "orders.toml"
     path.write_text(_pipeline(dsn, warehouse, strategy="append", batch=500, transform=transform))
     cmd = [sys.executable, "-m", "agent19", "etl", "run", str(path), "--mode", "execute", "--format", "json"]
@@ -182,8 +180,7 @@ def test_a_late_commit_below_the_watermark_is_picked_up_within_the_lag(dsn, ware
     try:  # updated_at = now(): the transaction's start time, earlier than rows that commit before it
         late.execute("UPDATE orders SET amount = 777, updated_at = now() WHERE id = 1")
         time.sleep(0.05)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("UPDATE orders SET amount = 888, updated_at = clock_timestamp() WHERE id = 2")
+        run_sql(dsn, "UPDATE orders SET amount = 888, updated_at = clock_timestamp() WHERE id = 2")
         assert run_pipeline(strict, _db(dsn)).updated == 1
         assert run_pipeline(lagged, _db(dsn)).updated == 1
         late.commit()
@@ -202,8 +199,7 @@ def test_invalid_records_reach_the_dead_letter_table_with_reason_and_key(dsn, wa
         conn.execute("UPDATE orders SET email = 'not-an-email' WHERE id = 7")
         conn.execute("UPDATE orders SET amount = -5 WHERE id = 9")
         conn.execute("UPDATE orders SET status = 'lost' WHERE id = 11")
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     result = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, batch=20)), _db(dsn))
     assert result.rejected == 3 and result.inserted == 47
     with psycopg.connect(warehouse) as conn:
@@ -217,8 +213,7 @@ def test_invalid_records_reach_the_dead_letter_table_with_reason_and_key(dsn, wa
 
 def test_dry_run_writes_nothing_and_loading_needs_execute(dsn, warehouse):
     _fill(dsn, 30)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     pipeline = parse_pipeline(_pipeline(dsn, warehouse))
     dry = run_pipeline(pipeline, _db(dsn, AccessMode.READ_ONLY), dry_run=True)
     assert dry.extracted == 30 and dry.valid == 30 and dry.inserted == 0
@@ -231,8 +226,7 @@ def test_dry_run_writes_nothing_and_loading_needs_execute(dsn, warehouse):
 
 def test_schema_drift_is_reported_before_loading(dsn, warehouse):
     _fill(dsn, 10)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     pipeline = parse_pipeline(_pipeline(dsn, warehouse))
     run_pipeline(pipeline, _db(dsn))
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -248,8 +242,7 @@ def test_schema_drift_is_reported_before_loading(dsn, warehouse):
 
 def test_query_source_goes_through_the_safety_gate(dsn, warehouse):
     _fill(dsn, 10)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     bad = parse_pipeline(_pipeline(dsn, warehouse, query="SELECT o.*, pg_advisory_lock(42) FROM orders o"))
     with pytest.raises(ReadOnlyViolation, match="pg_advisory_lock"):
         run_pipeline(bad, _db(dsn))
@@ -264,8 +257,7 @@ def test_query_source_goes_through_the_safety_gate(dsn, warehouse):
 
 def test_upsert_without_a_unique_key_says_what_to_create(dsn, warehouse):
     _fill(dsn, 5)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
+    run_sql(warehouse, DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
     with pytest.raises(InputError, match="CREATE UNIQUE INDEX"):
         run_pipeline(parse_pipeline(_pipeline(dsn, warehouse)), _db(dsn))
 
@@ -300,8 +292,7 @@ def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflic
 
 def test_a_lost_destination_session_is_retried_with_backoff_exactly_once(dsn, warehouse):
     _fill(dsn, 20_000)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))  # append: a replayed batch would show
+    run_sql(warehouse, DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))  # append: a replayed batch would show
     pipeline = parse_pipeline(_pipeline(dsn, warehouse, strategy="append", batch=200))
     box: dict[str, object] = {}
     runner = threading.Thread(target=lambda: box.update(result=run_pipeline(pipeline, _db(dsn))))
@@ -328,8 +319,7 @@ def test_a_lost_destination_session_is_retried_with_backoff_exactly_once(dsn, wa
 
 def test_a_numeric_cursor_takes_a_numeric_lag_and_a_duration_is_refused(dsn, warehouse):
     _fill(dsn, 30)
-    with psycopg.connect(warehouse, autocommit=True) as conn:
-        conn.execute(DEST_DDL)
+    run_sql(warehouse, DEST_DDL)
     text = _pipeline(dsn, warehouse, lag="5").replace('cursor = ["updated_at", "id"]', 'cursor = ["amount", "id"]')
     run_pipeline(parse_pipeline(text), _db(dsn))
     again = run_pipeline(parse_pipeline(text), _db(dsn))  # amounts 0..29: re-reads amount >= 24
