@@ -226,4 +226,21 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     return out
 
 
+def assess_measured(args: Metrics, m: Measured, *, qps: float | None, read_qps: float | None,
+                    measured_on: str) -> Assessment:
+    """:func:`assess` with the numbers ``args`` does not give taken from ``m`` (measured on ``measured_on``),
+    and the premature-optimization table judged on them. ``qps``/``read_qps``: statements and reads a second."""
+    given = args.model_dump(exclude_unset=True)
+    numbers = {"table_rows": m.largest_table_rows, "table_gb": round((m.largest_table_bytes or 0) / 1e9, 3),
+               "qps": qps, "connections": m.connections}
+    if qps:
+        numbers["write_share"] = round(1 - (read_qps or 0) / qps, 3)
+    filled: dict[str, float | int] = {k: v for k, v in numbers.items() if k not in given and v is not None}
+    result = assess(args.model_copy(update=filled))
+    result.measured_on = measured_on
+    result.filled = filled
+    result.thresholds = charter_thresholds(m)
+    return result
+
+
 Assessment.model_rebuild()  # its `thresholds` field refers to ThresholdVerdict, defined above

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent19.ops.capacity import measured_numbers
-from agent19.optimize.assess import Assessment, Metrics, assess, charter_thresholds
+from agent19.optimize.assess import Assessment, Metrics, assess, assess_measured
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -44,17 +44,7 @@ def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
     if not args.measure or ctx.settings.dsn_value() is None:
         return assess(args)
     m, state = measured_numbers(ctx.db, args.window)
-    filled: dict[str, float | int] = {}
-    given = args.model_dump(exclude_unset=True)
-    numbers = {"table_rows": m.largest_table_rows, "table_gb": round((m.largest_table_bytes or 0) / 1e9, 3),
-               "qps": state.rates.statements_per_s if state.rates else None, "connections": m.connections}
-    if state.rates and state.rates.statements_per_s:
-        numbers["write_share"] = round(1 - (state.rates.read_statements_per_s or 0) / state.rates.statements_per_s, 3)
-    for key, value in numbers.items():
-        if key not in given and value is not None:
-            filled[key] = value
-    result = assess(args.model_copy(update=filled))
-    result.measured_on = f"{state.database} ({state.measured_at})"
-    result.filled = filled
-    result.thresholds = charter_thresholds(m)
-    return result
+    rates = state.rates
+    return assess_measured(args, m, qps=rates.statements_per_s if rates else None,
+                           read_qps=rates.read_statements_per_s if rates else None,
+                           measured_on=f"{state.database} ({state.measured_at})")
