@@ -236,6 +236,16 @@ def schema_differences(before: SchemaSnapshot, after: SchemaSnapshot, objects_be
                                                                                            objects_after)
 
 
+def snapshot_session(dsn: str, snapshot_id: str) -> psycopg.Connection[Any]:
+    """A prepared session that sees exactly the exported snapshot (for parallel checksums of the source)."""
+    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10,
+                           application_name="agent19 backup verify")
+    prepare(conn)
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+    return conn
+
+
 def dict_connect(dsn: str) -> psycopg.Connection[Any]:
     """A prepared autocommit session on a restored copy."""
     conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)

@@ -34,9 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
-from psycopg import sql
 from psycopg.conninfo import make_conninfo
-from psycopg.rows import dict_row
 
 from agent19.config import AccessMode
 from agent19.db.binaries import pg_binary
@@ -62,16 +60,6 @@ def _binary(tool: str, major: int) -> str:
         raise InputError(f"{tool} not found", f"install the PostgreSQL {major} client programs "
                          f"(Debian: postgresql-client-{major})")
     return found
-
-
-def _snapshot_session(dsn: str, snapshot_id: str) -> psycopg.Connection[Any]:
-    """A session that sees exactly the exported snapshot (for parallel checksums of the source)."""
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10,
-                           application_name="agent19 backup verify")
-    cmp.prepare(conn)
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
-    return conn
 
 
 def _dump_kind(path: Path) -> str:
@@ -332,7 +320,7 @@ def verify_logical(
                 objects_before = cmp.objects(src)
                 seq_before = cmp.sequences(src)
                 names = cmp.tables(src)
-                src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say,
+                src_sums = cmp.sums_parallel(lambda: cmp.snapshot_session(db.dsn, snap_id), list(names), jobs, say,
                                              "source: ")
                 source_done = time.monotonic()
                 dump_s = restore_s = 0.0

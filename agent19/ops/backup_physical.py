@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.binaries import pg_binary
@@ -143,7 +142,7 @@ def compare_live(db: Database, copy_dsn: str, jobs: int, say: Progress, physical
         snap_id = src.execute("SELECT pg_export_snapshot() AS s").fetchone()["s"]  # type: ignore[index]
         before, seqs, names = snapshot(src), cmp.sequences(src), cmp.tables(src)
         objects_before = cmp.objects(src)
-        src_sums = cmp.sums_parallel(lambda: _snapshot_session(db.dsn, snap_id), list(names), jobs, say, "source: ")
+        src_sums = cmp.sums_parallel(lambda: cmp.snapshot_session(db.dsn, snap_id), list(names), jobs, say, "source: ")
         src.execute("ROLLBACK")
     finally:
         src.close()
@@ -160,12 +159,6 @@ def compare_live(db: Database, copy_dsn: str, jobs: int, say: Progress, physical
         sequences=cmp.compare_sequences(seqs, seqs, seq_restored),
         sizes=Sizes(restored_bytes=int(size["s"]) if size else None),
     )
-
-
-def _snapshot_session(dsn: str, snap_id: str) -> psycopg.Connection[Any]:
-    from agent19.ops.backup_logical import _snapshot_session as open_session
-
-    return open_session(dsn, snap_id)
 
 
 def verify_physical(
