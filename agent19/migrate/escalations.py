@@ -163,15 +163,14 @@ def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: li
         "performance": _performance(planned, catalog, activity, costs or []),
         "breaking_change": _breaking(planned, findings),
     }
-    out = []
-    for kind, by_op in found.items():
-        if not by_op:
-            continue
-        orders = sorted(by_op)
-        who, action = WHO[kind]
-        out.append(Escalation(kind=kind, reviewers=who, action=action, operations=orders,
-                              statements=[sql[o] for o in orders], evidence=[e for o in orders for e in by_op[o]]))
-    return out
+    return [_escalation(kind, sorted(by_op), sql, [e for o in sorted(by_op) for e in by_op[o]])
+            for kind, by_op in found.items() if by_op]
+
+
+def _escalation(kind: EscalationKind, orders: list[int], sql: dict[int, str], evidence: list[str]) -> Escalation:
+    who, action = WHO[kind]
+    return Escalation(kind=kind, reviewers=who, action=action, operations=orders,
+                      statements=[sql[o] for o in orders], evidence=evidence)
 
 
 def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan:
@@ -191,12 +190,8 @@ def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan
         return plan
     escalations = [e for e in plan.escalations if e.kind != "data_loss"]
     orders = sorted(set(old.operations if old else []) | set(extra))
-    sql = {o.order: o.sql for o in plan.operations}
-    who, action = WHO["data_loss"]
     evidence = list(dict.fromkeys((old.evidence if old else []) + [x for o in sorted(extra) for x in extra[o]]))
-    merged = Escalation(kind="data_loss", reviewers=who, action=action, operations=orders,
-                        statements=[sql[o] for o in orders], evidence=evidence)
-    escalations.insert(0, merged)
+    escalations.insert(0, _escalation("data_loss", orders, {o.order: o.sql for o in plan.operations}, evidence))
     return plan.model_copy(update={"escalations": escalations,
                                    "escalation_summary": summary(escalations, True)})
 
