@@ -187,7 +187,7 @@ class Database:
             threading.Thread(target=old.close, name="agent19-pool-close", daemon=True).start()
 
     def _getconn(self) -> tuple[ConnectionPool[Connection], Connection]:
-        if getattr(self, "_pool_suspect", False):
+        if self._pool_suspect:
             self._renew_pool()
         pool = self._open_pool()
         try:
