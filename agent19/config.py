@@ -145,6 +145,11 @@ class Settings(BaseModel):
             value = env.get(var)
             return value if value not in (None, "") else None
 
+        def flag(key: str, var: str) -> None:
+            raw_flag = pick(key, var)
+            if raw_flag is not None:
+                values[key] = _flag(raw_flag, var)
+
         values: dict[str, Any] = {}
         dsn = pick("dsn", "DATABASE_URL")
         if dsn is not None:
@@ -165,9 +170,7 @@ class Settings(BaseModel):
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
             values["confirm_key"] = SecretStr(confirm_key) if isinstance(confirm_key, str) else confirm_key
-        model_ok = pick("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
-        if model_ok is not None:
-            values["allow_model_confirmation"] = _flag(model_ok, "AGENT19_ALLOW_MODEL_CONFIRMATION")
+        flag("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
         for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
                                ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int)):
             raw_value = pick(key, var)
@@ -180,15 +183,9 @@ class Settings(BaseModel):
         read_dsn = pick("read_dsn", "AGENT19_READ_DSN")
         if read_dsn is not None:
             values["read_dsn"] = SecretStr(read_dsn) if isinstance(read_dsn, str) else read_dsn
-        privileged = pick("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
-        if privileged is not None:
-            values["allow_privileged_reads"] = _flag(privileged, "AGENT19_ALLOW_PRIVILEGED_READS")
-        dry_first = pick("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
-        if dry_first is not None:
-            values["require_dry_run"] = _flag(dry_first, "AGENT19_REQUIRE_DRY_RUN")
-        lock_ack = pick("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
-        if lock_ack is not None:
-            values["require_lock_ack"] = _flag(lock_ack, "AGENT19_REQUIRE_LOCK_ACK")
+        flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
+        flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
+        flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
         backup_hours = pick("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")
         if backup_hours is not None:
             try:
