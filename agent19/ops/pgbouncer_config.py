@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.connection import Database
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.capacity_measure import pss_schema
 from agent19.ops.health_probe import Probe
 from agent19.ops.health_thresholds import HealthThresholds
@@ -114,10 +115,6 @@ def _ident(name: str) -> str:
     return name
 
 
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
     params = conninfo_to_dict(db.dsn)
     probe = Probe.open(db, HealthThresholds(statement_timeout_ms=30_000))  # a loaded server: slow, not wrong
@@ -139,7 +136,7 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         if auth in ("auto", "userlist"):
             try:
                 rows = probe.rows("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(ARRAY["
-                                  + ", ".join(_sql_literal(u) for u in users) + "]::text[])")
+                                  + ", ".join(literal(u) for u in users) + "]::text[])")
                 secrets_rows = {r["rolname"]: r["rolpassword"] for r in rows if r["rolpassword"]}
                 auth = "userlist"
             except psycopg.errors.InsufficientPrivilege:
@@ -281,5 +278,5 @@ def write(directory: Path, c: PgBouncerConfig, user_secrets: dict[str, str], loo
         put("userlist.txt", "".join(f'"{u}" "{s}"\n' for u, s in sorted(user_secrets.items())))
     else:
         put("userlist.txt", f'"{LOOKUP_ROLE}" "{lookup_password}"\n')
-        put("pgbouncer_auth.sql", setup_sql(_sql_literal(lookup_password)))
+        put("pgbouncer_auth.sql", setup_sql(literal(lookup_password)))
     return written
