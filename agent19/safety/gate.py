@@ -253,7 +253,7 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
     return [st]
 
 
-def _fragments(kind: str, value: Any) -> list[str]:
+def _fragments(value: Any) -> list[str]:
     if value is None:
         return []
     items = [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
@@ -273,7 +273,7 @@ def admit_args(mode: AccessMode, args: BaseModel) -> None:
     for name, kind in marked_fields(type(args)).items():
         if kind in ("text", "files") or (kind == "script" and mode is AccessMode.DRY_RUN):
             continue  # never sent / read from files / a migration the dry run admits statement by statement
-        for text in _fragments(kind, getattr(args, name, None)):
+        for text in _fragments(getattr(args, name, None)):
             statements = _parse_fragment(name, text) if kind == "expression" else parse_input(text)
             if kind == "expression" and len(statements) != 1:
                 raise readonly.ReadOnlyViolation(f"refused: {name} closes its clause and adds statements",
@@ -294,14 +294,6 @@ def plan_session(db: Database, statements: list[Statement]) -> Iterator[Connecti
     else:
         with db.read() as conn:
             yield conn
-
-
-def admit_many(db: Database, sqls: list[str], purpose: Purpose) -> list[Statement]:
-    """:func:`admit` for each text (e.g. a workload's queries); one statement per text."""
-    out: list[Statement] = []
-    for sql in sqls:
-        out.extend(admit(db, sql, purpose))
-    return out
 
 
 @contextmanager
