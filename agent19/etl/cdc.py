@@ -60,6 +60,8 @@ SELECT slot_name, plugin, active, confirmed_flush_lsn::text AS confirmed,
        current_setting('max_slot_wal_keep_size') AS keep_size
   FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()
 """
+Q_SAME_DATABASE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started, " \
+    "current_setting('port') AS port"
 Progress = Callable[[float, float | None, str | None], None]
 
 
@@ -272,6 +274,13 @@ def run_cdc(source: Database, dest: Connection, *, slot: str, tables: list[str],
             teardown: bool = False, retained_warn_bytes: int = 1 << 30, progress: Progress | None = None,
             poll_s: float = 0.5) -> CdcResult:
     """Consume the slot and apply its changes until caught up (or, with ``follow``, until ``max_seconds``)."""
+    with source.read() as src:
+        here = src.execute(Q_SAME_DATABASE).fetchone()
+    if not teardown and dest.execute(Q_SAME_DATABASE).fetchone() == here:
+        # the slot would capture the destination's own writes: each run re-applies them (a loop that never
+        # catches up, and WAL that grows with every run)
+        raise InputError("the destination is the source database itself: the changes applied there would be "
+                         "captured again, run after run", "point --destination at another database (env:VAR)")
     run = CdcRun(source, dest, slot=slot, tables=tables, state_schema=state_schema, batch_changes=batch_changes,
                  retained_warn_bytes=retained_warn_bytes)
     try:
