@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.health_probe import Probe
 
 AGENT19_CONNECTIONS = 5
@@ -61,14 +62,6 @@ class Budget(BaseModel):
     in_use_now: int = Field(description="client connections open now (pg_stat_activity)")
 
 
-class Evidence(BaseModel):
-    features: list[SessionFeature] = []
-    scanned: bool = Field(description="pg_stat_statements was read")
-    cannot_see: list[str] = []
-    budget: Budget
-    server_version_num: int
-
-
 def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], list[str]]:
     cannot: list[str] = []
     track = probe.rows("SELECT current_setting('pg_stat_statements.track_utility', true) AS t")[0]["t"]
@@ -77,7 +70,7 @@ def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], l
                       "— ALTER SYSTEM SET pg_stat_statements.track_utility = on and let the workload run")
     found = []
     for name, pattern, fix in FEATURES:
-        rows = probe.rows(f"SELECT query, calls FROM {schema}.pg_stat_statements WHERE query ~* {_literal(pattern)} "
+        rows = probe.rows(f"SELECT query, calls FROM {schema}.pg_stat_statements WHERE query ~* {literal(pattern)} "
                           "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                           f"AND query NOT LIKE '/* agent19 %' AND query <> ALL({AGENT19_OWN}) "
                           "ORDER BY calls DESC LIMIT 5")
@@ -85,10 +78,6 @@ def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], l
             found.append(SessionFeature(feature=name, calls=sum(int(r["calls"]) for r in rows), fix=fix,
                                         statements=[" ".join((r["query"] or "").split())[:200] for r in rows[:3]]))
     return found, cannot
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def budget(probe: Probe, other_direct: int) -> Budget:
