@@ -143,86 +143,84 @@ def _n(v: float | None) -> str:
     return "unknown" if v is None else f"{v:,.0f}"
 
 
+NEEDED_WHEN = {
+    "sharding": "> 100M rows, > 1 TB, or a write bottleneck",
+    "read replicas": "> 1,000 read queries/s",
+    "materialized views": "queries > 1 s where staleness is acceptable",
+    "connection pooling": "> 100 concurrent connections",
+    "partitioning": "> 100M rows with time-based queries",
+    "caching layer": "repeated identical queries needing < 10 ms",
+}
+"""The premature-optimization table: when each technique is needed (the charter's thresholds)."""
+
+
 def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
     """Each technique of the premature-optimization table: warranted now, not yet (and the number that would
     change it), or unknown (and how to measure it first)."""
     out: list[ThresholdVerdict] = []
+
+    def add(technique: str, verdict: ThresholdStatus, measured: str, would_change: str) -> None:
+        out.append(ThresholdVerdict(technique=technique, needed_when=NEEDED_WHEN[technique], verdict=verdict,
+                                    measured=measured, would_change=would_change))
+
     rows = m.largest_table_rows
     where = f" ({m.largest_table})" if m.largest_table else ""
     window = f" over {m.window_s:g} s" if m.window_s else ""
     # sharding
     if rows is None or m.database_bytes is None:
-        out.append(ThresholdVerdict(technique="sharding", needed_when="> 100M rows, > 1 TB, or a write bottleneck",
-                                    verdict="unknown", measured="table sizes not measured",
-                                    would_change="connect a database: agent19 capacity"))
+        add("sharding", "unknown", "table sizes not measured", "connect a database: agent19 capacity")
     else:
         db_tb = m.database_bytes / TB
         hit = rows > SHARD_ROWS and (db_tb > 1 or (m.rows_written_per_s or 0) > WRITE_BOTTLENECK_ROWS_S)
-        out.append(ThresholdVerdict(
-            technique="sharding", needed_when="> 100M rows, > 1 TB, or a write bottleneck",
-            verdict="warranted_now" if hit else "not_yet",
-            measured=f"largest table{where} {_n(rows)} rows; database {db_tb:.4f} TB; "
-                     f"{_n(m.rows_written_per_s)} rows written/s{window}",
-            would_change=f"the largest table past {SHARD_ROWS:,} rows AND the database past 1 TB or sustained "
-                         f"writes past ~{WRITE_BOTTLENECK_ROWS_S:,} rows/s after tuning — partition and add "
-                         "replicas before that"))
+        add("sharding", "warranted_now" if hit else "not_yet",
+            f"largest table{where} {_n(rows)} rows; database {db_tb:.4f} TB; "
+            f"{_n(m.rows_written_per_s)} rows written/s{window}",
+            f"the largest table past {SHARD_ROWS:,} rows AND the database past 1 TB or sustained "
+            f"writes past ~{WRITE_BOTTLENECK_ROWS_S:,} rows/s after tuning — partition and add replicas before that")
     # read replicas
     if m.read_qps is None:
-        out.append(ThresholdVerdict(technique="read replicas", needed_when="> 1,000 read queries/s",
-                                    verdict="unknown", measured="read queries a second not measured",
-                                    would_change="CREATE EXTENSION pg_stat_statements, then agent19 capacity "
-                                    "--window 60 at peak (SELECT calls over the window)"))
+        add("read replicas", "unknown", "read queries a second not measured",
+            "CREATE EXTENSION pg_stat_statements, then agent19 capacity --window 60 at peak (SELECT calls over the "
+            "window)")
     else:
-        out.append(ThresholdVerdict(
-            technique="read replicas", needed_when="> 1,000 read queries/s",
-            verdict="warranted_now" if m.read_qps > READ_QPS else "not_yet",
-            measured=f"{m.read_qps:,.1f} read queries/s{window}",
-            would_change=f"more than {READ_QPS:,} read queries/s sustained at peak (or readers in another region)"))
+        add("read replicas", "warranted_now" if m.read_qps > READ_QPS else "not_yet",
+            f"{m.read_qps:,.1f} read queries/s{window}",
+            f"more than {READ_QPS:,} read queries/s sustained at peak (or readers in another region)")
     # materialized views
     if m.slowest_mean_ms is None:
-        out.append(ThresholdVerdict(
-            technique="materialized views", needed_when="queries > 1 s where staleness is acceptable",
-            verdict="unknown", measured="no statement time measured (none called 10+ times, or no pg_stat_statements)",
-            would_change="CREATE EXTENSION pg_stat_statements and let the workload run"))
+        add("materialized views", "unknown",
+            "no statement time measured (none called 10+ times, or no pg_stat_statements)",
+            "CREATE EXTENSION pg_stat_statements and let the workload run")
     else:
-        out.append(ThresholdVerdict(
-            technique="materialized views", needed_when="queries > 1 s where staleness is acceptable",
-            verdict="warranted_now" if m.slowest_mean_ms > MATVIEW_MS else "not_yet",
-            measured=f"slowest statement (≥ 10 calls) averages {m.slowest_mean_ms:,.1f} ms",
-            would_change="a repeated query averaging over 1,000 ms after indexing (explain_query first)"))
+        add("materialized views", "warranted_now" if m.slowest_mean_ms > MATVIEW_MS else "not_yet",
+            f"slowest statement (≥ 10 calls) averages {m.slowest_mean_ms:,.1f} ms",
+            "a repeated query averaging over 1,000 ms after indexing (explain_query first)")
     # connection pooling
     if m.connections is None:
-        out.append(ThresholdVerdict(technique="connection pooling", needed_when="> 100 concurrent connections",
-                                    verdict="unknown", measured="connections not measured",
-                                    would_change="agent19 capacity at peak (pg_stat_activity)"))
+        add("connection pooling", "unknown", "connections not measured",
+            "agent19 capacity at peak (pg_stat_activity)")
     else:
-        out.append(ThresholdVerdict(
-            technique="connection pooling", needed_when="> 100 concurrent connections",
-            verdict="warranted_now" if m.connections > POOL_CONNECTIONS else "not_yet",
-            measured=f"{m.connections} client connections now",
-            would_change=f"more than {POOL_CONNECTIONS} concurrent connections at peak (measure at peak: this is "
-                         "one moment) — then agent19 pgbouncer config"))
+        add("connection pooling", "warranted_now" if m.connections > POOL_CONNECTIONS else "not_yet",
+            f"{m.connections} client connections now",
+            f"more than {POOL_CONNECTIONS} concurrent connections at peak (measure at peak: this is one moment) "
+            "— then agent19 pgbouncer config")
     # partitioning
     if rows is None:
-        out.append(ThresholdVerdict(technique="partitioning", needed_when="> 100M rows with time-based queries",
-                                    verdict="unknown", measured="row counts not measured",
-                                    would_change="connect a database: agent19 capacity"))
+        add("partitioning", "unknown", "row counts not measured", "connect a database: agent19 capacity")
     else:
         timed = m.largest_has_time_column
         verdict: ThresholdStatus = "warranted_now" if rows > PARTITION_ROWS and timed else \
             "unknown" if rows > PARTITION_ROWS and timed is None else "not_yet"
-        out.append(ThresholdVerdict(
-            technique="partitioning", needed_when="> 100M rows with time-based queries", verdict=verdict,
-            measured=f"largest table{where} {rows:,} rows; creation timestamp column: "
-                     f"{'yes' if timed else 'no' if timed is False else 'unknown'}",
-            would_change=f"the table past {PARTITION_ROWS:,} rows with queries and retention by time"))
+        add("partitioning", verdict,
+            f"largest table{where} {rows:,} rows; creation timestamp column: "
+            f"{'yes' if timed else 'no' if timed is False else 'unknown'}",
+            f"the table past {PARTITION_ROWS:,} rows with queries and retention by time")
     # caching
-    out.append(ThresholdVerdict(
-        technique="caching layer", needed_when="repeated identical queries needing < 10 ms",
-        verdict="unknown", measured="pg_stat_statements normalizes parameter values away: it cannot show that the "
-        "same query with the same values repeats",
-        would_change="measure repeats where the values are visible: the application's query log or "
-        "log_min_duration_statement = 0 for a sample window, counting identical texts"))
+    add("caching layer", "unknown",
+        "pg_stat_statements normalizes parameter values away: it cannot show that the same query with the same "
+        "values repeats",
+        "measure repeats where the values are visible: the application's query log or "
+        "log_min_duration_statement = 0 for a sample window, counting identical texts")
     return out
 
 
