@@ -98,8 +98,7 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
             pts = [p for p in pts if parse_at(p.at) <= now]
         span = (parse_at(pts[-1].at) - parse_at(pts[0].at)).total_seconds() / 86400 if pts else 0.0
         if len(pts) >= 2 and span > 0:
-            fit, _ = choose(pts)
-            rows_fit, _ = choose(pts, rows=True)
+            fit, rows_fit = choose(pts), choose(pts, rows=True)
             if span < MIN_SAMPLE_SPAN_DAYS:  # minutes of samples read as a year's trend: a bulk load, autovacuum
                 notes.insert(0, f"WARNING: the samples span only {span * 24:.2f} h — too short for a trend: the "
                              "projections and days to fill the disk below are not evidence; sample daily (cron) "
@@ -114,8 +113,7 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
     if found:
         pts, evidence = capacity_infer.from_creation_columns(probe, state, found)
         if len(pts) >= 2:
-            fit, _ = choose(pts)
-            rows_fit, _ = choose(pts, rows=True)
+            fit, rows_fit = choose(pts), choose(pts, rows=True)
             notes.append("tables without a creation timestamp column are taken as static; bytes per row are "
                          "today's (updates, bloat and TOAST growth are not in this estimate)")
             return Growth(source="creation timestamp columns", evidence=evidence, observed=pts, fit=fit,

@@ -52,8 +52,8 @@ def fit_series(days: list[float], ys: list[float]) -> dict[FitMethod, tuple[floa
     return out
 
 
-def choose(points: list[Point], *, rows: bool = False) -> tuple[Fit, dict[FitMethod, tuple[float, float, float]]]:
-    """The better fit of ``points`` (their bytes, or rows) and every fit's coefficients."""
+def choose(points: list[Point], *, rows: bool = False) -> Fit:
+    """The better fit of ``points`` (their bytes, or rows); the other's error is in ``rejected``."""
     t0 = parse_at(points[0].at)
     days = [(parse_at(p.at) - t0).total_seconds() / 86400 for p in points]
     ys = [float((p.rows or 0) if rows else p.bytes) for p in points]
@@ -67,10 +67,9 @@ def choose(points: list[Point], *, rows: bool = False) -> tuple[Fit, dict[FitMet
     else:
         pct = 100 * (math.exp(b * DAYS_PER_MONTH) - 1)
         per_month = now * pct / 100
-    fit = Fit(method=method, unit="rows" if rows else "bytes", per_month=round(per_month, 1),
-              monthly_growth_pct=round(pct, 3), error_pct=err, points=len(points), span_days=round(days[-1], 3),
-              rejected={m: v[2] for m, v in fits.items() if m != method})
-    return fit, fits
+    return Fit(method=method, unit="rows" if rows else "bytes", per_month=round(per_month, 1),
+               monthly_growth_pct=round(pct, 3), error_pct=err, points=len(points), span_days=round(days[-1], 3),
+               rejected={m: v[2] for m, v in fits.items() if m != method})
 
 
 def added(method: FitMethod, now: float, per_month: float, pct: float, months: float) -> float:
