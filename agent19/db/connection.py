@@ -113,11 +113,6 @@ class Database:
             if settings.mode is AccessMode.READ_ONLY:
                 cur.execute("SET default_transaction_read_only = on")
 
-    def _reset(self, conn: Connection) -> None:
-        """Back to the pool: drop every session-level effect of the call, then re-apply the settings."""
-        conn.execute("DISCARD ALL")  # includes pg_advisory_unlock_all(), RESET ALL, DISCARD TEMP
-        self._configure(conn)
-
     def session_options(self) -> dict[str, str]:
         """Connection parameters that give any session agent19 opens (scratch databases, watchers…)
         its application_name and timeouts from the start, without a SET."""
@@ -227,7 +222,8 @@ class Database:
         try:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
-            self._reset(conn)
+            conn.execute("DISCARD ALL")  # includes pg_advisory_unlock_all(), RESET ALL, DISCARD TEMP
+            self._configure(conn)  # then agent19's session settings again
         except psycopg.Error:
             conn.close()
 
