@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.connection import Database
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.backup_archive import scan_archive
 from agent19.ops.backup_model import CheckOutcome, Durations, Sizes, VerifyResult
 from agent19.ops.backup_physical import (
@@ -48,10 +49,6 @@ Progress = Callable[[float, float | None, str | None], None]
 _STOPPED = re.compile(r"recovery stopping (?:before|after) (?:commit|abort) of transaction \d+, time (.+)")
 _LAST = re.compile(r"last completed transaction was at log time (.+)")
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
-
-
-def _conf(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _run_checks(dsn: str, checks: list[str], timeout_ms: int) -> list[CheckOutcome]:
@@ -103,10 +100,10 @@ def verify_pitr(
         else:
             prepare_copy(base)
             (base / "recovery.signal").touch()
-            settings = {"restore_command": _conf(f"cp {shlex.quote(str(archive))}/%f %p"),
+            settings = {"restore_command": literal(f"cp {shlex.quote(str(archive))}/%f %p"),
                         "recovery_target_action": "'promote'", "log_min_messages": "'log'"}
             if target_time:
-                settings["recovery_target_time"] = _conf(target_time)
+                settings["recovery_target_time"] = literal(target_time)
             give_to_server_user(wd.path)
             say(0, None, f"recovering to {target_time or 'the end of the archive'}")
             cluster, startup_s, failure = start_copy(wd, base, major, str(user), settings)
