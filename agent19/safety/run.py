@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from psycopg.rows import tuple_row
@@ -92,20 +93,25 @@ def _size(row: list[Any]) -> int:
     return sum(len(v) if isinstance(v, str) else len(str(v)) for v in row)
 
 
+def _take(source: Iterable[Any], max_rows: int) -> tuple[list[list[Any]], bool]:
+    """JSON-ready rows of ``source``, at most ``max_rows`` and about :data:`MAX_RESULT_CHARS` characters;
+    True when rows were left out (capped)."""
+    rows: list[list[Any]] = []
+    size = 0
+    for row in source:
+        if len(rows) == max_rows or size > MAX_RESULT_CHARS:
+            return rows, True
+        rows.append([jsonable(v) for v in row])
+        size += _size(rows[-1])
+    return rows, False
+
+
 def run_read(db: Database, sql: str, max_rows: int) -> QueryResult:
     """Run one reading statement through every layer of the read-only guard, as the reader login."""
     statement = gate.admit(db, sql, gate.Purpose.READ)[0]
     with gate.plan_session(db, [statement]) as conn:  # the reader; EXPLAIN of a write needs the write's grants
         cur = conn.cursor(row_factory=tuple_row)  # a dict would merge columns of the same name
-        rows: list[list[Any]] = []
-        capped = False
-        size = 0
-        for row in cur.stream(sql):
-            if len(rows) == max_rows or size > MAX_RESULT_CHARS:
-                capped = True
-                break
-            rows.append([jsonable(v) for v in row])
-            size += _size(rows[-1])
+        rows, capped = _take(cur.stream(sql), max_rows)
         description = cur.description
         conn.rollback()  # ends the READ ONLY transaction (aborted if the cap cancelled the query)
         columns = _columns(conn, description)
@@ -119,16 +125,7 @@ def run_write(conn: Any, sql: str, statement: Statement, max_rows: int, transact
     with conn.pipeline():
         cur.execute(sql)
     description = cur.description
-    rows: list[list[Any]] = []
-    capped = False
-    if description:
-        size = 0
-        for r in cur:
-            if len(rows) == max_rows or size > MAX_RESULT_CHARS:
-                capped = True
-                break
-            rows.append([jsonable(v) for v in r])
-            size += _size(rows[-1])
+    rows, capped = _take(cur, max_rows) if description else ([], False)
     count = cur.rowcount if cur.rowcount >= 0 else None
     return QueryResult(statement=_kind(statement), transaction=transaction, columns=_columns(conn, description),
                        rows=rows, row_count=count, capped=capped, cap_note=_cap_note(capped, max_rows, rows))
