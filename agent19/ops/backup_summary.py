@@ -24,8 +24,8 @@ def estimate(result: VerifyResult) -> None:
         result.restore_estimate_s = round(measured * factor, 3)
         result.estimate_method = (
             f"measured restore {human_duration(measured)} for {human_size(restored)} restored, scaled linearly "
-            f"to {human_size(whole)} ({'physical: the whole cluster' if result.kind != 'logical' else 'the database'}"
-            f"; ×{factor:.2f}); same hardware and parallelism assumed, WAL replay beyond the backup not included")
+            f"to {human_size(whole)} (the database; ×{factor:.2f}); same hardware and parallelism assumed, WAL "
+            "replay beyond the backup not included")
     else:
         result.restore_estimate_s = round(measured, 3)
         result.estimate_method = "the measured restore time (sizes unknown, not scaled)"
