@@ -43,10 +43,11 @@ from agent19.safety import measure as measuring
 from agent19.safety.assess import Assessment, assess, from_measurement, measure_trial
 from agent19.safety.audit import AuditLog
 from agent19.safety.detect import Finding
+from agent19.safety.gate import parse_input
 from agent19.safety.impact import Impact, database_identity
 from agent19.safety.kinds import MEASURED
 from agent19.safety.report import Alternative, ChecklistItem, alternatives, checklist, phrase
-from agent19.safety.run import QueryResult, parse_input
+from agent19.safety.run import QueryResult
 
 Elicit = Callable[[str, type[BaseModel]], BaseModel | None]
 Progress = Callable[[float, float | None, str | None], None]

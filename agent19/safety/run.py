@@ -22,9 +22,7 @@ from agent19.db.connection import Database
 from agent19.db.redact import redact_value
 from agent19.migrate.parse import Statement
 from agent19.safety import gate
-from agent19.safety.gate import MAX_SQL_BYTES, parse_input
 
-__all__ = ["MAX_SQL_BYTES", "QueryResult", "jsonable", "parse_input", "run_read", "run_write"]
 MAX_VALUE_CHARS = 10_000
 MAX_RESULT_CHARS = 1_000_000
 """Rows stop once their values add up to this many characters (a model's context is the limit)."""

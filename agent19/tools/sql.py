@@ -13,7 +13,7 @@ from agent19.safety import gate, kinds, policy, readonly
 from agent19.safety import measure as measuring
 from agent19.safety.assess import assess
 from agent19.safety.protocol import Confirmation, Protocol
-from agent19.safety.run import QueryResult, parse_input, run_read, run_write
+from agent19.safety.run import QueryResult, run_read, run_write
 from agent19.tools.confirm import render_confirmation
 from agent19.tools.registry import ToolContext, tool
 
@@ -83,7 +83,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
     mode = ctx.settings.mode
     db = ctx.db
-    statements = parse_input(args.sql)
+    statements = gate.parse_input(args.sql)
     if mode is AccessMode.READ_ONLY:
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if len(statements) != 1:
