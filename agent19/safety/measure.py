@@ -27,8 +27,6 @@ from pydantic import BaseModel, Field
 
 from agent19.config import Settings
 
-OWN_SCHEMA = "agent19"
-
 Q_WRITES = """
 SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
   FROM pg_stat_xact_user_tables
