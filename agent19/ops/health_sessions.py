@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.health_model import Check, grade, worst
+from agent19.ops.health_model import Check, Status, grade, worst
 from agent19.ops.health_probe import MONITOR, Probe
 from agent19.units import human_duration
 
@@ -34,6 +34,13 @@ def _partial(check: Check, hidden: int) -> Check:
         if check.status == "ok":
             check.status = "unknown"
     return check
+
+
+def _by_age(rows: list[dict[str, Any]], key: str, warning_s: float,
+            critical_s: float) -> tuple[Status, dict[str, float]]:
+    """The worst of ``rows`` by their age ``key`` in seconds, and the threshold as a check reports it."""
+    return (worst([grade(r[key], warning_s, critical_s) for r in rows]),
+            {"warning_s": warning_s, "critical_s": critical_s})
 
 
 def _q(text: str | None) -> str:
@@ -84,11 +91,11 @@ SELECT pid, usename AS "user", datname AS database, application_name, state,
 def long_running(probe: Probe) -> list[Check]:
     t = probe.thresholds
     sql, rows = _sessions_over(probe, "'active'", "query_start", t.long_query_s)
-    status = worst([grade(r["seconds"], t.long_query_s, t.long_query_critical_s) for r in rows])
+    status, threshold = _by_age(rows, "seconds", t.long_query_s, t.long_query_critical_s)
     pids = ", ".join(str(r["pid"]) for r in rows)
     check = Check(
         check="long_running_queries", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
-        threshold={"warning_s": t.long_query_s, "critical_s": t.long_query_critical_s}, evidence=sql,
+        threshold=threshold, evidence=sql,
         message=(f"{len(rows)} queries running ≥ {human_duration(t.long_query_s)}, longest "
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']})") if rows else
         f"no query running ≥ {human_duration(t.long_query_s)}",
@@ -103,12 +110,11 @@ def idle_in_transaction(probe: Probe) -> list[Check]:
     t = probe.thresholds
     sql, rows = _sessions_over(probe, "'idle in transaction', 'idle in transaction (aborted)'", "state_change",
                                t.idle_in_transaction_s)
-    status = worst([grade(r["seconds"], t.idle_in_transaction_s, t.idle_in_transaction_critical_s) for r in rows])
+    status, threshold = _by_age(rows, "seconds", t.idle_in_transaction_s, t.idle_in_transaction_critical_s)
     pids = ", ".join(str(r["pid"]) for r in rows)
     check = Check(
         check="idle_in_transaction", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
-        threshold={"warning_s": t.idle_in_transaction_s, "critical_s": t.idle_in_transaction_critical_s},
-        evidence=sql,
+        threshold=threshold, evidence=sql,
         message=(f"{len(rows)} sessions idle in transaction ≥ {human_duration(t.idle_in_transaction_s)}, longest "
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']}): they hold locks and the xmin "
                  "horizon (vacuum cannot remove rows they might see)") if rows else
@@ -152,7 +158,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
     # report each session once, by its longest chain
     chains = [c for c in chains if not any(c["pid"] in o["chain"][1:] for o in chains if o is not c)]
     judged = [c for c in chains if (c["waiting_s"] or 0) >= t.blocked_s][:20]
-    status = worst([grade(c["waiting_s"], t.blocked_s, t.blocked_critical_s) for c in judged])
+    status, threshold = _by_age(judged, "waiting_s", t.blocked_s, t.blocked_critical_s)
 
     def who(pid: int) -> str:
         r = rows.get(pid)
@@ -172,7 +178,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
         check="blocked_sessions", status=status, evidence=sql.strip(), objects=objects,
         value={"chains": [{**c, "text": s} for c, s in zip(judged, text, strict=True)],
                "sessions": [rows[p] for p in sorted({p for c in judged for p in c["chain"] if p in rows})]},
-        threshold={"warning_s": t.blocked_s, "critical_s": t.blocked_critical_s},
+        threshold=threshold,
         message=("; ".join(text)) if judged else
         f"no session waiting ≥ {human_duration(t.blocked_s)} for another's lock"
         + (f" ({len(waiting)} waiting less)" if waiting else ""),
@@ -190,11 +196,11 @@ SELECT gid, owner, database, prepared::text, extract(epoch FROM now() - prepared
   FROM pg_prepared_xacts WHERE now() - prepared >= make_interval(secs => {float(t.prepared_xact_s)})
  ORDER BY prepared"""
     rows = probe.rows(sql)
-    status = worst([grade(r["seconds"], t.prepared_xact_s, t.prepared_xact_critical_s) for r in rows])
+    status, threshold = _by_age(rows, "seconds", t.prepared_xact_s, t.prepared_xact_critical_s)
     return [Check(
         check="prepared_transactions", status=status, value=rows, evidence=sql.strip(),
         objects=[f"{r['database']}: {r['gid']}" for r in rows],
-        threshold={"warning_s": t.prepared_xact_s, "critical_s": t.prepared_xact_critical_s},
+        threshold=threshold,
         message=(f"{len(rows)} prepared transactions older than {human_duration(t.prepared_xact_s)}, oldest "
                  f"{human_duration(rows[0]['seconds'])}: they hold locks and the xmin horizon until resolved")
         if rows else f"no prepared transaction older than {human_duration(t.prepared_xact_s)}",
