@@ -196,7 +196,35 @@ SELECT c.relname, c.relkind::text AS relkind,
 """
 
 
-def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[str, str]) -> str | None:
+class _Catalog:
+    """The target catalog's answers to Q_FUNCTIONS and Q_RELATIONS, each name read once per :func:`screen`
+    (nothing has run yet, so they cannot change between its statements)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self._functions: dict[str, list[tuple[Any, ...]]] = {}
+        self._relations: dict[str, list[tuple[Any, ...]]] = {}
+
+    def functions(self, names: set[str]) -> list[tuple[Any, ...]]:
+        """``(proname, body)`` of every function named ``names``."""
+        return self._read(self._functions, Q_FUNCTIONS, names, ("proname", "body"))
+
+    def relations(self, names: set[str]) -> list[tuple[Any, ...]]:
+        """``(relname, relkind, calls, reads)`` of every relation named ``names``."""
+        return self._read(self._relations, Q_RELATIONS, names, ("relname", "relkind", "calls", "reads"))
+
+    def _read(self, cache: dict[str, list[tuple[Any, ...]]], query: str, names: set[str],
+              keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        if missing := sorted(names - cache.keys()):
+            for name in missing:
+                cache[name] = []
+            for r in self.conn.execute(query, (missing,)).fetchall():
+                row = _row(r, *keys)
+                cache[row[0]].append(row)
+        return [row for name in sorted(names) for row in cache[name]]
+
+
+def _remote_use(catalog: _Catalog, stmt: Statement, created: dict[str, str]) -> str | None:
     """Why ``stmt`` may reach another server through dblink / postgres_fdw, or call a function that
     escapes the rollback from inside a function it reaches, or None.
 
@@ -230,8 +258,7 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
                                     or _COPY_OUTSIDE.search(created[name])):
                 what = m[1] if m.lastindex else "COPY to or from a program or a server file"
                 return f"function {name}, created earlier in this migration, uses {what}, which a rollback cannot undo"
-        rows = conn.execute(Q_FUNCTIONS, (sorted(new_f),)).fetchall() if new_f else []
-        for proname, body in (_row(r, "proname", "body") for r in rows):
+        for proname, body in catalog.functions(new_f):
             if m := _REMOTE.search(body):
                 return f"function {proname} uses {m[1]}, which reaches another server"
             if m := escaping.search(body):
@@ -239,8 +266,7 @@ def _remote_use(conn: psycopg.Connection[Any], stmt: Statement, created: dict[st
             if _COPY_OUTSIDE.search(body):
                 return f"function {proname} runs COPY to or from a program or a server file"
             funcs |= {w.lower() for w in _CALLED.findall(body)}
-        rows = conn.execute(Q_RELATIONS, (sorted(new_r),)).fetchall() if new_r else []
-        for relname, relkind, calls, reads in (_row(r, "relname", "relkind", "calls", "reads") for r in rows):
+        for relname, relkind, calls, reads in catalog.relations(new_r):
             if relkind == "f":
                 return f"{relname} is a foreign table: reading or writing it reaches another server"
             funcs |= {c.lower() for c in calls or []}
@@ -252,8 +278,7 @@ def _row(row: Any, *keys: str) -> tuple[Any, ...]:
     return tuple(row[k] for k in keys) if isinstance(row, dict) else tuple(row)
 
 
-def escape_refusal(db: Database, conn: psycopg.Connection[Any], stmt: Statement,
-                   created: dict[str, str]) -> str | None:
+def escape_refusal(db: Database, catalog: _Catalog, stmt: Statement, created: dict[str, str]) -> str | None:
     """Why ``stmt`` must not run in a dry run (its effect would escape the rollback), or None."""
     from agent19.safety.gate import Purpose, admit_parsed
     from agent19.safety.readonly import ReadOnlyViolation
@@ -262,7 +287,7 @@ def escape_refusal(db: Database, conn: psycopg.Connection[Any], stmt: Statement,
         admit_parsed(db, [stmt], Purpose.TRIAL)
     except ReadOnlyViolation as exc:
         return re.sub(r"^refused in [a-z-]+: ", "", str(exc))
-    return _remote_use(conn, stmt, created)
+    return _remote_use(catalog, stmt, created)
 
 
 def _only_sequences(stmt: Statement) -> bool:
@@ -329,13 +354,14 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
     """
     blocked: dict[int, Blocked] = {}
     created: dict[str, str] = {}
+    catalog = _Catalog(conn)
     for stmt in statements:
         if stmt.node == "TransactionStmt":
             continue
         if effect := cluster_effect(stmt):
             blocked[stmt.index] = Blocked(note=f"{NOTE_PREFIX}: {effect}", refused=False)
-        elif refusal := escape_refusal(db, conn, stmt, created):
-            if _only_sequences(stmt) and _remote_use(conn, stmt, created) is None:
+        elif refusal := escape_refusal(db, catalog, stmt, created):
+            if _only_sequences(stmt) and _remote_use(catalog, stmt, created) is None:
                 blocked[stmt.index] = Blocked(note=f"not run: {refusal} (sequences are not transactional)",
                                               refused=False, untested=True)
             else:
