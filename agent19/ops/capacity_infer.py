@@ -17,6 +17,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.capacity_model import DAYS_PER_MONTH, CurrentState, Fit, Point
 from agent19.ops.health_probe import Probe
 
@@ -143,7 +144,7 @@ def _table_bytes(probe: Probe, names: list[str]) -> dict[str, int]:
     rows = probe.rows("SELECT format('%I.%I', n.nspname, c.relname) AS name, pg_total_relation_size(c.oid) AS b "
                       "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
                       "AND format('%I.%I', n.nspname, c.relname) = ANY(ARRAY[" +
-                      ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]::text[])")
+                      ", ".join(map(literal, names)) + "]::text[])")
     return {r["name"]: int(r["b"]) for r in rows}
 
 
