@@ -57,8 +57,7 @@ def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapsho
             operation=p.order, table=p.table, index=key.name, columns=key.columns, estimated_size_bytes=size,
             summary=f"operation {p.order}: write cost unknown — the table's write rates were not measured "
             "(plan with a database: --dsn; --write-sample-seconds N for a sampling window)")
-    ins, upd = act.inserts_per_second, act.updates_per_second
-    hot = act.hot_updates / act.window_seconds if act.window_seconds else 0.0
+    ins, upd, hot = act.inserts_per_second, act.updates_per_second, act.hot_updates_per_second
     setting = None if act.updated_columns is None else sorted(c for c in key.columns if c in act.updated_columns)
     hot_lost = None if setting is None else (bool(setting) if key.columns else None)
     lost = hot if hot_lost else 0.0

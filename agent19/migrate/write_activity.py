@@ -49,17 +49,24 @@ class TableActivity(BaseModel):
         "None when pg_stat_statements cannot be read")
     column_widths: dict[str, int] = Field(default={}, description="column → average width in bytes (pg_stats)")
 
+    def _rate(self, count: int) -> float:
+        return count / self.window_seconds if self.window_seconds else 0.0
+
     @property
     def writes_per_second(self) -> float:
-        return (self.inserts + self.updates + self.deletes) / self.window_seconds if self.window_seconds else 0.0
+        return self._rate(self.inserts + self.updates + self.deletes)
 
     @property
     def updates_per_second(self) -> float:
-        return self.updates / self.window_seconds if self.window_seconds else 0.0
+        return self._rate(self.updates)
+
+    @property
+    def hot_updates_per_second(self) -> float:
+        return self._rate(self.hot_updates)
 
     @property
     def inserts_per_second(self) -> float:
-        return self.inserts / self.window_seconds if self.window_seconds else 0.0
+        return self._rate(self.inserts)
 
     @property
     def write_heavy(self) -> bool:
