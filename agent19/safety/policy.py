@@ -46,6 +46,11 @@ def _fingerprint(target: str, sql: str) -> str:
     return hashlib.sha256(f"{target}\0{text}".encode()).hexdigest()
 
 
+def _target_hash(settings: Settings) -> str:
+    """The configured database, as recorded in the backups ledger (a hash: no host or name on disk)."""
+    return hashlib.sha256(target_of(settings).encode()).hexdigest()
+
+
 def _ledger(settings: Settings) -> Path:
     return settings.data_dir / LEDGER
 
@@ -72,8 +77,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def record_backup(settings: Settings, kind: str) -> None:
     """Remember that a fresh backup of the configured database was verified by a restore, now."""
-    _append(settings.data_dir / BACKUPS, [{"target": hashlib.sha256(target_of(settings).encode()).hexdigest(),
-                                           "kind": kind, "verified_at": datetime.now(UTC).isoformat()}])
+    _append(settings.data_dir / BACKUPS, [{"target": _target_hash(settings), "kind": kind,
+                                           "verified_at": datetime.now(UTC).isoformat()}])
 
 
 def unbacked(settings: Settings, node: str) -> str | None:
@@ -81,7 +86,7 @@ def unbacked(settings: Settings, node: str) -> str | None:
     hours = settings.require_verified_backup_hours
     if hours is None or node not in DATA_CHANGES:
         return None
-    target = hashlib.sha256(target_of(settings).encode()).hexdigest()
+    target = _target_hash(settings)
     now = datetime.now(UTC)
     for row in _rows(settings.data_dir / BACKUPS):
         try:
