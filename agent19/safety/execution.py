@@ -39,9 +39,6 @@ from agent19.safety.run import QueryResult, run_write
 if TYPE_CHECKING:
     from agent19.safety.protocol import Confirmation, Protocol, Report
 
-NO_TRANSACTION = {"DropdbStmt", "VacuumStmt"}
-
-
 class Changed(Exception):
     """Something at stake changed since the challenge."""
 
@@ -59,7 +56,7 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
     conn = p.db.connect()
     try:
         ledger.ensure(conn)
-        if execute is not None or st.node in NO_TRANSACTION or kinds.runs_outside_transaction(st):
+        if execute is not None or kinds.runs_outside_transaction(st):
             with conn.transaction():
                 used = ledger.claim(conn, claims["nonce"], claims["exp"], channel, load_key(p.settings))
                 if a.measured is None:

@@ -67,9 +67,10 @@ listed because :mod:`agent19.safety.detect` already judges them (and sends the l
 protocol); everything else (DROP CONSTRAINT, DETACH PARTITION, SET UNLOGGED, DISABLE TRIGGER,
 OWNER TO, ENABLE RULE…) is not known safe."""
 
-NO_TRANSACTION = {"VacuumStmt", "CreatedbStmt"}
+NO_TRANSACTION = {"VacuumStmt", "CreatedbStmt", "DropdbStmt"}
 """Kinds PostgreSQL refuses inside a transaction block (with CONCURRENTLY, also indexes): they run
-unmeasured — only safe kinds are admitted this way."""
+unmeasured — run_sql admits only the safe ones this way (DROP DATABASE is destructive: it runs only
+through the confirmation protocol, also outside a transaction block)."""
 
 
 def unlisted_reason(st: Statement) -> str | None:
