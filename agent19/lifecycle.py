@@ -48,11 +48,10 @@ def cleanup_on_exit(hook: Callable[[], None]) -> None:
     Signal handlers can only be installed from the main thread; elsewhere the exit hooks are still
     registered. Idempotent per hook.
     """
-    if hook in _ON_SIGNAL:
-        return
-    atexit.register(hook)
-    on_shutdown(hook)
-    if threading.current_thread() is not threading.main_thread():
+    if hook not in _HOOKS:  # first call: exit and transport-close hooks
+        atexit.register(hook)
+        on_shutdown(hook)
+    if hook in _ON_SIGNAL or threading.current_thread() is not threading.main_thread():
         return
     _ON_SIGNAL.append(hook)
     for sig in (signal.SIGTERM, signal.SIGHUP):
