@@ -81,16 +81,8 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
                     _recount(conn, a, p)
                 archived = archiving.run(conn, a.plans if a.archive else [])
                 result = _statement(conn, a, max_rows)
-    except Changed as exc:
-        reason = f"the impact changed since the challenge: {exc}; nothing was run; ask for a new challenge"
-        p.audit.append("refused", st, a.findings, impact, reason=reason)
-        return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
-    except ledger.NotApproved:
-        reason = "not confirmed by a human yet; nothing was run"
-        p.audit.append("refused", st, a.findings, impact, reason=reason)
-        return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
-    except ledger.AlreadyUsed:
-        reason = "the token was already used (by another attempt, perhaps another agent19); ask for a new challenge"
+    except (Changed, ledger.NotApproved, ledger.AlreadyUsed) as exc:
+        reason = _refusal(exc)
         p.audit.append("refused", st, a.findings, impact, reason=reason)
         return Confirmation(outcome="refused", mode=p.settings.mode, reasons=[reason], report=report)
     except (psycopg.Error, archiving.ArchiveMismatch) as exc:
@@ -104,6 +96,15 @@ def run(p: Protocol, a: Assessment, report: Report, claims: dict[str, Any], chan
     report.token = None
     return Confirmation(outcome="executed", executed=True, mode=p.settings.mode, channel=used, report=report,
                         archived=archived, result=result)
+
+
+def _refusal(exc: Exception) -> str:
+    """Why step 2 refused, for the caller and the audit log (nothing was run)."""
+    if isinstance(exc, Changed):
+        return f"the impact changed since the challenge: {exc}; nothing was run; ask for a new challenge"
+    if isinstance(exc, ledger.NotApproved):
+        return "not confirmed by a human yet; nothing was run"
+    return "the token was already used (by another attempt, perhaps another agent19); ask for a new challenge"
 
 
 def _lock(conn: Any, a: Assessment) -> None:
