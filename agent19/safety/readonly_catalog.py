@@ -71,6 +71,11 @@ def _names(items: list[dict[str, Any]]) -> list[str]:
     return [n.get("String", {}).get("sval", "") for n in items]
 
 
+def _quoted(parts: list[str]) -> str:
+    """``schema.name`` (the last two parts) quoted exactly as parsed, for ``to_regclass``/``to_regtype``."""
+    return ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
+
+
 def written(tree: Any) -> Written:
     w = Written(operators=set(IMPLICIT_OPERATORS))
     for node, f in walk(tree):
@@ -241,15 +246,14 @@ class Resolver:
             raise self.refuse(f"{written_name} holds credentials or server internals",
                               "read pg_roles for roles; password hashes and user mappings are never "
                               "returned")
-        quoted = ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
-        row = self.conn.execute("SELECT to_regclass(%s)::oid::bigint AS oid", (quoted,)).fetchone()
+        row = self.conn.execute("SELECT to_regclass(%s)::oid::bigint AS oid", (_quoted(parts),)).fetchone()
         return {int(row["oid"])} if row and row["oid"] is not None else set()
 
     def _cast_functions(self, parts: list[str]) -> set[int]:
         if not parts:
             return set()
-        name = ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
-        row = self.conn.execute(Q_CAST_TARGET, (name,)).fetchone()  # NULL for an unknown type: the server refuses it
+        # NULL for an unknown type: the server refuses it
+        row = self.conn.execute(Q_CAST_TARGET, (_quoted(parts),)).fetchone()
         if row is None:
             return set()
         return {int(row["input"]), *(int(c) for c in row["casts"] or [])} | self._domain_checks([int(row["type"])])
