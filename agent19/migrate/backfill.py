@@ -32,6 +32,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
+from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
 from agent19.units import human_duration, human_size
 
@@ -185,6 +186,37 @@ def _key_columns(conn: psycopg.Connection[Any], oid: int, spec: BackfillSpec) ->
 
 def _v(row: Any, i: int, key: str) -> Any:
     return row[key] if isinstance(row, dict) else row[i]
+
+
+Q_OVERWRITTEN = "SELECT count(*) FILTER (WHERE ({where}) AND ({filled})) AS n, count(*) AS total FROM ONLY {table}"
+
+
+def overwritten_rows(conn: Any, spec: BackfillSpec) -> measuring.Measurement:
+    """The rows whose SET columns hold a value the backfill would overwrite (matched by its WHERE, not
+    NULL), counted exactly on ``conn`` (a read-only transaction): `SET c = NULL WHERE id > 0` overwrites
+    every row. Nothing when a run of it already started (resuming changes nothing more than measured)."""
+    update = parse_json(f"UPDATE t SET {spec.set}")[0]["stmt"]["UpdateStmt"]
+    columns = sorted({t["ResTarget"]["name"] for t in update["targetList"]})
+    filled = sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    if not spec.restart and _started(conn, spec):
+        # measured when it started; resuming continues it, and a finished run changes nothing more
+        return measuring.Measurement(touches=[])
+    found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
+    if found is None:
+        raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
+    row = conn.execute(sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
+                                                     table=sql.SQL(found["qualified"]))).fetchone()
+    touch = measuring.Touch(table=found["name"], rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
+    return measuring.Measurement(touches=[touch] if row["n"] else [])
+
+
+def _started(conn: Any, spec: BackfillSpec) -> bool:
+    """A run of this backfill exists (stopped or finished) under its checkpoint name."""
+    if conn.execute("SELECT to_regclass(%s) IS NULL AS absent", (CHECKPOINT_TABLE,)).fetchone()["absent"]:
+        return False
+    row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(
+        sql.Identifier(CHECKPOINT_TABLE)), (spec.checkpoint_name(),)).fetchone()
+    return row is not None
 
 
 def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: str | None,

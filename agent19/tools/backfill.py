@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from psycopg import sql
 from pydantic import Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
 from agent19.migrate.backfill import (
-    CHECKPOINT_TABLE,
     Q_TABLE,
     BackfillResult,
     BackfillSpec,
     _key_columns,
     check_fragments,
+    overwritten_rows,
 )
 from agent19.migrate.backfill import run_backfill as _run_backfill
 from agent19.migrate.backfill_scripts import procedure_sql, python_script
 from agent19.safety import measure as measuring
 from agent19.safety import policy
 from agent19.safety.protocol import Confirmation, Protocol
-from agent19.sqltree import parse_json
 from agent19.tools.confirm import render_confirmation
 from agent19.tools.registry import ToolContext, tool
 
@@ -124,7 +122,8 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
         raise ModeError(f"refused: {why}", f"the backfill's statement is `{statement}`; nothing was updated")
 
     def measure() -> measuring.Measurement:  # a WHERE that matches every row without saying so (`id > 0`)
-        return overwrites(ctx, spec)
+        with ctx.db.read() as conn:
+            return overwritten_rows(conn, spec)
 
     if args.confirm_token is None and ctx.elicit is None:
         # never run the whole UPDATE as one statement: count what it would overwrite instead
@@ -141,37 +140,6 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     if not results:
         return _not_run(spec, confirmation)
     return BackfillOutput(**results[0].model_dump(), confirmation=confirmation if confirmation.executed else None)
-
-
-Q_OVERWRITTEN = "SELECT count(*) FILTER (WHERE ({where}) AND ({filled})) AS n, count(*) AS total FROM ONLY {table}"
-
-
-def overwrites(ctx: ToolContext, spec: BackfillSpec) -> measuring.Measurement:
-    """The rows whose SET columns hold a value the backfill would overwrite (matched by its WHERE, not
-    NULL), measured exactly in a read-only transaction: `SET c = NULL WHERE id > 0` overwrites every row."""
-    update = parse_json(f"UPDATE t SET {spec.set}")[0]["stmt"]["UpdateStmt"]
-    columns = sorted({t["ResTarget"]["name"] for t in update["targetList"]})
-    filled = sql.SQL(" OR ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
-    with ctx.db.read() as conn:
-        if not spec.restart and _started(conn, spec):
-            # measured when it started; resuming continues it, and a finished run changes nothing more
-            return measuring.Measurement(touches=[])
-        found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
-        if found is None:
-            raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
-        row = conn.execute(sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
-                                                         table=sql.SQL(found["qualified"]))).fetchone()
-    touch = measuring.Touch(table=found["name"], rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
-    return measuring.Measurement(touches=[touch] if row["n"] else [])
-
-
-def _started(conn: Any, spec: BackfillSpec) -> bool:
-    """A run of this backfill exists (stopped or finished) under its checkpoint name."""
-    if conn.execute("SELECT to_regclass(%s) IS NULL AS absent", (CHECKPOINT_TABLE,)).fetchone()["absent"]:
-        return False
-    row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(
-        sql.Identifier(CHECKPOINT_TABLE)), (spec.checkpoint_name(),)).fetchone()
-    return row is not None
 
 
 def update_statement(spec: BackfillSpec) -> str:
