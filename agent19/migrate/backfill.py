@@ -85,8 +85,10 @@ SELECT count(*) AS replicas,
                          ELSE EXTRACT(epoch FROM r.replay_lag) END), 0)::float8 AS lag,
        COALESCE(max(pg_wal_lsn_diff(here.lsn, r.replay_lsn)), 0)::bigint AS behind
   FROM pg_stat_replication r CROSS JOIN here
- -- a logical decoding consumer (CDC, a subscription) is not a replica serving reads: it does not hold the backfill
- WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
+ -- a logical decoding consumer (CDC, a subscription) is not a replica serving reads: it does not hold the backfill.
+ -- Its walsender is connected to a database (a physical one is not), from before it acquires its slot.
+ WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL)
+   AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
 """
 LAG_POLL_S = 0.25
 

@@ -21,7 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import agent19
 from agent19.errors import InputError
-from agent19.migrate.backfill import CHECKPOINT_TABLE, BackfillSpec, check_fragments
+from agent19.migrate.backfill import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
 from agent19.migrate.patterns.sqlnames import ident, literal, qname, short
 
 CHECKPOINT_DDL = f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
@@ -119,4 +119,4 @@ def python_script(spec: BackfillSpec) -> str:
     check_fragments(spec)
     return _environment().get_template("backfill.py.j2").render(
         spec=spec, table=spec.table, set_sql=spec.set, where=spec.where, key=spec.key, name=spec.checkpoint_name(),
-        checkpoint_table=CHECKPOINT_TABLE, version=agent19.__version__, filename=script_filename(spec))
+        checkpoint_table=CHECKPOINT_TABLE, q_lag=Q_LAG, version=agent19.__version__, filename=script_filename(spec))
