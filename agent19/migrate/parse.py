@@ -63,6 +63,7 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         message = str(exc.args[0]) if exc.args else str(exc)
         raise SqlParseError(message, file, line, column) from None
     out: list[Statement] = []
+    counted, line = 0, 1  # newlines counted up to byte `counted`: statements come in order, so this stays linear
     for i, raw in enumerate(stmts):
         start = raw.get("stmt_location", 0)
         length = raw.get("stmt_len", 0) or len(data) - start
@@ -72,11 +73,13 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         body = chunk[lead:].rstrip().rstrip(b";").rstrip()
         stmt = raw.get("stmt", {})
         node = next(iter(stmt), "")
+        line += data.count(b"\n", counted, start + lead)
+        counted = start + lead
         out.append(
             Statement(
                 index=i,
                 file=file,
-                line=data[: start + lead].count(b"\n") + 1,
+                line=line,
                 sql=body.decode("utf-8"),
                 node=node,
                 tree=stmt,
