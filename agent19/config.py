@@ -132,6 +132,9 @@ class Settings(BaseModel):
         "backup of the same database within this many hours")
     require_lock_ack: bool = Field(
         default=False, description="execute mode: refuse a statement with lock warnings unless each is acknowledged")
+    dry_run_max_age_hours: float = Field(
+        default=24.0, gt=0, description="with require_dry_run: how long a passing dry run stays valid (it is also "
+        "void once the schema changes)")
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -186,6 +189,13 @@ class Settings(BaseModel):
         flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
         flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
+        max_age = pick("dry_run_max_age_hours", "AGENT19_DRY_RUN_MAX_AGE_HOURS")
+        if max_age is not None:
+            try:
+                values["dry_run_max_age_hours"] = float(max_age)
+            except ValueError:
+                raise ConfigError(f"AGENT19_DRY_RUN_MAX_AGE_HOURS: {max_age!r} is not a number of hours",
+                                  "e.g. 24") from None
         backup_hours = pick("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")
         if backup_hours is not None:
             try:

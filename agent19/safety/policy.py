@@ -10,27 +10,26 @@ missing lock_timeout (agent19's sessions always set one) — runs only when ``ac
 warning's rule code.
 
 With ``require_dry_run`` (``AGENT19_REQUIRE_DRY_RUN=1``), a statement that changes something runs in
-execute mode only when ``test_migration`` passed on the same database with the same statement
-(whitespace and a trailing ``;`` aside). Passing dry runs are recorded in ``<data_dir>/dry-runs.jsonl``
-(mode 0600) as fingerprints: a hash of the target (host, port, database — never a password) and the
-statement, with the time it ran. Nothing of the statement's text is stored.
+execute mode only when ``test_migration`` passed with it on the same server and database (as the server
+identifies itself), on the schema the database still has, within ``AGENT19_DRY_RUN_MAX_AGE_HOURS``
+(default 24): see :mod:`agent19.safety.dry_run_ledger`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.config import Settings
+from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.parse import Statement
 from agent19.migrate.plan import plan_migration
+from agent19.safety import dry_run_ledger as ledger
+from agent19.safety import readonly
 
-LEDGER = "dry-runs.jsonl"
 BACKUPS = "backups.jsonl"
 DATA_CHANGES = {"UpdateStmt", "DeleteStmt", "MergeStmt"}
 
@@ -41,43 +40,14 @@ def target_of(settings: Settings) -> str:
     return f"{info.get('host') or 'local'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
 
 
-def _fingerprint(target: str, sql: str) -> str:
-    text = " ".join(sql.split()).rstrip("; ")
-    return hashlib.sha256(f"{target}\0{text}".encode()).hexdigest()
-
-
 def _target_hash(settings: Settings) -> str:
     """The configured database, as recorded in the backups ledger (a hash: no host or name on disk)."""
     return hashlib.sha256(target_of(settings).encode()).hexdigest()
 
 
-def _ledger(settings: Settings) -> Path:
-    return settings.data_dir / LEDGER
-
-
-def _append(path: Path, rows: list[dict[str, str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                out.append(row)
-    return out
-
-
 def record_backup(settings: Settings, kind: str) -> None:
     """Remember that a fresh backup of the configured database was verified by a restore, now."""
-    _append(settings.data_dir / BACKUPS, [{"target": _target_hash(settings), "kind": kind,
+    ledger.append_rows(settings.data_dir / BACKUPS, [{"target": _target_hash(settings), "kind": kind,
                                            "verified_at": datetime.now(UTC).isoformat()}])
 
 
@@ -88,7 +58,7 @@ def unbacked(settings: Settings, node: str) -> str | None:
         return None
     target = _target_hash(settings)
     now = datetime.now(UTC)
-    for row in _rows(settings.data_dir / BACKUPS):
+    for row in ledger.read_rows(settings.data_dir / BACKUPS):
         try:
             at = datetime.fromisoformat(row["verified_at"])
         except (KeyError, ValueError):
@@ -117,19 +87,33 @@ def unacknowledged(settings: Settings, sql: str, catalog: SchemaSnapshot | None,
         f"{f.rule}: {f.message}" for f in warnings) + f" — to run it anyway, pass acknowledge={codes}")
 
 
-def record_dry_run(settings: Settings, statements: list[str], ran_at: str | None) -> None:
-    """Remember that these statements passed a dry run on the configured database."""
-    target = target_of(settings)
-    when = ran_at or datetime.now(UTC).isoformat(timespec="seconds")
-    _append(_ledger(settings), [{"fingerprint": _fingerprint(target, sql), "ran_at": when} for sql in statements])
+def server_state(db: Database) -> ledger.ServerState:
+    """The server's identity and schema fingerprint, read as the configured login."""
+    with db.read() as conn:
+        return ledger.read_state(conn)
 
 
-def untested(settings: Settings, sql: str) -> str | None:
-    """Why ``sql`` may not run under ``require_dry_run`` (None when a passing dry run is recorded)."""
+def record_dry_run(settings: Settings, state: ledger.ServerState, statements: list[Statement]) -> None:
+    """Remember that the migration's changing statements passed a dry run that started from ``state``
+    (reads pass the policy anyway and are left out, so they never hold up the next step)."""
+    changes = []
+    for st in statements:
+        try:
+            readonly.check_statements([st])
+        except readonly.ReadOnlyViolation:
+            changes.append(st.sql)
+    ledger.record(settings, state, changes)
+
+
+def tested(settings: Settings, db: Database, sql: str) -> ledger.Verdict:
+    """May ``sql`` run under ``require_dry_run``? (``refusal`` None: yes.) Pass the verdict to :func:`ran`
+    once the statement ran, so the migration's next change may run."""
     if not settings.require_dry_run:
-        return None
-    want = _fingerprint(target_of(settings), sql)
-    if any(row.get("fingerprint") == want for row in _rows(_ledger(settings))):
-        return None
-    return (f"policy require_dry_run: this statement has not passed a dry run on {target_of(settings)}; run "
-            "test_migration (agent19 dry-run --sql '…' --mode dry-run) with it first, then run it again")
+        return ledger.Verdict(None)
+    return ledger.check(settings, server_state(db), sql, target_of(settings))
+
+
+def ran(settings: Settings, db: Database, verdict: ledger.Verdict) -> None:
+    """The statement ``verdict`` allowed was committed: record the schema it left for the next step."""
+    if verdict.entry is not None:
+        ledger.advance(settings, verdict.entry, server_state(db))

@@ -118,7 +118,7 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     statement = update_statement(spec)
     # the execute-mode policies hold for the batched UPDATE as for the same UPDATE through run_sql
-    if why := policy.untested(ctx.settings, statement) or policy.unbacked(ctx.settings, "UpdateStmt"):
+    if why := policy.tested(ctx.settings, ctx.db, statement).refusal or policy.unbacked(ctx.settings, "UpdateStmt"):
         raise ModeError(f"refused: {why}", f"the backfill's statement is `{statement}`; nothing was updated")
 
     def measure() -> measuring.Measurement:  # a WHERE that matches every row without saying so (`id > 0`)

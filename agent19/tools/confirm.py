@@ -113,11 +113,15 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
                              "e.g. agent19 confirm 'DROP TABLE old_users'")
         return protocol.approve(args.token, None, protocol.channel)
     executes = bool(args.token) or (ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE)
-    if executes and ctx.settings.mode is AccessMode.EXECUTE and (why := policy.untested(ctx.settings, args.sql)):
-        raise ModeError(f"refused: {why}", "a human's confirmation does not replace the dry run the operator "
-                        "requires; nothing was run")
-    if args.token:
-        return protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows)
-    if ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE:
-        return protocol.run_with_elicitation(args.sql, args.archive, args.max_rows)
+    tested = policy.tested(ctx.settings, ctx.db, args.sql) if executes and ctx.settings.mode is AccessMode.EXECUTE \
+        else None
+    if tested is not None and tested.refusal:
+        raise ModeError(f"refused: {tested.refusal}", "a human's confirmation does not replace the dry run the "
+                        "operator requires; nothing was run")
+    if args.token or (ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE):
+        done = (protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows) if args.token
+                else protocol.run_with_elicitation(args.sql, args.archive, args.max_rows))
+        if tested is not None and done.executed:
+            policy.ran(ctx.settings, ctx.db, tested)  # the migration's next change may run on the schema it left
+        return done
     return protocol.challenge(args.sql, args.archive)

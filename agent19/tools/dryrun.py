@@ -157,6 +157,8 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     # an escaping statement is refused or, for sequences, reported as not run); the checks are reads
     for check in args.checks:
         gate.admit(ctx.db, check, gate.Purpose.READ)
+    # the server's identity and schema as the dry run starts: what require_dry_run later compares with
+    state = policy.server_state(ctx.db) if ctx.settings.dsn_value() is not None else None
     result = dry_run(
         ctx.db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
         probe_timeout_ms=args.probe_timeout_ms, scratch_copy=args.scratch_copy, sample_rows=args.sample_rows,
@@ -174,8 +176,9 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
             result.passed = False
             result.summary = result.summary.replace("PASSED", "FAILED", 1)
         result.summary += "; " + result.rollback.summary
-    if result.passed and ctx.settings.dsn_value() is not None:
-        policy.record_dry_run(ctx.settings, [s.sql for s in up], result.ran_at)
+    # a statement the dry run could not run is no proof (locks it could not fully observe do not matter here)
+    if result.passed and not any(s.untested for s in result.statements) and state is not None:
+        policy.record_dry_run(ctx.settings, state, up)
     return result
 
 

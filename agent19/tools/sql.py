@@ -94,18 +94,16 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each run_sql call is its "
                          "own transaction", "nothing was run")
     gate.admit(db, args.sql, gate.Purpose.WRITE)
-    if mode is AccessMode.EXECUTE and (why := _policy_refusal(ctx, st, args.sql, args.acknowledge)):
+    changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
+    tested = policy.tested(ctx.settings, db, args.sql) if changes else None
+    if tested is not None and (why := tested.refusal or _policy_refusal(ctx, st, args.sql, args.acknowledge)):
         return SqlResult(mode=mode, executed=False, message=f"refused: {why}")
     with db.read() as conn:
         findings = assess(conn, st).findings
     protocol = Protocol(ctx.settings, db, ctx.elicit, ctx.progress)
     if findings:
-        return _through_protocol(ctx, protocol, args, protocol.challenge(args.sql))
-    try:
-        readonly.check_statements([st])
-    except readonly.ReadOnlyViolation:
-        pass
-    else:
+        return _ran(ctx, tested, _through_protocol(ctx, protocol, args, protocol.challenge(args.sql)))
+    if _is_read(st):
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if mode is AccessMode.DRY_RUN:
         with db.rolled_back() as conn:
@@ -119,10 +117,18 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
             try:
                 result = _measured(conn, ctx, st, args.max_rows)
             except _OverThreshold as over:
-                return _through_protocol(ctx, protocol, args, protocol.challenge_measured(st, over.m, over.reasons))
+                return _ran(ctx, tested, _through_protocol(ctx, protocol, args,
+                                                           protocol.challenge_measured(st, over.m, over.reasons)))
     finally:
         conn.close()
-    return SqlResult(mode=mode, executed=True, result=result)
+    return _ran(ctx, tested, SqlResult(mode=mode, executed=True, result=result))
+
+
+def _ran(ctx: ToolContext, tested: policy.ledger.Verdict | None, result: SqlResult) -> SqlResult:
+    """require_dry_run: a committed step lets the migration's next change run on the schema it left."""
+    if tested is not None and result.executed:
+        policy.ran(ctx.settings, ctx.db, tested)
+    return result
 
 
 class _OverThreshold(Exception):
@@ -143,15 +149,19 @@ def _measured(conn: Any, ctx: ToolContext, st: Statement, max_rows: int) -> Quer
     return result
 
 
-def _policy_refusal(ctx: ToolContext, st: Statement, sql: str, acknowledge: list[str]) -> str | None:
-    """Execute-mode policies (agent19.safety.policy): reads always pass."""
+def _is_read(st: Statement) -> bool:
     try:
         readonly.check_statements([st])
     except readonly.ReadOnlyViolation:
-        return (policy.untested(ctx.settings, sql) or policy.unbacked(ctx.settings, st.node)
-                or (policy.unacknowledged(ctx.settings, sql, ctx.live_catalog(), acknowledge)
-                    if ctx.settings.require_lock_ack else None))
-    return None
+        return False
+    return True
+
+
+def _policy_refusal(ctx: ToolContext, st: Statement, sql: str, acknowledge: list[str]) -> str | None:
+    """Execute-mode policies (agent19.safety.policy) other than require_dry_run, for a statement that changes."""
+    return (policy.unbacked(ctx.settings, st.node)
+            or (policy.unacknowledged(ctx.settings, sql, ctx.live_catalog(), acknowledge)
+                if ctx.settings.require_lock_ack else None))
 
 
 def _through_protocol(ctx: ToolContext, protocol: Protocol, args: SqlArgs, first: Confirmation) -> SqlResult:
