@@ -17,7 +17,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import strongest_mode
 from agent19.migrate.classify_alter import decide_alter
 from agent19.migrate.classify_other import decide_statement, render_subcommands
-from agent19.migrate.classify_state import Context, Decision, range_name
+from agent19.migrate.classify_state import Context, Decision, MigrationState, range_name
 from agent19.migrate.knowledge import Behaviour, lookup
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement
@@ -32,17 +32,20 @@ def classify(
     catalog: SchemaSnapshot | None = None,
     pg_version: int = 110000,
     session_timezone_utc: bool = True,
+    state: MigrationState | None = None,
 ) -> list[Operation]:
     """One :class:`Operation` per statement, or per sub-command of a multi-command ALTER TABLE.
 
     ``pg_version`` is ``server_version_num`` (e.g. ``150004``) or a major version (``15``); with a
     catalog, the catalog's version is used. ``session_timezone_utc`` decides timestamp ↔
-    timestamptz changes (no rewrite only under UTC, 12+).
+    timestamptz changes (no rewrite only under UTC, 12+). ``state`` carries what earlier migrations of
+    the same set did (tables created, columns, validated CHECKs) into this one; a fresh one by default.
     """
     major = pg_version // 10000 if pg_version >= 1000 else pg_version
     if catalog is not None:
         major = catalog.major_version
-    ctx = Context(catalog=catalog, pg_major=major, session_utc=session_timezone_utc)
+    ctx = Context(catalog=catalog, pg_major=major, session_utc=session_timezone_utc,
+                  state=state if state is not None else MigrationState())
     ops: list[Operation] = []
     for stmt in statements:
         if stmt.node == "AlterTableStmt" and stmt.fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
@@ -91,8 +94,9 @@ def build(stmt: Statement, decision: Decision, ctx: Context, sub_index: int | No
         category=row.category, kind=row.kind, tables=tables, locks=locks,
         lock=strongest_mode(set(locks.values())) if locks else None, rewrite=row.rewrite, scan=row.scan,
         in_transaction=row.in_transaction, reversible=reversible, inverse_sql=decision.inverse if reversible else None,
-        data_loss=row.data_loss, risk=risk, notes=notes, form=decision.form, lock_timeout=ctx.state.lock_timeout,
-        explicit_transaction=ctx.state.explicit_transaction, new_table=new_table,
+        data_loss=row.data_loss and not decision.created_here, risk=risk, notes=notes, form=decision.form,
+        lock_timeout=ctx.state.lock_timeout, explicit_transaction=ctx.state.explicit_transaction, new_table=new_table,
+        created_here=decision.created_here,
     )
 
 

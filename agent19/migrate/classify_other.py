@@ -121,6 +121,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "ViewStmt":
         view = range_name(f.get("view", {}))
         inverse = None if f.get("replace") else f"DROP VIEW {view}"
+        if not f.get("replace"):
+            state.created.add(view)  # a new view: nobody can be queued on it
         return Decision("create_view", [view], [s for s in _sources(f.get("query", {})) if s != view],
                         inverse=inverse, reversible=inverse is not None)
     if node == "CreateTrigStmt":

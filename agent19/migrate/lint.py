@@ -19,12 +19,14 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.classify_state import MigrationState as ClassifyState
 from agent19.migrate.files import Migration, load_paths, load_text
 from agent19.migrate.lint_config import LintConfig, Threshold
 from agent19.migrate.model import Operation, Risk, max_risk
@@ -111,8 +113,9 @@ def _ignored_rules(lines: list[str] | None, line: int, sql: str) -> set[str] | N
 
 def _update_state(ctx: StatementContext) -> None:
     state, f = ctx.state, ctx.fields
-    if ctx.node in ("CreateStmt", "CreateTableAsStmt"):
-        rel = f.get("relation") or f.get("into", {}).get("IntoClause", {}).get("rel") or f.get("into", {}).get("rel")
+    if ctx.node in ("CreateStmt", "CreateTableAsStmt") or (ctx.node == "ViewStmt" and not f.get("replace")):
+        rel = (f.get("relation") or f.get("view") or f.get("into", {}).get("IntoClause", {}).get("rel")
+               or f.get("into", {}).get("rel"))
         if isinstance(rel, dict):
             state.created.add(norm(rel_name(rel)))
     if sets_lock_timeout(ctx):
@@ -156,13 +159,25 @@ def _statement_report(ctx: StatementContext, findings: list[Finding]) -> Stateme
     )
 
 
-def _classify(migration: Migration, catalog: SchemaSnapshot | None, pg_version: int) -> dict[int, list[Operation]]:
+def _classify(migration: Migration, catalog: SchemaSnapshot | None, pg_version: int,
+              state: ClassifyState) -> dict[int, list[Operation]]:
     from agent19.migrate.classify import classify
 
     by_statement: dict[int, list[Operation]] = {}
-    for op in classify(migration.statements, catalog=catalog, pg_version=pg_version):
+    for op in classify(migration.statements, catalog=catalog, pg_version=pg_version, state=state):
         by_statement.setdefault(op.statement_index, []).append(op)
     return by_statement
+
+
+def _next_file(lint_state: MigrationState | None, classify_state: ClassifyState | None
+               ) -> tuple[MigrationState, ClassifyState]:
+    """The states for the next migration of a set: what earlier files created, added and validated carries over
+    (shared, so it keeps growing); what belongs to one file's session and transactions starts afresh —
+    lock_timeout (each file may run on a new connection), transaction ids, the statements seen."""
+    if lint_state is None or classify_state is None:
+        return MigrationState(), ClassifyState()
+    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], last_touch={}, cache={}),
+            replace(classify_state, lock_timeout=None, explicit_transaction=False))
 
 
 def lint(
@@ -172,7 +187,9 @@ def lint(
     pg_version: int | None = None,
     config: LintConfig | None = None,
 ) -> LintReport:
-    """Lint ``migrations`` in order; each migration (file) is one unit for "created earlier"."""
+    """Lint ``migrations`` as one ordered history, in order (a directory in its tool's order): a table or view
+    created, a CHECK added or validated in an earlier file is known to the later ones, as PostgreSQL would have
+    it when the set is applied in one deployment; session settings (lock_timeout) and transactions are per file."""
     config = config or LintConfig()
     version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
     disabled = {r.code for r in all_rules() if r.code in config.disabled_codes() or r.name in config.disable}
@@ -181,11 +198,13 @@ def lint(
     counts: Counter[str] = Counter()
     ignored = 0
     files: set[str] = set()
+    state: MigrationState | None = None
+    classify_state: ClassifyState | None = None
     for migration in migrations:
         files.add(migration.file or "<sql>")
-        ops = _classify(migration, catalog, version)
+        state, classify_state = _next_file(state, classify_state)
+        ops = _classify(migration, catalog, version, classify_state)
         groups = migration.transaction_groups()
-        state = MigrationState()
         lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
         for stmt, group in zip(migration.statements, groups, strict=True):
             ctx = StatementContext(stmt, ops.get(stmt.index, []), migration, group, version, catalog, state)
@@ -207,7 +226,7 @@ def lint(
         SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings
     )
     assumptions = [] if catalog else [
-        f"no database: PostgreSQL {version // 10000} assumed and every table not created in the same migration "
+        f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"
     ]
     return LintReport(

@@ -87,7 +87,10 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     examples=("agent19 advise-workload --budget-mb 500", "agent19 advise-workload --order-by calls --limit 50"),
 )
 def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
-    """Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,
+    """Choose one set of indexes for a whole workload (pg_stat_statements' top statements or given queries), verified
+    with HypoPG within a size budget. Use after advise_indexes when many queries matter.
+
+    Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,
     mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by
     calls × mean time, within `budget_mb`; reports the cost of each query before and after. Says
     clearly when pg_stat_statements or hypopg is missing and how to enable them."""

@@ -32,7 +32,11 @@ def _thresholds(a: Assessment) -> list[str]:
     examples=("agent19 assess", "agent19 assess --execution-ms 800 --table-rows 2000000 --qps 5 --have-explain"),
 )
 def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
-    """Decide how far an optimization should go. Without metrics (execution time, row counts, QPS,
+    """Decide how far an optimization should go: which scaling techniques (pooling, caching, replicas, partitioning,
+    sharding…) are warranted now, and which questions to answer first. Use before proposing architecture
+    changes.
+
+    Decide how far an optimization should go. Without metrics (execution time, row counts, QPS,
     EXPLAIN ANALYZE) it returns the questions to ask and the queries that answer them. With them, it
     says for each scaling technique (pooling, caching, read replicas, materialized views, partitioning,
     denormalization, sharding) whether it is warranted now or premature, and when to revisit — at small

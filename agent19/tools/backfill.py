@@ -89,7 +89,10 @@ def render_backfill(r: BackfillResult) -> str:
     ),
 )
 def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
-    """Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE
+    """Update a large table in short, resumable keyset batches (lock_timeout, adaptive size, replica-lag waits,
+    checkpoint row), or emit it as a Python script or PL/pgSQL procedure. Use instead of one big UPDATE.
+
+    Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE
     <where>`, one transaction per batch with lock_timeout, batch size adapted to `target_batch_ms`,
     optional pause, waits while replicas lag more than `max_replication_lag_s`. Reports progress
     (rows, rate, ETA). Resumable and exactly-once: each batch moves a checkpoint row

@@ -66,7 +66,10 @@ class VerifyBackupArgs(BaseModel):
     ),
 )
 def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
-    """Prove a backup restores to the same data, and measure how long a restore takes. logical: pg_dump
+    """Prove a backup restores to the same data (logical, physical or point-in-time) and measure how long a restore
+    takes. Use before relying on a backup or writing a restore runbook.
+
+    Prove a backup restores to the same data, and measure how long a restore takes. logical: pg_dump
     of the target at an exported snapshot (or an existing dump file), restored into a scratch database or
     a throwaway cluster, then compared with exactly what the dump saw: schema (the rollback check's
     catalog comparison), row count and content checksum per table, sequence values, extensions.
@@ -129,7 +132,10 @@ class BackupStatusArgs(BaseModel):
     ),
 )
 def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus:
-    """Can this server be recovered, and how recent a point? Checks archive_mode and archive_command,
+    """Can this server be recovered, and to how recent a point? Checks WAL archiving, the newest backup's age against
+    the RPO, and archive gaps; each check with its fix.
+
+    Can this server be recovered, and how recent a point? Checks archive_mode and archive_command,
     pg_stat_archiver failures (critical if one in the last hour) and the age of the last archived
     segment, WAL segments waiting to be archived (warning at 10, critical at 15), the newest backup's age
     against the recovery-point objective (from pgBackRest or WAL-G JSON, or a backup directory), and gaps
@@ -162,7 +168,10 @@ class RestoreRunbookArgs(BaseModel):
               "verify.json --archive-dir /wal --backup-dir /backups/base --write out/",),
 )
 def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreRunbook:
-    """The restore runbook for this server (Markdown and JSON): how long a restore takes here (from a
+    """Write the restore runbook for this server: measured restore durations from a verify_backup result and the
+    exact restore and point-in-time-recovery commands for its PostgreSQL version.
+
+    The restore runbook for this server (Markdown and JSON): how long a restore takes here (from a
     verify_backup result: measured durations and the RTO estimate with its method), and the exact commands
     for this PostgreSQL version — pg_dump/pg_restore with --jobs, restoring a base backup, recovery.signal
     and restore_command for point-in-time recovery (recovery.conf before PostgreSQL 12), what the log

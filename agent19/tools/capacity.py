@@ -53,7 +53,10 @@ def render_plan(p: CapacityPlan) -> str:
               "agent19 capacity sample   # daily from cron: the growth history"),
 )
 def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
-    """How big is this database, how fast does it grow, and when does it need more? Measures the current
+    """How big is this database, how fast does it grow, and when does it need more? Measures sizes and load, projects
+    growth from evidence, and judges the scaling triggers. Use for capacity planning.
+
+    How big is this database, how fast does it grow, and when does it need more? Measures the current
     state on the server (database, table, index and TOAST sizes, rows, bytes per row, the largest objects,
     connections / max_connections, cache hit ratio, top statements, and transactions and rows written per
     second over a sampling window you choose), then growth from evidence only: samples recorded by
@@ -88,7 +91,9 @@ def render_sample(r: SampleResult) -> str:
     examples=("agent19 capacity sample", "0 3 * * *  agent19 --dsn \"$DATABASE_URL\" capacity sample  # crontab"),
 )
 def capacity_sample_tool(ctx: ToolContext, args: SampleArgs) -> SampleResult:
-    """Record the database's size now (database and cluster bytes, rows, the 50 largest tables) in
+    """Record the database's size now (run it daily) so capacity_plan can fit growth to real samples.
+
+    Record the database's size now (database and cluster bytes, rows, the 50 largest tables) in
     agent19's data directory, keyed by the server's system identifier. Run it daily (cron); capacity_plan
     fits growth to these samples. By default it writes only to agent19's own data directory, never to the
     database; with store=table (execute mode) it inserts into agent19.capacity_samples in the target."""

@@ -42,7 +42,10 @@ def render_check(r: CdcReadiness) -> str:
     examples=("agent19 cdc check public.orders public.customers",),
 )
 def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
-    """Readiness of the source (agent19's database) for change data capture of `tables`: wal_level = logical,
+    """Check that the source database is ready for change data capture of some tables (wal_level, slots, REPLICATION
+    privilege, replica identity, publication), each finding with the SQL that fixes it.
+
+    Readiness of the source (agent19's database) for change data capture of `tables`: wal_level = logical,
     free replication slots and WAL senders, the login's REPLICATION privilege, max_slot_wal_keep_size (so a
     stalled consumer cannot fill the disk), inactive slots retaining WAL, REPLICA IDENTITY per table (no
     primary key → FULL needed, else updates and deletes carry no key), the publication pgoutput/Debezium
@@ -103,7 +106,10 @@ def render_run(r: CdcResult) -> str:
     ),
 )
 def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
-    """Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
+    """Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json slot), exactly once
+    across restarts. Use after cdc_check; `teardown` drops the slot.
+
+    Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
     a wal2json logical replication slot is created and the tables copied under its exported snapshot (the
     destination tables are emptied first); then inserts, updates and deletes are applied in commit order,
     each batch in one destination transaction together with the commit LSN reached, and the slot advanced
@@ -168,7 +174,10 @@ def render_debezium(r: DebeziumConfig) -> str:
     ),
 )
 def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
-    """When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
+    """Generate the Debezium/Kafka Connect configuration (and the source's setup SQL) for the same capture as
+    cdc_run, for when one cdc_run process is not enough.
+
+    When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
     configuration for the same capture: the Debezium PostgreSQL connector (pgoutput, the filtered publication,
     the slot, the table include list, a heartbeat for quiet databases, the snapshot mode, ExtractNewRecordState
     with tombstones kept) and a JDBC sink upserting and deleting by key, plus the setup SQL for the source

@@ -94,7 +94,10 @@ def render_description(d: DatabaseDescription) -> str:
     examples=("agent19 describe", "agent19 describe orders --format json", "agent19 describe --schema sales"),
 )
 def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescription:
-    """Describe what is in the database: tables (kind, estimated rows, sizes), columns (type,
+    """Describe the schema: tables with sizes and row estimates, columns, constraints, indexes, triggers, views,
+    sequences, enums, extensions. Use before proposing changes.
+
+    Describe what is in the database: tables (kind, estimated rows, sizes), columns (type,
     nullability, default and whether it is volatile, identity, generated), constraints (PK, unique,
     check, foreign keys with actions and validity), indexes (definition, valid, size, scans),
     triggers, views and materialized views with their dependencies, sequences, enums, extensions.

@@ -144,7 +144,10 @@ def render_dry_run(r: DryRunResult) -> str:
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
-    """Run a migration on the real server without changing it, and report what each statement really does:
+    """Dry-run a migration on the real server and report what each statement really did (time, locks taken, rewrites,
+    rows, errors); always rolled back. Use after plan_migration, before running it for real.
+
+    Run a migration on the real server without changing it, and report what each statement really does:
     wall time, the locks it took (from pg_locks) against the predicted ones, whether it rewrote a table
     (relfilenode), rows affected, notices, errors with file and line. Statements run in one transaction
     that is always rolled back; those that cannot (CREATE INDEX CONCURRENTLY, VACUUM…) run in a scratch
@@ -207,7 +210,10 @@ class RollbackArgs(BaseModel):
               "agent19 rollback-check V42__orders.sql U42__orders.sql --mode dry-run"),
 )
 def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult:
-    """Prove a rollback: apply the up migration, then the down migration, and compare the schema
+    """Prove a down migration undoes its up migration: apply both (rolled back afterwards) and compare the schema
+    with the start.
+
+    Prove a rollback: apply the up migration, then the down migration, and compare the schema
     (tables, columns with types/defaults/nullability, constraints, indexes, sequences, enum values)
     with the start. Reports "rollback verified" or the exact differences (e.g. a missing index).
     Runs in a transaction that is rolled back, or in a scratch database when a statement cannot run in

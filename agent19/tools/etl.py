@@ -64,7 +64,10 @@ def render_etl(r: EtlResult) -> str:
     ),
 )
 def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
-    """Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
+    """Run an incremental ETL pipeline (TOML) once: keyset extract after the stored watermark, validate, upsert or
+    append, exactly once per batch; reports counts and schema drift.
+
+    Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
     the cursor columns (never OFFSET), re-reading a lag window for late commits; validate each record with
     the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then UPDATE
     the rows that changed and INSERT new keys; ON CONFLICT if another session inserts a key meanwhile) or

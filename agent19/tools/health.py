@@ -71,7 +71,10 @@ def render_health(r: HealthReport) -> str:
               "agent19 health --checks idle_in_transaction blocked_sessions --set idle_in_transaction_s=5"),
 )
 def health_check_tool(ctx: ToolContext, args: HealthArgs) -> HealthReport:
-    """Is this database healthy, and what exactly is wrong? Each check is ok / warning / critical / unknown
+    """Is this database healthy, and what exactly is wrong? Connections, long and blocked queries, wraparound,
+    sequences, bloat, indexes, cache, checkpoints, replication — each with value, threshold, evidence and fix.
+
+    Is this database healthy, and what exactly is wrong? Each check is ok / warning / critical / unknown
     with the measured value, the threshold, the evidence (the query, to rerun) and the fix: connections vs
     max_connections; long-running queries, idle-in-transaction sessions and blocked chains (with pids and
     queries); prepared transactions; XID and multixact wraparound age (and the tables nearest

@@ -124,7 +124,10 @@ def render_sarif(report: LintReport) -> str:
     ),
 )
 def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
-    """Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
+    """Lint migration SQL before it runs: the lock each statement takes, rewrites, risk, and findings with the safe
+    alternative as SQL. Works without a database.
+
+    Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
     whether it rewrites the table, whether it can run in a transaction, its risk, and findings —
     blocking index builds, table rewrites, validating scans, missing lock_timeout, destructive
     statements, renames that break clients — each with the safe alternative as SQL.

@@ -132,7 +132,10 @@ def _server_version(ctx: ToolContext) -> int | None:
     ),
 )
 def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
-    """The safe, phased way to make a change that would otherwise lock a busy table: rename a column or
+    """The safe, phased way to make a change that would lock a busy table (rename, type change, NOT NULL, foreign
+    key, unique, index…), each phase with SQL, lock, rollback and validation. Runs nothing.
+
+    The safe, phased way to make a change that would otherwise lock a busy table: rename a column or
     table (expand/contract, compatibility view), change a column type (shadow column + trigger +
     batched backfill + short swap), SET NOT NULL (validated CHECK first), add a foreign key or CHECK
     (NOT VALID, then VALIDATE), unique/primary key (unique index built CONCURRENTLY, then USING
@@ -172,7 +175,9 @@ class PrismaSchema(BaseModel):
     examples=("agent19 prisma-schema --output prisma/schema.prisma",),
 )
 def prisma_schema(ctx: ToolContext, args: PrismaArgs) -> PrismaSchema:
-    """Generate a Prisma schema (schema.prisma) from the live database: models with scalar and
+    """Generate a Prisma schema (schema.prisma) from the live database's catalog.
+
+    Generate a Prisma schema (schema.prisma) from the live database: models with scalar and
     native types, @id/@@id, @default (autoincrement, now, dbgenerated), @unique/@@unique, @@index,
     relations from foreign keys with back-relations, enums, and @map/@@map where PostgreSQL's
     snake_case names differ from Prisma's. Reads the catalog only."""

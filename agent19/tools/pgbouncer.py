@@ -54,7 +54,10 @@ def render_config(c: PgBouncerConfig) -> str:
               "agent19 pgbouncer config --pool-size 30 --other-connections 10 --format json"),
 )
 def pgbouncer_config_tool(ctx: ToolContext, args: ConfigArgs) -> PgBouncerConfig:
-    """Generate pgbouncer.ini and its authentication (userlist, or auth_query with a lookup role) from the
+    """Generate pgbouncer.ini and its authentication from the live database, with the pool mode and sizes chosen from
+    evidence. Use when adding connection pooling.
+
+    Generate pgbouncer.ini and its authentication (userlist, or auth_query with a lookup role) from the
     live database. The pool mode is chosen from evidence: pg_stat_statements is scanned for session state
     that transaction pooling breaks (SET without LOCAL, LISTEN, session advisory locks, WITH HOLD cursors,
     SQL PREPARE, temporary tables), named when found. Pool sizes keep the sum of all pools under
@@ -98,7 +101,9 @@ def render_status(s: PgBouncerStatus) -> str:
     examples=("PGPASSWORD=… agent19 pgbouncer status --admin-dsn postgresql://admin@127.0.0.1:6432/pgbouncer",),
 )
 def pgbouncer_status_tool(ctx: ToolContext, args: StatusArgs) -> PgBouncerStatus:
-    """Read a running PgBouncer's admin console (SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES) a few
+    """Read a running PgBouncer's admin console and report, per pool, clients waiting and saturation, with the fix.
+
+    Read a running PgBouncer's admin console (SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES) a few
     times and report per pool: clients waiting for a server connection (sustained when cl_waiting > 0 in
     every reading), the longest wait, and saturation (server connections open / pool size), with the fix.
     Exit 1 when a pool waits or is saturated. Does not need agent19's database connection."""

@@ -83,7 +83,10 @@ def _not_ready(r: ReplicationStatus) -> bool:
     examples=("agent19 replication", "agent19 replication --max-lag-mb 16 --format json"),
 )
 def replication_status_tool(ctx: ToolContext, args: ReplicationArgs) -> ReplicationStatus:
-    """Replication and high availability of the server: its role (primary or standby). On a primary: each
+    """Replication and failover readiness: each standby's lag and state, replication slots and WAL archiving on a
+    primary; receive/replay positions on a standby.
+
+    Replication and high availability of the server: its role (primary or standby). On a primary: each
     standby's state, sync_state and lag (sent/write/flush/replay, bytes and seconds — 0 once caught up,
     even while replay_lag shows a stale value) with a failover verdict (streaming, within the maximum lag,
     synchronous where the configuration promises zero data loss) and what would be lost if it were

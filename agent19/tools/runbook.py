@@ -138,7 +138,10 @@ def render_result(r: RunbookResult) -> str:
     ),
 )
 def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
-    """Write the documents a migration needs before anyone runs it: the deployment runbook
+    """Write the documents a migration needs before anyone runs it: deployment runbook, specification, rollback plan
+    and handoffs (DevOps, application, QA, security, handoff.json). Returns a summary and the paths.
+
+    Write the documents a migration needs before anyone runs it: the deployment runbook
     (prerequisites with verification SQL, pre-deployment, one section per step with its lock, downtime,
     estimated rows, SQL, verification query and rollback SQL, post-deployment checks, the rollback
     procedure, monitoring, sign-off, a self-review checklist and validation gates with evidence), the

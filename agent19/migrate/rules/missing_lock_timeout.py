@@ -32,7 +32,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         if o.kind in QUIET:
             continue
         pairs = list(o.locks.items() if o.locks else [(t, o.lock) for t in o.tables])
-        if o.kind in CREATES and o.tables:
+        creates = o.kind in CREATES or (o.kind == "create_view" and not ctx.fields.get("replace"))
+        if creates and o.tables:
             pairs = [(t, lock) for t, lock in pairs if t != o.tables[0]]
         # weaker write-blocking locks of a long statement (CREATE INDEX…) are that statement's own error
         weaker = set() if ctx.long_running() else BLOCKS_WRITES

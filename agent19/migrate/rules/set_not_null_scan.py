@@ -42,7 +42,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         if subtype != "AT_SetNotNull" or op is None:
             continue
         column = cmd.get("name", "")
-        if not op.scan or proven_not_null(ctx, column):
+        if not op.scan or (ctx.major >= 12 and proven_not_null(ctx, column)):  # 11 scans whatever CHECK exists
             continue
         assumed = "" if ctx.catalog is not None or ctx.major < 12 else (
             f" (assumed: without a database it is unknown whether a validated CHECK ({ident(column)} IS NOT NULL) "
