@@ -29,7 +29,10 @@ async def _check_tools_and_describe(session):
     assert {"describe_database", "server_info"} <= set(tools)
     describe = tools["describe_database"]
     assert "schema.name" in describe.input_schema["properties"]["table"]["description"]
-    assert "tables" in describe.output_schema["properties"]
+    assert describe.output_schema is None  # the result's schema is in the tool's documentation resource
+    docs = json.loads((await session.read_resource("agent19://tools/describe_database")).contents[0].text)
+    assert "tables" in docs["output_schema"]["properties"]
+    assert "schema.name" in docs["input_schema"]["properties"]["table"]["description"]
     assert describe.annotations.read_only_hint is True
     assert describe.annotations.destructive_hint is False
 
@@ -40,8 +43,10 @@ async def _check_tools_and_describe(session):
     assert tables["accounts"]["row_estimate"] == 100
     fk = [c for c in tables["notes"]["constraints"] if c["type"] == "foreign_key"][0]
     assert fk["references_table"] == "public.accounts"
-    # the text content carries the same JSON for clients that ignore structured output
-    assert json.loads(result.content[0].text)["database"] == result.structured_content["database"]
+    # the text content is the compact rendering a person reads at the CLI, not the structured JSON again
+    text = result.content[0].text
+    assert "accounts" in text and "notes" in text and not text.lstrip().startswith("{")
+    assert len(text) < len(json.dumps(result.structured_content)) / 2
 
     one = await session.call_tool("describe_database", {"table": "notes"})
     assert [t["name"] for t in one.structured_content["tables"]] == ["notes"]
@@ -119,5 +124,5 @@ async def test_every_tool_annotation_tells_the_truth(dsn):
         expected_read_only = name not in writes_files | changes_database | runs_in_rolled_back_transactions
         assert t.annotations.read_only_hint is expected_read_only, name
         assert t.annotations.destructive_hint is (name in changes_database), name
-        assert t.output_schema, f"{name} has no output schema"
+        assert t.output_schema is None, f"{name} lists an output schema (agent19://tools/{name} carries it)"
         assert len(t.description) > 80, f"{name}: the description is too thin for a model to act on"

@@ -175,7 +175,8 @@ class PrismaSchema(BaseModel):
     examples=("agent19 prisma-schema --output prisma/schema.prisma",),
 )
 def prisma_schema(ctx: ToolContext, args: PrismaArgs) -> PrismaSchema:
-    """Generate a Prisma schema (schema.prisma) from the live database's catalog.
+    """Generate a Prisma schema (schema.prisma) from the live database's catalog: models, relations, enums
+    and @map names. Use to start using Prisma on an existing database.
 
     Generate a Prisma schema (schema.prisma) from the live database: models with scalar and
     native types, @id/@@id, @default (autoincrement, now, dbgenerated), @unique/@@unique, @@index,
