@@ -57,6 +57,11 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
         return _add_column(cmd["def"]["ColumnDef"], table, ctx)
     if sub == "AT_DropColumn":
         ctx.state.forget_column(table, col)
+        if (table, col) in ctx.state.added_columns:
+            ctx.state.added_columns.discard((table, col))
+            return Decision(A + "drop_column", [table], risk="low", created_here=True, notes=[
+                f"column {col} was added earlier in this migration: dropping it loses no data that predates the "
+                "migration and no running client uses it"])
         return Decision(A + "drop_column", [table], notes=[f"column {col} and its data are dropped"])
     if sub == "AT_SetNotNull":
         return _set_not_null(table, col, ctx)
@@ -112,6 +117,7 @@ def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
     cons = _constraints(coldef)
     types = {c.get("contype") for c in cons}
     ctx.state.add_column(table, col, ctype)
+    ctx.state.added_columns.add((table, col))
     inverse = f"ALTER TABLE {table} DROP COLUMN {quote_ident(col)}"
     names = [n.get("String", {}).get("sval", "") for n in coldef.get("typeName", {}).get("names", [])]
     default = next((c.get("raw_expr") for c in cons if c.get("contype") == "CONSTR_DEFAULT"), None)

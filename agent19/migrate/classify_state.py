@@ -50,6 +50,8 @@ class Decision:
     reversible: bool | None = None
     risk: Risk | None = None
     lock: str | None = None
+    created_here: bool = False
+    """what it drops was added earlier in the migration: nothing that predates it is lost"""
 
 
 @dataclass
@@ -125,6 +127,8 @@ class MigrationState:
     validated: set[tuple[str, str]] = field(default_factory=set)
     foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     partition_keys: dict[str, list[str]] = field(default_factory=dict)
+    added_columns: set[tuple[str, str]] = field(default_factory=set)
+    """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
     lock_timeout: str | None = None
     explicit_transaction: bool = False
     _anonymous: int = 0

@@ -15,9 +15,15 @@ downtime           an operation whose lock blocks traffic on   product and engin
 performance        a rewrite of a large table; a new index on  performance analysis before it runs
                    a table measured write-heavy
                    (:mod:`~agent19.migrate.write_activity`)
-breaking_change    renames, drops, type changes, NOT NULL      application engineers coordinate the code
-                   that running clients would violate          changes with the deployment
+breaking_change    renames, drops (columns, tables, views,     application engineers coordinate the code
+                   functions, primary keys and unique          changes with the deployment
+                   constraints: :mod:`escalation_drops`), type
+                   changes, NOT NULL that running clients
+                   would violate
 =================  ==========================================  ==============================================
+
+Drops of whole schemas, sequences, materialized views and databases, and code whose effect cannot be verified,
+are data loss from the safety check (:func:`agent19.safety.detect.detect`), with or without a database.
 
 A migration with none says so, with what was checked (:func:`summary`).
 """
@@ -25,6 +31,7 @@ A migration with none says so, with what was checked (:func:`summary`).
 from __future__ import annotations
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.escalation_drops import breaking_drops
 from agent19.migrate.index_cost import INDEX_KINDS
 from agent19.migrate.model import Operation
 from agent19.migrate.plan_model import (
@@ -75,13 +82,20 @@ def _source(o: PlannedOperation) -> str:
     return "observed in the dry run" if o.figures == "observed" else "predicted"
 
 
-def _data_loss(planned: list[PlannedOperation], ops: list[Operation],
-               findings: list[PlanFinding]) -> dict[int, list[str]]:
+def _data_loss(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
+               safety: list[Finding]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for p, op in zip(planned, ops, strict=True):
         if op.data_loss and not op.new_table:
             out.setdefault(p.order, []).append(
                 f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}) destroys data no rollback SQL brings back")
+    first = {}  # statement index → its first operation's order
+    for p, op in zip(planned, ops, strict=True):
+        first.setdefault(op.statement_index, p.order)
+    for f in safety:  # what the operation model does not call data loss: DROP SCHEMA, sequences, DO blocks…
+        order = first.get(f.statement)
+        if f.kind in LIVE_DATA_LOSS_KINDS - {"alter_column_type"} and f.data_loss and order and order not in out:
+            out[order] = [f"operation {order}: {f.reason} (safety check)"]
     for f in findings:
         if f.rule in FULL_TABLE_WRITE_RULES and f.operation:
             out.setdefault(f.operation, []).append(f"{f.rule} {FULL_TABLE_WRITE_RULES[f.rule]} "
@@ -137,7 +151,8 @@ def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None
     return out
 
 
-def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding]) -> dict[int, list[str]]:
+def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding],
+              catalog: SchemaSnapshot | None) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for f in findings:
         if f.rule in BREAKING_RULES and f.operation:
@@ -149,19 +164,22 @@ def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding]) -> d
                     if p.type.startswith("alter_column_type") else
                     "makes a column NOT NULL: clients that write NULL or omit it (without a default) fail")
             out[p.order] = [f"operation {p.order} ({p.type} on {p.table}) {what}"]
+    for order, evidence in breaking_drops(planned, catalog).items():
+        out.setdefault(order, []).extend(evidence)
     return out
 
 
 def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
              catalog: SchemaSnapshot | None, activity: dict[str, TableActivity] | None,
-             costs: list[IndexWriteCost] | None = None) -> list[Escalation]:
-    """The escalations ``planned`` needs; each names its operations, their SQL and the evidence."""
+             costs: list[IndexWriteCost] | None = None, safety: list[Finding] | None = None) -> list[Escalation]:
+    """The escalations ``planned`` needs; each names its operations, their SQL and the evidence. ``safety``: the
+    safety check's findings on the same statements (:func:`agent19.safety.detect.detect`, facts optional)."""
     sql = {p.order: p.sql for p in planned}
     found: dict[EscalationKind, dict[int, list[str]]] = {
-        "data_loss": _data_loss(planned, ops, findings),
+        "data_loss": _data_loss(planned, ops, findings, safety or []),
         "downtime": _downtime(planned),
         "performance": _performance(planned, catalog, activity, costs or []),
-        "breaking_change": _breaking(planned, findings),
+        "breaking_change": _breaking(planned, findings, catalog),
     }
     return [_escalation(kind, sorted(by_op), sql, [e for o in sorted(by_op) for e in by_op[o]])
             for kind, by_op in found.items() if by_op]
@@ -186,12 +204,26 @@ def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan
         if f.kind != "alter_column_type" and old is not None and op.order in old.operations:
             continue  # already escalated from the plan's own classification
         extra.setdefault(op.order, []).append(f"operation {op.order}: {f.reason} (safety check on the live catalog)")
-    if not extra:
+    return add_evidence(plan, "data_loss", extra)
+
+
+def add_evidence(plan: MigrationPlan, kind: EscalationKind, extra: dict[int, list[str]],
+                 withdrawn: set[int] | None = None) -> MigrationPlan:
+    """``plan`` with live evidence ``extra`` (operation order → lines) added to its ``kind`` escalation, and the
+    operations in ``withdrawn`` (live facts showed nothing at stake) taken out of it."""
+    withdrawn = withdrawn or set()
+    if not extra and not withdrawn:
         return plan
-    escalations = [e for e in plan.escalations if e.kind != "data_loss"]
-    orders = sorted(set(old.operations if old else []) | set(extra))
-    evidence = list(dict.fromkeys((old.evidence if old else []) + [x for o in sorted(extra) for x in extra[o]]))
-    escalations.insert(0, _escalation("data_loss", orders, {o.order: o.sql for o in plan.operations}, evidence))
+    old = next((e for e in plan.escalations if e.kind == kind), None)
+    orders = sorted((set(old.operations if old else []) | set(extra)) - withdrawn)
+    kept = [x for x in (old.evidence if old else [])
+            if not any(x.startswith((f"operation {o} ", f"operation {o}:")) for o in withdrawn)]
+    evidence = list(dict.fromkeys(kept + [x for o in sorted(extra) if o not in withdrawn for x in extra[o]]))
+    escalations = [e for e in plan.escalations if e.kind != kind]
+    if orders:
+        rank = list(WHO)
+        escalations.append(_escalation(kind, orders, {o.order: o.sql for o in plan.operations}, evidence))
+        escalations.sort(key=lambda e: rank.index(e.kind))
     return plan.model_copy(update={"escalations": escalations,
                                    "escalation_summary": summary(escalations, True)})
 

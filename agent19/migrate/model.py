@@ -56,3 +56,5 @@ class Operation(BaseModel):
         default=False, description="runs inside an explicit BEGIN … COMMIT of the migration text"
     )
     new_table: bool = Field(default=False, description="every table it touches was created earlier in the migration")
+    created_here: bool = Field(default=False, description="what it drops was added earlier in the same migration "
+                               "(e.g. a column added then dropped): no data or client predates it")

@@ -39,6 +39,7 @@ from agent19.migrate.plan_model import (
 from agent19.migrate.plan_observed import apply_dry_run
 from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
 from agent19.migrate.write_activity import TableActivity
+from agent19.safety.detect import detect
 from agent19.units import human_duration
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
@@ -330,7 +331,7 @@ def plan_migration(
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
     costs = index_write_costs(planned, options.activity, catalog)
-    escalations = escalate(planned, ops, findings, catalog, options.activity, costs)
+    escalations = escalate(planned, ops, findings, catalog, options.activity, costs, detect(statements))
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
                             f"{planned[0].description.split(' (')[0]}" + (
                                 f" and {len(planned) - 1} more" if len(planned) > 1 else ""))

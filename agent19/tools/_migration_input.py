@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.dryrun_model import DryRunResult
-from agent19.migrate.escalations import add_data_loss
+from agent19.migrate.escalation_drops import live_function_evidence
+from agent19.migrate.escalations import add_data_loss, add_evidence
 from agent19.migrate.lint_config import normalize_version
 from agent19.migrate.parse import parse_sql, read_sql_file
 from agent19.migrate.plan import PlanOptions, plan_migration
@@ -111,11 +112,13 @@ def measured_activity(ctx: Any, seconds: float) -> dict[str, TableActivity] | No
 
 
 def with_live_data_loss(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
-    """The plan's data-loss escalation completed by the safety check with live facts (narrowing types)."""
+    """The plan's escalations completed with live facts: data loss from the safety check (narrowing types), and
+    what the catalog records about dropped functions (breaking change)."""
     statements = parse_sql(plan.sql)
     with ctx.db.read() as conn:
         facts = load_facts(conn, statements)
-    return add_data_loss(plan, detect(statements, facts))
+        functions, missing = live_function_evidence(conn, plan.operations)
+    return add_evidence(add_data_loss(plan, detect(statements, facts)), "breaking_change", functions, missing)
 
 
 def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_plan: bool = False,

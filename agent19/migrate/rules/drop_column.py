@@ -22,8 +22,9 @@ def _key(ctx: StatementContext) -> tuple[str, str]:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.is_new(ctx.relation):
         return
-    for _, subtype, cmd in ctx.alter_cmds():
-        if subtype == "AT_DropColumn":
+    for sub, subtype, cmd in ctx.alter_cmds():
+        op = ctx.op(sub)
+        if subtype == "AT_DropColumn" and not (op is not None and op.created_here):  # added earlier: loses nothing
             col = cmd.get("name", "")
             base = ctx.relation.rpartition(".")[2] if ctx.relation else "t"
             key, note = _key(ctx)

@@ -1,0 +1,189 @@
+"""Breaking-change evidence for drops the lint rules do not cover: views, functions and procedures, primary keys
+and unique constraints.
+
+What running clients lose, and how it is known:
+
+* a view (or materialized view): queries that read it fail. With the catalog: whether it exists and which views
+  read it (``DROP`` then fails without ``CASCADE``, and ``CASCADE`` drops them too).
+* a function or procedure: callers fail. PostgreSQL records some of them (views, triggers, defaults, constraints,
+  SQL-standard function bodies — ``pg_depend``, read live by :func:`live_function_evidence`); calls from
+  application code and from PL/pgSQL bodies are never recorded, so they are named as unknown.
+* a primary key or unique constraint: the uniqueness clients rely on (``ON CONFLICT``, lookups that expect one
+  row) and the foreign keys that reference it (``DROP`` fails without ``CASCADE``; ``CASCADE`` drops them). A
+  CHECK or foreign-key constraint breaks no client and raises nothing.
+
+Without a database none of this can be checked: the evidence says so, and that a database (``--dsn``) decides.
+A drop of an object the catalog does not hold raises nothing (``IF EXISTS`` makes it a no-op; otherwise the
+statement fails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from pglast.parser import ParseError
+from psycopg.rows import tuple_row
+
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.plan_model import PlannedOperation
+from agent19.migrate.rules._base import norm
+from agent19.sqltree import parse_json, qualified_name
+
+FUNCTION_KINDS = {"OBJECT_FUNCTION": "function", "OBJECT_PROCEDURE": "procedure", "OBJECT_ROUTINE": "routine"}
+VIEW_KINDS = {"OBJECT_VIEW": "view", "OBJECT_MATVIEW": "materialized view"}
+NO_DATABASE = "cannot check without a database (pass --dsn)"
+
+
+@dataclass(frozen=True)
+class Drop:
+    kind: Literal["view", "materialized view", "function", "procedure", "routine", "constraint"]
+    name: str
+    """schema.name of a view; the signature of a function as written; a constraint's name"""
+    table: str | None = None
+    """the constraint's table"""
+
+
+def _type_name(t: dict[str, Any]) -> str:
+    return qualified_name(t.get("names", [])).removeprefix("pg_catalog.") + ("[]" if t.get("arrayBounds") else "")
+
+
+def drops_of(sql: str) -> list[Drop]:
+    """The views, functions and constraints ``sql`` (one operation's statement) drops."""
+    try:
+        stmts = parse_json(sql)
+    except ParseError:
+        return []
+    out: list[Drop] = []
+    for s in stmts:
+        stmt = s.get("stmt", {})
+        if "DropStmt" in stmt:
+            f = stmt["DropStmt"]
+            kind = f.get("removeType", "")
+            for obj in f.get("objects", []):
+                if kind in VIEW_KINDS:
+                    items = [i.get("String", {}).get("sval", "") for i in obj.get("List", {}).get("items", [])]
+                    out.append(Drop(VIEW_KINDS[kind], norm(".".join(items))))  # type: ignore[arg-type]
+                elif kind in FUNCTION_KINDS and "ObjectWithArgs" in obj:
+                    o = obj["ObjectWithArgs"]
+                    name = qualified_name(o.get("objname", []))
+                    if not o.get("args_unspecified"):
+                        name += "(" + ", ".join(_type_name(a.get("TypeName", {})) for a in o.get("objargs", [])) + ")"
+                    out.append(Drop(FUNCTION_KINDS[kind], name))  # type: ignore[arg-type]
+        elif "AlterTableStmt" in stmt:
+            rel = stmt["AlterTableStmt"].get("relation", {})
+            table = norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")
+            for c in stmt["AlterTableStmt"].get("cmds", []):
+                cmd = c.get("AlterTableCmd", {})
+                if cmd.get("subtype") == "AT_DropConstraint":
+                    out.append(Drop("constraint", cmd.get("name", ""), table))
+    return out
+
+
+def _view(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
+    what = f"operation {o} drops {d.kind} {d.name}: queries and clients that read it fail"
+    if catalog is None:
+        return f"{what}; {NO_DATABASE} whether it exists or what depends on it"
+    if not any(norm(f"{v.schema_name}.{v.name}") == d.name for v in catalog.views):
+        return None
+    readers = sorted(f"{v.schema_name}.{v.name}" for v in catalog.views
+                     if d.name in {norm(x) for x in v.depends_on})
+    return f"{what}; it exists (catalog)" + (
+        f"; views that read it: {', '.join(readers)} (DROP fails without CASCADE; CASCADE drops them too)"
+        if readers else "; no other view reads it")
+
+
+def _function(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str:
+    what = (f"operation {o} drops {d.kind} {d.name}: its callers fail — application code and PL/pgSQL bodies are "
+            "never recorded by PostgreSQL, so they cannot be listed")
+    return f"{what}; {NO_DATABASE} whether it exists or what depends on it" if catalog is None else what
+
+
+def _constraint(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
+    if catalog is None:
+        return (f"operation {o} drops constraint {d.name} of {d.table}: {NO_DATABASE} whether it is a primary key "
+                "or unique constraint that clients (ON CONFLICT, single-row lookups) and foreign keys rely on")
+    table = catalog.table(d.table or "")
+    con = next((c for c in table.constraints if c.name == d.name), None) if table else None
+    if table is None or con is None or con.type not in ("primary_key", "unique"):
+        return None
+    cols = sorted(con.columns)
+    refs = sorted(f"{t.schema_name}.{t.name}.{c.name}" for t in catalog.tables for c in t.constraints
+                  if c.type == "foreign_key" and c.references_table
+                  and norm(c.references_table) == norm(f"{table.schema_name}.{table.name}")
+                  and sorted(c.references_columns) == cols)
+    kind = "primary key" if con.type == "primary_key" else "unique constraint"
+    return (f"operation {o} drops the {kind} {d.name} of {d.table} ({', '.join(con.columns)}): duplicates become "
+            "possible and ON CONFLICT on these columns fails" + (
+                f"; foreign keys that reference it: {', '.join(refs)} (DROP fails without CASCADE; CASCADE drops "
+                "them, and with them the integrity they enforce)" if refs else "; no foreign key references it"))
+
+
+def breaking_drops(planned: list[PlannedOperation], catalog: SchemaSnapshot | None) -> dict[int, list[str]]:
+    """Operation order → evidence that its drop of a view, function or key breaks running clients."""
+    out: dict[int, list[str]] = {}
+    for p in planned:
+        if p.type not in ("drop_view", "drop_object", "drop_constraint"):
+            continue
+        for d in drops_of(p.sql):
+            if d.kind == "constraint":
+                why = _constraint(p.order, d, catalog)
+            elif d.kind in VIEW_KINDS.values():
+                why = _view(p.order, d, catalog)
+            else:
+                why = _function(p.order, d, catalog)
+            if why:
+                out.setdefault(p.order, []).append(why)
+    return out
+
+
+Q_FUNCTION = "SELECT {lookup}(%s)::oid"
+Q_DEPENDENTS = """
+SELECT DISTINCT coalesce(
+         (SELECT 'view ' || r.ev_class::regclass::text FROM pg_rewrite r
+           WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid),
+         pg_describe_object(d.classid, d.objid, d.objsubid)) AS dependent
+  FROM pg_depend d
+ WHERE d.refclassid = 'pg_proc'::regclass AND d.refobjid = %s AND d.deptype = 'n'
+ ORDER BY 1"""
+
+
+def live_function_evidence(conn: psycopg.Connection[Any],
+                           planned: list[PlannedOperation]) -> tuple[dict[int, list[str]], set[int]]:
+    """Operation order → what the live catalog records about each dropped function: whether it exists and
+    what depends on it (``pg_depend``), and the operations that drop only functions that do not exist (no
+    client can be calling them). Readable by any login."""
+    out: dict[int, list[str]] = {}
+    missing: set[int] = set()
+    present: set[int] = set()
+    for p in planned:
+        if p.type != "drop_object":
+            continue
+        for d in drops_of(p.sql):
+            if d.kind not in FUNCTION_KINDS.values():
+                continue
+            lookup = "to_regprocedure" if d.name.endswith(")") else "to_regproc"
+            with conn.cursor(row_factory=tuple_row) as cur:
+                try:
+                    with conn.transaction():
+                        row = cur.execute(Q_FUNCTION.format(lookup=lookup), (d.name,)).fetchone()
+                except psycopg.errors.AmbiguousFunction:
+                    out.setdefault(p.order, []).append(
+                        f"operation {p.order}: {d.name} names several functions (the DROP fails: give the argument "
+                        "types)")
+                    continue
+                oid = row[0] if row else None
+                if oid is None:
+                    missing.add(p.order)
+                    out.setdefault(p.order, []).append(f"operation {p.order}: {d.kind} {d.name} does not exist in the "
+                                                       "live catalog (IF EXISTS: nothing is dropped; otherwise the "
+                                                       "statement fails)")
+                    continue
+                deps = [r[0] for r in cur.execute(Q_DEPENDENTS, (oid,)).fetchall()]
+            present.add(p.order)
+            out.setdefault(p.order, []).append(
+                f"operation {p.order}: {d.kind} {d.name} exists (live catalog); " + (
+                    f"recorded dependents: {', '.join(deps)} (DROP fails without CASCADE; CASCADE drops them too)"
+                    if deps else "nothing in the catalog depends on it"))
+    return out, missing - present
