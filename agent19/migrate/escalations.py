@@ -117,7 +117,7 @@ def _downtime(planned: list[PlannedOperation]) -> dict[int, list[str]]:
         secs = p.estimated_seconds
         if secs is not None and secs < DOWNTIME_SECONDS:
             continue
-        how = "observed in the dry run" if p.figures == "observed" else "estimated"
+        how = "measured in the dry run" if p.figures == "observed" else "estimated"
         how_long = ("for an unknown time (no database: table sizes unknown)" if secs is None
                     else f"for ~{human_duration(secs)} ({how})")
         out[p.order] = [f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}): {p.lock_level} "
