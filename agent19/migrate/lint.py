@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.classify_state import MigrationState as ClassifyState
 from agent19.migrate.files import Migration, load_paths, load_text
-from agent19.migrate.lint_config import LintConfig, Threshold
+from agent19.migrate.lint_config import ASSUMPTIONS, LintConfig, Threshold
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.rules import Rule, all_rules, find_rule
 from agent19.migrate.rules._base import (
@@ -119,7 +119,7 @@ def _update_state(ctx: StatementContext) -> None:
         if isinstance(rel, dict):
             state.created.add(norm(rel_name(rel)))
     if sets_lock_timeout(ctx):
-        if f.get("is_local") and ctx.tx_group is not None:
+        if f.get("is_local"):  # until the transaction ends; outside one it does nothing (PostgreSQL warns)
             state.lock_timeout_tx = ctx.tx_group
         else:
             state.lock_timeout = True
@@ -194,6 +194,8 @@ def lint(
     version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
     disabled = {r.code for r in all_rules() if r.code in config.disabled_codes() or r.name in config.disable}
     rules: list[Rule] = [r for r in all_rules() if r.code not in disabled]
+    assume = frozenset(config.assume)
+    session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
     reports: list[StatementReport] = []
     counts: Counter[str] = Counter()
     ignored = 0
@@ -203,11 +205,14 @@ def lint(
     for migration in migrations:
         files.add(migration.file or "<sql>")
         state, classify_state = _next_file(state, classify_state)
+        if session_timeout:  # the tool's connection (config) or the role/database setting sets it for every file
+            state.lock_timeout, classify_state.lock_timeout = True, config.migration_lock_timeout
         ops = _classify(migration, catalog, version, classify_state)
         groups = migration.transaction_groups()
         lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
         for stmt, group in zip(migration.statements, groups, strict=True):
-            ctx = StatementContext(stmt, ops.get(stmt.index, []), migration, group, version, catalog, state)
+            ctx = StatementContext(stmt, ops.get(stmt.index, []), migration, group, version, catalog, state,
+                                   assume=assume)
             silenced = _ignored_rules(lines, stmt.line, stmt.sql)
             findings: list[Finding] = []
             for rule in rules:
@@ -229,6 +234,10 @@ def lint(
         f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"
     ]
+    assumptions += [f"stated ({config.source or 'assume'}): {ASSUMPTIONS[a]}" for a in config.assume]
+    if session_timeout:
+        assumptions.append(f"lock_timeout = {config.migration_lock_timeout} is in force on the migration's connection "
+                           f"({config.lock_timeout_source or config.source or 'lint settings'}): no SET needed")
     return LintReport(
         statements=reports,
         summary=Summary(

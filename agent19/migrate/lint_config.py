@@ -4,6 +4,9 @@
     disable = ["A19030", "int-primary-key"]   # rule codes or names
     fail_on = "error"                         # error | warning | info | never: the CLI exits 1 at or above
     pg_version = 150000                       # when no database is given (server_version_num, or 15)
+    assume = ["type-changes-widen"]           # what the team knows that the SQL does not say (see ASSUMPTIONS)
+    migration_lock_timeout = "5s"             # the migration tool's connection already sets lock_timeout (e.g.
+                                              # in its connection options): statements need no SET lock_timeout
 
 The first file found walking up from the current directory is used; ``agent19.toml`` wins over
 ``pyproject.toml`` in the same directory. Keys directly in ``[tool.agent19]`` / at the top of
@@ -22,11 +25,25 @@ from agent19.errors import ConfigError
 
 Threshold = Literal["error", "warning", "info", "never"]
 
+ASSUME_WIDEN = "type-changes-widen"
+ASSUMPTIONS = {
+    ASSUME_WIDEN: "without a database, every ALTER COLUMN … TYPE whose target can be reached without a rewrite "
+    "(varchar(n) → larger or text, numeric precision increase, timestamp ↔ timestamptz under UTC…) is such a "
+    "widening: no warning for it",
+}
+"""What ``--assume`` / ``[lint] assume`` can state, and what each means."""
+
 
 class LintConfig(BaseModel):
     disable: list[str] = Field(default=[], description="rule codes or names to turn off")
     fail_on: Threshold = "error"
     pg_version: int | None = None
+    assume: list[str] = Field(default=[], description=f"facts the team states: {', '.join(ASSUMPTIONS)}")
+    migration_lock_timeout: str | None = Field(
+        default=None, description="lock_timeout the migration tool's connection sets (e.g. '5s'): statements then "
+        "need no SET lock_timeout")
+    lock_timeout_source: str | None = Field(default=None, description="where lock_timeout came from, when not "
+                                            "from the config file (e.g. the role's setting in the database)")
     source: str | None = Field(default=None, description="the file this came from")
 
     model_config = {"extra": "forbid"}
@@ -35,6 +52,15 @@ class LintConfig(BaseModel):
     @classmethod
     def _version(cls, v: int | None) -> int | None:
         return normalize_version(v)
+
+    @field_validator("assume")
+    @classmethod
+    def _assume(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ASSUMPTIONS]
+        if unknown:
+            raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
+                              "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
+        return v
 
     def disabled_codes(self) -> set[str]:
         from agent19.migrate.rules import find_rule
@@ -102,11 +128,40 @@ def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str
 
 def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
     """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
-    section, path = load_section("lint", ("disable", "fail_on", "pg_version"), explicit, start)
+    keys = ("disable", "fail_on", "pg_version", "assume", "migration_lock_timeout")
+    section, path = load_section("lint", keys, explicit, start)
     if path is None:
         return LintConfig()
     try:
         return LintConfig(**section, source=path)
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                          "allowed: disable (list), fail_on (error|warning|info|never), pg_version") from None
+                          "allowed: disable (list), fail_on (error|warning|info|never), pg_version, assume (list), "
+                          "migration_lock_timeout") from None
+
+
+_ROLE_LOCK_TIMEOUT = """
+SELECT split_part(cfg, '=', 2) AS value, s.setrole <> 0 AS by_role, s.setdatabase <> 0 AS by_database
+FROM pg_db_role_setting s, unnest(s.setconfig) AS cfg
+WHERE s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))
+  AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+  AND cfg LIKE 'lock_timeout=%'
+ORDER BY (s.setrole <> 0 AND s.setdatabase <> 0) DESC, s.setrole <> 0 DESC
+LIMIT 1
+"""
+
+
+def role_lock_timeout(conn: Any) -> tuple[str, str] | None:
+    """The lock_timeout a new session of this login starts with from ``ALTER ROLE … [IN DATABASE …] SET`` or
+    ``ALTER DATABASE … SET`` (pg_db_role_setting, readable by every role), and where it comes from; ``None``
+    when none is set or it is 0. The session's own value is not used: agent19 sets its own lock_timeout."""
+    row = conn.execute(_ROLE_LOCK_TIMEOUT).fetchone()
+    if row is None:
+        return None
+    value, by_role, by_database = (row["value"], row["by_role"], row["by_database"]) if isinstance(row, dict) \
+        else row
+    if value.strip() in ("0", "0s", "0ms", ""):
+        return None
+    where = ("ALTER ROLE … IN DATABASE … SET" if by_role and by_database else "ALTER ROLE … SET" if by_role
+             else "ALTER DATABASE … SET")
+    return value, f"{where} lock_timeout, read from pg_db_role_setting"

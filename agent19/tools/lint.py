@@ -11,7 +11,7 @@ import agent19
 from agent19.errors import InputError
 from agent19.migrate.files import load_paths, load_text
 from agent19.migrate.lint import LintReport, lint
-from agent19.migrate.lint_config import load_config, normalize_version
+from agent19.migrate.lint_config import LintConfig, load_config, normalize_version, role_lock_timeout
 from agent19.migrate.rules import all_rules
 from agent19.tools.registry import ToolContext, tool
 
@@ -28,6 +28,11 @@ class LintArgs(BaseModel):
         default=None, description="lowest severity that fails the lint (CLI exit 1); default error")
     config: str | None = Field(default=None, description="config file (default: nearest agent19.toml or "
                                "pyproject.toml [tool.agent19.lint])")
+    assume: list[str] = Field(default=[], description="facts the SQL does not show, added to the config's: "
+                              "type-changes-widen = type changes linted without a database are no-rewrite widenings")
+    migration_lock_timeout: str | None = Field(
+        default=None, description="lock_timeout the migration tool's connection sets (e.g. 5s): statements then "
+        "need no SET lock_timeout (default: the config's, else the role's or database's setting when connected)")
 
 
 def _first_line(sql: str, width: int = 100) -> str:
@@ -140,13 +145,22 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
     if args.sql is None and not args.paths:
         raise InputError("nothing to lint", "give migration files or directories, or `sql`")
     config = load_config(args.config)
-    updates: dict[str, object] = {"disable": [*config.disable, *args.disable]}
+    updates: dict[str, object] = {"disable": [*config.disable, *args.disable],
+                                  "assume": list(dict.fromkeys([*config.assume, *args.assume]))}
     if args.fail_on:
         updates["fail_on"] = args.fail_on
-    config = config.model_copy(update=updates)
+    if args.migration_lock_timeout:
+        updates.update(migration_lock_timeout=args.migration_lock_timeout,
+                       lock_timeout_source="--migration-lock-timeout")
+    config = LintConfig(**{**config.model_dump(), **updates})
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
     catalog, unreachable = ctx.live_catalog_or_why()  # unreachable: lint the SQL alone rather than fail
+    if catalog is not None and not config.migration_lock_timeout:
+        with ctx.db.read() as conn:
+            found = role_lock_timeout(conn)
+        if found:
+            config = config.model_copy(update={"migration_lock_timeout": found[0], "lock_timeout_source": found[1]})
     report = lint(migrations, catalog=catalog, pg_version=normalize_version(args.pg_version), config=config)
     if unreachable is not None:
         report.summary.assumptions.insert(0, f"the database could not be used ({unreachable}): the SQL was linted "

@@ -78,6 +78,8 @@ class StatementContext:
     pg_version: int
     catalog: SchemaSnapshot | None
     state: MigrationState
+    assume: frozenset[str] = frozenset()
+    """what the team states it knows (``--assume`` / ``[lint] assume``; see agent19.migrate.lint_config)"""
 
     # -- the parse tree ---------------------------------------------------------------------
     @property

@@ -4,7 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from agent19.migrate.classify_alter import type_of
+from agent19.migrate.knowledge import ColumnType
+from agent19.migrate.lint_config import ASSUME_WIDEN
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.migrate.rules._base import Hit, Rule, StatementContext, deparse, ident, short, typed_tree
+
+
+def widening_condition(new: ColumnType, major: int) -> str | None:
+    """The old types from which changing to ``new`` rewrites nothing (PostgreSQL's binary-coercible widenings,
+    as :func:`agent19.migrate.knowledge.rewrite_free_change` decides them), or None when no such type exists."""
+    if new.array:
+        return None
+    n = new.mods[0] if new.mods else None
+    if new.base == "text":
+        return "it is varchar (any length) or text already"
+    if new.base in ("varchar", "varbit"):
+        return f"it is {new.base}(m) with m ≤ {n}" if n else f"it is {new.base}(n) or text" if new.base == "varchar" \
+            else "it is varbit(n)"
+    if new.base == "numeric":
+        scale = new.mods[1] if len(new.mods) > 1 else 0
+        return f"it is numeric(q,{scale}) with q ≤ {n}" if n else "it is numeric(p,s)"
+    if new.base == "inet":
+        return "it is cidr"
+    if new.base in ("timestamp", "timestamptz"):
+        other = "timestamptz" if new.base == "timestamp" else "timestamp"
+        same = f"{new.base}(p) with p ≤ {n}" if n is not None else f"{new.base} of any precision"
+        return f"it is {same}" + (f", or {other} and the migration's session TimeZone is UTC" if major >= 12 else "")
+    if new.base in ("time", "timetz", "interval") and n is not None:
+        return f"it is {new.base}(p) with p ≤ {n}"
+    return None
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
@@ -15,6 +44,23 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         if subtype != "AT_AlterColumnType" or op is None or not op.rewrite:
             continue  # a change that only re-checks CHECK constraints is A19029
         col = cmd.get("name", "c")
+        coldef = cmd.get("def", {}).get("ColumnDef", {})
+        using = coldef.get("raw_default")
+        plain = using is None or using.get("ColumnRef", {}).get("fields", [{}])[-1].get("String", {}).get("sval") == col
+        condition = widening_condition(type_of(coldef.get("typeName", {})), ctx.major) if plain else None
+        if (op.form or "").endswith(".unknown") and condition:
+            if ASSUME_WIDEN in ctx.assume:
+                continue  # the team states its type changes are widenings
+            yield Hit(
+                f"changing the type of {col} rewrites {short(ctx.relation)} under an AccessExclusiveLock unless "
+                f"{condition} (assumed: the old type is unknown — connect a database (--dsn) to know, or state "
+                f"it with --assume {ASSUME_WIDEN})",
+                f"-- check the current type: SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                f"attrelid = {literal(short(ctx.relation))}::regclass AND attname = {literal(col)};\n"
+                "-- if it is not one of those, expand and contract instead (see A19005's docs)",
+                severity="warning",
+            )
+            continue
         try:
             new_type = deparse(typed_tree(ctx.sql).cmds[sub].def_.typeName)
         except Exception:  # noqa: BLE001
@@ -22,8 +68,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         table, c, new = short(ctx.relation), ident(col), ident(f"{col}_new")
         assumed = ""
         if (op.form or "").endswith(".unknown"):
-            assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; a binary-coercible "
-                       "change such as varchar(n) → varchar(m > n) or text rewrites nothing)")
+            assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; no other type "
+                       f"becomes {new_type} without a rewrite)")
         yield Hit(
             f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
             f"on {table}: reads and writes wait for a time that grows with the table{assumed}",
