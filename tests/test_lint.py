@@ -32,8 +32,9 @@ def rules_hit(report) -> set[str]:
 
 @pytest.mark.parametrize("rule", all_rules(), ids=lambda r: f"{r.code}-{r.name}")
 def test_bad_example_triggers_and_good_does_not(rule):
-    assert rule.code in rules_hit(lint_sql(rule.bad, pg_version=rule.pg_version)), rule.bad
-    good = lint_sql(rule.good, pg_version=rule.good_pg_version or rule.pg_version)
+    config = LintConfig(style=True)  # the style group is off by default
+    assert rule.code in rules_hit(lint_sql(rule.bad, pg_version=rule.pg_version, config=config)), rule.bad
+    good = lint_sql(rule.good, pg_version=rule.good_pg_version or rule.pg_version, config=config)
     assert rule.code not in rules_hit(good), rule.good
 
 

@@ -192,8 +192,10 @@ def lint(
     it when the set is applied in one deployment; session settings (lock_timeout) and transactions are per file."""
     config = config or LintConfig()
     version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
-    disabled = {r.code for r in all_rules() if r.code in config.disabled_codes() or r.name in config.disable}
-    rules: list[Rule] = [r for r in all_rules() if r.code not in disabled]
+    active = config.active_codes()
+    disabled = config.disabled_codes()
+    rules: list[Rule] = [r for r in all_rules() if r.code in active]
+    severities = config.severities()
     assume = frozenset(config.assume)
     session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
     reports: list[StatementReport] = []
@@ -220,13 +222,13 @@ def lint(
                     if silenced is not None and (not silenced or rule.code in silenced):
                         ignored += 1
                         continue
-                    findings.append(Finding(rule=rule.code, severity=hit.severity or rule.severity,
-                                            message=hit.message, fix=hit.fix))
+                    findings.append(Finding(rule=rule.code, severity=severities.get(rule.code) or hit.severity
+                                            or rule.severity, message=hit.message, fix=hit.fix))
             findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
             counts.update(f.rule for f in findings)
             reports.append(_statement_report(ctx, findings))
             _update_state(ctx)
-    severities = Counter(f.severity for r in reports for f in r.findings)
+    counted = Counter(f.severity for r in reports for f in r.findings)
     failed = config.fail_on != "never" and any(
         SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings
     )
@@ -241,8 +243,8 @@ def lint(
     return LintReport(
         statements=reports,
         summary=Summary(
-            files=len(files), statements=len(reports), errors=severities["error"], warnings=severities["warning"],
-            infos=severities["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
+            files=len(files), statements=len(reports), errors=counted["error"], warnings=counted["warning"],
+            infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
             risk=max_risk([r.risk for r in reports]), pg_version=version, live=catalog is not None,
             fail_on=config.fail_on, failed=failed, disabled=sorted(disabled), assumptions=assumptions,
         ),

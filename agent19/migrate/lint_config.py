@@ -4,6 +4,11 @@
     disable = ["A19030", "int-primary-key"]   # rule codes or names
     fail_on = "error"                         # error | warning | info | never: the CLI exits 1 at or above
     pg_version = 150000                       # when no database is given (server_version_num, or 15)
+    style = true                              # turn on the style group (off by default): prefer bigint keys,
+                                              # identity, text, timestamptz, jsonb; no char(n), long names…
+    style_severity = "warning"                # severity of style findings (error | warning | info)
+    enable = ["prefer-text-field"]            # or turn on single style rules (codes, names, squawk's names)
+    severity = { "prefer-identity" = "error", "A19012" = "error" }   # any rule's severity
     assume = ["type-changes-widen"]           # what the team knows that the SQL does not say (see ASSUMPTIONS)
     migration_lock_timeout = "5s"             # the migration tool's connection already sets lock_timeout (e.g.
                                               # in its connection options): statements need no SET lock_timeout
@@ -24,6 +29,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from agent19.errors import ConfigError
 
 Threshold = Literal["error", "warning", "info", "never"]
+Severity = Literal["error", "warning", "info"]
 
 ASSUME_WIDEN = "type-changes-widen"
 ASSUMPTIONS = {
@@ -38,6 +44,10 @@ class LintConfig(BaseModel):
     disable: list[str] = Field(default=[], description="rule codes or names to turn off")
     fail_on: Threshold = "error"
     pg_version: int | None = None
+    style: bool = Field(default=False, description="turn on the style group of rules")
+    style_severity: Severity = "warning"
+    enable: list[str] = Field(default=[], description="style rules to turn on one by one (codes, names, aliases)")
+    severity: dict[str, Severity] = Field(default={}, description="rule (code, name or alias) → severity")
     assume: list[str] = Field(default=[], description=f"facts the team states: {', '.join(ASSUMPTIONS)}")
     migration_lock_timeout: str | None = Field(
         default=None, description="lock_timeout the migration tool's connection sets (e.g. '5s'): statements then "
@@ -62,16 +72,37 @@ class LintConfig(BaseModel):
                               "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
         return v
 
-    def disabled_codes(self) -> set[str]:
+    def _codes(self, keys: list[str], where: str) -> list[str]:
         from agent19.migrate.rules import find_rule
 
-        out = set()
-        for key in self.disable:
+        out = []
+        for key in keys:
             rule = find_rule(key)
             if rule is None:
-                raise ConfigError(f"{self.source or 'lint config'}: unknown lint rule {key!r} in disable",
-                                  "see `agent19 rules` for the codes and names")
-            out.add(rule.code)
+                raise ConfigError(f"{self.source or 'lint config'}: unknown lint rule {key!r} in {where}",
+                                  "see `agent19 rules` for the codes, names and aliases")
+            out.append(rule.code)
+        return out
+
+    def disabled_codes(self) -> set[str]:
+        return set(self._codes(self.disable, "disable"))
+
+    def active_codes(self) -> set[str]:
+        """Every rule that runs: the safety rules, plus the style rules when the group or the rule is turned on;
+        minus the disabled ones."""
+        from agent19.migrate.rules import all_rules
+
+        enabled = set(self._codes(self.enable, "enable"))
+        return {r.code for r in all_rules() if r.group != "style" or self.style or r.code in enabled} \
+            - self.disabled_codes()
+
+    def severities(self) -> dict[str, Severity]:
+        """rule code → the severity its findings get, where the config changes it."""
+        from agent19.migrate.rules import all_rules
+
+        out: dict[str, Severity] = {r.code: self.style_severity for r in all_rules() if r.group == "style"}
+        codes = self._codes(list(self.severity), "severity")
+        out.update({code: self.severity[key] for code, key in zip(codes, self.severity, strict=True)})
         return out
 
 
@@ -128,7 +159,8 @@ def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str
 
 def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
     """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
-    keys = ("disable", "fail_on", "pg_version", "assume", "migration_lock_timeout")
+    keys = ("disable", "fail_on", "pg_version", "assume", "migration_lock_timeout", "style", "style_severity",
+            "enable", "severity")
     section, path = load_section("lint", keys, explicit, start)
     if path is None:
         return LintConfig()
@@ -136,7 +168,8 @@ def load_config(explicit: Path | str | None = None, start: Path | None = None) -
         return LintConfig(**section, source=path)
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                          "allowed: disable (list), fail_on (error|warning|info|never), pg_version, assume (list), "
+                          "allowed: disable, enable (lists), fail_on (error|warning|info|never), pg_version, "
+                          "style (true|false), style_severity, severity (table), assume (list), "
                           "migration_lock_timeout") from None
 
 

@@ -28,6 +28,8 @@ class LintArgs(BaseModel):
         default=None, description="lowest severity that fails the lint (CLI exit 1); default error")
     config: str | None = Field(default=None, description="config file (default: nearest agent19.toml or "
                                "pyproject.toml [tool.agent19.lint])")
+    style: bool = Field(default=False, description="also run the style group (bigint keys, identity, text, "
+                        "timestamptz, jsonb, no char(n), names ≤ 63 bytes, schema-qualified names); config: style")
     assume: list[str] = Field(default=[], description="facts the SQL does not show, added to the config's: "
                               "type-changes-widen = type changes linted without a database are no-rewrite widenings")
     migration_lock_timeout: str | None = Field(
@@ -149,6 +151,8 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
                                   "assume": list(dict.fromkeys([*config.assume, *args.assume]))}
     if args.fail_on:
         updates["fail_on"] = args.fail_on
+    if args.style:
+        updates["style"] = True
     if args.migration_lock_timeout:
         updates.update(migration_lock_timeout=args.migration_lock_timeout,
                        lock_timeout_source="--migration-lock-timeout")
@@ -177,6 +181,8 @@ class RuleDoc(BaseModel):
     name: str
     title: str
     severity: str
+    group: str = Field(description="safety (on by default) or style (off unless turned on)")
+    aliases: list[str] = Field(default=[], description="other names accepted in config and ignore comments")
     why: str
     alternative: str
     bad: str
@@ -205,13 +211,19 @@ def render_rules_markdown(r: RuleList) -> str:
         "Silence one statement with `-- agent19:ignore <code or name>` on its line or the line before; turn rules "
         "off in `agent19.toml` (`[lint] disable = [...]`) or `pyproject.toml` (`[tool.agent19.lint]`).",
         "",
+        "The style group is off by default: turn it on with `style = true` (or `--style`), or rule by rule with "
+        "`enable = [...]`; its findings are `style_severity` (default warning), and `severity = { rule = "
+        "\"error\" }` sets any rule's. squawk's rule names are accepted as aliases.",
+        "",
         "| code | name | severity | title |",
         "|---|---|---|---|",
     ]
     lines += [f"| [{d.code}](#{d.code.lower()}-{d.name}) | `{d.name}` | {d.severity} | {d.title} |" for d in r.rules]
     for d in r.rules:
         lines += [
-            "", f"## {d.code} {d.name}", "", f"**{d.title}** — severity: {d.severity}", "",
+            "", f"## {d.code} {d.name}", "", f"**{d.title}** — severity: {d.severity}"
+            + (" (style group: off by default; `style = true` or `enable`)" if d.group == "style" else "")
+            + (f"; also named {', '.join(f'`{a}`' for a in d.aliases)}" if d.aliases else ""), "",
             d.why, "", f"**Instead:** {d.alternative}", "",
             "Bad:", "", "```sql", d.bad, "```", "", "Good:", "", "```sql", d.good, "```",
         ]
@@ -232,7 +244,8 @@ def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:
     """Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
     a bad and a good example. Use a code or name in `disable` or in `-- agent19:ignore` comments."""
     return RuleList(rules=[
-        RuleDoc(code=r.code, name=r.name, title=r.title, severity=r.severity, why=r.why,
+        RuleDoc(code=r.code, name=r.name, title=r.title, severity=r.severity, group=r.group,
+                aliases=list(r.aliases), why=r.why,
                 alternative=r.alternative, bad=r.bad, good=r.good)
         for r in all_rules()
     ])

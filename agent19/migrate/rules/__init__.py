@@ -28,7 +28,7 @@ def all_rules() -> tuple[Rule, ...]:
         if not isinstance(rule, Rule):
             raise TypeError(f"{module.__name__} defines no RULE = Rule(...)")
         rules.append(rule)
-    codes = [r.code for r in rules] + [r.name for r in rules]
+    codes = [r.code for r in rules] + [r.name for r in rules] + [a for r in rules for a in r.aliases]
     dupes = {c for c in codes if codes.count(c) > 1}
     if dupes:
         raise ValueError(f"lint rule codes/names declared twice: {sorted(dupes)}")
@@ -36,6 +36,7 @@ def all_rules() -> tuple[Rule, ...]:
 
 
 def find_rule(key: str) -> Rule | None:
-    """A rule by code (``A19001``, any case) or name (``create-index-blocking``)."""
+    """A rule by code (``A19001``, any case), name (``create-index-blocking``) or alias (squawk's
+    ``prefer-text-field``)."""
     k = key.strip().lower()
-    return next((r for r in all_rules() if r.code.lower() == k or r.name == k), None)
+    return next((r for r in all_rules() if r.code.lower() == k or r.name == k or k in r.aliases), None)

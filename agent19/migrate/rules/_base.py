@@ -156,6 +156,10 @@ class Rule:
     """the PostgreSQL version the examples are linted for"""
     good_pg_version: int | None = None
     """the version for the good example, when it differs"""
+    group: Literal["safety", "style"] = "safety"
+    """``style`` rules are off unless the config turns the group (``style = true``) or the rule on"""
+    aliases: tuple[str, ...] = ()
+    """other names accepted in config and ignore comments (squawk's rule names, for teams switching)"""
 
 
 # -- small helpers rules share ---------------------------------------------------------------

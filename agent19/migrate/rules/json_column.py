@@ -21,7 +21,9 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 RULE = Rule(
     code="A19023",
     name="json-column",
-    title="Prefer jsonb to json",
+    aliases=("prefer-jsonb",),
+    group="style",
+    title="Prefer jsonb to json (style)",
     severity="info",
     why="json keeps the input text verbatim and reparses it for every operation; it has no equality operator "
     "and cannot be indexed with GIN. jsonb is parsed once, supports containment operators and indexes.",
