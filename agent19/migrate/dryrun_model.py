@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.db.observe import HeldLock
+from agent19.migrate.plan_regression import QueryPlanComparison
 from agent19.migrate.schema_diff import Difference
 from agent19.migrate.watch import Probe
 
@@ -169,6 +170,9 @@ class DryRunResult(BaseModel):
     rollback: RollbackResult | None = None
     leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")
     prediction_table: str = PREDICTION_TABLE
+    query_plans: QueryPlanComparison | None = Field(
+        default=None, description="queries' plans before and after the statements that drop or change indexes, "
+        "keys or column types (EXPLAIN in a rolled-back transaction)")
 
     def to_evidence(self) -> dict[str, object]:
         """This result in the shape the runbook cites (``agent19.report.model.DryRunEvidence``)."""

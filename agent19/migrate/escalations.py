@@ -14,7 +14,9 @@ downtime           an operation whose lock blocks traffic on   product and engin
                    run), or for an unknown time
 performance        a rewrite of a large table; a new index on  performance analysis before it runs
                    a table measured write-heavy
-                   (:mod:`~agent19.migrate.write_activity`)
+                   (:mod:`~agent19.migrate.write_activity`);
+                   a query whose plan a dry run saw get worse
+                   (:mod:`~agent19.migrate.plan_regression`)
 breaking_change    renames, drops (columns, tables, views,     application engineers coordinate the code
                    functions, primary keys and unique          changes with the deployment
                    constraints: :mod:`escalation_drops`), type
@@ -131,8 +133,9 @@ def _size(catalog: SchemaSnapshot | None, table: str | None) -> int | None:
 
 
 def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None,
-                 activity: dict[str, TableActivity] | None, costs: list[IndexWriteCost]) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
+                 activity: dict[str, TableActivity] | None, costs: list[IndexWriteCost],
+                 worse_plans: dict[int, list[str]]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {o: list(lines) for o, lines in worse_plans.items()}
     cost_of = {c.operation: c for c in costs}
     for p in planned:
         size = _size(catalog, p.table)
@@ -171,14 +174,17 @@ def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding],
 
 def escalate(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
              catalog: SchemaSnapshot | None, activity: dict[str, TableActivity] | None,
-             costs: list[IndexWriteCost] | None = None, safety: list[Finding] | None = None) -> list[Escalation]:
+             costs: list[IndexWriteCost] | None = None, safety: list[Finding] | None = None,
+             worse_plans: dict[int, list[str]] | None = None) -> list[Escalation]:
     """The escalations ``planned`` needs; each names its operations, their SQL and the evidence. ``safety``: the
-    safety check's findings on the same statements (:func:`agent19.safety.detect.detect`, facts optional)."""
+    safety check's findings on the same statements (:func:`agent19.safety.detect.detect`, facts optional);
+    ``worse_plans``: operation order → queries a dry run saw get a worse plan
+    (:func:`agent19.migrate.plan_regression.evidence`)."""
     sql = {p.order: p.sql for p in planned}
     found: dict[EscalationKind, dict[int, list[str]]] = {
         "data_loss": _data_loss(planned, ops, findings, safety or []),
         "downtime": _downtime(planned),
-        "performance": _performance(planned, catalog, activity, costs or []),
+        "performance": _performance(planned, catalog, activity, costs or [], worse_plans or {}),
         "breaking_change": _breaking(planned, findings, catalog),
     }
     return [_escalation(kind, sorted(by_op), sql, [e for o in sorted(by_op) for e in by_op[o]])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
+from agent19.migrate import plan_regression
 from agent19.migrate.classify import classify
 from agent19.migrate.dryrun_model import DryRunResult
 from agent19.migrate.escalations import escalate, summary
@@ -36,7 +37,7 @@ from agent19.migrate.plan_model import (
     RollbackStrategy,
     ValidationCheck,
 )
-from agent19.migrate.plan_observed import apply_dry_run
+from agent19.migrate.plan_observed import apply_dry_run, observed_statements
 from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
 from agent19.migrate.write_activity import TableActivity
 from agent19.safety.detect import detect
@@ -331,7 +332,8 @@ def plan_migration(
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
     costs = index_write_costs(planned, options.activity, catalog)
-    escalations = escalate(planned, ops, findings, catalog, options.activity, costs, detect(statements))
+    escalations = escalate(planned, ops, findings, catalog, options.activity, costs, detect(statements),
+                           _worse_plans(options.dry_run, order_of, {i: st.sql for i, st in by_index.items()}))
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
                             f"{planned[0].description.split(' (')[0]}" + (
                                 f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
@@ -357,6 +359,14 @@ def plan_migration(
         escalation_summary=summary(escalations, options.activity is not None),
         index_costs=costs,
     )
+
+
+def _worse_plans(dry: DryRunResult | None, order_of: dict[int, int], sql: dict[int, str]) -> dict[int, list[str]]:
+    """Operation order → queries the dry run saw get a worse plan after it (a dry run of this same SQL only)."""
+    if dry is None or dry.query_plans is None:
+        return {}
+    seen = observed_statements(dry, sql)
+    return plan_regression.evidence(dry.query_plans, {i: o for i, o in order_of.items() if i in seen})
 
 
 def _prerequisites(ops: list[Operation], planned: list[PlannedOperation], data_loss: bool, version: int,

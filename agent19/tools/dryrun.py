@@ -8,13 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
-from agent19.errors import InputError
-from agent19.migrate import scratch
+from agent19.errors import Agent19Error, InputError
+from agent19.migrate import plan_regression, scratch
 from agent19.migrate.dryrun import dry_run
 from agent19.migrate.dryrun_model import DryRunResult, Finding, RollbackResult
 from agent19.migrate.files import load_file, load_path, load_paths
 from agent19.migrate.parse import Statement, parse_file, parse_sql
 from agent19.migrate.plan_model import ValidationCheck
+from agent19.migrate.plan_regression import PlanQuery, QueryPlanComparison
 from agent19.migrate.rollback_check import verify_rollback
 from agent19.safety import gate, policy
 from agent19.tools.registry import ToolContext, tool
@@ -47,6 +48,12 @@ class TestMigrationArgs(BaseModel):
         "copy (pg_dump), or empty; auto: TEMPLATE when no one else is connected and it is under 2 GB")
     sample_rows: int = Field(default=0, ge=0, description="with a schema-only copy, rows copied per touched "
                              "table (durations are then extrapolated to the real size)")
+    queries: list[str] = Field(default=[], description="queries whose plans to compare before and after each "
+                               "statement that drops or changes an index, key, column or column type (EXPLAIN of "
+                               "the generic plan, never executed; $1… placeholders allowed)",
+                               json_schema_extra=gate.user_sql("statements"))
+    top_queries: int = Field(default=plan_regression.TOP_QUERIES, ge=0, le=100, description="also compare the N "
+                             "most expensive SELECTs in pg_stat_statements that read an affected table (0: none)")
 
 
 def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
@@ -121,6 +128,11 @@ def render_dry_run(r: DryRunResult) -> str:
                      f"{'yes' if r.scratch.dropped else 'NO'}")
     for c in r.checks:
         lines.append(f"check {c.name}: {'passed' if c.passed else 'FAILED'} (got {c.value}, expected {c.expected})")
+    if r.query_plans:
+        lines.append(f"query plans: {r.query_plans.note}")
+        lines += [f"  worse after statement {c.statement + 1}: {' '.join(c.query.query.split())[:200]} — cost "
+                  f"{c.cost_before} → {c.cost_after if c.cost_after is not None else c.error_after}: {c.plan_before} → "
+                  f"{c.plan_after}" for c in r.query_plans.changes if c.worse]
     if r.rollback:
         lines.append(r.rollback.summary)
     for f in r.findings:
@@ -153,13 +165,19 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     that is always rolled back; those that cannot (CREATE INDEX CONCURRENTLY, VACUUM…) run in a scratch
     database that is dropped afterwards. Validation checks run before the rollback. With a down
     migration (golang-migrate .down.sql, Flyway U… or down_sql) the rollback is verified: up, down, and
-    the schema compared with the start. Needs mode dry-run. Locks on the target are held until the
-    rollback: use a staging copy for busy tables."""
+    the schema compared with the start. When a statement drops or changes an index, key, column or
+    column type, the plans of `queries` and of pg_stat_statements' most expensive SELECTs on the
+    affected tables are compared before and after it (EXPLAIN in a rolled-back transaction): pass the
+    result to plan_migration/generate_runbook as dry_run_result and a worse plan is a performance
+    escalation with its costs. Needs mode dry-run. Locks on the target are held until the rollback: use
+    a staging copy for busy tables."""
     up, down = _load(args)
     # the migration's statements go through the gate one by one inside the dry run (dryrun_cluster.screen:
     # an escaping statement is refused or, for sequences, reported as not run); the checks are reads
     for check in args.checks:
         gate.admit(ctx.db, check, gate.Purpose.READ)
+    for query in args.queries:  # only planned, never run
+        gate.admit(ctx.db, query, gate.Purpose.PLAN)
     # the server's identity and schema as the dry run starts: what require_dry_run later compares with
     state = policy.server_state(ctx.db) if ctx.settings.dsn_value() is not None else None
     result = dry_run(
@@ -179,10 +197,50 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
             result.passed = False
             result.summary = result.summary.replace("PASSED", "FAILED", 1)
         result.summary += "; " + result.rollback.summary
+    if result.passed:
+        result.query_plans = _query_plans(ctx, args, up, result)
     # a statement the dry run could not run is no proof (locks it could not fully observe do not matter here)
     if result.passed and not any(s.untested for s in result.statements) and state is not None:
         policy.record_dry_run(ctx.settings, state, up)
     return result
+
+
+def _query_plans(ctx: ToolContext, args: TestMigrationArgs, up: list[Statement],
+                 result: DryRunResult) -> QueryPlanComparison | None:
+    """Plans of the supplied and pg_stat_statements' queries before and after each statement that can make them
+    worse, in a transaction of their own that is rolled back (see :mod:`agent19.migrate.plan_regression`)."""
+    indexes, tables = plan_regression.affecting(result.statements)
+    if not indexes:
+        return None
+    replay = plan_regression.runnable(result.statements, up)
+    if replay is None:
+        return QueryPlanComparison(queries=0, note="plans not compared: a statement did not run in the dry run's "
+                                   "transaction and cannot be replayed there")
+    queries = [PlanQuery(query=q, source="supplied") for q in args.queries]
+    how = "pg_stat_statements not consulted (top_queries 0)"
+    if args.top_queries:
+        with ctx.db.read() as conn:
+            found, how = plan_regression.top_queries(conn, tables, args.top_queries)
+        refused: dict[str, int] = {}
+        for q in found:  # text from the database: planned only once the guard admits it, like the user's
+            try:
+                gate.admit(ctx.db, q.query, gate.Purpose.PLAN)
+            except Agent19Error as exc:  # refused (or not checkable): left out, and said why
+                refused[exc.message] = refused.get(exc.message, 0) + 1
+                continue
+            if all(q.query != k.query for k in queries):
+                queries.append(q)
+        how += "".join(f"; {n} left out: {why}" for why, n in refused.items())
+    if not queries:
+        return QueryPlanComparison(queries=0, note=f"plans not compared: no query given (queries) and {how}")
+    ctx.progress(len(up), None, "comparing query plans before and after")
+    with ctx.db.rolled_back() as conn:
+        changes, stopped = plan_regression.compare_plans(conn, replay, indexes, queries)
+    worse = sum(c.worse for c in changes)
+    note = (f"{len(queries)} queries ({len(args.queries)} supplied; {how}) explained before and after "
+            f"{len(indexes)} statement(s) that drop or change indexes, keys or column types: {worse} plan(s) worse by "
+            f"{plan_regression.REGRESSION_FACTOR:g}× or more" + (f"; stopped early: {stopped}" if stopped else ""))
+    return QueryPlanComparison(queries=len(queries), changes=changes, note=note)
 
 
 class RollbackArgs(BaseModel):
