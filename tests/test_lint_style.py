@@ -97,7 +97,9 @@ def test_identifiers_over_63_bytes(dsn: str) -> None:
 
 
 def test_require_schema() -> None:
+    """squawk's opt-in require-table-schema."""
     assert "A19046" in found("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON orders (a);", STYLE)
+    assert "A19046" in found("CREATE TABLE orders (id bigint);", LintConfig(enable=["require-table-schema"]))
     assert "A19046" not in found("CREATE INDEX CONCURRENTLY IF NOT EXISTS i ON public.orders (a);", STYLE)
     assert "A19046" not in found("SELECT * FROM orders;", STYLE)  # not DDL
 

@@ -35,7 +35,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 RULE = style_rule(
     code="A19046",
     name="require-schema",
-    aliases=("require-schema-qualified",),
+    aliases=("require-table-schema", "require-schema-qualified"),
     title="Name tables with their schema in DDL (style)",
     why="An unqualified name resolves through search_path, which differs between roles, tools and sessions; "
     "in a database with several schemas the migration can change or create the wrong table.",
