@@ -125,3 +125,16 @@ def test_a_statement_the_dry_run_could_not_run_is_not_recorded(spellings, tmp_pa
     assert "must be owner" in json.loads(done.stdout)["statements"][0]["untested"]
     refused = execute(tmp_path, uri, sql)
     assert refused["executed"] is False and "has not passed a dry run" in refused["message"]
+
+
+def test_where_pg_control_system_is_revoked_the_server_is_still_recognised(spellings, tmp_path, dsn):
+    """Managed services may revoke pg_control_system(): the port, cluster_name and start time stand in."""
+    keyword, uri = spellings
+    run_sql(dsn, "REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC")  # this database only
+    import psycopg
+
+    with psycopg.connect(uri) as c, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        c.execute("SELECT system_identifier FROM pg_control_system()")
+    sql = "ALTER TABLE accounts ADD COLUMN note text"
+    dry_run(tmp_path, keyword, sql)
+    assert execute(tmp_path, uri, sql)["executed"] is True

@@ -114,15 +114,17 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     check_fragments(spec)
     results: list[BackfillResult] = []
 
-    def execute() -> None:
-        with ctx.db.connect() as conn:
-            results.append(_run_backfill(conn, spec, ctx.progress))
-
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     statement = update_statement(spec)
     # the execute-mode policies hold for the batched UPDATE as for the same UPDATE through run_sql
-    if why := policy.tested(ctx.settings, ctx.db, statement).refusal or policy.unbacked(ctx.settings, "UpdateStmt"):
+    tested = policy.tested(ctx.settings, ctx.db, statement)
+    if why := tested.refusal or policy.unbacked(ctx.settings, "UpdateStmt"):
         raise ModeError(f"refused: {why}", f"the backfill's statement is `{statement}`; nothing was updated")
+
+    def execute() -> None:
+        with ctx.db.connect() as conn:
+            results.append(_run_backfill(conn, spec, ctx.progress))
+        policy.ran(ctx.settings, ctx.db, tested)  # require_dry_run: the migration's next change may run
 
     def measure() -> measuring.Measurement:  # a WHERE that matches every row without saying so (`id > 0`)
         with ctx.db.read() as conn:
