@@ -71,5 +71,5 @@ def declared_columns(ctx: StatementContext) -> Iterator[DeclaredColumn]:
 
 
 def style_rule(**fields: Any) -> Rule:
-    """A :class:`Rule` in the style group (off by default; info unless the config says otherwise)."""
-    return Rule(severity="info", group="style", pg_version=160000, **fields)
+    """A :class:`Rule` in the style group (off by default; warning unless the config says otherwise)."""
+    return Rule(severity="warning", group="style", pg_version=160000, **fields)

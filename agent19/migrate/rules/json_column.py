@@ -24,7 +24,7 @@ RULE = Rule(
     aliases=("prefer-jsonb",),
     group="style",
     title="Prefer jsonb to json (style)",
-    severity="info",
+    severity="warning",
     why="json keeps the input text verbatim and reparses it for every operation; it has no equality operator "
     "and cannot be indexed with GIN. jsonb is parsed once, supports containment operators and indexes.",
     alternative="Use jsonb, unless the exact text (key order, duplicates, whitespace) must be preserved.",
