@@ -24,6 +24,8 @@ CREATE VIEW lonely AS SELECT 1 AS one;
 CREATE FUNCTION order_total(bigint) RETURNS numeric LANGUAGE sql STABLE RETURN 42;
 CREATE VIEW totals AS SELECT id, order_total(id) FROM orders;
 CREATE FUNCTION unused(int) RETURNS int LANGUAGE sql IMMUTABLE RETURN $1;
+CREATE FUNCTION twice(int) RETURNS int LANGUAGE sql IMMUTABLE RETURN $1 * 2;
+CREATE FUNCTION twice(text) RETURNS text LANGUAGE sql IMMUTABLE RETURN $1 || $1;
 ANALYZE;
 """
 
@@ -53,6 +55,7 @@ def app(dsn: str) -> str:
                                            "recorded dependents: view totals"]),
     ("DROP FUNCTION unused", ["drops function unused", "nothing in the catalog depends on it",
                               "PL/pgSQL bodies are never recorded"]),
+    ("DROP FUNCTION twice", ["drops function twice", "twice names 2 functions (the DROP fails"]),
     ("ALTER TABLE customers DROP CONSTRAINT customers_pkey CASCADE",
      ["drops the primary key customers_pkey of public.customers (id)",
       "foreign keys that reference it: public.orders.orders_customer_id_fkey"]),
@@ -112,3 +115,18 @@ def test_a_column_added_and_dropped_in_one_migration_escalates_nothing(app):
              "--dsn", app, "--write-sample-seconds", "0")
     assert set(kinds(p)) == {"data_loss", "breaking_change"}
     assert kinds(p)["data_loss"]["operations"] == [2] and "~100 rows" in kinds(p)["data_loss"]["evidence"][0]
+
+
+def test_a_drop_replaced_later_in_the_migration_is_no_breaking_change(app):
+    """DROP then CREATE of the same view or function (same arguments) is how their columns or return type change;
+    a function re-created with other arguments is still gone for the old callers."""
+    sql = ("DROP VIEW vip;\nDROP VIEW active_customers;\n"
+           "CREATE VIEW active_customers AS SELECT id, email, note FROM customers;\n"
+           "CREATE VIEW vip AS SELECT id FROM active_customers WHERE id < 10;\n"
+           "DROP FUNCTION unused(int);\nCREATE FUNCTION unused(x int) RETURNS bigint LANGUAGE sql RETURN x;\n"
+           "DROP FUNCTION order_total(bigint) CASCADE;\n"
+           "CREATE FUNCTION order_total(text) RETURNS numeric LANGUAGE sql RETURN 1;\n")
+    for extra in ((), ("--dsn", app, "--write-sample-seconds", "0")):
+        esc = kinds(plan(sql, *extra))
+        assert set(esc) == {"breaking_change"}, esc
+        assert esc["breaking_change"]["statements"] == ["DROP FUNCTION order_total(bigint) CASCADE"]

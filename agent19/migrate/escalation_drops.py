@@ -14,7 +14,9 @@ What running clients lose, and how it is known:
 
 Without a database none of this can be checked: the evidence says so, and that a database (``--dsn``) decides.
 A drop of an object the catalog does not hold raises nothing (``IF EXISTS`` makes it a no-op; otherwise the
-statement fails).
+statement fails). A drop followed later in the same migration by a create of the same view, function (same
+argument types) or key (same name on the same table) is a replacement — the way to change a view's columns
+or a function's return type — and raises nothing either.
 """
 
 from __future__ import annotations
@@ -47,6 +49,51 @@ class Drop:
 
 def _type_name(t: dict[str, Any]) -> str:
     return qualified_name(t.get("names", [])).removeprefix("pg_catalog.") + ("[]" if t.get("arrayBounds") else "")
+
+
+def _family(kind: str) -> str:
+    return "view" if kind in VIEW_KINDS.values() else "function" if kind in FUNCTION_KINDS.values() else kind
+
+
+def _signature(funcname: list[dict[str, Any]], params: list[dict[str, Any]]) -> str:
+    types = [_type_name(p["FunctionParameter"].get("argType", {})) for p in params if "FunctionParameter" in p
+             and p["FunctionParameter"].get("mode", "FUNC_PARAM_DEFAULT") in ("FUNC_PARAM_DEFAULT", "FUNC_PARAM_IN",
+                                                                             "FUNC_PARAM_VARIADIC")]
+    return f"{qualified_name(funcname)}({', '.join(types)})"
+
+
+def creates_of(sql: str) -> list[Drop]:
+    """What ``sql`` creates that :func:`drops_of` could have dropped (same keys): views, functions, keys."""
+    try:
+        stmts = parse_json(sql)
+    except ParseError:
+        return []
+    out: list[Drop] = []
+    for s in stmts:
+        node, f = next(iter(s.get("stmt", {}).items()), ("", {}))
+        if node == "ViewStmt" or (node == "CreateTableAsStmt" and f.get("objtype") == "OBJECT_MATVIEW"):
+            rel = f.get("view") or f.get("into", {}).get("rel", {})
+            out.append(Drop("view", norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")))
+        elif node == "CreateFunctionStmt":
+            out.append(Drop("function", _signature(f.get("funcname", []), f.get("parameters", []))))
+        elif node == "AlterTableStmt":
+            rel = f.get("relation", {})
+            table = norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")
+            for c in f.get("cmds", []):
+                con = c.get("AlterTableCmd", {}).get("def", {}).get("Constraint", {})
+                if con.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE") and con.get("conname"):
+                    out.append(Drop("constraint", con["conname"], table))
+    return out
+
+
+def _replaced(d: Drop, later: list[Drop]) -> bool:
+    for c in later:
+        if _family(c.kind) != _family(d.kind) or c.table != d.table:
+            continue
+        if c.name == d.name or (_family(d.kind) == "function" and "(" not in d.name
+                                and c.name.split("(", 1)[0] == d.name):
+            return True
+    return False
 
 
 def drops_of(sql: str) -> list[Drop]:
@@ -123,22 +170,28 @@ def _constraint(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
 def breaking_drops(planned: list[PlannedOperation], catalog: SchemaSnapshot | None) -> dict[int, list[str]]:
     """Operation order → evidence that its drop of a view, function or key breaks running clients."""
     out: dict[int, list[str]] = {}
-    for p in planned:
-        if p.type not in ("drop_view", "drop_object", "drop_constraint"):
-            continue
-        for d in drops_of(p.sql):
-            if d.kind == "constraint":
-                why = _constraint(p.order, d, catalog)
-            elif d.kind in VIEW_KINDS.values():
-                why = _view(p.order, d, catalog)
-            else:
-                why = _function(p.order, d, catalog)
-            if why:
-                out.setdefault(p.order, []).append(why)
+    for p, d in removed(planned):
+        if d.kind == "constraint":
+            why = _constraint(p.order, d, catalog)
+        elif d.kind in VIEW_KINDS.values():
+            why = _view(p.order, d, catalog)
+        else:
+            why = _function(p.order, d, catalog)
+        if why:
+            out.setdefault(p.order, []).append(why)
     return out
 
 
+def removed(planned: list[PlannedOperation]) -> list[tuple[PlannedOperation, Drop]]:
+    """The views, functions and constraints the migration drops and does not create again later."""
+    created = [(p.order, c) for p in planned for c in creates_of(p.sql)]
+    return [(p, d) for p in planned if p.type in ("drop_view", "drop_object", "drop_constraint")
+            for d in drops_of(p.sql) if not _replaced(d, [c for o, c in created if o > p.order])]
+
+
 Q_FUNCTION = "SELECT {lookup}(%s)::oid"
+Q_SAME_NAME = """SELECT count(*) FROM pg_proc p WHERE p.proname = %s
+   AND (p.pronamespace::regnamespace::text = %s::text OR (%s::text IS NULL AND pg_function_is_visible(p.oid)))"""
 Q_DEPENDENTS = """
 SELECT DISTINCT coalesce(
          (SELECT 'view ' || r.ev_class::regclass::text FROM pg_rewrite r
@@ -157,33 +210,31 @@ def live_function_evidence(conn: psycopg.Connection[Any],
     out: dict[int, list[str]] = {}
     missing: set[int] = set()
     present: set[int] = set()
-    for p in planned:
-        if p.type != "drop_object":
+    for p, d in removed(planned):
+        if d.kind not in FUNCTION_KINDS.values():
             continue
-        for d in drops_of(p.sql):
-            if d.kind not in FUNCTION_KINDS.values():
-                continue
-            lookup = "to_regprocedure" if d.name.endswith(")") else "to_regproc"
-            with conn.cursor(row_factory=tuple_row) as cur:
-                try:
-                    with conn.transaction():
-                        row = cur.execute(Q_FUNCTION.format(lookup=lookup), (d.name,)).fetchone()
-                except psycopg.errors.AmbiguousFunction:
+        lookup = "to_regprocedure" if d.name.endswith(")") else "to_regproc"
+        with conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(Q_FUNCTION.format(lookup=lookup), (d.name,)).fetchone()
+            oid = row[0] if row else None
+            if oid is None and lookup == "to_regproc":  # NULL also when the name is ambiguous
+                schema, _, name = d.name.rpartition(".")
+                same = cur.execute(Q_SAME_NAME, (name, schema or None, schema or None)).fetchone()
+                if same and same[0] > 1:
                     out.setdefault(p.order, []).append(
-                        f"operation {p.order}: {d.name} names several functions (the DROP fails: give the argument "
+                        f"operation {p.order}: {d.name} names {same[0]} functions (the DROP fails: give the argument "
                         "types)")
                     continue
-                oid = row[0] if row else None
-                if oid is None:
-                    missing.add(p.order)
-                    out.setdefault(p.order, []).append(f"operation {p.order}: {d.kind} {d.name} does not exist in the "
-                                                       "live catalog (IF EXISTS: nothing is dropped; otherwise the "
-                                                       "statement fails)")
-                    continue
-                deps = [r[0] for r in cur.execute(Q_DEPENDENTS, (oid,)).fetchall()]
-            present.add(p.order)
-            out.setdefault(p.order, []).append(
-                f"operation {p.order}: {d.kind} {d.name} exists (live catalog); " + (
-                    f"recorded dependents: {', '.join(deps)} (DROP fails without CASCADE; CASCADE drops them too)"
-                    if deps else "nothing in the catalog depends on it"))
+            if oid is None:
+                missing.add(p.order)
+                out.setdefault(p.order, []).append(f"operation {p.order}: {d.kind} {d.name} does not exist in the live "
+                                                   "catalog (IF EXISTS: nothing is dropped; otherwise the statement "
+                                                   "fails)")
+                continue
+            deps = [r[0] for r in cur.execute(Q_DEPENDENTS, (oid,)).fetchall()]
+        present.add(p.order)
+        out.setdefault(p.order, []).append(
+            f"operation {p.order}: {d.kind} {d.name} exists (live catalog); " + (
+                f"recorded dependents: {', '.join(deps)} (DROP fails without CASCADE; CASCADE drops them too)"
+                if deps else "nothing in the catalog depends on it"))
     return out, missing - present
