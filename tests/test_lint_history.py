@@ -172,3 +172,20 @@ def test_enum_value_used_in_the_adding_transaction(dsn: str) -> None:
     with psycopg.connect(dsn) as conn, pytest.raises(psycopg.errors.UnsafeNewEnumValueUsage):
         conn.execute("ALTER TYPE mood ADD VALUE 'meh'")
         conn.execute("UPDATE person SET m = 'meh' WHERE m = 'sad'")
+
+
+def test_a_table_the_live_catalog_already_has_is_not_new(tmp_path: Path, dsn: str) -> None:
+    """A set linted against a database where its first files already ran: CREATE TABLE IF NOT EXISTS of a live,
+    populated table does not make the later statements on it harmless."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE books (id bigint PRIMARY KEY, title text);"
+                 "INSERT INTO books SELECT g, 't' FROM generate_series(1, 1000) g")
+    write(tmp_path, {"V1__create.sql": "CREATE TABLE IF NOT EXISTS books (id bigint PRIMARY KEY, title text);\n",
+                     "V2__alter.sql": "SET lock_timeout = '5s';\nALTER TABLE books ALTER COLUMN title SET NOT NULL;\n"})
+    with psycopg.connect(app, row_factory=dict_row) as conn:
+        catalog = snapshot(conn)
+    assert "A19006" in rules_at(lint_paths([tmp_path], catalog=catalog), "V2__alter.sql")
+    assert "A19006" not in rules_at(lint_paths([tmp_path], pg_version=150000), "V2__alter.sql")  # no catalog: new
+    with psycopg.connect(app) as conn:  # the server: SET NOT NULL reads the live table
+        conn.execute((tmp_path / "V2__alter.sql").read_text())
+        assert conn.execute("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'books'").fetchone() == (1,)

@@ -58,7 +58,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     state = ctx.state
     if node == "CreateStmt":
         table = range_name(f.get("relation", {}))
-        state.created.add(table)
+        if ctx.table(table) is None:  # already in the live catalog (IF NOT EXISTS, a set partly applied): not new
+            state.created.add(table)
         refs = [range_name(c["pktable"]) for n, c in walk(f.get("tableElts", [])) if n == "Constraint"
                 and c.get("contype") == "CONSTR_FOREIGN" and "pktable" in c]
         from agent19.migrate.classify_alter import type_of
@@ -79,7 +80,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
                         notes=notes, inverse=f"DROP TABLE {table}")
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
-        state.created.add(into)
+        if ctx.table(into) is None:
+            state.created.add(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         return Decision("create_materialized_view" if matview else "create_table_as", [into],
                         _sources(f.get("query", {})),
@@ -121,7 +123,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "ViewStmt":
         view = range_name(f.get("view", {}))
         inverse = None if f.get("replace") else f"DROP VIEW {view}"
-        if not f.get("replace"):
+        if not f.get("replace") and ctx.table(view) is None:
             state.created.add(view)  # a new view: nobody can be queued on it
         return Decision("create_view", [view], [s for s in _sources(f.get("query", {})) if s != view],
                         inverse=inverse, reversible=inverse is not None)

@@ -116,7 +116,7 @@ def _update_state(ctx: StatementContext) -> None:
     if ctx.node in ("CreateStmt", "CreateTableAsStmt") or (ctx.node == "ViewStmt" and not f.get("replace")):
         rel = (f.get("relation") or f.get("view") or f.get("into", {}).get("IntoClause", {}).get("rel")
                or f.get("into", {}).get("rel"))
-        if isinstance(rel, dict):
+        if isinstance(rel, dict) and ctx.table(rel_name(rel)) is None:  # in the live catalog already: not new
             state.created.add(norm(rel_name(rel)))
     if sets_lock_timeout(ctx):
         if f.get("is_local"):  # until the transaction ends; outside one it does nothing (PostgreSQL warns)
