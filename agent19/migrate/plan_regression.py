@@ -38,6 +38,7 @@ REGRESSION_FACTOR = 2.0
 TOP_QUERIES = 10
 AFFECTING_KINDS = ("drop_index", "drop_constraint", "drop_column", "alter_column_type")
 """Operation kinds (prefixes) after which plans are compared."""
+GENERIC = "SET LOCAL plan_cache_mode = force_generic_plan"
 _CONCURRENTLY = re.compile(r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?|DROP\s+)INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
 
 Q_STATEMENTS = """
@@ -151,7 +152,7 @@ def compare_plans(conn: psycopg.Connection[Any], statements: list[Statement], af
     """Explain ``queries``, run ``statements`` in order, and explain them again after each statement whose index
     is in ``affecting``; and why it stopped early, if it did. ``conn`` is in a transaction that the caller rolls
     back."""
-    conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    conn.execute(GENERIC)
     now = {q.query: explain(conn, q.query) for q in queries}
     out: list[QueryPlanChange] = []
     for st in statements:
@@ -162,6 +163,7 @@ def compare_plans(conn: psycopg.Connection[Any], statements: list[Statement], af
             return out, f"statement {st.index + 1} failed in the comparison ({str(exc).strip().splitlines()[0]})"
         if st.index not in affecting:
             continue
+        conn.execute(GENERIC)  # again: a statement of the migration may have reset it
         for q in queries:
             (before, plan_before, _), after = now[q.query], explain(conn, q.query)
             now[q.query] = after
