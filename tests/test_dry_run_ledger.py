@@ -138,3 +138,27 @@ def test_where_pg_control_system_is_revoked_the_server_is_still_recognised(spell
     sql = "ALTER TABLE accounts ADD COLUMN note text"
     dry_run(tmp_path, keyword, sql)
     assert execute(tmp_path, uri, sql)["executed"] is True
+
+
+def test_a_dry_run_on_one_database_does_not_count_for_another_on_the_same_server(spellings, tmp_path, pg):
+    import uuid
+
+    import psycopg
+
+    keyword, uri = spellings
+    app = conninfo_to_dict(uri)
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg.dsn, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{other}" OWNER "{app["user"]}"')
+    try:
+        other_uri = f"postgresql://{app['user']}@127.0.0.1:{app['port']}/{other}"
+        run_sql(other_uri, SETUP)  # the same schema, another database
+        sql = "ALTER TABLE accounts ADD COLUMN note text"
+        dry_run(tmp_path, keyword, sql)
+        refused = execute(tmp_path, other_uri, sql)
+        assert refused["executed"] is False and "has not passed a dry run on this server and database" in \
+            refused["message"]
+        assert execute(tmp_path, uri, sql)["executed"] is True
+    finally:
+        with psycopg.connect(pg.dsn, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
