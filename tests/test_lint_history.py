@@ -189,3 +189,17 @@ def test_a_table_the_live_catalog_already_has_is_not_new(tmp_path: Path, dsn: st
     with psycopg.connect(app) as conn:  # the server: SET NOT NULL reads the live table
         conn.execute((tmp_path / "V2__alter.sql").read_text())
         assert conn.execute("SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'books'").fetchone() == (1,)
+
+
+def test_an_index_built_in_another_file_serves_the_foreign_key(tmp_path: Path) -> None:
+    """PostgreSQL's "Foreign Keys" section advises indexing the referencing columns; strong_migrations' README adds
+    foreign keys NOT VALID and validates them in a later migration — the index often comes in its own file."""
+    write(tmp_path, {
+        "V1__fk.sql": "ALTER TABLE order_lines ADD CONSTRAINT order_lines_order_fk FOREIGN KEY (order_id) "
+                      "REFERENCES orders (id) NOT VALID;\n",
+        "V2__index.sql": "CREATE INDEX CONCURRENTLY IF NOT EXISTS order_lines_order_id_idx "
+                         "ON order_lines (order_id);\n",
+        "V3__validate.sql": "ALTER TABLE order_lines VALIDATE CONSTRAINT order_lines_order_fk;\n",
+    })
+    assert "A19025" not in rules_at(lint_paths([tmp_path], pg_version=150000), "V1__fk.sql")
+    assert "A19025" in rules_at(lint_paths([tmp_path / "V1__fk.sql"], pg_version=150000), "V1__fk.sql")

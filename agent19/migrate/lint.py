@@ -169,14 +169,11 @@ def _classify(migration: Migration, catalog: SchemaSnapshot | None, pg_version: 
     return by_statement
 
 
-def _next_file(lint_state: MigrationState | None, classify_state: ClassifyState | None
-               ) -> tuple[MigrationState, ClassifyState]:
+def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tuple[MigrationState, ClassifyState]:
     """The states for the next migration of a set: what earlier files created, added and validated carries over
     (shared, so it keeps growing); what belongs to one file's session and transactions starts afresh —
     lock_timeout (each file may run on a new connection), transaction ids, the statements seen."""
-    if lint_state is None or classify_state is None:
-        return MigrationState(), ClassifyState()
-    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], last_touch={}, cache={}),
+    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], last_touch={}),
             replace(classify_state, lock_timeout=None, explicit_transaction=False))
 
 
@@ -202,8 +199,9 @@ def lint(
     counts: Counter[str] = Counter()
     ignored = 0
     files: set[str] = set()
-    state: MigrationState | None = None
-    classify_state: ClassifyState | None = None
+    migrations = list(migrations)
+    state = MigrationState(set_statements=[s for m in migrations for s in m.statements])
+    classify_state = ClassifyState()
     for migration in migrations:
         files.add(migration.file or "<sql>")
         state, classify_state = _next_file(state, classify_state)

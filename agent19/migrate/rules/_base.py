@@ -49,7 +49,8 @@ class Hit:
 
 @dataclass
 class MigrationState:
-    """What the statements before the current one did, within one migration (file)."""
+    """What the statements before the current one did: within the linted set (created tables, CHECKs) or within
+    the file (lock_timeout, transactions, the statements seen) — see agent19.migrate.lint._next_file."""
 
     created: set[str] = field(default_factory=set)
     lock_timeout: bool = False
@@ -65,7 +66,9 @@ class MigrationState:
     last_touch: dict[str, StatementContext] = field(default_factory=dict)
     """table → the latest statement that touched it"""
     cache: dict[str, Any] = field(default_factory=dict)
-    """per-migration data that rules compute once (keyed by rule)"""
+    """data that rules compute once per linted set (keyed by rule)"""
+    set_statements: list[Statement] = field(default_factory=list)
+    """every statement of the linted set, all files in order (for rules that look ahead or back across files)"""
 
 
 @dataclass

@@ -50,12 +50,12 @@ def _leading(columns: list[str], index_columns: list[str]) -> bool:
 
 
 def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
-    """table → key column lists of every index, PK and UNIQUE in the migration (computed once per migration)."""
+    """table → key column lists of every index, PK and UNIQUE in the linted set, any file (computed once)."""
     cached = ctx.state.cache.get("fk_without_index")
     if cached is not None:
         return cached
     out: dict[str, list[list[str]]] = {}
-    for s in ctx.migration.statements:
+    for s in ctx.state.set_statements or ctx.migration.statements:
         f = s.fields
         rel = f.get("relation")
         if not isinstance(rel, dict) or s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt"):
@@ -78,7 +78,7 @@ def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
 
 
 def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
-    """An index leads with ``columns``: in the live catalog, or anywhere in the migration (before or after)."""
+    """An index leads with ``columns``: in the live catalog, or anywhere in the linted set (before or after)."""
     t = ctx.table(table)
     if t is not None and any(_leading(columns, ix.columns) for ix in t.indexes):
         return True
