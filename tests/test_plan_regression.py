@@ -70,6 +70,13 @@ def test_dropping_an_index_a_supplied_query_uses_escalates_with_its_costs(dsn, t
     assert f"costs {change['cost_before']:,.2f} → {change['cost_after']:,.2f}" in evidence
     assert "Seq Scan on orders" in evidence and "DBA / performance engineer" in perf[0]["reviewers"]
 
+    made = agent19("runbook", "--sql", sql, "--dsn", app, "--write", str(tmp_path / "rb"), "--no-handoff",
+                   "--write-sample-seconds", "0", "--dry-run-result", str(tmp_path / "dry.json"))
+    assert made.returncode == 0, made.stderr
+    handoff = json.loads((tmp_path / "rb" / "handoff.json").read_text())
+    assert [e["evidence"] for e in handoff["escalations"] if e["kind"] == "performance"] == [perf[0]["evidence"]]
+    assert "<!-- agent19:escalation performance -->" in (tmp_path / "rb" / "devops.md").read_text()
+
 
 def test_the_most_expensive_queries_come_from_pg_stat_statements(dsn, tmp_path):
     app = _app(dsn)
