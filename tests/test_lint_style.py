@@ -37,10 +37,11 @@ def found(sql: str, config: LintConfig | None = None) -> dict[str, str]:
 
 def test_style_is_off_by_default_and_on_when_asked() -> None:
     default = found(SQUAWK_EXAMPLE)
-    assert not {"A19041", "A19042", "A19043", "A19044", "A19023"} & set(default)
+    assert not {"A19041", "A19042", "A19043", "A19044"} & set(default)
+    assert default["A19023"] == "info"  # json: always on (a warning when added to an existing table)
     styled = found(SQUAWK_EXAMPLE, STYLE)
-    assert {k: styled[k] for k in ("A19041", "A19042", "A19043", "A19044", "A19023")} == dict.fromkeys(
-        ("A19041", "A19042", "A19043", "A19044", "A19023"), "warning")
+    assert {k: styled[k] for k in ("A19041", "A19042", "A19043", "A19044")} == dict.fromkeys(
+        ("A19041", "A19042", "A19043", "A19044"), "warning")
     assert found(SQUAWK_EXAMPLE, LintConfig(style=True, style_severity="info"))["A19042"] == "info"
 
 
@@ -49,6 +50,7 @@ def test_the_good_forms_pass() -> None:
             "created timestamptz NOT NULL, code text CHECK (char_length(code) = 2), meta jsonb, "
             "owner_id bigint REFERENCES public.users (id));")
     assert not {f for f in found(good, STYLE) if f >= "A19040" or f == "A19023"}
+    assert found("ALTER TABLE public.users ADD COLUMN props json;")["A19023"] == "warning"  # breaks DISTINCT
 
 
 def test_key_columns_and_other_integers() -> None:

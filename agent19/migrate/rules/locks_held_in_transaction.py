@@ -6,9 +6,36 @@ from collections.abc import Iterator
 
 from agent19.migrate.rules._base import BLOCKS_WRITES, Hit, Rule, StatementContext, lock_rank, short
 
+DATA = {"update", "delete", "insert_select"}
+"""Statements whose duration depends on the rows they touch (unknown without running them)."""
+
+
+def _data_under_exclusive_lock(ctx: StatementContext) -> Iterator[Hit]:
+    """An UPDATE/DELETE/INSERT … SELECT after an AccessExclusiveLock in the same transaction: that lock is held
+    for as long as this statement runs (eugene's E4)."""
+    if not any(o.kind in DATA for o in ctx.operations):
+        return
+    for prev in ctx.state.seen:
+        if prev.tx_group != ctx.tx_group:
+            continue
+        held = [t for o in prev.operations for t in o.tables
+                if (o.locks.get(t) or o.lock) == "AccessExclusiveLock" and not ctx.is_new(t) and not prev.is_new(t)]
+        if held:
+            yield Hit(
+                f"the AccessExclusiveLock on {short(held[0])} taken at line {prev.statement.line} is held until "
+                f"COMMIT: every read and write of it waits while this statement runs, for as long as its rows take",
+                "-- commit the schema change first, then change the data in its own transaction(s):\nCOMMIT;\n"
+                + ctx.sql + ";",
+                severity="warning",
+            )
+            return
+
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
-    if ctx.tx_group is None or not ctx.long_running():
+    if ctx.tx_group is None:
+        return
+    if not ctx.long_running():
+        yield from _data_under_exclusive_lock(ctx)
         return
     mine = {t: o.locks.get(t) or o.lock for o in ctx.operations for t in o.tables}
     for prev in ctx.state.seen:
@@ -38,7 +65,8 @@ RULE = Rule(
     severity="error",
     why="Locks are released at COMMIT, not when a statement ends. A quick ALTER TABLE followed, in the same "
     "transaction, by a VALIDATE CONSTRAINT, an index build, a backfill or any scan keeps the quick statement's "
-    "AccessExclusiveLock for the whole long one: the table is blocked as if the quick statement were slow.",
+    "AccessExclusiveLock for the whole long one: the table is blocked as if the quick statement were slow. "
+    "An UPDATE or DELETE after it is a warning: how long it holds the lock depends on the rows it touches.",
     alternative="Give each long statement its own transaction, and take strong locks last, just before COMMIT.",
     bad="BEGIN;\nALTER TABLE orders ADD CONSTRAINT orders_total_check CHECK (total >= 0) NOT VALID;\n"
     "ALTER TABLE orders VALIDATE CONSTRAINT orders_total_check;\nCOMMIT;",
