@@ -203,3 +203,24 @@ def test_an_index_built_in_another_file_serves_the_foreign_key(tmp_path: Path) -
     })
     assert "A19025" not in rules_at(lint_paths([tmp_path], pg_version=150000), "V1__fk.sql")
     assert "A19025" in rules_at(lint_paths([tmp_path / "V1__fk.sql"], pg_version=150000), "V1__fk.sql")
+
+
+async def test_the_mcp_tool_lints_a_directory_with_style_and_assumptions(tmp_path: Path) -> None:
+    """Through the real MCP client: a Flyway directory as one history, the style group and a stated assumption."""
+    from tests.mcp_client import stdio_session
+
+    write(tmp_path, dict(zip(LAYOUTS["flyway"], NOT_NULL_STEPS, strict=True)))
+    (tmp_path / "V4__types.sql").write_text("SET lock_timeout = '5s';\n"
+                                            "ALTER TABLE public.users ALTER COLUMN name TYPE varchar(100);\n")
+    async with stdio_session(env={"DATABASE_URL": ""}) as session:
+        plain = await session.call_tool("lint_migration", {"paths": [str(tmp_path)], "pg_version": 15})
+        styled = await session.call_tool("lint_migration", {"paths": [str(tmp_path)], "pg_version": 15,
+                                                            "style": True, "assume": ["type-changes-widen"]})
+    assert not plain.is_error and not styled.is_error, (plain.content, styled.content)
+    by_file = {}
+    for s in plain.structured_content["statements"]:
+        by_file.setdefault(Path(s["file"]).name, set()).update(f["rule"] for f in s["findings"])
+    assert "A19006" not in by_file["V3__not_null.sql"] and "A19005" in by_file["V4__types.sql"]
+    rules = {f["rule"] for s in styled.structured_content["statements"] for f in s["findings"]}
+    assert "A19005" not in rules and "A19042" in rules  # stated widening; varchar(n) is a style finding
+    assert any("widening" in a for a in styled.structured_content["summary"]["assumptions"])
