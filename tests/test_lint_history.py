@@ -79,6 +79,8 @@ def test_objects_created_earlier_in_the_set_are_new(tmp_path: Path) -> None:
                          "CREATE INDEX books_title_idx ON books (title);\n",
         "V3__view.sql": "CREATE VIEW book_titles AS SELECT id, title FROM books;\n",
         "V4__replace_view.sql": "CREATE OR REPLACE VIEW book_titles AS SELECT id, title, uid FROM books;\n",
+        "V5__maintenance.sql": "REINDEX TABLE books;\nREINDEX INDEX books_title_idx;\nDROP INDEX books_title_idx;\n"
+                               "ALTER TABLE books ADD COLUMN code text UNIQUE;\nVACUUM FULL books;\n",
     })
     report = lint_paths([tmp_path], pg_version=150000)
     loud = [(s.file, s.sql, f.rule) for s in report.statements for f in s.findings if f.severity != "info"]
@@ -86,6 +88,8 @@ def test_objects_created_earlier_in_the_set_are_new(tmp_path: Path) -> None:
     # the same statements on a table that is not created in the set are flagged
     alone = lint_paths([tmp_path / "V2__alter.sql"], pg_version=150000)
     assert {"A19004", "A19005", "A19006", "A19001"} <= rules_at(alone, "V2__alter.sql")
+    maintenance = lint_paths([tmp_path / "V5__maintenance.sql"], pg_version=150000)
+    assert {"A19003", "A19002", "A19032"} <= rules_at(maintenance, "V5__maintenance.sql")
     # a view not created in the set may have readers queued on it: CREATE OR REPLACE needs a lock_timeout
     assert "A19012" in rules_at(lint_paths([tmp_path / "V4__replace_view.sql"], pg_version=150000), "view.sql")
 

@@ -118,6 +118,8 @@ def _update_state(ctx: StatementContext) -> None:
                or f.get("into", {}).get("rel"))
         if isinstance(rel, dict) and ctx.table(rel_name(rel)) is None:  # in the live catalog already: not new
             state.created.add(norm(rel_name(rel)))
+    if ctx.node == "IndexStmt" and ctx.is_new(ctx.relation) and f.get("idxname"):
+        state.created.add(f"{norm(ctx.relation or '').partition('.')[0]}.{f['idxname']}")  # on a new table: new
     if sets_lock_timeout(ctx):
         if f.get("is_local"):  # until the transaction ends; outside one it does nothing (PostgreSQL warns)
             state.lock_timeout_tx = ctx.tx_group

@@ -18,6 +18,8 @@ def _concurrent(fields: dict[str, object]) -> bool:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "ReindexStmt" or _concurrent(ctx.fields):
         return
+    if ctx.relation and ctx.is_new(ctx.relation):
+        return  # a table or index created earlier in the linted set: nobody waits on it
     fix = None
     if ctx.major >= 12:
         fix = _REINDEX.sub(lambda m: f"REINDEX {m.group(2).upper()} CONCURRENTLY", ctx.sql, count=1) + ";"
