@@ -14,14 +14,12 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import psycopg
 from pydantic import BaseModel, ValidationError
 
 import agent19
 from agent19.config import AccessMode, Settings
-from agent19.db.redact import redact_text
 from agent19.errors import Agent19Error, postgres_error_text
-from agent19.tools.registry import ToolContext, ToolSpec, all_tools
+from agent19.tools.registry import ToolContext, ToolSpec, all_tools, tools_of
 
 DESCRIPTION = """\
 agent19 — a PostgreSQL database engineer for LLM assistants and people.
@@ -132,7 +130,30 @@ def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.Argum
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+_VALUED = {"--dsn", "--read-dsn", "--mode", "--data-dir", "--handoff-dir", "--statement-timeout", "--lock-timeout"}
+"""Global options that take a value (the next word is not the command)."""
+
+
+def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
+    """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py),
+    so that a command imports only its own module; None (every tool) otherwise."""
+    from agent19.tools import tool_modules
+
+    words = iter(argv)
+    for word in words:
+        if word in _VALUED:
+            next(words, None)
+        elif not word.startswith("-"):
+            module = word.replace("-", "_")
+            if word == "serve" or module not in tool_modules():
+                return None
+            specs = tools_of(module)
+            return specs if any(s.command.partition(" ")[0] == word for s in specs) else None
+    return None
+
+
+def build_parser(specs: list[ToolSpec[Any, Any]] | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or (``specs``) only the commands of these tools: ``agent19 --help`` lists every command."""
     common = argparse.ArgumentParser(add_help=False)
     _common_options(common, suppress=True)
     parser = argparse.ArgumentParser(
@@ -154,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--host beyond loopback (see also AGENT19_OAUTH_ISSUER / AGENT19_OAUTH_JWKS_URL)")
     groups: dict[str, Any] = {}
     leaves: dict[str, argparse.ArgumentParser] = {}
-    for spec in all_tools():
+    for spec in all_tools() if specs is None else specs:
         group, _, leaf = spec.command.partition(" ")
         if not leaf:
             if group in groups:
@@ -236,7 +257,7 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_only_tools_for(sys.argv[1:] if argv is None else argv))
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, stream=sys.stderr,
                         format="agent19: %(message)s")
@@ -253,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return _run_tool(ns.spec, ns, settings)
     except Agent19Error as exc:
+        from agent19.db.redact import redact_text
+
         print(f"agent19: error: {redact_text(str(exc), dsn)}", file=sys.stderr)
         from agent19.errors import DatabaseUnavailable
 
@@ -260,9 +283,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
         return 2
-    except psycopg.Error as exc:
-        print(f"agent19: error: PostgreSQL: {redact_text(postgres_error_text(exc), dsn)}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # `agent19 … | head`: the reader has what it wanted; no traceback
         import os
 
@@ -271,3 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("agent19: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        psycopg = sys.modules.get("psycopg")  # loaded by any command that reached a database
+        if psycopg is None or not isinstance(exc, psycopg.Error):
+            raise
+        from agent19.db.redact import redact_text
+
+        print(f"agent19: error: PostgreSQL: {redact_text(postgres_error_text(exc), dsn)}", file=sys.stderr)
+        return 1

@@ -55,7 +55,9 @@ def resource(*, uri: str, name: str, title: str, mime_type: str = "text/plain") 
 
 def all_resources() -> list[ResourceSpec]:
     """Every declared resource (importing :mod:`agent19.tools` declares them)."""
-    import agent19.tools  # noqa: F401  (declares the tools and their resources)
+    from agent19.tools import load_all
+
+    load_all()  # declares the tools and their resources
 
     return list(RESOURCES.values())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -21,6 +23,29 @@ from agent19.db.throwaway import free_port
 TEST_FILES = {"AGENT19_MCP_PATHS": tempfile.gettempdir()}
 """The tests' files live in pytest's temporary directories: the servers they start allow them, as an operator
 allows a directory of migrations (a test passing ``env={"AGENT19_MCP_PATHS": ""}`` gets the default policy)."""
+
+
+RESPONSE_BUDGET = 8_000
+"""agent19.responses.RESPONSE_BUDGET: every tool result the suite gets over MCP is checked against it."""
+
+
+def result_size(result: Any) -> int:
+    """Characters a model reads of a tool result: its text content plus its structured content (compact JSON)."""
+    text = sum(len(c.text) for c in result.content if c.type == "text")
+    data = result.structured_content
+    return text + (len(json.dumps(data, separators=(",", ":"), ensure_ascii=False)) if data is not None else 0)
+
+
+class BudgetedSession(ClientSession):
+    """The SDK's client session; every successful tool call made without ``detail: "full"`` must fit the budget
+    (so each test's realistic scenario also measures what a model would pay for)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
+        result = await super().call_tool(name, arguments, *args, **kwargs)
+        if not result.is_error and (arguments or {}).get("detail") != "full":
+            size = result_size(result)
+            assert size <= RESPONSE_BUDGET, f"{name} returned {size} characters (budget {RESPONSE_BUDGET})"
+        return result
 
 
 def serve_args(*args: str) -> list[str]:
@@ -35,7 +60,7 @@ async def stdio_session(*args: str, env: dict[str, str] | None = None) -> AsyncI
         env={**os.environ, **TEST_FILES, **(env or {})}, cwd=str(Path(__file__).parent.parent),
     )
     async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with BudgetedSession(read, write) as session:
             await session.initialize()
             yield session
 
@@ -79,6 +104,6 @@ def listening(proc: subprocess.Popen[bytes], host: str, port: int) -> Iterator[s
 @asynccontextmanager
 async def http_session(url: str) -> AsyncIterator[ClientSession]:
     async with streamable_http_client(url) as (read, write):
-        async with ClientSession(read, write) as session:
+        async with BudgetedSession(read, write) as session:
             await session.initialize()
             yield session

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -31,7 +33,8 @@ async def test_explain_analyze_of_a_delete_through_mcp_is_rolled_back(dsn):
     async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         assert "explain_query" in tools
-        result = await session.call_tool("explain_query", {"sql": "DELETE FROM events WHERE kind = 'click'"})
+        result = await session.call_tool("explain_query", {"sql": "DELETE FROM events WHERE kind = 'click'",
+                                                           "detail": "full"})
         assert not result.is_error, result.content
         out = result.structured_content
         assert out["execution"] == "analyze_rolled_back" and out["kind"] == "write"
@@ -50,7 +53,12 @@ async def test_read_only_mode_gives_a_delete_the_estimated_plan(dsn):
     async with stdio_session("--dsn", dsn) as session:
         result = await session.call_tool("explain_query", {"sql": "DELETE FROM events WHERE id < 100"})
         out = result.structured_content
-        assert out["execution"] == "plain" and out["plan"]["root"]["actual_rows"] is None
+        # by default the typed tree and EXPLAIN's raw JSON are resources: the plan text and diagnostics come inline
+        assert "raw" not in out and "plan" not in out and "[#" in out["plan_text"]
+        links = {c.uri.rsplit("/", 1)[1]: c.uri for c in result.content if c.type == "resource_link"}
+        plan = json.loads((await session.read_resource(links["plan"])).contents[0].text)
+        assert out["execution"] == "plain" and plan["root"]["actual_rows"] is None
+        assert json.loads((await session.read_resource(links["raw"])).contents[0].text)[0]["Plan"]
         assert any("read-only mode" in n for n in out["notes"])
     assert _count(dsn) == 30_000
 

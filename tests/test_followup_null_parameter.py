@@ -19,7 +19,7 @@ def test_null_is_bound_as_sql_null(dsn: str) -> None:
     async def calls() -> list[tuple[bool, str, object]]:
         out = []
         async with stdio_session("--dsn", dsn) as s:
-            for tool, args in [("explain_query", {"sql": sql, "parameters": [None, 0]}),
+            for tool, args in [("explain_query", {"sql": sql, "parameters": [None, 0], "detail": "full"}),
                                ("advise_indexes", {"sql": sql, "parameters": [None, 0]})]:
                 r = await s.call_tool(tool, args)
                 out.append((r.is_error, " ".join(c.text for c in r.content if hasattr(c, "text")),

@@ -48,7 +48,7 @@ async def test_do_blocks_that_escape_the_rollback_are_refused(dsn, tmp_path):
     victim = psycopg.connect(dsn, application_name=f"v_{tag}", autocommit=True)
     try:
         async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
-            result = await session.call_tool("test_migration", {"files": [str(path)]})
+            result = await session.call_tool("test_migration", {"files": [str(path)], "detail": "full"})
         assert not result.is_error, result.content
         r = result.structured_content
         ran = {s["index"]: s for s in r["statements"]}

@@ -75,16 +75,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
-from agent19.db.connection import Connection, Database
 from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import readonly, roles
+
+if TYPE_CHECKING:  # the driver loads when a database is used, not for the argument checks of `agent19 lint`
+    from agent19.db.connection import Connection, Database
 
 MAX_SQL_BYTES = 1_000_000
 
@@ -175,6 +176,8 @@ def reader_database(db: Database) -> Database:
     if db.settings.read_dsn is None and db.embedded and not db.has_reader:
         with db.connect() as conn:
             name = roles.ensure_embedded_reader(conn, statement_timeout=f"{db.settings.statement_timeout_ms}ms")
+        from psycopg.conninfo import make_conninfo
+
         db.attach_reader(make_conninfo(db.dsn, user=name, password=""))
     return db.reader_database()
 

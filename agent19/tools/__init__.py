@@ -1,17 +1,21 @@
-"""The tools agent19 offers. Importing this package declares them all.
+"""The tools agent19 offers, one module each.
 
 To add a tool: write a module in this package with a function decorated by
-:func:`agent19.tools.registry.tool`. Every module here is imported, so nothing else is needed for
-it to appear in the MCP server and in the CLI.
+:func:`agent19.tools.registry.tool`. :func:`load_all` (called by ``all_tools()``) imports every module
+here, so nothing else is needed for it to appear in the MCP server and in the CLI. Importing the package
+itself imports no tool: a CLI command imports only its own module (``agent19 lint`` starts fast).
 """
 
 import importlib
 import pkgutil
 
-from agent19.tools.registry import REGISTRY, ToolContext, ToolSpec, all_tools, tool
 
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module != "registry" and not _module.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module}")
+def tool_modules() -> list[str]:
+    """Every module of this package that declares tools (private helpers start with ``_``)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "registry" and not m.name.startswith("_"))
 
-__all__ = ["REGISTRY", "ToolContext", "ToolSpec", "all_tools", "tool"]
+
+def load_all() -> None:
+    """Declare every tool (and the resources that go with them)."""
+    for module in tool_modules():
+        importlib.import_module(f"{__name__}.{module}")

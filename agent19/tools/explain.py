@@ -58,8 +58,9 @@ class ExplainResult(BaseModel):
     total_cost: float
     diagnostics: list[Diagnostic] = Field(description="problems with their evidence, the most valuable first")
     plan_text: str = Field(description="the plan, indented; [#n] are the node ids diagnostics refer to")
-    plan: Plan = Field(description="the typed plan tree")
-    raw: list[dict[str, Any]] = Field(description="EXPLAIN's JSON: paste into explain.dalibo.com (pev2)")
+    plan: Plan = Field(description="the typed plan tree", json_schema_extra={"artifact": True})
+    raw: list[dict[str, Any]] = Field(description="EXPLAIN's JSON: paste into explain.dalibo.com (pev2)",
+                                      json_schema_extra={"artifact": True})  # over MCP: resources unless asked
 
 
 def render_explain(r: ExplainResult) -> str:

@@ -14,18 +14,16 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import psycopg
 from pydantic import BaseModel
 
 from agent19.config import AccessMode, Settings
-from agent19.db.catalog import snapshot
-from agent19.db.connection import Database
-from agent19.db.models import SchemaSnapshot
-from agent19.errors import DatabaseUnavailable
-from agent19.safety import gate
-from agent19.tools.paths import PathPolicy
+
+if TYPE_CHECKING:  # imported where used: a command that never opens a database does not load the driver
+    from agent19.db.connection import Database
+    from agent19.db.models import SchemaSnapshot
+    from agent19.tools.paths import PathPolicy
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=BaseModel)
@@ -51,6 +49,8 @@ class ToolContext:
 
     @cached_property
     def db(self) -> Database:
+        from agent19.db.connection import Database
+
         return self._database or Database(self.settings)
 
     def live_catalog(self) -> SchemaSnapshot | None:
@@ -59,6 +59,8 @@ class ToolContext:
         For tools that work without a database and only get better with one: they never start the
         embedded server for it.
         """
+        from agent19.db.catalog import snapshot
+
         if self.settings.dsn_value() is None:
             return None
         with self.db.read() as conn:
@@ -67,6 +69,10 @@ class ToolContext:
     def live_catalog_or_why(self) -> tuple[SchemaSnapshot | None, str | None]:
         """:meth:`live_catalog`, or ``(None, why)`` when the configured database cannot be used (down,
         refused, no privilege): for tools that still work on the SQL alone and must say so, not fail."""
+        import psycopg
+
+        from agent19.errors import DatabaseUnavailable
+
         try:
             return self.live_catalog(), None
         except (DatabaseUnavailable, psycopg.Error) as exc:
@@ -102,6 +108,8 @@ class ToolSpec(Generic[A, R]):
     """The CLI's exit status for a result (default 0), e.g. 1 when a lint found errors."""
     formats: dict[str, Callable[[R], str]] = field(default_factory=dict)
     """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``."""
+    module: str = ""
+    """The module that declared it."""
 
     @property
     def command(self) -> str:
@@ -137,17 +145,44 @@ def tool(
         _forbid_unknown_fields(args)
 
         def guarded(ctx: ToolContext, arguments: A) -> R:
+            from agent19.safety import gate
+
+            _within_size_limit(name, arguments)
             gate.admit_args(ctx.settings.mode, arguments)  # the choke point, before any tool code runs
             if ctx.path_policy is not None:
                 ctx.path_policy.admit(name, arguments)
             return run(ctx, arguments)
 
-        REGISTRY[name] = ToolSpec(
-            name=name, title=title, description=description, args=args, result=result, run=guarded, **options
-        )
+        REGISTRY[name] = ToolSpec(name=name, title=title, description=description, args=args, result=result,
+                                  run=guarded, module=run.__module__, **options)
         return run
 
     return decorator
+
+
+MAX_ARGUMENT_CHARACTERS = 8_000_000
+"""Text a call may carry in all its arguments together (a 5 MB migration fits); larger input is refused before
+any tool code runs, saying what to do instead."""
+
+
+def _within_size_limit(tool_name: str, arguments: BaseModel) -> None:
+    from agent19.errors import InputError
+
+    size = _characters(arguments.model_dump())
+    if size > MAX_ARGUMENT_CHARACTERS:
+        raise InputError(f"{tool_name}: the arguments hold {size:,} characters; at most "
+                         f"{MAX_ARGUMENT_CHARACTERS:,} are accepted per call",
+                         "split the input (e.g. one migration file per call, or pass files by path); nothing was run")
+
+
+def _characters(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_characters(k) + _characters(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return sum(_characters(v) for v in value)
+    return 0
 
 
 def _forbid_unknown_fields(args: type[BaseModel]) -> None:
@@ -164,7 +199,16 @@ def accepted_fields(args: type[BaseModel]) -> list[str]:
 
 
 def all_tools() -> list[ToolSpec[Any, Any]]:
-    """Every declared tool (importing :mod:`agent19.tools` declares them)."""
-    import agent19.tools  # noqa: F401  (declares the tools)
+    """Every declared tool (imports every tool module)."""
+    from agent19.tools import load_all
 
+    load_all()
     return list(REGISTRY.values())
+
+
+def tools_of(module: str) -> list[ToolSpec[Any, Any]]:
+    """The tools declared by one module of :mod:`agent19.tools` (imports that module only), in order."""
+    import importlib
+
+    importlib.import_module(f"agent19.tools.{module}")
+    return [spec for spec in REGISTRY.values() if spec.module == f"agent19.tools.{module}"]

@@ -60,13 +60,14 @@ class RunbookArgs(MigrationInput):
 
 class RunbookResult(BaseModel):
     migration_id: str
-    runbook: str = Field(description="the deployment runbook, Markdown")
-    specification: str = Field(description="the migration specification, Markdown")
-    rollback_plan: str = Field(description="the rollback plan, Markdown")
+    runbook: str = Field(description="the deployment runbook, Markdown", json_schema_extra={"artifact": True})
+    specification: str = Field(description="the migration specification, Markdown",
+                               json_schema_extra={"artifact": True})
+    rollback_plan: str = Field(description="the rollback plan, Markdown", json_schema_extra={"artifact": True})
     handoff_dir: str | None = Field(default=None, description="the handoff folder written (absolute)")
     written: list[str] = Field(default=[], description="every file written (absolute paths)")
     notes: list[str] = []
-    report: Report = Field(description="the same documents as data")
+    report: Report = Field(description="the same documents as data", json_schema_extra={"artifact": True})
 
 
 def dry_run_evidence(data: Any) -> DryRunEvidence:

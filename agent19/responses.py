@@ -1,0 +1,208 @@
+"""Tool results sized for a model: the verdicts, findings, numbers and SQL within a budget; the rest as resources.
+
+An MCP client pays for every character a tool returns. By default (``detail: "summary"``) a result keeps
+to :data:`RESPONSE_BUDGET` characters, text and structured content together:
+
+* fields a result model marks as artifacts (``Field(json_schema_extra={"artifact": True})``: a runbook's
+  Markdown, EXPLAIN's raw JSON) are left out and offered as resources;
+* what is still too long is shortened — long lists keep their first items, long strings their start —
+  and ``truncated`` says what was cut and where the whole result is;
+* the whole result stays readable as the resource ``agent19://results/{id}/full`` (kept in memory for the
+  last :data:`KEPT_RESULTS` calls of this server) and the same call with ``detail: "full"`` returns it whole.
+
+Nothing here knows MCP: :func:`shape` returns the pieces; ``server.py`` turns them into content and links.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+RESPONSE_BUDGET = 8_000
+"""Characters of a default result (text + structured JSON); ``detail: "full"`` lifts it."""
+TEXT_SHARE = 2_500
+"""Of the budget, at most this much for the text rendering (the data matters more to a model)."""
+TEXT_MIN = 800
+"""The text is cut to leave the data whole, but not below this; then both are shortened."""
+NOTE_RESERVE = 700
+"""Room kept for ``truncated`` (the links and what was cut)."""
+KEPT_RESULTS = 64
+KEPT_CHARACTERS = 64_000_000
+"""Full results kept for reading as resources: the last KEPT_RESULTS, at most this many characters in all."""
+RESULTS_URI = "agent19://results/{id}/{part}"
+
+
+@dataclass
+class Artifact:
+    part: str
+    """the result field (or ``full``, ``text``) the resource holds"""
+    uri: str
+    characters: int
+    mime_type: str
+    summary: str
+
+
+@dataclass
+class Shaped:
+    structured: dict[str, Any]
+    text: str
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+class ResultStore:
+    """Results of recent calls, by an unguessable id (another session of an HTTP server cannot list them)."""
+
+    def __init__(self, keep: int = KEPT_RESULTS, characters: int = KEPT_CHARACTERS) -> None:
+        self._parts: OrderedDict[str, dict[str, tuple[str, str]]] = OrderedDict()
+        self._keep, self._characters = keep, characters
+        self._lock = threading.Lock()
+
+    def put(self, parts: dict[str, tuple[str, str]]) -> str:
+        """Keep ``{part: (mime type, text)}``; returns the id."""
+        key = secrets.token_urlsafe(9)
+        with self._lock:
+            self._parts[key] = parts
+            while len(self._parts) > self._keep or (len(self._parts) > 1 and self._size() > self._characters):
+                self._parts.popitem(last=False)
+        return key
+
+    def get(self, key: str, part: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._parts.get(key, {}).get(part)
+
+    def _size(self) -> int:
+        return sum(len(text) for parts in self._parts.values() for _, text in parts.values())
+
+
+def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = False,
+          budget: int = RESPONSE_BUDGET) -> Shaped:
+    """The result as a model should get it: whole with ``full``; else without its artifacts (kept as resources)
+    and, when still over ``budget``, shortened."""
+    data = result.model_dump(mode="json", by_alias=True)
+    moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
+    if full or (not moved and len(text) + _size(data) <= budget):
+        return Shaped(data, text)
+    parts: dict[str, tuple[str, str]] = {"full": ("application/json", json.dumps(data, ensure_ascii=False, indent=1))}
+    for name in moved:
+        value = data.pop(name)
+        parts[name] = (("text/markdown", value) if isinstance(value, str)
+                       else ("application/json", json.dumps(value, ensure_ascii=False, indent=1)))
+    # the data whole when it fits with a shorter text (the text is a rendering of the same data); else both cut
+    whole_data_room = budget - _size(data) - NOTE_RESERVE
+    text_limit = whole_data_room if whole_data_room >= TEXT_MIN else TEXT_SHARE
+    short_text = text
+    if len(text) > text_limit:
+        parts["text"] = ("text/plain", text)
+        short_text = _cut(text, text_limit - 100)
+    key = store.put(parts)
+    artifacts = [Artifact(part, RESULTS_URI.format(id=key, part=part), len(body), mime, _summary(part, body))
+                 for part, (mime, body) in parts.items()]
+    if "text" in parts:
+        short_text += f"\n… (the whole text: {RESULTS_URI.format(id=key, part='text')})"
+    note = {"whole_result": artifacts[0].uri, "moved_to_resources": {a.part: a.uri for a in artifacts[1:]},
+            "shortened": [], "how": 'read the resources, or call again with detail: "full"'}
+    room = budget - len(short_text) - _size(note)
+    shaped, cut = data, []
+    while _size(shaped) + _size(cut[:6]) > room and room > 0:
+        shaped, cut = _fit(data, room - _size(cut[:6]) - 200)
+        if _size(shaped) + _size(cut[:6]) <= room:
+            break
+        room -= 500  # best effort: the notes themselves took more than reserved
+    shaped["truncated"] = note | {"shortened": cut[:6]}
+    return Shaped(shaped, short_text, artifacts)
+
+
+def _artifact_fields(model: type[BaseModel]) -> list[str]:
+    out = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if extra.get("artifact"):
+            out.append(info.alias or name)
+    return out
+
+
+def _size(data: Any) -> int:
+    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    newline = head.rfind("\n")
+    return head[:newline] if newline > limit // 2 else head[: limit - 1] + "…"
+
+
+def _summary(part: str, body: str) -> str:
+    first = next((line.strip("# ").strip() for line in body.splitlines() if line.strip("# {[").strip()), "")
+    return f"{part}: {len(body):,} characters" + (f" — {first[:120]}" if first and part != "full" else "")
+
+
+LONG_TEXT = 240
+"""First step of shortening: every longer string (a statement's text, evidence, a notice) is cut to this."""
+
+
+def _fit(data: dict[str, Any], budget: int) -> tuple[dict[str, Any], list[str]]:
+    """``data`` shortened to about ``budget`` characters of JSON: long texts first (every list keeps its items),
+    then the largest parts (small fields, e.g. the paths written or a verdict, stay whole); what was cut."""
+    texts: list[str] = []
+    short = _cut_texts(data, texts)
+    cut = [f"{len(texts)} texts longer than {LONG_TEXT} characters cut (e.g. {', '.join(texts[:3])})"] if texts else []
+    if _size(short) <= budget:
+        return short, cut
+    return _shorten(short, max(budget, 500), "", cut), cut
+
+
+def _cut_texts(value: Any, cut: list[str], path: str = "") -> Any:
+    if isinstance(value, str) and len(value) > LONG_TEXT:
+        cut.append(path)
+        return _cut(value, LONG_TEXT)
+    if isinstance(value, dict):
+        return {k: _cut_texts(v, cut, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_texts(v, cut, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _shorten(value: Any, budget: int, path: str, cut: list[str]) -> Any:
+    if _size(value) <= budget:
+        return value
+    if isinstance(value, str):
+        keep = max(budget - 8, 40)
+        cut.append(f"{path}: first {keep} of {len(value)} characters")
+        return _cut(value, keep)
+    if isinstance(value, dict):
+        shares = _share({k: _size(v) + len(k) + 4 for k, v in value.items()}, budget - 2)
+        return {k: _shorten(v, shares[k] - len(k) - 4, f"{path}.{k}" if path else k, cut) for k, v in value.items()}
+    if isinstance(value, list):
+        out, used = [], 2
+        for item in value:
+            size = _size(item) + 1
+            if used + size > budget:
+                if not out:  # at least the first item, itself shortened
+                    out.append(_shorten(item, budget - used, f"{path}[0]", cut))
+                break
+            out.append(item)
+            used += size
+        cut.append(f"{path}: first {len(out)} of {len(value)}")
+        return out
+    return value
+
+
+def _share(sizes: dict[str, int], budget: int) -> dict[str, int]:
+    """Split ``budget`` so that every part smaller than an equal share keeps its size and the larger ones share
+    the rest equally (water-filling)."""
+    shares: dict[str, int] = {}
+    left, remaining = budget, sorted(sizes, key=sizes.__getitem__)
+    while remaining:
+        fair = left // len(remaining)
+        key = remaining.pop(0)
+        shares[key] = sizes[key] if sizes[key] <= fair else fair
+        left -= shares[key]
+    return shares

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""What agent19 costs a model and a person: listing size, response sizes, start-up, HTTP latency.
+
+    .venv/bin/python tools/bench/bench_mcp.py                       # listing + start-up (no database)
+    .venv/bin/python tools/bench/bench_mcp.py --dsn postgresql://…  # + response sizes, HTTP latency
+
+* tools/list through the official MCP client: characters of descriptions, input and output schemas;
+* response sizes of the main tools on a small scenario (a table of 20,000 rows), by default and with
+  ``detail: "full"`` (needs ``--dsn`` of a database the benchmark may create tables in);
+* start-up: ``agent19 lint`` of a one-statement file (whole process) and ``agent19 serve`` until it answers
+  tools/list, best of ``--runs``;
+* streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
+  p50/p99 beside server_info (the floor: the protocol and the event loop).
+
+Prints numbers; asserts nothing (tests/test_mcp_budget.py holds the budgets). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.mcp_client import http_server, http_session, result_size, stdio_session  # noqa: E402
+
+SCENARIO = """
+DROP TABLE IF EXISTS bench_orders;
+CREATE TABLE bench_orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, status text NOT NULL,
+                           amount numeric(12,2), created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO bench_orders
+  SELECT g, g % 500, (ARRAY['new','paid','shipped'])[1 + g % 3], g % 1000, now() - g * interval '1 min'
+  FROM generate_series(1, 20000) g;
+ANALYZE bench_orders;
+"""
+MIGRATION = "\n".join(
+    f"ALTER TABLE bench_orders ADD COLUMN c{i} integer;" if i % 2
+    else f"CREATE INDEX bench_i{i} ON bench_orders (status);" for i in range(50)
+)
+CALLS = {
+    "server_info": {},
+    "describe_database": {},
+    "lint_migration": {"sql": MIGRATION},
+    "plan_migration": {"sql": MIGRATION},
+    "explain_query": {"sql": "SELECT status, count(*) FROM bench_orders WHERE customer_id = 42 GROUP BY status"},
+    "generate_runbook": {"sql": "ALTER TABLE bench_orders ADD COLUMN note text;\n"
+                                "CREATE INDEX bench_note ON bench_orders (note);"},
+    "health_check": {},
+    "index_health": {},
+}
+
+
+def compact_size(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False)) if value else 0
+
+
+async def listing() -> None:
+    async with stdio_session() as session:
+        tools = (await session.list_tools()).tools
+        desc = sum(len(t.description or "") for t in tools)
+        inputs = sum(compact_size(t.input_schema) for t in tools)
+        outputs = sum(compact_size(t.output_schema) for t in tools)
+        print(f"tools/list: {len(tools)} tools, {desc + inputs + outputs:,} characters "
+              f"(descriptions {desc:,}, input schemas {inputs:,}, output schemas {outputs:,})")
+
+
+async def responses(dsn: str) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCENARIO)
+    async with stdio_session("--dsn", dsn) as session:
+        print(f"{'tool':<22}{'default':>10}{'full':>10}  (characters: text + structured JSON)")
+        for name, args in CALLS.items():
+            summary = await session.call_tool(name, args)
+            full = await session.call_tool(name, {**args, "detail": "full"})
+            note = " (error: " + summary.content[0].text[:60] + ")" if summary.is_error else ""
+            print(f"{name:<22}{result_size(summary):>10,}{result_size(full):>10,}{note}")
+
+
+def best(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+async def serve_until_listed() -> float:
+    start = time.perf_counter()
+    async with stdio_session() as session:
+        await session.list_tools()
+        return time.perf_counter() - start
+
+
+async def startup(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        one = Path(d) / "one.sql"
+        one.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+        lint = best([sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"], runs)
+        bare = best([sys.executable, "-c", "pass"], runs)
+    served = min([await serve_until_listed() for _ in range(runs)])
+    print(f"agent19 lint, one statement: {lint * 1000:.0f} ms whole process (python itself: {bare * 1000:.0f} ms); "
+          f"agent19 serve answers tools/list after {served * 1000:.0f} ms")
+
+
+async def http_latency(dsn: str, clients: int, calls: int) -> None:
+    with http_server("--dsn", dsn) as url:
+        async def one_client(name: str, args: dict[str, object], out: list[float]) -> None:
+            async with http_session(url) as session:
+                for _ in range(calls):
+                    start = time.perf_counter()
+                    result = await session.call_tool(name, args)
+                    out.append(time.perf_counter() - start)
+                    if result.is_error:
+                        raise RuntimeError(result.content[0].text)
+
+        for name, args in (("server_info", {}), ("plan_migration", {"sql": MIGRATION})):
+            times: list[float] = []
+            await asyncio.gather(*(one_client(name, args, times) for _ in range(clients)))
+            times.sort()
+            p50 = statistics.median(times) * 1000
+            p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
+            print(f"HTTP {name:<16} {clients} clients × {calls} calls: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dsn", help="a database the benchmark may create a table in (response sizes, HTTP)")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--calls", type=int, default=25, help="calls per HTTP client")
+    ns = ap.parse_args()
+    await listing()
+    await startup(ns.runs)
+    if ns.dsn:
+        await responses(ns.dsn)
+        await http_latency(ns.dsn, ns.clients, ns.calls)
+    else:
+        print("(response sizes and HTTP latency need --dsn)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
