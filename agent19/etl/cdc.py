@@ -5,9 +5,13 @@ How a run works:
 * First run: the slot is created over a replication connection with ``EXPORT_SNAPSHOT``; each captured
   table is copied (``COPY … TO STDOUT`` → ``COPY … FROM STDIN``) under that exported snapshot, so the copy
   holds exactly the transactions before the slot's consistent point and the slot streams exactly those
-  after it. The copy (destination tables emptied first) and the state row commit in one destination
-  transaction; a run killed during the copy leaves no state, and the next run drops the agent19 slot it
-  finds without state and starts again.
+  after it. The copy and the state row commit in one destination transaction; a run killed during the copy
+  leaves no state, and the next run drops the agent19 slot it finds without state and starts again.
+* The first run never removes a destination row: it copies only into tables that are empty (checked before the
+  slot is created, and again under an EXCLUSIVE lock in the copy's transaction, so no writer slips a row in
+  between). A table with rows is refused with its exact row count and what to do — empty it through the
+  confirmation protocol (``agent19 confirm 'TRUNCATE …'`` against the destination), where a human, not the
+  caller, agrees to lose those rows; or point the run at empty tables.
 * Then: changes are read with ``pg_logical_slot_peek_changes`` (whole transactions only), applied in one
   destination transaction together with the LSN of the last commit applied (``<state_schema>.cdc_state``),
   and only after that commit is the slot advanced (``pg_replication_slot_advance``). A run killed between
@@ -26,6 +30,7 @@ How a run works:
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -38,7 +43,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, split_table, target
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, quoted, split_table, target
 
 PLUGIN = "wal2json"
 SLOT_PREFIX = "agent19_"
@@ -139,7 +144,31 @@ class CdcRun:
             return conn.execute(Q_SLOT, (self.slot,)).fetchone()
 
     # -- first run -----------------------------------------------------------------------------------------
+    def require_empty(self, lock: bool = False) -> None:
+        """Refuse a first run into destination tables that hold rows (the copy would mix or, emptied first, lose
+        them); ``lock``: inside the copy's transaction, under an EXCLUSIVE lock (reads go on, writes wait)."""
+        if lock:
+            self.dest.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
+                sql.SQL(", ").join(t.ident for t in self.targets.values())))
+        full = {}
+        for name, t in self.targets.items():
+            row = self.dest.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}) AS any").format(t.ident)).fetchone()
+            if row and row["any"]:
+                n = self.dest.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(t.ident)).fetchone()
+                full[name] = int(n["n"]) if n else 0
+        if not full:
+            return
+        listed = ", ".join(f"{name} ({n:,} rows)" for name, n in full.items())
+        truncate = shlex.quote("TRUNCATE " + ", ".join(quoted(name) for name in full))
+        raise InputError(
+            f"refused: the first run of slot {self.slot} copies the source tables into empty destination tables, "
+            f"and these hold rows: {listed}. Nothing was removed, no slot was created",
+            f"if those rows may go, empty the tables through the confirmation protocol on the destination, where a "
+            f"person agrees to lose them: DATABASE_URL=<destination> agent19 confirm {truncate} (then with "
+            f"--token … --mode execute); or capture into other, empty tables")
+
     def initial_copy(self) -> str:
+        self.require_empty()
         existing = self.slot_row()
         if existing is not None:  # ours, left by a run killed during its copy (no state was committed)
             if existing["active"]:
@@ -156,6 +185,7 @@ class CdcRun:
                     self.dest.transaction():
                 src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                self.require_empty(lock=True)
                 for name, t in self.targets.items():
                     self.result.initial_copy[name] = self._copy(src, t)
                 self.dest.execute(sql.SQL(
@@ -174,7 +204,6 @@ class CdcRun:
 
     def _copy(self, src: psycopg.Connection[Any], t: Target) -> int:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
-        self.dest.execute(sql.SQL("DELETE FROM {}").format(t.ident))
         n = 0
         read = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, t.ident)
         write = sql.SQL("COPY {} ({}) FROM STDIN").format(t.ident, cols)
@@ -305,7 +334,8 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
     elif run.slot_row() is None:
         raise InputError(f"slot {slot} is gone (dropped, or invalidated by max_slot_wal_keep_size) while the "
                          "destination has its state: changes since were lost",
-                         "run with teardown, then again: the tables are copied afresh")
+                         "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE …' on the "
+                         "destination), then run again: the tables are copied afresh")
     r.lsn = stored
     started = time.monotonic()
     while True:

@@ -18,6 +18,7 @@ from psycopg import sql
 
 from agent19.db.connection import Connection
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import ident
 
 Q_TABLE = """
 SELECT a.attname AS name, coalesce(a.attnum = ANY(i.indkey), false) AS is_key
@@ -52,6 +53,12 @@ def split_table(name: str) -> tuple[str, str]:
 def qualified(name: str) -> str:
     """``name`` as ``schema.table`` (public when it names no schema)."""
     return ".".join(split_table(name))
+
+
+def quoted(name: str) -> str:
+    """``schema.table`` as SQL text, each part quoted where PostgreSQL needs it (for SQL shown to people)."""
+    schema, table = split_table(name)
+    return f"{ident(schema)}.{ident(table)}"
 
 
 def target(conn: Connection, name: str) -> Target:

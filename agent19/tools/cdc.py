@@ -69,7 +69,8 @@ class CdcRunArgs(BaseModel):
 
 def render_run(r: CdcResult) -> str:
     if r.dropped:
-        return f"slot {r.slot} dropped with its state: the source keeps no WAL for it any more"
+        return (f"slot {r.slot} dropped with its state: the source keeps no WAL for it any more (the destination "
+                "tables keep their rows; a new first run needs them empty)")
     lines = []
     if r.initial_copy:
         copied = ", ".join(f"{t} {n:,} rows" for t, n in r.initial_copy.items())
@@ -95,7 +96,7 @@ def render_run(r: CdcResult) -> str:
     positional=("tables",),
     mode=AccessMode.EXECUTE,
     read_only=False,
-    destructive=True,  # the first run empties the destination tables before the initial copy; teardown drops a slot
+    destructive=True,  # it writes the destination (never removing a row it did not copy); teardown drops a slot
     idempotent=True,
     render_text=render_run,
     examples=(
@@ -110,8 +111,10 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
     across restarts. Use after cdc_check; `teardown` drops the slot.
 
     Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
-    a wal2json logical replication slot is created and the tables copied under its exported snapshot (the
-    destination tables are emptied first); then inserts, updates and deletes are applied in commit order,
+    a wal2json logical replication slot is created and the tables copied under its exported snapshot into
+    destination tables that must be empty (a table with rows is refused with its row count: no row is ever
+    removed without a person's confirmation — empty it with confirm_destructive on the destination); then
+    inserts, updates and deletes are applied in commit order,
     each batch in one destination transaction together with the commit LSN reached, and the slot advanced
     only after it commits — exactly once across restarts and kills. Stops when caught up (or, with `follow`,
     after `max_seconds`). Reports lag in bytes and seconds and the WAL the slot retains, with a warning when it
