@@ -45,6 +45,8 @@ MIGRATION = "\n".join(
     f"ALTER TABLE bench_orders ADD COLUMN c{i} integer;" if i % 2
     else f"CREATE INDEX bench_i{i} ON bench_orders (status);" for i in range(50)
 )
+PRIVILEGED = ("--allow-privileged-reads",)
+"""The benchmark's login is usually a superuser; explain_query's reads then need this (see README: reader login)."""
 CALLS = {
     "server_info": {},
     "describe_database": {},
@@ -77,7 +79,7 @@ async def responses(dsn: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCENARIO)
-    async with stdio_session("--dsn", dsn) as session:
+    async with stdio_session("--dsn", dsn, *PRIVILEGED) as session:
         print(f"{'tool':<22}{'default':>10}{'full':>10}  (characters: text + structured JSON)")
         for name, args in CALLS.items():
             summary = await session.call_tool(name, args)
@@ -114,7 +116,7 @@ async def startup(runs: int) -> None:
 
 
 async def http_latency(dsn: str, clients: int, calls: int) -> None:
-    with http_server("--dsn", dsn) as url:
+    with http_server("--dsn", dsn, *PRIVILEGED) as url:
         async def one_client(name: str, args: dict[str, object], out: list[float]) -> None:
             async with http_session(url) as session:
                 for _ in range(calls):
