@@ -103,3 +103,21 @@ def test_a_cli_command_imports_only_its_own_tool():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "1 []", out  # exit 1: the blocking index build is an error
+
+
+async def test_input_over_the_size_limit_is_refused_before_anything_runs():
+    """A call carrying more text than agent19 accepts is refused, saying the limit and what to do; a large
+    migration under the limit is linted (summarised: the response stays within its budget)."""
+    from agent19.tools.registry import MAX_ARGUMENT_CHARACTERS
+
+    statement = "ALTER TABLE t ADD COLUMN c integer;\n"
+    async with stdio_session() as session:
+        big = statement * (MAX_ARGUMENT_CHARACTERS // len(statement) + 1)
+        refused = await session.call_tool("lint_migration", {"sql": big, "pg_version": 15})
+        assert refused.is_error
+        text = refused.content[0].text
+        assert f"at most {MAX_ARGUMENT_CHARACTERS:,}" in text and "split the input" in text and "ALTER" not in text
+        one_mb = statement * (1_000_000 // len(statement))  # beyond the 1 MB a statement-running tool accepts
+        linted = await session.call_tool("lint_migration", {"sql": one_mb, "pg_version": 15})
+        assert not linted.is_error, linted.content[0].text[:300]
+        assert linted.structured_content["summary"]["statements"] == one_mb.count(";")
