@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
+from agent19.safety.function_facts import ESCAPING, SEQUENCE_FUNCTIONS
 from agent19.sqltree import qualified_name, walk
 
 NOTE_PREFIX = "acts on the whole server, not one database: never run by a dry run"
@@ -67,9 +68,7 @@ _COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.
 def _escaping_pattern() -> re.Pattern[str]:
     """Names in a function body that escape a rollback (the choke point's list; sequences excepted:
     triggers and defaults call nextval all the time, and a sequence's position is not cluster state)."""
-    from agent19.safety.readonly import ESCAPING_FUNCTIONS
-
-    names = sorted(ESCAPING_FUNCTIONS - {"nextval", "setval"}, key=len, reverse=True)
+    names = sorted(ESCAPING - SEQUENCE_FUNCTIONS, key=len, reverse=True)
     return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*(?:/\*.*?\*/\s*)*\(", re.IGNORECASE | re.DOTALL)
 
 
@@ -292,10 +291,8 @@ def escape_refusal(db: Database, catalog: _Catalog, stmt: Statement, created: di
 
 def _only_sequences(stmt: Statement) -> bool:
     """The statement's only calls that escape a rollback are nextval/setval."""
-    from agent19.safety.readonly import ESCAPING_FUNCTIONS
-
-    escaping = _named_functions(stmt.tree) & ESCAPING_FUNCTIONS
-    return bool(escaping) and escaping <= {"nextval", "setval"} and not any(
+    escaping = _named_functions(stmt.tree) & ESCAPING
+    return bool(escaping) and escaping <= SEQUENCE_FUNCTIONS and not any(
         node == "CopyStmt" for node, _ in walk(stmt.tree))
 
 

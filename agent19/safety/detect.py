@@ -23,6 +23,7 @@ from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import kinds
 from agent19.safety import types as sqltypes
 from agent19.safety.facts import Facts, range_var_name
+from agent19.safety.function_facts import SIDE_EFFECT
 from agent19.sqltree import qualified_name, walk
 
 
@@ -71,13 +72,6 @@ HARMLESS_VOLATILE = {
     "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v4",
     "pg_sleep", "pg_sleep_for", "pg_sleep_until", "nextval", "currval", "lastval", "txid_current",
     "pg_current_xact_id", "txid_current_if_assigned", "pg_current_xact_id_if_assigned",
-}
-# Built-ins whose whole purpose is a side effect: unverifiable even without catalog facts.
-SIDE_EFFECT_FUNCTIONS = {
-    "pg_terminate_backend", "pg_cancel_backend", "set_config", "lo_unlink", "lo_import", "lo_export",
-    "pg_drop_replication_slot", "pg_replication_origin_drop", "dblink_exec", "dblink", "pg_file_write",
-    "pg_file_unlink", "pg_file_rename", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal", "pg_promote",
-    "pg_stat_reset", "pg_truncate_visibility_map", "setval", "pg_logical_emit_message",
 }
 EVALUATING_NODES = {"DeleteStmt", "UpdateStmt", "SelectStmt", "InsertStmt", "ExplainStmt", "MergeStmt",
                     "CreateTableAsStmt", "CopyStmt", "DeclareCursorStmt"}
@@ -240,7 +234,7 @@ def _side_effects(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:
         if written in seen or name in HARMLESS_VOLATILE:
             continue
         known = facts.functions.get(written) if facts else None
-        if name in SIDE_EFFECT_FUNCTIONS or (known is not None and known.volatile):
+        if name in SIDE_EFFECT or (known is not None and known.volatile):
             seen.add(written)
             add("unverifiable", Risk.HIGH, True, [Target(kind="function", name=written)],
                 f"calls {written}(), a volatile function, for its side effects: what it changes cannot be verified")

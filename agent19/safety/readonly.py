@@ -25,55 +25,13 @@ from typing import Any
 from agent19.errors import Agent19Error
 from agent19.migrate.parse import Statement
 from agent19.safety.facts import range_var_name
+from agent19.safety.function_facts import ESCAPING, denied_in_reads
 from agent19.safety.readonly_catalog import Resolver
 from agent19.sqltree import qualified_name, walk
 
 ALLOWED = {"SelectStmt", "ExplainStmt", "VariableShowStmt"}
 EXPLAINABLE_WRITES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
 WRITE_NODES = {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "LockingClause"}
-DENIED_FUNCTIONS = {
-    # server files
-    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir",
-    "pg_ls_tmpdir", "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir", "pg_ls_logicalmapdir",
-    "pg_ls_replslotdir", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
-    "pg_current_logfile",
-    # large objects
-    "lo_import", "lo_export", "lo_get", "lo_put", "lo_from_bytea", "lo_unlink", "lo_open", "lo_create",
-    "lo_creat", "loread", "lowrite", "lo_truncate",
-    # other sessions and the server
-    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal",
-    "pg_promote", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_start_backup",
-    "pg_stop_backup", "pg_log_backend_memory_contexts", "pg_stat_reset", "pg_stat_reset_shared",
-    "pg_stat_reset_single_table_counters", "pg_stat_reset_slru", "pg_stat_statements_reset",
-    # settings
-    "set_config",
-    # locks that outlive the statement
-    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
-    "pg_advisory_xact_lock", "pg_advisory_xact_lock_shared", "pg_try_advisory_xact_lock",
-    "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock", "pg_advisory_unlock_all",
-    # other servers and SQL run from a string (not seen by this guard)
-    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
-    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema",
-    "table_to_xml", "table_to_xmlschema", "table_to_xml_and_xmlschema", "schema_to_xml", "database_to_xml",
-    "schema_to_xml_and_xmlschema", "database_to_xml_and_xmlschema", "pg_notify",
-    # replication
-    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
-    "pg_logical_slot_get_changes", "pg_logical_slot_peek_changes", "pg_logical_emit_message",
-    "pg_replication_slot_advance", "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot",
-    "pg_replication_origin_create", "pg_replication_origin_drop",
-    # SQL given as a string, run by the function (found in pg_proc by argument names and in contrib)
-    "ts_stat", "ts_rewrite", "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby",
-    # maintenance that writes, configuration files, recovery
-    "brin_summarize_new_values", "brin_summarize_range", "brin_desummarize_range", "gin_clean_pending_list",
-    "pg_show_all_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_wal_replay_pause",
-    "pg_wal_replay_resume", "pg_import_system_collations", "pg_sync_replication_slots",
-}
-DENIED_PREFIXES = (
-    "dblink", "lo_", "pg_file_", "pg_ls_", "pg_read_", "pg_stat_reset", "pg_advisory", "pg_try_advisory",
-    "pg_replication_origin", "pg_create_", "pg_drop_replication", "pg_copy_", "pg_logical_", "postgres_fdw_",
-    "pg_wal_replay_", "query_to_", "cursor_to_", "table_to_xml", "schema_to_xml", "database_to_xml", "crosstab",
-    "pg_backup_", "pg_terminate", "pg_cancel",
-)
 DENIED_RELATIONS = {
     "pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings", "pg_statistic", "pg_largeobject",
     "pg_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings", "pg_auth_members",
@@ -89,11 +47,6 @@ HARMLESS_VOLATILE = {
     "hypopg_relation_size", "hypopg_get_indexdef", "pg_stat_get_wal_receiver", "pg_stat_get_subscription",
 }
 
-
-def denied_function(name: str) -> bool:
-    """A function name that read-only mode never calls, whatever schema it is in."""
-    name = name.lower()
-    return name in DENIED_FUNCTIONS or name.startswith(DENIED_PREFIXES)
 
 
 class ReadOnlyViolation(Agent19Error):
@@ -150,26 +103,6 @@ def check_plannable(statements: list[Statement]) -> Statement:
     return check_statements(statements)
 
 
-# Calls whose effect survives a rolled-back transaction: refused in dry-run mode too.
-ESCAPING_FUNCTIONS = {
-    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile", "pg_switch_wal",
-    "pg_promote", "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_start_backup",
-    "pg_stop_backup", "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
-    "pg_stat_reset_slru", "pg_stat_statements_reset", "pg_log_backend_memory_contexts",
-    "pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
-    "pg_advisory_unlock", "pg_advisory_unlock_all", "pg_advisory_unlock_shared",
-    "lo_export", "lo_import", "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync",
-    "pg_read_file", "pg_read_binary_file", "pg_ls_dir", "pg_stat_file",
-    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query", "dblink_open",
-    "dblink_fetch", "dblink_get_result",
-    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_drop_replication_slot",
-    "pg_logical_slot_get_changes", "pg_logical_slot_get_binary_changes", "pg_replication_slot_advance",
-    "pg_copy_physical_replication_slot", "pg_copy_logical_replication_slot", "pg_logical_emit_message",
-    "pg_replication_origin_create", "pg_replication_origin_drop", "pg_replication_origin_advance",
-    "nextval", "setval",  # a dry run reports a statement calling them as not run (dryrun_cluster.screen)
-}
-
-
 def _stored_not_evaluated(tree: Any) -> Any:
     """``tree`` without the expressions a statement only stores: column defaults of CREATE TABLE and
     ALTER COLUMN … SET DEFAULT (pg_dump writes ``DEFAULT nextval(…)`` both ways). ADD COLUMN … DEFAULT
@@ -187,12 +120,12 @@ def _stored_not_evaluated(tree: Any) -> Any:
 
 def check_escapes(statement: Statement) -> None:
     """Refuse what a rolled-back transaction cannot undo (dry-run mode): calls in
-    :data:`ESCAPING_FUNCTIONS` and ``COPY`` to or from a program or a server file. A column default
+    :data:`agent19.safety.function_facts.ESCAPING` and ``COPY`` to or from a program or a server file. A column default
     that is only stored (CREATE TABLE, SET DEFAULT) is not a call."""
     for node, f in walk(_stored_not_evaluated(statement.tree)):
         if node == "FuncCall":
             name = _function_name(f)
-            if name in ESCAPING_FUNCTIONS:
+            if name in ESCAPING:
                 raise _refuse(f"{name}() acts outside the transaction: rolling back would not undo it",
                               "a dry run must leave nothing behind; run it yourself if it is intended")
         elif node == "CopyStmt" and (f.get("is_program") or f.get("filename")):
@@ -209,7 +142,7 @@ def _check_call(node: str, f: dict[str, Any]) -> None:
     if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
         raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
                       "read pg_roles for roles; password hashes are never returned")
-    if node == "FuncCall" and denied_function(name := _function_name(f)):
+    if node == "FuncCall" and denied_in_reads(name := _function_name(f)):
         raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
                       "locks, SQL run from strings)")
 
@@ -238,6 +171,6 @@ def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = Fals
     """Layer 3: what the statement calls and reads as the server resolves it, followed through views,
     operators, casts and function bodies (:mod:`agent19.safety.readonly_catalog`). ``planning_only``:
     the statement is planned, never executed, so its own volatile calls do not run."""
-    resolver = Resolver(conn, _refuse, denied_function=denied_function, denied_relations=DENIED_RELATIONS,
+    resolver = Resolver(conn, _refuse, denied_function=denied_in_reads, denied_relations=DENIED_RELATIONS,
                         denied_columns=DENIED_COLUMNS, harmless_volatile=HARMLESS_VOLATILE)
     resolver.check_statement(statement.tree, planning_only=planning_only)
