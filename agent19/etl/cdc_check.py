@@ -7,7 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.db.connection import Database
-from agent19.etl.cdc_apply import qualified
+from agent19.etl.cdc_apply import qualified, quoted
+from agent19.migrate.patterns.sqlnames import ident, literal
 
 Q_SETTINGS = """
 SELECT current_setting('wal_level') AS wal_level,
@@ -23,9 +24,12 @@ Q_TABLES = """
 SELECT t.name, c.oid IS NOT NULL AS found, c.relreplident AS identity,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
        EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = %s
-               AND format('%%I.%%I', p.schemaname, p.tablename)::regclass = c.oid) AS published
-  FROM unnest(%s::text[]) AS t(name) LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)
+               AND p.schemaname = n.nspname AND p.tablename = c.relname) AS published
+  FROM unnest(%s::text[], %s::text[]) AS t(name, quoted) LEFT JOIN pg_class c ON c.oid = to_regclass(t.quoted)
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 """
+# names compared as names: a cast of pg_publication_tables' names to regclass may be evaluated on rows of other
+# schemas first (pg_toast: permission denied for a login without superuser)
 Q_IDLE_SLOTS = """
 SELECT slot_name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint AS retained
   FROM pg_replication_slots WHERE NOT active AND restart_lsn IS NOT NULL ORDER BY 2 DESC
@@ -48,7 +52,8 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
     out: list[Finding] = []
     with db.read() as conn:
         s = conn.execute(Q_SETTINGS).fetchone()
-        rows = conn.execute(Q_TABLES, (publication, [qualified(t) for t in tables])).fetchall()
+        names = [qualified(t) for t in tables]
+        rows = conn.execute(Q_TABLES, (publication, names, [quoted(n) for n in names])).fetchall()
         idle = conn.execute(Q_IDLE_SLOTS).fetchall()
     assert s is not None
     ok = s["wal_level"] == "logical"
@@ -68,7 +73,7 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
     out.append(Finding(check="replication_privilege", status="ok" if s["can_replicate"] else "error",
                        detail=f"login {s['login']} " + ("may" if s["can_replicate"] else "may not") +
                        " create and read replication slots",
-                       fix=None if s["can_replicate"] else f'ALTER ROLE "{s["login"]}" REPLICATION;'))
+                       fix=None if s["can_replicate"] else f"ALTER ROLE {ident(s['login'])} REPLICATION;"))
     unset = s["keep_size"] in ("-1", "-1MB")
     out.append(Finding(check="max_slot_wal_keep_size", status="warning" if unset else "ok",
                        detail="unset: a stalled consumer's slot keeps WAL until the disk fills" if unset
@@ -80,7 +85,8 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
         if slot["retained"] and slot["retained"] > 1 << 30:
             out.append(Finding(check="idle_slot", status="warning",
                                detail=f"slot {slot['slot_name']} is inactive and retains {slot['retained']:,} bytes "
-                               "of WAL", fix=f"SELECT pg_drop_replication_slot('{slot['slot_name']}');  -- if unused"))
+                               "of WAL",
+                               fix=f"SELECT pg_drop_replication_slot({literal(slot['slot_name'])});  -- if unused"))
     missing_pub = []
     for t in rows:
         name = t["name"]
@@ -88,14 +94,14 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
             out.append(Finding(check="table", status="error", detail=f"{name} not found (or not visible)",
                                fix="check the name: schema.table"))
             continue
-        ident = t["identity"]
-        if ident == "n" or (ident == "d" and not t["has_pk"]):
-            why = "REPLICA IDENTITY NOTHING" if ident == "n" else "no primary key (REPLICA IDENTITY DEFAULT)"
+        replident = t["identity"]
+        if replident == "n" or (replident == "d" and not t["has_pk"]):
+            why = "REPLICA IDENTITY NOTHING" if replident == "n" else "no primary key (REPLICA IDENTITY DEFAULT)"
             out.append(Finding(check="replica_identity", status="error",
                                detail=f"{name}: {why}: its updates and deletes carry no old key",
-                               fix=f"ALTER TABLE {name} REPLICA IDENTITY FULL;  -- or add a primary key"))
+                               fix=f"ALTER TABLE {quoted(name)} REPLICA IDENTITY FULL;  -- or add a primary key"))
         else:
-            kind = {"d": "DEFAULT (primary key)", "f": "FULL", "i": "USING INDEX"}.get(ident, ident)
+            kind = {"d": "DEFAULT (primary key)", "f": "FULL", "i": "USING INDEX"}.get(replident, replident)
             out.append(Finding(check="replica_identity", status="ok", detail=f"{name}: REPLICA IDENTITY {kind}"))
         if not t["published"]:
             missing_pub.append(name)
@@ -103,8 +109,9 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
         out.append(Finding(check="publication", status="warning",
                            detail=f"publication {publication} does not cover {', '.join(missing_pub)} (needed by "
                            "pgoutput and Debezium; agent19 cdc run with wal2json filters tables itself)",
-                           fix=f"CREATE PUBLICATION {publication} FOR TABLE {', '.join(missing_pub)};  -- or ALTER "
-                           f"PUBLICATION {publication} ADD TABLE …"))
+                           fix=f"CREATE PUBLICATION {ident(publication)} FOR TABLE "
+                           f"{', '.join(quoted(n) for n in missing_pub)};  -- or ALTER PUBLICATION "
+                           f"{ident(publication)} ADD TABLE …"))
     out.append(Finding(check="heartbeat", status="ok",
                        detail="a slot retains WAL until its consumer confirms it: `cdc run` confirms everything it "
                        "decoded on each run (run it regularly); Debezium on a quiet database needs a heartbeat "

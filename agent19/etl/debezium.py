@@ -17,8 +17,9 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import qualified
+from agent19.etl.cdc_apply import qualified, quoted
 from agent19.etl.cdc_check import CdcReadiness
+from agent19.migrate.patterns.sqlnames import ident, literal
 
 HEARTBEAT_TABLE = "agent19_etl.debezium_heartbeat"
 
@@ -49,6 +50,11 @@ def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness,
         raise InputError(f"topic prefix {topic_prefix!r} is not a valid Kafka topic name part", "e.g. shop")
     src = _parts(source_dsn)
     names = [qualified(t) for t in tables]
+    if any(ch < " " for n in [*names, src["user"]] for ch in n):
+        raise InputError("a table or login name holds a control character (a line break would end a comment of "
+                         "the setup SQL)", "rename it; Debezium's include list could not name it either")
+    tables_sql = [quoted(n) for n in names]
+    login = ident(src["user"])
     source = {
         "name": f"{name}-source",
         "config": {
@@ -103,18 +109,18 @@ def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness,
         "-- agent19 cdc debezium: run once on the source as an owner of the tables",
         "CREATE SCHEMA IF NOT EXISTS agent19_etl;",
         f"CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (id int PRIMARY KEY, ts timestamptz NOT NULL);",
-        f"CREATE PUBLICATION {publication} FOR TABLE {', '.join([*names, HEARTBEAT_TABLE])};",
+        f"CREATE PUBLICATION {ident(publication)} FOR TABLE {', '.join([*tables_sql, HEARTBEAT_TABLE])};",
         *fixes,
-        f"-- GRANT SELECT ON {', '.join(names)}, {HEARTBEAT_TABLE} TO {src['user']};",
-        f"-- GRANT INSERT, UPDATE ON {HEARTBEAT_TABLE} TO {src['user']};",
-        f"-- ALTER ROLE {src['user']} REPLICATION;",
+        f"-- GRANT SELECT ON {', '.join(tables_sql)}, {HEARTBEAT_TABLE} TO {login};",
+        f"-- GRANT INSERT, UPDATE ON {HEARTBEAT_TABLE} TO {login};",
+        f"-- ALTER ROLE {login} REPLICATION;",
     ]) + "\n"
     notes = [
         "Kafka Connect worker: config.providers=env, config.providers.env.class="
         "org.apache.kafka.common.config.provider.EnvVarConfigProvider (Kafka 3.5+); export "
         "DEBEZIUM_SOURCE_PASSWORD" + (" and JDBC_SINK_PASSWORD" if sink else ""),
         f"the slot {slot} lives on the source from the connector's first start: deleting the connector does not "
-        f"drop it (SELECT pg_drop_replication_slot('{slot}')); set max_slot_wal_keep_size",
+        f"drop it (SELECT pg_drop_replication_slot({literal(slot)})); set max_slot_wal_keep_size",
         f"the heartbeat ({heartbeat_ms} ms) writes {HEARTBEAT_TABLE} so the slot advances on a quiet database",
         "deletes reach the sink as tombstones (drop.tombstones=false) and delete by key (delete.enabled=true)",
     ]
