@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent19.migrate.classify_state import Context, Decision, check_facts, quote_ident, range_name
+from agent19.migrate.classify_state import Context, Decision, check_facts, range_name
 from agent19.migrate.knowledge import ColumnType, default_volatility, parse_format_type, rewrite_free_change
+from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.sqltree import walk
 
 A = "alter_table."
@@ -52,7 +53,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
     """The form of one ``AlterTableCmd`` on ``table``, its relations, notes and inverse."""
     sub = cmd.get("subtype", "")
     col = cmd.get("name")
-    alter = f"ALTER TABLE {table}"
+    alter = f"ALTER TABLE {qname(table)}"
     if sub == "AT_AddColumn":
         return _add_column(cmd["def"]["ColumnDef"], table, ctx)
     if sub == "AT_DropColumn":
@@ -66,7 +67,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
     if sub == "AT_SetNotNull":
         return _set_not_null(table, col, ctx)
     if sub == "AT_DropNotNull":
-        return Decision(A + "drop_not_null", [table], inverse=f"{alter} ALTER COLUMN {quote_ident(col)} SET NOT NULL")
+        return Decision(A + "drop_not_null", [table], inverse=f"{alter} ALTER COLUMN {ident(col)} SET NOT NULL")
     if sub == "AT_ColumnDefault":
         return _default(cmd, table, col, ctx)
     if sub == "AT_AlterColumnType":
@@ -81,7 +82,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
         return _drop_constraint(table, col, ctx)
     if sub in TRIGGER_FLIP:
         flip = TRIGGER_FLIP[sub]
-        trig = f" {quote_ident(col)}" if col and flip and not flip.endswith(("ALL", "USER")) else ""
+        trig = f" {ident(col)}" if col and flip and not flip.endswith(("ALL", "USER")) else ""
         inverse = f"{alter} {flip}{trig}" if flip else None
         return Decision(A + "trigger_state", [table], inverse=inverse, reversible=flip is not None)
     if sub in ("AT_SetRelOptions", "AT_ResetRelOptions"):
@@ -118,7 +119,7 @@ def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
     types = {c.get("contype") for c in cons}
     ctx.state.add_column(table, col, ctype)
     ctx.state.added_columns.add((table, col))
-    inverse = f"ALTER TABLE {table} DROP COLUMN {quote_ident(col)}"
+    inverse = f"ALTER TABLE {qname(table)} DROP COLUMN {ident(col)}"
     names = [n.get("String", {}).get("sval", "") for n in coldef.get("typeName", {}).get("names", [])]
     default = next((c.get("raw_expr") for c in cons if c.get("contype") == "CONSTR_DEFAULT"), None)
     notes: list[str] = []
@@ -153,7 +154,7 @@ def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
 
 
 def _set_not_null(table: str, col: str, ctx: Context) -> Decision:
-    inverse = f"ALTER TABLE {table} ALTER COLUMN {quote_ident(col)} DROP NOT NULL"
+    inverse = f"ALTER TABLE {qname(table)} ALTER COLUMN {ident(col)} DROP NOT NULL"
     proven, why = ctx.not_null_proven(table, col)
     if proven:
         return Decision(A + "set_not_null.proven_by_check", [table], notes=[why], inverse=inverse)
@@ -161,7 +162,7 @@ def _set_not_null(table: str, col: str, ctx: Context) -> Decision:
 
 
 def _default(cmd: dict[str, Any], table: str, col: str, ctx: Context) -> Decision:
-    alter = f"ALTER TABLE {table} ALTER COLUMN {quote_ident(col)}"
+    alter = f"ALTER TABLE {qname(table)} ALTER COLUMN {ident(col)}"
     old = ctx.catalog_column(table, col)
     previous = old.default if old else None
     if cmd.get("def") is not None:
@@ -181,7 +182,7 @@ def _alter_type(cmd: dict[str, Any], table: str, col: str, ctx: Context) -> Deci
     coldef = cmd["def"]["ColumnDef"]
     new = type_of(coldef.get("typeName", {}))
     old = ctx.column_type(table, col)
-    alter = f"ALTER TABLE {table} ALTER COLUMN {quote_ident(col)}"
+    alter = f"ALTER TABLE {qname(table)} ALTER COLUMN {ident(col)}"
     ctx.state.add_column(table, col, new)
     if old is None:
         return Decision(A + "alter_column_type.unknown", [table], reversible=False, notes=[
@@ -219,7 +220,7 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
     contype = con.get("contype")
     name = con.get("conname")
     not_valid = bool(con.get("skip_validation"))
-    inverse = f"ALTER TABLE {table} DROP CONSTRAINT {quote_ident(name)}" if name else None
+    inverse = f"ALTER TABLE {qname(table)} DROP CONSTRAINT {ident(name)}" if name else None
     notes = [] if name else ["unnamed constraint: the server names it, so the inverse cannot be generated"]
     if contype == "CONSTR_CHECK":
         facts = check_facts(con.get("raw_expr", {}))
@@ -249,7 +250,7 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
 def _drop_constraint(table: str, name: str, ctx: Context) -> Decision:
     ctx.state.dropped_constraints.add((table, name))
     ref, definition = ctx.constraint_info(table, name)
-    inverse = f"ALTER TABLE {table} ADD CONSTRAINT {quote_ident(name)} {definition}" if definition else None
+    inverse = f"ALTER TABLE {qname(table)} ADD CONSTRAINT {ident(name)} {definition}" if definition else None
     notes = [] if inverse else ["the constraint's definition is unknown without a catalog: no inverse"]
     if ref:
         return Decision(A + "drop_constraint.foreign_key", [table], [ref], notes=notes, inverse=inverse,
@@ -262,7 +263,7 @@ def _drop_constraint(table: str, name: str, ctx: Context) -> Decision:
 
 def _attach(part: dict[str, Any], table: str, ctx: Context) -> Decision:
     name = range_name(part["name"])
-    inverse = f"ALTER TABLE {table} DETACH PARTITION {name}"
+    inverse = f"ALTER TABLE {qname(table)} DETACH PARTITION {qname(name)}"
     proven, why = ctx.partition_bound_proven(table, name, part.get("bound", {}))
     form = "attach_partition.proven_by_check" if proven else "attach_partition"
     return Decision(A + form, [table], [name], notes=[why], inverse=inverse)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent19.migrate.classify_state import Context, Decision, quote_ident, range_name
+from agent19.migrate.classify_state import Context, Decision, range_name
 from agent19.migrate.parse import Statement
+from agent19.migrate.patterns.sqlnames import ident, qname, qualified
 from agent19.sqltree import walk
 
 LOCK_MODES = {
@@ -77,7 +78,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if "partbound" in f and f.get("inhRelations"):
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
         return Decision("create_table.with_foreign_key" if others else "create_table", [table], others,
-                        notes=notes, inverse=f"DROP TABLE {table}")
+                        notes=notes, inverse=f"DROP TABLE {qname(table)}")
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
         if ctx.table(into) is None:
@@ -85,7 +86,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         return Decision("create_materialized_view" if matview else "create_table_as", [into],
                         _sources(f.get("query", {})),
-                        inverse=f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {into}")
+                        inverse=f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}")
     if node == "IndexStmt":
         return _index(f, ctx)
     if node == "DropStmt":
@@ -98,7 +99,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         table = range_name(f.get("relation", {}))
         schema = f.get("newschema", "")
         return Decision("alter_table.set_schema", [table],
-                        inverse=f"ALTER TABLE {schema}.{table.split('.', 1)[1]} SET SCHEMA {table.split('.', 1)[0]}")
+                        inverse=f"ALTER TABLE {qualified(schema, table.split('.', 1)[1])} "
+                                f"SET SCHEMA {ident(table.split('.', 1)[0])}")
     if node == "ReindexStmt":
         conc = any(p.get("DefElem", {}).get("defname") == "concurrently" for p in f.get("params", []))
         rel = range_name(f.get("relation", {})) if f.get("relation") else ""
@@ -122,18 +124,18 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision(form, [range_name(f.get("relation", {}))], reversible=True)
     if node == "ViewStmt":
         view = range_name(f.get("view", {}))
-        inverse = None if f.get("replace") else f"DROP VIEW {view}"
+        inverse = None if f.get("replace") else f"DROP VIEW {qname(view)}"
         if not f.get("replace") and ctx.table(view) is None:
             state.created.add(view)  # a new view: nobody can be queued on it
         return Decision("create_view", [view], [s for s in _sources(f.get("query", {})) if s != view],
                         inverse=inverse, reversible=inverse is not None)
     if node == "CreateTrigStmt":
         table = range_name(f.get("relation", {}))
-        return Decision("create_trigger", [table], inverse=f"DROP TRIGGER {quote_ident(f.get('trigname'))} ON {table}")
+        return Decision("create_trigger", [table], inverse=f"DROP TRIGGER {ident(f.get('trigname'))} ON {qname(table)}")
     if node == "CreatePolicyStmt":
         table = range_name(f.get("table", {}))
         return Decision("create_policy", [table],
-                        inverse=f"DROP POLICY {quote_ident(f.get('policy_name'))} ON {table}")
+                        inverse=f"DROP POLICY {ident(f.get('policy_name'))} ON {qname(table)}")
     if node == "CommentStmt":
         objtype = f.get("objtype")
         if objtype in ("OBJECT_TABLE", "OBJECT_COLUMN"):
@@ -157,7 +159,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
                         notes=["an enum value cannot be dropped; only the whole type can be recreated"])
     if node == "CreateSeqStmt":
         seq = range_name(f.get("sequence", {}))
-        return Decision("create_sequence", [seq], inverse=f"DROP SEQUENCE {seq}")
+        return Decision("create_sequence", [seq], inverse=f"DROP SEQUENCE {qname(seq)}")
     if node == "AlterSeqStmt":
         return Decision("alter_sequence", [range_name(f.get("sequence", {}))], reversible=False)
     if node == "AlterSystemStmt":
@@ -198,7 +200,7 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     conc = bool(f.get("concurrent"))
     name = f.get("idxname")
     schema = table.split(".", 1)[0]
-    inverse = f"DROP INDEX {'CONCURRENTLY ' if conc else ''}{schema}.{quote_ident(name)}" if name else None
+    inverse = f"DROP INDEX {'CONCURRENTLY ' if conc else ''}{qualified(schema, name)}" if name else None
     notes = [] if name else ["unnamed index: the server names it, so the inverse cannot be generated"]
     if conc and ctx.pg_major == 14:
         notes.append("CREATE INDEX CONCURRENTLY on 14.0–14.3 could silently corrupt indexes: use 14.4 or later")
@@ -246,19 +248,19 @@ def _rename(f: dict[str, Any]) -> Decision:
     if rtype == "OBJECT_COLUMN":
         old = f.get("subname", "")
         return Decision("alter_table.rename_column", [rel],
-                        inverse=f"ALTER TABLE {rel} RENAME COLUMN {quote_ident(new)} TO {quote_ident(old)}")
+                        inverse=f"ALTER TABLE {qname(rel)} RENAME COLUMN {ident(new)} TO {ident(old)}")
     if rtype == "OBJECT_TABLE":
         schema, old = rel.split(".", 1)
         return Decision("alter_table.rename_table", [rel],
-                        inverse=f"ALTER TABLE {schema}.{quote_ident(new)} RENAME TO {quote_ident(old)}")
+                        inverse=f"ALTER TABLE {qualified(schema, new)} RENAME TO {ident(old)}")
     if rtype == "OBJECT_TABCONSTRAINT":
         old = f.get("subname", "")
         return Decision("alter_table.rename_constraint", [rel],
-                        inverse=f"ALTER TABLE {rel} RENAME CONSTRAINT {quote_ident(new)} TO {quote_ident(old)}")
+                        inverse=f"ALTER TABLE {qname(rel)} RENAME CONSTRAINT {ident(new)} TO {ident(old)}")
     if rtype == "OBJECT_INDEX":
         schema, old = rel.split(".", 1)
         return Decision("alter_index.rename", [rel],
-                        inverse=f"ALTER INDEX {schema}.{quote_ident(new)} RENAME TO {quote_ident(old)}")
+                        inverse=f"ALTER INDEX {qualified(schema, new)} RENAME TO {ident(old)}")
     return Decision("create_object", [], reversible=False, notes=[f"rename of {rtype}"])
 
 

@@ -30,14 +30,6 @@ def range_name(rv: dict[str, Any]) -> str:
     return f"{rv.get('schemaname') or DEFAULT_SCHEMA}.{rv.get('relname', '')}"
 
 
-def quote_ident(name: str | None) -> str:
-    """Quote an identifier only when PostgreSQL needs it (lower-case letters, digits, underscores)."""
-    name = name or ""
-    simple = name and (name[0].isalpha() or name[0] == "_") and all(c.islower() or c.isdigit() or c == "_"
-                                                                     for c in name) and name.isascii()
-    return name if simple else '"' + name.replace('"', '""') + '"'
-
-
 @dataclass
 class Decision:
     """The chosen form and what it applies to; the knowledge row supplies the rest."""

@@ -27,6 +27,7 @@ from agent19.migrate.lint import DEFAULT_PG_VERSION, lint
 from agent19.migrate.lint_config import LintConfig
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement, parse_sql
+from agent19.migrate.patterns.sqlnames import literal, qualified
 from agent19.migrate.plan_changes import changes_to_sql
 from agent19.migrate.plan_model import (
     Change,
@@ -38,7 +39,7 @@ from agent19.migrate.plan_model import (
     ValidationCheck,
 )
 from agent19.migrate.plan_observed import apply_dry_run, observed_statements
-from agent19.migrate.rules._base import BLOCKS_WRITES, ident, norm, rel_name
+from agent19.migrate.rules._base import BLOCKS_WRITES, norm, rel_name
 from agent19.migrate.write_activity import TableActivity
 from agent19.safety.detect import detect
 from agent19.units import human_duration
@@ -181,7 +182,7 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
                 checks.append(ValidationCheck(
                     name=f"{shown}.{col} exists",
                     query=f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({written}) "
-                    f"AND attname = {_literal(col)} AND NOT attisdropped",
+                    f"AND attname = {literal(col)} AND NOT attisdropped",
                     expected="1", blocking=True))
         elif op.kind.startswith("validate") or "constraint" in op.kind:
             checks.append(ValidationCheck(
@@ -192,14 +193,9 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
     return [c for c in checks if not (c.name in seen or seen.add(c.name))]
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _regclass_text(rel: dict[str, Any]) -> str:
     """A RangeVar as to_regclass() text, qualified only when the migration qualified it."""
-    parts = [p for p in (rel.get("schemaname"), rel.get("relname", "")) if p]
-    return _literal(".".join(ident(p) for p in parts))
+    return literal(qualified(rel.get("schemaname") or None, rel.get("relname", "")))
 
 
 def _walk_cmds(s: Statement) -> list[tuple[str, dict[str, Any]]]:

@@ -17,17 +17,13 @@ from graphlib import CycleError, TopologicalSorter
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.migrate.plan_model import Change, ColumnSpec
-from agent19.migrate.rules._base import ident
 
 STEP = {
     "create_table": 0, "add_column": 1, "modify_column": 2, "data_migration": 3, "add_not_null": 4,
     "add_index": 5, "add_foreign_key": 6, "rename": 7, "drop_column": 8,
 }
-
-
-def qname(name: str) -> str:
-    return ".".join(ident(p) for p in name.split("."))
 
 
 def _base(table: str) -> str:

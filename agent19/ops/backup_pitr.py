@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.connection import Database
-from agent19.migrate.patterns.sqlnames import literal
+from agent19.migrate.patterns.sqlnames import conf_value
 from agent19.ops.backup_archive import scan_archive
 from agent19.ops.backup_model import CheckOutcome, Durations, Sizes, VerifyResult
 from agent19.ops.backup_physical import (
@@ -100,10 +100,10 @@ def verify_pitr(
         else:
             prepare_copy(base)
             (base / "recovery.signal").touch()
-            settings = {"restore_command": literal(f"cp {shlex.quote(str(archive))}/%f %p"),
+            settings = {"restore_command": conf_value(f"cp {shlex.quote(str(archive))}/%f %p"),
                         "recovery_target_action": "'promote'", "log_min_messages": "'log'"}
             if target_time:
-                settings["recovery_target_time"] = literal(target_time)
+                settings["recovery_target_time"] = conf_value(target_time)
             give_to_server_user(wd.path)
             say(0, None, f"recovering to {target_time or 'the end of the archive'}")
             cluster, startup_s, failure = start_copy(wd, base, major, str(user), settings)

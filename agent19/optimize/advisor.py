@@ -42,6 +42,7 @@ from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.migrate.parse import parse_sql
+from agent19.migrate.patterns.sqlnames import quoted
 from agent19.optimize.candidates import Candidate, TableInfo, candidates, query_shape
 from agent19.safety import gate, readonly
 from agent19.sqltree import walk
@@ -279,17 +280,13 @@ class _Evaluator:
                         self.conn.execute(cand.definition(name=names[cand]).encode())  # type: ignore[call-overload]
                 except psycopg.Error as exc:
                     raise BuildFailed(str(exc).strip().splitlines()[0]) from None
-                row = self.conn.execute("SELECT pg_relation_size(%s::regclass) AS s", (_q_ident(names[cand]),)
+                row = self.conn.execute("SELECT pg_relation_size(%s::regclass) AS s", (quoted(names[cand]),)
                                         ).fetchone()
                 sizes[cand] = int(row["s"]) if row else 0
             # the EXPLAINs run under the session's own timeout again
             self.conn.execute("SELECT set_config('statement_timeout', %s, true)", (session_timeout,))
             costs, used = self._plans()
         return costs, {c.definition() for c, n in names.items() if n in used}, sizes
-
-
-def _q_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def choose(

@@ -25,6 +25,8 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import ident as _q
+from agent19.migrate.patterns.sqlnames import literal
 
 MAX_KEY_COLUMNS = 4
 MAX_INCLUDE = 4
@@ -89,10 +91,6 @@ class Candidate:
         base = (self.table.split(".")[-1] + "_" + "_".join(self.columns) + ("_incl" if self.include else "")
                 + ("_part" if self.where else "") + "_idx")
         return base[:63]
-
-
-def _q(name: str) -> str:
-    return name if name.isidentifier() and name.islower() else '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -216,7 +214,7 @@ def _constant(shape: Shape, column: str, value: exp.Expression) -> None:
         value = value.this
     if isinstance(value, exp.Literal):
         text = value.this
-        shape.constants[column] = ("'" + text.replace("'", "''") + "'" if value.is_string else text, text)
+        shape.constants[column] = (literal(text) if value.is_string else text, text)
     elif isinstance(value, exp.Boolean):
         shape.constants[column] = ("true" if value.this else "false", "t" if value.this else "f")
 

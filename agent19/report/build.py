@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 import agent19
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.migrate.plan_model import MigrationPlan
 from agent19.report.guardrails import guardrails
 from agent19.report.model import (
@@ -39,7 +40,7 @@ from agent19.report.model import (
 from agent19.report.recipients import application_handoff, qa_handoff, security_handoff
 from agent19.report.review import checklist, gates
 from agent19.report.spec import specification
-from agent19.report.sqlfacts import literal, statement_facts
+from agent19.report.sqlfacts import statement_facts
 from agent19.report.steps import build_steps, find_table, rollback_steps
 
 FILES = {

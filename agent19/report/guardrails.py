@@ -7,9 +7,9 @@ says how to do it.
 
 from __future__ import annotations
 
+from agent19.migrate.patterns.sqlnames import literal
 from agent19.report.model import BackupEvidence, DryRunEvidence, Guardrail, Metric, ReviewItem, Step
 from agent19.report.review import NOT_RUN
-from agent19.report.sqlfacts import literal
 
 INVALID_INDEXES = ("SELECT indexrelid::regclass AS invalid_index FROM pg_index WHERE NOT indisvalid "
                    "AND indrelid = ANY (ARRAY[{tables}]::oid[])")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.patterns.sqlnames import ident
 from agent19.report.model import (
     AppChange,
     ApplicationHandoff,
@@ -20,7 +21,7 @@ from agent19.report.model import (
     SecurityHandoff,
     Step,
 )
-from agent19.report.sqlfacts import StatementFact, ident, statement_facts
+from agent19.report.sqlfacts import StatementFact, statement_facts
 from agent19.report.steps import find_table
 
 PII_NAMES: tuple[tuple[str, str], ...] = (

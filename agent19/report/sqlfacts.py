@@ -8,7 +8,6 @@ catalog query that returns one row with a boolean ``ok`` (true when the change i
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import pglast
@@ -16,6 +15,8 @@ from pglast.enums import AlterTableType, ConstrType, ObjectType
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 from pydantic import BaseModel, Field
+
+from agent19.migrate.patterns.sqlnames import ident, literal
 
 FactKind = Literal[
     "add_column", "drop_column", "set_not_null", "drop_not_null", "alter_type", "set_default", "add_constraint",
@@ -48,19 +49,6 @@ class StatementFact(BaseModel):
     grantees: list[str] = []
     security_definer: bool = False
     sql: str = ""
-
-
-_SIMPLE = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def ident(name: str) -> str:
-    """An identifier as SQL text: bare when it is plain lower case, double-quoted otherwise."""
-    return name if _SIMPLE.match(name) else '"' + name.replace('"', '""') + '"'
-
-
-def literal(text: str) -> str:
-    """A string literal (standard_conforming_strings, the default since PostgreSQL 9.1)."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _rel(rv: Any) -> tuple[str, str | None]:

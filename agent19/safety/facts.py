@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent19.migrate.parse import Statement
+from agent19.migrate.patterns.sqlnames import quoted
 from agent19.sqltree import qualified_name, walk
 
 
@@ -140,4 +141,4 @@ def load_table(conn: Any, written: str) -> TableFacts | None:
 
 def quote_written(written: str) -> str:
     """A name as the parser gave it (already case-folded) → text ``to_regclass`` reads back exactly."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in written.split("."))
+    return ".".join(quoted(part) for part in written.split("."))

@@ -40,6 +40,7 @@ from typing import Any
 
 from pglast.parser import ParseError
 
+from agent19.migrate.patterns.sqlnames import quoted
 from agent19.sqltree import parse_json, walk
 
 FIRST_NORMAL_OID = 16384
@@ -73,7 +74,7 @@ def _names(items: list[dict[str, Any]]) -> list[str]:
 
 def _quoted(parts: list[str]) -> str:
     """``schema.name`` (the last two parts) quoted exactly as parsed, for ``to_regclass``/``to_regtype``."""
-    return ".".join('"' + p.replace('"', '""') + '"' for p in parts[-2:])
+    return ".".join(quoted(p) for p in parts[-2:])
 
 
 def written(tree: Any) -> Written:

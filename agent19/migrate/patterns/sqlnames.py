@@ -1,4 +1,21 @@
-"""Identifier quoting and version handling shared by the pattern generators (no database needed)."""
+"""The one module that writes identifiers and literals into SQL that agent19 generates.
+
+Every generator (lint fixes, plans from change lists, zero-downtime patterns, runbooks, rollbacks,
+backfills, catalog look-ups) quotes through these functions; a second quoting helper elsewhere is a
+bug waiting (DESIGN.md, "one source for each kind of knowledge").
+
+The rules are PostgreSQL's own ``quote_ident()``/``quote_literal()`` (src/backend/utils/adt/ruleutils.c,
+``quote_identifier``): a name stays bare only when it is lower-case ASCII letters, digits and
+underscores, does not start with a digit, and is not a keyword other than an unreserved one
+(pglast ships the server's keyword lists). Everything else — upper case, spaces, a double quote,
+unicode, ``user``, ``order``, ``values`` — is double-quoted with ``"`` doubled. Written by hand
+rather than with ``psycopg.sql.Identifier`` because that always quotes (generated SQL is read by
+people) and needs a connection to render.
+
+Names are raw, as stored in the catalog (``Order`` is the mixed-case name, not ``order``).
+``qname`` takes ``schema.table`` and splits at the last dot; use :func:`qualified` with the parts
+when a name itself may contain a dot.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +25,74 @@ from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME
 
 from agent19.errors import InputError
 
-_SIMPLE = re.compile(r"^[a-z_][a-z0-9_$]*$")
-_KEYWORDS = set(RESERVED_KEYWORDS) | set(TYPE_FUNC_NAME_KEYWORDS) | set(COL_NAME_KEYWORDS)
+_SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
+_KEYWORDS = frozenset(RESERVED_KEYWORDS) | frozenset(TYPE_FUNC_NAME_KEYWORDS) | frozenset(COL_NAME_KEYWORDS)
+NAMEDATALEN = 64
+"""PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes."""
 DEFAULT_PG_VERSION = 11
 """The oldest version agent19 supports: the default when none is given (DESIGN.md)."""
 
 
+def _check(name: str, what: str = "identifier") -> str:
+    if not isinstance(name, str) or not name:
+        raise InputError(f"an empty {what} cannot be written into SQL", "give the object's name")
+    if "\x00" in name:
+        raise InputError(f"{what} {name!r} contains a NUL byte, which PostgreSQL does not accept",
+                         "remove the NUL character")
+    return name
+
+
+def needs_quotes(name: str) -> bool:
+    """Whether PostgreSQL reads ``name`` differently (or not at all) unless it is double-quoted."""
+    return not _SIMPLE.fullmatch(name) or name in _KEYWORDS
+
+
 def ident(name: str) -> str:
-    """Quote one identifier when PostgreSQL needs it to (upper case, spaces, keywords)."""
-    if _SIMPLE.match(name) and name not in _KEYWORDS:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+    """One identifier, double-quoted when PostgreSQL needs it (as ``quote_ident()`` does)."""
+    _check(name)
+    return '"' + name.replace('"', '""') + '"' if needs_quotes(name) else name
+
+
+def quoted(name: str) -> str:
+    """One identifier, always double-quoted (for text read back exactly, e.g. ``to_regclass`` arguments)."""
+    return '"' + _check(name).replace('"', '""') + '"'
 
 
 def split_name(name: str) -> tuple[str | None, str]:
+    """``schema.table`` → ``("schema", "table")``; ``table`` → ``(None, "table")`` (split at the last dot)."""
     schema, _, rel = name.rpartition(".")
     return (schema or None), rel
 
 
+def qualified(*parts: str | None) -> str:
+    """Parts of a name (``None`` parts skipped) quoted and joined with dots: ``qualified(schema, table)``."""
+    return ".".join(ident(p) for p in parts if p is not None)
+
+
 def qname(name: str) -> str:
     """``schema.table`` or ``table``, each part quoted as needed."""
-    schema, rel = split_name(name)
-    return f"{ident(schema)}.{ident(rel)}" if schema else ident(rel)
+    schema, rel = split_name(_check(name, "name"))
+    return qualified(schema, rel)
+
+
+def qname_exact(name: str) -> str:
+    """``schema.table`` with every part always double-quoted (text ``to_regclass`` reads back exactly)."""
+    schema, rel = split_name(_check(name, "name"))
+    return ".".join(quoted(p) for p in (schema, rel) if p is not None)
 
 
 def literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A string literal, as ``quote_literal()`` writes it: ``'it''s'``; ``E'a\\\\b'`` when it holds a backslash.
+
+    The ``E''`` form reads the same whatever ``standard_conforming_strings`` is set to.
+    """
+    if "\x00" in text:
+        raise InputError(f"text {text[:40]!r} contains a NUL byte, which PostgreSQL does not accept",
+                         "remove the NUL character")
+    body = text.replace("'", "''")
+    if "\\" in body:
+        return "E'" + body.replace("\\", "\\\\") + "'"
+    return "'" + body + "'"
 
 
 def regclass(name: str) -> str:
@@ -58,8 +117,19 @@ def major(pg_version: int | None) -> int:
     return pg_version
 
 
-def short(name: str, suffix: str, limit: int = 63) -> str:
-    """``name`` + ``suffix``, trimmed so the result fits PostgreSQL's 63-byte identifier limit."""
+def short(name: str, suffix: str = "", limit: int = NAMEDATALEN - 1) -> str:
+    """``name`` + ``suffix``, trimmed so the result fits PostgreSQL's 63-byte identifier limit.
+
+    Trimmed on a character boundary (a multi-byte character is never cut in half), so the name
+    PostgreSQL stores is exactly the one the generated SQL refers to afterwards.
+    """
     room = limit - len(suffix.encode())
     base = name.encode()[:room].decode(errors="ignore")
     return base + suffix
+
+
+def conf_value(text: str) -> str:
+    """A string value for postgresql.conf / ``postgresql.auto.conf`` (no ``E''`` there: backslash escapes)."""
+    if "\n" in text or "\x00" in text:
+        raise InputError(f"setting value {text[:40]!r} spans lines", "give a value on one line")
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -13,7 +13,6 @@ about blocking skip such tables (:meth:`StatementContext.is_new`).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +22,8 @@ from agent19.db.models import SchemaSnapshot, Table
 from agent19.migrate.files import Migration
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
+from agent19.migrate.patterns import sqlnames
+from agent19.migrate.patterns.sqlnames import ident
 from agent19.sqltree import walk
 
 Severity = Literal["error", "warning", "info"]
@@ -184,14 +185,6 @@ def short(table: str | None) -> str:
     return ".".join(ident(p) for p in ([schema] if schema and schema != "public" else []) + [name])
 
 
-_BARE = re.compile(r"^[a-z_][a-z0-9_$]*$")
-
-
-def ident(name: str) -> str:
-    """Quote an identifier when PostgreSQL needs it quoted."""
-    return name if _BARE.match(name) else '"' + name.replace('"', '""') + '"'
-
-
 def type_name(type_node: dict[str, Any]) -> str:
     """``TypeName`` → its last name part, e.g. ``int4``, ``serial``, ``json``."""
     names = type_node.get("names", [])
@@ -204,7 +197,7 @@ def column_constraints(coldef: dict[str, Any]) -> list[dict[str, Any]]:
 
 def index_name_for(table: str | None, columns: list[str], suffix: str = "idx") -> str:
     base = (table or "t").rpartition(".")[2]
-    return ident(f"{base}_{'_'.join(columns)}_{suffix}"[:63])
+    return ident(sqlnames.short(f"{base}_{'_'.join(columns)}", f"_{suffix}"))
 
 
 def typed_tree(sql: str) -> Any:
