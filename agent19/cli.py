@@ -251,7 +251,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         result = spec.run(ctx, args)
     finally:
         progress.end()
-        ctx.db.close()
+        if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
+            ctx.db.close()
     print(spec.render(result, ns.format))
     return spec.exit_code(result) if spec.exit_code else 0
 

@@ -59,16 +59,18 @@ class ToolContext:
         For tools that work without a database and only get better with one: they never start the
         embedded server for it.
         """
-        from agent19.db.catalog import snapshot
-
         if self.settings.dsn_value() is None:
             return None
+        from agent19.db.catalog import snapshot
+
         with self.db.read() as conn:
             return snapshot(conn)
 
     def live_catalog_or_why(self) -> tuple[SchemaSnapshot | None, str | None]:
         """:meth:`live_catalog`, or ``(None, why)`` when the configured database cannot be used (down,
         refused, no privilege): for tools that still work on the SQL alone and must say so, not fail."""
+        if self.settings.dsn_value() is None:
+            return None, None  # no database configured: nothing to load (the driver neither)
         import psycopg
 
         from agent19.errors import DatabaseUnavailable
