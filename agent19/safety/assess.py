@@ -21,7 +21,6 @@ from agent19.safety import measure as measuring
 from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
 from agent19.safety.facts import load_facts, quote_written
 from agent19.safety.impact import DatabaseIdentity, Impact, TargetImpact, backup_status, measure
-from agent19.safety.run import run_write
 
 Progress = Callable[[float, float | None, str | None], None]
 
@@ -65,9 +64,7 @@ def measure_trial(db: Database, st: Statement, settings: Settings
     """Run ``st`` in a transaction that is always rolled back and measure what it touched."""
     gate.admit(db, st.sql, gate.Purpose.TRIAL)
     with db.rolled_back() as conn:
-        start = measuring.before(conn)
-        run_write(conn, st.sql, st, 1, "rolled back (measured)")
-        m = measuring.after(conn, start, st.node)
+        _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")
     return m, measuring.verdict(m, settings)
 
 

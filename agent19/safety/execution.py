@@ -134,9 +134,7 @@ def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
 def _statement(conn: Any, a: Assessment, max_rows: int) -> QueryResult:
     if a.measured is None:
         return run_write(conn, a.st.sql, a.st, max_rows, "committed")
-    start = measuring.before(conn)
-    result = run_write(conn, a.st.sql, a.st, max_rows, "committed")
-    now = measuring.after(conn, start, a.st.node)
+    result, now = measuring.run_measured(conn, a.st, max_rows, "committed")
     if now.figures() != a.measured.figures():
         seen = ", ".join(f"{t.table}: {t.deleted} deleted, {t.updated} updated" for t in now.touches) or "no rows"
         raise Changed(f"measured again under the lock, the statement touches other rows than in step 1 ({seen})")

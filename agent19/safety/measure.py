@@ -26,6 +26,8 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.config import Settings
+from agent19.migrate.parse import Statement
+from agent19.safety.run import QueryResult, run_write
 
 Q_WRITES = """
 SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
@@ -147,3 +149,30 @@ def _verb(t: Touch) -> str:
     if t.deleted and t.updated:
         return f"deleted {t.deleted} and updated {t.updated}, touching"
     return "deleted" if t.deleted else "updated"
+
+
+def run_measured(conn: Any, st: Statement, max_rows: int, status: str) -> tuple[QueryResult, Measurement]:
+    """Run the write ``st`` on ``conn`` (inside the caller's transaction) and measure what it touched."""
+    start = before(conn)
+    result = run_write(conn, st.sql, st, max_rows, status)
+    return result, after(conn, start, st.node)
+
+
+class OverThreshold(Exception):
+    """A write touched more than the thresholds allow; its savepoint was rolled back."""
+
+    def __init__(self, m: Measurement, reasons: list[tuple[str | None, str]]) -> None:
+        super().__init__("; ".join(r for _, r in reasons))
+        self.m, self.reasons = m, reasons
+
+
+def keep_within_thresholds(conn: Any, st: Statement, max_rows: int, settings: Settings) -> QueryResult:
+    """Run ``st`` in a savepoint and commit it only under the thresholds; above them nothing is kept and
+    :class:`OverThreshold` carries the measurement for the confirmation challenge."""
+    with conn.transaction():
+        with conn.transaction():  # the savepoint
+            result, m = run_measured(conn, st, max_rows, "committed")
+            reasons = verdict(m, settings)
+            if reasons:
+                raise OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
+    return result

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
@@ -117,8 +115,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
             result = run_write(conn, args.sql, st, args.max_rows, "committed (outside a transaction block)")
         else:
             try:
-                result = _measured(conn, ctx, st, args.max_rows)
-            except _OverThreshold as over:
+                result = measuring.keep_within_thresholds(conn, st, args.max_rows, ctx.settings)
+            except measuring.OverThreshold as over:
                 return _ran(ctx, tested, _through_protocol(ctx, protocol, args,
                                                            protocol.challenge_measured(st, over.m, over.reasons)))
     finally:
@@ -130,24 +128,6 @@ def _ran(ctx: ToolContext, tested: policy.ledger.Verdict | None, result: SqlResu
     """require_dry_run: a committed step lets the migration's next change run on the schema it left."""
     if tested is not None and result.executed:
         policy.ran(ctx.settings, ctx.db, tested)
-    return result
-
-
-class _OverThreshold(Exception):
-    def __init__(self, m: measuring.Measurement, reasons: list[tuple[str | None, str]]) -> None:
-        self.m, self.reasons = m, reasons
-
-
-def _measured(conn: Any, ctx: ToolContext, st: Statement, max_rows: int) -> QueryResult:
-    """Run ``st`` in a savepoint, measure what it touched, keep it only under the thresholds."""
-    with conn.transaction():
-        start = measuring.before(conn)
-        with conn.transaction():  # the savepoint
-            result = run_write(conn, st.sql, st, max_rows, "committed")
-            m = measuring.after(conn, start, st.node)
-            reasons = measuring.verdict(m, ctx.settings)
-            if reasons:
-                raise _OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
     return result
 
 
