@@ -29,12 +29,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
-from agent19.errors import DatabaseUnavailable, InputError, ModeError
+from agent19.errors import DatabaseUnavailable, InputError
+from agent19.etl import policies
 from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
 from agent19.etl.pipeline import Pipeline, build_model, database_at, error_reason, parse_lag, resolve_dsn
-from agent19.safety import dry_run_ledger as dry_runs
-from agent19.safety import policy
 from agent19.units import human_duration
 
 log = logging.getLogger(__name__)
@@ -229,15 +228,14 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
             if not dry_run:  # after the source query was admitted: a refusal names what the SQL tried
                 destination.require(AccessMode.EXECUTE, "loading rows into the destination (use dry_run to only "
                                                         "extract and validate)")
-                tested = require_policies(pipeline, destination)
+                tested = policies.require(pipeline, destination)
             else:
-                state = policy.server_state(destination)
+                state = policies.server_state(destination)
             result = _execute(run)
             if dry_run:
-                dry_runs.record(destination.settings, state, [_fingerprint(pipeline)])
-            elif tested.entry is not None:  # agent19's own state tables are DDL: the next run may run on them
-                dry_runs.append_rows(destination.settings.data_dir / dry_runs.LEDGER,
-                                     [{**tested.entry, "catalog": policy.server_state(destination).catalog}])
+                policies.record_dry_run(pipeline, destination, state)
+            else:
+                policies.ran(destination, tested)
             return result
         finally:
             run.close()
@@ -245,44 +243,6 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
         for db in (source, destination):  # pools opened for the pipeline's own DSNs (a server outlives the call)
             if db is not database:
                 db.close()
-
-
-OVERWRITES = {"upsert": "UpdateStmt", "merge": "MergeStmt", "replace": "DeleteStmt"}
-"""Strategies that change or remove destination rows, as the data change the execute policies judge."""
-
-
-def _fingerprint(pipeline: Pipeline) -> str:
-    """What a dry run of this pipeline is recorded as (the whole pipeline: another table, key or strategy is
-    another pipeline)."""
-    return "etl pipeline " + pipeline.model_dump_json()
-
-
-def require_policies(pipeline: Pipeline, destination: Database) -> dry_runs.Verdict:
-    """The execute-mode policies the operator opted into, as for run_sql and run_backfill, judged against the
-    destination: ``require_dry_run`` (this pipeline, as it is now, passed a dry run into this destination, on
-    the schema it has now, within the policy's age), ``require_verified_backup_hours`` (a strategy that
-    overwrites or removes rows needs a backup of the destination verified by a restore)."""
-    settings = destination.settings
-    d = pipeline.destination
-    target = policy.target_of(settings)
-    tested = dry_runs.Verdict(None)
-    if settings.require_dry_run:
-        tested = dry_runs.check(settings, policy.server_state(destination), _fingerprint(pipeline), target)
-    if tested.refusal:
-        why = tested.refusal.split("; run ")[0].removeprefix("policy require_dry_run: ")
-        raise ModeError(f"refused by policy require_dry_run (AGENT19_REQUIRE_DRY_RUN): pipeline {pipeline.name}: "
-                        f"{why}; nothing was loaded",
-                        "run it with --dry-run (dry_run=true over MCP) first, then run it again")
-    node = OVERWRITES.get(d.strategy)
-    if node is not None and policy.unbacked(settings, node):
-        hours = settings.require_verified_backup_hours or 0
-        raise ModeError(f"refused by policy require_verified_backup (AGENT19_REQUIRE_VERIFIED_BACKUP): strategy "
-                        f"{d.strategy} {'removes' if d.strategy == 'replace' else 'overwrites'} rows of {d.table}, "
-                        f"and no backup of {target} was verified by a restore in the last {hours:g} h; nothing "
-                        "was loaded",
-                        "verify one first: agent19 backup verify --dsn <destination> (verify_backup over MCP, with "
-                        "the same data directory), then run again; strategy append only inserts")
-    return tested
 
 
 def _minus(value: Any, lag: Any, column: str) -> Any:
