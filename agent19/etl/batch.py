@@ -66,6 +66,8 @@ class EtlResult(BaseModel):
     unchanged: int = 0
     rejected: int = Field(default=0, description="records that failed validation (in the dead-letter table)")
     resolved: int = Field(default=0, description="dead letters removed: their records passed and loaded this time")
+    replaced: int = Field(default=0, description="strategy replace: the destination's rows removed (all of them) "
+                          "in the transaction that loaded the new ones")
     batches: int = 0
     retries: int = 0
     elapsed_s: float = 0
@@ -290,13 +292,73 @@ def _step(run: _Run, loader: Loader, after: list[Any] | None, since: Any, high: 
     return len(rows), last, new_high, loader.load(good, dead, p.source.cursor, new_high, run.shape.columns, loaded)
 
 
+def _add(run: _Run, n: int, counts: BatchCounts, total: int, started: float) -> None:
+    r = run.result
+    r.batches += 1
+    r.extracted += n
+    r.inserted += counts.inserted
+    r.updated += counts.updated
+    r.unchanged += counts.unchanged
+    r.rejected += counts.rejected
+    r.resolved += counts.resolved
+    run.report(r.extracted, total, started)
+
+
+def _finish(run: _Run, started: float, high: list[Any] | None, stored: list[str] | None) -> EtlResult:
+    r = run.result
+    r.valid = r.extracted - r.rejected
+    r.elapsed_s = round(time.monotonic() - started, 3)
+    r.rows_per_s = round(r.extracted / r.elapsed_s, 1) if r.elapsed_s > 0 else 0
+    r.watermark = [str(v) for v in high] if high is not None else stored
+    if not run.dry_run:
+        r.dead_letter_table = f"{run.p.destination.state_schema}.dead_letter"
+    return r
+
+
+def _replace(run: _Run) -> EtlResult:
+    """Strategy replace: one destination transaction empties the table (ACCESS EXCLUSIVE, so readers wait and
+    then see the new rows, never an empty table) and loads the whole source; a failure leaves the old rows. A
+    transient error starts the whole load again."""
+    p, ex, attempt = run.p, run.extractor, 0
+    while True:
+        run.result = r = EtlResult(pipeline=p.name, dry_run=False, strategy="replace",
+                                   destination_table=p.destination.table, retries=attempt)
+        try:
+            loader = run.open_destination()
+            stored, before = run.stored(loader)
+            r.drift = _drift(before, run.shape.columns, loader.columns, run.model)
+            total, started = ex.remaining(run.shape, None, None), time.monotonic()
+            after: list[Any] | None = None
+            assert run.conn is not None
+            with run.conn.transaction():
+                r.replaced = loader.empty_for_replace()
+                while True:
+                    n, last, high, counts = _step(run, loader, after, None, after)
+                    if not n or last is None:
+                        break
+                    after = last
+                    _add(run, n, counts, total, started)
+                    if n < p.batch_size:
+                        break
+            return _finish(run, started, after, stored)
+        except Exception as exc:
+            if not _is_transient(exc) or attempt + 1 >= p.retry.attempts:
+                raise
+            attempt += 1
+            log.warning("pipeline %s: transient error (%s), whole replace again (%d)", p.name, exc, attempt)
+            run.close()
+            time.sleep(min(p.retry.backoff_s * 2 ** (attempt - 1), p.retry.max_backoff_s))
+
+
 def _execute(run: _Run) -> EtlResult:
     p, r, ex = run.p, run.result, run.extractor
+    if p.destination.strategy == "replace" and not run.dry_run:
+        return _replace(run)
     loader = run.open_destination()
     stored, before = run.stored(loader)
     r.drift = _drift(before, run.shape.columns, loader.columns, run.model)
     lag = parse_lag(p.source.lag)
-    after: list[Any] | None = ex.typed(run.shape, stored) if stored else None
+    after: list[Any] | None = ex.typed(run.shape, stored) if stored and p.destination.strategy != "replace" else None
     high = after
     since = None
     if after is not None and lag:
@@ -332,20 +394,7 @@ def _execute(run: _Run) -> EtlResult:
             continue
         attempt = 0
         after, since, high = last, None, new_high
-        r.batches += 1
-        r.extracted += n
-        r.inserted += counts.inserted
-        r.updated += counts.updated
-        r.unchanged += counts.unchanged
-        r.rejected += counts.rejected
-        r.resolved += counts.resolved
-        run.report(r.extracted, total, started)
+        _add(run, n, counts, total, started)
         if n < p.batch_size:
             break
-    r.valid = r.extracted - r.rejected
-    r.elapsed_s = round(time.monotonic() - started, 3)
-    r.rows_per_s = round(r.extracted / r.elapsed_s, 1) if r.elapsed_s > 0 else 0
-    r.watermark = [str(v) for v in high] if high is not None else stored
-    if not run.dry_run:
-        r.dead_letter_table = f"{p.destination.state_schema}.dead_letter"
-    return r
+    return _finish(run, started, high, stored)

@@ -117,7 +117,12 @@ class Loader:
         if missing:
             raise InputError(f"the destination {self.table_name} has no column(s) {sorted(set(missing))}",
                              "add them to the table, or leave them out of [transform]")
-        if self.strategy == "upsert":
+        if self.strategy == "merge":
+            version = self.conn.execute("SELECT current_setting('server_version_num')::int AS v").fetchone()
+            if version and version["v"] < 150000:
+                raise InputError(f"strategy merge needs PostgreSQL 15 or later; the destination runs "
+                                 f"{version['v'] // 10000}", "use strategy = \"upsert\" (the same result)")
+        if self.strategy in ("upsert", "merge"):
             uniques = [sorted(r["cols"]) for r in self.conn.execute(Q_UNIQUE, (self.table.as_string(self.conn),))]
             if sorted(self.key) not in uniques:
                 raise InputError(f"upsert into {self.table_name} needs a unique index or primary key on exactly "
@@ -189,7 +194,22 @@ class Loader:
     def _merge(self, staged: int) -> BatchCounts:
         if not staged:
             return BatchCounts()
-        return self._upsert(staged) if self.strategy == "upsert" else self._append(staged)
+        if self.strategy == "upsert":
+            return self._upsert(staged)
+        if self.strategy == "merge":
+            return self._merge_into(staged)
+        counts = self._append(staged)
+        if self.strategy == "replace":  # one transaction for every batch: ON COMMIT DELETE ROWS comes only at the end
+            self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGE)))
+        return counts
+
+    def empty_for_replace(self) -> int:
+        """Strategy replace, first thing in the run's one transaction: ACCESS EXCLUSIVE on the destination (readers
+        wait for the commit and then see the new rows: never an empty table), its rows counted, then TRUNCATE."""
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self.table))
+        row = self.conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(self.table)).fetchone()
+        self.conn.execute(sql.SQL("TRUNCATE {}").format(self.table))
+        return int(row["n"]) if row else 0
 
     def _dead(self, dead: list[tuple[Any, str, Any]]) -> None:
         self.has_dead_letters = self.has_dead_letters or bool(dead)
@@ -284,6 +304,38 @@ class Loader:
             "WHERE {match}) RETURNING 1) "
             "SELECT (SELECT count(*) FROM i) AS inserted, (SELECT count(*) FROM u) AS updated").format(
             keys=keys, cols=cols, stage=ident(STAGE), seq=ident(SEQ), update=update, table=self.table, match=match)
+
+    def _merge_into(self, staged: int) -> BatchCounts:
+        """Strategy merge (15+): one MERGE that updates the rows that changed and inserts new keys. MERGE on 15
+        and 16 cannot say which rows it inserted: the new keys are counted first, in the same transaction."""
+        ident = sql.Identifier
+        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
+        keys = sql.SQL(", ").join(ident(c) for c in self.key)
+        match = sql.SQL(" AND ").join(sql.SQL("d.{c} = s.{c}").format(c=ident(c)) for c in self.key)
+        source = sql.SQL("(SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC) s").format(
+            keys=keys, cols=cols, stage=ident(STAGE), seq=ident(SEQ))
+        changes = self._changes("s")
+        matched = (sql.SQL("WHEN MATCHED AND {} THEN UPDATE SET {} ").format(changes[1], changes[0]) if changes
+                   else sql.SQL(""))
+        values = sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in self.columns)
+        new = self.conn.execute(sql.SQL("SELECT count(*) AS n FROM (SELECT DISTINCT {keys} FROM {stage}) s WHERE NOT "
+                                        "EXISTS (SELECT FROM {table} d WHERE {match})").format(
+            keys=keys, stage=ident(STAGE), table=self.table, match=match)).fetchone()
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+                cur = self.conn.execute(sql.SQL(
+                    "MERGE INTO {table} d USING {source} ON {match} {matched}"
+                    "WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})").format(
+                    table=self.table, source=source, match=match, matched=matched, cols=cols, values=values))
+        except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
+            row = self.conn.execute(self._on_conflict()).fetchone()
+            assert row is not None
+            inserted, updated = int(row["inserted"]), int(row["updated"])
+            return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
+        inserted = int(new["n"]) if new else 0
+        updated = max(cur.rowcount - inserted, 0)
+        return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
 
     def _append(self, staged: int) -> BatchCounts:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)

@@ -68,7 +68,11 @@ class Destination(BaseModel):
     table: str = Field(description="schema.table to load into (it must exist)")
     key: list[str] = Field(default=[], description="key columns (a unique index or primary key must cover "
                            "exactly them); required for upsert")
-    strategy: Literal["upsert", "append"] = "upsert"
+    strategy: Literal["upsert", "append", "replace", "merge"] = Field(
+        default="upsert", description="upsert (by key: insert new rows, update changed ones), append (insert "
+        "only), merge (as upsert, with MERGE: PostgreSQL 15+), replace (each run empties the table and loads the "
+        "whole source in one transaction: the destination's rows that are not in the source are LOST; never the "
+        "default, name it yourself)")
     state_schema: str = Field(default="agent19_etl", description="schema of the watermark and dead-letter "
                               "tables, created in the destination when missing")
 
@@ -119,12 +123,15 @@ class Pipeline(BaseModel):
 
     def check(self) -> None:
         d = self.destination
-        if d.strategy == "upsert" and not d.key:
-            raise InputError("strategy upsert needs destination.key (the columns of its unique index)",
+        if d.strategy in ("upsert", "merge") and not d.key:
+            raise InputError(f"strategy {d.strategy} needs destination.key (the columns of its unique index)",
                              "add key = [\"id\"] under [destination], or use strategy = \"append\"")
         if d.strategy == "append" and self.source.lag:
             raise InputError("a lag window re-reads rows, which append would load twice",
                              "use strategy = \"upsert\" with a key, or remove lag")
+        if d.strategy == "replace" and self.source.lag:
+            raise InputError("strategy replace reloads the whole source on every run: a lag window means nothing "
+                             "there", "remove lag")
         parse_lag(self.source.lag)
 
 

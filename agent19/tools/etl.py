@@ -34,6 +34,9 @@ def render_etl(r: EtlResult) -> str:
         lines.append(f"  inserted {r.inserted:,}, updated {r.updated:,}, unchanged {r.unchanged:,}, "
                      f"rejected {r.rejected:,}" + (f" → {r.dead_letter_table}" if r.rejected else "")
                      + (f"; {r.resolved:,} earlier dead letter(s) resolved" if r.resolved else ""))
+        if r.strategy == "replace":
+            lines.append(f"  replaced: the {r.replaced:,} rows the destination held were removed in the same "
+                         "transaction")
     if r.retries:
         lines.append(f"  {r.retries} transient error(s) retried")
     lines.append(f"  watermark: {r.resumed_from or 'none (first run)'} → {r.watermark or 'none'}")
@@ -70,8 +73,12 @@ def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
     the cursor columns (never OFFSET), re-reading a lag window for late commits; validate each record with
     the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then UPDATE
-    the rows that changed and INSERT new keys; ON CONFLICT if another session inserts a key meanwhile) or
-    append. Each batch commits with the watermark in the destination, so a run killed at any moment resumes
+    the rows that changed and INSERT new keys; ON CONFLICT if another session inserts a key meanwhile),
+    merge (the same with MERGE, PostgreSQL 15+), append, or replace (only when the pipeline names it: each
+    run empties the destination table and loads the whole source in one transaction, so readers see the old
+    rows or the new ones, never an empty table, and rows missing from the source are lost; refused in an
+    inline pipeline over MCP). Each batch commits with the watermark in the destination, so a run killed at
+    any moment resumes
     exactly once. Invalid records go to the dead-letter table with their reason and source key. Transient
     errors are retried with backoff. Reports inserted / updated / unchanged / rejected counts, rows per
     second, and source schema drift since the last run.
@@ -86,4 +93,10 @@ def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     if args.pipeline_toml is not None:  # written by the caller itself: over MCP, the model
         require_env_dsn(ctx, pipeline.source.dsn, "source.dsn")
         require_env_dsn(ctx, pipeline.destination.dsn, "destination.dsn")
+        if ctx.path_policy is not None and pipeline.destination.strategy == "replace" and not args.dry_run:
+            raise InputError("refused over MCP: an inline pipeline with strategy replace; replace removes every row "
+                             f"of {pipeline.destination.table} on each run, and a model must not choose that "
+                             "(nothing was read or written)",
+                             "a person writes strategy = \"replace\" in a pipeline file and passes its path; or use "
+                             "upsert or merge, which keep the rows the source does not have")
     return run_pipeline(pipeline, ctx.db, dry_run=args.dry_run, progress=ctx.progress)
