@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 import agent19
 from agent19.errors import InputError
 from agent19.migrate.backfill import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
-from agent19.migrate.patterns.sqlnames import ident, literal, qname, short
+from agent19.migrate.patterns.sqlnames import ident, literal, parse_name, qualified, short
 
 CHECKPOINT_DDL = f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
     name text PRIMARY KEY, table_name text NOT NULL, set_sql text NOT NULL, where_sql text,
@@ -45,7 +45,7 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
         raise InputError("the procedure form walks a single-column key", "use agent19 backfill for composite keys")
     name = spec.checkpoint_name()
     proc = short("agent19_backfill_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower()), "")
-    t, k = qname(spec.table), ident(key)
+    t, k = qualified(*parse_name(spec.table)), ident(key)  # spec.table is SQL text, as to_regclass reads it
     where = f" AND ({spec.where})" if spec.where else ""
 
     def batch(cond: str) -> str:

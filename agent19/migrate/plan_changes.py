@@ -6,17 +6,26 @@ added, renames done, and drops come last. Within a step, the given order is kept
 
 The SQL generated is the safe form for a table that exists and is in use (CONCURRENTLY, NOT VALID +
 VALIDATE, NOT NULL through a validated CHECK, batched data migration); for a table created by the
-same change list the plain form is used. A foreign key also gets an index on its referencing columns
-(CONCURRENTLY, outside the transaction, on an existing table) unless the catalog or the change list
-already has one that leads with them.
+same change list the plain form is used. The safe forms come from the zero-downtime patterns
+(:mod:`agent19.migrate.patterns`) and the keyset backfill (:mod:`agent19.migrate.backfill_scripts`),
+so a change list, a lint fix and a runbook write the same SQL. A NOT NULL asked for on an existing
+table (``add_column`` without a default, ``modify_column`` with ``nullable: false``) is made after
+the data migrations (step ``add_not_null``), so a backfill in the same change list runs first.
+
+A foreign key also gets an index on its referencing columns (CONCURRENTLY, outside the transaction,
+on an existing table) unless the catalog or the change list already has one that leads with them.
 """
 
 from __future__ import annotations
 
+import shlex
 from graphlib import CycleError, TopologicalSorter
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
+from agent19.migrate.backfill import BackfillSpec
+from agent19.migrate.backfill_scripts import procedure_parts
+from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.migrate.plan_model import Change, ColumnSpec
 
@@ -75,9 +84,9 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             assert c is not None
             if new or c.nullable or c.default is not None:
                 return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c)}"]
-            # NOT NULL without a default would fail on a populated table: add nullable, constrain later
-            return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c.model_copy(update={'nullable': True}))}",
-                    *_not_null(t, change.table, c.name, pg_major)]
+            # NOT NULL without a default would fail on a populated table: add it nullable; the NOT NULL
+            # follows as an add_not_null change (see _deferred_not_null), after any data migration
+            return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c.model_copy(update={'nullable': True}))}"]
         case "modify_column":
             _need(change, "column.name", c)
             assert c is not None
@@ -86,10 +95,10 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
                 out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} TYPE {change.new_type}")
             if c.default is not None:
                 out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET DEFAULT {c.default}")
-            if not c.nullable:
-                out += _not_null(t, change.table, c.name, pg_major) if not new else [
-                    f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL"]
-            _need(change, "new_type, default or nullable=false", out)
+            if not c.nullable and new:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL")
+            # on an existing table the NOT NULL is a deferred add_not_null change (see _deferred_not_null)
+            _need(change, "new_type, default or nullable=false", out or not c.nullable)
             return out
         case "drop_column":
             _need(change, "column.name", c)
@@ -128,27 +137,54 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             assert c is not None
             if new:
                 return [f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL"]
-            return _not_null(t, change.table, c.name, pg_major)
+            return [step.sql for phase in not_null_phases(change.table, c.name, pg_major) for step in phase.operations]
         case "data_migration":
             _need(change, "set", change.set)
-            if not change.where:
-                return [f"UPDATE {t} SET {change.set}"]
-            # a batched backfill: one batch per transaction (procedures may COMMIT, PostgreSQL 11+)
-            return [
-                "DO $agent19$\nDECLARE n bigint;\nBEGIN\n  LOOP\n"
-                f"    UPDATE {t} SET {change.set}\n     WHERE ctid = ANY (ARRAY(SELECT ctid FROM {t} "
-                f"WHERE {change.where} LIMIT {change.batch_size}));\n"
-                "    GET DIAGNOSTICS n = ROW_COUNT;\n    EXIT WHEN n = 0;\n    COMMIT;\n  END LOOP;\nEND\n$agent19$"
-            ]
+            return _data_migration(change, t, new, changes or [], catalog)
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
 
 
-def _not_null(t: str, table: str, column: str, pg_major: int) -> list[str]:
-    name = ident(f"{_base(table)}_{column}_not_null"[:63])
-    out = [f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({ident(column)} IS NOT NULL) NOT VALID",
-           f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
-    if pg_major >= 12:
-        out += [f"ALTER TABLE {t} ALTER COLUMN {ident(column)} SET NOT NULL", f"ALTER TABLE {t} DROP CONSTRAINT {name}"]
+def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> tuple[str, str] | None:
+    """(column, type) of the table's single-column primary key: from the catalog or a create_table change."""
+    table = catalog.table(change.table) if catalog else None
+    if table is not None:
+        pk = next((c for c in table.constraints if c.type == "primary_key"), None)
+        col = table.column(pk.columns[0]) if pk and len(pk.columns) == 1 else None
+        return (col.name, col.type) if col else None
+    keys = [(col.name, col.type) for c in changes if c.type == "create_table" and c.table == change.table
+            for col in c.columns if col.primary_key]
+    return keys[0] if len(keys) == 1 else None
+
+
+def _data_migration(change: Change, t: str, new: bool, changes: list[Change],
+                    catalog: SchemaSnapshot | None) -> list[str]:
+    """A keyset-batched backfill (the procedure agent19 backfill also resumes), or one UPDATE where that is safe."""
+    where = f" WHERE {change.where}" if change.where else ""
+    key = None if new else _key(change, changes, catalog)
+    if key is None:
+        plain = f"UPDATE {t} SET {change.set}{where}"
+        if new:
+            return [plain]
+        return [f"-- one UPDATE: the primary key of {change.table} is unknown here (no database, or not a single "
+                f"column), so it cannot be walked in batches. On a big table run instead:\n-- agent19 backfill "
+                f"{shlex.quote(t)} --set {shlex.quote(change.set or '')}"
+                + (f" --where {shlex.quote(change.where)}" if change.where else "") + " --mode execute\n" + plain]
+    spec = BackfillSpec(table=t, set=change.set or "", where=change.where, key=[key[0]],
+                        batch_size=change.batch_size, max_batch_size=max(change.batch_size, 50_000))
+    create, call = procedure_parts(spec, key[0], key[1])
+    return [create, call]
+
+
+def _deferred_not_null(changes: list[Change], new_tables: set[str]) -> list[Change]:
+    """The NOT NULL of add_column / modify_column on existing tables, as add_not_null changes (after backfills)."""
+    out = []
+    for c in changes:
+        col = c.column
+        if c.table in new_tables or col is None or col.nullable:
+            continue
+        if (c.type == "add_column" and col.default is None) or c.type == "modify_column":
+            out.append(Change(type="add_not_null", table=c.table, column=ColumnSpec(name=col.name, type=col.type),
+                              description=f"{c.description or c.type + ' ' + c.table}: NOT NULL"))
     return out
 
 
@@ -176,6 +212,7 @@ def order_changes(changes: list[Change]) -> list[Change]:
 def changes_to_sql(changes: list[Change], pg_major: int,
                    catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[list[str]]]:
     """The changes in execution order, and the statements of each."""
-    ordered = order_changes(changes)
     new_tables = {c.table for c in changes if c.type == "create_table"}
+    changes = [*changes, *_deferred_not_null(changes, new_tables)]
+    ordered = order_changes(changes)
     return ordered, [change_sql(c, new_tables, pg_major, changes, catalog) for c in ordered]

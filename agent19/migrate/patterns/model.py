@@ -19,11 +19,13 @@ Conventions:
 
 from __future__ import annotations
 
+import shlex
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from agent19.db.observe import LOCK_RANK, strongest_mode
+from agent19.migrate.patterns.sqlnames import qname
 
 PatternKind = Literal[
     "rename_column", "rename_table", "change_column_type", "set_not_null", "add_foreign_key", "add_check",
@@ -114,8 +116,9 @@ def phase_sql(p: Phase) -> list[str]:
     if p.backfill is not None:
         b = p.backfill
         where = f" --where {_shell(b.where)}" if b.where else ""
-        out.append(f"-- batched backfill: agent19 backfill {b.table} --set {_shell(b.set)}{where} --mode execute")
-        out.append(f"-- (each batch: UPDATE {b.table} SET {b.set} WHERE <key range>"
+        out.append(f"-- batched backfill: agent19 backfill {_shell(qname(b.table))} --set {_shell(b.set)}{where} "
+                   "--mode execute")
+        out.append(f"-- (each batch: UPDATE {qname(b.table)} SET {b.set} WHERE <key range>"
                    + (f" AND ({b.where})" if b.where else "") + ")")
         return out
     grouped = p.transactional and all(s.in_transaction for s in p.operations) and len(p.operations) > 1
@@ -132,8 +135,23 @@ def phase_sql(p: Phase) -> list[str]:
     return out
 
 
+def fix_script(phases: list[Phase]) -> str:
+    """Phases as a short runnable script for a lint fix or a runbook alternative.
+
+    Each phase is headed by a comment naming it and its lock; a phase of several statements is one
+    ``BEGIN … COMMIT``; phases are never merged into one transaction (that is the point of them).
+    """
+    out: list[str] = []
+    for i, p in enumerate(phases):
+        own = "" if i == 0 else ", in its own transaction"
+        out.append(f"-- {p.order}. {p.name} ({p.lock or 'no lock'}{own})")
+        out += [f"-- {n}" for n in p.notes]
+        out += phase_sql(p)
+    return "\n".join(out)
+
+
 def _shell(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+    return shlex.quote(text)
 
 
 def weaker_or_equal(observed: str | None, declared: str | None) -> bool:

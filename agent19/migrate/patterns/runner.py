@@ -22,6 +22,7 @@ from agent19.db.observe import LOCK_RANK, observe, strongest_mode
 from agent19.errors import Agent19Error
 from agent19.migrate.backfill import CHECKPOINT_TABLE, BackfillResult, BackfillSpec, Progress, run_backfill
 from agent19.migrate.patterns.model import Pattern, Phase, weaker_or_equal
+from agent19.migrate.patterns.sqlnames import qname
 
 RETRYABLE = {"55P03", "40P01"}
 _WATCHED_KINDS = {"r", "p", "m"}
@@ -130,7 +131,7 @@ def _attempt(conn: psycopg.Connection[Any], phase: Phase, dsn: str, progress: Pr
     if phase.backfill is not None:
         b = phase.backfill
         with LockWatcher(dsn, conn.info.backend_pid, {CHECKPOINT_TABLE}) as watch:
-            backfill = run_backfill(conn, BackfillSpec(table=b.table, set=b.set, where=b.where), progress)
+            backfill = run_backfill(conn, BackfillSpec(table=qname(b.table), set=b.set, where=b.where), progress)
         observed = strongest_mode(watch.modes)
     elif phase.transactional and all(s.in_transaction for s in phase.operations):
         with conn.transaction():

@@ -27,6 +27,7 @@ from agent19.errors import InputError
 
 _SIMPLE = re.compile(r"[a-z_][a-z0-9_]*")
 _KEYWORDS = frozenset(RESERVED_KEYWORDS) | frozenset(TYPE_FUNC_NAME_KEYWORDS) | frozenset(COL_NAME_KEYWORDS)
+_FOLD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 NAMEDATALEN = 64
 """PostgreSQL truncates identifiers to NAMEDATALEN - 1 = 63 bytes."""
 DEFAULT_PG_VERSION = 11
@@ -73,6 +74,47 @@ def qname(name: str) -> str:
     """``schema.table`` or ``table``, each part quoted as needed."""
     schema, rel = split_name(_check(name, "name"))
     return qualified(schema, rel)
+
+
+def parse_name(text: str) -> list[str]:
+    """A name as SQL text (``Orders``, ``s."Order Items"``) → its raw parts, as ``to_regclass`` reads it.
+
+    Unquoted parts are folded to lower case (ASCII, as PostgreSQL does), quoted parts keep their case
+    and ``""`` becomes ``"``. The inverse of :func:`qualified`.
+    """
+    parts: list[str] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i].isspace():
+            i += 1
+        if i < n and text[i] == '"':
+            j, buf = i + 1, []
+            while True:
+                k = text.find('"', j)
+                if k < 0:
+                    raise InputError(f"unterminated quoted name in {text!r}", 'close the double quote: "Name"')
+                buf.append(text[j:k])
+                if text.startswith('""', k):
+                    buf.append('"')
+                    j = k + 2
+                    continue
+                i = k + 1
+                break
+            part = "".join(buf)
+        else:
+            j = i
+            while i < n and text[i] not in '."' and not text[i].isspace():
+                i += 1
+            part = text[j:i].translate(_FOLD)
+        while i < n and text[i].isspace():
+            i += 1
+        _check(part, "name part")
+        parts.append(part)
+        if i >= n:
+            return parts
+        if text[i] != ".":
+            raise InputError(f"{text!r} is not a name or schema.name", 'quote names with spaces: s."My Table"')
+        i += 1
 
 
 def qname_exact(name: str) -> str:

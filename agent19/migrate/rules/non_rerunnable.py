@@ -2,34 +2,39 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
-from agent19.migrate.rules._base import Hit, Rule, StatementContext
+from pglast import ast
+from pglast.enums import AlterTableType
+
+from agent19.migrate.rules._base import Hit, Rule, StatementContext, deparse, typed_tree
 
 
-def _fix(sql: str, pattern: str, insert: str) -> str:
-    return re.sub(pattern, lambda m: m.group(0) + insert, sql, count=1, flags=re.IGNORECASE)
+def rerunnable(sql: str) -> str | None:
+    """The statement with IF [NOT] EXISTS added where it lacks it, deparsed from its syntax tree (None: nothing to add).
+
+    Built on the parse tree, never by editing the text: ``ADD CONSTRAINT c …, ADD COLUMN y`` gets its
+    ``IF NOT EXISTS`` on the column, where PostgreSQL reads it.
+    """
+    stmt = typed_tree(sql)
+    changed = False
+    if isinstance(stmt, ast.CreateStmt) and not stmt.if_not_exists:
+        stmt.if_not_exists = changed = True
+    elif isinstance(stmt, ast.IndexStmt) and not stmt.if_not_exists and stmt.idxname:
+        stmt.if_not_exists = changed = True
+    elif isinstance(stmt, ast.DropStmt) and not stmt.missing_ok:
+        stmt.missing_ok = changed = True
+    elif isinstance(stmt, ast.AlterTableStmt):
+        for cmd in stmt.cmds or ():
+            if cmd.subtype in (AlterTableType.AT_AddColumn, AlterTableType.AT_DropColumn) and not cmd.missing_ok:
+                cmd.missing_ok = changed = True
+    return deparse(stmt) if changed else None
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
-    f, sql = ctx.fields, ctx.sql
-    fix: str | None = None
-    if ctx.node == "CreateStmt" and not f.get("if_not_exists"):
-        fix = _fix(sql, r"^\s*CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?(?:TEMP(?:ORARY)?\s+|UNLOGGED\s+)?TABLE",
-                   " IF NOT EXISTS")
-    elif ctx.node == "IndexStmt" and not f.get("if_not_exists") and f.get("idxname"):
-        fix = _fix(sql, r"^\s*CREATE\s+(?:UNIQUE\s+)?INDEX(?:\s+CONCURRENTLY)?", " IF NOT EXISTS")
-    elif ctx.node == "DropStmt" and not f.get("missing_ok"):
-        fix = _fix(sql, r"^\s*DROP\s+(?:MATERIALIZED\s+VIEW|FOREIGN\s+TABLE|\w+)(?:\s+CONCURRENTLY)?", " IF EXISTS")
-    elif ctx.node == "AlterTableStmt":
-        for _, subtype, cmd in ctx.alter_cmds():
-            if subtype == "AT_AddColumn" and not cmd.get("missing_ok"):
-                fix = _fix(sql, r"\bADD\s+(?:COLUMN\s+)?", "COLUMN IF NOT EXISTS ").replace(
-                    "COLUMN COLUMN IF NOT EXISTS", "COLUMN IF NOT EXISTS")
-            elif subtype == "AT_DropColumn" and not cmd.get("missing_ok"):
-                fix = _fix(sql, r"\bDROP\s+(?:COLUMN\s+)?", "COLUMN IF EXISTS ").replace(
-                    "COLUMN COLUMN IF EXISTS", "COLUMN IF EXISTS")
+    if ctx.node not in ("CreateStmt", "IndexStmt", "DropStmt", "AlterTableStmt"):
+        return
+    fix = rerunnable(ctx.sql)
     if fix is not None:
         yield Hit("cannot be re-run: a second run (after a partial failure) fails because the object exists "
                   "or is gone", fix + ";")

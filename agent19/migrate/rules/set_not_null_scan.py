@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from agent19.migrate.patterns.constraints import not_null_phases
+from agent19.migrate.patterns.model import fix_script
 from agent19.migrate.rules._base import Hit, Rule, StatementContext, ident, norm, short
 
 
@@ -20,18 +22,9 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
 
 
 def not_null_fix(table: str, column: str, major: int) -> str:
-    t, c, name = short(table), ident(column), ident(f"{table.rpartition('.')[2]}_{column}_not_null")
-    if major < 12:
-        return (f"-- PostgreSQL {major} always scans for SET NOT NULL; keep a validated constraint instead:\n"
-                f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({c} IS NOT NULL) NOT VALID;\n"
-                f"ALTER TABLE {t} VALIDATE CONSTRAINT {name};  -- ShareUpdateExclusiveLock: reads and writes go on")
-    return "\n".join([
-        f"ALTER TABLE {t} ADD CONSTRAINT {name} CHECK ({c} IS NOT NULL) NOT VALID;",
-        "COMMIT;  -- each step in its own transaction",
-        f"ALTER TABLE {t} VALIDATE CONSTRAINT {name};  -- scans, but with a ShareUpdateExclusiveLock",
-        f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;  -- uses the validated CHECK: no scan",
-        f"ALTER TABLE {t} DROP CONSTRAINT {name};",
-    ])
+    """The set_not_null pattern's phases (CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the CHECK) as a fix."""
+    shown = table.removeprefix("public.")  # as the migration most likely wrote it (search_path)
+    return fix_script(not_null_phases(shown, column, major))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
