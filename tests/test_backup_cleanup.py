@@ -16,9 +16,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from agent19.migrate.scratch import list_scratch
-from tests.conftest import run_sql
+from tests.conftest import owner_login, run_sql
 
 
 @pytest.fixture
@@ -67,6 +68,11 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigkill_mid_logical_verify_then_rerun_leaves_nothing(pg, big, public_tmp):
+    # a scratch-database restore runs as the login: the application's role (a superuser's is refused)
+    app = owner_login(big, "cleanup")
+    role = conninfo_to_dict(app)["user"]
+    run_sql(big, f"ALTER TABLE big OWNER TO {role}; ALTER ROLE {role} CREATEDB")
+    big = app
     proc = _start(big, "--mode", "dry-run", "--restore-into", "scratch", "--work-dir", str(public_tmp))
     _wait_for(lambda: list_scratch(pg.dsn), proc)
     proc.send_signal(signal.SIGKILL)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.config import Settings
 from agent19.db.binaries import pg_binary
@@ -19,7 +19,7 @@ from agent19.db.throwaway import ThrowawayServer, system_versions
 from agent19.errors import InputError
 from agent19.migrate.scratch import list_scratch
 from agent19.ops.backup_logical import verify_logical
-from tests.conftest import need, run_sql
+from tests.conftest import need, owner_login, run_sql
 
 SHOP = r"""
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -59,8 +59,12 @@ def _db(dsn: str, mode: str = "dry-run") -> Database:
 
 @pytest.fixture
 def shop(dsn: str) -> str:
-    run_sql(dsn, SHOP)
-    return dsn
+    """The shop, owned by an application role (no superuser, CREATEDB): as an application connects, and the
+    login a scratch-database restore accepts (a superuser's would run the dump's functions as one)."""
+    owner = owner_login(dsn, "shop")
+    run_sql(dsn, f"ALTER ROLE {conninfo_to_dict(owner)['user']} CREATEDB")
+    run_sql(owner, SHOP)
+    return owner
 
 
 def test_round_trip_through_a_scratch_database_is_verified_equal(shop, pg):
@@ -141,14 +145,14 @@ def test_a_dump_whose_restore_fails_is_not_verified(shop, pg, tmp_path):
 
 def test_a_plain_sql_dump_is_restored_with_psql(shop, pg, tmp_path):
     dump = tmp_path / "plain.sql"
-    subprocess.run([_bin(pg, "pg_dump"), "-f", dump, "--no-owner", "-d", shop], check=True)
+    subprocess.run([_bin(pg, "pg_dump"), "-f", dump, "-d", shop], check=True)
     result = verify_logical(_db(shop), from_file=str(dump), restore_into="cluster")
     assert result.verified, result.summary
 
 
-def test_as_an_application_role_with_a_password(pg, shop):
+def test_as_an_application_role_with_a_password(pg, shop, dsn):
     """A non-superuser owner with CREATEDB; its password travels in PGPASSWORD, never in argv or output."""
-    with psycopg.connect(shop, autocommit=True) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS backup_app")
         conn.execute("CREATE ROLE backup_app LOGIN CREATEDB PASSWORD 's3cret-pw'")
         conn.execute("GRANT ALL ON SCHEMA public, archive TO backup_app")
@@ -162,7 +166,7 @@ def test_as_an_application_role_with_a_password(pg, shop):
     finally:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute("REASSIGN OWNED BY backup_app TO postgres")
-        with psycopg.connect(shop, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DROP OWNED BY backup_app")
             conn.execute("DROP ROLE backup_app")
 

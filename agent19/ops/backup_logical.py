@@ -8,12 +8,15 @@ The restored copy is then compared with what the dump saw, not with whatever the
 Where it restores (``restore_into``):
 
 * ``scratch`` — a scratch database on the target's server (:mod:`agent19.migrate.scratch`: dropped
-  in ``finally``, on SIGTERM, and by the next run after a SIGKILL); needs mode ``dry-run`` and the
-  CREATEDB privilege;
+  in ``finally``, on SIGTERM, and by the next run after a SIGKILL); needs mode ``dry-run``, the
+  CREATEDB privilege and a login that is no superuser (see below);
 * ``cluster`` — a throwaway cluster (``initdb``) in the local work directory, on a private socket;
   needs the server binaries of the target's major version here; works in ``read-only`` mode;
-* ``auto`` — ``scratch`` when the mode allows it and the target's disk (when agent19 can see it)
-  would keep at least 10% and 1 GB free after the copy; ``cluster`` otherwise.
+* ``auto`` — ``scratch`` when the mode and the login allow it and the target's disk (when agent19
+  can see it) would keep at least 10% and 1 GB free after the copy; ``cluster`` otherwise.
+
+The dump's SQL never runs as a superuser (its CHECK constraints, defaults, index expressions and
+triggers call functions whoever owned them wrote): :mod:`agent19.ops.backup_restorer`.
 
 Only reads reach the target (the dump and the checksums); ``statement_timeout`` is lifted for
 agent19's own read sessions (a checksum reads whole tables); ``lock_timeout`` is passed to pg_dump
@@ -22,18 +25,13 @@ as ``--lock-wait-timeout``.
 
 from __future__ import annotations
 
-import re
-import secrets
-import subprocess
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode
@@ -44,11 +42,13 @@ from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.scratch import drop_leftovers, scratch_database
 from agent19.ops import backup_compare as cmp
+from agent19.ops import backup_restorer as restorer
+from agent19.ops.backup_dump import Dump, restore_errors
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
+from agent19.ops.backup_plain import restore_plain
 from agent19.ops.backup_space import dir_bytes, require_free, server_free_bytes
 from agent19.ops.backup_summary import finish
 from agent19.ops.backup_workdir import WorkDir, run, wait_ready, work_dir
-from agent19.units import human_duration, human_size
 
 RestoreInto = Literal["auto", "scratch", "cluster"]
 Progress = Callable[[float, float | None, str | None], None]
@@ -74,68 +74,82 @@ def _dump_kind(path: Path) -> str:
     return "custom" if head == b"PGDMP" else "plain"
 
 
-def _restore_errors(stderr: bytes) -> list[str]:
-    lines = [ln.strip() for ln in stderr.decode(errors="replace").splitlines()]
-    errors = [ln for ln in lines if "error" in ln.lower() or ln.startswith("ERROR") or "FATAL" in ln]
-    return errors[:20] or [ln for ln in lines if ln][-5:]
-
-
-def _restore_cmd(major: int, jobs: int, dsn: str, path: Path | None) -> list[str]:
+def _restore_cmd(major: int, jobs: int, dsn: str, path: Path | None, toc: Path | None = None) -> list[str]:
     cmd = [_binary("pg_restore", major), "--no-owner", "--no-privileges", "-d", dsn]
+    cmd += ["-L", str(toc)] if toc is not None else []
     return cmd + (["--jobs", str(jobs), str(path)] if path is not None else [])
 
 
-def _restore(kind: str, path: Path, dsn: str, env: dict[str, str], jobs: int, major: int) -> tuple[float, list[str]]:
+@dataclass
+class _Target:
+    dsn: str            # where the restore logs in (never a superuser), with password
+    where: str
+    admin_dsn: str | None = None  # a throwaway cluster's superuser, for what only it may create
+
+
+@dataclass
+class _Plan:
+    """What the restorer runs: a pg_restore table of contents or a plain-dump filter (see backup_restorer)."""
+    toc: Path | None = None
+    plain: restorer.PlainFilter | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def _plan(kind: str, path: Path, target: _Target, wd: WorkDir, major: int, notes: list[str]) -> _Plan:
+    made: list[str] = []
+    schemas: list[str] = []
+    plan = _Plan()
+    if kind == "plain":
+        if target.admin_dsn:
+            made, schemas, plan.errors = restorer.precreate(target.admin_dsn, restorer.plain_extensions(path))
+        plan.plain = restorer.PlainFilter(made, schemas)
+        return plan
+    tool = _binary("pg_restore", major)
+    listing = restorer.archive_listing(tool, path)
+    if not listing:
+        return plan  # unreadable: pg_restore itself will say why
+    if target.admin_dsn:
+        found = restorer.archive_extensions(tool, path, listing, wd.path)
+        made, schemas, plan.errors = restorer.precreate(target.admin_dsn, found)
+    toc, toc_notes = restorer.restore_list(listing, made, schemas)
+    notes += toc_notes
+    plan.toc = wd.path / "restore.list"
+    plan.toc.write_text("\n".join(toc) + "\n")
+    return plan
+
+
+def _restore(kind: str, path: Path, dsn: str, env: dict[str, str], jobs: int, major: int,
+             plan: _Plan) -> tuple[float, list[str]]:
     """Restore the dump into ``dsn``; returns (seconds, errors)."""
     start = time.monotonic()
     if kind == "plain":
-        code, stderr = _restore_plain(path, dsn, env, major)
+        code, stderr = restore_plain(_binary("psql", major), path, dsn, env, major,
+                                      plan.plain or restorer.PlainFilter([], []))
     else:
-        done = run(_restore_cmd(major, jobs, dsn, path), env=env)
+        done = run(_restore_cmd(major, jobs, dsn, path, plan.toc), env=env)
         code, stderr = done.returncode, done.stderr
     elapsed = time.monotonic() - start
-    return elapsed, ([] if code == 0 else _restore_errors(stderr))
+    return elapsed, plan.errors + ([] if code == 0 else restore_errors(stderr))
 
 
-_RESTRICT_LINE = re.compile(rb"^\\(un)?restrict\s+\S+\s*$")
+def _unsafe_scratch(why: str) -> InputError:
+    return InputError(
+        f"refusing to restore into a scratch database as this login: {why}. The dump's CHECK constraints, "
+        "defaults, index expressions and triggers call functions that the database's owners wrote; restored as "
+        "this login they would run with its powers (a shell command through COPY … TO PROGRAM, files written "
+        "on the server)",
+        "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges), or connect "
+        "as the application's own role (no SUPERUSER, no CREATEROLE, CREATEDB is enough)")
 
 
-def _restore_plain(path: Path, dsn: str, env: dict[str, str], major: int) -> tuple[int, bytes]:
-    """Run a plain SQL dump with psql, its backslash commands refused.
-
-    A plain dump is a psql script: ``\\!`` would run shell commands here, ``\\connect`` reach other
-    databases with the target's password. psql first gets ``\\restrict`` with a key only this run knows
-    (every later backslash command fails the restore); the file's own ``\\restrict``/``\\unrestrict``
-    lines (pg_dump 15.14+ writes them) are dropped on the way in.
-    """
-    cmd = [_binary("psql", major), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"\\restrict {secrets.token_hex(16)}",
-           "-f", "-", "-d", dsn]
-    with tempfile.TemporaryFile() as err, open(path, "rb") as src:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        assert proc.stdin is not None
-        try:
-            for line in src:
-                if not _RESTRICT_LINE.match(line):
-                    proc.stdin.write(line)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        proc.wait()
-        err.seek(0)
-        stderr = err.read()
-    if b"invalid command \\restrict" in stderr:
-        raise InputError(f"psql {major} here is older than 15.14 and cannot refuse a plain dump's backslash commands",
-                         "update the PostgreSQL client programs, or verify a custom-format dump (pg_dump -Fc)")
-    if b"backslash commands are restricted" in stderr:
-        stderr += b"\nerror: the plain dump contains psql backslash commands (such as \\! or \\connect); not run\n"
-    return proc.returncode, stderr
-
-
-def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, notes: list[str]) -> str:
-    can_scratch = db.mode.allows(AccessMode.DRY_RUN)
+def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, notes: list[str],
+            unsafe: str | None) -> str:
+    can_scratch = db.mode.allows(AccessMode.DRY_RUN) and unsafe is None
     free, total = server_free_bytes(db)
     if restore_into == "scratch":
         db.require(AccessMode.DRY_RUN, "restoring into a scratch database")
+        if unsafe:
+            raise _unsafe_scratch(unsafe)
         if free is not None and free < size * 1.1:
             raise InputError(f"the target's disk has {free} bytes free; a scratch copy needs about {int(size * 1.1)}",
                              "use --restore-into cluster (a throwaway cluster in --work-dir)")
@@ -152,15 +166,20 @@ def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, note
     if not has_binaries:
         if can_scratch:
             return "scratch"
+        if unsafe and db.mode.allows(AccessMode.DRY_RUN):
+            raise _unsafe_scratch(unsafe + f", and there are no PostgreSQL {major} server binaries here for a "
+                                  "throwaway cluster")
         raise InputError("no local PostgreSQL server binaries for a throwaway cluster, and mode read-only forbids "
                          "a scratch database", f"install postgresql-{major} here, or use --mode dry-run")
     notes.append("restored into a throwaway cluster: " + (
-        "the target's disk would be too full after a scratch copy" if tight else "read-only mode"))
+        "the target's disk would be too full after a scratch copy" if tight else
+        f"the login may not run the dump's SQL in a scratch database ({unsafe})" if unsafe else "read-only mode"))
     return "cluster"
 
 
-def _cluster_database(wd: WorkDir, major: int) -> str:
-    """initdb + start a throwaway cluster in the work directory; returns the DSN of an empty database."""
+def _cluster_database(wd: WorkDir, major: int) -> _Target:
+    """initdb + start a throwaway cluster in the work directory, with an empty database owned by the
+    restoring role (no superuser)."""
     pgdata = wd.path / "restore"
     initdb = Path(_binary("initdb", major))
     from agent19.ops.backup_workdir import give_to_server_user
@@ -175,95 +194,22 @@ def _cluster_database(wd: WorkDir, major: int) -> str:
     failure = wait_ready(cluster, timeout=120)
     if failure:
         raise InputError("the throwaway cluster did not start: " + failure)
-    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        conn.execute("CREATE DATABASE restored")
-    return cluster.dsn("restored")
+    restorer.create_restorer(cluster.dsn(), "restored")
+    return _Target(make_conninfo(cluster.dsn("restored"), user=restorer.RESTORER),
+                   f"throwaway cluster in {wd.path} (restored by role {restorer.RESTORER}, no superuser)",
+                   cluster.dsn("restored"))
 
 
 @contextmanager
-def _restore_target(db: Database, wd: WorkDir, target: str, major: int) -> Iterator[tuple[str, str]]:
-    """An empty database to restore into: ``(dsn with password, description)``; removed afterwards."""
+def _restore_target(db: Database, wd: WorkDir, target: str, major: int) -> Iterator[_Target]:
+    """An empty database to restore into; removed afterwards."""
     if target == "scratch":
         drop_leftovers(db)
         with scratch_database(db, copy="empty") as scratch:
-            yield (make_conninfo(db.dsn, dbname=scratch.name, application_name="agent19 backup verify"),
-                   f"scratch database {scratch.name}")
+            yield _Target(make_conninfo(db.dsn, dbname=scratch.name, application_name="agent19 backup verify"),
+                          f"scratch database {scratch.name}")
         return
-    yield _cluster_database(wd, major), f"throwaway cluster in {wd.path}"
-
-
-class _Dump:
-    """pg_dump running in the background: to a file (or directory), or streamed into pg_restore."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], stderr_path: Path,
-                 restore_cmd: list[str] | None = None, restore_env: dict[str, str] | None = None) -> None:
-        self.start = time.monotonic()
-        self.stderr = open(stderr_path, "wb")
-        self.stderr_path = stderr_path
-        self.bytes = 0
-        self.dump_end: float | None = None
-        self.restore_end: float | None = None
-        self.restore_errors: list[str] = []
-        out = subprocess.PIPE if restore_cmd else subprocess.DEVNULL
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=self.stderr, env=env)
-        self.restore = None
-        self.pump = None
-        if restore_cmd:
-            # pg_restore's messages go to a file: a pipe nobody reads while we feed its stdin could fill up
-            self.restore_log = open(stderr_path.with_name("pg_restore.stderr"), "w+b")
-            self.restore = subprocess.Popen(restore_cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=self.restore_log, env=restore_env)
-            self.restore_stderr = b""
-            self.pump = threading.Thread(target=self._pump, daemon=True)
-            self.pump.start()
-
-    def _pump(self) -> None:
-        """Copy pg_dump's output into pg_restore, counting the bytes (the dump's size)."""
-        assert self.proc.stdout and self.restore and self.restore.stdin
-        try:
-            while block := self.proc.stdout.read(1 << 20):
-                self.bytes += len(block)
-                self.restore.stdin.write(block)
-        except BrokenPipeError:
-            pass
-        finally:
-            self.dump_end = time.monotonic()
-            try:
-                self.restore.stdin.close()
-            except BrokenPipeError:
-                pass
-            self.restore.wait()
-            self.restore_log.seek(0)
-            self.restore_stderr = self.restore_log.read()
-            self.restore_log.close()
-            self.restore_end = time.monotonic()
-
-    def wait(self, say: Progress, total: int) -> str | None:
-        """Wait for pg_dump (and the streamed restore), reporting progress every second; returns
-        pg_dump's error, if any."""
-        while True:
-            if self.pump is not None:
-                self.pump.join(timeout=1)
-                if not self.pump.is_alive():
-                    break
-                say(min(self.bytes, total), total or None, f"dump and restore: {human_size(self.bytes)} streamed")
-                continue
-            try:
-                self.proc.wait(timeout=1)
-                break
-            except subprocess.TimeoutExpired:
-                say(0, None, f"dumping: {human_duration(time.monotonic() - self.start)}")
-        self.proc.wait()
-        if self.pump:
-            self.pump.join()
-        else:
-            self.dump_end = time.monotonic()
-        self.stderr.close()
-        if self.restore and self.restore.returncode != 0:
-            self.restore_errors = _restore_errors(self.restore_stderr)
-        if self.proc.returncode != 0:
-            return self.stderr_path.read_text(errors="replace").strip()[-800:]
-        return None
+    yield _cluster_database(wd, major)
 
 
 def verify_logical(
@@ -293,14 +239,18 @@ def verify_logical(
         ).fetchone()
         assert info is not None
         snap_id, size, major, data = info["snap"], int(info["size"]), int(info["major"]), int(info["data"])
-        target = _choose(db, restore_into, size, major, notes)
+        target = _choose(db, restore_into, size, major, notes, restorer.unsafe_login(src))
         dump_path = Path(from_file) if from_file else None
-        kind = _dump_kind(dump_path) if dump_path else ("directory" if jobs > 1 else "custom")
+        # streamed only when the restorer can run every entry (else: a file, its table of contents filtered)
+        whole = target == "scratch" or not (restorer.source_has_event_triggers(src) or any(
+            restorer.needs_superuser(src, name) for name, _ in restorer.source_extensions(src)))
+        kind = _dump_kind(dump_path) if dump_path else ("custom" if jobs == 1 and whole else "directory")
         stream = dump_path is None and kind == "custom"
         with work_dir(Path(work_base) if work_base else None) as wd:
             room = (0 if from_file or stream else data) + (size if target == "cluster" else 0)
             require_free(wd.path, room, "the dump" + (" and the throwaway cluster" if target == "cluster" else ""))
-            with _restore_target(db, wd, target, major) as (restored_dsn, where):
+            with _restore_target(db, wd, target, major) as into:
+                restored_dsn, where = into.dsn, into.where
                 source_dsn, env = child_connection(db.dsn, application_name="agent19 backup verify")
                 r_dsn, r_env = child_connection(restored_dsn)
                 dump = None
@@ -309,12 +259,12 @@ def verify_logical(
                            f"--lock-wait-timeout={db.settings.lock_timeout_ms}"]
                     if stream:
                         say(0, None, f"dumping (pg_dump) and restoring into {where} (pg_restore)")
-                        dump = _Dump([*cmd, "-d", source_dsn], env, wd.path / "pg_dump.stderr",
+                        dump = Dump([*cmd, "-d", source_dsn], env, wd.path / "pg_dump.stderr",
                                      _restore_cmd(major, jobs, r_dsn, None), r_env)
                     else:
                         dump_path = wd.path / "dump.dir"
                         say(0, None, "dumping (pg_dump)")
-                        dump = _Dump([*cmd, "--no-sync", "--jobs", str(jobs), "-f", str(dump_path), "-d",
+                        dump = Dump([*cmd, "--no-sync", "--jobs", str(jobs), "-f", str(dump_path), "-d",
                                       source_dsn], env, wd.path / "pg_dump.stderr")
                 before = snapshot(src)
                 objects_before = cmp.objects(src)
@@ -341,7 +291,8 @@ def verify_logical(
                 if not stream:
                     assert dump_path is not None
                     say(0, None, f"restoring into {where} (pg_restore)")
-                    restore_s, errors = _restore(kind, dump_path, r_dsn, r_env, jobs, major)
+                    plan = _plan(kind, dump_path, into, wd, major, notes)
+                    restore_s, errors = _restore(kind, dump_path, r_dsn, r_env, jobs, major, plan)
                 if after_restore:
                     after_restore(restored_dsn)
                 compare_start = time.monotonic()

@@ -31,9 +31,11 @@ from agent19.ops.backup_logical import verify_logical
 
 def build(dsn: str, size_mb: int) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE DATABASE bench")
+        # an application role owns it: a scratch-database restore runs as the login, never a superuser
+        conn.execute("CREATE ROLE bench_app LOGIN CREATEDB")
+        conn.execute("CREATE DATABASE bench OWNER bench_app")
     rows = max(1000, size_mb * 1024 * 1024 // 300)  # ~300 bytes per order row, its index entries and events
-    with psycopg.connect(make_conninfo(dsn, dbname="bench"), autocommit=True) as conn:
+    with psycopg.connect(make_conninfo(dsn, dbname="bench", user="bench_app"), autocommit=True) as conn:
         conn.execute(f"""
             CREATE TABLE orders (id bigserial PRIMARY KEY, customer int NOT NULL, placed timestamptz NOT NULL,
                                  total numeric(12, 2), status text, doc jsonb, note text);
@@ -91,7 +93,7 @@ def main() -> None:
         print(f"database: {size[0] if size else '?'}")
         peer_s = min(peer(server.dsn, server.major, args.jobs) for _ in range(args.repeat))
         print(f"pg_dump | pg_restore:        {peer_s:8.1f} s", flush=True)
-        db = Database(Settings.load(dsn=bench, mode="dry-run"))
+        db = Database(Settings.load(dsn=make_conninfo(bench, user="bench_app"), mode="dry-run"))
         best = None
         for _ in range(args.repeat):
             start = time.monotonic()

@@ -1,0 +1,215 @@
+"""Who runs a dump's SQL when a backup is verified: never a superuser.
+
+A dump is the source database's objects as SQL, and restoring it runs code its owners wrote: a CHECK
+constraint, a column default, an index expression or a trigger calls their functions for every row
+loaded. Run as a superuser, such a function can ``COPY … TO PROGRAM`` (a shell command as the
+server's OS user) or write files. ``SET ROLE`` (what ``pg_restore --role`` does) is no boundary:
+the session user stays a superuser, so the planted function can ``RESET ROLE`` first.
+
+So the restore *logs in* as a role without those powers:
+
+* **throwaway cluster** — :data:`RESTORER` (LOGIN, BYPASSRLS only), which owns the database it
+  restores into and every object in it (``--no-owner``). Extensions a non-superuser may not create
+  (untrusted ones) are created first by the cluster's superuser — by name, from a strict parse of
+  the dump's ``CREATE EXTENSION`` entries, never the dump's text — and their entries (with their
+  comments and schemas) are left out of what the restorer runs. Event triggers need a superuser
+  and would run code during the restore: they are left out, and said so. Extensions such as dblink
+  and postgres_fdw refuse a non-superuser a connection that used no password, so the cluster's
+  trust authentication gives the restorer no way back in as the superuser.
+* **scratch database** — the restore runs as agent19's own login, so that login must not be a
+  superuser, have CREATEROLE (which can grant itself the roles below) or be a member of
+  ``pg_execute_server_program`` / ``pg_write_server_files`` / ``pg_read_server_files``:
+  :func:`unsafe_login` says why not, and the caller refuses (or restores into a cluster).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import tuple_row
+
+from agent19.ops.backup_workdir import run
+
+RESTORER = "agent19_restorer"
+OS_ROLES = ("pg_execute_server_program", "pg_write_server_files", "pg_read_server_files")
+
+Q_LOGIN_POWERS = """
+SELECT r.rolsuper, r.rolcreaterole,
+       array(SELECT b.rolname::text FROM pg_roles b
+              WHERE b.rolname = ANY(%s) AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1) AS os_roles
+  FROM pg_roles r WHERE r.rolname = current_user"""
+
+
+def unsafe_login(conn: psycopg.Connection[Any]) -> str | None:
+    """Why this login must not run a dump's SQL (its functions would run with its powers), or None."""
+    row = conn.cursor(row_factory=tuple_row).execute(Q_LOGIN_POWERS, (list(OS_ROLES),)).fetchone()
+    if row is None:
+        return None
+    superuser, createrole, os_roles = row
+    if superuser:
+        return "it is a superuser"
+    if createrole:
+        return "it has CREATEROLE (it can grant itself pg_execute_server_program)"
+    if os_roles:
+        return f"it is a member of {', '.join(os_roles)}"
+    return None
+
+
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_CREATE_EXT = re.compile(rf"^CREATE EXTENSION IF NOT EXISTS ({_IDENT}) WITH SCHEMA ({_IDENT});$")
+
+
+def _unquote(ident: str) -> str:
+    return ident[1:-1].replace('""', '"') if ident.startswith('"') else ident.lower()
+
+
+def parse_extensions(script: str) -> list[tuple[str, str]]:
+    """``(extension, schema)`` of each ``CREATE EXTENSION IF NOT EXISTS x WITH SCHEMA s;`` line (pg_dump's form)."""
+    out = []
+    for line in script.splitlines():
+        m = _CREATE_EXT.match(line.strip())
+        if m:
+            out.append((_unquote(m.group(1)), _unquote(m.group(2))))
+    return out
+
+
+def archive_listing(pg_restore: str, path: Path) -> list[str]:
+    """``pg_restore -l`` of a custom or directory archive (its table of contents)."""
+    done = run([pg_restore, "-l", path])
+    return done.stdout.decode(errors="replace").splitlines() if done.returncode == 0 else []
+
+
+_TOC = re.compile(r"^\d+; \d+ \d+ ")
+
+
+def archive_extensions(pg_restore: str, path: Path, listing: list[str], work: Path) -> list[tuple[str, str]]:
+    """The extensions an archive creates, read from the SQL pg_restore prints for its EXTENSION entries."""
+    entries = [ln for ln in listing if _TOC.match(ln) and ln.split(" ", 3)[3].startswith("EXTENSION ")]
+    if not entries:
+        return []
+    only = work / "extensions.list"
+    only.write_text("\n".join(entries) + "\n")
+    done = run([pg_restore, "-L", only, "-f", "-", path])
+    return parse_extensions(done.stdout.decode(errors="replace"))
+
+
+def source_extensions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    cur = conn.cursor(row_factory=tuple_row)
+    return [(r[0], r[1]) for r in cur.execute(
+        "SELECT e.extname::text, n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname <> 'plpgsql' ORDER BY e.oid").fetchall()]
+
+
+def source_has_event_triggers(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.cursor(row_factory=tuple_row).execute("SELECT EXISTS (SELECT 1 FROM pg_event_trigger)").fetchone()
+    return bool(row and row[0])
+
+
+def create_restorer(admin_dsn: str, dbname: str) -> None:
+    """In a throwaway cluster: the restoring role and the empty database it owns."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS")
+                     .format(sql.Identifier(RESTORER)))
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(RESTORER)))
+
+
+def needs_superuser(conn: psycopg.Connection[Any], extension: str) -> bool:
+    """The extension's default version may be created only by a superuser (not trusted)."""
+    row = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT v.superuser AND NOT v.trusted FROM pg_available_extensions a"
+        " JOIN pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version"
+        " WHERE a.name = %s", (extension,)).fetchone()
+    return bool(row and row[0])
+
+
+def precreate(admin_dsn: str, extensions: list[tuple[str, str]]) -> tuple[list[str], list[str], list[str]]:
+    """As the cluster's superuser, create the extensions the restorer may not (and their schemas, owned by
+    the restorer). Returns (extensions created, schemas created, errors)."""
+    made: list[str] = []
+    schemas: list[str] = []
+    errors: list[str] = []
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name, schema in extensions:
+            if not needs_superuser(conn, name):
+                continue  # trusted (the restorer creates it) or not installed here (the restore says so)
+            try:
+                if schema not in ("public", "pg_catalog") and schema not in schemas:
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                        sql.Identifier(schema), sql.Identifier(RESTORER)))
+                    schemas.append(schema)
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+                    sql.Identifier(name), sql.Identifier(schema)))
+                made.append(name)
+            except psycopg.Error as exc:
+                errors.append(f"extension {name}: {str(exc).strip().splitlines()[0]}")
+    return made, schemas, errors
+
+
+def restore_list(listing: list[str], extensions: list[str], schemas: list[str]) -> tuple[list[str], list[str]]:
+    """The archive's table of contents with what the restorer must not run commented out: the pre-created
+    extensions (and their comments and schemas) and event triggers. Returns (list, notes)."""
+    out, notes = [], []
+    for line in listing:
+        rest = line.split(" ", 3)[3] if _TOC.match(line) else ""
+        drop = any(rest.startswith(f"EXTENSION - {e} ") or rest.startswith(f"COMMENT - EXTENSION {e} ")
+                   for e in extensions) or any(rest.startswith(f"SCHEMA - {s} ") for s in schemas)
+        if rest.startswith("EVENT TRIGGER ") or rest.startswith("COMMENT - EVENT TRIGGER "):
+            drop = True
+            if rest.startswith("EVENT TRIGGER "):
+                notes.append(f"event trigger {rest.split(' ')[3]} not restored: creating one needs a superuser, "
+                             "and it would run its function during the restore")
+        out.append(";" + line if drop else line)
+    return out, notes
+
+
+_OWNERSHIP = re.compile(r"^(ALTER [A-Z ]+ .* OWNER TO .*;|GRANT .*;|REVOKE .*;|ALTER DEFAULT PRIVILEGES .*;)$")
+_COPY_START = re.compile(rb"^COPY .* FROM stdin;$")
+
+
+class PlainFilter:
+    """Line by line, what a plain dump's psql script may run as the restorer: ownership and privilege lines
+    (``--no-owner --no-privileges``, as for pg_restore), and the pre-created extensions' comments and schemas,
+    are dropped; COPY data passes untouched."""
+
+    def __init__(self, extensions: list[str], schemas: list[str]) -> None:
+        self.in_copy = False
+        self.skip = {f"COMMENT ON EXTENSION {sql_ident(e)} IS" for e in extensions}
+        self.schemas = {f"CREATE SCHEMA {sql_ident(s)};" for s in schemas}
+
+    def keep(self, line: bytes) -> bool:
+        stripped = line.rstrip(b"\r\n")
+        if self.in_copy:
+            self.in_copy = stripped != b"\\."
+            return True
+        if _COPY_START.match(stripped):
+            self.in_copy = True
+            return True
+        text = stripped.decode(errors="replace")
+        if _OWNERSHIP.match(text) or text in self.schemas:
+            return False
+        return not any(text.startswith(s) for s in self.skip)
+
+
+def sql_ident(name: str) -> str:
+    """How pg_dump writes an identifier: bare when it is a plain lower-case name, else double-quoted."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def plain_extensions(path: Path) -> list[tuple[str, str]]:
+    """The extensions a plain dump creates (its top-level ``CREATE EXTENSION IF NOT EXISTS`` lines)."""
+    found: list[tuple[str, str]] = []
+    in_copy = False
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.rstrip(b"\r\n")
+            if in_copy:
+                in_copy = line != b"\\."
+            elif _COPY_START.match(line):
+                in_copy = True
+            elif line.startswith(b"CREATE EXTENSION "):
+                found += parse_extensions(line.decode(errors="replace"))
+    return found
