@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from agent19.db.catalog import snapshot
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate import patterns as P
+from agent19.migrate.patterns.live import LiveColumn, read_column
 from agent19.migrate.patterns.model import Pattern, PatternKind
 from agent19.migrate.prisma import schema_prisma
 from agent19.migrate.prisma_migrations import Layout, pattern_migrations, write_migrations
@@ -34,7 +35,8 @@ class PatternArgs(BaseModel):
                                 json_schema_extra={"user_sql": "text"})
     backfill: str | None = Field(default=None, description="set_not_null: value for existing NULLs",
                                  json_schema_extra={"user_sql": "text"})
-    not_null: bool = Field(default=False, description="the (new) column must end NOT NULL")
+    not_null: bool | None = Field(default=None, description="the (new) column must end NOT NULL (change_column_type: "
+                                  "default the live column's, when connected)")
     references: str | None = Field(default=None, description="add_foreign_key: referenced table")
     ref_columns: list[str] | None = Field(default=None, description="add_foreign_key: referenced columns")
     on_delete: str | None = Field(default=None, description="add_foreign_key: CASCADE, SET NULL, …")
@@ -67,7 +69,7 @@ def _need(args: PatternArgs, *names: str) -> list[Any]:
     return values
 
 
-def build_pattern(a: PatternArgs, pg: int | None) -> Pattern:
+def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None) -> Pattern:
     t, k = a.table, a.kind
     if k == "set_not_null":
         (col,) = _need(a, "column")
@@ -75,10 +77,10 @@ def build_pattern(a: PatternArgs, pg: int | None) -> Pattern:
     if k == "change_column_type":
         col, typ = _need(a, "column", "type")
         return P.change_column_type(t, col, typ, using=a.using, old_type=a.old_type, not_null=a.not_null,
-                                    default=a.default, pg_version=pg)
+                                    default=a.default, pg_version=pg, live=live)
     if k == "rename_column":
         col, new, typ = _need(a, "column", "new_name", "type")
-        return P.rename_column(t, col, new, typ, not_null=a.not_null, default=a.default, pg_version=pg)
+        return P.rename_column(t, col, new, typ, not_null=bool(a.not_null), default=a.default, pg_version=pg)
     if k == "rename_table":
         (new,) = _need(a, "new_name")
         return P.rename_table(t, new, pg_version=pg)
@@ -143,7 +145,11 @@ def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     a volatile default. Each phase says its SQL, the lock it takes, whether to deploy before the next,
     how to roll back and a validation query. Version-aware. Optionally writes the phases as migration
     files (Prisma, plain, golang-migrate, Flyway). Generates text only; runs nothing."""
-    pattern = build_pattern(args, args.pg_version or _server_version(ctx))
+    live = None
+    if args.kind == "change_column_type" and args.column and ctx.settings.dsn_value() is not None:
+        with ctx.db.read() as conn:  # carry NOT NULL, the default, the sequence; name what stays behind
+            live = read_column(conn, args.table, args.column)
+    pattern = build_pattern(args, args.pg_version or _server_version(ctx), live)
     files: list[str] = []
     if args.write_to:
         files = [str(p) for p in write_migrations(pattern_migrations(pattern), Path(args.write_to), args.layout)]

@@ -1,0 +1,141 @@
+"""What a live column is and what depends on it: read from the catalog for the patterns that replace a column.
+
+A type change through a shadow column (:func:`~agent19.migrate.patterns.columns.change_column_type`)
+swaps names; everything PostgreSQL attaches to a column by its number stays on the old column:
+indexes, CHECK/UNIQUE/PRIMARY KEY/exclusion constraints, foreign keys in either direction, views,
+``UPDATE OF`` triggers, policies, extended statistics, generated columns. :func:`read_column`
+reads the column (type, NOT NULL, default, identity, owned sequence) and every object ``pg_depend``
+records on it, so the pattern carries what it can and names the rest. Catalog reads only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.rows import dict_row
+from pydantic import BaseModel, Field
+
+from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import qname
+
+Q_COLUMN = """
+SELECT a.attnum, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+       pg_get_expr(d.adbin, d.adrelid) AS "default", a.attidentity <> '' AS identity,
+       a.attgenerated <> '' AS generated, pg_get_serial_sequence(%(rel)s, a.attname) AS sequence
+  FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE a.attrelid = to_regclass(%(rel)s) AND a.attname = %(col)s AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+Q_DEPENDENTS = """
+SELECT DISTINCT
+       CASE WHEN d.classid = 'pg_class'::regclass THEN
+                 CASE c.relkind WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' WHEN 'S' THEN 'sequence' ELSE 'relation' END
+            WHEN d.classid = 'pg_constraint'::regclass THEN
+                 CASE WHEN con.conrelid <> d.refobjid THEN 'foreign key from ' || con.conrelid::regclass::text
+                      ELSE CASE con.contype WHEN 'c' THEN 'check' WHEN 'f' THEN 'foreign key'
+                           WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique'
+                           WHEN 'x' THEN 'exclusion' ELSE 'constraint' END END
+            WHEN d.classid = 'pg_rewrite'::regclass THEN
+                 CASE WHEN v.relkind = 'm' THEN 'materialized view' ELSE 'view' END
+            WHEN d.classid = 'pg_trigger'::regclass THEN 'trigger'
+            WHEN d.classid = 'pg_policy'::regclass THEN 'policy'
+            WHEN d.classid = 'pg_statistic_ext'::regclass THEN 'statistics'
+            WHEN d.classid = 'pg_attrdef'::regclass THEN 'generated column'
+            ELSE 'object' END AS kind,
+       COALESCE(c.relname, con.conname, v.oid::regclass::text, t.tgname, p.polname,
+                pg_describe_object(d.classid, d.objid, d.objsubid)) AS name,
+       COALESCE(pg_get_indexdef(c.oid), pg_get_constraintdef(con.oid), pg_get_triggerdef(t.oid),
+                pg_get_expr(ad.adbin, ad.adrelid)) AS definition,
+       c.oid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid) AS backs_constraint
+  FROM pg_depend d
+  LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
+  LEFT JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid
+  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+  LEFT JOIN pg_class v ON v.oid = r.ev_class
+  LEFT JOIN pg_trigger t ON d.classid = 'pg_trigger'::regclass AND t.oid = d.objid
+  LEFT JOIN pg_policy p ON d.classid = 'pg_policy'::regclass AND p.oid = d.objid
+  LEFT JOIN pg_attrdef ad ON d.classid = 'pg_attrdef'::regclass AND ad.oid = d.objid
+ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = to_regclass(%(rel)s) AND d.refobjsubid = %(attnum)s
+   AND d.deptype IN ('n', 'a')
+   AND NOT (d.classid = 'pg_attrdef'::regclass AND ad.adnum = %(attnum)s AND ad.adrelid = d.refobjid)
+   AND NOT (d.classid = 'pg_rewrite'::regclass AND v.oid = d.refobjid)
+ ORDER BY 1, 2
+"""
+
+Q_ROW_TRIGGERS = """
+SELECT t.tgname AS name, pg_get_triggerdef(t.oid) AS definition FROM pg_trigger t
+ WHERE t.tgrelid = to_regclass(%(rel)s) AND NOT t.tgisinternal AND (t.tgtype & 1) = 1 AND t.tgattr = ''::int2vector
+ ORDER BY 1
+"""
+
+
+class Dependent(BaseModel):
+    kind: str = Field(description="index, check, unique, primary key, foreign key, foreign key from <table>, view, …")
+    name: str
+    definition: str | None = None
+
+
+class LiveColumn(BaseModel):
+    """A column as the connected database has it, and what hangs on it."""
+
+    table: str
+    column: str
+    type: str = Field(description="format_type(), e.g. integer, character varying(40)")
+    not_null: bool
+    default: str | None = None
+    identity: bool = False
+    generated: bool = False
+    sequence: str | None = Field(default=None, description="the sequence the column owns (serial), if any")
+    dependents: list[Dependent] = Field(default=[], description="objects pg_depend records on the column")
+    row_triggers: list[Dependent] = Field(
+        default=[], description="the table's row triggers (they may read the column by name; not column-bound)")
+
+
+def read_column(conn: Any, table: str, column: str) -> LiveColumn:
+    """The live column ``table.column`` (raw names: ``schema.table``) and its dependents, from the catalog."""
+    rel = qname(table)
+    cur = conn.cursor(row_factory=dict_row)
+    row = cur.execute(Q_COLUMN, {"rel": rel, "col": column}).fetchone()
+    if row is None:
+        raise InputError(f"column {column} of {table} not found in the connected database",
+                         "check the names (raw, as the catalog stores them: Orders is not orders), or leave "
+                         "out the DSN to generate the pattern offline")
+    deps = [Dependent(kind=r["kind"], name=r["name"], definition=r["definition"])
+            for r in cur.execute(Q_DEPENDENTS, {"rel": rel, "attnum": row["attnum"]}).fetchall()
+            if not r["backs_constraint"] and r["kind"] != "sequence"]
+    triggers = [Dependent(kind="trigger", name=r["name"], definition=r["definition"])
+                for r in cur.execute(Q_ROW_TRIGGERS, {"rel": rel}).fetchall()]
+    return LiveColumn(table=table, column=column, type=row["type"], not_null=row["not_null"],
+                      default=row["default"], identity=row["identity"], generated=row["generated"],
+                      sequence=row["sequence"], dependents=deps, row_triggers=triggers)
+
+
+ADVICE = {
+    "index": "recreate it on the shadow column (create_index pattern, CONCURRENTLY) before the swap; the contract "
+             "phase's DROP COLUMN drops the old one",
+    "check": "add it again on the shadow column (add_check pattern: NOT VALID, then VALIDATE) before the swap; "
+             "DROP COLUMN drops the old one",
+    "unique": "build a unique index on the shadow column CONCURRENTLY and attach it (add_unique pattern) before "
+              "the swap; DROP COLUMN drops the old constraint",
+    "primary key": "build a unique index on the shadow column CONCURRENTLY and swap the primary key to it "
+                   "(add_primary_key pattern) in the swap transaction; DROP COLUMN would drop the old key",
+    "exclusion": "recreate it on the shadow column before the swap; DROP COLUMN drops the old one",
+    "foreign key": "add it again on the shadow column (add_foreign_key pattern: NOT VALID, then VALIDATE) before "
+                   "the swap",
+    "view": "stays bound to the old column; DROP COLUMN fails while it exists: recreate the view (CREATE OR "
+            "REPLACE VIEW with the same text) right after the swap, before the contract phase",
+    "materialized view": "stays bound to the old column: recreate it after the swap, before the contract phase",
+    "trigger": "an UPDATE OF trigger stays on the old column: recreate it for the new column in the swap",
+    "policy": "stays bound to the old column: recreate it after the swap (ALTER POLICY)",
+    "statistics": "recreate the extended statistics on the new column after the swap",
+    "generated column": "its expression reads the old column: recreate it (add a new generated column) after the "
+                        "swap",
+}
+
+
+def advice(dep: Dependent) -> str:
+    if dep.kind.startswith("foreign key from "):
+        return ("another table's foreign key references the old column: DROP COLUMN fails until it is moved; the "
+                "referenced side needs a unique index on the new column first (add_unique pattern), then the "
+                "foreign key again (add_foreign_key pattern) on the referencing table")
+    return ADVICE.get(dep.kind, "stays on the old column: recreate it for the new column before the contract phase")
