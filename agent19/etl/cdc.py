@@ -1,4 +1,5 @@
-"""Change data capture in one process: a logical replication slot (wal2json) applied to a destination, exactly once.
+"""Change data capture in one process: a logical replication slot (wal2json or pgoutput) applied to a destination,
+exactly once.
 
 How a run works:
 
@@ -29,7 +30,6 @@ How a run works:
 
 from __future__ import annotations
 
-import json
 import shlex
 import time
 from collections.abc import Callable
@@ -43,9 +43,9 @@ from pydantic import BaseModel, Field
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, quoted, split_table, target
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, quoted, target
+from agent19.etl.cdc_read import ChangeReader, require_publication
 
-PLUGIN = "wal2json"
 SLOT_PREFIX = "agent19_"
 Q_STATE_DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -95,13 +95,10 @@ class CdcResult(BaseModel):
     warnings: list[str] = []
 
 
-def _escape(part: str) -> str:
-    return "".join("\\" + ch if ch in ",.\\* " else ch for ch in part)
-
-
 class CdcRun:
     def __init__(self, source: Database, dest: Connection, *, slot: str, tables: list[str], state_schema: str,
-                 batch_changes: int, retained_warn_bytes: int):
+                 batch_changes: int, retained_warn_bytes: int, plugin: str = "wal2json",
+                 publication: str | None = None):
         if not slot.startswith(SLOT_PREFIX) or not slot.replace("_", "").isalnum() or slot != slot.lower():
             raise InputError(f"slot name {slot!r}: agent19 names its slots {SLOT_PREFIX}… (lower case, digits, _)",
                              "e.g. --slot agent19_orders")
@@ -113,6 +110,8 @@ class CdcRun:
         self.batch = batch_changes
         self.warn_bytes = retained_warn_bytes
         self.targets: dict[str, Target] = {t: target(dest, t) for t in self.tables}
+        self.reader = ChangeReader(plugin, self.tables, publication)
+        self.plugin = plugin
         self.result = CdcResult(slot=slot, tables=self.tables)
         self._src: Connection | None = None
 
@@ -169,6 +168,9 @@ class CdcRun:
 
     def initial_copy(self) -> str:
         self.require_empty()
+        if self.plugin == "pgoutput":
+            with self.source.read() as conn:
+                require_publication(conn, self.reader.publication, self.tables)
         existing = self.slot_row()
         if existing is not None:  # ours, left by a run killed during its copy (no state was committed)
             if existing["active"]:
@@ -178,7 +180,7 @@ class CdcRun:
                                              application_name="agent19 cdc"), autocommit=True)
         try:
             row = repl.execute(sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL {} EXPORT_SNAPSHOT").format(
-                sql.Identifier(self.slot), sql.Identifier(PLUGIN))).fetchone()
+                sql.Identifier(self.slot), sql.Identifier(self.plugin))).fetchone()
             assert row is not None
             consistent, snapshot = str(row[1]), str(row[2])
             with psycopg.connect(self.source.dsn, application_name="agent19 cdc copy") as src, \
@@ -227,15 +229,11 @@ class CdcRun:
     def peek(self) -> tuple[list[dict[str, Any]], str | None]:
         """Whole transactions (at most about ``batch`` changes) committed up to the WAL flushed now; with that
         position when decoding reached it (fewer changes than the limit): nothing committed before it is left."""
-        options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "0",
-                   "add-tables", ",".join(".".join(_escape(p) for p in split_table(t)) for t in self.tables)]
         conn = self.src()
         flushed = conn.execute("SELECT pg_current_wal_flush_lsn()::text AS lsn").fetchone()
         upto = flushed["lsn"] if flushed else None
-        rows = conn.execute(
-            "SELECT lsn::text AS lsn, data FROM pg_logical_slot_peek_changes(%s, %s::pg_lsn, %s, VARIADIC %s::text[])",
-            (self.slot, upto, self.batch, options)).fetchall()
-        return rows, (upto if len(rows) < self.batch else None)
+        rows, read = self.reader.peek(conn, self.slot, upto, self.batch)
+        return rows, (upto if read < self.batch else None)
 
     def apply(self, rows: list[dict[str, Any]], stored: str | None) -> tuple[str | None, int]:
         """Apply the peeked transactions above ``stored`` in one destination transaction; returns the new LSN
@@ -245,7 +243,7 @@ class CdcRun:
         last_lsn, last_at, skipped, pending = None, None, 0, []
         with self.dest.transaction():
             for row in rows:
-                change = json.loads(row["data"])
+                change = row["change"]
                 action = change["action"]
                 if action == "B":
                     pending = []
@@ -259,6 +257,11 @@ class CdcRun:
                     last_lsn, last_at = row["lsn"], change.get("timestamp")
                 elif action in ("I", "U", "D"):
                     pending.append(change)
+                elif action == "T" and lsn_int(row["lsn"]) > floor:
+                    self.result.warnings.append(
+                        f"the source truncated {', '.join(change['tables'])}: not applied (agent19 removes no "
+                        "destination rows on its own); the destination keeps those rows until you empty them "
+                        "through the confirmation protocol, or tear down and copy afresh")
             if last_lsn is not None:
                 self.dest.execute(sql.SQL(
                     "UPDATE {}.cdc_state SET lsn = %s::pg_lsn, changes = changes + %s, last_commit_at = %s, "
@@ -284,7 +287,7 @@ class CdcRun:
             return
         r = self.result
         r.lag_bytes, r.retained_wal_bytes = int(slot["lag_bytes"] or 0), int(slot["retained_bytes"] or 0)
-        oldest = next((json.loads(x["data"]).get("timestamp") for x in rows_waiting), None)
+        oldest = next((x["change"].get("timestamp") for x in rows_waiting if x["change"].get("timestamp")), None)
         r.lag_s = round(max(time.time() - _parse_ts(oldest), 0), 3) if oldest else 0.0
         if r.retained_wal_bytes > self.warn_bytes:
             r.warnings.append(f"slot {self.slot} retains {r.retained_wal_bytes:,} bytes of WAL (above "
@@ -301,8 +304,9 @@ def _parse_ts(text: str) -> float:
 def run_cdc(source: Database, dest: Connection, *, slot: str, tables: list[str], state_schema: str = "agent19_etl",
             batch_changes: int = 10_000, max_seconds: float | None = None, follow: bool = False,
             teardown: bool = False, retained_warn_bytes: int = 1 << 30, progress: Progress | None = None,
-            poll_s: float = 0.5) -> CdcResult:
-    """Consume the slot and apply its changes until caught up (or, with ``follow``, until ``max_seconds``)."""
+            poll_s: float = 0.5, plugin: str = "wal2json", publication: str | None = None) -> CdcResult:
+    """Consume the slot and apply its changes until caught up (or, with ``follow``, until ``max_seconds``).
+    ``plugin`` pgoutput reads the tables of ``publication`` (which must exist and cover them)."""
     with source.read() as src:
         here = src.execute(Q_SAME_DATABASE).fetchone()
     if not teardown and dest.execute(Q_SAME_DATABASE).fetchone() == here:
@@ -311,7 +315,7 @@ def run_cdc(source: Database, dest: Connection, *, slot: str, tables: list[str],
         raise InputError("the destination is the source database itself: the changes applied there would be "
                          "captured again, run after run", "point --destination at another database (env:VAR)")
     run = CdcRun(source, dest, slot=slot, tables=tables, state_schema=state_schema, batch_changes=batch_changes,
-                 retained_warn_bytes=retained_warn_bytes)
+                 retained_warn_bytes=retained_warn_bytes, plugin=plugin, publication=publication)
     try:
         return _run(run, follow=follow, max_seconds=max_seconds, teardown=teardown, progress=progress, poll_s=poll_s)
     finally:
@@ -331,7 +335,10 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
         return r
     if stored is None:
         stored = run.initial_copy()
-    elif run.slot_row() is None:
+    elif (existing := run.slot_row()) is not None and existing["plugin"] != run.plugin:
+        raise InputError(f"slot {slot} decodes with {existing['plugin']}, not {run.plugin}",
+                         f"run with --plugin {existing['plugin']}, or tear it down and start again with the other")
+    elif existing is None:
         raise InputError(f"slot {slot} is gone (dropped, or invalidated by max_slot_wal_keep_size) while the "
                          "destination has its state: changes since were lost",
                          "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE …' on the "

@@ -108,7 +108,7 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
     if missing_pub:
         out.append(Finding(check="publication", status="warning",
                            detail=f"publication {publication} does not cover {', '.join(missing_pub)} (needed by "
-                           "pgoutput and Debezium; agent19 cdc run with wal2json filters tables itself)",
+                           "cdc run --plugin pgoutput and Debezium; cdc run with wal2json filters tables itself)",
                            fix=f"CREATE PUBLICATION {ident(publication)} FOR TABLE "
                            f"{', '.join(quoted(n) for n in missing_pub)};  -- or ALTER PUBLICATION "
                            f"{ident(publication)} ADD TABLE …"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -65,6 +66,10 @@ class CdcRunArgs(BaseModel):
     batch_changes: int = Field(default=10_000, ge=1, description="changes read per batch (whole transactions)")
     teardown: bool = Field(default=False, description="drop the slot and its state, apply nothing")
     state_schema: str = Field(default="agent19_etl", description="schema of cdc_state in the destination")
+    plugin: Literal["wal2json", "pgoutput"] = Field(
+        default="wal2json", description="the slot's output plugin: wal2json (an extension) or pgoutput (built in; "
+        "reads the tables of `publication`, which must exist and cover them: cdc check gives its SQL)")
+    publication: str = Field(default="agent19_cdc", description="pgoutput: the publication to read")
 
 
 def render_run(r: CdcResult) -> str:
@@ -104,14 +109,17 @@ def render_run(r: CdcResult) -> str:
         "--mode execute",
         "agent19 cdc run public.orders --destination env:WAREHOUSE_URL --follow --max-seconds 3600 --mode execute",
         "agent19 cdc run public.orders --destination env:WAREHOUSE_URL --teardown --mode execute   # drop the slot",
+        "agent19 cdc run public.orders --destination env:WAREHOUSE_URL --plugin pgoutput --publication agent19_cdc "
+        "--mode execute   # the built-in plugin: no extension needed",
     ),
 )
 def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
-    """Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json slot), exactly once
-    across restarts. Use after cdc_check; `teardown` drops the slot.
+    """Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json or pgoutput
+    slot), exactly once across restarts. Use after cdc_check; `teardown` drops the slot.
 
     Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
-    a wal2json logical replication slot is created and the tables copied under its exported snapshot into
+    a logical replication slot (wal2json, or with `plugin` the built-in pgoutput reading `publication`) is
+    created and the tables copied under its exported snapshot into
     destination tables that must be empty (a table with rows is refused with its row count: no row is ever
     removed without a person's confirmation — empty it with confirm_destructive on the destination); then
     inserts, updates and deletes are applied in commit order,
@@ -132,7 +140,8 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
     try:
         return run_cdc(ctx.db, conn, slot=args.slot, tables=args.tables, state_schema=args.state_schema,
                        batch_changes=args.batch_changes, max_seconds=args.max_seconds, follow=args.follow,
-                       teardown=args.teardown, progress=ctx.progress)
+                       teardown=args.teardown, progress=ctx.progress, plugin=args.plugin,
+                       publication=args.publication)
     finally:
         conn.close()
 
