@@ -144,3 +144,21 @@ async def test_cdc_run_pgoutput_through_the_mcp_client(source, warehouse):
     assert (again.structured_content["inserts"], again.structured_content["updates"]) == (1, 1), again.content
     assert gone.structured_content["dropped"]
     _same(source, warehouse)
+
+
+@pytest.mark.parametrize("plugin", ["wal2json", "pgoutput"])
+def test_a_source_truncate_is_reported_and_not_applied(source, warehouse, plugin):
+    _write(warehouse, DDL)
+    _write(source, "INSERT INTO items VALUES (1, 'a', 1, NULL, 'b')")
+    with psycopg.connect(warehouse, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        def run() -> object:
+            return run_cdc(_db(source), conn, slot="agent19_trunc", tables=TABLES, plugin=plugin,
+                           publication="agent19_cdc")
+        run()
+        _write(source, "INSERT INTO items VALUES (2, 'b', 2, NULL, 'c')", "TRUNCATE items",
+               "INSERT INTO items VALUES (3, 'c', 3, NULL, 'd')")
+        after = run()
+        assert any("truncated public.items: not applied" in w for w in after.warnings), after.warnings
+        assert after.inserts == 2
+        assert [r["id"] for r in conn.execute("SELECT id FROM items ORDER BY id")] == [1, 2, 3]
+        run_cdc(_db(source), conn, slot="agent19_trunc", tables=TABLES, plugin=plugin, teardown=True)

@@ -63,7 +63,11 @@ class ChangeReader:
             options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "0",
                        "add-tables", ",".join(".".join(_escape(p) for p in split_table(t)) for t in self.tables)]
             rows = conn.execute(Q_WAL2JSON, (slot, upto, limit, options)).fetchall()
-            return [{"lsn": r["lsn"], "change": json.loads(r["data"])} for r in rows], len(rows)
+            changes = [{"lsn": r["lsn"], "change": json.loads(r["data"])} for r in rows]
+            for c in changes:  # wal2json: one T per table
+                if c["change"]["action"] == "T":
+                    c["change"]["tables"] = [f"{c['change']['schema']}.{c['change']['table']}"]
+            return changes, len(rows)
         rows = conn.execute(Q_PGOUTPUT, (slot, upto, limit, self.publication)).fetchall()
         out = []
         captured = set(self.tables)
