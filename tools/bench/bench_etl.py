@@ -117,6 +117,8 @@ def pgbench(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
 def cdc_bench(source: str, dest: str, seconds: int) -> None:
     pgbench(source, "-i", "-q", "-s", "5")
     pgbench(dest, "-i", "-q", "-s", "1")
+    with psycopg.connect(dest, autocommit=True) as conn:  # the first run copies into empty tables only
+        conn.execute("TRUNCATE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history")
     tables = ["pgbench_accounts", "pgbench_branches", "pgbench_tellers", "pgbench_history"]
     with psycopg.connect(source, autocommit=True) as conn:
         conn.execute("ALTER TABLE pgbench_history REPLICA IDENTITY FULL")
