@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +208,77 @@ def test_a_role_without_replication_is_told_what_it_needs(archived):
             verify_physical(db)
     finally:
         _sql(server.dsn, "DROP ROLE no_repl")
+
+
+def test_a_target_time_no_recovery_can_reach_is_refused_before_any_work(archived, public_tmp):
+    from agent19.errors import InputError
+
+    server, archive = archived
+    base = _base_backup(server, public_tmp / "when" / "base")
+    work = public_tmp / "when-work"   # nothing may be created here: each refusal comes first
+    db = _db(server)
+    cases = {
+        "half past nine-ish": "is not a time PostgreSQL reads",
+        "2999-01-01 00:00:00+00": "is in the future",
+        "2000-01-01 00:00:00+00": "is before the base backup started",
+        "now": "is not a fixed moment",
+    }
+    for given, said in cases.items():
+        with pytest.raises(InputError, match=said) as err:
+            verify_pitr(db, archive_dir=str(archive), base_backup=str(base), target_time=given,
+                        work_base=str(work))
+        assert err.value.hint, f"{given}: no hint saying what to do"
+    with pytest.raises(InputError, match="needs a base backup taken before it") as err:
+        verify_pitr(db, archive_dir=str(archive), target_time="2000-01-01 00:00:00+00", work_base=str(work))
+    assert "--from" in (err.value.hint or "")
+    assert not work.exists()
+    # the CLI says it the same way, with what to do, and no traceback
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", server.dsn, "--kind", "pitr",
+                           "--from", str(base), "--archive-dir", str(archive), "--target-time", "2999-01-01"],
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 2 and "in the future" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_point_in_time_checks_never_run_as_a_superuser_in_the_copy(archived, public_tmp):
+    """At the target time a view an application role owns calls its function, which runs a shell command when
+    the session user is a superuser; afterwards the owner makes the view harmless. The read-only guard judges
+    the check against the live catalog (harmless) — the recovered copy holds the past one: the check must not
+    set it off there."""
+    server, archive = archived
+    marker = Path(f"/tmp/agent19-planted-{uuid.uuid4().hex}")
+    base = _base_backup(server, public_tmp / "planted" / "base")
+    _sql(server.dsn, "DROP ROLE IF EXISTS planter_pitr; CREATE ROLE planter_pitr LOGIN;"
+         "CREATE SCHEMA planted AUTHORIZATION planter_pitr")
+    planter = server.dsn.replace("postgres@", "planter_pitr@")
+    try:
+        _sql(planter, f"""
+            CREATE FUNCTION planted.escape() RETURNS int LANGUAGE plpgsql AS $f$
+            BEGIN
+              IF (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) THEN
+                BEGIN
+                  EXECUTE 'RESET ROLE';
+                  EXECUTE $c$COPY (SELECT 1) TO PROGRAM 'touch {marker}'$c$;
+                EXCEPTION WHEN OTHERS THEN NULL;
+                END;
+              END IF;
+              RETURN 1;
+            END $f$;
+            CREATE TABLE planted.orders (id int PRIMARY KEY);
+            INSERT INTO planted.orders VALUES (1);
+            CREATE VIEW planted.order_view AS SELECT id, planted.escape() AS x FROM planted.orders;""")
+        _sql(server.dsn, "SELECT * FROM planted.order_view")   # the weapon works for a superuser session
+        assert marker.exists(), "the planted view did not run its command as a superuser: the test proves nothing"
+        marker.unlink()
+        time.sleep(1.2)
+        target = _sql(server.dsn, "SELECT now()::text")[0][0]
+        time.sleep(1.2)
+        _sql(planter, "CREATE OR REPLACE VIEW planted.order_view AS SELECT id, 1 AS x FROM planted.orders")
+        _switch_and_wait(server.dsn)
+        result = verify_pitr(_db(server), archive_dir=str(archive), base_backup=str(base), target_time=target,
+                             checks=["SELECT count(*) = 1 AND min(x) = 1 FROM planted.order_view"])
+        assert not marker.exists(), "a point-in-time check ran the owner's function as a superuser"
+        assert result.verified, result.summary
+        assert [c.passed for c in result.checks] == [True]
+    finally:
+        marker.unlink(missing_ok=True)
+        _sql(server.dsn, "DROP SCHEMA IF EXISTS planted CASCADE; DROP ROLE IF EXISTS planter_pitr")

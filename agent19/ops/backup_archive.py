@@ -129,6 +129,20 @@ def _label_time(text: str) -> datetime | None:
     return _ts(m[1]) if m else None
 
 
+def label_start(backup: Path) -> datetime | None:
+    """When a base backup started (its ``backup_label``'s START TIME; plain or inside ``base.tar``), if it says."""
+    if (backup / "backup_label").exists():
+        return _label_time((backup / "backup_label").read_text(errors="replace"))
+    for tar_path in sorted(backup.glob("base.tar*"))[:1]:
+        try:
+            with tarfile.open(tar_path) as tar:
+                member = tar.extractfile("backup_label")
+                return _label_time(member.read().decode(errors="replace")) if member else None
+        except (tarfile.TarError, KeyError, OSError):
+            return None
+    return None
+
+
 def from_directory(directory: Path) -> list[BackupEntry]:
     """Base backups in ``directory`` (itself one, or one per subdirectory)."""
     if not directory.is_dir():

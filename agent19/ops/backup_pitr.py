@@ -14,23 +14,35 @@ socket. Then:
   backup and archive; the archive's gaps say where the chain breaks.
 
 Nothing is compared with the live source: the recovered copy is, by design, in the past.
+
+``target_time`` is checked before any work starts (:func:`check_target_time`): PostgreSQL must parse
+it, it must not lie in the future (recovery would replay everything and then fail), and it must not
+precede the base backup's start (recovery cannot stop before the backup is consistent). It is passed
+to the recovery in UTC, as the target server read it, so the copy's TimeZone cannot shift it.
+
+The checks run as a role created in the recovered copy for them — LOGIN, BYPASSRLS, member of
+``pg_read_all_data``, nothing more — never as the copy's superuser: a view or function a check
+reaches was written by the database's owners, and as a superuser it could run shell commands.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import time
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.db.connection import Database
+from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import conf_value
-from agent19.ops.backup_archive import scan_archive
+from agent19.ops.backup_archive import label_start, scan_archive
 from agent19.ops.backup_model import CheckOutcome, Durations, Sizes, VerifyResult
 from agent19.ops.backup_physical import (
     cluster_facts,
@@ -49,6 +61,66 @@ Progress = Callable[[float, float | None, str | None], None]
 _STOPPED = re.compile(r"recovery stopping (?:before|after) (?:commit|abort) of transaction \d+, time (.+)")
 _LAST = re.compile(r"last completed transaction was at log time (.+)")
 _NOT_REACHED = "recovery ended before configured recovery target was reached"
+
+
+_WORDS = {"now", "today", "tomorrow", "yesterday", "epoch", "infinity", "-infinity", "allballs"}
+_EXAMPLE = "write it as a moment with its time zone, e.g. '2026-11-30 14:00:00+00'"
+
+
+def check_target_time(db: Database, target_time: str, base_backup: str | None) -> tuple[str, list[str]]:
+    """The target time as recovery will get it (UTC) and notes; InputError when no recovery could stop there."""
+    text = target_time.strip()
+    if not text or text.lower() in _WORDS:
+        raise InputError(f"--target-time {target_time!r} is not a fixed moment (recovery would read it when the copy "
+                         "starts)", _EXAMPLE)
+    if not base_backup:
+        raise InputError("--target-time needs a base backup taken before it (--from DIR): a base backup taken now "
+                         "can only recover to later moments",
+                         "pass --from with an earlier pg_basebackup directory, or omit --target-time to replay the "
+                         "whole archive onto a fresh base backup")
+    try:
+        with db.read() as conn:
+            row = conn.execute("SELECT %s::timestamptz AS t, now() AS now, current_setting('TimeZone') AS tz",
+                               (text,)).fetchone()
+    except psycopg.errors.DataError as exc:
+        raise InputError(f"--target-time {target_time!r} is not a time PostgreSQL reads: "
+                         f"{str(exc).strip().splitlines()[0]}", _EXAMPLE) from None
+    assert row is not None
+    moment, now = row["t"], row["now"]
+    if moment > now:
+        raise InputError(f"--target-time {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S%z} is in the future (the server's "
+                         f"clock says {now.astimezone(UTC):%Y-%m-%d %H:%M:%S%z}): recovery would replay the whole "
+                         "archive and then fail, never reaching it", "give a moment in the past, or omit "
+                         "--target-time to replay the whole archive")
+    started = label_start(Path(base_backup))
+    if started is not None and moment < started:
+        raise InputError(f"--target-time {moment.astimezone(UTC):%Y-%m-%d %H:%M:%S%z} is before the base backup "
+                         f"started ({started.astimezone(UTC):%Y-%m-%d %H:%M:%S%z}): recovery cannot stop before the "
+                         "backup is consistent", "use a base backup taken before that moment, or a later target")
+    notes = [] if re.search(r"([+-]\d{1,2}(:?\d\d)?|[a-z]{3,}|z)\s*$", text, re.I) else [
+        f"--target-time has no time zone: read in the server session's TimeZone ({row['tz']})"]
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00"), notes
+
+
+def _checker(dsn: str, major: int) -> str:
+    """A role in the recovered copy that may read everything and do nothing else; returns its DSN."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT rolname FROM pg_roles WHERE oid = 10").fetchone()  # the bootstrap superuser
+    assert row is not None
+    name = f"agent19_checker_{secrets.token_hex(4)}"
+    with psycopg.connect(make_conninfo(dsn, user=row[0]), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS").format(
+            sql.Identifier(name)))
+        if major >= 14:
+            conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(name)))
+        else:
+            schemas = [r[0] for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\\_%'")]
+            for schema in schemas:
+                for grant in ("GRANT USAGE ON SCHEMA {0} TO {1}", "GRANT SELECT ON ALL TABLES IN SCHEMA {0} TO {1}",
+                              "GRANT SELECT ON ALL SEQUENCES IN SCHEMA {0} TO {1}"):
+                    conn.execute(sql.SQL(grant).format(sql.Identifier(schema), sql.Identifier(name)))
+    return make_conninfo(dsn, user=name)
 
 
 def _run_checks(dsn: str, checks: list[str], timeout_ms: int) -> list[CheckOutcome]:
@@ -75,12 +147,15 @@ def verify_pitr(
     say = progress or (lambda *a: None)
     for query in checks or []:  # the choke point for user SQL, before anything starts
         gate.admit(db, query, gate.Purpose.READ)
+    target_notes: list[str] = []
+    if target_time:
+        target_time, target_notes = check_target_time(db, target_time, base_backup)
     facts = cluster_facts(db)
     major, dbname = int(facts["major"]), str(facts["dbname"])
     user = conninfo_to_dict(db.dsn).get("user") or str(facts["usr"])
     archive = Path(archive_dir).resolve()
     scan = scan_archive(archive)
-    notes: list[str] = []
+    notes: list[str] = list(target_notes)
     result = VerifyResult(verified=False, kind="pitr", summary="", database="")
     with work_dir(Path(work_base) if work_base else None) as wd:
         if base_backup:
@@ -120,7 +195,8 @@ def verify_pitr(
                     result.errors.append(f"recovery failed: {failure}")
             else:
                 start = time.monotonic()
-                result.checks = _run_checks(cluster.dsn(dbname), checks or [], db.settings.statement_timeout_ms)
+                checker = _checker(cluster.dsn(dbname), major) if checks else cluster.dsn(dbname)
+                result.checks = _run_checks(checker, checks or [], db.settings.statement_timeout_ms)
                 verify_s += time.monotonic() - start
         for gap in scan.gaps:
             notes.append(f"archive gap: {gap.missing_count} segment(s) missing from {gap.missing_first} "
