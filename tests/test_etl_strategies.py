@@ -127,3 +127,19 @@ def test_merge_counts_inserted_updated_unchanged(dsn_any, dest_any):
                           _db(dsn_any))
     assert (second.inserted, second.updated, second.unchanged) == (1, 15, 0)  # updated_at moved for 11-15 too
     assert _sum(dsn_any, "orders") == _sum(dest, "analytics.orders")
+
+
+def test_replace_and_merge_as_a_non_superuser_owner(dsn, warehouse):
+    from tests.conftest import owner_login
+
+    app_src, app_dest = owner_login(dsn, "etlsrc"), owner_login(warehouse, "etldst")
+    _seed(app_src, app_dest, rows=1000)
+    run_sql(app_dest, "INSERT INTO analytics.orders (id, email) VALUES (99999, 'old')")
+    replaced = run_pipeline(parse_pipeline(_pipeline(app_src, app_dest, strategy="replace", transform=False)),
+                            _db(app_src))
+    assert replaced.replaced == 1 and replaced.inserted == 1000
+    run_sql(app_src, "UPDATE orders SET status = 'paid', updated_at = clock_timestamp() WHERE id = 1")
+    merged = run_pipeline(parse_pipeline(_pipeline(app_src, app_dest, strategy="merge", name="m", transform=False)),
+                          _db(app_src))
+    assert merged.inserted == 0 and merged.updated == 1 and merged.unchanged == 999
+    assert _sum(app_src, "orders") == _sum(app_dest, "analytics.orders")
