@@ -26,7 +26,7 @@ from agent19.errors import InputError
 from agent19.migrate.backfill import BackfillSpec
 from agent19.migrate.backfill_scripts import procedure_parts
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.sqlnames import ident, qname
+from agent19.migrate.patterns.sqlnames import ident, qname, short
 from agent19.migrate.plan_model import Change, ColumnSpec
 
 STEP = {
@@ -106,7 +106,7 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             return [f"ALTER TABLE {t} DROP COLUMN {ident(c.name)}"]
         case "add_index":
             _need(change, "index_columns", change.index_columns)
-            name = change.index_name or f"{_base(change.table)}_{'_'.join(change.index_columns)}_idx"[:63]
+            name = change.index_name or short(f"{_base(change.table)}_{'_'.join(change.index_columns)}", "_idx")
             where = f" WHERE {change.where}" if change.where else ""
             unique = "UNIQUE " if change.unique else ""
             cols = ", ".join(ident(x) for x in change.index_columns)
@@ -120,14 +120,14 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             _need(change, "index_columns and references_table", change.index_columns and change.references_table)
             cols = change.index_columns
             ref_cols = change.references_columns or ["id"]
-            name = ident(f"{_base(change.table)}_{'_'.join(cols)}_fkey"[:63])
+            name = ident(short(f"{_base(change.table)}_{'_'.join(cols)}", "_fkey"))
             on_delete = f" ON DELETE {change.on_delete.upper()}" if change.on_delete else ""
             fk = (f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({', '.join(ident(x) for x in cols)}) "
                   f"REFERENCES {qname(change.references_table or '')} ({', '.join(ident(x) for x in ref_cols)})"
                   f"{on_delete}")
             # the referencing side needs an index (deletes on the referenced table scan it otherwise)
             index = [] if _has_index(change, changes or [], catalog) else [
-                f"CREATE INDEX{cc} {ident(f'{_base(change.table)}_{chr(95).join(cols)}_idx'[:63])} ON {t} "
+                f"CREATE INDEX{cc} {ident(short(_base(change.table) + '_' + '_'.join(cols), '_idx'))} ON {t} "
                 f"({', '.join(ident(x) for x in cols)})"]
             if new:
                 return [*index, fk]

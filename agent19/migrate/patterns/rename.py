@@ -17,7 +17,7 @@ from __future__ import annotations
 from agent19.migrate.patterns.columns import _attr_query, sync_function
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase, Step
-from agent19.migrate.patterns.sqlnames import ident, major, qname, short, sibling, split_name
+from agent19.migrate.patterns.sqlnames import ident, literal, major, qname, short, sibling, split_name
 
 
 def rename_table(table: str, new_name: str, *, pg_version: int | None = None) -> Pattern:
@@ -46,7 +46,7 @@ def rename_table(table: str, new_name: str, *, pg_version: int | None = None) ->
                 rollback=[f"DROP VIEW IF EXISTS {old_q}",
                           f"ALTER TABLE {new_q} RENAME TO {ident(split_name(table)[1])}"],
                 rollback_point="both names work; the table has its new name",
-                validation=f"SELECT to_regclass('{new_q}') IS NOT NULL",
+                validation=f"SELECT to_regclass({literal(new_q)}) IS NOT NULL",
                 notes=["the view's column list is fixed when it is created: columns added later are not visible "
                        "through the old name", "deploy the application using the new name next"],
             ),
@@ -59,7 +59,7 @@ def rename_table(table: str, new_name: str, *, pg_version: int | None = None) ->
                 can_rollback=True,
                 rollback=[f"CREATE VIEW {old_q} AS SELECT * FROM {new_q}"],
                 rollback_point="only the new name exists",
-                validation=f"SELECT to_regclass('{old_q}') IS NULL",
+                validation=f"SELECT to_regclass({literal(old_q)}) IS NULL",
             ),
         ],
         notes=["grants, RLS policies and triggers stay on the table; the view runs with its owner's rights"],
