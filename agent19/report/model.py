@@ -113,7 +113,8 @@ class Step(BaseModel):
     rollback_sql: str | None
     rollback_note: str = ""
     notes: list[str] = []
-    fixes: list[str] = Field(default=[], description="safer SQL suggested by the plan's lint findings")
+    fixes: list[str] = Field(default=[], description="one safer alternative: the zero-downtime pattern's phases, "
+                             "or the most severe finding's fix")
 
 
 class Metric(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.migrate.plan_model import MigrationPlan, PlannedOperation
+from agent19.report.alternative import safer_alternative
 from agent19.report.model import DryRunEvidence, RollbackStep, SqlCheck, Step
 from agent19.report.sqlfacts import DATA_LOSS_KINDS, StatementFact, statement_facts, verification
 
@@ -112,7 +113,8 @@ def build_steps(
         notes += [f"{f.severity} {f.rule}: {f.message}" for f in mine]
         if seen is not None and seen.not_observed:
             notes.append(f"dry run did not observe this step's lock ({seen.not_observed}): the predicted lock is cited")
-        fixes = [f.fix for f in mine if f.fix and f.severity != "info"]
+        alternative = safer_alternative(op, facts, mine, catalog, plan.pg_version or None)
+        fixes = [alternative] if alternative else []
         steps.append(Step(
             order=op.order, title=op.description, table=op.table, sql=op.sql, kind=op.type,
             lock_level=lock, lock_effect=effect, lock_source=source,  # type: ignore[arg-type]

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pglast import parse_sql
+from pglast.parser import ParseError
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
+from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import qname
 
@@ -139,3 +142,46 @@ def advice(dep: Dependent) -> str:
                 "referenced side needs a unique index on the new column first (add_unique pattern), then the "
                 "foreign key again (add_foreign_key pattern) on the referencing table")
     return ADVICE.get(dep.kind, "stays on the old column: recreate it for the new column before the contract phase")
+
+
+def live_from_snapshot(snap: SchemaSnapshot, table: Table, column: str) -> LiveColumn | None:
+    """The same facts from a catalog snapshot (no connection): dependents are the indexes, constraints, foreign
+    keys from other tables and views the snapshot records; column-level view dependencies are not in it, so
+    a view that reads the table is named as one that may read the column."""
+    col = table.column(column)
+    if col is None:
+        return None
+    qualified = table.qualified_name
+    backing = {c.index for c in table.constraints if c.index}
+    deps = [Dependent(kind=c.type.replace("_", " "), name=c.name, definition=c.definition)
+            for c in table.constraints if column in c.columns and c.type != "not_null"]
+    deps += [Dependent(kind="index", name=i.name, definition=i.definition) for i in table.indexes
+             if i.name not in backing and (column in i.columns or any(column in e for e in i.columns if "(" in e))]
+    deps += [Dependent(kind=f"foreign key from {t.qualified_name}", name=c.name, definition=c.definition)
+             for t in snap.tables for c in t.constraints
+             if c.type == "foreign_key" and c.references_table == qualified and column in c.references_columns]
+    deps += [Dependent(kind="materialized view" if v.materialized else "view", name=f"{v.schema_name}.{v.name}",
+                       definition="reads the table; may read the column")
+             for v in snap.views if qualified in v.depends_on]
+    return LiveColumn(table=qualified, column=column, type=col.type, not_null=not col.nullable, default=col.default,
+                      identity=col.identity is not None, generated=col.generated is not None,
+                      sequence=_owned_sequence(col.default), dependents=deps,
+                      row_triggers=[Dependent(kind="trigger", name=t.name, definition=t.definition)
+                                    for t in table.triggers])
+
+
+def _owned_sequence(default: str | None) -> str | None:
+    """``nextval('s'::regclass)`` → ``s`` (read from the expression's syntax tree)."""
+    if not default or "nextval" not in default:
+        return None
+    try:
+        target = parse_sql(f"SELECT {default}")[0].stmt.targetList[0].val
+    except ParseError:  # a default pglast cannot read has no sequence to carry
+        return None
+    if type(target).__name__ != "FuncCall" or target.funcname[-1].sval != "nextval" or not target.args:
+        return None
+    arg = target.args[0]
+    while type(arg).__name__ == "TypeCast":
+        arg = arg.arg
+    value = getattr(getattr(arg, "val", None), "sval", None)
+    return value if isinstance(value, str) else None
