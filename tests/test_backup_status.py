@@ -84,9 +84,9 @@ def test_without_monitoring_privilege_waiting_segments_are_unknown_not_ok(failin
         _sql(failing.dsn, "DROP ROLE plain_user")
 
 
-def test_archiving_off_is_critical(pg):
-    checks = _status(pg)
-    assert checks["archive_configured"][0] == "critical"
+def test_archiving_off_is_a_warning(pg):
+    checks = _status(pg)   # the same verdict as health's `archiving` check (tests/test_archiving_verdict.py)
+    assert checks["archive_configured"][0] == "warning"
     assert "point-in-time recovery is impossible" in checks["archive_configured"][1]
     assert checks["backup_age"][0] == "unknown"
 

@@ -2,10 +2,11 @@
 
 Checks, each ``ok`` / ``warning`` / ``critical`` / ``unknown`` with the evidence and the fix:
 
-* ``archive_configured`` — archive_mode on and an archive_command or archive_library set;
-* ``archive_failures`` — a failure in ``pg_stat_archiver`` in the last hour is critical;
-* ``archive_ready`` — WAL segments waiting to be archived: warning ≥ 10, critical ≥ 15 (as
-  check_postgres' ``archive_ready``); unknown without superuser or pg_monitor;
+* ``archive_configured``, ``archive_failures``, ``archive_ready`` — the aspects of
+  :func:`agent19.ops.archiver.judge`, the same verdict health's ``archiving`` check gives: archive_mode
+  off is a warning (no point-in-time recovery), on without a command critical; the last attempt
+  failed (no success since) critical, a failure in the last hour since recovered a warning; segments
+  waiting warning ≥ 10, critical ≥ 15 (check_postgres), unknown without superuser or pg_monitor;
 * ``last_archived_age`` — the age of the last archived segment; critical when segments wait and the
   last success is older than the recovery-point objective (RPO);
 * ``backup_age`` — the newest backup (pgBackRest, WAL-G or a directory of base backups) against
@@ -24,8 +25,8 @@ from agent19.config import parse_duration_ms
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops import backup_archive as arch
-from agent19.ops.archiver import ArchiverStatus, archiver_status
-from agent19.ops.health_model import Status, grade, worst
+from agent19.ops.archiver import ArchiverStatus, Aspect, archiver_status
+from agent19.ops.health_model import Status, worst
 from agent19.ops.health_thresholds import HealthThresholds
 from agent19.units import human_duration
 
@@ -54,53 +55,44 @@ class BackupStatus(BaseModel):
     archive: arch.ArchiveScan | None = None
 
 
+_CHECK = {"configured": "archive_configured", "failures": "archive_failures", "ready": "archive_ready"}
+_THRESHOLD = {"failures": f"the last attempt failed: critical; a failure in the last {human_duration(FAILURE_WINDOW_S)}"
+                          ", succeeded since: warning",
+              "ready": f"warning ≥ {READY_WARNING}, critical ≥ {READY_CRITICAL}"}
+
+
+def _fix(aspect: Aspect) -> str | None:
+    if aspect.status in ("ok", "unknown"):
+        return None
+    if aspect.aspect == "configured":
+        return ("ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '…'; then restart PostgreSQL "
+                "(or accept recovery only to the last base backup)") if aspect.value == "archive_mode=off" else \
+            "ALTER SYSTEM SET archive_command = '…'; SELECT pg_reload_conf();"
+    if aspect.aspect == "failures":
+        return ("read the server log for the archive_command's error; run the command by hand as the postgres user "
+                "with a real segment")
+    return "the archiver is failing or too slow: check archive_failures and the archive's storage"
+
+
 def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]:
-    out = []
-    if a.archive_mode == "off":
-        out.append(StatusCheck(check="archive_configured", status="critical", value="archive_mode=off",
-                               message="WAL archiving is off: point-in-time recovery is impossible",
-                               fix="ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '…'; "
-                                   "then restart PostgreSQL"))
-    elif not a.configured:
-        out.append(StatusCheck(check="archive_configured", status="critical", value="archive_command=''",
-                               message="archive_mode is on but neither archive_command nor archive_library is set: "
-                                       "WAL accumulates in pg_wal and nothing is archived",
-                               fix="ALTER SYSTEM SET archive_command = '…'; SELECT pg_reload_conf();"))
-    else:
-        what = f"archive_library={a.archive_library}" if a.archive_library else f"archive_command={a.archive_command}"
-        out.append(StatusCheck(check="archive_configured", status="ok", value=what,
-                               message=f"archive_mode={a.archive_mode}, {what}"))
-    failed_age = a.age_s(a.last_failed_time)
-    if failed_age is not None and failed_age <= FAILURE_WINDOW_S:
-        since = a.last_archived_time is not None and a.last_failed_time is not None \
-            and a.last_archived_time > a.last_failed_time
-        out.append(StatusCheck(
-            check="archive_failures", status="critical", value=a.failed_count, threshold="any in the last hour",
-            message=f"archiving {a.last_failed_wal} failed {human_duration(failed_age)} ago ({a.failed_count} "
-                    f"failure(s) since {a.stats_reset or 'statistics reset'})"
-                    + ("; it has succeeded since" if since else ""),
-            fix="read the server log for the archive_command's error; run the command by hand as the postgres "
-                "user with a real segment"))
-    else:
-        out.append(StatusCheck(check="archive_failures", status="ok", value=a.failed_count,
-                               threshold="any in the last hour", message="no archiving failure in the last hour"))
-    if a.ready_count is None:
-        out.append(StatusCheck(check="archive_ready", status="unknown", message="segments waiting to be archived: "
-                               "unknown — needs superuser or pg_monitor (pg_ls_archive_statusdir)"))
-    else:
-        level = grade(a.ready_count, READY_WARNING, READY_CRITICAL)
-        out.append(StatusCheck(check="archive_ready", status=level, value=a.ready_count,
-                               threshold=f"warning ≥ {READY_WARNING}, critical ≥ {READY_CRITICAL}",
-                               message=f"{a.ready_count} WAL segment(s) waiting to be archived",
-                               fix=None if level == "ok" else "the archiver is failing or too slow: check "
-                               "archive_failures and the archive's storage"))
+    """One check per aspect of :func:`agent19.ops.archiver.judge` (the verdict health's ``archiving`` check
+    gives too), then the age of the last archived segment against the RPO."""
+    aspects = a.judge()
+    out = [StatusCheck(check=_CHECK[x.aspect], status=x.status, message=x.message, value=x.value,
+                       threshold=_THRESHOLD.get(x.aspect), fix=_fix(x)) for x in aspects]
+    archiving = len(aspects) > 1  # off, or a standby leaving it to its primary: only `configured` is judged
+    if not archiving:
+        out += [StatusCheck(check=name, status="ok", message=f"not archiving here: {aspects[0].message}")
+                for name in ("archive_failures", "archive_ready")]
     age = a.age_s(a.last_archived_time)
     waiting = bool(a.ready_count) or a.failing
-    if age is None:
-        status: Status = "warning" if a.configured and waiting else "unknown" if a.configured else "ok"
-        out.append(StatusCheck(check="last_archived_age", status=status if a.archive_mode != "off" else "critical",
-                               message="no WAL segment has been archived" + (
-                                   " since the statistics were reset" if a.stats_reset else "")))
+    if not archiving:
+        out.append(StatusCheck(check="last_archived_age", status="ok", message="not archiving here"))
+    elif age is None:
+        out.append(StatusCheck(check="last_archived_age", status="warning" if rpo_s is not None and waiting else "ok",
+                               threshold=rpo_s, message="no WAL segment has been archived" + (
+                                   " since the statistics were reset" if a.stats_reset else "")
+                               + ("; segments are waiting" if waiting else "")))
     else:
         late = rpo_s is not None and waiting and age > rpo_s
         out.append(StatusCheck(

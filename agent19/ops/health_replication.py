@@ -4,7 +4,7 @@ archiving, and on a standby its replay and receiver."""
 from __future__ import annotations
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.archiver import Q_ARCHIVER
+from agent19.ops.archiver import Q_ARCHIVER, judge
 from agent19.ops.health_model import Check, Status, grade, worst
 from agent19.ops.health_probe import Probe
 from agent19.ops.replication import q_slots, q_standbys, replication_status
@@ -124,35 +124,33 @@ def _slots(probe: Probe, r: ReplicationStatus) -> Check:
 
 
 def _archiving(probe: Probe, r: ReplicationStatus) -> Check:
+    """The worst aspect of :func:`agent19.ops.archiver.judge` — the verdict ``backup status`` gives too."""
     t = probe.thresholds
     a = r.archiver
-    if a is None or a.mode == "off":
-        return Check(check="archiving", status="ok", value=a.model_dump() if a else None,
-                     evidence="SHOW archive_mode",
-                     message="archive_mode is off: no WAL archive (point-in-time recovery needs one)"
-                     if a else "this standby does not archive (archive_mode is not always)")
-    failing_recent = a.failing and (a.last_failed_age_s or 0) <= t.archive_failure_window_s
-    by_ready = grade(a.ready_segments, t.archive_ready_warning, t.archive_ready_critical)
-    status = worst(["critical" if failing_recent else "warning" if a.failing else "ok", by_ready,
-                    "ok" if a.configured else "warning"])
-    parts = [] if a.configured else [f"archive_mode is {a.mode} but no archive_command or archive_library is set: "
-                                     "nothing is archived and WAL piles up in pg_wal"]
-    if a.failing:
-        parts.append(f"archiving fails: {a.failed_count} failures, the last {human_duration(a.last_failed_age_s or 0)}"
-                     f" ago on {a.last_failed_wal}, no success since")
-    if a.ready_segments:
-        parts.append(f"{a.ready_segments} WAL segment(s) waiting for the archiver")
-    last = f"last archived {a.last_archived_wal} {human_duration(a.last_archived_age_s)} ago" \
-        if a.last_archived_age_s is not None else "nothing archived yet"
+    standby = r.standby is not None
+    mode = a.mode if a else "on"  # no archiver: a standby that leaves archiving to its primary
+    aspects = judge(mode=mode, configured=bool(a and a.configured), standby=standby and a is None,
+                    failing=bool(a and a.failing), failed_count=a.failed_count if a else 0,
+                    last_failed_wal=a.last_failed_wal if a else None,
+                    failed_age_s=a.last_failed_age_s if a else None, ready=a.ready_segments if a else None,
+                    limits=t)
+    status = worst([x.status for x in aspects])
+    parts = [x.message for x in aspects if x.status != "ok"] or [aspects[0].message]
+    if a and a.mode != "off":
+        parts.append(f"last archived {a.last_archived_wal} {human_duration(a.last_archived_age_s)} ago"
+                     if a.last_archived_age_s is not None else "nothing archived yet")
     return Check(
-        check="archiving", status=status, value=a.model_dump(), evidence=Q_ARCHIVER.strip(),
-        window=f"since {a.stats_reset}" if a.stats_reset else "since the cluster started counting",
-        objects=[a.last_failed_wal] if a.failing and a.last_failed_wal else [],
+        check="archiving", status=status, value=a.model_dump() if a else None,
+        evidence=Q_ARCHIVER.strip() if a and a.mode != "off" else "SHOW archive_mode",
+        window=f"since {a.stats_reset}" if a and a.stats_reset else "since the cluster started counting",
+        objects=[a.last_failed_wal] if a and a.failing and a.last_failed_wal else [],
         threshold={"critical_failure_within_s": t.archive_failure_window_s, "ready_warning": t.archive_ready_warning,
-                   "ready_critical": t.archive_ready_critical},
-        message="; ".join(parts + [last]),
-        fix=None if status == "ok" else "read the server log for archive_command's error and fix it (destination "
-        "full, unreachable, permissions); WAL piles up in pg_wal until it succeeds; pg_stat_archiver shows success",
+                   "ready_critical": t.archive_ready_critical, "archive_mode_off": "warning"},
+        message="; ".join(parts),
+        fix=None if status in ("ok", "unknown") else "archive_mode off: set archive_mode = on and an archive_command "
+        "(restart), or accept recovery only to the last base backup" if mode == "off" else "read the server log for "
+        "archive_command's error and fix it (destination full, unreachable, permissions); WAL piles up in pg_wal "
+        "until it succeeds; pg_stat_archiver shows success",
     )
 
 

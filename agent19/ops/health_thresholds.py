@@ -87,8 +87,8 @@ class HealthThresholds(BaseModel):
                                             "17+ reports inactive_since)")
     archive_ready_warning: int = Field(default=10, description="WAL segments waiting for the archiver (warning)")
     archive_ready_critical: int = Field(default=15, description="same, critical")
-    archive_failure_window_s: float = Field(default=3600, description="an archiver failure this recent, not "
-                                            "followed by a success, is critical")
+    archive_failure_window_s: float = Field(default=3600, description="an archiver failure this recent, "
+                                            "succeeded since, is a warning (no success since: critical)")
 
 
 def _number(raw: str) -> float | int | str:
