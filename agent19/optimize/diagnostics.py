@@ -40,7 +40,8 @@ class Diagnostic(BaseModel):
     evidence: dict[str, float | int | str | None]
     threshold: str = Field(description="the threshold the evidence crossed")
     advice: str
-    saving_ms: float | None = Field(default=None, description="time it could save at most (EXPLAIN ANALYZE only)")
+    saving_ms: float | None = Field(default=None, description="time it could save at most (EXPLAIN ANALYZE only; an "
+                                    "upper bound, never more than the query's execution time)")
 
 
 @dataclass
@@ -451,6 +452,9 @@ def diagnose(run: ExplainRun) -> list[Diagnostic]:
     found = [d for check in CHECKS for d in check(ctx)]
     total = ctx.total_ms
     if total:
+        for d in found:  # node times of parallel workers add up past the wall clock: no saving exceeds the query
+            if d.saving_ms is not None and d.saving_ms > total:
+                d.saving_ms = total
         found = [d for d in found if d.saving_ms is None or d.saving_ms >= MIN_SAVING_SHARE * total
                  or d.severity == "high"]
     return sorted(found, key=lambda d: (-(d.saving_ms or 0), -_RANK[d.severity], d.node_id or 0))

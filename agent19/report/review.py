@@ -28,8 +28,11 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
     def add(name: str, status: str, evidence: str) -> None:
         items.append(ReviewItem(name=name, status=status, evidence=evidence))  # type: ignore[arg-type]
 
-    add("Every step's lock mode is named", "satisfied",
-        "; ".join(f"step {s.order}: {s.lock_level or 'no table lock'} ({s.lock_source})" for s in steps))
+    unknown_kind = [s for s in steps if s.kind == "unknown" and s.lock_source != "observed"]
+    add("Every step's lock mode is named", "unknown" if unknown_kind else "satisfied",
+        (f"{_list(unknown_kind)}: a kind of statement the knowledge table does not know, so its lock is not "
+         "known: a dry run observes it; " if unknown_kind else "")
+        + "; ".join(f"step {s.order}: {s.lock_level or 'no table lock'} ({s.lock_source})" for s in steps))
     if dry is None:
         add("Locks observed on a real server", "unknown", NOT_RUN)
     else:
@@ -78,8 +81,12 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
         else f"{len(steps)} step(s), each with a catalog query returning ok")
     if dry is not None and dry.total_seconds is not None:
         add("Duration is estimated", "satisfied", f"{_dry_when(dry)}: {dry.total_seconds:.3f} s in total")
-    elif plan.estimated_seconds is not None:
+    elif plan.estimated_seconds is not None and plan.operations and all(
+            o.figures == "observed" for o in plan.operations):
         add("Duration is estimated", "satisfied", f"plan: {plan.estimated_duration}")
+    elif plan.estimated_seconds is not None:  # fixed rows/s rates: an assumption, never a satisfied item
+        add("Duration is estimated", "unknown", f"plan: {plan.estimated_duration} — assumed, not calibrated on "
+            "this server: a dry run (agent19 dry-run) measures it")
     else:
         add("Duration is estimated", "unknown", f"plan: {plan.estimated_duration}")
     breaking = [c for c in app.changes if c.writes_can_fail]
