@@ -229,22 +229,26 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
     tbl = sql.SQL(table)
     select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
     order = sql.SQL(", ").join(cols)
+    # the batch is the key range (after, last key of the next n]: one index range scan updates it
+    mine = sql.SQL(", ").join(sql.SQL("{}.{}").format(tbl, c) for c in cols)
+    hi = sql.SQL(", ").join(sql.SQL("_a19_hi.{}").format(a) for a in aliases)
+    span = sql.SQL("({}) <= ({})").format(mine, hi)
     cond = sql.SQL("")
     if after:
         bounds = sql.SQL(", ").join(
             sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
         cond = sql.SQL(" WHERE ({}) > ({})").format(order, bounds)
-    match = sql.SQL(" AND ").join(
-        sql.SQL("{}.{} = _a19_batch.{}").format(tbl, c, a) for c, a in zip(cols, aliases, strict=True))
+        span = sql.SQL("({}) > ({}) AND {}").format(mine, bounds, span)
     filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")
     last = sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases)
     desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(a) for a in aliases)
     return sql.SQL(
         "WITH _a19_batch AS (SELECT {select_keys} FROM {tbl}{cond} ORDER BY {order} LIMIT %(n)s),\n"
-        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_batch WHERE {match}{filt} RETURNING 1)\n"
+        " _a19_hi AS (SELECT * FROM _a19_batch ORDER BY {desc} LIMIT 1),\n"
+        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_hi WHERE {span}{filt} RETURNING 1)\n"
         "SELECT (SELECT count(*) FROM _a19_batch) AS scanned, (SELECT count(*) FROM _a19_upd) AS updated,\n"
-        " (SELECT ARRAY[{last}] FROM _a19_batch ORDER BY {desc} LIMIT 1) AS last_key"
-    ).format(select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), match=match,
+        " (SELECT ARRAY[{last}] FROM _a19_hi) AS last_key"
+    ).format(select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), span=span,
              filt=filt, last=last, desc=desc)
 
 
