@@ -48,23 +48,29 @@ def test_replace_swaps_the_rows_in_one_transaction_readers_never_see_it_empty(ds
     locks: set[str] = set()
     done = threading.Event()
 
-    def read() -> None:
-        with psycopg.connect(warehouse, autocommit=True) as reader, psycopg.connect(warehouse) as watch:
+    def read() -> None:  # blocks on the lock while the replace runs
+        with psycopg.connect(warehouse, autocommit=True) as reader:
             while not done.is_set():
                 seen.append(reader.execute("SELECT count(*) FROM analytics.orders").fetchone()[0])
-                locks.update(m for (m,) in watch.execute(
-                    "SELECT mode FROM pg_locks WHERE relation = 'analytics.orders'::regclass AND granted "
-                    "AND pid <> pg_backend_pid()").fetchall())
-                watch.rollback()
 
-    t = threading.Thread(target=read)
-    t.start()
+    def watch() -> None:  # never blocks: pg_locks takes no lock on the table
+        with psycopg.connect(warehouse, autocommit=True) as watcher:
+            while not done.is_set():
+                locks.update(m for (m,) in watcher.execute(
+                    "SELECT l.mode FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'orders' "
+                    "AND l.granted AND l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database())").fetchall())
+
+    threads = [threading.Thread(target=read), threading.Thread(target=watch)]
+    for t in threads:
+        t.start()
     try:
         result = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=250,
                                                        transform=False)), _db(dsn))
     finally:
         done.set()
-        t.join(timeout=60)
+        for t in threads:
+            t.join(timeout=60)
     assert result.replaced == OLD and result.inserted == 5000 and result.batches == 20
     assert _sum(dsn, "orders") == _sum(warehouse, "analytics.orders")
     assert 0 not in seen and set(seen) <= {OLD, 5000}, sorted(set(seen))
