@@ -140,8 +140,22 @@ def test_primary_key_using_index_on_nullable_columns(app: str) -> None:
     assert observe(app, "checked", ok.rstrip(";"))[1] == 0
 
 
-def test_transaction_nesting_and_uncommitted_begin(tmp_path: Path) -> None:
-    """squawk's transaction-nesting and ban-uncommitted-transaction examples."""
+def test_transaction_nesting_and_uncommitted_begin(tmp_path: Path, dsn: str) -> None:
+    """squawk's transaction-nesting and ban-uncommitted-transaction examples; the server shows the difference
+    between a file sent as one query string (golang-migrate) and statements run one by one in a transaction
+    (Flyway)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("CREATE TABLE n (a int); INSERT INTO n VALUES (1); BEGIN; INSERT INTO n VALUES (2); COMMIT")
+        assert notices == [] and conn.execute("SELECT count(*) FROM n").fetchone() == (2,)
+    with psycopg.connect(dsn) as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        conn.execute("SELECT 1")
+        conn.execute("BEGIN")
+        assert notices == ["there is already a transaction in progress"]
+        conn.rollback()
     report = lint_sql("BEGIN;\nCREATE TABLE users (id bigint);\n", pg_version=150000)
     assert {f.rule for f in report.statements[0].findings} == {"A19037"}
     report = lint_sql("BEGIN;\nBEGIN;\nSELECT 1;\nCOMMIT;\nCOMMIT;\n", pg_version=150000)
