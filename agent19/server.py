@@ -204,7 +204,8 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
     ]
     if not own_detail:
         params.append(inspect.Parameter(_DETAIL, inspect.Parameter.KEYWORD_ONLY, default=None,
-                                        annotation=Literal["full"] | None))
+                                        annotation=Annotated[Literal["full"] | None,
+                                                             Field(description="the whole result")]))
     call.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
     call.__name__ = spec.name

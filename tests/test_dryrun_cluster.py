@@ -109,7 +109,8 @@ async def _call(dsn: str, tmp_path, statements: list[str]):
     path = tmp_path / "0001_cluster.up.sql"
     path.write_text(";\n".join(statements) + ";\n")
     async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
-        return await session.call_tool("test_migration", {"files": [str(path)]})
+        # every statement is checked: the whole result (the default one is sized for a model)
+        return await session.call_tool("test_migration", {"files": [str(path)], "detail": "full"})
 
 
 async def _dry_run(dsn: str, tmp_path, statements: list[str]) -> dict:

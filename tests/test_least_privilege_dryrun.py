@@ -253,7 +253,7 @@ async def test_over_mcp_the_servers_own_pool_does_not_block_the_template_copy(ow
     async with stdio_session("--dsn", owners.dsns["owner_createdb"], "--mode", "dry-run") as session:
         described = await session.call_tool("describe_database", {})
         assert not described.is_error, described.content
-        result = await session.call_tool("test_migration", {"sql": ISSUE_MIGRATION})
+        result = await session.call_tool("test_migration", {"sql": ISSUE_MIGRATION, "detail": "full"})
     assert not result.is_error, result.content
     r = result.structured_content
     assert r is not None and r["scratch"]["strategy"] == "template", r["scratch"]

@@ -218,7 +218,7 @@ async def test_mcp_inputs_accept_what_clients_send(app: str, tmp_path: object) -
     """dry_run_result as an object, as JSON text and as a file; explain parameters as numbers."""
     sql = "ALTER TABLE orders ADD COLUMN status text;\nCREATE INDEX orders_status ON orders (status);\n"
     async with stdio_session("--dsn", app, "--mode", "dry-run") as session:
-        dry = await session.call_tool("test_migration", {"sql": sql})
+        dry = await session.call_tool("test_migration", {"sql": sql, "detail": "full"})
         assert not dry.is_error, dry.content
         result = dry.structured_content
         assert result is not None and result["passed"]
