@@ -128,6 +128,7 @@ def render_sarif(report: LintReport) -> str:
         "agent19 lint db/migrate/V3__orders.sql --pg-version 15",
         "agent19 lint migrations/ --format sarif > lint.sarif",
         "agent19 lint migrations/ --dsn postgresql://app@localhost/shop --format json",
+        "agent19 lint migrations/ --pg-version 15 --style --assume type-changes-widen",
     ),
 )
 def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
