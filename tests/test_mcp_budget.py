@@ -122,3 +122,31 @@ async def test_input_over_the_size_limit_is_refused_before_anything_runs():
         linted = await session.call_tool("lint_migration", {"sql": one_mb, "pg_version": 15})
         assert not linted.is_error, linted.content[0].text[:300]
         assert linted.structured_content["summary"]["statements"] == one_mb.count(";")
+
+
+async def test_a_large_call_over_http_does_not_stall_another_session():
+    """While one session's large lint runs (in a worker thread, its result shaped there too), another session's
+    calls are answered: they finish first."""
+    import anyio
+
+    from tests.mcp_client import http_server, http_session
+
+    big = "ALTER TABLE t ADD COLUMN c integer;\nCREATE INDEX i ON t (a);\n" * 5_000  # ~300 KB, 10,000 statements
+    finished: list[str] = []
+    with http_server() as url:
+        async with http_session(url) as heavy, http_session(url) as light:
+            async def lint() -> None:
+                result = await heavy.call_tool("lint_migration", {"sql": big, "pg_version": 15})
+                assert not result.is_error, result.content[0].text[:300]
+                finished.append("lint")
+
+            async def info() -> None:
+                await anyio.sleep(0.5)  # the lint is under way
+                for _ in range(3):
+                    assert not (await light.call_tool("server_info", {})).is_error
+                finished.append("server_info")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lint)
+                tg.start_soon(info)
+    assert finished == ["server_info", "lint"]
