@@ -104,6 +104,29 @@ def test_rows_deleted_in_the_restored_copy_are_caught_and_the_table_named(shop):
     bad = [t for t in result.tables if not t.checksum_match]
     assert [(t.table, t.rows_source, t.rows_restored) for t in bad] == [("archive.events", 30, 25)]
     assert "archive.events" in result.summary and "NOT verified" in result.summary
+    # which rows: by primary key, in key order
+    [events] = bad
+    assert events.key_columns == ["id"] and not events.differing_rows_truncated
+    assert [(r.key, r.difference) for r in events.differing_rows] == [(f"({i})", "missing") for i in range(26, 31)]
+    assert "rows by (id): (26) missing, (27) missing" in result.summary
+
+
+def test_changed_and_extra_rows_are_listed_by_key_and_the_list_is_bounded(shop):
+    def damage(restored_dsn: str) -> None:
+        run_sql(restored_dsn, "UPDATE archive.events SET payload = '{}' WHERE id IN (3, 17);"
+                "INSERT INTO archive.events VALUES (99, NULL);"
+                "UPDATE items SET price = price + 1 WHERE id <= 30")
+
+    result = verify_logical(_db(shop), restore_into="scratch", after_restore=damage)
+    bad = {t.table: t for t in result.tables if not t.checksum_match}
+    assert set(bad) == {"archive.events", "public.items"}
+    events = bad["archive.events"]
+    # text order of the key: (17) before (3) before (99), the same on both sides whatever their collation
+    assert [(r.key, r.difference) for r in events.differing_rows] == [("(17)", "changed"), ("(3)", "changed"),
+                                                                      ("(99)", "extra")]
+    items = bad["public.items"]
+    assert len(items.differing_rows) == 20 and items.differing_rows_truncated
+    assert {r.difference for r in items.differing_rows} == {"changed"}
 
 
 def test_changed_content_with_the_same_row_count_is_caught(shop):
@@ -116,6 +139,9 @@ def test_changed_content_with_the_same_row_count_is_caught(shop):
     assert list(bad) == ["public.log_lines"]
     assert bad["public.log_lines"].rows_source == bad["public.log_lines"].rows_restored == 42
     assert bad["public.log_lines"].note == "content differs (same row count)"
+    # no primary key to name the row by: how many rows are on one side only
+    assert (bad["public.log_lines"].rows_only_in_source, bad["public.log_lines"].rows_only_in_restored) == (1, 1)
+    assert bad["public.log_lines"].differing_rows == []
 
 
 def test_schema_and_sequence_differences_are_reported(shop):

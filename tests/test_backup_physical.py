@@ -282,3 +282,25 @@ def test_point_in_time_checks_never_run_as_a_superuser_in_the_copy(archived, pub
     finally:
         marker.unlink(missing_ok=True)
         _sql(server.dsn, "DROP SCHEMA IF EXISTS planted CASCADE; DROP ROLE IF EXISTS planter_pitr")
+
+
+def test_rows_written_after_the_base_backup_are_listed_by_key(archived):
+    """The physical copy is compared with the live source: rows written after the backup are named, by key."""
+    server, _ = archived
+    _sql(server.dsn, "DROP TABLE IF EXISTS ledger; CREATE TABLE ledger (id int PRIMARY KEY, amount numeric);"
+         "INSERT INTO ledger SELECT g, g FROM generate_series(1, 100) g")
+
+    def write_after(_: Path) -> None:
+        _sql(server.dsn, "INSERT INTO ledger VALUES (5001, 1), (5002, 2); UPDATE ledger SET amount = 0 WHERE id = 7;"
+             "DELETE FROM ledger WHERE id = 50")
+
+    try:
+        result = verify_physical(_db(server), after_backup=write_after)
+        assert not result.verified
+        ledger = next(t for t in result.tables if t.table == "public.ledger")
+        assert ledger.key_columns == ["id"]
+        assert [(r.key, r.difference) for r in ledger.differing_rows] == [
+            ("(50)", "extra"), ("(5001)", "missing"), ("(5002)", "missing"), ("(7)", "changed")]
+        assert "(50) extra" in result.summary
+    finally:
+        _sql(server.dsn, "DROP TABLE IF EXISTS ledger")

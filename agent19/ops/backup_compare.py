@@ -35,6 +35,8 @@ from agent19.ops.backup_model import SequenceCheck, TableCheck
 TextSettings = (
     "SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET extra_float_digits = 3",
     "SET bytea_output = 'hex'", "SET IntervalStyle = 'postgres'", "SET statement_timeout = 0",
+    # the source's snapshot stays open (idle) while the copy is restored: rows that differ are read in it after
+    "SET idle_in_transaction_session_timeout = 0",
     # a policy must not hide rows from either side: with row_security off, a read it would filter errors
     "SET row_security = off",
     "SET search_path = pg_catalog",  # names in catalog text (argument types, regclass values) printed alike

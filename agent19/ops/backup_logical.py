@@ -43,6 +43,7 @@ from agent19.errors import InputError
 from agent19.migrate.scratch import drop_leftovers, scratch_database
 from agent19.ops import backup_compare as cmp
 from agent19.ops import backup_restorer as restorer
+from agent19.ops import backup_rowdiff as rowdiff
 from agent19.ops.backup_dump import Dump, restore_errors
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_plain import restore_plain
@@ -287,7 +288,6 @@ def verify_logical(
                         notes.append("the dump was streamed into pg_restore: the measured restore includes waiting "
                                      "for pg_dump, an upper bound of a restore from a file")
                 seq_after = cmp.sequences(src)
-                src.execute("ROLLBACK")
                 if not stream:
                     assert dump_path is not None
                     say(0, None, f"restoring into {where} (pg_restore)")
@@ -299,6 +299,8 @@ def verify_logical(
                 result = _compare(restored_dsn, jobs, say, before=before, seq_before=seq_before,
                                   seq_after=seq_after, names=names, src_sums=src_sums,
                                   objects_before=objects_before)
+                rowdiff.describe(result.tables, src, restored_dsn)  # in the dump's snapshot, still open
+                src.execute("ROLLBACK")
                 result.restored_into = where
                 result.errors = [db.redact(e) for e in errors]
                 extra_wait = max(0.0, source_done - dump.start - dump_s) if dump is not None else 0.0

@@ -9,12 +9,25 @@ from pydantic import BaseModel, Field
 Kind = Literal["logical", "physical", "pitr"]
 
 
+class RowDifference(BaseModel):
+    key: str = Field(description="the row's primary key as PostgreSQL prints a row, e.g. (42) or (7,eu)")
+    difference: Literal["changed", "missing", "extra"] = Field(
+        description="changed: same key, other content; missing: only in the source; extra: only in the restored copy")
+
+
 class TableCheck(BaseModel):
     table: str = Field(description="schema-qualified table name")
     rows_source: int | None = Field(description="rows in the source (None: could not be read)")
     rows_restored: int | None = Field(description="rows in the restored copy (None: missing or unreadable)")
     checksum_match: bool = Field(description="same row count and same content checksum on both sides")
     note: str | None = None
+    key_columns: list[str] = Field(default=[], description="the primary key that names differing_rows")
+    differing_rows: list[RowDifference] = Field(default=[], description="on a mismatch: the first rows that differ, "
+                                                "by primary key, in key order (at most 20)")
+    differing_rows_truncated: bool = Field(default=False, description="more rows differ than differing_rows lists")
+    rows_only_in_source: int | None = Field(default=None, description="on a mismatch in a table without a primary "
+                                            "key: rows (by content) only in the source")
+    rows_only_in_restored: int | None = Field(default=None, description="same, only in the restored copy")
 
 
 class SequenceCheck(BaseModel):

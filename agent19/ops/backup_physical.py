@@ -35,6 +35,7 @@ from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops import backup_compare as cmp
+from agent19.ops import backup_rowdiff as rowdiff
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_space import dir_bytes, require_free
 from agent19.ops.backup_summary import finish
@@ -143,18 +144,20 @@ def compare_live(db: Database, copy_dsn: str, jobs: int, say: Progress, physical
         before, seqs, names = snapshot(src), cmp.sequences(src), cmp.tables(src)
         objects_before = cmp.objects(src)
         src_sums = cmp.sums_parallel(lambda: cmp.snapshot_session(db.dsn, snap_id), list(names), jobs, say, "source: ")
+        with cmp.dict_connect(copy_dsn) as rconn:
+            after, restored_names, seq_restored = snapshot(rconn), cmp.tables(rconn), cmp.sequences(rconn)
+            objects_after = cmp.objects(rconn)
+            size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
+        r_sums = cmp.sums_parallel(lambda: cmp.dict_connect(copy_dsn), sorted(restored_names), jobs, say,
+                                   "restored: ")
+        unlogged = {n for n, u in names.items() if u}
+        tables = cmp.compare_tables(src_sums, r_sums, unlogged, unlogged_expected_empty=physical)
+        rowdiff.describe(tables, src, copy_dsn)  # in the source's snapshot, still open
         src.execute("ROLLBACK")
     finally:
         src.close()
-    with cmp.dict_connect(copy_dsn) as rconn:
-        after, restored_names, seq_restored = snapshot(rconn), cmp.tables(rconn), cmp.sequences(rconn)
-        objects_after = cmp.objects(rconn)
-        size = rconn.execute("SELECT pg_database_size(current_database()) AS s").fetchone()
-    r_sums = cmp.sums_parallel(lambda: cmp.dict_connect(copy_dsn), sorted(restored_names), jobs, say, "restored: ")
-    unlogged = {n for n, u in names.items() if u}
     return VerifyResult(
-        verified=False, kind="physical", summary="", database="",
-        tables=cmp.compare_tables(src_sums, r_sums, unlogged, unlogged_expected_empty=physical),
+        verified=False, kind="physical", summary="", database="", tables=tables,
         schema_differences=cmp.schema_differences(before, after, objects_before, objects_after),
         sequences=cmp.compare_sequences(seqs, seqs, seq_restored),
         sizes=Sizes(restored_bytes=int(size["s"]) if size else None),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent19.ops.backup_model import VerifyResult
+from agent19.ops.backup_model import TableCheck, VerifyResult
 from agent19.units import human_duration, human_size
 
 
@@ -60,7 +60,8 @@ def finish(result: VerifyResult, display_dsn: str) -> VerifyResult:
                        + ", ".join(result.damaged_files[:5]))
     reasons += result.errors[:3]
     for t in bad_tables[:5]:
-        reasons.append(f"table {t.table}: {t.note or 'checksum differs'} ({t.rows_source} → {t.rows_restored} rows)")
+        reasons.append(f"table {t.table}: {t.note or 'checksum differs'} ({t.rows_source} → {t.rows_restored} rows)"
+                       + _rows(t))
     reasons += [f"schema: {d}" for d in result.schema_differences[:5]]
     for s in bad_sequences[:5]:
         reasons.append(f"sequence {s.sequence}: {s.source} → {s.restored}" + (f" ({s.note})" if s.note else ""))
@@ -70,6 +71,18 @@ def finish(result: VerifyResult, display_dsn: str) -> VerifyResult:
     return result
 
 
+def _rows(t: TableCheck, most: int = 5) -> str:
+    """The rows that differ, for a sentence: by key, or the one-side counts of a table without one."""
+    if t.differing_rows:
+        listed = ", ".join(f"{r.key} {r.difference}" for r in t.differing_rows[:most])
+        more = len(t.differing_rows) > most or t.differing_rows_truncated
+        return f"; rows by ({', '.join(t.key_columns)}): {listed}" + (", …" if more else "")
+    if t.rows_only_in_source is not None:
+        return (f"; no primary key: {t.rows_only_in_source} row(s) only in the source, {t.rows_only_in_restored} "
+                "only in the restored copy")
+    return ""
+
+
 def render(result: VerifyResult) -> str:
     """Text for people: the verdict first, then what differs, the timings and what was cleaned up."""
     lines = [result.summary, f"source: {result.database}; restored into: {result.restored_into or '-'}"]
@@ -77,6 +90,12 @@ def render(result: VerifyResult) -> str:
         mark = "ok" if t.checksum_match else "MISMATCH"
         lines.append(f"  {mark:8} {t.table}: {t.rows_source} → {t.rows_restored} rows" + (
             f" ({t.note})" if t.note else ""))
+        if t.differing_rows:
+            lines.append(f"           differing rows by ({', '.join(t.key_columns)}): " + ", ".join(
+                f"{r.key} {r.difference}" for r in t.differing_rows) + (", … (more)" if t.differing_rows_truncated
+                                                                         else ""))
+        elif t.rows_only_in_source is not None:
+            lines.append(f"           {_rows(t)[2:]}")
     for s in result.sequences:
         if not s.match:
             lines.append(f"  MISMATCH sequence {s.sequence}: {s.source} → {s.restored}")

@@ -41,7 +41,8 @@ class VerifyBackupArgs(BaseModel):
     archive_dir: str | None = Field(default=None, description="pitr: the WAL archive directory (what "
                                     "archive_command copies into)")
     target_time: str | None = Field(default=None, description="pitr: recover to this moment, e.g. "
-                                    "'2026-11-30 14:00:00+00' (default: the end of the archive)")
+                                    "'2026-11-30 14:00:00+00' (default: the end of the archive); must be in the "
+                                    "past and after the start of the base backup given with --from")
     checks: list[str] = Field(default=[], description="pitr: queries run in the recovered database; each must "
                               "return true (e.g. a row committed before the target exists); each one read, "
                               "checked by the read-only guard", json_schema_extra=gate.user_sql("statements"))
