@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import types
 import typing
@@ -257,9 +258,31 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
     return spec.exit_code(result) if spec.exit_code else 0
 
 
+def _swallowed(ns: argparse.Namespace) -> str | None:
+    """A list option written before the positional arguments takes them as its own values
+    (`lint --assume x file.sql`): say so instead of running without the files."""
+    spec = getattr(ns, "spec", None)
+    if spec is None or not any(getattr(ns, p, None) in (None, []) for p in spec.positional):
+        return None
+    for name, info in spec.args.model_fields.items():
+        values = getattr(ns, info.alias or name, None)
+        if name in spec.positional or not isinstance(values, list):
+            continue
+        paths = [v for v in values if isinstance(v, str) and os.path.exists(v)]
+        if paths:
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            flag = "--" + str(extra.get("cli") or (info.alias or name).replace("_", "-"))
+            return (f"{flag} took {paths[0]!r} as one of its values (a list option takes every value after it): "
+                    f"put {flag} after the {' / '.join(p.upper() for p in spec.positional)} argument(s), or end its "
+                    "values with --")
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_only_tools_for(sys.argv[1:] if argv is None else argv))
     ns = parser.parse_args(argv)
+    if (swallowed := _swallowed(ns)) is not None:
+        parser.error(swallowed)
     logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, stream=sys.stderr,
                         format="agent19: %(message)s")
     if ns.command is None:
