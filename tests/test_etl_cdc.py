@@ -121,18 +121,19 @@ def test_initial_copy_then_inserts_updates_deletes_toast_and_full_identity(sourc
         assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone()[0] == 0
 
 
-def test_kill_9_mid_stream_then_restart_applies_every_change_once(source, warehouse, tmp_path):
-    _write(source, "ALTER TABLE events REPLICA IDENTITY FULL")
+@pytest.mark.parametrize("plugin", ["wal2json", "pgoutput"])
+def test_kill_9_mid_stream_then_restart_applies_every_change_once(source, warehouse, tmp_path, plugin):
+    _write(source, "ALTER TABLE events REPLICA IDENTITY FULL", "CREATE PUBLICATION agent19_cdc FOR TABLE items, events")
     with psycopg.connect(warehouse, autocommit=True) as conn:
         conn.execute(DDL)
-    _run(source, warehouse)  # slot and (empty) initial copy
+    _run(source, warehouse, plugin=plugin)  # slot and (empty) initial copy
     for i in range(40):  # 40 transactions of 500 rows each, in events (no key: a duplicate would show)
         _write(source, f"INSERT INTO events SELECT g, 'k{i}' FROM generate_series({i * 500}, {i * 500 + 499}) g",
                f"UPDATE items SET name = 'v{i}' WHERE id = 1" if i else "INSERT INTO items VALUES (1, 'v0', 'b')")
     env = {**os.environ, "DATABASE_URL": source, "WAREHOUSE_URL": warehouse}
     cmd = [sys.executable, "-m", "agent19", "cdc", "run", "items", "public.events",
            "--destination", "env:WAREHOUSE_URL", "--slot", "agent19_test", "--batch-changes", "600",
-           "--mode", "execute", "--format", "json"]
+           "--mode", "execute", "--format", "json", "--plugin", plugin]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     with psycopg.connect(warehouse, autocommit=True) as conn:

@@ -304,7 +304,7 @@ def _parse_ts(text: str) -> float:
 def run_cdc(source: Database, dest: Connection, *, slot: str, tables: list[str], state_schema: str = "agent19_etl",
             batch_changes: int = 10_000, max_seconds: float | None = None, follow: bool = False,
             teardown: bool = False, retained_warn_bytes: int = 1 << 30, progress: Progress | None = None,
-            poll_s: float = 0.5, plugin: str = "wal2json", publication: str | None = None) -> CdcResult:
+            poll_s: float = 0.5, plugin: str = "wal2json", publication: str = "agent19_cdc") -> CdcResult:
     """Consume the slot and apply its changes until caught up (or, with ``follow``, until ``max_seconds``).
     ``plugin`` pgoutput reads the tables of ``publication`` (which must exist and cover them)."""
     with source.read() as src:
