@@ -167,19 +167,21 @@ def test_a_missing_destination_table_is_refused_before_any_slot_exists(source, w
     _run(source, warehouse, teardown=True)
 
 
-def test_cdc_as_a_replication_role_without_superuser(source, warehouse):
+@pytest.mark.parametrize("plugin", ["wal2json", "pgoutput"])
+def test_cdc_as_a_replication_role_without_superuser(source, warehouse, plugin):
     role = f"cdc_{uuid.uuid4().hex[:8]}"
     _write(source, f"CREATE ROLE {role} LOGIN REPLICATION", f"GRANT SELECT ON items, events TO {role}",
-           "ALTER TABLE events REPLICA IDENTITY FULL", "INSERT INTO items VALUES (1, 'a', 'b')")
+           "ALTER TABLE events REPLICA IDENTITY FULL", "INSERT INTO items VALUES (1, 'a', 'b')",
+           "CREATE PUBLICATION agent19_cdc FOR TABLE items, events")
     with psycopg.connect(warehouse, autocommit=True) as conn:
         conn.execute(DDL)
     user_source = psycopg.conninfo.make_conninfo(source, user=role)
     try:
-        assert _run(user_source, warehouse).initial_copy["public.items"] == 1
+        assert _run(user_source, warehouse, plugin=plugin).initial_copy["public.items"] == 1
         _write(source, "INSERT INTO items VALUES (2, 'c', 'd')")
-        assert _run(user_source, warehouse).inserts == 1
+        assert _run(user_source, warehouse, plugin=plugin).inserts == 1
         _same(source, warehouse)
-        assert _run(user_source, warehouse, teardown=True).dropped
+        assert _run(user_source, warehouse, plugin=plugin, teardown=True).dropped
     finally:
         _write(source, f"DROP OWNED BY {role}", f"DROP ROLE {role}")
 
