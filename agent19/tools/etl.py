@@ -67,8 +67,8 @@ def render_etl(r: EtlResult) -> str:
     ),
 )
 def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
-    """Run an incremental ETL pipeline (TOML) once: keyset extract after the stored watermark, validate, upsert or
-    append, exactly once per batch; reports counts and schema drift.
+    """Run an incremental ETL pipeline (TOML) once: keyset extract after the stored watermark, validate, then
+    upsert, merge, append or (named in the pipeline) replace, exactly once per batch; reports counts and drift.
 
     Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
     the cursor columns (never OFFSET), re-reading a lag window for late commits; validate each record with
@@ -78,10 +78,9 @@ def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     run empties the destination table and loads the whole source in one transaction, so readers see the old
     rows or the new ones, never an empty table, and rows missing from the source are lost; refused in an
     inline pipeline over MCP). Each batch commits with the watermark in the destination, so a run killed at
-    any moment resumes
-    exactly once. Invalid records go to the dead-letter table with their reason and source key. Transient
-    errors are retried with backoff. Reports inserted / updated / unchanged / rejected counts, rows per
-    second, and source schema drift since the last run.
+    any moment resumes exactly once. Invalid records go to the dead-letter table with their reason and
+    source key. Transient errors are retried with backoff. Reports inserted / updated / unchanged /
+    rejected counts, rows per second, and source schema drift since the last run.
 
     The source query is user SQL: checked by the safety gate and run read-only as the reader login.
     `dry_run` extracts and validates without writing (any mode); loading needs mode execute. Source keys
