@@ -160,10 +160,10 @@ def test_a_dump_whose_restore_fails_is_not_verified(shop, pg, tmp_path):
     subprocess.run([_bin(pg, "pg_dump"), "-Fc", "-f", dump, "-d", shop], check=True)
     truncated = tmp_path / "truncated.dump"
     truncated.write_bytes(dump.read_bytes()[: dump.stat().st_size // 2])
-    good = verify_logical(_db(shop), from_file=str(dump), restore_into="scratch")
+    good = verify_logical(_db(shop), from_file=str(dump), restore_into="cluster")
     assert good.verified, good.summary
     assert good.durations_s.dump == 0
-    bad = verify_logical(_db(shop), from_file=str(truncated), restore_into="scratch")
+    bad = verify_logical(_db(shop), from_file=str(truncated), restore_into="cluster")
     assert not bad.verified
     assert bad.errors, "pg_restore's errors are reported"
     assert any(not t.checksum_match for t in bad.tables)

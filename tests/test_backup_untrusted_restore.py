@@ -164,3 +164,48 @@ def test_an_untrusted_extension_is_created_for_the_restorer_and_the_backup_verif
     subprocess.run([pg_binary("pg_dump", pg.major), "-Fc", "-f", dump, "-d", make_conninfo(dsn)], check=True)
     code, out, err = _verify(dsn, "--from", str(dump), "--restore-into", "cluster")
     assert code == 0 and out["verified"], out["summary"] + err + json.dumps(out["errors"])
+
+
+def test_a_scratch_restore_is_refused_when_other_roles_code_would_run_as_the_login(pg, planted, tmp_path):
+    """The application's login verifies a database where another, lesser role owns functions: restored by the
+    login on the target's server, they would run with its privileges (it could even change its own password).
+    A dump file is refused there too: its SQL comes from outside. auto takes a throwaway cluster instead."""
+    dsn, owner, marker = planted
+    app = owner_login(dsn, "verifier")
+    app_role = app.split("user=")[1].split()[0]
+    planter = owner.split("user=")[1].split()[0]
+    run_sql(dsn, f"ALTER ROLE {app_role} CREATEDB; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {app_role};"
+                 f"GRANT USAGE ON SCHEMA public TO {app_role}")
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", app, "--mode", "dry-run",
+                           "--restore-into", "scratch"], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "DATABASE_URL": ""})
+    said = done.stdout + done.stderr
+    assert done.returncode not in (0, 1) and f"functions owned by {planter}" in said, said
+    code, out, err = _verify(app)   # auto: a throwaway cluster, restored by agent19_restorer
+    assert code == 0 and out["verified"] and "agent19_restorer" in out["restored_into"], out["summary"] + err
+    assert any(f"functions owned by {planter}" in n for n in out["notes"])
+
+    dump = tmp_path / "x.dump"
+    subprocess.run([pg_binary("pg_dump", pg.major), "-Fc", "-f", dump, "-d", owner], check=True)
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", owner, "--mode", "dry-run",
+                           "--from", str(dump), "--restore-into", "scratch"], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120, env={**os.environ, "DATABASE_URL": ""})
+    said = done.stdout + done.stderr
+    assert done.returncode not in (0, 1) and "a dump file is SQL from outside" in said, said
+    assert not marker.exists()
+
+
+def test_a_dump_file_does_not_choose_which_extensions_a_superuser_installs(pg, dsn, tmp_path):
+    """Only extensions the target database has are created by the throwaway cluster's superuser: one a dump
+    file asks for on its own is left to the unprivileged restorer, which may not create it."""
+    need(pg_binary("initdb", pg.major) is not None, "PostgreSQL server binaries are not installed")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'hypopg'").fetchone():
+            need(False, "hypopg is not installed")
+        conn.execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)")
+    plain = tmp_path / "asks.sql"
+    subprocess.run([pg_binary("pg_dump", pg.major), "-f", plain, "-d", dsn], check=True, capture_output=True)
+    plain.write_text("CREATE EXTENSION IF NOT EXISTS hypopg WITH SCHEMA public;\n" + plain.read_text())
+    code, out, err = _verify(dsn, "--from", str(plain), "--restore-into", "cluster")
+    assert code == 1 and not out["verified"], out["summary"] + err
+    assert any("permission denied to create extension" in e and "hypopg" in e for e in out["errors"]), out["errors"]

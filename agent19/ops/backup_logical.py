@@ -96,13 +96,17 @@ class _Plan:
     errors: list[str] = field(default_factory=list)
 
 
-def _plan(kind: str, path: Path, target: _Target, wd: WorkDir, major: int, notes: list[str]) -> _Plan:
+def _plan(kind: str, path: Path, target: _Target, wd: WorkDir, major: int, notes: list[str],
+          installed: set[str]) -> _Plan:
+    """``installed``: the target's extensions — the only ones the cluster's superuser creates for a dump (a
+    dump file does not choose what a superuser installs)."""
     made: list[str] = []
     schemas: list[str] = []
     plan = _Plan()
     if kind == "plain":
         if target.admin_dsn:
-            made, schemas, plan.errors = restorer.precreate(target.admin_dsn, restorer.plain_extensions(path))
+            made, schemas, plan.errors = restorer.precreate(
+                target.admin_dsn, [e for e in restorer.plain_extensions(path) if e[0] in installed])
         plan.plain = restorer.PlainFilter(made, schemas)
         return plan
     tool = _binary("pg_restore", major)
@@ -111,7 +115,7 @@ def _plan(kind: str, path: Path, target: _Target, wd: WorkDir, major: int, notes
         return plan  # unreadable: pg_restore itself will say why
     if target.admin_dsn:
         found = restorer.archive_extensions(tool, path, listing, wd.path)
-        made, schemas, plan.errors = restorer.precreate(target.admin_dsn, found)
+        made, schemas, plan.errors = restorer.precreate(target.admin_dsn, [e for e in found if e[0] in installed])
     toc, toc_notes = restorer.restore_list(listing, made, schemas)
     notes += toc_notes
     plan.toc = wd.path / "restore.list"
@@ -139,8 +143,8 @@ def _unsafe_scratch(why: str) -> InputError:
         "defaults, index expressions and triggers call functions that the database's owners wrote; restored as "
         "this login they would run with its powers (a shell command through COPY … TO PROGRAM, files written "
         "on the server)",
-        "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges), or connect "
-        "as the application's own role (no SUPERUSER, no CREATEROLE, CREATEDB is enough)")
+        "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges); a scratch "
+        "database suits the live database verified as its own owner role (no SUPERUSER, no CREATEROLE, CREATEDB)")
 
 
 def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, notes: list[str],
@@ -240,7 +244,7 @@ def verify_logical(
         ).fetchone()
         assert info is not None
         snap_id, size, major, data = info["snap"], int(info["size"]), int(info["major"]), int(info["data"])
-        target = _choose(db, restore_into, size, major, notes, restorer.unsafe_login(src))
+        target = _choose(db, restore_into, size, major, notes, restorer.scratch_objection(src, bool(from_file)))
         dump_path = Path(from_file) if from_file else None
         # streamed only when the restorer can run every entry (else: a file, its table of contents filtered)
         whole = target == "scratch" or not (restorer.source_has_event_triggers(src) or any(
@@ -288,10 +292,11 @@ def verify_logical(
                         notes.append("the dump was streamed into pg_restore: the measured restore includes waiting "
                                      "for pg_dump, an upper bound of a restore from a file")
                 seq_after = cmp.sequences(src)
+                installed = {name for name, _ in restorer.source_extensions(src)}
                 if not stream:
                     assert dump_path is not None
                     say(0, None, f"restoring into {where} (pg_restore)")
-                    plan = _plan(kind, dump_path, into, wd, major, notes)
+                    plan = _plan(kind, dump_path, into, wd, major, notes, installed)
                     restore_s, errors = _restore(kind, dump_path, r_dsn, r_env, jobs, major, plan)
                 if after_restore:
                     after_restore(restored_dsn)

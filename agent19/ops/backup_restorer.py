@@ -16,10 +16,13 @@ So the restore *logs in* as a role without those powers:
   and would run code during the restore: they are left out, and said so. Extensions such as dblink
   and postgres_fdw refuse a non-superuser a connection that used no password, so the cluster's
   trust authentication gives the restorer no way back in as the superuser.
-* **scratch database** — the restore runs as agent19's own login, so that login must not be a
-  superuser, have CREATEROLE (which can grant itself the roles below) or be a member of
-  ``pg_execute_server_program`` / ``pg_write_server_files`` / ``pg_read_server_files``:
-  :func:`unsafe_login` says why not, and the caller refuses (or restores into a cluster).
+* **scratch database** — the restore runs as agent19's own login *on the target's server*, where
+  even a plain role can change its own password and role settings (``ALTER ROLE CURRENT_USER``).
+  So only the target's own objects, written by roles that already hold the login's privileges, are
+  restored there: :func:`scratch_objection` refuses a dump file (SQL from outside), functions
+  owned by any other role, and a login that is a superuser, has CREATEROLE (which can grant itself
+  the roles below) or is a member of ``pg_execute_server_program`` / ``pg_write_server_files`` /
+  ``pg_read_server_files``. The caller then refuses, or (``auto``) restores into a cluster.
 """
 
 from __future__ import annotations
@@ -56,6 +59,30 @@ def unsafe_login(conn: psycopg.Connection[Any]) -> str | None:
         return "it has CREATEROLE (it can grant itself pg_execute_server_program)"
     if os_roles:
         return f"it is a member of {', '.join(os_roles)}"
+    return None
+
+
+Q_FOREIGN_CODE = r"""
+SELECT DISTINCT p.proowner::regrole::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                     AND d.deptype = 'e')
+   AND NOT pg_has_role(p.proowner, current_user, 'USAGE')
+ ORDER BY 1 LIMIT 5"""
+
+
+def scratch_objection(conn: psycopg.Connection[Any], from_file: bool) -> str | None:
+    """Why the dump must not be restored by this login in a scratch database on the target's server, or None."""
+    why = unsafe_login(conn)
+    if why:
+        return why
+    if from_file:
+        return ("a dump file is SQL from outside this database: restored here it would run as this login on the "
+                "target's server, where a role may change its own password and settings")
+    owners = [r[0] for r in conn.cursor(row_factory=tuple_row).execute(Q_FOREIGN_CODE).fetchall()]
+    if owners:
+        return (f"functions owned by {', '.join(owners)} would run as this login, with privileges those roles "
+                "do not have")
     return None
 
 

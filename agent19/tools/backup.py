@@ -33,9 +33,10 @@ class VerifyBackupArgs(BaseModel):
     jobs: int = Field(default=1, ge=1, le=32, description="parallel jobs for dump, restore and checksums "
                       "(logical: >1 dumps in directory format)")
     restore_into: Literal["auto", "scratch", "cluster"] = Field(
-        default="auto", description="logical: a scratch database on the target's server (mode dry-run), or a "
-        "throwaway cluster in the work directory; auto: scratch unless the mode forbids it or the target's disk "
-        "would be left with under a tenth (or 1 GB) free")
+        default="auto", description="logical: a scratch database on the target's server (mode dry-run; the live "
+        "database verified by its owner role, never a superuser login or a dump file), or a throwaway cluster in "
+        "the work directory (restored by a role without privileges); auto: scratch unless the mode or the login "
+        "forbids it or the target's disk would be left with under a tenth (or 1 GB) free")
     work_dir: str | None = Field(default=None, description="where dumps, base backups and throwaway clusters go "
                                  "(default: the system's temporary directory); needs room for the copy")
     archive_dir: str | None = Field(default=None, description="pitr: the WAL archive directory (what "
