@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,4 +144,32 @@ async def test_over_mcp_rows_are_refused_and_kept_then_an_empty_destination_runs
         gone = await session.call_tool("cdc_run", {**args, "teardown": True})
     assert gone.structured_content["dropped"]
     _same(source, warehouse)
+    assert _slots(source) == 0
+
+
+def test_a_transaction_open_on_the_source_server_stops_the_slot_creation_with_its_name(source, warehouse):
+    """Creating a logical slot waits for every transaction that began writing on the server (any database) to
+    end; statement_timeout does not stop that wait. agent19 cancels it after the statement timeout and names the
+    session it waited for; no slot is left behind."""
+    from agent19.config import AccessMode, Settings
+    from agent19.db.connection import Database
+    from agent19.etl.cdc import run_cdc
+
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute(DDL)
+    holder = psycopg.connect(warehouse)  # another database on the same server: it still holds the slot up
+    holder.execute("CREATE TABLE elsewhere (a int)")
+    pid = holder.info.backend_pid
+    db = Database(Settings.load(env={}, dsn=source, mode=AccessMode.EXECUTE, statement_timeout="2s"))
+    started = time.monotonic()
+    try:
+        with psycopg.connect(warehouse, autocommit=True, row_factory=psycopg.rows.dict_row) as dest:
+            with pytest.raises(InputError) as waited:
+                run_cdc(db, dest, slot="agent19_wait", tables=["items", "events"])
+    finally:
+        holder.close()
+        db.close()
+    said = str(waited.value)
+    assert f"pid {pid} (" in said and "idle in transaction" in said and "waited 2s" in said, said
+    assert time.monotonic() - started < 30
     assert _slots(source) == 0

@@ -31,6 +31,7 @@ How a run works:
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -67,6 +68,10 @@ SELECT slot_name, plugin, active, confirmed_flush_lsn::text AS confirmed,
 """
 Q_SAME_DATABASE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started, " \
     "current_setting('port') AS port"
+Q_OPEN_WRITERS = """
+SELECT pid, datname, state, extract(epoch FROM now() - xact_start)::float AS age_s FROM pg_stat_activity
+ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY xact_start
+"""
 Progress = Callable[[float, float | None, str | None], None]
 
 
@@ -179,9 +184,7 @@ class CdcRun:
         repl = psycopg.connect(make_conninfo(self.source.dsn, replication="database",
                                              application_name="agent19 cdc"), autocommit=True)
         try:
-            row = repl.execute(sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL {} EXPORT_SNAPSHOT").format(
-                sql.Identifier(self.slot), sql.Identifier(self.plugin))).fetchone()
-            assert row is not None
+            row = self._create_slot(repl)
             consistent, snapshot = str(row[1]), str(row[2])
             with psycopg.connect(self.source.dsn, application_name="agent19 cdc copy") as src, \
                     self.dest.transaction():
@@ -203,6 +206,31 @@ class CdcRun:
             raise
         repl.close()
         return consistent
+
+    def _create_slot(self, repl: psycopg.Connection[Any]) -> Any:
+        """CREATE_REPLICATION_SLOT waits until no transaction that had begun writing anywhere on the source server
+        (any database) is still open; statement_timeout does not stop that wait, so a timer of the same length
+        cancels it, and the refusal names the sessions it waited for."""
+        wait_s = self.source.settings.statement_timeout_ms / 1000
+        timer = threading.Timer(wait_s, repl.cancel)
+        timer.start()
+        try:
+            row = repl.execute(sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL {} EXPORT_SNAPSHOT").format(
+                sql.Identifier(self.slot), sql.Identifier(self.plugin))).fetchone()
+        except psycopg.errors.QueryCanceled:
+            with self.source.read() as conn:
+                open_xacts = conn.execute(Q_OPEN_WRITERS).fetchall()
+            named = "; ".join(f"pid {r['pid']} ({r['datname']}, {r['state'] or 'state hidden'}"
+                              + (f" for {r['age_s']:.0f}s)" if r["age_s"] is not None else ")")
+                              for r in open_xacts) or "none visible to this login (pg_read_all_stats shows all)"
+            raise InputError(f"creating slot {self.slot} waited {wait_s:g}s for transactions open on the source server "
+                             f"to end (a logical slot starts where none is running): {named}. No slot was created",
+                             "commit or end them (an idle-in-transaction session never ends by itself), then run "
+                             "again; --statement-timeout sets how long to wait") from None
+        finally:
+            timer.cancel()
+        assert row is not None
+        return row
 
     def _copy(self, src: psycopg.Connection[Any], t: Target) -> int:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
