@@ -177,7 +177,8 @@ def test_a_plain_sql_dump_is_restored_with_psql(shop, pg, tmp_path):
 
 
 def test_as_an_application_role_with_a_password(pg, shop, dsn):
-    """A non-superuser owner with CREATEDB; its password travels in PGPASSWORD, never in argv or output."""
+    """A non-superuser login that reads the shop (owned by another role); its password travels in PGPASSWORD,
+    never in argv or output. Another role's tables are restored in a throwaway cluster, not by this login."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS backup_app")
         conn.execute("CREATE ROLE backup_app LOGIN CREATEDB PASSWORD 's3cret-pw'")
@@ -186,8 +187,9 @@ def test_as_an_application_role_with_a_password(pg, shop, dsn):
         conn.execute("GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO backup_app")
     app_dsn = make_conninfo(shop, user="backup_app", password="s3cret-pw")
     try:
-        result = verify_logical(_db(app_dsn), restore_into="scratch")
+        result = verify_logical(_db(app_dsn))
         assert result.verified, result.summary
+        assert "agent19_restorer" in result.restored_into
         assert "s3cret-pw" not in result.model_dump_json()
     finally:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:

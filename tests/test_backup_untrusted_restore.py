@@ -180,10 +180,10 @@ def test_a_scratch_restore_is_refused_when_other_roles_code_would_run_as_the_log
                            "--restore-into", "scratch"], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           env={**os.environ, "DATABASE_URL": ""})
     said = done.stdout + done.stderr
-    assert done.returncode not in (0, 1) and f"functions owned by {planter}" in said, said
+    assert done.returncode not in (0, 1) and f"owned by {planter} would run as this login" in said, said
     code, out, err = _verify(app)   # auto: a throwaway cluster, restored by agent19_restorer
     assert code == 0 and out["verified"] and "agent19_restorer" in out["restored_into"], out["summary"] + err
-    assert any(f"functions owned by {planter}" in n for n in out["notes"])
+    assert any(f"owned by {planter} would run as this login" in n for n in out["notes"])
 
     dump = tmp_path / "x.dump"
     subprocess.run([pg_binary("pg_dump", pg.major), "-Fc", "-f", dump, "-d", owner], check=True)

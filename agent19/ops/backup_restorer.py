@@ -62,12 +62,20 @@ def unsafe_login(conn: psycopg.Connection[Any]) -> str | None:
     return None
 
 
-Q_FOREIGN_CODE = r"""
-SELECT DISTINCT p.proowner::regrole::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_toast%'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
-                     AND d.deptype = 'e')
-   AND NOT pg_has_role(p.proowner, current_user, 'USAGE')
+_USER = ("n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
+         " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid}"
+         " AND d.deptype = 'e')")
+Q_FOREIGN_CODE = f"""
+SELECT DISTINCT owner::regrole::text FROM (
+    SELECT p.proowner AS owner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+     WHERE {_USER.format(cat='pg_proc', oid='p.oid')}
+    UNION ALL  -- CHECK constraints, defaults, generated columns, index expressions, materialized view queries
+    SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'p', 'm') AND {_USER.format(cat='pg_class', oid='c.oid')}
+    UNION ALL  -- a domain's CHECK runs for every value loaded
+    SELECT t.typowner FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE t.typtype = 'd' AND {_USER.format(cat='pg_type', oid='t.oid')}
+) AS o WHERE NOT pg_has_role(owner, current_user, 'USAGE')
  ORDER BY 1 LIMIT 5"""
 
 
@@ -81,8 +89,8 @@ def scratch_objection(conn: psycopg.Connection[Any], from_file: bool) -> str | N
                 "target's server, where a role may change its own password and settings")
     owners = [r[0] for r in conn.cursor(row_factory=tuple_row).execute(Q_FOREIGN_CODE).fetchall()]
     if owners:
-        return (f"functions owned by {', '.join(owners)} would run as this login, with privileges those roles "
-                "do not have")
+        return (f"functions and expressions (CHECK, defaults, index expressions) of objects owned by "
+                f"{', '.join(owners)} would run as this login, with privileges those roles do not have")
     return None
 
 
