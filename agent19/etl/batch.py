@@ -257,8 +257,14 @@ def _minus(value: Any, lag: Any, column: str) -> Any:
                          ) from None
 
 
+def _order(values: list[Any]) -> tuple[tuple[Any, ...], ...]:
+    """Cursor values as PostgreSQL orders them: 'infinity' (read as text) above every timestamp, '-infinity' below."""
+    rank = {"-infinity": (0,), "infinity": (2,)}
+    return tuple(rank[v] if isinstance(v, str) and v in rank else (1, v) for v in values)
+
+
 def _higher(last: list[Any], high: list[Any] | None) -> list[Any]:
-    return last if high is None or tuple(last) > tuple(high) else high
+    return last if high is None or _order(last) > _order(high) else high
 
 
 def _step(run: _Run, loader: Loader, after: list[Any] | None, since: Any, high: list[Any] | None

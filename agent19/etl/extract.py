@@ -17,11 +17,37 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
+from psycopg.adapt import AdaptersMap
 from psycopg.rows import tuple_row
+from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.safety import gate, readonly
+
+
+class _InfinityAsText:
+    """PostgreSQL's 'infinity' / '-infinity' dates and timestamps have no Python datetime: they are read as
+    those strings (loaded back as is, or rejected with a reason by a datetime field) instead of failing the run."""
+
+    def load(self, data: Any) -> Any:
+        text = bytes(data)
+        if text in (b"infinity", b"-infinity"):
+            return text.decode()
+        return super().load(data)  # type: ignore[misc]
+
+
+class _Date(_InfinityAsText, DateLoader): ...
+class _Timestamp(_InfinityAsText, TimestampLoader): ...
+class _Timestamptz(_InfinityAsText, TimestamptzLoader): ...
+
+
+def infinity_as_text(conn: Any) -> None:
+    """Registers the loaders above on ``conn`` (text format)."""
+    adapters: AdaptersMap = conn.adapters
+    for name, loader in (("date", _Date), ("timestamp", _Timestamp), ("timestamptz", _Timestamptz)):
+        adapters.register_loader(name, loader)
+
 
 Q_TYPES = "SELECT t.oid, format_type(t.oid, NULL) AS name FROM pg_type t WHERE t.oid = ANY(%s)"
 
@@ -62,9 +88,11 @@ class Extractor:
     def _session(self) -> Iterator[Connection]:
         if self.user_query:
             with gate.reader(self.db) as conn:
+                infinity_as_text(conn)
                 yield conn
         else:
             with self.db.read() as conn:
+                infinity_as_text(conn)
                 yield conn
 
     def shape(self) -> SourceShape:
@@ -148,8 +176,9 @@ class Extractor:
         """A stored watermark (text) as the source's values, so that cursors compare as the source does."""
         casts = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(shape.columns[c]))
                                    for c, v in zip(self.cursor, values, strict=True))
-        with self.db.read() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            row = cur.execute(sql.SQL("SELECT {}").format(casts)).fetchone()
+        with self.db.read() as conn:
+            infinity_as_text(conn)
+            row = conn.cursor(row_factory=tuple_row).execute(sql.SQL("SELECT {}").format(casts)).fetchone()
         assert row is not None
         return list(row)
 
