@@ -92,7 +92,7 @@ def _database(base: Database, dsn: str | None) -> Database:
 
 
 def _drift(before: dict[str, str] | None, now: dict[str, str], columns: list[str],
-           model: type[BaseModel] | None) -> list[Drift]:
+           model: type[BaseModel] | None, dest: dict[str, str] | None = None) -> list[Drift]:
     if not before:
         return []
     out: list[Drift] = []
@@ -113,7 +113,10 @@ def _drift(before: dict[str, str] | None, now: dict[str, str], columns: list[str
         if col not in now:
             name, required = sources.get(col, (col, False))
             action = ("every record is rejected (a required field): fix the source or the pipeline" if required
-                      else "loaded as NULL" if col in sources else "nothing: it was not loaded")
+                      else "loaded as NULL" if col in sources
+                      else f"no longer loaded: rows updated from now on keep the old {col} of the destination, "
+                           "new rows get its default" if model is None and col in (dest or {})
+                      else "nothing: it was not loaded")
             out.append(Drift(column=col, change="removed", detail=f"was {typ}", action=action))
     return out
 
@@ -332,7 +335,7 @@ def _replace(run: _Run) -> EtlResult:
         try:
             loader = run.open_destination()
             stored, before = run.stored(loader)
-            r.drift = _drift(before, run.shape.columns, loader.columns, run.model)
+            r.drift = _drift(before, run.shape.columns, loader.columns, run.model, loader.destination_columns())
             total, started = ex.remaining(run.shape, None, None), time.monotonic()
             after: list[Any] | None = None
             assert run.conn is not None
@@ -362,7 +365,7 @@ def _execute(run: _Run) -> EtlResult:
         return _replace(run)
     loader = run.open_destination()
     stored, before = run.stored(loader)
-    r.drift = _drift(before, run.shape.columns, loader.columns, run.model)
+    r.drift = _drift(before, run.shape.columns, loader.columns, run.model, loader.destination_columns())
     lag = parse_lag(p.source.lag)
     after: list[Any] | None = ex.typed(run.shape, stored) if stored and p.destination.strategy != "replace" else None
     high = after
