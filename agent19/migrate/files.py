@@ -157,7 +157,10 @@ def load_file(path: Path, down_file: Path | None = None) -> Migration:
     conv, ident, name, role = _classify(path)
     text = read_sql_file(path)
     statements = parse_sql(text, str(path))
-    wrapped = conv in ("golang-migrate", "prisma") or (conv == "flyway" and not has_non_transactional(statements))
+    # golang-migrate sends the file as one query string: PostgreSQL wraps it in an implicit transaction only when
+    # it holds several statements (a one-statement file runs CREATE INDEX CONCURRENTLY)
+    wrapped = conv == "prisma" or (conv == "golang-migrate" and len(statements) > 1) or (
+        conv == "flyway" and not has_non_transactional(statements))
     return Migration(
         id=ident, name=name, convention=conv, file=str(path), down_file=str(down_file) if down_file else None,
         statements=statements, wrapped=wrapped, text=text,

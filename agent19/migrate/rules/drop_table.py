@@ -1,4 +1,4 @@
-"""A19015 drop-table: dropping a table that exists before this migration."""
+"""A19015 drop-table: dropping a table (or a view: its readers fail) that exists before this migration."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ from agent19.migrate.rules._base import Hit, Rule, StatementContext, rel_name, s
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
-    if ctx.node != "DropStmt" or f.get("removeType") not in ("OBJECT_TABLE", "OBJECT_MATVIEW"):
+    if ctx.node != "DropStmt" or f.get("removeType") not in ("OBJECT_TABLE", "OBJECT_MATVIEW", "OBJECT_VIEW"):
         return
     for obj in f.get("objects", []):
         names = [n.get("String", {}).get("sval", "") for n in obj.get("List", {}).get("items", [])]
         table = rel_name({"schemaname": names[0], "relname": names[1]} if len(names) > 1 else {"relname": names[-1]})
         if ctx.is_new(table):
+            continue
+        if f.get("removeType") == "OBJECT_VIEW":  # no rows lost, but its readers fail
+            yield Hit(f"dropping view {short(table)}: running clients that query it fail",
+                      "-- drop it in a later release, once no client (report, service, old deploy) queries it",
+                      severity="warning")
             continue
         yield Hit(
             f"dropping {short(table)} loses all its rows, and running clients that use it fail",

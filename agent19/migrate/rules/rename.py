@@ -1,14 +1,25 @@
-"""A19013 rename: renaming a table or column under running clients."""
+"""A19013 rename: renaming a table or column, or moving a table to another schema, under running clients."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.rules._base import Hit, Rule, StatementContext, ident, short
+from agent19.migrate.rules._base import Hit, Rule, StatementContext, ident, rel_name, short
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
+    if ctx.node == "AlterObjectSchemaStmt" and f.get("objectType") in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
+        rel = rel_name(f.get("relation", {}))
+        if rel and not ctx.is_new(rel):
+            old, schema = short(rel), ident(f.get("newschema", ""))
+            yield Hit(
+                f"moving {old} to schema {schema} breaks every running client that names it by its old schema "
+                "or finds it through search_path",
+                f"ALTER TABLE {old} SET SCHEMA {schema};\nCREATE VIEW {old} AS SELECT * FROM "
+                f"{schema}.{ident(rel.rsplit('.', 1)[-1])};  -- old clients keep working; drop it once none uses it",
+            )
+        return
     if ctx.node != "RenameStmt" or ctx.is_new(ctx.relation):
         return
     kind = f.get("renameType")
@@ -33,7 +44,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 RULE = Rule(
     code="A19013",
     name="rename",
-    title="Renaming a table or column breaks running clients",
+    title="Renaming a table or column, or moving a table to another schema, breaks running clients",
     severity="error",
     why="The rename is instant, but application servers still running the old code (during a rolling deploy, "
     "or ones you forgot) fail on every query that uses the old name.",

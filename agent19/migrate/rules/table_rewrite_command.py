@@ -1,4 +1,4 @@
-"""A19019 table-rewrite-command: VACUUM FULL, CLUSTER, SET LOGGED / SET UNLOGGED."""
+"""A19019 table-rewrite-command: VACUUM FULL, CLUSTER, SET LOGGED / SET UNLOGGED, SET TABLESPACE."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def _what(ctx: StatementContext) -> tuple[str, list[str]] | None:
     for _, subtype, _cmd in ctx.alter_cmds():
         if subtype in ("AT_SetLogged", "AT_SetUnLogged"):
             return ("SET LOGGED" if subtype == "AT_SetLogged" else "SET UNLOGGED"), [ctx.relation or "?"]
+        if subtype == "AT_SetTableSpace":
+            return "SET TABLESPACE", [ctx.relation or "?"]
     return None
 
 
@@ -30,7 +32,10 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         return
     fix = ("-- to reclaim space or re-order rows online use pg_repack or pg_squeeze (extensions); "
            "plain VACUUM does not block")
-    if verb.startswith("SET"):
+    if verb == "SET TABLESPACE":
+        fix = ("-- no online form: run it in a maintenance window (the files are copied block by block), or build "
+               "a copy of the table in the new tablespace, keep it in step, and swap")
+    elif verb.startswith("SET"):
         fix = ("-- no online form: run it in a maintenance window, or create the new table with the wanted "
                "persistence, copy in batches and swap")
     yield Hit(
@@ -43,10 +48,10 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 RULE = Rule(
     code="A19019",
     name="table-rewrite-command",
-    title="VACUUM FULL, CLUSTER and SET LOGGED/UNLOGGED rewrite the table under an AccessExclusiveLock",
+    title="VACUUM FULL, CLUSTER, SET LOGGED/UNLOGGED and SET TABLESPACE rewrite the table under an AccessExclusiveLock",
     severity="error",
     why="These commands copy the whole table (and rebuild its indexes) while holding an AccessExclusiveLock; "
-    "SET LOGGED also writes the whole table to the WAL.",
+    "SET LOGGED also writes the whole table to the WAL; SET TABLESPACE copies every file of the table.",
     alternative="Use plain VACUUM (no blocking lock), or pg_repack / pg_squeeze to compact or re-order online; "
     "change persistence in a maintenance window.",
     bad="VACUUM FULL orders;",
