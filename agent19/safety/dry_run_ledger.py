@@ -8,7 +8,7 @@ A statement may run in execute mode under the policy only when an entry holds fo
   database's oid. Where ``pg_control_system()`` is not readable (some managed services revoke it), the
   server's port and ``cluster_name``, the postmaster's start time and the database's oid stand in: a
   restart of the server then invalidates the ledger (a dry run again is the cost, never a false pass);
-* **the same statement**: a sha256 of its text (whitespace and a trailing ``;`` aside);
+* **the same statement**: a sha256 of its tokens (spacing between tokens, comments and a trailing ``;`` aside);
 * **the same schema**: a fingerprint of the database's catalog (:data:`Q_CATALOG`: schemas, relations,
   columns, defaults, constraints, indexes, functions, types, enum labels, triggers, rules and views,
   row-level policies, extensions — outside ``pg_catalog``, ``information_schema`` and temporary schemas)
@@ -38,11 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from pglast.parser import ParseError, scan
 from psycopg.rows import tuple_row
 
 from agent19.config import Settings
 
 LEDGER = "dry-runs.jsonl"
+_COMMENTS = {"SQL_COMMENT", "C_COMMENT"}
 FORMAT = 2
 
 Q_IDENTITY = """SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
@@ -118,7 +120,16 @@ def read_state(conn: psycopg.Connection[Any]) -> ServerState:
 
 
 def statement_hash(sql: str) -> str:
-    return hashlib.sha256(" ".join(sql.split()).rstrip("; ").encode()).hexdigest()
+    """sha256 of the statement's tokens as PostgreSQL's scanner reads them: spacing between tokens, comments
+    and trailing ``;`` aside, but never inside a token — a string's spaces and a newline that ends a ``--``
+    comment (and so decides what is commented out) change the hash."""
+    try:
+        tokens = [sql[t.start:t.end + 1] for t in scan(sql) if t.name not in _COMMENTS]
+    except ParseError:  # unscannable (unterminated quote…): the exact text, only outer spacing aside
+        return hashlib.sha256(("\0" + sql.strip()).encode()).hexdigest()
+    while tokens and tokens[-1] == ";":
+        tokens.pop()
+    return hashlib.sha256("\0".join(tokens).encode()).hexdigest()
 
 
 def _path(settings: Settings) -> Path:
