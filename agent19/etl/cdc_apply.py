@@ -21,7 +21,8 @@ from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import ident
 
 Q_TABLE = """
-SELECT a.attname AS name, coalesce(a.attnum = ANY(i.indkey), false) AS is_key
+SELECT a.attname AS name, coalesce(a.attnum = ANY(i.indkey), false) AS is_key,
+       format_type(a.atttypid, NULL) AS type
   FROM pg_attribute a LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
  WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
 """
@@ -33,6 +34,7 @@ class Target:
     ident: sql.Identifier
     columns: list[str]
     key: list[str]
+    json_columns: dict[str, str] = field(default_factory=dict)  # column → json or jsonb
 
 
 @dataclass
@@ -68,11 +70,28 @@ def target(conn: Connection, name: str) -> Target:
         raise InputError(f"the destination has no table {name}",
                          "create it with the source's columns (pg_dump --schema-only -t TABLE | psql DEST)")
     return Target(name=name, ident=ident, columns=[r["name"] for r in rows],
-                  key=[r["name"] for r in rows if r["is_key"]])
+                  key=[r["name"] for r in rows if r["is_key"]],
+                  json_columns={r["name"]: r["type"] for r in rows if r["type"] in ("json", "jsonb")})
 
 
 def _values(items: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {c["name"]: c.get("value") for c in items or []}
+
+
+def _col(t: Target, rec: str, c: str) -> sql.Composable:
+    """Column ``c`` of the change ``rec`` (n: new, o: identity), of the destination's type. Both plugins hand a json
+    or jsonb value over as its text, which json_populate_record would store as a JSON *string*: that text is cast
+    instead (json keeps it verbatim: spacing, duplicate keys, \\u0000)."""
+    if c in t.json_columns:
+        doc = sql.Identifier(rec + "_doc")
+        return sql.SQL("({}.doc ->> {})::{}").format(doc, sql.Literal(c), sql.SQL(t.json_columns[c]))
+    return sql.SQL("{}.{}").format(sql.Identifier(rec), sql.Identifier(c))
+
+
+def _rec(rec: str) -> sql.Composable:
+    """``(SELECT %s::json) n_doc, json_populate_record(NULL::t, n_doc) n`` for one change document."""
+    return sql.SQL("(SELECT %s::json) {d}(doc), json_populate_record(NULL::{{t}}, {d}.doc) {r}").format(
+        d=sql.Identifier(rec + "_doc"), r=sql.Identifier(rec))
 
 
 def _match(t: Target, identity: dict[str, Any]) -> sql.Composable:
@@ -82,9 +101,10 @@ def _match(t: Target, identity: dict[str, Any]) -> sql.Composable:
         if missing:
             raise InputError(f"a change of {t.name} does not carry its key column(s) {missing}",
                              f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source, or give it a primary key")
-        return sql.SQL(" AND ").join(sql.SQL("d.{c} = o.{c}").format(c=sql.Identifier(k)) for k in t.key)
+        return sql.SQL(" AND ").join(sql.SQL("d.{} = {}").format(sql.Identifier(k), _col(t, "o", k)) for k in t.key)
     cols = [c for c in identity if c in t.columns]
-    cond = sql.SQL(" AND ").join(sql.SQL("x.{c} IS NOT DISTINCT FROM o.{c}").format(c=sql.Identifier(c)) for c in cols)
+    cond = sql.SQL(" AND ").join(  # as text: json, xml, point… have no equality operator
+        sql.SQL("x.{}::text IS NOT DISTINCT FROM {}::text").format(sql.Identifier(c), _col(t, "o", c)) for c in cols)
     return sql.SQL("d.ctid = (SELECT x.ctid FROM {t} x WHERE {cond} LIMIT 1)").format(t=t.ident, cond=cond)
 
 
@@ -98,8 +118,9 @@ def apply_change(conn: Connection, t: Target, change: dict[str, Any], counts: Ap
     ident = sql.Identifier
     if action == "I":
         cols = sql.SQL(", ").join(ident(c) for c in new)
-        conn.execute(sql.SQL("INSERT INTO {t} ({cols}) SELECT {cols} FROM json_populate_record(NULL::{t}, %s)").format(
-            t=t.ident, cols=cols), (_json(new),))
+        vals = sql.SQL(", ").join(_col(t, "n", c) for c in new)
+        conn.execute(sql.SQL("INSERT INTO {t} ({cols}) SELECT {vals} FROM " + _rec("n").as_string(conn)).format(
+            t=t.ident, cols=cols, vals=vals), (_json(new),))
         counts.inserts += 1
         return
     identity = _values(change.get("identity"))
@@ -109,13 +130,13 @@ def apply_change(conn: Connection, t: Target, change: dict[str, Any], counts: Ap
                          f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source (agent19 cdc check lists them)")
     where = _match(t, identity)
     if action == "U":
-        sets = sql.SQL(", ").join(sql.SQL("{c} = n.{c}").format(c=ident(c)) for c in new)
-        cur = conn.execute(sql.SQL(
-            "UPDATE {t} d SET {sets} FROM json_populate_record(NULL::{t}, %s) n, json_populate_record(NULL::{t}, %s) o "
-            "WHERE {where}").format(t=t.ident, sets=sets, where=where), (_json(new), _json(identity)))
+        sets = sql.SQL(", ").join(sql.SQL("{} = {}").format(ident(c), _col(t, "n", c)) for c in new)
+        recs = _rec("n").as_string(conn) + ", " + _rec("o").as_string(conn)
+        cur = conn.execute(sql.SQL("UPDATE {t} d SET {sets} FROM " + recs + " WHERE {where}").format(
+            t=t.ident, sets=sets, where=where), (_json(new), _json(identity)))
         counts.updates += 1
     elif action == "D":
-        cur = conn.execute(sql.SQL("DELETE FROM {t} d USING json_populate_record(NULL::{t}, %s) o WHERE {where}"
+        cur = conn.execute(sql.SQL("DELETE FROM {t} d USING " + _rec("o").as_string(conn) + " WHERE {where}"
                                    ).format(t=t.ident, where=where), (_json(identity),))
         counts.deletes += 1
     else:

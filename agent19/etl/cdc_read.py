@@ -29,6 +29,14 @@ SELECT p.pubname IS NOT NULL AS exists,
 """
 
 
+def _bytea_as_text(change: dict[str, Any]) -> None:
+    """wal2json writes a bytea as bare hex digits, which bytea's input reads as the characters themselves:
+    given the ``\\x`` prefix of bytea's own text form (as pgoutput sends it), the bytes arrive unchanged."""
+    for column in (*change.get("columns", ()), *change.get("identity", ())):
+        if column.get("type") == "bytea" and isinstance(column.get("value"), str):
+            column["value"] = "\\x" + column["value"]
+
+
 def _escape(part: str) -> str:
     return "".join("\\" + ch if ch in ",.\\* " else ch for ch in part)
 
@@ -60,11 +68,12 @@ class ChangeReader:
     def peek(self, conn: Connection, slot: str, upto: str | None, limit: int) -> tuple[list[dict[str, Any]], int]:
         """The decoded changes (each ``{"lsn", "change"}``) and how many rows the slot returned."""
         if self.plugin == "wal2json":
-            options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "0",
+            options = ["format-version", "2", "include-timestamp", "1", "include-lsn", "1", "include-types", "1",
                        "add-tables", ",".join(".".join(_escape(p) for p in split_table(t)) for t in self.tables)]
             rows = conn.execute(Q_WAL2JSON, (slot, upto, limit, options)).fetchall()
             changes = [{"lsn": r["lsn"], "change": json.loads(r["data"])} for r in rows]
             for c in changes:  # wal2json: one T per table
+                _bytea_as_text(c["change"])
                 if c["change"]["action"] == "T":
                     c["change"]["tables"] = [f"{c['change']['schema']}.{c['change']['table']}"]
             return changes, len(rows)
