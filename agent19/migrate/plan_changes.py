@@ -25,6 +25,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.backfill import BackfillSpec
 from agent19.migrate.backfill_scripts import procedure_parts
+from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.sqlnames import ident, qname, short
 from agent19.migrate.plan_model import Change, ColumnSpec
@@ -68,9 +69,27 @@ def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | 
     return any(k[: len(cols)] == cols or set(k[: len(cols)]) == set(cols) for k in keys)
 
 
+def _check_fragments(change: Change) -> None:
+    """Refuse SQL text pieces that are not exactly one type / expression / SET list (they are pasted in)."""
+    for col in [*([change.column] if change.column else []), *change.columns]:
+        if change.type in ("create_table", "add_column"):
+            F.type_name(col.type, f"type of column {col.name}")
+        if col.default is not None:
+            F.expression(col.default, f"default of column {col.name}")
+        if col.references:
+            F.references(col.references, f"references of column {col.name}")
+    if change.new_type:
+        F.type_name(change.new_type, "new_type")
+    if change.where:
+        F.expression(change.where, "where")
+    if change.set:
+        F.assignments(change.set, "set")
+
+
 def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: list[Change] | None = None,
                catalog: SchemaSnapshot | None = None) -> list[str]:
     """The statements for one change (``changes`` and ``catalog`` tell whether a foreign key has its index)."""
+    _check_fragments(change)
     t = qname(change.table)
     new = change.table in new_tables
     cc = "" if new else " CONCURRENTLY"

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from agent19.db.catalog import snapshot
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate import patterns as P
+from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.live import LiveColumn, read_column
 from agent19.migrate.patterns.model import Pattern, PatternKind
 from agent19.migrate.prisma import schema_prisma
@@ -69,7 +70,22 @@ def _need(args: PatternArgs, *names: str) -> list[Any]:
     return values
 
 
+def _check_fragments(a: PatternArgs) -> None:
+    """Refuse SQL text that is not exactly one type / expression: the pattern pastes it into its statements."""
+    for name in ("type", "old_type"):
+        if getattr(a, name) is not None:
+            F.type_name(getattr(a, name), name)
+    for name in ("using", "default", "backfill", "expression", "where"):
+        if getattr(a, name) is not None:
+            F.expression(getattr(a, name), name)
+    if a.on_delete is not None:
+        a.on_delete = F.fk_action(a.on_delete)
+    if a.definition is not None:
+        F.index_definition(a.definition, "definition")
+
+
 def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None) -> Pattern:
+    _check_fragments(a)
     t, k = a.table, a.kind
     if k == "set_not_null":
         (col,) = _need(a, "column")

@@ -95,16 +95,16 @@ class Pattern(BaseModel):
 
     def to_sql(self) -> str:
         """The whole pattern as an annotated SQL script (one section per phase)."""
-        out = [f"-- {self.title}", f"-- {self.summary}", f"-- written for PostgreSQL {self.pg_version}"]
-        out += [f"-- note: {n}" for n in self.notes]
+        out = [comment(self.title), comment(self.summary), f"-- written for PostgreSQL {self.pg_version}"]
+        out += [comment(f"note: {n}") for n in self.notes]
         for p in self.phases:
             out.append("")
-            out.append(f"-- phase {p.order}: {p.name} (strongest lock: {p.lock or 'none'})")
-            out += [f"-- {n}" for n in p.notes]
+            out.append(comment(f"phase {p.order}: {p.name} (strongest lock: {p.lock or 'none'})"))
+            out += [comment(n) for n in p.notes]
             out.append(f"SET lock_timeout = '{p.lock_timeout}';")
             out.extend(phase_sql(p))
             if p.validation:
-                out.append(f"-- check before going on: {p.validation}")
+                out.append(comment(f"check before going on: {p.validation}"))
             if p.deploy_after:
                 out.append("-- >>> deploy the application before the next phase <<<")
         return "\n".join(out) + "\n"
@@ -116,19 +116,19 @@ def phase_sql(p: Phase) -> list[str]:
     if p.backfill is not None:
         b = p.backfill
         where = f" --where {_shell(b.where)}" if b.where else ""
-        out.append(f"-- batched backfill: agent19 backfill {_shell(qname(b.table))} --set {_shell(b.set)}{where} "
-                   "--mode execute")
-        out.append(f"-- (each batch: UPDATE {qname(b.table)} SET {b.set} WHERE <key range>"
-                   + (f" AND ({b.where})" if b.where else "") + ")")
+        out.append(comment(f"batched backfill: agent19 backfill {_shell(qname(b.table))} --set {_shell(b.set)}{where} "
+                           "--mode execute"))
+        out.append(comment(f"(each batch: UPDATE {qname(b.table)} SET {b.set} WHERE <key range>"
+                           + (f" AND ({b.where})" if b.where else "") + ")"))
         return out
     grouped = p.transactional and all(s.in_transaction for s in p.operations) and len(p.operations) > 1
     if grouped:
         out.append("BEGIN;")
     for s in p.operations:
         if s.only_if:
-            out.append(f"-- only if: {s.only_if}")
+            out.append(comment(f"only if: {s.only_if}"))
         if s.note:
-            out.append(f"-- {s.note}")
+            out.append(comment(s.note))
         out.append(s.sql.rstrip(";") + ";")
     if grouped:
         out.append("COMMIT;")
@@ -144,10 +144,16 @@ def fix_script(phases: list[Phase]) -> str:
     out: list[str] = []
     for i, p in enumerate(phases):
         own = "" if i == 0 else ", in its own transaction"
-        out.append(f"-- {p.order}. {p.name} ({p.lock or 'no lock'}{own})")
-        out += [f"-- {n}" for n in p.notes]
+        out.append(comment(f"{p.order}. {p.name} ({p.lock or 'no lock'}{own})"))
+        out += [comment(n) for n in p.notes]
         out += phase_sql(p)
     return "\n".join(out)
+
+
+def comment(text: str) -> str:
+    """One ``--`` comment line: a line break in ``text`` (a catalog default, a name) would end the comment
+    and turn the rest into a statement of the script, so every line break becomes a space."""
+    return "-- " + " ".join(text.splitlines())
 
 
 def _shell(text: str) -> str:

@@ -40,6 +40,10 @@ def _check(name: str, what: str = "identifier") -> str:
     if "\x00" in name:
         raise InputError(f"{what} {name!r} contains a NUL byte, which PostgreSQL does not accept",
                          "remove the NUL character")
+    if "\n" in name or "\r" in name:
+        # generated scripts show names in -- comment lines, which a line break would end (the rest would run)
+        raise InputError(f"{what} {name!r} contains a line break; agent19 does not write it into generated SQL",
+                         "rename the object (ALTER … RENAME TO) to a name on one line, then run agent19 again")
     return name
 
 
@@ -132,8 +136,8 @@ def literal(text: str) -> str:
         raise InputError(f"text {text[:40]!r} contains a NUL byte, which PostgreSQL does not accept",
                          "remove the NUL character")
     body = text.replace("'", "''")
-    if "\\" in body:
-        return "E'" + body.replace("\\", "\\\\") + "'"
+    if "\\" in body or "\n" in body or "\r" in body:  # E'' also keeps line breaks out of comment lines
+        return "E'" + body.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") + "'"
     return "'" + body + "'"
 
 
