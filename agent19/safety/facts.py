@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import quoted
 from agent19.sqltree import qualified_name, walk
@@ -125,10 +127,20 @@ def load_facts(conn: Any, statements: list[Statement]) -> Facts:
 
 def load_table(conn: Any, written: str) -> TableFacts | None:
     """The relation named ``written`` (resolved like the server would), or None."""
-    try:
-        row = conn.execute(Q_TABLE, (quote_written(written),)).fetchone()
-    except Exception:  # an invalid name: no such table
-        return None
+    # a dot inside a quoted part ("we.ird".t) is indistinguishable in ``written``: try each reading, each in
+    # a savepoint (to_regclass raises on three parts, which would otherwise abort the caller's transaction)
+    schema, _, rel = written.rpartition(".")
+    first, _, rest = written.partition(".")
+    row = None
+    for text in dict.fromkeys([quote_written(written), ".".join(quoted(p) for p in (schema, rel) if p),
+                               ".".join(quoted(p) for p in (first, rest) if p)]):
+        try:
+            with conn.transaction():
+                row = conn.execute(Q_TABLE, (text,)).fetchone()
+        except psycopg.Error:  # not a name the server reads: no such table under this reading
+            continue
+        if row is not None:
+            break
     if row is None:
         return None
     t = TableFacts(oid=row["oid"], schema_name=row["schema"], name=row["name"], kind=row["kind"])
