@@ -45,7 +45,8 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
                 f"{_dry_when(dry)}: " + ("; ".join(f"step {s.order}: {s.lock_seen()}"
                                                    for s in dry.statements) or "no per-statement locks reported"))
     rows = "; ".join(f"step {s.order}: {s.estimated_rows}" for s in steps)
-    add("Table sizes are known", "satisfied" if sizes_known else "unknown",
+    unsized = [s for s in steps if s.estimated_rows.startswith("unknown")]  # e.g. never analyzed, not found
+    add("Table sizes are known", "satisfied" if sizes_known and not unsized else "unknown",
         rows if sizes_known else "no database was given: run with --dsn to read row counts and sizes")
     blocking = [s for s in steps if s.downtime and not s.estimated_rows.startswith("0 ")]
     add("No step blocks traffic on a populated table", "not_satisfied" if blocking else "satisfied",
