@@ -91,4 +91,5 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN token uuid;\n"
     "ALTER TABLE orders ALTER COLUMN token SET DEFAULT gen_random_uuid();",
     check=check,
+    aliases=("adding-field-with-default", "adding-serial-primary-key-field"),  # squawk's rule name(s)
 )

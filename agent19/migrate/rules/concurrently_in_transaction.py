@@ -43,4 +43,5 @@ RULE = Rule(
     bad="BEGIN;\nCREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);\nCOMMIT;",
     good="CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);",
     check=check,
+    aliases=("ban-concurrent-index-creation-in-transaction",),  # squawk's rule name(s)
 )

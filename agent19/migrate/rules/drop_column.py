@@ -50,4 +50,5 @@ RULE = Rule(
     bad="ALTER TABLE orders DROP COLUMN legacy_code;",
     good="-- the column is dropped in a later release, after no client uses it\nSELECT 1;",
     check=check,
+    aliases=("ban-drop-column",),  # squawk's rule name(s)
 )

@@ -62,4 +62,5 @@ RULE = Rule(
     bad="DROP SCHEMA billing CASCADE;",
     good="CREATE SCHEMA scratch;\nDROP SCHEMA scratch CASCADE;",
     check=check,
+    aliases=("ban-drop-database",),  # squawk's rule name(s)
 )

@@ -36,4 +36,5 @@ RULE = Rule(
     bad="DROP INDEX orders_customer_id_idx;",
     good="DROP INDEX CONCURRENTLY orders_customer_id_idx;",
     check=check,
+    aliases=("require-concurrent-index-deletion",),  # squawk's rule name(s)
 )

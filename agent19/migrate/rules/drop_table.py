@@ -41,4 +41,5 @@ RULE = Rule(
     bad="DROP TABLE legacy_orders;",
     good="CREATE TABLE scratch (id bigint);\nDROP TABLE scratch;",
     check=check,
+    aliases=("ban-drop-table",),  # squawk's rule name(s)
 )

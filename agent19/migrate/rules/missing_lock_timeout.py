@@ -65,4 +65,5 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD COLUMN note text;",
     good="SET lock_timeout = '5s';\nALTER TABLE orders ADD COLUMN note text;",
     check=check,
+    aliases=("require-timeout-settings",),  # squawk's rule name(s)
 )

@@ -47,4 +47,5 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD COLUMN currency text NOT NULL;",
     good="ALTER TABLE orders ADD COLUMN currency text NOT NULL DEFAULT 'EUR';",
     check=check,
+    aliases=("adding-required-field",),  # squawk's rule name(s)
 )

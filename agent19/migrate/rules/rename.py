@@ -53,4 +53,5 @@ RULE = Rule(
     bad="ALTER TABLE orders RENAME COLUMN total TO amount;",
     good="ALTER TABLE orders ADD COLUMN amount numeric(12,2);",
     check=check,
+    aliases=("renaming-column", "renaming-table"),  # squawk's rule name(s)
 )

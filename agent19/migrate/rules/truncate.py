@@ -31,4 +31,5 @@ RULE = Rule(
     bad="TRUNCATE orders;",
     good="CREATE TABLE staging (id bigint);\nTRUNCATE staging;",
     check=check,
+    aliases=("ban-truncate-cascade",),  # squawk's rule name(s)
 )

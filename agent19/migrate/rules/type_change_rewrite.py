@@ -98,4 +98,5 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
     "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
     check=check,
+    aliases=("changing-column-type",),  # squawk's rule name(s)
 )

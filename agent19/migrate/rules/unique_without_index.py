@@ -46,4 +46,5 @@ RULE = Rule(
     good="CREATE UNIQUE INDEX CONCURRENTLY orders_number_key ON orders (number);\n"
     "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_key;",
     check=check,
+    aliases=("disallowed-unique-constraint",),  # squawk's rule name(s)
 )
