@@ -46,6 +46,7 @@ from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, quoted, target
 from agent19.etl.cdc_read import ChangeReader, require_publication
+from agent19.migrate.patterns.sqlnames import ident
 
 SLOT_PREFIX = "agent19_"
 Q_STATE_DDL = """
@@ -181,6 +182,14 @@ class CdcRun:
             if existing["active"]:
                 raise InputError(f"slot {self.slot} is in use by another session", "stop the other consumer first")
             self.drop_slot()
+        with self.source.read() as conn:  # else the server's "must be superuser or replication role to start walsender"
+            role = conn.execute("SELECT rolname, rolsuper OR rolreplication AS ok FROM pg_roles "
+                                "WHERE rolname = current_user").fetchone()
+        if role is not None and not role["ok"]:
+            raise InputError(f"login {role['rolname']} may not create or read replication slots (it has neither the "
+                             "REPLICATION attribute nor superuser); no slot was created, nothing was copied",
+                             f"a superuser runs: ALTER ROLE {ident(role['rolname'])} REPLICATION; (agent19 cdc check "
+                             "lists what else the source needs)")
         repl = psycopg.connect(make_conninfo(self.source.dsn, replication="database",
                                              application_name="agent19 cdc"), autocommit=True)
         try:
