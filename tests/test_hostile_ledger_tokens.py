@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 
 from tests.conftest import owner_login
 
@@ -57,3 +58,21 @@ def test_spaces_inside_a_string_are_part_of_the_statement(dsn, tmp_path):
     assert ran.returncode == 1 and "policy require_dry_run" in ran.stdout, ran.stdout + ran.stderr
     with psycopg.connect(app) as c:
         assert c.execute("SELECT s FROM t WHERE id = 1").fetchone()[0] == "old"
+
+
+def test_a_dry_run_on_one_search_path_does_not_count_on_another(dsn, tmp_path):
+    """The same text names other tables on another search_path (a DSN option, or ``$user`` for another role)."""
+    app = _setup(dsn)
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE SCHEMA other")
+        c.execute("CREATE TABLE other.t (id int PRIMARY KEY)")
+    tested = _agent19(tmp_path, "dry-run", "--dsn", app, "--mode", "dry-run", "--sql",
+                      "ALTER TABLE t ADD COLUMN flag int")
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    other = psycopg.conninfo.make_conninfo(app, options="-c search_path=other")
+    ran = _agent19(tmp_path, "sql", "--dsn", other, "--mode", "execute", "ALTER TABLE t ADD COLUMN flag int")
+    assert ran.returncode == 1 and "search_path" in ran.stdout, ran.stdout + ran.stderr
+    with psycopg.connect(app) as c:
+        assert c.execute("SELECT count(*) FROM pg_attribute WHERE attname = 'flag'").fetchone()[0] == 0
+    ran = _agent19(tmp_path, "sql", "--dsn", app, "--mode", "execute", "ALTER TABLE t ADD COLUMN flag int")
+    assert ran.returncode == 0, ran.stdout + ran.stderr

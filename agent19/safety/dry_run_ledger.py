@@ -8,6 +8,7 @@ A statement may run in execute mode under the policy only when an entry holds fo
   database's oid. Where ``pg_control_system()`` is not readable (some managed services revoke it), the
   server's port and ``cluster_name``, the postmaster's start time and the database's oid stand in: a
   restart of the server then invalidates the ledger (a dry run again is the cost, never a false pass);
+  and the session's resolved search_path (``current_schemas(true)``): unqualified names then mean the same tables;
 * **the same statement**: a sha256 of its tokens (spacing between tokens, comments and a trailing ``;`` aside);
 * **the same schema**: a fingerprint of the database's catalog (:data:`Q_CATALOG`: schemas, relations,
   columns, defaults, constraints, indexes, functions, types, enum labels, triggers, rules and views,
@@ -48,10 +49,12 @@ _COMMENTS = {"SQL_COMMENT", "C_COMMENT"}
 FORMAT = 2
 
 Q_IDENTITY = """SELECT (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
-       d.oid::text AS db_oid FROM pg_database d WHERE d.datname = current_database()"""
+       d.oid::text AS db_oid, current_schemas(true)::text AS path FROM pg_database d
+ WHERE d.datname = current_database()"""
 Q_FALLBACK_IDENTITY = """SELECT concat_ws('|', current_setting('port'), current_setting('cluster_name'),
        pg_postmaster_start_time()::text) AS system_id,
-       d.oid::text AS db_oid FROM pg_database d WHERE d.datname = current_database()"""
+       d.oid::text AS db_oid, current_schemas(true)::text AS path FROM pg_database d
+ WHERE d.datname = current_database()"""
 
 Q_CATALOG = r"""
 WITH ns AS (
@@ -115,7 +118,8 @@ def read_state(conn: psycopg.Connection[Any]) -> ServerState:
             how = "port, cluster_name and start time"
         catalog = cur.execute(Q_CATALOG).fetchone()
     assert row is not None and catalog is not None  # current_database() is always in pg_database
-    server = hashlib.sha256(f"{how}\0{row[0]}\0{row[1]}".encode()).hexdigest()
+    # the schemas unqualified names resolve to: the same text on another search_path is another migration
+    server = hashlib.sha256(f"{how}\0{row[0]}\0{row[1]}\0{row[2]}".encode()).hexdigest()
     return ServerState(server=server, catalog=str(catalog[0]), identified_by=how, read_at=datetime.now(UTC))
 
 
@@ -226,7 +230,7 @@ def check(settings: Settings, state: ServerState, sql: str, target: str) -> Verd
         why = (f"it passed a dry run as change {later_step + 1} of a migration whose earlier changes have not been "
                "run through agent19 on the schema the dry run tested")
     else:
-        why = "it has not passed a dry run on this server and database"
+        why = "it has not passed a dry run on this server and database with this search_path"
     return Verdict(f"policy require_dry_run: {why} ({target}); {again}")
 
 
