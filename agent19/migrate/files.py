@@ -175,8 +175,9 @@ def load_text(sql: str, name: str = "migration") -> Migration:
 
 def _files_of(directory: Path) -> list[Path]:
     return sorted(
-        p for p in directory.rglob("*.sql")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        p for p in directory.rglob("*")
+        if p.suffix.lower() == ".sql" and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     )
 
 
@@ -217,6 +218,11 @@ def _down_for(path: Path, conv: Convention, ident: str) -> Path | None:
 def load_paths(paths: Iterable[Path | str]) -> list[Migration]:
     """Every migration under ``paths``, each path's migrations in its tool's order, paths in the given order."""
     out: list[Migration] = []
-    for p in paths:
-        out.extend(load_path(Path(p)))
+    seen: set[Path] = set()
+    for p in paths:  # a file named twice (or given beside its directory) runs once, so it is linted once
+        for m in load_path(Path(p)):
+            key = Path(m.file).resolve() if m.file else None
+            if key is None or key not in seen:
+                out.append(m)
+                seen.update([key] if key else [])
     return out
