@@ -149,3 +149,35 @@ def test_self_review_does_not_call_unanalyzed_table_sizes_known(tmp_path: Path, 
     run_sql(dsn, 'ANALYZE "order"')
     line = item()
     assert "satisfied" in line.split("|")[2] and "~500" in line
+
+
+EVIL_DEFAULT = ("CREATE TABLE evil (id int PRIMARY KEY, "
+                "v text NOT NULL DEFAULT E'a\\nDROP TABLE victim; --')")
+
+
+def drops_victim(script: str) -> bool:
+    """Whether PostgreSQL (or psql) reading ``script`` would run a DROP of table victim."""
+    return any(s.stmt.__class__.__name__ == "DropStmt" and "victim" in str(s.stmt) for s in parse_sql(script))
+
+
+def test_runbook_alternative_and_migration_files_keep_a_catalog_default_in_its_comment(
+        tmp_path: Path, dsn: str) -> None:
+    run_sql(dsn, EVIL_DEFAULT)
+    mig = tmp_path / "m.sql"
+    mig.write_text("ALTER TABLE evil ALTER COLUMN v TYPE varchar(50);\n")
+    r = agent19("runbook", str(mig), "--dsn", dsn, "--handoff-dir", str(tmp_path / "h"))
+    assert r.returncode == 0, r.stderr
+    (book,) = (tmp_path / "h").glob("*/runbook.md")
+    text = book.read_text()
+    alternative = text.split("Safer alternative suggested by the plan:", 1)[1].split("```sql", 1)[1].split("```")[0]
+    assert "SET DEFAULT 'a\nDROP TABLE victim; --'::text" in alternative  # the default itself is carried, in a string
+    assert not drops_victim(alternative)
+    for layout in ("prisma", "plain", "golang", "flyway"):
+        out = tmp_path / layout
+        r = agent19("pattern", "change_column_type", "evil", "--column", "v", "--type", "varchar(50)", "--dsn", dsn,
+                    "--write-to", str(out), "--layout", layout)
+        assert r.returncode == 0, r.stderr
+        files = list(out.rglob("*.sql"))
+        assert files
+        for f in files:
+            assert not drops_victim(f.read_text()), f

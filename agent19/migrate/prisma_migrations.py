@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 
 from agent19.migrate.backfill import BackfillSpec
 from agent19.migrate.backfill_scripts import procedure_parts
-from agent19.migrate.patterns.model import Pattern
+from agent19.migrate.patterns.model import Pattern, comment
 
 Layout = Literal["prisma", "plain", "golang", "flyway"]
 LOCK_TOML = '# written by agent19 for Prisma Migrate: keep it in version control\nprovider = "postgresql"\n'
@@ -85,7 +85,7 @@ def pattern_migrations(pattern: Pattern, *, key: str = "id", key_type: str = "bi
 
 
 def _body(m: Migration, statements: list[str]) -> str:
-    head = [f"-- {n}" for n in m.notes]
+    head = [comment(n) for n in m.notes]
     return "\n".join(head + [s.rstrip().rstrip(";") + ";" for s in statements]) + "\n"
 
 

@@ -18,7 +18,7 @@ from pglast.stream import RawStream
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate import patterns
 from agent19.migrate.patterns.live import live_from_snapshot
-from agent19.migrate.patterns.model import Pattern, fix_script
+from agent19.migrate.patterns.model import Pattern, comment, fix_script
 from agent19.migrate.patterns.sqlnames import parse_name
 from agent19.migrate.plan_model import PlanFinding, PlannedOperation
 from agent19.report.sqlfacts import StatementFact
@@ -111,7 +111,7 @@ def safer_alternative(op: PlannedOperation, facts: list[StatementFact], findings
     pattern = _pattern(op, facts, catalog, pg_version)
     if pattern is None:
         return fixes[0].fix
-    head = [f"-- instead of this step: {pattern.title.lower()} in phases ({pattern.summary})"]
-    head += [f"-- note: {n}" for n in pattern.notes]
+    head = [comment(f"instead of this step: {pattern.title.lower()} in phases ({pattern.summary})")]
+    head += [comment(f"note: {n}") for n in pattern.notes]  # notes quote catalog text (defaults): one line each
     return "\n".join(head) + "\n" + fix_script(pattern.phases)
 
