@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
-from agent19.safety import policy
+from agent19.safety import gate, policy
 from agent19.safety.protocol import Confirmation, Protocol
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
@@ -119,6 +119,11 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
     if tested is not None and tested.refusal:
         raise ModeError(f"refused: {tested.refusal}", "a human's confirmation does not replace the dry run the "
                         "operator requires; nothing was run")
+    if executes and ctx.settings.mode is AccessMode.EXECUTE and not args.archive:  # require_verified_backup
+        why = next((w for st in gate.parse_input(args.sql) if (w := policy.unbacked(ctx.settings, st.node))), None)
+        if why:
+            raise ModeError(f"refused: {why}", "confirm it again from step 1 with archive=true (agent19 confirm "
+                            "'…' --archive): the rows are copied and verified before it runs; nothing was run")
     if args.token or (ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE):
         done = (protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows) if args.token
                 else protocol.run_with_elicitation(args.sql, args.archive, args.max_rows))
