@@ -53,9 +53,10 @@ from agent19.migrate.dryrun_model import (
     LockComparison,
     LongestLock,
     PriorLock,
-    StatementError,
     StatementResult,
+    statement_error,
 )
+from agent19.migrate.dryrun_scratch import run_in_scratch
 from agent19.migrate.files import has_non_transactional
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -92,22 +93,6 @@ def _stand_in(stmt: Statement) -> str | None:
     if stmt.node == "IndexStmt" and _CONCURRENTLY.match(stmt.sql):
         return _CONCURRENTLY.sub(r"\1", stmt.sql, count=1)
     return None
-
-
-def _error(stmt: Statement, exc: psycopg.Error | None = None, message: str | None = None,
-           sqlstate: str | None = None, position: int | None = None) -> StatementError:
-    if exc is not None:
-        text = str(exc).strip()
-        message = text.splitlines()[0] if text else type(exc).__name__
-        sqlstate = exc.sqlstate
-        pos = exc.diag.statement_position
-        position = int(pos) if pos else None
-    line, column = stmt.line, None
-    if position:
-        before = stmt.sql[: position - 1]
-        line += before.count("\n")
-        column = position - (before.rfind("\n") + 1)
-    return StatementError(message=message or "error", sqlstate=sqlstate, file=stmt.file, line=line, column=column)
 
 
 def _expected_literal(expected: str) -> str | None:
@@ -257,7 +242,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         if (why := blocked.get(stmt.index)) is not None:
             res.ran_in, res.note = "skipped", why.note
             if why.refused:
-                res.error = _error(stmt, message=why.note)
+                res.error = statement_error(stmt, message=why.note)
             elif why.untested:
                 res.untested = why.note
             continue
@@ -289,14 +274,14 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                 res.ran_in, res.note = "scratch", "the server refused it in a transaction block: scratch database"
                 scratch_needed.append(stmt.index)
             elif exc.sqlstate == "42501":  # this login may not; the role that applies migrations may
-                res.untested = (f"this login lacks a privilege ({_error(stmt, exc).message}): dry-run as the role "
-                                "that applies migrations (the owner of the objects)")
+                res.untested = (f"this login lacks a privilege ({statement_error(stmt, exc).message}): dry-run as the "
+                                "role that applies migrations (the owner of the objects)")
             elif exc.sqlstate in scratch_mod.MISSING_OBJECT and any(r.untested for r in results[:-1]):
                 first = next(r for r in results[:-1] if r.untested)
                 res.untested = (f"depends on statement {first.index + 1}, which could not be tested "
-                                f"({_error(stmt, exc).message})")
+                                f"({statement_error(stmt, exc).message})")
             else:
-                res.error = _error(stmt, exc)
+                res.error = statement_error(stmt, exc)
             continue
         ran.append(stmt.sql)
         res.duration_ms = round(obs.duration_ms, 3)
@@ -350,8 +335,6 @@ def dry_run(
             conn.execute("ROLLBACK")
         scratch_info = None
         if scratch_needed or isolate or measure_blocking:
-            from agent19.migrate.dryrun_scratch import run_in_scratch
-
             conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
             try:
                 scratch_info = run_in_scratch(

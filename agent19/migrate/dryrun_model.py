@@ -7,7 +7,7 @@ Every figure here is *observed* on a real server unless its field says ``predict
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,11 @@ from agent19.db.observe import HeldLock
 from agent19.migrate.plan_regression import QueryPlanComparison
 from agent19.migrate.schema_diff import Difference
 from agent19.migrate.watch import Probe
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from agent19.migrate.parse import Statement
 
 PREDICTION_TABLE = "agent19/migrate/knowledge_table.py"
 RanIn = Literal["transaction", "scratch", "skipped"]
@@ -206,3 +211,20 @@ def _rank(mode: str) -> int:
     from agent19.db.observe import LOCK_RANK
 
     return LOCK_RANK.get(mode, -1)
+
+
+def statement_error(stmt: Statement, exc: psycopg.Error | None = None, message: str | None = None,
+                    sqlstate: str | None = None, position: int | None = None) -> StatementError:
+    """The error of ``stmt`` (from ``exc`` or the given fields), its position as a line and column of the file."""
+    if exc is not None:
+        text = str(exc).strip()
+        message = text.splitlines()[0] if text else type(exc).__name__
+        sqlstate = exc.sqlstate
+        pos = exc.diag.statement_position
+        position = int(pos) if pos else None
+    line, column = stmt.line, None
+    if position:
+        before = stmt.sql[: position - 1]
+        line += before.count("\n")
+        column = position - (before.rfind("\n") + 1)
+    return StatementError(message=message or "error", sqlstate=sqlstate, file=stmt.file, line=line, column=column)

@@ -23,9 +23,8 @@ from psycopg.conninfo import make_conninfo
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import observe
-from agent19.migrate.dryrun import _error
 from agent19.migrate.dryrun_cluster import guarded, shared_writes
-from agent19.migrate.dryrun_model import ScratchInfo, StatementResult
+from agent19.migrate.dryrun_model import ScratchInfo, StatementResult, statement_error
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.scratch import MISSING_OBJECT, CopyMode, ScratchDatabase, list_scratch, scratch_database
@@ -82,7 +81,7 @@ def _apply(res: StatementResult, watched: Watched, stmt: Statement, scratch: Scr
         res.untested = (f"no faithful scratch copy of the target ({'; '.join(scratch.unfaithful)}); there the "
                         f"statement failed with: {watched.error}")
     elif watched.error:
-        res.error = _error(stmt, message=watched.error, sqlstate=watched.sqlstate, position=watched.position)
+        res.error = statement_error(stmt, message=watched.error, sqlstate=watched.sqlstate, position=watched.position)
 
 
 def _isolated(conn: psycopg.Connection[Any], res: StatementResult, stmt: Statement) -> None:

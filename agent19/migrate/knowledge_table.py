@@ -9,7 +9,7 @@ which versions a row covers.
 
 from __future__ import annotations
 
-from agent19.migrate.knowledge import Behaviour as B
+from agent19.migrate.behaviour import Behaviour as B
 
 AEL, EXCL, SRE, SHARE, SUE, RE, AS = (
     "AccessExclusiveLock", "ExclusiveLock", "ShareRowExclusiveLock", "ShareLock",

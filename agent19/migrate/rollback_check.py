@@ -20,9 +20,9 @@ from psycopg.rows import dict_row
 from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
-from agent19.migrate.dryrun import _error, refuse_standby
+from agent19.migrate.dryrun import refuse_standby
 from agent19.migrate.dryrun_cluster import Blocked, ClusterWrite, screen, shared_writes
-from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError
+from agent19.migrate.dryrun_model import RollbackResult, ScratchInfo, StatementError, statement_error
 from agent19.migrate.files import has_non_transactional
 from agent19.migrate.parse import Statement
 from agent19.migrate.schema_diff import diff_snapshots, errors_only
@@ -39,7 +39,7 @@ def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoint
             continue
         if stmt.index in blocked:
             if blocked[stmt.index].refused:
-                errors.append(_error(stmt, message=blocked[stmt.index].note))
+                errors.append(statement_error(stmt, message=blocked[stmt.index].note))
             continue
         try:
             if savepoints or not has_non_transactional([stmt]):
@@ -50,9 +50,9 @@ def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoint
             else:
                 conn.execute(stmt.sql)
         except ClusterWrite as exc:
-            errors.append(_error(stmt, message=exc.note))
+            errors.append(statement_error(stmt, message=exc.note))
         except psycopg.Error as exc:
-            errors.append(_error(stmt, exc))
+            errors.append(statement_error(stmt, exc))
     return errors
 
 
