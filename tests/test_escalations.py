@@ -302,3 +302,14 @@ def test_a_narrowing_type_change_is_data_loss_from_the_live_catalog(shop, tmp_pa
     offline = agent19("plan", "--sql", sql, "--format", "json")
     assert offline.returncode == 0, offline.stderr
     assert "data_loss" not in {e["kind"] for e in json.loads(offline.stdout)["escalations"]}
+
+
+def test_no_escalation_is_not_read_as_plans_checked_when_an_index_goes(tmp_path):
+    """Without a dry run that compared query plans, dropping an index says the plans were not compared (and how to
+    compare them) instead of a bare "no escalation needed"; a migration that drops nothing says nothing of plans."""
+    dropped = json.loads(agent19("plan", "--sql", "CREATE TABLE n (id int); DROP INDEX t_x", "--format",
+                                 "json").stdout)["escalation_summary"]
+    assert "query plans not compared after operation(s) 2" in dropped and "--top-queries" in dropped
+    created = json.loads(agent19("plan", "--sql", "CREATE TABLE n (id int)", "--format",
+                                 "json").stdout)["escalation_summary"]
+    assert "query plans" not in created

@@ -33,7 +33,7 @@ A migration with none says so, with what was checked (:func:`summary`).
 from __future__ import annotations
 
 from agent19.db.models import SchemaSnapshot
-from agent19.migrate.escalation_drops import breaking_drops
+from agent19.migrate.escalation_drops import breaking_drops, drops_of
 from agent19.migrate.index_cost import INDEX_KINDS
 from agent19.migrate.model import Operation
 from agent19.migrate.plan_model import (
@@ -157,8 +157,11 @@ def _performance(planned: list[PlannedOperation], catalog: SchemaSnapshot | None
 def _breaking(planned: list[PlannedOperation], findings: list[PlanFinding],
               catalog: SchemaSnapshot | None) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
+    # drops of views, functions and keys are judged by breaking_drops from the catalog (and replacement later in the
+    # migration); the lint finding on the same operation would claim it without that evidence
+    judged = {p.order for p in planned if p.type in ("drop_view", "drop_object", "drop_constraint") and drops_of(p.sql)}
     for f in findings:
-        if f.rule in BREAKING_RULES and f.operation:
+        if f.rule in BREAKING_RULES and f.operation and f.operation not in judged:
             out.setdefault(f.operation, []).append(f"{f.rule} {BREAKING_RULES[f.rule]} "
                                                    f"(operation {f.operation}): {f.message}")
     for p in planned:
@@ -231,14 +234,28 @@ def add_evidence(plan: MigrationPlan, kind: EscalationKind, extra: dict[int, lis
         escalations.append(_escalation(kind, orders, {o.order: o.sql for o in plan.operations}, evidence))
         escalations.sort(key=lambda e: rank.index(e.kind))
     return plan.model_copy(update={"escalations": escalations,
-                                   "escalation_summary": summary(escalations, True)})
+                                   "escalation_summary": summary(escalations, True) + _unchecked_note(plan)})
 
 
-def summary(escalations: list[Escalation], activity_known: bool) -> str:
+def _unchecked_note(plan: MigrationPlan) -> str:
+    """The plan summary's note that query plans were not compared, kept when evidence is added."""
+    at = plan.escalation_summary.find(_UNCHECKED)
+    return plan.escalation_summary[at:] if at >= 0 else ""
+
+
+_UNCHECKED = "; query plans not compared"
+
+
+def summary(escalations: list[Escalation], activity_known: bool, plans_unchecked: list[int] | None = None) -> str:
+    """One line for the plan. ``plans_unchecked``: operations after which query plans may get worse (an index,
+    key, column or type goes) that no dry run compared — said, so "no escalation" is not read as "checked"."""
+    unchecked = (f"{_UNCHECKED} after operation(s) {', '.join(map(str, plans_unchecked))} (an index, "
+                 "key, column or type changes): dry-run with --queries or --top-queries (pg_stat_statements) and "
+                 "pass --dry-run-result to check that no query gets slower") if plans_unchecked else ""
     if escalations:
         return "; ".join(f"{e.kind.replace('_', ' ')}: {', '.join(e.reviewers)} — operation(s) "
-                         f"{', '.join(map(str, e.operations))}" for e in escalations)
+                         f"{', '.join(map(str, e.operations))}" for e in escalations) + unchecked
     writes = ("write rates measured" if activity_known else
               "write rates not measured (no database), so a new index's write cost was not assessed")
     return ("no escalation needed: no operation destroys data, blocks traffic on a populated table for "
-            f"{DOWNTIME_SECONDS:g} s or more, rewrites a large table or breaks running clients; {writes}")
+            f"{DOWNTIME_SECONDS:g} s or more, rewrites a large table or breaks running clients; {writes}{unchecked}")

@@ -352,7 +352,9 @@ def plan_migration(
         findings=findings,
         sql=text,
         escalations=escalations,
-        escalation_summary=summary(escalations, options.activity is not None),
+        escalation_summary=summary(escalations, options.activity is not None, [
+            p.order for p in planned if p.type.startswith(plan_regression.AFFECTING_KINDS)
+        ] if options.dry_run is None or options.dry_run.query_plans is None else None),
         index_costs=costs,
     )
 
