@@ -126,7 +126,7 @@ async def test_input_over_the_size_limit_is_refused_before_anything_runs():
 
 async def test_a_large_call_over_http_does_not_stall_another_session():
     """While one session's large lint runs (in a worker thread, its result shaped there too), another session's
-    calls are answered: they finish first."""
+    call is answered before the lint ends (a stalled event loop would answer it only after)."""
     import anyio
 
     from tests.mcp_client import http_server, http_session
@@ -142,8 +142,7 @@ async def test_a_large_call_over_http_does_not_stall_another_session():
 
             async def info() -> None:
                 await anyio.sleep(0.5)  # the lint is under way
-                for _ in range(3):
-                    assert not (await light.call_tool("server_info", {})).is_error
+                assert not (await light.call_tool("server_info", {})).is_error  # one call: answered, not queued
                 finished.append("server_info")
 
             async with anyio.create_task_group() as tg:
