@@ -46,6 +46,14 @@ class Statement(BaseModel):
         return self.tree.get(self.node, {})
 
 
+def release_trees(statements: list[Statement]) -> None:
+    """Drop the statements' parse trees one statement at a time. Freed all at once (when a large file's
+    statements go out of scope), millions of objects are released in one step that holds the interpreter for
+    seconds: another session of the HTTP server waits that long for any answer."""
+    for st in statements:
+        st.tree = {}
+
+
 def parse_sql(text: str, file: str | None = None) -> list[Statement]:
     """All statements of ``text``; empty text (or only comments) gives ``[]``.
 

@@ -12,6 +12,7 @@ from agent19.errors import InputError
 from agent19.migrate.files import load_paths, load_text
 from agent19.migrate.lint import LintReport, lint
 from agent19.migrate.lint_config import LintConfig, load_config, normalize_version, role_lock_timeout
+from agent19.migrate.parse import release_trees
 from agent19.migrate.rules import all_rules
 from agent19.tools.registry import ToolContext, tool
 
@@ -167,6 +168,8 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
         if found:
             config = config.model_copy(update={"migration_lock_timeout": found[0], "lock_timeout_source": found[1]})
     report = lint(migrations, catalog=catalog, pg_version=normalize_version(args.pg_version), config=config)
+    for migration in migrations:
+        release_trees(migration.statements)
     if unreachable is not None:
         report.summary.assumptions.insert(0, f"the database could not be used ({unreachable}): the SQL was linted "
                                           "alone, without its catalog")
