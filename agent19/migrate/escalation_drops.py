@@ -62,15 +62,19 @@ def _signature(funcname: list[dict[str, Any]], params: list[dict[str, Any]]) -> 
     return f"{qualified_name(funcname)}({', '.join(types)})"
 
 
-def creates_of(sql: str) -> list[Drop]:
-    """What ``sql`` creates that :func:`drops_of` could have dropped (same keys): views, functions, keys."""
+def _statements(sql: str) -> list[dict[str, Any]]:
+    """The top-level statement nodes of ``sql`` (none when it does not parse: the plan reports that elsewhere)."""
     try:
-        stmts = parse_json(sql)
+        return [s.get("stmt", {}) for s in parse_json(sql)]
     except ParseError:
         return []
+
+
+def creates_of(sql: str) -> list[Drop]:
+    """What ``sql`` creates that :func:`drops_of` could have dropped (same keys): views, functions, keys."""
     out: list[Drop] = []
-    for s in stmts:
-        node, f = next(iter(s.get("stmt", {}).items()), ("", {}))
+    for stmt in _statements(sql):
+        node, f = next(iter(stmt.items()), ("", {}))
         if node == "ViewStmt" or (node == "CreateTableAsStmt" and f.get("objtype") == "OBJECT_MATVIEW"):
             rel = f.get("view") or f.get("into", {}).get("rel", {})
             out.append(Drop("view", norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")))
@@ -98,13 +102,8 @@ def _replaced(d: Drop, later: list[Drop]) -> bool:
 
 def drops_of(sql: str) -> list[Drop]:
     """The views, functions and constraints ``sql`` (one operation's statement) drops."""
-    try:
-        stmts = parse_json(sql)
-    except ParseError:
-        return []
     out: list[Drop] = []
-    for s in stmts:
-        stmt = s.get("stmt", {})
+    for stmt in _statements(sql):
         if "DropStmt" in stmt:
             f = stmt["DropStmt"]
             kind = f.get("removeType", "")
