@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from agent19.ops.backup_model import TableCheck, VerifyResult
 from agent19.units import human_duration, human_size
 
@@ -83,6 +85,15 @@ def _rows(t: TableCheck, most: int = 5) -> str:
     return ""
 
 
+# control characters and bidi overrides in names and keys read from the database (terminal escapes, line
+# breaks that would forge a report line) are shown escaped in the text report; JSON escapes them already
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def _visible(line: str) -> str:
+    return _HIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), line)
+
+
 def render(result: VerifyResult) -> str:
     """Text for people: the verdict first, then what differs, the timings and what was cleaned up."""
     lines = [result.summary, f"source: {result.database}; restored into: {result.restored_into or '-'}"]
@@ -114,4 +125,4 @@ def render(result: VerifyResult) -> str:
     lines.append(f"restore estimate: {human_duration(result.restore_estimate_s)} — {result.estimate_method}")
     lines += [f"note: {n}" for n in result.notes]
     lines += [f"removed: {r}" for r in result.removed]
-    return "\n".join(lines)
+    return "\n".join(_visible(line) for line in lines)
