@@ -55,3 +55,21 @@ def test_hostile_keys_are_shown_escaped_in_text_and_kept_exact_in_json(
     keys = {r["key"] for r in table["differing_rows"]}
     assert '("x\n' + FORGED + '")' in keys  # JSON carries the exact value
     assert "(\x1b[2J\x1b[31mred)" in keys
+
+
+def test_backup_status_shows_hostile_pgbackrest_names_escaped(dsn: str, public_tmp: Path) -> None:
+    """A pgBackRest info file is outside data too: its stanza name and backup label must not clear the screen,
+    set the terminal title or add an 'ok' line to the text report."""
+    info = [{"name": "main\x1b[2J\nok       backup_age: fine", "status": {"code": 0, "message": "ok"},
+             "backup": [{"label": "20261130-000000F\x1b]0;pwn\x07", "type": "full", "error": False,
+                         "timestamp": {"start": 1764460800, "stop": 1764460900}}], "archive": []}]
+    path = public_tmp / "info.json"
+    path.write_text(json.dumps(info))
+    done = subprocess.run([sys.executable, "-m", "agent19", "backup", "status", "--dsn", dsn, "--rpo", "1h",
+                           "--pgbackrest-info", str(path)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "DATABASE_URL": ""})
+    out = done.stdout
+    assert "main\\x1b[2J\\nok" in out, out  # the name is reported, escaped
+    assert "\x1b" not in out and "\x07" not in out
+    assert not any(line.lstrip().startswith("ok       backup_age") for line in out.splitlines())
+    assert any(line.lstrip().startswith("critical backup_age") for line in out.splitlines())

@@ -26,6 +26,7 @@ from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops import backup_archive as arch
 from agent19.ops.archiver import ArchiverStatus, Aspect, archiver_status
+from agent19.ops.backup_summary import visible
 from agent19.ops.health_model import Status, worst
 from agent19.ops.health_thresholds import HealthThresholds
 from agent19.units import human_duration
@@ -194,4 +195,4 @@ def render(s: BackupStatus) -> str:
         lines.append(f"  {c.status:8} {c.check}: {c.message}")
         if c.fix and c.status != "ok":
             lines.append(f"           fix: {c.fix}")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)  # names and labels come from files and the database

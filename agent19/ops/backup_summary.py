@@ -90,7 +90,8 @@ def _rows(t: TableCheck, most: int = 5) -> str:
 _HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
-def _visible(line: str) -> str:
+def visible(line: str) -> str:
+    """``line`` with its control characters and bidi overrides written as escapes (\\n, \\x1b, \\u202e)."""
     return _HIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), line)
 
 
@@ -125,4 +126,4 @@ def render(result: VerifyResult) -> str:
     lines.append(f"restore estimate: {human_duration(result.restore_estimate_s)} — {result.estimate_method}")
     lines += [f"note: {n}" for n in result.notes]
     lines += [f"removed: {r}" for r in result.removed]
-    return "\n".join(_visible(line) for line in lines)
+    return "\n".join(visible(line) for line in lines)
