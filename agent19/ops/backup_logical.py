@@ -47,7 +47,7 @@ from agent19.ops import backup_rowdiff as rowdiff
 from agent19.ops.backup_dump import Dump, restore_errors
 from agent19.ops.backup_model import Durations, Sizes, VerifyResult
 from agent19.ops.backup_plain import restore_plain
-from agent19.ops.backup_space import dir_bytes, require_free, server_free_bytes
+from agent19.ops.backup_space import EMPTY_CLUSTER, dir_bytes, require_free, server_free_bytes
 from agent19.ops.backup_summary import finish
 from agent19.ops.backup_workdir import WorkDir, run, wait_ready, work_dir
 
@@ -252,7 +252,8 @@ def verify_logical(
         kind = _dump_kind(dump_path) if dump_path else ("custom" if jobs == 1 and whole else "directory")
         stream = dump_path is None and kind == "custom"
         with work_dir(Path(work_base) if work_base else None) as wd:
-            room = (0 if from_file or stream else data) + (size if target == "cluster" else 0)
+            # a throwaway cluster is an initdb (~40 MB: template databases, a 16 MB WAL segment) before any data
+            room = (0 if from_file or stream else data) + (size + EMPTY_CLUSTER if target == "cluster" else 0)
             require_free(wd.path, room, "the dump" + (" and the throwaway cluster" if target == "cluster" else ""))
             with _restore_target(db, wd, target, major) as into:
                 restored_dsn, where = into.dsn, into.where

@@ -14,6 +14,7 @@ from agent19.errors import InputError
 from agent19.units import human_size
 
 MARGIN = 1.1  # 10% over the estimate: dumps of text-heavy tables can exceed their heap size a little
+EMPTY_CLUSTER = 48 * 1024 * 1024  # an initdb of PostgreSQL 15 takes ~40 MB before anything is restored
 
 
 def dir_bytes(path: Path) -> int:

@@ -229,7 +229,8 @@ _SHELL_ACTIVE = re.compile(r'[$`"\\]')
 @contextmanager
 def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
     """A fresh work directory (after removing what killed runs left); removed when the block exits."""
-    base = Path(base) if base else Path(tempfile.gettempdir())
+    # absolute: initdb, pg_basebackup and the server run in other directories than ours (a relative path broke)
+    base = (Path(base) if base else Path(tempfile.gettempdir())).absolute()
     if _SHELL_ACTIVE.search(str(base.absolute())):
         # pg_verifybackup runs pg_waldump through the shell with the path in double quotes: $(…) would run
         raise InputError(f"the work directory {str(base)!r} holds $, `, \" or \\: PostgreSQL's pg_verifybackup "
