@@ -27,6 +27,8 @@ class ConfirmArgs(BaseModel):
     archive: bool = Field(default=False, description="copy the table's rows to <table>_archive_<yyyymmdd> and "
                           "verify the copy before the destructive statement (give it in both steps)")
     max_rows: int = Field(default=200, ge=1, le=10_000, description="most rows returned if the statement returns any")
+    acknowledge: list[str] = Field(default=[], description="lint rule codes of lock warnings you accept for this "
+                                   "statement (only under the operator's AGENT19_REQUIRE_LOCK_ACK policy)")
 
 
 def render_confirmation(c: Confirmation) -> str:
@@ -124,6 +126,12 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
         if why:
             raise ModeError(f"refused: {why}", "confirm it again from step 1 with archive=true (agent19 confirm "
                             "'…' --archive): the rows are copied and verified before it runs; nothing was run")
+    if executes and ctx.settings.mode is AccessMode.EXECUTE and ctx.settings.require_lock_ack:
+        # a human's consent to losing data is not an acknowledgement of the locks the statement takes
+        why = policy.unacknowledged(ctx.settings, args.sql, ctx.live_catalog(), args.acknowledge)
+        if why:
+            raise ModeError(f"refused: {why}", "acknowledge each lock warning by its rule code (acknowledge / "
+                            "--acknowledge) once the team accepts it; nothing was run")
     if args.token or (ctx.elicit is not None and ctx.settings.mode is AccessMode.EXECUTE):
         done = (protocol.confirm(args.sql, args.token, args.phrase, args.archive, args.max_rows) if args.token
                 else protocol.run_with_elicitation(args.sql, args.archive, args.max_rows))
