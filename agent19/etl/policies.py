@@ -47,7 +47,7 @@ def require(pipeline: Pipeline, destination: Database) -> dry_runs.Verdict:
                         f"{why}; nothing was loaded",
                         "run it with --dry-run (dry_run=true over MCP) first, then run it again")
     node = OVERWRITES.get(d.strategy)
-    if node is not None and policy.unbacked(settings, node):
+    if node is not None and policy.unbacked(settings, destination, node):
         hours = settings.require_verified_backup_hours or 0
         raise ModeError(f"refused by policy require_verified_backup (AGENT19_REQUIRE_VERIFIED_BACKUP): strategy "
                         f"{d.strategy} {'removes' if d.strategy == 'replace' else 'overwrites'} rows of {d.table}, "

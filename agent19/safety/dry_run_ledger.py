@@ -102,6 +102,7 @@ class ServerState:
 
     server: str
     catalog: str
+    database: str  # the server and database alone (no search_path): what a verified backup is of
     identified_by: str  # "system_identifier" or "port, cluster_name and start time"
     read_at: datetime
 
@@ -120,7 +121,9 @@ def read_state(conn: psycopg.Connection[Any]) -> ServerState:
     assert row is not None and catalog is not None  # current_database() is always in pg_database
     # the schemas unqualified names resolve to: the same text on another search_path is another migration
     server = hashlib.sha256(f"{how}\0{row[0]}\0{row[1]}\0{row[2]}".encode()).hexdigest()
-    return ServerState(server=server, catalog=str(catalog[0]), identified_by=how, read_at=datetime.now(UTC))
+    database = hashlib.sha256(f"{how}\0{row[0]}\0{row[1]}".encode()).hexdigest()
+    return ServerState(server=server, catalog=str(catalog[0]), database=database, identified_by=how,
+                       read_at=datetime.now(UTC))
 
 
 def statement_hash(sql: str) -> str:

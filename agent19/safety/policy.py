@@ -17,7 +17,6 @@ identifies itself), on the schema the database still has, within ``AGENT19_DRY_R
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 
 from psycopg.conninfo import conninfo_to_dict
@@ -40,23 +39,25 @@ def target_of(settings: Settings) -> str:
     return f"{info.get('host') or 'local'}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
 
 
-def _target_hash(settings: Settings) -> str:
-    """The configured database, as recorded in the backups ledger (a hash: no host or name on disk)."""
-    return hashlib.sha256(target_of(settings).encode()).hexdigest()
+def _database_key(db: Database) -> str:
+    """The database as the backups ledger records it: the server's own identity (system_identifier) and the
+    database's oid, hashed — the same whichever host name or port reaches it, different for another server
+    behind the same address (no host or name on disk)."""
+    return "db:" + server_state(db).database
 
 
-def record_backup(settings: Settings, kind: str) -> None:
-    """Remember that a fresh backup of the configured database was verified by a restore, now."""
-    ledger.append_rows(settings.data_dir / BACKUPS, [{"target": _target_hash(settings), "kind": kind,
+def record_backup(settings: Settings, db: Database, kind: str) -> None:
+    """Remember that a fresh backup of ``db`` was verified by a restore, now."""
+    ledger.append_rows(settings.data_dir / BACKUPS, [{"target": _database_key(db), "kind": kind,
                                            "verified_at": datetime.now(UTC).isoformat()}])
 
 
-def unbacked(settings: Settings, node: str) -> str | None:
-    """Why a data change may not run under ``require_verified_backup_hours`` (None: allowed)."""
+def unbacked(settings: Settings, db: Database, node: str) -> str | None:
+    """Why a data change on ``db`` may not run under ``require_verified_backup_hours`` (None: allowed)."""
     hours = settings.require_verified_backup_hours
     if hours is None or node not in DATA_CHANGES:
         return None
-    target = _target_hash(settings)
+    target = _database_key(db)
     now = datetime.now(UTC)
     for row in ledger.read_rows(settings.data_dir / BACKUPS):
         try:

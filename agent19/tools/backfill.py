@@ -118,7 +118,7 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     statement = update_statement(spec)
     # the execute-mode policies hold for the batched UPDATE as for the same UPDATE through run_sql
     tested = policy.tested(ctx.settings, ctx.db, statement)
-    if why := tested.refusal or policy.unbacked(ctx.settings, "UpdateStmt"):
+    if why := tested.refusal or policy.unbacked(ctx.settings, ctx.db, "UpdateStmt"):
         raise ModeError(f"refused: {why}", f"the backfill's statement is `{statement}`; nothing was updated")
 
     def execute() -> None:

@@ -82,7 +82,7 @@ def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     SIGKILL (next run). verified=false (exit 1) names the table, file or difference."""
     result = _verify(ctx, args)
     if result.verified and args.from_path is None:  # a fresh backup of the configured database
-        policy.record_backup(ctx.settings, result.kind)
+        policy.record_backup(ctx.settings, ctx.db, result.kind)
     return result
 
 

@@ -122,7 +122,8 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
         raise ModeError(f"refused: {tested.refusal}", "a human's confirmation does not replace the dry run the "
                         "operator requires; nothing was run")
     if executes and ctx.settings.mode is AccessMode.EXECUTE and not args.archive:  # require_verified_backup
-        why = next((w for st in gate.parse_input(args.sql) if (w := policy.unbacked(ctx.settings, st.node))), None)
+        why = next((w for st in gate.parse_input(args.sql)
+                    if (w := policy.unbacked(ctx.settings, ctx.db, st.node))), None)
         if why:
             raise ModeError(f"refused: {why}", "confirm it again from step 1 with archive=true (agent19 confirm "
                             "'…' --archive): the rows are copied and verified before it runs; nothing was run")

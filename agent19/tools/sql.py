@@ -141,7 +141,7 @@ def _is_read(st: Statement) -> bool:
 
 def _policy_refusal(ctx: ToolContext, st: Statement, sql: str, acknowledge: list[str]) -> str | None:
     """Execute-mode policies (agent19.safety.policy) other than require_dry_run, for a statement that changes."""
-    return (policy.unbacked(ctx.settings, st.node)
+    return (policy.unbacked(ctx.settings, ctx.db, st.node)
             or (policy.unacknowledged(ctx.settings, sql, ctx.live_catalog(), acknowledge)
                 if ctx.settings.require_lock_ack else None))
 
