@@ -201,6 +201,13 @@ SELECT DISTINCT coalesce(
  ORDER BY 1"""
 
 
+Q_VIEW_FUNCTIONS = """
+SELECT DISTINCT d.objid::regprocedure::text FROM pg_depend d
+ WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = to_regclass(%s) AND d.classid = 'pg_proc'::regclass
+   AND d.deptype = 'n'
+ ORDER BY 1"""
+
+
 def live_function_evidence(conn: psycopg.Connection[Any],
                            planned: list[PlannedOperation]) -> tuple[dict[int, list[str]], set[int]]:
     """Operation order → what the live catalog records about each dropped function: whether it exists and
@@ -210,6 +217,14 @@ def live_function_evidence(conn: psycopg.Connection[Any],
     missing: set[int] = set()
     present: set[int] = set()
     for p, d in removed(planned):
+        if d.kind in VIEW_KINDS.values():
+            with conn.cursor(row_factory=tuple_row) as cur:
+                callers = [r[0] for r in cur.execute(Q_VIEW_FUNCTIONS, (d.name,)).fetchall()]
+            if callers:  # the snapshot's evidence names dependent views; SQL-standard function bodies only pg_depend
+                out.setdefault(p.order, []).append(
+                    f"operation {p.order}: functions whose SQL-standard bodies read {d.name}: {', '.join(callers)} "
+                    "(DROP fails without CASCADE; CASCADE drops them too)")
+            continue
         if d.kind not in FUNCTION_KINDS.values():
             continue
         lookup = "to_regprocedure" if d.name.endswith(")") else "to_regproc"
