@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -39,7 +40,11 @@ def test_generated_configuration_matches_the_source_and_its_setup_makes_it_ready
         src = result["source_connector"]["config"]
         assert src["plugin.name"] == "pgoutput" and src["slot.name"] == "debezium"
         assert src["publication.name"] == "agent19_cdc" and src["publication.autocreate.mode"] == "disabled"
-        assert src["table.include.list"] == "public.orders,public.events,agent19_etl.debezium_heartbeat"
+        # Debezium reads the list as comma-separated regular expressions over schema.table: dots are escaped
+        assert src["table.include.list"] == r"public\.orders,public\.events,agent19_etl\.debezium_heartbeat"
+        included = [re.compile(x) for x in src["table.include.list"].split(",")]
+        assert any(x.fullmatch("public.orders") for x in included)
+        assert not any(x.fullmatch("publicXorders") for x in included)
         assert src["transforms.unwrap.type"] == "io.debezium.transforms.ExtractNewRecordState"
         assert src["transforms.unwrap.drop.tombstones"] == "false" and src["snapshot.mode"] == "initial"
         assert src["database.password"] == "${env:DEBEZIUM_SOURCE_PASSWORD}" and src["database.user"] == role

@@ -53,6 +53,9 @@ def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness,
     if any(ch < " " for n in [*names, src["user"]] for ch in n):
         raise InputError("a table or login name holds a control character (a line break would end a comment of "
                          "the setup SQL)", "rename it; Debezium's include list could not name it either")
+    if any("," in n for n in names):
+        raise InputError("a table name holds a comma: Debezium's table.include.list is comma-separated and cannot "
+                         "name it", "rename the table, or capture it with agent19 cdc run")
     tables_sql = [quoted(n) for n in names]
     login = ident(src["user"])
     source = {
@@ -66,7 +69,9 @@ def debezium_config(source_dsn: str, tables: list[str], readiness: CdcReadiness,
             "slot.name": slot,
             "publication.name": publication,
             "publication.autocreate.mode": "disabled",  # the filtered publication comes from setup_sql
-            "table.include.list": ",".join([*names, HEARTBEAT_TABLE]),
+            # comma-separated regular expressions matched against schema.table: names are escaped (a `+` or `.`
+            # in a name is itself, and the separator dot is a dot), a comma cannot be written (refused above)
+            "table.include.list": ",".join(re.escape(n) for n in [*names, HEARTBEAT_TABLE]),
             "heartbeat.interval.ms": str(heartbeat_ms),
             "heartbeat.action.query": f"INSERT INTO {HEARTBEAT_TABLE} (id, ts) VALUES (1, now()) "
                                       "ON CONFLICT (id) DO UPDATE SET ts = EXCLUDED.ts",
