@@ -40,3 +40,29 @@ def test_a_login_without_replication_is_told_what_to_grant(dsn, warehouse):
         assert slots.fetchone() == (0,)
     with psycopg.connect(warehouse) as conn:
         assert conn.execute("SELECT count(*) FROM e").fetchone() == (0,)
+
+
+def test_a_later_run_after_the_login_lost_replication_is_told_what_to_grant(dsn, warehouse):
+    app = owner_login(dsn)
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("CREATE TABLE e (id int PRIMARY KEY, v text); INSERT INTO e VALUES (1, 'x')")
+        role = conn.execute("SELECT current_user").fetchone()[0]
+    with psycopg.connect(warehouse, autocommit=True) as conn:
+        conn.execute("CREATE TABLE e (id int PRIMARY KEY, v text)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {role} REPLICATION")
+    env = {**os.environ, "DATABASE_URL": app, "WAREHOUSE_URL": warehouse}
+    args = [sys.executable, "-m", "agent19", "cdc", "run", "public.e", "--destination", "env:WAREHOUSE_URL",
+            "--mode", "execute"]
+    try:
+        first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        assert first.returncode == 0, first.stderr
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {role} NOREPLICATION")
+        later = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        assert later.returncode == 2, later.stderr
+        assert f"ALTER ROLE {role} REPLICATION" in later.stderr and "nothing was read or applied" in later.stderr
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                         "WHERE database = current_database() AND NOT active")

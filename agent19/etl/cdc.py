@@ -172,6 +172,18 @@ class CdcRun:
             f"person agrees to lose them: DATABASE_URL=<destination> agent19 confirm {truncate} (then with "
             f"--token … --mode execute); or capture into other, empty tables")
 
+    def require_replication_role(self, consequence: str) -> None:
+        """Refuse, saying what to run, when the login may not use replication slots (else the server's bare
+        "must be superuser or replication role" on the first run, or on a later one after the role lost it)."""
+        with self.source.read() as conn:
+            role = conn.execute("SELECT rolname, rolsuper OR rolreplication AS ok FROM pg_roles "
+                                "WHERE rolname = current_user").fetchone()
+        if role is not None and not role["ok"]:
+            raise InputError(f"login {role['rolname']} may not create or read replication slots (it has neither the "
+                             f"REPLICATION attribute nor superuser); {consequence}",
+                             f"a superuser runs: ALTER ROLE {ident(role['rolname'])} REPLICATION; (agent19 cdc check "
+                             "lists what else the source needs)")
+
     def initial_copy(self) -> str:
         self.require_empty()
         if self.plugin == "pgoutput":
@@ -182,14 +194,7 @@ class CdcRun:
             if existing["active"]:
                 raise InputError(f"slot {self.slot} is in use by another session", "stop the other consumer first")
             self.drop_slot()
-        with self.source.read() as conn:  # else the server's "must be superuser or replication role to start walsender"
-            role = conn.execute("SELECT rolname, rolsuper OR rolreplication AS ok FROM pg_roles "
-                                "WHERE rolname = current_user").fetchone()
-        if role is not None and not role["ok"]:
-            raise InputError(f"login {role['rolname']} may not create or read replication slots (it has neither the "
-                             "REPLICATION attribute nor superuser); no slot was created, nothing was copied",
-                             f"a superuser runs: ALTER ROLE {ident(role['rolname'])} REPLICATION; (agent19 cdc check "
-                             "lists what else the source needs)")
+        self.require_replication_role("no slot was created, nothing was copied")
         repl = psycopg.connect(make_conninfo(self.source.dsn, replication="database",
                                              application_name="agent19 cdc"), autocommit=True)
         try:
@@ -372,14 +377,9 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
         return r
     if stored is None:
         stored = run.initial_copy()
-    elif (existing := run.slot_row()) is not None and existing["plugin"] != run.plugin:
-        raise InputError(f"slot {slot} decodes with {existing['plugin']}, not {run.plugin}",
-                         f"run with --plugin {existing['plugin']}, or tear it down and start again with the other")
-    elif existing is None:
-        raise InputError(f"slot {slot} is gone (dropped, or invalidated by max_slot_wal_keep_size) while the "
-                         "destination has its state: changes since were lost",
-                         "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE …' on the "
-                         "destination), then run again: the tables are copied afresh")
+    else:
+        run.require_replication_role("nothing was read or applied")
+        _require_slot(run)
     r.lsn = stored
     started = time.monotonic()
     while True:
@@ -406,3 +406,15 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
     r.elapsed_s = round(time.monotonic() - started, 3)
     r.changes_per_s = round((r.inserts + r.updates + r.deletes) / r.elapsed_s, 1) if r.elapsed_s else 0
     return r
+
+def _require_slot(run: CdcRun) -> None:
+    """The slot a later run reads from: there, and decoding with this run's plugin."""
+    existing = run.slot_row()
+    if existing is not None and existing["plugin"] != run.plugin:
+        raise InputError(f"slot {run.slot} decodes with {existing['plugin']}, not {run.plugin}",
+                         f"run with --plugin {existing['plugin']}, or tear it down and start again with the other")
+    if existing is None:
+        raise InputError(f"slot {run.slot} is gone (dropped, or invalidated by max_slot_wal_keep_size) while the "
+                         "destination has its state: changes since were lost",
+                         "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE …' on the "
+                         "destination), then run again: the tables are copied afresh")
