@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 import agent19
 from agent19.config import AccessMode, Settings
 from agent19.errors import Agent19Error, postgres_error_text
+from agent19.textsafe import visible
 from agent19.tools.registry import ToolContext, ToolSpec, all_tools, tools_of
 
 DESCRIPTION = """\
@@ -230,7 +231,8 @@ class _ProgressLine:
 
     def __call__(self, done: float, total: float | None, message: str | None) -> None:
         share = f" {done / total:.0%}" if total else ""
-        print(f"\r\033[Kagent19:{share} {message or ''}".rstrip(), end="", file=sys.stderr, flush=True)
+        # the message may name tables or values from the database: only agent19's own escape rewrites the line
+        print(f"\r\033[Kagent19:{share} {visible(message or '')}".rstrip(), end="", file=sys.stderr, flush=True)
         self.shown = True
 
     def end(self) -> None:

@@ -26,9 +26,9 @@ from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops import backup_archive as arch
 from agent19.ops.archiver import ArchiverStatus, Aspect, archiver_status
-from agent19.ops.backup_summary import visible
 from agent19.ops.health_model import Status, worst
 from agent19.ops.health_thresholds import HealthThresholds
+from agent19.textsafe import visible
 from agent19.units import human_duration
 
 _DEFAULTS = HealthThresholds()  # the same archiving limits as health_check's `archiving` check

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from agent19.ops.backup_model import TableCheck, VerifyResult
+from agent19.textsafe import visible
 from agent19.units import human_duration, human_size
 
 
@@ -87,14 +86,6 @@ def _rows(t: TableCheck, most: int = 5) -> str:
 
 # control characters and bidi overrides in names and keys read from the database (terminal escapes, line
 # breaks that would forge a report line) are shown escaped in the text report; JSON escapes them already
-_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
-
-
-def visible(line: str) -> str:
-    """``line`` with its control characters and bidi overrides written as escapes (\\n, \\x1b, \\u202e)."""
-    return _HIDDEN.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), line)
-
-
 def render(result: VerifyResult) -> str:
     """Text for people: the verdict first, then what differs, the timings and what was cleaned up."""
     lines = [result.summary, f"source: {result.database}; restored into: {result.restored_into or '-'}"]

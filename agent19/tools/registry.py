@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from agent19.config import AccessMode, Settings
+from agent19.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: a command that never opens a database does not load the driver
     from agent19.db.connection import Database
@@ -124,7 +125,8 @@ class ToolSpec(Generic[A, R]):
             # pydantic's JSON writer turns NaN and ±Infinity (a measured max() can be one) into null:
             # json.dumps would print the bare words NaN / Infinity, which are not JSON
             return result.model_dump_json(by_alias=True, indent=2)
-        return self.render_text(result)
+        # values from a database are data: an escape sequence in one must not drive the terminal (agent19.textsafe)
+        return printable(self.render_text(result))
 
 
 REGISTRY: dict[str, ToolSpec[Any, Any]] = {}

@@ -1,0 +1,29 @@
+"""Text for a terminal or a model, with what a database value could hide made visible.
+
+Values read from a database are data, never layout: a name or row holding an ANSI escape could clear the screen or
+recolour a verdict, a bidi override could reorder what a person reads, a carriage return could overwrite a line.
+:func:`printable` writes such characters as escapes in every text rendering (line breaks and tabs kept: they are
+the rendering's own layout); :func:`visible` does it for one value, line breaks included, so a value cannot forge
+a line of its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+_HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+_HIDDEN_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    return m.group().encode("unicode_escape").decode("ascii")
+
+
+def visible(value: str) -> str:
+    """``value`` with control characters (line breaks included) and bidi overrides written as escapes."""
+    return _HIDDEN.sub(_escape, value)
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters other than line breaks and tabs, and bidi overrides, written as escapes."""
+    return _HIDDEN_IN_TEXT.sub(_escape, text)
