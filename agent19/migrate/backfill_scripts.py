@@ -48,10 +48,13 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     t, k = qualified(*parse_name(spec.table)), ident(key)  # spec.table is SQL text, as to_regclass reads it
     where = f" AND ({spec.where})" if spec.where else ""
 
-    def batch(cond: str) -> str:
+    def batch(after: bool) -> str:
+        # the key range (last_key, the batch's last key]: one index range scan, as agent19 backfill does
+        cond, low = (f" WHERE {k} > last_key", f"{t}.{k} > last_key AND ") if after else ("", "")
         return (f"    WITH b AS (SELECT {k} AS k FROM {t}{cond} ORDER BY {k} LIMIT batch_size),\n"
-                f"         u AS (UPDATE {t} SET {spec.set} FROM b WHERE {t}.{k} = b.k{where} RETURNING 1)\n"
-                f"    SELECT (SELECT max(k) FROM b), (SELECT count(*) FROM b), (SELECT count(*) FROM u)\n"
+                f"         hi AS (SELECT max(k) AS k FROM b),\n"
+                f"         u AS (UPDATE {t} SET {spec.set} FROM hi WHERE {low}{t}.{k} <= hi.k{where} RETURNING 1)\n"
+                f"    SELECT (SELECT k FROM hi), (SELECT count(*) FROM b), (SELECT count(*) FROM u)\n"
                 f"      INTO batch_last, scanned, updated;\n")
 
     cp = CHECKPOINT_TABLE
@@ -78,8 +81,8 @@ BEGIN
   LOOP
     SELECT c.last_key[1]::{key_type} INTO last_key FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;
     IF last_key IS NULL THEN
-{batch("")}    ELSE
-{batch(f" WHERE {k} > last_key")}    END IF;
+{batch(False)}    ELSE
+{batch(True)}    END IF;
     IF scanned = 0 THEN
       UPDATE {cp} SET finished_at = now(), updated_at = now() WHERE name = {literal(name)};
       COMMIT;
