@@ -189,20 +189,14 @@ class Settings(BaseModel):
         flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
         flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
-        max_age = pick("dry_run_max_age_hours", "AGENT19_DRY_RUN_MAX_AGE_HOURS")
-        if max_age is not None:
-            try:
-                values["dry_run_max_age_hours"] = float(max_age)
-            except ValueError:
-                raise ConfigError(f"AGENT19_DRY_RUN_MAX_AGE_HOURS: {max_age!r} is not a number of hours",
-                                  "e.g. 24") from None
-        backup_hours = pick("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")
-        if backup_hours is not None:
-            try:
-                values["require_verified_backup_hours"] = float(backup_hours)
-            except ValueError:
-                raise ConfigError(f"AGENT19_REQUIRE_VERIFIED_BACKUP: {backup_hours!r} is not a number of hours",
-                                  "e.g. 24") from None
+        for key, var in (("dry_run_max_age_hours", "AGENT19_DRY_RUN_MAX_AGE_HOURS"),
+                         ("require_verified_backup_hours", "AGENT19_REQUIRE_VERIFIED_BACKUP")):
+            hours = pick(key, var)
+            if hours is not None:
+                try:
+                    values[key] = float(hours)
+                except ValueError:
+                    raise ConfigError(f"{var}: {hours!r} is not a number of hours", "e.g. 24") from None
         for key, var, setting in (
             ("statement_timeout", "AGENT19_STATEMENT_TIMEOUT", "statement_timeout"),
             ("lock_timeout", "AGENT19_LOCK_TIMEOUT", "lock_timeout"),
