@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from agent19.errors import InputError
-from agent19.migrate.backfill import BackfillSpec, batch_query, run_backfill
+from agent19.migrate.backfill.executor import BackfillSpec, batch_query, run_backfill
 from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).parent.parent

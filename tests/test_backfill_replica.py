@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
-from agent19.migrate.backfill import Q_LAG, BackfillResult, BackfillSpec, run_backfill
+from agent19.migrate.backfill.executor import Q_LAG, BackfillResult, BackfillSpec, run_backfill
 from tests.conftest import need
 from tests.conftest import until as _until
 

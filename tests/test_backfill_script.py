@@ -15,8 +15,8 @@ from types import ModuleType
 import psycopg
 import pytest
 
-from agent19.migrate.backfill import BackfillSpec, batch_query, run_backfill
-from agent19.migrate.backfill_scripts import procedure_sql, python_script, script_filename
+from agent19.migrate.backfill.executor import BackfillSpec, batch_query, run_backfill
+from agent19.migrate.backfill.scripts import procedure_sql, python_script, script_filename
 from tests.test_backfill import kill_when
 
 ROOT = Path(__file__).parent.parent

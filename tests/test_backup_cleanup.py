@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from agent19.migrate.scratch import list_scratch
+from agent19.migrate.dryrun.scratch import list_scratch
 from tests.conftest import owner_login, run_sql
 
 

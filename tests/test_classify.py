@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from agent19.db.models import Column, Constraint, SchemaSnapshot, Table
-from agent19.migrate.classify import classify
-from agent19.migrate.knowledge import ColumnType, lookup, parse_format_type, rewrite_free_change
+from agent19.migrate.classification.classify import classify
+from agent19.migrate.classification.knowledge import ColumnType, lookup, parse_format_type, rewrite_free_change
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import parse_sql
 

@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from agent19.db.catalog import snapshot
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import held_locks, observe
-from agent19.migrate.classify import BLOCKING, classify
+from agent19.migrate.classification.classify import BLOCKING, classify
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import parse_sql
 from tests.corpus.classify_corpus import CORPUS

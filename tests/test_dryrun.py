@@ -13,10 +13,10 @@ from agent19.config import AccessMode, Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.observe import observe
-from agent19.migrate.dryrun import dry_run
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from agent19.migrate.schema_diff import diff_snapshots, errors_only
-from agent19.migrate.scratch import list_scratch
 from tests.conftest import run_sql
 from tests.mcp_client import stdio_session
 
@@ -145,7 +145,7 @@ def test_commit_in_the_file_is_never_sent(dsn):
 
 def test_failing_blocking_check_fails_the_dry_run(dsn):
     populate(dsn)
-    from agent19.migrate.plan_model import ValidationCheck
+    from agent19.migrate.planning.model import ValidationCheck
 
     db = Database(settings(dsn))
     try:

@@ -12,8 +12,8 @@ import time
 
 import psycopg
 
-from agent19.migrate.schema_diff import diff_snapshots
-from agent19.migrate.scratch import list_scratch
+from agent19.migrate.dryrun.schema_diff import diff_snapshots
+from agent19.migrate.dryrun.scratch import list_scratch
 from tests.test_scratch import _wait_for_slow_statement, populate, schema
 
 CLIENT = textwrap.dedent("""

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from agent19.db.throwaway import ThrowawayServer
-from agent19.migrate.scratch import list_scratch
+from agent19.migrate.dryrun.scratch import list_scratch
 from tests.conftest import need, run_sql
 from tests.mcp_client import stdio_session
 
@@ -285,7 +285,7 @@ def test_library_dry_run_leaves_sequences_alone_and_refuses_other_escapes_per_st
     is not run and not a failure ('could not test'); any other escape fails the run; the rest runs."""
     from agent19.config import Settings
     from agent19.db.connection import Database
-    from agent19.migrate.dryrun import dry_run
+    from agent19.migrate.dryrun.run import dry_run
     from agent19.migrate.parse import parse_sql
 
     run_sql(dsn, "CREATE SEQUENCE s; SELECT setval('s', 41)")

@@ -9,7 +9,7 @@ from psycopg.rows import dict_row
 from agent19.config import Settings
 from agent19.db import Database
 from agent19.db.catalog import snapshot
-from agent19.migrate.plan import plan_migration
+from agent19.migrate.planning.plan import plan_migration
 from agent19.optimize.diagnostics import diagnose
 from agent19.optimize.explain import explain
 from agent19.report.build import build_report

@@ -29,17 +29,17 @@ from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
 from agent19.migrate import patterns
-from agent19.migrate.classify import classify
-from agent19.migrate.lint import lint_sql
+from agent19.migrate.classification.classify import classify
+from agent19.migrate.lint.engine import lint_sql
+from agent19.migrate.lint.rules import all_rules
 from agent19.migrate.parse import parse_sql as agent19_parse
 from agent19.migrate.patterns.indexes import index_name
 from agent19.migrate.patterns.model import Pattern
 from agent19.migrate.patterns.runner import run_pattern
 from agent19.migrate.patterns.sqlnames import ident, literal, qname, qualified, sibling
-from agent19.migrate.plan import plan_migration
-from agent19.migrate.plan_changes import changes_to_sql
-from agent19.migrate.plan_model import Change
-from agent19.migrate.rules import all_rules
+from agent19.migrate.planning.changes import changes_to_sql
+from agent19.migrate.planning.model import Change
+from agent19.migrate.planning.plan import plan_migration
 from tests.conftest import one, run_sql
 from tests.corpus.authors_cases import CASES
 from tests.corpus.classify_corpus import CORPUS

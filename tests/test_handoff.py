@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 from pydantic import ValidationError
 
-from agent19.migrate.plan import PlanOptions, plan_migration
-from agent19.migrate.plan_model import Change, ColumnSpec
+from agent19.migrate.planning.model import Change, ColumnSpec
+from agent19.migrate.planning.plan import PlanOptions, plan_migration
 from agent19.report.build import ReportOptions, build_report
 from agent19.report.model import DryRunEvidence, DryRunStatement, ReviewItem
 from agent19.report.render import documents

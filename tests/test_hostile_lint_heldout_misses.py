@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 
 from agent19.db.child_env import child_connection
-from agent19.migrate.lint import LintReport, lint_paths, lint_sql
-from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import LintReport, lint_paths, lint_sql
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 PG15 = LintConfig(pg_version=15)

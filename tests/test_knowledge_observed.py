@@ -24,9 +24,9 @@ from psycopg.rows import dict_row
 from agent19.db.catalog import snapshot
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import LOCK_RANK, Observation, observe
-from agent19.migrate.classify import classify
-from agent19.migrate.knowledge import Behaviour, forms, lookup
-from agent19.migrate.knowledge_table import KNOWLEDGE
+from agent19.migrate.classification.classify import classify
+from agent19.migrate.classification.knowledge import Behaviour, forms, lookup
+from agent19.migrate.classification.knowledge_table import KNOWLEDGE
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import parse_sql
 

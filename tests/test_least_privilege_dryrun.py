@@ -20,9 +20,9 @@ from psycopg.conninfo import make_conninfo
 from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer
-from agent19.migrate.dryrun import dry_run
-from agent19.migrate.dryrun_model import DryRunResult
-from agent19.migrate.knowledge_table import KNOWLEDGE
+from agent19.migrate.classification.knowledge_table import KNOWLEDGE
+from agent19.migrate.dryrun.model import DryRunResult
+from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from agent19.report.model import DryRunEvidence
 
@@ -162,7 +162,7 @@ def test_owner_without_createdb_reports_not_observed_and_could_not_test(owners: 
     assert evidence[2]["observed_lock"] is None and "could not test" in evidence[2]["not_observed"]  # type: ignore[index]
     assert not any(lk.relation.isdigit() for s in result.statements for lk in s.locks), "bare OIDs"
     # the plan keeps the prediction for that step, and says why
-    from agent19.migrate.plan import PlanOptions, plan_migration
+    from agent19.migrate.planning.plan import PlanOptions, plan_migration
 
     plan = plan_migration(sql=ISSUE_MIGRATION, options=PlanOptions(dry_run=result))
     assert plan.operations[1].lock_level == "AccessExclusiveLock", plan.operations[1]
@@ -225,7 +225,7 @@ def test_no_faithful_copy_means_could_not_test_never_failed(owners: Owners) -> N
 
 
 def test_rollback_check_on_an_unfaithful_copy_could_not_test(owners: Owners) -> None:
-    from agent19.migrate.rollback_check import verify_rollback
+    from agent19.migrate.dryrun.rollback_check import verify_rollback
 
     dsn = owners.dsns["owner_createdb"]
     role = psycopg.conninfo.conninfo_to_dict(dsn)["user"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent19.migrate.files import load_path
-from agent19.migrate.lint import lint_paths, lint_sql
-from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.layouts.files import load_path
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import lint_paths, lint_sql
+from agent19.migrate.lint.rules import all_rules
 from agent19.migrate.parse import SqlParseError
-from agent19.migrate.rules import all_rules
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,7 +8,7 @@ These cases were written after the rules, to measure them, not to tune them: a m
 
 from __future__ import annotations
 
-from agent19.migrate.lint import lint_sql
+from agent19.migrate.lint.engine import lint_sql
 from tests.corpus.authors_cases import CASES
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from agent19.db.models import SchemaSnapshot
-from agent19.migrate.lint import Finding, lint_sql
+from agent19.migrate.lint.engine import Finding, lint_sql
 from tests.corpus.classify_corpus import CORPUS
 from tests.test_classify_corpus import corpus_db as corpus_db  # noqa: F401 — the populated database
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent19.migrate.lint import LintReport, lint_paths
-from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import LintReport, lint_paths
 from tests.corpus.heldout_cases import CASES, Case
 
 BLOCKING = ("error", "warning")

@@ -17,8 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.migrate.lint import lint_sql
-from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import lint_sql
 from tests.conftest import owner_login, run_sql
 
 ROOT = Path(__file__).parent.parent

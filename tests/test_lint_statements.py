@@ -18,7 +18,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
-from agent19.migrate.lint import lint_paths, lint_sql
+from agent19.migrate.lint.engine import lint_paths, lint_sql
 from tests.conftest import owner_login, run_sql
 
 

@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent19.migrate.lint import lint_sql
-from agent19.migrate.lint_config import LintConfig
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import lint_sql
 from tests.conftest import one, run_sql
 
 ROOT = Path(__file__).parent.parent

@@ -6,8 +6,8 @@ import psycopg
 import pytest
 
 from agent19.errors import InputError
-from agent19.migrate.plan import PlanOptions, plan_migration
-from agent19.migrate.plan_model import Change, ColumnSpec, MigrationPlan
+from agent19.migrate.planning.model import Change, ColumnSpec, MigrationPlan
+from agent19.migrate.planning.plan import PlanOptions, plan_migration
 from tests.mcp_client import stdio_session
 
 CHANGES = [

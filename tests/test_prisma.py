@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from agent19.db.catalog import snapshot
-from agent19.migrate.prisma import schema_prisma
+from agent19.migrate.layouts.prisma_schema import schema_prisma
 from tests.conftest import need
 
 WASM_PACKAGE = "@prisma/prisma-schema-wasm"

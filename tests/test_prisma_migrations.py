@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from agent19.migrate import patterns
-from agent19.migrate.backfill import BackfillSpec
-from agent19.migrate.backfill_scripts import procedure_parts, procedure_sql
-from agent19.migrate.prisma_migrations import LOCK_TOML, pattern_migrations, write_migrations
+from agent19.migrate.backfill.executor import BackfillSpec
+from agent19.migrate.backfill.scripts import procedure_parts, procedure_sql
+from agent19.migrate.layouts.prisma_migrations import LOCK_TOML, pattern_migrations, write_migrations
 
 
 def _orders(dsn: str) -> None:

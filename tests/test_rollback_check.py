@@ -11,10 +11,10 @@ from agent19.cli import main
 from agent19.config import Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
+from agent19.migrate.dryrun.rollback_check import verify_rollback
+from agent19.migrate.dryrun.schema_diff import diff_snapshots
+from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from agent19.migrate.rollback_check import verify_rollback
-from agent19.migrate.schema_diff import diff_snapshots
-from agent19.migrate.scratch import list_scratch
 from tests.mcp_client import stdio_session
 
 SETUP = """

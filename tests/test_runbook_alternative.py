@@ -8,7 +8,7 @@ from pglast import parse_sql
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
-from agent19.migrate.plan import plan_migration
+from agent19.migrate.planning.plan import plan_migration
 from agent19.report.steps import build_steps
 from tests.conftest import one, run_sql
 

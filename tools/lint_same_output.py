@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Prove a lint speed-up changed no finding: `agent19 lint --format json` from two copies of the code, same input.
 
-    cp -r agent19 /tmp/before/ && git show HEAD:agent19/migrate/lint.py > /tmp/before/agent19/migrate/lint.py
+    cp -r agent19 /tmp/before/ && \
+      git show HEAD:agent19/migrate/lint/engine.py > /tmp/before/agent19/migrate/lint/engine.py
     .venv/bin/python tools/lint_same_output.py /tmp/before    # exit 1 and the runs that differ, if any
 
 ``/tmp/before`` holds a copy of the ``agent19`` package with the files you changed put back as they were
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tools" / "bench"))
 def _inputs(d: Path) -> list[Path]:
     from bench_lint import generate
 
-    from agent19.migrate.rules import all_rules
+    from agent19.migrate.lint.rules import all_rules
     from tests.corpus.authors_cases import CASES
     from tests.corpus.classify_corpus import CORPUS
 

@@ -1,6 +1,6 @@
 """The engine's vocabulary for migrations: what one operation does to the server.
 
-:class:`Operation` is produced by classification (``agent19.migrate.classify``) from a parsed
+:class:`Operation` is produced by classification (``agent19.migrate.classification.classify``) from a parsed
 :class:`~agent19.migrate.parse.Statement` — one per statement, or one per sub-command of an
 ``ALTER TABLE`` with several — and read by lint rules, the planner, the dry run (which compares
 its predictions with what the server shows), runbooks and handoffs.

@@ -1,6 +1,6 @@
 """Compare a restored copy with its source: schema, row counts, content checksums, sequences.
 
-* **Schema**: catalog snapshots compared by :func:`agent19.migrate.schema_diff.diff_snapshots` (the
+* **Schema**: catalog snapshots compared by :func:`agent19.migrate.dryrun.schema_diff.diff_snapshots` (the
   rollback check's comparison; extensions and their versions included).
 * **Content**: per table, ``count(*)`` and two sums of 64-bit row hashes
   (``hashtextextended(row::text, 0)`` and seed 1) computed by the same query on both sides, with
@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
 from agent19.db.models import SchemaSnapshot
-from agent19.migrate.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.ops.backup_model import SequenceCheck, TableCheck
 
 TextSettings = (

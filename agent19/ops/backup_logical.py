@@ -7,7 +7,7 @@ The restored copy is then compared with what the dump saw, not with whatever the
 
 Where it restores (``restore_into``):
 
-* ``scratch`` — a scratch database on the target's server (:mod:`agent19.migrate.scratch`: dropped
+* ``scratch`` — a scratch database on the target's server (:mod:`agent19.migrate.dryrun.scratch`: dropped
   in ``finally``, on SIGTERM, and by the next run after a SIGKILL); needs mode ``dry-run``, the
   CREATEDB privilege and a login that is no superuser (see below);
 * ``cluster`` — a throwaway cluster (``initdb``) in the local work directory, on a private socket;
@@ -40,7 +40,7 @@ from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.scratch import drop_leftovers, scratch_database
+from agent19.migrate.dryrun.scratch import drop_leftovers, scratch_database
 from agent19.ops import backup_compare as cmp
 from agent19.ops import backup_restorer as restorer
 from agent19.ops import backup_rowdiff as rowdiff

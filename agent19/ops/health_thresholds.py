@@ -2,7 +2,7 @@
 
 Every number a check judges by is a field of :class:`HealthThresholds`, with its default and source.
 Override them in ``agent19.toml`` (table ``[health]``) or ``pyproject.toml`` (``[tool.agent19.health]``),
-read by the same loader as lint's config (:func:`agent19.migrate.lint_config.load_section`)::
+read by the same loader as lint's config (:func:`agent19.migrate.lint.config.load_section`)::
 
     [tool.agent19.health]
     fail_on = "warning"              # critical (default) | warning | never: the CLI exits 1 at or above
@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent19.errors import ConfigError
-from agent19.migrate.lint_config import load_section
+from agent19.migrate.lint.config import load_section
 
 FailOn = Literal["critical", "warning", "never"]
 WRAPAROUND_LIMIT = 2**31

@@ -20,7 +20,7 @@ from agent19.migrate import patterns
 from agent19.migrate.patterns.live import live_from_snapshot
 from agent19.migrate.patterns.model import Pattern, comment, fix_script
 from agent19.migrate.patterns.sqlnames import parse_name
-from agent19.migrate.plan_model import PlanFinding, PlannedOperation
+from agent19.migrate.planning.model import PlanFinding, PlannedOperation
 from agent19.report.sqlfacts import StatementFact
 
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}

@@ -1,6 +1,6 @@
 """Build every document of a migration from its plan: :func:`build_report`.
 
-Inputs: the :class:`~agent19.migrate.plan_model.MigrationPlan` (required), the catalog snapshot
+Inputs: the :class:`~agent19.migrate.planning.model.MigrationPlan` (required), the catalog snapshot
 and :class:`~agent19.report.model.LiveFacts` of the target database (optional: without them sizes
 and the schema version are "unknown" and the documents say how to find them), a dry-run result
 (optional: without it every test result reads "not run"), and the upstream inputs of a pipeline
@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 import agent19
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.migrate.plan_model import MigrationPlan
+from agent19.migrate.planning.model import MigrationPlan
 from agent19.report.guardrails import guardrails
 from agent19.report.model import (
     Action,

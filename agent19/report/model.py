@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from agent19.migrate.model import Risk
-from agent19.migrate.plan_model import DeploymentKind, Downtime, Escalation, IndexWriteCost, RollbackKind
+from agent19.migrate.planning.model import DeploymentKind, Downtime, Escalation, IndexWriteCost, RollbackKind
 
 Status = Literal["satisfied", "not_satisfied", "unknown"]
 HANDOFF_FORMAT = "agent19.handoff/2"

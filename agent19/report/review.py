@@ -7,7 +7,7 @@ find out. :class:`~agent19.report.model.ReviewItem` refuses ``satisfied`` withou
 
 from __future__ import annotations
 
-from agent19.migrate.plan_model import MigrationPlan
+from agent19.migrate.planning.model import MigrationPlan
 from agent19.report.model import ApplicationHandoff, DryRunEvidence, ReviewItem, Step
 
 NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run … --mode dry-run`) and pass its result"

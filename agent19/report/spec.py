@@ -5,7 +5,7 @@ The testing table is filled from a dry run when one is given and reads "not run"
 
 from __future__ import annotations
 
-from agent19.migrate.plan_model import MigrationPlan
+from agent19.migrate.planning.model import MigrationPlan
 from agent19.report.model import (
     DryRunEvidence,
     Header,

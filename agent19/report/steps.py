@@ -9,7 +9,7 @@ never its values.
 from __future__ import annotations
 
 from agent19.db.models import SchemaSnapshot, Table
-from agent19.migrate.plan_model import MigrationPlan, PlannedOperation
+from agent19.migrate.planning.model import MigrationPlan, PlannedOperation
 from agent19.report.alternative import safer_alternative
 from agent19.report.model import DryRunEvidence, RollbackStep, SqlCheck, Step
 from agent19.report.sqlfacts import DATA_LOSS_KINDS, StatementFact, statement_facts, verification

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent19.migrate.knowledge import NON_VOLATILE_FUNCTIONS
+from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import kinds
 from agent19.safety import types as sqltypes

@@ -5,7 +5,7 @@ Three guards ask about functions, each its own question:
 * read-only mode (:mod:`agent19.safety.readonly`): may a read call it? — never a function with an effect
   in this table, except sequence functions (the server's read-only transaction refuses those itself, and
   a backfill in execute mode may legitimately call ``nextval``);
-* a dry run (:func:`agent19.safety.readonly.check_escapes`, :mod:`agent19.migrate.dryrun_cluster`): does its
+* a dry run (:func:`agent19.safety.readonly.check_escapes`, :mod:`agent19.migrate.dryrun.cluster_guard`): does its
   effect survive the rollback? — ``escapes``;
 * destructive-operation detection (:mod:`agent19.safety.detect`): is calling it the point of the statement
   (a side effect such as terminating a session or deleting a large object)? — ``side_effect``.

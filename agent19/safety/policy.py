@@ -25,7 +25,7 @@ from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.parse import Statement
-from agent19.migrate.plan import plan_migration
+from agent19.migrate.planning.plan import plan_migration
 from agent19.safety import dry_run_ledger as ledger
 from agent19.safety import readonly
 

@@ -14,14 +14,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
-from agent19.migrate.dryrun_model import DryRunResult
-from agent19.migrate.escalation_drops import live_function_evidence
-from agent19.migrate.escalations import add_data_loss, add_evidence
-from agent19.migrate.lint_config import normalize_version
+from agent19.migrate.dryrun.model import DryRunResult
+from agent19.migrate.lint.config import normalize_version
 from agent19.migrate.parse import parse_sql, read_sql_file
-from agent19.migrate.plan import PlanOptions, plan_migration
-from agent19.migrate.plan_model import Change, MigrationPlan
-from agent19.migrate.write_activity import TableActivity, table_activity
+from agent19.migrate.planning.escalation_drops import live_function_evidence
+from agent19.migrate.planning.escalations import add_data_loss, add_evidence
+from agent19.migrate.planning.model import Change, MigrationPlan
+from agent19.migrate.planning.plan import PlanOptions, plan_migration
+from agent19.migrate.planning.write_activity import TableActivity, table_activity
 from agent19.safety.detect import detect
 from agent19.safety.facts import load_facts
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
-from agent19.migrate.backfill import (
+from agent19.migrate.backfill.executor import (
     Q_TABLE,
     BackfillResult,
     BackfillSpec,
@@ -16,8 +16,8 @@ from agent19.migrate.backfill import (
     check_fragments,
     overwritten_rows,
 )
-from agent19.migrate.backfill import run_backfill as _run_backfill
-from agent19.migrate.backfill_scripts import procedure_sql, python_script
+from agent19.migrate.backfill.executor import run_backfill as _run_backfill
+from agent19.migrate.backfill.scripts import procedure_sql, python_script
 from agent19.safety import measure as measuring
 from agent19.safety import policy
 from agent19.safety.protocol import Confirmation, Protocol

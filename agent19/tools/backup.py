@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.migrate import scratch
+from agent19.migrate.dryrun import scratch as scratch
 from agent19.ops import backup_workdir
 from agent19.ops.backup_model import VerifyResult
 from agent19.ops.backup_runbook import RestoreRunbook, restore_runbook

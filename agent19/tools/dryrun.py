@@ -9,14 +9,15 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, InputError
-from agent19.migrate import plan_regression, scratch
-from agent19.migrate.dryrun import dry_run
-from agent19.migrate.dryrun_model import DryRunResult, Finding, RollbackResult
-from agent19.migrate.files import load_file, load_path, load_paths
+from agent19.migrate.dryrun import scratch as scratch
+from agent19.migrate.dryrun.model import DryRunResult, Finding, RollbackResult
+from agent19.migrate.dryrun.rollback_check import verify_rollback
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.layouts.files import load_file, load_path, load_paths
 from agent19.migrate.parse import Statement, parse_file, parse_sql
-from agent19.migrate.plan_model import ValidationCheck
-from agent19.migrate.plan_regression import PlanQuery, QueryPlanComparison
-from agent19.migrate.rollback_check import verify_rollback
+from agent19.migrate.planning import regression as plan_regression
+from agent19.migrate.planning.model import ValidationCheck
+from agent19.migrate.planning.regression import PlanQuery, QueryPlanComparison
 from agent19.safety import gate, policy
 from agent19.tools.registry import ToolContext, tool
 
@@ -79,7 +80,7 @@ def _checks(args: TestMigrationArgs, up: list[Statement]) -> list[ValidationChec
     checks = [ValidationCheck(name=f"check {i + 1}", query=q, expected="true", blocking=True)
               for i, q in enumerate(args.checks)]
     if args.plan_checks:
-        from agent19.migrate.plan import plan_migration
+        from agent19.migrate.planning.plan import plan_migration
 
         try:
             checks += plan_migration(sql=";\n".join(s.sql for s in up) + ";").validation
@@ -89,7 +90,7 @@ def _checks(args: TestMigrationArgs, up: list[Statement]) -> list[ValidationChec
 
 
 def _statement_line(s: object) -> str:
-    from agent19.migrate.dryrun_model import StatementResult
+    from agent19.migrate.dryrun.model import StatementResult
 
     assert isinstance(s, StatementResult)
     where = f"{s.file or 'sql'}:{s.line}"
@@ -208,7 +209,7 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
 def _query_plans(ctx: ToolContext, args: TestMigrationArgs, up: list[Statement],
                  result: DryRunResult) -> QueryPlanComparison | None:
     """Plans of the supplied and pg_stat_statements' queries before and after each statement that can make them
-    worse, in a transaction of their own that is rolled back (see :mod:`agent19.migrate.plan_regression`)."""
+    worse, in a transaction of their own that is rolled back (see :mod:`agent19.migrate.planning.regression`)."""
     indexes, tables = plan_regression.affecting(result.statements)
     if not indexes:
         return None

@@ -9,11 +9,11 @@ from pydantic import BaseModel, Field
 
 import agent19
 from agent19.errors import InputError
-from agent19.migrate.files import load_paths, load_text
-from agent19.migrate.lint import LintReport, lint
-from agent19.migrate.lint_config import LintConfig, load_config, normalize_version, role_lock_timeout
+from agent19.migrate.layouts.files import load_paths, load_text
+from agent19.migrate.lint.config import LintConfig, load_config, normalize_version, role_lock_timeout
+from agent19.migrate.lint.engine import LintReport, lint
+from agent19.migrate.lint.rules import all_rules
 from agent19.migrate.parse import release_trees
-from agent19.migrate.rules import all_rules
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -205,7 +205,7 @@ def render_rules_markdown(r: RuleList) -> str:
     lines = [
         "# agent19 lint rules",
         "",
-        "Generated from `agent19/migrate/rules/` by `agent19 rules --format markdown > docs/rules.md`; "
+        "Generated from `agent19/migrate/lint/rules/` by `agent19 rules --format markdown > docs/rules.md`; "
         "do not edit by hand.",
         "",
         "Severities mean one thing each: **error** — as written, it blocks reads or writes of an existing table "

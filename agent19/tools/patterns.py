@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 from agent19.db.catalog import snapshot
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate import patterns as P
+from agent19.migrate.layouts.prisma_migrations import Layout, pattern_migrations, write_migrations
+from agent19.migrate.layouts.prisma_schema import schema_prisma
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.live import LiveColumn, read_column
 from agent19.migrate.patterns.model import Pattern, PatternKind
-from agent19.migrate.prisma import schema_prisma
-from agent19.migrate.prisma_migrations import Layout, pattern_migrations, write_migrations
 from agent19.tools.registry import ToolContext, tool
 
 

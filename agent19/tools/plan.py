@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent19.migrate.plan_model import MigrationPlan
+from agent19.migrate.planning.model import MigrationPlan
 from agent19.tools._migration_input import MigrationInput, measured_activity, plan_input, with_live_data_loss
 from agent19.tools.registry import ToolContext, tool
 

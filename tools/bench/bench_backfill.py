@@ -27,7 +27,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions
-from agent19.migrate.backfill import BackfillSpec, run_backfill
+from agent19.migrate.backfill.executor import BackfillSpec, run_backfill
 
 SCRIPT = "\\set id random(1, {rows})\nUPDATE bench SET hits = hits + 1 WHERE id = :id;\n"
 

@@ -29,7 +29,7 @@ from psycopg.conninfo import make_conninfo
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions
-from agent19.migrate.dryrun import dry_run
+from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 
 TRANSACTIONAL = """ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();

@@ -13,7 +13,7 @@ Conventions:
 * A validation query returns one row whose first column is a boolean: true means "done, go on".
 * A step's ``only_if`` is a query returning one boolean; the step runs only when it is true (the
   recovery from an INVALID index left by a failed concurrent build uses it).
-* A phase with ``backfill`` is executed by :func:`agent19.migrate.backfill.run_backfill` (keyset
+* A phase with ``backfill`` is executed by :func:`agent19.migrate.backfill.executor.run_backfill` (keyset
   batches, checkpointed); its ``operations`` are empty.
 """
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.observe import LOCK_RANK, observe, strongest_mode
 from agent19.errors import Agent19Error
-from agent19.migrate.backfill import CHECKPOINT_TABLE, BackfillResult, BackfillSpec, Progress, run_backfill
+from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, BackfillResult, BackfillSpec, Progress, run_backfill
 from agent19.migrate.patterns.model import Pattern, Phase, weaker_or_equal
 from agent19.migrate.patterns.sqlnames import qname
 

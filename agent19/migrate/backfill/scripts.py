@@ -1,0 +1,125 @@
+"""The same backfill as :mod:`agent19.migrate.backfill.executor`, emitted for teams that run their own: a
+PL/pgSQL procedure that commits after every batch, or a standalone Python script (psycopg 3 only).
+
+It must be a PROCEDURE called with ``CALL`` outside a transaction block: only there may PL/pgSQL
+``COMMIT`` (a ``DO`` block or a function runs inside one transaction, so a big backfill would hold
+its row locks and bloat until the very end). It shares the executor's checkpoint table and name,
+so a run can be started with one and resumed with the other.
+
+The Python script (:func:`python_script`, rendered from ``templates/backfill.py.j2``) is the
+executor's loop on its own: same keyset batch query, same checkpoint table, name, columns and
+``last_key`` text encoding, same advisory lock — so it, the procedure and ``agent19 backfill`` can
+each resume a run another one started.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+import agent19
+from agent19.errors import InputError
+from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
+from agent19.migrate.patterns.sqlnames import ident, literal, parse_name, qualified, short
+
+CHECKPOINT_DDL = f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
+    name text PRIMARY KEY, table_name text NOT NULL, set_sql text NOT NULL, where_sql text,
+    key_columns text[] NOT NULL, last_key text[], rows_updated bigint NOT NULL DEFAULT 0,
+    rows_scanned bigint NOT NULL DEFAULT 0, batches integer NOT NULL DEFAULT 0,
+    started_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz)"""
+
+
+def procedure_sql(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout: str = "2s") -> str:
+    """``CREATE PROCEDURE`` + ``CALL`` for a single-column key ``key`` of type ``key_type``."""
+    create, call = procedure_parts(spec, key, key_type, lock_timeout=lock_timeout)
+    return f"{create};\n\n{call};\n"
+
+
+def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout: str = "2s") -> tuple[str, str]:
+    """(the checkpoint table and ``CREATE PROCEDURE``, the ``CALL``) — the CALL must run on its own."""
+    check_fragments(spec)
+    if spec.key and len(spec.key) > 1:
+        raise InputError("the procedure form walks a single-column key", "use agent19 backfill for composite keys")
+    name = spec.checkpoint_name()
+    proc = short("agent19_backfill_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower()), "")
+    t, k = qualified(*parse_name(spec.table)), ident(key)  # spec.table is SQL text, as to_regclass reads it
+    where = f" AND ({spec.where})" if spec.where else ""
+
+    def batch(after: bool) -> str:
+        # the key range (last_key, the batch's last key]: one index range scan, as agent19 backfill does
+        cond, low = (f" WHERE {k} > last_key", f"{t}.{k} > last_key AND ") if after else ("", "")
+        return (f"    WITH b AS (SELECT {k} AS k FROM {t}{cond} ORDER BY {k} LIMIT batch_size),\n"
+                f"         hi AS (SELECT max(k) AS k FROM b),\n"
+                f"         u AS (UPDATE {t} SET {spec.set} FROM hi WHERE {low}{t}.{k} <= hi.k{where} RETURNING 1)\n"
+                f"    SELECT (SELECT k FROM hi), (SELECT count(*) FROM b), (SELECT count(*) FROM u)\n"
+                f"      INTO batch_last, scanned, updated;\n")
+
+    cp = CHECKPOINT_TABLE
+    create = f"""-- batched backfill of {spec.table}: SET {spec.set}{' WHERE ' + spec.where if spec.where else ''}
+-- CALL it outside a transaction block (psql autocommit): it commits after every batch.
+-- Resumable: progress is kept in {cp} (name {literal(name)}), moved in each batch's transaction.
+{CHECKPOINT_DDL};
+
+CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
+                                  pause_s float8 DEFAULT {spec.pause_ms / 1000})
+LANGUAGE plpgsql AS $agent19$
+DECLARE
+  last_key {key_type};
+  batch_last {key_type};
+  scanned bigint;
+  updated bigint;
+BEGIN
+  PERFORM set_config('lock_timeout', {literal(lock_timeout)}, false);
+  INSERT INTO {cp} (name, table_name, set_sql, where_sql, key_columns)
+  VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
+          ARRAY[{literal(key)}])
+  ON CONFLICT (name) DO NOTHING;
+  COMMIT;
+  LOOP
+    SELECT c.last_key[1]::{key_type} INTO last_key FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;
+    IF last_key IS NULL THEN
+{batch(False)}    ELSE
+{batch(True)}    END IF;
+    IF scanned = 0 THEN
+      UPDATE {cp} SET finished_at = now(), updated_at = now() WHERE name = {literal(name)};
+      COMMIT;
+      EXIT;
+    END IF;
+    UPDATE {cp} SET last_key = ARRAY[batch_last::text], rows_updated = rows_updated + updated,
+           rows_scanned = rows_scanned + scanned, batches = batches + 1, updated_at = now()
+     WHERE name = {literal(name)};
+    COMMIT;
+    PERFORM pg_sleep(pause_s);
+  END LOOP;
+END
+$agent19$"""
+    return create, f"CALL {proc}()"
+
+
+@cache
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("agent19.migrate.backfill", "templates"), undefined=StrictUndefined,
+                      autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    # values reach the script as Python literals (repr), comments as one line: no text can escape either
+    env.filters.update(pyrepr=repr, oneline=lambda v: " ".join(str(v).split()))
+    return env
+
+
+def script_filename(spec: BackfillSpec) -> str:
+    return "backfill_" + (re.sub(r"[^a-z0-9]+", "_", spec.checkpoint_name().lower()).strip("_") or "run") + ".py"
+
+
+def python_script(spec: BackfillSpec) -> str:
+    """A standalone Python script (psycopg 3 only) running this backfill like :func:`run_backfill`.
+
+    The key is ``spec.key`` or, at run time, the table's primary key (composite keys work too). The
+    DSN comes from its first argument or ``DATABASE_URL``; batch size, pause and lock_timeout default
+    to ``spec``'s and can be overridden on its command line.
+    """
+    check_fragments(spec)
+    return _environment().get_template("backfill.py.j2").render(
+        spec=spec, table=spec.table, set_sql=spec.set, where=spec.where, key=spec.key, name=spec.checkpoint_name(),
+        checkpoint_table=CHECKPOINT_TABLE, q_lag=Q_LAG, version=agent19.__version__, filename=script_filename(spec))

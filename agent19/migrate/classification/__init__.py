@@ -1,0 +1,1 @@
+"""What each statement does: parse-tree classification against the knowledge table."""

@@ -1,0 +1,116 @@
+"""Verified rollback: apply up, snapshot, apply down, snapshot, and compare with the start.
+
+Where it runs: in a transaction on the target that is always rolled back, when every statement of up
+and down may run in a transaction block; otherwise in a scratch database (schema-only copy), where
+each statement commits and the database is dropped afterwards. Either way nothing persists.
+
+"Verified" means the catalog after up+down equals the catalog before (tables, columns with types,
+defaults and nullability, constraints, indexes, triggers, views, sequences, enum values —
+:mod:`agent19.migrate.dryrun.schema_diff`). Column order and sequence positions are reported as ``info``
+and do not fail the check. Data is not compared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from agent19.config import AccessMode
+from agent19.db.catalog import snapshot
+from agent19.db.connection import Database
+from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
+from agent19.migrate.dryrun.model import RollbackResult, ScratchInfo, StatementError, statement_error
+from agent19.migrate.dryrun.run import refuse_standby
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.dryrun.scratch import MISSING_OBJECT, drop_leftovers, scratch_database
+from agent19.migrate.layouts.files import has_non_transactional
+from agent19.migrate.parse import Statement
+
+
+def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool,
+           blocked: dict[int, Blocked]) -> list[StatementError]:
+    """Run ``statements``; never cluster-wide or escaping ones (``blocked``), and undo any that the server
+    shows writing a shared catalog (its savepoint, or in a scratch database its own transaction)."""
+    errors = []
+    for stmt in statements:
+        if stmt.node == "TransactionStmt":
+            continue
+        if stmt.index in blocked:
+            if blocked[stmt.index].refused:
+                errors.append(statement_error(stmt, message=blocked[stmt.index].note))
+            continue
+        try:
+            if savepoints or not has_non_transactional([stmt]):
+                with conn.transaction():
+                    conn.execute(stmt.sql)
+                    if wrote := shared_writes(conn):
+                        raise ClusterWrite(wrote)
+            else:
+                conn.execute(stmt.sql)
+        except ClusterWrite as exc:
+            errors.append(statement_error(stmt, message=exc.note))
+        except psycopg.Error as exc:
+            errors.append(statement_error(stmt, exc))
+    return errors
+
+
+def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[Statement], savepoints: bool,
+            blocked: tuple[dict[int, Blocked], dict[int, Blocked]]) -> tuple[list[Any], int, list[StatementError]]:
+    start = snapshot(conn)
+    errors = _apply(conn, up, savepoints, blocked[0])
+    after_up = snapshot(conn)
+    errors += _apply(conn, down, savepoints, blocked[1])
+    end = snapshot(conn)
+    return diff_snapshots(start, end), len(errors_only(diff_snapshots(start, after_up))), errors
+
+
+def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) -> RollbackResult:
+    """Apply ``up`` then ``down`` where nothing persists, and say whether the schema came back."""
+    db.require(AccessMode.DRY_RUN, "verifying a rollback")
+    with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
+        refuse_standby(target, "verifying a rollback")
+        blocked = (screen(db, target, up), screen(db, target, down))
+    scratch_info = None
+    unfaithful: list[str] = []
+    if has_non_transactional([*up, *down]):
+        where = "scratch"
+        drop_leftovers(db)
+        with scratch_database(db, copy="schema") as scratch:
+            with psycopg.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
+                                 application_name="agent19 rollback-check") as conn:
+                conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=False, blocked=blocked)
+            scratch_info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, notes=scratch.notes, dropped=False)
+            unfaithful = scratch.unfaithful
+        scratch_info.dropped = True
+    else:
+        where = "transaction"
+        conn = db.connect()
+        try:
+            conn.execute("BEGIN")
+            try:
+                differences, up_changes, errors = _verify(conn, up, down, savepoints=True, blocked=blocked)
+            finally:
+                conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    failing = errors_only(differences)
+    verified = not failing and not errors
+    if where == "scratch" and unfaithful and errors and all(e.sqlstate in MISSING_OBJECT for e in errors):
+        why = f"no faithful scratch copy of the target ({'; '.join(unfaithful)}); there: {errors[0].message}"
+        return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
+                              errors=errors, scratch=scratch_info, untested=why,
+                              summary=f"could not test the rollback: {why}")
+    if verified and up_changes == 0:
+        summary = "rollback verified (the up migration changed no schema; data changes are not compared)"
+    elif verified:
+        summary = f"rollback verified: the down migration undoes all {up_changes} schema change(s) of the up migration"
+    elif errors:
+        summary = f"rollback not verified: {len(errors)} statement(s) failed (first: line {errors[0].line}: " \
+                  f"{errors[0].message})"
+    else:
+        summary = "rollback not verified: " + "; ".join(str(d) for d in failing)
+    return RollbackResult(verified=verified, where=where, differences=differences, up_changes=up_changes,
+                          errors=errors, scratch=scratch_info, summary=summary)

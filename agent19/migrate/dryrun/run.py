@@ -1,0 +1,433 @@
+"""Dry-run a migration on a real server: what each statement locks, rewrites and costs, then undo it all.
+
+How it runs (``dry_run``):
+
+1. Leftover scratch databases of killed runs are dropped (:func:`scratch.drop_leftovers`); the
+   target's catalog is snapshotted; the classification predicts each statement's locks and rewrite.
+2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in
+   order, each under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back
+   to the savepoint; later statements still run), observed by :func:`agent19.db.observe.observe`
+   (locks this statement added, relfilenode rewrites, rows, notices, wall time); the ``after``
+   checks; then ``ROLLBACK`` — always, in ``finally``. Transaction control in the file (``BEGIN``,
+   ``COMMIT``…) is never sent. PostgreSQL shows a lock mode once per transaction, so a statement
+   whose predicted mode an earlier statement already took is re-observed in a transaction of its
+   own in the scratch database (below), where the earlier statements were committed — its locks
+   are then exact.
+3. Statements that cannot run in a transaction block run in a scratch database
+   (:mod:`agent19.migrate.dryrun.scratch`), with the migration's statements replayed there in order and the
+   non-transactional ones watched from other sessions (:mod:`agent19.migrate.dryrun.watch`). In the target's
+   transaction a ``CREATE INDEX CONCURRENTLY`` is stood in for by the plain ``CREATE INDEX`` (same
+   schema effect) so later statements see the index. Cluster-wide statements (``ALTER SYSTEM``,
+   ``CREATE DATABASE``, tablespaces) are never run.
+4. The target is snapshotted again and compared with the first snapshot.
+
+Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly
+as the migration locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy.
+Sequences advanced by ``nextval`` are not rolled back by PostgreSQL (reported as ``info``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from agent19.config import AccessMode
+from agent19.db.catalog import snapshot
+from agent19.db.connection import Database
+from agent19.db.models import SchemaSnapshot
+from agent19.db.observe import LOCK_RANK, held_locks, observe
+from agent19.errors import InputError
+from agent19.migrate.classification.classify import classify
+from agent19.migrate.dryrun import scratch as scratch_mod
+from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
+from agent19.migrate.dryrun.cluster_state import diff_cluster, fingerprint
+from agent19.migrate.dryrun.model import (
+    PREDICTION_TABLE,
+    CheckResult,
+    DryRunResult,
+    Finding,
+    LockComparison,
+    LongestLock,
+    PriorLock,
+    StatementResult,
+    statement_error,
+)
+from agent19.migrate.dryrun.outside_transaction import run_in_scratch
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.layouts.files import has_non_transactional
+from agent19.migrate.model import Operation
+from agent19.migrate.parse import Statement
+from agent19.migrate.planning.model import ValidationCheck
+
+Progress = Callable[[float, float | None, str | None], None]
+_CONCURRENTLY = re.compile(r"^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
+
+
+def predict(statements: list[Statement], catalog: SchemaSnapshot | None) -> dict[int, list[Operation]]:
+    """The prediction for each statement index: the classification's operations (the one call to swap)."""
+    out: dict[int, list[Operation]] = {}
+    for op in classify(statements, catalog=catalog):
+        out.setdefault(op.statement_index, []).append(op)
+    return out
+
+
+def _predicted_locks(ops: list[Operation]) -> dict[str, str]:
+    locks: dict[str, str] = {}
+    for op in ops:
+        for rel, mode in op.locks.items():
+            if rel not in locks or LOCK_RANK.get(mode, -1) > LOCK_RANK.get(locks[rel], -1):
+                locks[rel] = mode
+    return locks
+
+
+def _needs_scratch(stmt: Statement, ops: list[Operation]) -> bool:
+    return has_non_transactional([stmt]) or any(not op.in_transaction for op in ops)
+
+
+def _stand_in(stmt: Statement) -> str | None:
+    """SQL with the same schema effect that may run in a transaction, or None."""
+    if stmt.node == "IndexStmt" and _CONCURRENTLY.match(stmt.sql):
+        return _CONCURRENTLY.sub(r"\1", stmt.sql, count=1)
+    return None
+
+
+def _expected_literal(expected: str) -> str | None:
+    token = expected.strip().split(" ", 1)[0].split("(", 1)[0].strip().lower()
+    if re.fullmatch(r"-?\d+(\.\d+)?|true|false|t|f", token):
+        return {"t": "true", "f": "false"}.get(token, token)
+    return None
+
+
+def run_check(conn: psycopg.Connection[Any], check: ValidationCheck) -> CheckResult:
+    """Run one check under a savepoint: passes when the first value equals ``expected``'s leading literal
+    (``0``, ``1``, ``true``…), or, when ``expected`` is only words, when that value is true/non-zero."""
+    value, error = None, None
+    try:
+        with conn.transaction():
+            row = conn.execute(check.query).fetchone()
+        first = None if row is None else (next(iter(row.values())) if isinstance(row, dict) else row[0])
+        value = None if row is None else ("true" if first is True else "false" if first is False else str(first))
+    except psycopg.Error as exc:
+        error = str(exc).strip().splitlines()[0]
+    literal = _expected_literal(check.expected)
+    if error:
+        passed = False
+    elif literal is not None:
+        passed = value == literal
+    else:
+        passed = value not in (None, "false", "0", "None")
+    return CheckResult(name=check.name, query=check.query, expected=check.expected, blocking=check.blocking,
+                       phase=check.phase, passed=passed, value=value, error=error)
+
+
+def refuse_standby(conn: psycopg.Connection[Any], what: str) -> None:
+    """A hot standby refuses every write, even in a transaction rolled back: testing there proves nothing."""
+    row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
+    if row and (row["standby"] if isinstance(row, dict) else row[0]):
+        raise InputError(f"{what}: this server is a standby (in recovery), which refuses every write, so the "
+                         "migration cannot be tried here", "point --dsn at the primary (`agent19 replication` "
+                         "says which server is which)")
+
+
+def _rank(mode: str | None) -> int:
+    return LOCK_RANK.get(mode, -1) if mode else -1
+
+
+def _since(index: int) -> str:
+    return f"statement {index + 1}" if index >= 0 else "the 'before' checks"
+
+
+def _hidden(res: StatementResult) -> dict[str, list[PriorLock]]:
+    """Per relation, the modes held before this statement that outrank what it was seen to take: whether
+    it took them too is not visible in pg_locks, so its strongest mode there is unknown."""
+    new: dict[str, str] = {}
+    for lk in res.locks:
+        if _rank(lk.mode) > _rank(new.get(lk.relation)):
+            new[lk.relation] = lk.mode
+    out: dict[str, list[PriorLock]] = {}
+    for prior in res.held_before:
+        if _rank(prior.mode) > _rank(new.get(prior.relation)):
+            out.setdefault(prior.relation, []).append(prior)
+    return out
+
+
+def _compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> list[Finding]:
+    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table.
+
+    A relation whose strongest mode is hidden by a lock an earlier statement holds is "not observed",
+    never compared: only a mode seen to be stronger than the prediction is a certain disagreement."""
+    predicted = _predicted_locks(ops)
+    if res.untested:
+        res.lock_comparison = [LockComparison(relation=rel, predicted=mode, observed=None, agrees=None,
+                                              not_observed=f"could not test: {res.untested}")
+                               for rel, mode in sorted(predicted.items())]
+        return []
+    observed: dict[str, str] = {}
+    for lk in res.locks:
+        rel = lk.relation.removesuffix(" (dropped)")  # the statement dropped it: compared under its name
+        if rel in existing and _rank(lk.mode) > _rank(observed.get(rel)):
+            observed[rel] = lk.mode
+    hidden = _hidden(res)
+    res.lock_comparison = []
+    for rel in sorted(set(predicted) | set(observed) | set(hidden)):
+        if not (rel in existing or rel in observed or rel in hidden):
+            continue
+        pred, seen = predicted.get(rel), observed.get(rel)
+        if rel in hidden:
+            priors = sorted(hidden[rel], key=lambda p: -_rank(p.mode))
+            why = ", ".join(f"{p.mode} already held since {_since(p.since)}" for p in priors) + "; not re-observed"
+            stronger = seen is not None and _rank(seen) > _rank(pred)
+            res.lock_comparison.append(LockComparison(
+                relation=rel, predicted=pred, observed=seen if stronger else None,
+                agrees=False if stronger else None, not_observed=why))
+        else:
+            res.lock_comparison.append(LockComparison(relation=rel, predicted=pred, observed=seen, agrees=pred == seen))
+    res.predicted_rewrite = any(op.rewrite for op in ops) if ops else None
+    res.observed_rewrite = bool(set(res.rewritten) & existing)
+    if res.error is not None or res.ran_in == "skipped":
+        return []
+    where = f"{PREDICTION_TABLE} (kind {res.kind or 'unclassified'})"
+    findings = [
+        Finding(kind="lock_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
+                message=f"{c.relation}: predicted {c.predicted or 'no lock'}, the server took "
+                f"{c.observed or 'no lock'} — the prediction in {where} disagrees with the server")
+        for c in res.lock_comparison if c.agrees is False
+    ]
+    if res.ran_in != "scratch" and (unseen := [c for c in res.lock_comparison if c.not_observed]):
+        findings.append(Finding(
+            kind="not_observed", severity="info", statement=res.index, file=res.file, line=res.line,
+            message="lock not fully observed: " + "; ".join(f"{c.relation}: {c.not_observed}" for c in unseen)
+            + " (a re-observation needs a scratch database: CREATEDB)"))
+    if res.predicted_rewrite is not None and res.predicted_rewrite != res.observed_rewrite:
+        findings.append(Finding(
+            kind="rewrite_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
+            message=f"predicted {'a rewrite' if res.predicted_rewrite else 'no rewrite'}, the server "
+            f"{'rewrote ' + ', '.join(sorted(set(res.rewritten) & existing)) if res.observed_rewrite else 'did not'}"
+            f" — the prediction in {where} disagrees with the server"))
+    return findings
+
+
+def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
+    return StatementResult(index=stmt.index, file=stmt.file, line=stmt.line, sql=stmt.sql,
+                           kind=ops[0].kind if ops else None, ran_in="transaction")
+
+
+def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
+                    results: list[StatementResult], progress: Progress, ran: list[str],
+                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked]) -> None:
+    """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
+    ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
+    writing a shared catalog (rolled back to its savepoint)."""
+    first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
+
+    def note_held(index: int) -> set[tuple[str, str]]:
+        held = {(lk.relation, lk.mode) for lk in held_locks(conn)}
+        for pair in held:
+            first_taken.setdefault(pair, index)
+        return held
+
+    note_held(-1)  # the 'before' checks
+    for stmt in stmts:
+        ops = preds.get(stmt.index, [])
+        res = _base(stmt, ops)
+        results.append(res)
+        progress(stmt.index, len(stmts), f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})")
+        if stmt.node == "TransactionStmt":
+            res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
+            continue
+        if (why := blocked.get(stmt.index)) is not None:
+            res.ran_in, res.note = "skipped", why.note
+            if why.refused:
+                res.error = statement_error(stmt, message=why.note)
+            elif why.untested:
+                res.untested = why.note
+            continue
+        if _needs_scratch(stmt, ops):
+            res.ran_in, res.note = "scratch", "cannot run in a transaction block: runs in a scratch database"
+            scratch_needed.append(stmt.index)
+            stand_in = _stand_in(stmt)
+            if stand_in:
+                try:
+                    with conn.transaction():
+                        conn.execute(stand_in)
+                    ran.append(stand_in)
+                    note_held(stmt.index)
+                    res.note += "; in the target's transaction the plain CREATE INDEX stood in for it"
+                except psycopg.Error:
+                    pass
+            continue
+        held_before = note_held(stmt.index - 1)
+        try:
+            with conn.transaction():
+                obs = observe(conn, stmt.sql)
+                if wrote := shared_writes(conn):
+                    raise ClusterWrite(wrote)  # rolls back to the savepoint
+        except ClusterWrite as exc:
+            res.ran_in, res.note = "skipped", exc.note
+            continue
+        except psycopg.Error as exc:
+            if exc.sqlstate == "25001":  # cannot run inside a transaction block
+                res.ran_in, res.note = "scratch", "the server refused it in a transaction block: scratch database"
+                scratch_needed.append(stmt.index)
+            elif exc.sqlstate == "42501":  # this login may not; the role that applies migrations may
+                res.untested = (f"this login lacks a privilege ({statement_error(stmt, exc).message}): dry-run as the "
+                                "role that applies migrations (the owner of the objects)")
+            elif exc.sqlstate in scratch_mod.MISSING_OBJECT and any(r.untested for r in results[:-1]):
+                first = next(r for r in results[:-1] if r.untested)
+                res.untested = (f"depends on statement {first.index + 1}, which could not be tested "
+                                f"({statement_error(stmt, exc).message})")
+            else:
+                res.error = statement_error(stmt, exc)
+            continue
+        ran.append(stmt.sql)
+        res.duration_ms = round(obs.duration_ms, 3)
+        res.rows, res.notices, res.rewritten = obs.rows, obs.notices, obs.rewritten
+        mine = {lk.relation for lk in obs.locks if (lk.relation, lk.mode) not in held_before}
+        names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
+        res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
+                     if (lk.relation, lk.mode) not in held_before]
+        note_held(stmt.index)
+        mine |= set(_predicted_locks(ops)) | {t for op in ops for t in op.tables}
+        res.held_before = [PriorLock(relation=rel, mode=mode, since=first_taken.get((rel, mode), -1))
+                           for rel, mode in sorted(held_before) if rel in mine and not rel.startswith("pg_toast.")]
+        if _hidden(res):
+            isolate.append(stmt.index)
+
+
+def dry_run(
+    db: Database, statements: list[Statement], *, checks: list[ValidationCheck] | None = None,
+    measure_blocking: bool = False, probe_timeout_ms: int = 2000, scratch_copy: scratch_mod.CopyMode = "auto",
+    sample_rows: int = 0, progress: Progress | None = None,
+) -> DryRunResult:
+    """Dry-run ``statements`` (in order) against ``db``; nothing persists. See the module docstring."""
+    db.require(AccessMode.DRY_RUN, "test_migration (a dry run)")
+    report: Progress = progress or (lambda done, total, message: None)
+    statements = [s.model_copy(update={"index": i}) for i, s in enumerate(statements)]
+    started = time.perf_counter()
+    try:
+        leftovers = scratch_mod.drop_leftovers(db)
+    except psycopg.Error:
+        leftovers = []  # cannot list databases here; a scratch database, if needed, will say why
+    results: list[StatementResult] = []
+    findings: list[Finding] = []
+    check_results: list[CheckResult] = []
+    isolate: list[int] = []
+    scratch_needed: list[int] = []
+    ran: list[str] = []
+    conn = db.connect()
+    try:
+        refuse_standby(conn, "test_migration (a dry run)")
+        before = snapshot(conn)
+        cluster_before = fingerprint(conn)
+        blocked = screen(db, conn, statements)
+        preds = predict(statements, before)
+        existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
+        conn.execute("BEGIN")
+        try:
+            check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
+            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked)
+            check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
+        finally:
+            conn.execute("ROLLBACK")
+        scratch_info = None
+        if scratch_needed or isolate or measure_blocking:
+            conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
+            try:
+                scratch_info = run_in_scratch(
+                    db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
+                    measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms, copy=scratch_copy,
+                    sample_rows=sample_rows, progress=report)
+            except psycopg.Error as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                for i in scratch_needed:
+                    results[i].untested = f"no scratch database ({reason})"
+                findings.append(Finding(kind="skipped", severity="warning", message=(
+                    f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
+                    "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
+        if conn.closed:
+            conn = db.connect()
+        after = snapshot(conn)
+        cluster_after = fingerprint(conn)
+    finally:
+        conn.close()
+    differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
+    if cluster_before.unreadable:
+        findings.append(Finding(kind="skipped", severity="info", message=(
+            "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
+    for res in results:
+        findings += _compare(res, preds.get(res.index, []), existing)
+        if res.error:
+            findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
+                                    line=res.error.line, message=f"{res.error.message} ({res.error.sqlstate})"))
+        elif res.untested:
+            findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
+                                    line=res.line, message=f"could not test: {res.untested}"))
+        elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
+            findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
+                                    line=res.line, message=f"not run: {res.note}"))
+    statement_failed = any(r.error or r.untested for r in results)
+    following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
+    for c in check_results:
+        if not c.passed and statement_failed and c.phase == "after":
+            following.append(c)
+        elif not c.passed:
+            findings.append(Finding(kind="check_failed", severity="error" if c.blocking else "warning",
+                                    message=f"check '{c.name}' ({c.phase}) returned {c.value!r}, expected "
+                                    f"{c.expected}" + (f": {c.error}" if c.error else "")))
+    if following:
+        findings.append(Finding(kind="check_failed", severity="info", message=(
+            f"{len(following)} 'after' check(s) failed, which follows from the statement(s) above that failed or "
+            "could not be tested: "
+            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" …" if len(following) > 5 else ""))))
+    if changed := errors_only(differences):
+        findings.append(Finding(kind="target_changed", severity="error",
+                                message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))
+    longest = _longest(results)
+    passed = not any(f.severity == "error" for f in findings)
+    complete = all(r.locks_complete for r in results)
+    total_ms = round((time.perf_counter() - started) * 1000, 3)
+    summary = _summary(passed, results, findings, longest, total_ms)
+    report(len(statements), len(statements), "dry run finished")
+    return DryRunResult(
+        passed=passed, complete=complete, summary=summary, database=db.display_dsn,
+        server_version=before.server_version,
+        total_ms=total_ms, statements=results, findings=findings, checks=check_results, longest_lock=longest,
+        scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
+        leftovers_dropped=leftovers,
+    )
+
+
+def _longest(results: list[StatementResult]) -> LongestLock | None:
+    best: LongestLock | None = None
+    for r in results:
+        strongest = r.strongest
+        if strongest and r.duration_ms is not None and (best is None or r.duration_ms > best.duration_ms):
+            best = LongestLock(mode=strongest[0], relation=strongest[1], duration_ms=r.duration_ms,
+                               statement=r.index, line=r.line, file=r.file)
+    return best
+
+
+def _summary(passed: bool, results: list[StatementResult], findings: list[Finding], longest: LongestLock | None,
+             total_ms: float) -> str:
+    errors = sum(f.severity == "error" for f in findings)
+    mismatches = sum(f.kind in ("lock_mismatch", "rewrite_mismatch") for f in findings)
+    untested = [r for r in results if r.untested]
+    verdict = "FAILED" if not passed else "COULD NOT TEST" if untested else "PASSED"
+    text = (f"{verdict}: {len(results)} statements in {total_ms / 1000:.2f} s; "
+            f"{errors} error(s), {mismatches} prediction mismatch(es)")
+    if untested:
+        text += (f"; could not test {len(untested)} statement(s) "
+                 f"({', '.join(str(r.index + 1) for r in untested[:10])}): {untested[0].untested}")
+    unseen = [r for r in results if not r.untested and not r.locks_complete]
+    if unseen:
+        text += (f"; locks of {len(unseen)} statement(s) not fully observed "
+                 f"({', '.join(str(r.index + 1) for r in unseen[:10])}): already held since an earlier statement")
+    if longest:
+        text += (f"; longest lock: {longest.mode} on {longest.relation} for {longest.duration_ms:.0f} ms "
+                 f"(statement {longest.statement + 1}, line {longest.line})")
+    return text
+

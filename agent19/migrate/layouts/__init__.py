@@ -1,0 +1,1 @@
+"""Migration files: the layouts tools read and write (plain SQL, Prisma)."""

@@ -1,0 +1,1 @@
+"""Lint: the rule engine, its configuration and the rules."""

@@ -1,0 +1,200 @@
+"""Lint configuration: ``agent19.toml`` (table ``[lint]``) or ``pyproject.toml`` (``[tool.agent19.lint]``).
+
+    [lint]
+    disable = ["A19030", "int-primary-key"]   # rule codes or names
+    fail_on = "error"                         # error | warning | info | never: the CLI exits 1 at or above
+    pg_version = 150000                       # when no database is given (server_version_num, or 15)
+    style = true                              # turn on the style group (off by default): prefer bigint keys,
+                                              # identity, text, timestamptz, jsonb; no char(n), long names…
+    style_severity = "warning"                # severity of style findings (error | warning | info)
+    enable = ["prefer-text-field"]            # or turn on single style rules (codes, names, squawk's names)
+    severity = { "prefer-identity" = "error", "A19012" = "error" }   # any rule's severity
+    assume = ["type-changes-widen"]           # what the team knows that the SQL does not say (see ASSUMPTIONS)
+    migration_lock_timeout = "5s"             # the migration tool's connection already sets lock_timeout (e.g.
+                                              # in its connection options): statements need no SET lock_timeout
+
+The first file found walking up from the current directory is used; ``agent19.toml`` wins over
+``pyproject.toml`` in the same directory. Keys directly in ``[tool.agent19]`` / at the top of
+``agent19.toml`` are read too.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from agent19.errors import ConfigError
+
+Threshold = Literal["error", "warning", "info", "never"]
+Severity = Literal["error", "warning", "info"]
+
+ASSUME_WIDEN = "type-changes-widen"
+ASSUMPTIONS = {
+    ASSUME_WIDEN: "without a database, every ALTER COLUMN … TYPE whose target can be reached without a rewrite "
+    "(varchar(n) → larger or text, numeric precision increase, timestamp ↔ timestamptz under UTC…) is such a "
+    "widening: no warning for it",
+}
+"""What ``--assume`` / ``[lint] assume`` can state, and what each means."""
+
+
+class LintConfig(BaseModel):
+    disable: list[str] = Field(default=[], description="rule codes or names to turn off")
+    fail_on: Threshold = "error"
+    pg_version: int | None = None
+    style: bool = Field(default=False, description="turn on the style group of rules")
+    style_severity: Severity = "warning"
+    enable: list[str] = Field(default=[], description="style rules to turn on one by one (codes, names, aliases)")
+    severity: dict[str, Severity] = Field(default={}, description="rule (code, name or alias) → severity")
+    assume: list[str] = Field(default=[], description=f"facts the team states: {', '.join(ASSUMPTIONS)}")
+    migration_lock_timeout: str | None = Field(
+        default=None, description="lock_timeout the migration tool's connection sets (e.g. '5s'): statements then "
+        "need no SET lock_timeout")
+    lock_timeout_source: str | None = Field(default=None, description="where lock_timeout came from, when not "
+                                            "from the config file (e.g. the role's setting in the database)")
+    source: str | None = Field(default=None, description="the file this came from")
+
+    model_config = {"extra": "forbid"}
+
+    @field_validator("pg_version")
+    @classmethod
+    def _version(cls, v: int | None) -> int | None:
+        return normalize_version(v)
+
+    @field_validator("assume")
+    @classmethod
+    def _assume(cls, v: list[str]) -> list[str]:
+        unknown = [a for a in v if a not in ASSUMPTIONS]
+        if unknown:
+            raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
+                              "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
+        return v
+
+    def _codes(self, keys: list[str], where: str) -> list[str]:
+        from agent19.migrate.lint.rules import find_rule
+
+        out = []
+        for key in keys:
+            rule = find_rule(key)
+            if rule is None:
+                raise ConfigError(f"{self.source or 'lint config'}: unknown lint rule {key!r} in {where}",
+                                  "see `agent19 rules` for the codes, names and aliases")
+            out.append(rule.code)
+        return out
+
+    def disabled_codes(self) -> set[str]:
+        return set(self._codes(self.disable, "disable"))
+
+    def active_codes(self) -> set[str]:
+        """Every rule that runs: the safety rules, plus the style rules when the group or the rule is turned on;
+        minus the disabled ones."""
+        from agent19.migrate.lint.rules import all_rules
+
+        enabled = set(self._codes(self.enable, "enable"))
+        return {r.code for r in all_rules() if r.group != "style" or self.style or r.code in enabled} \
+            - self.disabled_codes()
+
+    def severities(self) -> dict[str, Severity]:
+        """rule code → the severity its findings get, where the config changes it."""
+        from agent19.migrate.lint.rules import all_rules
+
+        out: dict[str, Severity] = {r.code: self.style_severity for r in all_rules() if r.group == "style"}
+        codes = self._codes(list(self.severity), "severity")
+        out.update({code: self.severity[key] for code, key in zip(codes, self.severity, strict=True)})
+        return out
+
+
+def normalize_version(v: int | None) -> int | None:
+    """``15`` → ``150000``; ``150004`` stays; ``None`` stays."""
+    if v is None:
+        return None
+    if 9 <= v <= 99:
+        return v * 10000
+    if v < 90000:
+        raise ConfigError(f"pg_version {v} is not a PostgreSQL version", "give e.g. 15 or 150004")
+    return v
+
+
+def _section(data: dict[str, Any], pyproject: bool, name: str, top_keys: tuple[str, ...]) -> dict[str, Any] | None:
+    root = data.get("tool", {}).get("agent19") if pyproject else data
+    if root is None:
+        return None
+    section = dict(root.get(name, {}))
+    for key in top_keys:
+        if key in root and key not in section:
+            section[key] = root[key]
+    return section
+
+
+def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str | None = None,
+                 start: Path | None = None) -> tuple[dict[str, Any], str | None]:
+    """The table ``[name]`` of agent19's config file and that file's path: ``explicit``, else the nearest
+    agent19.toml / pyproject.toml (``[tool.agent19.<name>]``) above ``start`` (cwd); ``({}, None)`` when
+    there is none. ``top_keys`` are also read from the top of the file (``[tool.agent19]``).
+    One loader for every section (``lint``, ``health``…)."""
+    candidates: list[tuple[Path, bool]] = []
+    if explicit:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found")
+        candidates = [(p, p.name == "pyproject.toml")]
+    else:
+        here = (start or Path.cwd()).resolve()
+        for d in (here, *here.parents):
+            candidates += [(d / "agent19.toml", False), (d / "pyproject.toml", True)]
+    for path, pyproject in candidates:
+        if not path.is_file():
+            continue
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        section = _section(data, pyproject, name, top_keys)
+        if section is not None:
+            return section, str(path)
+    return {}, None
+
+
+def load_config(explicit: Path | str | None = None, start: Path | None = None) -> LintConfig:
+    """The config from ``explicit``, else the nearest agent19.toml / pyproject.toml above ``start`` (cwd)."""
+    keys = ("disable", "fail_on", "pg_version", "assume", "migration_lock_timeout", "style", "style_severity",
+            "enable", "severity")
+    section, path = load_section("lint", keys, explicit, start)
+    if path is None:
+        return LintConfig()
+    try:
+        return LintConfig(**section, source=path)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                          "allowed: disable, enable (lists), fail_on (error|warning|info|never), pg_version, "
+                          "style (true|false), style_severity, severity (table), assume (list), "
+                          "migration_lock_timeout") from None
+
+
+_ROLE_LOCK_TIMEOUT = """
+SELECT split_part(cfg, '=', 2) AS value, s.setrole <> 0 AS by_role, s.setdatabase <> 0 AS by_database
+FROM pg_db_role_setting s, unnest(s.setconfig) AS cfg
+WHERE s.setrole IN (0, (SELECT oid FROM pg_roles WHERE rolname = session_user))
+  AND s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
+  AND cfg LIKE 'lock_timeout=%'
+ORDER BY (s.setrole <> 0 AND s.setdatabase <> 0) DESC, s.setrole <> 0 DESC
+LIMIT 1
+"""
+
+
+def role_lock_timeout(conn: Any) -> tuple[str, str] | None:
+    """The lock_timeout a new session of this login starts with from ``ALTER ROLE … [IN DATABASE …] SET`` or
+    ``ALTER DATABASE … SET`` (pg_db_role_setting, readable by every role), and where it comes from; ``None``
+    when none is set or it is 0. The session's own value is not used: agent19 sets its own lock_timeout."""
+    row = conn.execute(_ROLE_LOCK_TIMEOUT).fetchone()
+    if row is None:
+        return None
+    value, by_role, by_database = (row["value"], row["by_role"], row["by_database"]) if isinstance(row, dict) \
+        else row
+    if value.strip() in ("0", "0s", "0ms", ""):
+        return None
+    where = ("ALTER ROLE … IN DATABASE … SET" if by_role and by_database else "ALTER ROLE … SET" if by_role
+             else "ALTER DATABASE … SET")
+    return value, f"{where} lock_timeout, read from pg_db_role_setting"

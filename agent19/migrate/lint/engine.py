@@ -1,0 +1,259 @@
+"""Lint migrations: classify every statement, run every enabled rule, report with fixes.
+
+    report = lint_paths(["migrations/"], pg_version=150000)
+    report = lint_sql("ALTER TABLE orders ADD COLUMN n int DEFAULT random();")
+
+The report's JSON shape is a published interface (CI systems parse it)::
+
+    {"statements": [{"file", "line", "sql", "kind", "tables", "lock", "rewrite", "in_transaction", "risk",
+                     "findings": [{"rule", "severity", "message", "fix"}]}],
+     "summary": {...}}
+
+``lock`` is the strongest lock the statement takes, in pg_locks spelling; ``in_transaction`` whether
+it can run inside a transaction block. Findings are silenced by ``-- agent19:ignore <rule>`` on the
+statement's lines or the line before, and by the config file (:mod:`agent19.migrate.lint.config`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.classification.state import MigrationState as ClassifyState
+from agent19.migrate.layouts.files import Migration, load_paths, load_text
+from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
+from agent19.migrate.lint.rules import Rule, all_rules, find_rule
+from agent19.migrate.lint.rules._base import (
+    SEVERITY_ORDER,
+    MigrationState,
+    Severity,
+    StatementContext,
+    lock_rank,
+    norm,
+    rel_name,
+)
+from agent19.migrate.lint.rules.missing_lock_timeout import sets_lock_timeout
+from agent19.migrate.model import Operation, Risk, max_risk
+from agent19.sqltree import walk
+
+DEFAULT_PG_VERSION = 110000
+"""Without a database and without --pg-version: the oldest supported version (the most cautious)."""
+
+_IGNORE = re.compile(r"--\s*agent19:ignore\b([^\n]*)", re.IGNORECASE)
+
+
+class Finding(BaseModel):
+    rule: str = Field(description="rule code, e.g. A19001 (see docs/rules.md)")
+    severity: Severity
+    message: str
+    fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
+
+
+class StatementReport(BaseModel):
+    file: str | None
+    line: int
+    sql: str
+    kind: str
+    tables: list[str]
+    lock: str | None = Field(description="strongest lock mode taken, pg_locks spelling")
+    rewrite: bool
+    in_transaction: bool = Field(description="can run inside a transaction block")
+    risk: Risk
+    findings: list[Finding]
+
+
+class Summary(BaseModel):
+    files: int
+    statements: int
+    errors: int
+    warnings: int
+    infos: int
+    ignored: int = Field(description="findings silenced by agent19:ignore comments")
+    by_rule: dict[str, int]
+    risk: Risk = Field(description="the highest risk of any statement")
+    pg_version: int
+    live: bool = Field(description="true when a live database supplied the catalog and server version")
+    fail_on: Threshold
+    failed: bool = Field(description="a finding at or above fail_on remains: the CLI exits 1")
+    disabled: list[str] = []
+    assumptions: list[str] = []
+
+
+class LintReport(BaseModel):
+    statements: list[StatementReport]
+    summary: Summary
+
+
+def _ignored_rules(lines: list[str] | None, line: int, sql: str) -> set[str] | None:
+    """Rules silenced for a statement starting at ``line``: ``None`` = none; empty set = all."""
+    if lines is None:
+        return None
+    span = lines[line - 1: line - 1 + sql.count("\n") + 1]
+    if line >= 2 and lines[line - 2].lstrip().startswith("--"):
+        span.insert(0, lines[line - 2])  # the line before counts when it is only a comment
+    found: set[str] | None = None
+    for text in span:
+        for m in _IGNORE.finditer(text):
+            keys = [k for k in re.split(r"[\s,]+", m.group(1).strip()) if k]
+            found = found or set()
+            if not keys or any(k.lower() == "all" for k in keys):
+                return set()
+            for k in keys:
+                rule = find_rule(k)
+                found.add(rule.code if rule else k)
+    return found
+
+
+def _update_state(ctx: StatementContext) -> None:
+    state, f = ctx.state, ctx.fields
+    if ctx.node in ("CreateStmt", "CreateTableAsStmt") or (ctx.node == "ViewStmt" and not f.get("replace")):
+        rel = (f.get("relation") or f.get("view") or f.get("into", {}).get("IntoClause", {}).get("rel")
+               or f.get("into", {}).get("rel"))
+        if isinstance(rel, dict) and ctx.table(rel_name(rel)) is None:  # in the live catalog already: not new
+            state.created.add(norm(rel_name(rel)))
+    if ctx.node == "IndexStmt" and ctx.is_new(ctx.relation) and f.get("idxname"):
+        state.created.add(f"{norm(ctx.relation or '').partition('.')[0]}.{f['idxname']}")  # on a new table: new
+    if sets_lock_timeout(ctx):
+        if f.get("is_local"):  # until the transaction ends; outside one it does nothing (PostgreSQL warns)
+            state.lock_timeout_tx = ctx.tx_group
+        else:
+            state.lock_timeout = True
+    table = norm(ctx.relation or "")
+    for _, subtype, cmd in ctx.alter_cmds():
+        con = cmd.get("def", {}).get("Constraint", {})
+        if subtype == "AT_AddConstraint" and con.get("contype") == "CONSTR_CHECK":
+            cols = {fl[-1].get("String", {}).get("sval", "") for n, fl in
+                    ((n, v.get("fields", [])) for n, v in walk(con.get("raw_expr", {})) if n == "ColumnRef") if fl}
+            expr = con.get("raw_expr", {}).get("NullTest", {})
+            if expr.get("nulltesttype") == "IS_NOT_NULL" and len(cols) == 1:
+                state.not_null_checks[con.get("conname", "")] = (table, next(iter(cols)))
+                if not con.get("skip_validation"):
+                    state.validated_not_null.add((table, next(iter(cols))))
+            state.check_names[con.get("conname", "")] = {(table, c) for c in cols}
+            if not con.get("skip_validation"):
+                state.check_columns.update((table, c) for c in cols)
+        if subtype == "AT_ValidateConstraint":
+            if cmd.get("name") in state.not_null_checks:
+                state.validated_not_null.add(state.not_null_checks[cmd["name"]])
+            state.check_columns.update(state.check_names.get(cmd.get("name", ""), set()))
+    state.seen.append(ctx)
+    for t in {norm(t) for o in ctx.operations for t in o.tables} | ({norm(ctx.relation)} if ctx.relation else set()):
+        state.last_touch[t] = ctx
+
+
+def _statement_report(ctx: StatementContext, findings: list[Finding]) -> StatementReport:
+    ops = ctx.operations
+    kinds = list(dict.fromkeys(o.kind for o in ops))
+    tables = list(dict.fromkeys(t for o in ops for t in o.tables))
+    return StatementReport(
+        file=ctx.statement.file, line=ctx.statement.line, sql=ctx.statement.sql,
+        kind=",".join(kinds) if kinds else ctx.node, tables=tables,
+        lock=max((o.lock for o in ops if o.lock), key=lock_rank, default=None),
+        rewrite=any(o.rewrite for o in ops), in_transaction=all(o.in_transaction for o in ops),
+        risk=max_risk([o.risk for o in ops]), findings=findings,
+    )
+
+
+def _classify(migration: Migration, catalog: SchemaSnapshot | None, pg_version: int,
+              state: ClassifyState) -> dict[int, list[Operation]]:
+    from agent19.migrate.classification.classify import classify
+
+    by_statement: dict[int, list[Operation]] = {}
+    for op in classify(migration.statements, catalog=catalog, pg_version=pg_version, state=state):
+        by_statement.setdefault(op.statement_index, []).append(op)
+    return by_statement
+
+
+def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tuple[MigrationState, ClassifyState]:
+    """The states for the next migration of a set: what earlier files created, added and validated carries over
+    (shared, so it keeps growing); what belongs to one file's session and transactions starts afresh —
+    lock_timeout (each file may run on a new connection), transaction ids, the statements seen."""
+    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], last_touch={}),
+            replace(classify_state, lock_timeout=None, explicit_transaction=False))
+
+
+def lint(
+    migrations: Iterable[Migration],
+    *,
+    catalog: SchemaSnapshot | None = None,
+    pg_version: int | None = None,
+    config: LintConfig | None = None,
+) -> LintReport:
+    """Lint ``migrations`` as one ordered history, in order (a directory in its tool's order): a table or view
+    created, a CHECK added or validated in an earlier file is known to the later ones, as PostgreSQL would have
+    it when the set is applied in one deployment; session settings (lock_timeout) and transactions are per file."""
+    config = config or LintConfig()
+    version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
+    active = config.active_codes()
+    disabled = config.disabled_codes()
+    rules: list[Rule] = [r for r in all_rules() if r.code in active]
+    severities = config.severities()
+    assume = frozenset(config.assume)
+    session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
+    reports: list[StatementReport] = []
+    counts: Counter[str] = Counter()
+    ignored = 0
+    files: set[str] = set()
+    migrations = list(migrations)
+    state = MigrationState(set_statements=[s for m in migrations for s in m.statements])
+    classify_state = ClassifyState()
+    for migration in migrations:
+        files.add(migration.file or "<sql>")
+        state, classify_state = _next_file(state, classify_state)
+        if session_timeout:  # the tool's connection (config) or the role/database setting sets it for every file
+            state.lock_timeout, classify_state.lock_timeout = True, config.migration_lock_timeout
+        ops = _classify(migration, catalog, version, classify_state)
+        groups = migration.transaction_groups()
+        lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
+        for stmt, group in zip(migration.statements, groups, strict=True):
+            ctx = StatementContext(stmt, ops.get(stmt.index, []), migration, group, version, catalog, state,
+                                   assume=assume)
+            silenced = _ignored_rules(lines, stmt.line, stmt.sql)
+            findings: list[Finding] = []
+            for rule in rules:
+                for hit in rule.check(ctx):
+                    if silenced is not None and (not silenced or rule.code in silenced):
+                        ignored += 1
+                        continue
+                    findings.append(Finding(rule=rule.code, severity=severities.get(rule.code) or hit.severity
+                                            or rule.severity, message=hit.message, fix=hit.fix))
+            findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
+            counts.update(f.rule for f in findings)
+            reports.append(_statement_report(ctx, findings))
+            _update_state(ctx)
+    counted = Counter(f.severity for r in reports for f in r.findings)
+    failed = config.fail_on != "never" and any(
+        SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings
+    )
+    assumptions = [] if catalog else [
+        f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
+        "is assumed large and in use (connect with --dsn for real sizes and constraints)"
+    ]
+    assumptions += [f"stated ({config.source or 'assume'}): {ASSUMPTIONS[a]}" for a in config.assume]
+    if session_timeout:
+        assumptions.append(f"lock_timeout = {config.migration_lock_timeout} is in force on the migration's connection "
+                           f"({config.lock_timeout_source or config.source or 'lint settings'}): no SET needed")
+    return LintReport(
+        statements=reports,
+        summary=Summary(
+            files=len(files), statements=len(reports), errors=counted["error"], warnings=counted["warning"],
+            infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
+            risk=max_risk([r.risk for r in reports]), pg_version=version, live=catalog is not None,
+            fail_on=config.fail_on, failed=failed, disabled=sorted(disabled), assumptions=assumptions,
+        ),
+    )
+
+
+def lint_sql(sql: str, **options: Any) -> LintReport:
+    return lint([load_text(sql)], **options)
+
+
+def lint_paths(paths: Iterable[Path | str], **options: Any) -> LintReport:
+    return lint(load_paths(paths), **options)

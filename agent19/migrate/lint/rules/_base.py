@@ -1,0 +1,217 @@
+"""What a lint rule is, and what it sees.
+
+A rule is one module in this package that defines ``RULE = Rule(...)``: a code and a slug, a title,
+the default severity, why it matters, the safe alternative, a bad and a good example (both linted by
+the tests: the bad one must trigger the rule, the good one must not) and ``check``, a function from a
+:class:`StatementContext` to the :class:`Hit` s it finds.
+
+Rules decide from the classified :class:`~agent19.migrate.model.Operation` (lock, rewrite, scan —
+observed facts, see ``agent19.migrate.classification.knowledge``) and from the parse tree; never from folklore. A
+statement on a table created earlier in the same migration cannot block anyone, so rules that are
+about blocking skip such tables (:meth:`StatementContext.is_new`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+from agent19.db.models import SchemaSnapshot, Table
+from agent19.migrate.layouts.files import Migration
+from agent19.migrate.model import Operation
+from agent19.migrate.parse import Statement
+from agent19.migrate.patterns import sqlnames
+from agent19.migrate.patterns.sqlnames import ident
+from agent19.sqltree import walk
+
+Severity = Literal["error", "warning", "info"]
+SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "error")
+
+LOCK_ORDER = (
+    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
+    "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
+)
+BLOCKS_WRITES = set(LOCK_ORDER[LOCK_ORDER.index("ShareLock"):])
+
+
+def lock_rank(lock: str | None) -> int:
+    return LOCK_ORDER.index(lock) + 1 if lock in LOCK_ORDER else 0
+
+
+@dataclass(frozen=True)
+class Hit:
+    message: str
+    fix: str | None = None
+    severity: Severity | None = None
+    """Overrides the rule's default severity for this finding (a rule with cases of different weight)."""
+
+
+@dataclass
+class MigrationState:
+    """What the statements before the current one did: within the linted set (created tables, CHECKs) or within
+    the file (lock_timeout, transactions, the statements seen) — see agent19.migrate.lint.engine._next_file."""
+
+    created: set[str] = field(default_factory=set)
+    lock_timeout: bool = False
+    lock_timeout_tx: int | None = None
+    """transaction id in which ``SET LOCAL lock_timeout`` is in force"""
+    check_columns: set[tuple[str, str]] = field(default_factory=set)
+    """(table, column) read by a validated CHECK added in this migration"""
+    check_names: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """constraint name → (table, column) of a ``CHECK (col IS NOT NULL)`` added in this migration."""
+    validated_not_null: set[tuple[str, str]] = field(default_factory=set)
+    seen: list[StatementContext] = field(default_factory=list)
+    last_touch: dict[str, StatementContext] = field(default_factory=dict)
+    """table → the latest statement that touched it"""
+    cache: dict[str, Any] = field(default_factory=dict)
+    """data that rules compute once per linted set (keyed by rule)"""
+    set_statements: list[Statement] = field(default_factory=list)
+    """every statement of the linted set, all files in order (for rules that look ahead or back across files)"""
+
+
+@dataclass
+class StatementContext:
+    statement: Statement
+    operations: list[Operation]
+    migration: Migration
+    tx_group: int | None
+    """id of the transaction block it runs in (explicit or the tool's), None when it runs alone"""
+    pg_version: int
+    catalog: SchemaSnapshot | None
+    state: MigrationState
+    assume: frozenset[str] = frozenset()
+    """what the team states it knows (``--assume`` / ``[lint] assume``; see agent19.migrate.lint.config)"""
+
+    # -- the parse tree ---------------------------------------------------------------------
+    @property
+    def node(self) -> str:
+        return self.statement.node
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        return self.statement.fields
+
+    @property
+    def sql(self) -> str:
+        return self.statement.sql
+
+    def alter_cmds(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """``(sub_index, subtype, AlterTableCmd fields)`` of an ALTER TABLE."""
+        if self.node != "AlterTableStmt":
+            return
+        for i, cmd in enumerate(self.fields.get("cmds", [])):
+            c = cmd.get("AlterTableCmd", {})
+            yield i, c.get("subtype", ""), c
+
+    @cached_property
+    def relation(self) -> str | None:
+        rel = self.fields.get("relation")
+        return rel_name(rel) if isinstance(rel, dict) else None
+
+    def walk(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        return walk(self.statement.tree)
+
+    # -- classification ----------------------------------------------------------------------
+    def op(self, sub_index: int | None = None) -> Operation | None:
+        """The operation of sub-command ``sub_index`` (or the statement's only/first one)."""
+        for o in self.operations:
+            if o.sub_index == sub_index:
+                return o
+        if sub_index is not None and len(self.operations) == 1 and self.operations[0].sub_index is None:
+            return self.operations[0]
+        return self.operations[0] if sub_index is None and self.operations else None
+
+    @property
+    def lock(self) -> str | None:
+        return max((o.lock for o in self.operations if o.lock), key=lock_rank, default=None)
+
+    def long_running(self) -> bool:
+        """Reads or rewrites a pre-existing table while holding its lock (time grows with the table)."""
+        return any((o.scan or o.rewrite) and not (o.tables and self.is_new(o.tables[0])) for o in self.operations)
+
+    # -- the migration so far ----------------------------------------------------------------
+    def is_new(self, table: str | None) -> bool:
+        """Created earlier in this migration (so empty and invisible to other sessions)."""
+        return table is not None and norm(table) in self.state.created
+
+    def table(self, name: str | None) -> Table | None:
+        return self.catalog.table(name) if self.catalog and name else None
+
+    @property
+    def major(self) -> int:
+        return self.pg_version // 10000
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    title: str
+    severity: Severity
+    why: str
+    alternative: str
+    bad: str
+    good: str
+    check: Callable[[StatementContext], Iterable[Hit]]
+    pg_version: int = 160000
+    """the PostgreSQL version the examples are linted for"""
+    good_pg_version: int | None = None
+    """the version for the good example, when it differs"""
+    group: Literal["safety", "style"] = "safety"
+    """``style`` rules are off unless the config turns the group (``style = true``) or the rule on"""
+    aliases: tuple[str, ...] = ()
+    """other names accepted in config and ignore comments (squawk's rule names, for teams switching)"""
+
+
+# -- small helpers rules share ---------------------------------------------------------------
+
+def rel_name(rangevar: dict[str, Any]) -> str:
+    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (``public`` when unqualified)."""
+    return f"{rangevar.get('schemaname') or 'public'}.{rangevar.get('relname', '')}"
+
+
+def norm(table: str) -> str:
+    return table if "." in table else f"public.{table}"
+
+
+def short(table: str | None) -> str:
+    """``public.t`` → ``t`` for messages and generated SQL."""
+    if not table:
+        return "?"
+    schema, _, name = table.rpartition(".")
+    return ".".join(ident(p) for p in ([schema] if schema and schema != "public" else []) + [name])
+
+
+def type_name(type_node: dict[str, Any]) -> str:
+    """``TypeName`` → its last name part, e.g. ``int4``, ``serial``, ``json``."""
+    names = type_node.get("names", [])
+    return names[-1].get("String", {}).get("sval", "") if names else ""
+
+
+def column_constraints(coldef: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c.get("Constraint", {}) for c in coldef.get("constraints", [])]
+
+
+def index_name_for(table: str | None, columns: list[str], suffix: str = "idx") -> str:
+    base = (table or "t").rpartition(".")[2]
+    return ident(sqlnames.short(f"{base}_{'_'.join(columns)}", f"_{suffix}"))
+
+
+def typed_tree(sql: str) -> Any:
+    """The statement's typed pglast AST (for deparsing pieces of it into generated SQL)."""
+    from pglast import parse_sql
+
+    return parse_sql(sql)[0].stmt
+
+
+def deparse(node: Any) -> str:
+    from pglast.stream import RawStream
+
+    return str(RawStream()(node))
+
+
+def where_clause(fields: dict[str, Any]) -> bool:
+    return bool(fields.get("whereClause"))

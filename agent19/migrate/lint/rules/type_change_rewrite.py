@@ -1,0 +1,103 @@
+"""A19005 type-change-rewrite: ALTER COLUMN TYPE that rewrites an existing table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from agent19.migrate.classification.alter import type_of
+from agent19.migrate.classification.knowledge import ColumnType
+from agent19.migrate.lint.config import ASSUME_WIDEN
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, ident, short, typed_tree
+from agent19.migrate.patterns.sqlnames import literal
+
+
+def widening_condition(new: ColumnType, major: int) -> str | None:
+    """The old types from which changing to ``new`` rewrites nothing (PostgreSQL's binary-coercible widenings,
+    as :func:`agent19.migrate.classification.knowledge.rewrite_free_change` decides them),
+    or None when no such type exists."""
+    if new.array:
+        return None
+    n = new.mods[0] if new.mods else None
+    if new.base == "text":
+        return "it is varchar (any length) or text already"
+    if new.base in ("varchar", "varbit"):
+        return f"it is {new.base}(m) with m ≤ {n}" if n else f"it is {new.base}(n) or text" if new.base == "varchar" \
+            else "it is varbit(n)"
+    if new.base == "numeric":
+        scale = new.mods[1] if len(new.mods) > 1 else 0
+        return f"it is numeric(q,{scale}) with q ≤ {n}" if n else "it is numeric(p,s)"
+    if new.base == "inet":
+        return "it is cidr"
+    if new.base in ("timestamp", "timestamptz"):
+        other = "timestamptz" if new.base == "timestamp" else "timestamp"
+        same = f"{new.base}(p) with p ≤ {n}" if n is not None else f"{new.base} of any precision"
+        return f"it is {same}" + (f", or {other} and the migration's session TimeZone is UTC" if major >= 12 else "")
+    if new.base in ("time", "timetz", "interval") and n is not None:
+        return f"it is {new.base}(p) with p ≤ {n}"
+    return None
+
+
+def check(ctx: StatementContext) -> Iterator[Hit]:
+    if ctx.is_new(ctx.relation):
+        return
+    for sub, subtype, cmd in ctx.alter_cmds():
+        op = ctx.op(sub)
+        if subtype != "AT_AlterColumnType" or op is None or not op.rewrite:
+            continue  # a change that only re-checks CHECK constraints is A19029
+        col = cmd.get("name", "c")
+        coldef = cmd.get("def", {}).get("ColumnDef", {})
+        using = coldef.get("raw_default")
+        plain = using is None or using.get("ColumnRef", {}).get("fields", [{}])[-1].get("String", {}).get("sval") == col
+        condition = widening_condition(type_of(coldef.get("typeName", {})), ctx.major) if plain else None
+        if (op.form or "").endswith(".unknown") and condition:
+            if ASSUME_WIDEN in ctx.assume:
+                continue  # the team states its type changes are widenings
+            yield Hit(
+                f"changing the type of {col} rewrites {short(ctx.relation)} under an AccessExclusiveLock unless "
+                f"{condition} (assumed: the old type is unknown — connect a database (--dsn) to know, or state "
+                f"it with --assume {ASSUME_WIDEN})",
+                f"-- check the current type: SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                f"attrelid = {literal(short(ctx.relation))}::regclass AND attname = {literal(col)};\n"
+                "-- if it is not one of those, expand and contract instead (see A19005's docs)",
+                severity="warning",
+            )
+            continue
+        try:
+            new_type = deparse(typed_tree(ctx.sql).cmds[sub].def_.typeName)
+        except Exception:  # noqa: BLE001
+            new_type = "<new type>"
+        table, c, new = short(ctx.relation), ident(col), ident(f"{col}_new")
+        assumed = ""
+        if (op.form or "").endswith(".unknown"):
+            assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; no other type "
+                       f"becomes {new_type} without a rewrite)")
+        yield Hit(
+            f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
+            f"on {table}: reads and writes wait for a time that grows with the table{assumed}",
+            "\n".join([
+                f"ALTER TABLE {table} ADD COLUMN {new} {new_type};",
+                f"-- keep {new} in step with {c} for new writes (a trigger), then backfill in batches:",
+                f"--   UPDATE {table} SET {new} = {c}::{new_type} WHERE ctid IN "
+                f"(SELECT ctid FROM {table} WHERE {new} IS NULL AND {c} IS NOT NULL LIMIT 10000);",
+                f"-- switch the application to {new}, then in a later migration drop {c} and rename {new}",
+            ]),
+        )
+
+
+RULE = Rule(
+    code="A19005",
+    name="type-change-rewrite",
+    title="Changing a column's type rewrites the table",
+    severity="error",
+    why="ALTER COLUMN TYPE rewrites the whole table and rebuilds its indexes under an AccessExclusiveLock unless "
+    "the new type is binary-coercible (varchar(n) → varchar(m>n) or text, numeric(p,s) → numeric(q>p,s), "
+    "timestamp ↔ timestamptz when the session time zone is UTC on 12+). int → bigint is a full rewrite.",
+    alternative="Expand and contract: add a column of the new type, keep it in step with a trigger, backfill "
+    "it in batches, move the application over, then drop the old column. Widenings that PostgreSQL "
+    "can do without a rewrite are not flagged.",
+    bad="ALTER TABLE orders ALTER COLUMN id TYPE bigint;",
+    good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
+    "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
+    check=check,
+    aliases=("changing-column-type",),  # squawk's rule name(s)
+)

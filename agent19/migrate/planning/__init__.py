@@ -1,0 +1,1 @@
+"""Planning: a migration's plan, ordering, escalations, and what it costs writers."""

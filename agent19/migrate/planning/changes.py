@@ -1,0 +1,237 @@
+"""SQL for a structured change list, ordered topologically.
+
+Order: tables are created first (a referenced table before the tables that reference it), then
+columns are added and changed, data is migrated, NOT NULL is added, indexes are built, foreign keys
+added, renames done, and drops come last. Within a step, the given order is kept.
+
+The SQL generated is the safe form for a table that exists and is in use (CONCURRENTLY, NOT VALID +
+VALIDATE, NOT NULL through a validated CHECK, batched data migration); for a table created by the
+same change list the plain form is used. The safe forms come from the zero-downtime patterns
+(:mod:`agent19.migrate.patterns`) and the keyset backfill (:mod:`agent19.migrate.backfill.scripts`),
+so a change list, a lint fix and a runbook write the same SQL. A NOT NULL asked for on an existing
+table (``add_column`` without a default, ``modify_column`` with ``nullable: false``) is made after
+the data migrations (step ``add_not_null``), so a backfill in the same change list runs first.
+
+A foreign key also gets an index on its referencing columns (CONCURRENTLY, outside the transaction,
+on an existing table) unless the catalog or the change list already has one that leads with them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from graphlib import CycleError, TopologicalSorter
+
+from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
+from agent19.migrate.backfill.executor import BackfillSpec
+from agent19.migrate.backfill.scripts import procedure_parts
+from agent19.migrate.patterns import fragments as F
+from agent19.migrate.patterns.constraints import not_null_phases
+from agent19.migrate.patterns.sqlnames import ident, qname, short
+from agent19.migrate.planning.model import Change, ColumnSpec
+
+STEP = {
+    "create_table": 0, "add_column": 1, "modify_column": 2, "data_migration": 3, "add_not_null": 4,
+    "add_index": 5, "add_foreign_key": 6, "rename": 7, "drop_column": 8,
+}
+
+
+def _base(table: str) -> str:
+    return table.rpartition(".")[2]
+
+
+def _column_sql(c: ColumnSpec) -> str:
+    parts = [ident(c.name), c.type]
+    if c.primary_key:
+        parts.append("PRIMARY KEY")
+    elif not c.nullable:
+        parts.append("NOT NULL")
+    if c.default is not None:
+        parts.append(f"DEFAULT {c.default}")
+    if c.references:
+        parts.append(f"REFERENCES {c.references}")
+    return " ".join(parts)
+
+
+def _need(change: Change, what: str, ok: object) -> None:
+    if not ok:
+        raise InputError(f"{change.type} on {change.table}: {what} is required")
+
+
+def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> bool:
+    """An index whose leading columns are the foreign key's: in the catalog, or added by the change list."""
+    cols = change.index_columns
+    table = catalog.table(change.table) if catalog else None
+    keys = [ix.columns for ix in table.indexes] if table else []
+    keys += [c.index_columns for c in changes if c.type == "add_index" and c.table == change.table]
+    keys += [[col.name] for c in changes if c.type == "create_table" and c.table == change.table
+             for col in c.columns or [] if col.primary_key and len(cols) == 1]
+    return any(k[: len(cols)] == cols or set(k[: len(cols)]) == set(cols) for k in keys)
+
+
+def _check_fragments(change: Change) -> None:
+    """Refuse SQL text pieces that are not exactly one type / expression / SET list (they are pasted in)."""
+    for col in [*([change.column] if change.column else []), *change.columns]:
+        if change.type in ("create_table", "add_column"):
+            F.type_name(col.type, f"type of column {col.name}")
+        if col.default is not None:
+            F.expression(col.default, f"default of column {col.name}")
+        if col.references:
+            F.references(col.references, f"references of column {col.name}")
+    if change.new_type:
+        F.type_name(change.new_type, "new_type")
+    if change.where:
+        F.expression(change.where, "where")
+    if change.set:
+        F.assignments(change.set, "set")
+
+
+def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: list[Change] | None = None,
+               catalog: SchemaSnapshot | None = None) -> list[str]:
+    """The statements for one change (``changes`` and ``catalog`` tell whether a foreign key has its index)."""
+    _check_fragments(change)
+    t = qname(change.table)
+    new = change.table in new_tables
+    cc = "" if new else " CONCURRENTLY"
+    c = change.column
+    match change.type:
+        case "create_table":
+            _need(change, "columns", change.columns)
+            return [f"CREATE TABLE {t} (\n    " + ",\n    ".join(_column_sql(x) for x in change.columns) + "\n)"]
+        case "add_column":
+            _need(change, "column", c)
+            assert c is not None
+            if new or c.nullable or c.default is not None:
+                return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c)}"]
+            # NOT NULL without a default would fail on a populated table: add it nullable; the NOT NULL
+            # follows as an add_not_null change (see _deferred_not_null), after any data migration
+            return [f"ALTER TABLE {t} ADD COLUMN {_column_sql(c.model_copy(update={'nullable': True}))}"]
+        case "modify_column":
+            _need(change, "column.name", c)
+            assert c is not None
+            out = []
+            if change.new_type:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} TYPE {change.new_type}")
+            if c.default is not None:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET DEFAULT {c.default}")
+            if not c.nullable and new:
+                out.append(f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL")
+            # on an existing table the NOT NULL is a deferred add_not_null change (see _deferred_not_null)
+            _need(change, "new_type, default or nullable=false", out or not c.nullable)
+            return out
+        case "drop_column":
+            _need(change, "column.name", c)
+            assert c is not None
+            return [f"ALTER TABLE {t} DROP COLUMN {ident(c.name)}"]
+        case "add_index":
+            _need(change, "index_columns", change.index_columns)
+            name = change.index_name or short(f"{_base(change.table)}_{'_'.join(change.index_columns)}", "_idx")
+            where = f" WHERE {change.where}" if change.where else ""
+            unique = "UNIQUE " if change.unique else ""
+            cols = ", ".join(ident(x) for x in change.index_columns)
+            return [f"CREATE {unique}INDEX{cc} {ident(name)} ON {t} ({cols}){where}"]
+        case "rename":
+            _need(change, "new_name", change.new_name)
+            if c is not None:
+                return [f"ALTER TABLE {t} RENAME COLUMN {ident(c.name)} TO {ident(change.new_name or '')}"]
+            return [f"ALTER TABLE {t} RENAME TO {ident(change.new_name or '')}"]
+        case "add_foreign_key":
+            _need(change, "index_columns and references_table", change.index_columns and change.references_table)
+            cols = change.index_columns
+            ref_cols = change.references_columns or ["id"]
+            name = ident(short(f"{_base(change.table)}_{'_'.join(cols)}", "_fkey"))
+            on_delete = f" ON DELETE {change.on_delete.upper()}" if change.on_delete else ""
+            fk = (f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({', '.join(ident(x) for x in cols)}) "
+                  f"REFERENCES {qname(change.references_table or '')} ({', '.join(ident(x) for x in ref_cols)})"
+                  f"{on_delete}")
+            # the referencing side needs an index (deletes on the referenced table scan it otherwise)
+            index = [] if _has_index(change, changes or [], catalog) else [
+                f"CREATE INDEX{cc} {ident(short(_base(change.table) + '_' + '_'.join(cols), '_idx'))} ON {t} "
+                f"({', '.join(ident(x) for x in cols)})"]
+            if new:
+                return [*index, fk]
+            return [*index, fk + " NOT VALID", f"ALTER TABLE {t} VALIDATE CONSTRAINT {name}"]
+        case "add_not_null":
+            _need(change, "column.name", c)
+            assert c is not None
+            if new:
+                return [f"ALTER TABLE {t} ALTER COLUMN {ident(c.name)} SET NOT NULL"]
+            return [step.sql for phase in not_null_phases(change.table, c.name, pg_major) for step in phase.operations]
+        case "data_migration":
+            _need(change, "set", change.set)
+            return _data_migration(change, t, new, changes or [], catalog)
+    raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
+
+
+def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> tuple[str, str] | None:
+    """(column, type) of the table's single-column primary key: from the catalog or a create_table change."""
+    table = catalog.table(change.table) if catalog else None
+    if table is not None:
+        pk = next((c for c in table.constraints if c.type == "primary_key"), None)
+        col = table.column(pk.columns[0]) if pk and len(pk.columns) == 1 else None
+        return (col.name, col.type) if col else None
+    keys = [(col.name, col.type) for c in changes if c.type == "create_table" and c.table == change.table
+            for col in c.columns if col.primary_key]
+    return keys[0] if len(keys) == 1 else None
+
+
+def _data_migration(change: Change, t: str, new: bool, changes: list[Change],
+                    catalog: SchemaSnapshot | None) -> list[str]:
+    """A keyset-batched backfill (the procedure agent19 backfill also resumes), or one UPDATE where that is safe."""
+    where = f" WHERE {change.where}" if change.where else ""
+    key = None if new else _key(change, changes, catalog)
+    if key is None:
+        plain = f"UPDATE {t} SET {change.set}{where}"
+        if new:
+            return [plain]
+        return [f"-- one UPDATE: the primary key of {change.table} is unknown here (no database, or not a single "
+                f"column), so it cannot be walked in batches. On a big table run instead:\n-- agent19 backfill "
+                f"{shlex.quote(t)} --set {shlex.quote(change.set or '')}"
+                + (f" --where {shlex.quote(change.where)}" if change.where else "") + " --mode execute\n" + plain]
+    spec = BackfillSpec(table=t, set=change.set or "", where=change.where, key=[key[0]],
+                        batch_size=change.batch_size, max_batch_size=max(change.batch_size, 50_000))
+    create, call = procedure_parts(spec, key[0], key[1])
+    return [create, call]
+
+
+def _deferred_not_null(changes: list[Change], new_tables: set[str]) -> list[Change]:
+    """The NOT NULL of add_column / modify_column on existing tables, as add_not_null changes (after backfills)."""
+    out = []
+    for c in changes:
+        col = c.column
+        if c.table in new_tables or col is None or col.nullable:
+            continue
+        if (c.type == "add_column" and col.default is None) or c.type == "modify_column":
+            out.append(Change(type="add_not_null", table=c.table, column=ColumnSpec(name=col.name, type=col.type),
+                              description=f"{c.description or c.type + ' ' + c.table}: NOT NULL"))
+    return out
+
+
+def _references(change: Change) -> set[str]:
+    refs = {c.references.partition("(")[0].strip() for c in change.columns if c.references}
+    return {r for r in refs if r}
+
+
+def order_changes(changes: list[Change]) -> list[Change]:
+    """Topological order: steps as in :data:`STEP`; created tables after the created tables they reference."""
+    creates = [c for c in changes if c.type == "create_table"]
+    names = {c.table for c in creates}
+    graph = {c.table: {r for r in _references(c) if r in names and r != c.table} for c in creates}
+    try:
+        created_order = list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise InputError(f"create_table changes reference each other in a cycle: {exc.args[1]}",
+                         "create the tables without the foreign keys, then add_foreign_key changes") from None
+    rank = {name: i for i, name in enumerate(created_order)}
+    indexed = list(enumerate(changes))
+    indexed.sort(key=lambda p: (STEP[p[1].type], rank.get(p[1].table, 0) if p[1].type == "create_table" else 0, p[0]))
+    return [c for _, c in indexed]
+
+
+def changes_to_sql(changes: list[Change], pg_major: int,
+                   catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[list[str]]]:
+    """The changes in execution order, and the statements of each."""
+    new_tables = {c.table for c in changes if c.type == "create_table"}
+    changes = [*changes, *_deferred_not_null(changes, new_tables)]
+    ordered = order_changes(changes)
+    return ordered, [change_sql(c, new_tables, pg_major, changes, catalog) for c in ordered]

@@ -1,0 +1,384 @@
+"""plan_migration: hand-written SQL or a change list → a :class:`MigrationPlan`.
+
+Hand-written SQL keeps its order; ordering mistakes (a table used before the statement that creates
+it, a foreign key to a table created later) become findings. A change list is turned into SQL and
+ordered topologically (:mod:`agent19.migrate.planning.changes`).
+
+Durations are estimates from the live row counts and these throughput assumptions (a mid-size
+server on SSD; real numbers vary by an order of magnitude with row width, indexes and I/O):
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
+from agent19.migrate.classification.classify import classify
+from agent19.migrate.dryrun.model import DryRunResult
+from agent19.migrate.layouts.files import load_text
+from agent19.migrate.lint.config import LintConfig
+from agent19.migrate.lint.engine import DEFAULT_PG_VERSION, lint
+from agent19.migrate.lint.rules._base import BLOCKS_WRITES, norm, rel_name
+from agent19.migrate.model import Operation, Risk, max_risk
+from agent19.migrate.parse import Statement, parse_sql
+from agent19.migrate.patterns.sqlnames import literal, qualified
+from agent19.migrate.planning import regression as plan_regression
+from agent19.migrate.planning.changes import changes_to_sql
+from agent19.migrate.planning.escalations import escalate, summary
+from agent19.migrate.planning.index_cost import index_write_costs
+from agent19.migrate.planning.model import (
+    Change,
+    DeploymentStrategy,
+    MigrationPlan,
+    PlanFinding,
+    PlannedOperation,
+    RollbackStrategy,
+    ValidationCheck,
+)
+from agent19.migrate.planning.observed import apply_dry_run, observed_statements
+from agent19.migrate.planning.write_activity import TableActivity
+from agent19.safety.detect import detect
+from agent19.units import human_duration
+
+ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
+"""Throughput assumed per kind of work (rows per second)."""
+BRIEF_SECONDS = 0.05
+BREAKING_RULES = {"A19013", "A19014", "A19015"}
+
+
+class PlanOptions(BaseModel):
+    name: str | None = None
+    description: str | None = None
+    pg_version: int | None = Field(default=None, description="server_version_num without a live catalog")
+    dry_run: DryRunResult | None = Field(default=None, description="a dry run of the same SQL: its observed "
+                                         "durations, locks and rewrites replace the estimates")
+    activity: dict[str, TableActivity] | None = Field(
+        default=None, description="measured write activity per schema.table (write_activity.table_activity)")
+
+
+def _work(op: Operation) -> str | None:
+    if op.category == "data_migration":
+        return "data_migration"
+    if op.rewrite:
+        return "rewrite"
+    if op.category == "create_index" or op.kind in ("create_index", "add_primary_key", "add_unique"):
+        return "index"
+    return "scan" if op.scan else None
+
+
+def _long(op: Operation, new: set[str]) -> bool:
+    # the work (scan, rewrite, build) happens on the target, the first table; others are locked briefly
+    return _work(op) is not None and not (op.tables and norm(op.tables[0]) in new)
+
+
+def _downtime(op: Operation, new: set[str]) -> str:
+    if not _long(op, new):
+        return "none"
+    if op.lock == "AccessExclusiveLock":
+        return "reads_and_writes"
+    if op.lock in BLOCKS_WRITES or op.category == "data_migration":
+        return "writes"
+    return "none"
+
+
+def _rows(op: Operation, catalog: SchemaSnapshot | None, new: set[str]) -> int | None:
+    if not op.tables:
+        return None
+    if all(norm(t) in new for t in op.tables):
+        return 0
+    t = catalog.table(op.tables[0]) if catalog else None
+    return t.row_estimate if t else None
+
+
+def _seconds(op: Operation, rows: int | None, live: bool) -> float | None:
+    if not live:
+        return None
+    work = _work(op)
+    if work is None or not rows:
+        return BRIEF_SECONDS
+    return BRIEF_SECONDS + rows / ROWS_PER_SECOND[work]
+
+
+def _describe(op: Operation) -> str:
+    what = op.kind.replace("_", " ")
+    table = f" on {op.tables[0]}" if op.tables else ""
+    facts = [op.lock or "no table lock"] + (["rewrites the table"] if op.rewrite else []) + (
+        ["scans the table"] if op.scan and not op.rewrite else [])
+    return f"{what}{table} ({', '.join(facts)})"
+
+
+def _order_hazards(statements: list[Statement]) -> list[PlanFinding]:
+    """A table used before the statement that creates it, or dropped before a later use."""
+    created_at: dict[str, int] = {}
+    for i, s in enumerate(statements):
+        rel = s.fields.get("relation")
+        if s.node == "CreateStmt" and isinstance(rel, dict):
+            created_at.setdefault(norm(rel_name(rel)), i)
+    findings: list[PlanFinding] = []
+    dropped: dict[str, int] = {}
+    for i, s in enumerate(statements):
+        used: set[str] = set()
+        rel = s.fields.get("relation")
+        if isinstance(rel, dict) and s.node != "CreateStmt":
+            used.add(norm(rel_name(rel)))
+        from agent19.sqltree import walk
+
+        for node, f in walk(s.tree):
+            if node == "Constraint" and isinstance(f.get("pktable"), dict):
+                used.add(norm(rel_name(f["pktable"])))
+        for t in sorted(used):
+            if created_at.get(t, -1) > i:
+                findings.append(PlanFinding(
+                    rule="plan-order", severity="error", operation=i + 1,
+                    message=f"line {s.line} uses {t}, which is created later (statement {created_at[t] + 1}): "
+                    "this statement fails", fix=f"move the CREATE TABLE {t} before line {s.line}"))
+            if t in dropped:
+                findings.append(PlanFinding(
+                    rule="plan-order", severity="error", operation=i + 1,
+                    message=f"line {s.line} uses {t}, which statement {dropped[t] + 1} dropped",
+                    fix="drop tables last"))
+        if s.node == "DropStmt" and s.fields.get("removeType") == "OBJECT_TABLE":
+            for obj in s.fields.get("objects", []):
+                names = [n.get("String", {}).get("sval", "") for n in obj.get("List", {}).get("items", [])]
+                if names:
+                    dropped[norm(".".join(names))] = i
+    return findings
+
+
+def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[ValidationCheck]:
+    checks = [ValidationCheck(
+        name="no long transactions",
+        query="SELECT count(*) FROM pg_stat_activity WHERE xact_start < now() - interval '5 minutes' "
+        "AND pid <> pg_backend_pid()",
+        expected="0 (a long transaction holds locks the migration would queue behind)", blocking=True,
+        phase="before")]
+    for op in ops:
+        s = statements.get(op.statement_index)
+        f = s.fields if s else {}
+        rel = f.get("relation")
+        table = rel_name(rel) if isinstance(rel, dict) else (op.tables[0] if op.tables else None)
+        # as written: an unqualified name resolves through the search_path (current_schema()), like the migration
+        written = _regclass_text(rel) if isinstance(rel, dict) else table
+        shown = (".".join(p for p in (rel.get("schemaname"), rel.get("relname")) if p)
+                 if isinstance(rel, dict) else table)
+        if s and s.node == "CreateStmt" and table:
+            checks.append(ValidationCheck(name=f"{shown} exists", query=f"SELECT to_regclass({written}) IS NOT NULL",
+                                          expected="true", blocking=True))
+        elif s and s.node == "IndexStmt" and f.get("idxname"):
+            schema = rel.get("schemaname") if isinstance(rel, dict) else None
+            index = _regclass_text({"schemaname": schema, "relname": f["idxname"]})
+            checks.append(ValidationCheck(
+                name=f"index {f['idxname']} is valid",
+                query=f"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass({index})",
+                expected="true (a failed CONCURRENTLY build leaves an INVALID index: drop it and retry)",
+                blocking=True))
+        elif op.kind == "add_column" and table and s:
+            for cmd in (c for n, c in _walk_cmds(s) if n == "AT_AddColumn"):
+                col = cmd.get("def", {}).get("ColumnDef", {}).get("colname") or ""
+                checks.append(ValidationCheck(
+                    name=f"{shown}.{col} exists",
+                    query=f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({written}) "
+                    f"AND attname = {literal(col)} AND NOT attisdropped",
+                    expected="1", blocking=True))
+        elif op.kind.startswith("validate") or "constraint" in op.kind:
+            checks.append(ValidationCheck(
+                name=f"constraints of {shown} validated",
+                query=f"SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass({written}) "
+                "AND NOT convalidated", expected="0 once every VALIDATE CONSTRAINT has run", blocking=False))
+    seen: set[str] = set()
+    return [c for c in checks if not (c.name in seen or seen.add(c.name))]
+
+
+def _regclass_text(rel: dict[str, Any]) -> str:
+    """A RangeVar as to_regclass() text, qualified only when the migration qualified it."""
+    return literal(qualified(rel.get("schemaname") or None, rel.get("relname", "")))
+
+
+def _walk_cmds(s: Statement) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.get("AlterTableCmd", {}).get("subtype", ""), c.get("AlterTableCmd", {}))
+            for c in s.fields.get("cmds", [])]
+
+
+def _duration(seconds: float | None, live: bool, observed: int = 0, total: int = 0,
+              observed_in: str | None = None) -> str:
+    if seconds is None:
+        return "unknown — connect a database (durations need the tables' row counts)"
+    if observed and observed == total:
+        return f"~{seconds:.2f} s, observed in the {observed_in} (plus lock waits)"
+    assumption = ", ".join(f"{k.replace('_', ' ')} {v:,} rows/s" for k, v in ROWS_PER_SECOND.items())
+    if observed:
+        assumption = (f"{observed} of {total} operation(s) observed in the {observed_in}; the rest estimated "
+                      f"assuming {assumption}")
+        return f"~{human_duration(seconds)}: {assumption} (plus lock waits)"
+    return f"~{human_duration(seconds)}, assuming {assumption} (plus lock waits)"
+
+
+def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:
+    blocking = [o for o in ops if o.downtime != "none"]
+    if blocking:
+        parts = []
+        for what in ("reads_and_writes", "writes"):
+            orders = [str(o.order) for o in blocking if o.downtime == what]
+            if orders:
+                parts.append(f"operation(s) {', '.join(orders)} block {what.replace('_', ' ')}")
+        return DeploymentStrategy(
+            kind="maintenance_window",
+            reason=f"{'; '.join(parts)} on an existing table for a time that grows with it",
+            steps=["announce the window and stop writers", "take a backup", "run the migration",
+                   "run the validation checks", "reopen traffic"])
+    if any(f.rule in BREAKING_RULES for f in findings):
+        return DeploymentStrategy(
+            kind="blue_green",
+            reason="it renames or drops something running clients use: old and new code cannot share the schema",
+            steps=["deploy code that works with both schemas (expand)", "run the migration",
+                   "switch traffic to the new version", "remove the old names in a later migration (contract)"])
+    if risk in ("medium", "high", "critical"):
+        return DeploymentStrategy(
+            kind="rolling",
+            reason="no operation blocks the table, but some take long or need checking: run it before the code "
+            "that needs it, watching the validation checks",
+            steps=["run the migration (statements that cannot run in a transaction, on their own)",
+                   "run the validation checks", "roll the application out instance by instance"])
+    return DeploymentStrategy(kind="immediate", reason="every operation is brief and backward compatible",
+                              steps=["run the migration", "deploy the application"])
+
+
+def _rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool) -> RollbackStrategy:
+    # reversible with no reverse SQL: nothing to undo (VALIDATE CONSTRAINT, ANALYZE, a comment…)
+    irreversible = [o.order for o in ops if not o.reversible]
+    steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
+    if data_loss:
+        return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
+                                description="it destroys data that no SQL brings back: take a backup (or keep a copy "
+                                "of the affected rows) before running it, and restore from it to roll back")
+    if irreversible:
+        return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
+                                description="some operations have no automatic inverse: undo them by hand; the "
+                                "others with the reverse SQL, last operation first")
+    return RollbackStrategy(
+        kind="automatic", steps=steps, irreversible=[],
+        description=("it runs in one transaction: a failure rolls everything back; after COMMIT run the reverse SQL, "
+                     "last operation first") if one_transaction else
+        "run the reverse SQL, last operation first (each statement commits on its own)")
+
+
+def plan_migration(
+    sql: str | None = None,
+    changes: list[Change] | None = None,
+    catalog: SchemaSnapshot | None = None,
+    options: PlanOptions | None = None,
+) -> MigrationPlan:
+    """Plan ``sql`` (kept in order) or ``changes`` (SQL generated, ordered topologically)."""
+    options = options or PlanOptions()
+    version = (catalog.server_version if catalog else None) or options.pg_version or DEFAULT_PG_VERSION
+    if (sql is None) == (changes is None):
+        raise InputError("give either sql or changes", "sql: migration text; changes: a structured change list")
+    change_notes: list[str] = []
+    if changes is not None:
+        if not changes:
+            raise InputError("the change list is empty")
+        ordered, sqls = changes_to_sql(changes, version // 10000, catalog)
+        change_notes = [c.description or f"{c.type} {c.table}" for c in ordered]
+        text = ";\n\n".join(s for group in sqls for s in group) + ";\n"
+    else:
+        text = sql or ""
+    statements = parse_sql(text)
+    if not statements:
+        raise InputError("no SQL statements to plan", "the input is empty or only comments")
+    migration = load_text(text)
+    ops = classify(statements, catalog=catalog, pg_version=version)
+    report = lint([migration], catalog=catalog, pg_version=version, config=LintConfig(fail_on="never"))
+    new = {norm(rel_name(s.fields["relation"])) for s in statements
+           if s.node == "CreateStmt" and isinstance(s.fields.get("relation"), dict)}
+    by_index = {s.index: s for s in statements}
+    planned: list[PlannedOperation] = []
+    for i, op in enumerate(ops, start=1):
+        rows = _rows(op, catalog, new)
+        planned.append(PlannedOperation(
+            order=i, type=op.kind, category=op.category, table=op.tables[0] if op.tables else None,
+            description=_describe(op), sql=op.sql, reversible=op.reversible,
+            reverse_sql=op.inverse_sql, estimated_rows=rows, lock_level=op.lock, rewrite=op.rewrite,
+            in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
+            estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
+        ))
+    order_of = {}
+    for p, op in zip(planned, ops, strict=True):
+        order_of.setdefault(op.statement_index, p.order)
+    findings = [PlanFinding(rule=f.rule, severity=f.severity, message=f.message, fix=f.fix,
+                            operation=order_of.get(s_i))
+                for s_i, s in enumerate(report.statements) for f in s.findings]
+    if changes is None:
+        findings += _order_hazards(statements)
+    observed_in = None
+    if options.dry_run is not None:
+        planned, observed_findings, observed_in = apply_dry_run(
+            planned, ops, options.dry_run, {i: st.sql for i, st in by_index.items()})
+        findings += observed_findings
+    risk = max_risk([p.risk for p in planned] + (["high"] if any(f.severity == "error" for f in findings) else []))
+    observed = [p for p in planned if p.figures == "observed"]
+    if catalog is not None or (observed and len(observed) == len(planned)):
+        seconds: float | None = sum(p.estimated_seconds or 0 for p in planned)
+    else:
+        seconds = None
+    data_loss = any(op.data_loss for op in ops)
+    prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
+    one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
+    costs = index_write_costs(planned, options.activity, catalog)
+    escalations = escalate(planned, ops, findings, catalog, options.activity, costs, detect(statements),
+                           _worse_plans(options.dry_run, order_of, {i: st.sql for i, st in by_index.items()}))
+    name = options.name or ("; ".join(change_notes[:3]) if change_notes else
+                            f"{planned[0].description.split(' (')[0]}" + (
+                                f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
+    return MigrationPlan(
+        id=hashlib.sha256(text.encode()).hexdigest()[:12],
+        name=name,
+        description=options.description or f"{len(planned)} operation(s) on "
+        f"{', '.join(sorted({p.table for p in planned if p.table})) or 'no table'}; highest risk {risk}",
+        risk_level=risk,
+        estimated_duration=_duration(seconds, catalog is not None, len(observed), len(planned), observed_in),
+        estimated_seconds=seconds,
+        observed_in=observed_in if observed else None,
+        pg_version=version,
+        live=catalog is not None,
+        operations=planned,
+        prerequisites=prerequisites,
+        rollback=_rollback(planned, data_loss, one_tx),
+        validation=_validation(ops, by_index),
+        deployment=_deployment(planned, findings, risk),
+        findings=findings,
+        sql=text,
+        escalations=escalations,
+        escalation_summary=summary(escalations, options.activity is not None, [
+            p.order for p in planned if p.type.startswith(plan_regression.AFFECTING_KINDS)
+        ] if options.dry_run is None or options.dry_run.query_plans is None else None),
+        index_costs=costs,
+    )
+
+
+def _worse_plans(dry: DryRunResult | None, order_of: dict[int, int], sql: dict[int, str]) -> dict[int, list[str]]:
+    """Operation order → queries the dry run saw get a worse plan after it (a dry run of this same SQL only)."""
+    if dry is None or dry.query_plans is None:
+        return {}
+    seen = observed_statements(dry, sql)
+    return plan_regression.evidence(dry.query_plans, {i: o for i, o in order_of.items() if i in seen})
+
+
+def _prerequisites(ops: list[Operation], planned: list[PlannedOperation], data_loss: bool, version: int,
+                   live: bool) -> list[str]:
+    out = ["SET lock_timeout (e.g. '5s') in the session that runs it, and retry on timeout"]
+    if data_loss:
+        out.append("a verified backup (or a copy of the rows and columns it destroys)")
+    if any(not op.in_transaction for op in ops):
+        out.append("run the statements that cannot run in a transaction block on their own, outside BEGIN … COMMIT")
+    if any(p.rewrite for p in planned):
+        out.append("free disk space at least the size of each rewritten table and its indexes")
+    if any(op.kind == "data_migration" or op.category == "data_migration" for op in ops):
+        out.append("the application tolerates old and new values while the data migration runs")
+    if not live:
+        out.append(f"assumed PostgreSQL {version // 10000} and large, busy tables: plan again with a database "
+                   "connected for real sizes")
+    return out
