@@ -68,3 +68,26 @@ def test_no_import_cycles() -> None:
         if module not in state:
             visit(module, [])
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+ENGINE = ("agent19.db", "agent19.migrate", "agent19.optimize", "agent19.safety", "agent19.report", "agent19.ops",
+          "agent19.etl")
+# The faces: MCP, HTTP and the CLI. The engine never imports them, not even inside a function.
+FACES = ("mcp", "starlette", "uvicorn", "agent19.server", "agent19.cli", "agent19.tools", "agent19.resources",
+         "agent19.responses", "agent19.http_auth", "agent19.prompts_loader", "tests")
+
+
+def test_the_engine_imports_no_face() -> None:
+    """The engine (db, migrate, optimize, safety, report, ops, etl) is a library: no module of it imports the MCP SDK,
+    the HTTP stack, the CLI, the tool registry or test support, at module level or in a function."""
+    offences: list[str] = []
+    for f in ROOT.rglob("*.py"):
+        name = ".".join(f.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(".__init__")
+        if not name.startswith(ENGINE):
+            continue
+        for node in _imports(ast.parse(f.read_text())):
+            targets = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            offences += [f"{name}:{node.lineno} imports {t}" for t in targets
+                         if any(t == face or t.startswith(face + ".") for face in FACES)]
+    assert len(list(ROOT.glob("migrate/*.py"))) <= 3, "migrate/ holds packages named for their job, not flat modules"
+    assert not offences, "\n".join(offences)
