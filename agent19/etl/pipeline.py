@@ -70,9 +70,14 @@ class Destination(BaseModel):
                            "exactly them); required for upsert")
     strategy: Literal["upsert", "append", "replace", "merge"] = Field(
         default="upsert", description="upsert (by key: insert new rows, update changed ones), append (insert "
-        "only), merge (as upsert, with MERGE: PostgreSQL 15+), replace (each run empties the table and loads the "
-        "whole source in one transaction: the destination's rows that are not in the source are LOST; never the "
-        "default, name it yourself)")
+        "only), merge (as upsert, with MERGE: PostgreSQL 15+), replace (each run loads the whole source into a new "
+        "table and swaps it in for the destination: the destination's rows that are not in the source are LOST; "
+        "never the default, name it yourself)")
+    replace_by: Literal["swap", "truncate"] = Field(
+        default="swap", description="strategy replace: swap (load a shadow table while readers read the old rows, "
+        "then swap it in under a short ACCESS EXCLUSIVE lock; refused when views, triggers or other tables' foreign "
+        "keys depend on the table) or truncate (TRUNCATE and load in place in one transaction: readers wait for "
+        "the whole load)")
     state_schema: str = Field(default="agent19_etl", description="schema of the watermark and dead-letter "
                               "tables, created in the destination when missing")
 
