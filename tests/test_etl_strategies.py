@@ -1,8 +1,9 @@
 """The replace and merge load strategies on real servers.
 
-replace: one transaction empties the destination and loads the whole source; readers see the old rows or the new
-ones, never an empty table (they wait on its ACCESS EXCLUSIVE lock, observed in pg_locks); a failure mid-load
-leaves the old rows; it is never the default and an inline pipeline over MCP may not choose it.
+replace_by = "truncate": one transaction empties the destination and loads the whole source; readers see the old
+rows or the new ones, never an empty table (they wait on its ACCESS EXCLUSIVE lock, observed in pg_locks); a
+failure mid-load leaves the old rows (both ways of replace); it is never the default and an inline pipeline over
+MCP may not choose it. The swap (the default way) is tested in test_etl_replace_swap.py.
 merge (PostgreSQL 15+): MERGE with inserted / updated / unchanged counted, on every server version here."""
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import pytest
 from agent19.errors import InputError
 from agent19.etl.batch import run_pipeline
 from agent19.etl.pipeline import parse_pipeline
-from tests.conftest import _fresh_database, run_sql
+from tests.conftest import _fresh_database, one, run_sql
 from tests.mcp_client import stdio_session
 from tests.test_etl_batch import CHECKSUM, DEST_DDL, SOURCE_DDL, _db, _pipeline
 
 OLD = 3000
+TRUNCATE = 'strategy = "replace"\nreplace_by = "truncate"'
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def _sum(dsn: str, table: str) -> tuple:
         return conn.execute(CHECKSUM.format(table)).fetchone()
 
 
-def test_replace_swaps_the_rows_in_one_transaction_readers_never_see_it_empty(dsn, warehouse):
+def test_replace_by_truncate_swaps_the_rows_in_one_transaction_readers_never_see_it_empty(dsn, warehouse):
     _seed(dsn, warehouse)
     run_sql(warehouse, f"INSERT INTO analytics.orders (id, email) SELECT g + 100000, 'old' FROM "
                        f"generate_series(1, {OLD}) g")  # rows the source does not have: replace drops them
@@ -65,8 +67,8 @@ def test_replace_swaps_the_rows_in_one_transaction_readers_never_see_it_empty(ds
     for t in threads:
         t.start()
     try:
-        result = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=250,
-                                                       transform=False)), _db(dsn))
+        result = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=250, transform=False)
+                                             .replace('strategy = "replace"', TRUNCATE)), _db(dsn))
     finally:
         done.set()
         for t in threads:
@@ -76,20 +78,22 @@ def test_replace_swaps_the_rows_in_one_transaction_readers_never_see_it_empty(ds
     assert 0 not in seen and set(seen) <= {OLD, 5000}, sorted(set(seen))
     assert "AccessExclusiveLock" in locks, locks
     run_sql(dsn, "DELETE FROM orders WHERE id > 4000")  # a second run mirrors the source again, deletes included
-    again = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=250)), _db(dsn))
+    again = run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=250)), _db(dsn))  # swap
     assert again.replaced == 5000 and again.inserted == 4000 and again.resumed_from is None
     assert _sum(dsn, "orders") == _sum(warehouse, "analytics.orders")
 
 
-def test_a_replace_that_fails_mid_load_keeps_the_old_rows(dsn, warehouse):
+@pytest.mark.parametrize("way", ["swap", "truncate"])
+def test_a_replace_that_fails_mid_load_keeps_the_old_rows(dsn, warehouse, way):
     _seed(dsn, warehouse)
     run_sql(warehouse, "INSERT INTO analytics.orders (id, email) VALUES (1, 'old'), (2, 'old')")
     run_sql(warehouse, "ALTER TABLE analytics.orders ADD CHECK (amount < 4500)")  # a late batch fails
     before = _sum(warehouse, "analytics.orders")
     with pytest.raises(psycopg.errors.CheckViolation):
-        run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=500, transform=False)),
-                     _db(dsn))
+        run_pipeline(parse_pipeline(_pipeline(dsn, warehouse, strategy="replace", batch=500, transform=False).replace(
+            'strategy = "replace"', f'strategy = "replace"\nreplace_by = "{way}"')), _db(dsn))
     assert _sum(warehouse, "analytics.orders") == before
+    assert one(warehouse, "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_agent19\\_swap\\_%'") == 0
 
 
 def test_replace_is_never_the_default_and_takes_no_lag(dsn, warehouse):
