@@ -36,7 +36,8 @@ def render_etl(r: EtlResult) -> str:
                      + (f"; {r.resolved:,} earlier dead letter(s) resolved" if r.resolved else ""))
         if r.strategy == "replace":
             lines.append(f"  replaced: the {r.replaced:,} rows the destination held were removed in the same "
-                         "transaction")
+                         "transaction" + (f" (by {r.replace_by})" if r.replace_by else ""))
+            lines += [f"  swap: {note}" for note in r.swap]
     if r.retries:
         lines.append(f"  {r.retries} transient error(s) retried")
     lines.append(f"  watermark: {r.resumed_from or 'none (first run)'} → {r.watermark or 'none'}")
@@ -75,9 +76,10 @@ def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then UPDATE
     the rows that changed and INSERT new keys; ON CONFLICT if another session inserts a key meanwhile),
     merge (the same with MERGE, PostgreSQL 15+), append, or replace (only when the pipeline names it: each
-    run empties the destination table and loads the whole source in one transaction, so readers see the old
-    rows or the new ones, never an empty table, and rows missing from the source are lost; refused in an
-    inline pipeline over MCP). Each batch commits with the watermark in the destination, so a run killed at
+    run loads the whole source into a new table while readers read the old rows, then swaps it in under a
+    short ACCESS EXCLUSIVE lock, in one transaction, so readers see the old rows or the new ones, never an
+    empty table, and rows missing from the source are lost; refused in an inline pipeline over MCP). Each
+    batch commits with the watermark in the destination, so a run killed at
     any moment resumes exactly once. Invalid records go to the dead-letter table with their reason and
     source key. Transient errors are retried with backoff. Reports inserted / updated / unchanged /
     rejected counts, rows per second, and source schema drift since the last run.
