@@ -28,7 +28,8 @@ async def _check_tools_and_describe(session):
     tools = {t.name: t for t in (await session.list_tools()).tools}
     assert {"describe_database", "server_info"} <= set(tools)
     describe = tools["describe_database"]
-    assert "schema.name" in describe.input_schema["properties"]["table"]["description"]
+    # what a parameter means in every tool is said once, in the server's instructions
+    assert "table: name or schema.name" in session.initialize_result.instructions
     assert describe.output_schema is None  # the result's schema is in the tool's documentation resource
     docs = json.loads((await session.read_resource("agent19://tools/describe_database")).contents[0].text)
     assert "tables" in docs["output_schema"]["properties"]

@@ -3,20 +3,41 @@
 pydantic's schemas are written for documentation: every property carries a generated ``title``
 ("Pg Version" for ``pg_version``), every optional value is ``anyOf [X, null]`` with ``default: null``,
 and nested models carry their Python docstrings. A model client reads all of it on every
-conversation. :func:`compact` keeps the types, constraints, enums, defaults that mean something and
-the field descriptions, and drops the rest; the server still validates every call with the full
+conversation. :func:`compact` keeps the types, constraints, enums and defaults that mean something and
+a brief text per parameter, and drops the rest; the server still validates every call with the full
 model, so a client sending ``null`` for an optional argument is accepted as before.
+
+What a parameter's brief is (in this order):
+
+* the tool's declared one (``@tool(briefs={"name": "…"})``; ``""``: its name and type say enough; a dict:
+  the schema to list instead, e.g. for a parameter whose structure another tool's listing shows);
+* nothing for a parameter that means the same in every tool (:data:`SHARED`): the server's instructions
+  describe it once;
+* else the first clause of its description (up to ``;``, ``(`` or a sentence end), at most
+  :data:`PARAMETER_TEXT` characters.
+
+The whole description stays the CLI's ``--help`` and is in the resource ``agent19://tools/{name}``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 _DROP_EMPTY_DEFAULTS = (None, [], {})
-PARAMETER_TEXT = 160
-"""Longest parameter description in tools/list; the whole text is in agent19://tools/{name} and ``--help``."""
-_CLAUSE_END = re.compile(r"(?<=[.;])\s+")
+PARAMETER_TEXT = 70
+"""Longest parameter brief in tools/list; the whole text is in agent19://tools/{name} and ``--help``."""
+SHARED = {
+    "detail": '"full": the whole result, not a summary within the response budget',
+    "pg_version": "PostgreSQL major version to assume without a database (e.g. 15); with one, the server's",
+    "parameters": "values for $1, $2 … (bound server-side as text; null is SQL NULL)",
+    "acknowledge": "lint rule codes of lock warnings accepted for this statement (AGENT19_REQUIRE_LOCK_ACK)",
+    "config": "agent19.toml or pyproject.toml to read (default: the nearest one)",
+    "table": "name or schema.name",
+}
+"""Parameters described once, in the server's instructions (:func:`shared_parameters`), not in every tool."""
+_FIRST_CLAUSE = re.compile(r";\s|\s\(|(?<=[.!?])\s|: e\.g\.|, e\.g\.")
 _KEYWORDS = frozenset({
     "type", "properties", "required", "items", "prefixItems", "enum", "const", "default", "description", "anyOf",
     "oneOf", "allOf", "$ref", "$defs", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
@@ -25,13 +46,55 @@ _KEYWORDS = frozenset({
 """JSON Schema keywords a client uses; agent19's own markers (``user_sql``, ``cli``) stay on the server."""
 
 
-def compact(schema: dict[str, Any]) -> dict[str, Any]:
-    """A smaller schema accepting the same calls (the model validates them on the server)."""
+def shared_parameters() -> str:
+    """The text the server's instructions carry for :data:`SHARED`."""
+    return "Parameters that mean the same in every tool: " + "; ".join(
+        f"{name}: {text}" for name, text in SHARED.items()) + "."
+
+
+def compact(schema: dict[str, Any], briefs: dict[str, str | dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A smaller schema accepting the same calls (the model validates them on the server); ``briefs``: the
+    tool's declared parameter texts (``ToolSpec.briefs``)."""
     out = _node(schema, top=True)
     for name, sub in list(out.get("$defs", {}).items()):
         sub.pop("description", None)  # a model's docstring: the field that uses it is described already
         out["$defs"][name] = sub
+    properties = out.get("properties", {})
+    for name, prop in properties.items():
+        declared = (briefs or {}).get(name)
+        if isinstance(declared, dict):
+            properties[name] = declared
+            continue
+        text = _brief_of(name, prop.pop("description", None), briefs or {})
+        if text:
+            prop["description"] = text
+    _drop_unused_defs(out)
     return out
+
+
+def _drop_unused_defs(schema: dict[str, Any]) -> None:
+    defs = schema.get("$defs")
+    if not defs:
+        return
+    used: set[str] = set()
+    pending = [{k: v for k, v in schema.items() if k != "$defs"}]
+    while pending:
+        text = json.dumps(pending.pop())
+        for name in set(re.findall(r'"#/\$defs/([^"]+)"', text)) - used:
+            used.add(name)
+            pending.append(defs.get(name, {}))
+    schema["$defs"] = {name: sub for name, sub in defs.items() if name in used}
+    if not schema["$defs"]:
+        del schema["$defs"]
+
+
+def _brief_of(name: str, description: str | None, briefs: dict[str, str | dict[str, Any]]) -> str:
+    declared = briefs.get(name)
+    if isinstance(declared, str):
+        return declared
+    if name in SHARED:
+        return ""
+    return brief(description) if isinstance(description, str) else ""
 
 
 def _node(node: Any, top: bool = False) -> Any:
@@ -48,6 +111,8 @@ def _node(node: Any, top: bool = False) -> Any:
             continue
         if key == "additionalProperties" and value is True:
             continue
+        if key == "type" and ("enum" in node or "const" in node):
+            continue  # the values say it
         if key == "description" and (top or not isinstance(value, str)):
             if not top:
                 out[key] = value
@@ -77,17 +142,10 @@ def _without_null_branch(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def brief(text: str, limit: int = PARAMETER_TEXT) -> str:
-    """``text`` cut to whole clauses (ending in ``.`` or ``;``) within ``limit`` characters; a first clause
-    longer than that is cut at a word and ends with an ellipsis."""
+    """The first clause of ``text`` (up to ``;``, `` (``, a sentence end or an example), within ``limit``
+    characters: a longer one is cut at a word and ends with an ellipsis."""
     text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    kept = ""
-    for clause in _CLAUSE_END.split(text):
-        candidate = f"{kept} {clause}".strip()
-        if len(candidate) > limit:
-            break
-        kept = candidate
-    if len(kept) >= limit // 2:
-        return kept.rstrip(";")
-    return text[: limit - 1].rsplit(" ", 1)[0] + "…"
+    first = _FIRST_CLAUSE.split(text, maxsplit=1)[0].rstrip(".:, ")
+    if len(first) <= limit:
+        return first
+    return first[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"

@@ -57,6 +57,9 @@ def render_advice(a: Advice) -> str:
 
 
 @tool(
+    briefs={
+        "sql": "one query; $1… allowed", "min_gain": "least share of cost an index must remove",
+    },
     name="advise_indexes", title="Recommend indexes for a query, verified with HypoPG", args=AdviseArgs,
     result=Advice, cli="advise", positional=("sql",), render_text=render_advice,
     examples=("agent19 advise \"SELECT * FROM orders WHERE status = 'refunded' AND amount > 900\"",),
@@ -82,12 +85,19 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
 
 
 @tool(
+    briefs={
+        "queries": "default: pg_stat_statements' top statements", "order_by": "", "limit": "",
+        "budget_mb": "size budget for all new indexes", "min_gain": "least share of cost an index must remove",
+    },
     name="advise_workload", title="Choose indexes for a whole workload under a storage budget", args=WorkloadArgs,
     result=Advice, cli="advise-workload", render_text=render_advice,
     examples=("agent19 advise-workload --budget-mb 500", "agent19 advise-workload --order-by calls --limit 50"),
 )
 def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
-    """Choose one set of indexes for a whole workload (pg_stat_statements' top statements or given queries), verified
+    """Choose one set of indexes for a whole workload (queries or pg_stat_statements' top), verified with HypoPG
+    within a budget.
+
+    Choose one set of indexes for a whole workload (pg_stat_statements' top statements or given queries), verified
     with HypoPG within a size budget. Use after advise_indexes when many queries matter.
 
     Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,

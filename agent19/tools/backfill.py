@@ -70,6 +70,16 @@ def render_backfill(r: BackfillResult) -> str:
 
 @tool(
     name="run_backfill",
+    briefs={
+        "table": "", "set": "the SET list, e.g. b = a::bigint", "where": "only rows still to do",
+        "key": "default: the primary key", "batch_size": "rows in the first batch", "min_batch_size": "",
+        "max_batch_size": "", "target_batch_ms": "aimed batch duration", "pause_ms": "", "lock_timeout_ms": "",
+        "max_replication_lag_s": "wait while a replica lags more (null: never)", "max_retries": "",
+        "name": "checkpoint name", "restart": "forget the checkpoint and start over",
+        "validate_end": "count rows still matching where", "emit": "run nothing; return a script or procedure",
+        "confirm_token": "from the first call's confirmation report",
+        "confirm_phrase": "only if the operator allows model confirmation",
+    },
     title="Run a batched, resumable backfill",
     args=BackfillArgs,
     result=BackfillOutput,
@@ -89,7 +99,10 @@ def render_backfill(r: BackfillResult) -> str:
     ),
 )
 def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
-    """Update a large table in short, resumable keyset batches (lock_timeout, adaptive size, replica-lag waits,
+    """Update a large table in short, resumable batches instead of one big UPDATE (or emit it as a script or
+    procedure).
+
+    Update a large table in short, resumable keyset batches (lock_timeout, adaptive size, replica-lag waits,
     checkpoint row), or emit it as a Python script or PL/pgSQL procedure. Use instead of one big UPDATE.
 
     Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE

@@ -47,14 +47,17 @@ def render_plan(p: CapacityPlan) -> str:
 
 
 @tool(
+    briefs={
+        "window": "seconds between readings for rates (0: none)", "disk_size": "data disk size, e.g. 500GB",
+    },
     name="capacity_plan", title="Capacity plan from measured growth: projections, triggers, thresholds",
     args=PlanArgs, result=CapacityPlan, cli="capacity", render_text=render_plan,
     examples=("agent19 capacity --disk-size 500GB", "agent19 capacity --window 60 --format json",
               "agent19 capacity sample   # daily from cron: the growth history"),
 )
 def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
-    """How big is this database, how fast does it grow, and when does it need more? Measures sizes and load, projects
-    growth from evidence, and judges the scaling triggers. Use for capacity planning.
+    """How big is the database, how fast does it grow, when does it need more? Sizes, load, growth, scaling
+    triggers.
 
     How big is this database, how fast does it grow, and when does it need more? Measures the current
     state on the server (database, table, index and TOAST sizes, rows, bytes per row, the largest objects,
@@ -85,6 +88,9 @@ def render_sample(r: SampleResult) -> str:
 
 
 @tool(
+    briefs={
+        "store": "",
+    },
     name="capacity_sample", title="Record a size sample for capacity planning (cron-able)",
     args=SampleArgs, result=SampleResult, cli="capacity sample", render_text=render_sample,
     read_only=False, idempotent=False,  # appends a line to a file in agent19's data directory

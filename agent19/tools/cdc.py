@@ -33,6 +33,9 @@ def render_check(r: CdcReadiness) -> str:
 
 @tool(
     name="cdc_check",
+    briefs={
+        "tables": "schema.table names", "publication": "",
+    },
     title="Is the source ready for change data capture?",
     args=CdcCheckArgs,
     result=CdcReadiness,
@@ -43,7 +46,10 @@ def render_check(r: CdcReadiness) -> str:
     examples=("agent19 cdc check public.orders public.customers",),
 )
 def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
-    """Check that the source database is ready for change data capture of some tables (wal_level, slots, REPLICATION
+    """Check that a source database is ready for change data capture of some tables, each finding with the SQL
+    that fixes it.
+
+    Check that the source database is ready for change data capture of some tables (wal_level, slots, REPLICATION
     privilege, replica identity, publication), each finding with the SQL that fixes it.
 
     Readiness of the source (agent19's database) for change data capture of `tables`: wal_level = logical,
@@ -94,6 +100,12 @@ def render_run(r: CdcResult) -> str:
 
 @tool(
     name="cdc_run",
+    briefs={
+        "tables": "schema.table; same names in the destination",
+        "destination": "env:VAR holding its DSN, or a DSN without password", "slot": "", "follow": "keep consuming",
+        "max_seconds": "", "batch_changes": "", "teardown": "drop the slot and state; apply nothing",
+        "state_schema": "", "plugin": "", "publication": "pgoutput's publication",
+    },
     title="Apply a logical replication slot's changes to a destination",
     args=CdcRunArgs,
     result=CdcResult,
@@ -114,7 +126,10 @@ def render_run(r: CdcResult) -> str:
     ),
 )
 def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
-    """Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json or pgoutput
+    """Copy tables into another PostgreSQL and keep them in sync by change data capture, exactly once. Use after
+    cdc_check.
+
+    Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json or pgoutput
     slot), exactly once across restarts. Use after cdc_check; `teardown` drops the slot.
 
     Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
@@ -172,6 +187,10 @@ def render_debezium(r: DebeziumConfig) -> str:
 
 @tool(
     name="cdc_debezium",
+    briefs={
+        "tables": "schema.table names", "topic_prefix": "", "name": "connector name prefix", "slot": "",
+        "publication": "", "sink": "also a JDBC sink: env:VAR or a DSN", "heartbeat_ms": "", "snapshot_mode": "",
+    },
     title="Debezium and JDBC sink configuration, checked against the source",
     args=DebeziumArgs,
     result=DebeziumConfig,
@@ -186,8 +205,8 @@ def render_debezium(r: DebeziumConfig) -> str:
     ),
 )
 def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
-    """Generate the Debezium/Kafka Connect configuration (and the source's setup SQL) for the same capture as
-    cdc_run, for when one cdc_run process is not enough.
+    """Generate the Debezium/Kafka Connect configuration and the source's setup SQL for the same capture as
+    cdc_run.
 
     When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
     configuration for the same capture: the Debezium PostgreSQL connector (pgoutput, the filtered publication,

@@ -71,6 +71,11 @@ def render_confirmation(c: Confirmation) -> str:
 
 @tool(
     name="confirm_destructive",
+    briefs={
+        "sql": "step 1: the statement that can lose data", "token": "step 2: the token from step 1",
+        "phrase": "only if the operator allows model confirmation",
+        "archive": "copy the rows aside first (both steps)", "max_rows": "",
+    },
     title="Confirm and run a destructive statement",
     args=ConfirmArgs,
     result=Confirmation,
@@ -89,7 +94,10 @@ def render_confirmation(c: Confirmation) -> str:
     ),
 )
 def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
-    """The only way a statement that can lose data runs: an impact report, then the exact phrase,
+    """The only way a statement that can lose data runs: an impact report and a phrase (step 1), run once a human
+    typed it (step 2).
+
+    The only way a statement that can lose data runs: an impact report, then the exact phrase,
     typed by a human. Step 1 (the report) works in every mode; step 2 runs the statement only in
     execute mode.
 

@@ -143,6 +143,14 @@ def render_dry_run(r: DryRunResult) -> str:
 
 @tool(
     name="test_migration",
+    briefs={
+        "files": "migration files or directories", "sql": "the migration as SQL instead of files",
+        "down_sql": "rollback SQL to verify", "down_files": "", "verify_rollback": "",
+        "checks": "queries that must return true", "plan_checks": "also run plan_migration's checks",
+        "measure_blocking": "measure how long reads/writes wait", "probe_timeout_ms": "", "scratch_copy": "",
+        "sample_rows": "rows per table in a schema-only copy", "queries": "queries whose plans to compare",
+        "top_queries": "also compare the N costliest SELECTs",
+    },
     title="Dry-run a migration on the real server",
     args=TestMigrationArgs,
     result=DryRunResult,
@@ -157,7 +165,10 @@ def render_dry_run(r: DryRunResult) -> str:
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
-    """Dry-run a migration on the real server and report what each statement really did (time, locks taken, rewrites,
+    """Dry-run a migration on the real server, rolled back: each statement's time, locks, rewrites, rows and
+    errors.
+
+    Dry-run a migration on the real server and report what each statement really did (time, locks taken, rewrites,
     rows, errors); always rolled back. Use after plan_migration, before running it for real.
 
     Run a migration on the real server without changing it, and report what each statement really does:
@@ -256,6 +267,9 @@ class RollbackArgs(BaseModel):
 
 @tool(
     name="verify_rollback",
+    briefs={
+        "up": "up migration file", "down": "default: the up file's pair", "up_sql": "", "down_sql": "",
+    },
     title="Verify that a down migration restores the schema",
     args=RollbackArgs,
     result=RollbackResult,

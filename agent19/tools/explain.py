@@ -82,6 +82,11 @@ def render_explain(r: ExplainResult) -> str:
 
 @tool(
     name="explain_query",
+    briefs={
+        "sql": "one statement; $1… placeholders allowed", "analyze": "run it to measure (writes rolled back)",
+        "generic_plan": "plan $n placeholders without values (PostgreSQL 16+)",
+        "settings": "name=value planner settings", "timeout_ms": "",
+    },
     title="Explain a query and diagnose its plan",
     args=ExplainArgs,
     result=ExplainResult,

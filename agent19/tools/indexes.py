@@ -23,6 +23,9 @@ def render_health(h: IndexHealth) -> str:
 
 
 @tool(
+    briefs={
+        "schema": "", "unused_min_mb": "", "bloat_min_mb": "",
+    },
     name="index_health", title="Index hygiene: unused, duplicate, invalid, missing, bloated", args=IndexHealthArgs,
     result=IndexHealth, cli="index-health", render_text=render_health,
     exit_code=lambda h: 1 if h.findings else 0,

@@ -154,9 +154,8 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
     examples=("agent19 info", "agent19 info --dsn postgresql://app@localhost/shop --format json"),
 )
 def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
-    """Tell which PostgreSQL agent19 is connected to (version, user, replica or primary), its access
-    mode (read-only, dry-run or execute) and which features are available here — and if not, why
-    and what to do. Call it first to know what the other tools can do. Reads only."""
+    """Which PostgreSQL agent19 is connected to, its access mode, and which features work here (if not, why).
+    Call it first."""
     db = ctx.db
     base = ServerInfo(
         agent19_version=agent19.__version__,

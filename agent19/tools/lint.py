@@ -116,6 +116,11 @@ def render_sarif(report: LintReport) -> str:
 
 @tool(
     name="lint_migration",
+    briefs={
+        "paths": "migration files or directories", "sql": "SQL instead of files",
+        "disable": "rule codes or names to turn off", "fail_on": "", "style": "also the style rules",
+        "assume": "facts the SQL does not show", "migration_lock_timeout": "lock_timeout your migration tool sets",
+    },
     title="Lint a migration",
     args=LintArgs,
     result=LintReport,
@@ -133,8 +138,8 @@ def render_sarif(report: LintReport) -> str:
     ),
 )
 def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
-    """Lint migration SQL before it runs: the lock each statement takes, rewrites, risk, and findings with the safe
-    alternative as SQL. Works without a database.
+    """Lint migration SQL before it runs: each statement's lock, rewrite and risk, findings with safe SQL. No
+    database needed.
 
     Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
     whether it rewrites the table, whether it can run in a transaction, its risk, and findings —
@@ -245,7 +250,10 @@ def render_rules_markdown(r: RuleList) -> str:
     examples=("agent19 rules", "agent19 rules --format markdown > docs/rules.md"),
 )
 def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:
-    """Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
+    """Every lint rule: code, severity, why, the safe alternative. Codes go in `disable` or `-- agent19:ignore`
+    comments.
+
+    Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
     a bad and a good example. Use a code or name in `disable` or in `-- agent19:ignore` comments."""
     return RuleList(rules=[
         RuleDoc(code=r.code, name=r.name, title=r.title, severity=r.severity, group=r.group,

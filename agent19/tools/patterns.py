@@ -15,12 +15,14 @@ from agent19.migrate.layouts.prisma_schema import schema_prisma
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.live import LiveColumn, read_column
 from agent19.migrate.patterns.model import Pattern, PatternKind
+from agent19.migrate.patterns.sqlnames import table_arg
 from agent19.tools.registry import ToolContext, tool
 
 
 class PatternArgs(BaseModel):
     kind: PatternKind = Field(description="which change")
-    table: str = Field(description="the table (name or schema.name)")
+    table: str = Field(description="the table: name or schema.name as the catalog stores it (Order, My Schema.t), or "
+                       "as SQL with double quotes (\"My Schema\".\"a.b\"); read as agent19 backfill reads it")
     column: str | None = Field(default=None, description="the column (set_not_null, change_column_type, rename_column, "
                                "add_column_volatile_default)")
     columns: list[str] | None = Field(default=None, description="columns (indexes, unique, primary key, foreign key)")
@@ -86,7 +88,7 @@ def _check_fragments(a: PatternArgs) -> None:
 
 def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None) -> Pattern:
     _check_fragments(a)
-    t, k = a.table, a.kind
+    t, k = table_arg(a.table), a.kind
     if k == "set_not_null":
         (col,) = _need(a, "column")
         return P.set_not_null(t, col, default=a.default, backfill=a.backfill, pg_version=pg)
@@ -102,7 +104,7 @@ def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None
         return P.rename_table(t, new, pg_version=pg)
     if k == "add_foreign_key":
         cols, ref, refcols = _need(a, "columns", "references", "ref_columns")
-        return P.add_foreign_key(t, cols, ref, refcols, name=a.name, on_delete=a.on_delete, pg_version=pg)
+        return P.add_foreign_key(t, cols, table_arg(ref), refcols, name=a.name, on_delete=a.on_delete, pg_version=pg)
     if k == "add_check":
         name, expr = _need(a, "name", "expression")
         return P.add_check(t, name, expr, pg_version=pg)
@@ -136,6 +138,14 @@ def _server_version(ctx: ToolContext) -> int | None:
 
 @tool(
     name="zero_downtime_pattern",
+    briefs={
+        "kind": "", "table": "", "column": "", "columns": "", "new_name": "",
+        "type": "the new type, or the column's type", "old_type": "change_column_type: the current type",
+        "using": "conversion expression", "default": "default expression", "backfill": "value for existing NULLs",
+        "not_null": "", "references": "referenced table", "ref_columns": "", "on_delete": "", "name": "",
+        "expression": "", "unique": "", "where": "partial index predicate", "index": "",
+        "definition": "reindex before PostgreSQL 12", "write_to": "also write the phases as files here", "layout": "",
+    },
     title="The zero-downtime way to make a schema change",
     args=PatternArgs,
     result=PatternResult,
@@ -150,7 +160,10 @@ def _server_version(ctx: ToolContext) -> int | None:
     ),
 )
 def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
-    """The safe, phased way to make a change that would lock a busy table (rename, type change, NOT NULL, foreign
+    """The safe, phased SQL (lock and rollback per phase) for a change that would lock a busy table. Runs
+    nothing.
+
+    The safe, phased way to make a change that would lock a busy table (rename, type change, NOT NULL, foreign
     key, unique, index…), each phase with SQL, lock, rollback and validation. Runs nothing.
 
     The safe, phased way to make a change that would otherwise lock a busy table: rename a column or
@@ -164,7 +177,7 @@ def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     live = None
     if args.kind == "change_column_type" and args.column and ctx.settings.dsn_value() is not None:
         with ctx.db.read() as conn:  # carry NOT NULL, the default, the sequence; name what stays behind
-            live = read_column(conn, args.table, args.column)
+            live = read_column(conn, table_arg(args.table), args.column)
     pattern = build_pattern(args, args.pg_version or _server_version(ctx), live)
     files: list[str] = []
     if args.write_to:
@@ -189,6 +202,9 @@ class PrismaSchema(BaseModel):
 
 @tool(
     name="prisma_schema",
+    briefs={
+        "schema": "", "prisma_major": "", "output": "also write to this file",
+    },
     title="Generate schema.prisma from the database",
     args=PrismaArgs,
     result=PrismaSchema,
@@ -197,8 +213,7 @@ class PrismaSchema(BaseModel):
     examples=("agent19 prisma-schema --output prisma/schema.prisma",),
 )
 def prisma_schema(ctx: ToolContext, args: PrismaArgs) -> PrismaSchema:
-    """Generate a Prisma schema (schema.prisma) from the live database's catalog: models, relations, enums
-    and @map names. Use to start using Prisma on an existing database.
+    """Generate a Prisma schema (schema.prisma) from the live database: models, relations, enums and @map names.
 
     Generate a Prisma schema (schema.prisma) from the live database: models with scalar and
     native types, @id/@@id, @default (autoincrement, now, dbgenerated), @unique/@@unique, @@index,

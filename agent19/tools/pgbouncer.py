@@ -46,6 +46,12 @@ def render_config(c: PgBouncerConfig) -> str:
 
 
 @tool(
+    briefs={
+        "write": "directory for pgbouncer.ini and auth files", "listen_port": "", "listen_addr": "",
+        "databases": "default: the connected one", "users": "default: the connected login", "pool_mode": "",
+        "pool_size": "", "reserve_pool_size": "", "max_client_conn": "",
+        "other_connections": "direct connections bypassing PgBouncer", "auth": "", "pgbouncer_version": "",
+    },
     name="pgbouncer_config", title="PgBouncer configuration from the live database", args=ConfigArgs,
     result=PgBouncerConfig, cli="pgbouncer config", render_text=render_config,
     read_only=False,  # --write writes pgbouncer.ini and the auth file
@@ -54,8 +60,8 @@ def render_config(c: PgBouncerConfig) -> str:
               "agent19 pgbouncer config --pool-size 30 --other-connections 10 --format json"),
 )
 def pgbouncer_config_tool(ctx: ToolContext, args: ConfigArgs) -> PgBouncerConfig:
-    """Generate pgbouncer.ini and its authentication from the live database, with the pool mode and sizes chosen from
-    evidence. Use when adding connection pooling.
+    """Generate pgbouncer.ini and its auth file from the live database, with the pool mode and sizes chosen from
+    evidence.
 
     Generate pgbouncer.ini and its authentication (userlist, or auth_query with a lookup role) from the
     live database. The pool mode is chosen from evidence: pg_stat_statements is scanned for session state
@@ -95,6 +101,10 @@ def render_status(s: PgBouncerStatus) -> str:
 
 
 @tool(
+    briefs={
+        "admin_dsn": "DSN of PgBouncer's admin console", "samples": "readings of SHOW POOLS",
+        "interval": "seconds between readings",
+    },
     name="pgbouncer_status", title="PgBouncer pools: waiting clients and saturation, with the fix",
     args=StatusArgs, result=PgBouncerStatus, cli="pgbouncer status", render_text=render_status,
     exit_code=lambda s: 1 if s.problems else 0,

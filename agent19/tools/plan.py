@@ -37,6 +37,11 @@ def render_plan(p: MigrationPlan) -> str:
 
 @tool(
     name="plan_migration",
+    briefs={
+        "file": ".sql migration or .json change list", "sql": "", "changes": "safe SQL is generated", "name": "",
+        "description": "", "dry_run_result": "test_migration's result for the same SQL",
+        "write_sample_seconds": "seconds to sample write rates",
+    },
     title="Plan a migration",
     args=PlanArgs,
     result=MigrationPlan,
@@ -50,7 +55,10 @@ def render_plan(p: MigrationPlan) -> str:
     ),
 )
 def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
-    """Plan a schema migration before running it. Give `sql` (kept in its order; ordering mistakes are
+    """Plan a migration before running it: each operation's lock, downtime, order, rollback and checks, from SQL
+    or a change list.
+
+    Plan a schema migration before running it. Give `sql` (kept in its order; ordering mistakes are
     reported) or `changes` (a structured change list; safe SQL is generated — CONCURRENTLY, NOT VALID +
     VALIDATE, NOT NULL through a CHECK — and ordered topologically).
 

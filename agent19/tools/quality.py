@@ -71,6 +71,10 @@ def _alert(command: str, result: QualityResult) -> str:
 
 @tool(
     name="data_quality",
+    briefs={
+        "file": "checks file (.yml or .toml)", "checks": "the checks file's content instead",
+        "suggest": "propose checks for these tables instead", "max_keys": "failing keys per check (0: all)",
+    },
     title="Data-quality checks",
     args=QualityArgs,
     result=QualityResult,
@@ -88,7 +92,10 @@ def _alert(command: str, result: QualityResult) -> str:
     ),
 )
 def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
-    """Run declarative data-quality checks (a YAML or TOML checks file) and report, per check, the
+    """Run data-quality checks (YAML or TOML) and report per check the value, thresholds, status and failing
+    rows' keys.
+
+    Run declarative data-quality checks (a YAML or TOML checks file) and report, per check, the
     measured value, its warn/fail thresholds, the status (pass, warn, fail, error), the exact number of
     failing rows with their primary keys (the first `max_keys`; 0 for all) and the query listing them all.
 

@@ -113,6 +113,9 @@ class ToolSpec(Generic[A, R]):
     """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``."""
     module: str = ""
     """The module that declared it."""
+    briefs: dict[str, str | dict[str, Any]] = field(default_factory=dict)
+    """Parameter texts for tools/list (agent19.tools._schema): ``""`` when the name and type say enough, a
+    schema to list instead of the full one; a parameter not named here gets its description's first clause."""
 
     @property
     def command(self) -> str:
@@ -147,6 +150,8 @@ def tool(
             raise ValueError(f"tool {name!r} is declared twice")
         description = inspect.cleandoc(run.__doc__ or "")
         _forbid_unknown_fields(args)
+        if stale := set(options.get("briefs", {})) - set(accepted_fields(args)):
+            raise ValueError(f"tool {name!r}: briefs for parameters it does not have: {sorted(stale)}")
 
         def guarded(ctx: ToolContext, arguments: A) -> R:
             from agent19.safety import gate

@@ -77,13 +77,19 @@ def _not_ready(r: ReplicationStatus) -> bool:
 
 
 @tool(
+    briefs={
+        "max_lag_mb": "most lag for failover readiness",
+    },
     name="replication_status", title="Replication and HA: standbys, lag, failover readiness, slots, archiving",
     args=ReplicationArgs, result=ReplicationStatus, cli="replication", render_text=render_replication,
     exit_code=lambda r: 1 if _not_ready(r) else 0,
     examples=("agent19 replication", "agent19 replication --max-lag-mb 16 --format json"),
 )
 def replication_status_tool(ctx: ToolContext, args: ReplicationArgs) -> ReplicationStatus:
-    """Replication and failover readiness: each standby's lag and state, replication slots and WAL archiving on a
+    """Replication and failover readiness: standby lag and state, slots, WAL archiving; on a standby, its
+    positions.
+
+    Replication and failover readiness: each standby's lag and state, replication slots and WAL archiving on a
     primary; receive/replay positions on a standby.
 
     Replication and high availability of the server: its role (primary or standby). On a primary: each

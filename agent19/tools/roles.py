@@ -34,6 +34,10 @@ def render_role(r: RoleScript) -> str:
 
 @tool(
     name="setup_role",
+    briefs={
+        "kind": "", "name": "", "database": "", "schemas": "", "all_data": "reader: grant pg_read_all_data",
+        "createdb": "migration: allow CREATE DATABASE",
+    },
     title="SQL for agent19's least-privilege reader login (or migration role)",
     args=RoleArgs,
     result=RoleScript,
@@ -44,7 +48,10 @@ def render_role(r: RoleScript) -> str:
               "agent19 setup-role --name app_reader --database shop --format json"),
 )
 def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
-    """Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
+    """Print the SQL creating the login agent19 should read as (or a migration role). Runs nothing: roles are a
+    DBA's step.
+
+    Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
     creating roles is a cluster-wide change for a DBA (agent19 never runs it, in any mode).
 
     kind=reader: LOGIN NOSUPERUSER with SELECT on the application's schemas (present and future

@@ -125,6 +125,15 @@ def render_result(r: RunbookResult) -> str:
 
 @tool(
     name="generate_runbook",
+    briefs={
+        "file": ".sql, .json change list or plan JSON", "sql": "", "name": "",
+        "changes": {"type": "array", "items": {"type": "object"}, "description": "as in plan_migration"},
+        "description": "", "dry_run_result": "test_migration's result for the same SQL",
+        "write_sample_seconds": "seconds to sample write rates", "requirements": "feature requirements (free text)",
+        "performance_issues": "slow queries to check before and after",
+        "backup_verify_result": "verify_backup's JSON result or its file",
+        "write_dir": "also write every document here", "handoff": "write the handoff folder",
+    },
     title="Write the runbook and handoffs of a migration",
     args=RunbookArgs,
     result=RunbookResult,
@@ -139,8 +148,8 @@ def render_result(r: RunbookResult) -> str:
     ),
 )
 def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
-    """Write the documents a migration needs before anyone runs it: deployment runbook, specification, rollback plan
-    and handoffs (DevOps, application, QA, security, handoff.json). Returns a summary and the paths.
+    """Write a migration's runbook, specification, rollback plan and handoffs before anyone runs it; returns a
+    summary and paths.
 
     Write the documents a migration needs before anyone runs it: the deployment runbook
     (prerequisites with verification SQL, pre-deployment, one section per step with its lock, downtime,
