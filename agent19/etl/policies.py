@@ -42,7 +42,7 @@ def require(pipeline: Pipeline, destination: Database) -> dry_runs.Verdict:
     if settings.require_dry_run:
         tested = dry_runs.check(settings, policy.server_state(destination), _fingerprint(pipeline), target)
     if tested.refusal:
-        why = tested.refusal.split("; run ")[0].removeprefix("policy require_dry_run: ")
+        why = tested.reason or tested.refusal
         raise ModeError(f"refused by policy require_dry_run (AGENT19_REQUIRE_DRY_RUN): pipeline {pipeline.name}: "
                         f"{why}; nothing was loaded",
                         "run it with --dry-run (dry_run=true over MCP) first, then run it again")

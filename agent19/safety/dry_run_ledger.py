@@ -182,10 +182,14 @@ def record(settings: Settings, state: ServerState, statements: list[str]) -> Non
 
 @dataclass(frozen=True)
 class Verdict:
-    """The ledger's answer for one statement: ``refusal`` None means it may run; ``entry`` is what it ran under."""
+    """The ledger's answer for one statement: ``refusal`` None means it may run; ``entry`` is what it ran under.
+    A refusal's parts, for callers that word their own message: ``reason`` (why, naming the target) and
+    ``advice`` (what to run)."""
 
     refusal: str | None
     entry: dict[str, Any] | None = None
+    reason: str | None = None
+    advice: str | None = None
 
 
 def _age_hours(entry: dict[str, Any], now: datetime) -> float | None:
@@ -234,7 +238,7 @@ def check(settings: Settings, state: ServerState, sql: str, target: str) -> Verd
                "run through agent19 on the schema the dry run tested")
     else:
         why = "it has not passed a dry run on this server and database with this search_path"
-    return Verdict(f"policy require_dry_run: {why} ({target}); {again}")
+    return Verdict(f"policy require_dry_run: {why} ({target}); {again}", reason=f"{why} ({target})", advice=again)
 
 
 def advance(settings: Settings, entry: dict[str, Any], state_after: ServerState) -> None:
