@@ -29,9 +29,10 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import table_arg
 from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
 from agent19.units import human_duration, human_size
@@ -96,7 +97,8 @@ LAG_POLL_S = 0.25
 class BackfillSpec(BaseModel):
     """What to update and how fast."""
 
-    table: str = Field(description="table to update: name or schema.name")
+    table: str = Field(description="table to update: name or schema.name, as the catalog stores it (Order, "
+                       "My Schema.order items) or as SQL with double quotes (\"My Schema\".\"a.b\")")
     set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`",
                      json_schema_extra={"user_sql": "expression"})  # agent19.safety.gate.user_sql
     where: str | None = Field(default=None, description="only rows matching this condition (those still to do)",
@@ -114,6 +116,12 @@ class BackfillSpec(BaseModel):
     name: str | None = Field(default=None, description="checkpoint name (default: derived from table/set/where)")
     restart: bool = Field(default=False, description="forget a finished or stopped run and start from the beginning")
     validate_end: bool = Field(default=True, description="count the rows still matching `where` at the end")
+
+    @field_validator("table")
+    @classmethod
+    def _one_reading(cls, value: str) -> str:
+        # the same reading as agent19 pattern's table (sqlnames.table_arg), kept as SQL text from here on
+        return table_arg(value)
 
     def checkpoint_name(self) -> str:
         if self.name:

@@ -15,13 +15,16 @@ each resume a run another one started.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import agent19
+from agent19.db.models import Table
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
+from agent19.migrate.patterns.model import BackfillStep, comment
 from agent19.migrate.patterns.sqlnames import ident, literal, parse_name, qualified, short
 
 CHECKPOINT_DDL = f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
@@ -44,7 +47,7 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     if spec.key and len(spec.key) > 1:
         raise InputError("the procedure form walks a single-column key", "use agent19 backfill for composite keys")
     name = spec.checkpoint_name()
-    proc = short("agent19_backfill_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower()), "")
+    proc = ident(procedure_name(spec))
     t, k = qualified(*parse_name(spec.table)), ident(key)  # spec.table is SQL text, as to_regclass reads it
     where = f" AND ({spec.where})" if spec.where else ""
 
@@ -97,6 +100,40 @@ BEGIN
 END
 $agent19$"""
     return create, f"CALL {proc}()"
+
+
+def keyset_backfill(key: str, key_type: str) -> Callable[[BackfillStep], list[str]]:
+    """Writes a pattern's backfill phase as SQL: the keyset procedure over ``key`` (of ``key_type``) and its CALL.
+
+    For :func:`agent19.migrate.patterns.model.fix_script` when the table's single-column key is known (a lint fix
+    or runbook with a catalog). The checkpoint name is the one ``agent19 backfill`` gives the same table, SET
+    and WHERE, so either resumes the other's run.
+    """
+    def render(step: BackfillStep) -> list[str]:
+        spec = BackfillSpec(table=step.table, set=step.set, where=step.where, key=[key])
+        create, call = procedure_parts(spec, key, key_type)
+        return [create + ";", comment("run the CALL on its own, outside a transaction block (it commits every "
+                                      "batch); after a failure, CALL it again: it resumes"),
+                call + ";", drop_procedure(spec) + ";"]
+    return render
+
+
+def single_key(table: Table | None) -> tuple[str, str] | None:
+    """(column, type) of ``table``'s single-column primary key (what the procedure walks), from a catalog snapshot."""
+    pk = next((c for c in table.constraints if c.type == "primary_key"), None) if table is not None else None
+    col = table.column(pk.columns[0]) if table is not None and pk is not None and len(pk.columns) == 1 else None
+    return (col.name, col.type) if col is not None else None
+
+
+def procedure_name(spec: BackfillSpec) -> str:
+    """The procedure :func:`procedure_parts` creates for ``spec`` (unqualified: the first schema of search_path)."""
+    return short("agent19_backfill_" + "".join(ch if ch.isalnum() else "_" for ch in spec.checkpoint_name().lower()),
+                 "")
+
+
+def drop_procedure(spec: BackfillSpec) -> str:
+    """Drops the procedure :func:`procedure_parts` creates (its checkpoint row stays, as agent19 backfill's does)."""
+    return f"DROP PROCEDURE IF EXISTS {ident(procedure_name(spec))}(integer, double precision)"
 
 
 @cache

@@ -58,6 +58,10 @@ def change_column_type(
     notes: list[str] = []
     if live is not None:
         not_null, default, old_type, notes = _carry(live, not_null, default, old_type)
+    elif not_null is None:
+        notes.append(f"not known here (no database): whether {column} is NOT NULL, its default and what depends "
+                     f"on it — the new column is nullable without a default; pass not_null/default, or connect a "
+                     "database (--dsn) to carry them over")
     _, rel = split_name(table)
     t, c = qname(table), ident(column)
     shadow, old = short(column, "_new"), short(column, "_old")

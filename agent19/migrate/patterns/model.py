@@ -20,6 +20,7 @@ Conventions:
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -135,18 +136,21 @@ def phase_sql(p: Phase) -> list[str]:
     return out
 
 
-def fix_script(phases: list[Phase]) -> str:
+def fix_script(phases: list[Phase], backfill: Callable[[BackfillStep], list[str]] | None = None) -> str:
     """Phases as a short runnable script for a lint fix or a runbook alternative.
 
     Each phase is headed by a comment naming it and its lock; a phase of several statements is one
     ``BEGIN … COMMIT``; phases are never merged into one transaction (that is the point of them).
+    ``backfill`` writes a backfill phase as SQL (the keyset procedure of
+    :func:`agent19.migrate.backfill.scripts.keyset_backfill`, when the table's key is known); without it the
+    phase names the ``agent19 backfill`` command that runs it.
     """
     out: list[str] = []
     for i, p in enumerate(phases):
         own = "" if i == 0 else ", in its own transaction"
         out.append(comment(f"{p.order}. {p.name} ({p.lock or 'no lock'}{own})"))
         out += [comment(n) for n in p.notes]
-        out += phase_sql(p)
+        out += backfill(p.backfill) if backfill is not None and p.backfill is not None else phase_sql(p)
     return "\n".join(out)
 
 

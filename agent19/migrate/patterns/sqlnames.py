@@ -13,8 +13,9 @@ rather than with ``psycopg.sql.Identifier`` because that always quotes (generate
 people) and needs a connection to render.
 
 Names are raw, as stored in the catalog (``Order`` is the mixed-case name, not ``order``).
-``qname`` takes ``schema.table`` and splits at the last dot; use :func:`qualified` with the parts
-when a name itself may contain a dot.
+``qname`` takes ``schema.table`` and splits at the last dot — or, written as SQL with double quotes
+(``s."a.b"``), reads it as PostgreSQL does; use :func:`qualified` with the parts when a name itself may
+contain a dot. :func:`table_arg` is the one reading of a table name a user gives a tool.
 """
 
 from __future__ import annotations
@@ -64,9 +65,45 @@ def quoted(name: str) -> str:
 
 
 def split_name(name: str) -> tuple[str | None, str]:
-    """``schema.table`` → ``("schema", "table")``; ``table`` → ``(None, "table")`` (split at the last dot)."""
+    """``schema.table`` → ``("schema", "table")``; ``table`` → ``(None, "table")``.
+
+    A raw name is split at the last dot. A name written as SQL with double quotes (``s."a.b"``,
+    ``"My Schema".t`` — what :func:`qualified` writes) is read as PostgreSQL reads it, so a dot inside
+    quotes stays in its part. (A raw name that is itself a valid quoted SQL name, such as ``"x"`` with
+    its quotes, is therefore read as SQL: write it with its quotes doubled inside quotes.)
+    """
+    if '"' in name:
+        try:
+            parts = parse_name(name)
+        except InputError:
+            parts = []  # not SQL (e.g. the raw name we"ird): a raw name
+        if len(parts) == 2:
+            return parts[0], parts[1]
+        if len(parts) == 1:
+            return None, parts[0]
+        if parts:
+            raise InputError(f"{name!r} has {len(parts)} parts; a table is name or schema.name",
+                             "leave out the database name")
     schema, _, rel = name.rpartition(".")
     return (schema or None), rel
+
+
+def table_arg(text: str) -> str:
+    """A table name as a user gives it to a tool (``agent19 pattern``, ``agent19 backfill``, a change list) → the
+    one SQL form every generator reads back exactly (:func:`qualified` of its parts).
+
+    Both ways of writing it mean the same table everywhere: a raw name as the catalog stores it (``Order``,
+    ``My Schema.order items``: no quotes, case kept, at most one dot, which separates the schema), or SQL
+    with double quotes (``"My Schema"."a.b"``: quoted parts exact, unquoted parts folded to lower case as
+    PostgreSQL does). A raw name with two or more dots is ambiguous and refused.
+    """
+    _check(text, "table name")
+    if '"' not in text and text.count(".") > 1:
+        first, second = text.split(".", 1), text.rsplit(".", 1)
+        raise InputError(
+            f"table name {text!r} is ambiguous: the schema could be {first[0]!r} or {second[0]!r}",
+            f"write it as SQL with double quotes around the parts: {qualified(*first)} or {qualified(*second)}")
+    return qualified(*split_name(text))
 
 
 def qualified(*parts: str | None) -> str:
@@ -147,9 +184,10 @@ def regclass(name: str) -> str:
 
 
 def sibling(table: str, name: str) -> str:
-    """``name`` in the schema of ``table`` (indexes live in their table's schema)."""
+    """``name`` in the schema of ``table`` (indexes live in their table's schema), as :func:`qualified` writes it
+    (so a dot in either part is read back exactly)."""
     schema, _ = split_name(table)
-    return f"{schema}.{name}" if schema else name
+    return qualified(schema, name)
 
 
 def major(pg_version: int | None) -> int:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from agent19.migrate import patterns
+from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, ident, short, typed_tree
-from agent19.migrate.patterns.sqlnames import literal
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree
+from agent19.migrate.patterns.live import live_from_snapshot
+from agent19.migrate.patterns.model import comment, fix_script
+from agent19.migrate.patterns.sqlnames import literal, qualified
 
 
 def widening_condition(new: ColumnType, major: int) -> str | None:
@@ -57,31 +61,43 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                 f"{condition} (assumed: the old type is unknown — connect a database (--dsn) to know, or state "
                 f"it with --assume {ASSUME_WIDEN})",
                 f"-- check the current type: SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
-                f"attrelid = {literal(short(ctx.relation))}::regclass AND attname = {literal(col)};\n"
+                f"attrelid = {literal(_table(ctx))}::regclass AND attname = {literal(col)};\n"
                 "-- if it is not one of those, expand and contract instead (see A19005's docs)",
                 severity="warning",
             )
             continue
-        try:
-            new_type = deparse(typed_tree(ctx.sql).cmds[sub].def_.typeName)
-        except Exception:  # noqa: BLE001
-            new_type = "<new type>"
-        table, c, new = short(ctx.relation), ident(col), ident(f"{col}_new")
+        tree = typed_tree(ctx.sql)
+        new_type = deparse(tree.cmds[sub].def_.typeName)
+        using_sql = None if plain else deparse(tree.cmds[sub].def_.raw_default)
         assumed = ""
         if (op.form or "").endswith(".unknown"):
             assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; no other type "
                        f"becomes {new_type} without a rewrite)")
         yield Hit(
             f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
-            f"on {table}: reads and writes wait for a time that grows with the table{assumed}",
-            "\n".join([
-                f"ALTER TABLE {table} ADD COLUMN {new} {new_type};",
-                f"-- keep {new} in step with {c} for new writes (a trigger), then backfill in batches:",
-                f"--   UPDATE {table} SET {new} = {c}::{new_type} WHERE ctid IN "
-                f"(SELECT ctid FROM {table} WHERE {new} IS NULL AND {c} IS NOT NULL LIMIT 10000);",
-                f"-- switch the application to {new}, then in a later migration drop {c} and rename {new}",
-            ]),
+            f"on {short(ctx.relation)}: reads and writes wait for a time that grows with the table{assumed}",
+            shadow_column_fix(ctx, col, new_type, using_sql),
         )
+
+
+def _table(ctx: StatementContext) -> str:
+    rel = ctx.fields.get("relation", {})
+    return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
+
+
+def shadow_column_fix(ctx: StatementContext, col: str, new_type: str, using: str | None) -> str:
+    """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
+    filled with what the catalog knows about the column and the table's key."""
+    table = _table(ctx)
+    known = ctx.table(ctx.relation)
+    live = live_from_snapshot(ctx.catalog, known, col) if ctx.catalog is not None and known is not None else None
+    pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=ctx.major, live=live)
+    key = single_key(known)
+    head = [comment(f"note: {n}") for n in pattern.notes]
+    if key is None:
+        head.append(comment("the backfill phase runs with agent19 backfill (keyset batches over the primary key)"
+                            + ("" if known is not None else "; with a database (--dsn) it is written out here")))
+    return "\n".join([*head, fix_script(pattern.phases, keyset_backfill(*key) if key else None)])
 
 
 RULE = Rule(
