@@ -30,8 +30,6 @@ How a run works:
 
 from __future__ import annotations
 
-import shlex
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -44,9 +42,9 @@ from pydantic import BaseModel, Field
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, quoted, target
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, target
+from agent19.etl.cdc_first_run import copy_table, create_slot, require_empty, require_replication_role
 from agent19.etl.cdc_read import ChangeReader, require_publication
-from agent19.migrate.patterns.sqlnames import ident
 
 SLOT_PREFIX = "agent19_"
 Q_STATE_DDL = """
@@ -69,10 +67,6 @@ SELECT slot_name, plugin, active, confirmed_flush_lsn::text AS confirmed,
 """
 Q_SAME_DATABASE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started, " \
     "current_setting('port') AS port"
-Q_OPEN_WRITERS = """
-SELECT pid, datname, state, extract(epoch FROM now() - xact_start)::float AS age_s FROM pg_stat_activity
- WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY xact_start
-"""
 Progress = Callable[[float, float | None, str | None], None]
 
 
@@ -149,43 +143,8 @@ class CdcRun:
             return conn.execute(Q_SLOT, (self.slot,)).fetchone()
 
     # -- first run -----------------------------------------------------------------------------------------
-    def require_empty(self, lock: bool = False) -> None:
-        """Refuse a first run into destination tables that hold rows (the copy would mix or, emptied first, lose
-        them); ``lock``: inside the copy's transaction, under an EXCLUSIVE lock (reads go on, writes wait)."""
-        if lock:
-            self.dest.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(
-                sql.SQL(", ").join(t.ident for t in self.targets.values())))
-        full = {}
-        for name, t in self.targets.items():
-            row = self.dest.execute(sql.SQL("SELECT EXISTS (SELECT FROM {}) AS any").format(t.ident)).fetchone()
-            if row and row["any"]:
-                n = self.dest.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(t.ident)).fetchone()
-                full[name] = int(n["n"]) if n else 0
-        if not full:
-            return
-        listed = ", ".join(f"{name} ({n:,} rows)" for name, n in full.items())
-        truncate = shlex.quote("TRUNCATE " + ", ".join(quoted(name) for name in full))
-        raise InputError(
-            f"refused: the first run of slot {self.slot} copies the source tables into empty destination tables, "
-            f"and these hold rows: {listed}. Nothing was removed, no slot was created",
-            f"if those rows may go, empty the tables through the confirmation protocol on the destination, where a "
-            f"person agrees to lose them: DATABASE_URL=<destination> agent19 confirm {truncate} (then with "
-            f"--token … --mode execute); or capture into other, empty tables")
-
-    def require_replication_role(self, consequence: str) -> None:
-        """Refuse, saying what to run, when the login may not use replication slots (else the server's bare
-        "must be superuser or replication role" on the first run, or on a later one after the role lost it)."""
-        with self.source.read() as conn:
-            role = conn.execute("SELECT rolname, rolsuper OR rolreplication AS ok FROM pg_roles "
-                                "WHERE rolname = current_user").fetchone()
-        if role is not None and not role["ok"]:
-            raise InputError(f"login {role['rolname']} may not create or read replication slots (it has neither the "
-                             f"REPLICATION attribute nor superuser); {consequence}",
-                             f"a superuser runs: ALTER ROLE {ident(role['rolname'])} REPLICATION; (agent19 cdc check "
-                             "lists what else the source needs)")
-
     def initial_copy(self) -> str:
-        self.require_empty()
+        require_empty(self.dest, self.targets, self.slot)
         if self.plugin == "pgoutput":
             with self.source.read() as conn:
                 require_publication(conn, self.reader.publication, self.tables)
@@ -194,19 +153,19 @@ class CdcRun:
             if existing["active"]:
                 raise InputError(f"slot {self.slot} is in use by another session", "stop the other consumer first")
             self.drop_slot()
-        self.require_replication_role("no slot was created, nothing was copied")
+        require_replication_role(self.source, "no slot was created, nothing was copied")
         repl = psycopg.connect(make_conninfo(self.source.dsn, replication="database",
                                              application_name="agent19 cdc"), autocommit=True)
         try:
-            row = self._create_slot(repl)
+            row = create_slot(self.source, repl, self.slot, self.plugin)
             consistent, snapshot = str(row[1]), str(row[2])
             with psycopg.connect(self.source.dsn, application_name="agent19 cdc copy") as src, \
                     self.dest.transaction():
                 src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
-                self.require_empty(lock=True)
+                require_empty(self.dest, self.targets, self.slot, lock=True)
                 for name, t in self.targets.items():
-                    self.result.initial_copy[name] = self._copy(src, t)
+                    self.result.initial_copy[name] = copy_table(src, self.dest, t)
                 self.dest.execute(sql.SQL(
                     "INSERT INTO {}.cdc_state (slot, tables, lsn) VALUES (%s, %s, %s::pg_lsn) ON CONFLICT (slot) "
                     "DO UPDATE SET tables = EXCLUDED.tables, lsn = EXCLUDED.lsn, updated_at = now()"
@@ -220,42 +179,6 @@ class CdcRun:
             raise
         repl.close()
         return consistent
-
-    def _create_slot(self, repl: psycopg.Connection[Any]) -> Any:
-        """CREATE_REPLICATION_SLOT waits until no transaction that had begun writing anywhere on the source server
-        (any database) is still open; statement_timeout does not stop that wait, so a timer of the same length
-        cancels it, and the refusal names the sessions it waited for."""
-        wait_s = self.source.settings.statement_timeout_ms / 1000
-        timer = threading.Timer(wait_s, repl.cancel)
-        timer.start()
-        try:
-            row = repl.execute(sql.SQL("CREATE_REPLICATION_SLOT {} LOGICAL {} EXPORT_SNAPSHOT").format(
-                sql.Identifier(self.slot), sql.Identifier(self.plugin))).fetchone()
-        except psycopg.errors.QueryCanceled:
-            with self.source.read() as conn:
-                open_xacts = conn.execute(Q_OPEN_WRITERS).fetchall()
-            named = "; ".join(f"pid {r['pid']} ({r['datname']}, {r['state'] or 'state hidden'}"
-                              + (f" for {r['age_s']:.0f}s)" if r["age_s"] is not None else ")")
-                              for r in open_xacts) or "none visible to this login (pg_read_all_stats shows all)"
-            raise InputError(f"creating slot {self.slot} waited {wait_s:g}s for transactions open on the source server "
-                             f"to end (a logical slot starts where none is running): {named}. No slot was created",
-                             "commit or end them (an idle-in-transaction session never ends by itself), then run "
-                             "again; --statement-timeout sets how long to wait") from None
-        finally:
-            timer.cancel()
-        assert row is not None
-        return row
-
-    def _copy(self, src: psycopg.Connection[Any], t: Target) -> int:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in t.columns)
-        n = 0
-        read = sql.SQL("COPY (SELECT {} FROM {}) TO STDOUT").format(cols, t.ident)
-        write = sql.SQL("COPY {} ({}) FROM STDIN").format(t.ident, cols)
-        with src.cursor() as out, self.dest.cursor() as into, out.copy(read) as c1, into.copy(write) as c2:
-            for data in c1:
-                c2.write(data)
-                n += bytes(data).count(b"\n")
-        return n
 
     def drop_slot(self) -> None:
         self.src().execute("SELECT pg_drop_replication_slot(%s)", (self.slot,))
@@ -378,7 +301,7 @@ def _run(run: CdcRun, *, follow: bool, max_seconds: float | None, teardown: bool
     if stored is None:
         stored = run.initial_copy()
     else:
-        run.require_replication_role("nothing was read or applied")
+        require_replication_role(run.source, "nothing was read or applied")
         _require_slot(run)
     r.lsn = stored
     started = time.monotonic()
