@@ -222,7 +222,8 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
         structured_output=False,  # no outputSchema in tools/list: agent19://tools/{name} documents the result
     )
     mcp_tool.fn_metadata.arg_model = _reject_unknown(spec, mcp_tool.fn_metadata.arg_model)
-    mcp_tool.parameters = compact(mcp_tool.parameters, spec.briefs) | {"additionalProperties": False}
+    # detail is every tool's: the instructions say it once (the server refuses an undeclared argument all the same)
+    mcp_tool.parameters = compact(mcp_tool.parameters, spec.briefs, omit=() if own_detail else (_DETAIL,))
     return mcp_tool
 
 

@@ -30,14 +30,16 @@ def test_mcp_refuses_an_unknown_argument_and_names_the_accepted_ones(dsn: str) -
             bad = await s.call_tool("index_health", {"table": "nope"})
             good = await s.call_tool("index_health", {"schema": "public"})
             tools = await s.list_tools()
-            return bad, good, [t.name for t in tools.tools if t.input_schema.get("additionalProperties") is not False]
+            return bad, good, [t.name for t in tools.tools if "detail" in t.input_schema["properties"]]
 
     bad, good, open_schemas = asyncio.run(calls())
     text = " ".join(c.text for c in bad.content if hasattr(c, "text"))  # type: ignore[attr-defined]
     assert bad.is_error, text  # type: ignore[attr-defined]
     assert "'table'" in text and "schema" in text and "unused_min_mb" in text
     assert not good.is_error  # type: ignore[attr-defined]
-    assert open_schemas == []  # the advertised input schemas say so too
+    # every tool's own `detail` is said once in the server's instructions, not listed 33 times: the server, not the
+    # listing, is what refuses an undeclared argument (and names detail among the accepted ones)
+    assert "detail" in text.split("accepts:")[1] and open_schemas == ["describe_database"]
 
 
 def test_the_cli_still_builds_arguments_from_its_flags(dsn: str) -> None:

@@ -29,7 +29,7 @@ _DROP_EMPTY_DEFAULTS = (None, [], {})
 PARAMETER_TEXT = 70
 """Longest parameter brief in tools/list; the whole text is in agent19://tools/{name} and ``--help``."""
 SHARED = {
-    "detail": '"full": the whole result, not a summary within the response budget',
+    "detail": 'every tool: "full" returns the whole result, not a summary within the response budget',
     "pg_version": "PostgreSQL major version to assume without a database (e.g. 15); with one, the server's",
     "parameters": "values for $1, $2 … (bound server-side as text; null is SQL NULL)",
     "acknowledge": "lint rule codes of lock warnings accepted for this statement (AGENT19_REQUIRE_LOCK_ACK)",
@@ -48,14 +48,18 @@ _KEYWORDS = frozenset({
 
 def shared_parameters() -> str:
     """The text the server's instructions carry for :data:`SHARED`."""
-    return "Parameters that mean the same in every tool: " + "; ".join(
-        f"{name}: {text}" for name, text in SHARED.items()) + "."
+    return "Parameters that mean the same wherever they appear (tools/list does not repeat this):\n" + "\n".join(
+        f"- {name}: {text}" for name, text in SHARED.items())
 
 
-def compact(schema: dict[str, Any], briefs: dict[str, str | dict[str, Any]] | None = None) -> dict[str, Any]:
+def compact(schema: dict[str, Any], briefs: dict[str, str | dict[str, Any]] | None = None,
+            omit: tuple[str, ...] = ()) -> dict[str, Any]:
     """A smaller schema accepting the same calls (the model validates them on the server); ``briefs``: the
-    tool's declared parameter texts (``ToolSpec.briefs``)."""
+    tool's declared parameter texts (``ToolSpec.briefs``); ``omit``: parameters every tool has, which the
+    server's instructions describe instead (the listing leaves ``additionalProperties`` open for them)."""
     out = _node(schema, top=True)
+    for name in omit:
+        out.get("properties", {}).pop(name, None)
     for name, sub in list(out.get("$defs", {}).items()):
         sub.pop("description", None)  # a model's docstring: the field that uses it is described already
         out["$defs"][name] = sub

@@ -58,7 +58,7 @@ def render_advice(a: Advice) -> str:
 
 @tool(
     briefs={
-        "sql": "one query; $1… allowed", "min_gain": "least share of cost an index must remove",
+        "sql": "", "min_gain": "share of cost an index must remove",
     },
     name="advise_indexes", title="Recommend indexes for a query, verified with HypoPG", args=AdviseArgs,
     result=Advice, cli="advise", positional=("sql",), render_text=render_advice,
@@ -86,16 +86,15 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
 
 @tool(
     briefs={
-        "queries": "default: pg_stat_statements' top statements", "order_by": "", "limit": "",
-        "budget_mb": "size budget for all new indexes", "min_gain": "least share of cost an index must remove",
+        "queries": "default: pg_stat_statements' top", "order_by": "", "limit": "", "budget_mb": "",
+        "min_gain": "share of cost an index must remove",
     },
     name="advise_workload", title="Choose indexes for a whole workload under a storage budget", args=WorkloadArgs,
     result=Advice, cli="advise-workload", render_text=render_advice,
     examples=("agent19 advise-workload --budget-mb 500", "agent19 advise-workload --order-by calls --limit 50"),
 )
 def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
-    """Choose one set of indexes for a whole workload (queries or pg_stat_statements' top), verified with HypoPG
-    within a budget.
+    """Choose one set of indexes for a whole workload, verified with HypoPG within a size budget.
 
     Choose one set of indexes for a whole workload (pg_stat_statements' top statements or given queries), verified
     with HypoPG within a size budget. Use after advise_indexes when many queries matter.

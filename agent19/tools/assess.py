@@ -28,18 +28,15 @@ def _thresholds(a: Assessment) -> list[str]:
 
 @tool(
     briefs={
-        "execution_ms": "the query's time", "table_rows": "rows of the largest table involved", "table_gb": "",
-        "qps": "peak queries/s of this query", "write_share": "share of traffic that writes",
-        "connections": "peak client connections", "have_explain": "",
-        "measure": "measure missing numbers on the connected database", "window": "seconds to measure rates over",
+        "execution_ms": "", "table_rows": "largest table's rows", "table_gb": "", "qps": "", "write_share": "",
+        "connections": "", "have_explain": "", "measure": "measure missing numbers here", "window": "",
     },
     name="assess_optimization", title="Measure first: what the scale warrants", args=Metrics, result=Assessment,
     cli="assess", render_text=render_assessment,
     examples=("agent19 assess", "agent19 assess --execution-ms 800 --table-rows 2000000 --qps 5 --have-explain"),
 )
 def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
-    """Which scaling techniques (pooling, caching, replicas, partitioning, sharding…) are warranted now, and what
-    to measure first.
+    """Which scaling techniques (pooling, caching, replicas, partitioning, sharding) are warranted now.
 
     Decide how far an optimization should go: which scaling techniques (pooling, caching, replicas, partitioning,
     sharding…) are warranted now, and which questions to answer first. Use before proposing architecture

@@ -71,14 +71,11 @@ def render_backfill(r: BackfillResult) -> str:
 @tool(
     name="run_backfill",
     briefs={
-        "table": "", "set": "the SET list, e.g. b = a::bigint", "where": "only rows still to do",
-        "key": "default: the primary key", "batch_size": "rows in the first batch", "min_batch_size": "",
-        "max_batch_size": "", "target_batch_ms": "aimed batch duration", "pause_ms": "", "lock_timeout_ms": "",
-        "max_replication_lag_s": "wait while a replica lags more (null: never)", "max_retries": "",
-        "name": "checkpoint name", "restart": "forget the checkpoint and start over",
-        "validate_end": "count rows still matching where", "emit": "run nothing; return a script or procedure",
-        "confirm_token": "from the first call's confirmation report",
-        "confirm_phrase": "only if the operator allows model confirmation",
+        "table": "", "set": "SET list, e.g. b = a::bigint", "where": "", "key": "", "batch_size": "",
+        "min_batch_size": "", "max_batch_size": "", "target_batch_ms": "", "pause_ms": "", "lock_timeout_ms": "",
+        "max_replication_lag_s": "null: never wait", "max_retries": "", "name": "checkpoint name", "restart": "",
+        "validate_end": "", "emit": "run nothing; return a script", "confirm_token": "from the confirmation report",
+        "confirm_phrase": "only if the operator allows it",
     },
     title="Run a batched, resumable backfill",
     args=BackfillArgs,
@@ -99,8 +96,7 @@ def render_backfill(r: BackfillResult) -> str:
     ),
 )
 def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
-    """Update a large table in short, resumable batches instead of one big UPDATE (or emit it as a script or
-    procedure).
+    """Update a large table in short, resumable batches instead of one big UPDATE (or emit it as a script).
 
     Update a large table in short, resumable keyset batches (lock_timeout, adaptive size, replica-lag waits,
     checkpoint row), or emit it as a Python script or PL/pgSQL procedure. Use instead of one big UPDATE.

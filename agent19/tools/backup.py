@@ -52,10 +52,9 @@ class VerifyBackupArgs(BaseModel):
 @tool(
     name="verify_backup",
     briefs={
-        "kind": "", "from_path": "an existing backup to verify instead of making one", "jobs": "",
-        "restore_into": "logical: where to restore (auto: a scratch database if allowed)",
-        "work_dir": "where dumps and throwaway clusters go", "archive_dir": "pitr: WAL archive",
-        "target_time": "pitr: recover to this moment", "checks": "pitr: queries that must return true",
+        "kind": "", "from_path": "verify this backup instead of making one", "jobs": "",
+        "restore_into": "logical only", "work_dir": "", "archive_dir": "pitr", "target_time": "pitr",
+        "checks": "pitr: queries returning true",
     },
     title="Verify a backup by restoring it",
     args=VerifyBackupArgs,
@@ -74,8 +73,7 @@ class VerifyBackupArgs(BaseModel):
     ),
 )
 def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
-    """Prove a backup (logical, physical or point-in-time) restores to the same data, and measure how long a
-    restore takes.
+    """Prove a backup (logical, physical or PITR) restores to the same data; measure the restore time.
 
     Prove a backup restores to the same data, and measure how long a restore takes. logical: pg_dump
     of the target at an exported snapshot (or an existing dump file), restored into a scratch database or
@@ -128,9 +126,9 @@ class BackupStatusArgs(BaseModel):
 @tool(
     name="backup_status",
     briefs={
-        "rpo": "most data you accept to lose, e.g. 15min", "pgbackrest_info": "`pgbackrest info --output=json`",
-        "walg_backup_list": "`wal-g backup-list --json --detail`", "backup_dir": "directory of pg_basebackup backups",
-        "archive_dir": "WAL archive directory",
+        "rpo": "e.g. 15min", "pgbackrest_info": "`pgbackrest info --output=json`",
+        "walg_backup_list": "`wal-g backup-list --json --detail`", "backup_dir": "pg_basebackup backups",
+        "archive_dir": "",
     },
     title="Backups and WAL archiving against the RPO",
     args=BackupStatusArgs,
@@ -145,8 +143,7 @@ class BackupStatusArgs(BaseModel):
     ),
 )
 def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus:
-    """Can this server be recovered, and to how recent a point? WAL archiving, newest backup's age vs the RPO,
-    archive gaps.
+    """Can this server be recovered, and to how recent a point? Archiving, backup age vs RPO, archive gaps.
 
     Can this server be recovered, and to how recent a point? Checks WAL archiving, the newest backup's age against
     the RPO, and archive gaps; each check with its fix.
@@ -175,9 +172,8 @@ class RestoreRunbookArgs(BaseModel):
 @tool(
     name="restore_runbook",
     briefs={
-        "verify_result": "verify_backup's JSON result or its file", "archive_dir": "WAL archive",
-        "backup_dir": "base backup to restore from", "jobs": "pg_restore --jobs",
-        "write_dir": "also write the files here",
+        "verify_result": "verify_backup's JSON or file", "archive_dir": "", "backup_dir": "", "jobs": "",
+        "write_dir": "",
     },
     title="Restore runbook with measured timings",
     args=RestoreRunbookArgs,
@@ -189,8 +185,7 @@ class RestoreRunbookArgs(BaseModel):
               "verify.json --archive-dir /wal --backup-dir /backups/base --write out/",),
 )
 def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreRunbook:
-    """Write the restore runbook: restore times measured by verify_backup, exact restore and
-    point-in-time-recovery commands.
+    """Write the restore runbook: measured restore times and the exact restore and PITR commands.
 
     Write the restore runbook for this server: measured restore durations from a verify_backup result and the
     exact restore and point-in-time-recovery commands for its PostgreSQL version.

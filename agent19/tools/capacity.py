@@ -48,7 +48,7 @@ def render_plan(p: CapacityPlan) -> str:
 
 @tool(
     briefs={
-        "window": "seconds between readings for rates (0: none)", "disk_size": "data disk size, e.g. 500GB",
+        "window": "seconds between readings (0: no rates)", "disk_size": "e.g. 500GB",
     },
     name="capacity_plan", title="Capacity plan from measured growth: projections, triggers, thresholds",
     args=PlanArgs, result=CapacityPlan, cli="capacity", render_text=render_plan,
@@ -56,8 +56,7 @@ def render_plan(p: CapacityPlan) -> str:
               "agent19 capacity sample   # daily from cron: the growth history"),
 )
 def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
-    """How big is the database, how fast does it grow, when does it need more? Sizes, load, growth, scaling
-    triggers.
+    """How big the database is, how fast it grows, when it needs more: sizes, load, growth, triggers.
 
     How big is this database, how fast does it grow, and when does it need more? Measures the current
     state on the server (database, table, index and TOAST sizes, rows, bytes per row, the largest objects,

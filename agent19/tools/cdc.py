@@ -34,7 +34,7 @@ def render_check(r: CdcReadiness) -> str:
 @tool(
     name="cdc_check",
     briefs={
-        "tables": "schema.table names", "publication": "",
+        "tables": "schema.table", "publication": "",
     },
     title="Is the source ready for change data capture?",
     args=CdcCheckArgs,
@@ -46,8 +46,7 @@ def render_check(r: CdcReadiness) -> str:
     examples=("agent19 cdc check public.orders public.customers",),
 )
 def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
-    """Check that a source database is ready for change data capture of some tables, each finding with the SQL
-    that fixes it.
+    """Check that a source database is ready for change data capture of some tables, with the SQL fixes.
 
     Check that the source database is ready for change data capture of some tables (wal_level, slots, REPLICATION
     privilege, replica identity, publication), each finding with the SQL that fixes it.
@@ -101,10 +100,9 @@ def render_run(r: CdcResult) -> str:
 @tool(
     name="cdc_run",
     briefs={
-        "tables": "schema.table; same names in the destination",
-        "destination": "env:VAR holding its DSN, or a DSN without password", "slot": "", "follow": "keep consuming",
-        "max_seconds": "", "batch_changes": "", "teardown": "drop the slot and state; apply nothing",
-        "state_schema": "", "plugin": "", "publication": "pgoutput's publication",
+        "tables": "schema.table", "destination": "env:VAR or a DSN without password", "slot": "", "follow": "",
+        "max_seconds": "", "batch_changes": "", "teardown": "drop the slot; apply nothing", "state_schema": "",
+        "plugin": "", "publication": "",
     },
     title="Apply a logical replication slot's changes to a destination",
     args=CdcRunArgs,
@@ -126,8 +124,7 @@ def render_run(r: CdcResult) -> str:
     ),
 )
 def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
-    """Copy tables into another PostgreSQL and keep them in sync by change data capture, exactly once. Use after
-    cdc_check.
+    """Copy tables into another PostgreSQL and keep them in sync by change data capture, exactly once.
 
     Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json or pgoutput
     slot), exactly once across restarts. Use after cdc_check; `teardown` drops the slot.
@@ -188,8 +185,8 @@ def render_debezium(r: DebeziumConfig) -> str:
 @tool(
     name="cdc_debezium",
     briefs={
-        "tables": "schema.table names", "topic_prefix": "", "name": "connector name prefix", "slot": "",
-        "publication": "", "sink": "also a JDBC sink: env:VAR or a DSN", "heartbeat_ms": "", "snapshot_mode": "",
+        "tables": "schema.table", "topic_prefix": "", "name": "", "slot": "", "publication": "",
+        "sink": "env:VAR or DSN of a JDBC sink", "heartbeat_ms": "", "snapshot_mode": "",
     },
     title="Debezium and JDBC sink configuration, checked against the source",
     args=DebeziumArgs,
@@ -205,8 +202,7 @@ def render_debezium(r: DebeziumConfig) -> str:
     ),
 )
 def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
-    """Generate the Debezium/Kafka Connect configuration and the source's setup SQL for the same capture as
-    cdc_run.
+    """Generate Debezium/Kafka Connect configuration and setup SQL for the same capture as cdc_run.
 
     When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
     configuration for the same capture: the Debezium PostgreSQL connector (pgoutput, the filtered publication,

@@ -72,9 +72,8 @@ def render_confirmation(c: Confirmation) -> str:
 @tool(
     name="confirm_destructive",
     briefs={
-        "sql": "step 1: the statement that can lose data", "token": "step 2: the token from step 1",
-        "phrase": "only if the operator allows model confirmation",
-        "archive": "copy the rows aside first (both steps)", "max_rows": "",
+        "sql": "step 1", "token": "step 2", "phrase": "only if the operator allows it",
+        "archive": "copy the rows aside first", "max_rows": "",
     },
     title="Confirm and run a destructive statement",
     args=ConfirmArgs,
@@ -94,8 +93,7 @@ def render_confirmation(c: Confirmation) -> str:
     ),
 )
 def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
-    """The only way a statement that can lose data runs: an impact report and a phrase (step 1), run once a human
-    typed it (step 2).
+    """The only way a statement that can lose data runs: an impact report, then a phrase a human types.
 
     The only way a statement that can lose data runs: an impact report, then the exact phrase,
     typed by a human. Step 1 (the report) works in every mode; step 2 runs the statement only in

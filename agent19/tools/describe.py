@@ -86,8 +86,7 @@ def render_description(d: DatabaseDescription) -> str:
 @tool(
     name="describe_database",
     briefs={
-        "schema": "", "table": "", "limit": "most tables in compact detail",
-        "detail": "compact: fewer tables and details",
+        "schema": "", "table": "", "limit": "", "detail": "",
     },
     title="Describe the database schema",
     args=DescribeArgs,
@@ -98,8 +97,7 @@ def render_description(d: DatabaseDescription) -> str:
     examples=("agent19 describe", "agent19 describe orders --format json", "agent19 describe --schema sales"),
 )
 def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescription:
-    """Describe the schema: tables with sizes and row estimates, columns, constraints, indexes and more. Use
-    before changes.
+    """The schema: tables with sizes and row estimates, columns, constraints, indexes. Use before changes.
 
     Describe what is in the database: tables (kind, estimated rows, sizes), columns (type,
     nullability, default and whether it is volatile, identity, generated), constraints (PK, unique,

@@ -144,12 +144,10 @@ def render_dry_run(r: DryRunResult) -> str:
 @tool(
     name="test_migration",
     briefs={
-        "files": "migration files or directories", "sql": "the migration as SQL instead of files",
-        "down_sql": "rollback SQL to verify", "down_files": "", "verify_rollback": "",
-        "checks": "queries that must return true", "plan_checks": "also run plan_migration's checks",
+        "files": "", "sql": "", "down_sql": "", "down_files": "", "verify_rollback": "",
+        "checks": "queries that must return true", "plan_checks": "",
         "measure_blocking": "measure how long reads/writes wait", "probe_timeout_ms": "", "scratch_copy": "",
-        "sample_rows": "rows per table in a schema-only copy", "queries": "queries whose plans to compare",
-        "top_queries": "also compare the N costliest SELECTs",
+        "sample_rows": "", "queries": "queries whose plans to compare", "top_queries": "",
     },
     title="Dry-run a migration on the real server",
     args=TestMigrationArgs,
@@ -165,8 +163,7 @@ def render_dry_run(r: DryRunResult) -> str:
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
-    """Dry-run a migration on the real server, rolled back: each statement's time, locks, rewrites, rows and
-    errors.
+    """Dry-run a migration on the real server, rolled back: each statement's time, locks, rewrites, errors.
 
     Dry-run a migration on the real server and report what each statement really did (time, locks taken, rewrites,
     rows, errors); always rolled back. Use after plan_migration, before running it for real.
@@ -268,7 +265,7 @@ class RollbackArgs(BaseModel):
 @tool(
     name="verify_rollback",
     briefs={
-        "up": "up migration file", "down": "default: the up file's pair", "up_sql": "", "down_sql": "",
+        "up": "file", "down": "file (default: up's pair)", "up_sql": "", "down_sql": "",
     },
     title="Verify that a down migration restores the schema",
     args=RollbackArgs,
@@ -283,8 +280,7 @@ class RollbackArgs(BaseModel):
               "agent19 rollback-check V42__orders.sql U42__orders.sql --mode dry-run"),
 )
 def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult:
-    """Prove a down migration undoes its up migration: apply both (rolled back afterwards) and compare the schema
-    with the start.
+    """Prove a down migration undoes its up migration: apply both (rolled back), compare the schemas.
 
     Prove a rollback: apply the up migration, then the down migration, and compare the schema
     (tables, columns with types/defaults/nullability, constraints, indexes, sequences, enum values)

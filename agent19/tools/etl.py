@@ -53,8 +53,7 @@ def render_etl(r: EtlResult) -> str:
 @tool(
     name="etl_run",
     briefs={
-        "pipeline": "pipeline file (.toml)", "pipeline_toml": "the TOML instead of a file",
-        "dry_run": "extract and validate only",
+        "pipeline": ".toml file", "pipeline_toml": "", "dry_run": "",
     },
     title="Run an incremental batch load (ETL pipeline)",
     args=EtlArgs,
@@ -72,8 +71,7 @@ def render_etl(r: EtlResult) -> str:
     ),
 )
 def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
-    """Run an incremental ETL pipeline (TOML) once: extract after the watermark, validate, load exactly once;
-    counts and drift.
+    """Run an incremental ETL pipeline (TOML) once: extract after the watermark, validate, load exactly once.
 
     Run an incremental ETL pipeline (TOML) once: keyset extract after the stored watermark, validate, then
     upsert, merge, append or (named in the pipeline) replace, exactly once per batch; reports counts and drift.

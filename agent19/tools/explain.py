@@ -83,9 +83,8 @@ def render_explain(r: ExplainResult) -> str:
 @tool(
     name="explain_query",
     briefs={
-        "sql": "one statement; $1… placeholders allowed", "analyze": "run it to measure (writes rolled back)",
-        "generic_plan": "plan $n placeholders without values (PostgreSQL 16+)",
-        "settings": "name=value planner settings", "timeout_ms": "",
+        "sql": "", "analyze": "run it (writes rolled back)", "generic_plan": "", "settings": "name=value",
+        "timeout_ms": "",
     },
     title="Explain a query and diagnose its plan",
     args=ExplainArgs,

@@ -65,7 +65,7 @@ def render_health(r: HealthReport) -> str:
 
 @tool(
     briefs={
-        "checks": "only these (default: all)", "set": "threshold overrides, KEY=VALUE", "fail_on": "",
+        "checks": "default: all", "set": "KEY=VALUE threshold overrides", "fail_on": "",
     },
     name="health_check", title="Database health: every check with value, threshold, evidence and fix",
     args=HealthArgs, result=HealthReport, cli="health", render_text=render_health,
@@ -74,8 +74,7 @@ def render_health(r: HealthReport) -> str:
               "agent19 health --checks idle_in_transaction blocked_sessions --set idle_in_transaction_s=5"),
 )
 def health_check_tool(ctx: ToolContext, args: HealthArgs) -> HealthReport:
-    """Is this database healthy? Connections, blocking, wraparound, bloat, indexes, cache, replication: value,
-    threshold, fix.
+    """Is this database healthy? Connections, blocking, wraparound, bloat, cache, replication: each with a fix.
 
     Is this database healthy, and what exactly is wrong? Connections, long and blocked queries, wraparound,
     sequences, bloat, indexes, cache, checkpoints, replication — each with value, threshold, evidence and fix.

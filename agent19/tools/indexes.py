@@ -32,8 +32,7 @@ def render_health(h: IndexHealth) -> str:
     examples=("agent19 index-health", "agent19 index-health --schema sales --format json"),
 )
 def index_health_tool(ctx: ToolContext, args: IndexHealthArgs) -> IndexHealth:
-    """Find unused, duplicate, invalid and bloated indexes and foreign keys without an index, each with the SQL to
-    fix it.
+    """Unused, duplicate, invalid and bloated indexes and unindexed foreign keys, each with the SQL to fix it.
 
     Check the indexes: unused (0 scans since the statistics reset, ≥ 10 MB, not unique), duplicate
     (a prefix of another valid index with the same method, expressions and predicate), invalid (left by a

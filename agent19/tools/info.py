@@ -154,8 +154,7 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
     examples=("agent19 info", "agent19 info --dsn postgresql://app@localhost/shop --format json"),
 )
 def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
-    """Which PostgreSQL agent19 is connected to, its access mode, and which features work here (if not, why).
-    Call it first."""
+    """Which PostgreSQL this is, agent19's access mode and which features work here. Call it first."""
     db = ctx.db
     base = ServerInfo(
         agent19_version=agent19.__version__,

@@ -117,9 +117,8 @@ def render_sarif(report: LintReport) -> str:
 @tool(
     name="lint_migration",
     briefs={
-        "paths": "migration files or directories", "sql": "SQL instead of files",
-        "disable": "rule codes or names to turn off", "fail_on": "", "style": "also the style rules",
-        "assume": "facts the SQL does not show", "migration_lock_timeout": "lock_timeout your migration tool sets",
+        "paths": "files or directories", "sql": "", "disable": "rule codes or names", "fail_on": "", "style": "",
+        "assume": "facts the SQL does not show", "migration_lock_timeout": "",
     },
     title="Lint a migration",
     args=LintArgs,
@@ -138,8 +137,7 @@ def render_sarif(report: LintReport) -> str:
     ),
 )
 def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
-    """Lint migration SQL before it runs: each statement's lock, rewrite and risk, findings with safe SQL. No
-    database needed.
+    """Lint migration SQL before it runs: each statement's lock, rewrite, risk and safe SQL. No database needed.
 
     Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
     whether it rewrites the table, whether it can run in a transaction, its risk, and findings —
@@ -250,8 +248,7 @@ def render_rules_markdown(r: RuleList) -> str:
     examples=("agent19 rules", "agent19 rules --format markdown > docs/rules.md"),
 )
 def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:
-    """Every lint rule: code, severity, why, the safe alternative. Codes go in `disable` or `-- agent19:ignore`
-    comments.
+    """Every lint rule: code, severity, why, safe alternative; codes go in `disable` or `-- agent19:ignore`.
 
     Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
     a bad and a good example. Use a code or name in `disable` or in `-- agent19:ignore` comments."""

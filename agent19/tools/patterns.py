@@ -139,12 +139,11 @@ def _server_version(ctx: ToolContext) -> int | None:
 @tool(
     name="zero_downtime_pattern",
     briefs={
-        "kind": "", "table": "", "column": "", "columns": "", "new_name": "",
-        "type": "the new type, or the column's type", "old_type": "change_column_type: the current type",
-        "using": "conversion expression", "default": "default expression", "backfill": "value for existing NULLs",
-        "not_null": "", "references": "referenced table", "ref_columns": "", "on_delete": "", "name": "",
-        "expression": "", "unique": "", "where": "partial index predicate", "index": "",
-        "definition": "reindex before PostgreSQL 12", "write_to": "also write the phases as files here", "layout": "",
+        "kind": "", "table": "", "column": "", "columns": "", "new_name": "", "type": "new type, or the column's",
+        "old_type": "", "using": "", "default": "", "backfill": "value for existing NULLs", "not_null": "",
+        "references": "referenced table", "ref_columns": "", "on_delete": "", "name": "", "expression": "",
+        "unique": "", "where": "partial index predicate", "index": "", "definition": "reindex before PostgreSQL 12",
+        "write_to": "directory for phase files", "layout": "",
     },
     title="The zero-downtime way to make a schema change",
     args=PatternArgs,
@@ -160,8 +159,7 @@ def _server_version(ctx: ToolContext) -> int | None:
     ),
 )
 def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
-    """The safe, phased SQL (lock and rollback per phase) for a change that would lock a busy table. Runs
-    nothing.
+    """The safe, phased SQL (lock and rollback per phase) for a change that would lock a busy table.
 
     The safe, phased way to make a change that would lock a busy table (rename, type change, NOT NULL, foreign
     key, unique, index…), each phase with SQL, lock, rollback and validation. Runs nothing.
@@ -203,7 +201,7 @@ class PrismaSchema(BaseModel):
 @tool(
     name="prisma_schema",
     briefs={
-        "schema": "", "prisma_major": "", "output": "also write to this file",
+        "schema": "", "prisma_major": "", "output": "file",
     },
     title="Generate schema.prisma from the database",
     args=PrismaArgs,
@@ -213,7 +211,7 @@ class PrismaSchema(BaseModel):
     examples=("agent19 prisma-schema --output prisma/schema.prisma",),
 )
 def prisma_schema(ctx: ToolContext, args: PrismaArgs) -> PrismaSchema:
-    """Generate a Prisma schema (schema.prisma) from the live database: models, relations, enums and @map names.
+    """Generate schema.prisma from the live database: models, relations, enums and @map names.
 
     Generate a Prisma schema (schema.prisma) from the live database: models with scalar and
     native types, @id/@@id, @default (autoincrement, now, dbgenerated), @unique/@@unique, @@index,

@@ -47,10 +47,9 @@ def render_config(c: PgBouncerConfig) -> str:
 
 @tool(
     briefs={
-        "write": "directory for pgbouncer.ini and auth files", "listen_port": "", "listen_addr": "",
-        "databases": "default: the connected one", "users": "default: the connected login", "pool_mode": "",
+        "write": "directory", "listen_port": "", "listen_addr": "", "databases": "", "users": "", "pool_mode": "",
         "pool_size": "", "reserve_pool_size": "", "max_client_conn": "",
-        "other_connections": "direct connections bypassing PgBouncer", "auth": "", "pgbouncer_version": "",
+        "other_connections": "connections bypassing PgBouncer", "auth": "", "pgbouncer_version": "",
     },
     name="pgbouncer_config", title="PgBouncer configuration from the live database", args=ConfigArgs,
     result=PgBouncerConfig, cli="pgbouncer config", render_text=render_config,
@@ -60,8 +59,7 @@ def render_config(c: PgBouncerConfig) -> str:
               "agent19 pgbouncer config --pool-size 30 --other-connections 10 --format json"),
 )
 def pgbouncer_config_tool(ctx: ToolContext, args: ConfigArgs) -> PgBouncerConfig:
-    """Generate pgbouncer.ini and its auth file from the live database, with the pool mode and sizes chosen from
-    evidence.
+    """Generate pgbouncer.ini and its auth file from the live database, pool mode and sizes from evidence.
 
     Generate pgbouncer.ini and its authentication (userlist, or auth_query with a lookup role) from the
     live database. The pool mode is chosen from evidence: pg_stat_statements is scanned for session state
@@ -102,8 +100,7 @@ def render_status(s: PgBouncerStatus) -> str:
 
 @tool(
     briefs={
-        "admin_dsn": "DSN of PgBouncer's admin console", "samples": "readings of SHOW POOLS",
-        "interval": "seconds between readings",
+        "admin_dsn": "", "samples": "", "interval": "seconds",
     },
     name="pgbouncer_status", title="PgBouncer pools: waiting clients and saturation, with the fix",
     args=StatusArgs, result=PgBouncerStatus, cli="pgbouncer status", render_text=render_status,
@@ -111,7 +108,7 @@ def render_status(s: PgBouncerStatus) -> str:
     examples=("PGPASSWORD=… agent19 pgbouncer status --admin-dsn postgresql://admin@127.0.0.1:6432/pgbouncer",),
 )
 def pgbouncer_status_tool(ctx: ToolContext, args: StatusArgs) -> PgBouncerStatus:
-    """Read a running PgBouncer's admin console and report, per pool, clients waiting and saturation, with the fix.
+    """Read PgBouncer's admin console: per pool, waiting clients and saturation, with the fix.
 
     Read a running PgBouncer's admin console (SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES) a few
     times and report per pool: clients waiting for a server connection (sustained when cl_waiting > 0 in

@@ -38,8 +38,8 @@ def render_plan(p: MigrationPlan) -> str:
 @tool(
     name="plan_migration",
     briefs={
-        "file": ".sql migration or .json change list", "sql": "", "changes": "safe SQL is generated", "name": "",
-        "description": "", "dry_run_result": "test_migration's result for the same SQL",
+        "file": ".sql or .json change list", "sql": "", "changes": "safe SQL is generated", "name": "",
+        "description": "", "dry_run_result": "test_migration's result",
         "write_sample_seconds": "seconds to sample write rates",
     },
     title="Plan a migration",
@@ -55,8 +55,7 @@ def render_plan(p: MigrationPlan) -> str:
     ),
 )
 def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
-    """Plan a migration before running it: each operation's lock, downtime, order, rollback and checks, from SQL
-    or a change list.
+    """Plan a migration before running it: each operation's lock, downtime, order, rollback and checks.
 
     Plan a schema migration before running it. Give `sql` (kept in its order; ordering mistakes are
     reported) or `changes` (a structured change list; safe SQL is generated — CONCURRENTLY, NOT VALID +

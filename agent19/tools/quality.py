@@ -72,8 +72,8 @@ def _alert(command: str, result: QualityResult) -> str:
 @tool(
     name="data_quality",
     briefs={
-        "file": "checks file (.yml or .toml)", "checks": "the checks file's content instead",
-        "suggest": "propose checks for these tables instead", "max_keys": "failing keys per check (0: all)",
+        "file": "checks file (.yml or .toml)", "checks": "checks file content",
+        "suggest": "tables to propose checks for", "max_keys": "0: all",
     },
     title="Data-quality checks",
     args=QualityArgs,
@@ -92,8 +92,7 @@ def _alert(command: str, result: QualityResult) -> str:
     ),
 )
 def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
-    """Run data-quality checks (YAML or TOML) and report per check the value, thresholds, status and failing
-    rows' keys.
+    """Run data-quality checks (YAML/TOML): per check the value, thresholds, status and failing rows' keys.
 
     Run declarative data-quality checks (a YAML or TOML checks file) and report, per check, the
     measured value, its warn/fail thresholds, the status (pass, warn, fail, error), the exact number of

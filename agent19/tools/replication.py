@@ -78,7 +78,7 @@ def _not_ready(r: ReplicationStatus) -> bool:
 
 @tool(
     briefs={
-        "max_lag_mb": "most lag for failover readiness",
+        "max_lag_mb": "",
     },
     name="replication_status", title="Replication and HA: standbys, lag, failover readiness, slots, archiving",
     args=ReplicationArgs, result=ReplicationStatus, cli="replication", render_text=render_replication,
@@ -86,8 +86,7 @@ def _not_ready(r: ReplicationStatus) -> bool:
     examples=("agent19 replication", "agent19 replication --max-lag-mb 16 --format json"),
 )
 def replication_status_tool(ctx: ToolContext, args: ReplicationArgs) -> ReplicationStatus:
-    """Replication and failover readiness: standby lag and state, slots, WAL archiving; on a standby, its
-    positions.
+    """Replication and failover readiness: each standby's lag and state, slots and WAL archiving.
 
     Replication and failover readiness: each standby's lag and state, replication slots and WAL archiving on a
     primary; receive/replay positions on a standby.

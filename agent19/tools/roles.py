@@ -35,8 +35,7 @@ def render_role(r: RoleScript) -> str:
 @tool(
     name="setup_role",
     briefs={
-        "kind": "", "name": "", "database": "", "schemas": "", "all_data": "reader: grant pg_read_all_data",
-        "createdb": "migration: allow CREATE DATABASE",
+        "kind": "", "name": "", "database": "", "schemas": "", "all_data": "reader: pg_read_all_data", "createdb": "",
     },
     title="SQL for agent19's least-privilege reader login (or migration role)",
     args=RoleArgs,
@@ -48,8 +47,7 @@ def render_role(r: RoleScript) -> str:
               "agent19 setup-role --name app_reader --database shop --format json"),
 )
 def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
-    """Print the SQL creating the login agent19 should read as (or a migration role). Runs nothing: roles are a
-    DBA's step.
+    """Print the SQL creating the login agent19 should read as (or a migration role). Runs nothing.
 
     Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
     creating roles is a cluster-wide change for a DBA (agent19 never runs it, in any mode).

@@ -126,13 +126,12 @@ def render_result(r: RunbookResult) -> str:
 @tool(
     name="generate_runbook",
     briefs={
-        "file": ".sql, .json change list or plan JSON", "sql": "", "name": "",
+        "file": ".sql, .json change list or plan", "sql": "", "name": "",
         "changes": {"type": "array", "items": {"type": "object"}, "description": "as in plan_migration"},
-        "description": "", "dry_run_result": "test_migration's result for the same SQL",
-        "write_sample_seconds": "seconds to sample write rates", "requirements": "feature requirements (free text)",
-        "performance_issues": "slow queries to check before and after",
-        "backup_verify_result": "verify_backup's JSON result or its file",
-        "write_dir": "also write every document here", "handoff": "write the handoff folder",
+        "description": "", "dry_run_result": "test_migration's result",
+        "write_sample_seconds": "seconds to sample write rates", "requirements": "",
+        "performance_issues": "slow queries", "backup_verify_result": "verify_backup's JSON or file", "write_dir": "",
+        "handoff": "",
     },
     title="Write the runbook and handoffs of a migration",
     args=RunbookArgs,
@@ -148,8 +147,7 @@ def render_result(r: RunbookResult) -> str:
     ),
 )
 def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
-    """Write a migration's runbook, specification, rollback plan and handoffs before anyone runs it; returns a
-    summary and paths.
+    """Write a migration's runbook, specification, rollback plan and handoffs; returns a summary and paths.
 
     Write the documents a migration needs before anyone runs it: the deployment runbook
     (prerequisites with verification SQL, pre-deployment, one section per step with its lock, downtime,
