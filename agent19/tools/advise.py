@@ -95,9 +95,7 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
 )
 def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
     """Choose one set of indexes for a whole workload, verified with HypoPG within a size budget.
-
-    Choose one set of indexes for a whole workload (pg_stat_statements' top statements or given queries), verified
-    with HypoPG within a size budget. Use after advise_indexes when many queries matter.
+    Use after advise_indexes when many queries matter.
 
     Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,
     mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by

@@ -37,10 +37,7 @@ def _thresholds(a: Assessment) -> list[str]:
 )
 def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
     """Which scaling techniques (pooling, caching, replicas, partitioning, sharding) are warranted now.
-
-    Decide how far an optimization should go: which scaling techniques (pooling, caching, replicas, partitioning,
-    sharding…) are warranted now, and which questions to answer first. Use before proposing architecture
-    changes.
+    Use before proposing architecture changes.
 
     Decide how far an optimization should go. Without metrics (execution time, row counts, QPS,
     EXPLAIN ANALYZE) it returns the questions to ask and the queries that answer them. With them, it

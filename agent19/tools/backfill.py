@@ -98,9 +98,6 @@ def render_backfill(r: BackfillResult) -> str:
 def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     """Update a large table in short, resumable batches instead of one big UPDATE (or emit it as a script).
 
-    Update a large table in short, resumable keyset batches (lock_timeout, adaptive size, replica-lag waits,
-    checkpoint row), or emit it as a Python script or PL/pgSQL procedure. Use instead of one big UPDATE.
-
     Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE
     <where>`, one transaction per batch with lock_timeout, batch size adapted to `target_batch_ms`,
     optional pause, waits while replicas lag more than `max_replication_lag_s`. Reports progress

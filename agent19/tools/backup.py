@@ -145,9 +145,6 @@ class BackupStatusArgs(BaseModel):
 def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus:
     """Can this server be recovered, and to how recent a point? Archiving, backup age vs RPO, archive gaps.
 
-    Can this server be recovered, and to how recent a point? Checks WAL archiving, the newest backup's age against
-    the RPO, and archive gaps; each check with its fix.
-
     Can this server be recovered, and how recent a point? Checks archive_mode and archive_command,
     pg_stat_archiver failures (critical if one in the last hour) and the age of the last archived
     segment, WAL segments waiting to be archived (warning at 10, critical at 15), the newest backup's age
@@ -186,9 +183,6 @@ class RestoreRunbookArgs(BaseModel):
 )
 def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreRunbook:
     """Write the restore runbook: measured restore times and the exact restore and PITR commands.
-
-    Write the restore runbook for this server: measured restore durations from a verify_backup result and the
-    exact restore and point-in-time-recovery commands for its PostgreSQL version.
 
     The restore runbook for this server (Markdown and JSON): how long a restore takes here (from a
     verify_backup result: measured durations and the RTO estimate with its method), and the exact commands

@@ -48,9 +48,6 @@ def render_check(r: CdcReadiness) -> str:
 def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
     """Check that a source database is ready for change data capture of some tables, with the SQL fixes.
 
-    Check that the source database is ready for change data capture of some tables (wal_level, slots, REPLICATION
-    privilege, replica identity, publication), each finding with the SQL that fixes it.
-
     Readiness of the source (agent19's database) for change data capture of `tables`: wal_level = logical,
     free replication slots and WAL senders, the login's REPLICATION privilege, max_slot_wal_keep_size (so a
     stalled consumer cannot fill the disk), inactive slots retaining WAL, REPLICA IDENTITY per table (no
@@ -125,9 +122,7 @@ def render_run(r: CdcResult) -> str:
 )
 def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
     """Copy tables into another PostgreSQL and keep them in sync by change data capture, exactly once.
-
-    Copy tables into another PostgreSQL and keep them in sync by change data capture (wal2json or pgoutput
-    slot), exactly once across restarts. Use after cdc_check; `teardown` drops the slot.
+    Use after cdc_check.
 
     Change data capture from agent19's database (the source) into a destination PostgreSQL: on the first run
     a logical replication slot (wal2json, or with `plugin` the built-in pgoutput reading `publication`) is

@@ -95,10 +95,6 @@ def render_confirmation(c: Confirmation) -> str:
 def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
     """The only way a statement that can lose data runs: an impact report, then a phrase a human types.
 
-    The only way a statement that can lose data runs: an impact report, then the exact phrase,
-    typed by a human. Step 1 (the report) works in every mode; step 2 runs the statement only in
-    execute mode.
-
     Step 1 — call with `sql` alone: returns what is destructive and how risky (found in the
     statement, because its kind is not known to lose nothing, or measured by running it in a
     savepoint that was rolled back), the impact from the live database (exact rows, size, foreign

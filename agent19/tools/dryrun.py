@@ -164,9 +164,7 @@ def render_dry_run(r: DryRunResult) -> str:
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     """Dry-run a migration on the real server, rolled back: each statement's time, locks, rewrites, errors.
-
-    Dry-run a migration on the real server and report what each statement really did (time, locks taken, rewrites,
-    rows, errors); always rolled back. Use after plan_migration, before running it for real.
+    Use after plan_migration.
 
     Run a migration on the real server without changing it, and report what each statement really does:
     wall time, the locks it took (from pg_locks) against the predicted ones, whether it rewrote a table

@@ -73,9 +73,6 @@ def render_etl(r: EtlResult) -> str:
 def etl_run(ctx: ToolContext, args: EtlArgs) -> EtlResult:
     """Run an incremental ETL pipeline (TOML) once: extract after the watermark, validate, load exactly once.
 
-    Run an incremental ETL pipeline (TOML) once: keyset extract after the stored watermark, validate, then
-    upsert, merge, append or (named in the pipeline) replace, exactly once per batch; reports counts and drift.
-
     Run an ETL pipeline (TOML) once: extract the source rows after the stored watermark as a keyset on
     the cursor columns (never OFFSET), re-reading a lag window for late commits; validate each record with
     the pipeline's typed fields (a pydantic model); load by upsert (COPY into a staging table, then UPDATE

@@ -76,9 +76,6 @@ def render_health(r: HealthReport) -> str:
 def health_check_tool(ctx: ToolContext, args: HealthArgs) -> HealthReport:
     """Is this database healthy? Connections, blocking, wraparound, bloat, cache, replication: each with a fix.
 
-    Is this database healthy, and what exactly is wrong? Connections, long and blocked queries, wraparound,
-    sequences, bloat, indexes, cache, checkpoints, replication — each with value, threshold, evidence and fix.
-
     Is this database healthy, and what exactly is wrong? Each check is ok / warning / critical / unknown
     with the measured value, the threshold, the evidence (the query, to rerun) and the fix: connections vs
     max_connections; long-running queries, idle-in-transaction sessions and blocked chains (with pids and

@@ -161,9 +161,6 @@ def _server_version(ctx: ToolContext) -> int | None:
 def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     """The safe, phased SQL (lock and rollback per phase) for a change that would lock a busy table.
 
-    The safe, phased way to make a change that would lock a busy table (rename, type change, NOT NULL, foreign
-    key, unique, index…), each phase with SQL, lock, rollback and validation. Runs nothing.
-
     The safe, phased way to make a change that would otherwise lock a busy table: rename a column or
     table (expand/contract, compatibility view), change a column type (shadow column + trigger +
     batched backfill + short swap), SET NOT NULL (validated CHECK first), add a foreign key or CHECK

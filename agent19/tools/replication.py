@@ -88,9 +88,6 @@ def _not_ready(r: ReplicationStatus) -> bool:
 def replication_status_tool(ctx: ToolContext, args: ReplicationArgs) -> ReplicationStatus:
     """Replication and failover readiness: each standby's lag and state, slots and WAL archiving.
 
-    Replication and failover readiness: each standby's lag and state, replication slots and WAL archiving on a
-    primary; receive/replay positions on a standby.
-
     Replication and high availability of the server: its role (primary or standby). On a primary: each
     standby's state, sync_state and lag (sent/write/flush/replay, bytes and seconds — 0 once caught up,
     even while replay_lag shows a stale value) with a failover verdict (streaming, within the maximum lag,

@@ -49,9 +49,6 @@ def render_role(r: RoleScript) -> str:
 def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
     """Print the SQL creating the login agent19 should read as (or a migration role). Runs nothing.
 
-    Print the SQL that creates the login agent19 should read as, and how to apply it. Prints only:
-    creating roles is a cluster-wide change for a DBA (agent19 never runs it, in any mode).
-
     kind=reader: LOGIN NOSUPERUSER with SELECT on the application's schemas (present and future
     tables) and pg_read_all_stats only (pg_read_all_data with all_data: it also reads password
     hashes) — never
