@@ -32,7 +32,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
-from agent19.migrate.patterns.sqlnames import table_arg
+from agent19.migrate.patterns.sqlnames import split_name, table_arg
 from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
 from agent19.units import human_duration, human_size
@@ -127,7 +127,7 @@ class BackfillSpec(BaseModel):
         if self.name:
             return self.name
         digest = hashlib.sha1(f"{self.table}\0{self.set}\0{self.where}".encode()).hexdigest()[:12]
-        return f"{self.table.rsplit('.', 1)[-1][:40]}_{digest}"
+        return f"{split_name(self.table)[1][:40]}_{digest}"
 
 
 class BackfillResult(BaseModel):

@@ -15,9 +15,11 @@ each resume a run another one started.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
 from functools import cache
 
+import pglast
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import agent19
@@ -42,7 +44,8 @@ def procedure_sql(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout: 
 
 
 def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout: str = "2s") -> tuple[str, str]:
-    """(the checkpoint table and ``CREATE PROCEDURE``, the ``CALL``) — the CALL must run on its own."""
+    """(``CREATE PROCEDURE``, which also creates the checkpoint table when it runs, the ``CALL``) — the CALL must
+    run on its own."""
     check_fragments(spec)
     if spec.key and len(spec.key) > 1:
         raise InputError("the procedure form walks a single-column key", "use agent19 backfill for composite keys")
@@ -64,8 +67,6 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     create = f"""-- batched backfill of {spec.table}: SET {spec.set}{' WHERE ' + spec.where if spec.where else ''}
 -- CALL it outside a transaction block (psql autocommit): it commits after every batch.
 -- Resumable: progress is kept in {cp} (name {literal(name)}), moved in each batch's transaction.
-{CHECKPOINT_DDL};
-
 CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
                                   pause_s float8 DEFAULT {spec.pause_ms / 1000})
 LANGUAGE plpgsql AS $agent19$
@@ -75,6 +76,9 @@ DECLARE
   scanned bigint;
   updated bigint;
 BEGIN
+  -- the checkpoint table is created here, not beside the procedure: it is shared by every backfill, so a
+  -- migration's rollback must not see it as something the migration created (and drop it)
+  {textwrap.indent(CHECKPOINT_DDL, "  ").lstrip()};
   PERFORM set_config('lock_timeout', {literal(lock_timeout)}, false);
   INSERT INTO {cp} (name, table_name, set_sql, where_sql, key_columns)
   VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
@@ -123,6 +127,22 @@ def single_key(table: Table | None) -> tuple[str, str] | None:
     pk = next((c for c in table.constraints if c.type == "primary_key"), None) if table is not None else None
     col = table.column(pk.columns[0]) if table is not None and pk is not None and len(pk.columns) == 1 else None
     return (col.name, col.type) if col is not None else None
+
+
+def procedure_inverse(sql: str) -> str | None:
+    """``DROP PROCEDURE`` for a ``CREATE PROCEDURE`` that :func:`procedure_parts` wrote (an ``agent19_backfill_…``
+    procedure with its two parameters), else None: the rollback of a migration that created one drops it."""
+    try:
+        stmt = pglast.parse_sql(sql)[0].stmt
+    except pglast.parser.ParseError:
+        return None
+    if type(stmt).__name__ != "CreateFunctionStmt" or not stmt.is_procedure or len(stmt.funcname) != 1:
+        return None
+    name = stmt.funcname[0].sval
+    params = [p.name for p in stmt.parameters or ()]
+    if not name.startswith("agent19_backfill_") or params != ["batch_size", "pause_s"]:
+        return None
+    return f"DROP PROCEDURE IF EXISTS {ident(name)}(integer, double precision)"
 
 
 def procedure_name(spec: BackfillSpec) -> str:

@@ -21,14 +21,17 @@ from __future__ import annotations
 import shlex
 from graphlib import CycleError, TopologicalSorter
 
-from agent19.db.models import SchemaSnapshot
+import pglast
+from pglast.enums import AlterTableType
+
+from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec
-from agent19.migrate.backfill.scripts import procedure_parts
+from agent19.migrate.backfill.scripts import procedure_inverse, procedure_parts, single_key
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.sqlnames import ident, qname, short
-from agent19.migrate.planning.model import Change, ColumnSpec
+from agent19.migrate.patterns.sqlnames import ident, qname, short, split_name, table_arg
+from agent19.migrate.planning.model import Change, ColumnSpec, PlannedOperation
 
 STEP = {
     "create_table": 0, "add_column": 1, "modify_column": 2, "data_migration": 3, "add_not_null": 4,
@@ -61,7 +64,7 @@ def _need(change: Change, what: str, ok: object) -> None:
 def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> bool:
     """An index whose leading columns are the foreign key's: in the catalog, or added by the change list."""
     cols = change.index_columns
-    table = catalog.table(change.table) if catalog else None
+    table = find_table(catalog, change.table)
     keys = [ix.columns for ix in table.indexes] if table else []
     keys += [c.index_columns for c in changes if c.type == "add_index" and c.table == change.table]
     keys += [[col.name] for c in changes if c.type == "create_table" and c.table == change.table
@@ -70,7 +73,11 @@ def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | 
 
 
 def _check_fragments(change: Change) -> None:
-    """Refuse SQL text pieces that are not exactly one type / expression / SET list (they are pasted in)."""
+    """Refuse SQL text pieces that are not exactly one type / expression / SET list (they are pasted in), and
+    table names that are ambiguous (``a.b.c``: which dot ends the schema?)."""
+    for name in (change.table, change.references_table):
+        if name:
+            table_arg(name)
     for col in [*([change.column] if change.column else []), *change.columns]:
         if change.type in ("create_table", "add_column"):
             F.type_name(col.type, f"type of column {col.name}")
@@ -163,13 +170,21 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
 
 
+def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
+    """The catalog's table for a change list's table name (raw or quoted SQL, read as sqlnames.split_name does;
+    unqualified: public first, as SchemaSnapshot.table)."""
+    if catalog is None:
+        return None
+    schema, rel = split_name(name)
+    matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
+    return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
+
+
 def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> tuple[str, str] | None:
     """(column, type) of the table's single-column primary key: from the catalog or a create_table change."""
-    table = catalog.table(change.table) if catalog else None
+    table = find_table(catalog, change.table)
     if table is not None:
-        pk = next((c for c in table.constraints if c.type == "primary_key"), None)
-        col = table.column(pk.columns[0]) if pk and len(pk.columns) == 1 else None
-        return (col.name, col.type) if col else None
+        return single_key(table)
     keys = [(col.name, col.type) for c in changes if c.type == "create_table" and c.table == change.table
             for col in c.columns if col.primary_key]
     return keys[0] if len(keys) == 1 else None
@@ -235,3 +250,35 @@ def changes_to_sql(changes: list[Change], pg_major: int,
     changes = [*changes, *_deferred_not_null(changes, new_tables)]
     ordered = order_changes(changes)
     return ordered, [change_sql(c, new_tables, pg_major, changes, catalog) for c in ordered]
+
+
+def with_generated_inverses(ops: list[PlannedOperation]) -> list[PlannedOperation]:
+    """The change list's operations with the reverse SQL classification cannot give, so the rollback undoes exactly
+    what the migration left: the keyset backfill procedure is dropped; a constraint the migration adds and drops
+    again itself (the CHECK that proves NOT NULL) has nothing to undo — dropping it on rollback would fail."""
+    out = []
+    for i, op in enumerate(ops):
+        update: dict[str, object] = {}
+        if not op.reverse_sql and (drop := procedure_inverse(op.sql)):
+            update = {"reverse_sql": drop, "reversible": True}
+        added = _constraint(op.sql, "AT_AddConstraint")
+        if added and any(_constraint(later.sql, "AT_DropConstraint") == added for later in ops[i + 1:]):
+            update = {"reverse_sql": None, "reversible": True}
+        dropped = _constraint(op.sql, "AT_DropConstraint")
+        if dropped and any(_constraint(earlier.sql, "AT_AddConstraint") == dropped for earlier in ops[:i]):
+            update = {"reverse_sql": None, "reversible": True}
+        out.append(op.model_copy(update=update) if update else op)
+    return out
+
+
+def _constraint(sql: str, subtype: str) -> tuple[str | None, str, str] | None:
+    """(schema, table, constraint) of a one-sub-command ALTER TABLE … ADD / DROP CONSTRAINT name, else None."""
+    try:
+        stmt = pglast.parse_sql(sql)[0].stmt
+    except pglast.parser.ParseError:
+        return None
+    cmds = getattr(stmt, "cmds", None) or ()
+    if type(stmt).__name__ != "AlterTableStmt" or len(cmds) != 1 or cmds[0].subtype != getattr(AlterTableType, subtype):
+        return None
+    name = cmds[0].name if subtype == "AT_DropConstraint" else getattr(cmds[0].def_, "conname", None)
+    return (stmt.relation.schemaname, stmt.relation.relname, name) if name else None

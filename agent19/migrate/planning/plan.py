@@ -27,7 +27,7 @@ from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.migrate.patterns.sqlnames import literal, qualified
 from agent19.migrate.planning import regression as plan_regression
-from agent19.migrate.planning.changes import changes_to_sql
+from agent19.migrate.planning.changes import changes_to_sql, with_generated_inverses
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
@@ -305,6 +305,8 @@ def plan_migration(
             in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
             estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
         ))
+    if changes is not None:  # the rollback drops the backfill procedure, not the NOT NULL CHECK already dropped
+        planned = with_generated_inverses(planned)
     order_of = {}
     for p, op in zip(planned, ops, strict=True):
         order_of.setdefault(op.statement_index, p.order)
