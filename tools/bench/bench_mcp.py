@@ -5,8 +5,8 @@
     .venv/bin/python tools/bench/bench_mcp.py --dsn postgresql://…  # + response sizes, HTTP latency
 
 * tools/list through the official MCP client: characters of descriptions, input and output schemas;
-* response sizes of the main tools on a small scenario (a table of 20,000 rows), by default and with
-  ``detail: "full"`` (needs ``--dsn`` of a database the benchmark may create tables in);
+* response sizes of most tools on a small scenario (a table of 20,000 rows, mode dry-run), by default and
+  with ``detail: "full"`` (needs ``--dsn`` of a database the benchmark may create tables in);
 * start-up: ``agent19 lint`` of a one-statement file (whole process) and ``agent19 serve`` until it answers
   tools/list, best of ``--runs``;
 * streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
@@ -57,6 +57,27 @@ CALLS = {
                                 "CREATE INDEX bench_note ON bench_orders (note);"},
     "health_check": {},
     "index_health": {},
+    "list_lint_rules": {},
+    "advise_indexes": {"sql": "SELECT * FROM bench_orders WHERE customer_id = 42 AND status = 'paid'"},
+    "advise_workload": {"queries": ["SELECT * FROM bench_orders WHERE customer_id = 42",
+                                    "SELECT count(*) FROM bench_orders WHERE created_at > now() - interval '1 day'"]},
+    "assess_optimization": {"execution_ms": 250, "qps": 40},
+    "zero_downtime_pattern": {"kind": "change_column_type", "table": "bench_orders", "column": "amount",
+                              "type": "numeric(14,2)"},
+    "test_migration": {"sql": MIGRATION},
+    "verify_rollback": {"up_sql": "ALTER TABLE bench_orders ADD COLUMN note text;",
+                        "down_sql": "ALTER TABLE bench_orders DROP COLUMN note;"},
+    "run_sql": {"sql": "SELECT * FROM bench_orders ORDER BY id LIMIT 200"},
+    "confirm_destructive": {"sql": "DELETE FROM bench_orders WHERE status = 'new'"},
+    "capacity_plan": {"window": 1},
+    "replication_status": {},
+    "backup_status": {},
+    "prisma_schema": {},
+    "pgbouncer_config": {},
+    "setup_role": {},
+    "data_quality": {"suggest": ["public.bench_orders"]},
+    "cdc_check": {"tables": ["public.bench_orders"]},
+    "cdc_debezium": {"tables": ["public.bench_orders"]},
 }
 
 
@@ -79,7 +100,7 @@ async def responses(dsn: str) -> None:
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCENARIO)
-    async with stdio_session("--dsn", dsn, *PRIVILEGED) as session:
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run", *PRIVILEGED) as session:
         print(f"{'tool':<22}{'default':>10}{'full':>10}  (characters: text + structured JSON)")
         for name, args in CALLS.items():
             summary = await session.call_tool(name, args)
