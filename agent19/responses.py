@@ -206,3 +206,26 @@ def _share(sizes: dict[str, int], budget: int) -> dict[str, int]:
         shares[key] = sizes[key] if sizes[key] <= fair else fair
         left -= shares[key]
     return shares
+
+TRUNCATED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "present only in a summarised result: where the whole result is and what was left out or cut",
+    "properties": {
+        "whole_result": {"type": "string", "description": "resource URI of the whole result"},
+        "moved_to_resources": {"type": "object", "additionalProperties": {"type": "string"},
+                               "description": "field → resource URI of each field left out"},
+        "shortened": {"type": "array", "items": {"type": "string"}, "description": "what was cut, and where"},
+        "how": {"type": "string"},
+    },
+}
+
+
+def documented_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of ``model``'s structured content as :func:`shape` returns it: artifact fields may be left
+    out (they are resources then) and a summarised result carries ``truncated``."""
+    schema = model.model_json_schema(by_alias=True, mode="serialization")
+    moved = set(_artifact_fields(model))
+    if "required" in schema:
+        schema["required"] = [name for name in schema["required"] if name not in moved]
+    schema.setdefault("properties", {})["truncated"] = TRUNCATED_SCHEMA
+    return schema

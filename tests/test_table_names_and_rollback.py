@@ -26,6 +26,7 @@ from agent19.migrate.parse import parse_sql
 from agent19.migrate.patterns.runner import run_pattern
 from agent19.migrate.planning.model import Change
 from agent19.migrate.planning.plan import plan_migration
+from agent19.report.steps import build_steps
 from agent19.tools.patterns import PatternArgs, build_pattern
 from tests.conftest import one, owner_login, run_sql
 
@@ -115,3 +116,27 @@ def test_change_list_rollback_drops_the_backfill_procedure_and_keeps_the_shared_
     assert one(app, "SELECT count(*) FROM pg_attribute WHERE attrelid = '\"Order\"'::regclass "
                     "AND attname = 'Total' AND NOT attisdropped") == 0
     assert one(app, "SELECT count(*) FROM agent19_backfill_checkpoint WHERE table_name = 'public.other'") == 1
+
+
+# -- the runbook's safer alternative reads the statement's table as SQL ------------------------------------
+
+def test_runbook_alternative_for_a_table_named_a_dot_b_changes_that_table(dsn: str) -> None:
+    app = owner_login(dsn)
+    run_sql(app, 'CREATE TABLE "a.b" (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0); '
+                 'INSERT INTO "a.b" SELECT g, g FROM generate_series(1, 300) g; '
+                 "CREATE SCHEMA a; CREATE TABLE a.b (id bigint PRIMARY KEY, n integer)")
+    with psycopg.connect(app, row_factory=dict_row) as conn:
+        catalog = snapshot(conn)
+    plan = plan_migration('ALTER TABLE "a.b" ALTER COLUMN n TYPE bigint;', catalog=catalog)
+    (step,) = build_steps(plan, catalog, None)
+    (alternative,) = step.fixes
+    assert 'ALTER TABLE "a.b" ADD COLUMN n_new bigint' in alternative, alternative
+    assert "ALTER TABLE a.b " not in alternative and "CREATE OR REPLACE PROCEDURE" in alternative
+    with psycopg.connect(app, autocommit=True) as conn:
+        for st in parse_sql(alternative):
+            conn.execute(st.sql)  # type: ignore[arg-type]
+    assert one(app, "SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute "
+                    "WHERE attrelid = '\"a.b\"'::regclass AND attname = 'n'") == "bigint true"
+    assert one(app, 'SELECT count(*) FROM "a.b" WHERE n = id') == 300
+    assert one(app, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = 'a.b'::regclass AND attname = 'n'") == "integer"

@@ -17,9 +17,11 @@ from pglast.stream import RawStream
 
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate import patterns
+from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 from agent19.migrate.patterns.live import live_from_snapshot
 from agent19.migrate.patterns.model import Pattern, comment, fix_script
-from agent19.migrate.patterns.sqlnames import parse_name
+from agent19.migrate.patterns.sqlnames import parse_name, qualified
+from agent19.migrate.planning.changes import find_table
 from agent19.migrate.planning.model import PlanFinding, PlannedOperation
 from agent19.report.sqlfacts import StatementFact
 
@@ -28,8 +30,9 @@ FK_ACTION = {"c": "cascade", "n": "set null", "d": "set default", "r": "restrict
 
 
 def _raw(sql_name: str | None) -> str:
-    """A table name as SQL text (``s."Order"``) → the raw ``schema.name`` the patterns take."""
-    return ".".join(parse_name(sql_name or ""))
+    """A name as SQL text (``s."Order"``, ``"a.b"``) → the form the patterns read back exactly (sqlnames.qualified
+    of its parts): joining the raw parts with a dot would read a table named ``a.b`` as schema a, table b."""
+    return qualified(*parse_name(sql_name or ""))
 
 
 def _constraint_pattern(op: PlannedOperation, table: str, pg: int | None) -> Pattern | None:
@@ -49,7 +52,7 @@ def _constraint_pattern(op: PlannedOperation, table: str, pg: int | None) -> Pat
     if con.contype == ConstrType.CONSTR_FOREIGN and con.pk_attrs:
         ref = con.pktable
         return patterns.add_foreign_key(
-            table, [k.sval for k in con.fk_attrs or ()], ".".join(p for p in (ref.schemaname, ref.relname) if p),
+            table, [k.sval for k in con.fk_attrs or ()], qualified(ref.schemaname or None, ref.relname),
             [k.sval for k in con.pk_attrs], name=con.conname, on_delete=FK_ACTION.get(con.fk_del_action or ""),
             on_update=FK_ACTION.get(con.fk_upd_action or ""), pg_version=pg)
     if con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY) and keys and not con.indexname:
@@ -78,7 +81,7 @@ def _pattern(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSn
         return None
     f = facts[0]
     table = _raw(f.table) if f.table else ""
-    known = catalog.table(table) if catalog and table else None
+    known = find_table(catalog, table) if table else None
     col = f.column.name if f.column else None
     live = live_from_snapshot(catalog, known, col) if catalog and known and col else None
     if f.kind == "rename_column" and col and f.name and live is not None:
@@ -113,5 +116,6 @@ def safer_alternative(op: PlannedOperation, facts: list[StatementFact], findings
         return fixes[0].fix
     head = [comment(f"instead of this step: {pattern.title.lower()} in phases ({pattern.summary})")]
     head += [comment(f"note: {n}") for n in pattern.notes]  # notes quote catalog text (defaults): one line each
-    return "\n".join(head) + "\n" + fix_script(pattern.phases)
+    key = single_key(find_table(catalog, pattern.table))  # a backfill phase: the keyset procedure when it is known
+    return "\n".join(head) + "\n" + fix_script(pattern.phases, keyset_backfill(*key) if key else None)
 

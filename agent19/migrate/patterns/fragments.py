@@ -46,7 +46,8 @@ def _lexical(text: str, what: str) -> str:
     return text.strip()
 
 
-def _one(frame: str, text: str, what: str, kind: str) -> Any:
+def _parsed_as(frame: str, text: str, what: str, kind: str, node: str, hint: str | None = None) -> Any:
+    """The one statement ``frame`` (``text`` pasted into it) parses to, refused unless it is a ``node``."""
     try:
         stmts = pglast.parse_sql(frame)
     except pglast.parser.ParseError:
@@ -55,7 +56,11 @@ def _one(frame: str, text: str, what: str, kind: str) -> Any:
     if len(stmts) != 1:
         raise InputError(f"{what} {text[:60]!r} holds more than one statement",
                          f"give exactly one {kind}, without ';'")
-    return stmts[0].stmt
+    stmt = stmts[0].stmt
+    if type(stmt).__name__ != node:
+        raise InputError(f"{what} {text[:60]!r} is not {'a' if kind[0] not in 'aeiou' else 'an'} {kind}",
+                         hint or f"give exactly one {kind}, nothing before or after it")
+    return stmt
 
 
 _SELECT_EXTRAS = ("fromClause", "whereClause", "groupClause", "havingClause", "windowClause", "sortClause",
@@ -66,7 +71,7 @@ _SELECT_EXTRAS = ("fromClause", "whereClause", "groupClause", "havingClause", "w
 def _bare_select(stmt: Any, text: str, what: str, kind: str) -> Any:
     extras = [k for k in _SELECT_EXTRAS if getattr(stmt, k, None)]
     targets = getattr(stmt, "targetList", None) or ()
-    if type(stmt).__name__ != "SelectStmt" or extras or len(targets) != 1 or targets[0].name:
+    if extras or len(targets) != 1 or targets[0].name:
         raise InputError(f"{what} {text[:60]!r} is not one {kind}",
                          f"give exactly one {kind}, nothing before or after it")
     return targets[0].val
@@ -75,14 +80,15 @@ def _bare_select(stmt: Any, text: str, what: str, kind: str) -> Any:
 def expression(text: str, what: str = "expression") -> str:
     """``text`` when it is exactly one SQL expression (``now()``, ``'it''s'``, ``a > 0 AND b IS NOT NULL``)."""
     body = _lexical(text, what)
-    _bare_select(_one(f"SELECT ({body})", body, what, "expression"), body, what, "expression")
+    _bare_select(_parsed_as(f"SELECT ({body})", body, what, "expression", "SelectStmt"), body, what, "expression")
     return body
 
 
 def type_name(text: str, what: str = "type") -> str:
     """``text`` when it is exactly one type name (``bigint``, ``numeric(12,2)``, ``"My Type"[]``)."""
     body = _lexical(text, what)
-    val = _bare_select(_one(f"SELECT CAST(NULL AS {body})", body, what, "type"), body, what, "type")
+    val = _bare_select(_parsed_as(f"SELECT CAST(NULL AS {body})", body, what, "type", "SelectStmt"), body, what,
+                       "type")
     if type(val).__name__ != "TypeCast":
         raise InputError(f"{what} {body[:60]!r} is not a type name", "give a type, e.g. bigint or numeric(12,2)")
     return body
@@ -91,10 +97,10 @@ def type_name(text: str, what: str = "type") -> str:
 def assignments(text: str, what: str = "SET list") -> str:
     """``text`` when it is exactly an ``UPDATE … SET`` list (``status = 'x', n = n + 1``), nothing more."""
     body = _lexical(text, what)
-    stmt = _one(f"UPDATE agent19_t SET {body}", body, what, "SET list")
+    stmt = _parsed_as(f"UPDATE agent19_t SET {body}", body, what, "SET list", "UpdateStmt")
     extras = [k for k in ("whereClause", "fromClause", "returningList", "returningClause", "withClause")
               if getattr(stmt, k, None)]
-    if type(stmt).__name__ != "UpdateStmt" or extras:
+    if extras:
         raise InputError(f"{what} {body[:60]!r} is not only assignments",
                          "give col = value pairs; the filter goes in `where`")
     return body
@@ -111,16 +117,14 @@ def fk_action(text: str) -> str:
 def index_definition(text: str, what: str = "index definition") -> str:
     """``USING btree (email)``-style tail of CREATE INDEX: exactly one index, nothing after it."""
     body = _lexical(text, what)
-    stmt = _one(f"CREATE INDEX agent19_i ON agent19_t {body}", body, what, "index definition")
-    if type(stmt).__name__ != "IndexStmt":
-        raise InputError(f"{what} {body[:60]!r} is not an index definition", "give e.g. USING btree (email)")
+    _parsed_as(f"CREATE INDEX agent19_i ON agent19_t {body}", body, what, "index definition", "IndexStmt",
+               "give e.g. USING btree (email)")
     return body
 
 
 def references(text: str, what: str = "references") -> str:
     """A column's ``REFERENCES`` target: ``table(column)`` or ``schema.table (column)``, nothing more."""
     body = _lexical(text, what)
-    stmt = _one(f"CREATE TABLE agent19_t (c int REFERENCES {body})", body, what, "table(column)")
-    if type(stmt).__name__ != "CreateStmt":
-        raise InputError(f"{what} {body[:60]!r} is not a referenced table", "give table(column)")
+    _parsed_as(f"CREATE TABLE agent19_t (c int REFERENCES {body})", body, what, "table(column)", "CreateStmt",
+               "give table(column)")
     return body
