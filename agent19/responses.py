@@ -207,6 +207,7 @@ def _share(sizes: dict[str, int], budget: int) -> dict[str, int]:
         left -= shares[key]
     return shares
 
+
 TRUNCATED_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "present only in a summarised result: where the whole result is and what was left out or cut",

@@ -31,7 +31,7 @@ from agent19.errors import Agent19Error, postgres_error_text
 from agent19.http_auth import HttpAuth
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
-from agent19.responses import RESPONSE_BUDGET, RESULTS_URI, ResultStore, shape
+from agent19.responses import RESPONSE_BUDGET, RESULTS_URI, ResultStore, documented_schema, shape
 from agent19.safety import page as confirm_page
 from agent19.tools._schema import compact, shared_parameters
 from agent19.tools.paths import PathPolicy
@@ -97,7 +97,7 @@ def _add_tool_documentation(server: MCPServer[Any], tools: list[Tool]) -> None:
         return json.dumps({
             "name": spec.name, "title": spec.title, "description": spec.description,
             "input_schema": arguments[name].model_json_schema(by_alias=True),
-            "output_schema": spec.result.model_json_schema(by_alias=True, mode="serialization"),
+            "output_schema": documented_schema(spec.result),
         }, ensure_ascii=False)
 
     server.resource("agent19://tools/{name}", name="tool", title="Documentation of an agent19 tool",
