@@ -154,7 +154,11 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
     examples=("agent19 info", "agent19 info --dsn postgresql://app@localhost/shop --format json"),
 )
 def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
-    """Which PostgreSQL this is, agent19's access mode and which features work here. Call it first."""
+    """Which PostgreSQL this is, agent19's access mode and which features work here. Call it first.
+
+    Tell which PostgreSQL agent19 is connected to (version, user, replica or primary), its access mode
+    (read-only, dry-run or execute) and which features are available here — and if not, why and what to do.
+    Reads only."""
     db = ctx.db
     base = ServerInfo(
         agent19_version=agent19.__version__,
