@@ -93,6 +93,13 @@ async def listing() -> None:
         outputs = sum(compact_size(t.output_schema) for t in tools)
         print(f"tools/list: {len(tools)} tools, {desc + inputs + outputs:,} characters "
               f"(descriptions {desc:,}, input schemas {inputs:,}, output schemas {outputs:,})")
+        instructions = session.initialize_result.instructions if session.initialize_result else None
+        print(f"server instructions (read once per conversation): {len(instructions or ''):,} characters")
+        per_tool = sorted(((len(t.description or ""), compact_size(t.input_schema), compact_size(t.output_schema),
+                            t.name) for t in tools), key=lambda row: -sum(row[:3]))
+        print(f"  {'largest':<24}{'description':>12}{'input':>8}{'output':>8}")
+        for description, inputs_, outputs_, name in per_tool[:8]:
+            print(f"  {name:<24}{description:>12,}{inputs_:>8,}{outputs_:>8,}")
 
 
 async def responses(dsn: str) -> None:
