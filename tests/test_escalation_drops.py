@@ -100,7 +100,7 @@ def test_drop_schema_without_a_database_is_data_loss(sql):
     assert not p["escalation_summary"].startswith("no escalation")
     loss = kinds(p)["data_loss"]
     assert loss["statements"] == [sql] and "DBA" in loss["reviewers"]
-    assert "DROP SCHEMA removes its data and definition" in loss["evidence"][0]
+    assert "DROP SCHEMA removes the schema, and with CASCADE every table in it" in loss["evidence"][0]
 
 
 def test_a_column_added_and_dropped_in_one_migration_escalates_nothing(app):

@@ -91,10 +91,10 @@ def _app_change(f: StatementFact) -> AppChange | None:  # noqa: C901 — one bra
         return AppChange(table=t, change=f"{f.kind.split('_')[1]} {old} renamed to {f.name}",
                          impact="code using the old name fails: use expand/contract (view or both names) "
                          "or deploy in lockstep", writes_can_fail=True)
-    if f.kind in ("create_table", "drop_table", "truncate"):
-        impact = {"create_table": ("new table; nothing existing changes", False),
-                  "drop_table": ("any query on it fails; its data is gone", True),
-                  "truncate": ("all its rows are deleted", True)}[f.kind]
+    impact = {"create_table": ("new table; nothing existing changes", False),
+              "drop_table": ("any query on it fails; its data is gone", True),
+              "truncate": ("all its rows are deleted", True)}.get(f.kind)
+    if impact is not None:
         return AppChange(table=t, change=f.kind.replace("_", " "), impact=impact[0], writes_can_fail=impact[1])
     return None
 
@@ -182,9 +182,11 @@ def qa_handoff(steps: list[Step]) -> QaHandoff:
     created = {f.table for _, f in pairs if f.kind == "create_table"}
     cases: list[QaCase] = []
     seen: set[str] = set()
-    for _, f in pairs:
+    for s, f in pairs:
         t = f.table
-        if t and t not in created and t not in seen and f.kind not in ("drop_table", "truncate", "grant", "revoke") \
+        # the step loses the table's rows themselves (DROP TABLE, TRUNCATE), as the plan's classification says
+        rows_gone = s.data_loss and f.column is None and f.kind != "data_change"
+        if t and t not in created and t not in seen and not rows_gone and f.kind not in ("grant", "revoke") \
                 and "," not in t:
             seen.add(t)
             cases.append(QaCase(name=f"rows of {t} survive the migration", when="before_and_after",

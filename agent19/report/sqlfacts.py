@@ -24,8 +24,6 @@ FactKind = Literal[
     "truncate", "rename_column", "rename_table", "grant", "revoke", "policy", "rls", "function",
     "create_extension", "data_change", "other",
 ]
-DATA_LOSS_KINDS = {"drop_column", "drop_table", "truncate"}
-"""Kinds whose rollback cannot bring the data back."""
 
 
 class ColumnFact(BaseModel):

@@ -1,9 +1,9 @@
 """Plan operations → runbook steps and rollback steps, with the facts the plan does not carry.
 
 The lock a step takes is the plan's prediction, replaced by the dry run's observation when one is
-given (and then labelled ``observed``). Data loss is read from the statement itself
-(:data:`~agent19.report.sqlfacts.DATA_LOSS_KINDS`): a rollback can re-create a dropped column,
-never its values.
+given (and then labelled ``observed``). Data loss is the plan's (the knowledge table's row for the
+operation's form, :attr:`~agent19.migrate.classification.behaviour.Behaviour.loses`), and a data
+change no SQL undoes: a rollback can re-create a dropped column, never its values.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from agent19.db.models import SchemaSnapshot, Table
 from agent19.migrate.planning.model import MigrationPlan, PlannedOperation
 from agent19.report.alternative import safer_alternative
 from agent19.report.model import DryRunEvidence, RollbackStep, SqlCheck, Step
-from agent19.report.sqlfacts import DATA_LOSS_KINDS, StatementFact, statement_facts, verification
+from agent19.report.sqlfacts import StatementFact, statement_facts, verification
 
 LOCK_EFFECT = {
     "AccessExclusiveLock": "blocks reads and writes on the table while held",
@@ -84,9 +84,7 @@ def build_steps(
     steps = []
     for op in sorted(plan.operations, key=lambda o: o.order):
         facts = statement_facts(op.sql)
-        data_loss = any(f.kind in DATA_LOSS_KINDS for f in facts) or (
-            any(f.kind == "data_change" for f in facts) and not op.reversible
-        )
+        data_loss = op.data_loss or (op.category == "data_migration" and not op.reversible)
         lock, source = op.lock_level, "predicted"
         seen = observed.get(op.order)
         if seen is not None and seen.observed_lock is not None:

@@ -18,7 +18,6 @@ from pydantic import BaseModel, Field
 from agent19.errors import Agent19Error
 
 MAX_IDENT = 63
-ARCHIVABLE = {"drop_table", "truncate", "delete_all", "update_all", "drop_column", "alter_column_type"}
 
 
 class ArchivePlan(BaseModel):

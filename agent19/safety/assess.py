@@ -53,7 +53,8 @@ def assess(conn: Any, st: Statement, want_archive: bool = False, progress: Progr
     if not findings:
         return Assessment(st, [], None)
     impact = measure(conn, findings, missing_ok=bool(st.fields.get("missing_ok")), progress=progress)
-    tables = sorted({t.name for f in findings if f.kind in archiving.ARCHIVABLE
+    # rows of a table (or a column's values) a finding says are lost can be copied aside first
+    tables = sorted({t.name for f in findings if f.data_loss
                      for t in impact.targets if t.kind in {"table", "column"} and t.exists})
     plans = archiving.plan(conn, tables, impact.database.name) if tables else []
     return Assessment(st, findings, impact, plans, want_archive)

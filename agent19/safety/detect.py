@@ -9,6 +9,13 @@ prepared statement, a call of a volatile function for its side effects — is re
 ``unverifiable``, which counts as destructive. With :class:`~agent19.safety.facts.Facts` from the
 live catalog, detection also sees ``WHERE id IS NOT NULL`` on a NOT NULL column, narrowing type
 changes and user-defined volatile functions; without them it is more cautious.
+
+What a statement destroys is not decided here: each statement is classified into its form of the
+knowledge table (:func:`agent19.migrate.classification.classify.rows_of`, on the statement alone),
+and a row that :attr:`~agent19.migrate.classification.behaviour.Behaviour.destroys` an object gives
+the finding's kind, risk and the data it loses. What depends on the data or the catalog is judged
+here: DELETE/UPDATE reaching every row (also inside CTEs and EXPLAIN ANALYZE), narrowing type
+changes, volatile calls, code that cannot be read before it runs.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent19.migrate.classification.behaviour import Behaviour
+from agent19.migrate.classification.classify import rows_of
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.safety import kinds
@@ -50,23 +59,8 @@ class Finding(BaseModel):
     reason: str
 
 
-# removeType → (kind, target kind, risk, data loss). Knowledge is data: one row per object type.
-DROP_KINDS: dict[str, tuple[str, str, Risk, bool]] = {
-    "OBJECT_TABLE": ("drop_table", "table", Risk.CRITICAL, True),
-    "OBJECT_FOREIGN_TABLE": ("drop_foreign_table", "foreign table", Risk.MEDIUM, False),
-    "OBJECT_SCHEMA": ("drop_schema", "schema", Risk.HIGH, True),
-    "OBJECT_INDEX": ("drop_index", "index", Risk.MEDIUM, False),
-    "OBJECT_VIEW": ("drop_view", "view", Risk.MEDIUM, False),
-    "OBJECT_MATVIEW": ("drop_materialized_view", "materialized view", Risk.MEDIUM, True),
-    "OBJECT_TYPE": ("drop_type", "type", Risk.HIGH, False),
-    "OBJECT_DOMAIN": ("drop_domain", "domain", Risk.HIGH, False),
-    "OBJECT_SEQUENCE": ("drop_sequence", "sequence", Risk.HIGH, True),
-    "OBJECT_FUNCTION": ("drop_function", "function", Risk.MEDIUM, False),
-    "OBJECT_PROCEDURE": ("drop_procedure", "procedure", Risk.MEDIUM, False),
-    "OBJECT_ROUTINE": ("drop_routine", "routine", Risk.MEDIUM, False),
-    "OBJECT_EXTENSION": ("drop_extension", "extension", Risk.HIGH, True),
-    "OBJECT_TRIGGER": ("drop_trigger", "trigger", Risk.MEDIUM, False),
-}
+RISK_OF = {"low": Risk.MEDIUM, "medium": Risk.MEDIUM, "high": Risk.HIGH, "critical": Risk.CRITICAL}
+"""A knowledge-table row's risk as a finding's: anything that destroys is at least medium."""
 # Volatile built-ins that change no data: calling them is not "for side effects".
 HARMLESS_VOLATILE = {
     "random", "random_normal", "setseed", "clock_timestamp", "timeofday", "gen_random_uuid", "uuid_generate_v4",
@@ -101,20 +95,11 @@ def judge(st: Statement, facts: Facts | None = None) -> list[Finding]:
         out.append(Finding(statement=st.index, line=st.line, kind=kind, risk=risk, data_loss=data_loss,
                            cascade=cascade, targets=targets, reason=reason))
 
-    f = st.fields
-    if st.node == "DropStmt":
-        _drop(f, add)
-    elif st.node == "DropdbStmt":
-        add("drop_database", Risk.CRITICAL, True, [Target(kind="database", name=f.get("dbname", ""))],
-            "DROP DATABASE removes the database and everything in it")
-    elif st.node == "TruncateStmt":
-        cascade = f.get("behavior") == "DROP_CASCADE"
-        names = [Target(kind="table", name=range_var_name(r)) for r in f.get("relations", [])]
-        add("truncate", Risk.CRITICAL, True, names,
-            "TRUNCATE removes every row" + (" of these tables and of every table referencing them" if cascade else ""),
-            cascade)
-    elif st.node == "AlterTableStmt":
-        _alter_table(f, facts, add)
+    for row, cmd in rows_of(st):
+        if row.destroys:
+            _destroys(st, row, cmd, add)
+    if st.node == "AlterTableStmt":
+        _alter_table(st.fields, facts, add)
     elif st.node in UNVERIFIABLE_NODES:
         add("unverifiable", Risk.HIGH, True, [], UNVERIFIABLE_NODES[st.node])
     if st.node in EVALUATING_NODES:
@@ -145,20 +130,35 @@ def _object_name(obj: dict[str, Any]) -> str:
     return "?"
 
 
-def _drop(f: dict[str, Any], add: Any) -> None:
-    remove = f.get("removeType", "")
-    kind, target_kind, risk, data_loss = DROP_KINDS.get(
-        remove, ("drop_" + remove.removeprefix("OBJECT_").lower(), remove.removeprefix("OBJECT_").lower().replace(
-            "_", " "), Risk.MEDIUM, False))
+def _destroys(st: Statement, row: Behaviour, cmd: dict[str, Any] | None, add: Any) -> None:
+    """A finding for a statement whose knowledge-table form destroys an object (:attr:`Behaviour.destroys`):
+    its kind, risk and data loss are the row's; the names at stake are read from the statement."""
+    f = cmd if cmd is not None else st.fields
+    kind, what = row.family, row.destroys
+    if st.node == "DropStmt" and row.destroys == "object":  # the table's catch-all row: named by the statement
+        remove = f.get("removeType", "").removeprefix("OBJECT_").lower()
+        kind, what = f"drop_{remove}", remove.replace("_", " ")
+    if st.node == "DropStmt":
+        verb, targets = f"DROP {what.upper()}", [Target(kind=what, name=_object_name(o)) for o in f.get("objects", [])]
+    elif st.node == "DropdbStmt":
+        verb, targets = "DROP DATABASE", [Target(kind=what, name=f.get("dbname", ""))]
+    elif st.node == "TruncateStmt":
+        verb, targets = "TRUNCATE", [Target(kind=what, name=range_var_name(r)) for r in f.get("relations", [])]
+    elif cmd is not None and cmd.get("subtype") == "AT_DropColumn":
+        table = range_var_name(st.fields.get("relation", {}))
+        verb, targets = f"DROP COLUMN {f.get('name')}", [Target(kind=what, name=table, column=f.get("name"))]
+    else:
+        verb, targets = row.form, []
     cascade = f.get("behavior") == "DROP_CASCADE"
+    risk, data_loss = RISK_OF[row.risk], row.data_loss
+    reason = f"{verb} removes {row.loses or 'its definition'}"
     if cascade:
-        # CASCADE also drops whatever depends on the object: columns of other tables, views, FKs.
+        # CASCADE also removes whatever depends on it: columns of other tables, views, rows of referencing tables.
         data_loss = True
-        risk = Risk.CRITICAL if remove in {"OBJECT_SCHEMA", "OBJECT_TABLE"} else max(risk, Risk.HIGH, key=_rank)
-    targets = [Target(kind=target_kind, name=_object_name(o)) for o in f.get("objects", [])]
-    reason = f"DROP {target_kind.upper()} removes {'its data and definition' if data_loss else 'its definition'}"
-    add(kind, risk, data_loss, targets, reason + (", and CASCADE drops every dependent object" if cascade else ""),
-        cascade)
+        risk = Risk.CRITICAL if row.destroys in {"schema", "table"} else max(risk, Risk.HIGH, key=_rank)
+        reason += (", and CASCADE empties every table that references it" if st.node == "TruncateStmt"
+                   else ", and CASCADE drops every dependent object")
+    add(kind, risk, data_loss, targets, reason, cascade)
 
 
 def _rank(r: Risk) -> int:
@@ -171,11 +171,7 @@ def _alter_table(f: dict[str, Any], facts: Facts | None, add: Any) -> None:
     for cmd in f.get("cmds", []):
         c = cmd.get("AlterTableCmd", {})
         sub, col = c.get("subtype"), c.get("name")
-        if sub == "AT_DropColumn":
-            add("drop_column", Risk.CRITICAL, True, [Target(kind="column", name=table, column=col)],
-                f"DROP COLUMN {col} removes the column's values in every row",
-                c.get("behavior") == "DROP_CASCADE")
-        elif sub == "AT_AlterColumnType":
+        if sub == "AT_AlterColumnType":  # loses data or not by the old and new types: judged here, with facts
             coldef = c.get("def", {}).get("ColumnDef", {})
             new = sqltypes.from_type_name(coldef.get("typeName", {}))
             target = [Target(kind="column", name=table, column=col)]

@@ -47,4 +47,8 @@ CREATE UNIQUE INDEX mv_parent_uidx ON mv (parent_id);
 CREATE VIEW tv AS SELECT id FROM t;
 CREATE SEQUENCE s;
 CREATE FUNCTION f_unused() RETURNS int LANGUAGE sql AS 'SELECT 1';
+-- objects nothing uses: DROP SCHEMA / TYPE / DOMAIN examples succeed without CASCADE
+CREATE SCHEMA spare;
+CREATE TYPE spare_e AS ENUM ('a');
+CREATE DOMAIN spare_d AS int;
 ANALYZE;

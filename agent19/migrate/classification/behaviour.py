@@ -30,7 +30,13 @@ class Behaviour:
     scan: bool = False
     in_transaction: bool = True
     reversible: bool = True
-    data_loss: bool = False
+    destroys: str = ""
+    """The kind of object it removes or empties — table, column, schema, database, index, view… — which
+    safety detection (:mod:`agent19.safety.detect`) stops before it runs; empty when it removes no object
+    by itself (a dropped constraint or default loses a guarantee, not an object)."""
+    loses: str = ""
+    """The data that is gone for good, in words (no rollback SQL brings it back); empty when only a
+    definition goes. :attr:`data_loss` is read from it; safety detection and the runbook say it."""
     risk: Risk = "low"
     note: str = ""
     versions: tuple[int, int] = (MIN_VERSION, MAX_VERSION)
@@ -40,3 +46,14 @@ class Behaviour:
     """The psycopg error class the example raises on the populated table, when it must fail."""
     example_timezone: str = "UTC"
     """The session time zone the example runs under (the rule depends on it)."""
+
+    @property
+    def data_loss(self) -> bool:
+        """Whether running it loses data that no rollback SQL brings back."""
+        return bool(self.loses)
+
+    @property
+    def family(self) -> str:
+        """The form without its variant and without ``alter_table.``: ``drop_index.concurrently`` →
+        ``drop_index``, ``alter_table.drop_column`` → ``drop_column`` (safety detection's finding kinds)."""
+        return self.form.removeprefix("alter_table.").split(".")[0]

@@ -13,9 +13,12 @@ statements is described in :mod:`agent19.migrate.classification.state`.
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import strongest_mode
 from agent19.migrate.classification.alter import decide_alter
+from agent19.migrate.classification.behaviour import MAX_VERSION
 from agent19.migrate.classification.knowledge import Behaviour, lookup
 from agent19.migrate.classification.other import decide_statement, render_subcommands
 from agent19.migrate.classification.state import Context, Decision, MigrationState, range_name
@@ -54,6 +57,22 @@ def classify(
         decision = decide_statement(stmt, ctx)
         ops.append(build(stmt, decision, ctx, sub_index=None, sql=stmt.sql))
     return ops
+
+
+def rows_of(stmt: Statement) -> list[tuple[Behaviour, dict[str, Any] | None]]:
+    """The knowledge-table row of ``stmt`` (one per sub-command of an ALTER TABLE, with the sub-command),
+    judged on the statement alone: no catalog and nothing an earlier statement did, so nothing can excuse it.
+
+    Safety detection (:mod:`agent19.safety.detect`) reads what a statement destroys and loses from these
+    rows, so the table is the one place that says it. Rows are those of the newest version known.
+    """
+    ctx = Context(catalog=None, pg_major=MAX_VERSION, session_utc=True, state=MigrationState())
+    fields = stmt.fields
+    if stmt.node == "AlterTableStmt" and fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
+        table = range_name(fields.get("relation", {}))
+        cmds = [c["AlterTableCmd"] for c in fields.get("cmds", []) if "AlterTableCmd" in c]
+        return [(lookup(decide_alter(cmd, table, ctx).form, MAX_VERSION), cmd) for cmd in cmds]
+    return [(lookup(decide_statement(stmt, ctx).form, MAX_VERSION), None)]
 
 
 def _alter_table(stmt: Statement, ctx: Context) -> list[Operation]:

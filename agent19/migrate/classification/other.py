@@ -18,8 +18,15 @@ CREATE_OBJECTS = {
     "CompositeTypeStmt", "DefineStmt", "CreateRangeStmt", "AlterFunctionStmt", "AlterExtensionStmt",
     "CreateCastStmt", "CreateRoleStmt", "AlterRoleStmt", "CreateEventTrigStmt", "AlterDomainStmt",
 }
-DROP_RELATIONS = {"OBJECT_TABLE": "drop_table", "OBJECT_INDEX": "drop_index", "OBJECT_VIEW": "drop_view",
-                  "OBJECT_MATVIEW": "drop_view", "OBJECT_FOREIGN_TABLE": "drop_table"}
+DROP_FORMS = {
+    "OBJECT_TABLE": "drop_table", "OBJECT_FOREIGN_TABLE": "drop_foreign_table", "OBJECT_INDEX": "drop_index",
+    "OBJECT_VIEW": "drop_view", "OBJECT_MATVIEW": "drop_materialized_view", "OBJECT_SEQUENCE": "drop_sequence",
+    "OBJECT_SCHEMA": "drop_schema", "OBJECT_EXTENSION": "drop_extension", "OBJECT_TYPE": "drop_type",
+    "OBJECT_DOMAIN": "drop_domain", "OBJECT_TRIGGER": "drop_trigger",
+}
+"""DROP's object type → its knowledge-table form (every other object type: ``drop_object``)."""
+RELATION_DROPS = {"drop_foreign_table", "drop_view", "drop_materialized_view", "drop_sequence"}
+"""Forms whose objects are relations: they are the statement's targets (their locks are observed)."""
 
 
 def _sources(tree: Any) -> list[str]:
@@ -31,7 +38,10 @@ def _names(items: list[dict[str, Any]]) -> list[str]:
 
 
 def _object_name(obj: dict[str, Any]) -> str:
-    names = _names(obj.get("List", {}).get("items", []))
+    if "String" in obj:  # a schema, extension or other unqualified object
+        return str(obj["String"].get("sval", ""))
+    names = _names(obj.get("List", {}).get("items", []) or obj.get("TypeName", {}).get("names", [])
+                    or obj.get("ObjectWithArgs", {}).get("objname", []))
     return ".".join(names) if len(names) > 1 else f"public.{names[0]}" if names else ""
 
 
@@ -164,9 +174,10 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision("alter_sequence", [range_name(f.get("sequence", {}))], reversible=False)
     if node == "AlterSystemStmt":
         return Decision("alter_system", [])
-    if node in ("CreatedbStmt", "DropdbStmt"):
-        return Decision("create_database", [], notes=["DROP DATABASE loses every table in it"]
-                        if node == "DropdbStmt" else [])
+    if node == "CreatedbStmt":
+        return Decision("create_database", [])
+    if node == "DropdbStmt":
+        return Decision("drop_database", [])
     if node in ("UpdateStmt", "DeleteStmt", "InsertStmt"):
         return _data(node, f, ctx)
     if node == "TransactionStmt":
@@ -216,7 +227,7 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
         table = ".".join(items[:-1]) if len(items) > 2 else f"public.{items[0]}" if items else ""
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
-    kind = DROP_RELATIONS.get(remove)
+    kind = DROP_FORMS.get(remove, "drop_object")
     if kind == "drop_index":
         conc = bool(f.get("concurrent"))
         tables = [t for t in (_index_table(o, ctx) for o in objects) if t]
@@ -236,9 +247,9 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
         notes = [] if ctx.catalog else ["without a catalog, tables it references by foreign key (also locked "
                                         "AccessExclusive) are unknown"]
         return Decision("drop_table", objects, list(dict.fromkeys(refs)), notes=notes)
-    if kind == "drop_view":
-        return Decision("drop_view", objects)
-    return Decision("drop_object", [], notes=[f"DROP {remove.removeprefix('OBJECT_')} {', '.join(objects)}"])
+    if kind in RELATION_DROPS:
+        return Decision(kind, objects)
+    return Decision(kind, [], notes=[f"DROP {remove.removeprefix('OBJECT_')} {', '.join(objects)}"])
 
 
 def _rename(f: dict[str, Any]) -> Decision:

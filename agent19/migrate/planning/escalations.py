@@ -24,8 +24,9 @@ breaking_change    renames, drops (columns, tables, views,     application engin
                    would violate
 =================  ==========================================  ==============================================
 
-Drops of whole schemas, sequences, materialized views and databases, and code whose effect cannot be verified,
-are data loss from the safety check (:func:`agent19.safety.detect.detect`), with or without a database.
+What an operation loses is its knowledge-table row's (drops of tables, columns, schemas, sequences, materialized
+views, databases, TRUNCATE, DELETE); the safety check (:func:`agent19.safety.detect.detect`) adds its reason
+(CASCADE, what is removed), code whose effect cannot be verified, and narrowing type changes from the catalog.
 
 A migration with none says so, with what was checked (:func:`summary`).
 """
@@ -58,11 +59,10 @@ FULL_TABLE_WRITE_RULES = {"A19017": "DELETE without WHERE", "A19018": "UPDATE wi
 BREAKING_RULES = {"A19013": "rename", "A19014": "drop column", "A19015": "drop table",
                   "A19021": "NOT NULL column without a default"}
 BREAKING_KINDS = ("alter_column_type", "set_not_null")
-LIVE_DATA_LOSS_KINDS = {"alter_column_type", "drop_schema", "drop_database", "drop_sequence",
-                        "drop_materialized_view", "unverifiable"}
+LIVE_DATA_LOSS_KINDS = {"alter_column_type", "unverifiable"}
 """Safety-check findings (:func:`agent19.safety.detect.detect`) that raise a data-loss escalation the plan's
-operation model does not: narrowing types, drops of whole schemas and databases, and code (DO blocks,
-volatile calls) whose changes cannot be verified."""
+operations (the knowledge table) cannot: narrowing types (judged on the catalog) and code (DO blocks, volatile
+calls) whose changes cannot be verified."""
 
 WHO: dict[EscalationKind, tuple[list[str], str]] = {
     "data_loss": (["tech lead", "DBA"], "review the migration and confirm a restorable backup of the affected "
@@ -87,17 +87,22 @@ def _source(o: PlannedOperation) -> str:
 def _data_loss(planned: list[PlannedOperation], ops: list[Operation], findings: list[PlanFinding],
                safety: list[Finding]) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
+    lossy: set[int] = set()  # what the knowledge table says loses data
     for p, op in zip(planned, ops, strict=True):
         if op.data_loss and not op.new_table:
-            out.setdefault(p.order, []).append(
-                f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}) destroys data no rollback SQL brings back")
+            lossy.add(p.order)
+            if p.table:  # a schema, database or extension: the safety check's reason below says what goes
+                out.setdefault(p.order, []).append(f"operation {p.order} ({p.type} on {p.table}, {_rows(p)}) "
+                                                   "destroys data no rollback SQL brings back")
     first = {}  # statement index → its first operation's order
     for p, op in zip(planned, ops, strict=True):
         first.setdefault(op.statement_index, p.order)
-    for f in safety:  # what the operation model does not call data loss: DROP SCHEMA, sequences, DO blocks…
+    for f in safety:  # why (CASCADE, what goes), and what the operations cannot say: DO blocks, volatile calls
         order = first.get(f.statement)
-        if f.kind in LIVE_DATA_LOSS_KINDS - {"alter_column_type"} and f.data_loss and order and order not in out:
-            out[order] = [f"operation {order}: {f.reason} (safety check)"]
+        if f.data_loss and order and (order in lossy or (f.kind == "unverifiable" and order not in out)):
+            out.setdefault(order, []).append(f"operation {order}: {f.reason} (safety check)")
+    for order in lossy - set(out):
+        out[order] = [f"operation {order} destroys data no rollback SQL brings back"]
     for f in findings:
         if f.rule in FULL_TABLE_WRITE_RULES and f.operation:
             out.setdefault(f.operation, []).append(f"{f.rule} {FULL_TABLE_WRITE_RULES[f.rule]} "

@@ -104,6 +104,8 @@ class PlannedOperation(BaseModel):
     description: str
     sql: str
     reversible: bool
+    data_loss: bool = Field(default=False, description="loses data no rollback SQL brings back (the knowledge "
+                            "table's row for its form says what)")
     reverse_sql: str | None = Field(default=None, description="SQL that undoes it; none with reversible=true "
                                     "means there is nothing to undo (e.g. VALIDATE CONSTRAINT, ANALYZE)")
     estimated_rows: int | None = Field(default=None, description="rows of the table (live estimate), when known")

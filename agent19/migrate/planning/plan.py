@@ -300,7 +300,7 @@ def plan_migration(
         rows = _rows(op, catalog, new)
         planned.append(PlannedOperation(
             order=i, type=op.kind, category=op.category, table=op.tables[0] if op.tables else None,
-            description=_describe(op), sql=op.sql, reversible=op.reversible,
+            description=_describe(op), sql=op.sql, reversible=op.reversible, data_loss=op.data_loss,
             reverse_sql=op.inverse_sql, estimated_rows=rows, lock_level=op.lock, rewrite=op.rewrite,
             in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
             estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
