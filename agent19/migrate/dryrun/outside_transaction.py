@@ -24,9 +24,11 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import observe
 from agent19.migrate.dryrun.cluster_guard import guarded, shared_writes
+from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import ScratchInfo, StatementResult, statement_error
+from agent19.migrate.dryrun.progress import ServerProgress
 from agent19.migrate.dryrun.scratch import MISSING_OBJECT, CopyMode, ScratchDatabase, list_scratch, scratch_database
-from agent19.migrate.dryrun.watch import Watched, watch_statement
+from agent19.migrate.dryrun.watch import Reporter, Watched, watch_statement
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 
@@ -109,17 +111,34 @@ def _replay(conn: psycopg.Connection[Any], stmt: Statement) -> list[str]:
     return wrote
 
 
+def _reporter(live: Progress | None, index: int, total: int, label: str) -> Reporter | None:
+    """What :func:`watch_statement` calls about once a second while the statement runs."""
+    if live is None:
+        return None
+
+    def report(elapsed_s: float, server: ServerProgress | None) -> None:
+        share = server.share if server is not None else None
+        live(index + (min(share, 1.0) if share is not None else 0.0), total,
+             f"{label}: {elapsed_s:.0f} s" + (f"; {server}" if server is not None else ""))
+
+    return report
+
+
 def run_in_scratch(
     db: Database, statements: list[Statement], preds: dict[int, list[Operation]], results: list[StatementResult],
     before: SchemaSnapshot, *, scratch_needed: set[int], isolate: set[int], measure_blocking: bool,
-    probe_timeout_ms: int, copy: CopyMode, sample_rows: int, progress: Progress,
+    probe_timeout_ms: int, copy: CopyMode, sample_rows: int, progress: Progress, early: EarlyScratch | None = None,
+    live: Progress | None = None,
 ) -> ScratchInfo:
-    """Replay ``statements`` in a new scratch database, watching those in ``scratch_needed``; drop it."""
+    """Replay ``statements`` in a new scratch database (``early``'s when given: made while the transaction ran),
+    watching those in ``scratch_needed``; drop it. With ``live``, long statements report progress as they run."""
     existing = {t.qualified_name for t in before.tables}
     touched = sorted({t for ops in preds.values() for op in ops for t in op.tables if t in existing})
     last = len(statements) - 1 if measure_blocking else max(scratch_needed | isolate)
     timeout = db.settings.statement_timeout_ms
-    with scratch_database(db, copy=copy, sample_tables=touched, sample_rows=sample_rows) as scratch:
+    made = (early.use(touched, sample_rows) if early is not None
+            else scratch_database(db, copy=copy, sample_tables=touched, sample_rows=sample_rows))
+    with made as scratch:
         info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, sampled_rows=scratch.sampled_rows,
                            notes=list(scratch.notes), dropped=False)
         with psycopg.connect(scratch.dsn, autocommit=True, application_name="agent19 replay") as conn:
@@ -131,12 +150,14 @@ def run_in_scratch(
                     # cluster-wide, refused)
                 ops = preds.get(stmt.index, [])
                 if stmt.index in scratch_needed or measure_blocking:
-                    progress(stmt.index, len(statements), f"statement {stmt.index + 1} in scratch database")
+                    label = f"statement {stmt.index + 1}/{len(statements)} in the scratch database"
+                    progress(stmt.index, len(statements), label)
                     tables = _tables(stmt, ops)
                     # a statement that may run in a transaction commits only if it wrote no shared catalog
                     text = stmt.sql if stmt.index in scratch_needed else guarded(stmt.sql)
                     watched = watch_statement(scratch.dsn, text, tables, statement_timeout_ms=timeout,
-                                              measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms)
+                                              measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms,
+                                              report=_reporter(live, stmt.index, len(statements), label))
                     res.probes = watched.probes
                     if stmt.index in scratch_needed:
                         _apply(res, watched, stmt, scratch)

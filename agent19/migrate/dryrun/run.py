@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -45,6 +46,7 @@ from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_state import diff_cluster, fingerprint
+from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import (
     PREDICTION_TABLE,
     CheckResult,
@@ -57,6 +59,7 @@ from agent19.migrate.dryrun.model import (
     statement_error,
 )
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
+from agent19.migrate.dryrun.progress import run_reporting
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.layouts.files import has_non_transactional
 from agent19.migrate.model import Operation
@@ -218,16 +221,22 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
 
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
-                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked]) -> None:
+                    isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked],
+                    live: Progress | None = None, dsn: str = "") -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
-    writing a shared catalog (rolled back to its savepoint)."""
+    writing a shared catalog (rolled back to its savepoint). With ``live``, a statement that runs for more than
+    a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target)."""
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
+    held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
 
-    def note_held(index: int) -> set[tuple[str, str]]:
-        held = {(lk.relation, lk.mode) for lk in held_locks(conn)}
+    def note_held(index: int, held: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+        nonlocal held_now
+        if held is None:
+            held = {(lk.relation, lk.mode) for lk in held_locks(conn)}
         for pair in held:
             first_taken.setdefault(pair, index)
+        held_now = held
         return held
 
     note_held(-1)  # the 'before' checks
@@ -235,7 +244,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         ops = preds.get(stmt.index, [])
         res = _base(stmt, ops)
         results.append(res)
-        progress(stmt.index, len(stmts), f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})")
+        label = f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})"
+        progress(stmt.index, len(stmts), label)
         if stmt.node == "TransactionStmt":
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
             continue
@@ -260,10 +270,13 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                 except psycopg.Error:
                     pass
             continue
-        held_before = note_held(stmt.index - 1)
+        # what an earlier statement left held: known from its own observation unless a stand-in ran since
+        held_before = held_now if held_now is not None else note_held(stmt.index - 1)
+        held_now = None  # from here until this statement's observation, unknown (it may fail half-way)
         try:
             with conn.transaction():
-                obs = observe(conn, stmt.sql)
+                obs = run_reporting(partial(observe, conn, stmt.sql), conn=conn, dsn=dsn, progress=live,
+                                    done=stmt.index, total=len(stmts), label=label)
                 if wrote := shared_writes(conn):
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
         except ClusterWrite as exc:
@@ -290,12 +303,48 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
         res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
                      if (lk.relation, lk.mode) not in held_before]
-        note_held(stmt.index)
+        # observe() read pg_locks after the statement (the same query as held_locks); releasing its savepoint
+        # keeps every lock, and shared_writes reads only shared catalogs: that read is what is held now
+        note_held(stmt.index, {(lk.relation, lk.mode) for lk in obs.locks})
         mine |= set(_predicted_locks(ops)) | {t for op in ops for t in op.tables}
         res.held_before = [PriorLock(relation=rel, mode=mode, since=first_taken.get((rel, mode), -1))
                            for rel, mode in sorted(held_before) if rel in mine and not rel.startswith("pg_toast.")]
         if _hidden(res):
             isolate.append(stmt.index)
+
+
+def _expects_scratch(statements: list[Statement], preds: dict[int, list[Operation]]) -> bool:
+    """The prediction says a scratch database will be needed: a statement cannot run in a transaction block,
+    or takes on a relation a mode no stronger than one an earlier statement took there (hidden in pg_locks:
+    re-observed in a transaction of its own in the scratch database)."""
+    strongest: dict[str, int] = {}
+    for stmt in statements:
+        if stmt.node == "TransactionStmt":
+            continue
+        ops = preds.get(stmt.index, [])
+        if _needs_scratch(stmt, ops):
+            return True
+        mine = _predicted_locks(ops)
+        if any(strongest.get(rel, -1) >= _rank(mode) for rel, mode in mine.items()):
+            return True
+        for rel, mode in mine.items():
+            strongest[rel] = max(strongest.get(rel, -1), _rank(mode))
+    return False
+
+
+def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, list[Operation]],
+                   copy: scratch_mod.CopyMode, measure_blocking: bool, server_version: int) -> EarlyScratch | None:
+    """Start making the scratch database now, while the transaction runs, when it will be needed and need not
+    be a TEMPLATE copy of the target (:mod:`agent19.migrate.dryrun.early_scratch`). With ``copy="auto"`` a
+    migration that needs one only to re-observe hidden locks gets a schema-only copy: locks do not depend on
+    rows, and replaying the earlier statements on empty tables is quick where a TEMPLATE copy would rewrite
+    every row again."""
+    if copy == "template" or not _expects_scratch(statements, preds):
+        return None
+    if copy == "auto" and (measure_blocking or any(
+            _needs_scratch(s, preds.get(s.index, [])) for s in statements if s.node != "TransactionStmt")):
+        return None  # statements timed in the scratch database: a TEMPLATE copy (with the rows), after the rollback
+    return EarlyScratch(db, "empty" if copy == "empty" else "schema", server_version // 10000)
 
 
 def dry_run(
@@ -308,10 +357,6 @@ def dry_run(
     report: Progress = progress or (lambda done, total, message: None)
     statements = [s.model_copy(update={"index": i}) for i, s in enumerate(statements)]
     started = time.perf_counter()
-    try:
-        leftovers = scratch_mod.drop_leftovers(db)
-    except psycopg.Error:
-        leftovers = []  # cannot list databases here; a scratch database, if needed, will say why
     results: list[StatementResult] = []
     findings: list[Finding] = []
     check_results: list[CheckResult] = []
@@ -319,28 +364,44 @@ def dry_run(
     scratch_needed: list[int] = []
     ran: list[str] = []
     conn = db.connect()
+    early: EarlyScratch | None = None
     try:
         refuse_standby(conn, "test_migration (a dry run)")
+        # first, so that pg_dump (100-200 ms whatever the schema) runs while the catalog is read: the prediction
+        # from the SQL alone is enough to decide (a wrong guess only costs a database made in the background)
+        early = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
+                               conn.info.server_version)
+        try:
+            leftovers = scratch_mod.drop_leftovers(db)
+        except psycopg.Error:
+            leftovers = []  # cannot list databases here; a scratch database, if needed, will say why
         before = snapshot(conn)
+        preds = predict(statements, before)
         cluster_before = fingerprint(conn)
         blocked = screen(db, conn, statements)
-        preds = predict(statements, before)
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
+        if early is not None:
+            early.wait_dumped()  # pg_dump's ACCESS SHARE locks are gone before the migration's locks are taken
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
-            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked)
+            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked,
+                            live=progress, dsn=db.dsn)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
+        if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
+            early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
+            early = None
         scratch_info = None
         if scratch_needed or isolate or measure_blocking:
-            conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
+            if early is None:
+                conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
             try:
                 scratch_info = run_in_scratch(
                     db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
                     measure_blocking=measure_blocking, probe_timeout_ms=probe_timeout_ms, copy=scratch_copy,
-                    sample_rows=sample_rows, progress=report)
+                    sample_rows=sample_rows, progress=report, early=early, live=progress)
             except psycopg.Error as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 for i in scratch_needed:
@@ -353,6 +414,8 @@ def dry_run(
         after = snapshot(conn)
         cluster_after = fingerprint(conn)
     finally:
+        if early is not None:
+            early.discard()  # made for a re-observation that turned out not to be needed (or never used)
         conn.close()
     differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
     if cluster_before.unreadable:

@@ -30,7 +30,7 @@ import secrets
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -74,16 +74,16 @@ def new_name() -> str:
     return f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
 
 
-def _admin_dsn(db: Database, target: str, application_name: str) -> str:
-    """A DSN for the owner/admin session: the ``postgres`` database if reachable, else the target."""
+def _admin_connect(db: Database, target: str, application_name: str) -> tuple[psycopg.Connection[Any], str]:
+    """The owner/admin session (autocommit) and its DSN: the ``postgres`` database if reachable, else the target."""
     for dbname in ("postgres", target):
         dsn = make_conninfo(db.dsn, dbname=dbname, application_name=application_name)
         try:
-            psycopg.connect(dsn, connect_timeout=5).close()
-            return dsn
+            return psycopg.connect(dsn, connect_timeout=5, autocommit=True), dsn
         except psycopg.Error:
             continue
-    return make_conninfo(db.dsn, application_name=application_name)
+    dsn = make_conninfo(db.dsn, application_name=application_name)
+    return psycopg.connect(dsn, autocommit=True), dsn
 
 
 def _drop(conn: psycopg.Connection[Any], name: str) -> None:
@@ -101,7 +101,7 @@ def drop_leftovers(db: Database) -> list[str]:
     Returns the names dropped. A scratch database whose owner is alive belongs to a running dry
     run (here or on another machine) and is left alone.
     """
-    with psycopg.connect(_admin_dsn(db, _target_name(db), "agent19"), autocommit=True) as conn:
+    with _admin_connect(db, target_name(db), "agent19")[0] as conn:
         rows = conn.execute(
             r"""SELECT d.datname FROM pg_database d
                  WHERE d.datname LIKE 'agent19\_scratch\_%'
@@ -125,7 +125,7 @@ def list_scratch(dsn: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _target_name(db: Database) -> str:
+def target_name(db: Database) -> str:
     return conninfo_to_dict(db.dsn).get("dbname") or os.environ.get("PGDATABASE") or "postgres"
 
 
@@ -153,26 +153,37 @@ def _without_extensions(dump: bytes, names: list[str]) -> bytes:
     return pattern.sub("", dump.decode()).encode()
 
 
-def _schema_copy(source_dsn: str, dest_dsn: str, major: int, skip_extensions: list[str] | None = None,
-                 stop_on_error: bool = True) -> str | None:
-    """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
-    ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
-    object that can be made is made and the errors are returned."""
-    pg_dump, psql = pg_binary("pg_dump", major), pg_binary("psql", major)
-    if not pg_dump or not psql:
-        return "pg_dump/psql not found"
+def dump_schema(source_dsn: str, major: int) -> tuple[bytes | None, str | None]:
+    """The target's schema as SQL (``pg_dump --schema-only``): (the dump, None) or (None, why it failed).
+
+    pg_dump takes ACCESS SHARE on every table it dumps: run it before the dry run's transaction locks them."""
+    pg_dump = pg_binary("pg_dump", major)
+    if not pg_dump or not pg_binary("psql", major):
+        return None, "pg_dump/psql not found"
     # the password travels in PGPASSWORD, never on the command line (readable by every local user)
     source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
-    dest, dest_env = child_connection(dest_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
     dump = subprocess.run(
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
          "-d", source], capture_output=True, env=source_env, timeout=600,
     )
     if dump.returncode != 0:
-        return "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
+        return None, "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
+    return dump.stdout, None
+
+
+def _schema_copy(source_dsn: str, dest_dsn: str, major: int, skip_extensions: list[str] | None = None,
+                 stop_on_error: bool = True, dump: tuple[bytes | None, str | None] | None = None) -> str | None:
+    """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
+    ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
+    object that can be made is made and the errors are returned. ``dump``: a :func:`dump_schema` made earlier."""
+    schema, failure = dump or dump_schema(source_dsn, major)
+    psql = pg_binary("psql", major)
+    if schema is None or not psql:
+        return failure or "pg_dump/psql not found"
+    dest, dest_env = child_connection(dest_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
     load = subprocess.run(
         [psql, "-X", "-q", "-v", f"ON_ERROR_STOP={int(stop_on_error)}", "-d", dest],
-        input=_without_extensions(dump.stdout, skip_extensions or []), capture_output=True, env=dest_env, timeout=600,
+        input=_without_extensions(schema, skip_extensions or []), capture_output=True, env=dest_env, timeout=600,
     )
     errors = [ln.strip() for ln in load.stderr.decode(errors="replace").splitlines() if "ERROR:" in ln]
     if load.returncode != 0 or (errors and not stop_on_error):
@@ -180,7 +191,7 @@ def _schema_copy(source_dsn: str, dest_dsn: str, major: int, skip_extensions: li
     return None
 
 
-def _copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) -> tuple[dict[str, int], list[str]]:
+def copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) -> tuple[dict[str, int], list[str]]:
     """Copy up to ``rows`` rows of each table (foreign keys and triggers off when permitted)."""
     copied: dict[str, int] = {}
     notes: list[str] = []
@@ -222,31 +233,47 @@ def scratch_database(
 ) -> Iterator[ScratchDatabase]:
     """Create a scratch database from the target's schema; drop it when the block exits, always."""
     db.require(AccessMode.DRY_RUN, "creating a scratch database")
-    target = _target_name(db)
-    name = new_name()
-    admin_dsn = _admin_dsn(db, target, name)
-    admin = psycopg.connect(admin_dsn, autocommit=True)
-    with _LOCK:
-        _ACTIVE[name] = make_conninfo(admin_dsn, application_name="agent19")
+    admin, name = open_owner(db)
     try:
-        scratch = _create(db, admin, target, name, copy, sample_tables or [], sample_rows, template_max_bytes)
+        scratch = create(db, admin, target_name(db), name, copy, sample_tables or [], sample_rows,
+                          template_max_bytes)
         yield scratch
     finally:
-        try:
-            _drop(admin, name)
-        except psycopg.Error:
-            with psycopg.connect(make_conninfo(admin_dsn, application_name="agent19"), autocommit=True) as again:
-                _drop(again, name)
-        finally:
-            admin.close()
-            with _LOCK:
-                _ACTIVE.pop(name, None)
+        close_owner(admin, name)
 
 
-def _create(
+def open_owner(db: Database) -> tuple[psycopg.Connection[Any], str]:
+    """A new scratch database's name and its owner session (``application_name`` = the name), registered for
+    the signal/atexit cleanup: create the database with it, and always end with :func:`close_owner`."""
+    name = new_name()
+    admin, admin_dsn = _admin_connect(db, target_name(db), name)
+    with _LOCK:
+        _ACTIVE[name] = make_conninfo(admin_dsn, application_name="agent19")
+    return admin, name
+
+
+def close_owner(admin: psycopg.Connection[Any], name: str) -> None:
+    """Drop the scratch database ``name`` (if it was made) and close its owner session."""
+    with _LOCK:
+        again_dsn = _ACTIVE.get(name, "")
+    try:
+        _drop(admin, name)
+    except psycopg.Error:
+        with psycopg.connect(again_dsn, autocommit=True) as again:  # the owner session broke: a new one
+            _drop(again, name)
+    finally:
+        admin.close()
+        with _LOCK:
+            _ACTIVE.pop(name, None)
+
+
+def create(
     db: Database, admin: psycopg.Connection[Any], target: str, name: str, copy: CopyMode,
-    sample_tables: list[str], sample_rows: int, template_max_bytes: int,
+    sample_tables: list[str] | None = None, sample_rows: int = 0, template_max_bytes: int = 2 * 1024**3,
+    dump: Callable[[], tuple[bytes | None, str | None]] | None = None,
 ) -> ScratchDatabase:
+    """Make the scratch database ``name`` with the owner session ``admin`` (see the module docstring for the
+    strategies). ``dump``: returns the target's :func:`dump_schema`, made earlier (else pg_dump runs here)."""
     # sessions in the scratch database run the migration's statements: agent19's timeouts apply there too
     ident, dsn = sql.Identifier(name), make_conninfo(db.dsn, dbname=name, **db.session_options())
     notes: list[str] = []
@@ -287,11 +314,12 @@ def _create(
         forbidden = []
     unfaithful = [f"extension {e} not copied: this role cannot create it (not trusted; a superuser can); "
                   "what uses it is missing in the scratch database" for e in forbidden]
-    failure = _schema_copy(db.dsn, dsn, major, forbidden)
+    schema = dump() if dump is not None else None
+    failure = _schema_copy(db.dsn, dsn, major, forbidden, dump=schema)
     if failure and forbidden:  # something depends on a left-out extension: copy all that can be copied
         _drop(admin, name)
         admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
-        partial = _schema_copy(db.dsn, dsn, major, forbidden, stop_on_error=False)
+        partial = _schema_copy(db.dsn, dsn, major, forbidden, stop_on_error=False, dump=schema)
         unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
         return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
                                                                 *unfaithful], unfaithful=unfaithful)
@@ -303,7 +331,7 @@ def _create(
     scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)",
                                                                  *unfaithful], unfaithful=unfaithful)
     if sample_rows > 0 and sample_tables:
-        scratch.sampled_rows, more = _copy_sample(db.dsn, dsn, sample_tables, sample_rows)
+        scratch.sampled_rows, more = copy_sample(db.dsn, dsn, sample_tables, sample_rows)
         scratch.notes.extend(more)
     return scratch
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -28,6 +29,10 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.db.observe import Q_FILENODES, HeldLock, name_gone
+from agent19.migrate.dryrun.progress import ServerProgress, read_progress
+
+Reporter = Callable[[float, ServerProgress | None], None]
+"""Called while a watched statement runs: (seconds elapsed, the server's progress report of it or None)."""
 
 Q_WORKER_LOCKS = """
 SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind,
@@ -86,9 +91,11 @@ def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[s
 
 def watch_statement(
     dsn: str, statement: str, tables: list[str], *, statement_timeout_ms: int, measure_blocking: bool = False,
-    probe_timeout_ms: int = 2000, gate_ms: int = 500,
+    probe_timeout_ms: int = 2000, gate_ms: int = 500, report: Reporter | None = None,
 ) -> Watched:
-    """Run ``statement`` in autocommit on ``dsn`` and watch its locks (and optionally whom it blocks)."""
+    """Run ``statement`` in autocommit on ``dsn`` and watch its locks (and optionally whom it blocks). While it
+    runs, ``report`` is called about once a second with the seconds elapsed and the server's progress report
+    of it (``pg_stat_progress_*``, :mod:`agent19.migrate.dryrun.progress`), from this thread."""
     result = Watched()
     observer = _connect(dsn, statement_timeout_ms)
     worker = _connect(dsn, statement_timeout_ms)
@@ -145,8 +152,16 @@ def watch_statement(
         gate.execute("ROLLBACK")
         if measure_blocking and tables:
             result.probes = _probe(dsn, quoted, worker_pid, done, sample, probe_timeout_ms)
+        next_report = time.perf_counter() + 1.0
         while not done.wait(0.003):
             sample([worker_pid])
+            if report is not None and time.perf_counter() >= next_report:
+                try:
+                    server = read_progress(observer, worker_pid)
+                except psycopg.Error:  # a courtesy: the statement is still watched, reported by elapsed time
+                    server = None
+                report(time.perf_counter() - started, server)
+                next_report = time.perf_counter() + 1.0
         thread.join()
         result.duration_ms = round((ended[0] - (released if gated else started)) * 1000, 3)
         after = _filenodes(observer)
