@@ -151,6 +151,8 @@ def fix_script(phases: list[Phase], backfill: Callable[[BackfillStep], list[str]
         out.append(comment(f"{p.order}. {p.name} ({p.lock or 'no lock'}{own})"))
         out += [comment(n) for n in p.notes]
         out += backfill(p.backfill) if backfill is not None and p.backfill is not None else phase_sql(p)
+        if p.deploy_after and i < len(phases) - 1:
+            out.append("-- >>> deploy the application before the next phase <<<")
     return "\n".join(out)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, short
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree
 
 _SEPARATE = {"AT_ValidateConstraint", "AT_AttachPartition", "AT_DetachPartition", "AT_DetachPartitionFinalize"}
 
@@ -15,19 +15,44 @@ def _combinable(ctx: StatementContext) -> bool:
             and ctx.lock == "AccessExclusiveLock")
 
 
+def _added(ctx: StatementContext) -> set[str]:
+    """Columns and constraints the statement's sub-commands add."""
+    out = set()
+    for _, subtype, cmd in ctx.alter_cmds():
+        d = cmd.get("def", {})
+        name = d.get("ColumnDef", {}).get("colname") or d.get("Constraint", {}).get("conname")
+        if subtype in ("AT_AddColumn", "AT_AddConstraint") and name:
+            out.add(name)
+    return out
+
+
+def _acted_on(ctx: StatementContext) -> set[str]:
+    """The columns and constraints the sub-commands alter, drop or validate (by name)."""
+    return {cmd["name"] for _, _, cmd in ctx.alter_cmds() if cmd.get("name")}
+
+
+def combined(prev: StatementContext, ctx: StatementContext) -> str:
+    """One ALTER TABLE with the sub-commands of ``prev`` and then of ``ctx`` (built from their syntax trees)."""
+    first, tree = typed_tree(prev.sql), typed_tree(ctx.sql)
+    tree.cmds = (*first.cmds, *tree.cmds)
+    return deparse(tree)
+
+
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "AlterTableStmt" or ctx.is_new(ctx.relation) or not _combinable(ctx):
         return
     prev = ctx.state.last_touch.get(ctx.relation or "")
-    if prev is not None and prev.node == "AlterTableStmt" and prev.relation == ctx.relation \
-            and _combinable(prev) and prev.tx_group == ctx.tx_group:
-        yield Hit(
-            f"{short(ctx.relation)} was already altered at line {prev.statement.line}: each ALTER TABLE waits "
-            "for its own AccessExclusiveLock; one statement with both sub-commands waits once",
-            f"ALTER TABLE {short(ctx.relation)} <sub-commands of line {prev.statement.line}>, "
-            "<sub-commands of this statement>;",
-        )
-
+    if prev is None or prev.node != "AlterTableStmt" or prev.relation != ctx.relation or not _combinable(prev) \
+            or prev.tx_group != ctx.tx_group:
+        return
+    if _added(prev) & _acted_on(ctx):
+        return  # it alters what the earlier one adds: PostgreSQL runs sub-commands in its own order, not as written
+    line = prev.statement.line
+    yield Hit(
+        f"{short(ctx.relation)} was already altered at line {line}: each ALTER TABLE waits "
+        "for its own AccessExclusiveLock; one statement with both sub-commands waits once",
+        f"-- in place of the statement at line {line} and this one:\n{combined(prev, ctx)};",
+    )
 
 RULE = Rule(
     code="A19024",

@@ -3,43 +3,74 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, ident, rel_name, short
+from agent19.migrate import patterns
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
+from agent19.migrate.patterns.live import live_from_snapshot
+from agent19.migrate.patterns.model import comment, fix_script
+from agent19.migrate.patterns.sqlnames import ident, literal, qualified
+
+TYPE_TO_FILL = "<column type>"
+"""What the user writes in when the column's type is not known (no database): it does not parse until filled."""
+
+
+def _table(rel: dict[str, Any]) -> str:
+    return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
     if ctx.node == "AlterObjectSchemaStmt" and f.get("objectType") in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
-        rel = rel_name(f.get("relation", {}))
-        if rel and not ctx.is_new(rel):
-            old, schema = short(rel), ident(f.get("newschema", ""))
+        rel = f.get("relation", {})
+        if rel and not ctx.is_new(ctx.relation):
+            old, moved = _table(rel), qualified(f.get("newschema", ""), rel.get("relname", ""))
             yield Hit(
-                f"moving {old} to schema {schema} breaks every running client that names it by its old schema "
-                "or finds it through search_path",
-                f"ALTER TABLE {old} SET SCHEMA {schema};\nCREATE VIEW {old} AS SELECT * FROM "
-                f"{schema}.{ident(rel.rsplit('.', 1)[-1])};  -- old clients keep working; drop it once none uses it",
+                f"moving {old} to schema {ident(f.get('newschema', ''))} breaks every running client that names it "
+                "by its old schema or finds it through search_path",
+                f"BEGIN;\n{ctx.sql.strip().rstrip(';')};\nCREATE VIEW {old} AS SELECT * FROM {moved};  "
+                "-- old clients keep working (a simple view is updatable)\nCOMMIT;\n"
+                f"-- once no client uses the old name: DROP VIEW {old};",
             )
         return
     if ctx.node != "RenameStmt" or ctx.is_new(ctx.relation):
         return
-    kind = f.get("renameType")
-    if kind in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW") and ctx.relation:
-        old, new = short(ctx.relation), ident(f.get("newname", ""))
+    kind, rel = f.get("renameType"), f.get("relation", {})
+    if kind == "OBJECT_TABLE" and rel:
+        table, new = _table(rel), f.get("newname", "")
+        p = patterns.rename_table(table, new, pg_version=ctx.major)
+        yield Hit(f"renaming {table} to {ident(new)} breaks every running client that still uses the old name",
+                  fix_script(p.phases))
+    elif kind in ("OBJECT_VIEW", "OBJECT_MATVIEW") and rel:
+        old, new = _table(rel), qualified(rel.get("schemaname") or None, f.get("newname", ""))
         yield Hit(
-            f"renaming {old} to {new} breaks every running client that still uses the old name",
-            f"ALTER TABLE {old} RENAME TO {new};\nCREATE VIEW {old} AS SELECT * FROM {new};  "
-            "-- simple views are updatable: old clients keep working\n"
-            f"-- once every client uses {new}: DROP VIEW {old};",
+            f"renaming {old} to {ident(f.get('newname', ''))} breaks every running client that still uses the old "
+            "name",
+            f"BEGIN;\n{ctx.sql.strip().rstrip(';')};\nCREATE VIEW {old} AS SELECT * FROM {new};  "
+            "-- old clients keep working\nCOMMIT;\n"
+            f"-- once no client uses the old name: DROP VIEW {old};",
         )
-    elif kind == "OBJECT_COLUMN":
-        table, old, new = short(ctx.relation), ident(f.get("subname", "")), ident(f.get("newname", ""))
-        yield Hit(
-            f"renaming column {old} to {new} breaks every running client that reads or writes {old}",
-            f"-- expand and contract instead:\nALTER TABLE {table} ADD COLUMN {new} <type of {old}>;\n"
-            f"-- a trigger copies {old} to {new} (and back) on write; backfill {new} in batches;\n"
-            f"-- move the clients to {new}; then, in a later migration: ALTER TABLE {table} DROP COLUMN {old};",
-        )
+    elif kind == "OBJECT_COLUMN" and rel:
+        yield _column_hit(ctx, _table(rel), f.get("subname", ""), f.get("newname", ""))
 
+
+def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
+    """The rename_column pattern (new column, two-way sync trigger, backfill, deploy, drop the old one), with the
+    column's type, NOT NULL and default from the catalog — or the type to fill in when there is none."""
+    known = ctx.table(ctx.relation)
+    live = live_from_snapshot(ctx.catalog, known, old) if ctx.catalog is not None and known is not None else None
+    head: list[str] = []
+    if live is None:
+        head = [comment(f"fill in {TYPE_TO_FILL}: the type of {ident(old)}, as SELECT format_type(atttypid, "
+                        f"atttypmod) FROM pg_attribute WHERE attrelid = {literal(table)}::regclass AND attname = "
+                        f"{literal(old)} shows it (with a database, --dsn, agent19 writes it in)"),
+                comment(f"not known here: whether {ident(old)} is NOT NULL or has a default — carry them over to "
+                        f"{ident(new)} if it does (agent19 pattern rename_column … --not-null --default …)")]
+    p = patterns.rename_column(table, old, new, live.type if live else TYPE_TO_FILL,
+                               not_null=bool(live and live.not_null), default=live.default if live else None,
+                               pg_version=ctx.major)
+    return Hit(f"renaming column {ident(old)} to {ident(new)} breaks every running client that reads or writes "
+               f"{ident(old)}", "\n".join([*head, fix_script(p.phases)]))
 
 RULE = Rule(
     code="A19013",
