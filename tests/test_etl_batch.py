@@ -262,12 +262,17 @@ def test_upsert_without_a_unique_key_says_what_to_create(dsn, warehouse):
         run_pipeline(parse_pipeline(_pipeline(dsn, warehouse)), _db(dsn))
 
 
-def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflict(dsn, warehouse):
+@pytest.mark.parametrize("waits", ["WITH s AS MATERIALIZED", "COPY"], ids=["upsert", "first-load-copy"])
+def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflict(dsn, warehouse, waits):
     """The fast UPDATE + INSERT statement meets a key another session inserts meanwhile: a unique violation,
-    observed on the server; the batch then upserts with ON CONFLICT and the run ends equal to the source."""
+    observed on the server; the batch then upserts with ON CONFLICT and the run ends equal to the source.
+    first-load-copy: a batch of only new keys goes by COPY straight into the table; the same key makes that COPY
+    fail, the savepoint undoes it alone, and the batch takes the staging path."""
     _fill(dsn, 20)
     with psycopg.connect(warehouse, autocommit=True) as conn:
         conn.execute(DEST_DDL)
+        if waits != "COPY":  # a key that exists: the batch skips the straight COPY
+            conn.execute("INSERT INTO analytics.orders (id, email) VALUES (1, 'old@x.org')")
     other = psycopg.connect(warehouse)
     other.execute("INSERT INTO analytics.orders (id, email) VALUES (5, 'concurrent@x.org')")  # not committed yet
     box: dict[str, object] = {}
@@ -279,8 +284,9 @@ def test_a_key_inserted_concurrently_in_the_destination_falls_back_to_on_conflic
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not watch.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND query LIKE 'WITH s AS MATERIALIZED%%'").fetchone()[0]:
+                    "AND query LIKE %s", (waits + "%",)).fetchone()[0]:
                 time.sleep(0.02)
+            assert time.monotonic() < deadline, f"no {waits} statement waited for the key"
         other.commit()
     finally:
         other.close()

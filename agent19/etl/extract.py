@@ -10,6 +10,7 @@ as the reader login.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -131,38 +132,35 @@ class Extractor:
 
     def copy_batch(self, shape: SourceShape, columns: list[str], after: list[Any] | None, limit: int,
                    since: Any | None, write: Callable[[bytes], None]) -> tuple[int, list[Any] | None]:
-        """The fast path: the next batch's cursor values, then its rows as COPY text (``columns`` and a sequence
-        number) passed to ``write`` — one REPEATABLE READ snapshot, no row parsed in Python. Returns (rows,
-        last cursor tuple)."""
+        """The fast path: the next ``limit`` rows as COPY text (``columns``) passed to ``write``, no row parsed in
+        Python. Returns (rows, last cursor tuple). When the cursor columns are among ``columns`` it is one
+        statement, and the last row's cursor values are read from its COPY text (then typed by the source);
+        otherwise the batch's cursor values come first, then the rows up to the last of them, on one REPEATABLE
+        READ snapshot."""
         order = sql.SQL(", ").join(sql.Identifier(c) for c in self.cursor)
         where = self._where(shape, after, since)
-        keys = sql.SQL("SELECT {} FROM ({}\n) _src {} ORDER BY {} LIMIT {}").format(
-            order, self.base, where, order, sql.Literal(limit))
-        with self._session() as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            with conn.cursor(row_factory=tuple_row) as cur:
-                found = cur.execute(keys).fetchall()
-                if not found:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+        positions = [columns.index(c) for c in self.cursor] if set(self.cursor) <= set(columns) else None
+        with self._session() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            if positions is not None:
+                rows, tail = _stream(cur, sql.SQL("COPY (SELECT {} FROM ({}\n) _src {} ORDER BY {} LIMIT {}) TO STDOUT"
+                                                  ).format(cols, self.base, where, order, sql.Literal(limit)), write)
+                if not rows:
                     return 0, None
-                last = list(found[-1])
-                upto = sql.SQL("({}) <= ({})").format(order, sql.SQL(", ").join(
-                    sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(shape.columns[c]))
-                    for c, v in zip(self.cursor, last, strict=True)))
-                where = sql.SQL("{} AND {}").format(where, upto) if after is not None or since is not None \
-                    else sql.SQL("WHERE {}").format(upto)
-                cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-                query = sql.SQL("COPY (SELECT s.*, row_number() OVER () FROM (SELECT {} FROM ({}\n) _src {} "
-                                "ORDER BY {}) s) TO STDOUT").format(cols, self.base, where, order)
-                rows, pending = 0, []
-                with cur.copy(query) as copy:
-                    for chunk in copy:  # libpq hands out one row per chunk
-                        pending.append(chunk)
-                        if len(pending) >= 512:
-                            write(b"".join(pending))
-                            rows, pending = rows + len(pending), []
-                if pending:
-                    write(b"".join(pending))
-                    rows += len(pending)
+                return rows, _typed(cur, shape, self.cursor, _copy_fields(tail, positions, conn.info.encoding))
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            found = cur.execute(sql.SQL("SELECT {} FROM ({}\n) _src {} ORDER BY {} LIMIT {}").format(
+                order, self.base, where, order, sql.Literal(limit))).fetchall()
+            if not found:
+                return 0, None
+            last = list(found[-1])
+            upto = sql.SQL("({}) <= ({})").format(order, sql.SQL(", ").join(
+                sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(shape.columns[c]))
+                for c, v in zip(self.cursor, last, strict=True)))
+            where = sql.SQL("{} AND {}").format(where, upto) if after is not None or since is not None \
+                else sql.SQL("WHERE {}").format(upto)
+            rows, _ = _stream(cur, sql.SQL("COPY (SELECT {} FROM ({}\n) _src {} ORDER BY {}) TO STDOUT").format(
+                cols, self.base, where, order), write)
         return rows, last
 
     def remaining(self, shape: SourceShape, after: list[Any] | None, since: Any | None = None) -> int:
@@ -174,13 +172,48 @@ class Extractor:
 
     def typed(self, shape: SourceShape, values: list[str]) -> list[Any]:
         """A stored watermark (text) as the source's values, so that cursors compare as the source does."""
-        casts = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(shape.columns[c]))
-                                   for c, v in zip(self.cursor, values, strict=True))
         with self.db.read() as conn:
             infinity_as_text(conn)
-            row = conn.cursor(row_factory=tuple_row).execute(sql.SQL("SELECT {}").format(casts)).fetchone()
-        assert row is not None
-        return list(row)
+            return _typed(conn.cursor(row_factory=tuple_row), shape, self.cursor, values)
+
+
+def _typed(cur: Any, shape: SourceShape, cursor: list[str], values: list[str]) -> list[Any]:
+    casts = sql.SQL(", ").join(sql.SQL("{}::{}").format(sql.Literal(v), sql.SQL(shape.columns[c]))
+                               for c, v in zip(cursor, values, strict=True))
+    row = cur.execute(sql.SQL("SELECT {}").format(casts)).fetchone()
+    assert row is not None
+    return list(row)
+
+
+def _stream(cur: Any, query: sql.Composable, write: Callable[[bytes], None]) -> tuple[int, bytes]:
+    """Runs a ``COPY … TO STDOUT`` passing its data to ``write`` in blocks; returns (rows, the last row)."""
+    rows, pending, tail = 0, [], memoryview(b"")
+    with cur.copy(query) as copy:
+        for chunk in copy:  # libpq hands out one row per chunk
+            pending.append(chunk)
+            if len(pending) >= 512:
+                write(b"".join(pending))
+                rows, pending, tail = rows + len(pending), [], pending[-1]
+        if pending:
+            write(b"".join(pending))
+            rows, tail = rows + len(pending), pending[-1]
+    return rows, bytes(tail)
+
+
+_ESCAPES = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+_ESCAPED = re.compile(rb"\\(.)", re.S)
+
+
+def _copy_fields(line: bytes, positions: list[int], encoding: str) -> list[str]:
+    """Fields of one row of COPY text output, unescaped (COPY writes a backslash before itself and writes \\b \\f
+    \\n \\r \\t \\v for those control characters; a tab inside a value is never a separator)."""
+    fields = line.rstrip(b"\n").split(b"\t")
+    out = []
+    for i in positions:
+        if fields[i] == b"\\N":
+            raise InputError("a cursor column of the source is NULL in a row", "cursor columns must be NOT NULL")
+        out.append(_ESCAPED.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)), fields[i]).decode(encoding))
+    return out
 
 
 class Prefetch:

@@ -1,8 +1,10 @@
 """Loading a batch into the destination, exactly once.
 
-One destination transaction per batch holds: the batch's rows (COPY into a temporary staging table, then
-the upsert below, or a plain ``INSERT … SELECT`` for append), its dead letters, and the move of the
-pipeline's watermark (a row of ``<state_schema>.watermark``). A run killed at any moment leaves all of them
+One destination transaction per batch holds: the batch's rows, its dead letters, and the move of the
+pipeline's watermark (a row of ``<state_schema>.watermark``). The rows go by COPY straight into the table
+for append and replace, and for upsert and merge while batches hold only new keys (in a savepoint: one key
+that exists undoes that attempt only); otherwise by COPY into a temporary staging table, then the upsert
+below. A run killed at any moment leaves all of them
 or none: the next run starts after the last committed watermark, so no row is lost and none loaded twice.
 
 Upsert: one statement UPDATEs the staged rows whose key exists and whose values differ, and INSERTs those
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +153,11 @@ class Loader:
                                           ).format(self.schema), (self.pipeline,)).fetchone()
         self.has_dead_letters = bool(found and found["any"])
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS AS "
-                                  "SELECT {}, 0::bigint AS {} FROM {} WITH NO DATA").format(
-            sql.Identifier(STAGE), cols, sql.Identifier(SEQ), self.table))
+        # the sequence number is the order rows were staged in (the cursor order): the last of one key wins
+        self.conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                                  "SELECT {cols} FROM {table} WITH NO DATA; ALTER TABLE {stage} ADD COLUMN IF NOT "
+                                  "EXISTS {seq} bigint GENERATED ALWAYS AS IDENTITY").format(
+            stage=sql.Identifier(STAGE), cols=cols, seq=sql.Identifier(SEQ), table=self.table))
 
     def watermark(self) -> tuple[list[str] | None, dict[str, str] | None]:
         """The stored cursor (text values) and source columns of the last run, or (None, None)."""
@@ -168,9 +173,10 @@ class Loader:
         one transaction. The dead letters of records that now loaded (``loaded_keys``) are removed: the table
         lists what is still wrong."""
         with self.conn.transaction():
-            if rows:
+            counts = self._direct(lambda copy: self._write(copy, rows), len(rows)) if rows else BatchCounts()
+            if rows and counts.inserted == 0:
                 self._stage(rows)
-            counts = self._merge(len(rows))
+                counts = self._merge(len(rows))
             counts.rejected = len(dead)
             if loaded_keys and self.has_dead_letters:
                 cur = self.conn.execute(sql.SQL("DELETE FROM {}.dead_letter WHERE pipeline = %s AND source_key = "
@@ -183,13 +189,20 @@ class Loader:
 
     def load_copy(self, chunks: list[bytes], staged: int, cursor_columns: list[str], cursor_values: list[Any],
                   source_columns: dict[str, str]) -> BatchCounts:
-        """The fast path without a transform: COPY text rows (``columns`` then a sequence number) as read from the
-        source go into the staging table, then merge and the watermark, in one transaction."""
+        """The fast path without a transform: COPY text rows (``columns``) as read from the source go into the
+        staging table, then merge and the watermark, in one transaction (or straight into the table, see
+        :meth:`_direct`)."""
+
+        def send(copy: Any) -> None:
+            for chunk in chunks:
+                copy.write(chunk)
+
         with self.conn.transaction():
-            with self.conn.cursor() as cur, cur.copy(self._copy_stage()) as copy:
-                for chunk in chunks:
-                    copy.write(chunk)
-            counts = self._merge(staged)
+            counts = self._direct(send, staged) if staged else BatchCounts()
+            if staged and counts.inserted == 0:
+                with self.conn.cursor() as cur, cur.copy(self._copy_into(sql.Identifier(STAGE))) as copy:
+                    send(copy)
+                counts = self._merge(staged)
             self._mark(cursor_columns, cursor_values, source_columns, counts)
         return counts
 
@@ -198,12 +211,8 @@ class Loader:
             return BatchCounts()
         if self.strategy == "upsert":
             return self._upsert(staged)
-        if self.strategy == "merge":
-            return self._merge_into(staged)
-        counts = self._append(staged)
-        if self.strategy == "replace":  # one transaction for every batch: ON COMMIT DELETE ROWS comes only at the end
-            self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(STAGE)))
-        return counts
+        assert self.strategy == "merge", "append and replace load by COPY (_direct)"
+        return self._merge_into(staged)
 
     def empty_for_replace(self) -> int:
         """Strategy replace, first thing in the run's one transaction: ACCESS EXCLUSIVE on the destination (readers
@@ -236,17 +245,41 @@ class Loader:
             (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
              counts.rejected))
 
-    def _copy_stage(self) -> sql.Composable:
-        """``COPY`` into the staging table: ``columns`` then the sequence number."""
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in [*self.columns, SEQ])
-        return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(STAGE), cols)
+    def _copy_into(self, table: sql.Composable) -> sql.Composable:
+        """``COPY`` of ``columns`` into ``table`` (the staging table numbers the rows itself)."""
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
+        return sql.SQL("COPY {} ({}) FROM STDIN").format(table, cols)
+
+    def _write(self, copy: Any, rows: list[tuple[Any, ...]]) -> None:
+        if self.json_columns:
+            for row in rows:
+                copy.write_row(tuple(Jsonb(v) if isinstance(v, dict | list) else v for v in row))
+        else:
+            for row in rows:
+                copy.write_row(row)
 
     def _stage(self, rows: list[tuple[Any, ...]]) -> None:
-        wrap = bool(self.json_columns)
-        with self.conn.cursor() as cur, cur.copy(self._copy_stage()) as copy:
-            for seq, row in enumerate(rows):
-                copy.write_row((*(Jsonb(v) if isinstance(v, dict | list) else v for v in row), seq) if wrap
-                               else (*row, seq))
+        with self.conn.cursor() as cur, cur.copy(self._copy_into(sql.Identifier(STAGE))) as copy:
+            self._write(copy, rows)
+
+    def _direct(self, send: Callable[[Any], None], staged: int) -> BatchCounts:
+        """While batches hold only new keys (a first load, an append-mostly source) and for append: COPY straight
+        into the destination, as a raw COPY does — no staging, no statement over it. For upsert and merge in a
+        savepoint: a key that exists (or twice in the batch) raises a unique violation, which undoes the
+        attempt only, and this batch and the next ones take the staging path. Returns no counts then."""
+        if self.strategy in ("append", "replace"):
+            with self.conn.cursor() as cur, cur.copy(self._copy_into(self.table)) as copy:
+                send(copy)
+            return BatchCounts(inserted=staged)
+        if not self.only_new:
+            return BatchCounts()
+        try:
+            with self.conn.transaction(), self.conn.cursor() as cur, cur.copy(self._copy_into(self.table)) as copy:
+                send(copy)
+        except psycopg.errors.UniqueViolation:
+            self.only_new = False
+            return BatchCounts()
+        return BatchCounts(inserted=staged)
 
     def _changes(self, new: str) -> tuple[sql.Composable, sql.Composable] | None:
         """Over the non-key columns, from the rows aliased ``new`` into the destination ``d``: the SET list and
@@ -260,13 +293,6 @@ class Loader:
         return sets, sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(mine, theirs)
 
     def _upsert(self, staged: int) -> BatchCounts:
-        if self.only_new:  # the last batch held only new keys (a first load, an append-mostly source)
-            try:
-                with self.conn.transaction():  # a savepoint: one existing key undoes the attempt, nothing else
-                    cur = self.conn.execute(self._insert_new())
-                return BatchCounts(inserted=cur.rowcount, unchanged=staged - cur.rowcount)
-            except psycopg.errors.UniqueViolation:
-                self.only_new = False
         try:
             with self.conn.transaction():  # a savepoint: the faster statement first
                 # by key through the unique index: a hash join would read the whole destination for each batch
@@ -278,15 +304,6 @@ class Loader:
         inserted, updated = int(row["inserted"]), int(row["updated"])
         self.only_new = inserted == staged
         return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
-
-    def _insert_new(self) -> sql.Composable:
-        """The staged rows as a plain INSERT: right when every key is new (about half the work of probing each
-        key first); a key that exists raises a unique violation and the batch takes the full upsert."""
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        keys = sql.SQL(", ").join(sql.Identifier(c) for c in self.key)
-        return sql.SQL("INSERT INTO {table} ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
-                       "ORDER BY {keys}, {seq} DESC").format(table=self.table, cols=cols, keys=keys,
-                                                             stage=sql.Identifier(STAGE), seq=sql.Identifier(SEQ))
 
     def _on_conflict(self) -> sql.Composable:
         """The staged rows by ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE the row changed``."""
@@ -354,10 +371,5 @@ class Loader:
             return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
         inserted = int(new["n"]) if new else 0
         updated = max(cur.rowcount - inserted, 0)
+        self.only_new = inserted == staged
         return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
-
-    def _append(self, staged: int) -> BatchCounts:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in self.columns)
-        self.conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
-            self.table, cols, cols, sql.Identifier(STAGE), sql.Identifier(SEQ)))
-        return BatchCounts(inserted=staged)

@@ -1,0 +1,68 @@
+"""The COPY path of etl run (no transform): each batch is one COPY whose last row's cursor values are read back
+from COPY text; text cursor values with tabs, backslashes, line breaks and a literal \\N must come back exact, or
+batches would re-read or skip rows. When the destination does not load a cursor column, the batch's keys are
+read first (another path). Real databases, batches of two rows so every value is once at a batch boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from agent19.etl.batch import run_pipeline
+from agent19.etl.pipeline import parse_pipeline
+from tests.conftest import _fresh_database, run_sql
+from tests.test_etl_batch import DEST_DDL, _db, _fill, _pipeline
+
+NAMES = ["a\tb", "back\\slash", "new\nline", "\\N", "é ü", "quote'\"", "cr\rlf", "\\t not a tab", "x\x0by"]
+
+
+@pytest.fixture
+def warehouse(pg) -> Iterator[str]:
+    yield from _fresh_database(pg)
+
+
+def _rows(dsn: str, query: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_text_cursor_values_with_escapes_walk_the_keyset_exactly_once(dsn, warehouse):
+    run_sql(dsn, "CREATE TABLE items (name text COLLATE \"C\" PRIMARY KEY, v int NOT NULL)")
+    run_sql(warehouse, "CREATE TABLE items (name text PRIMARY KEY, v int)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i, name in enumerate(NAMES):
+            conn.execute("INSERT INTO items VALUES (%s, %s)", (name, i))
+    text = f"""
+name = "items"
+batch_size = 2
+[source]
+dsn = "{dsn}"
+table = "public.items"
+cursor = ["name"]
+[destination]
+dsn = "{warehouse}"
+table = "public.items"
+key = ["name"]
+"""
+    first = run_pipeline(parse_pipeline(text), _db(dsn))
+    assert (first.extracted, first.inserted, first.unchanged) == (len(NAMES), len(NAMES), 0)
+    assert first.watermark == [max(NAMES, key=lambda n: n.encode())]  # the exact last value, unescaped
+    same = "SELECT name, v FROM items ORDER BY name COLLATE \"C\""
+    assert _rows(dsn, same) == _rows(warehouse, same)
+    again = run_pipeline(parse_pipeline(text), _db(dsn))
+    assert again.extracted == 0 and again.resumed_from == first.watermark
+
+
+def test_a_cursor_column_the_destination_does_not_load_reads_keys_first(dsn, warehouse):
+    _fill(dsn, 1000)
+    run_sql(warehouse, DEST_DDL.replace(",\n                               updated_at timestamptz", ""))
+    text = _pipeline(dsn, warehouse, batch=300, transform=False)
+    first = run_pipeline(parse_pipeline(text), _db(dsn))
+    assert (first.extracted, first.inserted, first.batches) == (1000, 1000, 4)
+    run_sql(dsn, "UPDATE orders SET amount = amount + 1, updated_at = clock_timestamp() WHERE id <= 10")
+    second = run_pipeline(parse_pipeline(text), _db(dsn))
+    assert (second.extracted, second.updated, second.inserted) == (10, 10, 0)
+    query = "SELECT id, email, amount, status FROM {} ORDER BY id"
+    assert _rows(dsn, query.format("orders")) == _rows(warehouse, query.format("analytics.orders"))
