@@ -3,21 +3,33 @@
 Each :class:`Statement` keeps its exact text, the file and 1-based line where it starts, and its
 JSON parse tree, so every later stage (classification, lint, dry-run, safety checks) reports
 positions a user can jump to.
+
+A parse tree decoded into Python dicts takes about ten times the memory of its JSON text (a 5 MB
+migration's trees took over a gigabyte), so each statement keeps its tree's JSON text and holds the
+decoded tree only while the text parsed so far is small (:data:`KEEP_DECODED_CHARS`) or while a caller
+holds it (:meth:`Statement.hold_tree` … :meth:`Statement.release_tree`, as the lint engine does for the
+statement it is linting). A tree that is not held is decoded again, from its text, each time it is read.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pglast.parser import ParseError
+from pglast.parser import ParseError, parse_sql_json
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.sqltree import parse_json
 
 _LEADING = re.compile(rb"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
+_DECODER = json.JSONDecoder()
+
+KEEP_DECODED_CHARS = 1_000_000
+"""Parse trees stay decoded while a text's JSON so far is under this many characters (about 100 KB of DDL);
+beyond it each statement keeps only its tree's JSON text until someone holds it."""
 
 
 class SqlParseError(InputError):
@@ -38,7 +50,42 @@ class Statement(BaseModel):
     line: int = Field(description="1-based line where the statement starts")
     sql: str = Field(description="the statement's text, without the trailing semicolon")
     node: str = Field(description="top-level parse node, e.g. AlterTableStmt")
-    tree: dict[str, Any] = Field(description="the statement's JSON parse tree (pglast)", repr=False)
+
+    # The tree lives outside the model's fields (pydantic neither validates nor dumps it): ``_tree`` the decoded
+    # dict or None, ``_tree_json`` the JSON text of pglast's statement entry ({"stmt": tree, "stmt_len": …}).
+
+    @property
+    def tree(self) -> dict[str, Any]:
+        """The statement's JSON parse tree (pglast): held, or decoded from its text for this read."""
+        d = self.__dict__
+        tree = d.get("_tree")
+        if tree is not None:
+            return tree  # type: ignore[no-any-return]
+        text = d.get("_tree_json")
+        return json.loads(text).get("stmt", {}) if text else {}  # type: ignore[no-any-return]
+
+    @tree.setter
+    def tree(self, value: dict[str, Any]) -> None:
+        self.__dict__["_tree"] = value
+        self.__dict__["_tree_json"] = None
+
+    def hold_tree(self) -> dict[str, Any]:
+        """Decode the tree once and keep it until :meth:`release_tree` (reads then cost nothing)."""
+        tree = self.tree
+        self.__dict__["_tree"] = tree
+        return tree
+
+    def release_tree(self) -> None:
+        """Drop the decoded tree, keeping its JSON text: a later read decodes it again."""
+        if self.__dict__.get("_tree_json"):
+            self.__dict__["_tree"] = None
+
+    def may_contain(self, node_type: str) -> bool:
+        """False only when no ``node_type`` node is anywhere in the tree, read from its JSON text (a substring
+        search, where walking the decoded tree visits every node). A node's type is a key, ``"X"`` in the text;
+        inside a JSON string a quote is escaped, so a string can at most make this say True needlessly."""
+        text = self.__dict__.get("_tree_json")
+        return not text or f'"{node_type}"' in text
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -54,6 +101,18 @@ def release_trees(statements: list[Statement]) -> None:
         st.tree = {}
 
 
+def _entries(doc: str) -> Iterator[tuple[dict[str, Any], str]]:
+    """pglast's ``{"version": …, "stmts": [entry, …]}`` one entry at a time: (the entry decoded, its JSON text)."""
+    start = doc.find('"stmts":[')
+    if start < 0:
+        return
+    pos, end = start + len('"stmts":['), len(doc)
+    while pos < end and doc[pos] != "]":
+        entry, stop = _DECODER.raw_decode(doc, pos)
+        yield entry, doc[pos:stop]
+        pos = stop + 1 if doc.startswith(",", stop) else stop
+
+
 def parse_sql(text: str, file: str | None = None) -> list[Statement]:
     """All statements of ``text``; empty text (or only comments) gives ``[]``.
 
@@ -61,7 +120,7 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
     """
     data = text.encode("utf-8")
     try:
-        stmts = parse_json(text)
+        doc = parse_sql_json(text)
     except ParseError as exc:
         # pglast reports (message, 0-based character offset of the offending token)
         offset = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], int) else 0
@@ -72,7 +131,8 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         raise SqlParseError(message, file, line, column) from None
     out: list[Statement] = []
     counted, line = 0, 1  # newlines counted up to byte `counted`: statements come in order, so this stays linear
-    for i, raw in enumerate(stmts):
+    decoded = 0  # JSON characters whose trees are kept decoded
+    for i, (raw, raw_json) in enumerate(_entries(doc)):
         start = raw.get("stmt_location", 0)
         length = raw.get("stmt_len", 0) or len(data) - start
         chunk = data[start : start + length]
@@ -83,16 +143,11 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         node = next(iter(stmt), "")
         line += data.count(b"\n", counted, start + lead)
         counted = start + lead
-        out.append(
-            Statement(
-                index=i,
-                file=file,
-                line=line,
-                sql=body.decode("utf-8"),
-                node=node,
-                tree=stmt,
-            )
-        )
+        st = Statement(index=i, file=file, line=line, sql=body.decode("utf-8"), node=node)
+        decoded += len(raw_json)
+        st.__dict__["_tree"] = stmt if decoded <= KEEP_DECODED_CHARS else None
+        st.__dict__["_tree_json"] = raw_json
+        out.append(st)
     return out
 
 

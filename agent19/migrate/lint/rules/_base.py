@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, Literal
 
 from agent19.db.models import SchemaSnapshot, Table
@@ -90,7 +90,7 @@ class StatementContext:
     def node(self) -> str:
         return self.statement.node
 
-    @property
+    @cached_property
     def fields(self) -> dict[str, Any]:
         return self.statement.fields
 
@@ -113,6 +113,13 @@ class StatementContext:
 
     def walk(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return walk(self.statement.tree)
+
+    def nodes(self, node_type: str) -> Iterator[dict[str, Any]]:
+        """The fields of every ``node_type`` node in the statement, in :meth:`walk` order; no walk at all when
+        the tree has none (:meth:`~agent19.migrate.parse.Statement.may_contain`)."""
+        if not self.statement.may_contain(node_type):
+            return iter(())
+        return (fields for node, fields in walk(self.statement.tree) if node == node_type)
 
     # -- classification ----------------------------------------------------------------------
     def op(self, sub_index: int | None = None) -> Operation | None:
@@ -143,6 +150,38 @@ class StatementContext:
     @property
     def major(self) -> int:
         return self.pg_version // 10000
+
+    def retire(self) -> None:
+        """Keep only what later statements read of this one (in ``state.seen`` and ``state.last_touch``): the
+        parse tree goes back to its JSON text (decoded again if a rule reads it), each operation to the facts
+        rules compare (:class:`PastOperation`). A large file's statements then cost little memory once linted."""
+        self.__dict__.pop("fields", None)
+        self.statement.release_tree()
+        self.operations = [PastOperation.of(o) for o in self.operations]  # type: ignore[misc]
+
+
+@dataclass(frozen=True, slots=True)
+class PastOperation:
+    """An earlier statement's :class:`~agent19.migrate.model.Operation`, as later statements' rules read it
+    (the notes, SQL texts and inverse are the statement's own report, already written)."""
+
+    kind: str
+    category: str
+    tables: list[str]
+    locks: dict[str, str]
+    lock: str | None
+    rewrite: bool
+    scan: bool
+    in_transaction: bool
+    sub_index: int | None
+    risk: str
+    new_table: bool
+    data_loss: bool
+
+    @classmethod
+    def of(cls, o: Operation) -> PastOperation:
+        return cls(o.kind, o.category, o.tables, o.locks, o.lock, o.rewrite, o.scan, o.in_transaction, o.sub_index,
+                   o.risk, o.new_table, o.data_loss)
 
 
 @dataclass(frozen=True)
@@ -208,9 +247,39 @@ def typed_tree(sql: str) -> Any:
 
 
 def deparse(node: Any) -> str:
+    """``node`` as SQL, exactly as ``pglast.stream.RawStream()(node)`` writes it.
+
+    RawStream first sets every node's ``ancestors`` (the printers read them) with
+    ``pglast.visitors.populate_ancestors``, which defines a Visitor class and looks up its methods on every
+    call: that was a third of the cost of a fix. The same walk runs here with one visitor made once."""
     from pglast.stream import RawStream
 
-    return str(RawStream()(node))
+    stream = RawStream()
+    _ancestry()((node,))  # RawStream wraps a lone node in a tuple before setting ancestors
+    stream.print_node(node)
+    return str(stream.getvalue())
+
+
+@cache
+def _ancestry() -> Callable[[Any], None]:
+    """pglast's populate_ancestors walk (its Visitor.iterate, each node told its Ancestor), made once."""
+    from pglast.visitors import Continue, Visitor
+
+    class Ancestry(Visitor):  # type: ignore[misc]
+        def visit(self, ancestors: Any, node: Any) -> None:
+            node.ancestors = ancestors
+
+        def __call__(self, tree: Any) -> None:
+            walk = self.iterate(tree)
+            try:
+                ancestors, node = walk.send(None)
+                while True:
+                    node.ancestors = ancestors
+                    ancestors, node = walk.send(Continue)
+            except StopIteration:
+                return
+
+    return Ancestry()
 
 
 def where_clause(fields: dict[str, Any]) -> bool:

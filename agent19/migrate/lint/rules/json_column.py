@@ -9,8 +9,8 @@ from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, type_n
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     existing = ctx.node == "AlterTableStmt" and not ctx.is_new(ctx.relation)
-    for node, fields in ctx.walk():
-        if node == "ColumnDef" and type_name(fields.get("typeName", {})) == "json":
+    for fields in ctx.nodes("ColumnDef"):
+        if type_name(fields.get("typeName", {})) == "json":
             col = fields.get("colname")
             clients = (" — and on an existing table, queries already running against it with SELECT DISTINCT, "
                        "UNION or GROUP BY over its columns start failing (\"could not identify an equality operator "
