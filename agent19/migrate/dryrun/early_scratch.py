@@ -23,17 +23,80 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.scratch import ScratchDatabase
 
 log = logging.getLogger(__name__)
+
+
+# Every catalog whose rows pg_dump --schema-only turns into SQL (pg_user_mapping is left out: only a superuser
+# may read it). Any DDL that commits inserts, updates or deletes rows of some of them: a new row version has a
+# new ctid and xmin, so the digest below changes; a rolled-back DDL, ANALYZE and VACUUM's in-place updates
+# leave it as it was. (VACUUM FULL of a catalog moves rows: a new digest, a dump taken again — never a stale one.)
+_CATALOGS = (
+    "pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger",
+    "pg_rewrite", "pg_proc", "pg_type", "pg_enum", "pg_range", "pg_extension", "pg_sequence", "pg_inherits",
+    "pg_partitioned_table", "pg_description", "pg_policy", "pg_collation", "pg_operator", "pg_opclass",
+    "pg_opfamily", "pg_amop", "pg_amproc", "pg_cast", "pg_conversion", "pg_language", "pg_aggregate",
+    "pg_statistic_ext", "pg_foreign_data_wrapper", "pg_foreign_server", "pg_foreign_table", "pg_event_trigger",
+    "pg_ts_config", "pg_ts_config_map", "pg_ts_dict", "pg_ts_parser", "pg_ts_template", "pg_transform",
+    "pg_seclabel", "pg_default_acl", "pg_init_privs", "pg_am", "pg_depend",
+)
+Q_CATALOG_STATE = (
+    "SELECT md5(string_agg(c || ':' || n || ':' || h, ',' ORDER BY c)) FROM ("
+    + " UNION ALL ".join(f"SELECT '{c}' AS c, count(*) AS n, coalesce(sum(hashtext(ctid::text || ' ' || "
+                         f"xmin::text)), 0) AS h FROM pg_catalog.{c}" for c in _CATALOGS)
+    + ") s")
+
+_DUMPS: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()  # (target, major, catalog state) -> its dump
+_DUMPS_KEPT = 4
+_DUMPS_LOCK = threading.Lock()
+
+
+def catalog_state(conn: psycopg.Connection[Any]) -> str:
+    """A digest of the database's catalogs that changes with every committed DDL (see ``_CATALOGS``)."""
+    row = conn.execute(Q_CATALOG_STATE).fetchone()
+    value = next(iter(row.values())) if isinstance(row, dict) else row[0] if row else None
+    return str(value)
+
+
+def _target_key(db: Database) -> str:
+    """The target as a cache key: its connection parameters without the password."""
+    params = conninfo_to_dict(db.dsn)
+    params.pop("password", None)
+    return make_conninfo(**params)
+
+
+def cached_dump(db: Database, major: int) -> tuple[tuple[bytes | None, str | None], str]:
+    """The target's schema dump: taken again unless the catalogs are unchanged since this process last took it
+    (a second dry run of the same database skips pg_dump's 0.1–0.2 s). Returns (the dump, how it was had)."""
+    key: tuple[str, int, str] | None = None
+    try:
+        with psycopg.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
+            key = (_target_key(db), major, catalog_state(conn))
+    except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
+        log.debug("no catalog state (%s): pg_dump runs", exc)
+    if key is not None:
+        with _DUMPS_LOCK:
+            if (kept := _DUMPS.get(key)) is not None:
+                _DUMPS.move_to_end(key)
+                return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
+    dump = scratch_mod.dump_schema(db.dsn, major)
+    if key is not None and dump[0] is not None:
+        with _DUMPS_LOCK:
+            _DUMPS[key] = dump[0]
+            while len(_DUMPS) > _DUMPS_KEPT:
+                _DUMPS.popitem(last=False)
+    return dump, "schema dump taken (pg_dump)"
 
 
 class EarlyScratch:
@@ -48,6 +111,8 @@ class EarlyScratch:
         self._scratch: ScratchDatabase | None = None
         self._error: BaseException | None = None
         self._closed = False
+        self._how: str | None = None
+        self.dropped = False
         threads = [threading.Thread(target=self._create, name="agent19-scratch-create", daemon=True)]
         if copy == "schema":
             threads.append(threading.Thread(target=self._take_dump, name="agent19-scratch-dump", daemon=True))
@@ -59,7 +124,7 @@ class EarlyScratch:
 
     def _take_dump(self) -> None:
         try:
-            self._dump = scratch_mod.dump_schema(self.db.dsn, self.major)
+            self._dump, self._how = cached_dump(self.db, self.major)
         except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
             self._dump = (None, f"pg_dump failed: {exc}")
         finally:
@@ -100,6 +165,8 @@ class EarlyScratch:
                 raise self._error
             assert self._scratch is not None
             scratch = self._scratch
+            if self._how and scratch.strategy == "schema_copy":
+                scratch.notes.append(self._how)
             if sample_rows > 0 and sample_tables and scratch.strategy == "schema_copy":
                 scratch.sampled_rows, more = scratch_mod.copy_sample(self.db.dsn, scratch.dsn, sample_tables,
                                                                      sample_rows)
@@ -116,6 +183,6 @@ class EarlyScratch:
         self._closed = True
         if self._admin is not None and self._name is not None:
             try:
-                scratch_mod.close_owner(self._admin, self._name)
+                self.dropped = scratch_mod.close_owner(self._admin, self._name)
             except psycopg.Error as exc:  # its owner session is closed: the next run's drop_leftovers takes it
                 log.warning("could not drop scratch database %s: %s", self._name, exc)

@@ -174,5 +174,6 @@ def run_in_scratch(
                 except psycopg.Error as exc:
                     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     info.notes.append(f"replaying statement {stmt.index + 1} in the scratch database failed: {first}")
-    info.dropped = scratch.name not in list_scratch(make_conninfo(db.dsn))
+    # the early scratch's owner session saw it gone; otherwise the server is asked again
+    info.dropped = early.dropped if early is not None else scratch.name not in list_scratch(make_conninfo(db.dsn))
     return info

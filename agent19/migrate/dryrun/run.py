@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
@@ -45,7 +46,7 @@ from agent19.errors import InputError
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
-from agent19.migrate.dryrun.cluster_state import diff_cluster, fingerprint
+from agent19.migrate.dryrun.cluster_state import ClusterFingerprint, diff_cluster, fingerprint
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import (
     PREDICTION_TABLE,
@@ -263,7 +264,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             if stand_in:
                 try:
                     with conn.transaction():
-                        conn.execute(stand_in)
+                        run_reporting(partial(conn.execute, stand_in), conn=conn, dsn=dsn, progress=live,
+                                      done=stmt.index, total=len(stmts), label=label + ", its stand-in")
                     ran.append(stand_in)
                     note_held(stmt.index)
                     res.note += "; in the target's transaction the plain CREATE INDEX stood in for it"
@@ -365,6 +367,7 @@ def dry_run(
     ran: list[str] = []
     conn = db.connect()
     early: EarlyScratch | None = None
+    reread: ThreadPoolExecutor | None = None
     try:
         refuse_standby(conn, "test_migration (a dry run)")
         # first, so that pg_dump (100-200 ms whatever the schema) runs while the catalog is read: the prediction
@@ -394,9 +397,13 @@ def dry_run(
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
         scratch_info = None
+        later: Future[tuple[SchemaSnapshot, ClusterFingerprint]] | None = None
         if scratch_needed or isolate or measure_blocking:
             if early is None:
                 conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
+            else:  # the target is read again while the scratch database works (nothing runs there any more)
+                reread = ThreadPoolExecutor(1, thread_name_prefix="agent19-after")
+                later = reread.submit(lambda: (snapshot(conn), fingerprint(conn)))
             try:
                 scratch_info = run_in_scratch(
                     db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
@@ -409,13 +416,18 @@ def dry_run(
                 findings.append(Finding(kind="skipped", severity="warning", message=(
                     f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
-        if conn.closed:
-            conn = db.connect()
-        after = snapshot(conn)
-        cluster_after = fingerprint(conn)
+        if reread is not None and later is not None:
+            after, cluster_after = later.result()
+        else:
+            if conn.closed:
+                conn = db.connect()
+            after = snapshot(conn)
+            cluster_after = fingerprint(conn)
     finally:
         if early is not None:
             early.discard()  # made for a re-observation that turned out not to be needed (or never used)
+        if reread is not None:
+            reread.shutdown()  # its read of the target ends before the session closes
         conn.close()
     differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
     if cluster_before.unreadable:

@@ -252,15 +252,20 @@ def open_owner(db: Database) -> tuple[psycopg.Connection[Any], str]:
     return admin, name
 
 
-def close_owner(admin: psycopg.Connection[Any], name: str) -> None:
-    """Drop the scratch database ``name`` (if it was made) and close its owner session."""
+def close_owner(admin: psycopg.Connection[Any], name: str) -> bool:
+    """Drop the scratch database ``name`` (if it was made) and close its owner session; True when the server
+    then lists no database of that name."""
     with _LOCK:
         again_dsn = _ACTIVE.get(name, "")
     try:
         _drop(admin, name)
+        return admin.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)",
+                             (name,)).fetchone() == (True,)
     except psycopg.Error:
         with psycopg.connect(again_dsn, autocommit=True) as again:  # the owner session broke: a new one
             _drop(again, name)
+            return again.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)",
+                                 (name,)).fetchone() == (True,)
     finally:
         admin.close()
         with _LOCK:
