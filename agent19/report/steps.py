@@ -37,6 +37,12 @@ def seconds_text(seconds: float | None) -> str:
     return f"about {seconds / 60:.0f} min"
 
 
+def _estimate(op: PlannedOperation) -> str:
+    """The estimate with what it rests on: calibrated on this server, or an assumed rate."""
+    text = seconds_text(op.estimated_seconds)
+    return f"{text} — {op.duration_basis}" if op.duration_basis else text
+
+
 def find_table(catalog: SchemaSnapshot | None, name: str | None) -> Table | None:
     """A table of the snapshot by ``schema.name`` or bare name (unquoted)."""
     if catalog is None or not name:
@@ -121,7 +127,7 @@ def build_steps(
             estimated_time=(f"observed {seen.seconds:.3f} s in the dry run" if seen and seen.seconds is not None
                             else f"observed {op.estimated_seconds or 0:.3f} s in the dry run"
                             if op.figures == "observed"
-                            else seconds_text(op.estimated_seconds) if plan.live else NO_DSN),
+                            else _estimate(op) if plan.live else NO_DSN),
             in_transaction=op.in_transaction, rewrite=op.rewrite, data_loss=data_loss,
             reversible=op.reversible and not data_loss, verification=check, verification_note=note,
             rollback_sql=rollback_sql, rollback_note=rollback_note, notes=notes, fixes=fixes,

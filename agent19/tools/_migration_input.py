@@ -12,11 +12,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from agent19.config import AccessMode
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.lint.config import normalize_version
 from agent19.migrate.parse import parse_sql, read_sql_file
+from agent19.migrate.planning.calibrate import calibrate_plan
 from agent19.migrate.planning.escalation_drops import live_function_evidence
 from agent19.migrate.planning.escalations import add_data_loss, add_evidence
 from agent19.migrate.planning.model import Change, MigrationPlan
@@ -119,6 +121,15 @@ def with_live_data_loss(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
         facts = load_facts(conn, statements)
         functions, missing = live_function_evidence(conn, plan.operations)
     return add_evidence(add_data_loss(plan, detect(statements, facts)), "breaking_change", functions, missing)
+
+
+def with_calibrated_durations(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
+    """The plan's durations calibrated on the server (a sample of each table, in a rolled-back transaction) when
+    the mode allows one (dry-run, execute); in read-only mode nothing is written and the figures stay assumed."""
+    if not ctx.db.mode.allows(AccessMode.DRY_RUN):
+        return plan
+    with ctx.db.rolled_back() as conn:
+        return calibrate_plan(conn, plan)
 
 
 def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_plan: bool = False,

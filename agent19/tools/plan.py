@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from agent19.migrate.planning.model import MigrationPlan
-from agent19.tools._migration_input import MigrationInput, measured_activity, plan_input, with_live_data_loss
+from agent19.tools._migration_input import (
+    MigrationInput,
+    measured_activity,
+    plan_input,
+    with_calibrated_durations,
+    with_live_data_loss,
+)
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -71,7 +77,7 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
     plan, _ = plan_input(args, catalog, activity=activity)
     if catalog is not None:
-        plan = with_live_data_loss(ctx, plan)
+        plan = with_calibrated_durations(ctx, with_live_data_loss(ctx, plan))
     if unreachable is not None:
         plan.notes.append(f"the database could not be used ({unreachable}): planned from the SQL alone, "
                           "without table sizes or its catalog")

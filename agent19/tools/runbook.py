@@ -35,6 +35,7 @@ from agent19.tools._migration_input import (
     load_json,
     measured_activity,
     plan_input,
+    with_calibrated_durations,
     with_live_data_loss,
 )
 from agent19.tools.registry import ToolContext, tool
@@ -166,7 +167,7 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
     plan, files = plan_input(args, catalog, accept_plan=True, activity=activity)
     if catalog is not None:
-        plan = with_live_data_loss(ctx, plan)
+        plan = with_calibrated_durations(ctx, with_live_data_loss(ctx, plan))
     if not _ID.match(plan.id):
         raise InputError(f"migration id {plan.id!r} cannot name a folder", "use letters, digits, '.', '_', '-'")
     dry = dry_run_evidence(load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None

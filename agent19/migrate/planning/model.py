@@ -116,8 +116,14 @@ class PlannedOperation(BaseModel):
     estimated_seconds: float | None = None
     risk: Risk
     line: int | None = Field(default=None, description="line in the input SQL (hand-written SQL only)")
-    figures: Literal["estimated", "observed"] = Field(
-        default="estimated", description="observed: duration, lock and rewrite come from a dry run (test_migration)")
+    figures: Literal["estimated", "calibrated", "observed"] = Field(
+        default="estimated", description="observed: duration, lock and rewrite come from a dry run (test_migration); "
+        "calibrated: the duration scales a rate measured on this server; estimated: an assumed rate")
+    work: Literal["scan", "rewrite", "index", "data_migration"] | None = Field(
+        default=None, description="the work that grows with the table's rows; none: a catalog change")
+    duration_basis: str | None = Field(
+        default=None, description="where estimated_seconds comes from: 'calibrated on this server (…)', "
+        "'assumed (N rows/s …)', 'observed in the dry run' or a catalog change")
 
 
 class RollbackStrategy(BaseModel):

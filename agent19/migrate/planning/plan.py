@@ -4,8 +4,11 @@ Hand-written SQL keeps its order; ordering mistakes (a table used before the sta
 it, a foreign key to a table created later) become findings. A change list is turned into SQL and
 ordered topologically (:mod:`agent19.migrate.planning.changes`).
 
-Durations are estimates from the live row counts and these throughput assumptions (a mid-size
-server on SSD; real numbers vary by an order of magnitude with row width, indexes and I/O):
+Durations scale the live row counts by a rate per kind of work: assumed
+(:data:`~agent19.migrate.planning.calibrate.ROWS_PER_SECOND`, a mid-size server on SSD; real numbers
+vary by an order of magnitude with row width, indexes and I/O) until
+:func:`~agent19.migrate.planning.calibrate.calibrate_plan` measures them on the server, or a dry run
+observes the statements themselves. Every operation says which (``figures``, ``duration_basis``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.migrate.patterns.sqlnames import literal, qualified
 from agent19.migrate.planning import regression as plan_regression
+from agent19.migrate.planning.calibrate import BRIEF_SECONDS, ROWS_PER_SECOND, assumed_basis
 from agent19.migrate.planning.changes import changes_to_sql, with_generated_inverses
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
@@ -44,9 +48,6 @@ from agent19.migrate.planning.write_activity import TableActivity
 from agent19.safety.detect import detect
 from agent19.units import human_duration
 
-ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
-"""Throughput assumed per kind of work (rows per second)."""
-BRIEF_SECONDS = 0.05
 BREAKING_RULES = {"A19013", "A19014", "A19015"}
 
 
@@ -61,6 +62,8 @@ class PlanOptions(BaseModel):
 
 
 def _work(op: Operation) -> str | None:
+    if op.kind == "truncate":  # a new empty file: its time does not grow with the rows
+        return None
     if op.category == "data_migration":
         return "data_migration"
     if op.rewrite:
@@ -304,6 +307,7 @@ def plan_migration(
             reverse_sql=op.inverse_sql, estimated_rows=rows, lock_level=op.lock, rewrite=op.rewrite,
             in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
             estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
+            work=_work(op), duration_basis=assumed_basis(_work(op), rows) if catalog is not None else None,
         ))
     if changes is not None:  # the rollback drops the backfill procedure, not the NOT NULL CHECK already dropped
         planned = with_generated_inverses(planned)
