@@ -37,6 +37,7 @@ from agent19.migrate.patterns.indexes import index_name
 from agent19.migrate.patterns.model import Pattern
 from agent19.migrate.patterns.runner import run_pattern
 from agent19.migrate.patterns.sqlnames import ident, literal, qname, qualified, sibling
+from agent19.migrate.patterns.sqlnames import short as fit
 from agent19.migrate.planning.changes import changes_to_sql
 from agent19.migrate.planning.model import Change
 from agent19.migrate.planning.plan import plan_migration
@@ -56,8 +57,8 @@ RENAME = {"t": "Order Items", "v": "user", "note": "select", "num": 'we"ird', "u
 TEMPLATE = re.compile(r"<[^<>\n]{1,60}>")
 FILLERS = ("placeholder", "ADD COLUMN placeholder int", "int")
 """What a ``<placeholder>`` of a template fix may stand for: a name or expression, an ALTER sub-command, a type."""
-PROSE_FIXES = {"A19023"}
-"""Rules whose fix is advice in words (no SQL to write): checked to contain no SQL statement at all."""
+PROSE_FIXES: set[str] = set()
+"""Rules whose fix is advice in words (no SQL to write): checked to contain no SQL statement at all. None now."""
 
 
 def parses(sql: str) -> str | None:
@@ -384,3 +385,100 @@ def test_change_list_sql_parses_for_every_hostile_name(pg_major: int) -> None:
             failures += [f"rollback {table!r}: {err}\n{o.reverse_sql}" for o in plan.operations
                          if o.reverse_sql and (err := parses(o.reverse_sql)) is not None]
     assert not failures, "\n\n".join(failures[:10])
+
+
+# -- lint fixes built from the patterns and syntax trees, for hostile names ---------------------------------
+
+TABLES = [*NAMES, "a.b", "My Schema.order", "My Schema.a.b"]
+"""Tables for the fix tests: NAMES, a name with a dot, and schema-qualified ones (the last dot is the schema's)."""
+
+
+def _qualified(table: str) -> str:
+    return qualified("My Schema", table.removeprefix("My Schema.")) if table.startswith("My Schema.") \
+        else ident(table)
+
+
+def _fix_statements(table: str, col: str) -> dict[str, str]:
+    t, c, c2 = _qualified(table), ident(col), ident(fit(col, "2"))
+    return {
+        "A19005": f"ALTER TABLE {t} ALTER COLUMN {c} TYPE bigint USING {c}::bigint;",
+        "A19007": f"ALTER TABLE {t} ADD COLUMN {c2} int, ADD CONSTRAINT {c} CHECK ({c} > 0), "
+                  f"ADD FOREIGN KEY ({c}) REFERENCES {t};",
+        "A19009": f"ALTER TABLE {t} ATTACH PARTITION {c2} FOR VALUES FROM (1) TO (10);",
+        "A19013": f"ALTER TABLE {t} RENAME COLUMN {c} TO {c2};\nALTER TABLE {t} RENAME TO {c2};\n"
+                  f"ALTER TABLE {t} SET SCHEMA {c2};",
+        "A19021": f"ALTER TABLE {t} ADD COLUMN {c} text NOT NULL, ADD COLUMN {c2} int;\n"
+                  f"ALTER TABLE {t} ADD COLUMN {c2} bigint PRIMARY KEY;",
+        "A19022": f"CREATE TABLE {t} ({c} serial PRIMARY KEY, {c2} int);",
+        "A19023": f"CREATE TABLE {t} ({c} json, {c2} json[]);",
+        "A19024": f"ALTER TABLE {t} ADD COLUMN {c} text;\nALTER TABLE {t} ADD COLUMN {c2} text;",
+    }
+
+
+@pytest.mark.parametrize("pg_version", [110000, 150000])
+def test_fixes_built_from_patterns_parse_for_every_hostile_name(pg_version: int) -> None:
+    failures = []
+    for table in TABLES:
+        for col in NAMES:
+            for rule, sql in _fix_statements(table, col).items():
+                fixes = [f.fix for st in lint_sql(sql, pg_version=pg_version).statements for f in st.findings
+                         if f.rule == rule]
+                if not fixes or not all(fixes):
+                    failures.append(f"{rule} gave no fix for {sql!r}")
+                failures += [f"{rule} fix for {sql!r}: {err}\n{fix}" for fix in fixes
+                             if fix and (err := fix_parses(fix)) is not None]
+    assert not failures, "\n\n".join(failures[:10])
+
+
+FIX_RUN_CASES = [("My Schema", "order", "user"), (None, "a.b", "Mixed Case"), (None, "x" * 63, "é" * 31 + "z"),
+                 ("My Schema", 'we"ird', "select")]
+
+
+@pytest.mark.parametrize(("schema", "rel", "col"), FIX_RUN_CASES)
+def test_fixes_with_a_catalog_run_in_order_on_tables_with_hostile_names(dsn: str, schema: str | None, rel: str,
+                                                                        col: str) -> None:
+    """With the database known, the fixes hold no placeholder, and each runs, in order, on the real server."""
+    t, c, new = qualified(schema, rel), ident(col), fit(col, " 2")
+    part, parent = qualified(schema, fit(rel, " p")), qualified(schema, fit(rel, " parent"))
+    setup = [f"CREATE SCHEMA {ident(schema)}"] if schema else []
+    setup += [f"CREATE TABLE {t} (id bigint PRIMARY KEY, {c} integer NOT NULL DEFAULT 1, k int)",
+              f"INSERT INTO {t} SELECT g, g, g % 9 + 1 FROM generate_series(1, 250) g",
+              f"CREATE TABLE {parent} (k int NOT NULL, v int) PARTITION BY RANGE (k)",
+              f"CREATE TABLE {part} (k int NOT NULL, v int)", f"INSERT INTO {part} SELECT g % 9 + 1, g FROM "
+              "generate_series(1, 100) g"]
+    run_sql(dsn, ";\n".join(setup))
+    statements = [
+        ("A19005", f"ALTER TABLE {t} ALTER COLUMN {c} TYPE bigint;"),
+        ("A19007", f"ALTER TABLE {t} ADD COLUMN extra int, ADD CONSTRAINT {ident(fit(col, ' pos'))} CHECK ({c} > 0), "
+                   f"ADD FOREIGN KEY (id) REFERENCES {t};"),
+        ("A19009", f"ALTER TABLE {parent} ATTACH PARTITION {part} FOR VALUES FROM (1) TO (10);"),
+        ("A19013", f"ALTER TABLE {t} RENAME COLUMN {c} TO {ident(new)};"),
+    ]
+    for rule, sql in statements:
+        with psycopg.connect(dsn, row_factory=dict_row) as conn:
+            catalog = snapshot(conn)
+        fix = next(f.fix for st in lint_sql(sql, catalog=catalog, pg_version=150000).statements
+                   for f in st.findings if f.rule == rule)
+        assert fix and not re.search(r"<[a-z][a-z ]*[a-z]>", "\n".join(
+            x for x in fix.splitlines() if not x.startswith("--"))), fix
+        if rule == "A19013":  # its backfill (phase 2) names agent19 backfill: run the same UPDATE there
+            expand, _, rest = fix.partition("-- 3. ")
+            _run_statements(dsn, expand)
+            run_sql(dsn, f"UPDATE {t} SET {ident(new)} = {c}")
+            _run_statements(dsn, "-- 3. " + rest)
+        else:
+            _run_statements(dsn, fix)
+    assert one(dsn, f"SELECT count(*) FROM {t} WHERE {ident(new)} = id") == 250
+    assert one(dsn, f"SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute "
+                    f"WHERE attrelid = {literal(t)}::regclass AND attname = {literal(new)}") == "bigint true"
+    assert one(dsn, f"SELECT count(*) FROM pg_constraint WHERE conrelid = {literal(t)}::regclass "
+                    "AND NOT convalidated") == 0
+    assert one(dsn, f"SELECT count(*) FROM pg_inherits WHERE inhrelid = {literal(part)}::regclass") == 1
+    assert one(dsn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agent19_backfill_%'") == 0
+
+
+def _run_statements(dsn: str, script: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for st in agent19_parse(script):
+            conn.execute(st.sql)  # type: ignore[arg-type]
+

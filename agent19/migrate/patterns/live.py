@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
-from agent19.migrate.patterns.sqlnames import qname
+from agent19.migrate.patterns.sqlnames import qname, split_name
 
 Q_COLUMN = """
 SELECT a.attnum, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
@@ -185,3 +185,14 @@ def _owned_sequence(default: str | None) -> str | None:
         arg = arg.arg
     value = getattr(getattr(arg, "val", None), "sval", None)
     return value if isinstance(value, str) else None
+
+
+def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
+    """The catalog's table for a table name (raw or quoted SQL, read as sqlnames.split_name does;
+    unqualified: public first, as SchemaSnapshot.table — which splits a raw
+    name at its last dot, so it cannot find a table named a.b)."""
+    if catalog is None:
+        return None
+    schema, rel = split_name(name)
+    matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
+    return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)

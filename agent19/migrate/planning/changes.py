@@ -24,13 +24,14 @@ from graphlib import CycleError, TopologicalSorter
 import pglast
 from pglast.enums import AlterTableType
 
-from agent19.db.models import SchemaSnapshot, Table
+from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec
 from agent19.migrate.backfill.scripts import procedure_inverse, procedure_parts, single_key
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.sqlnames import ident, qname, short, split_name, table_arg
+from agent19.migrate.patterns.live import find_table
+from agent19.migrate.patterns.sqlnames import ident, qname, short, table_arg
 from agent19.migrate.planning.model import Change, ColumnSpec, PlannedOperation
 
 STEP = {
@@ -168,16 +169,6 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             _need(change, "set", change.set)
             return _data_migration(change, t, new, changes or [], catalog)
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
-
-
-def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
-    """The catalog's table for a change list's table name (raw or quoted SQL, read as sqlnames.split_name does;
-    unqualified: public first, as SchemaSnapshot.table)."""
-    if catalog is None:
-        return None
-    schema, rel = split_name(name)
-    matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
-    return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
 
 
 def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> tuple[str, str] | None:

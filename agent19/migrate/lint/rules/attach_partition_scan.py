@@ -7,6 +7,7 @@ from typing import Any
 
 from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, norm, rel_name, typed_tree
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import Phase, Step, comment, fix_script
 from agent19.migrate.patterns.sqlnames import ident, literal, qualified, short
 
@@ -40,7 +41,7 @@ def _bound_check(sql: str, sub: int, key: str, parent: str) -> str | None:
 def _key(ctx: StatementContext) -> str | None:
     """The parent's one-column (or one-expression) partition key as SQL: from the catalog, or from the CREATE TABLE …
     PARTITION BY of the parent in the linted migrations."""
-    t = ctx.table(ctx.relation)
+    t = find_table(ctx.catalog, qualified_relation(ctx))
     if t and t.partition_key:
         inner = t.partition_key.partition("(")[2].rpartition(")")[0]
         return inner.strip() if inner and "," not in inner else None

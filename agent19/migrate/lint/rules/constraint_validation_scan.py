@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, typed_tree
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.sqlnames import ident, qualified
 from agent19.migrate.patterns.sqlnames import short as fit
 
@@ -42,7 +43,8 @@ def not_valid_fix(ctx: StatementContext) -> tuple[str, list[str]]:
     """The whole statement — every sub-command kept — with each scanning CHECK / FOREIGN KEY made NOT VALID (and
     named, so it can be validated), and the names to VALIDATE."""
     tree = typed_tree(ctx.sql)
-    table = ctx.table(ctx.relation)
+    rel = tree.relation
+    table = find_table(ctx.catalog, qualified(rel.schemaname or None, rel.relname))
     taken = {c.name for c in table.constraints} if table is not None else set()
     taken |= {c.get("conname") for _, c in _scanning(ctx) if c.get("conname")}
     names = []

@@ -4,24 +4,44 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, type_name
+from pglast import ast
+from pglast.visitors import Visitor
+
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, type_name, typed_tree
+from agent19.migrate.patterns.model import comment
+from agent19.migrate.patterns.sqlnames import ident
+
+
+class _Jsonb(Visitor):  # type: ignore[misc]
+    def visit_ColumnDef(self, ancestors: object, node: ast.ColumnDef) -> None:
+        if node.typeName is not None and node.typeName.names[-1].sval == "json":
+            node.typeName = ast.TypeName(names=(ast.String("jsonb"),), arrayBounds=node.typeName.arrayBounds)
+
+
+def with_jsonb(sql: str) -> str:
+    """The statement with every json column jsonb (built on its syntax tree; nothing else changes)."""
+    tree = typed_tree(sql)
+    _Jsonb()(tree)
+    return deparse(tree)
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     existing = ctx.node == "AlterTableStmt" and not ctx.is_new(ctx.relation)
+    fix: str | None = None
     for fields in ctx.nodes("ColumnDef"):
         if type_name(fields.get("typeName", {})) == "json":
             col = fields.get("colname")
             clients = (" — and on an existing table, queries already running against it with SELECT DISTINCT, "
                        "UNION or GROUP BY over its columns start failing (\"could not identify an equality operator "
                        "for type json\")") if existing else ""
+            fix = fix or "\n".join([comment("jsonb, unless you must keep key order, duplicate keys or exact "
+                                             "whitespace:"), with_jsonb(ctx.sql) + ";"])
             yield Hit(
-                f"column {col or ''} is json: stored as text, reparsed on every access, no equality operator "
-                f"(so no DISTINCT, GROUP BY or UNIQUE) and no GIN indexing{clients}".replace("column  ", "column "),
-                "use jsonb instead of json (unless you must keep key order, duplicate keys or exact whitespace)",
+                f"column {ident(col) + ' ' if col else ''}is json: stored as text, reparsed on every access, no "
+                f"equality operator (so no DISTINCT, GROUP BY or UNIQUE) and no GIN indexing{clients}",
+                fix,
                 severity="warning" if existing else None,
             )
-
 
 RULE = Rule(
     code="A19023",

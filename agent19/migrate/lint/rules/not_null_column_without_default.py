@@ -20,6 +20,7 @@ from agent19.migrate.lint.rules._base import (
     typed_tree,
 )
 from agent19.migrate.lint.rules.add_column_rewrite import SERIALS
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import Phase, comment, fix_script
 from agent19.migrate.patterns.sqlnames import ident, qualified
 
@@ -65,11 +66,11 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             continue
         if kinds & _FILLS or type_name(coldef.get("typeName", {})) in SERIALS:
             continue
-        t = ctx.table(ctx.relation)
-        if t is not None and t.row_estimate == 0:
-            continue
         rel = ctx.fields.get("relation", {})
         table = qualified(rel.get("schemaname") or None, rel.get("relname", ""))
+        t = find_table(ctx.catalog, table)
+        if t is not None and t.row_estimate == 0:
+            continue
         raw = coldef.get("colname", "c")
         col = ident(raw)
         message = (f"adding NOT NULL column {col} with no default fails on {short(ctx.relation)} as soon as it has "

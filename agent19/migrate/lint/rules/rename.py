@@ -7,7 +7,7 @@ from typing import Any
 
 from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
-from agent19.migrate.patterns.live import live_from_snapshot
+from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
 from agent19.migrate.patterns.sqlnames import ident, literal, qualified
 
@@ -57,7 +57,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
     """The rename_column pattern (new column, two-way sync trigger, backfill, deploy, drop the old one), with the
     column's type, NOT NULL and default from the catalog — or the type to fill in when there is none."""
-    known = ctx.table(ctx.relation)
+    known = find_table(ctx.catalog, table)
     live = live_from_snapshot(ctx.catalog, known, old) if ctx.catalog is not None and known is not None else None
     head: list[str] = []
     if live is None:

@@ -10,7 +10,7 @@ from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree
-from agent19.migrate.patterns.live import live_from_snapshot
+from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
 from agent19.migrate.patterns.sqlnames import literal, qualified
 
@@ -89,7 +89,7 @@ def shadow_column_fix(ctx: StatementContext, col: str, new_type: str, using: str
     """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
     filled with what the catalog knows about the column and the table's key."""
     table = _table(ctx)
-    known = ctx.table(ctx.relation)
+    known = find_table(ctx.catalog, table)
     live = live_from_snapshot(ctx.catalog, known, col) if ctx.catalog is not None and known is not None else None
     pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=ctx.major, live=live)
     key = single_key(known)
