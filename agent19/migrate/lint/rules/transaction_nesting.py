@@ -15,15 +15,30 @@ def _kind(ctx: StatementContext, index: int) -> str | None:
     return s.fields.get("kind") if s.node == "TransactionStmt" else None
 
 
+def _file_scan(ctx: StatementContext) -> tuple[list[bool], list[bool]]:
+    """For each statement of the file: whether a transaction is open before it, and whether a COMMIT/ROLLBACK
+    comes after it — one pass per file, not one per BEGIN (a file of many blocks was quadratic)."""
+    key = f"transaction_nesting:{id(ctx.migration)}"
+    if key not in ctx.state.cache:
+        kinds = [_kind(ctx, i) for i in range(len(ctx.migration.statements))]
+        opens, open_now = [], False
+        for k in kinds:
+            opens.append(open_now)
+            open_now = True if k in BEGIN else False if k in END else open_now
+        ends, end_later = [False] * len(kinds), False
+        for i in range(len(kinds) - 1, -1, -1):
+            ends[i], end_later = end_later, end_later or kinds[i] in END
+        ctx.state.cache[key] = (opens, ends)
+    return ctx.state.cache[key]  # type: ignore[no-any-return]
+
+
 def check(ctx: StatementContext) -> Iterator[Hit]:
     kind = ctx.fields.get("kind") if ctx.node == "TransactionStmt" else None
     if kind not in BEGIN:
         return
     me = ctx.statement.index
-    earlier = [_kind(ctx, i) for i in range(me)]
-    open_before = False
-    for k in earlier:
-        open_before = True if k in BEGIN else False if k in END else open_before
+    opens, ends = _file_scan(ctx)
+    open_before = opens[me]
     # golang-migrate and Prisma send the file as one query string: a BEGIN there turns PostgreSQL's implicit
     # transaction into an explicit one (no nesting). Flyway runs statements one by one in its own transaction.
     tool = "Flyway" if ctx.migration.convention == "flyway" else None
@@ -40,8 +55,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             f"-- remove BEGIN/COMMIT and let {tool} wrap the file",
             severity="warning",
         )
-    later = [_kind(ctx, i) for i in range(me + 1, len(ctx.migration.statements))]
-    if not any(k in END for k in later):
+    if not ends[me]:
         yield Hit(
             "BEGIN is never committed or rolled back in this file: when the session ends, everything after it is "
             "rolled back (or the next migration runs inside it)",
