@@ -297,3 +297,17 @@ def test_a19022_and_a19023_fixes_are_the_corrected_statement_and_run(dsn: str) -
     assert one(app, """SELECT string_agg(format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
                          FROM pg_attribute WHERE attrelid = '"My Inv 2"'::regclass AND attnum > 0""") == \
         "integer, integer, jsonb, jsonb[]"
+
+
+# -- A19018: the full-table UPDATE as the keyset backfill -------------------------------------------------
+
+def test_a19018_fix_is_the_keyset_backfill_and_updates_every_row_once(pg: ThrowawayServer) -> None:
+    sql = 'UPDATE "My S"."Order" SET note = \'migrated\', "user" = "user" + 1;'
+    offline = fix_of("A19018", sql)
+    assert "ctid" not in offline and "agent19 backfill '\"My S\".\"Order\"'" in offline
+    with database(pg, SETUP_5) as app:
+        fix = fix_of("A19018", sql, catalog=catalog_of(app))
+        assert "ctid" not in fix and "CALL " in fix and not placeholders(fix)
+        run_script(app, fix)
+        assert one(app, 'SELECT count(*) FROM "My S"."Order" WHERE note = \'migrated\' AND "user" = id * 3 + 1') == 2500
+        assert one(app, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agent19_backfill_%'") == 0

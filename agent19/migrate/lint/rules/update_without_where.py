@@ -4,24 +4,55 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, short, where_clause
+from pglast import ast
+
+from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree, where_clause
+from agent19.migrate.patterns.live import find_table
+from agent19.migrate.patterns.model import BackfillStep, Phase, comment, phase_sql
+from agent19.migrate.patterns.sqlnames import qualified
+
+_PLACEHOLDER = "agent19_t"
 
 
-def batched(sql: str, table: str, batch: int = 10_000) -> str:
-    return (f"-- one batch per transaction, repeated until it updates 0 rows (e.g. from a script):\n"
-            f"{sql}\n  WHERE ctid IN (SELECT ctid FROM {table} WHERE <row not yet migrated> LIMIT {batch});")
+def set_list(sql: str) -> str | None:
+    """The SET list of a plain ``UPDATE table SET …`` (no alias, FROM, WITH or RETURNING: the batches repeat it
+    against the table alone), from its syntax tree; None otherwise."""
+    tree = typed_tree(sql)
+    if tree.fromClause or tree.withClause or getattr(tree, "returningList", None) \
+            or getattr(tree, "returningClause", None) or tree.relation.alias is not None:
+        return None
+    tree.relation = ast.RangeVar(relname=_PLACEHOLDER, inh=True, relpersistence="p")
+    text = deparse(tree)
+    prefix = f"UPDATE {_PLACEHOLDER} SET "
+    return text[len(prefix):] if text.startswith(prefix) else None
+
+
+def batched(ctx: StatementContext) -> str:
+    """The keyset backfill of the same UPDATE: the procedure over the table's key when the catalog knows it, else
+    the ``agent19 backfill`` command — one short transaction per batch, resumable, each row visited once."""
+    rel = ctx.fields.get("relation", {})
+    table = qualified(rel.get("schemaname") or None, rel.get("relname", ""))
+    assignments = set_list(ctx.sql)
+    if assignments is None:
+        return comment("write it as UPDATE … SET … on the table alone (no FROM, WITH, alias or RETURNING) and run "
+                       f"it with agent19 backfill {table} --set '…' --mode execute: keyset batches over the primary "
+                       "key, one short transaction each, resumable")
+    step = BackfillStep(table=table, set=assignments)
+    key = single_key(find_table(ctx.catalog, table))
+    lines = keyset_backfill(*key)(step) if key else phase_sql(Phase(name="backfill", order=1, backfill=step))
+    return "\n".join([comment("outside the schema migration: keyset batches over the primary key, one short "
+                               "transaction each, resumable (each row is visited once)"), *lines])
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "UpdateStmt" or where_clause(ctx.fields) or ctx.is_new(ctx.relation):
         return
-    table = short(ctx.relation)
     yield Hit(
-        f"UPDATE without WHERE rewrites every row of {table} in one transaction: each row stays locked against "
-        "other writers until it commits, the table doubles in size, and replicas fall behind",
-        batched(ctx.sql, table),
+        f"UPDATE without WHERE rewrites every row of {short(ctx.relation)} in one transaction: each row stays locked "
+        "against other writers until it commits, the table doubles in size, and replicas fall behind",
+        batched(ctx),
     )
-
 
 RULE = Rule(
     code="A19018",
@@ -31,8 +62,8 @@ RULE = Rule(
     why="An UPDATE of every row in one transaction writes a new version of each row, holds a row lock on each "
     "until COMMIT (concurrent updates of those rows wait), bloats the table and its indexes, and produces a "
     "burst of WAL that replicas must replay.",
-    alternative="Backfill in batches of a few thousand rows, each in its own transaction, with a WHERE that "
-    "skips migrated rows, outside the schema migration.",
+    alternative="Backfill in keyset batches over the primary key, each in its own transaction, outside the schema "
+    "migration: agent19 backfill (or the procedure it emits).",
     bad="UPDATE orders SET status = 'open';",
     good="UPDATE orders SET status = 'open' WHERE id BETWEEN 1 AND 10000 AND status IS NULL;",
     check=check,
