@@ -6,9 +6,11 @@ read first (another path). Real databases, batches of two rows so every value is
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import psycopg
 import pytest
+from pydantic import BaseModel
 
 from agent19.etl.batch import run_pipeline
 from agent19.etl.pipeline import parse_pipeline
@@ -66,3 +68,45 @@ def test_a_cursor_column_the_destination_does_not_load_reads_keys_first(dsn, war
     assert (second.extracted, second.updated, second.inserted) == (10, 10, 0)
     query = "SELECT id, email, amount, status FROM {} ORDER BY id"
     assert _rows(dsn, query.format("orders")) == _rows(warehouse, query.format("analytics.orders"))
+
+
+class Meta(BaseModel):
+    tags: list[str]
+
+
+class Record(BaseModel):
+    id: int
+    meta: Meta
+    updated_at: datetime
+
+
+@pytest.mark.parametrize("library_model", [True, False], ids=["library-model", "transform-json-field"])
+def test_json_values_and_nested_models_load_as_json(dsn, warehouse, library_model):
+    """A [transform] field of type json is read as an attribute (its dict loads as jsonb); a library caller's model
+    with a nested model is dumped first (the nested model loads as its JSON)."""
+    run_sql(dsn, "CREATE TABLE docs (id bigint PRIMARY KEY, meta jsonb NOT NULL, updated_at timestamptz NOT NULL "
+                 "DEFAULT clock_timestamp()); INSERT INTO docs (id, meta) SELECT g, jsonb_build_object('tags', "
+                 "jsonb_build_array('t' || g, 'x')) FROM generate_series(1, 50) g")
+    run_sql(warehouse, "CREATE TABLE docs (id bigint PRIMARY KEY, meta jsonb, updated_at timestamptz)")
+    text = f"""
+name = "docs"
+batch_size = 20
+[source]
+dsn = "{dsn}"
+table = "public.docs"
+cursor = ["updated_at", "id"]
+[destination]
+dsn = "{warehouse}"
+table = "public.docs"
+key = ["id"]
+[transform.id]
+type = "int"
+[transform.meta]
+type = "json"
+[transform.updated_at]
+type = "datetime"
+"""
+    result = run_pipeline(parse_pipeline(text), _db(dsn), model=Record if library_model else None)
+    assert result.inserted == 50 and result.rejected == 0
+    same = "SELECT id, meta, updated_at FROM docs ORDER BY id"
+    assert _rows(dsn, same) == _rows(warehouse, same)

@@ -49,7 +49,8 @@ def run_pipeline(pipeline: Pipeline, database: Database, *, dry_run: bool = Fals
     source = _database(database, resolve_dsn(pipeline.source.dsn))
     destination = _database(database, resolve_dsn(pipeline.destination.dsn))
     try:
-        run = Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections)
+        run = Run(pipeline, source, destination, model or build_model(pipeline), dry_run, progress, max_rejections,
+                  flat=model is None)
         try:
             if not dry_run:  # after the source query was admitted: a refusal names what the SQL tried
                 destination.require(AccessMode.EXECUTE, "loading rows into the destination (use dry_run to only "

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -37,9 +38,12 @@ def is_transient(exc: BaseException) -> bool:
 
 class Run:
     def __init__(self, pipeline: Pipeline, source: Database, destination: Database, model: type[BaseModel] | None,
-                 dry_run: bool, progress: Progress | None, max_rejections: int):
+                 dry_run: bool, progress: Progress | None, max_rejections: int, flat: bool = False):
         self.p = pipeline
         self.model = model
+        self.flat = flat
+        """The model is the pipeline's own ([transform]): scalar fields, read as attributes (model_dump, which a
+        library caller's model with nested models needs, costs about five times the validation itself)."""
         self.dry_run = dry_run
         self.progress = progress
         self.max_rejections = max_rejections
@@ -109,12 +113,16 @@ class Run:
                                                                                list[tuple[Any, str, Any]]]:
         good: list[tuple[Any, ...]] = []
         dead: list[tuple[Any, str, Any]] = []
+        if self.model is None:
+            return [tuple(row.get(c) for c in columns) for row in rows], dead
+        validate = self.model.model_validate
+        fields = attrgetter(*columns) if self.flat and len(columns) > 1 else None
         for row in rows:
-            if self.model is None:
-                good.append(tuple(row.get(c) for c in columns))
-                continue
             try:
-                record = self.model.model_validate(row).model_dump()
+                if fields is not None:
+                    good.append(fields(validate(row)))
+                    continue
+                record = validate(row).model_dump()
             except ValidationError as exc:
                 key = {k: row.get(k) for k in self.key}
                 dead.append((key, error_reason(exc), row))
