@@ -147,6 +147,8 @@ def _update_state(ctx: StatementContext) -> None:
                 state.validated_not_null.add(state.not_null_checks[cmd["name"]])
             state.check_columns.update(state.check_names.get(cmd.get("name", ""), set()))
     state.seen.append(ctx)
+    if ctx.tx_group is not None:
+        state.seen_in_transaction.setdefault(ctx.tx_group, []).append(ctx)
     for t in {norm(t) for o in ctx.operations for t in o.tables} | ({norm(ctx.relation)} if ctx.relation else set()):
         state.last_touch[t] = ctx
 
@@ -169,7 +171,8 @@ def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tup
     """The states for the next migration of a set: what earlier files created, added and validated carries over
     (shared, so it keeps growing); what belongs to one file's session and transactions starts afresh —
     lock_timeout (each file may run on a new connection), transaction ids, the statements seen."""
-    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], last_touch={}),
+    return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], seen_in_transaction={},
+                    last_touch={}),
             replace(classify_state, lock_timeout=None, explicit_transaction=False))
 
 

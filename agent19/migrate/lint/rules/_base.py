@@ -64,6 +64,8 @@ class MigrationState:
     """constraint name → (table, column) of a ``CHECK (col IS NOT NULL)`` added in this migration."""
     validated_not_null: set[tuple[str, str]] = field(default_factory=set)
     seen: list[StatementContext] = field(default_factory=list)
+    seen_in_transaction: dict[int, list[StatementContext]] = field(default_factory=dict)
+    """``seen`` by transaction id (``tx_group``): a rule about the transaction reads its own statements, not the file"""
     last_touch: dict[str, StatementContext] = field(default_factory=dict)
     """table → the latest statement that touched it"""
     cache: dict[str, Any] = field(default_factory=dict)

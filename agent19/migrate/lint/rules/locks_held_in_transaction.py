@@ -15,9 +15,7 @@ def _data_under_exclusive_lock(ctx: StatementContext) -> Iterator[Hit]:
     for as long as this statement runs (eugene's E4)."""
     if not any(o.kind in DATA for o in ctx.operations):
         return
-    for prev in ctx.state.seen:
-        if prev.tx_group != ctx.tx_group:
-            continue
+    for prev in ctx.state.seen_in_transaction.get(ctx.tx_group, []):  # type: ignore[arg-type]
         held = [t for o in prev.operations for t in o.tables
                 if (o.locks.get(t) or o.lock) == "AccessExclusiveLock" and not ctx.is_new(t) and not prev.is_new(t)]
         if held:
@@ -38,9 +36,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield from _data_under_exclusive_lock(ctx)
         return
     mine = {t: o.locks.get(t) or o.lock for o in ctx.operations for t in o.tables}
-    for prev in ctx.state.seen:
-        if prev.tx_group != ctx.tx_group:
-            continue
+    for prev in ctx.state.seen_in_transaction.get(ctx.tx_group, []):  # type: ignore[arg-type]
         for o in prev.operations:
             for table in o.tables:
                 lock = o.locks.get(table) or o.lock
