@@ -412,6 +412,7 @@ def _fix_statements(table: str, col: str) -> dict[str, str]:
         "A19022": f"CREATE TABLE {t} ({c} serial PRIMARY KEY, {c2} int);",
         "A19023": f"CREATE TABLE {t} ({c} json, {c2} json[]);",
         "A19024": f"ALTER TABLE {t} ADD COLUMN {c} text;\nALTER TABLE {t} ADD COLUMN {c2} text;",
+        "A19018": f"UPDATE {t} SET {c} = {c} + 1, {c2} = 'x';",
     }
 
 
@@ -452,6 +453,7 @@ def test_fixes_with_a_catalog_run_in_order_on_tables_with_hostile_names(dsn: str
         ("A19007", f"ALTER TABLE {t} ADD COLUMN extra int, ADD CONSTRAINT {ident(fit(col, ' pos'))} CHECK ({c} > 0), "
                    f"ADD FOREIGN KEY (id) REFERENCES {t};"),
         ("A19009", f"ALTER TABLE {parent} ATTACH PARTITION {part} FOR VALUES FROM (1) TO (10);"),
+        ("A19018", f"UPDATE {t} SET k = k + 1, {c} = {c} * 2;"),
         ("A19013", f"ALTER TABLE {t} RENAME COLUMN {c} TO {ident(new)};"),
     ]
     for rule, sql in statements:
@@ -468,7 +470,7 @@ def test_fixes_with_a_catalog_run_in_order_on_tables_with_hostile_names(dsn: str
             _run_statements(dsn, "-- 3. " + rest)
         else:
             _run_statements(dsn, fix)
-    assert one(dsn, f"SELECT count(*) FROM {t} WHERE {ident(new)} = id") == 250
+    assert one(dsn, f"SELECT count(*) FROM {t} WHERE {ident(new)} = id * 2 AND k = id % 9 + 2") == 250
     assert one(dsn, f"SELECT format_type(atttypid, atttypmod) || ' ' || attnotnull FROM pg_attribute "
                     f"WHERE attrelid = {literal(t)}::regclass AND attname = {literal(new)}") == "bigint true"
     assert one(dsn, f"SELECT count(*) FROM pg_constraint WHERE conrelid = {literal(t)}::regclass "

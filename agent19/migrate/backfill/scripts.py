@@ -55,13 +55,17 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     where = f" AND ({spec.where})" if spec.where else ""
 
     def batch(after: bool) -> str:
-        # the key range (last_key, the batch's last key]: one index range scan, as agent19 backfill does
-        cond, low = (f" WHERE {k} > last_key", f"{t}.{k} > last_key AND ") if after else ("", "")
-        return (f"    WITH b AS (SELECT {k} AS k FROM {t}{cond} ORDER BY {k} LIMIT batch_size),\n"
-                f"         hi AS (SELECT max(k) AS k FROM b),\n"
-                f"         u AS (UPDATE {t} SET {spec.set} FROM hi WHERE {low}{t}.{k} <= hi.k{where} RETURNING 1)\n"
-                f"    SELECT (SELECT k FROM hi), (SELECT count(*) FROM b), (SELECT count(*) FROM u)\n"
-                f"      INTO batch_last, scanned, updated;\n")
+        # the key range (last key, the batch's last key]: one index range scan, as agent19 backfill does. Every
+        # name of our own is _a19_-prefixed, as in the executor's batch query: the SET/WHERE and the table's
+        # columns (k, hi, last_key, updated…) must not collide with them
+        cond, low = (f" WHERE {k} > _a19_last", f"{t}.{k} > _a19_last AND ") if after else ("", "")
+        return (f"    WITH _a19_b AS (SELECT {k} AS _a19_k FROM {t}{cond} ORDER BY {k} LIMIT batch_size),\n"
+                f"         _a19_hi AS (SELECT max(_a19_k) AS _a19_k FROM _a19_b),\n"
+                f"         _a19_u AS (UPDATE {t} SET {spec.set} FROM _a19_hi\n"
+                f"                     WHERE {low}{t}.{k} <= _a19_hi._a19_k{where} RETURNING 1)\n"
+                f"    SELECT (SELECT _a19_k FROM _a19_hi), (SELECT count(*) FROM _a19_b),\n"
+                f"           (SELECT count(*) FROM _a19_u)\n"
+                f"      INTO _a19_batch_last, _a19_scanned, _a19_updated;\n")
 
     cp = CHECKPOINT_TABLE
     create = f"""-- batched backfill of {spec.table}: SET {spec.set}{' WHERE ' + spec.where if spec.where else ''}
@@ -71,10 +75,10 @@ CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
                                   pause_s float8 DEFAULT {spec.pause_ms / 1000})
 LANGUAGE plpgsql AS $agent19$
 DECLARE
-  last_key {key_type};
-  batch_last {key_type};
-  scanned bigint;
-  updated bigint;
+  _a19_last {key_type};
+  _a19_batch_last {key_type};
+  _a19_scanned bigint;
+  _a19_updated bigint;
 BEGIN
   -- the checkpoint table is created here, not beside the procedure: it is shared by every backfill, so a
   -- migration's rollback must not see it as something the migration created (and drop it)
@@ -86,17 +90,17 @@ BEGIN
   ON CONFLICT (name) DO NOTHING;
   COMMIT;
   LOOP
-    SELECT c.last_key[1]::{key_type} INTO last_key FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;
-    IF last_key IS NULL THEN
+    SELECT c.last_key[1]::{key_type} INTO _a19_last FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;
+    IF _a19_last IS NULL THEN
 {batch(False)}    ELSE
 {batch(True)}    END IF;
-    IF scanned = 0 THEN
+    IF _a19_scanned = 0 THEN
       UPDATE {cp} SET finished_at = now(), updated_at = now() WHERE name = {literal(name)};
       COMMIT;
       EXIT;
     END IF;
-    UPDATE {cp} SET last_key = ARRAY[batch_last::text], rows_updated = rows_updated + updated,
-           rows_scanned = rows_scanned + scanned, batches = batches + 1, updated_at = now()
+    UPDATE {cp} SET last_key = ARRAY[_a19_batch_last::text], rows_updated = rows_updated + _a19_updated,
+           rows_scanned = rows_scanned + _a19_scanned, batches = batches + 1, updated_at = now()
      WHERE name = {literal(name)};
     COMMIT;
     PERFORM pg_sleep(pause_s);
