@@ -256,8 +256,16 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         progress.end()
         if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
             ctx.db.close()
-    print(spec.render(result, ns.format))
+    _print_large(spec.render(result, ns.format))
     return spec.exit_code(result) if spec.exit_code else 0
+
+
+def _print_large(text: str, chunk: int = 1 << 20) -> None:
+    """print(text), a megabyte at a time: print encodes its whole argument at once, a second copy of a large
+    report (a 5 MB migration's lint JSON is ~100 MB) in memory."""
+    for start in range(0, len(text), chunk):
+        sys.stdout.write(text[start:start + chunk])
+    sys.stdout.write("\n")
 
 
 def _swallowed(ns: argparse.Namespace) -> str | None:

@@ -93,6 +93,11 @@ class Statement(BaseModel):
         return self.tree.get(self.node, {})
 
 
+_STATEMENT_FIELDS = set(Statement.model_fields)
+"""Shared by the statements parse_sql builds (values of the declared types, so not validated again): pydantic
+only ever adds to a fields-set a name it already holds."""
+
+
 def release_trees(statements: list[Statement]) -> None:
     """Drop the statements' parse trees one statement at a time. Freed all at once (when a large file's
     statements go out of scope), millions of objects are released in one step that holds the interpreter for
@@ -143,7 +148,8 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         node = next(iter(stmt), "")
         line += data.count(b"\n", counted, start + lead)
         counted = start + lead
-        st = Statement(index=i, file=file, line=line, sql=body.decode("utf-8"), node=node)
+        st = Statement.model_construct(_STATEMENT_FIELDS, index=i, file=file, line=line, sql=body.decode("utf-8"),
+                                       node=node)
         decoded += len(raw_json)
         st.__dict__["_tree"] = stmt if decoded <= KEEP_DECODED_CHARS else None
         st.__dict__["_tree_json"] = raw_json
