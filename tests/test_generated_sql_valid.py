@@ -413,6 +413,7 @@ def _fix_statements(table: str, col: str) -> dict[str, str]:
         "A19023": f"CREATE TABLE {t} ({c} json, {c2} json[]);",
         "A19024": f"ALTER TABLE {t} ADD COLUMN {c} text;\nALTER TABLE {t} ADD COLUMN {c2} text;",
         "A19018": f"UPDATE {t} SET {c} = {c} + 1, {c2} = 'x';",
+        "A19006": f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL;",
     }
 
 
@@ -454,6 +455,7 @@ def test_fixes_with_a_catalog_run_in_order_on_tables_with_hostile_names(dsn: str
                    f"ADD FOREIGN KEY (id) REFERENCES {t};"),
         ("A19009", f"ALTER TABLE {parent} ATTACH PARTITION {part} FOR VALUES FROM (1) TO (10);"),
         ("A19018", f"UPDATE {t} SET k = k + 1, {c} = {c} * 2;"),
+        ("A19006", f"ALTER TABLE {t} ALTER COLUMN k SET NOT NULL;"),
         ("A19013", f"ALTER TABLE {t} RENAME COLUMN {c} TO {ident(new)};"),
     ]
     for rule, sql in statements:
@@ -477,6 +479,8 @@ def test_fixes_with_a_catalog_run_in_order_on_tables_with_hostile_names(dsn: str
                     "AND NOT convalidated") == 0
     assert one(dsn, f"SELECT count(*) FROM pg_inherits WHERE inhrelid = {literal(part)}::regclass") == 1
     assert one(dsn, "SELECT count(*) FROM pg_proc WHERE proname LIKE 'agent19_backfill_%'") == 0
+    assert one(dsn, f"SELECT attnotnull FROM pg_attribute WHERE attrelid = {literal(t)}::regclass "
+                    "AND attname = 'k'") is True
 
 
 def _run_statements(dsn: str, script: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, norm, short
-from agent19.migrate.lint.rules.set_not_null_scan import not_null_fix
+from agent19.migrate.lint.rules.set_not_null_scan import not_null_fix, statement_table
 from agent19.migrate.patterns.sqlnames import ident
 
 
@@ -67,7 +67,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             f"PRIMARY KEY USING INDEX {ident(index)} makes {', '.join(ident(c) for c in nullable)} NOT NULL, reading "
             f"all of {short(table)} under an AccessExclusiveLock{assumed}",
-            "\n".join(not_null_fix(table, c, ctx.major) for c in nullable) + f"\n{ctx.sql};  -- now instant",
+            "\n".join(not_null_fix(statement_table(ctx), c, ctx.major) for c in nullable)
+            + f"\n{ctx.sql};  -- now instant",
             severity=None if t is not None else "warning",
         )
 

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, ident, norm, short
 from agent19.migrate.patterns.constraints import not_null_phases
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import fix_script
+from agent19.migrate.patterns.sqlnames import qualified
 
 
 def proven_not_null(ctx: StatementContext, column: str) -> bool:
@@ -14,7 +16,7 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
     table = norm(ctx.relation or "")
     if (table, column) in ctx.state.validated_not_null:
         return True
-    t = ctx.table(ctx.relation)
+    t = find_table(ctx.catalog, statement_table(ctx))
     if t is None:
         return False
     needle = f"({ident(column)} IS NOT NULL)"
@@ -22,9 +24,15 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
 
 
 def not_null_fix(table: str, column: str, major: int) -> str:
-    """The set_not_null pattern's phases (CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the CHECK) as a fix."""
-    shown = table.removeprefix("public.")  # as the migration most likely wrote it (search_path)
-    return fix_script(not_null_phases(shown, column, major))
+    """The set_not_null pattern's phases (CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the CHECK) as a fix;
+    ``table`` as the statement wrote it (:func:`statement_table`)."""
+    return fix_script(not_null_phases(table, column, major))
+
+
+def statement_table(ctx: StatementContext) -> str:
+    """The statement's table as it wrote it, as SQL (a table named ``a.b`` stays one name)."""
+    rel = ctx.fields.get("relation", {})
+    return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
@@ -43,7 +51,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             f"SET NOT NULL on {column} reads all of {short(ctx.relation)} while holding an AccessExclusiveLock: "
             f"reads and writes wait for the scan{assumed}",
-            not_null_fix(ctx.relation or "t", column, ctx.major),
+            not_null_fix(statement_table(ctx), column, ctx.major),
         )
 
 
