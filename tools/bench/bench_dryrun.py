@@ -1,15 +1,21 @@
 #!/usr/bin/env python3
 """Benchmark: dry-run a migration with agent19, against applying it with psql on a copy.
 
-    python tools/bench/bench_dryrun.py [--rows 1000000]
+    python tools/bench/bench_dryrun.py [--rows 100000 300000] [--repeat 5]
 
 A table of N rows; the migration of issue 4 (ADD COLUMN … DEFAULT gen_random_uuid(), CREATE INDEX,
-CREATE INDEX CONCURRENTLY, SET NOT NULL, VALIDATE CONSTRAINT). Two comparisons in the same run,
-each on a fresh TEMPLATE copy of the database:
+CREATE INDEX CONCURRENTLY, SET NOT NULL, VALIDATE CONSTRAINT). Two comparisons, each on a fresh TEMPLATE
+copy of the database per run, dry runs and psql interleaved ``--repeat`` times (medians printed: the
+machines this runs on are shared and noisy):
 
 * the transactional statements only: ``agent19 dry-run`` vs ``psql -1 -f`` (one transaction);
 * the whole migration: ``agent19 dry-run`` vs ``psql -f`` (``psql -1`` refuses CREATE INDEX
   CONCURRENTLY: it cannot run in a transaction block).
+
+Both need a scratch database (statements 3 and 4 take locks statement 1 already holds: re-observed there;
+CREATE INDEX CONCURRENTLY runs there). Each dry run is measured twice: ``cold``, as the first dry run of a
+process (pg_dump of the schema), and ``warm``, as a repeated dry run of an unchanged database in a running
+MCP server (the schema dump is reused: :mod:`agent19.migrate.dryrun.early_scratch`).
 
 Prints wall times and the ratio dry-run / psql. Not a test: nothing here asserts a time.
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -86,21 +93,45 @@ def timed_dry_run(dsn: str, sql: str) -> tuple[float, str]:
     return time.perf_counter() - start, result.summary
 
 
+def forget_dumps() -> None:
+    """The next dry run is a process's first: its schema dump is taken again."""
+    try:
+        from agent19.migrate.dryrun import early_scratch
+    except ImportError:  # an agent19 from before the dump was reused: nothing to forget
+        return
+    early_scratch._DUMPS.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000])
+    parser.add_argument("--repeat", type=int, default=5)
     ns = parser.parse_args()
     server = start_system() if system_versions() else start_pgserver()
+    psql = psql_bin(server.major)
     try:
-        print(f"building a table of {ns.rows:,} rows on PostgreSQL {server.major} ({server.source}) …", flush=True)
-        build(server.dsn, ns.rows)
-        psql = psql_bin(server.major)
-        for label, sql, one in (("transactional statements", TRANSACTIONAL, True), ("whole migration", FULL, False)):
-            dry, summary = timed_dry_run(copy(server.dsn, "dry"), sql)
-            applied = timed_psql(psql, copy(server.dsn, "applied"), sql, one)
-            peer = "psql -1 -f" if one else "psql -f"
-            print(f"{label}: agent19 dry-run {dry:.2f} s, {peer} {applied:.2f} s, ratio {dry / applied:.2f}")
-            print(f"  {summary}")
+        for rows in ns.rows:
+            with psycopg.connect(server.dsn, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS bench")
+            print(f"a table of {rows:,} rows on PostgreSQL {server.major} ({server.source}), "
+                  f"{ns.repeat} runs each (medians):", flush=True)
+            build(server.dsn, rows)
+            cases = (("transactional statements", TRANSACTIONAL, True), ("whole migration", FULL, False))
+            for label, sql, one in cases:
+                times: dict[str, list[float]] = {"cold": [], "warm": [], "psql": []}
+                summary = ""
+                for _ in range(ns.repeat):
+                    forget_dumps()
+                    for kind in ("cold", "warm"):
+                        elapsed, summary = timed_dry_run(copy(server.dsn, "dry"), sql)
+                        times[kind].append(elapsed)
+                    times["psql"].append(timed_psql(psql, copy(server.dsn, "applied"), sql, one))
+                med = {k: statistics.median(v) for k, v in times.items()}
+                peer = "psql -1 -f" if one else "psql -f"
+                print(f"  {label}: {peer} {med['psql']:.3f} s; agent19 dry-run cold {med['cold']:.3f} s "
+                      f"(ratio {med['cold'] / med['psql']:.2f}), warm {med['warm']:.3f} s "
+                      f"(ratio {med['warm'] / med['psql']:.2f})", flush=True)
+                print(f"    {summary}")
     finally:
         server.stop()
 
