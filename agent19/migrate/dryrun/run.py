@@ -21,6 +21,11 @@ How it runs (``dry_run``):
    ``CREATE DATABASE``, tablespaces) are never run.
 4. The target is snapshotted again and compared with the first snapshot.
 
+When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
+``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`),
+and the target is re-read (step 4) while the scratch database works. A statement that runs for more
+than a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
+
 Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly
 as the migration locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy.
 Sequences advanced by ``nextval`` are not rolled back by PostgreSQL (reported as ``info``).
@@ -41,20 +46,18 @@ from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
-from agent19.db.observe import LOCK_RANK, held_locks, observe
+from agent19.db.observe import held_locks, observe
 from agent19.errors import InputError
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_state import ClusterFingerprint, diff_cluster, fingerprint
+from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, rank, summary_text
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import (
-    PREDICTION_TABLE,
     CheckResult,
     DryRunResult,
     Finding,
-    LockComparison,
-    LongestLock,
     PriorLock,
     StatementResult,
     statement_error,
@@ -77,15 +80,6 @@ def predict(statements: list[Statement], catalog: SchemaSnapshot | None) -> dict
     for op in classify(statements, catalog=catalog):
         out.setdefault(op.statement_index, []).append(op)
     return out
-
-
-def _predicted_locks(ops: list[Operation]) -> dict[str, str]:
-    locks: dict[str, str] = {}
-    for op in ops:
-        for rel, mode in op.locks.items():
-            if rel not in locks or LOCK_RANK.get(mode, -1) > LOCK_RANK.get(locks[rel], -1):
-                locks[rel] = mode
-    return locks
 
 
 def _needs_scratch(stmt: Statement, ops: list[Operation]) -> bool:
@@ -135,84 +129,6 @@ def refuse_standby(conn: psycopg.Connection[Any], what: str) -> None:
         raise InputError(f"{what}: this server is a standby (in recovery), which refuses every write, so the "
                          "migration cannot be tried here", "point --dsn at the primary (`agent19 replication` "
                          "says which server is which)")
-
-
-def _rank(mode: str | None) -> int:
-    return LOCK_RANK.get(mode, -1) if mode else -1
-
-
-def _since(index: int) -> str:
-    return f"statement {index + 1}" if index >= 0 else "the 'before' checks"
-
-
-def _hidden(res: StatementResult) -> dict[str, list[PriorLock]]:
-    """Per relation, the modes held before this statement that outrank what it was seen to take: whether
-    it took them too is not visible in pg_locks, so its strongest mode there is unknown."""
-    new: dict[str, str] = {}
-    for lk in res.locks:
-        if _rank(lk.mode) > _rank(new.get(lk.relation)):
-            new[lk.relation] = lk.mode
-    out: dict[str, list[PriorLock]] = {}
-    for prior in res.held_before:
-        if _rank(prior.mode) > _rank(new.get(prior.relation)):
-            out.setdefault(prior.relation, []).append(prior)
-    return out
-
-
-def _compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> list[Finding]:
-    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table.
-
-    A relation whose strongest mode is hidden by a lock an earlier statement holds is "not observed",
-    never compared: only a mode seen to be stronger than the prediction is a certain disagreement."""
-    predicted = _predicted_locks(ops)
-    if res.untested:
-        res.lock_comparison = [LockComparison(relation=rel, predicted=mode, observed=None, agrees=None,
-                                              not_observed=f"could not test: {res.untested}")
-                               for rel, mode in sorted(predicted.items())]
-        return []
-    observed: dict[str, str] = {}
-    for lk in res.locks:
-        rel = lk.relation.removesuffix(" (dropped)")  # the statement dropped it: compared under its name
-        if rel in existing and _rank(lk.mode) > _rank(observed.get(rel)):
-            observed[rel] = lk.mode
-    hidden = _hidden(res)
-    res.lock_comparison = []
-    for rel in sorted(set(predicted) | set(observed) | set(hidden)):
-        if not (rel in existing or rel in observed or rel in hidden):
-            continue
-        pred, seen = predicted.get(rel), observed.get(rel)
-        if rel in hidden:
-            priors = sorted(hidden[rel], key=lambda p: -_rank(p.mode))
-            why = ", ".join(f"{p.mode} already held since {_since(p.since)}" for p in priors) + "; not re-observed"
-            stronger = seen is not None and _rank(seen) > _rank(pred)
-            res.lock_comparison.append(LockComparison(
-                relation=rel, predicted=pred, observed=seen if stronger else None,
-                agrees=False if stronger else None, not_observed=why))
-        else:
-            res.lock_comparison.append(LockComparison(relation=rel, predicted=pred, observed=seen, agrees=pred == seen))
-    res.predicted_rewrite = any(op.rewrite for op in ops) if ops else None
-    res.observed_rewrite = bool(set(res.rewritten) & existing)
-    if res.error is not None or res.ran_in == "skipped":
-        return []
-    where = f"{PREDICTION_TABLE} (kind {res.kind or 'unclassified'})"
-    findings = [
-        Finding(kind="lock_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
-                message=f"{c.relation}: predicted {c.predicted or 'no lock'}, the server took "
-                f"{c.observed or 'no lock'} — the prediction in {where} disagrees with the server")
-        for c in res.lock_comparison if c.agrees is False
-    ]
-    if res.ran_in != "scratch" and (unseen := [c for c in res.lock_comparison if c.not_observed]):
-        findings.append(Finding(
-            kind="not_observed", severity="info", statement=res.index, file=res.file, line=res.line,
-            message="lock not fully observed: " + "; ".join(f"{c.relation}: {c.not_observed}" for c in unseen)
-            + " (a re-observation needs a scratch database: CREATEDB)"))
-    if res.predicted_rewrite is not None and res.predicted_rewrite != res.observed_rewrite:
-        findings.append(Finding(
-            kind="rewrite_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
-            message=f"predicted {'a rewrite' if res.predicted_rewrite else 'no rewrite'}, the server "
-            f"{'rewrote ' + ', '.join(sorted(set(res.rewritten) & existing)) if res.observed_rewrite else 'did not'}"
-            f" — the prediction in {where} disagrees with the server"))
-    return findings
 
 
 def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
@@ -308,10 +224,10 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         # observe() read pg_locks after the statement (the same query as held_locks); releasing its savepoint
         # keeps every lock, and shared_writes reads only shared catalogs: that read is what is held now
         note_held(stmt.index, {(lk.relation, lk.mode) for lk in obs.locks})
-        mine |= set(_predicted_locks(ops)) | {t for op in ops for t in op.tables}
+        mine |= set(predicted_locks(ops)) | {t for op in ops for t in op.tables}
         res.held_before = [PriorLock(relation=rel, mode=mode, since=first_taken.get((rel, mode), -1))
                            for rel, mode in sorted(held_before) if rel in mine and not rel.startswith("pg_toast.")]
-        if _hidden(res):
+        if hidden_locks(res):
             isolate.append(stmt.index)
 
 
@@ -326,11 +242,11 @@ def _expects_scratch(statements: list[Statement], preds: dict[int, list[Operatio
         ops = preds.get(stmt.index, [])
         if _needs_scratch(stmt, ops):
             return True
-        mine = _predicted_locks(ops)
-        if any(strongest.get(rel, -1) >= _rank(mode) for rel, mode in mine.items()):
+        mine = predicted_locks(ops)
+        if any(strongest.get(rel, -1) >= rank(mode) for rel, mode in mine.items()):
             return True
         for rel, mode in mine.items():
-            strongest[rel] = max(strongest.get(rel, -1), _rank(mode))
+            strongest[rel] = max(strongest.get(rel, -1), rank(mode))
     return False
 
 
@@ -434,7 +350,7 @@ def dry_run(
         findings.append(Finding(kind="skipped", severity="info", message=(
             "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
     for res in results:
-        findings += _compare(res, preds.get(res.index, []), existing)
+        findings += compare(res, preds.get(res.index, []), existing)
         if res.error:
             findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
                                     line=res.error.line, message=f"{res.error.message} ({res.error.sqlstate})"))
@@ -461,11 +377,11 @@ def dry_run(
     if changed := errors_only(differences):
         findings.append(Finding(kind="target_changed", severity="error",
                                 message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))
-    longest = _longest(results)
+    longest = longest_lock(results)
     passed = not any(f.severity == "error" for f in findings)
     complete = all(r.locks_complete for r in results)
     total_ms = round((time.perf_counter() - started) * 1000, 3)
-    summary = _summary(passed, results, findings, longest, total_ms)
+    summary = summary_text(passed, results, findings, longest, total_ms)
     report(len(statements), len(statements), "dry run finished")
     return DryRunResult(
         passed=passed, complete=complete, summary=summary, database=db.display_dsn,
@@ -474,35 +390,3 @@ def dry_run(
         scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
         leftovers_dropped=leftovers,
     )
-
-
-def _longest(results: list[StatementResult]) -> LongestLock | None:
-    best: LongestLock | None = None
-    for r in results:
-        strongest = r.strongest
-        if strongest and r.duration_ms is not None and (best is None or r.duration_ms > best.duration_ms):
-            best = LongestLock(mode=strongest[0], relation=strongest[1], duration_ms=r.duration_ms,
-                               statement=r.index, line=r.line, file=r.file)
-    return best
-
-
-def _summary(passed: bool, results: list[StatementResult], findings: list[Finding], longest: LongestLock | None,
-             total_ms: float) -> str:
-    errors = sum(f.severity == "error" for f in findings)
-    mismatches = sum(f.kind in ("lock_mismatch", "rewrite_mismatch") for f in findings)
-    untested = [r for r in results if r.untested]
-    verdict = "FAILED" if not passed else "COULD NOT TEST" if untested else "PASSED"
-    text = (f"{verdict}: {len(results)} statements in {total_ms / 1000:.2f} s; "
-            f"{errors} error(s), {mismatches} prediction mismatch(es)")
-    if untested:
-        text += (f"; could not test {len(untested)} statement(s) "
-                 f"({', '.join(str(r.index + 1) for r in untested[:10])}): {untested[0].untested}")
-    unseen = [r for r in results if not r.untested and not r.locks_complete]
-    if unseen:
-        text += (f"; locks of {len(unseen)} statement(s) not fully observed "
-                 f"({', '.join(str(r.index + 1) for r in unseen[:10])}): already held since an earlier statement")
-    if longest:
-        text += (f"; longest lock: {longest.mode} on {longest.relation} for {longest.duration_ms:.0f} ms "
-                 f"(statement {longest.statement + 1}, line {longest.line})")
-    return text
-
