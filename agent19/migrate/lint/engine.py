@@ -242,6 +242,7 @@ def _lint(
     assume = frozenset(config.assume)
     session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
     reports: list[StatementReport] = []
+    for_node: dict[str, list[Rule]] = {}
     counts: Counter[str] = Counter()
     ignored = 0
     files: set[str] = set()
@@ -261,7 +262,10 @@ def _lint(
             ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
             silenced = _ignored_rules(lines, stmt.line, stmt.sql)
             findings: list[Finding] = []
-            for rule in rules:
+            applicable = for_node.get(stmt.node)
+            if applicable is None:  # the rules that read this kind of statement, in code order
+                applicable = for_node[stmt.node] = [r for r in rules if not r.nodes or stmt.node in r.nodes]
+            for rule in applicable:
                 for hit in rule.check(ctx):
                     if silenced is not None and (not silenced or rule.code in silenced):
                         ignored += 1

@@ -205,6 +205,10 @@ class Rule:
     """``style`` rules are off unless the config turns the group (``style = true``) or the rule on"""
     aliases: tuple[str, ...] = ()
     """other names accepted in config and ignore comments (squawk's rule names, for teams switching)"""
+    nodes: tuple[str, ...] = ()
+    """the statement types (top-level parse nodes, e.g. ``AlterTableStmt``) ``check`` can find anything in; the
+    engine calls it only for those (empty: every statement). tests/test_lint_dispatch.py runs every rule on every
+    statement of the corpora to prove a declaration leaves nothing out."""
 
 
 # -- small helpers rules share ---------------------------------------------------------------

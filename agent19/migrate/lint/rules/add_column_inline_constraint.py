@@ -101,4 +101,5 @@ RULE = Rule(
     "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_code_key ON orders (code);\n"
     "ALTER TABLE orders ADD CONSTRAINT orders_code_key UNIQUE USING INDEX orders_code_key;",
     check=check,
+    nodes=("AlterTableStmt",),
 )

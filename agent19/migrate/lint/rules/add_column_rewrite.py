@@ -91,5 +91,6 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN token uuid;\n"
     "ALTER TABLE orders ALTER COLUMN token SET DEFAULT gen_random_uuid();",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("adding-field-with-default", "adding-serial-primary-key-field"),  # squawk's rule name(s)
 )

@@ -48,5 +48,6 @@ RULE = Rule(
     bad="ALTER DOMAIN positive_int ADD CONSTRAINT positive CHECK (VALUE > 0);",
     good="ALTER DOMAIN positive_int ADD CONSTRAINT positive CHECK (VALUE > 0) NOT VALID;",
     check=check,
+    nodes=("AlterDomainStmt",),
     aliases=("ban-alter-domain-with-add-constraint",),  # squawk's rule name(s)
 )

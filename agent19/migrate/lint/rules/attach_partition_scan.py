@@ -119,4 +119,5 @@ RULE = Rule(
     good="CREATE TABLE measurements_2025 (LIKE measurements);\n"
     "ALTER TABLE measurements ATTACH PARTITION measurements_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
     check=check,
+    nodes=("AlterTableStmt",),
 )

@@ -67,4 +67,5 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD COLUMN note text;\nALTER TABLE orders ADD COLUMN tag text;",
     good="ALTER TABLE orders ADD COLUMN note text, ADD COLUMN tag text;",
     check=check,
+    nodes=("AlterTableStmt",),
 )

@@ -36,6 +36,7 @@ RULE = Rule(
     bad="CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);",
     good="CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);  -- on 14.4",
     check=check,
+    nodes=("IndexStmt", "ReindexStmt"),
     pg_version=140002,
     good_pg_version=140004,
 )

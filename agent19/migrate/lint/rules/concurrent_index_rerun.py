@@ -36,4 +36,5 @@ RULE = Rule(
     bad="CREATE INDEX CONCURRENTLY orders_created_at_idx ON orders (created_at);",
     good="CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_created_at_idx ON orders (created_at);",
     check=check,
+    nodes=("IndexStmt",),
 )

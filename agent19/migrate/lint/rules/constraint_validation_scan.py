@@ -95,5 +95,6 @@ RULE = Rule(
     good="ALTER TABLE orders ADD CONSTRAINT orders_customer_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) "
     "NOT VALID;\nCOMMIT;\nALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fkey;",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("constraint-missing-not-valid", "adding-foreign-key-constraint"),  # squawk's rule name(s)
 )

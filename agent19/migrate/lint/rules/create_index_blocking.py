@@ -38,5 +38,6 @@ RULE = Rule(
     bad="CREATE INDEX orders_customer_id_idx ON orders (customer_id);",
     good="CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);",
     check=check,
+    nodes=("IndexStmt",),
     aliases=("require-concurrent-index-creation",),  # squawk's rule name(s)
 )

@@ -29,4 +29,5 @@ RULE = Rule(
     bad="DELETE FROM orders;",
     good="DELETE FROM orders WHERE created_at < '2015-01-01';",
     check=check,
+    nodes=("DeleteStmt",),
 )

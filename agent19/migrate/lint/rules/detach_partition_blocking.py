@@ -38,4 +38,5 @@ RULE = Rule(
     bad="ALTER TABLE measurements DETACH PARTITION measurements_2020;",
     good="ALTER TABLE measurements DETACH PARTITION measurements_2020 CONCURRENTLY;",
     check=check,
+    nodes=("AlterTableStmt",),
 )

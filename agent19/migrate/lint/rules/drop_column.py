@@ -50,5 +50,6 @@ RULE = Rule(
     bad="ALTER TABLE orders DROP COLUMN legacy_code;",
     good="-- the column is dropped in a later release, after no client uses it\nSELECT 1;",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("ban-drop-column",),  # squawk's rule name(s)
 )

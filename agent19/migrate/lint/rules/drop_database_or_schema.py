@@ -62,5 +62,6 @@ RULE = Rule(
     bad="DROP SCHEMA billing CASCADE;",
     good="CREATE SCHEMA scratch;\nDROP SCHEMA scratch CASCADE;",
     check=check,
+    nodes=("DropdbStmt", "DropStmt"),
     aliases=("ban-drop-database",),  # squawk's rule name(s)
 )

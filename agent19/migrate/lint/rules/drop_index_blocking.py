@@ -36,5 +36,6 @@ RULE = Rule(
     bad="DROP INDEX orders_customer_id_idx;",
     good="DROP INDEX CONCURRENTLY orders_customer_id_idx;",
     check=check,
+    nodes=("DropStmt",),
     aliases=("require-concurrent-index-deletion",),  # squawk's rule name(s)
 )

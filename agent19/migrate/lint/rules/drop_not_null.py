@@ -32,5 +32,6 @@ RULE = Rule(
     bad="ALTER TABLE users ALTER COLUMN email DROP NOT NULL;",
     good="ALTER TABLE users ALTER COLUMN email SET DEFAULT '';",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("ban-drop-not-null",),
 )

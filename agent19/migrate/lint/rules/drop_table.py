@@ -41,5 +41,6 @@ RULE = Rule(
     bad="DROP TABLE legacy_orders;",
     good="CREATE TABLE scratch (id bigint);\nDROP TABLE scratch;",
     check=check,
+    nodes=("DropStmt",),
     aliases=("ban-drop-table",),  # squawk's rule name(s)
 )

@@ -53,4 +53,5 @@ RULE = Rule(
     "WHERE id = 1;\nCOMMIT;",
     good="ALTER TYPE order_status ADD VALUE 'refunded';\nUPDATE orders SET status = 'refunded' WHERE id = 1;",
     check=check,
+    nodes=("AlterEnumStmt",),
 )

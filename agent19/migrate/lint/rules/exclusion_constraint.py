@@ -33,4 +33,5 @@ RULE = Rule(
     bad="ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);",
     good="CREATE TABLE bookings (room int, during tstzrange, EXCLUDE USING gist (room WITH =, during WITH &&));",
     check=check,
+    nodes=("AlterTableStmt",),
 )

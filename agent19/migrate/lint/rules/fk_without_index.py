@@ -112,4 +112,5 @@ RULE = Rule(
     good="CREATE TABLE order_lines (id bigint PRIMARY KEY, order_id bigint REFERENCES orders (id));\n"
     "CREATE INDEX order_lines_order_id_idx ON order_lines (order_id);",
     check=check,
+    nodes=("CreateStmt", "AlterTableStmt"),
 )

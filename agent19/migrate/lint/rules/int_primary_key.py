@@ -74,4 +74,5 @@ RULE = Rule(
     bad="CREATE TABLE invoices (id serial PRIMARY KEY, total numeric);",
     good="CREATE TABLE invoices (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, total numeric);",
     check=check,
+    nodes=("CreateStmt",),
 )

@@ -71,4 +71,5 @@ RULE = Rule(
     bad="CREATE TABLE audit_log (id bigint PRIMARY KEY);",
     good="CREATE TABLE IF NOT EXISTS audit_log (id bigint PRIMARY KEY);",
     check=check,
+    nodes=("CreateStmt", "IndexStmt", "DropStmt", "AlterTableStmt"),
 )

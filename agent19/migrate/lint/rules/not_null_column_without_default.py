@@ -104,5 +104,6 @@ RULE = Rule(
     bad="ALTER TABLE orders ADD COLUMN currency text NOT NULL;",
     good="ALTER TABLE orders ADD COLUMN currency text NOT NULL DEFAULT 'EUR';",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("adding-required-field",),  # squawk's rule name(s)
 )

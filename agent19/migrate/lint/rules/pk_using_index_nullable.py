@@ -91,4 +91,5 @@ RULE = Rule(
     "CREATE UNIQUE INDEX CONCURRENTLY accounts_pkey_idx ON accounts (id);\n"
     "ALTER TABLE accounts ADD CONSTRAINT accounts_pkey PRIMARY KEY USING INDEX accounts_pkey_idx;",
     check=check,
+    nodes=("AlterTableStmt",),
 )

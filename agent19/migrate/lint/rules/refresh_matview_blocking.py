@@ -34,4 +34,5 @@ RULE = Rule(
     bad="REFRESH MATERIALIZED VIEW daily_sales;",
     good="REFRESH MATERIALIZED VIEW CONCURRENTLY daily_sales;",
     check=check,
+    nodes=("RefreshMatViewStmt",),
 )

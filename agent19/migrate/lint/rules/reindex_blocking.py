@@ -44,4 +44,5 @@ RULE = Rule(
     bad="REINDEX INDEX orders_customer_id_idx;",
     good="REINDEX INDEX CONCURRENTLY orders_customer_id_idx;",
     check=check,
+    nodes=("ReindexStmt",),
 )

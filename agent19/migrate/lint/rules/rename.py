@@ -84,5 +84,6 @@ RULE = Rule(
     bad="ALTER TABLE orders RENAME COLUMN total TO amount;",
     good="ALTER TABLE orders ADD COLUMN amount numeric(12,2);",
     check=check,
+    nodes=("AlterObjectSchemaStmt", "RenameStmt"),
     aliases=("renaming-column", "renaming-table"),  # squawk's rule name(s)
 )

@@ -33,4 +33,5 @@ RULE = Rule(
     bad="ALTER SCHEMA billing RENAME TO invoicing;",
     good="CREATE SCHEMA invoicing;",
     check=check,
+    nodes=("RenameStmt",),
 )

@@ -70,5 +70,6 @@ RULE = Rule(
     "ALTER TABLE orders ALTER COLUMN customer_id SET NOT NULL;\n"
     "ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("adding-not-nullable-field",),  # squawk's rule name(s)
 )

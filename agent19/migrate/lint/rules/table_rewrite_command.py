@@ -57,4 +57,5 @@ RULE = Rule(
     bad="VACUUM FULL orders;",
     good="VACUUM (ANALYZE) orders;",
     check=check,
+    nodes=("VacuumStmt", "ClusterStmt", "AlterTableStmt"),
 )

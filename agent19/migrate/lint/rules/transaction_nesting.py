@@ -77,4 +77,5 @@ RULE = Rule(
     bad="BEGIN;\nALTER TABLE orders ADD COLUMN note text;",
     good="BEGIN;\nALTER TABLE orders ADD COLUMN note text;\nCOMMIT;",
     check=check,
+    nodes=("TransactionStmt",),
 )

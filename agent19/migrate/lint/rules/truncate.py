@@ -31,5 +31,6 @@ RULE = Rule(
     bad="TRUNCATE orders;",
     good="CREATE TABLE staging (id bigint);\nTRUNCATE staging;",
     check=check,
+    nodes=("TruncateStmt",),
     aliases=("ban-truncate-cascade",),  # squawk's rule name(s)
 )

@@ -115,5 +115,6 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
     "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("changing-column-type",),  # squawk's rule name(s)
 )

@@ -67,4 +67,5 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
     "ALTER TABLE orders ALTER COLUMN note TYPE varchar(40);  -- no CHECK reads note: instant",
     check=check,
+    nodes=("AlterTableStmt",),
 )

@@ -46,5 +46,6 @@ RULE = Rule(
     good="CREATE UNIQUE INDEX CONCURRENTLY orders_number_key ON orders (number);\n"
     "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_key;",
     check=check,
+    nodes=("AlterTableStmt",),
     aliases=("disallowed-unique-constraint",),  # squawk's rule name(s)
 )
