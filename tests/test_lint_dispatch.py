@@ -33,3 +33,45 @@ def test_declared_statement_types_leave_out_no_finding(monkeypatch, version):
     undeclared = tuple(replace(r, nodes=()) for r in all_rules())
     monkeypatch.setattr(engine, "all_rules", lambda: undeclared)
     assert _reports(version) == dispatched
+
+
+def _chain(ancestors: object) -> list[tuple[str, int, object]]:
+    out = []
+    while ancestors is not None:
+        out.append((type(ancestors.node).__name__, id(ancestors.node), ancestors.member))  # type: ignore[attr-defined]
+        ancestors = ancestors.parent  # type: ignore[attr-defined]
+    return out
+
+
+def test_fix_deparse_sets_the_ancestors_pglast_would():
+    """Fixes are deparsed by pglast's printers, which read each node's ancestors: set_ancestors must give every
+    node the chain pglast.visitors.populate_ancestors gives it."""
+    from pglast import parse_sql
+    from pglast.visitors import Visitor, populate_ancestors
+
+    from agent19.migrate.lint.rules._base import set_ancestors
+
+    class Nodes(Visitor):
+        def __init__(self) -> None:
+            self.found: list = []
+
+        def visit(self, ancestors, node):  # noqa: ANN001
+            self.found.append(node)
+
+    extra = ["WITH w AS (SELECT 1) INSERT INTO t SELECT * FROM w ON CONFLICT (a) DO UPDATE SET b = excluded.b "
+             "RETURNING *", "SELECT a, (SELECT b FROM c WHERE d = ANY (ARRAY[1, 2])) FROM x JOIN y USING (z) "
+             "WHERE EXISTS (SELECT 1) ORDER BY 1 LIMIT 3", "VALUES (1, 2), (3, 4)"]
+    checked = 0
+    for text in [*SQLS, *extra]:
+        for raw in parse_sql(text):
+            root = (raw.stmt,)  # one tuple: the chains name their containers by identity
+            nodes = Nodes()
+            nodes(root)
+            populate_ancestors(root)
+            expected = [_chain(n.ancestors) for n in nodes.found]
+            for n in nodes.found:
+                n.ancestors = None
+            set_ancestors(root)
+            assert [_chain(n.ancestors) for n in nodes.found] == expected, text
+            checked += len(expected)
+    assert checked > 1000
