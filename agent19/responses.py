@@ -66,11 +66,15 @@ class ResultStore:
     def put(self, parts: dict[str, tuple[str, str]]) -> str:
         """Keep ``{part: (mime type, text)}``; returns the id."""
         key = secrets.token_urlsafe(9)
+        self.keep(key, parts)
+        return key
+
+    def keep(self, key: str, parts: dict[str, tuple[str, str]]) -> None:
+        """Keep ``parts`` under ``key`` (an id made by another process's :meth:`put`: a server's worker)."""
         with self._lock:
             self._parts[key] = parts
             while len(self._parts) > self._keep or (len(self._parts) > 1 and self._size() > self._characters):
                 self._parts.popitem(last=False)
-        return key
 
     def get(self, key: str, part: str) -> tuple[str, str] | None:
         with self._lock:

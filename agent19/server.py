@@ -31,11 +31,12 @@ from agent19.errors import Agent19Error, postgres_error_text
 from agent19.http_auth import HttpAuth
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
-from agent19.responses import RESPONSE_BUDGET, RESULTS_URI, ResultStore, documented_schema, shape
+from agent19.responses import RESPONSE_BUDGET, RESULTS_URI, ResultStore, Shaped, documented_schema, shape
 from agent19.safety import page as confirm_page
 from agent19.tools._schema import compact, shared_parameters
 from agent19.tools.paths import PathPolicy
-from agent19.tools.registry import ToolContext, ToolSpec, accepted_fields, all_tools
+from agent19.tools.registry import MAX_ARGUMENT_CHARACTERS, ToolContext, ToolSpec, accepted_fields, all_tools
+from agent19.workpool import HEAVY_TOOLS, INLINE_MAX_CHARACTERS, WorkPool, input_size
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,14 @@ summarised, with resource links to the rest; pass detail: "full" to any tool to 
 INSTRUCTIONS += shared_parameters()
 
 
-def build_server(settings: Settings, database: Database | None = None, auth: HttpAuth | None = None) -> MCPServer[Any]:
+def build_server(settings: Settings, database: Database | None = None, auth: HttpAuth | None = None,
+                 pool: WorkPool | None = None) -> MCPServer[Any]:
     """An MCP server exposing every agent19 tool, prompt and resource for ``settings``; over HTTP, ``auth``
-    (:mod:`agent19.http_auth`) makes the SDK require a valid bearer token on every request."""
+    (:mod:`agent19.http_auth`) makes the SDK require a valid bearer token on every request. With ``pool``, a
+    large call of a CPU-heavy tool runs in a worker process (:mod:`agent19.workpool`), not in this one."""
     db = database or Database(settings)
     store = ResultStore()
-    tools = [_mcp_tool(spec, settings, db, store) for spec in all_tools()]
+    tools = [_mcp_tool(spec, settings, db, store, pool) for spec in all_tools()]
     server: MCPServer[Any] = MCPServer(
         name="agent19", title="agent19 — PostgreSQL database engineer", version=agent19.__version__,
         instructions=INSTRUCTIONS, tools=tools,
@@ -171,8 +174,10 @@ _DETAIL = "detail"
 """Every tool's MCP argument asking for the whole result (a tool may declare its own, e.g. describe_database)."""
 
 
-def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store: ResultStore) -> Tool:
+def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store: ResultStore,
+              pool: WorkPool | None = None) -> Tool:
     own_detail = _DETAIL in spec.args.model_fields
+    pooled = pool is not None and spec.name in HEAVY_TOOLS
 
     async def call(mcp_context: Context, **kwargs: Any) -> Any:
         full = (kwargs.get(_DETAIL) if own_detail else kwargs.pop(_DETAIL, None)) == "full"
@@ -186,6 +191,14 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
 
         tool_ctx = ToolContext(settings, db, progress, _elicitor(mcp_context), path_policy=PathPolicy.for_mcp(settings))
         try:
+            if pooled and pool is not None and input_size(kwargs) > INLINE_MAX_CHARACTERS:
+                # CPU-bound and large: in a worker process, so that this process keeps answering other sessions
+                outcome = await pool.run(spec.name, args, full)
+                if outcome.error is not None or outcome.shaped is None:
+                    raise ToolError(outcome.error or f"{spec.name}: the worker returned nothing")
+                for key, parts in outcome.kept or []:
+                    store.keep(key, parts)
+                return _content(spec, outcome.shaped)
             # abandon_on_cancel: when the client goes away, the server stops at once (lifecycle hooks
             # then undo what the still-running tool created) instead of waiting for the tool to end.
             def work() -> CallToolResult:  # shaping a large result is heavy too: off the event loop as well
@@ -237,7 +250,10 @@ def _tool_result(spec: ToolSpec[Any, Any], result: BaseModel, store: ResultStore
     """The data once, as structured content; the text content is the compact rendering a person reads at
     the CLI (never the same JSON a second time). Within :data:`RESPONSE_BUDGET` unless ``full``: large parts
     become resource links (:mod:`agent19.responses`)."""
-    shaped = shape(result, spec.render(result, "text"), store, full=full, budget=RESPONSE_BUDGET)
+    return _content(spec, shape(result, spec.render(result, "text"), store, full=full, budget=RESPONSE_BUDGET))
+
+
+def _content(spec: ToolSpec[Any, Any], shaped: Shaped) -> CallToolResult:
     links = [ResourceLink(type="resource_link", name=f"{spec.name}-{a.part}", uri=a.uri, mimeType=a.mime_type,
                           size=a.characters, description=a.summary) for a in shaped.artifacts]
     return CallToolResult(content=[TextContent(type="text", text=shaped.text), *links],
@@ -268,17 +284,28 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
     Over HTTP beyond loopback it refuses to start without authentication (:mod:`agent19.http_auth`)."""
     auth = http_auth.configure(host, port, token_file=token_file) if http else None
     db = Database(settings)
-    server = build_server(settings, db, auth)
+    pool = WorkPool(settings) if http else None  # many sessions: a large call must not stall the others
+    server = build_server(settings, db, auth, pool)
     if settings.mode is AccessMode.EXECUTE:
         confirm_page.start(settings, db)  # loopback only: where a human confirms destructive statements
     try:
         if http:
+            assert pool is not None
+            pool.warm_up()
             log.warning("serving MCP at http://%s:%s/mcp; %s", host, port,
                         f"requests need {auth.summary}" if auth else "no authentication (loopback only)")
-            server.run("streamable-http", host=host, port=port, transport_security=http_auth.transport_security(host))
+            server.run("streamable-http", host=host, port=port, transport_security=http_auth.transport_security(host),
+                       max_request_body_size=HTTP_BODY_LIMIT)
         else:
             server.run("stdio")
     finally:
         lifecycle.shutdown()  # the client is gone: undo what running tools created, now
         confirm_page.stop()
+        if pool is not None:
+            pool.close()
         db.close()
+
+
+HTTP_BODY_LIMIT = 2 * MAX_ARGUMENT_CHARACTERS + 1_000_000
+"""Bytes of one HTTP request: a call at the argument limit fits as JSON (a newline is two bytes there); the
+SDK's own default (4 MiB) refused a 5 MB migration that stdio accepts."""

@@ -69,18 +69,26 @@ class ToolContext:
 
     def live_catalog_or_why(self) -> tuple[SchemaSnapshot | None, str | None]:
         """:meth:`live_catalog`, or ``(None, why)`` when the configured database cannot be used (down,
-        refused, no privilege): for tools that still work on the SQL alone and must say so, not fail."""
-        if self.settings.dsn_value() is None:
+        refused, no privilege): for tools that still work on the SQL alone and must say so, not fail.
+        For these advisory tools a snapshot read in the last seconds is reused (:mod:`agent19.db.catalog_cache`)."""
+        dsn = self.settings.dsn_value()
+        if dsn is None:
             return None, None  # no database configured: nothing to load (the driver neither)
         import psycopg
 
+        from agent19.db.catalog_cache import cached_snapshot
         from agent19.errors import DatabaseUnavailable
 
         try:
-            return self.live_catalog(), None
+            return cached_snapshot(dsn, self.settings.mode, self._fresh_catalog), None
         except (DatabaseUnavailable, psycopg.Error) as exc:
             lines = str(exc).strip().splitlines()
             return None, self.db.redact(lines[0] if lines else type(exc).__name__)
+
+    def _fresh_catalog(self) -> SchemaSnapshot:
+        snapshot = self.live_catalog()
+        assert snapshot is not None  # called only with a database configured
+        return snapshot
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         if self._progress is not None:
