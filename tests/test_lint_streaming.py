@@ -76,3 +76,13 @@ def test_may_contain_never_misses_a_node(node_type):
     select = parse_sql(MIGRATION)[-1]
     assert select.may_contain("ColumnDef") is False  # the quoted text inside the string literal is no node
     assert json.loads(select.__dict__["_tree_json"])["stmt"] == select.tree
+
+
+@pytest.mark.parametrize("node_type", ["ColumnDef", "Constraint", "RangeVar", "String"])
+def test_rules_see_every_node_of_a_type_in_walk_order(node_type):
+    from agent19.migrate.lint.rules._base import MigrationState, StatementContext
+
+    migration = load_text(MIGRATION)
+    for s in migration.statements:
+        ctx = StatementContext(s, [], migration, None, 150000, None, MigrationState())
+        assert list(ctx.nodes(node_type)) == [f for n, f in walk(s.tree) if n == node_type], s.sql

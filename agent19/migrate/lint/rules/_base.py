@@ -121,8 +121,17 @@ class StatementContext:
         """The fields of every ``node_type`` node in the statement, in :meth:`walk` order; no walk at all when
         the tree has none (:meth:`~agent19.migrate.parse.Statement.may_contain`)."""
         if not self.statement.may_contain(node_type):
-            return iter(())
-        return (fields for node, fields in walk(self.statement.tree) if node == node_type)
+            return
+        stack: list[Any] = [self.statement.tree]
+        while stack:  # agent19.sqltree.walk's order, yielding only node_type (not every node through a filter)
+            item = stack.pop()
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    if key == node_type and isinstance(value, dict):
+                        yield value
+                    stack.append(value)
+            elif isinstance(item, list):
+                stack.extend(item)
 
     # -- classification ----------------------------------------------------------------------
     def op(self, sub_index: int | None = None) -> Operation | None:
