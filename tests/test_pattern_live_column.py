@@ -66,4 +66,8 @@ def test_change_column_type_on_a_live_serial_column_keeps_not_null_default_and_s
 def test_without_the_live_column_nothing_is_invented() -> None:
     p = change_column_type("orders", "amount", "bigint", pg_version=15)
     sql = p.to_sql()
-    assert "SET NOT NULL" not in sql and "SET DEFAULT" not in sql and p.notes == []
+    assert "SET NOT NULL" not in sql and "SET DEFAULT" not in sql
+    # …and it says what it does not know, rather than silently dropping a NOT NULL it cannot see
+    assert len(p.notes) == 1 and "not known here" in p.notes[0] and "NOT NULL" in p.notes[0], p.notes
+    given = change_column_type("orders", "amount", "bigint", not_null=False, pg_version=15)
+    assert given.notes == []  # the caller said it: nothing to flag
