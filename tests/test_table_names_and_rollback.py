@@ -29,6 +29,7 @@ from agent19.migrate.planning.plan import plan_migration
 from agent19.report.steps import build_steps
 from agent19.tools.patterns import PatternArgs, build_pattern
 from tests.conftest import one, owner_login, run_sql
+from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,3 +141,25 @@ def test_runbook_alternative_for_a_table_named_a_dot_b_changes_that_table(dsn: s
     assert one(app, 'SELECT count(*) FROM "a.b" WHERE n = id') == 300
     assert one(app, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = 'a.b'::regclass AND attname = 'n'") == "integer"
+
+
+# -- over MCP, as a client calls the two tools --------------------------------------------------------------
+
+async def test_mcp_pattern_and_backfill_change_the_same_quoted_table(dsn: str) -> None:
+    app = owner_login(dsn)
+    run_sql(app, 'CREATE TABLE "Order" (id bigint PRIMARY KEY, note text); CREATE TABLE "order" (id bigint '
+                 "PRIMARY KEY, note text); INSERT INTO \"Order\" SELECT g, NULL FROM generate_series(1, 120) g; "
+                 "INSERT INTO \"order\" VALUES (1, NULL)")
+    async with stdio_session("--dsn", app, "--mode", "execute") as session:
+        p = await session.call_tool("zero_downtime_pattern", {"kind": "set_not_null", "table": "Order",
+                                                               "column": "note", "backfill": "'filled'"})
+        assert not p.is_error, p.content
+        assert 'ALTER TABLE "Order" ADD CONSTRAINT' in p.structured_content["sql"]
+        b = await session.call_tool("run_backfill", {"table": "Order", "set": "note = 'filled'",
+                                                     "where": "note IS NULL"})
+        assert not b.is_error, b.content
+        assert b.structured_content["table"] == 'public."Order"'
+        bad = await session.call_tool("run_backfill", {"table": "a.b.c", "set": "note = 'x'"})
+        assert bad.is_error and "ambiguous" in str(bad.content)
+    assert one(app, 'SELECT count(*) FROM "Order" WHERE note = \'filled\'') == 120
+    assert one(app, 'SELECT note IS NULL FROM "order"') is True  # Order is not order

@@ -120,8 +120,12 @@ class BackfillSpec(BaseModel):
     @field_validator("table")
     @classmethod
     def _one_reading(cls, value: str) -> str:
-        # the same reading as agent19 pattern's table (sqlnames.table_arg), kept as SQL text from here on
-        return table_arg(value)
+        # the same reading as agent19 pattern's table (sqlnames.table_arg), kept as SQL text from here on; a
+        # ValueError, so MCP and the CLI report it as an invalid argument (with what to write instead)
+        try:
+            return table_arg(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     def checkpoint_name(self) -> str:
         if self.name:
