@@ -10,9 +10,9 @@ The pool is bounded: at most :attr:`WorkPool.workers` calls run and :attr:`WorkP
 refused at once with :class:`ServerBusy` ("retry in a few seconds") rather than queued without limit.
 A worker that dies (killed for memory, crashed) is replaced and the call fails with a clear error.
 
-Sizes: ``AGENT19_WORKERS`` (default: the CPUs but one, 1 to 4) and ``AGENT19_WORKER_QUEUE`` (default: twice the
-workers). Each worker opens its own database connections for a call and closes them after it (an idle session
-to the target would stop a dry run from copying it with ``CREATE DATABASE … TEMPLATE``).
+Sizes: ``AGENT19_WORKERS`` (default: the CPUs but one, 1 to 4) and ``AGENT19_WORKER_QUEUE`` (default: twice
+the workers, at least 4). Each worker opens its own database connections for a call and closes them after it
+(an idle session to the target would stop a dry run from copying it with ``CREATE DATABASE … TEMPLATE``).
 
 Nothing here knows MCP: the server adapts :func:`WorkPool.run`'s outcome to MCP content.
 """
@@ -110,7 +110,7 @@ class WorkPool:
     def __init__(self, settings: Settings, *, workers: int | None = None, queue: int | None = None) -> None:
         cpus = os.cpu_count() or 2
         self.workers = workers or _count("AGENT19_WORKERS", max(1, min(4, cpus - 1)), 1, 64)
-        self.queue = queue if queue is not None else _count("AGENT19_WORKER_QUEUE", 2 * self.workers, 0, 1000)
+        self.queue = queue if queue is not None else _count("AGENT19_WORKER_QUEUE", max(4, 2 * self.workers), 0, 1000)
         self._settings = settings
         self._lock = threading.Lock()
         self._in_flight = 0

@@ -20,17 +20,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.mcp_client import http_server, http_session, result_size, stdio_session  # noqa: E402
+from agent19.db.throwaway import free_port  # noqa: E402
+from tests.mcp_client import TEST_FILES, http_session, listening, result_size, serve_args, stdio_session  # noqa: E402
 
 SCENARIO = """
 DROP TABLE IF EXISTS bench_orders;
@@ -143,8 +147,20 @@ async def startup(runs: int) -> None:
           f"agent19 serve answers tools/list after {served * 1000:.0f} ms")
 
 
+@contextmanager
+def quiet_http_server(*args: str) -> Iterator[str]:
+    """``agent19 serve --http`` with its log in a file: a pipe nobody reads fills up after a few hundred requests
+    (uvicorn logs each one) and the server then blocks writing to it."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([sys.executable, *serve_args("--http", "--port", str(port), *args)],
+                                env={**os.environ, **TEST_FILES}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        with listening(proc, "127.0.0.1", port) as url:
+            yield url
+
+
 async def http_latency(dsn: str, clients: int, calls: int) -> None:
-    with http_server("--dsn", dsn, *PRIVILEGED) as url:
+    with quiet_http_server("--dsn", dsn, *PRIVILEGED) as url:
         async def one_client(name: str, args: dict[str, object], out: list[float]) -> None:
             async with http_session(url) as session:
                 for _ in range(calls):
