@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 RESPONSE_BUDGET = 8_000
 """Characters of a default result (text + structured JSON); ``detail: "full"`` lifts it."""
@@ -92,11 +93,11 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
     if full or (not moved and len(text) + _size(data) <= budget):
         return Shaped(data, text)
-    parts: dict[str, tuple[str, str]] = {"full": ("application/json", json.dumps(data, ensure_ascii=False, indent=1))}
+    parts: dict[str, tuple[str, str]] = {"full": ("application/json", _indented(data))}
     for name in moved:
         value = data.pop(name)
         parts[name] = (("text/markdown", value) if isinstance(value, str)
-                       else ("application/json", json.dumps(value, ensure_ascii=False, indent=1)))
+                       else ("application/json", _indented(value)))
     # the data whole when it fits with a shorter text (the text is a rendering of the same data); else both cut
     whole_data_room = budget - _size(data) - NOTE_RESERVE
     text_limit = whole_data_room if whole_data_room >= TEXT_MIN else TEXT_SHARE
@@ -129,6 +130,12 @@ def _artifact_fields(model: type[BaseModel]) -> list[str]:
         if extra.get("artifact"):
             out.append(info.alias or name)
     return out
+
+
+def _indented(data: Any) -> str:
+    """JSON for people to read: the same text as ``json.dumps(data, ensure_ascii=False, indent=1)``, written by
+    pydantic's encoder (json's indenting encoder is pure Python: 4 ms of a 50-statement plan's 30)."""
+    return to_json(data, indent=1).decode()
 
 
 def _size(data: Any) -> int:
