@@ -15,6 +15,7 @@ back before the statement is replayed: their locks are then exactly their own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -26,7 +27,7 @@ from agent19.db.observe import observe
 from agent19.migrate.dryrun.cluster_guard import guarded, shared_writes
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import ScratchInfo, StatementResult, statement_error
-from agent19.migrate.dryrun.progress import ServerProgress
+from agent19.migrate.dryrun.progress import ServerProgress, run_reporting
 from agent19.migrate.dryrun.scratch import MISSING_OBJECT, CopyMode, ScratchDatabase, list_scratch, scratch_database
 from agent19.migrate.dryrun.watch import Reporter, Watched, watch_statement
 from agent19.migrate.model import Operation
@@ -166,9 +167,13 @@ def run_in_scratch(
                         info.notes.append(f"statement {stmt.index + 1} failed in the scratch database: {watched.error}")
                     continue
                 try:
+                    # with a TEMPLATE copy a replayed statement works on every row again: it reports progress too
+                    label = f"statement {stmt.index + 1}/{len(statements)} replayed in the scratch database"
                     if stmt.index in isolate:
-                        _isolated(conn, res, stmt)
-                    if wrote := _replay(conn, stmt):
+                        run_reporting(partial(_isolated, conn, res, stmt), conn=conn, dsn=scratch.dsn, progress=live,
+                                      done=stmt.index, total=len(statements), label=label + " (its locks alone)")
+                    if wrote := run_reporting(partial(_replay, conn, stmt), conn=conn, dsn=scratch.dsn, progress=live,
+                                              done=stmt.index, total=len(statements), label=label):
                         info.notes.append(f"statement {stmt.index + 1} wrote {', '.join(wrote)} (cluster-wide) in the "
                                           "scratch database: rolled back there, not replayed")
                 except psycopg.Error as exc:
