@@ -40,10 +40,11 @@ def write(path: Path, size: int, block: int = 0) -> int:
     return n
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of one process."""
+def run(cmd: list[str], cwd: str) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of one process, run in ``cwd`` (not the checkout: ``python -m`` puts the
+    current directory first on sys.path, so a checkout's agent19 would shadow the one on PYTHONPATH)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)
     _, _, usage = os.wait4(proc.pid, 0)
     return time.perf_counter() - start, usage.ru_maxrss
 
@@ -62,7 +63,7 @@ def main() -> int:
             n = write(path, kb * 1000, ns.block)
             mb = path.stat().st_size / 1e6
             seconds, rss_kb = run([sys.executable, "-m", "agent19", "lint", str(path), "--format", ns.format,
-                                   "--pg-version", "15"])
+                                   "--pg-version", "15"], d)
             print(f"{kb:>6}KB {n:>11,} {seconds:>8.2f} {seconds / mb:>6.2f} {rss_kb / 1024:>8.0f} "
                   f"{rss_kb / 1024 / mb:>6.0f}")
     return 0
