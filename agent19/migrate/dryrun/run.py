@@ -231,6 +231,19 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             isolate.append(stmt.index)
 
 
+def _never_back(progress: Progress) -> Progress:
+    """``progress`` whose value always increases, as MCP requires: the scratch database's part comes back to
+    earlier statements (the message names them), and a statement's reports without a server figure repeat
+    its number — those advance by a millionth, invisible in a percentage."""
+    furthest = [-1.0]
+
+    def report(done: float, total: float | None, message: str | None) -> None:
+        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
+        progress(furthest[0], total, message)
+
+    return report
+
+
 def _expects_scratch(statements: list[Statement], preds: dict[int, list[Operation]]) -> bool:
     """The prediction says a scratch database will be needed: a statement cannot run in a transaction block,
     or takes on a relation a mode no stronger than one an earlier statement took there (hidden in pg_locks:
@@ -272,6 +285,7 @@ def dry_run(
 ) -> DryRunResult:
     """Dry-run ``statements`` (in order) against ``db``; nothing persists. See the module docstring."""
     db.require(AccessMode.DRY_RUN, "test_migration (a dry run)")
+    progress = _never_back(progress) if progress is not None else None
     report: Progress = progress or (lambda done, total, message: None)
     statements = [s.model_copy(update={"index": i}) for i, s in enumerate(statements)]
     started = time.perf_counter()
