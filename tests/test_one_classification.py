@@ -93,8 +93,12 @@ def test_cascade_and_nesting_still_widen_what_is_caught() -> None:
     assert [f.kind for f in detect("WITH gone AS (DELETE FROM child RETURNING id) SELECT count(*) FROM gone")] == [
         "delete_all"]
     assert [f.kind for f in detect("DO $$ BEGIN EXECUTE 'DROP TABLE child'; END $$")] == ["unverifiable"]
-    # an ALTER TABLE that adds a column and drops another: the drop is caught, the add is not
+    # an ALTER TABLE that adds a column and drops another: the drop is caught, the add is not; findings keep the
+    # sub-commands' order; ALTER on any kind of relation (a foreign table here) is classified the same way
     assert [f.kind for f in detect("ALTER TABLE t ADD COLUMN x int, DROP COLUMN note")] == ["drop_column"]
+    assert [f.kind for f in detect("ALTER TABLE t ALTER COLUMN v TYPE varchar(2), DROP COLUMN note")] == [
+        "alter_column_type", "drop_column"]
+    assert [f.kind for f in detect("ALTER FOREIGN TABLE ft DROP COLUMN note")] == ["drop_column"]
 
 
 def _loss_names() -> set[str]:

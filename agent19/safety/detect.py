@@ -95,12 +95,12 @@ def judge(st: Statement, facts: Facts | None = None) -> list[Finding]:
         out.append(Finding(statement=st.index, line=st.line, kind=kind, risk=risk, data_loss=data_loss,
                            cascade=cascade, targets=targets, reason=reason))
 
-    for row, cmd in rows_of(st):
+    for row, cmd in rows_of(st):  # one row per statement, or per ALTER TABLE sub-command in order
         if row.destroys:
             _destroys(st, row, cmd, add)
-    if st.node == "AlterTableStmt":
-        _alter_table(st.fields, facts, add)
-    elif st.node in UNVERIFIABLE_NODES:
+        elif cmd is not None and cmd.get("subtype") == "AT_AlterColumnType":
+            _type_change(st.fields, cmd, facts, add)
+    if st.node in UNVERIFIABLE_NODES:
         add("unverifiable", Risk.HIGH, True, [], UNVERIFIABLE_NODES[st.node])
     if st.node in EVALUATING_NODES:
         _dml(st.tree, facts, add)
@@ -165,36 +165,32 @@ def _rank(r: Risk) -> int:
     return [Risk.MEDIUM, Risk.HIGH, Risk.CRITICAL].index(r)
 
 
-def _alter_table(f: dict[str, Any], facts: Facts | None, add: Any) -> None:
+def _type_change(f: dict[str, Any], c: dict[str, Any], facts: Facts | None, add: Any) -> None:
+    """A type change loses data or not by the old and new types: judged here, with the catalog's facts.
+    (DROP CONSTRAINT loses a guarantee, DROP NOT NULL / DROP DEFAULT keep every value: not destructive.)"""
     table = range_var_name(f.get("relation", {}))
     tfacts = facts.table(table) if facts else None
-    for cmd in f.get("cmds", []):
-        c = cmd.get("AlterTableCmd", {})
-        sub, col = c.get("subtype"), c.get("name")
-        if sub == "AT_AlterColumnType":  # loses data or not by the old and new types: judged here, with facts
-            coldef = c.get("def", {}).get("ColumnDef", {})
-            new = sqltypes.from_type_name(coldef.get("typeName", {}))
-            target = [Target(kind="column", name=table, column=col)]
-            if coldef.get("raw_default") is not None:
-                add("alter_column_type", Risk.HIGH, True, target,
-                    f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING … rewrites every value with an "
-                    "expression that cannot be verified to keep it")
-                continue
-            cf = tfacts.columns.get(col or "") if tfacts else None
-            if cf is None:
-                if new.name != "text":
-                    add("alter_column_type", Risk.HIGH, True, target,
-                        f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)}: the column's current type is unknown "
-                        "here, so it may be narrowing")
-                continue
-            old = sqltypes.from_catalog(cf.type_name, cf.typmod)
-            if sqltypes.loses_data(old, new):
-                add("alter_column_type", Risk.HIGH, True, target,
-                    f"ALTER COLUMN {col} TYPE {cf.formatted} → {sqltypes.describe(new)} narrows the type: values "
-                    "can be truncated, rounded or fail to convert")
-        elif sub == "AT_DropConstraint":
-            pass  # loses a guarantee, not data
-        # AT_DropNotNull and AT_ColumnDefault (DROP DEFAULT) keep every value: not destructive.
+    col = c.get("name")
+    coldef = c.get("def", {}).get("ColumnDef", {})
+    new = sqltypes.from_type_name(coldef.get("typeName", {}))
+    target = [Target(kind="column", name=table, column=col)]
+    if coldef.get("raw_default") is not None:
+        add("alter_column_type", Risk.HIGH, True, target,
+            f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING … rewrites every value with an "
+            "expression that cannot be verified to keep it")
+        return
+    cf = tfacts.columns.get(col or "") if tfacts else None
+    if cf is None:
+        if new.name != "text":
+            add("alter_column_type", Risk.HIGH, True, target,
+                f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)}: the column's current type is unknown "
+                "here, so it may be narrowing")
+        return
+    old = sqltypes.from_catalog(cf.type_name, cf.typmod)
+    if sqltypes.loses_data(old, new):
+        add("alter_column_type", Risk.HIGH, True, target,
+            f"ALTER COLUMN {col} TYPE {cf.formatted} → {sqltypes.describe(new)} narrows the type: values "
+            "can be truncated, rounded or fail to convert")
 
 
 def _dml(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:

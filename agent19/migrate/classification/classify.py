@@ -68,7 +68,7 @@ def rows_of(stmt: Statement) -> list[tuple[Behaviour, dict[str, Any] | None]]:
     """
     ctx = Context(catalog=None, pg_major=MAX_VERSION, session_utc=True, state=MigrationState())
     fields = stmt.fields
-    if stmt.node == "AlterTableStmt" and fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
+    if stmt.node == "AlterTableStmt":  # every relation kind: ALTER FOREIGN TABLE … DROP COLUMN drops one too
         table = range_name(fields.get("relation", {}))
         cmds = [c["AlterTableCmd"] for c in fields.get("cmds", []) if "AlterTableCmd" in c]
         return [(lookup(decide_alter(cmd, table, ctx).form, MAX_VERSION), cmd) for cmd in cmds]
