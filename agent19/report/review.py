@@ -75,7 +75,8 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
     lossy = [s for s in steps if s.data_loss]
     add("Data loss is identified and backed up", "unknown" if lossy else "satisfied",
         f"{_list(lossy)}: destroys data; confirm the pre-deployment backup exists and was restored in a test "
-        "(prerequisite: backup)" if lossy else "every statement parsed: none drops a table or column or truncates")
+        "(prerequisite: backup)" if lossy else "every statement classified: none loses data (no drop of a table, "
+        "column, schema, sequence or database, no TRUNCATE or DELETE)")
     unchecked = [s for s in steps if s.verification is None]
     add("Every step has a verification query", "not_satisfied" if unchecked else "satisfied",
         f"{_list(unchecked)}: no catalog check: verify by hand as each step says" if unchecked
