@@ -50,7 +50,16 @@ def test_trees_decoded_on_demand_lint_the_same(monkeypatch):
     assert held["summary"]["by_rule"].get("A19023") and held["summary"]["by_rule"].get("A19037")  # json, BEGIN
     monkeypatch.setattr(parse, "KEEP_DECODED_CHARS", 0)  # every tree kept as JSON text only, as in a large file
     assert all(s.__dict__["_tree"] is None for s in parse_sql(MIGRATION))
-    assert _report(MIGRATION) == held
+    migration = load_text(MIGRATION)
+    assert lint([migration], pg_version=150000).model_dump() == held
+    assert all(s.__dict__["_tree"] is None for s in migration.statements)  # let go again once linted
+
+
+def test_trees_decoded_before_the_lint_stay_decoded():
+    migration = load_text(MIGRATION)  # small: decoded at parse
+    trees = [s.tree for s in migration.statements]
+    lint([migration], pg_version=150000)
+    assert all(s.tree is t for s, t in zip(migration.statements, trees, strict=True))
 
 
 def test_tree_read_on_demand_is_the_parsed_tree(monkeypatch):
@@ -59,7 +68,8 @@ def test_tree_read_on_demand_is_the_parsed_tree(monkeypatch):
     lazy = parse_sql(MIGRATION)
     assert [s.tree for s in lazy] == [s.tree for s in held]
     s = lazy[1]
-    tree = s.hold_tree()
+    assert s.hold_tree() is False and s.hold_tree() is True  # decoded by the first call, held since
+    tree = s.tree
     assert s.tree is tree and s.fields["tableElts"]
     s.release_tree()
     assert s.tree is not tree and s.tree == tree  # decoded again from its text

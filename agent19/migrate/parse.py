@@ -69,11 +69,13 @@ class Statement(BaseModel):
         self.__dict__["_tree"] = value
         self.__dict__["_tree_json"] = None
 
-    def hold_tree(self) -> dict[str, Any]:
-        """Decode the tree once and keep it until :meth:`release_tree` (reads then cost nothing)."""
-        tree = self.tree
-        self.__dict__["_tree"] = tree
-        return tree
+    def hold_tree(self) -> bool:
+        """Decode the tree once and keep it until :meth:`release_tree` (reads then cost nothing); returns whether
+        it was held already (then the caller leaves it held: it was decoded for someone else)."""
+        if self.__dict__.get("_tree") is not None:
+            return True
+        self.__dict__["_tree"] = self.tree
+        return False
 
     def release_tree(self) -> None:
         """Drop the decoded tree, keeping its JSON text: a later read decodes it again."""

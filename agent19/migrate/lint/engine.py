@@ -257,7 +257,7 @@ def _lint(
         groups = migration.transaction_groups()
         lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
         for stmt, group in zip(migration.statements, groups, strict=True):
-            stmt.hold_tree()
+            held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
             ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
             ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
             silenced = _ignored_rules(lines, stmt.line, stmt.sql)
@@ -278,7 +278,7 @@ def _lint(
             counts.update(f.rule for f in findings)
             reports.append(_statement_report(ctx, findings))
             _update_state(ctx)
-            ctx.retire()
+            ctx.retire(release_tree=not held)
     counted = Counter(f.severity for r in reports for f in r.findings)
     failed = config.fail_on != "never" and any(
         SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings

@@ -163,12 +163,14 @@ class StatementContext:
     def major(self) -> int:
         return self.pg_version // 10000
 
-    def retire(self) -> None:
+    def retire(self, release_tree: bool = True) -> None:
         """Keep only what later statements read of this one (in ``state.seen`` and ``state.last_touch``): the
-        parse tree goes back to its JSON text (decoded again if a rule reads it), each operation to the facts
-        rules compare (:class:`PastOperation`). A large file's statements then cost little memory once linted."""
+        parse tree goes back to its JSON text (decoded again if a rule reads it) unless ``release_tree`` is
+        False, each operation to the facts rules compare (:class:`PastOperation`). A large file's statements then
+        cost little memory once linted."""
         self.__dict__.pop("fields", None)
-        self.statement.release_tree()
+        if release_tree:
+            self.statement.release_tree()
         self.operations = [PastOperation.of(o) for o in self.operations]  # type: ignore[misc]
 
 
