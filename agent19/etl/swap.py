@@ -64,6 +64,12 @@ class Swap:
     renames: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def shown(self) -> str:
+        """The destination's name for messages (schema.table as the catalog spells it)."""
+        t = self.definition.table if self.definition else None
+        return f"{t['schema']}.{t['name']}" if t else self.table
+
     # -- reading the destination --------------------------------------------------------------------------
     def _read(self) -> Definition:
         row = self.conn.execute(Q_TABLE, (self.table,)).fetchone()
@@ -89,13 +95,13 @@ class Swap:
         why += [r["what"] for r in self.conn.execute(Q_BLOCKERS, {"oid": t["oid"]}).fetchall()]
         if why:
             raise SwapRefused(
-                f"strategy replace swaps a new table in for {self.table}, and what depends on the old one cannot "
+                f"strategy replace swaps a new table in for {self.shown}, and what depends on the old one cannot "
                 f"follow it: {'; '.join(why)}; nothing was loaded",
                 "drop them before the run and create them again after it, or set replace_by = \"truncate\" under "
                 "[destination] (one transaction empties and reloads the table in place: these keep working, but "
                 "readers wait for the whole load)")
         if not t["may_own"]:
-            raise SwapRefused(f"strategy replace swaps a new table in for {self.table}, which needs the rights of its "
+            raise SwapRefused(f"strategy replace swaps a new table in for {self.shown}, which needs the rights of its "
                               f"owner {t['owner']}; this login has not; nothing was loaded",
                               f"run the pipeline as {t['owner']} (or a member of it: GRANT {t['owner']} TO <login>), "
                               "or set replace_by = \"truncate\" under [destination]")
@@ -105,7 +111,7 @@ class Swap:
         """SHARE lock, refusals, the shadow table. Returns the shadow table and the rows the destination holds."""
         self.conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(self.table)))
         d = self.definition = self._read()
-        self._refuse_blockers(d)
+        self._refuse_blockers(d)  # (named with the catalog's spelling from here on)
         t = d.table
         self.shadow = sql.Identifier(t["schema"], f"_agent19_swap_{t['oid']}")
         opts = options(t["reloptions"])
@@ -145,7 +151,7 @@ class Swap:
         """The destination's index as a CREATE INDEX of the shadow table under a temporary name."""
         head, found, rest = index["def"].partition(index["prefix"])
         if not found or head not in ("CREATE ", "CREATE UNIQUE "):
-            raise InputError(f"cannot read the definition of index {index['name']} of {self.table} ({index['def']})",
+            raise InputError(f"cannot read the definition of index {index['name']} of {self.shown} ({index['def']})",
                              "report this as a bug; replace_by = \"truncate\" under [destination] works meanwhile")
         return sql.SQL("{}INDEX {} ON {} USING {}").format(sql.SQL(head), sql.Identifier(temp), self.shadow,
                                                            sql.SQL(rest))
@@ -239,7 +245,7 @@ class Swap:
             "AND l.granted AND l.pid <> pg_backend_pid()", (self.table,)).fetchone()
         lock_timeout = self.conn.execute("SELECT current_setting('lock_timeout') AS v").fetchone()
         raise InputError(
-            f"the swap could not take its ACCESS EXCLUSIVE lock on {self.table} within lock_timeout "
+            f"the swap could not take its ACCESS EXCLUSIVE lock on {self.shown} within lock_timeout "
             f"{lock_timeout['v'] if lock_timeout else '?'} ({self.attempts} tries; sessions holding locks on it: "
             f"{(holders or {}).get('pids') or 'none now'}); the loaded rows were rolled back, the destination is "
             "unchanged",
@@ -253,7 +259,7 @@ class Swap:
         now = self._read()
         self._refuse_blockers(now)
         if now.fingerprint() != self.definition.fingerprint():
-            raise InputError(f"the definition of {self.table} changed during the load (an index, grant, owner, "
+            raise InputError(f"the definition of {self.shown} changed during the load (an index, grant, owner, "
                              "sequence or setting); the loaded rows were rolled back, the destination is unchanged",
                              "run the pipeline again: the next run copies the new definition")
         identity: list[tuple[str, str]] = []

@@ -13,7 +13,9 @@ from agent19.errors import InputError
 
 Q_TABLE = """
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relpersistence, c.relispartition,
-       c.reloftype <> 0 AS typed, pg_get_userbyid(c.relowner) AS owner, c.reloptions, t.spcname AS tablespace,
+       c.reloftype <> 0 AS typed, pg_get_userbyid(c.relowner) AS owner, t.spcname AS tablespace,
+       c.reloptions || ARRAY(SELECT 'toast.' || o FROM pg_class x, unnest(x.reloptions) o
+                             WHERE x.oid = c.reltoastrelid) AS reloptions,
        c.relreplident, c.relrowsecurity, c.relforcerowsecurity, obj_description(c.oid, 'pg_class') AS comment,
        pg_has_role(c.relowner, 'USAGE') AS may_own, c.relowner = (SELECT oid FROM pg_roles
                                                                   WHERE rolname = current_user) AS owned,
