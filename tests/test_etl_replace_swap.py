@@ -273,3 +273,58 @@ def test_kill_9_mid_load_leaves_the_destination_untouched_and_the_next_run_repla
     assert done.returncode == 0, done.stderr
     assert '"replaced": 100' in done.stdout
     assert _sum(dsn, "orders") == _sum(warehouse, "analytics.orders")
+
+
+def test_a_writer_waits_for_the_swap_and_then_writes_into_the_new_table(dsn, warehouse):
+    """Writers wait on the load's SHARE lock (a row written into the old table would be dropped with it); when the
+    swap commits, the waiting INSERT looks the name up again and lands in the new table."""
+    _seed(dsn, warehouse, rows=2000)
+    run_sql(warehouse, "INSERT INTO analytics.orders (id, email) VALUES (1, 'old')")
+    waited: dict[str, object] = {}
+
+    def write() -> None:
+        with psycopg.connect(warehouse, autocommit=True) as w:
+            w.execute("INSERT INTO analytics.orders (id, email) VALUES (999999, 'written during the load')")
+            waited["done"] = True
+
+    writer = threading.Thread(target=write)
+
+    def progress(done: float, total: float | None, message: str | None) -> None:
+        if writer.ident is None:
+            writer.start()
+            with psycopg.connect(warehouse, autocommit=True) as watch:  # the INSERT waits for the load's lock
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and not watch.execute(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'RowExclusiveLock' AND relation = "
+                        "'analytics.orders'::regclass").fetchone()[0]:
+                    time.sleep(0.01)
+                waited["seen"] = time.monotonic() < deadline
+        assert "done" not in waited  # still waiting while batches load
+
+    result = run_pipeline(parse_pipeline(_replace(dsn, warehouse)), _db(dsn), progress=progress)
+    writer.join(timeout=30)
+    assert waited == {"seen": True, "done": True}
+    assert result.replaced == 1 and result.inserted == 2000
+    assert one(warehouse, "SELECT email FROM analytics.orders WHERE id = 999999") == "written during the load"
+    assert one(warehouse, "SELECT count(*) FROM analytics.orders") == 2001
+
+
+def test_a_member_of_the_owner_role_replaces_without_superuser(dsn, warehouse):
+    """As an application runs it: a non-superuser login that is a member of the table's owner role."""
+    from tests.conftest import owner_login
+
+    loader = owner_login(warehouse, "etlswap")  # owns the database and schema public (CREATE for the state tables)
+    role = psycopg.conninfo.conninfo_to_dict(loader)["user"]
+    _seed(dsn, warehouse, rows=500)
+    run_sql(warehouse, f"CREATE ROLE {role}_app NOLOGIN; GRANT {role}_app TO {role}; "
+                       f"GRANT CREATE, USAGE ON SCHEMA analytics TO {role}_app; "
+                       f"ALTER TABLE analytics.orders OWNER TO {role}_app; "
+                       f"INSERT INTO analytics.orders (id, email) VALUES (1, 'old')")
+    try:
+        result = run_pipeline(parse_pipeline(_replace(dsn, loader)), _db(dsn))
+        assert result.replaced == 1 and result.inserted == 500
+        assert one(warehouse, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = "
+                              "'analytics.orders'::regclass") == f"{role}_app"
+        assert _sum(dsn, "orders") == _sum(warehouse, "analytics.orders")
+    finally:
+        run_sql(warehouse, f"DROP SCHEMA analytics CASCADE; DROP OWNED BY {role}_app; DROP ROLE {role}_app")
