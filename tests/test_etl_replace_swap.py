@@ -134,6 +134,12 @@ GRANT SELECT ON analytics.orders TO {r}_reader WITH GRANT OPTION;
 GRANT SELECT (id, status) ON analytics.orders TO {r}_auditor;
 GRANT USAGE ON SCHEMA analytics TO {r}_reader, {r}_auditor;
 INSERT INTO analytics.orders (id, email, status) SELECT g + 100000, 'old' || g, 'new' FROM generate_series(1, 300) g;
+CREATE FUNCTION analytics.stamp() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.note := 'stamped'; RETURN NEW; END$$;
+CREATE TRIGGER stamp BEFORE INSERT ON analytics.orders FOR EACH ROW WHEN (NEW.amount > 1000) EXECUTE FUNCTION
+    analytics.stamp();
+CREATE TRIGGER off_duty BEFORE UPDATE ON analytics.orders FOR EACH ROW EXECUTE FUNCTION analytics.stamp();
+ALTER TABLE analytics.orders DISABLE TRIGGER off_duty;
+COMMENT ON TRIGGER stamp ON analytics.orders IS 'marks big orders';
 """
 DEFINITION = """
 SELECT (SELECT array_agg(indexname || ': ' || regexp_replace(indexdef, 'INDEX \\S+ ON', 'INDEX ON') ORDER BY indexname)
@@ -152,6 +158,9 @@ SELECT (SELECT array_agg(indexname || ': ' || regexp_replace(indexdef, 'INDEX \\
        (SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'orders_id_pk') AS pk_comment,
        (SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = c.oid AND indisclustered) AS clustered,
        pg_get_serial_sequence('analytics.orders', 'n') AS serial_seq,
+       (SELECT array_agg(tgname || ' ' || tgenabled::text || ' ' || coalesce(obj_description(oid, 'pg_trigger'), '') || ' '
+                         || regexp_replace(pg_get_triggerdef(oid), ' ON \\S+ ', ' ON ') ORDER BY tgname)
+          FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal) AS triggers,
        pg_get_serial_sequence('analytics.orders', 'ext') AS identity_seq
   FROM pg_class c WHERE c.oid = 'analytics.orders'::regclass
 """
@@ -173,7 +182,9 @@ def test_the_swap_carries_indexes_constraints_grants_owner_comments_and_sequence
         assert result.replaced == 300 and result.inserted == 2000
         assert after == before
         assert one(warehouse, "SELECT min(n)::int8 * 1000000 + min(ext) FROM analytics.orders") > old_max
-        assert one(warehouse, "SELECT count(*) FROM analytics.orders WHERE note = 'fresh'") == 2000
+        assert one(warehouse, "SELECT count(*) FROM analytics.orders WHERE note = 'fresh'") == 1000
+        assert one(warehouse, "SELECT count(*) FROM analytics.orders WHERE note = 'stamped'") == 1000  # it fired
+        assert any("2 trigger(s)" in note for note in result.swap), result.swap
         assert one(warehouse, "SELECT count(*) FROM pg_stats WHERE schemaname = 'analytics' AND tablename = "
                               "'orders'") > 0  # analyzed before the swap
         with psycopg.connect(warehouse) as conn:  # the grants work, as the roles
@@ -206,8 +217,9 @@ def test_what_cannot_follow_the_table_refuses_by_name_and_truncate_is_the_fallba
         run_pipeline(parse_pipeline(_replace(dsn, warehouse)), _db(dsn))
     said = f"{refused.value.message} {refused.value.hint}"
     for name in ("view analytics.big", "foreign key refunds_order_id_fkey of table analytics.refunds",
-                 "trigger touch", "nothing was loaded", 'replace_by = "truncate"'):
+                 "nothing was loaded", 'replace_by = "truncate"'):
         assert name in said, said
+    assert "trigger" not in said  # triggers follow the table
     assert _sum(warehouse, "analytics.orders") == before and one(warehouse, SHADOWS) == 0
     run_sql(warehouse, "DROP TABLE analytics.refunds")  # TRUNCATE refuses a referenced table, as the README says
     done = run_pipeline(parse_pipeline(_replace(dsn, warehouse, 'replace_by = "truncate"')), _db(dsn))

@@ -75,7 +75,7 @@ class Destination(BaseModel):
         "never the default, name it yourself)")
     replace_by: Literal["swap", "truncate"] = Field(
         default="swap", description="strategy replace: swap (load a shadow table while readers read the old rows, "
-        "then swap it in under a short ACCESS EXCLUSIVE lock; refused when views, triggers or other tables' foreign "
+        "then swap it in under a short ACCESS EXCLUSIVE lock; refused when views, rules or other tables' foreign "
         "keys depend on the table) or truncate (TRUNCATE and load in place in one transaction: readers wait for "
         "the whole load)")
     state_schema: str = Field(default="agent19_etl", description="schema of the watermark and dead-letter "

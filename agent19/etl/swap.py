@@ -6,7 +6,7 @@ table's creation rolls back with it):
 1. ``LOCK … IN SHARE MODE`` on the destination: readers go on reading the old rows for the whole load;
    writers wait (a row written into the old table during the load would be dropped with it). The catalog
    is read: what depends on the table and cannot follow it to a new one (views, foreign keys of other
-   tables, triggers, policies, rules, publications, partitions…) refuses the run, naming them, before
+   tables, policies, rules, publications, partitions…) refuses the run, naming them, before
    anything is written.
 2. ``CREATE TABLE shadow (LIKE destination INCLUDING ALL EXCLUDING INDEXES)`` — columns, types, defaults,
    identity, generated columns, NOT NULL and CHECK constraints, storage, compression, column comments,
@@ -77,9 +77,15 @@ class Swap:
             raise InputError(f"the destination table {self.table} does not exist (or this login cannot see it)",
                              "create it first")
         oid = row["oid"]
-        return Definition(table=dict(row), grants=self.conn.execute(Q_GRANTS, {"oid": oid}).fetchall(),
-                          **{k.replace(" ", "_"): self.conn.execute(q, (oid,)).fetchall()
-                             for k, q in DEFINITION_QUERIES.items()})
+        # the catalog prints a trigger's table schema-qualified only when the search_path would not find it
+        path = self.conn.execute("SELECT current_setting('search_path') AS v").fetchone()
+        self.conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        try:
+            return Definition(table=dict(row), grants=self.conn.execute(Q_GRANTS, {"oid": oid}).fetchall(),
+                              **{k.replace(" ", "_"): self.conn.execute(q, (oid,)).fetchall()
+                                 for k, q in DEFINITION_QUERIES.items()})
+        finally:
+            self.conn.execute("SELECT set_config('search_path', %s, true)", (path["v"] if path else "",))
 
     def _refuse_blockers(self, d: Definition) -> None:
         t = d.table
@@ -127,11 +133,29 @@ class Swap:
             if c["options"]:
                 self.conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET {}").format(
                     self.shadow, col, options(c["options"])))
+        for g in d.triggers:  # before the load: they fire for the loaded rows, as they would with truncate
+            self._trigger(g)
         for s in d.sequences:  # identity: the new table's own sequence continues from the old one's value
             if s["identity"]:
                 self._follow(s)
         n = self.conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.SQL(self.table))).fetchone()
         return self.shadow, int(n["n"]) if n else 0
+
+    def _trigger(self, g: dict[str, Any]) -> None:
+        """The destination's trigger, its enabled state and comment, on the shadow table."""
+        assert self.shadow is not None
+        head, found, rest = g["def"].partition(g["on_table"])
+        if not found or g["on_table"] in rest:
+            raise SwapRefused(f"cannot read the definition of trigger {g['name']} of {self.shown} ({g['def']}); "
+                              "nothing was loaded", "set replace_by = \"truncate\" under [destination]")
+        self.conn.execute(sql.SQL("{} ON {} {}").format(sql.SQL(head), self.shadow, sql.SQL(rest)))
+        state = {"D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}.get(g["enabled"])
+        if state:
+            self.conn.execute(sql.SQL("ALTER TABLE {} {} TRIGGER {}").format(self.shadow, sql.SQL(state),
+                                                                           sql.Identifier(g["name"])))
+        if g["comment"] is not None:
+            self.conn.execute(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
+                sql.Identifier(g["name"]), self.shadow, sql.Literal(g["comment"])))
 
     def _follow(self, s: dict[str, Any]) -> str:
         """The shadow's identity sequence for column ``s['col']``, moved up to the old sequence's value when that
@@ -210,6 +234,7 @@ class Swap:
     def _carried(d: Definition) -> str:
         roles = {g["grantee"] for g in d.grants}
         parts = [f"{len([i for i in d.indexes if i['valid']])} index(es) with their names",
+                 f"{len(d.triggers)} trigger(s) (they fired for the loaded rows)",
                  f"{len(d.foreign_keys)} foreign key(s)", f"grants to {len(roles)} role(s)",
                  f"owner {d.table['owner']}", f"{len(d.sequences)} owned sequence(s)",
                  "comments, storage parameters, column statistics targets, replica identity"]

@@ -57,8 +57,6 @@ SELECT DISTINCT what FROM (
      AND NOT (d.classid = 'pg_rewrite'::regclass AND EXISTS (
               SELECT FROM pg_rewrite r WHERE r.oid = d.objid AND r.ev_class = t.oid))
   UNION ALL
-  SELECT 'trigger ' || quote_ident(g.tgname) FROM pg_trigger g, t WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
-  UNION ALL
   SELECT 'row-level security policy ' || quote_ident(p.polname) FROM pg_policy p, t WHERE p.polrelid = t.oid
   UNION ALL
   SELECT 'rule ' || quote_ident(r.rulename) FROM pg_rewrite r, t WHERE r.ev_class = t.oid
@@ -111,13 +109,21 @@ SELECT s.oid::regclass::text AS seq, s.relname AS name, a.attname AS col, d.dept
    AND d.deptype IN ('a', 'i')
  ORDER BY a.attnum
 """
+Q_TRIGGERS = """
+SELECT g.tgname AS name, g.tgenabled::text AS enabled, obj_description(g.oid, 'pg_trigger') AS comment,
+       pg_get_triggerdef(g.oid) AS def,
+       format(' ON %%s.%%s ', quote_ident(n.nspname), quote_ident(c.relname)) AS on_table
+  FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE g.tgrelid = %s AND NOT g.tgisinternal ORDER BY g.tgname
+"""
 Q_STATISTICS = """
 SELECT x.stxname AS name, n.nspname AS schema, x.stxkeys::text AS keys, x.stxkind::text AS kinds
   FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace WHERE x.stxrelid = %s ORDER BY x.stxname
 """
 _OPTION = re.compile(r"^([a-z_][a-z0-9_.]*)=(.*)$", re.S)
 DEFINITION_QUERIES = {"indexes": Q_INDEXES, "foreign keys": Q_FOREIGN_KEYS, "sequences": Q_SEQUENCES,
-                      "column settings": Q_COLUMN_SETTINGS, "statistics": Q_STATISTICS}
+                      "column settings": Q_COLUMN_SETTINGS, "statistics": Q_STATISTICS,
+                      "triggers": Q_TRIGGERS}
 
 
 class SwapRefused(InputError):
@@ -135,11 +141,13 @@ class Definition:
     column_settings: list[dict[str, Any]]
     sequences: list[dict[str, Any]]
     statistics: list[dict[str, Any]]
+    triggers: list[dict[str, Any]]
 
     def fingerprint(self) -> Any:
         t = {k: v for k, v in self.table.items() if k not in ("may_own", "owned")}
         return (t, [{k: v for k, v in i.items() if k != "oid"} for i in self.indexes], self.foreign_keys,
-                self.grants, self.column_settings, self.sequences, self.statistics)
+                self.grants, self.column_settings, self.sequences, self.statistics,
+                self.triggers)
 
 
 def options(values: list[str] | None) -> sql.Composable | None:
