@@ -140,6 +140,9 @@ def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse,
     """append (no unique key in the destination): only the watermark's transaction keeps rows from doubling."""
     _fill(dsn, 60_000)
     run_sql(warehouse, DEST_DDL.replace("id bigint PRIMARY KEY", "id bigint"))
+    run_sql(warehouse, "CREATE FUNCTION analytics.slow() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN PERFORM "
+                       "pg_sleep(0.05); RETURN NULL; END'; CREATE TRIGGER slow AFTER INSERT ON analytics.orders "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION analytics.slow()")  # slow batches: the kill lands mid-run
     path = tmp_path / "orders.toml"
     path.write_text(_pipeline(dsn, warehouse, strategy="append", batch=500, transform=transform))
     cmd = [sys.executable, "-m", "agent19", "etl", "run", str(path), "--mode", "execute", "--format", "json"]
@@ -158,6 +161,7 @@ def test_kill_9_mid_run_then_resume_loads_every_row_exactly_once(dsn, warehouse,
     assert proc.returncode == -signal.SIGKILL
     partial = _checksum(warehouse, "analytics.orders")[0]
     assert 0 < partial < 60_000, "the kill did not land mid-run"
+    run_sql(warehouse, "DROP TRIGGER slow ON analytics.orders")
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with psycopg.connect(warehouse) as conn:

@@ -140,6 +140,9 @@ CREATE TRIGGER stamp BEFORE INSERT ON analytics.orders FOR EACH ROW WHEN (NEW.am
 CREATE TRIGGER off_duty BEFORE UPDATE ON analytics.orders FOR EACH ROW EXECUTE FUNCTION analytics.stamp();
 ALTER TABLE analytics.orders DISABLE TRIGGER off_duty;
 COMMENT ON TRIGGER stamp ON analytics.orders IS 'marks big orders';
+ALTER TABLE analytics.orders ENABLE ROW LEVEL SECURITY;
+CREATE POLICY small_only ON analytics.orders FOR SELECT TO {r}_auditor USING (amount <= 1500);
+COMMENT ON POLICY small_only ON analytics.orders IS 'auditors see small orders';
 """
 DEFINITION = """
 SELECT (SELECT array_agg(indexname || ': ' || regexp_replace(indexdef, 'INDEX \\S+ ON', 'INDEX ON') ORDER BY indexname)
@@ -158,9 +161,13 @@ SELECT (SELECT array_agg(indexname || ': ' || regexp_replace(indexdef, 'INDEX \\
        (SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname = 'orders_id_pk') AS pk_comment,
        (SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = c.oid AND indisclustered) AS clustered,
        pg_get_serial_sequence('analytics.orders', 'n') AS serial_seq,
-       (SELECT array_agg(tgname || ' ' || tgenabled::text || ' ' || coalesce(obj_description(oid, 'pg_trigger'), '') || ' '
-                         || regexp_replace(pg_get_triggerdef(oid), ' ON \\S+ ', ' ON ') ORDER BY tgname)
+       (SELECT array_agg(tgname || ' ' || tgenabled::text || ' ' || coalesce(obj_description(oid, 'pg_trigger'), '')
+                         || ' ' || regexp_replace(pg_get_triggerdef(oid), ' ON \\S+ ', ' ON ') ORDER BY tgname)
           FROM pg_trigger WHERE tgrelid = c.oid AND NOT tgisinternal) AS triggers,
+       (SELECT array_agg(format('%s %s %s %s %s %s', policyname, permissive, roles, cmd, qual, with_check))
+          FROM pg_policies WHERE schemaname = 'analytics' AND tablename = 'orders') AS policies,
+       (SELECT obj_description(oid, 'pg_policy') FROM pg_policy WHERE polrelid = c.oid) AS policy_comment,
+       c.relrowsecurity,
        pg_get_serial_sequence('analytics.orders', 'ext') AS identity_seq
   FROM pg_class c WHERE c.oid = 'analytics.orders'::regclass
 """
@@ -189,7 +196,7 @@ def test_the_swap_carries_indexes_constraints_grants_owner_comments_and_sequence
                               "'orders'") > 0  # analyzed before the swap
         with psycopg.connect(warehouse) as conn:  # the grants work, as the roles
             conn.execute(f"SET ROLE {role}_auditor")
-            assert conn.execute("SELECT count(status) FROM analytics.orders").fetchone()[0] == 2000
+            assert conn.execute("SELECT count(status) FROM analytics.orders").fetchone()[0] == 1500  # the policy
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("SELECT email FROM analytics.orders")
             conn.rollback()
@@ -257,7 +264,12 @@ def test_a_swap_that_cannot_get_its_lock_gives_up_and_leaves_the_destination(dsn
 
 def test_kill_9_mid_load_leaves_the_destination_untouched_and_the_next_run_replaces(dsn, warehouse, tmp_path):
     _seed(dsn, warehouse, rows=60_000)
-    run_sql(warehouse, "INSERT INTO analytics.orders (id, email) SELECT g, 'old' FROM generate_series(1, 100) g")
+    run_sql(warehouse, "INSERT INTO analytics.orders (id, email) SELECT g, 'old' FROM generate_series(1, 100) g;"
+                       # a slow batch: the trigger follows the table to the shadow and fires for each batch's COPY
+                       "CREATE FUNCTION analytics.slow() RETURNS trigger LANGUAGE plpgsql AS "
+                       "'BEGIN PERFORM pg_sleep(0.2); RETURN NULL; END';"
+                       "CREATE TRIGGER slow AFTER INSERT ON analytics.orders FOR EACH STATEMENT "
+                       "EXECUTE FUNCTION analytics.slow()")
     before = _sum(warehouse, "analytics.orders")
     path = tmp_path / "replace.toml"
     path.write_text(_replace(dsn, warehouse, batch=500))
@@ -281,6 +293,7 @@ def test_kill_9_mid_load_leaves_the_destination_untouched_and_the_next_run_repla
                 "current_database()").fetchone()[0]:
             time.sleep(0.05)
         assert conn.execute(SHADOWS).fetchone()[0] == 0  # its shadow table went with it
+        conn.execute("DROP TRIGGER slow ON analytics.orders")
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert '"replaced": 100' in done.stdout

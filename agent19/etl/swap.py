@@ -6,7 +6,7 @@ table's creation rolls back with it):
 1. ``LOCK … IN SHARE MODE`` on the destination: readers go on reading the old rows for the whole load;
    writers wait (a row written into the old table during the load would be dropped with it). The catalog
    is read: what depends on the table and cannot follow it to a new one (views, foreign keys of other
-   tables, policies, rules, publications, partitions…) refuses the run, naming them, before
+   tables, rules, publications, partitions…) refuses the run, naming them, before
    anything is written.
 2. ``CREATE TABLE shadow (LIKE destination INCLUDING ALL EXCLUDING INDEXES)`` — columns, types, defaults,
    identity, generated columns, NOT NULL and CHECK constraints, storage, compression, column comments,
@@ -157,6 +157,23 @@ class Swap:
             self.conn.execute(sql.SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
                 sql.Identifier(g["name"]), self.shadow, sql.Literal(g["comment"])))
 
+    def _policy(self, p: dict[str, Any]) -> None:
+        """The destination's row-level security policy on the shadow table (its expressions as the catalog prints
+        them, schema-qualified)."""
+        assert self.shadow is not None
+        cmd = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}[p["cmd"]]
+        parts = [sql.SQL("CREATE POLICY {} ON {} AS {} FOR {} TO {}").format(
+            sql.Identifier(p["name"]), self.shadow, sql.SQL("PERMISSIVE" if p["permissive"] else "RESTRICTIVE"),
+            sql.SQL(cmd), sql.SQL(", ").join(sql.SQL(r) for r in p["roles"]))]
+        if p["qual"] is not None:
+            parts.append(sql.SQL("USING ({})").format(sql.SQL(p["qual"])))
+        if p["with_check"] is not None:
+            parts.append(sql.SQL("WITH CHECK ({})").format(sql.SQL(p["with_check"])))
+        self.conn.execute(sql.SQL(" ").join(parts))
+        if p["comment"] is not None:
+            self.conn.execute(sql.SQL("COMMENT ON POLICY {} ON {} IS {}").format(
+                sql.Identifier(p["name"]), self.shadow, sql.Literal(p["comment"])))
+
     def _follow(self, s: dict[str, Any]) -> str:
         """The shadow's identity sequence for column ``s['col']``, moved up to the old sequence's value when that
         is higher (rows get identity values after the old ones, as TRUNCATE without RESTART IDENTITY does)."""
@@ -220,6 +237,8 @@ class Swap:
             conn.execute(sql.SQL("GRANT {}{} ON {} TO {}{}").format(
                 sql.SQL(g["privilege"]), cols, shadow, sql.SQL(g["grantee"]),
                 sql.SQL(" WITH GRANT OPTION" if g["grantable"] else "")))
+        for p in d.policies:
+            self._policy(p)
         for flag, clause in (("relrowsecurity", "ENABLE ROW LEVEL SECURITY"),
                              ("relforcerowsecurity", "FORCE ROW LEVEL SECURITY")):
             if t[flag]:
@@ -235,6 +254,7 @@ class Swap:
         roles = {g["grantee"] for g in d.grants}
         parts = [f"{len([i for i in d.indexes if i['valid']])} index(es) with their names",
                  f"{len(d.triggers)} trigger(s) (they fired for the loaded rows)",
+                 f"{len(d.policies)} row-level security policy(ies)",
                  f"{len(d.foreign_keys)} foreign key(s)", f"grants to {len(roles)} role(s)",
                  f"owner {d.table['owner']}", f"{len(d.sequences)} owned sequence(s)",
                  "comments, storage parameters, column statistics targets, replica identity"]

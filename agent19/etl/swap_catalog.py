@@ -57,8 +57,6 @@ SELECT DISTINCT what FROM (
      AND NOT (d.classid = 'pg_rewrite'::regclass AND EXISTS (
               SELECT FROM pg_rewrite r WHERE r.oid = d.objid AND r.ev_class = t.oid))
   UNION ALL
-  SELECT 'row-level security policy ' || quote_ident(p.polname) FROM pg_policy p, t WHERE p.polrelid = t.oid
-  UNION ALL
   SELECT 'rule ' || quote_ident(r.rulename) FROM pg_rewrite r, t WHERE r.ev_class = t.oid
   UNION ALL
   SELECT 'publication ' || quote_ident(p.pubname) FROM pg_publication_rel pr
@@ -116,6 +114,14 @@ SELECT g.tgname AS name, g.tgenabled::text AS enabled, obj_description(g.oid, 'p
   FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE g.tgrelid = %s AND NOT g.tgisinternal ORDER BY g.tgname
 """
+Q_POLICIES = """
+SELECT p.polname AS name, p.polpermissive AS permissive, p.polcmd::text AS cmd,
+       ARRAY(SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END FROM unnest(p.polroles) r
+             ORDER BY 1) AS roles,
+       pg_get_expr(p.polqual, p.polrelid) AS qual, pg_get_expr(p.polwithcheck, p.polrelid) AS with_check,
+       obj_description(p.oid, 'pg_policy') AS comment
+  FROM pg_policy p WHERE p.polrelid = %s ORDER BY p.polname
+"""
 Q_STATISTICS = """
 SELECT x.stxname AS name, n.nspname AS schema, x.stxkeys::text AS keys, x.stxkind::text AS kinds
   FROM pg_statistic_ext x JOIN pg_namespace n ON n.oid = x.stxnamespace WHERE x.stxrelid = %s ORDER BY x.stxname
@@ -123,7 +129,7 @@ SELECT x.stxname AS name, n.nspname AS schema, x.stxkeys::text AS keys, x.stxkin
 _OPTION = re.compile(r"^([a-z_][a-z0-9_.]*)=(.*)$", re.S)
 DEFINITION_QUERIES = {"indexes": Q_INDEXES, "foreign keys": Q_FOREIGN_KEYS, "sequences": Q_SEQUENCES,
                       "column settings": Q_COLUMN_SETTINGS, "statistics": Q_STATISTICS,
-                      "triggers": Q_TRIGGERS}
+                      "triggers": Q_TRIGGERS, "policies": Q_POLICIES}
 
 
 class SwapRefused(InputError):
@@ -142,12 +148,13 @@ class Definition:
     sequences: list[dict[str, Any]]
     statistics: list[dict[str, Any]]
     triggers: list[dict[str, Any]]
+    policies: list[dict[str, Any]]
 
     def fingerprint(self) -> Any:
         t = {k: v for k, v in self.table.items() if k not in ("may_own", "owned")}
         return (t, [{k: v for k, v in i.items() if k != "oid"} for i in self.indexes], self.foreign_keys,
                 self.grants, self.column_settings, self.sequences, self.statistics,
-                self.triggers)
+                self.triggers, self.policies)
 
 
 def options(values: list[str] | None) -> sql.Composable | None:
