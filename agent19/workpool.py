@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -42,8 +43,6 @@ INLINE_MAX_CHARACTERS = 20_000
 """Up to this many characters of input (arguments, plus the size of files they name) a heavy call runs in the
 server process: a 50-statement migration plans in tens of milliseconds, less than a worker's round trip costs
 in copying; a larger one goes to a worker."""
-TASKS_PER_WORKER = 100
-"""A worker is replaced after this many calls: what a very large call left in its heap is given back."""
 
 
 HEAVY_TOOLS = frozenset({"lint_migration", "plan_migration", "generate_runbook"})
@@ -119,8 +118,9 @@ class WorkPool:
     def _new_executor(self) -> ProcessPoolExecutor:
         # spawn, not fork: the server process has threads (connection pools, the event loop's helpers)
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_start_worker, initargs=(self._settings,),
-                                   max_tasks_per_child=TASKS_PER_WORKER)
+                                   initializer=_start_worker, initargs=(self._settings,))
+        # (no max_tasks_per_child: on Python 3.11 a pool whose worker retires that way was seen to stop running
+        # calls at all — the benchmark's 200 calls hung after the first workers retired)
 
     def warm_up(self) -> None:
         """Start every worker now (each imports the tools once, a second or two) rather than on the first call."""
@@ -188,9 +188,19 @@ def _start_worker(settings: Settings) -> None:
     from agent19.db.connection import Database
     from agent19.tools.registry import all_tools
 
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a server killed outright (SIGKILL, or uvicorn re-raising SIGTERM) runs no cleanup
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="agent19-parent-watch", daemon=True).start()
+
     _WORKER["settings"] = settings
     _WORKER["db"] = Database(settings)
     _WORKER["tools"] = {spec.name: spec for spec in all_tools()}
+
+
+def _exit_with(parent_sentinel: int) -> None:
+    """Leave as soon as the server process is gone: a worker must not outlive it."""
+    multiprocessing.connection.wait([parent_sentinel])
+    os._exit(0)
 
 
 def _ready() -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,9 +47,9 @@ def rss_kib(pid: int) -> int:
 
 
 def workers_of(pid: int) -> list[int]:
-    """The server's child processes (its worker pool)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children]
+    """The server's worker processes (children started by multiprocessing's spawn, not its resource tracker)."""
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 async def test_a_large_lint_runs_in_a_worker_while_other_sessions_are_answered():
@@ -126,6 +127,18 @@ async def test_a_large_result_made_in_a_worker_links_to_resources_the_server_ser
             body = (await session.read_resource(full.uri)).contents[0].text
             assert len(body) == full.size
             assert json.loads(body)["summary"]["statements"] == big.count(";")
+
+
+def test_the_workers_do_not_outlive_a_killed_server():
+    """Killed outright (no cleanup runs), the server's worker processes leave by themselves."""
+    from tests.conftest import until
+
+    with served() as (_, pid):
+        workers = until("the worker processes", lambda: workers_of(pid))
+        os.kill(pid, signal.SIGKILL)
+        until("the workers to exit", lambda: not any(Path(f"/proc/{w}").exists() and
+                                                    "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+                                                    for w in workers), timeout=20)
 
 
 def test_every_heavy_tool_is_a_declared_tool():
