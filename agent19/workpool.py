@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from agent19.config import Settings
 from agent19.errors import Agent19Error
 from agent19.responses import RESPONSE_BUDGET, ResultStore, Shaped, shape
+from agent19.sizes import characters
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def _count(env: str, default: int, low: int, high: int) -> int:
 def input_size(arguments: dict[str, Any]) -> int:
     """Characters of text in ``arguments``, plus the bytes of the files a ``file``/``paths`` argument names
     (a directory counts as large: its files are not walked here)."""
-    size = _characters(arguments)
+    size = characters(arguments)
     named = [arguments.get("file")] + list(arguments.get("paths") or [])
     for name in named:
         if not isinstance(name, str) or not name:
@@ -92,15 +93,6 @@ def input_size(arguments: dict[str, Any]) -> int:
             continue  # the tool itself says what is wrong with the path
     return size
 
-
-def _characters(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(_characters(k) + _characters(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return sum(_characters(v) for v in value)
-    return 0
 
 
 class WorkPool:

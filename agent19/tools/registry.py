@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from agent19.config import AccessMode, Settings
+from agent19.sizes import characters
 from agent19.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: a command that never opens a database does not load the driver
@@ -185,21 +186,11 @@ any tool code runs, saying what to do instead."""
 def _within_size_limit(tool_name: str, arguments: BaseModel) -> None:
     from agent19.errors import InputError
 
-    size = _characters(arguments.model_dump())
+    size = characters(arguments.model_dump())
     if size > MAX_ARGUMENT_CHARACTERS:
         raise InputError(f"{tool_name}: the arguments hold {size:,} characters; at most "
                          f"{MAX_ARGUMENT_CHARACTERS:,} are accepted per call",
                          "split the input (e.g. one migration file per call, or pass files by path); nothing was run")
-
-
-def _characters(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, dict):
-        return sum(_characters(k) + _characters(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return sum(_characters(v) for v in value)
-    return 0
 
 
 def _forbid_unknown_fields(args: type[BaseModel]) -> None:
