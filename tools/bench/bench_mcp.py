@@ -7,8 +7,10 @@
 * tools/list through the official MCP client: characters of descriptions, input and output schemas;
 * response sizes of most tools on a small scenario (a table of 20,000 rows, mode dry-run), by default and
   with ``detail: "full"`` (needs ``--dsn`` of a database the benchmark may create tables in);
-* start-up: ``agent19 lint`` of a one-statement file (whole process) and ``agent19 serve`` until it answers
-  tools/list, best of ``--runs``;
+* start-up, median of ``--runs`` (wall time and the child's CPU seconds): ``agent19 lint`` of a one-statement
+  file (whole process) beside squawk on the same file (the peer), ``python -c pass`` and a process that only
+  imports the libraries lint needs (pydantic, pglast: the floor); ``agent19 serve`` until it answers tools/list
+  beside the MCP SDK serving one trivial tool (``mcp_floor_server.py``: the floor);
 * streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
   p50/p99 beside server_info (the floor: the protocol and the event loop).
 
@@ -21,6 +23,8 @@ import argparse
 import asyncio
 import json
 import os
+import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from mcp import ClientSession, StdioServerParameters  # noqa: E402
+from mcp.client.stdio import stdio_client  # noqa: E402
 
 from agent19.db.throwaway import free_port  # noqa: E402
 from tests.mcp_client import TEST_FILES, http_session, listening, result_size, serve_args, stdio_session  # noqa: E402
@@ -120,31 +127,66 @@ async def responses(dsn: str) -> None:
             print(f"{name:<22}{result_size(summary):>10,}{result_size(full):>10,}{note}")
 
 
-def best(cmd: list[str], runs: int) -> float:
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def median_run(cmd: list[str], runs: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (user + system) of ``cmd`` as a whole process."""
+    walls, cpus = [], []
     for _ in range(runs):
-        start = time.perf_counter()
+        cpu, start = _children_cpu(), time.perf_counter()
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_children_cpu() - cpu)
+    return statistics.median(walls), statistics.median(cpus)
 
 
-async def serve_until_listed() -> float:
-    start = time.perf_counter()
-    async with stdio_session() as session:
-        await session.list_tools()
-        return time.perf_counter() - start
+FLOOR_SERVER = Path(__file__).with_name("mcp_floor_server.py")
+
+
+async def serve_until_listed(*server: str) -> tuple[float, float]:
+    """Wall and CPU seconds from starting a stdio MCP server (``agent19 serve`` without arguments) to its
+    tools/list answer; the CPU is the server process's whole life (counted once the client has reaped it)."""
+    cpu, start = _children_cpu(), time.perf_counter()
+    if server:
+        params = StdioServerParameters(command=sys.executable, args=list(server), cwd=str(ROOT))
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            await session.list_tools()
+            wall = time.perf_counter() - start
+    else:
+        async with stdio_session() as session:
+            await session.list_tools()
+            wall = time.perf_counter() - start
+    return wall, _children_cpu() - cpu
+
+
+def _ms(figures: tuple[float, float]) -> str:
+    return f"{figures[0] * 1000:.0f} ms ({figures[1] * 1000:.0f} ms CPU)"
 
 
 async def startup(runs: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         one = Path(d) / "one.sql"
         one.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
-        lint = best([sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"], runs)
-        bare = best([sys.executable, "-c", "pass"], runs)
-    served = min([await serve_until_listed() for _ in range(runs)])
-    print(f"agent19 lint, one statement: {lint * 1000:.0f} ms whole process (python itself: {bare * 1000:.0f} ms); "
-          f"agent19 serve answers tools/list after {served * 1000:.0f} ms")
+        lint = median_run([sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"], runs)
+        bare = median_run([sys.executable, "-c", "pass"], runs)
+        libraries = median_run([sys.executable, "-c", "import pydantic, pglast.parser"], runs)
+        squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
+        peer = median_run([squawk, str(one)], runs) if squawk else None
+    print(f"start-up, median of {runs} runs (wall, CPU of the process):")
+    print(f"  agent19 lint, one statement    {_ms(lint)}")
+    print(f"    squawk, same file (peer)     {_ms(peer)}" if peer else "    squawk: not installed")
+    print(f"    python -c pass               {_ms(bare)}")
+    print(f"    python importing pydantic and pglast (the floor) {_ms(libraries)}")
+    served = [await serve_until_listed() for _ in range(runs)]
+    floor = [await serve_until_listed(str(FLOOR_SERVER)) for _ in range(runs)]
+    median = [(statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
+              for rows in (served, floor)]
+    print(f"  agent19 serve → tools/list     {_ms(median[0])}")
+    print(f"    MCP SDK, one tool (floor)    {_ms(median[1])}")
 
 
 @contextmanager
@@ -182,7 +224,7 @@ async def http_latency(dsn: str, clients: int, calls: int) -> None:
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dsn", help="a database the benchmark may create a table in (response sizes, HTTP)")
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=20, help="start-up runs (median)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--calls", type=int, default=25, help="calls per HTTP client")
     ns = ap.parse_args()
