@@ -84,8 +84,7 @@ def _pattern(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSn
     col = f.column.name if f.column else None
     live = live_from_snapshot(catalog, known, col) if catalog and known and col else None
     if f.kind == "rename_column" and col and f.name and live is not None:
-        return patterns.rename_column(table, col, f.name, live.type, not_null=live.not_null, default=live.default,
-                                      pg_version=pg)
+        return patterns.rename_column(table, col, f.name, pg_version=pg, live=live)
     if f.kind == "rename_table" and f.name:
         return patterns.rename_table(table, f.name, pg_version=pg)
     if f.kind == "alter_type" and col and f.column:

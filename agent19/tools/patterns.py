@@ -28,7 +28,8 @@ class PatternArgs(BaseModel):
     columns: list[str] | None = Field(default=None, description="columns (indexes, unique, primary key, foreign key)")
     new_name: str | None = Field(default=None, description="rename_column / rename_table: the new name")
     type: str | None = Field(default=None, description="change_column_type: the new type; rename_column and "
-                             "add_column_volatile_default: the column's type")
+                             "add_column_volatile_default: the column's type (rename_column: read from the "
+                             "database when connected)")
     old_type: str | None = Field(default=None, description="change_column_type: the current type (lets the swap be "
                                  "rolled back without losing writes)")
     using: str | None = Field(default=None, description="change_column_type: conversion expression",
@@ -97,8 +98,11 @@ def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None
         return P.change_column_type(t, col, typ, using=a.using, old_type=a.old_type, not_null=a.not_null,
                                     default=a.default, pg_version=pg, live=live)
     if k == "rename_column":
-        col, new, typ = _need(a, "column", "new_name", "type")
-        return P.rename_column(t, col, new, typ, not_null=bool(a.not_null), default=a.default, pg_version=pg)
+        col, new = _need(a, "column", "new_name")
+        if live is None:
+            _need(a, "type")
+        return P.rename_column(t, col, new, a.type, not_null=bool(a.not_null), default=a.default, pg_version=pg,
+                               live=live)
     if k == "rename_table":
         (new,) = _need(a, "new_name")
         return P.rename_table(t, new, pg_version=pg)
@@ -170,7 +174,7 @@ def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     how to roll back and a validation query. Version-aware. Optionally writes the phases as migration
     files (Prisma, plain, golang-migrate, Flyway). Generates text only; runs nothing."""
     live = None
-    if args.kind == "change_column_type" and args.column and ctx.settings.dsn_value() is not None:
+    if args.kind in ("change_column_type", "rename_column") and args.column and ctx.settings.dsn_value() is not None:
         with ctx.db.read() as conn:  # carry NOT NULL, the default, the sequence; name what stays behind
             live = read_column(conn, table_arg(args.table), args.column)
     pattern = build_pattern(args, args.pg_version or _server_version(ctx), live)

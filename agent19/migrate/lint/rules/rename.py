@@ -66,9 +66,8 @@ def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
                         f"{literal(old)} shows it (with a database, --dsn, agent19 writes it in)"),
                 comment(f"not known here: whether {ident(old)} is NOT NULL or has a default — carry them over to "
                         f"{ident(new)} if it does (agent19 pattern rename_column … --not-null --default …)")]
-    p = patterns.rename_column(table, old, new, live.type if live else TYPE_TO_FILL,
-                               not_null=bool(live and live.not_null), default=live.default if live else None,
-                               pg_version=ctx.major)
+    p = patterns.rename_column(table, old, new, None if live else TYPE_TO_FILL, pg_version=ctx.major, live=live)
+    head += [comment(n) for n in p.notes]
     return Hit(f"renaming column {ident(old)} to {ident(new)} breaks every running client that reads or writes "
                f"{ident(old)}", "\n".join([*head, fix_script(p.phases)]))
 
