@@ -18,7 +18,7 @@ from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer, system_versions
 from agent19.errors import InputError
 from agent19.migrate.dryrun.scratch import list_scratch
-from agent19.ops.backup_logical import verify_logical
+from agent19.ops.backup.logical import verify_logical
 from tests.conftest import need, owner_login, run_sql
 
 SHOP = r"""

@@ -22,9 +22,9 @@ import pytest
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer, _as_postgres_user, start_system, system_versions
-from agent19.ops.backup_physical import verify_physical
-from agent19.ops.backup_pitr import verify_pitr
-from agent19.ops.backup_status import backup_status
+from agent19.ops.backup.physical import verify_physical
+from agent19.ops.backup.pitr import verify_pitr
+from agent19.ops.backup.status import backup_status
 from agent19.safety.gate import PrivilegedReader
 from agent19.safety.readonly import ReadOnlyViolation
 from tests.conftest import need
@@ -187,7 +187,7 @@ def test_a_missing_segment_is_a_gap_and_recovery_past_it_is_impossible(archived,
 
 
 def test_runbook_for_an_archiving_server_gives_the_point_in_time_recovery_settings(archived):
-    from agent19.ops.backup_runbook import restore_runbook
+    from agent19.ops.backup.runbook import restore_runbook
 
     server, archive = archived
     book = restore_runbook(_db(server), archive_dir=str(archive), backup_dir="/srv/base")

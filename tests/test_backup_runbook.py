@@ -14,8 +14,8 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.ops.backup_logical import verify_logical
-from agent19.ops.backup_runbook import restore_runbook
+from agent19.ops.backup.logical import verify_logical
+from agent19.ops.backup.runbook import restore_runbook
 from tests.conftest import run_sql
 
 

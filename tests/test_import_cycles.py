@@ -90,4 +90,5 @@ def test_the_engine_imports_no_face() -> None:
             offences += [f"{name}:{node.lineno} imports {t}" for t in targets
                          if any(t == face or t.startswith(face + ".") for face in FACES)]
     assert len(list(ROOT.glob("migrate/*.py"))) <= 3, "migrate/ holds packages named for their job, not flat modules"
+    assert [p.name for p in ROOT.glob("ops/*.py")] == ["__init__.py"], "ops/ holds one package per job"
     assert not offences, "\n".join(offences)

@@ -23,11 +23,11 @@ from psycopg.conninfo import make_conninfo
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer
-from agent19.ops.capacity import capacity_plan
-from agent19.ops.capacity_measure import measure_rates, pss_schema
-from agent19.ops.capacity_model import DAYS_PER_MONTH, CapacityPlan
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.capacity.measure import measure_rates, pss_schema
+from agent19.ops.capacity.model import DAYS_PER_MONTH, CapacityPlan
+from agent19.ops.capacity.plan import capacity_plan
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import HealthThresholds
 from tests.conftest import run_sql
 from tests.mcp_client import stdio_session
 

@@ -26,12 +26,12 @@ from psycopg.conninfo import make_conninfo
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
-from agent19.ops.health import ALL_CHECKS, health_check
-from agent19.ops.health_model import HealthReport
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import HealthThresholds
-from agent19.ops.replication import replication_status
-from agent19.ops.replication_model import ReplicationStatus
+from agent19.ops.health.check import ALL_CHECKS, health_check
+from agent19.ops.health.model import HealthReport
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import HealthThresholds
+from agent19.ops.replication.model import ReplicationStatus
+from agent19.ops.replication.status import replication_status
 from tests.conftest import _fresh_database, _server, need, one
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session

@@ -22,7 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.db.throwaway import SYSTEM_ROOT, ThrowawayServer, start_replica, start_system, system_versions
-from agent19.ops.replication_model import ReplicationStatus
+from agent19.ops.replication.model import ReplicationStatus
 from tests.conftest import need
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session

@@ -30,7 +30,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.db.throwaway import ThrowawayServer, free_port, start_system, system_versions
-from agent19.ops.pgbouncer_status import pgbouncer_status
+from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need
 
 ROOT = Path(__file__).parent.parent

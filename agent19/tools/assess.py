@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent19.ops.capacity import measured_numbers
+from agent19.ops.capacity.plan import measured_numbers
 from agent19.optimize.assess import Assessment, Metrics, assess, assess_measured
 from agent19.tools.registry import ToolContext, tool
 

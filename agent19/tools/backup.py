@@ -8,12 +8,12 @@ from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.migrate.dryrun import scratch as scratch
-from agent19.ops import backup_workdir
-from agent19.ops.backup_model import VerifyResult
-from agent19.ops.backup_runbook import RestoreRunbook, restore_runbook
-from agent19.ops.backup_status import BackupStatus, backup_status
-from agent19.ops.backup_status import render as render_status
-from agent19.ops.backup_summary import render as render_verify
+from agent19.ops.backup import workdir as backup_workdir
+from agent19.ops.backup.model import VerifyResult
+from agent19.ops.backup.runbook import RestoreRunbook, restore_runbook
+from agent19.ops.backup.status import BackupStatus, backup_status
+from agent19.ops.backup.status import render as render_status
+from agent19.ops.backup.summary import render as render_verify
 from agent19.safety import gate, policy
 from agent19.tools.registry import ToolContext, tool
 
@@ -92,18 +92,18 @@ def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
 
 def _verify(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     if args.kind == "logical":
-        from agent19.ops.backup_logical import verify_logical
+        from agent19.ops.backup.logical import verify_logical
 
         return verify_logical(ctx.db, from_file=args.from_path, jobs=args.jobs, restore_into=args.restore_into,
                               work_base=args.work_dir, progress=ctx.progress)
     if args.kind == "physical":
-        from agent19.ops.backup_physical import verify_physical
+        from agent19.ops.backup.physical import verify_physical
 
         return verify_physical(ctx.db, from_dir=args.from_path, jobs=args.jobs, work_base=args.work_dir,
                                progress=ctx.progress)
     if not args.archive_dir:
         raise InputError("a point-in-time drill needs the WAL archive", "pass --archive-dir DIR")
-    from agent19.ops.backup_pitr import verify_pitr
+    from agent19.ops.backup.pitr import verify_pitr
 
     return verify_pitr(ctx.db, archive_dir=args.archive_dir, base_backup=args.from_path,
                        target_time=args.target_time, checks=args.checks, work_base=args.work_dir,

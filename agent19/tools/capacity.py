@@ -8,9 +8,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
-from agent19.ops.capacity import capacity_plan, capacity_sample
-from agent19.ops.capacity_model import CapacityPlan
-from agent19.ops.capacity_samples import SampleResult
+from agent19.ops.capacity.model import CapacityPlan
+from agent19.ops.capacity.plan import capacity_plan, capacity_sample
+from agent19.ops.capacity.samples import SampleResult
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 

@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
-from agent19.ops.health import ALL_CHECKS, health_check
-from agent19.ops.health_model import HealthReport
-from agent19.ops.health_thresholds import load_thresholds
+from agent19.ops.health.check import ALL_CHECKS, health_check
+from agent19.ops.health.model import HealthReport
+from agent19.ops.health.thresholds import load_thresholds
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -19,7 +19,7 @@ class HealthArgs(BaseModel):
                                     "string with names separated by commas or spaces: " + ", ".join(ALL_CHECKS))
     overrides: list[str] | dict[str, str | int | float | bool] = Field(
         default=[], alias="set", description="override thresholds for this run: KEY=VALUE strings or an object "
-        "{KEY: VALUE} (e.g. idle_in_transaction_s=10); the table is in agent19/ops/health_thresholds.py")
+        "{KEY: VALUE} (e.g. idle_in_transaction_s=10); the table is in agent19/ops/health/thresholds.py")
     fail_on: Literal["critical", "warning", "never"] | None = Field(
         default=None, description="lowest status that fails the check (CLI exit 1); default critical")
     config: str | None = Field(default=None, description="config file (default: nearest agent19.toml [health] or "

@@ -7,8 +7,8 @@ import os
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.ops.pgbouncer_config import Auth, ConfigOptions, PgBouncerConfig, PoolMode, pgbouncer_config
-from agent19.ops.pgbouncer_status import PgBouncerStatus, pgbouncer_status
+from agent19.ops.pgbouncer.config import Auth, ConfigOptions, PgBouncerConfig, PoolMode, pgbouncer_config
+from agent19.ops.pgbouncer.status import PgBouncerStatus, pgbouncer_status
 from agent19.tools.registry import ToolContext, tool
 
 

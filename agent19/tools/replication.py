@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import load_thresholds
-from agent19.ops.replication import replication_status
-from agent19.ops.replication_model import FailoverVerdict, ReplicationStatus
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import load_thresholds
+from agent19.ops.replication.model import FailoverVerdict, ReplicationStatus
+from agent19.ops.replication.status import replication_status
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_duration, human_size
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent19.config import Settings
 from agent19.errors import DatabaseUnavailable, InputError
 from agent19.migrate.dryrun.model import DryRunResult
-from agent19.ops.backup_runbook import load_verify_result
+from agent19.ops.backup.runbook import load_verify_result
 from agent19.report.build import FILES, ReportOptions, build_report
 from agent19.report.facts import live_facts
 from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts, PerformanceIssue, Report

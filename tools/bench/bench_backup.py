@@ -26,7 +26,7 @@ from psycopg.conninfo import make_conninfo
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.db.throwaway import SYSTEM_ROOT, start_system, system_versions
-from agent19.ops.backup_logical import verify_logical
+from agent19.ops.backup.logical import verify_logical
 
 
 def build(dsn: str, size_mb: int) -> None:

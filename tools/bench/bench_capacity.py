@@ -6,7 +6,7 @@ beside the peer a DBA would paste: the charter's "Database Sizing Analysis" tabl
 
 1. A throwaway system PostgreSQL with ``--tables`` tables (primary key, a ``created_at timestamptz DEFAULT
    now()`` column with an index on every tenth table, ``--rows`` rows each) in database ``bench``, analyzed.
-2. agent19: :func:`agent19.ops.capacity.capacity_plan` in-process with ``window_s=0`` — sizes of every table,
+2. agent19: :func:`agent19.ops.capacity.plan.capacity_plan` in-process with ``window_s=0`` — sizes of every table,
    index and TOAST table, rows, connections, cache hit, top statements, creation columns found in the catalog
    and counted per month, the fit, triggers, thresholds and the rendered document.
 3. The peer: the charter's table-size query (pg_total_relation_size / pg_relation_size / pg_indexes_size /
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from agent19.config import Settings  # noqa: E402
 from agent19.db.connection import Database  # noqa: E402
 from agent19.db.throwaway import start_system  # noqa: E402
-from agent19.ops.capacity import capacity_plan  # noqa: E402
+from agent19.ops.capacity.plan import capacity_plan  # noqa: E402
 
 PEER = """
 SELECT schemaname, relname AS tablename,

@@ -11,7 +11,7 @@
    sessions (> 5 s); an invalid index left by a failed CREATE INDEX CONCURRENTLY; an inactive logical slot
    retaining WAL; a failing archive_command. Default thresholds on both sides (the script waits 31 s so the
    session ages pass agent19's defaults).
-3. agent19: :func:`agent19.ops.health.health_check` in-process. A planted problem counts as detected when
+3. agent19: :func:`agent19.ops.health.check.health_check` in-process. A planted problem counts as detected when
    its check is not ok and names the object; every other check that is not ok is a false alarm.
 4. The peer: ``DatabaseHealthTool(SqlDriver(...)).health("all")`` — what its ``analyze_db_health`` MCP tool
    runs in its default (unrestricted) mode — in its own venv (a subprocess). A planted problem counts as
@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT))
 from agent19.config import Settings  # noqa: E402
 from agent19.db.connection import Database  # noqa: E402
 from agent19.db.throwaway import ThrowawayServer, start_system  # noqa: E402
-from agent19.ops.health import health_check  # noqa: E402
-from agent19.ops.health_model import HealthReport  # noqa: E402
+from agent19.ops.health.check import health_check  # noqa: E402
+from agent19.ops.health.model import HealthReport  # noqa: E402
 
 PEER = """
 import asyncio, sys, time

@@ -15,8 +15,8 @@ import psycopg
 from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
-from agent19.ops.health_model import Status, grade
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.health.model import Status, grade
+from agent19.ops.health.thresholds import HealthThresholds
 from agent19.units import human_duration
 
 Q_ARCHIVER = """

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row, tuple_row
 
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
-from agent19.ops.backup_model import SequenceCheck, TableCheck
+from agent19.ops.backup.model import SequenceCheck, TableCheck
 
 TextSettings = (
     "SET DateStyle = 'ISO, YMD'", "SET TimeZone = 'UTC'", "SET extra_float_digits = 3",

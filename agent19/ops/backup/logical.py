@@ -16,7 +16,7 @@ Where it restores (``restore_into``):
   can see it) would keep at least 10% and 1 GB free after the copy; ``cluster`` otherwise.
 
 The dump's SQL never runs as a superuser (its CHECK constraints, defaults, index expressions and
-triggers call functions whoever owned them wrote): :mod:`agent19.ops.backup_restorer`.
+triggers call functions whoever owned them wrote): :mod:`agent19.ops.backup.restorer`.
 
 Only reads reach the target (the dump and the checksums); ``statement_timeout`` is lifted for
 agent19's own read sessions (a checksum reads whole tables); ``lock_timeout`` is passed to pg_dump
@@ -41,15 +41,14 @@ from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.dryrun.scratch import drop_leftovers, scratch_database
-from agent19.ops import backup_compare as cmp
-from agent19.ops import backup_restorer as restorer
-from agent19.ops import backup_rowdiff as rowdiff
-from agent19.ops.backup_dump import Dump, restore_errors
-from agent19.ops.backup_model import Durations, Sizes, VerifyResult
-from agent19.ops.backup_plain import restore_plain
-from agent19.ops.backup_space import EMPTY_CLUSTER, dir_bytes, require_free, server_free_bytes
-from agent19.ops.backup_summary import finish
-from agent19.ops.backup_workdir import WorkDir, run, wait_ready, work_dir
+from agent19.ops.backup import compare as cmp
+from agent19.ops.backup import restorer, rowdiff
+from agent19.ops.backup.dump import Dump, restore_errors
+from agent19.ops.backup.model import Durations, Sizes, VerifyResult
+from agent19.ops.backup.plain import restore_plain
+from agent19.ops.backup.space import EMPTY_CLUSTER, dir_bytes, require_free, server_free_bytes
+from agent19.ops.backup.summary import finish
+from agent19.ops.backup.workdir import WorkDir, run, wait_ready, work_dir
 
 RestoreInto = Literal["auto", "scratch", "cluster"]
 Progress = Callable[[float, float | None, str | None], None]
@@ -187,7 +186,7 @@ def _cluster_database(wd: WorkDir, major: int) -> _Target:
     restoring role (no superuser)."""
     pgdata = wd.path / "restore"
     initdb = Path(_binary("initdb", major))
-    from agent19.ops.backup_workdir import give_to_server_user
+    from agent19.ops.backup.workdir import give_to_server_user
 
     give_to_server_user(wd.path)
     done = run([initdb, "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",

@@ -34,12 +34,12 @@ from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.ops import backup_compare as cmp
-from agent19.ops import backup_rowdiff as rowdiff
-from agent19.ops.backup_model import Durations, Sizes, VerifyResult
-from agent19.ops.backup_space import dir_bytes, require_free
-from agent19.ops.backup_summary import finish
-from agent19.ops.backup_workdir import LocalCluster, WorkDir, give_to_server_user, run, wait_ready, work_dir
+from agent19.ops.backup import compare as cmp
+from agent19.ops.backup import rowdiff
+from agent19.ops.backup.model import Durations, Sizes, VerifyResult
+from agent19.ops.backup.space import dir_bytes, require_free
+from agent19.ops.backup.summary import finish
+from agent19.ops.backup.workdir import LocalCluster, WorkDir, give_to_server_user, run, wait_ready, work_dir
 
 Progress = Callable[[float, float | None, str | None], None]
 _QUOTED = re.compile(r'"([^"]+)"')

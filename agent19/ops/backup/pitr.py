@@ -42,9 +42,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import conf_value
-from agent19.ops.backup_archive import label_start, scan_archive
-from agent19.ops.backup_model import CheckOutcome, Durations, Sizes, VerifyResult
-from agent19.ops.backup_physical import (
+from agent19.ops.backup.archive import label_start, scan_archive
+from agent19.ops.backup.model import CheckOutcome, Durations, Sizes, VerifyResult
+from agent19.ops.backup.physical import (
     cluster_facts,
     copy_existing,
     prepare_copy,
@@ -52,9 +52,9 @@ from agent19.ops.backup_physical import (
     take_base_backup,
     verify_files,
 )
-from agent19.ops.backup_space import dir_bytes, require_free
-from agent19.ops.backup_summary import finish
-from agent19.ops.backup_workdir import give_to_server_user, work_dir
+from agent19.ops.backup.space import dir_bytes, require_free
+from agent19.ops.backup.summary import finish
+from agent19.ops.backup.workdir import give_to_server_user, work_dir
 from agent19.safety import gate
 
 Progress = Callable[[float, float | None, str | None], None]

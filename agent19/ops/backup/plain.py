@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from agent19.errors import InputError
-from agent19.ops.backup_restorer import PlainFilter
+from agent19.ops.backup.restorer import PlainFilter
 
 _RESTRICT_LINE = re.compile(rb"^\\(un)?restrict\s+\S+\s*$")
 

@@ -35,7 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from agent19.ops.backup_workdir import run
+from agent19.ops.backup.workdir import run
 
 RESTORER = "agent19_restorer"
 OS_ROLES = ("pg_execute_server_program", "pg_write_server_files", "pg_read_server_files")

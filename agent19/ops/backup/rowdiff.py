@@ -24,8 +24,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from agent19.ops.backup_compare import LARGE_OBJECTS, dict_connect
-from agent19.ops.backup_model import RowDifference, TableCheck
+from agent19.ops.backup.compare import LARGE_OBJECTS, dict_connect
+from agent19.ops.backup.model import RowDifference, TableCheck
 
 LIMIT = 20
 

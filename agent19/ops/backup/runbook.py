@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field, ValidationError
 from agent19.db.binaries import pg_binary
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.ops.archiver import archiver_status
-from agent19.ops.backup_model import VerifyResult
+from agent19.ops.backup.archiver import archiver_status
+from agent19.ops.backup.model import VerifyResult
 from agent19.report.render import environment
 
 

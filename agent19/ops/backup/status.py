@@ -3,7 +3,7 @@
 Checks, each ``ok`` / ``warning`` / ``critical`` / ``unknown`` with the evidence and the fix:
 
 * ``archive_configured``, ``archive_failures``, ``archive_ready`` — the aspects of
-  :func:`agent19.ops.archiver.judge`, the same verdict health's ``archiving`` check gives: archive_mode
+  :func:`agent19.ops.backup.archiver.judge`, the same verdict health's ``archiving`` check gives: archive_mode
   off is a warning (no point-in-time recovery), on without a command critical; the last attempt
   failed (no success since) critical, a failure in the last hour since recovered a warning; segments
   waiting warning ≥ 10, critical ≥ 15 (check_postgres), unknown without superuser or pg_monitor;
@@ -24,10 +24,10 @@ from pydantic import BaseModel, Field
 from agent19.config import parse_duration_ms
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.ops import backup_archive as arch
-from agent19.ops.archiver import ArchiverStatus, Aspect, archiver_status
-from agent19.ops.health_model import Status, worst
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.backup import archive as arch
+from agent19.ops.backup.archiver import ArchiverStatus, Aspect, archiver_status
+from agent19.ops.health.model import Status, worst
+from agent19.ops.health.thresholds import HealthThresholds
 from agent19.textsafe import visible
 from agent19.units import human_duration
 
@@ -76,7 +76,7 @@ def _fix(aspect: Aspect) -> str | None:
 
 
 def _archive_checks(a: ArchiverStatus, rpo_s: float | None) -> list[StatusCheck]:
-    """One check per aspect of :func:`agent19.ops.archiver.judge` (the verdict health's ``archiving`` check
+    """One check per aspect of :func:`agent19.ops.backup.archiver.judge` (the verdict health's ``archiving`` check
     gives too), then the age of the last archived segment against the RPO."""
     aspects = a.judge()
     out = [StatusCheck(check=_CHECK[x.aspect], status=x.status, message=x.message, value=x.value,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent19.ops.backup_model import TableCheck, VerifyResult
+from agent19.ops.backup.model import TableCheck, VerifyResult
 from agent19.textsafe import visible
 from agent19.units import human_duration, human_size
 

@@ -7,7 +7,7 @@ The Markdown comes from ``agent19/report/templates/capacity_plan.md.j2``; nothin
 
 from __future__ import annotations
 
-from agent19.ops.capacity_model import CapacityPlan, CurrentState, Growth, Trigger
+from agent19.ops.capacity.model import CapacityPlan, CurrentState, Growth, Trigger
 from agent19.optimize.assess import Measured, charter_thresholds
 from agent19.report.render import environment
 from agent19.units import human_size

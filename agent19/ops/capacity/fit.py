@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from agent19.ops.capacity_model import DAYS_PER_MONTH, Fit, FitMethod, Growth, Point, Projection
+from agent19.ops.capacity.model import DAYS_PER_MONTH, Fit, FitMethod, Growth, Point, Projection
 
 HORIZONS = (3, 6, 12)
 

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.capacity_model import DAYS_PER_MONTH, CurrentState, Fit, Point
-from agent19.ops.health_probe import Probe
+from agent19.ops.capacity.model import DAYS_PER_MONTH, CurrentState, Fit, Point
+from agent19.ops.health.probe import Probe
 
 NAME = r"^(created|inserted|creation|added|insert|create)(_?(at|on|date|time|ts|timestamp|dt))?$"
 NOW_DEFAULTS = r"(now\(\)|current_timestamp|clock_timestamp\(\)|statement_timestamp\(\)|transaction_timestamp\(\)" \

@@ -1,6 +1,6 @@
 """The current state of a server for ``capacity_plan``: sizes, rows, connections, cache, statements, rates.
 
-Queries run through :class:`agent19.ops.health_probe.Probe` (short lock and statement timeouts: sizes take
+Queries run through :class:`agent19.ops.health.probe.Probe` (short lock and statement timeouts: sizes take
 an AccessShareLock, and a capacity report must not queue behind a migration). Connections and the cache
 hit ratio are read with ``health_check``'s own queries. Rates are *deltas over a window the caller
 chooses* (two readings of pg_stat_database / pg_stat_user_tables / pg_stat_statements ``window_s`` apart,
@@ -14,10 +14,10 @@ import time
 
 import psycopg
 
-from agent19.ops.capacity_model import CurrentState, ObjectSize, Rates, Statement
-from agent19.ops.health_probe import MONITOR, Probe
-from agent19.ops.health_sessions import connections
-from agent19.ops.health_stats import Q_CACHE
+from agent19.ops.capacity.model import CurrentState, ObjectSize, Rates, Statement
+from agent19.ops.health.probe import MONITOR, Probe
+from agent19.ops.health.sessions import connections
+from agent19.ops.health.stats import Q_CACHE
 from agent19.optimize.workload import Q_CHECK
 
 MARK = "/* agent19 capacity */"

@@ -1,13 +1,13 @@
 """``capacity_plan`` and ``capacity_sample``: capacity planning from measured growth.
 
-* :mod:`agent19.ops.capacity_measure` — the current state (sizes, rows, connections, cache, statements, rates
+* :mod:`agent19.ops.capacity.measure` — the current state (sizes, rows, connections, cache, statements, rates
   over a sampling window);
 * growth from evidence, in this order: samples recorded by ``agent19 capacity sample``
-  (:mod:`agent19.ops.capacity_samples`), else a creation timestamp column, else net inserts since the
-  statistics reset (:mod:`agent19.ops.capacity_infer`); never a made-up rate — with none of them the plan
+  (:mod:`agent19.ops.capacity.samples`), else a creation timestamp column, else net inserts since the
+  statistics reset (:mod:`agent19.ops.capacity.infer`); never a made-up rate — with none of them the plan
   says so and how to start sampling;
-* :mod:`agent19.ops.capacity_fit` — linear vs compound fit, projections at 3, 6, 12 months, days to fill a disk;
-* :mod:`agent19.ops.capacity_doc` — scaling triggers, the premature-optimization table
+* :mod:`agent19.ops.capacity.fit` — linear vs compound fit, projections at 3, 6, 12 months, days to fill a disk;
+* :mod:`agent19.ops.capacity.doc` — scaling triggers, the premature-optimization table
   (:func:`agent19.optimize.assess.charter_thresholds`), options, recommendations and the Markdown document.
 """
 
@@ -17,14 +17,15 @@ from pathlib import Path
 
 from agent19.config import AccessMode
 from agent19.db.connection import Database
-from agent19.ops import capacity_infer, capacity_samples
-from agent19.ops.capacity_doc import document, measured
-from agent19.ops.capacity_fit import choose, parse_at, project
-from agent19.ops.capacity_measure import measure
-from agent19.ops.capacity_model import CapacityPlan, CurrentState, Growth
-from agent19.ops.capacity_samples import SampleResult
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.capacity import infer as capacity_infer
+from agent19.ops.capacity import samples as capacity_samples
+from agent19.ops.capacity.doc import document, measured
+from agent19.ops.capacity.fit import choose, parse_at, project
+from agent19.ops.capacity.measure import measure
+from agent19.ops.capacity.model import CapacityPlan, CurrentState, Growth
+from agent19.ops.capacity.samples import SampleResult
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import HealthThresholds
 from agent19.optimize.assess import Measured
 
 QUERY_TIMEOUT_MS = 30_000

@@ -24,7 +24,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import BaseModel, Field
 
-from agent19.ops.capacity_model import CurrentState, Point
+from agent19.ops.capacity.model import CurrentState, Point
 
 
 class Sample(BaseModel):

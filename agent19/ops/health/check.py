@@ -1,6 +1,6 @@
 """``health_check``: every check, each ok / warning / critical / unknown with value, threshold, evidence, fix.
 
-The checks (names are stable; the output contract is in :mod:`agent19.ops.health_model`):
+The checks (names are stable; the output contract is in :mod:`agent19.ops.health.model`):
 
 | check | module | judges |
 |---|---|---|
@@ -13,7 +13,7 @@ The checks (names are stable; the output contract is in :mod:`agent19.ops.health
 | cache_hit_tables, cache_hit_indexes, checkpoints, temp_files, deadlocks | health_stats | since the reset |
 | replication_lag, failover_readiness, replication_slots, archiving, standby_replay | health_replication | now |
 
-Thresholds: :mod:`agent19.ops.health_thresholds`. How queries run (never waiting): :mod:`agent19.ops.health_probe`.
+Thresholds: :mod:`agent19.ops.health.thresholds`. How queries run (never waiting): :mod:`agent19.ops.health.probe`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from __future__ import annotations
 import time
 
 from agent19.db.connection import Database
-from agent19.ops import health_objects, health_sessions, health_stats, health_vacuum
-from agent19.ops.health_model import Check, HealthReport, summarize
-from agent19.ops.health_probe import MONITOR, CheckFn, Probe, run_check
-from agent19.ops.health_replication import NAMES as REPLICATION_NAMES
-from agent19.ops.health_replication import replication_checks
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.health import objects as health_objects
+from agent19.ops.health import sessions as health_sessions
+from agent19.ops.health import stats as health_stats
+from agent19.ops.health import vacuum as health_vacuum
+from agent19.ops.health.model import Check, HealthReport, summarize
+from agent19.ops.health.probe import MONITOR, CheckFn, Probe, run_check
+from agent19.ops.health.replication import NAMES as REPLICATION_NAMES
+from agent19.ops.health.replication import replication_checks
+from agent19.ops.health.thresholds import HealthThresholds
 
 CHECKS: list[tuple[tuple[str, ...], CheckFn]] = [
     (("connections",), health_sessions.connections),

@@ -9,8 +9,8 @@ the check is ``unknown`` for them. Indexes come from :func:`agent19.optimize.hyg
 
 from __future__ import annotations
 
-from agent19.ops.health_model import Check, grade, worst
-from agent19.ops.health_probe import Probe
+from agent19.ops.health.model import Check, grade, worst
+from agent19.ops.health.probe import Probe
 from agent19.optimize.hygiene import index_health
 
 INT_MAX = {"smallint": 32767, "integer": 2147483647, "bigint": 9223372036854775807}

@@ -1,7 +1,7 @@
 """How health checks query the server: never waiting, and saying why when they get no answer.
 
 Every query runs in its own READ ONLY transaction on a session with the short ``lock_timeout`` and
-``statement_timeout`` of :class:`~agent19.ops.health_thresholds.HealthThresholds` (500 ms / 3 s by
+``statement_timeout`` of :class:`~agent19.ops.health.thresholds.HealthThresholds` (500 ms / 3 s by
 default), whatever agent19's own timeouts are. A check whose query cannot get its lock in time, or runs
 out of time, becomes ``unknown`` with the reason — who holds the lock it waited for — and the other
 checks still run. (``pg_relation_size`` and reading a sequence lock the relation: an
@@ -21,8 +21,8 @@ from pydantic import SecretStr
 
 from agent19.config import AccessMode
 from agent19.db.connection import Database
-from agent19.ops.health_model import Check
-from agent19.ops.health_thresholds import HealthThresholds
+from agent19.ops.health.model import Check
+from agent19.ops.health.thresholds import HealthThresholds
 from agent19.units import human_duration
 
 Q_FACTS = """

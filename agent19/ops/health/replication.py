@@ -1,14 +1,14 @@
-"""Health checks from :func:`agent19.ops.replication.replication_status`: lag, failover readiness, slots,
+"""Health checks from :func:`agent19.ops.replication.status.replication_status`: lag, failover readiness, slots,
 archiving, and on a standby its replay and receiver."""
 
 from __future__ import annotations
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.archiver import Q_ARCHIVER, judge
-from agent19.ops.health_model import Check, Status, grade, worst
-from agent19.ops.health_probe import Probe
-from agent19.ops.replication import q_slots, q_standbys, replication_status
-from agent19.ops.replication_model import ReplicationStatus
+from agent19.ops.backup.archiver import Q_ARCHIVER, judge
+from agent19.ops.health.model import Check, Status, grade, worst
+from agent19.ops.health.probe import Probe
+from agent19.ops.replication.model import ReplicationStatus
+from agent19.ops.replication.status import q_slots, q_standbys, replication_status
 from agent19.units import human_duration, human_size
 
 NAMES = ("replication_lag", "failover_readiness", "replication_slots", "archiving", "standby_replay")
@@ -124,7 +124,7 @@ def _slots(probe: Probe, r: ReplicationStatus) -> Check:
 
 
 def _archiving(probe: Probe, r: ReplicationStatus) -> Check:
-    """The worst aspect of :func:`agent19.ops.archiver.judge` — the verdict ``backup status`` gives too."""
+    """The worst aspect of :func:`agent19.ops.backup.archiver.judge` — the verdict ``backup status`` gives too."""
     t = probe.thresholds
     a = r.archiver
     standby = r.standby is not None

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.health_model import Check, Status, grade, worst
-from agent19.ops.health_probe import MONITOR, Probe
+from agent19.ops.health.model import Check, Status, grade, worst
+from agent19.ops.health.probe import MONITOR, Probe
 from agent19.units import human_duration
 
 HIDDEN = "'<insufficient privilege>'"

@@ -8,8 +8,8 @@ from disk — judge it after ``pg_stat_reset()`` following the load.
 
 from __future__ import annotations
 
-from agent19.ops.health_model import Check, grade
-from agent19.ops.health_probe import Probe
+from agent19.ops.health.model import Check, grade
+from agent19.ops.health.probe import Probe
 from agent19.units import human_size
 
 Q_CACHE = """

@@ -116,5 +116,5 @@ def load_thresholds(overrides: list[str] | None = None, config: Path | str | Non
         err = exc.errors()[0]
         where = f"{path}: " if path and err["loc"] and str(err["loc"][0]) in section else ""
         raise ConfigError(f"{where}health threshold {'.'.join(map(str, err['loc']))}: {err['msg']}",
-                          "the thresholds and their defaults are listed in agent19/ops/health_thresholds.py "
+                          "the thresholds and their defaults are listed in agent19/ops/health/thresholds.py "
                           "(HealthThresholds)") from None

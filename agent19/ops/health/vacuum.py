@@ -8,9 +8,9 @@ from pg_stat_user_tables, counted since the database's statistics were last rese
 
 from __future__ import annotations
 
-from agent19.ops.health_model import Check, grade, worst
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import WRAPAROUND_LIMIT
+from agent19.ops.health.model import Check, grade, worst
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import WRAPAROUND_LIMIT
 from agent19.units import human_duration
 
 Q_DATABASES = """

@@ -1,6 +1,6 @@
 """``pgbouncer_config``: a pgbouncer.ini and its authentication, generated from the live database.
 
-* **Pool mode from evidence** (:mod:`agent19.ops.pgbouncer_evidence`): ``transaction`` unless
+* **Pool mode from evidence** (:mod:`agent19.ops.pgbouncer.evidence`): ``transaction`` unless
   pg_stat_statements shows session state that transaction pooling breaks — then ``session``, naming each
   feature found, with its fix. Without pg_stat_statements the choice is ``transaction`` with a warning that
   nothing could be checked.
@@ -35,10 +35,10 @@ from pydantic import BaseModel, Field
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.capacity_measure import pss_schema
-from agent19.ops.health_probe import Probe
-from agent19.ops.health_thresholds import HealthThresholds
-from agent19.ops.pgbouncer_evidence import Budget, SessionFeature, budget, session_features
+from agent19.ops.capacity.measure import pss_schema
+from agent19.ops.health.probe import Probe
+from agent19.ops.health.thresholds import HealthThresholds
+from agent19.ops.pgbouncer.evidence import Budget, SessionFeature, budget, session_features
 
 PoolMode = Literal["auto", "transaction", "session"]
 Auth = Literal["auto", "userlist", "auth_query"]

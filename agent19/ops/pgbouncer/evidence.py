@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent19.migrate.patterns.sqlnames import literal
-from agent19.ops.health_probe import Probe
+from agent19.ops.health.probe import Probe
 
 AGENT19_CONNECTIONS = 5
 """agent19's own: its pool (max_size 4) and one direct session."""

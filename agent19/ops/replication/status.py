@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent19.ops.archiver import Q_ARCHIVER, archiver_status
-from agent19.ops.health_probe import MONITOR, Probe
-from agent19.ops.replication_model import (
+from agent19.ops.backup.archiver import Q_ARCHIVER, archiver_status
+from agent19.ops.health.probe import MONITOR, Probe
+from agent19.ops.replication.model import (
     Archiver,
     FailoverVerdict,
     LogicalConsumer,
@@ -166,7 +166,7 @@ def replication_status(probe: Probe) -> ReplicationStatus:
 
 
 def _archiver(probe: Probe) -> Archiver:
-    """The archiver as :func:`agent19.ops.archiver.archiver_status` reads it (one reader for backup and health)."""
+    """The archiver as :func:`agent19.ops.backup.archiver.archiver_status` reads it (one reader: backup, health)."""
     probe.last_sql = Q_ARCHIVER.strip()
     with probe.db.read() as conn:
         a = archiver_status(conn)
