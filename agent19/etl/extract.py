@@ -24,6 +24,7 @@ from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoade
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import ident
 from agent19.safety import gate, readonly
 
 
@@ -50,6 +51,10 @@ def infinity_as_text(conn: Any) -> None:
         adapters.register_loader(name, loader)
 
 
+Q_NOT_NULL = """
+SELECT a.attname AS name FROM pg_attribute a
+ WHERE a.attrelid = to_regclass(%s) AND a.attname = ANY(%s) AND a.attnotnull AND NOT a.attisdropped
+"""
 Q_TYPES = "SELECT t.oid, format_type(t.oid, NULL) AS name FROM pg_type t WHERE t.oid = ANY(%s)"
 
 
@@ -74,11 +79,13 @@ class Extractor:
         self.db = db
         self.cursor = cursor
         self.user_query = query is not None
+        self.table: sql.Identifier | None = None
         if query is not None:
             statements = gate.admit(db, query, gate.Purpose.READ)  # the choke point for user SQL
             self.base: sql.Composable = sql.SQL(statements[0].sql.strip().rstrip(";"))  # type: ignore[arg-type]
         else:
-            self.base = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*split_name(table or "")))
+            self.table = sql.Identifier(*split_name(table or ""))
+            self.base = sql.SQL("SELECT * FROM {}").format(self.table)
             # A table name is chosen by the caller too: the read guard's catalog layer refuses credential
             # catalogs (pg_authid, pg_shadow…) and views over them or over volatile functions.
             with db.read() as conn:
@@ -102,12 +109,35 @@ class Extractor:
             desc = cur.description or []
             oids = [d.type_code for d in desc]
             names = {r["oid"]: r["name"] for r in conn.execute(Q_TYPES, (oids,)).fetchall()}
-        columns = {d.name: names.get(d.type_code, "text") for d in desc}
-        missing = [c for c in self.cursor if c not in columns]
-        if missing:
-            raise InputError(f"cursor column(s) {missing} are not in the source (it has {list(columns)})",
-                             "name columns of the source in source.cursor")
+            columns = {d.name: names.get(d.type_code, "text") for d in desc}
+            missing = [c for c in self.cursor if c not in columns]
+            if missing:
+                raise InputError(f"cursor column(s) {missing} are not in the source (it has {list(columns)})",
+                                 "name columns of the source in source.cursor")
+            self._refuse_null_cursor(conn)
         return SourceShape(columns)
+
+    def _refuse_null_cursor(self, conn: Connection) -> None:
+        """A keyset never reaches a row whose cursor is NULL (its comparison with the watermark is NULL, and NULLs
+        sort last): every run would skip it without a word. A table's NOT NULL cursor columns need no look; for the
+        others (every cursor column of a query) one EXISTS looks for NULLs (an index on the columns answers it)."""
+        check = list(self.cursor)
+        if self.table is not None:
+            found = conn.execute(Q_NOT_NULL, (self.table.as_string(conn), check)).fetchall()
+            check = [c for c in check if c not in {r["name"] for r in found}]
+        if not check:
+            return
+        nulls = sql.SQL(" OR ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in check)
+        row = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM ({}\n) _src WHERE {}) AS found").format(
+            self.base, nulls)).fetchone()
+        if row and row["found"]:
+            names = ", ".join(check)
+            raise InputError(
+                f"the source has rows whose cursor column ({names}) is NULL: a keyset walk never reaches them, so "
+                "every run would skip them without a word; nothing was read or written",
+                f"fill them and make the column NOT NULL; or extract with a source query that gives them a value "
+                f"(coalesce({ident(check[0])}, …) AS {ident(check[0])}) or leaves them out on purpose (WHERE "
+                f"{ident(check[0])} IS NOT NULL)")
 
     def _where(self, shape: SourceShape, after: list[Any] | None, since: Any | None) -> sql.Composable:
         if since is not None:

@@ -103,6 +103,8 @@ class Loader:
         self.columns = columns
         self.json_columns: set[str] = set()
         self.has_dead_letters = False
+        self.stored_cursor: list[str] | None = None
+        """The cursor columns of the stored watermark (read by :meth:`watermark`)."""
         self.only_new = True
         """Upsert tries a plain INSERT first while batches hold only new keys (see :meth:`_upsert`)."""
 
@@ -160,9 +162,11 @@ class Loader:
             stage=sql.Identifier(STAGE), cols=cols, seq=sql.Identifier(SEQ), table=self.table))
 
     def watermark(self) -> tuple[list[str] | None, dict[str, str] | None]:
-        """The stored cursor (text values) and source columns of the last run, or (None, None)."""
-        row = self.conn.execute(sql.SQL("SELECT cursor_values, source_columns FROM {}.watermark "
+        """The stored cursor (text values) and source columns of the last run, or (None, None); the cursor
+        columns those values are of in :attr:`stored_cursor`."""
+        row = self.conn.execute(sql.SQL("SELECT cursor_columns, cursor_values, source_columns FROM {}.watermark "
                                         "WHERE pipeline = %s").format(self.schema), (self.pipeline,)).fetchone()
+        self.stored_cursor = list(row["cursor_columns"]) if row else None
         return (row["cursor_values"], row["source_columns"]) if row else (None, None)
 
     # -- one batch ---------------------------------------------------------------------------------------

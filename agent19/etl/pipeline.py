@@ -17,7 +17,19 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import SchemaError
 
 from agent19.config import Settings
 from agent19.db.connection import Database
@@ -97,6 +109,32 @@ class FieldSpec(BaseModel):
     choices: list[str | int] | None = None
     strip: bool = Field(default=False, description="strings: strip surrounding white space first")
     lower: bool = Field(default=False, description="strings: lower-case")
+
+    @model_validator(mode="after")
+    def _fits_type(self) -> FieldSpec:
+        """A constraint the type cannot take is refused here (pydantic would raise TypeError on the first record,
+        in the middle of a run, instead of rejecting it)."""
+        allowed = {"ge", "gt", "le", "lt"} if self.type in ("int", "float", "decimal") else set()
+        if self.type == "str":
+            allowed = {"min_length", "max_length", "pattern", "strip", "lower"}
+        given = [k for k in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern")
+                 if getattr(self, k) is not None]
+        given += [k for k in ("strip", "lower") if getattr(self, k)]
+        wrong = [k for k in given if k not in allowed]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)} cannot apply to type {self.type} (bounds ge/gt/le/lt: int, float, "
+                             "decimal; min_length, max_length, pattern, strip, lower: str)")
+        if self.choices is not None:
+            kind = int if self.type == "int" else str if self.type == "str" else None
+            if kind is None or any(type(c) is not kind for c in self.choices):
+                raise ValueError(f"choices must all be of the field's type ({self.type}; choices apply to int and str)")
+        if self.pattern is not None:
+            try:
+                TypeAdapter(Annotated[str, StringConstraints(pattern=self.pattern)])
+            except SchemaError as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: "
+                                 f"{str(exc).strip().splitlines()[-1]}") from None
+        return self
 
 
 class Retry(BaseModel):
@@ -190,7 +228,6 @@ def _annotation(spec: FieldSpec) -> Any:
     if spec.type == "str":
         constraints.update({"strip_whitespace": spec.strip, "to_lower": spec.lower})
     if constraints:
-        from pydantic import StringConstraints  # noqa: PLC0415  (only strings take these two)
         if spec.type == "str":
             base = Annotated[base, StringConstraints(**{k: v for k, v in constraints.items()
                                                         if k in ("min_length", "max_length", "pattern",

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def _load(run: Run, by_swap: bool) -> EtlResult:
     p, ex, r = run.p, run.extractor, run.result
     loader = run.open_destination()
-    stored, before = run.stored(loader)
+    stored, before = run.stored(loader, resume=False)  # replace reads the whole source each run
     r.drift = drift(before, run.shape.columns, loader.columns, run.model, loader.destination_columns())
     total, started = ex.remaining(run.shape, None, None), time.monotonic()
     after: list[Any] | None = None

@@ -22,6 +22,7 @@ from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
 from agent19.etl.outcome import EtlResult, Rejection
 from agent19.etl.pipeline import Pipeline, error_reason
+from agent19.migrate.patterns.sqlnames import qualified
 from agent19.units import human_duration
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,25 @@ class Run:
         self.loader = loader
         return loader
 
-    def stored(self, loader: Loader) -> tuple[list[str] | None, dict[str, str] | None]:
+    def stored(self, loader: Loader, *, resume: bool = True) -> tuple[list[str] | None, dict[str, str] | None]:
+        """The stored watermark and source columns. ``resume``: the run continues from it, so it must be of the
+        pipeline's cursor columns (values of other columns would be read as these: rows skipped or a crash)."""
         assert self.conn is not None
         exists = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ok",
                                    (f"{loader.schema.as_string(self.conn)}.watermark",)).fetchone()
-        return loader.watermark() if exists and exists["ok"] else (None, None)
+        values, columns = loader.watermark() if exists and exists["ok"] else (None, None)
+        cursor = self.p.source.cursor
+        if resume and values is not None and loader.stored_cursor != cursor:
+            old, state = ", ".join(loader.stored_cursor or []), self.p.destination.state_schema
+            raise InputError(
+                f"pipeline {self.p.name}'s watermark in {state}.watermark is a position on ({old}), and its cursor "
+                f"is now ({', '.join(cursor)}): the stored values say nothing about where ({', '.join(cursor)}) "
+                "stands, so nothing was read or written",
+                f"put the cursor back to {json.dumps(loader.stored_cursor, ensure_ascii=False)}; or start this "
+                f"pipeline again from the beginning under the new cursor: DELETE FROM "
+                f"{qualified(state, 'watermark')} WHERE pipeline = '{self.p.name}' (upsert then reads every row "
+                "again, unchanged ones are not rewritten); or give the pipeline a new name")
+        return values, columns
 
     @property
     def fast(self) -> bool:

@@ -1,0 +1,152 @@
+"""A hostile review of etl_run: the mistakes a careless user makes in a pipeline, as an application's role.
+
+- The cursor changed between runs (a column swapped, reordered, dropped): the stored watermark is a position on
+  the old cursor, and was read as one on the new cursor — values of another column cast to this one (a crash
+  with a Python traceback when the count differed, a wrong position, so rows skipped, when it did not).
+- A cursor column with NULLs: a keyset walk never reaches those rows (the row comparison is NULL), and every run
+  skipped them without a word.
+- A transform constraint the field's type cannot take (``ge`` on a str, ``lower`` on a bool) or a pattern that
+  is not a regular expression: a TypeError in the middle of the run, or "an unexpected exception" over MCP.
+Each must be a clear error before anything is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import psycopg
+import pytest
+
+from tests.conftest import owner_login
+from tests.mcp_client import stdio_session
+
+TABLE = '"Sales Dept"."Order Items"'
+
+
+def _pipeline(cursor: str, table: str = "Sales Dept.Order Items", extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        name = "mistakes"
+        batch_size = 7
+        [source]
+        table = "{table}"
+        cursor = {cursor}
+        [destination]
+        table = "public.dst"
+        key = ["Id"]
+        """) + extra
+
+
+def _etl(dsn: str, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": dsn}
+    return subprocess.run([sys.executable, "-m", "agent19", "etl", "run", path, *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def _setup(app: str, nullable: bool = False) -> None:
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute('CREATE SCHEMA "Sales Dept"')
+        null = "" if nullable else "NOT NULL"
+        conn.execute(f'CREATE TABLE {TABLE} ("Id" int PRIMARY KEY, "select" timestamptz {null}, "Seq" int NOT NULL, '
+                     "v text)")
+        conn.execute(f"INSERT INTO {TABLE} SELECT g, now() + g * interval '1 s', 100 - g, 'v' || g "
+                     "FROM generate_series(1, 20) g")
+        conn.execute('CREATE TABLE dst ("Id" int PRIMARY KEY, "select" timestamptz, "Seq" int, v text)')
+
+
+def test_a_changed_cursor_is_refused_instead_of_reading_the_old_watermark_as_its_own(dsn, tmp_path):
+    app = owner_login(dsn)
+    _setup(app)
+    path = tmp_path / "p.toml"
+    path.write_text(_pipeline('["select", "Id"]'))
+    first = _etl(app, str(path), "--mode", "execute")
+    assert first.returncode == 0, first.stderr
+    with psycopg.connect(app, autocommit=True) as conn:
+        stored = conn.execute("SELECT cursor_values FROM agent19_etl.watermark").fetchone()
+        conn.execute(f"INSERT INTO {TABLE} VALUES (21, now() + interval '1 day', 1000, 'new')")
+    # one column fewer (was a traceback), reordered (a timestamp cast to int), another column of the same arity
+    # and type as the old one (was silently read as a position on "Seq": rows skipped)
+    for cursor in ('["Id"]', '["Id", "select"]', '["select", "Seq"]'):
+        path.write_text(_pipeline(cursor))
+        for args in (("--mode", "execute"), ("--dry-run",)):
+            done = _etl(app, str(path), *args)
+            assert done.returncode == 2, (cursor, args, done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr
+            assert "is a position on (select, Id)" in done.stderr, done.stderr
+            assert 'put the cursor back to ["select", "Id"]' in done.stderr
+            assert "DELETE FROM agent19_etl.watermark WHERE pipeline = 'mistakes'" in done.stderr
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT count(*) FROM dst").fetchone() == (20,)  # nothing was loaded
+        assert conn.execute("SELECT cursor_values FROM agent19_etl.watermark").fetchone() == stored
+    # what the message says to do works: the pipeline starts again under its new cursor, exactly once
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("DELETE FROM agent19_etl.watermark WHERE pipeline = 'mistakes'")
+    path.write_text(_pipeline('["Id"]'))
+    again = _etl(app, str(path), "--mode", "execute", "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert '"inserted": 1' in again.stdout and '"unchanged": 20' in again.stdout
+
+
+def test_null_cursor_values_are_refused_not_skipped(dsn, tmp_path):
+    app = owner_login(dsn)
+    _setup(app, nullable=True)
+    path = tmp_path / "p.toml"
+    path.write_text(_pipeline('["select", "Id"]'))
+    # a nullable cursor column without NULLs loads
+    assert _etl(app, str(path), "--mode", "execute").returncode == 0
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {TABLE} VALUES (30, NULL, 1, 'no time'), (31, NULL, 2, 'no time')")
+    for args in (("--mode", "execute"), ("--dry-run",)):
+        done = _etl(app, str(path), *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "cursor column (select) is NULL" in done.stderr, done.stderr
+        assert 'coalesce("select", …)' in done.stderr
+    # a source query with the same NULLs is refused too; the coalesce the message suggests loads every row
+    query = textwrap.dedent("""
+        name = "mistakes_q"
+        batch_size = 7
+        [source]
+        query = '''SELECT "Id", "select", "Seq", v FROM "Sales Dept"."Order Items"'''
+        cursor = ["select", "Id"]
+        [destination]
+        table = "public.dst"
+        key = ["Id"]
+        """)
+    path.write_text(query)
+    assert "is NULL" in _etl(app, str(path), "--mode", "execute").stderr
+    path.write_text(query.replace('"select", "Seq"', """coalesce("select", '-infinity') AS "select", "Seq\""""))
+    done = _etl(app, str(path), "--mode", "execute", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT count(*) FROM dst").fetchone() == (22,)
+
+
+BAD_FIELDS = {
+    'type = "str"\nge = 3': "ge cannot apply to type str",
+    'type = "bool"\nlower = true': "lower cannot apply to type bool",
+    'type = "int"\nchoices = [1, "a"]': "choices must all be of the field's type",
+    'type = "str"\npattern = "(("': "pattern '((' is not a regular expression",
+    'type = "str"\npattern = "(?=a)b"': "is not a regular expression",
+}
+
+
+@pytest.mark.asyncio
+async def test_a_transform_constraint_that_cannot_apply_is_a_clear_error_over_mcp(dsn):
+    app = owner_login(dsn)
+    _setup(app)
+    async with stdio_session("--mode", "execute", env={"DATABASE_URL": app}) as session:
+        for field, expected in BAD_FIELDS.items():
+            text = _pipeline('["select", "Id"]', extra=f'[transform.Id]\ntype = "int"\n[transform.v]\n{field}\n')
+            for dry in (True, False):
+                r = await session.call_tool("etl_run", {"pipeline_toml": text, "dry_run": dry})
+                said = " ".join(getattr(c, "text", "") for c in r.content)
+                assert r.is_error and expected in said and "transform.v" in said, (field, said)
+                assert "unexpected" not in said
+        ok = await session.call_tool("etl_run", {"pipeline_toml": _pipeline(
+            '["select", "Id"]', extra='[transform.Id]\ntype = "int"\n[transform.v]\ntype = "str"\npattern = "^v"\n'
+        )})
+        assert not ok.is_error, ok.content
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT count(*) FROM dst").fetchone() == (20,)
