@@ -16,8 +16,7 @@
 * :mod:`~agent19.safety.audit` — the JSON-lines audit log.
 * :mod:`~agent19.safety.readonly` — the read-only guard.
 * :mod:`~agent19.safety.run` — running one statement; results marked untrusted.
+
+Importing the package imports none of them (``agent19 lint`` reaches :mod:`~agent19.safety.gate` only): import
+the module that holds what you need, e.g. ``from agent19.safety.detect import detect``.
 """
-
-from agent19.safety.detect import Finding, Risk, Target, detect, judge
-
-__all__ = ["Finding", "Risk", "Target", "detect", "judge"]

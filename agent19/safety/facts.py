@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
-
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import quoted
 from agent19.sqltree import qualified_name, walk
@@ -129,6 +127,8 @@ def load_table(conn: Any, written: str) -> TableFacts | None:
     """The relation named ``written`` (resolved like the server would), or None."""
     # a dot inside a quoted part ("we.ird".t) is indistinguishable in ``written``: try each reading, each in
     # a savepoint (to_regclass raises on three parts, which would otherwise abort the caller's transaction)
+    import psycopg  # here: the read-only guard imports this module on paths that never reach a database
+
     schema, _, rel = written.rpartition(".")
     first, _, rest = written.partition(".")
     row = None

@@ -82,7 +82,7 @@ from pydantic import BaseModel, Field
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
-from agent19.safety import readonly, roles
+from agent19.safety import readonly
 
 if TYPE_CHECKING:  # the driver loads when a database is used, not for the argument checks of `agent19 lint`
     from agent19.db.connection import Connection, Database
@@ -174,6 +174,8 @@ def reader_database(db: Database) -> Database:
     creates there (same grants as ``agent19 setup-role``'s, no password: the embedded server trusts its
     private socket); else the main login."""
     if db.settings.read_dsn is None and db.embedded and not db.has_reader:
+        from agent19.safety import roles  # here: admit_args (every tool call, `agent19 lint` too) needs no roles
+
         with db.connect() as conn:
             name = roles.ensure_embedded_reader(conn, statement_timeout=f"{db.settings.statement_timeout_ms}ms")
         from psycopg.conninfo import make_conninfo

@@ -14,7 +14,6 @@ from typing import Any
 
 from pglast import parse_sql
 from pglast.parser import ParseError
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot, Table
@@ -96,6 +95,8 @@ class LiveColumn(BaseModel):
 
 def read_column(conn: Any, table: str, column: str) -> LiveColumn:
     """The live column ``table.column`` (raw names: ``schema.table``) and its dependents, from the catalog."""
+    from psycopg.rows import dict_row  # here: lint's fixes import this module and never load the driver
+
     rel = qname(table)
     cur = conn.cursor(row_factory=dict_row)
     row = cur.execute(Q_COLUMN, {"rel": rel, "col": column}).fetchone()
@@ -156,7 +157,7 @@ def live_from_snapshot(snap: SchemaSnapshot, table: Table, column: str) -> LiveC
     deps = [Dependent(kind=c.type.replace("_", " "), name=c.name, definition=c.definition)
             for c in table.constraints if column in c.columns and c.type != "not_null"]
     deps += [Dependent(kind="index", name=i.name, definition=i.definition) for i in table.indexes
-             if i.name not in backing and (column in i.columns or any(column in e for e in i.columns if "(" in e))]
+             if i.name not in backing and (column in i.key_names() or any(column in e for e in i.columns if "(" in e))]
     deps += [Dependent(kind=f"foreign key from {t.qualified_name}", name=c.name, definition=c.definition)
              for t in snap.tables for c in t.constraints
              if c.type == "foreign_key" and c.references_table == qualified and column in c.references_columns]

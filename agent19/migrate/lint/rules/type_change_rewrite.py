@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent19.migrate import patterns
-from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
@@ -88,6 +87,9 @@ def _table(ctx: StatementContext) -> str:
 def shadow_column_fix(ctx: StatementContext, col: str, new_type: str, using: str | None) -> str:
     """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
     filled with what the catalog knows about the column and the table's key."""
+    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
+    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+
     table = _table(ctx)
     known = find_table(ctx.catalog, table)
     live = live_from_snapshot(ctx.catalog, known, col) if ctx.catalog is not None and known is not None else None

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree, where_clause
 from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import BackfillStep, Phase, comment, phase_sql
@@ -38,6 +37,9 @@ def batched(ctx: StatementContext) -> str:
         return comment("write it as UPDATE … SET … on the table alone (no FROM, WITH, alias or RETURNING) and run "
                        f"it with agent19 backfill {table} --set '…' --mode execute: keyset batches over the primary "
                        "key, one short transaction each, resumable")
+    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
+    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+
     step = BackfillStep(table=table, set=assignments)
     key = single_key(find_table(ctx.catalog, table))
     lines = keyset_backfill(*key)(step) if key else phase_sql(Phase(name="backfill", order=1, backfill=step))
