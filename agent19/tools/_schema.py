@@ -34,7 +34,7 @@ SHARED = {
     "parameters": "values for $1, $2 … (bound server-side as text; null is SQL NULL)",
     "acknowledge": "lint rule codes of lock warnings accepted for this statement (AGENT19_REQUIRE_LOCK_ACK)",
     "config": "agent19.toml or pyproject.toml to read (default: the nearest one)",
-    "table": "name or schema.name",
+    "table": 'name or schema.name, raw as the catalog stores it (My Schema.Order) or as SQL ("My Schema"."Order")',
 }
 """Parameters described once, in the server's instructions (:func:`shared_parameters`), not in every tool."""
 _FIRST_CLAUSE = re.compile(r";\s|\s\(|(?<=[.!?])\s|: e\.g\.|, e\.g\.")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from agent19.db.catalog import snapshot
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import split_name
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
@@ -17,7 +18,8 @@ class DescribeArgs(BaseModel):
     schema_name: str | None = Field(
         default=None, alias="schema", description="only this schema (default: every non-system schema)"
     )
-    table: str | None = Field(default=None, description="only this table: name or schema.name")
+    table: str | None = Field(default=None, description="only this table: name or schema.name, raw as the catalog "
+                              'stores it (My Schema.Order) or as SQL with double quotes ("My Schema"."Order")')
     detail: Literal["compact", "full"] = Field(
         default="compact",
         description="compact leaves out view definitions and uninstalled extensions and lists at most "
@@ -82,6 +84,20 @@ def render_description(d: DatabaseDescription) -> str:
     return "\n".join(lines)
 
 
+def _table_filter(schema: str | None, table: str | None) -> tuple[str | None, str | None]:
+    """The schema and table to describe, the table read as every other tool reads one (raw or quoted SQL:
+    ``"public"."orders"`` as another tool prints it means public.orders, not a table with quotes in its name)."""
+    if table is None or (schema is not None and '"' not in table):
+        return schema, table  # a raw name within the given schema: its dots are its own
+    named_schema, name = split_name(table)
+    if named_schema is not None and schema is not None and named_schema != schema:
+        raise InputError(f"table {table!r} names schema {named_schema!r}, but schema is {schema!r}",
+                         "give the schema once: in `schema` or in the table name")
+    schema = named_schema or schema
+    if schema is None and "." in name:
+        schema = "public"  # a quoted name with a dot ("a.b"): the catalog would read its dot as the schema's
+    return schema, name
+
 
 @tool(
     name="describe_database",
@@ -106,8 +122,9 @@ def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescripti
 
     Use it before planning a migration or tuning a query, to know the real schema and table sizes.
     Filter with `schema` or `table` on large databases. Reads the catalog only."""
+    schema, table = _table_filter(args.schema_name, args.table)
     with ctx.db.read() as conn:
-        snap = snapshot(conn, schema=args.schema_name, table=args.table)
+        snap = snapshot(conn, schema=schema, table=table)
     if args.table and not snap.tables:
         raise InputError(
             f"table {args.table!r} not found" + (f" in schema {args.schema_name!r}" if args.schema_name else ""),
