@@ -103,7 +103,10 @@ SELECT i.indrelid AS oid, ic.relname AS name, n.nspname || '.' || c.relname AS t
        i.indisvalid AS valid, i.indisready AS ready,
        pg_relation_size(i.indexrelid) AS size_bytes, s.idx_scan AS scans,
        ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true)
-               FROM generate_series(1, i.indnkeyatts) AS k ORDER BY k)::text[] AS columns
+               FROM generate_series(1, i.indnkeyatts) AS k ORDER BY k)::text[] AS columns,
+       ARRAY(SELECT a.attname FROM generate_series(1, i.indnkeyatts) AS k
+               LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[k - 1] AND a.attnum > 0
+              ORDER BY k)::text[] AS column_names
   FROM pg_index i
   JOIN pg_class ic ON ic.oid = i.indexrelid
   JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace

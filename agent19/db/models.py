@@ -55,7 +55,10 @@ class Index(BaseModel):
     table: str = Field(description="schema-qualified table name")
     definition: str
     method: str
-    columns: list[str] = Field(default=[], description="key columns; expressions appear as their text")
+    columns: list[str] = Field(default=[], description="key columns as SQL (quoted where needed); expressions appear "
+                               "as their text")
+    column_names: list[str | None] = Field(default=[], description="key columns as the catalog stores them (raw, "
+                                           "unquoted); null for an expression")
     unique: bool
     primary: bool
     partial: bool
@@ -64,6 +67,13 @@ class Index(BaseModel):
     ready: bool = True
     size_bytes: int
     scans: int | None = Field(default=None, description="idx_scan since statistics were last reset")
+
+    def key_names(self) -> list[str]:
+        """The key columns as raw names (``user``, ``Parent Id``), to compare with names from a statement or the
+        catalog; an expression stays its text. ``columns`` is SQL (``"user"``) and equals no raw name."""
+        if len(self.column_names) == len(self.columns):
+            return [n if n is not None else c for n, c in zip(self.column_names, self.columns, strict=True)]
+        return list(self.columns)
 
 
 class Trigger(BaseModel):

@@ -66,7 +66,7 @@ def _has_index(change: Change, changes: list[Change], catalog: SchemaSnapshot | 
     """An index whose leading columns are the foreign key's: in the catalog, or added by the change list."""
     cols = change.index_columns
     table = find_table(catalog, change.table)
-    keys = [ix.columns for ix in table.indexes] if table else []
+    keys = [ix.key_names() for ix in table.indexes] if table else []
     keys += [c.index_columns for c in changes if c.type == "add_index" and c.table == change.table]
     keys += [[col.name] for c in changes if c.type == "create_table" and c.table == change.table
              for col in c.columns or [] if col.primary_key and len(cols) == 1]

@@ -80,7 +80,7 @@ def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
 def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
     """An index leads with ``columns``: in the live catalog, or anywhere in the linted set (before or after)."""
     t = ctx.table(table)
-    if t is not None and any(_leading(columns, ix.columns) for ix in t.indexes):
+    if t is not None and any(_leading(columns, ix.key_names()) for ix in t.indexes):
         return True
     return any(_leading(columns, keys) for keys in _migration_indexes(ctx).get(norm(table), []))
 

@@ -16,7 +16,7 @@ def _index_columns(ctx: StatementContext, table: str, index: str) -> list[str] |
             return [p.get("IndexElem", {}).get("name") or "" for p in prev.fields.get("indexParams", [])]
     t = ctx.table(table)
     ix = next((i for i in t.indexes if i.name == index), None) if t else None
-    return list(ix.columns) if ix else None
+    return ix.key_names() if ix else None
 
 
 def _not_null_in_set(ctx: StatementContext, table: str, column: str) -> bool:
