@@ -27,3 +27,29 @@ async def test_describe_database_finds_a_table_written_as_sql_like_other_tools_p
         assert [t["schema"] for t in quoted.structured_content["tables"]] == ["public"]
         clash = await session.call_tool("describe_database", {"table": '"public".orders', "schema": "Sales Ünit"})
         assert clash.is_error and "names schema 'public', but schema is 'Sales Ünit'" in clash.content[0].text
+
+
+async def test_files_named_by_path_count_against_the_input_limit(tmp_path):
+    """The input limit's own error says to pass files by path, but a path was no limit at all: a 2 MB file took
+    the server to 900 MB, an 8.6 MB one would have taken gigabytes. Over MCP the named migration files count
+    (a directory: its .sql files), refused before anything is read, saying how to go on."""
+    from agent19.tools.registry import MAX_ARGUMENT_CHARACTERS
+
+    statement = "ALTER TABLE t ADD COLUMN c integer DEFAULT random();\n"
+    big = tmp_path / "V1__big.sql"
+    big.write_text(statement * (MAX_ARGUMENT_CHARACTERS // len(statement) + 1))
+    small = tmp_path / "small" / "V1__small.sql"
+    small.parent.mkdir()
+    small.write_text(statement)
+    async with stdio_session() as session:
+        for tool, args in [("lint_migration", {"paths": [str(big)]}), ("lint_migration", {"paths": [str(tmp_path)]}),
+                           ("plan_migration", {"file": str(big)}), ("generate_runbook", {"file": str(big)}),
+                           ("lint_migration", {"paths": [str(small), str(big)]})]:
+            refused = await session.call_tool(tool, args | {"pg_version": 15})
+            assert refused.is_error, tool
+            text = refused.content[0].text
+            assert f"at most {MAX_ARGUMENT_CHARACTERS:,}" in text and "agent19 lint FILE" in text, text
+            assert "nothing was run" in text and "ALTER" not in text, text
+        linted = await session.call_tool("lint_migration", {"paths": [str(small.parent)], "pg_version": 15})
+        assert not linted.is_error, linted.content[0].text
+        assert linted.structured_content["summary"]["statements"] == 1

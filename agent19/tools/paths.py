@@ -20,8 +20,8 @@ fails on a path-looking argument that is not declared here (or in :data:`NOT_PAT
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +55,15 @@ PATH_ARGS: dict[str, dict[str, PathUse]] = {
     "cdc_debezium": {"write_to": "write"},
 }
 
+TEXT_INPUTS: dict[str, tuple[str, ...]] = {
+    "lint_migration": ("paths",), "plan_migration": ("file",), "generate_runbook": ("file",),
+    "test_migration": ("files", "down_files"), "verify_rollback": ("up", "down"),
+    "etl_run": ("pipeline",), "data_quality": ("file",),
+}
+"""Path arguments whose files a tool reads whole as its input (migrations, pipelines, checks): over MCP they
+count, with the arguments' own text, against the per-call input limit (a directory: its ``.sql`` files, as
+:mod:`agent19.migrate.layouts.files` finds them). Backups, archives and written paths are not input text."""
+
 NOT_PATHS: dict[tuple[str, str], str] = {
     ("restore_runbook", "archive_dir"): "only written into the runbook's restore_command, never opened",
     ("restore_runbook", "backup_dir"): "only written into the runbook's commands, never opened",
@@ -73,19 +82,29 @@ def _within(path: Path, root: Path) -> bool:
     return path == root or path.is_relative_to(root)
 
 
-@dataclass(frozen=True)
 class PathPolicy:
-    """Where an MCP client's path arguments may point (see the module docstring)."""
+    """Where an MCP client's path arguments may point (see the module docstring).
 
-    roots: tuple[Path, ...]
-    denied: tuple[Path, ...]
+    The directories are resolved (``realpath``: a system call per path component) when a path argument is
+    first checked, not when the policy is made: the server makes one per call, and most calls name no path."""
+
+    def __init__(self, roots: Callable[[], list[Path]], denied: Callable[[], list[Path]]) -> None:
+        self._roots, self._denied = roots, denied
+
+    @cached_property
+    def roots(self) -> tuple[Path, ...]:
+        return tuple(dict.fromkeys(self._roots()))
+
+    @cached_property
+    def denied(self) -> tuple[Path, ...]:
+        return tuple(self._denied())
 
     @classmethod
     def for_mcp(cls, settings: Settings, env: Mapping[str, str] | None = None) -> PathPolicy:
         env = os.environ if env is None else env
         extra = [p for p in env.get(ENV, "").split(os.pathsep) if p.strip()]
-        roots = [_real(Path.cwd()), _real(settings.handoff_dir), *(_real(p) for p in extra)]
-        return cls(roots=tuple(dict.fromkeys(roots)), denied=(_real(settings.data_dir),))
+        return cls(roots=lambda: [_real(Path.cwd()), _real(settings.handoff_dir), *(_real(p) for p in extra)],
+                   denied=lambda: [_real(settings.data_dir)])
 
     def check(self, value: str, what: str) -> None:
         real = _real(value)
@@ -109,3 +128,47 @@ class PathPolicy:
                 if use == "read_or_json" and item.lstrip().startswith(("{", "[")):
                     continue
                 self.check(item, field)
+        self._within_input_limit(tool, args)
+
+    def _within_input_limit(self, tool: str, args: BaseModel) -> None:
+        """Refuse a call whose named input files, with its own text, exceed the per-call limit: a path is no way
+        around the limit on text (a 5 MB migration's whole result is hundreds of MB in the server)."""
+        from agent19.sizes import characters
+        from agent19.tools.registry import MAX_ARGUMENT_CHARACTERS
+
+        named = [item for field in TEXT_INPUTS.get(tool, ()) for item in _as_list(getattr(args, field, None))]
+        if not named:
+            return
+        limit = MAX_ARGUMENT_CHARACTERS
+        size = characters(args.model_dump())
+        for item in named:
+            size += _input_bytes(_real(item), limit - size + 1)
+            if size > limit:
+                raise InputError(
+                    f"{tool}: the files named ({', '.join(map(repr, named))}) and the arguments hold more than "
+                    f"{limit:,} characters; at most {limit:,} are accepted per call over MCP",
+                    "split the migration into files of a few MB and call once per file, or run it at a terminal "
+                    "(e.g. `agent19 lint FILE`, which reads any size as a stream); nothing was run")
+
+
+def _as_list(value: object) -> list[str]:
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str) and v.strip()]
+
+
+def _input_bytes(path: Path, enough: int) -> int:
+    """Bytes of the file at ``path``, or of the ``.sql`` files under a directory (not in dot-directories);
+    stops counting past ``enough``. A path that does not exist counts 0: the tool says what is wrong with it."""
+    try:
+        if path.is_file():
+            return path.stat().st_size
+        total = 0
+        for root, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            for name in files:
+                if name.lower().endswith(".sql"):
+                    total += os.stat(os.path.join(root, name)).st_size
+                    if total > enough:
+                        return total
+        return total
+    except OSError:
+        return 0
