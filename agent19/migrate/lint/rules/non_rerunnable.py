@@ -9,6 +9,7 @@ from pglast import ast
 from pglast.enums import AlterTableType
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, typed_tree
+from agent19.migrate.lint.rules._shape import by_shape
 
 
 def rerunnable(sql: str) -> str | None:
@@ -53,7 +54,7 @@ def lacks_if_exists(node: str, fields: dict[str, Any]) -> bool:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if not lacks_if_exists(ctx.node, ctx.fields):
         return
-    fix = rerunnable(ctx.sql)
+    fix = by_shape(ctx.sql, ctx.statement.tree, rerunnable)  # built once per shape of statement
     if fix is not None:
         yield Hit("cannot be re-run: a second run (after a partial failure) fails because the object exists "
                   "or is gone", fix + ";")

@@ -1,0 +1,158 @@
+"""Generated SQL computed once per statement *shape*: the statement with its plain names replaced by placeholders.
+
+Fixes deparse a statement's typed parse tree (pglast), the costliest step of a lint: ``ALTER TABLE t1 ADD COLUMN
+c1 integer`` and ``ALTER TABLE t2 ADD COLUMN c2 integer`` build the same fix but for their names. :func:`by_shape`
+builds a fix from ``ALTER TABLE a19x0q ADD COLUMN a19x1q integer`` once and writes each statement's names into it.
+
+That is exact, not a guess, because every statement is checked before its cached fix is used: the placeholder
+text's parse tree must equal the statement's own tree, node for node, once each placeholder is read back as the
+name it stands for, and placeholders may stand only where the deparser prints a name as it is (a table, schema,
+column, index or constraint name, a column reference, a foreign key's columns: pglast's printers never branch on
+those values), and only for a name that is written bare both ways (lower-case ASCII, not a keyword, under 64
+bytes). Anything else — quoted or upper-case names, type and function names, option names, non-ASCII text —
+makes the statement its own shape (built from its own text, as without this module).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from json import loads
+from typing import Any, TypeVar
+
+from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS, UNRESERVED_KEYWORDS
+from pglast.parser import ParseError, parse_sql_json
+
+T = TypeVar("T")
+
+_WORD = re.compile(r"(?<![A-Za-z0-9_$])[a-z_][a-z0-9_]*(?![A-Za-z0-9_$])")
+_KEYWORDS = (frozenset(RESERVED_KEYWORDS) | frozenset(UNRESERVED_KEYWORDS) | frozenset(COL_NAME_KEYWORDS)
+             | frozenset(TYPE_FUNC_NAME_KEYWORDS))
+_PREFIX = "a19x"
+_PLACEHOLDER = re.compile(r"a19x(\d+)q")
+_TEXT_FORMS = re.compile(r"['\"$]|--|/\*|\\")
+"""Quotes, dollar quotes, comments, backslashes: text where a word is not a token (the statement is its own shape)."""
+
+_NAME_KEYS = frozenset({"relname", "schemaname", "colname", "idxname", "conname"})
+"""Fields (in whichever node, pglast's JSON writes RangeVar fields inline) that the deparser prints with print_name
+and otherwise only tests for being set."""
+_NAME_FIELDS = frozenset({("AlterTableCmd", "name"), ("IndexElem", "name"), ("ResTarget", "name"),
+                          ("NameString", "sval")})
+"""(node, field) printed with print_name alone (``NameString``: a ``String`` in one of :data:`_NAME_LISTS`)."""
+_NAME_LISTS = frozenset({("ColumnRef", "fields"), ("Constraint", "fk_attrs"), ("Constraint", "pk_attrs")})
+"""(node, field) holding a list of ``String`` nodes printed with print_name and read nowhere else."""
+
+_LIMIT = 4096
+_shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any] | frozenset[int]] = {}
+"""(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it); or the
+placeholders whose words a second try keeps as they are (those the text's tree holds as plain strings: type,
+function, option names)."""
+_SVAL = re.compile(r'"sval":"a19x(\d+)q"')
+
+
+def _shape(sql: str, keep: frozenset[str] = frozenset()) -> tuple[str, list[str]] | None:
+    """The placeholder text and the names in placeholder order, or None when ``sql`` is best left as it is."""
+    if not sql.isascii() or _PREFIX in sql or _TEXT_FORMS.search(sql):
+        return None
+    names: dict[str, int] = {}
+
+    def sub(m: re.Match[str]) -> str:
+        word = m.group()
+        if word in _KEYWORDS or word in keep or len(word) > 63:
+            return word
+        n = names.setdefault(word, len(names))
+        return f"{_PREFIX}{n}q"
+
+    text = _WORD.sub(sub, sql)
+    return (text, list(names)) if names else None
+
+
+def _same(mine: Any, shape: Any, names: list[str], node: str, field: str) -> bool:
+    """``mine`` (a statement's tree) equals ``shape`` (its placeholder text's tree) with the placeholders read back,
+    placeholders only where :data:`_NAME_KEYS`, :data:`_NAME_FIELDS` and :data:`_NAME_LISTS` allow; locations
+    (offsets into the text) differ. ``node`` and ``field`` say where ``shape`` is: the node type ("" inside a
+    struct pglast writes inline) and the field holding it."""
+    if isinstance(shape, str):
+        if _PREFIX in shape:
+            m = _PLACEHOLDER.fullmatch(shape)
+            return (m is not None and (field in _NAME_KEYS or (node, field) in _NAME_FIELDS)
+                    and mine == names[int(m.group(1))])
+        return type(mine) is str and mine == shape
+    if isinstance(shape, dict):
+        if type(mine) is not dict or len(mine) != len(shape):
+            return False
+        if len(shape) == 1:
+            ((key, value),) = shape.items()
+            if key[:1].isupper():  # a node: {"Type": {its fields}}
+                return key in mine and _same(mine[key], value, names, key, "")
+        if field:  # a struct written inline in its parent's field (e.g. a RangeVar's relname, schemaname)
+            node = ""
+        for key, value in shape.items():
+            if key not in mine:
+                return False
+            if key != "location" and not _same(mine[key], value, names, node, key):
+                return False
+        return True
+    if isinstance(shape, list):
+        if type(mine) is not list or len(mine) != len(shape):
+            return False
+        names_here = (node, field) in _NAME_LISTS
+        for a, b in zip(mine, shape, strict=True):
+            if names_here and type(b) is dict and type(a) is dict and "String" in b and "String" in a:
+                if not _same(a["String"], b["String"], names, "NameString", ""):
+                    return False
+            elif not _same(a, b, names, node, field):
+                return False
+        return True
+    return type(mine) is type(shape) and mine == shape
+
+
+def _read_back(value: Any, names: list[str]) -> Any:
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], value) if _PREFIX in value else value
+    if isinstance(value, tuple):
+        return tuple(_read_back(v, names) for v in value)
+    if isinstance(value, list):
+        return [_read_back(v, names) for v in value]
+    return value
+
+
+def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T]) -> T:
+    """``build(sql)``, from the cache of ``sql``'s shape when its tree (``tree``, the statement's parse tree as
+    :attr:`~agent19.migrate.parse.Statement.tree` holds it) proves the shape's result fits. ``build`` must be a
+    module-level function of the SQL text alone, returning text (or None, or tuples/lists of them) built from its
+    parse tree."""
+    keep: frozenset[str] = frozenset()
+    for _ in range(2):  # a second try keeps the words the first one found in no name's place
+        shaped = _shape(sql, keep)
+        if shaped is None:
+            break
+        text, names = shaped
+        key = (build, text)
+        hit = _shapes.get(key)
+        if isinstance(hit, frozenset):
+            keep = frozenset(names[i] for i in hit)
+            continue
+        if hit is None:
+            try:
+                doc = parse_sql_json(text)
+            except ParseError:
+                break
+            stmts = loads(doc).get("stmts", [])
+            shape_tree = stmts[0].get("stmt") if len(stmts) == 1 else None
+            if shape_tree is None or not _same(tree, shape_tree, names, "", ""):
+                plain = frozenset(int(n) for n in _SVAL.findall(doc))
+                if keep or not plain:
+                    break  # not cached: the next statement of this shape may fit it
+                if len(_shapes) >= _LIMIT:
+                    _shapes.clear()
+                _shapes[key] = plain
+                keep = frozenset(names[i] for i in plain)
+                continue
+            if len(_shapes) >= _LIMIT:
+                _shapes.clear()
+            hit = _shapes[key] = (shape_tree, build(text))
+        elif not _same(tree, hit[0], names, "", ""):
+            break
+        return _read_back(hit[1], names)  # type: ignore[no-any-return]
+    return build(sql)

@@ -1,0 +1,119 @@
+"""Fixes built once per statement shape (agent19.migrate.lint.rules._shape) are exactly the fixes built from each
+statement's own text, and statements of one shape share one build."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent19.migrate.lint.rules import _shape
+from agent19.migrate.lint.rules._base import deparse, typed_tree
+from agent19.migrate.lint.rules.non_rerunnable import rerunnable
+from agent19.migrate.parse import parse_sql
+
+# pairs and runs of one shape with other names, and names the placeholders must not stand for: keywords that need
+# quotes, quoted and upper-case names, type, function and option names, partition strategies, a name used twice,
+# a name over 63 bytes (PostgreSQL truncates it), comments, string constants
+CASES = """
+ALTER TABLE t1 ADD COLUMN c1 integer;
+ALTER TABLE t2 ADD COLUMN c2 integer;
+ALTER TABLE s.t2 ADD COLUMN c2 integer REFERENCES p (id);
+ALTER TABLE s.t3 ADD COLUMN c3 integer REFERENCES p (id);
+ALTER TABLE t3 ADD COLUMN c3 mytype;
+ALTER TABLE t4 ADD COLUMN c4 othertype;
+ALTER TABLE t4 ADD COLUMN "user" integer;
+ALTER TABLE t5 ADD COLUMN "Mixed" integer;
+ALTER TABLE T6 ADD COLUMN Mixed integer;
+ALTER TABLE t7 ADD COLUMN t7 integer;
+ALTER TABLE t8 ADD COLUMN c8 integer DEFAULT now();
+ALTER TABLE t9 ADD COLUMN c9 integer DEFAULT clock_timestamp();
+ALTER TABLE t9 ADD COLUMN c9 text DEFAULT 'x' -- note
+;
+ALTER TABLE t1 DROP COLUMN a, ADD COLUMN b int DEFAULT now();
+ALTER TABLE t2 DROP COLUMN a, ADD COLUMN b int DEFAULT nowx();
+CREATE TABLE n6 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body jsonb NOT NULL);
+CREATE TABLE n7 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body jsonb NOT NULL);
+CREATE TABLE n8 (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body mytype NOT NULL);
+CREATE TABLE n8 (id bigint, body text, CONSTRAINT fk FOREIGN KEY (id, body) REFERENCES x (a, b), CHECK (id > 0));
+CREATE TABLE n9 (id bigint, body text, CONSTRAINT fk FOREIGN KEY (id, body) REFERENCES x (a, b), CHECK (id > 0));
+CREATE TABLE p (a int) PARTITION BY list (a);
+CREATE TABLE q (a int) PARTITION BY range (a);
+CREATE TABLE r (a int) PARTITION BY hash (a);
+CREATE TABLE w (a int) WITH (fillfactor = 70);
+CREATE TABLE v (a int) WITH (autovacuum_enabled = off);
+CREATE TABLE aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa (a int);
+CREATE TABLE bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb (a int);
+CREATE INDEX t1_idx ON t1 (a);
+CREATE INDEX t2_idx ON t2 (b);
+CREATE INDEX t2_idx ON t2 (lower(b));
+CREATE INDEX t3_idx ON t3 (upper(b));
+CREATE INDEX CONCURRENTLY t1_b_idx ON t1 USING gin (b) WITH (fastupdate = off) WHERE a > 5;
+CREATE INDEX CONCURRENTLY t2_b_idx ON t2 USING gist (b) WHERE a > 5;
+CREATE INDEX t4_idx ON t4 (b text_pattern_ops);
+CREATE INDEX t5_idx ON t5 (b varchar_pattern_ops);
+DROP TABLE t1;
+DROP TABLE t2, t3;
+DROP INDEX t1_idx;
+DROP TABLE t1 CASCADE;
+""".strip()
+
+
+def _statements():
+    return parse_sql(CASES)
+
+
+def test_every_fix_is_the_statements_own():
+    _shape._shapes.clear()
+    for st in _statements():
+        assert _shape.by_shape(st.sql, st.tree, rerunnable) == rerunnable(st.sql), st.sql
+
+
+def test_pieces_built_per_shape_are_the_statements_own():
+    """A builder returning several texts (as a rule deparsing parts of a statement does)."""
+    _shape._shapes.clear()
+    for st in _statements():
+        assert _shape.by_shape(st.sql, st.tree, _pieces) == _pieces(st.sql), st.sql
+
+
+def _pieces(sql: str) -> tuple[str, ...]:
+    tree = typed_tree(sql)
+    return tuple(deparse(n) for n in (getattr(tree, "relation", None), tree) if n is not None)
+
+
+def test_one_build_per_shape(monkeypatch):
+    _shape._shapes.clear()
+    built: list[str] = []
+
+    def build(sql: str) -> str | None:
+        built.append(sql)
+        return rerunnable(sql)
+
+    sts = parse_sql("".join(f"CREATE INDEX t{i}_idx ON t{i} (a{i});\n" for i in range(50)))
+    fixes = [_shape.by_shape(st.sql, st.tree, build) for st in sts]
+    assert fixes == [rerunnable(st.sql) for st in sts]
+    assert len(built) == 1 and "t0_idx" not in built[0]
+
+
+@pytest.mark.parametrize("sql", [
+    "CREATE TABLE a19x0q (a int)",  # holds the placeholder spelling: built from its own text
+    "CREATE TABLE ünï (a int)",
+    "CREATE TABLE t (a int DEFAULT 'x''y')",
+])
+def test_texts_left_as_they_are(sql):
+    assert _shape._shape(sql) is None
+
+
+def test_a_shape_does_not_fit_a_different_tree():
+    """The cache is checked against each statement's tree: a tree that differs (here, changed after parsing)
+    gets its own build, not the shape's."""
+    _shape._shapes.clear()
+    a, b = parse_sql("CREATE INDEX t1_idx ON t1 (a); CREATE INDEX t2_idx ON t2 (b);")
+    calls: list[str] = []
+
+    def build(sql: str) -> str | None:
+        calls.append(sql)
+        return rerunnable(sql)
+
+    assert _shape.by_shape(a.sql, a.tree, build) == rerunnable(a.sql) and len(calls) == 1  # the shape's build
+    tree = b.tree
+    tree["IndexStmt"]["unique"] = True
+    assert _shape.by_shape(b.sql, tree, build) == rerunnable(b.sql) and calls[1:] == [b.sql]
