@@ -12,6 +12,7 @@ Each must be a clear error before anything is read or written.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,3 +151,30 @@ async def test_a_transform_constraint_that_cannot_apply_is_a_clear_error_over_mc
         assert not ok.is_error, ok.content
     with psycopg.connect(app) as conn:
         assert conn.execute("SELECT count(*) FROM dst").fetchone() == (20,)
+
+
+def test_tables_written_as_sql_with_double_quotes_mean_what_they_say(dsn, tmp_path):
+    """Every agent19 tool reads a table name raw or as SQL with double quotes; etl run read `"Sales Dept"."Order
+    Items"` as a table whose name has quotes in it (PostgreSQL said it does not exist, quoting it twice), and cdc
+    check said it was not found."""
+    app = owner_login(dsn)
+    _setup(app)
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute('ALTER TABLE dst RENAME TO "Dst.v2"')
+    path = tmp_path / "p.toml"
+    path.write_text(_pipeline('["select", "Id"]', table='\\"Sales Dept\\".\\"Order Items\\"').replace(
+        'table = "public.dst"', "table = 'public.\"Dst.v2\"'"))
+    done = _etl(app, str(path), "--mode", "execute", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert '"inserted": 20' in done.stdout
+    path.write_text(_pipeline('["select", "Id"]', table='\\"Sales Dept\\".nosuch'))
+    missing = _etl(app, str(path), "--dry-run")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert 'the source table "Sales Dept".nosuch does not exist' in missing.stderr, missing.stderr
+    env = {**os.environ, "DATABASE_URL": app}
+    check = subprocess.run([sys.executable, "-m", "agent19", "cdc", "check", '"Sales Dept"."Order Items"',
+                            '"Sales Dept".NoSuch', "--format", "json"], capture_output=True, text=True, env=env,
+                           timeout=120)
+    findings = [f for f in json.loads(check.stdout)["findings"] if f["check"] in ("table", "replica_identity")]
+    assert [(f["status"], f["detail"].split(":")[0]) for f in findings] == [
+        ("ok", "Sales Dept.Order Items"), ("error", "Sales Dept.nosuch not found (or not visible)")], findings

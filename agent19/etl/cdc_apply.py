@@ -18,7 +18,7 @@ from psycopg import sql
 
 from agent19.db.connection import Connection
 from agent19.errors import InputError
-from agent19.migrate.patterns.sqlnames import ident
+from agent19.migrate.patterns.sqlnames import ident, split_name
 
 Q_TABLE = """
 SELECT a.attname AS name, coalesce(a.attnum = ANY(i.indkey), false) AS is_key,
@@ -53,7 +53,13 @@ def split_table(name: str) -> tuple[str, str]:
 
 
 def qualified(name: str) -> str:
-    """``name`` as ``schema.table`` (public when it names no schema)."""
+    """A table as a user names it → ``schema.table`` as the catalog spells it (public when it names no schema).
+
+    Written raw (``My Schema.Order Items``) or as SQL with double quotes (``"My Schema"."Order Items"``, ``s."a.b"``),
+    as every agent19 tool reads a table name (:func:`agent19.migrate.patterns.sqlnames.split_name`)."""
+    if '"' in name:
+        schema, table = split_name(name)
+        return f"{schema or 'public'}.{table}"
     return ".".join(split_table(name))
 
 

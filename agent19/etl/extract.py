@@ -24,6 +24,7 @@ from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoade
 
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
+from agent19.migrate.patterns import sqlnames
 from agent19.migrate.patterns.sqlnames import ident
 from agent19.safety import gate, readonly
 
@@ -59,7 +60,12 @@ Q_TYPES = "SELECT t.oid, format_type(t.oid, NULL) AS name FROM pg_type t WHERE t
 
 
 def split_name(name: str) -> tuple[str, ...]:
-    """``schema.table`` (or ``table``) as identifier parts; quotes are not interpreted."""
+    """``schema.table`` (or ``table``) as identifier parts: written raw, as the catalog spells it (``Sales
+    Dept.Order Items``), or as SQL with double quotes (``"Sales Dept"."a.b"``), as every agent19 tool reads a table
+    name (:func:`agent19.migrate.patterns.sqlnames.split_name`)."""
+    if '"' in name:
+        schema, table = sqlnames.split_name(name)
+        return (table,) if schema is None else (schema, table)
     parts = tuple(p for p in name.split("."))
     if not 1 <= len(parts) <= 2 or not all(parts):
         raise InputError(f"table name {name!r} is not schema.table", "e.g. table = \"public.orders\"")
@@ -90,6 +96,11 @@ class Extractor:
             # catalogs (pg_authid, pg_shadow…) and views over them or over volatile functions.
             with db.read() as conn:
                 text = self.base.as_string(conn)
+                found = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ok", (self.table.as_string(conn),))
+                if not found.fetchone()["ok"]:  # (said plainly: PostgreSQL's error shows the name quoted twice)
+                    raise InputError(f"the source table {table} does not exist (or this login cannot see it)",
+                                     "name it as schema.table, raw (Sales Dept.Order Items) or as SQL with "
+                                     "double quotes (\"Sales Dept\".\"Order Items\")")
                 readonly.check_catalog(conn, readonly.check_statements(gate.parse_input(text)))
 
     @contextmanager
