@@ -186,6 +186,8 @@ def _shorten(value: Any, budget: int, path: str, cut: list[str]) -> Any:
         return value
     if isinstance(value, str):
         keep = max(budget - 8, 40)
+        if len(value) <= keep:
+            return value  # nothing to cut (a note saying "first 40 of 16 characters" took a real cut's place)
         cut.append(f"{path}: first {keep} of {len(value)} characters")
         return _cut(value, keep)
     if isinstance(value, dict):

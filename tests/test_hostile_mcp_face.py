@@ -53,3 +53,33 @@ async def test_files_named_by_path_count_against_the_input_limit(tmp_path):
         linted = await session.call_tool("lint_migration", {"paths": [str(small.parent)], "pg_version": 15})
         assert not linted.is_error, linted.content[0].text
         assert linted.structured_content["summary"]["statements"] == 1
+
+
+def test_a_summary_names_only_what_it_really_cut():
+    """capacity_plan's summary said "growth.fit.method: first 40 of 16 characters": a string shorter than what it
+    may keep was listed as cut, and such notes took the places of real cuts among the six ``shortened`` shows."""
+    import re
+
+    from pydantic import BaseModel
+
+    from agent19.responses import ResultStore, shape
+
+    class Plan(BaseModel):  # the shape of capacity_plan's result
+        current: dict[str, object]
+        growth: dict[str, object]
+        projections: list[dict[str, object]]
+        triggers: list[dict[str, object]]
+        markdown: str
+
+    plan = Plan(current={"largest": [{"name": f"t{i}", "bytes": i * 1000, "rows": i} for i in range(8)]},
+                growth={"evidence": ["y" * 230] * 2,
+                        "observed": [{"at": f"2026-01-0{i + 1}", "bytes": i} for i in range(6)],
+                        "fit": {"method": "compound_growth", "error": 0.1, "rate": 0.5}},
+                projections=[{"months": i, "bytes": i * 10, "note": "n" * 80} for i in range(12)],
+                triggers=[{"what": "w" * 120, "when": "x" * 60} for i in range(10)], markdown="m" * 6000)
+    for budget in (2600, 3000, 3600):
+        shaped = shape(plan, "t" * 2400, ResultStore(), budget=budget)
+        notes = shaped.structured["truncated"]["shortened"]
+        for kept, whole in re.findall(r"first (\d+) of (\d+) characters", " ".join(notes)):
+            assert int(kept) < int(whole), (budget, notes)
+        assert shaped.structured["growth"]["fit"]["method"] == "compound_growth", budget
