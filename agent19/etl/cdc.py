@@ -238,6 +238,11 @@ class CdcRun:
         r.updates += counts.updates
         r.deletes += counts.deletes
         r.skipped_transactions += skipped
+        for table, columns in counts.unknown.items():
+            r.warnings.append(f"changes of {table} carry column(s) the destination table lacks, not applied: "
+                              f"{', '.join(sorted(columns))} (added at the source since the copy?) — if they "
+                              "should be there, add them to the destination and fill them (a new first run copies "
+                              "everything)")
         if counts.missing:
             r.warnings.append(f"{len(counts.missing)} update(s)/delete(s) found no destination row, e.g. "
                               f"{counts.missing[0]}: was the destination changed by hand?")

@@ -44,6 +44,8 @@ class Applied:
     deletes: int = 0
     transactions: int = 0
     missing: list[str] = field(default_factory=list)
+    unknown: dict[str, set[str]] = field(default_factory=dict)
+    """table → columns its changes carried that the destination table lacks (not applied)."""
 
 
 def split_table(name: str) -> tuple[str, str]:
@@ -120,7 +122,10 @@ def _json(values: dict[str, Any]) -> str:
 
 def apply_change(conn: Connection, t: Target, change: dict[str, Any], counts: Applied) -> None:
     action = change["action"]
-    new = {k: v for k, v in _values(change.get("columns")).items() if k in t.columns}
+    carried = _values(change.get("columns"))
+    new = {k: v for k, v in carried.items() if k in t.columns}
+    if len(new) < len(carried):  # a column added at the source since, or left out of the destination on purpose
+        counts.unknown.setdefault(t.name, set()).update(k for k in carried if k not in t.columns)
     ident = sql.Identifier
     if action == "I":
         cols = sql.SQL(", ").join(ident(c) for c in new)
