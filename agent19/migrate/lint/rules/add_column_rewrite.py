@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import (
     Hit,
     Rule,
@@ -15,6 +16,10 @@ from agent19.migrate.lint.rules._base import (
     type_name,
     typed_tree,
 )
+from agent19.migrate.patterns.live import find_table
+from agent19.migrate.patterns.model import comment, fix_script
+from agent19.migrate.patterns.sqlnames import literal, qname, qualified, split_name
+from agent19.migrate.patterns.sqlnames import short as short_name
 
 SERIALS = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
 _SERIAL_BASE = {"serial": "integer", "serial4": "integer", "bigserial": "bigint", "serial8": "bigint",
@@ -34,30 +39,66 @@ def _why(coldef: dict) -> str:
         "stored once, PostgreSQL 11+)"
 
 
+_KIND = {"CONSTR_PRIMARY": "primary key", "CONSTR_UNIQUE": "unique", "CONSTR_FOREIGN": "foreign key (REFERENCES)",
+         "CONSTR_CHECK": "check", "CONSTR_EXCLUSION": "exclusion"}
+_CARRIED = {"CONSTR_DEFAULT", "CONSTR_NOTNULL", "CONSTR_NULL", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
+
+
 def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
-    table, col = short(ctx.relation), ident(coldef.get("colname", "c"))
+    """The add_column_volatile_default pattern (nullable column, default for new rows, keyset backfill, NOT NULL
+    through a validated CHECK when the column was NOT NULL), after the statement's other sub-commands; what the
+    pattern does not carry (the column's own key, foreign key or CHECK) is named."""
+    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
+    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+
+    raw_table = _table(ctx)
+    table, raw_col = short(ctx.relation), coldef.get("colname", "c")
+    col = ident(raw_col)
     t = type_name(coldef.get("typeName", {}))
-    try:
-        node = typed_tree(ctx.sql).cmds[sub].def_
-        col_type = _SERIAL_BASE.get(t) or deparse(node.typeName)
-        default = next((deparse(c.raw_expr) for c in node.constraints or () if c.raw_expr is not None
-                        and c.contype.name == "CONSTR_DEFAULT"), None)
-    except Exception:  # noqa: BLE001 — a fix is a suggestion; the finding stands without it
-        col_type, default = _SERIAL_BASE.get(t, t), None
-    seq = ident(f"{ctx.relation.rpartition('.')[2] if ctx.relation else 't'}_{coldef.get('colname', 'c')}_seq")
-    lines = [f"ALTER TABLE {table} ADD COLUMN {col} {col_type};  -- no rewrite: NULL for existing rows"]
-    if t in SERIALS or any(c.get("contype") == "CONSTR_IDENTITY" for c in column_constraints(coldef)):
-        lines += [f"CREATE SEQUENCE {seq} OWNED BY {table}.{col};",
-                  f"ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT nextval('{seq}');  -- new rows only"]
-        default = f"nextval('{seq}')"
-    elif default:
-        lines.append(f"ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {default};  -- new rows only")
-    else:
-        lines.append("-- for a generated value, fill new rows with a trigger and backfill old rows in batches")
-    if default:
-        lines.append(f"-- backfill in batches, e.g. repeat until 0 rows: UPDATE {table} SET {col} = {default} "
-                     f"WHERE ctid IN (SELECT ctid FROM {table} WHERE {col} IS NULL LIMIT 10000);")
-    return "\n".join(lines)
+    kinds = [c.get("contype") for c in column_constraints(coldef)]
+    tree = typed_tree(ctx.sql)
+    node = tree.cmds[sub].def_
+    col_type = _SERIAL_BASE.get(t) or deparse(node.typeName)
+    default = next((deparse(c.raw_expr) for c in node.constraints or () if c.raw_expr is not None
+                    and c.contype.name == "CONSTR_DEFAULT"), None)
+    head: list[str] = []
+    if len(tree.cmds) > 1:
+        tree.cmds = tuple(c for i, c in enumerate(tree.cmds) if i != sub)
+        head += [comment(f"the statement's other sub-commands, without column {col}:"), deparse(tree) + ";"]
+    rest = sorted({_KIND.get(k, k.removeprefix("CONSTR_").lower()) for k in kinds if k not in _CARRIED})
+    if rest:
+        head.append(comment(f"not carried: the column's {', '.join(rest)} constraint — add it once the column is "
+                            "filled (agent19 pattern add_unique / add_primary_key / add_foreign_key / add_check)"))
+    seq = None
+    if t in SERIALS or "CONSTR_IDENTITY" in kinds:
+        base = short_name(f"{(ctx.relation or 't').rpartition('.')[2]}_{raw_col}", "_seq")
+        seq = qualified(split_name(raw_table)[0], base)
+        head.append(f"CREATE SEQUENCE {seq};  -- owned by {col} once it exists")
+        default = f"nextval({literal(seq)})"
+        if "CONSTR_IDENTITY" in kinds:
+            head.append(comment(f"{col} gets a sequence default rather than an identity (ALTER COLUMN … ADD "
+                                "GENERATED … AS IDENTITY would fill every row again)"))
+    if default is None:  # a stored generated column
+        return "\n".join([*head, f"ALTER TABLE {table} ADD COLUMN {col} {col_type};  -- no rewrite: NULL for "
+                           "existing rows",
+                           "-- for a generated value, fill new rows with a trigger and backfill old rows in batches"])
+    not_null = bool({"CONSTR_NOTNULL", "CONSTR_PRIMARY", "CONSTR_IDENTITY"} & set(kinds)) or t in SERIALS
+    pattern = patterns.add_column_volatile_default(raw_table, raw_col, col_type, default, not_null=not_null,
+                                                   pg_version=ctx.major)
+    known = find_table(ctx.catalog, raw_table)
+    key = single_key(known)
+    if key is None:
+        head.append(comment("the backfill phase runs with agent19 backfill (keyset batches over the primary key)"
+                            + ("" if known is not None else "; with a database (--dsn) it is written out here")))
+    out = [*head, fix_script(pattern.phases, keyset_backfill(*key) if key else None)]
+    if seq is not None:
+        out.append(f"ALTER SEQUENCE {seq} OWNED BY {qname(raw_table)}.{col};")
+    return "\n".join(out)
+
+
+def _table(ctx: StatementContext) -> str:
+    rel = ctx.fields.get("relation", {})
+    return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
