@@ -83,3 +83,25 @@ def test_a_summary_names_only_what_it_really_cut():
         for kept, whole in re.findall(r"first (\d+) of (\d+) characters", " ".join(notes)):
             assert int(kept) < int(whole), (budget, notes)
         assert shaped.structured["growth"]["fit"]["method"] == "compound_growth", budget
+
+
+async def test_a_migration_given_twice_is_refused_not_half_ignored(dsn, tmp_path):
+    """plan_migration and generate_runbook given a file and sql planned the file and dropped the sql without a word
+    (verify_rollback: up_sql won over up); test_migration already refused. A model that sends both learns it."""
+    migration = tmp_path / "V1__add.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN b integer;\n")
+    sql = "DROP TABLE t;"
+    run_sql(dsn, "CREATE TABLE t (a int)")
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        for tool, args in [("plan_migration", {"file": str(migration), "sql": sql}),
+                           ("generate_runbook", {"file": str(migration), "sql": sql, "handoff": False}),
+                           ("plan_migration", {"sql": sql, "changes": [{"type": "add_column", "table": "t",
+                                                                         "column": {"name": "c", "type": "int"}}]})]:
+            refused = await session.call_tool(tool, args)
+            assert refused.is_error, (tool, refused.content[0].text[:200])
+            assert "give exactly one of: a file, sql, or changes (this call gave" in refused.content[0].text
+        refused = await session.call_tool("verify_rollback", {"up": str(migration), "up_sql": sql,
+                                                              "down_sql": "ALTER TABLE t DROP COLUMN b;"})
+        assert refused.is_error and "give up (a file) or up_sql, not both" in refused.content[0].text
+        one = await session.call_tool("plan_migration", {"file": str(migration)})
+        assert not one.is_error and "add column" in one.content[0].text, one.content[0].text[:300]

@@ -138,6 +138,11 @@ def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_p
 
     With ``accept_plan``, a .json file holding a MigrationPlan (plan_migration's output) is taken as is.
     """
+    given = [name for name, value in (("file", args.file), ("sql", args.sql), ("changes", args.changes))
+             if value is not None]
+    if len(given) > 1:  # a file's statements used to replace the sql given beside it, silently
+        raise InputError(f"give exactly one of: a file, sql, or changes (this call gave {' and '.join(given)})",
+                         "call once per migration")
     sql, changes, files = args.sql, args.changes, []
     if args.file:
         path = Path(args.file)

@@ -285,6 +285,9 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
     with the start. Reports "rollback verified" or the exact differences (e.g. a missing index).
     Runs in a transaction that is rolled back, or in a scratch database when a statement cannot run in
     a transaction: nothing persists. Needs mode dry-run."""
+    for text, path in (("up_sql", "up"), ("down_sql", "down")):
+        if getattr(args, text) and getattr(args, path):  # one of them used to be ignored, silently
+            raise InputError(f"give {path} (a file) or {text}, not both")
     if args.up_sql:
         up = parse_sql(args.up_sql, "up")
     elif args.up:
