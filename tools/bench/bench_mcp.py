@@ -104,6 +104,9 @@ async def listing() -> None:
         outputs = sum(compact_size(t.output_schema) for t in tools)
         print(f"tools/list: {len(tools)} tools, {desc + inputs + outputs:,} characters "
               f"(descriptions {desc:,}, input schemas {inputs:,}, output schemas {outputs:,})")
+        whole = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+        print(f"  the whole tools/list result (also names, titles, annotations; compact JSON): "
+              f"{compact_size(whole):,} characters")
         instructions = session.initialize_result.instructions if session.initialize_result else None
         print(f"server instructions (read once per conversation): {len(instructions or ''):,} characters")
         per_tool = sorted(((len(t.description or ""), compact_size(t.input_schema), compact_size(t.output_schema),
