@@ -17,7 +17,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.lint.config import normalize_version
-from agent19.migrate.parse import parse_sql, read_sql_file
+from agent19.migrate.parse import read_sql_file
 from agent19.migrate.planning.calibrate import calibrate_plan
 from agent19.migrate.planning.escalation_drops import live_function_evidence
 from agent19.migrate.planning.escalations import add_data_loss, add_evidence
@@ -116,7 +116,7 @@ def measured_activity(ctx: Any, seconds: float) -> dict[str, TableActivity] | No
 def with_live_data_loss(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
     """The plan's escalations completed with live facts: data loss from the safety check (narrowing types), and
     what the catalog records about dropped functions (breaking change)."""
-    statements = parse_sql(plan.sql)
+    statements = plan.planned_statements()  # the planner's parse, not a second one
     with ctx.db.read() as conn:
         facts = load_facts(conn, statements)
         functions, missing = live_function_evidence(conn, plan.operations)

@@ -167,10 +167,11 @@ def load_file(path: Path, down_file: Path | None = None) -> Migration:
     )
 
 
-def load_text(sql: str, name: str = "migration") -> Migration:
-    """SQL given as text: statements run one by one unless it has explicit ``BEGIN``/``COMMIT``."""
-    return Migration(id=name, name=name, convention="text", statements=parse_sql(sql), wrapped=False,
-                     text=sql)
+def load_text(sql: str, name: str = "migration", statements: list[Statement] | None = None) -> Migration:
+    """SQL given as text: statements run one by one unless it has explicit ``BEGIN``/``COMMIT``. ``statements``:
+    ``parse_sql(sql)`` already at hand (it is not parsed again)."""
+    return Migration(id=name, name=name, convention="text",
+                     statements=parse_sql(sql) if statements is None else statements, wrapped=False, text=sql)
 
 
 def _files_of(directory: Path) -> list[Path]:

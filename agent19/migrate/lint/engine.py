@@ -43,7 +43,7 @@ from agent19.migrate.lint.rules._base import (
     rel_name,
 )
 from agent19.migrate.lint.rules.missing_lock_timeout import sets_lock_timeout
-from agent19.migrate.model import Risk, max_risk
+from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.sqltree import walk
 
 DEFAULT_PG_VERSION = 110000
@@ -214,12 +214,17 @@ def lint(
     catalog: SchemaSnapshot | None = None,
     pg_version: int | None = None,
     config: LintConfig | None = None,
+    operations: list[Operation] | None = None,
 ) -> LintReport:
     """Lint ``migrations`` as one ordered history, in order (a directory in its tool's order): a table or view
     created, a CHECK added or validated in an earlier file is known to the later ones, as PostgreSQL would have
-    it when the set is applied in one deployment; session settings (lock_timeout) and transactions are per file."""
+    it when the set is applied in one deployment; session settings (lock_timeout) and transactions are per file.
+
+    ``operations``: when given, every statement's classification (:func:`~agent19.migrate.classification.classify.
+    classify`'s operations, in statement order) is appended to it, for a caller that would otherwise classify the
+    same statements again (the planner)."""
     with _fewer_collections():
-        return _lint(migrations, catalog=catalog, pg_version=pg_version, config=config)
+        return _lint(migrations, catalog=catalog, pg_version=pg_version, config=config, operations=operations)
 
 
 def _lint(
@@ -228,6 +233,7 @@ def _lint(
     catalog: SchemaSnapshot | None = None,
     pg_version: int | None = None,
     config: LintConfig | None = None,
+    operations: list[Operation] | None = None,
 ) -> LintReport:
     """:func:`lint`, one statement at a time: its tree decoded, classified, linted and reported, then only what
     later statements read of it is kept (:meth:`StatementContext.retire`), so memory does not grow with trees."""
@@ -259,6 +265,8 @@ def _lint(
         for stmt, group in zip(migration.statements, groups, strict=True):
             held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
             ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
+            if operations is not None:
+                operations.extend(ops)
             ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
             silenced = _ignored_rules(lines, stmt.line, stmt.sql)
             findings: list[Finding] = []

@@ -16,11 +16,14 @@ Field meanings that other stages rely on:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from agent19.migrate.model import Risk
+
+if TYPE_CHECKING:
+    from agent19.migrate.parse import Statement
 
 Downtime = Literal["none", "writes", "reads_and_writes"]
 RollbackKind = Literal["automatic", "manual", "restore_from_backup"]
@@ -126,6 +129,11 @@ class PlannedOperation(BaseModel):
         "'assumed (N rows/s …)', 'observed in the dry run' or a catalog change")
 
 
+RESTORE_DESCRIPTION = ("it destroys data that no SQL brings back: take a backup (or keep a copy of the affected rows) "
+                       "before running it, and restore from it to roll back")
+BACKUP_PREREQUISITE = "a verified backup (or a copy of the rows and columns it destroys)"
+
+
 class RollbackStrategy(BaseModel):
     kind: RollbackKind
     description: str
@@ -204,3 +212,14 @@ class MigrationPlan(BaseModel):
     index_costs: list[IndexWriteCost] = Field(default=[], description="per index the migration creates on an "
                                               "existing table: the extra write work, measured")
     notes: list[str] = Field(default=[], description="what the plan was made without, e.g. an unreachable database")
+    _statements: Any = PrivateAttr(default=None)
+    """The statements of :attr:`sql` as the planner parsed them (never dumped): live checks that complete the plan
+    read them instead of parsing the SQL again (:func:`planned_statements`)."""
+
+    def planned_statements(self) -> list[Statement]:
+        """The parsed statements of :attr:`sql`: the planner's own, or parsed again for a plan read from JSON."""
+        if self._statements is None:
+            from agent19.migrate.parse import parse_sql
+
+            self._statements = parse_sql(self.sql)
+        return self._statements  # type: ignore[no-any-return]

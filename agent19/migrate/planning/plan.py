@@ -20,7 +20,6 @@ from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
-from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.layouts.files import load_text
 from agent19.migrate.lint.config import LintConfig
@@ -35,6 +34,8 @@ from agent19.migrate.planning.changes import changes_to_sql, with_generated_inve
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
+    BACKUP_PREREQUISITE,
+    RESTORE_DESCRIPTION,
     Change,
     DeploymentStrategy,
     MigrationPlan,
@@ -256,8 +257,7 @@ def _rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: boo
     steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
     if data_loss:
         return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
-                                description="it destroys data that no SQL brings back: take a backup (or keep a copy "
-                                "of the affected rows) before running it, and restore from it to roll back")
+                                description=RESTORE_DESCRIPTION)
     if irreversible:
         return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
                                 description="some operations have no automatic inverse: undo them by hand; the "
@@ -292,9 +292,11 @@ def plan_migration(
     statements = parse_sql(text)
     if not statements:
         raise InputError("no SQL statements to plan", "the input is empty or only comments")
-    migration = load_text(text)
-    ops = classify(statements, catalog=catalog, pg_version=version)
-    report = lint([migration], catalog=catalog, pg_version=version, config=LintConfig(fail_on="never"))
+    # parsed once, classified once: lint classifies every statement in order, as classify() would, and hands the
+    # operations over
+    ops: list[Operation] = []
+    report = lint([load_text(text, statements=statements)], catalog=catalog, pg_version=version,
+                  config=LintConfig(fail_on="never"), operations=ops)
     new = {norm(rel_name(s.fields["relation"])) for s in statements
            if s.node == "CreateStmt" and isinstance(s.fields.get("relation"), dict)}
     by_index = {s.index: s for s in statements}
@@ -339,7 +341,7 @@ def plan_migration(
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
                             f"{planned[0].description.split(' (')[0]}" + (
                                 f" and {len(planned) - 1} more" if len(planned) > 1 else ""))
-    return MigrationPlan(
+    plan = MigrationPlan(
         id=hashlib.sha256(text.encode()).hexdigest()[:12],
         name=name,
         description=options.description or f"{len(planned)} operation(s) on "
@@ -363,6 +365,8 @@ def plan_migration(
         ] if options.dry_run is None or options.dry_run.query_plans is None else None),
         index_costs=costs,
     )
+    plan._statements = statements
+    return plan
 
 
 def _worse_plans(dry: DryRunResult | None, order_of: dict[int, int], sql: dict[int, str]) -> dict[int, list[str]]:
@@ -377,7 +381,7 @@ def _prerequisites(ops: list[Operation], planned: list[PlannedOperation], data_l
                    live: bool) -> list[str]:
     out = ["SET lock_timeout (e.g. '5s') in the session that runs it, and retry on timeout"]
     if data_loss:
-        out.append("a verified backup (or a copy of the rows and columns it destroys)")
+        out.append(BACKUP_PREREQUISITE)
     if any(not op.in_transaction for op in ops):
         out.append("run the statements that cannot run in a transaction block on their own, outside BEGIN … COMMIT")
     if any(p.rewrite for p in planned):
