@@ -306,6 +306,7 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
         db.close()
 
 
-HTTP_BODY_LIMIT = 2 * MAX_ARGUMENT_CHARACTERS + 1_000_000
-"""Bytes of one HTTP request: a call at the argument limit fits as JSON (a newline is two bytes there); the
-SDK's own default (4 MiB) refused a 5 MB migration that stdio accepts."""
+HTTP_BODY_LIMIT = 4 * MAX_ARGUMENT_CHARACTERS + 1_000_000
+"""Bytes of one HTTP request: a call at the argument limit fits as JSON in UTF-8, whatever its characters (up to
+4 bytes each: at 2 a 6,000,000-character migration with CJK comments got an opaque HTTP 413 where stdio accepts
+it; over the limit the tool's own error says what to do). The SDK's own default (4 MiB) refused a 5 MB migration."""

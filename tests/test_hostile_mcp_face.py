@@ -105,3 +105,22 @@ async def test_a_migration_given_twice_is_refused_not_half_ignored(dsn, tmp_path
         assert refused.is_error and "give up (a file) or up_sql, not both" in refused.content[0].text
         one = await session.call_tool("plan_migration", {"file": str(migration)})
         assert not one.is_error and "add column" in one.content[0].text, one.content[0].text[:300]
+
+
+async def test_a_call_within_the_limit_is_accepted_over_http_whatever_its_characters():
+    """The limit counts characters; HTTP counted 2 bytes a character: a 6,000,000-character migration with CJK
+    comments (18 MB of UTF-8) got an opaque "Server returned an error response" (413) where stdio linted it.
+    Over the limit, in 4-byte characters, the tool's own error still says what to do."""
+    from agent19.tools.registry import MAX_ARGUMENT_CHARACTERS
+    from tests.mcp_client import http_server, http_session
+
+    statement = "\nALTER TABLE t ADD COLUMN c integer;\n"
+    with http_server() as url:
+        async with http_session(url) as session:
+            wide = await session.call_tool("lint_migration", {"sql": "-- " + "語" * 6_000_000 + statement,
+                                                              "pg_version": 15})
+            assert not wide.is_error, wide.content[0].text[:300]
+            assert wide.structured_content["summary"]["statements"] == 1
+            over = await session.call_tool("lint_migration", {"sql": "-- " + "😀" * MAX_ARGUMENT_CHARACTERS + statement,
+                                                              "pg_version": 15})
+            assert over.is_error and f"at most {MAX_ARGUMENT_CHARACTERS:,}" in over.content[0].text

@@ -190,7 +190,8 @@ def _within_size_limit(tool_name: str, arguments: BaseModel) -> None:
     if size > MAX_ARGUMENT_CHARACTERS:
         raise InputError(f"{tool_name}: the arguments hold {size:,} characters; at most "
                          f"{MAX_ARGUMENT_CHARACTERS:,} are accepted per call",
-                         "split the input (e.g. one migration file per call, or pass files by path); nothing was run")
+                         "split the input (e.g. one migration file of a few MB per call), or run it at a terminal "
+                         "(`agent19 lint FILE` reads any size as a stream); nothing was run")
 
 
 def _forbid_unknown_fields(args: type[BaseModel]) -> None:
