@@ -103,15 +103,15 @@ class Database:
 
     # -- sessions -----------------------------------------------------------------------
     def _configure(self, conn: Connection) -> None:
+        """agent19's session settings, in one round trip (it runs again after every pooled call's reset)."""
         settings = self.settings
+        read_only = ", set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT set_config('statement_timeout', %s, false),"
-                " set_config('lock_timeout', %s, false)",
+                " set_config('lock_timeout', %s, false)" + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
             )
-            if settings.mode is AccessMode.READ_ONLY:
-                cur.execute("SET default_transaction_read_only = on")
 
     def session_options(self) -> dict[str, str]:
         """Connection parameters that give any session agent19 opens (scratch databases, watchers…)
