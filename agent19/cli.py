@@ -12,7 +12,7 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -127,7 +127,7 @@ def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.Argum
     for field_name, info in spec.args.model_fields.items():
         name = info.alias or field_name
         _add_field(parser, name, info, positional=name in spec.positional)
-    parser.add_argument("--format", choices=["text", "json", *spec.formats], default="text",
+    parser.add_argument("--format", choices=list(dict.fromkeys(["text", "json", *spec.formats])), default="text",
                         help="output format (default text)")
     return parser
 
@@ -256,15 +256,16 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         progress.end()
         if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
             ctx.db.close()
-    _print_large(spec.render(result, ns.format))
+    _print_large(spec.render_parts(result, ns.format))
     return spec.exit_code(result) if spec.exit_code else 0
 
 
-def _print_large(text: str, chunk: int = 1 << 20) -> None:
-    """print(text), a megabyte at a time: print encodes its whole argument at once, a second copy of a large
-    report (a 5 MB migration's lint JSON is ~100 MB) in memory."""
-    for start in range(0, len(text), chunk):
-        sys.stdout.write(text[start:start + chunk])
+def _print_large(parts: Iterable[str], chunk: int = 1 << 20) -> None:
+    """print("".join(parts)), a megabyte at a time: print encodes its whole argument at once, a second copy of a
+    large report (a 5 MB migration's lint JSON is ~100 MB) in memory; a report rendered in parts is never whole."""
+    for text in parts:
+        for start in range(0, len(text), chunk):
+            sys.stdout.write(text[start:start + chunk])
     sys.stdout.write("\n")
 
 

@@ -11,7 +11,7 @@ the CLI's flags and ``--help``, the text rendering.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -118,8 +118,9 @@ class ToolSpec(Generic[A, R]):
     """CLI examples shown in ``--help``."""
     exit_code: Callable[[R], int] | None = None
     """The CLI's exit status for a result (default 0), e.g. 1 when a lint found errors."""
-    formats: dict[str, Callable[[R], str]] = field(default_factory=dict)
-    """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``."""
+    formats: dict[str, Callable[[R], str | Iterable[str]]] = field(default_factory=dict)
+    """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``, or the tool's own json (the same
+    text as the default's): text, or its parts in order (a large result printed without building it whole)."""
     module: str = ""
     """The module that declared it."""
     briefs: dict[str, str | dict[str, Any]] = field(default_factory=dict)
@@ -131,14 +132,19 @@ class ToolSpec(Generic[A, R]):
         return self.cli or self.name.replace("_", "-")
 
     def render(self, result: R, fmt: str) -> str:
+        return "".join(self.render_parts(result, fmt))
+
+    def render_parts(self, result: R, fmt: str) -> Iterable[str]:
+        """:meth:`render`'s text in parts, to print as they come (one part unless the format writes several)."""
         if fmt in self.formats:
-            return self.formats[fmt](result)
+            out = self.formats[fmt](result)
+            return (out,) if isinstance(out, str) else out
         if fmt == "json" or self.render_text is None:
             # pydantic's JSON writer turns NaN and ±Infinity (a measured max() can be one) into null:
             # json.dumps would print the bare words NaN / Infinity, which are not JSON
-            return result.model_dump_json(by_alias=True, indent=2)
+            return (result.model_dump_json(by_alias=True, indent=2),)
         # values from a database are data: an escape sequence in one must not drive the terminal (agent19.textsafe)
-        return printable(self.render_text(result))
+        return (printable(self.render_text(result)),)
 
 
 REGISTRY: dict[str, ToolSpec[Any, Any]] = {}
