@@ -5,8 +5,8 @@
 
 A table of N rows; the migration of issue 4 (ADD COLUMN … DEFAULT gen_random_uuid(), CREATE INDEX,
 CREATE INDEX CONCURRENTLY, SET NOT NULL, VALIDATE CONSTRAINT). Two comparisons, each on a fresh TEMPLATE
-copy of the database per run, dry runs and psql interleaved ``--repeat`` times (medians printed: the
-machines this runs on are shared and noisy):
+copy of the database per run (checkpointed before the run: see ``copy``), dry runs and psql interleaved
+``--repeat`` times (medians printed: the machines this runs on are shared and noisy):
 
 * the transactional statements only: ``agent19 dry-run`` vs ``psql -1 -f`` (one transaction);
 * the whole migration: ``agent19 dry-run`` vs ``psql -f`` (``psql -1`` refuses CREATE INDEX
@@ -61,9 +61,13 @@ def build(dsn: str, rows: int) -> None:
 
 
 def copy(dsn: str, name: str) -> str:
+    """A fresh copy of ``bench``, then a checkpoint: the copy's pages are on disk before the timed run starts,
+    so no run pays for writing the copy made for it (a dry run's DROP DATABASE of its scratch database forces
+    a checkpoint: without this one it wrote out the bench's fresh copy, which psql's runs never did)."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE bench')
+        conn.execute("CHECKPOINT")
     return make_conninfo(dsn, dbname=name)
 
 

@@ -9,8 +9,11 @@ there) — :class:`EarlyScratch` starts making it at once, in two threads:
 * ``pg_dump --schema-only`` of the target. pg_dump takes ACCESS SHARE on every table, so the dry run
   waits for it (:meth:`EarlyScratch.wait_dumped`) before its transaction locks them: a statement never
   waits behind agent19's own dump, and its observed duration stays its own.
-* The owner session, ``CREATE DATABASE … TEMPLATE template0`` and, once the dump is there, loading it —
-  all while the target's transaction runs.
+  (The first dump of a database in a process starts at once, in a snapshot whose catalogs' digest — the
+  key it is kept under, :func:`cached_dump` — is read meanwhile; later ones wait for the digest, which
+  says whether the kept dump is still good.)
+* The owner session, ``CREATE DATABASE … TEMPLATE template0`` and, once the dump is there, loading it,
+  then the session that will replay the statements there — all while the target's transaction runs.
 
 Only schema-only and empty copies are made early: a ``TEMPLATE <target>`` copy needs the target free
 of sessions, the dry run's own included, so it is still made after the rollback. Rows sampled from the
@@ -78,25 +81,75 @@ def _target_key(db: Database) -> str:
 
 def cached_dump(db: Database, major: int) -> tuple[tuple[bytes | None, str | None], str]:
     """The target's schema dump: taken again unless the catalogs are unchanged since this process last took it
-    (a second dry run of the same database skips pg_dump's 0.1–0.2 s). Returns (the dump, how it was had)."""
+    (a second dry run of the same database skips pg_dump's 0.1–0.2 s). Returns (the dump, how it was had).
+
+    With no dump of this database kept, there is nothing to look up: pg_dump starts at once, dumping as of a
+    snapshot that a transaction here exports and reads the catalogs' digest in meanwhile (the digest is then
+    exactly the dumped state's), instead of after the digest."""
+    target = _target_key(db)
+    with _DUMPS_LOCK:
+        kept_any = any(k[:2] == (target, major) for k in _DUMPS)
     key: tuple[str, int, str] | None = None
+    dump: tuple[bytes | None, str | None] | None = None
     try:
         with psycopg.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
-            key = (_target_key(db), major, catalog_state(conn))
+            if not kept_any:
+                dump, state = _dump_in_snapshot(conn, db, major)
+                key = (target, major, state) if state is not None else None
+            else:
+                key = (target, major, catalog_state(conn))
     except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
         log.debug("no catalog state (%s): pg_dump runs", exc)
-    if key is not None:
+    if key is not None and dump is None:
         with _DUMPS_LOCK:
             if (kept := _DUMPS.get(key)) is not None:
                 _DUMPS.move_to_end(key)
                 return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
-    dump = scratch_mod.dump_schema(db.dsn, major)
+    if dump is None:
+        dump = scratch_mod.dump_schema(db.dsn, major)
     if key is not None and dump[0] is not None:
         with _DUMPS_LOCK:
             _DUMPS[key] = dump[0]
             while len(_DUMPS) > _DUMPS_KEPT:
                 _DUMPS.popitem(last=False)
     return dump, "schema dump taken (pg_dump)"
+
+
+def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
+                      major: int) -> tuple[tuple[bytes | None, str | None] | None, str | None]:
+    """pg_dump as of a snapshot exported here, and the catalogs' digest read in that same snapshot meanwhile:
+    (the dump, the digest); (None, None) when no snapshot can be exported (the caller dumps as before)."""
+    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    try:
+        try:
+            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        except psycopg.Error as exc:
+            log.debug("no exported snapshot (%s): the digest first, then pg_dump", exc)
+            return None, None
+        snapshot = str(row[0]) if row else None
+        outcome: list[tuple[bytes | None, str | None]] = []
+
+        def take() -> None:  # in a thread of its own, while this session reads the digest
+            try:
+                outcome.append(scratch_mod.dump_schema(db.dsn, major, snapshot))
+            except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
+                outcome.append((None, f"pg_dump failed: {exc}"))
+
+        dumping = threading.Thread(target=take, name="agent19-pg-dump", daemon=True)
+        dumping.start()
+        state: str | None = None
+        try:
+            state = catalog_state(conn)
+        except psycopg.Error as exc:  # the dump is still good; it is only not kept
+            log.debug("no catalog state (%s): the dump is not kept", exc)
+        finally:
+            dumping.join()
+        dump = outcome[0] if outcome else (None, "pg_dump did not run")
+        if dump[0] is None and "snapshot" in (dump[1] or ""):
+            return scratch_mod.dump_schema(db.dsn, major), None  # the snapshot could not be used: as before
+        return dump, state
+    finally:
+        conn.execute("ROLLBACK")
 
 
 class EarlyScratch:
@@ -109,6 +162,7 @@ class EarlyScratch:
         self._admin: psycopg.Connection[Any] | None = None
         self._name: str | None = None
         self._scratch: ScratchDatabase | None = None
+        self._session: psycopg.Connection[Any] | None = None
         self._error: BaseException | None = None
         self._closed = False
         self._how: str | None = None
@@ -136,12 +190,22 @@ class EarlyScratch:
             target = scratch_mod.target_name(self.db)
             if self.copy == "empty":
                 self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "empty")
-                return
-            # the database first (the slow part), then the schema once the dump is there
-            self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
-                                               dump=self._wait_dump)
+            else:  # the database first (the slow part), then the schema once the dump is there
+                self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
+                                                   dump=self._wait_dump)
         except BaseException as exc:  # noqa: BLE001 — re-raised in the dry run's thread by use()
             self._error = exc
+            return
+        try:  # the replaying session, opened now rather than after the target's rollback
+            self._session = scratch_mod.replay_session(self._scratch.dsn, self.db.settings.statement_timeout_ms)
+        except psycopg.Error as exc:  # opened again when used, which then says what is wrong
+            log.debug("no early session to the scratch database: %s", exc)
+
+    def take_session(self) -> psycopg.Connection[Any] | None:
+        """The session to the scratch database opened in advance (the caller closes it), if any; after
+        :meth:`use` has returned the scratch database."""
+        session, self._session = self._session, None
+        return session
 
     def _wait_dump(self) -> tuple[bytes | None, str | None]:
         self._dumped.wait()
@@ -181,6 +245,9 @@ class EarlyScratch:
         if self._closed:
             return
         self._closed = True
+        if self._session is not None:  # opened in advance, never used
+            self._session.close()
+            self._session = None
         if self._admin is not None and self._name is not None:
             try:
                 self.dropped = scratch_mod.close_owner(self._admin, self._name)

@@ -2,7 +2,9 @@
 optional blocking measurement.
 
 The migration's statements are replayed in the scratch database in order (each commits there: the
-database is thrown away), up to the last one that needs it. The ones that need it — and, with
+database is thrown away), up to the last one that needs it (when that one is only re-observed, its own
+rolled-back transaction is all it gets: nothing comes after it). An early scratch database comes with its
+replaying session already open. The ones that need it — and, with
 ``measure_blocking``, every one — are watched from other sessions (:mod:`agent19.migrate.dryrun.watch`).
 When the scratch database holds only a sample of rows, durations are also extrapolated linearly to
 the target's row count (an index build grows a little faster than linearly: n·log n).
@@ -28,7 +30,14 @@ from agent19.migrate.dryrun.cluster_guard import guarded, shared_writes
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import ScratchInfo, StatementResult, statement_error
 from agent19.migrate.dryrun.progress import ServerProgress, run_reporting
-from agent19.migrate.dryrun.scratch import MISSING_OBJECT, CopyMode, ScratchDatabase, list_scratch, scratch_database
+from agent19.migrate.dryrun.scratch import (
+    MISSING_OBJECT,
+    CopyMode,
+    ScratchDatabase,
+    list_scratch,
+    replay_session,
+    scratch_database,
+)
 from agent19.migrate.dryrun.watch import Reporter, Watched, watch_statement
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -142,8 +151,8 @@ def run_in_scratch(
     with made as scratch:
         info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, sampled_rows=scratch.sampled_rows,
                            notes=list(scratch.notes), dropped=False)
-        with psycopg.connect(scratch.dsn, autocommit=True, application_name="agent19 replay") as conn:
-            conn.execute(f"SET statement_timeout = {int(timeout)}")
+        session = early.take_session() if early is not None else None  # opened while the transaction ran
+        with session or replay_session(scratch.dsn, timeout) as conn:
             for stmt in statements[: last + 1]:
                 res = results[stmt.index]
                 if res.ran_in == "skipped":
@@ -172,6 +181,8 @@ def run_in_scratch(
                     if stmt.index in isolate:
                         run_reporting(partial(_isolated, conn, res, stmt), conn=conn, dsn=scratch.dsn, progress=live,
                                       done=stmt.index, total=len(statements), label=label + " (its locks alone)")
+                        if stmt.index == last:
+                            continue  # nothing comes after it here: committing it too would only cost its time
                     if wrote := run_reporting(partial(_replay, conn, stmt), conn=conn, dsn=scratch.dsn, progress=live,
                                               done=stmt.index, total=len(statements), label=label):
                         info.notes.append(f"statement {stmt.index + 1} wrote {', '.join(wrote)} (cluster-wide) in the "

@@ -2,8 +2,9 @@
 
 How it runs (``dry_run``):
 
-1. Leftover scratch databases of killed runs are dropped (:func:`scratch.drop_leftovers`); the
-   target's catalog is snapshotted; the classification predicts each statement's locks and rewrite.
+1. Leftover scratch databases of killed runs are dropped (:func:`scratch.drop_leftovers`) and the cluster is
+   fingerprinted, on a session of their own while the target's catalog is snapshotted
+   (:mod:`agent19.migrate.dryrun.cluster_side`); the classification predicts each statement's locks and rewrite.
 2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in
    order, each under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back
    to the savepoint; later statements still run), observed by :func:`agent19.db.observe.observe`
@@ -51,7 +52,8 @@ from agent19.errors import InputError
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
-from agent19.migrate.dryrun.cluster_state import ClusterFingerprint, diff_cluster, fingerprint
+from agent19.migrate.dryrun.cluster_side import ClusterSide
+from agent19.migrate.dryrun.cluster_state import diff_cluster
 from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, rank, summary_text
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import (
@@ -297,6 +299,7 @@ def dry_run(
     ran: list[str] = []
     conn = db.connect()
     early: EarlyScratch | None = None
+    side: ClusterSide | None = None
     reread: ThreadPoolExecutor | None = None
     try:
         refuse_standby(conn, "test_migration (a dry run)")
@@ -304,14 +307,11 @@ def dry_run(
         # from the SQL alone is enough to decide (a wrong guess only costs a database made in the background)
         early = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
                                conn.info.server_version)
-        try:
-            leftovers = scratch_mod.drop_leftovers(db)
-        except psycopg.Error:
-            leftovers = []  # cannot list databases here; a scratch database, if needed, will say why
+        side = ClusterSide(db)  # leftovers dropped and the cluster fingerprinted on its own session, meanwhile:
         before = snapshot(conn)
         preds = predict(statements, before)
-        cluster_before = fingerprint(conn)
         blocked = screen(db, conn, statements)
+        leftovers, cluster_before = side.before(conn)
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         if early is not None:
             early.wait_dumped()  # pg_dump's ACCESS SHARE locks are gone before the migration's locks are taken
@@ -327,13 +327,14 @@ def dry_run(
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
         scratch_info = None
-        later: Future[tuple[SchemaSnapshot, ClusterFingerprint]] | None = None
+        later: Future[SchemaSnapshot] | None = None
         if scratch_needed or isolate or measure_blocking:
             if early is None:
                 conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
             else:  # the target is read again while the scratch database works (nothing runs there any more)
                 reread = ThreadPoolExecutor(1, thread_name_prefix="agent19-after")
-                later = reread.submit(lambda: (snapshot(conn), fingerprint(conn)))
+                later = reread.submit(snapshot, conn)
+                side.start_after()
             try:
                 scratch_info = run_in_scratch(
                     db, statements, preds, results, before, scratch_needed=set(scratch_needed), isolate=set(isolate),
@@ -347,13 +348,16 @@ def dry_run(
                     f"a scratch database could not be created or used ({reason}): statements that cannot run in a "
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
         if reread is not None and later is not None:
-            after, cluster_after = later.result()
+            after = later.result()
         else:
             if conn.closed:
                 conn = db.connect()
+            side.start_after()
             after = snapshot(conn)
-            cluster_after = fingerprint(conn)
+        cluster_after = side.after(conn)
     finally:
+        if side is not None:
+            side.close()
         if early is not None:
             early.discard()  # made for a re-observation that turned out not to be needed (or never used)
         if reread is not None:

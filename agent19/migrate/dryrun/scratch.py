@@ -95,27 +95,46 @@ def _drop(conn: psycopg.Connection[Any], name: str) -> None:
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
 
 
-def drop_leftovers(db: Database) -> list[str]:
+def drop_leftovers(db: Database, admin: psycopg.Connection[Any] | None = None) -> list[str]:
     """Drop every ``agent19_scratch_*`` database whose owner session is gone (a killed run).
 
     Returns the names dropped. A scratch database whose owner is alive belongs to a running dry
-    run (here or on another machine) and is left alone.
+    run (here or on another machine) and is left alone. ``admin``: an autocommit session to use (from
+    :func:`admin_session`, left open), else one is opened and closed here.
     """
-    with _admin_connect(db, target_name(db), "agent19")[0] as conn:
-        rows = conn.execute(
-            r"""SELECT d.datname FROM pg_database d
-                 WHERE d.datname LIKE 'agent19\_scratch\_%'
-                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname)"""
-        ).fetchall()
-        dropped = []
-        for (name,) in rows:
-            try:
-                _drop(conn, name)
-                dropped.append(name)
-                log.info("dropped leftover scratch database %s", name)
-            except psycopg.Error as exc:
-                log.warning("could not drop leftover scratch database %s: %s", name, exc)
-        return dropped
+    if admin is None:
+        with admin_session(db) as conn:
+            return drop_leftovers(db, conn)
+    rows = admin.execute(
+        r"""SELECT d.datname FROM pg_database d
+             WHERE d.datname LIKE 'agent19\_scratch\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.application_name = d.datname)"""
+    ).fetchall()
+    dropped = []
+    for (name,) in rows:
+        try:
+            _drop(admin, name)
+            dropped.append(name)
+            log.info("dropped leftover scratch database %s", name)
+        except psycopg.Error as exc:
+            log.warning("could not drop leftover scratch database %s: %s", name, exc)
+    return dropped
+
+
+def admin_session(db: Database) -> psycopg.Connection[Any]:
+    """An autocommit session for cluster-wide reads and drops: to ``postgres`` if reachable, else the target."""
+    return _admin_connect(db, target_name(db), "agent19")[0]
+
+
+def replay_session(dsn: str, statement_timeout_ms: int) -> psycopg.Connection[Any]:
+    """The session (autocommit) that replays a migration's statements in the scratch database ``dsn``."""
+    conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 replay")
+    try:
+        conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def list_scratch(dsn: str) -> list[str]:
@@ -153,8 +172,9 @@ def _without_extensions(dump: bytes, names: list[str]) -> bytes:
     return pattern.sub("", dump.decode()).encode()
 
 
-def dump_schema(source_dsn: str, major: int) -> tuple[bytes | None, str | None]:
+def dump_schema(source_dsn: str, major: int, snapshot: str | None = None) -> tuple[bytes | None, str | None]:
     """The target's schema as SQL (``pg_dump --schema-only``): (the dump, None) or (None, why it failed).
+    ``snapshot``: a snapshot exported by an open transaction (``pg_export_snapshot()``) to dump as of.
 
     pg_dump takes ACCESS SHARE on every table it dumps: run it before the dry run's transaction locks them."""
     pg_dump = pg_binary("pg_dump", major)
@@ -164,7 +184,8 @@ def dump_schema(source_dsn: str, major: int) -> tuple[bytes | None, str | None]:
     source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
     dump = subprocess.run(
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
-         "-d", source], capture_output=True, env=source_env, timeout=600,
+         *([f"--snapshot={snapshot}"] if snapshot else []), "-d", source], capture_output=True, env=source_env,
+        timeout=600,
     )
     if dump.returncode != 0:
         return None, "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]

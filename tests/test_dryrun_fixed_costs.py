@@ -1,0 +1,89 @@
+"""A dry run's fixed costs, shrunk or overlapped, with the same results: the cluster fingerprint read in one
+query, the cluster-wide work on a session of its own, pg_dump started with the catalogs' digest taken in the
+snapshot it dumps. (How fast: ``tools/bench/bench_dryrun.py``; here only that nothing changed.)"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from agent19.config import Settings
+from agent19.db.connection import Database
+from agent19.migrate.dryrun import early_scratch
+from agent19.migrate.dryrun.cluster_state import _part_by_part, fingerprint
+from agent19.migrate.dryrun.early_scratch import cached_dump, catalog_state
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.dryrun.scratch import list_scratch
+from agent19.migrate.parse import parse_sql
+from tests.conftest import owner_login
+
+
+def _db(dsn: str) -> Database:
+    return Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+
+
+def test_the_fingerprint_in_one_query_is_the_fingerprint_part_by_part(dsn):
+    app_login = owner_login(dsn)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE ROLE fp_member NOLOGIN; CREATE ROLE fp_group NOLOGIN; GRANT fp_group TO fp_member")
+        c.execute("COMMENT ON ROLE fp_member IS 'a shared comment'")
+        try:
+            whole, parts = fingerprint(c), _part_by_part(c)
+            assert whole == parts
+            assert "fp_member in fp_group" in whole.parts["membership"] and not whole.unreadable
+            assert any(v == "a shared comment" for v in whole.parts["shared_comment"].values())
+            # a login that may not read pg_authid: every part it may read, the passwords named as unreadable
+            with psycopg.connect(app_login, autocommit=True) as app:
+                limited, limited_parts = fingerprint(app), _part_by_part(app)
+            assert limited == limited_parts
+            assert "role passwords (pg_authid)" in limited.unreadable
+            assert limited.parts["role"].keys() == whole.parts["role"].keys()
+        finally:
+            c.execute("DROP ROLE fp_member; DROP ROLE fp_group")
+
+
+def test_the_first_dump_is_keyed_by_the_state_it_dumped(dsn):
+    """No dump kept: pg_dump runs at once in an exported snapshot, the digest read there is its key — the same
+    digest a later run reads while nothing changed (reused), a different one after a DDL (taken again)."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE first_dump (id int PRIMARY KEY, note text)")
+        major = c.info.server_version // 10000
+        state = catalog_state(c)
+    db = _db(dsn)
+    early_scratch._DUMPS.clear()
+    try:
+        (dump, failure), how = cached_dump(db, major)
+        assert failure is None and dump is not None and b"CREATE TABLE public.first_dump" in dump, failure
+        assert how == "schema dump taken (pg_dump)"
+        assert [k[2] for k in early_scratch._DUMPS] == [state]  # keyed by exactly the dumped state
+        (again, _), how = cached_dump(db, major)
+        assert how.startswith("schema dump reused") and again == dump
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("ALTER TABLE first_dump ADD COLUMN later int")
+        (changed, _), how = cached_dump(db, major)
+        assert how == "schema dump taken (pg_dump)" and changed is not None and b"later integer" in changed
+    finally:
+        early_scratch._DUMPS.clear()
+        db.close()
+
+
+def test_a_dry_run_drops_leftovers_and_compares_the_cluster_from_its_own_session(dsn):
+    name = f"agent19_scratch_1_dead_{conninfo_to_dict(dsn)['dbname']}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL)")
+        c.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g")
+    db = _db(dsn)
+    try:
+        # statement 2 takes the lock statement 1 holds: re-observed in a schema copy, the last one not replayed
+        result = dry_run(db, parse_sql("ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nCREATE INDEX t_a ON t (a);\n"
+                                       "ALTER TABLE t ALTER COLUMN u SET NOT NULL;\n"))
+    finally:
+        db.close()
+    assert name in result.leftovers_dropped and name not in list_scratch(dsn)
+    assert result.passed and result.target_unchanged and not result.target_differences, result.summary
+    assert [s.isolated for s in result.statements] == [False, True, True]
+    assert result.statements[2].lock_comparison[0].observed == "AccessExclusiveLock"
+    assert result.scratch is not None and result.scratch.dropped and not any(
+        "failed" in n for n in result.scratch.notes), result.scratch
+    assert list_scratch(dsn) == []
