@@ -87,3 +87,28 @@ def test_a_dry_run_drops_leftovers_and_compares_the_cluster_from_its_own_session
     assert result.scratch is not None and result.scratch.dropped and not any(
         "failed" in n for n in result.scratch.notes), result.scratch
     assert list_scratch(dsn) == []
+
+
+def test_a_statement_skipped_at_run_time_makes_the_replay_ahead_give_way(dsn):
+    """The re-observation ran ahead in the scratch database while the target's transaction ran; the target then
+    skipped statement 2 (a DO block wrote pg_authid): that replay is not what the one after the rollback would
+    have been, so it is done again after the rollback — same result as ever, nothing of the skipped one kept."""
+    role = f"ahead_{conninfo_to_dict(dsn)['dbname']}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL)")
+        c.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g")
+    db = _db(dsn)
+    try:
+        result = dry_run(db, parse_sql(f"ALTER TABLE t ADD COLUMN u int DEFAULT 0;\n"
+                                       f"DO $$ BEGIN EXECUTE 'CREATE ROLE {role}'; END $$;\n"
+                                       "CREATE INDEX t_a ON t (a);\n"))
+    finally:
+        db.close()
+    assert result.statements[1].ran_in == "skipped" and "wrote pg_authid" in (result.statements[1].note or "")
+    assert [s.isolated for s in result.statements] == [False, False, True], result.summary
+    assert result.statements[2].lock_comparison[0].observed == "ShareLock"
+    assert result.scratch is not None and result.scratch.dropped
+    assert not any("wrote" in n or "failed" in n for n in result.scratch.notes), result.scratch.notes
+    assert result.target_unchanged and list_scratch(dsn) == []
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)

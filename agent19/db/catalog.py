@@ -1,7 +1,7 @@
 """Catalog introspection: :func:`snapshot` describes a database in one pass.
 
-A fixed handful of queries (one per kind of object, each over all tables at once), never one
-query per table, so a database with thousands of tables is described in seconds
+A fixed handful of queries (one per kind of object, each over all tables at once, sent together in one
+round trip), never one query per table, so a database with thousands of tables is described in seconds
 (``tools/bench/bench_catalog.py`` measures it).
 """
 
@@ -197,17 +197,17 @@ def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None) -
     if table and "." in table and schema is None:
         schema, table = table.split(".", 1)
     params: dict[str, Any] = {"schema": schema, "table": table}
-    cur = conn.cursor()
+    fetched = _read_all(conn, _QUERIES, params)
 
     def rows(query: str) -> list[dict[str, Any]]:
-        return cur.execute(query, params).fetchall()  # type: ignore[return-value]
+        return fetched[query]
 
     server = rows(Q_SERVER)[0]
     extension_rows = rows(Q_EXTENSIONS)
     columns_by_oid: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows(Q_COLUMNS):
         columns_by_oid[row["oid"]].append(row)
-    volatile = _volatile_functions(cur, [c["default"] for cs in columns_by_oid.values() for c in cs])
+    volatile = _volatile_functions(conn.cursor(), [c["default"] for cs in columns_by_oid.values() for c in cs])
 
     constraints = _group(rows(Q_CONSTRAINTS), _constraint)
     indexes = _group(rows(Q_INDEXES), lambda r: Index(**_without(r, "oid")))
@@ -262,6 +262,21 @@ def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None) -
         enums=[EnumType(**r) for r in rows(Q_ENUMS)],
         filtered=bool(schema or table),
     )
+
+
+_QUERIES = (Q_SERVER, Q_EXTENSIONS, Q_COLUMNS, Q_CONSTRAINTS, Q_INDEXES, Q_TRIGGERS, Q_TABLES, Q_VIEWS, Q_SEQUENCES,
+            Q_SCHEMAS, Q_ENUMS)
+
+
+def _read_all(conn: Connection[Any], queries: tuple[str, ...], params: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each query's rows, all sent at once and read in one round trip (pipeline mode: the server runs them one
+    after the other, without waiting for the client in between); one by one where libpq has no pipeline mode."""
+    if not psycopg.Pipeline.is_supported():
+        cur = conn.cursor()
+        return {q: cur.execute(q, params).fetchall() for q in queries}
+    with conn.pipeline():
+        cursors = {q: conn.cursor().execute(q, params) for q in queries}
+    return {q: c.fetchall() for q, c in cursors.items()}
 
 
 def _without(row: dict[str, Any], *keys: str) -> dict[str, Any]:

@@ -99,15 +99,32 @@ SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.
 
 
 def filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
-    rows = conn.execute(Q_FILENODES).fetchall()
-    return {_get(r, 0, "oid"): (_get(r, 1, "name"), _get(r, 2, "relfilenode")) for r in rows}
+    return _filenodes(conn.execute(Q_FILENODES).fetchall())
 
 
 def held_locks(conn: psycopg.Connection[Any]) -> list[HeldLock]:
-    return [
-        HeldLock(relation=_get(r, 0, "relation"), relkind=_get(r, 1, "relkind"), mode=_get(r, 2, "mode"))
-        for r in conn.execute(Q_LOCKS).fetchall()
-    ]
+    return _held(conn.execute(Q_LOCKS).fetchall())
+
+
+def _filenodes(rows: list[Any]) -> dict[int, tuple[str, int]]:
+    return {_get(r, 0, "oid"): (_get(r, 1, "name"), _get(r, 2, "relfilenode")) for r in rows}
+
+
+def _held(rows: list[Any]) -> list[HeldLock]:
+    return [HeldLock(relation=_get(r, 0, "relation"), relkind=_get(r, 1, "relkind"), mode=_get(r, 2, "mode"))
+            for r in rows]
+
+
+def _after(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], list[HeldLock]]:
+    """:func:`filenodes` and :func:`held_locks` in one round trip (pipeline mode), or one after the other where
+    the client library has no pipeline mode."""
+    from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
+
+    if not Pipeline.is_supported():
+        return filenodes(conn), held_locks(conn)
+    with conn.pipeline():
+        nodes, locks = conn.execute(Q_FILENODES), conn.execute(Q_LOCKS)
+    return _filenodes(nodes.fetchall()), _held(locks.fetchall())
 
 
 def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Observation:
@@ -127,8 +144,7 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Obse
         cur = conn.execute(sql, params)
         duration_ms = (time.perf_counter() - start) * 1000
         rows = cur.rowcount if cur.rowcount >= 0 else None
-        after = filenodes(conn)
-        locks = held_locks(conn)
+        after, locks = _after(conn)
     finally:
         conn.remove_notice_handler(on_notice)
     rewritten = sorted(

@@ -24,8 +24,10 @@ How it runs (``dry_run``):
 
 When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
 ``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`),
-and the target is re-read (step 4) while the scratch database works. A statement that runs for more
-than a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
+and the target is re-read (step 4) while the scratch database works. When it is needed only to re-observe
+hidden locks, that is done there while step 2 runs (:mod:`agent19.migrate.dryrun.ahead`): the replay and the
+drop overlap the target's transaction instead of following it. A statement that runs for more than a
+second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
 
 Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly
 as the migration locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy.
@@ -51,10 +53,11 @@ from agent19.db.observe import held_locks, observe
 from agent19.errors import InputError
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
+from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
-from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, rank, summary_text
+from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, summary_text
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import (
     CheckResult,
@@ -250,19 +253,11 @@ def _expects_scratch(statements: list[Statement], preds: dict[int, list[Operatio
     """The prediction says a scratch database will be needed: a statement cannot run in a transaction block,
     or takes on a relation a mode no stronger than one an earlier statement took there (hidden in pg_locks:
     re-observed in a transaction of its own in the scratch database)."""
-    strongest: dict[str, int] = {}
-    for stmt in statements:
-        if stmt.node == "TransactionStmt":
-            continue
-        ops = preds.get(stmt.index, [])
-        if _needs_scratch(stmt, ops):
-            return True
-        mine = predicted_locks(ops)
-        if any(strongest.get(rel, -1) >= rank(mode) for rel, mode in mine.items()):
-            return True
-        for rel, mode in mine.items():
-            strongest[rel] = max(strongest.get(rel, -1), rank(mode))
-    return False
+    return _any_needs_scratch(statements, preds) or bool(predicted_hidden(statements, preds))
+
+
+def _any_needs_scratch(statements: list[Statement], preds: dict[int, list[Operation]]) -> bool:
+    return any(_needs_scratch(s, preds.get(s.index, [])) for s in statements if s.node != "TransactionStmt")
 
 
 def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, list[Operation]],
@@ -274,8 +269,7 @@ def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, l
     every row again."""
     if copy == "template" or not _expects_scratch(statements, preds):
         return None
-    if copy == "auto" and (measure_blocking or any(
-            _needs_scratch(s, preds.get(s.index, [])) for s in statements if s.node != "TransactionStmt")):
+    if copy == "auto" and (measure_blocking or _any_needs_scratch(statements, preds)):
         return None  # statements timed in the scratch database: a TEMPLATE copy (with the rows), after the rollback
     return EarlyScratch(db, "empty" if copy == "empty" else "schema", server_version // 10000)
 
@@ -300,6 +294,7 @@ def dry_run(
     conn = db.connect()
     early: EarlyScratch | None = None
     side: ClusterSide | None = None
+    ahead: AheadReplay | None = None
     reread: ThreadPoolExecutor | None = None
     try:
         refuse_standby(conn, "test_migration (a dry run)")
@@ -315,6 +310,11 @@ def dry_run(
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         if early is not None:
             early.wait_dumped()  # pg_dump's ACCESS SHARE locks are gone before the migration's locks are taken
+            if not measure_blocking and not sample_rows and not _any_needs_scratch(statements, preds) and (
+                    hidden := predicted_hidden(statements, preds)):  # re-observed meanwhile (module ahead)
+                skip = {s.index for s in statements if s.node == "TransactionStmt"} | set(blocked)
+                ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms)
+                early = None  # the replay ahead owns it now
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
@@ -327,8 +327,12 @@ def dry_run(
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
         scratch_info = None
+        if ahead is not None:
+            scratch_info = ahead.apply(results, isolate) if not scratch_needed else None
+            if scratch_info is None and not scratch_needed and scratch_copy == "auto":
+                scratch_copy = "schema"  # the copy the early scratch database was, made again (a misprediction)
         later: Future[SchemaSnapshot] | None = None
-        if scratch_needed or isolate or measure_blocking:
+        if scratch_info is None and (scratch_needed or isolate or measure_blocking):
             if early is None:
                 conn.close()  # a TEMPLATE copy needs the target free of sessions, agent19's own included
             else:  # the target is read again while the scratch database works (nothing runs there any more)
@@ -356,6 +360,8 @@ def dry_run(
             after = snapshot(conn)
         cluster_after = side.after(conn)
     finally:
+        if ahead is not None:
+            ahead.join()  # its scratch database is dropped before the dry run returns, whatever happened
         if side is not None:
             side.close()
         if early is not None:
