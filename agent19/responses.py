@@ -19,6 +19,7 @@ import json
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,15 +92,18 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
     and, when still over ``budget``, shortened."""
     data = result.model_dump(mode="json", by_alias=True)
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
-    if full or (not moved and len(text) + _size(data) <= budget):
+    size = _Sizes()
+    if full or (not moved and len(text) + size(data) <= budget):
         return Shaped(data, text)
     parts: dict[str, tuple[str, str]] = {"full": ("application/json", _indented(data))}
     for name in moved:
         value = data.pop(name)
         parts[name] = (("text/markdown", value) if isinstance(value, str)
                        else ("application/json", _indented(value)))
+    if moved:
+        size = _Sizes()  # the data lost its artifacts; from here on nothing measured changes
     # the data whole when it fits with a shorter text (the text is a rendering of the same data); else both cut
-    whole_data_room = budget - _size(data) - NOTE_RESERVE
+    whole_data_room = budget - size(data) - NOTE_RESERVE
     text_limit = whole_data_room if whole_data_room >= TEXT_MIN else TEXT_SHARE
     short_text = text
     if len(text) > text_limit:
@@ -112,11 +116,11 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
         short_text += f"\n… (the whole text: {RESULTS_URI.format(id=key, part='text')})"
     note = {"whole_result": artifacts[0].uri, "moved_to_resources": {a.part: a.uri for a in artifacts[1:]},
             "shortened": [], "how": 'read the resources, or call again with detail: "full"'}
-    room = budget - len(short_text) - _size(note)
+    room = budget - len(short_text) - size(note)
     shaped, cut = data, []
-    while _size(shaped) + _size(cut[:6]) > room and room > 0:
-        shaped, cut = _fit(data, room - _size(cut[:6]) - 200)
-        if _size(shaped) + _size(cut[:6]) <= room:
+    while size(shaped) + size(cut[:6]) > room and room > 0:
+        shaped, cut = _fit(data, room - size(cut[:6]) - 200, size)
+        if size(shaped) + size(cut[:6]) <= room:
             break
         room -= 500  # best effort: the notes themselves took more than reserved
     shaped["truncated"] = note | {"shortened": cut[:6]}
@@ -142,6 +146,26 @@ def _size(data: Any) -> int:
     return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
 
 
+class _Sizes:
+    """:func:`_size` that remembers what it measured, for one shaping, where nothing measured changes afterwards.
+
+    Shortening measures the same objects again and again (the whole data before and after each step, every
+    part once for its parent's shares and once more when shortened itself): a 50-statement plan's summary
+    encoded 860,000 characters of JSON to measure 120,000. Each object measured is held, so that its id is
+    not reused by another while this lives."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[Any, int]] = {}
+
+    def __call__(self, value: Any) -> int:
+        known = self._known.get(id(value))
+        if known is not None:
+            return known[1]
+        n = _size(value)
+        self._known[id(value)] = (value, n)
+        return n
+
+
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -159,30 +183,40 @@ LONG_TEXT = 240
 """First step of shortening: every longer string (a statement's text, evidence, a notice) is cut to this."""
 
 
-def _fit(data: dict[str, Any], budget: int) -> tuple[dict[str, Any], list[str]]:
+def _fit(data: dict[str, Any], budget: int, size: Callable[[Any], int] = _size) -> tuple[dict[str, Any], list[str]]:
     """``data`` shortened to about ``budget`` characters of JSON: long texts first (every list keeps its items),
     then the largest parts (small fields, e.g. the paths written or a verdict, stay whole); what was cut."""
     texts: list[str] = []
     short = _cut_texts(data, texts)
     cut = [f"{len(texts)} texts longer than {LONG_TEXT} characters cut (e.g. {', '.join(texts[:3])})"] if texts else []
-    if _size(short) <= budget:
+    if size(short) <= budget:
         return short, cut
-    return _shorten(short, max(budget, 500), "", cut), cut
+    return _shorten(short, max(budget, 500), "", cut, size), cut
 
 
 def _cut_texts(value: Any, cut: list[str], path: str = "") -> Any:
     if isinstance(value, str) and len(value) > LONG_TEXT:
         cut.append(path)
         return _cut(value, LONG_TEXT)
+    # a value with nothing to cut (a number, a short text) is kept as it is, without a call or its path: most of
+    # a result's values are such leaves (a 50-statement plan has thousands)
+    # (the test inline: a call per leaf costs as much as the recursion it saves)
     if isinstance(value, dict):
-        return {k: _cut_texts(v, cut, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {k: _cut_texts(v, cut, f"{path}.{k}" if path else k)
+                if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_cut_texts(v, cut, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_cut_texts(v, cut, f"{path}[{i}]")
+                if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
+                for i, v in enumerate(value)]
     return value
 
 
-def _shorten(value: Any, budget: int, path: str, cut: list[str]) -> Any:
-    if _size(value) <= budget:
+_NESTED = (dict, list)
+
+
+def _shorten(value: Any, budget: int, path: str, cut: list[str], size: Callable[[Any], int] = _size) -> Any:
+    if size(value) <= budget:
         return value
     if isinstance(value, str):
         keep = max(budget - 8, 40)
@@ -191,18 +225,19 @@ def _shorten(value: Any, budget: int, path: str, cut: list[str]) -> Any:
         cut.append(f"{path}: first {keep} of {len(value)} characters")
         return _cut(value, keep)
     if isinstance(value, dict):
-        shares = _share({k: _size(v) + len(k) + 4 for k, v in value.items()}, budget - 2)
-        return {k: _shorten(v, shares[k] - len(k) - 4, f"{path}.{k}" if path else k, cut) for k, v in value.items()}
+        shares = _share({k: size(v) + len(k) + 4 for k, v in value.items()}, budget - 2)
+        return {k: _shorten(v, shares[k] - len(k) - 4, f"{path}.{k}" if path else k, cut, size)
+                for k, v in value.items()}
     if isinstance(value, list):
         out, used = [], 2
         for item in value:
-            size = _size(item) + 1
-            if used + size > budget:
+            item_size = size(item) + 1
+            if used + item_size > budget:
                 if not out:  # at least the first item, itself shortened
-                    out.append(_shorten(item, budget - used, f"{path}[0]", cut))
+                    out.append(_shorten(item, budget - used, f"{path}[0]", cut, size))
                 break
             out.append(item)
-            used += size
+            used += item_size
         cut.append(f"{path}: first {len(out)} of {len(value)}")
         return out
     return value

@@ -68,6 +68,7 @@ class Statement(BaseModel):
     def tree(self, value: dict[str, Any]) -> None:
         self.__dict__["_tree"] = value
         self.__dict__["_tree_json"] = None
+        self.__dict__.pop("_rows_of", None)  # read from the tree (classification.classify.rows_of)
 
     def hold_tree(self) -> bool:
         """Decode the tree once and keep it until :meth:`release_tree` (reads then cost nothing); returns whether
@@ -81,6 +82,7 @@ class Statement(BaseModel):
         """Drop the decoded tree, keeping its JSON text: a later read decodes it again."""
         if self.__dict__.get("_tree_json"):
             self.__dict__["_tree"] = None
+            self.__dict__.pop("_rows_of", None)
 
     def may_contain(self, node_type: str) -> bool:
         """False only when no ``node_type`` node is anywhere in the tree, read from its JSON text (a substring

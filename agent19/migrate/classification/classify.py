@@ -65,14 +65,26 @@ def rows_of(stmt: Statement) -> list[tuple[Behaviour, dict[str, Any] | None]]:
 
     Safety detection (:mod:`agent19.safety.detect`) reads what a statement destroys and loses from these
     rows, so the table is the one place that says it. Rows are those of the newest version known.
+
+    They depend on the statement alone, so a statement whose tree is held keeps them until its tree is let go
+    (:meth:`~agent19.migrate.parse.Statement.release_tree`): a plan judges its statements twice (without and
+    with live facts) and classifies them once for that.
     """
+    kept = stmt.__dict__.get("_rows_of")
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
     ctx = Context(catalog=None, pg_major=MAX_VERSION, session_utc=True, state=MigrationState())
     fields = stmt.fields
+    rows: list[tuple[Behaviour, dict[str, Any] | None]]
     if stmt.node == "AlterTableStmt":  # every relation kind: ALTER FOREIGN TABLE … DROP COLUMN drops one too
         table = range_name(fields.get("relation", {}))
         cmds = [c["AlterTableCmd"] for c in fields.get("cmds", []) if "AlterTableCmd" in c]
-        return [(lookup(decide_alter(cmd, table, ctx).form, MAX_VERSION), cmd) for cmd in cmds]
-    return [(lookup(decide_statement(stmt, ctx).form, MAX_VERSION), None)]
+        rows = [(lookup(decide_alter(cmd, table, ctx).form, MAX_VERSION), cmd) for cmd in cmds]
+    else:
+        rows = [(lookup(decide_statement(stmt, ctx).form, MAX_VERSION), None)]
+    if stmt.__dict__.get("_tree") is not None:  # the sub-commands are parts of the held tree
+        stmt.__dict__["_rows_of"] = rows
+    return rows
 
 
 def _alter_table(stmt: Statement, ctx: Context) -> list[Operation]:
