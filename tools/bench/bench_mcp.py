@@ -12,7 +12,8 @@
   imports the libraries lint needs (pydantic, pglast: the floor); ``agent19 serve`` until it answers tools/list
   beside the MCP SDK serving one trivial tool (``mcp_floor_server.py``: the floor);
 * streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
-  p50/p99 beside server_info (the floor: the protocol and the event loop).
+  p50/p99 beside server_info (the floor: the protocol and the event loop), and the server's CPU time per call
+  (steadier than the latencies on a shared machine: with N clients in a closed loop the p50 is about N times it).
 
 Prints numbers; asserts nothing (tests/test_mcp_budget.py holds the budgets). Not a test.
 """
@@ -193,19 +194,33 @@ async def startup(runs: int) -> None:
 
 
 @contextmanager
-def quiet_http_server(*args: str) -> Iterator[str]:
+def quiet_http_server(*args: str) -> Iterator[tuple[str, int]]:
     """``agent19 serve --http`` with its log in a file: a pipe nobody reads fills up after a few hundred requests
-    (uvicorn logs each one) and the server then blocks writing to it."""
+    (uvicorn logs each one) and the server then blocks writing to it. Yields its URL and process id."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen([sys.executable, *serve_args("--http", "--port", str(port), *args)],
                                 env={**os.environ, **TEST_FILES}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         with listening(proc, "127.0.0.1", port) as url:
-            yield url
+            yield url, proc.pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its live children (the worker pool), from
+    /proc: steadier than wall time on a shared machine; 0 where /proc is missing."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ticks = 0
+        for p in [pid, *map(int, children)]:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return 0.0
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def http_latency(dsn: str, clients: int, calls: int) -> None:
-    with quiet_http_server("--dsn", dsn, *PRIVILEGED) as url:
+    with quiet_http_server("--dsn", dsn, *PRIVILEGED) as (url, pid):
         async def one_client(name: str, args: dict[str, object], out: list[float]) -> None:
             async with http_session(url) as session:
                 for _ in range(calls):
@@ -217,11 +232,14 @@ async def http_latency(dsn: str, clients: int, calls: int) -> None:
 
         for name, args in (("server_info", {}), ("plan_migration", {"sql": MIGRATION})):
             times: list[float] = []
+            cpu = cpu_seconds(pid)
             await asyncio.gather(*(one_client(name, args, times) for _ in range(clients)))
+            cpu = (cpu_seconds(pid) - cpu) / len(times) * 1000  # sessions' set-up included
             times.sort()
             p50 = statistics.median(times) * 1000
             p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000
-            print(f"HTTP {name:<16} {clients} clients × {calls} calls: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            print(f"HTTP {name:<16} {clients} clients × {calls} calls: p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+                  f"server CPU {cpu:.1f} ms per call")
 
 
 async def main() -> int:
