@@ -105,22 +105,29 @@ def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | 
                          "pass the JSON that agent19 dry-run --format json printed") from None
 
 
-def measured_activity(ctx: Any, seconds: float) -> dict[str, TableActivity] | None:
-    """Write activity of every table when a database is configured (a ToolContext), else None."""
-    if ctx.settings.dsn_value() is None:
-        return None
-    with ctx.db.read() as conn:
-        return table_activity(conn, seconds)
-
-
-def with_live_data_loss(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
+def with_live_data_loss(ctx: Any, plan: MigrationPlan, conn: Any = None) -> MigrationPlan:
     """The plan's escalations completed with live facts: data loss from the safety check (narrowing types), and
-    what the catalog records about dropped functions (breaking change)."""
+    what the catalog records about dropped functions (breaking change). ``conn``: a read session already open."""
+    if conn is None:
+        with ctx.db.read() as conn:
+            return with_live_data_loss(ctx, plan, conn)
     statements = plan.planned_statements()  # the planner's parse, not a second one
-    with ctx.db.read() as conn:
-        facts = load_facts(conn, statements)
-        functions, missing = live_function_evidence(conn, plan.operations)
+    facts = load_facts(conn, statements)
+    functions, missing = live_function_evidence(conn, plan.operations)
     return add_evidence(add_data_loss(plan, detect(statements, facts)), "breaking_change", functions, missing)
+
+
+def live_plan(ctx: Any, args: MigrationInput, catalog: SchemaSnapshot, *,
+              accept_plan: bool = False) -> tuple[MigrationPlan, list[str]]:
+    """:func:`plan_input` with a database: the tables' write activity measured before planning and the live
+    data-loss facts after (:func:`with_live_data_loss`), in one read session (a pooled session costs five round
+    trips of its own: check, BEGIN, ROLLBACK, reset, settings), then the durations calibrated where the mode
+    allows (:func:`with_calibrated_durations`)."""
+    with ctx.db.read() as conn:
+        activity = table_activity(conn, args.write_sample_seconds)
+        plan, files = plan_input(args, catalog, accept_plan=accept_plan, activity=activity)
+        plan = with_live_data_loss(ctx, plan, conn)
+    return with_calibrated_durations(ctx, plan), files
 
 
 def with_calibrated_durations(ctx: Any, plan: MigrationPlan) -> MigrationPlan:

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from agent19.migrate.planning.model import MigrationPlan
-from agent19.tools._migration_input import (
-    MigrationInput,
-    measured_activity,
-    plan_input,
-    with_calibrated_durations,
-    with_live_data_loss,
-)
+from agent19.tools._migration_input import MigrationInput, live_plan, plan_input
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -74,10 +68,7 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     escalations (data loss, downtime, performance, breaking change), each naming its statements, the
     evidence and who must act — or a line saying none is needed and what was checked."""
     catalog, unreachable = ctx.live_catalog_or_why()
-    activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
-    plan, _ = plan_input(args, catalog, activity=activity)
-    if catalog is not None:
-        plan = with_calibrated_durations(ctx, with_live_data_loss(ctx, plan))
+    plan = live_plan(ctx, args, catalog)[0] if catalog is not None else plan_input(args, None)[0]
     if unreachable is not None:
         plan.notes.append(f"the database could not be used ({unreachable}): planned from the SQL alone, "
                           "without table sizes or its catalog")

@@ -32,11 +32,9 @@ from agent19.report.render import documents
 from agent19.resources import resource
 from agent19.tools._migration_input import (
     MigrationInput,
+    live_plan,
     load_json,
-    measured_activity,
     plan_input,
-    with_calibrated_durations,
-    with_live_data_loss,
 )
 from agent19.tools.registry import ToolContext, tool
 
@@ -164,10 +162,8 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     `<handoff_dir>/<migration id>/` (readable afterwards as the resource
     agent19://handoffs/{migration_id}) and, with `write_dir`, every document there; returns the paths."""
     catalog, facts, notes = _live(ctx)
-    activity = measured_activity(ctx, args.write_sample_seconds) if catalog is not None else None
-    plan, files = plan_input(args, catalog, accept_plan=True, activity=activity)
-    if catalog is not None:
-        plan = with_calibrated_durations(ctx, with_live_data_loss(ctx, plan))
+    plan, files = (live_plan(ctx, args, catalog, accept_plan=True) if catalog is not None
+                   else plan_input(args, None, accept_plan=True))
     if not _ID.match(plan.id):
         raise InputError(f"migration id {plan.id!r} cannot name a folder", "use letters, digits, '.', '_', '-'")
     dry = dry_run_evidence(load_json(args.dry_run_result, "dry_run_result")) if args.dry_run_result else None

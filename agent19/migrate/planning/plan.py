@@ -131,7 +131,8 @@ def _order_hazards(statements: list[Statement]) -> list[PlanFinding]:
             used.add(norm(rel_name(rel)))
         from agent19.sqltree import walk
 
-        for node, f in walk(s.tree):
+        # a foreign key is a Constraint node: a statement whose tree has none is not walked (most of a plan's)
+        for node, f in walk(s.tree) if s.may_contain("Constraint") else ():
             if node == "Constraint" and isinstance(f.get("pktable"), dict):
                 used.add(norm(rel_name(f["pktable"])))
         for t in sorted(used):
