@@ -8,6 +8,7 @@ import pytest
 from agent19.migrate.lint.rules import _shape
 from agent19.migrate.lint.rules._base import deparse, typed_tree
 from agent19.migrate.lint.rules.non_rerunnable import rerunnable
+from agent19.migrate.lint.rules.type_change_rewrite import type_changes
 from agent19.migrate.parse import parse_sql
 
 # pairs and runs of one shape with other names, and names the placeholders must not stand for: keywords that need
@@ -54,6 +55,16 @@ DROP TABLE t1;
 DROP TABLE t2, t3;
 DROP INDEX t1_idx;
 DROP TABLE t1 CASCADE;
+ALTER TABLE t1 ALTER COLUMN a TYPE bigint;
+ALTER TABLE t2 ALTER COLUMN b TYPE bigint;
+ALTER TABLE t3 ALTER COLUMN b TYPE varchar(30), ALTER COLUMN c TYPE numeric(10, 2);
+ALTER TABLE t4 ALTER COLUMN b TYPE varchar(30), ALTER COLUMN d TYPE numeric(10, 2);
+ALTER TABLE t4 ALTER COLUMN b TYPE text USING b::text;
+ALTER TABLE t5 ALTER COLUMN c TYPE text USING c::text;
+ALTER TABLE t5 ALTER COLUMN c TYPE mytype USING lower(c)::mytype;
+ALTER TABLE t6 ALTER COLUMN d TYPE othertype USING upper(d)::othertype;
+ALTER TABLE t7 ALTER COLUMN e TYPE timestamptz USING e AT TIME ZONE 'UTC';
+ALTER TABLE t8 ALTER COLUMN f TYPE integer[] USING ARRAY[f];
 """.strip()
 
 
@@ -72,6 +83,13 @@ def test_pieces_built_per_shape_are_the_statements_own():
     _shape._shapes.clear()
     for st in _statements():
         assert _shape.by_shape(st.sql, st.tree, _pieces) == _pieces(st.sql), st.sql
+
+
+def test_type_changes_built_per_shape_are_the_statements_own():
+    _shape._shapes.clear()
+    for st in _statements():
+        if st.sql.startswith("ALTER TABLE"):
+            assert _shape.by_shape(st.sql, st.tree, type_changes) == type_changes(st.sql), st.sql
 
 
 def _pieces(sql: str) -> tuple[str, ...]:

@@ -56,9 +56,12 @@ def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
         return cached
     out: dict[str, list[list[str]]] = {}
     for s in ctx.state.set_statements or ctx.migration.statements:
+        if s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt") or (
+                s.node != "IndexStmt" and not s.may_contain("CONSTR_PRIMARY") and not s.may_contain("CONSTR_UNIQUE")):
+            continue  # no key here: its tree (decoded from text in a large file) is not read at all
         f = s.fields
         rel = f.get("relation")
-        if not isinstance(rel, dict) or s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt"):
+        if not isinstance(rel, dict):
             continue
         keys = out.setdefault(norm(rel_name(rel)), [])
         if s.node == "IndexStmt":

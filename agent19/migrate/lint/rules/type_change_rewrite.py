@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pglast.enums import AlterTableType
+
 from agent19.migrate import patterns
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree
+from agent19.migrate.lint.rules._shape import by_shape
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
 from agent19.migrate.patterns.sqlnames import literal, qualified
@@ -65,9 +68,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                 severity="warning",
             )
             continue
-        tree = typed_tree(ctx.sql)
-        new_type = deparse(tree.cmds[sub].def_.typeName)
-        using_sql = None if plain else deparse(tree.cmds[sub].def_.raw_default)
+        new_type, using_text = by_shape(ctx.sql, ctx.statement.tree, type_changes)[sub]  # type: ignore[misc]
+        using_sql = None if plain else using_text
         assumed = ""
         if (op.form or "").endswith(".unknown"):
             assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; no other type "
@@ -77,6 +79,12 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             f"on {short(ctx.relation)}: reads and writes wait for a time that grows with the table{assumed}",
             shadow_column_fix(ctx, col, new_type, using_sql),
         )
+
+
+def type_changes(sql: str) -> list[tuple[str, str | None] | None]:
+    """For each sub-command of an ALTER TABLE: (new type, USING expression) as SQL for a type change, else None."""
+    return [(deparse(c.def_.typeName), None if c.def_.raw_default is None else deparse(c.def_.raw_default))
+            if c.subtype == AlterTableType.AT_AlterColumnType else None for c in typed_tree(sql).cmds]
 
 
 def _table(ctx: StatementContext) -> str:
