@@ -4,6 +4,8 @@ snapshot it dumps. (How fast: ``tools/bench/bench_dryrun.py``; here only that no
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -112,3 +114,31 @@ def test_a_statement_skipped_at_run_time_makes_the_replay_ahead_give_way(dsn):
     assert result.target_unchanged and list_scratch(dsn) == []
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)
+
+
+def test_a_dry_run_that_fails_midway_leaves_no_scratch_database_from_the_replay_ahead(dsn):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL)")
+    calls: list[str | None] = []
+
+    def progress(done: float, total: float | None, message: str | None) -> None:
+        calls.append(message)
+        if len(calls) == 2:  # statement 2 is about to run: the replay ahead is under way
+            raise KeyboardInterrupt
+
+    db = _db(dsn)
+    try:
+        dry_run(db, parse_sql("ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nCREATE INDEX t_a ON t (a);\n"),
+                progress=progress)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the progress callback's interruption did not stop the dry run")
+    finally:
+        db.close()
+    # the replay ahead was stopped and its scratch database dropped before dry_run returned, not later
+    assert not [t for t in threading.enumerate() if t.name == "agent19-ahead" and t.is_alive()]
+    assert list_scratch(dsn) == []
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'u'"
+                         ).fetchone() == (0,)

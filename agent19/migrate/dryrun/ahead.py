@@ -61,6 +61,8 @@ class AheadReplay:
         self.replayed: set[int] = set()
         self.info: ScratchInfo | None = None
         self.error: BaseException | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agent19-ahead", daemon=True)
         self._thread.start()
 
@@ -71,7 +73,10 @@ class AheadReplay:
                 self.info = ScratchInfo(name=scratch.name, strategy=scratch.strategy,
                                         sampled_rows=scratch.sampled_rows, notes=list(scratch.notes), dropped=False)
                 with self.early.take_session() or replay_session(scratch.dsn, self.timeout) as conn:
+                    self._conn = conn
                     for stmt in self.statements[: last + 1]:
+                        if self._stop.is_set():
+                            raise InterruptedError("the dry run ended before the replay ahead")
                         if stmt.index not in self.skipped:
                             self._one(conn, stmt, last)
             self.info.dropped = self.early.dropped
@@ -98,7 +103,13 @@ class AheadReplay:
             self.notes.append((stmt.index, replaying,
                                f"replaying statement {stmt.index + 1} in the scratch database failed: {first}"))
 
-    def join(self) -> None:
+    def join(self, cancel: bool = False) -> None:
+        """Wait for the replay (and the drop) to end; with ``cancel`` (the dry run is failing or interrupted),
+        the statement running there is cancelled and no other starts."""
+        if cancel:
+            self._stop.set()
+            if (conn := self._conn) is not None and not conn.closed:
+                conn.cancel_safe()
         self._thread.join()
 
     def apply(self, results: list[StatementResult], isolate: list[int]) -> ScratchInfo | None:

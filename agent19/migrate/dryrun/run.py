@@ -37,6 +37,7 @@ Sequences advanced by ``nextval`` are not rolled back by PostgreSQL (reported as
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -360,8 +361,8 @@ def dry_run(
             after = snapshot(conn)
         cluster_after = side.after(conn)
     finally:
-        if ahead is not None:
-            ahead.join()  # its scratch database is dropped before the dry run returns, whatever happened
+        if ahead is not None:  # its scratch database is dropped before the dry run returns, whatever happened
+            ahead.join(cancel=sys.exc_info()[0] is not None)
         if side is not None:
             side.close()
         if early is not None:
