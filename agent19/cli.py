@@ -138,7 +138,8 @@ _VALUED = {"--dsn", "--read-dsn", "--mode", "--data-dir", "--handoff-dir", "--st
 
 def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
     """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py),
-    so that a command imports only its own module; None (every tool) otherwise."""
+    so that a command imports only its own module; none for ``agent19 serve`` (the server declares the tools
+    itself: no parser for the other commands is built); None (every tool) otherwise."""
     from agent19.tools import tool_modules
 
     words = iter(argv)
@@ -146,8 +147,10 @@ def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
         if word in _VALUED:
             next(words, None)
         elif not word.startswith("-"):
+            if word == "serve":
+                return []
             module = word.replace("-", "_")
-            if word == "serve" or module not in tool_modules():
+            if module not in tool_modules():
                 return None
             specs = tools_of(module)
             return specs if any(s.command.partition(" ")[0] == word for s in specs) else None

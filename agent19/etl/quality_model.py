@@ -31,7 +31,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent19.errors import InputError
@@ -303,6 +302,8 @@ class ChecksFile(BaseModel):
 
 def parse_checks(text: str, source: str = "checks", fmt: str | None = None) -> ChecksFile:
     """Parse a checks file's text; ``fmt`` is 'yaml' or 'toml' (default: from ``source``'s suffix)."""
+    import yaml  # here: the MCP server declares data_quality without reading any checks file
+
     fmt = fmt or ("toml" if source.endswith(".toml") else "yaml")
     try:
         data = tomllib.loads(text) if fmt == "toml" else yaml.safe_load(text)

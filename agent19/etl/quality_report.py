@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any, Literal
-from xml.etree import ElementTree as ET
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +118,8 @@ def render_text(report: QualityReport) -> str:
 def render_junit(report: QualityReport) -> str:
     """JUnit XML: a testsuite per table, a testcase per check; fail → <failure>, error → <error>,
     warn → passes with the warning in <system-out> (CI should not go red on a warning)."""
+    from xml.etree import ElementTree as ET  # here: only this output format writes XML
+
     suites = ET.Element("testsuites", name="agent19 data quality", tests=str(report.summary.total),
                         failures=str(report.summary.failed), errors=str(report.summary.errors),
                         time=f"{report.summary.seconds:.3f}")

@@ -21,8 +21,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import yaml
-
 from agent19.db.connection import Connection
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
@@ -101,6 +99,8 @@ def _is_key(table: Table, column: str) -> bool:
 
 def suggest(conn: Connection, snap: SchemaSnapshot, tables: list[str]) -> str:
     """A checks file (YAML text) for ``tables``; raises :class:`InputError` naming a table not found."""
+    import yaml  # here: the MCP server declares data_quality without writing any checks file
+
     found: list[Table] = []
     for name in tables:
         table = snap.table(name)
@@ -124,5 +124,7 @@ def suggest(conn: Connection, snap: SchemaSnapshot, tables: list[str]) -> str:
 
 
 def _key(table: Table, snap: SchemaSnapshot) -> str:
+    import yaml
+
     name = table.name if table.schema_name == "public" else table.qualified_name
     return yaml.safe_dump(name, default_style=None).removesuffix("\n...\n").strip()

@@ -16,17 +16,14 @@ and the planner (HypoPG included) uses it only for queries that imply the predic
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
+from typing import TYPE_CHECKING, Any
 
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import ident as _q
 from agent19.migrate.patterns.sqlnames import literal
+
+if TYPE_CHECKING:  # sqlglot (a large import) is loaded by the first query read, not by declaring the tools
+    from sqlglot import exp
 
 MAX_KEY_COLUMNS = 4
 MAX_INCLUDE = 4
@@ -112,11 +109,19 @@ class Shape:
 
 
 def _is_value(node: exp.Expression) -> bool:
+    from sqlglot import exp
+
     return not list(node.find_all(exp.Column)) and not list(node.find_all(exp.Select))
 
 
 def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
     """Per qualified table name, the columns the query filters, joins, orders and groups on."""
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+    from sqlglot.optimizer.qualify import qualify
+    from sqlglot.optimizer.scope import traverse_scope
+
     schema: dict[str, dict[str, dict[str, str]]] = {}
     for t in tables.values():
         schema.setdefault(t.schema, {})[t.name] = t.columns
@@ -175,6 +180,8 @@ def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
 
 
 def _classify(c: exp.Expression, owner: Any, shape: Any) -> None:
+    from sqlglot import exp
+
     if isinstance(c, exp.Paren):
         c = c.this
     if isinstance(c, exp.EQ):
@@ -210,6 +217,8 @@ def _classify(c: exp.Expression, owner: Any, shape: Any) -> None:
 
 def _constant(shape: Shape, column: str, value: exp.Expression) -> None:
     """Record ``column = <literal>`` (a string, number or boolean) for partial-index candidates."""
+    from sqlglot import exp
+
     while isinstance(value, (exp.Cast, exp.Paren)):
         value = value.this
     if isinstance(value, exp.Literal):

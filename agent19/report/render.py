@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 from functools import cache
+from typing import TYPE_CHECKING
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from pydantic import BaseModel
 
 from agent19.report.model import Handoff, Report
+
+if TYPE_CHECKING:  # jinja2 is imported when a document is rendered: the MCP server lists tools without it
+    from jinja2 import Environment
 
 STATUS = {"satisfied": "✅ satisfied", "not_satisfied": "❌ not satisfied", "unknown": "❔ unknown"}
 
@@ -28,6 +31,8 @@ def _stmt(sql: str) -> str:
 
 @cache
 def environment() -> Environment:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     env = Environment(
         loader=PackageLoader("agent19.report", "templates"), undefined=StrictUndefined, autoescape=False,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,

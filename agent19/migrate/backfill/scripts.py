@@ -18,9 +18,9 @@ import re
 import textwrap
 from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING
 
 import pglast
-from jinja2 import Environment, PackageLoader, StrictUndefined
 
 import agent19
 from agent19.db.models import Table
@@ -28,6 +28,9 @@ from agent19.errors import InputError
 from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
 from agent19.migrate.patterns.model import BackfillStep, comment
 from agent19.migrate.patterns.sqlnames import ident, literal, parse_name, qualified, short
+
+if TYPE_CHECKING:  # jinja2 is imported when a script is written: lint fixes and plans need only the SQL parts
+    from jinja2 import Environment
 
 CHECKPOINT_DDL = f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
     name text PRIMARY KEY, table_name text NOT NULL, set_sql text NOT NULL, where_sql text,
@@ -162,6 +165,8 @@ def drop_procedure(spec: BackfillSpec) -> str:
 
 @cache
 def _environment() -> Environment:
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
     env = Environment(loader=PackageLoader("agent19.migrate.backfill", "templates"), undefined=StrictUndefined,
                       autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     # values reach the script as Python literals (repr), comments as one line: no text can escape either

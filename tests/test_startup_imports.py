@@ -1,0 +1,87 @@
+"""What a command imports is what it needs: start-up is most of a one-file lint's time, and of the time an MCP
+client waits for tools/list (tools/bench/bench_mcp.py measures both). These tests look at module presence in a
+fresh interpreter, never at timings: each names the libraries and engine modules the path must not load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def _modules_after(code: str, tmp_path: Path) -> tuple[list[str], str]:
+    """The modules loaded once ``code`` has run in a fresh interpreter (no DSN, no DATABASE_URL), and what it
+    printed before them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    env["AGENT19_DATA_DIR"] = str(tmp_path / "data")  # never the person's embedded server
+    out = subprocess.run([sys.executable, "-c", code + "\nprint(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
+    printed, _, modules = out.rstrip("\n").rpartition("\n")
+    return json.loads(modules), printed
+
+
+def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` (packages or modules) are in ``modules``, with their submodules."""
+    return sorted({n for n in names for m in modules if m == n or m.startswith(n + ".")})
+
+
+LINT_NEVER = (
+    "mcp", "starlette", "uvicorn", "anyio",  # the MCP SDK and its web stack: the CLI is not a server
+    "psycopg", "psycopg_pool", "psycopg_binary", "asyncio",  # the driver (and the asyncio it brings): no DSN
+    "jinja2", "sqlglot", "yaml",  # templates, the optimizer's SQL model, data-quality YAML
+    "agent19.server", "agent19.db.connection", "agent19.db.embedded",  # no database is opened
+    "agent19.migrate.backfill", "agent19.safety.detect", "agent19.safety.run", "agent19.safety.roles",
+    "agent19.optimize", "agent19.ops", "agent19.etl", "agent19.report",
+)
+
+
+def test_a_one_statement_lint_without_a_database_imports_neither_the_driver_nor_the_sdk(tmp_path: Path) -> None:
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            f"    rc = main(['lint', {str(migration)!r}, '--pg-version', '15'])\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    rc, _, report = printed.partition(" ")
+    assert rc == "0" and "1 statements in 1 file(s): 0 error(s)" in json.loads(report), printed  # it did lint
+    assert "agent19.migrate.lint.engine" in modules and "pglast" in modules  # the check sees the real path
+    assert _loaded(modules, LINT_NEVER) == []
+
+
+def test_a_lint_whose_fix_needs_the_backfill_scripts_loads_them_then(tmp_path: Path) -> None:
+    """The backfill scripts are imported where a finding's fix is written, not with the rules: an UPDATE
+    without WHERE still gets its keyset backfill fix (and only then loads the scripts)."""
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            "    rc = main(['lint', '--sql', 'UPDATE t SET a = 1;', '--pg-version', '15', '--format', 'json'])\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    report = json.loads(json.loads(printed.partition(" ")[2]))
+    fixes = [f["fix"] for s in report["statements"] for f in s["findings"] if f.get("fix")]
+    assert any("keyset batches" in fix for fix in fixes), fixes
+    assert "agent19.migrate.backfill.scripts" in modules
+    assert _loaded(modules, ("mcp", "agent19.server")) == []
+
+
+SERVE_NEVER = (
+    "sqlglot",  # the index advisor's query model: loaded by advise_indexes / advise_workload calls
+    "jinja2",  # runbook, specification and script templates: loaded when one is written
+    "yaml",  # data-quality expectation files: loaded when one is read
+)
+
+
+def test_the_mcp_server_lists_every_tool_without_loading_what_only_calls_need(tmp_path: Path) -> None:
+    """Building the server declares every tool (what tools/list shows) without the libraries only a call
+    needs."""
+    code = ("import json, sys\nfrom agent19.config import Settings\nfrom agent19.server import build_server\n"
+            "from agent19.tools.registry import REGISTRY\n"
+            "build_server(Settings.load())\nprint(len(REGISTRY))")
+    modules, printed = _modules_after(code, tmp_path)
+    assert int(printed) >= 30 and "agent19.tools.lint" in modules and "agent19.tools.advise" in modules
+    assert _loaded(modules, SERVE_NEVER) == []
