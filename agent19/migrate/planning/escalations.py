@@ -39,6 +39,8 @@ from agent19.migrate.model import Operation
 from agent19.migrate.planning.escalation_drops import breaking_drops, drops_of
 from agent19.migrate.planning.index_cost import INDEX_KINDS
 from agent19.migrate.planning.model import (
+    BACKUP_PREREQUISITE,
+    RESTORE_DESCRIPTION,
     Escalation,
     EscalationKind,
     IndexWriteCost,
@@ -218,7 +220,23 @@ def add_data_loss(plan: MigrationPlan, findings: list[Finding]) -> MigrationPlan
         if f.kind != "alter_column_type" and old is not None and op.order in old.operations:
             continue  # already escalated from the plan's own classification
         extra.setdefault(op.order, []).append(f"operation {op.order}: {f.reason} (safety check on the live catalog)")
-    return add_evidence(plan, "data_loss", extra)
+    return _mark_lossy(add_evidence(plan, "data_loss", extra), set(extra))
+
+
+def _mark_lossy(plan: MigrationPlan, orders: set[int]) -> MigrationPlan:
+    """The operations in ``orders`` lose data: so say the operations themselves (the runbook's steps, self-review,
+    gates and rollback read them, not the escalation's text), the rollback (a restore, not reverse SQL) and the
+    prerequisites (a backup) — as the plan says them for a statement its own classification finds lossy."""
+    lossy = {o.order for o in plan.operations if o.order in orders and not o.data_loss}
+    if not lossy:
+        return plan
+    ops = [o.model_copy(update={"data_loss": True}) if o.order in lossy else o for o in plan.operations]
+    rollback = plan.rollback
+    if rollback.kind != "restore_from_backup":
+        rollback = rollback.model_copy(update={"kind": "restore_from_backup", "description": RESTORE_DESCRIPTION})
+    prereq = plan.prerequisites if BACKUP_PREREQUISITE in plan.prerequisites else [
+        *plan.prerequisites[:1], BACKUP_PREREQUISITE, *plan.prerequisites[1:]]
+    return plan.model_copy(update={"operations": ops, "rollback": rollback, "prerequisites": prereq})
 
 
 def add_evidence(plan: MigrationPlan, kind: EscalationKind, extra: dict[int, list[str]],
