@@ -328,7 +328,10 @@ def dry_run(
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
         scratch_info = None
-        if ahead is not None:
+        after: SchemaSnapshot | None = None
+        if ahead is not None:  # the target is read again while the replay ahead ends (it may still be dropping)
+            side.start_after()
+            after = snapshot(conn)
             scratch_info = ahead.apply(results, isolate) if not scratch_needed else None
             if scratch_info is None and not scratch_needed and scratch_copy == "auto":
                 scratch_copy = "schema"  # the copy the early scratch database was, made again (a misprediction)
@@ -354,11 +357,13 @@ def dry_run(
                     "transaction were not observed and isolated lock checks were skipped; grant CREATEDB")))
         if reread is not None and later is not None:
             after = later.result()
-        else:
+        elif after is None:
             if conn.closed:
                 conn = db.connect()
             side.start_after()
             after = snapshot(conn)
+        if conn.closed:  # a misprediction's TEMPLATE copy closed it; read here only without an admin session
+            conn = db.connect()
         cluster_after = side.after(conn)
     finally:
         if ahead is not None:  # its scratch database is dropped before the dry run returns, whatever happened
