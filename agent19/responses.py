@@ -78,6 +78,11 @@ class ResultStore:
             while len(self._parts) > self._keep or (len(self._parts) > 1 and self._size() > self._characters):
                 self._parts.popitem(last=False)
 
+    @property
+    def characters(self) -> int:
+        """The most characters kept in all (a result's parts beyond it are not kept: :func:`shape`)."""
+        return self._characters
+
     def get(self, key: str, part: str) -> tuple[str, str] | None:
         with self._lock:
             return self._parts.get(key, {}).get(part)
@@ -109,13 +114,20 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
     if len(text) > text_limit:
         parts["text"] = ("text/plain", text)
         short_text = _cut(text, text_limit - 100)
-    key = store.put(parts)
+    not_kept = _beyond_the_store(parts, store.characters)
+    key = store.put(parts) if parts else ""
     artifacts = [Artifact(part, RESULTS_URI.format(id=key, part=part), len(body), mime, _summary(part, body))
                  for part, (mime, body) in parts.items()]
     if "text" in parts:
         short_text += f"\n… (the whole text: {RESULTS_URI.format(id=key, part='text')})"
-    note = {"whole_result": artifacts[0].uri, "moved_to_resources": {a.part: a.uri for a in artifacts[1:]},
-            "shortened": [], "how": 'read the resources, or call again with detail: "full"'}
+    note: dict[str, Any] = {"moved_to_resources": {a.part: a.uri for a in artifacts if a.part != "full"},
+                            "shortened": [], "how": 'read the resources, or call again with detail: "full"'}
+    if "full" in parts:
+        note = {"whole_result": RESULTS_URI.format(id=key, part="full")} | note
+    if not_kept:
+        note["not_kept"] = not_kept
+        note["how"] = (f"parts over the {store.characters:,} characters this server keeps are not kept: split the "
+                       "input, or run it at a terminal (the agent19 command prints everything)")
     room = budget - len(short_text) - size(note)
     shaped, cut = data, []
     while size(shaped) + size(cut[:6]) > room and room > 0:
@@ -125,6 +137,19 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
         room -= 500  # best effort: the notes themselves took more than reserved
     shaped["truncated"] = note | {"shortened": cut[:6]}
     return Shaped(shaped, short_text, artifacts)
+
+
+def _beyond_the_store(parts: dict[str, tuple[str, str]], characters: int) -> dict[str, int]:
+    """Leave out of ``parts`` (largest first) what would not fit in a store of ``characters``; their sizes.
+
+    A result larger than the whole store was kept all the same, and evicted by the next call of any session
+    (its links dead before a model could read them) after evicting every other session's results."""
+    dropped: dict[str, int] = {}
+    for part in sorted(parts, key=lambda p: -len(parts[p][1])):
+        if sum(len(body) for _, body in parts.values()) <= characters:
+            break
+        dropped[part] = len(parts.pop(part)[1])
+    return dropped
 
 
 def _artifact_fields(model: type[BaseModel]) -> list[str]:
@@ -260,10 +285,12 @@ TRUNCATED_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "present only in a summarised result: where the whole result is and what was left out or cut",
     "properties": {
-        "whole_result": {"type": "string", "description": "resource URI of the whole result"},
+        "whole_result": {"type": "string", "description": "resource URI of the whole result (unless not kept)"},
         "moved_to_resources": {"type": "object", "additionalProperties": {"type": "string"},
                                "description": "field → resource URI of each field left out"},
         "shortened": {"type": "array", "items": {"type": "string"}, "description": "what was cut, and where"},
+        "not_kept": {"type": "object", "additionalProperties": {"type": "integer"},
+                     "description": "part → characters of the parts too large for the server to keep"},
         "how": {"type": "string"},
     },
 }

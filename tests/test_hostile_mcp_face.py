@@ -124,3 +124,30 @@ async def test_a_call_within_the_limit_is_accepted_over_http_whatever_its_charac
             over = await session.call_tool("lint_migration", {"sql": "-- " + "😀" * MAX_ARGUMENT_CHARACTERS + statement,
                                                               "pg_version": 15})
             assert over.is_error and f"at most {MAX_ARGUMENT_CHARACTERS:,}" in over.content[0].text
+
+
+def test_a_result_larger_than_the_store_keeps_what_fits_and_says_what_it_did_not():
+    """A 2 MB migration's lint (64 M characters in all, 49 M of text) was kept whole, over the server's 64 M, then
+    evicted by the next call of any session (its links answered "no result" before a model could read them) after
+    evicting every other result. Now the largest parts that do not fit are left out, named with their sizes, and
+    the rest stays readable after other calls."""
+    from pydantic import BaseModel
+
+    from agent19.responses import ResultStore, shape
+
+    class Lint(BaseModel):
+        statements: list[str]
+
+    store = ResultStore(characters=30_000)
+    earlier = store.put({"full": ("application/json", "x" * 100)})
+    lint = Lint(statements=[f"statement {i}: " + "y" * 200 for i in range(200)])  # ~45,000 characters
+    shaped = shape(lint, "t" * 20_000, store, budget=8_000)
+    note = shaped.structured["truncated"]
+    assert set(note["not_kept"]) == {"full"} and note["not_kept"]["full"] > 30_000, note
+    assert "whole_result" not in note and "run it at a terminal" in note["how"], note
+    assert [a.part for a in shaped.artifacts] == ["text"]
+    assert note["moved_to_resources"] == {"text": shaped.artifacts[0].uri}
+    store.put({"full": ("application/json", "z" * 100)})  # another call
+    key = shaped.artifacts[0].uri.split("/")[-2]
+    assert store.get(key, "text") == ("text/plain", "t" * 20_000)  # still readable
+    assert store.get(earlier, "full") is not None  # and what other calls kept was not swept away
