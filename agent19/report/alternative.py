@@ -112,7 +112,8 @@ def safer_alternative(op: PlannedOperation, facts: list[StatementFact], findings
     pattern = _pattern(op, facts, catalog, pg_version)
     if pattern is None:
         return fixes[0].fix
-    head = [comment(f"instead of this step: {pattern.title.lower()} in phases ({pattern.summary})")]
+    title = pattern.title[:1].lower() + pattern.title[1:]  # only the verb: the names keep their case
+    head = [comment(f"instead of this step: {title} in phases ({pattern.summary})")]
     head += [comment(f"note: {n}") for n in pattern.notes]  # notes quote catalog text (defaults): one line each
     key = single_key(find_table(catalog, pattern.table))  # a backfill phase: the keyset procedure when it is known
     return "\n".join(head) + "\n" + fix_script(pattern.phases, keyset_backfill(*key) if key else None)

@@ -8,6 +8,9 @@ themselves rewritten by the batched backfill.
 
 from __future__ import annotations
 
+from pglast import parse_sql
+from pglast.parser import ParseError
+
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import LiveColumn, advice
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase, Step
@@ -17,6 +20,28 @@ from agent19.migrate.patterns.sqlnames import ident, literal, major, qname, shor
 def _attr_query(table: str, column: str, what: str = "true") -> str:
     return (f"SELECT COALESCE((SELECT {what} FROM pg_attribute WHERE attrelid = to_regclass({literal(qname(table))})"
             f" AND attname = {literal(column)} AND NOT attisdropped), false)")
+
+
+_TRUNCATED_BY_CAST = {"varchar", "bpchar", "bit", "varbit"}
+
+
+def _length_limited(new_type: str) -> bool:
+    """Whether ``new_type`` is a length-limited character or bit string (``varchar(3)``, ``char(2)``, ``bit(8)``).
+
+    ``ALTER COLUMN … TYPE`` without USING converts with an *assignment* cast, which fails on a value that does
+    not fit; an explicit ``CAST(x AS varchar(3))`` silently cuts it to three characters. So the shadow column is
+    filled from the bare column (an UPDATE's SET and a PL/pgSQL assignment are assignment casts too): a value
+    too long stops the backfill, as it would stop the ALTER, instead of being truncated and swapped in.
+    """
+    try:
+        target = parse_sql(f"SELECT CAST(NULL AS {new_type})")[0].stmt.targetList[0].val
+    except ParseError:
+        return False
+    type_node = getattr(target, "typeName", None)
+    names = [getattr(n, "sval", "") for n in getattr(type_node, "names", None) or ()]
+    if not names or names[-1] not in _TRUNCATED_BY_CAST or type_node.arrayBounds:
+        return False
+    return bool(type_node.typmods) or names[-1] in ("bpchar", "bit")  # char and bit alone mean length 1
 
 
 def sync_function(table: str, name: str, body: str) -> tuple[str, str, str]:
@@ -66,7 +91,7 @@ def change_column_type(
     t, c = qname(table), ident(column)
     shadow, old = short(column, "_new"), short(column, "_old")
     s, o = ident(shadow), ident(old)
-    expr = using or f"CAST({c} AS {new_type})"
+    expr = using or (c if _length_limited(new_type) else f"CAST({c} AS {new_type})")
     fwd = short(f"{rel}_{column}", "_to_new")
     back = short(f"{rel}_{column}", "_to_old")
     fn_sql, tg_sql, drop_fwd = sync_function(
