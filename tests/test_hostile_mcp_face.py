@@ -151,3 +151,22 @@ def test_a_result_larger_than_the_store_keeps_what_fits_and_says_what_it_did_not
     key = shaped.artifacts[0].uri.split("/")[-2]
     assert store.get(key, "text") == ("text/plain", "t" * 20_000)  # still readable
     assert store.get(earlier, "full") is not None  # and what other calls kept was not swept away
+
+
+async def test_a_nul_character_cannot_hide_the_rest_of_a_migration(tmp_path):
+    """PostgreSQL's parser reads up to a NUL: ``…;\\0`` then ``DROP TABLE important;`` linted clean (1 statement,
+    exit 0) while psql runs the DROP too. The NUL is refused where it is, at the CLI and over MCP."""
+    import subprocess
+    import sys
+
+    sql = "ALTER TABLE t ADD COLUMN a integer;\x00\nDROP TABLE important;\n"
+    migration = tmp_path / "V1__nul.sql"
+    migration.write_text(sql)
+    cli = subprocess.run([sys.executable, "-m", "agent19", "lint", str(migration), "--pg-version", "15"],
+                         capture_output=True, text=True)
+    assert cli.returncode == 2 and "V1__nul.sql:1:36: syntax error: a NUL character" in cli.stderr, cli
+    async with stdio_session() as session:
+        for tool, args in [("lint_migration", {"sql": sql}), ("lint_migration", {"paths": [str(migration)]}),
+                           ("plan_migration", {"sql": sql})]:
+            refused = await session.call_tool(tool, args | {"pg_version": 15})
+            assert refused.is_error and "1:36: syntax error: a NUL character" in refused.content[0].text, tool

@@ -122,11 +122,23 @@ def _entries(doc: str) -> Iterator[tuple[dict[str, Any], str]]:
         pos = stop + 1 if doc.startswith(",", stop) else stop
 
 
+def _refuse_nul(text: str, file: str | None) -> None:
+    """A NUL character ends the text for PostgreSQL's parser (a C string): the statements after it were never
+    linted, planned or dry-run, while psql runs them (``…;\\0`` then ``DROP TABLE important;`` linted clean)."""
+    at = text.find("\x00")
+    if at >= 0:
+        before = text[:at]
+        raise SqlParseError("a NUL character (\\0): the parser would stop there and check nothing after it, while "
+                            "psql runs what follows — remove it", file, before.count("\n") + 1,
+                            at - (before.rfind("\n") + 1) + 1)
+
+
 def parse_sql(text: str, file: str | None = None) -> list[Statement]:
     """All statements of ``text``; empty text (or only comments) gives ``[]``.
 
     Raises :class:`SqlParseError` naming the line and the parser's message.
     """
+    _refuse_nul(text, file)
     data = text.encode("utf-8")
     try:
         doc = parse_sql_json(text)
