@@ -133,7 +133,8 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             return [f"ALTER TABLE {t} DROP COLUMN {ident(c.name)}"]
         case "add_index":
             _need(change, "index_columns", change.index_columns)
-            name = change.index_name or short(f"{_base(change.table)}_{'_'.join(change.index_columns)}", "_idx")
+            name = change.index_name or _free(f"{_base(change.table)}_{'_'.join(change.index_columns)}", "_idx",
+                                              _relation_names(catalog, change.table))
             where = f" WHERE {change.where}" if change.where else ""
             unique = "UNIQUE " if change.unique else ""
             cols = ", ".join(ident(x) for x in change.index_columns)
@@ -147,14 +148,16 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             _need(change, "index_columns and references_table", change.index_columns and change.references_table)
             cols = change.index_columns
             ref_cols = change.references_columns or ["id"]
-            name = ident(short(f"{_base(change.table)}_{'_'.join(cols)}", "_fkey"))
+            name = ident(_free(f"{_base(change.table)}_{'_'.join(cols)}", "_fkey", _constraint_names(catalog,
+                                                                                                   change.table)))
             on_delete = f" ON DELETE {change.on_delete.upper()}" if change.on_delete else ""
             fk = (f"ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({', '.join(ident(x) for x in cols)}) "
                   f"REFERENCES {qname(change.references_table or '')} ({', '.join(ident(x) for x in ref_cols)})"
                   f"{on_delete}")
             # the referencing side needs an index (deletes on the referenced table scan it otherwise)
+            ix_name = _free(_base(change.table) + '_' + '_'.join(cols), '_idx', _relation_names(catalog, change.table))
             index = [] if _has_index(change, changes or [], catalog) else [
-                f"CREATE INDEX{cc} {ident(short(_base(change.table) + '_' + '_'.join(cols), '_idx'))} ON {t} "
+                f"CREATE INDEX{cc} {ident(ix_name)} ON {t} "
                 f"({', '.join(ident(x) for x in cols)})"]
             if new:
                 return [*index, fk]
@@ -169,6 +172,31 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             _need(change, "set", change.set)
             return _data_migration(change, t, new, changes or [], catalog)
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
+
+
+def _free(base: str, suffix: str, taken: set[str]) -> str:
+    """``base`` + ``suffix`` (63 bytes at most), numbered as PostgreSQL numbers a name it chooses
+    (``child_order_id_fkey1``) while the live catalog already has it: the generated SQL must not fail with
+    "already exists"."""
+    name, n = short(base, suffix), 0
+    while name in taken:
+        n += 1
+        name = short(base, f"{suffix}{n}")
+    return name
+
+
+def _constraint_names(catalog: SchemaSnapshot | None, table: str) -> set[str]:
+    known = find_table(catalog, table)
+    return {c.name for c in known.constraints} if known is not None else set()
+
+
+def _relation_names(catalog: SchemaSnapshot | None, table: str) -> set[str]:
+    """Names of the tables and indexes in ``table``'s schema (an index name is unique within its schema)."""
+    known = find_table(catalog, table)
+    if catalog is None or known is None:
+        return set()
+    same = [t for t in catalog.tables if t.schema_name == known.schema_name]
+    return {t.name for t in same} | {i.name for t in same for i in t.indexes}
 
 
 def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> tuple[str, str] | None:
