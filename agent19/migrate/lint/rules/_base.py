@@ -102,12 +102,14 @@ class StatementContext:
         return self.statement.sql
 
     def alter_cmds(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """``(sub_index, subtype, AlterTableCmd fields)`` of an ALTER TABLE."""
-        if self.node != "AlterTableStmt":
-            return
-        for i, cmd in enumerate(self.fields.get("cmds", [])):
-            c = cmd.get("AlterTableCmd", {})
-            yield i, c.get("subtype", ""), c
+        """``(sub_index, subtype, AlterTableCmd fields)`` of an ALTER TABLE (listed once per statement: a dozen
+        rules read them)."""
+        cmds = self.__dict__.get("_alter_cmds")
+        if cmds is None:
+            cmds = self.__dict__["_alter_cmds"] = [] if self.node != "AlterTableStmt" else [
+                (i, c.get("subtype", ""), c)
+                for i, c in enumerate(cmd.get("AlterTableCmd", {}) for cmd in self.fields.get("cmds", []))]
+        return iter(cmds)
 
     @cached_property
     def relation(self) -> str | None:
@@ -169,6 +171,7 @@ class StatementContext:
         False, each operation to the facts rules compare (:class:`PastOperation`). A large file's statements then
         cost little memory once linted."""
         self.__dict__.pop("fields", None)
+        self.__dict__.pop("_alter_cmds", None)
         if release_tree:
             self.statement.release_tree()
         self.operations = [PastOperation.of(o) for o in self.operations]  # type: ignore[misc]
@@ -306,3 +309,19 @@ def set_ancestors(tree: Any) -> None:
 
 def where_clause(fields: dict[str, Any]) -> bool:
     return bool(fields.get("whereClause"))
+
+
+def every_row(ctx: StatementContext) -> str | None:
+    """How a DELETE/UPDATE reaches every row — ``"without WHERE"``, ``"with a WHERE that is true for every row"``
+    (``WHERE true``, ``1=1``, ``id IS NOT NULL`` on a NOT NULL column) — or None. The WHERE is read by
+    :func:`agent19.safety.detect.always_true`, so lint and the safety check agree on it."""
+    where = ctx.fields.get("whereClause")
+    if not where:
+        return "without WHERE"
+    from agent19.safety.detect import always_true  # here: only DELETE and UPDATE statements need it
+
+    rel = ctx.fields.get("relation", {})
+    t = ctx.table(norm(ctx.relation or ""))
+    not_null = {c.name for c in t.columns if not c.nullable} if t is not None else set()
+    names = {rel.get("relname"), (rel.get("alias") or {}).get("aliasname")} - {None}
+    return "with a WHERE that is true for every row" if always_true(where, not_null, names) else None
