@@ -9,6 +9,7 @@ tool in full; ``agent19://results/{id}/{part}`` holds what a summarised result l
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import logging
@@ -285,7 +286,7 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
     auth = http_auth.configure(host, port, token_file=token_file) if http else None
     db = Database(settings)
     pool = WorkPool(settings) if http else None  # many sessions: a large call must not stall the others
-    server = build_server(settings, db, auth, pool)
+    server = _built_without_collecting(settings, db, auth, pool)
     if settings.mode is AccessMode.EXECUTE:
         confirm_page.start(settings, db)  # loopback only: where a human confirms destructive statements
     try:
@@ -304,6 +305,20 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
         if pool is not None:
             pool.close()
         db.close()
+
+
+def _built_without_collecting(settings: Settings, db: Database, auth: HttpAuth | None,
+                              pool: WorkPool | None) -> MCPServer[Any]:
+    """:func:`build_server` with the cyclic garbage collector paused: declaring every tool imports hundreds of
+    modules and builds hundreds of models, all kept for the server's life, which the collector would scan again
+    and again (about a sixth of the start-up's CPU, tools/bench/bench_mcp.py). They are then frozen (never
+    scanned again: they live as long as the process) and collection resumes for what calls allocate."""
+    gc.disable()
+    try:
+        return build_server(settings, db, auth, pool)
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 HTTP_BODY_LIMIT = 4 * MAX_ARGUMENT_CHARACTERS + 1_000_000
