@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, short, where_clause
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, every_row, short
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
-    if ctx.node != "DeleteStmt" or where_clause(ctx.fields) or ctx.is_new(ctx.relation):
+    if ctx.node != "DeleteStmt" or ctx.is_new(ctx.relation) or (how := every_row(ctx)) is None:
         return
     table = short(ctx.relation)
     yield Hit(
-        f"DELETE without WHERE removes every row of {table}",
+        f"DELETE {how} removes every row of {table}",
         f"-- say which rows, and delete in batches (repeat until 0 rows):\n"
         f"DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE <condition> LIMIT 10000);",
     )

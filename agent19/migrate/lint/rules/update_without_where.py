@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pglast import ast
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree, where_clause
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, every_row, short, typed_tree
 from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import BackfillStep, Phase, comment, phase_sql
 from agent19.migrate.patterns.sqlnames import qualified
@@ -22,6 +22,7 @@ def set_list(sql: str) -> str | None:
             or getattr(tree, "returningClause", None) or tree.relation.alias is not None:
         return None
     tree.relation = ast.RangeVar(relname=_PLACEHOLDER, inh=True, relpersistence="p")
+    tree.whereClause = None  # a WHERE true for every row (A19018 flags only those) selects nothing less
     text = deparse(tree)
     prefix = f"UPDATE {_PLACEHOLDER} SET "
     return text[len(prefix):] if text.startswith(prefix) else None
@@ -48,10 +49,10 @@ def batched(ctx: StatementContext) -> str:
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
-    if ctx.node != "UpdateStmt" or where_clause(ctx.fields) or ctx.is_new(ctx.relation):
+    if ctx.node != "UpdateStmt" or ctx.is_new(ctx.relation) or (how := every_row(ctx)) is None:
         return
     yield Hit(
-        f"UPDATE without WHERE rewrites every row of {short(ctx.relation)} in one transaction: each row stays locked "
+        f"UPDATE {how} rewrites every row of {short(ctx.relation)} in one transaction: each row stays locked "
         "against other writers until it commits, the table doubles in size, and replicas fall behind",
         batched(ctx),
     )
