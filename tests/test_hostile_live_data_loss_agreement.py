@@ -4,7 +4,8 @@ Found by a hostile review of issue 13: ``ALTER COLUMN price TYPE integer`` on a 
 column rounds every value. The plan's data-loss escalation said so (the safety check on the live
 catalog), but the operation itself stayed ``data_loss: false`` with an "automatic" rollback by reverse
 SQL, and the runbook built from it marked "Every step can be undone" and "Data loss is identified and
-backed up" satisfied ("none loses data") under an escalation table naming the same step as data loss.
+backed up" satisfied ("none loses data") under an escalation table naming the same step as data loss, and
+rollback.sql gave the reverse ALTER as if it undid the step.
 """
 
 from __future__ import annotations
@@ -51,3 +52,6 @@ def test_runbook_self_review_does_not_call_a_rounding_type_change_lossless(dsn: 
     assert review["Data loss is identified and backed up"]["status"] != "satisfied"
     gates = {i["name"]: i for i in book["gates"]}
     assert "destroys data" in gates["data integrity"]["evidence"]
+    # rollback.sql's reverse ALTER restores the type, not the rounded values: it says so above the statement
+    rollback = (tmp_path / "rb" / "rollback.sql").read_text()
+    assert "come back only from the backup" in rollback.split("-- undo step 1")[1].split("ALTER TABLE")[0], rollback

@@ -51,13 +51,18 @@ def render(template: str, **models: BaseModel) -> str:
     return text.strip() + "\n"
 
 
+LOSSY_UNDO = ("-- structure only: the values this step destroyed (dropped, rounded, cut) come back only from the "
+              "backup taken before the deployment (restore procedure: rollback-plan.md)\n")
+
+
 def documents(report: Report) -> dict[str, str]:
     """Every document of ``report`` as file name → text (Markdown, SQL and handoff.json)."""
     h = report.handoff
     steps = report.runbook.steps
     migration_sql = "".join(f"-- step {s.order}: {s.title}\n{_stmt(s.sql)}\n\n" for s in steps)
     rollback_sql = "".join(
-        f"-- undo step {s.order}\n" + (_stmt(s.sql) if s.sql else f"-- manual: {s.manual}") + "\n\n"
+        f"-- undo step {s.order}\n" + (LOSSY_UNDO if s.sql and s.data_loss else "")
+        + (_stmt(s.sql) if s.sql else f"-- manual: {s.manual}") + "\n\n"
         for s in report.rollback_plan.steps)
     return {
         h.files["runbook"]: render("runbook.md.j2", r=report.runbook),
