@@ -170,3 +170,47 @@ async def test_a_nul_character_cannot_hide_the_rest_of_a_migration(tmp_path):
                            ("plan_migration", {"sql": sql})]:
             refused = await session.call_tool(tool, args | {"pg_version": 15})
             assert refused.is_error and "1:36: syntax error: a NUL character" in refused.content[0].text, tool
+
+
+def test_pg_local_stops_its_server_on_sigterm():
+    """tools/pg-local stopped its PostgreSQL on Ctrl-C only: SIGTERM (kill, a job stopped in the background)
+    killed it before its sigwait and left the server running with its data directory."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from agent19.db.throwaway import system_versions
+    from tests.conftest import need, until
+
+    need(bool(system_versions()), "no system PostgreSQL")
+    script = Path(__file__).parent.parent / "tools" / "pg-local"
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "DATABASE_URL" in proc.stdout.readline() + proc.stdout.readline()
+        postmaster = until("its server", lambda: _postgres_child_of(proc.pid))
+        data = Path(f"/proc/{postmaster}/cwd").resolve()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        time.sleep(0.5)
+        assert not Path(f"/proc/{postmaster}").exists(), "the PostgreSQL server outlived pg-local"
+        assert not data.exists(), "its data directory was left behind"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _postgres_child_of(parent: int) -> int | None:
+    import os
+    from pathlib import Path
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+        except OSError:
+            continue
+        if f"\nPPid:\t{parent}\n" in status and cmd.endswith(b"/postgres"):
+            return int(pid)
+    return None
