@@ -175,6 +175,7 @@ async def test_a_nul_character_cannot_hide_the_rest_of_a_migration(tmp_path):
 def test_pg_local_stops_its_server_on_sigterm():
     """tools/pg-local stopped its PostgreSQL on Ctrl-C only: SIGTERM (kill, a job stopped in the background)
     killed it before its sigwait and left the server running with its data directory."""
+    import os
     import signal
     import subprocess
     import sys
@@ -187,6 +188,7 @@ def test_pg_local_stops_its_server_on_sigterm():
     need(bool(system_versions()), "no system PostgreSQL")
     script = Path(__file__).parent.parent / "tools" / "pg-local"
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    postmaster = None
     try:
         assert proc.stdout is not None and "DATABASE_URL" in proc.stdout.readline() + proc.stdout.readline()
         postmaster = until("its server", lambda: _postgres_child_of(proc.pid))
@@ -199,6 +201,8 @@ def test_pg_local_stops_its_server_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+        if postmaster is not None and Path(f"/proc/{postmaster}").exists():
+            os.kill(postmaster, signal.SIGQUIT)  # a failed run must not leave its server behind either
 
 
 def _postgres_child_of(parent: int) -> int | None:
