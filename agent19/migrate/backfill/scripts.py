@@ -60,9 +60,10 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     def batch(after: bool) -> str:
         # the key range (last key, the batch's last key]: one index range scan, as agent19 backfill does. Every
         # name of our own is _a19_-prefixed, as in the executor's batch query: the SET/WHERE and the table's
-        # columns (k, hi, last_key, updated…) must not collide with them
+        # columns (k, hi, last_key, updated…) must not collide with them; the parameters are copied into _a19_
+        # variables and #variable_conflict use_column makes a column named batch_size or pause_s the column
         cond, low = (f" WHERE {k} > _a19_last", f"{t}.{k} > _a19_last AND ") if after else ("", "")
-        return (f"    WITH _a19_b AS (SELECT {k} AS _a19_k FROM {t}{cond} ORDER BY {k} LIMIT batch_size),\n"
+        return (f"    WITH _a19_b AS (SELECT {k} AS _a19_k FROM {t}{cond} ORDER BY {k} LIMIT _a19_batch_size),\n"
                 f"         _a19_hi AS (SELECT max(_a19_k) AS _a19_k FROM _a19_b),\n"
                 f"         _a19_u AS (UPDATE {t} SET {spec.set} FROM _a19_hi\n"
                 f"                     WHERE {low}{t}.{k} <= _a19_hi._a19_k{where} RETURNING 1)\n"
@@ -77,7 +78,10 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
 CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
                                   pause_s float8 DEFAULT {spec.pause_ms / 1000})
 LANGUAGE plpgsql AS $agent19$
+#variable_conflict use_column
 DECLARE
+  _a19_batch_size integer := batch_size;
+  _a19_pause_s float8 := pause_s;
   _a19_last {key_type};
   _a19_batch_last {key_type};
   _a19_scanned bigint;
@@ -106,7 +110,7 @@ BEGIN
            rows_scanned = rows_scanned + _a19_scanned, batches = batches + 1, updated_at = now()
      WHERE name = {literal(name)};
     COMMIT;
-    PERFORM pg_sleep(pause_s);
+    PERFORM pg_sleep(_a19_pause_s);
   END LOOP;
 END
 $agent19$"""

@@ -47,7 +47,10 @@ def _length_limited(new_type: str) -> bool:
 def sync_function(table: str, name: str, body: str) -> tuple[str, str, str]:
     """(CREATE FUNCTION, CREATE TRIGGER, DROP TRIGGER + FUNCTION) for a BEFORE INSERT OR UPDATE row trigger."""
     fn = qname(sibling(table, name))
-    create_fn = (f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $agent19$\nBEGIN\n"
+    # use_column: a column named like a PL/pgSQL variable (new, old, found, tg_op…) read in the body's queries is
+    # the column — by default the name is ambiguous and the trigger fails every insert and update of the table
+    create_fn = (f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $agent19$\n"
+                 "#variable_conflict use_column\nBEGIN\n"
                  f"{body}\n  RETURN NEW;\nEND\n$agent19$")
     create_tg = (f"CREATE TRIGGER {ident(name)} BEFORE INSERT OR UPDATE ON {qname(table)} "
                  f"FOR EACH ROW EXECUTE FUNCTION {fn}()")
