@@ -178,3 +178,45 @@ def test_tables_written_as_sql_with_double_quotes_mean_what_they_say(dsn, tmp_pa
     findings = [f for f in json.loads(check.stdout)["findings"] if f["check"] in ("table", "replica_identity")]
     assert [(f["status"], f["detail"].split(":")[0]) for f in findings] == [
         ("ok", "Sales Dept.Order Items"), ("error", "Sales Dept.nosuch not found (or not visible)")], findings
+
+
+def test_a_copied_pipeline_that_kept_the_name_does_not_start_where_the_other_stopped(dsn, tmp_path):
+    """A pipeline's name is its watermark: a copy of a pipeline file pointed at other tables but not renamed
+    started where the first had stopped, and loaded none of the rows below that point, saying nothing."""
+    app = owner_login(dsn)
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute('CREATE TABLE t1 (id int PRIMARY KEY, v text); CREATE TABLE "T 2" (id int PRIMARY KEY, v text)')
+        conn.execute("INSERT INTO t1 SELECT g, 'a' FROM generate_series(1, 100) g")
+        conn.execute("""INSERT INTO "T 2" SELECT g, 'b' FROM generate_series(1, 50) g""")
+        conn.execute("CREATE TABLE d1 (id int PRIMARY KEY, v text); CREATE TABLE d2 (id int PRIMARY KEY, v text)")
+    first, copy = tmp_path / "first.toml", tmp_path / "copy.toml"
+    text = 'name = "shared"\n[source]\ntable = "{}"\ncursor = ["id"]\n[destination]\ntable = "{}"\nkey = ["id"]\n'
+    first.write_text(text.format("public.t1", "public.d1"))
+    assert _etl(app, str(first), "--mode", "execute").returncode == 0
+    with psycopg.connect(app, autocommit=True) as conn:  # state tables made before the target column existed
+        conn.execute("ALTER TABLE agent19_etl.watermark DROP COLUMN target")
+        conn.execute("INSERT INTO t1 VALUES (101, 'a')")
+    assert _etl(app, str(first), "--mode", "execute").returncode == 0  # the column comes back, filled
+    for source, destination in (("public.T 2", "public.d2"), ("public.T 2", "public.d1"), ("public.t1", "public.d2")):
+        copy.write_text(text.format(source, destination))
+        for args in (("--mode", "execute"), ("--dry-run",)):
+            done = _etl(app, str(copy), *args)
+            assert done.returncode == 2, (source, destination, args, done.stdout, done.stderr)
+            assert "where loading " in done.stderr and ':public.t1 → public.d1 stopped' in done.stderr, done.stderr
+            assert "give this pipeline a name of its own" in done.stderr
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT count(*) FROM d2").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM d1").fetchone() == (101,)
+    copy.write_text(text.format("public.T 2", "public.d2").replace('"shared"', '"shared_2"'))
+    renamed = _etl(app, str(copy), "--mode", "execute", "--format", "json")
+    assert renamed.returncode == 0 and '"inserted": 50' in renamed.stdout, renamed.stderr
+    # a table renamed under a running pipeline: the message's UPDATE lets the watermark follow it
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("ALTER TABLE d1 RENAME TO d1_new")
+        conn.execute("INSERT INTO t1 VALUES (102, 'a')")
+    first.write_text(text.format("public.t1", "public.d1_new"))
+    assert "where loading" in _etl(app, str(first), "--mode", "execute").stderr
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("UPDATE agent19_etl.watermark SET target = NULL WHERE pipeline = 'shared'")
+    moved = _etl(app, str(first), "--mode", "execute", "--format", "json")
+    assert moved.returncode == 0 and '"inserted": 1' in moved.stdout and '"unchanged": 0' in moved.stdout

@@ -128,6 +128,18 @@ class Extractor:
             self._refuse_null_cursor(conn)
         return SourceShape(columns)
 
+    def identity(self) -> str:
+        """The source as its catalog names it, ``database:schema.table`` (``database:query`` for a query)."""
+        with self._session() as conn:
+            if self.table is None:
+                row = conn.execute("SELECT current_database() || ':query' AS name").fetchone()
+            else:
+                row = conn.execute("SELECT current_database() || ':' || quote_ident(n.nspname) || '.' || "
+                                   "quote_ident(c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                                   "c.relnamespace WHERE c.oid = to_regclass(%s)", (self.table.as_string(conn),)
+                                   ).fetchone()
+        return str(row["name"]) if row else "?"
+
     def _refuse_null_cursor(self, conn: Connection) -> None:
         """A keyset never reaches a row whose cursor is NULL (its comparison with the watermark is NULL, and NULLs
         sort last): every run would skip it without a word. A table's NOT NULL cursor columns need no look; for the

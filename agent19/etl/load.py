@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS {schema}.watermark (
     rows_loaded     bigint NOT NULL DEFAULT 0,
     rows_rejected   bigint NOT NULL DEFAULT 0,
     batches         bigint NOT NULL DEFAULT 0,
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    target          text
 );
 CREATE TABLE IF NOT EXISTS {schema}.dead_letter (
     pipeline    text NOT NULL,
@@ -60,6 +61,10 @@ Q_COLUMNS = """
 SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
   FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum
+"""
+Q_NAME = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
 """
 Q_UNIQUE = """
 SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) k JOIN pg_attribute a ON a.attrelid = i.indrelid
@@ -105,6 +110,11 @@ class Loader:
         self.has_dead_letters = False
         self.stored_cursor: list[str] | None = None
         """The cursor columns of the stored watermark (read by :meth:`watermark`)."""
+        self.stored_target: str | None = None
+        self.target: str | None = None
+        """What the pipeline loads, ``source → destination`` as the catalogs name them: stored with the watermark
+        (a pipeline of the same name loading something else must not start where this one stopped)."""
+        self.has_target = False
         self.only_new = True
         """Upsert tries a plain INSERT first while batches hold only new keys (see :meth:`_upsert`)."""
 
@@ -151,6 +161,7 @@ class Loader:
                                  f"({exc.diag.message_primary})",
                                  "GRANT CREATE ON DATABASE <destination> TO <login> once, or have an owner run "
                                  "the pipeline first (later runs only write rows)") from None
+        self._add_target()
         found = self.conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {}.dead_letter WHERE pipeline = %s) AS any"
                                           ).format(self.schema), (self.pipeline,)).fetchone()
         self.has_dead_letters = bool(found and found["any"])
@@ -161,12 +172,35 @@ class Loader:
                                   "EXISTS {seq} bigint GENERATED ALWAYS AS IDENTITY").format(
             stage=sql.Identifier(STAGE), cols=cols, seq=sql.Identifier(SEQ), table=self.table))
 
+    def _add_target(self) -> None:
+        """State tables made before the ``target`` column get it when this login may (else it stays unchecked)."""
+        has = self.conn.execute("SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass(%s) AND "
+                                "attname = 'target' AND NOT attisdropped) AS ok",
+                                (sql.SQL("{}.watermark").format(self.schema).as_string(self.conn),)).fetchone()
+        self.has_target = bool(has and has["ok"])
+        if not self.has_target:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(sql.SQL("ALTER TABLE {}.watermark ADD COLUMN IF NOT EXISTS target text"
+                                              ).format(self.schema))
+                self.has_target = True
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+
+    def identity(self) -> str:
+        """The destination table as the catalog names it (schema.table, quoted where needed)."""
+        row = self.conn.execute(Q_NAME, (self.table.as_string(self.conn),)).fetchone()
+        return row["name"] if row else self.table_name
+
     def watermark(self) -> tuple[list[str] | None, dict[str, str] | None]:
         """The stored cursor (text values) and source columns of the last run, or (None, None); the cursor
-        columns those values are of in :attr:`stored_cursor`."""
-        row = self.conn.execute(sql.SQL("SELECT cursor_columns, cursor_values, source_columns FROM {}.watermark "
-                                        "WHERE pipeline = %s").format(self.schema), (self.pipeline,)).fetchone()
+        columns those values are of in :attr:`stored_cursor`, what they were loaded from and into in
+        :attr:`stored_target` (None before state tables had it)."""
+        row = self.conn.execute(sql.SQL("SELECT cursor_columns, cursor_values, source_columns, to_jsonb(w) ->> "
+                                        "'target' AS target FROM {}.watermark w WHERE pipeline = %s"
+                                        ).format(self.schema), (self.pipeline,)).fetchone()
         self.stored_cursor = list(row["cursor_columns"]) if row else None
+        self.stored_target = row["target"] if row else None
         return (row["cursor_values"], row["source_columns"]) if row else (None, None)
 
     # -- one batch ---------------------------------------------------------------------------------------
@@ -237,15 +271,18 @@ class Loader:
 
     def _mark(self, cursor_columns: list[str], cursor_values: list[Any], source_columns: dict[str, str],
               counts: BatchCounts) -> None:
+        target = self.has_target and self.target is not None
         self.conn.execute(sql.SQL(
             "INSERT INTO {}.watermark AS w (pipeline, cursor_columns, cursor_values, source_columns, rows_loaded, "
-            "rows_rejected, batches) VALUES (%s, %s, ARRAY[{}]::text[], %s, %s, %s, 1) "
+            "rows_rejected, batches{}) VALUES (%s, %s, ARRAY[{}]::text[], %s, %s, %s, 1{}) "
             "ON CONFLICT (pipeline) DO UPDATE SET cursor_columns = EXCLUDED.cursor_columns, "
             "cursor_values = EXCLUDED.cursor_values, source_columns = EXCLUDED.source_columns, "
             "rows_loaded = w.rows_loaded + EXCLUDED.rows_loaded, "
             "rows_rejected = w.rows_rejected + EXCLUDED.rows_rejected, batches = w.batches + 1, "
-            "updated_at = now()").format(self.schema, sql.SQL(", ").join(
-                sql.SQL("{}::text").format(sql.Literal(v)) for v in cursor_values)),
+            "updated_at = now(){}").format(self.schema, sql.SQL(", target" if target else ""), sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Literal(v)) for v in cursor_values),
+                sql.SQL(", {}").format(sql.Literal(self.target)) if target else sql.SQL(""),
+                sql.SQL(", target = EXCLUDED.target" if target else "")),
             (self.pipeline, cursor_columns, Jsonb(source_columns), counts.inserted + counts.updated,
              counts.rejected))
 

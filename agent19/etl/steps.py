@@ -52,6 +52,7 @@ class Run:
         self.extractor = Extractor(source, table=pipeline.source.table, query=pipeline.source.query,
                                    cursor=pipeline.source.cursor)
         self.shape: SourceShape = self.extractor.shape()
+        self.source_identity = self.extractor.identity()
         self.key = pipeline.source_key() or pipeline.source.cursor
         self.conn: Connection | None = None
         self.loader: Loader | None = None
@@ -72,6 +73,7 @@ class Run:
         columns = self.columns(probe.destination_columns())
         loader = Loader(self.conn, pipeline=self.p.name, table=d.table, key=d.key, strategy=d.strategy,
                         state_schema=d.state_schema, columns=columns)
+        loader.target = f"{self.source_identity} → {loader.identity()}"
         if not self.dry_run:
             loader.prepare()
         self.loader = loader
@@ -95,6 +97,15 @@ class Run:
                 f"pipeline again from the beginning under the new cursor: DELETE FROM "
                 f"{qualified(state, 'watermark')} WHERE pipeline = '{self.p.name}' (upsert then reads every row "
                 "again, unchanged ones are not rewritten); or give the pipeline a new name")
+        if resume and values is not None and loader.stored_target not in (None, loader.target):
+            state = qualified(self.p.destination.state_schema, "watermark")
+            raise InputError(
+                f"pipeline {self.p.name}'s watermark in {state} is where loading {loader.stored_target} stopped, and "
+                f"this pipeline loads {loader.target}: a pipeline's name is its watermark, so this run would start "
+                "there and skip rows; nothing was read or written",
+                f"give this pipeline a name of its own; or, if it is the same data under another name (a table "
+                f"renamed or moved), let the watermark follow: UPDATE {state} SET target = NULL WHERE pipeline = "
+                f"'{self.p.name}'")
         return values, columns
 
     @property
