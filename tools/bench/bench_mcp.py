@@ -10,7 +10,8 @@
 * start-up, median of ``--runs`` (wall time and the child's CPU seconds): ``agent19 lint`` of a one-statement
   file (whole process) beside squawk on the same file (the peer), ``python -c pass`` and a process that only
   imports the libraries lint needs (pydantic, pglast: the floor); ``agent19 serve`` until it answers tools/list
-  beside the MCP SDK serving one trivial tool (``mcp_floor_server.py``: the floor);
+  beside the MCP SDK serving one trivial tool (``mcp_floor_server.py``: the floor); from bytecode (written to a
+  temporary PYTHONPYCACHEPREFIX, as an installed package has it), and the lint once more compiling its sources;
 * streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
   p50/p99 beside server_info (the floor: the protocol and the event loop), and the server's CPU time per call
   (steadier than the latencies on a shared machine: with N clients in a closed loop the p50 is about N times it).
@@ -136,12 +137,14 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def median_run(cmd: list[str], runs: int) -> tuple[float, float]:
-    """Median wall seconds and median CPU seconds (user + system) of ``cmd`` as a whole process."""
+def median_run(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds (user + system) of ``cmd`` as a whole process (after one run
+    not counted, which writes the bytecode when ``env`` lets it)."""
     walls, cpus = [], []
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT, env=env)
     for _ in range(runs):
         cpu, start = _children_cpu(), time.perf_counter()
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, cwd=ROOT, env=env)
         walls.append(time.perf_counter() - start)
         cpus.append(_children_cpu() - cpu)
     return statistics.median(walls), statistics.median(cpus)
@@ -150,18 +153,25 @@ def median_run(cmd: list[str], runs: int) -> tuple[float, float]:
 FLOOR_SERVER = Path(__file__).with_name("mcp_floor_server.py")
 
 
-async def serve_until_listed(*server: str) -> tuple[float, float]:
+def bytecode_env(cache: str) -> dict[str, str]:
+    """The environment with Python's bytecode written to and read from ``cache`` (never the checkout): an
+    installed agent19 starts from bytecode, and a PYTHONDONTWRITEBYTECODE here would compile every module of
+    agent19 on every run."""
+    return {**os.environ, "PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": cache}
+
+
+async def serve_until_listed(env: dict[str, str], *server: str) -> tuple[float, float]:
     """Wall and CPU seconds from starting a stdio MCP server (``agent19 serve`` without arguments) to its
     tools/list answer; the CPU is the server process's whole life (counted once the client has reaped it)."""
     cpu, start = _children_cpu(), time.perf_counter()
     if server:
-        params = StdioServerParameters(command=sys.executable, args=list(server), cwd=str(ROOT))
+        params = StdioServerParameters(command=sys.executable, args=list(server), cwd=str(ROOT), env=env)
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
             await session.list_tools()
             wall = time.perf_counter() - start
     else:
-        async with stdio_session() as session:
+        async with stdio_session(env=env) as session:
             await session.list_tools()
             wall = time.perf_counter() - start
     return wall, _children_cpu() - cpu
@@ -173,20 +183,26 @@ def _ms(figures: tuple[float, float]) -> str:
 
 async def startup(runs: int) -> None:
     with tempfile.TemporaryDirectory() as d:
+        env = bytecode_env(str(Path(d) / "pycache"))
         one = Path(d) / "one.sql"
         one.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
-        lint = median_run([sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"], runs)
-        bare = median_run([sys.executable, "-c", "pass"], runs)
-        libraries = median_run([sys.executable, "-c", "import pydantic, pglast.parser"], runs)
+        lint_cmd = [sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"]
+        lint = median_run(lint_cmd, runs, env)
+        compiling = median_run(lint_cmd, runs, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        bare = median_run([sys.executable, "-c", "pass"], runs, env)
+        libraries = median_run([sys.executable, "-c", "import pydantic, pglast.parser"], runs, env)
         squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or shutil.which("squawk")
         peer = median_run([squawk, str(one)], runs) if squawk else None
-    print(f"start-up, median of {runs} runs (wall, CPU of the process):")
-    print(f"  agent19 lint, one statement    {_ms(lint)}")
-    print(f"    squawk, same file (peer)     {_ms(peer)}" if peer else "    squawk: not installed")
-    print(f"    python -c pass               {_ms(bare)}")
-    print(f"    python importing pydantic and pglast (the floor) {_ms(libraries)}")
-    served = [await serve_until_listed() for _ in range(runs)]
-    floor = [await serve_until_listed(str(FLOOR_SERVER)) for _ in range(runs)]
+        print(f"start-up, median of {runs} runs (wall, CPU of the process), from bytecode:")
+        print(f"  agent19 lint, one statement    {_ms(lint)}")
+        print(f"    squawk, same file (peer)     {_ms(peer)}" if peer else "    squawk: not installed")
+        print(f"    python -c pass               {_ms(bare)}")
+        print(f"    python importing pydantic and pglast (the floor) {_ms(libraries)}")
+        print(f"    agent19 lint compiling its sources each run (PYTHONDONTWRITEBYTECODE=1) {_ms(compiling)}")
+        await serve_until_listed(env)  # writes the bytecode
+        await serve_until_listed(env, str(FLOOR_SERVER))
+        served = [await serve_until_listed(env) for _ in range(runs)]
+        floor = [await serve_until_listed(env, str(FLOOR_SERVER)) for _ in range(runs)]
     median = [(statistics.median(w for w, _ in rows), statistics.median(c for _, c in rows))
               for rows in (served, floor)]
     print(f"  agent19 serve → tools/list     {_ms(median[0])}")
