@@ -220,3 +220,19 @@ def test_a_copied_pipeline_that_kept_the_name_does_not_start_where_the_other_sto
         conn.execute("UPDATE agent19_etl.watermark SET target = NULL WHERE pipeline = 'shared'")
     moved = _etl(app, str(first), "--mode", "execute", "--format", "json")
     assert moved.returncode == 0 and '"inserted": 1' in moved.stdout and '"unchanged": 0' in moved.stdout
+
+
+def test_a_lag_that_cannot_fit_the_cursor_is_refused_on_the_first_run(dsn, tmp_path):
+    """A duration lag on an integer cursor used to load the whole source on the first run and fail from the
+    second on, with a Python repr of the lag."""
+    app = owner_login(dsn)
+    _setup(app)
+    path = tmp_path / "p.toml"
+    text = _pipeline('["Seq", "Id"]')
+    path.write_text(text.replace('cursor = ["Seq", "Id"]', 'cursor = ["Seq", "Id"]\nlag = "5 minutes"'))
+    for args in (("--mode", "execute"), ("--dry-run",)):
+        done = _etl(app, str(path), *args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "lag '5 minutes' does not fit the cursor column Seq (integer)" in done.stderr, done.stderr
+    with psycopg.connect(app) as conn:
+        assert conn.execute("SELECT count(*) FROM dst").fetchone() == (0,)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import json
 import logging
@@ -21,7 +22,7 @@ from agent19.errors import DatabaseUnavailable, InputError
 from agent19.etl.extract import Extractor, Prefetch, SourceShape
 from agent19.etl.load import BatchCounts, Loader
 from agent19.etl.outcome import EtlResult, Rejection
-from agent19.etl.pipeline import Pipeline, error_reason
+from agent19.etl.pipeline import Pipeline, error_reason, parse_lag
 from agent19.migrate.patterns.sqlnames import qualified
 from agent19.units import human_duration
 
@@ -53,6 +54,7 @@ class Run:
                                    cursor=pipeline.source.cursor)
         self.shape: SourceShape = self.extractor.shape()
         self.source_identity = self.extractor.identity()
+        _check_lag(pipeline, self.shape)
         self.key = pipeline.source_key() or pipeline.source.cursor
         self.conn: Connection | None = None
         self.loader: Loader | None = None
@@ -165,6 +167,24 @@ class Run:
         log.info(message)
         if self.progress is not None:
             self.progress(done, max(total, done), message)
+
+
+_TIMES = ("date", "timestamp")
+_NUMBERS = ("smallint", "integer", "bigint", "numeric", "real", "double precision")
+
+
+def _check_lag(p: Pipeline, shape: SourceShape) -> None:
+    """A lag that cannot apply to the first cursor column is refused on the first run, not after it loaded."""
+    lag = parse_lag(p.source.lag)
+    if lag is None:
+        return
+    column = p.source.cursor[0]
+    kind = shape.columns.get(column, "")
+    fits = kind.startswith(_TIMES) if isinstance(lag, dt.timedelta) else kind.startswith(_NUMBERS)
+    if not fits:
+        raise InputError(f"lag {p.source.lag!r} does not fit the cursor column {column} ({kind}); nothing was read "
+                         "or written", "a duration (lag = \"10 minutes\") for a timestamp or date cursor, a number "
+                         "(lag = 100) for a numeric one")
 
 
 def minus(value: Any, lag: Any, column: str) -> Any:
