@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 
 from agent19.migrate.parse import parse_sql
 from tests.conftest import one, owner_login, run_sql
+
+AGENT19 = (sys.executable, "-m", "agent19")  # the CLI of this checkout, whatever is on PATH
 
 SCHEMA = """
 CREATE TABLE "order" (id bigint PRIMARY KEY);
@@ -37,7 +40,7 @@ def test_plan_sql_and_its_rollback_run_where_the_generated_names_are_taken(dsn: 
          "references_table": "order", "references_columns": ["id"]},
         {"type": "add_index", "table": "Line Item", "index_columns": ["Alt Order"], "unique": False},
     ]))
-    r = subprocess.run(["agent19", "--dsn", app, "plan", str(changes), "--format", "json"], capture_output=True,
+    r = subprocess.run([*AGENT19, "--dsn", app, "plan", str(changes), "--format", "json"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode in (0, 1), r.stderr
     plan = json.loads(r.stdout)

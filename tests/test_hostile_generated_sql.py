@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ VICTIM = "DROP TABLE victim"
 
 
 def agent19(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["agent19", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "agent19", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("extra", [

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 from agent19.migrate.lint.engine import lint_sql
 from tests.conftest import one, owner_login, run_sql
 from tests.test_lint_fix_sql import catalog_of, run_script
+
+AGENT19 = (sys.executable, "-m", "agent19")  # the CLI of this checkout, whatever is on PATH
 
 
 def rules(sql: str, **kw: object) -> set[str]:
@@ -36,7 +39,7 @@ def test_lint_plan_and_safety_agree_and_the_update_fix_runs(dsn: str) -> None:
     assert len(fixes) == 1 and fixes[0] and "WHERE true" not in fixes[0]
     run_script(app, fixes[0])
     assert one(app, 'SELECT count(*) FROM "order" WHERE "Amount" = 1') == 3000
-    r = subprocess.run(["agent19", "--dsn", app, "plan", "--sql", 'DELETE FROM "order" WHERE true;', "--format",
+    r = subprocess.run([*AGENT19, "--dsn", app, "plan", "--sql", 'DELETE FROM "order" WHERE true;', "--format",
                         "json"], capture_output=True, text=True, timeout=120)
     plan = json.loads(r.stdout)
     assert plan["operations"][0]["data_loss"] is True

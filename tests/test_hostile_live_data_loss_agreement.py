@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import owner_login, run_sql
+
+AGENT19 = (sys.executable, "-m", "agent19")  # the CLI of this checkout, whatever is on PATH
 
 SCHEMA = """
 CREATE TABLE "order" (id bigint PRIMARY KEY, price numeric(10,2) NOT NULL DEFAULT 1.55);
@@ -24,7 +27,7 @@ SQL = 'ALTER TABLE "order" ALTER COLUMN price TYPE integer;'
 
 
 def agent19(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["agent19", "--dsn", dsn, *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run([*AGENT19, "--dsn", dsn, *args], capture_output=True, text=True, timeout=180)
 
 
 def test_plan_marks_the_operation_lossy_not_only_the_escalation(dsn: str) -> None:

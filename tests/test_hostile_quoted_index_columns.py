@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import psycopg
 
 from tests.conftest import owner_login, run_sql
+
+AGENT19 = (sys.executable, "-m", "agent19")  # the CLI of this checkout, whatever is on PATH
 
 SCHEMA = """
 CREATE TABLE "Parent" (id int PRIMARY KEY);
@@ -27,7 +30,7 @@ INSERT INTO kid SELECT g, NULL, NULL, g FROM generate_series(1, 100) g;
 
 
 def agent19(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["agent19", "--dsn", dsn, *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*AGENT19, "--dsn", dsn, *args], capture_output=True, text=True, timeout=120)
 
 
 def _findings(out: str) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ fails on.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import psycopg
 
@@ -19,6 +20,8 @@ from agent19.migrate.patterns import rename_column
 from agent19.migrate.patterns.live import read_column
 from agent19.migrate.patterns.runner import run_phase
 from tests.conftest import one, owner_login, run_sql
+
+AGENT19 = (sys.executable, "-m", "agent19")  # the CLI of this checkout, whatever is on PATH
 
 SCHEMA = """
 CREATE TABLE "order" (id bigserial PRIMARY KEY, "user" text NOT NULL DEFAULT 'nobody'
@@ -60,7 +63,7 @@ def test_writes_of_old_and_new_code_survive_a_rename_of_a_column_with_a_default(
 def test_cli_pattern_reads_the_live_column_and_names_what_the_contract_drops(dsn: str) -> None:
     app = owner_login(dsn)
     run_sql(app, SCHEMA)
-    r = subprocess.run(["agent19", "--dsn", app, "pattern", "rename_column", "order", "--column", "user",
+    r = subprocess.run([*AGENT19, "--dsn", app, "pattern", "rename_column", "order", "--column", "user",
                         "--new-name", "User"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr  # the type comes from the catalog
     out = r.stdout
