@@ -115,6 +115,8 @@ class Step(BaseModel):
     notes: list[str] = []
     fixes: list[str] = Field(default=[], description="one safer alternative: the zero-downtime pattern's phases, "
                              "or the most severe finding's fix")
+    deploy_after: bool = Field(default=False, description="deploy the application before the next step (a pattern's "
+                               "expand part ends here; what follows removes what the old version uses)")
 
 
 class Metric(BaseModel):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from agent19.migrate.planning.model import DEPLOY_MARK
 from agent19.report.model import Handoff, Report
 
 if TYPE_CHECKING:  # jinja2 is imported when a document is rendered: the MCP server lists tools without it
@@ -59,7 +60,8 @@ def documents(report: Report) -> dict[str, str]:
     """Every document of ``report`` as file name → text (Markdown, SQL and handoff.json)."""
     h = report.handoff
     steps = report.runbook.steps
-    migration_sql = "".join(f"-- step {s.order}: {s.title}\n{_stmt(s.sql)}\n\n" for s in steps)
+    migration_sql = "".join(f"-- step {s.order}: {s.title}\n{_stmt(s.sql)}\n\n"
+                            + (f"{DEPLOY_MARK}\n\n" if s.deploy_after else "") for s in steps)
     rollback_sql = "".join(
         f"-- undo step {s.order}\n" + (LOSSY_UNDO if s.sql and s.data_loss else "")
         + (_stmt(s.sql) if s.sql else f"-- manual: {s.manual}") + "\n\n"

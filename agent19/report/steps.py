@@ -115,6 +115,9 @@ def build_steps(
             notes.append("rewrites the whole table: needs free disk space about the table's size")
         mine = [f for f in plan.findings if f.operation == op.order]
         notes += [f"{f.severity} {f.rule}: {f.message}" for f in mine]
+        if op.deploy_after:
+            notes.append("stop here and deploy the application: the steps after this one remove what the old "
+                         "version still uses (contract)")
         if seen is not None and seen.not_observed:
             notes.append(f"dry run did not observe this step's lock ({seen.not_observed}): the predicted lock is cited")
         alternative = safer_alternative(op, facts, mine, catalog, plan.pg_version or None)
@@ -131,6 +134,7 @@ def build_steps(
             in_transaction=op.in_transaction, rewrite=op.rewrite, data_loss=data_loss,
             reversible=op.reversible and not data_loss, verification=check, verification_note=note,
             rollback_sql=rollback_sql, rollback_note=rollback_note, notes=notes, fixes=fixes,
+            deploy_after=op.deploy_after,
         ))
     return steps
 

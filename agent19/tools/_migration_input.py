@@ -17,7 +17,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.lint.config import normalize_version
-from agent19.migrate.parse import read_sql_file
+from agent19.migrate.parse import parse_sql, read_sql_file
 from agent19.migrate.planning.calibrate import calibrate_plan
 from agent19.migrate.planning.escalation_drops import live_function_evidence
 from agent19.migrate.planning.escalations import add_data_loss, add_evidence
@@ -113,8 +113,13 @@ def with_live_data_loss(ctx: Any, plan: MigrationPlan, conn: Any = None) -> Migr
             return with_live_data_loss(ctx, plan, conn)
     statements = plan.planned_statements()  # the planner's parse, not a second one
     facts = load_facts(conn, statements)
+    findings = detect(statements, facts)
+    for op in plan.operations:  # a pattern's step loses what the plain statement it completes would lose
+        if op.stands_for and op.line is not None:
+            plain = parse_sql(op.stands_for)
+            findings += [f.model_copy(update={"line": op.line}) for f in detect(plain, load_facts(conn, plain))]
     functions, missing = live_function_evidence(conn, plan.operations)
-    return add_evidence(add_data_loss(plan, detect(statements, facts)), "breaking_change", functions, missing)
+    return add_evidence(add_data_loss(plan, findings), "breaking_change", functions, missing)
 
 
 def live_plan(ctx: Any, args: MigrationInput, catalog: SchemaSnapshot, *,

@@ -59,7 +59,8 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
 
     Plan a schema migration before running it. Give `sql` (kept in its order; ordering mistakes are
     reported) or `changes` (a structured change list; safe SQL is generated — CONCURRENTLY, NOT VALID +
-    VALIDATE, NOT NULL through a CHECK — and ordered topologically).
+    VALIDATE, NOT NULL through a CHECK, renames and type changes as expand / deploy / contract with the
+    deploy point marked (`deploy_after`) — and ordered topologically).
 
     Returns every operation with its lock (pg_locks names), downtime, estimated rows and reverse SQL;
     the risk level; an estimated duration (needs a database for table sizes); prerequisites; the

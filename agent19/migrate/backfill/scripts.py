@@ -76,12 +76,14 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
 -- CALL it outside a transaction block (psql autocommit): it commits after every batch.
 -- Resumable: progress is kept in {cp} (name {literal(name)}), moved in each batch's transaction.
 CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
-                                  pause_s float8 DEFAULT {spec.pause_ms / 1000})
+                                  pause_s float8 DEFAULT {spec.pause_ms / 1000},
+                                  commit_batches boolean DEFAULT true)
 LANGUAGE plpgsql AS $agent19$
 #variable_conflict use_column
 DECLARE
   _a19_batch_size integer := batch_size;
   _a19_pause_s float8 := pause_s;
+  _a19_commit boolean := commit_batches;  -- false: every batch in the caller's transaction (a dry run's stand-in)
   _a19_last {key_type};
   _a19_batch_last {key_type};
   _a19_scanned bigint;
@@ -95,7 +97,7 @@ BEGIN
   VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
           ARRAY[{literal(key)}])
   ON CONFLICT (name) DO NOTHING;
-  COMMIT;
+  IF _a19_commit THEN COMMIT; END IF;
   LOOP
     SELECT c.last_key[1]::{key_type} INTO _a19_last FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;
     IF _a19_last IS NULL THEN
@@ -103,14 +105,16 @@ BEGIN
 {batch(True)}    END IF;
     IF _a19_scanned = 0 THEN
       UPDATE {cp} SET finished_at = now(), updated_at = now() WHERE name = {literal(name)};
-      COMMIT;
+      IF _a19_commit THEN COMMIT; END IF;
       EXIT;
     END IF;
     UPDATE {cp} SET last_key = ARRAY[_a19_batch_last::text], rows_updated = rows_updated + _a19_updated,
            rows_scanned = rows_scanned + _a19_scanned, batches = batches + 1, updated_at = now()
      WHERE name = {literal(name)};
-    COMMIT;
-    PERFORM pg_sleep(_a19_pause_s);
+    IF _a19_commit THEN
+      COMMIT;
+      PERFORM pg_sleep(_a19_pause_s);
+    END IF;
   END LOOP;
 END
 $agent19$"""
@@ -142,7 +146,7 @@ def single_key(table: Table | None) -> tuple[str, str] | None:
 
 def procedure_inverse(sql: str) -> str | None:
     """``DROP PROCEDURE`` for a ``CREATE PROCEDURE`` that :func:`procedure_parts` wrote (an ``agent19_backfill_…``
-    procedure with its two parameters), else None: the rollback of a migration that created one drops it."""
+    procedure), else None: the rollback of a migration that created one drops it."""
     try:
         stmt = pglast.parse_sql(sql)[0].stmt
     except pglast.parser.ParseError:
@@ -151,9 +155,9 @@ def procedure_inverse(sql: str) -> str | None:
         return None
     name = stmt.funcname[0].sval
     params = [p.name for p in stmt.parameters or ()]
-    if not name.startswith("agent19_backfill_") or params != ["batch_size", "pause_s"]:
+    if not name.startswith("agent19_backfill_") or params[:2] != ["batch_size", "pause_s"]:
         return None
-    return f"DROP PROCEDURE IF EXISTS {ident(name)}(integer, double precision)"
+    return f"DROP PROCEDURE IF EXISTS {ident(name)}({_SIGNATURE if len(params) == 3 else _OLD_SIGNATURE})"
 
 
 def procedure_name(spec: BackfillSpec) -> str:
@@ -164,7 +168,28 @@ def procedure_name(spec: BackfillSpec) -> str:
 
 def drop_procedure(spec: BackfillSpec) -> str:
     """Drops the procedure :func:`procedure_parts` creates (its checkpoint row stays, as agent19 backfill's does)."""
-    return f"DROP PROCEDURE IF EXISTS {ident(procedure_name(spec))}(integer, double precision)"
+    return f"DROP PROCEDURE IF EXISTS {ident(procedure_name(spec))}({_SIGNATURE})"
+
+
+_SIGNATURE = "integer, double precision, boolean"
+_OLD_SIGNATURE = "integer, double precision"
+"""the procedure's parameters before commit_batches (a migration file written by an earlier agent19)"""
+
+
+def stand_in_call(call_sql: str) -> str | None:
+    """For a dry run: the CALL of a procedure :func:`procedure_parts` wrote, with every batch in the caller's
+    transaction (``commit_batches => false``) — the same rows updated, inside the dry run's rolled-back transaction;
+    None for any other statement."""
+    try:
+        stmt = pglast.parse_sql(call_sql)[0].stmt
+    except pglast.parser.ParseError:
+        return None
+    if type(stmt).__name__ != "CallStmt" or stmt.funccall.args:
+        return None
+    name = stmt.funccall.funcname[-1].sval
+    if not name.startswith("agent19_backfill_"):
+        return None
+    return f"CALL {'.'.join(ident(n.sval) for n in stmt.funccall.funcname)}(commit_batches => false)"
 
 
 @cache

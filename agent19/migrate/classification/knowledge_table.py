@@ -345,6 +345,11 @@ KNOWLEDGE: tuple[B, ...] = (
     # --- session and transaction control --------------------------------------------------------
     B("transaction", "other", "transaction", None, note="transaction control", example="SAVEPOINT a19"),
     B("set", "other", "set", None, note="a session setting", example="SET lock_timeout = '2s'"),
+    B("call", "other", "call", None, reversible=False, risk="medium",
+      note="CALL runs a procedure's code: its locks and writes cannot be known without running it"),
+    B("call.commits", "other", "call", RE, in_transaction=False, reversible=False, risk="medium",
+      note="the procedure, created earlier in this migration, commits as it goes (a batched backfill): CALL it on "
+      "its own, outside a transaction block; each batch's writes take RowExclusiveLock on the tables it writes"),
     B("do_block", "other", "do_block", None, reversible=False, risk="medium",
       note="a DO block runs arbitrary code: its locks and rewrites cannot be known without running it"),
     B("unknown", "other", "unknown", None, reversible=False, risk="medium",

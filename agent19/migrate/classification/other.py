@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pglast
 
 from agent19.migrate.classification.state import Context, Decision, range_name
 from agent19.migrate.parse import Statement
@@ -191,9 +194,47 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return _set(f, ctx)
     if node == "DoStmt":
         return Decision("do_block", [])
+    if node == "CreateFunctionStmt" and f.get("is_procedure") and (written := committing_writes(stmt.sql)) is not None:
+        state.committing_procedures[_routine_name(f.get("funcname", []))] = written
+    if node == "CallStmt":
+        name = _routine_name(f.get("funccall", {}).get("funcname", []))
+        if name in state.committing_procedures:
+            return Decision("call.commits", state.committing_procedures[name])
+        return Decision("call", [])
     if node in CREATE_OBJECTS:
         return Decision("create_object", [], reversible=False, notes=[f"{node}: no table lock"])
     return Decision("unknown", [], notes=[f"{node or 'empty statement'} is not in the knowledge table"])
+
+
+def _routine_name(funcname: list[dict[str, Any]]) -> str:
+    """A function's or procedure's own name (without its schema)."""
+    names = _names(funcname)
+    return names[-1] if names else ""
+
+
+def committing_writes(create_sql: str) -> list[str] | None:
+    """For a CREATE PROCEDURE whose PL/pgSQL body runs COMMIT or ROLLBACK (a CALL of it cannot run inside a
+    transaction block): the tables its statements insert into, update or delete from; else None. Read from
+    pglast's PL/pgSQL parse and each embedded statement's parse tree; a body it cannot parse is not assumed to
+    commit."""
+    try:
+        parsed = pglast.parse_plpgsql(create_sql)
+    except (pglast.parser.ParseError, ValueError):
+        return None
+    nodes = list(walk(parsed))
+    if not any(n in ("PLpgSQL_stmt_commit", "PLpgSQL_stmt_rollback") for n, _ in nodes):
+        return None
+    written: list[str] = []
+    for n, fields in nodes:
+        query = fields.get("sqlstmt", {}).get("PLpgSQL_expr", {}).get("query") if n == "PLpgSQL_stmt_execsql" else None
+        try:
+            trees = pglast.parser.parse_sql_json(query) if query else None
+        except pglast.parser.ParseError:
+            continue
+        for kind, stmt in walk(json.loads(trees)) if trees else ():
+            if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt") and isinstance(stmt.get("relation"), dict):
+                written.append(range_name(stmt["relation"]))
+    return list(dict.fromkeys(written))
 
 
 def _index_table(index: str, ctx: Context) -> str | None:

@@ -121,6 +121,9 @@ class MigrationState:
     partition_keys: dict[str, list[str]] = field(default_factory=dict)
     added_columns: set[tuple[str, str]] = field(default_factory=set)
     """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
+    committing_procedures: dict[str, list[str]] = field(default_factory=dict)
+    """procedures created earlier in this migration whose body commits (a batched backfill): name → the tables
+    its statements write"""
     lock_timeout: str | None = None
     explicit_transaction: bool = False
     _anonymous: int = 0

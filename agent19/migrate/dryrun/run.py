@@ -52,6 +52,7 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import held_locks, observe
 from agent19.errors import InputError
+from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
@@ -92,10 +93,12 @@ def _needs_scratch(stmt: Statement, ops: list[Operation]) -> bool:
     return has_non_transactional([stmt]) or any(not op.in_transaction for op in ops)
 
 
-def _stand_in(stmt: Statement) -> str | None:
-    """SQL with the same schema effect that may run in a transaction, or None."""
+def _stand_in(stmt: Statement) -> tuple[str, str] | None:
+    """(SQL with the same effect that may run in a transaction, what stood in), or None."""
     if stmt.node == "IndexStmt" and _CONCURRENTLY.match(stmt.sql):
-        return _CONCURRENTLY.sub(r"\1", stmt.sql, count=1)
+        return _CONCURRENTLY.sub(r"\1", stmt.sql, count=1), "the plain CREATE INDEX"
+    if stmt.node == "CallStmt" and (call := stand_in_call(stmt.sql)):
+        return call, "the same backfill with every batch in the transaction"
     return None
 
 
@@ -186,11 +189,11 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             if stand_in:
                 try:
                     with conn.transaction():
-                        run_reporting(partial(conn.execute, stand_in), conn=conn, dsn=dsn, progress=live,
+                        run_reporting(partial(conn.execute, stand_in[0]), conn=conn, dsn=dsn, progress=live,
                                       done=stmt.index, total=len(stmts), label=label + ", its stand-in")
-                    ran.append(stand_in)
+                    ran.append(stand_in[0])
                     note_held(stmt.index)
-                    res.note += "; in the target's transaction the plain CREATE INDEX stood in for it"
+                    res.note += f"; in the target's transaction {stand_in[1]} stood in for it"
                 except psycopg.Error:
                     pass
             continue

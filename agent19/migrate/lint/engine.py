@@ -142,6 +142,8 @@ def _update_state(ctx: StatementContext) -> None:
             state.check_names[con.get("conname", "")] = {(table, c) for c in cols}
             if not con.get("skip_validation"):
                 state.check_columns.update((table, c) for c in cols)
+        if subtype == "AT_AddColumn" and (name := cmd.get("def", {}).get("ColumnDef", {}).get("colname")):
+            state.added_columns.add((table, name))
         if subtype == "AT_ValidateConstraint":
             if cmd.get("name") in state.not_null_checks:
                 state.validated_not_null.add(state.not_null_checks[cmd["name"]])

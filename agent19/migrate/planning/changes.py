@@ -12,6 +12,12 @@ so a change list, a lint fix and a runbook write the same SQL. A NOT NULL asked 
 table (``add_column`` without a default, ``modify_column`` with ``nullable: false``) is made after
 the data migrations (step ``add_not_null``), so a backfill in the same change list runs first.
 
+A ``rename`` or a ``modify_column`` type change on an existing table is the zero-downtime pattern's phases
+(:func:`~agent19.migrate.patterns.rename_column`, ``rename_table``, ``change_column_type``: expand, backfill,
+deploy, contract), never the plain RENAME / ALTER TYPE that breaks running clients or rewrites the table under
+lock. Every change's expand part runs first; one deploy point follows; then the contract parts, in the change
+list's order (:func:`changes_to_steps`).
+
 A foreign key also gets an index on its referencing columns (CONCURRENTLY, outside the transaction,
 on an existing table) unless the catalog or the change list already has one that leads with them.
 """
@@ -19,6 +25,7 @@ on an existing table) unless the catalog or the change list already has one that
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
 
 import pglast
@@ -31,7 +38,9 @@ from agent19.migrate.backfill.scripts import procedure_inverse, procedure_parts,
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import find_table
+from agent19.migrate.patterns.model import BackfillStep
 from agent19.migrate.patterns.sqlnames import ident, qname, short, table_arg
+from agent19.migrate.planning.change_patterns import ChangeSteps, Generated, pattern_steps, rename_pattern, type_pattern
 from agent19.migrate.planning.model import Change, ColumnSpec, PlannedOperation
 
 STEP = {
@@ -94,9 +103,31 @@ def _check_fragments(change: Change) -> None:
         F.assignments(change.set, "set")
 
 
+def change_steps(change: Change, new_tables: set[str], pg_major: int, changes: list[Change] | None = None,
+                 catalog: SchemaSnapshot | None = None) -> ChangeSteps:
+    """The statements for one change: a rename or type change of an existing table's column is its pattern."""
+    _check_fragments(change)
+    existing = change.table not in new_tables
+    if existing and change.type == "rename" and change.new_name:
+        return pattern_steps(rename_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
+    if existing and change.type == "modify_column" and change.new_type and change.column is not None:
+        return pattern_steps(type_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
+    return ChangeSteps([Generated(sql) for sql in change_sql(change, new_tables, pg_major, changes, catalog)], [], [])
+
+
+def _backfiller(change: Change, changes: list[Change] | None,
+                catalog: SchemaSnapshot | None) -> Callable[[BackfillStep], list[str]]:
+    """A pattern's backfill phase on ``change``'s (existing) table, written as a data_migration's is."""
+    def write(b: BackfillStep) -> list[str]:
+        return _backfill(change.model_copy(update={"set": b.set, "where": b.where}), qname(change.table), False,
+                         changes or [], catalog)
+    return write
+
+
 def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: list[Change] | None = None,
                catalog: SchemaSnapshot | None = None) -> list[str]:
-    """The statements for one change (``changes`` and ``catalog`` tell whether a foreign key has its index)."""
+    """The plain statements for one change (``changes`` and ``catalog`` tell whether a foreign key has its index);
+    :func:`change_steps` is what a change list runs."""
     _check_fragments(change)
     t = qname(change.table)
     new = change.table in new_tables
@@ -211,7 +242,12 @@ def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) 
 
 def _data_migration(change: Change, t: str, new: bool, changes: list[Change],
                     catalog: SchemaSnapshot | None) -> list[str]:
-    """A keyset-batched backfill (the procedure agent19 backfill also resumes), or one UPDATE where that is safe."""
+    return _backfill(change, t, new, changes, catalog)
+
+
+def _backfill(change: Change, t: str, new: bool, changes: list[Change], catalog: SchemaSnapshot | None) -> list[str]:
+    """``change.set`` where ``change.where``: a keyset-batched backfill (the procedure agent19 backfill also
+    resumes), or one UPDATE where that is safe (a new table) or the key is unknown (said in a comment)."""
     where = f" WHERE {change.where}" if change.where else ""
     key = None if new else _key(change, changes, catalog)
     if key is None:
@@ -235,6 +271,8 @@ def _deferred_not_null(changes: list[Change], new_tables: set[str]) -> list[Chan
         col = c.column
         if c.table in new_tables or col is None or col.nullable:
             continue
+        if c.type == "modify_column" and c.new_type:
+            continue  # the type change's pattern makes the new column NOT NULL (a validated CHECK before the swap)
         if (c.type == "add_column" and col.default is None) or c.type == "modify_column":
             out.append(Change(type="add_not_null", table=c.table, column=ColumnSpec(name=col.name, type=col.type),
                               description=f"{c.description or c.type + ' ' + c.table}: NOT NULL"))
@@ -262,13 +300,20 @@ def order_changes(changes: list[Change]) -> list[Change]:
     return [c for _, c in indexed]
 
 
-def changes_to_sql(changes: list[Change], pg_major: int,
-                   catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[list[str]]]:
-    """The changes in execution order, and the statements of each."""
+def changes_to_steps(changes: list[Change], pg_major: int,
+                     catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[ChangeSteps]]:
+    """The changes in execution order, and the steps of each (:func:`change_steps`)."""
     new_tables = {c.table for c in changes if c.type == "create_table"}
     changes = [*changes, *_deferred_not_null(changes, new_tables)]
     ordered = order_changes(changes)
-    return ordered, [change_sql(c, new_tables, pg_major, changes, catalog) for c in ordered]
+    return ordered, [change_steps(c, new_tables, pg_major, changes, catalog) for c in ordered]
+
+
+def changes_to_sql(changes: list[Change], pg_major: int,
+                   catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[list[str]]]:
+    """The changes in execution order, and the statements of each (a pattern's contract phases after its others)."""
+    ordered, steps = changes_to_steps(changes, pg_major, catalog)
+    return ordered, [[g.sql for g in (*s.now, *s.after_deploy)] for s in steps]
 
 
 def with_generated_inverses(ops: list[PlannedOperation]) -> list[PlannedOperation]:

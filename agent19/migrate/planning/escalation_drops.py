@@ -182,10 +182,13 @@ def breaking_drops(planned: list[PlannedOperation], catalog: SchemaSnapshot | No
 
 
 def removed(planned: list[PlannedOperation]) -> list[tuple[PlannedOperation, Drop]]:
-    """The views, functions and constraints the migration drops and does not create again later."""
+    """The views, functions and constraints the migration drops and does not create again later — nor, for a
+    function, created earlier itself (a pattern's sync trigger function: no client that predates the migration
+    calls it; a compatibility view created earlier is still read by old clients until they are deployed away)."""
     created = [(p.order, c) for p in planned for c in creates_of(p.sql)]
     return [(p, d) for p in planned if p.type in ("drop_view", "drop_object", "drop_constraint")
-            for d in drops_of(p.sql) if not _replaced(d, [c for o, c in created if o > p.order])]
+            for d in drops_of(p.sql) if not _replaced(d, [c for o, c in created if o > p.order])
+            and not (_family(d.kind) == "function" and _replaced(d, [c for o, c in created if o < p.order]))]
 
 
 Q_FUNCTION = "SELECT {lookup}(%s)::oid"

@@ -124,10 +124,21 @@ class PlannedOperation(BaseModel):
         "calibrated: the duration scales a rate measured on this server; estimated: an assumed rate")
     work: Literal["scan", "rewrite", "index", "data_migration"] | None = Field(
         default=None, description="the work that grows with the table's rows; none: a catalog change")
+    phase: str | None = Field(default=None, description="the zero-downtime pattern phase it belongs to "
+                              "(change lists: a rename or type change of an existing table's column)")
+    stands_for: str | None = Field(default=None, description="the plain statement whose effect this pattern step "
+                                   "completes (the contract's DROP COLUMN of a type change: the ALTER TYPE): its "
+                                   "data-loss facts are checked on that statement")
+    deploy_after: bool = Field(default=False, description="deploy the application before the next operation: what "
+                               "follows removes what the old version still uses")
     duration_basis: str | None = Field(
         default=None, description="where estimated_seconds comes from: 'calibrated on this server (…)', "
         "'assumed (N rows/s …)', 'observed in the dry run' or a catalog change")
 
+
+DEPLOY_MARK = ("-- >>> deploy the application now: the statements below remove what the old version still uses "
+               "(contract) <<<")
+"""The comment a plan's SQL carries where the application is deployed (between a pattern's expand and contract)."""
 
 RESTORE_DESCRIPTION = ("it destroys data that no SQL brings back: take a backup (or keep a copy of the affected rows) "
                        "before running it, and restore from it to roll back")

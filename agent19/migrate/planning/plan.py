@@ -20,36 +20,34 @@ from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
+from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.layouts.files import load_text
 from agent19.migrate.lint.config import LintConfig
 from agent19.migrate.lint.engine import DEFAULT_PG_VERSION, lint
 from agent19.migrate.lint.rules._base import BLOCKS_WRITES, norm, rel_name
-from agent19.migrate.model import Operation, Risk, max_risk
+from agent19.migrate.model import Operation, max_risk
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.migrate.patterns.sqlnames import literal, qualified
 from agent19.migrate.planning import regression as plan_regression
 from agent19.migrate.planning.calibrate import BRIEF_SECONDS, ROWS_PER_SECOND, assumed_basis
-from agent19.migrate.planning.changes import changes_to_sql, with_generated_inverses
+from agent19.migrate.planning.changes import Generated, changes_to_steps, with_generated_inverses
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
     BACKUP_PREREQUISITE,
-    RESTORE_DESCRIPTION,
+    DEPLOY_MARK,
     Change,
-    DeploymentStrategy,
     MigrationPlan,
     PlanFinding,
     PlannedOperation,
-    RollbackStrategy,
     ValidationCheck,
 )
 from agent19.migrate.planning.observed import apply_dry_run, observed_statements
+from agent19.migrate.planning.strategy import deployment, rollback
 from agent19.migrate.planning.write_activity import TableActivity
 from agent19.safety.detect import detect
 from agent19.units import human_duration
-
-BREAKING_RULES = {"A19013", "A19014", "A19015"}
 
 
 class PlanOptions(BaseModel):
@@ -161,6 +159,7 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
         "AND pid <> pg_backend_pid()",
         expected="0 (a long transaction holds locks the migration would queue behind)", blocking=True,
         phase="before")]
+    leaving = _columns_leaving(statements)
     for op in ops:
         s = statements.get(op.statement_index)
         f = s.fields if s else {}
@@ -184,6 +183,9 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
         elif op.kind == "add_column" and table and s:
             for cmd in (c for n, c in _walk_cmds(s) if n == "AT_AddColumn"):
                 col = cmd.get("def", {}).get("ColumnDef", {}).get("colname") or ""
+                key = (rel.get("schemaname"), rel.get("relname"), col) if isinstance(rel, dict) else None
+                if key is not None and leaving.get(key, -1) > s.index:
+                    continue  # a shadow column renamed into place, or dropped again: its name is not the result
                 checks.append(ValidationCheck(
                     name=f"{shown}.{col} exists",
                     query=f"SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass({written}) "
@@ -196,6 +198,22 @@ def _validation(ops: list[Operation], statements: dict[int, Statement]) -> list[
                 "AND NOT convalidated", expected="0 once every VALIDATE CONSTRAINT has run", blocking=False))
     seen: set[str] = set()
     return [c for c in checks if not (c.name in seen or seen.add(c.name))]
+
+
+def _columns_leaving(statements: dict[int, Statement]) -> dict[tuple[Any, Any, str], int]:
+    """(schema, table, column) → the last statement that renames the column away or drops it (read once)."""
+    out: dict[tuple[Any, Any, str], int] = {}
+    for i, s in statements.items():
+        rel = s.fields.get("relation") if s.node in ("RenameStmt", "AlterTableStmt") else None
+        if not isinstance(rel, dict):
+            continue
+        key = (rel.get("schemaname"), rel.get("relname"))
+        if s.node == "RenameStmt" and s.fields.get("renameType") == "OBJECT_COLUMN":
+            out[(*key, s.fields.get("subname", ""))] = i
+        for n, c in _walk_cmds(s) if s.node == "AlterTableStmt" else ():
+            if n == "AT_DropColumn":
+                out[(*key, c.get("name", ""))] = i
+    return out
 
 
 def _regclass_text(rel: dict[str, Any]) -> str:
@@ -222,54 +240,6 @@ def _duration(seconds: float | None, live: bool, observed: int = 0, total: int =
     return f"~{human_duration(seconds)}, assuming {assumption} (plus lock waits)"
 
 
-def _deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:
-    blocking = [o for o in ops if o.downtime != "none"]
-    if blocking:
-        parts = []
-        for what in ("reads_and_writes", "writes"):
-            orders = [str(o.order) for o in blocking if o.downtime == what]
-            if orders:
-                parts.append(f"operation(s) {', '.join(orders)} block {what.replace('_', ' ')}")
-        return DeploymentStrategy(
-            kind="maintenance_window",
-            reason=f"{'; '.join(parts)} on an existing table for a time that grows with it",
-            steps=["announce the window and stop writers", "take a backup", "run the migration",
-                   "run the validation checks", "reopen traffic"])
-    if any(f.rule in BREAKING_RULES for f in findings):
-        return DeploymentStrategy(
-            kind="blue_green",
-            reason="it renames or drops something running clients use: old and new code cannot share the schema",
-            steps=["deploy code that works with both schemas (expand)", "run the migration",
-                   "switch traffic to the new version", "remove the old names in a later migration (contract)"])
-    if risk in ("medium", "high", "critical"):
-        return DeploymentStrategy(
-            kind="rolling",
-            reason="no operation blocks the table, but some take long or need checking: run it before the code "
-            "that needs it, watching the validation checks",
-            steps=["run the migration (statements that cannot run in a transaction, on their own)",
-                   "run the validation checks", "roll the application out instance by instance"])
-    return DeploymentStrategy(kind="immediate", reason="every operation is brief and backward compatible",
-                              steps=["run the migration", "deploy the application"])
-
-
-def _rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool) -> RollbackStrategy:
-    # reversible with no reverse SQL: nothing to undo (VALIDATE CONSTRAINT, ANALYZE, a comment…)
-    irreversible = [o.order for o in ops if not o.reversible]
-    steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
-    if data_loss:
-        return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
-                                description=RESTORE_DESCRIPTION)
-    if irreversible:
-        return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
-                                description="some operations have no automatic inverse: undo them by hand; the "
-                                "others with the reverse SQL, last operation first")
-    return RollbackStrategy(
-        kind="automatic", steps=steps, irreversible=[],
-        description=("it runs in one transaction: a failure rolls everything back; after COMMIT run the reverse SQL, "
-                     "last operation first") if one_transaction else
-        "run the reverse SQL, last operation first (each statement commits on its own)")
-
-
 def plan_migration(
     sql: str | None = None,
     changes: list[Change] | None = None,
@@ -282,17 +252,31 @@ def plan_migration(
     if (sql is None) == (changes is None):
         raise InputError("give either sql or changes", "sql: migration text; changes: a structured change list")
     change_notes: list[str] = []
+    pattern_notes: list[str] = []
+    deploy_at: int | None = None
+    deploy_statement: int | None = None
     if changes is not None:
         if not changes:
             raise InputError("the change list is empty")
-        ordered, sqls = changes_to_sql(changes, version // 10000, catalog)
+        ordered, steps = changes_to_steps(changes, version // 10000, catalog)
         change_notes = [c.description or f"{c.type} {c.table}" for c in ordered]
-        text = ";\n\n".join(s for group in sqls for s in group) + ";\n"
+        generated = [g for st in steps for g in st.now]
+        contract = [g for st in steps for g in st.after_deploy]
+        text = ";\n\n".join(g.sql for g in generated) + ";\n"
+        if contract:  # one deploy point: every change's expand part before it, every contract part after it
+            deploy_at = len(generated) - 1
+            text += f"\n{DEPLOY_MARK}\n\n" + ";\n\n".join(g.sql for g in contract) + ";\n"
+            generated += contract
+        pattern_notes = [n for st in steps for n in st.notes]
     else:
         text = sql or ""
     statements = parse_sql(text)
     if not statements:
         raise InputError("no SQL statements to plan", "the input is empty or only comments")
+    by_generated: dict[int, Generated] = {}
+    if changes is not None:  # one statement per generated step (fragments are refused unless exactly one)
+        by_generated = {st.index: g for st, g in zip(statements, generated, strict=True)}
+        deploy_statement = statements[deploy_at].index if deploy_at is not None else None
     # parsed once, classified once: lint classifies every statement in order, as classify() would, and hands the
     # operations over
     ops: list[Operation] = []
@@ -301,6 +285,8 @@ def plan_migration(
     new = {norm(rel_name(s.fields["relation"])) for s in statements
            if s.node == "CreateStmt" and isinstance(s.fields.get("relation"), dict)}
     by_index = {s.index: s for s in statements}
+    if changes is not None:
+        _pattern_facts(ops, by_generated, catalog, version)
     planned: list[PlannedOperation] = []
     for i, op in enumerate(ops, start=1):
         rows = _rows(op, catalog, new)
@@ -311,7 +297,12 @@ def plan_migration(
             in_transaction=op.in_transaction, downtime=_downtime(op, new),  # type: ignore[arg-type]
             estimated_seconds=_seconds(op, rows, catalog is not None), risk=op.risk, line=op.line,
             work=_work(op), duration_basis=assumed_basis(_work(op), rows) if catalog is not None else None,
+            phase=g.phase if (g := by_generated.get(op.statement_index)) else None,
+            stands_for=g.same_data_as if g else None,
         ))
+    if deploy_statement is not None:  # after the statement's last operation
+        last = max(p.order for p, op in zip(planned, ops, strict=True) if op.statement_index == deploy_statement)
+        planned[last - 1] = planned[last - 1].model_copy(update={"deploy_after": True})
     if changes is not None:  # the rollback drops the backfill procedure, not the NOT NULL CHECK already dropped
         planned = with_generated_inverses(planned)
     order_of = {}
@@ -355,9 +346,9 @@ def plan_migration(
         live=catalog is not None,
         operations=planned,
         prerequisites=prerequisites,
-        rollback=_rollback(planned, data_loss, one_tx),
+        rollback=rollback(planned, data_loss, one_tx),
         validation=_validation(ops, by_index),
-        deployment=_deployment(planned, findings, risk),
+        deployment=deployment(planned, findings, risk),
         findings=findings,
         sql=text,
         escalations=escalations,
@@ -365,9 +356,28 @@ def plan_migration(
             p.order for p in planned if p.type.startswith(plan_regression.AFFECTING_KINDS)
         ] if options.dry_run is None or options.dry_run.query_plans is None else None),
         index_costs=costs,
+        notes=pattern_notes,
     )
     plan._statements = statements
     return plan
+
+
+def _pattern_facts(ops: list[Operation], generated: dict[int, Generated], catalog: SchemaSnapshot | None,
+                   version: int) -> None:
+    """What a pattern knows of its own statements (:class:`~agent19.migrate.planning.changes.Generated`): its risk
+    for the step, and for the contract's DROP COLUMN what the plain statement it stands for would lose (a rename:
+    nothing; a type change: what the conversion loses) — classified, as every statement is, not assumed."""
+    for op in ops:
+        g = generated.get(op.statement_index)
+        if g is None:
+            continue
+        if g.risk is not None:
+            op.risk = g.risk
+        if g.same_data_as:
+            equivalent = classify(parse_sql(g.same_data_as), catalog=catalog, pg_version=version)
+            op.data_loss = any(e.data_loss for e in equivalent)
+            if op.data_loss:
+                op.risk = "critical"
 
 
 def _worse_plans(dry: DryRunResult | None, order_of: dict[int, int], sql: dict[int, str]) -> dict[int, list[str]]:

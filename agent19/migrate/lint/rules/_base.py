@@ -64,6 +64,8 @@ class MigrationState:
     not_null_checks: dict[str, tuple[str, str]] = field(default_factory=dict)
     """constraint name → (table, column) of a ``CHECK (col IS NOT NULL)`` added in this migration."""
     validated_not_null: set[tuple[str, str]] = field(default_factory=set)
+    added_columns: set[tuple[str, str]] = field(default_factory=set)
+    """(table, column) added in this migration: no running client knows them yet"""
     seen: list[StatementContext] = field(default_factory=list)
     seen_in_transaction: dict[int, list[StatementContext]] = field(default_factory=dict)
     """``seen`` by transaction id (``tx_group``): a rule about the transaction reads its own statements, not the file"""

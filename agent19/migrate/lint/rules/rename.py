@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent19.migrate import patterns
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, norm
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
 from agent19.migrate.patterns.sqlnames import ident, literal, qualified
@@ -19,11 +19,45 @@ def _table(rel: dict[str, Any]) -> str:
     return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
 
 
+def _later_in_transaction(ctx: StatementContext) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(node, fields) of the statements after this one that run in the same transaction: a whole transaction
+    commits at once, so what they put back is never missing for a running client."""
+    if ctx.tx_group is None:
+        return
+    key = f"{__name__}:{id(ctx.migration)}"
+    known = ctx.state.cache.get(key)
+    if known is None:  # computed once per file (a migration with many renames stays linear)
+        statements = ctx.migration.statements
+        known = ctx.state.cache[key] = ({id(s): i for i, s in enumerate(statements)},
+                                        ctx.migration.transaction_groups())
+    position, groups = known
+    statements = ctx.migration.statements
+    for j in range(position[id(ctx.statement)] + 1, len(statements)):
+        if groups[j] != ctx.tx_group:
+            return
+        yield statements[j].node, statements[j].fields
+
+
+def _same_rel(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("relname") == b.get("relname") and (a.get("schemaname") or None) == (b.get("schemaname") or None)
+
+
+def _old_table_restored(ctx: StatementContext, rel: dict[str, Any]) -> bool:
+    """A view with the old name is created in the same transaction (the rename_table pattern's expand step)."""
+    return any(node == "ViewStmt" and _same_rel(f.get("view") or {}, rel) for node, f in _later_in_transaction(ctx))
+
+
+def _old_column_restored(ctx: StatementContext, rel: dict[str, Any], old: str) -> bool:
+    """Another column takes the old name in the same transaction (the column-type pattern's swap)."""
+    return any(node == "RenameStmt" and f.get("renameType") == "OBJECT_COLUMN" and f.get("newname") == old
+               and _same_rel(f.get("relation") or {}, rel) for node, f in _later_in_transaction(ctx))
+
+
 def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
     if ctx.node == "AlterObjectSchemaStmt" and f.get("objectType") in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
         rel = f.get("relation", {})
-        if rel and not ctx.is_new(ctx.relation):
+        if rel and not ctx.is_new(ctx.relation) and not _old_table_restored(ctx, rel):
             old, moved = _table(rel), qualified(f.get("newschema", ""), rel.get("relname", ""))
             yield Hit(
                 f"moving {old} to schema {ident(f.get('newschema', ''))} breaks every running client that names it "
@@ -36,6 +70,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "RenameStmt" or ctx.is_new(ctx.relation):
         return
     kind, rel = f.get("renameType"), f.get("relation", {})
+    if kind in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW") and rel and _old_table_restored(ctx, rel):
+        return
     if kind == "OBJECT_TABLE" and rel:
         table, new = _table(rel), f.get("newname", "")
         p = patterns.rename_table(table, new, pg_version=ctx.major)
@@ -50,7 +86,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             "-- old clients keep working\nCOMMIT;\n"
             f"-- once no client uses the old name: DROP VIEW {old};",
         )
-    elif kind == "OBJECT_COLUMN" and rel:
+    elif kind == "OBJECT_COLUMN" and rel and not _old_column_restored(ctx, rel, f.get("subname", "")) and \
+            (norm(ctx.relation or ""), f.get("subname", "")) not in ctx.state.added_columns:
         yield _column_hit(ctx, _table(rel), f.get("subname", ""), f.get("newname", ""))
 
 

@@ -1,0 +1,129 @@
+"""A change list's rename or column type change on an existing table, as its zero-downtime pattern's statements.
+
+:func:`~agent19.migrate.patterns.rename_column`, ``rename_table`` and ``change_column_type`` give the phases; here
+they become the statements a plan runs: each phase one transaction with its own lock_timeout, a backfill phase the
+keyset procedure, and the phases after the pattern's deploy point set apart (:class:`ChangeSteps`), so that a plan
+runs every change's expand part, then one deploy, then every contract part. What the pattern knows of its own
+statements that the statement alone does not say travels with it (:class:`Generated`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pglast
+from pglast.enums import AlterTableType
+
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.model import Risk
+from agent19.migrate.patterns.columns import change_column_type
+from agent19.migrate.patterns.live import LiveColumn, find_table, live_from_snapshot
+from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
+from agent19.migrate.patterns.rename import rename_column, rename_table
+from agent19.migrate.patterns.sqlnames import ident, qname
+from agent19.migrate.planning.model import Change
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One statement a change generates: ``phase`` names the zero-downtime pattern phase it belongs to."""
+
+    sql: str
+    phase: str | None = None
+    same_data_as: str | None = None
+    """The plain statement whose data-loss fact this one shares: the contract's DROP COLUMN of a rename loses no
+    data (the values live on in the new column); of a type change, what the conversion itself loses."""
+    risk: Risk | None = None
+    """The pattern's risk for this step where the statement alone reads worse: a rename whose old name the same
+    transaction gives back (a compatibility view, the column swap) breaks no client; a contract drop that loses
+    nothing is brief and final, not critical."""
+
+
+@dataclass(frozen=True)
+class ChangeSteps:
+    """A change's statements: ``now`` in its place in the order, ``after_deploy`` once the application is deployed
+    (a pattern's contract phases), ``notes`` what the pattern could not carry over and what to do."""
+
+    now: list[Generated]
+    after_deploy: list[Generated]
+    notes: list[str]
+
+
+def _live(change: Change, catalog: SchemaSnapshot | None) -> LiveColumn | None:
+    table = find_table(catalog, change.table)
+    if catalog is None or table is None or change.column is None:
+        return None
+    return live_from_snapshot(catalog, table, change.column.name)
+
+
+def rename_pattern(change: Change, pg_major: int, catalog: SchemaSnapshot | None) -> Pattern:
+    if change.column is None:
+        return rename_table(change.table, change.new_name or "", pg_version=pg_major)
+    c, live = change.column, _live(change, catalog)
+    return rename_column(change.table, c.name, change.new_name or "", None if live else c.type,
+                         not_null=not c.nullable, default=None if live else c.default, pg_version=pg_major, live=live)
+
+
+def type_pattern(change: Change, pg_major: int, catalog: SchemaSnapshot | None) -> Pattern:
+    """change_column_type for a modify_column: the live column's NOT NULL, default and type are carried over; a
+    ``nullable: false`` or ``default`` in the change is applied to the new column (proved before the swap)."""
+    c, live = change.column, _live(change, catalog)
+    assert c is not None and change.new_type
+    old_type = None if live else (c.type if c.type.strip().lower() != change.new_type.strip().lower() else None)
+    return change_column_type(change.table, c.name, change.new_type, old_type=old_type,
+                              not_null=True if not c.nullable else None,
+                              default=c.default, pg_version=pg_major, live=live)
+
+
+def pattern_steps(p: Pattern, change: Change, backfill: Callable[[BackfillStep], list[str]]) -> ChangeSteps:
+    """The pattern's phases as statements: those up to its deploy point now, the rest after the deploy. A backfill
+    phase is ``backfill``'s SQL (the keyset procedure, as a data_migration's); each other phase is one transaction
+    with its lock_timeout."""
+    now: list[Generated] = []
+    later: list[Generated] = []
+    target = now
+    for phase in p.phases:
+        label = f"{p.kind} phase {phase.order} of {len(p.phases)}: {phase.name}"
+        if phase.backfill is not None:
+            sqls = backfill(phase.backfill)
+        else:
+            sqls = _phase_statements(phase)
+        target += [_contract_drop(sql, label, change) if target is later else
+                   Generated(sql, label, risk="medium" if _renames(sql) else None) for sql in sqls]
+        if phase.deploy_after:
+            target = later
+    return ChangeSteps(now, later, [f"{p.title}: {n}" for n in p.notes])
+
+
+def _contract_drop(sql: str, label: str, change: Change) -> Generated:
+    """A contract statement; the DROP COLUMN of the column the pattern replaced says why lint's A19014 (running
+    clients still use it, its data is lost) does not hold — the application was deployed without it and its values
+    are in the new column — and which plain statement's data-loss fact it shares."""
+    stmt = pglast.parse_sql(sql)[0].stmt
+    cmds = getattr(stmt, "cmds", None) or ()
+    if type(stmt).__name__ != "AlterTableStmt" or len(cmds) != 1 or cmds[0].subtype != AlterTableType.AT_DropColumn:
+        return Generated(sql, label)
+    t, c = qname(change.table), ident(change.column.name if change.column else "")
+    if change.type == "rename":
+        same, why = f"ALTER TABLE {t} RENAME COLUMN {c} TO {ident(change.new_name or '')}", \
+            f"its values are in {ident(change.new_name or '')}"
+    else:
+        same, why = f"ALTER TABLE {t} ALTER COLUMN {c} TYPE {change.new_type}", \
+            f"its values are in {c}, converted to {change.new_type}"
+    return Generated(f"-- contract: the application deployed above no longer uses it; {why}\n"
+                     f"-- agent19:ignore A19014\n{sql}", label, same_data_as=same, risk="medium")
+
+
+def _renames(sql: str) -> bool:
+    """A RENAME inside a pattern's phase: the patterns give the old name back in the same transaction."""
+    return type(pglast.parse_sql(sql)[0].stmt).__name__ == "RenameStmt"
+
+
+def _phase_statements(phase: Phase) -> list[str]:
+    """One phase: ``BEGIN``, ``SET LOCAL lock_timeout``, its statements, ``COMMIT`` — or, for statements that cannot
+    run in a transaction block (CONCURRENTLY), each alone. A recovery step (``only_if``) is left to the pattern."""
+    steps = [st for st in phase.operations if st.only_if is None]
+    if not (phase.transactional and all(st.in_transaction for st in steps)):
+        return [st.sql for st in steps]
+    return ["BEGIN", f"SET LOCAL lock_timeout = '{phase.lock_timeout}'", *(st.sql for st in steps), "COMMIT"]
