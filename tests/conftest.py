@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.db.throwaway import ThrowawayServer, start_pgserver, start_system, system_versions
+from tools.throwaway import ThrowawayServer, start_pgserver, start_system, system_versions
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

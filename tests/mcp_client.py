@@ -18,7 +18,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from agent19.db.throwaway import free_port
+from tools.throwaway import free_port
 
 TEST_FILES = {"AGENT19_MCP_PATHS": tempfile.gettempdir()}
 """The tests' files live in pytest's temporary directories: the servers they start allow them, as an operator

@@ -20,8 +20,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
 from tests.conftest import need, until
+from tools.throwaway import ThrowawayServer, start_system, system_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHIVING = ("archive_configured", "archive_failures", "archive_ready", "last_archived_age")

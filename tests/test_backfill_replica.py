@@ -18,10 +18,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 from agent19.migrate.backfill.executor import Q_LAG, BackfillResult, BackfillSpec, run_backfill
 from tests.conftest import need
 from tests.conftest import until as _until
+from tools.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 
 ROWS = 20_000
 LIMIT_S = 0.5

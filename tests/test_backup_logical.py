@@ -15,11 +15,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from agent19.config import Settings
 from agent19.db.binaries import pg_binary
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer, system_versions
 from agent19.errors import InputError
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.ops.backup.logical import verify_logical
 from tests.conftest import need, owner_login, run_sql
+from tools.throwaway import ThrowawayServer, system_versions
 
 SHOP = r"""
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');

@@ -20,14 +20,15 @@ import psycopg
 import pytest
 
 from agent19.config import Settings
+from agent19.db.binaries import as_postgres_user
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer, _as_postgres_user, start_system, system_versions
 from agent19.ops.backup.physical import verify_physical
 from agent19.ops.backup.pitr import verify_pitr
 from agent19.ops.backup.status import backup_status
 from agent19.safety.gate import PrivilegedReader
 from agent19.safety.readonly import ReadOnlyViolation
 from tests.conftest import need
+from tools.throwaway import ThrowawayServer, start_system, system_versions
 
 BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -68,7 +69,7 @@ def _base_backup(server: ThrowawayServer, into: Path) -> Path:
     into.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(into.parent, 0o777)  # inside public_tmp
     subprocess.run([BIN / "pg_basebackup", "-D", into, "-X", "stream", "-c", "fast", "-d", server.dsn],
-                   check=True, capture_output=True, **_as_postgres_user())  # type: ignore[arg-type]
+                   check=True, capture_output=True, **as_postgres_user())  # type: ignore[arg-type]
     return into
 
 
@@ -117,7 +118,7 @@ def test_an_existing_tar_format_base_backup_is_verified(archived, public_tmp):
     server, _ = archived
     target = public_tmp / "tarbackup"
     subprocess.run([BIN / "pg_basebackup", "-D", target, "-Ft", "-X", "stream", "-c", "fast", "-d", server.dsn],
-                   check=True, capture_output=True, **_as_postgres_user())  # type: ignore[arg-type]
+                   check=True, capture_output=True, **as_postgres_user())  # type: ignore[arg-type]
     before = sorted(p.name for p in target.iterdir())
     result = verify_physical(_db(server), from_dir=str(target))
     assert result.verified, result.summary

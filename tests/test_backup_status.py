@@ -18,10 +18,10 @@ import pytest
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer, _as_postgres_user, start_system, system_versions
 from agent19.errors import InputError
 from agent19.ops.backup.status import backup_status
 from tests.conftest import need
+from tools.throwaway import ThrowawayServer, _as_postgres_user, start_system, system_versions
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import start_pgserver, start_system, system_versions
 from agent19.errors import DatabaseUnavailable, ModeError
 from tests.conftest import run_sql
+from tools.throwaway import start_pgserver, start_system, system_versions
 
 
 def test_every_session_sets_name_and_timeouts(dsn):

@@ -10,10 +10,10 @@ import uuid
 import psycopg
 import pytest
 
-from agent19.db.throwaway import ThrowawayServer
 from agent19.migrate.dryrun.scratch import list_scratch
 from tests.conftest import need, run_sql
 from tests.mcp_client import stdio_session
+from tools.throwaway import ThrowawayServer
 
 # everything a superuser can read about the cluster, compared byte for byte (scratch databases excluded:
 # they come and go while the dry run runs; datfrozenxid/datminmxid move by themselves)

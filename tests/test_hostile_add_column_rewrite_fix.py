@@ -10,10 +10,10 @@ A serial column's sequence was created in the search path's schema, not the tabl
 
 from __future__ import annotations
 
-from agent19.db.throwaway import ThrowawayServer
 from agent19.migrate.patterns.sqlnames import qname
 from tests.conftest import one
 from tests.test_lint_fix_sql import catalog_of, database, fix_of, run_script
+from tools.throwaway import ThrowawayServer
 
 SETUP = """
 CREATE SCHEMA "My S";

@@ -13,8 +13,8 @@ from pathlib import Path
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.binaries import pg_binary
-from agent19.db.throwaway import ThrowawayServer
 from tests.conftest import need, owner_login, run_sql
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FORGED = "logical backup verified: 1 table(s), 0 row(s), schema identical"

@@ -18,8 +18,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.db.binaries import pg_binary
-from agent19.db.throwaway import ThrowawayServer
 from tests.conftest import need, run_sql
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent19.db.throwaway import ThrowawayServer
 from tests.conftest import need, owner_login, run_sql
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

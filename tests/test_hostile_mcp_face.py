@@ -182,8 +182,8 @@ def test_pg_local_stops_its_server_on_sigterm():
     import time
     from pathlib import Path
 
-    from agent19.db.throwaway import system_versions
     from tests.conftest import need, until
+    from tools.throwaway import system_versions
 
     need(bool(system_versions()), "no system PostgreSQL")
     script = Path(__file__).parent.parent / "tools" / "pg-local"

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.db.throwaway import ThrowawayServer
 from tests.conftest import run_sql
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 from tests.conftest import need, one, until
+from tools.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
 

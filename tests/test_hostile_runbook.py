@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 from agent19.db.binaries import pg_binary
-from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
 from tests.conftest import need
+from tools.throwaway import ThrowawayServer, start_system, system_versions
 
 ROOT = Path(__file__).resolve().parent.parent
 

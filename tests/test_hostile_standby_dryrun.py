@@ -15,8 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.db.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 from tests.conftest import need, one, until
+from tools.throwaway import ThrowawayServer, start_replica, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
 UP = "ALTER TABLE orders ADD COLUMN note text;\nCREATE INDEX orders_note_idx ON orders (note);\n"

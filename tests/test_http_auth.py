@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from agent19.db.throwaway import free_port
 from agent19.http_auth import configure, is_loopback
 from tests.conftest import need
 from tests.mcp_client import listening
+from tools.throwaway import free_port
 
 ROOT = Path(__file__).parent.parent
 CLIENT = Path(__file__).parent / "http_auth_client.py"

@@ -74,7 +74,7 @@ ENGINE = ("agent19.db", "agent19.migrate", "agent19.optimize", "agent19.safety",
           "agent19.etl")
 # The faces: MCP, HTTP and the CLI. The engine never imports them, not even inside a function.
 FACES = ("mcp", "starlette", "uvicorn", "agent19.server", "agent19.cli", "agent19.tools", "agent19.resources",
-         "agent19.responses", "agent19.http_auth", "agent19.prompts_loader", "tests")
+         "agent19.responses", "agent19.http_auth", "agent19.prompts_loader", "tests", "tools")
 
 
 def test_the_engine_imports_no_face() -> None:
@@ -92,3 +92,16 @@ def test_the_engine_imports_no_face() -> None:
     assert len(list(ROOT.glob("migrate/*.py"))) <= 3, "migrate/ holds packages named for their job, not flat modules"
     assert [p.name for p in ROOT.glob("ops/*.py")] == ["__init__.py"], "ops/ holds one package per job"
     assert not offences, "\n".join(offences)
+
+
+def test_test_support_does_not_ship_in_the_package() -> None:
+    """Throwaway servers for tests, benchmarks and tools/pg-local live in tools/, not in the installed package: no
+    module of agent19 starts one, and none imports tools/ or tests/."""
+    assert not list(ROOT.rglob("throwaway.py"))
+    offences = []
+    for f in ROOT.rglob("*.py"):
+        for node in _imports(ast.parse(f.read_text())):
+            targets = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            offences += [f"{f.relative_to(ROOT.parent)}:{node.lineno} imports {t}" for t in targets
+                         if t.split(".")[0] in ("tests", "tools")]
+    assert not offences, offences

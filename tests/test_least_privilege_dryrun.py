@@ -19,12 +19,12 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer
 from agent19.migrate.classification.knowledge_table import KNOWLEDGE
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from agent19.report.model import DryRunEvidence
+from tools.throwaway import ThrowawayServer
 
 SCHEMA = (Path(__file__).parent / "corpus" / "observed_schema.sql").read_text()
 # Takes ACCESS EXCLUSIVE on t first: every later lock of that mode on t is hidden in pg_locks.

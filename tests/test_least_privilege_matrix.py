@@ -17,9 +17,9 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.cli import main
-from agent19.db.throwaway import ThrowawayServer
 from agent19.migrate.dryrun.model import DryRunResult
 from tests.test_least_privilege_dryrun import contradictions
+from tools.throwaway import ThrowawayServer
 
 ROLES = ("superuser", "owner_createdb", "owner", "reader")
 SCHEMA = """

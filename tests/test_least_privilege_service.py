@@ -19,9 +19,9 @@ from psycopg.conninfo import make_conninfo
 from agent19.cli import main
 from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import SYSTEM_ROOT, ThrowawayServer, _as_postgres_user, start_system, system_versions
 from tests.conftest import need
 from tests.mcp_client import stdio_session
+from tools.throwaway import SYSTEM_ROOT, ThrowawayServer, _as_postgres_user, start_system, system_versions
 
 PASSWORD = "s3cret-pw"
 

@@ -20,10 +20,10 @@ from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
 from agent19.db.models import SchemaSnapshot
-from agent19.db.throwaway import ThrowawayServer
 from agent19.migrate.lint.engine import lint_sql
 from agent19.migrate.parse import parse_sql as agent19_parse
 from tests.conftest import _fresh_database, one, owner_login
+from tools.throwaway import ThrowawayServer
 
 
 @contextmanager

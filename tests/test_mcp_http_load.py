@@ -17,8 +17,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from agent19.db.throwaway import free_port
 from tests.mcp_client import TEST_FILES, http_session, listening, serve_args
+from tools.throwaway import free_port
 
 STATEMENTS = "ALTER TABLE t ADD COLUMN c integer;\nCREATE INDEX i ON t (a);\n"
 SMALL = "ALTER TABLE t ADD COLUMN d integer;\nCREATE INDEX CONCURRENTLY t_d ON t (d);\n"

@@ -22,7 +22,6 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer
 from agent19.ops.capacity.measure import measure_rates, pss_schema
 from agent19.ops.capacity.model import DAYS_PER_MONTH, CapacityPlan
 from agent19.ops.capacity.plan import capacity_plan
@@ -30,6 +29,7 @@ from agent19.ops.health.probe import Probe
 from agent19.ops.health.thresholds import HealthThresholds
 from tests.conftest import run_sql
 from tests.mcp_client import stdio_session
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).parent.parent
 

@@ -25,7 +25,6 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import ThrowawayServer, start_system, system_versions
 from agent19.ops.health.check import ALL_CHECKS, health_check
 from agent19.ops.health.model import HealthReport
 from agent19.ops.health.probe import Probe
@@ -35,6 +34,7 @@ from agent19.ops.replication.status import replication_status
 from tests.conftest import _fresh_database, _server, need, one
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
+from tools.throwaway import ThrowawayServer, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
 FAST = {"long_query_s": 1, "idle_in_transaction_s": 1, "blocked_s": 1, "prepared_xact_s": 1}

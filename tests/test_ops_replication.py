@@ -21,12 +21,12 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent19.db.throwaway import SYSTEM_ROOT, ThrowawayServer, start_replica, start_system, system_versions
 from agent19.ops.replication.model import ReplicationStatus
 from tests.conftest import need
 from tests.conftest import until as _until
 from tests.mcp_client import stdio_session
 from tests.test_ops_health import _alarms, health, status
+from tools.throwaway import SYSTEM_ROOT, ThrowawayServer, start_replica, start_system, system_versions
 
 REPLICATION_CHECKS = ["replication_lag", "failover_readiness", "replication_slots", "archiving", "standby_replay"]
 

@@ -22,7 +22,7 @@ import uuid
 
 import psycopg
 
-from agent19.db.throwaway import ThrowawayServer
+from tools.throwaway import ThrowawayServer
 
 SCHEMA = """
 CREATE TABLE customers AS

@@ -29,9 +29,9 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent19.db.throwaway import ThrowawayServer, free_port, start_system, system_versions
 from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need
+from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"

@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.db.throwaway import free_port
 from tests.conftest import run_sql
 from tests.mcp_client import stdio_session
+from tools.throwaway import free_port
 
 ROOT = Path(__file__).parent.parent
 

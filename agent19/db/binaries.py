@@ -7,7 +7,10 @@ whatever ``PATH`` has.
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
+import socket
 import warnings
 from pathlib import Path
 
@@ -29,3 +32,22 @@ def embedded_bin_dir() -> Path:
         warnings.simplefilter("ignore")
         import pgserver
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+def as_postgres_user() -> dict[str, object]:
+    """``subprocess`` arguments that run a server program as the ``postgres`` OS user when this process is root
+    (``initdb`` and ``postgres`` refuse to run as root); none otherwise."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise RuntimeError("running as root and there is no 'postgres' OS user to run PostgreSQL as") from exc
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server started next)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -17,6 +17,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,8 +27,9 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from agent19.db.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.migrate.backfill.executor import BackfillSpec, run_backfill
+from tools.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions  # noqa: E402
 
 SCRIPT = "\\set id random(1, {rows})\nUPDATE bench SET hits = hits + 1 WHERE id = :id;\n"
 

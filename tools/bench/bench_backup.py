@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import SYSTEM_ROOT, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.ops.backup.logical import verify_logical
+from tools.throwaway import SYSTEM_ROOT, start_system, system_versions  # noqa: E402
 
 
 def build(dsn: str, size_mb: int) -> None:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from agent19.config import Settings  # noqa: E402
 from agent19.db.connection import Database  # noqa: E402
-from agent19.db.throwaway import start_system  # noqa: E402
 from agent19.ops.capacity.plan import capacity_plan  # noqa: E402
+from tools.throwaway import start_system  # noqa: E402
 
 PEER = """
 SELECT schemaname, relname AS tablename,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
-from agent19.db.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
+from tools.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions  # noqa: E402
 
 
 def build(dsn: str, n: int) -> None:

@@ -26,6 +26,7 @@ import argparse
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,9 +36,11 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
+from tools.throwaway import SYSTEM_ROOT, start_pgserver, start_system, system_versions  # noqa: E402
 
 TRANSACTIONAL = """ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();
 CREATE INDEX t_a_idx ON t (a);

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -34,10 +35,12 @@ import psycopg
 from agent19.config import AccessMode, Settings
 from agent19.db.child_env import child_connection
 from agent19.db.connection import Database
-from agent19.db.throwaway import SYSTEM_ROOT, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.etl.batch import run_pipeline
 from agent19.etl.cdc import run_cdc
 from agent19.etl.pipeline import parse_pipeline
+from tools.throwaway import SYSTEM_ROOT, start_system, system_versions  # noqa: E402
 
 SOURCE_DDL = """
 CREATE TABLE orders (id bigint PRIMARY KEY, email text, amount numeric(12,2), status text NOT NULL,

@@ -50,9 +50,9 @@ sys.path.insert(0, str(ROOT))
 
 from agent19.config import Settings  # noqa: E402
 from agent19.db.connection import Database  # noqa: E402
-from agent19.db.throwaway import ThrowawayServer, start_system  # noqa: E402
 from agent19.ops.health.check import health_check  # noqa: E402
 from agent19.ops.health.model import HealthReport  # noqa: E402
+from tools.throwaway import ThrowawayServer, start_system  # noqa: E402
 
 PEER = """
 import asyncio, sys, time

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 from mcp import ClientSession, StdioServerParameters  # noqa: E402
 from mcp.client.stdio import stdio_client  # noqa: E402
 
-from agent19.db.throwaway import free_port  # noqa: E402
 from tests.mcp_client import TEST_FILES, http_session, listening, result_size, serve_args, stdio_session  # noqa: E402
+from tools.throwaway import free_port  # noqa: E402
 
 SCENARIO = """
 DROP TABLE IF EXISTS bench_orders;

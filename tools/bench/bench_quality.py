@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,11 +27,13 @@ from psycopg.conninfo import conninfo_to_dict
 from agent19.config import Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
-from agent19.db.throwaway import start_pgserver, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.etl import quality_sql as q
 from agent19.etl.quality_model import parse_checks
 from agent19.etl.quality_run import run_checks
 from agent19.etl.quality_targets import resolve_key
+from tools.throwaway import start_pgserver, start_system, system_versions  # noqa: E402
 
 CHECKS = """
 tables:

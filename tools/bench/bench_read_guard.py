@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,8 +25,10 @@ import psycopg
 
 from agent19.config import Settings
 from agent19.db.connection import Database
-from agent19.db.throwaway import start_pgserver, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.safety.run import run_read
+from tools.throwaway import start_pgserver, start_system, system_versions  # noqa: E402
 
 QUERIES = {
     "point lookup": "SELECT * FROM bench WHERE id = 4242",

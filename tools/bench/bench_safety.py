@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from agent19.config import Settings
-from agent19.db.throwaway import start_pgserver, start_system, system_versions
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.migrate.parse import parse_sql
 from agent19.safety import measure as measuring
 from agent19.safety.impact import exact_count
 from agent19.safety.run import run_write
+from tools.throwaway import start_pgserver, start_system, system_versions  # noqa: E402
 
 
 def timed(conn: Any, repeat: int, work: Callable[[Any], None]) -> float:

@@ -52,8 +52,10 @@ from sqlglot.optimizer.qualify import qualify
 
 from agent19.config import Settings
 from agent19.db import Database
-from agent19.db.throwaway import start_system
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.optimize.advisor import advise
+from tools.throwaway import start_system  # noqa: E402
 
 PRIMARY_KEYS = {
     "region": "r_regionkey", "nation": "n_nationkey", "part": "p_partkey", "supplier": "s_suppkey",

@@ -37,7 +37,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from agent19 import lifecycle
-from agent19.db.throwaway import _as_postgres_user
+from agent19.db.binaries import as_postgres_user, free_port
 from agent19.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ _LOCK = threading.Lock()
 def run_as() -> dict[str, Any]:
     """subprocess keyword arguments that run PostgreSQL's server-side programs as ``postgres`` when we
     are root (initdb and postgres refuse root); empty otherwise."""
-    return _as_postgres_user()
+    return as_postgres_user()
 
 
 def give_to_server_user(path: Path) -> None:
@@ -116,8 +116,6 @@ class WorkDir:
         """Start ``postgres -D pgdata`` on a private socket (no TCP); returns at once (see :func:`wait_ready`)."""
         socket_dir = self.path / "socket"
         socket_dir.mkdir(exist_ok=True)
-        from agent19.db.throwaway import free_port
-
         port = free_port()
         conf = {"listen_addresses": "''", "port": str(port), "unix_socket_directories": f"'{socket_dir}'",
                 "archive_mode": "off", "hot_standby": "off", "shared_buffers": "'64MB'",

@@ -16,10 +16,8 @@ A system server can get a streaming hot standby (:func:`start_replica`, ``pg_bas
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
+from agent19.db.binaries import as_postgres_user, free_port
 from agent19.db.child_env import child_connection
 
 SYSTEM_ROOT = Path("/usr/lib/postgresql")
@@ -39,12 +38,6 @@ def system_versions() -> list[int]:
         return []
     found = [int(p.name) for p in SYSTEM_ROOT.iterdir() if p.name.isdigit() and (p / "bin" / "postgres").exists()]
     return sorted(found, reverse=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -77,16 +70,6 @@ class ThrowawayServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _as_postgres_user() -> dict[str, object]:
-    if os.geteuid() != 0:
-        return {}
-    try:
-        pw = pwd.getpwnam("postgres")
-    except KeyError as exc:
-        raise RuntimeError("running as root and there is no 'postgres' OS user to run PostgreSQL as") from exc
-    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-
-
 def start_system(major: int | None = None, *, settings: dict[str, str] | None = None) -> ThrowawayServer:
     """Start the system's PostgreSQL (newest installed unless ``major`` is given)."""
     versions = system_versions()
@@ -97,7 +80,7 @@ def start_system(major: int | None = None, *, settings: dict[str, str] | None = 
     directory = Path(tempfile.mkdtemp(prefix=f"agent19-pg{major}-"))
     os.chmod(directory, 0o755)
     pgdata = directory / "data"
-    run_as = _as_postgres_user()
+    run_as = as_postgres_user()
     if run_as:
         os.chown(directory, run_as["user"], run_as["group"])  # type: ignore[arg-type]
     subprocess.run(
@@ -150,7 +133,7 @@ def start_replica(primary: ThrowawayServer, *, timeout: float = 60) -> Throwaway
     directory = Path(tempfile.mkdtemp(prefix=f"agent19-pg{primary.major}-replica-"))
     os.chmod(directory, 0o755)
     pgdata = directory / "data"
-    run_as = _as_postgres_user()
+    run_as = as_postgres_user()
     if run_as:
         os.chown(directory, run_as["user"], run_as["group"])  # type: ignore[arg-type]
     name = directory.name.replace("-", "_")
