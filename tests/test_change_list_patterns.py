@@ -184,3 +184,23 @@ def test_the_plan_dry_runs_and_the_runbook_keeps_the_deploy_point(dsn: str, tmp_
     assert all("contract" in (o.phase or "") for o in plan.operations[stop["order"]:])
     assert "stop here and deploy the application" in docs["runbook.md"]
     assert DEPLOY_MARK in docs["migration.sql"]
+
+
+def test_a_rename_of_a_column_the_database_lacks_is_refused_before_any_sql(dsn: str, tmp_path) -> None:
+    run_sql(dsn, TABLES)
+    changes = tmp_path / "changes.json"
+    for change, said in [
+        ({"type": "rename", "table": "users", "column": {"name": "fullname", "type": "text"}, "new_name": "x"},
+         "no column 'fullname'"),
+        ({"type": "modify_column", "table": "userz", "column": {"name": "amount", "type": "integer"},
+          "new_type": "bigint"}, "no such table"),
+    ]:
+        changes.write_text(json.dumps([change]))
+        out = subprocess.run([sys.executable, "-m", "agent19", "plan", str(changes), "--dsn", dsn],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and said in out.stderr, (out.returncode, out.stderr[-800:])
+    # a column the same change list adds first is fine
+    plan = _plan(dsn, [{"type": "add_column", "table": "users", "column": {"name": "nick", "type": "text"}},
+                       {"type": "rename", "table": "users", "column": {"name": "nick", "type": "text"},
+                        "new_name": "nickname"}])
+    assert any(op.deploy_after for op in plan.operations)

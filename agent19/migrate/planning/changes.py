@@ -108,11 +108,30 @@ def change_steps(change: Change, new_tables: set[str], pg_major: int, changes: l
     """The statements for one change: a rename or type change of an existing table's column is its pattern."""
     _check_fragments(change)
     existing = change.table not in new_tables
+    if existing and change.type in ("rename", "modify_column") and (change.new_name or change.new_type):
+        _require_live(change, changes or [], catalog)
     if existing and change.type == "rename" and change.new_name:
         return pattern_steps(rename_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
     if existing and change.type == "modify_column" and change.new_type and change.column is not None:
         return pattern_steps(type_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
     return ChangeSteps([Generated(sql) for sql in change_sql(change, new_tables, pg_major, changes, catalog)], [], [])
+
+
+def _require_live(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> None:
+    """With a database, the table (and column) a rename or type change reads must exist — or be added by the same
+    change list — else the pattern's SQL would fail half-way through its phases."""
+    if catalog is None:
+        return
+    table = find_table(catalog, change.table)
+    if table is None:
+        raise InputError(f"{change.type} on {change.table}: the database has no such table",
+                         "name it as the catalog does (schema-qualified, case kept), or create it in the change list")
+    col = change.column.name if change.column else None
+    added = any(c.type == "add_column" and c.table == change.table and c.column and c.column.name == col
+                for c in changes)
+    if col is not None and table.column(col) is None and not added:
+        names = ", ".join(c.name for c in table.columns[:20])
+        raise InputError(f"{change.type} on {change.table}: it has no column {col!r}", f"its columns: {names}")
 
 
 def _backfiller(change: Change, changes: list[Change] | None,
