@@ -19,7 +19,9 @@ lock. Every change's expand part runs first; one deploy point follows; then the 
 list's order (:func:`changes_to_steps`).
 
 A foreign key also gets an index on its referencing columns (CONCURRENTLY, outside the transaction,
-on an existing table) unless the catalog or the change list already has one that leads with them.
+on an existing table) unless the catalog or the change list already has one that leads with them. A foreign key
+the live catalog already has (same columns, referenced table and columns, ON DELETE) is not added again: nothing
+is generated for it (only VALIDATE CONSTRAINT when the live one is NOT VALID), and the plan says so.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from graphlib import CycleError, TopologicalSorter
 import pglast
 from pglast.enums import AlterTableType
 
-from agent19.db.models import SchemaSnapshot
+from agent19.db.models import Constraint, SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec
 from agent19.migrate.backfill.scripts import procedure_inverse, procedure_parts, single_key
@@ -39,7 +41,7 @@ from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import BackfillStep
-from agent19.migrate.patterns.sqlnames import ident, qname, short, table_arg
+from agent19.migrate.patterns.sqlnames import ident, qname, short, split_name, table_arg
 from agent19.migrate.planning.change_patterns import ChangeSteps, Generated, pattern_steps, rename_pattern, type_pattern
 from agent19.migrate.planning.model import Change, ColumnSpec, PlannedOperation
 
@@ -196,6 +198,9 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             return [f"ALTER TABLE {t} RENAME TO {ident(change.new_name or '')}"]
         case "add_foreign_key":
             _need(change, "index_columns and references_table", change.index_columns and change.references_table)
+            if (same := existing_foreign_key(change, catalog)) is not None:
+                # adding it again would make a second, identical constraint (and validate it again)
+                return [] if same.validated else [f"ALTER TABLE {t} VALIDATE CONSTRAINT {ident(same.name)}"]
             cols = change.index_columns
             ref_cols = change.references_columns or ["id"]
             name = ident(_free(f"{_base(change.table)}_{'_'.join(cols)}", "_fkey", _constraint_names(catalog,
@@ -222,6 +227,32 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             _need(change, "set", change.set)
             return _data_migration(change, t, new, changes or [], catalog)
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
+
+
+def existing_foreign_key(change: Change, catalog: SchemaSnapshot | None) -> Constraint | None:
+    """The live foreign key an ``add_foreign_key`` change asks for again: same columns, same referenced table and
+    columns, same ON DELETE. None without a catalog or when there is none."""
+    table = find_table(catalog, change.table)
+    if table is None or change.type != "add_foreign_key" or not change.references_table:
+        return None
+    ref = find_table(catalog, change.references_table)
+    ref_schema, ref_name = split_name(change.references_table)
+    target = ref.qualified_name if ref is not None else f"{ref_schema or 'public'}.{ref_name}"
+    on_delete = (change.on_delete or "no action").replace(" ", "_")
+    return next((c for c in table.constraints if c.type == "foreign_key" and c.columns == change.index_columns
+                 and c.references_table == target and c.references_columns == (change.references_columns or ["id"])
+                 and (c.on_delete or "no_action") == on_delete), None)
+
+
+def already_there(changes: list[Change], catalog: SchemaSnapshot | None) -> list[str]:
+    """What the change list asks for that the live database already has (nothing is generated for it)."""
+    out = []
+    for c in changes:
+        if (same := existing_foreign_key(c, catalog)) is not None:
+            out.append(f"add_foreign_key {c.table} ({', '.join(c.index_columns)}) → {c.references_table}: already "
+                       f"exists as {same.name}" + ("; nothing to add" if same.validated else
+                                                    " (NOT VALID): only VALIDATE CONSTRAINT is run"))
+    return out
 
 
 def _free(base: str, suffix: str, taken: set[str]) -> str:

@@ -31,7 +31,7 @@ from agent19.migrate.parse import Statement, parse_sql
 from agent19.migrate.patterns.sqlnames import literal, qualified
 from agent19.migrate.planning import regression as plan_regression
 from agent19.migrate.planning.calibrate import BRIEF_SECONDS, ROWS_PER_SECOND, assumed_basis
-from agent19.migrate.planning.changes import Generated, changes_to_steps, with_generated_inverses
+from agent19.migrate.planning.changes import Generated, already_there, changes_to_steps, with_generated_inverses
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
@@ -255,6 +255,7 @@ def plan_migration(
     pattern_notes: list[str] = []
     deploy_at: int | None = None
     deploy_statement: int | None = None
+    present: list[str] = []
     if changes is not None:
         if not changes:
             raise InputError("the change list is empty")
@@ -268,11 +269,13 @@ def plan_migration(
             text += f"\n{DEPLOY_MARK}\n\n" + ";\n\n".join(g.sql for g in contract) + ";\n"
             generated += contract
         pattern_notes = [n for st in steps for n in st.notes]
+        present = already_there(changes, catalog)
     else:
         text = sql or ""
     statements = parse_sql(text)
     if not statements:
-        raise InputError("no SQL statements to plan", "the input is empty or only comments")
+        raise InputError("nothing to do: the database already has " + "; ".join(present), "leave these changes out"
+                         ) if present else InputError("no SQL statements to plan", "the input is only comments")
     by_generated: dict[int, Generated] = {}
     if changes is not None:  # one statement per generated step (fragments are refused unless exactly one)
         by_generated = {st.index: g for st, g in zip(statements, generated, strict=True)}
@@ -313,6 +316,7 @@ def plan_migration(
                 for s_i, s in enumerate(report.statements) for f in s.findings]
     if changes is None:
         findings += _order_hazards(statements)
+    findings += [PlanFinding(rule="already-exists", severity="info", message=m) for m in present]
     observed_in = None
     if options.dry_run is not None:
         planned, observed_findings, observed_in = apply_dry_run(
