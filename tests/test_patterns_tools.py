@@ -48,3 +48,30 @@ async def test_mcp_pattern_uses_the_servers_version_and_prisma_schema(dsn: str) 
         assert not s.is_error, s.content
         text = s.structured_content["schema_prisma"]
         assert "model Users {" in text and 'firstName String? @map("first_name")' in text
+
+
+def test_cli_set_not_null_on_a_column_already_not_null_says_there_is_nothing_to_do(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL, nick text)")
+    done = _cli("pattern", "set_not_null", "accounts", "--column", "email", "--dsn", dsn, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["pattern"]["phases"] == []  # no CHECK to add and validate, no SET NOT NULL
+    assert "nothing to do" in result["pattern"]["summary"] and "already NOT NULL" in result["pattern"]["summary"]
+    assert "ADD CONSTRAINT" not in result["sql"] and "nothing to do" in result["sql"]
+    # with a default asked for, only the default is set
+    default = json.loads(_cli("pattern", "set_not_null", "accounts", "--column", "email", "--default", "''",
+                              "--dsn", dsn, "--format", "json").stdout)
+    assert [p["name"] for p in default["pattern"]["phases"]] == ["set the default"]
+    # a nullable column still gets the phases, and they run on the server
+    todo = json.loads(_cli("pattern", "set_not_null", "accounts", "--column", "nick", "--dsn", dsn,
+                           "--format", "json").stdout)
+    assert todo["pattern"]["phases"][-1]["name"] == "SET NOT NULL and drop the CHECK"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for phase in todo["pattern"]["phases"]:
+            for step in phase["operations"]:
+                c.execute(step["sql"])
+        assert c.execute("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'accounts'::regclass "
+                         "AND attname = 'nick'").fetchone() == (True,)
+    missing = _cli("pattern", "set_not_null", "accounts", "--column", "nope", "--dsn", dsn)
+    assert missing.returncode != 0 and "not found" in missing.stderr

@@ -92,7 +92,8 @@ def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None
     t, k = table_arg(a.table), a.kind
     if k == "set_not_null":
         (col,) = _need(a, "column")
-        return P.set_not_null(t, col, default=a.default, backfill=a.backfill, pg_version=pg)
+        return P.set_not_null(t, col, default=a.default, backfill=a.backfill, pg_version=pg,
+                              already_not_null=live is not None and live.not_null)
     if k == "change_column_type":
         col, typ = _need(a, "column", "type")
         return P.change_column_type(t, col, typ, using=a.using, old_type=a.old_type, not_null=a.not_null,
@@ -174,8 +175,11 @@ def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     how to roll back and a validation query. Version-aware. Optionally writes the phases as migration
     files (Prisma, plain, golang-migrate, Flyway). Generates text only; runs nothing."""
     live = None
-    if args.kind in ("change_column_type", "rename_column") and args.column and ctx.settings.dsn_value() is not None:
-        with ctx.db.read() as conn:  # carry NOT NULL, the default, the sequence; name what stays behind
+    _check_fragments(args)  # refuse a hostile piece before connecting
+    if (args.kind in ("change_column_type", "rename_column", "set_not_null") and args.column
+            and ctx.settings.dsn_value() is not None):
+        # carry NOT NULL, the default, the sequence; name what stays behind; set_not_null: is it NOT NULL already?
+        with ctx.db.read() as conn:
             live = read_column(conn, table_arg(args.table), args.column)
     pattern = build_pattern(args, args.pg_version or _server_version(ctx), live)
     files: list[str] = []

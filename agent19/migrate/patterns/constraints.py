@@ -78,16 +78,19 @@ def set_not_null(
     default: str | None = None,
     backfill: str | None = None,
     pg_version: int | None = None,
+    already_not_null: bool = False,
 ) -> Pattern:
     """Make a populated column NOT NULL without a long AccessExclusiveLock.
 
     ``default``: an expression to SET DEFAULT first (so new rows get a value); ``backfill``: an
     expression to fill the existing NULLs with, in keyset batches (defaults to ``default``).
+    ``already_not_null``: the live column is NOT NULL already (read from the database): there is no NULL to
+    fill and nothing to validate, so the pattern has no phases but the asked-for default, and says so.
     """
     pg = major(pg_version)
     t, c = qname(table), ident(column)
     phases: list[Phase] = []
-    fill = backfill or default
+    fill = None if already_not_null else backfill or default
     if default is not None:
         phases.append(Phase(
             name="set the default",
@@ -107,6 +110,12 @@ def set_not_null(
             can_rollback=False,
             validation=f"SELECT NOT EXISTS (SELECT 1 FROM {t} WHERE {c} IS NULL)",
         ))
+    if already_not_null:
+        return Pattern(
+            kind="set_not_null", title=f"Make {table}.{column} NOT NULL", table=table, pg_version=pg,
+            summary=f"nothing to do: {table}.{column} is already NOT NULL in the connected database"
+            + (" (only the default is set)" if phases else ""),
+            phases=phases, notes=["no CHECK, validation or SET NOT NULL is needed: the column cannot hold a NULL"])
     phases += not_null_phases(table, column, pg, len(phases) + 1)
     return Pattern(
         kind="set_not_null",
