@@ -104,7 +104,10 @@ class Table(BaseModel):
 
     @property
     def qualified_name(self) -> str:
-        return f"{self.schema_name}.{self.name}"
+        """``schema.name``, quoted when a part holds a dot (``"public"."we.ird"``): read back with split_name."""
+        from agent19.migrate.patterns.sqlnames import relation_key
+
+        return relation_key(self.schema_name, self.name)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)
@@ -158,9 +161,17 @@ class SchemaSnapshot(BaseModel):
     filtered: bool = Field(default=False, description="true when limited to one schema or table")
 
     def table(self, name: str) -> Table | None:
-        """Find a table by ``name`` or ``schema.name`` (unqualified: public first)."""
-        schema, _, rel = name.rpartition(".")
+        """Find a table by ``name`` or ``schema.name`` (unqualified: public first), read as
+        :func:`~agent19.migrate.patterns.sqlnames.split_name` reads it (``"public"."we.ird"``, ``"my.schema".t``:
+        the dot inside quotes stays in its part); a raw ``s.a.b`` is found when exactly one table's parts join to
+        it."""
+        from agent19.migrate.patterns.sqlnames import split_name
+
+        schema, rel = split_name(name)
         matches = [t for t in self.tables if t.name == rel and (not schema or t.schema_name == schema)]
+        if not matches and '"' not in name and name.count(".") > 1:
+            joined = [t for t in self.tables if f"{t.schema_name}.{t.name}" == name]
+            matches = joined if len(joined) == 1 else []
         if not schema and len(matches) > 1:
             matches = [t for t in matches if t.schema_name == "public"] or matches
         return matches[0] if matches else None

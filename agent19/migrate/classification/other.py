@@ -7,9 +7,9 @@ from typing import Any
 
 import pglast
 
-from agent19.migrate.classification.state import Context, Decision, range_name
+from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, range_name
 from agent19.migrate.parse import Statement
-from agent19.migrate.patterns.sqlnames import ident, qname, qualified
+from agent19.migrate.patterns.sqlnames import ident, qname, qualified, split_name
 from agent19.sqltree import walk
 
 LOCK_MODES = {
@@ -111,9 +111,10 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "AlterObjectSchemaStmt" and f.get("objectType") == "OBJECT_TABLE":
         table = range_name(f.get("relation", {}))
         schema = f.get("newschema", "")
+        old_schema, rel = split_name(table)
+        back = ident(old_schema or DEFAULT_SCHEMA)
         return Decision("alter_table.set_schema", [table],
-                        inverse=f"ALTER TABLE {qualified(schema, table.split('.', 1)[1])} "
-                                f"SET SCHEMA {ident(table.split('.', 1)[0])}")
+                        inverse=f"ALTER TABLE {qualified(schema, rel)} SET SCHEMA {back}")
     if node == "ReindexStmt":
         conc = any(p.get("DefElem", {}).get("defname") == "concurrently" for p in f.get("params", []))
         rel = range_name(f.get("relation", {})) if f.get("relation") else ""
@@ -240,7 +241,7 @@ def committing_writes(create_sql: str) -> list[str] | None:
 def _index_table(index: str, ctx: Context) -> str | None:
     if ctx.catalog is None:
         return None
-    schema, _, name = index.partition(".")
+    schema, name = split_name(index)
     for t in ctx.catalog.tables:
         if t.schema_name == schema and any(i.name == name for i in t.indexes):
             return t.qualified_name
@@ -251,7 +252,7 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     table = range_name(f.get("relation", {}))
     conc = bool(f.get("concurrent"))
     name = f.get("idxname")
-    schema = table.split(".", 1)[0]
+    schema = split_name(table)[0]
     inverse = f"DROP INDEX {'CONCURRENTLY ' if conc else ''}{qualified(schema, name)}" if name else None
     notes = [] if name else ["unnamed index: the server names it, so the inverse cannot be generated"]
     if conc and ctx.pg_major == 14:
@@ -302,7 +303,7 @@ def _rename(f: dict[str, Any]) -> Decision:
         return Decision("alter_table.rename_column", [rel],
                         inverse=f"ALTER TABLE {qname(rel)} RENAME COLUMN {ident(new)} TO {ident(old)}")
     if rtype == "OBJECT_TABLE":
-        schema, old = rel.split(".", 1)
+        schema, old = split_name(rel)
         return Decision("alter_table.rename_table", [rel],
                         inverse=f"ALTER TABLE {qualified(schema, new)} RENAME TO {ident(old)}")
     if rtype == "OBJECT_TABCONSTRAINT":
@@ -310,7 +311,7 @@ def _rename(f: dict[str, Any]) -> Decision:
         return Decision("alter_table.rename_constraint", [rel],
                         inverse=f"ALTER TABLE {qname(rel)} RENAME CONSTRAINT {ident(new)} TO {ident(old)}")
     if rtype == "OBJECT_INDEX":
-        schema, old = rel.split(".", 1)
+        schema, old = split_name(rel)
         return Decision("alter_index.rename", [rel],
                         inverse=f"ALTER INDEX {qualified(schema, new)} RENAME TO {ident(old)}")
     return Decision("create_object", [], reversible=False, notes=[f"rename of {rtype}"])

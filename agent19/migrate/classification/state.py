@@ -20,14 +20,16 @@ from pglast.parser import ParseError
 from agent19.db.models import Column, SchemaSnapshot, Table
 from agent19.migrate.classification.knowledge import ColumnType, parse_format_type
 from agent19.migrate.model import Risk
+from agent19.migrate.patterns.sqlnames import relation_key
 from agent19.sqltree import parse_json, walk
 
 DEFAULT_SCHEMA = "public"
 
 
 def range_name(rv: dict[str, Any]) -> str:
-    """A ``RangeVar`` → ``schema.name`` (default schema ``public``)."""
-    return f"{rv.get('schemaname') or DEFAULT_SCHEMA}.{rv.get('relname', '')}"
+    """A ``RangeVar`` → ``schema.name`` (default schema ``public``), as :func:`relation_key` writes it (a name with a
+    dot is quoted, so every reader splits it where PostgreSQL does)."""
+    return relation_key(rv.get("schemaname") or DEFAULT_SCHEMA, rv.get("relname", ""))
 
 
 @dataclass

@@ -111,6 +111,16 @@ def qualified(*parts: str | None) -> str:
     return ".".join(ident(p) for p in parts if p is not None)
 
 
+def relation_key(schema: str, name: str) -> str:
+    """The one text for a relation that agent19 passes between modules and :func:`split_name` reads back exactly:
+    ``schema.name`` as stored when neither part holds a dot or a double quote (every ordinary name); otherwise both
+    parts double-quoted (``"public"."we.ird"``, ``"my.schema"."t"``), so the dot that separates them is the only
+    unquoted one. The catalog's queries write the same text (:mod:`agent19.db.catalog`)."""
+    if any("." in p or '"' in p for p in (schema, name)):
+        return f"{quoted(schema)}.{quoted(name)}"
+    return f"{schema}.{name}"
+
+
 def qname(name: str) -> str:
     """``schema.table`` or ``table``, each part quoted as needed."""
     schema, rel = split_name(_check(name, "name"))

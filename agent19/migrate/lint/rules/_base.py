@@ -231,8 +231,9 @@ class Rule:
 # -- small helpers rules share ---------------------------------------------------------------
 
 def rel_name(rangevar: dict[str, Any]) -> str:
-    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (``public`` when unqualified)."""
-    return f"{rangevar.get('schemaname') or 'public'}.{rangevar.get('relname', '')}"
+    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (``public`` when unqualified), as
+    :func:`~agent19.migrate.patterns.sqlnames.relation_key` writes it: ``"public"."we.ird"`` for a name with a dot."""
+    return sqlnames.relation_key(rangevar.get("schemaname") or "public", rangevar.get("relname", ""))
 
 
 def norm(table: str) -> str:
@@ -240,11 +241,11 @@ def norm(table: str) -> str:
 
 
 def short(table: str | None) -> str:
-    """``public.t`` → ``t`` for messages and generated SQL."""
+    """``public.t`` → ``t`` for messages and generated SQL (split as :func:`rel_name` wrote it)."""
     if not table:
         return "?"
-    schema, _, name = table.rpartition(".")
-    return ".".join(ident(p) for p in ([schema] if schema and schema != "public" else []) + [name])
+    schema, name = sqlnames.split_name(table)
+    return sqlnames.qualified(schema if schema != "public" else None, name)
 
 
 def type_name(type_node: dict[str, Any]) -> str:
@@ -258,7 +259,7 @@ def column_constraints(coldef: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def index_name_for(table: str | None, columns: list[str], suffix: str = "idx") -> str:
-    base = (table or "t").rpartition(".")[2]
+    base = sqlnames.split_name(table or "t")[1]
     return ident(sqlnames.short(f"{base}_{'_'.join(columns)}", f"_{suffix}"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, ident, short
+from agent19.migrate.patterns.sqlnames import split_name
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
@@ -18,7 +19,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         if con.get("indexname"):
             continue
         cols = [k.get("String", {}).get("sval", "") for k in con.get("keys", [])]
-        base = (ctx.relation or "t").rpartition(".")[2]
+        base = split_name(ctx.relation or "t")[1]
         kind = "PRIMARY KEY" if contype == "CONSTR_PRIMARY" else "UNIQUE"
         name = con.get("conname") or f"{base}_{'_'.join(cols)}_{'pkey' if kind == 'PRIMARY KEY' else 'key'}"[:63]
         table, collist = short(ctx.relation), ", ".join(ident(c) for c in cols)
