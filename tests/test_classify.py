@@ -139,7 +139,8 @@ def test_inverses() -> None:
     assert inverse("ALTER TABLE t RENAME TO u") == "ALTER TABLE public.u RENAME TO t"
     assert inverse("ALTER TABLE t ALTER COLUMN a SET NOT NULL") == "ALTER TABLE public.t ALTER COLUMN a DROP NOT NULL"
     assert inverse("CREATE TABLE x (id int)") == "DROP TABLE public.x"
-    assert inverse("ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID") == "ALTER TABLE public.t DROP CONSTRAINT c"
+    assert inverse("ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID") == (
+        "ALTER TABLE public.t DROP CONSTRAINT IF EXISTS c")
     (drop,) = ops("DROP TABLE t")
     assert drop.data_loss and not drop.reversible and drop.inverse_sql is None and drop.risk == "critical"
 

@@ -101,7 +101,8 @@ def test_validate_constraint_is_reversible_with_nothing_to_undo():
     add, validate = plan.operations
     assert validate.reversible and validate.reverse_sql is None
     assert plan.rollback.kind == "automatic" and plan.rollback.irreversible == []
-    assert plan.rollback.steps == [add.reverse_sql] == ["ALTER TABLE public.orders DROP CONSTRAINT orders_total_check"]
+    assert plan.rollback.steps == [add.reverse_sql] == [
+        "ALTER TABLE public.orders DROP CONSTRAINT IF EXISTS orders_total_check"]
     dropped = plan_migration(sql="DROP INDEX orders_total_idx;")  # no inverse known: still manual
     assert dropped.rollback.kind == "manual" and dropped.rollback.irreversible == [1]
 

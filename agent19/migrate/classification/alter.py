@@ -225,7 +225,8 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
     contype = con.get("contype")
     name = con.get("conname")
     not_valid = bool(con.get("skip_validation"))
-    inverse = f"ALTER TABLE {qname(table)} DROP CONSTRAINT {ident(name)}" if name else None
+    # IF EXISTS: the rollback can be run again after a partial run (the name was free, or the ADD would have failed)
+    inverse = f"ALTER TABLE {qname(table)} DROP CONSTRAINT IF EXISTS {ident(name)}" if name else None
     notes = [] if name else ["unnamed constraint: the server names it, so the inverse cannot be generated"]
     if contype == "CONSTR_CHECK":
         facts = check_facts(con.get("raw_expr", {}))

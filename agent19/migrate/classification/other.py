@@ -90,15 +90,19 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         notes = []
         if "partbound" in f and f.get("inhRelations"):
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
-        return Decision("create_table.with_foreign_key" if others else "create_table", [table], others,
-                        notes=notes, inverse=f"DROP TABLE {qname(table)}")
+        form = "create_table.with_foreign_key" if others else "create_table"
+        if f.get("if_not_exists"):
+            return Decision(form, [table], others, **_create_if_not_exists(table, ctx, notes))
+        return Decision(form, [table], others, notes=notes, inverse=f"DROP TABLE {qname(table)}")
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
         if ctx.table(into) is None:
             state.created.add(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
-        return Decision("create_materialized_view" if matview else "create_table_as", [into],
-                        _sources(f.get("query", {})),
+        form = "create_materialized_view" if matview else "create_table_as"
+        if f.get("if_not_exists") and not matview:
+            return Decision(form, [into], _sources(f.get("query", {})), **_create_if_not_exists(into, ctx, []))
+        return Decision(form, [into], _sources(f.get("query", {})),
                         inverse=f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}")
     if node == "IndexStmt":
         return _index(f, ctx)
@@ -236,6 +240,20 @@ def committing_writes(create_sql: str) -> list[str] | None:
             if kind in ("InsertStmt", "UpdateStmt", "DeleteStmt") and isinstance(stmt.get("relation"), dict):
                 written.append(range_name(stmt["relation"]))
     return list(dict.fromkeys(written))
+
+
+def _create_if_not_exists(table: str, ctx: Context, notes: list[str]) -> dict[str, Any]:
+    """The rollback of CREATE TABLE IF NOT EXISTS: DROP TABLE only when the catalog shows the migration creates it.
+    A table that exists already is left as it is (nothing to undo); without a catalog nobody knows, and a DROP
+    TABLE would destroy a table that predates the migration, with its rows."""
+    if ctx.catalog is None:
+        return {"notes": [*notes, f"IF NOT EXISTS: {table} may exist before the migration, and DROP TABLE would "
+                          "destroy it with its rows: no automatic inverse; drop it by hand only if this migration "
+                          "created it (plan with a database connected to know)"], "reversible": False}
+    if ctx.table(table) is not None:
+        return {"notes": [*notes, f"{table} exists already: IF NOT EXISTS makes this do nothing, and the rollback "
+                          "leaves the table alone"], "reversible": True}
+    return {"notes": notes, "inverse": f"DROP TABLE {qname(table)}"}
 
 
 def _index_table(index: str, ctx: Context) -> str | None:

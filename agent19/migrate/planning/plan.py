@@ -324,10 +324,8 @@ def plan_migration(
         findings += observed_findings
     risk = max_risk([p.risk for p in planned] + (["high"] if any(f.severity == "error" for f in findings) else []))
     observed = [p for p in planned if p.figures == "observed"]
-    if catalog is not None or (observed and len(observed) == len(planned)):
-        seconds: float | None = sum(p.estimated_seconds or 0 for p in planned)
-    else:
-        seconds = None
+    all_observed = bool(observed) and len(observed) == len(planned)
+    seconds = sum(p.estimated_seconds or 0 for p in planned) if catalog is not None or all_observed else None
     data_loss = any(op.data_loss for op in ops)
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
@@ -350,7 +348,7 @@ def plan_migration(
         live=catalog is not None,
         operations=planned,
         prerequisites=prerequisites,
-        rollback=rollback(planned, data_loss, one_tx),
+        rollback=rollback(planned, data_loss, one_tx, [op.notes for op in ops]),
         validation=_validation(ops, by_index),
         deployment=deployment(planned, findings, risk),
         findings=findings,

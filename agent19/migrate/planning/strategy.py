@@ -61,7 +61,9 @@ def deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: R
                               steps=["run the migration", "deploy the application"])
 
 
-def rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool) -> RollbackStrategy:
+def rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool,
+             notes: list[list[str]] | None = None) -> RollbackStrategy:
+    """``notes``: the classifier's notes of each operation, in order (they say why one has no inverse)."""
     # reversible with no reverse SQL: nothing to undo (VALIDATE CONSTRAINT, ANALYZE, a comment…)
     irreversible = [o.order for o in ops if not o.reversible]
     steps = [o.reverse_sql for o in reversed(ops) if o.reverse_sql]
@@ -69,9 +71,11 @@ def rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool
         return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
                                 description=RESTORE_DESCRIPTION)
     if irreversible:
+        why = "".join(f"; operation {o.order}: {n}" for o, found in zip(ops, notes or [[] for _ in ops], strict=True)
+                      if not o.reversible for n in found)
         return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
                                 description="some operations have no automatic inverse: undo them by hand; the "
-                                "others with the reverse SQL, last operation first")
+                                "others with the reverse SQL, last operation first" + why)
     return RollbackStrategy(
         kind="automatic", steps=steps, irreversible=[],
         description=("it runs in one transaction: a failure rolls everything back; after COMMIT run the reverse SQL, "
