@@ -119,3 +119,33 @@ def test_modes_and_an_application_role_through_the_cli(dsn):
     temporary = plan("dry-run", reader)
     assert all("temporary table" in o["duration_basis"] for o in temporary["operations"]), temporary["operations"]
     assert all(o["figures"] == "calibrated" for o in temporary["operations"])
+
+
+async def test_plan_over_mcp_is_calibrated_in_dry_run_mode_and_assumed_in_read_only_mode(dsn):
+    from tests.mcp_client import stdio_session
+
+    run_sql(dsn, SETUP)
+    # any DDL agent19 attempted (the sample copy, even rolled back) fails here: read-only must not try one
+    run_sql(dsn, "CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+                 "RAISE EXCEPTION 'DDL attempted: %', tg_tag; END $$; "
+                 "CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION no_ddl()")
+    args = {"sql": MIGRATION, "write_sample_seconds": 0, "detail": "full"}
+    async with stdio_session("--dsn", dsn, "--mode", "read-only") as session:
+        r = await session.call_tool("plan_migration", args)
+        assert not r.is_error, r.content
+        read_only = r.structured_content
+    ops = read_only["operations"]
+    assert [o["figures"] for o in ops] == ["estimated", "estimated"]
+    # assumed, and not "calibration failed": nothing was attempted
+    assert all(o["duration_basis"].endswith("not calibrated on this server") for o in ops), ops
+    assert "assuming" in read_only["estimated_duration"] and CALIBRATED not in read_only["estimated_duration"]
+
+    run_sql(dsn, "DROP EVENT TRIGGER no_ddl")
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        r = await session.call_tool("plan_migration", args)
+        assert not r.is_error, r.content
+        dry_run = r.structured_content
+    assert [o["figures"] for o in dry_run["operations"]] == ["calibrated", "calibrated"]
+    assert all(o["duration_basis"].startswith(CALIBRATED) for o in dry_run["operations"])
+    assert CALIBRATED in dry_run["estimated_duration"]
+    assert _leftovers(dsn) == 0
