@@ -122,6 +122,8 @@ def test_modes_and_an_application_role_through_the_cli(dsn):
 
 
 async def test_plan_over_mcp_is_calibrated_in_dry_run_mode_and_assumed_in_read_only_mode(dsn):
+    """Read-only mode writes nothing (not even a rolled-back sample copy): the rewrites stay assumed and say why;
+    a scan is calibrated there by reading the sample, which is the work a scan does."""
     from tests.mcp_client import stdio_session
 
     run_sql(dsn, SETUP)
@@ -129,23 +131,27 @@ async def test_plan_over_mcp_is_calibrated_in_dry_run_mode_and_assumed_in_read_o
     run_sql(dsn, "CREATE FUNCTION no_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
                  "RAISE EXCEPTION 'DDL attempted: %', tg_tag; END $$; "
                  "CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION no_ddl()")
-    args = {"sql": MIGRATION, "write_sample_seconds": 0, "detail": "full"}
+    sql = MIGRATION + "\nALTER TABLE narrow ADD CONSTRAINT narrow_n CHECK (n > 0);"
+    args = {"sql": sql, "write_sample_seconds": 0, "detail": "full"}
     async with stdio_session("--dsn", dsn, "--mode", "read-only") as session:
         r = await session.call_tool("plan_migration", args)
         assert not r.is_error, r.content
         read_only = r.structured_content
-    ops = read_only["operations"]
-    assert [o["figures"] for o in ops] == ["estimated", "estimated"]
-    # assumed, and not "calibration failed": nothing was attempted
-    assert all(o["duration_basis"].endswith("not calibrated on this server") for o in ops), ops
-    assert "assuming" in read_only["estimated_duration"] and CALIBRATED not in read_only["estimated_duration"]
+    narrow, wide, check = read_only["operations"]
+    assert (narrow["work"], wide["work"], check["work"]) == ("rewrite", "rewrite", "scan")
+    for op in (narrow, wide):  # assumed, saying why, and not "calibration failed": nothing was attempted
+        assert op["figures"] == "estimated" and op["duration_basis"].startswith("assumed ("), op
+        assert "read-only mode: measuring a table rewrite needs a write" in op["duration_basis"], op
+    assert check["figures"] == "calibrated" and check["duration_basis"].startswith(CALIBRATED), check
+    assert "nothing written" in check["duration_basis"] and "rolled back" not in check["duration_basis"]
+    assert "2 assumed" in read_only["estimated_duration"], read_only["estimated_duration"]
 
     run_sql(dsn, "DROP EVENT TRIGGER no_ddl")
     async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
         r = await session.call_tool("plan_migration", args)
         assert not r.is_error, r.content
         dry_run = r.structured_content
-    assert [o["figures"] for o in dry_run["operations"]] == ["calibrated", "calibrated"]
+    assert [o["figures"] for o in dry_run["operations"]] == ["calibrated"] * 3
     assert all(o["duration_basis"].startswith(CALIBRATED) for o in dry_run["operations"])
-    assert CALIBRATED in dry_run["estimated_duration"]
+    assert CALIBRATED in dry_run["estimated_duration"] and "assumed" not in dry_run["estimated_duration"]
     assert _leftovers(dsn) == 0

@@ -137,9 +137,11 @@ def live_plan(ctx: Any, args: MigrationInput, catalog: SchemaSnapshot, *,
 
 def with_calibrated_durations(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
     """The plan's durations calibrated on the server (a sample of each table, in a rolled-back transaction) when
-    the mode allows one (dry-run, execute); in read-only mode nothing is written and the figures stay assumed."""
+    the mode allows one (dry-run, execute); in read-only mode nothing is written (a READ ONLY transaction): only
+    scans are calibrated, by reading the sample, and the other figures stay assumed and say why."""
     if not ctx.db.mode.allows(AccessMode.DRY_RUN):
-        return plan
+        with ctx.db.read() as conn:
+            return calibrate_plan(conn, plan, writes=False)
     with ctx.db.rolled_back() as conn:
         return calibrate_plan(conn, plan)
 

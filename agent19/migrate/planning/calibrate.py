@@ -14,6 +14,10 @@ index           an index on the statement's own columns is built on the copy (ti
                 statement: ``CREATE INDEX`` has no ``EXPLAIN``)
 data_migration  every row of the copy is updated once (a new row version and its index entries)
 
+In ``read-only`` mode nothing may be written, not even rolled back: only a scan is calibrated there, by
+reading the same sample of the table itself (``SELECT count(*)``, timed by the server) — the work a scan
+does per row; a rewrite, an index build or a data migration keeps the assumed rate and says why.
+
 The copy is an ordinary table in the original's schema when the login may create one there, else a
 temporary table (which writes no WAL: the figure says so). Each table is measured in a savepoint that
 is rolled back at once, so nothing is left and nothing is seen by other sessions. The sample is at most
@@ -57,10 +61,12 @@ class Rate(BaseModel):
     sample_rows: int
     seconds: float
     how: str
+    rolled_back: bool = True
 
     def basis(self) -> str:
         return (f"{CALIBRATED}: {self.rows_per_second:,.0f} rows/s measured for a {WORDS[self.work]} of "
-                f"{self.sample_rows:,} sampled rows of {self.table} ({self.how}, rolled back)")
+                f"{self.sample_rows:,} sampled rows of {self.table} ({self.how}"
+                + (", rolled back)" if self.rolled_back else ")"))
 
 
 def assumed_basis(work: str | None, rows: int | None) -> str:
@@ -101,17 +107,33 @@ def _index_columns(sql: str) -> list[str]:
     return []
 
 
+def _sample(table: str, rows: int, width: float) -> str:
+    """A SELECT of at most :data:`SAMPLE_ROWS` rows (about :data:`SAMPLE_BYTES`) of ``table``."""
+    want = int(min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, SAMPLE_BYTES / max(width, 1.0))))
+    sample = f"SELECT * FROM {qname(table)}"
+    if rows > want:
+        sample += f" TABLESAMPLE SYSTEM ({min(100.0, 150.0 * want / rows):.6f}) REPEATABLE (0) LIMIT {want}"
+    return sample
+
+
+def measure_read(conn: psycopg.Connection[Any], table: str, rows: int, width: float) -> Rate | None:
+    """The scan rate of ``table`` from a read of its sample (read-only mode: nothing is written)."""
+    sample = _sample(table, rows, width)
+    secs = _server_seconds(conn, f"SELECT count(*) FROM ({sample}) s")
+    sampled = int(_value(conn.execute(f"SELECT count(*) FROM ({sample}) s").fetchone()))
+    if sampled == 0:
+        return None
+    return Rate(table=table, work="scan", rows_per_second=sampled / max(secs, 1e-6), sample_rows=sampled,
+                seconds=secs, how=f"read in {secs * 1000:.1f} ms, nothing written", rolled_back=False)
+
+
 class _Copy:
     """A sample of a table copied into a new table of the same shape, inside a savepoint."""
 
     def __init__(self, conn: psycopg.Connection[Any], table: str, rows: int, width: float) -> None:
         self.conn, self.table = conn, table
         self.source = qname(table)
-        want = int(min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, SAMPLE_BYTES / max(width, 1.0))))
-        self.sample = f"SELECT * FROM {self.source}"
-        if rows > want:
-            pct = min(100.0, 150.0 * want / rows)
-            self.sample += f" TABLESAMPLE SYSTEM ({pct:.6f}) LIMIT {want}"
+        self.sample = _sample(table, rows, width)
         self.name, self.temporary = self._create()
 
     def _create(self) -> tuple[str, bool]:
@@ -184,16 +206,17 @@ def _row_width(conn: psycopg.Connection[Any], table: str) -> float:
     return float(value) if value else 100.0
 
 
-def calibrate_plan(conn: psycopg.Connection[Any], plan: MigrationPlan) -> MigrationPlan:
+def calibrate_plan(conn: psycopg.Connection[Any], plan: MigrationPlan, writes: bool = True) -> MigrationPlan:
     """``plan`` with the duration of every operation that works through rows calibrated on the server.
 
-    ``conn`` must be in a read-write transaction that the caller rolls back (``Database.rolled_back``).
+    ``conn`` must be in a read-write transaction that the caller rolls back (``Database.rolled_back``); with
+    ``writes=False`` (read-only mode) it may be a READ ONLY one, and only scans are calibrated (by a read).
     Observed figures (from a dry run) are kept. A table that cannot be sampled keeps the assumed rate and
     says why.
     """
     wanted: dict[str, dict[str, str]] = {}
     for op in plan.operations:
-        if op.figures == "estimated" and op.work and op.table and op.estimated_rows:
+        if op.figures == "estimated" and op.work and op.table and op.estimated_rows and (writes or op.work == "scan"):
             wanted.setdefault(op.table, {}).setdefault(op.work, op.sql)
     rates: dict[tuple[str, str], Rate] = {}
     failed: dict[str, str] = {}
@@ -202,20 +225,24 @@ def calibrate_plan(conn: psycopg.Connection[Any], plan: MigrationPlan) -> Migrat
         try:
             with conn.transaction():
                 width = _row_width(conn, table)
-                for work, rate in measure(conn, table, works, rows, width).items():
-                    rates[(table, work)] = rate
+                if writes:
+                    rates.update({(table, w): r for w, r in measure(conn, table, works, rows, width).items()})
+                elif (read := measure_read(conn, table, rows, width)) is not None:
+                    rates[(table, "scan")] = read
         except psycopg.Error as exc:  # the table keeps its assumed rate; the label says why
             failed[table] = f"calibration failed: {str(exc).strip().splitlines()[0]}"
-    operations = [_apply(op, rates, failed) for op in plan.operations]
+    operations = [_apply(op, rates, failed, writes) for op in plan.operations]
     return _with_totals(plan, operations)
 
 
-def _apply(op: PlannedOperation, rates: dict[tuple[str, str], Rate], failed: dict[str, str]) -> PlannedOperation:
+def _apply(op: PlannedOperation, rates: dict[tuple[str, str], Rate], failed: dict[str, str],
+           writes: bool = True) -> PlannedOperation:
     if op.figures != "estimated" or not op.work or not op.table or not op.estimated_rows:
         return op
     rate = rates.get((op.table, op.work))
     if rate is None:
-        why = failed.get(op.table, "the sample had no rows")
+        why = failed.get(op.table, "the sample had no rows") if writes or op.work == "scan" else (
+            f"read-only mode: measuring a {WORDS[op.work]} needs a write, even one rolled back")
         return op.model_copy(update={"duration_basis": f"{assumed_basis(op.work, op.estimated_rows)} ({why})"})
     return op.model_copy(update={
         "figures": "calibrated", "duration_basis": rate.basis(),
