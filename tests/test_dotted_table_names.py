@@ -58,3 +58,11 @@ def test_plan_finds_the_dotted_table_in_the_catalog_and_its_rollback_runs(dsn: s
                             "'\"we.ird\"'::regclass AND attnum > 0 AND NOT attisdropped").fetchone()[0]
         assert cols == "id,order_id,note"
         assert conn.execute("SELECT to_regclass('\"my.schema\".t') IS NOT NULL").fetchone()[0]
+
+
+def test_dropping_a_dotted_view_names_the_views_that_read_it(dsn: str) -> None:
+    _run(dsn, SETUP + '; CREATE VIEW "my.view" AS SELECT id FROM "we.ird"; '
+                      'CREATE VIEW reader AS SELECT id FROM "my.view"')
+    plan = plan_migration(sql='DROP VIEW "my.view";', catalog=_snap(dsn))
+    evidence = [x for e in plan.escalations for x in e.evidence]
+    assert any("it exists (catalog)" in x and "views that read it: public.reader" in x for x in evidence), evidence

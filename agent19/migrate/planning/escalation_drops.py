@@ -29,7 +29,8 @@ from pglast.parser import ParseError
 from psycopg.rows import tuple_row
 
 from agent19.db.models import SchemaSnapshot
-from agent19.migrate.lint.rules._base import norm
+from agent19.migrate.lint.rules._base import norm, rel_name
+from agent19.migrate.patterns.sqlnames import relation_key
 from agent19.migrate.planning.model import PlannedOperation
 from agent19.sqltree import parse_json, qualified_name
 
@@ -77,12 +78,12 @@ def creates_of(sql: str) -> list[Drop]:
         node, f = next(iter(stmt.items()), ("", {}))
         if node == "ViewStmt" or (node == "CreateTableAsStmt" and f.get("objtype") == "OBJECT_MATVIEW"):
             rel = f.get("view") or f.get("into", {}).get("rel", {})
-            out.append(Drop("view", norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")))
+            out.append(Drop("view", rel_name(rel)))
         elif node == "CreateFunctionStmt":
             out.append(Drop("function", _signature(f.get("funcname", []), f.get("parameters", []))))
         elif node == "AlterTableStmt":
             rel = f.get("relation", {})
-            table = norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")
+            table = rel_name(rel)
             for c in f.get("cmds", []):
                 con = c.get("AlterTableCmd", {}).get("def", {}).get("Constraint", {})
                 if con.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE") and con.get("conname"):
@@ -110,7 +111,8 @@ def drops_of(sql: str) -> list[Drop]:
             for obj in f.get("objects", []):
                 if kind in VIEW_KINDS:
                     items = [i.get("String", {}).get("sval", "") for i in obj.get("List", {}).get("items", [])]
-                    out.append(Drop(VIEW_KINDS[kind], norm(".".join(items))))  # type: ignore[arg-type]
+                    name = relation_key(*items[-2:]) if len(items) > 1 else relation_key("public", items[-1])
+                    out.append(Drop(VIEW_KINDS[kind], name))  # type: ignore[arg-type]
                 elif kind in FUNCTION_KINDS and "ObjectWithArgs" in obj:
                     o = obj["ObjectWithArgs"]
                     name = qualified_name(o.get("objname", []))
@@ -119,7 +121,7 @@ def drops_of(sql: str) -> list[Drop]:
                     out.append(Drop(FUNCTION_KINDS[kind], name))  # type: ignore[arg-type]
         elif "AlterTableStmt" in stmt:
             rel = stmt["AlterTableStmt"].get("relation", {})
-            table = norm(f"{rel.get('schemaname') or 'public'}.{rel.get('relname', '')}")
+            table = rel_name(rel)
             for c in stmt["AlterTableStmt"].get("cmds", []):
                 cmd = c.get("AlterTableCmd", {})
                 if cmd.get("subtype") == "AT_DropConstraint":
@@ -131,7 +133,7 @@ def _view(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
     what = f"operation {o} drops {d.kind} {d.name}: queries and clients that read it fail"
     if catalog is None:
         return f"{what}; {NO_DATABASE} whether it exists or what depends on it"
-    if not any(norm(f"{v.schema_name}.{v.name}") == d.name for v in catalog.views):
+    if not any(relation_key(v.schema_name, v.name) == d.name for v in catalog.views):
         return None
     readers = sorted(f"{v.schema_name}.{v.name}" for v in catalog.views
                      if d.name in {norm(x) for x in v.depends_on})
@@ -157,7 +159,7 @@ def _constraint(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
     cols = sorted(con.columns)
     refs = sorted(f"{t.schema_name}.{t.name}.{c.name}" for t in catalog.tables for c in t.constraints
                   if c.type == "foreign_key" and c.references_table
-                  and norm(c.references_table) == norm(f"{table.schema_name}.{table.name}")
+                  and norm(c.references_table) == table.qualified_name
                   and sorted(c.references_columns) == cols)
     kind = "primary key" if con.type == "primary_key" else "unique constraint"
     return (f"operation {o} drops the {kind} {d.name} of {d.table} ({', '.join(con.columns)}): duplicates become "
