@@ -66,3 +66,20 @@ def test_dropping_a_dotted_view_names_the_views_that_read_it(dsn: str) -> None:
     plan = plan_migration(sql='DROP VIEW "my.view";', catalog=_snap(dsn))
     evidence = [x for e in plan.escalations for x in e.evidence]
     assert any("it exists (catalog)" in x and "views that read it: public.reader" in x for x in evidence), evidence
+
+
+def test_dry_run_matches_the_observed_lock_on_a_dotted_table_to_the_prediction(dsn: str) -> None:
+    from agent19.config import Settings
+    from agent19.db.connection import Database
+    from agent19.migrate.dryrun.run import dry_run
+    from agent19.migrate.parse import parse_sql
+
+    _run(dsn, SETUP)
+    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    try:
+        result = dry_run(db, parse_sql('ALTER TABLE "we.ird" ADD COLUMN extra int;'))
+    finally:
+        db.close()
+    (statement,) = result.statements
+    assert [(c.relation, c.predicted, c.observed, c.agrees) for c in statement.lock_comparison] == [
+        ('"public"."we.ird"', "AccessExclusiveLock", "AccessExclusiveLock", True)]

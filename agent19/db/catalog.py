@@ -35,7 +35,7 @@ SYSTEM_SCHEMA_FILTER = """
 TABLE_FILTER = "(%(table)s::text IS NULL OR c.relname = %(table)s)"
 
 
-def _key(nsp: str, rel: str) -> str:
+def relation_key_sql(nsp: str, rel: str) -> str:
     """SQL writing a relation as :func:`agent19.migrate.patterns.sqlnames.relation_key` does: ``s.t`` as stored,
     both parts double-quoted when either holds a dot or a double quote (``"public"."we.ird"``)."""
     return (f"""CASE WHEN {nsp} ~ '[."]' OR {rel} ~ '[."]' THEN '"' || replace({nsp}, '"', '""') || '"."' """
@@ -60,7 +60,7 @@ SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind, c.relpersistenc
        pg_relation_size(c.oid) AS heap_bytes,
        pg_indexes_size(c.oid) AS index_bytes,
        pg_total_relation_size(c.oid) AS total_bytes,
-       (SELECT {_key('pn.nspname', 'pc.relname')} FROM pg_inherits i
+       (SELECT {relation_key_sql('pn.nspname', 'pc.relname')} FROM pg_inherits i
           JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace
          WHERE i.inhrelid = c.oid AND c.relispartition) AS partition_of,
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
@@ -90,7 +90,7 @@ SELECT con.conrelid AS oid, con.conname AS name, con.contype, con.convalidated, 
                JOIN pg_attribute att ON att.attrelid = con.conrelid AND att.attnum = k.num
               ORDER BY k.ord)::text[] AS columns,
        ic.relname AS index_name,
-       CASE WHEN con.contype = 'f' THEN {_key('fn.nspname', 'fc.relname')} END AS references_table,
+       CASE WHEN con.contype = 'f' THEN {relation_key_sql('fn.nspname', 'fc.relname')} END AS references_table,
        ARRAY(SELECT att.attname FROM unnest(con.confkey) WITH ORDINALITY k(num, ord)
                JOIN pg_attribute att ON att.attrelid = con.confrelid AND att.attnum = k.num
               ORDER BY k.ord)::text[] AS references_columns,
@@ -104,7 +104,7 @@ SELECT con.conrelid AS oid, con.conname AS name, con.contype, con.convalidated, 
  ORDER BY con.conrelid, con.conname
 """
 Q_INDEXES = f"""
-SELECT i.indrelid AS oid, ic.relname AS name, {_key('n.nspname', 'c.relname')} AS table,
+SELECT i.indrelid AS oid, ic.relname AS name, {relation_key_sql('n.nspname', 'c.relname')} AS table,
        pg_get_indexdef(i.indexrelid) AS definition, am.amname AS method,
        i.indisunique AS unique, i.indisprimary AS primary, i.indpred IS NOT NULL AS partial,
        pg_get_expr(i.indpred, i.indrelid, true) AS predicate,
@@ -135,7 +135,7 @@ SELECT t.tgrelid AS oid, t.tgname AS name, pg_get_triggerdef(t.oid, true) AS def
 Q_VIEWS = f"""
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind = 'm' AS materialized,
        pg_get_viewdef(c.oid, true) AS definition, c.relispopulated AS populated,
-       ARRAY(SELECT DISTINCT {_key('dn.nspname', 'dc.relname')}
+       ARRAY(SELECT DISTINCT {relation_key_sql('dn.nspname', 'dc.relname')}
                FROM pg_rewrite r
                JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
                                AND d.refclassid = 'pg_class'::regclass

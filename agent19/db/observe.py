@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agent19.db.catalog import relation_key_sql
+
 if TYPE_CHECKING:  # annotations only: the lint rules read LOCK_RANK here without loading the driver
     import psycopg
 
@@ -77,16 +79,17 @@ class Observation(BaseModel):
 
 # Every user relation, to name one a statement drops; only tables, matviews, indexes and TOAST count
 # for rewrites (0 for the rest: a sequence's RESTART gives it a new file, which is no table rewrite).
-Q_FILENODES = """
-SELECT c.oid, n.nspname || '.' || c.relname AS name,
+Q_FILENODES = f"""
+SELECT c.oid, {relation_key_sql('n.nspname', 'c.relname')} AS name,
        CASE WHEN c.relkind IN ('r', 'm', 'i', 't') THEN c.relfilenode ELSE 0 END AS relfilenode
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg_toast%%'
 """
-Q_LOCKS = """
-SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind, l.mode
+Q_LOCKS = f"""
+SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) AS relation,
+       c.relkind::text AS relkind, l.mode
   FROM pg_locks l
   LEFT JOIN pg_class c ON c.oid = l.relation
   LEFT JOIN pg_namespace n ON n.oid = c.relnamespace

@@ -28,14 +28,15 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from agent19.db.catalog import relation_key_sql
 from agent19.db.observe import Q_FILENODES, HeldLock, name_gone
 from agent19.migrate.dryrun.progress import ServerProgress, read_progress
 
 Reporter = Callable[[float, ServerProgress | None], None]
 """Called while a watched statement runs: (seconds elapsed, the server's progress report of it or None)."""
 
-Q_WORKER_LOCKS = """
-SELECT COALESCE(n.nspname || '.' || c.relname, l.relation::text) AS relation, c.relkind::text AS relkind,
+Q_WORKER_LOCKS = f"""
+SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) AS relation, c.relkind::text AS relkind,
        l.mode, l.granted, l.pid
   FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE l.pid = ANY(%s) AND l.locktype = 'relation' AND l.relation >= 16384
@@ -79,7 +80,8 @@ def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[s
     out: dict[str, str] = {}
     for t in tables:
         row = conn.execute(
-            "SELECT n.nspname || '.' || c.relname, format('%%I.%%I', n.nspname, c.relname) FROM pg_class c"
+            f"SELECT {relation_key_sql('n.nspname', 'c.relname')}, format('%%I.%%I', n.nspname, c.relname)"
+            " FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')",
             (t,),
