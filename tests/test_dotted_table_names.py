@@ -83,3 +83,14 @@ def test_dry_run_matches_the_observed_lock_on_a_dotted_table_to_the_prediction(d
     (statement,) = result.statements
     assert [(c.relation, c.predicted, c.observed, c.agrees) for c in statement.lock_comparison] == [
         ('"public"."we.ird"', "AccessExclusiveLock", "AccessExclusiveLock", True)]
+
+
+def test_a_dropped_index_of_a_dotted_table_is_found_and_its_rollback_runs(dsn: str) -> None:
+    _run(dsn, SETUP + '; CREATE INDEX "we.idx" ON "we.ird" (order_id)')
+    plan = plan_migration(sql='DROP INDEX "we.idx";', catalog=_snap(dsn))
+    (drop,) = plan.operations
+    assert drop.table == '"public"."we.ird"'  # the index's table, from the catalog
+    _run(dsn, drop.sql)
+    _run(dsn, drop.reverse_sql)  # the catalog's definition recreates it
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('\"we.idx\"') IS NOT NULL").fetchone()[0]

@@ -9,7 +9,7 @@ import pglast
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, range_name
 from agent19.migrate.parse import Statement
-from agent19.migrate.patterns.sqlnames import ident, qname, qualified, split_name
+from agent19.migrate.patterns.sqlnames import ident, qname, qualified, relation_key, split_name
 from agent19.sqltree import walk
 
 LOCK_MODES = {
@@ -45,7 +45,7 @@ def _object_name(obj: dict[str, Any]) -> str:
         return str(obj["String"].get("sval", ""))
     names = _names(obj.get("List", {}).get("items", []) or obj.get("TypeName", {}).get("names", [])
                     or obj.get("ObjectWithArgs", {}).get("objname", []))
-    return ".".join(names) if len(names) > 1 else f"public.{names[0]}" if names else ""
+    return relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0]) if names else ""
 
 
 def render_subcommands(sql: str, count: int) -> list[str]:
@@ -159,7 +159,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if objtype in ("OBJECT_TABLE", "OBJECT_COLUMN"):
             names = _names(f.get("object", {}).get("List", {}).get("items", []))
             names = names[:-1] if objtype == "OBJECT_COLUMN" else names
-            table = ".".join(names) if len(names) > 1 else f"public.{names[0]}"
+            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0])
             return Decision("comment", [table], reversible=True)
         return Decision("create_object", [], reversible=True, notes=["a comment on a non-table object"])
     if node == "CreateStatsStmt":
@@ -284,7 +284,7 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     objects = [_object_name(o) for o in f.get("objects", [])]
     if remove == "OBJECT_TRIGGER":
         items = _names(f["objects"][0].get("List", {}).get("items", [])) if f.get("objects") else []
-        table = ".".join(items[:-1]) if len(items) > 2 else f"public.{items[0]}" if items else ""
+        table = relation_key(*items[-3:-1]) if len(items) > 2 else relation_key("public", items[0]) if items else ""
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
     kind = DROP_FORMS.get(remove, "drop_object")
@@ -293,7 +293,7 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
         tables = [t for t in (_index_table(o, ctx) for o in objects) if t]
         notes = [] if tables else ["the index's table is unknown without a catalog"]
         defs = [i.definition for t in (ctx.catalog.tables if ctx.catalog else []) for i in t.indexes
-                if f"{t.schema_name}.{i.name}" in objects]
+                if relation_key(t.schema_name, i.name) in objects]
         inverse = "; ".join(defs) if defs and len(defs) == len(objects) else None
         return Decision("drop_index.concurrently" if conc else "drop_index", tables or objects, notes=notes,
                         inverse=inverse, reversible=inverse is not None)
