@@ -17,11 +17,12 @@ import psycopg
 import pytest
 
 from agent19.config import Settings
+from agent19.db.binaries import as_postgres_user
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.ops.backup.status import backup_status
 from tests.conftest import need
-from tools.throwaway import ThrowawayServer, _as_postgres_user, start_system, system_versions
+from tools.throwaway import ThrowawayServer, start_system, system_versions
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_backup_age_against_the_rpo_from_pgbackrest_walg_and_a_directory(pg, tmp
         os.chmod(backups, 0o777)
         subprocess.run([f"/usr/lib/postgresql/{pg.major}/bin/pg_basebackup", "-D", backups / "today", "-c", "fast",
                         "-d", pg.dsn], check=True, capture_output=True,
-                       **_as_postgres_user())  # type: ignore[arg-type]
+                       **as_postgres_user())  # type: ignore[arg-type]
         checks = _status(pg, rpo="1h", backup_dir=str(backups))
         assert checks["backup_age"][0] == "ok" and "today" in checks["backup_age"][1]
         empty = tmp_path / "none"

@@ -18,10 +18,11 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.cli import main
 from agent19.config import AccessMode, Settings
+from agent19.db.binaries import as_postgres_user
 from agent19.db.connection import Database
 from tests.conftest import need
 from tests.mcp_client import stdio_session
-from tools.throwaway import SYSTEM_ROOT, ThrowawayServer, _as_postgres_user, start_system, system_versions
+from tools.throwaway import SYSTEM_ROOT, ThrowawayServer, start_system, system_versions
 
 PASSWORD = "s3cret-pw"
 
@@ -163,7 +164,7 @@ def _restart(server: ThrowawayServer, down_s: float, during: object) -> None:
     log = open(server.directory / "restart.log", "ab")  # noqa: SIM115 - the server process keeps it
     server._process = subprocess.Popen([SYSTEM_ROOT / str(server.major) / "bin" / "postgres", "-D",
                                         server.directory / "data"], stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=server.directory, **_as_postgres_user())  # type: ignore[call-overload]
+                                       cwd=server.directory, **as_postgres_user())  # type: ignore[call-overload]
     deadline = time.monotonic() + 30
     while True:
         try:
