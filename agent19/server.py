@@ -112,7 +112,7 @@ def _add_tool_documentation(server: MCPServer[Any], tools: list[Tool]) -> None:
 def _mode_note(spec: ToolSpec[Any, Any], settings: Settings) -> str:
     if settings.mode.allows(spec.mode):
         return ""
-    return f" (Unavailable here: needs mode {spec.mode.value}.)"
+    return f" (Needs mode {spec.mode.value}.)"
 
 
 def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -227,18 +227,25 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
         name=spec.name,
         title=spec.title,
         description=summary(spec) + _mode_note(spec, settings),
-        annotations=ToolAnnotations(
-            readOnlyHint=spec.read_only,
-            destructiveHint=spec.destructive,
-            idempotentHint=spec.idempotent,
-            openWorldHint=False,
-        ),
+        annotations=annotations(spec),
         structured_output=False,  # no outputSchema in tools/list: agent19://tools/{name} documents the result
     )
     mcp_tool.fn_metadata.arg_model = _reject_unknown(spec, mcp_tool.fn_metadata.arg_model)
     # detail is every tool's: the instructions say it once (the server refuses an undeclared argument all the same)
     mcp_tool.parameters = compact(mcp_tool.parameters, spec.briefs, omit=() if own_detail else (_DETAIL,))
     return mcp_tool
+
+
+def annotations(spec: ToolSpec[Any, Any]) -> ToolAnnotations:
+    """The hints that differ from the MCP spec's defaults (readOnlyHint false, destructiveHint true, idempotentHint
+    false, openWorldHint true); destructiveHint and idempotentHint mean something only when readOnlyHint is false.
+    A client reads the same behaviour from fewer characters (every tool's listing carried all four)."""
+    hints: dict[str, bool] = {"readOnlyHint": True} if spec.read_only else {}
+    if not spec.read_only and not spec.destructive:
+        hints["destructiveHint"] = False
+    if not spec.read_only and spec.idempotent:
+        hints["idempotentHint"] = True
+    return ToolAnnotations(**hints, openWorldHint=False)  # a database, not the open world
 
 
 def summary(spec: ToolSpec[Any, Any]) -> str:
