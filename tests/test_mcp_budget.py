@@ -170,3 +170,18 @@ async def test_a_large_call_over_http_does_not_stall_another_session():
                 tg.start_soon(lint)
                 tg.start_soon(info)
     assert finished == ["server_info", "lint"]
+
+
+async def test_argument_errors_name_the_bound_without_pydantic_help_links():
+    """Bounds are not listed (tools/list stays small): the server refuses a value out of bounds naming the bound,
+    through the SDK's validation and agent19's own alike, without pydantic's help links (paid for, no help)."""
+    async with stdio_session() as session:
+        over = await session.call_tool("run_sql", {"sql": "SELECT 1", "max_rows": 100_000})  # the SDK's validation
+        wrong = await session.call_tool("lint_migration", {"sql": ["SELECT 1"], "pg_version": 15})
+        unparsable = await session.call_tool("capacity_plan", {"disk_size": "lots"})  # agent19's own validator
+    for result, says in ((over, "less than or equal to 10000"), (wrong, "valid string"),
+                         (unparsable, "invalid arguments for capacity_plan")):
+        text = result.content[0].text
+        assert result.is_error and says in text, text
+        assert "pydantic.dev" not in text and "further information" not in text, text
+    assert "max_rows" in over.content[0].text and "disk size 'lots' is not a size" in unparsable.content[0].text
