@@ -93,8 +93,8 @@ def render_confirmation(c: Confirmation) -> str:
     ),
 )
 def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
-    """The only way a statement that can lose data runs: an impact report, then a phrase a human types (execute
-    mode).
+    """The only way a statement that can lose data runs: an impact report, then a phrase a human types; it runs
+    only in execute mode.
 
     Step 1 — call with `sql` alone: returns what is destructive and how risky (found in the
     statement, because its kind is not known to lose nothing, or measured by running it in a
