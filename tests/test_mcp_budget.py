@@ -17,7 +17,7 @@ LISTING_BUDGET = 20_000
 as the SDK client receives it: names, titles, descriptions, input schemas, annotations). 266,915 for 33 tools'
 descriptions and schemas alone before listings were compacted; 26,130 for the whole response with one-sentence
 descriptions, declared parameter briefs, shared parameters described once in the server's instructions and no output
-schemas (agent19://tools/{name} has them); 19,945 with annotations stating only what differs from the MCP spec's
+schemas (agent19://tools/{name} has them); 19,944 with annotations stating only what differs from the MCP spec's
 defaults, short titles, no numeric bounds (the server checks them) and types said once (by an enum, a default or a
 type list)."""
 
