@@ -145,9 +145,9 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
 DOCUMENT = 500
 """A string of the data this long (a pattern's SQL, schema.prisma, a runbook, a long note) that the text rendering
 also holds verbatim is said once: in the data; the text names where it is (:func:`said_once`)."""
-DOCUMENTS_CHECKED = 32
-"""The longest strings looked for in the text (each search reads the whole text: a lint of 10,000 long statements
-must not search a 5 MB text 10,000 times)."""
+DOCUMENTS_SCANNED = 20_000_000
+"""Characters of text read looking for documents, at most (each search reads the whole text: a lint of thousands of
+long statements must not search a 5 MB text for each): the longest strings are looked for first, at least 4."""
 
 
 def said_once(text: str, data: Any, moved: dict[str, str] | None = None) -> str:
@@ -157,8 +157,10 @@ def said_once(text: str, data: Any, moved: dict[str, str] | None = None) -> str:
     A tool's rendering for people prints its document (the CLI must); over MCP the structured content carries it
     already, and the text content is the compact rendering: never the same thing twice."""
     found: list[tuple[str, str]] = []
-    _long_strings(data, "", found)
-    for path, value in sorted(found, key=lambda pv: -len(pv[1]))[:DOCUMENTS_CHECKED]:
+    if len(text) >= DOCUMENT:
+        _long_strings(data, "", found)
+    searches = max(4, DOCUMENTS_SCANNED // max(len(text), 1))
+    for path, value in sorted(found, key=lambda pv: -len(pv[1]))[:searches]:
         body = value.strip()
         if len(body) >= DOCUMENT and body in text:
             where = (moved or {}).get(path.split(".", 1)[0].split("[", 1)[0]) or "in the structured content"
