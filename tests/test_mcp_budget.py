@@ -21,6 +21,7 @@ schemas (agent19://tools/{name} has them); 19,944 with annotations stating only 
 defaults, short titles, no numeric bounds (the server checks them) and types said once (by an enum, a default or a
 type list)."""
 
+
 def _size(schema: dict | None) -> int:
     return len(json.dumps(schema, separators=(",", ":"), ensure_ascii=False)) if schema else 0
 
@@ -60,6 +61,9 @@ async def test_tool_listing_stays_within_its_budget():
             assert docs["description"].startswith(t.description.split("\n\n")[0][:60]), t.name
             assert docs["output_schema"]["type"] == "object", t.name
             assert set(t.input_schema["properties"]) | {"detail"} == set(docs["input_schema"]["properties"]), t.name
+        run_sql = json.loads((await session.read_resource("agent19://tools/run_sql")).contents[0].text)
+        assert run_sql["input_schema"]["properties"]["max_rows"]["maximum"] == 10_000  # the bound the listing omits
+        assert "maximum" not in by_name["run_sql"].input_schema["properties"]["max_rows"]
         with pytest.raises(MCPError, match="no tool 'nope'"):
             await session.read_resource("agent19://tools/nope")
 
