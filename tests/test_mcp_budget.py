@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from jsonschema import Draft202012Validator
 from mcp.shared.exceptions import MCPError
 
 from agent19.tools._schema import PARAMETER_TEXT, SHARED
@@ -17,7 +18,7 @@ LISTING_BUDGET = 20_000
 as the SDK client receives it: names, titles, descriptions, input schemas, annotations). 266,915 for 33 tools'
 descriptions and schemas alone before listings were compacted; 26,130 for the whole response with one-sentence
 descriptions, declared parameter briefs, shared parameters described once in the server's instructions and no output
-schemas (agent19://tools/{name} has them); 19,944 with annotations stating only what differs from the MCP spec's
+schemas (agent19://tools/{name} has them); 19,958 with annotations stating only what differs from the MCP spec's
 defaults, short titles, no numeric bounds (the server checks them) and types said once (by an enum, a default or a
 type list)."""
 
@@ -79,6 +80,11 @@ async def test_optional_arguments_may_still_be_sent_as_null_and_unknown_ones_are
         assert not ok.is_error, ok.content
         bad = await session.call_tool("lint_migration", {"sql": "SELECT 1", "pg_versoin": 15})
         assert bad.is_error and "pg_versoin" in bad.content[0].text
+    # a value inside a list cannot be left out: where null means something ($1 … as SQL NULL) the listing says so,
+    # so that a client checking a call against the listed schema sends it (and one checking types keeps them)
+    listed = tools["explain_query"].input_schema
+    Draft202012Validator(listed).validate({"sql": "SELECT $1::int, $2", "parameters": [None, 1]})
+    assert not Draft202012Validator(listed).is_valid({"sql": "SELECT $1", "parameters": [{"x": 1}]})
 
 
 async def test_text_content_is_the_rendering_and_the_data_comes_once():

@@ -172,8 +172,10 @@ def _types_joined(node: dict[str, Any]) -> dict[str, Any]:
 def _without_null_branch(node: dict[str, Any]) -> dict[str, Any]:
     """``{anyOf: [X, {type: null}], default: null}`` → ``{…X}``: omitting it is the same as null."""
     branches = node.get("anyOf")
-    if not isinstance(branches, list) or node.get("default") is not None:
-        return node  # with a default other than null, null is a value of its own (e.g. "null: never wait")
+    if not isinstance(branches, list) or "default" not in node or node["default"] is not None:
+        # with a default other than null, null is a value of its own (e.g. "null: never wait"); without a default
+        # (a list's items: $1 … values, where null is SQL NULL; a required argument), null cannot be left out
+        return node
     kept = [b for b in branches if b != {"type": "null"}]
     if len(kept) == len(branches):
         return node
