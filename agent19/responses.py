@@ -97,6 +97,8 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
     and, when still over ``budget``, shortened."""
     data = result.model_dump(mode="json", by_alias=True)
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
+    key = secrets.token_urlsafe(9)  # the id its parts are kept under, if any are (the text may point to them)
+    text = said_once(text, data, {} if full else {name: RESULTS_URI.format(id=key, part=name) for name in moved})
     size = _Sizes()
     if full or (not moved and len(text) + size(data) <= budget):
         return Shaped(data, text)
@@ -115,7 +117,8 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
         parts["text"] = ("text/plain", text)
         short_text = _cut(text, text_limit - 100)
     not_kept = _beyond_the_store(parts, store.characters)
-    key = store.put(parts) if parts else ""
+    if parts:
+        store.keep(key, parts)
     artifacts = [Artifact(part, RESULTS_URI.format(id=key, part=part), len(body), mime, _summary(part, body))
                  for part, (mime, body) in parts.items()]
     if "text" in parts:
@@ -137,6 +140,46 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
         room -= 500  # best effort: the notes themselves took more than reserved
     shaped["truncated"] = note | {"shortened": cut[:6]}
     return Shaped(shaped, short_text, artifacts)
+
+
+DOCUMENT = 500
+"""A string of the data this long (a pattern's SQL, schema.prisma, a runbook, a long note) that the text rendering
+also holds verbatim is said once: in the data; the text names where it is (:func:`said_once`)."""
+DOCUMENTS_SCANNED = 20_000_000
+"""Characters of text read looking for documents, at most (each search reads the whole text: a lint of thousands of
+long statements must not search a 5 MB text for each): the longest strings are looked for first, at least 4."""
+
+
+def said_once(text: str, data: Any, moved: dict[str, str] | None = None) -> str:
+    """``text`` with every long string of ``data`` it repeats (:data:`DOCUMENT`) replaced by where that string is:
+    ``[sql: 2,345 characters, in the structured content]``, or the resource a field ``moved`` to (field → URI).
+
+    A tool's rendering for people prints its document (the CLI must); over MCP the structured content carries it
+    already, and the text content is the compact rendering: never the same thing twice."""
+    found: list[tuple[str, str]] = []
+    if len(text) >= DOCUMENT:
+        _long_strings(data, "", found)
+    searches = max(4, DOCUMENTS_SCANNED // max(len(text), 1))
+    for path, value in sorted(found, key=lambda pv: -len(pv[1]))[:searches]:
+        body = value.strip()
+        if len(body) >= DOCUMENT and body in text:
+            where = (moved or {}).get(path.split(".", 1)[0].split("[", 1)[0]) or "in the structured content"
+            text = text.replace(body, f"[{path}: {len(value):,} characters, {where}]")
+    return text
+
+
+def _long_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, str):
+        if len(value) >= DOCUMENT:
+            out.append((path, value))
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (str, dict, list)):
+                _long_strings(v, f"{path}.{k}" if path else k, out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, (str, dict, list)):
+                _long_strings(v, f"{path}[{i}]", out)
 
 
 def _beyond_the_store(parts: dict[str, tuple[str, str]], characters: int) -> dict[str, int]:

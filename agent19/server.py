@@ -13,13 +13,14 @@ import gc
 import inspect
 import json
 import logging
+import re
 from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.to_thread
 import psycopg
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
@@ -112,7 +113,7 @@ def _add_tool_documentation(server: MCPServer[Any], tools: list[Tool]) -> None:
 def _mode_note(spec: ToolSpec[Any, Any], settings: Settings) -> str:
     if settings.mode.allows(spec.mode):
         return ""
-    return f" (Unavailable here: needs mode {spec.mode.value}.)"
+    return f" (Needs mode {spec.mode.value}.)"
 
 
 def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
@@ -184,7 +185,7 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
         full = (kwargs.get(_DETAIL) if own_detail else kwargs.pop(_DETAIL, None)) == "full"
         try:
             args = spec.args.model_validate(kwargs)
-        except ValidationError as exc:
+        except (ValidationError, Agent19Error) as exc:  # (a validator's own error, e.g. a size that is not one)
             raise ToolError(f"invalid arguments for {spec.name}: {exc}") from None
 
         def progress(done: float, total: float | None, message: str | None) -> None:
@@ -222,23 +223,47 @@ def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store:
     call.__signature__ = inspect.Signature(params, return_annotation=CallToolResult)  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: p.annotation for p in params} | {"return": CallToolResult}
     call.__name__ = spec.name
-    mcp_tool = Tool.from_function(
+    mcp_tool = _Tool.from_function(
         call,
         name=spec.name,
         title=spec.title,
         description=summary(spec) + _mode_note(spec, settings),
-        annotations=ToolAnnotations(
-            readOnlyHint=spec.read_only,
-            destructiveHint=spec.destructive,
-            idempotentHint=spec.idempotent,
-            openWorldHint=False,
-        ),
+        annotations=annotations(spec),
         structured_output=False,  # no outputSchema in tools/list: agent19://tools/{name} documents the result
     )
     mcp_tool.fn_metadata.arg_model = _reject_unknown(spec, mcp_tool.fn_metadata.arg_model)
     # detail is every tool's: the instructions say it once (the server refuses an undeclared argument all the same)
     mcp_tool.parameters = compact(mcp_tool.parameters, spec.briefs, omit=() if own_detail else (_DETAIL,))
     return mcp_tool
+
+
+_HELP_LINK = re.compile(r"\n?[ \t]*For further information visit https://errors\.pydantic\.dev/\S*")
+
+
+class _Tool(Tool):
+    """The SDK's tool, whose argument errors come without pydantic's help links ("For further information visit
+    https://errors.pydantic.dev/…" under every error): a model pays for them and they do not help it."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        try:
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            text = _HELP_LINK.sub("", str(exc))
+            if isinstance(exc, UnexpectedToolError) or text == str(exc):
+                raise
+            raise ToolError(text) from exc.__cause__
+
+
+def annotations(spec: ToolSpec[Any, Any]) -> ToolAnnotations:
+    """The hints that differ from the MCP spec's defaults (readOnlyHint false, destructiveHint true, idempotentHint
+    false, openWorldHint true); destructiveHint and idempotentHint mean something only when readOnlyHint is false.
+    A client reads the same behaviour from fewer characters (every tool's listing carried all four)."""
+    hints: dict[str, bool] = {"readOnlyHint": True} if spec.read_only else {}
+    if not spec.read_only and not spec.destructive:
+        hints["destructiveHint"] = False
+    if not spec.read_only and spec.idempotent:
+        hints["idempotentHint"] = True
+    return ToolAnnotations(**hints, openWorldHint=False)  # a database, not the open world
 
 
 def summary(spec: ToolSpec[Any, Any]) -> str:

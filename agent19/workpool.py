@@ -206,10 +206,9 @@ class _Keeper(ResultStore):
         super().__init__()
         self.kept: list[tuple[str, dict[str, tuple[str, str]]]] = []
 
-    def put(self, parts: dict[str, tuple[str, str]]) -> str:
-        key = super().put(parts)
+    def keep(self, key: str, parts: dict[str, tuple[str, str]]) -> None:
+        super().keep(key, parts)
         self.kept.append((key, parts))
-        return key
 
 
 def _run(tool: str, arguments: BaseModel, full: bool) -> Outcome:

@@ -36,6 +36,17 @@ def result_size(result: Any) -> int:
     return text + (len(json.dumps(data, separators=(",", ":"), ensure_ascii=False)) if data is not None else 0)
 
 
+MCP_DEFAULT_HINTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
+"""The MCP spec's default of each tool annotation (agent19 lists only the hints that differ); destructiveHint and
+idempotentHint mean something only when readOnlyHint is false."""
+
+
+def hint(tool: Any, name: str) -> bool:
+    """What a tool's annotation ``name`` (e.g. ``readOnlyHint``) tells a client: listed, or the spec's default."""
+    listed = tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else {}
+    return listed.get(name, MCP_DEFAULT_HINTS[name])
+
+
 class BudgetedSession(ClientSession):
     """The SDK's client session; every successful tool call made without ``detail: "full"`` must fit the budget
     (so each test's realistic scenario also measures what a model would pay for)."""

@@ -11,7 +11,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.types import ElicitResult
 
-from tests.mcp_client import serve_args, stdio_session
+from tests.mcp_client import hint, serve_args, stdio_session
 
 SETUP = """
 CREATE TABLE old_users (id int PRIMARY KEY, email text);
@@ -72,8 +72,8 @@ async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(
                              "--allow-model-confirmation") as session:
         tools = {t.name: t for t in (await session.list_tools()).tools}
         for name in ("run_sql", "confirm_destructive"):
-            assert tools[name].annotations.destructive_hint is True
-            assert tools[name].annotations.read_only_hint is False
+            assert hint(tools[name], "destructiveHint") is True
+            assert hint(tools[name], "readOnlyHint") is False
 
         # run_sql refuses and hands back the step-1 report
         ran = (await session.call_tool("run_sql", {"sql": sql})).structured_content

@@ -180,3 +180,20 @@ def test_result_feeds_the_runbook_evidence(dsn):
     evidence = DryRunEvidence.model_validate(r.to_evidence())
     assert evidence.passed and evidence.statements[0].observed_lock == "ShareLock"
     assert evidence.longest_lock and evidence.longest_lock.startswith("ShareLock on public.t")
+
+
+async def test_a_summarised_dry_run_names_the_failing_statement_and_its_error(dsn):
+    """A long migration's default (summarised) result still says which statement failed and why, first: its
+    statements list and text are shortened from the end, where the failing statement of a long migration is."""
+    run_sql(dsn, "CREATE TABLE wide (id int PRIMARY KEY)")
+    statements = [f"ALTER TABLE wide ADD COLUMN c{i} integer DEFAULT {i} NOT NULL;" for i in range(80)]
+    statements[70] = "ALTER TABLE wide ADD COLUMN c3 integer;"  # already added by statement 4
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+        result = await session.call_tool("test_migration", {"sql": "\n".join(statements)})
+    assert not result.is_error, result.content[0].text[:300]
+    data = result.structured_content
+    assert "truncated" in data and len(data["statements"]) < 80  # summarised: the case this is about
+    assert not data["passed"]
+    error = 'column "c3" of relation "wide" already exists'
+    for said in (data["summary"], result.content[0].text.splitlines()[0]):
+        assert "statement 71" in said and "sql:71" in said and error in said, said

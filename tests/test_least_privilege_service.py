@@ -258,7 +258,8 @@ def test_dry_run_counts_each_failing_statement_once(app: str, capsys: pytest.Cap
     sql = "ALTER TABLE nope ADD COLUMN a int;\nALTER TABLE nope2 ADD COLUMN b int;\nCREATE INDEX ON nope3 (a);\n"
     code, out, _ = cli(capsys, "dry-run", "--sql", sql, "--mode", "dry-run", "--dsn", app, "--format", "json")
     result = json.loads(out)
-    assert code == 1 and result["summary"].startswith("FAILED: 3 statements"), result["summary"]
+    assert code == 1 and result["summary"].startswith("FAILED at statement 1 (sql:1, "), result["summary"]
+    assert "(and 2 more failing statement(s)): 3 statements in" in result["summary"], result["summary"]
     assert "; 3 error(s)," in result["summary"], result["summary"]
     assert sum(f["severity"] == "error" for f in result["findings"]) == 3
     following = [f for f in result["findings"] if f["kind"] == "check_failed"]

@@ -7,17 +7,20 @@ import subprocess
 import sys
 
 import pytest
+from jsonschema import Draft202012Validator
 from mcp.shared.exceptions import MCPError
 
 from agent19.tools._schema import PARAMETER_TEXT, SHARED
-from tests.mcp_client import RESPONSE_BUDGET, result_size, stdio_session
+from tests.mcp_client import MCP_DEFAULT_HINTS, RESPONSE_BUDGET, hint, result_size, stdio_session
 
-LISTING_BUDGET = 19_500
-"""Characters of tools/list a client reads each conversation: descriptions + input schemas + output schemas
-(compact JSON). 266,915 for 33 tools before listings were compacted; 42,502 with first-paragraph descriptions
-and 160-character parameter texts; 18,678 with one-sentence descriptions, declared parameter briefs, parameters
-that mean the same everywhere (detail, pg_version, table…) described once in the server's instructions, and no
-output schemas (agent19://tools/{name} has them)."""
+LISTING_BUDGET = 20_000
+"""Characters of the whole tools/list response a client reads each conversation (the ListToolsResult as compact JSON,
+as the SDK client receives it: names, titles, descriptions, input schemas, annotations). 266,915 for 33 tools'
+descriptions and schemas alone before listings were compacted; 26,130 for the whole response with one-sentence
+descriptions, declared parameter briefs, shared parameters described once in the server's instructions and no output
+schemas (agent19://tools/{name} has them); 19,958 with annotations stating only what differs from the MCP spec's
+defaults, short titles, no numeric bounds (the server checks them) and types said once (by an enum, a default or a
+type list)."""
 
 
 def _size(schema: dict | None) -> int:
@@ -26,11 +29,23 @@ def _size(schema: dict | None) -> int:
 
 async def test_tool_listing_stays_within_its_budget():
     async with stdio_session() as session:
-        tools = (await session.list_tools()).tools
-        sizes = {t.name: len(t.description or "") + _size(t.input_schema) + _size(t.output_schema) for t in tools}
-        total = sum(sizes.values())
+        listing = await session.list_tools()
+        tools = listing.tools
+        total = _size(listing.model_dump(mode="json", by_alias=True, exclude_none=True))
+        sizes = {t.name: _size(t.model_dump(mode="json", by_alias=True, exclude_none=True)) for t in tools}
         biggest = sorted(sizes.items(), key=lambda kv: -kv[1])[:5]
         assert total <= LISTING_BUDGET, f"tools/list is {total} characters (budget {LISTING_BUDGET}), most: {biggest}"
+        for t in tools:  # the hints a client acts on, each only when it says something the default does not
+            hints = t.annotations.model_dump(by_alias=True, exclude_none=True)
+            assert hints and all(MCP_DEFAULT_HINTS[k] != v for k, v in hints.items()), (t.name, hints)
+            assert hints["openWorldHint"] is False, t.name
+            if hints.get("readOnlyHint"):
+                assert set(hints) == {"readOnlyHint", "openWorldHint"}, (t.name, hints)
+        by_name = {t.name: t for t in tools}
+        assert hint(by_name["run_sql"], "destructiveHint") and not hint(by_name["run_sql"], "readOnlyHint")
+        assert by_name["run_sql"].annotations.destructive_hint is None  # the default says it
+        backup = by_name["verify_backup"]
+        assert not hint(backup, "destructiveHint") and hint(backup, "idempotentHint")
         instructions = session.initialize_result.instructions
         for name in SHARED:  # described once, where every tool's listing can rely on it
             assert f"- {name}: " in instructions, name
@@ -47,6 +62,9 @@ async def test_tool_listing_stays_within_its_budget():
             assert docs["description"].startswith(t.description.split("\n\n")[0][:60]), t.name
             assert docs["output_schema"]["type"] == "object", t.name
             assert set(t.input_schema["properties"]) | {"detail"} == set(docs["input_schema"]["properties"]), t.name
+        run_sql = json.loads((await session.read_resource("agent19://tools/run_sql")).contents[0].text)
+        assert run_sql["input_schema"]["properties"]["max_rows"]["maximum"] == 10_000  # the bound the listing omits
+        assert "maximum" not in by_name["run_sql"].input_schema["properties"]["max_rows"]
         with pytest.raises(MCPError, match="no tool 'nope'"):
             await session.read_resource("agent19://tools/nope")
 
@@ -62,6 +80,11 @@ async def test_optional_arguments_may_still_be_sent_as_null_and_unknown_ones_are
         assert not ok.is_error, ok.content
         bad = await session.call_tool("lint_migration", {"sql": "SELECT 1", "pg_versoin": 15})
         assert bad.is_error and "pg_versoin" in bad.content[0].text
+    # a value inside a list cannot be left out: where null means something ($1 … as SQL NULL) the listing says so,
+    # so that a client checking a call against the listed schema sends it (and one checking types keeps them)
+    listed = tools["explain_query"].input_schema
+    Draft202012Validator(listed).validate({"sql": "SELECT $1::int, $2", "parameters": [None, 1]})
+    assert not Draft202012Validator(listed).is_valid({"sql": "SELECT $1", "parameters": [{"x": 1}]})
 
 
 async def test_text_content_is_the_rendering_and_the_data_comes_once():
@@ -157,3 +180,18 @@ async def test_a_large_call_over_http_does_not_stall_another_session():
                 tg.start_soon(lint)
                 tg.start_soon(info)
     assert finished == ["server_info", "lint"]
+
+
+async def test_argument_errors_name_the_bound_without_pydantic_help_links():
+    """Bounds are not listed (tools/list stays small): the server refuses a value out of bounds naming the bound,
+    through the SDK's validation and agent19's own alike, without pydantic's help links (paid for, no help)."""
+    async with stdio_session() as session:
+        over = await session.call_tool("run_sql", {"sql": "SELECT 1", "max_rows": 100_000})  # the SDK's validation
+        wrong = await session.call_tool("lint_migration", {"sql": ["SELECT 1"], "pg_version": 15})
+        unparsable = await session.call_tool("capacity_plan", {"disk_size": "lots"})  # agent19's own validator
+    for result, says in ((over, "less than or equal to 10000"), (wrong, "valid string"),
+                         (unparsable, "invalid arguments for capacity_plan")):
+        text = result.content[0].text
+        assert result.is_error and says in text, text
+        assert "pydantic.dev" not in text and "further information" not in text, text
+    assert "max_rows" in over.content[0].text and "disk size 'lots' is not a size" in unparsable.content[0].text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from tests.mcp_client import http_server, http_session, stdio_session
+from tests.mcp_client import hint, http_server, http_session, stdio_session
 
 SETUP = """
 CREATE TABLE accounts (id bigint PRIMARY KEY, email text NOT NULL UNIQUE);
@@ -34,8 +34,8 @@ async def _check_tools_and_describe(session):
     docs = json.loads((await session.read_resource("agent19://tools/describe_database")).contents[0].text)
     assert "tables" in docs["output_schema"]["properties"]
     assert "schema.name" in docs["input_schema"]["properties"]["table"]["description"]
-    assert describe.annotations.read_only_hint is True
-    assert describe.annotations.destructive_hint is False
+    assert hint(describe, "readOnlyHint") is True  # (destructiveHint means nothing then: not listed)
+    assert describe.annotations.destructive_hint is None
 
     result = await session.call_tool("describe_database", {})
     assert not result.is_error, result.content
@@ -123,7 +123,8 @@ async def test_every_tool_annotation_tells_the_truth(dsn):
     runs_in_rolled_back_transactions = {"test_migration", "verify_rollback"}
     for name, t in tools.items():
         expected_read_only = name not in writes_files | changes_database | runs_in_rolled_back_transactions
-        assert t.annotations.read_only_hint is expected_read_only, name
-        assert t.annotations.destructive_hint is (name in changes_database), name
+        assert hint(t, "readOnlyHint") is expected_read_only, name
+        # (a read-only tool's destructiveHint means nothing: the spec's default, true, is not what it says then)
+        assert expected_read_only or hint(t, "destructiveHint") is (name in changes_database), name
         assert t.output_schema is None, f"{name} lists an output schema (agent19://tools/{name} carries it)"
         assert len(t.description) > 80, f"{name}: the description is too thin for a model to act on"

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from agent19.report.schema import shipped_schema
-from tests.mcp_client import stdio_session
+from tests.mcp_client import hint, stdio_session
 
 SETUP = """
 CREATE TABLE users (id bigint PRIMARY KEY, email text, created_at timestamptz NOT NULL DEFAULT now(),
@@ -136,7 +136,7 @@ async def test_mcp_generate_runbook_then_read_the_handoff_resource(dsn, tmp_path
     handoffs = tmp_path / "handoffs"
     async with stdio_session("--dsn", dsn, "--handoff-dir", str(handoffs)) as session:
         tool = {t.name: t for t in (await session.list_tools()).tools}["generate_runbook"]
-        assert tool.annotations.read_only_hint is False
+        assert hint(tool, "readOnlyHint") is False
         result = await session.call_tool("generate_runbook", {"sql": MIGRATION, "write_dir": str(tmp_path / "out")})
         assert not result.is_error, result.content
         data = result.structured_content

@@ -3,9 +3,11 @@
 pydantic's schemas are written for documentation: every property carries a generated ``title``
 ("Pg Version" for ``pg_version``), every optional value is ``anyOf [X, null]`` with ``default: null``,
 and nested models carry their Python docstrings. A model client reads all of it on every
-conversation. :func:`compact` keeps the types, constraints, enums and defaults that mean something and
-a brief text per parameter, and drops the rest; the server still validates every call with the full
-model, so a client sending ``null`` for an optional argument is accepted as before.
+conversation. :func:`compact` keeps the types, enums and defaults that mean something and a brief text
+per parameter, each said once (an enum's values or a default say the type; ``anyOf`` of plain types is one
+type list; a flag's ``default: false`` goes without saying), and drops the rest, numeric bounds included;
+the server still validates every call with the full model (bounds too, naming the one it refuses), so a
+client sending ``null`` for an optional argument is accepted as before.
 
 What a parameter's brief is (in this order):
 
@@ -40,10 +42,11 @@ SHARED = {
 _FIRST_CLAUSE = re.compile(r";\s|\s\(|(?<=[.!?])\s|: e\.g\.|, e\.g\.")
 _KEYWORDS = frozenset({
     "type", "properties", "required", "items", "prefixItems", "enum", "const", "default", "description", "anyOf",
-    "oneOf", "allOf", "$ref", "$defs", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-    "maxLength", "minItems", "maxItems", "pattern", "format", "additionalProperties",
+    "oneOf", "allOf", "$ref", "$defs", "pattern", "format", "additionalProperties",
 })
-"""JSON Schema keywords a client uses; agent19's own markers (``user_sql``, ``cli``) stay on the server."""
+"""JSON Schema keywords a client uses; agent19's own markers (``user_sql``, ``cli``) stay on the server. Numeric and
+length bounds (``minimum``, ``maxLength``…) are the server's to check: a call out of bounds is refused with the bound
+named (``max_rows: Input should be less than or equal to 10000``), and ``agent19://tools/{name}`` lists them."""
 
 
 def shared_parameters() -> str:
@@ -113,10 +116,12 @@ def _node(node: Any, top: bool = False) -> Any:
             continue
         if key == "default" and any(value == empty and type(value) is type(empty) for empty in _DROP_EMPTY_DEFAULTS):
             continue
+        if key == "default" and value is False and node.get("type") == "boolean":
+            continue  # a flag left out is off: what every caller assumes
         if key == "additionalProperties" and value is True:
             continue
-        if key == "type" and ("enum" in node or "const" in node):
-            continue  # the values say it
+        if key == "type" and ("enum" in node or "const" in node or _default_says(node)):
+            continue  # the values say it, or the default does (true, 200, "public", 1.0)
         if key == "description" and (top or not isinstance(value, str)):
             if not top:
                 out[key] = value
@@ -128,14 +133,49 @@ def _node(node: Any, top: bool = False) -> Any:
             out[key] = {name: _node(sub) for name, sub in value.items()}
         else:
             out[key] = _node(value)
-    return out
+    return _types_joined(out)
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string"}
+
+
+def _default_says(node: dict[str, Any]) -> bool:
+    """A default of exactly the parameter's type (not 5 for a number: a model would read an integer)."""
+    default = node.get("default")
+    return "default" in node and default is not False and _JSON_TYPES.get(type(default)) == node.get("type")
+
+
+_TYPE_KEYWORDS = {"array": {"items", "prefixItems"}, "object": {"properties", "required", "additionalProperties"},
+                  "string": {"pattern", "format"}}
+"""Keywords that apply to values of one type only: branches of different types can share one schema."""
+
+
+def _types_joined(node: dict[str, Any]) -> dict[str, Any]:
+    """``{anyOf: [{type: array, items: …}, {type: string}]}`` → ``{type: [array, string], items: …}``: the same
+    values, written the short way JSON Schema has for a union of types (a parameter bound as text or number, a
+    list or one name, a nullable one) — when each branch's other keywords apply to its own type only."""
+    branches = node.get("anyOf")
+    if not isinstance(branches, list) or "type" in node:
+        return node
+    types = [b.get("type") if isinstance(b, dict) else None for b in branches]
+    if not all(isinstance(t, str) for t in types) or len(set(types)) != len(types):
+        return node
+    merged: dict[str, Any] = {}
+    for branch, kind in zip(branches, types, strict=True):
+        rest = {k: v for k, v in branch.items() if k != "type"}
+        if set(rest) - _TYPE_KEYWORDS.get(kind, set()) or set(rest) & set(merged):
+            return node
+        merged |= rest
+    return {("type" if k == "anyOf" else k): (types if k == "anyOf" else v) for k, v in node.items()} | merged
 
 
 def _without_null_branch(node: dict[str, Any]) -> dict[str, Any]:
     """``{anyOf: [X, {type: null}], default: null}`` → ``{…X}``: omitting it is the same as null."""
     branches = node.get("anyOf")
-    if not isinstance(branches, list) or node.get("default") is not None:
-        return node  # with a default other than null, null is a value of its own (e.g. "null: never wait")
+    if not isinstance(branches, list) or "default" not in node or node["default"] is not None:
+        # with a default other than null, null is a value of its own (e.g. "null: never wait"); without a default
+        # (a list's items: $1 … values, where null is SQL NULL; a required argument), null cannot be left out
+        return node
     kept = [b for b in branches if b != {"type": "null"}]
     if len(kept) == len(branches):
         return node

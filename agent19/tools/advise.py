@@ -60,7 +60,7 @@ def render_advice(a: Advice) -> str:
     briefs={
         "sql": "", "min_gain": "share of cost an index must remove",
     },
-    name="advise_indexes", title="Recommend indexes for a query, verified with HypoPG", args=AdviseArgs,
+    name="advise_indexes", title="Index advice", args=AdviseArgs,
     result=Advice, cli="advise", positional=("sql",), render_text=render_advice,
     examples=("agent19 advise \"SELECT * FROM orders WHERE status = 'refunded' AND amount > 900\"",),
 )
@@ -89,13 +89,12 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
         "queries": "default: pg_stat_statements' top", "order_by": "", "limit": "", "budget_mb": "",
         "min_gain": "share of cost an index must remove",
     },
-    name="advise_workload", title="Choose indexes for a whole workload under a storage budget", args=WorkloadArgs,
+    name="advise_workload", title="Workload indexes", args=WorkloadArgs,
     result=Advice, cli="advise-workload", render_text=render_advice,
     examples=("agent19 advise-workload --budget-mb 500", "agent19 advise-workload --order-by calls --limit 50"),
 )
 def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
-    """Choose one set of indexes for a whole workload, verified with HypoPG within a size budget.
-    Use after advise_indexes when many queries matter.
+    """Choose one set of indexes for many queries within a size budget, verified with HypoPG.
 
     Choose a set of indexes for a workload: the top statements of pg_stat_statements (by total time,
     mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by

@@ -31,13 +31,13 @@ def _thresholds(a: Assessment) -> list[str]:
         "execution_ms": "", "table_rows": "largest table's rows", "table_gb": "", "qps": "", "write_share": "",
         "connections": "", "have_explain": "", "measure": "measure missing numbers here", "window": "",
     },
-    name="assess_optimization", title="Measure first: what the scale warrants", args=Metrics, result=Assessment,
+    name="assess_optimization", title="Scaling assessment", args=Metrics, result=Assessment,
     cli="assess", render_text=render_assessment,
     examples=("agent19 assess", "agent19 assess --execution-ms 800 --table-rows 2000000 --qps 5 --have-explain"),
 )
 def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
-    """Which scaling techniques (pooling, caching, replicas, partitioning, sharding) are warranted now.
-    Use before proposing architecture changes.
+    """Which of pooling, caching, replicas, partitioning and sharding are warranted now. Use before architecture
+    changes.
 
     Decide how far an optimization should go. Without metrics (execution time, row counts, QPS,
     EXPLAIN ANALYZE) it returns the questions to ask and the queries that answer them. With them, it

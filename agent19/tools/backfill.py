@@ -77,7 +77,7 @@ def render_backfill(r: BackfillResult) -> str:
         "validate_end": "", "emit": "run nothing; return a script", "confirm_token": "from the confirmation report",
         "confirm_phrase": "only if the operator allows it",
     },
-    title="Run a batched, resumable backfill",
+    title="Batched backfill",
     args=BackfillArgs,
     result=BackfillOutput,
     cli="backfill",

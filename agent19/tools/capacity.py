@@ -50,13 +50,13 @@ def render_plan(p: CapacityPlan) -> str:
     briefs={
         "window": "seconds between readings (0: no rates)", "disk_size": "e.g. 500GB",
     },
-    name="capacity_plan", title="Capacity plan from measured growth: projections, triggers, thresholds",
+    name="capacity_plan", title="Capacity plan",
     args=PlanArgs, result=CapacityPlan, cli="capacity", render_text=render_plan,
     examples=("agent19 capacity --disk-size 500GB", "agent19 capacity --window 60 --format json",
               "agent19 capacity sample   # daily from cron: the growth history"),
 )
 def capacity_plan_tool(ctx: ToolContext, args: PlanArgs) -> CapacityPlan:
-    """How big the database is, how fast it grows, when it needs more: sizes, load, growth, triggers.
+    """How big the database is, how fast it grows and when it needs more, from measured samples.
 
     How big is this database, how fast does it grow, and when does it need more? Measures the current
     state on the server (database, table, index and TOAST sizes, rows, bytes per row, the largest objects,
@@ -90,13 +90,13 @@ def render_sample(r: SampleResult) -> str:
     briefs={
         "store": "",
     },
-    name="capacity_sample", title="Record a size sample for capacity planning (cron-able)",
+    name="capacity_sample", title="Capacity sample",
     args=SampleArgs, result=SampleResult, cli="capacity sample", render_text=render_sample,
     read_only=False, idempotent=False,  # appends a line to a file in agent19's data directory
     examples=("agent19 capacity sample", "0 3 * * *  agent19 --dsn \"$DATABASE_URL\" capacity sample  # crontab"),
 )
 def capacity_sample_tool(ctx: ToolContext, args: SampleArgs) -> SampleResult:
-    """Record the database's size now (run it daily) so capacity_plan can fit growth to real samples.
+    """Record the database's size now (run it daily) so capacity_plan fits growth to real samples.
 
     Record the database's size now (database and cluster bytes, rows, the 50 largest tables) in
     agent19's data directory, keyed by the server's system identifier. Run it daily (cron); capacity_plan

@@ -36,7 +36,7 @@ def render_check(r: CdcReadiness) -> str:
     briefs={
         "tables": "schema.table", "publication": "",
     },
-    title="Is the source ready for change data capture?",
+    title="CDC readiness",
     args=CdcCheckArgs,
     result=CdcReadiness,
     cli="cdc check",
@@ -46,7 +46,7 @@ def render_check(r: CdcReadiness) -> str:
     examples=("agent19 cdc check public.orders public.customers",),
 )
 def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
-    """Check that a source database is ready for change data capture of some tables, with the SQL fixes.
+    """Is a source database ready for change data capture of some tables? With the SQL fixes.
 
     Readiness of the source (agent19's database) for change data capture of `tables`: wal_level = logical,
     free replication slots and WAL senders, the login's REPLICATION privilege, max_slot_wal_keep_size (so a
@@ -101,7 +101,7 @@ def render_run(r: CdcResult) -> str:
         "max_seconds": "", "batch_changes": "", "teardown": "drop the slot; apply nothing", "state_schema": "",
         "plugin": "", "publication": "",
     },
-    title="Apply a logical replication slot's changes to a destination",
+    title="Run CDC",
     args=CdcRunArgs,
     result=CdcResult,
     cli="cdc run",
@@ -183,7 +183,7 @@ def render_debezium(r: DebeziumConfig) -> str:
         "tables": "schema.table", "topic_prefix": "", "name": "", "slot": "", "publication": "",
         "sink": "env:VAR or DSN of a JDBC sink", "heartbeat_ms": "", "snapshot_mode": "",
     },
-    title="Debezium and JDBC sink configuration, checked against the source",
+    title="Debezium config",
     args=DebeziumArgs,
     result=DebeziumConfig,
     cli="cdc debezium",

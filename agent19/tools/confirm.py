@@ -75,7 +75,7 @@ def render_confirmation(c: Confirmation) -> str:
         "sql": "step 1", "token": "step 2", "phrase": "only if the operator allows it",
         "archive": "copy the rows aside first", "max_rows": "",
     },
-    title="Confirm and run a destructive statement",
+    title="Confirm destructive SQL",
     args=ConfirmArgs,
     result=Confirmation,
     cli="confirm",

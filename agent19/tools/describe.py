@@ -104,7 +104,7 @@ def _table_filter(schema: str | None, table: str | None) -> tuple[str | None, st
     briefs={
         "schema": "", "table": "", "limit": "", "detail": "",
     },
-    title="Describe the database schema",
+    title="Describe database",
     args=DescribeArgs,
     result=DatabaseDescription,
     cli="describe",

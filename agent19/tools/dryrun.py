@@ -146,10 +146,10 @@ def render_dry_run(r: DryRunResult) -> str:
     briefs={
         "files": "", "sql": "", "down_sql": "", "down_files": "", "verify_rollback": "",
         "checks": "queries that must return true", "plan_checks": "",
-        "measure_blocking": "measure how long reads/writes wait", "probe_timeout_ms": "", "scratch_copy": "",
+        "measure_blocking": "how long reads/writes would wait", "probe_timeout_ms": "", "scratch_copy": "",
         "sample_rows": "", "queries": "queries whose plans to compare", "top_queries": "",
     },
-    title="Dry-run a migration on the real server",
+    title="Dry-run migration",
     args=TestMigrationArgs,
     result=DryRunResult,
     cli="dry-run",
@@ -265,7 +265,7 @@ class RollbackArgs(BaseModel):
     briefs={
         "up": "file", "down": "file (default: up's pair)", "up_sql": "", "down_sql": "",
     },
-    title="Verify that a down migration restores the schema",
+    title="Verify rollback",
     args=RollbackArgs,
     result=RollbackResult,
     cli="rollback-check",

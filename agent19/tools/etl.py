@@ -55,7 +55,7 @@ def render_etl(r: EtlResult) -> str:
     briefs={
         "pipeline": ".toml file", "pipeline_toml": "", "dry_run": "",
     },
-    title="Run an incremental batch load (ETL pipeline)",
+    title="Run ETL",
     args=EtlArgs,
     result=EtlResult,
     cli="etl run",

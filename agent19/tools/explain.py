@@ -86,7 +86,7 @@ def render_explain(r: ExplainResult) -> str:
         "sql": "", "analyze": "run it (writes rolled back)", "generic_plan": "", "settings": "name=value",
         "timeout_ms": "",
     },
-    title="Explain a query and diagnose its plan",
+    title="Explain a query",
     args=ExplainArgs,
     result=ExplainResult,
     cli="explain",
@@ -101,7 +101,7 @@ def render_explain(r: ExplainResult) -> str:
     ),
 )
 def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:
-    """Show how PostgreSQL runs one statement and what is wrong with the plan, with the numbers.
+    """How PostgreSQL runs one statement and what is wrong with its plan, with the numbers.
 
     Runs EXPLAIN (ANALYZE, BUFFERS, SETTINGS, FORMAT JSON). Reads run in a READ ONLY transaction.
     INSERT/UPDATE/DELETE/MERGE are measured only in dry-run/execute mode, inside a transaction that is

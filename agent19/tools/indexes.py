@@ -26,13 +26,13 @@ def render_health(h: IndexHealth) -> str:
     briefs={
         "schema": "", "unused_min_mb": "", "bloat_min_mb": "",
     },
-    name="index_health", title="Index hygiene: unused, duplicate, invalid, missing, bloated", args=IndexHealthArgs,
+    name="index_health", title="Index hygiene", args=IndexHealthArgs,
     result=IndexHealth, cli="index-health", render_text=render_health,
     exit_code=lambda h: 1 if h.findings else 0,
     examples=("agent19 index-health", "agent19 index-health --schema sales --format json"),
 )
 def index_health_tool(ctx: ToolContext, args: IndexHealthArgs) -> IndexHealth:
-    """Unused, duplicate, invalid and bloated indexes and unindexed foreign keys, each with the SQL to fix it.
+    """Unused, duplicate, invalid and bloated indexes, unindexed foreign keys: each with the SQL to fix it.
 
     Check the indexes: unused (0 scans since the statistics reset, ≥ 10 MB, not unique), duplicate
     (a prefix of another valid index with the same method, expressions and predicate), invalid (left by a

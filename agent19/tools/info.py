@@ -145,7 +145,7 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
 
 @tool(
     name="server_info",
-    title="agent19 and server status",
+    title="Server status",
     args=InfoArgs,
     result=ServerInfo,
     cli="info",

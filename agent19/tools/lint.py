@@ -250,7 +250,7 @@ def render_rules_markdown(r: RuleList) -> str:
 
 @tool(
     name="list_lint_rules",
-    title="List the lint rules",
+    title="Lint rules",
     args=RulesArgs,
     result=RuleList,
     cli="rules",

@@ -146,11 +146,11 @@ def _server_version(ctx: ToolContext) -> int | None:
     briefs={
         "kind": "", "table": "", "column": "", "columns": "", "new_name": "", "type": "new type, or the column's",
         "old_type": "", "using": "", "default": "", "backfill": "value for existing NULLs", "not_null": "",
-        "references": "referenced table", "ref_columns": "", "on_delete": "", "name": "", "expression": "",
+        "references": "", "ref_columns": "", "on_delete": "", "name": "", "expression": "",
         "unique": "", "where": "partial index predicate", "index": "", "definition": "reindex before PostgreSQL 12",
         "write_to": "directory for phase files", "layout": "",
     },
-    title="The zero-downtime way to make a schema change",
+    title="Zero-downtime change",
     args=PatternArgs,
     result=PatternResult,
     cli="pattern",
@@ -208,7 +208,7 @@ class PrismaSchema(BaseModel):
     briefs={
         "schema": "", "prisma_major": "", "output": "file",
     },
-    title="Generate schema.prisma from the database",
+    title="Prisma schema",
     args=PrismaArgs,
     result=PrismaSchema,
     cli="prisma-schema",

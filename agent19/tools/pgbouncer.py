@@ -51,7 +51,7 @@ def render_config(c: PgBouncerConfig) -> str:
         "pool_size": "", "reserve_pool_size": "", "max_client_conn": "",
         "other_connections": "connections bypassing PgBouncer", "auth": "", "pgbouncer_version": "",
     },
-    name="pgbouncer_config", title="PgBouncer configuration from the live database", args=ConfigArgs,
+    name="pgbouncer_config", title="PgBouncer config", args=ConfigArgs,
     result=PgBouncerConfig, cli="pgbouncer config", render_text=render_config,
     read_only=False,  # --write writes pgbouncer.ini and the auth file
     exit_code=lambda c: 0 if c.valid else 1,
@@ -102,7 +102,7 @@ def render_status(s: PgBouncerStatus) -> str:
     briefs={
         "admin_dsn": "", "samples": "", "interval": "seconds",
     },
-    name="pgbouncer_status", title="PgBouncer pools: waiting clients and saturation, with the fix",
+    name="pgbouncer_status", title="PgBouncer pools",
     args=StatusArgs, result=PgBouncerStatus, cli="pgbouncer status", render_text=render_status,
     exit_code=lambda s: 1 if s.problems else 0,
     examples=("PGPASSWORD=… agent19 pgbouncer status --admin-dsn postgresql://admin@127.0.0.1:6432/pgbouncer",),

@@ -80,7 +80,7 @@ def _not_ready(r: ReplicationStatus) -> bool:
     briefs={
         "max_lag_mb": "",
     },
-    name="replication_status", title="Replication and HA: standbys, lag, failover readiness, slots, archiving",
+    name="replication_status", title="Replication",
     args=ReplicationArgs, result=ReplicationStatus, cli="replication", render_text=render_replication,
     exit_code=lambda r: 1 if _not_ready(r) else 0,
     examples=("agent19 replication", "agent19 replication --max-lag-mb 16 --format json"),

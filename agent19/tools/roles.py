@@ -37,7 +37,7 @@ def render_role(r: RoleScript) -> str:
     briefs={
         "kind": "", "name": "", "database": "", "schemas": "", "all_data": "reader: pg_read_all_data", "createdb": "",
     },
-    title="SQL for agent19's least-privilege reader login (or migration role)",
+    title="Setup roles",
     args=RoleArgs,
     result=RoleScript,
     cli="setup-role",

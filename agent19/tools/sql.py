@@ -51,7 +51,7 @@ def render_sql(r: SqlResult) -> str:
     briefs={
         "sql": "", "max_rows": "",
     },
-    title="Run one SQL statement",
+    title="Run SQL",
     args=SqlArgs,
     result=SqlResult,
     cli="sql",

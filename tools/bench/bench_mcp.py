@@ -100,15 +100,16 @@ def compact_size(value: object) -> int:
 
 async def listing() -> None:
     async with stdio_session() as session:
-        tools = (await session.list_tools()).tools
+        result = await session.list_tools()
+        tools = result.tools
         desc = sum(len(t.description or "") for t in tools)
         inputs = sum(compact_size(t.input_schema) for t in tools)
         outputs = sum(compact_size(t.output_schema) for t in tools)
         print(f"tools/list: {len(tools)} tools, {desc + inputs + outputs:,} characters "
               f"(descriptions {desc:,}, input schemas {inputs:,}, output schemas {outputs:,})")
-        whole = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]
+        whole = result.model_dump(mode="json", by_alias=True, exclude_none=True)  # as the client receives it
         print(f"  the whole tools/list result (also names, titles, annotations; compact JSON): "
-              f"{compact_size(whole):,} characters")
+              f"{compact_size(whole):,} characters (budget 20,000: tests/test_mcp_budget.py)")
         instructions = session.initialize_result.instructions if session.initialize_result else None
         print(f"server instructions (read once per conversation): {len(instructions or ''):,} characters")
         per_tool = sorted(((len(t.description or ""), compact_size(t.input_schema), compact_size(t.output_schema),

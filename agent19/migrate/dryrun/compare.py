@@ -113,13 +113,29 @@ def longest_lock(results: list[StatementResult]) -> LongestLock | None:
     return best
 
 
+def _first_failure(results: list[StatementResult]) -> str:
+    """`` at statement 71 (sql:71, `ALTER TABLE …`): <error>`` — first in the summary, which a shortened result keeps
+    (its statements and text are cut from the end, where a long migration's failing statement is)."""
+    failed = [r for r in results if r.error is not None]
+    if not failed:
+        return ""
+    first = failed[0]
+    assert first.error is not None
+    sql = " ".join(first.sql.split())
+    sql = sql if len(sql) <= 60 else sql[:59] + "…"
+    message = first.error.message.strip().splitlines()[0] if first.error.message.strip() else "error"
+    more = f" (and {len(failed) - 1} more failing statement(s))" if len(failed) > 1 else ""
+    return (f" at statement {first.index + 1} ({first.file or 'sql'}:{first.line}, `{sql}`): "
+            f"{message[:160]}{more}")
+
+
 def summary_text(passed: bool, results: list[StatementResult], findings: list[Finding], longest: LongestLock | None,
              total_ms: float) -> str:
     errors = sum(f.severity == "error" for f in findings)
     mismatches = sum(f.kind in ("lock_mismatch", "rewrite_mismatch") for f in findings)
     untested = [r for r in results if r.untested]
     verdict = "FAILED" if not passed else "COULD NOT TEST" if untested else "PASSED"
-    text = (f"{verdict}: {len(results)} statements in {total_ms / 1000:.2f} s; "
+    text = (f"{verdict}{_first_failure(results)}: {len(results)} statements in {total_ms / 1000:.2f} s; "
             f"{errors} error(s), {mismatches} prediction mismatch(es)")
     if untested:
         text += (f"; could not test {len(untested)} statement(s) "
