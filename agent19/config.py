@@ -41,7 +41,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agent19.errors import ConfigError
@@ -95,6 +94,8 @@ def _flag(value: str | bool, setting: str) -> bool:
 
 def default_data_dir() -> Path:
     """Per-user directory for the embedded server and agent19's own state."""
+    import platformdirs
+
     return Path(platformdirs.user_data_dir("agent19", appauthor=False))
 
 

@@ -82,7 +82,6 @@ from pydantic import BaseModel, Field
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
-from agent19.safety import readonly
 
 if TYPE_CHECKING:  # the driver loads when a database is used, not for the argument checks of `agent19 lint`
     from agent19.db.connection import Connection, Database
@@ -236,6 +235,8 @@ def admit(db: Database, sql: str, purpose: Purpose) -> list[Statement]:
 
 def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) -> list[Statement]:
     """:func:`admit` for statements already parsed."""
+    from agent19.safety import readonly
+
     mode = db.mode
     if purpose is Purpose.REPORT:
         for st in statements:
@@ -278,6 +279,8 @@ def admit_args(mode: AccessMode, args: BaseModel) -> None:
     for name, kind in marked_fields(type(args)).items():
         if kind in ("text", "files") or (kind == "script" and mode is AccessMode.DRY_RUN):
             continue  # never sent / read from files / a migration the dry run admits statement by statement
+        from agent19.safety import readonly  # here: a call with no SQL to check (a lint) does not load the checks
+
         for text in _fragments(getattr(args, name, None)):
             statements = _parse_fragment(name, text) if kind == "expression" else parse_input(text)
             if kind == "expression" and len(statements) != 1:
@@ -293,6 +296,8 @@ def admit_args(mode: AccessMode, args: BaseModel) -> None:
 @contextmanager
 def plan_session(db: Database, statements: list[Statement]) -> Iterator[Connection]:
     """Where admitted statements are planned (see the module docstring)."""
+    from agent19.safety import readonly
+
     if all(readonly.is_read(st) for st in statements):
         with reader(db) as conn:
             yield conn

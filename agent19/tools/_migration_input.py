@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from agent19.config import AccessMode
-from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
-from agent19.migrate.dryrun.model import DryRunResult
-from agent19.migrate.lint.config import normalize_version
-from agent19.migrate.parse import parse_sql, read_sql_file
-from agent19.migrate.planning.calibrate import calibrate_plan
-from agent19.migrate.planning.escalation_drops import live_function_evidence
-from agent19.migrate.planning.escalations import add_data_loss, add_evidence
-from agent19.migrate.planning.model import Change, MigrationPlan
-from agent19.migrate.planning.plan import PlanOptions, plan_migration
-from agent19.migrate.planning.write_activity import TableActivity, table_activity
-from agent19.safety.detect import detect
-from agent19.safety.facts import load_facts
+from agent19.migrate.planning.model import Change
+
+if TYPE_CHECKING:
+    from agent19.db.models import SchemaSnapshot
+    from agent19.migrate.dryrun.model import DryRunResult
+    from agent19.migrate.planning.model import MigrationPlan
+    from agent19.migrate.planning.write_activity import TableActivity
 
 
 class MigrationInput(BaseModel):
@@ -93,6 +88,8 @@ def _first_error(exc: ValidationError) -> str:
 
 def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | None:
     """test_migration's result, or None when not given (another JSON shape is not a dry run of ours)."""
+    from agent19.migrate.dryrun.model import DryRunResult
+
     if not text_or_path:
         return None
     data = load_json(text_or_path, "dry_run_result")
@@ -108,6 +105,12 @@ def dry_run_result(text_or_path: str | dict[str, Any] | None) -> DryRunResult | 
 def with_live_data_loss(ctx: Any, plan: MigrationPlan, conn: Any = None) -> MigrationPlan:
     """The plan's escalations completed with live facts: data loss from the safety check (narrowing types), and
     what the catalog records about dropped functions (breaking change). ``conn``: a read session already open."""
+    from agent19.migrate.parse import parse_sql
+    from agent19.migrate.planning.escalation_drops import live_function_evidence
+    from agent19.migrate.planning.escalations import add_data_loss, add_evidence
+    from agent19.safety.detect import detect
+    from agent19.safety.facts import load_facts
+
     if conn is None:
         with ctx.db.read() as conn:
             return with_live_data_loss(ctx, plan, conn)
@@ -128,6 +131,8 @@ def live_plan(ctx: Any, args: MigrationInput, catalog: SchemaSnapshot, *,
     data-loss facts after (:func:`with_live_data_loss`), in one read session (a pooled session costs five round
     trips of its own: check, BEGIN, ROLLBACK, reset, settings), then the durations calibrated where the mode
     allows (:func:`with_calibrated_durations`)."""
+    from agent19.migrate.planning.write_activity import table_activity
+
     with ctx.db.read() as conn:
         activity = table_activity(conn, args.write_sample_seconds)
         plan, files = plan_input(args, catalog, accept_plan=accept_plan, activity=activity)
@@ -139,6 +144,8 @@ def with_calibrated_durations(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
     """The plan's durations calibrated on the server (a sample of each table, in a rolled-back transaction) when
     the mode allows one (dry-run, execute); in read-only mode nothing is written (a READ ONLY transaction): only
     scans are calibrated, by reading the sample, and the other figures stay assumed and say why."""
+    from agent19.migrate.planning.calibrate import calibrate_plan
+
     if not ctx.db.mode.allows(AccessMode.DRY_RUN):
         with ctx.db.read() as conn:
             return calibrate_plan(conn, plan, writes=False)
@@ -152,6 +159,11 @@ def plan_input(args: MigrationInput, catalog: SchemaSnapshot | None, *, accept_p
 
     With ``accept_plan``, a .json file holding a MigrationPlan (plan_migration's output) is taken as is.
     """
+    from agent19.migrate.lint.config import normalize_version
+    from agent19.migrate.parse import read_sql_file
+    from agent19.migrate.planning.model import MigrationPlan
+    from agent19.migrate.planning.plan import PlanOptions, plan_migration
+
     given = [name for name, value in (("file", args.file), ("sql", args.sql), ("changes", args.changes))
              if value is not None]
     if len(given) > 1:  # a file's statements used to replace the sql given beside it, silently

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.optimize.advisor import Advice, advise
-from agent19.optimize.explain import one_statement
-from agent19.optimize.workload import OrderBy, top_queries
+from agent19.optimize.advisor import Advice
+from agent19.optimize.workload import OrderBy
 from agent19.safety import gate
-from agent19.safety.readonly import ReadOnlyViolation
-from agent19.tools.explain import BoundParams, bound_text
+from agent19.tools.explain import BoundParams
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -77,6 +75,10 @@ def advise_indexes(ctx: ToolContext, args: AdviseArgs) -> Advice:
     (read-only mode: created by a DBA; dry-run mode: created in a rolled-back transaction); without
     HypoPG on the server, dry-run mode builds each candidate for real in a rolled-back transaction
     (tables up to 64 MB, 10 s per build) and marks the advice verified with `real-index`."""
+    from agent19.optimize.advisor import advise
+    from agent19.optimize.explain import one_statement
+    from agent19.tools.explain import bound_text
+
     stmt = one_statement(args.sql)
     if stmt.node not in {"SelectStmt", "UpdateStmt", "DeleteStmt"}:
         raise InputError("the index advisor reads SELECT, UPDATE and DELETE", "pass the query that reads the rows")
@@ -100,6 +102,11 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
     mean time or calls) or the queries given. Greedy selection on HypoPG costs, each query weighted by
     calls × mean time, within `budget_mb`; reports the cost of each query before and after. Says
     clearly when pg_stat_statements or hypopg is missing and how to enable them."""
+    from agent19.optimize.advisor import advise
+    from agent19.optimize.explain import one_statement
+    from agent19.optimize.workload import top_queries
+    from agent19.safety.readonly import ReadOnlyViolation
+
     refused: list[str] = []
     if args.queries:
         queries = [(one_statement(q).sql, 1.0, None) for q in args.queries]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from agent19.ops.capacity.plan import measured_numbers
-from agent19.optimize.assess import Assessment, Metrics, assess, assess_measured
+from agent19.optimize.assess import Assessment, Metrics
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -48,6 +47,9 @@ def assess_optimization(ctx: ToolContext, args: Metrics) -> Assessment:
     connections) and the premature-optimization table (sharding, read replicas, materialized views,
     pooling, partitioning, caching) is judged on them: warranted now, not yet (with the number that would
     change it), or unknown (with how to measure it first)."""
+    from agent19.ops.capacity.plan import measured_numbers
+    from agent19.optimize.assess import assess, assess_measured
+
     if not args.measure or ctx.settings.dsn_value() is None:
         return assess(args)
     m, state = measured_numbers(ctx.db, args.window)

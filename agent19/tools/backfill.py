@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
-from agent19.migrate.backfill.executor import (
-    Q_TABLE,
-    BackfillResult,
-    BackfillSpec,
-    _key_columns,
-    check_fragments,
-    overwritten_rows,
-)
-from agent19.migrate.backfill.executor import run_backfill as _run_backfill
-from agent19.migrate.backfill.scripts import procedure_sql, python_script
-from agent19.safety import measure as measuring
-from agent19.safety import policy
-from agent19.safety.protocol import Confirmation, Protocol
-from agent19.tools.confirm import render_confirmation
+from agent19.migrate.backfill.executor import BackfillResult, BackfillSpec
+from agent19.safety.protocol import Confirmation
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.safety import measure as measuring
 
 
 class BackfillArgs(BackfillSpec):
@@ -46,6 +37,8 @@ class BackfillOutput(BackfillResult):
 
 
 def render_backfill(r: BackfillResult) -> str:
+    from agent19.tools.confirm import render_confirmation
+
     if isinstance(r, BackfillOutput) and r.emitted is not None:
         return r.emitted.rstrip("\n")
     if isinstance(r, BackfillOutput) and r.confirmation is not None and not r.confirmation.executed:
@@ -113,6 +106,11 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     it runs only through the confirmation protocol — the first call returns the impact report, the
     phrase and a token; the human confirms out of band (or through elicitation), then call again
     with `confirm_token`."""
+    from agent19.migrate.backfill.executor import check_fragments, overwritten_rows
+    from agent19.migrate.backfill.executor import run_backfill as _run_backfill
+    from agent19.safety import policy
+    from agent19.safety.protocol import Protocol
+
     if args.emit is not None:
         return _emit(ctx, args)
     ctx.db.require(AccessMode.EXECUTE, "running a backfill")
@@ -165,6 +163,9 @@ def _not_run(spec: BackfillSpec, confirmation: Confirmation) -> BackfillOutput:
 
 
 def _emit(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
+    from agent19.migrate.backfill.executor import Q_TABLE, _key_columns, check_fragments
+    from agent19.migrate.backfill.scripts import procedure_sql, python_script
+
     spec = BackfillSpec(**args.model_dump(exclude={"emit"}))
     if args.emit == "python":
         text, table = python_script(spec), spec.table

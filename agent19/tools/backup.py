@@ -10,11 +10,11 @@ from agent19.errors import InputError
 from agent19.migrate.dryrun import scratch as scratch
 from agent19.ops.backup import workdir as backup_workdir
 from agent19.ops.backup.model import VerifyResult
-from agent19.ops.backup.runbook import RestoreRunbook, restore_runbook
-from agent19.ops.backup.status import BackupStatus, backup_status
+from agent19.ops.backup.runbook import RestoreRunbook
+from agent19.ops.backup.status import BackupStatus
 from agent19.ops.backup.status import render as render_status
 from agent19.ops.backup.summary import render as render_verify
-from agent19.safety import gate, policy
+from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP remove work directories (stopping their clusters) and drop scratch databases;
@@ -84,6 +84,8 @@ def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     Reports durations, sizes and a restore-time (RTO) estimate with its method. Only reads the target;
     refuses when the disk lacks room; everything it creates is removed, also on SIGTERM and after a
     SIGKILL (next run). verified=false (exit 1) names the table, file or difference."""
+    from agent19.safety import policy
+
     result = _verify(ctx, args)
     if result.verified and args.from_path is None:  # a fresh backup of the configured database
         policy.record_backup(ctx.settings, ctx.db, result.kind)
@@ -151,6 +153,8 @@ def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus
     against the recovery-point objective (from pgBackRest or WAL-G JSON, or a backup directory), and gaps
     in a directory WAL archive (point-in-time recovery cannot pass one). Each check: status, message, fix.
     Read-only."""
+    from agent19.ops.backup.status import backup_status
+
     return backup_status(ctx.db, rpo=args.rpo, pgbackrest_info=args.pgbackrest_info,
                          walg_backup_list=args.walg_backup_list, backup_dir=args.backup_dir,
                          archive_dir=args.archive_dir)
@@ -190,5 +194,7 @@ def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreR
     and restore_command for point-in-time recovery (recovery.conf before PostgreSQL 12), what the log
     says when the archive has a gap, and what to do after promotion. No password appears in it. Writes
     files only with write_dir."""
+    from agent19.ops.backup.runbook import restore_runbook
+
     return restore_runbook(ctx.db, verify_result=args.verify_result, archive_dir=args.archive_dir,
                            backup_dir=args.backup_dir, jobs=args.jobs, write_dir=args.write_dir)

@@ -8,13 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
-from agent19.db.redact import password_of
 from agent19.errors import InputError
-from agent19.etl.cdc import CdcResult, run_cdc
-from agent19.etl.cdc_check import CdcReadiness, check_cdc
-from agent19.etl.debezium import DebeziumConfig, debezium_config, dumps
-from agent19.etl.pipeline import database_at, resolve_dsn
-from agent19.tools._dsn_policy import require_env_dsn
+from agent19.etl.cdc import CdcResult
+from agent19.etl.cdc_check import CdcReadiness
+from agent19.etl.debezium import DebeziumConfig
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
@@ -53,6 +50,8 @@ def cdc_check(ctx: ToolContext, args: CdcCheckArgs) -> CdcReadiness:
     stalled consumer cannot fill the disk), inactive slots retaining WAL, REPLICA IDENTITY per table (no
     primary key → FULL needed, else updates and deletes carry no key), the publication pgoutput/Debezium
     would use, and heartbeat advice for quiet databases. Each finding comes with the SQL that fixes it."""
+    from agent19.etl.cdc_check import check_cdc
+
     return check_cdc(ctx.db, args.tables, args.publication)
 
 
@@ -135,6 +134,11 @@ def cdc_run(ctx: ToolContext, args: CdcRunArgs) -> CdcResult:
     after `max_seconds`). Reports lag in bytes and seconds and the WAL the slot retains, with a warning when it
     grows. `teardown` drops the slot and its state: a slot nobody reads keeps WAL forever. Needs mode execute
     and a login with REPLICATION on the source."""
+    from agent19.db.redact import password_of
+    from agent19.etl.cdc import run_cdc
+    from agent19.etl.pipeline import database_at, resolve_dsn
+    from agent19.tools._dsn_policy import require_env_dsn
+
     require_env_dsn(ctx, args.destination, "destination")
     dsn = resolve_dsn(args.destination)
     if dsn is None or (not args.destination.startswith("env:") and password_of(dsn)):
@@ -169,6 +173,8 @@ class DebeziumArgs(BaseModel):
 
 
 def render_debezium(r: DebeziumConfig) -> str:
+    from agent19.etl.debezium import dumps
+
     parts = ["# source connector (POST to Kafka Connect /connectors)", dumps(r.source_connector)]
     if r.sink_connector:
         parts += ["# JDBC sink connector", dumps(r.sink_connector)]
@@ -205,6 +211,11 @@ def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
     with tombstones kept) and a JDBC sink upserting and deleting by key, plus the setup SQL for the source
     (publication, heartbeat table, REPLICA IDENTITY fixes). Passwords are never written: the configurations read
     them from Kafka Connect's environment. Checked against the live source (the same findings as `cdc check`)."""
+    from agent19.db.redact import password_of
+    from agent19.etl.cdc_check import check_cdc
+    from agent19.etl.debezium import debezium_config, dumps
+    from agent19.etl.pipeline import resolve_dsn
+
     sink = resolve_dsn(args.sink)
     if sink is not None and args.sink is not None and not args.sink.startswith("env:") and password_of(sink):
         raise InputError("the sink DSN carries a password", "pass env:VAR; the password is not written anyway")

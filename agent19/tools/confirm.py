@@ -6,8 +6,7 @@ from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
-from agent19.safety import gate, policy
-from agent19.safety.protocol import Confirmation, Protocol
+from agent19.safety.protocol import Confirmation
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
@@ -112,6 +111,9 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
     Step 1 works in every mode; step 2 runs the statement only in execute mode (in read-only and
     dry-run it is refused, saying so). Every step, and which channel confirmed, is written to the
     audit log."""
+    from agent19.safety import gate, policy
+    from agent19.safety.protocol import Protocol
+
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
     if args.sql is None:
         if not args.token:

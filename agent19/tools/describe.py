@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.db.catalog import snapshot
-from agent19.db.models import SchemaSnapshot, Table
+from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
-from agent19.migrate.patterns.sqlnames import split_name
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
+
+if TYPE_CHECKING:
+    from agent19.db.models import Table
 
 
 class DescribeArgs(BaseModel):
@@ -87,6 +88,8 @@ def render_description(d: DatabaseDescription) -> str:
 def _table_filter(schema: str | None, table: str | None) -> tuple[str | None, str | None]:
     """The schema and table to describe, the table read as every other tool reads one (raw or quoted SQL:
     ``"public"."orders"`` as another tool prints it means public.orders, not a table with quotes in its name)."""
+    from agent19.migrate.patterns.sqlnames import split_name
+
     if table is None or (schema is not None and '"' not in table):
         return schema, table  # a raw name within the given schema: its dots are its own
     named_schema, name = split_name(table)
@@ -122,6 +125,8 @@ def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescripti
 
     Use it before planning a migration or tuning a query, to know the real schema and table sizes.
     Filter with `schema` or `table` on large databases. Reads the catalog only."""
+    from agent19.db.catalog import snapshot
+
     schema, table = _table_filter(args.schema_name, args.table)
     with ctx.db.read() as conn:
         snap = snapshot(conn, schema=schema, table=table)

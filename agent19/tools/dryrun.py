@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate.dryrun import scratch as scratch
-from agent19.migrate.dryrun.model import DryRunResult, Finding, RollbackResult
+from agent19.migrate.dryrun.model import DryRunResult, RollbackResult
 from agent19.migrate.dryrun.rollback_check import verify_rollback
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.layouts.files import load_file, load_path, load_paths
-from agent19.migrate.parse import Statement, parse_file, parse_sql
 from agent19.migrate.planning import regression as plan_regression
-from agent19.migrate.planning.model import ValidationCheck
-from agent19.migrate.planning.regression import PlanQuery, QueryPlanComparison
-from agent19.safety import gate, policy
+from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.migrate.parse import Statement
+    from agent19.migrate.planning.model import ValidationCheck
+    from agent19.migrate.planning.regression import QueryPlanComparison
 
 # SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
 # which is where the tools are imported (by the CLI and by the MCP server at start-up).
@@ -58,6 +58,9 @@ class TestMigrationArgs(BaseModel):
 
 
 def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
+    from agent19.migrate.layouts.files import load_file, load_paths
+    from agent19.migrate.parse import parse_file, parse_sql
+
     if bool(args.files) == bool(args.sql):
         raise InputError("give migration files or sql (one of them)", "e.g. agent19 dry-run migrations/001.up.sql")
     if args.sql:
@@ -77,6 +80,8 @@ def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
 
 
 def _checks(args: TestMigrationArgs, up: list[Statement]) -> list[ValidationCheck]:
+    from agent19.migrate.planning.model import ValidationCheck
+
     checks = [ValidationCheck(name=f"check {i + 1}", query=q, expected="true", blocking=True)
               for i, q in enumerate(args.checks)]
     if args.plan_checks:
@@ -178,6 +183,10 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     result to plan_migration/generate_runbook as dry_run_result and a worse plan is a performance
     escalation with its costs. Needs mode dry-run. Locks on the target are held until the rollback: use
     a staging copy for busy tables."""
+    from agent19.migrate.dryrun.model import Finding
+    from agent19.migrate.dryrun.run import dry_run
+    from agent19.safety import policy
+
     up, down = _load(args)
     # the migration's statements go through the gate one by one inside the dry run (dryrun_cluster.screen:
     # an escaping statement is refused or, for sequences, reported as not run); the checks are reads
@@ -216,6 +225,8 @@ def _query_plans(ctx: ToolContext, args: TestMigrationArgs, up: list[Statement],
                  result: DryRunResult) -> QueryPlanComparison | None:
     """Plans of the supplied and pg_stat_statements' queries before and after each statement that can make them
     worse, in a transaction of their own that is rolled back (see :mod:`agent19.migrate.planning.regression`)."""
+    from agent19.migrate.planning.regression import PlanQuery, QueryPlanComparison
+
     indexes, tables = plan_regression.affecting(result.statements)
     if not indexes:
         return None
@@ -285,6 +296,9 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
     with the start. Reports "rollback verified" or the exact differences (e.g. a missing index).
     Runs in a transaction that is rolled back, or in a scratch database when a statement cannot run in
     a transaction: nothing persists. Needs mode dry-run."""
+    from agent19.migrate.layouts.files import load_path
+    from agent19.migrate.parse import parse_file, parse_sql
+
     for text, path in (("up_sql", "up"), ("down_sql", "down")):
         if getattr(args, text) and getattr(args, path):  # one of them used to be ignored, silently
             raise InputError(f"give {path} (a file) or {text}, not both")

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
 
-from agent19.optimize.diagnostics import Diagnostic, diagnose
-from agent19.optimize.explain import Execution, StatementKind, explain
-from agent19.optimize.plan import Plan, render_plan
+from agent19.optimize.diagnostics import Diagnostic
+from agent19.optimize.explain import Execution, StatementKind
+from agent19.optimize.plan import Plan
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
@@ -113,6 +113,10 @@ def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:
     leading-wildcard LIKE), parallel workers not launched, JIT overhead, per-row subplans, index
     scans that read far more than they return, stale statistics, large OFFSETs. Ask the user for the
     query's real parameters: plans depend on them."""
+    from agent19.optimize.diagnostics import diagnose
+    from agent19.optimize.explain import explain
+    from agent19.optimize.plan import render_plan
+
     run = explain(
         ctx.db, args.sql, analyze=args.analyze, parameters=bound_text(args.parameters),
         generic_plan=args.generic_plan,

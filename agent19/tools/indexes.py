@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from agent19.optimize.hygiene import IndexHealth, index_health
+from agent19.optimize.hygiene import IndexHealth
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -39,5 +39,7 @@ def index_health_tool(ctx: ToolContext, args: IndexHealthArgs) -> IndexHealth:
     failed CREATE INDEX CONCURRENTLY), foreign keys without a supporting index, indexes bigger than
     their table, and estimated bloat. Each finding has the SQL to fix it; drops are marked destructive.
     Reads the catalog and statistics only."""
+    from agent19.optimize.hygiene import index_health
+
     return index_health(ctx.db, schema=args.schema_name, unused_min_bytes=int(args.unused_min_mb * 1048576),
                         bloat_min_bytes=int(args.bloat_min_mb * 1048576))

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 import agent19
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error
-from agent19.safety.gate import LoginFacts, reader_login
+from agent19.safety.gate import LoginFacts
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -159,6 +159,8 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
     Tell which PostgreSQL agent19 is connected to (version, user, replica or primary), its access mode
     (read-only, dry-run or execute) and which features are available here — and if not, why and what to do.
     Reads only."""
+    from agent19.safety.gate import reader_login
+
     db = ctx.db
     base = ServerInfo(
         agent19_version=agent19.__version__,

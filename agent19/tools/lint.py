@@ -10,11 +10,7 @@ from pydantic import BaseModel, Field
 
 import agent19
 from agent19.errors import InputError
-from agent19.migrate.layouts.files import load_paths, load_text
-from agent19.migrate.lint.config import LintConfig, load_config, normalize_version, role_lock_timeout
-from agent19.migrate.lint.engine import LintReport, lint
-from agent19.migrate.lint.rules import all_rules
-from agent19.migrate.parse import release_trees
+from agent19.migrate.lint.engine import LintReport
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -85,6 +81,8 @@ _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 def render_sarif(report: LintReport) -> str:
     """SARIF 2.1.0, for code-scanning UIs (GitHub, GitLab, IDEs)."""
     import json
+
+    from agent19.migrate.lint.rules import all_rules
 
     rules = list(all_rules())
     index = {r.code: i for i, r in enumerate(rules)}
@@ -160,6 +158,11 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
     sizes, constraints and the server version are used; otherwise `pg_version` (default 11) and every
     existing table is assumed large. Severity: error = blocks or rewrites a table, fails, loses data
     or breaks clients; warning = needs a condition checked; info = style. Rules: docs/rules.md."""
+    from agent19.migrate.layouts.files import load_paths, load_text
+    from agent19.migrate.lint.config import LintConfig, load_config, normalize_version, role_lock_timeout
+    from agent19.migrate.lint.engine import lint
+    from agent19.migrate.parse import release_trees
+
     if args.sql is None and not args.paths:
         raise InputError("nothing to lint", "give migration files or directories, or `sql`")
     config = load_config(args.config)
@@ -263,6 +266,8 @@ def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:
 
     Every lint rule agent19 applies: code, name, severity, why it matters, the safe alternative, and
     a bad and a good example. Use a code or name in `disable` or in `-- agent19:ignore` comments."""
+    from agent19.migrate.lint.rules import all_rules
+
     return RuleList(rules=[
         RuleDoc(code=r.code, name=r.name, title=r.title, severity=r.severity, group=r.group,
                 aliases=list(r.aliases), why=r.why,

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from agent19.db.catalog import snapshot
 from agent19.errors import Agent19Error, InputError
-from agent19.migrate import patterns as P
-from agent19.migrate.layouts.prisma_migrations import Layout, pattern_migrations, write_migrations
+from agent19.migrate.layouts.prisma_migrations import Layout
 from agent19.migrate.layouts.prisma_schema import schema_prisma
-from agent19.migrate.patterns import fragments as F
-from agent19.migrate.patterns.live import LiveColumn, read_column
 from agent19.migrate.patterns.model import Pattern, PatternKind
-from agent19.migrate.patterns.sqlnames import table_arg
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.migrate.patterns.live import LiveColumn
 
 
 class PatternArgs(BaseModel):
@@ -75,6 +73,8 @@ def _need(args: PatternArgs, *names: str) -> list[Any]:
 
 def _check_fragments(a: PatternArgs) -> None:
     """Refuse SQL text that is not exactly one type / expression: the pattern pastes it into its statements."""
+    from agent19.migrate.patterns import fragments as F
+
     for name in ("type", "old_type"):
         if getattr(a, name) is not None:
             F.type_name(getattr(a, name), name)
@@ -88,6 +88,9 @@ def _check_fragments(a: PatternArgs) -> None:
 
 
 def build_pattern(a: PatternArgs, pg: int | None, live: LiveColumn | None = None) -> Pattern:
+    from agent19.migrate import patterns as P
+    from agent19.migrate.patterns.sqlnames import table_arg
+
     _check_fragments(a)
     t, k = table_arg(a.table), a.kind
     if k == "set_not_null":
@@ -174,6 +177,10 @@ def zero_downtime_pattern(ctx: ToolContext, args: PatternArgs) -> PatternResult:
     a volatile default. Each phase says its SQL, the lock it takes, whether to deploy before the next,
     how to roll back and a validation query. Version-aware. Optionally writes the phases as migration
     files (Prisma, plain, golang-migrate, Flyway). Generates text only; runs nothing."""
+    from agent19.migrate.layouts.prisma_migrations import pattern_migrations, write_migrations
+    from agent19.migrate.patterns.live import read_column
+    from agent19.migrate.patterns.sqlnames import table_arg
+
     live = None
     _check_fragments(args)  # refuse a hostile piece before connecting
     if (args.kind in ("change_column_type", "rename_column", "set_not_null") and args.column
@@ -222,6 +229,8 @@ def prisma_schema(ctx: ToolContext, args: PrismaArgs) -> PrismaSchema:
     native types, @id/@@id, @default (autoincrement, now, dbgenerated), @unique/@@unique, @@index,
     relations from foreign keys with back-relations, enums, and @map/@@map where PostgreSQL's
     snake_case names differ from Prisma's. Reads the catalog only."""
+    from agent19.db.catalog import snapshot
+
     with ctx.db.read() as conn:
         snap = snapshot(conn, schema=args.schema_name)
     text = schema_prisma(snap, schema=args.schema_name, prisma_major=args.prisma_major)

@@ -7,8 +7,8 @@ import os
 from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
-from agent19.ops.pgbouncer.config import Auth, ConfigOptions, PgBouncerConfig, PoolMode, pgbouncer_config
-from agent19.ops.pgbouncer.status import PgBouncerStatus, pgbouncer_status
+from agent19.ops.pgbouncer.config import Auth, PgBouncerConfig, PoolMode
+from agent19.ops.pgbouncer.status import PgBouncerStatus
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -70,6 +70,8 @@ def pgbouncer_config_tool(ctx: ToolContext, args: ConfigArgs) -> PgBouncerConfig
     for PgBouncer 1.21+, and for older ones the driver settings that avoid prepared statements. A config
     whose pools exceed the server is flagged (valid=false, exit 1) and not written. Secrets only go to the
     written files (0600)."""
+    from agent19.ops.pgbouncer.config import ConfigOptions, pgbouncer_config
+
     return pgbouncer_config(ctx.db, ConfigOptions(
         listen_addr=args.listen_addr, listen_port=args.listen_port, databases=args.databases, users=args.users,
         pool_mode=args.pool_mode, pool_size=args.pool_size, reserve_pool_size=args.reserve_pool_size,
@@ -114,6 +116,8 @@ def pgbouncer_status_tool(ctx: ToolContext, args: StatusArgs) -> PgBouncerStatus
     times and report per pool: clients waiting for a server connection (sustained when cl_waiting > 0 in
     every reading), the longest wait, and saturation (server connections open / pool size), with the fix.
     Exit 1 when a pool waits or is saturated. Does not need agent19's database connection."""
+    from agent19.ops.pgbouncer.status import pgbouncer_status
+
     dsn = args.admin_dsn or os.environ.get("PGBOUNCER_ADMIN_DSN")
     if not dsn:
         raise InputError("no admin console DSN", "give --admin-dsn postgresql://USER@HOST:6432/pgbouncer or set "

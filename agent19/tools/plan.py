@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent19.migrate.planning.model import MigrationPlan
-from agent19.tools._migration_input import MigrationInput, live_plan, plan_input
+from agent19.tools._migration_input import MigrationInput
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -70,6 +70,8 @@ def plan_migration_tool(ctx: ToolContext, args: PlanArgs) -> MigrationPlan:
     the deployment strategy (immediate, rolling, blue_green, maintenance_window); lint findings; and
     escalations (data loss, downtime, performance, breaking change), each naming its statements, the
     evidence and who must act — or a line saying none is needed and what was checked."""
+    from agent19.tools._migration_input import live_plan, plan_input
+
     catalog, unreachable = ctx.live_catalog_or_why()
     plan = live_plan(ctx, args, catalog)[0] if catalog is not None else plan_input(args, None)[0]
     if unreachable is not None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import tomllib
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from agent19.db.catalog import snapshot
 from agent19.errors import InputError
-from agent19.etl.quality_model import ChecksFile, load_checks, parse_checks
-from agent19.etl.quality_report import QualityReport, Summary, render_junit, render_text
-from agent19.etl.quality_run import run_checks
+from agent19.etl.quality_report import QualityReport
 from agent19.etl.quality_suggest import suggest
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.etl.quality_model import ChecksFile
 
 ON_FAILURE_TIMEOUT_S = 60
 
@@ -41,16 +42,22 @@ class QualityResult(QualityReport):
 
 
 def _text(r: QualityResult) -> str:
+    from agent19.etl.quality_report import render_text
+
     return r.suggested.rstrip("\n") if r.suggested is not None else render_text(r)
 
 
 def _junit(r: QualityResult) -> str:
+    from agent19.etl.quality_report import render_junit
+
     if r.suggested is not None:
         raise InputError("--format junit is for check results, not suggestions", "use --format text")
     return render_junit(r)
 
 
 def _parse_inline(text: str) -> ChecksFile:
+    from agent19.etl.quality_model import parse_checks
+
     try:
         tomllib.loads(text)
     except tomllib.TOMLDecodeError:
@@ -112,6 +119,11 @@ def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
 
     With `suggest` (table names) it returns a proposed checks file instead, from declared keys and
     foreign keys, pg_stats null fractions and common values, and timestamp columns defaulting to now()."""
+    from agent19.db.catalog import snapshot
+    from agent19.etl.quality_model import load_checks
+    from agent19.etl.quality_report import Summary
+    from agent19.etl.quality_run import run_checks
+
     if args.suggest:
         with ctx.db.read() as conn:
             snap = snapshot(conn)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
 
-from agent19.ops.health.probe import Probe
-from agent19.ops.health.thresholds import load_thresholds
-from agent19.ops.replication.model import FailoverVerdict, ReplicationStatus
-from agent19.ops.replication.status import replication_status
+from agent19.ops.replication.model import ReplicationStatus
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_duration, human_size
+
+if TYPE_CHECKING:
+    from agent19.ops.replication.model import FailoverVerdict
 
 
 class ReplicationArgs(BaseModel):
@@ -96,6 +98,10 @@ def replication_status_tool(ctx: ToolContext, args: ReplicationArgs) -> Replicat
     WAL archiving (failures, age of the last success and failure, segments waiting). On a standby: received
     and replayed positions, replay paused or not, the WAL receiver, recovery conflicts.
     The CLI exits 1 when a standby is not ready for failover. Works with pg_monitor; says what it cannot see."""
+    from agent19.ops.health.probe import Probe
+    from agent19.ops.health.thresholds import load_thresholds
+    from agent19.ops.replication.status import replication_status
+
     thresholds = load_thresholds(None, args.config)
     if args.max_lag_mb is not None:
         thresholds = thresholds.model_copy(update={"failover_max_lag_bytes": int(args.max_lag_mb * 1048576)})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.safety.roles import RoleFacts, RoleScript, app_schemas, migration_script, reader_script, role_facts
+from agent19.safety.roles import RoleScript
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.safety.roles import RoleFacts
 
 
 class RoleArgs(BaseModel):
@@ -59,6 +62,8 @@ def setup_role(ctx: ToolContext, args: RoleArgs) -> RoleScript:
     in read-only mode then runs as it. kind=migration: a role that owns the application's objects
     (with ALTER … OWNER TO for the existing ones when connected), CREATE on its schemas, CREATEDB only
     with createdb. The password is read by psql from the environment, never written in the script."""
+    from agent19.safety.roles import app_schemas, migration_script, reader_script, role_facts
+
     name = args.name or ("agent19_reader" if args.kind == "reader" else "agent19_migrator")
     facts: RoleFacts | None = None
     schemas = list(args.schemas)

@@ -17,26 +17,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agent19.config import Settings
 from agent19.errors import DatabaseUnavailable, InputError
-from agent19.migrate.dryrun.model import DryRunResult
-from agent19.ops.backup.runbook import load_verify_result
-from agent19.report.build import FILES, ReportOptions, build_report
-from agent19.report.facts import live_facts
-from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts, PerformanceIssue, Report
-from agent19.report.render import documents
+from agent19.report.model import Report
 from agent19.resources import resource
-from agent19.tools._migration_input import (
-    MigrationInput,
-    live_plan,
-    load_json,
-    plan_input,
-)
+from agent19.tools._migration_input import MigrationInput
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.report.model import BackupEvidence, DryRunEvidence, LiveFacts
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -75,6 +68,9 @@ def dry_run_evidence(data: Any) -> DryRunEvidence:
     Accepts what test_migration returns (``agent19 dry-run --format json``) or the
     :class:`DryRunEvidence` shape itself; nothing absent is filled in (absent = not run).
     """
+    from agent19.migrate.dryrun.model import DryRunResult
+    from agent19.report.model import DryRunEvidence
+
     try:
         if isinstance(data, dict) and "target_unchanged" in data:
             data = DryRunResult.model_validate(data).to_evidence()
@@ -85,6 +81,9 @@ def dry_run_evidence(data: Any) -> DryRunEvidence:
 
 
 def _backup(text_or_path: str | None) -> BackupEvidence | None:
+    from agent19.ops.backup.runbook import load_verify_result
+    from agent19.report.model import BackupEvidence
+
     if not text_or_path:
         return None
     r = load_verify_result(text_or_path)
@@ -92,6 +91,8 @@ def _backup(text_or_path: str | None) -> BackupEvidence | None:
 
 
 def _live(ctx: ToolContext) -> tuple[Any, LiveFacts | None, list[str]]:
+    from agent19.report.facts import live_facts
+
     if ctx.settings.dsn_value() is None:
         return None, None, ["no database given (--dsn / DATABASE_URL): table sizes, durations and the schema "
                             "version are marked unknown"]
@@ -161,6 +162,11 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
     results read "not run". Uses live table sizes when a database is configured. Writes
     `<handoff_dir>/<migration id>/` (readable afterwards as the resource
     agent19://handoffs/{migration_id}) and, with `write_dir`, every document there; returns the paths."""
+    from agent19.report.build import FILES, ReportOptions, build_report
+    from agent19.report.model import PerformanceIssue
+    from agent19.report.render import documents
+    from agent19.tools._migration_input import live_plan, load_json, plan_input
+
     catalog, facts, notes = _live(ctx)
     plan, files = (live_plan(ctx, args, catalog, accept_plan=True) if catalog is not None
                    else plan_input(args, None, accept_plan=True))
@@ -198,6 +204,8 @@ def generate_runbook(ctx: ToolContext, args: RunbookArgs) -> RunbookResult:
 
 
 def handoff_path(settings: Settings, migration_id: str) -> Path:
+    from agent19.report.build import FILES
+
     if not _ID.match(migration_id):
         raise InputError(f"{migration_id!r} is not a migration id", "ids are letters, digits, '.', '_', '-'")
     return settings.handoff_dir / migration_id / FILES["handoff"]

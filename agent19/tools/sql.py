@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
 
 from agent19.config import AccessMode
 from agent19.errors import InputError
-from agent19.migrate.parse import Statement
-from agent19.safety import gate, kinds, policy, readonly
-from agent19.safety import measure as measuring
-from agent19.safety.assess import assess
-from agent19.safety.protocol import Confirmation, Protocol
-from agent19.safety.run import QueryResult, run_read, run_write
-from agent19.tools.confirm import render_confirmation
+from agent19.safety import gate
+from agent19.safety.protocol import Confirmation
+from agent19.safety.run import QueryResult
 from agent19.tools.registry import ToolContext, tool
+
+if TYPE_CHECKING:
+    from agent19.migrate.parse import Statement
+    from agent19.safety import policy
+    from agent19.safety.protocol import Protocol
 
 
 class SqlArgs(BaseModel):
@@ -34,6 +37,8 @@ class SqlResult(BaseModel):
 
 
 def render_sql(r: SqlResult) -> str:
+    from agent19.tools.confirm import render_confirmation
+
     lines = [r.message] if r.message else []
     if r.confirmation is not None:
         lines.append(render_confirmation(r.confirmation))
@@ -82,6 +87,12 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
       A refused statement runs only through confirm_destructive, once a human has confirmed.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
+    from agent19.safety import kinds, policy
+    from agent19.safety import measure as measuring
+    from agent19.safety.assess import assess
+    from agent19.safety.protocol import Protocol
+    from agent19.safety.run import run_read, run_write
+
     mode = ctx.settings.mode
     db = ctx.db
     statements = gate.parse_input(args.sql)
@@ -127,12 +138,16 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
 
 def _ran(ctx: ToolContext, tested: policy.ledger.Verdict | None, result: SqlResult) -> SqlResult:
     """require_dry_run: a committed step lets the migration's next change run on the schema it left."""
+    from agent19.safety import policy
+
     if tested is not None and result.executed:
         policy.ran(ctx.settings, ctx.db, tested)
     return result
 
 
 def _is_read(st: Statement) -> bool:
+    from agent19.safety import readonly
+
     try:
         readonly.check_statements([st])
     except readonly.ReadOnlyViolation:
@@ -142,6 +157,8 @@ def _is_read(st: Statement) -> bool:
 
 def _policy_refusal(ctx: ToolContext, st: Statement, sql: str, acknowledge: list[str]) -> str | None:
     """Execute-mode policies (agent19.safety.policy) other than require_dry_run, for a statement that changes."""
+    from agent19.safety import policy
+
     return (policy.unbacked(ctx.settings, ctx.db, st.node)
             or (policy.unacknowledged(ctx.settings, sql, ctx.live_catalog(), acknowledge)
                 if ctx.settings.require_lock_ack else None))

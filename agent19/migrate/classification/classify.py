@@ -13,9 +13,8 @@ statements is described in :mod:`agent19.migrate.classification.state`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import strongest_mode
 from agent19.migrate.classification.alter import decide_alter
 from agent19.migrate.classification.behaviour import MAX_VERSION
@@ -24,6 +23,9 @@ from agent19.migrate.classification.other import decide_statement, render_subcom
 from agent19.migrate.classification.state import Context, Decision, MigrationState, range_name
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement
+
+if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
+    from agent19.db.models import SchemaSnapshot
 
 LARGE_BYTES = 1 << 30
 LARGE_ROWS = 10_000_000

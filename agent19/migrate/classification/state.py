@@ -13,15 +13,17 @@ Lint rules read the latter two from each :class:`~agent19.migrate.model.Operatio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pglast.parser import ParseError
 
-from agent19.db.models import Column, SchemaSnapshot, Table
 from agent19.migrate.classification.knowledge import ColumnType, parse_format_type
 from agent19.migrate.model import Risk
 from agent19.migrate.patterns.sqlnames import relation_key
 from agent19.sqltree import parse_json, walk
+
+if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
+    from agent19.db.models import Column, SchemaSnapshot, Table
 
 DEFAULT_SCHEMA = "public"
 

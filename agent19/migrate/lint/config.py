@@ -20,7 +20,6 @@ The first file found walking up from the current directory is used; ``agent19.to
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,6 +146,8 @@ def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str
     for path, pyproject in candidates:
         if not path.is_file():
             continue
+        import tomllib  # where a file is read: a lint with no config file does not load the parser
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -24,11 +24,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from agent19.db.models import SchemaSnapshot
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
 from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
@@ -45,6 +44,9 @@ from agent19.migrate.lint.rules._base import (
 from agent19.migrate.lint.rules.missing_lock_timeout import sets_lock_timeout
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.sqltree import walk
+
+if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
+    from agent19.db.models import SchemaSnapshot
 
 DEFAULT_PG_VERSION = 110000
 """Without a database and without --pg-version: the oldest supported version (the most cautious)."""

@@ -17,15 +17,17 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent19.db.models import SchemaSnapshot, Table
 from agent19.migrate.layouts.files import Migration
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns import sqlnames
 from agent19.migrate.patterns.sqlnames import ident
 from agent19.sqltree import walk
+
+if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
+    from agent19.db.models import SchemaSnapshot, Table
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "error")
@@ -34,6 +36,7 @@ LOCK_ORDER = (
     "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
     "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
 )
+
 BLOCKS_WRITES = set(LOCK_ORDER[LOCK_ORDER.index("ShareLock"):])
 
 
