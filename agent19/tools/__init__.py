@@ -3,7 +3,9 @@
 To add a tool: write a module in this package with a function decorated by
 :func:`agent19.tools.registry.tool`. :func:`load_all` (called by ``all_tools()``) imports every module
 here, so nothing else is needed for it to appear in the MCP server and in the CLI. Importing the package
-itself imports no tool: a CLI command imports only its own module (``agent19 lint`` starts fast).
+itself imports no tool: a CLI command imports only its own module (``agent19 lint`` starts fast). A tool module
+imports at module level what its declaration needs (argument and result models, renderers); the engine code its
+call runs is imported inside the function (tests/test_tool_implementation_imports.py resolves each such import).
 """
 
 import importlib
