@@ -75,6 +75,11 @@ SERVE_NEVER = (
     "sqlglot",  # the index advisor's query model: loaded by advise_indexes / advise_workload calls
     "jinja2",  # runbook, specification and script templates: loaded when one is written
     "yaml",  # data-quality expectation files: loaded when one is read
+    # engines a tool module imports where its call runs them (agent19.tools: only models at module level)
+    "agent19.migrate.planning.plan", "agent19.report.build",  # the planner, the runbook's documents
+    "agent19.migrate.dryrun.run", "agent19.ops.capacity.plan", "agent19.safety.policy",
+    "agent19.etl.pipeline", "agent19.etl.batch", "agent19.etl.quality_run",  # the ETL and data-quality runs
+    "platformdirs",  # the default data directory: not looked up when AGENT19_DATA_DIR (here) names one
 )
 
 

@@ -11,7 +11,6 @@ from agent19.config import AccessMode
 from agent19.errors import Agent19Error, InputError
 from agent19.migrate.dryrun import scratch as scratch
 from agent19.migrate.dryrun.model import DryRunResult, RollbackResult
-from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.planning import regression as plan_regression
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
@@ -202,6 +201,8 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
         progress=ctx.progress,
     )
     if down and args.verify_rollback:
+        from agent19.migrate.dryrun.rollback_check import verify_rollback
+
         ctx.progress(len(up), None, "verifying the rollback")
         result.rollback = verify_rollback(ctx.db, up, down)
         if result.rollback.untested:  # not proven, not failed either
@@ -296,6 +297,7 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
     with the start. Reports "rollback verified" or the exact differences (e.g. a missing index).
     Runs in a transaction that is rolled back, or in a scratch database when a statement cannot run in
     a transaction: nothing persists. Needs mode dry-run."""
+    from agent19.migrate.dryrun.rollback_check import verify_rollback
     from agent19.migrate.layouts.files import load_path
     from agent19.migrate.parse import parse_file, parse_sql
 
