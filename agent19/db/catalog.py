@@ -8,10 +8,7 @@ round trip), never one query per table, so a database with thousands of tables i
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
-
-import psycopg
-from psycopg import Connection
+from typing import TYPE_CHECKING, Any
 
 from agent19.db.models import (
     Column,
@@ -26,6 +23,9 @@ from agent19.db.models import (
     View,
 )
 from agent19.sqltree import function_names
+
+if TYPE_CHECKING:  # the driver loads where a snapshot is read: relation_key_sql is used without it (agent19 lint)
+    from psycopg import Connection
 
 SYSTEM_SCHEMA_FILTER = """
     n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
@@ -186,6 +186,8 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     search_path (a database owner's ``public.format_type()`` never runs here), then gives the transaction
     its path back (a dry run's migration keeps creating objects where it would).
     """
+    import psycopg
+
     in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
     saved = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if in_transaction else None
     if saved is not None:
@@ -279,6 +281,8 @@ _QUERIES = (Q_SERVER, Q_EXTENSIONS, Q_COLUMNS, Q_CONSTRAINTS, Q_INDEXES, Q_TRIGG
 def _read_all(conn: Connection[Any], queries: tuple[str, ...], params: dict[str, Any]) -> dict[str, list[Any]]:
     """Each query's rows, all sent at once and read in one round trip (pipeline mode: the server runs them one
     after the other, without waiting for the client in between); one by one where libpq has no pipeline mode."""
+    import psycopg
+
     if not psycopg.Pipeline.is_supported():
         cur = conn.cursor()
         return {q: cur.execute(q, params).fetchall() for q in queries}
