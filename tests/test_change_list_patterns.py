@@ -171,6 +171,12 @@ def test_the_plan_dry_runs_and_the_runbook_keeps_the_deploy_point(dsn: str, tmp_
     # in the target's transaction, so that the NOT NULL proof after it was tested on filled columns
     calls = [st for st in result["statements"] if st["sql"].startswith("CALL agent19_backfill_")]
     assert len(calls) == 2 and all(st["ran_in"] == "scratch" and "stood in" in st["note"] for st in calls), calls
+    # what a person reads: the plan's text says where to deploy
+    changes_text = subprocess.run([sys.executable, "-m", "agent19", "plan", "--dsn", dsn, "--changes",
+                                   *(json.dumps(c) for c in CHANGES)], capture_output=True, text=True, timeout=120)
+    lines = changes_text.stdout.splitlines()
+    [at] = [i for i, line in enumerate(lines) if ">>> deploy the application here" in line]
+    assert "COMMIT" in lines[at - 1] and f"{len(plan.operations) - 1}." not in lines[at - 2], lines[at - 3: at + 2]
 
     changes = tmp_path / "changes.json"
     changes.write_text(json.dumps(CHANGES))

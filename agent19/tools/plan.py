@@ -19,6 +19,8 @@ def render_plan(p: MigrationPlan) -> str:
         rows = f", ~{o.estimated_rows:,} rows" if o.estimated_rows is not None else ""
         out.append(f"  {o.order:>2}. [{o.risk}] {o.description}; downtime {o.downtime.replace('_', ' ')}{rows}")
         out.append(f"      {' '.join(o.sql.split())[:110]}")
+        if o.deploy_after:
+            out.append("  >>> deploy the application here: the operations below remove what the old version uses")
     out += ["", "prerequisites:", *(f"  - {x}" for x in p.prerequisites)]
     out += ["", f"rollback ({p.rollback.kind.replace('_', ' ')}): {p.rollback.description}",
             *(f"  {s};" for s in p.rollback.steps)]

@@ -71,11 +71,13 @@ def rollback(ops: list[PlannedOperation], data_loss: bool, one_transaction: bool
         return RollbackStrategy(kind="restore_from_backup", steps=steps, irreversible=irreversible,
                                 description=RESTORE_DESCRIPTION)
     if irreversible:
+        # only the notes that say why there is no inverse (IF NOT EXISTS…): the others are about locks and scans
         why = "".join(f"; operation {o.order}: {n}" for o, found in zip(ops, notes or [[] for _ in ops], strict=True)
-                      if not o.reversible for n in found)
+                      if not o.reversible for n in found if "no automatic inverse" in n)
         return RollbackStrategy(kind="manual", steps=steps, irreversible=irreversible,
-                                description="some operations have no automatic inverse: undo them by hand; the "
-                                "others with the reverse SQL, last operation first" + why)
+                                description=f"operation(s) {', '.join(map(str, irreversible))} have no automatic "
+                                "inverse: undo them by hand; the others with the reverse SQL, last operation first"
+                                + why)
     return RollbackStrategy(
         kind="automatic", steps=steps, irreversible=[],
         description=("it runs in one transaction: a failure rolls everything back; after COMMIT run the reverse SQL, "
