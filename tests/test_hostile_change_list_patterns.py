@@ -1,0 +1,131 @@
+"""Hostile use of a change list's rename / type-change patterns and of lint's exemptions for them, on a real server
+as a non-superuser role that owns the tables: what a careless user does next (roll back and run again, combine
+changes of one column or one table) and what a migration can do to slip a breaking rename past A19013."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from agent19.db.catalog import snapshot
+from agent19.errors import InputError
+from agent19.migrate.lint.engine import lint_sql
+from agent19.migrate.planning.model import Change, MigrationPlan
+from agent19.migrate.planning.plan import plan_migration
+from tests.conftest import one, owner_login, run_sql
+
+
+def _plan(dsn: str, changes: list[dict]) -> MigrationPlan:
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        catalog = snapshot(conn)
+    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
+
+
+def _run(dsn: str, sqls: list[str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in sqls:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+
+def test_expand_rolled_back_and_run_again_backfills_again(dsn: str) -> None:
+    """Run the expand part, roll it back with the plan's reverse SQL, run it again: the backfill's checkpoint of the
+    first run said "finished" and the second CALL updated nothing — every new column NULL, and the contract then
+    dropped the only column holding the values."""
+    app = owner_login(dsn)
+    run_sql(app, 'CREATE TABLE "Items" (id bigint PRIMARY KEY, note text);'
+                 "INSERT INTO \"Items\" SELECT g, 'n' || g FROM generate_series(1, 300) g")
+    plan = _plan(app, [{"type": "rename", "table": "Items", "column": {"name": "note", "type": "text"},
+                        "new_name": "order"}])
+    [deploy] = [op.order for op in plan.operations if op.deploy_after]
+    expand, contract = plan.operations[:deploy], plan.operations[deploy:]
+    _run(app, [op.sql for op in expand])
+    _run(app, [op.reverse_sql for op in reversed(expand) if op.reverse_sql])
+    assert one(app, "SELECT count(*) FROM pg_attribute WHERE attrelid = '\"Items\"'::regclass AND attname = 'order'"
+                    " AND NOT attisdropped") == 0
+    _run(app, [op.sql for op in expand])
+    assert one(app, 'SELECT count(*) FROM "Items" WHERE "order" IS NULL') == 0
+    _run(app, [op.sql for op in contract])
+    assert one(app, """SELECT count(*) FROM "Items" WHERE "order" = 'n' || id""") == 300
+
+
+def test_a_rename_and_a_type_change_of_one_column_are_refused(dsn: str) -> None:
+    """Both patterns on one column: the rename's contract dropped the column the type change had swapped in, so the
+    plan ended with the old type (and said it lost nothing)."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL DEFAULT 0)")
+    with pytest.raises(InputError, match="price"):
+        _plan(app, [
+            {"type": "rename", "table": "items", "column": {"name": "price", "type": "integer"}, "new_name": "amount"},
+            {"type": "modify_column", "table": "items", "column": {"name": "price", "type": "integer"},
+             "new_type": "bigint"}])
+    with pytest.raises(InputError, match="amount"):  # the type change of the new name: the same column
+        _plan(app, [
+            {"type": "rename", "table": "items", "column": {"name": "price", "type": "integer"}, "new_name": "amount"},
+            {"type": "modify_column", "table": "items", "column": {"name": "amount", "type": "integer"},
+             "new_type": "bigint"}])
+    # two columns of one table, each by one pattern, are fine
+    plan = _plan(app, [
+        {"type": "rename", "table": "items", "column": {"name": "price", "type": "integer"}, "new_name": "amount"},
+        {"type": "modify_column", "table": "items", "column": {"name": "id", "type": "bigint"}, "new_type": "numeric"}])
+    assert sum(op.deploy_after for op in plan.operations) == 1
+
+
+def test_a_table_rename_and_a_column_pattern_of_that_table_are_refused(dsn: str) -> None:
+    """The table rename's view took the old name, and the column pattern's later statements (ALTER TABLE by the old
+    name) failed on the view, in the middle of the expand part."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, price integer, note text)")
+    for column_change in (
+        {"type": "rename", "table": "items", "column": {"name": "note", "type": "text"}, "new_name": "remark"},
+        {"type": "modify_column", "table": "items", "column": {"name": "price", "type": "integer"},
+         "new_type": "bigint"},
+        {"type": "rename", "table": "goods", "column": {"name": "note", "type": "text"}, "new_name": "remark"},
+    ):
+        with pytest.raises(InputError, match="items"):
+            _plan(app, [{"type": "rename", "table": "items", "new_name": "goods"}, column_change])
+    # a plain change of the renamed table still runs before the rename, by the old name
+    plan = _plan(app, [{"type": "rename", "table": "items", "new_name": "goods"},
+                       {"type": "add_column", "table": "items", "column": {"name": "x", "type": "integer"}}])
+    _run(app, [op.sql for op in plan.operations])
+    assert one(app, "SELECT count(x) FROM goods") == 0
+
+
+def _renames(sql: str) -> list[str]:
+    return [f.rule for s in lint_sql(sql).statements for f in s.findings if f.rule == "A19013"]
+
+
+def test_lint_an_add_column_if_not_exists_does_not_make_an_existing_column_new(dsn: str) -> None:
+    """ADD COLUMN IF NOT EXISTS of a column that exists adds nothing: its rename breaks every client using it."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE t (id bigint PRIMARY KEY, email text)")
+    sql = "ALTER TABLE t ADD COLUMN IF NOT EXISTS email text; ALTER TABLE t RENAME COLUMN email TO mail;"
+    run_sql(app, sql)  # it runs: the column was not added, it was renamed
+    assert one(app, "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'email'") == 0
+    assert _renames(sql) == ["A19013"]
+    assert _renames("ALTER TABLE t ADD COLUMN mail2 text; ALTER TABLE t RENAME COLUMN mail2 TO mail3;") == []
+
+
+def test_lint_a_view_that_does_not_keep_the_old_name_working_is_no_excuse(dsn: str) -> None:
+    """The exemption is for the compatibility view of the rename_table pattern: a permanent view of the renamed
+    table, still there at COMMIT. A temporary view (only the migration's session sees it), a view of something
+    else, or one dropped again in the same transaction leaves every running client broken."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE SCHEMA other; CREATE TABLE other.t2 (id int); CREATE TABLE t (id int, v text)")
+    temp = "BEGIN; ALTER TABLE t RENAME TO t2; CREATE TEMP VIEW t AS SELECT * FROM t2; COMMIT;"
+    run_sql(app, temp)
+    assert one(app, "SELECT to_regclass('t')") is None  # another session: the old name is gone
+    hostile = [
+        temp,
+        "BEGIN; ALTER TABLE t RENAME TO t2; CREATE VIEW t AS SELECT 1 AS id; COMMIT;",
+        "BEGIN; ALTER TABLE public.t RENAME TO t2; CREATE VIEW public.t AS SELECT * FROM other.t2; COMMIT;",
+        "BEGIN; ALTER TABLE t RENAME TO t2; CREATE VIEW t AS SELECT * FROM t2; DROP VIEW t; COMMIT;",
+        "BEGIN; ALTER TABLE t SET SCHEMA other; CREATE VIEW t AS SELECT * FROM public.t; COMMIT;",
+    ]
+    for sql in hostile:
+        assert _renames(sql) == ["A19013"], sql
+    for sql in ("BEGIN; ALTER TABLE t RENAME TO t2; CREATE VIEW t AS SELECT * FROM t2; COMMIT;",
+                'BEGIN; ALTER TABLE "My S"."T" RENAME TO "U"; CREATE VIEW "My S"."T" AS SELECT * FROM "My S"."U"; '
+                "COMMIT;",
+                "BEGIN; ALTER TABLE t SET SCHEMA other; CREATE VIEW t AS SELECT * FROM other.t; COMMIT;"):
+        assert _renames(sql) == [], sql
