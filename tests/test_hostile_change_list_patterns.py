@@ -129,3 +129,24 @@ def test_lint_a_view_that_does_not_keep_the_old_name_working_is_no_excuse(dsn: s
                 "COMMIT;",
                 "BEGIN; ALTER TABLE t SET SCHEMA other; CREATE VIEW t AS SELECT * FROM other.t; COMMIT;"):
         assert _renames(sql) == [], sql
+
+
+def test_a_generated_column_is_refused_not_copied_by_a_trigger(dsn: str) -> None:
+    """A generated column's rename or type change as the pattern: its expression was carried over as the new
+    column's default (the contract's SET DEFAULT failed: a column reference), and rows inserted during the
+    transition got NULL in the new column (a BEFORE trigger reads a generated column as NULL)."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE g (id bigint PRIMARY KEY, a integer, dbl integer GENERATED ALWAYS AS (a * 2) STORED,"
+                 " note text); INSERT INTO g (id, a, note) SELECT x, x, 'n' FROM generate_series(1, 50) x")
+    for change in ({"type": "rename", "table": "g", "column": {"name": "dbl", "type": "integer"}, "new_name": "twice"},
+                   {"type": "modify_column", "table": "g", "column": {"name": "dbl", "type": "integer"},
+                    "new_type": "bigint"}):
+        with pytest.raises(InputError, match="generated column"):
+            _plan(app, [change])
+    # the column it is computed from: the contract's DROP COLUMN failed (the generated column depends on it)
+    with pytest.raises(InputError, match="dbl"):
+        _plan(app, [{"type": "rename", "table": "g", "column": {"name": "a", "type": "integer"}, "new_name": "b"}])
+    plan = _plan(app, [{"type": "rename", "table": "g", "column": {"name": "note", "type": "text"},
+                        "new_name": "remark"}])
+    _run(app, [op.sql for op in plan.operations])  # a column no generated column reads: it runs
+    assert one(app, "SELECT sum(dbl) FROM g WHERE remark = 'n'") == 2 * sum(range(1, 51))

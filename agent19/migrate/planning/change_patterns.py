@@ -9,6 +9,7 @@ statements that the statement alone does not say travels with it (:class:`Genera
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import pglast
 from pglast.enums import AlterTableType
 
 from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
 from agent19.migrate.model import Risk
 from agent19.migrate.patterns.columns import change_column_type
 from agent19.migrate.patterns.live import LiveColumn, find_table, live_from_snapshot
@@ -23,6 +25,7 @@ from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
 from agent19.migrate.patterns.rename import rename_column, rename_table
 from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.migrate.planning.model import Change
+from agent19.sqltree import walk
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,31 @@ def _live(change: Change, catalog: SchemaSnapshot | None) -> LiveColumn | None:
     table = find_table(catalog, change.table)
     if catalog is None or table is None or change.column is None:
         return None
-    return live_from_snapshot(catalog, table, change.column.name)
+    live = live_from_snapshot(catalog, table, change.column.name)
+    what = f"{change.type} of {change.table}.{change.column.name}"
+    if live is not None and live.generated:
+        # no client writes it, a BEFORE trigger reads it as NULL (so the sync fills nothing) and its expression is
+        # no default (SET DEFAULT fails in the contract): the pattern cannot be made of it
+        raise InputError(f"{what}: it is a generated column, which the zero-downtime pattern cannot copy (clients "
+                         "never write it; its expression is not a default)",
+                         "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
+                         "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
+    readers = [c.name for c in table.columns if c.generated and c.default and
+               change.column.name in _column_refs(c.default)]
+    if live is not None and readers:
+        raise InputError(f"{what}: the generated column(s) {', '.join(readers)} are computed from it, so the "
+                         "pattern's contract (DROP COLUMN of the old column) fails",
+                         "change the generated column(s) to read the new column first, or drop and re-add them")
+    return live
+
+
+def _column_refs(expression: str) -> set[str]:
+    """The column names an expression reads (a generated column's)."""
+    try:
+        tree = json.loads(pglast.parser.parse_sql_json(f"SELECT {expression}"))
+    except pglast.parser.ParseError:
+        return set()
+    return {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
 
 
 def rename_pattern(change: Change, pg_major: int, catalog: SchemaSnapshot | None) -> Pattern:
