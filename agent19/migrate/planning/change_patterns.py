@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pglast
 from pglast.enums import AlterTableType
@@ -41,6 +41,11 @@ class Generated:
     """The pattern's risk for this step where the statement alone reads worse: a rename whose old name the same
     transaction gives back (a compatibility view, the column swap) breaks no client; a contract drop that loses
     nothing is brief and final, not critical."""
+    reverse: str | None = None
+    """The pattern phase's rollback, on the phase's last statement: undone phase by phase, last phase first (a
+    statement's own inverse, read from the catalog by name, is wrong once the phase has renamed columns)."""
+    undoable: bool | None = None
+    """None: not a pattern's statement (its own inverse stands); else whether its phase can be rolled back."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,11 @@ def pattern_steps(p: Pattern, change: Change, backfill: Callable[[BackfillStep],
             sqls = backfill(phase.backfill)
         else:
             sqls = _phase_statements(phase)
-        target += [_contract_drop(sql, label, change) if target is later else
-                   Generated(sql, label, risk="medium" if _renames(sql) else None) for sql in sqls]
+        generated = [_contract_drop(sql, label, change) if target is later else
+                     Generated(sql, label, risk="medium" if _renames(sql) else None) for sql in sqls]
+        undo = ";\n".join(phase.rollback) or None if phase.can_rollback else None
+        target += [replace(g, undoable=phase.can_rollback, reverse=undo if i == len(generated) - 1 else None)
+                   for i, g in enumerate(generated)]
         if phase.deploy_after:
             target = later
     return ChangeSteps(now, later, [f"{p.title}: {n}" for n in p.notes])
