@@ -53,7 +53,7 @@ def test_a_rename_and_a_type_change_of_one_column_are_refused(dsn: str) -> None:
     """Both patterns on one column: the rename's contract dropped the column the type change had swapped in, so the
     plan ended with the old type (and said it lost nothing)."""
     app = owner_login(dsn)
-    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL DEFAULT 0)")
+    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL DEFAULT 0, qty integer)")
     with pytest.raises(InputError, match="price"):
         _plan(app, [
             {"type": "rename", "table": "items", "column": {"name": "price", "type": "integer"}, "new_name": "amount"},
@@ -67,7 +67,8 @@ def test_a_rename_and_a_type_change_of_one_column_are_refused(dsn: str) -> None:
     # two columns of one table, each by one pattern, are fine
     plan = _plan(app, [
         {"type": "rename", "table": "items", "column": {"name": "price", "type": "integer"}, "new_name": "amount"},
-        {"type": "modify_column", "table": "items", "column": {"name": "id", "type": "bigint"}, "new_type": "numeric"}])
+        {"type": "modify_column", "table": "items", "column": {"name": "qty", "type": "integer"},
+         "new_type": "bigint"}])
     assert sum(op.deploy_after for op in plan.operations) == 1
 
 
@@ -184,3 +185,16 @@ def test_the_expand_part_rolled_back_gives_the_schema_back(dsn: str) -> None:
     assert one(app, "SELECT count(*) FROM items WHERE price = 5 AND note <> 'n'") == 2
     assert one(app, "SELECT sum(price) FROM items WHERE price <> 5 OR id = 5") == sum(range(1, 201))
     assert one(app, "SELECT max(n) FROM items") == 202
+
+
+def test_a_primary_key_column_is_refused(dsn: str) -> None:
+    """integer to bigint of a serial primary key, the commonest type change: the swap's DROP NOT NULL of the old
+    column failed (it is in the key); a rename's contract DROP COLUMN dropped the primary key with the column."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE k (id serial PRIMARY KEY, v text);"
+                 "INSERT INTO k (v) SELECT 'x' FROM generate_series(1, 9)")
+    for change in ({"type": "modify_column", "table": "k", "column": {"name": "id", "type": "integer"},
+                    "new_type": "bigint"},
+                   {"type": "rename", "table": "k", "column": {"name": "id", "type": "integer"}, "new_name": "k_id"}):
+        with pytest.raises(InputError, match="primary key"):
+            _plan(app, [change])

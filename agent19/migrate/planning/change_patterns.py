@@ -71,6 +71,13 @@ def _live(change: Change, catalog: SchemaSnapshot | None) -> LiveColumn | None:
                          "never write it; its expression is not a default)",
                          "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
                          "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
+    if live is not None and any(d.kind == "primary key" for d in live.dependents):
+        # the swap's DROP NOT NULL of the old column fails (it is in the key); a rename's contract DROP COLUMN
+        # drops the key with it (or fails on a foreign key referencing it): neither ends with the key
+        raise InputError(f"{what}: it is in the primary key of {change.table}, which the zero-downtime pattern "
+                         "does not move to the new column",
+                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE … "
+                         "ADD CONSTRAINT … PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a window")
     readers = [c.name for c in table.columns if c.generated and c.default and
                change.column.name in _column_refs(c.default)]
     if live is not None and readers:
