@@ -4,7 +4,12 @@ changes of one column or one table) and what a migration can do to slip a breaki
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import psycopg
+import psycopg.conninfo
 import pytest
 from psycopg.rows import dict_row
 
@@ -198,3 +203,25 @@ def test_a_primary_key_column_is_refused(dsn: str) -> None:
                    {"type": "rename", "table": "k", "column": {"name": "id", "type": "integer"}, "new_name": "k_id"}):
         with pytest.raises(InputError, match="primary key"):
             _plan(app, [change])
+
+
+def test_the_dry_run_fails_a_backfill_that_fails_on_the_targets_rows(dsn: str, tmp_path) -> None:
+    """bigint to integer with a value out of range. Another session connected to the target (as on any live
+    database) makes the scratch copy schema-only: the backfill's CALL passed there on no rows, its stand-in in the
+    target's transaction failed on the real row — and the failure was swallowed: the dry run PASSED a plan whose
+    backfill stops on that row."""
+    app = owner_login(dsn)
+    run_sql(dsn, f"ALTER ROLE {psycopg.conninfo.conninfo_to_dict(app)['user']} CREATEDB")  # it may make scratch copies
+    run_sql(app, "CREATE TABLE m (id bigint PRIMARY KEY, v bigint);"
+                 "INSERT INTO m SELECT g, g FROM generate_series(1, 100) g; INSERT INTO m VALUES (101, 3000000000)")
+    plan = _plan(app, [{"type": "modify_column", "table": "m", "column": {"name": "v", "type": "bigint"},
+                        "new_type": "integer"}])
+    migration = tmp_path / "plan.sql"
+    migration.write_text(plan.sql)
+    with psycopg.connect(app):  # another client of the target
+        out = subprocess.run([sys.executable, "-m", "agent19", "--mode", "dry-run", "dry-run", str(migration),
+                              "--dsn", app, "--format", "json"], capture_output=True, text=True, timeout=300)
+    result = json.loads(out.stdout)
+    assert not result["passed"] and out.returncode != 0, result["summary"]
+    [call] = [st for st in result["statements"] if st["sql"].startswith("CALL agent19_backfill_")]
+    assert call["error"] and "out of range" in call["error"]["message"], call
