@@ -225,3 +225,30 @@ def test_the_dry_run_fails_a_backfill_that_fails_on_the_targets_rows(dsn: str, t
     assert not result["passed"] and out.returncode != 0, result["summary"]
     [call] = [st for st in result["statements"] if st["sql"].startswith("CALL agent19_backfill_")]
     assert call["error"] and "out of range" in call["error"]["message"], call
+
+
+def test_the_runbooks_rollback_of_the_expand_part_gives_the_schema_back(dsn: str, tmp_path) -> None:
+    """The runbook's steps up to the deploy point run, then its rollback plan's undo steps for them, last first: the
+    schema is what it was, and no step of the expand part says "restore from backup" (a step of a pattern's phase
+    has no SQL of its own: the phase is undone at its last step)."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, price integer NOT NULL DEFAULT 5, note text);"
+                 "INSERT INTO items SELECT g, g FROM generate_series(1, 100) g")
+    before = _columns(app, "items")
+    changes = tmp_path / "changes.json"
+    changes.write_text(json.dumps([
+        {"type": "modify_column", "table": "items", "column": {"name": "price", "type": "integer"},
+         "new_type": "bigint"},
+        {"type": "rename", "table": "items", "column": {"name": "note", "type": "text"}, "new_name": "remark"}]))
+    out = subprocess.run([sys.executable, "-m", "agent19", "runbook", str(changes), "--dsn", app, "--format", "json",
+                          "--write", str(tmp_path / "docs"), "--no-handoff", "--handoff-dir", str(tmp_path / "h")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    steps = json.loads((tmp_path / "docs" / "runbook.json").read_text())["steps"]
+    [deploy] = [s["order"] for s in steps if s["deploy_after"]]
+    undo = {s["order"]: s for s in json.loads((tmp_path / "docs" / "rollback-plan.json").read_text())["steps"]}
+    assert not [o for o in range(1, deploy + 1) if "restore from backup" in (undo[o]["manual"] or "")]
+    _run(app, [s["sql"] for s in steps if s["order"] <= deploy])
+    _run(app, [undo[o]["sql"] for o in range(deploy, 0, -1) if undo[o]["sql"]])
+    assert _columns(app, "items") == before
+    assert one(app, "SELECT sum(price) FROM items") == sum(range(1, 101))
