@@ -252,3 +252,22 @@ def test_the_runbooks_rollback_of_the_expand_part_gives_the_schema_back(dsn: str
     _run(app, [undo[o]["sql"] for o in range(deploy, 0, -1) if undo[o]["sql"]])
     assert _columns(app, "items") == before
     assert one(app, "SELECT sum(price) FROM items") == sum(range(1, 101))
+
+
+def test_an_index_or_foreign_key_on_a_column_the_list_renames_is_refused(dsn: str) -> None:
+    """add_index runs before the rename (on the old name); the rename's contract DROP COLUMN then dropped the index
+    the same list had asked for, silently. By the new name it ran before the column existed."""
+    app = owner_login(dsn)
+    run_sql(app, "CREATE TABLE items (id bigint PRIMARY KEY, note text, code integer);"
+                 "CREATE TABLE refs (id bigint PRIMARY KEY, item_code integer)")
+    rename = {"type": "rename", "table": "items", "column": {"name": "code", "type": "integer"}, "new_name": "sku"}
+    for other in ({"type": "add_index", "table": "items", "index_columns": ["code"], "unique": True},
+                  {"type": "add_index", "table": "items", "index_columns": ["sku"]},
+                  {"type": "add_foreign_key", "table": "refs", "index_columns": ["item_code"],
+                   "references_table": "items", "references_columns": ["code"]}):
+        with pytest.raises(InputError, match="renames"):
+            _plan(app, [rename, other])
+    # an index on another column of the table: it runs, and stays
+    plan = _plan(app, [rename, {"type": "add_index", "table": "items", "index_columns": ["note"]}])
+    _run(app, [op.sql for op in plan.operations])
+    assert one(app, "SELECT count(*) FROM pg_index WHERE indrelid = 'items'::regclass AND NOT indisprimary") == 1

@@ -390,6 +390,16 @@ def _check_patterns(changes: list[Change], new_tables: set[str]) -> None:
                                  "replaced, so the second undoes the first",
                                  "make one of them a change list of its own, run after the other's contract part")
             seen[t, name] = c
+    for c in changes:  # an index or foreign key the list adds on a renamed column: on the old one, the contract drops
+        # it (or fails on it); on the new one, it runs before the rename's expand part has added the column
+        uses = [(qname(c.table), col) for col in c.index_columns] + \
+            [(qname(c.references_table or ""), col) for col in c.references_columns]
+        clash = next((u for u in uses if u in seen and seen[u].type == "rename"), None)
+        if c.type in ("add_index", "add_foreign_key") and clash:
+            raise InputError(f"{c.type} on {c.table} uses {clash[1]}, which the same change list renames "
+                             f"({seen[clash].column.name if seen[clash].column else ''} → {seen[clash].new_name}): "
+                             "the rename's contract drops the old column with what is built on it",
+                             "add it in a change list of its own, by the new name, after the rename's contract part")
 
 
 def changes_to_sql(changes: list[Change], pg_major: int,
