@@ -367,23 +367,25 @@ def test_change_list_sql_parses_for_every_hostile_name(pg_major: int) -> None:
     for name in NAMES:
         for table in (name, f"My Schema.{name}"):
             col = {"name": name, "type": "integer", "nullable": False}
-            changes = [Change.model_validate(c) for c in [
+            # three lists: a list may not rename and retype one column, nor rename a table it changes by a pattern
+            for listed in ([
                 {"type": "add_column", "table": table, "column": col},
                 {"type": "modify_column", "table": table, "column": col, "new_type": "bigint"},
                 {"type": "data_migration", "table": table, "set": f"{ident(name)} = 1", "where": f"{ident(name)} < 0"},
                 {"type": "add_index", "table": table, "index_columns": [name], "unique": True},
                 {"type": "add_foreign_key", "table": table, "index_columns": [name], "references_table": table},
-                {"type": "rename", "table": table, "column": col, "new_name": f"{name} 2"},
-                {"type": "rename", "table": table, "new_name": f"{name} 3"},
                 {"type": "drop_column", "table": table, "column": col},
                 {"type": "create_table", "table": f"{table} new", "columns": [
                     {"name": name, "type": "bigint", "primary_key": True}, col | {"name": f"{name}x"}]},
-            ]]
-            _, groups = changes_to_sql(changes, pg_major)
-            failures += [f"{table!r}: {err}\n{sql}" for g in groups for sql in g if (err := parses(sql)) is not None]
-            plan = plan_migration(changes=changes)  # parses and lints its own output
-            failures += [f"rollback {table!r}: {err}\n{o.reverse_sql}" for o in plan.operations
-                         if o.reverse_sql and (err := parses(o.reverse_sql)) is not None]
+            ], [{"type": "rename", "table": table, "column": col, "new_name": f"{name} 2"}],
+               [{"type": "rename", "table": table, "new_name": f"{name} 3"}]):
+                changes = [Change.model_validate(c) for c in listed]
+                _, groups = changes_to_sql(changes, pg_major)
+                failures += [f"{table!r}: {err}\n{sql}" for g in groups for sql in g
+                             if (err := parses(sql)) is not None]
+                plan = plan_migration(changes=changes)  # parses and lints its own output
+                failures += [f"rollback {table!r}: {err}\n{o.reverse_sql}" for o in plan.operations
+                             if o.reverse_sql and (err := parses(o.reverse_sql)) is not None]
     assert not failures, "\n\n".join(failures[:10])
 
 

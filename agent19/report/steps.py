@@ -104,6 +104,8 @@ def build_steps(
         rollback_sql = op.reverse_sql if op.reverse_sql else None
         if data_loss and rollback_sql:
             rollback_note = "re-creates the structure only; the data comes back only from the backup"
+        elif rollback_sql is None and op.reversible:
+            rollback_note = NOTHING_TO_UNDO
         elif data_loss or rollback_sql is None:
             rollback_note = "manual: restore from backup (no SQL undoes this step)"
         else:
@@ -139,6 +141,10 @@ def build_steps(
     return steps
 
 
+NOTHING_TO_UNDO = ("nothing to undo here (it leaves nothing a rollback must remove, or it is part of a zero-downtime "
+                   "pattern's phase, undone as a whole at the phase's last step)")
+
+
 def rollback_steps(steps: list[Step]) -> list[RollbackStep]:
     out = []
     for s in reversed(steps):
@@ -148,11 +154,15 @@ def rollback_steps(steps: list[Step]) -> list[RollbackStep]:
         if s.rollback_sql and not s.in_transaction:
             prereq.append("run it on its own, outside a transaction block")
         manual = None
-        if s.data_loss or s.rollback_sql is None:
+        restore = s.data_loss or (s.rollback_sql is None and not s.reversible)
+        if restore:
             manual = "restore from backup: follow the restore procedure below"
+        elif s.rollback_sql is None:  # reversible with no SQL: nothing to undo, or undone with its pattern phase
+            manual = NOTHING_TO_UNDO
         out.append(RollbackStep(
             order=s.order, title=f"undo step {s.order}: {s.title}", sql=s.rollback_sql, manual=manual,
             data_loss=s.data_loss, prerequisites=prereq,
-            estimated_time=s.estimated_time if s.rollback_sql else "as long as the restore (see the procedure)",
+            estimated_time=s.estimated_time if s.rollback_sql else
+            "as long as the restore (see the procedure)" if restore else "none",
         ))
     return out

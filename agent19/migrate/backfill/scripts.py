@@ -74,7 +74,8 @@ def procedure_parts(spec: BackfillSpec, key: str, key_type: str, *, lock_timeout
     cp = CHECKPOINT_TABLE
     create = f"""-- batched backfill of {spec.table}: SET {spec.set}{' WHERE ' + spec.where if spec.where else ''}
 -- CALL it outside a transaction block (psql autocommit): it commits after every batch.
--- Resumable: progress is kept in {cp} (name {literal(name)}), moved in each batch's transaction.
+-- Resumable: progress is kept in {cp} (name {literal(name)}), moved in each batch's transaction;
+-- a CALL after a finished run walks the table again.
 CREATE OR REPLACE PROCEDURE {proc}(batch_size integer DEFAULT {spec.batch_size},
                                   pause_s float8 DEFAULT {spec.pause_ms / 1000},
                                   commit_batches boolean DEFAULT true)
@@ -96,7 +97,10 @@ BEGIN
   INSERT INTO {cp} (name, table_name, set_sql, where_sql, key_columns)
   VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
           ARRAY[{literal(key)}])
-  ON CONFLICT (name) DO NOTHING;
+  -- a finished checkpoint is walked again from the start: a CALL after it (the migration rolled back and run
+  -- again) must fill what is missing now — the WHERE skips rows already done; an unfinished one resumes
+  ON CONFLICT (name) DO UPDATE SET last_key = NULL, finished_at = NULL, started_at = now(), updated_at = now()
+   WHERE {cp}.finished_at IS NOT NULL;
   IF _a19_commit THEN COMMIT; END IF;
   LOOP
     SELECT c.last_key[1]::{key_type} INTO _a19_last FROM {cp} c WHERE c.name = {literal(name)} FOR UPDATE;

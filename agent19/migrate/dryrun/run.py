@@ -194,8 +194,12 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                     ran.append(stand_in[0])
                     note_held(stmt.index)
                     res.note += f"; in the target's transaction {stand_in[1]} stood in for it"
-                except psycopg.Error:
-                    pass
+                except psycopg.Error as exc:
+                    if stmt.node == "CallStmt":  # the same UPDATEs on the target's rows: the CALL fails on them too
+                        # (a scratch copy without the data — others connected, or too big — never sees the row)
+                        err = statement_error(stmt, exc)
+                        res.error = err.model_copy(update={"message": f"on the target's rows ({stand_in[1]}): "
+                                                                      f"{err.message}"})
             continue
         # what an earlier statement left held: known from its own observation unless a stand-in ran since
         held_before = held_now if held_now is not None else note_held(stmt.index - 1)

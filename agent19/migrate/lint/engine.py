@@ -144,7 +144,9 @@ def _update_state(ctx: StatementContext) -> None:
             state.check_names[con.get("conname", "")] = {(table, c) for c in cols}
             if not con.get("skip_validation"):
                 state.check_columns.update((table, c) for c in cols)
-        if subtype == "AT_AddColumn" and (name := cmd.get("def", {}).get("ColumnDef", {}).get("colname")):
+        # IF NOT EXISTS adds nothing when the column is there already: running clients may use it
+        if subtype == "AT_AddColumn" and (name := cmd.get("def", {}).get("ColumnDef", {}).get("colname")) and \
+                not cmd.get("missing_ok"):
             state.added_columns.add((table, name))
         if subtype == "AT_ValidateConstraint":
             if cmd.get("name") in state.not_null_checks:

@@ -159,14 +159,24 @@ def change_column_type(
     if live is not None and live.sequence and not live.identity:
         swap_ops.append(Step(sql=f"ALTER SEQUENCE {live.sequence} OWNED BY {t}.{c}", lock=None,
                              note="the sequence follows the new column (DROP COLUMN of the old one would drop it)"))
-    rollback = [f"ALTER TABLE {t} RENAME COLUMN {c} TO {s}", f"ALTER TABLE {t} RENAME COLUMN {o} TO {c}"]
+    # undoing the swap gives the old column back what the swap took from it (NOT NULL, default, its sequence) and
+    # the shadow column its sync trigger; without a database, what the change says stands for the old column's
+    old_not_null, old_default = (live.not_null, live.default) if live is not None else (not_null, default)
+    rollback = [*([f"ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"] if default is not None else []),
+                f"ALTER TABLE {t} RENAME COLUMN {c} TO {s}", f"ALTER TABLE {t} RENAME COLUMN {o} TO {c}",
+                *([f"ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL"] if old_not_null else []),
+                *([f"ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {old_default}"]
+                  if old_default is not None and not (live is not None and live.identity) else []),
+                *([f"ALTER SEQUENCE {live.sequence} OWNED BY {t}.{c}"]
+                  if live is not None and live.sequence and not live.identity else []),
+                fn_sql, tg_sql]
     drop_back = ""
     if old_type:
         bfn, btg, drop_back = sync_function(
             table, back, f"  NEW.{o} := CAST(NEW.{c} AS {old_type});")
         swap_ops += [Step(sql=bfn, lock=None), Step(sql=btg, lock="ShareRowExclusiveLock",
                                                    note="keeps the old column right, so the swap can be undone")]
-        rollback = [*drop_back.split("; "), *rollback, fn_sql, tg_sql]
+        rollback = [*drop_back.split("; "), *rollback]
     phases += tail
     phases.append(Phase(
         name="swap the columns",

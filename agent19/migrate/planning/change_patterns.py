@@ -9,13 +9,15 @@ statements that the statement alone does not say travels with it (:class:`Genera
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pglast
 from pglast.enums import AlterTableType
 
 from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
 from agent19.migrate.model import Risk
 from agent19.migrate.patterns.columns import change_column_type
 from agent19.migrate.patterns.live import LiveColumn, find_table, live_from_snapshot
@@ -23,6 +25,7 @@ from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
 from agent19.migrate.patterns.rename import rename_column, rename_table
 from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.migrate.planning.model import Change
+from agent19.sqltree import walk
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ class Generated:
     """The pattern's risk for this step where the statement alone reads worse: a rename whose old name the same
     transaction gives back (a compatibility view, the column swap) breaks no client; a contract drop that loses
     nothing is brief and final, not critical."""
+    reverse: str | None = None
+    """The pattern phase's rollback, on the phase's last statement: undone phase by phase, last phase first (a
+    statement's own inverse, read from the catalog by name, is wrong once the phase has renamed columns)."""
+    undoable: bool | None = None
+    """None: not a pattern's statement (its own inverse stands); else whether its phase can be rolled back."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,38 @@ def _live(change: Change, catalog: SchemaSnapshot | None) -> LiveColumn | None:
     table = find_table(catalog, change.table)
     if catalog is None or table is None or change.column is None:
         return None
-    return live_from_snapshot(catalog, table, change.column.name)
+    live = live_from_snapshot(catalog, table, change.column.name)
+    what = f"{change.type} of {change.table}.{change.column.name}"
+    if live is not None and live.generated:
+        # no client writes it, a BEFORE trigger reads it as NULL (so the sync fills nothing) and its expression is
+        # no default (SET DEFAULT fails in the contract): the pattern cannot be made of it
+        raise InputError(f"{what}: it is a generated column, which the zero-downtime pattern cannot copy (clients "
+                         "never write it; its expression is not a default)",
+                         "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
+                         "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
+    if live is not None and any(d.kind == "primary key" for d in live.dependents):
+        # the swap's DROP NOT NULL of the old column fails (it is in the key); a rename's contract DROP COLUMN
+        # drops the key with it (or fails on a foreign key referencing it): neither ends with the key
+        raise InputError(f"{what}: it is in the primary key of {change.table}, which the zero-downtime pattern "
+                         "does not move to the new column",
+                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE … "
+                         "ADD CONSTRAINT … PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a window")
+    readers = [c.name for c in table.columns if c.generated and c.default and
+               change.column.name in _column_refs(c.default)]
+    if live is not None and readers:
+        raise InputError(f"{what}: the generated column(s) {', '.join(readers)} are computed from it, so the "
+                         "pattern's contract (DROP COLUMN of the old column) fails",
+                         "change the generated column(s) to read the new column first, or drop and re-add them")
+    return live
+
+
+def _column_refs(expression: str) -> set[str]:
+    """The column names an expression reads (a generated column's)."""
+    try:
+        tree = json.loads(pglast.parser.parse_sql_json(f"SELECT {expression}"))
+    except pglast.parser.ParseError:
+        return set()
+    return {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
 
 
 def rename_pattern(change: Change, pg_major: int, catalog: SchemaSnapshot | None) -> Pattern:
@@ -89,8 +128,11 @@ def pattern_steps(p: Pattern, change: Change, backfill: Callable[[BackfillStep],
             sqls = backfill(phase.backfill)
         else:
             sqls = _phase_statements(phase)
-        target += [_contract_drop(sql, label, change) if target is later else
-                   Generated(sql, label, risk="medium" if _renames(sql) else None) for sql in sqls]
+        generated = [_contract_drop(sql, label, change) if target is later else
+                     Generated(sql, label, risk="medium" if _renames(sql) else None) for sql in sqls]
+        undo = ";\n".join(phase.rollback) or None if phase.can_rollback else None
+        target += [replace(g, undoable=phase.can_rollback, reverse=undo if i == len(generated) - 1 else None)
+                   for i, g in enumerate(generated)]
         if phase.deploy_after:
             target = later
     return ChangeSteps(now, later, [f"{p.title}: {n}" for n in p.notes])

@@ -230,6 +230,10 @@ def plan_migration(
     if deploy_statement is not None:  # after the statement's last operation
         last = max(p.order for p, op in zip(planned, ops, strict=True) if op.statement_index == deploy_statement)
         planned[last - 1] = planned[last - 1].model_copy(update={"deploy_after": True})
+    if changes is not None:  # a pattern's statements are undone by its phases' rollbacks, not one by one
+        planned = [p.model_copy(update={"reverse_sql": g.reverse, "reversible": g.undoable})
+                   if (g := by_generated.get(op.statement_index)) and g.undoable is not None else p
+                   for p, op in zip(planned, ops, strict=True)]
     if changes is not None:  # the rollback drops the backfill procedure, not the NOT NULL CHECK already dropped
         planned = with_generated_inverses(planned)
     order_of = {}

@@ -42,9 +42,39 @@ def _same_rel(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("relname") == b.get("relname") and (a.get("schemaname") or None) == (b.get("schemaname") or None)
 
 
-def _old_table_restored(ctx: StatementContext, rel: dict[str, Any]) -> bool:
-    """A view with the old name is created in the same transaction (the rename_table pattern's expand step)."""
-    return any(node == "ViewStmt" and _same_rel(f.get("view") or {}, rel) for node, f in _later_in_transaction(ctx))
+_NOT_SIMPLE = ("whereClause", "groupClause", "havingClause", "distinctClause", "limitCount", "limitOffset",
+               "withClause", "windowClause", "valuesLists")
+
+
+def _reads_all_of(query: dict[str, Any], new: dict[str, Any]) -> bool:
+    """``SELECT * FROM new`` and nothing else: every row and column, and updatable, so old readers and writers work."""
+    q = query.get("SelectStmt") or {}
+    frm, targets = q.get("fromClause") or [], q.get("targetList") or []
+    star = [t.get("ResTarget", {}).get("val", {}).get("ColumnRef", {}).get("fields") for t in targets]
+    return (len(frm) == 1 and "RangeVar" in frm[0] and _same_rel(frm[0]["RangeVar"], new) and star == [[{"A_Star": {}}]]
+            and q.get("op", "SETOP_NONE") == "SETOP_NONE" and not any(q.get(k) for k in _NOT_SIMPLE))
+
+
+def _names_rel(names: list[dict[str, Any]], rel: dict[str, Any]) -> bool:
+    """A DROP's object name (``[schema,] name``) is ``rel``."""
+    parts = [n.get("String", {}).get("sval") for n in names]
+    return parts == [p for p in (rel.get("schemaname") or None, rel.get("relname")) if p]
+
+
+def _old_table_restored(ctx: StatementContext, rel: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The old name is, at COMMIT, a permanent view of all of ``new`` (the table under its new name) created in the
+    same transaction — the rename_table pattern's expand step: not a temporary view (only the migration's session
+    sees it), not a view of something else, not one dropped or renamed away again before COMMIT."""
+    restored = False
+    for node, f in _later_in_transaction(ctx):
+        if node == "ViewStmt" and _same_rel(f.get("view") or {}, rel):
+            restored = (f["view"].get("relpersistence") != "t" and _reads_all_of(f.get("query") or {}, new))
+        elif node == "DropStmt" and any(_names_rel(o.get("List", {}).get("items", []), rel)
+                                        for o in f.get("objects") or []):
+            restored = False
+        elif node in ("RenameStmt", "AlterObjectSchemaStmt") and _same_rel(f.get("relation") or {}, rel):
+            restored = False
+    return restored
 
 
 def _old_column_restored(ctx: StatementContext, rel: dict[str, Any], old: str) -> bool:
@@ -57,7 +87,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
     if ctx.node == "AlterObjectSchemaStmt" and f.get("objectType") in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW"):
         rel = f.get("relation", {})
-        if rel and not ctx.is_new(ctx.relation) and not _old_table_restored(ctx, rel):
+        target = {"schemaname": f.get("newschema"), "relname": rel.get("relname")} if rel else {}
+        if rel and not ctx.is_new(ctx.relation) and not _old_table_restored(ctx, rel, target):
             old, moved = _table(rel), qualified(f.get("newschema", ""), rel.get("relname", ""))
             yield Hit(
                 f"moving {old} to schema {ident(f.get('newschema', ''))} breaks every running client that names it "
@@ -70,7 +101,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node != "RenameStmt" or ctx.is_new(ctx.relation):
         return
     kind, rel = f.get("renameType"), f.get("relation", {})
-    if kind in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW") and rel and _old_table_restored(ctx, rel):
+    renamed = {"schemaname": rel.get("schemaname"), "relname": f.get("newname")} if rel else {}
+    if kind in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW") and rel and _old_table_restored(ctx, rel, renamed):
         return
     if kind == "OBJECT_TABLE" and rel:
         table, new = _table(rel), f.get("newname", "")
