@@ -15,7 +15,7 @@ from agent19.migrate.classification.knowledge import (
     parse_format_type,
     rewrite_free_change,
 )
-from agent19.migrate.classification.state import Context, Decision, check_facts, range_name
+from agent19.migrate.classification.state import Context, Decision, check_facts, if_not_exists, range_name
 from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.sqltree import walk
 
@@ -60,7 +60,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
     col = cmd.get("name")
     alter = f"ALTER TABLE {qname(table)}"
     if sub == "AT_AddColumn":
-        return _add_column(cmd["def"]["ColumnDef"], table, ctx)
+        return _add_column(cmd["def"]["ColumnDef"], table, ctx, bool(cmd.get("missing_ok")))
     if sub == "AT_DropColumn":
         ctx.state.forget_column(table, col)
         if (table, col) in ctx.state.added_columns:
@@ -117,13 +117,15 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
                     reversible=False)
 
 
-def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
+def _add_column(coldef: dict[str, Any], table: str, ctx: Context, if_missing: bool = False) -> Decision:
     col = coldef.get("colname", "")
     ctype = type_of(coldef.get("typeName", {}))
     cons = _constraints(coldef)
     types = {c.get("contype") for c in cons}
-    ctx.state.add_column(table, col, ctype)
-    ctx.state.added_columns.add((table, col))
+    existed = None if ctx.catalog is None else ctx.catalog_column(table, col) is not None
+    if not (if_missing and existed):  # ADD COLUMN IF NOT EXISTS of a live column adds nothing: not ours to drop
+        ctx.state.add_column(table, col, ctype)
+        ctx.state.added_columns.add((table, col))
     inverse = f"ALTER TABLE {qname(table)} DROP COLUMN {ident(col)}"
     names = [n.get("String", {}).get("sval", "") for n in coldef.get("typeName", {}).get("names", [])]
     default = next((c.get("raw_expr") for c in cons if c.get("contype") == "CONSTR_DEFAULT"), None)
@@ -155,6 +157,8 @@ def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
             form = "add_column.not_null_default" if "CONSTR_NOTNULL" in types else "add_column.default"
         else:
             form = "add_column"
+    if if_missing:
+        return Decision(A + form, [table], refs, **if_not_exists(f"column {col} of {table}", existed, inverse, notes))
     return Decision(A + form, [table], refs, notes=notes, inverse=inverse)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pglast
 
-from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, range_name
+from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, if_not_exists, range_name
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import ident, qname, qualified, relation_key, split_name
 from agent19.sqltree import walk
@@ -91,19 +91,21 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if "partbound" in f and f.get("inhRelations"):
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
         form = "create_table.with_foreign_key" if others else "create_table"
+        inverse = f"DROP TABLE {qname(table)}"
         if f.get("if_not_exists"):
-            return Decision(form, [table], others, **_create_if_not_exists(table, ctx, notes))
-        return Decision(form, [table], others, notes=notes, inverse=f"DROP TABLE {qname(table)}")
+            return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes))
+        return Decision(form, [table], others, notes=notes, inverse=inverse)
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
         if ctx.table(into) is None:
             state.created.add(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         form = "create_materialized_view" if matview else "create_table_as"
-        if f.get("if_not_exists") and not matview:
-            return Decision(form, [into], _sources(f.get("query", {})), **_create_if_not_exists(into, ctx, []))
-        return Decision(form, [into], _sources(f.get("query", {})),
-                        inverse=f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}")
+        inverse = f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}"
+        if f.get("if_not_exists"):
+            return Decision(form, [into], _sources(f.get("query", {})),
+                            **if_not_exists(into, ctx.relation_exists(into), inverse, []))
+        return Decision(form, [into], _sources(f.get("query", {})), inverse=inverse)
     if node == "IndexStmt":
         return _index(f, ctx)
     if node == "DropStmt":
@@ -177,7 +179,10 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
                         notes=["an enum value cannot be dropped; only the whole type can be recreated"])
     if node == "CreateSeqStmt":
         seq = range_name(f.get("sequence", {}))
-        return Decision("create_sequence", [seq], inverse=f"DROP SEQUENCE {qname(seq)}")
+        inverse = f"DROP SEQUENCE {qname(seq)}"
+        if f.get("if_not_exists"):
+            return Decision("create_sequence", [seq], **if_not_exists(seq, ctx.relation_exists(seq), inverse, []))
+        return Decision("create_sequence", [seq], inverse=inverse)
     if node == "AlterSeqStmt":
         return Decision("alter_sequence", [range_name(f.get("sequence", {}))], reversible=False)
     if node == "AlterSystemStmt":
@@ -242,20 +247,6 @@ def committing_writes(create_sql: str) -> list[str] | None:
     return list(dict.fromkeys(written))
 
 
-def _create_if_not_exists(table: str, ctx: Context, notes: list[str]) -> dict[str, Any]:
-    """The rollback of CREATE TABLE IF NOT EXISTS: DROP TABLE only when the catalog shows the migration creates it.
-    A table that exists already is left as it is (nothing to undo); without a catalog nobody knows, and a DROP
-    TABLE would destroy a table that predates the migration, with its rows."""
-    if ctx.catalog is None:
-        return {"notes": [*notes, f"IF NOT EXISTS: {table} may exist before the migration, and DROP TABLE would "
-                          "destroy it with its rows: no automatic inverse; drop it by hand only if this migration "
-                          "created it (plan with a database connected to know)"], "reversible": False}
-    if ctx.table(table) is not None:
-        return {"notes": [*notes, f"{table} exists already: IF NOT EXISTS makes this do nothing, and the rollback "
-                          "leaves the table alone"], "reversible": True}
-    return {"notes": notes, "inverse": f"DROP TABLE {qname(table)}"}
-
-
 def _index_table(index: str, ctx: Context) -> str | None:
     if ctx.catalog is None:
         return None
@@ -276,6 +267,9 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     if conc and ctx.pg_major == 14:
         notes.append("CREATE INDEX CONCURRENTLY on 14.0–14.3 could silently corrupt indexes: use 14.4 or later")
     form = "create_index.concurrently" if conc else ("create_index.unique" if f.get("unique") else "create_index")
+    if inverse and f.get("if_not_exists"):
+        key = relation_key(schema or DEFAULT_SCHEMA, name)
+        return Decision(form, [table], **if_not_exists(key, ctx.relation_exists(key), inverse, notes))
     return Decision(form, [table], notes=notes, inverse=inverse, reversible=inverse is not None)
 
 

@@ -19,7 +19,7 @@ from pglast.parser import ParseError
 
 from agent19.migrate.classification.knowledge import ColumnType, parse_format_type
 from agent19.migrate.model import Risk
-from agent19.migrate.patterns.sqlnames import relation_key
+from agent19.migrate.patterns.sqlnames import relation_key, split_name
 from agent19.sqltree import parse_json, walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
@@ -176,6 +176,17 @@ class Context:
     def table(self, name: str) -> Table | None:
         return self.catalog.table(name) if self.catalog else None
 
+    def relation_exists(self, name: str) -> bool | None:
+        """Whether a relation named ``name`` (a table, view, materialized view, sequence or index: the names CREATE …
+        IF NOT EXISTS checks) exists before the migration; None without a catalog."""
+        if self.catalog is None:
+            return None
+        schema, rel = split_name(name)
+        holders = [*self.catalog.tables, *self.catalog.views]
+        names = [(r.schema_name, r.name) for r in [*holders, *self.catalog.sequences]]
+        names += [(r.schema_name, i.name) for r in holders for i in r.indexes]
+        return (schema or DEFAULT_SCHEMA, rel) in names
+
     def catalog_column(self, table: str, col: str) -> Column | None:
         t = self.table(table)
         return t.column(col) if t else None
@@ -253,3 +264,18 @@ class Context:
             if col in f.not_null and low is not None and high is not None and low >= lower[0] and high <= upper[0]:
                 return True, f"a validated CHECK on {part} implies the bound [{lower[0]}, {upper[0]}): no scan"
         return False, f"no validated CHECK on {part} implies {col} IS NOT NULL AND the bound: full scan"
+
+
+def if_not_exists(what: str, exists: bool | None, inverse: str, notes: list[str]) -> dict[str, Any]:
+    """The rollback of CREATE … IF NOT EXISTS or ADD COLUMN IF NOT EXISTS (``Decision`` keywords): ``inverse`` only
+    when the catalog shows the migration creates ``what``. One that exists already is left as it is (the statement
+    does nothing: nothing to undo); without a catalog nobody knows, and ``inverse`` would destroy something that
+    predates the migration (a table's or a column's rows, an index the application relies on)."""
+    if exists is None:
+        return {"notes": [*notes, f"IF NOT EXISTS: {what} may exist before the migration, and {inverse} would "
+                          "destroy it: no automatic inverse; run it by hand only if this migration created it (plan "
+                          "with a database connected to know)"], "reversible": False}
+    if exists:
+        return {"notes": [*notes, f"{what} exists already: IF NOT EXISTS makes this do nothing, and the rollback "
+                          "leaves it alone"], "reversible": True}
+    return {"notes": notes, "inverse": inverse}

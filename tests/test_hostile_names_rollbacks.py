@@ -1,0 +1,83 @@
+"""Hostile review: rollbacks that must not destroy what predates the migration, names with dots, and foreign keys
+that only look the same. Every test runs on a real server as a non-superuser application login."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import psycopg
+
+from agent19.db.catalog import snapshot
+from agent19.migrate.planning.plan import plan_migration
+from tests.conftest import owner_login
+
+
+def _run(dsn: str, sql: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _one(dsn: str, sql: str) -> object:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _snap(dsn: str):
+    with psycopg.connect(dsn, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        return snapshot(conn)
+
+
+def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent19", "--dsn", dsn, *args], capture_output=True, text=True, timeout=300
+    )
+
+
+IF_NOT_EXISTS = (
+    "CREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
+    "ALTER TABLE t ADD COLUMN IF NOT EXISTS a int;\n"
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS mv AS SELECT 1 AS one;\n"
+    "CREATE SEQUENCE IF NOT EXISTS s1;\n"
+    "CREATE INDEX IF NOT EXISTS t_b ON t (a);\n"
+)
+
+
+def test_if_not_exists_of_live_objects_is_not_undone_by_dropping_them(dsn: str, tmp_path) -> None:
+    """CREATE INDEX / SEQUENCE / MATERIALIZED VIEW IF NOT EXISTS and ADD COLUMN IF NOT EXISTS of objects that exist
+    do nothing; the rollback dropped them (ADD COLUMN IF NOT EXISTS's rollback dropped a live column with its rows)."""
+    app = owner_login(dsn)
+    _run(
+        app,
+        "CREATE TABLE t (id int PRIMARY KEY, a int); CREATE INDEX t_a ON t (a);"
+        "INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;"
+        "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS one; CREATE SEQUENCE s1",
+    )
+    migration = tmp_path / "m.sql"
+    migration.write_text(IF_NOT_EXISTS)
+    out = _cli(app, "plan", str(migration), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    steps = plan["rollback"]["steps"]
+    assert steps == ["DROP INDEX public.t_b"], steps  # only the index the migration creates
+    assert plan["rollback"]["kind"] == "automatic"
+    _run(app, IF_NOT_EXISTS)
+    for step in steps:
+        _run(app, step)
+    assert _one(app, "SELECT sum(a) FROM t") == 5050  # the column and its rows are still there
+    assert (
+        _one(
+            app,
+            "SELECT to_regclass('t_a') IS NOT NULL AND to_regclass('mv') IS NOT NULL "
+            "AND to_regclass('s1') IS NOT NULL AND to_regclass('t_b') IS NULL",
+        )
+        is True
+    )
+
+
+def test_if_not_exists_without_a_catalog_has_no_automatic_drop(dsn: str) -> None:
+    plan = plan_migration(sql=IF_NOT_EXISTS)  # nobody knows what existed
+    assert not any(s.startswith("DROP") or "DROP COLUMN" in s for s in plan.rollback.steps), plan.rollback.steps
+    assert plan.rollback.kind == "manual" and plan.rollback.irreversible == [1, 2, 3, 4, 5]
+    assert "column a of public.t may exist before the migration" in plan.rollback.description
