@@ -81,3 +81,48 @@ def test_if_not_exists_without_a_catalog_has_no_automatic_drop(dsn: str) -> None
     assert not any(s.startswith("DROP") or "DROP COLUMN" in s for s in plan.rollback.steps), plan.rollback.steps
     assert plan.rollback.kind == "manual" and plan.rollback.irreversible == [1, 2, 3, 4, 5]
     assert "column a of public.t may exist before the migration" in plan.rollback.description
+
+
+def test_a_foreign_key_that_differs_in_on_update_deferrable_or_match_is_not_the_one_asked_for(dsn: str) -> None:
+    """A change list's plain add_foreign_key was reported as already there (nothing generated) when the live one
+    cascades updates, is deferred or is MATCH FULL: the database kept a constraint that behaves differently."""
+    from agent19.migrate.planning.model import Change
+
+    app = owner_login(dsn)
+    _run(
+        app,
+        "CREATE TABLE orders (id bigint PRIMARY KEY); CREATE TABLE lines (id int, a bigint, b bigint, c bigint,"
+        " CONSTRAINT l_a FOREIGN KEY (a) REFERENCES orders (id) ON UPDATE CASCADE,"
+        " CONSTRAINT l_b FOREIGN KEY (b) REFERENCES orders (id) DEFERRABLE INITIALLY DEFERRED,"
+        " CONSTRAINT l_c FOREIGN KEY (c) REFERENCES orders (id) MATCH FULL);"
+        "CREATE INDEX ON lines (a); CREATE INDEX ON lines (b); CREATE INDEX ON lines (c)",
+    )
+    changes = [
+        Change.model_validate(
+            {
+                "type": "add_foreign_key",
+                "table": "lines",
+                "index_columns": [col],
+                "references_table": "orders",
+                "references_columns": ["id"],
+            }
+        )
+        for col in ("a", "b", "c")
+    ]
+    plan = plan_migration(changes=changes, catalog=_snap(app))
+    assert not [f for f in plan.findings if f.rule == "already-exists"]
+    for col in ("a", "b", "c"):
+        assert (
+            f"FOREIGN KEY ({col}) REFERENCES public.orders" in plan.sql
+            or f"FOREIGN KEY ({col}) REFERENCES orders" in plan.sql
+        ), plan.sql
+    _run(app, plan.sql.replace("CONCURRENTLY", ""))
+    # the generated constraints check immediately and reject an update of a referenced key
+    assert (
+        _one(
+            app,
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT condeferrable "
+            "AND confupdtype = 'a' AND confmatchtype = 's'",
+        )
+        == 3
+    )
