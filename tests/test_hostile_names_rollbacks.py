@@ -126,3 +126,26 @@ def test_a_foreign_key_that_differs_in_on_update_deferrable_or_match_is_not_the_
         )
         == 3
     )
+
+
+def test_calibration_samples_at_most_its_sample_when_the_row_count_is_stale(dsn: str, tmp_path) -> None:
+    """reltuples said 600 rows while the table held 60,600 (bulk load, not analyzed yet): the "sample" was the whole
+    table, read in read-only mode and copied in dry-run mode (on a large table: the whole table written again)."""
+    from agent19.migrate.planning.calibrate import SAMPLE_ROWS
+
+    app = owner_login(dsn)
+    _run(
+        app,
+        "CREATE TABLE stale (id int, v int) WITH (autovacuum_enabled = false);"
+        "INSERT INTO stale SELECT g, g FROM generate_series(1, 600) g; ANALYZE stale;"
+        "INSERT INTO stale SELECT g, g FROM generate_series(1, 60000) g",
+    )
+    migration = tmp_path / "m.sql"
+    migration.write_text("ALTER TABLE stale ADD CONSTRAINT positive CHECK (v > 0);\n")
+    for mode in ("read-only", "dry-run"):
+        out = _cli(app, "--mode", mode, "plan", str(migration), "--format", "json")
+        assert out.returncode == 0, out.stderr
+        op = json.loads(out.stdout)["operations"][0]
+        assert op["figures"] == "calibrated", op
+        sampled = int(op["duration_basis"].split(" sampled rows")[0].rsplit(" ", 1)[1].replace(",", ""))
+        assert 0 < sampled <= SAMPLE_ROWS, op["duration_basis"]
