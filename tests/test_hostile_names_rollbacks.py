@@ -149,3 +149,27 @@ def test_calibration_samples_at_most_its_sample_when_the_row_count_is_stale(dsn:
         assert op["figures"] == "calibrated", op
         sampled = int(op["duration_basis"].split(" sampled rows")[0].rsplit(" ", 1)[1].replace(",", ""))
         assert 0 < sampled <= SAMPLE_ROWS, op["duration_basis"]
+
+
+def test_rollback_of_a_migration_that_sets_search_path_undoes_its_own_schema_only(dsn: str, tmp_path) -> None:
+    """After SET search_path TO app, unqualified names were still read as public: the rollback of CREATE INDEX i ON
+    t dropped public.i (an index that predates the migration, on another table) and DROP NOT NULL aimed at
+    public.t, which has no such column."""
+    app = owner_login(dsn)
+    _run(
+        app,
+        "CREATE TABLE t (id int, a int); CREATE INDEX i ON t (a);"
+        "CREATE SCHEMA app; CREATE TABLE app.t (id int, v int); INSERT INTO app.t VALUES (1, 1)",
+    )
+    sql = "SET search_path TO app;\nCREATE INDEX i ON t (v);\nALTER TABLE t ALTER COLUMN v SET NOT NULL;\n"
+    migration = tmp_path / "m.sql"
+    migration.write_text(sql)
+    out = _cli(app, "plan", str(migration), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert [o["table"] for o in plan["operations"]][1:] == ["app.t", "app.t"]
+    _run(app, sql)
+    for step in plan["rollback"]["steps"]:
+        _run(app, step)
+    assert _one(app, "SELECT to_regclass('public.i') IS NOT NULL AND to_regclass('app.i') IS NULL") is True
+    assert _one(app, "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'app.t'::regclass AND attname = 'v'")

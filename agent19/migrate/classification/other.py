@@ -7,7 +7,15 @@ from typing import Any
 
 import pglast
 
-from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, if_not_exists, range_name
+from agent19.migrate.classification.state import (
+    DEFAULT_SCHEMA,
+    Context,
+    Decision,
+    default_schema,
+    if_not_exists,
+    range_name,
+    search_path_set,
+)
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import ident, qname, qualified, relation_key, split_name
 from agent19.sqltree import walk
@@ -45,7 +53,7 @@ def _object_name(obj: dict[str, Any]) -> str:
         return str(obj["String"].get("sval", ""))
     names = _names(obj.get("List", {}).get("items", []) or obj.get("TypeName", {}).get("names", [])
                     or obj.get("ObjectWithArgs", {}).get("objname", []))
-    return relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0]) if names else ""
+    return relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0]) if names else ""
 
 
 def render_subcommands(sql: str, count: int) -> list[str]:
@@ -161,7 +169,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if objtype in ("OBJECT_TABLE", "OBJECT_COLUMN"):
             names = _names(f.get("object", {}).get("List", {}).get("items", []))
             names = names[:-1] if objtype == "OBJECT_COLUMN" else names
-            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0])
+            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0])
             return Decision("comment", [table], reversible=True)
         return Decision("create_object", [], reversible=True, notes=["a comment on a non-table object"])
     if node == "CreateStatsStmt":
@@ -278,7 +286,8 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     objects = [_object_name(o) for o in f.get("objects", [])]
     if remove == "OBJECT_TRIGGER":
         items = _names(f["objects"][0].get("List", {}).get("items", [])) if f.get("objects") else []
-        table = relation_key(*items[-3:-1]) if len(items) > 2 else relation_key("public", items[0]) if items else ""
+        table = (relation_key(*items[-3:-1]) if len(items) > 2 else relation_key(default_schema(), items[0]) if items
+                 else "")
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
     kind = DROP_FORMS.get(remove, "drop_object")
@@ -357,4 +366,6 @@ def _set(f: dict[str, Any], ctx: Context) -> Decision:
             value = const.get("sval", {}).get("sval") if "sval" in const else const.get("ival", {}).get("ival", 0)
             ctx.state.lock_timeout = str(value)
         return Decision("set", [], reversible=True, notes=[f"lock_timeout = {ctx.state.lock_timeout}"])
+    if name == "search_path":
+        search_path_set(ctx.state, [a.get("A_Const", {}).get("sval", {}).get("sval", "") for a in f.get("args", [])])
     return Decision("set", [], reversible=True, notes=[f"SET {name}"] if name else [])

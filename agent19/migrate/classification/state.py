@@ -12,6 +12,9 @@ Lint rules read the latter two from each :class:`~agent19.migrate.model.Operatio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +29,38 @@ if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog i
     from agent19.db.models import Column, SchemaSnapshot, Table
 
 DEFAULT_SCHEMA = "public"
+_SCHEMA: ContextVar[str] = ContextVar("agent19_unqualified_schema", default=DEFAULT_SCHEMA)
+
+
+def default_schema() -> str:
+    """The schema an unqualified name means at this point of the migration being classified: ``public``, or the
+    first schema of a ``SET search_path`` an earlier statement ran (:func:`search_path_set`)."""
+    return _SCHEMA.get()
+
+
+def search_path_set(state: MigrationState, schemas: list[str]) -> None:
+    """An earlier statement set the search_path (``[]``: RESET or DEFAULT): unqualified names now mean its first
+    schema (``"$user"``, ``pg_catalog`` and ``pg_temp`` skipped; a later schema that holds the table is not looked
+    for)."""
+    state.schema = next((s for s in schemas if s not in ("$user", "pg_catalog", "pg_temp")), DEFAULT_SCHEMA)
+    _SCHEMA.set(state.schema)
+
+
+@contextmanager
+def one_session(state: MigrationState) -> Iterator[None]:
+    """Classify statements of the migration whose session ``state`` carries: unqualified names mean the schema
+    its search_path names (``public`` until a ``SET search_path``)."""
+    token = _SCHEMA.set(state.schema)
+    try:
+        yield
+    finally:
+        _SCHEMA.reset(token)
 
 
 def range_name(rv: dict[str, Any]) -> str:
-    """A ``RangeVar`` → ``schema.name`` (default schema ``public``), as :func:`relation_key` writes it (a name with a
-    dot is quoted, so every reader splits it where PostgreSQL does)."""
-    return relation_key(rv.get("schemaname") or DEFAULT_SCHEMA, rv.get("relname", ""))
+    """A ``RangeVar`` → ``schema.name`` (unqualified: :func:`default_schema`), as :func:`relation_key` writes it (a
+    name with a dot is quoted, so every reader splits it where PostgreSQL does)."""
+    return relation_key(rv.get("schemaname") or default_schema(), rv.get("relname", ""))
 
 
 @dataclass
@@ -130,6 +159,8 @@ class MigrationState:
     its statements write"""
     lock_timeout: str | None = None
     explicit_transaction: bool = False
+    schema: str = DEFAULT_SCHEMA
+    """the schema unqualified names mean: the first of the search_path the migration SET (one session's)"""
     _anonymous: int = 0
 
     def add_column(self, table: str, col: str, ctype: ColumnType) -> None:
