@@ -173,3 +173,28 @@ def test_rollback_of_a_migration_that_sets_search_path_undoes_its_own_schema_onl
         _run(app, step)
     assert _one(app, "SELECT to_regclass('public.i') IS NOT NULL AND to_regclass('app.i') IS NULL") is True
     assert _one(app, "SELECT NOT attnotnull FROM pg_attribute WHERE attrelid = 'app.t'::regclass AND attname = 'v'")
+
+
+def test_rollback_of_a_failed_add_constraint_keeps_the_constraint_that_predates_it(dsn: str) -> None:
+    """ADD CONSTRAINT pos where the table has a constraint pos fails; in a migration that commits statement by
+    statement, the rollback (DROP CONSTRAINT IF EXISTS pos) then dropped the constraint that predates it."""
+    app = owner_login(dsn)
+    _run(app, "CREATE TABLE t (id int, a int, CONSTRAINT pos CHECK (a > 0)); INSERT INTO t VALUES (1, 1)")
+    sql = ["CREATE INDEX CONCURRENTLY tx ON t (a)", "ALTER TABLE t ADD CONSTRAINT pos CHECK (a >= 0) NOT VALID"]
+    plan = plan_migration(sql=";\n".join(sql) + ";\n", catalog=_snap(app))
+    _run(app, sql[0])
+    try:
+        _run(app, sql[1])
+    except psycopg.errors.DuplicateObject:
+        pass
+    for step in plan.rollback.steps:
+        _run(app, step)
+    assert _one(app, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'pos'") == "CHECK ((a > 0))"
+    assert _one(app, "SELECT to_regclass('tx') IS NULL") is True
+    # replacing it (drop, then add under the same name) is still undone: the new one dropped, the old one back
+    replace = "ALTER TABLE t DROP CONSTRAINT pos, ADD CONSTRAINT pos CHECK (a >= 0);\n"
+    plan = plan_migration(sql=replace, catalog=_snap(app))
+    _run(app, replace)
+    for step in plan.rollback.steps:
+        _run(app, step)
+    assert _one(app, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'pos'") == "CHECK ((a > 0))"

@@ -232,28 +232,35 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
     # IF EXISTS: the rollback can be run again after a partial run (the name was free, or the ADD would have failed)
     inverse = f"ALTER TABLE {qname(table)} DROP CONSTRAINT IF EXISTS {ident(name)}" if name else None
     notes = [] if name else ["unnamed constraint: the server names it, so the inverse cannot be generated"]
+    live = ctx.table(table)
+    if name and live and any(c.name == name for c in live.constraints) and (table, name) not in \
+            ctx.state.dropped_constraints:  # the ADD fails: its inverse would drop the constraint that predates it
+        inverse = None
+        notes.append(f"{name} exists already on {table}: this ADD CONSTRAINT fails, and the rollback leaves the "
+                     "constraint that predates the migration alone")
+    reversible = inverse is not None or bool(name)
     if contype == "CONSTR_CHECK":
         facts = check_facts(con.get("raw_expr", {}))
         columns = {f["fields"][-1].get("String", {}).get("sval", "") for node, f in walk(con.get("raw_expr", {}))
                    if node == "ColumnRef" and f.get("fields")}
         ctx.state.add_check(table, name, facts, validated=not not_valid, columns=columns)
         return Decision(A + ("add_check.not_valid" if not_valid else "add_check"), [table], notes=notes,
-                        inverse=inverse, reversible=inverse is not None)
+                        inverse=inverse, reversible=reversible)
     if contype == "CONSTR_FOREIGN":
         ref = range_name(con["pktable"])
         ctx.state.add_foreign_key(table, name, ref)
         return Decision(A + ("add_foreign_key.not_valid" if not_valid else "add_foreign_key"), [table], [ref],
-                        notes=notes, inverse=inverse, reversible=inverse is not None)
+                        notes=notes, inverse=inverse, reversible=reversible)
     if contype in ("CONSTR_UNIQUE", "CONSTR_PRIMARY"):
         if con.get("indexname"):
             if contype == "CONSTR_PRIMARY":
                 notes.append("PRIMARY KEY USING INDEX also sets NOT NULL on its columns (a scan if any is nullable)")
             return Decision(A + "add_unique.using_index", [table], notes=notes, inverse=inverse,
-                            reversible=inverse is not None)
+                            reversible=reversible)
         form = "add_primary_key" if contype == "CONSTR_PRIMARY" else "add_unique"
-        return Decision(A + form, [table], notes=notes, inverse=inverse, reversible=inverse is not None)
+        return Decision(A + form, [table], notes=notes, inverse=inverse, reversible=reversible)
     if contype == "CONSTR_EXCLUSION":
-        return Decision(A + "add_exclusion", [table], notes=notes, inverse=inverse, reversible=inverse is not None)
+        return Decision(A + "add_exclusion", [table], notes=notes, inverse=inverse, reversible=reversible)
     return Decision(A + "other", [table], notes=[f"constraint type {contype}"], reversible=False)
 
 
