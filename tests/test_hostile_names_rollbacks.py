@@ -198,3 +198,42 @@ def test_rollback_of_a_failed_add_constraint_keeps_the_constraint_that_predates_
     for step in plan.rollback.steps:
         _run(app, step)
     assert _one(app, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'pos'") == "CHECK ((a > 0))"
+
+
+def test_rollback_of_a_failed_create_keeps_the_table_and_index_that_predate_it(dsn: str) -> None:
+    """CREATE TABLE orders / CREATE INDEX i of names the database has fail; in a migration that commits statement
+    by statement (CONCURRENTLY), the rollback then ran DROP TABLE orders: the live table, with its rows."""
+    app = owner_login(dsn)
+    _run(
+        app,
+        "CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 10);"
+        "CREATE INDEX i ON orders (id)",
+    )
+    sql = [
+        "CREATE INDEX CONCURRENTLY fresh ON orders (id)",
+        "CREATE INDEX i ON orders (id)",
+        "CREATE TABLE orders (id bigint)",
+    ]
+    plan = plan_migration(sql=";\n".join(sql) + ";\n", catalog=_snap(app))
+    assert plan.rollback.steps == ["DROP INDEX CONCURRENTLY public.fresh"], plan.rollback.steps
+    _run(app, sql[0])
+    for failing in sql[1:]:
+        try:
+            _run(app, failing)
+        except psycopg.errors.DuplicateTable:
+            pass
+    for step in plan.rollback.steps:
+        _run(app, step)
+    assert _one(app, "SELECT count(*) FROM orders") == 10
+    assert _one(app, "SELECT to_regclass('i') IS NOT NULL AND to_regclass('fresh') IS NULL") is True
+    # dropped (or renamed away) first, the name is free: the new one is undone and the old one recreated
+    rebuild = (
+        "DROP INDEX i;\nCREATE INDEX i ON orders (id DESC);\nALTER TABLE orders RENAME TO old;\n"
+        "CREATE TABLE orders (id bigint);\n"
+    )
+    plan = plan_migration(sql=rebuild, catalog=_snap(app))
+    _run(app, rebuild)
+    for step in plan.rollback.steps:
+        _run(app, step)
+    assert _one(app, "SELECT pg_get_indexdef('i'::regclass)") == "CREATE INDEX i ON public.orders USING btree (id)"
+    assert _one(app, "SELECT count(*) FROM orders") == 10

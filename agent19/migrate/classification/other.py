@@ -100,9 +100,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
         form = "create_table.with_foreign_key" if others else "create_table"
         inverse = f"DROP TABLE {qname(table)}"
-        if f.get("if_not_exists"):
-            return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes))
-        return Decision(form, [table], others, notes=notes, inverse=inverse)
+        return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes,
+                                                               guarded=bool(f.get("if_not_exists"))))
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
         if ctx.table(into) is None:
@@ -110,10 +109,9 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         form = "create_materialized_view" if matview else "create_table_as"
         inverse = f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}"
-        if f.get("if_not_exists"):
-            return Decision(form, [into], _sources(f.get("query", {})),
-                            **if_not_exists(into, ctx.relation_exists(into), inverse, []))
-        return Decision(form, [into], _sources(f.get("query", {})), inverse=inverse)
+        return Decision(form, [into], _sources(f.get("query", {})),
+                        **if_not_exists(into, ctx.relation_exists(into), inverse, [],
+                                        guarded=bool(f.get("if_not_exists"))))
     if node == "IndexStmt":
         return _index(f, ctx)
     if node == "DropStmt":
@@ -121,7 +119,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "TruncateStmt":
         return Decision("truncate", [range_name(r["RangeVar"]) for r in f.get("relations", []) if "RangeVar" in r])
     if node == "RenameStmt":
-        return _rename(f)
+        return _rename(f, ctx)
     if node == "AlterObjectSchemaStmt" and f.get("objectType") == "OBJECT_TABLE":
         table = range_name(f.get("relation", {}))
         schema = f.get("newschema", "")
@@ -152,11 +150,13 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision(form, [range_name(f.get("relation", {}))], reversible=True)
     if node == "ViewStmt":
         view = range_name(f.get("view", {}))
-        inverse = None if f.get("replace") else f"DROP VIEW {qname(view)}"
         if not f.get("replace") and ctx.table(view) is None:
             state.created.add(view)  # a new view: nobody can be queued on it
-        return Decision("create_view", [view], [s for s in _sources(f.get("query", {})) if s != view],
-                        inverse=inverse, reversible=inverse is not None)
+        sources = [s for s in _sources(f.get("query", {})) if s != view]
+        if f.get("replace"):
+            return Decision("create_view", [view], sources, reversible=False)
+        return Decision("create_view", [view], sources,
+                        **if_not_exists(view, ctx.relation_exists(view), f"DROP VIEW {qname(view)}", [], guarded=False))
     if node == "CreateTrigStmt":
         table = range_name(f.get("relation", {}))
         return Decision("create_trigger", [table], inverse=f"DROP TRIGGER {ident(f.get('trigname'))} ON {qname(table)}")
@@ -188,9 +188,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "CreateSeqStmt":
         seq = range_name(f.get("sequence", {}))
         inverse = f"DROP SEQUENCE {qname(seq)}"
-        if f.get("if_not_exists"):
-            return Decision("create_sequence", [seq], **if_not_exists(seq, ctx.relation_exists(seq), inverse, []))
-        return Decision("create_sequence", [seq], inverse=inverse)
+        return Decision("create_sequence", [seq], **if_not_exists(seq, ctx.relation_exists(seq), inverse, [],
+                                                                  guarded=bool(f.get("if_not_exists"))))
     if node == "AlterSeqStmt":
         return Decision("alter_sequence", [range_name(f.get("sequence", {}))], reversible=False)
     if node == "AlterSystemStmt":
@@ -275,9 +274,10 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     if conc and ctx.pg_major == 14:
         notes.append("CREATE INDEX CONCURRENTLY on 14.0–14.3 could silently corrupt indexes: use 14.4 or later")
     form = "create_index.concurrently" if conc else ("create_index.unique" if f.get("unique") else "create_index")
-    if inverse and f.get("if_not_exists"):
+    if inverse:
         key = relation_key(schema or DEFAULT_SCHEMA, name)
-        return Decision(form, [table], **if_not_exists(key, ctx.relation_exists(key), inverse, notes))
+        return Decision(form, [table], **if_not_exists(key, ctx.relation_exists(key), inverse, notes,
+                                                       guarded=bool(f.get("if_not_exists"))))
     return Decision(form, [table], notes=notes, inverse=inverse, reversible=inverse is not None)
 
 
@@ -291,6 +291,8 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
     kind = DROP_FORMS.get(remove, "drop_object")
+    if kind in ("drop_index", "drop_table") or kind in RELATION_DROPS:
+        ctx.state.dropped.update(objects)  # the names are free for a CREATE later in the migration
     if kind == "drop_index":
         conc = bool(f.get("concurrent"))
         tables = [t for t in (_index_table(o, ctx) for o in objects) if t]
@@ -315,7 +317,7 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     return Decision(kind, [], notes=[f"DROP {remove.removeprefix('OBJECT_')} {', '.join(objects)}"])
 
 
-def _rename(f: dict[str, Any]) -> Decision:
+def _rename(f: dict[str, Any], ctx: Context) -> Decision:
     rtype = f.get("renameType")
     new = f.get("newname", "")
     rel = range_name(f.get("relation", {})) if f.get("relation") else ""
@@ -323,6 +325,8 @@ def _rename(f: dict[str, Any]) -> Decision:
         old = f.get("subname", "")
         return Decision("alter_table.rename_column", [rel],
                         inverse=f"ALTER TABLE {qname(rel)} RENAME COLUMN {ident(new)} TO {ident(old)}")
+    if rtype in ("OBJECT_TABLE", "OBJECT_INDEX"):
+        ctx.state.dropped.add(rel)  # the old name is free again
     if rtype == "OBJECT_TABLE":
         schema, old = split_name(rel)
         return Decision("alter_table.rename_table", [rel],

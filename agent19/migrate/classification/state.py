@@ -153,6 +153,8 @@ class MigrationState:
     foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     partition_keys: dict[str, list[str]] = field(default_factory=dict)
     added_columns: set[tuple[str, str]] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
+    """relations dropped or renamed away earlier in this migration: their names are free again"""
     """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
     committing_procedures: dict[str, list[str]] = field(default_factory=dict)
     """procedures created earlier in this migration whose body commits (a batched backfill): name → the tables
@@ -208,15 +210,19 @@ class Context:
         return self.catalog.table(name) if self.catalog else None
 
     def relation_exists(self, name: str) -> bool | None:
-        """Whether a relation named ``name`` (a table, view, materialized view, sequence or index: the names CREATE …
-        IF NOT EXISTS checks) exists before the migration; None without a catalog."""
+        """Whether a relation named ``name`` (a table, view, materialized view, sequence or index: the names CREATE
+        checks) exists at this point: in the catalog, and not dropped or renamed away earlier in the migration;
+        None without a catalog."""
         if self.catalog is None:
             return None
         schema, rel = split_name(name)
+        schema = schema or DEFAULT_SCHEMA
+        if relation_key(schema, rel) in self.state.dropped:
+            return False
         holders = [*self.catalog.tables, *self.catalog.views]
         names = [(r.schema_name, r.name) for r in [*holders, *self.catalog.sequences]]
         names += [(r.schema_name, i.name) for r in holders for i in r.indexes]
-        return (schema or DEFAULT_SCHEMA, rel) in names
+        return (schema, rel) in names
 
     def catalog_column(self, table: str, col: str) -> Column | None:
         t = self.table(table)
@@ -297,16 +303,21 @@ class Context:
         return False, f"no validated CHECK on {part} implies {col} IS NOT NULL AND the bound: full scan"
 
 
-def if_not_exists(what: str, exists: bool | None, inverse: str, notes: list[str]) -> dict[str, Any]:
-    """The rollback of CREATE … IF NOT EXISTS or ADD COLUMN IF NOT EXISTS (``Decision`` keywords): ``inverse`` only
-    when the catalog shows the migration creates ``what``. One that exists already is left as it is (the statement
-    does nothing: nothing to undo); without a catalog nobody knows, and ``inverse`` would destroy something that
-    predates the migration (a table's or a column's rows, an index the application relies on)."""
+def if_not_exists(what: str, exists: bool | None, inverse: str, notes: list[str], guarded: bool = True
+                  ) -> dict[str, Any]:
+    """The rollback of a CREATE (``guarded``: … IF NOT EXISTS, ADD COLUMN IF NOT EXISTS) as ``Decision`` keywords:
+    ``inverse`` only when the catalog shows the migration creates ``what``. One that exists already is left as it
+    is: IF NOT EXISTS does nothing, a plain CREATE fails; either way nothing to undo, and ``inverse`` would destroy
+    what predates the migration (a table's or a column's rows, an index the application relies on). Without a
+    catalog a guarded CREATE gets no automatic inverse (nobody knows); a plain one that succeeded created it."""
+    if exists is None and not guarded:
+        return {"notes": notes, "inverse": inverse}
     if exists is None:
         return {"notes": [*notes, f"IF NOT EXISTS: {what} may exist before the migration, and {inverse} would "
                           "destroy it: no automatic inverse; run it by hand only if this migration created it (plan "
                           "with a database connected to know)"], "reversible": False}
     if exists:
-        return {"notes": [*notes, f"{what} exists already: IF NOT EXISTS makes this do nothing, and the rollback "
-                          "leaves it alone"], "reversible": True}
+        does = "IF NOT EXISTS makes this do nothing" if guarded else "this statement fails"
+        return {"notes": [*notes, f"{what} exists already: {does}, and the rollback leaves it alone"],
+                "reversible": True}
     return {"notes": notes, "inverse": inverse}
