@@ -15,7 +15,7 @@ from agent19.migrate.classification.knowledge import (
     parse_format_type,
     rewrite_free_change,
 )
-from agent19.migrate.classification.state import Context, Decision, check_facts, range_name
+from agent19.migrate.classification.state import Context, Decision, check_facts, if_not_exists, range_name
 from agent19.migrate.patterns.sqlnames import ident, qname
 from agent19.sqltree import walk
 
@@ -60,7 +60,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
     col = cmd.get("name")
     alter = f"ALTER TABLE {qname(table)}"
     if sub == "AT_AddColumn":
-        return _add_column(cmd["def"]["ColumnDef"], table, ctx)
+        return _add_column(cmd["def"]["ColumnDef"], table, ctx, bool(cmd.get("missing_ok")))
     if sub == "AT_DropColumn":
         ctx.state.forget_column(table, col)
         if (table, col) in ctx.state.added_columns:
@@ -117,13 +117,15 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
                     reversible=False)
 
 
-def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
+def _add_column(coldef: dict[str, Any], table: str, ctx: Context, if_missing: bool = False) -> Decision:
     col = coldef.get("colname", "")
     ctype = type_of(coldef.get("typeName", {}))
     cons = _constraints(coldef)
     types = {c.get("contype") for c in cons}
-    ctx.state.add_column(table, col, ctype)
-    ctx.state.added_columns.add((table, col))
+    existed = None if ctx.catalog is None else ctx.catalog_column(table, col) is not None
+    if not (if_missing and existed):  # ADD COLUMN IF NOT EXISTS of a live column adds nothing: not ours to drop
+        ctx.state.add_column(table, col, ctype)
+        ctx.state.added_columns.add((table, col))
     inverse = f"ALTER TABLE {qname(table)} DROP COLUMN {ident(col)}"
     names = [n.get("String", {}).get("sval", "") for n in coldef.get("typeName", {}).get("names", [])]
     default = next((c.get("raw_expr") for c in cons if c.get("contype") == "CONSTR_DEFAULT"), None)
@@ -155,6 +157,8 @@ def _add_column(coldef: dict[str, Any], table: str, ctx: Context) -> Decision:
             form = "add_column.not_null_default" if "CONSTR_NOTNULL" in types else "add_column.default"
         else:
             form = "add_column"
+    if if_missing:
+        return Decision(A + form, [table], refs, **if_not_exists(f"column {col} of {table}", existed, inverse, notes))
     return Decision(A + form, [table], refs, notes=notes, inverse=inverse)
 
 
@@ -228,28 +232,35 @@ def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:
     # IF EXISTS: the rollback can be run again after a partial run (the name was free, or the ADD would have failed)
     inverse = f"ALTER TABLE {qname(table)} DROP CONSTRAINT IF EXISTS {ident(name)}" if name else None
     notes = [] if name else ["unnamed constraint: the server names it, so the inverse cannot be generated"]
+    live = ctx.table(table)
+    if name and live and any(c.name == name for c in live.constraints) and (table, name) not in \
+            ctx.state.dropped_constraints:  # the ADD fails: its inverse would drop the constraint that predates it
+        inverse = None
+        notes.append(f"{name} exists already on {table}: this ADD CONSTRAINT fails, and the rollback leaves the "
+                     "constraint that predates the migration alone")
+    reversible = inverse is not None or bool(name)
     if contype == "CONSTR_CHECK":
         facts = check_facts(con.get("raw_expr", {}))
         columns = {f["fields"][-1].get("String", {}).get("sval", "") for node, f in walk(con.get("raw_expr", {}))
                    if node == "ColumnRef" and f.get("fields")}
         ctx.state.add_check(table, name, facts, validated=not not_valid, columns=columns)
         return Decision(A + ("add_check.not_valid" if not_valid else "add_check"), [table], notes=notes,
-                        inverse=inverse, reversible=inverse is not None)
+                        inverse=inverse, reversible=reversible)
     if contype == "CONSTR_FOREIGN":
         ref = range_name(con["pktable"])
         ctx.state.add_foreign_key(table, name, ref)
         return Decision(A + ("add_foreign_key.not_valid" if not_valid else "add_foreign_key"), [table], [ref],
-                        notes=notes, inverse=inverse, reversible=inverse is not None)
+                        notes=notes, inverse=inverse, reversible=reversible)
     if contype in ("CONSTR_UNIQUE", "CONSTR_PRIMARY"):
         if con.get("indexname"):
             if contype == "CONSTR_PRIMARY":
                 notes.append("PRIMARY KEY USING INDEX also sets NOT NULL on its columns (a scan if any is nullable)")
             return Decision(A + "add_unique.using_index", [table], notes=notes, inverse=inverse,
-                            reversible=inverse is not None)
+                            reversible=reversible)
         form = "add_primary_key" if contype == "CONSTR_PRIMARY" else "add_unique"
-        return Decision(A + form, [table], notes=notes, inverse=inverse, reversible=inverse is not None)
+        return Decision(A + form, [table], notes=notes, inverse=inverse, reversible=reversible)
     if contype == "CONSTR_EXCLUSION":
-        return Decision(A + "add_exclusion", [table], notes=notes, inverse=inverse, reversible=inverse is not None)
+        return Decision(A + "add_exclusion", [table], notes=notes, inverse=inverse, reversible=reversible)
     return Decision(A + "other", [table], notes=[f"constraint type {contype}"], reversible=False)
 
 

@@ -20,7 +20,7 @@ from agent19.migrate.classification.alter import decide_alter
 from agent19.migrate.classification.behaviour import MAX_VERSION
 from agent19.migrate.classification.knowledge import Behaviour, lookup
 from agent19.migrate.classification.other import decide_statement, render_subcommands
-from agent19.migrate.classification.state import Context, Decision, MigrationState, range_name
+from agent19.migrate.classification.state import Context, Decision, MigrationState, one_session, range_name
 from agent19.migrate.model import Operation, Risk, max_risk
 from agent19.migrate.parse import Statement
 
@@ -52,12 +52,13 @@ def classify(
     ctx = Context(catalog=catalog, pg_major=major, session_utc=session_timezone_utc,
                   state=state if state is not None else MigrationState())
     ops: list[Operation] = []
-    for stmt in statements:
-        if stmt.node == "AlterTableStmt" and stmt.fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
-            ops.extend(_alter_table(stmt, ctx))
-            continue
-        decision = decide_statement(stmt, ctx)
-        ops.append(build(stmt, decision, ctx, sub_index=None, sql=stmt.sql))
+    with one_session(ctx.state):  # unqualified names: public until a SET search_path
+        for stmt in statements:
+            if stmt.node == "AlterTableStmt" and stmt.fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
+                ops.extend(_alter_table(stmt, ctx))
+                continue
+            decision = decide_statement(stmt, ctx)
+            ops.append(build(stmt, decision, ctx, sub_index=None, sql=stmt.sql))
     return ops
 
 

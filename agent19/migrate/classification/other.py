@@ -7,7 +7,15 @@ from typing import Any
 
 import pglast
 
-from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context, Decision, range_name
+from agent19.migrate.classification.state import (
+    DEFAULT_SCHEMA,
+    Context,
+    Decision,
+    default_schema,
+    if_not_exists,
+    range_name,
+    search_path_set,
+)
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import ident, qname, qualified, relation_key, split_name
 from agent19.sqltree import walk
@@ -45,7 +53,7 @@ def _object_name(obj: dict[str, Any]) -> str:
         return str(obj["String"].get("sval", ""))
     names = _names(obj.get("List", {}).get("items", []) or obj.get("TypeName", {}).get("names", [])
                     or obj.get("ObjectWithArgs", {}).get("objname", []))
-    return relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0]) if names else ""
+    return relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0]) if names else ""
 
 
 def render_subcommands(sql: str, count: int) -> list[str]:
@@ -91,19 +99,19 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if "partbound" in f and f.get("inhRelations"):
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
         form = "create_table.with_foreign_key" if others else "create_table"
-        if f.get("if_not_exists"):
-            return Decision(form, [table], others, **_create_if_not_exists(table, ctx, notes))
-        return Decision(form, [table], others, notes=notes, inverse=f"DROP TABLE {qname(table)}")
+        inverse = f"DROP TABLE {qname(table)}"
+        return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes,
+                                                               guarded=bool(f.get("if_not_exists"))))
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}))
         if ctx.table(into) is None:
             state.created.add(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         form = "create_materialized_view" if matview else "create_table_as"
-        if f.get("if_not_exists") and not matview:
-            return Decision(form, [into], _sources(f.get("query", {})), **_create_if_not_exists(into, ctx, []))
+        inverse = f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}"
         return Decision(form, [into], _sources(f.get("query", {})),
-                        inverse=f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}")
+                        **if_not_exists(into, ctx.relation_exists(into), inverse, [],
+                                        guarded=bool(f.get("if_not_exists"))))
     if node == "IndexStmt":
         return _index(f, ctx)
     if node == "DropStmt":
@@ -111,7 +119,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     if node == "TruncateStmt":
         return Decision("truncate", [range_name(r["RangeVar"]) for r in f.get("relations", []) if "RangeVar" in r])
     if node == "RenameStmt":
-        return _rename(f)
+        return _rename(f, ctx)
     if node == "AlterObjectSchemaStmt" and f.get("objectType") == "OBJECT_TABLE":
         table = range_name(f.get("relation", {}))
         schema = f.get("newschema", "")
@@ -142,11 +150,13 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision(form, [range_name(f.get("relation", {}))], reversible=True)
     if node == "ViewStmt":
         view = range_name(f.get("view", {}))
-        inverse = None if f.get("replace") else f"DROP VIEW {qname(view)}"
         if not f.get("replace") and ctx.table(view) is None:
             state.created.add(view)  # a new view: nobody can be queued on it
-        return Decision("create_view", [view], [s for s in _sources(f.get("query", {})) if s != view],
-                        inverse=inverse, reversible=inverse is not None)
+        sources = [s for s in _sources(f.get("query", {})) if s != view]
+        if f.get("replace"):
+            return Decision("create_view", [view], sources, reversible=False)
+        return Decision("create_view", [view], sources,
+                        **if_not_exists(view, ctx.relation_exists(view), f"DROP VIEW {qname(view)}", [], guarded=False))
     if node == "CreateTrigStmt":
         table = range_name(f.get("relation", {}))
         return Decision("create_trigger", [table], inverse=f"DROP TRIGGER {ident(f.get('trigname'))} ON {qname(table)}")
@@ -159,7 +169,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if objtype in ("OBJECT_TABLE", "OBJECT_COLUMN"):
             names = _names(f.get("object", {}).get("List", {}).get("items", []))
             names = names[:-1] if objtype == "OBJECT_COLUMN" else names
-            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key("public", names[0])
+            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0])
             return Decision("comment", [table], reversible=True)
         return Decision("create_object", [], reversible=True, notes=["a comment on a non-table object"])
     if node == "CreateStatsStmt":
@@ -177,7 +187,9 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
                         notes=["an enum value cannot be dropped; only the whole type can be recreated"])
     if node == "CreateSeqStmt":
         seq = range_name(f.get("sequence", {}))
-        return Decision("create_sequence", [seq], inverse=f"DROP SEQUENCE {qname(seq)}")
+        inverse = f"DROP SEQUENCE {qname(seq)}"
+        return Decision("create_sequence", [seq], **if_not_exists(seq, ctx.relation_exists(seq), inverse, [],
+                                                                  guarded=bool(f.get("if_not_exists"))))
     if node == "AlterSeqStmt":
         return Decision("alter_sequence", [range_name(f.get("sequence", {}))], reversible=False)
     if node == "AlterSystemStmt":
@@ -242,20 +254,6 @@ def committing_writes(create_sql: str) -> list[str] | None:
     return list(dict.fromkeys(written))
 
 
-def _create_if_not_exists(table: str, ctx: Context, notes: list[str]) -> dict[str, Any]:
-    """The rollback of CREATE TABLE IF NOT EXISTS: DROP TABLE only when the catalog shows the migration creates it.
-    A table that exists already is left as it is (nothing to undo); without a catalog nobody knows, and a DROP
-    TABLE would destroy a table that predates the migration, with its rows."""
-    if ctx.catalog is None:
-        return {"notes": [*notes, f"IF NOT EXISTS: {table} may exist before the migration, and DROP TABLE would "
-                          "destroy it with its rows: no automatic inverse; drop it by hand only if this migration "
-                          "created it (plan with a database connected to know)"], "reversible": False}
-    if ctx.table(table) is not None:
-        return {"notes": [*notes, f"{table} exists already: IF NOT EXISTS makes this do nothing, and the rollback "
-                          "leaves the table alone"], "reversible": True}
-    return {"notes": notes, "inverse": f"DROP TABLE {qname(table)}"}
-
-
 def _index_table(index: str, ctx: Context) -> str | None:
     if ctx.catalog is None:
         return None
@@ -276,6 +274,10 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     if conc and ctx.pg_major == 14:
         notes.append("CREATE INDEX CONCURRENTLY on 14.0–14.3 could silently corrupt indexes: use 14.4 or later")
     form = "create_index.concurrently" if conc else ("create_index.unique" if f.get("unique") else "create_index")
+    if inverse:
+        key = relation_key(schema or DEFAULT_SCHEMA, name)
+        return Decision(form, [table], **if_not_exists(key, ctx.relation_exists(key), inverse, notes,
+                                                       guarded=bool(f.get("if_not_exists"))))
     return Decision(form, [table], notes=notes, inverse=inverse, reversible=inverse is not None)
 
 
@@ -284,10 +286,13 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     objects = [_object_name(o) for o in f.get("objects", [])]
     if remove == "OBJECT_TRIGGER":
         items = _names(f["objects"][0].get("List", {}).get("items", [])) if f.get("objects") else []
-        table = relation_key(*items[-3:-1]) if len(items) > 2 else relation_key("public", items[0]) if items else ""
+        table = (relation_key(*items[-3:-1]) if len(items) > 2 else relation_key(default_schema(), items[0]) if items
+                 else "")
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
     kind = DROP_FORMS.get(remove, "drop_object")
+    if kind in ("drop_index", "drop_table") or kind in RELATION_DROPS:
+        ctx.state.dropped.update(objects)  # the names are free for a CREATE later in the migration
     if kind == "drop_index":
         conc = bool(f.get("concurrent"))
         tables = [t for t in (_index_table(o, ctx) for o in objects) if t]
@@ -312,7 +317,7 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     return Decision(kind, [], notes=[f"DROP {remove.removeprefix('OBJECT_')} {', '.join(objects)}"])
 
 
-def _rename(f: dict[str, Any]) -> Decision:
+def _rename(f: dict[str, Any], ctx: Context) -> Decision:
     rtype = f.get("renameType")
     new = f.get("newname", "")
     rel = range_name(f.get("relation", {})) if f.get("relation") else ""
@@ -320,6 +325,8 @@ def _rename(f: dict[str, Any]) -> Decision:
         old = f.get("subname", "")
         return Decision("alter_table.rename_column", [rel],
                         inverse=f"ALTER TABLE {qname(rel)} RENAME COLUMN {ident(new)} TO {ident(old)}")
+    if rtype in ("OBJECT_TABLE", "OBJECT_INDEX"):
+        ctx.state.dropped.add(rel)  # the old name is free again
     if rtype == "OBJECT_TABLE":
         schema, old = split_name(rel)
         return Decision("alter_table.rename_table", [rel],
@@ -363,4 +370,6 @@ def _set(f: dict[str, Any], ctx: Context) -> Decision:
             value = const.get("sval", {}).get("sval") if "sval" in const else const.get("ival", {}).get("ival", 0)
             ctx.state.lock_timeout = str(value)
         return Decision("set", [], reversible=True, notes=[f"lock_timeout = {ctx.state.lock_timeout}"])
+    if name == "search_path":
+        search_path_set(ctx.state, [a.get("A_Const", {}).get("sval", {}).get("sval", "") for a in f.get("args", [])])
     return Decision("set", [], reversible=True, notes=[f"SET {name}"] if name else [])

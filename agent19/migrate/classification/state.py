@@ -12,6 +12,9 @@ Lint rules read the latter two from each :class:`~agent19.migrate.model.Operatio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,19 +22,45 @@ from pglast.parser import ParseError
 
 from agent19.migrate.classification.knowledge import ColumnType, parse_format_type
 from agent19.migrate.model import Risk
-from agent19.migrate.patterns.sqlnames import relation_key
+from agent19.migrate.patterns.sqlnames import relation_key, split_name
 from agent19.sqltree import parse_json, walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import Column, SchemaSnapshot, Table
 
 DEFAULT_SCHEMA = "public"
+_SCHEMA: ContextVar[str] = ContextVar("agent19_unqualified_schema", default=DEFAULT_SCHEMA)
+
+
+def default_schema() -> str:
+    """The schema an unqualified name means at this point of the migration being classified: ``public``, or the
+    first schema of a ``SET search_path`` an earlier statement ran (:func:`search_path_set`)."""
+    return _SCHEMA.get()
+
+
+def search_path_set(state: MigrationState, schemas: list[str]) -> None:
+    """An earlier statement set the search_path (``[]``: RESET or DEFAULT): unqualified names now mean its first
+    schema (``"$user"``, ``pg_catalog`` and ``pg_temp`` skipped; a later schema that holds the table is not looked
+    for)."""
+    state.schema = next((s for s in schemas if s not in ("$user", "pg_catalog", "pg_temp")), DEFAULT_SCHEMA)
+    _SCHEMA.set(state.schema)
+
+
+@contextmanager
+def one_session(state: MigrationState) -> Iterator[None]:
+    """Classify statements of the migration whose session ``state`` carries: unqualified names mean the schema
+    its search_path names (``public`` until a ``SET search_path``)."""
+    token = _SCHEMA.set(state.schema)
+    try:
+        yield
+    finally:
+        _SCHEMA.reset(token)
 
 
 def range_name(rv: dict[str, Any]) -> str:
-    """A ``RangeVar`` → ``schema.name`` (default schema ``public``), as :func:`relation_key` writes it (a name with a
-    dot is quoted, so every reader splits it where PostgreSQL does)."""
-    return relation_key(rv.get("schemaname") or DEFAULT_SCHEMA, rv.get("relname", ""))
+    """A ``RangeVar`` → ``schema.name`` (unqualified: :func:`default_schema`), as :func:`relation_key` writes it (a
+    name with a dot is quoted, so every reader splits it where PostgreSQL does)."""
+    return relation_key(rv.get("schemaname") or default_schema(), rv.get("relname", ""))
 
 
 @dataclass
@@ -124,12 +153,16 @@ class MigrationState:
     foreign_keys: dict[tuple[str, str], str] = field(default_factory=dict)
     partition_keys: dict[str, list[str]] = field(default_factory=dict)
     added_columns: set[tuple[str, str]] = field(default_factory=set)
+    dropped: set[str] = field(default_factory=set)
+    """relations dropped or renamed away earlier in this migration: their names are free again"""
     """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
     committing_procedures: dict[str, list[str]] = field(default_factory=dict)
     """procedures created earlier in this migration whose body commits (a batched backfill): name → the tables
     its statements write"""
     lock_timeout: str | None = None
     explicit_transaction: bool = False
+    schema: str = DEFAULT_SCHEMA
+    """the schema unqualified names mean: the first of the search_path the migration SET (one session's)"""
     _anonymous: int = 0
 
     def add_column(self, table: str, col: str, ctype: ColumnType) -> None:
@@ -175,6 +208,21 @@ class Context:
 
     def table(self, name: str) -> Table | None:
         return self.catalog.table(name) if self.catalog else None
+
+    def relation_exists(self, name: str) -> bool | None:
+        """Whether a relation named ``name`` (a table, view, materialized view, sequence or index: the names CREATE
+        checks) exists at this point: in the catalog, and not dropped or renamed away earlier in the migration;
+        None without a catalog."""
+        if self.catalog is None:
+            return None
+        schema, rel = split_name(name)
+        schema = schema or DEFAULT_SCHEMA
+        if relation_key(schema, rel) in self.state.dropped:
+            return False
+        holders = [*self.catalog.tables, *self.catalog.views]
+        names = [(r.schema_name, r.name) for r in [*holders, *self.catalog.sequences]]
+        names += [(r.schema_name, i.name) for r in holders for i in r.indexes]
+        return (schema, rel) in names
 
     def catalog_column(self, table: str, col: str) -> Column | None:
         t = self.table(table)
@@ -253,3 +301,23 @@ class Context:
             if col in f.not_null and low is not None and high is not None and low >= lower[0] and high <= upper[0]:
                 return True, f"a validated CHECK on {part} implies the bound [{lower[0]}, {upper[0]}): no scan"
         return False, f"no validated CHECK on {part} implies {col} IS NOT NULL AND the bound: full scan"
+
+
+def if_not_exists(what: str, exists: bool | None, inverse: str, notes: list[str], guarded: bool = True
+                  ) -> dict[str, Any]:
+    """The rollback of a CREATE (``guarded``: … IF NOT EXISTS, ADD COLUMN IF NOT EXISTS) as ``Decision`` keywords:
+    ``inverse`` only when the catalog shows the migration creates ``what``. One that exists already is left as it
+    is: IF NOT EXISTS does nothing, a plain CREATE fails; either way nothing to undo, and ``inverse`` would destroy
+    what predates the migration (a table's or a column's rows, an index the application relies on). Without a
+    catalog a guarded CREATE gets no automatic inverse (nobody knows); a plain one that succeeded created it."""
+    if exists is None and not guarded:
+        return {"notes": notes, "inverse": inverse}
+    if exists is None:
+        return {"notes": [*notes, f"IF NOT EXISTS: {what} may exist before the migration, and {inverse} would "
+                          "destroy it: no automatic inverse; run it by hand only if this migration created it (plan "
+                          "with a database connected to know)"], "reversible": False}
+    if exists:
+        does = "IF NOT EXISTS makes this do nothing" if guarded else "this statement fails"
+        return {"notes": [*notes, f"{what} exists already: {does}, and the rollback leaves it alone"],
+                "reversible": True}
+    return {"notes": notes, "inverse": inverse}

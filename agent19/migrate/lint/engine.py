@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
 from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
@@ -182,10 +183,10 @@ def _statement_report(ctx: StatementContext, findings: list[Finding]) -> Stateme
 def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tuple[MigrationState, ClassifyState]:
     """The states for the next migration of a set: what earlier files created, added and validated carries over
     (shared, so it keeps growing); what belongs to one file's session and transactions starts afresh —
-    lock_timeout (each file may run on a new connection), transaction ids, the statements seen."""
+    lock_timeout and search_path (each file may run on a new connection), transaction ids, the statements seen."""
     return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], seen_in_transaction={},
                     last_touch={}),
-            replace(classify_state, lock_timeout=None, explicit_transaction=False))
+            replace(classify_state, lock_timeout=None, explicit_transaction=False, schema=DEFAULT_SCHEMA))
 
 
 _GC_LOCK = threading.Lock()

@@ -112,8 +112,10 @@ def _sample(table: str, rows: int, width: float) -> str:
     want = int(min(SAMPLE_ROWS, max(MIN_SAMPLE_ROWS, SAMPLE_BYTES / max(width, 1.0))))
     sample = f"SELECT * FROM {qname(table)}"
     if rows > want:
-        sample += f" TABLESAMPLE SYSTEM ({min(100.0, 150.0 * want / rows):.6f}) REPEATABLE (0) LIMIT {want}"
-    return sample
+        sample += f" TABLESAMPLE SYSTEM ({min(100.0, 150.0 * want / rows):.6f}) REPEATABLE (0)"
+    # LIMIT always: ``rows`` is reltuples, which is stale after a bulk load (a table analyzed at 600 rows and
+    # holding millions was read, or copied, whole)
+    return f"{sample} LIMIT {want}"
 
 
 def measure_read(conn: psycopg.Connection[Any], table: str, rows: int, width: float) -> Rate | None:

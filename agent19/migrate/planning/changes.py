@@ -20,7 +20,8 @@ list's order (:func:`changes_to_steps`).
 
 A foreign key also gets an index on its referencing columns (CONCURRENTLY, outside the transaction,
 on an existing table) unless the catalog or the change list already has one that leads with them. A foreign key
-the live catalog already has (same columns, referenced table and columns, ON DELETE) is not added again: nothing
+the live catalog already has (same columns, referenced table and columns, ON DELETE; ON UPDATE NO ACTION, MATCH
+SIMPLE, not deferrable) is not added again: nothing
 is generated for it (only VALIDATE CONSTRAINT when the live one is NOT VALID), and the plan says so.
 """
 
@@ -231,7 +232,9 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
 
 def existing_foreign_key(change: Change, catalog: SchemaSnapshot | None) -> Constraint | None:
     """The live foreign key an ``add_foreign_key`` change asks for again: same columns, same referenced table and
-    columns, same ON DELETE. None without a catalog or when there is none."""
+    columns, same ON DELETE, and otherwise what the generated one would be (ON UPDATE NO ACTION, MATCH SIMPLE, not
+    deferrable: one that cascades updates or defers its check is a different constraint). None without a catalog or
+    when there is none."""
     table = find_table(catalog, change.table)
     if table is None or change.type != "add_foreign_key" or not change.references_table:
         return None
@@ -241,7 +244,8 @@ def existing_foreign_key(change: Change, catalog: SchemaSnapshot | None) -> Cons
     on_delete = (change.on_delete or "no action").replace(" ", "_")
     return next((c for c in table.constraints if c.type == "foreign_key" and c.columns == change.index_columns
                  and c.references_table == target and c.references_columns == (change.references_columns or ["id"])
-                 and (c.on_delete or "no_action") == on_delete), None)
+                 and (c.on_delete or "no_action") == on_delete and (c.on_update or "no_action") == "no_action"
+                 and not c.deferrable and " MATCH FULL" not in c.definition), None)
 
 
 def already_there(changes: list[Change], catalog: SchemaSnapshot | None) -> list[str]:
