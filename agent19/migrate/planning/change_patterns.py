@@ -23,7 +23,7 @@ from agent19.migrate.patterns.columns import change_column_type
 from agent19.migrate.patterns.live import LiveColumn, find_table, live_from_snapshot
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
 from agent19.migrate.patterns.rename import rename_column, rename_table
-from agent19.migrate.patterns.sqlnames import ident, qname
+from agent19.migrate.patterns.sqlnames import ident, qname, sibling, split_name
 from agent19.migrate.planning.model import Change
 from agent19.sqltree import walk
 
@@ -169,3 +169,62 @@ def _phase_statements(phase: Phase) -> list[str]:
     if not (phase.transactional and all(st.in_transaction for st in steps)):
         return [st.sql for st in steps]
     return ["BEGIN", f"SET LOCAL lock_timeout = '{phase.lock_timeout}'", *(st.sql for st in steps), "COMMIT"]
+
+
+def require_live(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> None:
+    """With a database, the table (and column) a rename or type change reads must exist — or be added by the same
+    change list — else the pattern's SQL would fail half-way through its phases."""
+    if catalog is None:
+        return
+    table = find_table(catalog, change.table)
+    if table is None:
+        raise InputError(f"{change.type} on {change.table}: the database has no such table",
+                         "name it as the catalog does (schema-qualified, case kept), or create it in the change list")
+    col = change.column.name if change.column else None
+    added = any(c.type == "add_column" and c.table == change.table and c.column and c.column.name == col
+                for c in changes)
+    if col is not None and table.column(col) is None and not added:
+        names = ", ".join(c.name for c in table.columns[:20])
+        raise InputError(f"{change.type} on {change.table}: it has no column {col!r}", f"its columns: {names}")
+
+
+def _is_pattern(change: Change, new_tables: set[str]) -> bool:
+    return change.table not in new_tables and bool(change.new_name if change.type == "rename" else
+                                                   change.type == "modify_column" and change.new_type)
+
+
+def check_patterns(changes: list[Change], new_tables: set[str]) -> None:
+    """Refuse what the patterns cannot combine: each builds on the table as the catalog has it and ends with its own
+    contract, so two on one column (a rename and a type change: the rename's contract drops the column the type
+    change swapped in) or a column's pattern on a table the list renames (its later statements name a view) break."""
+    renamed: dict[str, str] = {}
+    for c in changes:
+        if c.type == "rename" and c.column is None and c.new_name and c.table not in new_tables:
+            new = qname(sibling(c.table, split_name(c.new_name)[1]))
+            renamed[qname(c.table)] = renamed[new] = f"{c.table} is renamed to {c.new_name}"
+    seen: dict[tuple[str, str], Change] = {}
+    for c in changes:
+        if not _is_pattern(c, new_tables) or c.column is None:
+            continue
+        t = qname(c.table)
+        if t in renamed:
+            raise InputError(f"{c.type} of {c.table}.{c.column.name}: {renamed[t]} in the same change list, and a "
+                             "table rename's compatibility view takes the old name while the column's pattern runs",
+                             "rename the table in a change list of its own, after this one's contract part has run")
+        for name in {c.column.name, *([c.new_name] if c.type == "rename" and c.new_name else [])}:
+            if (t, name) in seen:
+                raise InputError(f"{c.table}.{name} is changed by two zero-downtime patterns in one change list "
+                                 f"({seen[t, name].type} and {c.type}): each ends by dropping the column it "
+                                 "replaced, so the second undoes the first",
+                                 "make one of them a change list of its own, run after the other's contract part")
+            seen[t, name] = c
+    for c in changes:  # an index or foreign key the list adds on a renamed column: on the old one, the contract drops
+        # it (or fails on it); on the new one, it runs before the rename's expand part has added the column
+        uses = [(qname(c.table), col) for col in c.index_columns] + \
+            [(qname(c.references_table or ""), col) for col in c.references_columns]
+        clash = next((u for u in uses if u in seen and seen[u].type == "rename"), None)
+        if c.type in ("add_index", "add_foreign_key") and clash:
+            raise InputError(f"{c.type} on {c.table} uses {clash[1]}, which the same change list renames "
+                             f"({seen[clash].column.name if seen[clash].column else ''} → {seen[clash].new_name}): "
+                             "the rename's contract drops the old column with what is built on it",
+                             "add it in a change list of its own, by the new name, after the rename's contract part")

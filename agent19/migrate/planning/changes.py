@@ -31,20 +31,25 @@ import shlex
 from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
 
-import pglast
-from pglast.enums import AlterTableType
-
 from agent19.db.models import Constraint, SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec
-from agent19.migrate.backfill.scripts import procedure_inverse, procedure_parts, single_key
+from agent19.migrate.backfill.scripts import procedure_parts, single_key
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import BackfillStep
-from agent19.migrate.patterns.sqlnames import ident, qname, short, sibling, split_name, table_arg
-from agent19.migrate.planning.change_patterns import ChangeSteps, Generated, pattern_steps, rename_pattern, type_pattern
-from agent19.migrate.planning.model import Change, ColumnSpec, PlannedOperation
+from agent19.migrate.patterns.sqlnames import ident, qname, short, split_name, table_arg
+from agent19.migrate.planning.change_patterns import (
+    ChangeSteps,
+    Generated,
+    check_patterns,
+    pattern_steps,
+    rename_pattern,
+    require_live,
+    type_pattern,
+)
+from agent19.migrate.planning.model import Change, ColumnSpec
 
 STEP = {
     "create_table": 0, "add_column": 1, "modify_column": 2, "data_migration": 3, "add_not_null": 4,
@@ -112,29 +117,12 @@ def change_steps(change: Change, new_tables: set[str], pg_major: int, changes: l
     _check_fragments(change)
     existing = change.table not in new_tables
     if existing and change.type in ("rename", "modify_column") and (change.new_name or change.new_type):
-        _require_live(change, changes or [], catalog)
+        require_live(change, changes or [], catalog)
     if existing and change.type == "rename" and change.new_name:
         return pattern_steps(rename_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
     if existing and change.type == "modify_column" and change.new_type and change.column is not None:
         return pattern_steps(type_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
     return ChangeSteps([Generated(sql) for sql in change_sql(change, new_tables, pg_major, changes, catalog)], [], [])
-
-
-def _require_live(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) -> None:
-    """With a database, the table (and column) a rename or type change reads must exist — or be added by the same
-    change list — else the pattern's SQL would fail half-way through its phases."""
-    if catalog is None:
-        return
-    table = find_table(catalog, change.table)
-    if table is None:
-        raise InputError(f"{change.type} on {change.table}: the database has no such table",
-                         "name it as the catalog does (schema-qualified, case kept), or create it in the change list")
-    col = change.column.name if change.column else None
-    added = any(c.type == "add_column" and c.table == change.table and c.column and c.column.name == col
-                for c in changes)
-    if col is not None and table.column(col) is None and not added:
-        names = ", ".join(c.name for c in table.columns[:20])
-        raise InputError(f"{change.type} on {change.table}: it has no column {col!r}", f"its columns: {names}")
 
 
 def _backfiller(change: Change, changes: list[Change] | None,
@@ -358,52 +346,10 @@ def changes_to_steps(changes: list[Change], pg_major: int,
                      catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[ChangeSteps]]:
     """The changes in execution order, and the steps of each (:func:`change_steps`)."""
     new_tables = {c.table for c in changes if c.type == "create_table"}
-    _check_patterns(changes, new_tables)
+    check_patterns(changes, new_tables)
     changes = [*changes, *_deferred_not_null(changes, new_tables)]
     ordered = order_changes(changes)
     return ordered, [change_steps(c, new_tables, pg_major, changes, catalog) for c in ordered]
-
-
-def _is_pattern(change: Change, new_tables: set[str]) -> bool:
-    return change.table not in new_tables and bool(change.new_name if change.type == "rename" else
-                                                   change.type == "modify_column" and change.new_type)
-
-
-def _check_patterns(changes: list[Change], new_tables: set[str]) -> None:
-    """Refuse what the patterns cannot combine: each builds on the table as the catalog has it and ends with its own
-    contract, so two on one column (a rename and a type change: the rename's contract drops the column the type
-    change swapped in) or a column's pattern on a table the list renames (its later statements name a view) break."""
-    renamed: dict[str, str] = {}
-    for c in changes:
-        if c.type == "rename" and c.column is None and c.new_name and c.table not in new_tables:
-            new = qname(sibling(c.table, split_name(c.new_name)[1]))
-            renamed[qname(c.table)] = renamed[new] = f"{c.table} is renamed to {c.new_name}"
-    seen: dict[tuple[str, str], Change] = {}
-    for c in changes:
-        if not _is_pattern(c, new_tables) or c.column is None:
-            continue
-        t = qname(c.table)
-        if t in renamed:
-            raise InputError(f"{c.type} of {c.table}.{c.column.name}: {renamed[t]} in the same change list, and a "
-                             "table rename's compatibility view takes the old name while the column's pattern runs",
-                             "rename the table in a change list of its own, after this one's contract part has run")
-        for name in {c.column.name, *([c.new_name] if c.type == "rename" and c.new_name else [])}:
-            if (t, name) in seen:
-                raise InputError(f"{c.table}.{name} is changed by two zero-downtime patterns in one change list "
-                                 f"({seen[t, name].type} and {c.type}): each ends by dropping the column it "
-                                 "replaced, so the second undoes the first",
-                                 "make one of them a change list of its own, run after the other's contract part")
-            seen[t, name] = c
-    for c in changes:  # an index or foreign key the list adds on a renamed column: on the old one, the contract drops
-        # it (or fails on it); on the new one, it runs before the rename's expand part has added the column
-        uses = [(qname(c.table), col) for col in c.index_columns] + \
-            [(qname(c.references_table or ""), col) for col in c.references_columns]
-        clash = next((u for u in uses if u in seen and seen[u].type == "rename"), None)
-        if c.type in ("add_index", "add_foreign_key") and clash:
-            raise InputError(f"{c.type} on {c.table} uses {clash[1]}, which the same change list renames "
-                             f"({seen[clash].column.name if seen[clash].column else ''} → {seen[clash].new_name}): "
-                             "the rename's contract drops the old column with what is built on it",
-                             "add it in a change list of its own, by the new name, after the rename's contract part")
 
 
 def changes_to_sql(changes: list[Change], pg_major: int,
@@ -411,35 +357,3 @@ def changes_to_sql(changes: list[Change], pg_major: int,
     """The changes in execution order, and the statements of each (a pattern's contract phases after its others)."""
     ordered, steps = changes_to_steps(changes, pg_major, catalog)
     return ordered, [[g.sql for g in (*s.now, *s.after_deploy)] for s in steps]
-
-
-def with_generated_inverses(ops: list[PlannedOperation]) -> list[PlannedOperation]:
-    """The change list's operations with the reverse SQL classification cannot give, so the rollback undoes exactly
-    what the migration left: the keyset backfill procedure is dropped; a constraint the migration adds and drops
-    again itself (the CHECK that proves NOT NULL) has nothing to undo — dropping it on rollback would fail."""
-    out = []
-    for i, op in enumerate(ops):
-        update: dict[str, object] = {}
-        if not op.reverse_sql and (drop := procedure_inverse(op.sql)):
-            update = {"reverse_sql": drop, "reversible": True}
-        added = _constraint(op.sql, "AT_AddConstraint")
-        if added and any(_constraint(later.sql, "AT_DropConstraint") == added for later in ops[i + 1:]):
-            update = {"reverse_sql": None, "reversible": True}
-        dropped = _constraint(op.sql, "AT_DropConstraint")
-        if dropped and any(_constraint(earlier.sql, "AT_AddConstraint") == dropped for earlier in ops[:i]):
-            update = {"reverse_sql": None, "reversible": True}
-        out.append(op.model_copy(update=update) if update else op)
-    return out
-
-
-def _constraint(sql: str, subtype: str) -> tuple[str | None, str, str] | None:
-    """(schema, table, constraint) of a one-sub-command ALTER TABLE … ADD / DROP CONSTRAINT name, else None."""
-    try:
-        stmt = pglast.parse_sql(sql)[0].stmt
-    except pglast.parser.ParseError:
-        return None
-    cmds = getattr(stmt, "cmds", None) or ()
-    if type(stmt).__name__ != "AlterTableStmt" or len(cmds) != 1 or cmds[0].subtype != getattr(AlterTableType, subtype):
-        return None
-    name = cmds[0].name if subtype == "AT_DropConstraint" else getattr(cmds[0].def_, "conname", None)
-    return (stmt.relation.schemaname, stmt.relation.relname, name) if name else None

@@ -29,7 +29,8 @@ from agent19.migrate.model import Operation, max_risk
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.migrate.planning import regression as plan_regression
 from agent19.migrate.planning.calibrate import BRIEF_SECONDS, ROWS_PER_SECOND, assumed_basis
-from agent19.migrate.planning.changes import Generated, already_there, changes_to_steps, with_generated_inverses
+from agent19.migrate.planning.change_inverses import with_generated_inverses
+from agent19.migrate.planning.changes import Generated, already_there, changes_to_steps
 from agent19.migrate.planning.escalations import escalate, summary
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
