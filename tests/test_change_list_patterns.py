@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
@@ -210,3 +211,45 @@ def test_a_rename_of_a_column_the_database_lacks_is_refused_before_any_sql(dsn: 
                        {"type": "rename", "table": "users", "column": {"name": "nick", "type": "text"},
                         "new_name": "nickname"}])
     assert any(op.deploy_after for op in plan.operations)
+
+
+def test_the_old_columns_indexes_and_unique_constraints_come_over(dsn: str) -> None:
+    """The contract drops the old column with its indexes: they are built on the new column first (CONCURRENTLY)
+    and get their names back, a UNIQUE constraint stays a constraint — and still refuses a duplicate."""
+    run_sql(dsn, """
+        CREATE TABLE accounts (id bigint PRIMARY KEY, email text CONSTRAINT accounts_email_key UNIQUE, score integer);
+        CREATE INDEX accounts_email_lower ON accounts (lower(email)) WHERE email IS NOT NULL;
+        CREATE INDEX accounts_score_idx ON accounts (score, id);
+        INSERT INTO accounts SELECT g, 'a' || g || '@x', g FROM generate_series(1, 300) g;""")
+    plan = _plan(dsn, [
+        {"type": "rename", "table": "accounts", "column": {"name": "email", "type": "text"}, "new_name": "mail"},
+        {"type": "modify_column", "table": "accounts", "column": {"name": "score", "type": "integer"},
+         "new_type": "bigint"},
+    ])
+    [deploy] = [op.order for op in plan.operations if op.deploy_after]
+    builds = [op for op in plan.operations[:deploy] if "CONCURRENTLY" in op.sql]
+    assert len(builds) == 3 and all(not op.in_transaction for op in builds), [op.sql for op in builds]
+    _run(dsn, [op.sql for op in plan.operations])
+
+    indexes = one(dsn, "SELECT string_agg(indexrelid::regclass || ': ' || pg_get_indexdef(indexrelid), '; ' "
+                       "ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'accounts'::regclass")
+    assert "accounts_email_key: CREATE UNIQUE INDEX accounts_email_key ON public.accounts USING btree (mail)" \
+        in indexes, indexes
+    assert "accounts_email_lower: CREATE INDEX accounts_email_lower ON public.accounts USING btree (lower(mail)) " \
+        "WHERE (mail IS NOT NULL)" in indexes, indexes
+    assert "accounts_score_idx: CREATE INDEX accounts_score_idx ON public.accounts USING btree (score, id)" \
+        in indexes, indexes
+    assert one(dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 'accounts'::regclass AND NOT indisvalid") == 0
+    assert one(dsn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'accounts_email_key'") == \
+        "UNIQUE (mail)"
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        run_sql(dsn, "INSERT INTO accounts (id, mail, score) VALUES (999, 'a1@x', 1)")
+
+
+def test_what_the_contract_drops_and_cannot_rebuild_is_a_warning(dsn: str) -> None:
+    run_sql(dsn, "CREATE TABLE shop (id bigint PRIMARY KEY, price integer CONSTRAINT price_positive CHECK (price > 0));"
+                 "INSERT INTO shop VALUES (1, 5)")
+    plan = _plan(dsn, [{"type": "rename", "table": "shop", "column": {"name": "price", "type": "integer"},
+                        "new_name": "cost"}])
+    warned = [f.message for f in plan.findings if f.rule == "not-carried" and f.severity == "warning"]
+    assert len(warned) == 1 and "price_positive" in warned[0], plan.findings

@@ -15,6 +15,7 @@ as it takes to deploy the application.
 from __future__ import annotations
 
 from agent19.errors import InputError
+from agent19.migrate.patterns.carry import CARRIED, build_phase, carry_indexes
 from agent19.migrate.patterns.columns import _attr_query, sync_function
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import LiveColumn, advice
@@ -136,6 +137,9 @@ def rename_column(
     ]
     if not_null:
         phases += not_null_phases(table, new_name, pg, 3)
+    carried = carry_indexes(table, live, column, new_name)
+    if carried.build:
+        phases.append(build_phase(carried, new_name, len(phases) + 1))
     phases[-1].deploy_after = True
     phases[-1].notes.append(f"deploy the application reading and writing {new_name} (the trigger keeps "
                             f"{column} right for instances still running the old code)")
@@ -147,6 +151,7 @@ def rename_column(
         contract.append(Step(sql=f"ALTER SEQUENCE {live.sequence} OWNED BY {t}.{n}", lock=None,
                              note="else DROP COLUMN drops the sequence the default reads"))
     contract.append(Step(sql=f"ALTER TABLE {t} DROP COLUMN {o}", lock="AccessExclusiveLock", note="brief"))
+    contract += carried.restore
     phases.append(Phase(
         name="contract: drop the trigger and the old column",
         order=len(phases) + 1,
@@ -183,6 +188,10 @@ def _rename_notes(live: LiveColumn, new_name: str) -> list[str]:
                      "current maximum)")
     for d in live.dependents:
         what = f"not carried: {d.kind} {d.name}" + (f" ({d.definition})" if d.definition else "")
+        if d.kind in CARRIED and d.definition:
+            notes.append(f"carried: {d.kind} {d.name}, built on {new_name} CONCURRENTLY before the deploy and "
+                         "given its name back after the contract's DROP COLUMN")
+            continue
         if d.kind in DROPPED_WITH_COLUMN:
             notes.append(f"{what}: the contract phase's DROP COLUMN drops it — create it on {new_name} first "
                          f"({DROPPED_WITH_COLUMN[d.kind]})")

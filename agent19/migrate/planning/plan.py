@@ -246,6 +246,9 @@ def plan_migration(
     if changes is None:
         findings += _order_hazards(statements)
     findings += [PlanFinding(rule="already-exists", severity="info", message=m) for m in present]
+    # what a pattern's contract drops with the old column and cannot build again itself: to do before the contract
+    findings += [PlanFinding(rule="not-carried", severity="warning", message=n) for n in pattern_notes
+                 if "not carried:" in n]
     observed_in = None
     if options.dry_run is not None:
         planned, observed_findings, observed_in = apply_dry_run(
