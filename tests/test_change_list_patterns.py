@@ -253,3 +253,22 @@ def test_what_the_contract_drops_and_cannot_rebuild_is_a_warning(dsn: str) -> No
                         "new_name": "cost"}])
     warned = [f.message for f in plan.findings if f.rule == "not-carried" and f.severity == "warning"]
     assert len(warned) == 1 and "price_positive" in warned[0], plan.findings
+
+
+def test_lint_and_the_runbook_say_why_a_key_or_generated_column_has_no_pattern(dsn: str, tmp_path) -> None:
+    """The patterns refuse a primary-key or generated column (they cannot move it); lint's fix and the runbook's
+    safer alternative then say so instead of failing the whole lint."""
+    run_sql(dsn, "CREATE TABLE ledger (id integer PRIMARY KEY, cents bigint, euros numeric GENERATED ALWAYS AS "
+                 "(cents / 100.0) STORED); INSERT INTO ledger (id, cents) VALUES (1, 250)")
+    migration = tmp_path / "m.sql"
+    migration.write_text("ALTER TABLE ledger ALTER COLUMN id TYPE bigint;\n"
+                         "ALTER TABLE ledger RENAME COLUMN euros TO eur;\n")
+    out = subprocess.run([sys.executable, "-m", "agent19", "lint", str(migration), "--dsn", dsn, "--format", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr[-1500:]  # errors found, not a crash
+    fixes = {f["rule"]: f["fix"] for s in json.loads(out.stdout)["statements"] for f in s["findings"]}
+    assert "no zero-downtime pattern" in fixes["A19005"] and "primary key" in fixes["A19005"], fixes["A19005"]
+    assert "no zero-downtime pattern" in fixes["A19013"] and "generated column" in fixes["A19013"], fixes["A19013"]
+    out = subprocess.run([sys.executable, "-m", "agent19", "runbook", str(migration), "--dsn", dsn, "--no-handoff",
+                          "--write", str(tmp_path / "docs")], capture_output=True, text=True, timeout=300)
+    assert out.returncode in (0, 1) and (tmp_path / "docs" / "runbook.md").exists(), out.stderr[-1500:]

@@ -16,6 +16,7 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 
 from agent19.db.models import SchemaSnapshot
+from agent19.errors import InputError
 from agent19.migrate import patterns
 from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
@@ -76,6 +77,14 @@ def _index_pattern(op: PlannedOperation, f: StatementFact, table: str, pg: int |
 
 def _pattern(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSnapshot | None,
              pg: int | None) -> Pattern | None:
+    try:
+        return _pattern_for(op, facts, catalog, pg)
+    except InputError:  # a column the patterns cannot move (primary key, generated…): the finding's fix says why
+        return None
+
+
+def _pattern_for(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSnapshot | None,
+                 pg: int | None) -> Pattern | None:
     if len(facts) != 1:
         return None
     f = facts[0]

@@ -13,7 +13,7 @@ from pglast.parser import ParseError
 
 from agent19.migrate.patterns.carry import CARRIED, build_phase, carry_indexes
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.live import LiveColumn, advice
+from agent19.migrate.patterns.live import LiveColumn, advice, refuse_unmovable
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase, Step
 from agent19.migrate.patterns.sqlnames import ident, literal, major, qname, short, sibling, split_name
 
@@ -86,6 +86,7 @@ def change_column_type(
     pg = major(pg_version)
     notes: list[str] = []
     if live is not None:
+        refuse_unmovable(live, f"type change of {table}.{column}")
         not_null, default, old_type, notes = _carry(live, not_null, default, old_type)
     elif not_null is None:
         notes.append(f"not known here (no database): whether {column} is NOT NULL, its default and what depends "

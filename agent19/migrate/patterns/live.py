@@ -10,15 +10,17 @@ records on it, so the pattern carries what it can and names the rest. Catalog re
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pglast import parse_sql
-from pglast.parser import ParseError
+from pglast.parser import ParseError, parse_sql_json
 from pydantic import BaseModel, Field
 
 from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import qname, split_name
+from agent19.sqltree import walk
 
 Q_COLUMN = """
 SELECT a.attnum, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
@@ -164,6 +166,8 @@ def live_from_snapshot(snap: SchemaSnapshot, table: Table, column: str) -> LiveC
     deps += [Dependent(kind="materialized view" if v.materialized else "view", name=f"{v.schema_name}.{v.name}",
                        definition="reads the table; may read the column")
              for v in snap.views if qualified in v.depends_on]
+    deps += [Dependent(kind="generated column", name=c.name, definition=c.default) for c in table.columns
+             if c.generated and c.default and c.name != column and column in column_refs(c.default)]
     return LiveColumn(table=qualified, column=column, type=col.type, not_null=not col.nullable, default=col.default,
                       identity=col.identity is not None, generated=col.generated is not None,
                       sequence=_owned_sequence(col.default), dependents=deps,
@@ -197,3 +201,34 @@ def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
     schema, rel = split_name(name)
     matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
     return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
+
+
+def column_refs(expression: str) -> set[str]:
+    """The column names an expression reads (a generated column's)."""
+    try:
+        tree = json.loads(parse_sql_json(f"SELECT {expression}"))
+    except ParseError:
+        return set()
+    return {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
+
+
+def refuse_unmovable(live: LiveColumn, what: str) -> None:
+    """Refuse a column the patterns that replace it (rename, type change) cannot move: a generated column (no
+    client writes it, a BEFORE trigger reads it as NULL, its expression is no default), a primary-key column (the
+    key does not move; the contract would drop it), a column a generated column is computed from (the contract's
+    DROP COLUMN fails on it)."""
+    if live.generated:
+        raise InputError(f"{what}: it is a generated column, which the zero-downtime pattern cannot copy (clients "
+                         "never write it; its expression is not a default)",
+                         "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
+                         "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
+    if any(d.kind == "primary key" for d in live.dependents):
+        raise InputError(f"{what}: it is in the primary key of {live.table}, which the zero-downtime pattern "
+                         "does not move to the new column",
+                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE … "
+                         "ADD CONSTRAINT … PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a window")
+    readers = [d.name for d in live.dependents if d.kind == "generated column"]
+    if readers:
+        raise InputError(f"{what}: the generated column(s) {', '.join(readers)} are computed from it, so the "
+                         "pattern's contract (DROP COLUMN of the old column) fails",
+                         "change the generated column(s) to read the new column first, or drop and re-add them")

@@ -18,7 +18,7 @@ from agent19.errors import InputError
 from agent19.migrate.patterns.carry import CARRIED, build_phase, carry_indexes
 from agent19.migrate.patterns.columns import _attr_query, sync_function
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.live import LiveColumn, advice
+from agent19.migrate.patterns.live import LiveColumn, advice, refuse_unmovable
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase, Step
 from agent19.migrate.patterns.sqlnames import ident, literal, major, qname, short, sibling, split_name
 
@@ -94,6 +94,7 @@ def rename_column(
     pg = major(pg_version)
     notes: list[str] = []
     if live is not None:
+        refuse_unmovable(live, f"rename of {table}.{column}")
         column_type = column_type or live.type
         not_null = not_null or live.not_null
         if default is None and not live.identity:

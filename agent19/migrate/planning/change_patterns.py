@@ -9,7 +9,6 @@ statements that the statement alone does not say travels with it (:class:`Genera
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -25,7 +24,6 @@ from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
 from agent19.migrate.patterns.rename import rename_column, rename_table
 from agent19.migrate.patterns.sqlnames import ident, qname, sibling, split_name
 from agent19.migrate.planning.model import Change
-from agent19.sqltree import walk
 
 
 @dataclass(frozen=True)
@@ -62,38 +60,7 @@ def _live(change: Change, catalog: SchemaSnapshot | None) -> LiveColumn | None:
     table = find_table(catalog, change.table)
     if catalog is None or table is None or change.column is None:
         return None
-    live = live_from_snapshot(catalog, table, change.column.name)
-    what = f"{change.type} of {change.table}.{change.column.name}"
-    if live is not None and live.generated:
-        # no client writes it, a BEFORE trigger reads it as NULL (so the sync fills nothing) and its expression is
-        # no default (SET DEFAULT fails in the contract): the pattern cannot be made of it
-        raise InputError(f"{what}: it is a generated column, which the zero-downtime pattern cannot copy (clients "
-                         "never write it; its expression is not a default)",
-                         "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
-                         "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
-    if live is not None and any(d.kind == "primary key" for d in live.dependents):
-        # the swap's DROP NOT NULL of the old column fails (it is in the key); a rename's contract DROP COLUMN
-        # drops the key with it (or fails on a foreign key referencing it): neither ends with the key
-        raise InputError(f"{what}: it is in the primary key of {change.table}, which the zero-downtime pattern "
-                         "does not move to the new column",
-                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE … "
-                         "ADD CONSTRAINT … PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a window")
-    readers = [c.name for c in table.columns if c.generated and c.default and
-               change.column.name in _column_refs(c.default)]
-    if live is not None and readers:
-        raise InputError(f"{what}: the generated column(s) {', '.join(readers)} are computed from it, so the "
-                         "pattern's contract (DROP COLUMN of the old column) fails",
-                         "change the generated column(s) to read the new column first, or drop and re-add them")
-    return live
-
-
-def _column_refs(expression: str) -> set[str]:
-    """The column names an expression reads (a generated column's)."""
-    try:
-        tree = json.loads(pglast.parser.parse_sql_json(f"SELECT {expression}"))
-    except pglast.parser.ParseError:
-        return set()
-    return {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
+    return live_from_snapshot(catalog, table, change.column.name)
 
 
 def rename_pattern(change: Change, pg_major: int, catalog: SchemaSnapshot | None) -> Pattern:

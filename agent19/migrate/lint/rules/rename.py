@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from agent19.errors import InputError
 from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, norm
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
@@ -135,7 +136,12 @@ def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
                         f"{literal(old)} shows it (with a database, --dsn, agent19 writes it in)"),
                 comment(f"not known here: whether {ident(old)} is NOT NULL or has a default — carry them over to "
                         f"{ident(new)} if it does (agent19 pattern rename_column … --not-null --default …)")]
-    p = patterns.rename_column(table, old, new, None if live else TYPE_TO_FILL, pg_version=ctx.major, live=live)
+    message = (f"renaming column {ident(old)} to {ident(new)} breaks every running client that reads or writes "
+               f"{ident(old)}")
+    try:
+        p = patterns.rename_column(table, old, new, None if live else TYPE_TO_FILL, pg_version=ctx.major, live=live)
+    except InputError as exc:  # a column the pattern cannot move (primary key, generated…): say so, and what to do
+        return Hit(message, comment(f"no zero-downtime pattern: {exc}"))
     head += [comment(n) for n in p.notes]
     return Hit(f"renaming column {ident(old)} to {ident(new)} breaks every running client that reads or writes "
                f"{ident(old)}", "\n".join([*head, fix_script(p.phases)]))

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from pglast.enums import AlterTableType
 
+from agent19.errors import InputError
 from agent19.migrate import patterns
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
@@ -101,7 +102,10 @@ def shadow_column_fix(ctx: StatementContext, col: str, new_type: str, using: str
     table = _table(ctx)
     known = find_table(ctx.catalog, table)
     live = live_from_snapshot(ctx.catalog, known, col) if ctx.catalog is not None and known is not None else None
-    pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=ctx.major, live=live)
+    try:
+        pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=ctx.major, live=live)
+    except InputError as exc:  # a column the pattern cannot move (primary key, generated…): say so, and what to do
+        return comment(f"no zero-downtime pattern: {exc}")
     key = single_key(known)
     head = [comment(f"note: {n}") for n in pattern.notes]
     if key is None:
