@@ -11,6 +11,7 @@ constraints, views…) stays in the pattern's notes with what to do.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from pglast import ast, parse_sql
@@ -20,7 +21,7 @@ from pglast.visitors import Visitor
 
 from agent19.migrate.patterns.live import LiveColumn
 from agent19.migrate.patterns.model import Phase, Step
-from agent19.migrate.patterns.sqlnames import ident, qname, qualified, short, split_name
+from agent19.migrate.patterns.sqlnames import NAMEDATALEN, ident, qname, qualified, short, split_name
 
 CARRIED = ("index", "unique")
 """Dependent kinds :func:`carry_indexes` builds again on the new column."""
@@ -83,6 +84,14 @@ def _unique_on(table: str, definition: str, old: str, new: str, name: str) -> tu
         tail
 
 
+def _temporary(name: str) -> str:
+    """The temporary index's name: ``name_a19new``; trimmed to 63 bytes, with a hash of the whole name so that two
+    long names sharing their first bytes get two temporary indexes."""
+    if len((name + "_a19new").encode()) <= NAMEDATALEN - 1:
+        return name + "_a19new"
+    return short(name, f"_{hashlib.sha1(name.encode()).hexdigest()[:8]}_a19new")
+
+
 def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Carried:
     """The steps that give column ``new`` of ``table`` the indexes and UNIQUE constraints ``live`` (column ``old``)
     has; none without a live column (the pattern's notes say what to check)."""
@@ -94,7 +103,7 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
     for dep in live.dependents:
         if dep.kind not in CARRIED or not dep.definition:
             continue
-        temp = short(dep.name, "_a19new")
+        temp = _temporary(dep.name)
         index = qualified(schema, temp)
         if dep.kind == "index":
             sql = _index_on(dep.definition, old, new, temp)

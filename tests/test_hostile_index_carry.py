@@ -1,0 +1,97 @@
+"""Hostile review of the index carry of the column-replacing patterns: run on a real server, as the owner role."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+
+from agent19.db.catalog import snapshot
+from agent19.migrate.patterns.columns import change_column_type
+from agent19.migrate.patterns.live import read_column
+from agent19.migrate.patterns.rename import rename_column
+from agent19.migrate.patterns.sqlnames import qname
+from agent19.migrate.planning.model import Change, MigrationPlan
+from agent19.migrate.planning.plan import plan_migration
+from tests.conftest import owner_login, run_sql
+
+
+def _plan(dsn: str, changes: list[dict]) -> MigrationPlan:
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        catalog = snapshot(conn)
+    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
+
+
+_executed: list[str] = []
+
+
+def _run(dsn: str, sqls: list[str]) -> None:
+    _executed.clear()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in sqls:
+            conn.execute(sql)  # type: ignore[arg-type]
+            _executed.append(sql)
+
+
+def _indexes(dsn: str, table: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT c.relname, pg_get_indexdef(i.indexrelid) || CASE WHEN i.indisvalid THEN '' "
+                                 "ELSE ' INVALID' END FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                                 "WHERE i.indrelid = to_regclass(%s)", (qname(table),)).fetchall())
+
+
+def _cons(dsn: str, table: str) -> dict[str, str]:
+    with psycopg.connect(dsn) as conn:
+        return dict(conn.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                 "WHERE conrelid = to_regclass(%s)", (qname(table),)).fetchall())
+
+
+def _pattern_sql(dsn: str, kind: str, table: str, column: str, arg: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        live = read_column(conn, table, column)
+    p = rename_column(table, column, arg, live=live) if kind == "rename" else \
+        change_column_type(table, column, arg, live=live)
+    out = []
+    for ph in p.phases:
+        if ph.transactional and all(s.in_transaction for s in ph.operations) and len(ph.operations) > 1:
+            out.append("BEGIN")
+            out += [s.sql for s in ph.operations]
+            out.append("COMMIT")
+        else:
+            out += [s.sql for s in ph.operations]
+        if ph.backfill:
+            b = ph.backfill
+            out.append(f"UPDATE {qname(b.table)} SET {b.set} WHERE {b.where}")
+    return out
+
+
+def _after(dsn: str, sqls: list[str], table: str = "t") -> dict[str, str]:
+    _run(dsn, sqls)
+    return _indexes(dsn, table)
+
+
+def test_two_63_byte_index_names_get_two_temporary_indexes(dsn: str) -> None:
+    """Both names trimmed to the same temporary name: the second build was skipped (IF NOT EXISTS) and the contract
+    failed after the irreversible DROP COLUMN, the second index lost."""
+    owner = owner_login(dsn)
+    a, b = "i" * 62 + "a", "i" * 62 + "b"
+    run_sql(owner, f"CREATE TABLE t (id int PRIMARY KEY, nick text); CREATE INDEX {a} ON t (nick); "
+                   f"CREATE INDEX {b} ON t (lower(nick))")
+    got = _after(owner, _pattern_sql(owner, "rename", "t", "nick", "name"))
+    assert got[a] == f"CREATE INDEX {a} ON public.t USING btree (name)", got
+    assert got[b] == f"CREATE INDEX {b} ON public.t USING btree (lower(name))", got
+
+
+def test_a_relation_already_named_like_the_temporary_index_is_not_taken_for_it(dsn: str) -> None:
+    """An index already called t_nick_a19new (on another column): the build was skipped silently and the contract
+    gave that unrelated index the old index's name — the new column had no index."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE t (id int PRIMARY KEY, nick text, x int); CREATE INDEX t_nick ON t (nick); "
+                   "CREATE INDEX t_nick_a19new ON t (x)")
+    sqls = _pattern_sql(owner, "rename", "t", "nick", "name")
+    try:
+        got = _after(owner, sqls)
+    except psycopg.errors.DuplicateTable:  # failing loudly in the build phase, before the deploy, is fine
+        assert not any("DROP COLUMN nick" in s for s in _executed), "failed only after the old column was dropped"
+        return
+    assert "(name)" in got.get("t_nick", ""), got
+    assert got.get("t_nick_a19new") == "CREATE INDEX t_nick_a19new ON public.t USING btree (x)", got
