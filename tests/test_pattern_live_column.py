@@ -43,8 +43,8 @@ async def test_mcp_pattern_names_what_stays_on_the_old_column(dsn: str) -> None:
     # the index and the UNIQUE constraint are built on the shadow column first and get their names back
     for named in ("index order_amount_idx", "unique order_amount_key"):
         assert f"carried: {named}" in notes, notes
-    assert "CREATE INDEX CONCURRENTLY IF NOT EXISTS order_amount_idx_a19new ON public.\"Order\" (amount_new)" in sql
-    assert "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS order_amount_key_a19new ON \"Order\" (amount_new, id)" \
+    assert "CREATE INDEX CONCURRENTLY order_amount_idx_a19new ON public.\"Order\" (amount_new)" in sql
+    assert "CREATE UNIQUE INDEX CONCURRENTLY order_amount_key_a19new ON \"Order\" (amount_new, id)" \
         in sql
     assert 'ADD CONSTRAINT order_amount_key UNIQUE USING INDEX order_amount_key_a19new' in sql
 

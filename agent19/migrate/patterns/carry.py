@@ -55,14 +55,14 @@ class _Renamer(Visitor):  # type: ignore[misc]
 
 
 def _index_on(definition: str, old: str, new: str, name: str) -> str | None:
-    """``definition`` (pg_get_indexdef) as CREATE INDEX CONCURRENTLY IF NOT EXISTS ``name`` on column ``new``."""
+    """``definition`` (pg_get_indexdef) as CREATE INDEX CONCURRENTLY ``name`` on column ``new``."""
     try:
         stmt = parse_sql(definition)[0].stmt
     except ParseError:
         return None
     if not isinstance(stmt, ast.IndexStmt):
         return None
-    stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, True, True
+    stmt.idxname, stmt.concurrent = name, True
     _Renamer(old, new)(stmt)
     return str(RawStream()(stmt))
 
@@ -80,7 +80,7 @@ def _unique_on(table: str, definition: str, old: str, new: str, name: str) -> tu
         if con.including else ""
     nulls = " NULLS NOT DISTINCT" if con.nulls_not_distinct else ""
     tail = (" DEFERRABLE" if con.deferrable else "") + (" INITIALLY DEFERRED" if con.initdeferred else "")
-    return f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {ident(name)} ON {qname(table)} ({cols}){include}{nulls}", \
+    return f"CREATE UNIQUE INDEX CONCURRENTLY {ident(name)} ON {qname(table)} ({cols}){include}{nulls}", \
         tail
 
 
@@ -131,4 +131,6 @@ def build_phase(carried: Carried, column: str, order: int) -> Phase:
                  transactional=False, rollback=carried.undo,
                  rollback_point="the new column has its indexes; the old one keeps its own",
                  notes=["each CREATE INDEX CONCURRENTLY runs alone; a failed one leaves an INVALID index: drop it "
-                        "(DROP INDEX CONCURRENTLY) and run the phase again", *carried.notes])
+                        "(DROP INDEX CONCURRENTLY) and run that statement again, not the ones that succeeded (no IF "
+                        "NOT EXISTS: a relation that already has the temporary name must stop the build, not be "
+                        "taken for the new index)", *carried.notes])
