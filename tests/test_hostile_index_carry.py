@@ -95,3 +95,36 @@ def test_a_relation_already_named_like_the_temporary_index_is_not_taken_for_it(d
         return
     assert "(name)" in got.get("t_nick", ""), got
     assert got.get("t_nick_a19new") == "CREATE INDEX t_nick_a19new ON public.t USING btree (x)", got
+
+
+def test_a_change_list_rename_leaves_an_index_on_a_column_whose_name_contains_it_alone(dsn: str) -> None:
+    """Renaming name: the index on lower(username) was taken for one on name (a substring test), built a second
+    time and the contract failed after the DROP COLUMN (relation t_uname already exists)."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE t (id int PRIMARY KEY, name text, username text); "
+                   "CREATE INDEX t_uname ON t (lower(username)); CREATE INDEX t_name ON t (name)")
+    plan = _plan(owner, [{"type": "rename", "table": "t", "column": {"name": "name", "type": "text"},
+                          "new_name": "nm"}])
+    assert not any("t_uname" in op.sql for op in plan.operations), [op.sql for op in plan.operations]
+    got = _after(owner, [op.sql for op in plan.operations])
+    assert got == {"t_pkey": "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)",
+                   "t_uname": "CREATE INDEX t_uname ON public.t USING btree (lower(username))",
+                   "t_name": "CREATE INDEX t_name ON public.t USING btree (nm)"}, got
+
+
+def test_a_change_list_rename_carries_partial_and_include_indexes_on_the_column(dsn: str) -> None:
+    """Renaming deleted_at: an index WHERE deleted_at IS NULL, one INCLUDE (deleted_at) and a UNIQUE … INCLUDE
+    (deleted_at) were neither carried nor warned about: the contract's DROP COLUMN dropped them silently."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE t (id int PRIMARY KEY, deleted_at timestamptz, x int, "
+                   "CONSTRAINT t_x_key UNIQUE (x) INCLUDE (deleted_at)); "
+                   "CREATE INDEX t_live ON t (x) WHERE deleted_at IS NULL; "
+                   "CREATE INDEX t_inc ON t (id) INCLUDE (deleted_at)")
+    plan = _plan(owner, [{"type": "rename", "table": "t", "column": {"name": "deleted_at", "type": "timestamptz"},
+                          "new_name": "removed_at"}])
+    got = _after(owner, [op.sql for op in plan.operations])
+    assert got == {"t_pkey": "CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)",
+                   "t_x_key": "CREATE UNIQUE INDEX t_x_key ON public.t USING btree (x) INCLUDE (removed_at)",
+                   "t_live": "CREATE INDEX t_live ON public.t USING btree (x) WHERE (removed_at IS NULL)",
+                   "t_inc": "CREATE INDEX t_inc ON public.t USING btree (id) INCLUDE (removed_at)"}, got
+    assert _cons(owner, "t")["t_x_key"] == "UNIQUE (x) INCLUDE (removed_at)"

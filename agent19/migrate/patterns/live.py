@@ -156,10 +156,11 @@ def live_from_snapshot(snap: SchemaSnapshot, table: Table, column: str) -> LiveC
         return None
     qualified = table.qualified_name
     backing = {c.index for c in table.constraints if c.index}
+    reading = {i.name for i in table.indexes if column in index_column_refs(i.definition)}
     deps = [Dependent(kind=c.type.replace("_", " "), name=c.name, definition=c.definition)
-            for c in table.constraints if column in c.columns and c.type != "not_null"]
+            for c in table.constraints if (column in c.columns or c.index in reading) and c.type != "not_null"]
     deps += [Dependent(kind="index", name=i.name, definition=i.definition) for i in table.indexes
-             if i.name not in backing and (column in i.key_names() or any(column in e for e in i.columns if "(" in e))]
+             if i.name not in backing and i.name in reading]
     deps += [Dependent(kind=f"foreign key from {t.qualified_name}", name=c.name, definition=c.definition)
              for t in snap.tables for c in t.constraints
              if c.type == "foreign_key" and c.references_table == qualified and column in c.references_columns]
@@ -201,6 +202,16 @@ def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
     schema, rel = split_name(name)
     matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
     return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
+
+
+def index_column_refs(definition: str) -> set[str]:
+    """The columns an index definition (pg_get_indexdef) reads: key columns, expressions, INCLUDE, WHERE."""
+    try:
+        tree = json.loads(parse_sql_json(definition))
+    except ParseError:
+        return set()
+    refs = {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
+    return refs | {e["name"] for n, e in walk(tree) if n == "IndexElem" and e.get("name")}
 
 
 def column_refs(expression: str) -> set[str]:
