@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
@@ -128,3 +129,20 @@ def test_a_change_list_rename_carries_partial_and_include_indexes_on_the_column(
                    "t_live": "CREATE INDEX t_live ON public.t USING btree (x) WHERE (removed_at IS NULL)",
                    "t_inc": "CREATE INDEX t_inc ON public.t USING btree (id) INCLUDE (removed_at)"}, got
     assert _cons(owner, "t")["t_x_key"] == "UNIQUE (x) INCLUDE (removed_at)"
+
+
+def test_a_deferrable_unique_constraint_stays_deferrable_while_old_code_runs(dsn: str) -> None:
+    """UNIQUE (pos) DEFERRABLE lets `UPDATE q SET pos = pos + 1` pass; the plain unique index built on the new column
+    before the deploy checked each row at once, so that statement failed for the whole transition."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE q (id int PRIMARY KEY, pos int, CONSTRAINT q_pos UNIQUE (pos) DEFERRABLE); "
+                   "INSERT INTO q SELECT g, g FROM generate_series(1, 50) g")
+    sqls = _pattern_sql(owner, "rename", "q", "pos", "position")
+    contract = next(i for i, s in enumerate(sqls) if s.startswith("DROP TRIGGER"))
+    _run(owner, sqls[:contract])
+    _run(owner, ["UPDATE q SET pos = pos + 1"])  # the old code, during the transition
+    _run(owner, sqls[contract:])
+    assert _cons(owner, "q") == {"q_pkey": "PRIMARY KEY (id)", "q_pos": "UNIQUE (\"position\") DEFERRABLE"}
+    _run(owner, ["UPDATE q SET position = position + 1"])
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        _run(owner, ["INSERT INTO q VALUES (999, 10)"])

@@ -105,23 +105,30 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
             continue
         temp = _temporary(dep.name)
         index = qualified(schema, temp)
+        attach, undo = None, [f"DROP INDEX CONCURRENTLY IF EXISTS {index}"]
         if dep.kind == "index":
             sql = _index_on(dep.definition, old, new, temp)
             restore = f"ALTER INDEX {index} RENAME TO {ident(dep.name)}"
         else:
             made = _unique_on(table, dep.definition, old, new, temp)
-            sql = made[0] if made else None
-            restore = f"ALTER TABLE {t} ADD CONSTRAINT {ident(dep.name)} UNIQUE USING INDEX {ident(temp)}" \
-                + (made[1] if made else "")
+            sql, tail = made if made else (None, "")
+            restore = f"ALTER TABLE {t} ADD CONSTRAINT {ident(dep.name)} UNIQUE USING INDEX {ident(temp)}{tail}"
+            if tail:  # a plain unique index checks each row at once: old code relying on the deferral would fail
+                attach = Step(sql=f"ALTER TABLE {t} ADD CONSTRAINT {ident(temp)} UNIQUE USING INDEX {ident(temp)}"
+                                  f"{tail}", lock="AccessExclusiveLock",
+                              note=f"{dep.name} is{tail}: so is its copy on {new}, from now on (brief, catalog only)")
+                restore = f"ALTER TABLE {t} RENAME CONSTRAINT {ident(temp)} TO {ident(dep.name)}"
+                undo.insert(0, f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {ident(temp)}")
         if sql is None:
             out.notes.append(f"{dep.kind} {dep.name} could not be rebuilt from its definition: create it on {new} "
                              "before the contract phase")
             continue
         out.build.append(Step(sql=sql, lock="ShareUpdateExclusiveLock", in_transaction=False,
                               note=f"{dep.kind} {dep.name}, on {new}: the contract's DROP COLUMN drops the old one"))
+        out.build += [attach] if attach else []
         out.restore.append(Step(sql=restore, lock="AccessExclusiveLock",
                                 note=f"{dep.name} again, now on {new}"))
-        out.undo.append(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
+        out.undo += undo
     return out
 
 
