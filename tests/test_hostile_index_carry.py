@@ -7,6 +7,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
+from agent19.errors import InputError
 from agent19.migrate.patterns.columns import change_column_type
 from agent19.migrate.patterns.live import read_column
 from agent19.migrate.patterns.rename import rename_column
@@ -146,3 +147,14 @@ def test_a_deferrable_unique_constraint_stays_deferrable_while_old_code_runs(dsn
     _run(owner, ["UPDATE q SET position = position + 1"])
     with pytest.raises(psycopg.errors.UniqueViolation):
         _run(owner, ["INSERT INTO q VALUES (999, 10)"])
+
+
+def test_two_patterns_on_columns_of_one_index_are_refused_before_any_sql(dsn: str) -> None:
+    """A rename of a and a type change of b, both in the index (a, b): each carried the index under the same
+    temporary name, and each contract drops the other's copy (it is on the column the other replaces)."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE t (id int PRIMARY KEY, a text, b int); CREATE INDEX t_ab ON t (a, b)")
+    with pytest.raises(InputError, match="t_ab"):
+        _plan(owner, [{"type": "rename", "table": "t", "column": {"name": "a", "type": "text"}, "new_name": "a2"},
+                      {"type": "modify_column", "table": "t", "column": {"name": "b", "type": "integer"},
+                       "new_type": "bigint"}])

@@ -19,7 +19,7 @@ from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.model import Risk
 from agent19.migrate.patterns.columns import change_column_type
-from agent19.migrate.patterns.live import LiveColumn, find_table, live_from_snapshot
+from agent19.migrate.patterns.live import LiveColumn, find_table, index_column_refs, live_from_snapshot
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase
 from agent19.migrate.patterns.rename import rename_column, rename_table
 from agent19.migrate.patterns.sqlnames import ident, qname, sibling, split_name
@@ -160,7 +160,7 @@ def _is_pattern(change: Change, new_tables: set[str]) -> bool:
                                                    change.type == "modify_column" and change.new_type)
 
 
-def check_patterns(changes: list[Change], new_tables: set[str]) -> None:
+def check_patterns(changes: list[Change], new_tables: set[str], catalog: SchemaSnapshot | None = None) -> None:
     """Refuse what the patterns cannot combine: each builds on the table as the catalog has it and ends with its own
     contract, so two on one column (a rename and a type change: the rename's contract drops the column the type
     change swapped in) or a column's pattern on a table the list renames (its later statements name a view) break."""
@@ -185,6 +185,7 @@ def check_patterns(changes: list[Change], new_tables: set[str]) -> None:
                                  "replaced, so the second undoes the first",
                                  "make one of them a change list of its own, run after the other's contract part")
             seen[t, name] = c
+    _shared_indexes([c for c in changes if _is_pattern(c, new_tables) and c.column is not None], catalog)
     for c in changes:  # an index or foreign key the list adds on a renamed column: on the old one, the contract drops
         # it (or fails on it); on the new one, it runs before the rename's expand part has added the column
         uses = [(qname(c.table), col) for col in c.index_columns] + \
@@ -195,3 +196,19 @@ def check_patterns(changes: list[Change], new_tables: set[str]) -> None:
                              f"({seen[clash].column.name if seen[clash].column else ''} → {seen[clash].new_name}): "
                              "the rename's contract drops the old column with what is built on it",
                              "add it in a change list of its own, by the new name, after the rename's contract part")
+
+
+def _shared_indexes(patterns: list[Change], catalog: SchemaSnapshot | None) -> None:
+    """Refuse two column patterns on one index: each builds its own copy of it (under the same temporary name) on
+    its new column, and each contract's DROP COLUMN drops the other's copy, which reads the column it replaces."""
+    columns = [(c.table, c.column.name) for c in patterns if c.column is not None]
+    for i, (table, col) in enumerate(columns):
+        found = find_table(catalog, table)
+        others = [o for t, o in columns[i + 1:] if qname(t) == qname(table) and o != col]
+        for other in others if found is not None else []:
+            both = next((x.name for x in found.indexes if {col, other} <= index_column_refs(x.definition)), None)
+            if both:
+                raise InputError(f"{table}.{col} and {table}.{other} are both in the index {both}, and both are "
+                                 "replaced by zero-downtime patterns in one change list: each contract drops the "
+                                 "copy of the index the other built",
+                                 "make one of them a change list of its own, run after the other's contract part")

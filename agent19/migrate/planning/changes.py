@@ -346,7 +346,7 @@ def changes_to_steps(changes: list[Change], pg_major: int,
                      catalog: SchemaSnapshot | None = None) -> tuple[list[Change], list[ChangeSteps]]:
     """The changes in execution order, and the steps of each (:func:`change_steps`)."""
     new_tables = {c.table for c in changes if c.type == "create_table"}
-    check_patterns(changes, new_tables)
+    check_patterns(changes, new_tables, catalog)
     changes = [*changes, *_deferred_not_null(changes, new_tables)]
     ordered = order_changes(changes)
     return ordered, [change_steps(c, new_tables, pg_major, changes, catalog) for c in ordered]
