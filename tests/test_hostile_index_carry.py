@@ -158,3 +158,23 @@ def test_two_patterns_on_columns_of_one_index_are_refused_before_any_sql(dsn: st
         _plan(owner, [{"type": "rename", "table": "t", "column": {"name": "a", "type": "text"}, "new_name": "a2"},
                       {"type": "modify_column", "table": "t", "column": {"name": "b", "type": "integer"},
                        "new_type": "bigint"}])
+
+
+def test_the_plans_after_checks_find_the_carried_indexes_under_their_final_names(dsn: str) -> None:
+    """The 'index …_a19new is valid' checks looked for the temporary names, which the contract renames back:
+    after a correct run they returned nothing, and a dry run of the plan failed with one error per carried index."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE SCHEMA app; CREATE TABLE app.acc (id int PRIMARY KEY, email text UNIQUE, "
+                   "pos int CONSTRAINT acc_pos UNIQUE DEFERRABLE); CREATE INDEX acc_lower ON app.acc (lower(email)); "
+                   "CREATE TABLE t (id int PRIMARY KEY, nick text); CREATE INDEX t_nick ON t (nick)")
+    plan = _plan(owner, [
+        {"type": "rename", "table": "t", "column": {"name": "nick", "type": "text"}, "new_name": "name"},
+        {"type": "rename", "table": "app.acc", "column": {"name": "email", "type": "text"}, "new_name": "mail"},
+        {"type": "modify_column", "table": "app.acc", "column": {"name": "pos", "type": "integer"},
+         "new_type": "bigint"}])
+    _run(owner, [op.sql for op in plan.operations])
+    checks = [c for c in plan.validation if c.phase == "after" and c.name.startswith("index ")]
+    assert {c.name for c in checks} == {"index acc_email_key is valid", "index acc_lower is valid",
+                                        "index acc_pos is valid", "index t_nick is valid"}, [c.name for c in checks]
+    with psycopg.connect(owner) as conn:
+        assert all(conn.execute(c.query).fetchone() == (True,) for c in checks)

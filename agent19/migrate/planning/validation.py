@@ -19,6 +19,7 @@ def validation_checks(ops: list[Operation], statements: dict[int, Statement]) ->
         expected="0 (a long transaction holds locks the migration would queue behind)", blocking=True,
         phase="before")]
     leaving = _columns_leaving(statements)
+    renames = _index_renames(statements)
     for op in ops:
         s = statements.get(op.statement_index)
         f = s.fields if s else {}
@@ -33,9 +34,10 @@ def validation_checks(ops: list[Operation], statements: dict[int, Statement]) ->
                                           expected="true", blocking=True))
         elif s and s.node == "IndexStmt" and f.get("idxname"):
             schema = rel.get("schemaname") if isinstance(rel, dict) else None
-            index = _regclass_text({"schemaname": schema, "relname": f["idxname"]})
+            name = _index_name_after(renames, s.index, schema, f["idxname"])
+            index = _regclass_text({"schemaname": schema, "relname": name})
             checks.append(ValidationCheck(
-                name=f"index {f['idxname']} is valid",
+                name=f"index {name} is valid",
                 query=f"SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass({index})",
                 expected="true (a failed CONCURRENTLY build leaves an INVALID index: drop it and retry)",
                 blocking=True))
@@ -73,6 +75,34 @@ def _columns_leaving(statements: dict[int, Statement]) -> dict[tuple[Any, Any, s
             if n == "AT_DropColumn":
                 out[(*key, c.get("name", ""))] = i
     return out
+
+
+def _index_renames(statements: dict[int, Statement]) -> list[tuple[int, Any, str, str]]:
+    """(statement, schema, old name, new name) of each index rename, in order: ALTER INDEX … RENAME TO, a
+    constraint's RENAME CONSTRAINT (its index follows), ADD CONSTRAINT … USING INDEX (the index takes its name)."""
+    out: list[tuple[int, Any, str, str]] = []
+    for i in sorted(statements):
+        s = statements[i]
+        rel = s.fields.get("relation")
+        if not isinstance(rel, dict):
+            continue
+        if s.node == "RenameStmt" and s.fields.get("renameType") == "OBJECT_INDEX":
+            out.append((i, rel.get("schemaname"), rel.get("relname", ""), s.fields.get("newname", "")))
+        elif s.node == "RenameStmt" and s.fields.get("renameType") == "OBJECT_TABCONSTRAINT":
+            out.append((i, rel.get("schemaname"), s.fields.get("subname", ""), s.fields.get("newname", "")))
+        for n, c in _walk_cmds(s) if s.node == "AlterTableStmt" else ():
+            con = c.get("def", {}).get("Constraint", {}) if n == "AT_AddConstraint" else {}
+            if con.get("indexname") and con.get("conname"):
+                out.append((i, rel.get("schemaname"), con["indexname"], con["conname"]))
+    return out
+
+
+def _index_name_after(renames: list[tuple[int, Any, str, str]], index: int, schema: Any, name: str) -> str:
+    """The name the index built by statement ``index`` has once the migration has run."""
+    for i, sch, old, new in renames:
+        if i > index and old == name and (sch == schema or None in (sch, schema)):  # unqualified: search_path
+            name = new
+    return name
 
 
 def _regclass_text(rel: dict[str, Any]) -> str:
