@@ -19,12 +19,21 @@ from pglast.parser import ParseError
 from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
-from agent19.migrate.patterns.live import LiveColumn
+from agent19.migrate.patterns.live import Dependent, LiveColumn
 from agent19.migrate.patterns.model import Phase, Step
 from agent19.migrate.patterns.sqlnames import NAMEDATALEN, ident, qname, qualified, short, split_name
 
 CARRIED = ("index", "unique")
 """Dependent kinds :func:`carry_indexes` builds again on the new column."""
+
+PARTITIONED = ("CREATE INDEX CONCURRENTLY cannot build on a partitioned table: before the contract phase create it on "
+               "ONLY the table, build it CONCURRENTLY on each partition and ALTER INDEX … ATTACH PARTITION each (a "
+               "UNIQUE constraint: ADD CONSTRAINT on the table, which locks every partition while it builds)")
+
+
+def carries(live: LiveColumn, dep: Dependent) -> bool:
+    """Whether :func:`carry_indexes` builds ``dep`` again on the new column."""
+    return dep.kind in CARRIED and bool(dep.definition) and not live.partitioned
 
 
 @dataclass
@@ -101,7 +110,7 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
     schema, _ = split_name(table)
     t = qname(table)
     for dep in live.dependents:
-        if dep.kind not in CARRIED or not dep.definition:
+        if not carries(live, dep):
             continue
         temp = _temporary(dep.name)
         index = qualified(schema, temp)

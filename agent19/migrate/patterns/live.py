@@ -23,7 +23,8 @@ from agent19.migrate.patterns.sqlnames import qname, split_name
 from agent19.sqltree import walk
 
 Q_COLUMN = """
-SELECT a.attnum, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
+SELECT a.attnum, (SELECT relkind = 'p' FROM pg_class WHERE oid = a.attrelid) AS partitioned,
+       format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS not_null,
        pg_get_expr(d.adbin, d.adrelid) AS "default", a.attidentity <> '' AS identity,
        a.attgenerated <> '' AS generated, pg_get_serial_sequence(%(rel)s, a.attname) AS sequence
   FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -89,6 +90,7 @@ class LiveColumn(BaseModel):
     default: str | None = None
     identity: bool = False
     generated: bool = False
+    partitioned: bool = Field(default=False, description="the table is partitioned (no CREATE INDEX CONCURRENTLY)")
     sequence: str | None = Field(default=None, description="the sequence the column owns (serial), if any")
     dependents: list[Dependent] = Field(default=[], description="objects pg_depend records on the column")
     row_triggers: list[Dependent] = Field(
@@ -113,7 +115,8 @@ def read_column(conn: Any, table: str, column: str) -> LiveColumn:
                 for r in cur.execute(Q_ROW_TRIGGERS, {"rel": rel}).fetchall()]
     return LiveColumn(table=table, column=column, type=row["type"], not_null=row["not_null"],
                       default=row["default"], identity=row["identity"], generated=row["generated"],
-                      sequence=row["sequence"], dependents=deps, row_triggers=triggers)
+                      sequence=row["sequence"], dependents=deps, row_triggers=triggers,
+                      partitioned=row["partitioned"])
 
 
 ADVICE = {
@@ -172,6 +175,7 @@ def live_from_snapshot(snap: SchemaSnapshot, table: Table, column: str) -> LiveC
     return LiveColumn(table=qualified, column=column, type=col.type, not_null=not col.nullable, default=col.default,
                       identity=col.identity is not None, generated=col.generated is not None,
                       sequence=_owned_sequence(col.default), dependents=deps,
+                      partitioned=table.kind == "partitioned_table",
                       row_triggers=[Dependent(kind="trigger", name=t.name, definition=t.definition)
                                     for t in table.triggers])
 

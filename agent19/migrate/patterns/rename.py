@@ -15,7 +15,7 @@ as it takes to deploy the application.
 from __future__ import annotations
 
 from agent19.errors import InputError
-from agent19.migrate.patterns.carry import CARRIED, build_phase, carry_indexes
+from agent19.migrate.patterns.carry import CARRIED, PARTITIONED, build_phase, carries, carry_indexes
 from agent19.migrate.patterns.columns import _attr_query, sync_function
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import LiveColumn, advice, refuse_unmovable
@@ -189,7 +189,10 @@ def _rename_notes(live: LiveColumn, new_name: str) -> list[str]:
                      "current maximum)")
     for d in live.dependents:
         what = f"not carried: {d.kind} {d.name}" + (f" ({d.definition})" if d.definition else "")
-        if d.kind in CARRIED and d.definition:
+        if d.kind in CARRIED and live.partitioned:
+            notes.append(f"{what}: {PARTITIONED}")
+            continue
+        if carries(live, d):
             notes.append(f"carried: {d.kind} {d.name}, built on {new_name} CONCURRENTLY before the deploy and "
                          "given its name back after the contract's DROP COLUMN")
             continue
