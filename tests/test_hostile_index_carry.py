@@ -230,3 +230,19 @@ def test_a_partitioned_tables_indexes_are_named_not_carried_instead_of_a_build_t
     assert any("p_id_nick" in n and "partitioned" in n for n in notes), notes
     contract = next(i for i, s in enumerate(sqls) if s.startswith("DROP TRIGGER"))
     _run(owner, sqls[:contract])  # everything before the contract runs
+
+
+def test_attaching_the_deferrable_copy_waits_for_its_lock_only_briefly(dsn: str) -> None:
+    """ADD CONSTRAINT … USING INDEX takes an AccessExclusiveLock: run alone without lock_timeout, it queued behind a
+    long query and every read and write of the table queued behind it."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE q (id int PRIMARY KEY, pos int CONSTRAINT q_pos UNIQUE DEFERRABLE)")
+    plan = _plan(owner, [{"type": "rename", "table": "q", "column": {"name": "pos", "type": "integer"},
+                          "new_name": "position"}])
+    sqls = [op.sql for op in plan.operations]
+    at = next(i for i, s in enumerate(sqls) if "ADD CONSTRAINT q_pos_a19new" in s)
+    begin = max(i for i in range(at) if sqls[i] == "BEGIN")
+    assert any(s.startswith("SET LOCAL lock_timeout") for s in sqls[begin:at]), sqls[begin:at + 1]
+    assert "COMMIT" in sqls[at:] and not any("CONCURRENTLY" in s for s in sqls[begin:at]), sqls
+    _run(owner, sqls)
+    assert _cons(owner, "q")["q_pos"] == 'UNIQUE ("position") DEFERRABLE'

@@ -42,6 +42,10 @@ class Carried:
     """CREATE [UNIQUE] INDEX CONCURRENTLY on the new column: before the deploy (each alone, outside a transaction)"""
     restore: list[Step] = field(default_factory=list)
     """after the old column's DROP COLUMN: the old names back, the UNIQUE constraints attached"""
+    attach: list[Step] = field(default_factory=list)
+    """DEFERRABLE UNIQUE constraints' copies attached under the temporary name: after the build, one transaction"""
+    detach: list[str] = field(default_factory=list)
+    """drops what ``attach`` made"""
     undo: list[str] = field(default_factory=list)
     """drops what ``build`` made (the build phase's rollback)"""
     notes: list[str] = field(default_factory=list)
@@ -114,7 +118,7 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
             continue
         temp = _temporary(dep.name)
         index = qualified(schema, temp)
-        attach, undo = None, [f"DROP INDEX CONCURRENTLY IF EXISTS {index}"]
+        attach = None
         if dep.kind == "index":
             sql = _index_on(dep.definition, old, new, temp)
             restore = f"ALTER INDEX {index} RENAME TO {ident(dep.name)}"
@@ -127,26 +131,30 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
                                   f"{tail}", lock="AccessExclusiveLock",
                               note=f"{dep.name} is{tail}: so is its copy on {new}, from now on (brief, catalog only)")
                 restore = f"ALTER TABLE {t} RENAME CONSTRAINT {ident(temp)} TO {ident(dep.name)}"
-                undo.insert(0, f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {ident(temp)}")
+                out.detach.append(f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {ident(temp)}")
         if sql is None:
             out.notes.append(f"{dep.kind} {dep.name} could not be rebuilt from its definition: create it on {new} "
                              "before the contract phase")
             continue
         out.build.append(Step(sql=sql, lock="ShareUpdateExclusiveLock", in_transaction=False,
                               note=f"{dep.kind} {dep.name}, on {new}: the contract's DROP COLUMN drops the old one"))
-        out.build += [attach] if attach else []
+        out.attach += [attach] if attach else []
         out.restore.append(Step(sql=restore, lock="AccessExclusiveLock",
                                 note=f"{dep.name} again, now on {new}"))
-        out.undo += undo
+        out.undo.append(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
     return out
 
 
-def build_phase(carried: Carried, column: str, order: int) -> Phase:
-    """The phase that builds the live column's indexes and UNIQUE constraints on ``column`` (each CONCURRENTLY)."""
-    return Phase(name=f"build the old column's indexes on {column}", order=order, operations=carried.build,
+def build_phases(carried: Carried, column: str, order: int) -> list[Phase]:
+    """The phase that builds the live column's indexes and UNIQUE constraints on ``column`` (each CONCURRENTLY), and
+    the one that attaches the copies of DEFERRABLE constraints (a brief lock, under a lock_timeout)."""
+    attach = [Phase(name=f"attach the deferrable unique indexes on {column}", order=order + 1,
+                    operations=carried.attach, lock_timeout="2s", rollback=carried.detach,
+                    rollback_point="the new column's copies are deferrable like the old column's constraints")]
+    return [Phase(name=f"build the old column's indexes on {column}", order=order, operations=carried.build,
                  transactional=False, rollback=carried.undo,
                  rollback_point="the new column has its indexes; the old one keeps its own",
                  notes=["each CREATE INDEX CONCURRENTLY runs alone; a failed one leaves an INVALID index: drop it "
                         "(DROP INDEX CONCURRENTLY) and run that statement again, not the ones that succeeded (no IF "
                         "NOT EXISTS: a relation that already has the temporary name must stop the build, not be "
-                        "taken for the new index)", *carried.notes])
+                        "taken for the new index)", *carried.notes]), *(attach if carried.attach else [])]

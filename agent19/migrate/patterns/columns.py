@@ -11,7 +11,7 @@ from __future__ import annotations
 from pglast import parse_sql
 from pglast.parser import ParseError
 
-from agent19.migrate.patterns.carry import CARRIED, PARTITIONED, build_phase, carries, carry_indexes
+from agent19.migrate.patterns.carry import CARRIED, PARTITIONED, build_phases, carries, carry_indexes
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import LiveColumn, advice, refuse_unmovable
 from agent19.migrate.patterns.model import BackfillStep, Pattern, Phase, Step
@@ -182,7 +182,7 @@ def change_column_type(
     phases += tail
     carried = carry_indexes(table, live, column, shadow)
     if carried.build:
-        phases.append(build_phase(carried, shadow, len(phases) + 1))
+        phases += build_phases(carried, shadow, len(phases) + 1)
     phases.append(Phase(
         name="swap the columns",
         order=len(phases) + 1,

@@ -15,7 +15,7 @@ as it takes to deploy the application.
 from __future__ import annotations
 
 from agent19.errors import InputError
-from agent19.migrate.patterns.carry import CARRIED, PARTITIONED, build_phase, carries, carry_indexes
+from agent19.migrate.patterns.carry import CARRIED, PARTITIONED, build_phases, carries, carry_indexes
 from agent19.migrate.patterns.columns import _attr_query, sync_function
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import LiveColumn, advice, refuse_unmovable
@@ -140,7 +140,7 @@ def rename_column(
         phases += not_null_phases(table, new_name, pg, 3)
     carried = carry_indexes(table, live, column, new_name)
     if carried.build:
-        phases.append(build_phase(carried, new_name, len(phases) + 1))
+        phases += build_phases(carried, new_name, len(phases) + 1)
     phases[-1].deploy_after = True
     phases[-1].notes.append(f"deploy the application reading and writing {new_name} (the trigger keeps "
                             f"{column} right for instances still running the old code)")
