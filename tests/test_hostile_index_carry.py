@@ -50,8 +50,8 @@ def _cons(dsn: str, table: str) -> dict[str, str]:
 def _pattern_sql(dsn: str, kind: str, table: str, column: str, arg: str) -> list[str]:
     with psycopg.connect(dsn) as conn:
         live = read_column(conn, table, column)
-    p = rename_column(table, column, arg, live=live) if kind == "rename" else \
-        change_column_type(table, column, arg, live=live)
+    p = rename_column(table, column, arg, live=live, pg_version=15) if kind == "rename" else \
+        change_column_type(table, column, arg, live=live, pg_version=15)
     out = []
     for ph in p.phases:
         if ph.transactional and all(s.in_transaction for s in ph.operations) and len(ph.operations) > 1:
@@ -246,3 +246,18 @@ def test_attaching_the_deferrable_copy_waits_for_its_lock_only_briefly(dsn: str)
     assert "COMMIT" in sqls[at:] and not any("CONCURRENTLY" in s for s in sqls[begin:at]), sqls
     _run(owner, sqls)
     assert _cons(owner, "q")["q_pos"] == 'UNIQUE ("position") DEFERRABLE'
+
+
+@pytest.mark.parametrize("kind, arg, column", [("rename", "name", "name"), ("type", "varchar(20)", "nick")])
+def test_a_replica_identity_index_is_the_replica_identity_again(dsn: str, kind: str, arg: str, column: str) -> None:
+    """REPLICA IDENTITY USING INDEX t_nick_key: the contract's DROP COLUMN dropped it, and the carried index got the
+    name back but not the role — a published table then refuses every UPDATE and DELETE."""
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE t (id int, nick text NOT NULL CONSTRAINT t_nick_key UNIQUE); "
+                   "ALTER TABLE t REPLICA IDENTITY USING INDEX t_nick_key; INSERT INTO t VALUES (1, 'a')")
+    _run(owner, _pattern_sql(owner, kind, "t", "nick", arg))
+    assert _cons(owner, "t")["t_nick_key"] == f"UNIQUE ({column})"
+    with psycopg.connect(owner) as conn:
+        got = conn.execute("SELECT c.relreplident, i.indexrelid::regclass::text FROM pg_class c LEFT JOIN pg_index i "
+                           "ON i.indrelid = c.oid AND i.indisreplident WHERE c.oid = 't'::regclass").fetchone()
+    assert got == ("i", "t_nick_key"), got

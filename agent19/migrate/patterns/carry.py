@@ -48,6 +48,10 @@ class Carried:
     """drops what ``attach`` made"""
     undo: list[str] = field(default_factory=list)
     """drops what ``build`` made (the build phase's rollback)"""
+    swap: list[Step] = field(default_factory=list)
+    """a type change's swap: the replica identity moves to the new column's index (the old column loses NOT NULL)"""
+    unswap: list[str] = field(default_factory=list)
+    """the swap's rollback: the replica identity back on the old index"""
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,6 +145,12 @@ def carry_indexes(table: str, live: LiveColumn | None, old: str, new: str) -> Ca
         out.attach += [attach] if attach else []
         out.restore.append(Step(sql=restore, lock="AccessExclusiveLock",
                                 note=f"{dep.name} again, now on {new}"))
+        if dep.replica_identity:  # DROP COLUMN took the role with the old index: logical replication needs it back
+            out.swap.append(Step(sql=f"ALTER TABLE {t} REPLICA IDENTITY USING INDEX {ident(temp)}",
+                                 lock="AccessExclusiveLock", note=f"the replica identity moves with {dep.name}"))
+            out.unswap.append(f"ALTER TABLE {t} REPLICA IDENTITY USING INDEX {ident(dep.name)}")
+            out.restore.append(Step(sql=f"ALTER TABLE {t} REPLICA IDENTITY USING INDEX {ident(dep.name)}",
+                                    lock="AccessExclusiveLock", note=f"{dep.name} is the replica identity again"))
         out.undo.append(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
     return out
 

@@ -143,6 +143,7 @@ def change_column_type(
             swap_ops_nn = []
     else:
         swap_ops_nn = []
+    carried = carry_indexes(table, live, column, shadow)
     swap_ops += [
         Step(sql=f"LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE", lock="AccessExclusiveLock",
              note="take the lock first and fail fast (lock_timeout) rather than queue behind a long query"),
@@ -151,6 +152,7 @@ def change_column_type(
         *swap_ops_nn,
         Step(sql=f"ALTER TABLE {t} RENAME COLUMN {c} TO {o}", lock="AccessExclusiveLock"),
         Step(sql=f"ALTER TABLE {t} RENAME COLUMN {s} TO {c}", lock="AccessExclusiveLock"),
+        *carried.swap,
         Step(sql=f"ALTER TABLE {t} ALTER COLUMN {o} DROP NOT NULL", lock="AccessExclusiveLock",
              note="writers no longer fill the old column"),
         Step(sql=f"ALTER TABLE {t} ALTER COLUMN {o} DROP DEFAULT", lock="AccessExclusiveLock"),
@@ -179,8 +181,8 @@ def change_column_type(
         swap_ops += [Step(sql=bfn, lock=None), Step(sql=btg, lock="ShareRowExclusiveLock",
                                                    note="keeps the old column right, so the swap can be undone")]
         rollback = [*drop_back.split("; "), *rollback]
+    rollback += carried.unswap
     phases += tail
-    carried = carry_indexes(table, live, column, shadow)
     if carried.build:
         phases += build_phases(carried, shadow, len(phases) + 1)
     phases.append(Phase(

@@ -51,7 +51,9 @@ SELECT DISTINCT
                 pg_describe_object(d.classid, d.objid, d.objsubid)) AS name,
        COALESCE(pg_get_indexdef(c.oid), pg_get_constraintdef(con.oid), pg_get_triggerdef(t.oid),
                 pg_get_expr(ad.adbin, ad.adrelid)) AS definition,
-       c.oid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid) AS backs_constraint
+       c.oid IS NOT NULL AND EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid) AS backs_constraint,
+       COALESCE((SELECT x.indisreplident FROM pg_index x WHERE x.indexrelid = COALESCE(c.oid, con.conindid)), false)
+         AS replica_identity
   FROM pg_depend d
   LEFT JOIN pg_class c ON d.classid = 'pg_class'::regclass AND c.oid = d.objid
   LEFT JOIN pg_constraint con ON d.classid = 'pg_constraint'::regclass AND con.oid = d.objid
@@ -78,6 +80,8 @@ class Dependent(BaseModel):
     kind: str = Field(description="index, check, unique, primary key, foreign key, foreign key from <table>, view, …")
     name: str
     definition: str | None = None
+    replica_identity: bool = Field(default=False, description="the index (or the constraint's) is the table's "
+                                   "REPLICA IDENTITY")
 
 
 class LiveColumn(BaseModel):
@@ -108,7 +112,8 @@ def read_column(conn: Any, table: str, column: str) -> LiveColumn:
         raise InputError(f"column {column} of {table} not found in the connected database",
                          "check the names (raw, as the catalog stores them: Orders is not orders), or leave "
                          "out the DSN to generate the pattern offline")
-    deps = [Dependent(kind=r["kind"], name=r["name"], definition=r["definition"])
+    deps = [Dependent(kind=r["kind"], name=r["name"], definition=r["definition"],
+                      replica_identity=r["replica_identity"])
             for r in cur.execute(Q_DEPENDENTS, {"rel": rel, "attnum": row["attnum"]}).fetchall()
             if not r["backs_constraint"] and r["kind"] != "sequence"]
     triggers = [Dependent(kind="trigger", name=r["name"], definition=r["definition"])
