@@ -261,3 +261,27 @@ def test_a_replica_identity_index_is_the_replica_identity_again(dsn: str, kind: 
         got = conn.execute("SELECT c.relreplident, i.indexrelid::regclass::text FROM pg_class c LEFT JOIN pg_index i "
                            "ON i.indrelid = c.oid AND i.indisreplident WHERE c.oid = 't'::regclass").fetchone()
     assert got == ("i", "t_nick_key"), got
+
+
+def test_undoing_a_type_changes_swap_and_builds_gives_the_table_back(dsn: str) -> None:
+    owner = owner_login(dsn)
+    run_sql(owner, "CREATE TABLE q (id int NOT NULL, pos int NOT NULL CONSTRAINT q_pos UNIQUE DEFERRABLE, "
+                   "CONSTRAINT q_pos_id UNIQUE (pos, id)); ALTER TABLE q REPLICA IDENTITY USING INDEX q_pos_id; "
+                   "INSERT INTO q SELECT g, g FROM generate_series(1, 20) g")
+    state = "SELECT relreplident, (SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = c.oid AND " \
+            "indisreplident) FROM pg_class c WHERE oid = 'q'::regclass"
+    with psycopg.connect(owner) as conn:
+        before = _indexes(owner, "q"), _cons(owner, "q"), conn.execute(state).fetchone()
+        p = change_column_type("q", "pos", "bigint", live=read_column(conn, "q", "pos"), pg_version=15)
+    done = []
+    for ph in p.phases:
+        if "contract" in ph.name:
+            break
+        ops = [s.sql for s in ph.operations]
+        ops = ["BEGIN", *ops, "COMMIT"] if ph.transactional and all(s.in_transaction for s in ph.operations) else ops
+        _run(owner, ops + ([f"UPDATE q SET {ph.backfill.set} WHERE {ph.backfill.where}"] if ph.backfill else []))
+        done.append(ph)
+    for ph in reversed(done):
+        _run(owner, ph.rollback)
+    with psycopg.connect(owner) as conn:
+        assert (_indexes(owner, "q"), _cons(owner, "q"), conn.execute(state).fetchone()) == before
