@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
@@ -35,6 +35,7 @@ from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
+    LazyFix,
     MigrationState,
     Severity,
     StatementContext,
@@ -60,6 +61,25 @@ class Finding(BaseModel):
     severity: Severity
     message: str
     fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
+
+    # The engine may store a LazyFix (rules/_base.py) in ``fix``: written only when the finding is read or dumped,
+    # so a large report does not hold every fix's text until it is rendered. Readers see a str either way.
+    @field_serializer("fix")
+    def _written_fix(self, fix: str | LazyFix | None):  # no return type: the schema stays the field's own
+        return str(fix) if isinstance(fix, LazyFix) else fix
+
+
+def _read_fix(finding: Finding) -> str | None:
+    fix = finding.__dict__.get("fix")
+    return str(fix) if isinstance(fix, LazyFix) else fix
+
+
+def _set_fix(finding: Finding, value: str | None) -> None:
+    finding.__dict__["fix"] = value
+
+
+# a data descriptor on the class comes before the instance's __dict__: ``finding.fix`` is always the text
+Finding.fix = property(_read_fix, _set_fix)  # type: ignore[assignment,method-assign]
 
 
 class StatementReport(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import BLOCKS_WRITES, Hit, Rule, StatementContext, lock_rank, short
+from agent19.migrate.lint.rules._base import BLOCKS_WRITES, Hit, LazyFix, Rule, StatementContext, lock_rank, short
 
 CREATES = {"create_table", "create_table_as", "create_sequence", "create_materialized_view"}
 """Kinds whose target is the object they create: nobody else can be waiting on it."""
@@ -47,8 +47,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     yield Hit(
         f"takes {article} {lock} on {short(table)} with no lock_timeout: if a long transaction holds the table, this "
         f"statement waits, and {blocked} on it queues behind the wait (an outage, even for an instant change)",
-        "SET lock_timeout = '5s';  -- before the first statement; retry the migration if it times out\n"
-        + ctx.sql + ";",
+        LazyFix(_with_timeout, ctx.sql),  # the statement's text, which its report holds anyway
     )
 
 
@@ -67,3 +66,7 @@ RULE = Rule(
     check=check,
     aliases=("require-timeout-settings",),  # squawk's rule name(s)
 )
+
+
+def _with_timeout(sql: str) -> str:
+    return f"SET lock_timeout = '5s';  -- before the first statement; retry the migration if it times out\n{sql};"
