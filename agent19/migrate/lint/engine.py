@@ -35,7 +35,7 @@ from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
-    LazyFix,
+    LazyText,
     MigrationState,
     Severity,
     StatementContext,
@@ -62,24 +62,29 @@ class Finding(BaseModel):
     message: str
     fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
 
-    # The engine may store a LazyFix (rules/_base.py) in ``fix``: written only when the finding is read or dumped,
-    # so a large report does not hold every fix's text until it is rendered. Readers see a str either way.
-    @field_serializer("fix")
-    def _written_fix(self, fix: str | LazyFix | None):  # no return type: the schema stays the field's own
-        return str(fix) if isinstance(fix, LazyFix) else fix
+    # A rule may give a LazyText (rules/_base.py) as ``message`` or ``fix``: written only when the finding is read
+    # or dumped, so a large report does not hold every finding's texts until it is rendered. Readers see a str.
+    @field_serializer("message", "fix")
+    def _written(self, text: str | LazyText | None):  # no return type: the schema stays the fields' own
+        return str(text) if isinstance(text, LazyText) else text
 
 
-def _read_fix(finding: Finding) -> str | None:
-    fix = finding.__dict__.get("fix")
-    return str(fix) if isinstance(fix, LazyFix) else fix
+def _text_property(name: str) -> property:
+    """``finding.<name>``: the text, written now when a LazyText holds it (a data descriptor on the class comes
+    before the instance's ``__dict__``, where pydantic keeps the field)."""
+
+    def read(finding: Finding) -> str | None:
+        text = finding.__dict__.get(name)
+        return str(text) if isinstance(text, LazyText) else text
+
+    def write(finding: Finding, value: str | None) -> None:
+        finding.__dict__[name] = value
+
+    return property(read, write)
 
 
-def _set_fix(finding: Finding, value: str | None) -> None:
-    finding.__dict__["fix"] = value
-
-
-# a data descriptor on the class comes before the instance's __dict__: ``finding.fix`` is always the text
-Finding.fix = property(_read_fix, _set_fix)  # type: ignore[assignment,method-assign]
+Finding.message = _text_property("message")  # type: ignore[assignment,method-assign]
+Finding.fix = _text_property("fix")  # type: ignore[assignment,method-assign]
 
 
 class StatementReport(BaseModel):

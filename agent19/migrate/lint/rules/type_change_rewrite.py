@@ -12,7 +12,7 @@ from agent19.migrate import patterns
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
-from agent19.migrate.lint.rules._base import Hit, LazyFix, Rule, StatementContext, deparse, short, typed_tree
+from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, deparse, short, typed_tree
 from agent19.migrate.lint.rules._shape import by_shape
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
@@ -82,7 +82,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
             f"on {short(ctx.relation)}: reads and writes wait for a time that grows with the table{assumed}",
-            LazyFix(shadow_column_fix, _table(ctx), ctx.catalog, ctx.major, col, new_type, using_sql),
+            LazyText(shadow_column_fix, _table(ctx), ctx.catalog, ctx.major, col, new_type, using_sql),
         )
 
 
@@ -101,7 +101,7 @@ def shadow_column_fix(table: str, catalog: SchemaSnapshot | None, major: int, co
                       using: str | None) -> str:
     """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
     filled with what the catalog knows about the column and the table's key. Written when the finding is read
-    (a :class:`LazyFix`): several kB per finding, from the names alone."""
+    (a :class:`LazyText`): several kB per finding, from the names alone."""
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 
