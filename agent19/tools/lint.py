@@ -52,8 +52,8 @@ def render_report(report: LintReport) -> str:
         out.append(f"  {', '.join(facts)}")
         for f in s.findings:
             out.append(f"  {f.severity} {f.rule}: {f.message}")
-            if f.fix:
-                out.extend(f"      {line}" for line in ("fix: " + f.fix).splitlines())
+            if fix := f.fix:  # read once: a long fix is written when read (engine.Finding)
+                out.extend(f"      {line}" for line in ("fix: " + fix).splitlines())
         out.append("")
     m = report.summary
     out.append(
@@ -89,7 +89,8 @@ def render_sarif(report: LintReport) -> str:
     results = []
     for s in report.statements:
         for f in s.findings:
-            text = f.message + (f"\nfix:\n{f.fix}" if f.fix else "")
+            fix = f.fix  # read once: a long fix is written when read (engine.Finding)
+            text = f.message + (f"\nfix:\n{fix}" if fix else "")
             results.append({
                 "ruleId": f.rule,
                 "ruleIndex": index[f.rule],

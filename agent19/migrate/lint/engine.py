@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
@@ -35,6 +35,7 @@ from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
+    LazyText,
     MigrationState,
     Severity,
     StatementContext,
@@ -60,6 +61,30 @@ class Finding(BaseModel):
     severity: Severity
     message: str
     fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
+
+    # A rule may give a LazyText (rules/_base.py) as ``message`` or ``fix``: written only when the finding is read
+    # or dumped, so a large report does not hold every finding's texts until it is rendered. Readers see a str.
+    @field_serializer("message", "fix")
+    def _written(self, text: str | LazyText | None):  # no return type: the schema stays the fields' own
+        return str(text) if isinstance(text, LazyText) else text
+
+
+def _text_property(name: str) -> property:
+    """``finding.<name>``: the text, written now when a LazyText holds it (a data descriptor on the class comes
+    before the instance's ``__dict__``, where pydantic keeps the field)."""
+
+    def read(finding: Finding) -> str | None:
+        text = finding.__dict__.get(name)
+        return str(text) if isinstance(text, LazyText) else text
+
+    def write(finding: Finding, value: str | None) -> None:
+        finding.__dict__[name] = value
+
+    return property(read, write)
+
+
+Finding.message = _text_property("message")  # type: ignore[assignment,method-assign]
+Finding.fix = _text_property("fix")  # type: ignore[assignment,method-assign]
 
 
 class StatementReport(BaseModel):

@@ -44,10 +44,25 @@ def lock_rank(lock: str | None) -> int:
     return LOCK_ORDER.index(lock) + 1 if lock in LOCK_ORDER else 0
 
 
+class LazyText:
+    """A finding's message or fix written when it is read: ``make(*args)``, called each time and kept by no one.
+    A large migration's fixes (several kB of SQL each for a type change) and messages were most of its report's
+    memory, held from the statement's lint until the report was written; the arguments are names and texts the
+    report holds anyway."""
+
+    __slots__ = ("make", "args")
+
+    def __init__(self, make: Callable[..., str], *args: Any) -> None:
+        self.make, self.args = make, args
+
+    def __str__(self) -> str:
+        return self.make(*self.args)
+
+
 @dataclass(frozen=True)
 class Hit:
-    message: str
-    fix: str | None = None
+    message: str | LazyText
+    fix: str | LazyText | None = None
     severity: Severity | None = None
     """Overrides the rule's default severity for this finding (a rule with cases of different weight)."""
 

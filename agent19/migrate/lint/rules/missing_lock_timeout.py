@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import BLOCKS_WRITES, Hit, Rule, StatementContext, lock_rank, short
+from agent19.migrate.lint.rules._base import BLOCKS_WRITES, Hit, LazyText, Rule, StatementContext, lock_rank, short
 
 CREATES = {"create_table", "create_table_as", "create_sequence", "create_materialized_view"}
 """Kinds whose target is the object they create: nobody else can be waiting on it."""
@@ -42,14 +42,15 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if not locked:
         return
     table, lock = max(locked, key=lambda pair: lock_rank(pair[1]))
+    # both written when read: the table's name and the statement's text are held by its report anyway
+    yield Hit(LazyText(_message, table, lock), LazyText(_with_timeout, ctx.sql))
+
+
+def _message(table: str, lock: str) -> str:
     blocked = "every query" if lock == "AccessExclusiveLock" else "every write"
     article = "an" if lock[0] in "AEIOU" else "a"
-    yield Hit(
-        f"takes {article} {lock} on {short(table)} with no lock_timeout: if a long transaction holds the table, this "
-        f"statement waits, and {blocked} on it queues behind the wait (an outage, even for an instant change)",
-        "SET lock_timeout = '5s';  -- before the first statement; retry the migration if it times out\n"
-        + ctx.sql + ";",
-    )
+    return (f"takes {article} {lock} on {short(table)} with no lock_timeout: if a long transaction holds the table, "
+            f"this statement waits, and {blocked} on it queues behind the wait (an outage, even for an instant change)")
 
 
 RULE = Rule(
@@ -67,3 +68,7 @@ RULE = Rule(
     check=check,
     aliases=("require-timeout-settings",),  # squawk's rule name(s)
 )
+
+
+def _with_timeout(sql: str) -> str:
+    return f"SET lock_timeout = '5s';  -- before the first statement; retry the migration if it times out\n{sql};"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, ident, norm, short
+from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, ident, norm, short
 from agent19.migrate.patterns.constraints import not_null_phases
 from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.model import fix_script
@@ -51,7 +51,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             f"SET NOT NULL on {column} reads all of {short(ctx.relation)} while holding an AccessExclusiveLock: "
             f"reads and writes wait for the scan{assumed}",
-            not_null_fix(statement_table(ctx), column, ctx.major),
+            LazyText(not_null_fix, statement_table(ctx), column, ctx.major),  # written when read
         )
 
 

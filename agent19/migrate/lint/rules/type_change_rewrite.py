@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pglast.enums import AlterTableType
 
@@ -11,11 +12,14 @@ from agent19.migrate import patterns
 from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, short, typed_tree
+from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, deparse, short, typed_tree
 from agent19.migrate.lint.rules._shape import by_shape
 from agent19.migrate.patterns.live import find_table, live_from_snapshot
 from agent19.migrate.patterns.model import comment, fix_script
 from agent19.migrate.patterns.sqlnames import literal, qualified
+
+if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
+    from agent19.db.models import SchemaSnapshot
 
 
 def widening_condition(new: ColumnType, major: int) -> str | None:
@@ -78,7 +82,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
             f"on {short(ctx.relation)}: reads and writes wait for a time that grows with the table{assumed}",
-            shadow_column_fix(ctx, col, new_type, using_sql),
+            LazyText(shadow_column_fix, _table(ctx), ctx.catalog, ctx.major, col, new_type, using_sql),
         )
 
 
@@ -93,17 +97,18 @@ def _table(ctx: StatementContext) -> str:
     return qualified(rel.get("schemaname") or None, rel.get("relname", ""))
 
 
-def shadow_column_fix(ctx: StatementContext, col: str, new_type: str, using: str | None) -> str:
+def shadow_column_fix(table: str, catalog: SchemaSnapshot | None, major: int, col: str, new_type: str,
+                      using: str | None) -> str:
     """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
-    filled with what the catalog knows about the column and the table's key."""
+    filled with what the catalog knows about the column and the table's key. Written when the finding is read
+    (a :class:`LazyText`): several kB per finding, from the names alone."""
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
 
-    table = _table(ctx)
-    known = find_table(ctx.catalog, table)
-    live = live_from_snapshot(ctx.catalog, known, col) if ctx.catalog is not None and known is not None else None
+    known = find_table(catalog, table)
+    live = live_from_snapshot(catalog, known, col) if catalog is not None and known is not None else None
     try:
-        pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=ctx.major, live=live)
+        pattern = patterns.change_column_type(table, col, new_type, using=using, pg_version=major, live=live)
     except InputError as exc:  # a column the pattern cannot move (primary key, generated…): say so, and what to do
         return comment(f"no zero-downtime pattern: {exc}")
     key = single_key(known)
