@@ -158,6 +158,26 @@ def run_sql(dsn: str, sql: str) -> None:
         conn.execute(sql)
 
 
+def run_each(dsn: str, sqls: list[str]) -> None:
+    """Run ``sqls`` in order, each on its own (autocommit): as psql runs a migration file without -1."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for sql in sqls:
+            conn.execute(sql)  # type: ignore[arg-type]
+
+
+def plan_changes(dsn: str, changes: list[dict[str, Any]]) -> Any:
+    """plan_migration of a change list, with the catalog of ``dsn``."""
+    from psycopg.rows import dict_row
+
+    from agent19.db.catalog import snapshot
+    from agent19.migrate.planning.model import Change
+    from agent19.migrate.planning.plan import plan_migration
+
+    with psycopg.connect(dsn, row_factory=dict_row) as conn:
+        catalog = snapshot(conn)
+    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
+
+
 def one(dsn: str, sql: str) -> Any:
     """The first column of the first row ``sql`` returns (None when it returns no row)."""
     with psycopg.connect(dsn, autocommit=True) as conn:

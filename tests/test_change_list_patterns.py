@@ -10,13 +10,13 @@ import sys
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from agent19.db.catalog import snapshot
 from agent19.migrate.lint.engine import lint_sql
 from agent19.migrate.planning.model import DEPLOY_MARK, Change, MigrationPlan
 from agent19.migrate.planning.plan import plan_migration
 from tests.conftest import one, run_sql
+from tests.conftest import plan_changes as _plan
+from tests.conftest import run_each as _run
 
 TABLES = """
 CREATE TABLE users (id bigint PRIMARY KEY, full_name text NOT NULL DEFAULT 'anon', amount integer NOT NULL);
@@ -30,18 +30,6 @@ CHANGES = [
     {"type": "rename", "table": "orders", "new_name": "purchases"},
     {"type": "add_index", "table": "users", "index_columns": ["amount"]},
 ]
-
-
-def _plan(dsn: str, changes: list[dict]) -> MigrationPlan:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        catalog = snapshot(conn)
-    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
-
-
-def _run(dsn: str, sqls: list[str]) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for sql in sqls:
-            conn.execute(sql)  # type: ignore[arg-type]
 
 
 def test_rename_and_type_change_are_expand_deploy_contract_and_lint_clean(dsn: str) -> None:

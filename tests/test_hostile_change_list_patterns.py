@@ -11,26 +11,12 @@ import sys
 import psycopg
 import psycopg.conninfo
 import pytest
-from psycopg.rows import dict_row
 
-from agent19.db.catalog import snapshot
 from agent19.errors import InputError
 from agent19.migrate.lint.engine import lint_sql
-from agent19.migrate.planning.model import Change, MigrationPlan
-from agent19.migrate.planning.plan import plan_migration
 from tests.conftest import one, owner_login, run_sql
-
-
-def _plan(dsn: str, changes: list[dict]) -> MigrationPlan:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        catalog = snapshot(conn)
-    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
-
-
-def _run(dsn: str, sqls: list[str]) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for sql in sqls:
-            conn.execute(sql)  # type: ignore[arg-type]
+from tests.conftest import plan_changes as _plan
+from tests.conftest import run_each as _run
 
 
 def test_expand_rolled_back_and_run_again_backfills_again(dsn: str) -> None:

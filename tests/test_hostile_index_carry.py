@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
-from agent19.db.catalog import snapshot
 from agent19.errors import InputError
 from agent19.migrate.patterns.columns import change_column_type
 from agent19.migrate.patterns.live import read_column
 from agent19.migrate.patterns.rename import rename_column
 from agent19.migrate.patterns.sqlnames import qname
-from agent19.migrate.planning.model import Change, MigrationPlan
-from agent19.migrate.planning.plan import plan_migration
 from tests.conftest import owner_login, run_sql
-
-
-def _plan(dsn: str, changes: list[dict]) -> MigrationPlan:
-    with psycopg.connect(dsn, row_factory=dict_row) as conn:
-        catalog = snapshot(conn)
-    return plan_migration(changes=[Change.model_validate(c) for c in changes], catalog=catalog)
-
+from tests.conftest import plan_changes as _plan
 
 _executed: list[str] = []
 
