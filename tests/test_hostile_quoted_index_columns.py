@@ -73,9 +73,13 @@ def test_primary_key_using_index_fix_names_the_column_once_quoted_and_runs(dsn: 
     assert row == ("kid_select",)
 
 
-def test_rename_fix_names_the_index_the_contract_drops(dsn: str) -> None:
+def test_rename_fix_carries_the_index_the_contract_drops(dsn: str) -> None:
+    """The fix rebuilds the quoted column's index on the new column before the contract drops the old one (it
+    named the index as not carried before patterns/carry.py)."""
     app = owner_login(dsn)
     run_sql(app, SCHEMA)
     r = agent19(app, "lint", "--format", "json", "--sql", 'ALTER TABLE kid RENAME COLUMN "user" TO "User";')
     fixes = [f["fix"] for f in _findings(r.stdout) if f["rule"] == "A19013"]
-    assert len(fixes) == 1 and "not carried: index kid_user" in fixes[0], fixes
+    assert len(fixes) == 1 and "carried: index kid_user" in fixes[0], fixes
+    assert '("User")' in fixes[0] and "CREATE INDEX CONCURRENTLY" in fixes[0], fixes[0]
+    assert "RENAME TO kid_user" in fixes[0], fixes[0]
