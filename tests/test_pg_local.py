@@ -8,13 +8,14 @@ import subprocess
 from pathlib import Path
 
 import psycopg
-import pytest
+
+from tests.conftest import need
 
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="no .venv in this checkout to run under")
 def test_pg_local_starts_a_server_without_an_activated_venv(tmp_path: Path) -> None:
+    need((ROOT / ".venv" / "bin" / "python").exists(), "no .venv in this checkout to run under")  # CI makes one
     # this environment with the venv deactivated: python3 on PATH is then one that cannot import agent19
     venv_bin = str((ROOT / ".venv" / "bin").resolve())
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and str(Path(p).resolve()) != venv_bin]

@@ -215,20 +215,23 @@ def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
 
 def index_column_refs(definition: str) -> set[str]:
     """The columns an index definition (pg_get_indexdef) reads: key columns, expressions, INCLUDE, WHERE."""
-    try:
-        tree = json.loads(parse_sql_json(definition))
-    except ParseError:
-        return set()
-    refs = {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
-    return refs | {e["name"] for n, e in walk(tree) if n == "IndexElem" and e.get("name")}
+    tree = _parsed(definition)
+    return _column_refs(tree) | {e["name"] for n, e in walk(tree) if n == "IndexElem" and e.get("name")}
 
 
 def column_refs(expression: str) -> set[str]:
     """The column names an expression reads (a generated column's)."""
+    return _column_refs(_parsed(f"SELECT {expression}"))
+
+
+def _parsed(sql: str) -> Any:
     try:
-        tree = json.loads(parse_sql_json(f"SELECT {expression}"))
+        return json.loads(parse_sql_json(sql))
     except ParseError:
-        return set()
+        return {}
+
+
+def _column_refs(tree: Any) -> set[str]:
     return {f["fields"][-1].get("String", {}).get("sval", "") for n, f in walk(tree) if n == "ColumnRef"}
 
 

@@ -155,7 +155,8 @@ def require_live(change: Change, changes: list[Change], catalog: SchemaSnapshot 
         raise InputError(f"{change.type} on {change.table}: it has no column {col!r}", f"its columns: {names}")
 
 
-def _is_pattern(change: Change, new_tables: set[str]) -> bool:
+def is_pattern(change: Change, new_tables: set[str]) -> bool:
+    """A rename (with its new name) or a type change of an existing table: made as its zero-downtime pattern."""
     return change.table not in new_tables and bool(change.new_name if change.type == "rename" else
                                                    change.type == "modify_column" and change.new_type)
 
@@ -171,7 +172,7 @@ def check_patterns(changes: list[Change], new_tables: set[str], catalog: SchemaS
             renamed[qname(c.table)] = renamed[new] = f"{c.table} is renamed to {c.new_name}"
     seen: dict[tuple[str, str], Change] = {}
     for c in changes:
-        if not _is_pattern(c, new_tables) or c.column is None:
+        if not is_pattern(c, new_tables) or c.column is None:
             continue
         t = qname(c.table)
         if t in renamed:
@@ -185,7 +186,7 @@ def check_patterns(changes: list[Change], new_tables: set[str], catalog: SchemaS
                                  "replaced, so the second undoes the first",
                                  "make one of them a change list of its own, run after the other's contract part")
             seen[t, name] = c
-    _shared_indexes([c for c in changes if _is_pattern(c, new_tables) and c.column is not None], catalog)
+    _shared_indexes([c for c in changes if is_pattern(c, new_tables) and c.column is not None], catalog)
     for c in changes:  # an index or foreign key the list adds on a renamed column: on the old one, the contract drops
         # it (or fails on it); on the new one, it runs before the rename's expand part has added the column
         uses = [(qname(c.table), col) for col in c.index_columns] + \

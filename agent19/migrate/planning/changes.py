@@ -44,6 +44,7 @@ from agent19.migrate.planning.change_patterns import (
     ChangeSteps,
     Generated,
     check_patterns,
+    is_pattern,
     pattern_steps,
     rename_pattern,
     require_live,
@@ -115,13 +116,14 @@ def change_steps(change: Change, new_tables: set[str], pg_major: int, changes: l
                  catalog: SchemaSnapshot | None = None) -> ChangeSteps:
     """The statements for one change: a rename or type change of an existing table's column is its pattern."""
     _check_fragments(change)
-    existing = change.table not in new_tables
-    if existing and change.type in ("rename", "modify_column") and (change.new_name or change.new_type):
+    if is_pattern(change, new_tables):
         require_live(change, changes or [], catalog)
-    if existing and change.type == "rename" and change.new_name:
-        return pattern_steps(rename_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
-    if existing and change.type == "modify_column" and change.new_type and change.column is not None:
-        return pattern_steps(type_pattern(change, pg_major, catalog), change, _backfiller(change, changes, catalog))
+        if change.type == "rename":
+            return pattern_steps(rename_pattern(change, pg_major, catalog), change,
+                                 _backfiller(change, changes, catalog))
+        if change.column is not None:
+            return pattern_steps(type_pattern(change, pg_major, catalog), change,
+                                 _backfiller(change, changes, catalog))
     return ChangeSteps([Generated(sql) for sql in change_sql(change, new_tables, pg_major, changes, catalog)], [], [])
 
 
@@ -214,7 +216,7 @@ def change_sql(change: Change, new_tables: set[str], pg_major: int, changes: lis
             return [step.sql for phase in not_null_phases(change.table, c.name, pg_major) for step in phase.operations]
         case "data_migration":
             _need(change, "set", change.set)
-            return _data_migration(change, t, new, changes or [], catalog)
+            return _backfill(change, t, new, changes or [], catalog)
     raise InputError(f"unknown change type {change.type!r}")  # pragma: no cover  (Literal validated)
 
 
@@ -280,11 +282,6 @@ def _key(change: Change, changes: list[Change], catalog: SchemaSnapshot | None) 
     keys = [(col.name, col.type) for c in changes if c.type == "create_table" and c.table == change.table
             for col in c.columns if col.primary_key]
     return keys[0] if len(keys) == 1 else None
-
-
-def _data_migration(change: Change, t: str, new: bool, changes: list[Change],
-                    catalog: SchemaSnapshot | None) -> list[str]:
-    return _backfill(change, t, new, changes, catalog)
 
 
 def _backfill(change: Change, t: str, new: bool, changes: list[Change], catalog: SchemaSnapshot | None) -> list[str]:
