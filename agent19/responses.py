@@ -15,7 +15,6 @@ Nothing here knows MCP: :func:`shape` returns the pieces; ``server.py`` turns th
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -25,6 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_json
+
+from agent19.json_sizes import Sizes, json_size
 
 RESPONSE_BUDGET = 8_000
 """Characters of a default result (text + structured JSON); ``detail: "full"`` lifts it."""
@@ -99,7 +100,7 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
     key = secrets.token_urlsafe(9)  # the id its parts are kept under, if any are (the text may point to them)
     text = said_once(text, data, {} if full else {name: RESULTS_URI.format(id=key, part=name) for name in moved})
-    size = _Sizes()
+    size = Sizes()
     if full or (not moved and len(text) + size(data) <= budget):
         return Shaped(data, text)
     parts: dict[str, tuple[str, str]] = {"full": ("application/json", _indented(data))}
@@ -108,7 +109,7 @@ def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = Fals
         parts[name] = (("text/markdown", value) if isinstance(value, str)
                        else ("application/json", _indented(value)))
     if moved:
-        size = _Sizes()  # the data lost its artifacts; from here on nothing measured changes
+        size = Sizes()  # the data lost its artifacts; from here on nothing measured changes
     # the data whole when it fits with a shorter text (the text is a rendering of the same data); else both cut
     whole_data_room = budget - size(data) - NOTE_RESERVE
     text_limit = whole_data_room if whole_data_room >= TEXT_MIN else TEXT_SHARE
@@ -169,16 +170,24 @@ def said_once(text: str, data: Any, moved: dict[str, str] | None = None) -> str:
 
 
 def _long_strings(value: Any, path: str, out: list[tuple[str, str]]) -> None:
+    # a string's path is written only when it is long: most of a result's strings are short (a 50-statement plan
+    # has thousands, and writing each one's path was most of this walk)
     if isinstance(value, str):
         if len(value) >= DOCUMENT:
             out.append((path, value))
     elif isinstance(value, dict):
         for k, v in value.items():
-            if isinstance(v, (str, dict, list)):
+            if isinstance(v, str):
+                if len(v) >= DOCUMENT:
+                    out.append((f"{path}.{k}" if path else k, v))
+            elif isinstance(v, _NESTED):
                 _long_strings(v, f"{path}.{k}" if path else k, out)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            if isinstance(v, (str, dict, list)):
+            if isinstance(v, str):
+                if len(v) >= DOCUMENT:
+                    out.append((f"{path}[{i}]", v))
+            elif isinstance(v, _NESTED):
                 _long_strings(v, f"{path}[{i}]", out)
 
 
@@ -210,30 +219,6 @@ def _indented(data: Any) -> str:
     return to_json(data, indent=1).decode()
 
 
-def _size(data: Any) -> int:
-    return len(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
-
-
-class _Sizes:
-    """:func:`_size` that remembers what it measured, for one shaping, where nothing measured changes afterwards.
-
-    Shortening measures the same objects again and again (the whole data before and after each step, every
-    part once for its parent's shares and once more when shortened itself): a 50-statement plan's summary
-    encoded 860,000 characters of JSON to measure 120,000. Each object measured is held, so that its id is
-    not reused by another while this lives."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, tuple[Any, int]] = {}
-
-    def __call__(self, value: Any) -> int:
-        known = self._known.get(id(value))
-        if known is not None:
-            return known[1]
-        n = _size(value)
-        self._known[id(value)] = (value, n)
-        return n
-
-
 def _cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -243,15 +228,26 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _summary(part: str, body: str) -> str:
-    first = next((line.strip("# ").strip() for line in body.splitlines() if line.strip("# {[").strip()), "")
-    return f"{part}: {len(body):,} characters" + (f" — {first[:120]}" if first and part != "full" else "")
+    first = "" if part == "full" else _first_line(body)
+    return f"{part}: {len(body):,} characters" + (f" — {first[:120]}" if first else "")
+
+
+def _first_line(body: str, head: int = 4096) -> str:
+    """The first line of ``body`` with something to say, without splitting all of a large body into lines: among
+    the whole lines of its first ``head`` characters first (the last may go on beyond them), else in all of it."""
+    if len(body) > head:
+        for line in body[:head].splitlines()[:-1]:
+            if line.strip("# {[").strip():
+                return line.strip("# ").strip()
+    return next((line.strip("# ").strip() for line in body.splitlines() if line.strip("# {[").strip()), "")
 
 
 LONG_TEXT = 240
 """First step of shortening: every longer string (a statement's text, evidence, a notice) is cut to this."""
 
 
-def _fit(data: dict[str, Any], budget: int, size: Callable[[Any], int] = _size) -> tuple[dict[str, Any], list[str]]:
+def _fit(data: dict[str, Any], budget: int,
+         size: Callable[[Any], int] = json_size) -> tuple[dict[str, Any], list[str]]:
     """``data`` shortened to about ``budget`` characters of JSON: long texts first (every list keeps its items),
     then the largest parts (small fields, e.g. the paths written or a verdict, stay whole); what was cut."""
     texts: list[str] = []
@@ -269,21 +265,25 @@ def _cut_texts(value: Any, cut: list[str], path: str = "") -> Any:
     # a value with nothing to cut (a number, a short text) is kept as it is, without a call or its path: most of
     # a result's values are such leaves (a 50-statement plan has thousands)
     # (the test inline: a call per leaf costs as much as the recursion it saves)
+    # a part with nothing cut is itself, not a copy: its size is known already (Sizes) when it was measured whole
+    before = len(cut)
     if isinstance(value, dict):
-        return {k: _cut_texts(v, cut, f"{path}.{k}" if path else k)
-                if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_cut_texts(v, cut, f"{path}[{i}]")
-                if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
-                for i, v in enumerate(value)]
-    return value
+        short: Any = {k: _cut_texts(v, cut, f"{path}.{k}" if path else k)
+                      if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
+                      for k, v in value.items()}
+    elif isinstance(value, list):
+        short = [_cut_texts(v, cut, f"{path}[{i}]")
+                 if isinstance(v, _NESTED) or (isinstance(v, str) and len(v) > LONG_TEXT) else v
+                 for i, v in enumerate(value)]
+    else:
+        return value
+    return short if len(cut) > before else value
 
 
 _NESTED = (dict, list)
 
 
-def _shorten(value: Any, budget: int, path: str, cut: list[str], size: Callable[[Any], int] = _size) -> Any:
+def _shorten(value: Any, budget: int, path: str, cut: list[str], size: Callable[[Any], int] = json_size) -> Any:
     if size(value) <= budget:
         return value
     if isinstance(value, str):
