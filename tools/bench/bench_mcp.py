@@ -13,9 +13,10 @@
   (what pydantic costs once used); ``agent19 serve`` until it answers tools/list
   beside the MCP SDK serving one trivial tool (``mcp_floor_server.py``: the floor); from bytecode (written to a
   temporary PYTHONPYCACHEPREFIX, as an installed package has it), and the lint once more compiling its sources;
-* streamable HTTP: plan_migration of a 50-statement migration from ``--clients`` concurrent sessions,
-  p50/p99 beside server_info (the floor: the protocol and the event loop), and the server's CPU time per call
-  (steadier than the latencies on a shared machine: with N clients in a closed loop the p50 is about N times it).
+* streamable HTTP: plan_migration of a 50-statement migration (its names different in every call) from
+  ``--clients`` concurrent sessions, p50/p99 beside server_info (the floor: the protocol and the event loop), and
+  the server's CPU time per call (steadier than the latencies on a shared machine: with N clients in a closed loop
+  on a server whose work holds the interpreter, the p50 is about N times it).
 
 Prints numbers; asserts nothing (tests/test_mcp_budget.py holds the budgets). Not a test.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -55,10 +57,17 @@ INSERT INTO bench_orders
   FROM generate_series(1, 20000) g;
 ANALYZE bench_orders;
 """
-MIGRATION = "\n".join(
-    f"ALTER TABLE bench_orders ADD COLUMN c{i} integer;" if i % 2
-    else f"CREATE INDEX bench_i{i} ON bench_orders (status);" for i in range(50)
-)
+
+
+def migration(call: int | None = None) -> str:
+    """The 50-statement migration; with ``call``, its names are that call's own (``c7_12``), so that no call of
+    the HTTP benchmark repeats another's migration (a server that remembered answers would gain nothing)."""
+    tag = "" if call is None else f"_{call}"
+    return "\n".join(f"ALTER TABLE bench_orders ADD COLUMN c{i}{tag} integer;" if i % 2
+                     else f"CREATE INDEX bench_i{i}{tag} ON bench_orders (status);" for i in range(50))
+
+
+MIGRATION = migration()
 PRIVILEGED = ("--allow-privileged-reads",)
 """The benchmark's login is usually a superuser; explain_query's reads then need this (see README: reader login)."""
 CALLS = {
@@ -246,11 +255,14 @@ def cpu_seconds(pid: int) -> float:
 
 async def http_latency(dsn: str, clients: int, calls: int) -> None:
     with quiet_http_server("--dsn", dsn, *PRIVILEGED) as (url, pid):
+        numbers = itertools.count()
+
         async def one_client(name: str, args: dict[str, object], out: list[float]) -> None:
             async with http_session(url) as session:
                 for _ in range(calls):
+                    call_args = {"sql": migration(next(numbers))} if "sql" in args else args
                     start = time.perf_counter()
-                    result = await session.call_tool(name, args)
+                    result = await session.call_tool(name, call_args)
                     out.append(time.perf_counter() - start)
                     if result.is_error:
                         raise RuntimeError(result.content[0].text)
