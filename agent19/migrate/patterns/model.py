@@ -25,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.db.observe import LOCK_RANK, strongest_mode
+from agent19.db.locks import LOCK_RANK, strongest_mode
 from agent19.migrate.patterns.sqlnames import qname
 
 PatternKind = Literal[
