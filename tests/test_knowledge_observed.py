@@ -22,8 +22,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from agent19.db.catalog import snapshot
+from agent19.db.locks import LOCK_RANK
 from agent19.db.models import SchemaSnapshot
-from agent19.db.observe import LOCK_RANK, Observation, observe
+from agent19.db.observe import Observation, observe
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.classification.knowledge import Behaviour, forms, lookup
 from agent19.migrate.classification.knowledge_table import KNOWLEDGE

@@ -39,6 +39,12 @@ LINT_NEVER = (
     "agent19.optimize", "agent19.ops", "agent19.etl", "agent19.report",
     "agent19.safety.readonly",  # the read-only checks: the gate loads them for SQL it checks; a lint's SQL is text
     "platformdirs",  # the default data directory: not looked up when AGENT19_DATA_DIR (here) or --data-dir names one
+    # the catalog's models, its queries and the lock observer: read where a catalog is (the rules rank locks with
+    # agent19.db.locks); the zero-downtime patterns and their models: loaded when a rule writes a fix with one
+    "agent19.db.models", "agent19.db.catalog", "agent19.db.observe",
+    "agent19.migrate.patterns.columns", "agent19.migrate.patterns.carry", "agent19.migrate.patterns.live",
+    "agent19.migrate.patterns.model", "agent19.migrate.patterns.constraints", "agent19.migrate.patterns.indexes",
+    "agent19.migrate.patterns.rename",
 )
 
 
@@ -54,6 +60,22 @@ def test_a_one_statement_lint_without_a_database_imports_neither_the_driver_nor_
     assert rc == "0" and "1 statements in 1 file(s): 0 error(s)" in json.loads(report), printed  # it did lint
     assert "agent19.migrate.lint.engine" in modules and "pglast" in modules  # the check sees the real path
     assert _loaded(modules, LINT_NEVER) == []
+
+
+def test_a_lint_whose_fix_needs_a_pattern_loads_it_then(tmp_path: Path) -> None:
+    """The pattern modules load where a rule writes its fix, not with the rules: SET NOT NULL still gets the
+    set_not_null pattern's phases (and only then loads the patterns)."""
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            "    rc = main(['lint', '--sql', 'ALTER TABLE t ALTER COLUMN c SET NOT NULL;', '--pg-version', '15',"
+            " '--format', 'json'])\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    report = json.loads(json.loads(printed.partition(" ")[2]))
+    fixes = [f["fix"] for s in report["statements"] for f in s["findings"] if f.get("fix")]
+    assert any("NOT VALID" in fix and "VALIDATE CONSTRAINT" in fix for fix in fixes), fixes
+    assert "agent19.migrate.patterns.constraints" in modules and "agent19.migrate.patterns.model" in modules
+    assert _loaded(modules, ("agent19.db.models", "agent19.db.observe", "psycopg")) == []
 
 
 def test_a_lint_whose_fix_needs_the_backfill_scripts_loads_them_then(tmp_path: Path) -> None:

@@ -21,26 +21,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agent19.db.catalog import relation_key_sql
+from agent19.db.locks import strongest_mode
 
-if TYPE_CHECKING:  # annotations only: the lint rules read LOCK_RANK here without loading the driver
+if TYPE_CHECKING:  # annotations only: the driver loads where a connection is opened
     import psycopg
-
-# Weakest to strongest, in pg_locks' spelling.
-LOCK_MODES = (
-    "AccessShareLock",
-    "RowShareLock",
-    "RowExclusiveLock",
-    "ShareUpdateExclusiveLock",
-    "ShareLock",
-    "ShareRowExclusiveLock",
-    "ExclusiveLock",
-    "AccessExclusiveLock",
-)
-LOCK_RANK = {mode: i for i, mode in enumerate(LOCK_MODES)}
-
-
-def strongest_mode(modes: list[str] | set[str]) -> str | None:
-    return max(modes, key=lambda m: LOCK_RANK.get(m, -1)) if modes else None
 
 
 class HeldLock(BaseModel):

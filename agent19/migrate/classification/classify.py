@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent19.db.observe import strongest_mode
+from agent19.db.locks import strongest_mode
 from agent19.migrate.classification.alter import decide_alter
 from agent19.migrate.classification.behaviour import MAX_VERSION
 from agent19.migrate.classification.knowledge import Behaviour, lookup

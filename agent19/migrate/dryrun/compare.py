@@ -4,7 +4,7 @@ lock and the one-line summary."""
 
 from __future__ import annotations
 
-from agent19.db.observe import LOCK_RANK
+from agent19.db.locks import LOCK_RANK
 from agent19.migrate.dryrun.model import (
     PREDICTION_TABLE,
     Finding,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from agent19.db.locks import LOCK_RANK
 from agent19.db.observe import HeldLock
 from agent19.migrate.dryrun.schema_diff import Difference
 from agent19.migrate.dryrun.watch import Probe
@@ -83,8 +84,6 @@ class StatementResult(BaseModel):
 
     @property
     def strongest(self) -> tuple[str, str] | None:
-        from agent19.db.observe import LOCK_RANK
-
         if not self.locks_complete:
             return None
         table_locks = [lk for lk in self.locks if lk.relkind in ("r", "p", "m")]
@@ -208,8 +207,6 @@ class DryRunResult(BaseModel):
 
 
 def _rank(mode: str) -> int:
-    from agent19.db.observe import LOCK_RANK
-
     return LOCK_RANK.get(mode, -1)
 
 

@@ -11,16 +11,18 @@ records on it, so the pattern carries what it can and names the rest. Catalog re
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pglast import parse_sql
 from pglast.parser import ParseError, parse_sql_json
 from pydantic import BaseModel, Field
 
-from agent19.db.models import SchemaSnapshot, Table
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import qname, split_name
 from agent19.sqltree import walk
+
+if TYPE_CHECKING:  # annotations only: the lint rules find tables here without loading the catalog models
+    from agent19.db.models import SchemaSnapshot, Table
 
 Q_COLUMN = """
 SELECT a.attnum, (SELECT relkind = 'p' FROM pg_class WHERE oid = a.attrelid) AS partitioned,

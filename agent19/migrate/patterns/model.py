@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.db.observe import LOCK_RANK, strongest_mode
-from agent19.migrate.patterns.sqlnames import qname
+from agent19.db.locks import LOCK_RANK, strongest_mode
+from agent19.migrate.patterns.sqlnames import comment, qname
 
 PatternKind = Literal[
     "rename_column", "rename_table", "change_column_type", "set_not_null", "add_foreign_key", "add_check",
@@ -154,12 +154,6 @@ def fix_script(phases: list[Phase], backfill: Callable[[BackfillStep], list[str]
         if p.deploy_after and i < len(phases) - 1:
             out.append("-- >>> deploy the application before the next phase <<<")
     return "\n".join(out)
-
-
-def comment(text: str) -> str:
-    """One ``--`` comment line: a line break in ``text`` (a catalog default, a name) would end the comment
-    and turn the rest into a statement of the script, so every line break becomes a space."""
-    return "-- " + " ".join(text.splitlines())
 
 
 def _shell(text: str) -> str:

@@ -18,7 +18,8 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from agent19.db.observe import LOCK_RANK, observe, strongest_mode
+from agent19.db.locks import LOCK_RANK, strongest_mode
+from agent19.db.observe import observe
 from agent19.errors import Agent19Error
 from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, BackfillResult, BackfillSpec, Progress, run_backfill
 from agent19.migrate.patterns.model import Pattern, Phase, weaker_or_equal

@@ -1,4 +1,4 @@
-"""The one module that writes identifiers and literals into SQL that agent19 generates.
+"""The one module that writes identifiers, literals and comment lines into SQL that agent19 generates.
 
 Every generator (lint fixes, plans from change lists, zero-downtime patterns, runbooks, rollbacks,
 backfills, catalog look-ups) quotes through these functions; a second quoting helper elsewhere is a
@@ -220,6 +220,12 @@ def short(name: str, suffix: str = "", limit: int = NAMEDATALEN - 1) -> str:
     room = limit - len(suffix.encode())
     base = name.encode()[:room].decode(errors="ignore")
     return base + suffix
+
+
+def comment(text: str) -> str:
+    """One ``--`` comment line: a line break in ``text`` (a catalog default, a name) would end the comment
+    and turn the rest into a statement of the script, so every line break becomes a space."""
+    return "-- " + " ".join(text.splitlines())
 
 
 def conf_value(text: str) -> str:

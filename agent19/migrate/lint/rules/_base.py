@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
+from agent19.db.locks import LOCK_MODES
 from agent19.migrate.layouts.files import Migration
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -32,10 +33,7 @@ if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog i
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "error")
 
-LOCK_ORDER = (
-    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareLock",
-    "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-)
+LOCK_ORDER = LOCK_MODES
 
 BLOCKS_WRITES = set(LOCK_ORDER[LOCK_ORDER.index("ShareLock"):])
 

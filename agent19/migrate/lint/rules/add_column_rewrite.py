@@ -16,9 +16,7 @@ from agent19.migrate.lint.rules._base import (
     type_name,
     typed_tree,
 )
-from agent19.migrate.patterns.live import find_table
-from agent19.migrate.patterns.model import comment, fix_script
-from agent19.migrate.patterns.sqlnames import literal, qname, qualified, split_name
+from agent19.migrate.patterns.sqlnames import comment, literal, qname, qualified, split_name
 from agent19.migrate.patterns.sqlnames import short as short_name
 
 SERIALS = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
@@ -50,6 +48,8 @@ def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
     pattern does not carry (the column's own key, foreign key or CHECK) is named."""
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+    from agent19.migrate.patterns.live import find_table
+    from agent19.migrate.patterns.model import fix_script
 
     raw_table = _table(ctx)
     table, raw_col = short(ctx.relation), coldef.get("colname", "c")

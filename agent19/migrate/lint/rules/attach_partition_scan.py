@@ -7,9 +7,7 @@ from typing import Any
 
 from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, norm, rel_name, typed_tree
-from agent19.migrate.patterns.live import find_table
-from agent19.migrate.patterns.model import Phase, Step, comment, fix_script
-from agent19.migrate.patterns.sqlnames import ident, literal, qualified, short
+from agent19.migrate.patterns.sqlnames import comment, ident, literal, qualified, short
 
 KEY_TO_FILL = "<partition key>"
 BOUND_TO_FILL = "<a condition that implies the partition bound>"
@@ -41,6 +39,9 @@ def _bound_check(sql: str, sub: int, key: str, parent: str) -> str | None:
 def _key(ctx: StatementContext) -> str | None:
     """The parent's one-column (or one-expression) partition key as SQL: from the catalog, or from the CREATE TABLE …
     PARTITION BY of the parent in the linted migrations."""
+    # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
+    from agent19.migrate.patterns.live import find_table
+
     t = find_table(ctx.catalog, qualified_relation(ctx))
     if t and t.partition_key:
         inner = t.partition_key.partition("(")[2].rpartition(")")[0]
@@ -75,6 +76,9 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 def _fix(ctx: StatementContext, sub: int, child: str, child_rel: str) -> str:
     """The add_check pattern (NOT VALID, VALIDATE) for a CHECK equal to the bound, then the attach (no scan) and
     the CHECK dropped; what cannot be known here is named, to fill in."""
+    # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
+    from agent19.migrate.patterns.model import Phase, Step, fix_script
+
     key = _key(ctx)
     parent = qualified_relation(ctx)
     expr = _bound_check(ctx.sql, sub, key or KEY_TO_FILL, parent)

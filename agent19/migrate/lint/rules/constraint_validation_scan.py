@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, typed_tree
-from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.sqlnames import ident, qualified
 from agent19.migrate.patterns.sqlnames import short as fit
 
@@ -42,6 +41,9 @@ def _default_name(rel: str, con: dict[str, Any], taken: set[str]) -> str:
 def not_valid_fix(ctx: StatementContext) -> tuple[str, list[str]]:
     """The whole statement — every sub-command kept — with each scanning CHECK / FOREIGN KEY made NOT VALID (and
     named, so it can be validated), and the names to VALIDATE."""
+    # here, not at the top: every lint loads each rule; the pattern modules load when one needs them
+    from agent19.migrate.patterns.live import find_table
+
     tree = typed_tree(ctx.sql)
     rel = tree.relation
     table = find_table(ctx.catalog, qualified(rel.schemaname or None, rel.relname))

@@ -5,23 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pglast import ast
-from pglast.visitors import Visitor
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, type_name, typed_tree
-from agent19.migrate.patterns.model import comment
-from agent19.migrate.patterns.sqlnames import ident
-
-
-class _Jsonb(Visitor):  # type: ignore[misc]
-    def visit_ColumnDef(self, ancestors: object, node: ast.ColumnDef) -> None:
-        if node.typeName is not None and node.typeName.names[-1].sval == "json":
-            node.typeName = ast.TypeName(names=(ast.String("jsonb"),), arrayBounds=node.typeName.arrayBounds)
+from agent19.migrate.patterns.sqlnames import comment, ident
 
 
 def with_jsonb(sql: str) -> str:
     """The statement with every json column jsonb (built on its syntax tree; nothing else changes)."""
+    # here, not at the top: every lint loads each rule; pglast's visitors (and its printers) load for a json column
+    from pglast.visitors import Visitor
+
+    class Jsonb(Visitor):  # type: ignore[misc]
+        def visit_ColumnDef(self, ancestors: object, node: ast.ColumnDef) -> None:
+            if node.typeName is not None and node.typeName.names[-1].sval == "json":
+                node.typeName = ast.TypeName(names=(ast.String("jsonb"),), arrayBounds=node.typeName.arrayBounds)
+
     tree = typed_tree(sql)
-    _Jsonb()(tree)
+    Jsonb()(tree)
     return deparse(tree)
 
 

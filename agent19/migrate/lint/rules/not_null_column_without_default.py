@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pglast import ast
 from pglast.enums import ConstrType
@@ -20,9 +21,10 @@ from agent19.migrate.lint.rules._base import (
     typed_tree,
 )
 from agent19.migrate.lint.rules.add_column_rewrite import SERIALS
-from agent19.migrate.patterns.live import find_table
-from agent19.migrate.patterns.model import Phase, comment, fix_script
-from agent19.migrate.patterns.sqlnames import ident, qualified
+from agent19.migrate.patterns.sqlnames import comment, ident, qualified
+
+if TYPE_CHECKING:
+    from agent19.migrate.patterns.model import Phase
 
 _FILLS = {"CONSTR_DEFAULT", "CONSTR_IDENTITY", "CONSTR_GENERATED"}
 VALUE_TO_FILL = "<value for existing rows>"
@@ -68,6 +70,9 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             continue
         rel = ctx.fields.get("relation", {})
         table = qualified(rel.get("schemaname") or None, rel.get("relname", ""))
+        # here, not at the top: every lint loads each rule; the pattern modules load when one needs them
+        from agent19.migrate.patterns.live import find_table
+
         t = find_table(ctx.catalog, table)
         if t is not None and t.row_estimate == 0:
             continue
@@ -76,6 +81,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         message = (f"adding NOT NULL column {col} with no default fails on {short(ctx.relation)} as soon as it has "
                    "a row (\"column contains null values\")")
         if "CONSTR_PRIMARY" in kinds:
+            from agent19.migrate.patterns.model import fix_script
+
             steps = patterns.set_not_null(table, raw, backfill=KEYS_TO_FILL, pg_version=ctx.major).phases
             steps += patterns.add_primary_key(table, [raw], pg_version=ctx.major).phases
             yield Hit(message, "\n".join([

@@ -8,9 +8,7 @@ from typing import Any
 from agent19.errors import InputError
 from agent19.migrate import patterns
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, norm
-from agent19.migrate.patterns.live import find_table, live_from_snapshot
-from agent19.migrate.patterns.model import comment, fix_script
-from agent19.migrate.patterns.sqlnames import ident, literal, qualified
+from agent19.migrate.patterns.sqlnames import comment, ident, literal, qualified
 
 TYPE_TO_FILL = "<column type>"
 """What the user writes in when the column's type is not known (no database): it does not parse until filled."""
@@ -106,6 +104,9 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if kind in ("OBJECT_TABLE", "OBJECT_VIEW", "OBJECT_MATVIEW") and rel and _old_table_restored(ctx, rel, renamed):
         return
     if kind == "OBJECT_TABLE" and rel:
+        # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
+        from agent19.migrate.patterns.model import fix_script
+
         table, new = _table(rel), f.get("newname", "")
         p = patterns.rename_table(table, new, pg_version=ctx.major)
         yield Hit(f"renaming {table} to {ident(new)} breaks every running client that still uses the old name",
@@ -127,6 +128,10 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
 def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
     """The rename_column pattern (new column, two-way sync trigger, backfill, deploy, drop the old one), with the
     column's type, NOT NULL and default from the catalog — or the type to fill in when there is none."""
+    # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
+    from agent19.migrate.patterns.live import find_table, live_from_snapshot
+    from agent19.migrate.patterns.model import fix_script
+
     known = find_table(ctx.catalog, table)
     live = live_from_snapshot(ctx.catalog, known, old) if ctx.catalog is not None and known is not None else None
     head: list[str] = []

@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, ident, norm, short
-from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.live import find_table
-from agent19.migrate.patterns.model import fix_script
 from agent19.migrate.patterns.sqlnames import qualified
 
 
@@ -16,6 +13,9 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
     table = norm(ctx.relation or "")
     if (table, column) in ctx.state.validated_not_null:
         return True
+    # here, not at the top: every lint loads each rule; the pattern modules load when one needs them
+    from agent19.migrate.patterns.live import find_table
+
     t = find_table(ctx.catalog, statement_table(ctx))
     if t is None:
         return False
@@ -26,6 +26,10 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
 def not_null_fix(table: str, column: str, major: int) -> str:
     """The set_not_null pattern's phases (CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the CHECK) as a fix;
     ``table`` as the statement wrote it (:func:`statement_table`)."""
+    # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
+    from agent19.migrate.patterns.constraints import not_null_phases
+    from agent19.migrate.patterns.model import fix_script
+
     return fix_script(not_null_phases(table, column, major))
 
 

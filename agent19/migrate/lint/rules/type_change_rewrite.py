@@ -14,9 +14,7 @@ from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
 from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, deparse, short, typed_tree
 from agent19.migrate.lint.rules._shape import by_shape
-from agent19.migrate.patterns.live import find_table, live_from_snapshot
-from agent19.migrate.patterns.model import comment, fix_script
-from agent19.migrate.patterns.sqlnames import literal, qualified
+from agent19.migrate.patterns.sqlnames import comment, literal, qualified
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot
@@ -104,6 +102,8 @@ def shadow_column_fix(table: str, catalog: SchemaSnapshot | None, major: int, co
     (a :class:`LazyText`): several kB per finding, from the names alone."""
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+    from agent19.migrate.patterns.live import find_table, live_from_snapshot
+    from agent19.migrate.patterns.model import fix_script
 
     known = find_table(catalog, table)
     live = live_from_snapshot(catalog, known, col) if catalog is not None and known is not None else None

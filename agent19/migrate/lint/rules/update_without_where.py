@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from pglast import ast
 
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, every_row, short, typed_tree
-from agent19.migrate.patterns.live import find_table
-from agent19.migrate.patterns.model import BackfillStep, Phase, comment, phase_sql
-from agent19.migrate.patterns.sqlnames import qualified
+from agent19.migrate.patterns.sqlnames import comment, qualified
 
 _PLACEHOLDER = "agent19_t"
 
@@ -40,6 +38,8 @@ def batched(ctx: StatementContext) -> str:
                        "key, one short transaction each, resumable")
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
+    from agent19.migrate.patterns.live import find_table
+    from agent19.migrate.patterns.model import BackfillStep, Phase, phase_sql
 
     step = BackfillStep(table=table, set=assignments)
     key = single_key(find_table(ctx.catalog, table))
