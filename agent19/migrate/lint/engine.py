@@ -2,6 +2,9 @@
 
     report = lint_paths(["migrations/"], pg_version=150000)
     report = lint_sql("ALTER TABLE orders ADD COLUMN n int DEFAULT random();")
+    stream = lint_stream(load_paths(["migrations/"]))   # each statement's report as it is linted, then the summary
+    for statement in stream.statements: ...
+    stream.summary.failed
 
 The report's JSON shape is a published interface (CI systems parse it)::
 
@@ -20,7 +23,7 @@ import gc
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -247,6 +250,7 @@ def lint(
     pg_version: int | None = None,
     config: LintConfig | None = None,
     operations: list[Operation] | None = None,
+    notes: Iterable[str] = (),
 ) -> LintReport:
     """Lint ``migrations`` as one ordered history, in order (a directory in its tool's order): a table or view
     created, a CHECK added or validated in an earlier file is known to the later ones, as PostgreSQL would have
@@ -254,21 +258,63 @@ def lint(
 
     ``operations``: when given, every statement's classification (:func:`~agent19.migrate.classification.classify.
     classify`'s operations, in statement order) is appended to it, for a caller that would otherwise classify the
-    same statements again (the planner)."""
-    with _fewer_collections():
-        return _lint(migrations, catalog=catalog, pg_version=pg_version, config=config, operations=operations)
+    same statements again (the planner). ``notes``: said first among the summary's assumptions (e.g. why a
+    configured database was not used). The whole report at once; :func:`lint_stream` gives it statement by
+    statement."""
+    stream = lint_stream(migrations, catalog=catalog, pg_version=pg_version, config=config, operations=operations,
+                         notes=notes)
+    statements = list(stream.statements)
+    return LintReport(statements=statements, summary=stream.summary)
 
 
-def _lint(
+class LintStream:
+    """A lint as it runs: :attr:`statements` yields each statement's report as soon as it is linted (once: nothing
+    keeps them), then :attr:`summary` holds the counts. A writer that prints each report as it comes holds one
+    statement's report at a time, not the whole migration's (`agent19 lint` of a 5 MB file)."""
+
+    def __init__(self, migrations: list[Migration], **options: Any) -> None:
+        self._summary: Summary | None = None
+        self.statements: Iterator[StatementReport] = self._run(migrations, options)
+
+    @property
+    def summary(self) -> Summary:
+        """The counts over every statement: there once :attr:`statements` has been read to its end."""
+        if self._summary is None:
+            raise RuntimeError("the lint summary is known once every statement's report has been read")
+        return self._summary
+
+    def _run(self, migrations: list[Migration], options: dict[str, Any]) -> Iterator[StatementReport]:
+        with _fewer_collections():
+            self._summary = yield from _lint(migrations, **options)
+
+
+def lint_stream(
     migrations: Iterable[Migration],
     *,
     catalog: SchemaSnapshot | None = None,
     pg_version: int | None = None,
     config: LintConfig | None = None,
     operations: list[Operation] | None = None,
-) -> LintReport:
-    """:func:`lint`, one statement at a time: its tree decoded, classified, linted and reported, then only what
-    later statements read of it is kept (:meth:`StatementContext.retire`), so memory does not grow with trees."""
+    notes: Iterable[str] = (),
+) -> LintStream:
+    """:func:`lint`, its reports handed out as they are made (see :class:`LintStream`); nothing runs until they
+    are read."""
+    return LintStream(list(migrations), catalog=catalog, pg_version=pg_version, config=config,
+                      operations=operations, notes=list(notes))
+
+
+def _lint(
+    migrations: list[Migration],
+    *,
+    catalog: SchemaSnapshot | None = None,
+    pg_version: int | None = None,
+    config: LintConfig | None = None,
+    operations: list[Operation] | None = None,
+    notes: list[str],
+) -> Generator[StatementReport, None, Summary]:
+    """:func:`lint`, one statement at a time: its tree decoded, classified, linted and its report handed out, then
+    only what later statements read of it is kept (:meth:`StatementContext.retire`), so memory does not grow with
+    trees nor with reports; returns the summary, counted as the reports went."""
     from agent19.migrate.classification.classify import classify
 
     config = config or LintConfig()
@@ -279,12 +325,13 @@ def _lint(
     severities = config.severities()
     assume = frozenset(config.assume)
     session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
-    reports: list[StatementReport] = []
+    fail_rank = SEVERITY_ORDER.index(config.fail_on) if config.fail_on != "never" else len(SEVERITY_ORDER)
     for_node: dict[str, list[Rule]] = {}
     counts: Counter[str] = Counter()
-    ignored = 0
+    counted: Counter[str] = Counter()
+    risks: set[Risk] = set()
+    ignored = statements = 0
     files: set[str] = set()
-    migrations = list(migrations)
     state = MigrationState(set_statements=[s for m in migrations for s in m.statements])
     classify_state = ClassifyState()
     for migration in migrations:
@@ -316,29 +363,27 @@ def _lint(
                         message=hit.message, fix=hit.fix))
             findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
             counts.update(f.rule for f in findings)
-            reports.append(_statement_report(ctx, findings))
+            counted.update(f.severity for f in findings)
+            report = _statement_report(ctx, findings)
+            risks.add(report.risk)
+            statements += 1
             _update_state(ctx)
             ctx.retire(release_tree=not held)
-    counted = Counter(f.severity for r in reports for f in r.findings)
-    failed = config.fail_on != "never" and any(
-        SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings
-    )
-    assumptions = [] if catalog else [
+            yield report
+    assumptions = list(notes) + ([] if catalog else [
         f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"
-    ]
+    ])
     assumptions += [f"stated ({config.source or 'assume'}): {ASSUMPTIONS[a]}" for a in config.assume]
     if session_timeout:
         assumptions.append(f"lock_timeout = {config.migration_lock_timeout} is in force on the migration's connection "
                            f"({config.lock_timeout_source or config.source or 'lint settings'}): no SET needed")
-    return LintReport(
-        statements=reports,
-        summary=Summary(
-            files=len(files), statements=len(reports), errors=counted["error"], warnings=counted["warning"],
-            infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
-            risk=max_risk([r.risk for r in reports]), pg_version=version, live=catalog is not None,
-            fail_on=config.fail_on, failed=failed, disabled=sorted(disabled), assumptions=assumptions,
-        ),
+    return Summary(
+        files=len(files), statements=statements, errors=counted["error"], warnings=counted["warning"],
+        infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
+        risk=max_risk(list(risks)), pg_version=version, live=catalog is not None, fail_on=config.fail_on,
+        failed=any(counted[s] for s in SEVERITY_ORDER[fail_rank:]), disabled=sorted(disabled),
+        assumptions=assumptions,
     )
 
 
