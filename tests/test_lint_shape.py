@@ -135,3 +135,27 @@ def test_a_shape_does_not_fit_a_different_tree():
     tree = b.tree
     tree["IndexStmt"]["unique"] = True
     assert _shape.by_shape(b.sql, tree, build) == rerunnable(b.sql) and calls[1:] == [b.sql]
+
+
+# (table, column): plain names, a name used twice, a schema, an unreserved keyword, names that need quotes, names
+# long enough that a derived trigger or constraint name is cut at 63 bytes (built from their own text then)
+NAMED = [("t1", "a"), ("orders", "customer_id"), ("t7", "t7"), ("s.t2", "c2"), ("t3", "name"), ("t4", '"user"'),
+         ('"Mixed"', "c"), ("t5", '"Mixed"'), ("a" * 20, "b" * 12), ("a" * 30, "b" * 30), ("s" * 20 + ".t", "c" * 40)]
+
+
+@pytest.mark.parametrize(("table", "column"), NAMED)
+def test_fixes_built_from_names_once_are_the_fixes_built_for_each(table, column):
+    from agent19.migrate.lint.rules.set_not_null_scan import not_null_fix
+    from agent19.migrate.lint.rules.type_change_rewrite import _fix, shadow_column_fix
+    from agent19.migrate.patterns.constraints import not_null_phases
+    from agent19.migrate.patterns.model import fix_script
+    from agent19.migrate.patterns.sqlnames import parse_name
+
+    col = parse_name(column)[0]
+    for major in (11, 15):
+        for new_type in ("bigint", "varchar(20)"):
+            shadow_column_fix("other", None, major, "x", new_type, None)  # the template for these, built first
+            assert shadow_column_fix(table, None, major, col, new_type, None) == _fix(
+                table, None, major, col, new_type, None)
+        not_null_fix("other", "x", major)
+        assert not_null_fix(table, col, major) == fix_script(not_null_phases(table, col, major))

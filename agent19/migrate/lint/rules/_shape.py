@@ -11,6 +11,9 @@ column, index or constraint name, a column reference, a foreign key's columns: p
 those values), and only for a name that is written bare both ways (lower-case ASCII, not a keyword, under 64
 bytes). Anything else — quoted or upper-case names, type and function names, option names, non-ASCII text —
 makes the statement its own shape (built from its own text, as without this module).
+
+:func:`by_names` does the same for a fix built from names alone (no statement text): written once for
+placeholder names, each finding's names written into it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any, TypeVar
 
 from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS, UNRESERVED_KEYWORDS
 from pglast.parser import ParseError, parse_sql_json
+
+from agent19.migrate.patterns.sqlnames import needs_quotes
 
 T = TypeVar("T")
 
@@ -156,3 +161,28 @@ def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T]) -> T:
             break
         return _read_back(hit[1], names)  # type: ignore[no-any-return]
     return build(sql)
+
+
+_NAMES_ROOM = 32
+"""Bytes the names given to :func:`by_names` may take together: the longest name a builder derives from them (a
+trigger ``<table>_<column>_to_new``, a constraint ``<table>_<column>_new_not_null``) then stays well under
+PostgreSQL's 63, where :func:`agent19.migrate.patterns.sqlnames.short` would cut it — and cut a placeholder
+elsewhere than the name."""
+_by_names: dict[tuple[Any, ...], str] = {}
+
+
+def by_names(build: Callable[..., str], names: tuple[str, ...], *rest: Any) -> str:
+    """``build(names, *rest)``, from the text built once for placeholder names (per builder, number of names and
+    ``rest``) with each statement's names written into it, when every name is written bare (no quotes: the
+    placeholder is not quoted either) and they are short (:data:`_NAMES_ROOM`). ``build`` must write each name
+    only as it is or inside identifiers it derives by adding text (``<name>_new``), and decide nothing from a
+    name's value; ``rest`` must be hashable."""
+    if sum(map(len, names)) > _NAMES_ROOM or any(_PREFIX in n or needs_quotes(n) for n in names):
+        return build(names, *rest)
+    key = (build, len(names), *rest)
+    template = _by_names.get(key)
+    if template is None:
+        if len(_by_names) >= _LIMIT:
+            _by_names.clear()
+        template = _by_names[key] = build(tuple(f"{_PREFIX}{i}q" for i in range(len(names))), *rest)
+    return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], template)
