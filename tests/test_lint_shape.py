@@ -72,24 +72,30 @@ def _statements():
     return parse_sql(CASES)
 
 
-def test_every_fix_is_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])  # the shape checked on the trees, or on their JSON texts
+def test_every_fix_is_the_statements_own(as_text):
     _shape._shapes.clear()
     for st in _statements():
-        assert _shape.by_shape(st.sql, st.tree, rerunnable) == rerunnable(st.sql), st.sql
+        text = st.tree_text if as_text else None
+        assert _shape.by_shape(st.sql, st.tree, rerunnable, text) == rerunnable(st.sql), st.sql
 
 
-def test_pieces_built_per_shape_are_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])
+def test_pieces_built_per_shape_are_the_statements_own(as_text):
     """A builder returning several texts (as a rule deparsing parts of a statement does)."""
     _shape._shapes.clear()
     for st in _statements():
-        assert _shape.by_shape(st.sql, st.tree, _pieces) == _pieces(st.sql), st.sql
+        text = st.tree_text if as_text else None
+        assert _shape.by_shape(st.sql, st.tree, _pieces, text) == _pieces(st.sql), st.sql
 
 
-def test_type_changes_built_per_shape_are_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])
+def test_type_changes_built_per_shape_are_the_statements_own(as_text):
     _shape._shapes.clear()
     for st in _statements():
         if st.sql.startswith("ALTER TABLE"):
-            assert _shape.by_shape(st.sql, st.tree, type_changes) == type_changes(st.sql), st.sql
+            text = st.tree_text if as_text else None
+            assert _shape.by_shape(st.sql, st.tree, type_changes, text) == type_changes(st.sql), st.sql
 
 
 def _pieces(sql: str) -> tuple[str, ...]:
@@ -135,6 +141,10 @@ def test_a_shape_does_not_fit_a_different_tree():
     tree = b.tree
     tree["IndexStmt"]["unique"] = True
     assert _shape.by_shape(b.sql, tree, build) == rerunnable(b.sql) and calls[1:] == [b.sql]
+    text = b.tree_text.replace('{"IndexStmt":{', '{"IndexStmt":{"unique":true,')  # the tree's text, changed alike
+    assert text != b.tree_text and _shape.by_shape(b.sql, tree, build, text) == rerunnable(b.sql)
+    assert calls[2:] == [b.sql]
+    assert _shape.by_shape(b.sql, b.tree, build, b.tree_text) == rerunnable(b.sql) and len(calls) == 3  # as written
 
 
 # (table, column): plain names, a name used twice, a schema, an unreserved keyword, names that need quotes, names

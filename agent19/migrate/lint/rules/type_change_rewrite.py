@@ -73,7 +73,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                 severity="warning",
             )
             continue
-        new_type, using_text = by_shape(ctx.sql, ctx.statement.tree, type_changes)[sub]  # type: ignore[misc]
+        new_type, using_text = by_shape(ctx.sql, ctx.statement.tree, type_changes, ctx.statement.tree_text)[sub]  # type: ignore[misc]
         using_sql = None if plain else using_text
         assumed = ""
         if (op.form or "").endswith(".unknown"):
