@@ -109,3 +109,11 @@ def test_a_large_lints_memory_per_statement_is_bounded(tmp_path, monkeypatch, fm
     # ~2.3 kB a statement (its text, its tree's JSON, what later statements' rules read of it); with every report
     # kept until the output was written whole: ~3.7 kB (JSON), ~6 kB (text), ~12 kB (SARIF)
     assert growth / (large - small) < 3000, f"{growth / (large - small):.0f} bytes per linted statement"
+
+
+def test_a_bad_setting_fails_before_anything_is_written(tmp_path, monkeypatch):
+    (tmp_path / "m.sql").write_text(_migration(3))
+    monkeypatch.chdir(tmp_path)
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
+        rc = cli.main(["lint", "m.sql", "--format", "json", "--disable", "no-such-rule"])
+    assert rc == 2 and out.getvalue() == "" and "unknown lint rule 'no-such-rule'" in err.getvalue()

@@ -27,18 +27,18 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
-from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
+from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig
+from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
-    LazyText,
     MigrationState,
     Severity,
     StatementContext,
@@ -59,72 +59,6 @@ DEFAULT_PG_VERSION = 110000
 """Without a database and without --pg-version: the oldest supported version (the most cautious)."""
 
 _IGNORE = re.compile(r"--\s*agent19:ignore\b([^\n]*)", re.IGNORECASE)
-
-
-class Finding(BaseModel):
-    rule: str = Field(description="rule code, e.g. A19001 (see docs/rules.md)")
-    severity: Severity
-    message: str
-    fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
-
-    # A rule may give a LazyText (rules/_base.py) as ``message`` or ``fix``: written only when the finding is read
-    # or dumped, so a large report does not hold every finding's texts until it is rendered. Readers see a str.
-    @field_serializer("message", "fix")
-    def _written(self, text: str | LazyText | None):  # no return type: the schema stays the fields' own
-        return str(text) if isinstance(text, LazyText) else text
-
-
-def _text_property(name: str) -> property:
-    """``finding.<name>``: the text, written now when a LazyText holds it (a data descriptor on the class comes
-    before the instance's ``__dict__``, where pydantic keeps the field)."""
-
-    def read(finding: Finding) -> str | None:
-        text = finding.__dict__.get(name)
-        return str(text) if isinstance(text, LazyText) else text
-
-    def write(finding: Finding, value: str | None) -> None:
-        finding.__dict__[name] = value
-
-    return property(read, write)
-
-
-Finding.message = _text_property("message")  # type: ignore[assignment,method-assign]
-Finding.fix = _text_property("fix")  # type: ignore[assignment,method-assign]
-
-
-class StatementReport(BaseModel):
-    file: str | None
-    line: int
-    sql: str
-    kind: str
-    tables: list[str]
-    lock: str | None = Field(description="strongest lock mode taken, pg_locks spelling")
-    rewrite: bool
-    in_transaction: bool = Field(description="can run inside a transaction block")
-    risk: Risk
-    findings: list[Finding]
-
-
-class Summary(BaseModel):
-    files: int
-    statements: int
-    errors: int
-    warnings: int
-    infos: int
-    ignored: int = Field(description="findings silenced by agent19:ignore comments")
-    by_rule: dict[str, int]
-    risk: Risk = Field(description="the highest risk of any statement")
-    pg_version: int
-    live: bool = Field(description="true when a live database supplied the catalog and server version")
-    fail_on: Threshold
-    failed: bool = Field(description="a finding at or above fail_on remains: the CLI exits 1")
-    disabled: list[str] = []
-    assumptions: list[str] = []
-
-
-class LintReport(BaseModel):
-    statements: list[StatementReport]
-    summary: Summary
 
 
 def _ignored_rules(lines: list[str] | None, line: int, sql: str) -> set[str] | None:
@@ -312,19 +246,33 @@ def lint_stream(
     operations: list[Operation] | None = None,
     notes: Iterable[str] = (),
 ) -> LintStream:
-    """:func:`lint`, its reports handed out as they are made (see :class:`LintStream`); nothing runs until they
-    are read."""
-    return LintStream(list(migrations), catalog=catalog, pg_version=pg_version, config=config,
-                      operations=operations, notes=list(notes))
+    """:func:`lint`, its reports handed out as they are made (see :class:`LintStream`): the settings are read now
+    (a bad one fails here, before anything is written), the statements as their reports are read."""
+    config = config or LintConfig()
+    active = config.active_codes()
+    plan = _Plan(config, (catalog.server_version if catalog else None) or pg_version or config.pg_version
+                 or DEFAULT_PG_VERSION, [r for r in all_rules() if r.code in active], config.severities(),
+                 config.disabled_codes())
+    return LintStream(list(migrations), plan=plan, catalog=catalog, operations=operations, notes=list(notes))
+
+
+class _Plan(NamedTuple):
+    """What a lint's settings make of it, worked out before its first statement."""
+
+    config: LintConfig
+    version: int
+    rules: list[Rule]
+    """the rules that run, in code order"""
+    severities: dict[str, Severity]
+    disabled: set[str]
 
 
 def _lint(
     migrations: list[Migration],
     *,
-    catalog: SchemaSnapshot | None = None,
-    pg_version: int | None = None,
-    config: LintConfig | None = None,
-    operations: list[Operation] | None = None,
+    plan: _Plan,
+    catalog: SchemaSnapshot | None,
+    operations: list[Operation] | None,
     notes: list[str],
 ) -> Generator[StatementReport, None, Summary]:
     """:func:`lint`, one statement at a time: its tree decoded, classified, linted and its report handed out, then
@@ -332,12 +280,7 @@ def _lint(
     trees nor with reports; returns the summary, counted as the reports went."""
     from agent19.migrate.classification.classify import classify
 
-    config = config or LintConfig()
-    version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
-    active = config.active_codes()
-    disabled = config.disabled_codes()
-    rules: list[Rule] = [r for r in all_rules() if r.code in active]
-    severities = config.severities()
+    config, version, rules, severities, disabled = plan
     assume = frozenset(config.assume)
     session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
     fail_rank = SEVERITY_ORDER.index(config.fail_on) if config.fail_on != "never" else len(SEVERITY_ORDER)
