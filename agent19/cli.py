@@ -253,7 +253,7 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
     args: BaseModel = spec.args.model_validate(values)
     progress = _ProgressLine()
     ctx = ToolContext(settings, progress=progress if sys.stderr.isatty() else None,
-                      elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None)
+                      elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None, streaming=True)
     try:
         result = spec.run(ctx, args)
     finally:

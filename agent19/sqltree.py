@@ -26,9 +26,12 @@ def walk(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         item = stack.pop()
         if isinstance(item, dict):
             for key, value in item.items():
-                if key[:1].isupper() and isinstance(value, dict):
-                    yield key, value
-                stack.append(value)
+                if isinstance(value, dict):
+                    if key[:1].isupper():
+                        yield key, value
+                    stack.append(value)
+                elif isinstance(value, list):  # a scalar has nothing below it: not stacked
+                    stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
 

@@ -72,24 +72,30 @@ def _statements():
     return parse_sql(CASES)
 
 
-def test_every_fix_is_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])  # the shape checked on the trees, or on their JSON texts
+def test_every_fix_is_the_statements_own(as_text):
     _shape._shapes.clear()
     for st in _statements():
-        assert _shape.by_shape(st.sql, st.tree, rerunnable) == rerunnable(st.sql), st.sql
+        text = st.tree_text if as_text else None
+        assert _shape.by_shape(st.sql, st.tree, rerunnable, text) == rerunnable(st.sql), st.sql
 
 
-def test_pieces_built_per_shape_are_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])
+def test_pieces_built_per_shape_are_the_statements_own(as_text):
     """A builder returning several texts (as a rule deparsing parts of a statement does)."""
     _shape._shapes.clear()
     for st in _statements():
-        assert _shape.by_shape(st.sql, st.tree, _pieces) == _pieces(st.sql), st.sql
+        text = st.tree_text if as_text else None
+        assert _shape.by_shape(st.sql, st.tree, _pieces, text) == _pieces(st.sql), st.sql
 
 
-def test_type_changes_built_per_shape_are_the_statements_own():
+@pytest.mark.parametrize("as_text", [False, True])
+def test_type_changes_built_per_shape_are_the_statements_own(as_text):
     _shape._shapes.clear()
     for st in _statements():
         if st.sql.startswith("ALTER TABLE"):
-            assert _shape.by_shape(st.sql, st.tree, type_changes) == type_changes(st.sql), st.sql
+            text = st.tree_text if as_text else None
+            assert _shape.by_shape(st.sql, st.tree, type_changes, text) == type_changes(st.sql), st.sql
 
 
 def _pieces(sql: str) -> tuple[str, ...]:
@@ -135,3 +141,31 @@ def test_a_shape_does_not_fit_a_different_tree():
     tree = b.tree
     tree["IndexStmt"]["unique"] = True
     assert _shape.by_shape(b.sql, tree, build) == rerunnable(b.sql) and calls[1:] == [b.sql]
+    text = b.tree_text.replace('{"IndexStmt":{', '{"IndexStmt":{"unique":true,')  # the tree's text, changed alike
+    assert text != b.tree_text and _shape.by_shape(b.sql, tree, build, text) == rerunnable(b.sql)
+    assert calls[2:] == [b.sql]
+    assert _shape.by_shape(b.sql, b.tree, build, b.tree_text) == rerunnable(b.sql) and len(calls) == 3  # as written
+
+
+# (table, column): plain names, a name used twice, a schema, an unreserved keyword, names that need quotes, names
+# long enough that a derived trigger or constraint name is cut at 63 bytes (built from their own text then)
+NAMED = [("t1", "a"), ("orders", "customer_id"), ("t7", "t7"), ("s.t2", "c2"), ("t3", "name"), ("t4", '"user"'),
+         ('"Mixed"', "c"), ("t5", '"Mixed"'), ("a" * 20, "b" * 12), ("a" * 30, "b" * 30), ("s" * 20 + ".t", "c" * 40)]
+
+
+@pytest.mark.parametrize(("table", "column"), NAMED)
+def test_fixes_built_from_names_once_are_the_fixes_built_for_each(table, column):
+    from agent19.migrate.lint.rules.set_not_null_scan import not_null_fix
+    from agent19.migrate.lint.rules.type_change_rewrite import _fix, shadow_column_fix
+    from agent19.migrate.patterns.constraints import not_null_phases
+    from agent19.migrate.patterns.model import fix_script
+    from agent19.migrate.patterns.sqlnames import parse_name
+
+    col = parse_name(column)[0]
+    for major in (11, 15):
+        for new_type in ("bigint", "varchar(20)"):
+            shadow_column_fix("other", None, major, "x", new_type, None)  # the template for these, built first
+            assert shadow_column_fix(table, None, major, col, new_type, None) == _fix(
+                table, None, major, col, new_type, None)
+        not_null_fix("other", "x", major)
+        assert not_null_fix(table, col, major) == fix_script(not_null_phases(table, col, major))

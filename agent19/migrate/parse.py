@@ -70,6 +70,12 @@ class Statement(BaseModel):
         self.__dict__["_tree_json"] = None
         self.__dict__.pop("_rows_of", None)  # read from the tree (classification.classify.rows_of)
 
+    @property
+    def tree_text(self) -> str | None:
+        """The JSON text of pglast's entry for the statement (``{"stmt": tree, …}``), the text :attr:`tree` is read
+        from; None once a tree was set in its place."""
+        return self.__dict__.get("_tree_json")  # type: ignore[no-any-return]
+
     def hold_tree(self) -> bool:
         """Decode the tree once and keep it until :meth:`release_tree` (reads then cost nothing); returns whether
         it was held already (then the caller leaves it held: it was decoded for someone else)."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 import agent19
 from agent19.errors import InputError
-from agent19.migrate.lint.engine import LintReport
+from agent19.migrate.lint.engine import LintReport, LintStream
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -40,11 +40,12 @@ def _first_line(sql: str, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def render_report(report: LintReport) -> str:
-    out: list[str] = []
+def render_report(report: LintReport | LintStream) -> Iterator[str]:
+    """The text report, a statement at a time (it reads ``report.statements`` once, then the summary)."""
     for s in report.statements:
         if not s.findings:
             continue
+        out: list[str] = []
         where = f"{s.file}:{s.line}" if s.file else f"line {s.line}"
         facts = [f"lock {s.lock}" if s.lock else "no table lock"] + (["rewrites the table"] if s.rewrite else []) + [
             f"risk {s.risk}"] + ([] if s.in_transaction else ["cannot run in a transaction block"])
@@ -55,52 +56,43 @@ def render_report(report: LintReport) -> str:
             if fix := f.fix:  # read once: a long fix is written when read (engine.Finding)
                 out.extend(f"      {line}" for line in ("fix: " + fix).splitlines())
         out.append("")
+        yield "\n".join(out) + "\n"
     m = report.summary
-    out.append(
+    out = [
         f"{m.statements} statements in {m.files} file(s): {m.errors} error(s), {m.warnings} warning(s), "
         f"{m.infos} info" + (f", {m.ignored} ignored" if m.ignored else "")
         + f" — PostgreSQL {m.pg_version // 10000}{' (live database)' if m.live else ''}"
-    )
+    ]
     out.extend(f"note: {a}" for a in m.assumptions)
-    return "\n".join(out)
+    yield "\n".join(out)
 
 
-def render_json(report: LintReport) -> Iterator[str]:
+def render_json(report: LintReport | LintStream) -> Iterator[str]:
     """``report.model_dump_json(indent=2)``, the same text, written a statement at a time: a 5 MB migration's report
     is ~100 MB of JSON, which built whole (and encoded once more to print) was most of a large lint's memory."""
     yield '{\n  "statements": ['
-    for i, s in enumerate(report.statements):  # pydantic's JSON holds no raw newline but its own indentation
-        yield ("," if i else "") + "\n    " + s.model_dump_json(by_alias=True, indent=2).replace("\n", "\n    ")
+    written = False
+    for s in report.statements:  # pydantic's JSON holds no raw newline but its own indentation
+        yield ("," if written else "") + "\n    " + s.model_dump_json(by_alias=True, indent=2).replace("\n", "\n    ")
+        written = True
     summary = report.summary.model_dump_json(by_alias=True, indent=2).replace("\n", "\n  ")
-    yield ("\n  ]" if report.statements else "]") + f',\n  "summary": {summary}\n}}'
+    yield ("\n  ]" if written else "]") + f',\n  "summary": {summary}\n}}'
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+_RESULTS = "\0results\0"
+"""Stands for the results in the SARIF document written around them (a string no result holds)."""
 
 
-def render_sarif(report: LintReport) -> str:
-    """SARIF 2.1.0, for code-scanning UIs (GitHub, GitLab, IDEs)."""
+def render_sarif(report: LintReport | LintStream) -> Iterator[str]:
+    """SARIF 2.1.0, for code-scanning UIs (GitHub, GitLab, IDEs): ``json.dumps(sarif, indent=2)``'s text, each
+    result written as its statement is read."""
     import json
 
     from agent19.migrate.lint.rules import all_rules
 
     rules = list(all_rules())
     index = {r.code: i for i, r in enumerate(rules)}
-    results = []
-    for s in report.statements:
-        for f in s.findings:
-            fix = f.fix  # read once: a long fix is written when read (engine.Finding)
-            text = f.message + (f"\nfix:\n{fix}" if fix else "")
-            results.append({
-                "ruleId": f.rule,
-                "ruleIndex": index[f.rule],
-                "level": _SARIF_LEVEL[f.severity],
-                "message": {"text": text},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": Path(s.file).as_posix() if s.file else "migration.sql"},
-                    "region": {"startLine": s.line},
-                }}],
-            })
     sarif = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -118,10 +110,33 @@ def render_sarif(report: LintReport) -> str:
                     "defaultConfiguration": {"level": _SARIF_LEVEL[r.severity]},
                 } for r in rules],
             }},
-            "results": results,
+            "results": [_RESULTS],
         }],
     }
-    return json.dumps(sarif, indent=2, ensure_ascii=False)
+    # the document with one placeholder result: its text before and after that result's place (indent 8: a result
+    # sits in document → runs → run → results), the results written between
+    head, _, tail = json.dumps(sarif, indent=2, ensure_ascii=False).partition(f"\n{' ' * 8}{json.dumps(_RESULTS)}")
+    yield head
+    written = False
+    for s in report.statements:
+        for f in s.findings:
+            fix = f.fix  # read once: a long fix is written when read (engine.Finding)
+            text = f.message + (f"\nfix:\n{fix}" if fix else "")
+            result = {
+                "ruleId": f.rule,
+                "ruleIndex": index[f.rule],
+                "level": _SARIF_LEVEL[f.severity],
+                "message": {"text": text},
+                "locations": [{"physicalLocation": {
+                    "artifactLocation": {"uri": Path(s.file).as_posix() if s.file else "migration.sql"},
+                    "region": {"startLine": s.line},
+                }}],
+            }
+            yield ("," if written else "") + f"\n{' ' * 8}" + json.dumps(result, indent=2, ensure_ascii=False).replace(
+                "\n", f"\n{' ' * 8}")
+            written = True
+    # no result: json.dumps writes the empty list on one line
+    yield tail if written else "]" + tail.partition("]")[2]
 
 
 @tool(
@@ -146,7 +161,7 @@ def render_sarif(report: LintReport) -> str:
         "agent19 lint migrations/ --pg-version 15 --style --assume type-changes-widen",
     ),
 )
-def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
+def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     """Lint migration SQL before it runs: each statement's lock, rewrite, risk and safe SQL. No database needed.
 
     Lint migration SQL before it runs: for every statement, the lock it takes (pg_locks names),
@@ -161,7 +176,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
     or breaks clients; warning = needs a condition checked; info = style. Rules: docs/rules.md."""
     from agent19.migrate.layouts.files import load_paths, load_text
     from agent19.migrate.lint.config import LintConfig, load_config, normalize_version, role_lock_timeout
-    from agent19.migrate.lint.engine import lint
+    from agent19.migrate.lint.engine import lint, lint_stream
     from agent19.migrate.parse import release_trees
 
     if args.sql is None and not args.paths:
@@ -185,12 +200,14 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport:
             found = role_lock_timeout(conn)
         if found:
             config = config.model_copy(update={"migration_lock_timeout": found[0], "lock_timeout_source": found[1]})
-    report = lint(migrations, catalog=catalog, pg_version=normalize_version(args.pg_version), config=config)
+    notes = [] if unreachable is None else [f"the database could not be used ({unreachable}): the SQL was linted "
+                                            "alone, without its catalog"]
+    options = {"catalog": catalog, "pg_version": normalize_version(args.pg_version), "config": config, "notes": notes}
+    if ctx.streaming:  # written as each statement is linted (the process ends after: no trees to release)
+        return lint_stream(migrations, **options)
+    report = lint(migrations, **options)
     for migration in migrations:
         release_trees(migration.statements)
-    if unreachable is not None:
-        report.summary.assumptions.insert(0, f"the database could not be used ({unreachable}): the SQL was linted "
-                                          "alone, without its catalog")
     return report
 
 

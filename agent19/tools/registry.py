@@ -40,8 +40,11 @@ class ToolContext:
     — when the client can ask its human (MCP elicitation, a terminal) — :attr:`elicit`."""
 
     def __init__(self, settings: Settings, database: Database | None = None, progress: ProgressFn | None = None,
-                 elicit: ElicitFn | None = None, path_policy: PathPolicy | None = None):
+                 elicit: ElicitFn | None = None, path_policy: PathPolicy | None = None, streaming: bool = False):
         self.settings = settings
+        self.streaming = streaming
+        """The caller renders the result once, in order, as it comes (the CLI): a tool may return a result whose
+        renderers read it as it is computed (``agent19 lint`` prints each statement's report as it is linted)."""
         self.path_policy = path_policy
         """Where path arguments may point (MCP); None: anywhere (the CLI: a person names the files)."""
         self._database = database
@@ -113,7 +116,8 @@ class ToolSpec(Generic[A, R]):
     """CLI command name (defaults to the tool name with dashes)."""
     positional: tuple[str, ...] = ()
     """Argument fields the CLI takes as positional arguments, in order."""
-    render_text: Callable[[R], str] | None = None
+    render_text: Callable[[R], str | Iterable[str]] | None = None
+    """The text format: the text, or its parts in order (printed as they come)."""
     examples: tuple[str, ...] = field(default=())
     """CLI examples shown in ``--help``."""
     exit_code: Callable[[R], int] | None = None
@@ -144,7 +148,8 @@ class ToolSpec(Generic[A, R]):
             # json.dumps would print the bare words NaN / Infinity, which are not JSON
             return (result.model_dump_json(by_alias=True, indent=2),)
         # values from a database are data: an escape sequence in one must not drive the terminal (agent19.textsafe)
-        return (printable(self.render_text(result)),)
+        text = self.render_text(result)
+        return (printable(text),) if isinstance(text, str) else (printable(part) for part in text)
 
 
 REGISTRY: dict[str, ToolSpec[Any, Any]] = {}

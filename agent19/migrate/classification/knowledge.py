@@ -28,6 +28,12 @@ def _rows() -> tuple[Behaviour, ...]:
     return KNOWLEDGE
 
 
+_BY_FORM: dict[str, list[Behaviour]] = {}
+for _row in KNOWLEDGE:
+    _BY_FORM.setdefault(_row.form, []).append(_row)
+"""The table's rows by form, in table order (every statement's classification looks its form up)."""
+
+
 def forms() -> list[str]:
     """Every statement form the table knows, in table order, each once."""
     return list(dict.fromkeys(row.form for row in _rows()))
@@ -40,7 +46,7 @@ def lookup(form: str, pg_version: int) -> Behaviour:
     returned and its note says which versions it applies to. Unknown forms raise ``KeyError``.
     """
     major = pg_version // 10000 if pg_version >= 1000 else pg_version
-    rows = [row for row in _rows() if row.form == form]
+    rows = _BY_FORM.get(form)
     if not rows:
         raise KeyError(form)
     for row in rows:

@@ -2,6 +2,9 @@
 
     report = lint_paths(["migrations/"], pg_version=150000)
     report = lint_sql("ALTER TABLE orders ADD COLUMN n int DEFAULT random();")
+    stream = lint_stream(load_paths(["migrations/"]))   # each statement's report as it is linted, then the summary
+    for statement in stream.statements: ...
+    stream.summary.failed
 
 The report's JSON shape is a published interface (CI systems parse it)::
 
@@ -20,22 +23,22 @@ import gc
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, Field, field_serializer
+from pydantic import BaseModel
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
-from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, Threshold
+from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig
+from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
-    LazyText,
     MigrationState,
     Severity,
     StatementContext,
@@ -50,76 +53,12 @@ from agent19.sqltree import walk
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot
 
+M = TypeVar("M", bound=BaseModel)
+
 DEFAULT_PG_VERSION = 110000
 """Without a database and without --pg-version: the oldest supported version (the most cautious)."""
 
 _IGNORE = re.compile(r"--\s*agent19:ignore\b([^\n]*)", re.IGNORECASE)
-
-
-class Finding(BaseModel):
-    rule: str = Field(description="rule code, e.g. A19001 (see docs/rules.md)")
-    severity: Severity
-    message: str
-    fix: str | None = Field(default=None, description="the safe alternative, as SQL where it can be generated")
-
-    # A rule may give a LazyText (rules/_base.py) as ``message`` or ``fix``: written only when the finding is read
-    # or dumped, so a large report does not hold every finding's texts until it is rendered. Readers see a str.
-    @field_serializer("message", "fix")
-    def _written(self, text: str | LazyText | None):  # no return type: the schema stays the fields' own
-        return str(text) if isinstance(text, LazyText) else text
-
-
-def _text_property(name: str) -> property:
-    """``finding.<name>``: the text, written now when a LazyText holds it (a data descriptor on the class comes
-    before the instance's ``__dict__``, where pydantic keeps the field)."""
-
-    def read(finding: Finding) -> str | None:
-        text = finding.__dict__.get(name)
-        return str(text) if isinstance(text, LazyText) else text
-
-    def write(finding: Finding, value: str | None) -> None:
-        finding.__dict__[name] = value
-
-    return property(read, write)
-
-
-Finding.message = _text_property("message")  # type: ignore[assignment,method-assign]
-Finding.fix = _text_property("fix")  # type: ignore[assignment,method-assign]
-
-
-class StatementReport(BaseModel):
-    file: str | None
-    line: int
-    sql: str
-    kind: str
-    tables: list[str]
-    lock: str | None = Field(description="strongest lock mode taken, pg_locks spelling")
-    rewrite: bool
-    in_transaction: bool = Field(description="can run inside a transaction block")
-    risk: Risk
-    findings: list[Finding]
-
-
-class Summary(BaseModel):
-    files: int
-    statements: int
-    errors: int
-    warnings: int
-    infos: int
-    ignored: int = Field(description="findings silenced by agent19:ignore comments")
-    by_rule: dict[str, int]
-    risk: Risk = Field(description="the highest risk of any statement")
-    pg_version: int
-    live: bool = Field(description="true when a live database supplied the catalog and server version")
-    fail_on: Threshold
-    failed: bool = Field(description="a finding at or above fail_on remains: the CLI exits 1")
-    disabled: list[str] = []
-    assumptions: list[str] = []
-
-
-class LintReport(BaseModel):
-    statements: list[StatementReport]
-    summary: Summary
 
 
 def _ignored_rules(lines: list[str] | None, line: int, sql: str) -> set[str] | None:
@@ -189,6 +128,19 @@ def _update_state(ctx: StatementContext) -> None:
 # it already holds) instead of a set per object, a tenth of a large report's memory.
 _REPORT_FIELDS = set(StatementReport.model_fields)
 _FINDING_FIELDS = set(Finding.model_fields)
+_set = object.__setattr__
+
+
+def _built(cls: type[M], fields: set[str], values: dict[str, Any]) -> M:
+    """``cls.model_construct(fields, **values)`` for ``values`` that hold every field by its name: what pydantic's
+    construct ends with (the instance's dict, its fields-set, no extra, no private values), without its per-field
+    search for aliases and defaults — a tenth of a large lint's time went to that search."""
+    model = cls.__new__(cls)
+    _set(model, "__dict__", values)
+    _set(model, "__pydantic_fields_set__", fields)
+    _set(model, "__pydantic_extra__", None)
+    _set(model, "__pydantic_private__", None)
+    return model
 
 
 def _statement_report(ctx: StatementContext, findings: list[Finding]) -> StatementReport:
@@ -196,13 +148,13 @@ def _statement_report(ctx: StatementContext, findings: list[Finding]) -> Stateme
     kinds = list(dict.fromkeys(o.kind for o in ops))
     tables = list(dict.fromkeys(t for o in ops for t in o.tables))
     # built from values already of the declared types: construct skips re-validating them (a tenth of a large lint)
-    return StatementReport.model_construct(
-        _REPORT_FIELDS, file=ctx.statement.file, line=ctx.statement.line, sql=ctx.statement.sql,
-        kind=",".join(kinds) if kinds else ctx.node, tables=tables,
-        lock=max((o.lock for o in ops if o.lock), key=lock_rank, default=None),
-        rewrite=any(o.rewrite for o in ops), in_transaction=all(o.in_transaction for o in ops),
-        risk=max_risk([o.risk for o in ops]), findings=findings,
-    )
+    return _built(StatementReport, _REPORT_FIELDS, {
+        "file": ctx.statement.file, "line": ctx.statement.line, "sql": ctx.statement.sql,
+        "kind": ",".join(kinds) if kinds else ctx.node, "tables": tables,
+        "lock": max((o.lock for o in ops if o.lock), key=lock_rank, default=None),
+        "rewrite": any(o.rewrite for o in ops), "in_transaction": all(o.in_transaction for o in ops),
+        "risk": max_risk([o.risk for o in ops]), "findings": findings,
+    })
 
 
 def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tuple[MigrationState, ClassifyState]:
@@ -247,6 +199,7 @@ def lint(
     pg_version: int | None = None,
     config: LintConfig | None = None,
     operations: list[Operation] | None = None,
+    notes: Iterable[str] = (),
 ) -> LintReport:
     """Lint ``migrations`` as one ordered history, in order (a directory in its tool's order): a table or view
     created, a CHECK added or validated in an earlier file is known to the later ones, as PostgreSQL would have
@@ -254,37 +207,89 @@ def lint(
 
     ``operations``: when given, every statement's classification (:func:`~agent19.migrate.classification.classify.
     classify`'s operations, in statement order) is appended to it, for a caller that would otherwise classify the
-    same statements again (the planner)."""
-    with _fewer_collections():
-        return _lint(migrations, catalog=catalog, pg_version=pg_version, config=config, operations=operations)
+    same statements again (the planner). ``notes``: said first among the summary's assumptions (e.g. why a
+    configured database was not used). The whole report at once; :func:`lint_stream` gives it statement by
+    statement."""
+    stream = lint_stream(migrations, catalog=catalog, pg_version=pg_version, config=config, operations=operations,
+                         notes=notes)
+    statements = list(stream.statements)
+    return LintReport(statements=statements, summary=stream.summary)
 
 
-def _lint(
+class LintStream:
+    """A lint as it runs: :attr:`statements` yields each statement's report as soon as it is linted (once: nothing
+    keeps them), then :attr:`summary` holds the counts. A writer that prints each report as it comes holds one
+    statement's report at a time, not the whole migration's (`agent19 lint` of a 5 MB file)."""
+
+    def __init__(self, migrations: list[Migration], **options: Any) -> None:
+        self._summary: Summary | None = None
+        self.statements: Iterator[StatementReport] = self._run(migrations, options)
+
+    @property
+    def summary(self) -> Summary:
+        """The counts over every statement: there once :attr:`statements` has been read to its end."""
+        if self._summary is None:
+            raise RuntimeError("the lint summary is known once every statement's report has been read")
+        return self._summary
+
+    def _run(self, migrations: list[Migration], options: dict[str, Any]) -> Iterator[StatementReport]:
+        with _fewer_collections():
+            self._summary = yield from _lint(migrations, **options)
+
+
+def lint_stream(
     migrations: Iterable[Migration],
     *,
     catalog: SchemaSnapshot | None = None,
     pg_version: int | None = None,
     config: LintConfig | None = None,
     operations: list[Operation] | None = None,
-) -> LintReport:
-    """:func:`lint`, one statement at a time: its tree decoded, classified, linted and reported, then only what
-    later statements read of it is kept (:meth:`StatementContext.retire`), so memory does not grow with trees."""
+    notes: Iterable[str] = (),
+) -> LintStream:
+    """:func:`lint`, its reports handed out as they are made (see :class:`LintStream`): the settings are read now
+    (a bad one fails here, before anything is written), the statements as their reports are read."""
+    config = config or LintConfig()
+    active = config.active_codes()
+    plan = _Plan(config, (catalog.server_version if catalog else None) or pg_version or config.pg_version
+                 or DEFAULT_PG_VERSION, [r for r in all_rules() if r.code in active], config.severities(),
+                 config.disabled_codes())
+    return LintStream(list(migrations), plan=plan, catalog=catalog, operations=operations, notes=list(notes))
+
+
+class _Plan(NamedTuple):
+    """What a lint's settings make of it, worked out before its first statement."""
+
+    config: LintConfig
+    version: int
+    rules: list[Rule]
+    """the rules that run, in code order"""
+    severities: dict[str, Severity]
+    disabled: set[str]
+
+
+def _lint(
+    migrations: list[Migration],
+    *,
+    plan: _Plan,
+    catalog: SchemaSnapshot | None,
+    operations: list[Operation] | None,
+    notes: list[str],
+) -> Generator[StatementReport, None, Summary]:
+    """:func:`lint`, one statement at a time: its tree decoded, classified, linted and its report handed out, then
+    only what later statements read of it is kept (:meth:`StatementContext.retire`), so memory does not grow with
+    trees nor with reports; returns the summary, counted as the reports went."""
     from agent19.migrate.classification.classify import classify
 
-    config = config or LintConfig()
-    version = (catalog.server_version if catalog else None) or pg_version or config.pg_version or DEFAULT_PG_VERSION
-    active = config.active_codes()
-    disabled = config.disabled_codes()
-    rules: list[Rule] = [r for r in all_rules() if r.code in active]
-    severities = config.severities()
+    config, version, rules, severities, disabled = plan
     assume = frozenset(config.assume)
     session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
-    reports: list[StatementReport] = []
+    fail_rank = SEVERITY_ORDER.index(config.fail_on) if config.fail_on != "never" else len(SEVERITY_ORDER)
     for_node: dict[str, list[Rule]] = {}
     counts: Counter[str] = Counter()
-    ignored = 0
+    counted: Counter[str] = Counter()
+    risks: set[Risk] = set()
+    ignored = statements = 0
     files: set[str] = set()
-    migrations = list(migrations)
     state = MigrationState(set_statements=[s for m in migrations for s in m.statements])
     classify_state = ClassifyState()
     for migration in migrations:
@@ -310,35 +315,32 @@ def _lint(
                     if silenced is not None and (not silenced or rule.code in silenced):
                         ignored += 1
                         continue
-                    findings.append(Finding.model_construct(
-                        _FINDING_FIELDS, rule=rule.code,
-                        severity=severities.get(rule.code) or hit.severity or rule.severity,
-                        message=hit.message, fix=hit.fix))
+                    findings.append(_built(Finding, _FINDING_FIELDS, {
+                        "rule": rule.code, "severity": severities.get(rule.code) or hit.severity or rule.severity,
+                        "message": hit.message, "fix": hit.fix}))
             findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
             counts.update(f.rule for f in findings)
-            reports.append(_statement_report(ctx, findings))
+            counted.update(f.severity for f in findings)
+            report = _statement_report(ctx, findings)
+            risks.add(report.risk)
+            statements += 1
             _update_state(ctx)
             ctx.retire(release_tree=not held)
-    counted = Counter(f.severity for r in reports for f in r.findings)
-    failed = config.fail_on != "never" and any(
-        SEVERITY_ORDER.index(f.severity) >= SEVERITY_ORDER.index(config.fail_on) for r in reports for f in r.findings
-    )
-    assumptions = [] if catalog else [
+            yield report
+    assumptions = list(notes) + ([] if catalog else [
         f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"
-    ]
+    ])
     assumptions += [f"stated ({config.source or 'assume'}): {ASSUMPTIONS[a]}" for a in config.assume]
     if session_timeout:
         assumptions.append(f"lock_timeout = {config.migration_lock_timeout} is in force on the migration's connection "
                            f"({config.lock_timeout_source or config.source or 'lint settings'}): no SET needed")
-    return LintReport(
-        statements=reports,
-        summary=Summary(
-            files=len(files), statements=len(reports), errors=counted["error"], warnings=counted["warning"],
-            infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
-            risk=max_risk([r.risk for r in reports]), pg_version=version, live=catalog is not None,
-            fail_on=config.fail_on, failed=failed, disabled=sorted(disabled), assumptions=assumptions,
-        ),
+    return Summary(
+        files=len(files), statements=statements, errors=counted["error"], warnings=counted["warning"],
+        infos=counted["info"], ignored=ignored, by_rule=dict(sorted(counts.items())),
+        risk=max_risk(list(risks)), pg_version=version, live=catalog is not None, fail_on=config.fail_on,
+        failed=any(counted[s] for s in SEVERITY_ORDER[fail_rank:]), disabled=sorted(disabled),
+        assumptions=assumptions,
     )
 
 

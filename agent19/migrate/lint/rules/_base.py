@@ -147,9 +147,12 @@ class StatementContext:
             item = stack.pop()
             if isinstance(item, dict):
                 for key, value in item.items():
-                    if key == node_type and isinstance(value, dict):
-                        yield value
-                    stack.append(value)
+                    if isinstance(value, dict):
+                        if key == node_type:
+                            yield value
+                        stack.append(value)
+                    elif isinstance(value, list):  # a scalar has nothing below it: not stacked
+                        stack.append(value)
             elif isinstance(item, list):
                 stack.extend(item)
 

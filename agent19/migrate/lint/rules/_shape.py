@@ -11,6 +11,9 @@ column, index or constraint name, a column reference, a foreign key's columns: p
 those values), and only for a name that is written bare both ways (lower-case ASCII, not a keyword, under 64
 bytes). Anything else — quoted or upper-case names, type and function names, option names, non-ASCII text —
 makes the statement its own shape (built from its own text, as without this module).
+
+:func:`by_names` does the same for a fix built from names alone (no statement text): written once for
+placeholder names, each finding's names written into it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Any, TypeVar
 
 from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS, UNRESERVED_KEYWORDS
 from pglast.parser import ParseError, parse_sql_json
+
+from agent19.migrate.patterns.sqlnames import needs_quotes
 
 T = TypeVar("T")
 
@@ -43,8 +48,9 @@ _NAME_LISTS = frozenset({("ColumnRef", "fields"), ("Constraint", "fk_attrs"), ("
 """(node, field) holding a list of ``String`` nodes printed with print_name and read nowhere else."""
 
 _LIMIT = 4096
-_shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any] | frozenset[int]] = {}
-"""(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it); or the
+_shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any, str | None] | frozenset[int]] = {}
+"""(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it, its entry's JSON
+for :func:`_same_text` or None); or the
 placeholders whose words a second try keeps as they are (those the text's tree holds as plain strings: type,
 function, option names)."""
 _SVAL = re.compile(r'"sval":"a19x(\d+)q"')
@@ -117,11 +123,30 @@ def _read_back(value: Any, names: list[str]) -> Any:
     return value
 
 
-def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T]) -> T:
+_LOCATION = re.compile(r'"location":-?\d+')
+_WHERE = re.compile(r',"stmt_(?:location|len)":\d+')
+
+
+def _normal(entry: str) -> str:
+    """A statement's entry as pglast's JSON writes it (``{"stmt": tree, "stmt_location": …, "stmt_len": …}``) without
+    what differs between two statements of one shape: offsets into their texts. (Inside a JSON string a quote is
+    escaped: a name or constant cannot hold the text ``"location":``.)"""
+    return _WHERE.sub("", _LOCATION.sub('"location":0', entry))
+
+
+def _same_text(entry: str, shape: str, names: list[str]) -> bool:
+    """:func:`_same` read from the JSON texts: equal once offsets are set aside and the names written in place of the
+    placeholders, for a shape whose every placeholder stands where :func:`_same` lets it (checked when cached). One
+    writer wrote both texts, in one order and spelling: equal texts are equal trees and the converse."""
+    return _normal(entry) == _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], shape)
+
+
+def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T], tree_text: str | None = None) -> T:
     """``build(sql)``, from the cache of ``sql``'s shape when its tree (``tree``, the statement's parse tree as
     :attr:`~agent19.migrate.parse.Statement.tree` holds it) proves the shape's result fits. ``build`` must be a
     module-level function of the SQL text alone, returning text (or None, or tuples/lists of them) built from its
-    parse tree."""
+    parse tree. ``tree_text``: the statement's entry as pglast wrote it (:attr:`~agent19.migrate.parse.Statement.
+    tree_text`), when ``tree`` is that entry's tree: compared as text, where walking both trees costs more."""
     keep: frozenset[str] = frozenset()
     for _ in range(2):  # a second try keeps the words the first one found in no name's place
         shaped = _shape(sql, keep)
@@ -151,8 +176,37 @@ def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T]) -> T:
                 continue
             if len(_shapes) >= _LIMIT:
                 _shapes.clear()
-            hit = _shapes[key] = (shape_tree, build(text))
-        elif not _same(tree, hit[0], names, "", ""):
+            placeholders = [f"{_PREFIX}{i}q" for i in range(len(names))]  # each where a name may stand?
+            entry = _normal(doc[doc.index('"stmts":[') + len('"stmts":['): doc.rindex("]")])
+            hit = _shapes[key] = (shape_tree, build(text),
+                                  entry if _same(shape_tree, shape_tree, placeholders, "", "") else None)
+        elif not (_same_text(tree_text, hit[2], names) if tree_text is not None and hit[2] is not None
+                  else _same(tree, hit[0], names, "", "")):
             break
         return _read_back(hit[1], names)  # type: ignore[no-any-return]
     return build(sql)
+
+
+_NAMES_ROOM = 32
+"""Bytes the names given to :func:`by_names` may take together: the longest name a builder derives from them (a
+trigger ``<table>_<column>_to_new``, a constraint ``<table>_<column>_new_not_null``) then stays well under
+PostgreSQL's 63, where :func:`agent19.migrate.patterns.sqlnames.short` would cut it — and cut a placeholder
+elsewhere than the name."""
+_by_names: dict[tuple[Any, ...], str] = {}
+
+
+def by_names(build: Callable[..., str], names: tuple[str, ...], *rest: Any) -> str:
+    """``build(names, *rest)``, from the text built once for placeholder names (per builder, number of names and
+    ``rest``) with each statement's names written into it, when every name is written bare (no quotes: the
+    placeholder is not quoted either) and they are short (:data:`_NAMES_ROOM`). ``build`` must write each name
+    only as it is or inside identifiers it derives by adding text (``<name>_new``), and decide nothing from a
+    name's value; ``rest`` must be hashable."""
+    if sum(map(len, names)) > _NAMES_ROOM or any(_PREFIX in n or needs_quotes(n) for n in names):
+        return build(names, *rest)
+    key = (build, len(names), *rest)
+    template = _by_names.get(key)
+    if template is None:
+        if len(_by_names) >= _LIMIT:
+            _by_names.clear()
+        template = _by_names[key] = build(tuple(f"{_PREFIX}{i}q" for i in range(len(names))), *rest)
+    return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], template)

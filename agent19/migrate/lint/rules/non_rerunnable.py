@@ -54,7 +54,7 @@ def lacks_if_exists(node: str, fields: dict[str, Any]) -> bool:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if not lacks_if_exists(ctx.node, ctx.fields):
         return
-    fix = by_shape(ctx.sql, ctx.statement.tree, rerunnable)  # built once per shape of statement
+    fix = by_shape(ctx.sql, ctx.statement.tree, rerunnable, ctx.statement.tree_text)  # once per shape of statement
     if fix is not None:
         yield Hit("cannot be re-run: a second run (after a partial failure) fails because the object exists "
                   "or is gone", fix + ";")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, ident, norm, short
-from agent19.migrate.patterns.sqlnames import qualified
+from agent19.migrate.lint.rules._shape import by_names
+from agent19.migrate.patterns.sqlnames import qualified, split_name
 
 
 def proven_not_null(ctx: StatementContext, column: str) -> bool:
@@ -25,12 +26,18 @@ def proven_not_null(ctx: StatementContext, column: str) -> bool:
 
 def not_null_fix(table: str, column: str, major: int) -> str:
     """The set_not_null pattern's phases (CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the CHECK) as a fix;
-    ``table`` as the statement wrote it (:func:`statement_table`)."""
+    ``table`` as the statement wrote it (:func:`statement_table`); once per version for plain names (:func:`~agent19.
+    migrate.lint.rules._shape.by_names`)."""
+    schema, rel = split_name(table)
+    return by_names(_fix_by_names, (rel, column) if schema is None else (schema, rel, column), major)
+
+
+def _fix_by_names(names: tuple[str, ...], major: int) -> str:
     # here, not at the top: every lint loads each rule; the pattern models load when a fix is written
     from agent19.migrate.patterns.constraints import not_null_phases
     from agent19.migrate.patterns.model import fix_script
 
-    return fix_script(not_null_phases(table, column, major))
+    return fix_script(not_null_phases(qualified(*names[:-1]), names[-1], major))
 
 
 def statement_table(ctx: StatementContext) -> str:

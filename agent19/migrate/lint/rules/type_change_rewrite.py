@@ -13,8 +13,8 @@ from agent19.migrate.classification.alter import type_of
 from agent19.migrate.classification.knowledge import ColumnType
 from agent19.migrate.lint.config import ASSUME_WIDEN
 from agent19.migrate.lint.rules._base import Hit, LazyText, Rule, StatementContext, deparse, short, typed_tree
-from agent19.migrate.lint.rules._shape import by_shape
-from agent19.migrate.patterns.sqlnames import comment, literal, qualified
+from agent19.migrate.lint.rules._shape import by_names, by_shape
+from agent19.migrate.patterns.sqlnames import comment, literal, qualified, split_name
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot
@@ -71,7 +71,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                 severity="warning",
             )
             continue
-        new_type, using_text = by_shape(ctx.sql, ctx.statement.tree, type_changes)[sub]  # type: ignore[misc]
+        new_type, using_text = by_shape(ctx.sql, ctx.statement.tree, type_changes, ctx.statement.tree_text)[sub]  # type: ignore[misc]
         using_sql = None if plain else using_text
         assumed = ""
         if (op.form or "").endswith(".unknown"):
@@ -99,7 +99,19 @@ def shadow_column_fix(table: str, catalog: SchemaSnapshot | None, major: int, co
                       using: str | None) -> str:
     """The change_column_type pattern's phases (shadow column, sync trigger, keyset backfill, swap, contract),
     filled with what the catalog knows about the column and the table's key. Written when the finding is read
-    (a :class:`LazyText`): several kB per finding, from the names alone."""
+    (a :class:`LazyText`): several kB per finding, from the names alone — without a catalog and a USING, once per
+    type for plain names (:func:`~agent19.migrate.lint.rules._shape.by_names`)."""
+    if catalog is None and using is None:
+        schema, rel = split_name(table)
+        return by_names(_fix_by_names, (rel, col) if schema is None else (schema, rel, col), major, new_type)
+    return _fix(table, catalog, major, col, new_type, using)
+
+
+def _fix_by_names(names: tuple[str, ...], major: int, new_type: str) -> str:
+    return _fix(qualified(*names[:-1]), None, major, names[-1], new_type, None)
+
+
+def _fix(table: str, catalog: SchemaSnapshot | None, major: int, col: str, new_type: str, using: str | None) -> str:
     # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
     from agent19.migrate.backfill.scripts import keyset_backfill, single_key
     from agent19.migrate.patterns.live import find_table, live_from_snapshot
