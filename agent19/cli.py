@@ -296,11 +296,12 @@ def _swallowed(ns: argparse.Namespace) -> str | None:
 _FROZEN = False
 
 
-def _startup_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+def _startup_parser(argv: Sequence[str], *, freeze: bool) -> argparse.ArgumentParser:
     """The parser, its command's modules imported with the cyclic collector paused; then (once per process) what
     start-up created — classes, functions, schemas, kept until exit — is frozen out of the collector's generations:
     the command's collections then scan its own objects, not every import again (about 6 % of a one-statement
-    lint's instructions; tools/bench/bench_mcp.py measures start-up)."""
+    lint's instructions; tools/bench/bench_mcp.py measures start-up). Only as the process's own command
+    (``freeze``): a program calling :func:`main` keeps its objects collectable."""
     global _FROZEN
     paused = gc.isenabled()
     gc.disable()
@@ -309,14 +310,14 @@ def _startup_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     finally:
         if paused:
             gc.enable()
-    if not _FROZEN:
+    if freeze and not _FROZEN:
         gc.freeze()
         _FROZEN = True
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _startup_parser(sys.argv[1:] if argv is None else argv)
+    parser = _startup_parser(sys.argv[1:] if argv is None else argv, freeze=argv is None)
     ns = parser.parse_args(argv)
     if (swallowed := _swallowed(ns)) is not None:
         parser.error(swallowed)
