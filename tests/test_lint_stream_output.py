@@ -16,15 +16,11 @@ from agent19 import cli
 from agent19.migrate.classification import classify as classify_module
 from agent19.migrate.layouts.files import load_text
 from agent19.migrate.lint.engine import lint, lint_stream
+from tests.test_lint_memory import TEMPLATES as MEMORY_TEMPLATES
 
-TEMPLATES = (
-    "ALTER TABLE t{i} ADD COLUMN c{i} integer;",
-    "CREATE INDEX t{i}_idx ON t{i} (a);",
-    "ALTER TABLE t{i} ALTER COLUMN a TYPE bigint;",
-    "ALTER TABLE t{i} ALTER COLUMN b SET NOT NULL;",
-    "UPDATE t{i} SET a = a + 1 WHERE id < 100;",
-    "CREATE TABLE n{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body jsonb NOT NULL);",
-)
+# test_lint_memory's statements, and a CREATE TABLE (a statement with no finding)
+TEMPLATES = (*MEMORY_TEMPLATES,
+             "CREATE TABLE n{i} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body jsonb NOT NULL);")
 
 
 def _migration(n: int) -> str:
