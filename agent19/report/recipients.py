@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.patterns.sqlnames import ident
 from agent19.report.model import (
     AppChange,
@@ -22,7 +23,6 @@ from agent19.report.model import (
     Step,
 )
 from agent19.report.sqlfacts import StatementFact, statement_facts
-from agent19.report.steps import find_table
 
 PII_NAMES: tuple[tuple[str, str], ...] = (
     (r"e_?mail", "looks like an email address"),
@@ -223,7 +223,7 @@ def security_handoff(steps: list[Step], catalog: SchemaSnapshot | None) -> Secur
                 continue
             type_ = c.type
             if not type_:
-                table = find_table(catalog, f.table)
+                table = find_table(catalog, f.table) if f.table else None
                 known = table.column(c.name) if table else None
                 type_ = known.type if known else "unknown"
             reason = _pii(c.name if f.kind != "rename_column" else (f.name or c.name), type_)

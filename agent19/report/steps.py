@@ -8,7 +8,8 @@ change no SQL undoes: a rollback can re-create a dropped column, never its value
 
 from __future__ import annotations
 
-from agent19.db.models import SchemaSnapshot, Table
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.patterns.live import find_table
 from agent19.migrate.planning.model import MigrationPlan, PlannedOperation
 from agent19.report.alternative import safer_alternative
 from agent19.report.model import DryRunEvidence, RollbackStep, SqlCheck, Step
@@ -43,23 +44,13 @@ def _estimate(op: PlannedOperation) -> str:
     return f"{text} — {op.duration_basis}" if op.duration_basis else text
 
 
-def find_table(catalog: SchemaSnapshot | None, name: str | None) -> Table | None:
-    """A table of the snapshot by ``schema.name`` or bare name (unquoted)."""
-    if catalog is None or not name:
-        return None
-    bare = name.replace('"', "")
-    for t in catalog.tables:
-        if bare in (t.qualified_name, t.name):
-            return t
-    return None
-
-
 def _rows(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSnapshot | None) -> str:
     if any(f.kind == "create_table" for f in facts):
         return "0 (new table)"
     if op.estimated_rows is not None:
         return f"~{op.estimated_rows:,} (planner estimate, pg_class.reltuples)"
-    table = find_table(catalog, op.table or (facts[0].table if facts else None))
+    name = op.table or (facts[0].table if facts else None)
+    table = find_table(catalog, name) if name else None
     if table is not None:
         if table.row_estimate is None:
             return "unknown — the table was never analyzed: run ANALYZE on it, then generate again"
