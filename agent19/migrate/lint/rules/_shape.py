@@ -201,7 +201,8 @@ def by_names(build: Callable[..., str], names: tuple[str, ...], *rest: Any) -> s
     placeholder is not quoted either) and they are short (:data:`_NAMES_ROOM`). ``build`` must write each name
     only as it is or inside identifiers it derives by adding text (``<name>_new``), and decide nothing from a
     name's value; ``rest`` must be hashable."""
-    if sum(map(len, names)) > _NAMES_ROOM or any(_PREFIX in n or needs_quotes(n) for n in names):
+    if (sum(map(len, names)) > _NAMES_ROOM or any(_PREFIX in n or needs_quotes(n) for n in names)
+            or any(_PREFIX in str(r) for r in rest)):  # a type named a19x0q: the template would rename it
         return build(names, *rest)
     key = (build, len(names), *rest)
     template = _by_names.get(key)
