@@ -3,7 +3,11 @@ text must be the one built from the statement's own names and types, whatever th
 
 from __future__ import annotations
 
+import pytest
+
+from agent19 import cli
 from agent19.migrate.lint.engine import lint_sql
+from agent19.migrate.lint.rules import type_change_rewrite
 
 
 def _fix(sql: str, code: str, pg_version: int = 150000) -> str:
@@ -19,3 +23,18 @@ def test_a_type_named_like_the_cache_placeholder_stays_that_type_in_the_fix():
     fix = _fix("ALTER TABLE t ALTER COLUMN c TYPE a19x0q;", "A19005")
     assert "ADD COLUMN c_new a19x0q;" in fix
     assert "CAST(c AS a19x0q)" in fix
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "sarif"])
+def test_ctrl_c_while_a_fix_is_written_exits_130_as_interrupted(tmp_path, monkeypatch, capsys, fmt):
+    # a fix is written when its report is rendered; Ctrl-C landing there (the costliest step of a large lint) was
+    # raised inside pydantic's serializer in the JSON format, which turned it into PydanticSerializationError: a
+    # traceback and exit 1, which CI reads as "findings", not "interrupted"
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type_change_rewrite, "shadow_column_fix", interrupted)
+    (tmp_path / "m.sql").write_text("ALTER TABLE t ALTER COLUMN c TYPE bigint;\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["lint", "m.sql", "--format", fmt]) == 130
+    assert "agent19: interrupted" in capsys.readouterr().err

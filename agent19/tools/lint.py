@@ -73,6 +73,10 @@ def render_json(report: LintReport | LintStream) -> Iterator[str]:
     yield '{\n  "statements": ['
     written = False
     for s in report.statements:  # pydantic's JSON holds no raw newline but its own indentation
+        # fixes written here, not in pydantic's serializer: an exception raised there (Ctrl-C's KeyboardInterrupt)
+        # comes out as a PydanticSerializationError, a traceback and exit 1 instead of "interrupted" and 130
+        for f in s.findings:
+            f.fix = f.fix
         yield ("," if written else "") + "\n    " + s.model_dump_json(by_alias=True, indent=2).replace("\n", "\n    ")
         written = True
     summary = report.summary.model_dump_json(by_alias=True, indent=2).replace("\n", "\n  ")
