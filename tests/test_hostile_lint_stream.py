@@ -3,10 +3,13 @@ text must be the one built from the statement's own names and types, whatever th
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from agent19 import cli
-from agent19.migrate.lint.engine import lint_sql
+from agent19.migrate.layouts.files import load_text
+from agent19.migrate.lint.engine import lint_sql, lint_stream
 from agent19.migrate.lint.rules import type_change_rewrite
 
 
@@ -38,3 +41,14 @@ def test_ctrl_c_while_a_fix_is_written_exits_130_as_interrupted(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     assert cli.main(["lint", "m.sql", "--format", fmt]) == 130
     assert "agent19: interrupted" in capsys.readouterr().err
+
+
+def test_a_stream_dropped_half_read_puts_the_collector_threshold_back():
+    # lint_stream raises the process's gc threshold while it runs (engine._fewer_collections); a caller that stops
+    # reading (an error while writing, a break) and drops the stream must not leave it raised for the process
+    before = gc.get_threshold()
+    stream = lint_stream([load_text("ALTER TABLE t ALTER COLUMN c TYPE bigint;\nCREATE INDEX i ON t (a);\n")])
+    next(stream.statements)
+    assert gc.get_threshold() != before  # raised while linting
+    del stream
+    assert gc.get_threshold() == before

@@ -222,19 +222,23 @@ class LintStream:
     statement's report at a time, not the whole migration's (`agent19 lint` of a 5 MB file)."""
 
     def __init__(self, migrations: list[Migration], **options: Any) -> None:
-        self._summary: Summary | None = None
-        self.statements: Iterator[StatementReport] = self._run(migrations, options)
+        self._summary: list[Summary] = []
+        self.statements: Iterator[StatementReport] = _run(migrations, options, self._summary)
 
     @property
     def summary(self) -> Summary:
         """The counts over every statement: there once :attr:`statements` has been read to its end."""
-        if self._summary is None:
+        if not self._summary:
             raise RuntimeError("the lint summary is known once every statement's report has been read")
-        return self._summary
+        return self._summary[0]
 
-    def _run(self, migrations: list[Migration], options: dict[str, Any]) -> Iterator[StatementReport]:
-        with _fewer_collections():
-            self._summary = yield from _lint(migrations, **options)
+
+def _run(migrations: list[Migration], options: dict[str, Any], summary: list[Summary]) -> Iterator[StatementReport]:
+    """The stream's statements; the summary appended to ``summary`` at the end. Not a method: a generator holding
+    its stream would be a reference cycle, and a stream dropped half-read would keep the collector's threshold
+    raised (:func:`_fewer_collections`) until a collection found the cycle, instead of closing when dropped."""
+    with _fewer_collections():
+        summary.append((yield from _lint(migrations, **options)))
 
 
 def lint_stream(
