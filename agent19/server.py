@@ -31,6 +31,7 @@ from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
 from agent19.errors import Agent19Error, postgres_error_text
 from agent19.http_auth import HttpAuth
+from agent19.http_sessions import SessionOrder
 from agent19.prompts_loader import PromptFile, load_prompts
 from agent19.resources import add_resources
 from agent19.responses import RESPONSE_BUDGET, RESULTS_URI, ResultStore, Shaped, documented_schema, shape
@@ -320,8 +321,7 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
             pool.warm_up()
             log.warning("serving MCP at http://%s:%s/mcp; %s", host, port,
                         f"requests need {auth.summary}" if auth else "no authentication (loopback only)")
-            server.run("streamable-http", host=host, port=port, transport_security=http_auth.transport_security(host),
-                       max_request_body_size=HTTP_BODY_LIMIT)
+            anyio.run(_serve_http, server, host, port)
         else:
             server.run("stdio")
     finally:
@@ -330,6 +330,17 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
         if pool is not None:
             pool.close()
         db.close()
+
+
+async def _serve_http(server: MCPServer[Any], host: str, port: int) -> None:
+    """What ``server.run("streamable-http")`` does, with each session's DELETE ordered after the messages its
+    client sent before it (:mod:`agent19.http_sessions`: else the SDK logs two tracebacks for such a session)."""
+    import uvicorn
+
+    app = server.streamable_http_app(host=host, transport_security=http_auth.transport_security(host),
+                                     max_request_body_size=HTTP_BODY_LIMIT)
+    config = uvicorn.Config(SessionOrder(app), host=host, port=port, log_level=server.settings.log_level.lower())
+    await uvicorn.Server(config).serve()
 
 
 def _built_without_collecting(settings: Settings, db: Database, auth: HttpAuth | None,
