@@ -17,7 +17,9 @@
   ``--clients`` concurrent sessions, p50/p99 beside server_info (the floor: the protocol and the event loop), after
   one untimed call of each (the server's first call of a tool imports its modules), a session's first call apart;
   and the server's CPU time per call (steadier than the latencies on a shared machine: with N clients in a closed
-  loop on a server whose work holds the interpreter, the p50 is about N times it).
+  loop on a server whose work holds the interpreter, the p50 is about N times it);
+* session churn: ``--sessions`` HTTP sessions opened and closed at once, ``--clients`` at a time, the server's CPU
+  per session beside the MCP SDK's own server (``mcp_floor_server.py PORT``), and the tracebacks each logged.
 
 Prints numbers; asserts nothing (tests/test_mcp_budget.py holds the budgets). Not a test.
 """
@@ -39,6 +41,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -229,15 +232,17 @@ async def startup(runs: int) -> None:
 
 
 @contextmanager
-def quiet_http_server(*args: str) -> Iterator[tuple[str, int]]:
-    """``agent19 serve --http`` with its log in a file: a pipe nobody reads fills up after a few hundred requests
-    (uvicorn logs each one) and the server then blocks writing to it. Yields its URL and process id."""
+def quiet_http_server(*args: str, floor: bool = False) -> Iterator[tuple[str, int, IO[bytes]]]:
+    """``agent19 serve --http`` (or, with ``floor``, the SDK's own server: ``mcp_floor_server.py PORT``) with its log
+    in a file: a pipe nobody reads fills up after a few hundred requests (uvicorn logs each one) and the server then
+    blocks writing to it. Yields its URL, process id and log file."""
     port = free_port()
+    command = [str(FLOOR_SERVER), str(port)] if floor else serve_args("--http", "--port", str(port), *args)
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen([sys.executable, *serve_args("--http", "--port", str(port), *args)],
+        proc = subprocess.Popen([sys.executable, *command],
                                 env={**os.environ, **TEST_FILES}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         with listening(proc, "127.0.0.1", port) as url:
-            yield url, proc.pid
+            yield url, proc.pid, log
 
 
 def cpu_seconds(pid: int) -> float:
@@ -264,7 +269,7 @@ async def http_latency(dsn: str, clients: int, calls: int) -> None:
     """Each tool called once first, untimed (the server imports a tool's modules on its first call: half a second
     that a long-running server pays once); then ``clients`` sessions of ``calls`` calls each, the first call of a
     session (its set-up on both sides, with the other sessions starting too) reported apart from the others."""
-    with quiet_http_server("--dsn", dsn, *PRIVILEGED) as (url, pid):
+    with quiet_http_server("--dsn", dsn, *PRIVILEGED) as (url, pid, _):
         numbers = itertools.count()
 
         async def one_client(name: str, args: dict[str, object], out: list[float], first: list[float]) -> None:
@@ -290,18 +295,42 @@ async def http_latency(dsn: str, clients: int, calls: int) -> None:
                   f"(a session's first call: {_percentiles(first)}); server CPU {cpu:.1f} ms per call")
 
 
+async def _open_and_close(url: str, limit: asyncio.Semaphore) -> None:
+    async with limit, http_session(url):
+        pass
+
+
+async def session_churn(dsn: str, clients: int, sessions: int) -> None:
+    """Sessions opened and closed at once (a client that connects, initializes and leaves), ``clients`` at a time:
+    the server's CPU per session beside the MCP SDK's own server (the floor), and the tracebacks each one logged."""
+    for name, args, floor in (("agent19 serve", ("--dsn", dsn), False), ("MCP SDK (floor)", (), True)):
+        with quiet_http_server(*args, floor=floor) as (url, pid, log):
+            limit = asyncio.Semaphore(clients)
+            await asyncio.gather(*(_open_and_close(url, limit) for _ in range(clients)))  # (imports on first use)
+            cpu = cpu_seconds(pid)
+            await asyncio.gather(*(_open_and_close(url, limit) for _ in range(sessions)))
+            cpu = (cpu_seconds(pid) - cpu) / sessions * 1000
+            await asyncio.sleep(0.2)  # the last DELETEs are logged
+            log.seek(0)
+            tracebacks = log.read().count(b"Traceback")
+        print(f"HTTP sessions opened and closed at once, {clients} at a time, {name:<16}: server CPU {cpu:.1f} ms "
+              f"per session; {tracebacks} tracebacks in its log for {sessions} sessions")
+
+
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dsn", help="a database the benchmark may create a table in (response sizes, HTTP)")
     ap.add_argument("--runs", type=int, default=20, help="start-up runs (median)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--calls", type=int, default=25, help="calls per HTTP client")
+    ap.add_argument("--sessions", type=int, default=200, help="HTTP sessions opened and closed (session churn)")
     ns = ap.parse_args()
     await listing()
     await startup(ns.runs)
     if ns.dsn:
         await responses(ns.dsn)
         await http_latency(ns.dsn, ns.clients, ns.calls)
+        await session_churn(ns.dsn, ns.clients, ns.sessions)
     else:
         print("(response sizes and HTTP latency need --dsn)")
     return 0
