@@ -73,7 +73,7 @@ def test_tree_read_on_demand_is_the_parsed_tree(monkeypatch):
     assert s.tree is tree and s.fields["tableElts"]
     s.release_tree()
     assert s.tree is not tree and s.tree == tree  # decoded again from its text
-    assert s.model_copy(update={"index": 9}).tree == tree
+    assert s.with_index(9).tree == tree and s.with_index(9).index == 9 and s.index == 1
     s.tree = {}  # released for good (agent19.migrate.parse.release_trees)
     assert s.tree == {} and s.fields == {}
 

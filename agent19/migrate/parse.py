@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json
-from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 
@@ -44,15 +44,25 @@ class SqlParseError(InputError):
         self.file, self.line, self.column, self.parser_message = file, line, column, message
 
 
-class Statement(BaseModel):
-    index: int = Field(description="0-based position in its file or text")
+@dataclass(kw_only=True)
+class Statement:
+    index: int = field(metadata={"description": "0-based position in its file or text"})
     file: str | None = None
-    line: int = Field(description="1-based line where the statement starts")
-    sql: str = Field(description="the statement's text, without the trailing semicolon")
-    node: str = Field(description="top-level parse node, e.g. AlterTableStmt")
+    line: int = field(metadata={"description": "1-based line where the statement starts"})
+    sql: str = field(metadata={"description": "the statement's text, without the trailing semicolon"})
+    node: str = field(metadata={"description": "top-level parse node, e.g. AlterTableStmt"})
 
-    # The tree lives outside the model's fields (pydantic neither validates nor dumps it): ``_tree`` the decoded
-    # dict or None, ``_tree_json`` the JSON text of pglast's statement entry ({"stmt": tree, "stmt_len": …}).
+    # The tree lives in the instance's __dict__ outside the fields (neither compared, dumped nor validated):
+    # ``_tree`` the decoded dict or None, ``_tree_json`` the JSON text of pglast's statement entry
+    # ({"stmt": tree, "stmt_len": …}). dataclasses.replace builds a copy from the fields alone, without the tree:
+    # :meth:`with_index` is the copy that keeps it.
+
+    def with_index(self, index: int) -> Statement:
+        """This statement at position ``index`` of another list, sharing its tree (held or as JSON text)."""
+        copy = Statement.__new__(Statement)
+        copy.__dict__.update(self.__dict__)
+        copy.index = index
+        return copy
 
     @property
     def tree(self) -> dict[str, Any]:
@@ -101,11 +111,6 @@ class Statement(BaseModel):
     def fields(self) -> dict[str, Any]:
         """The top-level node's fields: ``tree[node]``."""
         return self.tree.get(self.node, {})
-
-
-_STATEMENT_FIELDS = set(Statement.model_fields)
-"""Shared by the statements parse_sql builds (values of the declared types, so not validated again): pydantic
-only ever adds to a fields-set a name it already holds."""
 
 
 def release_trees(statements: list[Statement]) -> None:
@@ -170,8 +175,7 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         node = next(iter(stmt), "")
         line += data.count(b"\n", counted, start + lead)
         counted = start + lead
-        st = Statement.model_construct(_STATEMENT_FIELDS, index=i, file=file, line=line, sql=body.decode("utf-8"),
-                                       node=node)
+        st = Statement(index=i, file=file, line=line, sql=body.decode("utf-8"), node=node)
         decoded += len(raw_json)
         st.__dict__["_tree"] = stmt if decoded <= KEEP_DECODED_CHARS else None
         st.__dict__["_tree_json"] = raw_json

@@ -291,7 +291,7 @@ def dry_run(
     db.require(AccessMode.DRY_RUN, "test_migration (a dry run)")
     progress = _never_back(progress) if progress is not None else None
     report: Progress = progress or (lambda done, total, message: None)
-    statements = [s.model_copy(update={"index": i}) for i, s in enumerate(statements)]
+    statements = [s.with_index(i) for i, s in enumerate(statements)]
     started = time.perf_counter()
     results: list[StatementResult] = []
     findings: list[Finding] = []
