@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
-
-from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.migrate.parse import Statement, parse_sql, read_sql_file
@@ -48,19 +47,22 @@ _TX_END = {"TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE", "TR
            "TRANS_STMT_ROLLBACK_PREPARED"}
 
 
-class Migration(BaseModel):
+@dataclass(kw_only=True)
+class Migration:
     """One migration: its identity, the statements it runs, and how its tool runs them."""
 
-    id: str = Field(description="the version (Flyway/golang-migrate/numbered/Prisma timestamp) or the file name")
-    name: str = Field(description="the description part of the file name")
+    id: str = field(metadata={
+        "description": "the version (Flyway/golang-migrate/numbered/Prisma timestamp) or the file name"})
+    name: str = field(metadata={"description": "the description part of the file name"})
     convention: Convention
-    file: str | None = Field(default=None, description="the up file (None for SQL given as text)")
-    down_file: str | None = Field(default=None, description="the matching undo/down file, when there is one")
+    file: str | None = field(default=None, metadata={"description": "the up file (None for SQL given as text)"})
+    down_file: str | None = field(default=None, metadata={
+        "description": "the matching undo/down file, when there is one"})
     statements: list[Statement]
-    wrapped: bool = Field(
-        description="the tool runs the whole file in one transaction (Flyway, golang-migrate, Prisma)"
-    )
-    text: str = Field(default="", exclude=True, repr=False, description="the file's text (for ignore comments)")
+    wrapped: bool = field(metadata={
+        "description": "the tool runs the whole file in one transaction (Flyway, golang-migrate, Prisma)"})
+    text: str = field(default="", repr=False, metadata={
+        "description": "the file's text (for ignore comments)", "exclude": True})
 
     def transaction_groups(self) -> list[int | None]:
         """For each statement, the id of the transaction it runs in, or ``None`` when it runs alone.
