@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.migrate.lint.config import LintConfig
+from agent19.errors import ConfigError
+from agent19.migrate.lint.config import LintConfig, load_config
 from agent19.migrate.lint.engine import lint_sql
 from tests.conftest import owner_login, run_sql
 
@@ -81,6 +82,37 @@ def test_assume_states_what_the_team_knows(tmp_path: Path) -> None:
     assert agent19("lint", "m.sql", "--assume", "type-changes-widen", cwd=tmp_path).returncode == 0
     wrong = agent19("lint", "m.sql", "--assume", "tables-are-small", cwd=tmp_path)
     assert wrong.returncode == 2 and "tables-are-small" in wrong.stderr and "type-changes-widen" in wrong.stderr
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ('fail_on = "critical"', "('fail_on',): Input should be 'error', 'warning', 'info' or 'never'"),
+    ('disable = "A19001"', "('disable',): Input should be a valid list"),
+    ('enable = ["prefer-text-field", 2]', "('enable', 1): Input should be a valid string"),
+    ('severity = { "A19001" = "fatal" }', "('severity', 'A19001'): Input should be 'error', 'warning' or 'info'"),
+    ('style = "maybe"', "('style',): Input should be a valid boolean"),
+    ('pg_version = 15.5', "('pg_version',): Input should be a valid integer"),
+    ("migration_lock_timeout = 5", "('migration_lock_timeout',): Input should be a valid string"),
+    ('colour = "red"', "('colour',): Extra inputs are not permitted"),
+    ('source = "other.toml"', "('source',): Extra inputs are not permitted"),  # agent19 says where it came from
+])
+def test_a_wrong_setting_names_the_file_and_the_setting(tmp_path: Path, setting: str, message: str) -> None:
+    (tmp_path / "agent19.toml").write_text(f"[lint]\n{setting}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(start=tmp_path)
+    assert str(err.value).startswith(f"{(tmp_path / 'agent19.toml').resolve()}: invalid lint settings: {message}")
+    assert "allowed: disable, enable (lists)" in str(err.value)
+
+
+def test_toml_spellings_are_read_as_the_settings_types(tmp_path: Path) -> None:
+    (tmp_path / "agent19.toml").write_text('[lint]\npg_version = "15"\nstyle = "yes"\nfail_on = "warning"\n')
+    config = load_config(start=tmp_path)
+    assert (config.pg_version, config.style, config.fail_on) == (150000, True, "warning")
+    assert config.source == str((tmp_path / "agent19.toml").resolve())
+    (tmp_path / "agent19.toml").write_text("[lint]\npg_version = 5\n")
+    with pytest.raises(ConfigError, match="pg_version 5 is not a PostgreSQL version"):
+        load_config(start=tmp_path)
+    with pytest.raises(ConfigError, match="unknown assumption"):
+        LintConfig(assume=["tables-are-small"])
 
 
 # -- lock_timeout from SET LOCAL, the config, the role and the database ---------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -179,7 +180,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     existing table is assumed large. Severity: error = blocks or rewrites a table, fails, loses data
     or breaks clients; warning = needs a condition checked; info = style. Rules: docs/rules.md."""
     from agent19.migrate.layouts.files import load_paths, load_text
-    from agent19.migrate.lint.config import LintConfig, load_config, normalize_version, role_lock_timeout
+    from agent19.migrate.lint.config import load_config, normalize_version, role_lock_timeout
     from agent19.migrate.lint.engine import lint, lint_stream
     from agent19.migrate.parse import release_trees
 
@@ -195,7 +196,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     if args.migration_lock_timeout:
         updates.update(migration_lock_timeout=args.migration_lock_timeout,
                        lock_timeout_source="--migration-lock-timeout")
-    config = LintConfig(**{**config.model_dump(), **updates})
+    config = replace(config, **updates)
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
     catalog, unreachable = ctx.live_catalog_or_why()  # unreachable: lint the SQL alone rather than fail
@@ -203,7 +204,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
         with ctx.db.read() as conn:
             found = role_lock_timeout(conn)
         if found:
-            config = config.model_copy(update={"migration_lock_timeout": found[0], "lock_timeout_source": found[1]})
+            config = replace(config, migration_lock_timeout=found[0], lock_timeout_source=found[1])
     notes = [] if unreachable is None else [f"the database could not be used ({unreachable}): the SQL was linted "
                                             "alone, without its catalog"]
     options = {"catalog": catalog, "pg_version": normalize_version(args.pg_version), "config": config, "notes": notes}

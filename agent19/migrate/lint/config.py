@@ -20,10 +20,9 @@ The first file found walking up from the current directory is used; ``agent19.to
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from typing import Any, Literal, get_args
 
 from agent19.errors import ConfigError
 
@@ -39,37 +38,45 @@ ASSUMPTIONS = {
 """What ``--assume`` / ``[lint] assume`` can state, and what each means."""
 
 
-class LintConfig(BaseModel):
-    disable: list[str] = Field(default=[], description="rule codes or names to turn off")
+@dataclass(kw_only=True)
+class LintConfig:
+    """Every value is checked (and a TOML spelling read as its type: ``"15"``, ``"yes"``) when the config is made:
+    a wrong one raises :class:`InvalidSetting` naming the setting; an unknown assumption or a pg_version that is
+    not a PostgreSQL version raise :class:`~agent19.errors.ConfigError`."""
+
+    disable: list[str] = field(default_factory=list, metadata={"description": "rule codes or names to turn off"})
     fail_on: Threshold = "error"
     pg_version: int | None = None
-    style: bool = Field(default=False, description="turn on the style group of rules")
+    style: bool = field(default=False, metadata={"description": "turn on the style group of rules"})
     style_severity: Severity = "warning"
-    enable: list[str] = Field(default=[], description="style rules to turn on one by one (codes, names, aliases)")
-    severity: dict[str, Severity] = Field(default={}, description="rule (code, name or alias) → severity")
-    assume: list[str] = Field(default=[], description=f"facts the team states: {', '.join(ASSUMPTIONS)}")
-    migration_lock_timeout: str | None = Field(
-        default=None, description="lock_timeout the migration tool's connection sets (e.g. '5s'): statements then "
-        "need no SET lock_timeout")
-    lock_timeout_source: str | None = Field(default=None, description="where lock_timeout came from, when not "
-                                            "from the config file (e.g. the role's setting in the database)")
-    source: str | None = Field(default=None, description="the file this came from")
+    enable: list[str] = field(default_factory=list, metadata={
+        "description": "style rules to turn on one by one (codes, names, aliases)"})
+    severity: dict[str, Severity] = field(default_factory=dict, metadata={
+        "description": "rule (code, name or alias) → severity"})
+    assume: list[str] = field(default_factory=list, metadata={
+        "description": f"facts the team states: {', '.join(ASSUMPTIONS)}"})
+    migration_lock_timeout: str | None = field(default=None, metadata={
+        "description": "lock_timeout the migration tool's connection sets (e.g. '5s'): statements then need no SET "
+        "lock_timeout"})
+    lock_timeout_source: str | None = field(default=None, metadata={
+        "description": "where lock_timeout came from, when not from the config file (e.g. the role's setting in the "
+        "database)"})
+    source: str | None = field(default=None, metadata={"description": "the file this came from"})
 
-    model_config = {"extra": "forbid"}
-
-    @field_validator("pg_version")
-    @classmethod
-    def _version(cls, v: int | None) -> int | None:
-        return normalize_version(v)
-
-    @field_validator("assume")
-    @classmethod
-    def _assume(cls, v: list[str]) -> list[str]:
-        unknown = [a for a in v if a not in ASSUMPTIONS]
-        if unknown:
-            raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
-                              "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
-        return v
+    def __post_init__(self) -> None:
+        first: InvalidSetting | None = None
+        for name, kind in _KINDS.items():  # in field order: the first wrong one is named
+            try:
+                setattr(self, name, _read(kind, getattr(self, name), (name,)))
+            except InvalidSetting as exc:
+                first = first or exc
+                continue
+            if name == "pg_version":
+                self.pg_version = normalize_version(self.pg_version)
+            elif name == "assume":
+                _check_assumptions(self.assume)
+        if first is not None:
+            raise first
 
     def _codes(self, keys: list[str], where: str) -> list[str]:
         from agent19.migrate.lint.rules import find_rule
@@ -103,6 +110,79 @@ class LintConfig(BaseModel):
         codes = self._codes(list(self.severity), "severity")
         out.update({code: self.severity[key] for code, key in zip(codes, self.severity, strict=True)})
         return out
+
+
+class InvalidSetting(ValueError):
+    """A lint setting of the wrong type or value: where (``("severity", "A19001")``) and what is wrong."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(f"{loc}: {message}")
+        self.loc, self.message = loc, message
+
+
+def _check_assumptions(assume: list[str]) -> None:
+    unknown = [a for a in assume if a not in ASSUMPTIONS]
+    if unknown:
+        raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
+                          "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
+
+
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+
+
+def _read(kind: str, value: Any, loc: tuple[str | int, ...]) -> Any:
+    """``value`` as the declared type ``kind`` (a field's annotation), read as pydantic's lax mode reads TOML values
+    (and with its messages): ``"15"`` and ``15.0`` are 15, ``"yes"`` and 1 are true."""
+    if kind.endswith(" | None"):
+        return None if value is None else _read(kind.removesuffix(" | None"), value, loc)
+    if kind in _CHOICES:
+        choices = _CHOICES[kind]
+        if isinstance(value, str) and value in choices:
+            return value
+        quoted = [repr(c) for c in choices]
+        raise InvalidSetting(loc, f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
+    if kind == "str":
+        if isinstance(value, str):
+            return value
+        raise InvalidSetting(loc, "Input should be a valid string")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        raise InvalidSetting(loc, "Input should be a valid boolean" + (
+            ", unable to interpret input" if isinstance(value, str | int) else ""))
+    if kind == "int":
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, float):
+            if value.is_integer():
+                return int(value)
+            raise InvalidSetting(loc, "Input should be a valid integer, got a number with a fractional part")
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise InvalidSetting(loc, "Input should be a valid integer, unable to parse string as an "
+                                          "integer") from None
+        raise InvalidSetting(loc, "Input should be a valid integer")
+    if kind.startswith("list[") and kind.endswith("]"):
+        if not isinstance(value, list | tuple):
+            raise InvalidSetting(loc, "Input should be a valid list")
+        return [_read(kind[5:-1], item, (*loc, i)) for i, item in enumerate(value)]
+    if kind.startswith("dict[str, ") and kind.endswith("]"):
+        if not isinstance(value, dict):
+            raise InvalidSetting(loc, "Input should be a valid dictionary")
+        return {_read("str", k, (*loc, "[key]")): _read(kind[10:-1], v, (*loc, k)) for k, v in value.items()}
+    raise TypeError(f"LintConfig: no reader for the type {kind!r}")  # a new field of a new type: add its reader
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {"Threshold": get_args(Threshold), "Severity": get_args(Severity)}
+_KINDS: dict[str, str] = {f.name: str(f.type) for f in LintConfig.__dataclass_fields__.values()}
+"""Each field's declared type, as written (``from __future__ import annotations``): what :func:`_read` checks."""
 
 
 def normalize_version(v: int | None) -> int | None:
@@ -165,10 +245,15 @@ def load_config(explicit: Path | str | None = None, start: Path | None = None) -
     section, path = load_section("lint", keys, explicit, start)
     if path is None:
         return LintConfig()
+    names = set(_KINDS) - {"source"}  # where it came from is not a setting
     try:
-        return LintConfig(**section, source=path)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid lint settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+        config = LintConfig(**{k: v for k, v in section.items() if k in names}, source=path)
+        for key in section:
+            if key not in names:
+                raise InvalidSetting((key,), "Extra inputs are not permitted")
+        return config
+    except InvalidSetting as exc:
+        raise ConfigError(f"{path}: invalid lint settings: {exc}",
                           "allowed: disable, enable (lists), fail_on (error|warning|info|never), pg_version, "
                           "style (true|false), style_severity, severity (table), assume (list), "
                           "migration_lock_timeout") from None
