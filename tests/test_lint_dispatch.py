@@ -4,7 +4,7 @@ and the reports must not change."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -22,7 +22,7 @@ SQLS = [sql.rstrip(";") + ";" for sql, *_ in CORPUS] + [sql for _, _, sql in CAS
 def _reports(version: int) -> list[dict]:
     config = LintConfig(style=True)
     texts = [*SQLS, "\n".join(SQLS)]  # each alone, then all as one migration (what earlier statements did)
-    return [engine.lint([load_text(t)], pg_version=version, config=config).model_dump() for t in texts]
+    return [asdict(engine.lint([load_text(t)], pg_version=version, config=config)) for t in texts]
 
 
 @pytest.mark.parametrize("version", [100000, 150000])

@@ -7,7 +7,9 @@ from __future__ import annotations
 import gc
 import json
 import tracemalloc
+from dataclasses import asdict
 
+from agent19 import records
 from agent19.migrate.layouts.files import load_text
 from agent19.migrate.lint.engine import lint
 from agent19.migrate.lint.rules._base import LazyText
@@ -46,9 +48,9 @@ def test_fixes_are_written_when_read_and_say_the_same():
     assert by_rule["A19012"].fix.startswith("SET lock_timeout = '5s';") and LOCK_TIMEOUT.code == "A19012"
     assert by_rule["A19012"].fix.endswith("\nALTER TABLE t0 ADD COLUMN c0 integer;")
     rendered = json.loads("".join(render_json(report)))
-    assert rendered == json.loads(report.model_dump_json())
+    assert rendered == json.loads(records.dump_json(report))
     assert rendered["statements"][2]["findings"][0]["fix"] == by_rule["A19005"].fix
-    assert report.model_dump()["statements"][3]["findings"][0]["fix"] == by_rule["A19006"].fix
+    assert asdict(report)["statements"][3]["findings"][0]["fix"] == by_rule["A19006"].fix
 
 
 def test_a_large_reports_memory_per_statement_is_bounded():

@@ -4,6 +4,7 @@ same report as trees held decoded, and what the engine reads of a tree (node typ
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 
@@ -42,7 +43,7 @@ SELECT '"ColumnDef"' AS looks_like_a_node;
 
 
 def _report(sql: str) -> dict:
-    return lint([load_text(sql)], pg_version=150000).model_dump()
+    return asdict(lint([load_text(sql)], pg_version=150000))
 
 
 def test_trees_decoded_on_demand_lint_the_same(monkeypatch):
@@ -51,7 +52,7 @@ def test_trees_decoded_on_demand_lint_the_same(monkeypatch):
     monkeypatch.setattr(parse, "KEEP_DECODED_CHARS", 0)  # every tree kept as JSON text only, as in a large file
     assert all(s.__dict__["_tree"] is None for s in parse_sql(MIGRATION))
     migration = load_text(MIGRATION)
-    assert lint([migration], pg_version=150000).model_dump() == held
+    assert asdict(lint([migration], pg_version=150000)) == held
     assert all(s.__dict__["_tree"] is None for s in migration.statements)  # let go again once linted
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 import agent19
+from agent19 import json_text
 from agent19.errors import InputError
 from agent19.migrate.lint.engine import LintReport, LintStream
 from agent19.tools.registry import ToolContext, tool
@@ -69,19 +70,15 @@ def render_report(report: LintReport | LintStream) -> Iterator[str]:
 
 
 def render_json(report: LintReport | LintStream) -> Iterator[str]:
-    """``report.model_dump_json(indent=2)``, the same text, written a statement at a time: a 5 MB migration's report
-    is ~100 MB of JSON, which built whole (and encoded once more to print) was most of a large lint's memory."""
+    """The report's JSON as pydantic writes it (``model_dump_json(indent=2)``, :mod:`agent19.json_text`), a
+    statement at a time: a 5 MB migration's report is ~100 MB of JSON, which built whole (and encoded once more to
+    print) was most of a large lint's memory."""
     yield '{\n  "statements": ['
     written = False
-    for s in report.statements:  # pydantic's JSON holds no raw newline but its own indentation
-        # fixes written here, not in pydantic's serializer: an exception raised there (Ctrl-C's KeyboardInterrupt)
-        # comes out as a PydanticSerializationError, a traceback and exit 1 instead of "interrupted" and 130
-        for f in s.findings:
-            f.fix = f.fix
-        yield ("," if written else "") + "\n    " + s.model_dump_json(by_alias=True, indent=2).replace("\n", "\n    ")
+    for s in report.statements:
+        yield ("," if written else "") + "\n    " + json_text.write(s, level=2)
         written = True
-    summary = report.summary.model_dump_json(by_alias=True, indent=2).replace("\n", "\n  ")
-    yield ("\n  ]" if written else "]") + f',\n  "summary": {summary}\n}}'
+    yield ("\n  ]" if written else "]") + f',\n  "summary": {json_text.write(report.summary, level=1)}\n}}'
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}

@@ -27,9 +27,7 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
@@ -52,8 +50,6 @@ from agent19.sqltree import walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot
-
-M = TypeVar("M", bound=BaseModel)
 
 DEFAULT_PG_VERSION = 110000
 """Without a database and without --pg-version: the oldest supported version (the most cautious)."""
@@ -124,37 +120,17 @@ def _update_state(ctx: StatementContext) -> None:
         state.last_touch[t] = ctx
 
 
-# Every report and finding sets all its fields: one shared fields-set each (pydantic only ever adds to it a name
-# it already holds) instead of a set per object, a tenth of a large report's memory.
-_REPORT_FIELDS = set(StatementReport.model_fields)
-_FINDING_FIELDS = set(Finding.model_fields)
-_set = object.__setattr__
-
-
-def _built(cls: type[M], fields: set[str], values: dict[str, Any]) -> M:
-    """``cls.model_construct(fields, **values)`` for ``values`` that hold every field by its name: what pydantic's
-    construct ends with (the instance's dict, its fields-set, no extra, no private values), without its per-field
-    search for aliases and defaults — a tenth of a large lint's time went to that search."""
-    model = cls.__new__(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", fields)
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
-
-
 def _statement_report(ctx: StatementContext, findings: list[Finding]) -> StatementReport:
     ops = ctx.operations
     kinds = list(dict.fromkeys(o.kind for o in ops))
     tables = list(dict.fromkeys(t for o in ops for t in o.tables))
-    # built from values already of the declared types: construct skips re-validating them (a tenth of a large lint)
-    return _built(StatementReport, _REPORT_FIELDS, {
-        "file": ctx.statement.file, "line": ctx.statement.line, "sql": ctx.statement.sql,
-        "kind": ",".join(kinds) if kinds else ctx.node, "tables": tables,
-        "lock": max((o.lock for o in ops if o.lock), key=lock_rank, default=None),
-        "rewrite": any(o.rewrite for o in ops), "in_transaction": all(o.in_transaction for o in ops),
-        "risk": max_risk([o.risk for o in ops]), "findings": findings,
-    })
+    return StatementReport(
+        file=ctx.statement.file, line=ctx.statement.line, sql=ctx.statement.sql,
+        kind=",".join(kinds) if kinds else ctx.node, tables=tables,
+        lock=max((o.lock for o in ops if o.lock), key=lock_rank, default=None),
+        rewrite=any(o.rewrite for o in ops), in_transaction=all(o.in_transaction for o in ops),
+        risk=max_risk([o.risk for o in ops]), findings=findings,
+    )
 
 
 def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tuple[MigrationState, ClassifyState]:
@@ -319,9 +295,9 @@ def _lint(
                     if silenced is not None and (not silenced or rule.code in silenced):
                         ignored += 1
                         continue
-                    findings.append(_built(Finding, _FINDING_FIELDS, {
-                        "rule": rule.code, "severity": severities.get(rule.code) or hit.severity or rule.severity,
-                        "message": hit.message, "fix": hit.fix}))
+                    findings.append(Finding(
+                        rule=rule.code, severity=severities.get(rule.code) or hit.severity or rule.severity,
+                        message=hit.message, fix=hit.fix))  # type: ignore[arg-type]  # a LazyText: Finding's
             findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
             counts.update(f.rule for f in findings)
             counted.update(f.severity for f in findings)
