@@ -3,8 +3,8 @@
 An MCP client pays for every character a tool returns. By default (``detail: "summary"``) a result keeps
 to :data:`RESPONSE_BUDGET` characters, text and structured content together:
 
-* fields a result model marks as artifacts (``Field(json_schema_extra={"artifact": True})``: a runbook's
-  Markdown, EXPLAIN's raw JSON) are left out and offered as resources;
+* fields a result marks as artifacts (``Field(json_schema_extra={"artifact": True})``, in a dataclass the same
+  in its field's metadata: a runbook's Markdown, EXPLAIN's raw JSON) are left out and offered as resources;
 * what is still too long is shortened — long lists keep their first items, long strings their start —
   and ``truncated`` says what was cut and where the whole result is;
 * the whole result stays readable as the resource ``agent19://results/{id}/full`` (kept in memory for the
@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
 from pydantic_core import to_json
 
+from agent19 import records
 from agent19.json_sizes import Sizes, json_size
 
 RESPONSE_BUDGET = 8_000
@@ -92,11 +92,11 @@ class ResultStore:
         return sum(len(text) for parts in self._parts.values() for _, text in parts.values())
 
 
-def shape(result: BaseModel, text: str, store: ResultStore, *, full: bool = False,
+def shape(result: Any, text: str, store: ResultStore, *, full: bool = False,
           budget: int = RESPONSE_BUDGET) -> Shaped:
     """The result as a model should get it: whole with ``full``; else without its artifacts (kept as resources)
     and, when still over ``budget``, shortened."""
-    data = result.model_dump(mode="json", by_alias=True)
+    data = records.dump(result)
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
     key = secrets.token_urlsafe(9)  # the id its parts are kept under, if any are (the text may point to them)
     text = said_once(text, data, {} if full else {name: RESULTS_URI.format(id=key, part=name) for name in moved})
@@ -204,9 +204,9 @@ def _beyond_the_store(parts: dict[str, tuple[str, str]], characters: int) -> dic
     return dropped
 
 
-def _artifact_fields(model: type[BaseModel]) -> list[str]:
+def _artifact_fields(model: type) -> list[str]:
     out = []
-    for name, info in model.model_fields.items():
+    for name, info in records.fields(model).items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         if extra.get("artifact"):
             out.append(info.alias or name)
@@ -339,10 +339,10 @@ TRUNCATED_SCHEMA: dict[str, Any] = {
 }
 
 
-def documented_schema(model: type[BaseModel]) -> dict[str, Any]:
+def documented_schema(model: type) -> dict[str, Any]:
     """The JSON schema of ``model``'s structured content as :func:`shape` returns it: artifact fields may be left
     out (they are resources then) and a summarised result carries ``truncated``."""
-    schema = model.model_json_schema(by_alias=True, mode="serialization")
+    schema = records.json_schema(model, mode="serialization")
     moved = set(_artifact_fields(model))
     if "required" in schema:
         schema["required"] = [name for name in schema["required"] if name not in moved]
