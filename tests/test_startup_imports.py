@@ -64,6 +64,25 @@ def test_a_one_statement_lint_without_a_database_imports_neither_the_driver_nor_
     assert _loaded(modules, LINT_NEVER) == []
 
 
+def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) -> None:
+    """The engine's records (statements, operations, migrations, lint settings, reports) are plain dataclasses:
+    pydantic, half of a one-file lint's start-up, belongs to the MCP boundary. Reading the settings from
+    agent19.toml, linting a file and writing its JSON report load none of it."""
+    (tmp_path / "agent19.toml").write_text('[lint]\nfail_on = "warning"\npg_version = "15"\n')
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    code = ("import json, sys\nfrom pathlib import Path\nfrom agent19 import json_text\n"
+            "from agent19.migrate.lint.config import load_config\nfrom agent19.migrate.lint.engine import lint_paths\n"
+            f"config = load_config(start=Path({str(tmp_path)!r}))\n"
+            f"report = lint_paths([{str(migration)!r}], config=config)\n"
+            "print(json.dumps(json.loads(json_text.write(report))['summary']))")
+    modules, printed = _modules_after(code, tmp_path)
+    summary = json.loads(printed)
+    assert (summary["statements"], summary["fail_on"], summary["pg_version"]) == (1, "warning", 150000)  # it linted
+    assert "agent19.migrate.lint.engine" in modules and "agent19.migrate.layouts.files" in modules
+    assert _loaded(modules, ("pydantic", "pydantic_core")) == []
+
+
 @pytest.mark.parametrize(("sql", "in_fix", "loaded", "still_not"), [
     # the pattern modules load where a rule writes its fix, not with the rules: SET NOT NULL still gets the
     # set_not_null pattern's phases (and only then loads the patterns)
