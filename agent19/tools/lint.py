@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
-
 import agent19
 from agent19.errors import InputError
 from agent19.migrate.lint.engine import LintReport, LintStream
@@ -225,20 +223,23 @@ class RulesArgs:
     pass
 
 
-class RuleDoc(BaseModel):
+@dataclass(kw_only=True)
+class RuleDoc:
     code: str
     name: str
     title: str
     severity: str
-    group: str = Field(description="safety (on by default) or style (off unless turned on)")
-    aliases: list[str] = Field(default=[], description="other names accepted in config and ignore comments")
+    group: str = field(metadata={"description": "safety (on by default) or style (off unless turned on)"})
+    aliases: list[str] = field(default_factory=list, metadata={
+        "description": "other names accepted in config and ignore comments"})
     why: str
     alternative: str
     bad: str
     good: str
 
 
-class RuleList(BaseModel):
+@dataclass
+class RuleList:
     rules: list[RuleDoc]
 
 
