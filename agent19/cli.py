@@ -140,10 +140,11 @@ _VALUED = {"--dsn", "--read-dsn", "--mode", "--data-dir", "--handoff-dir", "--st
 
 
 def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
-    """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py),
-    so that a command imports only its own module; none for ``agent19 serve`` (the server declares the tools
-    itself: no parser for the other commands is built); None (every tool) otherwise."""
-    from agent19.tools import tool_modules
+    """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py) or
+    listed in :data:`agent19.tools.COMMAND_MODULES`, so that a command imports only its own module; none for
+    ``agent19 serve`` (the server declares the tools itself: no parser for the other commands is built); None (every
+    tool) otherwise."""
+    from agent19.tools import COMMAND_MODULES, tool_modules
 
     words = iter(argv)
     for word in words:
@@ -152,7 +153,7 @@ def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
         elif not word.startswith("-"):
             if word == "serve":
                 return []
-            module = word.replace("-", "_")
+            module = COMMAND_MODULES.get(word, word.replace("-", "_"))
             if module not in tool_modules():
                 return None
             specs = tools_of(module)
