@@ -14,15 +14,17 @@ import sys
 import types
 import typing
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 import agent19
+from agent19 import records
 from agent19.config import AccessMode, Settings
 from agent19.errors import Agent19Error, postgres_error_text
 from agent19.textsafe import visible
 from agent19.tools.registry import ToolContext, ToolSpec, all_tools, tools_of
+
+if TYPE_CHECKING:  # a tool whose records are dataclasses runs without pydantic (agent19.records)
+    from pydantic import BaseModel
 
 DESCRIPTION = """\
 agent19 — a PostgreSQL database engineer for LLM assistants and people.
@@ -125,7 +127,7 @@ def _add_tool_command(sub: Any, spec: ToolSpec[Any, Any], common: argparse.Argum
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(spec=spec, summary=first_line)
-    for field_name, info in spec.args.model_fields.items():
+    for field_name, info in records.fields(spec.args).items():
         name = info.alias or field_name
         _add_field(parser, name, info, positional=name in spec.positional)
     parser.add_argument("--format", choices=list(dict.fromkeys(["text", "json", *spec.formats])), default="text",
@@ -138,10 +140,11 @@ _VALUED = {"--dsn", "--read-dsn", "--mode", "--data-dir", "--handoff-dir", "--st
 
 
 def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
-    """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py),
-    so that a command imports only its own module; none for ``agent19 serve`` (the server declares the tools
-    itself: no parser for the other commands is built); None (every tool) otherwise."""
-    from agent19.tools import tool_modules
+    """The tools of the command in ``argv`` when its module is named after it (``agent19 lint`` → tools/lint.py) or
+    listed in :data:`agent19.tools.COMMAND_MODULES`, so that a command imports only its own module; none for
+    ``agent19 serve`` (the server declares the tools itself: no parser for the other commands is built); None (every
+    tool) otherwise."""
+    from agent19.tools import COMMAND_MODULES, tool_modules
 
     words = iter(argv)
     for word in words:
@@ -150,7 +153,7 @@ def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
         elif not word.startswith("-"):
             if word == "serve":
                 return []
-            module = word.replace("-", "_")
+            module = COMMAND_MODULES.get(word, word.replace("-", "_"))
             if module not in tool_modules():
                 return None
             specs = tools_of(module)
@@ -210,7 +213,7 @@ def _ask_terminal(message: str, schema: type[BaseModel]) -> BaseModel | None:
     """Ask the person at the terminal for each field of ``schema``; None when they give nothing."""
     print(message, file=sys.stderr)
     values = {}
-    for name, info in schema.model_fields.items():
+    for name, info in records.fields(schema).items():
         try:
             answer = input(f"{info.description or name}: ")
         except EOFError:
@@ -219,9 +222,11 @@ def _ask_terminal(message: str, schema: type[BaseModel]) -> BaseModel | None:
             return None
         values[name] = answer
     try:
-        return schema.model_validate(values)
-    except ValidationError:
-        return None
+        return records.validate(schema, values)  # type: ignore[no-any-return]
+    except Exception as exc:
+        if records.is_validation_error(exc):
+            return None
+        raise
 
 
 _ask_terminal.channel = "terminal"  # type: ignore[attr-defined]  # the audit log names who confirmed
@@ -247,10 +252,10 @@ class _ProgressLine:
 def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settings) -> int:
     values = {
         (info.alias or name): getattr(ns, info.alias or name)
-        for name, info in spec.args.model_fields.items()
+        for name, info in records.fields(spec.args).items()
         if getattr(ns, info.alias or name, None) is not None
     }
-    args: BaseModel = spec.args.model_validate(values)
+    args = records.validate(spec.args, values)  # the parser typed them: a dataclass is built without pydantic
     progress = _ProgressLine()
     ctx = ToolContext(settings, progress=progress if sys.stderr.isatty() else None,
                       elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None, streaming=True)
@@ -279,7 +284,7 @@ def _swallowed(ns: argparse.Namespace) -> str | None:
     spec = getattr(ns, "spec", None)
     if spec is None or not any(getattr(ns, p, None) in (None, []) for p in spec.positional):
         return None
-    for name, info in spec.args.model_fields.items():
+    for name, info in records.fields(spec.args).items():
         values = getattr(ns, info.alias or name, None)
         if name in spec.positional or not isinstance(values, list):
             continue
@@ -342,9 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from agent19.errors import DatabaseUnavailable
 
         return 3 if isinstance(exc, DatabaseUnavailable) else exc.exit_code
-    except ValidationError as exc:
-        print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `agent19 … | head`: the reader has what it wanted; no traceback
         import os
 
@@ -354,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("agent19: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if records.is_validation_error(exc):  # pydantic's, when it judged the arguments (or settings of a tool)
+            print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
+            return 2
         psycopg = sys.modules.get("psycopg")  # loaded by any command that reached a database
         if psycopg is None or not isinstance(exc, psycopg.Error):
             raise

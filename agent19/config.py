@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agent19.errors import ConfigError
 
@@ -92,6 +91,14 @@ def _flag(value: str | bool, setting: str) -> bool:
     raise ConfigError(f"{setting}: {value!r} is not a yes/no value", "use 1 or 0 (true/false)")
 
 
+def _access_mode(mode: Any) -> AccessMode:
+    try:
+        return AccessMode(mode)
+    except ValueError:
+        allowed = ", ".join(m.value for m in AccessMode)
+        raise ConfigError(f"mode: {mode!r} is not an access mode", f"use one of: {allowed}") from None
+
+
 def default_data_dir() -> Path:
     """Per-user directory for the embedded server and agent19's own state."""
     import platformdirs
@@ -99,43 +106,116 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("agent19", appauthor=False))
 
 
-class Settings(BaseModel):
-    """Resolved settings. Build with :meth:`Settings.load`."""
+class Secret:
+    """A secret string (a DSN with its password, a key): ``get_secret_value()`` gives it; ``str``, ``repr`` and
+    f-strings show asterisks only, so a settings object printed or logged never shows it."""
 
-    model_config = ConfigDict(frozen=True)
+    __slots__ = ("_value",)
 
-    dsn: SecretStr | None = Field(default=None, description="libpq connection string or URI")
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __repr__(self) -> str:
+        return f"Secret({str(self)!r})"
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> tuple[type[Secret], tuple[str]]:  # a worker process (agent19.workpool) gets it whole
+        return Secret, (self._value,)
+
+
+def _secret(value: Any) -> Secret | None:
+    """A DSN or key as given (text, a :class:`Secret`, anything with ``get_secret_value()``), as a Secret."""
+    if value is None or isinstance(value, Secret):
+        return value
+    return Secret(value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+
+
+_LIMITS: dict[str, tuple[str, str, Callable[[float], bool], str]] = {
+    # setting: (environment variable, the values it takes, the check, an example)
+    "mass_write_fraction": ("AGENT19_MASS_WRITE_FRACTION", "a share above 0 and at most 1", lambda v: 0 < v <= 1,
+                            "e.g. 0.5"),
+    "mass_write_rows": ("AGENT19_MASS_WRITE_ROWS", "a number of rows of at least 1", lambda v: v >= 1,
+                        "e.g. 100000"),
+    "require_verified_backup_hours": ("AGENT19_REQUIRE_VERIFIED_BACKUP", "a number of hours above 0",
+                                      lambda v: v > 0, "e.g. 24"),
+    "dry_run_max_age_hours": ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "a number of hours above 0", lambda v: v > 0,
+                              "e.g. 24"),
+}
+"""The settings whose values are bounded, checked when settings are built (:meth:`Settings.__post_init__`)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`Settings.load`; a changed copy with ``dataclasses.replace`` (checked
+    again)."""
+
+    dsn: Secret | None = field(default=None, metadata={"description": "libpq connection string or URI"})
     mode: AccessMode = AccessMode.READ_ONLY
     handoff_dir: Path = Path("handoffs")
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 5_000
-    data_dir: Path = Field(default_factory=default_data_dir)
+    data_dir: Path = field(default_factory=default_data_dir)
     application_name: str = "agent19"
-    confirm_key: SecretStr | None = Field(
-        default=None, description="HMAC key for confirmation tokens; default: generated once in data_dir (0600)"
-    )
-    allow_model_confirmation: bool = Field(
-        default=False, description="accept the confirmation phrase as a tool argument (risk: the model itself can "
-        "confirm); default: only a human confirms, out of band")
-    mass_write_fraction: float = Field(default=0.5, gt=0, le=1, description="share of a table's rows a write may "
-                                       "touch (update or delete) before it needs confirmation")
-    mass_write_rows: int = Field(default=100_000, ge=1, description="rows of one table a write may touch before "
-                                 "it needs confirmation, whatever the share")
-    read_dsn: SecretStr | None = Field(default=None, description="DSN of the least-privilege login user reads run as")
-    allow_privileged_reads: bool = Field(
-        default=False, description="let user reads run as a superuser/privileged login (risks server files, "
-        "programs and other sessions)")
-    require_dry_run: bool = Field(
-        default=False, description="execute mode: refuse a statement that changes something until test_migration "
-        "passed with it on the same database")
-    require_verified_backup_hours: float | None = Field(
-        default=None, gt=0, description="execute mode: refuse UPDATE/DELETE/MERGE unless verify_backup verified a "
-        "backup of the same database within this many hours")
-    require_lock_ack: bool = Field(
-        default=False, description="execute mode: refuse a statement with lock warnings unless each is acknowledged")
-    dry_run_max_age_hours: float = Field(
-        default=24.0, gt=0, description="with require_dry_run: how long a passing dry run stays valid (it is also "
-        "void once the schema changes)")
+    confirm_key: Secret | None = field(default=None, metadata={
+        "description": "HMAC key for confirmation tokens; default: generated once in data_dir (0600)"})
+    allow_model_confirmation: bool = field(default=False, metadata={
+        "description": "accept the confirmation phrase as a tool argument (risk: the model itself can confirm); "
+        "default: only a human confirms, out of band"})
+    mass_write_fraction: float = field(default=0.5, metadata={
+        "description": "share of a table's rows a write may touch (update or delete) before it needs confirmation"})
+    mass_write_rows: int = field(default=100_000, metadata={
+        "description": "rows of one table a write may touch before it needs confirmation, whatever the share"})
+    read_dsn: Secret | None = field(default=None, metadata={
+        "description": "DSN of the least-privilege login user reads run as"})
+    allow_privileged_reads: bool = field(default=False, metadata={
+        "description": "let user reads run as a superuser/privileged login (risks server files, programs and "
+        "other sessions)"})
+    require_dry_run: bool = field(default=False, metadata={
+        "description": "execute mode: refuse a statement that changes something until test_migration passed with "
+        "it on the same database"})
+    require_verified_backup_hours: float | None = field(default=None, metadata={
+        "description": "execute mode: refuse UPDATE/DELETE/MERGE unless verify_backup verified a backup of the "
+        "same database within this many hours"})
+    require_lock_ack: bool = field(default=False, metadata={
+        "description": "execute mode: refuse a statement with lock warnings unless each is acknowledged"})
+    dry_run_max_age_hours: float = field(default=24.0, metadata={
+        "description": "with require_dry_run: how long a passing dry run stays valid (it is also void once the "
+        "schema changes)"})
+
+    def __post_init__(self) -> None:
+        """What the fields' types promise, made true (text to a :class:`Secret`, a :class:`Path`, an
+        :class:`AccessMode`) and the bounds of :data:`_LIMITS` checked: :class:`ConfigError` naming the setting."""
+        def put(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("dsn", "confirm_key", "read_dsn"):
+            put(name, _secret(getattr(self, name)))
+        put("mode", _access_mode(self.mode))
+        put("handoff_dir", Path(self.handoff_dir))
+        put("data_dir", Path(self.data_dir))
+        for name, (var, values, within, example) in _LIMITS.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float) or not within(value):
+                raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -157,14 +237,10 @@ class Settings(BaseModel):
         values: dict[str, Any] = {}
         dsn = pick("dsn", "DATABASE_URL")
         if dsn is not None:
-            values["dsn"] = SecretStr(dsn) if isinstance(dsn, str) else dsn
+            values["dsn"] = _secret(dsn)
         mode = pick("mode", "AGENT19_MODE")
         if mode is not None:
-            try:
-                values["mode"] = AccessMode(mode)
-            except ValueError:
-                allowed = ", ".join(m.value for m in AccessMode)
-                raise ConfigError(f"mode: {mode!r} is not an access mode", f"use one of: {allowed}") from None
+            values["mode"] = _access_mode(mode)
         handoff = pick("handoff_dir", "AGENT19_HANDOFF_DIR")
         if handoff is not None:
             values["handoff_dir"] = Path(handoff)
@@ -173,7 +249,7 @@ class Settings(BaseModel):
             values["data_dir"] = Path(data_dir).expanduser()
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
-            values["confirm_key"] = SecretStr(confirm_key) if isinstance(confirm_key, str) else confirm_key
+            values["confirm_key"] = _secret(confirm_key)
         flag("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
         for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
                                ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int)):
@@ -186,7 +262,7 @@ class Settings(BaseModel):
                                       ) from None
         read_dsn = pick("read_dsn", "AGENT19_READ_DSN")
         if read_dsn is not None:
-            values["read_dsn"] = SecretStr(read_dsn) if isinstance(read_dsn, str) else read_dsn
+            values["read_dsn"] = _secret(read_dsn)
         flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
         flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")

@@ -26,7 +26,7 @@ from mcp.types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 import agent19
-from agent19 import http_auth, lifecycle
+from agent19 import http_auth, lifecycle, records
 from agent19.config import AccessMode, Settings
 from agent19.db.connection import Database
 from agent19.errors import Agent19Error, postgres_error_text
@@ -117,9 +117,10 @@ def _mode_note(spec: ToolSpec[Any, Any], settings: Settings) -> str:
     return f" (Needs mode {spec.mode.value}.)"
 
 
-def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+def _parameters(model: type[Any]) -> list[inspect.Parameter]:
+    """The MCP call's parameters from a tool's args record (a pydantic model or a dataclass: agent19.records)."""
     params = []
-    for field_name, info in model.model_fields.items():
+    for field_name, info in records.fields(model).items():
         name = info.alias or field_name
         if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("cli_only"):
             continue  # e.g. a shell command to run: a person's choice at a terminal, never an MCP client's
@@ -179,13 +180,13 @@ _DETAIL = "detail"
 
 def _mcp_tool(spec: ToolSpec[Any, Any], settings: Settings, db: Database, store: ResultStore,
               pool: WorkPool | None = None) -> Tool:
-    own_detail = _DETAIL in spec.args.model_fields
+    own_detail = _DETAIL in records.fields(spec.args)
     pooled = pool is not None and spec.name in HEAVY_TOOLS
 
     async def call(mcp_context: Context, **kwargs: Any) -> Any:
         full = (kwargs.get(_DETAIL) if own_detail else kwargs.pop(_DETAIL, None)) == "full"
         try:
-            args = spec.args.model_validate(kwargs)
+            args = records.validate(spec.args, kwargs)
         except (ValidationError, Agent19Error) as exc:  # (a validator's own error, e.g. a size that is not one)
             raise ToolError(f"invalid arguments for {spec.name}: {exc}") from None
 

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from agent19.config import Settings
 from agent19.errors import Agent19Error
 from agent19.responses import RESPONSE_BUDGET, ResultStore, Shaped, shape
@@ -123,7 +121,7 @@ class WorkPool:
     def in_flight(self) -> int:
         return self._in_flight
 
-    async def run(self, tool: str, arguments: BaseModel, full: bool) -> Outcome:
+    async def run(self, tool: str, arguments: Any, full: bool) -> Outcome:
         """Run ``tool`` with ``arguments`` (its validated argument model) in a worker; :class:`ServerBusy` when
         every worker is busy and the queue is full."""
         with self._lock:
@@ -211,7 +209,7 @@ class _Keeper(ResultStore):
         self.kept.append((key, parts))
 
 
-def _run(tool: str, arguments: BaseModel, full: bool) -> Outcome:
+def _run(tool: str, arguments: Any, full: bool) -> Outcome:
     import psycopg
 
     from agent19.errors import postgres_error_text

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from agent19 import records
 from agent19.config import AccessMode
 from agent19.safety.gate import SQL_KINDS, marked_fields
 from agent19.tools.registry import all_tools
@@ -48,7 +49,7 @@ def test_every_sql_field_is_declared():
     for spec in all_tools():
         marked = marked_fields(spec.args)
         assert set(marked.values()) <= set(SQL_KINDS), f"{spec.name}: unknown user_sql kind in {marked}"
-        for name, info in spec.args.model_fields.items():
+        for name, info in records.fields(spec.args).items():
             tokens = set(re.split(r"[_\W]+", (info.alias or name).lower()))
             if tokens & SQL_WORDS and _is_text(info.annotation) and name not in marked \
                     and (spec.name, name) not in NOT_SQL:
@@ -130,8 +131,8 @@ def _arguments(tool: str, field: str, kind: str, attack: str, victim: int, tmp_p
     args = {k: v for k, v in REQUIRED.items() if k != field}
     args.update(COMPANIONS.get((tool, field), {}))
     spec = next(s for s in all_tools() if s.name == tool)
-    args = {k: v for k, v in args.items() if k in spec.args.model_fields}
-    annotation = spec.args.model_fields[field].annotation
+    args = {k: v for k, v in args.items() if k in records.fields(spec.args)}
+    annotation = records.fields(spec.args)[field].annotation
     args[field] = [value] if typing.get_origin(annotation) is list or "list" in str(annotation) else value
     return args
 
@@ -200,8 +201,10 @@ async def test_dry_run_refuses_calls_a_rollback_cannot_undo(dsn, tmp_path):
 def test_the_declaration_is_in_the_mcp_schema():
     """Clients and reviewers see which arguments carry SQL that agent19 checks."""
     spec = next(s for s in all_tools() if s.name == "run_sql")
-    schema = json.loads(json.dumps(spec.args.model_json_schema()))
+    schema = json.loads(json.dumps(records.json_schema(spec.args)))
     assert schema["properties"]["sql"]["user_sql"] == "statement"
+    lint = next(s for s in all_tools() if s.name == "lint_migration")  # arguments declared as a dataclass
+    assert records.json_schema(lint.args)["properties"]["sql"]["user_sql"] == "text"
 
 
 @pytest.mark.asyncio

@@ -62,3 +62,16 @@ def test_help_teaches():
         assert word in out.stdout
     sub = agent19("describe", "--help")
     assert "--format" in sub.stdout and "agent19 describe orders --format json" in sub.stdout
+
+
+def test_a_command_not_named_after_its_module_builds_only_that_module():
+    """`agent19 rules` is declared by tools/lint.py: it imports that module only (every tool module would load
+    pydantic and the engines of 30 tools to print the rules)."""
+    from agent19.cli import _only_tools_for
+    from agent19.tools import COMMAND_MODULES
+    from agent19.tools.registry import tools_of
+
+    for command, module in COMMAND_MODULES.items():
+        assert command in {s.command.partition(" ")[0] for s in tools_of(module)}, (command, module)
+    assert [s.name for s in _only_tools_for(["rules", "--format", "markdown"]) or []] == [
+        "lint_migration", "list_lint_rules"]

@@ -1,3 +1,5 @@
+import dataclasses
+import pickle
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,31 @@ def test_redact_text_masks_uri_kv_and_literal_secrets():
     text = "failed: postgresql://u:pw1234@h/d and password='x y z' and token pw1234 again"
     out = redact_text(text, "pw1234")
     assert "pw1234" not in out and "x y z" not in out
+
+
+@pytest.mark.parametrize(("var", "value", "setting"), [
+    ("AGENT19_MASS_WRITE_FRACTION", "2", "mass_write_fraction"),
+    ("AGENT19_MASS_WRITE_FRACTION", "0", "mass_write_fraction"),
+    ("AGENT19_MASS_WRITE_ROWS", "0", "mass_write_rows"),
+    ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "0", "dry_run_max_age_hours"),
+    ("AGENT19_REQUIRE_VERIFIED_BACKUP", "-1", "require_verified_backup_hours"),
+])
+def test_out_of_bounds_values_name_the_setting_and_its_variable(var, value, setting):
+    with pytest.raises(ConfigError) as err:
+        Settings.load(env={var: value})
+    assert str(err.value).startswith(f"{setting} ({var}): ") and value in str(err.value)
+
+
+def test_secrets_never_show_and_a_copy_is_checked_again():
+    dsn = "postgresql://app:hunter2x@db/shop"
+    s = Settings.load(env={"DATABASE_URL": dsn, "AGENT19_CONFIRM_KEY": "k3y-hunter2x", "AGENT19_DATA_DIR": "/tmp/x"})
+    assert s.dsn_value() == dsn and s.confirm_key.get_secret_value() == "k3y-hunter2x"
+    for shown in (str(s), repr(s), f"{s.dsn}", str(s.dsn), repr(s.confirm_key)):
+        assert "hunter2x" not in shown, shown
+    copy = dataclasses.replace(s, dsn="postgresql://other/db", mode="dry-run")  # text becomes a Secret again
+    assert copy.dsn_value() == "postgresql://other/db" and copy.mode is AccessMode.DRY_RUN
+    assert "other" not in repr(copy) and pickle.loads(pickle.dumps(s)) == s  # a worker process gets it whole
+    with pytest.raises(ConfigError, match="mass_write_rows"):
+        dataclasses.replace(s, mass_write_rows=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.mode = AccessMode.EXECUTE  # type: ignore[misc]

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent19 import records
 from agent19.tools.paths import NOT_PATHS, PATH_ARGS
 from agent19.tools.registry import all_tools
 from tests.mcp_client import stdio_session
@@ -28,8 +29,8 @@ def test_every_path_argument_is_declared() -> None:
     for tool, fields in PATH_ARGS.items():
         assert tool in specs, tool
         for name in fields:
-            assert name in specs[tool].args.model_fields, (tool, name)
-    undeclared = [(s.name, n) for s in specs.values() for n in s.args.model_fields
+            assert name in records.fields(specs[tool].args), (tool, name)
+    undeclared = [(s.name, n) for s in specs.values() for n in records.fields(s.args)
                   if PATHISH.search(n) and n not in PATH_ARGS.get(s.name, {}) and (s.name, n) not in NOT_PATHS
                   and n not in ("write_sample_seconds", "on_failure")]
     assert undeclared == [], "declare these in agent19/tools/paths.py (PATH_ARGS or NOT_PATHS)"

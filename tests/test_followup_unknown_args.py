@@ -10,6 +10,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from agent19 import records
 from agent19.tools.registry import all_tools
 from tests.conftest import run_sql
 from tests.mcp_client import stdio_session
@@ -18,7 +19,7 @@ from tests.mcp_client import stdio_session
 @pytest.mark.parametrize("spec", all_tools(), ids=lambda s: s.name)
 def test_every_tool_refuses_an_undeclared_argument(spec) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValidationError) as err:
-        spec.args.model_validate({"no_such_argument_x": 1})
+        records.validate(spec.args, {"no_such_argument_x": 1})
     assert "no_such_argument_x" in str(err.value)
 
 
@@ -50,3 +51,20 @@ def test_the_cli_still_builds_arguments_from_its_flags(dsn: str) -> None:
     out = subprocess.run([sys.executable, "-m", "agent19", "lint", "--sql", "CREATE INDEX i ON t (a)",
                           "--pg-version", "15", "--format", "json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "concurrently" in out.stdout.lower(), out.stderr
+
+
+def test_lint_migration_arguments_a_dataclass_are_checked_over_mcp() -> None:
+    """lint_migration's arguments are a dataclass (its CLI runs without pydantic): over MCP a value of the wrong kind
+    or an undeclared name is still refused, saying which, and a good call still lints."""
+
+    async def calls() -> list[object]:
+        async with stdio_session() as s:
+            return [await s.call_tool("lint_migration", args) for args in (
+                {"sql": "SELECT 1", "fail_on": "sometimes"}, {"sql": "SELECT 1", "pg_versoin": 15},
+                {"sql": "ALTER TABLE t ADD COLUMN c int", "pg_version": 15, "fail_on": "never"})]
+
+    wrong, unknown, good = asyncio.run(calls())
+    texts = [" ".join(c.text for c in r.content if hasattr(c, "text")) for r in (wrong, unknown, good)]  # type: ignore[attr-defined]
+    assert wrong.is_error and "fail_on" in texts[0] and "'never'" in texts[0], texts[0]  # type: ignore[attr-defined]
+    assert unknown.is_error and "no argument 'pg_versoin'" in texts[1] and "pg_version" in texts[1], texts[1]  # type: ignore[attr-defined]
+    assert not good.is_error and "PostgreSQL 15" in texts[2], texts[2]  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ import math
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
 from pydantic import BaseModel, Field, ValidationError
@@ -77,3 +77,52 @@ def test_importing_records_does_not_import_pydantic():
     code = "import sys, agent19.records; print('pydantic' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_a_dataclass_given_its_declared_types_is_built_without_pydantic():
+    """The CLI hands over values its parser typed already: `agent19 lint` builds its arguments without importing
+    pydantic (half of its start-up), and gets what pydantic would have built."""
+    code = ("import sys\nfrom dataclasses import dataclass, field\nfrom typing import Literal\n"
+            "from agent19 import records\n"
+            "@dataclass\nclass A:\n    paths: list[str] = field(default_factory=list)\n"
+            "    fail_on: Literal['error', 'never'] | None = None\n    n: int = 3\n    style: bool = False\n"
+            "a = records.validate(A, {'paths': ['x.sql'], 'fail_on': 'never', 'n': 5, 'style': True})\n"
+            "print(a, 'pydantic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "A(paths=['x.sql'], fail_on='never', n=5, style=True) False"
+
+
+@dataclass
+class Measures:
+    seconds: float = 0.0
+    limit: Annotated[int, Field(ge=1)] = 1
+    names: list[str] = field(default_factory=list)
+
+
+def test_values_to_convert_or_bounded_go_to_pydantic():
+    # 5 is no float: pydantic makes it 5.0, as for a model
+    assert records.validate(Measures, {"seconds": 5}).seconds == 5.0
+    assert type(records.validate(Measures, {"seconds": 5}).seconds) is float
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        records.validate(Measures, {"limit": 0})  # an int, but out of its bound
+    with pytest.raises(ValidationError):
+        records.validate(Measures, {"names": ["a", 1]})
+    names = ["a"]
+    assert records.validate(Measures, {"names": names}).names is not names  # a copy, as pydantic's
+    info = records.fields(Measures)["limit"]
+    assert info.annotation is int and info.metadata  # the constraint apart, as pydantic's FieldInfo has it
+
+
+def test_values_and_validation_errors_without_pydantic():
+    @dataclass
+    class Outer:
+        args: Args
+        models: list[Model]
+
+    outer = Outer(Args(paths=["a.sql"]), [Model(paths=["b"])])
+    assert records.values(outer) == {
+        "args": {"paths": ["a.sql"], "sql": None, "fail_on": None, "count": 3, "name": "x"},
+        "models": [{"paths": ["b"], "value": 0.0}]}
+    with pytest.raises(ValidationError) as err:
+        records.validate(Needs, {})
+    assert records.is_validation_error(err.value) and not records.is_validation_error(ValueError("x"))

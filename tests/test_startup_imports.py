@@ -83,6 +83,28 @@ def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) ->
     assert _loaded(modules, ("pydantic", "pydantic_core")) == []
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["lint", "{file}"], "1 statements in 1 file(s)"),
+    (["lint", "{file}", "--format", "json"], '"statements": ['),
+    (["lint", "{file}", "--format", "sarif"], '"version": "2.1.0"'),
+    (["rules"], "A19001"),
+])
+def test_lint_and_rules_never_import_pydantic(tmp_path: Path, argv: list[str], says: str) -> None:
+    """pydantic's import and its first model were about half of a one-statement lint's CPU: the CLI builds lint's
+    arguments, settings and records as plain dataclasses (agent19.records), and pydantic stays for the MCP server."""
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    argv = [a.format(file=migration) for a in argv]
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            f"    rc = main({argv!r})\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    rc, _, output = printed.partition(" ")
+    assert rc == "0" and says in json.loads(output), printed  # it did lint (or list the rules)
+    assert _loaded(modules, ("pydantic", "pydantic_core", "annotated_types")) == []
+
+
 @pytest.mark.parametrize(("sql", "in_fix", "loaded", "still_not"), [
     # the pattern modules load where a rule writes its fix, not with the rules: SET NOT NULL still gets the
     # set_not_null pattern's phases (and only then loads the patterns)

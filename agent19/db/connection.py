@@ -17,6 +17,7 @@ User reads can run as a separate least-privilege login (``--read-dsn``): :meth:`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -27,9 +28,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import SecretStr
 
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode, Secret, Settings
 from agent19.db.embedded import start_embedded
 from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text
 from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
@@ -90,11 +90,9 @@ class Database:
             return self
         return self.attach_reader(self.settings.read_dsn)
 
-    def attach_reader(self, dsn: str | SecretStr) -> Database:
+    def attach_reader(self, dsn: str | Secret) -> Database:
         """Run user reads as the login of ``dsn`` (e.g. agent19's own reader on the embedded server)."""
-        secret = dsn if isinstance(dsn, SecretStr) else SecretStr(dsn)
-        self._reader = Database(self.settings.model_copy(update={"dsn": secret, "read_dsn": None,
-                                                                 "mode": AccessMode.READ_ONLY}))
+        self._reader = Database(dataclasses.replace(self.settings, dsn=dsn, read_dsn=None, mode=AccessMode.READ_ONLY))
         return self._reader
 
     @property

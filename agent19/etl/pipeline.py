@@ -8,6 +8,7 @@ every record (the library API also accepts any pydantic model class instead).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import decimal
 import os
@@ -21,7 +22,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -192,7 +192,7 @@ def resolve_dsn(value: str | None) -> str | None:
 def database_at(settings: Settings, dsn: str) -> Database:
     """Another database (a pipeline's source or destination, a CDC destination) with agent19's settings (mode,
     timeouts) and no reader login of its own."""
-    return Database(settings.model_copy(update={"dsn": SecretStr(dsn), "read_dsn": None}))
+    return Database(dataclasses.replace(settings, dsn=dsn, read_dsn=None))
 
 
 def parse_pipeline(text: str, where: str = "pipeline") -> Pipeline:

@@ -74,11 +74,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
-
+from agent19 import records
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
@@ -127,16 +127,18 @@ SQL_KINDS = {
 
 
 def user_sql(kind: str) -> dict[str, Any]:
-    """``json_schema_extra`` for a field carrying user SQL: ``Field(..., json_schema_extra=user_sql("statement"))``."""
+    """``json_schema_extra`` for a field carrying user SQL: ``Field(..., json_schema_extra=user_sql("statement"))``,
+    or in a dataclass ``field(metadata={"json_schema_extra": user_sql("text")})``."""
     if kind not in SQL_KINDS:
         raise ValueError(f"unknown user SQL kind {kind!r}; one of {sorted(SQL_KINDS)}")
     return {USER_SQL: kind}
 
 
-def marked_fields(model: type[BaseModel]) -> dict[str, str]:
-    """The fields of an args model declared as carrying user SQL, with their kind."""
+def marked_fields(model: type[Any]) -> dict[str, str]:
+    """The fields of an args record (a pydantic model or a dataclass) declared as carrying user SQL, with their
+    kind."""
     out: dict[str, str] = {}
-    for name, info in model.model_fields.items():
+    for name, info in records.fields(model).items():
         extra = info.json_schema_extra
         if isinstance(extra, dict) and isinstance(extra.get(USER_SQL), str):
             out[name] = str(extra[USER_SQL])
@@ -147,16 +149,18 @@ PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute
                     "pg_signal_backend")
 
 
-class LoginFacts(BaseModel):
-    login: str = Field(description="the login (session user) user reads run as")
-    separate_reader: bool = Field(description="true when reads use --read-dsn / AGENT19_READ_DSN")
+@dataclass(kw_only=True)
+class LoginFacts:  # who user reads run as; in server_info's result (pydantic reads the descriptions from metadata)
+    login: str = field(metadata={"description": "the login (session user) user reads run as"})
+    separate_reader: bool = field(metadata={"description": "true when reads use --read-dsn / AGENT19_READ_DSN"})
     superuser: bool
-    privileged_roles: list[str] = Field(default=[], description="powerful roles the login is a member of")
-    privileged: bool = Field(description="superuser or a member of a role that reaches files, programs "
-                             "or other sessions")
+    privileged_roles: list[str] = field(default_factory=list,
+                                        metadata={"description": "powerful roles the login is a member of"})
+    privileged: bool = field(metadata={"description": "superuser or a member of a role that reaches files, "
+                                       "programs or other sessions"})
     statement_timeout: str | None = None
-    allowed_by_opt_in: bool = Field(default=False, description="privileged, accepted because the operator "
-                                    "set --allow-privileged-reads")
+    allowed_by_opt_in: bool = field(default=False, metadata={"description": "privileged, accepted because the "
+                                                             "operator set --allow-privileged-reads"})
 
 
 Q_WHERE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started"
@@ -272,7 +276,7 @@ def _parse_fragment(name: str, text: str) -> list[Statement]:
     return parse_sql(f"UPDATE _ SET {text}" if name == "set" else f"SELECT ({text})")
 
 
-def admit_args(mode: AccessMode, args: BaseModel) -> None:
+def admit_args(mode: AccessMode, args: Any) -> None:
     """The registry's check of every declared user-SQL field, before the tool runs (no server needed)."""
     if mode is AccessMode.EXECUTE:
         return  # the tool's own admit() and the confirmation protocol judge execute mode

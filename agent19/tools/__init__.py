@@ -11,6 +11,10 @@ call runs is imported inside the function (tests/test_tool_implementation_import
 import importlib
 import pkgutil
 
+COMMAND_MODULES = {"rules": "lint"}
+"""CLI commands declared by a module not named after them (``agent19 rules`` is tools/lint.py's): such a command,
+too, imports only its own module (a command found neither way imports every tool module to build its parser)."""
+
 
 def tool_modules() -> list[str]:
     """Every module of this package that declares tools (private helpers start with ``_``)."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
-
-from pydantic import BaseModel, Field
 
 import agent19
 from agent19 import json_text
@@ -16,25 +14,29 @@ from agent19.migrate.lint.engine import LintReport, LintStream
 from agent19.tools.registry import ToolContext, tool
 
 
-class LintArgs(BaseModel):
-    paths: list[str] = Field(default=[], description="migration files or directories (Flyway, golang-migrate, "
-                             "Prisma, numbered or plain .sql), linted in their tool's order")
-    sql: str | None = Field(default=None, description="SQL text to lint instead of files",
-                            json_schema_extra={"user_sql": "text"})
-    pg_version: int | None = Field(default=None, description="PostgreSQL version to assume without a database, "
-                                   "e.g. 15 or 150004 (default: the config's, else 11)")
-    disable: list[str] = Field(default=[], description="rule codes or names to turn off (adds to the config's)")
-    fail_on: Literal["error", "warning", "info", "never"] | None = Field(
-        default=None, description="lowest severity that fails the lint (CLI exit 1); default error")
-    config: str | None = Field(default=None, description="config file (default: nearest agent19.toml or "
-                               "pyproject.toml [tool.agent19.lint])")
-    style: bool = Field(default=False, description="also run the style group (bigint keys, identity, text, "
-                        "timestamptz, jsonb, no char(n), names ≤ 63 bytes, schema-qualified names); config: style")
-    assume: list[str] = Field(default=[], description="facts the SQL does not show, added to the config's: "
-                              "type-changes-widen = type changes linted without a database are no-rewrite widenings")
-    migration_lock_timeout: str | None = Field(
-        default=None, description="lock_timeout the migration tool's connection sets (e.g. 5s): statements then "
-        "need no SET lock_timeout (default: the config's, else the role's or database's setting when connected)")
+@dataclass
+class LintArgs:
+    paths: list[str] = field(default_factory=list, metadata={"description": "migration files or directories "
+                             "(Flyway, golang-migrate, Prisma, numbered or plain .sql), linted in their tool's order"})
+    sql: str | None = field(default=None, metadata={"description": "SQL text to lint instead of files",
+                                                    "json_schema_extra": {"user_sql": "text"}})
+    pg_version: int | None = field(default=None, metadata={"description": "PostgreSQL version to assume without a "
+                                   "database, e.g. 15 or 150004 (default: the config's, else 11)"})
+    disable: list[str] = field(default_factory=list, metadata={
+        "description": "rule codes or names to turn off (adds to the config's)"})
+    fail_on: Literal["error", "warning", "info", "never"] | None = field(default=None, metadata={
+        "description": "lowest severity that fails the lint (CLI exit 1); default error"})
+    config: str | None = field(default=None, metadata={"description": "config file (default: nearest agent19.toml "
+                               "or pyproject.toml [tool.agent19.lint])"})
+    style: bool = field(default=False, metadata={
+        "description": "also run the style group (bigint keys, identity, text, timestamptz, jsonb, no char(n), "
+        "names ≤ 63 bytes, schema-qualified names); config: style"})
+    assume: list[str] = field(default_factory=list, metadata={"description": "facts the SQL does not show, added to "
+                              "the config's: type-changes-widen = type changes linted without a database are "
+                              "no-rewrite widenings"})
+    migration_lock_timeout: str | None = field(default=None, metadata={
+        "description": "lock_timeout the migration tool's connection sets (e.g. 5s): statements then need no SET "
+        "lock_timeout (default: the config's, else the role's or database's setting when connected)"})
 
 
 def _first_line(sql: str, width: int = 100) -> str:
@@ -213,24 +215,28 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     return report
 
 
-class RulesArgs(BaseModel):
+@dataclass
+class RulesArgs:
     pass
 
 
-class RuleDoc(BaseModel):
+@dataclass(kw_only=True)
+class RuleDoc:
     code: str
     name: str
     title: str
     severity: str
-    group: str = Field(description="safety (on by default) or style (off unless turned on)")
-    aliases: list[str] = Field(default=[], description="other names accepted in config and ignore comments")
+    group: str = field(metadata={"description": "safety (on by default) or style (off unless turned on)"})
+    aliases: list[str] = field(default_factory=list, metadata={
+        "description": "other names accepted in config and ignore comments"})
     why: str
     alternative: str
     bad: str
     good: str
 
 
-class RuleList(BaseModel):
+@dataclass
+class RuleList:
     rules: list[RuleDoc]
 
 

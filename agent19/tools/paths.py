@@ -23,10 +23,9 @@ import os
 from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from agent19 import records
 from agent19.config import Settings
 from agent19.errors import InputError
 
@@ -118,7 +117,7 @@ class PathPolicy:
                 f"use a path under one of them, or the operator lists more directories in {ENV} "
                 f"(separated by '{os.pathsep}') when starting `agent19 serve`")
 
-    def admit(self, tool: str, args: BaseModel) -> None:
+    def admit(self, tool: str, args: Any) -> None:
         """Refuse ``args`` when one of ``tool``'s path arguments points outside the policy."""
         for field, use in PATH_ARGS.get(tool, {}).items():
             value = getattr(args, field, None)
@@ -130,7 +129,7 @@ class PathPolicy:
                 self.check(item, field)
         self._within_input_limit(tool, args)
 
-    def _within_input_limit(self, tool: str, args: BaseModel) -> None:
+    def _within_input_limit(self, tool: str, args: Any) -> None:
         """Refuse a call whose named input files, with its own text, exceed the per-call limit: a path is no way
         around the limit on text (a 5 MB migration's whole result is hundreds of MB in the server)."""
         from agent19.sizes import characters
@@ -140,7 +139,7 @@ class PathPolicy:
         if not named:
             return
         limit = MAX_ARGUMENT_CHARACTERS
-        size = characters(args.model_dump())
+        size = characters(records.values(args))
         for item in named:
             size += _input_bytes(_real(item), limit - size + 1)
             if size > limit:

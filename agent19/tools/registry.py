@@ -1,8 +1,9 @@
 """Declare a tool once; it becomes an MCP tool (server.py) and a CLI command (cli.py).
 
-A tool is a plain function ``run(ctx, args) -> Result`` over pydantic models. The adapters
-derive everything else from the declaration: the MCP input/output schemas and annotations,
-the CLI's flags and ``--help``, the text rendering.
+A tool is a plain function ``run(ctx, args) -> Result`` over records: pydantic models, or plain dataclasses
+(:mod:`agent19.records`; a tool whose records are dataclasses runs at the CLI without importing pydantic). The
+adapters derive everything else from the declaration: the MCP input/output schemas and annotations, the CLI's
+flags and ``--help``, the text rendering.
 
     @tool(name="describe_database", cli="describe", args=DescribeArgs, mode=AccessMode.READ_ONLY)
     def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescription: ...
@@ -16,22 +17,23 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pydantic import BaseModel
-
+from agent19 import records
 from agent19.config import AccessMode, Settings
 from agent19.sizes import characters
 from agent19.textsafe import printable
 
 if TYPE_CHECKING:  # imported where used: a command that never opens a database does not load the driver
+    from pydantic import BaseModel
+
     from agent19.db.connection import Database
     from agent19.db.models import SchemaSnapshot
     from agent19.tools.paths import PathPolicy
 
-A = TypeVar("A", bound=BaseModel)
-R = TypeVar("R", bound=BaseModel)
+A = TypeVar("A")
+R = TypeVar("R")
 
 ProgressFn = Callable[[float, float | None, str | None], None]
-ElicitFn = Callable[[str, type[BaseModel]], BaseModel | None]
+ElicitFn = Callable[[str, "type[BaseModel]"], "BaseModel | None"]
 """Ask the human (not the model) for input matching a flat pydantic model; None when declined."""
 
 
@@ -146,7 +148,7 @@ class ToolSpec(Generic[A, R]):
         if fmt == "json" or self.render_text is None:
             # pydantic's JSON writer turns NaN and ±Infinity (a measured max() can be one) into null:
             # json.dumps would print the bare words NaN / Infinity, which are not JSON
-            return (result.model_dump_json(by_alias=True, indent=2),)
+            return (records.dump_json(result),)
         # values from a database are data: an escape sequence in one must not drive the terminal (agent19.textsafe)
         text = self.render_text(result)
         return (printable(text),) if isinstance(text, str) else (printable(part) for part in text)
@@ -194,10 +196,10 @@ MAX_ARGUMENT_CHARACTERS = 8_000_000
 any tool code runs, saying what to do instead."""
 
 
-def _within_size_limit(tool_name: str, arguments: BaseModel) -> None:
+def _within_size_limit(tool_name: str, arguments: Any) -> None:
     from agent19.errors import InputError
 
-    size = characters(arguments.model_dump())
+    size = characters(records.values(arguments))
     if size > MAX_ARGUMENT_CHARACTERS:
         raise InputError(f"{tool_name}: the arguments hold {size:,} characters; at most "
                          f"{MAX_ARGUMENT_CHARACTERS:,} are accepted per call",
@@ -205,17 +207,22 @@ def _within_size_limit(tool_name: str, arguments: BaseModel) -> None:
                          "(`agent19 lint FILE` reads any size as a stream); nothing was run")
 
 
-def _forbid_unknown_fields(args: type[BaseModel]) -> None:
+def _forbid_unknown_fields(args: type[Any]) -> None:
     """Every tool's arguments reject a field they do not declare (a misspelt or invented argument must
-    fail, not be ignored: ``index_health {"table": ...}`` would otherwise report on every table)."""
-    if args.model_config.get("extra") != "forbid":
+    fail, not be ignored: ``index_health {"table": ...}`` would otherwise report on every table). A dataclass
+    says so in the configuration pydantic reads from it (a dict: pydantic is not imported for it)."""
+    if not hasattr(args, "model_config"):
+        config = getattr(args, "__pydantic_config__", {})
+        if config.get("extra") != "forbid":
+            args.__pydantic_config__ = {**config, "extra": "forbid"}  # type: ignore[attr-defined]
+    elif args.model_config.get("extra") != "forbid":
         args.model_config["extra"] = "forbid"
         args.model_rebuild(force=True)
 
 
-def accepted_fields(args: type[BaseModel]) -> list[str]:
+def accepted_fields(args: type[Any]) -> list[str]:
     """The argument names a tool accepts (aliases where declared), for error messages."""
-    return [info.alias or name for name, info in args.model_fields.items()]
+    return [info.alias or name for name, info in records.fields(args).items()]
 
 
 def all_tools() -> list[ToolSpec[Any, Any]]:

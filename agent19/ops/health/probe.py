@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import psycopg
 from psycopg import errors
-from pydantic import SecretStr
 
 from agent19.config import AccessMode
 from agent19.db.connection import Database
@@ -95,10 +94,9 @@ class Probe:
 
     @classmethod
     def open(cls, db: Database, thresholds: HealthThresholds) -> Probe:
-        settings = db.settings.model_copy(update={
-            "dsn": SecretStr(db.dsn), "mode": AccessMode.READ_ONLY,
-            "statement_timeout_ms": thresholds.statement_timeout_ms, "lock_timeout_ms": thresholds.lock_timeout_ms,
-        })
+        settings = replace(db.settings, dsn=db.dsn, mode=AccessMode.READ_ONLY,
+                           statement_timeout_ms=thresholds.statement_timeout_ms,
+                           lock_timeout_ms=thresholds.lock_timeout_ms)
         probe = cls(Database(settings), thresholds)
         try:
             probe.facts = ServerFacts(**probe.rows(Q_FACTS)[0])
