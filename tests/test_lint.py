@@ -216,6 +216,14 @@ def test_non_utf8_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "not UTF-8" in out.stderr and ":2:" in out.stderr
 
 
+def test_non_utf8_sql_argument_is_a_clear_error():
+    """--sql with bytes that are not UTF-8 (a shell passes them through as they are) was a UnicodeEncodeError
+    traceback; it is the same clear error as a file's, naming the line and the byte."""
+    out = agent19("lint", "--sql", os.fsdecode(b"SELECT 1;\nSELECT 'caf\xe9';"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "the SQL text:2: not UTF-8 (byte 0xe9" in out.stderr
+
+
 def test_unparseable_sql_names_the_line():
     with pytest.raises(SqlParseError) as exc:
         lint_sql("SELECT 1;\nSELECT 2;\nCREAT TABLE x ();\n")

@@ -150,7 +150,16 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
     Raises :class:`SqlParseError` naming the line and the parser's message.
     """
     _refuse_nul(text, file)
-    data = text.encode("utf-8")
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # undecodable bytes carried as surrogates (a command line's --sql)
+        before = text[:exc.start]
+        bad = ord(text[exc.start])
+        byte = f"byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"character U+{bad:04X}"
+        raise InputError(
+            f"{file or 'the SQL text'}:{before.count(chr(10)) + 1}: not UTF-8 ({byte} at offset {exc.start})",
+            "give the SQL as UTF-8; PostgreSQL migrations are read as UTF-8",
+        ) from None
     try:
         doc = parse_sql_json(text)
     except ParseError as exc:
