@@ -161,6 +161,25 @@ _LIMITS: dict[str, tuple[str, str, Callable[[float], bool], str]] = {
 """The settings whose values are bounded, checked when settings are built (:meth:`Settings.__post_init__`)."""
 
 
+_FLAGS = ("allow_model_confirmation", "allow_privileged_reads", "require_dry_run", "require_lock_ack")
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as ``kind`` when it is one (text of a number, or a whole float for an int); else as given, for
+    :data:`_LIMITS`' check to refuse, naming the setting."""
+    if value is None or isinstance(value, bool):
+        return value
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+    if kind is int and isinstance(number, float) and number.is_integer():
+        return int(number)
+    if kind is float and isinstance(number, int):
+        return float(number)
+    return number
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved settings. Build with :meth:`Settings.load`; a changed copy with ``dataclasses.replace`` (checked
@@ -206,10 +225,40 @@ class Settings:
             object.__setattr__(self, name, value)
 
         for name in ("dsn", "confirm_key", "read_dsn"):
-            put(name, _secret(getattr(self, name)))
+            value = getattr(self, name)
+            if not (value is None or isinstance(value, str) or hasattr(value, "get_secret_value")):
+                raise ConfigError(f"{name}: expected text, got {type(value).__name__}",
+                                  "give the connection string or key")
+            put(name, _secret(value))
         put("mode", _access_mode(self.mode))
-        put("handoff_dir", Path(self.handoff_dir))
-        put("data_dir", Path(self.data_dir))
+        for name in ("handoff_dir", "data_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str | os.PathLike):
+                raise ConfigError(f"{name}: expected a path, got {type(value).__name__}", "give a directory's path")
+            put(name, Path(value))
+        if not isinstance(self.application_name, str):
+            raise ConfigError(f"application_name: {self.application_name!r} is not text", "e.g. agent19")
+        for name in _FLAGS:  # 'false' from a caller's own config must not be a true (non-empty) string
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
+                value = bool(value)
+            elif isinstance(value, str):
+                value = _flag(value, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}: {value!r} is not a yes/no value", "use True or False")
+            put(name, value)
+        for name in ("statement_timeout_ms", "lock_timeout_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ConfigError(f"{name}: {value!r} is not a duration", "a number of milliseconds, or e.g. '5s'")
+            put(name, parse_duration_ms(value, name))
+        for name, kind in (("mass_write_rows", int), ("mass_write_fraction", float),
+                           ("require_verified_backup_hours", float), ("dry_run_max_age_hours", float)):
+            value = _number(getattr(self, name), kind)
+            if kind is int and isinstance(value, float):
+                var, values, _, example = _LIMITS[name]
+                raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
+            put(name, value)
         for name, (var, values, within, example) in _LIMITS.items():
             value = getattr(self, name)
             if value is None:

@@ -90,3 +90,30 @@ def test_secrets_never_show_and_a_copy_is_checked_again():
         dataclasses.replace(s, mass_write_rows=0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.mode = AccessMode.EXECUTE  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(("given", "value"), [
+    ({"allow_model_confirmation": "false"}, False),
+    ({"allow_privileged_reads": "no"}, False),
+    ({"require_dry_run": "0"}, False),
+    ({"require_lock_ack": "yes"}, True),
+    ({"statement_timeout_ms": "5s"}, 5000),
+    ({"mass_write_rows": "100"}, 100),
+    ({"mass_write_fraction": "0.25"}, 0.25),
+])
+def test_settings_built_in_python_take_values_as_their_types(given, value):
+    """A library caller's own config gives text: 'false' must not stay a (true) non-empty string — the
+    confirmation protocol reads allow_model_confirmation to accept a phrase from a tool argument."""
+    (name, _), = given.items()
+    assert getattr(Settings(**given), name) == value and type(getattr(Settings(**given), name)) is type(value)
+
+
+@pytest.mark.parametrize("given", [
+    {"allow_model_confirmation": "maybe"}, {"allow_model_confirmation": 2}, {"mass_write_rows": 1.5},
+    {"statement_timeout_ms": 1.5}, {"lock_timeout_ms": True}, {"application_name": 5}, {"dsn": 5},
+    {"handoff_dir": 3}, {"mass_write_fraction": "most"},
+])
+def test_settings_refuse_values_of_the_wrong_kind(given):
+    (name, _), = given.items()
+    with pytest.raises(ConfigError, match=name):
+        Settings(**given)
