@@ -20,6 +20,7 @@ import pytest
 from agent19.errors import ConfigError
 from agent19.migrate.lint.config import LintConfig, load_config
 from agent19.migrate.lint.engine import lint_sql
+from agent19.tools.lint import render_json
 from tests.conftest import owner_login, run_sql
 
 ROOT = Path(__file__).parent.parent
@@ -91,6 +92,9 @@ def test_assume_states_what_the_team_knows(tmp_path: Path) -> None:
     ('severity = { "A19001" = "fatal" }', "('severity', 'A19001'): Input should be 'error', 'warning' or 'info'"),
     ('style = "maybe"', "('style',): Input should be a valid boolean"),
     ('pg_version = 15.5', "('pg_version',): Input should be a valid integer"),
+    ('pg_version = "\u0661\u0665"', "('pg_version',): Input should be a valid integer"),  # Arabic-Indic 15
+    ('pg_version = "15.5"', "('pg_version',): Input should be a valid integer"),
+    ('style = " yes "', "('style',): Input should be a valid boolean"),
     ("migration_lock_timeout = 5", "('migration_lock_timeout',): Input should be a valid string"),
     ('colour = "red"', "('colour',): Extra inputs are not permitted"),
     ('source = "other.toml"', "('source',): Extra inputs are not permitted"),  # agent19 says where it came from
@@ -173,3 +177,17 @@ def test_role_or_database_lock_timeout_read_from_the_catalog(dsn: str, scope: st
     assert "A19012" in again["summary"]["by_rule"]
     run_sql(dsn, f'ALTER ROLE "{role}" RESET ALL; ALTER ROLE "{role}" IN DATABASE "{db}" RESET ALL; '
                  f'ALTER DATABASE "{db}" RESET ALL')
+
+
+@pytest.mark.parametrize("spelling", ['"15.0"', '" 15 "', "15.0", '"15"'])
+def test_a_whole_version_is_read_in_any_spelling_pydantic_read(tmp_path: Path, spelling: str) -> None:
+    (tmp_path / "agent19.toml").write_text(f"[lint]\npg_version = {spelling}\n")
+    assert load_config(start=tmp_path).pg_version == 150000
+
+
+@pytest.mark.parametrize(("given", "version"), [(15, 150000), (150000.0, 150000), (160004, 160004)])
+def test_a_library_caller_may_give_a_major_version_or_a_whole_float(given: float, version: int) -> None:
+    """lint_sql(pg_version=15) linted as PostgreSQL "0"; a float version stopped the JSON writer."""
+    report = lint_sql("ALTER TABLE t ADD COLUMN c int;", pg_version=given)  # type: ignore[arg-type]
+    assert report.summary.pg_version == version and type(report.summary.pg_version) is int
+    assert json.loads("".join(render_json(report)))["summary"]["pg_version"] == version

@@ -149,8 +149,8 @@ def _read(kind: str, value: Any, loc: tuple[str | int, ...]) -> Any:
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:  # pydantic's spellings, not stripped
+            return value.lower() in _TRUE
         if isinstance(value, int | float) and value in (0, 1):
             return bool(value)
         raise InvalidSetting(loc, "Input should be a valid boolean" + (
@@ -162,12 +162,12 @@ def _read(kind: str, value: Any, loc: tuple[str | int, ...]) -> Any:
             if value.is_integer():
                 return int(value)
             raise InvalidSetting(loc, "Input should be a valid integer, got a number with a fractional part")
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                raise InvalidSetting(loc, "Input should be a valid integer, unable to parse string as an "
-                                          "integer") from None
+        if isinstance(value, str):  # "15", " 15 " and "15.0" as pydantic reads them; not other scripts' digits
+            text = value.strip()
+            number = _number_text(text) if text.isascii() else None
+            if number is not None:
+                return number
+            raise InvalidSetting(loc, "Input should be a valid integer, unable to parse string as an integer")
         raise InvalidSetting(loc, "Input should be a valid integer")
     if kind.startswith("list[") and kind.endswith("]"):
         if not isinstance(value, list | tuple):
@@ -180,15 +180,32 @@ def _read(kind: str, value: Any, loc: tuple[str | int, ...]) -> Any:
     raise TypeError(f"LintConfig: no reader for the type {kind!r}")  # a new field of a new type: add its reader
 
 
+def _number_text(text: str) -> int | None:
+    """A whole number written as ``15`` or ``15.0`` (ASCII), else None."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if number.is_integer() else None
+
+
 _CHOICES: dict[str, tuple[str, ...]] = {"Threshold": get_args(Threshold), "Severity": get_args(Severity)}
 _KINDS: dict[str, str] = {f.name: str(f.type) for f in LintConfig.__dataclass_fields__.values()}
 """Each field's declared type, as written (``from __future__ import annotations``): what :func:`_read` checks."""
 
 
 def normalize_version(v: int | None) -> int | None:
-    """``15`` → ``150000``; ``150004`` stays; ``None`` stays."""
+    """``15`` → ``150000``; ``150004`` stays; ``None`` stays; a whole float (``150000.0``) as its int."""
     if v is None:
         return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"pg_version {v!r} is not a PostgreSQL version", "give e.g. 15 or 150004")
     if 9 <= v <= 99:
         return v * 10000
     if v < 90000:

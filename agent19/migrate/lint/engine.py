@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
-from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig
+from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, normalize_version
 from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
@@ -230,7 +230,8 @@ def lint_stream(
     (a bad one fails here, before anything is written), the statements as their reports are read."""
     config = config or LintConfig()
     active = config.active_codes()
-    plan = _Plan(config, (catalog.server_version if catalog else None) or pg_version or config.pg_version
+    plan = _Plan(config, (catalog.server_version if catalog else None) or normalize_version(pg_version)
+                 or config.pg_version
                  or DEFAULT_PG_VERSION, [r for r in all_rules() if r.code in active], config.severities(),
                  config.disabled_codes())
     return LintStream(list(migrations), plan=plan, catalog=catalog, operations=operations, notes=list(notes))
