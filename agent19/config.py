@@ -295,7 +295,11 @@ class Settings:
             values["handoff_dir"] = Path(handoff)
         data_dir = pick("data_dir", "AGENT19_DATA_DIR")
         if data_dir is not None:
-            values["data_dir"] = Path(data_dir).expanduser()
+            try:
+                values["data_dir"] = Path(data_dir).expanduser()
+            except RuntimeError as exc:  # ~someone who has no home directory here
+                raise ConfigError(f"data_dir (AGENT19_DATA_DIR): {data_dir!r}: {exc}",
+                                  "give an absolute path") from None
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
             values["confirm_key"] = _secret(confirm_key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,38 @@ def test_a_library_caller_may_give_a_major_version_or_a_whole_float(given: float
     report = lint_sql("ALTER TABLE t ADD COLUMN c int;", pg_version=given)  # type: ignore[arg-type]
     assert report.summary.pg_version == version and type(report.summary.pg_version) is int
     assert json.loads("".join(render_json(report)))["summary"]["pg_version"] == version
+
+
+@pytest.mark.parametrize(("file", "text", "says"), [
+    ("agent19.toml", "lint = 5\n", "[lint] must be a table"),
+    ("pyproject.toml", "[tool]\nagent19 = 5\n", "[tool.agent19] must be a table"),
+    ("pyproject.toml", "tool = 5\n", "[tool] must be a table"),
+    ("pyproject.toml", "[tool.agent19]\nlint = [1]\n", "[tool.agent19.lint] must be a table"),
+])
+def test_a_settings_table_that_is_not_a_table_is_a_clear_error(tmp_path: Path, file: str, text: str,
+                                                               says: str) -> None:
+    (tmp_path / file).write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_config(start=tmp_path)
+
+
+@pytest.mark.parametrize("value", ["abc", "5 seconds", "-1s"])
+def test_a_lock_timeout_postgresql_would_refuse_is_refused(tmp_path: Path, value: str) -> None:
+    (tmp_path / "agent19.toml").write_text(f'[lint]\nmigration_lock_timeout = "{value}"\n')
+    with pytest.raises(ConfigError, match="migration_lock_timeout"):
+        load_config(start=tmp_path)
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c int;\n")
+    out = subprocess.run([sys.executable, "-m", "agent19", "lint", str(migration), f"--migration-lock-timeout={value}"],
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "migration_lock_timeout" in out.stderr
+
+
+def test_a_byte_order_mark_is_not_part_of_the_migration(tmp_path: Path) -> None:
+    """Editors on Windows write one; psql skips it. It used to be a syntax error at line 1."""
+    (tmp_path / "bom.sql").write_bytes("\ufeffALTER TABLE t ADD COLUMN c int DEFAULT random();\n".encode())
+    out = subprocess.run([sys.executable, "-m", "agent19", "lint", str(tmp_path / "bom.sql"), "--format", "json"],
+                         capture_output=True, text=True, timeout=120, cwd="/")
+    statement = json.loads(out.stdout)["statements"][0]
+    assert statement["sql"].startswith("ALTER TABLE") and statement["line"] == 1
+    assert "A19004" in {f["rule"] for f in statement["findings"]}

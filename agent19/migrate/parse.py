@@ -193,13 +193,14 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
 
 
 def read_sql_file(path: Path) -> str:
-    """A migration file's text; non-UTF-8 bytes are an :class:`InputError` naming the position."""
+    """A migration file's text; non-UTF-8 bytes are an :class:`InputError` naming the position. A leading byte order
+    mark (an editor's) is not part of it: psql and migration tools skip it too."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InputError(

@@ -179,7 +179,7 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     existing table is assumed large. Severity: error = blocks or rewrites a table, fails, loses data
     or breaks clients; warning = needs a condition checked; info = style. Rules: docs/rules.md."""
     from agent19.migrate.layouts.files import load_paths, load_text
-    from agent19.migrate.lint.config import load_config, normalize_version, role_lock_timeout
+    from agent19.migrate.lint.config import InvalidSetting, load_config, normalize_version, role_lock_timeout
     from agent19.migrate.lint.engine import lint, lint_stream
     from agent19.migrate.parse import release_trees
 
@@ -195,7 +195,10 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     if args.migration_lock_timeout:
         updates.update(migration_lock_timeout=args.migration_lock_timeout,
                        lock_timeout_source="--migration-lock-timeout")
-    config = replace(config, **updates)
+    try:
+        config = replace(config, **updates)
+    except InvalidSetting as exc:  # an argument the settings refuse (e.g. a lock_timeout PostgreSQL would not take)
+        raise InputError(f"{exc.loc[0]}: {exc.message}", "see `agent19 lint --help`") from None
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
     catalog, unreachable = ctx.live_catalog_or_why()  # unreachable: lint the SQL alone rather than fail

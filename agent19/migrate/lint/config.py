@@ -20,6 +20,7 @@ The first file found walking up from the current directory is used; ``agent19.to
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -75,6 +76,10 @@ class LintConfig:
                 self.pg_version = normalize_version(self.pg_version)
             elif name == "assume":
                 _check_assumptions(self.assume)
+            elif name == "migration_lock_timeout" and self.migration_lock_timeout is not None and \
+                    not _PG_DURATION.match(self.migration_lock_timeout):
+                first = first or InvalidSetting((name,), "Input should be a lock_timeout PostgreSQL accepts: a "
+                                                "number of milliseconds or with a unit (500ms, 5s, 1min)")
         if first is not None:
             raise first
 
@@ -126,6 +131,9 @@ def _check_assumptions(assume: list[str]) -> None:
         raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
                           "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
 
+
+_PG_DURATION = re.compile(r"\A\s*\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?\s*\Z")
+"""A time setting as PostgreSQL reads one (``SET lock_timeout = '5s'``): a number, optionally with a unit."""
 
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
@@ -213,10 +221,18 @@ def normalize_version(v: int | None) -> int | None:
     return v
 
 
-def _section(data: dict[str, Any], pyproject: bool, name: str, top_keys: tuple[str, ...]) -> dict[str, Any] | None:
-    root = data.get("tool", {}).get("agent19") if pyproject else data
+def _section(data: dict[str, Any], pyproject: bool, name: str, top_keys: tuple[str, ...],
+             path: Path) -> dict[str, Any] | None:
+    tool = data.get("tool", {}) if pyproject else {}
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path}: [tool] must be a table", f"write agent19's settings under [tool.agent19.{name}]")
+    root = tool.get("agent19") if pyproject else data
     if root is None:
         return None
+    table = f"[tool.agent19.{name}]" if pyproject else f"[{name}]"
+    if not isinstance(root, dict) or not isinstance(root.get(name, {}), dict):
+        raise ConfigError(f"{path}: {table if isinstance(root, dict) else '[tool.agent19]'} must be a table",
+                          f"write its settings under a {table} header")
     section = dict(root.get(name, {}))
     for key in top_keys:
         if key in root and key not in section:
@@ -249,7 +265,7 @@ def load_section(name: str, top_keys: tuple[str, ...] = (), explicit: Path | str
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        section = _section(data, pyproject, name, top_keys)
+        section = _section(data, pyproject, name, top_keys, path)
         if section is not None:
             return section, str(path)
     return {}, None
