@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from tests.conftest import need
@@ -79,8 +82,19 @@ def test_cli_refuses_a_privileged_login_and_says_what_to_do(dsn):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_the_embedded_server_reads_as_its_own_reader_login(tmp_path):
+@pytest.fixture
+def embedded_dir():
+    """A data directory outside pytest's own temporary tree: that tree is private (0700) and every pytest session
+    on the machine makes it so again, while the embedded server's system user must reach the directory — another
+    test run starting meanwhile failed this test with 'Permission denied'."""
+    path = Path(tempfile.mkdtemp(prefix="agent19-embedded-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_embedded_server_reads_as_its_own_reader_login(embedded_dir):
     """Without a DSN agent19 runs its own server; it creates the reader login there itself."""
+    tmp_path = embedded_dir
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "AGENT19_READ_DSN"}}
     env["AGENT19_ALLOW_PRIVILEGED_READS"] = "0"
     out = subprocess.run([sys.executable, "-m", "agent19", "sql", "SELECT session_user, "
