@@ -9,6 +9,8 @@ names in the SET list, so the procedure (A19018's fix, change-list data migratio
 
 from __future__ import annotations
 
+import dataclasses
+
 import psycopg
 import pytest
 
@@ -28,11 +30,11 @@ def test_type_change_of_a_column_named_like_a_plpgsql_variable(dsn: str, column:
     with psycopg.connect(app, autocommit=True) as conn:
         pattern = change_column_type("t", column, "bigint", pg_version=15, live=read_column(conn, "t", column))
         run_phase_one = sorted(pattern.phases, key=lambda p: p.order)[:1]
-        run_pattern(conn, pattern.model_copy(update={"phases": run_phase_one}), dsn=app)
+        run_pattern(conn, dataclasses.replace(pattern, phases=run_phase_one), dsn=app)
         # the application keeps writing while the trigger is in place
         conn.execute(f'INSERT INTO t (id, "{column}") VALUES (1000, 7)')
         conn.execute(f'UPDATE t SET "{column}" = 8 WHERE id = 1')
-        run_pattern(conn, pattern.model_copy(update={"phases": sorted(pattern.phases, key=lambda p: p.order)[1:]}),
+        run_pattern(conn, dataclasses.replace(pattern, phases=sorted(pattern.phases, key=lambda p: p.order)[1:]),
                     dsn=app)
     assert one(app, f"""SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass
                          AND attname = '{column}'""") == "bigint"

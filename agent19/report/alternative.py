@@ -18,8 +18,8 @@ from pglast.stream import RawStream
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate import patterns
-from agent19.migrate.backfill.scripts import keyset_backfill, single_key
-from agent19.migrate.patterns.live import find_table, live_from_snapshot
+from agent19.migrate.backfill.scripts import keyset_backfill
+from agent19.migrate.patterns.live import find_table, live_from_snapshot, single_key
 from agent19.migrate.patterns.model import Pattern, comment, fix_script
 from agent19.migrate.patterns.sqlnames import parse_name, qualified
 from agent19.migrate.planning.model import PlanFinding, PlannedOperation

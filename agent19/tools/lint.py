@@ -287,7 +287,7 @@ def render_rules_markdown(r: RuleList) -> str:
     result=RuleList,
     cli="rules",
     render_text=render_rules_text,
-    formats={"markdown": render_rules_markdown},
+    formats={"markdown": render_rules_markdown, "json": json_text.write},  # pydantic's text, without pydantic
     examples=("agent19 rules", "agent19 rules --format markdown > docs/rules.md"),
 )
 def list_lint_rules(ctx: ToolContext, args: RulesArgs) -> RuleList:

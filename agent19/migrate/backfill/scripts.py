@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 import pglast
 
 import agent19
-from agent19.db.models import Table
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import CHECKPOINT_TABLE, Q_LAG, BackfillSpec, check_fragments
 from agent19.migrate.patterns.model import BackfillStep, comment
@@ -139,13 +138,6 @@ def keyset_backfill(key: str, key_type: str) -> Callable[[BackfillStep], list[st
                                       "batch); after a failure, CALL it again: it resumes"),
                 call + ";", drop_procedure(spec) + ";"]
     return render
-
-
-def single_key(table: Table | None) -> tuple[str, str] | None:
-    """(column, type) of ``table``'s single-column primary key (what the procedure walks), from a catalog snapshot."""
-    pk = next((c for c in table.constraints if c.type == "primary_key"), None) if table is not None else None
-    col = table.column(pk.columns[0]) if table is not None and pk is not None and len(pk.columns) == 1 else None
-    return (col.name, col.type) if col is not None else None
 
 
 def procedure_inverse(sql: str) -> str | None:

@@ -11,11 +11,11 @@ records on it, so the pattern carries what it can and names the rest. Catalog re
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pglast import parse_sql
 from pglast.parser import ParseError, parse_sql_json
-from pydantic import BaseModel, Field
 
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import qname, split_name
@@ -78,29 +78,35 @@ SELECT t.tgname AS name, pg_get_triggerdef(t.oid) AS definition FROM pg_trigger 
 """
 
 
-class Dependent(BaseModel):
-    kind: str = Field(description="index, check, unique, primary key, foreign key, foreign key from <table>, view, …")
+@dataclass
+class Dependent:
+    kind: str = field(metadata={"description": "index, check, unique, primary key, foreign key, foreign key from "
+                                               "<table>, view, …"})
     name: str
     definition: str | None = None
-    replica_identity: bool = Field(default=False, description="the index (or the constraint's) is the table's "
-                                   "REPLICA IDENTITY")
+    replica_identity: bool = field(default=False, metadata={"description": "the index (or the constraint's) is the "
+                                                                          "table's REPLICA IDENTITY"})
 
 
-class LiveColumn(BaseModel):
+@dataclass
+class LiveColumn:
     """A column as the connected database has it, and what hangs on it."""
 
     table: str
     column: str
-    type: str = Field(description="format_type(), e.g. integer, character varying(40)")
+    type: str = field(metadata={"description": "format_type(), e.g. integer, character varying(40)"})
     not_null: bool
     default: str | None = None
     identity: bool = False
     generated: bool = False
-    partitioned: bool = Field(default=False, description="the table is partitioned (no CREATE INDEX CONCURRENTLY)")
-    sequence: str | None = Field(default=None, description="the sequence the column owns (serial), if any")
-    dependents: list[Dependent] = Field(default=[], description="objects pg_depend records on the column")
-    row_triggers: list[Dependent] = Field(
-        default=[], description="the table's row triggers (they may read the column by name; not column-bound)")
+    partitioned: bool = field(default=False, metadata={"description": "the table is partitioned (no CREATE INDEX "
+                                                                      "CONCURRENTLY)"})
+    sequence: str | None = field(default=None, metadata={"description": "the sequence the column owns (serial), if "
+                                                                        "any"})
+    dependents: list[Dependent] = field(default_factory=list,
+                                        metadata={"description": "objects pg_depend records on the column"})
+    row_triggers: list[Dependent] = field(default_factory=list, metadata={
+        "description": "the table's row triggers (they may read the column by name; not column-bound)"})
 
 
 def read_column(conn: Any, table: str, column: str) -> LiveColumn:
@@ -213,6 +219,13 @@ def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
     schema, rel = split_name(name)
     matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
     return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
+
+
+def single_key(table: Table | None) -> tuple[str, str] | None:
+    """(column, type) of ``table``'s single-column primary key (what the procedure walks), from a catalog snapshot."""
+    pk = next((c for c in table.constraints if c.type == "primary_key"), None) if table is not None else None
+    col = table.column(pk.columns[0]) if table is not None and pk is not None and len(pk.columns) == 1 else None
+    return (col.name, col.type) if col is not None else None
 
 
 def index_column_refs(definition: str) -> set[str]:

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
-
-from pydantic import BaseModel, Field
 
 from agent19.db.locks import LOCK_RANK, strongest_mode
 from agent19.migrate.patterns.sqlnames import comment, qname
@@ -34,37 +33,45 @@ PatternKind = Literal[
 ]
 
 
-class BackfillStep(BaseModel):
+def _doc(description: str) -> dict[str, str]:
+    return {"description": description}
+
+
+@dataclass
+class BackfillStep:
     """A batched ``UPDATE table SET <set> WHERE <where>`` run by the backfill executor."""
 
-    table: str = Field(description="schema-qualified table")
-    set: str = Field(description="the SET list, e.g. `amount_new = amount::numeric(12,2)`")
-    where: str | None = Field(default=None, description="rows that still need it (makes the batches idempotent)")
+    table: str = field(metadata=_doc("schema-qualified table"))
+    set: str = field(metadata=_doc("the SET list, e.g. `amount_new = amount::numeric(12,2)`"))
+    where: str | None = field(default=None, metadata=_doc("rows that still need it (makes the batches idempotent)"))
 
 
-class Step(BaseModel):
+@dataclass
+class Step:
     sql: str
-    lock: str | None = Field(default=None, description="strongest lock this statement takes on a table")
-    in_transaction: bool = Field(default=True, description="false: must run alone, outside a transaction block")
-    only_if: str | None = Field(default=None, description="run only when this query returns true")
+    lock: str | None = field(default=None, metadata=_doc("strongest lock this statement takes on a table"))
+    in_transaction: bool = field(default=True, metadata=_doc("false: must run alone, outside a transaction block"))
+    only_if: str | None = field(default=None, metadata=_doc("run only when this query returns true"))
     note: str = ""
 
 
-class Phase(BaseModel):
+@dataclass
+class Phase:
     name: str
-    order: int = Field(description="1-based position")
-    operations: list[Step] = []
+    order: int = field(metadata=_doc("1-based position"))
+    operations: list[Step] = field(default_factory=list)
     backfill: BackfillStep | None = None
-    transactional: bool = Field(
-        default=True, description="the operations run together in one transaction (else each on its own)"
+    transactional: bool = field(
+        default=True, metadata=_doc("the operations run together in one transaction (else each on its own)")
     )
-    lock_timeout: str = Field(default="5s", description="SET lock_timeout for this phase: fail fast, retry later")
-    deploy_after: bool = Field(default=False, description="deploy the application before starting the next phase")
+    lock_timeout: str = field(default="5s", metadata=_doc("SET lock_timeout for this phase: fail fast, retry later"))
+    deploy_after: bool = field(default=False, metadata=_doc("deploy the application before starting the next phase"))
     can_rollback: bool = True
-    rollback: list[str] = Field(default=[], description="SQL that undoes this phase")
-    rollback_point: str = Field(default="", description="the state the database is in if you stop after this phase")
-    validation: str | None = Field(default=None, description="query returning true once this phase is done")
-    notes: list[str] = []
+    rollback: list[str] = field(default_factory=list, metadata=_doc("SQL that undoes this phase"))
+    rollback_point: str = field(default="", metadata=_doc("the state the database is in if you stop after this "
+                                                          "phase"))
+    validation: str | None = field(default=None, metadata=_doc("query returning true once this phase is done"))
+    notes: list[str] = field(default_factory=list)
 
     @property
     def lock(self) -> str | None:
@@ -75,14 +82,15 @@ class Phase(BaseModel):
         return strongest_mode(modes)
 
 
-class Pattern(BaseModel):
+@dataclass
+class Pattern:
     kind: PatternKind
     title: str
     table: str
-    pg_version: int = Field(description="major version the SQL was written for")
+    pg_version: int = field(metadata=_doc("major version the SQL was written for"))
     summary: str
     phases: list[Phase]
-    notes: list[str] = []
+    notes: list[str] = field(default_factory=list)
 
     @property
     def strongest_lock(self) -> str | None:

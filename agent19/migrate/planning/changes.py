@@ -34,10 +34,10 @@ from graphlib import CycleError, TopologicalSorter
 from agent19.db.models import Constraint, SchemaSnapshot
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec
-from agent19.migrate.backfill.scripts import procedure_parts, single_key
+from agent19.migrate.backfill.scripts import procedure_parts
 from agent19.migrate.patterns import fragments as F
 from agent19.migrate.patterns.constraints import not_null_phases
-from agent19.migrate.patterns.live import find_table
+from agent19.migrate.patterns.live import find_table, single_key
 from agent19.migrate.patterns.model import BackfillStep
 from agent19.migrate.patterns.sqlnames import ident, qname, short, split_name, table_arg
 from agent19.migrate.planning.change_patterns import (

@@ -46,9 +46,8 @@ def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
     """The add_column_volatile_default pattern (nullable column, default for new rows, keyset backfill, NOT NULL
     through a validated CHECK when the column was NOT NULL), after the statement's other sub-commands; what the
     pattern does not carry (the column's own key, foreign key or CHECK) is named."""
-    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
-    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
-    from agent19.migrate.patterns.live import find_table
+    # here, not at the top: every lint loads each rule (the backfill scripts: below, where a catalog knows the key)
+    from agent19.migrate.patterns.live import find_table, single_key
     from agent19.migrate.patterns.model import fix_script
 
     raw_table = _table(ctx)
@@ -90,7 +89,12 @@ def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
     if key is None:
         head.append(comment("the backfill phase runs with agent19 backfill (keyset batches over the primary key)"
                             + ("" if known is not None else "; with a database (--dsn) it is written out here")))
-    out = [*head, fix_script(pattern.phases, keyset_backfill(*key) if key else None)]
+    backfill = None
+    if key is not None:  # a catalog knows the key: the keyset procedure (the scripts load the backfill executor)
+        from agent19.migrate.backfill.scripts import keyset_backfill
+
+        backfill = keyset_backfill(*key)
+    out = [*head, fix_script(pattern.phases, backfill)]
     if seq is not None:
         out.append(f"ALTER SEQUENCE {seq} OWNED BY {qname(raw_table)}.{col};")
     return "\n".join(out)

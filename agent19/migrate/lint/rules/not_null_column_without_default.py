@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -53,7 +54,7 @@ def _nullable(ctx: StatementContext, sub: int) -> str:
 
 
 def _renumbered(phases: list[Phase]) -> list[Phase]:
-    return [p.model_copy(update={"order": i}) for i, p in enumerate(phases, start=1)]
+    return [dataclasses.replace(p, order=i) for i, p in enumerate(phases, start=1)]
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:

@@ -112,9 +112,8 @@ def _fix_by_names(names: tuple[str, ...], major: int, new_type: str) -> str:
 
 
 def _fix(table: str, catalog: SchemaSnapshot | None, major: int, col: str, new_type: str, using: str | None) -> str:
-    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
-    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
-    from agent19.migrate.patterns.live import find_table, live_from_snapshot
+    # here, not at the top: every lint loads each rule (the backfill scripts: below, where a catalog knows the key)
+    from agent19.migrate.patterns.live import find_table, live_from_snapshot, single_key
     from agent19.migrate.patterns.model import fix_script
 
     known = find_table(catalog, table)
@@ -128,7 +127,12 @@ def _fix(table: str, catalog: SchemaSnapshot | None, major: int, col: str, new_t
     if key is None:
         head.append(comment("the backfill phase runs with agent19 backfill (keyset batches over the primary key)"
                             + ("" if known is not None else "; with a database (--dsn) it is written out here")))
-    return "\n".join([*head, fix_script(pattern.phases, keyset_backfill(*key) if key else None)])
+    backfill = None
+    if key is not None:  # a catalog knows the key: the keyset procedure (the scripts load the backfill executor)
+        from agent19.migrate.backfill.scripts import keyset_backfill
+
+        backfill = keyset_backfill(*key)
+    return "\n".join([*head, fix_script(pattern.phases, backfill)])
 
 
 RULE = Rule(

@@ -36,14 +36,18 @@ def batched(ctx: StatementContext) -> str:
         return comment("write it as UPDATE … SET … on the table alone (no FROM, WITH, alias or RETURNING) and run "
                        f"it with agent19 backfill {table} --set '…' --mode execute: keyset batches over the primary "
                        "key, one short transaction each, resumable")
-    # here, not at the top: every lint loads each rule, and the scripts bring jinja2 and the backfill executor
-    from agent19.migrate.backfill.scripts import keyset_backfill, single_key
-    from agent19.migrate.patterns.live import find_table
+    # here, not at the top: every lint loads each rule (the backfill scripts: below, where a catalog knows the key)
+    from agent19.migrate.patterns.live import find_table, single_key
     from agent19.migrate.patterns.model import BackfillStep, Phase, phase_sql
 
     step = BackfillStep(table=table, set=assignments)
     key = single_key(find_table(ctx.catalog, table))
-    lines = keyset_backfill(*key)(step) if key else phase_sql(Phase(name="backfill", order=1, backfill=step))
+    if key is not None:  # a catalog knows the key: the keyset procedure (the scripts load the backfill executor)
+        from agent19.migrate.backfill.scripts import keyset_backfill
+
+        lines = keyset_backfill(*key)(step)
+    else:
+        lines = phase_sql(Phase(name="backfill", order=1, backfill=step))
     return "\n".join([comment("outside the schema migration: keyset batches over the primary key, one short "
                                "transaction each, resumable (each row is visited once)"), *lines])
 
