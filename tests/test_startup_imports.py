@@ -88,6 +88,7 @@ def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) ->
     (["lint", "{file}", "--format", "json"], '"statements": ['),
     (["lint", "{file}", "--format", "sarif"], '"version": "2.1.0"'),
     (["rules"], "A19001"),
+    (["rules", "--format", "json"], '"code": "A19001"'),  # pydantic's JSON text, written by agent19.json_text
 ])
 def test_lint_and_rules_never_import_pydantic(tmp_path: Path, argv: list[str], says: str) -> None:
     """pydantic's import and its first model were about half of a one-statement lint's CPU: the CLI builds lint's
@@ -111,8 +112,6 @@ def test_lint_and_rules_never_import_pydantic(tmp_path: Path, argv: list[str], s
     ("ALTER TABLE t ALTER COLUMN c SET NOT NULL;", ("NOT VALID", "VALIDATE CONSTRAINT"),
      ("agent19.migrate.patterns.constraints", "agent19.migrate.patterns.model"),
      ("agent19.db.models", "agent19.db.observe", "psycopg")),
-    # the backfill scripts too: an UPDATE without WHERE still gets its keyset backfill fix
-    ("UPDATE t SET a = 1;", ("keyset batches",), ("agent19.migrate.backfill.scripts",), ("mcp", "agent19.server")),
 ])
 def test_a_lint_whose_fix_needs_more_loads_it_then(tmp_path: Path, sql, in_fix, loaded, still_not) -> None:
     code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
@@ -148,3 +147,31 @@ def test_the_mcp_server_lists_every_tool_without_loading_what_only_calls_need(tm
     modules, printed = _modules_after(code, tmp_path)
     assert int(printed) >= 30 and "agent19.tools.lint" in modules and "agent19.tools.advise" in modules
     assert _loaded(modules, SERVE_NEVER) == []
+
+
+PYDANTIC = ("pydantic", "pydantic_core", "annotated_types")
+
+
+@pytest.mark.parametrize(("sql", "in_fix"), [
+    ("ALTER TABLE t ALTER COLUMN c SET NOT NULL;", "VALIDATE CONSTRAINT"),  # set_not_null's phases
+    ("ALTER TABLE t ALTER COLUMN c TYPE bigint;", "agent19 backfill"),  # change_column_type: shadow column, backfill
+    ("ALTER TABLE t RENAME COLUMN c TO d;", "CREATE OR REPLACE FUNCTION"),  # rename_column: the sync trigger
+    ("ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES u (id);", "NOT VALID"),
+    ("UPDATE t SET a = 1;", "agent19 backfill t --set"),  # the keyset backfill, in batches
+    ("ALTER TABLE t ADD COLUMN c integer NOT NULL DEFAULT random();", "agent19 backfill"),  # volatile default
+    ("ALTER TABLE t ADD COLUMN c integer NOT NULL;", "agent19 pattern set_not_null"),
+])
+def test_a_lint_whose_fix_is_a_pattern_imports_no_pydantic(tmp_path: Path, sql: str, in_fix: str) -> None:
+    """A fix built from the zero-downtime patterns (their phases, steps and live-column records are dataclasses)
+    keeps lint's start-up: without a database no catalog model, backfill executor, driver or pydantic is loaded
+    (the keyset procedure's scripts load where a catalog knows the table's key)."""
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            f"    rc = main(['lint', '--sql', {sql!r}, '--pg-version', '15', '--format', 'json'])\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    report = json.loads(json.loads(printed.partition(" ")[2]))
+    fixes = [f["fix"] for s in report["statements"] for f in s["findings"] if f.get("fix")]
+    assert any(in_fix in fix for fix in fixes), fixes
+    assert "agent19.migrate.patterns.live" in modules  # a rule looked the table up for its fix
+    assert _loaded(modules, (*PYDANTIC, "psycopg", "agent19.db.models", "agent19.migrate.backfill.executor")) == []
