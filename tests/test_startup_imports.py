@@ -27,6 +27,22 @@ def _modules_after(code: str, tmp_path: Path) -> tuple[list[str], str]:
     return json.loads(modules), printed
 
 
+def _cli_after(argv: list[str], tmp_path: Path) -> tuple[list[str], int, str]:
+    """The modules loaded once ``agent19 <argv>`` has run in a fresh interpreter, its exit status and its output."""
+    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
+            f"    rc = main({argv!r})\n"
+            "print(rc, json.dumps(text.getvalue()))")
+    modules, printed = _modules_after(code, tmp_path)
+    rc, _, output = printed.partition(" ")
+    return modules, int(rc), json.loads(output)
+
+
+def _fixes(output: str) -> list[str]:
+    """The fixes of a ``--format json`` lint report."""
+    return [f["fix"] for s in json.loads(output)["statements"] for f in s["findings"] if f.get("fix")]
+
+
 def _loaded(modules: list[str], names: tuple[str, ...]) -> list[str]:
     """Which of ``names`` (packages or modules) are in ``modules``, with their submodules."""
     return sorted({n for n in names for m in modules if m == n or m.startswith(n + ".")})
@@ -53,13 +69,8 @@ LINT_NEVER = (
 def test_a_one_statement_lint_without_a_database_imports_neither_the_driver_nor_the_sdk(tmp_path: Path) -> None:
     migration = tmp_path / "one.sql"
     migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
-    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-            f"    rc = main(['lint', {str(migration)!r}, '--pg-version', '15'])\n"
-            "print(rc, json.dumps(text.getvalue()))")
-    modules, printed = _modules_after(code, tmp_path)
-    rc, _, report = printed.partition(" ")
-    assert rc == "0" and "1 statements in 1 file(s): 0 error(s)" in json.loads(report), printed  # it did lint
+    modules, rc, report = _cli_after(["lint", str(migration), "--pg-version", "15"], tmp_path)
+    assert rc == 0 and "1 statements in 1 file(s): 0 error(s)" in report, report  # it did lint
     assert "agent19.migrate.lint.engine" in modules and "pglast" in modules  # the check sees the real path
     assert _loaded(modules, LINT_NEVER) == []
 
@@ -95,14 +106,8 @@ def test_lint_and_rules_never_import_pydantic(tmp_path: Path, argv: list[str], s
     arguments, settings and records as plain dataclasses (agent19.records), and pydantic stays for the MCP server."""
     migration = tmp_path / "one.sql"
     migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
-    argv = [a.format(file=migration) for a in argv]
-    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-            f"    rc = main({argv!r})\n"
-            "print(rc, json.dumps(text.getvalue()))")
-    modules, printed = _modules_after(code, tmp_path)
-    rc, _, output = printed.partition(" ")
-    assert rc == "0" and says in json.loads(output), printed  # it did lint (or list the rules)
+    modules, rc, output = _cli_after([a.format(file=migration) for a in argv], tmp_path)
+    assert rc == 0 and says in output, output  # it did lint (or list the rules)
     assert _loaded(modules, ("pydantic", "pydantic_core", "annotated_types")) == []
 
 
@@ -114,13 +119,8 @@ def test_lint_and_rules_never_import_pydantic(tmp_path: Path, argv: list[str], s
      ("agent19.db.models", "agent19.db.observe", "psycopg")),
 ])
 def test_a_lint_whose_fix_needs_more_loads_it_then(tmp_path: Path, sql, in_fix, loaded, still_not) -> None:
-    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-            f"    rc = main(['lint', '--sql', {sql!r}, '--pg-version', '15', '--format', 'json'])\n"
-            "print(rc, json.dumps(text.getvalue()))")
-    modules, printed = _modules_after(code, tmp_path)
-    report = json.loads(json.loads(printed.partition(" ")[2]))
-    fixes = [f["fix"] for s in report["statements"] for f in s["findings"] if f.get("fix")]
+    modules, _, output = _cli_after(["lint", "--sql", sql, "--pg-version", "15", "--format", "json"], tmp_path)
+    fixes = _fixes(output)
     assert any(all(part in fix for part in in_fix) for fix in fixes), fixes
     assert all(m in modules for m in loaded), [m for m in loaded if m not in modules]
     assert _loaded(modules, still_not) == []
@@ -165,13 +165,8 @@ def test_a_lint_whose_fix_is_a_pattern_imports_no_pydantic(tmp_path: Path, sql: 
     """A fix built from the zero-downtime patterns (their phases, steps and live-column records are dataclasses)
     keeps lint's start-up: without a database no catalog model, backfill executor, driver or pydantic is loaded
     (the keyset procedure's scripts load where a catalog knows the table's key)."""
-    code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-            f"    rc = main(['lint', '--sql', {sql!r}, '--pg-version', '15', '--format', 'json'])\n"
-            "print(rc, json.dumps(text.getvalue()))")
-    modules, printed = _modules_after(code, tmp_path)
-    report = json.loads(json.loads(printed.partition(" ")[2]))
-    fixes = [f["fix"] for s in report["statements"] for f in s["findings"] if f.get("fix")]
+    modules, _, output = _cli_after(["lint", "--sql", sql, "--pg-version", "15", "--format", "json"], tmp_path)
+    fixes = _fixes(output)
     assert any(in_fix in fix for fix in fixes), fixes
     assert "agent19.migrate.patterns.live" in modules  # a rule looked the table up for its fix
     assert _loaded(modules, (*PYDANTIC, "psycopg", "agent19.db.models", "agent19.migrate.backfill.executor")) == []
