@@ -142,3 +142,31 @@ def test_a_dry_run_that_fails_midway_leaves_no_scratch_database_from_the_replay_
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'u'"
                          ).fetchone() == (0,)
+
+
+def test_each_statement_s_rewrites_are_its_own_when_the_file_nodes_are_read_once_between_statements(dsn):
+    """Between two statements the file nodes are read once (after the first, before the second): statement 2
+    rewrites nothing although statement 1 rewrote t; after a stand-in and after a statement that failed (rolled
+    back to its savepoint) the next statement still compares with what is really there."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL); CREATE TABLE v (id int PRIMARY KEY, b int)")
+        c.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g; INSERT INTO v SELECT id, a FROM t")
+    db = _db(dsn)
+    try:
+        result = dry_run(db, parse_sql(
+            "ALTER TABLE t ALTER COLUMN a TYPE bigint;\n"  # rewrites t and its primary key
+            "ALTER TABLE t ADD COLUMN c int;\n"  # rewrites nothing
+            "CREATE INDEX CONCURRENTLY v_b ON v (b);\n"  # in the target, the plain CREATE INDEX stands in
+            "ALTER TABLE v ALTER COLUMN b TYPE bigint USING b / (b - b);\n"  # rewrites v, then fails: rolled back
+            "ALTER TABLE v ALTER COLUMN b TYPE bigint;\n"),  # rewrites v, rebuilds the index the stand-in made
+            scratch_copy="schema")
+    finally:
+        db.close()
+    rewritten = [s.rewritten for s in result.statements]
+    assert "public.t" in rewritten[0] and "public.t_pkey" in rewritten[0], rewritten
+    assert rewritten[1] == [] and rewritten[3] == [], rewritten
+    assert result.statements[3].error is not None and result.statements[3].error.sqlstate == "22012"
+    assert "public.v" in rewritten[4], rewritten
+    # the index the stand-in made is rebuilt under a new oid: the lock on the old one is named as it was
+    assert "public.v_b (dropped)" in {lk.relation for lk in result.statements[4].locks}, result.statements[4].locks
+    assert result.target_unchanged and list_scratch(dsn) == []

@@ -44,6 +44,10 @@ class Observation(BaseModel):
                                        "longer exist after the statement: see name_gone()")
     renamed: dict[str, str] = Field(default={}, description="name after the statement → its name before, for "
                                     "relations the statement renamed (or moved to another schema)")
+    filenodes_after: dict[int, tuple[str, int]] = Field(
+        default={}, exclude=True, repr=False,
+        description="every user relation after the statement (oid → name, relfilenode): the next statement's "
+                    "``before`` when nothing ran between them (see observe())")
 
     def named_locks(self) -> list[HeldLock]:
         """``locks`` with relations that no longer exist named instead of shown as bare oids."""
@@ -102,7 +106,7 @@ def _held(rows: list[Any]) -> list[HeldLock]:
             for r in rows]
 
 
-def _after(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], list[HeldLock]]:
+def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], list[HeldLock]]:
     """:func:`filenodes` and :func:`held_locks` in one round trip (pipeline mode), or one after the other where
     the client library has no pipeline mode."""
     from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
@@ -114,10 +118,13 @@ def _after(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], l
     return _filenodes(nodes.fetchall()), _held(locks.fetchall())
 
 
-def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Observation:
+def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
+            before: dict[int, tuple[str, int]] | None = None) -> Observation:
     """Run ``sql`` on ``conn`` (inside the caller's transaction) and report its locks and rewrites.
 
-    The caller owns the transaction and must roll it back; errors from ``sql`` propagate.
+    The caller owns the transaction and must roll it back; errors from ``sql`` propagate. ``before``: the
+    relations' file nodes as they are now, when the caller read them after the last thing this session changed
+    (an earlier statement's :attr:`Observation.filenodes_after`, or :func:`after_state`): not read again.
     """
     notices: list[str] = []
 
@@ -126,12 +133,13 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Obse
 
     conn.add_notice_handler(on_notice)
     try:
-        before = filenodes(conn)
+        if before is None:
+            before = filenodes(conn)
         start = time.perf_counter()
         cur = conn.execute(sql, params)
         duration_ms = (time.perf_counter() - start) * 1000
         rows = cur.rowcount if cur.rowcount >= 0 else None
-        after, locks = _after(conn)
+        after, locks = after_state(conn)
     finally:
         conn.remove_notice_handler(on_notice)
     rewritten = sorted(
@@ -140,7 +148,7 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Obse
     gone = {lk.relation: name_gone(lk, before).relation for lk in locks if lk.relation.isdigit()}
     renamed = {after[oid][0]: name for oid, (name, _) in before.items() if oid in after and after[oid][0] != name}
     return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
-                       notices=notices, gone_names=gone, renamed=renamed)
+                       notices=notices, gone_names=gone, renamed=renamed, filenodes_after=after)
 
 
 def name_gone(lock: HeldLock, before: dict[int, tuple[str, int]]) -> HeldLock:

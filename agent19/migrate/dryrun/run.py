@@ -50,7 +50,7 @@ from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
-from agent19.db.observe import held_locks, observe
+from agent19.db.observe import after_state, observe
 from agent19.errors import InputError
 from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
@@ -155,14 +155,17 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target)."""
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
     held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
+    nodes_now: dict[int, tuple[str, int]] | None = None  # the relations' file nodes now, when known likewise
 
-    def note_held(index: int, held: set[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
-        nonlocal held_now
-        if held is None:
-            held = {(lk.relation, lk.mode) for lk in held_locks(conn)}
+    def note_held(index: int, held: set[tuple[str, str]] | None = None,
+                  nodes: dict[int, tuple[str, int]] | None = None) -> set[tuple[str, str]]:
+        nonlocal held_now, nodes_now
+        if held is None:  # both in one round trip: the next statement's observation need not read the file nodes
+            nodes, locks = after_state(conn)
+            held = {(lk.relation, lk.mode) for lk in locks}
         for pair in held:
             first_taken.setdefault(pair, index)
-        held_now = held
+        held_now, nodes_now = held, nodes
         return held
 
     note_held(-1)  # the 'before' checks
@@ -203,11 +206,12 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             continue
         # what an earlier statement left held: known from its own observation unless a stand-in ran since
         held_before = held_now if held_now is not None else note_held(stmt.index - 1)
-        held_now = None  # from here until this statement's observation, unknown (it may fail half-way)
+        nodes_before = nodes_now
+        held_now = nodes_now = None  # from here until this statement's observation, unknown (it may fail half-way)
         try:
             with conn.transaction():
-                obs = run_reporting(partial(observe, conn, stmt.sql), conn=conn, dsn=dsn, progress=live,
-                                    done=stmt.index, total=len(stmts), label=label)
+                obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before), conn=conn, dsn=dsn,
+                                    progress=live, done=stmt.index, total=len(stmts), label=label)
                 if wrote := shared_writes(conn):
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
         except ClusterWrite as exc:
@@ -234,9 +238,9 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
         res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
                      if (lk.relation, lk.mode) not in held_before]
-        # observe() read pg_locks after the statement (the same query as held_locks); releasing its savepoint
-        # keeps every lock, and shared_writes reads only shared catalogs: that read is what is held now
-        note_held(stmt.index, {(lk.relation, lk.mode) for lk in obs.locks})
+        # observe() read pg_locks and the file nodes after the statement (after_state); releasing its savepoint
+        # keeps every lock and changes no relation, and shared_writes only reads: that read is what is there now
+        note_held(stmt.index, {(lk.relation, lk.mode) for lk in obs.locks}, obs.filenodes_after)
         mine |= set(predicted_locks(ops)) | {t for op in ops for t in op.tables}
         res.held_before = [PriorLock(relation=rel, mode=mode, since=first_taken.get((rel, mode), -1))
                            for rel, mode in sorted(held_before) if rel in mine and not rel.startswith("pg_toast.")]
