@@ -170,3 +170,36 @@ def test_each_statement_s_rewrites_are_its_own_when_the_file_nodes_are_read_once
     # the index the stand-in made is rebuilt under a new oid: the lock on the old one is named as it was
     assert "public.v_b (dropped)" in {lk.relation for lk in result.statements[4].locks}, result.statements[4].locks
     assert result.target_unchanged and list_scratch(dsn) == []
+
+
+def test_with_a_schema_copy_a_statement_outside_a_transaction_runs_in_the_scratch_database_meanwhile(dsn):
+    """Asked for a schema-only copy, CREATE INDEX CONCURRENTLY is watched in the scratch database while the target's
+    transaction runs (nothing of the scratch database is left for after the rollback): its locks are read there
+    from another session as ever, the statement after it re-observed; when the target then skips a statement,
+    that replay gives way to the one after the rollback, with the same results."""
+    role = f"ahead_cic_{conninfo_to_dict(dsn)['dbname']}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL)")
+        c.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g")
+    migration = ("ALTER TABLE t ADD COLUMN u int DEFAULT 0;\n{}CREATE INDEX CONCURRENTLY t_a ON t (a);\n"
+                 "ALTER TABLE t ALTER COLUMN u SET NOT NULL;\n")
+    for extra in ("", f"DO $$ BEGIN EXECUTE 'CREATE ROLE {role}'; END $$;\n"):
+        messages: list[str | None] = []
+        db = _db(dsn)
+        try:
+            result = dry_run(db, parse_sql(migration.format(extra)), scratch_copy="schema",
+                             progress=lambda done, total, message, seen=messages: seen.append(message))
+        finally:
+            db.close()
+        cic, last = result.statements[-2], result.statements[-1]
+        assert cic.ran_in == "scratch" and not cic.error, cic
+        assert ("public.t", "ShareUpdateExclusiveLock") in {(lk.relation, lk.mode) for lk in cic.locks}, cic.locks
+        assert "empty copy of the schema" in (cic.extrapolation or "")
+        assert last.isolated and last.lock_comparison[0].observed == "AccessExclusiveLock"
+        assert result.target_unchanged and result.scratch is not None and result.scratch.dropped
+        assert list_scratch(dsn) == []
+        # the scratch database's part after the rollback reports its statements' progress: none, unless it gave way
+        after_rollback = [m for m in messages if m and "in the scratch database" in m]
+        assert bool(after_rollback) == bool(extra), messages
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM pg_roles WHERE rolname = %s", (role,)).fetchone() == (0,)

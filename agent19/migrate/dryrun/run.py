@@ -25,8 +25,10 @@ How it runs (``dry_run``):
 When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
 ``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`),
 and the target is re-read (step 4) while the scratch database works. When it is needed only to re-observe
-hidden locks, that is done there while step 2 runs (:mod:`agent19.migrate.dryrun.ahead`): the replay and the
-drop overlap the target's transaction instead of following it. A statement that runs for more than a
+hidden locks — or is a schema-only or empty copy asked for (``scratch_copy``), where durations say nothing of
+the real tables — its part is done there while step 2 runs (:mod:`agent19.migrate.dryrun.ahead`): the replay,
+the re-observations, the statements watched there and the drop overlap the target's transaction instead of
+following it. A statement that runs for more than a
 second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
 
 Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly
@@ -322,10 +324,13 @@ def dry_run(
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         if early is not None:
             early.wait_dumped()  # pg_dump's ACCESS SHARE locks are gone before the migration's locks are taken
-            if not measure_blocking and not sample_rows and not _any_needs_scratch(statements, preds) and (
-                    hidden := predicted_hidden(statements, preds)):  # re-observed meanwhile (module ahead)
-                skip = {s.index for s in statements if s.node == "TransactionStmt"} | set(blocked)
-                ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms)
+            skip = {s.index for s in statements if s.node == "TransactionStmt"} | set(blocked)
+            outside = {s.index for s in statements if s.index not in skip and _needs_scratch(s, preds.get(s.index, []))}
+            hidden = predicted_hidden(statements, preds)
+            if scratch_copy == "auto" and outside:  # timed in the scratch database: a TEMPLATE copy, after the rollback
+                hidden, outside = set(), set()
+            if not measure_blocking and not sample_rows and (hidden or outside):  # meanwhile (module ahead)
+                ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms, outside, preds)
                 early = None  # the replay ahead owns it now
         conn.execute("BEGIN")
         try:
@@ -343,7 +348,7 @@ def dry_run(
         if ahead is not None:  # the target is read again while the replay ahead ends (it may still be dropping)
             side.start_after()
             after = snapshot(conn)
-            scratch_info = ahead.apply(results, isolate) if not scratch_needed else None
+            scratch_info = ahead.apply(results, isolate, scratch_needed, before)
             if scratch_info is None and not scratch_needed and scratch_copy == "auto":
                 scratch_copy = "schema"  # the copy the early scratch database was, made again (a misprediction)
         later: Future[SchemaSnapshot] | None = None
