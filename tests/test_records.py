@@ -126,3 +126,15 @@ def test_values_and_validation_errors_without_pydantic():
     with pytest.raises(ValidationError) as err:
         records.validate(Needs, {})
     assert records.is_validation_error(err.value) and not records.is_validation_error(ValueError("x"))
+
+
+def test_a_constraint_in_field_metadata_is_refused_where_it_would_go_unchecked():
+    """pydantic reads ``ge`` from a dataclass field's metadata, but a CLI build of typed values skips pydantic:
+    a constraint there would hold over MCP and not at the terminal. Declared so, the record is refused."""
+
+    @dataclass
+    class Rows:
+        rows: int = field(default=1, metadata={"ge": 1, "description": "rows"})
+
+    with pytest.raises(TypeError, match="declare constraints in the annotation"):
+        records.fields(Rows)
