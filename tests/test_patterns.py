@@ -8,6 +8,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -295,15 +296,39 @@ def test_create_index_skips_recovery_when_nothing_is_left(shop: str) -> None:
     assert "WHERE (note IS NOT NULL)" in definition
 
 
+@contextmanager
+def reader_holding(dsn: str, table: str, seconds: float = 0.5) -> Iterator[None]:
+    """A transaction that has read ``table`` and stays open ``seconds``: a CONCURRENTLY statement started meanwhile
+    waits for it while holding its lock, so the watcher sees the lock however loaded the machine is (the writer's
+    own 20 ms readers left a gap: on a busy CI machine a DROP INDEX CONCURRENTLY fell between two samples)."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f"SELECT count(*) FROM {table}")
+            ready.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    ready.wait(10)
+    try:
+        yield
+    finally:
+        holder.join(seconds + 10)
+
+
 def test_drop_index_and_reindex_concurrently(shop: str) -> None:
     with psycopg.connect(shop, autocommit=True) as c:
         c.execute("CREATE INDEX orders_customer_idx ON orders (customer_id)")
     w = Writer(shop, _insert_amount)
-    runs = apply(shop, patterns.reindex("orders_customer_idx", table="orders", pg_version=15), w)
+    with reader_holding(shop, "orders"):
+        runs = apply(shop, patterns.reindex("orders_customer_idx", table="orders", pg_version=15), w)
     assert runs[0].observed_lock == "ShareUpdateExclusiveLock"
     w2 = Writer(shop, _insert_amount)
     w2.expected = w.expected
-    runs = apply(shop, patterns.drop_index("orders_customer_idx", table="orders", pg_version=15), w2)
+    with reader_holding(shop, "orders"):
+        runs = apply(shop, patterns.drop_index("orders_customer_idx", table="orders", pg_version=15), w2)
     assert runs[0].observed_lock == "ShareUpdateExclusiveLock"
     assert one(shop, "SELECT to_regclass('orders_customer_idx') IS NULL")
     _check_amounts(shop, w2)
