@@ -84,6 +84,10 @@ def parse_duration_ms(value: str | int, setting: str) -> int:
 def _flag(value: str | bool, setting: str) -> bool:
     if isinstance(value, bool):
         return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if not isinstance(value, str):
+        raise ConfigError(f"{setting}: {value!r} is not a yes/no value", "use 1 or 0 (true/false)")
     if value.strip().lower() in {"1", "true", "yes", "on"}:
         return True
     if value.strip().lower() in {"0", "false", "no", "off"}:
@@ -255,6 +259,9 @@ class Settings:
         for name, kind in (("mass_write_rows", int), ("mass_write_fraction", float),
                            ("require_verified_backup_hours", float), ("dry_run_max_age_hours", float)):
             value = _number(getattr(self, name), kind)
+            if value is None and name != "require_verified_backup_hours":  # the one that may be unset
+                var, values, _, example = _LIMITS[name]
+                raise ConfigError(f"{name} ({var}): None is not {values}", example)
             if kind is int and isinstance(value, float):
                 var, values, _, example = _LIMITS[name]
                 raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
@@ -286,7 +293,7 @@ class Settings:
         values: dict[str, Any] = {}
         dsn = pick("dsn", "DATABASE_URL")
         if dsn is not None:
-            values["dsn"] = _secret(dsn)
+            values["dsn"] = dsn  # text or a Secret: checked and wrapped by __post_init__
         mode = pick("mode", "AGENT19_MODE")
         if mode is not None:
             values["mode"] = _access_mode(mode)
@@ -302,7 +309,7 @@ class Settings:
                                   "give an absolute path") from None
         confirm_key = pick("confirm_key", "AGENT19_CONFIRM_KEY")
         if confirm_key is not None:
-            values["confirm_key"] = _secret(confirm_key)
+            values["confirm_key"] = confirm_key  # text or a Secret: checked and wrapped by __post_init__
         flag("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
         for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
                                ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int)):
@@ -315,7 +322,7 @@ class Settings:
                                       ) from None
         read_dsn = pick("read_dsn", "AGENT19_READ_DSN")
         if read_dsn is not None:
-            values["read_dsn"] = _secret(read_dsn)
+            values["read_dsn"] = read_dsn  # text or a Secret: checked and wrapped by __post_init__
         flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
         flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")

@@ -109,6 +109,7 @@ def test_settings_built_in_python_take_values_as_their_types(given, value):
 
 
 @pytest.mark.parametrize("given", [
+    {"mass_write_rows": None}, {"mass_write_fraction": None}, {"dry_run_max_age_hours": None},
     {"allow_model_confirmation": "maybe"}, {"allow_model_confirmation": 2}, {"mass_write_rows": 1.5},
     {"statement_timeout_ms": 1.5}, {"lock_timeout_ms": True}, {"application_name": 5}, {"dsn": 5},
     {"handoff_dir": 3}, {"mass_write_fraction": "most"},
@@ -117,3 +118,13 @@ def test_settings_refuse_values_of_the_wrong_kind(given):
     (name, _), = given.items()
     with pytest.raises(ConfigError, match=name):
         Settings(**given)
+
+
+
+@pytest.mark.parametrize("given", [{"dsn": 1}, {"dsn": ["a"]}, {"confirm_key": 123}, {"read_dsn": 5.0},
+                                   {"allow_model_confirmation": [1]}])
+def test_settings_load_refuses_what_is_not_text_instead_of_making_it_a_secret(given):
+    (name, _), = given.items()
+    with pytest.raises(ConfigError, match=name.upper() if name == "allow_model_confirmation" else name):
+        Settings.load(env={}, **given)
+    assert Settings.load(env={}, allow_model_confirmation=0).allow_model_confirmation is False

@@ -95,6 +95,7 @@ def test_assume_states_what_the_team_knows(tmp_path: Path) -> None:
     ('pg_version = 15.5', "('pg_version',): Input should be a valid integer"),
     ('pg_version = "\u0661\u0665"', "('pg_version',): Input should be a valid integer"),  # Arabic-Indic 15
     ('pg_version = "15.5"', "('pg_version',): Input should be a valid integer"),
+    ('pg_version = "1e1"', "('pg_version',): Input should be a valid integer"),
     ('style = " yes "', "('style',): Input should be a valid boolean"),
     ("migration_lock_timeout = 5", "('migration_lock_timeout',): Input should be a valid string"),
     ('colour = "red"', "('colour',): Extra inputs are not permitted"),
@@ -207,7 +208,7 @@ def test_a_settings_table_that_is_not_a_table_is_a_clear_error(tmp_path: Path, f
         load_config(start=tmp_path)
 
 
-@pytest.mark.parametrize("value", ["abc", "5 seconds", "-1s"])
+@pytest.mark.parametrize("value", ["abc", "5 seconds", "-1s", "30d", "2147483648", "\uff15s"])  # full-width 5
 def test_a_lock_timeout_postgresql_would_refuse_is_refused(tmp_path: Path, value: str) -> None:
     (tmp_path / "agent19.toml").write_text(f'[lint]\nmigration_lock_timeout = "{value}"\n')
     with pytest.raises(ConfigError, match="migration_lock_timeout"):
@@ -227,3 +228,17 @@ def test_a_byte_order_mark_is_not_part_of_the_migration(tmp_path: Path) -> None:
     statement = json.loads(out.stdout)["statements"][0]
     assert statement["sql"].startswith("ALTER TABLE") and statement["line"] == 1
     assert "A19004" in {f["rule"] for f in statement["findings"]}
+
+
+
+@pytest.mark.parametrize(("value", "in_force"), [
+    (".5s", True), ("5.", True), ("+5s", True), ("1e3", True), ("0x10", True), ("1.5min", True), ("500 ms", True),
+    ("5us", False), ("0.4ms", False), ("0", False),  # PostgreSQL rounds these to 0 ms: no timeout at all
+])
+def test_migration_lock_timeout_is_read_as_postgresql_reads_it(tmp_path: Path, value: str, in_force: bool) -> None:
+    """Every spelling SET lock_timeout takes is taken; one that rounds to 0 ms sets no timeout, so the statements
+    still need their own SET lock_timeout (A19012)."""
+    (tmp_path / "agent19.toml").write_text(f'[lint]\nmigration_lock_timeout = "{value}"\n')
+    config = load_config(start=tmp_path)
+    report = lint_sql("ALTER TABLE t ALTER COLUMN c SET DEFAULT 1;", config=config, pg_version=150000)
+    assert ("A19012" in {f.rule for s in report.statements for f in s.findings}) is not in_force

@@ -77,9 +77,10 @@ class LintConfig:
             elif name == "assume":
                 _check_assumptions(self.assume)
             elif name == "migration_lock_timeout" and self.migration_lock_timeout is not None and \
-                    not _PG_DURATION.match(self.migration_lock_timeout):
+                    lock_timeout_ms(self.migration_lock_timeout) is None:
                 first = first or InvalidSetting((name,), "Input should be a lock_timeout PostgreSQL accepts: a "
-                                                "number of milliseconds or with a unit (500ms, 5s, 1min)")
+                                                "number of milliseconds or with a unit (500ms, 5s, 1min), at most "
+                                                "2147483647 ms")
         if first is not None:
             raise first
 
@@ -132,8 +133,22 @@ def _check_assumptions(assume: list[str]) -> None:
                           "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
 
 
-_PG_DURATION = re.compile(r"\A\s*\d+(?:\.\d+)?\s*(?:us|ms|s|min|h|d)?\s*\Z")
-"""A time setting as PostgreSQL reads one (``SET lock_timeout = '5s'``): a number, optionally with a unit."""
+_PG_NUMBER = re.compile(r"\A\s*(?P<n>[+-]?0[xX][0-9a-fA-F]+|[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*"
+                        r"(?P<unit>us|ms|s|min|h|d)?\s*\Z", re.ASCII)
+_MS_PER = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000, None: 1}
+
+
+def lock_timeout_ms(text: str) -> int | None:
+    """``text`` as PostgreSQL reads a ``lock_timeout`` (``SET lock_timeout = '5s'``): a number — decimal, with a
+    fraction or an exponent, or hexadecimal — and an optional unit, rounded to whole milliseconds (``'5us'`` is
+    0: no timeout); None where PostgreSQL would refuse it (not a number, negative, above 2147483647 ms)."""
+    match = _PG_NUMBER.match(text)
+    if match is None:
+        return None
+    number, unit = match["n"], match["unit"]
+    value = float(int(number, 16)) if "x" in number.lower() else float(number)
+    ms = round(value * _MS_PER[unit])
+    return ms if 0 <= ms <= 2_147_483_647 else None
 
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
@@ -188,17 +203,12 @@ def _read(kind: str, value: Any, loc: tuple[str | int, ...]) -> Any:
     raise TypeError(f"LintConfig: no reader for the type {kind!r}")  # a new field of a new type: add its reader
 
 
+_WHOLE = re.compile(r"\A[+-]?\d+(?:\.0*)?\Z", re.ASCII)
+
+
 def _number_text(text: str) -> int | None:
-    """A whole number written as ``15`` or ``15.0`` (ASCII), else None."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return int(number) if number.is_integer() else None
+    """A whole number written as ``15`` or ``15.0`` (ASCII digits, no exponent: pydantic's reading), else None."""
+    return int(float(text)) if _WHOLE.match(text) else None
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {"Threshold": get_args(Threshold), "Severity": get_args(Severity)}
@@ -312,7 +322,7 @@ def role_lock_timeout(conn: Any) -> tuple[str, str] | None:
         return None
     value, by_role, by_database = (row["value"], row["by_role"], row["by_database"]) if isinstance(row, dict) \
         else row
-    if value.strip() in ("0", "0s", "0ms", ""):
+    if not lock_timeout_ms(value):  # 0 (or rounding to 0): no timeout
         return None
     where = ("ALTER ROLE … IN DATABASE … SET" if by_role and by_database else "ALTER ROLE … SET" if by_role
              else "ALTER DATABASE … SET")

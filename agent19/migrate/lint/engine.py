@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
-from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, normalize_version
+from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, lock_timeout_ms, normalize_version
 from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
@@ -263,7 +263,7 @@ def _lint(
 
     config, version, rules, severities, disabled = plan
     assume = frozenset(config.assume)
-    session_timeout = (config.migration_lock_timeout or "").strip() not in ("", "0", "0s", "0ms")
+    session_timeout = bool(lock_timeout_ms(config.migration_lock_timeout or "0"))  # '0', '5us': no timeout
     fail_rank = SEVERITY_ORDER.index(config.fail_on) if config.fail_on != "never" else len(SEVERITY_ORDER)
     for_node: dict[str, list[Rule]] = {}
     counts: Counter[str] = Counter()
