@@ -243,35 +243,20 @@ class Settings:
         if not isinstance(self.application_name, str):
             raise ConfigError(f"application_name: {self.application_name!r} is not text", "e.g. agent19")
         for name in _FLAGS:  # 'false' from a caller's own config must not be a true (non-empty) string
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
-                value = bool(value)
-            elif isinstance(value, str):
-                value = _flag(value, name)
-            if not isinstance(value, bool):
-                raise ConfigError(f"{name}: {value!r} is not a yes/no value", "use True or False")
-            put(name, value)
+            put(name, _flag(getattr(self, name), name))
         for name in ("statement_timeout_ms", "lock_timeout_ms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | str):
                 raise ConfigError(f"{name}: {value!r} is not a duration", "a number of milliseconds, or e.g. '5s'")
             put(name, parse_duration_ms(value, name))
-        for name, kind in (("mass_write_rows", int), ("mass_write_fraction", float),
-                           ("require_verified_backup_hours", float), ("dry_run_max_age_hours", float)):
+        for name, (var, values, within, example) in _LIMITS.items():
+            kind = int if name == "mass_write_rows" else float
             value = _number(getattr(self, name), kind)
-            if value is None and name != "require_verified_backup_hours":  # the one that may be unset
-                var, values, _, example = _LIMITS[name]
-                raise ConfigError(f"{name} ({var}): None is not {values}", example)
-            if kind is int and isinstance(value, float):
-                var, values, _, example = _LIMITS[name]
+            if value is None and name == "require_verified_backup_hours":  # the one that may be unset
+                continue
+            if value is None or isinstance(value, bool) or not isinstance(value, kind | int) or not within(value):
                 raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
             put(name, value)
-        for name, (var, values, within, example) in _LIMITS.items():
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not within(value):
-                raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
