@@ -170,3 +170,29 @@ def test_a_lint_whose_fix_is_a_pattern_imports_no_pydantic(tmp_path: Path, sql: 
     assert any(in_fix in fix for fix in fixes), fixes
     assert "agent19.migrate.patterns.live" in modules  # a rule looked the table up for its fix
     assert _loaded(modules, (*PYDANTIC, "psycopg", "agent19.db.models", "agent19.migrate.backfill.executor")) == []
+
+
+def test_no_statement_of_the_rule_catalogue_makes_a_lint_load_pydantic(tmp_path: Path) -> None:
+    """Every SQL example of docs/rules.md (each rule's bad and good forms) linted as one file: a rule that reads a
+    DELETE's or UPDATE's WHERE (every_row) imported agent19.safety.detect, and with it pydantic, the catalog's
+    facts and importlib.metadata — a tenth of a second, paid by any migration with an ``UPDATE … WHERE``."""
+    import re
+
+    from pglast.parser import ParseError, parse_sql_json
+
+    blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "rules.md").read_text(), re.S)
+    parsed = []
+    for block in blocks:
+        try:
+            parse_sql_json(block)
+        except ParseError:
+            continue
+        parsed.append(block.strip().rstrip(";") + ";")
+    assert len(parsed) >= 80, len(parsed)  # the catalogue's examples, not a few of them
+    assert any(re.search(r"(?is)^\s*(update|delete)\b.*\bwhere\b", b) for b in parsed)  # the kind that leaked
+    migration = tmp_path / "catalogue.sql"
+    migration.write_text("\n".join(parsed) + "\n")
+    modules, rc, output = _cli_after(["lint", str(migration), "--pg-version", "15", "--format", "json"], tmp_path)
+    summary = json.loads(output)["summary"]
+    assert summary["statements"] >= len(parsed) and summary["errors"] > 0, summary  # it linted them all
+    assert _loaded(modules, (*PYDANTIC, "importlib.metadata", "agent19.safety.detect", "agent19.safety.facts")) == []

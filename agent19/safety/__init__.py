@@ -1,6 +1,7 @@
 """Destructive-operation safeguards and the read-only guard.
 
 * :mod:`~agent19.safety.detect` — which statements can lose data (parse tree, never keywords).
+* :mod:`~agent19.safety.where` — whether a DELETE's or UPDATE's WHERE reaches every row (shared with lint).
 * :mod:`~agent19.safety.facts` — the catalog facts detection needs (NOT NULL, column types, volatility).
 * :mod:`~agent19.safety.kinds` — the allowlist of statement kinds that lose nothing (others: destructive).
 * :mod:`~agent19.safety.measure` — what a write did, measured in a savepoint (rows per table, tables gone).

@@ -336,11 +336,11 @@ def where_clause(fields: dict[str, Any]) -> bool:
 def every_row(ctx: StatementContext) -> str | None:
     """How a DELETE/UPDATE reaches every row — ``"without WHERE"``, ``"with a WHERE that is true for every row"``
     (``WHERE true``, ``1=1``, ``id IS NOT NULL`` on a NOT NULL column) — or None. The WHERE is read by
-    :func:`agent19.safety.detect.always_true`, so lint and the safety check agree on it."""
+    :func:`agent19.safety.where.always_true`, so lint and the safety check agree on it."""
     where = ctx.fields.get("whereClause")
     if not where:
         return "without WHERE"
-    from agent19.safety.detect import always_true  # here: only DELETE and UPDATE statements need it
+    from agent19.safety.where import always_true  # here: only DELETE and UPDATE statements need it
 
     rel = ctx.fields.get("relation", {})
     t = ctx.table(norm(ctx.relation or ""))
