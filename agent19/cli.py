@@ -272,10 +272,14 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
 def _print_large(parts: Iterable[str], chunk: int = 1 << 20) -> None:
     """print("".join(parts)), a megabyte at a time: print encodes its whole argument at once, a second copy of a
     large report (a 5 MB migration's lint JSON is ~100 MB) in memory; a report rendered in parts is never whole."""
+    write = sys.stdout.write
     for text in parts:
+        if len(text) <= chunk:  # most parts (a lint statement's JSON is a kB or two): written as they are
+            write(text)
+            continue
         for start in range(0, len(text), chunk):
-            sys.stdout.write(text[start:start + chunk])
-    sys.stdout.write("\n")
+            write(text[start:start + chunk])
+    write("\n")
 
 
 def _swallowed(ns: argparse.Namespace) -> str | None:

@@ -76,11 +76,11 @@ def render_json(report: LintReport | LintStream) -> Iterator[str]:
     statement at a time: a 5 MB migration's report is ~100 MB of JSON, which built whole (and encoded once more to
     print) was most of a large lint's memory."""
     yield '{\n  "statements": ['
-    written = False
+    write, before = json_text.writer(level=2), "\n    "
     for s in report.statements:
-        yield ("," if written else "") + "\n    " + json_text.write(s, level=2)
-        written = True
-    yield ("\n  ]" if written else "]") + f',\n  "summary": {json_text.write(report.summary, level=1)}\n}}'
+        yield before + write(s)
+        before = ",\n    "
+    yield ("]" if before == "\n    " else "\n  ]") + f',\n  "summary": {json_text.write(report.summary, level=1)}\n}}'
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
