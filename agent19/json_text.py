@@ -12,6 +12,7 @@ generic walk value by value. The table is the only dispatch: any type a field ho
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from enum import Enum
 from json.encoder import encode_basestring  # json's C encoder: escapes exactly the characters pydantic escapes
@@ -48,13 +49,16 @@ def _bool(value: bool) -> str:
 
 def _key(key: Any) -> str:
     """A dict key's text as pydantic writes it: an enum by its value, a bool as JSON spells it, a str subclass by its
-    characters, anything else as ``str()`` gives it (ints; floats too: a key is a string, not a JSON number)."""
+    characters, a NaN or infinite float as "None", anything else as ``str()`` gives it (ints, floats: a key is a
+    string, not a JSON number)."""
     if isinstance(key, Enum):
         return _key(key.value)
     if type(key) is bool:
         return _bool(key)
     if isinstance(key, str):
         return str.__str__(key)  # the characters, not an overridden __str__
+    if isinstance(key, float) and not math.isfinite(key):
+        return "None"
     return str(key)
 
 

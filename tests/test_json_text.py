@@ -105,6 +105,7 @@ ODD_VALUES = [
     Mode.FAST, Name("raw"), Count(7), [], {}, (), ("a", 1), [None, True, 3, "s", [], {}, [[]]],
     {"k": None, "": [], "n": {"m": {}}}, {True: "bool key", False: 0},
     {1: "int key", Colour.RED: "enum key", Size.LARGE: 1, Mode.FAST: 2, Name("key"): 3, None: 4, -5: 5},
+    {0.1: "a float key is text", 1e20: 1, -0.0: 2, 1e-7: 3, float("nan"): 4, float("inf"): 5, float("-inf"): 6},
     Inner(name="x", tags=["a"], counts={"z": -1}), [Inner(name="a"), [Inner(name="b")], {"in": Inner(name="c")}],
 ]
 
