@@ -12,6 +12,7 @@ generic walk value by value. The table is the only dispatch: any type a field ho
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import math
 from collections.abc import Callable
 from enum import Enum
@@ -141,6 +142,15 @@ def _kind(annotation: Any) -> str:
     return "list" if name.startswith(("list[", "List[")) or name == "list" else ""
 
 
+def _read(name: str) -> str:
+    """The expression reading field ``name`` of record ``v``: an attribute when the name is plain ASCII and no keyword;
+    else ``getattr`` with the name as a string constant. A field's name is any string a class's annotations hold (a
+    keyword, ``ℌ``, which Python reads as ``H``, a line of code): never written into the source as it is."""
+    if name.isascii() and name.isidentifier() and not keyword.iskeyword(name):
+        return f"v.{name}"
+    return f"getattr(v, {name!r})"
+
+
 def _compile(cls: type, depth: _Depth) -> _Writer:
     """The writer of ``cls``'s records at ``depth``: one function reading each written field (``alias`` its key,
     ``exclude`` left out) and writing its value inline when it is of the kind the field's annotation names (a str or
@@ -151,9 +161,8 @@ def _compile(cls: type, depth: _Depth) -> _Writer:
         return lambda value: "{}"
     lines, parts = [], []
     for i, f in enumerate(fields):
-        # a dataclass field's name is an identifier: read as an attribute (a property too, as getattr reads it)
-        lines.append(f"    x = v.{f.name}\n    a{i} = " + _FIRST[_kind(f.type)].format(any="(get(type(x)) or other)(x)")
-                     + "\n")
+        first = _FIRST[_kind(f.type)].format(any="(get(type(x)) or other)(x)")
+        lines.append(f"    x = {_read(f.name)}\n    a{i} = {first}\n")
         key = encode_basestring(f.metadata.get("alias") or f.name)
         parts.append(repr(("{" if i == 0 else ",") + depth.inner + key + ": ") + f" f'{{a{i}}}'")
     source = ("def make(enc, int_text, get, other, list_open, list_sep, list_close, get_in, other_in):\n"

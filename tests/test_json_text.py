@@ -175,3 +175,17 @@ def test_a_float_anywhere_is_refused() -> None:
                    Typed(records=[Inner(name=0.5)]), Typed(anything={"k": [1e20]})):  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="float"):
             json_text.write(record)
+
+
+@pytest.mark.parametrize("name", ["class", "ℌ", "a\n    print('injected')\n    x = v.a", "with space", "v"])
+def test_a_field_named_anything_is_read_by_its_name_and_never_run(name: str, capsys: pytest.CaptureFixture) -> None:
+    """A record's writer is compiled from its fields' names; a name is any string the class's annotations hold — a
+    keyword, a letter Python folds (ℌ reads as H), a line of code. Each is read as the field it names, as pydantic
+    reads it, and nothing in it runs."""
+    cls = dataclass(init=False, repr=False, eq=False)(type("Odd", (), {"__annotations__": {name: int, "a": int},
+                                                                       "a": 0}))
+    record = cls()
+    setattr(record, name, 1)
+    assert json_text.write(record) == _pydantics(record)
+    assert json.loads(json_text.write(record)) == {name: 1, "a": 0}
+    assert "injected" not in capsys.readouterr().out
