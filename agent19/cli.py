@@ -272,14 +272,29 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
 def _print_large(parts: Iterable[str], chunk: int = 1 << 20) -> None:
     """print("".join(parts)), a megabyte at a time: print encodes its whole argument at once, a second copy of a
     large report (a 5 MB migration's lint JSON is ~100 MB) in memory; a report rendered in parts is never whole."""
-    write = sys.stdout.write
     for text in parts:
         if len(text) <= chunk:  # most parts (a lint statement's JSON is a kB or two): written as they are
-            write(text)
+            _write(text)
             continue
         for start in range(0, len(text), chunk):
-            write(text[start:start + chunk])
-    write("\n")
+            _write(text[start:start + chunk])
+    _write("\n", flush=True)  # a full disk says so here, not in the interpreter's last flush
+
+
+def _write(text: str, flush: bool = False) -> None:
+    """``text`` to the standard output; what stops it (its encoding, a full disk) as an error that says so."""
+    try:
+        sys.stdout.write(text)
+        if flush:
+            sys.stdout.flush()
+    except UnicodeEncodeError as exc:
+        raise Agent19Error(
+            f"the output holds characters its encoding ({sys.stdout.encoding}) cannot write "
+            f"({exc.object[exc.start:exc.end]!a}): set PYTHONIOENCODING=utf-8 or use a UTF-8 locale") from None
+    except BrokenPipeError:  # `agent19 … | head`: main's own answer
+        raise
+    except OSError as exc:
+        raise Agent19Error(f"could not write the output: {exc.strerror or exc}") from None
 
 
 def _swallowed(ns: argparse.Namespace) -> str | None:
