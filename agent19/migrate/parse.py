@@ -103,7 +103,8 @@ class Statement:
     def may_contain(self, node_type: str) -> bool:
         """False only when no ``node_type`` node is anywhere in the tree, read from its JSON text (a substring
         search, where walking the decoded tree visits every node). A node's type is a key, ``"X"`` in the text;
-        inside a JSON string a quote is escaped, so a string can at most make this say True needlessly."""
+        inside a JSON string a quote is escaped, so a string can at most make this say True needlessly. The same
+        holds for a string value written without escapes (a name such as ``json``: ``"json"`` in the text)."""
         text = self.__dict__.get("_tree_json")
         return not text or f'"{node_type}"' in text
 

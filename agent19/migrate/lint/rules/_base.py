@@ -16,8 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from agent19.db.locks import LOCK_MODES
 from agent19.migrate.layouts.files import Migration
@@ -30,16 +29,34 @@ from agent19.sqltree import walk
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot, Table
 
+_T = TypeVar("_T")
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "error")
 
 LOCK_ORDER = LOCK_MODES
 
 BLOCKS_WRITES = set(LOCK_ORDER[LOCK_ORDER.index("ShareLock"):])
+_RANK = {mode: i + 1 for i, mode in enumerate(LOCK_ORDER)}
+"""lock mode → its rank from 1 (weakest); :func:`lock_rank` gives 0 for anything else"""
+
+
+class _once(Generic[_T]):  # noqa: N801 - used as a decorator, like functools.cached_property
+    """``functools.cached_property`` without its lock (Python 3.11 takes an RLock on every first read, a statement's
+    every ``fields`` and ``relation``): the value is written into the instance's ``__dict__`` under the same name,
+    where later reads find it without calling this (a non-data descriptor), and a ``__dict__.pop`` forgets it."""
+
+    def __init__(self, func: Callable[[Any], _T]) -> None:
+        self.func, self.name, self.__doc__ = func, func.__name__, func.__doc__
+
+    def __get__(self, obj: Any, cls: Any = None) -> _T:
+        if obj is None:
+            return self  # type: ignore[return-value]  # read on the class (documentation tools)
+        value = obj.__dict__[self.name] = self.func(obj)
+        return value
 
 
 def lock_rank(lock: str | None) -> int:
-    return LOCK_ORDER.index(lock) + 1 if lock in LOCK_ORDER else 0
+    return _RANK.get(lock, 0)  # type: ignore[arg-type]
 
 
 class LazyText:
@@ -111,7 +128,7 @@ class StatementContext:
     def node(self) -> str:
         return self.statement.node
 
-    @cached_property
+    @_once
     def fields(self) -> dict[str, Any]:
         return self.statement.fields
 
@@ -129,7 +146,7 @@ class StatementContext:
                 for i, c in enumerate(cmd.get("AlterTableCmd", {}) for cmd in self.fields.get("cmds", []))]
         return iter(cmds)
 
-    @cached_property
+    @_once
     def relation(self) -> str | None:
         rel = self.fields.get("relation")
         return rel_name(rel) if isinstance(rel, dict) else None

@@ -26,6 +26,8 @@ def with_jsonb(sql: str) -> str:
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
+    if not ctx.statement.may_contain("json"):  # a type name json is a string "json" in the tree's text
+        return
     existing = ctx.node == "AlterTableStmt" and not ctx.is_new(ctx.relation)
     fix: str | None = None
     for fields in ctx.nodes("ColumnDef"):

@@ -21,7 +21,10 @@ def sets_lock_timeout(ctx: StatementContext) -> bool:
         value = args[0].get("A_Const", {}) if args else {}
         text = str(value.get("sval", {}).get("sval", value.get("ival", {}).get("ival", 0)))
         return f.get("kind") == "VAR_SET_VALUE" and text.strip() not in ("0", "", "0s", "0ms")
-    return "set_config('lock_timeout'" in ctx.sql.replace('"', "'").replace(" ", "").lower()
+    sql = ctx.sql
+    if "'" not in sql and '"' not in sql:  # no quoted text: no set_config('lock_timeout', …) (most statements)
+        return False
+    return "set_config('lock_timeout'" in sql.replace('"', "'").replace(" ", "").lower()
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:

@@ -74,4 +74,5 @@ RULE = Rule(
     bad="UPDATE orders SET status = 'open';",
     good="UPDATE orders SET status = 'open' WHERE id BETWEEN 1 AND 10000 AND status IS NULL;",
     check=check,
+    nodes=("UpdateStmt",),
 )
