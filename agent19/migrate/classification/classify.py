@@ -120,13 +120,13 @@ def build(stmt: Statement, decision: Decision, ctx: Context, sub_index: int | No
     if not row.in_transaction and ctx.state.explicit_transaction:
         notes.append("this runs inside the migration's BEGIN … COMMIT, where it fails: it cannot run in a "
                      "transaction block")
-    if ctx.state.lock_timeout is None and locks and strongest_mode(set(locks.values())) == "AccessExclusiveLock" \
-            and not new_table:
+    lock = strongest_mode(set(locks.values())) if locks else None
+    if ctx.state.lock_timeout is None and lock == "AccessExclusiveLock" and not new_table:
         notes.append("no SET lock_timeout before it in this migration: waiting for the lock queues every query")
     return Operation(
         statement_index=stmt.index, sub_index=sub_index, file=stmt.file, line=stmt.line, sql=sql,
         category=row.category, kind=row.kind, tables=tables, locks=locks,
-        lock=strongest_mode(set(locks.values())) if locks else None, rewrite=row.rewrite, scan=row.scan,
+        lock=lock, rewrite=row.rewrite, scan=row.scan,
         in_transaction=row.in_transaction, reversible=reversible, inverse_sql=decision.inverse if reversible else None,
         data_loss=row.data_loss and not decision.created_here, risk=risk, notes=notes, form=decision.form,
         lock_timeout=ctx.state.lock_timeout, explicit_transaction=ctx.state.explicit_transaction, new_table=new_table,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from agent19.migrate.classification.behaviour import Behaviour
 from agent19.migrate.classification.knowledge_table import KNOWLEDGE
@@ -130,10 +131,12 @@ class ColumnType:
 _FORMAT_TYPE = re.compile(r"^(?P<name>[^(\[]+)\s*(?:\((?P<mods>[\d,\s]+)\))?(?P<rest>.*?)(?P<array>(\[\])*)$")
 
 
+@lru_cache(maxsize=1024)
 def parse_format_type(text: str) -> ColumnType:
     """``format_type()`` output (the catalog's spelling) → :class:`ColumnType`.
 
-    e.g. ``character varying(40)``, ``numeric(10,2)``, ``timestamp(3) with time zone``.
+    e.g. ``character varying(40)``, ``numeric(10,2)``, ``timestamp(3) with time zone``. Kept per text (a
+    migration names a few types many times; a :class:`ColumnType` is immutable, so callers may share it).
     """
     m = _FORMAT_TYPE.match(text.strip())
     if not m:

@@ -12,9 +12,7 @@ Lint rules read the latter two from each :class:`~agent19.migrate.model.Operatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,15 +44,21 @@ def search_path_set(state: MigrationState, schemas: list[str]) -> None:
     _SCHEMA.set(state.schema)
 
 
-@contextmanager
-def one_session(state: MigrationState) -> Iterator[None]:
+class one_session:  # noqa: N801 - a context manager used as a function; a class: entered for every statement linted
     """Classify statements of the migration whose session ``state`` carries: unqualified names mean the schema
     its search_path names (``public`` until a ``SET search_path``)."""
-    token = _SCHEMA.set(state.schema)
-    try:
-        yield
-    finally:
-        _SCHEMA.reset(token)
+
+    __slots__ = ("state", "token")
+    token: Token[str]
+
+    def __init__(self, state: MigrationState) -> None:
+        self.state = state
+
+    def __enter__(self) -> None:
+        self.token = _SCHEMA.set(self.state.schema)
+
+    def __exit__(self, *exc: object) -> None:
+        _SCHEMA.reset(self.token)
 
 
 def range_name(rv: dict[str, Any]) -> str:

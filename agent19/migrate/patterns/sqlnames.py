@@ -53,10 +53,24 @@ def needs_quotes(name: str) -> bool:
     return not _SIMPLE.fullmatch(name) or name in _KEYWORDS
 
 
+_MEMO_LIMIT = 4096
+_idents: dict[str, str] = {}
+"""name → :func:`ident` of it (a pure function of the text; a lint writes the same names many times a statement)"""
+_qnames: dict[str, str] = {}
+"""name → :func:`qname` of it"""
+
+
 def ident(name: str) -> str:
     """One identifier, double-quoted when PostgreSQL needs it (as ``quote_ident()`` does)."""
-    _check(name)
-    return '"' + name.replace('"', '""') + '"' if needs_quotes(name) else name
+    written = _idents.get(name) if type(name) is str else None
+    if written is not None:
+        return written
+    _check(name)  # raises for a name that cannot be written: never kept
+    written = '"' + name.replace('"', '""') + '"' if needs_quotes(name) else name
+    if len(_idents) >= _MEMO_LIMIT:
+        _idents.clear()
+    _idents[name] = written
+    return written
 
 
 def quoted(name: str) -> str:
@@ -108,7 +122,7 @@ def table_arg(text: str) -> str:
 
 def qualified(*parts: str | None) -> str:
     """Parts of a name (``None`` parts skipped) quoted and joined with dots: ``qualified(schema, table)``."""
-    return ".".join(ident(p) for p in parts if p is not None)
+    return ".".join([ident(p) for p in parts if p is not None])
 
 
 def relation_key(schema: str, name: str) -> str:
@@ -116,15 +130,22 @@ def relation_key(schema: str, name: str) -> str:
     ``schema.name`` as stored when neither part holds a dot or a double quote (every ordinary name); otherwise both
     parts double-quoted (``"public"."we.ird"``, ``"my.schema"."t"``), so the dot that separates them is the only
     unquoted one. The catalog's queries write the same text (:mod:`agent19.db.catalog`)."""
-    if any("." in p or '"' in p for p in (schema, name)):
+    if "." in schema or '"' in schema or "." in name or '"' in name:
         return f"{quoted(schema)}.{quoted(name)}"
     return f"{schema}.{name}"
 
 
 def qname(name: str) -> str:
     """``schema.table`` or ``table``, each part quoted as needed."""
-    schema, rel = split_name(_check(name, "name"))
-    return qualified(schema, rel)
+    written = _qnames.get(name) if type(name) is str else None
+    if written is not None:
+        return written
+    schema, rel = split_name(_check(name, "name"))  # raises for a name that cannot be written: never kept
+    written = qualified(schema, rel)
+    if len(_qnames) >= _MEMO_LIMIT:
+        _qnames.clear()
+    _qnames[name] = written
+    return written
 
 
 def parse_name(text: str) -> list[str]:
