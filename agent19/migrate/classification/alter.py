@@ -47,7 +47,10 @@ def type_of(type_name: dict[str, Any]) -> ColumnType:
     mods = tuple(
         int(m["A_Const"]["ival"].get("ival", 0)) for m in type_name.get("typmods", []) if "ival" in m.get("A_Const", {})
     )
-    return ColumnType(parse_format_type(base).base, mods, bool(type_name.get("arrayBounds")))
+    parsed, array = parse_format_type(base), bool(type_name.get("arrayBounds"))
+    if not mods and not array and not parsed.mods and not parsed.array:
+        return parsed  # the same value (immutable): a plain type name, as most are
+    return ColumnType(parsed.base, mods, array)
 
 
 def _constraints(coldef: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,7 +61,7 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
     """The form of one ``AlterTableCmd`` on ``table``, its relations, notes and inverse."""
     sub = cmd.get("subtype", "")
     col = cmd.get("name")
-    alter = f"ALTER TABLE {qname(table)}"
+    alter = f"ALTER TABLE {qname(table)}"  # written first: a name that cannot be written fails every sub-command
     if sub == "AT_AddColumn":
         return _add_column(cmd["def"]["ColumnDef"], table, ctx, bool(cmd.get("missing_ok")))
     if sub == "AT_DropColumn":

@@ -115,12 +115,12 @@ def build(stmt: Statement, decision: Decision, ctx: Context, sub_index: int | No
     notes = [row.note, *decision.notes] if row.note else list(decision.notes)
     reversible = decision.reversible if decision.reversible is not None else (
         row.reversible and decision.inverse is not None)
-    new_table = bool(tables) and all(t in ctx.state.created for t in tables)
+    new_table = bool(tables) and ctx.state.created.issuperset(tables)
     risk = _risk(row, decision, locks, tables, ctx, notes, new_table)
     if not row.in_transaction and ctx.state.explicit_transaction:
         notes.append("this runs inside the migration's BEGIN … COMMIT, where it fails: it cannot run in a "
                      "transaction block")
-    lock = strongest_mode(set(locks.values())) if locks else None
+    lock = (next(iter(locks.values())) if len(locks) == 1 else strongest_mode(set(locks.values()))) if locks else None
     if ctx.state.lock_timeout is None and lock == "AccessExclusiveLock" and not new_table:
         notes.append("no SET lock_timeout before it in this migration: waiting for the lock queues every query")
     return Operation(

@@ -83,7 +83,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if ctx.table(table) is None:  # already in the live catalog (IF NOT EXISTS, a set partly applied): not new
             state.created.add(table)
         refs = [range_name(c["pktable"]) for n, c in walk(f.get("tableElts", [])) if n == "Constraint"
-                and c.get("contype") == "CONSTR_FOREIGN" and "pktable" in c]
+                and c.get("contype") == "CONSTR_FOREIGN" and "pktable" in c
+                ] if stmt.may_contain("CONSTR_FOREIGN") else []  # no walk of a table without a foreign key
         from agent19.migrate.classification.alter import type_of
 
         for elt in f.get("tableElts", []):
@@ -350,12 +351,10 @@ def _data(node: str, f: dict[str, Any], ctx: Context) -> Decision:
         if select.get("valuesLists") is not None and not sources:
             return Decision("insert", [table], reversible=False, notes=["delete the inserted rows to undo"])
         return Decision("insert_select", [table], sources, notes=["INSERT … SELECT: a data migration; batch it"])
-    others = [s for s in _sources({k: v for k, v in f.items() if k != "relation"}) if s != table]
     where = f.get("whereClause") is not None
     notes = ["no WHERE: every row" if not where else "a WHERE clause limits it"]
     kind = "update" if node == "UpdateStmt" else "delete"
-    return Decision(kind, [table], notes=notes, risk=None if not where else "high", reversible=False,
-                    others=[] if not others else [])
+    return Decision(kind, [table], notes=notes, risk=None if not where else "high", reversible=False)
 
 
 def _set(f: dict[str, Any], ctx: Context) -> Decision:

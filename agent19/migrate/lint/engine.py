@@ -116,12 +116,24 @@ def _update_state(ctx: StatementContext) -> None:
     state.seen.append(ctx)
     if ctx.tx_group is not None:
         state.seen_in_transaction.setdefault(ctx.tx_group, []).append(ctx)
-    for t in {norm(t) for o in ctx.operations for t in o.tables} | ({norm(ctx.relation)} if ctx.relation else set()):
-        state.last_touch[t] = ctx
+    last_touch = state.last_touch
+    for o in ctx.operations:
+        for t in o.tables:
+            last_touch[norm(t)] = ctx
+    if ctx.relation:
+        last_touch[norm(ctx.relation)] = ctx
 
 
 def _statement_report(ctx: StatementContext, findings: list[Finding]) -> StatementReport:
     ops = ctx.operations
+    statement = ctx.statement
+    if len(ops) == 1:  # most statements: the same report as below, without the generators over one operation
+        o = ops[0]
+        return StatementReport(
+            file=statement.file, line=statement.line, sql=statement.sql, kind=o.kind,
+            tables=list(dict.fromkeys(o.tables)), lock=o.lock or None, rewrite=bool(o.rewrite),
+            in_transaction=bool(o.in_transaction), risk=max_risk([o.risk]), findings=findings,
+        )
     kinds = list(dict.fromkeys(o.kind for o in ops))
     tables = list(dict.fromkeys(t for o in ops for t in o.tables))
     return StatementReport(
@@ -299,9 +311,10 @@ def _lint(
                     findings.append(Finding(
                         rule=rule.code, severity=severities.get(rule.code) or hit.severity or rule.severity,
                         message=hit.message, fix=hit.fix))  # type: ignore[arg-type]  # a LazyText: Finding's
-            findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
-            counts.update(f.rule for f in findings)
-            counted.update(f.severity for f in findings)
+            if findings:
+                findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
+                counts.update([f.rule for f in findings])
+                counted.update([f.severity for f in findings])
             report = _statement_report(ctx, findings)
             risks.add(report.risk)
             statements += 1

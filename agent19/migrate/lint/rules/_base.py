@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar
 
 from agent19.db.locks import LOCK_MODES
 from agent19.migrate.layouts.files import Migration
@@ -74,8 +74,7 @@ class LazyText:
         return self.make(*self.args)
 
 
-@dataclass(frozen=True)
-class Hit:
+class Hit(NamedTuple):  # immutable, and built for every finding at a tuple's cost (a frozen dataclass sets each field)
     message: str | LazyText
     fix: str | LazyText | None = None
     severity: Severity | None = None
@@ -215,10 +214,10 @@ class StatementContext:
         self.operations = [PastOperation.of(o) for o in self.operations]  # type: ignore[misc]
 
 
-@dataclass(frozen=True, slots=True)
-class PastOperation:
+class PastOperation(NamedTuple):
     """An earlier statement's :class:`~agent19.migrate.model.Operation`, as later statements' rules read it
-    (the notes, SQL texts and inverse are the statement's own report, already written)."""
+    (the notes, SQL texts and inverse are the statement's own report, already written). Immutable; a tuple, so
+    every statement's operations are kept at a tuple's cost (a frozen dataclass sets each field on its own)."""
 
     kind: str
     category: str
