@@ -98,6 +98,28 @@ def test_type_changes_built_per_shape_are_the_statements_own(as_text):
             assert _shape.by_shape(st.sql, st.tree, type_changes, text) == type_changes(st.sql), st.sql
 
 
+@pytest.mark.parametrize("as_text", [False, True])
+def test_braces_in_a_built_text_are_written_as_they_are(as_text):
+    """Names are written into a shape's cached text with str.format: a brace the builder wrote (``{}``, ``{0}``,
+    ``{a19x0q}``) must come back as written, and the names in their places."""
+    _shape._shapes.clear()
+    for st in _statements():
+        text = st.tree_text if as_text else None
+        assert _shape.by_shape(st.sql, st.tree, _braced, text) == _braced(st.sql), st.sql
+    _shape._by_names.clear()
+    for names in (("t1", "a"), ("t2", "b"), ("t2", "t2")):
+        assert _shape.by_names(_braced_names, names, "{x}") == _braced_names(names, "{x}")
+
+
+def _braced(sql: str) -> tuple[str, list[str]]:
+    words = [w for w in sql.split() if w.islower()]
+    return "{" + sql + "} {0} {}", [f"{{{w}}}}}{{" for w in words]
+
+
+def _braced_names(names: tuple[str, ...], rest: str) -> str:
+    return f"{{{names[0]}}} {{0}} {rest} " + "}{".join(names)
+
+
 def _pieces(sql: str) -> tuple[str, ...]:
     tree = typed_tree(sql)
     return tuple(deparse(n) for n in (getattr(tree, "relation", None), tree) if n is not None)

@@ -30,7 +30,8 @@ from agent19.migrate.patterns.sqlnames import needs_quotes
 
 T = TypeVar("T")
 
-_WORD = re.compile(r"(?<![A-Za-z0-9_$])[a-z_][a-z0-9_]*(?![A-Za-z0-9_$])")
+_WORD = re.compile(r"(?<![A-Za-z0-9_$])([a-z_][a-z0-9_]*)(?![A-Za-z0-9_$])")
+"""A bare lower-case word (one group: :func:`re.split` keeps the words, at the odd places)."""
 _KEYWORDS = (frozenset(RESERVED_KEYWORDS) | frozenset(UNRESERVED_KEYWORDS) | frozenset(COL_NAME_KEYWORDS)
              | frozenset(TYPE_FUNC_NAME_KEYWORDS))
 _PREFIX = "a19x"
@@ -49,8 +50,8 @@ _NAME_LISTS = frozenset({("ColumnRef", "fields"), ("Constraint", "fk_attrs"), ("
 
 _LIMIT = 4096
 _shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any, str | None] | frozenset[int]] = {}
-"""(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it, its entry's JSON
-for :func:`_same_text` or None); or the
+"""(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it with its texts as
+:func:`_template` s, its entry's JSON as a template for :func:`_same_text` or None); or the
 placeholders whose words a second try keeps as they are (those the text's tree holds as plain strings: type,
 function, option names)."""
 _SVAL = re.compile(r'"sval":"a19x(\d+)q"')
@@ -61,16 +62,13 @@ def _shape(sql: str, keep: frozenset[str] = frozenset()) -> tuple[str, list[str]
     if not sql.isascii() or _PREFIX in sql or _TEXT_FORMS.search(sql):
         return None
     names: dict[str, int] = {}
-
-    def sub(m: re.Match[str]) -> str:
-        word = m.group()
+    parts = _WORD.split(sql)  # text, word, text, …: each word replaced in place (no call per word, as re.sub makes)
+    for i in range(1, len(parts), 2):
+        word = parts[i]
         if word in _KEYWORDS or word in keep or len(word) > 63:
-            return word
-        n = names.setdefault(word, len(names))
-        return f"{_PREFIX}{n}q"
-
-    text = _WORD.sub(sub, sql)
-    return (text, list(names)) if names else None
+            continue
+        parts[i] = f"{_PREFIX}{names.setdefault(word, len(names))}q"
+    return ("".join(parts), list(names)) if names else None
 
 
 def _same(mine: Any, shape: Any, names: list[str], node: str, field: str) -> bool:
@@ -113,9 +111,36 @@ def _same(mine: Any, shape: Any, names: list[str], node: str, field: str) -> boo
     return type(mine) is type(shape) and mine == shape
 
 
-def _read_back(value: Any, names: list[str]) -> Any:
+def _template(text: str) -> str:
+    """``text`` as a :meth:`str.format` template: its braces doubled and each placeholder ``a19x<n>q`` the field
+    ``{n}``, so ``_template(text).format(*names)`` writes the names in place of the placeholders (in C, where a
+    regular expression's substitution calls back into Python for each one)."""
+    return _PLACEHOLDER.sub(lambda m: f"{{{int(m.group(1))}}}", text.replace("{", "{{").replace("}", "}}"))
+
+
+class _Template(str):
+    """A text of a builder's result that holds placeholders, as a :func:`_template` (:func:`_read_back` fills it)."""
+
+    __slots__ = ()
+
+
+def _templated(value: Any) -> Any:
+    """A builder's result with every text that holds a placeholder made a :class:`_Template` (once per shape)."""
     if isinstance(value, str):
-        return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], value) if _PREFIX in value else value
+        return _Template(_template(value)) if _PREFIX in value else value
+    if isinstance(value, tuple):
+        return tuple(_templated(v) for v in value)
+    if isinstance(value, list):
+        return [_templated(v) for v in value]
+    return value
+
+
+def _read_back(value: Any, names: list[str]) -> Any:
+    """A :func:`_templated` result with ``names`` written in place of the placeholders."""
+    if type(value) is _Template:
+        return value.format(*names)
+    if isinstance(value, str):
+        return value
     if isinstance(value, tuple):
         return tuple(_read_back(v, names) for v in value)
     if isinstance(value, list):
@@ -136,9 +161,10 @@ def _normal(entry: str) -> str:
 
 def _same_text(entry: str, shape: str, names: list[str]) -> bool:
     """:func:`_same` read from the JSON texts: equal once offsets are set aside and the names written in place of the
-    placeholders, for a shape whose every placeholder stands where :func:`_same` lets it (checked when cached). One
-    writer wrote both texts, in one order and spelling: equal texts are equal trees and the converse."""
-    return _normal(entry) == _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], shape)
+    placeholders (``shape``: the shape's entry as a :func:`_template`), for a shape whose every placeholder stands
+    where :func:`_same` lets it (checked when cached). One writer wrote both texts, in one order and spelling: equal
+    texts are equal trees and the converse."""
+    return _normal(entry) == shape.format(*names)
 
 
 def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T], tree_text: str | None = None) -> T:
@@ -178,8 +204,8 @@ def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T], tree_tex
                 _shapes.clear()
             placeholders = [f"{_PREFIX}{i}q" for i in range(len(names))]  # each where a name may stand?
             entry = _normal(doc[doc.index('"stmts":[') + len('"stmts":['): doc.rindex("]")])
-            hit = _shapes[key] = (shape_tree, build(text),
-                                  entry if _same(shape_tree, shape_tree, placeholders, "", "") else None)
+            hit = _shapes[key] = (shape_tree, _templated(build(text)),
+                                  _template(entry) if _same(shape_tree, shape_tree, placeholders, "", "") else None)
         elif not (_same_text(tree_text, hit[2], names) if tree_text is not None and hit[2] is not None
                   else _same(tree, hit[0], names, "", "")):
             break
@@ -193,6 +219,7 @@ trigger ``<table>_<column>_to_new``, a constraint ``<table>_<column>_new_not_nul
 PostgreSQL's 63, where :func:`agent19.migrate.patterns.sqlnames.short` would cut it — and cut a placeholder
 elsewhere than the name."""
 _by_names: dict[tuple[Any, ...], str] = {}
+"""(builder, number of names, rest) → the text built for placeholder names, as a :func:`_template`"""
 
 
 def by_names(build: Callable[..., str], names: tuple[str, ...], *rest: Any) -> str:
@@ -209,5 +236,5 @@ def by_names(build: Callable[..., str], names: tuple[str, ...], *rest: Any) -> s
     if template is None:
         if len(_by_names) >= _LIMIT:
             _by_names.clear()
-        template = _by_names[key] = build(tuple(f"{_PREFIX}{i}q" for i in range(len(names))), *rest)
-    return _PLACEHOLDER.sub(lambda m: names[int(m.group(1))], template)
+        template = _by_names[key] = _template(build(tuple(f"{_PREFIX}{i}q" for i in range(len(names))), *rest))
+    return template.format(*names)
