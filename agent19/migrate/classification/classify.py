@@ -140,8 +140,10 @@ def _risk(row: Behaviour, decision: Decision, locks: dict[str, str], tables: lis
     if new_table:
         notes.append("every table it touches was created earlier in this migration: nobody is using it yet")
         return "low"
+    if not (row.rewrite or row.scan) or row.category == "data_migration":
+        return base
     blocking = [t for t, mode in locks.items() if mode in BLOCKING and t not in ctx.state.created]
-    if not blocking or not (row.rewrite or row.scan) or row.category == "data_migration":
+    if not blocking:
         return base
     large, sizes = _large_tables(blocking, ctx)
     if sizes:

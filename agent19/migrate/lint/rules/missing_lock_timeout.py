@@ -31,6 +31,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.state.lock_timeout or (ctx.tx_group is not None and ctx.tx_group == ctx.state.lock_timeout_tx):
         return
     locked: list[tuple[str, str]] = []
+    long_running: bool | None = None  # asked once, and only about a weaker write-blocking lock
     for o in ctx.operations:
         if o.kind in QUIET:
             continue
@@ -38,10 +39,16 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         creates = o.kind in CREATES or (o.kind == "create_view" and not ctx.fields.get("replace"))
         if creates and o.tables:
             pairs = [(t, lock) for t, lock in pairs if t != o.tables[0]]
-        # weaker write-blocking locks of a long statement (CREATE INDEX…) are that statement's own error
-        weaker = set() if ctx.long_running() else BLOCKS_WRITES
-        locked += [(t, lock) for t, lock in pairs
-                   if (lock == "AccessExclusiveLock" or lock in weaker) and not ctx.is_new(t)]
+        for t, lock in pairs:
+            if lock != "AccessExclusiveLock":
+                if lock not in BLOCKS_WRITES:
+                    continue
+                if long_running is None:
+                    long_running = ctx.long_running()
+                if long_running:  # weaker write-blocking locks of a long statement (CREATE INDEX…): its own error
+                    continue
+            if not ctx.is_new(t):
+                locked.append((t, lock))  # type: ignore[arg-type]
     if not locked:
         return
     table, lock = max(locked, key=lambda pair: lock_rank(pair[1]))
