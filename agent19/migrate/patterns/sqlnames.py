@@ -122,7 +122,11 @@ def table_arg(text: str) -> str:
 
 def qualified(*parts: str | None) -> str:
     """Parts of a name (``None`` parts skipped) quoted and joined with dots: ``qualified(schema, table)``."""
-    return ".".join([ident(p) for p in parts if p is not None])
+    written = []
+    for p in parts:
+        if p is not None:
+            written.append(ident(p))
+    return ".".join(written)
 
 
 def relation_key(schema: str, name: str) -> str:

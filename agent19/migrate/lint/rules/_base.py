@@ -123,7 +123,7 @@ class StatementContext:
     """what the team states it knows (``--assume`` / ``[lint] assume``; see agent19.migrate.lint.config)"""
 
     # -- the parse tree ---------------------------------------------------------------------
-    @property
+    @_once  # read by most rules: then a plain attribute
     def node(self) -> str:
         return self.statement.node
 
@@ -131,7 +131,7 @@ class StatementContext:
     def fields(self) -> dict[str, Any]:
         return self.statement.fields
 
-    @property
+    @_once
     def sql(self) -> str:
         return self.statement.sql
 
@@ -193,7 +193,7 @@ class StatementContext:
     # -- the migration so far ----------------------------------------------------------------
     def is_new(self, table: str | None) -> bool:
         """Created earlier in this migration (so empty and invisible to other sessions)."""
-        return table is not None and norm(table) in self.state.created
+        return table is not None and (table if "." in table else f"public.{table}") in self.state.created  # norm
 
     def table(self, name: str | None) -> Table | None:
         return self.catalog.table(name) if self.catalog and name else None
