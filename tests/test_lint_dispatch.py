@@ -1,5 +1,6 @@
-"""The engine calls a rule only for the statement types it declares (``Rule.nodes``). A declaration that left out a
-type would silently drop findings: every rule runs here on every statement of the corpora as if it declared none,
+"""The engine calls a rule only for the statement types it declares (``Rule.nodes``), and for an ALTER TABLE only
+with the sub-commands it declares (``Rule.subcommands``). A declaration that left out a type would silently drop
+findings: every rule runs here on every statement of the corpora as if it declared none,
 and the reports must not change."""
 
 from __future__ import annotations
@@ -12,11 +13,21 @@ from agent19.migrate.layouts.files import load_text
 from agent19.migrate.lint import engine
 from agent19.migrate.lint.config import LintConfig
 from agent19.migrate.lint.rules import all_rules
+from agent19.migrate.parse import parse_sql
 from tests.corpus.authors_cases import CASES
 from tests.corpus.classify_corpus import CORPUS
 
+# every ALTER TABLE sub-command a rule declares, alone and beside others (test_every_declared_subcommand_is_linted)
+ALTERS = [
+    "ALTER TABLE t SET TABLESPACE fast;", "ALTER TABLE t SET LOGGED;", "ALTER TABLE t SET UNLOGGED, ADD COLUMN b int;",
+    "ALTER TABLE t DETACH PARTITION p;", "ALTER TABLE t ATTACH PARTITION p FOR VALUES FROM (1) TO (2);",
+    "ALTER TABLE t ADD CONSTRAINT c EXCLUDE USING gist (a WITH &&), ALTER COLUMN b DROP NOT NULL;",
+    "ALTER TABLE t ADD PRIMARY KEY USING INDEX i, DROP COLUMN c;",
+    "ALTER TABLE t ALTER COLUMN a TYPE bigint, ALTER COLUMN b SET NOT NULL, ADD UNIQUE (c);",
+    "ALTER TABLE t ADD COLUMN d int NOT NULL REFERENCES p (id), ADD CONSTRAINT k CHECK (d > 0);",
+]
 SQLS = [sql.rstrip(";") + ";" for sql, *_ in CORPUS] + [sql for _, _, sql in CASES] + [
-    s for r in all_rules() for s in (r.bad, r.good) if s]
+    s for r in all_rules() for s in (r.bad, r.good) if s] + ALTERS
 
 
 def _reports(version: int) -> list[dict]:
@@ -29,10 +40,19 @@ def _reports(version: int) -> list[dict]:
 def test_declared_statement_types_leave_out_no_finding(monkeypatch, version):
     declared = [r for r in all_rules() if r.nodes]
     assert len(declared) >= 20  # the dispatch is in use
+    assert len([r for r in declared if r.subcommands]) >= 10  # and by ALTER TABLE sub-command
     dispatched = _reports(version)
-    undeclared = tuple(replace(r, nodes=()) for r in all_rules())
+    undeclared = tuple(replace(r, nodes=(), subcommands=()) for r in all_rules())
     monkeypatch.setattr(engine, "all_rules", lambda: undeclared)
     assert _reports(version) == dispatched
+
+
+def test_every_declared_subcommand_is_linted():
+    """The proof above holds for the sub-commands its statements have: each one a rule declares is among them."""
+    seen = {cmd["AlterTableCmd"]["subtype"] for st in parse_sql(" ".join(SQLS)) if st.node == "AlterTableStmt"
+            for cmd in st.fields.get("cmds", [])}
+    declared = {s for r in all_rules() for s in r.subcommands}
+    assert declared and declared <= seen, declared - seen
 
 
 def _chain(ancestors: object) -> list[tuple[str, int, object]]:

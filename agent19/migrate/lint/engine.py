@@ -277,7 +277,7 @@ def _lint(
     assume = frozenset(config.assume)
     session_timeout = bool(lock_timeout_ms(config.migration_lock_timeout or "0"))  # '0', '5us': no timeout
     fail_rank = SEVERITY_ORDER.index(config.fail_on) if config.fail_on != "never" else len(SEVERITY_ORDER)
-    for_node: dict[str, list[Rule]] = {}
+    for_node: dict[tuple[str, frozenset[str] | None], list[Rule]] = {}
     counts: Counter[str] = Counter()
     counted: Counter[str] = Counter()
     risks: set[Risk] = set()
@@ -300,9 +300,12 @@ def _lint(
             ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
             silenced = _ignored_rules(lines, stmt.line, stmt.sql)
             findings: list[Finding] = []
-            applicable = for_node.get(stmt.node)
-            if applicable is None:  # the rules that read this kind of statement, in code order
-                applicable = for_node[stmt.node] = [r for r in rules if not r.nodes or stmt.node in r.nodes]
+            kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()]) if stmt.node == "AlterTableStmt"
+                    else None)
+            applicable = for_node.get(kind)
+            if applicable is None:  # the rules that read this kind of statement (and sub-commands), in code order
+                applicable = for_node[kind] = [r for r in rules if (not r.nodes or stmt.node in r.nodes) and (
+                    kind[1] is None or not r.subcommands or not kind[1].isdisjoint(r.subcommands))]
             for rule in applicable:
                 for hit in rule.check(ctx):
                     if silenced is not None and (not silenced or rule.code in silenced):

@@ -261,6 +261,10 @@ class Rule:
     """the statement types (top-level parse nodes, e.g. ``AlterTableStmt``) ``check`` can find anything in; the
     engine calls it only for those (empty: every statement). tests/test_lint_dispatch.py runs every rule on every
     statement of the corpora to prove a declaration leaves nothing out."""
+    subcommands: tuple[str, ...] = ()
+    """for an ``AlterTableStmt``: the sub-command types (``AlterTableCmd`` subtypes, e.g. ``AT_AddColumn``) ``check``
+    can find anything in; the engine calls it only for an ALTER TABLE with one of them (empty: every one; statements
+    of other types are not filtered by this). Proved like :attr:`nodes`."""
 
 
 # -- small helpers rules share ---------------------------------------------------------------

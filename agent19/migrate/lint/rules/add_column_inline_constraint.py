@@ -102,4 +102,5 @@ RULE = Rule(
     "ALTER TABLE orders ADD CONSTRAINT orders_code_key UNIQUE USING INDEX orders_code_key;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddColumn",),
 )

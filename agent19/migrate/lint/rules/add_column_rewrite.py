@@ -137,5 +137,6 @@ RULE = Rule(
     "ALTER TABLE orders ALTER COLUMN token SET DEFAULT gen_random_uuid();",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddColumn",),
     aliases=("adding-field-with-default", "adding-serial-primary-key-field"),  # squawk's rule name(s)
 )

@@ -124,4 +124,5 @@ RULE = Rule(
     "ALTER TABLE measurements ATTACH PARTITION measurements_2025 FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AttachPartition",),
 )

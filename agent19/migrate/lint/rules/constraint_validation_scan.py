@@ -98,5 +98,6 @@ RULE = Rule(
     "NOT VALID;\nCOMMIT;\nALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fkey;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddConstraint",),
     aliases=("constraint-missing-not-valid", "adding-foreign-key-constraint"),  # squawk's rule name(s)
 )

@@ -39,4 +39,5 @@ RULE = Rule(
     good="ALTER TABLE measurements DETACH PARTITION measurements_2020 CONCURRENTLY;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_DetachPartition",),
 )

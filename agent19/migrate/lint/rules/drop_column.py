@@ -51,5 +51,6 @@ RULE = Rule(
     good="-- the column is dropped in a later release, after no client uses it\nSELECT 1;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_DropColumn",),
     aliases=("ban-drop-column",),  # squawk's rule name(s)
 )

@@ -33,5 +33,6 @@ RULE = Rule(
     good="ALTER TABLE users ALTER COLUMN email SET DEFAULT '';",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_DropNotNull",),
     aliases=("ban-drop-not-null",),
 )

@@ -34,4 +34,5 @@ RULE = Rule(
     good="CREATE TABLE bookings (room int, during tstzrange, EXCLUDE USING gist (room WITH =, during WITH &&));",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddConstraint",),
 )

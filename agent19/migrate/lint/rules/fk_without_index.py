@@ -116,4 +116,5 @@ RULE = Rule(
     "CREATE INDEX order_lines_order_id_idx ON order_lines (order_id);",
     check=check,
     nodes=("CreateStmt", "AlterTableStmt"),
+    subcommands=("AT_AddConstraint", "AT_AddColumn"),
 )

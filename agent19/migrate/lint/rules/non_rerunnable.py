@@ -73,4 +73,5 @@ RULE = Rule(
     good="CREATE TABLE IF NOT EXISTS audit_log (id bigint PRIMARY KEY);",
     check=check,
     nodes=("CreateStmt", "IndexStmt", "DropStmt", "AlterTableStmt"),
+    subcommands=("AT_AddColumn", "AT_DropColumn"),
 )

@@ -113,5 +113,6 @@ RULE = Rule(
     good="ALTER TABLE orders ADD COLUMN currency text NOT NULL DEFAULT 'EUR';",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddColumn",),
     aliases=("adding-required-field",),  # squawk's rule name(s)
 )

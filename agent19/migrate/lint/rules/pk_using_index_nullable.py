@@ -92,4 +92,5 @@ RULE = Rule(
     "ALTER TABLE accounts ADD CONSTRAINT accounts_pkey PRIMARY KEY USING INDEX accounts_pkey_idx;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddConstraint",),
 )

@@ -82,5 +82,6 @@ RULE = Rule(
     "ALTER TABLE orders DROP CONSTRAINT orders_customer_id_not_null;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_SetNotNull",),
     aliases=("adding-not-nullable-field",),  # squawk's rule name(s)
 )

@@ -58,4 +58,5 @@ RULE = Rule(
     good="VACUUM (ANALYZE) orders;",
     check=check,
     nodes=("VacuumStmt", "ClusterStmt", "AlterTableStmt"),
+    subcommands=("AT_SetLogged", "AT_SetUnLogged", "AT_SetTableSpace"),
 )

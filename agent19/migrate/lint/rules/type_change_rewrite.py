@@ -151,5 +151,6 @@ RULE = Rule(
     "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AlterColumnType",),
     aliases=("changing-column-type",),  # squawk's rule name(s)
 )

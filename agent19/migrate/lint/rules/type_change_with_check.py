@@ -68,4 +68,5 @@ RULE = Rule(
     "ALTER TABLE orders ALTER COLUMN note TYPE varchar(40);  -- no CHECK reads note: instant",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AlterColumnType",),
 )

@@ -48,5 +48,6 @@ RULE = Rule(
     "ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE USING INDEX orders_number_key;",
     check=check,
     nodes=("AlterTableStmt",),
+    subcommands=("AT_AddConstraint",),
     aliases=("disallowed-unique-constraint",),  # squawk's rule name(s)
 )
