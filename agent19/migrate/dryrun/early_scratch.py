@@ -199,11 +199,14 @@ class EarlyScratch:
         return self._dump or (None, "pg_dump did not run")
 
     def wait_dumped(self) -> None:
-        """Return once pg_dump no longer holds locks on the target's tables."""
+        """Return once pg_dump no longer holds locks on the target's tables (a digest not handed over by now is
+        read on a session of the dump's own)."""
+        if not self._stated.is_set():
+            self.give_state(None)
         self._dumped.wait()
 
     def _join(self) -> None:
-        if not self._stated.is_set():  # the dry run ended before its snapshot: the dump thread must not wait on
+        if not self._stated.is_set():  # the dry run ended before its snapshot: the dump thread waits no more
             self.give_state(None)
         for t in self._threads:
             t.join()
