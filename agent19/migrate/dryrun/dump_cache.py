@@ -122,7 +122,10 @@ def lookup(data_dir: Path | None, target: str, major: int, state: str) -> bytes 
             return None
         with os.fdopen(fd, "rb", closefd=False) as f:
             dump = f.read()
-        os.utime(fd)  # most recently used
+        try:
+            os.utime(fd)  # the most recently used: pruned last
+        except OSError:
+            pass
     except OSError as exc:
         log.debug("could not read %s: %s", path, exc)
         return None
