@@ -179,8 +179,12 @@ _KINDS = {"r": "table", "p": "partitioned_table", "f": "foreign_table"}
 _PERSISTENCE = {"p": "permanent", "u": "unlogged", "t": "temporary"}
 
 
-def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | None = None) -> SchemaSnapshot:
+def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | None = None,
+             also: list[str] | None = None) -> SchemaSnapshot:
     """Describe the database ``conn`` is connected to (optionally one schema, or one table).
+
+    ``also``: more queries (constants, no parameters) to send in the same round trip; their rows are put in
+    that list in place of each query, in order.
 
     ``table`` may be ``name`` or ``schema.name``. Runs only catalog reads, with pg_catalog first on the
     search_path (a database owner's ``public.format_type()`` never runs here), then gives the transaction
@@ -193,7 +197,7 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     if saved is not None:
         conn.execute("SELECT set_config('search_path', 'pg_catalog, ' || %s, true)", (_value(saved),))
     try:
-        return _snapshot(conn, schema=schema, table=table)
+        return _snapshot(conn, schema=schema, table=table, also=also)
     finally:
         if saved is not None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
             conn.execute("SELECT set_config('search_path', %s, true)", (_value(saved),))
@@ -203,11 +207,15 @@ def _value(row: Any) -> str:
     return str(row["p"] if isinstance(row, dict) else row[0])
 
 
-def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None) -> SchemaSnapshot:
+def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None,
+              also: list[str] | None = None) -> SchemaSnapshot:
     if table and "." in table and schema is None:
         schema, table = table.split(".", 1)
     params: dict[str, Any] = {"schema": schema, "table": table}
-    fetched = _read_all(conn, _QUERIES, params)
+    extra = tuple(also or ())
+    fetched = _read_all(conn, _QUERIES, params, plain=extra)
+    if also is not None:
+        also[:] = [fetched[q] for q in extra]
 
     def rows(query: str) -> list[dict[str, Any]]:
         return fetched[query]
@@ -278,16 +286,19 @@ _QUERIES = (Q_SERVER, Q_EXTENSIONS, Q_COLUMNS, Q_CONSTRAINTS, Q_INDEXES, Q_TRIGG
             Q_SCHEMAS, Q_ENUMS)
 
 
-def _read_all(conn: Connection[Any], queries: tuple[str, ...], params: dict[str, Any]) -> dict[str, list[Any]]:
-    """Each query's rows, all sent at once and read in one round trip (pipeline mode: the server runs them one
-    after the other, without waiting for the client in between); one by one where libpq has no pipeline mode."""
+def _read_all(conn: Connection[Any], queries: tuple[str, ...], params: dict[str, Any],
+              plain: tuple[str, ...] = ()) -> dict[str, list[Any]]:
+    """Each query's rows (``queries`` with ``params``, then ``plain`` without), all sent at once and read in one
+    round trip (pipeline mode: the server runs them one after the other, without waiting for the client in
+    between); one by one where libpq has no pipeline mode."""
     import psycopg
 
+    todo = [(q, params) for q in queries] + [(q, None) for q in plain]
     if not psycopg.Pipeline.is_supported():
         cur = conn.cursor()
-        return {q: cur.execute(q, params).fetchall() for q in queries}
+        return {q: cur.execute(q, p).fetchall() for q, p in todo}
     with conn.pipeline():
-        cursors = {q: conn.cursor().execute(q, params) for q in queries}
+        cursors = {q: conn.cursor().execute(q, p) for q, p in todo}
     return {q: c.fetchall() for q, c in cursors.items()}
 
 

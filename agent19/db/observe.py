@@ -48,6 +48,8 @@ class Observation(BaseModel):
         default={}, exclude=True, repr=False,
         description="every user relation after the statement (oid → name, relfilenode): the next statement's "
                     "``before`` when nothing ran between them (see observe())")
+    also: list[list[Any]] = Field(default=[], exclude=True, repr=False,
+                                  description="the rows of observe()'s ``also`` queries, read after the statement")
 
     def named_locks(self) -> list[HeldLock]:
         """``locks`` with relations that no longer exist named instead of shown as bare oids."""
@@ -109,22 +111,32 @@ def _held(rows: list[Any]) -> list[HeldLock]:
 def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], list[HeldLock]]:
     """:func:`filenodes` and :func:`held_locks` in one round trip (pipeline mode), or one after the other where
     the client library has no pipeline mode."""
+    nodes, locks, _ = _after_state(conn, ())
+    return nodes, locks
+
+
+def _after_state(conn: psycopg.Connection[Any], also: tuple[str, ...],
+                 ) -> tuple[dict[int, tuple[str, int]], list[HeldLock], list[list[Any]]]:
+    """:func:`after_state`, and the rows of the queries ``also`` (constants, no parameters) in the same round trip."""
     from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
 
     if not Pipeline.is_supported():
-        return filenodes(conn), held_locks(conn)
+        return filenodes(conn), held_locks(conn), [conn.execute(q).fetchall() for q in also]
     with conn.pipeline():
         nodes, locks = conn.execute(Q_FILENODES), conn.execute(Q_LOCKS)
-    return _filenodes(nodes.fetchall()), _held(locks.fetchall())
+        more = [conn.execute(q) for q in also]
+    return _filenodes(nodes.fetchall()), _held(locks.fetchall()), [c.fetchall() for c in more]
 
 
 def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
-            before: dict[int, tuple[str, int]] | None = None) -> Observation:
+            before: dict[int, tuple[str, int]] | None = None, also: tuple[str, ...] = ()) -> Observation:
     """Run ``sql`` on ``conn`` (inside the caller's transaction) and report its locks and rewrites.
 
     The caller owns the transaction and must roll it back; errors from ``sql`` propagate. ``before``: the
     relations' file nodes as they are now, when the caller read them after the last thing this session changed
     (an earlier statement's :attr:`Observation.filenodes_after`, or :func:`after_state`): not read again.
+    ``also``: more queries (constants) to run right after the statement, in the round trip that reads its locks
+    and file nodes; their rows are :attr:`Observation.also`.
     """
     notices: list[str] = []
 
@@ -139,7 +151,7 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
         cur = conn.execute(sql, params)
         duration_ms = (time.perf_counter() - start) * 1000
         rows = cur.rowcount if cur.rowcount >= 0 else None
-        after, locks = after_state(conn)
+        after, locks, more = _after_state(conn, also)
     finally:
         conn.remove_notice_handler(on_notice)
     rewritten = sorted(
@@ -148,7 +160,7 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
     gone = {lk.relation: name_gone(lk, before).relation for lk in locks if lk.relation.isdigit()}
     renamed = {after[oid][0]: name for oid, (name, _) in before.items() if oid in after and after[oid][0] != name}
     return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
-                       notices=notices, gone_names=gone, renamed=renamed, filenodes_after=after)
+                       notices=notices, gone_names=gone, renamed=renamed, filenodes_after=after, also=more)
 
 
 def name_gone(lock: HeldLock, before: dict[int, tuple[str, int]]) -> HeldLock:

@@ -60,6 +60,7 @@ _HELD_SHARED_WRITES = (
     "AND l.locktype = 'relation' AND l.database = 0 "
     f"AND l.mode IN ({', '.join(repr(m) for m in _WRITE_MODES)}) "
     f"AND c.relname IN ({', '.join(repr(c) for c in SHARED_CATALOGS)})")
+Q_SHARED_WRITES = f"SELECT DISTINCT c.relname::text {_HELD_SHARED_WRITES} ORDER BY 1"
 _CALLED = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")  # names called in a function body or DO block
 _REMOTE = re.compile(r"\b(dblink\w*|postgres_fdw\w*)\b", re.IGNORECASE)
 _COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.IGNORECASE | re.DOTALL)
@@ -304,9 +305,11 @@ def created_functions(stmt: Statement) -> dict[str, str]:
     return {name: stmt.sql}
 
 
-def shared_writes(conn: psycopg.Connection[Any]) -> list[str]:
-    """Shared catalogs this session's transaction holds a write lock on (it changed the cluster)."""
-    rows = conn.execute(f"SELECT DISTINCT c.relname::text {_HELD_SHARED_WRITES} ORDER BY 1").fetchall()
+def shared_writes(conn: psycopg.Connection[Any], rows: list[Any] | None = None) -> list[str]:
+    """Shared catalogs this session's transaction holds a write lock on (it changed the cluster); ``rows``: those
+    of :data:`Q_SHARED_WRITES`, read already (with the statement's observation: :func:`agent19.db.observe.observe`)."""
+    if rows is None:
+        rows = conn.execute(Q_SHARED_WRITES).fetchall()
     return [_row(r, "relname")[0] for r in rows]
 
 

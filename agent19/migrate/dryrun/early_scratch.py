@@ -9,9 +9,10 @@ there) — :class:`EarlyScratch` starts making it at once, in two threads:
 * ``pg_dump --schema-only`` of the target. pg_dump takes ACCESS SHARE on every table, so the dry run
   waits for it (:meth:`EarlyScratch.wait_dumped`) before its transaction locks them: a statement never
   waits behind agent19's own dump, and its observed duration stays its own.
-  (The first dump of a database in a process starts at once, in a snapshot whose catalogs' digest — the
-  key it is kept under, :func:`cached_dump` — is read meanwhile; later ones wait for the digest, which
-  says whether the kept dump is still good.)
+  (With no dump of the database kept, pg_dump starts at once, in a snapshot whose catalogs' digest — the
+  key it is kept under, :func:`cached_dump` — is read meanwhile. With one kept, in this process or on disk,
+  the dry run's own session reads the digest in the round trip of its catalog snapshot
+  (:attr:`EarlyScratch.wants_state`), which says whether the kept dump is still good.)
 * The owner session, ``CREATE DATABASE … TEMPLATE template0`` and, once the dump is there, loading it,
   then the session that will replay the statements there — all while the target's transaction runs.
 
@@ -26,50 +27,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
+from agent19.db.models import SchemaSnapshot
+from agent19.migrate.dryrun import dump_cache
 from agent19.migrate.dryrun import scratch as scratch_mod
+from agent19.migrate.dryrun.dump_cache import _DUMPS, catalog_state  # noqa: F401 — kept importable from here
 from agent19.migrate.dryrun.scratch import ScratchDatabase
 
 log = logging.getLogger(__name__)
-
-
-# Every catalog whose rows pg_dump --schema-only turns into SQL (pg_user_mapping is left out: only a superuser
-# may read it). Any DDL that commits inserts, updates or deletes rows of some of them: a new row version has a
-# new ctid and xmin, so the digest below changes; a rolled-back DDL, ANALYZE and VACUUM's in-place updates
-# leave it as it was. (VACUUM FULL of a catalog moves rows: a new digest, a dump taken again — never a stale one.)
-_CATALOGS = (
-    "pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger",
-    "pg_rewrite", "pg_proc", "pg_type", "pg_enum", "pg_range", "pg_extension", "pg_sequence", "pg_inherits",
-    "pg_partitioned_table", "pg_description", "pg_policy", "pg_collation", "pg_operator", "pg_opclass",
-    "pg_opfamily", "pg_amop", "pg_amproc", "pg_cast", "pg_conversion", "pg_language", "pg_aggregate",
-    "pg_statistic_ext", "pg_foreign_data_wrapper", "pg_foreign_server", "pg_foreign_table", "pg_event_trigger",
-    "pg_ts_config", "pg_ts_config_map", "pg_ts_dict", "pg_ts_parser", "pg_ts_template", "pg_transform",
-    "pg_seclabel", "pg_default_acl", "pg_init_privs", "pg_am", "pg_depend",
-)
-Q_CATALOG_STATE = (
-    "SELECT md5(string_agg(c || ':' || n || ':' || h, ',' ORDER BY c)) FROM ("
-    + " UNION ALL ".join(f"SELECT '{c}' AS c, count(*) AS n, coalesce(sum(hashtext(ctid::text || ' ' || "
-                         f"xmin::text)), 0) AS h FROM pg_catalog.{c}" for c in _CATALOGS)
-    + ") s")
-
-_DUMPS: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()  # (target, major, catalog state) -> its dump
-_DUMPS_KEPT = 4
-_DUMPS_LOCK = threading.Lock()
-
-
-def catalog_state(conn: psycopg.Connection[Any]) -> str:
-    """A digest of the database's catalogs that changes with every committed DDL (see ``_CATALOGS``)."""
-    row = conn.execute(Q_CATALOG_STATE).fetchone()
-    value = next(iter(row.values())) if isinstance(row, dict) else row[0] if row else None
-    return str(value)
 
 
 def _target_key(db: Database) -> str:
@@ -79,39 +52,38 @@ def _target_key(db: Database) -> str:
     return make_conninfo(**params)
 
 
-def cached_dump(db: Database, major: int) -> tuple[tuple[bytes | None, str | None], str]:
-    """The target's schema dump: taken again unless the catalogs are unchanged since this process last took it
-    (a second dry run of the same database skips pg_dump's 0.1–0.2 s). Returns (the dump, how it was had).
+def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
+                ) -> tuple[tuple[bytes | None, str | None], str]:
+    """The target's schema dump: taken again unless the catalogs are unchanged since it was last taken (by this
+    process, or kept on disk: :mod:`agent19.migrate.dryrun.dump_cache`) — a dry run of an unchanged schema skips
+    pg_dump's 0.1–0.2 s. Returns (the dump, how it was had).
 
+    ``state``: where the digest is read when a dump is kept — the dry run's own session reads it in the round
+    trip of its catalog snapshot (:meth:`EarlyScratch.give_state`; None: read here, on a session of its own).
     With no dump of this database kept, there is nothing to look up: pg_dump starts at once, dumping as of a
     snapshot that a transaction here exports and reads the catalogs' digest in meanwhile (the digest is then
     exactly the dumped state's), instead of after the digest."""
-    target = _target_key(db)
-    with _DUMPS_LOCK:
-        kept_any = any(k[:2] == (target, major) for k in _DUMPS)
-    key: tuple[str, int, str] | None = None
+    target, data_dir = _target_key(db), db.settings.data_dir
+    key: str | None = None
     dump: tuple[bytes | None, str | None] | None = None
-    try:
-        with psycopg.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
-            if not kept_any:
-                dump, state = _dump_in_snapshot(conn, db, major)
-                key = (target, major, state) if state is not None else None
-            else:
-                key = (target, major, catalog_state(conn))
-    except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
-        log.debug("no catalog state (%s): pg_dump runs", exc)
-    if key is not None and dump is None:
-        with _DUMPS_LOCK:
-            if (kept := _DUMPS.get(key)) is not None:
-                _DUMPS.move_to_end(key)
-                return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
+    warm = dump_cache.kept(data_dir, target, major)
+    if warm and state is not None:
+        key = state()
+    if key is None:
+        try:
+            with psycopg.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
+                if not warm:
+                    dump, key = _dump_in_snapshot(conn, db, major)
+                else:
+                    key = catalog_state(conn)
+        except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
+            log.debug("no catalog state (%s): pg_dump runs", exc)
+    if key is not None and dump is None and (kept := dump_cache.lookup(data_dir, target, major, key)) is not None:
+        return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
     if dump is None:
         dump = scratch_mod.dump_schema(db.dsn, major)
     if key is not None and dump[0] is not None:
-        with _DUMPS_LOCK:
-            _DUMPS[key] = dump[0]
-            while len(_DUMPS) > _DUMPS_KEPT:
-                _DUMPS.popitem(last=False)
+        dump_cache.store(data_dir, target, major, key, dump[0])
     return dump, "schema dump taken (pg_dump)"
 
 
@@ -167,6 +139,11 @@ class EarlyScratch:
         self._closed = False
         self._how: str | None = None
         self.dropped = False
+        # a dump is kept: its key, the digest, is read by the dry run's session with its catalog snapshot (one
+        # backend warms the catalog caches once, instead of two), and handed over with give_state()
+        self.wants_state = copy == "schema" and dump_cache.kept(db.settings.data_dir, _target_key(db), major)
+        self._state: str | None = None
+        self._stated = threading.Event()
         threads = [threading.Thread(target=self._create, name="agent19-scratch-create", daemon=True)]
         if copy == "schema":
             threads.append(threading.Thread(target=self._take_dump, name="agent19-scratch-dump", daemon=True))
@@ -176,9 +153,19 @@ class EarlyScratch:
         for t in threads:
             t.start()
 
+    def give_state(self, state: str | None) -> None:
+        """The catalogs' digest as the dry run's session read it (None: not read; then read on a session of its
+        own). Called once when :attr:`wants_state`, even when the read failed."""
+        self._state = state
+        self._stated.set()
+
+    def _given_state(self) -> str | None:
+        self._stated.wait()
+        return self._state
+
     def _take_dump(self) -> None:
         try:
-            self._dump, self._how = cached_dump(self.db, self.major)
+            self._dump, self._how = cached_dump(self.db, self.major, self._given_state if self.wants_state else None)
         except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
             self._dump = (None, f"pg_dump failed: {exc}")
         finally:
@@ -212,10 +199,15 @@ class EarlyScratch:
         return self._dump or (None, "pg_dump did not run")
 
     def wait_dumped(self) -> None:
-        """Return once pg_dump no longer holds locks on the target's tables."""
+        """Return once pg_dump no longer holds locks on the target's tables (a digest not handed over by now is
+        read on a session of the dump's own)."""
+        if not self._stated.is_set():
+            self.give_state(None)
         self._dumped.wait()
 
     def _join(self) -> None:
+        if not self._stated.is_set():  # the dry run ended before its snapshot: the dump thread waits no more
+            self.give_state(None)
         for t in self._threads:
             t.join()
 
@@ -253,3 +245,18 @@ class EarlyScratch:
                 self.dropped = scratch_mod.close_owner(self._admin, self._name)
             except psycopg.Error as exc:  # its owner session is closed: the next run's drop_leftovers takes it
                 log.warning("could not drop scratch database %s: %s", self._name, exc)
+
+
+def catalog_snapshot(conn: psycopg.Connection[Any], early: EarlyScratch | None) -> SchemaSnapshot:
+    """The target's catalog snapshot on the dry run's session; when ``early`` wants the catalogs' digest (a dump
+    is kept), that digest too, in the same round trip, handed to ``early`` (None if the read failed)."""
+    if early is None or not early.wants_state:
+        return snapshot(conn)
+    rows: list[Any] = [dump_cache.Q_CATALOG_STATE]
+    state: str | None = None
+    try:
+        before = snapshot(conn, also=rows)
+        state = dump_cache.state_of(rows[0][0]) if rows[0] else None
+        return before
+    finally:
+        early.give_state(state)

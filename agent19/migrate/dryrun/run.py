@@ -58,11 +58,11 @@ from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
-from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
+from agent19.migrate.dryrun.cluster_guard import Q_SHARED_WRITES, Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
 from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, summary_text
-from agent19.migrate.dryrun.early_scratch import EarlyScratch
+from agent19.migrate.dryrun.early_scratch import EarlyScratch, catalog_snapshot
 from agent19.migrate.dryrun.model import (
     CheckResult,
     DryRunResult,
@@ -212,9 +212,9 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         held_now = nodes_now = None  # from here until this statement's observation, unknown (it may fail half-way)
         try:
             with conn.transaction():
-                obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before), conn=conn, dsn=dsn,
-                                    progress=live, done=stmt.index, total=len(stmts), label=label)
-                if wrote := shared_writes(conn):
+                obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before, also=(Q_SHARED_WRITES,)),
+                                    conn=conn, dsn=dsn, progress=live, done=stmt.index, total=len(stmts), label=label)
+                if wrote := shared_writes(conn, obs.also[0]):  # read with its locks, in one round trip
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
         except ClusterWrite as exc:
             res.ran_in, res.note = "skipped", exc.note
@@ -317,7 +317,7 @@ def dry_run(
         early = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
                                conn.info.server_version)
         side = ClusterSide(db)  # leftovers dropped and the cluster fingerprinted on its own session, meanwhile:
-        before = snapshot(conn)
+        before = catalog_snapshot(conn, early)  # with the kept schema dump's digest, when there is one
         preds = predict(statements, before)
         blocked = screen(db, conn, statements)
         leftovers, cluster_before = side.before(conn)

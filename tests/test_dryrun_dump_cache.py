@@ -1,0 +1,158 @@
+"""A dry run's fixed costs in round trips and sessions, with the same results: the kept schema dump's digest read
+with the catalog snapshot on the dry run's own session, the dump kept on disk for the next process, the shared
+catalog check read with each statement's locks. (How fast: ``tools/bench/bench_dryrun.py``.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from agent19.config import Settings
+from agent19.db.connection import Database
+from agent19.migrate.dryrun import dump_cache
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.dryrun.scratch import list_scratch
+from agent19.migrate.parse import parse_sql
+
+# statement 2 takes a lock statement 1 holds: re-observed in a schema-only copy, made from the schema dump
+MIGRATION = "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nCREATE INDEX t_a ON t (a);\nALTER TABLE t ADD COLUMN v int;\n"
+
+
+def _setup(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL)")
+        c.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 100) g")
+
+
+def _dry_run(dsn: str, data_dir: Path, sql: str = MIGRATION, opened: list[str] | None = None) -> Any:
+    """The dry run; with ``opened``, the databases of the sessions it opens are appended to it."""
+    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run", data_dir=str(data_dir)))
+    real = psycopg.connect
+
+    def counting(conninfo: str = "", **kwargs: Any) -> Any:
+        assert opened is not None
+        opened.append(conninfo_to_dict(conninfo).get("dbname", ""))
+        return real(conninfo, **kwargs)
+
+    if opened is not None:
+        psycopg.connect = counting  # type: ignore[assignment]
+    try:
+        result = dry_run(db, parse_sql(sql))
+    finally:
+        psycopg.connect = real  # type: ignore[assignment]
+        db.close()
+    assert result.passed and result.target_unchanged, result.summary
+    assert result.scratch is not None and result.scratch.dropped and list_scratch(dsn) == []
+    assert [s.isolated for s in result.statements] == [False, True, True], result.statements
+    return result
+
+
+def _how(result: Any) -> str:
+    return next(n for n in result.scratch.notes if n.startswith("schema dump"))
+
+
+@pytest.fixture
+def traced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path]:
+    """The libpq protocol trace of every session a dry run opens with Database.connect (its own), one file each."""
+    files: list[Path] = []
+    connect = Database.connect
+
+    def traced_connect(self: Database) -> Any:
+        conn = connect(self)
+        path = tmp_path / f"session{len(files)}.trace"
+        files.append(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        conn.pgconn.trace(fd)
+        conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
+        return conn
+
+    monkeypatch.setattr(Database, "connect", traced_connect)
+    return files
+
+
+def _round_trips(trace: Path) -> list[list[str]]:
+    """The messages the client sent, grouped by round trip (a simple Query, or everything up to a Sync); a message
+    is its type and text (a query's text spans lines in the trace)."""
+    trips: list[list[str]] = []
+    current: list[str] = []
+    for who, kind, text in re.findall(r"^([FB])\t\d+\t(\w+)(.*?)(?=^[FB]\t\d+\t|\Z)", trace.read_text(),
+                                      re.MULTILINE | re.DOTALL):
+        if who != "F":
+            continue
+        current.append(f"{kind}{text}".strip())
+        if kind in ("Query", "Sync"):
+            trips.append(current)
+            current = []
+    return trips
+
+
+def test_a_repeated_dry_run_reads_the_kept_dump_s_digest_with_its_catalog_snapshot(dsn, tmp_path, traced):
+    """A dump is kept: its key, the catalogs' digest, is read in the round trip of the dry run's catalog snapshot,
+    on the dry run's own session (whose catalog caches that snapshot warmed), not on a session of its own."""
+    _setup(dsn)
+    dump_cache._DUMPS.clear()
+    try:
+        first = _dry_run(dsn, tmp_path)
+        assert _how(first) == "schema dump taken (pg_dump)"
+        opened: list[str] = []
+        second = _dry_run(dsn, tmp_path, opened=opened)
+        assert _how(second).startswith("schema dump reused"), second.scratch.notes
+        # the dry run's own session and the scratch database's look at the target's extensions: none for the digest
+        assert opened.count(conninfo_to_dict(dsn)["dbname"]) == 2, opened
+        trips = _round_trips(traced[-1])
+        with_digest = [t for t in trips if any("catalog_state" in m for m in t)]
+        assert len(with_digest) == 1 and any("pg_available_extensions" in m for m in with_digest[0]), with_digest
+        assert first.statements[1].locks == second.statements[1].locks
+    finally:
+        dump_cache._DUMPS.clear()
+
+
+def test_the_dump_kept_on_disk_serves_the_next_process_while_the_schema_is_the_same(dsn, tmp_path):
+    """A new process (nothing kept in memory) reuses the dump written to the data directory — a file of this user's
+    alone — until a DDL commits; a file others may read or write is not loaded."""
+    _setup(dsn)
+    dump_cache._DUMPS.clear()
+    try:
+        assert _how(_dry_run(dsn, tmp_path)) == "schema dump taken (pg_dump)"
+        where = dump_cache.directory(tmp_path)
+        files = list(where.glob("*.sql"))
+        assert len(files) == 1 and b"CREATE TABLE public.t" in files[0].read_bytes()
+        assert stat.S_IMODE(where.stat().st_mode) == 0o700 and stat.S_IMODE(files[0].stat().st_mode) == 0o600
+        dump_cache._DUMPS.clear()  # as a new process
+        assert _how(_dry_run(dsn, tmp_path)).startswith("schema dump reused")
+
+        dump_cache._DUMPS.clear()
+        files[0].chmod(0o644)
+        assert _how(_dry_run(dsn, tmp_path)) == "schema dump taken (pg_dump)"  # and written again, 0600
+        assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("ALTER TABLE t ADD COLUMN note text")
+        dump_cache._DUMPS.clear()
+        changed = _dry_run(dsn, tmp_path)
+        assert _how(changed) == "schema dump taken (pg_dump)"
+        newest = max(where.glob("*.sql"), key=lambda p: p.stat().st_mtime)
+        assert b"note text" in newest.read_bytes()
+    finally:
+        dump_cache._DUMPS.clear()
+
+
+def test_each_statement_costs_four_round_trips_in_the_target_s_transaction(dsn, tmp_path, traced):
+    """SAVEPOINT, the statement, its locks + file nodes + the shared-catalog write check in one pipeline, RELEASE:
+    the check that no statement wrote a cluster-wide catalog is read in the round trip of its locks."""
+    _setup(dsn)
+    _dry_run(dsn, tmp_path)
+    trips = _round_trips(traced[0])
+    begin = next(i for i, t in enumerate(trips) if t == ['Query\t "BEGIN"'])
+    end = next(i for i, t in enumerate(trips) if t == ['Query\t "ROLLBACK"'])
+    inside = trips[begin + 1:end]
+    assert len(inside) == 1 + 4 * 3, inside  # the locks held before the first statement, then 4 per statement
+    checks = [t for t in inside if any("pg_locks" in m and "pg_authid" in m for m in t)]
+    assert len(checks) == 3 and all(any("relfilenode" in m for m in t) for t in checks), checks
