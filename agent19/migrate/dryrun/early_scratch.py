@@ -10,7 +10,7 @@ there) — :class:`EarlyScratch` starts making it at once, in two threads:
   waits for it (:meth:`EarlyScratch.wait_dumped`) before its transaction locks them: a statement never
   waits behind agent19's own dump, and its observed duration stays its own.
   (With no dump of the database kept, pg_dump starts at once, in a snapshot whose catalogs' digest — the
-  key it is kept under, :func:`cached_dump` — is read meanwhile. With one kept, in this process or on disk,
+  key it is kept under, :func:`cached_dump` — is read meanwhile. With one kept in this process,
   the dry run's own session reads the digest in the round trip of its catalog snapshot
   (:attr:`EarlyScratch.wants_state`), which says whether the kept dump is still good.)
 * The owner session, ``CREATE DATABASE … TEMPLATE template0`` and, once the dump is there, loading it,
@@ -55,7 +55,7 @@ def _target_key(db: Database) -> str:
 def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
                 ) -> tuple[tuple[bytes | None, str | None], str]:
     """The target's schema dump: taken again unless the catalogs are unchanged since it was last taken (by this
-    process, or kept on disk: :mod:`agent19.migrate.dryrun.dump_cache`) — a dry run of an unchanged schema skips
+    process: :mod:`agent19.migrate.dryrun.dump_cache`) — a dry run of an unchanged schema skips
     pg_dump's 0.1–0.2 s. Returns (the dump, how it was had).
 
     ``state``: where the digest is read when a dump is kept — the dry run's own session reads it in the round
@@ -63,10 +63,10 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
     With no dump of this database kept, there is nothing to look up: pg_dump starts at once, dumping as of a
     snapshot that a transaction here exports and reads the catalogs' digest in meanwhile (the digest is then
     exactly the dumped state's), instead of after the digest."""
-    target, data_dir = _target_key(db), db.settings.data_dir
+    target = _target_key(db)
     key: str | None = None
     dump: tuple[bytes | None, str | None] | None = None
-    warm = dump_cache.kept(data_dir, target, major)
+    warm = dump_cache.kept(target, major)
     if warm and state is not None:
         key = state()
     if key is None:
@@ -78,12 +78,12 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
                     key = catalog_state(conn)
         except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
             log.debug("no catalog state (%s): pg_dump runs", exc)
-    if key is not None and dump is None and (kept := dump_cache.lookup(data_dir, target, major, key)) is not None:
+    if key is not None and dump is None and (kept := dump_cache.lookup(target, major, key)) is not None:
         return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
     if dump is None:
         dump = scratch_mod.dump_schema(db.dsn, major)
     if key is not None and dump[0] is not None:
-        dump_cache.store(data_dir, target, major, key, dump[0])
+        dump_cache.store(target, major, key, dump[0])
     return dump, "schema dump taken (pg_dump)"
 
 
@@ -141,7 +141,7 @@ class EarlyScratch:
         self.dropped = False
         # a dump is kept: its key, the digest, is read by the dry run's session with its catalog snapshot (one
         # backend warms the catalog caches once, instead of two), and handed over with give_state()
-        self.wants_state = copy == "schema" and dump_cache.kept(db.settings.data_dir, _target_key(db), major)
+        self.wants_state = copy == "schema" and dump_cache.kept(_target_key(db), major)
         self._state: str | None = None
         self._stated = threading.Event()
         threads = [threading.Thread(target=self._create, name="agent19-scratch-create", daemon=True)]
