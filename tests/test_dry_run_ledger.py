@@ -162,3 +162,16 @@ def test_a_dry_run_on_one_database_does_not_count_for_another_on_the_same_server
     finally:
         with psycopg.connect(pg.dsn, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
+
+
+def test_a_data_directory_that_cannot_be_written_is_a_clear_error(spellings, tmp_path):
+    """The ledger of passing dry runs lives in the data directory: where it cannot be written (here a file stands
+    where the directory should be) the dry run says so and what to do, exit 2, instead of a traceback."""
+    blocked = tmp_path / "state"
+    blocked.write_text("not a directory")
+    done = cli(blocked / "inner", "dry-run", "--sql", "ALTER TABLE accounts ADD COLUMN note text",
+               "--dsn", spellings[0], "--mode", "dry-run", "--format", "json")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot write" in done.stderr and "--data-dir" in done.stderr and "AGENT19_DATA_DIR" in done.stderr
+    assert "note" not in columns(spellings[1])  # and the migration was rolled back, as always

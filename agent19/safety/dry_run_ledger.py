@@ -43,6 +43,7 @@ from pglast.parser import ParseError, scan
 from psycopg.rows import tuple_row
 
 from agent19.config import Settings
+from agent19.errors import ConfigError
 
 LEDGER = "dry-runs.jsonl"
 _COMMENTS = {"SQL_COMMENT", "C_COMMENT"}
@@ -144,11 +145,16 @@ def _path(settings: Settings) -> Path:
 
 
 def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append JSON rows to an agent19 ledger (created mode 0600: only this user reads it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
+    """Append JSON rows to an agent19 ledger (created mode 0600: only this user reads it); a data directory that
+    cannot be written (read-only, full, not a directory) is a ConfigError saying which and what to do."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}): agent19 records what it did in its "
+                          "data directory; point --data-dir (or AGENT19_DATA_DIR) at one this user may write") from None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
