@@ -45,3 +45,28 @@ def test_large_input_parses(tmp_path):
     text = "".join(f"ALTER TABLE t{i} ADD COLUMN c int;\n" for i in range(20000))
     stmts = parse_sql(text)
     assert len(stmts) == 20000 and stmts[-1].line == 20000
+
+
+UNDECODED = [
+    MIGRATION,
+    "SELECT 1",  # one statement: no location, no length
+    "SELECT '},{\"stmt\":{\"x\"}' ; SELECT '\\\"stmt_len\":9}]}'",  # the separators inside strings
+    "CREATE SCHEMA s CREATE TABLE x (a int) CREATE VIEW v AS SELECT a FROM x;  \n\n  SELECT 2  ",
+    "-- c\n/* x */ ;; SELECT 1;\n\n;;SELECT 'é';\r\nSELECT $$;$$;",
+    "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO u VALUES (1); DELETE FROM w);\nEXPLAIN SELECT 1;",
+    "COPY (SELECT 1) TO STDOUT; PREPARE p AS SELECT 1; DECLARE c CURSOR FOR SELECT 1; CREATE TABLE z AS SELECT 1",
+]
+
+
+@pytest.mark.parametrize("text", UNDECODED)
+def test_statements_read_from_json_text_are_the_decoded_ones(text, monkeypatch):
+    """Past KEEP_DECODED_CHARS a statement's position, node and tree text are read from pglast's JSON without
+    decoding its tree: the same statements, lines and trees as when every tree is decoded."""
+    import agent19.migrate.parse as parse
+
+    decoded = parse_sql(text, "m.sql")
+    monkeypatch.setattr(parse, "KEEP_DECODED_CHARS", 0)
+    undecoded = parse_sql(text, "m.sql")
+    assert [s.__dict__["_tree"] for s in undecoded] == [None] * len(decoded)  # none decoded at parse
+    assert undecoded == decoded
+    assert [(s.tree, s.tree_text) for s in undecoded] == [(s.tree, s.tree_text) for s in decoded]

@@ -122,16 +122,50 @@ def release_trees(statements: list[Statement]) -> None:
         st.tree = {}
 
 
-def _entries(doc: str) -> Iterator[tuple[dict[str, Any], str]]:
-    """pglast's ``{"version": …, "stmts": [entry, …]}`` one entry at a time: (the entry decoded, its JSON text)."""
+def _entries(doc: str, keep_chars: int) -> Iterator[tuple[dict[str, Any] | None, str, str, int, int]]:
+    """pglast's ``{"version": …, "stmts": [entry, …]}`` one entry at a time: (its tree decoded or None, its JSON text,
+    its node, stmt_location, stmt_len). Trees are kept while the JSON so far is at most ``keep_chars``; past it an
+    entry is read from its text alone (:func:`_undecoded`): decoding a tree nobody keeps cost as much as the lint's
+    own decode of it."""
     start = doc.find('"stmts":[')
     if start < 0:
         return
-    pos, end = start + len('"stmts":['), len(doc)
+    pos, end, seen = start + len('"stmts":['), len(doc), 0
     while pos < end and doc[pos] != "]":
-        entry, stop = _DECODER.raw_decode(doc, pos)
-        yield entry, doc[pos:stop]
-        pos = stop + 1 if doc.startswith(",", stop) else stop
+        read = _undecoded(doc, pos) if seen >= keep_chars else None
+        if read is None:
+            entry, stop = _DECODER.raw_decode(doc, pos)
+            stmt = entry.get("stmt", {})
+            read = (stmt if seen + stop - pos <= keep_chars else None, doc[pos:stop], next(iter(stmt), ""),
+                    entry.get("stmt_location", 0), entry.get("stmt_len", 0))
+        seen += len(read[1])
+        yield read
+        pos += len(read[1])
+        pos = pos + 1 if doc.startswith(",", pos) else pos
+
+
+_ENTRY_START = '{"stmt":{"'
+_ENTRY_TAIL = re.compile(r'(?:,"stmt_location":(\d+))?(?:,"stmt_len":(\d+))?')
+
+
+def _undecoded(doc: str, pos: int) -> tuple[None, str, str, int, int] | None:
+    """The entry at ``pos`` read without decoding its tree, or None when it is not written as expected (then it is
+    decoded). An entry is a RawStmt, ``{"stmt":{"Node":{…}},"stmt_location":N,"stmt_len":M}`` (a zero omitted), and
+    no other parse node has a ``stmt`` field, so ``},{"stmt":`` — quotes unescaped, outside any JSON string — only
+    ever separates two entries; the last ends the list (``]}``). After the tree's closing brace come numbers only."""
+    if not doc.startswith(_ENTRY_START, pos):
+        return None
+    nxt = doc.find("}," + _ENTRY_START, pos)
+    stop = nxt + 1 if nxt >= 0 else len(doc) - 2  # the next entry's comma, or the list's "]}"
+    if nxt < 0 and not doc.endswith("]}"):
+        return None
+    tree_end = doc.rfind("}", pos, stop - 1)  # the tree's closing brace: the entry's own is at stop - 1
+    tail = _ENTRY_TAIL.fullmatch(doc, tree_end + 1, stop - 1)
+    name_end = doc.find('"', pos + len(_ENTRY_START))
+    if tail is None or doc[stop - 1] != "}" or tree_end <= name_end:
+        return None
+    location, length = tail.groups()
+    return (None, doc[pos:stop], doc[pos + len(_ENTRY_START):name_end], int(location or 0), int(length or 0))
 
 
 def _refuse_nul(text: str, file: str | None) -> None:
@@ -173,21 +207,16 @@ def parse_sql(text: str, file: str | None = None) -> list[Statement]:
         raise SqlParseError(message, file, line, column) from None
     out: list[Statement] = []
     counted, line = 0, 1  # newlines counted up to byte `counted`: statements come in order, so this stays linear
-    decoded = 0  # JSON characters whose trees are kept decoded
-    for i, (raw, raw_json) in enumerate(_entries(doc)):
-        start = raw.get("stmt_location", 0)
-        length = raw.get("stmt_len", 0) or len(data) - start
+    for i, (stmt, raw_json, node, start, length) in enumerate(_entries(doc, KEEP_DECODED_CHARS)):
+        length = length or len(data) - start
         chunk = data[start : start + length]
         skip = _LEADING.match(chunk)
         lead = skip.end() if skip else 0
         body = chunk[lead:].rstrip().rstrip(b";").rstrip()
-        stmt = raw.get("stmt", {})
-        node = next(iter(stmt), "")
         line += data.count(b"\n", counted, start + lead)
         counted = start + lead
         st = Statement(index=i, file=file, line=line, sql=body.decode("utf-8"), node=node)
-        decoded += len(raw_json)
-        st.__dict__["_tree"] = stmt if decoded <= KEEP_DECODED_CHARS else None
+        st.__dict__["_tree"] = stmt
         st.__dict__["_tree_json"] = raw_json
         out.append(st)
     return out
