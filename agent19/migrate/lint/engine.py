@@ -161,15 +161,18 @@ _GC_SAVED: tuple[int, int, int] = (700, 10, 10)
 
 @contextmanager
 def _fewer_collections() -> Iterator[None]:
-    """Raise the collector's first threshold while linting, then put it back (the last of concurrent lints does).
+    """Raise the collector's first two thresholds while linting, then put them back (the last of concurrent lints
+    does).
 
     Linting allocates millions of short-lived dicts and lists; at Python's default (a collection every 700
-    allocations) the cyclic collector took a sixth of a large lint, re-scanning the statement in hand."""
+    allocations) the cyclic collector took a sixth of a large lint, re-scanning the statement in hand. A lint makes
+    almost no cyclic garbage (about a hundred objects for a 5 MB file), so the middle generation is collected
+    every 100 young collections instead of every 10: each found nothing and cost about 0.1 s in a 5 MB lint."""
     global _GC_USERS, _GC_SAVED
     with _GC_LOCK:
         if _GC_USERS == 0:
             _GC_SAVED = gc.get_threshold()
-            gc.set_threshold(max(_GC_SAVED[0], 50_000), *_GC_SAVED[1:])
+            gc.set_threshold(max(_GC_SAVED[0], 50_000), max(_GC_SAVED[1], 100), _GC_SAVED[2])
         _GC_USERS += 1
     try:
         yield
