@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +18,7 @@ from agent19.migrate.lint.rules._base import (
     rel_name,
     short,
 )
+from agent19.migrate.parse import Statement
 
 
 def _names(items: list[dict[str, Any]]) -> list[str]:
@@ -49,35 +52,65 @@ def _leading(columns: list[str], index_columns: list[str]) -> bool:
     return index_columns[: len(columns)] == columns or set(index_columns[: len(columns)]) == set(columns)
 
 
-def _migration_indexes(ctx: StatementContext) -> dict[str, list[list[str]]]:
-    """table → key column lists of every index, PK and UNIQUE in the linted set, any file (computed once)."""
-    cached = ctx.state.cache.get("fk_without_index")
-    if cached is not None:
-        return cached
-    out: dict[str, list[list[str]]] = {}
-    for s in ctx.state.set_statements or ctx.migration.statements:
-        if s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt") or (
-                s.node != "IndexStmt" and not s.may_contain("CONSTR_PRIMARY") and not s.may_contain("CONSTR_UNIQUE")):
-            continue  # no key here: its tree (decoded from text in a large file) is not read at all
-        f = s.fields
-        rel = f.get("relation")
-        if not isinstance(rel, dict):
-            continue
-        keys = out.setdefault(norm(rel_name(rel)), [])
-        if s.node == "IndexStmt":
-            keys.append([p.get("IndexElem", {}).get("name") or "" for p in f.get("indexParams", [])])
-        cons: list[dict[str, Any]] = []
-        if s.node == "CreateStmt":
-            for e in f.get("tableElts", []):
-                cons.append(e.get("Constraint", {}))
-                if "ColumnDef" in e:
-                    cons += [dict(c, keys=[{"String": {"sval": e["ColumnDef"].get("colname")}}])
-                             for c in column_constraints(e["ColumnDef"])]
-        if s.node == "AlterTableStmt":
-            cons += [c.get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) for c in f.get("cmds", [])]
-        keys += [_names(c.get("keys", [])) for c in cons if c.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE")]
-    ctx.state.cache["fk_without_index"] = out
-    return out
+_RELATION = re.compile(r'"relation":\{(?:"catalogname":"(?:[^"\\]|\\.)*",)?(?:"schemaname":"((?:[^"\\]|\\.)*)",)?'
+                       r'"relname":"((?:[^"\\]|\\.)*)"')
+
+
+def _table_of(s: Statement) -> str | None:
+    """The table an IndexStmt, CreateStmt or AlterTableStmt names, as :func:`norm` writes it; read from the tree's
+    JSON text when the tree is not decoded: these nodes' first field holding a node is their ``relation``, so its
+    ``"relation":{`` (a quote unescaped: outside any string) is the first in the text. None when there is none or
+    it is not written as expected: then the tree is read."""
+    text = s.tree_text
+    if text is not None and s.__dict__.get("_tree") is None:
+        at = text.find('"relation":{')
+        found = _RELATION.match(text, at) if at >= 0 else None
+        if found is not None:
+            schema, name = (json.loads(f'"{g}"') if g and "\\" in g else g for g in found.groups())
+            return norm(rel_name({"schemaname": schema, "relname": name}))
+    rel = s.fields.get("relation")
+    return norm(rel_name(rel)) if isinstance(rel, dict) else None
+
+
+def _keys(s: Statement) -> list[list[str]]:
+    """Key column lists of the index, PKs and UNIQUEs one statement makes."""
+    f = s.fields
+    keys: list[list[str]] = []
+    if s.node == "IndexStmt":
+        keys.append([p.get("IndexElem", {}).get("name") or "" for p in f.get("indexParams", [])])
+    cons: list[dict[str, Any]] = []
+    if s.node == "CreateStmt":
+        for e in f.get("tableElts", []):
+            cons.append(e.get("Constraint", {}))
+            if "ColumnDef" in e:
+                cons += [dict(c, keys=[{"String": {"sval": e["ColumnDef"].get("colname")}}])
+                         for c in column_constraints(e["ColumnDef"])]
+    if s.node == "AlterTableStmt":
+        cons += [c.get("AlterTableCmd", {}).get("def", {}).get("Constraint", {}) for c in f.get("cmds", [])]
+    return keys + [_names(c.get("keys", [])) for c in cons if c.get("contype") in ("CONSTR_PRIMARY", "CONSTR_UNIQUE")]
+
+
+def _migration_indexes(ctx: StatementContext, table: str) -> list[list[str]]:
+    """Key column lists of every index, PK and UNIQUE on ``table`` (:func:`norm`) in the linted set, any file. The
+    statements that may make one are grouped by table once, their trees read only when their table is asked for
+    (in a large file a tree not held is decoded from its text for each read)."""
+    cache = ctx.state.cache.get("fk_without_index")
+    if cache is None:
+        pending: dict[str, list[Statement]] = {}
+        for s in ctx.state.set_statements or ctx.migration.statements:
+            if s.node not in ("IndexStmt", "CreateStmt", "AlterTableStmt") or (
+                    s.node != "IndexStmt" and not s.may_contain("CONSTR_PRIMARY")
+                    and not s.may_contain("CONSTR_UNIQUE")):
+                continue  # no key here: its tree is not read at all
+            of = _table_of(s)
+            if of is not None:
+                pending.setdefault(of, []).append(s)
+        cache = ctx.state.cache["fk_without_index"] = ({}, pending)
+    done, pending = cache
+    keys = done.get(table)
+    if keys is None:
+        keys = done[table] = [k for s in pending.pop(table, []) for k in _keys(s)]
+    return keys  # type: ignore[no-any-return]
 
 
 def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
@@ -85,7 +118,7 @@ def indexed(ctx: StatementContext, table: str, columns: list[str]) -> bool:
     t = ctx.table(table)
     if t is not None and any(_leading(columns, ix.key_names()) for ix in t.indexes):
         return True
-    return any(_leading(columns, keys) for keys in _migration_indexes(ctx).get(norm(table), []))
+    return any(_leading(columns, keys) for keys in _migration_indexes(ctx, norm(table)))
 
 
 def check(ctx: StatementContext) -> Iterator[Hit]:
