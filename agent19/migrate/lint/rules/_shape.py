@@ -154,14 +154,14 @@ def _read_back(value: Any, names: list[str]) -> Any:
 
 
 _LOCATION = re.compile(r'"location":-?\d+')
-_WHERE = re.compile(r',"stmt_(?:location|len)":\d+')
 
 
 def _normal(entry: str) -> str:
     """A statement's entry as pglast's JSON writes it (``{"stmt": tree, "stmt_location": …, "stmt_len": …}``) without
     what differs between two statements of one shape: offsets into their texts. (Inside a JSON string a quote is
-    escaped: a name or constant cannot hold the text ``"location":``.)"""
-    return _WHERE.sub("", _LOCATION.sub('"location":0', entry))
+    escaped: a name or constant cannot hold the text ``"location":``.) The statement's own offsets follow the tree's
+    closing brace, numbers only: cut there."""
+    return _LOCATION.sub('"location":0', entry[: entry.rfind("}", 0, len(entry) - 1) + 1]) + "}"
 
 
 def _same_text(entry: str, shape: str, names: list[str]) -> bool:
