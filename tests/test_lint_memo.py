@@ -42,3 +42,13 @@ def test_a_type_keeps_its_modifiers_and_array_whatever_was_parsed_before():
     for _ in range(2):
         got = [str(type_of(e["ColumnDef"]["typeName"])) for e in tree["tableElts"]]
         assert got == ["varchar", "varchar(40)", "varchar[]", "varchar", "numeric(10,2)", "numeric", "int4[]", "int4"]
+
+
+@pytest.mark.parametrize(("name", "written"), [
+    ("a1", "a1"), ("_", "_"), ("_1", "_1"), ("1a", '"1a"'), ("aB", '"aB"'), ("a$", '"a$"'), ("é", '"é"'),
+    ("ª", '"ª"'), ("a\u212a", '"a\u212a"'), ("select", '"select"'), ("user", '"user"'), ("user_", "user_"),
+    ("a b", '"a b"'), ("between", '"between"'), ("names", "names"),
+])
+def test_a_name_is_quoted_exactly_when_postgresql_needs_it(name, written):
+    assert ident(name) == written
+    assert qname(f"s.{name}") == f"s.{written}"

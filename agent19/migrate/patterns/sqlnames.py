@@ -50,6 +50,8 @@ def _check(name: str, what: str = "identifier") -> str:
 
 def needs_quotes(name: str) -> bool:
     """Whether PostgreSQL reads ``name`` differently (or not at all) unless it is double-quoted."""
+    if name.isascii() and name.isidentifier() and name.islower():  # [a-z_][a-z0-9_]* with a letter: most names
+        return name in _KEYWORDS
     return not _SIMPLE.fullmatch(name) or name in _KEYWORDS
 
 
