@@ -26,6 +26,7 @@ from agent19.errors import InputError
 
 _LEADING = re.compile(rb"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _DECODER = json.JSONDecoder()
+_STMT_KEY = '{"stmt":'
 
 KEEP_DECODED_CHARS = 1_000_000
 """Parse trees stay decoded while a text's JSON so far is under this many characters (about 100 KB of DDL);
@@ -72,7 +73,11 @@ class Statement:
         if tree is not None:
             return tree  # type: ignore[no-any-return]
         text = d.get("_tree_json")
-        return json.loads(text).get("stmt", {}) if text else {}  # type: ignore[no-any-return]
+        if not text:
+            return {}
+        if text.startswith(_STMT_KEY):  # the tree alone, read where pglast wrote it (no outer dict, no json.loads)
+            return _DECODER.raw_decode(text, len(_STMT_KEY))[0]  # type: ignore[no-any-return]
+        return json.loads(text).get("stmt", {})  # type: ignore[no-any-return]
 
     @tree.setter
     def tree(self, value: dict[str, Any]) -> None:
