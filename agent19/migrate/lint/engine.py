@@ -33,7 +33,7 @@ from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
 from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, lock_timeout_ms, normalize_version
-from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary
+from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary, new_finding
 from agent19.migrate.lint.rules import Rule, all_rules, find_rule
 from agent19.migrate.lint.rules._base import (
     SEVERITY_ORDER,
@@ -314,13 +314,14 @@ def _lint(
                     if silenced is not None and (not silenced or rule.code in silenced):
                         ignored += 1
                         continue
-                    findings.append(Finding(
-                        rule=rule.code, severity=severities.get(rule.code) or hit.severity or rule.severity,
-                        message=hit.message, fix=hit.fix))  # type: ignore[arg-type]  # a LazyText: Finding's
+                    findings.append(new_finding(rule.code, severities.get(rule.code) or hit.severity or rule.severity,
+                                                hit.message, hit.fix))
             if findings:
-                findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
-                counts.update([f.rule for f in findings])
-                counted.update([f.severity for f in findings])
+                if len(findings) > 1:
+                    findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
+                for f in findings:  # Counter.update costs an isinstance(Mapping) check and a list per call
+                    counts[f.rule] += 1
+                    counted[f.severity] += 1
             report = _statement_report(ctx, findings)
             risks.add(report.risk)
             statements += 1

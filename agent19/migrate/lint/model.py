@@ -43,6 +43,14 @@ Finding.message = _text_property("message")  # type: ignore[assignment,method-as
 Finding.fix = _text_property("fix")  # type: ignore[assignment,method-assign]
 
 
+def new_finding(rule: str, severity: Severity, message: str | LazyText, fix: str | LazyText | None) -> Finding:
+    """``Finding(rule=…, severity=…, message=…, fix=…)`` as the lint makes one per finding: the values put in the
+    instance's ``__dict__`` directly, where the constructor calls the two text properties' setters to put them."""
+    made = object.__new__(Finding)
+    made.__dict__.update(rule=rule, severity=severity, message=message, fix=fix)
+    return made
+
+
 @dataclass(kw_only=True)
 class StatementReport:
     file: str | None
