@@ -132,7 +132,7 @@ def _statement_report(ctx: StatementContext, findings: list[Finding]) -> Stateme
         return StatementReport(
             file=statement.file, line=statement.line, sql=statement.sql, kind=o.kind,
             tables=list(dict.fromkeys(o.tables)), lock=o.lock or None, rewrite=bool(o.rewrite),
-            in_transaction=bool(o.in_transaction), risk=max_risk([o.risk]), findings=findings,
+            in_transaction=bool(o.in_transaction), risk=o.risk, findings=findings,
         )
     kinds = list(dict.fromkeys(o.kind for o in ops))
     tables = list(dict.fromkeys(t for o in ops for t in o.tables))
