@@ -374,6 +374,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("agent19: interrupted", file=sys.stderr)
         return 130
+    except RecursionError:  # a statement's tree deeper than some step can walk (reading it says where: parse.too_deep)
+        print("agent19: error: a statement is nested too deeply for agent19 to read (Python's recursion limit) — "
+              "split the expression (e.g. a long chain of + or AND into parts), or check that statement by hand",
+              file=sys.stderr)
+        return 2
     except Exception as exc:
         if records.is_validation_error(exc):  # pydantic's, when it judged the arguments (or settings of a tool)
             print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)

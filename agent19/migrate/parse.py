@@ -75,9 +75,12 @@ class Statement:
         text = d.get("_tree_json")
         if not text:
             return {}
-        if text.startswith(_STMT_KEY):  # the tree alone, read where pglast wrote it (no outer dict, no json.loads)
-            return _DECODER.raw_decode(text, len(_STMT_KEY))[0]  # type: ignore[no-any-return]
-        return json.loads(text).get("stmt", {})  # type: ignore[no-any-return]
+        try:
+            if text.startswith(_STMT_KEY):  # the tree alone, read where pglast wrote it (no outer dict, no json.loads)
+                return _DECODER.raw_decode(text, len(_STMT_KEY))[0]  # type: ignore[no-any-return]
+            return json.loads(text).get("stmt", {})  # type: ignore[no-any-return]
+        except RecursionError:
+            raise too_deep(self.file, self.line) from None
 
     @tree.setter
     def tree(self, value: dict[str, Any]) -> None:
@@ -139,7 +142,17 @@ def _entries(doc: str, keep_chars: int) -> Iterator[tuple[dict[str, Any] | None,
     while pos < end and doc[pos] != "]":
         read = _undecoded(doc, pos) if seen >= keep_chars else None
         if read is None:
-            entry, stop = _DECODER.raw_decode(doc, pos)
+            try:
+                entry, stop = _DECODER.raw_decode(doc, pos)
+            except RecursionError:  # nested deeper than Python decodes: the statement says so when it is read
+                read = _undecoded(doc, pos)
+                if read is None:
+                    raise too_deep(None, None) from None
+                seen += len(read[1])
+                yield read
+                pos += len(read[1])
+                pos = pos + 1 if doc.startswith(",", pos) else pos
+                continue
             stmt = entry.get("stmt", {})
             read = (stmt if seen + stop - pos <= keep_chars else None, doc[pos:stop], next(iter(stmt), ""),
                     entry.get("stmt_location", 0), entry.get("stmt_len", 0))
@@ -171,6 +184,15 @@ def _undecoded(doc: str, pos: int) -> tuple[None, str, str, int, int] | None:
         return None
     location, length = tail.groups()
     return (None, doc[pos:stop], doc[pos + len(_ENTRY_START):name_end], int(location or 0), int(length or 0))
+
+
+def too_deep(file: str | None, line: int | None) -> InputError:
+    """The error for a statement whose parse tree is nested deeper than Python can read (an expression of hundreds
+    of nested terms): where it is, and what to do."""
+    where = f"{file or 'line '}{':' if file else ''}{line}: " if line is not None else ""
+    return InputError(f"{where}the statement is nested too deeply for agent19 to read (Python's recursion limit)",
+                      "split the expression (e.g. a long chain of + or AND into parts), or check that statement "
+                      "by hand")
 
 
 def _refuse_nul(text: str, file: str | None) -> None:
