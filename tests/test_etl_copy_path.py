@@ -110,3 +110,29 @@ type = "datetime"
     assert result.inserted == 50 and result.rejected == 0
     same = "SELECT id, meta, updated_at FROM docs ORDER BY id"
     assert _rows(dsn, same) == _rows(warehouse, same)
+
+
+def test_the_run_lock_is_released_when_the_run_returns(dsn, warehouse):
+    """The next run of a pipeline may start at once (a scheduler, a retry): its lock on the destination is let go
+    before run_pipeline returns, not whenever the closed session's server process exits (CI saw the second run of
+    the test above refused: "another run of pipeline 'items' holds its lock")."""
+    run_sql(dsn, "CREATE TABLE items (name text PRIMARY KEY, v int NOT NULL)")
+    run_sql(warehouse, "CREATE TABLE items (name text PRIMARY KEY, v int)")
+    run_sql(dsn, "INSERT INTO items SELECT 'n' || g, g FROM generate_series(1, 5) g")
+    text = f"""
+name = "items"
+batch_size = 2
+[source]
+dsn = "{dsn}"
+table = "public.items"
+cursor = ["name"]
+[destination]
+dsn = "{warehouse}"
+table = "public.items"
+key = ["name"]
+"""
+    with psycopg.connect(warehouse, autocommit=True) as watcher:
+        for _ in range(5):
+            run_pipeline(parse_pipeline(text), _db(dsn))
+            held = watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
+            assert held == 0

@@ -38,6 +38,21 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.Error) and exc.sqlstate in TRANSIENT_SQLSTATES
 
 
+
+def release_session_locks(conn: Connection) -> None:
+    """Release the session's advisory locks (the pipeline's run lock) before its connection is closed: a closed
+    connection's server process lets them go only as it exits, after the client has moved on, so the next run of
+    the pipeline, started at once, found the lock still held ("another run … holds its lock"). Best effort: a
+    session that is already broken holds nothing once it is gone, which the close then makes sure of."""
+    try:
+        if conn.closed:
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        conn.execute("SELECT pg_advisory_unlock_all()")
+    except psycopg.Error as exc:
+        log.debug("advisory locks left to the session's end: %s", exc)
+
 class Run:
     def __init__(self, pipeline: Pipeline, source: Database, destination: Database, model: type[BaseModel] | None,
                  dry_run: bool, progress: Progress | None, max_rejections: int, flat: bool = False):
@@ -134,7 +149,8 @@ class Run:
             self._prefetch.close()
             self._prefetch = None
         if self.conn is not None:
-            self.conn.close()  # the session's advisory lock and staging table go with it
+            release_session_locks(self.conn)
+            self.conn.close()  # the session's staging table goes with it
             self.conn = None
 
     def validate(self, rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[tuple[Any, ...]],
