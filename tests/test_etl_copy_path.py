@@ -30,13 +30,9 @@ def _rows(dsn: str, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def test_text_cursor_values_with_escapes_walk_the_keyset_exactly_once(dsn, warehouse):
-    run_sql(dsn, "CREATE TABLE items (name text COLLATE \"C\" PRIMARY KEY, v int NOT NULL)")
-    run_sql(warehouse, "CREATE TABLE items (name text PRIMARY KEY, v int)")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for i, name in enumerate(NAMES):
-            conn.execute("INSERT INTO items VALUES (%s, %s)", (name, i))
-    text = f"""
+def _items_pipeline(dsn: str, warehouse: str) -> str:
+    """public.items from ``dsn`` into ``warehouse``, keyset on name, batches of two rows."""
+    return f"""
 name = "items"
 batch_size = 2
 [source]
@@ -48,6 +44,15 @@ dsn = "{warehouse}"
 table = "public.items"
 key = ["name"]
 """
+
+
+def test_text_cursor_values_with_escapes_walk_the_keyset_exactly_once(dsn, warehouse):
+    run_sql(dsn, "CREATE TABLE items (name text COLLATE \"C\" PRIMARY KEY, v int NOT NULL)")
+    run_sql(warehouse, "CREATE TABLE items (name text PRIMARY KEY, v int)")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i, name in enumerate(NAMES):
+            conn.execute("INSERT INTO items VALUES (%s, %s)", (name, i))
+    text = _items_pipeline(dsn, warehouse)
     first = run_pipeline(parse_pipeline(text), _db(dsn))
     assert (first.extracted, first.inserted, first.unchanged) == (len(NAMES), len(NAMES), 0)
     assert first.watermark == [max(NAMES, key=lambda n: n.encode())]  # the exact last value, unescaped
@@ -119,18 +124,7 @@ def test_the_run_lock_is_released_when_the_run_returns(dsn, warehouse):
     run_sql(dsn, "CREATE TABLE items (name text PRIMARY KEY, v int NOT NULL)")
     run_sql(warehouse, "CREATE TABLE items (name text PRIMARY KEY, v int)")
     run_sql(dsn, "INSERT INTO items SELECT 'n' || g, g FROM generate_series(1, 5) g")
-    text = f"""
-name = "items"
-batch_size = 2
-[source]
-dsn = "{dsn}"
-table = "public.items"
-cursor = ["name"]
-[destination]
-dsn = "{warehouse}"
-table = "public.items"
-key = ["name"]
-"""
+    text = _items_pipeline(dsn, warehouse)
     with psycopg.connect(warehouse, autocommit=True) as watcher:
         for _ in range(5):
             run_pipeline(parse_pipeline(text), _db(dsn))
