@@ -33,6 +33,19 @@ class ModeError(Agent19Error):
 class InputError(Agent19Error):
     """The user's input (SQL, file, arguments) cannot be used as given."""
 
+    file: str | None = None
+    line: int | None = None
+    """Where in the user's SQL, when known: a lint stopped by the error names it (``agent19 lint``'s ``error``)."""
+
+    def locate(self, file: str | None, line: int) -> None:
+        """Name the statement the error is about (``file:line: `` or ``line N: `` before the message), unless it
+        names one already."""
+        if self.line is not None:
+            return
+        self.file, self.line = file, line
+        self.message = f"{file}:{line}: {self.message}" if file else f"line {line}: {self.message}"
+        self.args = (self.message if not self.hint else f"{self.message} — {self.hint}",)
+
 
 def postgres_error_text(exc: BaseException) -> str:
     """A PostgreSQL error as the user sees it, with what to do when the error alone does not say."""

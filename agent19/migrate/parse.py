@@ -189,10 +189,12 @@ def _undecoded(doc: str, pos: int) -> tuple[None, str, str, int, int] | None:
 def too_deep(file: str | None, line: int | None) -> InputError:
     """The error for a statement whose parse tree is nested deeper than Python can read (an expression of hundreds
     of nested terms): where it is, and what to do."""
-    where = f"{file or 'line '}{':' if file else ''}{line}: " if line is not None else ""
-    return InputError(f"{where}the statement is nested too deeply for agent19 to read (Python's recursion limit)",
-                      "split the expression (e.g. a long chain of + or AND into parts), or check that statement "
-                      "by hand")
+    error = InputError("the statement is nested too deeply for agent19 to read (Python's recursion limit)",
+                       "split the expression (e.g. a long chain of + or AND into parts), or check that statement "
+                       "by hand")
+    if line is not None:
+        error.locate(file, line)
+    return error
 
 
 def _refuse_nul(text: str, file: str | None) -> None:

@@ -9,8 +9,9 @@ from typing import Literal
 
 import agent19
 from agent19 import json_text
-from agent19.errors import InputError
+from agent19.errors import Agent19Error, InputError
 from agent19.migrate.lint.engine import LintReport, LintStream
+from agent19.migrate.lint.model import LintStopped, StatementReport
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -44,9 +45,30 @@ def _first_line(sql: str, width: int = 100) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+def _read(report: LintReport | LintStream, stopped: list[Exception]) -> Iterator[StatementReport]:
+    """``report.statements`` as a renderer reads them: an error that stops a streamed lint part-way (a statement
+    nested too deeply, a name agent19 cannot write into a fix) ends them and is kept in ``stopped``, so that the
+    renderer closes its document saying so (a CI job saving the output keeps a complete file), then raises it."""
+    try:
+        yield from report.statements
+    except Exception as exc:  # raised again by the renderer, after its last part
+        stopped.append(exc)
+
+
+def _stopped(exc: Exception) -> LintStopped:
+    """What the report says of the error that stopped it."""
+    message = str(exc) if isinstance(exc, Agent19Error) else (
+        f"agent19 stopped on an unexpected error ({type(exc).__name__}: {exc}); its traceback is on stderr")
+    if isinstance(exc, InputError):
+        return LintStopped(message=message, file=exc.file, line=exc.line)
+    return LintStopped(message=message)
+
+
 def render_report(report: LintReport | LintStream) -> Iterator[str]:
-    """The text report, a statement at a time (it reads ``report.statements`` once, then the summary)."""
-    for s in report.statements:
+    """The text report, a statement at a time (it reads ``report.statements`` once, then the summary); a lint
+    stopped by an error ends with a line saying so instead of the summary."""
+    stopped: list[Exception] = []
+    for s in _read(report, stopped):
         if not s.findings:
             continue
         out: list[str] = []
@@ -61,6 +83,10 @@ def render_report(report: LintReport | LintStream) -> Iterator[str]:
                 out.extend(f"      {line}" for line in ("fix: " + fix).splitlines())
         out.append("")
         yield "\n".join(out) + "\n"
+    if stopped:
+        yield (f"lint stopped by an error: {_stopped(stopped[0]).message} (the statements from there on were not "
+               "linted)\n")
+        raise stopped[0]
     m = report.summary
     out = [
         f"{m.statements} statements in {m.files} file(s): {m.errors} error(s), {m.warnings} warning(s), "
@@ -74,13 +100,18 @@ def render_report(report: LintReport | LintStream) -> Iterator[str]:
 def render_json(report: LintReport | LintStream) -> Iterator[str]:
     """The report's JSON as pydantic writes it (``model_dump_json(indent=2)``, :mod:`agent19.json_text`), a
     statement at a time: a 5 MB migration's report is ~100 MB of JSON, which built whole (and encoded once more to
-    print) was most of a large lint's memory."""
+    print) was most of a large lint's memory. A lint stopped by an error part-way ends the document with an
+    ``error`` member (:class:`LintStopped`) in place of the summary, then raises the error."""
     yield '{\n  "statements": ['
-    write, before = json_text.writer(level=2), "\n    "
-    for s in report.statements:
+    write, before, stopped = json_text.writer(level=2), "\n    ", []
+    for s in _read(report, stopped):
         yield before + write(s)
         before = ",\n    "
-    yield ("]" if before == "\n    " else "\n  ]") + f',\n  "summary": {json_text.write(report.summary, level=1)}\n}}'
+    end = "]" if before == "\n    " else "\n  ]"
+    if stopped:
+        yield end + f',\n  "error": {json_text.write(_stopped(stopped[0]), level=1)}\n}}\n'
+        raise stopped[0]
+    yield end + f',\n  "summary": {json_text.write(report.summary, level=1)}\n}}'
 
 
 _SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
@@ -88,9 +119,15 @@ _RESULTS = "\0results\0"
 """Stands for the results in the SARIF document written around them (a string no result holds)."""
 
 
+def _location(file: str | None, line: int) -> dict[str, object]:
+    return {"physicalLocation": {"artifactLocation": {"uri": Path(file).as_posix() if file else "migration.sql"},
+                                 "region": {"startLine": line}}}
+
+
 def render_sarif(report: LintReport | LintStream) -> Iterator[str]:
     """SARIF 2.1.0, for code-scanning UIs (GitHub, GitLab, IDEs): ``json.dumps(sarif, indent=2)``'s text, each
-    result written as its statement is read."""
+    result written as its statement is read. A lint stopped by an error part-way ends the run with an invocation
+    that did not succeed (``executionSuccessful: false``, the error as its notification), then raises the error."""
     import json
 
     from agent19.migrate.lint.rules import all_rules
@@ -121,8 +158,8 @@ def render_sarif(report: LintReport | LintStream) -> Iterator[str]:
     # sits in document → runs → run → results), the results written between
     head, _, tail = json.dumps(sarif, indent=2, ensure_ascii=False).partition(f"\n{' ' * 8}{json.dumps(_RESULTS)}")
     yield head
-    written = False
-    for s in report.statements:
+    written, stopped = False, []
+    for s in _read(report, stopped):
         for f in s.findings:
             fix = f.fix  # read once: a long fix is written when read (engine.Finding)
             text = f.message + (f"\nfix:\n{fix}" if fix else "")
@@ -131,16 +168,22 @@ def render_sarif(report: LintReport | LintStream) -> Iterator[str]:
                 "ruleIndex": index[f.rule],
                 "level": _SARIF_LEVEL[f.severity],
                 "message": {"text": text},
-                "locations": [{"physicalLocation": {
-                    "artifactLocation": {"uri": Path(s.file).as_posix() if s.file else "migration.sql"},
-                    "region": {"startLine": s.line},
-                }}],
+                "locations": [_location(s.file, s.line)],
             }
             yield ("," if written else "") + f"\n{' ' * 8}" + json.dumps(result, indent=2, ensure_ascii=False).replace(
                 "\n", f"\n{' ' * 8}")
             written = True
+    if stopped:
+        error = _stopped(stopped[0])
+        note: dict[str, object] = {"level": "error", "message": {"text": error.message}}
+        if error.line is not None:
+            note["locations"] = [_location(error.file, error.line)]
+        sarif["runs"][0]["invocations"] = [{"executionSuccessful": False, "toolExecutionNotifications": [note]}]
+        tail = json.dumps(sarif, indent=2, ensure_ascii=False).partition(f"\n{' ' * 8}{json.dumps(_RESULTS)}")[2]
     # no result: json.dumps writes the empty list on one line
     yield tail if written else "]" + tail.partition("]")[2]
+    if stopped:
+        raise stopped[0]
 
 
 @tool(

@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from agent19.errors import InputError
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
@@ -46,6 +47,7 @@ from agent19.migrate.lint.rules._base import (
 )
 from agent19.migrate.lint.rules.missing_lock_timeout import sets_lock_timeout
 from agent19.migrate.model import Operation, Risk, max_risk
+from agent19.migrate.parse import too_deep
 from agent19.sqltree import walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
@@ -295,39 +297,45 @@ def _lint(
             state.lock_timeout, classify_state.lock_timeout = True, config.migration_lock_timeout
         groups = migration.transaction_groups()
         lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
-        for stmt, group in zip(migration.statements, groups, strict=True):
-            held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
-            ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
-            if operations is not None:
-                operations.extend(ops)
-            ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
-            silenced = _ignored_rules(lines, stmt.line, stmt.sql)
-            findings: list[Finding] = []
-            kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()]) if stmt.node == "AlterTableStmt"
-                    else None)
-            applicable = for_node.get(kind)
-            if applicable is None:  # the rules that read this kind of statement (and sub-commands), in code order
-                applicable = for_node[kind] = [r for r in rules if (not r.nodes or stmt.node in r.nodes) and (
-                    kind[1] is None or not r.subcommands or not kind[1].isdisjoint(r.subcommands))]
-            for rule in applicable:
-                for hit in rule.check(ctx):
-                    if silenced is not None and (not silenced or rule.code in silenced):
-                        ignored += 1
-                        continue
-                    findings.append(new_finding(rule.code, severities.get(rule.code) or hit.severity or rule.severity,
-                                                hit.message, hit.fix))
-            if findings:
-                if len(findings) > 1:
-                    findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
-                for f in findings:  # Counter.update costs an isinstance(Mapping) check and a list per call
-                    counts[f.rule] += 1
-                    counted[f.severity] += 1
-            report = _statement_report(ctx, findings)
-            risks.add(report.risk)
-            statements += 1
-            _update_state(ctx)
-            ctx.retire(release_tree=not held)
-            yield report
+        try:
+            for stmt, group in zip(migration.statements, groups, strict=True):
+                held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
+                ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
+                if operations is not None:
+                    operations.extend(ops)
+                ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
+                silenced = _ignored_rules(lines, stmt.line, stmt.sql)
+                findings: list[Finding] = []
+                kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()]) if stmt.node == "AlterTableStmt"
+                        else None)
+                applicable = for_node.get(kind)
+                if applicable is None:  # the rules that read this kind of statement (and sub-commands), in code order
+                    applicable = for_node[kind] = [r for r in rules if (not r.nodes or stmt.node in r.nodes) and (
+                        kind[1] is None or not r.subcommands or not kind[1].isdisjoint(r.subcommands))]
+                for rule in applicable:
+                    for hit in rule.check(ctx):
+                        if silenced is not None and (not silenced or rule.code in silenced):
+                            ignored += 1
+                            continue
+                        severity = severities.get(rule.code) or hit.severity or rule.severity
+                        findings.append(new_finding(rule.code, severity, hit.message, hit.fix))
+                if findings:
+                    if len(findings) > 1:
+                        findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
+                    for f in findings:  # Counter.update costs an isinstance(Mapping) check and a list per call
+                        counts[f.rule] += 1
+                        counted[f.severity] += 1
+                report = _statement_report(ctx, findings)
+                risks.add(report.risk)
+                statements += 1
+                _update_state(ctx)
+                ctx.retire(release_tree=not held)
+                yield report
+        except InputError as exc:  # e.g. a name agent19 cannot write into a fix: the error names the statement
+            exc.locate(stmt.file, stmt.line)
+            raise
+        except RecursionError:  # a tree deeper than a step can walk: said of the statement, not as a traceback
+            raise too_deep(stmt.file, stmt.line) from None
     assumptions = list(notes) + ([] if catalog else [
         f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"

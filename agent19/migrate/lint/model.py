@@ -87,3 +87,13 @@ class Summary:
 class LintReport:
     statements: list[StatementReport]
     summary: Summary
+
+
+@dataclass(kw_only=True)
+class LintStopped:
+    """What stopped a streamed lint part-way (``agent19 lint --format json``'s ``error``, in place of the summary):
+    the reports before it were written, the statements from it on were not linted."""
+
+    message: str = field(metadata={"description": "the error, as agent19 prints it on stderr"})
+    file: str | None = field(default=None, metadata={"description": "the file of the statement it stopped at"})
+    line: int | None = field(default=None, metadata={"description": "that statement's first line"})
