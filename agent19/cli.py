@@ -13,11 +13,12 @@ import os
 import sys
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import agent19
 from agent19 import records
+from agent19.cli_output import print_parts, write
 from agent19.config import AccessMode, Settings
 from agent19.errors import Agent19Error, postgres_error_text
 from agent19.textsafe import visible
@@ -161,11 +162,22 @@ def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
     return None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its sub-commands' too), its help on stdout written as a report is: an encoding without
+    agent19's typographic characters gets ASCII stand-ins (:mod:`agent19.cli_output`), not a traceback."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message and file is sys.stdout:
+            write(message, "agent19.stand-in-or-escape")
+        else:
+            super()._print_message(message, file)
+
+
 def build_parser(specs: list[ToolSpec[Any, Any]] | None = None) -> argparse.ArgumentParser:
     """The whole CLI, or (``specs``) only the commands of these tools: ``agent19 --help`` lists every command."""
     common = argparse.ArgumentParser(add_help=False)
     _common_options(common, suppress=True)
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agent19", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"agent19 {agent19.__version__}")
@@ -265,36 +277,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         progress.end()
         if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
             ctx.db.close()
-    _print_large(spec.render_parts(result, ns.format))
+    print_parts(spec.render_parts(result, ns.format), ns.format)
     return spec.exit_code(result) if spec.exit_code else 0
-
-
-def _print_large(parts: Iterable[str], chunk: int = 1 << 20) -> None:
-    """print("".join(parts)), a megabyte at a time: print encodes its whole argument at once, a second copy of a
-    large report (a 5 MB migration's lint JSON is ~100 MB) in memory; a report rendered in parts is never whole."""
-    for text in parts:
-        if len(text) <= chunk:  # most parts (a lint statement's JSON is a kB or two): written as they are
-            _write(text)
-            continue
-        for start in range(0, len(text), chunk):
-            _write(text[start:start + chunk])
-    _write("\n", flush=True)  # a full disk says so here, not in the interpreter's last flush
-
-
-def _write(text: str, flush: bool = False) -> None:
-    """``text`` to the standard output; what stops it (its encoding, a full disk) as an error that says so."""
-    try:
-        sys.stdout.write(text)
-        if flush:
-            sys.stdout.flush()
-    except UnicodeEncodeError as exc:
-        raise Agent19Error(
-            f"the output holds characters its encoding ({sys.stdout.encoding}) cannot write "
-            f"({exc.object[exc.start:exc.end]!a}): set PYTHONIOENCODING=utf-8 or use a UTF-8 locale") from None
-    except BrokenPipeError:  # `agent19 … | head`: main's own answer
-        raise
-    except OSError as exc:
-        raise Agent19Error(f"could not write the output: {exc.strerror or exc}") from None
 
 
 def _swallowed(ns: argparse.Namespace) -> str | None:
