@@ -11,6 +11,7 @@ With ``CI=true`` nothing a user relies on may be skipped: a missing server or ex
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -31,6 +32,14 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # (as an operator would, knowingly). tests/test_privilege_boundary.py and tests/test_choke_point.py
 # turn it off and run reads as a least-privilege reader login too.
 os.environ.setdefault("AGENT19_ALLOW_PRIVILEGED_READS", "1")
+
+# agent19's state (dry-run ledger, audit log, confirmation key, schema dumps, the embedded server) goes in a data
+# directory of this session, never the user's own (AGENT19_DATA_DIR they set, or the per-user default): set here, at
+# import, before any test reads a setting, so every CLI and MCP server a test starts inherits it. Removed at exit
+# (registered before any embedded server's own exit handler, so it runs after that server stopped).
+SESSION_DATA_DIR = Path(tempfile.mkdtemp(prefix="agent19-test-data-"))
+os.environ["AGENT19_DATA_DIR"] = str(SESSION_DATA_DIR)
+atexit.register(shutil.rmtree, SESSION_DATA_DIR, ignore_errors=True)
 
 
 def need(condition: bool, reason: str) -> None:
