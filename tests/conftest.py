@@ -33,7 +33,7 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 # turn it off and run reads as a least-privilege reader login too.
 os.environ.setdefault("AGENT19_ALLOW_PRIVILEGED_READS", "1")
 
-# agent19's state (dry-run ledger, audit log, confirmation key, schema dumps, the embedded server) goes in a data
+# agent19's state (dry-run ledger, audit log, confirmation key, the embedded server) goes in a data
 # directory of this session, never the user's own (AGENT19_DATA_DIR they set, or the per-user default): set here, at
 # import, before any test reads a setting, so every CLI and MCP server a test starts inherits it. Removed at exit
 # (registered before any embedded server's own exit handler, so it runs after that server stopped).
