@@ -316,6 +316,9 @@ def serve(settings: Settings, *, http: bool = False, host: str = "127.0.0.1", po
     server = _built_without_collecting(settings, db, auth, pool)
     if settings.mode is AccessMode.EXECUTE:
         confirm_page.start(settings, db)  # loopback only: where a human confirms destructive statements
+    from agent19.migrate.dryrun import scratch_pool
+
+    scratch_pool.enable()  # a running server keeps each target's next scratch database ready (dropped on exit)
     try:
         if http:
             assert pool is not None

@@ -25,6 +25,7 @@ from collections import OrderedDict
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,13 @@ Q_CATALOG_STATE = (
 KEPT = 4
 _DUMPS: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()  # (target, major, catalog state) -> its dump
 _LOCK = threading.Lock()
+
+
+def target_key(dsn: str) -> str:
+    """The target as a cache key: its connection parameters without the password."""
+    params = conninfo_to_dict(dsn)
+    params.pop("password", None)
+    return make_conninfo(**params)
 
 
 def state_of(row: Any) -> str | None:

@@ -15,6 +15,9 @@ there) — :class:`EarlyScratch` starts making it at once, in two threads:
   (:attr:`EarlyScratch.wants_state`), which says whether the kept dump is still good.)
 * The owner session, ``CREATE DATABASE … TEMPLATE template0`` and, once the dump is there, loading it,
   then the session that will replay the statements there — all while the target's transaction runs.
+  In a running server (:mod:`agent19.migrate.dryrun.scratch_pool` on) a schema-only copy made ahead, after the
+  previous dry run of this target, is taken instead when the digest the dry run's session reads is the one it
+  was made at: then neither ``CREATE DATABASE`` nor the dump runs here, only the replaying session is opened.
 
 Only schema-only and empty copies are made early: a ``TEMPLATE <target>`` copy needs the target free
 of sessions, the dry run's own included, so it is still made after the rollback. Rows sampled from the
@@ -32,12 +35,11 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
-from agent19.migrate.dryrun import dump_cache
+from agent19.migrate.dryrun import dump_cache, scratch_pool
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.dump_cache import _DUMPS, catalog_state  # noqa: F401 — kept importable from here
 from agent19.migrate.dryrun.scratch import ScratchDatabase
@@ -47,9 +49,7 @@ log = logging.getLogger(__name__)
 
 def _target_key(db: Database) -> str:
     """The target as a cache key: its connection parameters without the password."""
-    params = conninfo_to_dict(db.dsn)
-    params.pop("password", None)
-    return make_conninfo(**params)
+    return dump_cache.target_key(db.dsn)
 
 
 def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
@@ -63,6 +63,13 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
     With no dump of this database kept, there is nothing to look up: pg_dump starts at once, dumping as of a
     snapshot that a transaction here exports and reads the catalogs' digest in meanwhile (the digest is then
     exactly the dumped state's), instead of after the digest."""
+    dump, how, _ = keyed_dump(db, major, state)
+    return dump, how
+
+
+def keyed_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
+               ) -> tuple[tuple[bytes | None, str | None], str, str | None]:
+    """:func:`cached_dump`, and the digest the dump is kept under (None: not kept)."""
     target = _target_key(db)
     key: str | None = None
     dump: tuple[bytes | None, str | None] | None = None
@@ -79,12 +86,13 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
         except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
             log.debug("no catalog state (%s): pg_dump runs", exc)
     if key is not None and dump is None and (kept := dump_cache.lookup(target, major, key)) is not None:
-        return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)"
+        return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)", key
     if dump is None:
         dump = scratch_mod.dump_schema(db.dsn, major)
     if key is not None and dump[0] is not None:
         dump_cache.store(target, major, key, dump[0])
-    return dump, "schema dump taken (pg_dump)"
+        return dump, "schema dump taken (pg_dump)", key
+    return dump, "schema dump taken (pg_dump)", None
 
 
 def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
@@ -144,6 +152,11 @@ class EarlyScratch:
         self.wants_state = copy == "schema" and dump_cache.kept(_target_key(db), major)
         self._state: str | None = None
         self._stated = threading.Event()
+        # a running server may have made this target's scratch database ahead (scratch_pool): taken if its schema
+        # is the target's now (the digest above), else the database is made here as below
+        self._ahead = self.wants_state and scratch_pool.has(db, major)
+        self._decided = threading.Event()
+        self.state_key: str | None = None  # the digest of the schema this copy holds (None: unknown)
         threads = [threading.Thread(target=self._create, name="agent19-scratch-create", daemon=True)]
         if copy == "schema":
             threads.append(threading.Thread(target=self._take_dump, name="agent19-scratch-dump", daemon=True))
@@ -165,21 +178,39 @@ class EarlyScratch:
 
     def _take_dump(self) -> None:
         try:
-            self._dump, self._how = cached_dump(self.db, self.major, self._given_state if self.wants_state else None)
+            if self._ahead:
+                self._decided.wait()
+                if self.state_key is not None:  # the database made ahead was taken: no dump needed
+                    return
+            self._dump, self._how, self.state_key = keyed_dump(self.db, self.major,
+                                                               self._given_state if self.wants_state else None)
         except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
             self._dump = (None, f"pg_dump failed: {exc}")
         finally:
             self._dumped.set()
 
+    def _take_ahead(self) -> bool:
+        """Take the scratch database made ahead for this target, if its schema is the target's now."""
+        try:
+            state = self._given_state()
+            if (taken := scratch_pool.take(self.db, self.major, state)) is None:
+                return False
+            self._admin, self._scratch = taken
+            self._name, self.state_key = self._scratch.name, state
+            return True
+        finally:
+            self._decided.set()
+
     def _create(self) -> None:
         try:
-            self._admin, self._name = scratch_mod.open_owner(self.db)
-            target = scratch_mod.target_name(self.db)
-            if self.copy == "empty":
-                self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "empty")
-            else:  # the database first (the slow part), then the schema once the dump is there
-                self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
-                                                   dump=self._wait_dump)
+            if not (self._ahead and self._take_ahead()):
+                self._admin, self._name = scratch_mod.open_owner(self.db)
+                target = scratch_mod.target_name(self.db)
+                if self.copy == "empty":
+                    self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "empty")
+                else:  # the database first (the slow part), then the schema once the dump is there
+                    self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
+                                                       dump=self._wait_dump)
         except BaseException as exc:  # noqa: BLE001 — re-raised in the dry run's thread by use()
             self._error = exc
             return
@@ -187,6 +218,12 @@ class EarlyScratch:
             self._session = scratch_mod.replay_session(self._scratch.dsn, self.db.settings.statement_timeout_ms)
         except psycopg.Error as exc:  # opened again when used, which then says what is wrong
             log.debug("no early session to the scratch database: %s", exc)
+
+    def schema_state(self) -> str | None:
+        """The catalogs' digest of the target's schema this scratch database was a complete copy of, once it is
+        dropped (None: not a schema-only copy, or the digest is unknown): what :mod:`scratch_pool` prepares from."""
+        made = self._scratch is not None and self._scratch.strategy == "schema_copy" and self._error is None
+        return self.state_key if made and self.copy == "schema" else None
 
     def take_session(self) -> psycopg.Connection[Any] | None:
         """The session to the scratch database opened in advance (the caller closes it), if any; after

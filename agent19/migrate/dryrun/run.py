@@ -5,15 +5,14 @@ How it runs (``dry_run``):
 1. Leftover scratch databases of killed runs are dropped (:func:`scratch.drop_leftovers`) and the cluster is
    fingerprinted, on a session of their own while the target's catalog is snapshotted
    (:mod:`agent19.migrate.dryrun.cluster_side`); the classification predicts each statement's locks and rewrite.
-2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in
-   order, each under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back
-   to the savepoint; later statements still run), observed by :func:`agent19.db.observe.observe`
-   (locks this statement added, relfilenode rewrites, rows, notices, wall time); the ``after``
-   checks; then ``ROLLBACK`` — always, in ``finally``. Transaction control in the file (``BEGIN``,
-   ``COMMIT``…) is never sent. PostgreSQL shows a lock mode once per transaction, so a statement
-   whose predicted mode an earlier statement already took is re-observed in a transaction of its
-   own in the scratch database (below), where the earlier statements were committed — its locks
-   are then exact.
+2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in order, each
+   under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back to the savepoint; later
+   statements still run), observed by :func:`agent19.db.observe.observe` (locks this statement added, relfilenode
+   rewrites, rows, notices, wall time); the ``after`` checks; then ``ROLLBACK`` — always, in ``finally``.
+   Transaction control in the file (``BEGIN``, ``COMMIT``…) is never sent. PostgreSQL shows a lock mode once per
+   transaction, so a statement whose predicted mode an earlier statement already took is re-observed in a
+   transaction of its own in the scratch database (below), where the earlier statements were committed — its
+   locks are then exact.
 3. Statements that cannot run in a transaction block run in a scratch database
    (:mod:`agent19.migrate.dryrun.scratch`), with the migration's statements replayed there in order and the
    non-transactional ones watched from other sessions (:mod:`agent19.migrate.dryrun.watch`). In the target's
@@ -23,17 +22,17 @@ How it runs (``dry_run``):
 4. The target is snapshotted again and compared with the first snapshot.
 
 When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
-``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`),
-and the target is re-read (step 4) while the scratch database works. When it is needed only to re-observe
-hidden locks — or is a schema-only or empty copy asked for (``scratch_copy``), where durations say nothing of
-the real tables — its part is done there while step 2 runs (:mod:`agent19.migrate.dryrun.ahead`): the replay,
-the re-observations, the statements watched there and the drop overlap the target's transaction instead of
-following it. A statement that runs for more than a
-second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
+``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`; a running
+server keeps the next one ready: :mod:`agent19.migrate.dryrun.scratch_pool`), and the target is re-read (step 4)
+while the scratch database works. When it is needed only to re-observe hidden locks — or is a schema-only or empty
+copy asked for (``scratch_copy``), where durations say nothing of the real tables — its part is done there while
+step 2 runs (:mod:`agent19.migrate.dryrun.ahead`): the replay, the re-observations, the statements watched there and
+the drop overlap the target's transaction instead of following it. A statement that runs for more than a second
+reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
 
-Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly
-as the migration locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy.
-Sequences advanced by ``nextval`` are not rolled back by PostgreSQL (reported as ``info``).
+Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly as the migration
+locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy. Sequences advanced by ``nextval``
+are not rolled back by PostgreSQL (reported as ``info``).
 """
 
 from __future__ import annotations
@@ -57,6 +56,7 @@ from agent19.errors import InputError
 from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
 from agent19.migrate.dryrun import scratch as scratch_mod
+from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.cluster_guard import Q_SHARED_WRITES, Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_side import ClusterSide
@@ -314,8 +314,8 @@ def dry_run(
         refuse_standby(conn, "test_migration (a dry run)")
         # first, so that pg_dump (100-200 ms whatever the schema) runs while the catalog is read: the prediction
         # from the SQL alone is enough to decide (a wrong guess only costs a database made in the background)
-        early = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
-                               conn.info.server_version)
+        early = made = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
+                                      conn.info.server_version)
         side = ClusterSide(db)  # leftovers dropped and the cluster fingerprinted on its own session, meanwhile:
         before = catalog_snapshot(conn, early)  # with the kept schema dump's digest, when there is one
         preds = predict(statements, before)
@@ -429,10 +429,10 @@ def dry_run(
     total_ms = round((time.perf_counter() - started) * 1000, 3)
     summary = summary_text(passed, results, findings, longest, total_ms)
     report(len(statements), len(statements), "dry run finished")
-    return DryRunResult(
+    return scratch_pool.after_dry_run(made, DryRunResult(  # a running server prepares the next scratch database
         passed=passed, complete=complete, summary=summary, database=db.display_dsn,
         server_version=before.server_version,
         total_ms=total_ms, statements=results, findings=findings, checks=check_results, longest_lock=longest,
         scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
         leftovers_dropped=leftovers,
-    )
+    ))

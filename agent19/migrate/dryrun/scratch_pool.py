@@ -1,0 +1,201 @@
+"""A scratch database made ahead for a target's next dry run, in a long-running process (``agent19 serve``).
+
+A dry run that re-observes locks (or runs statements outside a transaction on a schema-only copy) makes its
+scratch database while the target's transaction runs (:mod:`agent19.migrate.dryrun.early_scratch`). Its
+``CREATE DATABASE … TEMPLATE template0`` costs 120–250 ms of server CPU, which competes with the migration's own
+statements on a small machine. In a running server the next dry run of the same target need not pay it then:
+after a dry run that used a schema-only copy of a target whose schema dump is kept
+(:mod:`agent19.migrate.dryrun.dump_cache`), the next scratch database is made and loaded with that dump in the
+background (:func:`after_dry_run`, once the result is built). The next dry run of that target that makes a
+schema-only :class:`~agent19.migrate.dryrun.early_scratch.EarlyScratch` takes it (:func:`take`) when the
+catalogs' digest its own session reads with the catalog snapshot is the one the kept dump was taken at; else
+(the schema changed) the ready one is dropped and the dry run makes its own, as it would have.
+
+* **Off by default**: the one-shot CLI leaves nothing behind when it exits. :func:`enable` turns it on
+  (``agent19 serve`` calls it); :func:`close` (also run at exit, on SIGTERM/SIGHUP and when the server's
+  transport closes) waits for the background work and drops every ready database.
+* **Bounded**: one ready database per key — the target's connection parameters without the password
+  (:func:`dump_cache.target_key`), the libpq environment variables that could change the login or the server
+  (every ``PG*`` but ``PGPASSWORD``) and the server's major version — and :data:`KEPT` in all, the oldest dropped.
+  Another login, host, port or database never takes one.
+* **Safe**: a ready database is a scratch database like any other: its owner session (``application_name`` = its
+  name) stays open, so another run's :func:`scratch.drop_leftovers` leaves it alone, and it is registered for the
+  signal/atexit cleanup; after a SIGKILL the next run's drop_leftovers drops it (the owner session is gone).
+  :func:`take` removes it from the pool under a lock: two dry runs never get the same one. The taker's own
+  settings apply there (the scratch DSN's session options and the replay session's ``statement_timeout`` come
+  from the taking dry run's :class:`Database`), and it is dropped before that dry run returns, as any other.
+* A failure while preparing is logged at debug level and forgotten: the next dry run proceeds as without it.
+  :func:`settle` waits until the background work is done (tests, the benchmark).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from agent19 import lifecycle
+from agent19.db.connection import Database
+from agent19.migrate.dryrun import dump_cache
+from agent19.migrate.dryrun import scratch as scratch_mod
+from agent19.migrate.dryrun.scratch import ScratchDatabase
+
+if TYPE_CHECKING:
+    from agent19.migrate.dryrun.early_scratch import EarlyScratch
+
+log = logging.getLogger(__name__)
+
+KEPT = 4
+MADE_AHEAD = "scratch database made ahead, before this dry run (schema unchanged since)"
+Key = tuple[str, tuple[tuple[str, str], ...], int]
+T = TypeVar("T")
+
+
+@dataclass
+class _Ready:
+    name: str
+    admin: psycopg.Connection[Any]  # its owner session
+    state: str  # the catalogs' digest of the schema it holds
+    notes: list[str] = field(default_factory=list)
+    unfaithful: list[str] = field(default_factory=list)
+
+
+_ENABLED = False
+_READY: OrderedDict[Key, _Ready] = OrderedDict()
+_PENDING: dict[threading.Thread, Key] = {}
+_LOCK = threading.Lock()
+_IDLE = threading.Condition(_LOCK)
+
+
+def _key(db: Database, major: int) -> Key:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PG") and k != "PGPASSWORD"))
+    return dump_cache.target_key(db.dsn), env, major
+
+
+def enable() -> None:
+    """Keep a scratch database ready for each target's next dry run (see the module doc); idempotent."""
+    global _ENABLED
+    with _LOCK:
+        _ENABLED = True
+    lifecycle.cleanup_on_exit(close)
+
+
+def enabled() -> bool:
+    return _ENABLED
+
+
+def close(timeout: float = 30) -> None:
+    """Stop keeping scratch databases ready: wait (up to ``timeout`` s) for the background work, drop them all."""
+    global _ENABLED
+    with _LOCK:
+        _ENABLED = False
+    settle(timeout)
+    clear()
+
+
+def clear() -> None:
+    """Drop every ready scratch database (the pool stays on or off as it was)."""
+    with _LOCK:
+        ready = list(_READY.values())
+        _READY.clear()
+    for r in ready:
+        _drop(r)
+
+
+def settle(timeout: float | None = None) -> bool:
+    """Wait until no scratch database is being prepared; False when ``timeout`` s passed first."""
+    with _IDLE:
+        return _IDLE.wait_for(lambda: not _PENDING, timeout)
+
+
+def has(db: Database, major: int) -> bool:
+    """Whether a scratch database is ready for this target (:func:`take` says whether it may be used)."""
+    with _LOCK:
+        return _key(db, major) in _READY
+
+
+def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connection[Any], ScratchDatabase] | None:
+    """The ready scratch database of this target — its owner session and it, with ``db``'s session options —
+    when its schema is the one of the catalogs' digest ``state``; else None (one that does not match is
+    dropped). Each ready database is handed out once."""
+    with _LOCK:
+        ready = _READY.pop(_key(db, major), None)
+    if ready is None:
+        return None
+    if state is None or state != ready.state:
+        log.debug("scratch database %s made ahead: the target's schema changed since; dropped", ready.name)
+        _drop(ready)
+        return None
+    try:
+        alive = ready.admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ready.name,)).fetchone()
+    except psycopg.Error as exc:
+        log.debug("scratch database %s made ahead: its owner session broke (%s)", ready.name, exc)
+        alive = None
+    if not alive:
+        _drop(ready)
+        return None
+    dsn = make_conninfo(db.dsn, dbname=ready.name, **db.session_options())  # the taker's timeouts, not the maker's
+    return ready.admin, ScratchDatabase(ready.name, dsn, "schema_copy", notes=[MADE_AHEAD, *ready.notes],
+                                        unfaithful=list(ready.unfaithful))
+
+
+def after_dry_run(early: EarlyScratch | None, result: T) -> T:
+    """Once a dry run's ``result`` is built: when the pool is on and ``early`` was a complete schema-only copy
+    of a target whose dump is kept, start preparing that target's next scratch database. Returns ``result``."""
+    state = early.schema_state() if early is not None else None
+    if early is None or state is None:
+        return result
+    key = _key(early.db, early.major)
+    with _LOCK:
+        current = _READY.get(key)
+        if not _ENABLED or key in _PENDING.values() or (current is not None and current.state == state):
+            return result
+        worker = threading.Thread(target=_prepare, args=(early.db, early.major, state, key),
+                                  name="agent19-scratch-ahead", daemon=True)
+        _PENDING[worker] = key
+    worker.start()
+    return result
+
+
+def _prepare(db: Database, major: int, state: str, key: Key) -> None:
+    try:
+        dump = dump_cache.lookup(key[0], major, state)
+        if dump is None:
+            return  # no longer kept: nothing to load
+        admin, name = scratch_mod.open_owner(db)
+        try:
+            made = scratch_mod.create(db, admin, scratch_mod.target_name(db), name, "schema", dump=lambda: (dump, None))
+            if made.strategy != "schema_copy":
+                raise RuntimeError("; ".join(made.unfaithful) or "no schema copy")
+        except BaseException:
+            scratch_mod.close_owner(admin, name)
+            raise
+        ready = _Ready(name, admin, state, made.notes, made.unfaithful)
+        with _LOCK:
+            stale = [ready]
+            if _ENABLED:
+                stale = [_READY.pop(key)] if key in _READY else []
+                _READY[key] = ready
+                while len(_READY) > KEPT:
+                    stale.append(_READY.popitem(last=False)[1])
+        for old in stale:
+            _drop(old)
+    except Exception as exc:  # noqa: BLE001 — the next dry run makes its own, as without the pool
+        log.debug("no scratch database made ahead: %s", exc)
+    finally:
+        with _IDLE:
+            _PENDING.pop(threading.current_thread(), None)
+            _IDLE.notify_all()
+
+
+def _drop(ready: _Ready) -> None:
+    try:
+        scratch_mod.close_owner(ready.admin, ready.name)
+    except psycopg.Error as exc:  # its owner session is closed: the next run's drop_leftovers takes it
+        log.debug("could not drop scratch database %s made ahead: %s", ready.name, exc)
