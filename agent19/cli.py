@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import agent19
 from agent19 import records
-from agent19.cli_output import print_parts, write
+from agent19.cli_output import HELP, discard_output, print_parts, write
 from agent19.config import AccessMode, Settings
 from agent19.errors import Agent19Error, postgres_error_text
 from agent19.textsafe import visible
@@ -163,12 +163,13 @@ def _only_tools_for(argv: Sequence[str]) -> list[ToolSpec[Any, Any]] | None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's parser (its sub-commands' too), its help on stdout written as a report is: an encoding without
-    agent19's typographic characters gets ASCII stand-ins (:mod:`agent19.cli_output`), not a traceback."""
+    """argparse's parser (its sub-commands' too), its help and --version on stdout written whatever the output's
+    encoding (ASCII stand-ins, :data:`agent19.cli_output.HELP`) and flushed: what stops it (a full disk, a reader
+    gone) is main's to say, as for any output, not a traceback. No stdout at all (``>&-``): argparse's own way."""
 
     def _print_message(self, message: str, file: Any = None) -> None:
-        if message and file is sys.stdout:
-            write(message, "agent19.stand-in-or-escape")
+        if message and file is not None and file is sys.stdout:
+            write(message, HELP, flush=True)
         else:
             super()._print_message(message, file)
 
@@ -273,6 +274,10 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
                       elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None, streaming=True)
     try:
         result = spec.run(ctx, args)
+    except Agent19Error as exc:  # stopped before it had a result: a format that can say so still writes a document
+        if ns.format in spec.error_formats:
+            print_parts(spec.error_formats[ns.format](exc), ns.format)  # raises exc after the document
+        raise
     finally:
         progress.end()
         if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
@@ -326,16 +331,17 @@ def _startup_parser(argv: Sequence[str], *, freeze: bool) -> argparse.ArgumentPa
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _startup_parser(sys.argv[1:] if argv is None else argv, freeze=argv is None)
-    ns = parser.parse_args(argv)
-    if (swallowed := _swallowed(ns)) is not None:
-        parser.error(swallowed)
-    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, stream=sys.stderr,
-                        format="agent19: %(message)s")
-    if ns.command is None:
-        parser.print_help()
-        return 2
-    dsn = ns.dsn
+    dsn = None
     try:
+        ns = parser.parse_args(argv)  # --help writes its output here: what stops it is said below
+        if (swallowed := _swallowed(ns)) is not None:
+            parser.error(swallowed)
+        logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, stream=sys.stderr,
+                            format="agent19: %(message)s")
+        if ns.command is None:
+            parser.print_help()
+            return 2
+        dsn = ns.dsn
         settings = _settings(ns)
         if ns.command == "serve":
             from agent19.server import serve
@@ -351,9 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return 3 if isinstance(exc, DatabaseUnavailable) else exc.exit_code
     except BrokenPipeError:  # `agent19 … | head`: the reader has what it wanted; no traceback
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        discard_output()  # the final flush must not fail again
         return 141  # as a program killed by SIGPIPE
     except KeyboardInterrupt:
         print("agent19: interrupted", file=sys.stderr)
@@ -368,8 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"agent19: error: invalid arguments: {exc}", file=sys.stderr)
             return 2
         psycopg = sys.modules.get("psycopg")  # loaded by any command that reached a database
-        if psycopg is None or not isinstance(exc, psycopg.Error):
-            raise
+        if psycopg is None or not isinstance(exc, psycopg.Error):  # a bug: its traceback, and not 1 ("found problems")
+            import traceback
+
+            traceback.print_exc()
+            print("agent19: error: an unexpected error stopped the command (traceback above): please report it",
+                  file=sys.stderr)
+            return 2
         from agent19.db.redact import redact_text
 
         print(f"agent19: error: PostgreSQL: {redact_text(postgres_error_text(exc), dsn)}", file=sys.stderr)

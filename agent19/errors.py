@@ -43,8 +43,31 @@ class InputError(Agent19Error):
         if self.line is not None:
             return
         self.file, self.line = file, line
-        self.message = f"{file}:{line}: {self.message}" if file else f"line {line}: {self.message}"
+        self.message = f"{where(file, line)}: {self.message}"
         self.args = (self.message if not self.hint else f"{self.message} — {self.hint}",)
+
+
+def where(file: str | None, line: int) -> str:
+    """A statement's place as agent19's messages name it: ``m.sql:2``, or ``line 2`` in SQL text."""
+    return f"{file}:{line}" if file else f"line {line}"
+
+
+class StatementNote(str):
+    """A note (``BaseException.add_note``) on an unexpected error, naming the statement it stopped at: printed
+    under its traceback, and read (:attr:`file`, :attr:`line`) by a report that says where it stopped."""
+
+    file: str | None
+    line: int
+
+    def __new__(cls, file: str | None, line: int) -> StatementNote:
+        note = super().__new__(cls, f"agent19: stopped at the statement at {where(file, line)}")
+        note.file, note.line = file, line
+        return note
+
+    @staticmethod
+    def of(exc: BaseException) -> StatementNote | None:
+        """The note on ``exc``, if any."""
+        return next((n for n in getattr(exc, "__notes__", ()) if isinstance(n, StatementNote)), None)
 
 
 def postgres_error_text(exc: BaseException) -> str:

@@ -25,5 +25,15 @@ def visible(value: str) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` with control characters other than line breaks and tabs, and bidi overrides, written as escapes."""
-    return _HIDDEN_IN_TEXT.sub(_escape, text)
+    """``text`` with control characters other than line breaks and tabs, and bidi overrides, written as escapes
+    (a :class:`Message` stays one)."""
+    out = _HIDDEN_IN_TEXT.sub(_escape, text)
+    return Message(out) if isinstance(text, Message) else out
+
+
+class Message(str):
+    """A part of a text rendering that is agent19's own words about the run (the error that stopped a report), not
+    data: where the output's encoding lacks one of its characters, the CLI writes that character as a backslash
+    escape rather than refuse the part (which would hide the error it tells of). A name or SQL is never one."""
+
+    __slots__ = ()

@@ -1,7 +1,7 @@
-"""When the output cannot be written — an encoding that cannot spell a name, a full disk — the command says so and
-exits 2 (unusable configuration), never with a traceback nor with 1, which for lint means "problems found". An
-encoding without agent19's own typographic characters (— → ×) gets ASCII stand-ins for them, and JSON escapes what
-the encoding lacks (agent19.cli_output): neither needs a UTF-8 terminal."""
+"""When the output cannot be written — an encoding that cannot spell a character of a report, a full disk — the
+command says so and exits 2 (unusable configuration), never with a traceback nor with 1, which for lint means
+"problems found", and never by changing a character of data or SQL. JSON and SARIF escape every non-ASCII character
+when stdout is not UTF-8, and --help uses ASCII stand-ins (agent19.cli_output): neither needs a UTF-8 terminal."""
 
 from __future__ import annotations
 
@@ -51,36 +51,50 @@ def test_the_same_lint_written_where_it_can_be_is_read_whole(tmp_path: Path) -> 
     assert 'tablé' in proc.stdout and proc.stdout.rstrip().endswith("}")
 
 
-def _same_in_ascii(ascii_text: str, utf8_text: str) -> None:
-    """``ascii_text`` is ``utf8_text`` with agent19's typographic characters as their ASCII stand-ins."""
+def test_a_text_report_never_changes_a_character_of_data_or_sql(tmp_path: Path) -> None:
+    """Runnable SQL written for a table whose name the encoding cannot spell would be SQL for another table."""
+    proc = _agent19(tmp_path, "pattern", "rename_column", "orders—2024", "--column", "note", "--type", "text",
+                    "--new-name", "note×2", PYTHONIOENCODING="ascii")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""  # not `ALTER TABLE "orders-2024" …`
+    assert "cannot write ('\\u2014')" in proc.stderr and "PYTHONIOENCODING=utf-8" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_text_lint_is_not_changed_either(tmp_path: Path) -> None:
+    proc = _lint(tmp_path, subprocess.PIPE, "text", table="t×2", PYTHONIOENCODING="ascii")
+    assert proc.returncode == 2, proc.stderr
+    assert "tx2" not in proc.stdout and "cannot write" in proc.stderr
+
+
+def test_help_reads_the_same_in_an_ascii_encoding(tmp_path: Path) -> None:
+    """agent19's own text only: its typographic characters as ASCII stand-ins."""
     from agent19.cli_output import STAND_INS
 
-    assert ascii_text.isascii()
-    assert any(c in utf8_text for c in STAND_INS)  # else the test proves nothing
-    assert ascii_text == utf8_text.translate(str.maketrans(STAND_INS))
+    for args in (("--help",), ("lint", "--help")):
+        ascii_run = _agent19(tmp_path, *args, PYTHONIOENCODING="ascii")
+        utf8_run = _agent19(tmp_path, *args, PYTHONIOENCODING="utf-8")
+        assert ascii_run.returncode == utf8_run.returncode == 0, ascii_run.stderr
+        assert ascii_run.stdout.isascii() and any(c in utf8_run.stdout for c in STAND_INS)
+        assert ascii_run.stdout == utf8_run.stdout.translate(str.maketrans(STAND_INS))
 
 
-def test_a_lint_of_ascii_names_reads_the_same_in_an_ascii_encoding(tmp_path: Path) -> None:
-    ascii_run = _lint(tmp_path, subprocess.PIPE, "text", table="orders", PYTHONIOENCODING="ascii")
-    utf8_run = _lint(tmp_path, subprocess.PIPE, "text", table="orders", PYTHONIOENCODING="utf-8")
-    assert ascii_run.returncode == utf8_run.returncode == 0, ascii_run.stderr  # warnings only: 0, as in UTF-8
-    assert " - PostgreSQL 15" in ascii_run.stdout  # the summary's "—"
-    _same_in_ascii(ascii_run.stdout, utf8_run.stdout)
+def _lint_bytes(tmp_path: Path, fmt: str, encoding: str) -> bytes:
+    (tmp_path / "m.sql").write_text('ALTER TABLE "tablé×" ADD COLUMN c integer;\n', encoding="utf-8")
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    environ.update(AGENT19_DATA_DIR=str(tmp_path / "data"), PYTHONIOENCODING=encoding)
+    done = subprocess.run([sys.executable, "-m", "agent19", "lint", "m.sql", "--format", fmt, "--pg-version", "15"],
+                          capture_output=True, cwd=tmp_path, env=environ)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
-@pytest.mark.parametrize("args", [("rules",), ("--help",), ("lint", "--help")], ids=" ".join)
-def test_other_text_reads_the_same_in_an_ascii_encoding(tmp_path: Path, args: tuple[str, ...]) -> None:
-    ascii_run = _agent19(tmp_path, *args, PYTHONIOENCODING="ascii")
-    utf8_run = _agent19(tmp_path, *args, PYTHONIOENCODING="utf-8")
-    assert ascii_run.returncode == utf8_run.returncode == 0, ascii_run.stderr
-    _same_in_ascii(ascii_run.stdout, utf8_run.stdout)
-
-
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1", "cp1252"])
 @pytest.mark.parametrize("fmt", ["json", "sarif"])
-def test_json_escapes_what_an_ascii_encoding_lacks(tmp_path: Path, fmt: str) -> None:
-    """JSON's own escape (\\u00e9) is the same character to any reader: the name is not changed, nor refused."""
-    ascii_run = _lint(tmp_path, subprocess.PIPE, fmt, PYTHONIOENCODING="ascii")
-    utf8_run = _lint(tmp_path, subprocess.PIPE, fmt, PYTHONIOENCODING="utf-8")
-    assert ascii_run.returncode == utf8_run.returncode, ascii_run.stderr
-    assert ascii_run.stdout.isascii() and "tabl\\u00e9" in ascii_run.stdout
-    assert json.loads(ascii_run.stdout) == json.loads(utf8_run.stdout)
+def test_json_and_sarif_are_utf8_whatever_the_encoding(tmp_path: Path, fmt: str, encoding: str) -> None:
+    """Interchange formats are UTF-8: a latin-1 stdout has é but must not write it as the byte 0xe9. Every
+    non-ASCII character is JSON's own escape, the same text to any reader."""
+    other, utf8 = _lint_bytes(tmp_path, fmt, encoding), _lint_bytes(tmp_path, fmt, "utf-8")
+    assert other.isascii() and b"tabl\\u00e9\\u00d7" in other
+    assert json.loads(other.decode("utf-8")) == json.loads(utf8.decode("utf-8"))
+    assert 'tablé×'.encode() in utf8  # a UTF-8 stdout: written as it is

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import agent19
 from agent19 import json_text
-from agent19.errors import Agent19Error, InputError
+from agent19.errors import Agent19Error, InputError, StatementNote, where
 from agent19.migrate.lint.engine import LintReport, LintStream
 from agent19.migrate.lint.model import LintStopped, StatementReport
+from agent19.textsafe import Message
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -56,12 +57,34 @@ def _read(report: LintReport | LintStream, stopped: list[Exception]) -> Iterator
 
 
 def _stopped(exc: Exception) -> LintStopped:
-    """What the report says of the error that stopped it."""
-    message = str(exc) if isinstance(exc, Agent19Error) else (
-        f"agent19 stopped on an unexpected error ({type(exc).__name__}: {exc}); its traceback is on stderr")
-    if isinstance(exc, InputError):
-        return LintStopped(message=message, file=exc.file, line=exc.line)
-    return LintStopped(message=message)
+    """What the report says of the error that stopped it, and where (an unexpected error: the statement the
+    engine's note names)."""
+    if isinstance(exc, Agent19Error):
+        file, line = (exc.file, exc.line) if isinstance(exc, InputError) else (None, None)
+        return LintStopped(message=str(exc), file=file, line=line)
+    note = StatementNote.of(exc)
+    message = f"agent19 stopped on an unexpected error ({type(exc).__name__}: {exc}); its traceback is on stderr"
+    if note is None:
+        return LintStopped(message=message)
+    return LintStopped(message=f"{where(note.file, note.line)}: {message}", file=note.file, line=note.line)
+
+
+class _Failed:
+    """A lint stopped before its first statement (a file that does not parse), as a renderer reads a stream: its
+    statements end at once with the error, so that the renderer writes its stopped document (no statements, the
+    error) and raises the error."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.statements = self._raise(exc)
+
+    @staticmethod
+    def _raise(exc: Exception) -> Iterator[StatementReport]:
+        raise exc
+        yield  # a generator: raises when read
+
+
+def _failed(exc: Exception) -> LintStream:
+    return cast(LintStream, _Failed(exc))
 
 
 def render_report(report: LintReport | LintStream) -> Iterator[str]:
@@ -84,8 +107,9 @@ def render_report(report: LintReport | LintStream) -> Iterator[str]:
         out.append("")
         yield "\n".join(out) + "\n"
     if stopped:
-        yield (f"lint stopped by an error: {_stopped(stopped[0]).message} (the statements from there on were not "
-               "linted)\n")
+        # agent19's own words, written whatever the output's encoding: the error it tells of must not be hidden
+        yield Message(f"lint stopped by an error: {_stopped(stopped[0]).message} (the statements from there on "
+                      "were not linted)\n")
         raise stopped[0]
     m = report.summary
     out = [
@@ -199,6 +223,7 @@ def render_sarif(report: LintReport | LintStream) -> Iterator[str]:
     positional=("paths",),
     render_text=render_report,
     formats={"json": render_json, "sarif": render_sarif},
+    error_formats={"json": lambda exc: render_json(_failed(exc)), "sarif": lambda exc: render_sarif(_failed(exc))},
     exit_code=lambda r: 1 if r.summary.failed else 0,
     examples=(
         "agent19 lint migrations/",

@@ -127,6 +127,10 @@ class ToolSpec(Generic[A, R]):
     formats: dict[str, Callable[[R], str | Iterable[str]]] = field(default_factory=dict)
     """Extra CLI output formats beside text and json, e.g. ``{"sarif": to_sarif}``, or the tool's own json (the same
     text as the default's): text, or its parts in order (a large result printed without building it whole)."""
+    error_formats: dict[str, Callable[[Exception], Iterable[str]]] = field(default_factory=dict)
+    """Formats whose document can say that an error stopped the run before it had a result (a file that does not
+    parse): the CLI writes it (its parts end by raising the error again), so that the saved output is still a
+    document its reader parses; in any other format nothing is written. E.g. lint's JSON with an ``error``."""
     module: str = ""
     """The module that declared it."""
     briefs: dict[str, str | dict[str, Any]] = field(default_factory=dict)

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from agent19.errors import InputError
+from agent19.errors import Agent19Error, InputError, StatementNote
 from agent19.migrate.classification.state import DEFAULT_SCHEMA
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
@@ -336,6 +336,10 @@ def _lint(
             raise
         except RecursionError:  # a tree deeper than a step can walk: said of the statement, not as a traceback
             raise too_deep(stmt.file, stmt.line) from None
+        except Exception as exc:  # unexpected (a bug): its traceback, and a report stopped by it, name the statement
+            if not isinstance(exc, Agent19Error) and StatementNote.of(exc) is None:
+                exc.add_note(StatementNote(stmt.file, stmt.line))
+            raise
     assumptions = list(notes) + ([] if catalog else [
         f"no database: PostgreSQL {version // 10000} assumed and every table not created earlier in the linted set "
         "is assumed large and in use (connect with --dsn for real sizes and constraints)"
