@@ -98,3 +98,52 @@ def test_json_and_sarif_are_utf8_whatever_the_encoding(tmp_path: Path, fmt: str,
     assert other.isascii() and b"tabl\\u00e9\\u00d7" in other
     assert json.loads(other.decode("utf-8")) == json.loads(utf8.decode("utf-8"))
     assert 'tablé×'.encode() in utf8  # a UTF-8 stdout: written as it is
+
+
+def _environ(tmp_path: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    environ["AGENT19_DATA_DIR"] = str(tmp_path / "data")
+    return environ
+
+
+@pytest.mark.parametrize("args", [("--help",), ("lint", "--help"), ("--version",)], ids=" ".join)
+def test_help_into_a_closed_pipe_or_a_closed_stdout_ends_quietly(tmp_path: Path, args: tuple[str, ...]) -> None:
+    command = [sys.executable, "-m", "agent19", *args]
+    reader_gone = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_environ(tmp_path))
+    reader_gone.stdout.close()  # type: ignore[union-attr]  # before the child writes: `agent19 --help | true`
+    err = reader_gone.stderr.read().decode()  # type: ignore[union-attr]
+    assert reader_gone.wait() == 141 and err == "", err  # as `agent19 lint | head`
+    closed = subprocess.run(["sh", "-c", 'exec "$@" >&-', "sh", *command], capture_output=True, text=True,
+                            env=_environ(tmp_path))
+    assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_help_on_a_full_disk_says_so(tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = _agent19(tmp_path, "--help", stdout=full)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "could not write the output: No space left on device" in done.stderr
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_a_stopped_lint_says_its_output_could_not_be_written(tmp_path: Path) -> None:
+    """A lint stopped by an error flushes what it wrote before saying the error: a file-size limit met there is
+    said on stderr too, not lost in the interpreter's last flush (the saved document would be cut, unsaid)."""
+    import resource
+    import signal
+
+    def limit() -> None:  # as `(trap '' XFSZ; ulimit -f 1; agent19 lint … > f.json)`
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    deep = "SELECT " + "+".join(["1"] * 900) + ";\n"
+    (tmp_path / "m.sql").write_text("".join(f"ALTER TABLE t{i} ADD COLUMN c int;\n" for i in range(3)) + deep)
+    environ = {k: v for k, v in _environ(tmp_path).items() if k != "PYTHONUNBUFFERED"}  # a user's buffered stdout
+    with open(tmp_path / "f.json", "w") as out:
+        done = subprocess.run([sys.executable, "-m", "agent19", "lint", "m.sql", "--format", "json"], stdout=out,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=environ, preexec_fn=limit)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "could not write the output: File too large" in done.stderr
+    assert "m.sql:4: the statement is nested too deeply" in done.stderr  # the lint's own error as well
+    assert (tmp_path / "f.json").stat().st_size == 1024

@@ -85,3 +85,76 @@ def test_an_error_at_the_first_statement_still_writes_a_document() -> None:
             parts.append(part)
     report = json.loads("".join(parts))
     assert report["statements"] == [] and report["error"]["line"] == 1 and report["error"]["file"] is None
+
+
+def test_the_error_that_stopped_a_text_lint_is_not_hidden_by_the_encoding(tmp_path: Path) -> None:
+    """The stop line is agent19's words about the error (not data): where the encoding lacks one of its characters
+    it is written with a backslash escape, and stderr says the lint's error, not an encoding error."""
+    (tmp_path / "m.sql").write_text(FIRST + 'ALTER TABLE "a\nbé" ADD COLUMN c int;\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    done = subprocess.run([sys.executable, "-m", "agent19", "lint", "m.sql", "--pg-version", "15"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**env, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "cannot write" not in done.stderr and "Traceback" not in done.stderr
+    assert "agent19: error: m.sql:2: name 'public.a\\nb\\xe9' contains a line break" in done.stderr
+    last = done.stdout.rstrip("\n").rsplit("\n", 1)[-1]
+    assert last.startswith("lint stopped by an error: m.sql:2: name 'public.a\\nb\\xe9' contains a line break")
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif", "text"])
+def test_an_error_before_the_first_statement_still_writes_the_document(tmp_path: Path, fmt: str) -> None:
+    """A directory whose second file does not parse stops before any statement is linted: `--format json > out`
+    keeps a document saying so, not an empty file."""
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "001_a.sql").write_text(FIRST)
+    (tmp_path / "migrations" / "002_b.sql").write_text("SELECT (((;\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    done = subprocess.run([sys.executable, "-m", "agent19", "lint", "migrations", "--pg-version", "15", "--format",
+                           fmt], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "migrations/002_b.sql:1:" in done.stderr and "syntax error" in done.stderr
+    if fmt == "text":  # no document to complete
+        assert done.stdout == ""
+        return
+    report = json.loads(done.stdout)
+    if fmt == "json":
+        assert report["statements"] == [] and "summary" not in report
+        assert report["error"]["file"] == "migrations/002_b.sql" and report["error"]["line"] == 1
+        assert "syntax error" in report["error"]["message"]
+    else:
+        run = report["runs"][0]
+        assert run["results"] == [] and run["invocations"][0]["executionSuccessful"] is False
+        [note] = run["invocations"][0]["toolExecutionNotifications"]
+        assert "syntax error" in note["message"]["text"]
+        assert note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "migrations/002_b.sql"
+
+
+BUG = """
+import sys
+from agent19.migrate.lint import engine
+real, seen = engine._statement_report, []
+def _statement_report(ctx, findings):
+    seen.append(ctx)
+    if len(seen) == 2:
+        raise KeyError("a bug")
+    return real(ctx, findings)
+engine._statement_report = _statement_report
+from agent19.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_unexpected_error_exits_2_and_names_the_statement(tmp_path: Path) -> None:
+    """Exit 1 means "findings" for lint: a bug must not read as one. Its traceback is on stderr, and the document
+    says where it stopped."""
+    (tmp_path / "m.sql").write_text(FIRST + FIRST.replace(" t ", " u ") + FIRST.replace(" t ", " v "))
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
+    done = subprocess.run([sys.executable, "-c", BUG, "lint", "m.sql", "--pg-version", "15", "--format", "json",
+                           "--fail-on", "warning"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" in done.stderr and "KeyError: 'a bug'" in done.stderr
+    assert "stopped at the statement at m.sql:2" in done.stderr
+    report = json.loads(done.stdout)
+    assert [s["line"] for s in report["statements"]] == [1]
+    assert (report["error"]["file"], report["error"]["line"]) == ("m.sql", 2)
+    assert report["error"]["message"].startswith("m.sql:2: agent19 stopped on an unexpected error (KeyError")
