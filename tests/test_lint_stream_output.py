@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 from dataclasses import asdict
@@ -117,9 +118,14 @@ def test_a_large_lints_memory_per_statement_is_bounded(tmp_path, fmt):
     assert growth / (large - small) < 3000, f"{growth / (large - small):.0f} bytes per linted statement"
 
 
-def test_a_bad_setting_fails_before_anything_is_written(tmp_path, monkeypatch):
+def test_a_bad_setting_fails_before_any_statement_is_linted(tmp_path, monkeypatch):
+    """No statement's report is written; the JSON document holds only the error (a CI job saving it keeps a file
+    its parser reads, as for a lint stopped part-way)."""
     (tmp_path / "m.sql").write_text(_migration(3))
     monkeypatch.chdir(tmp_path)
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()) as err:
         rc = cli.main(["lint", "m.sql", "--format", "json", "--disable", "no-such-rule"])
-    assert rc == 2 and out.getvalue() == "" and "unknown lint rule 'no-such-rule'" in err.getvalue()
+    assert rc == 2 and "unknown lint rule 'no-such-rule'" in err.getvalue()
+    report = json.loads(out.getvalue())
+    assert report["statements"] == [] and "summary" not in report
+    assert "unknown lint rule 'no-such-rule'" in report["error"]["message"]
