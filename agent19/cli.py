@@ -276,7 +276,11 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         result = spec.run(ctx, args)
     except Agent19Error as exc:  # stopped before it had a result: a format that can say so still writes a document
         if ns.format in spec.error_formats:
-            print_parts(spec.error_formats[ns.format](exc), ns.format)  # raises exc after the document
+            try:
+                print_parts(spec.error_formats[ns.format](exc), ns.format)  # raises exc after the document
+            except Agent19Error as unwritten:
+                if unwritten is not exc:  # the document could not be written (a full disk): said, then exc itself
+                    print(f"agent19: error: {unwritten}", file=sys.stderr)
         raise
     finally:
         progress.end()
