@@ -531,3 +531,26 @@ tables:
     assert r["mv"]["failing_keys"] == [999, 1000] and r["mv"]["key_columns"] == ["user_id"]
     with psycopg.connect(dsn) as conn:  # the listing query of a keyless view returns the whole failing rows
         assert [row[0] for row in conn.execute(r["counted_only"]["query"])] == [7, 9]
+
+
+def test_junit_is_utf8_whatever_the_output_encoding(dsn: str, tmp_path: Path) -> None:
+    """JUnit XML declares UTF-8: a latin-1 stdout writes every non-ASCII character as a character reference (the
+    same text to any XML reader), never the latin-1 byte."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "commandé" (id int); INSERT INTO "commandé" VALUES (1)')
+    charter = tmp_path / "charter.yml"
+    charter.write_text('tables:\n  "commandé":\n    checks:\n      - {name: deux_lignes_é, check: row_count, '
+                       'fail: "< 2"}\n', encoding="utf-8")
+    runs = {}
+    for encoding in ("latin-1", "utf-8"):
+        runs[encoding] = subprocess.run([sys.executable, "-m", "agent19", "check", str(charter), "--dsn", dsn,
+                                         "--format", "junit"], capture_output=True, cwd=ROOT, timeout=120,
+                                        env={**os.environ, "DATABASE_URL": "", "PYTHONIOENCODING": encoding})
+        assert runs[encoding].returncode == 1, runs[encoding].stderr
+    assert runs["latin-1"].stdout.isascii() and b"command&#233;" in runs["latin-1"].stdout
+    assert "commandé".encode() in runs["utf-8"].stdout  # a UTF-8 stdout: written as it is
+    trees = [ET.fromstring(runs[e].stdout) for e in ("latin-1", "utf-8")]
+    for tree in trees:
+        for element in tree.iter():
+            element.attrib.pop("time", None)  # the run's seconds
+    assert ET.tostring(trees[0]) == ET.tostring(trees[1]) and "commandé" in ET.tostring(trees[0], "unicode")
