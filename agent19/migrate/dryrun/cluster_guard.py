@@ -196,14 +196,33 @@ SELECT c.relname, c.relkind::text AS relkind,
 """
 
 
+# both, for the names the statements use themselves, in one statement (one round trip): rows as JSON objects
+Q_NAMED = (f"SELECT (SELECT coalesce(json_agg(f), '[]') FROM ({Q_FUNCTIONS.replace('%s', '%(f)s')}) f) AS f, "
+           f"(SELECT coalesce(json_agg(r), '[]') FROM ({Q_RELATIONS.replace('%s', '%(r)s')}) r) AS r")
+
+
 class _Catalog:
     """The target catalog's answers to Q_FUNCTIONS and Q_RELATIONS, each name read once per :func:`screen`
-    (nothing has run yet, so they cannot change between its statements)."""
+    (nothing has run yet, so they cannot change between its statements). The names ``statements`` use
+    themselves are read first, all in one round trip (:data:`Q_NAMED`); only names found on the way (function
+    bodies, views, triggers) are read later."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], statements: list[Statement] | None = None) -> None:
         self.conn = conn
         self._functions: dict[str, list[tuple[Any, ...]]] = {}
         self._relations: dict[str, list[tuple[Any, ...]]] = {}
+        funcs: set[str] = set()
+        rels: set[str] = set()
+        for stmt in statements or []:
+            if stmt.node != "TransactionStmt" and not cluster_effect(stmt):
+                funcs |= _named_functions(stmt.tree) | (
+                    {w.lower() for w in _CALLED.findall(stmt.sql)} if stmt.node == "DoStmt" else set())
+                rels |= _named_relations(stmt.tree)
+        if funcs or rels:
+            row = conn.execute(Q_NAMED, {"f": sorted(funcs), "r": sorted(rels)}).fetchone()
+            found, named = _row(row, "f", "r"), (sorted(funcs), sorted(rels))
+            self._store(self._functions, named[0], found[0], ("proname", "body"))
+            self._store(self._relations, named[1], found[1], ("relname", "relkind", "calls", "reads"))
 
     def functions(self, names: set[str]) -> list[tuple[Any, ...]]:
         """``(proname, body)`` of every function named ``names``."""
@@ -216,12 +235,17 @@ class _Catalog:
     def _read(self, cache: dict[str, list[tuple[Any, ...]]], query: str, names: set[str],
               keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
         if missing := sorted(names - cache.keys()):
-            for name in missing:
-                cache[name] = []
-            for r in self.conn.execute(query, (missing,)).fetchall():
-                row = _row(r, *keys)
-                cache[row[0]].append(row)
+            self._store(cache, missing, self.conn.execute(query, (missing,)).fetchall(), keys)
         return [row for name in sorted(names) for row in cache[name]]
+
+    @staticmethod
+    def _store(cache: dict[str, list[tuple[Any, ...]]], names: list[str], rows: list[Any],
+               keys: tuple[str, ...]) -> None:
+        for name in names:
+            cache[name] = []
+        for r in rows:
+            row = _row(r, *keys)
+            cache[row[0]].append(row)
 
 
 def _remote_use(catalog: _Catalog, stmt: Statement, created: dict[str, str]) -> str | None:
@@ -354,7 +378,7 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
     """
     blocked: dict[int, Blocked] = {}
     created: dict[str, str] = {}
-    catalog = _Catalog(conn)
+    catalog = _Catalog(conn, statements)
     for stmt in statements:
         if stmt.node == "TransactionStmt":
             continue
