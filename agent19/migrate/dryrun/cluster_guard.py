@@ -33,6 +33,7 @@ database, where statements *commit*, would keep — what a statement does to the
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 import psycopg
@@ -66,6 +67,7 @@ _REMOTE = re.compile(r"\b(dblink\w*|postgres_fdw\w*)\b", re.IGNORECASE)
 _COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.IGNORECASE | re.DOTALL)
 
 
+@cache  # the lists are constants: built once, not once per statement screened
 def _escaping_pattern() -> re.Pattern[str]:
     """Names in a function body that escape a rollback (the choke point's list; sequences excepted:
     triggers and defaults call nextval all the time, and a sequence's position is not cluster state)."""
