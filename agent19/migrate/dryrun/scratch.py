@@ -64,6 +64,8 @@ class ScratchDatabase:
     notes: list[str] = field(default_factory=list)
     # how this copy differs from the target in ways that can make a statement fail here and not there
     unfaithful: list[str] = field(default_factory=list)
+    # a schema-only copy: the target's extensions (name, version) then, what its extension set depended on
+    extensions: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def has_data(self) -> bool:
@@ -86,11 +88,39 @@ def _admin_connect(db: Database, target: str, application_name: str) -> tuple[ps
     return psycopg.connect(dsn, autocommit=True), dsn
 
 
+def _new_database(admin: psycopg.Connection[Any], name: str, template: str = "template0") -> None:
+    """``CREATE DATABASE name TEMPLATE template`` that only its owner (this login, its members) and superusers
+    can connect to: made with connections off, CONNECT revoked from PUBLIC, then connections on — no moment
+    when another login could connect (and hold a snapshot that makes ``CREATE INDEX CONCURRENTLY`` there wait,
+    or a session a non-superuser's ``DROP … WITH (FORCE)`` cannot end)."""
+    ident = sql.Identifier(name)
+    admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false").format(
+        ident, sql.Identifier(template)))
+    try:
+        admin.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(ident))
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident))
+    except psycopg.Error:
+        _drop(admin, name)
+        raise
+
+
+DROP_TRIES = 8  # × 0.25 s: an autovacuum worker in a fresh schema-only copy is done by then
+
+
 def _drop(conn: psycopg.Connection[Any], name: str) -> None:
     ident = sql.Identifier(name)
     if conn.info.server_version >= 130000:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-        return
+        for attempt in range(DROP_TRIES):
+            try:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+                return
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # a non-superuser cannot end an autovacuum worker (its role is none of this login's), which
+                # a fresh copy's new catalog rows start: it ends quickly, then the drop succeeds
+                if "terminat" not in str(exc) or attempt == DROP_TRIES - 1:
+                    raise
+                log.debug("scratch database %s: %s; dropping again", name, str(exc).strip())
+                time.sleep(0.25)
     conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(ident))
 
@@ -152,14 +182,37 @@ def target_name(db: Database) -> str:
 MISSING_OBJECT = {"42P01", "42703", "42883", "42704", "3F000"}
 
 
-def _extensions(source_dsn: str) -> tuple[list[str], list[str]]:
-    """The target's extensions: (those this role can create in a new database, those it cannot)."""
+def _extensions(source_dsn: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """The target's extensions: (those this role can create in a new database, those it cannot, all of them as
+    (name, version))."""
     with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
-            " WHERE rolname = current_user) FROM pg_extension e LEFT JOIN pg_available_extension_versions v"
-            " ON v.name = e.extname AND v.version = e.extversion WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
-    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]]
+            " WHERE rolname = current_user), e.extversion FROM pg_extension e LEFT JOIN"
+            " pg_available_extension_versions v ON v.name = e.extname AND v.version = e.extversion"
+            " WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
+    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]], [(r[0], r[2]) for r in rows]
+
+
+# What a schema-only copy made by this login depended on, read on any session of it (one round trip): whether
+# the database ``name`` exists, the login's SUPERUSER and CREATEDB, and which of the target's ``extensions``
+# it could not create (left out of the copy). Compared when a copy made earlier is about to be used.
+Q_MADE_WITH = """SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s), r.rolsuper, r.rolcreatedb,
+ ARRAY(SELECT e.n FROM unnest(%(names)s::text[], %(versions)s::text[]) e(n, v)
+        LEFT JOIN pg_available_extension_versions a ON a.name = e.n AND a.version = e.v
+       WHERE NOT (coalesce((to_jsonb(a) ->> 'trusted')::bool, false) OR r.rolsuper) ORDER BY 1)
+ FROM pg_roles r WHERE r.rolname = current_user"""
+
+
+def made_with(conn: psycopg.Connection[Any], name: str,
+              extensions: list[tuple[str, str]]) -> tuple[bool, tuple[bool, bool, tuple[str, ...]]]:
+    """(whether the database ``name`` exists, what a copy made now by this login would depend on: see
+    :data:`Q_MADE_WITH`)."""
+    row = conn.execute(Q_MADE_WITH, {"name": name, "names": [e[0] for e in extensions],
+                                     "versions": [e[1] for e in extensions]}).fetchone()
+    if row is None:
+        return False, (False, False, ())
+    return bool(row[0]), (bool(row[1]), bool(row[2]), tuple(row[3]))
 
 
 def _without_extensions(dump: bytes, names: list[str]) -> bytes:
@@ -301,7 +354,7 @@ def create(
     """Make the scratch database ``name`` with the owner session ``admin`` (see the module docstring for the
     strategies). ``dump``: returns the target's :func:`dump_schema`, made earlier (else pg_dump runs here)."""
     # sessions in the scratch database run the migration's statements: agent19's timeouts apply there too
-    ident, dsn = sql.Identifier(name), make_conninfo(db.dsn, dbname=name, **db.session_options())
+    dsn = make_conninfo(db.dsn, dbname=name, **db.session_options())
     notes: list[str] = []
     if copy in ("auto", "template") and admin.info.dbname != target:
         row = admin.execute(
@@ -317,7 +370,7 @@ def create(
             busy = _sessions(admin, target)
         if busy == 0 and (copy == "template" or size <= template_max_bytes):
             try:
-                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, sql.Identifier(target)))
+                _new_database(admin, name, target)
                 return ScratchDatabase(name, dsn, "template", notes=["full copy of the target (TEMPLATE)"])
             except psycopg.Error as exc:
                 notes.append(f"TEMPLATE copy impossible: {str(exc).strip().splitlines()[0]}")
@@ -330,32 +383,34 @@ def create(
                          f"({', '.join(r[0] for r in who)})")
         else:
             notes.append(f"TEMPLATE copy skipped: the target is larger than {template_max_bytes} bytes")
-    admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+    _new_database(admin, name)
     if copy == "empty":
         return ScratchDatabase(name, dsn, "empty", notes=notes)
     major = admin.info.server_version // 10000
     try:
-        _, forbidden = _extensions(db.dsn)
+        _, forbidden, extensions = _extensions(db.dsn)
     except psycopg.Error:
-        forbidden = []
+        forbidden, extensions = [], []
     unfaithful = [f"extension {e} not copied: this role cannot create it (not trusted; a superuser can); "
                   "what uses it is missing in the scratch database" for e in forbidden]
     schema = dump() if dump is not None else None
     failure = _schema_copy(db.dsn, dsn, major, forbidden, dump=schema)
     if failure and forbidden:  # something depends on a left-out extension: copy all that can be copied
         _drop(admin, name)
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+        _new_database(admin, name)
         partial = _schema_copy(db.dsn, dsn, major, forbidden, stop_on_error=False, dump=schema)
         unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
         return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
-                                                                *unfaithful], unfaithful=unfaithful)
+                                                                *unfaithful], unfaithful=unfaithful,
+                               extensions=extensions)
     if failure:
         notes.append(f"schema copy failed ({failure}); the migration's earlier statements are replayed instead")
         _drop(admin, name)
-        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident))
+        _new_database(admin, name)
         return ScratchDatabase(name, dsn, "empty", notes=notes, unfaithful=[f"schema copy failed: {failure}"])
     scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)",
-                                                                 *unfaithful], unfaithful=unfaithful)
+                                                                 *unfaithful], unfaithful=unfaithful,
+                              extensions=extensions)
     if sample_rows > 0 and sample_tables:
         scratch.sampled_rows, more = copy_sample(db.dsn, dsn, sample_tables, sample_rows)
         scratch.notes.extend(more)
@@ -366,6 +421,16 @@ def _sessions(admin: psycopg.Connection[Any], target: str) -> int:
     row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                         (target,)).fetchone()
     return int(row[0]) if row else 1
+
+
+def drop_now(name: str, connect_timeout: int = 2) -> None:
+    """Drop the active scratch database ``name`` on a session of its own (``WITH (FORCE)`` ends the sessions in it,
+    a loading ``psql`` included) while its owner session is busy; its owner still ends with :func:`close_owner`."""
+    with _LOCK:
+        admin_dsn = _ACTIVE.get(name)
+    if admin_dsn is not None:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
+            _drop(conn, name)
 
 
 def _drop_active() -> None:

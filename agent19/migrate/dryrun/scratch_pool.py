@@ -33,6 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEPT = 4
+WAIT = 10.0  # s a dry run waits for its target's scratch database being made ahead (then makes its own)
 MADE_AHEAD = "scratch database made ahead, before this dry run (schema unchanged since)"
 Key = tuple[str, tuple[tuple[str, str], ...], int]
 T = TypeVar("T")
@@ -64,11 +66,15 @@ class _Ready:
     state: str  # the catalogs' digest of the schema it holds
     notes: list[str] = field(default_factory=list)
     unfaithful: list[str] = field(default_factory=list)
+    extensions: list[tuple[str, str]] = field(default_factory=list)  # the target's, when it was made
+    made_with: tuple[bool, bool, tuple[str, ...]] = (False, False, ())  # scratch.made_with: what its copy depended on
 
 
 _ENABLED = False
 _READY: OrderedDict[Key, _Ready] = OrderedDict()
 _PENDING: dict[threading.Thread, Key] = {}
+_MAKING: dict[threading.Thread, str] = {}  # the name of the database each one is making
+_LOST: set[Key] = set()  # targets whose ready database was lost before use: none made ahead for them any more
 _LOCK = threading.Lock()
 _IDLE = threading.Condition(_LOCK)
 
@@ -90,12 +96,21 @@ def enabled() -> bool:
     return _ENABLED
 
 
-def close(timeout: float = 30) -> None:
-    """Stop keeping scratch databases ready: wait (up to ``timeout`` s) for the background work, drop them all."""
+def close(timeout: float = 2) -> None:
+    """Stop keeping scratch databases ready and drop them all, within about ``timeout`` s: the databases still
+    being made are dropped at once (``WITH (FORCE)`` ends their loading ``psql``), not waited for."""
     global _ENABLED
     with _LOCK:
         _ENABLED = False
-    settle(timeout)
+    deadline = time.monotonic() + timeout
+    while not settle(0.1) and time.monotonic() < deadline:
+        with _LOCK:
+            making = list(_MAKING.values())
+        for name in making:
+            try:
+                scratch_mod.drop_now(name)
+            except psycopg.Error as exc:  # its owner's close_owner (or the next run's drop_leftovers) drops it
+                log.debug("could not drop scratch database %s being made ahead: %s", name, exc)
     clear()
 
 
@@ -115,17 +130,23 @@ def settle(timeout: float | None = None) -> bool:
 
 
 def has(db: Database, major: int) -> bool:
-    """Whether a scratch database is ready for this target (:func:`take` says whether it may be used)."""
+    """Whether a scratch database is ready, or being made, for this target (:func:`take` says whether it may be
+    used)."""
+    key = _key(db, major)
     with _LOCK:
-        return _key(db, major) in _READY
+        return key in _READY or key in _PENDING.values()
 
 
 def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connection[Any], ScratchDatabase] | None:
     """The ready scratch database of this target — its owner session and it, with ``db``'s session options —
     when its schema is the one of the catalogs' digest ``state``; else None (one that does not match is
-    dropped). Each ready database is handed out once."""
-    with _LOCK:
-        ready = _READY.pop(_key(db, major), None)
+    dropped). Each ready database is handed out once. One still being made is waited for (up to :data:`WAIT`
+    s): its preparation holds sessions of this login, so a dry run making its own alongside could hit the
+    role's or the server's connection limit."""
+    key = _key(db, major)
+    with _IDLE:
+        _IDLE.wait_for(lambda: key not in _PENDING.values(), WAIT)
+        ready = _READY.pop(key, None)
     if ready is None:
         return None
     if state is None or state != ready.state:
@@ -133,11 +154,17 @@ def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connectio
         _drop(ready)
         return None
     try:
-        alive = ready.admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (ready.name,)).fetchone()
+        exists, now = scratch_mod.made_with(ready.admin, ready.name, ready.extensions)
     except psycopg.Error as exc:
-        log.debug("scratch database %s made ahead: its owner session broke (%s)", ready.name, exc)
-        alive = None
-    if not alive:
+        exists, now = False, ready.made_with
+        _lose(key, ready.name, f"its owner session ended ({str(exc).strip() or type(exc).__name__})")
+    else:
+        if not exists:
+            _lose(key, ready.name, "it was dropped")
+    if not exists or now != ready.made_with:
+        if exists:
+            log.debug("scratch database %s made ahead: the login's SUPERUSER/CREATEDB or the extensions it can "
+                      "create changed since (%s, now %s); dropped", ready.name, ready.made_with, now)
         _drop(ready)
         return None
     dsn = make_conninfo(db.dsn, dbname=ready.name, **db.session_options())  # the taker's timeouts, not the maker's
@@ -154,7 +181,7 @@ def after_dry_run(early: EarlyScratch | None, result: T) -> T:
     key = _key(early.db, early.major)
     with _LOCK:
         current = _READY.get(key)
-        if not _ENABLED or key in _PENDING.values() or (current is not None and current.state == state):
+        if not _ENABLED or key in _LOST or key in _PENDING.values() or (current is not None and current.state == state):
             return result
         worker = threading.Thread(target=_prepare, args=(early.db, early.major, state, key),
                                   name="agent19-scratch-ahead", daemon=True)
@@ -169,14 +196,19 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
         if dump is None:
             return  # no longer kept: nothing to load
         admin, name = scratch_mod.open_owner(db)
+        with _LOCK:
+            _MAKING[threading.current_thread()] = name
         try:
             made = scratch_mod.create(db, admin, scratch_mod.target_name(db), name, "schema", dump=lambda: (dump, None))
             if made.strategy != "schema_copy":
                 raise RuntimeError("; ".join(made.unfaithful) or "no schema copy")
+            exists, made_with = scratch_mod.made_with(admin, name, made.extensions)
+            if not exists:
+                raise RuntimeError("dropped while it was made")
         except BaseException:
             scratch_mod.close_owner(admin, name)
             raise
-        ready = _Ready(name, admin, state, made.notes, made.unfaithful)
+        ready = _Ready(name, admin, state, made.notes, made.unfaithful, made.extensions, made_with)
         with _LOCK:
             stale = [ready]
             if _ENABLED:
@@ -191,7 +223,19 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
     finally:
         with _IDLE:
             _PENDING.pop(threading.current_thread(), None)
+            _MAKING.pop(threading.current_thread(), None)
             _IDLE.notify_all()
+
+
+def _lose(key: Key, name: str, why: str) -> None:
+    """A ready database of ``key`` was lost before use: make none ahead for that target any more (said once)."""
+    with _LOCK:
+        if key in _LOST:
+            return
+        _LOST.add(key)
+    log.info("scratch database %s made ahead was lost before use: %s. No scratch database is made ahead for this "
+             "target any more in this process (an idle_session_timeout of the login, or a server restart, ends "
+             "the idle session that keeps it)", name, why)
 
 
 def _drop(ready: _Ready) -> None:
