@@ -64,8 +64,10 @@ class ScratchDatabase:
     notes: list[str] = field(default_factory=list)
     # how this copy differs from the target in ways that can make a statement fail here and not there
     unfaithful: list[str] = field(default_factory=list)
-    # a schema-only copy: the target's extensions (name, version) then, what its extension set depended on
+    # a schema-only copy: the target's extensions (name, version) then, and those left out (the login could not
+    # create them): what its extension set depended on
     extensions: list[tuple[str, str]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def has_data(self) -> bool:
@@ -212,7 +214,7 @@ def made_with(conn: psycopg.Connection[Any], name: str,
                                      "versions": [e[1] for e in extensions]}).fetchone()
     if row is None:
         return False, (False, False, ())
-    return bool(row[0]), (bool(row[1]), bool(row[2]), tuple(row[3]))
+    return bool(row[0]), (bool(row[1]), bool(row[2]), tuple(sorted(row[3])))
 
 
 def _without_extensions(dump: bytes, names: list[str]) -> bytes:
@@ -402,7 +404,7 @@ def create(
         unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
         return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
                                                                 *unfaithful], unfaithful=unfaithful,
-                               extensions=extensions)
+                               extensions=extensions, left_out=forbidden)
     if failure:
         notes.append(f"schema copy failed ({failure}); the migration's earlier statements are replayed instead")
         _drop(admin, name)
@@ -410,7 +412,7 @@ def create(
         return ScratchDatabase(name, dsn, "empty", notes=notes, unfaithful=[f"schema copy failed: {failure}"])
     scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)",
                                                                  *unfaithful], unfaithful=unfaithful,
-                              extensions=extensions)
+                              extensions=extensions, left_out=forbidden)
     if sample_rows > 0 and sample_tables:
         scratch.sampled_rows, more = copy_sample(db.dsn, dsn, sample_tables, sample_rows)
         scratch.notes.extend(more)

@@ -199,12 +199,11 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
         with _LOCK:
             _MAKING[threading.current_thread()] = name
         try:
+            _, (su, createdb, _) = scratch_mod.made_with(admin, name, [])  # the login's, before it is made
             made = scratch_mod.create(db, admin, scratch_mod.target_name(db), name, "schema", dump=lambda: (dump, None))
             if made.strategy != "schema_copy":
                 raise RuntimeError("; ".join(made.unfaithful) or "no schema copy")
-            exists, made_with = scratch_mod.made_with(admin, name, made.extensions)
-            if not exists:
-                raise RuntimeError("dropped while it was made")
+            made_with = (su, createdb, tuple(sorted(made.left_out)))
         except BaseException:
             scratch_mod.close_owner(admin, name)
             raise
