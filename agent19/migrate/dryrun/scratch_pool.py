@@ -13,7 +13,11 @@ catalogs' digest its own session reads with the catalog snapshot is the one the 
 
 * **Off by default**: the one-shot CLI leaves nothing behind when it exits. :func:`enable` turns it on
   (``agent19 serve`` calls it); :func:`close` (also run at exit, on SIGTERM/SIGHUP and when the server's
-  transport closes) waits for the background work and drops every ready database.
+  transport closes) drops every ready database, and those still being made at once (``DROP … WITH (FORCE)``
+  ends the loading ``psql``): it returns within about 2 s, however long the load (``docker stop`` waits 10 s).
+* **One at a time per target**: a dry run whose target's next database is still being made waits for it (up to
+  :data:`WAIT` s) and takes it, rather than making its own alongside — the preparation holds sessions of the
+  same login, and two at once could exceed the role's ``CONNECTION LIMIT``.
 * **Bounded**: one ready database per key — the target's connection parameters without the password
   (:func:`dump_cache.target_key`), the libpq environment variables that could change the login or the server
   (every ``PG*`` but ``PGPASSWORD``) and the server's major version — and :data:`KEPT` in all, the oldest dropped.
@@ -24,6 +28,14 @@ catalogs' digest its own session reads with the catalog snapshot is the one the 
   :func:`take` removes it from the pool under a lock: two dry runs never get the same one. The taker's own
   settings apply there (the scratch DSN's session options and the replay session's ``statement_timeout`` come
   from the taking dry run's :class:`Database`), and it is dropped before that dry run returns, as any other.
+  Like any scratch database, only its owner login and superusers can connect to it (:mod:`scratch`).
+* **Made with the same privileges**: its extension set depends on what the login could create then. The login's
+  ``SUPERUSER`` and ``CREATEDB`` and the extensions left out are recorded, and read again on the owner session at
+  take time (with the check that it still exists, one round trip): any difference → dropped, made afresh.
+* **Caveat — a lost one stops the pool for its target**: the server may end the idle owner session (the
+  login's ``idle_session_timeout``, a restart); the next dry run then drops the database as a leftover (listed in
+  its ``leftovers_dropped``). When :func:`take` finds a ready database lost (owner session gone, database gone),
+  no more are made ahead for that target in this process (logged once at info level): each would be lost too.
 * A failure while preparing is logged at debug level and forgotten: the next dry run proceeds as without it.
   :func:`settle` waits until the background work is done (tests, the benchmark).
 """

@@ -1,0 +1,134 @@
+"""The schema-only copy of a scratch database (:mod:`agent19.migrate.dryrun.scratch`): ``pg_dump --schema-only``
+of the target piped into ``psql``, without the extensions this login cannot create (and what it depended on, for a
+copy made earlier: :func:`made_with`), and optionally a sample of rows."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from agent19.db.binaries import pg_binary
+from agent19.db.child_env import child_connection
+
+
+def extensions(source_dsn: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """The target's extensions: (those this role can create in a new database, those it cannot, all of them as
+    (name, version))."""
+    with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
+        rows = conn.execute(
+            "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
+            " WHERE rolname = current_user), e.extversion FROM pg_extension e LEFT JOIN"
+            " pg_available_extension_versions v ON v.name = e.extname AND v.version = e.extversion"
+            " WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
+    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]], [(r[0], r[2]) for r in rows]
+
+
+# What a schema-only copy made by this login depended on, read on any session of it (one round trip): whether
+# the database ``name`` exists, the login's SUPERUSER and CREATEDB, and which of the target's ``extensions``
+# it could not create (left out of the copy). Compared when a copy made earlier is about to be used.
+Q_MADE_WITH = """SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s), r.rolsuper, r.rolcreatedb,
+ ARRAY(SELECT e.n FROM unnest(%(names)s::text[], %(versions)s::text[]) e(n, v)
+        LEFT JOIN pg_available_extension_versions a ON a.name = e.n AND a.version = e.v
+       WHERE NOT (coalesce((to_jsonb(a) ->> 'trusted')::bool, false) OR r.rolsuper) ORDER BY 1)
+ FROM pg_roles r WHERE r.rolname = current_user"""
+
+
+def made_with(conn: psycopg.Connection[Any], name: str,
+              exts: list[tuple[str, str]]) -> tuple[bool, tuple[bool, bool, tuple[str, ...]]]:
+    """(whether the database ``name`` exists, what a copy made now by this login of a target with the extensions
+    ``exts`` (name, version) would depend on: see :data:`Q_MADE_WITH`)."""
+    row = conn.execute(Q_MADE_WITH, {"name": name, "names": [e[0] for e in exts],
+                                     "versions": [e[1] for e in exts]}).fetchone()
+    if row is None:
+        return False, (False, False, ())
+    return bool(row[0]), (bool(row[1]), bool(row[2]), tuple(sorted(row[3])))
+
+
+def _without_extensions(dump: bytes, names: list[str]) -> bytes:
+    """The dump without the CREATE/COMMENT ON EXTENSION lines of ``names``."""
+    if not names:
+        return dump
+    alternatives = "|".join(re.escape(n) + "|" + re.escape(f'"{n}"') for n in names)
+    pattern = re.compile(rf"^(CREATE EXTENSION IF NOT EXISTS|COMMENT ON EXTENSION) ({alternatives})\b.*$\n?",
+                         re.MULTILINE)
+    return pattern.sub("", dump.decode()).encode()
+
+
+def dump_schema(source_dsn: str, major: int, snapshot: str | None = None) -> tuple[bytes | None, str | None]:
+    """The target's schema as SQL (``pg_dump --schema-only``): (the dump, None) or (None, why it failed).
+    ``snapshot``: a snapshot exported by an open transaction (``pg_export_snapshot()``) to dump as of.
+
+    pg_dump takes ACCESS SHARE on every table it dumps: run it before the dry run's transaction locks them."""
+    pg_dump = pg_binary("pg_dump", major)
+    if not pg_dump or not pg_binary("psql", major):
+        return None, "pg_dump/psql not found"
+    # the password travels in PGPASSWORD, never on the command line (readable by every local user)
+    source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
+    dump = subprocess.run(
+        [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
+         *([f"--snapshot={snapshot}"] if snapshot else []), "-d", source], capture_output=True, env=source_env,
+        timeout=600,
+    )
+    if dump.returncode != 0:
+        return None, "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
+    return dump.stdout, None
+
+
+def load_schema(source_dsn: str, dest_dsn: str, major: int, skip_extensions: list[str] | None = None,
+                 stop_on_error: bool = True, dump: tuple[bytes | None, str | None] | None = None) -> str | None:
+    """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
+    ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
+    object that can be made is made and the errors are returned. ``dump``: a :func:`dump_schema` made earlier."""
+    schema, failure = dump or dump_schema(source_dsn, major)
+    psql = pg_binary("psql", major)
+    if schema is None or not psql:
+        return failure or "pg_dump/psql not found"
+    dest, dest_env = child_connection(dest_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
+    load = subprocess.run(
+        [psql, "-X", "-q", "-v", f"ON_ERROR_STOP={int(stop_on_error)}", "-d", dest],
+        input=_without_extensions(schema, skip_extensions or []), capture_output=True, env=dest_env, timeout=600,
+    )
+    errors = [ln.strip() for ln in load.stderr.decode(errors="replace").splitlines() if "ERROR:" in ln]
+    if load.returncode != 0 or (errors and not stop_on_error):
+        return "psql failed loading the schema: " + ("; ".join(errors[:5]) or load.stderr.decode()[-500:])[-500:]
+    return None
+
+
+def copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) -> tuple[dict[str, int], list[str]]:
+    """Copy up to ``rows`` rows of each table (foreign keys and triggers off when permitted)."""
+    copied: dict[str, int] = {}
+    notes: list[str] = []
+    with psycopg.connect(source_dsn, autocommit=True) as src, psycopg.connect(dest_dsn, autocommit=True) as dst:
+        try:
+            dst.execute("SET session_replication_role = replica")
+        except psycopg.Error:
+            notes.append("sample copied with foreign keys and triggers active (not a superuser)")
+        for table in tables:
+            cols = src.execute(
+                "SELECT array_agg(quote_ident(attname) ORDER BY attnum) FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+                (table,),
+            ).fetchone()
+            if not cols or not cols[0]:
+                continue
+            col_list = sql.SQL(", ".join(cols[0]))
+            rel = sql.SQL(table)  # a regclass text from the server: already quoted
+            out_q = sql.SQL("COPY (SELECT {} FROM {} LIMIT {}) TO STDOUT (FORMAT binary)").format(
+                col_list, rel, sql.Literal(rows))
+            in_q = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(rel, col_list)
+            try:
+                with dst.transaction():
+                    with src.cursor().copy(out_q) as reader, dst.cursor().copy(in_q) as writer:
+                        for block in reader:
+                            writer.write(block)
+                count = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(rel)).fetchone()
+                copied[table] = int(count[0]) if count else 0
+                dst.execute(sql.SQL("ANALYZE {}").format(rel))
+            except psycopg.Error as exc:
+                notes.append(f"no sample for {table}: {str(exc).strip().splitlines()[0]}")
+    return copied, notes
