@@ -192,3 +192,16 @@ def one(dsn: str, sql: str) -> Any:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(sql).fetchone()
     return row[0] if row else None
+
+
+@pytest.fixture
+def pool() -> Iterator[None]:
+    """The scratch pool on, as `agent19 serve` has it (agent19.migrate.dryrun.scratch_pool); closed after the test:
+    its background work waited for, every database it made ahead dropped."""
+    from agent19.migrate.dryrun import scratch_pool
+
+    scratch_pool.enable()
+    try:
+        yield
+    finally:
+        scratch_pool.close()

@@ -4,48 +4,15 @@ dump reused only while the target's catalogs are unchanged, nothing left behind 
 from __future__ import annotations
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
-from agent19.config import Settings
-from agent19.db.connection import Database
 from agent19.migrate.dryrun.early_scratch import catalog_state
-from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
-from agent19.migrate.parse import parse_sql
-from tests.conftest import owner_login
-
-SETUP = """
-CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL, b int);
-INSERT INTO t SELECT g, g, g FROM generate_series(1, 1000) g;
-ALTER TABLE t ADD CONSTRAINT t_a_nonneg CHECK (a >= 0) NOT VALID;
-"""
-# statements 2 and 3 take locks statement 1 already holds: re-observed in the scratch database
-MIGRATION = """ALTER TABLE t ADD COLUMN u int DEFAULT 0;
-CREATE INDEX t_a_idx ON t (a);
-ALTER TABLE t VALIDATE CONSTRAINT t_a_nonneg;
-"""
-
-
-def _owner(dsn: str) -> str:
-    owner = owner_login(dsn)
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"ALTER ROLE {conninfo_to_dict(owner)['user']} CREATEDB")
-    with psycopg.connect(owner, autocommit=True) as c:
-        c.execute(SETUP)
-    return owner
-
-
-def _run(dsn: str, sql: str):
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
+from tests import scratch_dryruns as sd
 
 
 def test_hidden_locks_are_re_observed_in_a_schema_copy_and_the_dump_is_reused_until_the_schema_changes(dsn):
-    owner = _owner(dsn)
-    first = _run(owner, MIGRATION)
+    owner = sd.owner(dsn)
+    first = sd.run(owner, sd.MIGRATION)
     assert first.passed and first.complete, first.summary
     assert [s.isolated for s in first.statements] == [False, True, True]
     # the exact modes, seen in a transaction of their own (the transaction's AccessExclusiveLock hid them)
@@ -56,14 +23,14 @@ def test_hidden_locks_are_re_observed_in_a_schema_copy_and_the_dump_is_reused_un
     assert "schema dump taken (pg_dump)" in first.scratch.notes and first.scratch.dropped
     assert list_scratch(dsn) == []
 
-    again = _run(owner, MIGRATION)
+    again = sd.run(owner, sd.MIGRATION)
     assert again.scratch is not None and any("schema dump reused" in n for n in again.scratch.notes)
     assert [s.isolated for s in again.statements] == [False, True, True] and again.complete
 
     # the schema changes: the dump is taken again, so the new column exists in the scratch database
     with psycopg.connect(owner, autocommit=True) as c:
         c.execute("ALTER TABLE t ADD COLUMN c int DEFAULT 1")
-    changed = _run(owner, "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nALTER TABLE t ALTER COLUMN c SET NOT NULL;\n")
+    changed = sd.run(owner, "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nALTER TABLE t ALTER COLUMN c SET NOT NULL;\n")
     assert changed.scratch is not None and "schema dump taken (pg_dump)" in changed.scratch.notes
     assert not any("failed" in n for n in changed.scratch.notes), changed.scratch.notes
     assert changed.statements[1].isolated and changed.complete, changed.summary
@@ -71,7 +38,7 @@ def test_hidden_locks_are_re_observed_in_a_schema_copy_and_the_dump_is_reused_un
 
 
 def test_the_catalog_state_follows_committed_ddl_only(dsn):
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     with psycopg.connect(owner, autocommit=True) as c:
         c.execute("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
         start = catalog_state(c)
@@ -86,8 +53,8 @@ def test_the_catalog_state_follows_committed_ddl_only(dsn):
 
 def test_a_scratch_database_made_in_vain_is_dropped(dsn):
     """Predicted (statement 2 takes the lock statement 1 holds) but not needed: statement 2 fails."""
-    owner = _owner(dsn)
-    result = _run(owner, "ALTER TABLE t ADD COLUMN u int;\nALTER TABLE t ADD COLUMN u int;\n")
+    owner = sd.owner(dsn)
+    result = sd.run(owner, "ALTER TABLE t ADD COLUMN u int;\nALTER TABLE t ADD COLUMN u int;\n")
     assert not result.passed and result.statements[1].error is not None
     assert "already exists" in result.statements[1].error.message
     assert result.scratch is None and result.target_unchanged

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,54 +17,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.config import Settings
-from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch_pool
-from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
-from agent19.migrate.parse import parse_sql
-from tests.conftest import owner_login, until
-
-SETUP = """
-CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL, b int);
-INSERT INTO t SELECT g, g, g FROM generate_series(1, 1000) g;
-ALTER TABLE t ADD CONSTRAINT t_a_nonneg CHECK (a >= 0) NOT VALID;
-"""
-# statements 2 and 3 take locks statement 1 already holds: re-observed in a schema-only scratch database
-MIGRATION = """ALTER TABLE t ADD COLUMN u int DEFAULT 0;
-CREATE INDEX t_a_idx ON t (a);
-ALTER TABLE t VALIDATE CONSTRAINT t_a_nonneg;
-"""
-
-
-@pytest.fixture
-def pool() -> Iterator[None]:
-    scratch_pool.enable()
-    try:
-        yield
-    finally:
-        scratch_pool.close()
-
-
-def _owner(dsn: str) -> str:
-    owner = owner_login(dsn)
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"ALTER ROLE {conninfo_to_dict(owner)['user']} CREATEDB")
-    with psycopg.connect(owner, autocommit=True) as c:
-        c.execute(SETUP)
-    return owner
-
-
-def _run(dsn: str, sql: str = MIGRATION, **settings: Any):
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run", **settings))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
-
-
-def _made_ahead(result: Any) -> bool:
-    return result.scratch is not None and scratch_pool.MADE_AHEAD in result.scratch.notes
+from tests import scratch_dryruns as sd
+from tests.conftest import until
 
 
 def _exists(dsn: str, name: str) -> bool:
@@ -73,52 +28,44 @@ def _exists(dsn: str, name: str) -> bool:
         return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def _ready_one(dsn: str) -> str:
-    """After settle: the one scratch database on the server, made ahead."""
-    assert scratch_pool.settle(60)
-    names = list_scratch(dsn)
-    assert len(names) == 1, names
-    return names[0]
-
-
 def test_the_next_dry_run_takes_the_database_made_ahead(dsn, pool):
-    owner = _owner(dsn)
-    first = _run(owner)
-    assert first.passed and not _made_ahead(first), first.summary
-    ready = _ready_one(dsn)
+    owner = sd.owner(dsn)
+    first = sd.run(owner)
+    assert first.passed and not sd.made_ahead(first), first.summary
+    ready = sd.ready_one(dsn)
     assert ready != first.scratch.name and _exists(dsn, ready)  # made before the second dry run begins
 
-    second = _run(owner)
+    second = sd.run(owner)
     assert second.passed and second.complete, second.summary
-    assert second.scratch is not None and second.scratch.name == ready and _made_ahead(second), second.scratch
+    assert second.scratch is not None and second.scratch.name == ready and sd.made_ahead(second), second.scratch
     assert second.scratch.strategy == "schema_copy" and [s.isolated for s in second.statements] == [False, True, True]
     assert second.statements[1].lock_comparison[0].observed == "ShareLock"
     # dropped before dry_run returned, as any scratch database
     assert second.scratch.dropped and not _exists(dsn, ready)
-    again = _ready_one(dsn)  # the next one, and nothing else
+    again = sd.ready_one(dsn)  # the next one, and nothing else
     assert again not in (ready, first.scratch.name)
 
 
 def test_a_changed_schema_drops_the_database_made_ahead_and_uses_the_new_schema(dsn, pool):
-    owner = _owner(dsn)
-    _run(owner)
-    stale = _ready_one(dsn)
+    owner = sd.owner(dsn)
+    sd.run(owner)
+    stale = sd.ready_one(dsn)
     with psycopg.connect(owner, autocommit=True) as c:
         c.execute("ALTER TABLE t ADD COLUMN c int DEFAULT 1")
     # statement 2 needs the new column, in the scratch database too (it is re-observed there)
-    changed = _run(owner, "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nALTER TABLE t ALTER COLUMN c SET NOT NULL;\n")
+    changed = sd.run(owner, "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nALTER TABLE t ALTER COLUMN c SET NOT NULL;\n")
     assert changed.passed and changed.complete, changed.summary
-    assert not _made_ahead(changed) and changed.scratch.name != stale
+    assert not sd.made_ahead(changed) and changed.scratch.name != stale
     assert changed.statements[1].isolated and not any("failed" in n for n in changed.scratch.notes), changed.scratch
     assert not _exists(dsn, stale)
-    fresh = _ready_one(dsn)  # made from the new schema; nothing else left over
+    fresh = sd.ready_one(dsn)  # made from the new schema; nothing else left over
     assert fresh not in (stale, changed.scratch.name)
 
 
 def test_off_by_default_nothing_stays(dsn):
     assert not scratch_pool.enabled()
-    owner = _owner(dsn)
-    result = _run(owner)
+    owner = sd.owner(dsn)
+    result = sd.run(owner)
     assert result.passed and result.scratch is not None and result.scratch.dropped
     assert list_scratch(dsn) == []
     time.sleep(1)  # no background work either
@@ -147,15 +94,15 @@ if sys.argv[3] != "exit":
 
 @pytest.mark.parametrize("how", ["exit", signal.SIGTERM, signal.SIGKILL])
 def test_the_database_made_ahead_goes_with_the_process(dsn, tmp_path: Path, how):
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     script = tmp_path / "serve_like.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), owner, MIGRATION, str(how)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), owner, sd.MIGRATION, str(how)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.communicate()
-        ready = _ready_one(dsn)
+        ready = sd.ready_one(dsn)
         assert proc.stdin is not None
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
@@ -169,7 +116,7 @@ def test_the_database_made_ahead_goes_with_the_process(dsn, tmp_path: Path, how)
     if how == signal.SIGKILL:  # nothing ran: the owner session is gone, and the next dry run drops it
         assert _exists(dsn, ready)
         until("the killed process's owner session to go", lambda: not _sessions(dsn, ready))
-        assert ready in _run(owner, "SELECT 1").leftovers_dropped
+        assert ready in sd.run(owner, "SELECT 1").leftovers_dropped
     else:
         assert proc.returncode in (0, -signal.SIGTERM), proc.communicate()
     assert list_scratch(dsn) == []
@@ -182,29 +129,29 @@ def _sessions(dsn: str, name: str) -> int:
 
 
 def test_another_login_never_takes_it(dsn, pool):
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     other = f"other_{conninfo_to_dict(owner)['user']}"
     with psycopg.connect(dsn, autocommit=True) as c:  # may run the migration too: a member of the owner role
         c.execute(f"CREATE ROLE {other} LOGIN CREATEDB IN ROLE {conninfo_to_dict(owner)['user']}")
-    _run(owner)
-    mine = _ready_one(dsn)
-    theirs = _run(make_conninfo(owner, user=other))
-    assert theirs.passed and not _made_ahead(theirs) and theirs.scratch.name != mine, theirs.summary
+    sd.run(owner)
+    mine = sd.ready_one(dsn)
+    theirs = sd.run(make_conninfo(owner, user=other))
+    assert theirs.passed and not sd.made_ahead(theirs) and theirs.scratch.name != mine, theirs.summary
     assert _exists(dsn, mine)  # still there, for its own login
     assert scratch_pool.settle(60) and mine in list_scratch(dsn) and len(list_scratch(dsn)) == 2
-    assert _made_ahead(_run(owner))
+    assert sd.made_ahead(sd.run(owner))
 
 
 def test_two_dry_runs_at_once_never_share_it(dsn, pool):
-    owner = _owner(dsn)
-    _run(owner)
-    ready = _ready_one(dsn)
+    owner = sd.owner(dsn)
+    sd.run(owner)
+    ready = sd.ready_one(dsn)
     results: list[Any] = []
     start = threading.Barrier(2)
 
     def one() -> None:
         start.wait()
-        results.append(_run(owner))
+        results.append(sd.run(owner))
 
     threads = [threading.Thread(target=one) for _ in range(2)]
     for t in threads:
@@ -212,21 +159,21 @@ def test_two_dry_runs_at_once_never_share_it(dsn, pool):
     for t in threads:
         t.join()
     assert len(results) == 2 and all(r.passed and r.complete for r in results), [r.summary for r in results]
-    assert [_made_ahead(r) for r in results].count(True) == 1
-    assert {r.scratch.name for r in results if _made_ahead(r)} == {ready}
+    assert [sd.made_ahead(r) for r in results].count(True) == 1
+    assert {r.scratch.name for r in results if sd.made_ahead(r)} == {ready}
     assert all(r.scratch.dropped for r in results)
-    assert _ready_one(dsn) != ready  # one ready for the next: at most one per target
+    assert sd.ready_one(dsn) != ready  # one ready for the next: at most one per target
 
 
 def test_the_taking_dry_run_s_own_timeouts_apply_in_it(dsn, pool):
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     # fails only in the scratch database (where it is replayed), saying the timeouts it runs under there
     probe = ("DO $$ BEGIN IF current_database() LIKE 'agent19_scratch%' THEN RAISE EXCEPTION 'timeouts %/%', "
              "current_setting('statement_timeout'), current_setting('lock_timeout'); END IF; END $$;\n")
-    sql = MIGRATION.replace("CREATE INDEX", probe + "CREATE INDEX")
-    first = _run(owner, sql, statement_timeout="10min", lock_timeout="9s")
+    sql = sd.MIGRATION.replace("CREATE INDEX", probe + "CREATE INDEX")
+    first = sd.run(owner, sql, statement_timeout="10min", lock_timeout="9s")
     assert any("timeouts 10min/9s" in n for n in first.scratch.notes), first.scratch.notes
-    _ready_one(dsn)
-    second = _run(owner, sql, statement_timeout="7s", lock_timeout="3s")
-    assert _made_ahead(second), second.scratch
+    sd.ready_one(dsn)
+    second = sd.run(owner, sql, statement_timeout="7s", lock_timeout="3s")
+    assert sd.made_ahead(second), second.scratch
     assert any("timeouts 7s/3s" in n for n in second.scratch.notes), second.scratch.notes

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,105 +18,50 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.config import Settings
-from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch_pool
-from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
-from agent19.migrate.parse import parse_sql
-from tests.conftest import need, owner_login, until
-
-SETUP = """
-CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL, b int);
-INSERT INTO t SELECT g, g, g FROM generate_series(1, 1000) g;
-ALTER TABLE t ADD CONSTRAINT t_a_nonneg CHECK (a >= 0) NOT VALID;
-"""
-# statements 2 and 3 take locks statement 1 already holds: re-observed in a schema-only scratch database
-MIGRATION = """ALTER TABLE t ADD COLUMN u int DEFAULT 0;
-CREATE INDEX t_a_idx ON t (a);
-ALTER TABLE t VALIDATE CONSTRAINT t_a_nonneg;
-"""
-
-
-@pytest.fixture
-def pool() -> Iterator[None]:
-    scratch_pool.enable()
-    try:
-        yield
-    finally:
-        scratch_pool.close()
-
-
-def _owner(dsn: str, setup: str = SETUP) -> str:
-    owner = owner_login(dsn)
-    _role(dsn, owner, "CREATEDB")
-    with psycopg.connect(owner, autocommit=True) as c:
-        c.execute(setup)
-    return owner
-
-
-def _role(dsn: str, login: str, change: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"ALTER ROLE {conninfo_to_dict(login)['user']} {change}")
-
-
-def _run(dsn: str, sql: str = MIGRATION) -> Any:
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
-
-
-def _made_ahead(result: Any) -> bool:
-    return result.scratch is not None and scratch_pool.MADE_AHEAD in result.scratch.notes
-
-
-def _ready_one(dsn: str) -> str:
-    assert scratch_pool.settle(60)
-    names = list_scratch(dsn)
-    assert len(names) == 1, names
-    return names[0]
+from tests import scratch_dryruns as sd
+from tests.conftest import need, until
 
 
 def test_another_login_cannot_connect_to_the_ready_database(dsn, pool):
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     other = f"other_{conninfo_to_dict(owner)['user']}"
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute(f"CREATE ROLE {other} LOGIN")
-    _run(owner)
-    ready = _ready_one(dsn)
+    sd.run(owner)
+    ready = sd.ready_one(dsn)
     with pytest.raises(psycopg.OperationalError, match="CONNECT privilege"):
         psycopg.connect(make_conninfo(owner, user=other, dbname=ready)).close()
-    assert _made_ahead(_run(owner))  # still good for its own login
+    assert sd.made_ahead(sd.run(owner))  # still good for its own login
 
 
 def test_back_to_back_dry_runs_under_a_connection_limit_all_complete(dsn, pool):
     """With the login at CONNECTION LIMIT 5, a dry run making its own scratch database while the next one was
     being made ahead could run out of connections (an incomplete result); it waits for that one and takes it."""
-    owner = _owner(dsn)
-    _role(dsn, owner, "CONNECTION LIMIT 5")
-    results = [_run(owner) for _ in range(8)]  # no settle in between
+    owner = sd.owner(dsn)
+    sd.alter_role(dsn, owner, "CONNECTION LIMIT 5")
+    results = [sd.run(owner) for _ in range(8)]  # no settle in between
     assert all(r.complete and r.passed for r in results), [(r.summary, r.scratch.notes) for r in results]
-    assert [_made_ahead(r) for r in results] == [False] + [True] * 7, [r.scratch.notes for r in results]
+    assert [sd.made_ahead(r) for r in results] == [False] + [True] * 7, [r.scratch.notes for r in results]
 
 
 def test_a_ready_database_lost_to_idle_session_timeout_stops_the_pool_for_that_target(dsn, pool, caplog):
-    owner = _owner(dsn)
-    _role(dsn, owner, "SET idle_session_timeout = '2s'")  # ends the ready database's idle owner session
-    first = _run(owner)
-    ready = _ready_one(dsn)
+    owner = sd.owner(dsn)
+    sd.alter_role(dsn, owner, "SET idle_session_timeout = '2s'")  # ends the ready database's idle owner session
+    first = sd.run(owner)
+    ready = sd.ready_one(dsn)
     until("the idle owner session to end", lambda: not _owner_session(dsn, ready))
     with caplog.at_level(logging.INFO, logger=scratch_pool.__name__):
-        second = _run(owner)
-        third = _run(owner)
+        second = sd.run(owner)
+        third = sd.run(owner)
     assert first.complete and second.complete and third.complete, second.summary
-    assert not _made_ahead(second) and not _made_ahead(third)
+    assert not sd.made_ahead(second) and not sd.made_ahead(third)
     assert scratch_pool.settle(60)
     assert list_scratch(dsn) == []  # not made again: it would be lost again
     lost = [r.getMessage() for r in caplog.records if "lost before use" in r.getMessage()]
     assert len(lost) == 1 and "idle_session_timeout" in lost[0], lost
-    _role(dsn, owner, "RESET idle_session_timeout")
+    sd.alter_role(dsn, owner, "RESET idle_session_timeout")
 
 
 def _owner_session(dsn: str, name: str) -> bool:
@@ -132,22 +76,22 @@ def test_a_change_of_the_login_s_privileges_discards_the_ready_database(dsn, poo
         available = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pageinspect'").fetchone()
         need(available is not None, "the pageinspect extension is not installed")
         c.execute("CREATE EXTENSION pageinspect")
-    owner = _owner(dsn)
+    owner = sd.owner(dsn)
     migration = ("ALTER TABLE t ADD COLUMN u int DEFAULT 0;\n"
                  "CREATE TABLE pi AS SELECT lower FROM page_header(get_raw_page('t', 0));\n"
                  "CREATE INDEX t_a_idx ON t (a);\n")
-    first = _run(owner, migration)
+    first = sd.run(owner, migration)
     assert any("pageinspect not copied" in n for n in first.scratch.notes), first.scratch.notes
-    made = _ready_one(dsn)
-    _role(dsn, owner, "SUPERUSER")
-    second = _run(owner, migration)
-    assert not _made_ahead(second) and second.scratch.name != made, second.scratch.notes
+    made = sd.ready_one(dsn)
+    sd.alter_role(dsn, owner, "SUPERUSER")
+    second = sd.run(owner, migration)
+    assert not sd.made_ahead(second) and second.scratch.name != made, second.scratch.notes
     assert not any("pageinspect not copied" in n for n in second.scratch.notes), second.scratch.notes
     assert made not in list_scratch(dsn)
     assert scratch_pool.settle(60) and len(list_scratch(dsn)) == 1
-    _role(dsn, owner, "NOSUPERUSER NOCREATEDB")  # it may no longer make scratch databases: nor use one made
-    third = _run(owner, migration)
-    assert not _made_ahead(third)
+    sd.alter_role(dsn, owner, "NOSUPERUSER NOCREATEDB")  # it may no longer make scratch databases: nor use one made
+    third = sd.run(owner, migration)
+    assert not sd.made_ahead(third)
 
 
 SCRIPT = """
@@ -196,10 +140,10 @@ def _connect(dsn: str) -> psycopg.Connection[Any] | None:
 def test_sigterm_does_not_wait_for_a_long_preparation(dsn, tmp_path: Path):
     """SIGTERM while the database made ahead is loading (``docker stop`` SIGKILLs after 10 s): it is dropped at
     once, which ends the load, instead of being waited for; nothing is left behind."""
-    owner = _owner(dsn, SETUP + BIG)
+    owner = sd.owner(dsn, sd.SETUP + BIG)
     script = tmp_path / "serve_like.py"
     script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), owner, MIGRATION], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, str(script), owner, sd.MIGRATION], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             cwd=os.path.dirname(os.path.dirname(__file__)))
     held = None
