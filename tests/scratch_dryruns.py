@@ -63,3 +63,20 @@ def ready_one(dsn: str) -> str:
     names = list_scratch(dsn)
     assert len(names) == 1, names
     return names[0]
+
+
+POOLED_PROCESS = """
+import sys, time
+from agent19.config import Settings
+from agent19.db.connection import Database
+from agent19.migrate.dryrun import scratch, scratch_pool
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.parse import parse_sql
+scratch.install_signal_handlers()
+scratch_pool.enable()
+db = Database(Settings.load(env={}, dsn=sys.argv[1], mode="dry-run"))
+assert dry_run(db, parse_sql(sys.argv[2])).passed
+db.close()
+"""
+"""A process as ``agent19 serve`` keeps the pool (signal handlers, the pool on) after one dry run of ``argv[2]`` on
+``argv[1]``: a test's script goes on from there."""

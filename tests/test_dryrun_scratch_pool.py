@@ -72,18 +72,7 @@ def test_off_by_default_nothing_stays(dsn):
     assert scratch_pool.settle(0) and list_scratch(dsn) == []
 
 
-SCRIPT = """
-import sys, time
-from agent19.config import Settings
-from agent19.db.connection import Database
-from agent19.migrate.dryrun import scratch, scratch_pool
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
-scratch.install_signal_handlers()
-scratch_pool.enable()
-db = Database(Settings.load(env={}, dsn=sys.argv[1], mode="dry-run"))
-assert dry_run(db, parse_sql(sys.argv[2])).passed
-db.close()
+SCRIPT = sd.POOLED_PROCESS + """
 assert scratch_pool.settle(60)
 print("ready", flush=True)
 sys.stdin.readline()  # the test has seen the database made ahead: exit now (or wait for a signal)

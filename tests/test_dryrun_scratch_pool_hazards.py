@@ -94,18 +94,7 @@ def test_a_change_of_the_login_s_privileges_discards_the_ready_database(dsn, poo
     assert not sd.made_ahead(third)
 
 
-SCRIPT = """
-import sys
-from agent19.config import Settings
-from agent19.db.connection import Database
-from agent19.migrate.dryrun import scratch, scratch_pool
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
-scratch.install_signal_handlers()
-scratch_pool.enable()
-db = Database(Settings.load(env={}, dsn=sys.argv[1], mode="dry-run"))
-assert dry_run(db, parse_sql(sys.argv[2])).passed
-db.close()
+SCRIPT = sd.POOLED_PROCESS + """
 print("preparing" if not scratch_pool.settle(0) else "done", flush=True)
 sys.stdin.readline()
 """
