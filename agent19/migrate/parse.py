@@ -140,7 +140,8 @@ def _entries(doc: str, keep_chars: int) -> Iterator[tuple[dict[str, Any] | None,
         return
     pos, end, seen = start + len('"stmts":['), len(doc), 0
     while pos < end and doc[pos] != "]":
-        read = _undecoded(doc, pos) if seen >= keep_chars else None
+        read: tuple[dict[str, Any] | None, str, str, int, int] | None = (
+            _undecoded(doc, pos) if seen >= keep_chars else None)
         if read is None:
             try:
                 entry, stop = _DECODER.raw_decode(doc, pos)
