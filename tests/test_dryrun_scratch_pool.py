@@ -21,6 +21,7 @@ from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.scratch import list_scratch
 from tests import scratch_dryruns as sd
 from tests.conftest import until
+from tests.mcp_client import stdio_session
 
 
 def _exists(dsn: str, name: str) -> bool:
@@ -166,3 +167,19 @@ def test_the_taking_dry_run_s_own_timeouts_apply_in_it(dsn, pool):
     second = sd.run(owner, sql, statement_timeout="7s", lock_timeout="3s")
     assert sd.made_ahead(second), second.scratch
     assert any("timeouts 7s/3s" in n for n in second.scratch.notes), second.scratch.notes
+
+
+async def test_agent19_serve_keeps_the_next_scratch_database_ready(dsn):
+    """The seam: `agent19 serve` turns the pool on (the CLI and the library leave it off). Through the real MCP
+    client, the second test_migration takes the database made ahead; when the server exits, nothing is left."""
+    owner = sd.owner(dsn)
+    async with stdio_session("--dsn", owner, "--mode", "dry-run") as session:
+        results = [(await session.call_tool("test_migration", {"sql": sd.MIGRATION, "detail": "full"}))
+                   for _ in range(2)]
+    first, second = (r.structured_content for r in results)
+    assert not any(r.is_error for r in results), [r.content for r in results]
+    assert first["passed"] and second["passed"], (first["summary"], second["summary"])
+    assert scratch_pool.MADE_AHEAD not in first["scratch"]["notes"]
+    assert scratch_pool.MADE_AHEAD in second["scratch"]["notes"], second["scratch"]
+    assert second["scratch"]["dropped"] is True
+    until("the server's ready scratch database to be dropped at exit", lambda: list_scratch(dsn) == [])
