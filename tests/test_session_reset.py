@@ -97,3 +97,19 @@ async def test_through_mcp_every_call_starts_from_the_same_settings(dsn):
             shown = await session.call_tool("run_sql", {"sql": "SELECT current_setting('work_mem'), "
                                                                "current_setting('statement_timeout')"})
             assert shown.structured_content["result"]["rows"] == [[default, "4s"]]
+
+
+def test_a_query_run_on_every_call_survives_the_reset(dsn):
+    """The same query on every call (as a dry run's catalog reads are): psycopg prepares a query on its 5th run on
+    a connection, DISCARD ALL then drops it on the server, and psycopg notices only a connection's first DISCARD
+    ALL — the next call failed with 'prepared statement "_pg3_0" does not exist'. Pooled sessions are never
+    prepared: 40 calls, each running it twice."""
+    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    try:
+        for i in range(40):
+            with db.session() as conn:
+                for _ in range(2):
+                    row = conn.execute("SELECT %(i)s::int + count(*) AS n FROM pg_prepared_statements", {"i": i})
+                    assert row.fetchone()["n"] == i  # nothing prepared on the server either
+    finally:
+        db.close()

@@ -136,7 +136,10 @@ class Database:
             pass
         pool: ConnectionPool[Connection] = ConnectionPool(
             self.dsn,
-            kwargs=self.connect_kwargs(),
+            # never prepared by psycopg: the DISCARD ALL of every return drops the server's prepared statements, and
+            # psycopg notices only the first DISCARD ALL a connection runs — a query it had prepared on its 5th run
+            # then failed with 'prepared statement "_pg3_0" does not exist' on the next call
+            kwargs={**self.connect_kwargs(), "prepare_threshold": None},
             configure=self._configure,
             check=ConnectionPool.check_connection,
             min_size=1,
