@@ -73,8 +73,8 @@ def test_no_import_cycles() -> None:
 ENGINE = ("agent19.db", "agent19.migrate", "agent19.optimize", "agent19.safety", "agent19.report", "agent19.ops",
           "agent19.etl")
 # The faces: MCP, HTTP and the CLI. The engine never imports them, not even inside a function.
-FACES = ("mcp", "starlette", "uvicorn", "agent19.server", "agent19.cli", "agent19.tools", "agent19.resources",
-         "agent19.responses", "agent19.http_auth", "agent19.prompts_loader", "tests", "tools")
+FACES = ("mcp", "starlette", "uvicorn", "agent19.server", "agent19.cli", "agent19.cli_parser", "agent19.tools",
+         "agent19.resources", "agent19.responses", "agent19.http_auth", "agent19.prompts_loader", "tests", "tools")
 
 
 def test_the_engine_imports_no_face() -> None:

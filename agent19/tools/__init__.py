@@ -2,18 +2,16 @@
 
 To add a tool: write a module in this package with a function decorated by
 :func:`agent19.tools.registry.tool`. :func:`load_all` (called by ``all_tools()``) imports every module
-here, so nothing else is needed for it to appear in the MCP server and in the CLI. Importing the package
-itself imports no tool: a CLI command imports only its own module (``agent19 lint`` starts fast). A tool module
+here, so it appears in the MCP server and in the CLI; the CLI's index of commands (:mod:`agent19.tools._index`,
+regenerated with ``python -m agent19.tools._index --write``; a test says when it is due) lists it in
+``agent19 --help``. Importing the package itself imports no tool: a CLI command imports only the modules the index
+names for it (``agent19 lint`` starts fast), ``agent19 --help`` none. A tool module
 imports at module level what its declaration needs (argument and result models, renderers); the engine code its
 call runs is imported inside the function (tests/test_tool_implementation_imports.py resolves each such import).
 """
 
 import importlib
 import pkgutil
-
-COMMAND_MODULES = {"rules": "lint"}
-"""CLI commands declared by a module not named after them (``agent19 rules`` is tools/lint.py's): such a command,
-too, imports only its own module (a command found neither way imports every tool module to build its parser)."""
 
 
 def tool_modules() -> list[str]:
