@@ -66,12 +66,13 @@ def test_help_teaches():
 
 def test_a_command_not_named_after_its_module_builds_only_that_module():
     """`agent19 rules` is declared by tools/lint.py: it imports that module only (every tool module would load
-    pydantic and the engines of 30 tools to print the rules)."""
-    from agent19.cli import _only_tools_for
-    from agent19.tools import COMMAND_MODULES
+    pydantic and the engines of 30 tools to print the rules). The index of commands (agent19/tools/_index.py) says
+    which modules declare each command."""
+    from agent19.cli_parser import tools_for
+    from agent19.tools._index import COMMANDS
     from agent19.tools.registry import tools_of
 
-    for command, module in COMMAND_MODULES.items():
-        assert command in {s.command.partition(" ")[0] for s in tools_of(module)}, (command, module)
-    assert [s.name for s in _only_tools_for(["rules", "--format", "markdown"]) or []] == [
-        "lint_migration", "list_lint_rules"]
+    for command, (_summary, modules) in COMMANDS.items():
+        assert all(command in {s.command.partition(" ")[0] for s in tools_of(m)} for m in modules), (command, modules)
+    assert COMMANDS["rules"][1] == ("lint",)
+    assert [s.name for s in tools_for("rules")] == ["lint_migration", "list_lint_rules"]

@@ -28,10 +28,14 @@ def _modules_after(code: str, tmp_path: Path) -> tuple[list[str], str]:
 
 
 def _cli_after(argv: list[str], tmp_path: Path) -> tuple[list[str], int, str]:
-    """The modules loaded once ``agent19 <argv>`` has run in a fresh interpreter, its exit status and its output."""
+    """The modules loaded once ``agent19 <argv>`` has run in a fresh interpreter, its exit status (argparse's too:
+    --help, a usage error) and its output."""
     code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as text:\n"
-            f"    rc = main({argv!r})\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as text, contextlib.redirect_stderr(io.StringIO()):\n"
+            "    try:\n"
+            f"        rc = main({argv!r})\n"
+            "    except SystemExit as stop:\n"
+            "        rc = stop.code\n"
             "print(rc, json.dumps(text.getvalue()))")
     modules, printed = _modules_after(code, tmp_path)
     rc, _, output = printed.partition(" ")
@@ -196,3 +200,34 @@ def test_no_statement_of_the_rule_catalogue_makes_a_lint_load_pydantic(tmp_path:
     summary = json.loads(output)["summary"]
     assert summary["statements"] >= len(parsed) and summary["errors"] > 0, summary  # it linted them all
     assert _loaded(modules, (*PYDANTIC, "importlib.metadata", "agent19.safety.detect", "agent19.safety.facts")) == []
+
+
+TOP_LEVEL_NEVER = (*PYDANTIC, "psycopg", "agent19.optimize", "agent19.migrate.dryrun", "agent19.migrate.lint",
+                   "pglast", "mcp")
+
+
+@pytest.mark.parametrize(("argv", "rc", "says"), [
+    (["--help"], 0, "Lint a migration"),
+    (["--help", "lint"], 0, "Data-quality checks"),  # argparse prints the top level's help: every command
+    ([], 2, "Data-quality checks"),  # no command: the help, exit 2
+    (["--version"], 0, "agent19 "),
+    (["lnt"], 2, ""),  # argparse's invalid choice (on stderr), every command listed (tests/test_cli_index.py)
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_the_top_level_help_imports_no_tool_module(tmp_path: Path, argv: list[str], rc: int, says: str) -> None:
+    """What names no command is answered from the index of commands (agent19/tools/_index.py): no tool module, so
+    neither the driver, pydantic nor an engine (every tool module: 0.40 s of CPU where lint's --help took 0.09 s)."""
+    modules, status, output = _cli_after(argv, tmp_path)
+    assert status == rc and says in output, (status, output)
+    assert [m for m in modules if m.startswith("agent19.tools.")] == ["agent19.tools._index", "agent19.tools.registry"]
+    assert _loaded(modules, TOP_LEVEL_NEVER) == []
+
+
+@pytest.mark.parametrize(("argv", "module"), [
+    (["index-health", "--help"], "agent19.tools.indexes"),  # a command not named after its module
+    (["--lock-t", "5s", "rules"], "agent19.tools.lint"),  # named past an (abbreviated) option's value
+])
+def test_a_command_imports_only_the_modules_the_index_names(tmp_path: Path, argv: list[str], module: str) -> None:
+    modules, status, output = _cli_after(argv, tmp_path)
+    assert status == 0 and output, output
+    assert [m for m in modules if m.startswith("agent19.tools.") and m.count(".") == 2] == sorted(
+        ["agent19.tools._index", "agent19.tools.registry", module])
