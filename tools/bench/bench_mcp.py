@@ -8,7 +8,8 @@
 * response sizes of most tools on a small scenario (a table of 20,000 rows, mode dry-run), by default and
   with ``detail: "full"`` (needs ``--dsn`` of a database the benchmark may create tables in);
 * start-up, median of ``--runs`` (wall time and the child's CPU seconds, and the least CPU): ``agent19 lint`` of a
-  one-statement file (whole process) beside squawk on the same file (the peer), ``python -c pass``, a process that
+  one-statement file (whole process) beside squawk on the same file (the peer), ``agent19 --help`` (answered from
+  the index of commands, no tool module imported), ``python -c pass``, a process that
   only imports the library lint cannot do without (pglast, its parser: the floor) and one that also imports
   pydantic and declares a model (what lint cost at least while its records were pydantic models);
   ``agent19 serve`` until it answers tools/list
@@ -210,6 +211,7 @@ async def startup(runs: int) -> None:
         lint_cmd = [sys.executable, "-m", "agent19", "lint", str(one), "--pg-version", "15"]
         lint = median_run(lint_cmd, runs, env)
         compiling = median_run(lint_cmd, runs, {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        top_help = median_run([sys.executable, "-m", "agent19", "--help"], runs, env)  # from the index of commands
         bare = median_run([sys.executable, "-c", "pass"], runs, env)
         libraries = median_run([sys.executable, "-c", "import pglast.parser"], runs, env)
         one_model = median_run([sys.executable, "-c", ONE_MODEL], runs, env)
@@ -217,6 +219,7 @@ async def startup(runs: int) -> None:
         peer = median_run([squawk, str(one)], runs) if squawk else None
         print(f"start-up, median of {runs} runs (wall, CPU of the process), from bytecode:")
         print(f"  agent19 lint, one statement    {_ms(lint)}")
+        print(f"  agent19 --help                 {_ms(top_help)}")
         print(f"    squawk, same file (peer)     {_ms(peer)}" if peer else "    squawk: not installed")
         print(f"    python -c pass               {_ms(bare)}")
         print(f"    python importing pglast (the floor: lint's parser) {_ms(libraries)}")
