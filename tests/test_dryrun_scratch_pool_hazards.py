@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,22 +47,82 @@ def test_back_to_back_dry_runs_under_a_connection_limit_all_complete(dsn, pool):
     assert [sd.made_ahead(r) for r in results] == [False] + [True] * 7, [r.scratch.notes for r in results]
 
 
-def test_a_ready_database_lost_to_idle_session_timeout_stops_the_pool_for_that_target(dsn, pool, caplog):
+def test_an_idle_session_timeout_means_none_is_made_ahead(dsn, pool, caplog):
+    """The login's idle_session_timeout would end a ready database's idle owner session (then a leftover to drop,
+    made again every time, never used): with one set, none is made ahead for that target, said once."""
     owner = sd.owner(dsn)
-    sd.alter_role(dsn, owner, "SET idle_session_timeout = '2s'")  # ends the ready database's idle owner session
-    first = sd.run(owner)
+    sd.alter_role(dsn, owner, "SET idle_session_timeout = '2s'")
+    try:
+        with caplog.at_level(logging.INFO, logger=scratch_pool.__name__):
+            first = sd.run(owner)
+            assert scratch_pool.settle(60) and list_scratch(dsn) == []
+            second = sd.run(owner)
+            assert scratch_pool.settle(60) and list_scratch(dsn) == []
+    finally:
+        sd.alter_role(dsn, owner, "RESET idle_session_timeout")
+    assert first.complete and second.complete and not sd.made_ahead(second), second.summary
+    said = [r.getMessage() for r in caplog.records if "idle_session_timeout" in r.getMessage()]
+    assert len(said) == 1 and "2s" in said[0], said
+
+
+def test_a_ready_database_lost_once_is_made_again(dsn, pool):
+    """An owner session ended once (a restart, a reaper): that ready database is a leftover, the next one is made."""
+    owner = sd.owner(dsn)
+    sd.run(owner)
     ready = sd.ready_one(dsn)
-    until("the idle owner session to end", lambda: not _owner_session(dsn, ready))
-    with caplog.at_level(logging.INFO, logger=scratch_pool.__name__):
-        second = sd.run(owner)
-        third = sd.run(owner)
-    assert first.complete and second.complete and third.complete, second.summary
-    assert not sd.made_ahead(second) and not sd.made_ahead(third)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (ready,))
+    until("the owner session to end", lambda: not _owner_session(dsn, ready))
+    second = sd.run(owner)
+    assert second.complete and not sd.made_ahead(second), second.scratch.notes
+    again = sd.ready_one(dsn)
+    assert again != ready
+    third = sd.run(owner)
+    assert third.complete and sd.made_ahead(third) and third.scratch.name == again, third.scratch.notes
+
+
+def test_a_preparation_of_an_older_schema_is_not_waited_for(dsn, pool, monkeypatch):
+    """The schema changed while the next database was being made: it could not be used, so the dry run does not
+    wait for it (with the wait raised to 10 minutes, the dry run ends while that load is still held up)."""
+    monkeypatch.setattr(scratch_pool, "WAIT", 600.0)
+    owner = sd.owner(dsn, sd.SETUP + BIG)
+    sd.run(owner)
+    held = _hold_up_the_load(owner, dsn)
+    try:
+        with psycopg.connect(owner, autocommit=True) as c:
+            c.execute("ALTER TABLE t ADD COLUMN c int")
+        outcome: list[Any] = []
+        runner = threading.Thread(target=lambda: outcome.append(sd.run(owner)), daemon=True)
+        runner.start()
+        runner.join(120)
+        assert not runner.is_alive(), "the dry run waited for a database made ahead of the old schema"
+        assert not scratch_pool.settle(0)  # that load is still held up
+    finally:
+        held.close()
+    assert outcome and outcome[0].complete and not sd.made_ahead(outcome[0]), outcome
     assert scratch_pool.settle(60)
-    assert list_scratch(dsn) == []  # not made again: it would be lost again
-    lost = [r.getMessage() for r in caplog.records if "lost before use" in r.getMessage()]
-    assert len(lost) == 1 and "idle_session_timeout" in lost[0], lost
-    sd.alter_role(dsn, owner, "RESET idle_session_timeout")
+
+
+def test_a_migration_s_temp_table_under_set_role_replays_in_the_scratch_database(dsn):
+    """TEMPORARY on a scratch database stays PUBLIC's (only who may connect could use it): a migration that sets a
+    role and makes a temporary table replays there, so its later statements are re-observed."""
+    owner = sd.owner(dsn)
+    user = conninfo_to_dict(owner)["user"]
+    app = f"app_{user}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {app} NOLOGIN")
+        c.execute(f"GRANT {app} TO {user}")
+    with psycopg.connect(owner, autocommit=True) as c:
+        c.execute(f"GRANT CREATE, USAGE ON SCHEMA public TO {app}")
+        c.execute(f"ALTER TABLE t OWNER TO {app}")
+    result = sd.run(owner, f"""SET ROLE {app};
+CREATE TEMP TABLE tmp_ids AS SELECT id FROM t WHERE a > 10;
+ALTER TABLE t ADD COLUMN u int;
+UPDATE t SET u = 1 WHERE id IN (SELECT id FROM tmp_ids);
+CREATE INDEX CONCURRENTLY t_u_idx ON t (u);
+""")
+    assert result.complete, (result.summary, result.scratch.notes)
+    assert not any("temporary" in n for n in result.scratch.notes), result.scratch.notes
 
 
 def _owner_session(dsn: str, name: str) -> bool:

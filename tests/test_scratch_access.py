@@ -156,3 +156,25 @@ def test_a_non_superuser_drops_it_while_autovacuum_works_there(busy_autovacuum):
         db.close()
     assert busy >= 3, f"an autovacuum worker was seen in {busy} of 5 fresh scratch databases: too few to test"
     assert list_scratch(dsn) == []
+
+
+def test_a_drop_refused_for_good_is_not_retried(dsn, caplog):
+    """Only the autovacuum worker's refusal ("must be a member of the role whose process is being terminated")
+    is waited out; a superuser's session in a non-superuser's scratch database ("must be a superuser to terminate
+    superuser process") is said at once, not after seconds of retries."""
+    owner = _owner(dsn, "")
+    db = _db(owner)
+    su: psycopg.Connection[Any] | None = None
+    try:
+        with caplog.at_level("DEBUG", logger="agent19.migrate.dryrun.scratch"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="superuser"):
+                with scratch_database(db, copy="empty") as scratch:
+                    su = psycopg.connect(make_conninfo(dsn, dbname=scratch.name), autocommit=True)
+        assert not [r for r in caplog.records if "dropping again" in r.getMessage()]
+    finally:
+        db.close()
+        if su is not None:
+            su.close()
+        with psycopg.connect(dsn, autocommit=True) as c:
+            for name in list_scratch(dsn):
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -13,8 +13,9 @@ Lifecycle, and what is guaranteed:
   tables the migration touches. With neither possible the scratch database is empty and the
   caller replays the migration's earlier statements (:attr:`ScratchDatabase.strategy` says which).
   (The schema-only copy: :mod:`agent19.migrate.dryrun.scratch_schema`.)
-* **Access.** Every way, the database is created with ``ALLOW_CONNECTIONS false``, ``CONNECT`` (and
-  ``TEMPORARY``) revoked from ``PUBLIC``, then ``ALLOW_CONNECTIONS true``: only its owner (this login, members
+* **Access.** Every way, the database is created with ``ALLOW_CONNECTIONS false``, ``CONNECT`` revoked from
+  ``PUBLIC`` (``TEMPORARY`` is left: only who may connect could use it, and a migration's ``SET ROLE`` then
+  ``CREATE TEMP TABLE`` needs it), then ``ALLOW_CONNECTIONS true``: only its owner (this login, members
   of its role) and superusers ever connect — another login cannot hold a snapshot there that makes
   ``CREATE INDEX CONCURRENTLY`` wait, nor a session a non-superuser's drop cannot end.
 * **Drop.** Always in ``finally`` (``DROP DATABASE … WITH (FORCE)``; terminate-then-drop before
@@ -51,7 +52,6 @@ from agent19.migrate.dryrun.scratch_schema import (  # noqa: F401 — copy_sampl
     dump_schema,
     extensions,
     load_schema,
-    made_with,
 )
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,6 @@ class ScratchDatabase:
     notes: list[str] = field(default_factory=list)
     # how this copy differs from the target in ways that can make a statement fail here and not there
     unfaithful: list[str] = field(default_factory=list)
-    # a schema-only copy: the target's extensions (name, version) then, and those left out (the login could not
-    # create them): what its extension set depended on
-    extensions: list[tuple[str, str]] = field(default_factory=list)
-    left_out: list[str] = field(default_factory=list)
 
     @property
     def has_data(self) -> bool:
@@ -108,7 +104,7 @@ def _new_database(admin: psycopg.Connection[Any], name: str, template: str = "te
     admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {} ALLOW_CONNECTIONS false").format(
         ident, sql.Identifier(template)))
     try:
-        admin.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(ident))
+        admin.execute(sql.SQL("REVOKE CONNECT ON DATABASE {} FROM PUBLIC").format(ident))
         admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(ident))
     except psycopg.Error:
         _drop(admin, name)
@@ -128,7 +124,7 @@ def _drop(conn: psycopg.Connection[Any], name: str) -> None:
             except psycopg.errors.InsufficientPrivilege as exc:
                 # a non-superuser cannot end an autovacuum worker (its role is none of this login's), which
                 # a fresh copy's new catalog rows start: it ends quickly, then the drop succeeds
-                if "terminat" not in str(exc) or attempt == DROP_TRIES - 1:
+                if "must be a member of the role" not in str(exc) or attempt == DROP_TRIES - 1:
                     raise
                 log.debug("scratch database %s: %s; dropping again", name, str(exc).strip())
                 time.sleep(0.25)
@@ -281,9 +277,9 @@ def create(
         return ScratchDatabase(name, dsn, "empty", notes=notes)
     major = admin.info.server_version // 10000
     try:
-        _, forbidden, exts = extensions(db.dsn)
+        _, forbidden = extensions(db.dsn)
     except psycopg.Error:
-        forbidden, exts = [], []
+        forbidden = []
     unfaithful = [f"extension {e} not copied: this role cannot create it (not trusted; a superuser can); "
                   "what uses it is missing in the scratch database" for e in forbidden]
     schema = dump() if dump is not None else None
@@ -294,16 +290,14 @@ def create(
         partial = load_schema(db.dsn, dsn, major, forbidden, stop_on_error=False, dump=schema)
         unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
         return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
-                                                                *unfaithful], unfaithful=unfaithful,
-                               extensions=exts, left_out=forbidden)
+                                                                *unfaithful], unfaithful=unfaithful)
     if failure:
         notes.append(f"schema copy failed ({failure}); the migration's earlier statements are replayed instead")
         _drop(admin, name)
         _new_database(admin, name)
         return ScratchDatabase(name, dsn, "empty", notes=notes, unfaithful=[f"schema copy failed: {failure}"])
     scratch = ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql)",
-                                                                 *unfaithful], unfaithful=unfaithful,
-                              extensions=exts, left_out=forbidden)
+                                                                 *unfaithful], unfaithful=unfaithful)
     if sample_rows > 0 and sample_tables:
         scratch.sampled_rows, more = copy_sample(db.dsn, dsn, sample_tables, sample_rows)
         scratch.notes.extend(more)

@@ -30,12 +30,15 @@ catalogs' digest its own session reads with the catalog snapshot is the one the 
   from the taking dry run's :class:`Database`), and it is dropped before that dry run returns, as any other.
   Like any scratch database, only its owner login and superusers can connect to it (:mod:`scratch`).
 * **Made with the same privileges**: its extension set depends on what the login could create then. The login's
-  ``SUPERUSER`` and ``CREATEDB`` and the extensions left out are recorded, and read again on the owner session at
-  take time (with the check that it still exists, one round trip): any difference → dropped, made afresh.
-* **Caveat — a lost one stops the pool for its target**: the server may end the idle owner session (the
-  login's ``idle_session_timeout``, a restart); the next dry run then drops the database as a leftover (listed in
-  its ``leftovers_dropped``). When :func:`take` finds a ready database lost (owner session gone, database gone),
-  no more are made ahead for that target in this process (logged once at info level): each would be lost too.
+  ``SUPERUSER`` and ``CREATEDB`` are recorded, and read again on the owner session at take time (with the check that
+  it still exists, one round trip): any difference → dropped, made afresh. (Which extensions the login could not
+  create follows from SUPERUSER and the target's extensions, which the digest covers; a package's ``trusted`` flag
+  changing between two dry runs is not noticed.)
+* **Caveat — an idle owner session can be ended by the server**: a restart, a reaper, the login's
+  ``idle_session_timeout``; the next dry run then drops the database as a leftover (listed in its
+  ``leftovers_dropped``) and the one after that gets a new one. When the owner session has an
+  ``idle_session_timeout`` (PostgreSQL 14+: the login's, its ``postgres`` database's or the server's), none is made
+  ahead for that target at all (logged once at info level): each would be lost.
 * A failure while preparing is logged at debug level and forgotten: the next dry run proceeds as without it.
   :func:`settle` waits until the background work is done (tests, the benchmark).
 """
@@ -55,7 +58,7 @@ from psycopg.conninfo import make_conninfo
 
 from agent19 import lifecycle
 from agent19.db.connection import Database
-from agent19.migrate.dryrun import dump_cache
+from agent19.migrate.dryrun import dump_cache, scratch_schema
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun.scratch import ScratchDatabase
 
@@ -78,15 +81,14 @@ class _Ready:
     state: str  # the catalogs' digest of the schema it holds
     notes: list[str] = field(default_factory=list)
     unfaithful: list[str] = field(default_factory=list)
-    extensions: list[tuple[str, str]] = field(default_factory=list)  # the target's, when it was made
-    made_with: tuple[bool, bool, tuple[str, ...]] = (False, False, ())  # scratch.made_with: what its copy depended on
+    made_with: tuple[bool, bool] = (False, False)  # the login's SUPERUSER and CREATEDB when it was made
 
 
 _ENABLED = False
 _READY: OrderedDict[Key, _Ready] = OrderedDict()
-_PENDING: dict[threading.Thread, Key] = {}
+_PENDING: dict[threading.Thread, tuple[Key, str]] = {}  # each preparation: its target and the digest it holds
 _MAKING: dict[threading.Thread, str] = {}  # the name of the database each one is making
-_LOST: set[Key] = set()  # targets whose ready database was lost before use: none made ahead for them any more
+_TIMED_OUT: set[Key] = set()  # targets whose owner sessions have an idle_session_timeout: none made ahead
 _LOCK = threading.Lock()
 _IDLE = threading.Condition(_LOCK)
 
@@ -146,7 +148,12 @@ def has(db: Database, major: int) -> bool:
     used)."""
     key = _key(db, major)
     with _LOCK:
-        return key in _READY or key in _PENDING.values()
+        return key in _READY or _pending(key)
+
+
+def _pending(key: Key, state: str | None = None) -> bool:
+    """A preparation of ``key`` is under way (of the digest ``state``, when given); call holding :data:`_LOCK`."""
+    return any(k == key and state in (None, s) for k, s in _PENDING.values())
 
 
 def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connection[Any], ScratchDatabase] | None:
@@ -154,10 +161,12 @@ def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connectio
     when its schema is the one of the catalogs' digest ``state``; else None (one that does not match is
     dropped). Each ready database is handed out once. One still being made is waited for (up to :data:`WAIT`
     s): its preparation holds sessions of this login, so a dry run making its own alongside could hit the
-    role's or the server's connection limit."""
+    role's or the server's connection limit. One being made of another digest (the schema changed since) is not
+    waited for: it could not be used."""
     key = _key(db, major)
     with _IDLE:
-        _IDLE.wait_for(lambda: key not in _PENDING.values(), WAIT)
+        if state is not None:
+            _IDLE.wait_for(lambda: not _pending(key, state), WAIT)
         ready = _READY.pop(key, None)
     if ready is None:
         return None
@@ -166,17 +175,15 @@ def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connectio
         _drop(ready)
         return None
     try:
-        exists, now = scratch_mod.made_with(ready.admin, ready.name, ready.extensions)
+        exists, now = scratch_schema.login_now(ready.admin, ready.name)
     except psycopg.Error as exc:
         exists, now = False, ready.made_with
-        _lose(key, ready.name, f"its owner session ended ({str(exc).strip() or type(exc).__name__})")
-    else:
-        if not exists:
-            _lose(key, ready.name, "it was dropped")
+        log.debug("scratch database %s made ahead was lost: its owner session ended (%s)", ready.name,
+                  str(exc).strip() or type(exc).__name__)
     if not exists or now != ready.made_with:
         if exists:
-            log.debug("scratch database %s made ahead: the login's SUPERUSER/CREATEDB or the extensions it can "
-                      "create changed since (%s, now %s); dropped", ready.name, ready.made_with, now)
+            log.debug("scratch database %s made ahead: the login's SUPERUSER/CREATEDB changed "
+                      "since (%s, now %s); dropped", ready.name, ready.made_with, now)
         _drop(ready)
         return None
     dsn = make_conninfo(db.dsn, dbname=ready.name, **db.session_options())  # the taker's timeouts, not the maker's
@@ -193,11 +200,11 @@ def after_dry_run(early: EarlyScratch | None, result: T) -> T:
     key = _key(early.db, early.major)
     with _LOCK:
         current = _READY.get(key)
-        if not _ENABLED or key in _LOST or key in _PENDING.values() or (current is not None and current.state == state):
+        if not _ENABLED or key in _TIMED_OUT or _pending(key) or (current is not None and current.state == state):
             return result
         worker = threading.Thread(target=_prepare, args=(early.db, early.major, state, key),
                                   name="agent19-scratch-ahead", daemon=True)
-        _PENDING[worker] = key
+        _PENDING[worker] = key, state
     worker.start()
     return result
 
@@ -211,15 +218,17 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
         with _LOCK:
             _MAKING[threading.current_thread()] = name
         try:
-            _, (su, createdb, _) = scratch_mod.made_with(admin, name, [])  # the login's, before it is made
+            if idle := _idle_session_timeout(admin):
+                _timed_out(key, idle)
+                raise RuntimeError(f"the owner session would be ended by idle_session_timeout = {idle}")
+            _, (su, createdb) = scratch_schema.login_now(admin, name)  # the login's, before it is made
             made = scratch_mod.create(db, admin, scratch_mod.target_name(db), name, "schema", dump=lambda: (dump, None))
             if made.strategy != "schema_copy":
                 raise RuntimeError("; ".join(made.unfaithful) or "no schema copy")
-            made_with = (su, createdb, tuple(sorted(made.left_out)))
         except BaseException:
             scratch_mod.close_owner(admin, name)
             raise
-        ready = _Ready(name, admin, state, made.notes, made.unfaithful, made.extensions, made_with)
+        ready = _Ready(name, admin, state, made.notes, made.unfaithful, (su, createdb))
         with _LOCK:
             stale = [ready]
             if _ENABLED:
@@ -238,15 +247,21 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
             _IDLE.notify_all()
 
 
-def _lose(key: Key, name: str, why: str) -> None:
-    """A ready database of ``key`` was lost before use: make none ahead for that target any more (said once)."""
+def _idle_session_timeout(admin: psycopg.Connection[Any]) -> str | None:
+    """The owner session's ``idle_session_timeout`` when it has one (PostgreSQL 14+), else None."""
+    row = admin.execute("SELECT current_setting('idle_session_timeout', true)").fetchone()
+    value = (row["current_setting"] if isinstance(row, dict) else row[0]) if row else None
+    return value if value not in (None, "", "0") else None
+
+
+def _timed_out(key: Key, idle: str) -> None:
+    """The owner sessions of ``key`` would be ended while idle: make none ahead for that target (said once)."""
     with _LOCK:
-        if key in _LOST:
+        if key in _TIMED_OUT:
             return
-        _LOST.add(key)
-    log.info("scratch database %s made ahead was lost before use: %s. No scratch database is made ahead for this "
-             "target any more in this process (an idle_session_timeout of the login, or a server restart, ends "
-             "the idle session that keeps it)", name, why)
+        _TIMED_OUT.add(key)
+    log.info("no scratch database is made ahead for this target: its idle owner session would be ended by "
+             "idle_session_timeout = %s (set for the login, its database or the server)", idle)
 
 
 def _drop(ready: _Ready) -> None:

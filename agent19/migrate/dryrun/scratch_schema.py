@@ -1,6 +1,6 @@
 """The schema-only copy of a scratch database (:mod:`agent19.migrate.dryrun.scratch`): ``pg_dump --schema-only``
 of the target piped into ``psql``, without the extensions this login cannot create (and what it depended on, for a
-copy made earlier: :func:`made_with`), and optionally a sample of rows."""
+copy made earlier: :func:`login_now`), and optionally a sample of rows."""
 
 from __future__ import annotations
 
@@ -16,37 +16,29 @@ from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
 
 
-def extensions(source_dsn: str) -> tuple[list[str], list[str], list[tuple[str, str]]]:
-    """The target's extensions: (those this role can create in a new database, those it cannot, all of them as
-    (name, version))."""
+def extensions(source_dsn: str) -> tuple[list[str], list[str]]:
+    """The target's extensions: (those this role can create in a new database, those it cannot)."""
     with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
-            " WHERE rolname = current_user), e.extversion FROM pg_extension e LEFT JOIN"
-            " pg_available_extension_versions v ON v.name = e.extname AND v.version = e.extversion"
-            " WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
-    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]], [(r[0], r[2]) for r in rows]
+            " WHERE rolname = current_user) FROM pg_extension e LEFT JOIN pg_available_extension_versions v"
+            " ON v.name = e.extname AND v.version = e.extversion WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
+    return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]]
 
 
-# What a schema-only copy made by this login depended on, read on any session of it (one round trip): whether
-# the database ``name`` exists, the login's SUPERUSER and CREATEDB, and which of the target's ``extensions``
-# it could not create (left out of the copy). Compared when a copy made earlier is about to be used.
-Q_MADE_WITH = """SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s), r.rolsuper, r.rolcreatedb,
- ARRAY(SELECT e.n FROM unnest(%(names)s::text[], %(versions)s::text[]) e(n, v)
-        LEFT JOIN pg_available_extension_versions a ON a.name = e.n AND a.version = e.v
-       WHERE NOT (coalesce((to_jsonb(a) ->> 'trusted')::bool, false) OR r.rolsuper) ORDER BY 1)
+Q_LOGIN = """SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s), r.rolsuper, r.rolcreatedb
  FROM pg_roles r WHERE r.rolname = current_user"""
+"""Whether the database ``name`` exists, and the login's SUPERUSER and CREATEDB: what a copy made earlier is checked
+against when it is about to be used (catalog reads only, not the extensions' control files)."""
 
 
-def made_with(conn: psycopg.Connection[Any], name: str,
-              exts: list[tuple[str, str]]) -> tuple[bool, tuple[bool, bool, tuple[str, ...]]]:
-    """(whether the database ``name`` exists, what a copy made now by this login of a target with the extensions
-    ``exts`` (name, version) would depend on: see :data:`Q_MADE_WITH`)."""
-    row = conn.execute(Q_MADE_WITH, {"name": name, "names": [e[0] for e in exts],
-                                     "versions": [e[1] for e in exts]}).fetchone()
+def login_now(conn: psycopg.Connection[Any], name: str) -> tuple[bool, tuple[bool, bool]]:
+    """(whether the database ``name`` exists, (the login's SUPERUSER, CREATEDB)): :data:`Q_LOGIN`."""
+    row = conn.execute(Q_LOGIN, {"name": name}).fetchone()
     if row is None:
-        return False, (False, False, ())
-    return bool(row[0]), (bool(row[1]), bool(row[2]), tuple(sorted(row[3])))
+        return False, (False, False)
+    values = list(row.values()) if isinstance(row, dict) else list(row)
+    return bool(values[0]), (bool(values[1]), bool(values[2]))
 
 
 def _without_extensions(dump: bytes, names: list[str]) -> bytes:
