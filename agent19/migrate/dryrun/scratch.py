@@ -124,7 +124,10 @@ def _drop(conn: psycopg.Connection[Any], name: str) -> None:
             except psycopg.errors.InsufficientPrivilege as exc:
                 # a non-superuser cannot end an autovacuum worker (its role is none of this login's), which
                 # a fresh copy's new catalog rows start: it ends quickly, then the drop succeeds
-                if "must be a member of the role" not in str(exc) or attempt == DROP_TRIES - 1:
+                # PostgreSQL ≤ 15 says so in the message, 16+ in the detail ("… privileges of the role whose
+                # process is being terminated …"); a superuser's session is refused in other words: not retried
+                said = f"{exc} {exc.diag.message_detail or ''}"
+                if "role whose process is being terminated" not in said or attempt == DROP_TRIES - 1:
                     raise
                 log.debug("scratch database %s: %s; dropping again", name, str(exc).strip())
                 time.sleep(0.25)
