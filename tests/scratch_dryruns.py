@@ -38,8 +38,9 @@ def owner(dsn: str, setup: str = SETUP) -> str:
     """A new login (CREATEDB) that owns the tables of ``setup``."""
     login = owner_login(dsn)
     alter_role(dsn, login, "CREATEDB")
-    with psycopg.connect(login, autocommit=True) as c:
-        c.execute(setup)
+    if setup:
+        with psycopg.connect(login, autocommit=True) as c:
+            c.execute(setup)
     return login
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import need
+
 
 def _agent19(tmp_path: Path, *args: str, stdout: object = subprocess.PIPE,
              **env: str) -> subprocess.CompletedProcess[str]:
@@ -36,8 +38,8 @@ def test_an_output_encoding_that_cannot_write_a_name_is_a_clear_error(tmp_path: 
     assert "cannot write" in proc.stderr and "PYTHONIOENCODING=utf-8" in proc.stderr and "'\\xe9'" in proc.stderr
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_a_full_disk_is_a_clear_error(tmp_path: Path) -> None:
+    need(os.path.exists("/dev/full"), "needs /dev/full")
     with open("/dev/full", "w") as full:
         proc = _lint(tmp_path, full)
     assert proc.returncode == 2, proc.stderr
@@ -118,16 +120,16 @@ def test_help_into_a_closed_pipe_or_a_closed_stdout_ends_quietly(tmp_path: Path,
     assert closed.returncode == 0 and "Traceback" not in closed.stderr, closed.stderr
 
 
-@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_help_on_a_full_disk_says_so(tmp_path: Path) -> None:
+    need(os.path.exists("/dev/full"), "needs /dev/full")
     with open("/dev/full", "w") as full:
         done = _agent19(tmp_path, "--help", stdout=full)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "could not write the output: No space left on device" in done.stderr
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
 def test_a_stopped_lint_says_its_output_could_not_be_written(tmp_path: Path) -> None:
+    need(hasattr(__import__("signal"), "SIGXFSZ"), "needs RLIMIT_FSIZE")
     """A lint stopped by an error flushes what it wrote before saying the error: a file-size limit met there is
     said on stderr too, not lost in the interpreter's last flush (the saved document would be cut, unsaid)."""
     import resource

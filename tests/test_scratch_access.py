@@ -19,7 +19,8 @@ from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch, scratch_database
 from agent19.migrate.parse import parse_sql
-from tests.conftest import _fresh_database, need, owner_login
+from tests import scratch_dryruns as sd
+from tests.conftest import _fresh_database, need
 from tools.throwaway import start_pgserver, start_system, system_versions
 
 SETUP = """
@@ -30,13 +31,7 @@ CONCURRENTLY = "CREATE INDEX CONCURRENTLY t_b_idx ON t (b);\n"
 
 
 def _owner(dsn: str, setup: str = SETUP) -> str:
-    owner = owner_login(dsn)
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(f"ALTER ROLE {conninfo_to_dict(owner)['user']} CREATEDB")
-    if setup:
-        with psycopg.connect(owner, autocommit=True) as c:
-            c.execute(setup)
-    return owner
+    return sd.owner(dsn, setup)
 
 
 def _other_login(dsn: str, owner: str) -> str:
