@@ -128,6 +128,13 @@ def forget_dumps() -> None:
         pool.clear()
 
 
+def rounds(dry: list[float], psql: list[float]) -> str:
+    """The ratios of each round's dry run to the psql run of the same round (run within a second of each other:
+    the machine's load changes less between them than across rounds), as median and range."""
+    ratios = sorted(d / p for d, p in zip(dry, psql, strict=True))
+    return f"median {statistics.median(ratios):.2f}, {ratios[0]:.2f}-{ratios[-1]:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 300_000])
@@ -159,6 +166,8 @@ def main() -> None:
                 print(f"  {label}: {peer} {med['psql']:.3f} s; agent19 dry-run cold {med['cold']:.3f} s "
                       f"(ratio {med['cold'] / med['psql']:.2f}), warm {med['warm']:.3f} s "
                       f"(ratio {med['warm'] / med['psql']:.2f})", flush=True)
+                print(f"    per round (a dry run / the psql run of its round): "
+                      f"cold {rounds(times['cold'], times['psql'])}; warm {rounds(times['warm'], times['psql'])}")
                 print(f"    {summary}")
     finally:
         if pool:
