@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.config import Settings
 from agent19.db.connection import Database
@@ -19,6 +19,8 @@ from agent19.migrate.dryrun import dump_cache
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
+from tests import scratch_dryruns
+from tests.scratch_dryruns import owner
 
 # statement 2 takes a lock statement 1 holds: re-observed in a schema-only copy, made from the schema dump
 MIGRATION = "ALTER TABLE t ADD COLUMN u int DEFAULT 0;\nCREATE INDEX t_a ON t (a);\nALTER TABLE t ADD COLUMN v int;\n"
@@ -151,3 +153,22 @@ def test_each_statement_costs_four_round_trips_in_the_target_s_transaction(dsn, 
     assert len(inside) == 1 + 4 * 3, inside  # the locks held before the first statement, then 4 per statement
     checks = [t for t in inside if any("pg_locks" in m and "pg_authid" in m for m in t)]
     assert len(checks) == 3 and all(any("relfilenode" in m for m in t) for t in checks), checks
+
+
+def test_a_kept_dump_is_not_reused_for_another_login_given_by_the_libpq_environment(dsn, tmp_path, monkeypatch):
+    """The same DSN text is another target when PGUSER (or any libpq variable but PGPASSWORD) differs: the dump an
+    owner login took is not handed to a dry run as the superuser (or the other way round) — each login's pg_dump
+    runs once, and its own dump is reused after."""
+    owner_dsn = owner(dsn)
+    params = conninfo_to_dict(owner_dsn)
+    logins = {"owner": params.pop("user"), "superuser": conninfo_to_dict(dsn)["user"]}
+    text = make_conninfo(**params)  # no user: libpq takes PGUSER
+    dump_cache._DUMPS.clear()
+    try:
+        for login, how in [("owner", "taken"), ("superuser", "taken"), ("owner", "reused"), ("superuser", "reused")]:
+            monkeypatch.setenv("PGUSER", logins[login])
+            result = _dry_run(text, tmp_path, sql=scratch_dryruns.MIGRATION)
+            assert _how(result).startswith(f"schema dump {how}"), (login, result.scratch.notes)
+        assert len(dump_cache._DUMPS) == 2
+    finally:
+        dump_cache._DUMPS.clear()

@@ -57,7 +57,7 @@ def test_the_first_dump_is_keyed_by_the_state_it_dumped(dsn):
         (dump, failure), how = cached_dump(db, major)
         assert failure is None and dump is not None and b"CREATE TABLE public.first_dump" in dump, failure
         assert how == "schema dump taken (pg_dump)"
-        assert [k[2] for k in early_scratch._DUMPS] == [state]  # keyed by exactly the dumped state
+        assert [k[1] for k in early_scratch._DUMPS] == [state]  # keyed by exactly the dumped state
         (again, _), how = cached_dump(db, major)
         assert how.startswith("schema dump reused") and again == dump
         with psycopg.connect(dsn, autocommit=True) as c:

@@ -15,11 +15,15 @@ digest also covers the server's start time and ``system_identifier`` (when this 
 
 Kept in memory only, never on disk: a dump holds user mappings' options, passwords among them, and a file
 outlives the process whose login and settings took it. Four dumps are kept; the least recently used go first.
+Each is kept per target (:func:`target_key`: the connection parameters without the password, the libpq environment
+variables and the server's major version): a DSN of the same text with another ``PGUSER``/``PGHOST``/… is another
+target, whose dump is taken by its own login.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -53,15 +57,20 @@ Q_CATALOG_STATE = (
     "FROM pg_catalog.pg_user_mappings))) AS catalog_state")
 
 KEPT = 4
-_DUMPS: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()  # (target, major, catalog state) -> its dump
+Target = tuple[str, tuple[tuple[str, str], ...], int]  # see target_key
+_DUMPS: OrderedDict[tuple[Target, str], bytes] = OrderedDict()  # (target, catalog state) -> its dump
 _LOCK = threading.Lock()
 
 
-def target_key(dsn: str) -> str:
-    """The target as a cache key: its connection parameters without the password."""
+def target_key(dsn: str, major: int) -> Target:
+    """The target as a cache key (of the kept dumps, and of :mod:`scratch_pool`'s databases made ahead): its
+    connection parameters without the password, the libpq environment variables that could change the login or
+    the server (every ``PG*`` but ``PGPASSWORD``: libpq reads them for what the DSN leaves out) and the server's
+    major version."""
     params = conninfo_to_dict(dsn)
     params.pop("password", None)
-    return make_conninfo(**params)
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PG") and k != "PGPASSWORD"))
+    return make_conninfo(**params), env, major
 
 
 def state_of(row: Any) -> str | None:
@@ -75,27 +84,27 @@ def catalog_state(conn: psycopg.Connection[Any]) -> str | None:
     return state_of(conn.execute(Q_CATALOG_STATE).fetchone())
 
 
-def kept(target: str, major: int) -> bool:
+def kept(target: Target) -> bool:
     """Whether a dump of this target is kept: then its digest is worth reading."""
     with _LOCK:
-        return any(k[:2] == (target, major) for k in _DUMPS)
+        return any(k[0] == target for k in _DUMPS)
 
 
-def lookup(target: str, major: int, state: str) -> bytes | None:
+def lookup(target: Target, state: str) -> bytes | None:
     """The dump kept under ``state``, or None."""
-    key = (target, major, state)
+    key = (target, state)
     with _LOCK:
         if (dump := _DUMPS.get(key)) is not None:
             _DUMPS.move_to_end(key)
         return dump
 
 
-def store(target: str, major: int, state: str, dump: bytes) -> None:
+def store(target: Target, state: str, dump: bytes) -> None:
     """Keep ``dump`` under ``state``."""
-    _remember((target, major, state), dump)
+    _remember((target, state), dump)
 
 
-def _remember(key: tuple[str, int, str], dump: bytes) -> None:
+def _remember(key: tuple[Target, str], dump: bytes) -> None:
     with _LOCK:
         _DUMPS[key] = dump
         _DUMPS.move_to_end(key)

@@ -47,11 +47,6 @@ from agent19.migrate.dryrun.scratch import ScratchDatabase
 log = logging.getLogger(__name__)
 
 
-def _target_key(db: Database) -> str:
-    """The target as a cache key: its connection parameters without the password."""
-    return dump_cache.target_key(db.dsn)
-
-
 def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
                 ) -> tuple[tuple[bytes | None, str | None], str]:
     """The target's schema dump: taken again unless the catalogs are unchanged since it was last taken (by this
@@ -70,10 +65,10 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
 def keyed_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
                ) -> tuple[tuple[bytes | None, str | None], str, str | None]:
     """:func:`cached_dump`, and the digest the dump is kept under (None: not kept)."""
-    target = _target_key(db)
+    target = dump_cache.target_key(db.dsn, major)
     key: str | None = None
     dump: tuple[bytes | None, str | None] | None = None
-    warm = dump_cache.kept(target, major)
+    warm = dump_cache.kept(target)
     if warm and state is not None:
         key = state()
     if key is None:
@@ -85,12 +80,12 @@ def keyed_dump(db: Database, major: int, state: Callable[[], str | None] | None 
                     key = catalog_state(conn)
         except psycopg.Error as exc:  # pg_dump will say what is wrong, if anything is
             log.debug("no catalog state (%s): pg_dump runs", exc)
-    if key is not None and dump is None and (kept := dump_cache.lookup(target, major, key)) is not None:
+    if key is not None and dump is None and (kept := dump_cache.lookup(target, key)) is not None:
         return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)", key
     if dump is None:
         dump = scratch_mod.dump_schema(db.dsn, major)
     if key is not None and dump[0] is not None:
-        dump_cache.store(target, major, key, dump[0])
+        dump_cache.store(target, key, dump[0])
         return dump, "schema dump taken (pg_dump)", key
     return dump, "schema dump taken (pg_dump)", None
 
@@ -149,7 +144,7 @@ class EarlyScratch:
         self.dropped = False
         # a dump is kept: its key, the digest, is read by the dry run's session with its catalog snapshot (one
         # backend warms the catalog caches once, instead of two), and handed over with give_state()
-        self.wants_state = copy == "schema" and dump_cache.kept(_target_key(db), major)
+        self.wants_state = copy == "schema" and dump_cache.kept(dump_cache.target_key(db.dsn, major))
         self._state: str | None = None
         self._stated = threading.Event()
         # a running server may have made this target's scratch database ahead (scratch_pool): taken if its schema

@@ -18,9 +18,10 @@ catalogs' digest its own session reads with the catalog snapshot is the one the 
 * **One at a time per target**: a dry run whose target's next database is still being made waits for it (up to
   :data:`WAIT` s) and takes it, rather than making its own alongside — the preparation holds sessions of the
   same login, and two at once could exceed the role's ``CONNECTION LIMIT``.
-* **Bounded**: one ready database per key — the target's connection parameters without the password
-  (:func:`dump_cache.target_key`), the libpq environment variables that could change the login or the server
-  (every ``PG*`` but ``PGPASSWORD``) and the server's major version — and :data:`KEPT` in all, the oldest dropped.
+* **Bounded**: one ready database per key — :func:`dump_cache.target_key`, the kept dump's: the target's
+  connection parameters without the password, the libpq environment variables that could change the login or the
+  server (every ``PG*`` but ``PGPASSWORD``) and the server's major version — and :data:`KEPT` in all, the oldest
+  dropped.
   Another login, host, port or database never takes one.
 * **Safe**: a ready database is a scratch database like any other: its owner session (``application_name`` = its
   name) stays open, so another run's :func:`scratch.drop_leftovers` leaves it alone, and it is registered for the
@@ -46,7 +47,6 @@ catalogs' digest its own session reads with the catalog snapshot is the one the 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -70,7 +70,7 @@ log = logging.getLogger(__name__)
 KEPT = 4
 WAIT = 10.0  # s a dry run waits for its target's scratch database being made ahead (then makes its own)
 MADE_AHEAD = "scratch database made ahead, before this dry run (schema unchanged since)"
-Key = tuple[str, tuple[tuple[str, str], ...], int]
+Key = dump_cache.Target
 T = TypeVar("T")
 
 
@@ -94,8 +94,7 @@ _IDLE = threading.Condition(_LOCK)
 
 
 def _key(db: Database, major: int) -> Key:
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("PG") and k != "PGPASSWORD"))
-    return dump_cache.target_key(db.dsn), env, major
+    return dump_cache.target_key(db.dsn, major)
 
 
 def enable() -> None:
@@ -211,7 +210,7 @@ def after_dry_run(early: EarlyScratch | None, result: T) -> T:
 
 def _prepare(db: Database, major: int, state: str, key: Key) -> None:
     try:
-        dump = dump_cache.lookup(key[0], major, state)
+        dump = dump_cache.lookup(key, state)
         if dump is None:
             return  # no longer kept: nothing to load
         admin, name = scratch_mod.open_owner(db)
