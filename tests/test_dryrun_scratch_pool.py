@@ -112,6 +112,45 @@ def test_the_database_made_ahead_goes_with_the_process(dsn, tmp_path: Path, how)
     assert list_scratch(dsn) == []
 
 
+HOLDING = sd.POOLED_PROCESS + """
+import os, signal
+assert scratch_pool.settle(60)
+print("ready", flush=True)
+sys.stdin.readline()
+with {"scratch": scratch._LOCK, "scratch_pool": scratch_pool._LOCK}[sys.argv[3]]:
+    os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, on the main thread, while the lock is held
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("lock", ["scratch", "scratch_pool"])
+def test_sigterm_while_the_main_thread_holds_the_lock_still_drops_and_exits(dsn, tmp_path: Path, lock):
+    """SIGTERM's handler runs on the main thread between two of its bytecodes — also while that thread holds the
+    lock the cleanup takes (the active scratch databases' or the pool's): the handler must not wait for it (it
+    never comes back), but drop the database made ahead and let the process end."""
+    owner = sd.owner(dsn)
+    script = tmp_path / "holding.py"
+    script.write_text(HOLDING)
+    proc = subprocess.Popen([sys.executable, str(script), owner, sd.MIGRATION, lock], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.communicate()
+        sd.ready_one(dsn)
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after SIGTERM with {lock}._LOCK held: its handler deadlocked")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGTERM, proc.communicate()
+    assert list_scratch(dsn) == []
+
+
 def _sessions(dsn: str, name: str) -> int:
     with psycopg.connect(dsn, autocommit=True) as c:
         row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)).fetchone()

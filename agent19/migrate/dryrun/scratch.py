@@ -21,8 +21,8 @@ Lifecycle, and what is guaranteed:
 * **Drop.** Always in ``finally`` (``DROP DATABASE … WITH (FORCE)``; terminate-then-drop before
   PostgreSQL 13; a non-superuser's is retried for up to 2 s while an autovacuum worker, which it may not end,
   works in the fresh copy), also on SIGTERM/SIGHUP (handlers installed by :func:`install_signal_handlers`,
-  which drop every active scratch database, then let the signal take its usual course) and at
-  interpreter exit (``atexit``).
+  which drop every active scratch database, then let the signal take its usual course; they never wait for a
+  lock the interrupted main thread holds) and at interpreter exit (``atexit``).
 * **SIGKILL / power loss** cannot run any code: the owner session dies with the process, and the
   next run (any dry run or rollback check on that server) drops every ``agent19_scratch_*``
   database that has no live owner session (:func:`drop_leftovers`). Nothing else is ever dropped.
@@ -61,7 +61,10 @@ CopyMode = Literal["auto", "template", "schema", "empty"]
 Strategy = Literal["template", "schema_copy", "empty"]
 
 _ACTIVE: dict[str, str] = {}  # scratch name -> admin DSN (for the signal/atexit cleanup)
-_LOCK = threading.Lock()
+# Re-entrant: the SIGTERM/SIGHUP handler (_drop_active; the pool's close, through close_owner) runs on the main thread
+# between two of its bytecodes, also while that thread holds this lock — a plain Lock would wait for itself forever.
+# Every section under it is one operation on _ACTIVE, so the handler always sees it whole.
+_LOCK = threading.RLock()
 
 
 @dataclass

@@ -89,7 +89,11 @@ _READY: OrderedDict[Key, _Ready] = OrderedDict()
 _PENDING: dict[threading.Thread, tuple[Key, str]] = {}  # each preparation: its target and the digest it holds
 _MAKING: dict[threading.Thread, str] = {}  # the name of the database each one is making
 _TIMED_OUT: set[Key] = set()  # targets whose owner sessions have an idle_session_timeout: none made ahead
-_LOCK = threading.Lock()
+# Re-entrant: close() also runs as the SIGTERM/SIGHUP handler, on the main thread between two of its bytecodes, also
+# while that thread holds this lock (a plain Lock: the handler waits for itself forever). Safe to re-enter: close()
+# only turns the pool off, waits on _IDLE (which releases the lock whole, so the workers can finish) and empties
+# _READY; a section it interrupts reads or adds one entry, and finds the pool off or _READY empty after.
+_LOCK = threading.RLock()
 _IDLE = threading.Condition(_LOCK)
 
 
