@@ -8,7 +8,9 @@ written as its own escape (``\\u00e9``, ``&#233;``), which any reader decodes to
 valid UTF-8 as interchange requires; to a UTF-8 output they are written as they are. Two kinds of text are
 agent19's own words, never data, and are written whatever the encoding: ``--help`` (:data:`HELP`: ASCII stand-ins
 for its typographic characters, :data:`STAND_INS`) and a :class:`~agent19.textsafe.Message` part (an error that
-stopped a report: backslash escapes).
+stopped a report: backslash escapes). Lint's own words in a report (rule messages, fixes' comments, the summary:
+:mod:`agent19.migrate.lint`, :mod:`agent19.migrate.patterns`, :mod:`agent19.migrate.classification`) are ASCII at
+the source, so a lint of ASCII SQL is written in any ASCII-compatible encoding.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ def test_a_type_change_without_a_catalog_says_what_it_assumed() -> None:
                   if f.rule == "A19005"]
     assert finding.severity == "warning"  # it rewrites unless the old type is varchar: the condition is named
     assert "unless it is varchar (any length) or text already" in finding.message
-    assert "assumed: the old type is unknown — connect a database (--dsn) to know" in finding.message
+    assert "assumed: the old type is unknown - connect a database (--dsn) to know" in finding.message
     (bigint,) = [f for f in last_findings("ALTER TABLE t ALTER COLUMN v TYPE bigint", pg_version=160000)
                  if f.rule == "A19005"]
     assert bigint.severity == "error"  # no other type becomes bigint without a rewrite

@@ -32,7 +32,7 @@ class LintArgs:
                                "or pyproject.toml [tool.agent19.lint])"})
     style: bool = field(default=False, metadata={
         "description": "also run the style group (bigint keys, identity, text, timestamptz, jsonb, no char(n), "
-        "names ≤ 63 bytes, schema-qualified names); config: style"})
+        "names <= 63 bytes, schema-qualified names); config: style"})
     assume: list[str] = field(default_factory=list, metadata={"description": "facts the SQL does not show, added to "
                               "the config's: type-changes-widen = type changes linted without a database are "
                               "no-rewrite widenings"})
@@ -43,7 +43,7 @@ class LintArgs:
 
 def _first_line(sql: str, width: int = 100) -> str:
     line = " ".join(sql.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 def _read(report: LintReport | LintStream, stopped: list[Exception]) -> Iterator[StatementReport]:
@@ -115,7 +115,7 @@ def render_report(report: LintReport | LintStream) -> Iterator[str]:
     out = [
         f"{m.statements} statements in {m.files} file(s): {m.errors} error(s), {m.warnings} warning(s), "
         f"{m.infos} info" + (f", {m.ignored} ignored" if m.ignored else "")
-        + f" — PostgreSQL {m.pg_version // 10000}{' (live database)' if m.live else ''}"
+        + f" - PostgreSQL {m.pg_version // 10000}{' (live database)' if m.live else ''}"
     ]
     out.extend(f"note: {a}" for a in m.assumptions)
     yield "\n".join(out)
@@ -322,9 +322,9 @@ def render_rules_markdown(r: RuleList) -> str:
         "Generated from `agent19/migrate/lint/rules/` by `agent19 rules --format markdown > docs/rules.md`; "
         "do not edit by hand.",
         "",
-        "Severities mean one thing each: **error** — as written, it blocks reads or writes of an existing table "
+        "Severities mean one thing each: **error** - as written, it blocks reads or writes of an existing table "
         "for a time that grows with the table, rewrites it, fails on a populated table, loses data, or breaks "
-        "running clients; **warning** — safe in itself but needs a condition checked; **info** — style.",
+        "running clients; **warning** - safe in itself but needs a condition checked; **info** - style.",
         "",
         "Silence one statement with `-- agent19:ignore <code or name>` on its line or the line before; turn rules "
         "off in `agent19.toml` (`[lint] disable = [...]`) or `pyproject.toml` (`[tool.agent19.lint]`).",
@@ -339,7 +339,7 @@ def render_rules_markdown(r: RuleList) -> str:
     lines += [f"| [{d.code}](#{d.code.lower()}-{d.name}) | `{d.name}` | {d.severity} | {d.title} |" for d in r.rules]
     for d in r.rules:
         lines += [
-            "", f"## {d.code} {d.name}", "", f"**{d.title}** — severity: {d.severity}"
+            "", f"## {d.code} {d.name}", "", f"**{d.title}** - severity: {d.severity}"
             + (" (style group: off by default; `style = true` or `enable`)" if d.group == "style" else "")
             + (f"; also named {', '.join(f'`{a}`' for a in d.aliases)}" if d.aliases else ""), "",
             d.why, "", f"**Instead:** {d.alternative}", "",

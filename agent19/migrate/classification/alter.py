@@ -105,8 +105,8 @@ def decide_alter(cmd: dict[str, Any], table: str, ctx: Context) -> Decision:
         name = range_name(part["name"])
         conc = bool(part.get("concurrent"))
         return Decision(A + ("detach_partition.concurrently" if conc else "detach_partition"), [table], [name],
-                        reversible=False, notes=["re-attaching needs the partition bound (ATTACH PARTITION … FOR "
-                                                 "VALUES …)"])
+                        reversible=False, notes=["re-attaching needs the partition bound (ATTACH PARTITION ... FOR "
+                                                 "VALUES ...)"])
     if sub in SIMPLE:
         kind = SIMPLE[sub]
         inverse = None
@@ -206,26 +206,26 @@ def _alter_type(cmd: dict[str, Any], table: str, col: str, ctx: Context) -> Deci
         "sval") == col
     if not plain_using:
         return Decision(A + "alter_column_type", [table], inverse=inverse,
-                        notes=[f"{old} → {new} with a USING expression: the table is rewritten"])
+                        notes=[f"{old} -> {new} with a USING expression: the table is rewritten"])
     why = rewrite_free_change(old, new, ctx.pg_major, ctx.session_utc)
     checks = ctx.checks_reading(table, col) if why else []
     if checks:
         return Decision(A + "alter_column_type.coercible_with_check", [table], inverse=inverse, notes=[
-            f"{old} → {new}: {why}; but the validated CHECK constraint(s) {', '.join(checks)} read {col} and are "
+            f"{old} -> {new}: {why}; but the validated CHECK constraint(s) {', '.join(checks)} read {col} and are "
             "re-checked against every row while the AccessExclusiveLock is held"])
     if {old.base, new.base} == {"timestamp", "timestamptz"} and old.array == new.array:
         if why:
             return Decision(A + "alter_column_type.timestamptz_utc", [table], inverse=inverse, notes=[why])
         if ctx.pg_major >= 12 and not ctx.session_utc:
             return Decision(A + "alter_column_type.timestamptz_non_utc", [table], inverse=inverse,
-                            notes=[f"{old} → {new} with a non-UTC session time zone: rewrite"])
+                            notes=[f"{old} -> {new} with a non-UTC session time zone: rewrite"])
         if ctx.pg_major < 12:
             return Decision(A + "alter_column_type.timestamptz_utc", [table], inverse=inverse,
-                            notes=[f"{old} → {new} before PostgreSQL 12: rewrite"])
+                            notes=[f"{old} -> {new} before PostgreSQL 12: rewrite"])
     if why:
-        return Decision(A + "alter_column_type.coercible", [table], inverse=inverse, notes=[f"{old} → {new}: {why}"])
+        return Decision(A + "alter_column_type.coercible", [table], inverse=inverse, notes=[f"{old} -> {new}: {why}"])
     return Decision(A + "alter_column_type", [table], inverse=inverse,
-                    notes=[f"{old} → {new} is not binary-coercible: rewrite (the inverse rewrites too)"])
+                    notes=[f"{old} -> {new} is not binary-coercible: rewrite (the inverse rewrites too)"])
 
 
 def _add_constraint(con: dict[str, Any], table: str, ctx: Context) -> Decision:

@@ -118,7 +118,7 @@ def build(stmt: Statement, decision: Decision, ctx: Context, sub_index: int | No
     new_table = bool(tables) and ctx.state.created.issuperset(tables)
     risk = _risk(row, decision, locks, tables, ctx, notes, new_table)
     if not row.in_transaction and ctx.state.explicit_transaction:
-        notes.append("this runs inside the migration's BEGIN … COMMIT, where it fails: it cannot run in a "
+        notes.append("this runs inside the migration's BEGIN ... COMMIT, where it fails: it cannot run in a "
                      "transaction block")
     lock = (next(iter(locks.values())) if len(locks) == 1 else strongest_mode(set(locks.values()))) if locks else None
     if ctx.state.lock_timeout is None and lock == "AccessExclusiveLock" and not new_table:

@@ -56,7 +56,7 @@ def lookup(form: str, pg_version: int) -> Behaviour:
     nearest = min(rows, key=lambda r: min(abs(r.versions[0] - major), abs(r.versions[1] - major)))
     low, high = nearest.versions
     return Behaviour(**{**nearest.__dict__, "note": f"{nearest.note} (not available on PostgreSQL {major}: "
-                                                     f"this form needs {low}–{high})"})
+                                                     f"this form needs {low}-{high})"})
 
 
 # --- volatility ---------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def default_volatility(functions: set[str]) -> tuple[bool, str]:
     unknown = sorted(f for f in functions if f.lower() not in NON_VOLATILE_FUNCTIONS)
     if unknown:
         return True, (f"{', '.join(unknown)}() is not a known stable/immutable function; assumed volatile "
-                      "(CREATE FUNCTION's default) — check pg_proc.provolatile")
+                      "(CREATE FUNCTION's default) - check pg_proc.provolatile")
     return False, "the default is non-volatile: stored once in the catalog (fast default, PostgreSQL 11+)"
 
 
@@ -164,19 +164,19 @@ def rewrite_free_change(old: ColumnType, new: ColumnType, pg_major: int, session
     if old.base == new.base == "varbit" and (not new.mods or (old.mods and wider)):
         return "bit varying length increased (or removed): binary-coercible"
     if old.base == "varchar" and new.base == "text":
-        return "varchar → text is binary-coercible"
+        return "varchar -> text is binary-coercible"
     if old.base == "text" and new.base == "varchar" and not new.mods:
-        return "text → varchar without a length is binary-coercible"
+        return "text -> varchar without a length is binary-coercible"
     if old.base == new.base == "numeric":
         if not new.mods:
-            return "numeric(p,s) → unconstrained numeric: binary-coercible"
+            return "numeric(p,s) -> unconstrained numeric: binary-coercible"
         old_scale = old.mods[1] if len(old.mods) > 1 else 0
         new_scale = new.mods[1] if len(new.mods) > 1 else 0
         if old.mods and new.mods[0] >= old.mods[0] and new_scale == old_scale:
             return "numeric precision increased with the same scale: binary-coercible"
         return None
     if old.base == "cidr" and new.base == "inet":
-        return "cidr → inet is binary-coercible"
+        return "cidr -> inet is binary-coercible"
     if old.base == new.base and old.base in ("timestamp", "timestamptz", "time", "timetz", "interval"):
         if not new.mods or (old.mods and new.mods[0] >= old.mods[0]):
             return f"{old.base} precision increased (or removed): no rounding, no rewrite"
@@ -188,5 +188,5 @@ def rewrite_free_change(old: ColumnType, new: ColumnType, pg_major: int, session
             return None
         if new.mods and (not old.mods or new.mods[0] < old.mods[0]):
             return None
-        return f"{old.base} → {new.base} with the session time zone UTC (PostgreSQL 12+): no rewrite"
+        return f"{old.base} -> {new.base} with the session time zone UTC (PostgreSQL 12+): no rewrite"
     return None

@@ -273,7 +273,7 @@ def _index(f: dict[str, Any], ctx: Context) -> Decision:
     inverse = f"DROP INDEX {'CONCURRENTLY ' if conc else ''}{qualified(schema, name)}" if name else None
     notes = [] if name else ["unnamed index: the server names it, so the inverse cannot be generated"]
     if conc and ctx.pg_major == 14:
-        notes.append("CREATE INDEX CONCURRENTLY on 14.0–14.3 could silently corrupt indexes: use 14.4 or later")
+        notes.append("CREATE INDEX CONCURRENTLY on 14.0-14.3 could silently corrupt indexes: use 14.4 or later")
     form = "create_index.concurrently" if conc else ("create_index.unique" if f.get("unique") else "create_index")
     if inverse:
         key = relation_key(schema or DEFAULT_SCHEMA, name)
@@ -350,7 +350,7 @@ def _data(node: str, f: dict[str, Any], ctx: Context) -> Decision:
         sources = [s for s in _sources(select) if s != table]
         if select.get("valuesLists") is not None and not sources:
             return Decision("insert", [table], reversible=False, notes=["delete the inserted rows to undo"])
-        return Decision("insert_select", [table], sources, notes=["INSERT … SELECT: a data migration; batch it"])
+        return Decision("insert_select", [table], sources, notes=["INSERT ... SELECT: a data migration; batch it"])
     where = f.get("whereClause") is not None
     notes = ["no WHERE: every row" if not where else "a WHERE clause limits it"]
     kind = "update" if node == "UpdateStmt" else "delete"

@@ -32,8 +32,8 @@ Severity = Literal["error", "warning", "info"]
 
 ASSUME_WIDEN = "type-changes-widen"
 ASSUMPTIONS = {
-    ASSUME_WIDEN: "without a database, every ALTER COLUMN … TYPE whose target can be reached without a rewrite "
-    "(varchar(n) → larger or text, numeric precision increase, timestamp ↔ timestamptz under UTC…) is such a "
+    ASSUME_WIDEN: "without a database, every ALTER COLUMN ... TYPE whose target can be reached without a rewrite "
+    "(varchar(n) -> larger or text, numeric precision increase, timestamp <-> timestamptz under UTC...) is such a "
     "widening: no warning for it",
 }
 """What ``--assume`` / ``[lint] assume`` can state, and what each means."""
@@ -53,7 +53,7 @@ class LintConfig:
     enable: list[str] = field(default_factory=list, metadata={
         "description": "style rules to turn on one by one (codes, names, aliases)"})
     severity: dict[str, Severity] = field(default_factory=dict, metadata={
-        "description": "rule (code, name or alias) → severity"})
+        "description": "rule (code, name or alias) -> severity"})
     assume: list[str] = field(default_factory=list, metadata={
         "description": f"facts the team states: {', '.join(ASSUMPTIONS)}"})
     migration_lock_timeout: str | None = field(default=None, metadata={
@@ -130,7 +130,7 @@ def _check_assumptions(assume: list[str]) -> None:
     unknown = [a for a in assume if a not in ASSUMPTIONS]
     if unknown:
         raise ConfigError(f"unknown assumption(s) {', '.join(map(repr, unknown))}",
-                          "known: " + "; ".join(f"{k} — {d}" for k, d in ASSUMPTIONS.items()))
+                          "known: " + "; ".join(f"{k} - {d}" for k, d in ASSUMPTIONS.items()))
 
 
 _PG_NUMBER = re.compile(r"\A\s*(?P<n>[+-]?0[xX][0-9a-fA-F]+|[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*"
@@ -324,6 +324,6 @@ def role_lock_timeout(conn: Any) -> tuple[str, str] | None:
         else row
     if not lock_timeout_ms(value):  # 0 (or rounding to 0): no timeout
         return None
-    where = ("ALTER ROLE … IN DATABASE … SET" if by_role and by_database else "ALTER ROLE … SET" if by_role
-             else "ALTER DATABASE … SET")
+    where = ("ALTER ROLE ... IN DATABASE ... SET" if by_role and by_database else "ALTER ROLE ... SET" if by_role
+             else "ALTER DATABASE ... SET")
     return value, f"{where} lock_timeout, read from pg_db_role_setting"

@@ -27,7 +27,7 @@ CARRIED = ("index", "unique")
 """Dependent kinds :func:`carry_indexes` builds again on the new column."""
 
 PARTITIONED = ("CREATE INDEX CONCURRENTLY cannot build on a partitioned table: before the contract phase create it on "
-               "ONLY the table, build it CONCURRENTLY on each partition and ALTER INDEX … ATTACH PARTITION each (a "
+               "ONLY the table, build it CONCURRENTLY on each partition and ALTER INDEX ... ATTACH PARTITION each (a "
                "UNIQUE constraint: ADD CONSTRAINT on the table, which locks every partition while it builds)")
 
 

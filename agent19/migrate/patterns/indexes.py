@@ -42,7 +42,7 @@ def build_index_phase(
     kw = "UNIQUE INDEX" if unique else "INDEX"
     notes = []
     if pg == 14:
-        notes.append("PostgreSQL 14.0–14.3 could corrupt indexes built CONCURRENTLY: run 14.4 or later")
+        notes.append("PostgreSQL 14.0-14.3 could corrupt indexes built CONCURRENTLY: run 14.4 or later")
     return Phase(
         name="build index concurrently",
         order=order,

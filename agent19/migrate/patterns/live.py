@@ -81,7 +81,7 @@ SELECT t.tgname AS name, pg_get_triggerdef(t.oid) AS definition FROM pg_trigger 
 @dataclass
 class Dependent:
     kind: str = field(metadata={"description": "index, check, unique, primary key, foreign key, foreign key from "
-                                               "<table>, view, …"})
+                                               "<table>, view, ..."})
     name: str
     definition: str | None = None
     replica_identity: bool = field(default=False, metadata={"description": "the index (or the constraint's) is the "
@@ -259,12 +259,13 @@ def refuse_unmovable(live: LiveColumn, what: str) -> None:
         raise InputError(f"{what}: it is a generated column, which the zero-downtime pattern cannot copy (clients "
                          "never write it; its expression is not a default)",
                          "add the new generated column and drop the old one after the deploy by hand (ADD COLUMN "
-                         "… GENERATED ALWAYS AS (…) STORED rewrites the table), or rename it plainly in a window")
+                         "... GENERATED ALWAYS AS (...) STORED rewrites the table), or rename it plainly in a window")
     if any(d.kind == "primary key" for d in live.dependents):
         raise InputError(f"{what}: it is in the primary key of {live.table}, which the zero-downtime pattern "
                          "does not move to the new column",
-                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE … "
-                         "ADD CONSTRAINT … PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a window")
+                         "build a unique index on the new column CONCURRENTLY and swap the key by hand (ALTER TABLE "
+                         "... ADD CONSTRAINT ... PRIMARY KEY USING INDEX, foreign keys re-pointed), or run it in a "
+                         "window")
     readers = [d.name for d in live.dependents if d.kind == "generated column"]
     if readers:
         raise InputError(f"{what}: the generated column(s) {', '.join(readers)} are computed from it, so the "

@@ -44,7 +44,7 @@ def _check(name: str, what: str = "identifier") -> str:
     if "\n" in name or "\r" in name:
         # generated scripts show names in -- comment lines, which a line break would end (the rest would run)
         raise InputError(f"{what} {name!r} contains a line break; agent19 does not write it into generated SQL",
-                         "rename the object (ALTER … RENAME TO) to a name on one line, then run agent19 again")
+                         "rename the object (ALTER ... RENAME TO) to a name on one line, then run agent19 again")
     return name
 
 

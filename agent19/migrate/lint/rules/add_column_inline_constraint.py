@@ -45,7 +45,7 @@ def _fix(ctx: StatementContext, sub: int, column: str, kinds: list[str]) -> str:
     lines = [f"ALTER TABLE {table} ADD COLUMN {col} {col_type}{options};  -- the column alone: no scan"]
     if "CONSTR_CHECK" in kinds:
         name = ident(f"{base}_{column}_check"[:63])
-        lines += [f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check or '…'}) NOT VALID;  -- no scan",
+        lines += [f"ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check or '...'}) NOT VALID;  -- no scan",
                   f"ALTER TABLE {table} VALIDATE CONSTRAINT {name};  -- scans under ShareUpdateExclusiveLock: "
                   "reads and writes go on"]
     for kind in (k for k in kinds if k in INDEXED):
@@ -79,7 +79,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                  if k in INDEXED]
         yield Hit(
             f"ADD COLUMN {column} on {short(ctx.relation)}: " + " and ".join(what)
-            + ", while the AccessExclusiveLock of ADD COLUMN is held — reads and writes wait for a time that grows "
+            + ", while the AccessExclusiveLock of ADD COLUMN is held - reads and writes wait for a time that grows "
             "with the table",
             _fix(ctx, sub, column, found),
         )
@@ -92,10 +92,10 @@ RULE = Rule(
     severity="error",
     why="ADD COLUMN takes an AccessExclusiveLock. Alone, without a volatile default, it is instant; an inline "
     "CHECK makes PostgreSQL read the whole table to verify it (even though the new column is NULL everywhere), "
-    "and an inline UNIQUE or PRIMARY KEY builds an index over the whole table — both while that lock blocks "
+    "and an inline UNIQUE or PRIMARY KEY builds an index over the whole table - both while that lock blocks "
     "every read and write (observed on PostgreSQL 15: tests/test_lint_statements.py).",
     alternative="Add the bare column; add the CHECK as NOT VALID and VALIDATE it separately; build the unique "
-    "index CONCURRENTLY and attach it with ADD CONSTRAINT … UNIQUE / PRIMARY KEY USING INDEX.",
+    "index CONCURRENTLY and attach it with ADD CONSTRAINT ... UNIQUE / PRIMARY KEY USING INDEX.",
     bad="ALTER TABLE orders ADD COLUMN code text UNIQUE;",
     good="ALTER TABLE orders ADD COLUMN code text;\n"
     "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS orders_code_key ON orders (code);\n"

@@ -66,7 +66,7 @@ def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
         head += [comment(f"the statement's other sub-commands, without column {col}:"), deparse(tree) + ";"]
     rest = sorted({_KIND.get(k, k.removeprefix("CONSTR_").lower()) for k in kinds if k not in _CARRIED})
     if rest:
-        head.append(comment(f"not carried: the column's {', '.join(rest)} constraint — add it once the column is "
+        head.append(comment(f"not carried: the column's {', '.join(rest)} constraint - add it once the column is "
                             "filled (agent19 pattern add_unique / add_primary_key / add_foreign_key / add_check)"))
     seq = None
     if t in SERIALS or "CONSTR_IDENTITY" in kinds:
@@ -75,8 +75,8 @@ def _fix(ctx: StatementContext, sub: int, coldef: dict) -> str:
         head.append(f"CREATE SEQUENCE {seq};  -- owned by {col} once it exists")
         default = f"nextval({literal(seq)})"
         if "CONSTR_IDENTITY" in kinds:
-            head.append(comment(f"{col} gets a sequence default rather than an identity (ALTER COLUMN … ADD "
-                                "GENERATED … AS IDENTITY would fill every row again)"))
+            head.append(comment(f"{col} gets a sequence default rather than an identity (ALTER COLUMN ... ADD "
+                                "GENERATED ... AS IDENTITY would fill every row again)"))
     if default is None:  # a stored generated column
         return "\n".join([*head, f"ALTER TABLE {table} ADD COLUMN {col} {col_type};  -- no rewrite: NULL for "
                            "existing rows",

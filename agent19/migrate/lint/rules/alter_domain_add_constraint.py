@@ -28,8 +28,8 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     yield Hit(
         f"ADD CONSTRAINT on domain {domain} checks every row of every table with a column of that type, holding a "
         "ShareLock on each table (writes wait for the scan)",
-        f"ALTER DOMAIN {domain} ADD CONSTRAINT {name} CHECK (…) NOT VALID;  -- new values only: no scan\n"
-        f"-- ALTER DOMAIN … VALIDATE CONSTRAINT scans under the same ShareLock (observed on 15): instead, put the "
+        f"ALTER DOMAIN {domain} ADD CONSTRAINT {name} CHECK (...) NOT VALID;  -- new values only: no scan\n"
+        f"-- ALTER DOMAIN ... VALIDATE CONSTRAINT scans under the same ShareLock (observed on 15): instead, put the "
         "CHECK on the table columns as NOT VALID and VALIDATE those (ShareUpdateExclusiveLock: writes go on)",
     )
 
@@ -39,7 +39,7 @@ RULE = Rule(
     name="alter-domain-add-constraint",
     title="A constraint added to a domain scans every column of that type under a ShareLock",
     severity="error",
-    why="ALTER DOMAIN … ADD CONSTRAINT (and SET NOT NULL) verifies the rule against every stored value of every "
+    why="ALTER DOMAIN ... ADD CONSTRAINT (and SET NOT NULL) verifies the rule against every stored value of every "
     "column that uses the domain, in every table, holding a ShareLock that blocks their writes meanwhile "
     "(observed on PostgreSQL 15: tests/test_lint_statements.py).",
     alternative="Add the domain's CHECK as NOT VALID (it then holds for new values only). Validating it later "

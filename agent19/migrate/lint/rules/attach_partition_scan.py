@@ -65,7 +65,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         child = qualified(part.get("schemaname") or None, part.get("relname", ""))
         why = ("no validated CHECK constraint implies the bound" if ctx.catalog is not None else
                "assumed: without a database it is unknown whether a validated CHECK on it implies the bound, "
-               "which skips the scan — connect one with --dsn to know")
+               "which skips the scan - connect one with --dsn to know")
         yield Hit(
             f"ATTACH PARTITION scans all of {child} under an AccessExclusiveLock on it to prove the rows "
             f"fit the bound, because {why}",
@@ -86,8 +86,8 @@ def _fix(ctx: StatementContext, sub: int, child: str, child_rel: str) -> str:
     if expr is None:
         expr = BOUND_TO_FILL
         head.append(comment(f"fill in {BOUND_TO_FILL}: the bound as a condition on the key columns (range: each "
-                            "column IS NOT NULL and the row between the bounds; list: key IN (…) AND key IS NOT NULL) "
-                            "— the server then proves the bound from the CHECK instead of scanning (a DEFAULT "
+                            "column IS NOT NULL and the row between the bounds; list: key IN (...) AND key IS NOT "
+                            "NULL) - the server then proves the bound from the CHECK instead of scanning (a DEFAULT "
                             "partition has no such CHECK: attach it in a quiet window)"))
     elif key is None:
         head.append(comment(f"fill in {KEY_TO_FILL}: the partition key column of {parent}, as SELECT "

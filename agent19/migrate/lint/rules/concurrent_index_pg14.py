@@ -20,14 +20,14 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             f"PostgreSQL {ctx.pg_version // 10000}.{ctx.pg_version % 100} can build a corrupt index with "
             "CONCURRENTLY when rows are updated during the build (fixed in 14.4)",
             "-- upgrade to 14.4 or later first; then check existing indexes with amcheck "
-            "(SELECT bt_index_check(index => c.oid, heapallindexed => true) …) and REINDEX the damaged ones",
+            "(SELECT bt_index_check(index => c.oid, heapallindexed => true) ...) and REINDEX the damaged ones",
         )
 
 
 RULE = Rule(
     code="A19031",
     name="concurrent-index-pg14",
-    title="CREATE INDEX / REINDEX CONCURRENTLY on PostgreSQL 14.0–14.3 can corrupt the index",
+    title="CREATE INDEX / REINDEX CONCURRENTLY on PostgreSQL 14.0-14.3 can corrupt the index",
     severity="error",
     why="A bug in PostgreSQL 14.0 to 14.3 let CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY miss rows "
     "updated during the build (HOT chains), silently producing an index that returns wrong results.",

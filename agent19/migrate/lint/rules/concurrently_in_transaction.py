@@ -22,7 +22,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         "golang-migrate": "golang-migrate sends the file as one multi-statement query, which PostgreSQL runs as "
         "one transaction; put it in a migration file of its own",
         "prisma": "Prisma runs migration.sql as one script (one transaction); put it in a migration of its own",
-    }.get(ctx.migration.convention, "run it outside BEGIN … COMMIT")
+    }.get(ctx.migration.convention, "run it outside BEGIN ... COMMIT")
     yield Hit(
         "this statement cannot run inside a transaction block, and here it does: it fails with "
         "\"cannot run inside a transaction block\"",
@@ -36,10 +36,10 @@ RULE = Rule(
     title="CONCURRENTLY (and other non-transactional statements) inside a transaction block fail",
     severity="error",
     why="CREATE/DROP INDEX CONCURRENTLY, REINDEX CONCURRENTLY, DETACH PARTITION CONCURRENTLY, VACUUM, and ALTER "
-    "TYPE … ADD VALUE before PostgreSQL 12 refuse to run in a transaction block. Migration tools often wrap "
+    "TYPE ... ADD VALUE before PostgreSQL 12 refuse to run in a transaction block. Migration tools often wrap "
     "a whole file in one (golang-migrate and Prisma send it as one multi-statement query, which PostgreSQL "
     "runs as one implicit transaction).",
-    alternative="Put the statement in a migration of its own, outside BEGIN … COMMIT.",
+    alternative="Put the statement in a migration of its own, outside BEGIN ... COMMIT.",
     bad="BEGIN;\nCREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);\nCOMMIT;",
     good="CREATE INDEX CONCURRENTLY orders_customer_id_idx ON orders (customer_id);",
     check=check,

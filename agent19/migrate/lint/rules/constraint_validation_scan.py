@@ -88,11 +88,11 @@ RULE = Rule(
     name="constraint-validation-scan",
     title="CHECK or FOREIGN KEY added without NOT VALID scans the table under a blocking lock",
     severity="error",
-    why="ADD CONSTRAINT … CHECK holds an AccessExclusiveLock, and ADD … FOREIGN KEY a ShareRowExclusiveLock on "
+    why="ADD CONSTRAINT ... CHECK holds an AccessExclusiveLock, and ADD ... FOREIGN KEY a ShareRowExclusiveLock on "
     "both tables, while every existing row is checked. NOT VALID skips that scan (new rows are still checked); "
     "VALIDATE CONSTRAINT later checks the old rows under a ShareUpdateExclusiveLock, which blocks neither reads "
     "nor writes.",
-    alternative="ADD CONSTRAINT … NOT VALID, then VALIDATE CONSTRAINT in its own transaction.",
+    alternative="ADD CONSTRAINT ... NOT VALID, then VALIDATE CONSTRAINT in its own transaction.",
     bad="ALTER TABLE orders ADD CONSTRAINT orders_customer_fkey FOREIGN KEY (customer_id) REFERENCES customers (id);",
     good="ALTER TABLE orders ADD CONSTRAINT orders_customer_fkey FOREIGN KEY (customer_id) REFERENCES customers (id) "
     "NOT VALID;\nCOMMIT;\nALTER TABLE orders VALIDATE CONSTRAINT orders_customer_fkey;",

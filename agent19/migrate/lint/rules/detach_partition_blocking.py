@@ -15,7 +15,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             continue
         if ctx.major >= 14:
             fix = f"{ctx.sql} CONCURRENTLY;  -- PostgreSQL 14+, outside a transaction block, not with a DEFAULT " \
-                "partition; if interrupted, finish with DETACH PARTITION … FINALIZE"
+                "partition; if interrupted, finish with DETACH PARTITION ... FINALIZE"
         else:
             fix = "SET lock_timeout = '5s';  -- PostgreSQL before 14 has no DETACH CONCURRENTLY: at least do not " \
                 "queue traffic\n" + ctx.sql + ";"
@@ -33,7 +33,7 @@ RULE = Rule(
     severity="warning",
     why="A plain DETACH PARTITION needs an AccessExclusiveLock on the parent: every query on any partition waits "
     "for it, and behind it.",
-    alternative="DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+) takes only a ShareUpdateExclusiveLock on the "
+    alternative="DETACH PARTITION ... CONCURRENTLY (PostgreSQL 14+) takes only a ShareUpdateExclusiveLock on the "
     "parent; it runs outside a transaction block.",
     bad="ALTER TABLE measurements DETACH PARTITION measurements_2020;",
     good="ALTER TABLE measurements DETACH PARTITION measurements_2020 CONCURRENTLY;",

@@ -44,7 +44,7 @@ RULE = Rule(
     title="Dropping a column loses data and breaks clients that still use it",
     severity="error",
     why="DROP COLUMN is instant (the column is only marked dropped), but the data is gone for good, and any "
-    "running application code that names the column — or does SELECT * into a fixed structure — fails.",
+    "running application code that names the column - or does SELECT * into a fixed structure - fails.",
     alternative="First deploy code that no longer uses the column (for ORMs, mark it ignored), back the data up "
     "if it may be needed, then drop the column in a later migration.",
     bad="ALTER TABLE orders DROP COLUMN legacy_code;",

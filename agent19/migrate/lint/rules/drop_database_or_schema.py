@@ -35,7 +35,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         name = ident(schema)
         if f.get("behavior") == "DROP_CASCADE":
             yield Hit(
-                f"DROP SCHEMA {name} CASCADE drops every table, view, function and type in it, with their rows — "
+                f"DROP SCHEMA {name} CASCADE drops every table, view, function and type in it, with their rows - "
                 "and the objects in other schemas that depend on them",
                 f"-- list what it would drop, and drop those objects one by one, each reviewed:\n"
                 f"SELECT relname, relkind FROM pg_class WHERE relnamespace = {literal(name)}::regnamespace;",
@@ -54,7 +54,7 @@ RULE = Rule(
     name="drop-database-or-schema",
     title="DROP DATABASE, DROP SCHEMA: whole namespaces of data lost",
     severity="error",
-    why="DROP DATABASE and DROP SCHEMA … CASCADE remove every object and row they contain in one statement; "
+    why="DROP DATABASE and DROP SCHEMA ... CASCADE remove every object and row they contain in one statement; "
     "only a backup brings them back. A plain DROP SCHEMA fails on a schema that still holds objects "
     "(warning), and breaks clients that name it.",
     alternative="Keep drops of whole databases out of migrations; drop a schema's objects one by one after "

@@ -29,7 +29,7 @@ def long_identifiers(sql: str) -> list[str]:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     for name in long_identifiers(ctx.sql):
         cut = name.encode()[:MAX_BYTES].decode(errors="ignore")
-        yield Hit(f"the name {name[:40]}… is {len(name.encode())} bytes: PostgreSQL silently truncates it to "
+        yield Hit(f"the name {name[:40]}... is {len(name.encode())} bytes: PostgreSQL silently truncates it to "
                   f"{cut} (63 bytes), so two long names can collide, and tools comparing the full name with the "
                   "catalog's disagree", "use a name of 63 bytes or less")
 

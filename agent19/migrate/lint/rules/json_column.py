@@ -33,7 +33,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     for fields in ctx.nodes("ColumnDef"):
         if type_name(fields.get("typeName", {})) == "json":
             col = fields.get("colname")
-            clients = (" — and on an existing table, queries already running against it with SELECT DISTINCT, "
+            clients = (" - and on an existing table, queries already running against it with SELECT DISTINCT, "
                        "UNION or GROUP BY over its columns start failing (\"could not identify an equality operator "
                        "for type json\")") if existing else ""
             fix = fix or "\n".join([comment("jsonb, unless you must keep key order, duplicate keys or exact "

@@ -68,7 +68,7 @@ RULE = Rule(
     why="A migration that fails halfway (a lock timeout, an interrupted CREATE INDEX CONCURRENTLY) outside a "
     "transaction must be re-run; statements that already succeeded then fail. IF [NOT] EXISTS makes them "
     "idempotent. (Beware: IF NOT EXISTS also accepts an INVALID index left by a failed concurrent build.)",
-    alternative="Use CREATE … IF NOT EXISTS, DROP … IF EXISTS, ADD COLUMN IF NOT EXISTS, DROP COLUMN IF EXISTS.",
+    alternative="Use CREATE ... IF NOT EXISTS, DROP ... IF EXISTS, ADD COLUMN IF NOT EXISTS, DROP COLUMN IF EXISTS.",
     bad="CREATE TABLE audit_log (id bigint PRIMARY KEY);",
     good="CREATE TABLE IF NOT EXISTS audit_log (id bigint PRIMARY KEY);",
     check=check,

@@ -106,7 +106,7 @@ RULE = Rule(
     title="Adding a NOT NULL column without a default fails on a populated table",
     severity="error",
     why="Existing rows would get NULL in the new column, which NOT NULL forbids, so the statement fails on any "
-    "table with rows — typically only in production, after it passed on an empty development database.",
+    "table with rows - typically only in production, after it passed on an empty development database.",
     alternative="Give the column a constant default (stored in the catalog, no rewrite since PostgreSQL 11), or "
     "add it nullable, backfill, and add NOT NULL through a validated CHECK constraint.",
     bad="ALTER TABLE orders ADD COLUMN currency text NOT NULL;",

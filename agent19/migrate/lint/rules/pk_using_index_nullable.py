@@ -52,7 +52,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             yield Hit(
                 f"PRIMARY KEY USING INDEX {ident(index)} sets its columns NOT NULL, reading all of {short(table)} "
                 "under an AccessExclusiveLock unless they already are (assumed: the index's columns are unknown "
-                "without a database — connect one with --dsn to know)",
+                "without a database - connect one with --dsn to know)",
                 "-- first make each key column NOT NULL without a long lock (a validated CHECK, then SET NOT NULL: "
                 "see A19006), then:\n" + ctx.sql + ";",
                 severity="warning",
@@ -63,7 +63,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         if not nullable:
             continue
         assumed = "" if t is not None else (" (assumed: without a database it is unknown whether they are NOT NULL "
-                                            "already — connect one with --dsn to know)")
+                                            "already - connect one with --dsn to know)")
         yield Hit(
             f"PRIMARY KEY USING INDEX {ident(index)} makes {', '.join(ident(c) for c in nullable)} NOT NULL, reading "
             f"all of {short(table)} under an AccessExclusiveLock{assumed}",
@@ -81,7 +81,7 @@ RULE = Rule(
     why="Attaching a unique index built CONCURRENTLY as the primary key is instant only when its columns are "
     "already NOT NULL. Otherwise PostgreSQL sets them NOT NULL first, reading every row under the "
     "AccessExclusiveLock of ALTER TABLE (observed on PostgreSQL 15: tests/test_lint_statements.py).",
-    alternative="Make the key columns NOT NULL beforehand without the long lock (CHECK … NOT VALID, VALIDATE, "
+    alternative="Make the key columns NOT NULL beforehand without the long lock (CHECK ... NOT VALID, VALIDATE, "
     "SET NOT NULL on 12+), then ADD PRIMARY KEY USING INDEX.",
     bad="CREATE UNIQUE INDEX CONCURRENTLY accounts_pkey_idx ON accounts (id);\n"
     "ALTER TABLE accounts ADD CONSTRAINT accounts_pkey PRIMARY KEY USING INDEX accounts_pkey_idx;",

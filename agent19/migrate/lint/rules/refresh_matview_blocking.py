@@ -17,7 +17,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     yield Hit(
         f"REFRESH MATERIALIZED VIEW holds an AccessExclusiveLock on {short(ctx.relation)} while the query reruns: "
         "nobody can read the view meanwhile",
-        f"-- needs a unique index on the view (CREATE UNIQUE INDEX CONCURRENTLY … ON {short(ctx.relation)} (…));\n"
+        f"-- needs a unique index on the view (CREATE UNIQUE INDEX CONCURRENTLY ... ON {short(ctx.relation)} (...));\n"
         + _REFRESH.sub("REFRESH MATERIALIZED VIEW CONCURRENTLY", ctx.sql, count=1) + ";",
     )
 

@@ -39,7 +39,7 @@ RULE = Rule(
     severity="error",
     why="REINDEX rebuilds from scratch while holding a ShareLock on the table (writes wait) and an "
     "AccessExclusiveLock on the index (queries that would use it wait).",
-    alternative="REINDEX … CONCURRENTLY (PostgreSQL 12+) rebuilds beside the old index and swaps; before 12, "
+    alternative="REINDEX ... CONCURRENTLY (PostgreSQL 12+) rebuilds beside the old index and swaps; before 12, "
     "CREATE INDEX CONCURRENTLY a copy and DROP INDEX CONCURRENTLY the old one.",
     bad="REINDEX INDEX orders_customer_id_idx;",
     good="REINDEX INDEX CONCURRENTLY orders_customer_id_idx;",

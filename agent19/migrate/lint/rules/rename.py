@@ -139,8 +139,8 @@ def _column_hit(ctx: StatementContext, table: str, old: str, new: str) -> Hit:
         head = [comment(f"fill in {TYPE_TO_FILL}: the type of {ident(old)}, as SELECT format_type(atttypid, "
                         f"atttypmod) FROM pg_attribute WHERE attrelid = {literal(table)}::regclass AND attname = "
                         f"{literal(old)} shows it (with a database, --dsn, agent19 writes it in)"),
-                comment(f"not known here: whether {ident(old)} is NOT NULL or has a default — carry them over to "
-                        f"{ident(new)} if it does (agent19 pattern rename_column … --not-null --default …)")]
+                comment(f"not known here: whether {ident(old)} is NOT NULL or has a default - carry them over to "
+                        f"{ident(new)} if it does (agent19 pattern rename_column ... --not-null --default ...)")]
     message = (f"renaming column {ident(old)} to {ident(new)} breaks every running client that reads or writes "
                f"{ident(old)}")
     try:

@@ -16,7 +16,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     yield Hit(
         f"renaming schema {old} to {new} breaks every client, view body in other schemas' code, function and "
         f"search_path that names {old}: all of them at once",
-        f"-- create {new} and move objects one at a time (ALTER TABLE … SET SCHEMA {new}), leaving views in {old} "
+        f"-- create {new} and move objects one at a time (ALTER TABLE ... SET SCHEMA {new}), leaving views in {old} "
         f"for the clients that still use the old names; drop {old} once nothing uses it",
     )
 
@@ -26,7 +26,7 @@ RULE = Rule(
     name="rename-schema",
     title="Renaming a schema breaks every client that names it",
     severity="error",
-    why="ALTER SCHEMA … RENAME is instant, but every query, function body, role search_path and connection "
+    why="ALTER SCHEMA ... RENAME is instant, but every query, function body, role search_path and connection "
     "option that names the old schema fails from that moment, across every table in it.",
     alternative="Create the new schema and move objects gradually, leaving views under the old names until "
     "every client has moved.",

@@ -58,7 +58,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             continue
         assumed = "" if ctx.catalog is not None or ctx.major < 12 else (
             f" (assumed: without a database it is unknown whether a validated CHECK ({ident(column)} IS NOT NULL) "
-            "already proves it, which skips the scan — connect one with --dsn to know)")
+            "already proves it, which skips the scan - connect one with --dsn to know)")
         yield Hit(
             f"SET NOT NULL on {column} reads all of {short(ctx.relation)} while holding an AccessExclusiveLock: "
             f"reads and writes wait for the scan{assumed}",
@@ -71,7 +71,7 @@ RULE = Rule(
     name="set-not-null-scan",
     title="SET NOT NULL scans the table under an AccessExclusiveLock",
     severity="error",
-    why="ALTER COLUMN … SET NOT NULL checks every row while holding an AccessExclusiveLock. From PostgreSQL 12 "
+    why="ALTER COLUMN ... SET NOT NULL checks every row while holding an AccessExclusiveLock. From PostgreSQL 12 "
     "the scan is skipped when a validated CHECK (col IS NOT NULL) constraint already proves it.",
     alternative="Add CHECK (col IS NOT NULL) NOT VALID (instant), VALIDATE it in a separate transaction "
     "(ShareUpdateExclusiveLock: reads and writes go on), then SET NOT NULL (no scan) and drop the CHECK.",

@@ -44,7 +44,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     tool = "Flyway" if ctx.migration.convention == "flyway" else None
     if open_before:
         yield Hit(
-            "BEGIN inside a transaction that is already open: PostgreSQL only warns, and the first COMMIT ends both — "
+            "BEGIN inside a transaction that is already open: PostgreSQL only warns, and the first COMMIT ends both - "
             "what follows it runs outside any transaction",
             "-- remove the inner BEGIN (and its COMMIT)",
         )
@@ -59,7 +59,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         yield Hit(
             "BEGIN is never committed or rolled back in this file: when the session ends, everything after it is "
             "rolled back (or the next migration runs inside it)",
-            ctx.sql + ";\n-- … the migration …\nCOMMIT;",
+            ctx.sql + ";\n-- ... the migration ...\nCOMMIT;",
         )
 
 
@@ -72,7 +72,7 @@ RULE = Rule(
     "commits everything, leaving the rest of the migration outside a transaction. A BEGIN never committed "
     "loses the migration's work when the session ends. Migration tools that wrap each file in a transaction "
     "statement by statement (Flyway) make any BEGIN in the file a nested one.",
-    alternative="One BEGIN … COMMIT per block, each closed in the same file; none at all when Flyway wraps "
+    alternative="One BEGIN ... COMMIT per block, each closed in the same file; none at all when Flyway wraps "
     "the file.",
     bad="BEGIN;\nALTER TABLE orders ADD COLUMN note text;",
     good="BEGIN;\nALTER TABLE orders ADD COLUMN note text;\nCOMMIT;",

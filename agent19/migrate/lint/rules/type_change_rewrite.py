@@ -30,19 +30,19 @@ def widening_condition(new: ColumnType, major: int) -> str | None:
     if new.base == "text":
         return "it is varchar (any length) or text already"
     if new.base in ("varchar", "varbit"):
-        return f"it is {new.base}(m) with m ≤ {n}" if n else f"it is {new.base}(n) or text" if new.base == "varchar" \
+        return f"it is {new.base}(m) with m <= {n}" if n else f"it is {new.base}(n) or text" if new.base == "varchar" \
             else "it is varbit(n)"
     if new.base == "numeric":
         scale = new.mods[1] if len(new.mods) > 1 else 0
-        return f"it is numeric(q,{scale}) with q ≤ {n}" if n else "it is numeric(p,s)"
+        return f"it is numeric(q,{scale}) with q <= {n}" if n else "it is numeric(p,s)"
     if new.base == "inet":
         return "it is cidr"
     if new.base in ("timestamp", "timestamptz"):
         other = "timestamptz" if new.base == "timestamp" else "timestamp"
-        same = f"{new.base}(p) with p ≤ {n}" if n is not None else f"{new.base} of any precision"
+        same = f"{new.base}(p) with p <= {n}" if n is not None else f"{new.base} of any precision"
         return f"it is {same}" + (f", or {other} and the migration's session TimeZone is UTC" if major >= 12 else "")
     if new.base in ("time", "timetz", "interval") and n is not None:
-        return f"it is {new.base}(p) with p ≤ {n}"
+        return f"it is {new.base}(p) with p <= {n}"
     return None
 
 
@@ -63,7 +63,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                 continue  # the team states its type changes are widenings
             yield Hit(
                 f"changing the type of {col} rewrites {short(ctx.relation)} under an AccessExclusiveLock unless "
-                f"{condition} (assumed: the old type is unknown — connect a database (--dsn) to know, or state "
+                f"{condition} (assumed: the old type is unknown - connect a database (--dsn) to know, or state "
                 f"it with --assume {ASSUME_WIDEN})",
                 f"-- check the current type: SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
                 f"attrelid = {literal(_table(ctx))}::regclass AND attname = {literal(col)};\n"
@@ -75,7 +75,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
         using_sql = None if plain else using_text
         assumed = ""
         if (op.form or "").endswith(".unknown"):
-            assumed = (" (assumed: the old type is unknown — connect a database (--dsn) to know; no other type "
+            assumed = (" (assumed: the old type is unknown - connect a database (--dsn) to know; no other type "
                        f"becomes {new_type} without a rewrite)")
         yield Hit(
             f"changing the type of {col} rewrites the table and rebuilds its indexes under an AccessExclusiveLock "
@@ -141,14 +141,14 @@ RULE = Rule(
     title="Changing a column's type rewrites the table",
     severity="error",
     why="ALTER COLUMN TYPE rewrites the whole table and rebuilds its indexes under an AccessExclusiveLock unless "
-    "the new type is binary-coercible (varchar(n) → varchar(m>n) or text, numeric(p,s) → numeric(q>p,s), "
-    "timestamp ↔ timestamptz when the session time zone is UTC on 12+). int → bigint is a full rewrite.",
+    "the new type is binary-coercible (varchar(n) -> varchar(m>n) or text, numeric(p,s) -> numeric(q>p,s), "
+    "timestamp <-> timestamptz when the session time zone is UTC on 12+). int -> bigint is a full rewrite.",
     alternative="Expand and contract: add a column of the new type, keep it in step with a trigger, backfill "
     "it in batches, move the application over, then drop the old column. Widenings that PostgreSQL "
     "can do without a rewrite are not flagged.",
     bad="ALTER TABLE orders ALTER COLUMN id TYPE bigint;",
     good="ALTER TABLE orders ADD COLUMN note varchar(20);\n"
-    "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar → text: binary-coercible, no rewrite",
+    "ALTER TABLE orders ALTER COLUMN note TYPE text;  -- varchar -> text: binary-coercible, no rewrite",
     check=check,
     nodes=("AlterTableStmt",),
     subcommands=("AT_AlterColumnType",),

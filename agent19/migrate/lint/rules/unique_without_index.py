@@ -41,7 +41,7 @@ RULE = Rule(
     why="ADD PRIMARY KEY / ADD UNIQUE builds the index inside the ALTER TABLE, holding an AccessExclusiveLock "
     "for the whole build: no reads, no writes.",
     alternative="Build the unique index with CREATE UNIQUE INDEX CONCURRENTLY, then attach it with "
-    "ADD CONSTRAINT … USING INDEX, which is instant (for a PRIMARY KEY, make the columns NOT NULL first, "
+    "ADD CONSTRAINT ... USING INDEX, which is instant (for a PRIMARY KEY, make the columns NOT NULL first, "
     "through a validated CHECK).",
     bad="ALTER TABLE orders ADD CONSTRAINT orders_number_key UNIQUE (number);",
     good="CREATE UNIQUE INDEX CONCURRENTLY orders_number_key ON orders (number);\n"

@@ -33,8 +33,8 @@ def batched(ctx: StatementContext) -> str:
     table = qualified(rel.get("schemaname") or None, rel.get("relname", ""))
     assignments = set_list(ctx.sql)
     if assignments is None:
-        return comment("write it as UPDATE … SET … on the table alone (no FROM, WITH, alias or RETURNING) and run "
-                       f"it with agent19 backfill {table} --set '…' --mode execute: keyset batches over the primary "
+        return comment("write it as UPDATE ... SET ... on the table alone (no FROM, WITH, alias or RETURNING) and run "
+                       f"it with agent19 backfill {table} --set '...' --mode execute: keyset batches over the primary "
                        "key, one short transaction each, resumable")
     # here, not at the top: every lint loads each rule (the backfill scripts: below, where a catalog knows the key)
     from agent19.migrate.patterns.live import find_table, single_key
