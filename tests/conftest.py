@@ -40,6 +40,34 @@ os.environ.setdefault("AGENT19_ALLOW_PRIVILEGED_READS", "1")
 SESSION_DATA_DIR = Path(tempfile.mkdtemp(prefix="agent19-test-data-"))
 os.environ["AGENT19_DATA_DIR"] = str(SESSION_DATA_DIR)
 atexit.register(shutil.rmtree, SESSION_DATA_DIR, ignore_errors=True)
+# A Settings a test makes without the session's data directory (Settings(...), or Settings.load(env={...}) whose env
+# has no AGENT19_DATA_DIR) falls back to the per-user default (platformdirs: $XDG_DATA_HOME/agent19 on Linux): that
+# default points into an empty directory of this session too, never the user's, and a test that writes state there
+# fails (_no_state_in_the_default_data_dir). Tests make their Settings with session_settings() below.
+DEFAULT_DATA_HOME = Path(tempfile.mkdtemp(prefix="agent19-test-default-"))
+os.environ["XDG_DATA_HOME"] = str(DEFAULT_DATA_HOME)
+atexit.register(shutil.rmtree, DEFAULT_DATA_HOME, ignore_errors=True)
+
+
+def session_settings(**overrides: Any) -> Any:
+    """``Settings.load`` from ``overrides`` only — not the environment (a developer's DATABASE_URL, AGENT19_MODE or
+    timeouts) — with the session's data directory."""
+    from agent19.config import Settings
+
+    return Settings.load(env={"AGENT19_DATA_DIR": str(SESSION_DATA_DIR)}, **overrides)
+
+
+@pytest.fixture(autouse=True)
+def _no_state_in_the_default_data_dir() -> Iterator[None]:
+    """After each test: nothing was written in the default data directory (see DEFAULT_DATA_HOME)."""
+    yield
+    written = sorted(str(p.relative_to(DEFAULT_DATA_HOME)) for p in DEFAULT_DATA_HOME.rglob("*"))
+    if written:
+        shutil.rmtree(DEFAULT_DATA_HOME)  # the next test starts from an empty one
+        DEFAULT_DATA_HOME.mkdir()
+        pytest.fail(f"this test wrote agent19 state in the default data directory ({', '.join(written[:5])}), which "
+                    "is the user's outside the tests: make its Settings with tests.conftest.session_settings() (the "
+                    "session's data directory)")
 
 
 def need(condition: bool, reason: str) -> None:

@@ -9,13 +9,12 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from tests.conftest import owner_login
+from tests.conftest import owner_login, session_settings
 
 SETUP = """
 CREATE TABLE t (id int PRIMARY KEY, a int NOT NULL, b int);
@@ -46,7 +45,7 @@ def owner(dsn: str, setup: str = SETUP) -> str:
 
 def run(dsn: str, sql: str = MIGRATION, **settings: Any) -> Any:
     """A dry run of ``sql`` on ``dsn`` (dry-run mode, ``settings`` on top), its Database closed after."""
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run", **settings))
+    db = Database(session_settings(dsn=dsn, mode="dry-run", **settings))
     try:
         return dry_run(db, parse_sql(sql))
     finally:
@@ -67,7 +66,7 @@ def ready_one(dsn: str) -> str:
 
 
 POOLED_PROCESS = """
-import sys, time
+import os, sys, time
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch, scratch_pool
@@ -75,7 +74,8 @@ from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 scratch.install_signal_handlers()
 scratch_pool.enable()
-db = Database(Settings.load(env={}, dsn=sys.argv[1], mode="dry-run"))
+db = Database(Settings.load(env={"AGENT19_DATA_DIR": os.environ["AGENT19_DATA_DIR"]}, dsn=sys.argv[1],
+                            mode="dry-run"))  # the test session's data directory
 assert dry_run(db, parse_sql(sys.argv[2])).passed
 db.close()
 """

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from agent19.errors import InputError
-from tests.conftest import _fresh_database, until
+from tests.conftest import _fresh_database, session_settings, until
 from tests.test_etl_cdc import DDL, _run, _same, _write
 
 ROOT = Path(__file__).parent.parent
@@ -151,7 +151,7 @@ def test_a_transaction_open_on_the_source_server_stops_the_slot_creation_with_it
     """Creating a logical slot waits for every transaction that began writing on the server (any database) to
     end; statement_timeout does not stop that wait. agent19 cancels it after the statement timeout and names the
     session it waited for; no slot is left behind."""
-    from agent19.config import AccessMode, Settings
+    from agent19.config import AccessMode
     from agent19.db.connection import Database
     from agent19.etl.cdc import run_cdc
 
@@ -160,7 +160,7 @@ def test_a_transaction_open_on_the_source_server_stops_the_slot_creation_with_it
     holder = psycopg.connect(warehouse)  # another database on the same server: it still holds the slot up
     holder.execute("CREATE TABLE elsewhere (a int)")
     pid = holder.info.backend_pid
-    db = Database(Settings.load(env={}, dsn=source, mode=AccessMode.EXECUTE, statement_timeout="2s"))
+    db = Database(session_settings(dsn=source, mode=AccessMode.EXECUTE, statement_timeout="2s"))
     started = time.monotonic()
     try:
         with psycopg.connect(warehouse, autocommit=True, row_factory=psycopg.rows.dict_row) as dest:

@@ -3,15 +3,14 @@
 import psycopg
 import pytest
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.errors import DatabaseUnavailable, ModeError
-from tests.conftest import run_sql
+from tests.conftest import run_sql, session_settings
 from tools.throwaway import start_pgserver, start_system, system_versions
 
 
 def test_every_session_sets_name_and_timeouts(dsn):
-    db = Database(Settings.load(env={}, dsn=dsn, statement_timeout="7s", lock_timeout="1500ms"))
+    db = Database(session_settings(dsn=dsn, statement_timeout="7s", lock_timeout="1500ms"))
     try:
         row = db.execute_read(
             "SELECT current_setting('application_name') AS app, current_setting('statement_timeout') AS st,"
@@ -24,7 +23,7 @@ def test_every_session_sets_name_and_timeouts(dsn):
 
 def test_read_only_mode_is_enforced_by_the_server(dsn):
     run_sql(dsn, "CREATE TABLE t (x int); INSERT INTO t VALUES (1)")
-    db = Database(Settings.load(env={}, dsn=dsn))
+    db = Database(session_settings(dsn=dsn))
     try:
         with db.session() as conn:  # even outside agent19's read() helper
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
@@ -40,7 +39,7 @@ def test_read_only_mode_is_enforced_by_the_server(dsn):
 
 def test_rolled_back_transaction_leaves_nothing(dsn):
     run_sql(dsn, "CREATE TABLE t (x int)")
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         with db.rolled_back() as conn:
             conn.execute("INSERT INTO t VALUES (1)")
@@ -52,7 +51,7 @@ def test_rolled_back_transaction_leaves_nothing(dsn):
 
 
 def test_lost_connection_is_a_clear_error_and_the_next_call_reconnects(dsn):
-    db = Database(Settings.load(env={}, dsn=dsn))
+    db = Database(session_settings(dsn=dsn))
     try:
         assert db.execute_read("SELECT 1 AS one") == [{"one": 1}]
         # kill every agent19 session on the server, as a server restart would
@@ -68,7 +67,7 @@ def test_lost_connection_is_a_clear_error_and_the_next_call_reconnects(dsn):
 
 def test_stopped_server_gives_a_clear_error():
     server = start_system() if system_versions() else start_pgserver()
-    db = Database(Settings.load(env={}, dsn=server.dsn))
+    db = Database(session_settings(dsn=server.dsn))
     try:
         assert db.execute_read("SELECT 1 AS one") == [{"one": 1}]
         server.stop()
@@ -80,7 +79,7 @@ def test_stopped_server_gives_a_clear_error():
 
 
 def test_unreachable_server_error_has_no_password():
-    db = Database(Settings.load(env={}, dsn="postgresql://app:Sup3rSecret@127.0.0.1:1/shop"))
+    db = Database(session_settings(dsn="postgresql://app:Sup3rSecret@127.0.0.1:1/shop"))
     with pytest.raises(DatabaseUnavailable) as err:
         db.execute_read("SELECT 1")
     message = str(err.value)
@@ -91,7 +90,7 @@ def test_unreachable_server_error_has_no_password():
 def test_session_options_give_other_sessions_the_same_timeouts(dsn):
     from psycopg.conninfo import make_conninfo
 
-    db = Database(Settings.load(env={}, dsn=dsn, statement_timeout="9s", lock_timeout="700ms"))
+    db = Database(session_settings(dsn=dsn, statement_timeout="9s", lock_timeout="700ms"))
     with psycopg.connect(make_conninfo(dsn, **db.session_options())) as conn:
         row = conn.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
                            " current_setting('application_name')").fetchone()

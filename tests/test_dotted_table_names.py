@@ -9,6 +9,7 @@ import pytest
 from agent19.db.catalog import snapshot
 from agent19.migrate.lint.engine import lint_sql
 from agent19.migrate.planning.plan import plan_migration
+from tests.conftest import session_settings
 
 SETUP = ('CREATE SCHEMA "my.schema"; CREATE TABLE orders (id bigint PRIMARY KEY);'
          'CREATE TABLE "we.ird" (id bigint PRIMARY KEY, order_id bigint, note text);'
@@ -69,13 +70,12 @@ def test_dropping_a_dotted_view_names_the_views_that_read_it(dsn: str) -> None:
 
 
 def test_dry_run_matches_the_observed_lock_on_a_dotted_table_to_the_prediction(dsn: str) -> None:
-    from agent19.config import Settings
     from agent19.db.connection import Database
     from agent19.migrate.dryrun.run import dry_run
     from agent19.migrate.parse import parse_sql
 
     _run(dsn, SETUP)
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         result = dry_run(db, parse_sql('ALTER TABLE "we.ird" ADD COLUMN extra int;'))
     finally:

@@ -17,7 +17,7 @@ from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from tests.conftest import run_sql
+from tests.conftest import run_sql, session_settings
 from tests.mcp_client import stdio_session
 
 ROWS = 100_000
@@ -73,7 +73,7 @@ def oracle(dsn: str, statements: list[str]) -> list[tuple[str | None, bool]]:
 
 
 def settings(dsn: str, mode: AccessMode = AccessMode.DRY_RUN) -> Settings:
-    return Settings.load(env={}, dsn=dsn, mode=mode.value)
+    return session_settings(dsn=dsn, mode=mode.value)
 
 
 async def test_dry_run_through_mcp_reports_observed_locks_and_leaves_nothing(dsn, tmp_path):

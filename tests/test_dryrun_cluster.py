@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from agent19.migrate.dryrun.scratch import list_scratch
-from tests.conftest import need, run_sql
+from tests.conftest import need, run_sql, session_settings
 from tests.mcp_client import stdio_session
 from tools.throwaway import ThrowawayServer
 
@@ -283,13 +283,12 @@ async def test_an_application_role_with_createrole_leaves_the_cluster_as_it_was(
 def test_library_dry_run_leaves_sequences_alone_and_refuses_other_escapes_per_statement(dsn):
     """Called as a library (no tool in front), the engine screens each statement itself: a sequence call
     is not run and not a failure ('could not test'); any other escape fails the run; the rest runs."""
-    from agent19.config import Settings
     from agent19.db.connection import Database
     from agent19.migrate.dryrun.run import dry_run
     from agent19.migrate.parse import parse_sql
 
     run_sql(dsn, "CREATE SEQUENCE s; SELECT setval('s', 41)")
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         r = dry_run(db, parse_sql("SELECT setval('s', 1000); SELECT nextval('s'); "
                                   "SELECT setval('s', 5), pg_terminate_backend(pg_backend_pid()); "

@@ -13,13 +13,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import dump_cache
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
 from tests import scratch_dryruns
+from tests.conftest import session_settings
 from tests.scratch_dryruns import owner
 
 # statement 2 takes a lock statement 1 holds: re-observed in a schema-only copy, made from the schema dump
@@ -34,7 +34,7 @@ def _setup(dsn: str) -> None:
 
 def _dry_run(dsn: str, data_dir: Path, sql: str = MIGRATION, opened: list[str] | None = None) -> Any:
     """The dry run; with ``opened``, the databases of the sessions it opens are appended to it."""
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run", data_dir=str(data_dir)))
+    db = Database(session_settings(dsn=dsn, mode="dry-run", data_dir=str(data_dir)))
     real = psycopg.connect
 
     def counting(conninfo: str = "", **kwargs: Any) -> Any:

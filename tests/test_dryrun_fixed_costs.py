@@ -9,7 +9,6 @@ import threading
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import early_scratch
 from agent19.migrate.dryrun.cluster_state import _part_by_part, fingerprint
@@ -17,11 +16,11 @@ from agent19.migrate.dryrun.early_scratch import cached_dump, catalog_state
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from tests.conftest import owner_login
+from tests.conftest import owner_login, session_settings
 
 
 def _db(dsn: str) -> Database:
-    return Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    return Database(session_settings(dsn=dsn, mode="dry-run"))
 
 
 def test_the_fingerprint_in_one_query_is_the_fingerprint_part_by_part(dsn):

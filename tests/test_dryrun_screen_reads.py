@@ -8,10 +8,10 @@ from typing import Any
 
 import psycopg
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
+from tests.conftest import session_settings
 from tests.test_dryrun_dump_cache import _round_trips, traced  # noqa: F401 — the fixture, used by name
 
 MIGRATION = """ALTER TABLE t ADD COLUMN w int DEFAULT screen_one();
@@ -34,7 +34,7 @@ def _setup(dsn: str) -> None:
 
 
 def _dry_run(dsn: str, sql: str) -> Any:
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         return dry_run(db, parse_sql(sql))
     finally:

@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.errors import InputError, ModeError
 from agent19.etl.batch import run_pipeline
 from agent19.etl.pipeline import parse_pipeline
 from agent19.safety.readonly import ReadOnlyViolation
-from tests.conftest import _fresh_database, run_sql
+from tests.conftest import _fresh_database, run_sql, session_settings
 
 ROOT = Path(__file__).parent.parent
 SOURCE_DDL = """
@@ -44,7 +44,7 @@ def warehouse(pg) -> Iterator[str]:
 
 
 def _db(dsn: str, mode: AccessMode = AccessMode.EXECUTE) -> Database:
-    return Database(Settings.load(env={}, dsn=dsn, mode=mode))
+    return Database(session_settings(dsn=dsn, mode=mode))
 
 
 def _pipeline(source: str, dest: str, *, strategy: str = "upsert", lag: str | None = None, batch: int = 1000,

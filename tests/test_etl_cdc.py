@@ -16,12 +16,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.etl.cdc import run_cdc
 from agent19.etl.cdc_check import check_cdc
-from tests.conftest import _fresh_database
+from tests.conftest import _fresh_database, session_settings
 
 ROOT = Path(__file__).parent.parent
 DDL = """
@@ -50,7 +50,7 @@ def source(dsn) -> Iterator[str]:
 
 
 def _db(dsn: str) -> Database:
-    return Database(Settings.load(env={}, dsn=dsn, mode=AccessMode.EXECUTE))
+    return Database(session_settings(dsn=dsn, mode=AccessMode.EXECUTE))
 
 
 def _write(dsn: str, *statements: str) -> None:

@@ -17,13 +17,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.config import Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.etl.quality_model import parse_checks
 from agent19.etl.quality_report import QualityReport
 from agent19.etl.quality_run import run_checks
 from agent19.etl.quality_suggest import suggest
+from tests.conftest import session_settings
 from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).parent.parent
@@ -107,7 +107,7 @@ def app_dsn(dsn: str) -> Iterator[str]:
 
 def run(dsn: str, checks: str, *, max_keys: int = 100, source: str = "checks.yml", **settings: object
         ) -> QualityReport:
-    db = Database(Settings.load(env={}, dsn=dsn, **settings))
+    db = Database(session_settings(dsn=dsn, **settings))
     try:
         return run_checks(db, parse_checks(checks, source), max_keys=max_keys)
     finally:
@@ -346,7 +346,7 @@ def test_toml_and_yaml_files_mean_the_same(app_dsn: str, dsn: str) -> None:
 
 def test_suggested_checks_pass_on_the_clean_data_and_fail_on_the_planted(pg, app_dsn: str, dsn: str) -> None:
     dataset(dsn, dirty=False)
-    db = Database(Settings.load(env={}, dsn=app_dsn))
+    db = Database(session_settings(dsn=app_dsn))
     try:
         with db.read() as conn:
             text = suggest(conn, snapshot(conn), ["users", "order", "events"])

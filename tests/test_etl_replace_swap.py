@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.etl.batch import run_pipeline
 from agent19.etl.pipeline import parse_pipeline
-from tests.conftest import _fresh_database, one, run_sql
+from tests.conftest import _fresh_database, one, run_sql, session_settings
 from tests.test_etl_batch import CHECKSUM, DEST_DDL, ROOT, SOURCE_DDL, _db, _pipeline
 
 OLD = 3000
@@ -251,7 +251,7 @@ def test_a_swap_that_cannot_get_its_lock_gives_up_and_leaves_the_destination(dsn
     _seed(dsn, warehouse, rows=500)
     run_sql(warehouse, "INSERT INTO analytics.orders (id, email) VALUES (1, 'old')")
     text = _replace(dsn, warehouse) + "\n[retry]\nattempts = 2\nbackoff_s = 0.1\n"
-    db = Database(Settings.load(env={}, dsn=dsn, mode=AccessMode.EXECUTE, lock_timeout="200ms"))
+    db = Database(session_settings(dsn=dsn, mode=AccessMode.EXECUTE, lock_timeout="200ms"))
     with psycopg.connect(warehouse) as holder:
         holder.execute("SELECT count(*) FROM analytics.orders")  # ACCESS SHARE until the end of the test
         with pytest.raises(InputError) as refused:

@@ -17,13 +17,14 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode
 from agent19.db.connection import Database
 from agent19.migrate.classification.knowledge_table import KNOWLEDGE
 from agent19.migrate.dryrun.model import DryRunResult
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from agent19.report.model import DryRunEvidence
+from tests.conftest import session_settings
 from tools.throwaway import ThrowawayServer
 
 SCHEMA = (Path(__file__).parent / "corpus" / "observed_schema.sql").read_text()
@@ -37,7 +38,7 @@ class Owners:
     dsns: dict[str, str]  # "superuser" / "owner_createdb" / "owner" -> DSN of its own populated database
 
     def database(self, who: str) -> Database:
-        return Database(Settings(dsn=self.dsns[who], mode=AccessMode.DRY_RUN))
+        return Database(session_settings(dsn=self.dsns[who], mode=AccessMode.DRY_RUN))
 
 
 @pytest.fixture(scope="module")

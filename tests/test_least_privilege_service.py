@@ -17,10 +17,10 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.cli import main
-from agent19.config import AccessMode, Settings
+from agent19.config import AccessMode
 from agent19.db.binaries import as_postgres_user
 from agent19.db.connection import Database
-from tests.conftest import need
+from tests.conftest import need, session_settings
 from tests.mcp_client import stdio_session
 from tools.throwaway import SYSTEM_ROOT, ThrowawayServer, start_system, system_versions
 
@@ -181,7 +181,7 @@ def test_first_call_after_a_server_restart_succeeds() -> None:
     need(bool(system_versions()), "no system PostgreSQL to restart")
     server = start_system()
     try:
-        db = Database(Settings(dsn=server.dsn, mode=AccessMode.READ_ONLY))
+        db = Database(session_settings(dsn=server.dsn, mode=AccessMode.READ_ONLY))
         assert db.execute_read("SELECT 1 AS x") == [{"x": 1}]
         failures: list[str] = []
 
@@ -245,7 +245,7 @@ def test_workload_reads_pg_stat_statements_without_pg_read_all_settings(
     with psycopg.connect(app, autocommit=True) as conn:
         for i in range(3):
             conn.execute("SELECT * FROM orders WHERE customer_id = %s", (i,))
-    db = Database(Settings(dsn=app))
+    db = Database(session_settings(dsn=app))
     try:
         queries = top_queries(db)
     finally:

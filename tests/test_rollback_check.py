@@ -8,13 +8,13 @@ import psycopg
 from psycopg.rows import dict_row
 
 from agent19.cli import main
-from agent19.config import Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.dryrun.schema_diff import diff_snapshots
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
+from tests.conftest import session_settings
 from tests.mcp_client import stdio_session
 
 SETUP = """
@@ -36,7 +36,7 @@ def schema(dsn: str):
 
 
 def check(dsn: str, up: str, down: str):
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         return verify_rollback(db, parse_sql(up, "up.sql"), parse_sql(down, "down.sql"))
     finally:

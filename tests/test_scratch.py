@@ -12,13 +12,13 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from agent19.config import Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.schema_diff import diff_snapshots
 from agent19.migrate.dryrun.scratch import drop_leftovers, list_scratch, scratch_database
 from agent19.migrate.parse import parse_sql
+from tests.conftest import session_settings
 
 # slow() sleeps only inside scratch databases: the target's copy of a statement stays fast, the scratch
 # database's is slow enough to measure blocking and to kill the process in the middle of it.
@@ -40,7 +40,7 @@ def populate(dsn: str) -> None:
 
 
 def database(dsn: str) -> Database:
-    return Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    return Database(session_settings(dsn=dsn, mode="dry-run"))
 
 
 def schema(dsn: str):

@@ -13,14 +13,13 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch, scratch_database
 from agent19.migrate.parse import parse_sql
 from tests import scratch_dryruns as sd
-from tests.conftest import _fresh_database, need
+from tests.conftest import _fresh_database, need, session_settings
 from tools.throwaway import start_pgserver, start_system, system_versions
 
 SETUP = """
@@ -43,7 +42,7 @@ def _other_login(dsn: str, owner: str) -> str:
 
 
 def _db(dsn: str, **settings: Any) -> Database:
-    return Database(Settings.load(env={}, dsn=dsn, mode="dry-run", **settings))
+    return Database(session_settings(dsn=dsn, mode="dry-run", **settings))
 
 
 @pytest.mark.parametrize("copy", ["template", "schema", "empty"])

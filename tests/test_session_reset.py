@@ -12,6 +12,7 @@ import pytest
 
 from agent19.config import Settings
 from agent19.db.connection import Database
+from tests.conftest import session_settings
 from tests.mcp_client import stdio_session
 from tests.reader_login import reader_login
 
@@ -104,7 +105,7 @@ def test_a_query_run_on_every_call_survives_the_reset(dsn):
     a connection, DISCARD ALL then drops it on the server, and psycopg notices only a connection's first DISCARD
     ALL — the next call failed with 'prepared statement "_pg3_0" does not exist'. Pooled sessions are never
     prepared: 40 calls, each running it twice."""
-    db = Database(Settings.load(env={}, dsn=dsn, mode="dry-run"))
+    db = Database(session_settings(dsn=dsn, mode="dry-run"))
     try:
         for i in range(40):
             with db.session() as conn:
