@@ -45,7 +45,8 @@ def relation_key_sql(nsp: str, rel: str) -> str:
 Q_SERVER = """
 SELECT current_setting('server_version_num')::int AS num,
        current_setting('server_version') AS text,
-       current_database() AS db
+       current_database() AS db,
+       current_schemas(false)::text[] AS search_path, current_user AS role
 """
 Q_EXTENSIONS = """
 SELECT name, default_version, installed_version FROM pg_available_extensions ORDER BY name
@@ -279,6 +280,8 @@ def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None,
         sequences=sequences,
         enums=[EnumType(**r) for r in rows(Q_ENUMS)],
         filtered=bool(schema or table),
+        search_path=[s for s in server["search_path"] or [] if not s.startswith(("pg_catalog", "pg_temp", "pg_toast"))],
+        role=server["role"],
     )
 
 

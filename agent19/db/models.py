@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 TableKind = Literal["table", "partitioned_table", "foreign_table"]
 ConstraintType = Literal["primary_key", "unique", "check", "foreign_key", "exclusion", "not_null", "trigger"]
@@ -159,9 +159,24 @@ class SchemaSnapshot(BaseModel):
     sequences: list[Sequence] = []
     enums: list[EnumType] = []
     filtered: bool = Field(default=False, description="true when limited to one schema or table")
+    search_path: list[str] | None = Field(
+        default=None, description="the reading session's effective search_path (current_schemas(false), system "
+        "schemas left out): where its unqualified names are looked up, in order; null when not read")
+    role: str | None = Field(default=None, description="the reading session's current_user (search_path's $user)")
+    _relations: set[tuple[str, str]] | None = PrivateAttr(default=None)
+
+    def has_relation(self, schema: str, name: str) -> bool:
+        """Whether ``schema`` holds a relation named ``name``: a table, view, materialized view, sequence or index
+        (the names a CREATE checks, and those an unqualified name is looked up among)."""
+        if self._relations is None:
+            holders = [*self.tables, *self.views]
+            names = {(r.schema_name, r.name) for r in [*holders, *self.sequences]}
+            self._relations = names | {(r.schema_name, i.name) for r in holders for i in r.indexes}
+        return (schema, name) in self._relations
 
     def table(self, name: str) -> Table | None:
-        """Find a table by ``name`` or ``schema.name`` (unqualified: public first), read as
+        """Find a table by ``name`` or ``schema.name`` (unqualified: the first schema of :attr:`search_path` that
+        holds it, public first when that is not known), read as
         :func:`~agent19.migrate.patterns.sqlnames.split_name` reads it (``"public"."we.ird"``, ``"my.schema".t``:
         the dot inside quotes stays in its part); a raw ``s.a.b`` is found when exactly one table's parts join to
         it."""
@@ -173,7 +188,8 @@ class SchemaSnapshot(BaseModel):
             joined = [t for t in self.tables if f"{t.schema_name}.{t.name}" == name]
             matches = joined if len(joined) == 1 else []
         if not schema and len(matches) > 1:
-            matches = [t for t in matches if t.schema_name == "public"] or matches
+            path = self.search_path or ["public"]
+            matches = sorted(matches, key=lambda t: path.index(t.schema_name) if t.schema_name in path else len(path))
         return matches[0] if matches else None
 
     @property

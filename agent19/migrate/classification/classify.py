@@ -52,7 +52,7 @@ def classify(
     ctx = Context(catalog=catalog, pg_major=major, session_utc=session_timezone_utc,
                   state=state if state is not None else MigrationState())
     ops: list[Operation] = []
-    with one_session(ctx.state):  # unqualified names: public until a SET search_path
+    with one_session(ctx):  # unqualified names: on the session's search_path (offline: public) until a SET
         for stmt in statements:
             if stmt.node == "AlterTableStmt" and stmt.fields.get("objtype", "OBJECT_TABLE") == "OBJECT_TABLE":
                 ops.extend(_alter_table(stmt, ctx))

@@ -53,7 +53,9 @@ def _object_name(obj: dict[str, Any]) -> str:
         return str(obj["String"].get("sval", ""))
     names = _names(obj.get("List", {}).get("items", []) or obj.get("TypeName", {}).get("names", [])
                     or obj.get("ObjectWithArgs", {}).get("objname", []))
-    return relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0]) if names else ""
+    if len(names) > 1:
+        return relation_key(*names[-2:])
+    return relation_key(default_schema(names[0]), names[0]) if names else ""
 
 
 def render_subcommands(sql: str, count: int) -> list[str]:
@@ -79,7 +81,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
     node, f = stmt.node, stmt.fields
     state = ctx.state
     if node == "CreateStmt":
-        table = range_name(f.get("relation", {}))
+        table = range_name(f.get("relation", {}), create=True)
         if ctx.table(table) is None:  # already in the live catalog (IF NOT EXISTS, a set partly applied): not new
             state.created.add(table)
         refs = [range_name(c["pktable"]) for n, c in walk(f.get("tableElts", [])) if n == "Constraint"
@@ -104,7 +106,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes,
                                                                guarded=bool(f.get("if_not_exists"))))
     if node == "CreateTableAsStmt":
-        into = range_name(f.get("into", {}).get("rel", {}))
+        into = range_name(f.get("into", {}).get("rel", {}), create=True)
         if ctx.table(into) is None:
             state.created.add(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
@@ -150,7 +152,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         form = "refresh_materialized_view.concurrently" if f.get("concurrent") else "refresh_materialized_view"
         return Decision(form, [range_name(f.get("relation", {}))], reversible=True)
     if node == "ViewStmt":
-        view = range_name(f.get("view", {}))
+        view = range_name(f.get("view", {}), create=True)
         if not f.get("replace") and ctx.table(view) is None:
             state.created.add(view)  # a new view: nobody can be queued on it
         sources = [s for s in _sources(f.get("query", {})) if s != view]
@@ -170,7 +172,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         if objtype in ("OBJECT_TABLE", "OBJECT_COLUMN"):
             names = _names(f.get("object", {}).get("List", {}).get("items", []))
             names = names[:-1] if objtype == "OBJECT_COLUMN" else names
-            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(), names[0])
+            table = relation_key(*names[-2:]) if len(names) > 1 else relation_key(default_schema(names[0]), names[0])
             return Decision("comment", [table], reversible=True)
         return Decision("create_object", [], reversible=True, notes=["a comment on a non-table object"])
     if node == "CreateStatsStmt":
@@ -187,7 +189,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return Decision("alter_type.add_value", [], reversible=False,
                         notes=["an enum value cannot be dropped; only the whole type can be recreated"])
     if node == "CreateSeqStmt":
-        seq = range_name(f.get("sequence", {}))
+        seq = range_name(f.get("sequence", {}), create=True)
         inverse = f"DROP SEQUENCE {qname(seq)}"
         return Decision("create_sequence", [seq], **if_not_exists(seq, ctx.relation_exists(seq), inverse, [],
                                                                   guarded=bool(f.get("if_not_exists"))))
@@ -287,8 +289,8 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
     objects = [_object_name(o) for o in f.get("objects", [])]
     if remove == "OBJECT_TRIGGER":
         items = _names(f["objects"][0].get("List", {}).get("items", [])) if f.get("objects") else []
-        table = (relation_key(*items[-3:-1]) if len(items) > 2 else relation_key(default_schema(), items[0]) if items
-                 else "")
+        table = (relation_key(*items[-3:-1]) if len(items) > 2
+                 else relation_key(default_schema(items[0]), items[0]) if items else "")
         return Decision("drop_trigger", [table], reversible=False, notes=["the trigger's definition is needed to "
                                                                           "recreate it"])
     kind = DROP_FORMS.get(remove, "drop_object")
@@ -370,5 +372,5 @@ def _set(f: dict[str, Any], ctx: Context) -> Decision:
             ctx.state.lock_timeout = str(value)
         return Decision("set", [], reversible=True, notes=[f"lock_timeout = {ctx.state.lock_timeout}"])
     if name == "search_path":
-        search_path_set(ctx.state, [a.get("A_Const", {}).get("sval", {}).get("sval", "") for a in f.get("args", [])])
+        search_path_set(ctx, [a.get("A_Const", {}).get("sval", {}).get("sval", "") for a in f.get("args", [])])
     return Decision("set", [], reversible=True, notes=[f"SET {name}"] if name else [])

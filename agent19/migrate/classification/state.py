@@ -27,44 +27,59 @@ if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog i
     from agent19.db.models import Column, SchemaSnapshot, Table
 
 DEFAULT_SCHEMA = "public"
-_SCHEMA: ContextVar[str] = ContextVar("agent19_unqualified_schema", default=DEFAULT_SCHEMA)
+_SESSION: ContextVar[Context | None] = ContextVar("agent19_classified_session", default=None)
 
 
-def default_schema() -> str:
-    """The schema an unqualified name means at this point of the migration being classified: ``public``, or the
-    first schema of a ``SET search_path`` an earlier statement ran (:func:`search_path_set`)."""
-    return _SCHEMA.get()
+def default_schema(name: str | None = None, *, create: bool = False) -> str:
+    """The schema the unqualified name ``name`` means at this point of the migration being classified, as the
+    server resolves it: the first schema of the session's search_path (:meth:`Context.search_path`) that holds a
+    relation so named (in the catalog or made earlier in the migration); for a CREATE (``create``), or a name held
+    nowhere, the first schema of the path. Outside a classification, and offline until a ``SET search_path``:
+    ``public``."""
+    ctx = _SESSION.get()
+    if ctx is None:
+        return DEFAULT_SCHEMA
+    path = ctx.search_path()
+    if name and not create and len(path) > 1:
+        for schema in path:
+            if ctx.holds(schema, name):
+                return schema
+    return path[0] if path else DEFAULT_SCHEMA
 
 
-def search_path_set(state: MigrationState, schemas: list[str]) -> None:
-    """An earlier statement set the search_path (``[]``: RESET or DEFAULT): unqualified names now mean its first
-    schema (``"$user"``, ``pg_catalog`` and ``pg_temp`` skipped; a later schema that holds the table is not looked
-    for)."""
-    state.schema = next((s for s in schemas if s not in ("$user", "pg_catalog", "pg_temp")), DEFAULT_SCHEMA)
-    _SCHEMA.set(state.schema)
+def search_path_set(ctx: Context, schemas: list[str]) -> None:
+    """An earlier statement set the search_path: unqualified names are now looked up in ``schemas`` (``"$user"``
+    is the login's schema when the catalog read says who that is, else skipped; ``pg_catalog`` and ``pg_temp``
+    are skipped); ``[]`` (RESET or DEFAULT): the session's own path again."""
+    role = ctx.catalog.role if ctx.catalog is not None else None
+    path = [role if s == "$user" else s for s in schemas if s not in ("pg_catalog", "pg_temp")]
+    path = [s for s in path if s and s != "$user"]
+    ctx.state.path = (path or [DEFAULT_SCHEMA]) if schemas else None
 
 
 class one_session:  # noqa: N801 - a context manager used as a function; a class: entered for every statement linted
-    """Classify statements of the migration whose session ``state`` carries: unqualified names mean the schema
-    its search_path names (``public`` until a ``SET search_path``)."""
+    """Classify statements of the migration ``ctx`` describes: unqualified names are resolved on its session's
+    search_path (:func:`default_schema`)."""
 
-    __slots__ = ("state", "token")
-    token: Token[str]
+    __slots__ = ("ctx", "token")
+    token: Token[Context | None]
 
-    def __init__(self, state: MigrationState) -> None:
-        self.state = state
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
 
     def __enter__(self) -> None:
-        self.token = _SCHEMA.set(self.state.schema)
+        self.token = _SESSION.set(self.ctx)
 
     def __exit__(self, *exc: object) -> None:
-        _SCHEMA.reset(self.token)
+        _SESSION.reset(self.token)
 
 
-def range_name(rv: dict[str, Any]) -> str:
-    """A ``RangeVar`` → ``schema.name`` (unqualified: :func:`default_schema`), as :func:`relation_key` writes it (a
-    name with a dot is quoted, so every reader splits it where PostgreSQL does)."""
-    return relation_key(rv.get("schemaname") or default_schema(), rv.get("relname", ""))
+def range_name(rv: dict[str, Any], *, create: bool = False) -> str:
+    """A ``RangeVar`` → ``schema.name`` (unqualified: :func:`default_schema`, ``create`` for the relation a
+    CREATE makes), as :func:`relation_key` writes it (a name with a dot is quoted, so every reader splits it where
+    PostgreSQL does)."""
+    rel = rv.get("relname", "")
+    return relation_key(rv.get("schemaname") or default_schema(rel, create=create), rel)
 
 
 @dataclass
@@ -165,8 +180,9 @@ class MigrationState:
     its statements write"""
     lock_timeout: str | None = None
     explicit_transaction: bool = False
-    schema: str = DEFAULT_SCHEMA
-    """the schema unqualified names mean: the first of the search_path the migration SET (one session's)"""
+    path: list[str] | None = None
+    """the search_path the migration SET (one session's): where unqualified names are looked up; None until a
+    ``SET search_path``: the session's own (:meth:`Context.search_path`)"""
     _anonymous: int = 0
 
     def add_column(self, table: str, col: str, ctype: ColumnType) -> None:
@@ -213,6 +229,23 @@ class Context:
     def table(self, name: str) -> Table | None:
         return self.catalog.table(name) if self.catalog else None
 
+    def search_path(self) -> list[str]:
+        """The schemas unqualified names are looked up in, in order: the path the migration SET, else the session's
+        (``current_schemas(false)`` of the catalog read: the login's path), else (offline) ``public``."""
+        if self.state.path is not None:
+            return self.state.path
+        if self.catalog is not None and self.catalog.search_path is not None:
+            return self.catalog.search_path
+        return [DEFAULT_SCHEMA]
+
+    def holds(self, schema: str, name: str) -> bool:
+        """Whether ``schema`` holds a relation named ``name`` at this point of the migration: made earlier in it,
+        or in the catalog and not dropped or renamed away earlier in it."""
+        key = relation_key(schema, name)
+        if key in self.state.dropped:
+            return False
+        return key in self.state.created or (self.catalog is not None and self.catalog.has_relation(schema, name))
+
     def relation_exists(self, name: str) -> bool | None:
         """Whether a relation named ``name`` (a table, view, materialized view, sequence or index: the names CREATE
         checks) exists at this point: in the catalog, and not dropped or renamed away earlier in the migration;
@@ -220,13 +253,10 @@ class Context:
         if self.catalog is None:
             return None
         schema, rel = split_name(name)
-        schema = schema or DEFAULT_SCHEMA
+        schema = schema or default_schema(rel)
         if relation_key(schema, rel) in self.state.dropped:
             return False
-        holders = [*self.catalog.tables, *self.catalog.views]
-        names = [(r.schema_name, r.name) for r in [*holders, *self.catalog.sequences]]
-        names += [(r.schema_name, i.name) for r in holders for i in r.indexes]
-        return (schema, rel) in names
+        return self.catalog.has_relation(schema, rel)
 
     def catalog_column(self, table: str, col: str) -> Column | None:
         t = self.table(table)

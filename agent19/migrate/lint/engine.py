@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent19.errors import Agent19Error, InputError, StatementNote
-from agent19.migrate.classification.state import DEFAULT_SCHEMA
+from agent19.migrate.classification.state import Context as ClassifyContext
 from agent19.migrate.classification.state import MigrationState as ClassifyState
+from agent19.migrate.classification.state import one_session
 from agent19.migrate.layouts.files import Migration, load_paths, load_text
 from agent19.migrate.lint.config import ASSUMPTIONS, LintConfig, lock_timeout_ms, normalize_version
 from agent19.migrate.lint.model import Finding, LintReport, StatementReport, Summary, new_finding
@@ -84,8 +85,8 @@ def _update_state(ctx: StatementContext) -> None:
     if ctx.node in ("CreateStmt", "CreateTableAsStmt") or (ctx.node == "ViewStmt" and not f.get("replace")):
         rel = (f.get("relation") or f.get("view") or f.get("into", {}).get("IntoClause", {}).get("rel")
                or f.get("into", {}).get("rel"))
-        if isinstance(rel, dict) and ctx.table(rel_name(rel)) is None:  # in the live catalog already: not new
-            state.created.add(norm(rel_name(rel)))
+        if isinstance(rel, dict) and ctx.table(rel_name(rel, create=True)) is None:  # in the live catalog: not new
+            state.created.add(norm(rel_name(rel, create=True)))
     if ctx.node == "IndexStmt" and ctx.is_new(ctx.relation) and f.get("idxname"):
         state.created.add(f"{norm(ctx.relation or '').partition('.')[0]}.{f['idxname']}")  # on a new table: new
     if sets_lock_timeout(ctx):
@@ -153,7 +154,7 @@ def _next_file(lint_state: MigrationState, classify_state: ClassifyState) -> tup
     lock_timeout and search_path (each file may run on a new connection), transaction ids, the statements seen."""
     return (replace(lint_state, lock_timeout=False, lock_timeout_tx=None, seen=[], seen_in_transaction={},
                     last_touch={}),
-            replace(classify_state, lock_timeout=None, explicit_transaction=False, schema=DEFAULT_SCHEMA))
+            replace(classify_state, lock_timeout=None, explicit_transaction=False, path=None))
 
 
 _GC_LOCK = threading.Lock()
@@ -297,39 +298,43 @@ def _lint(
             state.lock_timeout, classify_state.lock_timeout = True, config.migration_lock_timeout
         groups = migration.transaction_groups()
         lines = migration.text.split("\n") if "agent19:ignore" in migration.text else None
+        # the rules resolve unqualified names as the classification does (the session's search_path, then the file's
+        # SET search_path); entered per statement: never across a yield, where the caller's code runs
+        session = one_session(ClassifyContext(catalog, version // 10000, True, classify_state))
         try:
             for stmt, group in zip(migration.statements, groups, strict=True):
-                held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
-                ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
-                if operations is not None:
-                    operations.extend(ops)
-                ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
-                silenced = _ignored_rules(lines, stmt.line, stmt.sql)
-                findings: list[Finding] = []
-                kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()]) if stmt.node == "AlterTableStmt"
-                        else None)
-                applicable = for_node.get(kind)
-                if applicable is None:  # the rules that read this kind of statement (and sub-commands), in code order
-                    applicable = for_node[kind] = [r for r in rules if (not r.nodes or stmt.node in r.nodes) and (
-                        kind[1] is None or not r.subcommands or not kind[1].isdisjoint(r.subcommands))]
-                for rule in applicable:
-                    for hit in rule.check(ctx):
-                        if silenced is not None and (not silenced or rule.code in silenced):
-                            ignored += 1
-                            continue
-                        severity = severities.get(rule.code) or hit.severity or rule.severity
-                        findings.append(new_finding(rule.code, severity, hit.message, hit.fix))
-                if findings:
-                    if len(findings) > 1:
-                        findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
-                    for f in findings:  # Counter.update costs an isinstance(Mapping) check and a list per call
-                        counts[f.rule] += 1
-                        counted[f.severity] += 1
-                report = _statement_report(ctx, findings)
-                risks.add(report.risk)
-                statements += 1
-                _update_state(ctx)
-                ctx.retire(release_tree=not held)
+                with session:
+                    held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
+                    ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
+                    if operations is not None:
+                        operations.extend(ops)
+                    ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
+                    silenced = _ignored_rules(lines, stmt.line, stmt.sql)
+                    findings: list[Finding] = []
+                    kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()])
+                            if stmt.node == "AlterTableStmt" else None)
+                    applicable = for_node.get(kind)
+                    if applicable is None:  # the rules that read this kind of statement (and sub-commands), in order
+                        applicable = for_node[kind] = [r for r in rules if (not r.nodes or stmt.node in r.nodes) and (
+                            kind[1] is None or not r.subcommands or not kind[1].isdisjoint(r.subcommands))]
+                    for rule in applicable:
+                        for hit in rule.check(ctx):
+                            if silenced is not None and (not silenced or rule.code in silenced):
+                                ignored += 1
+                                continue
+                            severity = severities.get(rule.code) or hit.severity or rule.severity
+                            findings.append(new_finding(rule.code, severity, hit.message, hit.fix))
+                    if findings:
+                        if len(findings) > 1:
+                            findings.sort(key=lambda f: (-SEVERITY_ORDER.index(f.severity), f.rule))
+                        for f in findings:  # Counter.update costs an isinstance(Mapping) check and a list per call
+                            counts[f.rule] += 1
+                            counted[f.severity] += 1
+                    report = _statement_report(ctx, findings)
+                    risks.add(report.risk)
+                    statements += 1
+                    _update_state(ctx)
+                    ctx.retire(release_tree=not held)
                 yield report
         except InputError as exc:  # e.g. a name agent19 cannot write into a fix: the error names the statement
             exc.locate(stmt.file, stmt.line)

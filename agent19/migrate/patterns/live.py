@@ -212,13 +212,14 @@ def _owned_sequence(default: str | None) -> str | None:
 
 def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
     """The catalog's table for a table name (raw or quoted SQL, read as sqlnames.split_name does;
-    unqualified: public first, as SchemaSnapshot.table — which splits a raw
-    name at its last dot, so it cannot find a table named a.b)."""
+    unqualified: the first schema of the catalog session's search_path that holds it (public first when that is not
+    known), as SchemaSnapshot.table — which splits a raw name at its last dot, so it cannot find a table named a.b)."""
     if catalog is None:
         return None
     schema, rel = split_name(name)
     matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
-    return next((t for t in matches if schema or t.schema_name == "public"), matches[0] if matches else None)
+    path = catalog.search_path or ["public"]
+    return min(matches, key=lambda t: path.index(t.schema_name) if t.schema_name in path else len(path), default=None)
 
 
 def single_key(table: Table | None) -> tuple[str, str] | None:

@@ -29,6 +29,7 @@ from pglast.parser import ParseError
 from psycopg.rows import tuple_row
 
 from agent19.db.models import SchemaSnapshot
+from agent19.migrate.classification.state import Context, default_schema, one_session
 from agent19.migrate.lint.rules._base import norm, rel_name
 from agent19.migrate.patterns.sqlnames import relation_key
 from agent19.migrate.planning.model import PlannedOperation
@@ -78,7 +79,7 @@ def creates_of(sql: str) -> list[Drop]:
         node, f = next(iter(stmt.items()), ("", {}))
         if node == "ViewStmt" or (node == "CreateTableAsStmt" and f.get("objtype") == "OBJECT_MATVIEW"):
             rel = f.get("view") or f.get("into", {}).get("rel", {})
-            out.append(Drop("view", rel_name(rel)))
+            out.append(Drop("view", rel_name(rel, create=True)))
         elif node == "CreateFunctionStmt":
             out.append(Drop("function", _signature(f.get("funcname", []), f.get("parameters", []))))
         elif node == "AlterTableStmt":
@@ -111,7 +112,8 @@ def drops_of(sql: str) -> list[Drop]:
             for obj in f.get("objects", []):
                 if kind in VIEW_KINDS:
                     items = [i.get("String", {}).get("sval", "") for i in obj.get("List", {}).get("items", [])]
-                    name = relation_key(*items[-2:]) if len(items) > 1 else relation_key("public", items[-1])
+                    schema = items[-2] if len(items) > 1 else default_schema(items[-1])
+                    name = relation_key(schema, items[-1])
                     out.append(Drop(VIEW_KINDS[kind], name))  # type: ignore[arg-type]
                 elif kind in FUNCTION_KINDS and "ObjectWithArgs" in obj:
                     o = obj["ObjectWithArgs"]
@@ -169,9 +171,12 @@ def _constraint(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
 
 
 def breaking_drops(planned: list[PlannedOperation], catalog: SchemaSnapshot | None) -> dict[int, list[str]]:
-    """Operation order → evidence that its drop of a view, function or key breaks running clients."""
+    """Operation order → evidence that its drop of a view, function or key breaks running clients (an unqualified
+    name: the one the catalog's session resolves it to)."""
     out: dict[int, list[str]] = {}
-    for p, d in removed(planned):
+    with one_session(Context(catalog, catalog.major_version if catalog else 0, True)):
+        drops = removed(planned)
+    for p, d in drops:
         if d.kind == "constraint":
             why = _constraint(p.order, d, catalog)
         elif d.kind in VIEW_KINDS.values():

@@ -210,9 +210,9 @@ def plan_migration(
     ops: list[Operation] = []
     report = lint([load_text(text, statements=statements)], catalog=catalog, pg_version=version,
                   config=LintConfig(fail_on="never"), operations=ops)
-    new = {norm(rel_name(s.fields["relation"])) for s in statements
-           if s.node == "CreateStmt" and isinstance(s.fields.get("relation"), dict)}
     by_index = {s.index: s for s in statements}
+    # the tables the migration creates, named as classified (an unqualified name on the session's search_path)
+    new = {norm(op.tables[0]) for op in ops if op.tables and by_index[op.statement_index].node == "CreateStmt"}
     if changes is not None:
         _pattern_facts(ops, by_generated, catalog, version)
     planned: list[PlannedOperation] = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar
 
 from agent19.db.locks import LOCK_MODES
+from agent19.migrate.classification.state import range_name
 from agent19.migrate.layouts.files import Migration
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -148,7 +149,7 @@ class StatementContext:
     @_once
     def relation(self) -> str | None:
         rel = self.fields.get("relation")
-        return rel_name(rel) if isinstance(rel, dict) else None
+        return rel_name(rel, create=self.node == "CreateStmt") if isinstance(rel, dict) else None
 
     def walk(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return walk(self.statement.tree)
@@ -269,10 +270,12 @@ class Rule:
 
 # -- small helpers rules share ---------------------------------------------------------------
 
-def rel_name(rangevar: dict[str, Any]) -> str:
-    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (``public`` when unqualified), as
-    :func:`~agent19.migrate.patterns.sqlnames.relation_key` writes it: ``"public"."we.ird"`` for a name with a dot."""
-    return sqlnames.relation_key(rangevar.get("schemaname") or "public", rangevar.get("relname", ""))
+def rel_name(rangevar: dict[str, Any], *, create: bool = False) -> str:
+    """``{"schemaname": "s", "relname": "t"}`` → ``s.t`` (unqualified: the schema the session's search_path resolves
+    it to, ``create`` for the relation a CREATE makes: :func:`~agent19.migrate.classification.state.range_name`;
+    ``public`` offline), as :func:`~agent19.migrate.patterns.sqlnames.relation_key` writes it: ``"public"."we.ird"``
+    for a name with a dot."""
+    return range_name(rangevar, create=create)
 
 
 def norm(table: str) -> str:
