@@ -1,0 +1,124 @@
+"""Connected, the planner names an unqualified table as the login's session resolves it.
+
+An application's role often has its own schema first on its search_path (``ALTER ROLE app SET search_path = app,
+public``, or a schema named like the role under the default ``"$user", public``). A migration that says ``orders``
+then changes ``app.orders``: plan, runbook, lint and the dry run's predictions must say so — their sizes, rollback
+SQL and lock predictions are of that table, not of a ``public.orders`` that happens to exist too. Offline nothing
+is known of the login: ``public``, as documented.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
+
+from agent19.db.catalog import snapshot
+from agent19.migrate.lint.engine import lint_sql
+from agent19.migrate.planning.plan import plan_migration
+
+ROOT = Path(__file__).parent.parent
+MIGRATION = "ALTER TABLE orders ADD COLUMN score float8 DEFAULT random();\n" \
+            "CREATE INDEX orders_status_idx ON orders (status);\n"
+ROWS = 20_000
+
+
+def _app_login(dsn: str, how: str) -> tuple[str, str]:
+    """A non-superuser login owning its schema, first on its search_path (``how``: "set" — schema ``app`` and
+    ``ALTER ROLE … SET search_path = app, public``; "user" — a schema named like the role, the default path), with
+    ``orders`` of ROWS rows there and a ``public.orders`` decoy of another shape; (its DSN, its schema)."""
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    schema = "app" if how == "set" else role
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {role}")
+        if how == "set":
+            c.execute(f"ALTER ROLE {role} SET search_path = app, public")
+        c.execute("CREATE TABLE public.orders (id int, note text); INSERT INTO public.orders VALUES (1, 'a'), (2, 'b')")
+        c.execute(f"GRANT SELECT ON public.orders TO {role}")
+        c.execute("ANALYZE public.orders")
+    login = make_conninfo(dsn, user=role)
+    with psycopg.connect(login, autocommit=True) as c:  # unqualified, as the application's own migrations are
+        c.execute("CREATE TABLE orders (id bigint PRIMARY KEY, total int, status text)")
+        c.execute(f"INSERT INTO orders SELECT g, g, 'new' FROM generate_series(1, {ROWS}) g")
+        c.execute("ANALYZE orders")
+        assert c.execute("SELECT to_regclass('orders')::text").fetchone() == ("orders",)
+        assert c.execute(f"SELECT count(*) FROM {schema}.orders").fetchone() == (ROWS,)
+    return login, schema
+
+
+def _catalog(login: str):  # type: ignore[no-untyped-def]
+    with psycopg.connect(login, row_factory=dict_row) as c:
+        return snapshot(c)
+
+
+def agent19(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent19", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("how", ["set", "user"])
+def test_plan_names_the_table_the_logins_search_path_finds(dsn: str, how: str) -> None:
+    login, schema = _app_login(dsn, how)
+    catalog = _catalog(login)
+    plan = plan_migration(sql=MIGRATION, catalog=catalog)
+    assert [op.table for op in plan.operations] == [f"{schema}.orders"] * 2
+    assert plan.operations[0].estimated_rows == ROWS  # app.orders's size, not the 2-row decoy's
+    assert plan.operations[0].rewrite and plan.operations[0].reverse_sql == \
+        f"ALTER TABLE {schema}.orders DROP COLUMN score"
+    assert plan.operations[1].reverse_sql == f"DROP INDEX {schema}.orders_status_idx"
+    assert "public.orders" not in plan.model_dump_json()
+    # the migration's own SET search_path still decides from where it runs
+    plan = plan_migration(sql="SET search_path = public;\n" + MIGRATION, catalog=catalog)
+    assert [op.table for op in plan.operations[1:]] == ["public.orders"] * 2
+    assert plan.operations[1].estimated_rows == 2
+    # a CREATE makes its table in the path's first schema, and later statements find it there
+    plan = plan_migration(sql="CREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\n", catalog=catalog)
+    assert [op.table for op in plan.operations] == [f"{schema}.audit"] * 2
+    assert plan.operations[0].reverse_sql == f"DROP TABLE {schema}.audit"
+    # lint with the database: the same names
+    report = lint_sql(MIGRATION, catalog=catalog)
+    assert [s.tables for s in report.statements] == [[f"{schema}.orders"]] * 2
+    # offline nothing is known of the login: public, as documented
+    plan = plan_migration(sql=MIGRATION)
+    assert [op.table for op in plan.operations] == ["public.orders"] * 2
+    assert plan.operations[0].reverse_sql == "ALTER TABLE public.orders DROP COLUMN score"
+
+
+def test_plan_runbook_and_dry_run_through_the_cli(dsn: str, tmp_path: Path) -> None:
+    login, _ = _app_login(dsn, "set")
+    migration = tmp_path / "V1__score.sql"
+    migration.write_text(MIGRATION)
+    data = ["--data-dir", str(tmp_path / "data")]
+
+    out = agent19("plan", str(migration), "--dsn", login, "--format", "json", *data, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    plan = json.loads(out.stdout)
+    assert [op["table"] for op in plan["operations"]] == ["app.orders"] * 2
+    assert plan["operations"][0]["estimated_rows"] == ROWS
+    assert "ALTER TABLE app.orders DROP COLUMN score" in json.dumps(plan["rollback"])
+
+    out = agent19("runbook", str(migration), "--dsn", login, "--write", str(tmp_path / "out"), "--no-handoff",
+                  *data, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    written = "\n".join(p.read_text() for p in (tmp_path / "out").iterdir() if p.is_file())
+    assert "ALTER TABLE app.orders DROP COLUMN score" in written
+    assert "public.orders" not in written
+
+    out = agent19("dry-run", str(migration), "--dsn", login, "--mode", "dry-run", "--format", "json", *data,
+                  cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    add_column = result["statements"][0]
+    locks = {c["relation"]: c for c in add_column["lock_comparison"]}
+    assert locks["app.orders"]["predicted"] == "AccessExclusiveLock"
+    assert locks["app.orders"]["agrees"] is True
+    assert "public.orders" not in locks
+    assert "disagrees" not in out.stdout
