@@ -79,6 +79,11 @@ def test_plan_names_the_table_the_logins_search_path_finds(dsn: str, how: str) -
     plan = plan_migration(sql="SET search_path = public;\n" + MIGRATION, catalog=catalog)
     assert [op.table for op in plan.operations[1:]] == ["public.orders"] * 2
     assert plan.operations[1].estimated_rows == 2
+    # "$user" is the login's own schema (none named so for "set": skipped, as the server does); RESET: the session's
+    plan = plan_migration(sql='SET search_path = "$user", public;\nALTER TABLE orders ADD COLUMN a int;\n'
+                          "RESET search_path;\nALTER TABLE orders ADD COLUMN b int;\n", catalog=catalog)
+    user_schema = schema if how == "user" else "public"
+    assert [op.table for op in plan.operations] == [None, f"{user_schema}.orders", None, f"{schema}.orders"]
     # a CREATE makes its table in the path's first schema, and later statements find it there
     plan = plan_migration(sql="CREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\n", catalog=catalog)
     assert [op.table for op in plan.operations] == [f"{schema}.audit"] * 2

@@ -163,16 +163,18 @@ class SchemaSnapshot(BaseModel):
         default=None, description="the reading session's effective search_path (current_schemas(false), system "
         "schemas left out): where its unqualified names are looked up, in order; null when not read")
     role: str | None = Field(default=None, description="the reading session's current_user (search_path's $user)")
-    _relations: set[tuple[str, str]] | None = PrivateAttr(default=None)
+    _relations: tuple[tuple[int, ...], set[tuple[str, str]]] | None = PrivateAttr(default=None)
 
     def has_relation(self, schema: str, name: str) -> bool:
         """Whether ``schema`` holds a relation named ``name``: a table, view, materialized view, sequence or index
-        (the names a CREATE checks, and those an unqualified name is looked up among)."""
-        if self._relations is None:
+        (the names a CREATE checks, and those an unqualified name is looked up among). The names are gathered once
+        per list of relations (a copy with other lists gathers its own)."""
+        lists = (id(self.tables), id(self.views), id(self.sequences))
+        if self._relations is None or self._relations[0] != lists:
             holders = [*self.tables, *self.views]
             names = {(r.schema_name, r.name) for r in [*holders, *self.sequences]}
-            self._relations = names | {(r.schema_name, i.name) for r in holders for i in r.indexes}
-        return (schema, name) in self._relations
+            self._relations = (lists, names | {(r.schema_name, i.name) for r in holders for i in r.indexes})
+        return (schema, name) in self._relations[1]
 
     def table(self, name: str) -> Table | None:
         """Find a table by ``name`` or ``schema.name`` (unqualified: the first schema of :attr:`search_path` that
