@@ -34,11 +34,22 @@ CREATE TRIGGER inbox_truncates AFTER INSERT ON inbox_t FOR EACH ROW EXECUTE FUNC
 CREATE TABLE inbox_d (id int);
 CREATE FUNCTION drop_spare() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DROP TABLE spare; RETURN NEW; END $$;
 CREATE TRIGGER inbox_drops AFTER INSERT ON inbox_d FOR EACH ROW EXECUTE FUNCTION drop_spare();
+CREATE TABLE victim2 (id int, v text DEFAULT 'a');
+CREATE INDEX victim2_v_idx ON victim2 (v);
+CREATE VIEW report_v AS SELECT id FROM victim2;
+CREATE TABLE inbox_ddl (id int);
+CREATE FUNCTION hidden_ddl() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  DROP VIEW report_v; DROP INDEX victim2_v_idx; ALTER TABLE victim2 ALTER COLUMN v SET DEFAULT 'x'; RETURN NEW; END $$;
+CREATE TRIGGER inbox_ddls AFTER INSERT ON inbox_ddl FOR EACH ROW EXECUTE FUNCTION hidden_ddl();
 """
 # What a trigger does out of sight to whole tables: seen in the relation list, rolled back, challenged.
 HIDDEN = {
     "INSERT INTO inbox_t VALUES (1)": "truncated or rewrote table public.items",
     "INSERT INTO inbox_d VALUES (1)": "dropped table public.spare",
+    # no table or row lost: a view, an index and a column default, each named
+    "INSERT INTO inbox_ddl VALUES (1)": "dropped view public.report_v (through a trigger, rule or function)"
+                                        "|dropped index public.victim2_v_idx"
+                                        "|replaced the default of column public.victim2.v",
 }
 
 # Statements that touch every row without saying so: measured, rolled back, challenged.
@@ -122,9 +133,13 @@ async def test_every_class_is_measured_or_refused_and_nothing_is_kept(logins, tm
         for sql, why in HIDDEN.items():
             out = (await session.call_tool("run_sql", {"sql": sql})).structured_content
             assert out["executed"] is False, (sql, out)
-            assert why in out["confirmation"]["report"]["findings"][0]["reason"], (sql, out)
+            reasons = " ".join(f["reason"] for f in out["confirmation"]["report"]["findings"])
+            assert all(part in reasons for part in why.split("|")), (sql, out)
         with psycopg.connect(logins["superuser"], autocommit=True) as c:
             assert c.execute("SELECT to_regclass('spare') IS NOT NULL").fetchone()[0]
+            assert c.execute("SELECT to_regclass('report_v') IS NOT NULL AND to_regclass('victim2_v_idx') IS NOT NULL"
+                             " AND pg_get_expr(adbin, adrelid) = '''a''::text' FROM pg_attrdef"
+                             " WHERE adrelid = 'victim2'::regclass").fetchone()[0]
         assert _state(logins["superuser"]) == before
         for sql in NOT_KNOWN_SAFE:
             result = await session.call_tool("run_sql", {"sql": sql})

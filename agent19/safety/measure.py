@@ -4,17 +4,20 @@ Reading a statement cannot tell whether ``WHERE id > 0`` or ``WHERE EXISTS (SELE
 row, nor what a trigger, a rule, a cascade or a function deletes. The server can: inside the call's
 transaction, :data:`Q_WRITES` reads ``pg_stat_xact_user_tables`` — the rows this backend inserted,
 updated and deleted per table, savepoints included — before and after the statement, and
-:data:`Q_RELATIONS` lists the user tables (their relfilenode and dropped-column count), so a table
-truncated, rewritten or dropped out of sight shows too. For each table with rows updated or
-deleted (two or more), the exact row count before the statement is derived from an exact
+:data:`agent19.safety.objects.Q_OBJECTS` lists every definition (relations of every kind with the
+tables' relfilenode and dropped-column count, functions, types, policies, triggers, constraints,
+rules, column defaults), so a table truncated, rewritten or dropped out of sight shows too, and so
+does a view, index, function… dropped or replaced, or a column default changed. For each table with
+rows updated or deleted (two or more), the exact row count before the statement is derived from an exact
 ``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
 the call becomes a confirmation challenge stating these numbers.
 
-Cost: two catalog reads per call, plus one ``count(*)`` per table the statement updated or deleted
-two or more rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
+Cost: two reads per call (the write counters and :data:`~agent19.safety.objects.Q_OBJECTS`) before and
+after, plus one ``count(*)`` per table the statement updated or deleted two or more rows of
+(``tools/bench/bench_safety.py`` measures it on a 1M-row table).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from agent19.config import Settings
 from agent19.migrate.parse import Statement
+from agent19.safety import objects
 from agent19.safety.run import QueryResult, run_write
 
 Q_WRITES = """
@@ -34,21 +38,13 @@ SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS 
   FROM pg_stat_xact_user_tables
  WHERE schemaname <> 'agent19' AND n_tup_ins + n_tup_upd + n_tup_del > 0
 """
-Q_RELATIONS = """
-SELECT c.oid, n.nspname AS nsp, c.relname AS rel, c.relfilenode,
-       (SELECT count(*) FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attisdropped) AS dropped
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'agent19')
-   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
-"""
 REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "VacuumStmt", "ReindexStmt"}
 """Statement kinds that rewrite their own table (a new relfilenode) by design, keeping every row."""
 
 
 class Before(BaseModel):
     writes: dict[int, tuple[int, int, int]] = {}
-    relations: dict[int, tuple[str, int, int]] = Field(default={}, description="oid → (name, relfilenode, "
-                                                       "dropped columns)")
+    catalog: objects.Catalog = objects.Catalog()
 
 
 class Touch(BaseModel):
@@ -72,6 +68,10 @@ class Measurement(BaseModel):
     vanished: list[str] = Field(default=[], description="tables that no longer exist after the statement")
     rewritten: list[str] = Field(default=[], description="tables truncated or rewritten by the statement")
     columns_dropped: list[str] = Field(default=[], description="tables that lost a column")
+    dropped: list[str] = Field(default=[], description="other definitions that no longer exist after the "
+                               "statement, e.g. 'view app.report_v', 'index app.t_v_idx'")
+    replaced: list[str] = Field(default=[], description="definitions the statement replaced in place, e.g. "
+                                "'function app.f', 'the default of column app.t.v'")
 
     def figures(self) -> dict[str, Any]:
         """What the confirmation token binds (and step 2 must measure again, exactly)."""
@@ -81,9 +81,7 @@ class Measurement(BaseModel):
 def before(conn: Any) -> Before:
     """The counters and relations before the statement (inside the caller's transaction)."""
     writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    rels = {r["oid"]: (f"{r['nsp']}.{r['rel']}", r["relfilenode"], r["dropped"])
-            for r in conn.execute(Q_RELATIONS).fetchall()}
-    return Before(writes=writes, relations=rels)
+    return Before(writes=writes, catalog=objects.read(conn))
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
@@ -106,15 +104,21 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
                 rows = None
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
                                deleted=dele))
-    now = {r["oid"]: (r["relfilenode"], r["dropped"]) for r in conn.execute(Q_RELATIONS).fetchall()}
-    for oid, (name, filenode, dropped) in start.relations.items():
-        if oid not in now:
-            m.vanished.append(name)
+    now = objects.read(conn)
+    for key, (name, filenode, dropped) in start.catalog.tables.items():
+        if key not in now.objects:
+            if start.catalog.objects[key][0] in objects.TABLE_KINDS:
+                m.vanished.append(name)
             continue
-        if now[oid][0] != filenode and statement_kind not in REWRITING_KINDS:
+        if key in now.tables and now.tables[key][1] != filenode and statement_kind not in REWRITING_KINDS:
             m.rewritten.append(name)
-        if now[oid][1] != dropped and statement_kind != "AlterTableStmt":
+        if key in now.tables and now.tables[key][2] != dropped and statement_kind != "AlterTableStmt":
             m.columns_dropped.append(name)
+    # ALTER TABLE changes its table's parts by design; CREATE OR REPLACE VIEW, a view's query
+    dropped, replaced = objects.diff(start.catalog, now, owned_too=statement_kind != "AlterTableStmt",
+                                     replaced_views=statement_kind != "ViewStmt")
+    m.dropped = [objects.describe(kind, name) for kind, name in dropped if kind not in objects.TABLE_KINDS]
+    m.replaced = [objects.describe(kind, name) for kind, name in replaced]
     m.touches.sort(key=lambda t: t.table)
     for names in (m.vanished, m.rewritten, m.columns_dropped):
         names.sort()
@@ -142,6 +146,8 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
                 for n in m.rewritten]
     reasons += [(None, f"measured: it dropped a column of {n} (through a trigger, rule or function)")
                 for n in m.columns_dropped]
+    reasons += [(None, f"measured: it dropped {d} (through a trigger, rule or function)") for d in m.dropped]
+    reasons += [(None, f"measured: it replaced {d} (through a trigger, rule or function)") for d in m.replaced]
     return reasons
 
 
