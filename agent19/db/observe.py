@@ -27,6 +27,14 @@ if TYPE_CHECKING:  # annotations only: the driver loads where a connection is op
     import psycopg
 
 
+Node = tuple[str, int, str, int | None]
+"""A relation as :data:`Q_FILENODES` reads it: (name, relfilenode or 0, relkind, an index's table oid)."""
+KIND_WORDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "i": "index",
+              "I": "partitioned index", "S": "sequence", "f": "foreign table", "t": "TOAST table"}
+DATA_KINDS = {"r", "p", "m"}
+"""Kinds whose rows are lost when dropped, even if something of the same name is made again."""
+
+
 class HeldLock(BaseModel):
     relation: str = Field(description="schema-qualified name, or the oid when it no longer exists")
     relkind: str | None = Field(default=None, description="pg_class.relkind: r table, i index, p partitioned, …")
@@ -44,7 +52,11 @@ class Observation(BaseModel):
                                        "longer exist after the statement: see name_gone()")
     renamed: dict[str, str] = Field(default={}, description="name after the statement → its name before, for "
                                     "relations the statement renamed (or moved to another schema)")
-    filenodes_after: dict[int, tuple[str, int]] = Field(
+    dropped: list[str] = Field(default=[], description="relations that no longer exist after the statement, with "
+                               "their kind: 'table app.victim', 'view app.report_v' (not the indexes that went with "
+                               "their table, nor an index or view made again under its name, as ALTER COLUMN TYPE "
+                               "rebuilds indexes)")
+    filenodes_after: dict[int, Node] = Field(
         default={}, exclude=True, repr=False,
         description="every user relation after the statement (oid → name, relfilenode): the next statement's "
                     "``before`` when nothing ran between them (see observe())")
@@ -67,12 +79,14 @@ class Observation(BaseModel):
         return strongest_mode({lock.mode for lock in self.locks if lock.relkind in ("r", "p", "m", None)})
 
 
-# Every user relation, to name one a statement drops; only tables, matviews, indexes and TOAST count
-# for rewrites (0 for the rest: a sequence's RESTART gives it a new file, which is no table rewrite).
+# Every user relation, to name one a statement drops (its kind, and an index's table: an index that goes with
+# its table is not reported apart); only tables, matviews, indexes and TOAST count for rewrites (0 for the rest:
+# a sequence's RESTART gives it a new file, which is no table rewrite).
 Q_FILENODES = f"""
 SELECT c.oid, {relation_key_sql('n.nspname', 'c.relname')} AS name,
-       CASE WHEN c.relkind IN ('r', 'm', 'i', 't') THEN c.relfilenode ELSE 0 END AS relfilenode
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       CASE WHEN c.relkind IN ('r', 'm', 'i', 't') THEN c.relfilenode ELSE 0 END AS relfilenode,
+       c.relkind::text AS relkind, i.indrelid AS owner
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
  WHERE c.relkind IN ('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg_toast%%'
@@ -91,7 +105,7 @@ SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) 
 """
 
 
-def filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
+def filenodes(conn: psycopg.Connection[Any]) -> dict[int, Node]:
     return _filenodes(conn.execute(Q_FILENODES).fetchall())
 
 
@@ -99,8 +113,9 @@ def held_locks(conn: psycopg.Connection[Any]) -> list[HeldLock]:
     return _held(conn.execute(Q_LOCKS).fetchall())
 
 
-def _filenodes(rows: list[Any]) -> dict[int, tuple[str, int]]:
-    return {_get(r, 0, "oid"): (_get(r, 1, "name"), _get(r, 2, "relfilenode")) for r in rows}
+def _filenodes(rows: list[Any]) -> dict[int, Node]:
+    return {_get(r, 0, "oid"): (_get(r, 1, "name"), _get(r, 2, "relfilenode"), _get(r, 3, "relkind"),
+                                _get(r, 4, "owner")) for r in rows}
 
 
 def _held(rows: list[Any]) -> list[HeldLock]:
@@ -108,7 +123,7 @@ def _held(rows: list[Any]) -> list[HeldLock]:
             for r in rows]
 
 
-def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int]], list[HeldLock]]:
+def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, Node], list[HeldLock]]:
     """:func:`filenodes` and :func:`held_locks` in one round trip (pipeline mode), or one after the other where
     the client library has no pipeline mode."""
     nodes, locks, _ = _after_state(conn, ())
@@ -116,7 +131,7 @@ def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, tuple[str, int
 
 
 def _after_state(conn: psycopg.Connection[Any], also: tuple[str, ...],
-                 ) -> tuple[dict[int, tuple[str, int]], list[HeldLock], list[list[Any]]]:
+                 ) -> tuple[dict[int, Node], list[HeldLock], list[list[Any]]]:
     """:func:`after_state`, and the rows of the queries ``also`` (constants, no parameters) in the same round trip."""
     from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
 
@@ -129,7 +144,7 @@ def _after_state(conn: psycopg.Connection[Any], also: tuple[str, ...],
 
 
 def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
-            before: dict[int, tuple[str, int]] | None = None, also: tuple[str, ...] = ()) -> Observation:
+            before: dict[int, Node] | None = None, also: tuple[str, ...] = ()) -> Observation:
     """Run ``sql`` on ``conn`` (inside the caller's transaction) and report its locks and rewrites.
 
     The caller owns the transaction and must roll it back; errors from ``sql`` propagate. ``before``: the
@@ -155,15 +170,24 @@ def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
     finally:
         conn.remove_notice_handler(on_notice)
     rewritten = sorted(
-        name for oid, (name, node) in before.items() if oid in after and after[oid][1] != node and node != 0
+        rel[0] for oid, rel in before.items() if oid in after and after[oid][1] != rel[1] and rel[1] != 0
     )
     gone = {lk.relation: name_gone(lk, before).relation for lk in locks if lk.relation.isdigit()}
-    renamed = {after[oid][0]: name for oid, (name, _) in before.items() if oid in after and after[oid][0] != name}
+    renamed = {after[oid][0]: rel[0] for oid, rel in before.items() if oid in after and after[oid][0] != rel[0]}
     return Observation(sql=sql, locks=locks, rewritten=rewritten, duration_ms=duration_ms, rows=rows,
-                       notices=notices, gone_names=gone, renamed=renamed, filenodes_after=after, also=more)
+                       notices=notices, gone_names=gone, renamed=renamed, dropped=dropped(before, after),
+                       filenodes_after=after, also=more)
 
 
-def name_gone(lock: HeldLock, before: dict[int, tuple[str, int]]) -> HeldLock:
+def dropped(before: dict[int, Node], after: dict[int, Node]) -> list[str]:
+    """The relations in ``before`` not in ``after``, as 'kind name' (see :attr:`Observation.dropped`)."""
+    names_now = {rel[0] for rel in after.values()}
+    return sorted(f"{KIND_WORDS.get(kind, 'relation')} {name}" for oid, (name, _, kind, owner) in before.items()
+                  if oid not in after and kind != "t" and not (owner is not None and owner not in after)
+                  and (kind in DATA_KINDS or name not in names_now))
+
+
+def name_gone(lock: HeldLock, before: dict[int, Node]) -> HeldLock:
     """Name a lock whose relation no longer exists (pg_locks then shows only its oid): a relation the
     statement dropped is named as it was before; one it created and dropped again (the new heap and
     indexes of a table rewrite) is called what it is, not shown as a bare number."""

@@ -15,6 +15,11 @@ from agent19.migrate.dryrun.model import (
 )
 from agent19.migrate.model import Operation
 
+DROPS_BY_ITS_TEXT = {"DropStmt", "DropOwnedStmt", "RenameStmt", "AlterObjectSchemaStmt", "AlterTableStmt",
+                     "ReindexStmt"}
+"""Statement kinds whose own text drops or renames relations (a DROP, ALTER TABLE … DROP COLUMN taking an index
+with it, REINDEX CONCURRENTLY swapping indexes): what they drop is said where they are written."""
+
 
 def predicted_locks(ops: list[Operation]) -> dict[str, str]:
     locks: dict[str, str] = {}
@@ -47,8 +52,9 @@ def hidden_locks(res: StatementResult) -> dict[str, list[PriorLock]]:
     return out
 
 
-def compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> list[Finding]:
-    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table.
+def compare(res: StatementResult, ops: list[Operation], existing: set[str], node: str = "") -> list[Finding]:
+    """Fill the prediction-vs-observation fields; a disagreement is a finding on the prediction table; what
+    it dropped or renamed out of sight (``node``: its parse-tree kind) is a finding too (:func:`out_of_sight`).
 
     A relation whose strongest mode is hidden by a lock an earlier statement holds is "not observed",
     never compared: only a mode seen to be stronger than the prediction is a certain disagreement."""
@@ -100,7 +106,18 @@ def compare(res: StatementResult, ops: list[Operation], existing: set[str]) -> l
             message=f"predicted {'a rewrite' if res.predicted_rewrite else 'no rewrite'}, the server "
             f"{'rewrote ' + ', '.join(sorted(set(res.rewritten) & existing)) if res.observed_rewrite else 'did not'}"
             f" — the prediction in {where} disagrees with the server"))
-    return findings
+    return findings + out_of_sight(res, node)
+
+
+def out_of_sight(res: StatementResult, node: str) -> list[Finding]:
+    """A warning per relation a statement dropped or renamed though its own text does not (a function it calls,
+    a trigger it fires, a DO block): the lock lines show only an unexplained AccessExclusiveLock."""
+    if node in DROPS_BY_ITS_TEXT or res.error is not None:
+        return []
+    return [Finding(kind="dropped_out_of_sight", severity="warning", statement=res.index, file=res.file,
+                    line=res.line, message=f"statement {res.index + 1} {what} through a function, trigger or DO "
+                    "block: its own text does not say so")
+            for what in [f"dropped {d}" for d in res.dropped] + [f"renamed {r}" for r in res.renamed]]
 
 
 def longest_lock(results: list[StatementResult]) -> LongestLock | None:

@@ -68,6 +68,9 @@ class StatementResult(BaseModel):
     predicted_rewrite: bool | None = None
     rewritten: list[str] = Field(default=[], description="relations whose relfilenode changed")
     observed_rewrite: bool = Field(default=False, description="a table that existed before was rewritten")
+    dropped: list[str] = Field(default=[], description="relations that no longer exist after it, with their kind "
+                               "('table app.victim'), observed in the catalog whatever dropped them")
+    renamed: list[str] = Field(default=[], description="relations it renamed or moved: 'app.a → app.b'")
     isolated: bool = Field(
         default=False, description="locks re-observed in a transaction of its own (an earlier statement held "
         "the same mode, which hides it in pg_locks)",
@@ -107,7 +110,8 @@ class StatementResult(BaseModel):
 
 class Finding(BaseModel):
     kind: Literal["lock_mismatch", "not_observed", "not_tested", "rewrite_mismatch", "statement_error",
-                  "check_failed", "target_changed", "skipped", "rollback_not_verified"]
+                  "check_failed", "target_changed", "skipped", "rollback_not_verified",
+                  "dropped_out_of_sight"]
     severity: Literal["error", "warning", "info"]
     statement: int | None = None
     file: str | None = None

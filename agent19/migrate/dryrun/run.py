@@ -51,7 +51,7 @@ from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
-from agent19.db.observe import after_state, observe
+from agent19.db.observe import Node, after_state, observe
 from agent19.errors import InputError
 from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
@@ -157,10 +157,10 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target)."""
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
     held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
-    nodes_now: dict[int, tuple[str, int]] | None = None  # the relations' file nodes now, when known likewise
+    nodes_now: dict[int, Node] | None = None  # the relations' file nodes now, when known likewise
 
     def note_held(index: int, held: set[tuple[str, str]] | None = None,
-                  nodes: dict[int, tuple[str, int]] | None = None) -> set[tuple[str, str]]:
+                  nodes: dict[int, Node] | None = None) -> set[tuple[str, str]]:
         nonlocal held_now, nodes_now
         if held is None:  # both in one round trip: the next statement's observation need not read the file nodes
             nodes, locks = after_state(conn)
@@ -235,7 +235,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             continue
         ran.append(stmt.sql)
         res.duration_ms = round(obs.duration_ms, 3)
-        res.rows, res.notices, res.rewritten = obs.rows, obs.notices, obs.rewritten
+        res.rows, res.notices, res.rewritten, res.dropped = obs.rows, obs.notices, obs.rewritten, obs.dropped
+        res.renamed = [f"{before} → {now}" for now, before in sorted(obs.renamed.items())]
         mine = {lk.relation for lk in obs.locks if (lk.relation, lk.mode) not in held_before}
         names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
         res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
@@ -396,7 +397,7 @@ def dry_run(
         findings.append(Finding(kind="skipped", severity="info", message=(
             "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
     for res in results:
-        findings += compare(res, preds.get(res.index, []), existing)
+        findings += compare(res, preds.get(res.index, []), existing, statements[res.index].node)
         if res.error:
             findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
                                     line=res.error.line, message=f"{res.error.message} ({res.error.sqlstate})"))

@@ -29,7 +29,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.db.catalog import relation_key_sql
-from agent19.db.observe import Q_FILENODES, HeldLock, name_gone
+from agent19.db.observe import Q_FILENODES, HeldLock, Node, name_gone
 from agent19.migrate.dryrun.progress import ServerProgress, read_progress
 
 Reporter = Callable[[float, ServerProgress | None], None]
@@ -71,8 +71,8 @@ def _connect(dsn: str, timeout_ms: int) -> psycopg.Connection[Any]:
     return conn
 
 
-def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, tuple[str, int]]:
-    return {r[0]: (r[1], r[2]) for r in conn.execute(Q_FILENODES).fetchall()}
+def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, Node]:
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(Q_FILENODES).fetchall()}
 
 
 def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, str]:
@@ -167,7 +167,7 @@ def watch_statement(
         thread.join()
         result.duration_ms = round((ended[0] - (released if gated else started)) * 1000, 3)
         after = _filenodes(observer)
-        result.rewritten = sorted(n for oid, (n, node) in before.items() if oid in after and after[oid][1] != node)
+        result.rewritten = sorted(rel[0] for oid, rel in before.items() if oid in after and after[oid][1] != rel[1])
         # a relation the statement created was invisible to the observer until it committed: named now
         named = [h.model_copy(update={"relation": after[int(h.relation)][0]})
                  if h.relation.isdigit() and int(h.relation) in after else name_gone(h, before) for h in seen.values()]
