@@ -251,3 +251,13 @@ def test_live_catalog_proves_not_null(dsn):
     assert data["summary"]["live"] is True and data["summary"]["pg_version"] >= 150000
     per_line = {s["line"]: {f["rule"] for f in s["findings"]} for s in data["statements"]}
     assert "A19006" not in per_line[1] and "A19006" in per_line[2]
+
+
+def test_code_lint_cannot_read_is_flagged_with_the_dry_run_as_the_fix():
+    """F6: a migration dropping tables through a function call and a DO block linted clean (0 findings)."""
+    report = lint_sql("SELECT app.drop_victim();\nDO $$BEGIN EXECUTE 'DROP TABLE app.' || 'victim2'; END$$;\n"
+                      "CALL app.purge();\nSELECT setval('s', 1);\nSELECT count(*) FROM t;\n")
+    found = [[(f.rule, f.severity) for f in s.findings if f.rule == "A19048"] for s in report.statements]
+    assert found == [[("A19048", "info")], [("A19048", "warning")], [("A19048", "warning")], [], []], found
+    first = report.statements[0].findings[0]
+    assert "app.drop_victim()" in first.message and "agent19 dry-run" in (first.fix or "")

@@ -1,0 +1,49 @@
+"""A19048 opaque-code: a DO block, a CALL or a bare SELECT of a function: code lint cannot read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
+
+FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn … (reports what each statement dropped or renamed, "
+       "however it did, and rolls it back)")
+KNOWN = VOLATILE_FUNCTIONS | NON_VOLATILE_FUNCTIONS
+"""Built-ins whose effect is known (a sequence's setval, now()…): not opaque."""
+
+
+def _name(call: dict[str, Any]) -> str:
+    return ".".join(p.get("String", {}).get("sval", "") for p in call.get("funcname", []))
+
+
+def check(ctx: StatementContext) -> Iterator[Hit]:
+    if ctx.node == "DoStmt":
+        yield Hit("a DO block runs code lint cannot read: what it drops, locks or rewrites (by itself or through "
+                  "dynamic SQL) shows only when it runs", FIX)
+    elif ctx.node == "CallStmt":
+        yield Hit("CALL runs a procedure whose body lint cannot read: what it drops, locks or rewrites shows only "
+                  "when it runs", FIX)
+    elif ctx.node == "SelectStmt" and not ctx.fields.get("fromClause"):  # SELECT f(): called for what it does
+        called = sorted({n for f in ctx.nodes("FuncCall") if (n := _name(f)) and n.removeprefix("pg_catalog.")
+                         not in KNOWN and not n.startswith(("pg_", "pg_catalog."))})
+        if called:
+            yield Hit(f"calls {', '.join(c + '()' for c in called)}: a function's body (and the triggers it fires) "
+                      "is not linted — what it drops, locks or rewrites shows only when it runs", FIX, "info")
+
+
+RULE = Rule(
+    code="A19048",
+    name="opaque-code",
+    title="DO block, CALL or function call: its effect cannot be read",
+    severity="warning",
+    why="Lint reads the statements of the migration, not the code they run: a DO block, a procedure or a function "
+    "(and any trigger it fires) can drop, lock or rewrite tables that no statement names.",
+    alternative="Write the DDL as plain statements; where code must run, dry-run the migration (agent19 dry-run), "
+    "which reports what each statement dropped or renamed, however it did.",
+    bad="DO $$ BEGIN EXECUTE 'DROP TABLE ' || 'old_orders'; END $$;",
+    good="DROP TABLE IF EXISTS old_orders;",
+    check=check,
+    nodes=("DoStmt", "CallStmt", "SelectStmt"),
+)
