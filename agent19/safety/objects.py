@@ -13,6 +13,11 @@ policy's expressions, a trigger's function and events).
 what went away (not the parts of something that went away with it, nor what was dropped and made
 again under the same name with the same definition, as ``ALTER COLUMN TYPE`` rebuilds indexes)
 and what was replaced in place.
+
+Cost: one row per definition. On a database of 300 tables, each with a serial key, a default, a
+CHECK, an index, a view and a function (3,000 rows), one reading took 17–28 ms where the tables
+alone took 1.4–3 ms (a loaded 2-core machine, best of 15); the measurement reads it twice per
+statement, in the round trips it already made.
 """
 
 from __future__ import annotations
@@ -52,11 +57,12 @@ SELECT 'pol' || o.oid, 'policy', o.polname || ' on ' || {_REL}, 'c' || o.polreli
        md5(concat(o.polcmd, o.polpermissive, o.polroles::text, o.polqual::text, o.polwithcheck::text)),
        NULL, NULL, NULL
   FROM pg_policy o JOIN pg_class r ON r.oid = o.polrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+ WHERE {_NSP.replace('n.', 'rn.')}
 UNION ALL
 SELECT 'tg' || g.oid, 'trigger', g.tgname || ' on ' || {_REL}, 'c' || g.tgrelid,
        concat(g.tgfoid, ' ', g.tgtype, ' ', g.tgenabled), NULL, NULL, NULL
   FROM pg_trigger g JOIN pg_class r ON r.oid = g.tgrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
- WHERE NOT g.tgisinternal
+ WHERE NOT g.tgisinternal AND {_NSP.replace('n.', 'rn.')}
 UNION ALL
 SELECT 'con' || k.oid, 'constraint', k.conname || ' on ' || coalesce({_REL}, k.contypid::regtype::text),
        CASE WHEN k.conrelid <> 0 THEN 'c' || k.conrelid ELSE 't' || k.contypid END, NULL, NULL, NULL, NULL
