@@ -113,6 +113,9 @@ def _statement_line(s: object) -> str:
     if s.predicted_rewrite is not None or s.observed_rewrite:
         lines.append(f"       rewrite: observed {'yes' if s.observed_rewrite else 'no'}, predicted "
                      f"{'yes' if s.predicted_rewrite else 'no' if s.predicted_rewrite is not None else '-'}")
+    if s.dropped or s.renamed:
+        lines.append("       " + "; ".join([f"dropped {', '.join(s.dropped)}"] * bool(s.dropped)
+                                           + [f"renamed {', '.join(s.renamed)}"] * bool(s.renamed)))
     for p in s.probes:
         lines.append(f"       {p.kind} on {p.table}: {'waited' if p.waited else 'not blocked'} {p.elapsed_ms:.0f} ms"
                      + (" (gave up)" if p.timed_out else ""))
