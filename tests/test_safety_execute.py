@@ -49,7 +49,7 @@ HIDDEN = {
     # no table or row lost: a view, an index and a column default, each named
     "INSERT INTO inbox_ddl VALUES (1)": "dropped view public.report_v (through a trigger, rule or function)"
                                         "|dropped index public.victim2_v_idx"
-                                        "|replaced the default of column public.victim2.v",
+                                        "|changed the default of column public.victim2.v",
 }
 
 # Statements that touch every row without saying so: measured, rolled back, challenged.

@@ -147,7 +147,7 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
     reasons += [(None, f"measured: it dropped a column of {n} (through a trigger, rule or function)")
                 for n in m.columns_dropped]
     reasons += [(None, f"measured: it dropped {d} (through a trigger, rule or function)") for d in m.dropped]
-    reasons += [(None, f"measured: it replaced {d} (through a trigger, rule or function)") for d in m.replaced]
+    reasons += [(None, f"measured: it changed {d} (through a trigger, rule or function)") for d in m.replaced]
     return reasons
 
 

@@ -5,9 +5,11 @@
 types — with each table's relfilenode and dropped-column count), functions and procedures, types
 and domains, policies, triggers, constraints, rules and column defaults. Each row has a key (its
 catalog and oid; a default: its table and column), what it is, its name, its owner (the relation
-an index, trigger, policy, constraint, rule or default belongs to) and a state: the definition
-whose change replaces it (a view's query tree, a function's body, a default's expression, a
-policy's expressions, a trigger's function and events).
+an index, trigger, policy, constraint, rule or default belongs to; a primary key, unique or
+exclusion constraint is its index, listed as such) and a state: the definition
+whose change replaces it (a view's query rule — its row version: decompressing every view's query
+tree cost ten times more —, a function's body, a default's expression, a policy's expressions, a
+trigger's function and events).
 
 :func:`diff` compares two readings taken in the same transaction, before and after a statement:
 what went away (not the parts of something that went away with it, nor what was dropped and made
@@ -36,7 +38,7 @@ SELECT 'c' || c.oid AS key,
             WHEN 'i' THEN 'index' WHEN 'I' THEN 'partitioned index' WHEN 'S' THEN 'sequence'
             WHEN 'f' THEN 'foreign table' ELSE 'type' END AS kind,
        n.nspname || '.' || c.relname AS name, 'c' || i.indrelid AS owner,
-       md5(v.ev_action::text) AS state, c.relkind::text AS relkind, c.relfilenode,
+       v.xmin::text AS state, c.relkind::text AS relkind, c.relfilenode,
        CASE WHEN c.relkind IN ('r', 'm') THEN (SELECT count(*) FROM pg_attribute a
                                                 WHERE a.attrelid = c.oid AND a.attisdropped) END AS dropped
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -68,17 +70,17 @@ SELECT 'con' || k.oid, 'constraint', k.conname || ' on ' || coalesce({_REL}, k.c
        CASE WHEN k.conrelid <> 0 THEN 'c' || k.conrelid ELSE 't' || k.contypid END, NULL, NULL, NULL, NULL
   FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace
   LEFT JOIN pg_class r ON r.oid = k.conrelid LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
- WHERE {_NSP}
+ WHERE k.contype NOT IN ('p', 'u', 'x') AND {_NSP}
 UNION ALL
 SELECT 'rw' || w.oid, 'rule', w.rulename || ' on ' || {_REL}, 'c' || w.ev_class, md5(w.ev_action::text),
        NULL, NULL, NULL
   FROM pg_rewrite w JOIN pg_class r ON r.oid = w.ev_class JOIN pg_namespace rn ON rn.oid = r.relnamespace
  WHERE w.rulename <> '_RETURN' AND {_NSP.replace('n.', 'rn.')}
 UNION ALL
-SELECT 'def' || d.adrelid || ':' || d.adnum, 'default', {_REL} || '.' || a.attname, 'c' || d.adrelid,
-       md5(d.adbin::text), NULL, NULL, NULL
-  FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-  JOIN pg_class r ON r.oid = d.adrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
+SELECT 'def' || d.adrelid || ':' || d.adnum, 'default',
+       {_REL} || '.' || (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = d.adrelid AND a.attnum = d.adnum),
+       'c' || d.adrelid, md5(d.adbin::text), NULL, NULL, NULL
+  FROM pg_attrdef d JOIN pg_class r ON r.oid = d.adrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace
  WHERE {_NSP.replace('n.', 'rn.')}
 """
 TABLE_KINDS = {"table", "partition"}
