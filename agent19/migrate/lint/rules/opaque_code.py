@@ -8,10 +8,10 @@ from typing import Any
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
 
-FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn … (reports what each statement dropped or renamed, "
+FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn ... (reports what each statement dropped or renamed, "
        "however it did, and rolls it back)")
 KNOWN = VOLATILE_FUNCTIONS | NON_VOLATILE_FUNCTIONS
-"""Built-ins whose effect is known (a sequence's setval, now()…): not opaque."""
+"""Built-ins whose effect is known (a sequence's setval, now()...): not opaque."""
 
 
 def _name(call: dict[str, Any]) -> str:
@@ -30,7 +30,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
                          not in KNOWN and not n.startswith(("pg_", "pg_catalog."))})
         if called:
             yield Hit(f"calls {', '.join(c + '()' for c in called)}: a function's body (and the triggers it fires) "
-                      "is not linted — what it drops, locks or rewrites shows only when it runs", FIX, "info")
+                      "is not linted - what it drops, locks or rewrites shows only when it runs", FIX, "info")
 
 
 RULE = Rule(
