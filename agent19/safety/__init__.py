@@ -5,6 +5,8 @@
 * :mod:`~agent19.safety.facts` — the catalog facts detection needs (NOT NULL, column types, volatility).
 * :mod:`~agent19.safety.kinds` — the allowlist of statement kinds that lose nothing (others: destructive).
 * :mod:`~agent19.safety.measure` — what a write did, measured in a savepoint (rows per table, tables gone).
+* :mod:`~agent19.safety.objects` — every definition (views, indexes, functions, defaults…) read by oid, to see
+  what a statement dropped or changed.
 * :mod:`~agent19.safety.assess` — static findings, allowlist and measurement, as one assessment.
 * :mod:`~agent19.safety.impact` — exact rows, sizes, dependents and backups, from the live database.
 * :mod:`~agent19.safety.challenge` — HMAC challenge tokens.
