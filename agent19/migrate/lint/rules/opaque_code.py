@@ -8,8 +8,8 @@ from typing import Any
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
 
-FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn ... (reports what each statement dropped or renamed, "
-       "however it did, and rolls it back)")
+FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn ... (reports what each statement dropped or "
+       "renamed, however it did, and rolls it back)")
 KNOWN = VOLATILE_FUNCTIONS | NON_VOLATILE_FUNCTIONS
 """Built-ins whose effect is known (a sequence's setval, now()...): not opaque."""
 
