@@ -67,3 +67,32 @@ class Sizes:
                 n += json_size(v)
         known[id(value)] = (value, n)
         return n
+
+    def at_most(self, value: Any, limit: int) -> int | None:
+        """``self(value)`` when it is at most ``limit``, else None, having measured no more of ``value`` than the
+        first items that add up past ``limit`` (a summary asks whether a large result fits a budget: "no" is known
+        long before the whole is measured). What it measured whole is remembered, as :meth:`__call__` does."""
+        known = self._known.get(id(value))
+        if known is not None:
+            return known[1] if known[1] <= limit else None
+        if not isinstance(value, (dict, list)):
+            n = self(value)
+            return n if n <= limit else None
+        n = 2 + 2 * len(value) - 1 if value else 2
+        if isinstance(value, dict):
+            n += sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+            items: Any = value.values()
+        else:
+            n -= len(value)
+            items = value
+        for v in items:
+            if n > limit:
+                return None
+            part = self.at_most(v, limit - n)
+            if part is None:
+                return None
+            n += part
+        if n > limit:
+            return None
+        self._known[id(value)] = (value, n)
+        return n
