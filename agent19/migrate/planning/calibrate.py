@@ -232,13 +232,13 @@ def calibrate_plan(conn: psycopg.Connection[Any] | None, plan: MigrationPlan, wr
     if wanted:
         if conn is None:
             raise ValueError("calibrate_plan: tables to sample and no connection to sample them with")
-        rates, failed = _sample(conn, plan, wanted, writes)
+        rates, failed = _measure_tables(conn, plan, wanted, writes)
     operations = [_apply(op, rates, failed, writes) for op in plan.operations]
     return _with_totals(plan, operations)
 
 
-def _sample(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: dict[str, dict[str, str]],
-            writes: bool) -> tuple[dict[tuple[str, str], Rate], dict[str, str]]:
+def _measure_tables(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: dict[str, dict[str, str]],
+                    writes: bool) -> tuple[dict[tuple[str, str], Rate], dict[str, str]]:
     """The rates measured on each wanted table's sample, and the tables that could not be sampled (why)."""
     rates: dict[tuple[str, str], Rate] = {}
     failed: dict[str, str] = {}
