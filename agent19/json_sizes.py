@@ -17,6 +17,15 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """``json.dumps(…, ensure_ascii=False, separators=(",", ":"))``'s encoder, made once (not for each value measured)."""
 
 
+def _keys_size(value: dict[Any, Any]) -> int:
+    """Characters of ``value``'s keys as JSON: written together, one call for all (escapes are per character; each
+    key has its two quotes), the way a result's dicts have them (str keys); another key (a number) one by one."""
+    try:
+        return len(encode_basestring("".join(value))) + 2 * len(value) - 2 if value else 0
+    except TypeError:
+        return sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+
+
 class Sizes:
     """:func:`json_size` that remembers what it measured, for one shaping, where nothing measured changes afterwards.
 
@@ -45,7 +54,7 @@ class Sizes:
         known = self._known
         n = 2 + 2 * len(value) - 1 if value else 2  # brackets, a comma between items and a colon after each key
         if isinstance(value, dict):
-            n += sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+            n += _keys_size(value)
             items: Any = value.values()
         else:
             n -= len(value)  # a list's items have no colon
@@ -80,7 +89,7 @@ class Sizes:
             return n if n <= limit else None
         n = 2 + 2 * len(value) - 1 if value else 2
         if isinstance(value, dict):
-            n += sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+            n += _keys_size(value)
             items: Any = value.values()
         else:
             n -= len(value)
