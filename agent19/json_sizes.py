@@ -17,6 +17,15 @@ _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 """``json.dumps(…, ensure_ascii=False, separators=(",", ":"))``'s encoder, made once (not for each value measured)."""
 
 
+def _keys_size(value: dict[Any, Any]) -> int:
+    """Characters of ``value``'s keys as JSON: written together, one call for all (escapes are per character; each
+    key has its two quotes), the way a result's dicts have them (str keys); another key (a number) one by one."""
+    try:
+        return len(encode_basestring("".join(value))) + 2 * len(value) - 2 if value else 0
+    except TypeError:
+        return sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+
+
 class Sizes:
     """:func:`json_size` that remembers what it measured, for one shaping, where nothing measured changes afterwards.
 
@@ -45,7 +54,7 @@ class Sizes:
         known = self._known
         n = 2 + 2 * len(value) - 1 if value else 2  # brackets, a comma between items and a colon after each key
         if isinstance(value, dict):
-            n += sum(len(encode_basestring(k)) if type(k) is str else json_size({k: 0}) - 4 for k in value)
+            n += _keys_size(value)
             items: Any = value.values()
         else:
             n -= len(value)  # a list's items have no colon
@@ -66,4 +75,33 @@ class Sizes:
             else:  # a float (NaN, Infinity), a subclass, a tuple, a type JSON refuses: as the encoder has it
                 n += json_size(v)
         known[id(value)] = (value, n)
+        return n
+
+    def at_most(self, value: Any, limit: int) -> int | None:
+        """``self(value)`` when it is at most ``limit``, else None, having measured no more of ``value`` than the
+        first items that add up past ``limit`` (a summary asks whether a large result fits a budget: "no" is known
+        long before the whole is measured). What it measured whole is remembered, as :meth:`__call__` does."""
+        known = self._known.get(id(value))
+        if known is not None:
+            return known[1] if known[1] <= limit else None
+        if not isinstance(value, (dict, list)):
+            n = self(value)
+            return n if n <= limit else None
+        n = 2 + 2 * len(value) - 1 if value else 2
+        if isinstance(value, dict):
+            n += _keys_size(value)
+            items: Any = value.values()
+        else:
+            n -= len(value)
+            items = value
+        for v in items:
+            if n > limit:
+                return None
+            part = self.at_most(v, limit - n)
+            if part is None:
+                return None
+            n += part
+        if n > limit:
+            return None
+        self._known[id(value)] = (value, n)
         return n

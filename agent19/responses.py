@@ -100,8 +100,8 @@ def shape(result: Any, text: str, store: ResultStore, *, full: bool = False,
     moved = [name for name in _artifact_fields(type(result)) if data.get(name) not in (None, "", [], {})]
     key = secrets.token_urlsafe(9)  # the id its parts are kept under, if any are (the text may point to them)
     text = said_once(text, data, {} if full else {name: RESULTS_URI.format(id=key, part=name) for name in moved})
-    size = Sizes()
-    if full or (not moved and len(text) + size(data) <= budget):
+    size = Sizes()  # asked whether the data fits first: measured whole only where it is shortened (:func:`_fit`)
+    if full or (not moved and size.at_most(data, budget - len(text)) is not None):
         return Shaped(data, text)
     parts: dict[str, tuple[str, str]] = {"full": ("application/json", _indented(data))}
     for name in moved:
@@ -111,8 +111,8 @@ def shape(result: Any, text: str, store: ResultStore, *, full: bool = False,
     if moved:
         size = Sizes()  # the data lost its artifacts; from here on nothing measured changes
     # the data whole when it fits with a shorter text (the text is a rendering of the same data); else both cut
-    whole_data_room = budget - size(data) - NOTE_RESERVE
-    text_limit = whole_data_room if whole_data_room >= TEXT_MIN else TEXT_SHARE
+    data_size = size.at_most(data, budget - NOTE_RESERVE - TEXT_MIN)
+    text_limit = budget - data_size - NOTE_RESERVE if data_size is not None else TEXT_SHARE
     short_text = text
     if len(text) > text_limit:
         parts["text"] = ("text/plain", text)
@@ -134,7 +134,7 @@ def shape(result: Any, text: str, store: ResultStore, *, full: bool = False,
                        "input, or run it at a terminal (the agent19 command prints everything)")
     room = budget - len(short_text) - size(note)
     shaped, cut = data, []
-    while size(shaped) + size(cut[:6]) > room and room > 0:
+    while room > 0 and size.at_most(shaped, room - size(cut[:6])) is None:
         shaped, cut = _fit(data, room - size(cut[:6]) - 200, size)
         if size(shaped) + size(cut[:6]) <= room:
             break

@@ -130,3 +130,20 @@ def test_a_drop_replaced_later_in_the_migration_is_no_breaking_change(app):
         esc = kinds(plan(sql, *extra))
         assert set(esc) == {"breaking_change"}, esc
         assert esc["breaking_change"]["statements"] == ["DROP FUNCTION order_total(bigint) CASCADE"]
+
+
+def test_a_replacement_is_recognised_however_its_create_is_written():
+    """The create that replaces a drop is found in lower case, mixed case and every form that creates a view, a
+    materialized view, a function, a procedure, a primary key or a unique constraint: the planner reads only the
+    statements that can hold one (a keyword test), and must read every one that does."""
+    sql = ("drop view vip;\ncreate or replace view vip as select 1 as id;\n"
+           "DROP MATERIALIZED VIEW mv;\nCreate Materialized View mv AS SELECT 1 AS id;\n"
+           "drop function f(int);\ncreate function f(x int) returns int language sql return x;\n"
+           "drop procedure p();\ncReAtE pRoCeDuRe p() language sql begin atomic select 1; end;\n"
+           "alter table customers drop constraint customers_pkey;\n"
+           "alter table customers add constraint customers_pkey primary key (id);\n"
+           "alter table tags drop constraint tags_id_key;\nalter table tags add constraint tags_id_key unique (id);\n")
+    p = plan(sql)
+    assert "breaking_change" not in kinds(p), kinds(p)["breaking_change"]["evidence"]
+    lone = plan("alter table tags drop constraint tags_id_key;\n")  # not replaced: escalates (no database to ask)
+    assert kinds(lone)["breaking_change"]["statements"] == ["alter table tags drop constraint tags_id_key"]

@@ -48,6 +48,20 @@ def test_a_size_is_the_length_of_the_json_written_for_every_kind_of_value():
         assert Sizes()(value) == _written(value) == json_size(value), value
 
 
+def test_whether_a_value_fits_a_limit_is_answered_exactly_and_remembered_only_when_measured_whole():
+    """A summary asks first whether a result fits its budget (agent19.responses.shape): the answer is the size when
+    it is at most the limit, None when it is over (whatever the limit, also negative), and a value measured whole
+    on the way keeps its size for the questions that follow."""
+    rnd = random.Random(24)
+    for _ in range(2000):
+        value = _value(rnd)
+        whole = _written(value)
+        for limit in (-1, 0, 1, whole - 1, whole, whole + 1, rnd.randint(0, whole + 5)):
+            sizes = Sizes()
+            assert sizes.at_most(value, limit) == (whole if whole <= limit else None), (value, limit)
+            assert sizes(value) == whole and sizes.at_most(value, limit) == (whole if whole <= limit else None)
+
+
 def test_parts_measured_with_the_whole_keep_their_sizes_and_a_cut_copy_is_measured_afresh():
     """Shortening asks for the whole, then for its parts, then for a copy with long texts cut that shares the parts
     nothing was cut in: every answer is the length of that object's own JSON."""

@@ -120,6 +120,23 @@ def _facts(dsn, sql):
         db.close()
 
 
+def test_names_of_missing_schemas_and_tables_leave_the_facts_of_the_others_whole(dsn):
+    """A statement naming a schema or table that does not exist (a migration creating it, a typo) comes before the
+    table whose facts decide: its lookup answers "none" and the read goes on, whatever the name's form (the
+    lookups of plain names run without a savepoint: one that failed would abort every later read)."""
+    sql = """
+    DELETE FROM nosuch_schema.accounts WHERE id = 1;
+    DELETE FROM "No Such".t WHERE id = 1;
+    DELETE FROM missing_table WHERE id = 1;
+    DELETE FROM "we.ird".x WHERE id = 1;
+    DELETE FROM a.b.c WHERE id = 1;
+    ALTER TABLE public.accounts ALTER name TYPE varchar(20);
+    DELETE FROM accounts WHERE id IS NOT NULL;
+    """
+    found = [(f.statement, f.kind, f.data_loss) for f in _facts(dsn, sql) if f.statement >= 5]
+    assert found == [(5, "alter_column_type", True), (6, "delete_all", True)]
+
+
 def test_catalog_facts_make_detection_exact(dsn):
     sql = """
     DELETE FROM accounts WHERE id IS NOT NULL;

@@ -131,9 +131,16 @@ def load_table(conn: Any, written: str) -> TableFacts | None:
 
     schema, _, rel = written.rpartition(".")
     first, _, rest = written.partition(".")
+    readings = list(dict.fromkeys([quote_written(written), ".".join(quoted(p) for p in (schema, rel) if p),
+                                   ".".join(quoted(p) for p in (first, rest) if p)]))
+    # one reading of one or two quoted parts (most names): to_regclass answers NULL for what does not exist and
+    # raises on nothing, so no savepoint (two round trips) is needed
+    alone = len(readings) == 1 and written.count(".") <= 1
     row = None
-    for text in dict.fromkeys([quote_written(written), ".".join(quoted(p) for p in (schema, rel) if p),
-                               ".".join(quoted(p) for p in (first, rest) if p)]):
+    for text in readings:
+        if alone:
+            row = conn.execute(Q_TABLE, (text,)).fetchone()
+            break
         try:
             with conn.transaction():
                 row = conn.execute(Q_TABLE, (text,)).fetchone()

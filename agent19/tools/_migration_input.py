@@ -144,9 +144,12 @@ def with_calibrated_durations(ctx: Any, plan: MigrationPlan) -> MigrationPlan:
     """The plan's durations calibrated on the server (a sample of each table, in a rolled-back transaction) when
     the mode allows one (dry-run, execute); in read-only mode nothing is written (a READ ONLY transaction): only
     scans are calibrated, by reading the sample, and the other figures stay assumed and say why."""
-    from agent19.migrate.planning.calibrate import calibrate_plan
+    from agent19.migrate.planning.calibrate import calibrate_plan, sampled_tables
 
-    if not ctx.db.mode.allows(AccessMode.DRY_RUN):
+    writes = ctx.db.mode.allows(AccessMode.DRY_RUN)
+    if not sampled_tables(plan, writes):  # no table to sample: the labels only, without a session (five round trips)
+        return calibrate_plan(None, plan, writes=writes)
+    if not writes:
         with ctx.db.read() as conn:
             return calibrate_plan(conn, plan, writes=False)
     with ctx.db.rolled_back() as conn:

@@ -208,18 +208,38 @@ def _row_width(conn: psycopg.Connection[Any], table: str) -> float:
     return float(value) if value else 100.0
 
 
-def calibrate_plan(conn: psycopg.Connection[Any], plan: MigrationPlan, writes: bool = True) -> MigrationPlan:
-    """``plan`` with the duration of every operation that works through rows calibrated on the server.
-
-    ``conn`` must be in a read-write transaction that the caller rolls back (``Database.rolled_back``); with
-    ``writes=False`` (read-only mode) it may be a READ ONLY one, and only scans are calibrated (by a read).
-    Observed figures (from a dry run) are kept. A table that cannot be sampled keeps the assumed rate and
-    says why.
-    """
+def sampled_tables(plan: MigrationPlan, writes: bool = True) -> dict[str, dict[str, str]]:
+    """The tables :func:`calibrate_plan` samples for ``plan``: table → work → the first statement doing it. None
+    (nothing to measure: no estimated work through rows, or in read-only mode no scan) needs no session at all."""
     wanted: dict[str, dict[str, str]] = {}
     for op in plan.operations:
         if op.figures == "estimated" and op.work and op.table and op.estimated_rows and (writes or op.work == "scan"):
             wanted.setdefault(op.table, {}).setdefault(op.work, op.sql)
+    return wanted
+
+
+def calibrate_plan(conn: psycopg.Connection[Any] | None, plan: MigrationPlan, writes: bool = True) -> MigrationPlan:
+    """``plan`` with the duration of every operation that works through rows calibrated on the server.
+
+    ``conn`` must be in a read-write transaction that the caller rolls back (``Database.rolled_back``); with
+    ``writes=False`` (read-only mode) it may be a READ ONLY one, and only scans are calibrated (by a read).
+    None when :func:`sampled_tables` is empty (then only the labels change). Observed figures (from a dry run)
+    are kept. A table that cannot be sampled keeps the assumed rate and says why.
+    """
+    wanted = sampled_tables(plan, writes)
+    rates: dict[tuple[str, str], Rate] = {}
+    failed: dict[str, str] = {}
+    if wanted:
+        if conn is None:
+            raise ValueError("calibrate_plan: tables to sample and no connection to sample them with")
+        rates, failed = _measure_tables(conn, plan, wanted, writes)
+    operations = [_apply(op, rates, failed, writes) for op in plan.operations]
+    return _with_totals(plan, operations)
+
+
+def _measure_tables(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: dict[str, dict[str, str]],
+                    writes: bool) -> tuple[dict[tuple[str, str], Rate], dict[str, str]]:
+    """The rates measured on each wanted table's sample, and the tables that could not be sampled (why)."""
     rates: dict[tuple[str, str], Rate] = {}
     failed: dict[str, str] = {}
     for table, works in wanted.items():
@@ -233,8 +253,7 @@ def calibrate_plan(conn: psycopg.Connection[Any], plan: MigrationPlan, writes: b
                     rates[(table, "scan")] = read
         except psycopg.Error as exc:  # the table keeps its assumed rate; the label says why
             failed[table] = f"calibration failed: {str(exc).strip().splitlines()[0]}"
-    operations = [_apply(op, rates, failed, writes) for op in plan.operations]
-    return _with_totals(plan, operations)
+    return rates, failed
 
 
 def _apply(op: PlannedOperation, rates: dict[tuple[str, str], Rate], failed: dict[str, str],

@@ -37,8 +37,10 @@ class _Key(BaseModel):
     name: str | None = None
 
 
-def _key(sql: str) -> _Key:
-    index = _one_create_index(sql)
+def _key(sql: str, parsed: dict[str, dict[str, Any]] | None = None) -> _Key:
+    index = parsed.get(sql) if parsed else None
+    if index is None:
+        index = _one_create_index(sql)
     if index is not None:  # read from the JSON tree: the same name and columns statement_facts gives, without
         # building pglast's typed tree (a plan creating many indexes spent a tenth of its time there)
         rel = index.get("relation", {})
@@ -73,8 +75,9 @@ def _size(rows: int | None, act: TableActivity | None, columns: list[str]) -> in
     return int(rows * per_entry / 0.9) + 8192
 
 
-def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapshot | None) -> IndexWriteCost:
-    key = _key(p.sql)
+def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapshot | None,
+          parsed: dict[str, dict[str, Any]] | None = None) -> IndexWriteCost:
+    key = _key(p.sql, parsed)
     t = catalog.table(p.table) if catalog and p.table else None
     rows = t.row_estimate if t else p.estimated_rows
     size = _size(rows, act, key.columns)
@@ -109,8 +112,11 @@ def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapsho
 
 
 def index_write_costs(planned: list[PlannedOperation], activity: dict[str, TableActivity] | None,
-                      catalog: SchemaSnapshot | None) -> list[IndexWriteCost]:
-    """One cost per operation that creates an index on a table that exists before the migration."""
+                      catalog: SchemaSnapshot | None,
+                      parsed: dict[str, dict[str, Any]] | None = None) -> list[IndexWriteCost]:
+    """One cost per operation that creates an index on a table that exists before the migration. ``parsed``: the
+    IndexStmt fields of CREATE INDEX statements already parsed, by their text (the planner's: an operation whose
+    SQL is one of them is not parsed again)."""
     out = []
     for p in planned:
         if p.type not in INDEX_KINDS or p.estimated_rows == 0:
@@ -118,5 +124,5 @@ def index_write_costs(planned: list[PlannedOperation], activity: dict[str, Table
         act = activity.get(norm(p.table)) if activity is not None and p.table else None
         if activity is not None and act is None:
             continue  # measured, and the table is not in pg_stat_user_tables: created by this migration
-        out.append(_cost(p, act, catalog))
+        out.append(_cost(p, act, catalog, parsed))
     return out

@@ -261,7 +261,8 @@ def plan_migration(
     data_loss = any(op.data_loss for op in ops)
     prerequisites = _prerequisites(ops, planned, data_loss, version, catalog is not None)
     one_tx = all(op.in_transaction for op in ops) and any(s.node == "TransactionStmt" for s in statements)
-    costs = index_write_costs(planned, options.activity, catalog)
+    costs = index_write_costs(planned, options.activity, catalog,
+                              {s.sql: s.fields for s in statements if s.node == "IndexStmt"})
     escalations = escalate(planned, ops, findings, catalog, options.activity, costs, detect(statements),
                            _worse_plans(options.dry_run, order_of, {i: st.sql for i, st in by_index.items()}))
     name = options.name or ("; ".join(change_notes[:3]) if change_notes else
