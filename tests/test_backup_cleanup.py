@@ -164,3 +164,19 @@ def _copying(admin_dsn: str) -> bool:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         return bool(conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'agent19 backup verify'"
                                  " AND query LIKE 'COPY public.big %TO stdout%'").fetchone())
+
+
+def test_sigint_during_initdb_of_the_throwaway_cluster_leaves_no_work_directory(pg, big, public_tmp):
+    # initdb killed alone left its bootstrap postgres writing into the directory being removed (F3: restore/ left)
+    proc = _start(big, "--restore-into", "cluster", "--work-dir", str(public_tmp))
+    _wait_for(lambda: list(public_tmp.glob("agent19-backup-*/restore/base")), proc)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("agent19 backup verify still runs 20 s after SIGINT during initdb")
+    assert proc.returncode == 130, err.decode()
+    assert "removed work directory" in err.decode(), err.decode()
+    assert list(public_tmp.glob("agent19-backup-*")) == []
