@@ -27,7 +27,7 @@ from typing import Any
 GRACE_S = 1.0  # after SIGTERM: pg_dump and pg_restore exit at once; what has not by then is killed
 
 _RUNNING: dict[int, subprocess.Popen[bytes]] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler (stop_all) runs on the main thread, also inside start()
 
 
 def start(cmd: Sequence[str | Path], **popen: Any) -> subprocess.Popen[bytes]:
