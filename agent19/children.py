@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,11 +55,9 @@ def stop(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> bool:
     running = proc.poll() is None
     if running:
         _signal(proc, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        if not _ended(proc, grace):
             _signal(proc, signal.SIGKILL)
-            proc.wait()
+            _ended(proc, grace)
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             try:
@@ -67,6 +66,17 @@ def stop(proc: subprocess.Popen[bytes], grace: float = GRACE_S) -> bool:
                 pass
     forget(proc)
     return running
+
+
+def _ended(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether ``proc`` ended within ``timeout`` s. Polls: a blocking ``wait`` would deadlock in a signal handler
+    that interrupted the main thread's own ``wait`` (it holds the Popen's lock)."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def forget(proc: subprocess.Popen[bytes]) -> None:
