@@ -128,12 +128,18 @@ def test_interrupt_while_pg_dump_streams_stops_at_once_and_leaves_nothing(pg, ds
     # F3: the cleanup's DROP DATABASE … WITH (FORCE) waited for pg_dump's backend, blocked writing COPY into a
     # pg_dump that agent19 no longer read: Ctrl-C hung until a second one, leaving the scratch database behind
     # (SIGTERM's handler dropped it the same way, first)
-    run_sql(dsn, "CREATE TABLE big (id int PRIMARY KEY, pad text);"
+    # the restore's CHECK is slow (made so after the rows are in): pg_dump waits on the pipe into pg_restore for
+    # as long as the test needs, its backend on pg_dump; hex pads: its compression leaves megabytes to write
+    run_sql(dsn, "CREATE FUNCTION pad_ok(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS 'BEGIN RETURN true; END';"
+                 "CREATE TABLE big (id int PRIMARY KEY, pad text CHECK (pad_ok(pad)));"
                  "INSERT INTO big SELECT g, md5(g::text) || md5((-g)::text) || md5((g + 1)::text) || md5((g - 1)::text)"
-                 " FROM generate_series(1, 600000) g")  # hex: pg_dump's compression leaves megabytes to write
+                 " FROM generate_series(1, 300000) g;"
+                 "CREATE OR REPLACE FUNCTION pad_ok(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE"
+                 " AS 'BEGIN PERFORM pg_sleep(0.0002); RETURN true; END'")
     app = owner_login(dsn, "sigint")
     role = conninfo_to_dict(app)["user"]
-    run_sql(dsn, f"ALTER TABLE big OWNER TO {role}; ALTER ROLE {role} CREATEDB")
+    run_sql(dsn, f"ALTER TABLE big OWNER TO {role}; ALTER FUNCTION pad_ok(text) OWNER TO {role};"
+                 f"ALTER ROLE {role} CREATEDB")
     proc = _start(app, "--mode", "dry-run", "--restore-into", "scratch", "--work-dir", str(public_tmp))
     try:
         _wait_for(lambda: _copying(pg.dsn), proc)
@@ -165,10 +171,14 @@ def test_interrupt_while_pg_dump_streams_stops_at_once_and_leaves_nothing(pg, ds
 
 
 def _copying(admin_dsn: str) -> bool:
-    """pg_dump's backend is copying the big table out (the dump is mid-stream)."""
+    """pg_dump's backend is copying the big table out (the dump is mid-stream) and agent19's own checksum of it is
+    not running (the interruption reaches agent19 while it waits for the dump)."""
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        return bool(conn.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'agent19 backup verify'"
-                                 " AND query LIKE 'COPY public.big %TO stdout%'").fetchone())
+        return conn.execute(
+            "SELECT bool_or(query LIKE 'COPY public.big %TO stdout%')"
+            " AND NOT bool_or(query LIKE '%hashtextextended%') FROM pg_stat_activity"
+            " WHERE application_name = 'agent19 backup verify' AND state = 'active'"
+        ).fetchone() == (True,)
 
 
 def test_sigint_during_initdb_of_the_throwaway_cluster_leaves_no_work_directory(pg, big, public_tmp):
