@@ -180,8 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `agent19 … | head`: the reader has what it wanted; no traceback
         discard_output()  # the final flush must not fail again
         return 141  # as a program killed by SIGPIPE
-    except KeyboardInterrupt:
-        print("agent19: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C: what the command's cleanup did, when it says (its notes)
+        print("; ".join(["agent19: interrupted", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 130
     except RecursionError:  # a statement's tree deeper than some step can walk (reading it says where: parse.too_deep)
         print("agent19: error: a statement is nested too deeply for agent19 to read (Python's recursion limit) — "

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from agent19 import children
+
 log = logging.getLogger(__name__)
 
 _HOOKS: list[Callable[[], None]] = []
@@ -29,7 +31,8 @@ def on_shutdown(hook: Callable[[], None]) -> Callable[[], None]:
 
 
 def shutdown() -> None:
-    """Run every registered hook, newest first."""
+    """Stop agent19's child processes (:mod:`agent19.children`), then run every registered hook, newest first."""
+    children.stop_all()
     for hook in reversed(_HOOKS):
         try:
             hook()
@@ -43,13 +46,15 @@ _ON_SIGNAL: list[Callable[[], None]] = []
 def cleanup_on_exit(hook: Callable[[], None]) -> None:
     """Run ``hook`` when agent19 stops in any ordinary way: at interpreter exit, when the MCP server's
     transport closes (:func:`on_shutdown`), and on SIGTERM/SIGHUP — after which the signal's previous
-    handler runs, or the default action (the process ends with that signal).
+    handler runs, or the default action (the process ends with that signal). Each way, agent19's child processes
+    are stopped first (:func:`agent19.children.stop_all`): a pg_dump blocked on a pipe would make a scratch
+    database's drop wait for ever.
 
     Signal handlers can only be installed from the main thread; elsewhere the exit hooks are still
     registered. Idempotent per hook.
     """
     if hook not in _HOOKS:  # first call: exit and transport-close hooks
-        atexit.register(hook)
+        atexit.register(_after_children, hook)
         on_shutdown(hook)
     if hook in _ON_SIGNAL or threading.current_thread() is not threading.main_thread():
         return
@@ -58,7 +63,7 @@ def cleanup_on_exit(hook: Callable[[], None]) -> None:
         previous = signal.getsignal(sig)
 
         def handler(signum: int, frame: Any, previous: Any = previous) -> None:
-            hook()
+            _after_children(hook)
             if callable(previous):
                 previous(signum, frame)
                 return
@@ -68,3 +73,8 @@ def cleanup_on_exit(hook: Callable[[], None]) -> None:
             os.kill(os.getpid(), signum)
 
         signal.signal(sig, handler)
+
+
+def _after_children(hook: Callable[[], None]) -> None:
+    children.stop_all()
+    hook()

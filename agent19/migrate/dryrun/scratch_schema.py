@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from agent19 import children
 from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
 
@@ -61,10 +61,9 @@ def dump_schema(source_dsn: str, major: int, snapshot: str | None = None) -> tup
         return None, "pg_dump/psql not found"
     # the password travels in PGPASSWORD, never on the command line (readable by every local user)
     source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
-    dump = subprocess.run(
+    dump = children.run(  # stopped first by an exit or signal cleanup: see agent19.children
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
-         *([f"--snapshot={snapshot}"] if snapshot else []), "-d", source], capture_output=True, env=source_env,
-        timeout=600,
+         *([f"--snapshot={snapshot}"] if snapshot else []), "-d", source], env=source_env, timeout=600,
     )
     if dump.returncode != 0:
         return None, "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
@@ -81,9 +80,9 @@ def load_schema(source_dsn: str, dest_dsn: str, major: int, skip_extensions: lis
     if schema is None or not psql:
         return failure or "pg_dump/psql not found"
     dest, dest_env = child_connection(dest_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
-    load = subprocess.run(
+    load = children.run(
         [psql, "-X", "-q", "-v", f"ON_ERROR_STOP={int(stop_on_error)}", "-d", dest],
-        input=_without_extensions(schema, skip_extensions or []), capture_output=True, env=dest_env, timeout=600,
+        input=_without_extensions(schema, skip_extensions or []), env=dest_env, timeout=600,
     )
     errors = [ln.strip() for ln in load.stderr.decode(errors="replace").splitlines() if "ERROR:" in ln]
     if load.returncode != 0 or (errors and not stop_on_error):

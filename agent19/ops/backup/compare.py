@@ -128,14 +128,20 @@ def sums_parallel(open_conn: Callable[[], psycopg.Connection[Any]], names: list[
         finally:
             idle.put(conn)
 
+    pool = ThreadPoolExecutor(jobs)
     try:
-        with ThreadPoolExecutor(jobs) as pool:
-            for future in as_completed([pool.submit(work, n) for n in names]):
-                name, sums = future.result()
-                out[name] = sums
-                if progress:  # from the calling thread: the MCP server reports progress from there
-                    progress(len(out), len(names), f"{label}checksum {name}")
+        for future in as_completed([pool.submit(work, n) for n in names]):
+            name, sums = future.result()
+            out[name] = sums
+            if progress:  # from the calling thread: the MCP server reports progress from there
+                progress(len(out), len(names), f"{label}checksum {name}")
+    except BaseException:  # Ctrl-C or a failure: the running checksums (a whole table each) are not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
+        for c in conns:
+            c.cancel_safe(timeout=2)
+        raise
     finally:
+        pool.shutdown(wait=True)
         for c in conns:
             c.close()
     return out

@@ -205,6 +205,27 @@ def _cluster_database(wd: WorkDir, major: int) -> _Target:
 
 
 @contextmanager
+def _stopped_first(stopped: list[str]) -> Iterator[list[Dump]]:
+    """The dumps started in the block, stopped (pg_dump, pg_restore) when it exits — before the contexts entered
+    ahead of this one: the restore target's drop would wait for a pg_dump blocked on a pipe (agent19.children)."""
+    dumps: list[Dump] = []
+    try:
+        yield dumps
+    finally:
+        for dump in dumps:
+            stopped += dump.stop()
+
+
+def _interrupted(stopped: list[str], where: str, wd: WorkDir | None) -> str:
+    """What an interrupted verification cleaned up, for its message."""
+    done = [f"stopped {', '.join(stopped)}"] if stopped else []
+    done += [f"removed {where}"] if where.startswith("scratch database") else []
+    cluster = " and its throwaway cluster" if where.startswith("throwaway cluster") else ""
+    done += [f"removed work directory {wd.path}{cluster}"] if wd is not None and not wd.path.exists() else []
+    return "cleaned up: " + ("; ".join(done) or "nothing had been created yet")
+
+
+@contextmanager
 def _restore_target(db: Database, wd: WorkDir, target: str, major: int) -> Iterator[_Target]:
     """An empty database to restore into; removed afterwards."""
     if target == "scratch":
@@ -231,7 +252,10 @@ def verify_logical(
     say = progress or (lambda *a: None)
     notes: list[str] = []
     removed: list[str] = []
+    stopped: list[str] = []  # child processes an interruption ended
     started = time.monotonic()
+    wd: WorkDir | None = None
+    where = ""
     src = db.connect()
     try:
         cmp.prepare(src)
@@ -254,7 +278,7 @@ def verify_logical(
             # a throwaway cluster is an initdb (~40 MB: template databases, a 16 MB WAL segment) before any data
             room = (0 if from_file or stream else data) + (size + EMPTY_CLUSTER if target == "cluster" else 0)
             require_free(wd.path, room, "the dump" + (" and the throwaway cluster" if target == "cluster" else ""))
-            with _restore_target(db, wd, target, major) as into:
+            with _restore_target(db, wd, target, major) as into, _stopped_first(stopped) as dumps:
                 restored_dsn, where = into.dsn, into.where
                 source_dsn, env = child_connection(db.dsn, application_name="agent19 backup verify")
                 r_dsn, r_env = child_connection(restored_dsn)
@@ -266,11 +290,13 @@ def verify_logical(
                         say(0, None, f"dumping (pg_dump) and restoring into {where} (pg_restore)")
                         dump = Dump([*cmd, "-d", source_dsn], env, wd.path / "pg_dump.stderr",
                                      _restore_cmd(major, jobs, r_dsn, None), r_env)
+                        dumps.append(dump)
                     else:
                         dump_path = wd.path / "dump.dir"
                         say(0, None, "dumping (pg_dump)")
                         dump = Dump([*cmd, "--no-sync", "--jobs", str(jobs), "-f", str(dump_path), "-d",
                                       source_dsn], env, wd.path / "pg_dump.stderr")
+                        dumps.append(dump)
                 before = snapshot(src)
                 objects_before = cmp.objects(src)
                 seq_before = cmp.sequences(src)
@@ -318,6 +344,9 @@ def verify_logical(
             removed.append(f"work directory {wd.path}")
         if from_file:
             notes.append("compared with the target as it is now: changes made since the dump show as differences")
+    except KeyboardInterrupt as exc:  # the cleanup ran (else its error would be here): say what it did
+        exc.add_note(_interrupted(stopped, where, wd))
+        raise
     finally:
         src.close()
     result.notes = [*notes, f"total {time.monotonic() - started:.1f} s"]

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from agent19 import children
 from agent19.errors import InputError
 from agent19.ops.backup.restorer import PlainFilter
 
@@ -27,7 +28,7 @@ def restore_plain(psql: str, path: Path, dsn: str, env: dict[str, str], major: i
     cmd = [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"\\restrict {secrets.token_hex(16)}",
            "-f", "-", "-d", dsn]
     with tempfile.TemporaryFile() as err, open(path, "rb") as src:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = children.start(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env)
         assert proc.stdin is not None
         try:
             for line in src:
@@ -36,7 +37,11 @@ def restore_plain(psql: str, path: Path, dsn: str, env: dict[str, str], major: i
             proc.stdin.close()
         except BrokenPipeError:
             pass
+        except BaseException:  # interrupted: psql ends before its database is dropped
+            children.stop(proc)
+            raise
         proc.wait()
+        children.forget(proc)
         err.seek(0)
         stderr = err.read()
     if b"invalid command \\restrict" in stderr:

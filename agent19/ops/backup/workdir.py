@@ -36,7 +36,7 @@ from typing import Any
 
 from psycopg.conninfo import make_conninfo
 
-from agent19 import lifecycle
+from agent19 import children, lifecycle
 from agent19.db.binaries import as_postgres_user, free_port
 from agent19.errors import InputError
 
@@ -268,5 +268,5 @@ def run(cmd: Sequence[str | Path], *, env: dict[str, str] | None = None, as_serv
         timeout: float | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run a PostgreSQL client program; never raises on a non-zero exit (the caller reports it)."""
     extra = run_as() if as_server_user else {}
-    return subprocess.run([str(c) for c in cmd], capture_output=True, env=env, timeout=timeout, cwd=cwd,
-                          **extra)
+    # interrupted, it is stopped with its helpers (initdb's bootstrap server would write on in the removed directory)
+    return children.run(cmd, env=env, timeout=timeout, cwd=cwd, **extra)
