@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db import Database
@@ -88,6 +90,27 @@ def test_read_only_mode_without_the_extension_says_what_is_missing(shop):
     assert advice.recommendations == []
     assert "CREATE EXTENSION hypopg" in advice.hypopg and "--mode dry-run" in advice.hypopg
     assert "CREATE INDEX ON public.orders (status, amount)" in advice.unverified
+
+
+def test_dry_run_as_a_login_that_may_not_create_hypopg_falls_back_and_says_why(shop):
+    """A non-superuser in dry-run mode: CREATE EXTENSION hypopg is refused; the advice falls back (real
+    indexes, which this login may not build either: nothing recommended) instead of failing as a bad query."""
+    role = f"advise_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(shop, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT SELECT ON orders TO {role}")
+    db = Database(Settings.load(dsn=make_conninfo(shop, user=role), mode="dry-run"))
+    try:
+        advice = advise(db, [(SLOW, 1.0, None)])
+    finally:
+        db.close()
+        with psycopg.connect(shop, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    assert "may not create the hypopg extension" in advice.hypopg, advice.hypopg
+    assert "CREATE EXTENSION hypopg" in advice.hypopg  # what to ask a DBA for
+    assert advice.verification == "real-index" and advice.recommendations == []
+    assert advice.candidates and all("must be owner" in c.verdict for c in advice.candidates), advice.candidates
 
 
 def test_workload_under_a_budget(dry_run):

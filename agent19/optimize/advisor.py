@@ -184,7 +184,15 @@ def hypopg_session(db: Database, reads_only: bool = False) -> Iterator[tuple[Con
             "it inside a transaction that is rolled back)",
         )
     with db.rolled_back() as conn:
-        conn.execute("CREATE EXTENSION hypopg")
+        try:
+            with conn.transaction():
+                conn.execute("CREATE EXTENSION hypopg")
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise HypoPGMissing(
+                f"this login may not create the hypopg extension ({str(exc).strip().splitlines()[0]})",
+                "hypothetical-index verification needs hypopg created in this database by an owner (a DBA runs "
+                "CREATE EXTENSION hypopg), or CREATE on the database where hypopg is a trusted extension",
+            ) from None
         yield conn, "hypopg created inside a transaction that was rolled back (nothing left behind)"
 
 
@@ -429,7 +437,7 @@ def advise(
                           "HypoPG)" for name, size in sorted(big.items())]
                 unverified += [c.definition() for c in cands if c.table in big and c.method != "gin"]
                 cands = [c for c in cands if c.table not in big]
-            how = (f"{exc.message}; verified instead by building each candidate as a real index inside a "
+            how = (f"{exc}; verified instead by building each candidate as a real index inside a "
                    "transaction that was rolled back (CREATE INDEX, EXPLAIN, ROLLBACK; writes to the table wait "
                    f"for each build, at most {build_timeout_ms / 1000:g} s)")
             with db.rolled_back() as conn:
