@@ -11,6 +11,7 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.config import Settings
 from agent19.db import Database
+from agent19.errors import InputError
 from agent19.optimize.advisor import advise
 from agent19.optimize.candidates import Candidate, TableInfo, candidates, query_shape
 from agent19.optimize.explain import explain
@@ -90,6 +91,17 @@ def test_read_only_mode_without_the_extension_says_what_is_missing(shop):
     assert advice.recommendations == []
     assert "CREATE EXTENSION hypopg" in advice.hypopg and "--mode dry-run" in advice.hypopg
     assert "CREATE INDEX ON public.orders (status, amount)" in advice.unverified
+
+
+@pytest.mark.parametrize("mode", ["read-only", "dry-run"])
+def test_a_query_that_does_not_plan_is_an_error_not_advice(shop, mode):
+    """Read-only mode without HypoPG measures nothing, but a misspelt column is still PostgreSQL's error."""
+    db = Database(Settings.load(dsn=shop, mode=mode))
+    try:
+        with pytest.raises(InputError, match='column "amount_typo" does not exist'):
+            advise(db, [("SELECT id FROM orders WHERE status = 'refunded' AND amount_typo > 900", 1.0, None)])
+    finally:
+        db.close()
 
 
 def test_dry_run_as_a_login_that_may_not_create_hypopg_falls_back_and_says_why(shop):

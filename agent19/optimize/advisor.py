@@ -428,6 +428,10 @@ def advise(
                 verification = "hypopg"
         except HypoPGMissing as exc:
             if not db.mode.allows(AccessMode.DRY_RUN):
+                # nothing is measured, but the queries must plan: no ideas for a column that does not exist
+                with gate.reader(db) if reads_only else db.read() as conn:
+                    _, skipped = _measure(conn, queries, [], budget_bytes, min_gain, real=False)[:2]
+                notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
                 return Advice(already_served=served, unverified=[c.definition() for c in cands], hypopg=str(exc),
                               notes=[*notes, "nothing is recommended without verification"], verification="none")
             big = {t.qualified: t.size_bytes for t in tables.values() if t.size_bytes > real_index_max_bytes}
