@@ -38,3 +38,19 @@ def test_invalid_sql_mid_set_names_file_and_line(tmp_path: Path) -> None:
     run = _lint(str(tmp_path))
     assert run.returncode == 2 and run.stdout == ""
     assert f"{tmp_path / 'V2__bad.sql'}:3:" in run.stderr and "syntax error" in run.stderr, run.stderr
+
+
+def test_nothing_to_lint_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    """A CI job pointed at the wrong (empty) directory, or at an empty file, must not pass: exit 2, saying so, and
+    JSON/SARIF still a whole document (as dry-run says "the migration has no statements")."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "comment.sql").write_text("-- nothing yet\n")
+    for path in (tmp_path / "empty", tmp_path / "comment.sql"):
+        run = _lint(str(path))
+        assert run.returncode == 2 and run.stdout == "", (run.returncode, run.stdout)
+        assert f"no statements found in {path}" in run.stderr, run.stderr
+    run = _lint(str(tmp_path / "empty"), "--format", "json")
+    assert run.returncode == 2 and "no statements found" in json.loads(run.stdout)["error"]["message"]
+    run = _lint(str(tmp_path / "comment.sql"), "--format", "sarif")
+    invocation = json.loads(run.stdout)["runs"][0]["invocations"][0]
+    assert run.returncode == 2 and invocation["executionSuccessful"] is False

@@ -206,7 +206,9 @@ def test_empty_and_comment_only_input(tmp_path):
     (tmp_path / "comments.sql").write_text("-- nothing\n/* here */\n")
     report = lint_paths([tmp_path])
     assert report.summary.statements == 0 and not report.summary.failed
-    assert agent19("lint", str(tmp_path)).returncode == 0
+    # the command says nothing was linted (a CI pointed at the wrong files must not pass): unusable input
+    run = agent19("lint", str(tmp_path))
+    assert run.returncode == 2 and "no statements found" in run.stderr, run.stderr
 
 
 def test_non_utf8_is_a_clear_error(tmp_path):

@@ -269,6 +269,11 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
         raise InputError(f"{exc.loc[0]}: {exc.message}", "see `agent19 lint --help`") from None
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
+    if not any(m.statements for m in migrations):  # a CI pointed at the wrong directory must not pass
+        if not args.paths:
+            raise InputError("no statements found in the SQL text", "give the migration's SQL")
+        raise InputError(f"no statements found in {', '.join(args.paths)} ({len(migrations)} .sql file(s) read)",
+                         "check the paths: a directory's .sql files are read, and comments alone are no statement")
     catalog, unreachable = ctx.live_catalog_or_why()  # unreachable: lint the SQL alone rather than fail
     if catalog is not None and not config.migration_lock_timeout:
         with ctx.db.read() as conn:
