@@ -20,6 +20,8 @@ from agent19.cli_parser import CommandNamed, build_index_parser, build_parser, t
 from agent19.config import Settings
 from agent19.errors import Agent19Error, postgres_error_text
 from agent19.textsafe import visible
+from agent19.tool_names import cli_names
+from agent19.tools._index import TOOLS
 from agent19.tools.registry import ToolContext, ToolSpec
 
 if TYPE_CHECKING:  # a tool whose records are dataclasses runs without pydantic (agent19.records)
@@ -86,7 +88,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
     ctx = ToolContext(settings, progress=progress if sys.stderr.isatty() else None,
                       elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None, streaming=True)
     try:
-        result = spec.run(ctx, args)
+        with cli_names(TOOLS):  # shared messages name commands (`agent19 describe`), not MCP tools
+            result = spec.run(ctx, args)
     except Agent19Error as exc:  # stopped before it had a result: a format that can say so still writes a document
         if ns.format in spec.error_formats:
             try:

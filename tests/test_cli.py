@@ -76,3 +76,30 @@ def test_a_command_not_named_after_its_module_builds_only_that_module():
         assert all(command in {s.command.partition(" ")[0] for s in tools_of(m)} for m in modules), (command, modules)
     assert COMMANDS["rules"][1] == ("lint",)
     assert [s.name for s in tools_for("rules")] == ["lint_migration", "list_lint_rules"]
+
+
+def test_describe_of_a_schema_or_table_that_does_not_exist_is_an_error_naming_the_command(dsn):
+    """A misspelt schema is not an empty one (exit 2, as a misspelt table); the CLI's hint names the command a
+    person types, the MCP tool's the tool a model calls (agent19.tool_names)."""
+    from agent19.config import Settings
+    from agent19.errors import InputError
+    from agent19.tools.describe import DescribeArgs
+    from agent19.tools.registry import ToolContext, all_tools
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA empty_one")
+    for args, what in ((["--schema", "nosuch"], "schema 'nosuch' not found"), (["nosuch"], "table 'nosuch' not found")):
+        out = agent19("describe", *args, "--dsn", dsn)
+        assert out.returncode == 2 and what in out.stderr, out.stderr
+        assert "`agent19 describe` without a" in out.stderr and "describe_database" not in out.stderr, out.stderr
+    out = agent19("describe", "--schema", "empty_one", "--dsn", dsn)
+    assert out.returncode == 0 and "(no tables or views)" in out.stdout, out.stderr
+    spec = next(s for s in all_tools() if s.name == "describe_database")
+    ctx = ToolContext(Settings.load(dsn=dsn))
+    try:
+        spec.run(ctx, DescribeArgs(schema="nosuch"))
+        raise AssertionError("no error")
+    except InputError as exc:
+        assert "run describe_database without a schema" in str(exc), exc
+    finally:
+        ctx.db.close()

@@ -13,7 +13,7 @@ import pytest
 
 import agent19
 from agent19.cli_parser import build_index_parser, build_parser
-from agent19.tools._index import COMMANDS, index_of
+from agent19.tools._index import COMMANDS, TOOLS, index_of, tools_of
 from agent19.tools.registry import all_tools
 
 
@@ -40,6 +40,11 @@ def test_the_index_is_what_the_tools_declare() -> None:
     assert list(COMMANDS.items()) == list(declared.items()), (
         "agent19/tools/_index.py differs from the tool declarations (command: (index, declared)): "
         f"{stale or 'the order of the commands'}; regenerate it: python -m agent19.tools._index --write")
+
+
+def test_each_tools_command_is_what_the_tools_declare() -> None:
+    """Messages shared by the MCP server and the CLI name a tool by its command at the CLI (agent19.tool_names)."""
+    assert TOOLS == tools_of(all_tools()), "regenerate the index: python -m agent19.tools._index --write"
 
 
 def test_the_top_level_help_is_the_whole_parsers(whole_help: str) -> None:

@@ -184,6 +184,8 @@ async def test_a_human_at_a_terminal_confirms_then_the_models_retry_runs(dsn, tm
         status, shown = _approve(token, dsn, tmp_path)
         assert status == 0 and "outcome: approved" in shown and "confirmed through terminal" in shown, shown
         assert sql in shown and "100 of them touched (measured)" in shown
+        # the person at the terminal is told the command that runs it (and what the model that asked calls)
+        assert f"agent19 confirm '…' --token {token} --mode execute" in shown and "The model can now" not in shown
         done = (await session.call_tool("confirm_destructive", {"sql": sql, "token": token})).structured_content
         assert done["outcome"] == "executed" and done["channel"] == "terminal", done
         assert done["result"]["row_count"] == 100

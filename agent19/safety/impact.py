@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from agent19.errors import InputError
 from agent19.safety.detect import Finding
 from agent19.safety.facts import quote_written
+from agent19.tool_names import tool
 
 CHUNK_BYTES = 64 * 1024 * 1024
 """Tables larger than this are counted in ranges of this many bytes of heap (a TID range scan each,
@@ -153,8 +154,8 @@ def measure(conn: Any, findings: list[Finding], missing_ok: bool = False, progre
                 continue
             impact = _target(conn, t.kind, t.name, t.column, f.kind, f.cascade, progress)
             if not impact.exists and not missing_ok:
-                raise InputError(f"{t.kind} {t.name!r} does not exist", "check the name (describe_database lists "
-                                 "tables); nothing was changed")
+                raise InputError(f"{t.kind} {t.name!r} does not exist",
+                                 f"check the name ({tool('describe_database')} lists tables); nothing was changed")
             targets.append(impact)
     return Impact(database=database_identity(conn), targets=targets, backup=backup_status(conn))
 

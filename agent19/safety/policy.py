@@ -28,6 +28,7 @@ from agent19.migrate.parse import Statement
 from agent19.migrate.planning.plan import plan_migration
 from agent19.safety import dry_run_ledger as ledger
 from agent19.safety import readonly
+from agent19.tool_names import tool
 
 BACKUPS = "backups.jsonl"
 DATA_CHANGES = {"UpdateStmt", "DeleteStmt", "MergeStmt"}
@@ -67,8 +68,8 @@ def unbacked(settings: Settings, db: Database, node: str) -> str | None:
         if row.get("target") == target and (now - at).total_seconds() <= hours * 3600:
             return None
     return (f"policy require_verified_backup: no backup of {target_of(settings)} verified by a restore in the "
-            f"last {hours:g} h; run verify_backup (agent19 backup verify) on this database first, or go through "
-            "confirm_destructive with an archive of the rows")
+            f"last {hours:g} h; run {tool('verify_backup')} on this database first, or go through "
+            f"{tool('confirm_destructive')} with an archive of the rows")
 
 
 LOCK_TIMEOUT_RULE = "A19012"

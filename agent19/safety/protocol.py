@@ -48,6 +48,7 @@ from agent19.safety.impact import Impact, database_identity
 from agent19.safety.kinds import MEASURED
 from agent19.safety.report import Alternative, ChecklistItem, alternatives, checklist, phrase
 from agent19.safety.run import QueryResult
+from agent19.tool_names import at_cli, tool
 
 Elicit = Callable[[str, type[BaseModel]], BaseModel | None]
 Progress = Callable[[float, float | None, str | None], None]
@@ -116,7 +117,7 @@ class Protocol:
     def _not_destructive(self, st: Statement, note: str = "") -> Confirmation:
         return Confirmation(outcome="not_destructive", mode=self.settings.mode, report=Report(
             statement=st.sql, destructive=False,
-            next_step=note or "not destructive: run it with run_sql (writes need mode execute)"))
+            next_step=note or f"not destructive: run it with {tool('run_sql')} (writes need mode execute)"))
 
     # -- step 1 --------------------------------------------------------------------------------
     def challenge(self, sql: str, archive: bool = False, trial: bool = True,
@@ -165,7 +166,7 @@ class Protocol:
         return Confirmation(outcome="challenge", mode=self.settings.mode, report=report)
 
     def _instruct(self, report: Report, archive: bool) -> None:
-        again = ("call confirm_destructive again with the same sql" + (", archive=true" if archive else "")
+        again = (f"call {tool('confirm_destructive')} again with the same sql" + (", archive=true" if archive else "")
                  + " and this token")
         if self.elicit is not None:
             report.next_step = f"To proceed, {again}: the human is asked for the phrase directly."
@@ -241,8 +242,13 @@ class Protocol:
         finally:
             conn.close()
         self.audit.append("approved", a.st, a.findings, a.impact, channel=channel)
-        report.next_step = ("Approved. The model can now call confirm_destructive with the same sql and this token "
-                            "(no phrase) to run it.")
+        if not at_cli():
+            report.next_step = ("Approved. The model can now call confirm_destructive with the same sql and this "
+                                "token (no phrase) to run it.")
+        else:  # approved at a terminal: the statement runs from here too, or from the model that asked
+            report.next_step = (f"Approved. Run it with the same statement and this token (no phrase): agent19 confirm "
+                                f"'…' --token {token} --mode execute — or, if a model asked for it, it now calls "
+                                "confirm_destructive with the same sql and this token.")
         return Confirmation(outcome="approved", mode=self.settings.mode, channel=channel, report=report)
 
     # -- step 2 --------------------------------------------------------------------------------
@@ -270,7 +276,7 @@ class Protocol:
             claims = None
         a = self._assess_for(st, claims, archive)
         if not a.findings or a.impact is None:
-            return self._not_destructive(st, "not destructive: run it with run_sql")
+            return self._not_destructive(st, f"not destructive: run it with {tool('run_sql')}")
         report = self._report(a)
 
         def refuse(reason: str, burn: bool = False, logged: str | None = None) -> Confirmation:
@@ -284,7 +290,7 @@ class Protocol:
             return refuse(f"executing needs mode execute; this server runs in {self.settings.mode.value} "
                           "(restart with --mode execute); nothing was run")
         if not token:
-            return refuse("no challenge token: call confirm_destructive with the sql alone first (step 1)")
+            return refuse(f"no challenge token: call {tool('confirm_destructive')} with the sql alone first (step 1)")
         try:
             claims = challenge.verify(challenge.load_key(self.settings), token, a.claims())
         except challenge.TokenInvalid as exc:

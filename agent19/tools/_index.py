@@ -1,7 +1,8 @@
 """The index of agent19's commands, kept as data: each top-level command's one-line summary (what
 ``agent19 --help`` lists) and the tool modules that declare it. The CLI builds its top-level parser from it, so
 ``agent19 --help``, ``agent19 --version``, ``agent19`` alone and a mistyped command import no tool module, and a
-command named imports only its own modules (``agent19 rules`` → tools/lint.py).
+command named imports only its own modules (``agent19 rules`` → tools/lint.py). ``TOOLS``: each tool's command,
+by tool name, for the messages that name a tool (:mod:`agent19.tool_names`).
 
 It is generated from the tool declarations (tests/test_cli_index.py fails when they differ): after adding a tool or
 changing a command's name or title, run ``python -m agent19.tools._index --write``.
@@ -48,6 +49,41 @@ COMMANDS: Index = {
     "runbook": ("Migration runbook", ("runbook",)),
     "sql": ("Run SQL", ("sql",)),
 }
+TOOLS: dict[str, str] = {
+    "explain_query": "explain",
+    "advise_indexes": "advise",
+    "advise_workload": "advise-workload",
+    "assess_optimization": "assess",
+    "run_backfill": "backfill",
+    "verify_backup": "backup verify",
+    "backup_status": "backup status",
+    "restore_runbook": "backup runbook",
+    "capacity_plan": "capacity",
+    "capacity_sample": "capacity sample",
+    "cdc_check": "cdc check",
+    "cdc_run": "cdc run",
+    "cdc_debezium": "cdc debezium",
+    "confirm_destructive": "confirm",
+    "describe_database": "describe",
+    "test_migration": "dry-run",
+    "verify_rollback": "rollback-check",
+    "etl_run": "etl run",
+    "health_check": "health",
+    "index_health": "index-health",
+    "server_info": "info",
+    "lint_migration": "lint",
+    "list_lint_rules": "rules",
+    "zero_downtime_pattern": "pattern",
+    "prisma_schema": "prisma-schema",
+    "pgbouncer_config": "pgbouncer config",
+    "pgbouncer_status": "pgbouncer status",
+    "plan_migration": "plan",
+    "data_quality": "check",
+    "replication_status": "replication",
+    "setup_role": "setup-role",
+    "generate_runbook": "runbook",
+    "run_sql": "sql",
+}
 # generated: end
 
 
@@ -69,13 +105,19 @@ def index_of(specs: Iterable[ToolSpec[Any, Any]]) -> Index:
     return index
 
 
-def _source(index: Index) -> str:
+def tools_of(specs: Iterable[ToolSpec[Any, Any]]) -> dict[str, str]:
+    """Each tool's CLI command, by tool name: how a message names a tool at the CLI (:mod:`agent19.tool_names`)."""
+    return {spec.name: spec.command for spec in specs}
+
+
+def _source(index: Index, tools: dict[str, str]) -> str:
     import json
 
     entries = "".join(f"    {json.dumps(name)}: ({json.dumps(summary, ensure_ascii=False)}, "
                       f"({''.join(json.dumps(m) + ', ' for m in modules).rstrip(' ')})),\n"
                       for name, (summary, modules) in index.items())
-    return f"COMMANDS: Index = {{\n{entries}}}\n"
+    commands = "".join(f"    {json.dumps(name)}: {json.dumps(command)},\n" for name, command in tools.items())
+    return f"COMMANDS: Index = {{\n{entries}}}\nTOOLS: dict[str, str] = {{\n{commands}}}\n"
 
 
 def main(argv: Sequence[str]) -> int:
@@ -87,7 +129,7 @@ def main(argv: Sequence[str]) -> int:
     text = path.read_text(encoding="utf-8")
     head, begin, rest = text.partition(": begin\n")
     end = rest[rest.index("# generated: end"):]
-    fresh = head + begin + _source(index_of(all_tools())) + end
+    fresh = head + begin + _source(index_of(all_tools()), tools_of(all_tools())) + end
     if fresh == text:
         print(f"{path}: up to date")
         return 0

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
+from agent19 import tool_names
 from agent19.db.models import SchemaSnapshot
 from agent19.errors import InputError
 from agent19.tools.registry import ToolContext, tool
@@ -130,10 +131,16 @@ def describe_database(ctx: ToolContext, args: DescribeArgs) -> DatabaseDescripti
     schema, table = _table_filter(args.schema_name, args.table)
     with ctx.db.read() as conn:
         snap = snapshot(conn, schema=schema, table=table)
+        unknown = schema is not None and not snap.tables and conn.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_namespace WHERE nspname = %s) AS unknown", (schema,)
+        ).fetchone()["unknown"]
+    if unknown:  # as an unknown table: a misspelt schema is not an empty one
+        raise InputError(f"schema {schema!r} not found",
+                         f"run {tool_names.tool('describe_database')} without a schema: it lists the schemas")
     if args.table and not snap.tables:
         raise InputError(
             f"table {args.table!r} not found" + (f" in schema {args.schema_name!r}" if args.schema_name else ""),
-            "run describe_database without `table` to list the tables",
+            f"run {tool_names.tool('describe_database')} without a table to list the tables",
         )
     omitted = 0
     if args.detail == "compact":

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from agent19 import tool_names
 from agent19.config import AccessMode
 from agent19.errors import InputError
 from agent19.safety import gate
@@ -99,12 +100,13 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if mode is AccessMode.READ_ONLY:
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if len(statements) != 1:
-        raise InputError(f"{len(statements)} statements given; run_sql runs one statement per call",
+        raise InputError(f"{len(statements)} statements given; {tool_names.tool('run_sql')} runs one statement "
+                         "per call",
                          "send each statement in its own call; nothing was run")
     st = statements[0]
     if st.node == "TransactionStmt":
-        raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each run_sql call is its "
-                         "own transaction", "nothing was run")
+        raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each "
+                         f"{tool_names.tool('run_sql')} call is its own transaction", "nothing was run")
     gate.admit(db, args.sql, gate.Purpose.WRITE)
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
     tested = policy.tested(ctx.settings, db, args.sql) if changes else None
@@ -173,5 +175,5 @@ def _through_protocol(ctx: ToolContext, protocol: Protocol, args: SqlArgs, first
     needs = "" if mode is AccessMode.EXECUTE else " (and mode execute)"
     return SqlResult(mode=mode, executed=False, confirmation=first,
                      message="refused: this statement can lose data; nothing was kept. Show the report to the "
-                     f"human, who confirms it (see next_step), then run it through confirm_destructive with the "
-                     f"token{needs}.")
+                     "human, who confirms it (see next_step), then run it through "
+                     f"{tool_names.tool('confirm_destructive')} with the token{needs}.")
