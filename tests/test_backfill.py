@@ -156,6 +156,25 @@ def test_cli_refuses_outside_execute_mode(dsn: str) -> None:
     assert out.returncode == 2 and "needs mode execute" in out.stderr
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["big", "--set", "amount_new = 1"], 'column "amount_new" of relation "big" does not exist'),
+    (["big", "--set", "w = amount"], 'column "amount" does not exist'),
+    (["big", "--set", "w = v", "--where", "nosuch > 0"], 'column "nosuch" does not exist'),
+])
+def test_a_column_that_does_not_exist_is_unusable_input_not_problems_found(dsn: str, args: list[str],
+                                                                          said: str) -> None:
+    """README's example on a table without those columns: exit 2 with PostgreSQL's words about the user's SET or
+    WHERE (not 1, "found problems", with agent19's own count query quoted)."""
+    _make_big(dsn, 10)
+    out = subprocess.run([sys.executable, "-m", "agent19", "backfill", *args, "--dsn", dsn, "--mode", "execute"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and said in out.stderr and "the backfill's statement cannot run" in out.stderr, (
+        out.returncode, out.stderr)
+    assert "LINE 1" not in out.stderr and "IS NOT NULL" not in out.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM big WHERE updates = 0").fetchone()[0] == 10
+
+
 async def test_progress_notifications_reach_an_mcp_client(dsn: str) -> None:
     _make_big(dsn, 20_000)
     seen: list[tuple[float, float | None, str | None]] = []

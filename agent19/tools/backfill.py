@@ -116,6 +116,7 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
     ctx.db.require(AccessMode.EXECUTE, "running a backfill")
     spec = BackfillSpec(**args.model_dump(exclude={"emit", "confirm_token", "confirm_phrase"}))
     check_fragments(spec)
+    _plans(ctx, spec)
     results: list[BackfillResult] = []
 
     protocol = Protocol(ctx.settings, ctx.db, ctx.elicit, ctx.progress)
@@ -154,6 +155,23 @@ def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
 def update_statement(spec: BackfillSpec) -> str:
     """The one UPDATE the backfill performs in batches (what the confirmation protocol judges)."""
     return f"UPDATE {spec.table} SET {spec.set}" + (f" WHERE {spec.where}" if spec.where else "")
+
+
+def _plans(ctx: ToolContext, spec: BackfillSpec) -> None:
+    """The backfill's UPDATE plans on its table (EXPLAIN, nothing run): a misspelt column or table is said as the
+    user's input (exit 2), not as an error in one of agent19's own queries built from it."""
+    import psycopg
+
+    statement = update_statement(spec)
+    with ctx.db.read() as conn:
+        try:
+            with conn.transaction():
+                conn.execute(f"EXPLAIN {statement}".encode())  # type: ignore[call-overload]
+        except psycopg.Error as exc:
+            if not (exc.sqlstate or "").startswith(("42", "22")):  # not the input's (e.g. a lock timeout): as it is
+                raise
+            raise InputError(f"the backfill's statement cannot run: {str(exc).strip().splitlines()[0]}",
+                             f"check the table, --set and --where (`{statement}`); nothing was updated") from None
 
 
 def _not_run(spec: BackfillSpec, confirmation: Confirmation) -> BackfillOutput:
