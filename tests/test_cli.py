@@ -103,3 +103,15 @@ def test_describe_of_a_schema_or_table_that_does_not_exist_is_an_error_naming_th
         assert "run describe_database without a schema" in str(exc), exc
     finally:
         ctx.db.close()
+
+
+def test_a_read_refused_in_dry_run_or_execute_mode_names_that_mode(dsn):
+    """Reads go through the read-only guard in every mode; its refusal names the mode in force."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION harmless_looking() RETURNS bigint LANGUAGE sql STABLE AS "
+                     "$$ SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE false $$")
+    for mode in ("read-only", "dry-run", "execute"):
+        out = agent19("sql", "SELECT harmless_looking()", "--mode", mode, "--dsn", dsn)
+        assert out.returncode == 1 and "pg_terminate_backend" in out.stderr, out.stderr
+        said = "refused in read-only" if mode == "read-only" else f"refused in {mode} mode"
+        assert said in out.stderr and (mode == "read-only" or "read-only:" not in out.stderr), out.stderr

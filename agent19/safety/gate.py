@@ -252,14 +252,19 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
                 readonly.check_escapes(st)
         db.require(AccessMode.DRY_RUN, "running statements that may write")
         return statements
-    if purpose is Purpose.READ:
-        st = readonly.check_statements(statements)
-    else:
-        st = readonly.check_plannable(statements)
-    require_unprivileged_reader(db)
-    # checked as the login that will run or plan it: names resolve through its search_path ("$user")
-    with plan_session(db, [st]) as conn:
-        readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)
+    try:
+        if purpose is Purpose.READ:
+            st = readonly.check_statements(statements)
+        else:
+            st = readonly.check_plannable(statements)
+        require_unprivileged_reader(db)
+        # checked as the login that will run or plan it: names resolve through its search_path ("$user")
+        with plan_session(db, [st]) as conn:
+            readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)
+    except readonly.ReadOnlyViolation as exc:
+        if mode is AccessMode.READ_ONLY:
+            raise
+        raise exc.in_mode(mode.value) from None  # the mode in force, not read-only
     return [st]
 
 

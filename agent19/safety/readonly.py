@@ -54,10 +54,20 @@ class ReadOnlyViolation(Agent19Error):
 
     exit_code = 1
 
+    def __init__(self, message: str, hint: str | None = None, what: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.what = what or message
+        """What was refused, without the mode (:meth:`in_mode`)."""
+
+    def in_mode(self, mode: str) -> ReadOnlyViolation:
+        """The refusal as said in ``mode`` (dry-run, execute), where a read goes through the same guard."""
+        return ReadOnlyViolation(f"refused in {mode} mode (a read goes through the read-only guard in every mode): "
+                                 f"{self.what}", self.hint, self.what)
+
 
 def _refuse(what: str, hint: str = "read-only mode runs one reading statement (SELECT, VALUES, TABLE, SHOW, "
             "EXPLAIN) per call") -> ReadOnlyViolation:
-    return ReadOnlyViolation(f"refused in read-only: {what}", hint)
+    return ReadOnlyViolation(f"refused in read-only: {what}", hint, what)
 
 
 def check_statements(statements: list[Statement]) -> Statement:
