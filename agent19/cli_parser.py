@@ -34,7 +34,7 @@ examples:
   agent19 serve --http --port 8019               MCP over streamable HTTP on 127.0.0.1
 
 exit status: 0 success, 1 the command found problems (e.g. lint errors), 2 unusable input or
-configuration, 3 the database could not be reached."""
+configuration, 3 the database could not be reached, 130 interrupted (Ctrl-C)."""
 
 
 def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:

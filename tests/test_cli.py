@@ -60,6 +60,7 @@ def test_help_teaches():
     assert out.returncode == 0
     for word in ("serve", "describe", "info", "--dsn", "--mode", "examples:", "exit status"):
         assert word in out.stdout
+    assert "130 interrupted (Ctrl-C)" in " ".join(out.stdout.split())  # every exit status the CLI uses
     sub = agent19("describe", "--help")
     assert "--format" in sub.stdout and "agent19 describe orders --format json" in sub.stdout
 
