@@ -116,3 +116,15 @@ def test_a_read_refused_in_dry_run_or_execute_mode_names_that_mode(dsn):
         assert out.returncode == 1 and "pg_terminate_backend" in out.stderr, out.stderr
         said = "refused in read-only" if mode == "read-only" else f"refused in {mode} mode"
         assert said in out.stderr and (mode == "read-only" or "read-only:" not in out.stderr), out.stderr
+
+
+def test_a_failed_dry_run_says_which_statement_failed_and_why(dsn, tmp_path):
+    migration = tmp_path / "unknown.sql"
+    migration.write_text("CREATE TABLE a (id int);\nALTER TABLE nosuch\n  ADD COLUMN c int;\n")
+    out = agent19("dry-run", str(migration), "--dsn", dsn, "--mode", "dry-run")
+    assert out.returncode == 1, out.stderr
+    findings = [line for line in out.stdout.splitlines() if line.startswith(("error:", "warning:", "info:"))]
+    assert f'error: {migration}:2 statement 2 failed: relation "nosuch" does not exist (42P01)' in findings, findings
+    for line in findings:  # each finding says what, after its place (if any)
+        severity, _, rest = line.partition(": ")
+        assert rest.strip() and rest.strip() not in (str(migration), f"{migration}:2") and "  " not in line, line

@@ -143,8 +143,9 @@ def render_dry_run(r: DryRunResult) -> str:
                   f"{c.plan_after}" for c in r.query_plans.changes if c.worse]
     if r.rollback:
         lines.append(r.rollback.summary)
-    for f in r.findings:
-        lines.append(f"{f.severity}: {f.file or ''}{':' + str(f.line) if f.line else ''} {f.message}".strip())
+    for f in r.findings:  # each says what: a finding's place alone (`error: m.sql`) would not
+        place = f"{f.file}{':' + str(f.line) if f.line else ''} " if f.file else ""
+        lines.append(f"{f.severity}: {place}{f.message or f.kind.replace('_', ' ')}")
     return "\n".join(lines)
 
 

@@ -399,8 +399,10 @@ def dry_run(
     for res in results:
         findings += compare(res, preds.get(res.index, []), existing, statements[res.index].node)
         if res.error:
+            failed = f"statement {res.index + 1} failed: {res.error.message}"
             findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
-                                    line=res.error.line, message=f"{res.error.message} ({res.error.sqlstate})"))
+                                    line=res.error.line, message=failed
+                                    + (f" ({res.error.sqlstate})" if res.error.sqlstate else "")))
         elif res.untested:
             findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"could not test: {res.untested}"))
