@@ -26,3 +26,14 @@ def test_large_scale_warrants_partitioning_and_replicas_not_sharding():
 def test_cli(capsys):
     assert main(["assess"]) == 0
     assert "measure first" in capsys.readouterr().out
+
+
+def test_the_simple_fix_names_tools_as_each_face_calls_them(capsys):
+    """A model reads MCP tool names; a person at the CLI the commands to type (agent19.tool_names)."""
+    a = assess(Metrics(execution_ms=300, table_rows=50_000, qps=2, have_explain=True))
+    assert "(explain_query)" in a.simple_fix_first and "verified with advise_indexes" in a.simple_fix_first
+    assert main(["assess", "--execution-ms", "300", "--table-rows", "50000", "--qps", "2", "--have-explain",
+                 "--format", "json"]) == 0
+    said = capsys.readouterr().out
+    assert "(`agent19 explain`)" in said and "verified with `agent19 advise`" in said, said
+    assert "explain_query" not in said and "advise_indexes" not in said

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agent19.tool_names import tool
+
 Verdict = Literal["warranted", "premature", "not_applicable"]
 
 QUESTIONS = [
@@ -63,8 +65,9 @@ class Assessment(BaseModel):
 def assess(m: Metrics) -> Assessment:
     missing = [(q, how) for key, q, how in QUESTIONS
                if (key == "explain" and not m.have_explain) or (key != "explain" and getattr(m, key) is None)]
-    simple = ("find the cause in the plan (explain_query) and fix it there: an index verified with advise_indexes, "
-              "a query rewrite, ANALYZE or extended statistics — that is enough for most slow queries")
+    simple = (f"find the cause in the plan ({tool('explain_query')}) and fix it there: an index verified with "
+              f"{tool('advise_indexes')}, a query rewrite, ANALYZE or extended statistics — that is enough for most "
+              "slow queries")
     if missing:
         return Assessment(measured=False, questions=[q for q, _ in missing], how_to_measure=[h for _, h in missing],
                           simple_fix_first=simple)

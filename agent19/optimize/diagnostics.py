@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from agent19.optimize.explain import ExplainRun, RelationFacts
 from agent19.optimize.exprs import FilterProblem, filter_columns, unusable_filters
 from agent19.optimize.plan import Plan, PlanNode
+from agent19.tool_names import tool
 
 Severity = Literal["low", "medium", "high"]
 _RANK = {"low": 0, "medium": 1, "high": 2}
@@ -106,7 +107,7 @@ def check_seq_scan(ctx: Context) -> Iterator[Diagnostic]:
                           "filter": n.filter},
                 threshold="rows removed by the filter > 50 % (90 %) of at least 10,000 rows read",
                 advice=f"an index on the filtered columns of {n.relation} lets PostgreSQL read only the rows it keeps; "
-                "run advise_indexes on this query to get one verified with HypoPG",
+                f"run {tool('advise_indexes')} on this query to get one verified with HypoPG",
                 saving_ms=(n.exclusive_time_ms or 0) * share,
             )
         else:
@@ -118,7 +119,8 @@ def check_seq_scan(ctx: Context) -> Iterator[Diagnostic]:
                 evidence={"table_rows_estimate": facts.row_estimate, "rows_estimate": n.plan_rows,
                           "filter": n.filter},
                 threshold="estimated rows kept < 10 % of a table of at least 10,000 rows",
-                advice="an index on the filtered columns would avoid reading the whole table; run advise_indexes",
+                advice="an index on the filtered columns would avoid reading the whole table; run "
+                f"{tool('advise_indexes')}",
             )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from agent19.migrate.planning.model import MigrationPlan
 from agent19.report.model import ApplicationHandoff, DryRunEvidence, ReviewItem, Step
+from agent19.tool_names import tool
 
 NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run … --mode dry-run`) and pass its result"
 
@@ -133,7 +134,7 @@ def gates(steps: list[Step], dry: DryRunEvidence | None, app: ApplicationHandoff
         why = f"{_list(lossy)}: destroys data (backup required)" if lossy else NOT_RUN
         out.append(ReviewItem(name="data integrity", status="unknown", evidence=why))
     blocking = by_name["No step blocks traffic on a populated table"]
-    perf_note = f"; {perf_issues} reported slow quer(y/ies): run explain_query on each" if perf_issues else ""
+    perf_note = f"; {perf_issues} reported slow quer(y/ies): run {tool('explain_query')} on each" if perf_issues else ""
     if blocking.status == "not_satisfied":
         out.append(ReviewItem(name="performance", status="not_satisfied", evidence=blocking.evidence + perf_note))
     elif dry is None or dry.total_seconds is None or perf_issues:
