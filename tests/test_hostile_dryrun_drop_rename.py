@@ -89,7 +89,7 @@ def test_a_dry_run_names_what_a_function_or_trigger_dropped(dsn: str) -> None:
     text = subprocess.run([sys.executable, "-m", "agent19", "--dsn", target, "--mode", "dry-run", "dry-run",
                            "--sql", sql], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
     assert "dropped table app.victim; renamed app.victim2 → app.victim3" in text, text
-    assert "warning: :1 statement 1 dropped view app.report_v through a function" in text, text
+    assert "warning: sql:1 statement 1 dropped view app.report_v through a function" in text, text
     with psycopg.connect(dsn) as conn:  # rolled back
         assert conn.execute("SELECT to_regclass('app.victim') IS NOT NULL AND to_regclass('app.report_v') IS NOT NULL"
                             " AND to_regclass('app.victim2') IS NOT NULL").fetchone()[0]

@@ -144,7 +144,7 @@ def render_dry_run(r: DryRunResult) -> str:
     if r.rollback:
         lines.append(r.rollback.summary)
     for f in r.findings:  # each says what: a finding's place alone (`error: m.sql`) would not
-        place = f"{f.file}{':' + str(f.line) if f.line else ''} " if f.file else ""
+        place = f"{f.file or 'sql'}:{f.line} " if f.line else f"{f.file} " if f.file else ""  # as statements
         lines.append(f"{f.severity}: {place}{f.message or f.kind.replace('_', ' ')}")
     return "\n".join(lines)
 
