@@ -109,6 +109,13 @@ DENIED_IN_READS = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is 
 ESCAPING = frozenset(n for n, f in FUNCTION_FACTS.items() if f.escapes)
 SIDE_EFFECT = frozenset(n for n, f in FUNCTION_FACTS.items() if f.side_effect)
 SEQUENCE_FUNCTIONS = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is Effect.SEQUENCE)
+SEQUENCE_FORWARD = frozenset({"nextval"})
+"""Sequence calls that only move a sequence forward (a gap in the numbers, never a number handed out twice):
+everywhere in triggers and defaults, so a dry run follows them without stopping."""
+SEQUENCE_MOVES = SEQUENCE_FUNCTIONS - SEQUENCE_FORWARD
+"""Sequence calls that set a sequence anywhere, backward too (``setval``): not rolled back, so a dry run never
+runs a statement whose reachable code calls one."""
+SQL_FROM_STRING = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is Effect.SQL_FROM_STRING)
 
 
 def denied_in_reads(name: str) -> bool:
