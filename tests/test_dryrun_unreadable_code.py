@@ -169,3 +169,18 @@ def test_a_sequence_set_back_by_a_path_the_screen_misses_is_reported(app):
     finally:
         with psycopg.connect(app, autocommit=True) as c:
             c.execute("SELECT setval('customers_id_seq', 1000)")
+
+
+def test_a_rollback_check_whose_statements_were_not_run_is_not_verified(app):
+    """Up and down both build their DDL at run time: neither runs, so nothing is proven — never 'verified'."""
+    from agent19.migrate.dryrun.rollback_check import verify_rollback
+
+    up = "DO $$ BEGIN EXECUTE 'ALTER TABLE customers ADD COLUMN note text'; END $$"
+    down = "DO $$ BEGIN EXECUTE 'ALTER TABLE customers DROP COLUMN note'; END $$"
+    db = Database(Settings.load(env={}, dsn=app, mode="dry-run"))
+    try:
+        r = verify_rollback(db, parse_sql(up), parse_sql(down))
+    finally:
+        db.close()
+    assert not r.verified and r.untested and "EXECUTE in the DO block" in r.untested, r
+    assert r.summary.startswith("could not test the rollback: up statement 1"), r.summary
