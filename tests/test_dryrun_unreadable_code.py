@@ -184,3 +184,27 @@ def test_a_rollback_check_whose_statements_were_not_run_is_not_verified(app):
         db.close()
     assert not r.verified and r.untested and "EXECUTE in the DO block" in r.untested, r
     assert r.summary.startswith("could not test the rollback: up statement 1"), r.summary
+
+
+async def test_a_write_whose_code_cannot_be_read_is_not_measured_before_confirmation(app, tmp_path):
+    """confirm_destructive measures a write in a rolled-back trial (before anyone confirmed it) when its text shows
+    nothing destructive; code that trial cannot read is not run there: unmeasured, so treated as destructive."""
+    from tests.mcp_client import stdio_session
+
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION touch_all() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "PERFORM kill_peers(); RETURN NEW; END $$; CREATE TRIGGER touch BEFORE UPDATE ON customers "
+                  "FOR EACH ROW EXECUTE FUNCTION touch_all()")
+    peer = psycopg.connect(app, application_name="the-app", autocommit=True)
+    try:
+        async with stdio_session("--dsn", app, "--mode", "dry-run", "--data-dir", str(tmp_path)) as session:
+            out = await session.call_tool("confirm_destructive", {"sql": "UPDATE customers SET email = 'x' "
+                                                                          "WHERE id = 1"})
+        assert not out.is_error, out.content
+        findings = out.structured_content["report"]["findings"]
+        assert findings and findings[0]["reason"].startswith(
+            "not measured, so treated as destructive: runs SQL built at run time (EXECUTE in public.kill_peers)"), \
+            out.structured_content
+        assert peer.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        peer.close()
