@@ -208,3 +208,17 @@ async def test_a_write_whose_code_cannot_be_read_is_not_measured_before_confirma
         assert peer.execute("SELECT 1").fetchone() == (1,)
     finally:
         peer.close()
+
+
+def test_a_function_created_earlier_in_the_migration_is_read_too(app):
+    r = _dry_run(app, "CREATE FUNCTION add_note() RETURNS void LANGUAGE plpgsql AS "
+                      "$$ BEGIN EXECUTE 'ALTER TABLE customers ADD COLUMN note text'; END $$;\n"
+                      "SELECT add_note();\n"
+                      "CREATE FUNCTION rewind() RETURNS void LANGUAGE sql AS "
+                      "$$ SELECT setval('customers_id_seq', 1) $$;\n"
+                      "SELECT rewind();\n")
+    create, call, create2, call2 = r.statements
+    assert create.ran_in == create2.ran_in == "transaction" and not create.error and not create2.error
+    assert "EXECUTE in add_note (created earlier in this migration)" in (call.untested or ""), call
+    assert "function rewind (created earlier in this migration) calls setval()" in (call2.untested or ""), call2
+    assert _last_value(app) == (1000, True)
