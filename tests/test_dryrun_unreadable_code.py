@@ -19,12 +19,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from agent19.safety import gate
 from agent19.safety.trial import Untestable
+from tests.conftest import session_settings
 from tests.scratch_dryruns import owner
 
 SETUP = """
@@ -45,7 +45,7 @@ END $$;
 
 
 def _dry_run(login: str, sql: str, **settings: Any) -> Any:
-    db = Database(Settings.load(env={}, dsn=login, mode="dry-run", **settings))
+    db = Database(session_settings(dsn=login, mode="dry-run", **settings))
     try:
         return dry_run(db, parse_sql(sql))
     finally:
@@ -99,7 +99,7 @@ def test_dynamic_sql_that_signals_sessions_is_not_run_and_the_peer_survives(app)
         assert r.passed and r.summary.startswith("COULD NOT TEST"), r.summary
         assert peer.execute("SELECT 1").fetchone() == (1,)
         # the same choke point guards EXPLAIN ANALYZE of a write (a trial too): not run either
-        db = Database(Settings.load(env={}, dsn=app, mode="dry-run"))
+        db = Database(session_settings(dsn=app, mode="dry-run"))
         try:
             with pytest.raises(Untestable, match="EXECUTE in public.kill_peers"):
                 gate.admit(db, "UPDATE customers SET email = kill_peers()::text WHERE id = 1", gate.Purpose.TRIAL)
@@ -177,7 +177,7 @@ def test_a_rollback_check_whose_statements_were_not_run_is_not_verified(app):
 
     up = "DO $$ BEGIN EXECUTE 'ALTER TABLE customers ADD COLUMN note text'; END $$"
     down = "DO $$ BEGIN EXECUTE 'ALTER TABLE customers DROP COLUMN note'; END $$"
-    db = Database(Settings.load(env={}, dsn=app, mode="dry-run"))
+    db = Database(session_settings(dsn=app, mode="dry-run"))
     try:
         r = verify_rollback(db, parse_sql(up), parse_sql(down))
     finally:
