@@ -34,6 +34,7 @@ def _settings(ns: argparse.Namespace) -> Settings:
         statement_timeout=ns.statement_timeout, lock_timeout=ns.lock_timeout,
         allow_model_confirmation=getattr(ns, "allow_model_confirmation", None),
         read_dsn=getattr(ns, "read_dsn", None), allow_privileged_reads=getattr(ns, "allow_privileged_reads", None),
+        allow_unreadable_code=getattr(ns, "allow_unreadable_code", None),
     )
 
 

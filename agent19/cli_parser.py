@@ -48,6 +48,10 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                    help="let user SQL reads run as a superuser or privileged login (env "
                    "AGENT19_ALLOW_PRIVILEGED_READS=1); risk: a view, function or cast can then reach server files, "
                    "programs and other sessions")
+    g.add_argument("--allow-unreadable-code", action="store_const", const=True, default=default,
+                   help="let a dry run run on the target code agent19 cannot read: SQL built at run time (EXECUTE), "
+                   "functions in other languages (env AGENT19_ALLOW_UNREADABLE_CODE=1); default: reported as not "
+                   "tested; risk: what that code does outside the rolled-back transaction is not prevented")
     g.add_argument("--mode", default=default, choices=[m.value for m in AccessMode],
                    help="access mode (env AGENT19_MODE; default read-only): read-only only reads; "
                    "dry-run may run statements in transactions that are always rolled back; "

@@ -16,6 +16,7 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | mass_write_rows    |                       | ``AGENT19_MASS_WRITE_ROWS`` | ``100000``               |
 | read_dsn           | ``--read-dsn``        | ``AGENT19_READ_DSN``        | the main DSN             |
 | allow_privileged_reads | ``--allow-privileged-reads`` | ``AGENT19_ALLOW_PRIVILEGED_READS`` | off     |
+| allow_unreadable_code | ``--allow-unreadable-code`` | ``AGENT19_ALLOW_UNREADABLE_CODE`` | off        |
 
 ``allow_model_confirmation`` lets a confirmation phrase arrive as a tool argument (written by
 whoever calls the tool: a model, or a pipeline's approver program); by default only a human gives it
@@ -27,6 +28,10 @@ through the confirmation protocol with the measured numbers.
 ``read_dsn`` is the least-privilege login user reads (run_sql, explain_query, the index advisor)
 run as; ``agent19 setup-role`` prints the SQL that creates it. Without it, and when the main login
 is privileged, those tools refuse in read-only mode unless ``allow_privileged_reads`` is on.
+
+``allow_unreadable_code`` lets a dry run (and EXPLAIN ANALYZE of a write) run on the target statements whose
+code agent19 cannot read — SQL built at run time (``EXECUTE``), functions in other languages — which it
+otherwise reports as not tested (:mod:`agent19.safety.trial`). A person's setting, never a tool argument.
 
 Timeouts accept PostgreSQL's spelling: ``500ms``, ``5s``, ``2min``, ``1h`` or a bare number of
 milliseconds.
@@ -165,7 +170,8 @@ _LIMITS: dict[str, tuple[str, str, Callable[[float], bool], str]] = {
 """The settings whose values are bounded, checked when settings are built (:meth:`Settings.__post_init__`)."""
 
 
-_FLAGS = ("allow_model_confirmation", "allow_privileged_reads", "require_dry_run", "require_lock_ack")
+_FLAGS = ("allow_model_confirmation", "allow_privileged_reads", "allow_unreadable_code", "require_dry_run",
+          "require_lock_ack")
 
 
 def _number(value: Any, kind: type[int] | type[float]) -> Any:
@@ -210,6 +216,9 @@ class Settings:
     allow_privileged_reads: bool = field(default=False, metadata={
         "description": "let user reads run as a superuser/privileged login (risks server files, programs and "
         "other sessions)"})
+    allow_unreadable_code: bool = field(default=False, metadata={
+        "description": "let a dry run run code agent19 cannot read (SQL built at run time, other languages) on the "
+        "target; risk: what it does outside the rolled-back transaction (signals, other servers) is not prevented"})
     require_dry_run: bool = field(default=False, metadata={
         "description": "execute mode: refuse a statement that changes something until test_migration passed with "
         "it on the same database"})
@@ -309,6 +318,7 @@ class Settings:
         if read_dsn is not None:
             values["read_dsn"] = read_dsn  # text or a Secret: checked and wrapped by __post_init__
         flag("allow_privileged_reads", "AGENT19_ALLOW_PRIVILEGED_READS")
+        flag("allow_unreadable_code", "AGENT19_ALLOW_UNREADABLE_CODE")
         flag("require_dry_run", "AGENT19_REQUIRE_DRY_RUN")
         flag("require_lock_ack", "AGENT19_REQUIRE_LOCK_ACK")
         for key, var in (("dry_run_max_age_hours", "AGENT19_DRY_RUN_MAX_AGE_HOURS"),

@@ -105,16 +105,21 @@ def cluster_migration(n: dict[str, str], tmp: str) -> list[tuple[str, str]]:
     ]
 
 
-async def _call(dsn: str, tmp_path, statements: list[str]):
+# the statements marked "hidden" build their SQL at run time: a dry run does not run them unless the operator
+# opted in (agent19.safety.trial); opted in, the server's locks on shared catalogs still catch them
+OPTED_IN = ("--allow-unreadable-code",)
+
+
+async def _call(dsn: str, tmp_path, statements: list[str], *flags: str):
     path = tmp_path / "0001_cluster.up.sql"
     path.write_text(";\n".join(statements) + ";\n")
-    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run", *flags) as session:
         # every statement is checked: the whole result (the default one is sized for a model)
         return await session.call_tool("test_migration", {"files": [str(path)], "detail": "full"})
 
 
-async def _dry_run(dsn: str, tmp_path, statements: list[str]) -> dict:
-    result = await _call(dsn, tmp_path, statements)
+async def _dry_run(dsn: str, tmp_path, statements: list[str], *flags: str) -> dict:
+    result = await _call(dsn, tmp_path, statements, *flags)
     assert not result.is_error, result.content
     return result.structured_content
 
@@ -137,7 +142,7 @@ async def test_every_cluster_wide_kind_leaves_the_cluster_byte_for_byte(pg, dsn,
     if with_scratch:  # a statement that needs a scratch database: earlier statements are replayed there
         plan.append(("scratch", "CREATE INDEX CONCURRENTLY items_v ON items (v)"))
     before = cluster_fingerprint(pg.dsn)
-    r = await _dry_run(dsn, tmp_path, [sql for _, sql in plan])
+    r = await _dry_run(dsn, tmp_path, [sql for _, sql in plan], *OPTED_IN)
     after = cluster_fingerprint(pg.dsn)
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert list_scratch(pg.dsn) == []
@@ -223,7 +228,7 @@ async def test_target_unchanged_is_false_when_the_cluster_changed_anyway(pg, dsn
     run_sql(dsn, "CREATE FUNCTION sneaky(name text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
                  "EXECUTE 'SELECT pg_create_physical_' || 'replication_slot($1)' USING name; END $$")
     try:
-        r = await _dry_run(dsn, tmp_path, [f"SELECT sneaky('escaped_{tag}')"])
+        r = await _dry_run(dsn, tmp_path, [f"SELECT sneaky('escaped_{tag}')"], *OPTED_IN)
         assert r["target_unchanged"] is False and r["passed"] is False
         slot = [d for d in r["target_differences"] if d["kind"] == "replication_slot"]
         assert slot and slot[0]["object"] == f"escaped_{tag}" and slot[0]["change"] == "added"
@@ -256,7 +261,7 @@ async def test_an_application_role_with_createrole_leaves_the_cluster_as_it_was(
         plan.append(("scratch", "CREATE INDEX CONCURRENTLY items_w ON items (w)"))
     try:
         before = cluster_fingerprint(pg.dsn)
-        r = await _dry_run(as_owner, tmp_path, [sql for _, sql in plan])
+        r = await _dry_run(as_owner, tmp_path, [sql for _, sql in plan], *OPTED_IN)
         after = cluster_fingerprint(pg.dsn)
         assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
         for (outcome, sql), res in zip(plan, r["statements"], strict=True):
@@ -318,7 +323,7 @@ async def test_rollback_check_never_runs_cluster_wide_statements_either(pg, dsn,
           f"DO $$ BEGIN EXECUTE 'CREATE ROLE rb_hidden_' || '{tag}'; END $$")
     down = f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}items_v; DROP ROLE rb_{tag}"
     before = cluster_fingerprint(pg.dsn)
-    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run", *OPTED_IN) as session:
         result = await session.call_tool("verify_rollback", {"up_sql": up, "down_sql": down})
     assert not result.is_error, result.content
     r = result.structured_content
@@ -340,7 +345,7 @@ async def test_a_statement_that_acts_only_in_the_scratch_database_cannot_commit_
     path = tmp_path / "0001.up.sql"
     path.write_text(f"{sneaky};\nCREATE INDEX CONCURRENTLY items_v ON items (v);\n")
     before = cluster_fingerprint(pg.dsn)
-    async with stdio_session("--dsn", dsn, "--mode", "dry-run") as session:
+    async with stdio_session("--dsn", dsn, "--mode", "dry-run", *OPTED_IN) as session:
         result = await session.call_tool("test_migration", {"files": [str(path)], "measure_blocking": measure_blocking})
     assert not result.is_error, result.content
     r = result.structured_content

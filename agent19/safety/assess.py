@@ -62,8 +62,16 @@ def assess(conn: Any, st: Statement, want_archive: bool = False, progress: Progr
 
 def measure_trial(db: Database, st: Statement, settings: Settings
                   ) -> tuple[measuring.Measurement, list[tuple[str | None, str]]]:
-    """Run ``st`` in a transaction that is always rolled back and measure what it touched."""
-    gate.admit(db, st.sql, gate.Purpose.TRIAL)
+    """Run ``st`` in a transaction that is always rolled back and measure what it touched. A statement whose
+    code the trial cannot contain or read (:class:`agent19.safety.trial.Untestable`) is not run: it is
+    reported unmeasured, which the confirmation protocol treats as destructive."""
+    from agent19.safety.trial import Untestable
+
+    try:
+        gate.admit(db, st.sql, gate.Purpose.TRIAL)
+    except Untestable as exc:
+        m = measuring.Measurement(unmeasured=str(exc))
+        return m, measuring.verdict(m, settings)
     with db.rolled_back() as conn:
         _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")
     return m, measuring.verdict(m, settings)

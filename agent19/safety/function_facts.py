@@ -5,8 +5,10 @@ Three guards ask about functions, each its own question:
 * read-only mode (:mod:`agent19.safety.readonly`): may a read call it? — never a function with an effect
   in this table, except sequence functions (the server's read-only transaction refuses those itself, and
   a backfill in execute mode may legitimately call ``nextval``);
-* a dry run (:func:`agent19.safety.readonly.check_escapes`, :mod:`agent19.migrate.dryrun.cluster_guard`): does its
-  effect survive the rollback? — ``escapes``;
+* a dry run (:func:`agent19.safety.readonly.check_escapes`, and in the code a statement reaches
+  :mod:`agent19.safety.trial`): does its effect survive the rollback? — ``escapes`` (refused), except sequence
+  calls: ``setval`` (:data:`SEQUENCE_MOVES`) is not run, ``nextval`` (:data:`SEQUENCE_FORWARD`) only leaves a gap;
+  SQL given as a string (:data:`SQL_FROM_STRING`) is code the guard cannot read: not run;
 * destructive-operation detection (:mod:`agent19.safety.detect`): is calling it the point of the statement
   (a side effect such as terminating a session or deleting a large object)? — ``side_effect``.
 
@@ -109,6 +111,13 @@ DENIED_IN_READS = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is 
 ESCAPING = frozenset(n for n, f in FUNCTION_FACTS.items() if f.escapes)
 SIDE_EFFECT = frozenset(n for n, f in FUNCTION_FACTS.items() if f.side_effect)
 SEQUENCE_FUNCTIONS = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is Effect.SEQUENCE)
+SEQUENCE_FORWARD = frozenset({"nextval"})
+"""Sequence calls that only move a sequence forward (a gap in the numbers, never a number handed out twice):
+everywhere in triggers and defaults, so a dry run follows them without stopping."""
+SEQUENCE_MOVES = SEQUENCE_FUNCTIONS - SEQUENCE_FORWARD
+"""Sequence calls that set a sequence anywhere, backward too (``setval``): not rolled back, so a dry run never
+runs a statement whose reachable code calls one."""
+SQL_FROM_STRING = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is Effect.SQL_FROM_STRING)
 
 
 def denied_in_reads(name: str) -> bool:

@@ -12,8 +12,9 @@ Stable API (other modules depend on it; extend, do not change):
     login that will run or plan the statement (names resolved as the server does, through that
     login's search_path; views, operators, casts and function bodies followed).
 
-``admit_parsed(db, statements, purpose) -> list[Statement]``
-    The same for statements already parsed (migration files, keeping their file and line).
+``admit_parsed(db, statements, purpose, *, catalog=None) -> list[Statement]``
+    The same for statements already parsed (migration files, keeping their file and line);
+    ``catalog``: a :class:`agent19.safety.trial.TrialCatalog` to read reachable code with (``TRIAL``).
 
 ``admit_args(mode, args) -> None``
     Called by the tool registry before every tool runs (MCP and CLI alike), for each args field
@@ -52,8 +53,12 @@ Purposes:
 * ``REPORT`` — the SQL is only parsed and described from the catalog (a confirmation report),
   never run or planned: any statement kind, but no denied function or credential relation anywhere.
 * ``TRIAL`` — the SQL runs inside a transaction that is always rolled back (EXPLAIN ANALYZE of a
-  write, a dry run), whatever the mode (at least dry-run): calls whose effect escapes the rollback
-  are refused (see ``WRITE`` in dry-run mode).
+  write, a dry run, a measured write), whatever the mode (at least dry-run): calls whose effect escapes
+  the rollback are refused (see ``WRITE`` in dry-run mode), in the text and in the code the statement
+  reaches (function bodies, DO blocks, triggers, rules and defaults: :mod:`agent19.safety.trial`); code
+  that moves a sequence (``setval``) or that the guard cannot read (SQL built at run time, other
+  languages) raises :class:`agent19.safety.trial.Untestable` — not run — unless the operator set
+  ``--allow-unreadable-code`` (then unreadable code runs; ``setval`` never does).
 * ``WRITE`` — the SQL may change things (dry-run: rolled back or in a scratch database; execute:
   through the confirmation protocol). Refused in read-only mode. In dry-run mode, calls whose
   effect escapes a rolled-back transaction (signals to other sessions, session advisory locks,
@@ -85,6 +90,7 @@ from agent19.migrate.parse import Statement, parse_sql
 
 if TYPE_CHECKING:  # the driver loads when a database is used, not for the argument checks of `agent19 lint`
     from agent19.db.connection import Connection, Database
+    from agent19.safety.trial import TrialCatalog
 
 MAX_SQL_BYTES = 1_000_000
 
@@ -237,8 +243,10 @@ def admit(db: Database, sql: str, purpose: Purpose) -> list[Statement]:
     return admit_parsed(db, parse_input(sql), purpose)
 
 
-def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) -> list[Statement]:
-    """:func:`admit` for statements already parsed."""
+def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose, *,
+                 catalog: TrialCatalog | None = None) -> list[Statement]:
+    """:func:`admit` for statements already parsed. ``catalog`` (``TRIAL`` only): where the reachable code is
+    read — a dry run's, shared by all its statements; else the main login's session, for this call."""
     from agent19.safety import readonly
 
     mode = db.mode
@@ -251,6 +259,10 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose) ->
             for st in statements:  # before the mode check: the refusal names what the SQL tried
                 readonly.check_escapes(st)
         db.require(AccessMode.DRY_RUN, "running statements that may write")
+        if purpose is Purpose.TRIAL:  # the code it reaches, on the catalog (module agent19.safety.trial)
+            from agent19.safety import trial
+
+            trial.check(db, statements, catalog)
         return statements
     try:
         if purpose is Purpose.READ:

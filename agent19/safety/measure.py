@@ -72,6 +72,8 @@ class Measurement(BaseModel):
                                "statement, e.g. 'view app.report_v', 'index app.t_v_idx'")
     replaced: list[str] = Field(default=[], description="definitions the statement replaced in place, e.g. "
                                 "'function app.f', 'the default of column app.t.v'")
+    unmeasured: str | None = Field(default=None, description="why the statement was not run to be measured (code "
+                                   "a rolled-back trial cannot contain or read: agent19.safety.trial)")
 
     def figures(self) -> dict[str, Any]:
         """What the confirmation token binds (and step 2 must measure again, exactly)."""
@@ -129,6 +131,8 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
     """Why the measured effect needs the confirmation protocol, as (table or None, reason) pairs
     (empty: it may be kept)."""
     reasons: list[tuple[str | None, str]] = []
+    if m.unmeasured:
+        reasons.append((None, f"not measured, so treated as destructive: {m.unmeasured}"))
     for t in m.touches:
         verb = _verb(t)
         if t.touched > settings.mass_write_rows:

@@ -20,6 +20,12 @@ database, where statements *commit*, would keep — what a statement does to the
   relation the statement names that leads there, a foreign table, ``IMPORT FOREIGN SCHEMA``. dblink
   opens its own connection and commits there; postgres_fdw's remote transaction commits when a
   scratch database's replay commits. Refused statements are not run and fail the dry run.
+* **Untestable** (same check, :mod:`agent19.safety.trial`): code the statement reaches that calls
+  ``setval`` (sequences are not transactional), runs SQL built at run time (``EXECUTE``, ``query_to_xml``…)
+  or is written in a language the guard cannot read (C outside an extension, untrusted PLs…): not run,
+  reported as not tested (``untested``: not a failure, not a pass) with why; statements that then fail
+  for want of what it would have made say "depends on statement N". Default-deny: the operator's
+  ``--allow-unreadable-code`` lets unreadable code run (``setval`` never), under the checks below.
 * **At run time** (:func:`shared_writes`): whatever a statement hides (a ``DO`` block, a function,
   a trigger) it cannot write a shared catalog without the server showing a lock on it. A statement
   that did is rolled back to its savepoint (in the target) or its transaction (in a scratch
@@ -27,13 +33,14 @@ database, where statements *commit*, would keep — what a statement does to the
 * **Checked afterwards** (:func:`fingerprint`, :func:`diff_cluster`): roles and their attributes
   (password hashes compared as digests), memberships, role and database settings, databases,
   tablespaces, replication slots, subscriptions, parameter privileges, shared comments, and the
-  settings ``ALTER SYSTEM`` wrote. Any difference makes ``target_unchanged`` false.
+  settings ``ALTER SYSTEM`` wrote; in the target, every sequence the login can read
+  (:func:`agent19.migrate.dryrun.schema_diff.diff_snapshots`: one moved backward is a difference).
+  Any difference makes ``target_unchanged`` false.
 """
 
 from __future__ import annotations
 
 import re
-from functools import cache
 from typing import Any
 
 import psycopg
@@ -42,7 +49,8 @@ from pydantic import BaseModel
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
 from agent19.safety.function_facts import ESCAPING, SEQUENCE_FUNCTIONS
-from agent19.sqltree import qualified_name, walk
+from agent19.safety.trial import TrialCatalog, Untestable, named_functions
+from agent19.sqltree import walk
 
 NOTE_PREFIX = "acts on the whole server, not one database: never run by a dry run"
 
@@ -62,17 +70,6 @@ _HELD_SHARED_WRITES = (
     f"AND l.mode IN ({', '.join(repr(m) for m in _WRITE_MODES)}) "
     f"AND c.relname IN ({', '.join(repr(c) for c in SHARED_CATALOGS)})")
 Q_SHARED_WRITES = f"SELECT DISTINCT c.relname::text {_HELD_SHARED_WRITES} ORDER BY 1"
-_CALLED = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\s*\(")  # names called in a function body or DO block
-_REMOTE = re.compile(r"\b(dblink\w*|postgres_fdw\w*)\b", re.IGNORECASE)
-_COPY_OUTSIDE = re.compile(r"\bCOPY\b[^;]*?\b(?:TO|FROM)\s+(?:PROGRAM\b|')", re.IGNORECASE | re.DOTALL)
-
-
-@cache  # the lists are constants: built once, not once per statement screened
-def _escaping_pattern() -> re.Pattern[str]:
-    """Names in a function body that escape a rollback (the choke point's list; sequences excepted:
-    triggers and defaults call nextval all the time, and a sequence's position is not cluster state)."""
-    names = sorted(ESCAPING - SEQUENCE_FUNCTIONS, key=len, reverse=True)
-    return re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\s*(?:/\*.*?\*/\s*)*\(", re.IGNORECASE | re.DOTALL)
 
 
 def _roles(specs: list[dict[str, Any]] | None) -> str:
@@ -156,179 +153,26 @@ def cluster_effect(stmt: Statement) -> str | None:
     return None
 
 
-def _named_functions(tree: Any) -> set[str]:
-    return {qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1].lower()
-            for node, f in walk(tree) if node == "FuncCall"}
-
-
-def _named_relations(tree: Any) -> set[str]:
-    """Every relation name in the tree: ``RangeVar`` nodes, and the bare ones in fields typed as a relation
-    (``InsertStmt.relation``, ``UpdateStmt.relation``… carry no ``RangeVar`` wrapper in the JSON tree)."""
-    found: set[str] = set()
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if isinstance(item.get("relname"), str):
-                found.add(item["relname"])
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
-Q_FUNCTIONS = """
-SELECT p.proname, coalesce(p.prosrc, '') || ' ' || coalesce(p.probin, '') AS body
-  FROM pg_proc p WHERE p.proname = ANY(%s)
-"""
-# for each relation named: foreign table?; the functions its view rules, triggers and defaults call
-Q_RELATIONS = """
-SELECT c.relname, c.relkind::text AS relkind,
-       ARRAY(SELECT DISTINCT p.proname::text FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
-                 AND d.objid = r.oid AND d.refclassid = 'pg_proc'::regclass JOIN pg_proc p ON p.oid = d.refobjid
-              WHERE r.ev_class = c.oid
-             UNION SELECT p.proname::text FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgrelid = c.oid
-             UNION SELECT p.proname::text FROM pg_attrdef a JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass
-                 AND d.objid = a.oid AND d.refclassid = 'pg_proc'::regclass JOIN pg_proc p ON p.oid = d.refobjid
-              WHERE a.adrelid = c.oid) AS calls,
-       ARRAY(SELECT DISTINCT v.relname::text FROM pg_rewrite r JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass
-                 AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass JOIN pg_class v ON v.oid = d.refobjid
-              WHERE r.ev_class = c.oid AND v.oid <> c.oid) AS reads
-  FROM pg_class c WHERE c.relname = ANY(%s)
-"""
-
-
-# both, for the names the statements use themselves, in one statement (one round trip): rows as JSON objects
-Q_NAMED = (f"SELECT (SELECT coalesce(json_agg(f), '[]') FROM ({Q_FUNCTIONS.replace('%s', '%(f)s')}) f) AS f, "
-           f"(SELECT coalesce(json_agg(r), '[]') FROM ({Q_RELATIONS.replace('%s', '%(r)s')}) r) AS r")
-
-
-class _Catalog:
-    """The target catalog's answers to Q_FUNCTIONS and Q_RELATIONS, each name read once per :func:`screen`
-    (nothing has run yet, so they cannot change between its statements). The names ``statements`` use
-    themselves are read first, all in one round trip (:data:`Q_NAMED`); only names found on the way (function
-    bodies, views, triggers) are read later."""
-
-    def __init__(self, conn: psycopg.Connection[Any], statements: list[Statement] | None = None) -> None:
-        self.conn = conn
-        self._functions: dict[str, list[tuple[Any, ...]]] = {}
-        self._relations: dict[str, list[tuple[Any, ...]]] = {}
-        funcs: set[str] = set()
-        rels: set[str] = set()
-        for stmt in statements or []:
-            if stmt.node != "TransactionStmt" and not cluster_effect(stmt):
-                funcs |= _named_functions(stmt.tree) | (
-                    {w.lower() for w in _CALLED.findall(stmt.sql)} if stmt.node == "DoStmt" else set())
-                rels |= _named_relations(stmt.tree)
-        if funcs or rels:
-            row = conn.execute(Q_NAMED, {"f": sorted(funcs), "r": sorted(rels)}).fetchone()
-            found, named = _row(row, "f", "r"), (sorted(funcs), sorted(rels))
-            self._store(self._functions, named[0], found[0], ("proname", "body"))
-            self._store(self._relations, named[1], found[1], ("relname", "relkind", "calls", "reads"))
-
-    def functions(self, names: set[str]) -> list[tuple[Any, ...]]:
-        """``(proname, body)`` of every function named ``names``."""
-        return self._read(self._functions, Q_FUNCTIONS, names, ("proname", "body"))
-
-    def relations(self, names: set[str]) -> list[tuple[Any, ...]]:
-        """``(relname, relkind, calls, reads)`` of every relation named ``names``."""
-        return self._read(self._relations, Q_RELATIONS, names, ("relname", "relkind", "calls", "reads"))
-
-    def _read(self, cache: dict[str, list[tuple[Any, ...]]], query: str, names: set[str],
-              keys: tuple[str, ...]) -> list[tuple[Any, ...]]:
-        if missing := sorted(names - cache.keys()):
-            self._store(cache, missing, self.conn.execute(query, (missing,)).fetchall(), keys)
-        return [row for name in sorted(names) for row in cache[name]]
-
-    @staticmethod
-    def _store(cache: dict[str, list[tuple[Any, ...]]], names: list[str], rows: list[Any],
-               keys: tuple[str, ...]) -> None:
-        for name in names:
-            cache[name] = []
-        for r in rows:
-            row = _row(r, *keys)
-            cache[row[0]].append(row)
-
-
-def _remote_use(catalog: _Catalog, stmt: Statement, created: dict[str, str]) -> str | None:
-    """Why ``stmt`` may reach another server through dblink / postgres_fdw, or call a function that
-    escapes the rollback from inside a function it reaches, or None.
-
-    Follows, on the target's catalog, the functions the statement names (their bodies, and the
-    functions named in those bodies), the relations it names (foreign tables; views' rules, triggers
-    and column defaults, and the relations views read), and functions created earlier in the same
-    migration (``created``: name → body). Bounded: 50 rounds.
-    """
-    if stmt.node == "ImportForeignSchemaStmt":
-        return "IMPORT FOREIGN SCHEMA connects to another server"
-    funcs, rels = _named_functions(stmt.tree), _named_relations(stmt.tree)
-    escaping = _escaping_pattern()
-    if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
-        if m := _REMOTE.search(stmt.sql) or escaping.search(stmt.sql):
-            return f"the DO block calls {m[1]}, which a rollback cannot undo"
-        if _COPY_OUTSIDE.search(stmt.sql):
-            return "the DO block runs COPY to or from a program or a server file, which a rollback cannot undo"
-        funcs |= {w.lower() for w in _CALLED.findall(stmt.sql)}
-    seen_f: set[str] = set()
-    seen_r: set[str] = set()
-    for _ in range(50):
-        new_f, new_r = funcs - seen_f, rels - seen_r
-        if not new_f and not new_r:
-            return None
-        seen_f |= new_f
-        seen_r |= new_r
-        for name in new_f:
-            if _REMOTE.fullmatch(name):
-                return f"it calls {name}(), which reaches another server"
-            if name in created and (m := _REMOTE.search(created[name]) or escaping.search(created[name])
-                                    or _COPY_OUTSIDE.search(created[name])):
-                what = m[1] if m.lastindex else "COPY to or from a program or a server file"
-                return f"function {name}, created earlier in this migration, uses {what}, which a rollback cannot undo"
-        for proname, body in catalog.functions(new_f):
-            if m := _REMOTE.search(body):
-                return f"function {proname} uses {m[1]}, which reaches another server"
-            if m := escaping.search(body):
-                return f"function {proname} calls {m[1]}(), which acts outside the transaction"
-            if _COPY_OUTSIDE.search(body):
-                return f"function {proname} runs COPY to or from a program or a server file"
-            funcs |= {w.lower() for w in _CALLED.findall(body)}
-        for relname, relkind, calls, reads in catalog.relations(new_r):
-            if relkind == "f":
-                return f"{relname} is a foreign table: reading or writing it reaches another server"
-            funcs |= {c.lower() for c in calls or []}
-            rels |= set(reads or [])
-    return "its functions and views nest too deeply to follow"
-
-
-def _row(row: Any, *keys: str) -> tuple[Any, ...]:
-    return tuple(row[k] for k in keys) if isinstance(row, dict) else tuple(row)
-
-
-def escape_refusal(db: Database, catalog: _Catalog, stmt: Statement, created: dict[str, str]) -> str | None:
-    """Why ``stmt`` must not run in a dry run (its effect would escape the rollback), or None."""
+def escape_refusal(db: Database, catalog: TrialCatalog, stmt: Statement) -> tuple[str | None, bool]:
+    """Why ``stmt`` must not run in a dry run, or None; and whether it is only untestable (not a failure): the
+    choke point's ``TRIAL`` check (:func:`agent19.safety.gate.admit_parsed`, :mod:`agent19.safety.trial`)."""
     from agent19.safety.gate import Purpose, admit_parsed
     from agent19.safety.readonly import ReadOnlyViolation
 
     try:
-        admit_parsed(db, [stmt], Purpose.TRIAL)
+        admit_parsed(db, [stmt], Purpose.TRIAL, catalog=catalog)
+    except Untestable as exc:
+        return str(exc), True
     except ReadOnlyViolation as exc:
-        return re.sub(r"^refused in [a-z-]+: ", "", str(exc))
-    return _remote_use(catalog, stmt, created)
+        return re.sub(r"^refused(?: in [a-z-]+)?: ", "", str(exc)), False
+    return None, False
 
 
 def _only_sequences(stmt: Statement) -> bool:
     """The statement's only calls that escape a rollback are nextval/setval."""
-    escaping = _named_functions(stmt.tree) & ESCAPING
+    escaping = named_functions(stmt.tree) & ESCAPING
     return bool(escaping) and escaping <= SEQUENCE_FUNCTIONS and not any(
         node == "CopyStmt" for node, _ in walk(stmt.tree))
-
-
-def created_functions(stmt: Statement) -> dict[str, str]:
-    """``{name: body}`` for a ``CREATE FUNCTION/PROCEDURE`` (followed by later statements' checks)."""
-    if stmt.node != "CreateFunctionStmt":
-        return {}
-    name = qualified_name(stmt.fields.get("funcname", [])).rsplit(".", 1)[-1].lower()
-    return {name: stmt.sql}
 
 
 def shared_writes(conn: psycopg.Connection[Any], rows: list[Any] | None = None) -> list[str]:
@@ -336,7 +180,7 @@ def shared_writes(conn: psycopg.Connection[Any], rows: list[Any] | None = None) 
     of :data:`Q_SHARED_WRITES`, read already (with the statement's observation: :func:`agent19.db.observe.observe`)."""
     if rows is None:
         rows = conn.execute(Q_SHARED_WRITES).fetchall()
-    return [_row(r, "relname")[0] for r in rows]
+    return [r["relname"] if isinstance(r, dict) else r[0] for r in rows]
 
 
 def guarded(statement: str) -> str:
@@ -364,9 +208,11 @@ class ClusterWrite(Exception):
 
 
 class Blocked(BaseModel):
-    """A statement a dry run does not run: cluster-wide, escaping (``refused``: the dry run fails), or moving
-    a sequence (``untested``: ``setval``/``nextval`` called by the statement itself — not a failure, but not
-    tried either, since a rollback leaves sequences where they went)."""
+    """A statement a dry run does not run: cluster-wide, escaping (``refused``: the dry run fails), or
+    ``untested`` — not a failure, but not tried either: it moves a sequence (``setval``/``nextval`` called by
+    the statement itself, ``setval`` anywhere in the code it reaches: a rollback leaves sequences where they
+    went), or it reaches code the guard cannot read (SQL built at run time, another language;
+    :mod:`agent19.safety.trial`)."""
 
     note: str
     refused: bool
@@ -379,18 +225,22 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
     ``conn`` reads the target's catalog (autocommit, outside the dry run's transaction).
     """
     blocked: dict[int, Blocked] = {}
-    created: dict[str, str] = {}
-    catalog = _Catalog(conn, statements)
+    catalog = TrialCatalog(conn, statements, skip=cluster_effect)
     for stmt in statements:
         if stmt.node == "TransactionStmt":
             continue
         if effect := cluster_effect(stmt):
             blocked[stmt.index] = Blocked(note=f"{NOTE_PREFIX}: {effect}", refused=False)
-        elif refusal := escape_refusal(db, catalog, stmt, created):
-            if _only_sequences(stmt) and _remote_use(catalog, stmt, created) is None:
-                blocked[stmt.index] = Blocked(note=f"not run: {refusal} (sequences are not transactional)",
-                                              refused=False, untested=True)
-            else:
-                blocked[stmt.index] = Blocked(note=f"refused in a dry run: {refusal}", refused=True)
-        created |= created_functions(stmt)
+            continue
+        why, untestable = escape_refusal(db, catalog, stmt)
+        catalog.judged(stmt)  # (also when the text check refused it before the catalog was asked)
+        if why is None:
+            continue
+        if untestable:
+            blocked[stmt.index] = Blocked(note=f"not run: {why}", refused=False, untested=True)
+        elif _only_sequences(stmt) and catalog.reach(stmt)[0] is None:  # its own setval/nextval, nothing worse
+            blocked[stmt.index] = Blocked(note=f"not run: {why} (sequences are not transactional)",
+                                          refused=False, untested=True)
+        else:
+            blocked[stmt.index] = Blocked(note=f"refused in a dry run: {why}", refused=True)
     return blocked

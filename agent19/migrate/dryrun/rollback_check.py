@@ -7,7 +7,9 @@ each statement commits and the database is dropped afterwards. Either way nothin
 "Verified" means the catalog after up+down equals the catalog before (tables, columns with types,
 defaults and nullability, constraints, indexes, triggers, views, sequences, enum values —
 :mod:`agent19.migrate.dryrun.schema_diff`). Column order and sequence positions are reported as ``info``
-and do not fail the check. Data is not compared.
+and do not fail the check. Data is not compared. A statement the dry-run screen does not run as untestable
+(``setval``, code agent19 cannot read: :mod:`agent19.safety.trial`) makes the result "could not test", never
+"verified".
 """
 
 from __future__ import annotations
@@ -98,6 +100,12 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
             conn.close()
     failing = errors_only(differences)
     verified = not failing and not errors
+    not_run = [f"{side} statement {i + 1}: {b.note}" for side, screened in zip(("up", "down"), blocked, strict=True)
+               for i, b in sorted(screened.items()) if b.untested]
+    if verified and not_run:  # a statement not run (setval, code agent19 cannot read) proves nothing either way
+        return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
+                              errors=errors, scratch=scratch_info, untested=not_run[0],
+                              summary=f"could not test the rollback: {not_run[0]}")
     if where == "scratch" and unfaithful and errors and all(e.sqlstate in MISSING_OBJECT for e in errors):
         why = f"no faithful scratch copy of the target ({'; '.join(unfaithful)}); there: {errors[0].message}"
         return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,

@@ -19,7 +19,9 @@ How it runs (``dry_run``):
    transaction a ``CREATE INDEX CONCURRENTLY`` is stood in for by the plain ``CREATE INDEX`` (same
    schema effect) so later statements see the index. Cluster-wide statements (``ALTER SYSTEM``,
    ``CREATE DATABASE``, tablespaces) are never run.
-4. The target is snapshotted again and compared with the first snapshot.
+4. The target is snapshotted again and compared with the first snapshot — every sequence's position too (read by
+   the same catalog query): one set backward is a difference (``target_unchanged`` false); ``nextval`` moving one
+   forward is not (gaps are normal; reported as ``info``).
 
 When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
 ``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`; a running
@@ -32,7 +34,8 @@ reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`).
 
 Caveat for live databases: inside the dry run's transaction the target's tables are locked exactly as the migration
 locks them, until the rollback. ``lock_timeout`` applies; prefer a staging copy. Sequences advanced by ``nextval``
-are not rolled back by PostgreSQL (reported as ``info``).
+are not rolled back by PostgreSQL (reported as ``info``). What is never run (cluster-wide statements, escapes,
+``setval`` and code the guard cannot read, reported as not tested): :mod:`agent19.migrate.dryrun.cluster_guard`.
 """
 
 from __future__ import annotations
@@ -392,7 +395,7 @@ def dry_run(
         if reread is not None:
             reread.shutdown()  # its read of the target ends before the session closes
         conn.close()
-    differences = diff_snapshots(before, after) + diff_cluster(cluster_before, cluster_after)
+    differences = diff_snapshots(before, after, backward_is_error=True) + diff_cluster(cluster_before, cluster_after)
     if cluster_before.unreadable:
         findings.append(Finding(kind="skipped", severity="info", message=(
             "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))

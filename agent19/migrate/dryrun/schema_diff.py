@@ -6,8 +6,10 @@ persistence, partitioning), columns (type, default, nullability, identity, gener
 collation, order), constraints (definition, validity, deferrability), indexes (definition,
 validity), triggers, views, sequences (type, increment, maximum) and enum values.
 
-Not compared, because they are statistics rather than schema: sizes, row estimates, index scans,
-a sequence's last value (``nextval`` is not transactional; it is reported separately as ``info``).
+Not compared, because they are statistics rather than schema: sizes, row estimates, index scans.
+A sequence's position (``last_value``, ``is_called``) is reported: moved forward as ``info`` (``nextval``
+is not transactional; gaps are normal), moved backward as an error when the caller asks (a dry run:
+``setval`` or a restart that reached the target outside the transaction).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.db.models import SchemaSnapshot
+from agent19.db.models import SchemaSnapshot, Sequence
 
 Change = Literal["added", "removed", "changed"]
 
@@ -63,8 +65,31 @@ def _compare(
     return common
 
 
-def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot) -> list[Difference]:
-    """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal."""
+def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool) -> list[Difference]:
+    """A sequence's position, compared: ``last_value`` is None when ``is_called`` is false (never called, or set
+    back to its start: ``setval(s, v, false)``, ``RESTART``) or when the login may not read it (then it is None
+    both times). Forward — ``nextval`` handed numbers out and PostgreSQL does not roll that back; gaps are
+    normal — is ``info``. Backward (against the increment, or to not-called) hands out numbers again: an error
+    when ``backward_is_error`` (a dry run: the target must stay as it was)."""
+    if a.last_value == b.last_value:
+        return []
+    step = 1 if b.increment >= 0 else -1
+    backward = b.last_value is None or (a.last_value is not None and (b.last_value - a.last_value) * step < 0)
+    shown = {None: "not called"}
+    detail = f"last_value {shown.get(a.last_value, a.last_value)} → {shown.get(b.last_value, b.last_value)}"
+    if backward:
+        return [Difference(kind="sequence", object=name, change="changed",
+                           severity="error" if backward_is_error else "info",
+                           detail=f"{detail}: moved backward (setval outside the transaction?), so nextval will hand "
+                           "out numbers already used")]
+    return [Difference(kind="sequence", object=name, change="changed", severity="info",
+                       detail=f"{detail} (nextval is not rolled back by PostgreSQL; gaps are normal)")]
+
+
+def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *,
+                   backward_is_error: bool = False) -> list[Difference]:
+    """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal. ``backward_is_error``:
+    a sequence set back is an error, not ``info`` (:func:`_position`)."""
     out: list[Difference] = []
     for name in sorted(set(before.schemas) - set(after.schemas)):
         out.append(Difference(kind="schema", object=name, change="removed", detail="missing"))
@@ -108,10 +133,7 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot) -> list[Differ
     seq_a = _keyed(before.sequences, lambda s: f"{s.schema_name}.{s.name}")
     seq_b = _keyed(after.sequences, lambda s: f"{s.schema_name}.{s.name}")
     for name in _compare("sequence", seq_a, seq_b, ("data_type", "increment", "max_value", "owned_by"), out):
-        if seq_a[name].last_value != seq_b[name].last_value:
-            out.append(Difference(kind="sequence", object=name, change="changed", severity="info",
-                                  detail=f"last_value {seq_a[name].last_value} → {seq_b[name].last_value} "
-                                  "(nextval is not rolled back by PostgreSQL)"))
+        out += _position(name, seq_a[name], seq_b[name], backward_is_error)
     enums_a = _keyed(before.enums, lambda e: f"{e.schema_name}.{e.name}")
     enums_b = _keyed(after.enums, lambda e: f"{e.schema_name}.{e.name}")
     _compare("enum", enums_a, enums_b, ("values",), out, describe=lambda e: ", ".join(e.values))
