@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from json import loads
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS, UNRESERVED_KEYWORDS
 from pglast.parser import ParseError, parse_sql_json
@@ -54,9 +54,9 @@ _NAME_LISTS = frozenset({("ColumnRef", "fields"), ("Constraint", "fk_attrs"), ("
 """(node, field) holding a list of ``String`` nodes printed with print_name and read nowhere else."""
 
 _LIMIT = 4096
-_shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any, str | None] | frozenset[int]] = {}
+_shapes: dict[tuple[Any, str], tuple[dict[str, Any], Any, _Entries | None] | frozenset[int]] = {}
 """(builder, placeholder text) → (the placeholder text's parse tree, the builder's result from it with its texts as
-:func:`_template` s, its entry's JSON as a template for :func:`_same_text` or None); or the
+:func:`_template` s, its entry's JSON as :func:`_entries` for :func:`_same_text` or None); or the
 placeholders whose words a second try keeps as they are (those the text's tree holds as plain strings: type,
 function, option names)."""
 _SVAL = re.compile(r'"sval":"a19x(\d+)q"')
@@ -164,12 +164,46 @@ def _normal(entry: str) -> str:
     return _LOCATION.sub('"location":0', entry[: entry.rfind("}", 0, len(entry) - 1) + 1]) + "}"
 
 
-def _same_text(entry: str, shape: str, names: list[str]) -> bool:
+_MATCHED = re.compile(r'"location":0|"a19x(\d+)q"')
+
+
+class _Entries(NamedTuple):
+    """A shape's entry as a regular expression matching the entries of the statements of that shape (:func:`_entries`):
+    ``pattern``, its groups the names in ``order`` (placeholder numbers, by first place in the text)."""
+
+    pattern: re.Pattern[str]
+    order: tuple[int, ...]
+
+
+def _entries(entry: str) -> _Entries:
+    """The :func:`_normal` entry of a shape whose every placeholder stands where :func:`_same` lets it (a whole JSON
+    string, ``"a19x0q"``: checked when cached) as a pattern: its text as it is, each offset any number, each
+    placeholder a group (its later places the same text as its first), then the statement's own offsets (numbers
+    only) and the entry's closing brace. Each group lies between quotes and holds none, and an offset's digits run to
+    a comma or a brace, so a text matches in one way only: the groups are the names it holds."""
+    parts, order, pos = [], [], 0
+    for m in _MATCHED.finditer(entry):
+        parts.append(re.escape(entry[pos:m.start()]))
+        pos = m.end()
+        if m.group(1) is None:
+            parts.append('"location":-?\\d+')
+        elif int(m.group(1)) in order:
+            parts.append(f'"(?P=p{m.group(1)})"')
+        else:
+            order.append(int(m.group(1)))
+            parts.append(f'"(?P<p{m.group(1)}>[^"]*)"')
+    parts.append(re.escape(entry[pos:-1]) + "[^}]*}")  # _normal's cut: what follows the tree's closing brace
+    return _Entries(re.compile("".join(parts)), tuple(order))
+
+
+def _same_text(entry: str, shape: _Entries, names: list[str]) -> bool:
     """:func:`_same` read from the JSON texts: equal once offsets are set aside and the names written in place of the
-    placeholders (``shape``: the shape's entry as a :func:`_template`), for a shape whose every placeholder stands
-    where :func:`_same` lets it (checked when cached). One writer wrote both texts, in one order and spelling: equal
-    texts are equal trees and the converse."""
-    return _normal(entry) == shape.format(*names)
+    placeholders (``shape``: the shape's entry as :func:`_entries` matches it), for a shape whose every placeholder
+    stands where :func:`_same` lets it (checked when cached). One writer wrote both texts, in one order and spelling:
+    equal texts are equal trees and the converse. (``_normal(entry) == _template(shape's entry).format(*names)``,
+    without writing either text.)"""
+    found = shape.pattern.fullmatch(entry)
+    return found is not None and found.groups() == tuple([names[i] for i in shape.order])
 
 
 def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T], tree_text: str | None = None) -> T:
@@ -210,7 +244,7 @@ def by_shape(sql: str, tree: dict[str, Any], build: Callable[[str], T], tree_tex
             placeholders = [f"{_PREFIX}{i}q" for i in range(len(names))]  # each where a name may stand?
             entry = _normal(doc[doc.index('"stmts":[') + len('"stmts":['): doc.rindex("]")])
             hit = _shapes[key] = (shape_tree, _templated(build(text)),
-                                  _template(entry) if _same(shape_tree, shape_tree, placeholders, "", "") else None)
+                                  _entries(entry) if _same(shape_tree, shape_tree, placeholders, "", "") else None)
         elif not (_same_text(tree_text, hit[2], names) if tree_text is not None and hit[2] is not None
                   else _same(tree, hit[0], names, "", "")):
             break
