@@ -169,6 +169,32 @@ def test_a_shape_does_not_fit_a_different_tree():
     assert _shape.by_shape(b.sql, b.tree, build, b.tree_text) == rerunnable(b.sql) and len(calls) == 3  # as written
 
 
+
+def test_a_shape_fits_a_text_only_with_each_name_in_its_places():
+    """Checked on the JSON text, every name must stand where the statement's text puts it, at each of its places:
+    a tree naming the column as the table (and the converse), or a name used twice that is another name in one
+    place, is another statement and gets its own build; the offsets are all that may differ."""
+    _shape._shapes.clear()
+    calls: list[str] = []
+
+    def build(sql: str) -> str | None:
+        calls.append(sql)
+        return rerunnable(sql)
+
+    one, two, same_a, same_b = parse_sql("ALTER TABLE t1 ADD COLUMN c1 integer; ALTER TABLE t22 ADD COLUMN c22 integer;"
+                                         "ALTER TABLE t3 ADD COLUMN t3 integer; ALTER TABLE t44 ADD COLUMN t44 integer;")
+    for st in (one, same_a):  # the shapes' builds
+        assert _shape.by_shape(st.sql, st.tree, build, st.tree_text) == rerunnable(st.sql)
+    assert len(calls) == 2
+    assert _shape.by_shape(two.sql, two.tree, build, two.tree_text) == rerunnable(two.sql) and len(calls) == 2
+    assert _shape.by_shape(same_b.sql, same_b.tree, build, same_b.tree_text) == rerunnable(same_b.sql)
+    assert len(calls) == 2  # both fit as written (two's offsets are not one's)
+    swapped = two.tree_text.replace('"t22"', '"x"').replace('"c22"', '"t22"').replace('"x"', '"c22"')
+    other = same_b.tree_text.replace('"colname":"t44"', '"colname":"t45"')
+    for st, text in ((two, swapped), (same_b, other)):
+        assert text != st.tree_text and _shape.by_shape(st.sql, st.tree, build, text) == rerunnable(st.sql)
+    assert calls[2:] == [two.sql, same_b.sql]
+
 # (table, column): plain names, a name used twice, a schema, an unreserved keyword, names that need quotes, names
 # long enough that a derived trigger or constraint name is cut at 63 bytes (built from their own text then)
 NAMED = [("t1", "a"), ("orders", "customer_id"), ("t7", "t7"), ("s.t2", "c2"), ("t3", "name"), ("t4", '"user"'),
