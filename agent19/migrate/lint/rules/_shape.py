@@ -30,8 +30,10 @@ from agent19.migrate.patterns.sqlnames import needs_quotes
 
 T = TypeVar("T")
 
-_WORD = re.compile(r"(?<![A-Za-z0-9_$])([a-z_][a-z0-9_]*)(?![A-Za-z0-9_$])")
-"""A bare lower-case word (one group: :func:`re.split` keeps the words, at the odd places)."""
+_WORD = re.compile(r"([a-z_](?<![A-Za-z0-9_$][a-z_])[a-z0-9_]*)(?![A-Za-z0-9_$])")
+"""A bare lower-case word (one group: :func:`re.split` keeps the words, at the odd places). Its first character comes
+first, then the look behind it (the character before it is none of a word's): a pattern that starts with a class of
+characters is searched by skipping to them, where a look-behind first is tried at every position (upper-case SQL)."""
 _KEYWORDS = (frozenset(RESERVED_KEYWORDS) | frozenset(UNRESERVED_KEYWORDS) | frozenset(COL_NAME_KEYWORDS)
              | frozenset(TYPE_FUNC_NAME_KEYWORDS))
 _PREFIX = "a19x"
