@@ -181,8 +181,9 @@ def test_a_shape_fits_a_text_only_with_each_name_in_its_places():
         calls.append(sql)
         return rerunnable(sql)
 
-    one, two, same_a, same_b = parse_sql("ALTER TABLE t1 ADD COLUMN c1 integer; ALTER TABLE t22 ADD COLUMN c22 integer;"
-                                         "ALTER TABLE t3 ADD COLUMN t3 integer; ALTER TABLE t44 ADD COLUMN t44 integer;")
+    one, two, same_a, same_b = parse_sql(
+        "ALTER TABLE t1 ADD COLUMN c1 integer; ALTER TABLE t22 ADD COLUMN c22 integer;"
+        "ALTER TABLE t3 ADD COLUMN t3 integer; ALTER TABLE t44 ADD COLUMN t44 integer;")
     for st in (one, same_a):  # the shapes' builds
         assert _shape.by_shape(st.sql, st.tree, build, st.tree_text) == rerunnable(st.sql)
     assert len(calls) == 2
