@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
+from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext, deparse, typed_tree
 from agent19.migrate.patterns.sqlnames import ident
 from agent19.sqltree import qualified_name
 
@@ -25,10 +25,14 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     if con.get("skip_validation"):
         return
     name = ident(con.get("conname") or f"{domain.rpartition('.')[2]}_check")
+    try:  # the statement's own condition, so that the fix runs as written
+        condition = deparse(typed_tree(ctx.sql).def_.raw_expr)
+    except Exception:  # noqa: BLE001 - a fix is a suggestion; the finding stands without it
+        condition = "<condition>"
     yield Hit(
         f"ADD CONSTRAINT on domain {domain} checks every row of every table with a column of that type, holding a "
         "ShareLock on each table (writes wait for the scan)",
-        f"ALTER DOMAIN {domain} ADD CONSTRAINT {name} CHECK (...) NOT VALID;  -- new values only: no scan\n"
+        f"ALTER DOMAIN {domain} ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID;  -- new values only: no scan\n"
         f"-- ALTER DOMAIN ... VALIDATE CONSTRAINT scans under the same ShareLock (observed on 15): instead, put the "
         "CHECK on the table columns as NOT VALID and VALIDATE those (ShareUpdateExclusiveLock: writes go on)",
     )

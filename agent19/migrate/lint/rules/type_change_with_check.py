@@ -15,7 +15,7 @@ def _checks(ctx: StatementContext, col: str) -> list[tuple[str, str]]:
         found += [(c.name, c.definition) for c in t.constraints
                   if c.type == "check" and c.validated and col in (c.columns or [])]
     table = norm(ctx.relation or "")
-    found += [(name, "CHECK (...)") for name, cols in ctx.state.check_names.items()
+    found += [(name, "CHECK (<condition>)") for name, cols in ctx.state.check_names.items()
               if (table, col) in cols and (table, col) in ctx.state.check_columns and name not in dict(found)]
     return found
 
@@ -33,7 +33,7 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
             new_type = deparse(typed_tree(ctx.sql).cmds[sub].def_.typeName)
         except Exception:  # noqa: BLE001 — a fix is a suggestion; the finding stands without it
             new_type = "<new type>"
-        checks = _checks(ctx, col) or [("<check>", "CHECK (...)")]
+        checks = _checks(ctx, col) or [("<check>", "CHECK (<condition>)")]
         drops = ", ".join(f"DROP CONSTRAINT {ident(n) if n != '<check>' else n}" for n, _ in checks)
         adds = ", ".join(f"ADD CONSTRAINT {ident(n) if n != '<check>' else n} {d.removesuffix(' NOT VALID')} NOT VALID"
                          for n, d in checks)
