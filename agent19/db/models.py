@@ -150,7 +150,7 @@ class _Index:
     a dict lookup however many tables the database has). Holds the lists it was built from, to tell when they
     were replaced or changed length (:meth:`describes`)."""
 
-    __slots__ = ("lists", "sizes", "tables", "relations", "_joined")
+    __slots__ = ("lists", "sizes", "tables", "indexes", "relations", "_joined")
 
     def __init__(self, snap: SchemaSnapshot) -> None:
         self.lists = (snap.tables, snap.views, snap.sequences)
@@ -158,6 +158,9 @@ class _Index:
         self.tables: dict[str, list[Table]] = {}
         for t in snap.tables:  # in the snapshot's order: the first of two same-named tables is found first
             self.tables.setdefault(t.name, []).append(t)
+        self.indexes: dict[tuple[str, str], tuple[Table, Index]] = {}
+        for t in reversed(snap.tables):  # the first table holding an index so named wins, as a scan would find
+            self.indexes.update({(t.schema_name, i.name): (t, i) for i in t.indexes})
         holders: list[Table | View] = [*snap.tables, *snap.views]
         self.relations = {(r.schema_name, r.name) for r in [*holders, *snap.sequences]}
         self.relations |= {(r.schema_name, i.name) for r in holders for i in r.indexes}
@@ -211,6 +214,14 @@ class SchemaSnapshot(BaseModel):
         """Whether ``schema`` holds a relation named ``name``: a table, view, materialized view, sequence or index
         (the names a CREATE checks, and those an unqualified name is looked up among)."""
         return (schema, name) in self._names().relations
+
+    def tables_named(self, name: str) -> list[Table]:
+        """The tables named ``name`` (a raw name, unqualified), in every schema, in the snapshot's order."""
+        return list(self._names().tables.get(name, ()))
+
+    def table_index(self, schema: str, name: str) -> tuple[Table, Index] | None:
+        """The table index ``schema.name`` is on, and the index (views' indexes are not looked up here)."""
+        return self._names().indexes.get((schema, name))
 
     def table(self, name: str) -> Table | None:
         """Find a table by ``name`` or ``schema.name`` (unqualified: the first schema of :attr:`search_path` that
