@@ -10,8 +10,13 @@ read the same catalog again and again. The rule:
   scratch database). In ``execute`` mode, where agent19's own writes change the schema, every call reads afresh;
 * a schema change made by someone else shows within :data:`SNAPSHOT_TTL_S` seconds.
 
-Each caller gets its own copy (a tool may not change what another is reading). Tools that decide whether a
-statement may run (the confirmation protocol, run_sql's policies) always read the catalog afresh.
+Every caller within the TTL gets the same snapshot object, shared read-only, not a copy (a deep copy of a
+2,000-table snapshot took longer than planning a migration against it): the engine reads a snapshot and never
+changes it. What a migration does to the catalog is kept beside it, in the classification's own state
+(:class:`agent19.migrate.classification.state.MigrationState`: the relations created, dropped or renamed, the
+columns added), never written into the snapshot; code that needs a changed snapshot makes one with
+``model_copy(update=...)`` (new lists, the shared ones untouched). Tools that decide whether a statement may run
+(the confirmation protocol, run_sql's policies) always read the catalog afresh.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ _guard = threading.Lock()
 
 def cached_snapshot(dsn: str, mode: AccessMode, load: Callable[[], SchemaSnapshot]) -> SchemaSnapshot:
     """The snapshot of the database at ``dsn``: the one read less than :data:`SNAPSHOT_TTL_S` ago, else
-    ``load()`` (one reader at a time per database: calls arriving together share one read)."""
+    ``load()`` (one reader at a time per database: calls arriving together share one read). The snapshot is
+    shared with the other callers: read it, never change it."""
     if mode not in _CACHED_MODES:
         return load()
     with _guard:
@@ -43,7 +49,7 @@ def cached_snapshot(dsn: str, mode: AccessMode, load: Callable[[], SchemaSnapsho
             started = time.monotonic()  # the snapshot's age counts from before its reads began
             entry = (started, load())
             _entries[dsn] = entry
-        return entry[1].model_copy(deep=True)
+        return entry[1]
 
 
 def forget(dsn: str | None = None) -> None:

@@ -145,6 +145,42 @@ class EnumType(BaseModel):
     model_config = {"populate_by_name": True}
 
 
+class _Index:
+    """A snapshot's relations by name, for the lookups planning and linting make (a few hundred per plan, each
+    a dict lookup however many tables the database has). Holds the lists it was built from, to tell when they
+    were replaced or changed length (:meth:`describes`)."""
+
+    __slots__ = ("lists", "sizes", "tables", "indexes", "relations", "_joined")
+
+    def __init__(self, snap: SchemaSnapshot) -> None:
+        self.lists = (snap.tables, snap.views, snap.sequences)
+        self.sizes = tuple(len(x) for x in self.lists)
+        self.tables: dict[str, list[Table]] = {}
+        for t in snap.tables:  # in the snapshot's order: the first of two same-named tables is found first
+            self.tables.setdefault(t.name, []).append(t)
+        self.indexes: dict[tuple[str, str], tuple[Table, Index]] = {}
+        for t in reversed(snap.tables):  # the first table holding an index so named wins, as a scan would find
+            self.indexes.update({(t.schema_name, i.name): (t, i) for i in t.indexes})
+        holders: list[Table | View] = [*snap.tables, *snap.views]
+        self.relations = {(r.schema_name, r.name) for r in [*holders, *snap.sequences]}
+        self.relations |= {(r.schema_name, i.name) for r in holders for i in r.indexes}
+        self._joined: dict[str, list[Table]] | None = None
+
+    def describes(self, snap: SchemaSnapshot) -> bool:
+        lists = (snap.tables, snap.views, snap.sequences)
+        same = all(a is b for a, b in zip(lists, self.lists, strict=True))
+        return same and self.sizes == tuple(len(x) for x in lists)
+
+    def joined(self) -> dict[str, list[Table]]:
+        """Tables by their raw parts joined with a dot (``s.a.b``), built on the first such lookup."""
+        if self._joined is None:
+            joined: dict[str, list[Table]] = {}  # filled, then published whole (threads may share the snapshot)
+            for t in self.lists[0]:
+                joined.setdefault(f"{t.schema_name}.{t.name}", []).append(t)
+            self._joined = joined
+        return self._joined
+
+
 class SchemaSnapshot(BaseModel):
     """Everything agent19 knows about a database's schema at one moment."""
 
@@ -163,32 +199,45 @@ class SchemaSnapshot(BaseModel):
         default=None, description="the reading session's effective search_path (current_schemas(false), system "
         "schemas left out): where its unqualified names are looked up, in order; null when not read")
     role: str | None = Field(default=None, description="the reading session's current_user (search_path's $user)")
-    _relations: tuple[tuple[int, ...], set[tuple[str, str]]] | None = PrivateAttr(default=None)
+    _index: _Index | None = PrivateAttr(default=None)
+
+    def _names(self) -> _Index:
+        """The snapshot's names, gathered once and gathered again when a list of relations is replaced or grows or
+        shrinks (a copy with other lists gathers its own): the lists are read, never edited in place, by the engine
+        (a snapshot cached for several calls is shared by them, :mod:`agent19.db.catalog_cache`)."""
+        index = self._index
+        if index is None or not index.describes(self):
+            index = self._index = _Index(self)
+        return index
 
     def has_relation(self, schema: str, name: str) -> bool:
         """Whether ``schema`` holds a relation named ``name``: a table, view, materialized view, sequence or index
-        (the names a CREATE checks, and those an unqualified name is looked up among). The names are gathered once
-        per list of relations (a copy with other lists gathers its own)."""
-        lists = (id(self.tables), id(self.views), id(self.sequences))
-        if self._relations is None or self._relations[0] != lists:
-            holders = [*self.tables, *self.views]
-            names = {(r.schema_name, r.name) for r in [*holders, *self.sequences]}
-            self._relations = (lists, names | {(r.schema_name, i.name) for r in holders for i in r.indexes})
-        return (schema, name) in self._relations[1]
+        (the names a CREATE checks, and those an unqualified name is looked up among)."""
+        return (schema, name) in self._names().relations
+
+    def tables_named(self, name: str) -> list[Table]:
+        """The tables named ``name`` (a raw name, unqualified), in every schema, in the snapshot's order."""
+        return list(self._names().tables.get(name, ()))
+
+    def table_index(self, schema: str, name: str) -> tuple[Table, Index] | None:
+        """The table index ``schema.name`` is on, and the index (views' indexes are not looked up here)."""
+        return self._names().indexes.get((schema, name))
 
     def table(self, name: str) -> Table | None:
         """Find a table by ``name`` or ``schema.name`` (unqualified: the first schema of :attr:`search_path` that
         holds it, public first when that is not known), read as
         :func:`~agent19.migrate.patterns.sqlnames.split_name` reads it (``"public"."we.ird"``, ``"my.schema".t``:
         the dot inside quotes stays in its part); a raw ``s.a.b`` is found when exactly one table's parts join to
-        it."""
+        it. A lookup by name, not a scan: the tables are indexed once per snapshot."""
         from agent19.migrate.patterns.sqlnames import split_name
 
         schema, rel = split_name(name)
-        matches = [t for t in self.tables if t.name == rel and (not schema or t.schema_name == schema)]
+        index = self._names()
+        named = index.tables.get(rel, ())
+        matches = [t for t in named if t.schema_name == schema] if schema else list(named)
         if not matches and '"' not in name and name.count(".") > 1:
-            joined = [t for t in self.tables if f"{t.schema_name}.{t.name}" == name]
-            matches = joined if len(joined) == 1 else []
+            joined = index.joined().get(name, ())
+            matches = list(joined) if len(joined) == 1 else []
         if not schema and len(matches) > 1:
             path = self.search_path or ["public"]
             matches = sorted(matches, key=lambda t: path.index(t.schema_name) if t.schema_name in path else len(path))
@@ -197,3 +246,4 @@ class SchemaSnapshot(BaseModel):
     @property
     def major_version(self) -> int:
         return self.server_version // 10000
+

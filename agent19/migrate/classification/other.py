@@ -261,10 +261,8 @@ def _index_table(index: str, ctx: Context) -> str | None:
     if ctx.catalog is None:
         return None
     schema, name = split_name(index)
-    for t in ctx.catalog.tables:
-        if t.schema_name == schema and any(i.name == name for i in t.indexes):
-            return t.qualified_name
-    return None
+    found = ctx.catalog.table_index(schema, name) if schema else None
+    return found[0].qualified_name if found else None
 
 
 def _index(f: dict[str, Any], ctx: Context) -> Decision:
@@ -300,8 +298,8 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
         conc = bool(f.get("concurrent"))
         tables = [t for t in (_index_table(o, ctx) for o in objects) if t]
         notes = [] if tables else ["the index's table is unknown without a catalog"]
-        defs = [i.definition for t in (ctx.catalog.tables if ctx.catalog else []) for i in t.indexes
-                if relation_key(t.schema_name, i.name) in objects]
+        found = [ctx.catalog.table_index(*split_name(o)) if ctx.catalog else None for o in objects]
+        defs = [f[1].definition for f in found if f]
         inverse = "; ".join(defs) if defs and len(defs) == len(objects) else None
         return Decision("drop_index.concurrently" if conc else "drop_index", tables or objects, notes=notes,
                         inverse=inverse, reversible=inverse is not None)

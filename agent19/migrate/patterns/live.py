@@ -217,7 +217,7 @@ def find_table(catalog: SchemaSnapshot | None, name: str) -> Table | None:
     if catalog is None:
         return None
     schema, rel = split_name(name)
-    matches = [t for t in catalog.tables if t.name == rel and schema in (None, t.schema_name)]
+    matches = [t for t in catalog.tables_named(rel) if schema in (None, t.schema_name)]
     path = catalog.search_path or ["public"]
     return min(matches, key=lambda t: path.index(t.schema_name) if t.schema_name in path else len(path), default=None)
 
