@@ -73,8 +73,8 @@ def test_a_calibrated_rewrite_follows_the_row_width_of_each_table(dsn):
             op.duration_basis, op.duration_basis
         assert "index(es)" in op.duration_basis and "temporary" not in op.duration_basis  # a superuser may CREATE
     # ~1.3 kB per row against ~40 bytes: the server copies the wide rows several times more slowly (about 3.5×
-    # idle; the bound leaves room for a loaded machine)
-    assert _per_row(wide) > 2 * _per_row(narrow), (narrow.duration_basis, wide.duration_basis)
+    # idle, 1.9× seen with 8 jobs on 2 cores; the bound only asks that each table has its own, slower, rate)
+    assert _per_row(wide) > 1.25 * _per_row(narrow), (narrow.duration_basis, wide.duration_basis)
     assert plan.estimated_seconds == sum(o.estimated_seconds for o in plan.operations)
     assert CALIBRATED in plan.estimated_duration and "assum" not in plan.estimated_duration
     item = _review(plan)
