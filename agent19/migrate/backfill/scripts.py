@@ -97,7 +97,7 @@ BEGIN
   VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
           ARRAY[{literal(key)}])
   -- a finished checkpoint is walked again from the start: a CALL after it (the migration rolled back and run
-  -- again) must fill what is missing now — the WHERE skips rows already done; an unfinished one resumes
+  -- again) must fill what is missing now: the WHERE skips rows already done; an unfinished one resumes
   ON CONFLICT (name) DO UPDATE SET last_key = NULL, finished_at = NULL, started_at = now(), updated_at = now()
    WHERE {cp}.finished_at IS NOT NULL;
   IF _a19_commit THEN COMMIT; END IF;
