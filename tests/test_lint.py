@@ -263,3 +263,16 @@ def test_code_lint_cannot_read_is_flagged_with_the_dry_run_as_the_fix():
     assert found == [[("A19048", "info")], [("A19048", "warning")], [("A19048", "warning")], [], []], found
     first = report.statements[0].findings[0]
     assert "app.drop_victim()" in first.message and "agent19 dry-run" in (first.fix or "")
+
+
+def test_a_schema_qualified_function_call_anywhere_is_flagged_and_built_ins_are_not():
+    """Review r24b D5: only a bare SELECT f() was flagged; a call in a FROM, INSERT ... SELECT, SET, a CTE or a
+    DEFAULT runs the same unread code."""
+    report = lint_sql("SELECT * FROM app.drop_victim();\nINSERT INTO app.t SELECT 1 FROM app.drop_victim();\n"
+                      "UPDATE app.t SET v = app.drop_victim()::text;\n"
+                      "WITH x AS (SELECT app.drop_victim()) SELECT * FROM x;\n"
+                      "ALTER TABLE app.t ADD COLUMN w text DEFAULT app.drop_victim();\n"
+                      "UPDATE app.t SET v = lower(v);\nSELECT count(*) FROM app.t;\n", pg_version=150000)
+    flagged = [any(f.rule == "A19048" and "app.drop_victim()" in f.message for f in s.findings)
+               for s in report.statements]
+    assert flagged == [True, True, True, True, True, False, False], flagged
