@@ -123,7 +123,7 @@ def _statement_line(s: object) -> str:
         lines.append(f"       ERROR at line {s.error.line}: {s.error.message}")
     if s.untested:
         lines.append(f"       could not test: {s.untested}")
-    if s.note and s.ran_in != "transaction":
+    if s.note:  # where it ran and why; or that it ran code agent19 cannot read (--allow-unreadable-code)
         lines.append(f"       {s.note}")
     return "\n".join(lines)
 
@@ -209,6 +209,8 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
 
         ctx.progress(len(up), None, "verifying the rollback")
         result.rollback = verify_rollback(ctx.db, up, down)
+        result.findings += [Finding(kind="unreadable_code_ran", severity="info", message=f"rollback check: {note}")
+                            for note in result.rollback.notes]
         if result.rollback.untested:  # not proven, not failed either
             result.findings.append(Finding(kind="not_tested", severity="warning", message=result.rollback.summary))
             result.complete = False
@@ -288,7 +290,8 @@ class RollbackArgs(BaseModel):
     positional=("up", "down"),
     mode=AccessMode.DRY_RUN,
     read_only=False,
-    render_text=lambda r: "\n".join([r.summary, *(f"  {d}" for d in r.differences)]),
+    render_text=lambda r: "\n".join([r.summary, *(f"  {d}" for d in r.differences),
+                                      *(f"  note: {n}" for n in r.notes)]),
     exit_code=lambda r: 0 if r.verified else 1,
     examples=("agent19 rollback-check 0042_orders.up.sql --mode dry-run",
               "agent19 rollback-check V42__orders.sql U42__orders.sql --mode dry-run"),

@@ -25,7 +25,8 @@ database, where statements *commit*, would keep — what a statement does to the
   or is written in a language the guard cannot read (C outside an extension, untrusted PLs…): not run,
   reported as not tested (``untested``: not a failure, not a pass) with why; statements that then fail
   for want of what it would have made say "depends on statement N". Default-deny: the operator's
-  ``--allow-unreadable-code`` lets unreadable code run (``setval`` never), under the checks below.
+  ``--allow-unreadable-code`` lets unreadable code run (``setval`` never), under the checks below; such a
+  statement's result says so (a note and an ``info`` finding: :func:`agent19.safety.trial.allowed_note`).
 * **At run time** (:func:`shared_writes`): whatever a statement hides (a ``DO`` block, a function,
   a trigger) it cannot write a shared catalog without the server showing a lock on it. A statement
   that did is rolled back to its savepoint (in the target) or its transaction (in a scratch
@@ -219,8 +220,11 @@ class Blocked(BaseModel):
     untested: bool = False
 
 
-def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Statement]) -> dict[int, Blocked]:
-    """Decide, before anything runs, which statements a dry run must not run (by ``Statement.index``).
+def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Statement]
+           ) -> tuple[dict[int, Blocked], dict[int, str]]:
+    """Decide, before anything runs, which statements a dry run must not run (by ``Statement.index``); and, by
+    the same index, the note of each that will run code agent19 cannot read because the operator opted in
+    (``--allow-unreadable-code``).
 
     ``conn`` reads the target's catalog (autocommit, outside the dry run's transaction).
     """
@@ -243,4 +247,4 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
                                           refused=False, untested=True)
         else:
             blocked[stmt.index] = Blocked(note=f"refused in a dry run: {why}", refused=True)
-    return blocked
+    return blocked, catalog.allowed

@@ -60,7 +60,8 @@ class StatementResult(BaseModel):
     sql: str
     kind: str | None = Field(default=None, description="the classification's kind, e.g. create_index")
     ran_in: RanIn
-    note: str | None = Field(default=None, description="why it ran where it did, or why it was skipped")
+    note: str | None = Field(default=None, description="why it ran where it did, or why it was skipped; that it "
+                             "ran code agent19 cannot read (--allow-unreadable-code)")
     duration_ms: float | None = None
     rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
     locks: list[HeldLock] = Field(default=[], description="locks this statement took (relation, mode)")
@@ -111,7 +112,7 @@ class StatementResult(BaseModel):
 class Finding(BaseModel):
     kind: Literal["lock_mismatch", "not_observed", "not_tested", "rewrite_mismatch", "statement_error",
                   "check_failed", "target_changed", "skipped", "rollback_not_verified",
-                  "dropped_out_of_sight"]
+                  "dropped_out_of_sight", "unreadable_code_ran"]
     severity: Literal["error", "warning", "info"]
     statement: int | None = None
     file: str | None = None
@@ -156,6 +157,8 @@ class RollbackResult(BaseModel):
     scratch: ScratchInfo | None = None
     untested: str | None = Field(default=None, description="why the rollback could not be tested (then not "
                                  "verified, and not failed either)")
+    notes: list[str] = Field(default=[], description="statements that ran code agent19 cannot read because "
+                             "--allow-unreadable-code is set: what they did outside the transaction is not known")
     summary: str
 
 

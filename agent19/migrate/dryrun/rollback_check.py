@@ -6,10 +6,13 @@ each statement commits and the database is dropped afterwards. Either way nothin
 
 "Verified" means the catalog after up+down equals the catalog before (tables, columns with types,
 defaults and nullability, constraints, indexes, triggers, views, sequences, enum values —
-:mod:`agent19.migrate.dryrun.schema_diff`). Column order and sequence positions are reported as ``info``
-and do not fail the check. Data is not compared. A statement the dry-run screen does not run as untestable
-(``setval``, code agent19 cannot read: :mod:`agent19.safety.trial`) makes the result "could not test", never
-"verified".
+:mod:`agent19.migrate.dryrun.schema_diff`). Column order and a sequence moved forward (``nextval``: gaps) are
+reported as ``info`` and do not fail the check; a sequence up+down left moved *backward* (a ``RESTART`` the down
+does not undo, a ``setval`` by a path the screen does not see) is an error — the rollback did not restore it,
+and ``nextval`` would hand out numbers already used — as in the dry run. Data is not compared. A statement the
+dry-run screen does not run as untestable (``setval``, code agent19 cannot read: :mod:`agent19.safety.trial`)
+makes the result "could not test", never "verified"; one that ran code agent19 cannot read because the operator
+set ``--allow-unreadable-code`` is named in ``notes``.
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[State
     after_up = snapshot(conn)
     errors += _apply(conn, down, savepoints, blocked[1])
     end = snapshot(conn)
-    return diff_snapshots(start, end), len(errors_only(diff_snapshots(start, after_up))), errors
+    # a sequence up+down left set back (an ALTER SEQUENCE … RESTART the down does not undo, a setval the screen
+    # did not see) is not restored: an error, as in the dry run
+    return (diff_snapshots(start, end, backward_is_error=True, backward_cause="the rollback did not restore it"),
+            len(errors_only(diff_snapshots(start, after_up))), errors)
 
 
 def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) -> RollbackResult:
@@ -73,7 +79,10 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
     db.require(AccessMode.DRY_RUN, "verifying a rollback")
     with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
         refuse_standby(target, "verifying a rollback")
-        blocked = (screen(db, target, up), screen(db, target, down))
+        (up_blocked, up_ran), (down_blocked, down_ran) = screen(db, target, up), screen(db, target, down)
+        blocked = (up_blocked, down_blocked)
+    notes = [f"{side} statement {i + 1}: {note}" for side, ran in (("up", up_ran), ("down", down_ran))
+             for i, note in sorted(ran.items())]
     scratch_info = None
     unfaithful: list[str] = []
     if has_non_transactional([*up, *down]):
@@ -104,12 +113,12 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
                for i, b in sorted(screened.items()) if b.untested]
     if verified and not_run:  # a statement not run (setval, code agent19 cannot read) proves nothing either way
         return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
-                              errors=errors, scratch=scratch_info, untested=not_run[0],
+                              errors=errors, scratch=scratch_info, untested=not_run[0], notes=notes,
                               summary=f"could not test the rollback: {not_run[0]}")
     if where == "scratch" and unfaithful and errors and all(e.sqlstate in MISSING_OBJECT for e in errors):
         why = f"no faithful scratch copy of the target ({'; '.join(unfaithful)}); there: {errors[0].message}"
         return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
-                              errors=errors, scratch=scratch_info, untested=why,
+                              errors=errors, scratch=scratch_info, untested=why, notes=notes,
                               summary=f"could not test the rollback: {why}")
     if verified and up_changes == 0:
         summary = "rollback verified (the up migration changed no schema; data changes are not compared)"
@@ -121,4 +130,4 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
     else:
         summary = "rollback not verified: " + "; ".join(str(d) for d in failing)
     return RollbackResult(verified=verified, where=where, differences=differences, up_changes=up_changes,
-                          errors=errors, scratch=scratch_info, summary=summary)
+                          errors=errors, scratch=scratch_info, notes=notes, summary=summary)

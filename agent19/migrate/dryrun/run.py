@@ -323,7 +323,7 @@ def dry_run(
         side = ClusterSide(db)  # leftovers dropped and the cluster fingerprinted on its own session, meanwhile:
         before = catalog_snapshot(conn, early)  # with the kept schema dump's digest, when there is one
         preds = predict(statements, before)
-        blocked = screen(db, conn, statements)
+        blocked, allowed = screen(db, conn, statements)
         leftovers, cluster_before = side.before(conn)
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         if early is not None:
@@ -412,6 +412,10 @@ def dry_run(
         elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
             findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"not run: {res.note}"))
+        if ran := allowed.get(res.index):  # it ran (never blocked) because --allow-unreadable-code is set
+            res.note = f"{res.note}; {ran}" if res.note else ran
+            findings.append(Finding(kind="unreadable_code_ran", severity="info", statement=res.index, file=res.file,
+                                    line=res.line, message=ran))
     statement_failed = any(r.error or r.untested for r in results)
     following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
     for c in check_results:

@@ -9,7 +9,8 @@ validity), triggers, views, sequences (type, increment, maximum) and enum values
 Not compared, because they are statistics rather than schema: sizes, row estimates, index scans.
 A sequence's position (``last_value``, ``is_called``) is reported: moved forward as ``info`` (``nextval``
 is not transactional; gaps are normal), moved backward as an error when the caller asks (a dry run:
-``setval`` or a restart that reached the target outside the transaction).
+``setval`` or a restart that reached the target outside the transaction; a rollback check: up+down left it set
+back).
 """
 
 from __future__ import annotations
@@ -65,12 +66,13 @@ def _compare(
     return common
 
 
-def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool) -> list[Difference]:
+def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause: str) -> list[Difference]:
     """A sequence's position, compared: ``last_value`` is None when ``is_called`` is false (never called, or set
     back to its start: ``setval(s, v, false)``, ``RESTART``) or when the login may not read it (then it is None
     both times). Forward — ``nextval`` handed numbers out and PostgreSQL does not roll that back; gaps are
     normal — is ``info``. Backward (against the increment, or to not-called) hands out numbers again: an error
-    when ``backward_is_error`` (a dry run: the target must stay as it was)."""
+    when ``backward_is_error`` (a dry run: the target must stay as it was; a rollback check: up+down must leave
+    it where it was); ``cause``: the likely cause, in the detail."""
     if a.last_value == b.last_value:
         return []
     step = 1 if b.increment >= 0 else -1
@@ -80,16 +82,15 @@ def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool) -> l
     if backward:
         return [Difference(kind="sequence", object=name, change="changed",
                            severity="error" if backward_is_error else "info",
-                           detail=f"{detail}: moved backward (setval outside the transaction?), so nextval will hand "
-                           "out numbers already used")]
+                           detail=f"{detail}: moved backward ({cause}), so nextval will hand out numbers already used")]
     return [Difference(kind="sequence", object=name, change="changed", severity="info",
                        detail=f"{detail} (nextval is not rolled back by PostgreSQL; gaps are normal)")]
 
 
-def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *,
-                   backward_is_error: bool = False) -> list[Difference]:
+def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is_error: bool = False,
+                   backward_cause: str = "setval outside the transaction?") -> list[Difference]:
     """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal. ``backward_is_error``:
-    a sequence set back is an error, not ``info`` (:func:`_position`)."""
+    a sequence set back is an error, not ``info`` (:func:`_position`); ``backward_cause`` says why, in its detail."""
     out: list[Difference] = []
     for name in sorted(set(before.schemas) - set(after.schemas)):
         out.append(Difference(kind="schema", object=name, change="removed", detail="missing"))
@@ -133,7 +134,7 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *,
     seq_a = _keyed(before.sequences, lambda s: f"{s.schema_name}.{s.name}")
     seq_b = _keyed(after.sequences, lambda s: f"{s.schema_name}.{s.name}")
     for name in _compare("sequence", seq_a, seq_b, ("data_type", "increment", "max_value", "owned_by"), out):
-        out += _position(name, seq_a[name], seq_b[name], backward_is_error)
+        out += _position(name, seq_a[name], seq_b[name], backward_is_error, backward_cause)
     enums_a = _keyed(before.enums, lambda e: f"{e.schema_name}.{e.name}")
     enums_b = _keyed(after.enums, lambda e: f"{e.schema_name}.{e.name}")
     _compare("enum", enums_a, enums_b, ("values",), out, describe=lambda e: ", ".join(e.values))
