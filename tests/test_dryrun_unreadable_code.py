@@ -222,3 +222,85 @@ def test_a_function_created_earlier_in_the_migration_is_read_too(app):
     assert "EXECUTE in add_note (created earlier in this migration)" in (call.untested or ""), call
     assert "function rewind (created earlier in this migration) calls setval()" in (call2.untested or ""), call2
     assert _last_value(app) == (1000, True)
+
+
+def test_code_run_by_the_operators_opt_in_is_named_in_the_result(app):
+    """--allow-unreadable-code runs the code, and the result says which statement ran what agent19 could not read
+    (a note and an info finding, in the JSON and the text) — a pass that does not prove that code harmless."""
+    from agent19.tools.dryrun import render_dry_run
+
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION add_note() RETURNS void LANGUAGE plpgsql AS "
+                  "$$ BEGIN EXECUTE 'ALTER TABLE customers ADD COLUMN note text'; END $$")
+    r = _dry_run(app, "SELECT add_note();\nCREATE INDEX customers_note ON customers (note);\n",
+                 allow_unreadable_code=True)
+    call, index = r.statements
+    expected = ("ran code agent19 cannot read (EXECUTE in public.add_note) because --allow-unreadable-code is set: "
+                "what it did outside the transaction is not known")
+    assert call.ran_in == "transaction" and call.error is None and not call.untested, call
+    assert call.note == expected and index.note is None, (call.note, index.note)
+    ran = [f for f in r.findings if f.kind == "unreadable_code_ran"]
+    assert [(f.severity, f.statement, f.message) for f in ran] == [("info", 0, expected)], r.findings
+    assert r.passed and r.summary.startswith("PASSED"), r.summary
+    assert expected in r.model_dump_json() and render_dry_run(r).count(expected) == 2  # the statement, the finding
+
+
+def test_the_opt_in_never_runs_a_statement_whose_code_also_calls_setval(app):
+    """kill_peers (EXECUTE: unreadable, the opt-in would let it run) is followed before reset_static (setval)."""
+    r = _dry_run(app, "SELECT kill_peers(), reset_static()", allow_unreadable_code=True)
+    (res,) = r.statements
+    assert res.ran_in == "skipped" and "setval()" in (res.untested or ""), res
+    assert _last_value(app) == (1000, True)
+
+
+@pytest.mark.parametrize(("sql", "runs"), [
+    ("SELECT app.f()", True),  # other.f reads SQL built at run time; app.f is the one called
+    ("SELECT other.f()", False),
+    ("SELECT f()", True),  # unqualified: public.f, on the login's search_path (other is not)
+    ("SELECT calls_app_f()", True),  # a body naming app.f()
+    ("SELECT calls_other_f()", False),
+    ("SET search_path = other, public;\nSELECT f();", False),  # the migration moves the path: any schema
+], ids=["app.f", "other.f", "unqualified", "body_app.f", "body_other.f", "search_path_set"])
+def test_called_functions_are_resolved_by_schema_as_the_server_would(app, sql, runs):
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE SCHEMA app; CREATE SCHEMA other;"
+                  "CREATE FUNCTION app.f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;"
+                  "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;"
+                  "CREATE FUNCTION other.f() RETURNS int LANGUAGE plpgsql AS "
+                  "$$ BEGIN EXECUTE 'SELECT 3'; RETURN 3; END $$;"
+                  "CREATE FUNCTION calls_app_f() RETURNS int LANGUAGE sql AS $$ SELECT app.f() $$;"
+                  "CREATE FUNCTION calls_other_f() RETURNS int LANGUAGE sql AS $$ SELECT other . f () $$")
+    r = _dry_run(app, sql)
+    res = r.statements[-1]
+    if runs:
+        assert res.ran_in == "transaction" and res.error is None and not res.untested, res
+        assert r.summary.startswith("PASSED"), r.summary
+    else:
+        assert res.ran_in == "skipped" and "EXECUTE in other.f" in (res.untested or ""), res
+        assert r.summary.startswith("COULD NOT TEST"), r.summary
+
+
+@pytest.mark.parametrize(("up", "down", "verified"), [
+    ("ALTER SEQUENCE customers_id_seq RESTART WITH 1", "SELECT 1", False),
+    ("INSERT INTO customers (email) VALUES ('new@x.org')", "DELETE FROM customers WHERE email = 'new@x.org'", True),
+], ids=["restart_not_undone", "nextval_forward"])
+def test_the_rollback_check_reports_a_sequence_left_moved_backward(app, up, down, verified):
+    """As the dry run does: a sequence up+down set back is not restored (nextval would hand out ids already in
+    customers); one moved forward by nextval is a gap (info). As the application's role, not a superuser."""
+    from agent19.migrate.dryrun.rollback_check import verify_rollback
+
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        r = verify_rollback(db, parse_sql(up), parse_sql(down))
+    finally:
+        db.close()
+    (moved,) = [d for d in r.differences if d.kind == "sequence"]
+    assert moved.object == "public.customers_id_seq", moved
+    if verified:
+        assert r.verified and moved.severity == "info" and "gaps are normal" in moved.detail, r
+    else:
+        assert not r.verified and moved.severity == "error", r
+        assert moved.detail == ("last_value 1000 → not called: moved backward (the rollback did not restore it), so "
+                                "nextval will hand out numbers already used"), moved.detail
+        assert r.summary == f"rollback not verified: {moved}", r.summary
+    assert _last_value(app) == ((1001, True) if verified else (1000, True))  # the restart was rolled back
