@@ -47,6 +47,25 @@ def test_bad_dsn_is_one_clear_line_without_password():
     assert len(lines) == 1, out.stderr
     assert lines[0].startswith("agent19: error: connection refused: ")  # what happened, first
     assert "TopSecret42" not in out.stderr + out.stdout
+    # what to do, for a person at a terminal: a one-shot command has no "next call" (an MCP server's wording)
+    assert lines[0].endswith("check that the server is running and listens on that host and port; then run the "
+                             "command again"), lines[0]
+
+
+def test_a_connection_error_tells_an_mcp_client_its_next_call_tries_again():
+    """The same failure outside the CLI (an MCP server's tool call): the server connects again on the next call."""
+    from agent19.db.connection import Database
+    from agent19.errors import DatabaseUnavailable
+    from tests.conftest import session_settings
+
+    db = Database(session_settings(dsn="postgresql://me:TopSecret42@127.0.0.1:1/db"))
+    try:
+        db.connect()
+        raise AssertionError("connected to port 1")
+    except DatabaseUnavailable as exc:
+        assert str(exc).endswith("; the next call will try again") and "run the command" not in str(exc), exc
+    finally:
+        db.close()
 
 
 def test_invalid_setting_names_it():

@@ -33,6 +33,7 @@ from agent19.config import AccessMode, Secret, Settings
 from agent19.db.embedded import start_embedded
 from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text
 from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
+from agent19.tool_names import at_cli
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +172,9 @@ class Database:
         # libpq's text repeats "connection to server at … failed:"; keep what the server or network said
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()] or [type(exc).__name__]
         reason = self.redact(lines[0].rsplit(" failed: ", 1)[-1])
-        return DatabaseUnavailable(f"{what}: {reason} (PostgreSQL at {self.display_dsn})",
-                                   f"{hint}; the next call will try again")
+        # an MCP server's next tool call connects again; a command at the CLI ends here: the hint is what to do
+        again = "then run the command again" if at_cli() else "the next call will try again"
+        return DatabaseUnavailable(f"{what}: {reason} (PostgreSQL at {self.display_dsn})", f"{hint}; {again}")
 
     def _renew_pool(self) -> None:
         """Replace a pool that may be backing off after failed reconnects, once the server answers a direct
