@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from agent19.errors import Agent19Error, InputError, StatementNote
+from agent19.migrate.classification.existence import missing_relations
 from agent19.migrate.classification.state import Context as ClassifyContext
 from agent19.migrate.classification.state import MigrationState as ClassifyState
 from agent19.migrate.classification.state import one_session
@@ -305,10 +306,13 @@ def _lint(
             for stmt, group in zip(migration.statements, groups, strict=True):
                 with session:
                     held = stmt.hold_tree()  # decoded at parse (a small text): left so for the caller
+                    # connected: what it needs that is not there, before its classification records its drops
+                    missing = missing_relations(stmt.node, stmt.fields, session.ctx) if catalog is not None else ()
                     ops = classify([stmt], catalog=catalog, pg_version=version, state=classify_state)
                     if operations is not None:
                         operations.extend(ops)
-                    ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume)
+                    ctx = StatementContext(stmt, ops, migration, group, version, catalog, state, assume=assume,
+                                           missing=missing)
                     silenced = _ignored_rules(lines, stmt.line, stmt.sql)
                     findings: list[Finding] = []
                     kind = (stmt.node, frozenset([s for _, s, _ in ctx.alter_cmds()])

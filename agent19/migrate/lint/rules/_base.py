@@ -14,7 +14,7 @@ about blocking skip such tables (:meth:`StatementContext.is_new`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar
 
@@ -29,6 +29,7 @@ from agent19.sqltree import walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot, Table
+    from agent19.migrate.classification.existence import Missing
 
 _T = TypeVar("_T")
 Severity = Literal["error", "warning", "info"]
@@ -122,6 +123,9 @@ class StatementContext:
     state: MigrationState
     assume: frozenset[str] = frozenset()
     """what the team states it knows (``--assume`` / ``[lint] assume``; see agent19.migrate.lint.config)"""
+    missing: Sequence[Missing] = ()
+    """connected: the relations the statement needs that will not exist when it runs
+    (:func:`~agent19.migrate.classification.existence.missing_relations`)"""
 
     # -- the parse tree ---------------------------------------------------------------------
     @_once  # read by most rules: then a plain attribute
@@ -262,6 +266,9 @@ class Rule:
     """the statement types (top-level parse nodes, e.g. ``AlterTableStmt``) ``check`` can find anything in; the
     engine calls it only for those (empty: every statement). tests/test_lint_dispatch.py runs every rule on every
     statement of the corpora to prove a declaration leaves nothing out."""
+    live: bool = False
+    """finds something only with the database's catalog (connected): the tests lint its examples against an empty
+    catalog"""
     subcommands: tuple[str, ...] = ()
     """for an ``AlterTableStmt``: the sub-command types (``AlterTableCmd`` subtypes, e.g. ``AT_AddColumn``) ``check``
     can find anything in; the engine calls it only for an ALTER TABLE with one of them (empty: every one; statements
