@@ -147,3 +147,18 @@ def test_a_failed_dry_run_says_which_statement_failed_and_why(dsn, tmp_path):
     for line in findings:  # each finding says what, after its place (if any)
         severity, _, rest = line.partition(": ")
         assert rest.strip() and rest.strip() not in (str(migration), f"{migration}:2") and "  " not in line, line
+
+
+def test_a_failed_statements_locks_are_not_compared(dsn, tmp_path):
+    """A statement that failed took no locks to compare with the prediction: its error is the finding, not a lock
+    "[MISMATCH]" (observed -, predicted RowExclusiveLock), nor a prediction mismatch in the summary."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE a (id int PRIMARY KEY)")
+    migration = tmp_path / "fails.sql"
+    migration.write_text("INSERT INTO a VALUES (1), (1);\n")
+    out = agent19("dry-run", str(migration), "--dsn", dsn, "--mode", "dry-run")
+    assert out.returncode == 1, out.stderr
+    assert "MISMATCH" not in out.stdout and "0 prediction mismatch(es)" in out.stdout, out.stdout
+    assert "lock public.a: not observed (not compared: the statement failed), predicted RowExclusiveLock" in \
+        out.stdout, out.stdout
+    assert 'duplicate key value violates unique constraint "a_pkey"' in out.stdout, out.stdout

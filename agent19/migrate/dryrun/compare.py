@@ -59,10 +59,13 @@ def compare(res: StatementResult, ops: list[Operation], existing: set[str], node
     A relation whose strongest mode is hidden by a lock an earlier statement holds is "not observed",
     never compared: only a mode seen to be stronger than the prediction is a certain disagreement."""
     predicted = predicted_locks(ops)
-    if res.untested:
+    # untested, or failed (what a failed statement held is not what it takes when it succeeds: its error is the
+    # finding): its predictions are shown, never compared
+    why = f"could not test: {res.untested}" if res.untested else "not compared: the statement failed" \
+        if res.error is not None else None
+    if why is not None:
         res.lock_comparison = [LockComparison(relation=rel, predicted=mode, observed=None, agrees=None,
-                                              not_observed=f"could not test: {res.untested}")
-                               for rel, mode in sorted(predicted.items())]
+                                              not_observed=why) for rel, mode in sorted(predicted.items())]
         return []
     observed: dict[str, str] = {}
     for lk in res.locks:
