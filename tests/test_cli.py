@@ -162,3 +162,19 @@ def test_a_failed_statements_locks_are_not_compared(dsn, tmp_path):
     assert "lock public.a: not observed (not compared: the statement failed), predicted RowExclusiveLock" in \
         out.stdout, out.stdout
     assert 'duplicate key value violates unique constraint "a_pkey"' in out.stdout, out.stdout
+
+
+def test_confirm_names_a_called_function_as_a_function(dsn):
+    """Step 1 of `agent19 confirm` for a function call: its maintenance-window item says the function is called
+    (what it locks is unknown), not that the statement locks "app.drop_victim" as a table and that confirming locks
+    "those tables" in SHARE mode (nothing is locked before a function call)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA app; CREATE TABLE app.victim (id int); CREATE FUNCTION app.drop_victim() RETURNS "
+                     "void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DROP TABLE app.victim'; END $$")
+    out = agent19("confirm", "SELECT app.drop_victim()", "--dsn", dsn, "--mode", "execute", "--format", "json")
+    report = json.loads(out.stdout)["report"]
+    window = next(i["detail"] for i in report["checklist"] if i["item"] == "maintenance window")
+    assert window.startswith("the statement calls function app.drop_victim"), window
+    assert "locks on app.drop_victim" not in window and "SHARE mode" not in window, window
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('app.victim') IS NOT NULL").fetchone() == (True,)

@@ -68,9 +68,26 @@ def phrase(finding: Finding, impact: Impact) -> str:
     return f"Confirmed: {subject} with {deps} dependent objects, proceed with {action}."
 
 
-def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
+def _window(finding: Finding) -> str:
+    """What the statement locks, as far as its text says, and what confirming locks before it (the tables at stake:
+    :func:`agent19.safety.execution._lock`); a called function's locks are its code's, unknown before it runs."""
     row_level = {"delete_all", "update_all", "mass_delete", "mass_update"}
     lock = "ACCESS EXCLUSIVE" if finding.kind not in row_level else "ROW EXCLUSIVE (row locks)"
+    functions = [t.name for t in finding.targets if t.kind == "function"]
+    named = [t for t in finding.targets if t.kind != "function"]
+    tables = list(dict.fromkeys(t.name for t in named if t.kind in {"table", "column"}))
+    parts = [f"the statement calls function {', '.join(functions)}: what its code locks (ACCESS EXCLUSIVE on "
+             "anything it drops or alters) is known only when it runs"] if functions else []
+    if named or not functions:
+        subject = ", ".join(f"{t.name}.{t.column}" if t.column else t.name for t in named)
+        parts.append(f"the statement takes {lock} locks on {subject or 'what it touches'}")
+    if tables:
+        parts.append(f"before it, confirming locks {'that table' if len(tables) == 1 else 'those tables'} in SHARE "
+                     "mode (writes wait, reads go on) while it counts their rows exactly")
+    return "; ".join(parts)
+
+
+def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
     return [
         ChecklistItem(item="a recent backup exists", status="known" if impact.backup.known else "unknown",
                       detail=impact.backup.detail),
@@ -80,10 +97,7 @@ def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
                       detail="after COMMIT this cannot be undone by PostgreSQL; the archive option keeps a copy "
                       "of the rows in this database, pg_dump keeps one outside it"),
         ChecklistItem(item="approval", status="to confirm", detail="the owner of the data has agreed"),
-        ChecklistItem(item="maintenance window", status="to confirm",
-                      detail=f"the statement takes {lock} locks on {_subject(finding) or 'what it touches'}; "
-                      "before it, confirming locks those tables in SHARE mode (writes wait, reads go on) while it "
-                      "counts their rows exactly"),
+        ChecklistItem(item="maintenance window", status="to confirm", detail=_window(finding)),
     ]
 
 
