@@ -178,3 +178,16 @@ def test_confirm_names_a_called_function_as_a_function(dsn):
     assert "locks on app.drop_victim" not in window and "SHARE mode" not in window, window
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT to_regclass('app.victim') IS NOT NULL").fetchone() == (True,)
+
+
+def test_two_statements_to_sql_are_unusable_input_in_every_mode(dsn):
+    """README's exit codes: 2 for unusable input. Two statements where one is taken are that in every mode (read-only
+    said 1, "found problems", as if the guard had refused a writer); nothing runs."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (id int)")
+    for mode in ("read-only", "dry-run", "execute"):
+        out = agent19("sql", "SELECT 1; INSERT INTO t VALUES (1)", "--mode", mode, "--dsn", dsn)
+        assert out.returncode == 2, (mode, out.returncode, out.stderr)
+        assert "2 statements given; `agent19 sql` runs one statement per call" in out.stderr, (mode, out.stderr)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)

@@ -97,12 +97,12 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     mode = ctx.settings.mode
     db = ctx.db
     statements = gate.parse_input(args.sql)
-    if mode is AccessMode.READ_ONLY:
-        return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
-    if len(statements) != 1:
+    if len(statements) != 1:  # unusable input in every mode (exit status 2), before the read-only guard's refusal
         raise InputError(f"{len(statements)} statements given; {tool_names.tool('run_sql')} runs one statement "
                          "per call",
                          "send each statement in its own call; nothing was run")
+    if mode is AccessMode.READ_ONLY:
+        return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     st = statements[0]
     if st.node == "TransactionStmt":
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each "
