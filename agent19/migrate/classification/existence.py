@@ -8,16 +8,18 @@ an unqualified one on the search path in force (:meth:`~.state.Context.search_pa
 search_path, else the login's). A relation exists when an earlier statement of the migration made it (CREATE,
 RENAME TO, SET SCHEMA) or the catalog has it and no earlier statement dropped or renamed it away.
 
-Offline (no catalog), with a catalog read for one schema or table only, or without the login's search_path (for an
-unqualified name), nothing is known: nothing is reported. Names starting with ``pg_`` unqualified are left alone
-(the system catalog, searched first, is not in the snapshot), and indexes and sequences are not checked (a CREATE
-TABLE makes them without naming them).
+Offline (no catalog), with a catalog read for one schema or table only, without the login's search_path (for an
+unqualified name), or after a statement that runs code or makes relations it does not name (DO, CALL, ``SELECT
+f()``, CREATE EXTENSION, IMPORT FOREIGN SCHEMA, CREATE SCHEMA … CREATE TABLE), nothing is known: nothing is
+reported. Names starting with ``pg_`` unqualified are left alone (the system catalog, searched first, is not in
+the snapshot), and indexes and sequences are not checked (a CREATE TABLE makes them without naming them).
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from agent19.migrate.classification.state import Context
 from agent19.migrate.patterns.sqlnames import relation_key
 
@@ -26,6 +28,8 @@ _KINDS = {"OBJECT_TABLE": "table", "OBJECT_VIEW": "view", "OBJECT_MATVIEW": "mat
 """the object types checked, and how a message names them"""
 _RENAMED_ON = {**_KINDS, "OBJECT_COLUMN": "", "OBJECT_TABCONSTRAINT": "table"}
 """RENAME of these needs its relation (a column's: of the relation type the statement names)"""
+_KNOWN = VOLATILE_FUNCTIONS | NON_VOLATILE_FUNCTIONS
+"""built-ins whose effect is known: calling them makes no relation"""
 
 
 class Missing(NamedTuple):
@@ -97,12 +101,38 @@ def _made(node: str, f: dict[str, Any]) -> list[tuple[str, str]]:
     return [("pg_temp" if rv.get("relpersistence") == "t" else rv.get("schemaname"), rv.get("relname", ""))]
 
 
+def _opaque(node: str, f: dict[str, Any]) -> bool:
+    """The statement runs code, or makes relations it does not name: later names may be its."""
+    if node in ("DoStmt", "CallStmt", "CreateExtensionStmt", "ImportForeignSchemaStmt", "ExecuteStmt"):
+        return True
+    if node == "CreateSchemaStmt":
+        return bool(f.get("schemaElts"))
+    if node != "SelectStmt" or f.get("fromClause"):  # SELECT f(): called for what it does
+        return False
+    stack: list[Any] = [f]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            call = item.get("FuncCall")
+            if call is not None:  # a built-in whose effect is known (setval, pg_advisory_lock…) makes nothing
+                name = ".".join(p.get("String", {}).get("sval", "") for p in call.get("funcname", []))
+                if name.removeprefix("pg_catalog.") not in _KNOWN and not name.startswith("pg_"):
+                    return True
+            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+    return False
+
+
 def missing_relations(node: str, f: dict[str, Any], ctx: Context) -> list[Missing]:
     """The relations the statement (``node`` type, parse-tree ``f``ields) needs that do not exist when it runs, as
     far as ``ctx`` (the catalog and the migration so far) knows; records what it makes for the statements after
     it. Call it before the statement is classified (which records its drops)."""
     catalog, state = ctx.catalog, ctx.state
     if catalog is None or catalog.filtered:
+        return []
+    if state.opaque or _opaque(node, f):
+        state.opaque = True  # from here on, which relations exist is not known
         return []
     path = ctx.search_path()
     for schema, name in _made(node, f):
