@@ -174,13 +174,13 @@ class MigrationState:
     added_columns: set[tuple[str, str]] = field(default_factory=set)
     dropped: set[str] = field(default_factory=set)
     """relations dropped or renamed away earlier in this migration: their names are free again"""
+    """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
     made: set[str] = field(default_factory=set)
     """relations made under their name earlier in this migration: created, renamed to it or moved to its schema
     (connected only: :func:`~agent19.migrate.classification.existence.missing_relations` records them)"""
     opaque: bool = False
     """an earlier statement ran code that may make relations unseen (a DO block, CALL, a function, CREATE
     EXTENSION…): which exist is no longer known"""
-    """(table, column) added by ADD COLUMN earlier in this migration (a later DROP of it loses nothing)"""
     committing_procedures: dict[str, list[str]] = field(default_factory=dict)
     """procedures created earlier in this migration whose body commits (a batched backfill): name → the tables
     its statements write"""
