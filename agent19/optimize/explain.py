@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import psycopg
@@ -28,7 +27,8 @@ from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.migrate.parse import Statement, parse_sql
 from agent19.optimize.plan import Plan, parse_plan
-from agent19.safety import gate
+from agent19.safety import aftermath, gate
+from agent19.safety.aftermath import Aftermath
 from agent19.sqltree import walk
 
 StatementKind = Literal["read", "write"]
@@ -78,6 +78,8 @@ class ExplainRun(BaseModel):
     server_version: int
     relations: dict[str, RelationFacts] = Field(default={}, description="by relation name as the plan names it")
     offset: int | None = Field(default=None, description="the constant OFFSET of the top-level query, if any")
+    after_rollback: Aftermath | None = Field(default=None, description="a write measured in a rolled-back "
+                                             "transaction: what the server showed outside it afterwards")
 
 
 def one_statement(text: str) -> Statement:
@@ -227,17 +229,23 @@ def explain(
         # the write is planned too: nothing in it may call a denied function
         gate.admit(db, stmt.sql, gate.Purpose.PLAN)
 
-    def session() -> AbstractContextManager[Connection]:
-        return db.rolled_back() if execution == "analyze_rolled_back" else gate.reader(db)
+    def analyzed(conn: Connection) -> list[dict[str, Any]]:
+        nonlocal timeout_ms
+        timeout_ms = gate.cap_timeout_ms(conn, timeout_ms)
+        _prepare(conn, tuned, timeout_ms)
+        return _run_explain(conn, _explain_sql(stmt.sql, analyze=True, generic=False), parameters)
 
     raw: list[dict[str, Any]] | None = None
     facts: dict[str, RelationFacts] = {}
+    after: Aftermath | None = None
     if execution != "plain":
         try:
-            with session() as conn:
-                timeout_ms = gate.cap_timeout_ms(conn, timeout_ms)
-                _prepare(conn, tuned, timeout_ms)
-                raw = _run_explain(conn, _explain_sql(stmt.sql, analyze=True, generic=False), parameters)
+            if execution == "analyze_rolled_back":  # checked afterwards for what the rollback did not undo
+                with aftermath.trial(db) as (conn, after):
+                    raw = analyzed(conn)
+            else:
+                with gate.reader(db) as conn:
+                    raw = analyzed(conn)
             if kind == "write":
                 notes.append("the statement was executed inside a transaction and rolled back: nothing changed")
         except psycopg.errors.QueryCanceled:
@@ -263,7 +271,7 @@ def explain(
         raise _input_error(exc) from None
     return ExplainRun(
         sql=stmt.sql, kind=kind, execution=execution, plan=plan, raw=raw, notes=notes,
-        server_version=version, relations=facts, offset=top_offset(stmt),
+        server_version=version, relations=facts, offset=top_offset(stmt), after_rollback=after,
     )
 
 

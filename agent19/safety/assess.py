@@ -2,7 +2,8 @@
 
 :func:`assess` reads the statement (parse tree + catalog facts) and its kind; when that shows
 nothing, :func:`measure_trial` runs a write in a savepoint inside a transaction that is always
-rolled back and measures what it touched (:mod:`agent19.safety.measure`); :func:`from_measurement`
+rolled back and measures what it touched (:mod:`agent19.safety.measure`) and what the rollback did not undo
+(:mod:`agent19.safety.aftermath`); :func:`from_measurement`
 turns measured figures over the thresholds into findings and an impact the protocol can challenge.
 """
 
@@ -15,8 +16,8 @@ from typing import Any
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
+from agent19.safety import aftermath, challenge, gate
 from agent19.safety import archive as archiving
-from agent19.safety import challenge, gate
 from agent19.safety import measure as measuring
 from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
 from agent19.safety.facts import load_facts, quote_written
@@ -72,8 +73,9 @@ def measure_trial(db: Database, st: Statement, settings: Settings
     except Untestable as exc:
         m = measuring.Measurement(unmeasured=str(exc))
         return m, measuring.verdict(m, settings)
-    with db.rolled_back() as conn:
+    with aftermath.trial(db) as (conn, after):
         _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")
+    m.outside = after.errors + after.warnings  # the rollback did not undo them: the human decides
     return m, measuring.verdict(m, settings)
 
 

@@ -74,6 +74,8 @@ class Measurement(BaseModel):
                                 "'function app.f', 'the default of column app.t.v'")
     unmeasured: str | None = Field(default=None, description="why the statement was not run to be measured (code "
                                    "a rolled-back trial cannot contain or read: agent19.safety.trial)")
+    outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
+                               "afterwards (agent19.safety.aftermath): a sequence set back, sessions that ended")
 
     def figures(self) -> dict[str, Any]:
         """What the confirmation token binds (and step 2 must measure again, exactly)."""
@@ -152,6 +154,7 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
                 for n in m.columns_dropped]
     reasons += [(None, f"measured: it dropped {d} (through a trigger, rule or function)") for d in m.dropped]
     reasons += [(None, f"measured: it changed {d} (through a trigger, rule or function)") for d in m.replaced]
+    reasons += [(None, f"measured, after the rollback: {o}") for o in m.outside]
     return reasons
 
 

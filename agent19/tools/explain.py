@@ -10,6 +10,7 @@ from agent19.optimize.diagnostics import Diagnostic
 from agent19.optimize.explain import Execution, StatementKind
 from agent19.optimize.plan import Plan
 from agent19.safety import gate
+from agent19.safety.aftermath import Aftermath
 from agent19.tools.registry import ToolContext, tool
 
 Param = str | int | float | bool | None
@@ -61,11 +62,16 @@ class ExplainResult(BaseModel):
     plan: Plan = Field(description="the typed plan tree", json_schema_extra={"artifact": True})
     raw: list[dict[str, Any]] = Field(description="EXPLAIN's JSON: paste into explain.dalibo.com (pev2)",
                                       json_schema_extra={"artifact": True})  # over MCP: resources unless asked
+    after_rollback: Aftermath | None = Field(
+        default=None, description="a write run in a rolled-back transaction: what the server showed outside it "
+        "afterwards (a sequence set back is an error: exit 1)")
 
 
 def render_explain(r: ExplainResult) -> str:
     lines = [r.plan_text, ""]
     lines += [f"note: {n}" for n in r.notes]
+    if r.after_rollback is not None:
+        lines += r.after_rollback.lines()
     if not r.diagnostics:
         lines.append("no problems found in this plan")
     for d in r.diagnostics:
@@ -92,7 +98,8 @@ def render_explain(r: ExplainResult) -> str:
     cli="explain",
     positional=("sql",),
     render_text=render_explain,
-    exit_code=lambda r: 1 if any(d.severity != "low" for d in r.diagnostics) else 0,
+    exit_code=lambda r: 1 if any(d.severity != "low" for d in r.diagnostics)
+    or (r.after_rollback and r.after_rollback.errors) else 0,
     examples=(
         "agent19 explain \"SELECT * FROM orders WHERE customer_id = 42\"",
         "agent19 explain \"SELECT * FROM orders WHERE customer_id = \\$1\" --parameters 42",
@@ -126,4 +133,5 @@ def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:
         sql=run.sql, kind=run.kind, execution=run.execution, notes=run.notes,
         execution_ms=run.plan.execution_ms, planning_ms=run.plan.planning_ms, total_cost=run.plan.root.total_cost,
         diagnostics=diagnose(run), plan_text=render_plan(run.plan), plan=run.plan, raw=run.raw,
+        after_rollback=run.after_rollback,
     )

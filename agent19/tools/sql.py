@@ -10,6 +10,7 @@ from agent19 import tool_names
 from agent19.config import AccessMode
 from agent19.errors import InputError
 from agent19.safety import gate
+from agent19.safety.aftermath import Aftermath
 from agent19.safety.protocol import Confirmation
 from agent19.safety.run import QueryResult
 from agent19.tools.registry import ToolContext, tool
@@ -35,12 +36,17 @@ class SqlResult(BaseModel):
     confirmation: Confirmation | None = Field(
         default=None, description="for a destructive statement: the confirmation report (step 1) to show the human"
     )
+    after_rollback: Aftermath | None = Field(
+        default=None, description="dry-run: what the server showed outside the rolled-back transaction afterwards "
+        "(a sequence set back is an error: exit 1)")
 
 
 def render_sql(r: SqlResult) -> str:
     from agent19.tools.confirm import render_confirmation
 
     lines = [r.message] if r.message else []
+    if r.after_rollback is not None:
+        lines += r.after_rollback.lines()
     if r.confirmation is not None:
         lines.append(render_confirmation(r.confirmation))
     q = r.result
@@ -66,7 +72,7 @@ def render_sql(r: SqlResult) -> str:
     destructive=True,
     idempotent=False,
     render_text=render_sql,
-    exit_code=lambda r: 0 if r.executed else 1,
+    exit_code=lambda r: 0 if r.executed and not (r.after_rollback and r.after_rollback.errors) else 1,
     examples=("agent19 sql 'SELECT count(*) FROM orders'", "agent19 sql 'UPDATE orders SET x = 1 WHERE id = 7' "
               "--mode execute", "agent19 sql 'TABLE pg_stat_activity' --format json"),
 )
@@ -78,7 +84,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     - read-only: reads only (SELECT, VALUES, TABLE, SHOW, EXPLAIN), checked on the parse tree, with
       no volatile or deny-listed function (server files, other sessions, settings), inside a READ ONLY
       transaction, under statement_timeout. Anything else is refused and nothing runs.
-    - dry-run: also writes, inside a transaction that is always rolled back (shows their effect).
+    - dry-run: also writes, inside a transaction that is always rolled back (shows their effect); a
+      sequence its code set back outside the transaction is reported afterwards as an error.
     - execute: committed, when it can be shown to lose little. Statements that can lose data (DROP,
       TRUNCATE, DELETE/UPDATE of every row, narrowing type changes, DO blocks, side-effect functions)
       and every kind not on the allowlist of kinds that lose nothing (GRANT, CREATE RULE/TRIGGER,
@@ -88,7 +95,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
       A refused statement runs only through confirm_destructive, once a human has confirmed.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
-    from agent19.safety import kinds, policy
+    from agent19.safety import aftermath, kinds, policy
     from agent19.safety import measure as measuring
     from agent19.safety.assess import assess
     from agent19.safety.protocol import Protocol
@@ -120,9 +127,10 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if _is_read(st):
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if mode is AccessMode.DRY_RUN:
-        with db.rolled_back() as conn:
+        with aftermath.trial(db) as (conn, after):
             result = run_write(conn, args.sql, st, args.max_rows, "rolled back (dry-run)")
-        return SqlResult(mode=mode, executed=True, result=result, message="dry-run: the change was rolled back")
+        return SqlResult(mode=mode, executed=True, result=result, message="dry-run: the change was rolled back",
+                         after_rollback=after)
     conn = db.connect()
     try:
         if kinds.runs_outside_transaction(st):  # an allowlisted kind PostgreSQL runs outside a transaction

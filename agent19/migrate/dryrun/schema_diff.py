@@ -66,7 +66,7 @@ def _compare(
     return common
 
 
-def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause: str) -> list[Difference]:
+def position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause: str) -> list[Difference]:
     """A sequence's position, compared: ``last_value`` is None when ``is_called`` is false (never called, or set
     back to its start: ``setval(s, v, false)``, ``RESTART``) or when the login may not read it (then it is None
     both times). Forward — ``nextval`` handed numbers out and PostgreSQL does not roll that back; gaps are
@@ -90,7 +90,7 @@ def _position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, caus
 def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is_error: bool = False,
                    backward_cause: str = "setval outside the transaction?") -> list[Difference]:
     """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal. ``backward_is_error``:
-    a sequence set back is an error, not ``info`` (:func:`_position`); ``backward_cause`` says why, in its detail."""
+    a sequence set back is an error, not ``info`` (:func:`position`); ``backward_cause`` says why, in its detail."""
     out: list[Difference] = []
     for name in sorted(set(before.schemas) - set(after.schemas)):
         out.append(Difference(kind="schema", object=name, change="removed", detail="missing"))
@@ -134,7 +134,7 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is
     seq_a = _keyed(before.sequences, lambda s: f"{s.schema_name}.{s.name}")
     seq_b = _keyed(after.sequences, lambda s: f"{s.schema_name}.{s.name}")
     for name in _compare("sequence", seq_a, seq_b, ("data_type", "increment", "max_value", "owned_by"), out):
-        out += _position(name, seq_a[name], seq_b[name], backward_is_error, backward_cause)
+        out += position(name, seq_a[name], seq_b[name], backward_is_error, backward_cause)
     enums_a = _keyed(before.enums, lambda e: f"{e.schema_name}.{e.name}")
     enums_b = _keyed(after.enums, lambda e: f"{e.schema_name}.{e.name}")
     _compare("enum", enums_a, enums_b, ("values",), out, describe=lambda e: ", ".join(e.values))

@@ -1,0 +1,135 @@
+"""What a rolled-back trial left behind outside its transaction: the after-check every face that runs one shares.
+
+A trial (``agent19 sql --mode dry-run`` of a write, ``explain --analyze`` of a write, confirm_destructive's
+measurement) runs user code in a transaction that is then rolled back. The screen before it
+(:mod:`agent19.safety.trial`) cannot see every path to code — a CHECK constraint, a domain, an index expression,
+a policy, an operator — and the rollback does not undo what that code did outside the transaction. So
+:func:`trial` reads, in one round trip before the statement and one after the rollback:
+
+* the login's sequences: one set back (``setval``, or to not-called) is an **error**, named with the value to
+  restore (the comparison is the dry run's: :func:`agent19.migrate.dryrun.schema_diff.position`); nothing is
+  restored automatically. Sequences the login may ``UPDATE`` (so ``setval``) but not read show no value
+  (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
+* the other sessions of the same role: when the database holds code of its own that the statement may have run
+  (functions outside extensions), sessions gone afterwards are a **warning** — a session may have ended on its
+  own, so it cannot be attributed with certainty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from agent19.db.models import Sequence
+
+if TYPE_CHECKING:
+    from agent19.db.connection import Database
+
+GRACE_S = 0.1
+"""How long a session terminated by the trial's code may take to leave pg_stat_activity (the signal is
+asynchronous): the sessions are read once more after it when none had gone yet."""
+
+Q_STATE = """
+SELECT (SELECT coalesce(json_agg(json_build_object('schema', s.schemaname, 'name', s.sequencename,
+                                                   'data_type', s.data_type::text, 'last_value', s.last_value,
+                                                   'max_value', s.max_value, 'increment', s.increment_by)),
+                        '[]'::json)
+          FROM pg_sequences s) AS sequences,
+       (SELECT count(*) FROM pg_class c
+         WHERE c.relkind = 'S' AND NOT pg_is_other_temp_schema(c.relnamespace)
+           AND CASE WHEN c.relkind = 'S'  -- the privilege functions raise on other relations: evaluated after
+                    THEN has_sequence_privilege(c.oid, 'UPDATE') AND NOT has_sequence_privilege(c.oid, 'SELECT,USAGE')
+               END
+       ) AS unreadable,
+       ARRAY(SELECT pid FROM pg_stat_activity
+              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+              ORDER BY pid) AS sessions,
+       EXISTS (SELECT 1 FROM pg_proc p
+                WHERE p.oid >= 16384 AND NOT EXISTS (
+                      SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                         AND d.deptype = 'e')) AS user_code,
+       session_user AS role
+"""
+Q_SESSIONS = """
+SELECT ARRAY(SELECT pid FROM pg_stat_activity
+              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+              ORDER BY pid) AS sessions
+"""
+
+
+class Aftermath(BaseModel):
+    """What the server showed after a rolled-back trial, outside its transaction."""
+
+    errors: list[str] = Field(default=[], description="changes the rollback did not undo, e.g. a sequence set back")
+    warnings: list[str] = Field(default=[], description="what may have been the trial's doing, e.g. sessions of "
+                                "the same role that ended during it")
+    notes: list[str] = Field(default=[], description="what could not be compared, e.g. sequences the login may "
+                             "not read")
+
+    def lines(self) -> list[str]:
+        return ([f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
+                + [f"note: {n}" for n in self.notes])
+
+
+def _state(conn: Any) -> dict[str, Any]:
+    return dict(conn.execute(Q_STATE).fetchone())  # the pool's sessions return rows as dicts
+
+
+def _sequences(state: dict[str, Any]) -> dict[str, Sequence]:
+    return {f"{s['schema']}.{s['name']}": Sequence(**s) for s in state["sequences"]}
+
+
+def _quoted(name: str) -> str:
+    """``schema.name`` as setval's text argument: each part an identifier, the whole an SQL literal."""
+    parts = name.split(".", 1)
+    ident = ".".join(p if p.isidentifier() and p == p.lower() else '"' + p.replace('"', '""') + '"' for p in parts)
+    return "'" + ident.replace("'", "''") + "'"
+
+
+def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int]) -> Aftermath:
+    """The errors, warnings and notes from the state before the trial to the state after its rollback."""
+    from agent19.migrate.dryrun.schema_diff import position
+
+    out = Aftermath()
+    before, after = _sequences(start), _sequences(end)
+    for name in sorted(before.keys() & after.keys()):
+        a, b = before[name], after[name]
+        moved = position(name, a, b, backward_is_error=True, cause="setval outside the transaction")
+        if any(d.severity == "error" for d in moved):
+            to = "its start (not called)" if b.last_value is None else str(b.last_value)
+            out.errors.append(f"the statement set sequence {name} back from {a.last_value} to {to} outside the "
+                              f"transaction (the rollback does not undo it): restore it with SELECT "
+                              f"setval({_quoted(name)}, {a.last_value})")
+    if n := max(int(start["unreadable"]), int(end["unreadable"])):
+        out.notes.append(f"{n} sequence{'s' if n != 1 else ''} this login may not read (UPDATE without SELECT or "
+                         "USAGE: setval works, the value is hidden) were not compared")
+    gone = sorted(set(start["sessions"]) - set(sessions_after))
+    if gone and start["user_code"]:
+        out.warnings.append(
+            f"during the trial, {len(gone)} other session(s) of role {start['role']} ended (pids "
+            f"{', '.join(map(str, gone))}): if the statement's code (a trigger, a CHECK, a function it reached) "
+            "terminated them, the rollback did not undo it — check the application's sessions and logs; a "
+            "session may also have ended on its own")
+    return out
+
+
+@contextmanager
+def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
+    """A transaction that is always rolled back (:meth:`Database.rolled_back`), checked afterwards: the
+    :class:`Aftermath` yielded is filled in after the rollback, when the body ended without an exception."""
+    found = Aftermath()
+    with db.rolled_back() as conn:
+        start = _state(conn)  # the first statement of the transaction: nothing of the trial has run yet
+        yield conn, found
+        conn.rollback()
+        end = _state(conn)
+        sessions = list(end["sessions"])
+        if start["user_code"] and start["sessions"] and set(start["sessions"]) <= set(sessions):
+            time.sleep(GRACE_S)  # a terminated session leaves pg_stat_activity a moment after the signal
+            sessions = list(conn.execute(Q_SESSIONS).fetchone()["sessions"])
+        result = compare(start, end, sessions)
+        found.errors, found.warnings, found.notes = result.errors, result.warnings, result.notes
