@@ -95,3 +95,32 @@ def test_no_session_warning_when_nothing_ended(app, tmp_path):
         r = _agent19(tmp_path, "sql", "--mode", "dry-run", "--dsn", app, "INSERT INTO chk VALUES (1)")
         assert "warning:" not in r.stdout, r.stdout
         assert bystander.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_confirms_measuring_trial_that_sets_a_sequence_back_is_a_challenge_naming_it(app, tmp_path):
+    """confirm_destructive measures an UPDATE in a rolled-back transaction; the CHECK it fires set the sequence
+    back: not 'not destructive', but a challenge whose finding says what the rollback did not undo."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE TABLE rows (id int PRIMARY KEY, x int CHECK (reset_s(x)))")
+        c.execute("INSERT INTO rows SELECT g, 0 FROM generate_series(1, 10) g")
+        c.execute("SELECT setval('s', 1000)")
+    r = _agent19(tmp_path, "confirm", "--mode", "execute", "--dsn", app, "UPDATE rows SET x = 2 WHERE id = 1")
+    out = r.stdout + r.stderr
+    assert "outcome: challenge" in out, out
+    assert ("measured, after the rollback: the statement set sequence public.s back from 1000 to 1 outside the "
+            "transaction") in out, out
+    with psycopg.connect(app, autocommit=True) as c:
+        assert c.execute("SELECT x FROM rows WHERE id = 1").fetchone() == (0,)  # nothing kept
+
+
+def test_a_statement_that_fails_after_setting_a_sequence_back_says_both(app, tmp_path):
+    """The CHECK sets the sequence back, then rejects the row: the error is the violation, and what the rollback
+    left is added to it."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION reset_then_refuse(x int) RETURNS boolean LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM setval('public.s', 1); RETURN x > 0; END $$")
+        c.execute("CREATE TABLE strict (x int CONSTRAINT positive CHECK (reset_then_refuse(x)))")
+    r = _agent19(tmp_path, "sql", "--mode", "dry-run", "--dsn", app, "INSERT INTO strict VALUES (0)")
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "positive" in out, out
+    assert "after the rollback: error: the statement set sequence public.s back from 1000 to 1" in out, out

@@ -117,19 +117,40 @@ def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int
     return out
 
 
+def _after(conn: Any, start: dict[str, Any]) -> Aftermath:
+    """Roll back, then read again and compare with ``start``."""
+    conn.rollback()
+    end = _state(conn)
+    sessions = list(end["sessions"])
+    if start["user_code"] and start["sessions"] and set(start["sessions"]) <= set(sessions):
+        time.sleep(GRACE_S)  # a terminated session leaves pg_stat_activity a moment after the signal
+        sessions = list(conn.execute(Q_SESSIONS).fetchone()["sessions"])
+    return compare(start, end, sessions)
+
+
 @contextmanager
 def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
     """A transaction that is always rolled back (:meth:`Database.rolled_back`), checked afterwards: the
-    :class:`Aftermath` yielded is filled in after the rollback, when the body ended without an exception."""
+    :class:`Aftermath` yielded is filled in after the rollback. When the statement failed (a CHECK can set a
+    sequence back, then return false), its error is raised again with what the check found added."""
+    import psycopg
+
+    from agent19.errors import Agent19Error, InputError, postgres_error_text
+
     found = Aftermath()
     with db.rolled_back() as conn:
         start = _state(conn)  # the first statement of the transaction: nothing of the trial has run yet
-        yield conn, found
-        conn.rollback()
-        end = _state(conn)
-        sessions = list(end["sessions"])
-        if start["user_code"] and start["sessions"] and set(start["sessions"]) <= set(sessions):
-            time.sleep(GRACE_S)  # a terminated session leaves pg_stat_activity a moment after the signal
-            sessions = list(conn.execute(Q_SESSIONS).fetchone()["sessions"])
-        result = compare(start, end, sessions)
-        found.errors, found.warnings, found.notes = result.errors, result.warnings, result.notes
+        try:
+            yield conn, found
+        except (psycopg.Error, Agent19Error) as exc:
+            try:
+                seen = _after(conn, start)
+            except psycopg.Error:
+                raise exc from None  # the session is gone: the statement's own error stands
+            if not (seen.errors or seen.warnings):
+                raise
+            text = exc.message if isinstance(exc, Agent19Error) else f"PostgreSQL: {postgres_error_text(exc)}"
+            raise InputError(f"{text}; and after the rollback: {'; '.join(seen.lines())}",
+                             getattr(exc, "hint", None)) from exc
+        seen = _after(conn, start)
+        found.errors, found.warnings, found.notes = seen.errors, seen.warnings, seen.notes
