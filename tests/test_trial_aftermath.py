@@ -124,3 +124,24 @@ def test_a_statement_that_fails_after_setting_a_sequence_back_says_both(app, tmp
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "positive" in out, out
     assert "after the rollback: error: the statement set sequence public.s back from 1000 to 1" in out, out
+
+
+def test_the_dry_run_warns_of_an_application_session_its_migration_terminated(app, tmp_path):
+    """The review's main face: a migration whose INSERT runs a CHECK constraint (the screen does not follow those)
+    that terminates the application's session PASSED with nothing said. The catalog diff cannot see it; the
+    sessions read before and after can."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION kill_victims(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+                  "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victimapp'; "
+                  "RETURN true; END $$")
+        c.execute("CREATE TABLE guarded (x int CHECK (kill_victims(x)))")
+    migration = tmp_path / "001_fill.sql"
+    migration.write_text("INSERT INTO guarded VALUES (1);\n")
+    victim = psycopg.connect(app, autocommit=True, application_name="victimapp")
+    try:
+        pid = victim.info.backend_pid
+        r = _agent19(tmp_path, "dry-run", str(migration), "--mode", "dry-run", "--dsn", app)
+        out = r.stdout + r.stderr
+        assert "during the trial, 1 other session(s) of role" in out and f"(pids {pid})" in out, out
+    finally:
+        victim.close()

@@ -33,7 +33,10 @@ GRACE_S = 0.1
 """How long a session terminated by the trial's code may take to leave pg_stat_activity (the signal is
 asynchronous): the sessions are read once more after it when none had gone yet."""
 
-Q_STATE = """
+_SESSIONS = """ARRAY(SELECT pid FROM pg_stat_activity  -- every database: a signal reaches them all
+              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+              ORDER BY pid) AS sessions"""
+Q_STATE = f"""
 SELECT (SELECT coalesce(json_agg(json_build_object('schema', s.schemaname, 'name', s.sequencename,
                                                    'data_type', s.data_type::text, 'last_value', s.last_value,
                                                    'max_value', s.max_value, 'increment', s.increment_by)),
@@ -45,20 +48,14 @@ SELECT (SELECT coalesce(json_agg(json_build_object('schema', s.schemaname, 'name
                     THEN has_sequence_privilege(c.oid, 'UPDATE') AND NOT has_sequence_privilege(c.oid, 'SELECT,USAGE')
                END
        ) AS unreadable,
-       ARRAY(SELECT pid FROM pg_stat_activity
-              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-              ORDER BY pid) AS sessions,
+       {_SESSIONS},
        EXISTS (SELECT 1 FROM pg_proc p
                 WHERE p.oid >= 16384 AND NOT EXISTS (
                       SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                          AND d.deptype = 'e')) AS user_code,
        session_user AS role
 """
-Q_SESSIONS = """
-SELECT ARRAY(SELECT pid FROM pg_stat_activity
-              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-              ORDER BY pid) AS sessions
-"""
+Q_SESSIONS = f"SELECT {_SESSIONS}"
 
 
 class Aftermath(BaseModel):
@@ -75,7 +72,7 @@ class Aftermath(BaseModel):
                 + [f"note: {n}" for n in self.notes])
 
 
-def _state(conn: Any) -> dict[str, Any]:
+def state(conn: Any) -> dict[str, Any]:
     return dict(conn.execute(Q_STATE).fetchone())  # the pool's sessions return rows as dicts
 
 
@@ -117,10 +114,10 @@ def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int
     return out
 
 
-def _after(conn: Any, start: dict[str, Any]) -> Aftermath:
-    """Roll back, then read again and compare with ``start``."""
+def after_rollback(conn: Any, start: dict[str, Any]) -> Aftermath:
+    """Roll back, then read again and compare with ``start`` (:func:`state`, read before the trial ran)."""
     conn.rollback()
-    end = _state(conn)
+    end = state(conn)
     sessions = list(end["sessions"])
     if start["user_code"] and start["sessions"] and set(start["sessions"]) <= set(sessions):
         time.sleep(GRACE_S)  # a terminated session leaves pg_stat_activity a moment after the signal
@@ -139,12 +136,12 @@ def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
 
     found = Aftermath()
     with db.rolled_back() as conn:
-        start = _state(conn)  # the first statement of the transaction: nothing of the trial has run yet
+        start = state(conn)  # the first statement of the transaction: nothing of the trial has run yet
         try:
             yield conn, found
         except (psycopg.Error, Agent19Error) as exc:
             try:
-                seen = _after(conn, start)
+                seen = after_rollback(conn, start)
             except psycopg.Error:
                 raise exc from None  # the session is gone: the statement's own error stands
             if not (seen.errors or seen.warnings):
@@ -152,5 +149,5 @@ def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
             text = exc.message if isinstance(exc, Agent19Error) else f"PostgreSQL: {postgres_error_text(exc)}"
             raise InputError(f"{text}; and after the rollback: {'; '.join(seen.lines())}",
                              getattr(exc, "hint", None)) from exc
-        seen = _after(conn, start)
+        seen = after_rollback(conn, start)
         found.errors, found.warnings, found.notes = seen.errors, seen.warnings, seen.notes

@@ -21,7 +21,9 @@ How it runs (``dry_run``):
    ``CREATE DATABASE``, tablespaces) are never run.
 4. The target is snapshotted again and compared with the first snapshot — every sequence's position too (read by
    the same catalog query): one set backward is a difference (``target_unchanged`` false); ``nextval`` moving one
-   forward is not (gaps are normal; reported as ``info``).
+   forward is not (gaps are normal; reported as ``info``). The other sessions of the login's role, read at the
+   start and after the rollback (:mod:`agent19.safety.aftermath`, shared with every rolled-back trial): ones gone
+   are a warning; sequences the login may set but not read are said (``info``).
 
 When the prediction says a scratch database will be needed only schema-deep (a re-observation, or a
 ``schema``/``empty`` copy), it is made while step 2 runs (:mod:`agent19.migrate.dryrun.early_scratch`; a running
@@ -81,6 +83,7 @@ from agent19.migrate.layouts.files import has_non_transactional
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.planning.model import ValidationCheck
+from agent19.safety import aftermath
 
 Progress = Callable[[float, float | None, str | None], None]
 _CONCURRENTLY = re.compile(r"^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
@@ -316,6 +319,7 @@ def dry_run(
     reread: ThreadPoolExecutor | None = None
     try:
         refuse_standby(conn, "test_migration (a dry run)")
+        watched = aftermath.state(conn)  # before agent19's own sessions (pg_dump, cluster side) start
         # first, so that pg_dump (100-200 ms whatever the schema) runs while the catalog is read: the prediction
         # from the SQL alone is enough to decide (a wrong guess only costs a database made in the background)
         early = made = _early_scratch(db, statements, predict(statements, None), scratch_copy, measure_blocking,
@@ -344,6 +348,9 @@ def dry_run(
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
+        seen = aftermath.after_rollback(conn, watched)  # sequences set back: in the catalog diff below
+        findings += [Finding(kind="target_changed", severity="warning", message=w) for w in seen.warnings]
+        findings += [Finding(kind="skipped", severity="info", message=n) for n in seen.notes]
         if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
