@@ -10,7 +10,7 @@ a policy, an operator — and the rollback does not undo what that code did outs
   restore (the comparison is the dry run's: :func:`agent19.migrate.dryrun.schema_diff.position`); nothing is
   restored automatically. Sequences the login may ``UPDATE`` (so ``setval``) but not read show no value
   (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
-* the other sessions of the same role: when the database holds code of its own that the statement may have run
+* the other sessions of the same role in the same database: when the database holds code of its own that the statement may have run
   (functions outside extensions), sessions gone afterwards are a **warning** — a session may have ended on its
   own, so it cannot be attributed with certainty.
 """
@@ -33,8 +33,9 @@ GRACE_S = 0.1
 """How long a session terminated by the trial's code may take to leave pg_stat_activity (the signal is
 asynchronous): the sessions are read once more after it when none had gone yet."""
 
-_SESSIONS = """ARRAY(SELECT pid FROM pg_stat_activity  -- every database: a signal reaches them all
-              WHERE usename = session_user AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+_SESSIONS = """ARRAY(SELECT pid FROM pg_stat_activity  -- this database's: the role's elsewhere come and go unseen
+              WHERE usename = session_user AND datname = current_database() AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend'
               ORDER BY pid) AS sessions"""
 Q_STATE = f"""
 SELECT (SELECT coalesce(json_agg(json_build_object('schema', s.schemaname, 'name', s.sequencename,
