@@ -10,9 +10,9 @@ a policy, an operator — and the rollback does not undo what that code did outs
   restore (the comparison is the dry run's: :func:`agent19.migrate.dryrun.schema_diff.position`); nothing is
   restored automatically. Sequences the login may ``UPDATE`` (so ``setval``) but not read show no value
   (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
-* the other sessions of the same role in the same database: when the database holds code of its own that the statement may have run
-  (functions outside extensions), sessions gone afterwards are a **warning** — a session may have ended on its
-  own, so it cannot be attributed with certainty.
+* the other sessions of the same role in the same database: when the database holds code of its own that the
+  statement may have run (functions outside extensions), sessions gone afterwards are a **warning** — a session
+  may have ended on its own, so it cannot be attributed with certainty.
 """
 
 from __future__ import annotations
