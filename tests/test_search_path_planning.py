@@ -127,3 +127,109 @@ def test_plan_runbook_and_dry_run_through_the_cli(dsn: str, tmp_path: Path) -> N
     assert locks["app.orders"]["agrees"] is True
     assert "public.orders" not in locks
     assert "disagrees" not in out.stdout
+
+
+def _tables(plan) -> list[str | None]:  # type: ignore[no-untyped-def]
+    return [op.table for op in plan.operations if op.table]
+
+
+def test_a_temporary_table_hides_the_logins_table_of_its_name(dsn: str) -> None:
+    """The server looks in the session's temporary schema first: after ``CREATE TEMP TABLE orders`` an unqualified
+    ``orders`` is the temporary one (a data migration's scratch table), until it is dropped."""
+    login, schema = _app_login(dsn, "set")
+    catalog = _catalog(login)
+    sql = ("CREATE TEMP TABLE orders AS SELECT id, total FROM app.orders WHERE total < 10;\n"
+           "ALTER TABLE orders ADD COLUMN score int;\n"
+           "UPDATE orders SET score = total;\n"
+           "DROP TABLE orders;\n"
+           "ALTER TABLE orders ADD COLUMN after_drop int;\n")
+    plan = plan_migration(sql=sql, catalog=catalog)
+    assert _tables(plan) == ["pg_temp.orders"] * 4 + [f"{schema}.orders"]
+    assert plan.operations[1].reverse_sql == "ALTER TABLE pg_temp.orders DROP COLUMN score"  # not the real table's
+    dropped = plan.operations[3]
+    assert not dropped.data_loss and dropped.risk != "critical", dropped
+    assert plan.operations[4].reverse_sql == f"ALTER TABLE {schema}.orders DROP COLUMN after_drop"
+    assert "restore from backup" not in plan.model_dump_json()
+    # made again after the DROP: the temporary one again
+    plan = plan_migration(sql=sql + "CREATE TEMP TABLE orders (id int);\nALTER TABLE orders ADD COLUMN again int;\n",
+                          catalog=catalog)
+    assert _tables(plan)[-1] == "pg_temp.orders"
+    report = lint_sql(sql, catalog=catalog)
+    assert "A19015" not in [f.rule for s in report.statements for f in s.findings]  # CI does not fail on it
+    with psycopg.connect(login, autocommit=True) as c:  # the server agrees: the temporary table took the column
+        c.execute(sql.split("DROP TABLE")[0])
+        assert c.execute("SELECT to_regclass('orders')::text, to_regclass('app.orders')::text").fetchone() == \
+            ("orders", "app.orders")
+        assert c.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'app' "
+                         "AND column_name = 'score'").fetchone() == (0,)
+
+
+def test_a_set_search_path_lasts_as_long_as_the_server_keeps_it(dsn: str) -> None:
+    """``SET LOCAL`` ends with its transaction; a ROLLBACK (or ROLLBACK TO SAVEPOINT) undoes the SETs it covers."""
+    login, schema = _app_login(dsn, "set")
+    catalog = _catalog(login)
+    plan = plan_migration(sql="BEGIN;\nSET LOCAL search_path = public;\nALTER TABLE orders ADD COLUMN score int;\n"
+                          "COMMIT;\nALTER TABLE orders ADD COLUMN score2 int;\n", catalog=catalog)
+    assert _tables(plan) == ["public.orders", f"{schema}.orders"]
+    assert plan.operations[-1].reverse_sql == f"ALTER TABLE {schema}.orders DROP COLUMN score2"
+    assert plan.operations[-1].estimated_rows == ROWS
+    plan = plan_migration(sql="BEGIN;\nSET search_path = public;\nROLLBACK;\nALTER TABLE orders ADD COLUMN s int;\n",
+                          catalog=catalog)
+    assert _tables(plan) == [f"{schema}.orders"]
+    plan = plan_migration(sql="BEGIN;\nSAVEPOINT a;\nSET search_path = public;\nROLLBACK TO SAVEPOINT a;\n"
+                          "ALTER TABLE orders ADD COLUMN s int;\nSET search_path = public;\nCOMMIT;\n"
+                          "ALTER TABLE orders ADD COLUMN t int;\n", catalog=catalog)
+    assert _tables(plan) == [f"{schema}.orders", "public.orders"]  # a committed SET outlives its transaction
+
+
+def test_set_config_sets_the_search_path(dsn: str) -> None:
+    """``set_config('search_path', …, false)`` is a SET; ``true`` a SET LOCAL."""
+    login, schema = _app_login(dsn, "set")
+    catalog = _catalog(login)
+    plan = plan_migration(sql="SELECT set_config('search_path', 'public', false);\n"
+                          "ALTER TABLE orders ADD COLUMN s int;\n", catalog=catalog)
+    assert _tables(plan) == ["public.orders"]
+    assert plan.operations[-1].reverse_sql == "ALTER TABLE public.orders DROP COLUMN s"
+    plan = plan_migration(sql="BEGIN;\nSELECT pg_catalog.set_config('search_path', 'PUBLIC, \"app\"', true);\n"
+                          "ALTER TABLE orders ADD COLUMN s1 int;\nCOMMIT;\nALTER TABLE orders ADD COLUMN s2 int;\n",
+                          catalog=catalog)
+    assert _tables(plan) == ["public.orders", f"{schema}.orders"]
+
+
+def test_schemas_the_login_cannot_use_are_skipped(dsn: str) -> None:
+    """A search_path entry that does not exist, or that the login has no USAGE on, is skipped by the server: for
+    lookups, and for a CREATE's target (the first schema it can use)."""
+    login, schema = _app_login(dsn, "set")
+    catalog = _catalog(login)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE SCHEMA IF NOT EXISTS secret; CREATE TABLE IF NOT EXISTS secret.orders (id int)")
+        c.execute(f"GRANT CREATE ON SCHEMA public TO {catalog.role}")
+    plan = plan_migration(sql="SET search_path = secret, public;\nALTER TABLE orders ADD COLUMN s int;\n",
+                          catalog=catalog)
+    assert _tables(plan) == ["public.orders"]
+    assert plan.operations[-1].reverse_sql == "ALTER TABLE public.orders DROP COLUMN s"
+    sql = "SET search_path = nosuch, public;\nCREATE TABLE fresh (id int);\nALTER TABLE fresh ADD COLUMN x int;\n"
+    plan = plan_migration(sql=sql, catalog=catalog)
+    assert _tables(plan) == ["public.fresh"] * 2
+    assert plan.operations[1].reverse_sql == "DROP TABLE public.fresh"
+    # a schema the migration creates is on the path from then on
+    plan = plan_migration(sql="SET search_path = later, app;\nCREATE TABLE a (id int);\nCREATE SCHEMA later;\n"
+                          "CREATE TABLE b (id int);\n", catalog=catalog)
+    assert _tables(plan) == [f"{schema}.a", "later.b"]
+    with psycopg.connect(login, autocommit=True) as c:  # the server: what the plan says
+        c.execute("SET search_path = nosuch, public")
+        c.execute("CREATE TABLE fresh (id int)")
+        assert c.execute("SELECT to_regclass('public.fresh')::text").fetchone() == ("fresh",)
+        c.execute("DROP TABLE public.fresh")
+        c.execute("SET search_path = secret, public")
+        assert c.execute("SELECT to_regclass('orders')::text").fetchone() == ("orders",)
+        assert c.execute("SELECT current_schemas(false)::text").fetchone() == ("{public}",)
+
+
+def test_the_drop_table_fix_backs_up_the_table_it_drops(dsn: str) -> None:
+    """A19015's fix dumps the table the DROP resolves to (app.orders), not a same-named one further on the path."""
+    login, schema = _app_login(dsn, "set")
+    report = lint_sql("DROP TABLE orders;\n", catalog=_catalog(login))
+    [finding] = [f for s in report.statements for f in s.findings if f.rule == "A19015"]
+    assert f"pg_dump --table={schema}.orders" in finding.fix
+    assert "public.orders" not in finding.fix

@@ -46,7 +46,8 @@ Q_SERVER = """
 SELECT current_setting('server_version_num')::int AS num,
        current_setting('server_version') AS text,
        current_database() AS db,
-       current_schemas(false)::text[] AS search_path, current_user AS role
+       current_schemas(false)::text[] AS search_path, current_user AS role,
+       ARRAY(SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'USAGE'))::text[] AS usable_schemas
 """
 Q_EXTENSIONS = """
 SELECT name, default_version, installed_version FROM pg_available_extensions ORDER BY name
@@ -282,6 +283,7 @@ def _snapshot(conn: Connection[Any], *, schema: str | None, table: str | None,
         filtered=bool(schema or table),
         search_path=[s for s in server["search_path"] or [] if not s.startswith(("pg_catalog", "pg_temp", "pg_toast"))],
         role=server["role"],
+        usable_schemas=server["usable_schemas"],
     )
 
 

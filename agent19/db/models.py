@@ -199,6 +199,9 @@ class SchemaSnapshot(BaseModel):
         default=None, description="the reading session's effective search_path (current_schemas(false), system "
         "schemas left out): where its unqualified names are looked up, in order; null when not read")
     role: str | None = Field(default=None, description="the reading session's current_user (search_path's $user)")
+    usable_schemas: list[str] | None = Field(
+        default=None, description="the schemas the reading session's login has USAGE on: a search_path entry "
+        "that is not among them is skipped by the server (for lookups and for a CREATE's target); null when not read")
     _index: _Index | None = PrivateAttr(default=None)
 
     def _names(self) -> _Index:

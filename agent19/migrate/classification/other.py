@@ -7,6 +7,7 @@ from typing import Any
 
 import pglast
 
+from agent19.migrate.classification.session_path import set_config_calls, set_statement, transaction
 from agent19.migrate.classification.state import (
     DEFAULT_SCHEMA,
     Context,
@@ -14,7 +15,6 @@ from agent19.migrate.classification.state import (
     default_schema,
     if_not_exists,
     range_name,
-    search_path_set,
 )
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import ident, qname, qualified, relation_key, split_name
@@ -84,6 +84,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         table = range_name(f.get("relation", {}), create=True)
         if ctx.table(table) is None:  # already in the live catalog (IF NOT EXISTS, a set partly applied): not new
             state.created.add(table)
+        state.dropped.discard(table)  # dropped earlier, made again: it is there from now on
         refs = [range_name(c["pktable"]) for n, c in walk(f.get("tableElts", [])) if n == "Constraint"
                 and c.get("contype") == "CONSTR_FOREIGN" and "pktable" in c
                 ] if stmt.may_contain("CONSTR_FOREIGN") else []  # no walk of a table without a foreign key
@@ -109,6 +110,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         into = range_name(f.get("into", {}).get("rel", {}), create=True)
         if ctx.table(into) is None:
             state.created.add(into)
+        state.dropped.discard(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         form = "create_materialized_view" if matview else "create_table_as"
         inverse = f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}"
@@ -205,6 +207,7 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return _data(node, f, ctx)
     if node == "TransactionStmt":
         kind = f.get("kind", "")
+        transaction(ctx, f)
         if kind in ("TRANS_STMT_BEGIN", "TRANS_STMT_START"):
             state.explicit_transaction = True
         elif kind in ("TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_PREPARE", "TRANS_STMT_COMMIT_PREPARED"):
@@ -214,6 +217,10 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         return _set(f, ctx)
     if node == "DoStmt":
         return Decision("do_block", [])
+    if node == "SelectStmt" and stmt.may_contain("FuncCall"):  # set_config('search_path', …)
+        set_config_calls(ctx, f)
+    if node == "CreateSchemaStmt" and f.get("schemaname"):
+        state.schemas_created.add(f["schemaname"])
     if node == "CreateFunctionStmt" and f.get("is_procedure") and (written := committing_writes(stmt.sql)) is not None:
         state.committing_procedures[_routine_name(f.get("funcname", []))] = written
     if node == "CallStmt":
@@ -312,7 +319,8 @@ def _drop(f: dict[str, Any], ctx: Context) -> Decision:
             refs += [r for (tab, _), r in ctx.state.foreign_keys.items() if tab == name and r not in objects]
         notes = [] if ctx.catalog else ["without a catalog, tables it references by foreign key (also locked "
                                         "AccessExclusive) are unknown"]
-        return Decision("drop_table", objects, list(dict.fromkeys(refs)), notes=notes)
+        made = bool(objects) and ctx.state.created.issuperset(objects)  # a scratch table: nothing predates it
+        return Decision("drop_table", objects, list(dict.fromkeys(refs)), notes=notes, created_here=made)
     if kind in RELATION_DROPS:
         return Decision(kind, objects)
     return Decision(kind, [], notes=[f"DROP {remove.removeprefix('OBJECT_')} {', '.join(objects)}"])
@@ -370,5 +378,5 @@ def _set(f: dict[str, Any], ctx: Context) -> Decision:
             ctx.state.lock_timeout = str(value)
         return Decision("set", [], reversible=True, notes=[f"lock_timeout = {ctx.state.lock_timeout}"])
     if name == "search_path":
-        search_path_set(ctx, [a.get("A_Const", {}).get("sval", {}).get("sval", "") for a in f.get("args", [])])
+        set_statement(ctx, f)
     return Decision("set", [], reversible=True, notes=[f"SET {name}"] if name else [])

@@ -27,34 +27,26 @@ if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog i
     from agent19.db.models import Column, SchemaSnapshot, Table
 
 DEFAULT_SCHEMA = "public"
+TEMP = "pg_temp"
+"""the session's temporary schema, as a migration names it (the server's ``pg_temp_N``)"""
 _SESSION: ContextVar[Context | None] = ContextVar("agent19_classified_session", default=None)
 
 
 def default_schema(name: str | None = None, *, create: bool = False) -> str:
     """The schema the unqualified name ``name`` means at this point of the migration being classified, as the
     server resolves it: the first schema of the session's search_path (:meth:`Context.search_path`) that holds a
-    relation so named (in the catalog or made earlier in the migration); for a CREATE (``create``), or a name held
-    nowhere, the first schema of the path. Outside a classification, and offline until a ``SET search_path``:
-    ``public``."""
+    relation so named (in the catalog or made earlier in the migration), the session's temporary tables first
+    (``pg_temp``, unless the path lists it later); for a CREATE (``create``), or a name held nowhere, the first
+    schema of the path. Outside a classification, and offline until a ``SET search_path``: ``public``."""
     ctx = _SESSION.get()
     if ctx is None:
         return DEFAULT_SCHEMA
     path = ctx.search_path()
-    if name and not create and len(path) > 1:
-        for schema in path:
+    if name and not create:
+        for schema in path if TEMP in path else (TEMP, *path):
             if ctx.holds(schema, name):
                 return schema
     return path[0] if path else DEFAULT_SCHEMA
-
-
-def search_path_set(ctx: Context, schemas: list[str]) -> None:
-    """An earlier statement set the search_path: unqualified names are now looked up in ``schemas`` (``"$user"``
-    is the login's schema when the catalog read says who that is, else skipped; ``pg_catalog`` and ``pg_temp``
-    are skipped); ``[]`` (RESET or DEFAULT): the session's own path again."""
-    role = ctx.catalog.role if ctx.catalog is not None else None
-    path = [role if s == "$user" else s for s in schemas if s not in ("pg_catalog", "pg_temp")]
-    path = [s for s in path if s and s != "$user"]
-    ctx.state.path = (path or [DEFAULT_SCHEMA]) if schemas else None
 
 
 class one_session:  # noqa: N801 - a context manager used as a function; a class: entered for every statement linted
@@ -79,6 +71,8 @@ def range_name(rv: dict[str, Any], *, create: bool = False) -> str:
     CREATE makes), as :func:`relation_key` writes it (a name with a dot is quoted, so every reader splits it where
     PostgreSQL does)."""
     rel = rv.get("relname", "")
+    if create and rv.get("relpersistence") == "t":  # CREATE TEMP …: in the session's temporary schema
+        return relation_key(TEMP, rel)
     return relation_key(rv.get("schemaname") or default_schema(rel, create=create), rel)
 
 
@@ -188,7 +182,16 @@ class MigrationState:
     explicit_transaction: bool = False
     path: list[str] | None = None
     """the search_path the migration SET (one session's): where unqualified names are looked up; None until a
-    ``SET search_path``: the session's own (:meth:`Context.search_path`)"""
+    ``SET search_path``: the session's own (:meth:`Context.search_path`); set by
+    :mod:`~agent19.migrate.classification.session_path`"""
+    local_path: list[str] | None = None
+    """a ``SET LOCAL search_path`` (or ``set_config(…, true)``) in effect until the transaction ends"""
+    tx_start: tuple[list[str] | None] | None = None
+    """inside BEGIN … COMMIT: the session's path at BEGIN (a ROLLBACK restores it); None outside one"""
+    savepoints: list[tuple[str, list[str] | None, list[str] | None]] = field(default_factory=list)
+    """open savepoints: (name, path, local_path) when each was set"""
+    schemas_created: set[str] = field(default_factory=set)
+    """schemas CREATE SCHEMA made earlier in this migration: on the path from then on"""
     _anonymous: int = 0
 
     def add_column(self, table: str, col: str, ctype: ColumnType) -> None:
@@ -235,14 +238,25 @@ class Context:
     def table(self, name: str) -> Table | None:
         return self.catalog.table(name) if self.catalog else None
 
-    def search_path(self) -> list[str]:
-        """The schemas unqualified names are looked up in, in order: the path the migration SET, else the session's
-        (``current_schemas(false)`` of the catalog read: the login's path), else (offline) ``public``."""
+    def session_path(self) -> list[str]:
+        """The path the migration SET for the session, else the login's (``current_schemas(false)`` of the catalog
+        read), else (offline) ``public``."""
         if self.state.path is not None:
             return self.state.path
         if self.catalog is not None and self.catalog.search_path is not None:
             return self.catalog.search_path
         return [DEFAULT_SCHEMA]
+
+    def search_path(self) -> list[str]:
+        """The schemas unqualified names are looked up in, in order: the transaction's ``SET LOCAL`` path, else
+        :meth:`session_path`; as the server uses it, without the schemas that do not exist or that the login has
+        no USAGE on (the catalog read says which it has; one made earlier in the migration is the login's)."""
+        path = self.state.local_path if self.state.local_path is not None else self.session_path()
+        usable = self.catalog.usable_schemas if self.catalog is not None else None
+        if usable is None:
+            return path
+        made = self.state.schemas_created
+        return [s for s in path if s in usable or s in made or s == TEMP]
 
     def holds(self, schema: str, name: str) -> bool:
         """Whether ``schema`` holds a relation named ``name`` at this point of the migration: made earlier in it,

@@ -11,9 +11,14 @@ def check(ctx: StatementContext) -> Iterator[Hit]:
     f = ctx.fields
     if ctx.node != "DropStmt" or f.get("removeType") not in ("OBJECT_TABLE", "OBJECT_MATVIEW", "OBJECT_VIEW"):
         return
-    for obj in f.get("objects", []):
+    objects = f.get("objects", [])
+    # the tables as the classification resolved them, before this DROP freed their names (resolved again now, an
+    # unqualified name would find the next schema of the search_path holding one)
+    resolved = ctx.operations[0].tables[:len(objects)] if ctx.operations else []
+    for i, obj in enumerate(objects):
         names = [n.get("String", {}).get("sval", "") for n in obj.get("List", {}).get("items", [])]
-        table = rel_name({"schemaname": names[0], "relname": names[1]} if len(names) > 1 else {"relname": names[-1]})
+        table = resolved[i] if len(resolved) == len(objects) else rel_name(
+            {"schemaname": names[0], "relname": names[1]} if len(names) > 1 else {"relname": names[-1]})
         if ctx.is_new(table):
             continue
         if f.get("removeType") == "OBJECT_VIEW":  # no rows lost, but its readers fail
