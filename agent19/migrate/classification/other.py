@@ -84,7 +84,8 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
         table = range_name(f.get("relation", {}), create=True)
         if ctx.table(table) is None:  # already in the live catalog (IF NOT EXISTS, a set partly applied): not new
             state.created.add(table)
-        state.dropped.discard(table)  # dropped earlier, made again: it is there from now on
+        exists = ctx.relation_exists(table)
+        state.dropped.discard(table)  # dropped earlier, made again: later statements find it
         refs = [range_name(c["pktable"]) for n, c in walk(f.get("tableElts", [])) if n == "Constraint"
                 and c.get("contype") == "CONSTR_FOREIGN" and "pktable" in c
                 ] if stmt.may_contain("CONSTR_FOREIGN") else []  # no walk of a table without a foreign key
@@ -104,18 +105,19 @@ def decide_statement(stmt: Statement, ctx: Context) -> Decision:  # noqa: C901 -
             notes.append("PARTITION OF also locks the parent table (AccessExclusiveLock before 12 for attach)")
         form = "create_table.with_foreign_key" if others else "create_table"
         inverse = f"DROP TABLE {qname(table)}"
-        return Decision(form, [table], others, **if_not_exists(table, ctx.relation_exists(table), inverse, notes,
+        return Decision(form, [table], others, **if_not_exists(table, exists, inverse, notes,
                                                                guarded=bool(f.get("if_not_exists"))))
     if node == "CreateTableAsStmt":
         into = range_name(f.get("into", {}).get("rel", {}), create=True)
         if ctx.table(into) is None:
             state.created.add(into)
+        exists = ctx.relation_exists(into)
         state.dropped.discard(into)
         matview = f.get("objtype") == "OBJECT_MATVIEW"
         form = "create_materialized_view" if matview else "create_table_as"
         inverse = f"DROP {'MATERIALIZED VIEW' if matview else 'TABLE'} {qname(into)}"
         return Decision(form, [into], _sources(f.get("query", {})),
-                        **if_not_exists(into, ctx.relation_exists(into), inverse, [],
+                        **if_not_exists(into, exists, inverse, [],
                                         guarded=bool(f.get("if_not_exists"))))
     if node == "IndexStmt":
         return _index(f, ctx)
