@@ -233,3 +233,21 @@ def test_the_drop_table_fix_backs_up_the_table_it_drops(dsn: str) -> None:
     [finding] = [f for s in report.statements for f in s.findings if f.rule == "A19015"]
     assert f"pg_dump --table={schema}.orders" in finding.fix
     assert "public.orders" not in finding.fix
+
+
+def test_dry_run_of_a_temporary_table_migration_predicts_its_locks(dsn: str, tmp_path: Path) -> None:
+    """The dry run's predictions name the temporary table the statements change: no lock predicted on app.orders
+    that the server does not take, no false disagreement with the knowledge table."""
+    login, _ = _app_login(dsn, "set")
+    migration = tmp_path / "V2__scratch.sql"
+    migration.write_text("CREATE TEMP TABLE orders AS SELECT id, total FROM app.orders WHERE total < 10;\n"
+                         "ALTER TABLE orders ADD COLUMN score int;\nUPDATE orders SET score = total;\n"
+                         "DROP TABLE orders;\n")
+    out = agent19("dry-run", str(migration), "--dsn", login, "--mode", "dry-run", "--format", "json",
+                  "--data-dir", str(tmp_path / "data"), cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    result = json.loads(out.stdout)
+    comparisons = [c for s in result["statements"] for c in s["lock_comparison"]]
+    assert not [c for c in comparisons if c["agrees"] is False], comparisons
+    assert not [c for c in comparisons if c["relation"] == "app.orders" and c["predicted"] == "AccessExclusiveLock"]
+    assert "disagrees" not in out.stdout

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent19.migrate.classification.state import TEMP
 from agent19.migrate.lint.rules._base import rel_name
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
-from agent19.migrate.patterns.sqlnames import literal, qualified
+from agent19.migrate.patterns.sqlnames import literal, qualified, split_name
 from agent19.migrate.planning.model import ValidationCheck
 
 
@@ -21,6 +22,8 @@ def validation_checks(ops: list[Operation], statements: dict[int, Statement]) ->
     leaving = _columns_leaving(statements)
     renames = _index_renames(statements)
     for op in ops:
+        if op.tables and split_name(op.tables[0])[0] == TEMP:
+            continue  # a temporary table: gone when the migration's session ends, before any check after it
         s = statements.get(op.statement_index)
         f = s.fields if s else {}
         rel = f.get("relation")
