@@ -43,9 +43,14 @@ def default_schema(name: str | None = None, *, create: bool = False) -> str:
         return DEFAULT_SCHEMA
     path = ctx.search_path()
     if name and not create:
-        for schema in path if TEMP in path else (TEMP, *path):
-            if ctx.holds(schema, name):
-                return schema
+        state = ctx.state
+        if TEMP not in path and state.created and (temp := relation_key(TEMP, name)) in state.created and \
+                temp not in state.dropped:  # the catalog holds no temporary table: made here or not at all
+            return TEMP
+        if len(path) > 1:
+            for schema in path:
+                if ctx.holds(schema, name):
+                    return schema
     return path[0] if path else DEFAULT_SCHEMA
 
 
