@@ -251,3 +251,23 @@ def test_dry_run_of_a_temporary_table_migration_predicts_its_locks(dsn: str, tmp
     assert not [c for c in comparisons if c["agrees"] is False], comparisons
     assert not [c for c in comparisons if c["relation"] == "app.orders" and c["predicted"] == "AccessExclusiveLock"]
     assert "disagrees" not in out.stdout
+
+
+@pytest.mark.parametrize("sql", [
+    "BEGIN;\nSET LOCAL search_path = public;\nSELECT count(*) FROM orders;\nCOMMIT;\n"
+    "ALTER TABLE orders ADD COLUMN score2 int;\n",
+    "BEGIN;\nSET search_path = public;\nROLLBACK;\nALTER TABLE orders ADD COLUMN score2 int;\n",
+])
+def test_the_dry_run_ends_the_migrations_transaction_scoped_search_path(dsn: str, tmp_path: Path, sql: str) -> None:
+    """The dry run runs the migration in one transaction of its own (its COMMIT and ROLLBACK are not run): the
+    search_path they leave is set in their place, so the ALTER after them runs on app.orders, as it will."""
+    login, _ = _app_login(dsn, "set")
+    migration = tmp_path / "V3__path.sql"
+    migration.write_text(sql)
+    out = agent19("dry-run", str(migration), "--dsn", login, "--mode", "dry-run", "--format", "json",
+                  "--data-dir", str(tmp_path / "data"), cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    last = json.loads(out.stdout)["statements"][-1]
+    assert last["error"] is None and not last.get("untested"), last
+    assert [(c["relation"], c["observed"], c["agrees"]) for c in last["lock_comparison"]] == \
+        [("app.orders", "AccessExclusiveLock", True)]

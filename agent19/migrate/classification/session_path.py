@@ -126,3 +126,27 @@ def set_config_calls(ctx: Context, select: dict[str, Any]) -> None:
         if "boolval" not in is_local:
             continue
         set_path(ctx, split_path(value["sval"].get("sval", "")), local=bool(is_local["boolval"].get("boolval")))
+
+
+def transaction_end_paths(statements: list[Any], catalog: Any) -> dict[int, str | None]:
+    """For a run of ``statements`` inside one transaction of its own (the dry run: the migration's COMMIT and
+    ROLLBACK are not run), the search_path each COMMIT/ROLLBACK(/TO SAVEPOINT, PREPARE) of the migration leaves where
+    it differs from the one before it: the path as ``set_config`` text, None for the session's own (the value the
+    run started with). Running ``set_config('search_path', it, true)`` there keeps the rest of the run on the path
+    the migration will have (a ``SET LOCAL`` ended, a rolled-back ``SET`` undone)."""
+    ctx = Context(catalog=catalog, pg_major=0, session_utc=True)
+    out: dict[int, str | None] = {}
+    for stmt in statements:
+        state = ctx.state
+        before = state.local_path if state.local_path is not None else state.path
+        if stmt.node == "TransactionStmt":
+            transaction(ctx, stmt.fields)
+            after = state.local_path if state.local_path is not None else state.path
+            if after != before:
+                out[stmt.index] = None if after is None else ", ".join(
+                    '"' + s.replace('"', '""') + '"' for s in after)
+        elif stmt.node == "VariableSetStmt" and stmt.fields.get("name") == "search_path":
+            set_statement(ctx, stmt.fields)
+        elif stmt.node == "SelectStmt" and stmt.may_contain("FuncCall"):
+            set_config_calls(ctx, stmt.fields)
+    return out

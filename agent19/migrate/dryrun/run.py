@@ -60,6 +60,7 @@ from agent19.db.observe import Node, after_state, observe
 from agent19.errors import InputError
 from agent19.migrate.backfill.scripts import stand_in_call
 from agent19.migrate.classification.classify import classify
+from agent19.migrate.classification.session_path import transaction_end_paths
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
@@ -156,11 +157,15 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
                     isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked],
-                    live: Progress | None = None, dsn: str = "") -> None:
+                    live: Progress | None = None, dsn: str = "", paths: dict[int, str | None] | None = None) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
     writing a shared catalog (rolled back to its savepoint). With ``live``, a statement that runs for more than
-    a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target)."""
+    a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target).
+    ``paths``: the search_path the migration's COMMIT or ROLLBACK leaves, where it changes it
+    (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place."""
+    row = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if paths else None
+    session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
     held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
     nodes_now: dict[int, Node] | None = None  # the relations' file nodes now, when known likewise
@@ -185,6 +190,10 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         progress(stmt.index, len(stmts), label)
         if stmt.node == "TransactionStmt":
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
+            if paths and stmt.index in paths:  # a SET LOCAL ends, a rolled-back SET is undone: as they will be
+                path = paths[stmt.index]
+                conn.execute("SELECT set_config('search_path', %s, true)", (session_path if path is None else path,))
+                res.note += "; the search_path it leaves was set in its place"
             continue
         if (why := blocked.get(stmt.index)) is not None:
             res.ran_in, res.note = "skipped", why.note
@@ -344,7 +353,7 @@ def dry_run(
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
             _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked,
-                            live=progress, dsn=db.dsn)
+                            live=progress, dsn=db.dsn, paths=transaction_end_paths(statements, before))
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
