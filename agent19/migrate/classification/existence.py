@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
-from agent19.migrate.classification.state import Context
+from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context
 from agent19.migrate.patterns.sqlnames import relation_key
 
 _KINDS = {"OBJECT_TABLE": "table", "OBJECT_VIEW": "view", "OBJECT_MATVIEW": "materialized view",
@@ -135,11 +135,12 @@ def missing_relations(node: str, f: dict[str, Any], ctx: Context) -> list[Missin
         state.opaque = True  # from here on, which relations exist is not known
         return []
     path = ctx.search_path()
+    first = path[0] if path else DEFAULT_SCHEMA  # none usable: a CREATE fails, every unqualified look-up too
     for schema, name in _made(node, f):
         if schema == "":  # renamed in the schema the old name resolves to
             old = f["relation"]["relname"]
             schema = next((s for s in path if _exists(ctx, s, old)), None)
-        state.made.add(relation_key(schema or path[0], name))
+        state.made.add(relation_key(schema or first, name))
     known_path = state.path is not None or catalog.search_path is not None
     missing: list[Missing] = []
     for kind, rv in _required(node, f):
@@ -153,7 +154,7 @@ def missing_relations(node: str, f: dict[str, Any], ctx: Context) -> list[Missin
                 _exists(ctx, s, rel) for s in path):
             continue
         gone = any(relation_key(s, rel) in state.dropped for s in path)
-        missing.append(Missing(kind, relation_key(path[0], rel), tuple(path), gone))
+        missing.append(Missing(kind, relation_key(first, rel), tuple(path), gone))
     return missing
 
 
