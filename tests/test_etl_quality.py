@@ -199,13 +199,13 @@ def test_column_metrics_of_a_table_are_one_scan(app_dsn: str, dsn: str) -> None:
         """The count once it is above ``above`` and has stopped moving: a session's scans reach the statistics when
         it ends or after it has been idle a while (up to ~10 s on PostgreSQL 15+, longer on a loaded machine)."""
         import time
-        last, deadline = seq_scans(), time.monotonic() + 60
+        last, since, deadline = seq_scans(), time.monotonic(), time.monotonic() + 60
         while time.monotonic() < deadline:
-            time.sleep(0.5)
-            now = seq_scans()
-            if now == last and now > above:
+            time.sleep(0.25)
+            if (now := seq_scans()) != last:
+                last, since = now, time.monotonic()
+            elif now > above and time.monotonic() - since >= 2:  # unchanged for 2 s (CI: 0.5 s was not enough)
                 return now
-            last = now
         return last
 
     before = settled()  # the data set's own scans counted first
