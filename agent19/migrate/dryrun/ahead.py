@@ -125,9 +125,11 @@ class AheadReplay:
 
     def join(self, cancel: bool = False) -> None:
         """Wait for the replay (and the drop) to end; with ``cancel`` (the dry run is failing or interrupted),
-        the statement running there is cancelled and no other starts."""
+        the statement running there is cancelled and no other starts, and a scratch database still being made is
+        not waited for (:meth:`EarlyScratch.cancel`)."""
         if cancel:
             self._stop.set()
+            self.early.cancel()
             if (conn := self._conn) is not None and not conn.closed:
                 conn.cancel_safe()
         self._thread.join()

@@ -24,6 +24,11 @@ of sessions, the dry run's own included, so it is still made after the rollback.
 target (``sample_rows``) are copied after the rollback too (reading them would wait for the
 transaction's locks). A prediction that turns out wrong costs a database created and dropped in the
 background; a scratch database needed but not predicted is made afterwards, as before.
+
+A dry run that fails or is interrupted (Ctrl-C) while the database is still being made does not wait for it:
+:meth:`EarlyScratch.cancel` ends the owner session's statement and drops the database on a session of its own
+(:func:`agent19.migrate.dryrun.scratch.drop_now`; ``WITH (FORCE)`` ends the loading ``psql``'s session), and stops its
+pg_dump and psql (:func:`agent19.children.stop_owned`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from agent19 import children
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
@@ -103,10 +109,12 @@ def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
             return None, None
         snapshot = str(row[0]) if row else None
         outcome: list[tuple[bytes | None, str | None]] = []
+        work = children.owner()  # an EarlyScratch's: its cancel() stops this pg_dump too
 
         def take() -> None:  # in a thread of its own, while this session reads the digest
             try:
-                outcome.append(scratch_mod.dump_schema(db.dsn, major, snapshot))
+                with children.owned_by(work):
+                    outcome.append(scratch_mod.dump_schema(db.dsn, major, snapshot))
             except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
                 outcome.append((None, f"pg_dump failed: {exc}"))
 
@@ -140,6 +148,7 @@ class EarlyScratch:
         self._session: psycopg.Connection[Any] | None = None
         self._error: BaseException | None = None
         self._closed = False
+        self._cancelled = threading.Event()
         self._how: str | None = None
         self.dropped = False
         # a dump is kept: its key, the digest, is read by the dry run's session with its catalog snapshot (one
@@ -173,16 +182,20 @@ class EarlyScratch:
 
     def _take_dump(self) -> None:
         try:
-            if self._ahead:
-                self._decided.wait()
-                if self.state_key is not None:  # the database made ahead was taken: no dump needed
-                    return
-            self._dump, self._how, self.state_key = keyed_dump(self.db, self.major,
-                                                               self._given_state if self.wants_state else None)
+            with children.owned_by(self):
+                self._dump_now()
         except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
             self._dump = (None, f"pg_dump failed: {exc}")
         finally:
             self._dumped.set()
+
+    def _dump_now(self) -> None:
+        if self._ahead:
+            self._decided.wait()
+            if self.state_key is not None:  # the database made ahead was taken: no dump needed
+                return
+        self._dump, self._how, self.state_key = keyed_dump(self.db, self.major,
+                                                           self._given_state if self.wants_state else None)
 
     def _take_ahead(self) -> bool:
         """Take the scratch database made ahead for this target, if its schema is the target's now."""
@@ -198,14 +211,8 @@ class EarlyScratch:
 
     def _create(self) -> None:
         try:
-            if not (self._ahead and self._take_ahead()):
-                self._admin, self._name = scratch_mod.open_owner(self.db)
-                target = scratch_mod.target_name(self.db)
-                if self.copy == "empty":
-                    self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "empty")
-                else:  # the database first (the slow part), then the schema once the dump is there
-                    self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
-                                                       dump=self._wait_dump)
+            with children.owned_by(self):
+                self._make()
         except BaseException as exc:  # noqa: BLE001 — re-raised in the dry run's thread by use()
             self._error = exc
             return
@@ -213,6 +220,18 @@ class EarlyScratch:
             self._session = scratch_mod.replay_session(self._scratch.dsn, self.db.settings.statement_timeout_ms)
         except psycopg.Error as exc:  # opened again when used, which then says what is wrong
             log.debug("no early session to the scratch database: %s", exc)
+
+    def _make(self) -> None:
+        if not (self._ahead and self._take_ahead()):
+            self._admin, self._name = scratch_mod.open_owner(self.db)
+            if self._cancelled.is_set():  # cancel() came before the name: nothing is made
+                raise InterruptedError("the dry run ended before its scratch database was made")
+            target = scratch_mod.target_name(self.db)
+            if self.copy == "empty":
+                self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "empty")
+            else:  # the database first (the slow part), then the schema once the dump is there
+                self._scratch = scratch_mod.create(self.db, self._admin, target, self._name, "schema",
+                                                   dump=self._wait_dump)
 
     def schema_state(self) -> str | None:
         """The catalogs' digest of the target's schema this scratch database was a complete copy of, once it is
@@ -246,9 +265,10 @@ class EarlyScratch:
     @contextmanager
     def use(self, sample_tables: list[str], sample_rows: int) -> Iterator[ScratchDatabase]:
         """The scratch database, once made (with ``sample_rows`` rows of ``sample_tables`` copied now); dropped
-        when the block exits. Raises what its creation raised."""
-        self._join()
+        when the block exits. Raises what its creation raised. Interrupted while it is being made (Ctrl-C): it is
+        not waited for (:meth:`cancel`)."""
         try:
+            self._join()
             if self._error is not None:
                 raise self._error
             assert self._scratch is not None
@@ -260,11 +280,34 @@ class EarlyScratch:
                                                                      sample_rows)
                 scratch.notes.extend(more)
             yield scratch
+        except BaseException:
+            self.cancel()
+            raise
         finally:
             self.discard()
 
-    def discard(self) -> None:
-        """Drop the scratch database (waiting for its creation to end first); idempotent."""
+    def cancel(self) -> None:
+        """Stop making the scratch database, when it still is (the dry run failed or was interrupted): its owner
+        session's statement is ended and the database dropped on a session of its own (:func:`scratch.drop_now`:
+        ``WITH (FORCE)`` ends the loading psql's session), then its pg_dump and psql are stopped. Its threads then
+        end at once; :meth:`discard` still closes the owner session. Idempotent."""
+        if not any(t.is_alive() for t in self._threads):
+            return  # made (or failed): discard() drops it with its owner session
+        self._cancelled.set()
+        if not self._stated.is_set():  # the dump thread waits no more for the digest
+            self.give_state(None)
+        if (name := self._name) is not None:
+            try:
+                scratch_mod.drop_now(name)
+            except psycopg.Error as exc:  # discard()'s close_owner drops it, or the next run's drop_leftovers
+                log.warning("could not drop scratch database %s being made: %s", name, exc)
+        children.stop_owned(self)
+
+    def discard(self, cancel: bool = False) -> None:
+        """Drop the scratch database (waiting for its creation to end first, unless ``cancel``: :meth:`cancel`);
+        idempotent."""
+        if cancel:
+            self.cancel()
         self._join()
         if self._closed:
             return

@@ -406,8 +406,8 @@ def dry_run(
             ahead.join(cancel=sys.exc_info()[0] is not None)
         if side is not None:
             side.close()
-        if early is not None:
-            early.discard()  # made for a re-observation that turned out not to be needed (or never used)
+        if early is not None:  # made for a re-observation that turned out not to be needed (or never used);
+            early.discard(cancel=sys.exc_info()[0] is not None)  # failing or interrupted: not waited for
         if reread is not None:
             reread.shutdown()  # its read of the target ends before the session closes
         conn.close()

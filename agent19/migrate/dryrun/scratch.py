@@ -22,7 +22,10 @@ Lifecycle, and what is guaranteed:
   PostgreSQL 13; a non-superuser's is retried for up to 2 s while an autovacuum worker, which it may not end,
   works in the fresh copy), also on SIGTERM/SIGHUP (handlers installed by :func:`install_signal_handlers`,
   which drop every active scratch database, then let the signal take its usual course; they never wait for a
-  lock the interrupted main thread holds) and at interpreter exit (``atexit``).
+  lock the interrupted main thread holds) and at interpreter exit (``atexit``). Those drops, and an interrupted
+  dry run's (:func:`drop_now`), run on a session of their own and end the owner session first, waiting until it
+  is gone: a database still being made is dropped too — a ``CREATE DATABASE`` (or the ``ALTER DATABASE`` after
+  it) in flight there is rolled back, or has committed and is dropped, never left to commit after the drop.
 * **SIGKILL / power loss** cannot run any code: the owner session dies with the process, and the
   next run (any dry run or rollback check on that server) drops every ``agent19_scratch_*``
   database that has no live owner session (:func:`drop_leftovers`). Nothing else is ever dropped.
@@ -316,23 +319,49 @@ def _sessions(admin: psycopg.Connection[Any], target: str) -> int:
     return int(row[0]) if row else 1
 
 
+OWNER_GONE_S = 5.0  # an ended owner session's backend is gone by then (a CREATE DATABASE it ran rolled back)
+
+
 def drop_now(name: str, connect_timeout: int = 2) -> None:
-    """Drop the active scratch database ``name`` on a session of its own (``WITH (FORCE)`` ends the sessions in it,
-    a loading ``psql`` included) while its owner session is busy; its owner still ends with :func:`close_owner`."""
+    """Drop the active scratch database ``name`` now, also while it is being made, on a session of its own: its
+    owner session is ended first and waited for (:func:`_end_owner`), then ``DROP … WITH (FORCE)`` ends the sessions
+    in it, a loading ``psql`` included. Its owner still ends with :func:`close_owner` (which finds it dropped)."""
     with _LOCK:
         admin_dsn = _ACTIVE.get(name)
     if admin_dsn is not None:
         with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
+            _end_owner(conn, name)
             _drop(conn, name)
 
 
+def _end_owner(conn: psycopg.Connection[Any], name: str, timeout: float = OWNER_GONE_S) -> None:
+    """End the owner session of the scratch database ``name`` (``application_name`` = the name) and wait until its
+    backend is gone (up to ``timeout`` s). A ``CREATE DATABASE`` or ``ALTER DATABASE`` it is running — the database
+    being made, by a thread of this process — is then rolled back or committed, and a drop after this sees the
+    database as it is for good: dropped while that statement still ran, it would be created after the drop, and
+    stay (the next run's :func:`drop_leftovers` drops it). Its thread then fails on the closed session, as
+    when the server ends it, and makes nothing more there."""
+    try:
+        pids = [r[0] for r in conn.execute(  # in the select list: only for the rows the WHERE keeps
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()", (name,)).fetchall()]
+        deadline = time.monotonic() + timeout
+        while pids and time.monotonic() < deadline:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()
+            if row is None or row[0] == 0:
+                return
+            time.sleep(0.02)
+    except psycopg.errors.InsufficientPrivilege as exc:  # not this login's session: the drop says what is wrong
+        log.debug("scratch database %s: its owner session not ended: %s", name, str(exc).strip())
+
+
 def _drop_active() -> None:
+    """The signal/exit cleanup: drop every active scratch database, those being made included (:func:`drop_now`)."""
     with _LOCK:
-        active = dict(_ACTIVE)
-    for name, admin_dsn in active.items():
+        active = list(_ACTIVE)
+    for name in active:
         try:
-            with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
-                _drop(conn, name)
+            drop_now(name, connect_timeout=5)
             with _LOCK:
                 _ACTIVE.pop(name, None)
         except psycopg.Error as exc:  # the next run's drop_leftovers will take it
