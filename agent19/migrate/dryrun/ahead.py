@@ -76,6 +76,7 @@ class AheadReplay:
         self.error: BaseException | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
+        self._ended = threading.Event()  # waited for, not joined: see EarlyScratch._created
         self._thread = threading.Thread(target=self._run, name="agent19-ahead", daemon=True)
         self._thread.start()
 
@@ -96,6 +97,8 @@ class AheadReplay:
             self.info.dropped = self.early.dropped
         except BaseException as exc:  # noqa: BLE001 — the dry run then replays after the rollback, as before
             self.error = exc
+        finally:
+            self._ended.set()
 
     def _one(self, conn: psycopg.Connection[Any], stmt: Statement, last: int) -> None:
         self.replayed.add(stmt.index)
@@ -132,7 +135,7 @@ class AheadReplay:
             self.early.cancel()
             if (conn := self._conn) is not None and not conn.closed:
                 conn.cancel_safe()
-        self._thread.join()
+        self._ended.wait()
 
     def apply(self, results: list[StatementResult], isolate: list[int], scratch_needed: list[int],
               before: SchemaSnapshot) -> ScratchInfo | None:

@@ -149,6 +149,9 @@ class EarlyScratch:
         self._error: BaseException | None = None
         self._closed = False
         self._cancelled = threading.Event()
+        # set when the creating thread is done (the dump thread: _dumped). Waited for instead of Thread.join: on
+        # Python 3.11 a join interrupted by Ctrl-C marks the thread as ended, and every later join returns at once
+        self._created = threading.Event()
         self._how: str | None = None
         self.dropped = False
         # a dump is kept: its key, the digest, is read by the dry run's session with its catalog snapshot (one
@@ -215,11 +218,14 @@ class EarlyScratch:
                 self._make()
         except BaseException as exc:  # noqa: BLE001 — re-raised in the dry run's thread by use()
             self._error = exc
+            self._created.set()
             return
         try:  # the replaying session, opened now rather than after the target's rollback
             self._session = scratch_mod.replay_session(self._scratch.dsn, self.db.settings.statement_timeout_ms)
         except psycopg.Error as exc:  # opened again when used, which then says what is wrong
             log.debug("no early session to the scratch database: %s", exc)
+        finally:
+            self._created.set()
 
     def _make(self) -> None:
         if not (self._ahead and self._take_ahead()):
@@ -259,8 +265,8 @@ class EarlyScratch:
     def _join(self) -> None:
         if not self._stated.is_set():  # the dry run ended before its snapshot: the dump thread waits no more
             self.give_state(None)
-        for t in self._threads:
-            t.join()
+        self._dumped.wait()
+        self._created.wait()
 
     @contextmanager
     def use(self, sample_tables: list[str], sample_rows: int) -> Iterator[ScratchDatabase]:
@@ -291,7 +297,7 @@ class EarlyScratch:
         session's statement is ended and the database dropped on a session of its own (:func:`scratch.drop_now`:
         ``WITH (FORCE)`` ends the loading psql's session), then its pg_dump and psql are stopped. Its threads then
         end at once; :meth:`discard` still closes the owner session. Idempotent."""
-        if not any(t.is_alive() for t in self._threads):
+        if self._created.is_set() and self._dumped.is_set():
             return  # made (or failed): discard() drops it with its owner session
         self._cancelled.set()
         if not self._stated.is_set():  # the dump thread waits no more for the digest
