@@ -7,7 +7,8 @@ moment is certain and the work would never end by itself:
 * the owner session's ``CREATE DATABASE … TEMPLATE template0`` waits for template0's lock, held by a transaction
   renaming it (r24b D3: the signal cleanup dropped nothing, the process ended, the CREATE committed after it);
 * the schema load (psql) waits for a transaction of the login's own in the scratch database that creates, not yet
-  committed, the schema the load creates first (r24b D4: Ctrl-C waited for the whole load to end).
+  committed, the schema the load creates first (r24b D4: Ctrl-C waited for the whole load to end);
+* the schema's pg_dump waits for a table's lock (Ctrl-C waited for it: it is stopped, agent19.children.stop_owned).
 """
 
 from __future__ import annotations
@@ -132,4 +133,22 @@ def test_signal_during_the_schema_load(dsn, app, tmp_path, sig):
         for conn in (dump_waits, blocker, template0_held):
             if conn is not None:
                 conn.close()
+    _nothing_left(dsn, app, proc)
+
+
+def test_ctrl_c_while_its_pg_dump_waits(dsn, app, tmp_path):
+    """The schema's pg_dump waits for a lock (held here): Ctrl-C stops it, not waits for it."""
+    role = conninfo_to_dict(app)["user"]
+    dump_waits = psycopg.connect(dsn)
+    dump_waits.execute("LOCK TABLE held.t IN ACCESS EXCLUSIVE MODE")
+    proc = _start(app, tmp_path)
+    try:
+        until("pg_dump, waiting for the table", lambda: proc.poll() is not None or _found(
+            dsn, "SELECT 1 FROM pg_stat_activity WHERE usename = %s AND application_name = 'pg_dump'"
+            " AND wait_event_type = 'Lock'", role))
+        _interrupt(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        dump_waits.close()
     _nothing_left(dsn, app, proc)
