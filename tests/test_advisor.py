@@ -93,6 +93,21 @@ def test_read_only_mode_without_the_extension_says_what_is_missing(shop):
     assert "CREATE INDEX ON public.orders (status, amount)" in advice.unverified
 
 
+def test_the_remedy_is_worded_for_its_reader(shop):
+    """Review r24b D8: at the CLI there is no server to restart; a model is told to restart agent19."""
+    from agent19 import tool_names
+
+    db = Database(Settings.load(dsn=shop))
+    try:
+        for_model = advise(db, [(SLOW, 1.0, None)]).hypopg
+        with tool_names.cli_names({"advise_indexes": "advise"}):
+            for_person = advise(db, [(SLOW, 1.0, None)]).hypopg
+    finally:
+        db.close()
+    assert "restart agent19 with --mode dry-run" in for_model
+    assert "run the command again with --mode dry-run" in for_person and "restart" not in for_person
+
+
 @pytest.mark.parametrize("mode", ["read-only", "dry-run"])
 def test_a_query_that_does_not_plan_is_an_error_not_advice(shop, mode):
     """Read-only mode without HypoPG measures nothing, but a misspelt column is still PostgreSQL's error."""

@@ -38,6 +38,7 @@ import psycopg
 from psycopg import RawCursor
 from pydantic import BaseModel, Field
 
+from agent19 import tool_names
 from agent19.config import AccessMode
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
@@ -180,8 +181,10 @@ def hypopg_session(db: Database, reads_only: bool = False) -> Iterator[tuple[Con
     if not db.mode.allows(AccessMode.DRY_RUN):
         raise HypoPGMissing(
             "the hypopg extension is installed on the server but not created in this database",
-            "have a DBA run CREATE EXTENSION hypopg, or restart agent19 with --mode dry-run (it then creates "
-            "it inside a transaction that is rolled back)",
+            "have a DBA run CREATE EXTENSION hypopg, or "
+            + ("run the command again with --mode dry-run" if tool_names.at_cli()
+               else "restart agent19 with --mode dry-run")
+            + " (it then creates it inside a transaction that is rolled back)",
         )
     with db.rolled_back() as conn:
         try:
