@@ -191,3 +191,17 @@ def test_two_statements_to_sql_are_unusable_input_in_every_mode(dsn):
         assert "2 statements given; `agent19 sql` runs one statement per call" in out.stderr, (mode, out.stderr)
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (0,)
+
+
+def test_a_challenge_at_the_cli_tells_the_person_the_commands_to_run(dsn):
+    """Review r24b D8: the CLI's challenge spoke to a model about "this server" and a JSON field."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE doomed (id int PRIMARY KEY); INSERT INTO doomed SELECT generate_series(1, 10)")
+    out = agent19("confirm", "DROP TABLE doomed", "--dsn", dsn, "--mode", "execute", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)["report"]
+    step = report["next_step"]
+    assert f"agent19 confirm --token {report['token']} --mode execute" in step, step
+    assert "this server" not in step and "confirm_command" not in step and "Show this report" not in step, step
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT to_regclass('doomed') IS NOT NULL").fetchone() == (True,)

@@ -170,6 +170,11 @@ class Protocol:
                  + " and this token")
         if self.elicit is not None:
             report.next_step = f"To proceed, {again}: the human is asked for the phrase directly."
+        elif at_cli():  # the reader is the person who confirms: no model, no server
+            report.confirm_command = f"agent19 confirm --token {report.token} --mode execute"
+            report.next_step = (f"To proceed, run `{report.confirm_command}` with the same database and settings (it "
+                                "shows the impact again and asks for the phrase), then `agent19 confirm` with the same "
+                                f"statement, --mode execute and --token {report.token} runs it once.")
         else:
             report.confirm_command = f"agent19 confirm --token {report.token} --mode execute"
             report.confirm_url = page.offer(report.token or "", report.expires_at)
