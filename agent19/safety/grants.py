@@ -1,5 +1,5 @@
-"""Privileges granted and revoked between two readings of an ACL (``aclitem[]`` as text, the default spelled out
-with ``acldefault``), in words: ``granted SELECT, INSERT on table app.t to PUBLIC``."""
+"""Privileges granted and revoked between two readings of an ACL (``aclitem[]`` written as text, the default
+spelled out with ``acldefault``), in words: ``granted SELECT, INSERT on table app.t to PUBLIC``."""
 
 from __future__ import annotations
 
@@ -9,10 +9,33 @@ NAMES = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "D": "TRUNC
 ORDER = "rawdDxtmXUCcTsA"
 
 
-def _entries(acl: list[str] | None) -> set[tuple[str, str]]:
+def items(acl: str | None) -> list[str]:
+    """The elements of an ``aclitem[]`` written as text: ``{a=arwdDxt/a,=r/a,"\\"my role\\"=r/a"}`` (an
+    element with a quote, comma, brace or space in it is quoted, ``\\`` escaping)."""
+    out: list[str] = []
+    text, i = (acl or "{}")[1:-1], 0
+    while i < len(text):
+        if text[i] == '"':
+            i += 1
+            item = ""
+            while text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                item += text[i]
+                i += 1
+            i += 2  # the closing quote and the comma
+        else:
+            end = text.find(",", i)
+            end = len(text) if end < 0 else end
+            item, i = text[i:end], end + 1
+        out.append(item)
+    return out
+
+
+def _entries(acl: str | None) -> set[tuple[str, str]]:
     """(grantee, privilege) pairs, the grant option as its own privilege (``r*``); grantors are left out."""
     out: set[tuple[str, str]] = set()
-    for item in acl or []:
+    for item in items(acl):
         grantee, privileges = _split(item)
         for i, letter in enumerate(privileges):
             if letter != "*":
@@ -49,7 +72,7 @@ def _words(privileges: list[str]) -> str:
                      for p in sorted(privileges, key=rank))
 
 
-def changes(before: list[str] | None, after: list[str] | None, what: str) -> list[str]:
+def changes(before: str | None, after: str | None, what: str) -> list[str]:
     """``granted … on <what> to <grantee>`` and ``revoked … on <what> from <grantee>``, one per grantee."""
     old, new = _entries(before), _entries(after)
     out: list[str] = []

@@ -6,8 +6,10 @@ transaction, :data:`Q_WRITES` reads ``pg_stat_xact_user_tables`` — the rows th
 updated and deleted per table, savepoints included — before and after the statement, and
 :data:`agent19.safety.objects.Q_OBJECTS` lists every definition (relations of every kind with the
 tables' relfilenode and dropped-column count, functions, types, policies, triggers, constraints,
-rules, column defaults), so a table truncated, rewritten or dropped out of sight shows too, and so
-does a view, index, function… dropped or replaced, or a column default changed. For each table with
+rules, column defaults, schemas, default privileges), so a table truncated, rewritten or dropped out of sight
+shows too, and so does a view, index, function… dropped, replaced, renamed or moved, a column default changed, row
+level security turned off or on, privileges granted or revoked — by this transaction only, not another session
+meanwhile. For each table with
 rows updated or deleted (two or more), the exact row count before the statement is derived from an exact
 ``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
 
@@ -92,7 +94,7 @@ class Measurement(BaseModel):
 def before(conn: Any) -> Before:
     """The counters and relations before the statement (inside the caller's transaction)."""
     writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    return Before(writes=writes, catalog=objects.read(conn))
+    return Before(writes=writes, catalog=objects.read(conn, after=False))
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
@@ -115,7 +117,7 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
                 rows = None
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
                                deleted=dele))
-    now = objects.read(conn)
+    now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
     # — not another session's DDL committed between the two readings
     for key, (name, filenode, dropped) in start.catalog.tables.items():
@@ -123,11 +125,11 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
             if start.catalog.objects[key][0] in objects.TABLE_KINDS and objects.ours(now, key, None):
                 m.vanished.append(name)
             continue
-        if key not in now.tables or key not in now.mine:
+        if key not in now.tables:
             continue
-        if now.tables[key][1] != filenode and statement_kind not in REWRITING_KINDS:
+        if now.tables[key][1] != filenode and key in now.mine and statement_kind not in REWRITING_KINDS:
             m.rewritten.append(name)
-        if now.tables[key][2] != dropped and statement_kind != "AlterTableStmt":
+        if now.tables[key][2] != dropped and statement_kind != "AlterTableStmt":  # columns this transaction dropped
             m.columns_dropped.append(name)
     # ALTER TABLE changes its table's parts by design; CREATE OR REPLACE VIEW, a view's query; RENAME, a name
     own_parts = statement_kind != "AlterTableStmt"
