@@ -48,6 +48,8 @@ HIDDEN = {
     "REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC": "revoked EXECUTE on function public.f from PUBLIC",
     "REVOKE USAGE ON TYPE mood FROM PUBLIC": "revoked USAGE on type public.mood from PUBLIC",
     "GRANT USAGE, CREATE ON SCHEMA app2 TO PUBLIC": "granted USAGE, CREATE on schema app2 to PUBLIC",
+    'GRANT SELECT ON customers TO "odd, role" WITH GRANT OPTION':  # quoted in the ACL, and in its array
+        "granted SELECT, the grant option for SELECT on table public.customers to odd, role",
     "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC":
         "granted SELECT on tables {owner} creates in schema public to PUBLIC (default privileges)",
 }
@@ -74,6 +76,8 @@ def _state(c: psycopg.Connection) -> tuple:
 
 
 def test_hidden_renames_rls_and_privileges_need_confirmation_and_nothing_is_kept(dsn, tmp_path):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute('DO $$ BEGIN CREATE ROLE "odd, role"; EXCEPTION WHEN duplicate_object THEN NULL; END $$')
     app = owner_login(dsn)
     owner = conninfo_to_dict(app)["user"]
     with psycopg.connect(app, autocommit=True) as c:
@@ -101,8 +105,9 @@ def test_hidden_renames_rls_and_privileges_need_confirmation_and_nothing_is_kept
 
 
 def test_another_sessions_ddl_during_an_insert_is_not_the_inserts(dsn, tmp_path):
-    """The INSERT's trigger waits on an advisory lock the test holds; meanwhile another session drops a table,
-    renames a view, grants on a table and turns row level security off, and commits. The INSERT then goes on: the
+    """The INSERT's trigger waits on an advisory lock the test holds; meanwhile another session drops a table and a
+    column, renames a view and a function, truncates a table, grants on a table and by default and turns row level
+    security off, and commits. The INSERT then goes on: the
     measurement's second reading sees all of that, none of it this statement's, so the INSERT is committed."""
     app = owner_login(dsn)
     with psycopg.connect(app, autocommit=True) as c:
@@ -132,6 +137,9 @@ def test_another_sessions_ddl_during_an_insert_is_not_the_inserts(dsn, tmp_path)
             watch.execute("GRANT ALL ON customers TO PUBLIC")
             watch.execute("ALTER TABLE pol DISABLE ROW LEVEL SECURITY")
             watch.execute("ALTER FUNCTION f() RENAME TO f2")
+            watch.execute("ALTER TABLE base DROP COLUMN v")  # and its index with it
+            watch.execute("TRUNCATE customers")
+            watch.execute("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC")
     finally:
         holder.execute("SELECT pg_advisory_unlock(4242)")
         holder.close()
