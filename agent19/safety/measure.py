@@ -6,8 +6,10 @@ transaction, :data:`Q_WRITES` reads ``pg_stat_xact_user_tables`` — the rows th
 updated and deleted per table, savepoints included — before and after the statement, and
 :data:`agent19.safety.objects.Q_OBJECTS` lists every definition (relations of every kind with the
 tables' relfilenode and dropped-column count, functions, types, policies, triggers, constraints,
-rules, column defaults), so a table truncated, rewritten or dropped out of sight shows too, and so
-does a view, index, function… dropped or replaced, or a column default changed. For each table with
+rules, column defaults, schemas, default privileges), so a table truncated, rewritten or dropped out of sight
+shows too, and so does a view, index, function… dropped, replaced, renamed or moved, a column default changed, row
+level security turned off or on, privileges granted or revoked — by this transaction only, not another session
+meanwhile. For each table with
 rows updated or deleted (two or more), the exact row count before the statement is derived from an exact
 ``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
 
@@ -72,6 +74,13 @@ class Measurement(BaseModel):
                                "statement, e.g. 'view app.report_v', 'index app.t_v_idx'")
     replaced: list[str] = Field(default=[], description="definitions the statement replaced in place, e.g. "
                                 "'function app.f', 'the default of column app.t.v'")
+    renamed: list[str] = Field(default=[], description="definitions renamed or moved to another schema, e.g. "
+                               "'renamed view app.v to app.v2', 'moved table app.t to old.t'")
+    security: list[str] = Field(default=[], description="row level security turned on or off, forced or not, e.g. "
+                                "'disabled row level security on table app.t'")
+    privileges: list[str] = Field(default=[], description="privileges granted or revoked (on tables, views, "
+                                  "sequences, functions, types, schemas, or by default), e.g. 'granted SELECT on "
+                                  "table app.t to PUBLIC'")
     unmeasured: str | None = Field(default=None, description="why the statement was not run to be measured (code "
                                    "a rolled-back trial cannot contain or read: agent19.safety.trial)")
     outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
@@ -85,7 +94,7 @@ class Measurement(BaseModel):
 def before(conn: Any) -> Before:
     """The counters and relations before the statement (inside the caller's transaction)."""
     writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    return Before(writes=writes, catalog=objects.read(conn))
+    return Before(writes=writes, catalog=objects.read(conn, after=False))
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
@@ -108,21 +117,28 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
                 rows = None
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
                                deleted=dele))
-    now = objects.read(conn)
+    now = objects.read(conn, after=True)
+    # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
+    # — not another session's DDL committed between the two readings
     for key, (name, filenode, dropped) in start.catalog.tables.items():
         if key not in now.objects:
-            if start.catalog.objects[key][0] in objects.TABLE_KINDS:
+            if start.catalog.objects[key][0] in objects.TABLE_KINDS and objects.ours(now, key, None):
                 m.vanished.append(name)
             continue
-        if key in now.tables and now.tables[key][1] != filenode and statement_kind not in REWRITING_KINDS:
+        if key not in now.tables:
+            continue
+        if now.tables[key][1] != filenode and key in now.mine and statement_kind not in REWRITING_KINDS:
             m.rewritten.append(name)
-        if key in now.tables and now.tables[key][2] != dropped and statement_kind != "AlterTableStmt":
+        if now.tables[key][2] != dropped and statement_kind != "AlterTableStmt":  # columns this transaction dropped
             m.columns_dropped.append(name)
-    # ALTER TABLE changes its table's parts by design; CREATE OR REPLACE VIEW, a view's query
-    dropped, replaced = objects.diff(start.catalog, now, owned_too=statement_kind != "AlterTableStmt",
+    # ALTER TABLE changes its table's parts by design; CREATE OR REPLACE VIEW, a view's query; RENAME, a name
+    own_parts = statement_kind != "AlterTableStmt"
+    dropped, replaced = objects.diff(start.catalog, now, owned_too=own_parts,
                                      replaced_views=statement_kind != "ViewStmt")
     m.dropped = [objects.describe(kind, name) for kind, name in dropped if kind not in objects.TABLE_KINDS]
     m.replaced = [objects.describe(kind, name) for kind, name in replaced]
+    m.renamed, m.security, m.privileges = objects.altered(start.catalog, now, owned_too=own_parts,
+                                                          renames=statement_kind != "RenameStmt")
     m.touches.sort(key=lambda t: t.table)
     for names in (m.vanished, m.rewritten, m.columns_dropped):
         names.sort()
@@ -154,6 +170,8 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
                 for n in m.columns_dropped]
     reasons += [(None, f"measured: it dropped {d} (through a trigger, rule or function)") for d in m.dropped]
     reasons += [(None, f"measured: it changed {d} (through a trigger, rule or function)") for d in m.replaced]
+    reasons += [(None, f"measured: it {d} (through a trigger, rule or function)")
+                for d in m.renamed + m.security + m.privileges]
     reasons += [(None, f"measured, after the rollback: {o}") for o in m.outside]
     return reasons
 
