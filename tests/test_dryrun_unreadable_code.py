@@ -304,3 +304,21 @@ def test_the_rollback_check_reports_a_sequence_left_moved_backward(app, up, down
                                 "nextval will hand out numbers already used"), moved.detail
         assert r.summary == f"rollback not verified: {moved}", r.summary
     assert _last_value(app) == ((1001, True) if verified else (1000, True))  # the restart was rolled back
+
+
+def test_sql_in_dry_run_mode_screens_the_code_it_reaches_as_a_dry_run_does(app):
+    """Review r24c: `agent19 sql --mode dry-run` (a write rolled back) was admitted as WRITE, so the code its
+    statement reaches was never screened: a function with dynamic SQL ended the application's session."""
+    import subprocess
+    import sys
+
+    peer = psycopg.connect(app, application_name="the-app", autocommit=True)
+    try:
+        out = subprocess.run([sys.executable, "-m", "agent19", "sql", "UPDATE customers SET email = kill_peers()::text "
+                              "WHERE id = 1", "--dsn", app, "--mode", "dry-run"], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode != 0, out.stdout
+        assert "EXECUTE in public.kill_peers" in out.stdout + out.stderr, (out.stdout, out.stderr)
+        assert peer.execute("SELECT 1").fetchone() == (1,)  # still alive
+    finally:
+        peer.close()

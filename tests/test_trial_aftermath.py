@@ -81,8 +81,23 @@ def test_an_application_session_terminated_by_a_trigger_is_warned_about(app, tmp
         with psycopg.connect(app, autocommit=True) as c:
             until("the application's session", lambda: c.execute(
                 "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone())
+        # the screen before a trial now sees this trigger's call: `agent19 sql --mode dry-run` does not run it
         r = _agent19(tmp_path, "sql", "--mode", "dry-run", "--dsn", app, "INSERT INTO plain VALUES (1)")
-        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "pg_terminate_backend" in r.stdout + r.stderr, (r.stdout, r.stderr)
+        with psycopg.connect(app, autocommit=True) as c:
+            assert c.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone() == (1,)
+        # the after-check is for what the screen misses: the same trial run past it, through the library
+        from agent19.db.connection import Database
+        from agent19.safety import aftermath
+        from tests.conftest import session_settings
+
+        db = Database(session_settings(dsn=app, mode="dry-run"))
+        try:
+            with aftermath.trial(db) as (conn, after):
+                conn.execute("INSERT INTO plain VALUES (1)")
+        finally:
+            db.close()
+        out = "\n".join(after.lines())
         assert "warning: during the trial, 1 other session(s) of role" in out, out
         assert f"(pids {pid})" in out, out
     finally:

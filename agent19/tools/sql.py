@@ -114,7 +114,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if st.node == "TransactionStmt":
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each "
                          f"{tool_names.tool('run_sql')} call is its own transaction", "nothing was run")
-    gate.admit(db, args.sql, gate.Purpose.WRITE)
+    # dry-run: the write runs in a transaction that is rolled back - a trial, screened for the code it reaches
+    gate.admit(db, args.sql, gate.Purpose.TRIAL if mode is AccessMode.DRY_RUN else gate.Purpose.WRITE)
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
     tested = policy.tested(ctx.settings, db, args.sql) if changes else None
     if tested is not None and (why := tested.refusal or _policy_refusal(ctx, st, args.sql, args.acknowledge)):
