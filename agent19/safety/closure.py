@@ -1,0 +1,238 @@
+"""The code a trial must not run, computed from what the server records (not from reading a statement's text).
+
+A rolled-back transaction does not undo a signal to another session, a sequence set back, a connection to
+another server. Code reaches those not only through the calls a statement shows, but through every object the
+server runs on its own: triggers (and FK cascades into tables that have them), CHECK and domain constraints,
+column defaults, index expressions, row-level security policies, views and rules, operators (``+`` included,
+shadowed through ``search_path``), casts, aggregates, event triggers. And a role's code is not confined to the
+objects a statement names: the server cannot keep code a role runs away from that role's other sessions.
+
+So the guard decides on the whole database, in one catalog read (:data:`Q_CLOSURE`, folded into the dry run's
+screen):
+
+1. **Bad functions B**: functions named as an escape (:data:`~agent19.safety.function_facts.ESCAPING` but
+   ``nextval``, dblink / postgres_fdw — any schema: extensions live in user schemas), SQL given as a string
+   (``query_to_xml``…), foreign tables (by name); functions whose code cannot be read (a language other than SQL and
+   PL/pgSQL — C / internal allowed for built-ins and extension members —, or PL/pgSQL ``EXECUTE``); then, to a
+   fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
+   tokens: comments dropped, quoted names kept as written, unquoted folded to lower case) or that the server
+   records as depending on one (``BEGIN ATOMIC`` bodies, aggregates, operators). A name matches every function of
+   that name in any schema: the cautious reading.
+2. **Entry points**: every other object that depends (``pg_depend``) on a member of B, or on an operator over one.
+   If there is one, no statement but transaction control (and ``CREATE FUNCTION``, which runs nothing unless an
+   event trigger is an entry point) is tried on this database.
+3. **The statement**: one whose own tokens (a ``DO`` body's too) use a member is not run; functions the migration
+   creates or renames join the analysis in order; a statement that creates an entry point stops itself and every
+   statement after it.
+
+``kind``: ``escape`` (refused), ``sequence`` (not run: ``setval``), ``unreadable`` (not run unless the operator
+opted in with ``--allow-unreadable-code``; then such code is no member).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pglast.parser import scan
+
+from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
+from agent19.safety.readonly_catalog import FIRST_NORMAL_OID, READABLE_LANGUAGES
+
+SEEDS = sorted((ESCAPING - SEQUENCE_FORWARD) | SQL_FROM_STRING)
+_REMOTE_PREFIXES = ("dblink", "postgres_fdw")
+_OPERATOR_CHARS = set("+-*/<>=~!@#%^&|`?")
+_SEVERITY = {"escape": 0, "sequence": 1, "unreadable": 2}
+
+# one round trip: functions that may be members (every non-built-in one, and built-ins named as seeds), user
+# operators, foreign tables, and what depends on any of them (with the relation it belongs to, if any)
+Q_CLOSURE = f"""
+WITH fn AS (
+  SELECT p.oid, p.proname::text AS name, n.nspname || '.' || p.proname AS qualified, l.lanname::text AS lang,
+         p.oid < {FIRST_NORMAL_OID} OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+             AND e.objid = p.oid AND e.deptype = 'e') AS known,
+         CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid >= {FIRST_NORMAL_OID} AND l.lanname IN ('sql', 'plpgsql')
+              THEN p.prosrc END AS src, p.prokind = 'a' AS agg
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s) OR p.proname ~ '^(dblink|postgres_fdw)'),
+op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
+        WHERE o.oid >= {FIRST_NORMAL_OID}),
+ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
+dep AS (
+  SELECT d.classid = 'pg_proc'::regclass AS is_fn, d.objid, d.refclassid::regclass::text AS refcls, d.refobjid,
+         CASE WHEN d.classid <> 'pg_proc'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
+           AS what,
+         (SELECT relname::text FROM pg_class WHERE oid = coalesce(
+            (SELECT ev_class FROM pg_rewrite WHERE d.classid = 'pg_rewrite'::regclass AND oid = d.objid),
+            (SELECT tgrelid FROM pg_trigger WHERE d.classid = 'pg_trigger'::regclass AND oid = d.objid),
+            (SELECT adrelid FROM pg_attrdef WHERE d.classid = 'pg_attrdef'::regclass AND oid = d.objid),
+            (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE d.classid = 'pg_constraint'::regclass
+                AND oid = d.objid),
+            (SELECT indrelid FROM pg_index WHERE d.classid = 'pg_class'::regclass AND indexrelid = d.objid),
+            (SELECT polrelid FROM pg_policy WHERE d.classid = 'pg_policy'::regclass AND oid = d.objid))) AS rel,
+         d.classid = 'pg_event_trigger'::regclass AS event
+    FROM pg_depend d
+   WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
+     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
+       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
+       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft))))
+SELECT (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
+       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft, (SELECT coalesce(json_agg(dep), '[]') FROM dep) AS dep
+"""
+
+
+@dataclass
+class Tokens:
+    """What a piece of SQL or PL/pgSQL uses, in the server's lexer's terms."""
+
+    names: set[str] = field(default_factory=set)
+    dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
+    copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
+    unscannable: bool = False
+
+
+def tokens(text: str) -> Tokens:
+    """Names (identifiers as the server resolves them, keywords in lower case) and operators ``text`` uses."""
+    out = Tokens()
+    try:
+        toks = [t for t in scan(text) if t.name not in ("SQL_COMMENT", "C_COMMENT")]
+    except Exception:  # noqa: BLE001 — pglast raises its own ParseError; unreadable either way
+        out.unscannable = True
+        return out
+    copy = False
+    for i, t in enumerate(toks):
+        raw = text[t.start:t.end + 1]
+        if t.name == "IDENT":
+            out.names.add(raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower())
+        elif t.name == "UIDENT":  # U&"..." escapes: not decoded, so unknown: every bad name could hide here
+            out.unscannable = True
+        elif t.kind != "NO_KEYWORD":
+            out.names.add(raw.lower())
+            nxt = toks[i + 1].name if i + 1 < len(toks) else ""
+            if t.name == "EXECUTE" and nxt not in ("FUNCTION", "PROCEDURE"):
+                out.dynamic = True
+            copy = copy or t.name == "COPY"
+            if copy and (t.name == "PROGRAM" or (t.name in ("TO", "FROM") and nxt == "SCONST")):
+                out.copy_outside = True
+        elif t.name == "Op" or (t.name.startswith("ASCII_") and raw in _OPERATOR_CHARS):
+            out.names.add(raw)
+        elif t.name == "ASCII_59":
+            copy = False
+    return out
+
+
+@dataclass(frozen=True)
+class Member:
+    """Why a function (or operator, or foreign table) is in B: ``why`` is a sentence about the innermost code."""
+
+    kind: str
+    why: str
+
+
+def seed_why(caller: str, name: str) -> Member | None:
+    """How a call of built-in ``name`` by ``caller`` is judged, or None (harmless)."""
+    if name.startswith(_REMOTE_PREFIXES):
+        return Member("escape", f"{caller} uses {name}, which reaches another server")
+    if name in SEQUENCE_MOVES:
+        return Member("sequence", f"{caller} calls {name}(), which moves a sequence (sequences are not "
+                                  "transactional)")
+    if name in ESCAPING - SEQUENCE_FORWARD:
+        return Member("escape", f"{caller} calls {name}(), which acts outside the transaction")
+    if name in SQL_FROM_STRING:
+        return Member("unreadable", f"runs SQL given as a string ({name}() in {caller.removeprefix('function ')})")
+    return None
+
+
+def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, allow: bool,
+                 bad: dict[str, Member]) -> Member | None:
+    """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read) is a member of B."""
+    found: list[Member] = []
+    if language not in READABLE_LANGUAGES:
+        if not known and not allow:
+            found.append(Member("unreadable", f"{what} is C code outside any extension" if language in
+                                ("c", "internal") else f"{what} is written in {language}, which agent19 cannot "
+                                                       "read"))
+    elif body is not None:
+        if body.copy_outside:
+            found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
+        for name in sorted(body.names & bad.keys()):
+            found.append(seed_why(what, name) or bad[name])
+        if not allow and body.unscannable:
+            found.append(Member("unreadable", f"{what} cannot be read (its text does not scan as SQL)"))
+        if not allow and language == "plpgsql" and body.dynamic:
+            found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in "
+                                              f"{what.removeprefix('function ')})"))
+    found = [m for m in found if not (allow and m.kind == "unreadable")]
+    return min(found, key=lambda m: _SEVERITY[m.kind]) if found else None
+
+
+class Closure:
+    """B and its entry points for one database (rows of :data:`Q_CLOSURE`), the opt-in ``allow`` applied; grown
+    by the migration's own functions (:meth:`add_function`, :meth:`rename`)."""
+
+    def __init__(self, rows: dict[str, list[dict[str, Any]]], *, allow: bool) -> None:
+        self.allow = allow
+        self.functions = rows["fn"]
+        self.operators = rows["op"]
+        self.deps = rows["dep"]
+        self._tokens = {f["oid"]: tokens(f["src"]) if f["src"] is not None else None for f in self.functions}
+        self.extra: dict[str, Member] = {}  # names the migration made bad
+        self.remote = {t["name"]: Member("escape", f"{t['name']} is a foreign table: reading or writing it "
+                                                   "reaches another server") for t in rows["ft"]}
+        self.foreign_oids = {t["oid"]: t["name"] for t in rows["ft"]}
+        self._compute()
+
+    def _compute(self) -> None:
+        bad: dict[str, Member] = {n: m for n in SEEDS if (m := seed_why("?", n))}
+        bad |= self.remote | self.extra
+        by_oid: dict[int, Member] = {}
+        op_by_oid: dict[int, Member] = {}
+        calls: dict[int, list[tuple[str, int]]] = {}
+        for d in self.deps:
+            if d["is_fn"]:
+                calls.setdefault(d["objid"], []).append((d["refcls"], d["refobjid"]))
+        changed = True
+        while changed:  # fixed point: each round adds at least one member, or stops
+            changed = False
+            for f in self.functions:
+                if f["oid"] in by_oid:
+                    continue
+                m = seed_why(f"function {f['qualified']}", f["name"]) if f["known"] else None
+                if m is None and f["src"] != "":  # '': BEGIN ATOMIC or an aggregate, judged by what they depend on
+                    m = body_verdict(f"function {f['qualified']}", f["lang"], self._tokens[f["oid"]],
+                                     known=f["known"], allow=self.allow, bad=bad)
+                if m is None:
+                    for cls, ref in calls.get(f["oid"], []):
+                        m = m or (by_oid.get(ref) if cls == "pg_proc" else op_by_oid.get(ref))
+                if m is not None:
+                    by_oid[f["oid"]] = m
+                    bad.setdefault(f["name"], m)
+                    changed = True
+            for o in self.operators:
+                if o["oid"] not in op_by_oid and (m := by_oid.get(o["code"])):
+                    op_by_oid[o["oid"]] = m
+                    bad.setdefault(o["name"], m)
+                    changed = True
+        self.bad = bad
+        self.entries: list[tuple[str, str | None, Member, bool]] = []  # (what, relation, member, event trigger)
+        for d in self.deps:
+            if d["is_fn"]:
+                continue
+            ref = d["refobjid"]
+            m = {"pg_proc": by_oid, "pg_operator": op_by_oid}.get(d["refcls"], {}).get(ref)
+            if d["refcls"] == "pg_class" and ref in self.foreign_oids:
+                m = self.remote[self.foreign_oids[ref]]
+            if m is not None:
+                self.entries.append((d["what"], d["rel"], m, bool(d["event"])))
+
+    def add_function(self, name: str, member: Member | None) -> None:
+        """The migration created (or replaced) function ``name``: bad when ``member``; either way existing code
+        that names it is judged again (a harmless function replaced by a bad one)."""
+        if member is not None and name not in self.bad:
+            self.extra[name] = member
+            self._compute()
+
+    def rename(self, old: str, new: str) -> None:
+        if old in self.bad and new not in self.bad:
+            self.extra[new] = self.bad[old]
+            self._compute()
