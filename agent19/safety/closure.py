@@ -73,6 +73,8 @@ dep AS (
          d.classid = 'pg_event_trigger'::regclass AS event
     FROM pg_depend d
    WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
+     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid
+                        AND e.deptype = 'e')  -- an extension's own objects (its FDW, its casts): its package's
      AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
        OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
        OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft))))
