@@ -51,8 +51,9 @@ WITH fn AS (
   SELECT p.oid, p.proname::text AS name, n.nspname || '.' || p.proname AS qualified, l.lanname::text AS lang,
          p.oid < {FIRST_NORMAL_OID} OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
              AND e.objid = p.oid AND e.deptype = 'e') AS known,
-         CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid >= {FIRST_NORMAL_OID} AND l.lanname IN ('sql', 'plpgsql')
-              THEN p.prosrc END AS src, p.prokind = 'a' AS agg
+         CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
+              WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
+              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END AS src
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
    WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s) OR p.proname ~ '^(dblink|postgres_fdw)'),
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
@@ -77,9 +78,28 @@ dep AS (
                         AND e.deptype = 'e')  -- an extension's own objects (its FDW, its casts): its package's
      AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
        OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
-       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft))))
+       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
+pat AS (SELECT ':(op)?funcid (' || string_agg(oid::text, '|') || ')[ }}]' AS re FROM fn
+         WHERE oid < {FIRST_NORMAL_OID}),
+tree AS (  -- built-ins are pinned: no pg_depend row says an expression calls one; the stored tree does
+  SELECT 'pg_attrdef'::regclass AS cls, oid, adrelid AS rel, adbin::text AS t FROM pg_attrdef
+  UNION ALL SELECT 'pg_constraint'::regclass, oid, nullif(conrelid, 0), conbin::text FROM pg_constraint
+    WHERE conbin IS NOT NULL
+  UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid, concat(polqual::text, polwithcheck::text) FROM pg_policy
+  UNION ALL SELECT 'pg_rewrite'::regclass, oid, ev_class, ev_action::text || coalesce(ev_qual::text, '')
+    FROM pg_rewrite WHERE ev_class >= {FIRST_NORMAL_OID}
+  UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
+  UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, concat(indexprs::text, indpred::text) FROM pg_index
+    WHERE indexprs IS NOT NULL OR indpred IS NOT NULL),
+pinned AS (
+  SELECT pg_describe_object(tree.cls, tree.oid, 0) AS what, (SELECT relname::text FROM pg_class WHERE oid = tree.rel)
+         AS rel, (regexp_match(tree.t, pat.re))[2]::oid AS refobjid
+    FROM tree, pat WHERE pat.re IS NOT NULL AND tree.t ~ pat.re)
 SELECT (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
-       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft, (SELECT coalesce(json_agg(dep), '[]') FROM dep) AS dep
+       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
+       (SELECT coalesce(json_agg(x), '[]') FROM (SELECT false AS is_fn, NULL AS objid, 'pg_proc' AS refcls, refobjid,
+                                                      what, rel, false AS event FROM pinned
+                                                UNION ALL SELECT * FROM dep) x) AS dep
 """
 
 
@@ -200,7 +220,7 @@ class Closure:
                 if f["oid"] in by_oid:
                     continue
                 m = seed_why(f"function {f['qualified']}", f["name"]) if f["known"] else None
-                if m is None and f["src"] != "":  # '': BEGIN ATOMIC or an aggregate, judged by what they depend on
+                if m is None and f["src"] != "":  # '': an aggregate, judged by what it depends on
                     m = body_verdict(f"function {f['qualified']}", f["lang"], self._tokens[f["oid"]],
                                      known=f["known"], allow=self.allow, bad=bad)
                 if m is None:

@@ -42,8 +42,7 @@ OPT_IN = "--allow-unreadable-code (AGENT19_ALLOW_UNREADABLE_CODE=1)"
 # statements whose use of a bad name runs it once, now (not run); any other kind that uses one (a trigger, a
 # constraint, a default, an index, a policy, a view, an operator, a cast…) leaves code the server runs later
 RUNS_NOW = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "DoStmt", "CallStmt",
-            "ExplainStmt", "CopyStmt", "ExecuteStmt", "DeclareCursorStmt", "VariableSetStmt", "CreateFunctionStmt",
-            "RenameStmt", "AlterFunctionStmt"}
+            "ExplainStmt", "CopyStmt", "ExecuteStmt", "DeclareCursorStmt", "VariableSetStmt", "CreateFunctionStmt"}
 _RENAMED_ROUTINES = {"OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"}
 
 
@@ -95,6 +94,10 @@ def _created(stmt: Statement) -> tuple[str, str, str] | None:
     language = _string(_option(stmt.fields.get("options"), "language"), "sql").lower()
     body = _option(stmt.fields.get("options"), "as")
     return name, language, _string(body, "") if body is not None else stmt.sql
+
+
+def _renames_routine(stmt: Statement) -> bool:
+    return stmt.node == "RenameStmt" and stmt.fields.get("renameType") in _RENAMED_ROUTINES
 
 
 def _worst(members: list[Member]) -> Member | None:
@@ -150,7 +153,7 @@ class TrialCatalog:
             what = f"function {name} (created earlier in this migration)"
             self._apply(name, "", body_verdict(what, language, tokens(body), known=False, allow=self.allow,
                                                bad=c.bad))
-        elif stmt.node == "RenameStmt" and stmt.fields.get("renameType") in _RENAMED_ROUTINES:
+        elif _renames_routine(stmt):
             obj = (stmt.fields.get("object") or {}).get("ObjectWithArgs", {})
             old = _last_name(obj.get("objname"))
             self._apply(old, str(stmt.fields.get("newname", "")), None)
@@ -177,7 +180,7 @@ class TrialCatalog:
             language, body = _do_block(stmt)
             if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad):
                 members.append(m)
-        elif stmt.node == "CreateFunctionStmt":  # its body runs when called: judged then (see judged)
+        elif stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # runs nothing: judged when called
             members = []
         members = [m for m in members if not (self.allow and m.kind == "unreadable")]
         if m := _worst(members):
