@@ -16,8 +16,12 @@ screen):
    PL/pgSQL — C / internal allowed for built-ins and extension members —, or PL/pgSQL ``EXECUTE``); then, to a
    fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
    tokens: comments dropped, quoted names kept as written, unquoted folded to lower case) or that the server
-   records as depending on one (``BEGIN ATOMIC`` bodies, aggregates, operators). A name matches every function of
-   that name in any schema: the cautious reading.
+   records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as the server prints it).
+   A use matches as the server resolves it, without argument types (:class:`Bad`): a qualified name in its
+   schema, an unqualified one on the login's ``search_path`` — in any schema when the code or the migration
+   mentions ``search_path``; built-ins named as escapes, operators and the migration's own functions by name
+   in any schema. Built-ins are pinned (no ``pg_depend`` row): expressions that call an escaping one are found
+   in their stored trees (defaults, constraints, policies, rules, trigger conditions, index expressions).
 2. **Entry points**: every other object that depends (``pg_depend``) on a member of B, or on an operator over one.
    If there is one, no statement but transaction control (and ``CREATE FUNCTION``, which runs nothing unless an
    event trigger is an entry point) is tried on this database.
@@ -48,12 +52,14 @@ _SEVERITY = {"escape": 0, "sequence": 1, "unreadable": 2}
 # operators, foreign tables, and what depends on any of them (with the relation it belongs to, if any)
 Q_CLOSURE = f"""
 WITH fn AS (
-  SELECT p.oid, p.proname::text AS name, n.nspname || '.' || p.proname AS qualified, l.lanname::text AS lang,
+  SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
+         l.lanname::text AS lang,
          p.oid < {FIRST_NORMAL_OID} OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
              AND e.objid = p.oid AND e.deptype = 'e') AS known,
          CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
               WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
-              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END AS src
+              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END AS src,
+         coalesce(array_to_string(p.proconfig, ' ') ~* 'search_path', false) AS sets_path
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
    WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s) OR p.proname ~ '^(dblink|postgres_fdw)'),
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
@@ -95,7 +101,8 @@ pinned AS (
   SELECT pg_describe_object(tree.cls, tree.oid, 0) AS what, (SELECT relname::text FROM pg_class WHERE oid = tree.rel)
          AS rel, (regexp_match(tree.t, pat.re))[2]::oid AS refobjid
     FROM tree, pat WHERE pat.re IS NOT NULL AND tree.t ~ pat.re)
-SELECT (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
+SELECT current_schemas(true)::text[] AS path, ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
+       (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
        (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
        (SELECT coalesce(json_agg(x), '[]') FROM (SELECT false AS is_fn, NULL AS objid, 'pg_proc' AS refcls, refobjid,
                                                       what, rel, false AS event FROM pinned
@@ -108,6 +115,8 @@ class Tokens:
     """What a piece of SQL or PL/pgSQL uses, in the server's lexer's terms."""
 
     names: set[str] = field(default_factory=set)
+    calls: set[tuple[str | None, str]] = field(default_factory=set)  # (qualifier or None, name), operators too
+    sets_path: bool = False  # mentions search_path anywhere (a string too): unqualified names may go anywhere
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
     unscannable: bool = False
@@ -121,15 +130,20 @@ def tokens(text: str) -> Tokens:
     except Exception:  # noqa: BLE001 — pglast raises its own ParseError; unreadable either way
         out.unscannable = True
         return out
+    out.sets_path = "search_path" in text.lower()
     copy = False
+    prev: str | None = None  # the name just before a '.', if any
     for i, t in enumerate(toks):
         raw = text[t.start:t.end + 1]
+        name: str | None = None
         if t.name == "IDENT":
-            out.names.add(raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower())
+            name = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
+            out.names.add(name)
         elif t.name == "UIDENT":  # U&"..." escapes: not decoded, so unknown: every bad name could hide here
             out.unscannable = True
         elif t.kind != "NO_KEYWORD":
-            out.names.add(raw.lower())
+            name = raw.lower()
+            out.names.add(name)
             nxt = toks[i + 1].name if i + 1 < len(toks) else ""
             if t.name == "EXECUTE" and nxt not in ("FUNCTION", "PROCEDURE"):
                 out.dynamic = True
@@ -138,9 +152,41 @@ def tokens(text: str) -> Tokens:
                 out.copy_outside = True
         elif t.name == "Op" or (t.name.startswith("ASCII_") and raw in _OPERATOR_CHARS):
             out.names.add(raw)
+            out.calls.add((prev, raw))
         elif t.name == "ASCII_59":
             copy = False
+        if name is not None:
+            out.calls.add((prev, name))
+        after = toks[i + 1].name if i + 1 < len(toks) else ""
+        prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
     return out
+
+
+class Bad:
+    """B by name: ``name -> [(schema, member)]`` (schema None: any — built-ins named as escapes, operators,
+    foreign tables, the migration's own functions). A use matches as the server would resolve it, without
+    the argument types: a qualified name in that schema; an unqualified one in the login's ``search_path``
+    (``path``), or in any schema when the code or the migration mentions ``search_path`` (``anywhere``)."""
+
+    def __init__(self, path: list[str], schemas: list[str], anywhere: bool) -> None:
+        self.by_name: dict[str, list[tuple[str | None, Member]]] = {}
+        self.path, self.schemas, self.anywhere = set(path), set(schemas), anywhere
+
+    def add(self, name: str, schema: str | None, member: Member) -> None:
+        self.by_name.setdefault(name, []).append((schema, member))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.by_name
+
+    def hits(self, used: Tokens) -> list[tuple[str, Member]]:
+        anywhere = self.anywhere or used.sets_path
+        out = []
+        for qualifier, name in sorted(used.calls, key=lambda c: (c[0] or "", c[1])):
+            for schema, m in self.by_name.get(name, []):
+                if schema is None or (qualifier == schema if qualifier in self.schemas else
+                                      anywhere or schema in self.path):
+                    out.append((name, m))
+        return out
 
 
 @dataclass(frozen=True)
@@ -149,6 +195,7 @@ class Member:
 
     kind: str
     why: str
+    code: str = ""  # unreadable code: what and where, e.g. ``EXECUTE in app.f``
 
 
 def seed_why(caller: str, name: str) -> Member | None:
@@ -161,29 +208,33 @@ def seed_why(caller: str, name: str) -> Member | None:
     if name in ESCAPING - SEQUENCE_FORWARD:
         return Member("escape", f"{caller} calls {name}(), which acts outside the transaction")
     if name in SQL_FROM_STRING:
-        return Member("unreadable", f"runs SQL given as a string ({name}() in {caller.removeprefix('function ')})")
+        where = f"{name}() in {caller.removeprefix('function ')}"
+        return Member("unreadable", f"runs SQL given as a string ({where})", where)
     return None
 
 
 def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, allow: bool,
-                 bad: dict[str, Member]) -> Member | None:
+                 bad: Bad) -> Member | None:
     """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read) is a member of B."""
     found: list[Member] = []
+    where = what.removeprefix("function ")
     if language not in READABLE_LANGUAGES:
-        if not known and not allow:
-            found.append(Member("unreadable", f"{what} is C code outside any extension" if language in
-                                ("c", "internal") else f"{what} is written in {language}, which agent19 cannot "
-                                                       "read"))
+        if not known and language in ("c", "internal"):
+            found.append(Member("unreadable", f"{what} is C code outside any extension", f"C code in {where}"))
+        elif not known:
+            found.append(Member("unreadable", f"{what} is written in {language}, which agent19 cannot read",
+                                f"{language} in {where}"))
     elif body is not None:
         if body.copy_outside:
             found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
-        for name in sorted(body.names & bad.keys()):
-            found.append(seed_why(what, name) or bad[name])
-        if not allow and body.unscannable:
-            found.append(Member("unreadable", f"{what} cannot be read (its text does not scan as SQL)"))
-        if not allow and language == "plpgsql" and body.dynamic:
-            found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in "
-                                              f"{what.removeprefix('function ')})"))
+        for name, m in bad.hits(body):
+            found.append(seed_why(what, name) or m)
+        if body.unscannable:
+            found.append(Member("unreadable", f"{what} cannot be read (its text does not scan as SQL)",
+                                f"unscannable text in {where}"))
+        if language == "plpgsql" and body.dynamic:
+            found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in {where})",
+                                f"EXECUTE in {where}"))
     found = [m for m in found if not (allow and m.kind == "unreadable")]
     return min(found, key=lambda m: _SEVERITY[m.kind]) if found else None
 
@@ -192,12 +243,16 @@ class Closure:
     """B and its entry points for one database (rows of :data:`Q_CLOSURE`), the opt-in ``allow`` applied; grown
     by the migration's own functions (:meth:`add_function`, :meth:`rename`)."""
 
-    def __init__(self, rows: dict[str, list[dict[str, Any]]], *, allow: bool) -> None:
-        self.allow = allow
+    def __init__(self, rows: dict[str, Any], *, allow: bool, anywhere: bool = False) -> None:
+        self.allow, self.anywhere = allow, anywhere
+        self.path, self.schemas = rows["path"] or [], rows["schemas"] or []
         self.functions = rows["fn"]
         self.operators = rows["op"]
         self.deps = rows["dep"]
         self._tokens = {f["oid"]: tokens(f["src"]) if f["src"] is not None else None for f in self.functions}
+        for f in self.functions:  # its own SET search_path: unqualified names it uses may resolve anywhere
+            if f["sets_path"] and (t := self._tokens[f["oid"]]) is not None:
+                t.sets_path = True
         self.extra: dict[str, Member] = {}  # names the migration made bad
         self.remote = {t["name"]: Member("escape", f"{t['name']} is a foreign table: reading or writing it "
                                                    "reaches another server") for t in rows["ft"]}
@@ -205,8 +260,12 @@ class Closure:
         self._compute()
 
     def _compute(self) -> None:
-        bad: dict[str, Member] = {n: m for n in SEEDS if (m := seed_why("?", n))}
-        bad |= self.remote | self.extra
+        bad = Bad(self.path, self.schemas, self.anywhere)
+        for n in SEEDS:
+            if m := seed_why("?", n):
+                bad.add(n, None, m)
+        for n, m in (self.remote | self.extra).items():
+            bad.add(n, None, m)
         by_oid: dict[int, Member] = {}
         op_by_oid: dict[int, Member] = {}
         calls: dict[int, list[tuple[str, int]]] = {}
@@ -228,12 +287,12 @@ class Closure:
                         m = m or (by_oid.get(ref) if cls == "pg_proc" else op_by_oid.get(ref))
                 if m is not None:
                     by_oid[f["oid"]] = m
-                    bad.setdefault(f["name"], m)
+                    bad.add(f["name"], f["schema"], m)
                     changed = True
             for o in self.operators:
                 if o["oid"] not in op_by_oid and (m := by_oid.get(o["code"])):
                     op_by_oid[o["oid"]] = m
-                    bad.setdefault(o["name"], m)
+                    bad.add(o["name"], None, m)
                     changed = True
         self.bad = bad
         self.entries: list[tuple[str, str | None, Member, bool]] = []  # (what, relation, member, event trigger)
@@ -256,5 +315,5 @@ class Closure:
 
     def rename(self, old: str, new: str) -> None:
         if old in self.bad and new not in self.bad:
-            self.extra[new] = self.bad[old]
+            self.extra[new] = self.bad.by_name[old][0][1]
             self._compute()

@@ -115,24 +115,26 @@ class TrialCatalog:
                  skip: Any = lambda stmt: False) -> None:
         self.conn = conn
         self.allow = False
+        self.anywhere = any("search_path" in s.sql.lower() for s in statements or [])
         self._rows: dict[str, Any] | None = None
         self._closures: dict[bool, Closure] = {}
         self._events: list[tuple[str, str, Any]] = []  # (function name, rename-to or "", Member | None)
         self.stopped: str | None = None  # why every later statement is not run
         self._stop: tuple[int, str] | None = None  # (statement, why): set by reach, applied once it is judged
+        self.allowed: dict[int, str] = {}  # by Statement.index: ran unreadable code by the opt-in (check)
         if any(s.node != "TransactionStmt" and not skip(s) for s in statements or []):
             self._read()
 
     def _read(self) -> dict[str, Any]:
         if self._rows is None:
             row = self.conn.execute(Q_CLOSURE, {"seeds": SEEDS}).fetchone()
-            self._rows = dict(row) if isinstance(row, dict) else dict(zip(("fn", "op", "ft", "dep"), row,
-                                                                          strict=True))
+            self._rows = dict(row) if isinstance(row, dict) else dict(zip(("path", "schemas", "fn", "op", "ft",
+                                                                           "dep"), row, strict=True))
         return self._rows
 
     def closure(self) -> Closure:
         if self.allow not in self._closures:
-            c = Closure(self._read(), allow=self.allow)
+            c = Closure(self._read(), allow=self.allow, anywhere=self.anywhere)
             for name, new, member in self._events:
                 c.rename(name, new) if new else c.add_function(name, member)
             self._closures[self.allow] = c
@@ -167,6 +169,7 @@ class TrialCatalog:
     def reach(self, stmt: Statement) -> tuple[str | None, str | None]:
         """``(refusal, untestable)``: why the code ``stmt`` reaches escapes a rollback, or else why a trial
         cannot contain or cannot read it; ``(None, None)`` when neither."""
+        self._stop = None
         if stmt.node == "TransactionStmt":
             return None, None
         if stmt.node == "ImportForeignSchemaStmt":
@@ -175,7 +178,7 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
-        members = [seed_why("the statement", n) or c.bad[n] for n in sorted(own.names & c.bad.keys())]
+        members = [seed_why("the statement", n) or m for n, m in c.bad.hits(own)]
         if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
             language, body = _do_block(stmt)
             if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad):
@@ -205,19 +208,37 @@ class TrialCatalog:
         assert m is not None
         why = (f"{', '.join(whats[:3])}{more} run(s) code where {m.why}: the server runs it for any statement, "
                "whatever it names, so a dry run on this database cannot contain it")
-        return None, _unreadable(why) if m.kind == "unreadable" else why
+        return None, _unreadable(why, m.code) if m.kind == "unreadable" else why
 
 
 def _verdict(m: Member) -> str:
-    return _unreadable(m.why) if m.kind == "unreadable" else m.why
+    return _unreadable(m.why, m.code) if m.kind == "unreadable" else m.why
 
 
 UNREADABLE = "a dry run cannot prove it acts only inside the transaction"
 
 
-def _unreadable(what: str) -> str:
-    return (f"{what}: {UNREADABLE}; test it on a staging copy, or, if you know what it runs, have the operator "
-            f"start agent19 with {OPT_IN}")
+class Unreadable(str):
+    """Why a statement is untestable because agent19 cannot read the code it reaches — the one reason the
+    operator's opt-in lifts; ``code``: what and where, e.g. ``EXECUTE in app.f``."""
+
+    code: str
+
+    def __new__(cls, text: str, code: str) -> Unreadable:
+        self = super().__new__(cls, text)
+        self.code = code
+        return self
+
+
+def _unreadable(what: str, code: str) -> Unreadable:
+    return Unreadable(f"{what}: {UNREADABLE}; test it on a staging copy, or, if you know what it runs, have the "
+                      f"operator start agent19 with {OPT_IN}", code)
+
+
+def allowed_note(code: str) -> str:
+    """What a statement's result says when it ran code agent19 cannot read because the operator opted in."""
+    return (f"ran code agent19 cannot read ({code}) because --allow-unreadable-code is set: what it did outside "
+            "the transaction is not known")
 
 
 def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = None) -> None:
@@ -229,9 +250,17 @@ def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = N
         with db.read() as conn:
             check(db, statements, TrialCatalog(conn, statements))
         return
-    catalog.allow = bool(getattr(db.settings, "allow_unreadable_code", False))
+    allow = bool(getattr(db.settings, "allow_unreadable_code", False))
     for st in statements:
+        catalog.allow = False  # read as if not opted in: what only the opt-in lets run is noted
         refusal, untestable = catalog.reach(st)
+        if isinstance(untestable, Unreadable) and allow:
+            catalog.allow = True
+            code = untestable.code
+            refusal, untestable = catalog.reach(st)
+            if not refusal and not untestable:
+                catalog.allowed[st.index] = allowed_note(code)
+        catalog.allow = allow
         catalog.judged(st)
         if refusal:
             raise ReadOnlyViolation(f"refused: {refusal}",
