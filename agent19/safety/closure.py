@@ -122,7 +122,7 @@ class Tokens:
     unscannable: bool = False
 
 
-def tokens(text: str) -> Tokens:
+def tokens(text: str, depth: int = 0) -> Tokens:
     """Names (identifiers as the server resolves them, keywords in lower case) and operators ``text`` uses."""
     out = Tokens()
     try:
@@ -132,6 +132,7 @@ def tokens(text: str) -> Tokens:
         return out
     out.sets_path = "search_path" in text.lower()
     copy = False
+    strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any
     for i, t in enumerate(toks):
         raw = text[t.start:t.end + 1]
@@ -157,9 +158,24 @@ def tokens(text: str) -> Tokens:
             copy = False
         if name is not None:
             out.calls.add((prev, name))
+        elif t.name == "SCONST":
+            strings.append(raw)
         after = toks[i + 1].name if i + 1 < len(toks) else ""
         prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
+    if out.dynamic and depth < 3:  # SQL built at run time: its string pieces are read as SQL too (an escape
+        for raw in strings:       # found there is refused, not merely unreadable)
+            inner = tokens(_unquote(raw), depth + 1)
+            out.names |= inner.names
+            out.calls |= inner.calls
+            out.copy_outside |= inner.copy_outside
     return out
+
+
+def _unquote(raw: str) -> str:
+    if raw.startswith("$"):
+        tag = raw[:raw.index("$", 1) + 1]
+        return raw[len(tag):-len(tag)]
+    return raw[raw.index("'") + 1:-1].replace("''", "'")
 
 
 class Bad:
