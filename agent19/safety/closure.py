@@ -54,14 +54,14 @@ Q_CLOSURE = f"""
 WITH fn AS (
   SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
          l.lanname::text AS lang,
-         p.oid < {FIRST_NORMAL_OID} OR EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-             AND e.objid = p.oid AND e.deptype = 'e') AS known,
+         p.oid < {FIRST_NORMAL_OID} OR p.oid IN (SELECT e.objid FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                                                 AND e.deptype = 'e') AS known,
          CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
               WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
               WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END AS src,
          coalesce(array_to_string(p.proconfig, ' ') ~* 'search_path', false) AS sets_path
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
-   WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s) OR p.proname ~ '^(dblink|postgres_fdw)'),
+   WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s)),  -- dblink, postgres_fdw: >= FIRST_NORMAL_OID
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
         WHERE o.oid >= {FIRST_NORMAL_OID}),
 ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
@@ -85,8 +85,6 @@ dep AS (
      AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
        OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
        OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
-pat AS (SELECT ':(op)?funcid (' || string_agg(oid::text, '|') || ')[ }}]' AS re FROM fn
-         WHERE oid < {FIRST_NORMAL_OID}),
 tree AS (  -- built-ins are pinned: no pg_depend row says an expression calls one; the stored tree does
   SELECT 'pg_attrdef'::regclass AS cls, oid, adrelid AS rel, adbin::text AS t FROM pg_attrdef
   UNION ALL SELECT 'pg_constraint'::regclass, oid, nullif(conrelid, 0), conbin::text FROM pg_constraint
@@ -98,9 +96,10 @@ tree AS (  -- built-ins are pinned: no pg_depend row says an expression calls on
   UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, concat(indexprs::text, indpred::text) FROM pg_index
     WHERE indexprs IS NOT NULL OR indpred IS NOT NULL),
 pinned AS (
-  SELECT pg_describe_object(tree.cls, tree.oid, 0) AS what, (SELECT relname::text FROM pg_class WHERE oid = tree.rel)
-         AS rel, (regexp_match(tree.t, pat.re))[2]::oid AS refobjid
-    FROM tree, pat WHERE pat.re IS NOT NULL AND tree.t ~ pat.re)
+  SELECT DISTINCT pg_describe_object(tree.cls, tree.oid, 0) AS what,
+         (SELECT relname::text FROM pg_class WHERE oid = tree.rel) AS rel, m[1]::oid AS refobjid
+    FROM tree, regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
+   WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID}))
 SELECT current_schemas(true)::text[] AS path, ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
        (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
        (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
