@@ -90,6 +90,9 @@ def test_a_call_the_text_hides_is_not_run(app, peer, sql, words):
 KILLER_BOOL = ("CREATE FUNCTION killer_bool(x int) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN "
                "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the-app'; "
                "RETURN true; END $$;")
+KILLER_INT = ("CREATE FUNCTION killer_int(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$ BEGIN "
+              "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the-app'; "
+              "RETURN 1; END $$;")
 KILLER_TRIGGER = ("CREATE FUNCTION killer_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                   "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the-app'; "
                   "RETURN NEW; END $$;")
@@ -105,15 +108,35 @@ KILLER_TRIGGER = ("CREATE FUNCTION killer_trg() RETURNS trigger LANGUAGE plpgsql
                       "(p int REFERENCES p ON DELETE CASCADE); INSERT INTO ch VALUES (1); CREATE TRIGGER k AFTER "
                       "DELETE ON ch FOR EACH ROW EXECUTE FUNCTION killer_trg();",
      "DELETE FROM p", "trigger k on table ch"),
-], ids=["check-constraint", "trigger-behind-do-block", "fk-cascade-to-trigger"])
+    (KILLER_BOOL + "CREATE DOMAIN safe_int AS int CHECK (killer_bool(VALUE)); CREATE TABLE dom_t (x safe_int);",
+     "INSERT INTO dom_t VALUES (1)", "constraint safe_int_check"),
+    (KILLER_INT + "CREATE TABLE idx_t (x int); CREATE INDEX idx_k ON idx_t (killer_int(x));",
+     "INSERT INTO idx_t VALUES (1)", "index idx_k"),
+    (KILLER_BOOL + "CREATE TABLE rls_t (x int); ALTER TABLE rls_t ENABLE ROW LEVEL SECURITY; ALTER TABLE rls_t "
+                   "FORCE ROW LEVEL SECURITY; CREATE POLICY p ON rls_t USING (killer_bool(x));",
+     "SELECT count(*) FROM rls_t", "policy p on table rls_t"),
+    (KILLER_INT.replace("(x int)", "(x int, y int)") + "CREATE OPERATOR + (LEFTARG = int, RIGHTARG = int, "
+                                                       "FUNCTION = killer_int);",
+     "SET search_path = public, pg_catalog;\nUPDATE plain SET id = 1 + 2", "operator public.+(integer,integer)"),
+], ids=["check-constraint", "trigger-behind-do-block", "fk-cascade-to-trigger", "domain-check", "index-expression",
+        "rls-policy", "plus-shadowed"])
 def test_code_the_server_runs_on_its_own_stops_every_statement(app, peer, setup, sql, through):
     """The object is named by the statement, or reached without being named (a DO block's INSERT, a cascade):
     either way nothing that can run code is tried on this database; the reason names the object."""
     r = _run(app, f"{sql};\nINSERT INTO plain VALUES (1);\n", setup)
-    first, unrelated = r.statements
+    *_, first, unrelated = r.statements
     _not_run(first, "pg_terminate_backend()")
     _not_run(unrelated, through, "a dry run on this database cannot contain it")
     assert unrelated.error is None  # not a failure: could not test
+    _intact(app, peer)
+
+
+def test_an_aggregate_over_a_killer_is_judged_by_its_state_function(app, peer):
+    r = _run(app, "SELECT kagg(x) FROM (VALUES (1)) v(x)",
+             "CREATE FUNCTION k_sfunc(s int, x int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+             "pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the-app'; RETURN s; END $$; "
+             "CREATE AGGREGATE kagg(int) (SFUNC = k_sfunc, STYPE = int, INITCOND = '0')")
+    _not_run(r.statements[0], "function public.k_sfunc calls pg_terminate_backend()")
     _intact(app, peer)
 
 
