@@ -167,6 +167,19 @@ def test_a_trigger_created_in_the_migration_stops_itself_and_what_follows(app, p
     _intact(app, peer)
 
 
+def test_a_trigger_function_replaced_by_the_migration_stops_what_follows(app, peer):
+    """The trigger exists and is harmless; the migration replaces its function's body with a killer: from
+    then on the server would run it on its own, so nothing after the replacement runs."""
+    setup = ("CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
+             "CREATE TRIGGER stamp BEFORE INSERT ON plain FOR EACH ROW EXECUTE FUNCTION stamp();")
+    r = _run(app, KILLER_TRIGGER.replace("FUNCTION killer_trg", "OR REPLACE FUNCTION stamp") +
+             "\nINSERT INTO plain VALUES (1);\n", setup)
+    replace, insert = r.statements
+    assert replace.ran_in == "transaction", replace
+    _not_run(insert, "statement 1 makes trigger stamp on table plain reach code a dry run cannot contain")
+    _intact(app, peer)
+
+
 def test_execute_in_a_comment_runs(app, peer):
     """The word is in a comment, not code: the lexer drops comments (reading text refused it)."""
     r = _run(app, "CREATE FUNCTION touch() RETURNS int LANGUAGE plpgsql AS $$ BEGIN\n"

@@ -294,6 +294,7 @@ class Closure:
                 if f["oid"] in by_oid:
                     continue
                 m = seed_why(f"function {f['qualified']}", f["name"]) if f["known"] else None
+                m = m or self.extra.get(f["name"])  # the migration replaced it (by name: any schema, cautious)
                 if m is None and f["src"] != "":  # '': an aggregate, judged by what it depends on
                     m = body_verdict(f"function {f['qualified']}", f["lang"], self._tokens[f["oid"]],
                                      known=f["known"], allow=self.allow, bad=bad)
