@@ -180,6 +180,18 @@ def test_a_trigger_function_replaced_by_the_migration_stops_what_follows(app, pe
     _intact(app, peer)
 
 
+def test_a_column_named_like_a_killer_is_no_call(app, peer):
+    """DDL names columns: there only a name with its parenthesis is a call. A column ``q_kill`` runs; a CHECK
+    that calls ``q_kill()`` is not run, nor what follows it (the server would run it on its own)."""
+    r = _run(app, "ALTER TABLE plain ADD COLUMN q_kill bigint;\nCREATE INDEX plain_q_kill ON plain (q_kill);\n"
+                  "ALTER TABLE plain ADD CONSTRAINT k CHECK (q_kill() >= 0);\nINSERT INTO plain VALUES (1);\n")
+    add, index, check, insert = r.statements
+    assert add.ran_in == index.ran_in == "transaction" and not add.untested and not index.untested, r.statements
+    _not_run(check, "function public.q_kill calls pg_terminate_backend()")
+    _not_run(insert, "statement 3 creates code the server runs on its own")
+    _intact(app, peer)
+
+
 def test_execute_in_a_comment_runs(app, peer):
     """The word is in a comment, not code: the lexer drops comments (reading text refused it)."""
     r = _run(app, "CREATE FUNCTION touch() RETURNS int LANGUAGE plpgsql AS $$ BEGIN\n"

@@ -115,6 +115,7 @@ class Tokens:
 
     names: set[str] = field(default_factory=set)
     calls: set[tuple[str | None, str]] = field(default_factory=set)  # (qualifier or None, name), operators too
+    called: set[tuple[str | None, str]] = field(default_factory=set)  # those followed by '(', and operators
     sets_path: bool = False  # mentions search_path anywhere (a string too): unqualified names may go anywhere
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
@@ -153,19 +154,23 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         elif t.name == "Op" or (t.name.startswith("ASCII_") and raw in _OPERATOR_CHARS):
             out.names.add(raw)
             out.calls.add((prev, raw))
+            out.called.add((prev, raw))
         elif t.name == "ASCII_59":
             copy = False
+        after = toks[i + 1].name if i + 1 < len(toks) else ""
         if name is not None:
             out.calls.add((prev, name))
+            if after == "ASCII_40":
+                out.called.add((prev, name))
         elif t.name == "SCONST":
             strings.append(raw)
-        after = toks[i + 1].name if i + 1 < len(toks) else ""
         prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
     if out.dynamic and depth < 3:  # SQL built at run time: its string pieces are read as SQL too (an escape
         for raw in strings:       # found there is refused, not merely unreadable)
             inner = tokens(_unquote(raw), depth + 1)
             out.names |= inner.names
             out.calls |= inner.calls
+            out.called |= inner.called
             out.copy_outside |= inner.copy_outside
     return out
 
@@ -193,10 +198,12 @@ class Bad:
     def __contains__(self, name: str) -> bool:
         return name in self.by_name
 
-    def hits(self, used: Tokens) -> list[tuple[str, Member]]:
+    def hits(self, used: Tokens, *, calls_only: bool = False) -> list[tuple[str, Member]]:
+        """What ``used`` uses of B; ``calls_only``: names followed by ``(`` and operators only (DDL that names
+        columns, which may share a name with a function)."""
         anywhere = self.anywhere or used.sets_path
         out = []
-        for qualifier, name in sorted(used.calls, key=lambda c: (c[0] or "", c[1])):
+        for qualifier, name in sorted(used.called if calls_only else used.calls, key=lambda c: (c[0] or "", c[1])):
             for schema, m in self.by_name.get(name, []):
                 if schema is None or (qualifier == schema if qualifier in self.schemas else
                                       anywhere or schema in self.path):

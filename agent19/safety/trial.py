@@ -43,6 +43,8 @@ OPT_IN = "--allow-unreadable-code (AGENT19_ALLOW_UNREADABLE_CODE=1)"
 # constraint, a default, an index, a policy, a view, an operator, a cast…) leaves code the server runs later
 RUNS_NOW = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "DoStmt", "CallStmt",
             "ExplainStmt", "CopyStmt", "ExecuteStmt", "DeclareCursorStmt", "VariableSetStmt", "CreateFunctionStmt"}
+# DDL whose names are mostly columns: only calls (a name and its parenthesis) and operators are matched there
+NAMES_COLUMNS = {"CreateStmt", "AlterTableStmt", "IndexStmt", "ViewStmt", "CreateTableAsStmt"}
 _RENAMED_ROUTINES = {"OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"}
 
 
@@ -178,7 +180,8 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
-        members = [seed_why("the statement", n) or m for n, m in c.bad.hits(own)]
+        members = [seed_why("the statement", n) or m
+                   for n, m in c.bad.hits(own, calls_only=stmt.node in NAMES_COLUMNS)]
         if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
             language, body = _do_block(stmt)
             if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad):
