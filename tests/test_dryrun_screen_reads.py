@@ -1,5 +1,6 @@
-"""Before its transaction, a dry run reads what its statements name (the functions and relations the check for
-escapes follows: :func:`agent19.migrate.dryrun.cluster_guard.screen`) in one round trip, whatever they name."""
+"""Before its transaction, a dry run reads the code its statements can reach (the closure of
+:mod:`agent19.safety.closure`, for :func:`agent19.migrate.dryrun.cluster_guard.screen`) in one round trip,
+whatever they name and however deep the code goes."""
 
 from __future__ import annotations
 
@@ -54,15 +55,15 @@ def test_the_names_the_statements_use_are_read_in_one_round_trip(dsn, traced):  
     result = _dry_run(dsn, MIGRATION)
     assert result.passed and result.target_unchanged, result.summary
     between = _before_begin(traced)
-    assert len(between) == 1, between  # functions and relations of all three statements together
+    assert len(between) == 1, between  # functions, operators and what depends on them, for all statements
     sent = " ".join(between[0])
-    assert "pg_proc" in sent and "pg_rewrite" in sent and "{screen_one,screen_two}" in sent and "{t,u}" in sent
+    assert "pg_proc" in sent and "pg_depend" in sent and "pg_rewrite" in sent, sent
 
 
 def test_a_name_found_on_the_way_is_still_followed(dsn, traced):  # noqa: F811
-    """Names first met in a function's body are read when met: the escape two calls deep is refused."""
+    """Names met in a function's body are followed in the same read: the escape two calls deep is refused."""
     _setup(dsn)
     result = _dry_run(dsn, REMOTE)
     assert not result.passed and result.statements[0].ran_in == "skipped", result.summary
     assert "screen_hop uses dblink" in (result.statements[0].note or ""), result.statements[0]
-    assert len(_before_begin(traced)) >= 2  # the statement's names, then screen_hop's body (and what it calls)
+    assert len(_before_begin(traced)) == 1  # the whole closure at once

@@ -55,9 +55,11 @@ Purposes:
 * ``TRIAL`` — the SQL runs inside a transaction that is always rolled back (EXPLAIN ANALYZE of a
   write, a dry run, a measured write), whatever the mode (at least dry-run): calls whose effect escapes
   the rollback are refused (see ``WRITE`` in dry-run mode), in the text and in the code the statement
-  reaches (function bodies, DO blocks, triggers, rules and defaults: :mod:`agent19.safety.trial`); code
+  reaches (function bodies, DO blocks, and whatever the server runs on its own — triggers, constraints,
+  defaults, policies, rules, operators…: :mod:`agent19.safety.trial`, :mod:`agent19.safety.closure`); code
   that moves a sequence (``setval``) or that the guard cannot read (SQL built at run time, other
-  languages) raises :class:`agent19.safety.trial.Untestable` — not run — unless the operator set
+  languages), or any statement when the database has an object the server runs on its own that leads to
+  such code, raises :class:`agent19.safety.trial.Untestable` — not run — unless the operator set
   ``--allow-unreadable-code`` (then unreadable code runs; ``setval`` never does).
 * ``WRITE`` — the SQL may change things (dry-run: rolled back or in a scratch database; execute:
   through the confirmation protocol). Refused in read-only mode. In dry-run mode, calls whose

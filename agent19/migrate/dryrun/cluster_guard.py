@@ -24,7 +24,9 @@ database, where statements *commit*, would keep — what a statement does to the
   ``setval`` (sequences are not transactional), runs SQL built at run time (``EXECUTE``, ``query_to_xml``…)
   or is written in a language the guard cannot read (C outside an extension, untrusted PLs…): not run,
   reported as not tested (``untested``: not a failure, not a pass) with why; statements that then fail
-  for want of what it would have made say "depends on statement N". Default-deny: the operator's
+  for want of what it would have made say "depends on statement N". Every statement is untestable when
+  the database has an object the server runs on its own (trigger, constraint, default, policy, view,
+  operator…) that leads to such code or to an escape (:mod:`agent19.safety.closure`). Default-deny: the operator's
   ``--allow-unreadable-code`` lets unreadable code run (``setval`` never), under the checks below; such a
   statement's result says so (a note and an ``info`` finding: :func:`agent19.safety.trial.allowed_note`).
 * **At run time** (:func:`shared_writes`): whatever a statement hides (a ``DO`` block, a function,
