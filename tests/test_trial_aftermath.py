@@ -21,7 +21,9 @@ from tests.conftest import owner_login, until
 
 
 def _agent19(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGENT19_DATA_DIR": str(data_dir)}
+    # the operator's opt-in lets code the screen cannot read run (the CHECKs below hide their calls in EXECUTE):
+    # the after-check is what sees what such code did - the screen before a trial catches the plain forms
+    env = {**os.environ, "AGENT19_DATA_DIR": str(data_dir), "AGENT19_ALLOW_UNREADABLE_CODE": "1"}
     return subprocess.run([sys.executable, "-m", "agent19", *args], env=env, capture_output=True, text=True,
                           timeout=120)
 
@@ -38,7 +40,7 @@ def app(dsn):
     with psycopg.connect(login, autocommit=True) as c:
         c.execute("CREATE SEQUENCE s; SELECT setval('s', 1000)")
         c.execute("CREATE FUNCTION reset_s(x int) RETURNS boolean LANGUAGE plpgsql AS "
-                  "$$ BEGIN PERFORM setval('public.s', 1); RETURN true; END $$")
+                  "$$ BEGIN EXECUTE 'SELECT set' || 'val(''public.s'', 1)'; RETURN true; END $$")
         c.execute("CREATE TABLE chk (x int CHECK (reset_s(x)))")
         c.execute("CREATE TABLE plain (x int)")
     return login
@@ -133,7 +135,7 @@ def test_a_statement_that_fails_after_setting_a_sequence_back_says_both(app, tmp
     left is added to it."""
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE FUNCTION reset_then_refuse(x int) RETURNS boolean LANGUAGE plpgsql AS "
-                  "$$ BEGIN PERFORM setval('public.s', 1); RETURN x > 0; END $$")
+                  "$$ BEGIN EXECUTE 'SELECT set' || 'val(''public.s'', 1)'; RETURN x > 0; END $$")
         c.execute("CREATE TABLE strict (x int CONSTRAINT positive CHECK (reset_then_refuse(x)))")
     r = _agent19(tmp_path, "sql", "--mode", "dry-run", "--dsn", app, "INSERT INTO strict VALUES (0)")
     out = r.stdout + r.stderr
@@ -146,9 +148,9 @@ def test_the_dry_run_warns_of_an_application_session_its_migration_terminated(ap
     that terminates the application's session PASSED with nothing said. The catalog diff cannot see it; the
     sessions read before and after can."""
     with psycopg.connect(app, autocommit=True) as c:
-        c.execute("CREATE FUNCTION kill_victims(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
-                  "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victimapp'; "
-                  "RETURN true; END $$")
+        c.execute("CREATE FUNCTION kill_victims(x int) RETURNS boolean LANGUAGE plpgsql AS $$ DECLARE r record; "
+                  "BEGIN FOR r IN SELECT pid FROM pg_stat_activity WHERE application_name = 'victimapp' LOOP "
+                  "EXECUTE 'SELECT pg_' || 'terminate_backend(' || r.pid || ')'; END LOOP; RETURN true; END $$")
         c.execute("CREATE TABLE guarded (x int CHECK (kill_victims(x)))")
     migration = tmp_path / "001_fill.sql"
     migration.write_text("INSERT INTO guarded VALUES (1);\n")
@@ -160,3 +162,17 @@ def test_the_dry_run_warns_of_an_application_session_its_migration_terminated(ap
         assert "during the trial, 1 other session(s) of role" in out and f"(pids {pid})" in out, out
     finally:
         victim.close()
+
+
+def test_without_the_opt_in_the_screen_stops_the_same_trial_before_it_runs(app, tmp_path):
+    """The plain form of the fixture's CHECK (setval called, not hidden in EXECUTE) is an entry point the screen
+    reads from the catalog: `sql --mode dry-run` does not run the INSERT, and the sequence stays."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE OR REPLACE FUNCTION reset_s(x int) RETURNS boolean LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM setval('public.s', 1); RETURN true; END $$")
+    env = {**os.environ, "AGENT19_DATA_DIR": str(tmp_path)}
+    env.pop("AGENT19_ALLOW_UNREADABLE_CODE", None)
+    r = subprocess.run([sys.executable, "-m", "agent19", "sql", "--mode", "dry-run", "--dsn", app,
+                        "INSERT INTO chk VALUES (1)"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "setval" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    assert _last_value(app) == 1000
