@@ -37,9 +37,11 @@ def owner(dsn: str, setup: str = SETUP) -> str:
     """A new login (CREATEDB) that owns the tables of ``setup``."""
     login = owner_login(dsn)
     alter_role(dsn, login, "CREATEDB")
-    if setup:
-        with psycopg.connect(login, autocommit=True) as c:
+    with psycopg.connect(login, autocommit=True) as c:
+        if setup:
             c.execute(setup)
+        # the application's role as users run agent19: never a superuser (a test that passed as one proves nothing)
+        assert c.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
     return login
 
 
