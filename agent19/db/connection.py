@@ -108,7 +108,11 @@ class Database:
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT set_config('statement_timeout', %s, false),"
-                " set_config('lock_timeout', %s, false)" + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
+                " set_config('lock_timeout', %s, false),"
+                # how the server reads a string literal must be how agent19's parser read it (a database or role
+                # may default it to off: 'a\', ' would then end a string where agent19 saw none end)
+                " set_config('standard_conforming_strings', 'on', false)"
+                + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
             )
 
@@ -118,7 +122,8 @@ class Database:
         s = self.settings
         return {
             "application_name": s.application_name,
-            "options": f"-c statement_timeout={s.statement_timeout_ms}ms -c lock_timeout={s.lock_timeout_ms}ms",
+            "options": f"-c statement_timeout={s.statement_timeout_ms}ms -c lock_timeout={s.lock_timeout_ms}ms "
+                       "-c standard_conforming_strings=on",
         }
 
     def connect_kwargs(self) -> dict[str, Any]:

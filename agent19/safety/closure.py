@@ -58,7 +58,10 @@ WITH fn AS (
                                                  AND e.deptype = 'e') AS known,
          CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
               WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
-              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc END AS src,
+              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc
+                   -- SET standard_conforming_strings on the function: its body is read otherwise (unscannable)
+                   || CASE WHEN array_to_string(p.proconfig, ' ') ~* 'standard_conforming_strings'
+                           THEN E'\n-- standard_conforming_strings' ELSE '' END END AS src,
          coalesce(array_to_string(p.proconfig, ' ') ~* 'search_path', false) AS sets_path
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
    WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s)),  -- dblink, postgres_fdw: >= FIRST_NORMAL_OID
@@ -131,6 +134,9 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         out.unscannable = True
         return out
     out.sets_path = "search_path" in text.lower()
+    if "standard_conforming_strings" in text.lower():  # its strings may not end where they scan as ending
+        out.unscannable = True
+        return out
     copy = False
     strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any

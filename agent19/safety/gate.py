@@ -252,6 +252,8 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose, *,
     from agent19.safety import readonly
 
     mode = db.mode
+    for st in statements:  # every purpose: the server must read the SQL as agent19 read it
+        readonly.check_string_reading(st)
     if purpose is Purpose.REPORT:
         for st in statements:
             readonly.check_calls(st.tree)

@@ -143,6 +143,22 @@ def check_escapes(statement: Statement) -> None:
                           "use COPY … FROM STDIN / TO STDOUT (psql's \\copy)")
 
 
+def check_string_reading(statement: Statement) -> None:
+    """Refuse, in every mode, a statement that changes how the server reads string literals
+    (``standard_conforming_strings``: SET, RESET, set_config, ALTER ... SET) or calls ``set_config`` with a name built
+    at run time: agent19 reads SQL with it on (every session it opens sets it), and with it off ``'a\\', '`` ends a
+    string where agent19 saw none end - code it took for text would run."""
+    if "standard_conforming_strings" in statement.sql.lower():
+        raise _refuse("the statement changes standard_conforming_strings (how string literals are read): agent19 "
+                      "reads SQL with it on", "leave it on; nothing was run")
+    for node, f in walk(statement.tree):
+        if node == "FuncCall" and _function_name(f) == "set_config":
+            first = (f.get("args") or [{}])[0]
+            if "sval" not in first.get("A_Const", {}):
+                raise _refuse("set_config() with a setting name built at run time: agent19 cannot tell which "
+                              "setting it changes", "name the setting as a literal; nothing was run")
+
+
 def _function_name(f: dict[str, Any]) -> str:
     return qualified_name(f.get("funcname", [])).rsplit(".", 1)[-1].lower()
 
