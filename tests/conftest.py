@@ -79,6 +79,15 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def as_at_a_terminal() -> None:
+    """``preexec_fn`` for a child the test will interrupt with SIGINT: Ctrl-C's default action, as at a terminal.
+    A test run started in the background by a non-interactive shell (how a CI job may start it) inherits SIGINT
+    ignored, and Python keeps an ignored SIGINT ignored: the child would never see the test's Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def until(what: str, check: Callable[[], Any], timeout: float = 30, every: float = 0.05) -> Any:
     """Poll ``check`` until it returns something true (returned); fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

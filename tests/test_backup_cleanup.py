@@ -19,7 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.migrate.dryrun.scratch import list_scratch
-from tests.conftest import owner_login, run_sql
+from tests.conftest import as_at_a_terminal, owner_login, run_sql
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def big(dsn: str) -> str:
 
 def _start(dsn: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "agent19", "backup", "verify", "--dsn", dsn, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
 
 
 def _wait_for(condition: Callable[[], object], proc: subprocess.Popen[bytes], timeout: float = 60) -> object:

@@ -24,7 +24,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19.migrate.dryrun.scratch import list_scratch
-from tests.conftest import owner_login, run_sql, until
+from tests.conftest import as_at_a_terminal, owner_login, run_sql, until
 
 MIGRATION = "CREATE INDEX CONCURRENTLY t_b ON held.t (b);\n"  # run in a scratch database: one is made
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
@@ -47,7 +47,7 @@ def _start(app: str, tmp_path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(  # a session of its own: Ctrl-C reaches its process group, as from a terminal
         [sys.executable, "-m", "agent19", "dry-run", str(path), "--dsn", app, "--mode", "dry-run",
          "--scratch-copy", "schema"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=as_at_a_terminal,
         cwd=os.path.dirname(os.path.dirname(__file__)))
 
 
