@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context
 from agent19.migrate.patterns.sqlnames import relation_key
+from agent19.sqltree import qualified_name, walk
 
 _KINDS = {"OBJECT_TABLE": "table", "OBJECT_VIEW": "view", "OBJECT_MATVIEW": "materialized view",
           "OBJECT_FOREIGN_TABLE": "foreign table"}
@@ -70,16 +71,8 @@ def _required(node: str, f: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     if node == "CreateStmt":
         out += [("table", r.get("RangeVar", {})) for r in f.get("inhRelations", [])]
     if node in ("CreateStmt", "AlterTableStmt"):  # REFERENCES: in a column's or the table's constraints
-        stack: list[Any] = [f.get("tableElts", []), f.get("cmds", [])]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, list):
-                stack.extend(item)
-            elif isinstance(item, dict):
-                con = item.get("Constraint")
-                if con is not None and con.get("contype") == "CONSTR_FOREIGN" and con.get("pktable"):
-                    out.append(("table", con["pktable"]))
-                stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+        out += [("table", con["pktable"]) for kind, con in walk([f.get("tableElts", []), f.get("cmds", [])])
+                if kind == "Constraint" and con.get("contype") == "CONSTR_FOREIGN" and con.get("pktable")]
     return [(k, rv) for k, rv in out if rv.get("relname")]
 
 
@@ -109,18 +102,11 @@ def _opaque(node: str, f: dict[str, Any]) -> bool:
         return bool(f.get("schemaElts"))
     if node != "SelectStmt" or f.get("fromClause"):  # SELECT f(): called for what it does
         return False
-    stack: list[Any] = [f]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            call = item.get("FuncCall")
-            if call is not None:  # a built-in whose effect is known (setval, pg_advisory_lock…) makes nothing
-                name = ".".join(p.get("String", {}).get("sval", "") for p in call.get("funcname", []))
-                if name.removeprefix("pg_catalog.") not in _KNOWN and not name.startswith("pg_"):
-                    return True
-            stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
+    for kind, call in walk(f):  # a built-in whose effect is known (setval, pg_advisory_lock…) makes nothing
+        if kind == "FuncCall":
+            name = qualified_name(call.get("funcname", []))
+            if name.removeprefix("pg_catalog.") not in _KNOWN and not name.startswith("pg_"):
+                return True
     return False
 
 
