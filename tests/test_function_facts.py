@@ -19,7 +19,8 @@ from agent19.safety.function_facts import (
 )
 
 # where the names not built into PostgreSQL 15 come from (contrib, installed with the server)
-EXTENSIONS = ("dblink", "adminpack", "tablefunc", "pg_visibility", "pg_stat_statements")
+EXTENSIONS = ("dblink", "adminpack", "tablefunc", "pg_visibility", "pg_stat_statements", "pg_prewarm", "pg_surgery",
+              "xml2")
 
 
 def test_every_name_in_the_table_is_a_function_of_the_server_or_its_contrib(dsn: str) -> None:

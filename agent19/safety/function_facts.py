@@ -66,7 +66,8 @@ FUNCTION_FACTS: dict[str, Fact] = {
              escapes=True, side_effect=True),
     **_facts(Effect.SERVER, "pg_create_restore_point pg_backup_start pg_backup_stop pg_start_backup pg_stop_backup "
                             "pg_stat_reset_shared pg_stat_reset_single_table_counters pg_stat_reset_slru "
-                            "pg_stat_statements_reset", escapes=True),
+                            "pg_stat_statements_reset autoprewarm_start_worker autoprewarm_dump_now",
+             escapes=True),
     **_facts(Effect.SERVER, "pg_wal_replay_pause pg_wal_replay_resume pg_import_system_collations "
                             "pg_sync_replication_slots"),
     **_facts(Effect.SETTINGS, "set_config", side_effect=True),
@@ -82,7 +83,7 @@ FUNCTION_FACTS: dict[str, Fact] = {
                                      "cursor_to_xmlschema table_to_xml table_to_xmlschema table_to_xml_and_xmlschema "
                                      "schema_to_xml database_to_xml schema_to_xml_and_xmlschema "
                                      "database_to_xml_and_xmlschema ts_stat ts_rewrite crosstab crosstab2 crosstab3 "
-                                     "crosstab4 connectby"),
+                                     "crosstab4 connectby xpath_table"),
     **_facts(Effect.NOTIFY, "pg_notify"),  # sent at commit only
     **_facts(Effect.REPLICATION, "pg_drop_replication_slot pg_replication_origin_drop pg_logical_emit_message",
              escapes=True, side_effect=True),
@@ -95,6 +96,8 @@ FUNCTION_FACTS: dict[str, Fact] = {
     **_facts(Effect.MAINTENANCE, "brin_summarize_new_values brin_summarize_range brin_desummarize_range "
                                  "gin_clean_pending_list"),
     **_facts(Effect.MAINTENANCE, "pg_truncate_visibility_map", side_effect=True),
+    **_facts(Effect.MAINTENANCE, "heap_force_kill heap_force_freeze", escapes=True, side_effect=True),  # pg_surgery
+    **_facts(Effect.SERVER_FILES, "xslt_process", escapes=True),  # xml2: a stylesheet may read any document
     **_facts(Effect.CONFIG_FILES, "pg_show_all_file_settings pg_hba_file_rules pg_ident_file_mappings"),
     **_facts(Effect.SEQUENCE, "nextval", escapes=True),
     **_facts(Effect.SEQUENCE, "setval", escapes=True, side_effect=True),
