@@ -20,7 +20,7 @@ from agent19.safety.function_facts import (
 
 # where the names not built into PostgreSQL 15 come from (contrib, installed with the server)
 EXTENSIONS = ("dblink", "adminpack", "tablefunc", "pg_visibility", "pg_stat_statements", "pg_prewarm", "pg_surgery",
-              "xml2")
+              "xml2", "refint")
 
 
 def test_every_name_in_the_table_is_a_function_of_the_server_or_its_contrib(dsn: str) -> None:
@@ -67,3 +67,15 @@ def test_detection_reports_each_side_effect_call(name: str) -> None:
 def test_a_sequence_call_stays_allowed_where_a_write_may_make_it() -> None:
     [st] = parse_sql("UPDATE t SET id = nextval('s')")
     readonly.check_calls(st.tree)  # execute-mode argument checks: a backfill may draw from a sequence
+
+
+def test_the_known_extensions_are_real_names(dsn: str) -> None:
+    """A typo would make a known extension's C code unreadable (or trust a name no extension has)."""
+    from agent19.safety.function_facts import KNOWN_EXTENSIONS
+
+    third_party = {"address_standardizer", "hypopg", "pg_cron", "pg_partman", "postgis", "postgis_raster",
+                   "postgis_sfcgal", "postgis_tiger_geocoder", "postgis_topology", "vector"}
+    with psycopg.connect(dsn) as conn:
+        available = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions")}
+    assert not (KNOWN_EXTENSIONS - third_party) - available
+    assert "hypopg" in available  # the machine's own third-party one, installed by .ci/run

@@ -83,7 +83,7 @@ FUNCTION_FACTS: dict[str, Fact] = {
                                      "cursor_to_xmlschema table_to_xml table_to_xmlschema table_to_xml_and_xmlschema "
                                      "schema_to_xml database_to_xml schema_to_xml_and_xmlschema "
                                      "database_to_xml_and_xmlschema ts_stat ts_rewrite crosstab crosstab2 crosstab3 "
-                                     "crosstab4 connectby xpath_table"),
+                                     "crosstab4 connectby xpath_table check_primary_key check_foreign_key"),
     **_facts(Effect.NOTIFY, "pg_notify"),  # sent at commit only
     **_facts(Effect.REPLICATION, "pg_drop_replication_slot pg_replication_origin_drop pg_logical_emit_message",
              escapes=True, side_effect=True),
@@ -102,6 +102,20 @@ FUNCTION_FACTS: dict[str, Fact] = {
     **_facts(Effect.SEQUENCE, "nextval", escapes=True),
     **_facts(Effect.SEQUENCE, "setval", escapes=True, side_effect=True),
 }
+KNOWN_EXTENSIONS = frozenset("""
+    adminpack amcheck autoinc bloom btree_gin btree_gist citext cube dblink dict_int dict_xsyn earthdistance
+    file_fdw fuzzystrmatch hstore insert_username intagg intarray isn lo ltree moddatetime old_snapshot pageinspect
+    pg_buffercache pg_freespacemap pg_prewarm pg_stat_statements pg_surgery pg_trgm pg_visibility pg_walinspect
+    pgcrypto pgrowlocks pgstattuple plpgsql postgres_fdw refint seg sslinfo tablefunc tcn tsm_system_rows
+    tsm_system_time unaccent uuid-ossp xml2
+    address_standardizer hypopg pg_cron pg_partman postgis postgis_raster postgis_sfcgal postgis_tiger_geocoder
+    postgis_topology vector
+""".split())
+"""Extensions whose C functions agent19 knows (PostgreSQL's contrib and a few common ones): those that act
+outside the transaction or run SQL given as a string are named in :data:`FUNCTION_FACTS` (or by prefix:
+dblink, postgres_fdw); the rest stay inside it. Any other extension's C code cannot be read, so a trial cannot
+prove what it does (:mod:`agent19.safety.closure`)."""
+
 DENIED_PREFIXES = (
     "dblink", "lo_", "pg_file_", "pg_ls_", "pg_read_", "pg_stat_reset", "pg_advisory", "pg_try_advisory",
     "pg_replication_origin", "pg_create_", "pg_drop_replication", "pg_copy_", "pg_logical_", "postgres_fdw_",
