@@ -253,7 +253,7 @@ def test_the_opt_in_never_runs_a_statement_whose_code_also_calls_setval(app):
 @pytest.mark.parametrize(("sql", "runs"), [
     ("SELECT app.f()", True),  # other.f reads SQL built at run time; app.f is the one called
     ("SELECT other.f()", False),
-    ("SELECT f()", True),  # unqualified: public.f, on the login's search_path (other is not)
+    ("SELECT f()", False),  # unqualified: code can move the path as it runs, so other.f too
     ("SELECT calls_app_f()", True),  # a body naming app.f()
     ("SELECT calls_other_f()", False),
     ("SET search_path = other, public;\nSELECT f();", False),  # the migration moves the path: any schema

@@ -17,12 +17,15 @@ screen):
    fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
    tokens: comments dropped, quoted names kept as written, unquoted folded to lower case) or that the server
    records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as the server prints it).
-   A use matches as the server resolves it, without argument types (:class:`Bad`): a qualified name in its
-   schema, an unqualified one on the login's ``search_path`` — in any schema when the code or the migration
-   mentions ``search_path``; built-ins named as escapes, operators and the migration's own functions by name
-   in any schema. Built-ins are pinned (no ``pg_depend`` row): expressions that call an escaping one are found
-   in their stored trees (defaults, constraints, policies, rules, trigger conditions, index expressions).
-2. **Entry points**: every other object that depends (``pg_depend``) on a member of B, or on an operator over one.
+   A use matches as the server may resolve it at run time, without argument types (:class:`Bad`): an
+   unqualified name in any schema (code can change the path as it runs); a qualified one in its schema only
+   when that schema exists and no code creates, renames or moves schemas; built-ins named as escapes,
+   operators and the migration's own functions by name in any schema. Identifiers are cut to 63 bytes as the
+   server cuts them. Built-ins are pinned (no ``pg_depend`` row): expressions that call an escaping one are
+   found in their stored trees (every ``pg_node_tree`` the server evaluates: :mod:`~agent19.safety.closure_query`);
+   a function whose argument default calls one is a member (the default is its code).
+2. **Entry points**: every other object that depends (``pg_depend``) on a member of B, or on an operator over one
+   (an extension's member too, unless it uses that extension's own compiled code).
    If there is one, no statement but transaction control (and ``CREATE FUNCTION``, which runs nothing unless an
    event trigger is an entry point) is tried on this database.
 3. **The statement**: one whose own tokens (a ``DO`` body's too) use a member is not run; functions the migration
@@ -40,76 +43,20 @@ from typing import Any
 
 from pglast.parser import scan
 
+from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
-from agent19.safety.readonly_catalog import FIRST_NORMAL_OID, READABLE_LANGUAGES
+from agent19.safety.readonly_catalog import READABLE_LANGUAGES
 
-SEEDS = sorted((ESCAPING - SEQUENCE_FORWARD) | SQL_FROM_STRING)
+__all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "seed_why", "tokens"]
+
 _REMOTE_PREFIXES = ("dblink", "postgres_fdw")
 _OPERATOR_CHARS = set("+-*/<>=~!@#%^&|`?")
 _SEVERITY = {"escape": 0, "sequence": 1, "unreadable": 2}
-
-# one round trip: functions that may be members (every non-built-in one, and built-ins named as seeds), user
-# operators, foreign tables, and what depends on any of them (with the relation it belongs to, if any)
-Q_CLOSURE = f"""
-WITH fn AS (
-  SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
-         l.lanname::text AS lang,
-         p.oid < {FIRST_NORMAL_OID} OR p.oid IN (SELECT e.objid FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                                                 AND e.deptype = 'e') AS known,
-         CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
-              WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
-              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc
-                   -- SET standard_conforming_strings on the function: its body is read otherwise (unscannable)
-                   || CASE WHEN array_to_string(p.proconfig, ' ') ~* 'standard_conforming_strings'
-                           THEN E'\n-- standard_conforming_strings' ELSE '' END END AS src,
-         coalesce(array_to_string(p.proconfig, ' ') ~* 'search_path', false) AS sets_path
-    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
-   WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s)),  -- dblink, postgres_fdw: >= FIRST_NORMAL_OID
-op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
-        WHERE o.oid >= {FIRST_NORMAL_OID}),
-ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
-dep AS (
-  SELECT d.classid = 'pg_proc'::regclass AS is_fn, d.objid, d.refclassid::regclass::text AS refcls, d.refobjid,
-         CASE WHEN d.classid <> 'pg_proc'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
-           AS what,
-         (SELECT relname::text FROM pg_class WHERE oid = coalesce(
-            (SELECT ev_class FROM pg_rewrite WHERE d.classid = 'pg_rewrite'::regclass AND oid = d.objid),
-            (SELECT tgrelid FROM pg_trigger WHERE d.classid = 'pg_trigger'::regclass AND oid = d.objid),
-            (SELECT adrelid FROM pg_attrdef WHERE d.classid = 'pg_attrdef'::regclass AND oid = d.objid),
-            (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE d.classid = 'pg_constraint'::regclass
-                AND oid = d.objid),
-            (SELECT indrelid FROM pg_index WHERE d.classid = 'pg_class'::regclass AND indexrelid = d.objid),
-            (SELECT polrelid FROM pg_policy WHERE d.classid = 'pg_policy'::regclass AND oid = d.objid))) AS rel,
-         d.classid = 'pg_event_trigger'::regclass AS event
-    FROM pg_depend d
-   WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
-     AND NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = d.classid AND e.objid = d.objid
-                        AND e.deptype = 'e')  -- an extension's own objects (its FDW, its casts): its package's
-     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
-       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
-       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
-tree AS (  -- built-ins are pinned: no pg_depend row says an expression calls one; the stored tree does
-  SELECT 'pg_attrdef'::regclass AS cls, oid, adrelid AS rel, adbin::text AS t FROM pg_attrdef
-  UNION ALL SELECT 'pg_constraint'::regclass, oid, nullif(conrelid, 0), conbin::text FROM pg_constraint
-    WHERE conbin IS NOT NULL
-  UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid, concat(polqual::text, polwithcheck::text) FROM pg_policy
-  UNION ALL SELECT 'pg_rewrite'::regclass, oid, ev_class, ev_action::text || coalesce(ev_qual::text, '')
-    FROM pg_rewrite WHERE ev_class >= {FIRST_NORMAL_OID}
-  UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
-  UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, concat(indexprs::text, indpred::text) FROM pg_index
-    WHERE indexprs IS NOT NULL OR indpred IS NOT NULL),
-pinned AS (
-  SELECT DISTINCT pg_describe_object(tree.cls, tree.oid, 0) AS what,
-         (SELECT relname::text FROM pg_class WHERE oid = tree.rel) AS rel, m[1]::oid AS refobjid
-    FROM tree, regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
-   WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID}))
-SELECT current_schemas(true)::text[] AS path, ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
-       (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
-       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
-       (SELECT coalesce(json_agg(x), '[]') FROM (SELECT false AS is_fn, NULL AS objid, 'pg_proc' AS refcls, refobjid,
-                                                      what, rel, false AS event FROM pinned
-                                                UNION ALL SELECT * FROM dep) x) AS dep
-"""
+# (keyword, the one before it): code that creates, renames or moves schemas, or installs or updates an
+# extension (its script may create one), or moves an object to another schema
+_MOVES_SCHEMAS = {("SCHEMA", "ALTER"), ("SCHEMA", "CREATE"), ("SCHEMA", "SET"), ("EXTENSION", "CREATE"),
+                  ("EXTENSION", "ALTER")}
+NAMEDATALEN = 64  # the server keeps the first NAMEDATALEN - 1 bytes of an identifier (at a character boundary)
 
 
 @dataclass
@@ -119,7 +66,7 @@ class Tokens:
     names: set[str] = field(default_factory=set)
     calls: set[tuple[str | None, str]] = field(default_factory=set)  # (qualifier or None, name), operators too
     called: set[tuple[str | None, str]] = field(default_factory=set)  # those followed by '(', and operators
-    sets_path: bool = False  # mentions search_path anywhere (a string too): unqualified names may go anywhere
+    moves_schemas: bool = False  # ALTER/CREATE/SET SCHEMA, CREATE/ALTER EXTENSION (a string's SQL too)
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
     unscannable: bool = False
@@ -133,7 +80,6 @@ def tokens(text: str, depth: int = 0) -> Tokens:
     except Exception:  # noqa: BLE001 — pglast raises its own ParseError; unreadable either way
         out.unscannable = True
         return out
-    out.sets_path = "search_path" in text.lower()
     if "standard_conforming_strings" in text.lower():  # its strings may not end where they scan as ending
         out.unscannable = True
         return out
@@ -144,7 +90,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         raw = text[t.start:t.end + 1]
         name: str | None = None
         if t.name == "IDENT":
-            name = raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower()
+            name = _truncated(raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower())
             out.names.add(name)
         elif t.name == "UIDENT":  # U&"..." escapes: not decoded, so unknown: every bad name could hide here
             out.unscannable = True
@@ -155,6 +101,9 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             if t.name == "EXECUTE" and nxt not in ("FUNCTION", "PROCEDURE"):
                 out.dynamic = True
             copy = copy or t.name == "COPY"
+            before = toks[i - 1].name if i else ""
+            if (t.name, before) in _MOVES_SCHEMAS:
+                out.moves_schemas = True
             if copy and (t.name == "PROGRAM" or (t.name in ("TO", "FROM") and nxt == "SCONST")):
                 out.copy_outside = True
         elif t.name == "Op" or (t.name.startswith("ASCII_") and raw in _OPERATOR_CHARS):
@@ -170,6 +119,8 @@ def tokens(text: str, depth: int = 0) -> Tokens:
                 out.called.add((prev, name))
         elif t.name == "SCONST":
             strings.append(raw)
+            if depth < 3 and not out.moves_schemas and ("schema" in raw.lower() or "extension" in raw.lower()):
+                out.moves_schemas = tokens(_unquote(raw), depth + 1).moves_schemas  # a CREATE FUNCTION's body
         prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
     if out.dynamic and depth < 3:  # SQL built at run time: its string pieces are read as SQL too (an escape
         for raw in strings:       # found there is refused, not merely unreadable)
@@ -178,7 +129,14 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.calls |= inner.calls
             out.called |= inner.called
             out.copy_outside |= inner.copy_outside
+            out.moves_schemas |= inner.moves_schemas
     return out
+
+
+def _truncated(name: str) -> str:
+    """``name`` as the server stores it: its first NAMEDATALEN - 1 bytes, at a character boundary."""
+    raw = name.encode()
+    return raw[:NAMEDATALEN - 1].decode(errors="ignore") if len(raw) >= NAMEDATALEN else name
 
 
 def _unquote(raw: str) -> str:
@@ -190,13 +148,17 @@ def _unquote(raw: str) -> str:
 
 class Bad:
     """B by name: ``name -> [(schema, member)]`` (schema None: any — built-ins named as escapes, operators,
-    foreign tables, the migration's own functions). A use matches as the server would resolve it, without
-    the argument types: a qualified name in that schema; an unqualified one in the login's ``search_path``
-    (``path``), or in any schema when the code or the migration mentions ``search_path`` (``anywhere``)."""
+    foreign tables, the migration's own functions). A use matches as the server may resolve it at run time,
+    without the argument types. Which schema an unqualified name reaches is decided when the code runs, and
+    code can change it (``SET SCHEMA``, ``set_config`` with a name built at run time, ``SET LOCAL``, a
+    function's own ``SET``), so an unqualified use matches a member of that name in any schema. A qualified
+    use matches that schema only when it exists now and no code (``anywhere`` false: the migration's, the
+    database's, ``used`` itself) creates, renames or moves schemas; otherwise any schema (``ALTER SCHEMA stash
+    RENAME TO evil2`` makes ``evil2.k`` what was ``stash.k``)."""
 
-    def __init__(self, path: list[str], schemas: list[str], anywhere: bool) -> None:
+    def __init__(self, schemas: list[str], anywhere: bool) -> None:
         self.by_name: dict[str, list[tuple[str | None, Member]]] = {}
-        self.path, self.schemas, self.anywhere = set(path), set(schemas), anywhere
+        self.schemas, self.anywhere = set(schemas), anywhere
 
     def add(self, name: str, schema: str | None, member: Member) -> None:
         self.by_name.setdefault(name, []).append((schema, member))
@@ -207,12 +169,12 @@ class Bad:
     def hits(self, used: Tokens, *, calls_only: bool = False) -> list[tuple[str, Member]]:
         """What ``used`` uses of B; ``calls_only``: names followed by ``(`` and operators only (DDL that names
         columns, which may share a name with a function)."""
-        anywhere = self.anywhere or used.sets_path
+        anywhere = self.anywhere or used.moves_schemas
         out = []
         for qualifier, name in sorted(used.called if calls_only else used.calls, key=lambda c: (c[0] or "", c[1])):
             for schema, m in self.by_name.get(name, []):
-                if schema is None or (qualifier == schema if qualifier in self.schemas else
-                                      anywhere or schema in self.path):
+                if (schema is None or qualifier is None or qualifier == schema or anywhere
+                        or qualifier not in self.schemas):
                     out.append((name, m))
         return out
 
@@ -272,15 +234,13 @@ class Closure:
     by the migration's own functions (:meth:`add_function`, :meth:`rename`)."""
 
     def __init__(self, rows: dict[str, Any], *, allow: bool, anywhere: bool = False) -> None:
-        self.allow, self.anywhere = allow, anywhere
-        self.path, self.schemas = rows["path"] or [], rows["schemas"] or []
+        """``anywhere``: the migration creates, renames or moves schemas (:attr:`Tokens.moves_schemas`)."""
+        self.allow, self.schemas = allow, rows["schemas"] or []
         self.functions = rows["fn"]
         self.operators = rows["op"]
         self.deps = rows["dep"]
         self._tokens = {f["oid"]: tokens(f["src"]) if f["src"] is not None else None for f in self.functions}
-        for f in self.functions:  # its own SET search_path: unqualified names it uses may resolve anywhere
-            if f["sets_path"] and (t := self._tokens[f["oid"]]) is not None:
-                t.sets_path = True
+        self.anywhere = anywhere or any(t is not None and t.moves_schemas for t in self._tokens.values())
         self.extra: dict[str, Member] = {}  # names the migration made bad
         self.remote = {t["name"]: Member("escape", f"{t['name']} is a foreign table: reading or writing it "
                                                    "reaches another server") for t in rows["ft"]}
@@ -288,7 +248,7 @@ class Closure:
         self._compute()
 
     def _compute(self) -> None:
-        bad = Bad(self.path, self.schemas, self.anywhere)
+        bad = Bad(self.schemas, self.anywhere)
         for n in SEEDS:
             if m := seed_why("?", n):
                 bad.add(n, None, m)

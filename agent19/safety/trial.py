@@ -117,7 +117,7 @@ class TrialCatalog:
                  skip: Any = lambda stmt: False) -> None:
         self.conn = conn
         self.allow = False
-        self.anywhere = any("search_path" in s.sql.lower() for s in statements or [])
+        self.anywhere = any(tokens(s.sql).moves_schemas for s in statements or [])
         self._rows: dict[str, Any] | None = None
         self._closures: dict[bool, Closure] = {}
         self._events: list[tuple[str, str, Any]] = []  # (function name, rename-to or "", Member | None)
@@ -130,8 +130,8 @@ class TrialCatalog:
     def _read(self) -> dict[str, Any]:
         if self._rows is None:
             row = self.conn.execute(Q_CLOSURE, {"seeds": SEEDS}).fetchone()
-            self._rows = dict(row) if isinstance(row, dict) else dict(zip(("path", "schemas", "fn", "op", "ft",
-                                                                           "dep"), row, strict=True))
+            self._rows = dict(row) if isinstance(row, dict) else dict(zip(("schemas", "fn", "op", "ft", "dep"), row,
+                                                                           strict=True))
         return self._rows
 
     def closure(self) -> Closure:

@@ -1,0 +1,93 @@
+"""The one catalog read of :mod:`agent19.safety.closure` (:data:`Q_CLOSURE`)."""
+
+from __future__ import annotations
+
+from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SQL_FROM_STRING
+from agent19.safety.readonly_catalog import FIRST_NORMAL_OID
+
+SEEDS = sorted((ESCAPING - SEQUENCE_FORWARD) | SQL_FROM_STRING)
+
+# one round trip: functions that may be members (every non-built-in one, and built-ins named as seeds), user
+# operators, foreign tables, and what depends on any of them (with the relation it belongs to, if any)
+Q_CLOSURE = f"""
+WITH fn AS (
+  SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
+         l.lanname::text AS lang,
+         p.oid < {FIRST_NORMAL_OID} OR p.oid IN (SELECT e.objid FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
+                                                 AND e.deptype = 'e') AS known,
+         CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
+              WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
+              WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc
+                   -- SET standard_conforming_strings on the function: its body is read otherwise (unscannable)
+                   || CASE WHEN array_to_string(p.proconfig, ' ') ~* 'standard_conforming_strings'
+                           THEN E'\n-- standard_conforming_strings' ELSE '' END END AS src
+    FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s)),  -- dblink, postgres_fdw: >= FIRST_NORMAL_OID
+op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
+        WHERE o.oid >= {FIRST_NORMAL_OID}),
+ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
+dep AS (
+  SELECT d.classid = 'pg_proc'::regclass AS is_fn, d.objid, d.refclassid::regclass::text AS refcls, d.refobjid,
+         CASE WHEN d.classid <> 'pg_proc'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
+           AS what,
+         (SELECT relname::text FROM pg_class WHERE oid = coalesce(
+            (SELECT ev_class FROM pg_rewrite WHERE d.classid = 'pg_rewrite'::regclass AND oid = d.objid),
+            (SELECT tgrelid FROM pg_trigger WHERE d.classid = 'pg_trigger'::regclass AND oid = d.objid),
+            (SELECT adrelid FROM pg_attrdef WHERE d.classid = 'pg_attrdef'::regclass AND oid = d.objid),
+            (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE d.classid = 'pg_constraint'::regclass
+                AND oid = d.objid),
+            (SELECT indrelid FROM pg_index WHERE d.classid = 'pg_class'::regclass AND indexrelid = d.objid),
+            (SELECT polrelid FROM pg_policy WHERE d.classid = 'pg_policy'::regclass AND oid = d.objid),
+            (SELECT stxrelid FROM pg_statistic_ext WHERE d.classid = 'pg_statistic_ext'::regclass
+                AND oid = d.objid))) AS rel,
+         d.classid = 'pg_event_trigger'::regclass AS event
+    FROM pg_depend d
+   WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
+     -- an extension's own objects using its own compiled code (postgres_fdw's FDW and handler) are its package,
+     -- judged as installed; any other edge is kept: a role that owns an extension (a trusted one) can add its
+     -- own casts, aggregates and functions to it (ALTER EXTENSION ... ADD), which must not hide them
+     AND NOT (d.refclassid = 'pg_proc'::regclass
+              AND d.refobjid IN (SELECT oid FROM fn WHERE lang NOT IN ('sql', 'plpgsql'))
+              AND EXISTS (SELECT 1 FROM pg_depend e JOIN pg_depend r ON r.refclassid = e.refclassid
+                                                                      AND r.refobjid = e.refobjid
+                           WHERE e.classid = d.classid AND e.objid = d.objid AND e.deptype = 'e'
+                             AND r.classid = d.refclassid AND r.objid = d.refobjid AND r.deptype = 'e'))
+     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
+       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
+       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
+-- built-ins are pinned: no pg_depend row says an expression calls one; the stored tree does. Every pg_node_tree
+-- column of the catalog (PG15) that the server evaluates: defaults (column, domain, a function's argument — that
+-- function's own code), constraints, policies, rules and views, trigger conditions, index expressions and
+-- predicates, partition keys, extended statistics (ANALYZE). Left out: pg_proc.prosqlbody (read as text: src),
+-- pg_class.relpartbound (constants, evaluated when the partition was made), pg_publication_rel.prqual (immutable
+-- built-ins only, evaluated by a walsender for committed changes: a trial commits nothing), rules of system views.
+tree AS (
+  SELECT 'pg_attrdef'::regclass AS cls, oid, adrelid AS rel, adbin::text AS t FROM pg_attrdef
+  UNION ALL SELECT 'pg_constraint'::regclass, oid, nullif(conrelid, 0), conbin::text FROM pg_constraint
+    WHERE conbin IS NOT NULL
+  UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid, concat(polqual::text, polwithcheck::text) FROM pg_policy
+  UNION ALL SELECT 'pg_rewrite'::regclass, oid, ev_class, ev_action::text || coalesce(ev_qual::text, '')
+    FROM pg_rewrite WHERE ev_class >= {FIRST_NORMAL_OID}
+  UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
+  UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, concat(indexprs::text, indpred::text) FROM pg_index
+    WHERE indexprs IS NOT NULL OR indpred IS NOT NULL
+  UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid, partexprs::text FROM pg_partitioned_table
+    WHERE partexprs IS NOT NULL
+  UNION ALL SELECT 'pg_type'::regclass, oid, NULL, typdefaultbin::text FROM pg_type WHERE typdefaultbin IS NOT NULL
+  UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, stxexprs::text FROM pg_statistic_ext
+    WHERE stxexprs IS NOT NULL
+  UNION ALL SELECT 'pg_proc'::regclass, oid, NULL, proargdefaults::text FROM pg_proc
+    WHERE proargdefaults IS NOT NULL AND oid >= {FIRST_NORMAL_OID}),
+pinned AS (
+  SELECT DISTINCT tree.cls = 'pg_proc'::regclass AS is_fn, tree.oid,
+         pg_describe_object(tree.cls, tree.oid, 0) AS what,
+         (SELECT relname::text FROM pg_class WHERE oid = tree.rel) AS rel, m[1]::oid AS refobjid
+    FROM tree, regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
+   WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID}))
+SELECT ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
+       (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
+       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
+       (SELECT coalesce(json_agg(x), '[]') FROM (SELECT is_fn, oid AS objid, 'pg_proc' AS refcls, refobjid,
+                                                      what, rel, false AS event FROM pinned
+                                                UNION ALL SELECT * FROM dep) x) AS dep
+"""
