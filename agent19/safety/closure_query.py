@@ -26,63 +26,55 @@ WITH fn AS (
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
         WHERE o.oid >= {FIRST_NORMAL_OID}),
 ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
-dep AS (
-  SELECT d.classid = 'pg_proc'::regclass AS is_fn, d.objid, d.refclassid::regclass::text AS refcls, d.refobjid,
-         CASE WHEN d.classid <> 'pg_proc'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
-           AS what,
-         (SELECT relname::text FROM pg_class WHERE oid = coalesce(
-            (SELECT ev_class FROM pg_rewrite WHERE d.classid = 'pg_rewrite'::regclass AND oid = d.objid),
-            (SELECT tgrelid FROM pg_trigger WHERE d.classid = 'pg_trigger'::regclass AND oid = d.objid),
-            (SELECT adrelid FROM pg_attrdef WHERE d.classid = 'pg_attrdef'::regclass AND oid = d.objid),
-            (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE d.classid = 'pg_constraint'::regclass
-                AND oid = d.objid),
-            (SELECT indrelid FROM pg_index WHERE d.classid = 'pg_class'::regclass AND indexrelid = d.objid),
-            (SELECT polrelid FROM pg_policy WHERE d.classid = 'pg_policy'::regclass AND oid = d.objid),
-            (SELECT stxrelid FROM pg_statistic_ext WHERE d.classid = 'pg_statistic_ext'::regclass
-                AND oid = d.objid))) AS rel,
-         d.classid = 'pg_event_trigger'::regclass AS event
-    FROM pg_depend d
-   WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
-     -- an extension's own objects using its own compiled code (postgres_fdw's FDW and handler) are its package,
-     -- judged as installed; any other edge is kept: a role that owns an extension (a trusted one) can add its
-     -- own casts, aggregates and functions to it (ALTER EXTENSION ... ADD), which must not hide them
-     AND NOT (d.refclassid = 'pg_proc'::regclass
-              AND d.refobjid IN (SELECT oid FROM fn WHERE lang NOT IN ('sql', 'plpgsql'))
-              AND EXISTS (SELECT 1 FROM pg_depend e JOIN pg_depend r ON r.refclassid = e.refclassid
-                                                                      AND r.refobjid = e.refobjid
-                           WHERE e.classid = d.classid AND e.objid = d.objid AND e.deptype = 'e'
-                             AND r.classid = d.refclassid AND r.objid = d.refobjid AND r.deptype = 'e'))
-     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
-       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
-       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
--- built-ins are pinned: no pg_depend row says an expression calls one; the stored tree does. Every pg_node_tree
--- column of the catalog (PG15) that the server evaluates: defaults (column, domain, a function's argument — that
--- function's own code), constraints, policies, rules and views, trigger conditions, index expressions and
--- predicates, partition keys, extended statistics (ANALYZE). Left out: pg_proc.prosqlbody (read as text: src),
+-- what the server evaluates, by object (cls, oid), with the relation it belongs to (rel) and its stored tree (t).
+-- Built-ins are pinned: no pg_depend row says an expression calls one; the tree does. Every pg_node_tree column of
+-- the catalog (PG15) that the server evaluates: defaults (column, domain, a function's argument — that function's
+-- own code), constraints, policies, rules and views, trigger conditions, index expressions and predicates,
+-- partition keys, extended statistics (ANALYZE). Left out: pg_proc.prosqlbody (read as text: src),
 -- pg_class.relpartbound (constants, evaluated when the partition was made), pg_publication_rel.prqual (immutable
 -- built-ins only, evaluated by a walsender for committed changes: a trial commits nothing), rules of system views.
 tree AS (
   SELECT 'pg_attrdef'::regclass AS cls, oid, adrelid AS rel, adbin::text AS t FROM pg_attrdef
   UNION ALL SELECT 'pg_constraint'::regclass, oid, nullif(conrelid, 0), conbin::text FROM pg_constraint
-    WHERE conbin IS NOT NULL
   UNION ALL SELECT 'pg_policy'::regclass, oid, polrelid, concat(polqual::text, polwithcheck::text) FROM pg_policy
   UNION ALL SELECT 'pg_rewrite'::regclass, oid, ev_class, ev_action::text || coalesce(ev_qual::text, '')
     FROM pg_rewrite WHERE ev_class >= {FIRST_NORMAL_OID}
-  UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL
+  UNION ALL SELECT 'pg_trigger'::regclass, oid, tgrelid, tgqual::text FROM pg_trigger
   UNION ALL SELECT 'pg_class'::regclass, indexrelid, indrelid, concat(indexprs::text, indpred::text) FROM pg_index
-    WHERE indexprs IS NOT NULL OR indpred IS NOT NULL
   UNION ALL SELECT 'pg_class'::regclass, partrelid, partrelid, partexprs::text FROM pg_partitioned_table
     WHERE partexprs IS NOT NULL
   UNION ALL SELECT 'pg_type'::regclass, oid, NULL, typdefaultbin::text FROM pg_type WHERE typdefaultbin IS NOT NULL
   UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxrelid, stxexprs::text FROM pg_statistic_ext
-    WHERE stxexprs IS NOT NULL
   UNION ALL SELECT 'pg_proc'::regclass, oid, NULL, proargdefaults::text FROM pg_proc
     WHERE proargdefaults IS NOT NULL AND oid >= {FIRST_NORMAL_OID}),
+-- edges the extension's own: both ends belong to one extension and the used end is its compiled code (C,
+-- internal), or an operator over it (postgres_fdw's FDW and its handler, hstore's operator classes): its package,
+-- judged as installed. Any other edge is kept: a role that owns an extension (a trusted one, which it may create)
+-- can add its own casts, aggregates and functions to it (ALTER EXTENSION ... ADD), which must not hide them
+own AS (
+  SELECT e.classid, e.objid, r.classid AS refclassid, r.objid AS refobjid
+    FROM pg_depend e JOIN pg_depend r ON r.refclassid = e.refclassid AND r.refobjid = e.refobjid AND r.deptype = 'e'
+   WHERE e.refclassid = 'pg_extension'::regclass AND e.deptype = 'e'
+     AND ((r.classid = 'pg_proc'::regclass AND r.objid IN (SELECT oid FROM fn WHERE lang NOT IN ('sql', 'plpgsql')))
+       OR (r.classid = 'pg_operator'::regclass  -- its operators over that code (hstore's, in its operator classes)
+           AND r.objid IN (SELECT op.oid FROM op JOIN fn ON fn.oid = op.code
+                            WHERE fn.lang NOT IN ('sql', 'plpgsql'))))),
+dep AS (
+  SELECT d.classid = 'pg_proc'::regclass AS is_fn, d.objid, d.refclassid::regclass::text AS refcls, d.refobjid,
+         CASE WHEN d.classid <> 'pg_proc'::regclass THEN pg_describe_object(d.classid, d.objid, d.objsubid) END
+           AS what, c.relname::text AS rel, d.classid = 'pg_event_trigger'::regclass AS event
+    FROM pg_depend d LEFT JOIN tree o ON o.cls = d.classid AND o.oid = d.objid LEFT JOIN pg_class c ON c.oid = o.rel
+   WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
+     AND NOT EXISTS (SELECT 1 FROM own WHERE own.classid = d.classid AND own.objid = d.objid
+                        AND own.refclassid = d.refclassid AND own.refobjid = d.refobjid)
+     AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))
+       OR (d.refclassid = 'pg_operator'::regclass AND d.refobjid IN (SELECT oid FROM op))
+       OR (d.refclassid = 'pg_class'::regclass AND d.refobjid IN (SELECT oid FROM ft)))),
 pinned AS (
   SELECT DISTINCT tree.cls = 'pg_proc'::regclass AS is_fn, tree.oid,
-         pg_describe_object(tree.cls, tree.oid, 0) AS what,
-         (SELECT relname::text FROM pg_class WHERE oid = tree.rel) AS rel, m[1]::oid AS refobjid
-    FROM tree, regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
+         pg_describe_object(tree.cls, tree.oid, 0) AS what, c.relname::text AS rel, m[1]::oid AS refobjid
+    FROM tree CROSS JOIN regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
+         LEFT JOIN pg_class c ON c.oid = tree.rel
    WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID}))
 SELECT ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
        (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
