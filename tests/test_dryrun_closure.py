@@ -202,9 +202,9 @@ def test_execute_in_a_comment_runs(app, peer):
 def test_a_same_named_function_elsewhere_is_judged_with_the_called_one(app, peer):
     """The choice: a trigger is judged by its function's OID (``public.log_change``: readable, it runs), not by
     a same-named ``audit.log_change`` that uses EXECUTE; a body that names ``audit.log_change`` is judged by
-    it. Names resolve as the server would (schema-qualified: that schema; unqualified: the login's
-    search_path, any schema when the code or the migration mentions search_path — see
-    test_dryrun_unreadable_code's test_called_functions_are_resolved_by_schema_as_the_server_would)."""
+    it. Names resolve as the server may at run time (schema-qualified: that schema while no code moves schemas;
+    unqualified: any schema — see test_dryrun_unreadable_code's
+    test_called_functions_are_resolved_by_schema_as_the_server_would, test_dryrun_closure_resolution)."""
     setup = ("CREATE SCHEMA audit; CREATE FUNCTION audit.log_change() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
              "EXECUTE 'SELECT 1'; RETURN 1; END $$; CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql "
              "AS $$ BEGIN NEW.email := lower(NEW.email); RETURN NEW; END $$; CREATE TRIGGER lc BEFORE INSERT ON "
