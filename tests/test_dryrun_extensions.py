@@ -17,7 +17,7 @@ import pytest
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
-from tests.conftest import session_settings
+from tests.conftest import need, session_settings
 from tests.scratch_dryruns import owner
 
 SETUP = "CREATE TABLE customers (id serial PRIMARY KEY, email text); INSERT INTO customers (email) VALUES ('a');"
@@ -53,3 +53,46 @@ def test_sql_hidden_in_xpath_table_arguments_is_not_run(app, peer):
     assert st.ran_in == "skipped", st
     assert "xpath_table()" in (st.untested or ""), st
     assert peer.execute("SELECT 1").fetchone() == (1,)  # the application's session is alive
+
+
+@pytest.fixture
+def unknown_extension(dsn: str) -> Iterator[str]:
+    """An extension agent19 does not know, installed by the DBA: its control file in the server's share
+    directory (the test runs on the machine of its throwaway server), one C function (pgcrypto's digest)."""
+    import os
+    import uuid
+
+    name = f"a19_unknown_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        share = c.execute("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'").fetchone()[0]
+    directory = os.path.join(share, "extension")
+    need(os.access(directory, os.W_OK), f"the server's extension directory {directory} is not writable")
+    files = [os.path.join(directory, f"{name}.control"), os.path.join(directory, f"{name}--1.0.sql")]
+    with open(files[0], "w") as f:
+        f.write("default_version = '1.0'\nrelocatable = true\nsuperuser = true\n")
+    with open(files[1], "w") as f:
+        f.write("CREATE FUNCTION opaque_digest(bytea, text) RETURNS bytea LANGUAGE c IMMUTABLE STRICT "
+                "AS '$libdir/pgcrypto', 'pg_digest';\n")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"CREATE EXTENSION {name}")
+        yield name
+    finally:
+        for path in files:
+            os.remove(path)
+
+
+def test_c_code_of_an_extension_agent19_does_not_know_is_not_run(dsn, unknown_extension):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+    app = owner(dsn, SETUP)
+    r = _run(app, "SELECT opaque_digest('x', 'md5');\nSELECT digest('x', 'md5');\n")
+    unknown, known = r.statements
+    assert unknown.ran_in == "skipped", unknown
+    assert (f"function public.opaque_digest is C code of extension {unknown_extension}, which agent19 does not "
+            "know") in (unknown.untested or ""), unknown
+    assert known.ran_in == "transaction" and not known.untested, known  # pgcrypto's C code is known
+    r = _run(app, "CREATE TABLE t (h bytea DEFAULT opaque_digest('x', 'md5'));\nINSERT INTO customers (email) "
+                  "VALUES ('b');\n")
+    _, insert = r.statements  # code the server runs on its own now leads to it: nothing after it is run
+    assert insert.ran_in == "skipped" and "opaque_digest" in (insert.untested or ""), insert

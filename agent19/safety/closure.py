@@ -13,7 +13,8 @@ screen):
 1. **Bad functions B**: functions named as an escape (:data:`~agent19.safety.function_facts.ESCAPING` but
    ``nextval``, dblink / postgres_fdw — any schema: extensions live in user schemas), SQL given as a string
    (``query_to_xml``…), foreign tables (by name); functions whose code cannot be read (a language other than SQL and
-   PL/pgSQL — C / internal allowed for built-ins and extension members —, or PL/pgSQL ``EXECUTE``); then, to a
+   PL/pgSQL — C / internal allowed for built-ins and members of the extensions agent19 knows, KNOWN_EXTENSIONS —,
+   or PL/pgSQL ``EXECUTE``); then, to a
    fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
    tokens: comments dropped, quoted names kept as written, unquoted folded to lower case) or that the server
    records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as the server prints it).
@@ -204,13 +205,16 @@ def seed_why(caller: str, name: str) -> Member | None:
 
 
 def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, allow: bool,
-                 bad: Bad) -> Member | None:
-    """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read) is a member of B."""
+                 bad: Bad, extension: str | None = None) -> Member | None:
+    """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read; ``extension``: the
+    one it belongs to) is a member of B."""
     found: list[Member] = []
     where = what.removeprefix("function ")
     if language not in READABLE_LANGUAGES:
         if not known and language in ("c", "internal"):
-            found.append(Member("unreadable", f"{what} is C code outside any extension", f"C code in {where}"))
+            outside = (f"of extension {extension}, which agent19 does not know" if extension
+                       else "outside any extension")
+            found.append(Member("unreadable", f"{what} is C code {outside}", f"C code in {where}"))
         elif not known:
             found.append(Member("unreadable", f"{what} is written in {language}, which agent19 cannot read",
                                 f"{language} in {where}"))
@@ -270,7 +274,7 @@ class Closure:
                 m = m or self.extra.get(f["name"])  # the migration replaced it (by name: any schema, cautious)
                 if m is None and f["src"] != "":  # '': an aggregate, judged by what it depends on
                     m = body_verdict(f"function {f['qualified']}", f["lang"], self._tokens[f["oid"]],
-                                     known=f["known"], allow=self.allow, bad=bad)
+                                     known=f["known"], allow=self.allow, bad=bad, extension=f.get("extension"))
                 if m is None:
                     for cls, ref in calls.get(f["oid"], []):
                         m = m or (by_oid.get(ref) if cls == "pg_proc" else op_by_oid.get(ref))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SQL_FROM_STRING
+from agent19.safety.function_facts import ESCAPING, KNOWN_EXTENSIONS, SEQUENCE_FORWARD, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import FIRST_NORMAL_OID
 
 SEEDS = sorted((ESCAPING - SEQUENCE_FORWARD) | SQL_FROM_STRING)
+_KNOWN = ", ".join(f"'{name}'" for name in sorted(KNOWN_EXTENSIONS))  # constants: [a-z_-] names
+assert all(name.replace("_", "").replace("-", "").isalnum() for name in KNOWN_EXTENSIONS)
 
 # one round trip: functions that may be members (every non-built-in one, and built-ins named as seeds), user
 # operators, foreign tables, and what depends on any of them (with the relation it belongs to, if any)
@@ -13,8 +15,10 @@ Q_CLOSURE = f"""
 WITH fn AS (
   SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
          l.lanname::text AS lang,
-         p.oid < {FIRST_NORMAL_OID} OR p.oid IN (SELECT e.objid FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass
-                                                 AND e.deptype = 'e') AS known,
+         -- C code agent19 knows: built-ins, and members of the extensions it knows (function_facts); another
+         -- extension's C code is unreadable like any C code
+         p.oid < {FIRST_NORMAL_OID} OR coalesce(x.extname::text = ANY(ARRAY[{_KNOWN}]), false) AS known,
+         x.extname::text AS extension,
          CASE WHEN p.prokind = 'a' THEN '' WHEN p.oid < {FIRST_NORMAL_OID} THEN NULL
               WHEN p.prosqlbody IS NOT NULL THEN pg_get_functiondef(p.oid)  -- BEGIN ATOMIC: the server's text
               WHEN l.lanname IN ('sql', 'plpgsql') THEN p.prosrc
@@ -22,6 +26,9 @@ WITH fn AS (
                    || CASE WHEN array_to_string(p.proconfig, ' ') ~* 'standard_conforming_strings'
                            THEN E'\n-- standard_conforming_strings' ELSE '' END END AS src
     FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang JOIN pg_namespace n ON n.oid = p.pronamespace
+         LEFT JOIN (SELECT e.objid, x.extname FROM pg_depend e JOIN pg_extension x ON x.oid = e.refobjid
+                     WHERE e.classid = 'pg_proc'::regclass AND e.refclassid = 'pg_extension'::regclass
+                       AND e.deptype = 'e') x ON x.objid = p.oid
    WHERE p.oid >= {FIRST_NORMAL_OID} OR p.proname = ANY(%(seeds)s)),  -- dblink, postgres_fdw: >= FIRST_NORMAL_OID
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
         WHERE o.oid >= {FIRST_NORMAL_OID}),

@@ -22,7 +22,7 @@ database, where statements *commit*, would keep — what a statement does to the
   scratch database's replay commits. Refused statements are not run and fail the dry run.
 * **Untestable** (same check, :mod:`agent19.safety.trial`): code the statement reaches that calls
   ``setval`` (sequences are not transactional), runs SQL built at run time (``EXECUTE``, ``query_to_xml``…)
-  or is written in a language the guard cannot read (C outside an extension, untrusted PLs…): not run,
+  or is written in a language the guard cannot read (C outside built-ins and known extensions, untrusted PLs…): not run,
   reported as not tested (``untested``: not a failure, not a pass) with why; statements that then fail
   for want of what it would have made say "depends on statement N". Every statement is untestable when
   the database has an object the server runs on its own (trigger, constraint, default, policy, view,
