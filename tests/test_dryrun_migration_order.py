@@ -79,7 +79,7 @@ def test_a_trigger_the_migration_made_whose_function_it_then_replaces_stops_what
     *made, replace, insert = r.statements
     assert all(s.ran_in == "transaction" for s in made + [replace]), r.statements
     _not_run(insert, "statement 3", "statement 4", "tf", "pg_terminate_backend()")
-    assert not r.passed, r.summary
+    assert r.summary.startswith("COULD NOT TEST"), r.summary
     _intact(app, victim)
 
 
@@ -101,7 +101,8 @@ def test_a_function_the_migration_made_that_calls_one_it_then_replaces_is_judged
                   f"CREATE OR REPLACE FUNCTION app.helper() RETURNS int LANGUAGE plpgsql AS $$ BEGIN {KILL}; "
                   "RETURN 1; END $$;\n"
                   "SELECT app.outer_f();\n")
-    _not_run(r.statements[-1], "outer_f", "pg_terminate_backend()")
+    _not_run(r.statements[-1], "function helper (created earlier in this migration) calls "
+                                "pg_terminate_backend()")
     _intact(app, victim)
 
 

@@ -12,7 +12,11 @@ a policy, an operator — and the rollback does not undo what that code did outs
   (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
 * the other sessions of the same role in the same database: when the database holds code of its own that the
   statement may have run (functions outside extensions), sessions gone afterwards are a **warning** — a session
-  may have ended on its own, so it cannot be attributed with certainty.
+  may have ended on its own, so it cannot be attributed with certainty;
+* the fingerprint of the code the server may run (:data:`agent19.safety.fingerprint.CODE`), compared with the
+  one read with the guard's catalog read (``checked``; else at the trial's start): another session changed a
+  function, trigger, constraint… while the trial ran, so what the server ran is not what the guard checked — an
+  **error** (the result cannot be trusted; nothing can stop the server from running it).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agent19.db.models import Sequence
+from agent19.safety.fingerprint import CHANGED, CODE
 
 if TYPE_CHECKING:
     from agent19.db.connection import Database
@@ -54,7 +59,8 @@ SELECT (SELECT coalesce(json_agg(json_build_object('schema', s.schemaname, 'name
                 WHERE p.oid >= 16384 AND NOT EXISTS (
                       SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                          AND d.deptype = 'e')) AS user_code,
-       session_user AS role
+       session_user AS role,
+       {CODE} AS code
 """
 Q_SESSIONS = f"SELECT {_SESSIONS}"
 
@@ -88,11 +94,15 @@ def _quoted(name: str) -> str:
     return "'" + ident.replace("'", "''") + "'"
 
 
-def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int]) -> Aftermath:
-    """The errors, warnings and notes from the state before the trial to the state after its rollback."""
+def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int],
+            checked: str | None = None) -> Aftermath:
+    """The errors, warnings and notes from the state before the trial to the state after its rollback;
+    ``checked``: the code fingerprint read with the guard's catalog read (else ``start``'s)."""
     from agent19.migrate.dryrun.schema_diff import position
 
     out = Aftermath()
+    if (checked or start["code"]) != end["code"]:
+        out.errors.append(CHANGED)
     before, after = _sequences(start), _sequences(end)
     for name in sorted(before.keys() & after.keys()):
         a, b = before[name], after[name]
@@ -115,21 +125,23 @@ def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int
     return out
 
 
-def after_rollback(conn: Any, start: dict[str, Any]) -> Aftermath:
-    """Roll back, then read again and compare with ``start`` (:func:`state`, read before the trial ran)."""
+def after_rollback(conn: Any, start: dict[str, Any], checked: str | None = None) -> Aftermath:
+    """Roll back, then read again and compare with ``start`` (:func:`state`, read before the trial ran) and
+    the code fingerprint ``checked`` (:attr:`agent19.safety.trial.TrialCatalog.code`)."""
     conn.rollback()
     end = state(conn)
     sessions = list(end["sessions"])
     if start["user_code"] and start["sessions"] and set(start["sessions"]) <= set(sessions):
         time.sleep(GRACE_S)  # a terminated session leaves pg_stat_activity a moment after the signal
         sessions = list(conn.execute(Q_SESSIONS).fetchone()["sessions"])
-    return compare(start, end, sessions)
+    return compare(start, end, sessions, checked)
 
 
 @contextmanager
-def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
+def trial(db: Database, checked: str | None = None) -> Iterator[tuple[Any, Aftermath]]:
     """A transaction that is always rolled back (:meth:`Database.rolled_back`), checked afterwards: the
-    :class:`Aftermath` yielded is filled in after the rollback. When the statement failed (a CHECK can set a
+    :class:`Aftermath` yielded is filled in after the rollback; ``checked``: the code fingerprint the guard read
+    (:func:`agent19.safety.trial.admit`). When the statement failed (a CHECK can set a
     sequence back, then return false), its error is raised again with what the check found added."""
     import psycopg
 
@@ -142,7 +154,7 @@ def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
             yield conn, found
         except (psycopg.Error, Agent19Error) as exc:
             try:
-                seen = after_rollback(conn, start)
+                seen = after_rollback(conn, start, checked)
             except psycopg.Error:
                 raise exc from None  # the session is gone: the statement's own error stands
             if not (seen.errors or seen.warnings):
@@ -150,5 +162,5 @@ def trial(db: Database) -> Iterator[tuple[Any, Aftermath]]:
             text = exc.message if isinstance(exc, Agent19Error) else f"PostgreSQL: {postgres_error_text(exc)}"
             raise InputError(f"{text}; and after the rollback: {'; '.join(seen.lines())}",
                              getattr(exc, "hint", None)) from exc
-        seen = after_rollback(conn, start)
+        seen = after_rollback(conn, start, checked)
         found.errors, found.warnings, found.notes = seen.errors, seen.warnings, seen.notes

@@ -34,7 +34,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent19.migrate.parse import Statement
-from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, body_verdict, seed_why, tokens
+from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, body_verdict, seed_why, tokens
+from agent19.safety.fingerprint import CODE
 from agent19.safety.readonly import ReadOnlyViolation
 from agent19.sqltree import qualified_name, walk
 
@@ -46,6 +47,10 @@ RUNS_NOW = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt",
 # DDL whose names are mostly columns: only calls (a name and its parenthesis) and operators are matched there
 NAMES_COLUMNS = {"CreateStmt", "AlterTableStmt", "IndexStmt", "ViewStmt", "CreateTableAsStmt"}
 _RENAMED_ROUTINES = {"OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"}
+# the guard's one read: the closure's rows, whether an event trigger fires on DDL here, and (same snapshot) the
+# fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
+Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code
+  FROM ({Q_CLOSURE}) q"""
 
 
 class Untestable(ReadOnlyViolation):
@@ -98,6 +103,12 @@ def _created(stmt: Statement) -> tuple[str, str, str] | None:
     return name, language, _string(body, "") if body is not None else stmt.sql
 
 
+def _renamed(stmt: Statement) -> tuple[str, str]:
+    """(old name, new name) of a routine's ``RENAME``."""
+    obj = (stmt.fields.get("object") or {}).get("ObjectWithArgs", {})
+    return _last_name(obj.get("objname")), str(stmt.fields.get("newname", ""))
+
+
 def _renames_routine(stmt: Statement) -> bool:
     return stmt.node == "RenameStmt" and stmt.fields.get("renameType") in _RENAMED_ROUTINES
 
@@ -121,6 +132,11 @@ class TrialCatalog:
         self._rows: dict[str, Any] | None = None
         self._closures: dict[bool, Closure] = {}
         self._events: list[tuple[str, str, Any]] = []  # (function name, rename-to or "", Member | None)
+        # code the migration made so far that the server runs later: its functions' bodies (by name: language,
+        # tokens) and the other objects (by statement: tokens, whether only calls count), judged again whenever
+        # a later statement creates, replaces or renames a function
+        self._bodies: dict[str, tuple[str, Tokens]] = {}
+        self._made: dict[int, tuple[Tokens, bool]] = {}
         self.stopped: str | None = None  # why every later statement is not run
         self._stop: tuple[int, str] | None = None  # (statement, why): set by reach, applied once it is judged
         self.allowed: dict[int, str] = {}  # by Statement.index: ran unreadable code by the opt-in (check)
@@ -129,10 +145,22 @@ class TrialCatalog:
 
     def _read(self) -> dict[str, Any]:
         if self._rows is None:
-            row = self.conn.execute(Q_CLOSURE, {"seeds": SEEDS}).fetchone()
-            self._rows = dict(row) if isinstance(row, dict) else dict(zip(("schemas", "fn", "op", "ft", "dep"), row,
-                                                                           strict=True))
+            cur = self.conn.execute(Q_TRIAL, {"seeds": SEEDS})
+            row = cur.fetchone()  # a dict, or a tuple in the order of its columns' names
+            self._rows = dict(row) if isinstance(row, dict) else dict(zip([d.name for d in cur.description], row,
+                                                                          strict=True))
         return self._rows
+
+    @property
+    def code(self) -> str | None:
+        """The fingerprint of the code the server may run, read with the catalog (None: nothing was read)."""
+        return None if self._rows is None else str(self._rows["code"])
+
+    @property
+    def events(self) -> bool:
+        """An enabled event trigger: the server runs it on every DDL statement, and its code may call any
+        function by name."""
+        return bool(self._read()["events"])
 
     def closure(self) -> Closure:
         if self.allow not in self._closures:
@@ -154,19 +182,57 @@ class TrialCatalog:
         before = len(c.entries)
         if created := _created(stmt):
             name, language, body = created
-            what = f"function {name} (created earlier in this migration)"
-            self._apply(name, "", body_verdict(what, language, tokens(body), known=False, allow=self.allow,
-                                               bad=c.bad))
+            self._bodies[name] = language, tokens(body)
+            self._apply(name, "", self._verdict(name, c))
+            self._rejudge(stmt, c)
         elif _renames_routine(stmt):
-            obj = (stmt.fields.get("object") or {}).get("ObjectWithArgs", {})
-            old = _last_name(obj.get("objname"))
-            self._apply(old, str(stmt.fields.get("newname", "")), None)
+            old, new = _renamed(stmt)
+            self._apply(old, new, None)
+            if old in self._bodies:
+                self._bodies[new] = self._bodies.pop(old)
+            self._rejudge(stmt, c)
+        elif stmt.node not in RUNS_NOW and stmt.node != "TransactionStmt":
+            self._made[stmt.index] = tokens(stmt.sql), stmt.node in NAMES_COLUMNS
         if self.stopped is None and self._stop and self._stop[0] == stmt.index:
             self.stopped = self._stop[1]
         if self.stopped is None and len(c.entries) > before:
             what, _rel, member, _event = c.entries[-1]
             self.stopped = (f"statement {stmt.index + 1} makes {what} reach code a dry run cannot contain "
                             f"({member.why})")
+
+    def _verdict(self, name: str, c: Closure) -> Member | None:
+        """A function the migration created, judged by its body against what is bad now."""
+        language, body = self._bodies[name]
+        return body_verdict(f"function {name} (created earlier in this migration)", language, body, known=False,
+                            allow=self.allow, bad=c.bad)
+
+    def _rejudge(self, stmt: Statement, c: Closure) -> None:
+        """``stmt`` created, replaced or renamed a function: the migration's other functions that use it are
+        judged again (to a fixed point), then the code it made earlier for the server to run later — a trigger,
+        a CHECK, a default… that now leads to a member of B stops every statement after ``stmt``."""
+        changed = True
+        while changed:
+            changed = False
+            for name in self._bodies:
+                if name not in c.bad and (m := self._verdict(name, c)):
+                    self._apply(name, "", m)
+                    changed = True
+        for index, (used, calls_only) in sorted(self._made.items()):
+            hits = [m for _n, m in c.bad.hits(used, calls_only=calls_only)
+                    if not (self.allow and m.kind == "unreadable")]
+            if self.stopped is None and index < stmt.index and (m := _worst(hits)):
+                self.stopped = (f"statement {index + 1} made code the server runs on its own, which statement "
+                                f"{stmt.index + 1} makes reach code a dry run cannot contain ({m.why})")
+
+    def _made_bad(self, stmt: Statement, c: Closure) -> Member | None:
+        """What a ``CREATE FUNCTION`` or a routine's rename would make bad under its (new) name, or None."""
+        if created := _created(stmt):
+            name, language, body = created
+            return body_verdict(f"function {name} (created by this statement)", language, tokens(body),
+                                known=False, allow=self.allow, bad=c.bad)
+        old, new = _renamed(stmt)
+        found = c.bad.by_name.get(old) or [(None, None)]
+        return found[0][1] if new not in c.bad else None
 
     def reach(self, stmt: Statement) -> tuple[str | None, str | None]:
         """``(refusal, untestable)``: why the code ``stmt`` reaches escapes a rollback, or else why a trial
@@ -186,8 +252,15 @@ class TrialCatalog:
             language, body = _do_block(stmt)
             if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad):
                 members.append(m)
-        elif stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # runs nothing: judged when called
-            members = []
+        elif stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # runs nothing: judged when called,
+            members = []  # unless an event trigger runs on this very statement (and may call it by name)
+            if self.events and (m := self._made_bad(stmt, c)) and not (self.allow and m.kind == "unreadable"):
+                why = (f"{m.why}; an event trigger of this database runs on every DDL statement, this one "
+                       "included, and may call it by name")
+                self._stop = stmt.index, f"statement {stmt.index + 1} makes bad code an event trigger may run ({why})"
+                if m.kind == "escape":
+                    return why, None
+                return None, _unreadable(why, m.code) if m.kind == "unreadable" else why
         members = [m for m in members if not (self.allow and m.kind == "unreadable")]
         if m := _worst(members):
             if stmt.node not in RUNS_NOW:

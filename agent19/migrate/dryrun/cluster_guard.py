@@ -44,7 +44,7 @@ database, where statements *commit*, would keep — what a statement does to the
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from pydantic import BaseModel
@@ -222,11 +222,18 @@ class Blocked(BaseModel):
     untested: bool = False
 
 
-def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Statement]
-           ) -> tuple[dict[int, Blocked], dict[int, str]]:
+class Screened(NamedTuple):
+    blocked: dict[int, Blocked]  # by Statement.index
+    allowed: dict[int, str]  # by Statement.index: the note of each that runs unreadable code by the opt-in
+    code: str | None  # the fingerprint of the code the server may run, read with the catalog (None: not read)
+
+
+def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Statement]) -> Screened:
     """Decide, before anything runs, which statements a dry run must not run (by ``Statement.index``); and, by
     the same index, the note of each that will run code agent19 cannot read because the operator opted in
-    (``--allow-unreadable-code``).
+    (``--allow-unreadable-code``); and the fingerprint of the code the server may run, read in the same
+    snapshot as the catalog the decision is made on (:mod:`agent19.safety.fingerprint`: compared after the
+    rollback).
 
     ``conn`` reads the target's catalog (autocommit, outside the dry run's transaction).
     """
@@ -249,4 +256,4 @@ def screen(db: Database, conn: psycopg.Connection[Any], statements: list[Stateme
                                           refused=False, untested=True)
         else:
             blocked[stmt.index] = Blocked(note=f"refused in a dry run: {why}", refused=True)
-    return blocked, catalog.allowed
+    return Screened(blocked, catalog.allowed, catalog.code)

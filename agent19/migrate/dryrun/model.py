@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from agent19.migrate.parse import Statement
+    from agent19.safety.aftermath import Aftermath
 
 PREDICTION_TABLE = "agent19/migrate/classification/knowledge_table.py"
 RanIn = Literal["transaction", "scratch", "skipped"]
@@ -232,3 +233,14 @@ def statement_error(stmt: Statement, exc: psycopg.Error | None = None, message: 
         line += before.count("\n")
         column = position - (before.rfind("\n") + 1)
     return StatementError(message=message or "error", sqlstate=sqlstate, file=stmt.file, line=line, column=column)
+
+
+def after_trial(seen: Aftermath) -> list[Finding]:
+    """What the server showed after the dry run's rollback (:mod:`agent19.safety.aftermath`), as findings: code
+    another session changed during it (an error: what ran is not what was checked), sessions of the role gone
+    (a warning), sequences not compared (info). Sequences set back are in the catalog diff."""
+    from agent19.safety.fingerprint import CHANGED
+
+    return ([Finding(kind="target_changed", severity="error", message=e) for e in seen.errors if e == CHANGED]
+            + [Finding(kind="target_changed", severity="warning", message=w) for w in seen.warnings]
+            + [Finding(kind="skipped", severity="info", message=n) for n in seen.notes])

@@ -75,6 +75,7 @@ from agent19.migrate.dryrun.model import (
     Finding,
     PriorLock,
     StatementResult,
+    after_trial,
     statement_error,
 )
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
@@ -336,7 +337,7 @@ def dry_run(
         side = ClusterSide(db)  # leftovers dropped and the cluster fingerprinted on its own session, meanwhile:
         before = catalog_snapshot(conn, early)  # with the kept schema dump's digest, when there is one
         preds = predict(statements, before)
-        blocked, allowed = screen(db, conn, statements)
+        blocked, allowed, checked = screen(db, conn, statements)  # checked: the code's fingerprint, read with it
         leftovers, cluster_before = side.before(conn)
         existing = {t.qualified_name for t in before.tables} | {f"{v.schema_name}.{v.name}" for v in before.views}
         if early is not None:
@@ -357,9 +358,7 @@ def dry_run(
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
-        seen = aftermath.after_rollback(conn, watched)  # sequences set back: in the catalog diff below
-        findings += [Finding(kind="target_changed", severity="warning", message=w) for w in seen.warnings]
-        findings += [Finding(kind="skipped", severity="info", message=n) for n in seen.notes]
+        findings += after_trial(aftermath.after_rollback(conn, watched, checked))  # sequences: the catalog diff
         if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
