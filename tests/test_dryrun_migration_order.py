@@ -15,8 +15,11 @@ which must survive every dry run, and a sequence that must never be set back:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -141,10 +144,9 @@ def test_with_an_event_trigger_a_harmless_function_is_still_created(app, victim,
     assert r.passed, r.summary
 
 
-def test_a_trigger_function_swapped_by_another_session_during_the_trial_is_an_error(app, victim):
-    """The guard read the harmless body; the migration's UPDATE waits on a row another session locked; that
-    session replaces the body with a killer and commits; the server runs the new body. The dry run cannot
-    prevent it — it must not say PASSED."""
+def _swapped_during(app: str, trial: Callable[[], Any]) -> Any:
+    """Run ``trial`` (which updates app.rt's row x = 1) while another session holds that row; once the trial
+    waits on it, that session replaces the AFTER UPDATE trigger's harmless function and commits."""
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE TABLE app.rt (x int); INSERT INTO app.rt VALUES (1);"
                   "CREATE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
@@ -153,9 +155,9 @@ def test_a_trigger_function_swapped_by_another_session_during_the_trial_is_an_er
     other.execute("BEGIN")
     other.execute("SELECT * FROM app.rt WHERE x = 1 FOR UPDATE")
 
-    def swap() -> None:  # once the dry run's UPDATE waits on the row lock (seen from a session of its own:
+    def swap() -> None:  # once the trial's UPDATE waits on the row lock (seen from a session of its own:
         watch = psycopg.connect(app, autocommit=True)  # pg_stat_activity holds still within a transaction)
-        until("the dry run to wait on the row lock", lambda: watch.execute(
+        until("the trial to wait on the row lock", lambda: watch.execute(
             "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid() "
             "AND position('UPDATE app.rt SET' in query) > 0"
         ).fetchone(), timeout=60)
@@ -167,17 +169,37 @@ def test_a_trigger_function_swapped_by_another_session_during_the_trial_is_an_er
     t = threading.Thread(target=swap)
     t.start()
     try:
-        r = _run(app, "UPDATE app.rt SET x = 2 WHERE x = 1;\n")
+        return trial()
     finally:
         t.join()
         other.close()
+
+
+def test_a_trigger_function_swapped_by_another_session_during_the_trial_is_an_error(app, victim):
+    """The guard read the harmless body; the migration's UPDATE waits on a row another session locked; that
+    session replaces the body with a killer and commits; the server runs the new body. The dry run cannot
+    prevent it — it must not say PASSED."""
+    r = _swapped_during(app, lambda: _run(app, "UPDATE app.rt SET x = 2 WHERE x = 1;\n"))
     assert r.statements[0].ran_in == "transaction", r.statements
     assert not r.passed and r.summary.startswith("FAILED"), r.summary
     said = [f.message for f in r.findings if f.severity == "error"]
     assert any(CHANGED in m and "cannot be trusted" in m for m in said), r.findings
 
 
-def test_a_trial_with_no_other_session_changing_code_passes(app, victim):
+@pytest.mark.parametrize("face", [("sql",), ("explain", "--analyze")], ids=["sql", "explain-analyze"])
+def test_every_face_that_runs_a_trial_says_code_swapped_during_it(app, tmp_path, face):
+    def cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "agent19", *face, "--mode", "dry-run", "--dsn", app,
+                               "UPDATE app.rt SET x = 2 WHERE x = 1"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "AGENT19_DATA_DIR": str(tmp_path)})
+
+    r = _swapped_during(app, cli)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert f"error: {CHANGED}" in out and "cannot be trusted" in out, out
+
+
+def test_a_trial_with_no_other_session_changing_code_passes(app, victim, tmp_path):
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE TABLE app.rt (x int); INSERT INTO app.rt VALUES (1);"
                   "CREATE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
@@ -185,3 +207,7 @@ def test_a_trial_with_no_other_session_changing_code_passes(app, victim):
     r = _run(app, "CREATE OR REPLACE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                   "RETURN NEW; END $$;\nUPDATE app.rt SET x = 2 WHERE x = 1;\n")
     assert r.passed, r.summary  # the migration's own change to the code is rolled back: not another session's
+    r = subprocess.run([sys.executable, "-m", "agent19", "sql", "--mode", "dry-run", "--dsn", app,
+                        "UPDATE app.rt SET x = 2 WHERE x = 1"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "AGENT19_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 0 and "error:" not in r.stdout, r.stdout + r.stderr

@@ -223,8 +223,13 @@ def explain(
     elif analyze:
         execution = "analyze_rolled_back" if kind == "write" else "analyze"
     # Even a plain EXPLAIN evaluates immutable calls while planning: every path goes through the gate.
-    gate.admit(db, stmt.sql, gate.Purpose.TRIAL if execution == "analyze_rolled_back"
-               else gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
+    checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after
+    if execution == "analyze_rolled_back":
+        from agent19.safety import trial
+
+        checked = trial.admit(db, stmt.sql)
+    else:
+        gate.admit(db, stmt.sql, gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
     if execution == "analyze_rolled_back":
         # the write is planned too: nothing in it may call a denied function
         gate.admit(db, stmt.sql, gate.Purpose.PLAN)
@@ -241,7 +246,7 @@ def explain(
     if execution != "plain":
         try:
             if execution == "analyze_rolled_back":  # checked afterwards for what the rollback did not undo
-                with aftermath.trial(db) as (conn, after):
+                with aftermath.trial(db, checked) as (conn, after):
                     raw = analyzed(conn)
             else:
                 with gate.reader(db) as conn:

@@ -16,7 +16,7 @@ from typing import Any
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
-from agent19.safety import aftermath, challenge, gate
+from agent19.safety import aftermath, challenge
 from agent19.safety import archive as archiving
 from agent19.safety import measure as measuring
 from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
@@ -66,14 +66,14 @@ def measure_trial(db: Database, st: Statement, settings: Settings
     """Run ``st`` in a transaction that is always rolled back and measure what it touched. A statement whose
     code the trial cannot contain or read (:class:`agent19.safety.trial.Untestable`) is not run: it is
     reported unmeasured, which the confirmation protocol treats as destructive."""
-    from agent19.safety.trial import Untestable
+    from agent19.safety.trial import Untestable, admit
 
     try:
-        gate.admit(db, st.sql, gate.Purpose.TRIAL)
+        checked = admit(db, st.sql)  # the fingerprint of the code the server may run: compared after the rollback
     except Untestable as exc:
         m = measuring.Measurement(unmeasured=str(exc))
         return m, measuring.verdict(m, settings)
-    with aftermath.trial(db) as (conn, after):
+    with aftermath.trial(db, checked) as (conn, after):
         _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")
     m.outside = after.errors + after.warnings  # the rollback did not undo them: the human decides
     return m, measuring.verdict(m, settings)

@@ -95,7 +95,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
       A refused statement runs only through confirm_destructive, once a human has confirmed.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
-    from agent19.safety import aftermath, kinds, policy
+    from agent19.safety import aftermath, kinds, policy, trial
     from agent19.safety import measure as measuring
     from agent19.safety.assess import assess
     from agent19.safety.protocol import Protocol
@@ -115,7 +115,11 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each "
                          f"{tool_names.tool('run_sql')} call is its own transaction", "nothing was run")
     # dry-run: the write runs in a transaction that is rolled back - a trial, screened for the code it reaches
-    gate.admit(db, args.sql, gate.Purpose.TRIAL if mode is AccessMode.DRY_RUN else gate.Purpose.WRITE)
+    checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after
+    if mode is AccessMode.DRY_RUN:
+        checked = trial.admit(db, args.sql)
+    else:
+        gate.admit(db, args.sql, gate.Purpose.WRITE)
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
     tested = policy.tested(ctx.settings, db, args.sql) if changes else None
     if tested is not None and (why := tested.refusal or _policy_refusal(ctx, st, args.sql, args.acknowledge)):
@@ -128,7 +132,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if _is_read(st):
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if mode is AccessMode.DRY_RUN:
-        with aftermath.trial(db) as (conn, after):
+        with aftermath.trial(db, checked) as (conn, after):
             result = run_write(conn, args.sql, st, args.max_rows, "rolled back (dry-run)")
         return SqlResult(mode=mode, executed=True, result=result, message="dry-run: the change was rolled back",
                          after_rollback=after)

@@ -12,7 +12,9 @@ does not undo, a ``setval`` by a path the screen does not see) is an error — t
 and ``nextval`` would hand out numbers already used — as in the dry run. Data is not compared. A statement the
 dry-run screen does not run as untestable (``setval``, code agent19 cannot read: :mod:`agent19.safety.trial`)
 makes the result "could not test", never "verified"; one that ran code agent19 cannot read because the operator
-set ``--allow-unreadable-code`` is named in ``notes``.
+set ``--allow-unreadable-code`` is named in ``notes``. Code another session changed meanwhile (the fingerprint read
+with the screen differs from the target's afterwards: :mod:`agent19.safety.fingerprint`) makes it "not verified":
+what ran is not what was checked.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.dryrun.scratch import MISSING_OBJECT, drop_leftovers, scratch_database
 from agent19.migrate.layouts.files import has_non_transactional
 from agent19.migrate.parse import Statement
+from agent19.safety.fingerprint import CHANGED, CODE
 
 
 def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool,
@@ -74,12 +77,19 @@ def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[State
             len(errors_only(diff_snapshots(start, after_up))), errors)
 
 
+def _code_changed(db: Database, checked: str | None) -> bool:
+    """The code the server may run on the target is not what the screen read (another session changed it)."""
+    with db.session() as target:
+        row = target.execute(f"SELECT {CODE} AS code").fetchone()
+    return checked is not None and (row["code"] if isinstance(row, dict) else row[0]) != checked
+
+
 def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) -> RollbackResult:
     """Apply ``up`` then ``down`` where nothing persists, and say whether the schema came back."""
     db.require(AccessMode.DRY_RUN, "verifying a rollback")
     with db.session() as target:  # what must not run, decided on the target's catalog before anything runs
         refuse_standby(target, "verifying a rollback")
-        (up_blocked, up_ran), (down_blocked, down_ran) = screen(db, target, up), screen(db, target, down)
+        (up_blocked, up_ran, checked), (down_blocked, down_ran, _) = screen(db, target, up), screen(db, target, down)
         blocked = (up_blocked, down_blocked)
     notes = [f"{side} statement {i + 1}: {note}" for side, ran in (("up", up_ran), ("down", down_ran))
              for i, note in sorted(ran.items())]
@@ -107,6 +117,10 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
                 conn.execute("ROLLBACK")
         finally:
             conn.close()
+    if _code_changed(db, checked):
+        return RollbackResult(verified=False, where=where, differences=differences, up_changes=up_changes,
+                              errors=errors, scratch=scratch_info, notes=notes,
+                              summary=f"rollback not verified: {CHANGED}")
     failing = errors_only(differences)
     verified = not failing and not errors
     not_run = [f"{side} statement {i + 1}: {b.note}" for side, screened in zip(("up", "down"), blocked, strict=True)
