@@ -21,12 +21,19 @@ Verdicts (:meth:`TrialCatalog.reach`):
   language other than SQL and PL/pgSQL unless the function is built in or belongs to an installed extension.
   Also every statement (transaction control apart) when the database has an object the server runs on its own
   (trigger, constraint, default, index expression, policy, rule, operator, cast, event trigger) that leads to
-  such code, or when an earlier statement of the migration created one. Default-deny: the trial does not run
-  it. An operator who knows the migration's dynamic SQL may opt in with ``--allow-unreadable-code``
-  (``AGENT19_ALLOW_UNREADABLE_CODE``, :attr:`agent19.config.Settings.allow_unreadable_code`): unreadable code
-  then runs (``setval`` and escapes still do not); what the server shows afterwards is still checked.
+  such code, or when an earlier statement of the migration created one — or made one earlier that a later
+  statement's new or renamed function now leads to bad code (:meth:`TrialCatalog.judged` records what the
+  migration leaves for the server to run later and judges it again). With an enabled event trigger (it runs on
+  every DDL statement and may call any function by name), a ``CREATE FUNCTION`` or rename that makes bad code
+  is itself not run. Default-deny: the trial does not run it. An operator who knows the migration's dynamic
+  SQL may opt in with ``--allow-unreadable-code`` (``AGENT19_ALLOW_UNREADABLE_CODE``,
+  :attr:`agent19.config.Settings.allow_unreadable_code`): unreadable code then runs (``setval`` and escapes
+  still do not); what the server shows afterwards is still checked.
 
-The catalog is read once per :class:`TrialCatalog`, in one round trip (:data:`~agent19.safety.closure.Q_CLOSURE`).
+The catalog is read once per :class:`TrialCatalog`, in one round trip (:data:`Q_TRIAL`: the closure's rows, whether
+an event trigger is enabled, and in the same snapshot the fingerprint of the code the server may run —
+:attr:`TrialCatalog.code`, compared after the trial's rollback by :mod:`agent19.safety.aftermath`: another
+session may change the code while the trial runs, and the server runs what is committed, not what was checked).
 """
 
 from __future__ import annotations
