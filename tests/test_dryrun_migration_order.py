@@ -26,6 +26,7 @@ import psycopg
 import pytest
 
 from agent19.db.connection import Database
+from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from tests.conftest import session_settings, until
@@ -197,6 +198,20 @@ def test_every_face_that_runs_a_trial_says_code_swapped_during_it(app, tmp_path,
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert f"error: {CHANGED}" in out and "cannot be trusted" in out, out
+
+
+def test_the_rollback_check_is_not_verified_when_code_was_swapped_during_it(app):
+    def check() -> Any:
+        db = Database(session_settings(dsn=app, mode="dry-run"))
+        try:
+            return verify_rollback(db, parse_sql("UPDATE app.rt SET x = 2 WHERE x = 1;\n", "up.sql"),
+                                   parse_sql("UPDATE app.rt SET x = 1 WHERE x = 2;\n", "down.sql"))
+        finally:
+            db.close()
+
+    r = _swapped_during(app, check)
+    assert not r.verified and r.summary.startswith(f"rollback not verified: {CHANGED}"), r.summary
+    assert "cannot be trusted" in r.summary, r.summary
 
 
 def test_a_trial_with_no_other_session_changing_code_passes(app, victim, tmp_path):
