@@ -17,8 +17,9 @@ left out: another session's temporary objects cannot be reached from this one.
 
 from __future__ import annotations
 
-from agent19.safety.readonly_catalog import FIRST_NORMAL_OID
-
+# the server's FirstNormalObjectId, as agent19.safety.readonly_catalog.FIRST_NORMAL_OID (not imported from there:
+# this module loads with agent19.safety.aftermath at start-up, and that one brings the SQL parser)
+FIRST_NORMAL_OID = 16384
 _TEMP = "(SELECT oid FROM pg_namespace WHERE nspname ~ '^pg_(toast_)?temp_')"
 
 
