@@ -138,6 +138,22 @@ def test_replacing_an_event_triggers_function_with_a_killer_is_not_run(app, vict
     _intact(app, victim)
 
 
+def test_with_an_event_trigger_renaming_bad_code_to_a_name_it_calls_is_not_run(dsn, app, victim):
+    """The event trigger's function calls app.helper(), which does not exist yet (PL/pgSQL binds at run time);
+    renaming a killer to that name would make the server run it at the end of the rename itself."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute(f"CREATE FUNCTION app.bad_k() RETURNS int LANGUAGE plpgsql AS $$ BEGIN {KILL}; RETURN 1; END $$;"
+                  "CREATE FUNCTION app.evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM app.helper(); "
+                  "EXCEPTION WHEN undefined_function THEN NULL; END $$")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION app.evt()")
+    r = _run(app, "ALTER FUNCTION app.bad_k() RENAME TO helper;\nCREATE TABLE app.zz (x int);\n")
+    rename, table = r.statements
+    _not_run(rename, "event trigger", "pg_terminate_backend()")
+    _not_run(table, "statement 1")
+    _intact(app, victim)
+
+
 def test_with_an_event_trigger_a_harmless_function_is_still_created(app, victim, event_trigger):
     r = _run(app, "CREATE FUNCTION app.tidy() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
                   "CREATE TABLE app.zz (x int);\n")
