@@ -54,6 +54,10 @@ RUNS_NOW = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt",
 # DDL whose names are mostly columns: only calls (a name and its parenthesis) and operators are matched there
 NAMES_COLUMNS = {"CreateStmt", "AlterTableStmt", "IndexStmt", "ViewStmt", "CreateTableAsStmt"}
 _RENAMED_ROUTINES = {"OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"}
+# kinds that leave no code for the server to run later (they name objects, and hold no expression)
+_LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaultPrivilegesStmt", "CommentStmt",
+                   "SecLabelStmt", "DropStmt", "AlterOwnerStmt", "LockStmt", "TruncateStmt", "VacuumStmt",
+                   "ReindexStmt", "ClusterStmt"}
 # the guard's one read: the closure's rows, whether an event trigger fires on DDL here, and (same snapshot) the
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
 Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code
@@ -198,7 +202,7 @@ class TrialCatalog:
             if old in self._bodies:
                 self._bodies[new] = self._bodies.pop(old)
             self._rejudge(stmt, c)
-        elif stmt.node not in RUNS_NOW and stmt.node != "TransactionStmt":
+        elif stmt.node not in RUNS_NOW and stmt.node not in _LEAVES_NO_CODE:
             self._made[stmt.index] = tokens(stmt.sql), stmt.node in NAMES_COLUMNS
         if self.stopped is None and self._stop and self._stop[0] == stmt.index:
             self.stopped = self._stop[1]
