@@ -18,7 +18,8 @@ Verdicts (:meth:`TrialCatalog.reach`):
   itself — ``setval`` (:data:`~agent19.safety.function_facts.SEQUENCE_MOVES`: sequences are not transactional;
   ``nextval`` only leaves a gap) — or the guard cannot read it, so cannot prove it stays inside the transaction:
   SQL built at run time (PL/pgSQL ``EXECUTE``, SQL given as a string such as ``query_to_xml``), or a body in a
-  language other than SQL and PL/pgSQL unless the function is built in or belongs to an installed extension.
+  language other than SQL and PL/pgSQL unless the function is built in or belongs to an extension agent19 knows
+  (:data:`~agent19.safety.function_facts.KNOWN_EXTENSIONS`).
   Also every statement (transaction control apart) when the database has an object the server runs on its own
   (trigger, constraint, default, index expression, policy, rule, operator, cast, event trigger) that leads to
   such code, or when an earlier statement of the migration created one — or made one earlier that a later
