@@ -27,9 +27,9 @@ from psycopg.rows import dict_row
 from agent19.config import AccessMode
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
+from agent19.migrate.dryrun.checks import refuse_standby
 from agent19.migrate.dryrun.cluster_guard import Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.model import RollbackResult, ScratchInfo, StatementError, statement_error
-from agent19.migrate.dryrun.run import refuse_standby
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.migrate.dryrun.scratch import MISSING_OBJECT, drop_leftovers, scratch_database
 from agent19.migrate.layouts.files import has_non_transactional

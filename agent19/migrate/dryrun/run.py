@@ -42,7 +42,6 @@ are not rolled back by PostgreSQL (reported as ``info``). What is never run (clu
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -57,13 +56,11 @@ from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import Node, after_state, observe
-from agent19.errors import InputError
-from agent19.migrate.backfill.scripts import stand_in_call
-from agent19.migrate.classification.classify import classify
 from agent19.migrate.classification.session_path import transaction_end_paths
 from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
+from agent19.migrate.dryrun.checks import refuse_standby, run_check
 from agent19.migrate.dryrun.cluster_guard import Q_SHARED_WRITES, Blocked, ClusterWrite, screen, shared_writes
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
@@ -79,75 +76,16 @@ from agent19.migrate.dryrun.model import (
     statement_error,
 )
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
+from agent19.migrate.dryrun.prediction import any_needs_scratch, expects_scratch, needs_scratch, predict, stand_in
 from agent19.migrate.dryrun.progress import run_reporting
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
-from agent19.migrate.layouts.files import has_non_transactional
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.planning.model import ValidationCheck
 from agent19.safety import aftermath
 
 Progress = Callable[[float, float | None, str | None], None]
-_CONCURRENTLY = re.compile(r"^(\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
 
-
-def predict(statements: list[Statement], catalog: SchemaSnapshot | None) -> dict[int, list[Operation]]:
-    """The prediction for each statement index: the classification's operations (the one call to swap)."""
-    out: dict[int, list[Operation]] = {}
-    for op in classify(statements, catalog=catalog):
-        out.setdefault(op.statement_index, []).append(op)
-    return out
-
-
-def _needs_scratch(stmt: Statement, ops: list[Operation]) -> bool:
-    return has_non_transactional([stmt]) or any(not op.in_transaction for op in ops)
-
-
-def _stand_in(stmt: Statement) -> tuple[str, str] | None:
-    """(SQL with the same effect that may run in a transaction, what stood in), or None."""
-    if stmt.node == "IndexStmt" and _CONCURRENTLY.match(stmt.sql):
-        return _CONCURRENTLY.sub(r"\1", stmt.sql, count=1), "the plain CREATE INDEX"
-    if stmt.node == "CallStmt" and (call := stand_in_call(stmt.sql)):
-        return call, "the same backfill with every batch in the transaction"
-    return None
-
-
-def _expected_literal(expected: str) -> str | None:
-    token = expected.strip().split(" ", 1)[0].split("(", 1)[0].strip().lower()
-    if re.fullmatch(r"-?\d+(\.\d+)?|true|false|t|f", token):
-        return {"t": "true", "f": "false"}.get(token, token)
-    return None
-
-
-def run_check(conn: psycopg.Connection[Any], check: ValidationCheck) -> CheckResult:
-    """Run one check under a savepoint: passes when the first value equals ``expected``'s leading literal
-    (``0``, ``1``, ``true``…), or, when ``expected`` is only words, when that value is true/non-zero."""
-    value, error = None, None
-    try:
-        with conn.transaction():
-            row = conn.execute(check.query).fetchone()
-        first = None if row is None else (next(iter(row.values())) if isinstance(row, dict) else row[0])
-        value = None if row is None else ("true" if first is True else "false" if first is False else str(first))
-    except psycopg.Error as exc:
-        error = str(exc).strip().splitlines()[0]
-    literal = _expected_literal(check.expected)
-    if error:
-        passed = False
-    elif literal is not None:
-        passed = value == literal
-    else:
-        passed = value not in (None, "false", "0", "None")
-    return CheckResult(name=check.name, query=check.query, expected=check.expected, blocking=check.blocking,
-                       phase=check.phase, passed=passed, value=value, error=error)
-
-
-def refuse_standby(conn: psycopg.Connection[Any], what: str) -> None:
-    """A hot standby refuses every write, even in a transaction rolled back: testing there proves nothing."""
-    row = conn.execute("SELECT pg_is_in_recovery() AS standby").fetchone()
-    if row and (row["standby"] if isinstance(row, dict) else row[0]):
-        raise InputError(f"{what}: this server is a standby (in recovery), which refuses every write, so the "
-                         "migration cannot be tried here", "point --dsn at the primary (`agent19 replication` "
-                         "says which server is which)")
 
 
 def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
@@ -203,23 +141,23 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             elif why.untested:
                 res.untested = why.note
             continue
-        if _needs_scratch(stmt, ops):
+        if needs_scratch(stmt, ops):
             res.ran_in, res.note = "scratch", "cannot run in a transaction block: runs in a scratch database"
             scratch_needed.append(stmt.index)
-            stand_in = _stand_in(stmt)
-            if stand_in:
+            substitute = stand_in(stmt)
+            if substitute:
                 try:
                     with conn.transaction():
-                        run_reporting(partial(conn.execute, stand_in[0]), conn=conn, dsn=dsn, progress=live,
+                        run_reporting(partial(conn.execute, substitute[0]), conn=conn, dsn=dsn, progress=live,
                                       done=stmt.index, total=len(stmts), label=label + ", its stand-in")
-                    ran.append(stand_in[0])
+                    ran.append(substitute[0])
                     note_held(stmt.index)
-                    res.note += f"; in the target's transaction {stand_in[1]} stood in for it"
+                    res.note += f"; in the target's transaction {substitute[1]} stood in for it"
                 except psycopg.Error as exc:
                     if stmt.node == "CallStmt":  # the same UPDATEs on the target's rows: the CALL fails on them too
                         # (a scratch copy without the data — others connected, or too big — never sees the row)
                         err = statement_error(stmt, exc)
-                        res.error = err.model_copy(update={"message": f"on the target's rows ({stand_in[1]}): "
+                        res.error = err.model_copy(update={"message": f"on the target's rows ({substitute[1]}): "
                                                                       f"{err.message}"})
             continue
         # what an earlier statement left held: known from its own observation unless a stand-in ran since
@@ -280,17 +218,6 @@ def _never_back(progress: Progress) -> Progress:
     return report
 
 
-def _expects_scratch(statements: list[Statement], preds: dict[int, list[Operation]]) -> bool:
-    """The prediction says a scratch database will be needed: a statement cannot run in a transaction block,
-    or takes on a relation a mode no stronger than one an earlier statement took there (hidden in pg_locks:
-    re-observed in a transaction of its own in the scratch database)."""
-    return _any_needs_scratch(statements, preds) or bool(predicted_hidden(statements, preds))
-
-
-def _any_needs_scratch(statements: list[Statement], preds: dict[int, list[Operation]]) -> bool:
-    return any(_needs_scratch(s, preds.get(s.index, [])) for s in statements if s.node != "TransactionStmt")
-
-
 def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, list[Operation]],
                    copy: scratch_mod.CopyMode, measure_blocking: bool, server_version: int) -> EarlyScratch | None:
     """Start making the scratch database now, while the transaction runs, when it will be needed and need not
@@ -298,9 +225,9 @@ def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, l
     migration that needs one only to re-observe hidden locks gets a schema-only copy: locks do not depend on
     rows, and replaying the earlier statements on empty tables is quick where a TEMPLATE copy would rewrite
     every row again."""
-    if copy == "template" or not _expects_scratch(statements, preds):
+    if copy == "template" or not expects_scratch(statements, preds):
         return None
-    if copy == "auto" and (measure_blocking or _any_needs_scratch(statements, preds)):
+    if copy == "auto" and (measure_blocking or any_needs_scratch(statements, preds)):
         return None  # statements timed in the scratch database: a TEMPLATE copy (with the rows), after the rollback
     return EarlyScratch(db, "empty" if copy == "empty" else "schema", server_version // 10000)
 
@@ -343,7 +270,7 @@ def dry_run(
         if early is not None:
             early.wait_dumped()  # pg_dump's ACCESS SHARE locks are gone before the migration's locks are taken
             skip = {s.index for s in statements if s.node == "TransactionStmt"} | set(blocked)
-            outside = {s.index for s in statements if s.index not in skip and _needs_scratch(s, preds.get(s.index, []))}
+            outside = {s.index for s in statements if s.index not in skip and needs_scratch(s, preds.get(s.index, []))}
             hidden = predicted_hidden(statements, preds)
             if scratch_copy == "auto" and outside:  # timed in the scratch database: a TEMPLATE copy, after the rollback
                 hidden, outside = set(), set()
