@@ -56,3 +56,25 @@ def test_a_statement_or_function_that_turns_it_off_is_not_run(dsn, tmp_path):
         assert peer.execute("SELECT 1").fetchone() == (1,)
     finally:
         peer.close()
+
+
+def test_reading_the_setting_is_allowed_and_changing_it_is_refused_however_spelled(dsn, tmp_path):
+    """The refusal is read from the parse tree, not the text: SHOW and current_setting() of it run; a SET, RESET,
+    set_config or ALTER … SET of it is refused however it is spelled, and the refusal says what to do."""
+    app = owner_login(dsn, "scs3")
+    for sql in ("SHOW standard_conforming_strings", "SELECT current_setting('standard_conforming_strings')",
+                "SELECT setting FROM pg_settings WHERE name = 'standard_conforming_strings'"):
+        r = _agent19("sql", sql, "--dsn", app, "--format", "json", tmp_path=tmp_path)
+        assert r.returncode == 0 and '"on"' in r.stdout, (sql, r.stdout, r.stderr)
+    for sql in ('SET LOCAL "Standard_Conforming_Strings" TO off', "RESET standard_conforming_strings",
+                "SET SESSION standard_conforming_strings = DEFAULT", "RESET ALL", "DISCARD ALL",
+                "SELECT set_config(' STANDARD_conforming_strings ', 'off', false)",
+                "SELECT pg_catalog.set_config(lower('X'), 'off', false)",
+                "ALTER ROLE CURRENT_USER SET standard_conforming_strings = off",
+                "ALTER FUNCTION now() SET standard_conforming_strings = off",
+                "DO $$ BEGIN EXECUTE 'SET standard_conforming_strings = off'; END $$"):
+        r = _agent19("sql", sql, "--dsn", app, "--mode", "dry-run", tmp_path=tmp_path)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "refused" in out, (sql, out)
+        assert "standard_conforming_strings" in out or "built at run time" in out, (sql, out)
+        assert "nothing was run" in out, (sql, out)

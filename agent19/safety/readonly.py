@@ -143,20 +143,53 @@ def check_escapes(statement: Statement) -> None:
                           "use COPY … FROM STDIN / TO STDOUT (psql's \\copy)")
 
 
+STRING_READING = "standard_conforming_strings"
+
+
+def _names_string_reading(name: Any) -> bool:
+    """A setting name as the server looks it up: case-insensitive (a quoted ``"Standard_…"`` is the same setting)."""
+    return isinstance(name, str) and name.strip().lower() == STRING_READING
+
+
 def check_string_reading(statement: Statement) -> None:
     """Refuse, in every mode, a statement that changes how the server reads string literals
-    (``standard_conforming_strings``: SET, RESET, set_config, ALTER ... SET) or calls ``set_config`` with a name built
-    at run time: agent19 reads SQL with it on (every session it opens sets it), and with it off ``'a\\', '`` ends a
-    string where agent19 saw none end - code it took for text would run."""
-    if "standard_conforming_strings" in statement.sql.lower():
-        raise _refuse("the statement changes standard_conforming_strings (how string literals are read): agent19 "
-                      "reads SQL with it on", "leave it on; nothing was run")
-    for node, f in walk(statement.tree):
+    (``standard_conforming_strings``): SET / SET LOCAL / RESET of it, ``RESET ALL`` and ``DISCARD ALL`` (they return
+    it to a role's or database's default, which may be off), ALTER ROLE/DATABASE/SYSTEM/FUNCTION … SET of it,
+    ``set_config`` naming it or with a name built at run time, and code in a string (a DO or function body, SQL run
+    from a string) that mentions it. agent19 reads SQL with it on (every session it opens sets it), and with it off
+    ``'a\\', '`` ends a string where agent19 saw none end - code it took for text would run. Reading it (SHOW,
+    ``current_setting``, ``pg_settings``) is allowed. A statement without a tree is judged by its text."""
+    tree = statement.tree
+    if not tree:
+        if STRING_READING in statement.sql.lower():
+            raise _refuse_string_reading("the statement (its parse tree could not be built) may change")
+        return
+    for node, f in walk(tree):
+        setting = f if node == "VariableSetStmt" else f.get("setstmt")
+        if isinstance(setting, dict) and _names_string_reading(setting.get("name")):
+            raise _refuse_string_reading("the statement changes")
+        if (node == "VariableSetStmt" and f.get("kind") == "VAR_RESET_ALL") or (
+                node == "DiscardStmt" and f.get("target") == "DISCARD_ALL"):
+            raise _refuse_string_reading(f"{'RESET' if node == 'VariableSetStmt' else 'DISCARD'} ALL returns "
+                                         "to the login's default, which may be off,")
         if node == "FuncCall" and _function_name(f) == "set_config":
-            first = (f.get("args") or [{}])[0]
-            if "sval" not in first.get("A_Const", {}):
+            first = (f.get("args") or [{}])[0].get("A_Const", {}).get("sval")
+            if not isinstance(first, dict):
                 raise _refuse("set_config() with a setting name built at run time: agent19 cannot tell which "
                               "setting it changes", "name the setting as a literal; nothing was run")
+            if _names_string_reading(first.get("sval")):
+                raise _refuse_string_reading("the statement changes")
+        text = f.get("sval") if node == "String" else (f.get("sval") or {}).get("sval") if node == "A_Const" else None
+        if isinstance(text, str) and STRING_READING in text.lower() and not _names_string_reading(text):
+            raise _refuse("code in a string (a DO or function body, SQL run from a string) mentions "
+                          f"{STRING_READING}: agent19 cannot tell whether it changes how string literals are read",
+                          "leave the setting alone in the code; read it with SHOW or current_setting(); "
+                          "nothing was run")
+
+
+def _refuse_string_reading(what: str) -> ReadOnlyViolation:
+    return _refuse(f"{what} {STRING_READING} (how string literals are read): agent19 reads SQL with it on",
+                   "leave it on (read it with SHOW or current_setting()); nothing was run")
 
 
 def _function_name(f: dict[str, Any]) -> str:
