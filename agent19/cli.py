@@ -103,7 +103,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         progress.end()
         if "db" in ctx.__dict__:  # opened (ToolContext.db is a cached property): `agent19 lint` never opens one
             ctx.db.close()
-    print_parts(spec.render_parts(result, ns.format), ns.format)
+    with cli_names(TOOLS):  # a streamed result (lint's) is computed as it is printed: its messages are the CLI's too
+        print_parts(spec.render_parts(result, ns.format), ns.format)
     return spec.exit_code(result) if spec.exit_code else 0
 
 

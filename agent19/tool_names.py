@@ -3,7 +3,8 @@
 The engine's messages are shared by both faces ("check the name (describe_database lists tables)"): they name a
 tool through :func:`tool`, which gives the MCP name unless the CLI is running the call (:func:`cli_names`, entered by
 ``agent19 <command>`` with the index of commands, :data:`agent19.tools._index.TOOLS`), and then the command a person
-types (`` `agent19 describe` ``). Neither face is imported here: the engine may use it.
+types (`` `agent19 describe` ``). A tool's argument is named the same way by :func:`argument`: ``--set`` at the CLI,
+the MCP argument (`` `set` ``) to a model. Neither face is imported here: the engine may use it.
 """
 
 from __future__ import annotations
@@ -36,3 +37,11 @@ def tool(name: str) -> str:
 def at_cli() -> bool:
     """The CLI runs this call: its reader is a person at a terminal, not a model."""
     return _COMMANDS.get() is not None
+
+
+def argument(name: str, cli: str | None = None) -> str:
+    """The tool argument ``name`` (its MCP name) as the reader of this message gives it: the CLI flag (``cli``, else
+    ``--`` and the name with dashes) at the CLI, the argument's name to a model."""
+    if at_cli():
+        return cli or "--" + name.replace("_", "-")
+    return f"`{name}`"

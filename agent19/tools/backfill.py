@@ -10,6 +10,7 @@ from agent19.config import AccessMode
 from agent19.errors import InputError, ModeError
 from agent19.migrate.backfill.executor import BackfillResult, BackfillSpec
 from agent19.safety.protocol import Confirmation
+from agent19.tool_names import argument
 from agent19.tools.registry import ToolContext, tool
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def render_backfill(r: BackfillResult) -> str:
     if r.remaining is not None:
         lines.append("validation: no row left matching the condition" if r.remaining == 0
                      else f"validation: {r.remaining:,} rows still match the condition (inserted behind the "
-                     "cursor?): run again with --restart")
+                     f"cursor?): run again with {argument('restart')}")
     return "\n".join(lines)
 
 
@@ -171,7 +172,8 @@ def _plans(ctx: ToolContext, spec: BackfillSpec) -> None:
             if not (exc.sqlstate or "").startswith(("42", "22")):  # not the input's (e.g. a lock timeout): as it is
                 raise
             raise InputError(f"the backfill's statement cannot run: {str(exc).strip().splitlines()[0]}",
-                             f"check the table, --set and --where (`{statement}`); nothing was updated") from None
+                             f"check the table, {argument('set')} and {argument('where')} (`{statement}`); "
+                             "nothing was updated") from None
 
 
 def _not_run(spec: BackfillSpec, confirmation: Confirmation) -> BackfillOutput:
@@ -195,7 +197,8 @@ def _emit(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
                 raise InputError(f"table {spec.table!r} not found", "give name or schema.name")
             keys = _key_columns(conn, row["oid"], spec)
         if len(keys) != 1:
-            raise InputError("the procedure form walks a single-column key", "use --emit python for composite keys")
+            raise InputError("the procedure form walks a single-column key",
+                             f"use {argument('emit')} python for composite keys")
         text, table = procedure_sql(spec, keys[0][0], keys[0][1], lock_timeout=f"{spec.lock_timeout_ms}ms"), spec.table
     return BackfillOutput(name=spec.checkpoint_name(), table=table, rows_updated=0, rows_scanned=0, batches=0,
                           resumed=False, rows_updated_this_run=0, elapsed_s=0.0, rows_per_s=0.0, last_batch_size=0,

@@ -15,6 +15,7 @@ from agent19.ops.backup.status import BackupStatus
 from agent19.ops.backup.status import render as render_status
 from agent19.ops.backup.summary import render as render_verify
 from agent19.safety import gate
+from agent19.tool_names import argument
 from agent19.tools.registry import ToolContext, tool
 
 # SIGTERM/SIGHUP remove work directories (stopping their clusters) and drop scratch databases;
@@ -104,7 +105,7 @@ def _verify(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
         return verify_physical(ctx.db, from_dir=args.from_path, jobs=args.jobs, work_base=args.work_dir,
                                progress=ctx.progress)
     if not args.archive_dir:
-        raise InputError("a point-in-time drill needs the WAL archive", "pass --archive-dir DIR")
+        raise InputError("a point-in-time drill needs the WAL archive", f"pass {argument('archive_dir')} DIR")
     from agent19.ops.backup.pitr import verify_pitr
 
     return verify_pitr(ctx.db, archive_dir=args.archive_dir, base_backup=args.from_path,

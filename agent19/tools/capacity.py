@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from agent19.errors import InputError
 from agent19.ops.capacity.model import CapacityPlan
 from agent19.ops.capacity.samples import SampleResult
+from agent19.tool_names import argument
 from agent19.tools.registry import ToolContext, tool
 from agent19.units import human_size
 
@@ -21,7 +22,8 @@ def parse_size(text: str) -> int:
     """``500GB``, ``2 TB``, ``1.5T``, ``107374182400`` → bytes (powers of 1024, as df -h and PostgreSQL)."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in UNITS:
-        raise InputError(f"disk size {text!r} is not a size", "e.g. --disk-size 500GB, 2TB or a number of bytes")
+        raise InputError(f"disk size {text!r} is not a size",
+                         f"e.g. {argument('disk_size')} 500GB, 2TB or a number of bytes")
     return int(float(m.group(1)) * UNITS[m.group(2).lower()])
 
 

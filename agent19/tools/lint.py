@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 import agent19
-from agent19 import json_text
+from agent19 import json_text, tool_names
 from agent19.errors import Agent19Error, InputError, StatementNote, where
 from agent19.migrate.lint.engine import LintReport, LintStream
 from agent19.migrate.lint.model import LintStopped, StatementReport
@@ -266,7 +266,8 @@ def lint_migration(ctx: ToolContext, args: LintArgs) -> LintReport | LintStream:
     try:
         config = replace(config, **updates)
     except InvalidSetting as exc:  # an argument the settings refuse (e.g. a lock_timeout PostgreSQL would not take)
-        raise InputError(f"{exc.loc[0]}: {exc.message}", "see `agent19 lint --help`") from None
+        raise InputError(f"{exc.loc[0]}: {exc.message}", "see `agent19 lint --help`" if tool_names.at_cli()
+                         else "see the arguments of lint_migration") from None
     migrations = [load_text(args.sql)] if args.sql is not None else []
     migrations += load_paths(args.paths)
     if not any(m.statements for m in migrations):  # a CI pointed at the wrong directory must not pass

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from agent19.errors import InputError
 from agent19.ops.pgbouncer.config import Auth, PgBouncerConfig, PoolMode
 from agent19.ops.pgbouncer.status import PgBouncerStatus
+from agent19.tool_names import argument
 from agent19.tools.registry import ToolContext, tool
 
 
@@ -120,6 +121,6 @@ def pgbouncer_status_tool(ctx: ToolContext, args: StatusArgs) -> PgBouncerStatus
 
     dsn = args.admin_dsn or os.environ.get("PGBOUNCER_ADMIN_DSN")
     if not dsn:
-        raise InputError("no admin console DSN", "give --admin-dsn postgresql://USER@HOST:6432/pgbouncer or set "
-                         "PGBOUNCER_ADMIN_DSN")
+        raise InputError("no admin console DSN", f"give {argument('admin_dsn')} "
+                         "postgresql://USER@HOST:6432/pgbouncer or set PGBOUNCER_ADMIN_DSN")
     return pgbouncer_status(dsn, samples=args.samples, interval_s=args.interval)

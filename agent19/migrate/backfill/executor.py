@@ -35,6 +35,7 @@ from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import split_name, table_arg
 from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
+from agent19.tool_names import argument
 from agent19.units import human_duration, human_size
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _key_columns(conn: psycopg.Connection[Any], oid: int, spec: BackfillSpec) ->
     rows = conn.execute(Q_PK, (oid,)).fetchall()
     if not rows:
         raise InputError(f"{spec.table} has no primary key to walk in batches",
-                         "pass key=[…] naming unique, non-null column(s) with an index")
+                         f"pass {argument('key')} naming unique, non-null column(s) with an index")
     return [(_v(r, 0, "name"), _v(r, 1, "type")) for r in rows]
 
 

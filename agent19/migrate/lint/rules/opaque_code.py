@@ -7,9 +7,16 @@ from typing import Any
 
 from agent19.migrate.classification.knowledge import NON_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS
 from agent19.migrate.lint.rules._base import Hit, Rule, StatementContext
+from agent19.tool_names import at_cli, tool
 
-FIX = ("-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn ... (reports what each statement dropped or "
-       "renamed, however it did, and rolls it back)")
+WHAT_A_DRY_RUN_SAYS = "reports what each statement dropped or renamed, however it did, and rolls it back"
+
+
+def fix() -> str:
+    """How to see what the code does, as the reader runs agent19: the command at the CLI, the tool to a model."""
+    if at_cli():
+        return f"-- dry-run it: agent19 dry-run <file> --mode dry-run --dsn ... ({WHAT_A_DRY_RUN_SAYS})"
+    return f"-- dry-run it: call {tool('test_migration')} with the migration ({WHAT_A_DRY_RUN_SAYS})"
 KNOWN = VOLATILE_FUNCTIONS | NON_VOLATILE_FUNCTIONS
 """Built-ins whose effect is known (a sequence's setval, now()...): not opaque."""
 
@@ -21,13 +28,13 @@ def _name(call: dict[str, Any]) -> str:
 def check(ctx: StatementContext) -> Iterator[Hit]:
     if ctx.node == "DoStmt":
         yield Hit("a DO block runs code lint cannot read: what it drops, locks or rewrites (by itself or through "
-                  "dynamic SQL) shows only when it runs", FIX)
+                  "dynamic SQL) shows only when it runs", fix())
     elif ctx.node == "CallStmt":
         yield Hit("CALL runs a procedure whose body lint cannot read: what it drops, locks or rewrites shows only "
-                  "when it runs", FIX)
+                  "when it runs", fix())
     elif called := _called(ctx):
         yield Hit(f"calls {', '.join(c + '()' for c in called)}: a function's body (and the triggers it fires) "
-                  "is not linted - what it drops, locks or rewrites shows only when it runs", FIX, "info")
+                  "is not linted - what it drops, locks or rewrites shows only when it runs", fix(), "info")
 
 
 def _called(ctx: StatementContext) -> list[str]:
