@@ -65,8 +65,14 @@ def test_read_only_mode_verifies_nothing(no_hypopg):
 
 
 def test_size_guard_skips_tables_over_the_limit(no_hypopg):
+    from agent19.tools.advise import render_advice
+
     advice = _advise(no_hypopg, "dry-run", real_index_max_bytes=1 << 20)
     assert advice.recommendations == [], advice  # type: ignore[attr-defined]
+    # no index was built: the advice does not say it verified with real indexes, then that they are not verified
+    text = render_advice(advice)  # type: ignore[arg-type]
+    assert "verified with: none" in text and "verified instead" not in text, text
+    assert "unverified idea: CREATE INDEX ON public.jobs (kind, amount)" in text, text
     assert any("public.jobs is" in n and "over the 1.0 MB limit" in n for n in advice.notes)  # type: ignore[attr-defined]
     assert "CREATE INDEX ON public.jobs (kind, amount)" in advice.unverified  # type: ignore[attr-defined]
 
@@ -76,4 +82,5 @@ def test_a_build_over_the_timeout_is_reported_not_recommended(no_hypopg):
     assert advice.recommendations == [], advice  # type: ignore[attr-defined]
     verdicts = [c.verdict for c in advice.candidates]  # type: ignore[attr-defined]
     assert verdicts and all("statement timeout" in v for v in verdicts), verdicts
+    assert advice.verification == "none", advice  # type: ignore[attr-defined]
     assert _indexes(no_hypopg) == ["jobs_pkey"]

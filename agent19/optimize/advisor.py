@@ -169,6 +169,7 @@ def advise(
     if not cands:
         notes.append("no candidate index: " + ("existing indexes already serve this query's predicates"
                                                if served else "the query has no predicate, join or order to index"))
+    missing: str | None = None  # why HypoPG could not be used, when it could not
     try:
         try:
             reads_only = all(readonly.is_read(st) for q, _, _ in queries for st in parse_sql(q))
@@ -190,6 +191,7 @@ def advise(
                           "HypoPG)" for name, size in sorted(big.items())]
                 unverified += [c.definition() for c in cands if c.table in big and c.method != "gin"]
                 cands = [c for c in cands if c.table not in big]
+            missing = str(exc)
             how = (f"{exc}; verified instead by building each candidate as a real index inside a "
                    "transaction that was rolled back (CREATE INDEX, EXPLAIN, ROLLBACK; writes to the table wait "
                    f"for each build, at most {build_timeout_ms / 1000:g} s)")
@@ -202,6 +204,9 @@ def advise(
                          "check the query and its parameters") from None
     queries, skipped, before, after, chosen, log = result
     notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
+    if (cands or unverified) and not any(c.cost is not None for c in log):  # a method that verified no candidate
+        how = f"{missing or how}; no candidate could be verified (see each one's verdict and the notes)"
+        verification = "none"
     if not [c for c in cands if c.method != "gin"]:
         return Advice(queries=[QueryCost(sql=q, weight=w, cost_before=b, cost_after=b)
                                for (q, w, _), b in zip(queries, before, strict=True)],
