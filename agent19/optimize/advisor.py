@@ -73,6 +73,7 @@ class Advice(BaseModel):
 # -- catalog ------------------------------------------------------------------------------------------
 Q_TABLES = """
 SELECT n.nspname AS schema, c.relname AS name, c.reltuples AS rows, pg_table_size(c.oid) AS bytes,
+       n.nspname::text = ANY(current_schemas(false)) AS on_path,
        (SELECT json_object_agg(s.attname, json_build_array(s.n_distinct, s.most_common_vals::text::text[],
                                                            s.most_common_freqs))
           FROM pg_stats s WHERE s.schemaname = n.nspname AND s.tablename = c.relname) AS stats,
@@ -88,10 +89,14 @@ SELECT n.nspname AS schema, c.relname AS name, c.reltuples AS rows, pg_table_siz
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
  ORDER BY array_position(current_schemas(false), n.nspname::text) NULLS LAST
 """
+# current_schemas(false) is the session's search_path as the server resolves it ("$user" read, missing schemas left
+# out): the first table of a name in that order is the one an unqualified name means; a table on no schema of the
+# path is reached only by its qualified name
 
 
 def referenced_tables(conn: Connection, sqls: list[str]) -> dict[str, TableInfo]:
-    """Tables the queries name, keyed by bare name (search_path order wins) and schema.name."""
+    """Tables the queries name, keyed by schema.name and, for the table an unqualified name finds (the first schema
+    of the session's search_path that has it), by bare name."""
     names: set[str] = set()
     for text in sqls:
         for stmt in parse_sql(text):
@@ -103,7 +108,8 @@ def referenced_tables(conn: Connection, sqls: list[str]) -> dict[str, TableInfo]
                          stats={col: (float(nd or 0), dict(zip(vals or [], freqs or [], strict=False)))
                                 for col, (nd, vals, freqs) in (row["stats"] or {}).items()},
                          size_bytes=row["bytes"] or 0)
-        out.setdefault(info.name, info)
+        if row["on_path"]:
+            out.setdefault(info.name, info)
         out[info.qualified] = info
     return out
 

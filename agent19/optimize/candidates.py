@@ -114,6 +114,18 @@ def _is_value(node: exp.Expression) -> bool:
     return not list(node.find_all(exp.Column)) and not list(node.find_all(exp.Select))
 
 
+def _qualify_by_path(tree: exp.Expression, tables: dict[str, TableInfo]) -> None:
+    """Give each table the query names without a schema the schema the server finds it in: ``tables`` holds a
+    bare name for the table of the first schema on the session's search_path that has one (a table in two schemas
+    is no longer ambiguous to sqlglot). A CTE's name is left alone."""
+    from sqlglot import exp
+
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        if not table.db and table.name not in ctes and (info := tables.get(table.name)) is not None:
+            table.set("db", exp.to_identifier(info.schema))
+
+
 def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
     """Per qualified table name, the columns the query filters, joins, orders and groups on."""
     import sqlglot
@@ -127,6 +139,7 @@ def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
         schema.setdefault(t.schema, {})[t.name] = t.columns
     try:
         tree = sqlglot.parse_one(sql, read="postgres")
+        _qualify_by_path(tree, tables)
         tree = qualify(tree, schema=schema, dialect="postgres", validate_qualify_columns=False,
                        quote_identifiers=False)
     except SqlglotError as exc:
@@ -137,7 +150,7 @@ def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
         aliases: dict[str, TableInfo] = {}
         for alias, source in scope.sources.items():
             if isinstance(source, exp.Table):
-                info = tables.get(source.name) or tables.get(f"{source.args.get('db')}.{source.name}")
+                info = tables.get(f"{source.db}.{source.name}" if source.db else source.name)
                 if info:
                     aliases[alias] = info
 
