@@ -110,3 +110,30 @@ def test_only_what_will_not_be_there_is_reported(dsn: str) -> None:
     plan = plan_migration(sql="CREATE INDEX ON nosuch (id);\n", catalog=catalog)
     assert [f.message for f in plan.findings if f.rule == "A19049"] == [
         "table app.nosuch does not exist (search_path: app, public): the migration would fail here"]
+
+
+def test_a_table_an_earlier_file_of_the_run_creates_is_there(dsn: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The files of one lint run are one migration in their tool's order: a table V2 creates (not applied yet) is
+    there for V10, whether V10 names it bare (found on the search path) or with its schema - also when the files
+    are named one by one in a shell glob's order (V10 before V2). A file linted alone does not know it, and a table
+    no file creates is still missing."""
+    login = _app_login(dsn)
+    (tmp_path / "V2__create.sql").write_text("CREATE TABLE invoices (id int PRIMARY KEY);\n"
+                                             "CREATE TABLE public.notes (id int PRIMARY KEY);\n")
+    (tmp_path / "V10__alter.sql").write_text("ALTER TABLE invoices ADD COLUMN total int;\n"
+                                             "ALTER TABLE public.notes ADD COLUMN body text;\n"
+                                             "CREATE INDEX ON app.invoices (total);\n")
+    (tmp_path / "V11__typo.sql").write_text("ALTER TABLE invoice ADD COLUMN paid bool;\n")
+
+    def missing(*paths: str) -> list[str]:
+        out = agent19("lint", *paths, "--dsn", login, "--format", "json")
+        assert out.returncode in (0, 1), out.stderr
+        return [f"{s['file'].rsplit('/', 1)[-1]}:{s['line']}: {f['message']}"
+                for s in json.loads(out.stdout)["statements"] for f in s["findings"] if f["rule"] == "A19049"]
+
+    typo = "V11__typo.sql:1: table app.invoice does not exist (search_path: app, public): the migration would fail here"
+    assert missing(str(tmp_path)) == [typo]
+    globbed = sorted(str(p) for p in tmp_path.glob("*.sql"))  # V10__alter, V11__typo, V2__create
+    assert missing(*globbed) == [typo]
+    alone = missing(str(tmp_path / "V10__alter.sql"))
+    assert len(alone) == 3 and all("does not exist" in m for m in alone), alone

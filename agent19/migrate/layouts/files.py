@@ -219,7 +219,10 @@ def _down_for(path: Path, conv: Convention, ident: str) -> Path | None:
 
 
 def load_paths(paths: Iterable[Path | str]) -> list[Migration]:
-    """Every migration under ``paths``, each path's migrations in its tool's order, paths in the given order."""
+    """Every migration under ``paths``: one history. When all follow one tool's convention (Flyway, golang-migrate,
+    Prisma, numbered) they are in that tool's order whichever way they were named (a shell glob puts ``V10__``
+    before ``V2__``; Flyway merges its locations by version); else each path's migrations in its tool's order,
+    paths in the given order."""
     out: list[Migration] = []
     seen: set[Path] = set()
     for p in paths:  # a file named twice (or given beside its directory) runs once, so it is linted once
@@ -228,4 +231,7 @@ def load_paths(paths: Iterable[Path | str]) -> list[Migration]:
             if key is None or key not in seen:
                 out.append(m)
                 seen.update([key] if key else [])
+    conventions = {m.convention for m in out}
+    if len(conventions) == 1 and conventions.isdisjoint(("plain", "text")):
+        out.sort(key=lambda m: _sort_key(m.convention, m.id, m.name, Path(m.file or "")))
     return out
