@@ -10,7 +10,9 @@ agent19's own words, never data, and are written whatever the encoding: ``--help
 for its typographic characters, :data:`STAND_INS`) and a :class:`~agent19.textsafe.Message` part (an error that
 stopped a report: backslash escapes). Lint's own words in a report (rule messages, fixes' comments, the summary:
 :mod:`agent19.migrate.lint`, :mod:`agent19.migrate.patterns`, :mod:`agent19.migrate.classification`) are ASCII at
-the source, so a lint of ASCII SQL is written in any ASCII-compatible encoding.
+the source, so a lint of ASCII SQL is written in any ASCII-compatible encoding; so are plan's and dry-run's
+(:mod:`agent19.migrate.planning`, :mod:`agent19.migrate.dryrun`, the string literals of :mod:`agent19.safety` but
+closure, trial and aftermath, and :mod:`agent19.errors`' message/hint separator).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ class Agent19Error(Exception):
     def __init__(self, message: str, hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
-        super().__init__(message if not hint else f"{message} — {hint}")
+        super().__init__(message if not hint else f"{message} - {hint}")
 
 
 class ConfigError(Agent19Error):
@@ -44,7 +44,7 @@ class InputError(Agent19Error):
             return
         self.file, self.line = file, line
         self.message = f"{where(file, line)}: {self.message}"
-        self.args = (self.message if not self.hint else f"{self.message} — {self.hint}",)
+        self.args = (self.message if not self.hint else f"{self.message} - {self.hint}",)
 
 
 def where(file: str | None, line: int) -> str:
@@ -75,6 +75,6 @@ def postgres_error_text(exc: BaseException) -> str:
     text = str(exc).strip()
     if getattr(exc, "sqlstate", None) == "55P03":  # lock_not_available: lock_timeout expired
         return (f"{text}: another session holds a lock on a table this command reads (e.g. an ALTER TABLE or "
-                "LOCK TABLE in an open transaction) — `agent19 health` names it (blocked_sessions, "
+                "LOCK TABLE in an open transaction) - `agent19 health` names it (blocked_sessions, "
                 "idle_in_transaction); retry when it has finished, or raise --lock-timeout")
     return text

@@ -111,7 +111,7 @@ async def test_drop_table_refused_five_ways_then_executed_with_the_exact_phrase(
             conn.execute("INSERT INTO old_users VALUES (5000, 'late@x')")
         out = await _confirm(session, sql=sql, token=step1["token"], phrase=step1["phrase"])
         assert out["outcome"] == "refused" and "impact changed" in out["reasons"][0]
-        assert "1234 → 1235" in out["reasons"][0]
+        assert "1234 -> 1235" in out["reasons"][0]
         assert _count(dsn) == 1235
 
         # executed with the exact phrase (whitespace and case of the SQL do not matter)

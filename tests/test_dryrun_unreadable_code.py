@@ -161,7 +161,7 @@ def test_a_sequence_set_back_by_a_path_the_screen_misses_is_reported(app):
         assert not r.target_unchanged and not r.passed, r.summary
         (back,) = [d for d in r.target_differences if d.kind == "sequence"]
         assert back.object == "public.customers_id_seq" and back.severity == "error", back
-        assert back.detail.startswith("last_value 1000 → 1: moved backward"), back.detail
+        assert back.detail.startswith("last_value 1000 -> 1: moved backward"), back.detail
         assert any(f.kind == "target_changed" and "customers_id_seq" in f.message for f in r.findings), r.findings
     finally:
         with psycopg.connect(app, autocommit=True) as c:
@@ -297,7 +297,7 @@ def test_the_rollback_check_reports_a_sequence_left_moved_backward(app, up, down
         assert r.verified and moved.severity == "info" and "gaps are normal" in moved.detail, r
     else:
         assert not r.verified and moved.severity == "error", r
-        assert moved.detail == ("last_value 1000 → not called: moved backward (the rollback did not restore it), so "
+        assert moved.detail == ("last_value 1000 -> not called: moved backward (the rollback did not restore it), so "
                                 "nextval will hand out numbers already used"), moved.detail
         assert r.summary == f"rollback not verified: {moved}", r.summary
     assert _last_value(app) == ((1001, True) if verified else (1000, True))  # the restart was rolled back

@@ -77,18 +77,18 @@ def test_a_dry_run_names_what_a_function_or_trigger_dropped(dsn: str) -> None:
     assert statements[0]["dropped"] == ["view app.report_v"], statements[0]
     # the table, not its primary key's or its own index (they went with it)
     assert statements[1]["dropped"] == ["table app.victim"], statements[1]
-    assert statements[1]["renamed"] == ["app.victim2 → app.victim3"], statements[1]
+    assert statements[1]["renamed"] == ["app.victim2 -> app.victim3"], statements[1]
     assert statements[2]["dropped"] == ["table app.t4"], statements[2]
     warned = sorted(f["message"] for f in result["findings"] if f["kind"] == "dropped_out_of_sight")
     assert warned == [
         "statement 1 dropped view app.report_v through a function, trigger or DO block: its own text does not say so",
         "statement 2 dropped table app.victim through a function, trigger or DO block: its own text does not say so",
-        "statement 2 renamed app.victim2 → app.victim3 through a function, trigger or DO block: its own text does "
+        "statement 2 renamed app.victim2 -> app.victim3 through a function, trigger or DO block: its own text does "
         "not say so",
     ], result["findings"]  # the DROP TABLE says what it drops: no warning
     text = subprocess.run([sys.executable, "-m", "agent19", "--dsn", target, "--mode", "dry-run", "dry-run",
                            "--sql", sql], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
-    assert "dropped table app.victim; renamed app.victim2 → app.victim3" in text, text
+    assert "dropped table app.victim; renamed app.victim2 -> app.victim3" in text, text
     assert "warning: sql:1 statement 1 dropped view app.report_v through a function" in text, text
     with psycopg.connect(dsn) as conn:  # rolled back
         assert conn.execute("SELECT to_regclass('app.victim') IS NOT NULL AND to_regclass('app.report_v') IS NOT NULL"

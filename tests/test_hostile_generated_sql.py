@@ -51,7 +51,7 @@ def test_pattern_refuses_a_piece_that_is_not_one_type_or_expression(extra: list[
     r = agent19("pattern", *extra)
     assert r.returncode == 2, r.stdout
     assert VICTIM not in r.stdout
-    assert "error:" in r.stderr and "—" in r.stderr  # says what is wrong and what to give instead
+    assert "error:" in r.stderr and " - " in r.stderr  # says what is wrong and what to give instead
 
 
 def test_legitimate_pieces_still_make_a_pattern() -> None:

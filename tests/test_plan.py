@@ -37,7 +37,7 @@ def test_change_list_is_ordered_topologically():
     assert any("status IS NOT NULL) NOT VALID" in s for s in sqls)  # NOT NULL column added safely
     assert plan.rollback.kind == "restore_from_backup"  # DROP COLUMN loses data
     assert plan.deployment.kind == "blue_green"
-    assert plan.estimated_duration.startswith("unknown — connect a database")
+    assert plan.estimated_duration.startswith("unknown - connect a database")
 
 
 def test_create_table_cycle_is_an_input_error():

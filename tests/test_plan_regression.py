@@ -67,7 +67,7 @@ def test_dropping_an_index_a_supplied_query_uses_escalates_with_its_costs(dsn, t
     assert len(perf) == 1 and perf[0]["statements"] == [sql], plan["escalations"]
     evidence = perf[0]["evidence"][0]
     assert f"`{QUERY}` (supplied)" in evidence
-    assert f"costs {change['cost_before']:,.2f} → {change['cost_after']:,.2f}" in evidence
+    assert f"costs {change['cost_before']:,.2f} -> {change['cost_after']:,.2f}" in evidence
     assert "Seq Scan on orders" in evidence and "DBA / performance engineer" in perf[0]["reviewers"]
 
     made = agent19("runbook", "--sql", sql, "--dsn", app, "--write", str(tmp_path / "rb"), "--no-handoff",

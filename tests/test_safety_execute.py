@@ -185,7 +185,7 @@ async def test_a_human_at_a_terminal_confirms_then_the_models_retry_runs(dsn, tm
         assert status == 0 and "outcome: approved" in shown and "confirmed through terminal" in shown, shown
         assert sql in shown and "100 of them touched (measured)" in shown
         # the person at the terminal is told the command that runs it (and what the model that asked calls)
-        assert f"agent19 confirm '…' --token {token} --mode execute" in shown and "The model can now" not in shown
+        assert f"agent19 confirm '...' --token {token} --mode execute" in shown and "The model can now" not in shown
         done = (await session.call_tool("confirm_destructive", {"sql": sql, "token": token})).structured_content
         assert done["outcome"] == "executed" and done["channel"] == "terminal", done
         assert done["result"]["row_count"] == 100
@@ -224,7 +224,7 @@ async def test_rows_added_after_the_challenge_refuse_the_confirmation(dsn, tmp_p
             c.execute("INSERT INTO big SELECT g, 'late' FROM generate_series(330001, 330500) g")
         out = (await session.call_tool("confirm_destructive", {"sql": "TRUNCATE big", "token": step1["token"],
                                                                "phrase": step1["phrase"]})).structured_content
-        assert out["outcome"] == "refused" and "330000 → 330500" in out["reasons"][0], out
+        assert out["outcome"] == "refused" and "330000 -> 330500" in out["reasons"][0], out
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 330500
 
@@ -240,7 +240,7 @@ async def test_a_measured_write_is_measured_again_under_the_lock(dsn, tmp_path):
             c.execute("INSERT INTO items VALUES (500, 1, 'late')")
         out = (await session.call_tool("confirm_destructive", {"sql": sql, "token": report["token"],
                                                                "phrase": report["phrase"]})).structured_content
-        assert out["outcome"] == "refused" and "public.items rows 100 → 101" in out["reasons"][0], out
+        assert out["outcome"] == "refused" and "public.items rows 100 -> 101" in out["reasons"][0], out
         report = (await session.call_tool("run_sql", {"sql": sql})).structured_content["confirmation"]["report"]
         assert "has 101 rows and the statement updates 101 of them" in report["phrase"]
         out = (await session.call_tool("confirm_destructive", {"sql": sql, "token": report["token"],

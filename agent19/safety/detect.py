@@ -43,7 +43,7 @@ class Risk(StrEnum):
 
 
 class Target(BaseModel):
-    kind: str = Field(description="table, database, schema, column, index, view, materialized view, type, …")
+    kind: str = Field(description="table, database, schema, column, index, view, materialized view, type, ...")
     name: str = Field(description="as written in the statement (schema-qualified when it was)")
     column: str | None = None
 
@@ -71,7 +71,7 @@ EVALUATING_NODES = {"DeleteStmt", "UpdateStmt", "SelectStmt", "InsertStmt", "Exp
                     "CreateTableAsStmt", "CopyStmt", "DeclareCursorStmt"}
 """Statements that evaluate expressions when they run (so the functions they call run too)."""
 UNVERIFIABLE_NODES = {
-    "DoStmt": "a DO block runs procedural code (possibly dynamic EXECUTE format(…)) that cannot be verified "
+    "DoStmt": "a DO block runs procedural code (possibly dynamic EXECUTE format(...)) that cannot be verified "
               "before it runs",
     "CallStmt": "CALL runs a procedure whose statements cannot be verified before it runs",
     "ExecuteStmt": "EXECUTE runs a prepared statement whose text is not given here",
@@ -176,7 +176,7 @@ def _type_change(f: dict[str, Any], c: dict[str, Any], facts: Facts | None, add:
     target = [Target(kind="column", name=table, column=col)]
     if coldef.get("raw_default") is not None:
         add("alter_column_type", Risk.HIGH, True, target,
-            f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING … rewrites every value with an "
+            f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING ... rewrites every value with an "
             "expression that cannot be verified to keep it")
         return
     cf = tfacts.columns.get(col or "") if tfacts else None
@@ -189,7 +189,7 @@ def _type_change(f: dict[str, Any], c: dict[str, Any], facts: Facts | None, add:
     old = sqltypes.from_catalog(cf.type_name, cf.typmod)
     if sqltypes.loses_data(old, new):
         add("alter_column_type", Risk.HIGH, True, target,
-            f"ALTER COLUMN {col} TYPE {cf.formatted} → {sqltypes.describe(new)} narrows the type: values "
+            f"ALTER COLUMN {col} TYPE {cf.formatted} -> {sqltypes.describe(new)} narrows the type: values "
             "can be truncated, rounded or fail to convert")
 
 

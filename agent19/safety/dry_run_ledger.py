@@ -231,7 +231,7 @@ def check(settings: Settings, state: ServerState, sql: str, target: str) -> Verd
             moved = True
             continue
         return Verdict(None, entry)
-    again = ("run test_migration (agent19 dry-run --sql '…' --mode dry-run) with it on this database again, "
+    again = ("run test_migration (agent19 dry-run --sql '...' --mode dry-run) with it on this database again, "
              "then run it")
     if moved:
         why = ("it passed a dry run, but the database's schema changed since (DDL by someone, or a step of the "

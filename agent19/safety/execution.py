@@ -128,7 +128,7 @@ def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
             raise Changed(f"{t.table} no longer exists")
         rows = exact_count(conn, schema, table, heap, p.progress)
         if rows != t.rows_before:
-            raise Changed(f"{t.table} rows {t.rows_before} → {rows}")
+            raise Changed(f"{t.table} rows {t.rows_before} -> {rows}")
 
 
 def _statement(conn: Any, a: Assessment, max_rows: int) -> QueryResult:

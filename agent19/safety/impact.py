@@ -138,7 +138,7 @@ def backup_status(conn: Any) -> Backup:
     if row and row["recent"]:
         return Backup(known=True, detail=f"WAL archiving is active (last segment archived {row['last_archived_time']})")
     return Backup(known=False, detail="the server knows of no recent backup (no WAL archived in 24 hours); "
-                  "agent19 cannot see backups taken elsewhere — check yours before confirming")
+                  "agent19 cannot see backups taken elsewhere - check yours before confirming")
 
 
 def measure(conn: Any, findings: list[Finding], missing_ok: bool = False, progress: Progress | None = None) -> Impact:

@@ -209,7 +209,7 @@ def _review(state: _State, page: _Page, error: str) -> str:
         rows = f", {e(t.rows_text)} rows" if t.rows is not None else ""
         touched = f", {t.rows_touched} of them touched (measured)" if t.rows_touched is not None else ""
         items += f"<li>{e(t.kind)} {e(t.name)}{rows}{touched}, {len(t.dependents)} dependent objects</li>"
-    checks = "".join(f"<li>[{e(c.status)}] {e(c.item)} — {e(c.detail)}</li>" for c in report.checklist)
+    checks = "".join(f"<li>[{e(c.status)}] {e(c.item)} - {e(c.detail)}</li>" for c in report.checklist)
     err = f"<p id='error' class='err'>{e(error)}</p>" if error else ""
     body = (f"<p>An assistant asks to run this statement on database "
             f"<b>{e(report.impact.database.name if report.impact else '?')}</b>:</p>"
@@ -224,7 +224,7 @@ def _review(state: _State, page: _Page, error: str) -> str:
 
 
 def _doc(title: str, body: str) -> str:
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>agent19 — {html.escape(title)}</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>agent19 - {html.escape(title)}</title>"
             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#eee;padding:.5em;"
             "white-space:pre-wrap}.err{color:#a00}</style></head>"
             f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")

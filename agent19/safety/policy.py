@@ -86,7 +86,7 @@ def unacknowledged(settings: Settings, sql: str, catalog: SchemaSnapshot | None,
         return None
     codes = sorted({f.rule for f in warnings})
     return ("policy require_lock_ack: lock warnings not acknowledged: " + "; ".join(
-        f"{f.rule}: {f.message}" for f in warnings) + f" — to run it anyway, pass acknowledge={codes}")
+        f"{f.rule}: {f.message}" for f in warnings) + f" - to run it anyway, pass acknowledge={codes}")
 
 
 def server_state(db: Database) -> ledger.ServerState:

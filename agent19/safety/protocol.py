@@ -232,7 +232,7 @@ class Protocol:
         if given_phrase is None:
             if self.elicit is None:
                 raise InputError("confirming a token needs a person at a terminal (a TTY)",
-                                 "run `agent19 confirm --token …` in a terminal, or open the confirmation page")
+                                 "run `agent19 confirm --token ...` in a terminal, or open the confirmation page")
             answer = self.elicit(elicit_message(report), PhraseAnswer)
             given_phrase = answer.phrase if isinstance(answer, PhraseAnswer) else None
             if given_phrase is None:
@@ -252,7 +252,7 @@ class Protocol:
                                 "token (no phrase) to run it.")
         else:  # approved at a terminal: the statement runs from here too, or from the model that asked
             report.next_step = (f"Approved. Run it with the same statement and this token (no phrase): agent19 confirm "
-                                f"'…' --token {token} --mode execute — or, if a model asked for it, it now calls "
+                                f"'...' --token {token} --mode execute - or, if a model asked for it, it now calls "
                                 "confirm_destructive with the same sql and this token.")
         return Confirmation(outcome="approved", mode=self.settings.mode, channel=channel, report=report)
 
@@ -324,7 +324,7 @@ class Protocol:
         elif given_phrase is not None and given_phrase.strip():
             if not self.settings.allow_model_confirmation:
                 return refuse("a confirmation phrase passed as a tool argument is not accepted: the human confirms "
-                              f"out of band — {self._where(report, token)} — then call again with the token and no "
+                              f"out of band - {self._where(report, token)} - then call again with the token and no "
                               "phrase (operators whose approver is a program can set "
                               "AGENT19_ALLOW_MODEL_CONFIRMATION=1); nothing was run",
                               logged="a confirmation phrase passed as a tool argument is not accepted (no operator "
@@ -371,7 +371,7 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> str:
             continue
         for key in ("rows", "touched", "cascade_rows", "exists"):
             if o.get(key) != t.get(key):
-                parts.append(f"{t['name']} {key.replace('_', ' ')} {o.get(key)} → {t.get(key)}")
+                parts.append(f"{t['name']} {key.replace('_', ' ')} {o.get(key)} -> {t.get(key)}")
         if o.get("dependents") != t.get("dependents"):
             parts.append(f"{t['name']} dependents changed")
     return ", ".join(parts) or "the objects at stake changed"

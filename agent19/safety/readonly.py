@@ -140,7 +140,7 @@ def check_escapes(statement: Statement) -> None:
                               "a dry run must leave nothing behind; run it yourself if it is intended")
         elif node == "CopyStmt" and (f.get("is_program") or f.get("filename")):
             raise _refuse("COPY to or from a program or a server file acts outside the transaction",
-                          "use COPY … FROM STDIN / TO STDOUT (psql's \\copy)")
+                          "use COPY ... FROM STDIN / TO STDOUT (psql's \\copy)")
 
 
 STRING_READING = "standard_conforming_strings"
@@ -215,10 +215,10 @@ def check_calls(tree: Any) -> None:
 def check_tree(tree: Any) -> None:
     for node, f in walk(tree):
         if node in WRITE_NODES:
-            raise _refuse("SELECT … FOR UPDATE/SHARE locks rows" if node == "LockingClause"
+            raise _refuse("SELECT ... FOR UPDATE/SHARE locks rows" if node == "LockingClause"
                           else f"a data-modifying {node.removesuffix('Stmt').upper()} inside the query")
         if node == "SelectStmt" and f.get("intoClause"):
-            raise _refuse("SELECT … INTO creates a table")
+            raise _refuse("SELECT ... INTO creates a table")
         if node == "ColumnRef":
             names = {p.get("String", {}).get("sval") for p in f.get("fields", [])}
             if names & DENIED_COLUMNS:

@@ -230,7 +230,7 @@ class Resolver:
         written_name = ".".join(parts)
         if len(parts) > 3 or not parts:
             raise self.refuse(f"{written_name}() is not a function name the server resolves",
-                              "call it as name(…) or schema.name(…)")
+                              "call it as name(...) or schema.name(...)")
         if len(parts) == 3:
             self._current_database(parts[0], written_name + "()")
             parts = parts[1:]
@@ -362,7 +362,7 @@ class Resolver:
                 raise self.refuse(f"{name}() runs SQL built at run time (EXECUTE): agent19 cannot see it",
                                   "read-only mode does not call functions with dynamic SQL")
             if re.search(r'\bU&"', source, re.IGNORECASE):
-                raise self.refuse(f"{name}() names something with Unicode escapes (U&\"…\"): agent19 cannot "
+                raise self.refuse(f"{name}() names something with Unicode escapes (U&\"...\"): agent19 cannot "
                                   "check what it calls",
                                   "read-only mode calls only functions whose bodies can be checked")
             words = set(re.findall(r"[A-Za-z_][\w$]*", source.lower()))

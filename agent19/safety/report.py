@@ -113,7 +113,7 @@ def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternat
             Alternative(title="DROP TABLE", sql=f"DROP TABLE {name}", why="if the table itself is no longer needed"),
         ]
     if finding.kind in {"update_all", "mass_update"}:
-        return [Alternative(title="update only some rows", sql=f"UPDATE {name} SET … WHERE <condition>",
+        return [Alternative(title="update only some rows", sql=f"UPDATE {name} SET ... WHERE <condition>",
                             why="did you mean to change only the rows that match a condition?")]
     if finding.kind == "drop_table":
         return [Alternative(title="rename first", sql=f"ALTER TABLE {name} RENAME TO {name.rsplit('.', 1)[-1]}"

@@ -228,7 +228,7 @@ def reader_script(role: str, database: str, *, statement_timeout: str, facts: Ro
     if facts is not None and facts.program_tables:
         notes.append("foreign tables " + ", ".join(facts.program_tables) + " run a program or read a server file "
                      "as the server's OS user when read (observed with file_fdw, even for a pg_read_all_data member): "
-                     + ("pg_read_all_data reads them whatever is revoked — do not use --all-data here"
+                     + ("pg_read_all_data reads them whatever is revoked - do not use --all-data here"
                         if all_data else "the script revokes SELECT on them; grant nothing on such tables later"))
     if facts is not None and facts.role_exists:
         notes.append(f"a role named {role} already exists: CREATE ROLE will fail; drop it or choose --name")
@@ -261,8 +261,8 @@ def migration_script(role: str, database: str, *, schemas: list[str], createdb: 
     notes = [
         "The migration role owns the schema objects: ALTER TABLE, CREATE INDEX and DROP need the owner.",
         "Applications should connect as another role, granted SELECT/INSERT/UPDATE/DELETE by the migration role "
-        "(ALTER DEFAULT PRIVILEGES FOR ROLE … GRANT …), so a compromised application cannot change the schema.",
-        ("CREATEDB: dry runs can make scratch databases (CREATE DATABASE … TEMPLATE needs the owner of the source "
+        "(ALTER DEFAULT PRIVILEGES FOR ROLE ... GRANT ...), so a compromised application cannot change the schema.",
+        ("CREATEDB: dry runs can make scratch databases (CREATE DATABASE ... TEMPLATE needs the owner of the source "
          "database, or use --scratch-copy schema); the role can then create any number of databases, each of which "
          "it owns, and fill the disk." if createdb else
          "NOCREATEDB: dry runs whose statements cannot run in a transaction need a scratch database; give "

@@ -27,7 +27,7 @@ scratch.install_signal_handlers()
 
 class TestMigrationArgs(BaseModel):
     files: list[str] = Field(default=[], description="migration files or directories (read in their tool's order; "
-                             "golang-migrate .down.sql / Flyway U… undo files are paired automatically)",
+                             "golang-migrate .down.sql / Flyway U... undo files are paired automatically)",
                              json_schema_extra=gate.user_sql("files"))
     sql: str | None = Field(default=None, description="the migration as SQL text (instead of files)",
                             json_schema_extra=gate.user_sql("script"))
@@ -50,7 +50,7 @@ class TestMigrationArgs(BaseModel):
                              "table (durations are then extrapolated to the real size)")
     queries: list[str] = Field(default=[], description="queries whose plans to compare before and after each "
                                "statement that drops or changes an index, key, column or column type (EXPLAIN of "
-                               "the generic plan, never executed; $1… placeholders allowed)",
+                               "the generic plan, never executed; $1... placeholders allowed)",
                                json_schema_extra=gate.user_sql("statements"))
     top_queries: int = Field(default=plan_regression.TOP_QUERIES, ge=0, le=100, description="also compare the N "
                              "most expensive SELECTs in pg_stat_statements that read an affected table (0: none)")
@@ -102,7 +102,7 @@ def _statement_line(s: object) -> str:
     if s.duration_ms is not None:
         head += f"  {s.duration_ms:.1f} ms"
     if s.extrapolated_ms is not None:
-        head += f" (≈{s.extrapolated_ms / 1000:.1f} s at real size)"
+        head += f" (~{s.extrapolated_ms / 1000:.1f} s at real size)"
     lines = [head]
     for c in s.lock_comparison:
         if c.agrees is None:
@@ -138,9 +138,9 @@ def render_dry_run(r: DryRunResult) -> str:
         lines.append(f"check {c.name}: {'passed' if c.passed else 'FAILED'} (got {c.value}, expected {c.expected})")
     if r.query_plans:
         lines.append(f"query plans: {r.query_plans.note}")
-        lines += [f"  worse after statement {c.statement + 1}: {' '.join(c.query.query.split())[:200]} — cost "
-                  f"{c.cost_before} → {c.cost_after if c.cost_after is not None else c.error_after}: {c.plan_before} → "
-                  f"{c.plan_after}" for c in r.query_plans.changes if c.worse]
+        lines += [f"  worse after statement {c.statement + 1}: {' '.join(c.query.query.split())[:200]} - cost "
+                  f"{c.cost_before} -> {c.cost_after if c.cost_after is not None else c.error_after}: "
+                  f"{c.plan_before} -> {c.plan_after}" for c in r.query_plans.changes if c.worse]
     if r.rollback:
         lines.append(r.rollback.summary)
     for f in r.findings:  # each says what: a finding's place alone (`error: m.sql`) would not
@@ -264,14 +264,14 @@ def _query_plans(ctx: ToolContext, args: TestMigrationArgs, up: list[Statement],
     worse = sum(c.worse for c in changes)
     note = (f"{len(queries)} queries ({len(args.queries)} supplied; {how}) explained before and after "
             f"{len(indexes)} statement(s) that drop or change indexes, keys or column types: {worse} plan(s) worse by "
-            f"{plan_regression.REGRESSION_FACTOR:g}× or more" + (f"; stopped early: {stopped}" if stopped else ""))
+            f"{plan_regression.REGRESSION_FACTOR:g}x or more" + (f"; stopped early: {stopped}" if stopped else ""))
     return QueryPlanComparison(queries=len(queries), changes=changes, note=note)
 
 
 class RollbackArgs(BaseModel):
     up: str | None = Field(default=None, description="the up migration file", json_schema_extra=gate.user_sql("files"))
     down: str | None = Field(default=None, description="the down/undo file (default: the up file's pair by its "
-                             "naming convention: .down.sql, Flyway U…)", json_schema_extra=gate.user_sql("files"))
+                             "naming convention: .down.sql, Flyway U...)", json_schema_extra=gate.user_sql("files"))
     up_sql: str | None = Field(default=None, description="the up migration as SQL text (instead of a file)",
                                json_schema_extra=gate.user_sql("script"))
     down_sql: str | None = Field(default=None, description="the down migration as SQL text (instead of a file)",
@@ -326,5 +326,5 @@ def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult
         down = parse_file(Path(args.down))
     else:
         raise InputError("no down migration", "give the down file, or name files by golang-migrate "
-                         "(.up.sql/.down.sql) or Flyway (V…/U…) conventions")
+                         "(.up.sql/.down.sql) or Flyway (V.../U...) conventions")
     return verify_rollback(ctx.db, up, down)  # each statement goes through the gate (dryrun_cluster.screen)

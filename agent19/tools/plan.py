@@ -14,7 +14,7 @@ class PlanArgs(MigrationInput):
 def render_plan(p: MigrationPlan) -> str:
     out = [f"plan {p.id}: {p.name}", f"  {p.description}",
            f"  risk {p.risk_level}; duration {p.estimated_duration}",
-           f"  deployment: {p.deployment.kind} — {p.deployment.reason}", "", "operations:"]
+           f"  deployment: {p.deployment.kind} - {p.deployment.reason}", "", "operations:"]
     for o in p.operations:
         rows = f", ~{o.estimated_rows:,} rows" if o.estimated_rows is not None else ""
         out.append(f"  {o.order:>2}. [{o.risk}] {o.description}; downtime {o.downtime.replace('_', ' ')}{rows}")
@@ -24,11 +24,11 @@ def render_plan(p: MigrationPlan) -> str:
     out += ["", "prerequisites:", *(f"  - {x}" for x in p.prerequisites)]
     out += ["", f"rollback ({p.rollback.kind.replace('_', ' ')}): {p.rollback.description}",
             *(f"  {s};" for s in p.rollback.steps)]
-    out += ["", "validation:", *(f"  {'[blocking] ' if v.blocking else ''}{v.phase}: {v.name}: {v.query}  → "
+    out += ["", "validation:", *(f"  {'[blocking] ' if v.blocking else ''}{v.phase}: {v.name}: {v.query}  -> "
                                  f"{v.expected}" for v in p.validation)]
     out += ["", f"escalations: {p.escalation_summary or 'not decided'}"]
     for e in p.escalations:
-        out.append(f"  {e.kind.replace('_', ' ')} → {', '.join(e.reviewers)}: {e.action}")
+        out.append(f"  {e.kind.replace('_', ' ')} -> {', '.join(e.reviewers)}: {e.action}")
         out += [f"    - {x}" for x in e.evidence]
     out += [f"note: {n}" for n in p.notes]
     if p.findings:

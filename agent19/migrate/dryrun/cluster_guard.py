@@ -138,8 +138,8 @@ def cluster_effect(stmt: Statement) -> str | None:
             return (f"would drop what {_roles(f.get('roles'))} own(s) in this database and revoke their privileges, "
                     "including on databases and tablespaces")
         case "ReassignOwnedStmt":
-            return (f"would give what {_roles(f.get('roles'))} own(s) — this database's objects, and databases and "
-                    f"tablespaces — to {(f.get('newrole') or {}).get('rolename', '?')}")
+            return (f"would give what {_roles(f.get('roles'))} own(s) - this database's objects, and databases and "
+                    f"tablespaces - to {(f.get('newrole') or {}).get('rolename', '?')}")
         case "RenameStmt" | "AlterOwnerStmt":
             kind = _SHARED_OBJECTS.get(f.get("renameType") or f.get("objectType") or "")
             if kind:

@@ -67,7 +67,7 @@ _ROLE_FALLBACK = _PARTS["role"].replace("coalesce(md5(rolpassword), '-')", "'(no
 
 
 class ClusterFingerprint(BaseModel):
-    parts: dict[str, dict[str, str]] = Field(default={}, description="kind → object → its state in words")
+    parts: dict[str, dict[str, str]] = Field(default={}, description="kind -> object -> its state in words")
     unreadable: list[str] = Field(default=[], description="parts this login may not read (not compared)")
 
 
@@ -131,5 +131,5 @@ def diff_cluster(before: ClusterFingerprint, after: ClusterFingerprint) -> list[
             elif name not in b:
                 out.append(Difference(kind=kind, object=name, change="added", detail=f"now: {a[name]}"))
             elif a[name] != b[name]:
-                out.append(Difference(kind=kind, object=name, change="changed", detail=f"{b[name]} → {a[name]}"))
+                out.append(Difference(kind=kind, object=name, change="changed", detail=f"{b[name]} -> {a[name]}"))
     return out

@@ -95,7 +95,7 @@ def compare(res: StatementResult, ops: list[Operation], existing: set[str], node
     findings = [
         Finding(kind="lock_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
                 message=f"{c.relation}: predicted {c.predicted or 'no lock'}, the server took "
-                f"{c.observed or 'no lock'} — the prediction in {where} disagrees with the server")
+                f"{c.observed or 'no lock'} - the prediction in {where} disagrees with the server")
         for c in res.lock_comparison if c.agrees is False
     ]
     if res.ran_in != "scratch" and (unseen := [c for c in res.lock_comparison if c.not_observed]):
@@ -108,7 +108,7 @@ def compare(res: StatementResult, ops: list[Operation], existing: set[str], node
             kind="rewrite_mismatch", severity="warning", statement=res.index, file=res.file, line=res.line,
             message=f"predicted {'a rewrite' if res.predicted_rewrite else 'no rewrite'}, the server "
             f"{'rewrote ' + ', '.join(sorted(set(res.rewritten) & existing)) if res.observed_rewrite else 'did not'}"
-            f" — the prediction in {where} disagrees with the server"))
+            f" - the prediction in {where} disagrees with the server"))
     return findings + out_of_sight(res, node)
 
 
@@ -142,7 +142,7 @@ def _first_failure(results: list[StatementResult]) -> str:
     first = failed[0]
     assert first.error is not None
     sql = " ".join(first.sql.split())
-    sql = sql if len(sql) <= 60 else sql[:59] + "…"
+    sql = sql if len(sql) <= 60 else sql[:59] + "..."
     message = first.error.message.strip().splitlines()[0] if first.error.message.strip() else "error"
     more = f" (and {len(failed) - 1} more failing statement(s))" if len(failed) > 1 else ""
     return (f" at statement {first.index + 1} ({first.file or 'sql'}:{first.line}, `{sql}`): "

@@ -72,7 +72,7 @@ class StatementResult(BaseModel):
     observed_rewrite: bool = Field(default=False, description="a table that existed before was rewritten")
     dropped: list[str] = Field(default=[], description="relations that no longer exist after it, with their kind "
                                "('table app.victim'), observed in the catalog whatever dropped them")
-    renamed: list[str] = Field(default=[], description="relations it renamed or moved: 'app.a → app.b'")
+    renamed: list[str] = Field(default=[], description="relations it renamed or moved: 'app.a -> app.b'")
     isolated: bool = Field(
         default=False, description="locks re-observed in a transaction of its own (an earlier statement held "
         "the same mode, which hides it in pg_locks)",

@@ -77,8 +77,8 @@ def _extrapolate(res: StatementResult, scratch: ScratchDatabase, tables: list[st
         real = table.row_estimate if table else None
         if sample and real and real > sample:
             res.extrapolated_ms = round(res.duration_ms * real / sample, 3)
-            res.extrapolation = (f"{res.duration_ms:.1f} ms on {sample:,} sampled rows × {real:,}/{sample:,} "
-                                 f"(rows of {t}, linear; index builds grow n·log n)")
+            res.extrapolation = (f"{res.duration_ms:.1f} ms on {sample:,} sampled rows x {real:,}/{sample:,} "
+                                 f"(rows of {t}, linear; index builds grow n*log n)")
             return
     if scratch.strategy != "template" and not scratch.has_data:
         res.extrapolation = "ran on an empty copy of the schema: the duration says nothing about the real table"

@@ -190,7 +190,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         ran.append(stmt.sql)
         res.duration_ms = round(obs.duration_ms, 3)
         res.rows, res.notices, res.rewritten, res.dropped = obs.rows, obs.notices, obs.rewritten, obs.dropped
-        res.renamed = [f"{before} → {now}" for now, before in sorted(obs.renamed.items())]
+        res.renamed = [f"{before} -> {now}" for now, before in sorted(obs.renamed.items())]
         mine = {lk.relation for lk in obs.locks if (lk.relation, lk.mode) not in held_before}
         names = {**obs.gone_names, **obs.renamed}  # a lock on what it dropped or renamed, by its name before
         res.locks = [lk.model_copy(update={"relation": names.get(lk.relation, lk.relation)}) for lk in obs.locks
@@ -371,7 +371,7 @@ def dry_run(
         findings.append(Finding(kind="check_failed", severity="info", message=(
             f"{len(following)} 'after' check(s) failed, which follows from the statement(s) above that failed or "
             "could not be tested: "
-            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" …" if len(following) > 5 else ""))))
+            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" ..." if len(following) > 5 else ""))))
     if changed := errors_only(differences):
         findings.append(Finding(kind="target_changed", severity="error",
                                 message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))

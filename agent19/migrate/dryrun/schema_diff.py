@@ -29,7 +29,7 @@ class Difference(BaseModel):
     kind: str = Field(description="table, column, constraint, index, trigger, view, sequence, enum, schema, extension")
     object: str = Field(description="schema-qualified name (table.column for a column)")
     change: Change
-    detail: str = Field(description="what differs, in words: before → after")
+    detail: str = Field(description="what differs, in words: before -> after")
     severity: Literal["error", "info"] = Field(
         default="error", description="info: not a schema difference (column order, a sequence's position)"
     )
@@ -60,7 +60,7 @@ def _compare(
         for f in fields:
             a, b = getattr(before[name], f), getattr(after[name], f)
             if a != b:
-                changes.append(f"{f} {a!r} → {b!r}")
+                changes.append(f"{f} {a!r} -> {b!r}")
         if changes:
             out.append(Difference(kind=kind, object=name, change="changed", detail="; ".join(changes)))
     return common
@@ -78,7 +78,7 @@ def position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause
     step = 1 if b.increment >= 0 else -1
     backward = b.last_value is None or (a.last_value is not None and (b.last_value - a.last_value) * step < 0)
     shown = {None: "not called"}
-    detail = f"last_value {shown.get(a.last_value, a.last_value)} → {shown.get(b.last_value, b.last_value)}"
+    detail = f"last_value {shown.get(a.last_value, a.last_value)} -> {shown.get(b.last_value, b.last_value)}"
     if backward:
         return [Difference(kind="sequence", object=name, change="changed",
                            severity="error" if backward_is_error else "info",
@@ -112,7 +112,7 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is
         order_b = [c.name for c in tb.columns if c.name in {x.name for x in ta.columns}]
         if order_a != order_b:
             out.append(Difference(kind="column", object=qname, change="changed", severity="info",
-                                  detail=f"column order {', '.join(order_a)} → {', '.join(order_b)}"))
+                                  detail=f"column order {', '.join(order_a)} -> {', '.join(order_b)}"))
         _compare("constraint", _keyed(ta.constraints, lambda c, q=qname: f"{q}.{c.name}"),
                  _keyed(tb.constraints, lambda c, q=qname: f"{q}.{c.name}"),
                  ("type", "definition", "validated", "deferrable"), out, describe=lambda c: c.definition)

@@ -274,7 +274,7 @@ def create(
                 notes.append(f"TEMPLATE copy impossible: {str(exc).strip().splitlines()[0]}")
         elif busy:
             who = admin.execute(
-                "SELECT a || ' × ' || count(*) FROM (SELECT coalesce(nullif(application_name, ''), '(unnamed)') AS a"
+                "SELECT a || ' x ' || count(*) FROM (SELECT coalesce(nullif(application_name, ''), '(unnamed)') AS a"
                 " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()) s GROUP BY a ORDER BY a",
                 (target,)).fetchall()
             notes.append(f"TEMPLATE copy impossible: {busy} other session(s) connected to {target} "

@@ -194,7 +194,7 @@ def check_patterns(changes: list[Change], new_tables: set[str], catalog: SchemaS
         clash = next((u for u in uses if u in seen and seen[u].type == "rename"), None)
         if c.type in ("add_index", "add_foreign_key") and clash:
             raise InputError(f"{c.type} on {c.table} uses {clash[1]}, which the same change list renames "
-                             f"({seen[clash].column.name if seen[clash].column else ''} → {seen[clash].new_name}): "
+                             f"({seen[clash].column.name if seen[clash].column else ''} -> {seen[clash].new_name}): "
                              "the rename's contract drops the old column with what is built on it",
                              "add it in a change list of its own, by the new name, after the rename's contract part")
 

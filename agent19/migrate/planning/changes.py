@@ -243,7 +243,7 @@ def already_there(changes: list[Change], catalog: SchemaSnapshot | None) -> list
     out = []
     for c in changes:
         if (same := existing_foreign_key(c, catalog)) is not None:
-            out.append(f"add_foreign_key {c.table} ({', '.join(c.index_columns)}) → {c.references_table}: already "
+            out.append(f"add_foreign_key {c.table} ({', '.join(c.index_columns)}) -> {c.references_table}: already "
                        f"exists as {same.name}" + ("; nothing to add" if same.validated else
                                                     " (NOT VALID): only VALIDATE CONSTRAINT is run"))
     return out

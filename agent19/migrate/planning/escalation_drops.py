@@ -154,7 +154,7 @@ def _view(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str | None:
 
 
 def _function(o: int, d: Drop, catalog: SchemaSnapshot | None) -> str:
-    what = (f"operation {o} drops {d.kind} {d.name}: its callers fail — application code and PL/pgSQL bodies are "
+    what = (f"operation {o} drops {d.kind} {d.name}: its callers fail - application code and PL/pgSQL bodies are "
             "never recorded by PostgreSQL, so they cannot be listed")
     return f"{what}; {NO_DATABASE} whether it exists or what depends on it" if catalog is None else what
 

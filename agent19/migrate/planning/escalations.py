@@ -276,7 +276,7 @@ def summary(escalations: list[Escalation], activity_known: bool, plans_unchecked
                  "key, column or type changes): dry-run with --queries or --top-queries (pg_stat_statements) and "
                  "pass --dry-run-result to check that no query gets slower") if plans_unchecked else ""
     if escalations:
-        return "; ".join(f"{e.kind.replace('_', ' ')}: {', '.join(e.reviewers)} — operation(s) "
+        return "; ".join(f"{e.kind.replace('_', ' ')}: {', '.join(e.reviewers)} - operation(s) "
                          f"{', '.join(map(str, e.operations))}" for e in escalations) + unchecked
     writes = ("write rates measured" if activity_known else
               "write rates not measured (no database), so a new index's write cost was not assessed")

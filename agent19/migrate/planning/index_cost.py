@@ -84,7 +84,7 @@ def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapsho
     if act is None:
         return IndexWriteCost(
             operation=p.order, table=p.table, index=key.name, columns=key.columns, estimated_size_bytes=size,
-            summary=f"operation {p.order}: write cost unknown — the table's write rates were not measured "
+            summary=f"operation {p.order}: write cost unknown - the table's write rates were not measured "
             "(plan with a database: --dsn; --write-sample-seconds N for a sampling window)")
     ins, upd, hot = act.inserts_per_second, act.updates_per_second, act.hot_updates_per_second
     setting = None if act.updated_columns is None else sorted(c for c in key.columns if c in act.updated_columns)

@@ -132,8 +132,8 @@ class PlannedOperation(BaseModel):
     deploy_after: bool = Field(default=False, description="deploy the application before the next operation: what "
                                "follows removes what the old version still uses")
     duration_basis: str | None = Field(
-        default=None, description="where estimated_seconds comes from: 'calibrated on this server (…)', "
-        "'assumed (N rows/s …)', 'observed in the dry run' or a catalog change")
+        default=None, description="where estimated_seconds comes from: 'calibrated on this server (...)', "
+        "'assumed (N rows/s ...)', 'observed in the dry run' or a catalog change")
 
 
 DEPLOY_MARK = ("-- >>> deploy the application now: the statements below remove what the old version still uses "
@@ -173,7 +173,7 @@ class Escalation(BaseModel):
     """Who must act before the migration runs, decided from evidence (:mod:`agent19.migrate.planning.escalations`)."""
 
     kind: EscalationKind
-    reviewers: list[str] = Field(description="who must act: tech lead, DBA, product lead, application engineers…")
+    reviewers: list[str] = Field(description="who must act: tech lead, DBA, product lead, application engineers...")
     action: str = Field(description="what they must do before the migration runs")
     operations: list[int] = Field(description="orders of the operations that raise it")
     statements: list[str] = Field(description="the SQL of those operations")
@@ -206,7 +206,7 @@ class MigrationPlan(BaseModel):
     description: str
     risk_level: Risk = Field(description="the highest risk of any operation")
     estimated_duration: str = Field(description="human text; says its throughput assumption, or "
-                                    "'unknown — connect a database'")
+                                    "'unknown - connect a database'")
     estimated_seconds: float | None = None
     observed_in: str | None = Field(default=None, description="the dry run whose observed figures the plan uses")
     pg_version: int = Field(description="the PostgreSQL version the plan was made for (server_version_num)")

@@ -154,7 +154,7 @@ def _order_hazards(statements: list[Statement]) -> list[PlanFinding]:
 def _duration(seconds: float | None, live: bool, observed: int = 0, total: int = 0,
               observed_in: str | None = None) -> str:
     if seconds is None:
-        return "unknown — connect a database (durations need the tables' row counts)"
+        return "unknown - connect a database (durations need the tables' row counts)"
     if observed and observed == total:
         return f"~{seconds:.2f} s, observed in the {observed_in} (plus lock waits)"
     assumption = ", ".join(f"{k.replace('_', ' ')} {v:,} rows/s" for k, v in ROWS_PER_SECOND.items())
@@ -329,7 +329,7 @@ def _prerequisites(ops: list[Operation], planned: list[PlannedOperation], data_l
     if data_loss:
         out.append(BACKUP_PREREQUISITE)
     if any(not op.in_transaction for op in ops):
-        out.append("run the statements that cannot run in a transaction block on their own, outside BEGIN … COMMIT")
+        out.append("run the statements that cannot run in a transaction block on their own, outside BEGIN ... COMMIT")
     if any(p.rewrite for p in planned):
         out.append("free disk space at least the size of each rewritten table and its indexes")
     if any(op.kind == "data_migration" or op.category == "data_migration" for op in ops):

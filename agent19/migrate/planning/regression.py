@@ -61,7 +61,7 @@ class QueryPlanChange(BaseModel):
     plan_before: str = Field(description="the scans of the plan before the statement")
     plan_after: str
     error_after: str | None = None
-    worse: bool = Field(description=f"cost grew {REGRESSION_FACTOR:g}× or more, or the query no longer plans")
+    worse: bool = Field(description=f"cost grew {REGRESSION_FACTOR:g}x or more, or the query no longer plans")
 
 
 class QueryPlanComparison(BaseModel):
@@ -218,8 +218,8 @@ def evidence(comparison: QueryPlanComparison, order_of: dict[int, int]) -> dict[
             after = f"no longer plans ({c.error_after})"
         else:
             ratio = c.cost_after / c.cost_before if c.cost_before else float("inf")
-            after = (f"costs {c.cost_before:,.2f} → {c.cost_after:,.2f} (×{ratio:,.1f}): "
-                     f"{c.plan_before} → {c.plan_after}")
+            after = (f"costs {c.cost_before:,.2f} -> {c.cost_after:,.2f} (x{ratio:,.1f}): "
+                     f"{c.plan_before} -> {c.plan_after}")
         out.setdefault(order, []).append(
             f"operation {order} makes query `{text}` ({where}) worse: it {after} (EXPLAIN before and after in the dry "
             "run's rolled-back transaction)")

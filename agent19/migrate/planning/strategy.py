@@ -19,9 +19,9 @@ def _run(ops: list[PlannedOperation], then: str | None = None) -> list[str]:
     k = next((o.order for o in ops if o.deploy_after), None)
     if k is None:
         return ["run the migration", *([then] if then else [])]
-    return [f"run operations 1–{k} (expand: the old and the new application version both work with the schema)",
+    return [f"run operations 1-{k} (expand: the old and the new application version both work with the schema)",
             then or "deploy the application",
-            f"once no instance of the old version runs: operations {k + 1}–{len(ops)} (contract)"]
+            f"once no instance of the old version runs: operations {k + 1}-{len(ops)} (contract)"]
 
 
 def deployment(ops: list[PlannedOperation], findings: list[PlanFinding], risk: Risk) -> DeploymentStrategy:

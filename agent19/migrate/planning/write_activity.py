@@ -45,9 +45,9 @@ class TableActivity(BaseModel):
     window_seconds: float
     window: str = Field(description="how the window was measured, in words")
     updated_columns: dict[str, int] | None = Field(
-        default=None, description="column → calls of the UPDATE statements that set it (pg_stat_statements); "
+        default=None, description="column -> calls of the UPDATE statements that set it (pg_stat_statements); "
         "None when pg_stat_statements cannot be read")
-    column_widths: dict[str, int] = Field(default={}, description="column → average width in bytes (pg_stats)")
+    column_widths: dict[str, int] = Field(default={}, description="column -> average width in bytes (pg_stats)")
 
     def _rate(self, count: int) -> float:
         return count / self.window_seconds if self.window_seconds else 0.0
