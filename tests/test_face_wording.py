@@ -51,3 +51,15 @@ async def test_run_backfill_errors_name_its_arguments_not_cli_flags(dsn, tmp_pat
     assert "`set`" in text and "`where`" in text and "--set" not in text and "--where" not in text, text
     r = _cli("backfill", "bf", "--set", "nope = 1", "--dsn", app, "--mode", "execute", tmp_path=tmp_path)
     assert r.returncode != 0 and "--set" in r.stderr and "--where" in r.stderr, (r.stdout, r.stderr)
+
+
+async def test_a_cut_description_says_how_to_see_more_in_the_readers_terms(dsn, tmp_path):
+    """describe_database's text (what a model reads over MCP too) said `--schema/--limit or --detail full`."""
+    app = owner_login(dsn, "face_desc")
+    run_sql(app, "CREATE TABLE a1 (id int); CREATE TABLE a2 (id int)")
+    async with stdio_session("--dsn", app) as session:
+        cut = await session.call_tool("describe_database", {"limit": 1})
+    text = cut.content[0].text
+    assert "more tables (use `schema`/`limit` or `detail` full)" in text and "--limit" not in text, text
+    r = _cli("describe", "--limit", "1", "--dsn", app, tmp_path=tmp_path)
+    assert "more tables (use --schema/--limit or --detail full)" in r.stdout, (r.stdout, r.stderr)

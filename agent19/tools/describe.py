@@ -72,7 +72,8 @@ def render_description(d: DatabaseDescription) -> str:
     for t in d.tables:
         lines.extend(_table_text(t))
     if d.omitted_tables:
-        lines.append(f"… {d.omitted_tables} more tables (use --schema/--limit or --detail full)")
+        lines.append(f"… {d.omitted_tables} more tables (use {tool_names.argument('schema')}/"
+                     f"{tool_names.argument('limit')} or {tool_names.argument('detail')} full)")
     for v in d.views:
         kind = "materialized view" if v.materialized else "view"
         lines.append(f"{kind} {v.schema_name}.{v.name} ← {', '.join(v.depends_on) or '(nothing)'}")

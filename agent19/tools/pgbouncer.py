@@ -42,7 +42,8 @@ def render_config(c: PgBouncerConfig) -> str:
     out += [f"cannot see: {x}" for x in c.cannot_see]
     out += [f"wrote {w}" for w in c.written]
     if c.setup_sql and not c.written:
-        out.append("auth_query: run with --write DIR to get pgbouncer_auth.sql (the lookup role and its password)")
+        out.append(f"auth_query: run with {argument('write')} DIR to get pgbouncer_auth.sql (the lookup role and its "
+                   "password)")
     return "\n".join(out)
 
 
