@@ -66,6 +66,9 @@ def test_reading_the_setting_is_allowed_and_changing_it_is_refused_however_spell
                 "SELECT setting FROM pg_settings WHERE name = 'standard_conforming_strings'"):
         r = _agent19("sql", sql, "--dsn", app, "--format", "json", tmp_path=tmp_path)
         assert r.returncode == 0 and '"on"' in r.stdout, (sql, r.stdout, r.stderr)
+    named = "SELECT standard_conforming_strings_seen FROM (SELECT 1 AS standard_conforming_strings_seen) s"
+    r = _agent19("sql", named, "--dsn", app, "--format", "json", tmp_path=tmp_path)  # an identifier is not code
+    assert r.returncode == 0, (r.stdout, r.stderr)
     for sql in ('SET LOCAL "Standard_Conforming_Strings" TO off', "RESET standard_conforming_strings",
                 "SET SESSION standard_conforming_strings = DEFAULT", "RESET ALL", "DISCARD ALL",
                 "SELECT set_config(' STANDARD_conforming_strings ', 'off', false)",

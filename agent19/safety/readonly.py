@@ -179,12 +179,21 @@ def check_string_reading(statement: Statement) -> None:
                               "setting it changes", "name the setting as a literal; nothing was run")
             if _names_string_reading(first.get("sval")):
                 raise _refuse_string_reading("the statement changes")
-        text = f.get("sval") if node == "String" else (f.get("sval") or {}).get("sval") if node == "A_Const" else None
-        if isinstance(text, str) and STRING_READING in text.lower() and not _names_string_reading(text):
+        if any(STRING_READING in t.lower() and not _names_string_reading(t) for t in _code_or_literal(node, f)):
             raise _refuse("code in a string (a DO or function body, SQL run from a string) mentions "
                           f"{STRING_READING}: agent19 cannot tell whether it changes how string literals are read",
                           "leave the setting alone in the code; read it with SHOW or current_setting(); "
                           "nothing was run")
+
+
+def _code_or_literal(node: str, f: dict[str, Any]) -> list[str]:
+    """The text of a string literal, or of a DO block's or function's body (``AS '…'``); identifiers are not read."""
+    if node == "A_Const":
+        text = (f.get("sval") or {}).get("sval")
+        return [text] if isinstance(text, str) else []
+    if node == "DefElem" and f.get("defname") == "as":
+        return [fields.get("sval", "") for kind, fields in walk(f.get("arg")) if kind == "String"]
+    return []
 
 
 def _refuse_string_reading(what: str) -> ReadOnlyViolation:
