@@ -120,7 +120,7 @@ def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int
         out.warnings.append(
             f"during the trial, {len(gone)} other session(s) of role {start['role']} ended (pids "
             f"{', '.join(map(str, gone))}): if the statement's code (a trigger, a CHECK, a function it reached) "
-            "terminated them, the rollback did not undo it — check the application's sessions and logs; a "
+            "terminated them, the rollback did not undo it: check the application's sessions and logs; a "
             "session may also have ended on its own")
     return out
 

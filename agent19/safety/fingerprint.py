@@ -51,5 +51,5 @@ sees it."""
 
 CHANGED = ("code the server runs was changed by another session during the trial (a function, trigger, "
            "constraint, default, policy, rule or other object that leads to code, committed while the trial "
-           "ran or since its code was checked): what ran is not what was checked; the result cannot be trusted "
-           "— run it again when no one else is changing the schema, or on a staging copy")
+           "ran or since its code was checked): what ran is not what was checked; the result cannot be trusted; "
+           "run it again when no one else is changing the schema, or on a staging copy")
