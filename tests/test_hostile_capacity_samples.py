@@ -2,8 +2,8 @@
 
 Two samples a minute apart (a bulk load between them) were extrapolated to terabytes a year with
 "error 0.0 %" and no word of doubt; a sample dated after the server's clock (the clock went back, or a
-file from another server) was fitted as the newest point. Now the plan warns that minutes of samples are
-no trend, and leaves out samples from the future, saying so.
+file from another server) was fitted as the newest point. Now minutes of samples give no projection (growth
+is not known yet, with how to get enough history), and samples from the future are left out, saying so.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _at(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
-def test_minutes_of_samples_warn_and_future_samples_are_left_out(dsn: str, tmp_path: Path) -> None:
+def test_minutes_of_samples_project_nothing_and_future_samples_are_left_out(dsn: str, tmp_path: Path) -> None:
     first = _agent19(dsn, tmp_path, "capacity", "sample")
     path = Path(first["path"])
     base = first["sample"]
@@ -44,10 +44,11 @@ def test_minutes_of_samples_warn_and_future_samples_are_left_out(dsn: str, tmp_p
     assert [o["bytes"] for o in growth["observed"]] == [earlier["database_bytes"], base["database_bytes"]]
     notes = " ".join(growth["notes"])
     assert "dated after the server's time" in notes and "1 sample(s)" in notes
-    assert "too short for a trend" in notes and "not evidence" in notes
+    assert growth["fit"] is None and growth["projections"] == [] and growth["days_to_80_pct"] is None
+    assert "not known yet" in growth["not_known_yet"] and "agent19 capacity sample" in growth["not_known_yet"]
     text = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "--data-dir", str(tmp_path), "capacity",
                            "--window", "0"], capture_output=True, text=True, cwd=ROOT, timeout=120).stdout
-    assert "WARNING: the samples span only" in text  # the human-readable plan says it too
+    assert "growth is not known yet" in text and "Fit:" not in text  # the human-readable plan says it too
 
 
 def test_compound_growth_seconds_apart_does_not_crash_the_plan(dsn: str, tmp_path: Path) -> None:
@@ -61,5 +62,5 @@ def test_compound_growth_seconds_apart_does_not_crash_the_plan(dsn: str, tmp_pat
     samples = [{**base, "at": _at(now - timedelta(minutes=k)), "database_bytes": size // 3 ** k} for k in (2, 1, 0)]
     path.write_text("".join(json.dumps(s) + "\n" for s in samples))
     growth = _agent19(dsn, tmp_path, "capacity", "--window", "0", "--disk-size", "10GB")["growth"]
-    assert growth["source"] == "samples" and growth["fit"]["points"] == 3
-    assert any("too short for a trend" in n for n in growth["notes"])
+    assert growth["source"] == "samples" and len(growth["observed"]) == 3 and growth["fit"] is None
+    assert "3 observed point(s) over 0.00 days" in growth["not_known_yet"]

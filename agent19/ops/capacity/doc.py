@@ -93,7 +93,9 @@ def recommendations(s: CurrentState, g: Growth, trig: list[Trigger], disk_size: 
     for t in trig:
         if t.status == "triggered":
             out.append(f"now: {t.trigger} is past {t.threshold} ({t.value}): {t.action}")
-    if g.source == "none" or g.fit is None:
+    if g.not_known_yet:
+        out.append(f"now: {g.not_known_yet}")
+    elif g.source == "none" or g.fit is None:
         out.append("now: start recording growth — `agent19 capacity sample` daily from cron; re-plan after a week")
     elif g.days_to_80_pct is not None:
         out.append(f"plan: the disk reaches 80 % in about {g.days_to_80_pct:,.0f} days at the fitted "

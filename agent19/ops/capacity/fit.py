@@ -18,6 +18,19 @@ from datetime import datetime
 from agent19.ops.capacity.model import DAYS_PER_MONTH, Fit, FitMethod, Growth, Point, Projection
 
 HORIZONS = (3, 6, 12)
+MIN_POINTS = 3
+"""Fewer observed points give no fit error (two points always lie on a line: "error 0.0 %")."""
+MIN_SPAN_DAYS = 7.0
+"""Observations closer together than a week read a bulk load, a vacuum or a day's peak as the trend."""
+
+
+def too_little(points: list[Point]) -> str | None:
+    """Why ``points`` cannot give a growth trend yet (None: enough history to fit)."""
+    span = (parse_at(points[-1].at) - parse_at(points[0].at)).total_seconds() / 86400 if points else 0.0
+    if len(points) >= MIN_POINTS and span >= MIN_SPAN_DAYS:
+        return None
+    return (f"{len(points)} observed point(s) over {span:.2f} days; a growth trend needs at least {MIN_POINTS} "
+            f"points over at least {MIN_SPAN_DAYS:.0f} days")
 
 
 def parse_at(at: str) -> datetime:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent19.migrate.patterns.sqlnames import literal
+from agent19.ops.capacity.fit import MIN_SPAN_DAYS
 from agent19.ops.capacity.model import DAYS_PER_MONTH, CurrentState, Fit, Point
 from agent19.ops.health.probe import Probe
 
@@ -163,8 +164,9 @@ def from_inserts(probe: Probe, state: CurrentState) -> tuple[Fit | None, Fit | N
         return None, None, ("the statistics of this database were never reset, so the time over which "
                             "pg_stat_user_tables counted inserts is unknown")
     days = rows[0]["days"]
-    if days < 1:
-        return None, None, f"the statistics were reset {days * 24:.1f} h ago: too short a window for a rate"
+    if days < MIN_SPAN_DAYS:
+        return None, None, (f"the statistics were reset {days:.2f} days ago: a rate of inserts needs at least "
+                            f"{MIN_SPAN_DAYS:.0f} days since the reset")
     net_rows = sum(r["net"] for r in rows)
     net_bytes = sum(r["net"] * r["bytes"] / r["live"] for r in rows)
     per = DAYS_PER_MONTH / days

@@ -70,6 +70,15 @@ def pss_schema(probe: Probe) -> tuple[str | None, str | None]:
     return found[0]["s"], None
 
 
+HIDDEN_TEXT = "(another role's statement: its text is hidden from this login, needs pg_read_all_stats)"
+
+
+def _hidden(query: str | None) -> bool:
+    """pg_stat_statements shows another role's statement as ``<insufficient privilege>`` (or NULL) without
+    pg_read_all_stats: its time is real, its text is not a statement."""
+    return query is None or query == "<insufficient privilege>"
+
+
 def _statements(probe: Probe, schema: str, limit: int) -> list[Statement]:
     old = probe.facts.version_num < 130000
     t = "total_time" if old else "total_exec_time"
@@ -80,7 +89,8 @@ SELECT query, calls, {t} AS total_ms, {m} AS mean_ms, {sd} AS sd_ms, rows
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
    AND query NOT LIKE '{MARK}%' AND {NOT_CONTROL}
  ORDER BY {t} DESC LIMIT {int(limit)}""")
-    return [Statement(query=" ".join((r["query"] or "").split())[:500], calls=r["calls"],
+    return [Statement(query=HIDDEN_TEXT if _hidden(r["query"]) else " ".join(r["query"].split())[:500],
+                      hidden=_hidden(r["query"]), calls=r["calls"],
                       total_ms=round(r["total_ms"], 2), mean_ms=round(r["mean_ms"], 3),
                       p95_estimate_ms=round(r["mean_ms"] + 1.645 * (r["sd_ms"] or 0), 3), rows=r["rows"])
             for r in rows]

@@ -36,6 +36,8 @@ class ObjectSize(BaseModel):
 
 class Statement(BaseModel):
     query: str = Field(description="normalized statement text from pg_stat_statements (untrusted data)")
+    hidden: bool = Field(default=False, description="another role's statement whose text this login may not read "
+                         "(needs pg_read_all_stats): query says so instead of a text")
     calls: int
     total_ms: float
     mean_ms: float
@@ -125,6 +127,8 @@ class Growth(BaseModel):
     days_to_80_pct: float | None = Field(default=None, description="from now, for the cluster's data on a disk of "
                                          "disk_size; 0 when already past")
     days_to_100_pct: float | None = None
+    not_known_yet: str | None = Field(default=None, description="why growth is not projected: too little "
+                                      "history (points, span) and how to get it; None when fitted or no evidence")
     notes: list[str] = []
 
 

@@ -20,9 +20,9 @@ from agent19.db.connection import Database
 from agent19.ops.capacity import infer as capacity_infer
 from agent19.ops.capacity import samples as capacity_samples
 from agent19.ops.capacity.doc import document, measured
-from agent19.ops.capacity.fit import choose, parse_at, project
+from agent19.ops.capacity.fit import MIN_POINTS, MIN_SPAN_DAYS, choose, parse_at, project, too_little
 from agent19.ops.capacity.measure import measure
-from agent19.ops.capacity.model import CapacityPlan, CurrentState, Growth
+from agent19.ops.capacity.model import CapacityPlan, CurrentState, Growth, Point
 from agent19.ops.capacity.samples import SampleResult
 from agent19.ops.health.probe import Probe
 from agent19.ops.health.thresholds import HealthThresholds
@@ -31,10 +31,6 @@ from agent19.optimize.assess import Measured
 QUERY_TIMEOUT_MS = 30_000
 """Capacity queries may scan a creation column (sampled past a million rows): more time than health checks,
 still never waiting on a lock (lock_timeout 500 ms)."""
-
-
-MIN_SAMPLE_SPAN_DAYS = 1.0
-"""Samples closer together than this give no trend (the plan falls back to the data's own evidence)."""
 
 
 def _probe(db: Database) -> Probe:
@@ -77,12 +73,27 @@ def _table_samples(db: Database | Probe) -> list[capacity_samples.Sample]:
     return capacity_samples.from_rows(rows(capacity_samples.Q_TABLE_SAMPLES))
 
 
+HOW_TO_GET_HISTORY = ("run `agent19 capacity sample` daily (cron) and re-plan after a week; a creation "
+                      "timestamp column counts once its data spans two month ends")
+
+
+def _not_yet(source: str, evidence: list[str], pts: list[Point], why: str, notes: list[str]) -> Growth:
+    """Growth with too little history: what was observed, no fit, no projection — and how to get enough."""
+    text = f"growth is not known yet from {source}: {why}; {HOW_TO_GET_HISTORY}"
+    return Growth(source=source, evidence=evidence, observed=pts, not_known_yet=text, notes=[text, *notes])
+
+
 def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, dsn: str) -> tuple[Growth, bool]:
-    """Growth from samples, else the data; and whether the largest table has a creation column."""
+    """Growth from samples, else the data; and whether the largest table has a creation column.
+
+    Each source is fitted only with enough history (:func:`agent19.ops.capacity.fit.too_little`); with too
+    little the next source is tried, and when none has enough the first one seen is reported as not known yet.
+    """
     found = capacity_infer.creation_columns(probe)
     largest = next((o.name for o in state.largest if o.kind == "table"), None)
     timed = any(c["table_name"] == largest for c in found) if largest else None
     notes: list[str] = []
+    pending: Growth | None = None
     if data_dir is not None:
         path = capacity_samples.samples_path(data_dir, capacity_samples.sample_key(state, dsn))
         samples, skipped = capacity_samples.load(path, state.database)
@@ -97,29 +108,26 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
             notes.append(f"{len(future)} sample(s) dated after the server's time now ({state.measured_at}) left "
                          "out: the server's clock went back, or they were not taken on this server")
             pts = [p for p in pts if parse_at(p.at) <= now]
-        span = (parse_at(pts[-1].at) - parse_at(pts[0].at)).total_seconds() / 86400 if pts else 0.0
-        if len(pts) >= 2 and span > 0:
-            fit, rows_fit = choose(pts), choose(pts, rows=True)
-            if span < MIN_SAMPLE_SPAN_DAYS:  # minutes of samples read as a year's trend: a bulk load, autovacuum
-                notes.insert(0, f"WARNING: the samples span only {span * 24:.2f} h — too short for a trend: the "
-                             "projections and days to fill the disk below are not evidence; sample daily (cron) "
-                             "for a week before relying on them")
-            elif len(pts) == 2:
-                notes.insert(0, "two samples: a line through two points has no error to measure; three or more "
-                             "give the fit's error")
-            return Growth(source="samples", evidence=[f"{len(pts)} samples in {where}"], observed=pts, fit=fit,
-                          rows_fit=rows_fit, notes=notes), timed
-        notes.append(f"{len(pts)} sample(s) of this database in {where}: two or more are needed for a fit "
-                     "(run `agent19 capacity sample` daily, e.g. from cron)")
+        evidence = [f"{len(pts)} samples in {where}"]
+        why = too_little(pts)
+        if why is None:
+            return Growth(source="samples", evidence=evidence, observed=pts, fit=choose(pts),
+                          rows_fit=choose(pts, rows=True), notes=notes), timed
+        if pts:
+            pending = _not_yet("samples", evidence, pts, why, [])
+        notes.append(f"samples of this database in {where}: {why} (run `agent19 capacity sample` daily, e.g. "
+                     "from cron)")
     if found:
         pts, evidence = capacity_infer.from_creation_columns(probe, state, found)
-        if len(pts) >= 2:
-            fit, rows_fit = choose(pts), choose(pts, rows=True)
+        why = too_little(pts)
+        if why is None:
             notes.append("tables without a creation timestamp column are taken as static; bytes per row are "
                          "today's (updates, bloat and TOAST growth are not in this estimate)")
-            return Growth(source="creation timestamp columns", evidence=evidence, observed=pts, fit=fit,
-                          rows_fit=rows_fit, notes=notes), timed
-        notes += [f"creation column with less than two months of data: {e}" for e in evidence]
+            return Growth(source="creation timestamp columns", evidence=evidence, observed=pts, fit=choose(pts),
+                          rows_fit=choose(pts, rows=True), notes=notes), timed
+        if pending is None and pts:
+            pending = _not_yet("creation timestamp columns", evidence, pts, why, [])
+        notes.append(f"creation timestamp columns: {why}")
     bytes_fit, rows_fit, why = capacity_infer.from_inserts(probe, state)
     if bytes_fit is not None:
         notes.append("one average rate since the statistics reset: no fit error can be computed; record samples "
@@ -127,8 +135,11 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
         return Growth(source="inserts since the statistics reset", evidence=[why], fit=bytes_fit,
                       rows_fit=rows_fit, notes=notes), timed
     notes.append(why)
+    if pending is not None:
+        pending.notes += [n for n in notes if n not in pending.notes]
+        return pending, timed
     notes.append("no growth evidence: run `agent19 capacity sample` daily (cron) — the plan fits the samples "
-                 "once there are two")
+                 f"once there are {MIN_POINTS} over {MIN_SPAN_DAYS:.0f} days")
     return Growth(source="none", notes=notes), timed
 
 
