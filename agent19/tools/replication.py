@@ -37,12 +37,19 @@ def render_replication(r: ReplicationStatus) -> str:
                    f"{r.synchronous_commit}: the configuration promises zero data loss")
     for s in r.standbys:
         v = s.failover
-        out.append(f"standby {s.name} ({s.client_addr or 'address hidden'}): {s.state or 'state hidden'}, "
+        out.append(f"standby {s.name} ({s.client}): {s.state or 'state hidden'}, "
                    f"{s.sync_state or 'sync state hidden'}; behind: sent "
                    f"{_size(s.unsent_bytes)}, flushed {_size(s.flush_lag_bytes)}, replayed {_size(s.replay_lag_bytes)}"
                    + (f" ({human_duration(s.replay_lag_s)})" if s.replay_lag_s is not None else ""))
         out.append(f"  failover: {_verdict(v)}; promoted now it "
                    f"would lose {_size(v.would_lose_bytes)} and first replay {_size(v.replay_backlog_bytes)}")
+    for c in r.wal_clients:
+        pos = "state and positions hidden" if c.state is None else (
+            f"{c.state}; behind: sent {_size(c.unsent_bytes)}, written {_size(c.write_lag_bytes)}, flushed "
+            + ("not reported (it does not flush each write)" if c.flush_lag_bytes is None else
+               _size(c.flush_lag_bytes)))
+        out.append(f"WAL client {c.name} ({c.kind}; {c.client}" + (f", slot {c.slot}" if c.slot else "")
+                   + f"): {pos}; not a standby, no failover target - told by {c.identified_by}")
     if r.standby:
         st = r.standby
         rec = st.receiver

@@ -47,7 +47,8 @@ def _lag(probe: Probe, r: ReplicationStatus) -> Check:
         threshold={"warning_s": t.replica_lag_s, "warning_bytes": t.replica_lag_warning_bytes,
                    "critical_bytes": t.replica_lag_critical_bytes},
         message="; ".join(f[2] for f in found) if found else
-        ("this server is a standby (see standby_replay)" if r.role == "standby" else "no standby streaming"),
+        ("this server is a standby (see standby_replay)" if r.role == "standby" else "no standby streaming")
+        + "".join(f"; {c.name} ({c.kind}) keeps WAL without replaying it: not a standby" for c in r.wal_clients),
         fix=None if all(f[1] == "unknown" for f in bad) else "on the standby: is replay paused "
         "(pg_get_wal_replay_pause_state()), its disk or CPU saturated, a long query holding replay back "
         "(max_standby_streaming_delay)? On the primary: the "

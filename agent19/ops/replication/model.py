@@ -26,6 +26,8 @@ class Standby(BaseModel):
     name: str = Field(description="application_name (the standby's cluster_name or primary_conninfo's)")
     pid: int
     client_addr: str | None = None
+    client: str = Field(default="address hidden", description="client_addr; 'local socket' for a Unix-socket "
+                        "connection the login may see; 'address hidden' only where the privilege hides it")
     state: str | None = Field(default=None, description="startup, catchup, streaming, backup, stopping")
     sync_state: str | None = Field(default=None, description="async, potential, sync, quorum")
     slot: str | None = None
@@ -43,6 +45,27 @@ class Standby(BaseModel):
                                        "even while pg_stat_replication.replay_lag still shows its last value")
     reply_age_s: float | None = Field(default=None, description="seconds since the standby's last status reply")
     failover: FailoverVerdict
+
+
+class WalStreamClient(BaseModel):
+    """A walsender streaming WAL to a client that keeps it but never replays it (pg_receivewal, the WAL stream of
+    pg_basebackup -X stream): in pg_stat_replication, but no standby and no failover target."""
+
+    name: str = Field(description="application_name")
+    pid: int
+    client: str = Field(description="client_addr, 'local socket', or 'address hidden'")
+    kind: str = Field(description="pg_receivewal, pg_basebackup's WAL stream, or a WAL client that does not replay")
+    identified_by: str = Field(description="how it was told from a standby: it reports no replayed position, or "
+                               "(its state hidden from this login) its application_name")
+    slot: str | None = None
+    state: str | None = None
+    sent_lsn: str | None = None
+    write_lsn: str | None = None
+    flush_lsn: str | None = Field(default=None, description="null unless it flushes each write (pg_receivewal "
+                                  "--synchronous)")
+    unsent_bytes: int | None = None
+    write_lag_bytes: int | None = None
+    flush_lag_bytes: int | None = None
 
 
 class LogicalConsumer(BaseModel):
@@ -131,6 +154,9 @@ class ReplicationStatus(BaseModel):
     standbys: list[Standby] = []
     logical_consumers: list[LogicalConsumer] = Field(default=[], description="walsenders of logical slots "
                                                      "(in pg_stat_replication too, but not standbys)")
+    wal_clients: list[WalStreamClient] = Field(default=[], description="walsenders of clients that keep WAL but "
+                                               "do not replay it (pg_receivewal, pg_basebackup's stream): not "
+                                               "standbys")
     slots: list[Slot] = []
     archiver: Archiver | None = None
     standby: StandbyState | None = Field(default=None, description="set when this server is a standby")

@@ -28,6 +28,7 @@ from agent19.ops.replication.model import (
     Slot,
     Standby,
     StandbyState,
+    WalStreamClient,
 )
 from agent19.units import human_size
 
@@ -50,6 +51,7 @@ def q_standbys(version_num: int) -> str:
 
 _Q_STANDBYS = f"""
 SELECT r.application_name AS name, r.pid, host(r.client_addr) AS client_addr, r.state, r.sync_state,
+       pg_has_role(r.usesysid, 'USAGE') AS own,
        (SELECT s.slot_name FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot,
        (SELECT s.slot_type FROM pg_replication_slots s WHERE s.active_pid = r.pid) AS slot_type,
        r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
@@ -106,15 +108,47 @@ def promises_zero_loss(sync_names: str | None, sync_commit: str | None) -> bool:
     return bool((sync_names or "").strip()) and (sync_commit or "on") in {"on", "remote_write", "remote_apply"}
 
 
+WAL_CLIENTS = {"pg_receivewal": "pg_receivewal", "pg_basebackup": "pg_basebackup's WAL stream"}
+"""Default application_name of PostgreSQL's WAL clients that keep WAL without replaying it."""
+
+
+def client(row: dict[str, Any], read_all_stats: bool) -> str:
+    """client_addr as the login sees it: a NULL it may see is a Unix socket, else the privilege hides it."""
+    if row.get("client_addr"):
+        return str(row["client_addr"])
+    return "local socket" if read_all_stats or row.get("own") else "address hidden"
+
+
+def wal_client(row: dict[str, Any], where: str) -> WalStreamClient | None:
+    """``row`` as a WAL client that is not a standby, or None (a standby, or a walsender this login cannot judge).
+
+    Told by what it reports: a standby replies with the position it replayed; pg_receivewal and pg_basebackup's
+    WAL stream never replay, so replay_lsn stays NULL while sent_lsn is visible. With the walsender's details
+    hidden (needs pg_read_all_stats) only the tools' own application_name tells."""
+    if row.get("state") is not None:
+        if row.get("replay_lsn") is not None or row.get("sent_lsn") is None:
+            return None
+        by = "it reports no replayed position (it keeps WAL, it does not replay it)"
+    elif row.get("name") in WAL_CLIENTS:
+        by = f"its application_name (its state is hidden: needs {MONITOR})"
+    else:
+        return None
+    keep = ("name", "pid", "slot", "state", "sent_lsn", "write_lsn", "flush_lsn", "unsent_bytes", "write_lag_bytes",
+            "flush_lag_bytes")
+    return WalStreamClient(**{k: row.get(k) for k in keep}, client=where, identified_by=by,
+                           kind=WAL_CLIENTS.get(row.get("name") or "", "a WAL client that does not replay"))
+
+
 def verdict(row: dict[str, Any], max_lag: int, zero_loss: bool) -> FailoverVerdict:
-    reasons, hidden = [], []  # hidden: what this role cannot see (state, sync_state, positions are NULL then)
-    if row.get("state") is None:
-        hidden.append(f"its state is hidden (needs {MONITOR})")
+    reasons, hidden = [], []  # hidden: what this role cannot see (pg_stat_replication shows other columns NULL)
+    if row.get("state") is None:  # only the pid is shown without pg_read_all_stats
+        hidden.append(f"its state and position are hidden (needs {MONITOR})")
     elif row.get("state") != "streaming":
         reasons.append(f"not streaming (state {row.get('state')})")
     behind = row.get("replay_lag_bytes")
     if behind is None:
-        hidden.append(f"its position is hidden (needs {MONITOR})")
+        if row.get("state") is not None:
+            reasons.append("it reports no replayed position")
     elif behind > max_lag:
         reasons.append(f"{human_size(behind)} behind the primary (replayed), more than {human_size(max_lag)}")
     if zero_loss and row.get("sync_state") is not None and row.get("sync_state") not in ("sync", "quorum"):
@@ -137,12 +171,16 @@ def replication_status(probe: Probe) -> ReplicationStatus:
     )
     hidden = not facts.read_all_stats
     for row in probe.rows(q_standbys(facts.version_num)):
+        row["client"] = client(row, facts.read_all_stats)
+        row.pop("own")
         if row.pop("slot_type") == "logical":  # a logical decoding consumer (pg_recvlogical, a subscription…)
             out.logical_consumers.append(LogicalConsumer(
                 name=row["name"], pid=row["pid"], slot=row["slot"], state=row["state"],
                 confirmed_behind_bytes=row["flush_lag_bytes"]))
         elif row["state"] == "backup":
             out.notes.append(f"a base backup is streaming from this server ({row['name']}, pid {row['pid']})")
+        elif (wc := wal_client(row, row["client"])) is not None:
+            out.wal_clients.append(wc)
         else:
             out.standbys.append(Standby(**row, failover=verdict(row, t.failover_max_lag_bytes, zero_loss)))
     if hidden:
@@ -161,7 +199,9 @@ def replication_status(probe: Probe) -> ReplicationStatus:
         if hidden:
             out.cannot_see.append(f"the WAL receiver's details (pg_stat_wal_receiver): needs {MONITOR}")
     elif not out.standbys:
-        out.notes.append("no standby is streaming from this server: there is no failover target")
+        out.notes.append("no standby is streaming from this server: there is no failover target"
+                         + (f" ({', '.join(c.name for c in out.wal_clients)} keeps WAL but does not replay it: "
+                            "not a standby)" if out.wal_clients else ""))
     return out
 
 
