@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 import agent19
@@ -52,6 +54,7 @@ SELECT current_setting('server_version_num')::int AS num, current_setting('serve
        (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
        current_setting('wal_level') AS wal_level,
        (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user) AS createdb,
+       (SELECT rolreplication FROM pg_roles WHERE rolname = current_user) AS replication,
        pg_has_role('pg_read_all_settings', 'USAGE') AS read_settings,
        pg_has_role('pg_read_all_stats', 'USAGE') AS read_stats,
        pg_has_role('pg_read_all_data', 'USAGE') AS read_data,
@@ -143,6 +146,18 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
     ]
 
 
+def _logical_decoding(facts: dict[str, Any]) -> Feature:
+    """Change data capture needs both: the server decoding WAL and a login that may open replication slots."""
+    server = facts["wal_level"] == "logical"
+    login = bool(facts["superuser"] or facts["replication"])
+    why = [] if server else [f"the server: change data capture needs wal_level=logical (it is {facts['wal_level']}); "
+                             "set it and restart"]
+    if not login:
+        why.append(f"this login ({facts['usr']}) has no REPLICATION attribute: it may not create replication slots "
+                   f"nor stream changes (agent19 cdc) — a superuser runs ALTER ROLE {facts['usr']} REPLICATION")
+    return Feature(name="logical_decoding", available=server and login, reason="; ".join(why))
+
+
 @tool(
     name="server_info",
     title="Server status",
@@ -184,12 +199,7 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
             "pg_stat_statements", "workload analysis from query statistics", ext,
             preloaded=UNREADABLE if facts["preload"] is None else facts["preload"],
         ),
-        Feature(
-            name="logical_decoding",
-            available=facts["wal_level"] == "logical",
-            reason="" if facts["wal_level"] == "logical" else
-            f"change data capture needs wal_level=logical (it is {facts['wal_level']}); set it and restart",
-        ),
+        _logical_decoding(facts),
         Feature(
             name="dry_run",
             available=mode.allows(AccessMode.DRY_RUN),

@@ -140,6 +140,12 @@ def _gap_check(scan: arch.ArchiveScan) -> StatusCheck:
             message=f"{len(scan.damaged)} segment(s) in {scan.directory} are not a whole segment (truncated copies, "
                     f"or a copy still in progress), first {scan.damaged[0]}: recovery cannot replay past it",
             fix="make archive_command copy to a temporary name and rename it, then take a new base backup")
+    if not scan.segments:
+        return StatusCheck(check="archive_gaps", status="warning", value=0,
+                           message=f"no WAL archived yet in {scan.directory}: point-in-time recovery has nothing to "
+                                   "replay",
+                           fix="check that archive_command copies into this directory (see the archiving check), "
+                               "or pass the directory it copies to")
     if not scan.gaps:
         return StatusCheck(check="archive_gaps", status="ok", value=0,
                            message=f"{scan.segments} segment(s) in {scan.directory}, {scan.first} … {scan.last}, "

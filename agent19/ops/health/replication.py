@@ -14,15 +14,21 @@ from agent19.units import human_duration, human_size
 NAMES = ("replication_lag", "failover_readiness", "replication_slots", "archiving", "standby_replay")
 
 
+SEES = {"replication_lag": ("pg_stat_replication",),
+        "failover_readiness": ("pg_stat_replication", "pg_stat_wal_receiver"),
+        "archiving": ("pg_ls_archive_statusdir",), "standby_replay": ("pg_stat_wal_receiver",)}
+"""The view or function each check reads: a check needs only the privileges hiding what it reads."""
+
+
 def replication_checks(probe: Probe) -> list[Check]:
     r = replication_status(probe)
-    needs = "; ".join(r.cannot_see) or None
     out = [_lag(probe, r), _failover(probe, r), _slots(probe, r), _archiving(probe, r)]
     if r.standby is not None:
         out.append(_standby(r))
     for c in out:
-        if needs and c.check in ("replication_lag", "failover_readiness", "archiving", "standby_replay"):
-            c.needs = needs
+        needs = [x for x in r.cannot_see if any(src in x for src in SEES.get(c.check, ()))]
+        if needs:
+            c.needs = "; ".join(needs)
     return out
 
 
