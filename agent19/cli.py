@@ -84,7 +84,8 @@ def _run_tool(spec: ToolSpec[Any, Any], ns: argparse.Namespace, settings: Settin
         for name, info in records.fields(spec.args).items()
         if getattr(ns, info.alias or name, None) is not None
     }
-    args = records.validate(spec.args, values)  # the parser typed them: a dataclass is built without pydantic
+    with cli_names(TOOLS):  # a value's error names the flag to give (`--disk-size`), not the MCP argument
+        args = records.validate(spec.args, values)  # the parser typed them: a dataclass is built without pydantic
     progress = _ProgressLine()
     ctx = ToolContext(settings, progress=progress if sys.stderr.isatty() else None,
                       elicit=_ask_terminal if sys.stdin.isatty() and sys.stderr.isatty() else None, streaming=True)
