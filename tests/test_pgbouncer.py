@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from agent19.db.binaries import pg_binary
 from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need
 from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
@@ -226,6 +227,20 @@ def test_transaction_pooling_caveats_on_the_real_pgbouncer(server: ThrowawayServ
         row = other.execute("SHOW work_mem").fetchone()
         assert row == ("77MB",)
         a.execute("RESET work_mem")
+    # but PgBouncer keeps application_name per client (config does not count its SET): a client that named itself at
+    # connection keeps its own, the SET follows its client to another server connection; only a client that sent
+    # no application_name sees the last one its server connection had (the finding config gives says so)
+    with psycopg.connect(b.dsn(), autocommit=True) as a, psycopg.connect(b.dsn(), autocommit=True,
+                                                                       application_name="web") as other:
+        a.execute("SET application_name = 'checkout'")
+        assert other.execute("SHOW application_name").fetchone() == ("web",)
+        other.execute("BEGIN")
+        other.execute("SELECT 1")  # holds the server connection a used
+        assert a.execute("SHOW application_name").fetchone() == ("checkout",)
+        other.execute("ROLLBACK")
+        with psycopg.connect(b.dsn(), autocommit=True) as unnamed:
+            row = unnamed.execute("SHOW application_name").fetchone()
+            assert row and row[0] in ("web", "checkout")  # another client's label
     if tuple(map(int, (cfg["pgbouncer_version"] or "0.0").split(".")[:2])) >= (1, 21):
         return
     # before 1.21 a statement the driver prepared on one server connection is missing on another
@@ -263,6 +278,46 @@ def test_session_state_in_the_workload_chooses_session_mode(server: ThrowawaySer
     assert any("transaction pooling breaks" in f["message"] for f in out["findings"])
     with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
         c.execute("SELECT pg_stat_statements_reset()")
+
+
+def test_other_roles_hidden_statements_leave_the_pool_mode_unchecked(server: ThrowawayServer) -> None:
+    """H2/M3: as the application's login (no pg_read_all_stats) another role's LISTEN / advisory lock / SET are
+    hidden: the result says so and names what is needed, never "shows no ...". The app's own SET application_name
+    (PgBouncer tracks it) and pg_dump's session statements (a backup as app) do not force session mode."""
+    app = make_conninfo(server.dsn_for("shop"), user="app")
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("CREATE ROLE reporter LOGIN")
+        c.execute("SELECT pg_stat_statements_reset()")
+    try:
+        with psycopg.connect(make_conninfo(server.dsn_for("shop"), user="reporter"), autocommit=True) as r:
+            r.execute("SET search_path = public")
+            r.execute("LISTEN report_done")
+            r.execute("SELECT pg_advisory_lock(42)")
+        with psycopg.connect(app, autocommit=True) as a:
+            a.execute("SET application_name = 'checkout'")
+        dump = pg_binary("pg_dump", server.major)
+        assert dump, "pg_dump of the test server's version"
+        subprocess.run([dump, "-Fc", "--no-sync", "-f", os.devnull, "-d", app], check=True)
+        done = agent19("--dsn", app, "pgbouncer", "config", "--format", "json")
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(done.stdout)
+        assert "shows no" not in cfg["pool_mode_why"] and "unchecked" in cfg["pool_mode_why"]
+        assert any("reporter" in c and "pg_read_all_stats" in c for c in cfg["cannot_see"]), cfg["cannot_see"]
+        assert any(f["level"] == "warning" and "GRANT pg_read_all_stats TO app" in f["fix"] for f in cfg["findings"])
+        assert cfg["session_features"] == []  # application_name and pg_dump's SETs / PREPAREs are not the app's
+        assert any("pg_dump" in f["message"] for f in cfg["findings"])
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("GRANT pg_read_all_stats TO app")
+        seen = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        assert seen["pool_mode"] == "session" and seen["cannot_see"] == []
+        found = {f["feature"]: f["statements"] for f in seen["session_features"]}
+        assert set(found) == {"SET without LOCAL", "LISTEN", "session advisory locks"}
+        assert found["SET without LOCAL"] == ["SET search_path = public"]  # not application_name, not pg_dump's
+    finally:
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("REVOKE pg_read_all_stats FROM app")
+            c.execute("DROP ROLE reporter")
+            c.execute("SELECT pg_stat_statements_reset()")
 
 
 def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> None:

@@ -3,7 +3,8 @@
 * **Pool mode from evidence** (:mod:`agent19.ops.pgbouncer.evidence`): ``transaction`` unless
   pg_stat_statements shows session state that transaction pooling breaks — then ``session``, naming each
   feature found, with its fix. Without pg_stat_statements the choice is ``transaction`` with a warning that
-  nothing could be checked.
+  nothing could be checked; when other roles' statements are hidden from the login (no ``pg_read_all_stats``),
+  ``transaction`` is said to be unchecked for them, in ``cannot_see`` and a warning, never "shows no …".
 * **Sizes within the budget**: ``default_pool_size`` (20, the charter's) and ``reserve_pool_size`` (5) per
   database/user pair, both smaller when the budget's share per pair is (reserve at most a fifth of it); the
   sum over pairs stays under the budget, and ``max_db_connections`` caps each database at its share. A pool
@@ -126,8 +127,9 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         users = o.users or [me]
         schema, why = pss_schema(probe)
         features: list[SessionFeature] = []
+        aside: dict[str, int] = {}
         if schema:
-            features, cannot = session_features(probe, schema)
+            features, cannot, aside = session_features(probe, schema)
         else:
             cannot.append(f"session state in the workload: {why}")
         b = budget(probe, o.other_connections)
@@ -162,14 +164,30 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         mode_why = ("session: the workload uses session state that transaction pooling breaks — "
                     + "; ".join(f"{f.feature} ({f.calls} calls)" for f in features)
                     + ". Fix those, then regenerate for transaction pooling")
-    else:
+    elif schema and not cannot:
         mode = "transaction"
         mode_why = ("transaction: pg_stat_statements shows no SET without LOCAL, LISTEN, session advisory lock, "
-                    "WITH HOLD cursor, SQL PREPARE or temporary table" if schema else
+                    "WITH HOLD cursor, SQL PREPARE or temporary table")
+    else:
+        mode = "transaction"
+        mode_why = ("transaction, unchecked for what is hidden: " + "; ".join(cannot) if schema else
                     "transaction (nothing could be checked: see cannot_see)")
-        if not schema:
-            findings.append(Finding(level="warning", message="the workload could not be checked for session state",
-                                    fix="CREATE EXTENSION pg_stat_statements, let the application run, regenerate"))
+        findings.append(Finding(
+            level="warning", message="the workload could not be checked for session state" + (
+                ": " + "; ".join(cannot) if schema else ""),
+            fix="CREATE EXTENSION pg_stat_statements, let the application run, regenerate" if not schema else
+            f"GRANT pg_read_all_stats TO {me} (or generate as a superuser) and regenerate; until then, only "
+            "roles known not to keep session state may use this transaction pool"))
+    if aside.get("pg_dump"):
+        findings.append(Finding(
+            level="info", message=f"not counted as the application's: {aside['pg_dump']:,} call(s) of pg_dump's own "
+            "session statements (SET statement_timeout = 0, SET row_security = off, PREPARE dump..., e.g. agent19 "
+            "backup verify or a nightly dump)", fix="run pg_dump against PostgreSQL directly, never through this pool"))
+    if aside.get("application_name") and mode == "transaction":
+        findings.append(Finding(
+            level="info", message=f"SET application_name ({aside['application_name']:,} calls) not counted: PgBouncer "
+            "re-applies each client's own; a client that sends none at connection may show another client's",
+            fix="name every client in its connection string (application_name=...)"))
     pairs = len(databases) * len(users)
     share = max(b.available // max(pairs, 1), 0)  # server connections each database/user pair may use
     reserve = o.reserve_pool_size if o.reserve_pool_size is not None else min(5, share // 5)
