@@ -59,9 +59,15 @@ def server() -> Iterator[ThrowawayServer]:
         s.stop()
 
 
-def agent19(*args: str) -> subprocess.CompletedProcess[str]:
+def agent19(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent19", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def console_status(directory: Path, cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """agent19 pgbouncer status as the README says: the admin DSN config gave, its password from console.pgpass."""
+    return agent19("pgbouncer", "status", "--admin-dsn", cfg["admin_dsn"], "--samples", "1",
+                   env={"PGPASSFILE": str(directory / "console.pgpass"), "PGPASSWORD": "", "PGCONNECT_TIMEOUT": "5"})
 
 
 def generate(server: ThrowawayServer, directory: Path, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -218,6 +224,18 @@ def test_200_clients_through_20_server_connections(server: ThrowawayServer,
     assert "ok" in calm.stdout and ADMIN_PASSWORD not in calm.stdout
 
 
+def test_the_admin_console_login_the_config_writes(bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    b, cfg = bouncer
+    assert cfg["admin_dsn"] == f"postgresql://pgbouncer_admin@127.0.0.1:{b.port}/pgbouncer"
+    with psycopg.connect(b.dsn(), autocommit=True) as c:
+        c.execute("SELECT 1")
+        done = console_status(b.directory, cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shop/app" in done.stdout
+    password = (b.directory / "console.pgpass").read_text().strip().rsplit(":", 1)[1]
+    assert password not in json.dumps(cfg) + done.stdout
+
+
 def test_transaction_pooling_caveats_on_the_real_pgbouncer(server: ThrowawayServer,
                                                           bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
     b, cfg = bouncer
@@ -347,6 +365,9 @@ def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: Throw
         try:
             with psycopg.connect(b.dsn(), autocommit=True) as c:
                 assert c.execute("SELECT current_user").fetchone() == ("app",)
+            # the console: app (auth_query) could not log in to it; the written console login can (M4)
+            done = console_status(directory, cfg)
+            assert done.returncode == 0, done.stdout + done.stderr
             with pytest.raises(psycopg.OperationalError):
                 psycopg.connect(b.dsn(password="wrong"), autocommit=True).close()
             with pytest.raises(psycopg.OperationalError):  # the lookup function never serves a superuser
