@@ -227,6 +227,7 @@ def test_200_clients_through_20_server_connections(server: ThrowawayServer,
 def test_the_admin_console_login_the_config_writes(bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
     b, cfg = bouncer
     assert cfg["admin_dsn"] == f"postgresql://pgbouncer_admin@127.0.0.1:{b.port}/pgbouncer"
+    assert any("console.pgpass" in (f["fix"] or "") and cfg["admin_dsn"] in f["fix"] for f in cfg["findings"])
     with psycopg.connect(b.dsn(), autocommit=True) as c:
         c.execute("SELECT 1")
         done = console_status(b.directory, cfg)

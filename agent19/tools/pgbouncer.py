@@ -44,6 +44,9 @@ def render_config(c: PgBouncerConfig) -> str:
     if c.setup_sql and not c.written:
         out.append(f"auth_query: run with {argument('write')} DIR to get pgbouncer_auth.sql (the lookup role and its "
                    "password)")
+    if not c.written:
+        out.append(f"admin console: {c.admin_users[0]} is a PgBouncer-only login: run with {argument('write')} DIR to "
+                   "get its auth-file line and console.pgpass")
     return "\n".join(out)
 
 

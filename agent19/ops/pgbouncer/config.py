@@ -247,15 +247,11 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         out.setup_sql = setup_sql("'…written to pgbouncer_auth.sql with --write…'")
     if directory is not None and valid:
         out.written = write(directory, out, secrets_rows, lookup_password, console_password)
-        findings.append(Finding(level="info", message=f"admin console: {CONSOLE_USER} (PgBouncer-only login, its "
-                                f"password in {directory / 'console.pgpass'})", fix=f"PGPASSFILE="
-                                f"{directory / 'console.pgpass'} agent19 pgbouncer status --admin-dsn {out.admin_dsn}"))
-    elif directory is None:
-        findings.append(Finding(level="info", message=f"admin console: {CONSOLE_USER} needs a line in the auth file",
-                                fix=f"generate with --write DIR (it writes the line and console.pgpass), or add "
-                                f'"{CONSOLE_USER}" "<password>" to the auth file'))
+        out.findings.append(Finding(level="info", message=f"admin console: {CONSOLE_USER} (PgBouncer-only login, its "
+                                f"password in {directory / 'console.pgpass'})", fix=f"read it at {out.admin_dsn} "
+                                f"with PGPASSFILE={directory / 'console.pgpass'} (pgbouncer status)"))
     elif directory is not None:
-        findings.append(Finding(level="error", message=f"nothing written to {directory}: fix the errors first"))
+        out.findings.append(Finding(level="error", message=f"nothing written to {directory}: fix the errors first"))
     return out
 
 
