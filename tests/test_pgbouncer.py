@@ -29,6 +29,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from agent19.db.binaries import pg_binary
 from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need
 from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
@@ -58,9 +59,15 @@ def server() -> Iterator[ThrowawayServer]:
         s.stop()
 
 
-def agent19(*args: str) -> subprocess.CompletedProcess[str]:
+def agent19(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "agent19", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=120)
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def console_status(directory: Path, cfg: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """agent19 pgbouncer status as the README says: the admin DSN config gave, its password from console.pgpass."""
+    return agent19("pgbouncer", "status", "--admin-dsn", cfg["admin_dsn"], "--samples", "1",
+                   env={"PGPASSFILE": str(directory / "console.pgpass"), "PGPASSWORD": "", "PGCONNECT_TIMEOUT": "5"})
 
 
 def generate(server: ThrowawayServer, directory: Path, *extra: str) -> tuple[int, dict[str, Any]]:
@@ -217,6 +224,19 @@ def test_200_clients_through_20_server_connections(server: ThrowawayServer,
     assert "ok" in calm.stdout and ADMIN_PASSWORD not in calm.stdout
 
 
+def test_the_admin_console_login_the_config_writes(bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    b, cfg = bouncer
+    assert cfg["admin_dsn"] == f"postgresql://pgbouncer_admin@127.0.0.1:{b.port}/pgbouncer"
+    assert any("console.pgpass" in (f["fix"] or "") and cfg["admin_dsn"] in f["fix"] for f in cfg["findings"])
+    with psycopg.connect(b.dsn(), autocommit=True) as c:
+        c.execute("SELECT 1")
+        done = console_status(b.directory, cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "shop/app" in done.stdout
+    password = (b.directory / "console.pgpass").read_text().strip().rsplit(":", 1)[1]
+    assert password not in json.dumps(cfg) + done.stdout
+
+
 def test_transaction_pooling_caveats_on_the_real_pgbouncer(server: ThrowawayServer,
                                                           bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
     b, cfg = bouncer
@@ -226,6 +246,20 @@ def test_transaction_pooling_caveats_on_the_real_pgbouncer(server: ThrowawayServ
         row = other.execute("SHOW work_mem").fetchone()
         assert row == ("77MB",)
         a.execute("RESET work_mem")
+    # but PgBouncer keeps application_name per client (config does not count its SET): a client that named itself at
+    # connection keeps its own, the SET follows its client to another server connection; only a client that sent
+    # no application_name sees the last one its server connection had (the finding config gives says so)
+    with psycopg.connect(b.dsn(), autocommit=True) as a, psycopg.connect(b.dsn(), autocommit=True,
+                                                                       application_name="web") as other:
+        a.execute("SET application_name = 'checkout'")
+        assert other.execute("SHOW application_name").fetchone() == ("web",)
+        other.execute("BEGIN")
+        other.execute("SELECT 1")  # holds the server connection a used
+        assert a.execute("SHOW application_name").fetchone() == ("checkout",)
+        other.execute("ROLLBACK")
+        with psycopg.connect(b.dsn(), autocommit=True) as unnamed:
+            row = unnamed.execute("SHOW application_name").fetchone()
+            assert row and row[0] in ("web", "checkout")  # another client's label
     if tuple(map(int, (cfg["pgbouncer_version"] or "0.0").split(".")[:2])) >= (1, 21):
         return
     # before 1.21 a statement the driver prepared on one server connection is missing on another
@@ -265,6 +299,46 @@ def test_session_state_in_the_workload_chooses_session_mode(server: ThrowawaySer
         c.execute("SELECT pg_stat_statements_reset()")
 
 
+def test_other_roles_hidden_statements_leave_the_pool_mode_unchecked(server: ThrowawayServer) -> None:
+    """H2/M3: as the application's login (no pg_read_all_stats) another role's LISTEN / advisory lock / SET are
+    hidden: the result says so and names what is needed, never "shows no ...". The app's own SET application_name
+    (PgBouncer tracks it) and pg_dump's session statements (a backup as app) do not force session mode."""
+    app = make_conninfo(server.dsn_for("shop"), user="app")
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("CREATE ROLE reporter LOGIN")
+        c.execute("SELECT pg_stat_statements_reset()")
+    try:
+        with psycopg.connect(make_conninfo(server.dsn_for("shop"), user="reporter"), autocommit=True) as r:
+            r.execute("SET search_path = public")
+            r.execute("LISTEN report_done")
+            r.execute("SELECT pg_advisory_lock(42)")
+        with psycopg.connect(app, autocommit=True) as a:
+            a.execute("SET application_name = 'checkout'")
+        dump = pg_binary("pg_dump", server.major)
+        assert dump, "pg_dump of the test server's version"
+        subprocess.run([dump, "-Fc", "--no-sync", "-f", os.devnull, "-d", app], check=True)
+        done = agent19("--dsn", app, "pgbouncer", "config", "--format", "json")
+        assert done.returncode == 0, done.stderr
+        cfg = json.loads(done.stdout)
+        assert "shows no" not in cfg["pool_mode_why"] and "unchecked" in cfg["pool_mode_why"]
+        assert any("reporter" in c and "pg_read_all_stats" in c for c in cfg["cannot_see"]), cfg["cannot_see"]
+        assert any(f["level"] == "warning" and "GRANT pg_read_all_stats TO app" in f["fix"] for f in cfg["findings"])
+        assert cfg["session_features"] == []  # application_name and pg_dump's SETs / PREPAREs are not the app's
+        assert any("pg_dump" in f["message"] for f in cfg["findings"])
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("GRANT pg_read_all_stats TO app")
+        seen = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        assert seen["pool_mode"] == "session" and seen["cannot_see"] == []
+        found = {f["feature"]: f["statements"] for f in seen["session_features"]}
+        assert set(found) == {"SET without LOCAL", "LISTEN", "session advisory locks"}
+        assert found["SET without LOCAL"] == ["SET search_path = public"]  # not application_name, not pg_dump's
+    finally:
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("REVOKE pg_read_all_stats FROM app")
+            c.execute("DROP ROLE reporter")
+            c.execute("SELECT pg_stat_statements_reset()")
+
+
 def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> None:
     done = agent19("pgbouncer", "status", "--admin-dsn", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}"
                    "/pgbouncer")
@@ -292,6 +366,9 @@ def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: Throw
         try:
             with psycopg.connect(b.dsn(), autocommit=True) as c:
                 assert c.execute("SELECT current_user").fetchone() == ("app",)
+            # the console: app (auth_query) could not log in to it; the written console login can (M4)
+            done = console_status(directory, cfg)
+            assert done.returncode == 0, done.stdout + done.stderr
             with pytest.raises(psycopg.OperationalError):
                 psycopg.connect(b.dsn(password="wrong"), autocommit=True).close()
             with pytest.raises(psycopg.OperationalError):  # the lookup function never serves a superuser

@@ -8,6 +8,7 @@ import psycopg
 from pydantic import BaseModel
 
 from agent19.db.connection import Database
+from agent19.db.hidden_statements import hidden_statements
 from agent19.errors import InputError
 
 OrderBy = Literal["total_time", "mean_time", "calls"]
@@ -52,6 +53,13 @@ def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20)
             raise _not_preloaded() from None
     return [WorkloadQuery(sql=r["query"], calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
             for r in rows]
+
+
+def hidden_workload(db: Database) -> str | None:
+    """Other roles' statements this login cannot read (their text hidden): left out of the workload."""
+    with db.read() as conn:
+        return hidden_statements(lambda q: conn.execute(q).fetchall(), "pg_stat_statements",
+                                 "other roles' statements are not in the workload advised on")
 
 
 def _not_preloaded() -> InputError:

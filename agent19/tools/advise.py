@@ -104,7 +104,7 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
     clearly when pg_stat_statements or hypopg is missing and how to enable them."""
     from agent19.optimize.advisor import advise
     from agent19.optimize.explain import one_statement
-    from agent19.optimize.workload import top_queries
+    from agent19.optimize.workload import hidden_workload, top_queries
     from agent19.safety.readonly import ReadOnlyViolation
 
     refused: list[str] = []
@@ -114,6 +114,12 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
             gate.admit(ctx.db, q, gate.Purpose.PLAN)  # only planned, never run
     else:
         top = top_queries(ctx.db, args.order_by, args.limit)
+        hidden = hidden_workload(ctx.db)
+        if hidden:
+            refused.append(hidden)
+        if not top and hidden:
+            raise InputError(f"pg_stat_statements has no statement of this database this login can read: {hidden}",
+                             "grant it as said, or pass `queries`")
         if not top:
             raise InputError("pg_stat_statements has no statements for this database yet",
                              "let the application run, or pass `queries`")

@@ -44,6 +44,9 @@ def render_config(c: PgBouncerConfig) -> str:
     if c.setup_sql and not c.written:
         out.append(f"auth_query: run with {argument('write')} DIR to get pgbouncer_auth.sql (the lookup role and its "
                    "password)")
+    if not c.written:
+        out.append(f"admin console: {c.admin_users[0]} is a PgBouncer-only login: run with {argument('write')} DIR to "
+                   "get its auth-file line and console.pgpass")
     return "\n".join(out)
 
 
@@ -84,8 +87,9 @@ def pgbouncer_config_tool(ctx: ToolContext, args: ConfigArgs) -> PgBouncerConfig
 class StatusArgs(BaseModel):
     admin_dsn: str | None = Field(default=None, description="DSN of PgBouncer's admin console (database "
                                   "pgbouncer, a login in admin_users/stats_users), e.g. "
-                                  "postgresql://admin@127.0.0.1:6432/pgbouncer; default PGBOUNCER_ADMIN_DSN. "
-                                  "Keep the password in PGPASSWORD, not here")
+                                  "postgresql://pgbouncer_admin@127.0.0.1:6432/pgbouncer (the config's admin_dsn); "
+                                  "default PGBOUNCER_ADMIN_DSN. Keep the password in PGPASSFILE (the config's "
+                                  "console.pgpass) or PGPASSWORD, not here")
     samples: int = Field(default=3, ge=1, le=60, description="readings of SHOW POOLS")
     interval: float = Field(default=1.0, ge=0, le=60, description="seconds between readings")
 
@@ -109,7 +113,8 @@ def render_status(s: PgBouncerStatus) -> str:
     name="pgbouncer_status", title="PgBouncer pools",
     args=StatusArgs, result=PgBouncerStatus, cli="pgbouncer status", render_text=render_status,
     exit_code=lambda s: 1 if s.problems else 0,
-    examples=("PGPASSWORD=… agent19 pgbouncer status --admin-dsn postgresql://admin@127.0.0.1:6432/pgbouncer",),
+    examples=("PGPASSFILE=./pgbouncer/console.pgpass agent19 pgbouncer status --admin-dsn "
+              "postgresql://pgbouncer_admin@127.0.0.1:6432/pgbouncer",),
 )
 def pgbouncer_status_tool(ctx: ToolContext, args: StatusArgs) -> PgBouncerStatus:
     """Read PgBouncer's admin console: per pool, waiting clients and saturation, with the fix.

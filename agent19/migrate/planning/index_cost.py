@@ -6,6 +6,8 @@ From the table's measured write activity (:mod:`agent19.migrate.planning.write_a
 * every update that is not HOT adds one entry too; an update stays HOT only when it changes no
   indexed column, so when the table's UPDATE statements (pg_stat_statements) set a column of the
   new index, its HOT updates are lost — each then writes every index of the table, not just the heap;
+  when no UPDATE the login can read sets them but other roles' statements are hidden from it (no
+  ``pg_read_all_stats``), the HOT loss is unknown, with what is needed — never "stay HOT";
 * its size: rows × (average key width from pg_stats + 8 bytes tuple header + 4 bytes line pointer,
   aligned to 8) / 0.9 leaf fill — an estimate for a B-tree, stated as such.
 
@@ -89,11 +91,15 @@ def _cost(p: PlannedOperation, act: TableActivity | None, catalog: SchemaSnapsho
     ins, upd, hot = act.inserts_per_second, act.updates_per_second, act.hot_updates_per_second
     setting = None if act.updated_columns is None else sorted(c for c in key.columns if c in act.updated_columns)
     hot_lost = None if setting is None else (bool(setting) if key.columns else None)
+    if hot_lost is False and act.updates_hidden:
+        hot_lost = None  # none of the UPDATEs this login reads sets them; the hidden ones may
     lost = hot if hot_lost else 0.0
     entries = ins + (upd - hot) + lost
     if hot_lost is None:
         hot_text = ("HOT loss unknown: pg_stat_statements cannot be read, so which columns UPDATEs set is "
-                    "unknown" if setting is None else "HOT loss unknown: an expression index")
+                    "unknown" if setting is None else "HOT loss unknown: an expression index" if not key.columns
+                    else f"HOT loss unknown: no UPDATE this login can read sets its columns, but "
+                    f"{act.updates_hidden}")
     elif hot_lost:
         hot_text = (f"UPDATEs set {', '.join(setting)} (pg_stat_statements): the {hot:,.1f} HOT updates/s become "
                     "non-HOT and write every index of the table")

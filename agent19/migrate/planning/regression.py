@@ -4,7 +4,8 @@ A migration that drops an index, drops a primary key or unique constraint (and i
 changes a column's type (its indexes are rebuilt, or the planner can no longer use them for the old
 operators) can turn an index scan into a sequential scan. The queries compared are the ones the user gives
 and, when the database has ``pg_stat_statements``, its most expensive SELECTs (by total execution time)
-that read an affected table.
+that read an affected table — those whose text the login can read: other roles' statements hidden from it
+(no ``pg_read_all_stats``) are said in the note (:mod:`agent19.db.hidden_statements`).
 
 How (:func:`compare_plans`, on a connection in a transaction the caller rolls back): every query is
 prepared with ``plan_cache_mode = force_generic_plan`` and explained with NULL parameters — the generic
@@ -26,9 +27,10 @@ from typing import Any, Literal
 import psycopg
 from pglast.parser import ParseError
 from psycopg import sql
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 from pydantic import BaseModel, Field
 
+from agent19.db.hidden_statements import hidden_statements
 from agent19.migrate.lint.rules._base import norm
 from agent19.migrate.parse import Statement
 from agent19.sqltree import parse_json, walk
@@ -99,6 +101,9 @@ def top_queries(conn: psycopg.Connection[Any], tables: set[str],
                 rows = cur.execute(Q_STATEMENTS).fetchall()
         except psycopg.Error as exc:
             return [], f"pg_stat_statements could not be read ({str(exc).strip().splitlines()[0]})"
+    with conn.cursor(row_factory=dict_row) as cur, conn.transaction():
+        hidden = hidden_statements(lambda q: cur.execute(q).fetchall(), "pg_stat_statements",
+                                   "which of other roles' SELECTs read an affected table")
     wanted = {norm(t) for t in tables}
     out = []
     for text, calls in rows:
@@ -107,7 +112,8 @@ def top_queries(conn: psycopg.Connection[Any], tables: set[str],
             out.append(PlanQuery(query=text, source="pg_stat_statements", calls=calls))
         if len(out) >= limit:
             break
-    return out, f"{len(out)} of pg_stat_statements' most expensive SELECTs read an affected table"
+    found = f"{len(out)} of pg_stat_statements' most expensive SELECTs read an affected table"
+    return out, f"{found}; {hidden}" if hidden else found
 
 
 def _scans(plan: dict[str, Any]) -> str:

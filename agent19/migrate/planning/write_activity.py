@@ -9,7 +9,10 @@ Two ways to measure, and the result always says which one it used:
   never reset (PostgreSQL 15 keeps counters across clean restarts, so that window may understate
   how long they have been counting; the result says so).
 
-Escalations (a new index on a write-heavy table) and the index write cost read these figures.
+Escalations (a new index on a write-heavy table) and the index write cost read these figures. The columns
+UPDATEs set come from pg_stat_statements; other roles' UPDATEs a login without ``pg_read_all_stats`` cannot
+read are said in ``updates_hidden`` (:mod:`agent19.db.hidden_statements`), so "no UPDATE sets it" is not
+concluded from what is hidden.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import pglast
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
+
+from agent19.db.hidden_statements import hidden_statements
 
 WRITE_HEAVY_PER_SECOND = 10.0
 """Rows written per second (inserts + updates + deletes) from which a table counts as write-heavy."""
@@ -47,6 +52,9 @@ class TableActivity(BaseModel):
     updated_columns: dict[str, int] | None = Field(
         default=None, description="column -> calls of the UPDATE statements that set it (pg_stat_statements); "
         "None when pg_stat_statements cannot be read")
+    updates_hidden: str | None = Field(
+        default=None, description="other roles' statements this login cannot read in pg_stat_statements, and what "
+        "is needed: which columns their UPDATEs set is unknown (None: nothing hidden)")
     column_widths: dict[str, int] = Field(default={}, description="column -> average width in bytes (pg_stats)")
 
     def _rate(self, count: int) -> float:
@@ -83,22 +91,26 @@ def _read(conn: Any) -> dict[str, dict[str, Any]]:
     return {r["table_name"]: r for r in conn.execute(Q_COUNTERS).fetchall()}
 
 
-def _updated_columns(conn: Any) -> dict[str, dict[str, int]] | None:
-    """table → column → UPDATE calls setting it, from pg_stat_statements (None when it cannot be read).
+def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str | None, str | None]:
+    """table → column → UPDATE calls setting it, from pg_stat_statements (None when it cannot be read), and what
+    this login cannot see there (other roles' statements, :mod:`agent19.db.hidden_statements`): those that wrote,
+    and all of them (for unlogged tables, whose UPDATEs write no WAL).
 
     The statement texts are data from the server: they are only parsed, never run."""
     row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
                        "WHERE e.extname = 'pg_stat_statements'").fetchone()
     if row is None:
-        return None
+        return None, None, None
     view = sql.Identifier(row["nspname"], "pg_stat_statements")
     try:
         with conn.transaction():
             rows = conn.execute(sql.SQL(
                 "SELECT query, calls FROM {} WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
                 "current_database()) AND query ~* '^\\s*(with\\s.*)?update\\s'").format(view)).fetchall()
+            hidden = [hidden_statements(lambda q: conn.execute(q).fetchall(), view.as_string(conn),
+                                        "which columns other roles' UPDATEs set", writes_only=w) for w in (True, False)]
     except psycopg.Error:
-        return None
+        return None, None, None
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         try:
@@ -114,7 +126,7 @@ def _updated_columns(conn: Any) -> dict[str, dict[str, int]] | None:
             cols = out.setdefault(name, {})
             for target in stmt.targetList or ():
                 cols[target.name] = cols.get(target.name, 0) + int(r["calls"])
-    return out
+    return out, *hidden
 
 
 def _widths(conn: Any) -> dict[str, dict[str, int]]:
@@ -128,9 +140,13 @@ def _widths(conn: Any) -> dict[str, dict[str, int]]:
 def table_activity(conn: Any, sample_seconds: float = 0.0) -> dict[str, TableActivity]:
     """Write activity of every user table, keyed by ``schema.table``, with the columns UPDATEs set."""
     found = _counters(conn, sample_seconds)
-    updated, widths = _updated_columns(conn), _widths(conn)
+    (updated, hidden_writes, hidden_any), widths = _updated_columns(conn), _widths(conn)
+    unlogged = {r["t"] for r in conn.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c JOIN pg_namespace n ON n.oid = "
+        "c.relnamespace WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p')").fetchall()} if hidden_any else set()
     for name, act in found.items():
         act.updated_columns = None if updated is None else updated.get(name, {})
+        act.updates_hidden = hidden_any if name in unlogged else hidden_writes
         act.column_widths = widths.get(name, {})
     return found
 

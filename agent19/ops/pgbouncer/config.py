@@ -3,7 +3,8 @@
 * **Pool mode from evidence** (:mod:`agent19.ops.pgbouncer.evidence`): ``transaction`` unless
   pg_stat_statements shows session state that transaction pooling breaks — then ``session``, naming each
   feature found, with its fix. Without pg_stat_statements the choice is ``transaction`` with a warning that
-  nothing could be checked.
+  nothing could be checked; when other roles' statements are hidden from the login (no ``pg_read_all_stats``),
+  ``transaction`` is said to be unchecked for them, in ``cannot_see`` and a warning, never "shows no …".
 * **Sizes within the budget**: ``default_pool_size`` (20, the charter's) and ``reserve_pool_size`` (5) per
   database/user pair, both smaller when the budget's share per pair is (reserve at most a fifth of it); the
   sum over pairs stays under the budget, and ``max_db_connections`` caps each database at its share. A pool
@@ -16,6 +17,12 @@
 * **Authentication**: ``userlist`` (the pooled users' SCRAM/MD5 secrets from pg_authid, superuser only) or
   ``auth_query`` through a dedicated lookup role and a SECURITY DEFINER function. Secrets appear only in the
   files written with ``write_dir`` (mode 0600), never in the result.
+* **Admin console**: PgBouncer authenticates a login to its virtual database ``pgbouncer`` from the auth file
+  only (auth_query needs a server database to ask; PgBouncer 1.18 hangs such a login until the client's
+  timeout), so ``admin_users``/``stats_users`` is :data:`CONSOLE_USER` — a PgBouncer-only login (no
+  PostgreSQL role) with a generated password in the auth file and in ``console.pgpass`` (libpq's format,
+  0600) for ``PGPASSFILE=… agent19 pgbouncer status --admin-dsn`` :attr:`PgBouncerConfig.admin_dsn` — plus the
+  connected login when its own secret is in the userlist. Shown on the real PgBouncer in tests/test_pgbouncer.py.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from agent19.ops.pgbouncer.evidence import Budget, SessionFeature, budget, sessi
 PoolMode = Literal["auto", "transaction", "session"]
 Auth = Literal["auto", "userlist", "auth_query"]
 LOOKUP_ROLE = "pgbouncer_auth"
+CONSOLE_USER = "pgbouncer_admin"
+"""The admin console's login: in the auth file only, never a PostgreSQL role (not pooled, no server login)."""
 TIMEOUTS = {"server_connect_timeout": 5, "server_idle_timeout": 600, "server_lifetime": 3600,
             "reserve_pool_timeout": 3, "query_wait_timeout": 120}
 
@@ -86,6 +95,9 @@ class PgBouncerConfig(BaseModel):
     ini: str = Field(description="pgbouncer.ini")
     setup_sql: str | None = Field(default=None, description="auth_query: the lookup role and function to create "
                                   "(the role's password only in the written file)")
+    admin_dsn: str = Field(description="the admin console for agent19 pgbouncer status (password in console.pgpass "
+                           "with --write: PGPASSFILE)")
+    admin_users: list[str] = Field(description="admin_users and stats_users: logins of the auth file")
     findings: list[Finding] = []
     written: list[str] = []
     cannot_see: list[str] = []
@@ -126,8 +138,9 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         users = o.users or [me]
         schema, why = pss_schema(probe)
         features: list[SessionFeature] = []
+        aside: dict[str, int] = {}
         if schema:
-            features, cannot = session_features(probe, schema)
+            features, cannot, aside = session_features(probe, schema)
         else:
             cannot.append(f"session state in the workload: {why}")
         b = budget(probe, o.other_connections)
@@ -162,14 +175,30 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         mode_why = ("session: the workload uses session state that transaction pooling breaks — "
                     + "; ".join(f"{f.feature} ({f.calls} calls)" for f in features)
                     + ". Fix those, then regenerate for transaction pooling")
-    else:
+    elif schema and not cannot:
         mode = "transaction"
         mode_why = ("transaction: pg_stat_statements shows no SET without LOCAL, LISTEN, session advisory lock, "
-                    "WITH HOLD cursor, SQL PREPARE or temporary table" if schema else
+                    "WITH HOLD cursor, SQL PREPARE or temporary table")
+    else:
+        mode = "transaction"
+        mode_why = ("transaction, unchecked for what is hidden: " + "; ".join(cannot) if schema else
                     "transaction (nothing could be checked: see cannot_see)")
-        if not schema:
-            findings.append(Finding(level="warning", message="the workload could not be checked for session state",
-                                    fix="CREATE EXTENSION pg_stat_statements, let the application run, regenerate"))
+        findings.append(Finding(
+            level="warning", message="the workload could not be checked for session state" + (
+                ": " + "; ".join(cannot) if schema else ""),
+            fix="CREATE EXTENSION pg_stat_statements, let the application run, regenerate" if not schema else
+            f"GRANT pg_read_all_stats TO {me} (or generate as a superuser) and regenerate; until then, only "
+            "roles known not to keep session state may use this transaction pool"))
+    if aside.get("pg_dump"):
+        findings.append(Finding(
+            level="info", message=f"not counted as the application's: {aside['pg_dump']:,} call(s) of pg_dump's own "
+            "session statements (SET statement_timeout = 0, SET row_security = off, PREPARE dump..., e.g. agent19 "
+            "backup verify or a nightly dump)", fix="run pg_dump against PostgreSQL directly, never through this pool"))
+    if aside.get("application_name") and mode == "transaction":
+        findings.append(Finding(
+            level="info", message=f"SET application_name ({aside['application_name']:,} calls) not counted: PgBouncer "
+            "re-applies each client's own; a client that sends none at connection may show another client's",
+            fix="name every client in its connection string (application_name=...)"))
     pairs = len(databases) * len(users)
     share = max(b.available // max(pairs, 1), 0)  # server connections each database/user pair may use
     reserve = o.reserve_pool_size if o.reserve_pool_size is not None else min(5, share // 5)
@@ -202,22 +231,27 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
         valid=valid, pool_mode=mode, pool_mode_why=mode_why, session_features=features, budget=b,
         default_pool_size=pool, reserve_pool_size=reserve, max_db_connections=max_db, pools_total=pools_total,
         pgbouncer_version=version, file_descriptors=fds, auth=auth, auth_users=sorted(secrets_rows) if
-        auth == "userlist" else [LOOKUP_ROLE], ini="", findings=findings, cannot_see=cannot)
+        auth == "userlist" else [LOOKUP_ROLE], ini="", findings=findings, cannot_see=cannot,
+        admin_users=[CONSOLE_USER] + ([me] if me in secrets_rows and me != CONSOLE_USER else []),
+        admin_dsn=f"postgresql://{CONSOLE_USER}@{_console_host(o.listen_addr)}:{o.listen_port}/pgbouncer")
     directory = Path(o.write_dir).resolve() if o.write_dir else None
     host = str(params.get("host") or "127.0.0.1")
     # auth_type md5 accepts MD5 secrets and, per user, SCRAM ones (PgBouncer then runs SCRAM); scram-sha-256
     # accepts only SCRAM secrets: it is used when every secret is one.
     scram = auth == "userlist" and bool(secrets_rows) and all(v.startswith("SCRAM-SHA-256$")
                                                               for v in secrets_rows.values())
-    out.ini = render_ini(out, o, databases, host, str(params.get("port") or 5432), me, directory, version,
+    out.ini = render_ini(out, o, databases, host, str(params.get("port") or 5432), directory, version,
                          "scram-sha-256" if scram else "md5")
-    lookup_password = secrets.token_urlsafe(24)
+    lookup_password, console_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     if auth == "auth_query":
         out.setup_sql = setup_sql("'…written to pgbouncer_auth.sql with --write…'")
     if directory is not None and valid:
-        out.written = write(directory, out, secrets_rows, lookup_password)
+        out.written = write(directory, out, secrets_rows, lookup_password, console_password)
+        out.findings.append(Finding(level="info", message=f"admin console: {CONSOLE_USER} (PgBouncer-only login, its "
+                                f"password in {directory / 'console.pgpass'})", fix=f"read it at {out.admin_dsn} "
+                                f"with PGPASSFILE={directory / 'console.pgpass'} (pgbouncer status)"))
     elif directory is not None:
-        findings.append(Finding(level="error", message=f"nothing written to {directory}: fix the errors first"))
+        out.findings.append(Finding(level="error", message=f"nothing written to {directory}: fix the errors first"))
     return out
 
 
@@ -235,7 +269,12 @@ GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO {LOOKUP_ROLE};
 """
 
 
-def render_ini(c: PgBouncerConfig, o: ConfigOptions, databases: list[str], host: str, port: str, admin: str,
+def _console_host(listen_addr: str) -> str:
+    first = listen_addr.split(",")[0].strip()
+    return "127.0.0.1" if first in ("*", "0.0.0.0", "") else f"[{first}]" if ":" in first else first
+
+
+def render_ini(c: PgBouncerConfig, o: ConfigOptions, databases: list[str], host: str, port: str,
                directory: Path | None, version: str | None, auth_type: str) -> str:
     lines = [f";; generated by agent19 — pool mode {c.pool_mode_why}", "", "[databases]"]
     lines += [f"{_ident(d)} = host={host} port={port} dbname={_ident(d)} max_db_connections={c.max_db_connections}"
@@ -246,7 +285,8 @@ def render_ini(c: PgBouncerConfig, o: ConfigOptions, databases: list[str], host:
         lines += [f"unix_socket_dir = {directory}", f"logfile = {directory / 'pgbouncer.log'}",
                   f"pidfile = {directory / 'pgbouncer.pid'}"]
     lines += [f"auth_type = {auth_type}",
-              f"auth_file = {auth_file}", f"admin_users = {_ident(admin)}", f"stats_users = {_ident(admin)}"]
+              f"auth_file = {auth_file}", f"admin_users = {', '.join(map(_ident, c.admin_users))}",
+              f"stats_users = {', '.join(map(_ident, c.admin_users))}"]
     if c.auth == "auth_query":
         lines += [f"auth_user = {LOOKUP_ROLE}", "auth_query = SELECT usename, passwd FROM pgbouncer.get_auth($1)"]
     lines += ["", f"pool_mode = {c.pool_mode}", f"max_client_conn = {o.max_client_conn}",
@@ -262,7 +302,8 @@ def render_ini(c: PgBouncerConfig, o: ConfigOptions, databases: list[str], host:
     return "\n".join(lines)
 
 
-def write(directory: Path, c: PgBouncerConfig, user_secrets: dict[str, str], lookup_password: str) -> list[str]:
+def write(directory: Path, c: PgBouncerConfig, user_secrets: dict[str, str], lookup_password: str,
+          console_password: str) -> list[str]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -274,9 +315,13 @@ def write(directory: Path, c: PgBouncerConfig, user_secrets: dict[str, str], loo
         os.chmod(path, 0o600)
         written.append(str(path))
     put("pgbouncer.ini", c.ini)
+    console = f'"{CONSOLE_USER}" "{console_password}"\n'  # PgBouncer accepts a plain password in the auth file
     if c.auth == "userlist":
-        put("userlist.txt", "".join(f'"{u}" "{s}"\n' for u, s in sorted(user_secrets.items())))
+        put("userlist.txt", "".join(f'"{u}" "{s}"\n' for u, s in sorted(user_secrets.items())) + console)
     else:
-        put("userlist.txt", f'"{LOOKUP_ROLE}" "{lookup_password}"\n')
+        put("userlist.txt", f'"{LOOKUP_ROLE}" "{lookup_password}"\n' + console)
         put("pgbouncer_auth.sql", setup_sql(literal(lookup_password)))
+    console_at = conninfo_to_dict(c.admin_dsn)
+    host = str(console_at["host"]).replace(":", "\\:")  # libpq's pgpass escapes ':' (an IPv6 address)
+    put("console.pgpass", f"{host}:{console_at['port']}:pgbouncer:{CONSOLE_USER}:{console_password}\n")
     return written

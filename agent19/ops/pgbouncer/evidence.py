@@ -8,6 +8,18 @@ statements (SET, LISTEN, PREPARE, DECLARE) are only there when ``pg_stat_stateme
 when it is off the scan says it cannot see them. An SQL ``PREPARE`` is recorded (under the PREPARE's text)
 when it is EXECUTEd, not before (observed on PostgreSQL 15).
 
+Not counted: ``SET application_name`` (PgBouncer keeps it per client and re-applies it on whichever server
+connection the client gets; only a client that sent no application_name at connection may show another
+client's — a label, no behaviour: shown on PgBouncer 1.18 in tests/test_pgbouncer.py; the other parameters it
+tracks, TimeZone, DateStyle, client_encoding, would reach such a client the same way and change results, so
+they count),
+and pg_dump's own session (agent19's ``backup verify``, a nightly dump): the exact statements pg_dump's
+connection setup sends (``SET statement_timeout = 0``, ``SET row_security = off``, … as recorded on
+PostgreSQL 15) and its catalog queries ``PREPARE dump…``/``getColumnACLs``. pg_dump connects directly, never
+through a transaction pool; the result says how many such calls were set aside. An application sending
+byte-identical text is set aside with them (the result counts them). Other roles' statements a login without
+``pg_read_all_stats`` cannot read (:mod:`agent19.db.hidden_statements`) leave the scan unknown, never "none".
+
 **Budget.** Pools may use ``max_connections`` minus ``superuser_reserved_connections`` (and
 ``reserved_connections``, PostgreSQL 16+) minus the other known consumers: agent19 itself (its pool of 4
 plus one direct session) and the direct connections the caller declares (monitoring, migrations, cron).
@@ -21,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agent19.db.hidden_statements import hidden_statements
 from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.health.probe import Probe
 
@@ -44,6 +57,14 @@ FEATURES: list[tuple[str, str, str]] = [
 AGENT19_OWN = "ARRAY['SET default_transaction_read_only = on']"
 """agent19's own session setup (it connects directly, never through PgBouncer): not the application's."""
 
+APP_NAME = r"^\s*set\s+(session\s+)?application_name\M"
+"""SET application_name: PgBouncer keeps it per client (re-applied on the next server connection)."""
+
+PG_DUMP = (r"^set (datestyle = iso|intervalstyle = postgres|extra_float_digits to (3|\$1)|synchronize_seqscans "
+           r"to off|(statement_timeout|lock_timeout|idle_in_transaction_session_timeout) = (0|\$1)|row_security = "
+           r"(off|on)|quote_all_identifiers = true)$|^prepare (dump[a-z]+|getcolumnacls)\(")
+"""pg_dump's own session statements (connection setup, catalog queries), matched on their whole text."""
+
 
 class SessionFeature(BaseModel):
     feature: str
@@ -62,22 +83,32 @@ class Budget(BaseModel):
     in_use_now: int = Field(description="client connections open now (pg_stat_activity)")
 
 
-def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], list[str]]:
+def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], list[str], dict[str, int]]:
+    """The session state found, what could not be seen, and the calls set aside ("pg_dump", "application_name")."""
     cannot: list[str] = []
+    hidden = hidden_statements(probe.rows, f"{schema}.pg_stat_statements",
+                               "whether other roles' statements keep session state (SET, LISTEN, advisory locks, …)")
+    if hidden:
+        cannot.append(hidden)
     track = probe.rows("SELECT current_setting('pg_stat_statements.track_utility', true) AS t")[0]["t"]
     if track == "off":
         cannot.append("pg_stat_statements.track_utility is off: SET, LISTEN, PREPARE and DECLARE are not recorded "
                       "— ALTER SYSTEM SET pg_stat_statements.track_utility = on and let the workload run")
     found = []
+    here = (f"FROM {schema}.pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
+            f"current_database()) AND query NOT LIKE '/* agent19 %' AND query <> ALL({AGENT19_OWN})")
+    aside = {}
+    for what, pattern in (("pg_dump", PG_DUMP), ("application_name", APP_NAME)):
+        n = probe.rows(f"SELECT coalesce(sum(calls), 0)::bigint AS n {here} AND query ~* {literal(pattern)}")
+        aside[what] = int(n[0]["n"])
     for name, pattern, fix in FEATURES:
-        rows = probe.rows(f"SELECT query, calls FROM {schema}.pg_stat_statements WHERE query ~* {literal(pattern)} "
-                          "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                          f"AND query NOT LIKE '/* agent19 %' AND query <> ALL({AGENT19_OWN}) "
-                          "ORDER BY calls DESC LIMIT 5")
+        tracked = f" AND query !~* {literal(APP_NAME)}" if name == "SET without LOCAL" else ""
+        rows = probe.rows(f"SELECT query, calls {here} AND query ~* {literal(pattern)} "
+                          f"AND query !~* {literal(PG_DUMP)}{tracked} ORDER BY calls DESC LIMIT 5")
         if rows:
             found.append(SessionFeature(feature=name, calls=sum(int(r["calls"]) for r in rows), fix=fix,
                                         statements=[" ".join((r["query"] or "").split())[:200] for r in rows[:3]]))
-    return found, cannot
+    return found, cannot, aside
 
 
 def budget(probe: Probe, other_direct: int) -> Budget:

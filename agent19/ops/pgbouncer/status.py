@@ -1,7 +1,9 @@
 """``pgbouncer_status``: a running PgBouncer's pools from its admin console, with what to do.
 
 Reads ``SHOW POOLS``, ``SHOW STATS``, ``SHOW CLIENTS``, ``SHOW SERVERS`` and ``SHOW DATABASES`` from the
-admin console (the virtual database ``pgbouncer``; the login must be in ``admin_users`` or ``stats_users``).
+admin console (the virtual database ``pgbouncer``; the login must be in ``admin_users`` or ``stats_users`` and
+in the auth file: PgBouncer does not use auth_query for the console — the config agent19 writes has one,
+:data:`agent19.ops.pgbouncer.config.CONSOLE_USER`, with its password in ``console.pgpass``).
 The console speaks only the simple query protocol, so commands go through ``PQexec``. Pools are read
 ``samples`` times, ``interval_s`` apart: a pool is *waiting* when ``cl_waiting > 0`` in every reading (a
 single reading catches bursts that clear by themselves), and *saturated* when its server connections in
@@ -78,8 +80,10 @@ def pgbouncer_status(admin_dsn: str, *, samples: int = 3, interval_s: float = 1.
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DatabaseUnavailable(f"cannot reach PgBouncer's admin console at {shown}: "
                                   f"{redact_text(first, password_of(admin_dsn))}",
-                                  "give the DSN of the virtual database pgbouncer, e.g. "
-                                  "postgresql://admin@127.0.0.1:6432/pgbouncer") from None
+                                  "give the DSN of the virtual database pgbouncer as a login of PgBouncer's auth "
+                                  "file listed in admin_users, e.g. postgresql://pgbouncer_admin@127.0.0.1:6432/"
+                                  "pgbouncer with PGPASSFILE=<dir>/console.pgpass (both written by agent19's "
+                                  "pgbouncer config); a login only auth_query knows cannot reach the console") from None
     try:
         readings = []
         for i in range(max(samples, 1)):
