@@ -35,6 +35,7 @@ from typing import Any, Literal
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode
+from agent19.db import rls
 from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
@@ -269,6 +270,12 @@ def verify_logical(
         snap_id, size, major, data = info["snap"], int(info["size"]), int(info["major"]), int(info["data"])
         target = _choose(db, restore_into, size, major, notes, restorer.scratch_objection(src, bool(from_file)))
         dump_path = Path(from_file) if from_file else None
+        hidden = [] if dump_path else rls.hidden_in_database(src)
+        if hidden:  # pg_dump refuses them (row_security off): said before any work, with what to do
+            more = f" (and {len(hidden) - 3} more)" if len(hidden) > 3 else ""
+            raise InputError("cannot dump the database: " + "; ".join(rls.message(t) for t in hidden[:3]) + more,
+                             "verify as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the tables' "
+                             "owner (pg_dump refuses to dump only the rows a policy shows)")
         # streamed only when the restorer can run every entry (else: a file, its table of contents filtered)
         whole = target == "scratch" or not (restorer.source_has_event_triggers(src) or any(
             restorer.needs_superuser(src, name) for name, _ in restorer.source_extensions(src)))
@@ -310,7 +317,9 @@ def verify_logical(
                     failure = dump.wait(say, data)
                     if failure:
                         raise InputError("pg_dump failed: " + db.redact(failure),
-                                         "the role needs SELECT on every table it dumps (or use a role that has it)")
+                                         f"row-level security hides rows from this login: {rls.HINT}"
+                                         if rls.explains(failure) else "the role needs SELECT on every table "
+                                         "and sequence it dumps (or use a role that has it)")
                     dump_s = (dump.dump_end or time.monotonic()) - dump.start
                     if stream:
                         restore_s = (dump.restore_end or time.monotonic()) - dump.start
