@@ -133,3 +133,6 @@ def test_backup_verify_names_row_level_security_not_select(dsn):
     text = done.stderr
     assert "row-level security hides rows of public.accounts from this login" in text, text
     assert "BYPASSRLS" in text and "needs SELECT" not in text
+    as_json = _agent19(app, "backup", "verify", "--format", "json")
+    assert as_json.returncode == 2
+    assert "row-level security hides rows of public.accounts" in json.loads(as_json.stdout)["error"]
