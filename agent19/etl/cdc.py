@@ -43,7 +43,13 @@ from pydantic import BaseModel, Field
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, target
-from agent19.etl.cdc_first_run import copy_table, create_slot, require_empty, require_replication_role
+from agent19.etl.cdc_first_run import (
+    copy_order,
+    copy_table,
+    create_slot,
+    require_empty,
+    require_replication_role,
+)
 from agent19.etl.cdc_read import ChangeReader, require_publication
 
 SLOT_PREFIX = "agent19_"
@@ -145,6 +151,7 @@ class CdcRun:
     # -- first run -----------------------------------------------------------------------------------------
     def initial_copy(self) -> str:
         require_empty(self.dest, self.targets, self.slot)
+        order = copy_order(self.dest, self.targets)  # parents first: the destination's foreign keys hold
         if self.plugin == "pgoutput":
             with self.source.read() as conn:
                 require_publication(conn, self.reader.publication, self.tables)
@@ -164,8 +171,9 @@ class CdcRun:
                 src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                 require_empty(self.dest, self.targets, self.slot, lock=True)
-                for name, t in self.targets.items():
-                    self.result.initial_copy[name] = copy_table(src, self.dest, t)
+                self.dest.execute("SET CONSTRAINTS ALL DEFERRED")  # deferrable keys (a cycle's) at the commit
+                for name in order:
+                    self.result.initial_copy[name] = copy_table(src, self.dest, self.targets[name])
                 self.dest.execute(sql.SQL(
                     "INSERT INTO {}.cdc_state (slot, tables, lsn) VALUES (%s, %s, %s::pg_lsn) ON CONFLICT (slot) "
                     "DO UPDATE SET tables = EXCLUDED.tables, lsn = EXCLUDED.lsn, updated_at = now()"
