@@ -4,10 +4,12 @@ named in; a cycle of foreign keys is copied when they are DEFERRABLE and refused
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode
 from agent19.db.connection import Database
@@ -84,3 +86,26 @@ def test_a_cycle_of_foreign_keys_is_refused_unless_deferrable(source, warehouse)
     done = _run(source, warehouse, ["public.a", "public.b"])
     assert done.initial_copy == {"public.a": 1, "public.b": 1}
     assert _run(source, warehouse, ["public.a", "public.b"], teardown=True).dropped
+
+
+def test_a_table_a_policy_filters_is_refused_before_any_slot(source, warehouse):
+    """A REPLICATION login (no superuser) whose policy shows it some rows: the copy would hold those, the stream
+    (logical decoding ignores policies) every change; refused, no slot."""
+    role = f"cdc_{uuid.uuid4().hex[:8]}"
+    _sql(source, DDL, f"CREATE ROLE {role} LOGIN REPLICATION", f"GRANT SELECT ON customers TO {role}",
+         "INSERT INTO customers VALUES (1, 'a'), (2, 'b')", "ALTER TABLE customers ENABLE ROW LEVEL SECURITY",
+         f"CREATE POLICY only_a ON customers TO {role} USING (name = 'a')")
+    _sql(warehouse, DDL)
+    try:
+        with pytest.raises(InputError) as refused:
+            _run(make_conninfo(source, user=role), warehouse, ["public.customers"])
+        assert "row-level security hides rows of public.customers from this login" in refused.value.message
+        assert "No slot was created" in refused.value.message and "BYPASSRLS" in (refused.value.hint or "")
+        with psycopg.connect(source) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
+        _sql(source, f"ALTER ROLE {role} BYPASSRLS")
+        assert _run(make_conninfo(source, user=role), warehouse, ["public.customers"]).initial_copy == {
+            "public.customers": 2}
+        assert _run(make_conninfo(source, user=role), warehouse, ["public.customers"], teardown=True).dropped
+    finally:
+        _sql(source, "DROP TABLE order_notes, orders, customers", f"DROP ROLE {role}")

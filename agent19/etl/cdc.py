@@ -40,9 +40,10 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field
 
+from agent19.db import rls
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, target
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, split_table, target
 from agent19.etl.cdc_first_run import (
     copy_order,
     copy_table,
@@ -152,9 +153,15 @@ class CdcRun:
     def initial_copy(self) -> str:
         require_empty(self.dest, self.targets, self.slot)
         order = copy_order(self.dest, self.targets)  # parents first: the destination's foreign keys hold
-        if self.plugin == "pgoutput":
-            with self.source.read() as conn:
+        with self.source.read() as conn:
+            if self.plugin == "pgoutput":
                 require_publication(conn, self.reader.publication, self.tables)
+            hidden = rls.hidden(conn, [split_table(t) for t in self.tables])
+        if hidden:  # the copy would hold the rows a policy shows, the stream (decoding ignores policies) all changes
+            raise InputError(f"{'; '.join(rls.message(t) for t in hidden)}: the first copy would hold only the rows "
+                             "it shows. No slot was created, nothing was copied",
+                             "run cdc as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the tables' "
+                             "owner, or add a policy that shows this login every row")
         existing = self.slot_row()
         if existing is not None:  # ours, left by a run killed during its copy (no state was committed)
             if existing["active"]:
