@@ -136,3 +136,15 @@ def test_backup_verify_names_row_level_security_not_select(dsn):
     as_json = _agent19(app, "backup", "verify", "--format", "json")
     assert as_json.returncode == 2
     assert "row-level security hides rows of public.accounts" in json.loads(as_json.stdout)["error"]
+
+
+async def test_data_quality_over_mcp_does_not_pass_on_visible_rows(dsn):
+    from tests.mcp_client import stdio_session
+
+    app = _login(dsn)
+    checks = "tables:\n  public.accounts:\n    checks:\n      - {check: missing_count, column: email}\n"
+    async with stdio_session("--dsn", app) as session:
+        result = await session.call_tool("data_quality", {"checks": checks})
+    out = result.structured_content
+    assert out["status"] == "error", out  # it said pass: the NULL email is in a hidden row
+    assert "row-level security hides rows of public.accounts" in out["checks"][0]["message"]
