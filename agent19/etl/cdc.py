@@ -40,10 +40,17 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field
 
+from agent19.db import rls
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
-from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, target
-from agent19.etl.cdc_first_run import copy_table, create_slot, require_empty, require_replication_role
+from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, split_table, target
+from agent19.etl.cdc_first_run import (
+    copy_order,
+    copy_table,
+    create_slot,
+    require_empty,
+    require_replication_role,
+)
 from agent19.etl.cdc_read import ChangeReader, require_publication
 
 SLOT_PREFIX = "agent19_"
@@ -145,9 +152,16 @@ class CdcRun:
     # -- first run -----------------------------------------------------------------------------------------
     def initial_copy(self) -> str:
         require_empty(self.dest, self.targets, self.slot)
-        if self.plugin == "pgoutput":
-            with self.source.read() as conn:
+        order = copy_order(self.dest, self.targets)  # parents first: the destination's foreign keys hold
+        with self.source.read() as conn:
+            if self.plugin == "pgoutput":
                 require_publication(conn, self.reader.publication, self.tables)
+            hidden = rls.hidden(conn, [split_table(t) for t in self.tables])
+        if hidden:  # the copy would hold the rows a policy shows, the stream (decoding ignores policies) all changes
+            raise InputError(f"{'; '.join(rls.message(t) for t in hidden)}: the first copy would hold only the rows "
+                             "it shows. No slot was created, nothing was copied",
+                             "run cdc as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the tables' "
+                             "owner, or add a policy that shows this login every row")
         existing = self.slot_row()
         if existing is not None:  # ours, left by a run killed during its copy (no state was committed)
             if existing["active"]:
@@ -164,8 +178,9 @@ class CdcRun:
                 src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
                 require_empty(self.dest, self.targets, self.slot, lock=True)
-                for name, t in self.targets.items():
-                    self.result.initial_copy[name] = copy_table(src, self.dest, t)
+                self.dest.execute("SET CONSTRAINTS ALL DEFERRED")  # deferrable keys (a cycle's) at the commit
+                for name in order:
+                    self.result.initial_copy[name] = copy_table(src, self.dest, self.targets[name])
                 self.dest.execute(sql.SQL(
                     "INSERT INTO {}.cdc_state (slot, tables, lsn) VALUES (%s, %s, %s::pg_lsn) ON CONFLICT (slot) "
                     "DO UPDATE SET tables = EXCLUDED.tables, lsn = EXCLUDED.lsn, updated_at = now()"

@@ -46,6 +46,53 @@ def require_empty(dest: Connection, targets: dict[str, Target], slot: str, lock:
 
 
 
+Q_FOREIGN_KEYS = """
+SELECT c.conrelid::regclass::text AS child, c.confrelid::regclass::text AS parent, c.conname AS name,
+       c.condeferrable AS deferrable, c.conrelid::oid AS child_oid, c.confrelid::oid AS parent_oid
+  FROM pg_constraint c
+ WHERE c.contype = 'f' AND c.conrelid <> c.confrelid AND c.conrelid = ANY(%(oids)s) AND c.confrelid = ANY(%(oids)s)
+"""
+
+
+def copy_order(dest: Connection, targets: dict[str, Target]) -> list[str]:
+    """The captured tables in the order their first copy can fill them: a table after the tables its destination
+    foreign keys reference (whatever order they were named in; ties keep it). A cycle of foreign keys is
+    broken at its DEFERRABLE ones (the copy defers them to its commit); a cycle without one is refused before
+    any slot is made: no order fills those tables."""
+    oids = {}
+    for name, t in targets.items():
+        row = dest.execute("SELECT to_regclass(%s)::oid AS oid", (t.ident.as_string(dest),)).fetchone()
+        if row and row["oid"] is not None:
+            oids[int(row["oid"])] = name
+    edges = dest.execute(Q_FOREIGN_KEYS, {"oids": list(oids)}).fetchall()
+
+    def sort(names: list[str], keys: list[Any]) -> tuple[list[str], list[str]]:
+        """(names whose parents among ``names`` come first, in the named order otherwise; those in a cycle)."""
+        parents: dict[str, set[str]] = {name: set() for name in names}
+        for e in keys:
+            if oids[int(e["child_oid"])] in parents and oids[int(e["parent_oid"])] in parents:
+                parents[oids[int(e["child_oid"])]].add(oids[int(e["parent_oid"])])
+        order, left = [], list(names)
+        while ready := [n for n in left if not (parents[n] & set(left))]:
+            order += ready
+            left = [n for n in left if n not in ready]
+        return order, left
+
+    order, left = sort(list(targets), edges)
+    rigid = [e for e in edges if not e["deferrable"]]
+    tail, stuck = sort(left, rigid)  # deferrable keys are checked at the copy's commit: only the others order it
+    if stuck:
+        named = "; ".join(f"{e['name']} ({e['child']} → {e['parent']})" for e in rigid
+                          if oids[int(e["child_oid"])] in stuck and oids[int(e["parent_oid"])] in stuck)
+        raise InputError(
+            f"the destination's foreign keys between {', '.join(stuck)} form a cycle ({named}): no order of the "
+            "first copy fills them without a violation, and none of them is DEFERRABLE. No slot was created",
+            "on the destination make one foreign key of the cycle deferrable (ALTER TABLE … ALTER CONSTRAINT … "
+            "DEFERRABLE; the copy then checks it at its commit), or drop it there for the first run and add it "
+            "back after (the changes that follow arrive in the source's order, which satisfies it)")
+    return order + tail
+
+
 def require_replication_role(source: Database, consequence: str) -> None:
     """Refuse, saying what to run, when the login may not use replication slots (else the server's bare
     "must be superuser or replication role" on the first run, or on a later one after the role lost it)."""

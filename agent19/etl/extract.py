@@ -17,11 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from psycopg.adapt import AdaptersMap
 from psycopg.rows import tuple_row
 from psycopg.types.datetime import DateLoader, TimestampLoader, TimestamptzLoader
 
+from agent19.db import rls
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.migrate.patterns import sqlnames
@@ -78,6 +80,10 @@ class SourceShape:
     """column → type name, in the source's order."""
 
 
+_RLS_FIX = ("extract as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the table's owner (when it has "
+            "no FORCE ROW LEVEL SECURITY), or add a policy that shows this login every row")
+
+
 class Extractor:
     """Reads batches from a source (table or admitted query)."""
 
@@ -102,21 +108,28 @@ class Extractor:
                                      "name it as schema.table, raw (Sales Dept.Order Items) or as SQL with "
                                      "double quotes (\"Sales Dept\".\"Order Items\")")
                 readonly.check_catalog(conn, readonly.check_statements(gate.parse_input(text)))
+                hidden = rls.hidden_relation(conn, self.table.as_string(conn))
+                if hidden is not None:  # a copy of the rows a policy shows, and a watermark past the rest
+                    raise InputError(f"{rls.message(hidden)}; nothing was read or written, the watermark did not "
+                                     "move", _RLS_FIX)
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
-        if self.user_query:
-            with gate.reader(self.db) as conn:
-                infinity_as_text(conn)
-                yield conn
-        else:
-            with self.db.read() as conn:
-                infinity_as_text(conn)
-                yield conn
+        with gate.reader(self.db) if self.user_query else self.db.read() as conn:
+            infinity_as_text(conn)
+            conn.execute(rls.EVERY_ROW)  # a read a policy would filter errors (a query source's tables too)
+            yield conn
 
     def shape(self) -> SourceShape:
         with self._session() as conn:
-            cur = conn.execute(sql.SQL("SELECT * FROM ({}\n) _src LIMIT 0").format(self.base))
+            try:
+                cur = conn.execute(sql.SQL("SELECT * FROM ({}\n) _src LIMIT 0").format(self.base))
+            except psycopg.errors.InsufficientPrivilege as exc:
+                if not rls.explains(exc):
+                    raise
+                raise InputError(f"row-level security hides rows the source reads from this login ({exc}): "
+                                 f"{rls.HINT}; nothing was read or written, the watermark did not move",
+                                 _RLS_FIX) from None
             desc = cur.description or []
             oids = [d.type_code for d in desc]
             names = {r["oid"]: r["name"] for r in conn.execute(Q_TYPES, (oids,)).fetchall()}

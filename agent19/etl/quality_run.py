@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from agent19.db import rls
 from agent19.db.connection import Connection, Database
 from agent19.db.models import Table
 from agent19.errors import Agent19Error
@@ -60,6 +61,7 @@ class _Run:
         cm: AbstractContextManager[Connection] = gate.reader(self.db) if user_sql else self.db.read()
         with cm as conn:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute(rls.EVERY_ROW)  # a read a policy would filter errors: never a pass on a subset
             yield conn
 
     def fetch(self, conn: Connection, query: sql.Composable | str, user_sql: bool) -> list[dict[str, Any]]:
@@ -80,6 +82,8 @@ class _Run:
         if isinstance(exc, psycopg.errors.QueryCanceled):
             return f"cancelled by statement_timeout ({self.timeout}): the check did not finish, so it did not pass"
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if rls.explains(exc):
+            return self.db.redact(f"unknown — row-level security hides rows from this login ({text}): {rls.HINT}")
         return self.db.redact(text if isinstance(exc, Agent19Error) else f"PostgreSQL: {text}")
 
     def keys(self, conn: Connection, listing: sql.Composable, width: int, user_sql: bool, limit: int | None = None
@@ -220,6 +224,7 @@ def _run_group(run: _Run, relations: dict[str, Relation | None], target: q.Targe
     tname = target.table.qualified_name
     try:
         with run.transaction(target.user_sql) as conn:
+            _hidden_rows(conn, relations, target, spec, indices, results)
             _metrics(run, conn, target, spec, filters, indices, results)
             for i in sorted(indices - results.keys()):
                 c = spec.checks[i]
@@ -231,6 +236,29 @@ def _run_group(run: _Run, relations: dict[str, Relation | None], target: q.Targe
         msg = run.error_message(exc)
         for i in indices:
             results.setdefault(i, _result(spec.checks[i], target, tname, status="error", message=msg))
+
+
+def _hidden_rows(conn: Connection, relations: dict[str, Relation | None], target: q.Target, spec: TableChecks,
+                 indices: set[int], results: dict[int, CheckResult]) -> None:
+    """Checks that read rows a row-level security policy hides from the login (the table's, or an orphans
+    check's referenced table's) are unknown: a count of the visible rows would pass on a subset."""
+    def read(i: int) -> list[tuple[str, str]]:
+        c = spec.checks[i]
+        if isinstance(c, SchemaCheck):
+            return []
+        out = [(target.table.schema_name, target.table.name)]
+        parent = relations.get(c.references_table) if isinstance(c, Orphans) else None
+        return out + ([(parent.table.schema_name, parent.table.name)] if parent is not None else [])
+
+    todo = {i: read(i) for i in sorted(indices - results.keys())}
+    hidden = set(rls.hidden(conn, {t for tables in todo.values() for t in tables}))
+    if not hidden:
+        return
+    for i, tables in todo.items():
+        names = [n for n in (rls.relation_key(*t) for t in tables) if n in hidden]
+        if names:
+            results[i] = _result(spec.checks[i], target, target.table.qualified_name, status="error",
+                                 message="unknown — " + rls.message(names[0]))
 
 
 def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent19.errors import InputError
+from agent19.errors import DatabaseUnavailable, InputError
 from agent19.migrate.dryrun import scratch as scratch
 from agent19.ops.backup import workdir as backup_workdir
 from agent19.ops.backup.model import VerifyResult
@@ -65,6 +65,7 @@ class VerifyBackupArgs(BaseModel):
     idempotent=True,
     render_text=render_verify,
     exit_code=lambda r: 0 if r.verified else 1,
+    error_formats={"json": lambda exc: _error_json(exc)},
     examples=(
         "agent19 backup verify --dsn postgresql://app@db/shop --mode dry-run",
         "agent19 backup verify --from nightly.dump --restore-into cluster --format json",
@@ -91,6 +92,17 @@ def verify_backup(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:
     if result.verified and args.from_path is None:  # a fresh backup of the configured database
         policy.record_backup(ctx.settings, ctx.db, result.kind)
     return result
+
+
+def _error_json(exc: Exception) -> list[str]:
+    """`--format json` when verification could not run (exit status 2, 3): a document that says so, not nothing."""
+    import json
+
+    from agent19.db.redact import redact_text
+
+    status = getattr(exc, "exit_code", 2) if not isinstance(exc, DatabaseUnavailable) else 3
+    return [json.dumps({"verified": False, "could_not_verify": True, "exit_status": status,
+                        "error": redact_text(str(exc))}, ensure_ascii=False, indent=2)]
 
 
 def _verify(ctx: ToolContext, args: VerifyBackupArgs) -> VerifyResult:

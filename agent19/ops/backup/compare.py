@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
+from agent19.db import rls
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.ops.backup.model import SequenceCheck, TableCheck
@@ -103,7 +104,7 @@ def table_sums(conn: psycopg.Connection[Any], table: str) -> Sums | str:
             row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
     except psycopg.errors.InsufficientPrivilege as exc:
         if "row-level security" in str(exc):
-            return f"unknown — row-level security hides rows of {table} from this login (use its owner or BYPASSRLS)"
+            return "unknown — " + rls.message(table)
         return f"unknown — needs SELECT on {table}"
     except psycopg.errors.UndefinedTable:
         return "missing"

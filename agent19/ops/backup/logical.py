@@ -35,6 +35,7 @@ from typing import Any, Literal
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode
+from agent19.db import rls
 from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
@@ -136,24 +137,18 @@ def _restore(kind: str, path: Path, dsn: str, env: dict[str, str], jobs: int, ma
     return elapsed, plan.errors + ([] if code == 0 else restore_errors(stderr))
 
 
-def _unsafe_scratch(why: str) -> InputError:
-    return InputError(
-        f"refusing to restore into a scratch database as this login: {why}. The dump's CHECK constraints, "
-        "defaults, index expressions and triggers call functions that the database's owners wrote; restored as "
-        "this login they would run with its powers (a shell command through COPY … TO PROGRAM, files written "
-        "on the server)",
-        "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges); a scratch "
-        "database suits the live database verified as its own owner role (no SUPERUSER, no CREATEROLE, CREATEDB)")
-
-
 def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, notes: list[str],
-            unsafe: str | None) -> str:
-    can_scratch = db.mode.allows(AccessMode.DRY_RUN) and unsafe is None
+            unsafe: str | None, createdb: tuple[str, bool]) -> str:
+    login, may_create = createdb
+    can_scratch = db.mode.allows(AccessMode.DRY_RUN) and unsafe is None and may_create
     free, total = server_free_bytes(db)
+    has_binaries = bool(pg_binary("initdb", major)) and bool(pg_binary("postgres", major))
     if restore_into == "scratch":
         db.require(AccessMode.DRY_RUN, "restoring into a scratch database")
         if unsafe:
-            raise _unsafe_scratch(unsafe)
+            raise restorer.unsafe_scratch(unsafe)
+        if not may_create:
+            raise restorer.no_createdb(login, major, has_binaries)
         if free is not None and free < size * 1.1:
             raise InputError(f"the target's disk has {free} bytes free; a scratch copy needs about {int(size * 1.1)}",
                              "use --restore-into cluster (a throwaway cluster in --work-dir)")
@@ -161,7 +156,6 @@ def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, note
     if restore_into == "cluster":
         return "cluster"
     tight = free is not None and total is not None and (free - size < max(total * 0.1, 1024**3))
-    has_binaries = bool(pg_binary("initdb", major)) and bool(pg_binary("postgres", major))
     if can_scratch and not tight:
         if free is None:
             notes.append("free space on the target's disk is not visible to agent19 (remote server or no "
@@ -171,13 +165,17 @@ def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, note
         if can_scratch:
             return "scratch"
         if unsafe and db.mode.allows(AccessMode.DRY_RUN):
-            raise _unsafe_scratch(unsafe + f", and there are no PostgreSQL {major} server binaries here for a "
-                                  "throwaway cluster")
+            raise restorer.unsafe_scratch(unsafe + f", and there are no PostgreSQL {major} server binaries here "
+                                          "for a throwaway cluster")
+        if not may_create and db.mode.allows(AccessMode.DRY_RUN):
+            raise restorer.no_createdb(login, major, has_binaries)
         raise InputError("no local PostgreSQL server binaries for a throwaway cluster, and mode read-only forbids "
                          "a scratch database", f"install postgresql-{major} here, or use --mode dry-run")
     notes.append("restored into a throwaway cluster: " + (
         "the target's disk would be too full after a scratch copy" if tight else
-        f"the login may not run the dump's SQL in a scratch database ({unsafe})" if unsafe else "read-only mode"))
+        f"the login may not run the dump's SQL in a scratch database ({unsafe})" if unsafe else
+        f"login {login} lacks CREATEDB (a scratch database needs it)" if not may_create and
+        db.mode.allows(AccessMode.DRY_RUN) else "read-only mode"))
     return "cluster"
 
 
@@ -267,8 +265,15 @@ def verify_logical(
         ).fetchone()
         assert info is not None
         snap_id, size, major, data = info["snap"], int(info["size"]), int(info["major"]), int(info["data"])
-        target = _choose(db, restore_into, size, major, notes, restorer.scratch_objection(src, bool(from_file)))
+        target = _choose(db, restore_into, size, major, notes, restorer.scratch_objection(src, bool(from_file)),
+                         restorer.may_create_databases(src))
         dump_path = Path(from_file) if from_file else None
+        hidden = [] if dump_path else rls.hidden_in_database(src)
+        if hidden:  # pg_dump refuses them (row_security off): said before any work, with what to do
+            more = f" (and {len(hidden) - 3} more)" if len(hidden) > 3 else ""
+            raise InputError("cannot dump the database: " + "; ".join(rls.message(t) for t in hidden[:3]) + more,
+                             "verify as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the tables' "
+                             "owner (pg_dump refuses to dump only the rows a policy shows)")
         # streamed only when the restorer can run every entry (else: a file, its table of contents filtered)
         whole = target == "scratch" or not (restorer.source_has_event_triggers(src) or any(
             restorer.needs_superuser(src, name) for name, _ in restorer.source_extensions(src)))
@@ -310,7 +315,9 @@ def verify_logical(
                     failure = dump.wait(say, data)
                     if failure:
                         raise InputError("pg_dump failed: " + db.redact(failure),
-                                         "the role needs SELECT on every table it dumps (or use a role that has it)")
+                                         f"row-level security hides rows from this login: {rls.HINT}"
+                                         if rls.explains(failure) else "the role needs SELECT on every table "
+                                         "and sequence it dumps (or use a role that has it)")
                     dump_s = (dump.dump_end or time.monotonic()) - dump.start
                     if stream:
                         restore_s = (dump.restore_end or time.monotonic()) - dump.start

@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.errors import InputError
 from agent19.ops.backup.workdir import run
 
 RESTORER = "agent19_restorer"
@@ -92,6 +93,31 @@ def scratch_objection(conn: psycopg.Connection[Any], from_file: bool) -> str | N
         return (f"functions and expressions (CHECK, defaults, index expressions) of objects owned by "
                 f"{', '.join(owners)} would run as this login, with privileges those roles do not have")
     return None
+
+
+def unsafe_scratch(why: str) -> InputError:
+    return InputError(
+        f"refusing to restore into a scratch database as this login: {why}. The dump's CHECK constraints, "
+        "defaults, index expressions and triggers call functions that the database's owners wrote; restored as "
+        "this login they would run with its powers (a shell command through COPY … TO PROGRAM, files written "
+        "on the server)",
+        "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges); a scratch "
+        "database suits the live database verified as its own owner role (no SUPERUSER, no CREATEROLE, CREATEDB)")
+
+
+def may_create_databases(conn: psycopg.Connection[Any]) -> tuple[str, bool]:
+    """(this login, whether it may create a scratch database: CREATEDB or superuser)."""
+    row = conn.cursor(row_factory=tuple_row).execute(
+        "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    return (str(row[0]), bool(row[1])) if row else ("?", False)
+
+
+def no_createdb(login: str, major: int, binaries: bool) -> InputError:
+    cluster = ("or --restore-into cluster (a throwaway cluster in --work-dir, restored by a role without "
+               "privileges; read-only mode does the same)" if binaries else
+               f"or install postgresql-{major} server binaries here for --restore-into cluster (a throwaway cluster)")
+    return InputError(f"could not verify: a scratch database needs CREATEDB, and login {login} lacks it",
+                      f"ALTER ROLE {login} CREATEDB (as a superuser or a CREATEROLE role), {cluster}")
 
 
 _IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
