@@ -225,9 +225,7 @@ def explain(
     # Even a plain EXPLAIN evaluates immutable calls while planning: every path goes through the gate.
     checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after
     if execution == "analyze_rolled_back":
-        from agent19.safety import trial
-
-        checked = trial.admit(db, stmt.sql)
+        checked = gate.admit_trial(db, stmt.sql)
     else:
         gate.admit(db, stmt.sql, gate.Purpose.READ if execution == "analyze" else gate.Purpose.PLAN)
     if execution == "analyze_rolled_back":

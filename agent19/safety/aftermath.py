@@ -141,7 +141,7 @@ def after_rollback(conn: Any, start: dict[str, Any], checked: str | None = None)
 def trial(db: Database, checked: str | None = None) -> Iterator[tuple[Any, Aftermath]]:
     """A transaction that is always rolled back (:meth:`Database.rolled_back`), checked afterwards: the
     :class:`Aftermath` yielded is filled in after the rollback; ``checked``: the code fingerprint the guard read
-    (:func:`agent19.safety.trial.admit`). When the statement failed (a CHECK can set a
+    (:func:`agent19.safety.gate.admit_trial`). When the statement failed (a CHECK can set a
     sequence back, then return false), its error is raised again with what the check found added."""
     import psycopg
 

@@ -66,7 +66,8 @@ def measure_trial(db: Database, st: Statement, settings: Settings
     """Run ``st`` in a transaction that is always rolled back and measure what it touched. A statement whose
     code the trial cannot contain or read (:class:`agent19.safety.trial.Untestable`) is not run: it is
     reported unmeasured, which the confirmation protocol treats as destructive."""
-    from agent19.safety.trial import Untestable, admit
+    from agent19.safety.gate import admit_trial as admit
+    from agent19.safety.trial import Untestable
 
     try:
         checked = admit(db, st.sql)  # the fingerprint of the code the server may run: compared after the rollback

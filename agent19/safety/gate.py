@@ -346,3 +346,17 @@ def cap_timeout_ms(conn: Connection, requested_ms: int | None) -> int | None:
                             ).fetchone()
     session_ms = int(row["ms"]) if row else 0
     return min(requested_ms, session_ms) if session_ms > 0 else requested_ms
+
+
+def admit_trial(db: Any, sql: str) -> str | None:
+    """The choke point for a trial of ``sql`` (:func:`admit`, ``Purpose.TRIAL``), with the catalog read kept:
+    returns the fingerprint of the code the server may run, read in the same snapshot as the catalog the
+    statements were judged on — pass it to :func:`agent19.safety.aftermath.trial`, which compares it after the
+    rollback."""
+    from agent19.safety.trial import TrialCatalog
+
+    statements = parse_input(sql)
+    with db.read() as conn:
+        catalog = TrialCatalog(conn, statements)
+        admit_parsed(db, statements, Purpose.TRIAL, catalog=catalog)
+    return catalog.code

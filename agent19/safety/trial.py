@@ -329,20 +329,6 @@ def allowed_note(code: str) -> str:
             "the transaction is not known")
 
 
-def admit(db: Any, sql: str) -> str | None:
-    """The choke point for a trial of ``sql`` (:func:`agent19.safety.gate.admit`, ``Purpose.TRIAL``), with the
-    catalog read kept: returns the fingerprint of the code the server may run, read in the same snapshot as the
-    catalog the statements were judged on — pass it to :func:`agent19.safety.aftermath.trial`, which compares
-    it after the rollback."""
-    from agent19.safety import gate
-
-    statements = gate.parse_input(sql)
-    with db.read() as conn:
-        catalog = TrialCatalog(conn, statements)
-        gate.admit_parsed(db, statements, gate.Purpose.TRIAL, catalog=catalog)
-    return catalog.code
-
-
 def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = None) -> None:
     """Raise for the first of ``statements`` whose reachable code a trial must not run (see the module doc):
     :class:`~agent19.safety.readonly.ReadOnlyViolation` when it escapes, :class:`Untestable` when it cannot be

@@ -95,7 +95,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
       A refused statement runs only through confirm_destructive, once a human has confirmed.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
-    from agent19.safety import aftermath, kinds, policy, trial
+    from agent19.safety import aftermath, kinds, policy
     from agent19.safety import measure as measuring
     from agent19.safety.assess import assess
     from agent19.safety.protocol import Protocol
@@ -117,7 +117,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     # dry-run: the write runs in a transaction that is rolled back - a trial, screened for the code it reaches
     checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after
     if mode is AccessMode.DRY_RUN:
-        checked = trial.admit(db, args.sql)
+        checked = gate.admit_trial(db, args.sql)
     else:
         gate.admit(db, args.sql, gate.Purpose.WRITE)
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
