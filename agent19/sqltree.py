@@ -19,6 +19,17 @@ def parse_json(sql: str) -> list[dict[str, Any]]:
     return json.loads(parse_sql_json(sql)).get("stmts", [])
 
 
+def fold_identifier(name: str) -> str:
+    """An unquoted identifier as the server stores it: ``A``-``Z`` folded to lower case, nothing else (the
+    server's ``downcase_identifier`` leaves non-ASCII letters alone in a UTF8 database, so ``Ökill`` stays
+    ``Ökill``; Python's ``str.lower`` would make it ``ökill``, another name). Every guard that folds a name it
+    read from text folds it here."""
+    return name.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def walk(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(node_type, fields)`` for every node of a JSON parse tree, depth first."""
     stack = [tree]

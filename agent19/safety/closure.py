@@ -16,8 +16,9 @@ screen):
    PL/pgSQL — C / internal allowed for built-ins and members of the extensions agent19 knows, KNOWN_EXTENSIONS —,
    or PL/pgSQL ``EXECUTE``); then, to a
    fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
-   tokens: comments dropped, quoted names kept as written, unquoted folded to lower case) or that the server
-   records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as the server prints it).
+   tokens: comments dropped, quoted names kept as written, unquoted folded as the server folds them, A-Z only)
+   or that the server records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as
+   the server prints it).
    A use matches as the server may resolve it at run time, without argument types (:class:`Bad`): an
    unqualified name in any schema (code can change the path as it runs); a qualified one in its schema only
    when that schema exists and no code creates, renames or moves schemas; built-ins named as escapes,
@@ -47,6 +48,7 @@ from pglast.parser import scan
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
+from agent19.sqltree import fold_identifier
 
 __all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "seed_why", "tokens"]
 
@@ -91,7 +93,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         raw = text[t.start:t.end + 1]
         name: str | None = None
         if t.name == "IDENT":
-            name = _truncated(raw[1:-1].replace('""', '"') if raw.startswith('"') else raw.lower())
+            name = _truncated(raw[1:-1].replace('""', '"') if raw.startswith('"') else fold_identifier(raw))
             out.names.add(name)
         elif t.name == "UIDENT":  # U&"..." escapes: not decoded, so unknown: every bad name could hide here
             out.unscannable = True

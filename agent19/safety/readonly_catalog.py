@@ -41,7 +41,7 @@ from typing import Any
 from pglast.parser import ParseError
 
 from agent19.migrate.patterns.sqlnames import quoted
-from agent19.sqltree import parse_json, walk
+from agent19.sqltree import fold_identifier, parse_json, walk
 
 FIRST_NORMAL_OID = 16384
 """Objects with a lower oid were created by initdb: the built-ins."""
@@ -53,6 +53,7 @@ ALLOWED_FDWS = {"postgres_fdw"}
 _PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
 _PLPGSQL_QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _PLPGSQL_OPERATOR = re.compile(r"[-+*/<>=~!@#%^&|`?]+")
+_PLPGSQL_WORD = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010ffff]*")  # the server's identifier
 
 Refuse = Callable[[str, str], Exception]
 
@@ -365,7 +366,7 @@ class Resolver:
                 raise self.refuse(f"{name}() names something with Unicode escapes (U&\"...\"): agent19 cannot "
                                   "check what it calls",
                                   "read-only mode calls only functions whose bodies can be checked")
-            words = set(re.findall(r"[A-Za-z_][\w$]*", source.lower()))
+            words = {fold_identifier(w) for w in _PLPGSQL_WORD.findall(source)}  # non-ASCII letters kept
             if words & self.denied_relations:
                 raise self.refuse(f"{name}() reads {', '.join(sorted(words & self.denied_relations))}, which holds "
                                   "credentials", "read-only mode does not return credentials")
