@@ -37,3 +37,21 @@ def test_read_only_mode_follows_a_non_ascii_upper_case_call_in_a_body(app, peer)
     out = agent19("sql", "SELECT w()", "--mode", "read-only", "--dsn", app)
     assert out.returncode == 1 and "refused in read-only" in out.stderr, (out.stdout, out.stderr)
     _intact(app, peer)
+
+
+ZAP = f"CREATE SCHEMA app; CREATE FUNCTION app.zap(c customers) RETURNS bigint LANGUAGE sql AS $$ {KILL} $$;"
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT public.zap FROM customers public LIMIT 1",  # an alias named like a schema: zap is in app
+    "CREATE TABLE snap AS SELECT c.zap FROM customers c LIMIT 1",
+    "CREATE VIEW vz AS SELECT c.zap FROM customers c LIMIT 1;\nSELECT * FROM vz;",
+    "ALTER TABLE customers ALTER COLUMN email TYPE text USING (email || customers.zap::text)",
+], ids=["alias-named-like-a-schema", "create-table-as", "view", "alter-column-using"])
+def test_attribute_notation_runs_the_function_it_names(app, peer, sql):
+    """``c.zap`` is ``zap(c)``: a qualified name without a parenthesis may be a call, in any schema, in any
+    statement kind (DDL that names columns too)."""
+    r = _run(app, sql, ZAP)
+    assert all(s.ran_in == "skipped" for s in r.statements), r.statements
+    _not_run(r.statements[0], "pg_terminate_backend()")
+    _intact(app, peer)

@@ -69,6 +69,9 @@ class Tokens:
     names: set[str] = field(default_factory=set)
     calls: set[tuple[str | None, str]] = field(default_factory=set)  # (qualifier or None, name), operators too
     called: set[tuple[str | None, str]] = field(default_factory=set)  # those followed by '(', and operators
+    # the last part of a qualified name not followed by '(' or '.': maybe attribute notation, ``alias.fn`` =
+    # ``fn(alias)`` — the qualifier is a table or alias (one may be named like a schema), so any schema
+    attributes: set[str] = field(default_factory=set)
     moves_schemas: bool = False  # ALTER/CREATE/SET SCHEMA, CREATE/ALTER EXTENSION (a string's SQL too)
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
@@ -120,6 +123,8 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.calls.add((prev, name))
             if after == "ASCII_40":
                 out.called.add((prev, name))
+            elif prev is not None and after != "ASCII_46":
+                out.attributes.add(name)
         elif t.name == "SCONST":
             strings.append(raw)
             if depth < 3 and not out.moves_schemas and ("schema" in raw.lower() or "extension" in raw.lower()):
@@ -131,6 +136,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.names |= inner.names
             out.calls |= inner.calls
             out.called |= inner.called
+            out.attributes |= inner.attributes
             out.copy_outside |= inner.copy_outside
             out.moves_schemas |= inner.moves_schemas
     return out
@@ -170,11 +176,13 @@ class Bad:
         return name in self.by_name
 
     def hits(self, used: Tokens, *, calls_only: bool = False) -> list[tuple[str, Member]]:
-        """What ``used`` uses of B; ``calls_only``: names followed by ``(`` and operators only (DDL that names
-        columns, which may share a name with a function)."""
+        """What ``used`` uses of B; ``calls_only``: names followed by ``(``, operators and attribute notation
+        only (DDL that names columns, which may share a name with a function). A qualified name not followed by
+        ``(`` may be attribute notation (``c.zap`` runs ``zap(c)``): matched by its last part in any schema."""
         anywhere = self.anywhere or used.moves_schemas
         out = []
-        for qualifier, name in sorted(used.called if calls_only else used.calls, key=lambda c: (c[0] or "", c[1])):
+        uses = (used.called if calls_only else used.calls) | {(None, n) for n in used.attributes}
+        for qualifier, name in sorted(uses, key=lambda c: (c[0] or "", c[1])):
             for schema, m in self.by_name.get(name, []):
                 if (schema is None or qualifier is None or qualifier == schema or anywhere
                         or qualifier not in self.schemas):

@@ -52,7 +52,8 @@ OPT_IN = "--allow-unreadable-code (AGENT19_ALLOW_UNREADABLE_CODE=1)"
 # constraint, a default, an index, a policy, a view, an operator, a cast…) leaves code the server runs later
 RUNS_NOW = {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt", "DoStmt", "CallStmt",
             "ExplainStmt", "CopyStmt", "ExecuteStmt", "DeclareCursorStmt", "VariableSetStmt", "CreateFunctionStmt"}
-# DDL whose names are mostly columns: only calls (a name and its parenthesis) and operators are matched there
+# DDL whose names are mostly columns: only calls (a name and its parenthesis), operators and attribute notation
+# (a qualified name without one: ``c.zap`` runs ``zap(c)``) are matched there
 NAMES_COLUMNS = {"CreateStmt", "AlterTableStmt", "IndexStmt", "ViewStmt", "CreateTableAsStmt"}
 _RENAMED_ROUTINES = {"OBJECT_FUNCTION", "OBJECT_PROCEDURE", "OBJECT_ROUTINE", "OBJECT_AGGREGATE"}
 # kinds that leave no code for the server to run later (they name objects, and hold no expression)
