@@ -8,9 +8,13 @@ dry run and in read-only mode.
 
 from __future__ import annotations
 
+import psycopg
+import psycopg.conninfo
 import pytest
 
+from agent19.db.connection import Database
 from tests import test_dryrun_closure as base
+from tests.conftest import session_settings
 from tests.test_cli import agent19
 from tests.test_dryrun_closure import KILL, _intact, _not_run, _run
 
@@ -55,3 +59,40 @@ def test_attribute_notation_runs_the_function_it_names(app, peer, sql):
     assert all(s.ran_in == "skipped" for s in r.statements), r.statements
     _not_run(r.statements[0], "pg_terminate_backend()")
     _intact(app, peer)
+
+
+# agent19 reads this body with standard_conforming_strings on: 'a\' then ';...' then 'z';... — all text. With it
+# off the server reads 'a\'; v := ' as one string, and the PERFORM runs.
+HIDDEN = ("SET check_function_bodies = off; CREATE FUNCTION b() RETURNS int LANGUAGE plpgsql AS $f$ DECLARE v text; "
+          "BEGIN v := 'a\\'; v := ';\n PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+          "application_name = 'the-app'; v := 'z';\n -- '\n RETURN 1; END $f$;")
+READS_OFF = "ALTER DATABASE {db} SET standard_conforming_strings = off; "
+
+
+@pytest.mark.parametrize(("setup", "sql"), [
+    (HIDDEN + "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM set_config('standard_' || "
+              "'conforming_strings', 'off', true); RETURN b(); END $$;", "SELECT a()"),
+    (READS_OFF + HIDDEN + "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RESET ALL; RETURN b(); "
+                          "END $$;", "SELECT a()"),
+    (READS_OFF + HIDDEN + "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN b(); END $$; "
+                          "CREATE FUNCTION r() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RESET ALL; RETURN 1; END $$;",
+     "SELECT a() FROM (SELECT r()) x"),
+], ids=["set_config-built-name", "reset-all-in-a-body", "reset-all-before-the-call"])
+def test_code_that_may_change_how_strings_are_read_is_not_run(app, peer, setup, sql):
+    db = psycopg.conninfo.conninfo_to_dict(app)["dbname"]
+    r = _run(app, sql, setup.format(db=db))
+    assert r.statements[0].ran_in == "skipped", r.statements[0]
+    _intact(app, peer)
+
+
+def test_reset_all_returns_to_the_strings_agent19_parsed_with(app):
+    """standard_conforming_strings is a startup option of agent19's sessions, not a SET: RESET ALL returns it to
+    on, whatever the database defaults to."""
+    _run(app, "SELECT 1", READS_OFF.format(db=psycopg.conninfo.conninfo_to_dict(app)["dbname"]))
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with db.session() as conn:
+            conn.execute("RESET ALL")
+            assert conn.execute("SHOW standard_conforming_strings").fetchone()["standard_conforming_strings"] == "on"
+    finally:
+        db.close()

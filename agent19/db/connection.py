@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -36,6 +38,7 @@ from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
 from agent19.tool_names import at_cli
 
 log = logging.getLogger(__name__)
+STRINGS_AS_PARSED = "-c standard_conforming_strings=on"  # string literals read as agent19's parser reads them
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -56,6 +59,7 @@ class Database:
         self._pool: ConnectionPool[Connection] | None = None
         self._reader: Database | None = None
         self._pool_suspect = False  # a pooled connection was lost: renew the pool on the next call
+        self._no_startup_options = False  # a pooler in between refused the `options` startup parameter
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -110,7 +114,9 @@ class Database:
                 "SELECT set_config('statement_timeout', %s, false),"
                 " set_config('lock_timeout', %s, false),"
                 # how the server reads a string literal must be how agent19's parser read it (a database or role
-                # may default it to off: 'a\', ' would then end a string where agent19 saw none end)
+                # may default it to off: 'a\', ' would then end a string where agent19 saw none end); also a
+                # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
+                # refused it
                 " set_config('standard_conforming_strings', 'on', false)"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
@@ -122,16 +128,26 @@ class Database:
         s = self.settings
         return {
             "application_name": s.application_name,
-            "options": f"-c statement_timeout={s.statement_timeout_ms}ms -c lock_timeout={s.lock_timeout_ms}ms "
-                       "-c standard_conforming_strings=on",
+            "options": self._startup_options(f"-c statement_timeout={s.statement_timeout_ms}ms "
+                                             f"-c lock_timeout={s.lock_timeout_ms}ms {STRINGS_AS_PARSED}"),
         }
 
+    def _startup_options(self, ours: str) -> str:
+        """``ours`` after the options the user's DSN (or ``PGOPTIONS``) gives, which an ``options`` parameter
+        would replace: both apply, and for a setting given twice the server takes the later (ours)."""
+        users = conninfo_to_dict(self.dsn).get("options") or os.environ.get("PGOPTIONS", "")
+        return f"{users} {ours}".strip()
+
     def connect_kwargs(self) -> dict[str, Any]:
+        """``standard_conforming_strings = on`` is a startup option, so ``RESET ALL`` (a statement, or in a
+        function's body) returns to on, not to a database's or role's default of off."""
+        options = {} if self._no_startup_options else {"options": self._startup_options(STRINGS_AS_PARSED)}
         return {
             "application_name": self.settings.application_name,
             "connect_timeout": CONNECT_TIMEOUT_S,
             "autocommit": True,
             "row_factory": dict_row,
+            **options,
         }
 
     def _open_pool(self) -> ConnectionPool[Connection]:
@@ -163,6 +179,13 @@ class Database:
         try:
             conn: Connection = psycopg.connect(self.dsn, **self.connect_kwargs())
         except psycopg.Error as exc:
+            if not self._no_startup_options and "startup parameter" in str(exc):
+                # a pooler (PgBouncer before 1.20) that takes no `options`: the setting is then set by _configure
+                # only, and a RESET ALL would return it to the login's default (the guards refuse those)
+                log.warning("the server or a pooler refused the `options` startup parameter (%s): "
+                            "standard_conforming_strings is set after connecting instead", self.redact(str(exc)))
+                self._no_startup_options = True
+                return self.connect()
             raise self._unavailable(exc) from None
         try:
             self._configure(conn)

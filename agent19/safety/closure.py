@@ -76,6 +76,9 @@ class Tokens:
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
     unscannable: bool = False
+    # may change how the server reads its strings (standard_conforming_strings): names the setting, RESET ALL /
+    # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
+    strings_unsure: bool = False
 
 
 def tokens(text: str, depth: int = 0) -> Tokens:
@@ -86,8 +89,8 @@ def tokens(text: str, depth: int = 0) -> Tokens:
     except Exception:  # noqa: BLE001 — pglast raises its own ParseError; unreadable either way
         out.unscannable = True
         return out
-    if "standard_conforming_strings" in text.lower():  # its strings may not end where they scan as ending
-        out.unscannable = True
+    if "standard_conforming_strings" in text.lower() or _resets_reading(toks, text):
+        out.strings_unsure = True  # its strings may not end where they scan as ending
         return out
     copy = False
     strings: list[str] = []
@@ -140,6 +143,22 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.copy_outside |= inner.copy_outside
             out.moves_schemas |= inner.moves_schemas
     return out
+
+
+def _resets_reading(toks: list[Any], text: str) -> bool:
+    """``RESET ALL``, ``DISCARD ALL``, or ``set_config`` whose first argument is not a plain string literal
+    (a name built at run time may be ``standard_conforming_strings``)."""
+    for i, t in enumerate(toks[:-1]):
+        nxt = toks[i + 1]
+        if t.name in ("RESET", "DISCARD") and nxt.name == "ALL":
+            return True
+        raw = text[t.start:t.end + 1]
+        if nxt.name == "ASCII_40" and fold_identifier(raw.strip('"')) == "set_config":
+            first, then = toks[i + 2:i + 3], toks[i + 3:i + 4]
+            literal = first and first[0].name == "SCONST" and text[first[0].start] in "'$"
+            if not (literal and then and then[0].name == "ASCII_44"):
+                return True
+    return False
 
 
 def _truncated(name: str) -> str:
@@ -236,6 +255,11 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
         if body.unscannable:
             found.append(Member("unreadable", f"{what} cannot be read (its text does not scan as SQL)",
                                 f"unscannable text in {where}"))
+        if body.strings_unsure:
+            found.append(Member("unreadable", f"{what} may change how the server reads string literals "
+                                "(standard_conforming_strings, RESET ALL, DISCARD ALL or set_config with a name "
+                                "built at run time), so its strings may not end where agent19 reads them ending",
+                                f"string reading changed in {where}"))
         if language == "plpgsql" and body.dynamic:
             found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in {where})",
                                 f"EXECUTE in {where}"))
