@@ -89,9 +89,8 @@ def tokens(text: str, depth: int = 0) -> Tokens:
     except Exception:  # noqa: BLE001 — pglast raises its own ParseError; unreadable either way
         out.unscannable = True
         return out
-    if "standard_conforming_strings" in text.lower() or _resets_reading(toks, text):
-        out.strings_unsure = True  # its strings may not end where they scan as ending
-        return out
+    # its strings may not end where they scan as ending: unreadable, though what it shows is still read
+    out.strings_unsure = "standard_conforming_strings" in text.lower() or _resets_reading(toks, text)
     copy = False
     strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any
