@@ -30,8 +30,9 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.db.binaries import pg_binary
+from agent19.db.connection import Database
 from agent19.ops.pgbouncer.status import pgbouncer_status
-from tests.conftest import need
+from tests.conftest import need, session_settings
 from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
@@ -380,3 +381,17 @@ def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: Throw
         with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
             c.execute("DROP SCHEMA IF EXISTS pgbouncer CASCADE")
             c.execute("DROP ROLE IF EXISTS pgbouncer_auth")
+
+
+def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
+        server: ThrowawayServer, bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    """agent19 sends standard_conforming_strings as a startup option; a PgBouncer before 1.20 refuses `options`:
+    agent19 connects without it and sets the setting after connecting."""
+    b, _cfg = bouncer
+    db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
+    try:
+        with db.session() as conn:
+            row = conn.execute("SHOW standard_conforming_strings").fetchone()
+            assert row is not None and row["standard_conforming_strings"] == "on"
+    finally:
+        db.close()
