@@ -96,3 +96,15 @@ def test_reset_all_returns_to_the_strings_agent19_parsed_with(app):
             assert conn.execute("SHOW standard_conforming_strings").fetchone()["standard_conforming_strings"] == "on"
     finally:
         db.close()
+
+
+def test_the_dsn_options_still_apply_with_agent19s_own(app):
+    """agent19's startup option is added to the options of the user's DSN, not put in their place."""
+    db = Database(session_settings(dsn=psycopg.conninfo.make_conninfo(app, options="-c work_mem=7MB"), mode="dry-run"))
+    try:
+        with db.session() as conn:
+            row = conn.execute("SELECT current_setting('work_mem') AS w, "
+                               "current_setting('standard_conforming_strings') AS s").fetchone()
+            assert row == {"w": "7MB", "s": "on"}
+    finally:
+        db.close()
