@@ -82,7 +82,17 @@ pinned AS (
          pg_describe_object(tree.cls, tree.oid, 0) AS what, c.relname::text AS rel, m[1]::oid AS refobjid
     FROM tree CROSS JOIN regexp_matches(tree.t, ':(?:op)?funcid ([0-9]+) ', 'g') m
          LEFT JOIN pg_class c ON c.oid = tree.rel
-   WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID}))
+   WHERE m[1]::oid IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID})
+  -- an aggregate's support functions and a cast's function, when built in (pinned: no pg_depend row either)
+  UNION ALL SELECT true, a.aggfnoid::oid, NULL, NULL, s.f
+    FROM pg_aggregate a CROSS JOIN unnest(ARRAY[a.aggtransfn, a.aggfinalfn, a.aggcombinefn, a.aggserialfn,
+                                                a.aggdeserialfn, a.aggmtransfn, a.aggminvtransfn,
+                                                a.aggmfinalfn]::oid[]) s(f)
+   WHERE a.aggfnoid >= {FIRST_NORMAL_OID} AND s.f IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID})
+  UNION ALL SELECT false, k.oid, pg_describe_object('pg_cast'::regclass, k.oid, 0), NULL, k.castfunc FROM pg_cast k
+   WHERE k.oid >= {FIRST_NORMAL_OID} AND k.castfunc IN (SELECT oid FROM fn WHERE oid < {FIRST_NORMAL_OID})
+     -- a cast from or to a domain is never used by the server (CREATE CAST warns so)
+     AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid IN (k.castsource, k.casttarget) AND t.typtype = 'd'))
 SELECT ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
        (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
        (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
