@@ -14,7 +14,8 @@ screen):
    ``nextval``, dblink / postgres_fdw — any schema: extensions live in user schemas), SQL given as a string
    (``query_to_xml``…), foreign tables (by name); functions whose code cannot be read (a language other than SQL and
    PL/pgSQL — C / internal allowed for built-ins and members of the extensions agent19 knows, KNOWN_EXTENSIONS —,
-   or PL/pgSQL ``EXECUTE``); then, to a
+   or PL/pgSQL ``EXECUTE``, or a body that creates or changes code the server runs later —
+   ``CREATE FUNCTION`` in a ``DO`` block, ``ALTER TABLE`` in a function: :func:`makes_code`); then, to a
    fixed point, every function whose body uses a member (a name or an operator of a member, in the server's own
    tokens: comments dropped, quoted names kept as written, unquoted folded as the server folds them, A-Z only)
    or that the server records as depending on one (aggregates, operators; a ``BEGIN ATOMIC`` body is read as
@@ -24,7 +25,8 @@ screen):
    when that schema exists and no code creates, renames or moves schemas; built-ins named as escapes,
    operators and the migration's own functions by name in any schema. Identifiers are cut to 63 bytes as the
    server cuts them. Built-ins are pinned (no ``pg_depend`` row): expressions that call an escaping one are
-   found in their stored trees (every ``pg_node_tree`` the server evaluates: :mod:`~agent19.safety.closure_query`);
+   found in their stored trees (every ``pg_node_tree`` the server evaluates: :mod:`~agent19.safety.closure_query`),
+   an aggregate's support functions in ``pg_aggregate`` (``FINALFUNC = pg_cancel_backend``), a cast's in ``pg_cast``;
    a function whose argument default calls one is a member (the default is its code).
 2. **Entry points**: every other object that depends (``pg_depend``) on a member of B, or on an operator over one
    (an extension's member too, unless it uses that extension's own compiled code).
@@ -50,7 +52,8 @@ from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SEQUENCE_M
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
 from agent19.sqltree import fold_identifier
 
-__all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "seed_why", "tokens"]
+__all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "makes_code", "seed_why",
+           "tokens"]
 
 _REMOTE_PREFIXES = ("dblink", "postgres_fdw")
 _OPERATOR_CHARS = set("+-*/<>=~!@#%^&|`?")
@@ -79,6 +82,7 @@ class Tokens:
     # may change how the server reads its strings (standard_conforming_strings): names the setting, RESET ALL /
     # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
     strings_unsure: bool = False
+    makes_code: tuple[str, ...] = ()  # it creates or changes code the server runs later, e.g. ('CREATE FUNCTION',)
 
 
 def tokens(text: str, depth: int = 0) -> Tokens:
@@ -91,6 +95,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         return out
     # its strings may not end where they scan as ending: unreadable, though what it shows is still read
     out.strings_unsure = "standard_conforming_strings" in text.lower() or _resets_reading(toks, text)
+    out.makes_code = makes_code(toks)
     copy = False
     strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any
@@ -158,6 +163,46 @@ def _resets_reading(toks: list[Any], text: str) -> bool:
             if not (literal and then and then[0].name == "ASCII_44"):
                 return True
     return False
+
+
+# what a body may create or alter that the server runs later (the new body is a string nobody read, or the change
+# alters what runs or a name resolves to): a body that does so is unreadable, like EXECUTE. Keyword tokens
+_MAKES = {"FUNCTION", "PROCEDURE", "ROUTINE", "TRIGGER", "RULE", "POLICY", "OPERATOR", "CAST", "AGGREGATE",
+          "STATISTICS", "DOMAIN_P", "VIEW", "EVENT", "TRANSFORM", "LANGUAGE", "TABLE"}
+# an ALTER TABLE makes code when it adds a column or constraint, sets a default, enables a trigger, rule or
+# row-level security, converts a column USING an expression, attaches or inherits (partition keys, checks)
+_TABLE_CODE = {"ADD_P", "DEFAULT", "ENABLE_P", "USING", "ATTACH", "INHERIT"}
+_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED", "CONSTRAINT", "TRUSTED",
+              "PROCEDURAL", "FOREIGN", "UNLOGGED"}
+
+
+# of those, the ones whose new code is a string (a function's body, a nested DO block's): never read
+STRING_CODE = ("CREATE FUNCTION", "CREATE PROCEDURE", "DO")
+
+
+def makes_code(toks: list[Any]) -> tuple[str, ...]:
+    """``CREATE [OR REPLACE] FUNCTION`` (or trigger, rule, policy, operator, cast, aggregate, statistics,
+    domain, view, event trigger…), ``ALTER FUNCTION/TABLE/…`` or a nested ``DO`` block in ``toks``, as its
+    keywords. A text that is itself a ``CREATE FUNCTION ... BEGIN ATOMIC`` (how the server prints such a body) is
+    no such use: its statements are read, and cannot be DDL."""
+    names = [t.name for t in toks]
+    found: list[str] = []
+    for i, name in enumerate(names):
+        if name == "DO" and i + 1 < len(names) and names[i + 1] in ("SCONST", "LANGUAGE"):
+            found.append("DO")  # not ON CONFLICT DO NOTHING / UPDATE
+        if name not in ("CREATE", "ALTER"):
+            continue
+        j = i + 1
+        while j < len(names) and names[j] in _MODIFIERS:
+            j += 1
+        if j >= len(names) or names[j] not in _MAKES or (name == "CREATE" and names[j] == "TABLE"):
+            continue
+        if names[j] == "TABLE" and not _TABLE_CODE & set(names[j:(names + ["ASCII_59"]).index("ASCII_59", j)]):
+            continue  # ALTER TABLE ... RENAME / DROP / OWNER / SET: no expression made
+        if i == 0 and names[j] in ("FUNCTION", "PROCEDURE") and "ATOMIC" in names:
+            continue  # a BEGIN ATOMIC body as the server prints it: the function itself
+        found.append(f"{name} {names[j].removesuffix('_P')}")
+    return tuple(dict.fromkeys(found))
 
 
 def _truncated(name: str) -> str:
@@ -233,9 +278,11 @@ def seed_why(caller: str, name: str) -> Member | None:
 
 
 def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, allow: bool,
-                 bad: Bad, extension: str | None = None) -> Member | None:
+                 bad: Bad, extension: str | None = None, tracked: bool = False) -> Member | None:
     """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read; ``extension``: the
-    one it belongs to) is a member of B."""
+    one it belongs to) is a member of B. ``tracked``: the code it makes whose text is read (a trigger, an
+    ``ALTER TABLE``…) is judged again by the caller when a later statement changes a function (a migration's
+    ``DO`` block: :meth:`agent19.safety.trial.TrialCatalog.judged`), so only code made from a string counts."""
     found: list[Member] = []
     where = what.removeprefix("function ")
     if language not in READABLE_LANGUAGES:
@@ -259,6 +306,9 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
                                 "(standard_conforming_strings, RESET ALL, DISCARD ALL or set_config with a name "
                                 "built at run time), so its strings may not end where agent19 reads them ending",
                                 f"string reading changed in {where}"))
+        if made := [m for m in body.makes_code if not tracked or m in STRING_CODE]:
+            found.append(Member("unreadable", f"{what} creates or changes code the server runs later "
+                                              f"({made[0]}), which agent19 has not read", f"{made[0]} in {where}"))
         if language == "plpgsql" and body.dynamic:
             found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in {where})",
                                 f"EXECUTE in {where}"))

@@ -206,6 +206,8 @@ class TrialCatalog:
             self._rejudge(stmt, c)
         elif stmt.node not in RUNS_NOW and stmt.node not in _LEAVES_NO_CODE:
             self._made[stmt.index] = tokens(stmt.sql), stmt.node in NAMES_COLUMNS
+        elif stmt.node == "DoStmt" and (made := tokens(_do_block(stmt)[1])).makes_code:
+            self._made[stmt.index] = made, False  # its triggers, constraints… (read: closure.makes_code)
         if self.stopped is None and self._stop and self._stop[0] == stmt.index:
             self.stopped = self._stop[1]
         if self.stopped is None and len(c.entries) > before:
@@ -263,7 +265,8 @@ class TrialCatalog:
                    for n, m in c.bad.hits(own, calls_only=stmt.node in NAMES_COLUMNS)]
         if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
             language, body = _do_block(stmt)
-            if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad):
+            if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad,
+                                 tracked=True):
                 members.append(m)
         elif stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # runs nothing: judged when called,
             members = []  # unless an event trigger runs on this very statement (and may call it by name)
