@@ -10,9 +10,11 @@ what was checked. The trial's own changes are rolled back before the second read
 
 ``CODE`` is an md5 over (catalog, oid, xmin) of the user rows that are code or lead to it: functions (body,
 language, configuration), triggers, constraints (CHECK, domain), column defaults, policies, rules (views),
-index expressions and predicates, operators, casts, aggregates, domains, event triggers, schemas (names resolve
-through them). Any change to such a row, committed by anyone, gives it a new ``xmin``. Temporary schemas are
-left out: another session's temporary objects cannot be reached from this one.
+index expressions and predicates, partition keys, extended statistics (``ANALYZE`` evaluates their expressions),
+operators, casts, aggregates, domains and types with a default, event triggers, schemas (names resolve through
+them): every source of stored expressions the guard reads (:mod:`agent19.safety.closure_query`'s ``tree``).
+Any change to such a row, committed by anyone, gives it a new ``xmin``. Temporary schemas are left out: another
+session's temporary objects cannot be reached from this one.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ _PARTS = [
     _rows("o", "oid", "pg_operator", f"x.oid >= {FIRST_NORMAL_OID}"),
     _rows("k", "oid", "pg_cast", f"x.oid >= {FIRST_NORMAL_OID}"),
     _rows("a", "aggfnoid", "pg_aggregate", f"x.aggfnoid >= {FIRST_NORMAL_OID}"),
-    _rows("T", "oid", "pg_type", f"x.typtype = 'd' AND x.oid >= {FIRST_NORMAL_OID}"),
+    _rows("T", "oid", "pg_type", f"(x.typtype = 'd' OR x.typdefaultbin IS NOT NULL) AND x.oid >= {FIRST_NORMAL_OID}"),
+    _rows("s", "oid", "pg_statistic_ext", f"r.relnamespace NOT IN {_TEMP}", "stxrelid"),  # ANALYZE runs them
+    _rows("P", "partrelid", "pg_partitioned_table", f"r.relnamespace NOT IN {_TEMP}", "partrelid"),
     _rows("e", "oid", "pg_event_trigger", "true"),
     _rows("n", "oid", "pg_namespace", f"x.oid >= {FIRST_NORMAL_OID} AND x.oid NOT IN {_TEMP}"),
 ]
