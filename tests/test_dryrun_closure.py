@@ -15,11 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.db.connection import Database
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
-from tests.conftest import session_settings
 from tests.scratch_dryruns import owner
+from tests.trial_victims import application_session, dry_run_as, not_run
 
 KILL = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'the-app'"
 SETUP = f"""
@@ -44,32 +41,13 @@ def app(dsn: str) -> str:
 @pytest.fixture
 def peer(app: str) -> Iterator[psycopg.Connection[Any]]:
     """The application's session: same role, must survive every dry run."""
-    conn = psycopg.connect(app, application_name="the-app", autocommit=True)
-    yield conn
-    conn.close()
-
-
-def _run(login: str, sql: str, setup: str = "", **settings: Any) -> Any:
-    if setup:
-        with psycopg.connect(login, autocommit=True) as c:
-            c.execute(setup)
-    db = Database(session_settings(dsn=login, mode="dry-run", **settings))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
+    yield from application_session(app, "the-app")
 
 
 def _intact(login: str, peer: psycopg.Connection[Any]) -> None:
     assert peer.execute("SELECT 1").fetchone() == (1,)  # the application's session is alive
     with psycopg.connect(login, autocommit=True) as c:
         assert c.execute("SELECT last_value FROM customers_id_seq").fetchone()[0] >= 1000  # never set back
-
-
-def _not_run(res: Any, *words: str) -> None:
-    assert res.ran_in == "skipped", res
-    said = (res.untested or "") + (res.error.message if res.error else "")
-    assert all(w in said for w in words), said
 
 
 @pytest.mark.parametrize(("sql", "words"), [
@@ -79,8 +57,8 @@ def _not_run(res: Any, *words: str) -> None:
     ("SELECT c_setval()", ["function public.c_setval calls setval()", "sequences are not transactional"]),
 ], ids=["quoted", "mixed-case", "begin-atomic", "comment-before-parenthesis"])
 def test_a_call_the_text_hides_is_not_run(app, peer, sql, words):
-    r = _run(app, sql)
-    _not_run(r.statements[0], *words)
+    r = dry_run_as(app, sql)
+    not_run(r.statements[0], *words)
     _intact(app, peer)
 
 
@@ -120,47 +98,47 @@ KILLER_TRIGGER = ("CREATE FUNCTION killer_trg() RETURNS trigger LANGUAGE plpgsql
 def test_code_the_server_runs_on_its_own_stops_every_statement(app, peer, setup, sql, through):
     """The object is named by the statement, or reached without being named (a DO block's INSERT, a cascade):
     either way nothing that can run code is tried on this database; the reason names the object."""
-    r = _run(app, f"{sql};\nINSERT INTO plain VALUES (1);\n", setup)
+    r = dry_run_as(app, f"{sql};\nINSERT INTO plain VALUES (1);\n", setup)
     *_, first, unrelated = r.statements
-    _not_run(first, "pg_terminate_backend()")
-    _not_run(unrelated, through, "a dry run on this database cannot contain it")
+    not_run(first, "pg_terminate_backend()")
+    not_run(unrelated, through, "a dry run on this database cannot contain it")
     assert unrelated.error is None  # not a failure: could not test
     _intact(app, peer)
 
 
 def test_an_aggregate_over_a_killer_is_judged_by_its_state_function(app, peer):
-    r = _run(app, "SELECT kagg(x) FROM (VALUES (1)) v(x)",
+    r = dry_run_as(app, "SELECT kagg(x) FROM (VALUES (1)) v(x)",
              "CREATE FUNCTION k_sfunc(s int, x int) RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
              "pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'the-app'; RETURN s; END $$; "
              "CREATE AGGREGATE kagg(int) (SFUNC = k_sfunc, STYPE = int, INITCOND = '0')")
-    _not_run(r.statements[0], "function public.k_sfunc calls pg_terminate_backend()")
+    not_run(r.statements[0], "function public.k_sfunc calls pg_terminate_backend()")
     _intact(app, peer)
 
 
 def test_an_operator_over_setval_is_not_run(app, peer):
-    r = _run(app, "SELECT 'customers_id_seq'::regclass #@# 1",
+    r = dry_run_as(app, "SELECT 'customers_id_seq'::regclass #@# 1",
              "CREATE OPERATOR #@# (FUNCTION = pg_catalog.setval, LEFTARG = regclass, RIGHTARG = bigint)")
-    _not_run(r.statements[0], "setval()", "sequences are not transactional")
+    not_run(r.statements[0], "setval()", "sequences are not transactional")
     _intact(app, peer)
 
 
 def test_a_function_created_then_renamed_in_the_migration_keeps_its_verdict(app, peer):
-    r = _run(app, f"CREATE FUNCTION harmless() RETURNS bigint LANGUAGE sql AS $$ {KILL} $$;\n"
+    r = dry_run_as(app, f"CREATE FUNCTION harmless() RETURNS bigint LANGUAGE sql AS $$ {KILL} $$;\n"
                   "ALTER FUNCTION harmless() RENAME TO tidy;\n"
                   "SELECT tidy();\n")
     create, rename, call = r.statements
     assert create.ran_in == rename.ran_in == "transaction", r.statements
-    _not_run(call, "function harmless (created earlier in this migration) calls pg_terminate_backend()")
+    not_run(call, "function harmless (created earlier in this migration) calls pg_terminate_backend()")
     _intact(app, peer)
 
 
 def test_a_trigger_created_in_the_migration_stops_itself_and_what_follows(app, peer):
-    r = _run(app, KILLER_TRIGGER + "\nCREATE TRIGGER k AFTER INSERT ON plain FOR EACH ROW EXECUTE FUNCTION "
+    r = dry_run_as(app, KILLER_TRIGGER + "\nCREATE TRIGGER k AFTER INSERT ON plain FOR EACH ROW EXECUTE FUNCTION "
                                    "killer_trg();\nINSERT INTO plain VALUES (1);\n")
     create, trigger, insert = r.statements
     assert create.ran_in == "transaction", create
-    _not_run(trigger, "pg_terminate_backend()")
-    _not_run(insert, "statement 2 creates code the server runs on its own")
+    not_run(trigger, "pg_terminate_backend()")
+    not_run(insert, "statement 2 creates code the server runs on its own")
     _intact(app, peer)
 
 
@@ -169,29 +147,29 @@ def test_a_trigger_function_replaced_by_the_migration_stops_what_follows(app, pe
     then on the server would run it on its own, so nothing after the replacement runs."""
     setup = ("CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; "
              "CREATE TRIGGER stamp BEFORE INSERT ON plain FOR EACH ROW EXECUTE FUNCTION stamp();")
-    r = _run(app, KILLER_TRIGGER.replace("FUNCTION killer_trg", "OR REPLACE FUNCTION stamp") +
+    r = dry_run_as(app, KILLER_TRIGGER.replace("FUNCTION killer_trg", "OR REPLACE FUNCTION stamp") +
              "\nINSERT INTO plain VALUES (1);\n", setup)
     replace, insert = r.statements
     assert replace.ran_in == "transaction", replace
-    _not_run(insert, "statement 1 makes trigger stamp on table plain reach code a dry run cannot contain")
+    not_run(insert, "statement 1 makes trigger stamp on table plain reach code a dry run cannot contain")
     _intact(app, peer)
 
 
 def test_a_column_named_like_a_killer_is_no_call(app, peer):
     """DDL names columns: there only a name with its parenthesis is a call. A column ``q_kill`` runs; a CHECK
     that calls ``q_kill()`` is not run, nor what follows it (the server would run it on its own)."""
-    r = _run(app, "ALTER TABLE plain ADD COLUMN q_kill bigint;\nCREATE INDEX plain_q_kill ON plain (q_kill);\n"
+    r = dry_run_as(app, "ALTER TABLE plain ADD COLUMN q_kill bigint;\nCREATE INDEX plain_q_kill ON plain (q_kill);\n"
                   "ALTER TABLE plain ADD CONSTRAINT k CHECK (q_kill() >= 0);\nINSERT INTO plain VALUES (1);\n")
     add, index, check, insert = r.statements
     assert add.ran_in == index.ran_in == "transaction" and not add.untested and not index.untested, r.statements
-    _not_run(check, "function public.q_kill calls pg_terminate_backend()")
-    _not_run(insert, "statement 3 creates code the server runs on its own")
+    not_run(check, "function public.q_kill calls pg_terminate_backend()")
+    not_run(insert, "statement 3 creates code the server runs on its own")
     _intact(app, peer)
 
 
 def test_execute_in_a_comment_runs(app, peer):
     """The word is in a comment, not code: the lexer drops comments (reading text refused it)."""
-    r = _run(app, "CREATE FUNCTION touch() RETURNS int LANGUAGE plpgsql AS $$ BEGIN\n"
+    r = dry_run_as(app, "CREATE FUNCTION touch() RETURNS int LANGUAGE plpgsql AS $$ BEGIN\n"
                   "  -- the nightly job will execute this\n"
                   "  UPDATE customers SET email = email WHERE id = 1; RETURN 1; END $$;\n"
                   "SELECT touch();\n")
@@ -209,10 +187,10 @@ def test_a_same_named_function_elsewhere_is_judged_with_the_called_one(app, peer
              "EXECUTE 'SELECT 1'; RETURN 1; END $$; CREATE FUNCTION log_change() RETURNS trigger LANGUAGE plpgsql "
              "AS $$ BEGIN NEW.email := lower(NEW.email); RETURN NEW; END $$; CREATE TRIGGER lc BEFORE INSERT ON "
              "customers FOR EACH ROW EXECUTE FUNCTION log_change();")
-    r = _run(app, "INSERT INTO customers (email) VALUES ('X@y.org')", setup)
+    r = dry_run_as(app, "INSERT INTO customers (email) VALUES ('X@y.org')", setup)
     assert r.statements[0].ran_in == "transaction", r.statements[0]  # the trigger's own body is readable
     assert r.passed, r.summary
-    r = _run(app, "SELECT log_change_caller()", "CREATE FUNCTION log_change_caller() RETURNS int LANGUAGE sql "
+    r = dry_run_as(app, "SELECT log_change_caller()", "CREATE FUNCTION log_change_caller() RETURNS int LANGUAGE sql "
                                                 "AS $$ SELECT audit.log_change() $$")
-    _not_run(r.statements[0], "EXECUTE in audit.log_change")
+    not_run(r.statements[0], "EXECUTE in audit.log_change")
     _intact(app, peer)

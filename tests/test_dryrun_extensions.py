@@ -14,11 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.db.connection import Database
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
-from tests.conftest import need, session_settings
+from tests.conftest import need
 from tests.scratch_dryruns import owner
+from tests.trial_victims import application_session, dry_run_as
 
 SETUP = "CREATE TABLE customers (id serial PRIMARY KEY, email text); INSERT INTO customers (email) VALUES ('a');"
 
@@ -32,21 +30,11 @@ def app(dsn: str) -> str:
 
 @pytest.fixture
 def peer(app: str) -> Iterator[psycopg.Connection[Any]]:
-    conn = psycopg.connect(app, application_name="the-app", autocommit=True)
-    yield conn
-    conn.close()
-
-
-def _run(login: str, sql: str) -> Any:
-    db = Database(session_settings(dsn=login, mode="dry-run"))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
+    yield from application_session(app, "the-app")
 
 
 def test_sql_hidden_in_xpath_table_arguments_is_not_run(app, peer):
-    r = _run(app, "SELECT * FROM xpath_table('id', $s$(SELECT count(pg_terminate_backend(pid)) FROM "
+    r = dry_run_as(app, "SELECT * FROM xpath_table('id', $s$(SELECT count(pg_terminate_backend(pid)) FROM "
                   "pg_stat_activity WHERE application_name = 'the-app')::text$s$, 'customers', '/a', 'true') "
                   "AS t(id int, a text)")
     st = r.statements[0]
@@ -86,13 +74,13 @@ def test_c_code_of_an_extension_agent19_does_not_know_is_not_run(dsn, unknown_ex
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
     app = owner(dsn, SETUP)
-    r = _run(app, "SELECT opaque_digest('x', 'md5');\nSELECT digest('x', 'md5');\n")
+    r = dry_run_as(app, "SELECT opaque_digest('x', 'md5');\nSELECT digest('x', 'md5');\n")
     unknown, known = r.statements
     assert unknown.ran_in == "skipped", unknown
     assert (f"function public.opaque_digest is C code of extension {unknown_extension}, which agent19 does not "
             "know") in (unknown.untested or ""), unknown
     assert known.ran_in == "transaction" and not known.untested, known  # pgcrypto's C code is known
-    r = _run(app, "CREATE TABLE t (h bytea DEFAULT opaque_digest('x', 'md5'));\nINSERT INTO customers (email) "
+    r = dry_run_as(app, "CREATE TABLE t (h bytea DEFAULT opaque_digest('x', 'md5'));\nINSERT INTO customers (email) "
                   "VALUES ('b');\n")
     _, insert = r.statements  # code the server runs on its own now leads to it: nothing after it is run
     assert insert.ran_in == "skipped" and "opaque_digest" in (insert.untested or ""), insert

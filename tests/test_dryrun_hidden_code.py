@@ -17,11 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent19.db.connection import Database
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
-from tests.conftest import session_settings
 from tests.scratch_dryruns import owner
+from tests.trial_victims import application_session, dry_run_as, not_run
 
 KILL = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'the-app'"
 SETUP = """
@@ -39,32 +36,13 @@ def app(dsn: str) -> str:
 @pytest.fixture
 def peer(app: str) -> Iterator[psycopg.Connection[Any]]:
     """The application's session: same role, must survive every dry run (and its query must not be cancelled)."""
-    conn = psycopg.connect(app, application_name="the-app", autocommit=True)
-    yield conn
-    conn.close()
-
-
-def _run(login: str, sql: str, setup: str = "") -> Any:
-    if setup:
-        with psycopg.connect(login, autocommit=True) as c:
-            c.execute(setup)
-    db = Database(session_settings(dsn=login, mode="dry-run"))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
+    yield from application_session(app, "the-app")
 
 
 def _intact(login: str, peer: psycopg.Connection[Any]) -> None:
     assert peer.execute("SELECT 1").fetchone() == (1,)  # the application's session is alive
     with psycopg.connect(login, autocommit=True) as c:
         assert c.execute("SELECT last_value FROM invoice_no").fetchone()[0] == 5000  # never set back
-
-
-def _not_run(res: Any, *words: str) -> None:
-    assert res.ran_in == "skipped", res
-    said = (res.untested or "") + (res.error.message if res.error else "")
-    assert all(w in said for w in words), said
 
 
 PICK = "CREATE AGGREGATE pick(int) (SFUNC = int4larger, STYPE = int, FINALFUNC = pg_cancel_backend);"
@@ -80,7 +58,7 @@ PICKED = "SELECT pick(pid) FROM pg_stat_activity WHERE application_name = 'the-a
      "WHERE application_name = 'the-app'"),
 ], ids=["finalfunc", "through-a-view", "moving-finalfunc"])
 def test_an_aggregate_over_an_escaping_built_in_is_not_run(app, peer, setup, sql):
-    r = _run(app, f"{sql};\n", setup)
+    r = dry_run_as(app, f"{sql};\n", setup)
     res = r.statements[0]
     assert res.ran_in == "skipped", res
     said = (res.untested or "") + (res.error.message if res.error else "")
@@ -121,8 +99,8 @@ MADE_REWIND = "CREATE FUNCTION rewind() RETURNS bigint LANGUAGE sql AS $f$ SELEC
 def test_code_that_creates_code_is_not_run(app, peer, setup, sql, words):
     """The body's new code is a string the guard never reads (or a change of what a name resolves to), and the
     trial would run it: the body is unreadable, like EXECUTE."""
-    r = _run(app, sql + "INSERT INTO lt VALUES (1);\n" if "lt_trg" in setup else sql, setup)
-    _not_run(r.statements[0], *words, "a dry run cannot prove it acts only inside the transaction")
+    r = dry_run_as(app, sql + "INSERT INTO lt VALUES (1);\n" if "lt_trg" in setup else sql, setup)
+    not_run(r.statements[0], *words, "a dry run cannot prove it acts only inside the transaction")
     _intact(app, peer)
 
 
@@ -130,7 +108,7 @@ def test_a_do_block_that_makes_code_it_shows_runs_and_is_judged_again(app, peer)
     """A DO block's DDL is read (the usual idempotent ``IF NOT EXISTS ... ALTER TABLE``): it runs. What it made
     for the server to run later is judged again when a later statement replaces a function: a trigger made
     over a harmless function the migration then replaces with a killer stops every statement after."""
-    r = _run(app, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'plain'::regclass "
+    r = dry_run_as(app, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'plain'::regclass "
                   "AND attname = 'note') THEN ALTER TABLE plain ADD COLUMN note text; END IF; END $$;\n"
                   "DO $$ BEGIN CREATE TRIGGER t AFTER INSERT ON plain FOR EACH ROW EXECUTE FUNCTION stamp(); END $$;\n"
                   + MADE_KILL.replace("zap() RETURNS int", "stamp() RETURNS trigger").replace("RETURN 1", "RETURN NEW")
@@ -138,14 +116,14 @@ def test_a_do_block_that_makes_code_it_shows_runs_and_is_judged_again(app, peer)
              "CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;")
     alter, trigger, replace, insert = r.statements
     assert alter.ran_in == trigger.ran_in == replace.ran_in == "transaction", r.statements
-    _not_run(insert, "statement 2 made code the server runs on its own, which statement 3 makes reach code")
+    not_run(insert, "statement 2 made code the server runs on its own, which statement 3 makes reach code")
     _intact(app, peer)
 
 
 def test_a_cast_the_server_ignores_does_not_stop_the_dry_run(app, peer):
     """A cast from a domain is never used (the server warns so when it is made): its built-in function is no
     entry point, and statements still run."""
-    r = _run(app, "INSERT INTO plain VALUES (1);\n",
+    r = dry_run_as(app, "INSERT INTO plain VALUES (1);\n",
              "CREATE DOMAIN d AS int; CREATE CAST (d AS bool) WITH FUNCTION pg_cancel_backend(int)")
     assert [s.ran_in for s in r.statements] == ["transaction"], r.statements
     _intact(app, peer)
@@ -154,7 +132,7 @@ def test_a_cast_the_server_ignores_does_not_stop_the_dry_run(app, peer):
 def test_code_whose_text_is_read_still_runs(app, peer):
     """A function that only reads and writes tables runs; a BEGIN ATOMIC body (the server prints it as CREATE
     FUNCTION ... BEGIN ATOMIC) is no code that creates code."""
-    r = _run(app, "CREATE FUNCTION atomic_one() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n"
+    r = dry_run_as(app, "CREATE FUNCTION atomic_one() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n"
                   "SELECT atomic_one();\nSELECT kept();\n",
              "CREATE FUNCTION kept() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT count(*)::int FROM plain; END;")
     assert [s.ran_in for s in r.statements] == ["transaction"] * 3, r.statements

@@ -27,10 +27,10 @@ import pytest
 
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.rollback_check import verify_rollback
-from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from tests.conftest import session_settings, until
 from tests.scratch_dryruns import owner
+from tests.trial_victims import application_session, dry_run_as, not_run
 
 KILL = "PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victimapp'"
 SETUP = """
@@ -48,17 +48,7 @@ def app(dsn: str) -> str:
 
 @pytest.fixture
 def victim(app: str) -> Iterator[psycopg.Connection[Any]]:
-    conn = psycopg.connect(app, application_name="victimapp", autocommit=True)
-    yield conn
-    conn.close()
-
-
-def _run(login: str, sql: str) -> Any:
-    db = Database(session_settings(dsn=login, mode="dry-run"))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
+    yield from application_session(app, "victimapp")
 
 
 def _intact(login: str, victim: psycopg.Connection[Any]) -> None:
@@ -67,14 +57,8 @@ def _intact(login: str, victim: psycopg.Connection[Any]) -> None:
         assert c.execute("SELECT last_value FROM app.customers_id_seq").fetchone()[0] == 1000  # never set back
 
 
-def _not_run(res: Any, *words: str) -> None:
-    assert res.ran_in == "skipped", res
-    said = (res.untested or "") + (res.error.message if res.error else "")
-    assert all(w in said for w in words), said
-
-
 def test_a_trigger_the_migration_made_whose_function_it_then_replaces_stops_what_follows(app, victim):
-    r = _run(app, "CREATE TABLE app.newt (x int);\n"
+    r = dry_run_as(app, "CREATE TABLE app.newt (x int);\n"
                   "CREATE FUNCTION app.tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;\n"
                   "CREATE TRIGGER newt_t AFTER INSERT ON app.newt FOR EACH ROW EXECUTE FUNCTION app.tf();\n"
                   f"CREATE OR REPLACE FUNCTION app.tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {KILL}; "
@@ -82,30 +66,30 @@ def test_a_trigger_the_migration_made_whose_function_it_then_replaces_stops_what
                   "INSERT INTO app.newt VALUES (1);\n")
     *made, replace, insert = r.statements
     assert all(s.ran_in == "transaction" for s in made + [replace]), r.statements
-    _not_run(insert, "statement 3", "statement 4", "tf", "pg_terminate_backend()")
+    not_run(insert, "statement 3", "statement 4", "tf", "pg_terminate_backend()")
     assert r.summary.startswith("COULD NOT TEST"), r.summary
     _intact(app, victim)
 
 
 def test_a_check_the_migration_made_whose_function_it_then_replaces_stops_what_follows(app, victim):
-    r = _run(app, "CREATE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;\n"
+    r = dry_run_as(app, "CREATE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;\n"
                   "CREATE TABLE app.newc (x int CHECK (app.ok(x)));\n"
                   "CREATE OR REPLACE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS "
                   "$$ SELECT setval('app.customers_id_seq', 1) > 0 $$;\n"
                   "INSERT INTO app.newc VALUES (1);\n")
     create, table, replace, insert = r.statements
     assert create.ran_in == table.ran_in == replace.ran_in == "transaction", r.statements
-    _not_run(insert, "statement 2", "statement 3", "setval()")
+    not_run(insert, "statement 2", "statement 3", "setval()")
     _intact(app, victim)
 
 
 def test_a_function_the_migration_made_that_calls_one_it_then_replaces_is_judged_again(app, victim):
-    r = _run(app, "CREATE FUNCTION app.helper() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
+    r = dry_run_as(app, "CREATE FUNCTION app.helper() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
                   "CREATE FUNCTION app.outer_f() RETURNS int LANGUAGE sql AS $$ SELECT app.helper() $$;\n"
                   f"CREATE OR REPLACE FUNCTION app.helper() RETURNS int LANGUAGE plpgsql AS $$ BEGIN {KILL}; "
                   "RETURN 1; END $$;\n"
                   "SELECT app.outer_f();\n")
-    _not_run(r.statements[-1], "function helper (created earlier in this migration) calls "
+    not_run(r.statements[-1], "function helper (created earlier in this migration) calls "
                                 "pg_terminate_backend()")
     _intact(app, victim)
 
@@ -113,7 +97,7 @@ def test_a_function_the_migration_made_that_calls_one_it_then_replaces_is_judged
 def test_a_harmless_migration_around_its_own_objects_still_runs(app, victim):
     """Recording what the migration makes costs nothing when its functions stay harmless; a GRANT or COMMENT
     naming a function that later reads SQL built at run time leaves no code that runs it."""
-    r = _run(app, "CREATE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;\n"
+    r = dry_run_as(app, "CREATE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;\n"
                   "CREATE TABLE app.newc (x int CHECK (app.ok(x)));\n"
                   "CREATE OR REPLACE FUNCTION app.ok(int) RETURNS bool LANGUAGE sql AS $$ SELECT $1 >= 0 $$;\n"
                   "INSERT INTO app.newc VALUES (1);\n"
@@ -137,11 +121,11 @@ def event_trigger(dsn: str, app: str) -> None:
 
 
 def test_replacing_an_event_triggers_function_with_a_killer_is_not_run(app, victim, event_trigger):
-    r = _run(app, f"CREATE OR REPLACE FUNCTION app.evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN {KILL}; "
-                  "END $$;\nCREATE TABLE app.zz (x int);\n")
+    r = dry_run_as(app, "CREATE OR REPLACE FUNCTION app.evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN "
+                        f"{KILL}; END $$;\nCREATE TABLE app.zz (x int);\n")
     replace, table = r.statements
-    _not_run(replace, "event trigger", "pg_terminate_backend()")
-    _not_run(table, "statement 1")
+    not_run(replace, "event trigger", "pg_terminate_backend()")
+    not_run(table, "statement 1")
     _intact(app, victim)
 
 
@@ -154,15 +138,15 @@ def test_with_an_event_trigger_renaming_bad_code_to_a_name_it_calls_is_not_run(d
                   "EXCEPTION WHEN undefined_function THEN NULL; END $$")
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE EVENT TRIGGER e ON ddl_command_end EXECUTE FUNCTION app.evt()")
-    r = _run(app, "ALTER FUNCTION app.bad_k() RENAME TO helper;\nCREATE TABLE app.zz (x int);\n")
+    r = dry_run_as(app, "ALTER FUNCTION app.bad_k() RENAME TO helper;\nCREATE TABLE app.zz (x int);\n")
     rename, table = r.statements
-    _not_run(rename, "event trigger", "pg_terminate_backend()")
-    _not_run(table, "statement 1")
+    not_run(rename, "event trigger", "pg_terminate_backend()")
+    not_run(table, "statement 1")
     _intact(app, victim)
 
 
 def test_with_an_event_trigger_a_harmless_function_is_still_created(app, victim, event_trigger):
-    r = _run(app, "CREATE FUNCTION app.tidy() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
+    r = dry_run_as(app, "CREATE FUNCTION app.tidy() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;\n"
                   "CREATE TABLE app.zz (x int);\n")
     assert [s.ran_in for s in r.statements] == ["transaction", "transaction"], r.statements
     assert r.passed, r.summary
@@ -203,7 +187,7 @@ def test_a_trigger_function_swapped_by_another_session_during_the_trial_is_an_er
     """The guard read the harmless body; the migration's UPDATE waits on a row another session locked; that
     session replaces the body with a killer and commits; the server runs the new body. The dry run cannot
     prevent it — it must not say PASSED."""
-    r = _swapped_during(app, lambda: _run(app, "UPDATE app.rt SET x = 2 WHERE x = 1;\n"))
+    r = _swapped_during(app, lambda: dry_run_as(app, "UPDATE app.rt SET x = 2 WHERE x = 1;\n"))
     assert r.statements[0].ran_in == "transaction", r.statements
     assert not r.passed and r.summary.startswith("FAILED"), r.summary
     said = [f.message for f in r.findings if f.severity == "error"]
@@ -242,7 +226,7 @@ def test_a_trial_with_no_other_session_changing_code_passes(app, victim, tmp_pat
         c.execute("CREATE TABLE app.rt (x int); INSERT INTO app.rt VALUES (1);"
                   "CREATE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;"
                   "CREATE TRIGGER rt AFTER UPDATE ON app.rt FOR EACH ROW EXECUTE FUNCTION app.rt_trg()")
-    r = _run(app, "CREATE OR REPLACE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+    r = dry_run_as(app, "CREATE OR REPLACE FUNCTION app.rt_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
                   "RETURN NEW; END $$;\nUPDATE app.rt SET x = 2 WHERE x = 1;\n")
     assert r.passed, r.summary  # the migration's own change to the code is rolled back: not another session's
     r = subprocess.run([sys.executable, "-m", "agent19", "sql", "--mode", "dry-run", "--dsn", app,
