@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-HINT = "needs BYPASSRLS or a policy that shows every row"
+HINT = ("needs BYPASSRLS, or the table's owner without FORCE ROW LEVEL SECURITY (a policy that applies stops the "
+        "read even when it shows every row: every-row reads run with row_security = off)")
 EVERY_ROW = "SET LOCAL row_security = off"
 """In a transaction: a read a policy would filter raises instead (``query would be affected by row-level
 security policy``)."""
@@ -26,8 +27,11 @@ SELECT n.nspname AS schema, c.relname AS name
 
 
 def message(table: str) -> str:
-    """The one sentence: ``row-level security hides rows of app.t from this login: needs BYPASSRLS …``."""
-    return f"row-level security hides rows of {table} from this login: {HINT}"
+    """The one sentence: ``row-level security may hide rows of app.t from this login: needs BYPASSRLS …``.
+
+    "May": ``row_security_active`` says a policy applies, not what it shows (``USING (true)`` shows every row).
+    The advice is what works: a policy that applies makes a ``row_security = off`` read (and pg_dump) fail."""
+    return f"row-level security may hide rows of {table} from this login: {HINT}"
 
 
 def hidden(conn: Any, tables: Iterable[tuple[str, str]]) -> list[str]:

@@ -161,7 +161,7 @@ class CdcRun:
             raise InputError(f"{'; '.join(rls.message(t) for t in hidden)}: the first copy would hold only the rows "
                              "it shows. No slot was created, nothing was copied",
                              "run cdc as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the tables' "
-                             "owner, or add a policy that shows this login every row")
+                             "owner (without FORCE ROW LEVEL SECURITY)")
         existing = self.slot_row()
         if existing is not None:  # ours, left by a run killed during its copy (no state was committed)
             if existing["active"]:

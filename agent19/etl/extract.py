@@ -81,7 +81,7 @@ class SourceShape:
 
 
 _RLS_FIX = ("extract as a login with BYPASSRLS (ALTER ROLE <login> BYPASSRLS) or as the table's owner (when it has "
-            "no FORCE ROW LEVEL SECURITY), or add a policy that shows this login every row")
+            "no FORCE ROW LEVEL SECURITY)")
 
 
 class Extractor:
@@ -127,7 +127,7 @@ class Extractor:
             except psycopg.errors.InsufficientPrivilege as exc:
                 if not rls.explains(exc):
                     raise
-                raise InputError(f"row-level security hides rows the source reads from this login ({exc}): "
+                raise InputError(f"row-level security may hide rows the source reads from this login ({exc}): "
                                  f"{rls.HINT}; nothing was read or written, the watermark did not move",
                                  _RLS_FIX) from None
             desc = cur.description or []

@@ -83,7 +83,7 @@ class _Run:
             return f"cancelled by statement_timeout ({self.timeout}): the check did not finish, so it did not pass"
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if rls.explains(exc):
-            return self.db.redact(f"unknown — row-level security hides rows from this login ({text}): {rls.HINT}")
+            return self.db.redact(f"unknown — row-level security may hide rows from this login ({text}): {rls.HINT}")
         return self.db.redact(text if isinstance(exc, Agent19Error) else f"PostgreSQL: {text}")
 
     def keys(self, conn: Connection, listing: sql.Composable, width: int, user_sql: bool, limit: int | None = None

@@ -315,7 +315,7 @@ def verify_logical(
                     failure = dump.wait(say, data)
                     if failure:
                         raise InputError("pg_dump failed: " + db.redact(failure),
-                                         f"row-level security hides rows from this login: {rls.HINT}"
+                                         f"row-level security may hide rows from this login: {rls.HINT}"
                                          if rls.explains(failure) else "the role needs SELECT on every table "
                                          "and sequence it dumps (or use a role that has it)")
                     dump_s = (dump.dump_end or time.monotonic()) - dump.start
