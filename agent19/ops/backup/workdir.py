@@ -234,10 +234,15 @@ def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
         raise InputError(f"the work directory {str(base)!r} holds $, `, \" or \\: PostgreSQL's pg_verifybackup "
                          "passes paths under it through a shell, which would run what they hold",
                          "choose a work directory whose path has none of these characters")
-    base.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(base)
-    path = base / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
-    path.mkdir(mode=0o700)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(base)
+        path = base / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        path.mkdir(mode=0o700)
+    except OSError as exc:  # a file, /proc, no permission, a read-only or full file system
+        raise InputError(f"cannot create a work directory under {str(base)!r}: {exc.strerror or exc}",
+                         "pass --work-dir a directory this user can write (or create it first); it needs room "
+                         "for the restored copy") from None
     fd = os.open(path / ".owner", os.O_CREAT | os.O_RDWR, 0o600)  # not inheritable (PEP 446)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     wd = WorkDir(path, fd)
