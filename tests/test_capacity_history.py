@@ -40,6 +40,11 @@ def test_days_of_created_at_across_a_month_boundary_project_nothing(dsn: str, tm
     assert "growth is not known yet from creation timestamp columns" in out
     assert "a growth trend needs at least 3 points over at least 7 days" in out
     assert "agent19 capacity sample" in out
+    assert "see below).-" not in out and "(too little history, see below).\n" in out, out  # a list item glued on
+    queries = [line.split(" — ", 1)[1] for line in out.splitlines() if "public.orders.created_at" in line]
+    assert queries and queries[0].startswith("SELECT date_trunc"), out
+    with psycopg.connect(app) as c:  # the evidence shown runs as shown (it grouped by count(*): an error)
+        assert sum(r[1] for r in c.execute(queries[0].rstrip("`").strip()).fetchall()) == 5000
 
 
 def test_markdown_plan_says_hidden_statements_and_what_it_cannot_see(dsn: str, tmp_path: Path) -> None:
@@ -62,3 +67,19 @@ def test_markdown_plan_says_hidden_statements_and_what_it_cannot_see(dsn: str, t
     assert "another role's statement: its text is hidden from this login, needs pg_read_all_stats" in done.stdout
     assert "What this login cannot see" in done.stdout
     assert "other roles' statements in pg_stat_statements: needs pg_read_all_stats" in done.stdout
+
+
+def test_history_just_short_of_the_threshold_is_not_shown_as_reaching_it() -> None:
+    from agent19.ops.capacity.fit import too_little
+    from agent19.ops.capacity.model import Point
+
+    at = ["2026-01-01T00:00:00Z", "2026-01-04T00:00:00Z", "2026-01-07T23:58:34Z"]  # 6.999 days
+    why = too_little([Point(at=a, bytes=1000 * k, rows=k) for k, a in enumerate(at, 1)])
+    assert why is not None and "over 6.99 days" in why, why  # it said "over 7.00 days … needs at least 7 days"
+
+
+def test_capacity_sample_says_how_many_samples_a_fit_needs(dsn: str, tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "agent19", "--dsn", dsn, "--data-dir", str(tmp_path), "capacity",
+                           "sample"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "fits them once there are 3 over at least 7 days" in done.stdout, done.stdout  # it said "two"

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
+from agent19.ops.capacity.fit import MIN_POINTS, MIN_SPAN_DAYS
 from agent19.ops.capacity.model import CapacityPlan
 from agent19.ops.capacity.samples import SampleResult
 from agent19.tool_names import argument
@@ -86,7 +87,8 @@ def render_sample(r: SampleResult) -> str:
     s = r.sample
     return (f"sampled {s.database} at {s.at}: database {human_size(s.database_bytes)}, {s.rows:,} rows, cluster "
             f"{human_size(s.cluster_bytes)}\nappended to {r.path} ({r.samples_for_database} samples of this "
-            "database; `agent19 capacity` fits them once there are two)")
+            f"database; `agent19 capacity` fits them once there are {MIN_POINTS} over at least "
+            f"{MIN_SPAN_DAYS:.0f} days)")
 
 
 @tool(

@@ -29,7 +29,8 @@ def too_little(points: list[Point]) -> str | None:
     span = (parse_at(points[-1].at) - parse_at(points[0].at)).total_seconds() / 86400 if points else 0.0
     if len(points) >= MIN_POINTS and span >= MIN_SPAN_DAYS:
         return None
-    return (f"{len(points)} observed point(s) over {span:.2f} days; a growth trend needs at least {MIN_POINTS} "
+    shown = math.floor(span * 100) / 100  # never rounded up to the threshold it is short of (6.999 → 6.99)
+    return (f"{len(points)} observed point(s) over {shown:.2f} days; a growth trend needs at least {MIN_POINTS} "
             f"points over at least {MIN_SPAN_DAYS:.0f} days")
 
 
