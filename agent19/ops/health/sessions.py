@@ -47,6 +47,37 @@ def _q(text: str | None) -> str:
     return " ".join((text or "").split())[:200]
 
 
+def _signal(probe: Probe, pids: list[int], call: str) -> str:
+    """``SELECT call(pid)`` for the pids this login may signal (PostgreSQL's rule: a superuser any; otherwise a
+    session of a role it has the privileges of, or any with pg_signal_backend, never a superuser's), and who can
+    signal the others — advice to run what would fail with "permission denied to … backend" is none."""
+    parts = ["pid 0 is a prepared transaction: end it with ROLLBACK PREPARED (see prepared_transactions)"] \
+        if 0 in pids else []  # no backend to signal
+    pids = [p for p in pids if p]
+    if not pids:
+        return "; ".join(parts)
+    rows = probe.rows(f"""
+SELECT a.pid, a.usename AS "user", coalesce(t.rolsuper, false) AS superuser,
+       me.rolsuper OR (a.usesysid IS NOT NULL AND NOT coalesce(t.rolsuper, false)
+                       AND (pg_has_role(a.usesysid, 'USAGE') OR pg_has_role('pg_signal_backend', 'USAGE'))) AS may
+  FROM pg_stat_activity a LEFT JOIN pg_roles t ON t.oid = a.usesysid
+       CROSS JOIN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) me
+ WHERE a.pid IN ({", ".join(str(int(p)) for p in pids)})""")
+    found = {r["pid"]: r for r in rows}
+    mine = [p for p in pids if p in found and found[p]["may"]]
+    parts[:0] = [", ".join(f"SELECT {call}({p})" for p in mine)] if mine else []
+    for p in pids:
+        r = found.get(p)
+        if r is None:
+            parts.append(f"pid {p} has ended")
+        elif not r["may"]:
+            who = "a superuser" if r["superuser"] else \
+                f"a superuser, a member of role {r['user']} or of pg_signal_backend"
+            parts.append(f"pid {p} (role {r['user']}): this login may not signal it — ask {who} to run "
+                         f"SELECT {call}({p})")
+    return "; ".join(parts)
+
+
 def connections(probe: Probe) -> list[Check]:
     t = probe.thresholds
     sql = f"""
@@ -92,15 +123,19 @@ def long_running(probe: Probe) -> list[Check]:
     t = probe.thresholds
     sql, rows = _sessions_over(probe, "'active'", "query_start", t.long_query_s)
     status, threshold = _by_age(rows, "seconds", t.long_query_s, t.long_query_critical_s)
-    pids = ", ".join(str(r["pid"]) for r in rows)
+    waiting = [r["pid"] for r in rows if r["wait_event_type"] == "Lock"]
+    running = [r["pid"] for r in rows if r["wait_event_type"] != "Lock"]
+    fix = "look at them (EXPLAIN); cancel with " + _signal(probe, running, "pg_cancel_backend") if running else ""
+    if waiting:  # the victim of a lock: cancelling it frees nothing
+        fix += ("; " if fix else "") + (f"pid(s) {', '.join(map(str, waiting))} wait for another session's lock: "
+                                        "see blocked_sessions for the session to end")
     check = Check(
         check="long_running_queries", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
         threshold=threshold, evidence=sql,
         message=(f"{len(rows)} queries running ≥ {human_duration(t.long_query_s)}, longest "
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']})") if rows else
         f"no query running ≥ {human_duration(t.long_query_s)}",
-        fix=None if not rows else f"look at them (EXPLAIN); cancel with SELECT pg_cancel_backend(pid) for pid in "
-        f"({pids}); cap them with ALTER ROLE … SET statement_timeout = '…'",
+        fix=None if not rows else f"{fix}; cap them with ALTER ROLE … SET statement_timeout = '…'",
         untrusted_data=bool(rows),
     )
     return [_partial(check, _hidden(probe))]
@@ -111,7 +146,6 @@ def idle_in_transaction(probe: Probe) -> list[Check]:
     sql, rows = _sessions_over(probe, "'idle in transaction', 'idle in transaction (aborted)'", "state_change",
                                t.idle_in_transaction_s)
     status, threshold = _by_age(rows, "seconds", t.idle_in_transaction_s, t.idle_in_transaction_critical_s)
-    pids = ", ".join(str(r["pid"]) for r in rows)
     check = Check(
         check="idle_in_transaction", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
         threshold=threshold, evidence=sql,
@@ -119,8 +153,8 @@ def idle_in_transaction(probe: Probe) -> list[Check]:
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']}): they hold locks and the xmin "
                  "horizon (vacuum cannot remove rows they might see)") if rows else
         f"no session idle in transaction ≥ {human_duration(t.idle_in_transaction_s)}",
-        fix=None if not rows else f"fix the application (a missing COMMIT); end them with SELECT "
-        f"pg_terminate_backend(pid) for pid in ({pids}); guard with ALTER ROLE … SET "
+        fix=None if not rows else f"fix the application (a missing COMMIT); end them with "
+        f"{_signal(probe, [r['pid'] for r in rows], 'pg_terminate_backend')}; guard with ALTER ROLE … SET "
         "idle_in_transaction_session_timeout = '60s'",
         untrusted_data=bool(rows),
     )
@@ -183,7 +217,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
         f"no session waiting ≥ {human_duration(t.blocked_s)} for another's lock"
         + (f" ({len(waiting)} waiting less)" if waiting else ""),
         fix=None if not judged else "the session at the head of each chain holds the lock: finish or end it — "
-        + ", ".join(f"SELECT pg_terminate_backend({p})" for p in heads)
+        + _signal(probe, heads, "pg_terminate_backend")
         + "; give migrations a lock_timeout so they queue behind nobody for long",
         untrusted_data=bool(rows),
     ), _hidden(probe))]
