@@ -32,6 +32,7 @@ from agent19.migrate.planning.calibrate import BRIEF_SECONDS, ROWS_PER_SECOND, a
 from agent19.migrate.planning.change_inverses import with_generated_inverses
 from agent19.migrate.planning.changes import Generated, already_there, changes_to_steps
 from agent19.migrate.planning.escalations import escalate, summary
+from agent19.migrate.planning.existing_indexes import existing_index_findings
 from agent19.migrate.planning.index_cost import index_write_costs
 from agent19.migrate.planning.model import (
     BACKUP_PREREQUISITE,
@@ -244,7 +245,7 @@ def plan_migration(
                             operation=order_of.get(s_i))
                 for s_i, s in enumerate(report.statements) for f in s.findings]
     if changes is None:
-        findings += _order_hazards(statements)
+        findings += _order_hazards(statements) + existing_index_findings(statements, catalog)
     findings += [PlanFinding(rule="already-exists", severity="info", message=m) for m in present]
     # what a pattern's contract drops with the old column and cannot build again itself: to do before the contract
     findings += [PlanFinding(rule="not-carried", severity="warning", message=n) for n in pattern_notes
