@@ -167,3 +167,17 @@ def test_a_policy_that_shows_every_row_is_not_advised_as_the_remedy(dsn, tmp_pat
     done = _agent19(app, "etl", "run", str(path), "--mode", "execute")
     assert done.returncode == 2 and "BYPASSRLS" in done.stderr, done.stderr
     assert "shows this login every row" not in done.stderr and "policy that shows every row" not in done.stderr
+
+
+def test_a_table_the_login_may_not_read_names_the_grant(dsn, tmp_path):
+    app = _login(dsn)
+    role = psycopg.conninfo.conninfo_to_dict(app)["user"]
+    run_sql(dsn, "CREATE TABLE secret_t (id int PRIMARY KEY, v text)")  # the superuser's, no GRANT (r25c L8)
+    checks = tmp_path / "s.yml"
+    checks.write_text("tables:\n  public.secret_t:\n    checks:\n      - {check: missing_count, column: v}\n")
+    (c,) = json.loads(_agent19(app, "check", str(checks), "--format", "json").stdout)["checks"]
+    assert c["status"] == "error" and "permission denied for table secret_t" in c["message"], c
+    assert f"GRANT SELECT ON secret_t TO {role}" in c["message"], c  # it named no GRANT
+    run_sql(dsn, f"GRANT SELECT ON secret_t TO {role}")  # the advice works
+    (c,) = json.loads(_agent19(app, "check", str(checks), "--format", "json").stdout)["checks"]
+    assert c["status"] == "pass", c

@@ -53,6 +53,7 @@ class _Run:
         self.max_keys = max_keys
         self.queries = 0
         self.timeout = f"{db.settings.statement_timeout_ms}ms"
+        self.login: str | None = None
 
     # -- executing ------------------------------------------------------------------------
     @contextmanager
@@ -60,6 +61,7 @@ class _Run:
         """The table's READ ONLY, REPEATABLE READ transaction (the gate's reader when user SQL is involved)."""
         cm: AbstractContextManager[Connection] = gate.reader(self.db) if user_sql else self.db.read()
         with cm as conn:
+            self.login = conn.info.user  # the reader login when user SQL is involved: the one a GRANT is for
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             conn.execute(rls.EVERY_ROW)  # a read a policy would filter errors: never a pass on a subset
             yield conn
@@ -84,6 +86,9 @@ class _Run:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if rls.explains(exc):
             return self.db.redact(f"unknown — row-level security may hide rows from this login ({text}): {rls.HINT}")
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege) and (grant := _grant(text)):
+            return self.db.redact(f"PostgreSQL: {text}: needs {grant} TO {self.login or '<login>'} (run by its "
+                                  "owner or a superuser)")
         return self.db.redact(text if isinstance(exc, Agent19Error) else f"PostgreSQL: {text}")
 
     def keys(self, conn: Connection, listing: sql.Composable, width: int, user_sql: bool, limit: int | None = None
@@ -96,6 +101,14 @@ class _Run:
             values = [jsonable(v) for k, v in r.items() if k != "agent19_total"]
             out.append(values[0] if len(values) == 1 else values)
         return total, out
+
+
+def _grant(text: str) -> str | None:
+    """The GRANT a "permission denied for table t" asks for (PostgreSQL names the relation without its schema)."""
+    m = re.match(r"permission denied for (table|view|materialized view|sequence|schema) (.+)$", text)
+    if m is None:
+        return None
+    return f"GRANT USAGE ON SCHEMA {m[2]}" if m[1] == "schema" else f"GRANT SELECT ON {m[2]}"
 
 
 def _threshold_text(check: Any) -> str | None:
