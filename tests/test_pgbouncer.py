@@ -340,6 +340,33 @@ def test_other_roles_hidden_statements_leave_the_pool_mode_unchecked(server: Thr
             c.execute("SELECT pg_stat_statements_reset()")
 
 
+def test_the_applications_own_pg_dump_like_set_counts(server: ThrowawayServer) -> None:
+    """r25c N2: `SET statement_timeout = 0` is also one of pg_dump's session statements; the application's own (5
+    calls, no pg_dump) leaks to other clients in transaction pooling and must count; next to a real pg_dump its
+    extra calls still count, while pg_dump's other statements (recognised as a whole) are set aside."""
+    app = make_conninfo(server.dsn_for("shop"), user="app")
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("SELECT pg_stat_statements_reset()")
+    try:
+        with psycopg.connect(app, autocommit=True) as a:
+            for _ in range(5):
+                a.execute("SET statement_timeout = 0")
+        cfg = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        found = {f["feature"]: f for f in cfg["session_features"]}
+        assert cfg["pool_mode"] == "session" and found["SET without LOCAL"]["calls"] == 5, cfg["session_features"]
+        dump = pg_binary("pg_dump", server.major)
+        assert dump, "pg_dump of the test server's version"
+        subprocess.run([dump, "-Fc", "--no-sync", "-f", os.devnull, "-d", app], check=True)
+        cfg = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        found = {f["feature"]: f for f in cfg["session_features"]}
+        assert cfg["pool_mode"] == "session" and set(found) == {"SET without LOCAL"}, cfg["session_features"]
+        assert found["SET without LOCAL"]["statements"] == ["SET statement_timeout = 0"]  # not pg_dump's others
+        assert found["SET without LOCAL"]["calls"] == 6
+    finally:
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("SELECT pg_stat_statements_reset()")
+
+
 def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> None:
     done = agent19("pgbouncer", "status", "--admin-dsn", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}"
                    "/pgbouncer")
