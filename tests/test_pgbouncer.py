@@ -422,3 +422,79 @@ def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
             assert row is not None and row["standard_conforming_strings"] == "on"
     finally:
         db.close()
+
+
+def test_rerunning_config_keeps_auth_working_and_status_names_a_failed_server_login(server: ThrowawayServer) -> None:
+    """r25c N4: a second `pgbouncer config --write` (same directory, or a new one) must not leave the lookup role's
+    password and the userlist apart; when they are apart, status says the server login fails, not pool size."""
+    port = free_port()
+    top = Path(tempfile.mkdtemp(prefix="agent19-pgbouncer-"))
+    app_dsn = make_conninfo(server.dsn_for("shop"), user="app")
+
+    def config(directory: Path) -> dict[str, Any]:
+        done = agent19("--dsn", app_dsn, "pgbouncer", "config", "--write", str(directory), "--listen-port",
+                       str(port), "--format", "json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def client_works(b: Bouncer) -> None:
+        with psycopg.connect(b.dsn(), autocommit=True, connect_timeout=10) as c:
+            assert c.execute("SELECT current_user").fetchone() == ("app",)
+
+    with psycopg.connect(server.dsn, autocommit=True) as c:  # the test server trusts loopback: not the lookup role
+        hba = Path(str(c.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
+    trusting = hba.read_text()
+    hba.write_text("host all pgbouncer_auth 127.0.0.1/32 scram-sha-256\n" + trusting)
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("SELECT pg_reload_conf()")
+    try:
+        first = config(top / "a")
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute((top / "a" / "pgbouncer_auth.sql").read_text())
+        userlist = (top / "a" / "userlist.txt").read_text()
+        again = config(top / "a")  # the same directory: its secrets are kept, its SQL applies again
+        assert (top / "a" / "userlist.txt").read_text() == userlist and again["admin_dsn"] == first["admin_dsn"]
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute((top / "a" / "pgbouncer_auth.sql").read_text())
+        b = Bouncer(top / "a", port)
+        try:
+            client_works(b)
+        finally:
+            b.stop()
+        other = config(top / "b")  # a new directory: a new password, not yet applied to the role
+        b = Bouncer(top / "b", port)
+        try:
+            blocked = threading.Thread(target=lambda: _try_connect(b.dsn()), daemon=True)
+            blocked.start()
+            time.sleep(3)
+            done = console_status(top / "b", other)
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "login_failed" in done.stdout and "authentication to the server failed" in done.stdout
+            assert "password authentication failed" in done.stdout and "pgbouncer_auth.sql" in done.stdout
+            assert "raise default_pool_size" not in done.stdout
+            password = (top / "b" / "userlist.txt").read_text().split('"')[3]
+            assert password not in done.stdout + done.stderr
+            with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:  # the role exists: SQL still applies
+                c.execute((top / "b" / "pgbouncer_auth.sql").read_text())
+            blocked.join(30)
+        finally:
+            b.stop()
+        b = Bouncer(top / "b", port)
+        try:
+            client_works(b)
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        hba.write_text(trusting)
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("DROP SCHEMA IF EXISTS pgbouncer CASCADE")
+            c.execute("DROP ROLE IF EXISTS pgbouncer_auth")
+
+
+def _try_connect(dsn: str) -> None:
+    try:
+        psycopg.connect(dsn, autocommit=True, connect_timeout=20).close()
+    except psycopg.Error:
+        pass
