@@ -7,8 +7,8 @@ when it wrote (WAL records or dirtied blocks, as for hidden statements: :mod:`ag
 the conclusion is unknown, said with the statements and why. ``INSERT … ON CONFLICT DO UPDATE`` sets the
 columns of its ``DO UPDATE SET`` list, read like an UPDATE's. Plain SELECTs, INSERTs, DELETEs, COPY and DDL
 set no column of an existing row (a SELECT's writes are hint bits and page pruning) unless they call a function
-outside ``pg_catalog``/``information_schema``. Not seen: triggers and foreign-key actions
-(``ON DELETE SET NULL``), whose UPDATEs run inside another statement.
+outside ``pg_catalog``/``information_schema`` written in SQL or a procedural language. Not seen:
+triggers and foreign-key actions (``ON DELETE SET NULL``), whose UPDATEs run inside another statement.
 
 The statement texts are data from the server: they are only parsed, never run.
 """
@@ -34,10 +34,12 @@ def _walk(node: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _user_functions(conn: Any) -> set[tuple[str, ...]]:
-    """(name,) and (schema, name) of every function outside the system schemas."""
+    """(name,) and (schema, name) of every function outside the system schemas written in SQL or a procedural
+    language (a C function, such as pgcrypto's, runs no UPDATE of its own)."""
     out: set[tuple[str, ...]] = set()
     for r in conn.execute("SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                          "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall():
+                          "JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname NOT IN ('c', 'internal') "
+                          "AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall():
         out |= {(r["proname"],), (r["nspname"], r["proname"])}
     return out
 
