@@ -89,3 +89,25 @@ def test_advise_says_the_workload_leaves_out_other_roles_hidden_statements(shop)
     _as(dsn, other, *["SELECT count(*) FROM orders WHERE status = 'shipped'"] * 5)
     done = agent19("advise-workload", "--dsn", app, "--format", "json")
     assert "pg_read_all_stats" in done.stdout + done.stderr and other in done.stdout + done.stderr, done
+
+
+def test_plan_does_not_say_hot_updates_stay_hot_when_a_function_the_app_calls_updated(shop) -> None:
+    """r25c N1: `SELECT ship($1)` UPDATEs status in its body; pg_stat_statements shows only the call (with WAL)."""
+    dsn, app, _ = shop
+    me = psycopg.conninfo.conninfo_to_dict(app)["user"]
+    _as(dsn, me, "CREATE FUNCTION ship(o bigint) RETURNS void LANGUAGE plpgsql AS "
+        "$$ BEGIN UPDATE orders SET status = 'shipped' WHERE id = o; END $$")
+    with psycopg.connect(dsn, autocommit=True) as c:  # only the app's own statements in this database
+        c.execute("SELECT pg_stat_statements_reset()")
+    with psycopg.connect(app, autocommit=True) as c:
+        for i in (5, 6, 7):
+            c.execute("SELECT ship(%s)", (i,))
+        c.execute("SELECT count(*) FROM orders WHERE note = ''")  # reads: no doubt from them
+        c.execute("INSERT INTO orders VALUES (9001, 'new', '') ON CONFLICT (id) DO UPDATE SET note = 'again'")
+    cost = json.loads(agent19("plan", "--sql", INDEX, "--dsn", app, "--format", "json").stdout)["index_costs"][0]
+    assert cost["hot_lost"] is None and "stay HOT" not in cost["summary"], cost["summary"]
+    assert "ship" in cost["summary"] and "whose body may UPDATE" in cost["summary"], cost["summary"]
+    assert "count(*)" not in cost["summary"] and "9001" not in cost["summary"]
+    note = json.loads(agent19("plan", "--sql", "CREATE INDEX CONCURRENTLY orders_note_idx ON orders (note)",
+                              "--dsn", app, "--format", "json").stdout)["index_costs"][0]
+    assert note["hot_lost"] is True and "note" in note["summary"]  # the upsert's DO UPDATE SET list is read

@@ -340,6 +340,33 @@ def test_other_roles_hidden_statements_leave_the_pool_mode_unchecked(server: Thr
             c.execute("SELECT pg_stat_statements_reset()")
 
 
+def test_the_applications_own_pg_dump_like_set_counts(server: ThrowawayServer) -> None:
+    """r25c N2: `SET statement_timeout = 0` is also one of pg_dump's session statements; the application's own (5
+    calls, no pg_dump) leaks to other clients in transaction pooling and must count; next to a real pg_dump its
+    extra calls still count, while pg_dump's other statements (recognised as a whole) are set aside."""
+    app = make_conninfo(server.dsn_for("shop"), user="app")
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("SELECT pg_stat_statements_reset()")
+    try:
+        with psycopg.connect(app, autocommit=True) as a:
+            for _ in range(5):
+                a.execute("SET statement_timeout = 0")
+        cfg = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        found = {f["feature"]: f for f in cfg["session_features"]}
+        assert cfg["pool_mode"] == "session" and found["SET without LOCAL"]["calls"] == 5, cfg["session_features"]
+        dump = pg_binary("pg_dump", server.major)
+        assert dump, "pg_dump of the test server's version"
+        subprocess.run([dump, "-Fc", "--no-sync", "-f", os.devnull, "-d", app], check=True)
+        cfg = json.loads(agent19("--dsn", app, "pgbouncer", "config", "--format", "json").stdout)
+        found = {f["feature"]: f for f in cfg["session_features"]}
+        assert cfg["pool_mode"] == "session" and set(found) == {"SET without LOCAL"}, cfg["session_features"]
+        assert found["SET without LOCAL"]["statements"] == ["SET statement_timeout = 0"]  # not pg_dump's others
+        assert found["SET without LOCAL"]["calls"] == 6
+    finally:
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("SELECT pg_stat_statements_reset()")
+
+
 def test_status_without_a_console_says_what_to_give(server: ThrowawayServer) -> None:
     done = agent19("pgbouncer", "status", "--admin-dsn", f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}"
                    "/pgbouncer")
@@ -395,3 +422,79 @@ def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
             assert row is not None and row["standard_conforming_strings"] == "on"
     finally:
         db.close()
+
+
+def test_rerunning_config_keeps_auth_working_and_status_names_a_failed_server_login(server: ThrowawayServer) -> None:
+    """r25c N4: a second `pgbouncer config --write` (same directory, or a new one) must not leave the lookup role's
+    password and the userlist apart; when they are apart, status says the server login fails, not pool size."""
+    port = free_port()
+    top = Path(tempfile.mkdtemp(prefix="agent19-pgbouncer-"))
+    app_dsn = make_conninfo(server.dsn_for("shop"), user="app")
+
+    def config(directory: Path) -> dict[str, Any]:
+        done = agent19("--dsn", app_dsn, "pgbouncer", "config", "--write", str(directory), "--listen-port",
+                       str(port), "--format", "json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def client_works(b: Bouncer) -> None:
+        with psycopg.connect(b.dsn(), autocommit=True, connect_timeout=10) as c:
+            assert c.execute("SELECT current_user").fetchone() == ("app",)
+
+    with psycopg.connect(server.dsn, autocommit=True) as c:  # the test server trusts loopback: not the lookup role
+        hba = Path(str(c.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
+    trusting = hba.read_text()
+    hba.write_text("host all pgbouncer_auth 127.0.0.1/32 scram-sha-256\n" + trusting)
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute("SELECT pg_reload_conf()")
+    try:
+        first = config(top / "a")
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute((top / "a" / "pgbouncer_auth.sql").read_text())
+        userlist = (top / "a" / "userlist.txt").read_text()
+        again = config(top / "a")  # the same directory: its secrets are kept, its SQL applies again
+        assert (top / "a" / "userlist.txt").read_text() == userlist and again["admin_dsn"] == first["admin_dsn"]
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute((top / "a" / "pgbouncer_auth.sql").read_text())
+        b = Bouncer(top / "a", port)
+        try:
+            client_works(b)
+        finally:
+            b.stop()
+        other = config(top / "b")  # a new directory: a new password, not yet applied to the role
+        b = Bouncer(top / "b", port)
+        try:
+            blocked = threading.Thread(target=lambda: _try_connect(b.dsn()), daemon=True)
+            blocked.start()
+            time.sleep(3)
+            done = console_status(top / "b", other)
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "login_failed" in done.stdout and "authentication to the server failed" in done.stdout
+            assert "password authentication failed" in done.stdout and "pgbouncer_auth.sql" in done.stdout
+            assert "raise default_pool_size" not in done.stdout
+            password = (top / "b" / "userlist.txt").read_text().split('"')[3]
+            assert password not in done.stdout + done.stderr
+            with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:  # the role exists: SQL still applies
+                c.execute((top / "b" / "pgbouncer_auth.sql").read_text())
+            blocked.join(30)
+        finally:
+            b.stop()
+        b = Bouncer(top / "b", port)
+        try:
+            client_works(b)
+        finally:
+            b.stop()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+        hba.write_text(trusting)
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("SELECT pg_reload_conf()")
+            c.execute("DROP SCHEMA IF EXISTS pgbouncer CASCADE")
+            c.execute("DROP ROLE IF EXISTS pgbouncer_auth")
+
+
+def _try_connect(dsn: str) -> None:
+    try:
+        psycopg.connect(dsn, autocommit=True, connect_timeout=20).close()
+    except psycopg.Error:
+        pass

@@ -11,8 +11,9 @@ Two ways to measure, and the result always says which one it used:
 
 Escalations (a new index on a write-heavy table) and the index write cost read these figures. The columns
 UPDATEs set come from pg_stat_statements; other roles' UPDATEs a login without ``pg_read_all_stats`` cannot
-read are said in ``updates_hidden`` (:mod:`agent19.db.hidden_statements`), so "no UPDATE sets it" is not
-concluded from what is hidden.
+read are said in ``updates_hidden`` (:mod:`agent19.db.hidden_statements`), and so are visible statements that
+wrote through a function, a DO or a CALL (:mod:`agent19.migrate.planning.opaque_writes`), so "no UPDATE sets it" is
+not concluded from what cannot be read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.db.hidden_statements import hidden_statements
+from agent19.migrate.planning.opaque_writes import opaque_writes
 
 WRITE_HEAVY_PER_SECOND = 10.0
 """Rows written per second (inserts + updates + deletes) from which a table counts as write-heavy."""
@@ -54,7 +56,8 @@ class TableActivity(BaseModel):
         "None when pg_stat_statements cannot be read")
     updates_hidden: str | None = Field(
         default=None, description="other roles' statements this login cannot read in pg_stat_statements, and what "
-        "is needed: which columns their UPDATEs set is unknown (None: nothing hidden)")
+        "is needed, and statements that wrote through a function (DO, CALL, MERGE): which columns their UPDATEs set "
+        "is unknown (None: nothing hidden)")
     column_widths: dict[str, int] = Field(default={}, description="column -> average width in bytes (pg_stats)")
 
     def _rate(self, count: int) -> float:
@@ -94,7 +97,8 @@ def _read(conn: Any) -> dict[str, dict[str, Any]]:
 def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str | None, str | None]:
     """table → column → UPDATE calls setting it, from pg_stat_statements (None when it cannot be read), and what
     this login cannot see there (other roles' statements, :mod:`agent19.db.hidden_statements`): those that wrote,
-    and all of them (for unlogged tables, whose UPDATEs write no WAL).
+    and all of them (for unlogged tables, whose UPDATEs write no WAL); both also name the visible statements that
+    wrote through a function (:mod:`agent19.migrate.planning.opaque_writes`).
 
     The statement texts are data from the server: they are only parsed, never run."""
     row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
@@ -109,6 +113,7 @@ def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str |
                 "current_database()) AND query ~* '^\\s*(with\\s.*)?update\\s'").format(view)).fetchall()
             hidden = [hidden_statements(lambda q: conn.execute(q).fetchall(), view.as_string(conn),
                                         "which columns other roles' UPDATEs set", writes_only=w) for w in (True, False)]
+            upserts, opaque = opaque_writes(conn, view.as_string(conn))
     except psycopg.Error:
         return None, None, None
     out: dict[str, dict[str, int]] = {}
@@ -126,6 +131,11 @@ def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str |
             cols = out.setdefault(name, {})
             for target in stmt.targetList or ():
                 cols[target.name] = cols.get(target.name, 0) + int(r["calls"])
+    for name, cols in upserts.items():
+        for c, n in cols.items():
+            out.setdefault(name, {})[c] = out.get(name, {}).get(c, 0) + n
+    if opaque:  # a function's UPDATE may set any table's columns, logged or not
+        hidden = ["; ".join(h for h in (x, opaque) if h) for x in hidden]
     return out, *hidden
 
 

@@ -242,7 +242,9 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
                                                               for v in secrets_rows.values())
     out.ini = render_ini(out, o, databases, host, str(params.get("port") or 5432), directory, version,
                          "scram-sha-256" if scram else "md5")
-    lookup_password, console_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    # a re-run into the same directory keeps the secrets it wrote: a running PgBouncer and the role keep matching
+    lookup_password = _written_secret(directory, LOOKUP_ROLE) or secrets.token_urlsafe(24)
+    console_password = _written_secret(directory, CONSOLE_USER) or secrets.token_urlsafe(24)
     if auth == "auth_query":
         out.setup_sql = setup_sql("'…written to pgbouncer_auth.sql with --write…'")
     if directory is not None and valid:
@@ -255,9 +257,27 @@ def pgbouncer_config(db: Database, o: ConfigOptions) -> PgBouncerConfig:
     return out
 
 
+def _written_secret(directory: Path | None, user: str) -> str | None:
+    """The plain password of ``user`` in the userlist.txt an earlier run wrote to ``directory`` (None: none)."""
+    path = directory / "userlist.txt" if directory else None
+    if path is None or not path.is_file():
+        return None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.fullmatch(r'"((?:[^"]|"")*)"\s+"((?:[^"]|"")*)"\s*', line)
+        if m and m.group(1).replace('""', '"') == user and not m.group(2).startswith(("SCRAM-SHA-256$", "md5")):
+            return m.group(2).replace('""', '"')
+    return None
+
+
 def setup_sql(password_literal: str) -> str:
+    """Idempotent: the role is created when missing, and its password set either way (a re-run of the SQL, or
+    of ``pgbouncer config`` with a new password, keeps the role and the userlist matching). The password is in a
+    top-level statement: an error there does not echo it (a PL/pgSQL error's CONTEXT would)."""
     return f"""-- run as a superuser in every pooled database: the lookup role PgBouncer's auth_query logs in as
-CREATE ROLE {LOOKUP_ROLE} LOGIN PASSWORD {password_literal};
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{LOOKUP_ROLE}') THEN CREATE ROLE {LOOKUP_ROLE}; END IF;
+END $$;
+ALTER ROLE {LOOKUP_ROLE} LOGIN PASSWORD {password_literal};
 CREATE SCHEMA IF NOT EXISTS pgbouncer;  -- owned by the DBA: the lookup role may only call the function
 REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgbouncer TO {LOOKUP_ROLE};

@@ -13,12 +13,14 @@ connection the client gets; only a client that sent no application_name at conne
 client's — a label, no behaviour: shown on PgBouncer 1.18 in tests/test_pgbouncer.py; the other parameters it
 tracks, TimeZone, DateStyle, client_encoding, would reach such a client the same way and change results, so
 they count),
-and pg_dump's own session (agent19's ``backup verify``, a nightly dump): the exact statements pg_dump's
-connection setup sends (``SET statement_timeout = 0``, ``SET row_security = off``, … as recorded on
-PostgreSQL 15) and its catalog queries ``PREPARE dump…``/``getColumnACLs``. pg_dump connects directly, never
-through a transaction pool; the result says how many such calls were set aside. An application sending
-byte-identical text is set aside with them (the result counts them). Other roles' statements a login without
-``pg_read_all_stats`` cannot read (:mod:`agent19.db.hidden_statements`) leave the scan unknown, never "none".
+and pg_dump's own session (agent19's ``backup verify``, a nightly dump), recognised only as a whole: per role, its
+catalog queries ``PREPARE dump…``/``getColumnACLs`` and every statement its connection setup sends
+(``SET statement_timeout = 0``, ``SET lock_timeout = 0``, … as recorded on PostgreSQL 15) with the same number
+of calls (one per pg_dump connection). pg_dump connects directly, never through a transaction pool; the result
+says how many such calls were set aside. An application's ``SET statement_timeout = 0`` counts: without pg_dump's
+other statements nothing is set aside, and alongside them its extra calls make that statement count, all of it.
+Other roles' statements a login without ``pg_read_all_stats`` cannot read (:mod:`agent19.db.hidden_statements`)
+leave the scan unknown, never "none".
 
 **Budget.** Pools may use ``max_connections`` minus ``superuser_reserved_connections`` (and
 ``reserved_connections``, PostgreSQL 16+) minus the other known consumers: agent19 itself (its pool of 4
@@ -29,6 +31,7 @@ do not count against ``max_connections``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -60,10 +63,34 @@ AGENT19_OWN = "ARRAY['SET default_transaction_read_only = on']"
 APP_NAME = r"^\s*set\s+(session\s+)?application_name\M"
 """SET application_name: PgBouncer keeps it per client (re-applied on the next server connection)."""
 
-PG_DUMP = (r"^set (datestyle = iso|intervalstyle = postgres|extra_float_digits to (3|\$1)|synchronize_seqscans "
-           r"to off|(statement_timeout|lock_timeout|idle_in_transaction_session_timeout) = (0|\$1)|row_security = "
-           r"(off|on)|quote_all_identifiers = true)$|^prepare (dump[a-z]+|getcolumnacls)\(")
-"""pg_dump's own session statements (connection setup, catalog queries), matched on their whole text."""
+PG_DUMP_SESSION = [r"set datestyle = iso", r"set intervalstyle = postgres", r"set extra_float_digits to (3|\$1)",
+                   r"set synchronize_seqscans to off", r"set statement_timeout = (0|\$1)",
+                   r"set lock_timeout = (0|\$1)", r"set idle_in_transaction_session_timeout = (0|\$1)"]
+"""The session statements every pg_dump connection sends (PostgreSQL 15's pg_dump, recorded on 15), whole text."""
+
+PG_DUMP = (r"^(" + "|".join(PG_DUMP_SESSION) + r"|set row_security = (off|on)|set quote_all_identifiers = true"
+           r"|set transaction_timeout = (0|\$1))$|^prepare (dump[a-z]+|getcolumnacls)\(")
+"""pg_dump's own statements (its session setup, optional settings, its catalog queries), matched on their whole text."""
+
+PG_DUMP_QUERIES = r"^prepare (dump[a-z]+|getcolumnacls)\("
+"""pg_dump's characteristic catalog queries."""
+
+
+def pg_dump_statements(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of the rows matching :data:`PG_DUMP` (role ``u``, ``query``, ``calls``), those that are pg_dump's: per role,
+    only when its characteristic queries are there and every statement of :data:`PG_DUMP_SESSION` too; then the
+    session statements whose calls equal the fewest of them (one per pg_dump connection). A statement with more
+    calls was also run by someone else (an application's ``SET statement_timeout = 0``): it counts, all of it."""
+    out = []
+    for role in {r["u"] for r in rows}:
+        mine = [r for r in rows if r["u"] == role]
+        dump = [r for r in mine if re.match(PG_DUMP_QUERIES, r["query"], re.I)]
+        core = [[r for r in mine if re.fullmatch(p, r["query"], re.I)] for p in PG_DUMP_SESSION]
+        if not dump or not all(core):
+            continue
+        n = min(int(r["calls"]) for found in core for r in found)
+        out += dump + [r for r in mine if r not in dump and int(r["calls"]) == n]
+    return out
 
 
 class SessionFeature(BaseModel):
@@ -97,14 +124,16 @@ def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], l
     found = []
     here = (f"FROM {schema}.pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
             f"current_database()) AND query NOT LIKE '/* agent19 %' AND query <> ALL({AGENT19_OWN})")
-    aside = {}
-    for what, pattern in (("pg_dump", PG_DUMP), ("application_name", APP_NAME)):
-        n = probe.rows(f"SELECT coalesce(sum(calls), 0)::bigint AS n {here} AND query ~* {literal(pattern)}")
-        aside[what] = int(n[0]["n"])
+    dump = pg_dump_statements(probe.rows(f"SELECT userid::text AS u, query, calls {here} AND query ~* "
+                                         f"{literal(PG_DUMP)}"))
+    n = probe.rows(f"SELECT coalesce(sum(calls), 0)::bigint AS n {here} AND query ~* {literal(APP_NAME)}")
+    aside = {"pg_dump": sum(int(r["calls"]) for r in dump), "application_name": int(n[0]["n"])}
+    keys = ", ".join(literal(f"{r['u']} {r['query']}") for r in dump)
+    not_dump = f" AND userid::text || ' ' || query <> ALL(ARRAY[{keys}]::text[])" if dump else ""
     for name, pattern, fix in FEATURES:
         tracked = f" AND query !~* {literal(APP_NAME)}" if name == "SET without LOCAL" else ""
-        rows = probe.rows(f"SELECT query, calls {here} AND query ~* {literal(pattern)} "
-                          f"AND query !~* {literal(PG_DUMP)}{tracked} ORDER BY calls DESC LIMIT 5")
+        rows = probe.rows(f"SELECT query, calls {here} AND query ~* {literal(pattern)}"
+                          f"{not_dump}{tracked} ORDER BY calls DESC LIMIT 5")
         if rows:
             found.append(SessionFeature(feature=name, calls=sum(int(r["calls"]) for r in rows), fix=fix,
                                         statements=[" ".join((r["query"] or "").split())[:200] for r in rows[:3]]))

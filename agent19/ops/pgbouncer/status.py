@@ -8,11 +8,20 @@ The console speaks only the simple query protocol, so commands go through ``PQex
 ``samples`` times, ``interval_s`` apart: a pool is *waiting* when ``cl_waiting > 0`` in every reading (a
 single reading catches bursts that clear by themselves), and *saturated* when its server connections in
 use (``sv_active``) reach its pool size (``pool_size`` + ``reserve_pool`` of SHOW DATABASES).
+
+A pool whose clients wait while it has no server connection at all is not short of connections: PgBouncer cannot
+open one. The console does not say why; PgBouncer's log does (``logfile`` of SHOW CONFIG, read when it is on this
+machine and readable): ``server login failed: … password authentication failed`` makes the pool
+``login_failed`` ("authentication to the server failed", e.g. ``pgbouncer config`` re-run into a new directory
+and its pgbouncer_auth.sql not applied; observed on PgBouncer 1.18); without the log it is ``no_server``, and
+the fix says where to look. Neither blames the pool size.
 """
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -37,7 +46,8 @@ class PoolStatus(BaseModel):
     pool_size: int | None = Field(default=None, description="pool_size + reserve_pool of SHOW DATABASES")
     saturation_pct: float | None = Field(default=None, description="server connections in use (sv_active) / pool "
                                          "size")
-    status: str = Field(description="ok | waiting | saturated")
+    status: str = Field(description="ok | waiting | saturated | login_failed (PgBouncer's log: the server rejects "
+                        "its login) | no_server (clients wait, no server connection opens, the log not readable)")
     fix: str | None = None
 
 
@@ -50,7 +60,7 @@ class PgBouncerStatus(BaseModel):
     servers: int
     readings: int
     interval_s: float
-    problems: int = Field(description="pools waiting or saturated")
+    problems: int = Field(description="pools not ok")
     untrusted_data: bool = True
 
 
@@ -70,6 +80,50 @@ def _show(conn: psycopg.Connection[Any], what: str) -> list[dict[str, Any]]:
             row[n] = int(text) if text is not None and text.lstrip("-").isdigit() else text
         rows.append(row)
     return rows
+
+
+LOGIN_FAILED = re.compile(r"server login failed: (.*)$")
+CLOSED = re.compile(r"(\S+)/(\S+)@\S+ closing because: login failed")
+"""PgBouncer's log lines for a server connection whose login the server refused (1.18: ``WARNING server login
+failed: FATAL password authentication failed for user "…"``, then ``S-0x…: db/user@host:port closing because:
+login failed``)."""
+
+
+def _login_failures(logfile: str | None, tail_bytes: int = 256 * 1024) -> dict[tuple[str, str], str] | None:
+    """(database, user) -> the last ``server login failed`` reason in PgBouncer's log; None: no readable log."""
+    if not logfile:
+        return None
+    try:
+        with Path(logfile).open("rb") as f:
+            f.seek(max(f.seek(0, 2) - tail_bytes, 0))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    found: dict[tuple[str, str], str] = {}
+    reason = None
+    for line in text.splitlines():
+        if m := LOGIN_FAILED.search(line):
+            reason = m.group(1).strip()[:200]
+        elif (m := CLOSED.search(line)) and reason:
+            found[(m.group(1), m.group(2))], reason = reason, None
+    return found
+
+
+def _no_server_fix(database: str, user: str, failures: dict[tuple[str, str], str] | None,
+                   logfile: str | None) -> tuple[str, str]:
+    """(status, fix) of a pool whose clients wait while it has no server connection."""
+    why = (failures or {}).get((database, user))
+    redo = ("if `agent19 pgbouncer config --write` was re-run into a new directory, apply that directory's "
+            "pgbouncer_auth.sql as a superuser (it sets the lookup role's password to the userlist's), or start "
+            "PgBouncer from the directory whose SQL was applied; for a userlist, re-run config after a password "
+            "change")
+    if why:
+        return "login_failed", (f"authentication to the server failed for {user} (PgBouncer's log: server login "
+                                f"failed: {why}): {redo}. The pool size is not the cause")
+    where = f"PgBouncer's log ({logfile})" if logfile else "PgBouncer's log"
+    return "no_server", (f"clients wait and no server connection opens: PgBouncer cannot connect or log in to the "
+                         f"server - {where} says which ('server login failed': authentication to the server "
+                         f"failed: {redo}). The pool size is not the cause")
 
 
 def pgbouncer_status(admin_dsn: str, *, samples: int = 3, interval_s: float = 1.0) -> PgBouncerStatus:
@@ -95,9 +149,14 @@ def pgbouncer_status(admin_dsn: str, *, samples: int = 3, interval_s: float = 1.
         clients = len(_show(conn, "CLIENTS"))
         servers = len(_show(conn, "SERVERS"))
         version_rows = _show(conn, "VERSION")
+        try:  # SHOW CONFIG is the admin_users' only (a stats_users login reads the pools, not the log's path)
+            logfile = next((c.get("value") for c in _show(conn, "CONFIG") if c.get("key") == "logfile"), None) or None
+        except InputError:
+            logfile = None
     finally:
         conn.close()
     pools = []
+    failures = _login_failures(logfile) if any((p.get("cl_waiting") or 0) for rd in readings for p in rd) else None
     for last in readings[-1]:
         if last["database"] == "pgbouncer":  # the admin console's own pseudo-pool
             continue
@@ -111,7 +170,11 @@ def pgbouncer_status(admin_dsn: str, *, samples: int = 3, interval_s: float = 1.
         sustained = waiting == len(same) and len(same) > 1
         status = "waiting" if sustained else "saturated" if sat is not None and sat >= 100 else "ok"
         fix = None
-        if status != "ok":
+        no_server = waiting and not any((p.get(k) or 0) for p in same for k in (
+            "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login", "sv_active_cancel", "sv_being_canceled"))
+        if no_server:
+            status, fix = _no_server_fix(last["database"], last["user"], failures, logfile)
+        elif status != "ok":
             fix = (f"clients wait for a server connection (up to {max_wait:.1f} s): find long transactions "
                    "(SHOW STATS avg_xact_time; idle in transaction sessions on the server) first; if the server "
                    "has room (agent19 pgbouncer config shows the budget), raise default_pool_size for "
