@@ -12,7 +12,9 @@ from __future__ import annotations
 import pytest
 
 from tests import test_dryrun_closure as base
-from tests.test_dryrun_closure import KILL, _intact, _not_run, _run
+from tests.test_dryrun_closure import KILL, _intact
+from tests.trial_victims import dry_run_as as _run
+from tests.trial_victims import not_run as _not_run
 
 app, peer = base.app, base.peer  # the same fixtures: the application's role, its live session
 

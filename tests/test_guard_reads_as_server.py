@@ -16,7 +16,9 @@ from agent19.db.connection import Database
 from tests import test_dryrun_closure as base
 from tests.conftest import session_settings
 from tests.test_cli import agent19
-from tests.test_dryrun_closure import KILL, _intact, _not_run, _run
+from tests.test_dryrun_closure import KILL, _intact
+from tests.trial_victims import dry_run_as as _run
+from tests.trial_victims import not_run as _not_run
 
 app, peer = base.app, base.peer  # the same fixtures: the application's role, its live session
 
@@ -51,7 +53,12 @@ ZAP = f"CREATE SCHEMA app; CREATE FUNCTION app.zap(c customers) RETURNS bigint L
     "CREATE TABLE snap AS SELECT c.zap FROM customers c LIMIT 1",
     "CREATE VIEW vz AS SELECT c.zap FROM customers c LIMIT 1;\nSELECT * FROM vz;",
     "ALTER TABLE customers ALTER COLUMN email TYPE text USING (email || customers.zap::text)",
-], ids=["alias-named-like-a-schema", "create-table-as", "view", "alter-column-using"])
+    # after a parenthesis (review r25d): a row in parentheses, in DDL that names columns too
+    "CREATE TABLE snap AS SELECT (c).zap FROM customers c LIMIT 1",
+    "ALTER TABLE customers ADD CONSTRAINT k CHECK ((customers).zap >= 0)",
+    "CREATE MATERIALIZED VIEW mz AS SELECT (c).zap FROM customers c LIMIT 1",
+], ids=["alias-named-like-a-schema", "create-table-as", "view", "alter-column-using", "parenthesized-row-ctas",
+        "parenthesized-row-check", "parenthesized-row-matview"])
 def test_attribute_notation_runs_the_function_it_names(app, peer, sql):
     """``c.zap`` is ``zap(c)``: a qualified name without a parenthesis may be a call, in any schema, in any
     statement kind (DDL that names columns too)."""
@@ -77,7 +84,9 @@ READS_OFF = "ALTER DATABASE {db} SET standard_conforming_strings = off; "
     (READS_OFF + HIDDEN + "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN b(); END $$; "
                           "CREATE FUNCTION r() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RESET ALL; RETURN 1; END $$;",
      "SELECT a() FROM (SELECT r()) x"),
-], ids=["set_config-built-name", "reset-all-in-a-body", "reset-all-before-the-call"])
+    (HIDDEN + "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN UPDATE pg_settings SET setting = 'off' "
+              "WHERE name = 'standard_' || 'conforming_strings'; RETURN b(); END $$;", "SELECT a()"),
+], ids=["set_config-built-name", "reset-all-in-a-body", "reset-all-before-the-call", "update-pg_settings-in-a-body"])
 def test_code_that_may_change_how_strings_are_read_is_not_run(app, peer, setup, sql):
     db = psycopg.conninfo.conninfo_to_dict(app)["dbname"]
     r = _run(app, sql, setup.format(db=db))
@@ -108,3 +117,14 @@ def test_the_dsn_options_still_apply_with_agent19s_own(app):
             assert row == {"w": "7MB", "s": "on"}
     finally:
         db.close()
+
+
+def test_update_of_pg_settings_is_refused_in_every_mode(app, peer):
+    """pg_settings' rule calls set_config with each row's name: the statement names neither (review r25d)."""
+    sql = "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_' || 'conforming_strings'"
+    r = _run(app, sql)
+    assert r.statements[0].ran_in == "skipped" and not r.passed, r.statements[0]
+    assert "UPDATE pg_settings changes settings" in (r.statements[0].error.message if r.statements[0].error
+                                                     else r.statements[0].untested or ""), r.statements[0]
+    _intact(app, peer)
+

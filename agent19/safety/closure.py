@@ -130,8 +130,8 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.calls.add((prev, name))
             if after == "ASCII_40":
                 out.called.add((prev, name))
-            elif prev is not None and after != "ASCII_46":
-                out.attributes.add(name)
+            elif (prev is not None or (i and toks[i - 1].name == "ASCII_46")) and after != "ASCII_46":
+                out.attributes.add(name)  # alias.fn, (row).fn, (f()).fn: attribute notation, fn(row)
         elif t.name == "SCONST":
             strings.append(raw)
             if depth < 3 and not out.moves_schemas and ("schema" in raw.lower() or "extension" in raw.lower()):
@@ -150,8 +150,12 @@ def tokens(text: str, depth: int = 0) -> Tokens:
 
 
 def _resets_reading(toks: list[Any], text: str) -> bool:
-    """``RESET ALL``, ``DISCARD ALL``, or ``set_config`` whose first argument is not a plain string literal
-    (a name built at run time may be ``standard_conforming_strings``)."""
+    """``RESET ALL``, ``DISCARD ALL``, ``set_config`` whose first argument is not a plain string literal (a name
+    built at run time may be ``standard_conforming_strings``), or an UPDATE next to ``pg_settings`` (its rule
+    calls set_config with the row's name)."""
+    names = {fold_identifier(text[t.start:t.end + 1].strip('"')) for t in toks if t.name in ("IDENT", "UPDATE")}
+    if {"pg_settings", "update"} <= names:
+        return True
     for i, t in enumerate(toks[:-1]):
         nxt = toks[i + 1]
         if t.name in ("RESET", "DISCARD") and nxt.name == "ALL":

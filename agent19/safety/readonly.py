@@ -168,6 +168,10 @@ def check_string_reading(statement: Statement) -> None:
         setting = f if node == "VariableSetStmt" else f.get("setstmt")
         if isinstance(setting, dict) and _names_string_reading(setting.get("name")):
             raise _refuse_string_reading("the statement changes")
+        if node == "UpdateStmt" and (f.get("relation") or {}).get("relname") == "pg_settings":
+            raise _refuse("UPDATE pg_settings changes settings (its rule calls set_config with each row's name): "
+                          f"agent19 cannot tell whether it changes {STRING_READING}",
+                          "use SET with the setting's name; nothing was run")
         if (node == "VariableSetStmt" and f.get("kind") == "VAR_RESET_ALL") or (
                 node == "DiscardStmt" and f.get("target") == "DISCARD_ALL"):
             raise _refuse_string_reading(f"{'RESET' if node == 'VariableSetStmt' else 'DISCARD'} ALL returns "
