@@ -252,7 +252,11 @@ def _fit(data: dict[str, Any], budget: int,
     then the largest parts (small fields, e.g. the paths written or a verdict, stay whole); what was cut."""
     texts: list[str] = []
     short = _cut_texts(data, texts)
-    cut = [f"{len(texts)} texts longer than {LONG_TEXT} characters cut (e.g. {', '.join(texts[:3])})"] if texts else []
+    # named shallowest first (a document field such as `markdown` before the texts of a list's items), so a client
+    # can tell whether the field it wants was cut; beyond 8, how many more
+    named = sorted(texts, key=lambda t: t.count(".") + t.count("["))[:8]
+    more = f" and {len(texts) - len(named)} more" if len(texts) > len(named) else ""
+    cut = [f"{len(texts)} texts longer than {LONG_TEXT} characters cut: {', '.join(named)}{more}"] if texts else []
     if size(short) <= budget:
         return short, cut
     return _shorten(short, max(budget, 500), "", cut, size), cut
