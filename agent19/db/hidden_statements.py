@@ -20,6 +20,8 @@ from typing import Any
 
 HIDDEN_TEXT = "<insufficient privilege>"
 NEEDS = "pg_read_all_stats"
+WROTE = "wal_records > 0 OR shared_blks_dirtied > 0"
+"""A pg_stat_statements row whose statement wrote (PostgreSQL 13+: ``wal_records``)."""
 
 Rows = Callable[[str], list[dict[str, Any]]]
 
@@ -51,5 +53,5 @@ def hidden_statements(rows: Rows, view: str, unknown: str, *, writes_only: bool 
     wrote = ""
     if writes_only:
         new = int(rows("SELECT current_setting('server_version_num')::int AS v")[0]["v"]) >= 130000
-        wrote = "wal_records > 0 OR shared_blks_dirtied > 0" if new else ""  # before 13: no wal_records, count all
+        wrote = WROTE if new else ""  # before 13: no wal_records, count all
     return hidden_note(rows(hidden_sql(view, wrote)), unknown)

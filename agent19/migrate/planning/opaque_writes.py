@@ -15,22 +15,12 @@ The statement texts are data from the server: they are only parsed, never run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from agent19.sqltree import ParseError, parse_json
+from agent19.db.hidden_statements import WROTE
+from agent19.sqltree import ParseError, parse_json, walk
 
 OPAQUE_KINDS = {"DoStmt": "a DO block", "CallStmt": "a CALL", "MergeStmt": "a MERGE"}
-
-
-def _walk(node: Any) -> Iterator[tuple[str, Any]]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield k, v
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
 
 
 def _user_functions(conn: Any) -> set[tuple[str, ...]]:
@@ -56,7 +46,7 @@ def _classify(text: str, user_functions: set[tuple[str, ...]]) -> tuple[str | No
         kind = next(iter(stmt), "")
         if kind in OPAQUE_KINDS:
             return OPAQUE_KINDS[kind], {}
-        for key, value in _walk(stmt):
+        for key, value in walk(stmt):
             if key == "FuncCall":
                 name = tuple(p.get("String", {}).get("sval", "") for p in value.get("funcname", []))
                 if name in user_functions or name[-1:] in user_functions:
@@ -73,7 +63,7 @@ def opaque_writes(conn: Any, view: str) -> tuple[dict[str, dict[str, int]], str 
     table -> column -> calls of the ``ON CONFLICT DO UPDATE`` lists, and the ``cannot_see`` sentence for those
     whose columns cannot be read (None: none)."""
     new = int(conn.execute("SELECT current_setting('server_version_num')::int AS v").fetchone()["v"]) >= 130000
-    wrote = "wal_records > 0 OR shared_blks_dirtied > 0" if new else "shared_blks_dirtied > 0"
+    wrote = WROTE if new else "shared_blks_dirtied > 0"
     rows = conn.execute(
         f"SELECT query, calls FROM {view} WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
         f"current_database()) AND query <> '<insufficient privilege>' AND ({wrote}) "
