@@ -14,7 +14,8 @@ from agent19.safety.fingerprint import CODE
 from tests.scratch_dryruns import owner
 
 # catalogs the guard's read joins that hold no code of their own: what they say changes with the rows of the
-# catalogs that do (a function's language and extension, a relation's name, a dependency of an object)
+# catalogs that do (a function's language and extension, a relation's name, a dependency of an object); of
+# pg_depend, extension membership is covered (test_extension_membership_changes_the_fingerprint)
 NOT_CODE = {"pg_language", "pg_extension", "pg_depend", "pg_class"}
 
 
@@ -37,3 +38,19 @@ def test_code_another_session_commits_changes_the_fingerprint(dsn, change):
         with psycopg.connect(app, autocommit=True) as other:
             other.execute(change)
         assert c.execute(f"SELECT {CODE}").fetchone()[0] != before
+
+
+def test_extension_membership_changes_the_fingerprint(dsn):
+    """``ALTER EXTENSION … DROP/ADD`` writes only pg_depend (kind ``e``): no member's own row changes. The guard
+    trusts an extension's members' use of the extension's own C code, so a member added or dropped while a trial
+    runs changes which edges it should have followed: the fingerprint must see it."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+        before = c.execute(f"SELECT {CODE}").fetchone()[0]
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("ALTER EXTENSION pgcrypto DROP FUNCTION gen_random_bytes(integer)")
+        dropped = c.execute(f"SELECT {CODE}").fetchone()[0]
+        assert dropped != before
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("ALTER EXTENSION pgcrypto ADD FUNCTION gen_random_bytes(integer)")
+        assert c.execute(f"SELECT {CODE}").fetchone()[0] not in (before, dropped)

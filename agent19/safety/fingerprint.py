@@ -12,7 +12,8 @@ what was checked. The trial's own changes are rolled back before the second read
 language, configuration), triggers, constraints (CHECK, domain), column defaults, policies, rules (views),
 index expressions and predicates, partition keys, extended statistics (``ANALYZE`` evaluates their expressions),
 operators, casts, aggregates, domains and types with a default, event triggers, schemas (names resolve through
-them): every source of stored expressions the guard reads (:mod:`agent19.safety.closure_query`'s ``tree``).
+them), extension membership (``pg_depend`` rows of kind ``e``: which objects are an extension's): every source
+of stored expressions the guard reads (:mod:`agent19.safety.closure_query`'s ``tree``).
 Any change to such a row, committed by anyone, gives it a new ``xmin``. Temporary schemas are left out: another
 session's temporary objects cannot be reached from this one.
 """
@@ -47,6 +48,10 @@ _PARTS = [
     _rows("P", "partrelid", "pg_partitioned_table", f"r.relnamespace NOT IN {_TEMP}", "partrelid"),
     _rows("e", "oid", "pg_event_trigger", "true"),
     _rows("n", "oid", "pg_namespace", f"x.oid >= {FIRST_NORMAL_OID} AND x.oid NOT IN {_TEMP}"),
+    # extension membership (ALTER EXTENSION ... ADD/DROP writes only these rows): the guard trusts an extension's
+    # members' use of its own C code, so which objects are members decides which edges it follows
+    "SELECT 'x' || x.classid || '.' || x.objid || '.' || x.refobjid || ':' || x.xmin FROM pg_depend x "
+    f"WHERE x.deptype = 'e' AND x.objid >= {FIRST_NORMAL_OID}",
 ]
 CODE = f"""(SELECT md5(coalesce(string_agg(k, ',' ORDER BY k), '')) FROM (
   {' UNION ALL '.join(_PARTS)}) AS code(k))"""
