@@ -128,3 +128,33 @@ def test_update_of_pg_settings_is_refused_in_every_mode(app, peer):
                                                      else r.statements[0].untested or ""), r.statements[0]
     _intact(app, peer)
 
+
+
+SETTINGS_VIEW = "CREATE VIEW my_settings AS SELECT name, setting FROM pg_settings; "
+
+
+def test_a_statement_that_changes_how_strings_are_read_is_refused_whatever_its_text(app, peer):
+    """What a statement's text hides, the server shows: after every statement the dry run reads
+    standard_conforming_strings in the round trip of its locks. Here an UPDATE of a view over pg_settings (the
+    migration's own) turned it off: the next statement's body (b, harmless as agent19 reads it with the setting on)
+    would have been read by the server with it off, and its PERFORM would have ended the application's session."""
+    sql = (SETTINGS_VIEW + "UPDATE my_settings SET setting = 'off' WHERE name = 'standard_conforming_strings';\n"
+           "SELECT b();")
+    r = _run(app, sql, HIDDEN)
+    update, after = r.statements[1], r.statements[2]
+    assert not r.passed and update.ran_in == "skipped", update
+    assert "set standard_conforming_strings to off" in update.error.message, update.error
+    assert after.ran_in == "transaction", after  # with it on again (the savepoint undid it): read as agent19 read it
+    _intact(app, peer)
+
+
+def test_code_that_writes_a_view_over_pg_settings_is_code_agent19_cannot_read(app, peer):
+    """A view over pg_settings is pg_settings by another name: a body that updates it may turn
+    standard_conforming_strings off mid-statement, before another body is read (found in the catalog: pg_depend of
+    the view's rule, over views of views too)."""
+    setup = (HIDDEN + SETTINGS_VIEW + "CREATE VIEW my_settings2 AS SELECT * FROM my_settings; "
+             "CREATE FUNCTION a() RETURNS int LANGUAGE plpgsql AS $$ BEGIN UPDATE my_settings2 SET setting = 'off' "
+             "WHERE name = 'standard_' || 'conforming_strings'; RETURN b(); END $$;")
+    r = _run(app, "SELECT a()", setup)
+    _not_run(r.statements[0], "my_settings2", "pg_settings")
+    _intact(app, peer)

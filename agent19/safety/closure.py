@@ -336,6 +336,10 @@ class Closure:
         self.remote = {t["name"]: Member("escape", f"{t['name']} is a foreign table: reading or writing it "
                                                    "reaches another server") for t in rows["ft"]}
         self.foreign_oids = {t["oid"]: t["name"] for t in rows["ft"]}
+        self.settings_views = {t["name"]: Member(
+            "unreadable", f"{t['name']} is built on pg_settings (writing it calls set_config with each row's name), "
+            "so code that names it may change how the server reads string literals",
+            f"{t['name']} over pg_settings") for t in rows.get("sv") or []}
         self._compute()
 
     def _compute(self) -> None:
@@ -343,7 +347,7 @@ class Closure:
         for n in SEEDS:
             if m := seed_why("?", n):
                 bad.add(n, None, m)
-        for n, m in (self.remote | self.extra).items():
+        for n, m in (self.remote | self.settings_views | self.extra).items():
             bad.add(n, None, m)
         by_oid: dict[int, Member] = {}
         op_by_oid: dict[int, Member] = {}

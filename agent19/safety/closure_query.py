@@ -33,6 +33,13 @@ WITH fn AS (
 op AS (SELECT o.oid, o.oprname::text AS name, o.oprcode::oid AS code FROM pg_operator o
         WHERE o.oid >= {FIRST_NORMAL_OID}),
 ft AS (SELECT c.oid, c.relname::text AS name FROM pg_class c WHERE c.relkind = 'f'),
+-- relations built on pg_settings (a view over it, a rule that writes it; over such a view too): pg_settings' rule
+-- calls set_config with each updated row's name, so code that writes one may change how strings are read
+sv AS (WITH RECURSIVE v(oid) AS (
+         SELECT 'pg_catalog.pg_settings'::regclass::oid
+         UNION SELECT r.ev_class FROM v JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = v.oid
+                 AND d.classid = 'pg_rewrite'::regclass JOIN pg_rewrite r ON r.oid = d.objid)
+       SELECT c.oid, c.relname::text AS name FROM v JOIN pg_class c ON c.oid = v.oid WHERE c.oid >= {FIRST_NORMAL_OID}),
 -- what the server evaluates, by object (cls, oid), with the relation it belongs to (rel) and its stored tree (t).
 -- Built-ins are pinned: no pg_depend row says an expression calls one; the tree does. Every pg_node_tree column of
 -- the catalog (PG15) that the server evaluates: defaults (column, domain, a function's argument — that function's
@@ -95,7 +102,7 @@ pinned AS (
      AND NOT EXISTS (SELECT 1 FROM pg_type t WHERE t.oid IN (k.castsource, k.casttarget) AND t.typtype = 'd'))
 SELECT ARRAY(SELECT nspname::text FROM pg_namespace) AS schemas,
        (SELECT coalesce(json_agg(fn), '[]') FROM fn) AS fn, (SELECT coalesce(json_agg(op), '[]') FROM op) AS op,
-       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft,
+       (SELECT coalesce(json_agg(ft), '[]') FROM ft) AS ft, (SELECT coalesce(json_agg(sv), '[]') FROM sv) AS sv,
        (SELECT coalesce(json_agg(x), '[]') FROM (SELECT is_fn, oid AS objid, 'pg_proc' AS refcls, refobjid,
                                                       what, rel, false AS event FROM pinned
                                                 UNION ALL SELECT * FROM dep) x) AS dep

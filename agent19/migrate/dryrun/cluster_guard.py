@@ -197,6 +197,33 @@ def guarded(statement: str) -> str:
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
 
 
+Q_STRINGS_READ = "SELECT current_setting('standard_conforming_strings')"
+"""How the server reads string literals now, in this session: read after every statement (with its locks)."""
+
+
+class StringsChanged(Exception):
+    """Raised inside a savepoint to roll back a statement after which the server reads string literals otherwise
+    than agent19 does (``standard_conforming_strings`` no longer on): through a view or rule over pg_settings, a
+    function, anything the statement's text does not show. Every later statement would be read by the server as
+    agent19 did not read it (``'a\\', '`` is one string to one, two to the other): the statement is refused."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        super().__init__(value)
+
+    @property
+    def note(self) -> str:
+        return (f"refused: it set standard_conforming_strings to {self.value} (seen by the server after it ran, "
+                "not in its text): the server would read every later statement's string literals otherwise than "
+                "agent19 read them; rolled back")
+
+
+def strings_read_as_parsed(rows: list[Any]) -> str | None:
+    """None when the rows of :data:`Q_STRINGS_READ` say strings are read as agent19 reads them, else the value."""
+    value = rows[0]["current_setting"] if isinstance(rows[0], dict) else rows[0][0]
+    return None if value == "on" else value
+
+
 class ClusterWrite(Exception):
     """Raised inside a savepoint to roll back a statement that wrote a shared catalog."""
 

@@ -61,7 +61,16 @@ from agent19.migrate.dryrun import scratch as scratch_mod
 from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.checks import refuse_standby, run_check
-from agent19.migrate.dryrun.cluster_guard import Q_SHARED_WRITES, Blocked, ClusterWrite, screen, shared_writes
+from agent19.migrate.dryrun.cluster_guard import (
+    Q_SHARED_WRITES,
+    Q_STRINGS_READ,
+    Blocked,
+    ClusterWrite,
+    StringsChanged,
+    screen,
+    shared_writes,
+    strings_read_as_parsed,
+)
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
 from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, summary_text
@@ -166,12 +175,19 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         held_now = nodes_now = None  # from here until this statement's observation, unknown (it may fail half-way)
         try:
             with conn.transaction():
-                obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before, also=(Q_SHARED_WRITES,)),
+                obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before,
+                                            also=(Q_SHARED_WRITES, Q_STRINGS_READ)),
                                     conn=conn, dsn=dsn, progress=live, done=stmt.index, total=len(stmts), label=label)
                 if wrote := shared_writes(conn, obs.also[0]):  # read with its locks, in one round trip
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
+                if reading := strings_read_as_parsed(obs.also[1]):
+                    raise StringsChanged(reading)  # likewise
         except ClusterWrite as exc:
             res.ran_in, res.note = "skipped", exc.note
+            continue
+        except StringsChanged as exc:
+            res.ran_in, res.note = "skipped", exc.note
+            res.error = statement_error(stmt, message=exc.note)
             continue
         except psycopg.Error as exc:
             if exc.sqlstate == "25001":  # cannot run inside a transaction block
