@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("; ".join(["agent19: interrupted", *getattr(exc, "__notes__", [])]), file=sys.stderr)
         return 130
     except RecursionError:  # a statement's tree deeper than some step can walk (reading it says where: parse.too_deep)
-        print("agent19: error: a statement is nested too deeply for agent19 to read (Python's recursion limit) — "
+        print("agent19: error: a statement is nested too deeply for agent19 to read (Python's recursion limit) - "
               "split the expression (e.g. a long chain of + or AND into parts), or check that statement by hand",
               file=sys.stderr)
         return 2

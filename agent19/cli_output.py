@@ -8,11 +8,11 @@ written as its own escape (``\\u00e9``, ``&#233;``), which any reader decodes to
 valid UTF-8 as interchange requires; to a UTF-8 output they are written as they are. Two kinds of text are
 agent19's own words, never data, and are written whatever the encoding: ``--help`` (:data:`HELP`: ASCII stand-ins
 for its typographic characters, :data:`STAND_INS`) and a :class:`~agent19.textsafe.Message` part (an error that
-stopped a report: backslash escapes). Lint's own words in a report (rule messages, fixes' comments, the summary:
-:mod:`agent19.migrate.lint`, :mod:`agent19.migrate.patterns`, :mod:`agent19.migrate.classification`) are ASCII at
-the source, so a lint of ASCII SQL is written in any ASCII-compatible encoding; so are plan's and dry-run's
-(:mod:`agent19.migrate.planning`, :mod:`agent19.migrate.dryrun`, the string literals of :mod:`agent19.safety` but
-closure, trial and aftermath, and :mod:`agent19.errors`' message/hint separator).
+stopped a report: backslash escapes). Every command's own words in a report (lint's rule messages and fixes,
+plan's and dry-run's, the ops reports', the engine's messages and hints, the runbook and restore runbook templates
+printed to stdout) are ASCII at the source: every string literal of the package but docstrings, help and MCP-only
+text (tests/test_ascii_output_ops.py holds it), so a report of ASCII data is written in any ASCII-compatible
+encoding with the command's own exit code.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class FieldDoc:
     def __init__(self, f: dataclasses.Field[Any], annotation: Any) -> None:
         meta = f.metadata
         if set(meta) - _DOCUMENTING:  # a constraint there would be pydantic's alone: the CLI's build would skip it
-            raise TypeError(f"{f.name}: field metadata {sorted(set(meta) - _DOCUMENTING)} — declare constraints in "
+            raise TypeError(f"{f.name}: field metadata {sorted(set(meta) - _DOCUMENTING)} - declare constraints in "
                             "the annotation (Annotated[int, Field(ge=1)]); metadata only documents")
         # as pydantic splits ``Annotated[int, Field(ge=1)]``: the type, and its constraints in ``metadata``
         if typing.get_origin(annotation) is typing.Annotated:

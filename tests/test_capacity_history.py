@@ -41,7 +41,7 @@ def test_days_of_created_at_across_a_month_boundary_project_nothing(dsn: str, tm
     assert "a growth trend needs at least 3 points over at least 7 days" in out
     assert "agent19 capacity sample" in out
     assert "see below).-" not in out and "(too little history, see below).\n" in out, out  # a list item glued on
-    queries = [line.split(" — ", 1)[1] for line in out.splitlines() if "public.orders.created_at" in line]
+    queries = [line.split(" - ", 1)[1] for line in out.splitlines() if "public.orders.created_at" in line]
     assert queries and queries[0].startswith("SELECT date_trunc"), out
     with psycopg.connect(app) as c:  # the evidence shown runs as shown (it grouped by count(*): an error)
         assert sum(r[1] for r in c.execute(queries[0].rstrip("`").strip()).fetchall()) == 5000

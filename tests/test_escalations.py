@@ -203,7 +203,7 @@ def test_guardrails_cite_a_real_backup_verification_and_dry_run(shop, tmp_path):
     assert json.loads(dry.stdout)["ran_at"] in b["Tested on a non-production copy"]["evidence"]
     assert {g["phase"] for g in b.values()} == {"pre", "during", "post"}
     runbook = (tmp_path / "b" / "runbook.md").read_text()
-    assert "## 10. Guardrails" in runbook and "| Backup verified by a restore | ✅ satisfied |" in runbook
+    assert "## 10. Guardrails" in runbook and "| Backup verified by a restore | [ok] satisfied |" in runbook
 
 
 async def test_mcp_plan_migration_returns_the_escalation_with_its_evidence(shop):

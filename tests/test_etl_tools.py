@@ -40,7 +40,7 @@ def test_the_readme_example_works_as_written(dsn):
     assert "valid 998, rejected 2 (nothing written)" in dry.stdout
     run = _agent19("etl", "run", "examples/etl/orders.toml", "--mode", "execute", dsn=dsn)
     assert run.returncode == 0, run.stderr
-    assert "inserted 998, updated 0, unchanged 0, rejected 2 → agent19_etl.dead_letter" in run.stdout
+    assert "inserted 998, updated 0, unchanged 0, rejected 2 -> agent19_etl.dead_letter" in run.stdout
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT email FROM analytics.orders WHERE id = 1").fetchone()[0] == "customer1@example.org"
         conn.execute("UPDATE orders SET status = 'paid', updated_at = clock_timestamp() WHERE id IN (1, 2)")

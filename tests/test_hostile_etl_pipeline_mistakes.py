@@ -103,7 +103,7 @@ def test_null_cursor_values_are_refused_not_skipped(dsn, tmp_path):
         done = _etl(app, str(path), *args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
         assert "cursor column (select) is NULL" in done.stderr, done.stderr
-        assert 'coalesce("select", …)' in done.stderr
+        assert 'coalesce("select", ...)' in done.stderr
     # a source query with the same NULLs is refused too; the coalesce the message suggests loads every row
     query = textwrap.dedent("""
         name = "mistakes_q"
@@ -202,7 +202,7 @@ def test_a_copied_pipeline_that_kept_the_name_does_not_start_where_the_other_sto
         for args in (("--mode", "execute"), ("--dry-run",)):
             done = _etl(app, str(copy), *args)
             assert done.returncode == 2, (source, destination, args, done.stdout, done.stderr)
-            assert "where loading " in done.stderr and ':public.t1 → public.d1 stopped' in done.stderr, done.stderr
+            assert "where loading " in done.stderr and ':public.t1 -> public.d1 stopped' in done.stderr, done.stderr
             assert "give this pipeline a name of its own" in done.stderr
     with psycopg.connect(app) as conn:
         assert conn.execute("SELECT count(*) FROM d2").fetchone() == (0,)

@@ -189,7 +189,7 @@ def test_every_planted_problem_is_found_with_its_object(planted: Planted) -> Non
     assert blocked.status == "warning" and blocked.objects == [f"pid {p}" for p in sorted(planted.chain)]
     [chain] = blocked.value["chains"]
     assert chain["chain"] == [tail, middle, head], chain
-    assert blocked.message.startswith(f"pid {tail} (active") and f"← blocked by pid {head} (idle in transaction" \
+    assert blocked.message.startswith(f"pid {tail} (active") and f"<- blocked by pid {head} (idle in transaction" \
         in blocked.message
     assert f"pg_terminate_backend({head})" in (blocked.fix or "")
 

@@ -248,7 +248,7 @@ def test_where_zero_data_loss_is_promised_only_a_synchronous_standby_is_ready(cl
         sync_names("")
 
 
-def test_a_failing_archive_command_is_critical(cluster: Cluster) -> None:
+def test_a_failing_archive_command_is_critical(cluster: Cluster, tmp_path: Path) -> None:
     p = cluster.primary
     _run(p.dsn, "ALTER SYSTEM SET archive_command = '/bin/false'")
     _run(p.dsn, "SELECT pg_reload_conf()")
@@ -268,6 +268,13 @@ def test_a_failing_archive_command_is_critical(cluster: Cluster) -> None:
                             "--fail-on", "never"], capture_output=True, text=True, timeout=60,
                            cwd=Path(__file__).parent.parent)
     assert never.returncode == 0
+    # their text in an ASCII encoding (tests/test_ascii_output_ops.py): the same report, the same exit code
+    from tests.test_ascii_output_ops import same_in_ascii
+
+    text = same_in_ascii(tmp_path, "replication", code=0, DATABASE_URL=p.dsn)
+    assert " failed - FAILING now" in text and "failover: READY" in text, text
+    assert "role: standby" in same_in_ascii(tmp_path, "replication", code=0, DATABASE_URL=cluster.standby.dsn)
+    assert "CRITICAL" in same_in_ascii(tmp_path, "health", code=1, DATABASE_URL=p.dsn)
     _run(p.dsn, "ALTER SYSTEM SET archive_command = ''")
     _run(p.dsn, "SELECT pg_reload_conf()")
     _until("archive_command to be empty", lambda: _run(p.dsn, "SELECT current_setting('archive_command')")[0] == "")

@@ -173,6 +173,24 @@ def test_pools_past_max_connections_are_flagged_and_not_written(server: Throwawa
     assert "max_db_connections = 10" in (tmp_path / "other" / "pgbouncer.ini").read_text()
 
 
+def test_config_and_status_text_in_an_ascii_encoding(bouncer: tuple[Bouncer, dict[str, Any]], server: ThrowawayServer,
+                                                     tmp_path: Path) -> None:
+    """Their own words are ASCII (the pools' budget said with 'x' and '-', the ini's comment): the text reads the same
+    under PYTHONIOENCODING=ascii, with the same exit code (tests/test_ascii_output_ops.py for the other commands)."""
+    from tests.test_ascii_output_ops import same_in_ascii
+
+    b, cfg = bouncer
+    too_big = same_in_ascii(tmp_path, "pgbouncer", "config", "--pool-size", "200", code=1,
+                            DATABASE_URL=server.dsn_for("shop"))
+    assert "pair(s) x (pool" in too_big and " - superuser_reserved " in too_big, too_big
+    with psycopg.connect(b.dsn(), autocommit=True) as c:
+        c.execute("SELECT 1")
+        status = same_in_ascii(tmp_path, "pgbouncer", "status", "--admin-dsn", cfg["admin_dsn"], "--samples", "1",
+                               code=0, PGPASSFILE=str(b.directory / "console.pgpass"), PGPASSWORD="",
+                               PGCONNECT_TIMEOUT="5")
+    assert "shop/app" in status, status
+
+
 def test_pgbouncer_121_gets_max_prepared_statements(server: ThrowawayServer, tmp_path: Path) -> None:
     code, cfg = generate(server, tmp_path / "new", "--pgbouncer-version", "1.22.1")
     assert code == 0 and "max_prepared_statements = 200" in cfg["ini"]

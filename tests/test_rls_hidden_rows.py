@@ -69,7 +69,7 @@ def test_check_on_a_table_a_policy_filters_is_unknown_not_pass(dsn, tmp_path):
     assert by[("public.accounts", "schema")]["status"] == "pass"  # the catalog is not filtered
     assert by[("public.users", "row_count")]["status"] == "pass"
     text = _agent19(app, "check", str(checks))
-    assert "unknown — row-level security may hide rows of public.accounts" in text.stdout, text.stdout
+    assert "unknown - row-level security may hide rows of public.accounts" in text.stdout, text.stdout
     # the table's owner sees every row: the same checks measure them all
     run_sql(dsn, f"ALTER TABLE accounts OWNER TO {psycopg.conninfo.conninfo_to_dict(app)['user']}")
     owner = json.loads(_agent19(app, "check", str(checks), "--format", "json").stdout)

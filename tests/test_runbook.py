@@ -116,7 +116,7 @@ def test_cli_writes_documents_that_run_on_a_real_server(dsn, tmp_path):
     assert "~1,000 (planner estimate" in runbook
     assert "20240101000000_init" in runbook and "Users choose a nickname." in runbook
     assert "AccessExclusiveLock (predicted): blocks reads and writes" in runbook
-    assert "| Downtime | yes — blocks reads and writes |" in runbook
+    assert "| Downtime | yes - blocks reads and writes |" in runbook
     assert "explain_query" in runbook
     steps = {s["order"]: s for s in handoff["steps"]}
     assert steps[4]["data_loss"] is True and steps[4]["rollback_sql"] is None
@@ -201,7 +201,7 @@ def test_a_dry_run_from_test_migration_becomes_the_evidence(dsn, tmp_path):
     assert result["ran_at"] in spec and "not run" not in spec.split("Testing")[-1].split("##")[0]
     assert "ShareLock" in spec  # the observed lock of CREATE INDEX, cited from the dry run
     runbook = (out / "runbook.md").read_text()
-    assert re.search(r"\| Rollback tested \| ✅ satisfied \| dry run " + re.escape(result["ran_at"]), runbook)
+    assert re.search(r"\| Rollback tested \| \[ok\] satisfied \| dry run " + re.escape(result["ran_at"]), runbook)
     handoff = json.loads((out / "handoff.json").read_text())
     assert handoff["dry_run"]["rollback_verified"] is True
     assert handoff["dry_run"]["statements"][1]["observed_lock"] == "ShareLock"

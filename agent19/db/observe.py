@@ -37,7 +37,7 @@ DATA_KINDS = {"r", "p", "m"}
 
 class HeldLock(BaseModel):
     relation: str = Field(description="schema-qualified name, or the oid when it no longer exists")
-    relkind: str | None = Field(default=None, description="pg_class.relkind: r table, i index, p partitioned, …")
+    relkind: str | None = Field(default=None, description="pg_class.relkind: r table, i index, p partitioned, ...")
     mode: str
 
 
@@ -48,9 +48,9 @@ class Observation(BaseModel):
     duration_ms: float
     rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
     notices: list[str] = []
-    gone_names: dict[str, str] = Field(default={}, description="oid (as in locks) → a name, for relations that no "
+    gone_names: dict[str, str] = Field(default={}, description="oid (as in locks) -> a name, for relations that no "
                                        "longer exist after the statement: see name_gone()")
-    renamed: dict[str, str] = Field(default={}, description="name after the statement → its name before, for "
+    renamed: dict[str, str] = Field(default={}, description="name after the statement -> its name before, for "
                                     "relations the statement renamed (or moved to another schema)")
     dropped: list[str] = Field(default=[], description="relations that no longer exist after the statement, with "
                                "their kind: 'table app.victim', 'view app.report_v' (not the indexes that went with "
@@ -58,7 +58,7 @@ class Observation(BaseModel):
                                "rebuilds indexes)")
     filenodes_after: dict[int, Node] = Field(
         default={}, exclude=True, repr=False,
-        description="every user relation after the statement (oid → name, relfilenode): the next statement's "
+        description="every user relation after the statement (oid -> name, relfilenode): the next statement's "
                     "``before`` when nothing ran between them (see observe())")
     also: list[list[Any]] = Field(default=[], exclude=True, repr=False,
                                   description="the rows of observe()'s ``also`` queries, read after the statement")

@@ -36,7 +36,7 @@ def check_dsn(dsn: str | None, setting: str = "the DSN") -> str | None:
     userinfo = rest[: rest.rfind("@")] if rest and "@" in rest else ""
     if any(ch in userinfo for ch in "@/?"):
         return (f"{setting} is a URI whose user or password contains an unencoded '@', '/' or '?' (or an '@' "
-                "appears after the host): percent-encode them in the URI (@ → %40, / → %2F, ? → %3F), "
+                "appears after the host): percent-encode them in the URI (@ -> %40, / -> %2F, ? -> %3F), "
                 "or use the key=value form with the password in single quotes; the DSN is not shown here because "
                 "it holds a password")
     try:

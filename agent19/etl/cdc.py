@@ -107,7 +107,7 @@ class CdcRun:
                  batch_changes: int, retained_warn_bytes: int, plugin: str = "wal2json",
                  publication: str | None = None):
         if not slot.startswith(SLOT_PREFIX) or not slot.replace("_", "").isalnum() or slot != slot.lower():
-            raise InputError(f"slot name {slot!r}: agent19 names its slots {SLOT_PREFIX}… (lower case, digits, _)",
+            raise InputError(f"slot name {slot!r}: agent19 names its slots {SLOT_PREFIX}... (lower case, digits, _)",
                              "e.g. --slot agent19_orders")
         if not tables:
             raise InputError("no table to capture", "name them, e.g. --tables public.orders public.customers")
@@ -255,7 +255,7 @@ class CdcRun:
         r.skipped_transactions += skipped
         for table, columns in counts.unknown.items():
             r.warnings.append(f"changes of {table} carry column(s) the destination table lacks, not applied: "
-                              f"{', '.join(sorted(columns))} (added at the source since the copy?) — if they "
+                              f"{', '.join(sorted(columns))} (added at the source since the copy?) - if they "
                               "should be there, add them to the destination and fill them (a new first run copies "
                               "everything)")
         if counts.missing:
@@ -359,5 +359,5 @@ def _require_slot(run: CdcRun) -> None:
     if existing is None:
         raise InputError(f"slot {run.slot} is gone (dropped, or invalidated by max_slot_wal_keep_size) while the "
                          "destination has its state: changes since were lost",
-                         "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE …' on the "
+                         "run with teardown, empty the destination tables (agent19 confirm 'TRUNCATE ...' on the "
                          "destination), then run again: the tables are copied afresh")

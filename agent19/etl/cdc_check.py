@@ -111,7 +111,7 @@ def check_cdc(db: Database, tables: list[str], publication: str = "agent19_cdc")
                            "cdc run --plugin pgoutput and Debezium; cdc run with wal2json filters tables itself)",
                            fix=f"CREATE PUBLICATION {ident(publication)} FOR TABLE "
                            f"{', '.join(quoted(n) for n in missing_pub)};  -- or ALTER PUBLICATION "
-                           f"{ident(publication)} ADD TABLE …"))
+                           f"{ident(publication)} ADD TABLE ..."))
     out.append(Finding(check="heartbeat", status="ok",
                        detail="a slot retains WAL until its consumer confirms it: `cdc run` confirms everything it "
                        "decoded on each run (run it regularly); Debezium on a quiet database needs a heartbeat "

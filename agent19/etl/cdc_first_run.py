@@ -42,7 +42,7 @@ def require_empty(dest: Connection, targets: dict[str, Target], slot: str, lock:
         f"and these hold rows: {listed}. Nothing was removed, no slot was created",
         f"if those rows may go, empty the tables through the confirmation protocol on the destination, where a "
         f"person agrees to lose them: DATABASE_URL=<destination> agent19 confirm {truncate} (then with "
-        f"--token … --mode execute); or capture into other, empty tables")
+        f"--token ... --mode execute); or capture into other, empty tables")
 
 
 
@@ -82,12 +82,12 @@ def copy_order(dest: Connection, targets: dict[str, Target]) -> list[str]:
     rigid = [e for e in edges if not e["deferrable"]]
     tail, stuck = sort(left, rigid)  # deferrable keys are checked at the copy's commit: only the others order it
     if stuck:
-        named = "; ".join(f"{e['name']} ({e['child']} → {e['parent']})" for e in rigid
+        named = "; ".join(f"{e['name']} ({e['child']} -> {e['parent']})" for e in rigid
                           if oids[int(e["child_oid"])] in stuck and oids[int(e["parent_oid"])] in stuck)
         raise InputError(
             f"the destination's foreign keys between {', '.join(stuck)} form a cycle ({named}): no order of the "
             "first copy fills them without a violation, and none of them is DEFERRABLE. No slot was created",
-            "on the destination make one foreign key of the cycle deferrable (ALTER TABLE … ALTER CONSTRAINT … "
+            "on the destination make one foreign key of the cycle deferrable (ALTER TABLE ... ALTER CONSTRAINT ... "
             "DEFERRABLE; the copy then checks it at its commit), or drop it there for the first run and add it "
             "back after (the changes that follow arrive in the source's order, which satisfies it)")
     return order + tail

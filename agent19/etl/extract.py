@@ -172,7 +172,7 @@ class Extractor:
                 f"the source has rows whose cursor column ({names}) is NULL: a keyset walk never reaches them, so "
                 "every run would skip them without a word; nothing was read or written",
                 f"fill them and make the column NOT NULL; or extract with a source query that gives them a value "
-                f"(coalesce({ident(check[0])}, …) AS {ident(check[0])}) or leaves them out on purpose (WHERE "
+                f"(coalesce({ident(check[0])}, ...) AS {ident(check[0])}) or leaves them out on purpose (WHERE "
                 f"{ident(check[0])} IS NOT NULL)")
 
     def _where(self, shape: SourceShape, after: list[Any] | None, since: Any | None) -> sql.Composable:

@@ -64,7 +64,7 @@ def drift(before: dict[str, str] | None, now: dict[str, str], columns: list[str]
                              action="loaded" if loaded else "ignored: not in the pipeline's [transform] or not "
                              "in the destination"))
         elif before[col] != typ:
-            out.append(Drift(column=col, change="retyped", detail=f"{before[col]} → {typ}",
+            out.append(Drift(column=col, change="retyped", detail=f"{before[col]} -> {typ}",
                              action="the transform coerces it; values it cannot coerce become dead letters"
                              if model else "loaded as is: the destination's cast decides (a failing value stops "
                              "the batch, which is retried, then the run)"))

@@ -150,7 +150,7 @@ class Pipeline(BaseModel):
     batch_size: int = Field(default=5000, ge=1, le=1_000_000)
     source: Source
     destination: Destination
-    transform: dict[str, FieldSpec] = Field(default={}, description="destination column → typed field; empty: "
+    transform: dict[str, FieldSpec] = Field(default={}, description="destination column -> typed field; empty: "
                                             "every source column that the destination has, unvalidated")
     retry: Retry = Retry()
 
@@ -185,7 +185,7 @@ def resolve_dsn(value: str | None) -> str | None:
     var = value[4:]
     found = os.environ.get(var)
     if not found:
-        raise InputError(f"the pipeline reads its DSN from ${var}, which is not set", f"export {var}=postgresql://…")
+        raise InputError(f"the pipeline reads its DSN from ${var}, which is not set", f"export {var}=postgresql://...")
     return found
 
 

@@ -251,7 +251,7 @@ class Orphans(_Check):
 class SchemaCheck(_Check):
     check: Literal["schema"]
     columns: list[str] = Field(default=[], description="columns that must exist")
-    types: dict[str, str] = Field(default={}, description="column → type as format_type() prints it, e.g. bigint")
+    types: dict[str, str] = Field(default={}, description="column -> type as format_type() prints it, e.g. bigint")
 
 
 class CustomSql(_Check):

@@ -85,7 +85,7 @@ class _Run:
             return f"cancelled by statement_timeout ({self.timeout}): the check did not finish, so it did not pass"
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if rls.explains(exc):
-            return self.db.redact(f"unknown — row-level security may hide rows from this login ({text}): {rls.HINT}")
+            return self.db.redact(f"unknown - row-level security may hide rows from this login ({text}): {rls.HINT}")
         if isinstance(exc, psycopg.errors.InsufficientPrivilege) and (grant := _grant(text)):
             return self.db.redact(f"PostgreSQL: {text}: needs {grant} TO {self.login or '<login>'} (run by its "
                                   "owner or a superuser)")
@@ -271,7 +271,7 @@ def _hidden_rows(conn: Connection, relations: dict[str, Relation | None], target
         names = [n for n in (rls.relation_key(*t) for t in tables) if n in hidden]
         if names:
             results[i] = _result(spec.checks[i], target, target.table.qualified_name, status="error",
-                                 message="unknown — " + rls.message(names[0]))
+                                 message="unknown - " + rls.message(names[0]))
 
 
 def _metrics(run: _Run, conn: Connection, target: q.Target, spec: TableChecks,

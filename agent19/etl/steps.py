@@ -90,7 +90,7 @@ class Run:
         columns = self.columns(probe.destination_columns())
         loader = Loader(self.conn, pipeline=self.p.name, table=d.table, key=d.key, strategy=d.strategy,
                         state_schema=d.state_schema, columns=columns)
-        loader.target = f"{self.source_identity} → {loader.identity()}"
+        loader.target = f"{self.source_identity} -> {loader.identity()}"
         if not self.dry_run:
             loader.prepare()
         self.loader = loader

@@ -95,7 +95,7 @@ class Swap:
         if t["relispartition"] or t["inherits"]:
             why.append("it is a partition or inherits from another table (the new one would not)")
         if t["typed"]:
-            why.append("it is a typed table (CREATE TABLE … OF type)")
+            why.append("it is a typed table (CREATE TABLE ... OF type)")
         if t["relkind"] not in ("r", "p"):
             why.append(f"it is not an ordinary table (relkind {t['relkind']})")
         why += [r["what"] for r in self.conn.execute(Q_BLOCKERS, {"oid": t["oid"]}).fetchall()]

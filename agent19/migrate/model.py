@@ -35,7 +35,7 @@ class Operation:
     kind: str = field(metadata={"description": "refined kind, e.g. add_column, set_not_null, alter_column_type"})
     tables: list[str] = field(default_factory=list, metadata={"description": "schema-qualified relations it touches"})
     locks: dict[str, str] = field(default_factory=dict, metadata={
-        "description": "relation → lock mode it takes there, in pg_locks spelling (AccessExclusiveLock…)"})
+        "description": "relation -> lock mode it takes there, in pg_locks spelling (AccessExclusiveLock...)"})
     lock: str | None = field(default=None, metadata={"description": "the strongest lock mode it takes"})
     rewrite: bool = field(default=False, metadata={"description": "rewrites the table (new relfilenode)"})
     scan: bool = field(default=False, metadata={"description": "reads the whole table while holding its lock"})
@@ -51,7 +51,7 @@ class Operation:
     lock_timeout: str | None = field(default=None, metadata={
         "description": "lock_timeout in effect (from a SET earlier in the migration), None if never set"})
     explicit_transaction: bool = field(default=False, metadata={
-        "description": "runs inside an explicit BEGIN … COMMIT of the migration text"})
+        "description": "runs inside an explicit BEGIN ... COMMIT of the migration text"})
     new_table: bool = field(default=False, metadata={
         "description": "every table it touches was created earlier in the migration"})
     created_here: bool = field(default=False, metadata={

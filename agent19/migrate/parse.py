@@ -205,7 +205,7 @@ def _refuse_nul(text: str, file: str | None) -> None:
     if at >= 0:
         before = text[:at]
         raise SqlParseError("a NUL character (\\0): the parser would stop there and check nothing after it, while "
-                            "psql runs what follows — remove it", file, before.count("\n") + 1,
+                            "psql runs what follows - remove it", file, before.count("\n") + 1,
                             at - (before.rfind("\n") + 1) + 1)
 
 

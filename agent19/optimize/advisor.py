@@ -39,7 +39,7 @@ class Recommendation(BaseModel):
     columns: list[str]
     include: list[str] = []
     where: str | None = Field(default=None, description="a partial index's predicate")
-    sql: str = Field(description="CREATE INDEX CONCURRENTLY … (outside a transaction block; it takes "
+    sql: str = Field(description="CREATE INDEX CONCURRENTLY ... (outside a transaction block; it takes "
                      "ShareUpdateExclusive and leaves an INVALID index if it fails)")
     reason: str
     cost_before: float
@@ -62,7 +62,7 @@ class Advice(BaseModel):
     recommendations: list[Recommendation] = []
     queries: list[QueryCost] = []
     candidates: list[CandidateResult] = Field(default=[], description="every candidate measured, with its verdict")
-    already_served: dict[str, str] = Field(default={}, description="candidate → the existing index that serves it")
+    already_served: dict[str, str] = Field(default={}, description="candidate -> the existing index that serves it")
     unverified: list[str] = Field(default=[], description="ideas HypoPG cannot measure (e.g. trigram GIN)")
     notes: list[str] = []
     hypopg: str = Field(description="how HypoPG was used, or why it could not be")
@@ -187,7 +187,7 @@ def advise(
                 # nothing is measured, but the queries must plan: no ideas for a column that does not exist
                 with gate.reader(db) if reads_only else db.read() as conn:
                     _, skipped = _measure(conn, queries, [], budget_bytes, min_gain, real=False)[:2]
-                notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
+                notes += [f"skipped (cannot be planned): {q[:80]} - {why}" for q, why in skipped]
                 return Advice(already_served=served, unverified=[c.definition() for c in cands], hypopg=str(exc),
                               notes=[*notes, "nothing is recommended without verification"], verification="none")
             big = {t.qualified: t.size_bytes for t in tables.values() if t.size_bytes > real_index_max_bytes}
@@ -209,7 +209,7 @@ def advise(
         raise InputError(f"PostgreSQL could not plan the query: {str(exc).strip().splitlines()[0]}",
                          "check the query and its parameters") from None
     queries, skipped, before, after, chosen, log = result
-    notes += [f"skipped (cannot be planned): {q[:80]} — {why}" for q, why in skipped]
+    notes += [f"skipped (cannot be planned): {q[:80]} - {why}" for q, why in skipped]
     if (cands or unverified) and not any(c.cost is not None for c in log):  # a method that verified no candidate
         how = f"{missing or how}; no candidate could be verified (see each one's verdict and the notes)"
         verification = "none"

@@ -17,10 +17,10 @@ Verdict = Literal["warranted", "premature", "not_applicable"]
 
 QUESTIONS = [
     ("execution_ms", "How long does the query take now (typical and worst)?",
-     "SELECT mean_exec_time, max_exec_time, calls FROM pg_stat_statements WHERE query ILIKE '%…%';"),
+     "SELECT mean_exec_time, max_exec_time, calls FROM pg_stat_statements WHERE query ILIKE '%...%';"),
     ("table_rows", "How many rows do the tables involved have?",
      "SELECT relname, reltuples::bigint, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class "
-     "WHERE relname IN (…);"),
+     "WHERE relname IN (...);"),
     ("qps", "How often does it run (queries per second at peak)?",
      "SELECT calls / extract(epoch FROM now() - stats_reset) FROM pg_stat_statements, pg_stat_statements_info;"),
     ("explain", "What does EXPLAIN (ANALYZE, BUFFERS) show?", "explain_query with analyze=true"),
@@ -66,7 +66,7 @@ def assess(m: Metrics) -> Assessment:
     missing = [(q, how) for key, q, how in QUESTIONS
                if (key == "explain" and not m.have_explain) or (key != "explain" and getattr(m, key) is None)]
     simple = (f"find the cause in the plan ({tool('explain_query')}) and fix it there: an index verified with "
-              f"{tool('advise_indexes')}, a query rewrite, ANALYZE or extended statistics — that is enough for most "
+              f"{tool('advise_indexes')}, a query rewrite, ANALYZE or extended statistics - that is enough for most "
               "slow queries")
     if missing:
         return Assessment(measured=False, questions=[q for q, _ in missing], how_to_measure=[h for _, h in missing],
@@ -179,7 +179,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
             f"largest table{where} {_n(rows)} rows; database {db_tb:.4f} TB; "
             f"{_n(m.rows_written_per_s)} rows written/s{window}",
             f"the largest table past {SHARD_ROWS:,} rows AND the database past 1 TB or sustained "
-            f"writes past ~{WRITE_BOTTLENECK_ROWS_S:,} rows/s after tuning — partition and add replicas before that")
+            f"writes past ~{WRITE_BOTTLENECK_ROWS_S:,} rows/s after tuning - partition and add replicas before that")
     # read replicas
     if m.read_qps is None:
         add("read replicas", "unknown", "read queries a second not measured",
@@ -196,7 +196,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
             "CREATE EXTENSION pg_stat_statements and let the workload run")
     else:
         add("materialized views", "warranted_now" if m.slowest_mean_ms > MATVIEW_MS else "not_yet",
-            f"slowest statement (≥ 10 calls) averages {m.slowest_mean_ms:,.1f} ms",
+            f"slowest statement (>= 10 calls) averages {m.slowest_mean_ms:,.1f} ms",
             "a repeated query averaging over 1,000 ms after indexing (explain_query first)")
     # connection pooling
     if m.connections is None:
@@ -206,7 +206,7 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
         add("connection pooling", "warranted_now" if m.connections > POOL_CONNECTIONS else "not_yet",
             f"{m.connections} client connections now",
             f"more than {POOL_CONNECTIONS} concurrent connections at peak (measure at peak: this is one moment) "
-            "— then agent19 pgbouncer config")
+            "- then agent19 pgbouncer config")
     # partitioning
     if rows is None:
         add("partitioning", "unknown", "row counts not measured", "connect a database: agent19 capacity")

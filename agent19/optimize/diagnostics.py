@@ -137,8 +137,8 @@ def check_unusable_index(ctx: Context) -> Iterator[Diagnostic]:
             share = (n.rows_removed_by_filter or 0) * n.loops / n.rows_read
         for p in problems:
             if p.kind == "leading_wildcard":
-                advice = (f"a btree index cannot serve LIKE '%…'; a trigram index can: CREATE EXTENSION pg_trgm; "
-                          f"CREATE INDEX CONCURRENTLY ON {facts.relation} USING gin ({p.column} gin_trgm_ops) — "
+                advice = (f"a btree index cannot serve LIKE '%...'; a trigram index can: CREATE EXTENSION pg_trgm; "
+                          f"CREATE INDEX CONCURRENTLY ON {facts.relation} USING gin ({p.column} gin_trgm_ops) - "
                           "or full-text search (tsvector + GIN) for word searches")
             elif p.kind == "function":
                 advice = (f"the index {p.index} is on {p.column}, not on {p.expression}: index the expression "
@@ -175,7 +175,7 @@ def check_wasteful_index_scan(ctx: Context) -> Iterator[Diagnostic]:
             "medium" if share > 0.98 else "low",
             evidence={"rows_read": n.rows_read, "rows_removed_by_filter": removed, "removed_share": round(share, 4),
                       "index": n.index, "index_cond": n.index_cond or n.recheck_cond, "filter": n.filter},
-            threshold="rows removed by the filter > 90 % of rows the index returned (and ≥ 1,000)",
+            threshold="rows removed by the filter > 90 % of rows the index returned (and >= 1,000)",
             advice=f"the index is not selective for this query: a composite index with the equality columns first "
             f"({cols or 'the filtered columns'}) and then the range column would return only the rows kept",
             saving_ms=(n.exclusive_time_ms or 0) * share,
@@ -210,7 +210,7 @@ def check_heap_fetches(ctx: Context) -> Iterator[Diagnostic]:
             ctx, n, "index_only_heap_fetches", f"Index-only scan on {n.relation} still visits the table",
             "medium" if share >= 0.5 else "low",
             evidence={"heap_fetches": fetches, "rows": rows, "fetch_share": round(share, 4)},
-            threshold="heap fetches ≥ 10 % of the rows returned (and ≥ 1,000)",
+            threshold="heap fetches >= 10 % of the rows returned (and >= 1,000)",
             advice=f"the visibility map of {n.relation} is out of date: VACUUM (ANALYZE) {n.relation}, and check that "
             "autovacuum keeps up with it (autovacuum_vacuum_scale_factor / insert thresholds for append-only tables)",
             saving_ms=(n.exclusive_time_ms or 0) * min(share, 1) * 0.5,
@@ -243,7 +243,7 @@ def check_nested_loop(ctx: Context) -> Iterator[Diagnostic]:
             evidence={"inner_loops": inner.actual_loops, "inner_rows_per_loop": per_loop,
                       "rows_compared": compared, "join_filter": n.join_filter,
                       "rows_removed_by_join_filter": (n.rows_removed_by_join_filter or 0) * n.loops},
-            threshold="≥ 100 inner loops over a path without an index, ≥ 100,000 rows compared",
+            threshold=">= 100 inner loops over a path without an index, >= 100,000 rows compared",
             advice=f"index the join column of {scan.relation or 'the inner table'} so each loop is an index lookup, "
             "or, if the outer row count was underestimated, fix the estimate (ANALYZE, CREATE STATISTICS) so the "
             "planner picks a hash join",
@@ -259,7 +259,7 @@ def check_spill(ctx: Context) -> Iterator[Diagnostic]:
                 ctx, n, "sort_spill", f"Sort spilled {kb:,} kB to disk", "medium",
                 evidence={"sort_method": n.sort_method, "sort_space_kb": kb, "sort_key": ", ".join(n.sort_key)},
                 threshold="Sort Space Type = Disk",
-                advice=f"an in-memory sort needs roughly 2–3× the disk space: try work_mem = {_mem(kb * 3)} for this "
+                advice=f"an in-memory sort needs roughly 2-3x the disk space: try work_mem = {_mem(kb * 3)} for this "
                 "query (SET LOCAL / per role), or an index that returns the rows already in this order",
                 saving_ms=(n.exclusive_time_ms or 0) * 0.5,
             )
@@ -305,7 +305,7 @@ def check_misestimate(ctx: Context) -> Iterator[Diagnostic]:
                        f"ON {', '.join(cols)} FROM {n.relation} (dependencies, mcv) and ANALYZE")
         yield _diag(
             ctx, n, "row_misestimate",
-            f"{n.label}: {'under' if under else 'over'}estimated rows {f:,.0f}×",
+            f"{n.label}: {'under' if under else 'over'}estimated rows {f:,.0f}x",
             "high" if f > 1000 else "medium" if f > 100 else "low",
             evidence={"estimated_rows": n.plan_rows, "actual_rows": n.actual_rows, "loops": n.loops,
                       "factor": round(f, 1), "misleads": parent.label if parent else None},
@@ -344,7 +344,7 @@ def check_subplans(ctx: Context) -> Iterator[Diagnostic]:
             ctx, n, "per_row_subplan", f"{n.subplan_name or n.label} runs once per row ({n.actual_loops:,} times)",
             "medium",
             evidence={"loops": n.actual_loops, "ms_per_loop": n.actual_total_ms, "total_ms": n.total_time_ms},
-            threshold="a correlated subquery or CTE scan executed ≥ 1,000 times",
+            threshold="a correlated subquery or CTE scan executed >= 1,000 times",
             advice="rewrite it as a join (or a LATERAL join / one aggregate grouped by the correlation key) so it "
             "runs once for all rows",
             saving_ms=(n.total_time_ms or 0) * 0.8,
@@ -399,7 +399,7 @@ def check_buffers(ctx: Context) -> Iterator[Diagnostic]:
         evidence={"shared_hit": b.shared_hit, "shared_read": b.shared_read,
                   "read_mb": round(b.shared_read * 8 / 1024, 1),
                   "read_share": round(b.shared_read / total, 4)},
-        threshold="shared blocks read ≥ 1,000 and > 50 % of blocks accessed",
+        threshold="shared blocks read >= 1,000 and > 50 % of blocks accessed",
         advice="the data was not cached (first run, or the working set exceeds shared_buffers): reading less "
         "(an index, fewer columns) helps more than memory; a second run shows the warm-cache time",
     )
@@ -417,7 +417,7 @@ def check_stale_statistics(ctx: Context) -> Iterator[Diagnostic]:
             severity="medium" if never or mods >= rows else "low",
             evidence={"rows_modified_since_analyze": mods, "row_estimate": facts.row_estimate,
                       "live_rows": facts.live_rows, "last_analyzed": facts.last_analyzed},
-            threshold="rows modified since the last ANALYZE ≥ 10 % of the table (and ≥ 1,000), or never analyzed",
+            threshold="rows modified since the last ANALYZE >= 10 % of the table (and >= 1,000), or never analyzed",
             advice=f"ANALYZE {facts.relation}; then check why autovacuum's analyze lags on it "
             "(autovacuum_analyze_scale_factor, bulk loads)",
         )
@@ -433,7 +433,7 @@ def check_offset(ctx: Context) -> Iterator[Diagnostic]:
         severity="medium" if ctx.offset >= 100_000 else "low", node_id=limit.id if limit else None,
         node=limit.label if limit else None,
         evidence={"offset": ctx.offset, "rows_produced_below_limit": read},
-        threshold="OFFSET ≥ 1,000",
+        threshold="OFFSET >= 1,000",
         advice="page with a keyset instead (WHERE (sort_key, id) > (last seen values) ORDER BY sort_key, id LIMIT n) "
         "over an index on the sort key: every page then costs the same",
         saving_ms=(limit.total_time_ms or 0) * 0.9 if limit else None,

@@ -64,7 +64,7 @@ class RelationFacts(BaseModel):
     modified_since_analyze: int | None = None
     last_analyzed: str | None = None
     indexes: dict[str, list[str]] = Field(
-        default={}, description="valid indexes: name → key columns (expressions as text)"
+        default={}, description="valid indexes: name -> key columns (expressions as text)"
     )
 
 
@@ -98,7 +98,7 @@ def one_statement(text: str) -> Statement:
             "pass the query itself: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE",
         )
     if stmt.node == "SelectStmt" and stmt.fields.get("intoClause"):
-        raise InputError("SELECT … INTO creates a table", "explain the SELECT without INTO")
+        raise InputError("SELECT ... INTO creates a table", "explain the SELECT without INTO")
     return stmt
 
 
@@ -205,7 +205,7 @@ def explain(
         if version < 160000:
             raise InputError(
                 f"GENERIC_PLAN needs PostgreSQL 16 or later (the server is {version // 10000})",
-                "pass values for $1… as `parameters` instead",
+                "pass values for $1... as `parameters` instead",
             )
         if analyze:
             notes.append("GENERIC_PLAN cannot be combined with ANALYZE: showing the estimated plan only")

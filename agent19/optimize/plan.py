@@ -124,7 +124,7 @@ class Plan(BaseModel):
     analyzed: bool
     planning_ms: float | None = None
     execution_ms: float | None = None
-    jit_ms: float | None = Field(default=None, description="JIT total time (generation, inlining, …)")
+    jit_ms: float | None = Field(default=None, description="JIT total time (generation, inlining, ...)")
     jit_functions: int | None = None
     settings: dict[str, str] = Field(default={}, description="settings that differ from the built-in defaults")
     triggers_ms: float = 0

@@ -127,12 +127,12 @@ def _prerequisites(plan: MigrationPlan, steps: list[Step], facts: LiveFacts | No
     else:
         why = ("no migration-tool table (_prisma_migrations, flyway_schema_history, schema_migrations, "
                "alembic_version, django_migrations) exists in the database" if facts is not None
-               else "unknown — no database was given")
+               else "unknown - no database was given")
         out.append(Prerequisite(
             requirement="The database is at the expected schema version",
             how_to_verify=f"{why}: confirm with your migration tool that the previous migration is applied "
             "(e.g. `prisma migrate status`, `flyway info`, `migrate version`)"))
-    size = "" if facts is None else (f" — when generated: {facts.size_bytes / 1024**2:,.1f} MB, "
+    size = "" if facts is None else (f" - when generated: {facts.size_bytes / 1024**2:,.1f} MB, "
                                      f"{facts.connections} of {facts.max_connections} connections")
     out.append(Prerequisite(
         requirement="Database size and connections are as expected" + size,
@@ -271,7 +271,7 @@ def _rollback_plan(plan: MigrationPlan, header: Header, steps: list[Step]) -> Ro
 
 def _devops(plan: MigrationPlan, steps: list[Step], opts: ReportOptions) -> DevOpsHandoff:
     order = [
-        f"step {s.order}: {s.title} — "
+        f"step {s.order}: {s.title} - "
         f"{'in the migration transaction' if s.in_transaction else 'ON ITS OWN, autocommit'}"
         f"; {s.lock_level or 'no table lock'}; {s.estimated_time}" for s in steps]
     lossy = any(s.data_loss for s in steps)
@@ -281,7 +281,7 @@ def _devops(plan: MigrationPlan, steps: list[Step], opts: ReportOptions) -> DevO
     return DevOpsHandoff(
         files=[FILES["runbook"], FILES["migration_sql"], FILES["rollback_sql"], FILES["rollback_plan"]],
         run_order=order, outside_transaction=[s.order for s in steps if not s.in_transaction],
-        lock_timeout=f"{_ms(opts.lock_timeout_ms)} — fail fast instead of queueing traffic; retry on failure",
+        lock_timeout=f"{_ms(opts.lock_timeout_ms)} - fail fast instead of queueing traffic; retry on failure",
         statement_timeout=(_statement_timeout(steps, opts) + (" (disabled: index builds and rewrites run long)"
                            if _statement_timeout(steps, opts) == "0" else "")),
         expected_duration=plan.estimated_duration, maintenance_window=any(s.downtime for s in steps),

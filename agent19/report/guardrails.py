@@ -23,7 +23,7 @@ def guardrails(steps: list[Step], dry: DryRunEvidence | None, backup: BackupEvid
         out.append(Guardrail(phase=phase, name=name, status=status, evidence=evidence))  # type: ignore[arg-type]
 
     if backup is None:
-        add("pre", "Backup verified by a restore", "unknown", "not verified: run `agent19 backup verify … --format "
+        add("pre", "Backup verified by a restore", "unknown", "not verified: run `agent19 backup verify ... --format "
             "json` (verify_backup) and pass its result as --backup-verify-result")
     else:
         where = f" into {backup.restored_into}" if backup.restored_into else ""

@@ -27,7 +27,7 @@ class ReviewItem(BaseModel):
 
     name: str
     status: Status
-    evidence: str = Field(description="what shows it: tool output, a plan figure, a dry-run result — or what is "
+    evidence: str = Field(description="what shows it: tool output, a plan figure, a dry-run result - or what is "
                           "missing and how to get it")
 
     @model_validator(mode="after")
@@ -253,7 +253,7 @@ class Specification(BaseModel):
 class DevOpsHandoff(BaseModel):
     files: list[str] = Field(description="files to run or read, relative to the handoff folder, in order")
     run_order: list[str] = Field(description="one line per step: order, what, how")
-    outside_transaction: list[int] = Field(description="steps that must run on their own, not in BEGIN … COMMIT")
+    outside_transaction: list[int] = Field(description="steps that must run on their own, not in BEGIN ... COMMIT")
     lock_timeout: str
     statement_timeout: str
     expected_duration: str
@@ -328,7 +328,7 @@ class Handoff(BaseModel):
     format: Literal["agent19.handoff/2"] = HANDOFF_FORMAT
     migration: Header
     requirements: str | None = None
-    files: dict[str, str] = Field(description="document name → file name in the handoff folder")
+    files: dict[str, str] = Field(description="document name -> file name in the handoff folder")
     steps: list[HandoffStep]
     devops: DevOpsHandoff
     application: ApplicationHandoff

@@ -165,14 +165,14 @@ def _qa_for(step: Step, f: StatementFact) -> QaCase | None:
                "EXCEPTION WHEN not_null_violation THEN\n"
                f"  RAISE NOTICE 'ok: NULL rejected in {f.table}.{col}';\nEND $$")
         return QaCase(name=f"NULL is rejected in {f.table}.{col} (step {step.order})", when="after", sql=sql,
-                      expected="completes with NOTICE 'ok: NULL rejected…' (an ERROR means NULL was accepted; "
+                      expected="completes with NOTICE 'ok: NULL rejected...' (an ERROR means NULL was accepted; "
                       "nothing is changed either way)")
     if f.kind == "drop_column":
         sql = (f"DO $$\nBEGIN\n  PERFORM {ident(col)} FROM {f.table} LIMIT 1;\n"
                f"  RAISE EXCEPTION '{f.table}.{col} still exists';\n"
                f"EXCEPTION WHEN undefined_column THEN\n  RAISE NOTICE 'ok: {f.table}.{col} is gone';\nEND $$")
         return QaCase(name=f"queries naming {f.table}.{col} fail (step {step.order})", when="after", sql=sql,
-                      expected="completes with NOTICE 'ok: … is gone'; run the application's test suite to find "
+                      expected="completes with NOTICE 'ok: ... is gone'; run the application's test suite to find "
                       "code that still names the column")
     return None
 

@@ -18,7 +18,7 @@ from agent19.report.model import Handoff, Report
 if TYPE_CHECKING:  # jinja2 is imported when a document is rendered: the MCP server lists tools without it
     from jinja2 import Environment
 
-STATUS = {"satisfied": "✅ satisfied", "not_satisfied": "❌ not satisfied", "unknown": "❔ unknown"}
+STATUS = {"satisfied": "[ok] satisfied", "not_satisfied": "[no] not satisfied", "unknown": "[?] unknown"}
 
 
 def _cell(value: object) -> str:

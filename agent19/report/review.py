@@ -11,7 +11,7 @@ from agent19.migrate.planning.model import MigrationPlan
 from agent19.report.model import ApplicationHandoff, DryRunEvidence, ReviewItem, Step
 from agent19.tool_names import tool
 
-NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run … --mode dry-run`) and pass its result"
+NOT_RUN = "no dry run given: run test_migration (`agent19 dry-run ... --mode dry-run`) and pass its result"
 
 
 def _list(steps: list[Step]) -> str:
@@ -91,7 +91,7 @@ def checklist(plan: MigrationPlan, steps: list[Step], dry: DryRunEvidence | None
             and all(o.figures in ("calibrated", "observed") for o in rows):  # measured rates; catalog changes brief
         add("Duration is estimated", "satisfied", f"plan: {plan.estimated_duration}")
     elif plan.estimated_seconds is not None:  # fixed rows/s rates: an assumption, never a satisfied item
-        add("Duration is estimated", "unknown", f"plan: {plan.estimated_duration} — assumed, not calibrated on "
+        add("Duration is estimated", "unknown", f"plan: {plan.estimated_duration} - assumed, not calibrated on "
             "this server: plan in dry-run mode (--mode dry-run) to calibrate it on a sample of each table, or a "
             "dry run (agent19 dry-run) measures it")
     else:

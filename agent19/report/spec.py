@@ -57,7 +57,7 @@ def _testing(dry: DryRunEvidence | None) -> tuple[list[TestingRow], str]:
     if dry is None:
         return [TestingRow(environment="dry run (test_migration)", result="not run", timings="not run",
                            locks="not run")], (
-            "No dry run was given. Run test_migration (`agent19 dry-run … --mode dry-run`) on a copy of the target "
+            "No dry run was given. Run test_migration (`agent19 dry-run ... --mode dry-run`) on a copy of the target "
             "and pass its result to generate_runbook; until then no test result exists.")
     timings = (f"{dry.total_seconds:.3f} s total" if dry.total_seconds is not None else "not reported") + "".join(
         f"; step {s.order}: {s.seconds:.3f} s" for s in dry.statements if s.seconds is not None)

@@ -25,7 +25,7 @@ LOCK_EFFECT = {
     "RowShareLock": "conflicts only with Exclusive and AccessExclusive locks",
     "AccessShareLock": "the ordinary read lock: conflicts only with AccessExclusive",
 }
-NO_DSN = "unknown — run with a database (--dsn / DATABASE_URL) to read it from the catalog"
+NO_DSN = "unknown - run with a database (--dsn / DATABASE_URL) to read it from the catalog"
 
 
 def seconds_text(seconds: float | None) -> str:
@@ -41,7 +41,7 @@ def seconds_text(seconds: float | None) -> str:
 def _estimate(op: PlannedOperation) -> str:
     """The estimate with what it rests on: calibrated on this server, or an assumed rate."""
     text = seconds_text(op.estimated_seconds)
-    return f"{text} — {op.duration_basis}" if op.duration_basis else text
+    return f"{text} - {op.duration_basis}" if op.duration_basis else text
 
 
 def _rows(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSnapshot | None) -> str:
@@ -53,10 +53,10 @@ def _rows(op: PlannedOperation, facts: list[StatementFact], catalog: SchemaSnaps
     table = find_table(catalog, name) if name else None
     if table is not None:
         if table.row_estimate is None:
-            return "unknown — the table was never analyzed: run ANALYZE on it, then generate again"
+            return "unknown - the table was never analyzed: run ANALYZE on it, then generate again"
         return f"~{table.row_estimate:,} (pg_class.reltuples)"
     if catalog is not None:
-        return "unknown — the table was not found in the connected database"
+        return "unknown - the table was not found in the connected database"
     return NO_DSN
 
 

@@ -33,7 +33,7 @@ PARAMETER_TEXT = 70
 SHARED = {
     "detail": 'every tool: "full" returns the whole result, not a summary within the response budget',
     "pg_version": "PostgreSQL major version to assume without a database (e.g. 15); with one, the server's",
-    "parameters": "values for $1, $2 … (bound server-side as text; null is SQL NULL)",
+    "parameters": "values for $1, $2 ... (bound server-side as text; null is SQL NULL)",
     "acknowledge": "lint rule codes of lock warnings accepted for this statement (AGENT19_REQUIRE_LOCK_ACK)",
     "config": "agent19.toml or pyproject.toml to read (default: the nearest one)",
     "table": 'name or schema.name, raw as the catalog stores it (My Schema.Order) or as SQL ("My Schema"."Order")',

@@ -13,10 +13,10 @@ from agent19.tools.registry import ToolContext, tool
 
 
 class AdviseArgs(BaseModel):
-    sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1… allowed",
+    sql: str = Field(description="one query (SELECT/UPDATE/DELETE); $1... allowed",
                      json_schema_extra=gate.user_sql("statement"))
     parameters: BoundParams = Field(
-        default=[], description="values for $1, $2 … (without them: the generic plan; numbers and booleans "
+        default=[], description="values for $1, $2 ... (without them: the generic plan; numbers and booleans "
         "accepted; null is SQL NULL)")
     min_gain: float = Field(default=0.10, gt=0, lt=1, description="least share of cost an index must remove")
 
@@ -36,18 +36,18 @@ def render_advice(a: Advice) -> str:
     for r in a.recommendations:
         size = f", ~{r.estimated_size_bytes / 1048576:.1f} MB" if r.estimated_size_bytes else ""
         lines.append(f"recommend: {r.sql};")
-        lines.append(f"    cost {r.cost_before:,.2f} → {r.cost_after:,.2f} (−{r.improvement:.0%}){size}; "
-                     f"{r.table} has {r.existing_indexes} indexes already — {r.reason}")
+        lines.append(f"    cost {r.cost_before:,.2f} -> {r.cost_after:,.2f} (-{r.improvement:.0%}){size}; "
+                     f"{r.table} has {r.existing_indexes} indexes already - {r.reason}")
     if not a.recommendations:
         lines.append("no index recommended")
     for q in a.queries:
         if len(a.queries) > 1:
-            lines.append(f"  {q.cost_before:>12,.2f} → {q.cost_after:>12,.2f}  {q.sql[:90]}")
+            lines.append(f"  {q.cost_before:>12,.2f} -> {q.cost_after:>12,.2f}  {q.sql[:90]}")
     for c in a.candidates:
         if c.verdict != "recommended":
-            lines.append(f"  considered: {c.definition} — {c.verdict}")
+            lines.append(f"  considered: {c.definition} - {c.verdict}")
     for cand, index in a.already_served.items():
-        lines.append(f"  already served: {cand} — by {index}")
+        lines.append(f"  already served: {cand} - by {index}")
     for u in a.unverified:
         lines.append(f"  unverified idea: {u}")
     lines += [f"note: {n}" for n in a.notes]
@@ -128,7 +128,7 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
             try:
                 gate.admit(ctx.db, q.sql, gate.Purpose.PLAN)
             except ReadOnlyViolation as exc:
-                refused.append(f"left out (not safe to plan): {q.sql[:80]} — {exc.message}")
+                refused.append(f"left out (not safe to plan): {q.sql[:80]} - {exc.message}")
             else:
                 queries.append((q.sql, q.weight, None))
         if not queries:

@@ -8,7 +8,7 @@ from agent19.tools.registry import ToolContext, tool
 
 def render_assessment(a: Assessment) -> str:
     if not a.measured:
-        lines = ["measure first — answer these before optimizing:"]
+        lines = ["measure first - answer these before optimizing:"]
         lines += [f"  - {q}\n      {h}" for q, h in zip(a.questions, a.how_to_measure, strict=True)]
         return "\n".join(lines + [f"meanwhile: {a.simple_fix_first}"] + _thresholds(a))
     lines = [f"first: {a.simple_fix_first}"]
@@ -20,7 +20,7 @@ def _thresholds(a: Assessment) -> list[str]:
     if not a.thresholds:
         return []
     lines = ["", f"measured on {a.measured_on}: " + ", ".join(f"{k}={v:,}" for k, v in a.filled.items())]
-    lines += [f"[{t.verdict.replace('_', ' ')}] {t.technique} (needed when {t.needed_when}): {t.measured} — "
+    lines += [f"[{t.verdict.replace('_', ' ')}] {t.technique} (needed when {t.needed_when}): {t.measured} - "
               f"{t.would_change}" for t in a.thresholds]
     return lines
 

@@ -49,7 +49,7 @@ def render_backfill(r: BackfillResult) -> str:
     else:
         head = (f"backfill {r.name} on {r.table}: {r.rows_updated_this_run:,} rows updated in {r.elapsed_s:.1f}s "
                 f"({r.rows_per_s:,.0f} rows/s), {r.batches} batches in all"
-                + (" — resumed from its checkpoint" if r.resumed else ""))
+                + (" - resumed from its checkpoint" if r.resumed else ""))
     lines = [head, f"total over every run: {r.rows_updated:,} updated, {r.rows_scanned:,} visited"]
     if r.retries:
         lines.append(f"{r.retries} batch(es) retried after a lock timeout or deadlock")

@@ -26,8 +26,8 @@ backup_workdir.install_signal_handlers()
 
 class VerifyBackupArgs(BaseModel):
     kind: Literal["logical", "physical", "pitr"] = Field(
-        default="logical", description="logical: pg_dump → restore → compare; physical: pg_basebackup → "
-        "pg_verifybackup → start the copy → compare; pitr: base backup + WAL archive recovered to --target-time")
+        default="logical", description="logical: pg_dump -> restore -> compare; physical: pg_basebackup -> "
+        "pg_verifybackup -> start the copy -> compare; pitr: base backup + WAL archive recovered to --target-time")
     from_path: str | None = Field(default=None, json_schema_extra={"cli": "from"}, description="verify this "
                                   "existing backup instead of making one: a pg_dump file or directory (logical), "
                                   "a pg_basebackup directory, plain or tar (physical, pitr); never modified")

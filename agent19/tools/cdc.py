@@ -60,7 +60,7 @@ class CdcRunArgs(BaseModel):
                               "names and columns")
     destination: str = Field(description="the destination: env:VAR naming an environment variable that holds its "
                              "DSN (keeps the password off command lines), or a DSN without password")
-    slot: str = Field(default="agent19_cdc", description="the logical replication slot (agent19_…), created on the "
+    slot: str = Field(default="agent19_cdc", description="the logical replication slot (agent19_...), created on the "
                       "first run")
     follow: bool = Field(default=False, description="keep consuming after catching up (until max_seconds)")
     max_seconds: float | None = Field(default=None, gt=0, description="stop after this long")
@@ -167,7 +167,7 @@ class DebeziumArgs(BaseModel):
                              "or a DSN without password (the password is read by Kafka Connect from its env)")
     heartbeat_ms: int = Field(default=10_000, ge=1000, description="Debezium heartbeat.interval.ms")
     snapshot_mode: str = Field(default="initial", description="Debezium snapshot.mode (initial, never, "
-                               "initial_only, no_data…)")
+                               "initial_only, no_data...)")
     write_to: str | None = Field(default=None, description="CLI: also write source.json, sink.json and setup.sql "
                                  "into this directory", json_schema_extra={"cli_only": True})
 

@@ -13,7 +13,7 @@ from agent19.units import human_size
 
 class ConfirmArgs(BaseModel):
     sql: str | None = Field(default=None, description="one statement that can lose data (DROP, TRUNCATE, "
-                            "DELETE/UPDATE of many rows, …); omitted with --token alone: a person at a terminal "
+                            "DELETE/UPDATE of many rows, ...); omitted with --token alone: a person at a terminal "
                             "confirms that token",
                             json_schema_extra={"user_sql": "statement"})  # agent19.safety.gate.user_sql
     token: str | None = Field(default=None, description="step 2: the challenge token from step 1")
@@ -46,11 +46,11 @@ def render_confirmation(c: Confirmation) -> str:
             lines += [f"    depends on it: {d.kind} {d.name} {d.detail}".rstrip() for d in t.dependents]
         if r.checklist:
             lines.append("checklist:")
-            lines += [f"  [{i.status}] {i.item} — {i.detail}" for i in r.checklist]
+            lines += [f"  [{i.status}] {i.item} - {i.detail}" for i in r.checklist]
         for a in r.archive:
             lines.append(f"archive option: {a.sql};  or: {a.pg_dump}")
         for alt in r.alternatives:
-            lines.append(f"did you mean: {alt.sql}  — {alt.why}")
+            lines.append(f"did you mean: {alt.sql}  - {alt.why}")
         if r.phrase and c.outcome not in {"executed", "approved"}:
             lines.append(f"phrase to type exactly: {r.phrase}")
         if r.token:
@@ -62,7 +62,7 @@ def render_confirmation(c: Confirmation) -> str:
         if r.next_step:
             lines.append(r.next_step)
     for a in c.archived:
-        lines.append(f"archived {a.source} → {a.archive}: {a.archive_rows} of {a.source_rows} rows (verified)")
+        lines.append(f"archived {a.source} -> {a.archive}: {a.archive_rows} of {a.source_rows} rows (verified)")
     if c.result is not None:
         lines.append(f"{c.result.statement}: {c.result.row_count} rows, {c.result.transaction}")
     return "\n".join(lines)
@@ -86,8 +86,8 @@ def render_confirmation(c: Confirmation) -> str:
     exit_code=lambda c: 1 if c.outcome == "refused" else 0,
     examples=(
         "agent19 confirm 'DROP TABLE old_users'",
-        "agent19 confirm --token a19.… --mode execute        (a person at a terminal confirms a token)",
-        "agent19 confirm 'DROP TABLE old_users' --mode execute --token a19.…   (runs it once confirmed)",
+        "agent19 confirm --token a19.TOKEN --mode execute    (a person at a terminal confirms a token)",
+        "agent19 confirm 'DROP TABLE old_users' --mode execute --token a19.TOKEN   (runs it once confirmed)",
         "agent19 confirm 'DELETE FROM sessions' --archive --mode execute",
     ),
 )
@@ -131,7 +131,7 @@ def confirm_destructive(ctx: ToolContext, args: ConfirmArgs) -> Confirmation:
                     if (w := policy.unbacked(ctx.settings, ctx.db, st.node))), None)
         if why:
             raise ModeError(f"refused: {why}", "confirm it again from step 1 with archive=true (agent19 confirm "
-                            "'…' --archive): the rows are copied and verified before it runs; nothing was run")
+                            "'...' --archive): the rows are copied and verified before it runs; nothing was run")
     if executes and ctx.settings.mode is AccessMode.EXECUTE and ctx.settings.require_lock_ack:
         # a human's consent to losing data is not an acknowledgement of the locks the statement takes
         why = policy.unacknowledged(ctx.settings, args.sql, ctx.live_catalog(), args.acknowledge)

@@ -64,7 +64,7 @@ def _table_text(t: Table) -> list[str]:
 
 
 def render_description(d: DatabaseDescription) -> str:
-    lines = [f"database {d.database} — PostgreSQL {d.server_version_text}"]
+    lines = [f"database {d.database} - PostgreSQL {d.server_version_text}"]
     if d.extensions:
         lines.append("extensions: " + ", ".join(f"{e.name} {e.installed_version}" for e in d.extensions))
     lines.append(f"schemas: {', '.join(d.schemas) or '(none)'}")
@@ -72,11 +72,11 @@ def render_description(d: DatabaseDescription) -> str:
     for t in d.tables:
         lines.extend(_table_text(t))
     if d.omitted_tables:
-        lines.append(f"… {d.omitted_tables} more tables (use {tool_names.argument('schema')}/"
+        lines.append(f"... {d.omitted_tables} more tables (use {tool_names.argument('schema')}/"
                      f"{tool_names.argument('limit')} or {tool_names.argument('detail')} full)")
     for v in d.views:
         kind = "materialized view" if v.materialized else "view"
-        lines.append(f"{kind} {v.schema_name}.{v.name} ← {', '.join(v.depends_on) or '(nothing)'}")
+        lines.append(f"{kind} {v.schema_name}.{v.name} <- {', '.join(v.depends_on) or '(nothing)'}")
     for s in d.sequences:
         owner = f" (owned by {s.owned_by})" if s.owned_by else ""
         lines.append(f"sequence {s.schema_name}.{s.name} {s.data_type} last={s.last_value}{owner}")

@@ -24,13 +24,13 @@ class EtlArgs(BaseModel):
 
 def render_etl(r: EtlResult) -> str:
     verb = "dry run of" if r.dry_run else "pipeline"
-    lines = [f"{verb} {r.pipeline} → {r.destination_table} ({r.strategy}): {r.extracted:,} extracted in "
+    lines = [f"{verb} {r.pipeline} -> {r.destination_table} ({r.strategy}): {r.extracted:,} extracted in "
              f"{r.batches} batch(es), {r.elapsed_s:.1f}s ({r.rows_per_s:,.0f} rows/s)"]
     if r.dry_run:
         lines.append(f"  valid {r.valid:,}, rejected {r.rejected:,} (nothing written)")
     else:
         lines.append(f"  inserted {r.inserted:,}, updated {r.updated:,}, unchanged {r.unchanged:,}, "
-                     f"rejected {r.rejected:,}" + (f" → {r.dead_letter_table}" if r.rejected else "")
+                     f"rejected {r.rejected:,}" + (f" -> {r.dead_letter_table}" if r.rejected else "")
                      + (f"; {r.resolved:,} earlier dead letter(s) resolved" if r.resolved else ""))
         if r.strategy == "replace":
             lines.append(f"  replaced: the {r.replaced:,} rows the destination held were removed in the same "
@@ -38,7 +38,7 @@ def render_etl(r: EtlResult) -> str:
             lines += [f"  swap: {note}" for note in r.swap]
     if r.retries:
         lines.append(f"  {r.retries} transient error(s) retried")
-    lines.append(f"  watermark: {r.resumed_from or 'none (first run)'} → {r.watermark or 'none'}")
+    lines.append(f"  watermark: {r.resumed_from or 'none (first run)'} -> {r.watermark or 'none'}")
     if r.lag_window:
         lines.append(f"  lag window: {r.lag_window}")
     for d in r.drift:

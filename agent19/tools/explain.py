@@ -36,10 +36,10 @@ BoundParams = Annotated[list[Param], AfterValidator(bound_text)]
 
 
 class ExplainArgs(BaseModel):
-    sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1… for parameters",
+    sql: str = Field(description="one statement: SELECT, VALUES, INSERT, UPDATE, DELETE or MERGE; $1... for parameters",
                      json_schema_extra=gate.user_sql("statement"))
     parameters: BoundParams = Field(
-        default=[], description="values for $1, $2 … (bound server-side as text; numbers and booleans accepted; "
+        default=[], description="values for $1, $2 ... (bound server-side as text; numbers and booleans accepted; "
         "null is SQL NULL)")
     analyze: bool = Field(default=True, description="run the statement to measure it (writes only in dry-run or "
                           "execute mode, always rolled back); false: estimated plan only")
@@ -104,7 +104,7 @@ def render_explain(r: ExplainResult) -> str:
         "agent19 explain \"SELECT * FROM orders WHERE customer_id = 42\"",
         "agent19 explain \"SELECT * FROM orders WHERE customer_id = \\$1\" --parameters 42",
         "agent19 --mode dry-run explain \"DELETE FROM orders WHERE created_at < now() - interval '1 year'\"",
-        "agent19 explain \"SELECT …\" --settings work_mem=64MB --format json",
+        "agent19 explain \"SELECT ...\" --settings work_mem=64MB --format json",
     ),
 )
 def explain_query(ctx: ToolContext, args: ExplainArgs) -> ExplainResult:

@@ -62,7 +62,7 @@ SELECT current_setting('server_version_num')::int AS num, current_setting('serve
        has_database_privilege(current_database(), 'CREATE') AS create_in_db
 """
 UNREADABLE = "\0unreadable"  # pg_settings hides the row from a login without pg_read_all_settings
-PRELOAD_UNKNOWN = ("whether it is in shared_preload_libraries is unknown — needs pg_read_all_settings "
+PRELOAD_UNKNOWN = ("whether it is in shared_preload_libraries is unknown - needs pg_read_all_settings "
                    "(GRANT pg_read_all_settings TO <login>) or a superuser")
 Q_EXT = "SELECT name, installed_version FROM pg_available_extensions WHERE name = ANY(%s)"
 
@@ -101,7 +101,7 @@ def _extension_feature(
 
 
 def render_info(i: ServerInfo) -> str:
-    lines = [f"agent19 {i.agent19_version} — mode {i.mode.value}", f"database: {i.database}"]
+    lines = [f"agent19 {i.agent19_version} - mode {i.mode.value}", f"database: {i.database}"]
     if not i.connected:
         lines.append(f"not connected: {i.error}")
         return "\n".join(lines)
@@ -111,7 +111,7 @@ def render_info(i: ServerInfo) -> str:
     lines.append(f"statement_timeout {i.statement_timeout}, lock_timeout {i.lock_timeout}")
     for f in [*i.features, *i.privileges]:
         mark = "?" if f.available is None else "x" if f.available else " "
-        lines.append(f"  [{mark}] {f.name}" + (f" — {f.reason}" if f.reason else ""))
+        lines.append(f"  [{mark}] {f.name}" + (f" - {f.reason}" if f.reason else ""))
     if i.reads is not None:
         r = i.reads
         how = "the reader login (--read-dsn)" if r.separate_reader else "the main login"
@@ -133,7 +133,7 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
 
     return [
         priv("CREATEDB (scratch databases)", facts["createdb"], "dry runs cannot test statements that refuse a "
-             "transaction (CREATE INDEX CONCURRENTLY, VACUUM…) nor re-observe a lock an earlier statement "
+             "transaction (CREATE INDEX CONCURRENTLY, VACUUM...) nor re-observe a lock an earlier statement "
              "already holds: ALTER ROLE <login> CREATEDB"),
         priv("pg_read_all_settings", facts["read_settings"], "server settings such as shared_preload_libraries "
              "are reported unknown: GRANT pg_read_all_settings TO <login>"),
@@ -142,7 +142,7 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
         priv("pg_read_all_data", facts["read_data"], "tables this login cannot read give no row counts from the "
              "data (statistics still do): GRANT pg_read_all_data TO <login>"),
         priv("CREATE in this database", facts["create_in_db"], "a dry run cannot create schemas: "
-             "GRANT CREATE ON DATABASE … TO <login>"),
+             "GRANT CREATE ON DATABASE ... TO <login>"),
     ]
 
 
@@ -154,7 +154,7 @@ def _logical_decoding(facts: dict[str, Any]) -> Feature:
                              "set it and restart"]
     if not login:
         why.append(f"this login ({facts['usr']}) has no REPLICATION attribute: it may not create replication slots "
-                   f"nor stream changes (agent19 cdc) — a superuser runs ALTER ROLE {facts['usr']} REPLICATION")
+                   f"nor stream changes (agent19 cdc) - a superuser runs ALTER ROLE {facts['usr']} REPLICATION")
     return Feature(name="logical_decoding", available=server and login, reason="; ".join(why))
 
 

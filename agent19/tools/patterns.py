@@ -41,7 +41,7 @@ class PatternArgs(BaseModel):
                                   "default the live column's, when connected)")
     references: str | None = Field(default=None, description="add_foreign_key: referenced table")
     ref_columns: list[str] | None = Field(default=None, description="add_foreign_key: referenced columns")
-    on_delete: str | None = Field(default=None, description="add_foreign_key: CASCADE, SET NULL, …")
+    on_delete: str | None = Field(default=None, description="add_foreign_key: CASCADE, SET NULL, ...")
     name: str | None = Field(default=None, description="constraint or index name")
     expression: str | None = Field(default=None, description="add_check: the condition",
                                    json_schema_extra={"user_sql": "text"})

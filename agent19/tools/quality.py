@@ -133,7 +133,7 @@ def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
         return QualityResult(status="pass", checks=[], summary=empty, suggested=text)
     if (args.file is None) == (args.checks is None):
         raise InputError("give a checks file (FILE) or the checks' text (checks), one of them",
-                         "e.g. agent19 check checks.yml; or agent19 check --suggest TABLE… to start one")
+                         "e.g. agent19 check checks.yml; or agent19 check --suggest TABLE... to start one")
     checks = load_checks(args.file) if args.file is not None else _parse_inline(args.checks or "")
     report = run_checks(ctx.db, checks, max_keys=args.max_keys)
     result = QualityResult(**report.model_dump())

@@ -27,7 +27,7 @@ def _size(n: int | None) -> str:
 
 
 def _verdict(v: FailoverVerdict) -> str:
-    return "READY" if v.ready else ("UNKNOWN — " if v.unknown else "NOT READY — ") + "; ".join(v.reasons)
+    return "READY" if v.ready else ("UNKNOWN - " if v.unknown else "NOT READY - ") + "; ".join(v.reasons)
 
 
 def render_replication(r: ReplicationStatus) -> str:
@@ -71,7 +71,7 @@ def render_replication(r: ReplicationStatus) -> str:
     if a and a.mode != "off":
         out.append(f"archiving ({a.mode}): {a.archived_count} archived"
                    + ("" if a.last_archived_age_s is None else f", last {human_duration(a.last_archived_age_s)} ago")
-                   + f", {a.failed_count} failed" + (" — FAILING now" if a.failing else "")
+                   + f", {a.failed_count} failed" + (" - FAILING now" if a.failing else "")
                    + (f", {a.ready_segments} segments waiting" if a.ready_segments is not None else ""))
     elif a:
         out.append("archiving: off")

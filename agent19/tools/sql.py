@@ -54,7 +54,7 @@ def render_sql(r: SqlResult) -> str:
         if q.columns:
             lines.append(" | ".join(f"{c.name} ({c.type})" for c in q.columns))
             lines += [" | ".join("NULL" if v is None else str(v) for v in row) for row in q.rows]
-        lines.append(f"({q.row_count} rows, {q.statement}, {q.transaction})" + (f" — {q.cap_note}" if q.capped else ""))
+        lines.append(f"({q.row_count} rows, {q.statement}, {q.transaction})" + (f" - {q.cap_note}" if q.capped else ""))
     return "\n".join(lines)
 
 
@@ -112,7 +112,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     st = statements[0]
     if st.node == "TransactionStmt":
-        raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK…) is not accepted: each "
+        raise InputError("transaction control (BEGIN, COMMIT, ROLLBACK...) is not accepted: each "
                          f"{tool_names.tool('run_sql')} call is its own transaction", "nothing was run")
     # dry-run: the write runs in a transaction that is rolled back - a trial, screened for the code it reaches
     checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after

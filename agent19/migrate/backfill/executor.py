@@ -174,7 +174,7 @@ def _ensure_checkpoint_table(conn: psycopg.Connection[Any], table: str) -> None:
                        "WHERE s <> 'pg_catalog' ORDER BY i LIMIT 1").fetchone()
     if row is None:
         raise InputError("no schema in search_path to create the backfill's checkpoint table in",
-                         "SET search_path (e.g. ALTER ROLE … SET search_path = \"$user\", public) or create a schema")
+                         "SET search_path (e.g. ALTER ROLE ... SET search_path = \"$user\", public) or create a schema")
     schema = row[0] if isinstance(row, tuple) else next(iter(row.values()))
     conn.execute(sql.SQL(Q_CHECKPOINT_DDL).format(table=sql.Identifier(schema, table)))
 

@@ -136,7 +136,7 @@ def judge(*, mode: str, configured: bool, standby: bool, failing: bool, failed_c
         out.append(Aspect(aspect="failures", status="ok", value=failed_count,
                           message=f"no archiving failure in the last {window}"))
     if ready is None:
-        out.append(Aspect(aspect="ready", status="unknown", message="segments waiting to be archived: unknown — "
+        out.append(Aspect(aspect="ready", status="unknown", message="segments waiting to be archived: unknown - "
                           "needs superuser or pg_monitor (pg_ls_archive_statusdir)"))
     else:
         out.append(Aspect(aspect="ready", status=grade(ready, t.archive_ready_warning, t.archive_ready_critical),

@@ -104,8 +104,8 @@ def table_sums(conn: psycopg.Connection[Any], table: str) -> Sums | str:
             row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()
     except psycopg.errors.InsufficientPrivilege as exc:
         if "row-level security" in str(exc):
-            return "unknown — " + rls.message(table)
-        return f"unknown — needs SELECT on {table}"
+            return "unknown - " + rls.message(table)
+        return f"unknown - needs SELECT on {table}"
     except psycopg.errors.UndefinedTable:
         return "missing"
     assert row is not None
@@ -234,7 +234,7 @@ def objects(conn: psycopg.Connection[Any]) -> dict[str, str]:
 def object_differences(before: dict[str, str], after: dict[str, str]) -> list[str]:
     out = [f"{name} removed: missing" for name in sorted(before.keys() - after.keys())]
     out += [f"{name} added: extra" for name in sorted(after.keys() - before.keys())]
-    return out + [f"{name} changed: {before[name]} → {after[name]}" for name in sorted(before.keys() & after.keys())
+    return out + [f"{name} changed: {before[name]} -> {after[name]}" for name in sorted(before.keys() & after.keys())
                   if before[name] != after[name]]
 
 

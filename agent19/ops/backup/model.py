@@ -63,7 +63,7 @@ class VerifyResult(BaseModel):
     summary: str
     database: str = Field(description="the source, password redacted")
     tables: list[TableCheck] = []
-    schema_differences: list[str] = Field(default=[], description="catalog differences source → restored "
+    schema_differences: list[str] = Field(default=[], description="catalog differences source -> restored "
                                           "(the rollback check's comparison)")
     sequences: list[SequenceCheck] = []
     errors: list[str] = Field(default=[], description="restore errors, pg_verifybackup failures, recovery failures")

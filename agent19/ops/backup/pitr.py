@@ -205,5 +205,5 @@ def verify_pitr(
         result.removed = [f"work directory {wd.path} (base backup copy and throwaway server)"]
     result.durations_s = Durations(dump=round(backup_s, 3), restore=round(startup_s, 3), verify=round(verify_s, 3))
     result.sizes = Sizes(database_bytes=int(facts["cluster_bytes"] or 0) or None, backup_bytes=backup_bytes)
-    result.notes = [f"archive {archive}: {scan.segments} segment(s), {scan.first} … {scan.last}", *notes]
+    result.notes = [f"archive {archive}: {scan.segments} segment(s), {scan.first} ... {scan.last}", *notes]
     return finish(result, db.display_dsn)

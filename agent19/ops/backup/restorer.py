@@ -99,7 +99,7 @@ def unsafe_scratch(why: str) -> InputError:
     return InputError(
         f"refusing to restore into a scratch database as this login: {why}. The dump's CHECK constraints, "
         "defaults, index expressions and triggers call functions that the database's owners wrote; restored as "
-        "this login they would run with its powers (a shell command through COPY … TO PROGRAM, files written "
+        "this login they would run with its powers (a shell command through COPY ... TO PROGRAM, files written "
         "on the server)",
         "use --restore-into cluster (a throwaway cluster here, restored by a role without privileges); a scratch "
         "database suits the live database verified as its own owner role (no SUPERUSER, no CREATEROLE, CREATEDB)")

@@ -59,16 +59,16 @@ class BackupStatus(BaseModel):
 _CHECK = {"configured": "archive_configured", "failures": "archive_failures", "ready": "archive_ready"}
 _THRESHOLD = {"failures": f"the last attempt failed: critical; a failure in the last {human_duration(FAILURE_WINDOW_S)}"
                           ", succeeded since: warning",
-              "ready": f"warning ≥ {READY_WARNING}, critical ≥ {READY_CRITICAL}"}
+              "ready": f"warning >= {READY_WARNING}, critical >= {READY_CRITICAL}"}
 
 
 def _fix(aspect: Aspect) -> str | None:
     if aspect.status in ("ok", "unknown"):
         return None
     if aspect.aspect == "configured":
-        return ("ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '…'; then restart PostgreSQL "
+        return ("ALTER SYSTEM SET archive_mode = on; ALTER SYSTEM SET archive_command = '...'; then restart PostgreSQL "
                 "(or accept recovery only to the last base backup)") if aspect.value == "archive_mode=off" else \
-            "ALTER SYSTEM SET archive_command = '…'; SELECT pg_reload_conf();"
+            "ALTER SYSTEM SET archive_command = '...'; SELECT pg_reload_conf();"
     if aspect.aspect == "failures":
         return ("read the server log for the archive_command's error; run the command by hand as the postgres user "
                 "with a real segment")
@@ -113,7 +113,7 @@ def _backup_check(backups: list[arch.BackupEntry], rpo_s: float | None, now: dat
     dated = [b for b in backups if b.finished is not None]
     newest = max(dated, key=lambda b: b.finished) if dated else None  # type: ignore[arg-type, return-value]
     if not given:
-        return StatusCheck(check="backup_age", status="unknown", message="newest backup: unknown — pass "
+        return StatusCheck(check="backup_age", status="unknown", message="newest backup: unknown - pass "
                            "--pgbackrest-info, --walg-backup-list or --backup-dir"), None
     if newest is None or newest.finished is None:
         return StatusCheck(check="backup_age", status="critical", message="no backup found",
@@ -148,7 +148,7 @@ def _gap_check(scan: arch.ArchiveScan) -> StatusCheck:
                                "or pass the directory it copies to")
     if not scan.gaps:
         return StatusCheck(check="archive_gaps", status="ok", value=0,
-                           message=f"{scan.segments} segment(s) in {scan.directory}, {scan.first} … {scan.last}, "
+                           message=f"{scan.segments} segment(s) in {scan.directory}, {scan.first} ... {scan.last}, "
                                    "no gap")
     first = scan.gaps[0]
     return StatusCheck(

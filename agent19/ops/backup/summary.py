@@ -25,7 +25,7 @@ def estimate(result: VerifyResult) -> None:
         result.restore_estimate_s = round(measured * factor, 3)
         result.estimate_method = (
             f"measured restore {human_duration(measured)} for {human_size(restored)} restored, scaled linearly "
-            f"to {human_size(whole)} (the database; ×{factor:.2f}); same hardware and parallelism assumed, WAL "
+            f"to {human_size(whole)} (the database; x{factor:.2f}); same hardware and parallelism assumed, WAL "
             "replay beyond the backup not included")
     else:
         result.restore_estimate_s = round(measured, 3)
@@ -61,13 +61,13 @@ def finish(result: VerifyResult, display_dsn: str) -> VerifyResult:
                        + ", ".join(result.damaged_files[:5]))
     reasons += result.errors[:3]
     for t in bad_tables[:5]:
-        reasons.append(f"table {t.table}: {t.note or 'checksum differs'} ({t.rows_source} → {t.rows_restored} rows)"
+        reasons.append(f"table {t.table}: {t.note or 'checksum differs'} ({t.rows_source} -> {t.rows_restored} rows)"
                        + _rows(t))
     reasons += [f"schema: {d}" for d in result.schema_differences[:5]]
     for s in bad_sequences[:5]:
-        reasons.append(f"sequence {s.sequence}: {s.source} → {s.restored}" + (f" ({s.note})" if s.note else ""))
+        reasons.append(f"sequence {s.sequence}: {s.source} -> {s.restored}" + (f" ({s.note})" if s.note else ""))
     for c in failed_checks[:5]:
-        reasons.append(f"check failed: {c.query} → {c.error or c.value}")
+        reasons.append(f"check failed: {c.query} -> {c.error or c.value}")
     result.summary = f"{result.kind} backup NOT verified: " + "; ".join(reasons)
     return result
 
@@ -77,7 +77,7 @@ def _rows(t: TableCheck, most: int = 5) -> str:
     if t.differing_rows:
         listed = ", ".join(f"{r.key} {r.difference}" for r in t.differing_rows[:most])
         more = len(t.differing_rows) > most or t.differing_rows_truncated
-        return f"; rows by ({', '.join(t.key_columns)}): {listed}" + (", …" if more else "")
+        return f"; rows by ({', '.join(t.key_columns)}): {listed}" + (", ..." if more else "")
     if t.rows_only_in_source is not None:
         return (f"; no primary key: {t.rows_only_in_source} row(s) only in the source, {t.rows_only_in_restored} "
                 "only in the restored copy")
@@ -91,30 +91,30 @@ def render(result: VerifyResult) -> str:
     lines = [result.summary, f"source: {result.database}; restored into: {result.restored_into or '-'}"]
     for t in result.tables:
         mark = "ok" if t.checksum_match else "MISMATCH"
-        lines.append(f"  {mark:8} {t.table}: {t.rows_source} → {t.rows_restored} rows" + (
+        lines.append(f"  {mark:8} {t.table}: {t.rows_source} -> {t.rows_restored} rows" + (
             f" ({t.note})" if t.note else ""))
         if t.differing_rows:
             lines.append(f"           differing rows by ({', '.join(t.key_columns)}): " + ", ".join(
-                f"{r.key} {r.difference}" for r in t.differing_rows) + (", … (more)" if t.differing_rows_truncated
+                f"{r.key} {r.difference}" for r in t.differing_rows) + (", ... (more)" if t.differing_rows_truncated
                                                                          else ""))
         elif t.rows_only_in_source is not None:
             lines.append(f"           {_rows(t)[2:]}")
     for s in result.sequences:
         if not s.match:
-            lines.append(f"  MISMATCH sequence {s.sequence}: {s.source} → {s.restored}")
+            lines.append(f"  MISMATCH sequence {s.sequence}: {s.source} -> {s.restored}")
     lines += [f"  schema: {d}" for d in result.schema_differences]
     lines += [f"  error: {e}" for e in result.errors]
     lines += [f"  damaged: {f}" for f in result.damaged_files]
     for c in result.checks:
         lines.append(f"  check {'passed' if c.passed else 'FAILED'}: {c.query}" + (
-            f" → {c.error or c.value}" if not c.passed else ""))
+            f" -> {c.error or c.value}" if not c.passed else ""))
     if result.recovered_to:
         lines.append(f"recovered to: {result.recovered_to}")
     d, z = result.durations_s, result.sizes
     lines.append(f"durations: backup {human_duration(d.dump)}, restore {human_duration(d.restore)}, "
                  f"verify {human_duration(d.verify)}; sizes: database {human_size(z.database_bytes)}, "
                  f"backup {human_size(z.backup_bytes)}, restored {human_size(z.restored_bytes)}")
-    lines.append(f"restore estimate: {human_duration(result.restore_estimate_s)} — {result.estimate_method}")
+    lines.append(f"restore estimate: {human_duration(result.restore_estimate_s)} - {result.estimate_method}")
     lines += [f"note: {n}" for n in result.notes]
     lines += [f"removed: {r}" for r in result.removed]
     return "\n".join(visible(line) for line in lines)

@@ -37,13 +37,13 @@ def triggers(s: CurrentState, g: Growth, disk_size: int | None) -> list[Trigger]
     out.append(Trigger(trigger="connections", threshold=f"{CONNECTIONS_PCT} % of max_connections",
                        action="add connection pooling (agent19 pgbouncer config)", lead_time="2-4 hours",
                        status="triggered" if pct >= CONNECTIONS_PCT else "ok",
-                       value=f"{s.connections_used} of {s.max_connections} ({pct:.1f} %) now — measure at peak"))
+                       value=f"{s.connections_used} of {s.max_connections} ({pct:.1f} %) now - measure at peak"))
     judged = [st for st in s.top_statements if st.calls >= P95_MIN_CALLS]
     if judged:
         worst = max(judged, key=lambda st: st.p95_estimate_ms)
         out.append(Trigger(trigger="query latency", threshold=f"p95 > {P95_MS} ms", action="optimize or scale",
                            lead_time="varies", status="triggered" if worst.p95_estimate_ms > P95_MS else "ok",
-                           value=f"worst estimated p95 {worst.p95_estimate_ms:,.1f} ms (mean + 1.645 σ, "
+                           value=f"worst estimated p95 {worst.p95_estimate_ms:,.1f} ms (mean + 1.645 sigma, "
                            f"{worst.calls:,} calls): {worst.query[:120]}"))
     else:
         out.append(Trigger(trigger="query latency", threshold=f"p95 > {P95_MS} ms", action="optimize or scale",
@@ -96,10 +96,10 @@ def recommendations(s: CurrentState, g: Growth, trig: list[Trigger], disk_size: 
     if g.not_known_yet:
         out.append(f"now: {g.not_known_yet}")
     elif g.source == "none" or g.fit is None:
-        out.append("now: start recording growth — `agent19 capacity sample` daily from cron; re-plan after a week")
+        out.append("now: start recording growth - `agent19 capacity sample` daily from cron; re-plan after a week")
     elif g.days_to_80_pct is not None:
         out.append(f"plan: the disk reaches 80 % in about {g.days_to_80_pct:,.0f} days at the fitted "
-                   f"{g.fit.method.replace('_', ' ')} growth ({g.fit.monthly_growth_pct:,.2f} % a month) — grow "
+                   f"{g.fit.method.replace('_', ' ')} growth ({g.fit.monthly_growth_pct:,.2f} % a month) - grow "
                    "storage before then (lead time 4 hours)")
     elif disk_size is None:
         out.append("plan: give --disk-size to turn the growth into days until the disk fills")
@@ -108,7 +108,7 @@ def recommendations(s: CurrentState, g: Growth, trig: list[Trigger], disk_size: 
                    "projections as rough and keep sampling")
     unknown = [t.trigger for t in trig if t.status == "unknown"]
     if unknown:
-        out.append(f"measure: {', '.join(unknown)} cannot be measured from SQL — wire them into monitoring (see "
+        out.append(f"measure: {', '.join(unknown)} cannot be measured from SQL - wire them into monitoring (see "
                    "each trigger's how_to_measure)")
     if s.cache_hit_pct is not None and s.cache_hit_pct < 99:
         out.append(f"watch: cache hit ratio {s.cache_hit_pct} % (< 99 %): the working set is outgrowing memory")

@@ -111,9 +111,9 @@ def from_creation_columns(probe: Probe, state: CurrentState, found: list[dict[st
         why = "indexed" if c["indexed"] else f"default {c['default_expr']}"
         if len(evidence) < EVIDENCE_LINES:
             evidence.append(f"{c['table_name']}.{c['column_name']} ({why}): {round(total):,} rows, "
-                            f"{bpr:,.0f} bytes a row — {re.sub(r'^SELECT [0-9]+ AS t, ', 'SELECT ', sql)}")
+                            f"{bpr:,.0f} bytes a row - {re.sub(r'^SELECT [0-9]+ AS t, ', 'SELECT ', sql)}")
     if len(tables) > EVIDENCE_LINES:
-        evidence.append(f"… and {len(tables) - EVIDENCE_LINES} more tables with a creation column")
+        evidence.append(f"... and {len(tables) - EVIDENCE_LINES} more tables with a creation column")
     if skipped:
         evidence.append(f"{len(skipped)} smaller tables with a creation column taken as static "
                         f"({sum(sizes.get(c['table_name'], 0) for c in skipped):,} bytes)")

@@ -41,7 +41,7 @@ class Statement(BaseModel):
     calls: int
     total_ms: float
     mean_ms: float
-    p95_estimate_ms: float = Field(description="mean + 1.645 × stddev: an estimate (pg_stat_statements keeps no "
+    p95_estimate_ms: float = Field(description="mean + 1.645 x stddev: an estimate (pg_stat_statements keeps no "
                                    "percentiles)")
     rows: int
 
@@ -60,7 +60,7 @@ class Rates(BaseModel):
     rows_read_per_s: float = Field(description="rows returned by scans (tup_returned) per second")
     statements_per_s: float | None = Field(default=None, description="pg_stat_statements calls per second over the "
                                            "window (all roles' statements need pg_read_all_stats)")
-    read_statements_per_s: float | None = Field(default=None, description="…of them SELECTs")
+    read_statements_per_s: float | None = Field(default=None, description="...of them SELECTs")
     top_writers: list[dict[str, float | str]] = Field(default=[], description="tables with the most rows written "
                                                        "per second over the window")
 

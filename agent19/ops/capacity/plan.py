@@ -138,7 +138,7 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
     if pending is not None:
         pending.notes += [n for n in notes if n not in pending.notes]
         return pending, timed
-    notes.append("no growth evidence: run `agent19 capacity sample` daily (cron) — the plan fits the samples "
+    notes.append("no growth evidence: run `agent19 capacity sample` daily (cron) - the plan fits the samples "
                  f"once there are {MIN_POINTS} over {MIN_SPAN_DAYS:.0f} days")
     return Growth(source="none", notes=notes), timed
 

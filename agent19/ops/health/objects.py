@@ -85,13 +85,13 @@ def sequences(probe: Probe) -> list[Check]:
         objects=[u["sequence"] for u in flagged],
         message=("; ".join(f"{u['sequence']} at {u['pct']} % ({u['last_value']:,} of {u['limit']:,}"
                            + (f", feeds {', '.join(u['columns'])}" if u["columns"] else "") + ")" for u in flagged)
-                 if flagged else f"{len(rows) - len(unreadable)} sequence(s) read, none ≥ {t.sequence_warning_pct} % "
+                 if flagged else f"{len(rows) - len(unreadable)} sequence(s) read, none >= {t.sequence_warning_pct} % "
                  "of its range"
                  + (f" (highest: {used[0]['sequence']} at {used[0]['pct']} %)" if used else "")),
         fix="; ".join(fixes) or None,
     )
     if unreadable:
-        check.needs = "USAGE or SELECT on the sequences (GRANT SELECT ON ALL SEQUENCES IN SCHEMA … TO …, or " \
+        check.needs = "USAGE or SELECT on the sequences (GRANT SELECT ON ALL SEQUENCES IN SCHEMA ... TO ..., or " \
             "pg_read_all_data on PostgreSQL 14+)"
         check.message += f"; {len(unreadable)} sequence(s) not readable by {probe.facts.user}: " \
             + ", ".join(unreadable[:10])
@@ -105,7 +105,7 @@ def sequences(probe: Probe) -> list[Check]:
                           f"fail once it passes {m['column_limit']:,}" for m in mismatched)
         or "every sequence-fed integer column is as wide as its sequence",
         fix=None if not mismatched else "; ".join(
-            f"widen {m['column']} to {m['sequence_type']} (agent19 pattern change_column_type) — or, to fail "
+            f"widen {m['column']} to {m['sequence_type']} (agent19 pattern change_column_type) - or, to fail "
             f"visibly at the column's limit, ALTER SEQUENCE {m['sequence']} AS {m['type']}" for m in mismatched[:10]),
     )
     return [check, mismatch]
@@ -117,7 +117,8 @@ def indexes(probe: Probe) -> list[Check]:
     invalid = [f for f in health.findings if f.kind == "invalid"]
     other = [f for f in health.findings if f.kind != "invalid"]
     window = f"since {health.stats_since}" if health.stats_since else "now"
-    evidence = "agent19 index-health --format json  (SELECT … FROM pg_index JOIN pg_class … WHERE NOT indisvalid …)"
+    evidence = ("agent19 index-health --format json  "
+                "(SELECT ... FROM pg_index JOIN pg_class ... WHERE NOT indisvalid ...)")
     return [
         Check(check="invalid_indexes", status="warning" if invalid else "ok", evidence=evidence,
               value=[f.model_dump() for f in invalid], objects=[f.index or f.table for f in invalid],
@@ -126,8 +127,8 @@ def indexes(probe: Probe) -> list[Check]:
               fix="\n".join(f.fix for f in invalid) or None),
         Check(check="index_health", status="warning" if other else "ok", evidence=evidence, window=window,
               value=[f.model_dump() for f in other], objects=sorted({f.index or f.table for f in other}),
-              threshold="index_health's rules: unused ≥ 10 MB, duplicate, foreign key without index, bigger than "
-              "its table, bloat ≥ 100 MB",
+              threshold="index_health's rules: unused >= 10 MB, duplicate, foreign key without index, bigger than "
+              "its table, bloat >= 100 MB",
               message="; ".join(f"[{f.kind}] {f.index or f.table}: {f.detail}" for f in other[:10])
               or "no unused, duplicate, missing or bloated index",
               fix="\n".join(f.fix for f in other[:10]) or None),

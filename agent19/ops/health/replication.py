@@ -86,8 +86,8 @@ def _failover(probe: Probe, r: ReplicationStatus) -> Check:
     value = {"standbys": {s.name: s.failover.model_dump() for s in r.standbys},
              "zero_data_loss_promised": r.zero_data_loss_promised}
     parts = [f"{s.name}: ready (would lose {human_size(s.failover.would_lose_bytes)})" for s in ready]
-    parts += [f"{s.name}: readiness unknown — {'; '.join(s.failover.reasons)}" for s in unknown]
-    parts += [f"{s.name}: NOT ready — {'; '.join(s.failover.reasons)} (would lose "
+    parts += [f"{s.name}: readiness unknown - {'; '.join(s.failover.reasons)}" for s in unknown]
+    parts += [f"{s.name}: NOT ready - {'; '.join(s.failover.reasons)} (would lose "
               f"{human_size(s.failover.would_lose_bytes)})" for s in not_ready]
     return Check(
         check="failover_readiness", status=status, value=value,
@@ -124,7 +124,7 @@ def _slots(probe: Probe, r: ReplicationStatus) -> Check:
                    "critical_inactive_s": t.slot_inactive_critical_s, "critical_wal_status": ["unreserved", "lost"]},
         message="; ".join(f[2] for f in found) or (f"{len(r.slots)} slot(s), all active" if r.slots else "no slot"),
         fix=None if not found else "an inactive slot keeps every WAL segment since its consumer stopped, until the "
-        "disk fills: restart its consumer, or drop it if nobody will come back — "
+        "disk fills: restart its consumer, or drop it if nobody will come back - "
         + ", ".join(f"SELECT pg_drop_replication_slot({literal(f[0])})" for f in found)
         + " (destructive for its consumer); bound the damage with max_slot_wal_keep_size",
     )

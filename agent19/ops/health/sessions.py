@@ -73,7 +73,7 @@ SELECT a.pid, a.usename AS "user", coalesce(t.rolsuper, false) AS superuser,
         elif not r["may"]:
             who = "a superuser" if r["superuser"] else \
                 f"a superuser, a member of role {r['user']} or of pg_signal_backend"
-            parts.append(f"pid {p} (role {r['user']}): this login may not signal it — ask {who} to run "
+            parts.append(f"pid {p} (role {r['user']}): this login may not signal it - ask {who} to run "
                          f"SELECT {call}({p})")
     return "; ".join(parts)
 
@@ -132,10 +132,10 @@ def long_running(probe: Probe) -> list[Check]:
     check = Check(
         check="long_running_queries", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
         threshold=threshold, evidence=sql,
-        message=(f"{len(rows)} queries running ≥ {human_duration(t.long_query_s)}, longest "
+        message=(f"{len(rows)} queries running >= {human_duration(t.long_query_s)}, longest "
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']})") if rows else
-        f"no query running ≥ {human_duration(t.long_query_s)}",
-        fix=None if not rows else f"{fix}; cap them with ALTER ROLE … SET statement_timeout = '…'",
+        f"no query running >= {human_duration(t.long_query_s)}",
+        fix=None if not rows else f"{fix}; cap them with ALTER ROLE ... SET statement_timeout = '...'",
         untrusted_data=bool(rows),
     )
     return [_partial(check, _hidden(probe))]
@@ -149,12 +149,12 @@ def idle_in_transaction(probe: Probe) -> list[Check]:
     check = Check(
         check="idle_in_transaction", status=status, value=rows, objects=[f"pid {r['pid']}" for r in rows],
         threshold=threshold, evidence=sql,
-        message=(f"{len(rows)} sessions idle in transaction ≥ {human_duration(t.idle_in_transaction_s)}, longest "
+        message=(f"{len(rows)} sessions idle in transaction >= {human_duration(t.idle_in_transaction_s)}, longest "
                  f"{human_duration(rows[0]['seconds'])} (pid {rows[0]['pid']}): they hold locks and the xmin "
                  "horizon (vacuum cannot remove rows they might see)") if rows else
-        f"no session idle in transaction ≥ {human_duration(t.idle_in_transaction_s)}",
+        f"no session idle in transaction >= {human_duration(t.idle_in_transaction_s)}",
         fix=None if not rows else f"fix the application (a missing COMMIT); end them with "
-        f"{_signal(probe, [r['pid'] for r in rows], 'pg_terminate_backend')}; guard with ALTER ROLE … SET "
+        f"{_signal(probe, [r['pid'] for r in rows], 'pg_terminate_backend')}; guard with ALTER ROLE ... SET "
         "idle_in_transaction_session_timeout = '60s'",
         untrusted_data=bool(rows),
     )
@@ -205,7 +205,7 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
             state += f", transaction open {human_duration(r['xact_seconds'])}"
         return f"pid {pid} ({state}: {r['query'][:80]})"
 
-    text = [" ← blocked by ".join(who(p) for p in c["chain"]) for c in judged]
+    text = [" <- blocked by ".join(who(p) for p in c["chain"]) for c in judged]
     heads = sorted({c["chain"][-1] for c in judged})
     objects = sorted({f"pid {p}" for c in judged for p in c["chain"]}, key=lambda s: int(s.split()[1]))
     return [_partial(Check(
@@ -214,9 +214,9 @@ SELECT a.pid, w.blockers, w.waiting_s, a.state, a.usename AS "user", a.wait_even
                "sessions": [rows[p] for p in sorted({p for c in judged for p in c["chain"] if p in rows})]},
         threshold=threshold,
         message=("; ".join(text)) if judged else
-        f"no session waiting ≥ {human_duration(t.blocked_s)} for another's lock"
+        f"no session waiting >= {human_duration(t.blocked_s)} for another's lock"
         + (f" ({len(waiting)} waiting less)" if waiting else ""),
-        fix=None if not judged else "the session at the head of each chain holds the lock: finish or end it — "
+        fix=None if not judged else "the session at the head of each chain holds the lock: finish or end it - "
         + _signal(probe, heads, "pg_terminate_backend")
         + "; give migrations a lock_timeout so they queue behind nobody for long",
         untrusted_data=bool(rows),

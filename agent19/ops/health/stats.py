@@ -37,7 +37,7 @@ def cache_hit(probe: Probe) -> list[Check]:
             threshold={"min_pct": t.cache_hit_min_pct, "judged_after_blocks": t.cache_hit_min_blocks},
             evidence=Q_CACHE.strip(), window=probe.facts.db_window,
             message=(f"{kind} cache hit ratio {pct} % over {total:,} blocks" if judged else
-                     f"{kind} cache hit ratio {pct if pct is not None else '—'} % over only {total:,} blocks: too "
+                     f"{kind} cache hit ratio {pct if pct is not None else '-'} % over only {total:,} blocks: too "
                      f"few to judge (from {t.cache_hit_min_blocks:,})"),
             fix=None if status == "ok" else f"the working set of {kind}s does not fit in shared_buffers (and the OS "
             "cache): find the queries reading most blocks (pg_stat_statements shared_blks_read), add indexes or "
@@ -66,7 +66,7 @@ def checkpoints(probe: Probe) -> list[Check]:
                  f"{total} checkpoints so far: too few to judge (from {t.checkpoints_min})"),
         fix=None if status == "ok" else f"checkpoints forced by WAL volume: raise max_wal_size (now "
         f"{r['max_wal_size']}) so they come from checkpoint_timeout ({r['checkpoint_timeout']}); "
-        "ALTER SYSTEM SET max_wal_size = '…'; SELECT pg_reload_conf();",
+        "ALTER SYSTEM SET max_wal_size = '...'; SELECT pg_reload_conf();",
     )]
 
 
@@ -84,7 +84,7 @@ def temp_and_deadlocks(probe: Probe) -> list[Check]:
               threshold={"warning_bytes": t.temp_bytes_warning}, objects=[r["database"] for r in temp],
               message="; ".join(f"{r['database']}: {r['temp_files']:,} temp files, {human_size(r['temp_bytes'])}"
                                 for r in temp) or
-              f"no database wrote ≥ {human_size(t.temp_bytes_warning)} of temporary files",
+              f"no database wrote >= {human_size(t.temp_bytes_warning)} of temporary files",
               fix=None if not temp else "sorts and hashes spill to disk: find them (pg_stat_statements "
               "temp_blks_written, log_temp_files = 0) and raise work_mem for those queries (SET LOCAL work_mem) "
               "or add indexes that avoid the sort"),

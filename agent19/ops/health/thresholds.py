@@ -45,21 +45,21 @@ class HealthThresholds(BaseModel):
                                            "postgres_exporter)")
     connections_critical_pct: float = Field(default=90, description="same, critical")
     long_query_s: float = Field(default=60, description="an active query running longer is a warning (PgHero)")
-    long_query_critical_s: float = Field(default=600, description="…a critical one (agent19's choice)")
+    long_query_critical_s: float = Field(default=600, description="...a critical one (agent19's choice)")
     idle_in_transaction_s: float = Field(default=30, description="idle in transaction longer is a warning")
-    idle_in_transaction_critical_s: float = Field(default=600, description="…critical (agent19's choice)")
+    idle_in_transaction_critical_s: float = Field(default=600, description="...critical (agent19's choice)")
     blocked_s: float = Field(default=5, description="a session waiting on another's lock this long is a warning")
-    blocked_critical_s: float = Field(default=60, description="…critical (agent19's choice)")
+    blocked_critical_s: float = Field(default=60, description="...critical (agent19's choice)")
     prepared_xact_s: float = Field(default=60, description="a prepared transaction older than this is a warning")
-    prepared_xact_critical_s: float = Field(default=3600, description="…critical (agent19's choice)")
+    prepared_xact_critical_s: float = Field(default=3600, description="...critical (agent19's choice)")
     # -- vacuum and wraparound --
     wraparound_warning_pct: float = Field(default=50, description="XID / multixact age as % of 2^31 (check_postgres)")
     wraparound_critical_pct: float = Field(default=75, description="same, critical")
     dead_tuples_pct: float = Field(default=10, description="dead / (live + dead) rows of a table (warning)")
-    dead_tuples_min: int = Field(default=10_000, description="…and at least this many dead rows")
+    dead_tuples_min: int = Field(default=10_000, description="...and at least this many dead rows")
     stale_stats_pct: float = Field(default=10, description="rows modified since the last (auto)analyze, % of "
                                    "the table (warning)")
-    stale_stats_min: int = Field(default=10_000, description="…and at least this many rows modified")
+    stale_stats_min: int = Field(default=10_000, description="...and at least this many rows modified")
     # -- sequences --
     sequence_warning_pct: float = Field(default=85, description="values used of the sequence's (or its column's) "
                                         "range")
@@ -74,9 +74,9 @@ class HealthThresholds(BaseModel):
     deadlocks_warning: int = Field(default=1, description="deadlocks since the reset (warning at this count)")
     # -- replication, slots, archiving --
     replica_lag_s: float = Field(default=5, description="a standby's replay lag above this is a warning (PgHero)")
-    replica_lag_warning_bytes: int = Field(default=16 << 20, description="…or this far behind in replayed WAL (one "
+    replica_lag_warning_bytes: int = Field(default=16 << 20, description="...or this far behind in replayed WAL (one "
                                            "segment; agent19's choice: replay_lag moves only when the standby "
-                                           "replies — up to wal_receiver_status_interval late after a burst — the "
+                                           "replies - up to wal_receiver_status_interval late after a burst - the "
                                            "bytes at once)")
     replica_lag_critical_bytes: int = Field(default=1 << 30, description="a standby this far behind is critical")
     failover_max_lag_bytes: int = Field(default=1 << 20, description="a failover candidate is at most this far "

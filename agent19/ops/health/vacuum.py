@@ -91,7 +91,7 @@ SELECT format('%I.%I', s.schemaname, s.relname) AS "table", s.n_live_tup AS live
         objects=[r["table"] for r in rows], window=probe.facts.db_window,
         threshold={"warning_pct": t.dead_tuples_pct, "min_dead_rows": t.dead_tuples_min},
         message="; ".join(details) if rows else
-        f"no table with ≥ {t.dead_tuples_pct} % and ≥ {t.dead_tuples_min:,} dead rows",
+        f"no table with >= {t.dead_tuples_pct} % and >= {t.dead_tuples_min:,} dead rows",
         fix=None if not rows else " ".join(fixes) + " If vacuum runs but the count stays, something holds the xmin "
         "horizon (see idle_in_transaction, prepared_transactions, replication_slots).",
     )]

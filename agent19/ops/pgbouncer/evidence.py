@@ -45,7 +45,7 @@ AGENT19_CONNECTIONS = 5
 
 FEATURES: list[tuple[str, str, str]] = [
     ("SET without LOCAL", r"^\s*set\s+(?!local\M)(?!transaction\M)(?!constraints\M)|set_config\s*\([^)]*,\s*false\s*\)",
-     "use SET LOCAL inside the transaction (or set_config(…, true)); per-role defaults: ALTER ROLE … SET"),
+     "use SET LOCAL inside the transaction (or set_config(..., true)); per-role defaults: ALTER ROLE ... SET"),
     ("LISTEN", r"^\s*listen\M", "keep LISTEN on a direct connection (or a session-mode pool of its own)"),
     ("session advisory locks", r"\mpg_(try_)?advisory_lock(_shared)?\s*\(",
      "use pg_advisory_xact_lock (released at commit)"),
@@ -53,7 +53,7 @@ FEATURES: list[tuple[str, str, str]] = [
     ("SQL PREPARE", r"^\s*prepare\M", "use the driver's protocol-level prepared statements (PgBouncer 1.21+ "
      "max_prepared_statements) or plain statements"),
     ("temporary tables", r"^\s*create\s+(global\s+|local\s+)?temp(orary)?\s+table\M(?!.*\mon\s+commit\s+drop\M)",
-     "CREATE TEMP TABLE … ON COMMIT DROP inside the transaction"),
+     "CREATE TEMP TABLE ... ON COMMIT DROP inside the transaction"),
 ]
 
 
@@ -105,7 +105,7 @@ class Budget(BaseModel):
     superuser_reserved_connections: int
     reserved_connections: int = Field(description="PostgreSQL 16+ reserved_connections (0 before)")
     agent19: int = AGENT19_CONNECTIONS
-    other_direct: int = Field(description="direct connections declared by the caller (monitoring, migrations…)")
+    other_direct: int = Field(description="direct connections declared by the caller (monitoring, migrations...)")
     available: int = Field(description="what PgBouncer's server connections may use in total")
     in_use_now: int = Field(description="client connections open now (pg_stat_activity)")
 
@@ -114,13 +114,13 @@ def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], l
     """The session state found, what could not be seen, and the calls set aside ("pg_dump", "application_name")."""
     cannot: list[str] = []
     hidden = hidden_statements(probe.rows, f"{schema}.pg_stat_statements",
-                               "whether other roles' statements keep session state (SET, LISTEN, advisory locks, …)")
+                               "whether other roles' statements keep session state (SET, LISTEN, advisory locks, ...)")
     if hidden:
         cannot.append(hidden)
     track = probe.rows("SELECT current_setting('pg_stat_statements.track_utility', true) AS t")[0]["t"]
     if track == "off":
         cannot.append("pg_stat_statements.track_utility is off: SET, LISTEN, PREPARE and DECLARE are not recorded "
-                      "— ALTER SYSTEM SET pg_stat_statements.track_utility = on and let the workload run")
+                      "- ALTER SYSTEM SET pg_stat_statements.track_utility = on and let the workload run")
     found = []
     here = (f"FROM {schema}.pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
             f"current_database()) AND query NOT LIKE '/* agent19 %' AND query <> ALL({AGENT19_OWN})")

@@ -114,7 +114,7 @@ class Archiver(BaseModel):
 
 
 class Receiver(BaseModel):
-    status: str | None = Field(default=None, description="the WAL receiver: streaming, waiting, … (none: stopped)")
+    status: str | None = Field(default=None, description="the WAL receiver: streaming, waiting, ... (none: stopped)")
     hidden: bool = Field(default=False, description="this role sees only that a receiver runs (its state and "
                          "positions need pg_monitor)")
     sender_host: str | None = None

@@ -23,7 +23,7 @@ RULE = Rule(
     severity="error",
     why="With a database connected, lint knows its tables: a statement that alters, drops, indexes, truncates, "
     "writes or references a table or view that neither exists (looked up on the login's search_path, or the "
-    "migration's SET search_path) nor is created earlier in the migration fails when it runs — a typo, the wrong "
+    "migration's SET search_path) nor is created earlier in the migration fails when it runs - a typo, the wrong "
     "schema or the wrong database. IF EXISTS statements are left alone; offline nothing is known.",
     alternative="Name the table as the database has it (schema-qualified, or on the search_path the migration runs "
     "with), create it earlier in the migration, or point --dsn at the database the migration is for.",
