@@ -163,6 +163,20 @@ class RollbackResult(BaseModel):
     summary: str
 
 
+class IsolatedCopy(BaseModel):
+    """Where an isolated dry run ran (:mod:`agent19.migrate.dryrun.isolated`): not the target, a copy of its schema."""
+
+    where: str = Field(description="what the copy is and what its figures mean")
+    major: int = Field(description="the throwaway cluster's PostgreSQL major version (the target's)")
+    role: str = Field(description="the role the migration ran as there: the target's login by name, no superuser, "
+                      "owner of every object")
+    rows: int = Field(default=0, description="rows per table copied (0: the tables are empty)")
+    restore_errors: list[str] = Field(default=[], description="what of the schema could not be restored there")
+    dump: str = Field(default="", description="how the target's schema was had (pg_dump, or a dump kept by a running "
+                      "server while the catalogs are unchanged)")
+    removed: bool = Field(default=False, description="the throwaway cluster was stopped and its directory removed")
+
+
 class DryRunResult(BaseModel):
     ran_at: str = Field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                         description="when the dry run started")
@@ -181,6 +195,8 @@ class DryRunResult(BaseModel):
     target_differences: list[Difference] = []
     rollback: RollbackResult | None = None
     leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")
+    isolated: IsolatedCopy | None = Field(default=None, description="set when it ran in an isolated copy of the "
+                                          "schema (a throwaway cluster), not on the target")
     prediction_table: str = PREDICTION_TABLE
     query_plans: QueryPlanComparison | None = Field(
         default=None, description="queries' plans before and after the statements that drop or change indexes, "
