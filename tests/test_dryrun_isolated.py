@@ -223,9 +223,17 @@ async def test_mcp_isolated_argument(app, work):
         plain = await session.call_tool("test_migration", {"sql": "ALTER TABLE orders ADD COLUMN note text"})
         text = "".join(c.text for c in plain.content if hasattr(c, "text"))
         assert "`isolated`" in text, text
+        seen: list[tuple[float, str | None]] = []
+
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            seen.append((value, message))
+
         done = await session.call_tool("test_migration", {"sql": "ALTER TABLE orders ADD COLUMN note text",
-                                                          "isolated": True})
+                                                          "isolated": True}, progress_callback=progress)
         assert not done.is_error, done
+        assert any("throwaway PostgreSQL 15 cluster" in (m or "") for _, m in seen), seen
+        values = [v for v, _ in seen]
+        assert all(b > a for a, b in zip(values, values[1:])), values  # MCP: progress always increases
         body = done.structured_content or {}
         assert body.get("passed") is True and body["isolated"]["removed"], body
     _no_cluster_left(work)

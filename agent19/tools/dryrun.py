@@ -16,6 +16,8 @@ from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from agent19.db.connection import Database
     from agent19.migrate.parse import Statement
     from agent19.migrate.planning.model import ValidationCheck
@@ -206,17 +208,18 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     for query in args.queries:  # only planned, never run
         gate.admit(ctx.db, query, gate.Purpose.PLAN)
     if args.isolated:
-        from agent19.migrate.dryrun.isolated import isolated_copy, label
+        from agent19.migrate.dryrun.isolated import isolated_copy, label, rising
 
         if args.sample_rows:
             raise InputError("sample_rows is not copied into an isolated copy (its tables are empty)",
                              "leave sample_rows at 0 with isolated")
-        with isolated_copy(ctx.db, ctx.progress) as copy:
-            result = _dry_run_and_rollback(ctx, args, copy.db, up, down)
+        progress = rising(ctx.progress)  # the copy's making and the dry run there: one rising count
+        with isolated_copy(ctx.db, progress) as copy:
+            result = _dry_run_and_rollback(ctx, args, copy.db, up, down, progress)
         return label(result, copy, ctx.db)  # no plans (empty tables), not a proof for require_dry_run
     # the server's identity and schema as the dry run starts: what require_dry_run later compares with
     state = policy.server_state(ctx.db) if ctx.settings.dsn_value() is not None else None
-    result = _dry_run_and_rollback(ctx, args, ctx.db, up, down)
+    result = _dry_run_and_rollback(ctx, args, ctx.db, up, down, ctx.progress)
     if result.passed:
         result.query_plans = _query_plans(ctx, args, up, result)
     # a statement the dry run could not run is no proof (locks it could not fully observe do not matter here)
@@ -226,7 +229,8 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
 
 
 def _dry_run_and_rollback(ctx: ToolContext, args: TestMigrationArgs, db: Database, up: list[Statement],
-                          down: list[Statement]) -> DryRunResult:
+                          down: list[Statement], progress: Callable[[float, float | None, str | None], None],
+                          ) -> DryRunResult:
     """The dry run on ``db`` (the target, or an isolated copy), and the rollback's verification there."""
     from agent19.migrate.dryrun.model import Finding
     from agent19.migrate.dryrun.run import dry_run
@@ -234,12 +238,12 @@ def _dry_run_and_rollback(ctx: ToolContext, args: TestMigrationArgs, db: Databas
     result = dry_run(
         db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
         probe_timeout_ms=args.probe_timeout_ms, scratch_copy=args.scratch_copy, sample_rows=args.sample_rows,
-        progress=ctx.progress,
+        progress=progress,
     )
     if down and args.verify_rollback:
         from agent19.migrate.dryrun.rollback_check import verify_rollback
 
-        ctx.progress(len(up), None, "verifying the rollback")
+        progress(len(up), None, "verifying the rollback")
         result.rollback = verify_rollback(db, up, down)
         result.findings += [Finding(kind="unreadable_code_ran", severity="info", message=f"rollback check: {note}")
                             for note in result.rollback.notes]

@@ -150,6 +150,18 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
             copy.close()
 
 
+def rising(progress: Progress) -> Progress:
+    """``progress`` whose value always increases, as MCP requires: the copy's making reports at 0, and the dry run
+    there starts again from 0 — a repeated value advances by a millionth."""
+    furthest = [-1.0]
+
+    def report(done: float, total: float | None, message: str | None) -> None:
+        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
+        progress(furthest[0], total, message)
+
+    return report
+
+
 def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
     """``result`` (a dry run of ``copy``) said to be one, for the ``target`` it copies."""
     info = copy.info
@@ -174,6 +186,7 @@ def isolated_dry_run(db: Database, statements: list[Statement], *, progress: Pro
     if options.get("sample_rows"):
         raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
                          "leave sample_rows at 0 with isolated")
+    progress = rising(progress) if progress is not None else None
     with isolated_copy(db, progress, work_base) as copy:
         result = dry_run(copy.db, statements, progress=progress, **options)
     return label(result, copy, db)
