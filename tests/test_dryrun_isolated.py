@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,23 @@ def test_what_leaves_the_copy_is_still_refused(app, dsn, work):
     _no_cluster_left(work)
 
 
+def test_the_contained_setting_on_a_server_that_is_no_isolated_copy_refuses_everything(app):
+    """The guard's contained setting is a token the throwaway cluster holds too: set on a Database of the real target
+    (a library caller's mistake), nothing runs there — not the kill, not even a harmless statement."""
+    with psycopg.connect(app, autocommit=True) as session:
+        pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]
+        db = _db(app)
+        db.contained = "not-the-servers"
+        try:
+            r = dry_run(db, parse_sql(KILLER))
+        finally:
+            db.close()
+        assert not r.passed
+        for s in r.statements[1:]:
+            assert s.ran_in == "skipped" and "not the throwaway cluster agent19 made" in (s.note or ""), s
+        assert session.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+
+
 def test_no_server_programs_of_that_major_is_a_clear_error(tmp_path):
     with pytest.raises(InputError) as caught:
         server_bindir(15, [tmp_path / "nothing-here"])
@@ -233,7 +251,7 @@ async def test_mcp_isolated_argument(app, work):
         assert not done.is_error, done
         assert any("throwaway PostgreSQL 15 cluster" in (m or "") for _, m in seen), seen
         values = [v for v, _ in seen]
-        assert all(b > a for a, b in zip(values, values[1:])), values  # MCP: progress always increases
+        assert all(b > a for a, b in pairwise(values)), values  # MCP: progress always increases
         body = done.structured_content or {}
         assert body.get("passed") is True and body["isolated"]["removed"], body
     _no_cluster_left(work)

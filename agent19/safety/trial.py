@@ -63,7 +63,8 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
                    "ReindexStmt", "ClusterStmt"}
 # the guard's one read: the closure's rows, whether an event trigger fires on DDL here, and (same snapshot) the
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
-Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code
+Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
+       current_setting('agent19.isolated_copy', true) AS isolated_copy
   FROM ({Q_CLOSURE}) q"""
 
 
@@ -384,7 +385,12 @@ def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = N
             check(db, statements, TrialCatalog(conn, statements))
         return
     allow = bool(getattr(db.settings, "allow_unreadable_code", False))
-    catalog.contained = bool(getattr(db, "contained", False))  # the guard's one setting for an isolated copy
+    if token := getattr(db, "contained", ""):  # the guard's one setting for an isolated copy: the server's own too
+        if catalog._read()["isolated_copy"] != token:
+            raise ReadOnlyViolation("refused: the database is set as an isolated copy, but this server is not the "
+                                    "throwaway cluster agent19 made for it (its agent19.isolated_copy differs)",
+                                    "dry-run without isolation, or with isolated (agent19 makes the copy)")
+        catalog.contained = True
     for st in statements:
         catalog.allow = False  # read as if not opted in: what only the opt-in lets run is noted
         refusal, untestable = catalog.reach(st)

@@ -23,7 +23,8 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    object is then the login's, as the real tables are the real login's. What cannot be made (an event trigger, a
    function in an untrusted language, an extension not installed here) is said, not hidden. No rows are copied.
 4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
-   (:attr:`agent19.db.connection.Database.contained`; the guard's categories:
+   (:attr:`agent19.db.connection.Database.contained`, a token the server holds too in its setting
+   ``agent19.isolated_copy``, checked by the guard; the guard's categories:
    :data:`agent19.safety.function_facts.IN_ISOLATED_COPY`): signals to sessions, ``setval``, advisory locks, code
    agent19 cannot read run there; what leaves the copy (dblink, postgres_fdw, foreign tables, server files, a
    language the server does not sandbox) is still refused or not run.
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,8 +123,10 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     bindir = throwaway_cluster.server_bindir(major)
     with work_dir(work_base, prefix=PREFIXES[1]) as wd:
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}")
+        token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
         cluster = throwaway_cluster.start(wd, bindir / "initdb", BOOTSTRAP, name="copy",
-                                          env=throwaway_cluster.server_environment(wd.path))
+                                          env=throwaway_cluster.server_environment(wd.path),
+                                          settings={"agent19.isolated_copy": f"'{token}'"})
         admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
         roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
@@ -138,7 +142,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         failure = scratch_schema.load_schema("", copy_dsn, major, skip_extensions=made, stop_on_error=False,
                                              dump=(_without_schemas(dump, schemas), None))
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
-        copy.contained = True
+        copy.contained = token
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
