@@ -254,6 +254,11 @@ async def test_mcp_isolated_argument(app, work):
         assert all(b > a for a, b in pairwise(values)), values  # MCP: progress always increases
         body = done.structured_content or {}
         assert body.get("passed") is True and body["isolated"]["removed"], body
+        undone = await session.call_tool("test_migration", {  # the rollback is verified in the copy too
+            "sql": "ALTER TABLE orders ADD COLUMN note text", "down_sql": "ALTER TABLE orders DROP COLUMN note",
+            "isolated": True, "detail": "full"})
+        body = undone.structured_content or {}
+        assert body.get("passed") is True and body["rollback"]["verified"], body
     _no_cluster_left(work)
 
 
@@ -349,3 +354,25 @@ def test_ctrl_c_removes_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(
             removed = remove_leftovers(work)
             assert len(removed) == 1 and PREFIXES[1] in removed[0], removed
             _no_cluster_left(work)
+
+
+def test_pg_dump_failing_is_a_clear_error_and_leaves_nothing(app, dsn, work):
+    with psycopg.connect(dsn, autocommit=True) as c:  # a table the application's login may not read (or lock)
+        c.execute("CREATE TABLE secret (id int)")
+    with pytest.raises(InputError) as caught:
+        _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\n", work)
+    assert "could not copy the target's schema" in caught.value.message
+    assert "permission denied for table secret" in caught.value.message, caught.value.message
+    _no_cluster_left(work)
+
+
+def test_what_could_not_be_restored_is_said(app, dsn, work):
+    with psycopg.connect(dsn, autocommit=True) as c:  # an event trigger: only a superuser makes one
+        c.execute("CREATE FUNCTION public.on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$")
+        c.execute("CREATE EVENT TRIGGER on_ddl ON ddl_command_end EXECUTE FUNCTION public.on_ddl()")
+    r = _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\n", work)
+    assert r.isolated is not None and r.isolated.restore_errors, r.isolated
+    assert any("event trigger" in e for e in r.isolated.restore_errors), r.isolated.restore_errors
+    assert any(f.severity == "warning" and "isolated copy differs from the target" in f.message for f in r.findings)
+    assert r.statements[0].error is None and not r.statements[0].untested
+    _no_cluster_left(work)
