@@ -8,9 +8,9 @@ nobody's sessions, sequences or locks.
 
 How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 
-1. The target is read (its major version, login, database name, role names) and dumped: ``pg_dump --schema-only
-   --no-owner --no-privileges`` (:func:`agent19.migrate.dryrun.early_scratch.cached_dump`: a running server reuses
-   the dump while the target's catalogs are unchanged). Only reads reach it.
+1. The target is read (its major version, login, database name, role names) and dumped, while step 2 runs:
+   ``pg_dump --schema-only --no-owner --no-privileges`` (:func:`agent19.migrate.dryrun.early_scratch.cached_dump`: a
+   running server reuses the dump while the target's catalogs are unchanged). Only reads reach it.
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
@@ -41,6 +41,7 @@ import dataclasses
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,11 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         raise InputError(f"cannot make an isolated copy of database {dbname} as login {login}: the name is the "
                          "throwaway cluster's own", "dry-run as another login, or of another database")
     bindir = throwaway_cluster.server_bindir(major)
-    with work_dir(work_base, prefix=PREFIXES[1]) as wd:
-        say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}")
+    # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
+    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(1, thread_name_prefix="agent19-dump") as bg:
+        dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
+                     "target meanwhile")
         token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
         cluster = throwaway_cluster.start(wd, bindir / "initdb", BOOTSTRAP, name="copy",
                                           env=throwaway_cluster.server_environment(wd.path),
@@ -130,8 +134,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
         roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
-        say(0, None, "copying the target's schema (pg_dump --schema-only)")
-        (dump, failure), how = cached_dump(db, major)  # a running server reuses it while the catalogs are unchanged
+        say(0, None, "restoring the target's schema there")
+        (dump, failure), how = dumped.result()
         if dump is None:
             raise InputError(f"could not copy the target's schema: {failure}",
                              "the login needs to read every object pg_dump dumps (or dry-run without isolated)")
