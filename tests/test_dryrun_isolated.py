@@ -124,6 +124,15 @@ def test_an_execute_trigger_stops_the_ordinary_dry_run_and_the_isolated_one_test
     assert _catalog(app) == before  # the target was only dumped
     _no_cluster_left(work)
 
+    # fed to the plan: the locks are the server's, the durations (of empty tables) are not used
+    from agent19.migrate.planning.plan import PlanOptions, plan_migration
+
+    plan = plan_migration(sql=sql, options=PlanOptions(dry_run=r))
+    assert plan.operations[0].lock_level == "AccessExclusiveLock"
+    assert all(op.estimated_seconds is None for op in plan.operations), plan.operations
+    assert any("isolated copy of the schema (no rows)" in f.message for f in plan.findings)
+    assert r.to_evidence()["statements"][0]["seconds"] is None
+
 
 def test_the_isolated_run_fails_by_the_migrations_own_merit(app, work):
     r = _isolated(app, "ALTER TABLE orders ADD COLUMN total int;\nALTER TABLE orders ADD COLUMN note text;\n", work)

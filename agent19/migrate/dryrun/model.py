@@ -213,14 +213,16 @@ class DryRunResult(BaseModel):
             predicted = max((c.predicted for c in mine if c.predicted), key=_rank, default=None)
             decided = [c.agrees for c in s.lock_comparison if c.agrees is not None]
             statements.append({
-                "order": s.index + 1, "seconds": None if s.duration_ms is None else s.duration_ms / 1000,
+                "order": s.index + 1,  # an isolated copy's durations are those of empty tables: none
+                "seconds": None if s.duration_ms is None or self.isolated else s.duration_ms / 1000,
                 "observed_lock": observed, "predicted_lock": predicted, "rewrite": s.observed_rewrite,
                 "agrees": (False if False in decided else True if complete and decided else None),
                 "not_observed": s.not_observed_note(),
             })
         lock = self.longest_lock
         return {
-            "ran_at": self.ran_at, "environment": self.database, "passed": self.passed,
+            "ran_at": self.ran_at, "passed": self.passed,
+            "environment": f"isolated copy of {self.database}'s schema (no rows)" if self.isolated else self.database,
             "total_seconds": self.total_ms / 1000,
             "statements": statements,
             "longest_lock": f"{lock.mode} on {lock.relation} for {lock.duration_ms / 1000:.2f} s" if lock else None,
