@@ -335,7 +335,7 @@ def _sleeping_in_a_copy(work: Path) -> bool:
     return False
 
 
-def test_ctrl_c_removes_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(app, work, tmp_path):
+def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(app, work, tmp_path):
     import signal
 
     from agent19.ops.backup.workdir import remove_leftovers
@@ -345,7 +345,7 @@ def test_ctrl_c_removes_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(
     m.write_text("SELECT pg_sleep(60);\n")
     env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
            "AGENT19_STATEMENT_TIMEOUT": "2min"}
-    for sig in (signal.SIGINT, signal.SIGKILL):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
         try:
@@ -355,8 +355,8 @@ def test_ctrl_c_removes_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(
             child.wait(timeout=30)
         finally:
             child.kill()
-        if sig == signal.SIGINT:
-            assert child.returncode == 130, child.stderr.read()
+        if sig != signal.SIGKILL:  # Ctrl-C: status 130; SIGTERM: ended by it, after the cleanup
+            assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), child.stderr.read()
             _no_cluster_left(work)
         else:  # nothing ran on the way out: the directory and its server are left, until the next run
             assert [p for p in work.iterdir() if p.name.startswith(PREFIXES[1])]

@@ -12,6 +12,7 @@ from agent19.errors import Agent19Error, InputError
 from agent19.migrate.dryrun import scratch as scratch
 from agent19.migrate.dryrun.model import DryRunResult, RollbackResult
 from agent19.migrate.planning import regression as plan_regression
+from agent19.ops.backup import workdir
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
@@ -23,9 +24,10 @@ if TYPE_CHECKING:
     from agent19.migrate.planning.model import ValidationCheck
     from agent19.migrate.planning.regression import QueryPlanComparison
 
-# SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
-# which is where the tools are imported (by the CLI and by the MCP server at start-up).
+# SIGTERM/SIGHUP drop active scratch databases and remove an isolated run's throwaway cluster; handlers can only be
+# installed from the main thread, which is where the tools are imported (by the CLI and by the MCP server at start-up).
 scratch.install_signal_handlers()
+workdir.install_signal_handlers()
 
 
 class TestMigrationArgs(BaseModel):
