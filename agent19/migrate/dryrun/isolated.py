@@ -20,8 +20,10 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
    roles), and owns a database of the target's name. The cluster's superuser creates the extensions that need one
    (:func:`agent19.ops.backup.restorer.precreate`); the login loads the rest of the dump with ``psql`` — every
-   object is then the login's, as the real tables are the real login's. What cannot be made (an event trigger, a
-   function in an untrusted language, an extension not installed here) is said, not hidden. No rows are copied.
+   object is then the login's (as the role that applies migrations usually owns the tables). What cannot be made
+   (an event trigger, a function in an untrusted language, an extension not installed here) is said, not hidden.
+   No rows are copied (a sample would be loaded before the guard screens the migration: the copy's triggers and
+   CHECK constraints would run unguarded).
 4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
    (:attr:`agent19.db.connection.Database.contained`, a token the server holds too in its setting
    ``agent19.isolated_copy``, checked by the guard; the guard's categories:
