@@ -189,6 +189,12 @@ def test_what_leaves_the_copy_is_still_refused(app, dsn, work):
     assert add.untested and "dblink" in add.untested and "leaves this isolated copy" in add.untested, add.untested
     assert not r.passed
     _no_cluster_left(work)
+    db = _db(app)  # on the target, the same statement's text does not point at an isolated run that would not run it
+    try:
+        plain = dry_run(db, parse_sql("ALTER TABLE orders ADD COLUMN note text;\n"))
+    finally:
+        db.close()
+    assert plain.statements[0].untested and "isolated" not in plain.statements[0].untested, plain.statements[0]
 
 
 def test_the_contained_setting_on_a_server_that_is_no_isolated_copy_refuses_everything(app):
