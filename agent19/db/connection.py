@@ -60,6 +60,12 @@ class Database:
         self._reader: Database | None = None
         self._pool_suspect = False  # a pooled connection was lost: renew the pool on the next call
         self._no_startup_options = False  # a pooler in between refused the `options` startup parameter
+        self.contained = ""
+        """Set (a token) when this database is an isolated copy agent19 made (:mod:`agent19.migrate.dryrun.isolated`: a
+        throwaway cluster, nobody else's): a trial's guard then refuses only what leaves the copy
+        (:mod:`agent19.safety.trial`) — after checking that the server holds the same token in its setting
+        ``agent19.isolated_copy`` (else it refuses everything). Set by that module on the copy it made, never from a
+        setting or an argument."""
 
     # -- identity -----------------------------------------------------------------------
     @property

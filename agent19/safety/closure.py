@@ -47,12 +47,14 @@ from typing import Any
 
 from pglast.parser import scan
 
+from agent19.safety.body_effects import STRING_CODE, makes_code, resets_reading
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
-from agent19.safety.function_facts import ESCAPING, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
+from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
 from agent19.sqltree import fold_identifier
 
-__all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "makes_code", "seed_why",
+__all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "lifted", "makes_code",
+           "seed_why",
            "tokens"]
 
 _REMOTE_PREFIXES = ("dblink", "postgres_fdw")
@@ -94,7 +96,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
         out.unscannable = True
         return out
     # its strings may not end where they scan as ending: unreadable, though what it shows is still read
-    out.strings_unsure = "standard_conforming_strings" in text.lower() or _resets_reading(toks, text)
+    out.strings_unsure = "standard_conforming_strings" in text.lower() or resets_reading(toks, text)
     out.makes_code = makes_code(toks)
     copy = False
     strings: list[str] = []
@@ -147,66 +149,6 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.copy_outside |= inner.copy_outside
             out.moves_schemas |= inner.moves_schemas
     return out
-
-
-def _resets_reading(toks: list[Any], text: str) -> bool:
-    """``RESET ALL``, ``DISCARD ALL``, ``set_config`` whose first argument is not a plain string literal (a name
-    built at run time may be ``standard_conforming_strings``), or an UPDATE next to ``pg_settings`` (its rule
-    calls set_config with the row's name)."""
-    names = {fold_identifier(text[t.start:t.end + 1].strip('"')) for t in toks if t.name in ("IDENT", "UPDATE")}
-    if {"pg_settings", "update"} <= names:
-        return True
-    for i, t in enumerate(toks[:-1]):
-        nxt = toks[i + 1]
-        if t.name in ("RESET", "DISCARD") and nxt.name == "ALL":
-            return True
-        raw = text[t.start:t.end + 1]
-        if nxt.name == "ASCII_40" and fold_identifier(raw.strip('"')) == "set_config":
-            first, then = toks[i + 2:i + 3], toks[i + 3:i + 4]
-            literal = first and first[0].name == "SCONST" and text[first[0].start] in "'$"
-            if not (literal and then and then[0].name == "ASCII_44"):
-                return True
-    return False
-
-
-# what a body may create or alter that the server runs later (the new body is a string nobody read, or the change
-# alters what runs or a name resolves to): a body that does so is unreadable, like EXECUTE. Keyword tokens
-_MAKES = {"FUNCTION", "PROCEDURE", "ROUTINE", "TRIGGER", "RULE", "POLICY", "OPERATOR", "CAST", "AGGREGATE",
-          "STATISTICS", "DOMAIN_P", "VIEW", "EVENT", "TRANSFORM", "LANGUAGE", "TABLE"}
-# an ALTER TABLE makes code when it adds a column or constraint, sets a default, enables a trigger, rule or
-# row-level security, converts a column USING an expression, attaches or inherits (partition keys, checks)
-_TABLE_CODE = {"ADD_P", "DEFAULT", "ENABLE_P", "USING", "ATTACH", "INHERIT"}
-_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED", "CONSTRAINT", "TRUSTED",
-              "PROCEDURAL", "FOREIGN", "UNLOGGED"}
-
-
-# of those, the ones whose new code is a string (a function's body, a nested DO block's): never read
-STRING_CODE = ("CREATE FUNCTION", "CREATE PROCEDURE", "DO")
-
-
-def makes_code(toks: list[Any]) -> tuple[str, ...]:
-    """``CREATE [OR REPLACE] FUNCTION`` (or trigger, rule, policy, operator, cast, aggregate, statistics,
-    domain, view, event trigger…), ``ALTER FUNCTION/TABLE/…`` or a nested ``DO`` block in ``toks``, as its
-    keywords. A text that is itself a ``CREATE FUNCTION ... BEGIN ATOMIC`` (how the server prints such a body) is
-    no such use: its statements are read, and cannot be DDL."""
-    names = [t.name for t in toks]
-    found: list[str] = []
-    for i, name in enumerate(names):
-        if name == "DO" and i + 1 < len(names) and names[i + 1] in ("SCONST", "LANGUAGE"):
-            found.append("DO")  # not ON CONFLICT DO NOTHING / UPDATE
-        if name not in ("CREATE", "ALTER"):
-            continue
-        j = i + 1
-        while j < len(names) and names[j] in _MODIFIERS:
-            j += 1
-        if j >= len(names) or names[j] not in _MAKES or (name == "CREATE" and names[j] == "TABLE"):
-            continue
-        if names[j] == "TABLE" and not _TABLE_CODE & set(names[j:(names + ["ASCII_59"]).index("ASCII_59", j)]):
-            continue  # ALTER TABLE ... RENAME / DROP / OWNER / SET: no expression made
-        if i == 0 and names[j] in ("FUNCTION", "PROCEDURE") and "ATOMIC" in names:
-            continue  # a BEGIN ATOMIC body as the server prints it: the function itself
-        found.append(f"{name} {names[j].removesuffix('_P')}")
-    return tuple(dict.fromkeys(found))
 
 
 def _truncated(name: str) -> str:
@@ -264,17 +206,35 @@ class Member:
     kind: str
     why: str
     code: str = ""  # unreadable code: what and where, e.g. ``EXECUTE in app.f``
+    leaves: bool = False  # unreadable code that may act outside an isolated copy too (another language, C)
+    in_copy: bool = False  # an escape an isolated copy contains (signals to its sessions, its advisory locks…)
+
+    @property
+    def isolable(self) -> bool:
+        """An isolated copy contains it (:data:`~agent19.safety.function_facts.IN_ISOLATED_COPY`), unless the copy
+        has a way out (:attr:`Closure.way_out`)."""
+        return self.kind == "sequence" or self.in_copy or (self.kind == "unreadable" and not self.leaves)
 
 
-def seed_why(caller: str, name: str) -> Member | None:
-    """How a call of built-in ``name`` by ``caller`` is judged, or None (harmless)."""
+def lifted(m: Member, allow: bool, contained: bool) -> bool:
+    """Whether member ``m`` is run anyway: code agent19 cannot read, with the operator's opt-in (``allow``), or in an
+    isolated copy that offers it no way out (``contained``) unless the code itself may leave the copy."""
+    return m.kind == "unreadable" and (allow or (contained and not m.leaves))
+
+
+def seed_why(caller: str, name: str, contained: bool = False) -> Member | None:
+    """How a call of built-in ``name`` by ``caller`` is judged, or None (harmless). ``contained``: in an isolated
+    copy (:data:`~agent19.safety.function_facts.IN_ISOLATED_COPY`), where only what leaves the copy escapes."""
     if name.startswith(_REMOTE_PREFIXES):
         return Member("escape", f"{caller} uses {name}, which reaches another server")
+    if contained and name in ESCAPING and name not in LEAVES_COPY:
+        return None  # the copy's sessions, sequences, locks, server: nobody else's
     if name in SEQUENCE_MOVES:
         return Member("sequence", f"{caller} calls {name}(), which moves a sequence (sequences are not "
                                   "transactional)")
     if name in ESCAPING - SEQUENCE_FORWARD:
-        return Member("escape", f"{caller} calls {name}(), which acts outside the transaction")
+        where = "the isolated copy" if contained else "the transaction"
+        return Member("escape", f"{caller} calls {name}(), which acts outside {where}", in_copy=name not in LEAVES_COPY)
     if name in SQL_FROM_STRING:
         where = f"{name}() in {caller.removeprefix('function ')}"
         return Member("unreadable", f"runs SQL given as a string ({where})", where)
@@ -282,26 +242,30 @@ def seed_why(caller: str, name: str) -> Member | None:
 
 
 def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, allow: bool,
-                 bad: Bad, extension: str | None = None, tracked: bool = False) -> Member | None:
+                 bad: Bad, extension: str | None = None, tracked: bool = False, contained: bool = False,
+                 lift_contained: bool = False, trusted: bool = False) -> Member | None:
     """Whether code ``what`` (its language, its tokens; ``body`` None: its text is not read; ``extension``: the
     one it belongs to) is a member of B. ``tracked``: the code it makes whose text is read (a trigger, an
     ``ALTER TABLE``…) is judged again by the caller when a later statement changes a function (a migration's
-    ``DO`` block: :meth:`agent19.safety.trial.TrialCatalog.judged`), so only code made from a string counts."""
+    ``DO`` block: :meth:`agent19.safety.trial.TrialCatalog.judged`), so only code made from a string counts.
+    ``contained``: an isolated copy (:func:`seed_why`); ``lift_contained``: one without a way out, where unreadable
+    code that cannot leave it is run (:func:`lifted`) — code in a language the server does not sandbox (not
+    ``trusted``: PL/Python, C) may leave it."""
     found: list[Member] = []
     where = what.removeprefix("function ")
     if language not in READABLE_LANGUAGES:
         if not known and language in ("c", "internal"):
             outside = (f"of extension {extension}, which agent19 does not know" if extension
                        else "outside any extension")
-            found.append(Member("unreadable", f"{what} is C code {outside}", f"C code in {where}"))
+            found.append(Member("unreadable", f"{what} is C code {outside}", f"C code in {where}", leaves=True))
         elif not known:
             found.append(Member("unreadable", f"{what} is written in {language}, which agent19 cannot read",
-                                f"{language} in {where}"))
+                                f"{language} in {where}", leaves=not trusted))
     elif body is not None:
         if body.copy_outside:
             found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
         for name, m in bad.hits(body):
-            found.append(seed_why(what, name) or m)
+            found.append(seed_why(what, name, contained) or m)
         if body.unscannable:
             found.append(Member("unreadable", f"{what} cannot be read (its text does not scan as SQL)",
                                 f"unscannable text in {where}"))
@@ -316,16 +280,25 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
         if language == "plpgsql" and body.dynamic:
             found.append(Member("unreadable", f"runs SQL built at run time (EXECUTE in {where})",
                                 f"EXECUTE in {where}"))
-    found = [m for m in found if not (allow and m.kind == "unreadable")]
+    found = [m for m in found if not lifted(m, allow, lift_contained)]
     return min(found, key=lambda m: _SEVERITY[m.kind]) if found else None
 
 
 class Closure:
     """B and its entry points for one database (rows of :data:`Q_CLOSURE`), the opt-in ``allow`` applied; grown
-    by the migration's own functions (:meth:`add_function`, :meth:`rename`)."""
+    by the migration's own functions (:meth:`add_function`, :meth:`rename`).
 
-    def __init__(self, rows: dict[str, Any], *, allow: bool, anywhere: bool = False) -> None:
+    ``contained``: the database is an isolated copy (:mod:`agent19.migrate.dryrun.isolated`). Then only what leaves
+    the copy is an escape (:data:`~agent19.safety.function_facts.LEAVES_COPY`, dblink / postgres_fdw, foreign
+    tables); ``setval`` and the escapes it contains are no members; and code agent19 cannot read (``EXECUTE``, SQL
+    given as a string, a trusted language) runs — unless the copy has a **way out** (:attr:`way_out`: a function
+    that leaves it, a foreign table, code in a language the server does not sandbox), which SQL built at run time
+    could reach by a name nobody read. Built-in escapes are no way out there: the copy's role is no superuser and
+    holds none of the predefined roles that may call them (the server refuses it)."""
+
+    def __init__(self, rows: dict[str, Any], *, allow: bool, anywhere: bool = False, contained: bool = False) -> None:
         """``anywhere``: the migration creates, renames or moves schemas (:attr:`Tokens.moves_schemas`)."""
+        self.contained, self.lift_contained, self.way_out = contained, False, None
         self.allow, self.schemas = allow, rows["schemas"] or []
         self.functions = rows["fn"]
         self.operators = rows["op"]
@@ -342,10 +315,26 @@ class Closure:
             f"{t['name']} over pg_settings") for t in rows.get("sv") or []}
         self._compute()
 
+    def lifts(self, m: Member) -> bool:
+        """Member ``m`` is run anyway (:func:`lifted`: the opt-in, or an isolated copy without a way out)."""
+        return lifted(m, self.allow, self.lift_contained)
+
     def _compute(self) -> None:
+        self.lift_contained = False
+        self._compute_once()
+        if self.contained:  # unreadable code runs in the copy only when nothing there leads out of it
+            out = [m for m in [*self._members, *self.remote.values(), *self.extra.values()]
+                   if m.kind == "escape" or (m.kind == "unreadable" and m.leaves)]
+            self.way_out = min(out, key=lambda m: _SEVERITY[m.kind]) if out else None
+            if self.way_out is None:
+                self.lift_contained = True
+                self._compute_once()
+
+    def _compute_once(self) -> None:
+        contained = self.contained
         bad = Bad(self.schemas, self.anywhere)
         for n in SEEDS:
-            if m := seed_why("?", n):
+            if m := seed_why("?", n, contained):
                 bad.add(n, None, m)
         for n, m in (self.remote | self.settings_views | self.extra).items():
             bad.add(n, None, m)
@@ -361,11 +350,13 @@ class Closure:
             for f in self.functions:
                 if f["oid"] in by_oid:
                     continue
-                m = seed_why(f"function {f['qualified']}", f["name"]) if f["known"] else None
+                m = seed_why(f"function {f['qualified']}", f["name"], contained) if f["known"] else None
                 m = m or self.extra.get(f["name"])  # the migration replaced it (by name: any schema, cautious)
                 if m is None and f["src"] != "":  # '': an aggregate, judged by what it depends on
                     m = body_verdict(f"function {f['qualified']}", f["lang"], self._tokens[f["oid"]],
-                                     known=f["known"], allow=self.allow, bad=bad, extension=f.get("extension"))
+                                     known=f["known"], allow=self.allow, bad=bad, extension=f.get("extension"),
+                                     contained=contained, lift_contained=self.lift_contained,
+                                     trusted=bool(f.get("trusted")))
                 if m is None:
                     for cls, ref in calls.get(f["oid"], []):
                         m = m or (by_oid.get(ref) if cls == "pg_proc" else op_by_oid.get(ref))
@@ -379,6 +370,9 @@ class Closure:
                     bad.add(o["name"], None, m)
                     changed = True
         self.bad = bad
+        # what may lead out of an isolated copy: not the built-ins themselves (the server refuses them its role)
+        self._members = [by_oid[f["oid"]] for f in self.functions
+                         if f["oid"] in by_oid and not (f["known"] and f.get("extension") is None)]
         self.entries: list[tuple[str, str | None, Member, bool]] = []  # (what, relation, member, event trigger)
         for d in self.deps:
             if d["is_fn"]:

@@ -14,7 +14,7 @@ assert all(name.replace("_", "").replace("-", "").isalnum() for name in KNOWN_EX
 Q_CLOSURE = f"""
 WITH fn AS (
   SELECT p.oid, p.proname::text AS name, n.nspname::text AS schema, n.nspname || '.' || p.proname AS qualified,
-         l.lanname::text AS lang,
+         l.lanname::text AS lang, l.lanpltrusted AS trusted,
          -- C code agent19 knows: built-ins, and members of the extensions it knows (function_facts); another
          -- extension's C code is unreadable like any C code
          p.oid < {FIRST_NORMAL_OID} OR coalesce(x.extname::text = ANY(ARRAY[{_KNOWN}]), false) AS known,

@@ -136,6 +136,31 @@ SEQUENCE_MOVES = SEQUENCE_FUNCTIONS - SEQUENCE_FORWARD
 runs a statement whose reachable code calls one."""
 SQL_FROM_STRING = frozenset(n for n, f in FUNCTION_FACTS.items() if f.effect is Effect.SQL_FROM_STRING)
 
+IN_ISOLATED_COPY: dict[Effect, bool] = {
+    Effect.SERVER_FILES: False,  # the files of the machine the copy runs on (its OS user's ~/.pgpass…)
+    Effect.LARGE_OBJECTS: True,  # the copy's large objects; lo_import/lo_export read and write files: below
+    Effect.SESSIONS: True,  # only the copy's sessions: nobody else's
+    Effect.SERVER: True,  # the throwaway server's configuration, WAL, statistics
+    Effect.SETTINGS: True,
+    Effect.LOCKS: True,  # session advisory locks end with the throwaway server
+    Effect.REMOTE: False,  # another server: the real target, or any on the network
+    Effect.SQL_FROM_STRING: True,  # runs what the copy holds: contained unless the copy has a way out
+    Effect.NOTIFY: True,
+    Effect.REPLICATION: True,  # the throwaway server's slots and origins
+    Effect.MAINTENANCE: True,  # the copy's tables
+    Effect.CONFIG_FILES: True,  # the throwaway server's own configuration files
+    Effect.SEQUENCE: True,  # the copy's sequences
+}
+"""Whether a function's effect stays inside an isolated copy — a database restored into a throwaway cluster that
+agent19 started on a private socket, owned by a role without superuser or the predefined roles that read or write
+server files — so that a dry run there may run it (:mod:`agent19.migrate.dryrun.isolated`): nothing in that cluster
+belongs to anyone, so signalling its sessions, setting its sequences or its configuration, taking its advisory locks
+is contained. What reaches the machine's files or another server is not."""
+LEAVES_COPY = frozenset(n for n in ESCAPING if not IN_ISOLATED_COPY[FUNCTION_FACTS[n].effect]) | {
+    "lo_import", "lo_export"}  # large objects from and to server files
+"""Escapes an isolated copy does not contain: server files and other servers (dblink / postgres_fdw also by
+prefix, foreign tables by their relations: :mod:`agent19.safety.closure`)."""
+
 
 def denied_in_reads(name: str) -> bool:
     """A function name that read-only mode never calls, whatever schema it is in."""

@@ -261,7 +261,7 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose, *,
     if purpose in (Purpose.WRITE, Purpose.TRIAL):
         if purpose is Purpose.TRIAL or mode is not AccessMode.EXECUTE:
             for st in statements:  # before the mode check: the refusal names what the SQL tried
-                readonly.check_escapes(st)
+                readonly.check_escapes(st, contained=purpose is Purpose.TRIAL and bool(db.contained))
         db.require(AccessMode.DRY_RUN, "running statements that may write")
         if purpose is Purpose.TRIAL:  # the code it reaches, on the catalog (module agent19.safety.trial)
             from agent19.safety import trial

@@ -25,7 +25,7 @@ from typing import Any
 from agent19.errors import Agent19Error
 from agent19.migrate.parse import Statement
 from agent19.safety.facts import range_var_name
-from agent19.safety.function_facts import ESCAPING, denied_in_reads
+from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, denied_in_reads
 from agent19.safety.readonly_catalog import Resolver
 from agent19.sqltree import qualified_name, walk
 
@@ -128,14 +128,15 @@ def _stored_not_evaluated(tree: Any) -> Any:
     return {k: _stored_not_evaluated(v) for k, v in tree.items()}
 
 
-def check_escapes(statement: Statement) -> None:
+def check_escapes(statement: Statement, contained: bool = False) -> None:
     """Refuse what a rolled-back transaction cannot undo (dry-run mode): calls in
     :data:`agent19.safety.function_facts.ESCAPING` and ``COPY`` to or from a program or a server file. A column default
-    that is only stored (CREATE TABLE, SET DEFAULT) is not a call."""
+    that is only stored (CREATE TABLE, SET DEFAULT) is not a call. ``contained``: the trial runs in an isolated copy,
+    where only what leaves it escapes (:data:`agent19.safety.function_facts.LEAVES_COPY`)."""
     for node, f in walk(_stored_not_evaluated(statement.tree)):
         if node == "FuncCall":
             name = _function_name(f)
-            if name in ESCAPING:
+            if name in ESCAPING and not (contained and name not in LEAVES_COPY):
                 raise _refuse(f"{name}() acts outside the transaction: rolling back would not undo it",
                               "a dry run must leave nothing behind; run it yourself if it is intended")
         elif node == "CopyStmt" and (f.get("is_program") or f.get("filename")):

@@ -46,6 +46,7 @@ from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, bo
 from agent19.safety.fingerprint import CODE
 from agent19.safety.readonly import ReadOnlyViolation
 from agent19.sqltree import qualified_name, walk
+from agent19.tool_names import argument
 
 OPT_IN = "--allow-unreadable-code (AGENT19_ALLOW_UNREADABLE_CODE=1)"
 # statements whose use of a bad name runs it once, now (not run); any other kind that uses one (a trigger, a
@@ -62,7 +63,8 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
                    "ReindexStmt", "ClusterStmt"}
 # the guard's one read: the closure's rows, whether an event trigger fires on DDL here, and (same snapshot) the
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
-Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code
+Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
+       current_setting('agent19.isolated_copy', true) AS isolated_copy
   FROM ({Q_CLOSURE}) q"""
 
 
@@ -141,6 +143,8 @@ class TrialCatalog:
                  skip: Any = lambda stmt: False) -> None:
         self.conn = conn
         self.allow = False
+        self.contained = False  # an isolated copy (agent19.migrate.dryrun.isolated): set by check() from the database
+        self._isolable: bool | None = None  # the same database, isolated, would have no way out (read when needed)
         self.anywhere = any(tokens(s.sql).moves_schemas for s in statements or [])
         self._rows: dict[str, Any] | None = None
         self._closures: dict[bool, Closure] = {}
@@ -176,12 +180,44 @@ class TrialCatalog:
         return bool(self._read()["events"])
 
     def closure(self) -> Closure:
-        if self.allow not in self._closures:
-            c = Closure(self._read(), allow=self.allow, anywhere=self.anywhere)
+        key = self.allow, self.contained
+        if key not in self._closures:
+            c = Closure(self._read(), allow=self.allow, anywhere=self.anywhere, contained=self.contained)
             for name, new, member in self._events:
                 c.rename(name, new) if new else c.add_function(name, member)
-            self._closures[self.allow] = c
-        return self._closures[self.allow]
+            self._closures[key] = c
+        return self._closures[key]
+
+    def isolation_helps(self, m: Member) -> bool:
+        """Not in an isolated copy yet, and one would run what ``m`` stops: the copy contains its effect, and this
+        database (as dumped there) has no way out of it (:attr:`Closure.way_out`)."""
+        if self.contained or not m.isolable:
+            return False
+        if self._isolable is None:
+            self._isolable = Closure(self._read(), allow=False, anywhere=self.anywhere, contained=True).way_out is None
+        return self._isolable
+
+    def _why(self, m: Member, why: str | None = None) -> str:
+        """Why a statement stopped by member ``m`` is not run (``why``: the text, when not ``m``'s own): an
+        :class:`Unreadable` when agent19 cannot read the code, with what else would test it."""
+        text = why or m.why
+        if m.kind == "unreadable":
+            if self.contained:
+                c = self.closure()
+                if m.leaves:
+                    where = "in an isolated copy too, code in a language the server does not sandbox may act outside it"
+                else:  # lifted there unless the copy has a way out
+                    out = c.way_out.why if c.way_out else "a way out of it"
+                    where = f"SQL built at run time may reach what leaves this isolated copy ({out})"
+                return _unreadable(text, m.code, copy=where)
+            return _unreadable(text, m.code, isolated=self.isolation_helps(m))
+        if m.kind == "escape" or not self.isolation_helps(m):
+            return text
+        return f"{text}; {_isolated_run()}"
+
+    def _escape(self, text: str, m: Member) -> str:
+        """A refusal: with the isolated run that would run it, where one would."""
+        return f"{text}; {_isolated_run()}" if self.isolation_helps(m) else text
 
     def _apply(self, name: str, new: str, member: Member | None) -> None:
         self._events.append((name, new, member))
@@ -219,7 +255,7 @@ class TrialCatalog:
         """A function the migration created, judged by its body against what is bad now."""
         language, body = self._bodies[name]
         return body_verdict(f"function {name} (created earlier in this migration)", language, body, known=False,
-                            allow=self.allow, bad=c.bad)
+                            allow=self.allow, bad=c.bad, contained=c.contained, lift_contained=c.lift_contained)
 
     def _rejudge(self, stmt: Statement, c: Closure) -> None:
         """``stmt`` created, replaced or renamed a function: the migration's other functions that use it are
@@ -233,8 +269,7 @@ class TrialCatalog:
                     self._apply(name, "", m)
                     changed = True
         for index, (used, calls_only) in sorted(self._made.items()):
-            hits = [m for _n, m in c.bad.hits(used, calls_only=calls_only)
-                    if not (self.allow and m.kind == "unreadable")]
+            hits = [m for _n, m in c.bad.hits(used, calls_only=calls_only) if not c.lifts(m)]
             if self.stopped is None and index < stmt.index and (m := _worst(hits)):
                 self.stopped = (f"statement {index + 1} made code the server runs on its own, which statement "
                                 f"{stmt.index + 1} makes reach code a dry run cannot contain ({m.why})")
@@ -244,7 +279,8 @@ class TrialCatalog:
         if created := _created(stmt):
             name, language, body = created
             return body_verdict(f"function {name} (created by this statement)", language, tokens(body),
-                                known=False, allow=self.allow, bad=c.bad)
+                                known=False, allow=self.allow, bad=c.bad, contained=c.contained,
+                                lift_contained=c.lift_contained)
         old, new = _renamed(stmt)
         found = c.bad.by_name.get(old) or [(None, None)]
         return found[0][1] if new not in c.bad else None
@@ -261,50 +297,48 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
-        members = [seed_why("the statement", n) or m
+        members = [seed_why("the statement", n, c.contained) or m
                    for n, m in c.bad.hits(own, calls_only=stmt.node in NAMES_COLUMNS)]
         if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body
             language, body = _do_block(stmt)
             if m := body_verdict("the DO block", language, tokens(body), known=False, allow=self.allow, bad=c.bad,
-                                 tracked=True):
+                                 tracked=True, contained=c.contained, lift_contained=c.lift_contained):
                 members.append(m)
         elif stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # runs nothing: judged when called,
             members = []  # unless an event trigger runs on this very statement (and may call it by name)
-            if self.events and (m := self._made_bad(stmt, c)) and not (self.allow and m.kind == "unreadable"):
+            if self.events and (m := self._made_bad(stmt, c)) and not c.lifts(m):
                 why = (f"{m.why}; an event trigger of this database runs on every DDL statement, this one "
                        "included, and may call it by name")
                 self._stop = stmt.index, f"statement {stmt.index + 1} makes bad code an event trigger may run ({why})"
                 if m.kind == "escape":
-                    return why, None
-                return None, _unreadable(why, m.code) if m.kind == "unreadable" else why
-        members = [m for m in members if not (self.allow and m.kind == "unreadable")]
+                    return self._escape(why, m), None
+                return None, self._why(m, why)
+        members = [m for m in members if not c.lifts(m)]
         if m := _worst(members):
             if stmt.node not in RUNS_NOW:
                 self._stop = stmt.index, (f"statement {stmt.index + 1} creates code the server runs on its own "
                                           f"that a dry run cannot contain ({m.why})")
-            return (m.why, None) if m.kind == "escape" else (None, _verdict(m))
+            return (self._escape(m.why, m), None) if m.kind == "escape" else (None, self._why(m))
         return self._entry_points(stmt, c, own.names)
 
     def _entry_points(self, stmt: Statement, c: Closure, names: set[str]) -> tuple[str | None, str | None]:
         """Objects of the database the server runs on its own that lead to bad code: a relation the statement
         names leads there (refused when it escapes), or else any (not run: the server cannot confine it)."""
-        entries = [e for e in c.entries if not (self.allow and e[2].kind == "unreadable")]
+        entries = [e for e in c.entries if not c.lifts(e[2])]
         if not entries or (stmt.node == "CreateFunctionStmt" and not any(e[3] for e in entries)):
             return None, None
         named = [e for e in entries if e[1] is not None and e[1] in names]
         if m := _worst([e[2] for e in named]):
-            return (f"{m.why} (through {named[0][0]})", None) if m.kind == "escape" else (None, _verdict(m))
+            if m.kind == "escape":
+                return self._escape(f"{m.why} (through {named[0][0]})", m), None
+            return None, self._why(m)
         whats = sorted({e[0] for e in entries})
         more = f" and {len(whats) - 3} more" if len(whats) > 3 else ""
         m = _worst([e[2] for e in entries])
         assert m is not None
         why = (f"{', '.join(whats[:3])}{more} run(s) code where {m.why}: the server runs it for any statement, "
                "whatever it names, so a dry run on this database cannot contain it")
-        return None, _unreadable(why, m.code) if m.kind == "unreadable" else why
-
-
-def _verdict(m: Member) -> str:
-    return _unreadable(m.why, m.code) if m.kind == "unreadable" else m.why
+        return None, self._why(m, why)
 
 
 UNREADABLE = "a dry run cannot prove it acts only inside the transaction"
@@ -322,9 +356,17 @@ class Unreadable(str):
         return self
 
 
-def _unreadable(what: str, code: str) -> Unreadable:
-    return Unreadable(f"{what}: {UNREADABLE}; test it on a staging copy, or, if you know what it runs, have the "
-                      f"operator start agent19 with {OPT_IN}", code)
+def _isolated_run() -> str:
+    return f"a dry run in an isolated copy of the schema ({argument('isolated')}) would run it"
+
+
+def _unreadable(what: str, code: str, isolated: bool = False, copy: str = "") -> Unreadable:
+    """``isolated``: a dry run in an isolated copy would run it (said before the other ways); ``copy``: this is one,
+    and why it does not run it."""
+    where = f"{_isolated_run()}; or test it on a staging copy" if isolated else "test it on a staging copy"
+    where = f"{copy}; {where}" if copy else where
+    return Unreadable(f"{what}: {UNREADABLE}; {where}, or, if you know what it runs, have the operator start agent19 "
+                      f"with {OPT_IN}", code)
 
 
 def allowed_note(code: str) -> str:
@@ -343,6 +385,12 @@ def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = N
             check(db, statements, TrialCatalog(conn, statements))
         return
     allow = bool(getattr(db.settings, "allow_unreadable_code", False))
+    if token := getattr(db, "contained", ""):  # the guard's one setting for an isolated copy: the server's own too
+        if catalog._read()["isolated_copy"] != token:
+            raise ReadOnlyViolation("refused: the database is set as an isolated copy, but this server is not the "
+                                    "throwaway cluster agent19 made for it (its agent19.isolated_copy differs)",
+                                    "dry-run without isolation, or with isolated (agent19 makes the copy)")
+        catalog.contained = True
     for st in statements:
         catalog.allow = False  # read as if not opted in: what only the opt-in lets run is noted
         refusal, untestable = catalog.reach(st)

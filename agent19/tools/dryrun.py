@@ -12,17 +12,22 @@ from agent19.errors import Agent19Error, InputError
 from agent19.migrate.dryrun import scratch as scratch
 from agent19.migrate.dryrun.model import DryRunResult, RollbackResult
 from agent19.migrate.planning import regression as plan_regression
+from agent19.ops.backup import workdir
 from agent19.safety import gate
 from agent19.tools.registry import ToolContext, tool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agent19.db.connection import Database
     from agent19.migrate.parse import Statement
     from agent19.migrate.planning.model import ValidationCheck
     from agent19.migrate.planning.regression import QueryPlanComparison
 
-# SIGTERM/SIGHUP drop active scratch databases; handlers can only be installed from the main thread,
-# which is where the tools are imported (by the CLI and by the MCP server at start-up).
+# SIGTERM/SIGHUP drop active scratch databases and remove an isolated run's throwaway cluster; handlers can only be
+# installed from the main thread, which is where the tools are imported (by the CLI and by the MCP server at start-up).
 scratch.install_signal_handlers()
+workdir.install_signal_handlers()
 
 
 class TestMigrationArgs(BaseModel):
@@ -54,6 +59,10 @@ class TestMigrationArgs(BaseModel):
                                json_schema_extra=gate.user_sql("statements"))
     top_queries: int = Field(default=plan_regression.TOP_QUERIES, ge=0, le=100, description="also compare the N "
                              "most expensive SELECTs in pg_stat_statements that read an affected table (0: none)")
+    isolated: bool = Field(default=False, description="run it in a copy of the target's schema (no rows) in a "
+                           "throwaway local cluster of its major version, where code that acts outside a "
+                           "transaction (EXECUTE, setval, signals) reaches nobody's sessions; the target is only "
+                           "read (pg_dump)")
 
 
 def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
@@ -130,6 +139,10 @@ def _statement_line(s: object) -> str:
 
 def render_dry_run(r: DryRunResult) -> str:
     lines = [r.summary, f"target: {r.database} (unchanged: {'yes' if r.target_unchanged else 'NO'})"]
+    if r.isolated:  # the target was only read (pg_dump); "unchanged" is the copy's
+        lines[1] = (f"target: {r.database} (only read: pg_dump); ran in {r.isolated.where}; the copy unchanged: "
+                    f"{'yes' if r.target_unchanged else 'NO'}; throwaway cluster removed: "
+                    f"{'yes' if r.isolated.removed else 'NO'}")
     lines += [_statement_line(s) for s in r.statements]
     if r.scratch:
         lines.append(f"scratch database {r.scratch.name} ({r.scratch.strategy}); dropped: "
@@ -153,9 +166,10 @@ def render_dry_run(r: DryRunResult) -> str:
     name="test_migration",
     briefs={
         "files": "", "sql": "", "down_sql": "", "down_files": "", "verify_rollback": "",
-        "checks": "queries that must return true", "plan_checks": "",
-        "measure_blocking": "how long reads/writes would wait", "probe_timeout_ms": "", "scratch_copy": "",
-        "sample_rows": "", "queries": "queries whose plans to compare", "top_queries": "",
+        "checks": "must return true", "plan_checks": "",
+        "measure_blocking": "how long reads/writes wait", "probe_timeout_ms": "", "scratch_copy": "",
+        "sample_rows": "", "queries": "compare their plans", "top_queries": "",
+        "isolated": "in a throwaway schema copy",
     },
     title="Dry-run migration",
     args=TestMigrationArgs,
@@ -171,7 +185,7 @@ def render_dry_run(r: DryRunResult) -> str:
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
-    """Dry-run a migration on the real server, rolled back: each statement's time, locks, rewrites, errors.
+    """Dry-run a migration on the server, rolled back: each statement's time, locks, rewrites, errors.
     Use after plan_migration.
 
     Run a migration on the real server without changing it, and report what each statement really does:
@@ -186,8 +200,6 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     result to plan_migration/generate_runbook as dry_run_result and a worse plan is a performance
     escalation with its costs. Needs mode dry-run. Locks on the target are held until the rollback: use
     a staging copy for busy tables."""
-    from agent19.migrate.dryrun.model import Finding
-    from agent19.migrate.dryrun.run import dry_run
     from agent19.safety import policy
 
     up, down = _load(args)
@@ -197,18 +209,44 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
         gate.admit(ctx.db, check, gate.Purpose.READ)
     for query in args.queries:  # only planned, never run
         gate.admit(ctx.db, query, gate.Purpose.PLAN)
+    if args.isolated:
+        from agent19.migrate.dryrun.isolated import isolated_copy, label, rising
+
+        if args.sample_rows:
+            raise InputError("sample_rows is not copied into an isolated copy (its tables are empty)",
+                             "leave sample_rows at 0 with isolated")
+        progress = rising(ctx.progress)  # the copy's making and the dry run there: one rising count
+        with isolated_copy(ctx.db, progress) as copy:
+            result = _dry_run_and_rollback(ctx, args, copy.db, up, down, progress)
+        return label(result, copy, ctx.db)  # no plans (empty tables), not a proof for require_dry_run
     # the server's identity and schema as the dry run starts: what require_dry_run later compares with
     state = policy.server_state(ctx.db) if ctx.settings.dsn_value() is not None else None
+    result = _dry_run_and_rollback(ctx, args, ctx.db, up, down, ctx.progress)
+    if result.passed:
+        result.query_plans = _query_plans(ctx, args, up, result)
+    # a statement the dry run could not run is no proof (locks it could not fully observe do not matter here)
+    if result.passed and not any(s.untested for s in result.statements) and state is not None:
+        policy.record_dry_run(ctx.settings, state, up)
+    return result
+
+
+def _dry_run_and_rollback(ctx: ToolContext, args: TestMigrationArgs, db: Database, up: list[Statement],
+                          down: list[Statement], progress: Callable[[float, float | None, str | None], None],
+                          ) -> DryRunResult:
+    """The dry run on ``db`` (the target, or an isolated copy), and the rollback's verification there."""
+    from agent19.migrate.dryrun.model import Finding
+    from agent19.migrate.dryrun.run import dry_run
+
     result = dry_run(
-        ctx.db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
+        db, up, checks=_checks(args, up), measure_blocking=args.measure_blocking,
         probe_timeout_ms=args.probe_timeout_ms, scratch_copy=args.scratch_copy, sample_rows=args.sample_rows,
-        progress=ctx.progress,
+        progress=progress,
     )
     if down and args.verify_rollback:
         from agent19.migrate.dryrun.rollback_check import verify_rollback
 
-        ctx.progress(len(up), None, "verifying the rollback")
-        result.rollback = verify_rollback(ctx.db, up, down)
+        progress(len(up), None, "verifying the rollback")
+        result.rollback = verify_rollback(db, up, down)
         result.findings += [Finding(kind="unreadable_code_ran", severity="info", message=f"rollback check: {note}")
                             for note in result.rollback.notes]
         if result.rollback.untested:  # not proven, not failed either
@@ -220,11 +258,6 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
             result.passed = False
             result.summary = result.summary.replace("PASSED", "FAILED", 1)
         result.summary += "; " + result.rollback.summary
-    if result.passed:
-        result.query_plans = _query_plans(ctx, args, up, result)
-    # a statement the dry run could not run is no proof (locks it could not fully observe do not matter here)
-    if result.passed and not any(s.untested for s in result.statements) and state is not None:
-        policy.record_dry_run(ctx.settings, state, up)
     return result
 
 

@@ -86,6 +86,8 @@ def fingerprint(conn: psycopg.Connection[Any]) -> ClusterFingerprint:
     try:
         with conn.transaction():
             rows = conn.execute(query).fetchall()
+    except psycopg.OperationalError:  # the session is gone (ended by code the dry run ran): nothing read here,
+        raise                         # not every part unreadable (which would read as the whole cluster removed)
     except psycopg.Error:  # a part this login may not read: each part alone, as far as it may
         return _part_by_part(conn)
     out = ClusterFingerprint(parts={k: {} for k in kinds})

@@ -163,6 +163,20 @@ class RollbackResult(BaseModel):
     summary: str
 
 
+class IsolatedCopy(BaseModel):
+    """Where an isolated dry run ran (:mod:`agent19.migrate.dryrun.isolated`): not the target, a copy of its schema."""
+
+    where: str = Field(description="what the copy is and what its figures mean")
+    major: int = Field(description="the throwaway cluster's PostgreSQL major version (the target's)")
+    role: str = Field(description="the role the migration ran as there: the target's login by name, no superuser, "
+                      "owner of every object")
+    rows: int = Field(default=0, description="rows per table copied (0: the tables are empty)")
+    restore_errors: list[str] = Field(default=[], description="what of the schema could not be restored there")
+    dump: str = Field(default="", description="how the target's schema was had (pg_dump, or a dump kept by a running "
+                      "server while the catalogs are unchanged)")
+    removed: bool = Field(default=False, description="the throwaway cluster was stopped and its directory removed")
+
+
 class DryRunResult(BaseModel):
     ran_at: str = Field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                         description="when the dry run started")
@@ -181,6 +195,8 @@ class DryRunResult(BaseModel):
     target_differences: list[Difference] = []
     rollback: RollbackResult | None = None
     leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")
+    isolated: IsolatedCopy | None = Field(default=None, description="set when it ran in an isolated copy of the "
+                                          "schema (a throwaway cluster), not on the target")
     prediction_table: str = PREDICTION_TABLE
     query_plans: QueryPlanComparison | None = Field(
         default=None, description="queries' plans before and after the statements that drop or change indexes, "
@@ -197,14 +213,16 @@ class DryRunResult(BaseModel):
             predicted = max((c.predicted for c in mine if c.predicted), key=_rank, default=None)
             decided = [c.agrees for c in s.lock_comparison if c.agrees is not None]
             statements.append({
-                "order": s.index + 1, "seconds": None if s.duration_ms is None else s.duration_ms / 1000,
+                "order": s.index + 1,  # an isolated copy's durations are those of empty tables: none
+                "seconds": None if s.duration_ms is None or self.isolated else s.duration_ms / 1000,
                 "observed_lock": observed, "predicted_lock": predicted, "rewrite": s.observed_rewrite,
                 "agrees": (False if False in decided else True if complete and decided else None),
                 "not_observed": s.not_observed_note(),
             })
         lock = self.longest_lock
         return {
-            "ran_at": self.ran_at, "environment": self.database, "passed": self.passed,
+            "ran_at": self.ran_at, "passed": self.passed,
+            "environment": f"isolated copy of {self.database}'s schema (no rows)" if self.isolated else self.database,
             "total_seconds": self.total_ms / 1000,
             "statements": statements,
             "longest_lock": f"{lock.mode} on {lock.relation} for {lock.duration_ms / 1000:.2f} s" if lock else None,

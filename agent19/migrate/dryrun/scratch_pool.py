@@ -198,7 +198,7 @@ def after_dry_run(early: EarlyScratch | None, result: T) -> T:
     """Once a dry run's ``result`` is built: when the pool is on and ``early`` was a complete schema-only copy
     of a target whose dump is kept, start preparing that target's next scratch database. Returns ``result``."""
     state = early.schema_state() if early is not None else None
-    if early is None or state is None:
+    if early is None or state is None or bool(early.db.contained):  # an isolated copy's cluster is removed next
         return result
     key = _key(early.db, early.major)
     with _LOCK:

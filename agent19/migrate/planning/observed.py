@@ -5,7 +5,8 @@ it ran on a sample), the locks the server showed and whether a table was rewritt
 take the place of the planner's estimates; every operation says which kind of figure it carries
 (``PlannedOperation.figures``), and the plan says where they were observed.
 
-Statements are matched by position and text: a dry run of other SQL changes nothing.
+Statements are matched by position and text: a dry run of other SQL changes nothing. A dry run in an isolated copy
+(``isolated``: the schema without rows) gives its locks and rewrites, never its durations: the estimates stay.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def apply_dry_run(planned: list[PlannedOperation], ops: list[Operation], dry: Dr
     seen = observed_statements(dry, statement_sql)
     out: list[PlannedOperation] = []
     findings: list[PlanFinding] = []
+    if dry.isolated is not None and seen:
+        findings.append(PlanFinding(rule="dry-run", severity="info", message=(
+            "the dry run ran in an isolated copy of the schema (no rows): its locks and rewrites are used, its "
+            "durations are not (those of empty tables): the estimates are kept")))
     first_of: set[int] = set()
     for p, op in zip(planned, ops, strict=True):
         result = seen.get(op.statement_index)
@@ -48,6 +53,8 @@ def apply_dry_run(planned: list[PlannedOperation], ops: list[Operation], dry: Dr
             "estimated_seconds": (ms or 0) / 1000 if first else 0.0,
             "rewrite": result.observed_rewrite,
         }
+        if dry.isolated is not None:
+            update = {"rewrite": result.observed_rewrite}
         if strongest is not None:
             update["lock_level"] = strongest[0]
         elif first and (unseen := result.not_observed_note()):
@@ -61,5 +68,6 @@ def apply_dry_run(planned: list[PlannedOperation], ops: list[Operation], dry: Dr
                     rule="dry-run", severity="warning", operation=p.order,
                     message=f"the dry run observed {c.observed or 'no lock'} on {c.relation} where the plan "
                     f"predicted {c.predicted or 'none'}: the observed lock is used"))
-    where = f"dry run {dry.ran_at} on {dry.database}"
+    where = f"dry run {dry.ran_at} " + (f"in an isolated copy of {dry.database}'s schema" if dry.isolated
+                                        else f"on {dry.database}")
     return out, findings, where

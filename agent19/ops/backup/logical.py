@@ -35,7 +35,7 @@ from typing import Any, Literal
 from psycopg.conninfo import make_conninfo
 
 from agent19.config import AccessMode
-from agent19.db import rls
+from agent19.db import rls, throwaway_cluster
 from agent19.db.binaries import pg_binary
 from agent19.db.catalog import snapshot
 from agent19.db.child_env import child_connection
@@ -49,7 +49,7 @@ from agent19.ops.backup.model import Durations, Sizes, VerifyResult
 from agent19.ops.backup.plain import restore_plain
 from agent19.ops.backup.space import EMPTY_CLUSTER, dir_bytes, require_free, server_free_bytes
 from agent19.ops.backup.summary import finish
-from agent19.ops.backup.workdir import WorkDir, run, wait_ready, work_dir
+from agent19.ops.backup.workdir import WorkDir, run, work_dir
 
 RestoreInto = Literal["auto", "scratch", "cluster"]
 Progress = Callable[[float, float | None, str | None], None]
@@ -182,20 +182,7 @@ def _choose(db: Database, restore_into: RestoreInto, size: int, major: int, note
 def _cluster_database(wd: WorkDir, major: int) -> _Target:
     """initdb + start a throwaway cluster in the work directory, with an empty database owned by the
     restoring role (no superuser)."""
-    pgdata = wd.path / "restore"
-    initdb = Path(_binary("initdb", major))
-    from agent19.ops.backup.workdir import give_to_server_user
-
-    give_to_server_user(wd.path)
-    done = run([initdb, "-D", pgdata, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
-                "--no-sync"], as_server_user=True, cwd=wd.path)
-    if done.returncode != 0:
-        raise InputError("initdb failed for the throwaway cluster: " + done.stderr.decode(errors="replace")[-500:])
-    cluster = wd.start_cluster(pgdata, initdb.parent, "postgres", {"fsync": "off", "wal_level": "minimal",
-                                                                   "max_wal_senders": "0"})
-    failure = wait_ready(cluster, timeout=120)
-    if failure:
-        raise InputError("the throwaway cluster did not start: " + failure)
+    cluster = throwaway_cluster.start(wd, Path(_binary("initdb", major)), "postgres")
     restorer.create_restorer(cluster.dsn(), "restored")
     return _Target(make_conninfo(cluster.dsn("restored"), user=restorer.RESTORER),
                    f"throwaway cluster in {wd.path} (restored by role {restorer.RESTORER}, no superuser)",

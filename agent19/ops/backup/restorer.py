@@ -187,9 +187,10 @@ def needs_superuser(conn: psycopg.Connection[Any], extension: str) -> bool:
     return bool(row and row[0])
 
 
-def precreate(admin_dsn: str, extensions: list[tuple[str, str]]) -> tuple[list[str], list[str], list[str]]:
+def precreate(admin_dsn: str, extensions: list[tuple[str, str]],
+              owner: str = RESTORER) -> tuple[list[str], list[str], list[str]]:
     """As the cluster's superuser, create the extensions the restorer may not (and their schemas, owned by
-    the restorer). Returns (extensions created, schemas created, errors)."""
+    the restorer, or ``owner``). Returns (extensions created, schemas created, errors)."""
     made: list[str] = []
     schemas: list[str] = []
     errors: list[str] = []
@@ -200,7 +201,7 @@ def precreate(admin_dsn: str, extensions: list[tuple[str, str]]) -> tuple[list[s
             try:
                 if schema not in ("public", "pg_catalog") and schema not in schemas:
                     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                        sql.Identifier(schema), sql.Identifier(RESTORER)))
+                        sql.Identifier(schema), sql.Identifier(owner)))
                     schemas.append(schema)
                 conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
                     sql.Identifier(name), sql.Identifier(schema)))

@@ -43,6 +43,7 @@ from agent19.errors import InputError
 log = logging.getLogger(__name__)
 
 PREFIX = "agent19-backup-"
+PREFIXES = (PREFIX, "agent19-isolated-")  # backup verification's, an isolated dry run's
 _ACTIVE: dict[Path, WorkDir] = {}
 _LOCK = threading.Lock()
 
@@ -111,9 +112,10 @@ class WorkDir:
     lock_fd: int
     clusters: list[LocalCluster] = field(default_factory=list)
 
-    def start_cluster(self, pgdata: Path, bindir: Path, user: str,
-                      settings: dict[str, str] | None = None) -> LocalCluster:
-        """Start ``postgres -D pgdata`` on a private socket (no TCP); returns at once (see :func:`wait_ready`)."""
+    def start_cluster(self, pgdata: Path, bindir: Path, user: str, settings: dict[str, str] | None = None,
+                      env: dict[str, str] | None = None) -> LocalCluster:
+        """Start ``postgres -D pgdata`` on a private socket (no TCP); returns at once (see :func:`wait_ready`).
+        ``env``: the server's environment (default: this process's)."""
         socket_dir = self.path / "socket"
         socket_dir.mkdir(exist_ok=True)
         port = free_port()
@@ -129,7 +131,7 @@ class WorkDir:
         log_path = self.path / f"postgres-{port}.log"
         out = open(log_path, "wb")
         process = subprocess.Popen([str(bindir / "postgres"), "-D", str(pgdata)], stdout=out,
-                                   stderr=subprocess.STDOUT, cwd=self.path, **run_as())
+                                   stderr=subprocess.STDOUT, cwd=self.path, env=env, **run_as())
         cluster = LocalCluster(pgdata, socket_dir, port, user, process, log_path)
         self.clusters.append(cluster)
         return cluster
@@ -192,10 +194,11 @@ def _stop_postmasters(directory: Path) -> None:
 
 
 def remove_leftovers(base: Path | None = None) -> list[str]:
-    """Remove every ``agent19-backup-*`` work directory under ``base`` whose owner process is gone."""
+    """Remove every ``agent19-backup-*`` (and ``agent19-isolated-*``) work directory under ``base`` whose owner
+    process is gone."""
     base = base or Path(tempfile.gettempdir())
     removed = []
-    for path in sorted(base.glob(f"{PREFIX}*")):
+    for path in sorted(p for prefix in PREFIXES for p in base.glob(f"{prefix}*")):
         if not path.is_dir() or path in _ACTIVE:
             continue
         try:
@@ -225,8 +228,9 @@ _SHELL_ACTIVE = re.compile(r'[$`"\\]')
 
 
 @contextmanager
-def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
-    """A fresh work directory (after removing what killed runs left); removed when the block exits."""
+def work_dir(base: Path | None = None, prefix: str = PREFIX) -> Iterator[WorkDir]:
+    """A fresh work directory (after removing what killed runs left); removed when the block exits. ``prefix``: one
+    of :data:`PREFIXES`."""
     # absolute: initdb, pg_basebackup and the server run in other directories than ours (a relative path broke)
     base = (Path(base) if base else Path(tempfile.gettempdir())).absolute()
     if _SHELL_ACTIVE.search(str(base.absolute())):
@@ -237,7 +241,7 @@ def work_dir(base: Path | None = None) -> Iterator[WorkDir]:
     try:
         base.mkdir(parents=True, exist_ok=True)
         remove_leftovers(base)
-        path = base / f"{PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        path = base / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
         path.mkdir(mode=0o700)
     except OSError as exc:  # a file, /proc, no permission, a read-only or full file system
         raise InputError(f"cannot create a work directory under {str(base)!r}: {exc.strerror or exc}",

@@ -1,0 +1,202 @@
+"""A dry run in an isolated copy: the target's schema restored into a throwaway cluster, the migration run there.
+
+A dry run on the target (:mod:`agent19.migrate.dryrun.run`) contains what a rollback undoes; code can act outside a
+transaction (a signal to the application's sessions, ``setval``), so its guard (:mod:`agent19.safety.trial`) refuses
+any statement whose code it cannot prove contained — every statement, when the database has one trigger whose
+function uses ``EXECUTE``. Reading code is evadable; isolation is not: here the migration runs where its code reaches
+nobody's sessions, sequences or locks.
+
+How (:func:`isolated_copy`, :func:`isolated_dry_run`):
+
+1. The target is read (its major version, login, database name, role names) and dumped, while step 2 runs:
+   ``pg_dump --schema-only --no-owner --no-privileges`` (:func:`agent19.migrate.dryrun.early_scratch.cached_dump`: a
+   running server reuses the dump while the target's catalogs are unchanged). Only reads reach it.
+2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
+   verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
+   private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
+   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`.
+3. There, the target's roles exist by name (NOLOGIN, no attributes), so a ``GRANT … TO app`` or a policy ``TO app``
+   works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
+   run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
+   roles), and owns a database of the target's name. The cluster's superuser creates the extensions that need one
+   (:func:`agent19.ops.backup.restorer.precreate`); the login loads the rest of the dump with ``psql`` — every
+   object is then the login's (as the role that applies migrations usually owns the tables). What cannot be made
+   (an event trigger, a function in an untrusted language, an extension not installed here) is said, not hidden.
+   No rows are copied (a sample would be loaded before the guard screens the migration: the copy's triggers and
+   CHECK constraints would run unguarded).
+4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
+   (:attr:`agent19.db.connection.Database.contained`, a token the server holds too in its setting
+   ``agent19.isolated_copy``, checked by the guard; the guard's categories:
+   :data:`agent19.safety.function_facts.IN_ISOLATED_COPY`): signals to sessions, ``setval``, advisory locks, code
+   agent19 cannot read run there; what leaves the copy (dblink, postgres_fdw, foreign tables, server files, a
+   language the server does not sandbox) is still refused or not run.
+5. The cluster is stopped and its directory removed in ``finally`` (on an error or Ctrl-C too), on SIGTERM/SIGHUP
+   and at exit; after a SIGKILL, by the next run (:func:`agent19.ops.backup.workdir.remove_leftovers`).
+
+The result is a normal :class:`~agent19.migrate.dryrun.model.DryRunResult`, labelled (``isolated``, the summary):
+lock modes, rewrites and errors are the server's; durations are those of empty tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from agent19.config import AccessMode
+from agent19.db import throwaway_cluster
+from agent19.db.connection import Database
+from agent19.errors import InputError
+from agent19.migrate.dryrun import scratch_schema
+from agent19.migrate.dryrun.early_scratch import cached_dump
+from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
+from agent19.migrate.parse import Statement
+from agent19.ops.backup import restorer
+from agent19.ops.backup.workdir import PREFIXES, work_dir
+
+Progress = Callable[[float, float | None, str | None], None]
+BOOTSTRAP = "agent19_isolated_admin"
+"""The throwaway cluster's bootstrap superuser: never the role the migration runs as."""
+APPLICATION = "agent19 isolated dry run"
+
+Q_TARGET = """SELECT current_setting('server_version_num')::int AS version, current_user::text AS login,
+       current_database()::text AS dbname,
+       array(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user ORDER BY 1)
+         AS roles,
+       array(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user
+                AND pg_has_role(current_user, oid, 'MEMBER') ORDER BY 1) AS member_of"""
+
+
+@dataclasses.dataclass
+class Copy:
+    """The isolated copy while it exists: ``db`` is the target's login on it (no superuser; guard contained)."""
+
+    db: Database
+    info: IsolatedCopy
+    path: Path
+
+
+def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbname: str) -> None:
+    """The target's roles by name, its login (no superuser) a member of what it is a member of, owning ``dbname``."""
+    ident = sql.Identifier
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for role in roles:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
+                     .format(ident(login)))
+        for role in member_of:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(ident(role), ident(login)))
+        if dbname == "postgres":  # initdb's, empty: given to the login
+            conn.execute(sql.SQL("ALTER DATABASE postgres OWNER TO {}").format(ident(login)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(login)))
+
+
+def _without_schemas(dump: bytes, schemas: list[str]) -> bytes:
+    """The dump without its ``CREATE SCHEMA`` of ``schemas`` (made already, for an extension made first)."""
+    if not schemas:
+        return dump
+    names = "|".join(re.escape(restorer.sql_ident(s)) for s in schemas)
+    return re.sub(rf"^CREATE SCHEMA ({names});$\n?".encode(), b"", dump, flags=re.MULTILINE)
+
+
+@contextmanager
+def isolated_copy(db: Database, progress: Progress | None = None, work_base: Path | None = None) -> Iterator[Copy]:
+    """The target's schema in a throwaway cluster (see the module docstring), removed when the block exits."""
+    say = progress or (lambda done, total, message: None)
+    db.require(AccessMode.DRY_RUN, "test_migration in an isolated copy (a dry run)")
+    with db.read() as conn:
+        row = conn.execute(Q_TARGET).fetchone()
+    assert row is not None
+    target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
+        ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
+    major, login, dbname = int(target["version"]) // 10000, str(target["login"]), str(target["dbname"])
+    if login == BOOTSTRAP or dbname in ("template0", "template1"):
+        raise InputError(f"cannot make an isolated copy of database {dbname} as login {login}: the name is the "
+                         "throwaway cluster's own", "dry-run as another login, or of another database")
+    bindir = throwaway_cluster.server_bindir(major)
+    # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
+    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(1, thread_name_prefix="agent19-dump") as bg:
+        dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
+                     "target meanwhile")
+        token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
+        cluster = throwaway_cluster.start(wd, bindir / "initdb", BOOTSTRAP, name="copy",
+                                          env=throwaway_cluster.server_environment(wd.path),
+                                          settings={"agent19.isolated_copy": f"'{token}'"})
+        admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
+        roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
+        _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
+        say(0, None, "restoring the target's schema there")
+        (dump, failure), how = dumped.result()
+        if dump is None:
+            raise InputError(f"could not copy the target's schema: {failure}",
+                             "the login needs to read every object pg_dump dumps (or dry-run without isolated)")
+        made, schemas, errors = restorer.precreate(make_conninfo(admin, dbname=dbname),
+                                                   restorer.parse_extensions(dump.decode(errors="replace")),
+                                                   owner=login)
+        copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
+        failure = scratch_schema.load_schema("", copy_dsn, major, skip_extensions=made, stop_on_error=False,
+                                             dump=(_without_schemas(dump, schemas), None))
+        copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
+        copy.contained = token
+        info = IsolatedCopy(
+            major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
+            where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
+                  "owner of every object there, no superuser); no rows: lock modes, rewrites and errors are observed "
+                  "there, durations are not those of the real data")
+        try:
+            yield Copy(copy, info, wd.path)
+        finally:
+            copy.close()
+
+
+def rising(progress: Progress) -> Progress:
+    """``progress`` whose value always increases, as MCP requires: the copy's making reports at 0, and the dry run
+    there starts again from 0 — a repeated value advances by a millionth."""
+    furthest = [-1.0]
+
+    def report(done: float, total: float | None, message: str | None) -> None:
+        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
+        progress(furthest[0], total, message)
+
+    return report
+
+
+def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
+    """``result`` (a dry run of ``copy``) said to be one, for the ``target`` it copies."""
+    info = copy.info
+    info.removed = not copy.path.exists()
+    result.isolated = info
+    result.database = target.display_dsn
+    result.summary += (f"; in an isolated copy of the schema in a throwaway PostgreSQL {info.major} cluster; no rows "
+                       "(durations are not the real data's)")
+    if info.restore_errors:
+        result.findings.append(Finding(kind="skipped", severity="warning", message=(
+            "the isolated copy differs from the target where its schema could not be restored: "
+            + "; ".join(info.restore_errors))))
+    return result
+
+
+def isolated_dry_run(db: Database, statements: list[Statement], *, progress: Progress | None = None,
+                     work_base: Path | None = None, **options: Any) -> DryRunResult:
+    """:func:`agent19.migrate.dryrun.run.dry_run` of ``statements`` in an isolated copy of ``db``'s schema
+    (``options``: dry_run's, but ``sample_rows``: the copy has no rows); the copy is removed before it returns."""
+    from agent19.migrate.dryrun.run import dry_run
+
+    if options.get("sample_rows"):
+        raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
+                         "leave sample_rows at 0 with isolated")
+    progress = rising(progress) if progress is not None else None
+    with isolated_copy(db, progress, work_base) as copy:
+        result = dry_run(copy.db, statements, progress=progress, **options)
+    return label(result, copy, db)

@@ -1,0 +1,69 @@
+"""What a body of SQL or PL/pgSQL does to the code the server reads or runs later, in the server's own tokens: changes
+how string literals are read (:func:`resets_reading`), or creates or changes code (:func:`makes_code`). Read by
+:func:`agent19.safety.closure.tokens`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent19.sqltree import fold_identifier
+
+
+def resets_reading(toks: list[Any], text: str) -> bool:
+    """``RESET ALL``, ``DISCARD ALL``, ``set_config`` whose first argument is not a plain string literal (a name
+    built at run time may be ``standard_conforming_strings``), or an UPDATE next to ``pg_settings`` (its rule
+    calls set_config with the row's name)."""
+    names = {fold_identifier(text[t.start:t.end + 1].strip('"')) for t in toks if t.name in ("IDENT", "UPDATE")}
+    if {"pg_settings", "update"} <= names:
+        return True
+    for i, t in enumerate(toks[:-1]):
+        nxt = toks[i + 1]
+        if t.name in ("RESET", "DISCARD") and nxt.name == "ALL":
+            return True
+        raw = text[t.start:t.end + 1]
+        if nxt.name == "ASCII_40" and fold_identifier(raw.strip('"')) == "set_config":
+            first, then = toks[i + 2:i + 3], toks[i + 3:i + 4]
+            literal = first and first[0].name == "SCONST" and text[first[0].start] in "'$"
+            if not (literal and then and then[0].name == "ASCII_44"):
+                return True
+    return False
+
+
+# what a body may create or alter that the server runs later (the new body is a string nobody read, or the change
+# alters what runs or a name resolves to): a body that does so is unreadable, like EXECUTE. Keyword tokens
+_MAKES = {"FUNCTION", "PROCEDURE", "ROUTINE", "TRIGGER", "RULE", "POLICY", "OPERATOR", "CAST", "AGGREGATE",
+          "STATISTICS", "DOMAIN_P", "VIEW", "EVENT", "TRANSFORM", "LANGUAGE", "TABLE"}
+# an ALTER TABLE makes code when it adds a column or constraint, sets a default, enables a trigger, rule or
+# row-level security, converts a column USING an expression, attaches or inherits (partition keys, checks)
+_TABLE_CODE = {"ADD_P", "DEFAULT", "ENABLE_P", "USING", "ATTACH", "INHERIT"}
+_MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED", "CONSTRAINT", "TRUSTED",
+              "PROCEDURAL", "FOREIGN", "UNLOGGED"}
+
+
+# of those, the ones whose new code is a string (a function's body, a nested DO block's): never read
+STRING_CODE = ("CREATE FUNCTION", "CREATE PROCEDURE", "DO")
+
+
+def makes_code(toks: list[Any]) -> tuple[str, ...]:
+    """``CREATE [OR REPLACE] FUNCTION`` (or trigger, rule, policy, operator, cast, aggregate, statistics,
+    domain, view, event trigger…), ``ALTER FUNCTION/TABLE/…`` or a nested ``DO`` block in ``toks``, as its
+    keywords. A text that is itself a ``CREATE FUNCTION ... BEGIN ATOMIC`` (how the server prints such a body) is
+    no such use: its statements are read, and cannot be DDL."""
+    names = [t.name for t in toks]
+    found: list[str] = []
+    for i, name in enumerate(names):
+        if name == "DO" and i + 1 < len(names) and names[i + 1] in ("SCONST", "LANGUAGE"):
+            found.append("DO")  # not ON CONFLICT DO NOTHING / UPDATE
+        if name not in ("CREATE", "ALTER"):
+            continue
+        j = i + 1
+        while j < len(names) and names[j] in _MODIFIERS:
+            j += 1
+        if j >= len(names) or names[j] not in _MAKES or (name == "CREATE" and names[j] == "TABLE"):
+            continue
+        if names[j] == "TABLE" and not _TABLE_CODE & set(names[j:(names + ["ASCII_59"]).index("ASCII_59", j)]):
+            continue  # ALTER TABLE ... RENAME / DROP / OWNER / SET: no expression made
+        if i == 0 and names[j] in ("FUNCTION", "PROCEDURE") and "ATOMIC" in names:
+            continue  # a BEGIN ATOMIC body as the server prints it: the function itself
+        found.append(f"{name} {names[j].removesuffix('_P')}")
+    return tuple(dict.fromkeys(found))
