@@ -99,6 +99,35 @@ def test_the_default_data_directory_is_looked_up_where_it_is_read(tmp_path: Path
     assert Path(read).is_relative_to(os.environ["XDG_DATA_HOME"])  # the session's, never the person's (conftest)
 
 
+def test_the_command_line_is_imported_with_the_collector_paused_and_runs_with_it_on(tmp_path: Path) -> None:
+    """The entry point (pyproject.toml's ``agent19`` script and ``python -m agent19``) imports agent19.cli with the
+    cyclic collector paused and freezes what the import made: no collection runs before the CLI is imported. The
+    command itself runs with the collector on (a 5 MB lint's memory stays bounded by it)."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["agent19"] == "agent19.__main__:main"
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    code = ("import contextlib, gc, io, json, sys\nfrom agent19.__main__ import main\n"
+            f"sys.argv = ['agent19', 'lint', {str(migration)!r}, '--pg-version', '15']\n"
+            "early, during = [], []\n"
+            "def seen(phase, info):\n"
+            "    if phase == 'start':\n"
+            "        cli = sys.modules.get('agent19.cli')  # there from the start of its import: whole once main is\n"
+            "        (during if hasattr(cli, 'main') else early).append(info['generation'])\n"
+            "gc.callbacks.append(seen)\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    rc = main()\n"
+            "linted = '1 statements' in out.getvalue()\n"
+            "print(json.dumps([rc, early, gc.isenabled(), gc.get_freeze_count() > 0, linted]))")
+    modules, printed = _modules_after(code, tmp_path)
+    rc, early, enabled, frozen, linted = json.loads(printed)
+    assert rc == 0 and linted and "agent19.cli" in modules
+    assert early == []  # no collection while the CLI was imported
+    assert enabled and frozen
+
+
 def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) -> None:
     """The engine's records (statements, operations, migrations, lint settings, reports) are plain dataclasses:
     pydantic, half of a one-file lint's start-up, belongs to the MCP boundary. Reading the settings from
