@@ -128,6 +128,19 @@ def test_the_command_line_is_imported_with_the_collector_paused_and_runs_with_it
     assert enabled and frozen
 
 
+def test_the_running_state_of_a_lint_compiles_no_comparison_nor_repr() -> None:
+    """dataclasses writes each generated method as source and compiles it at import: a sixth of a one-statement
+    lint's instructions. The states a lint and its classification change as they go (one object each, never
+    compared: by identity) generate neither ``__eq__`` nor ``__repr__``."""
+    from agent19.migrate.classification import state
+    from agent19.migrate.lint.rules import _base
+
+    for cls in (state.MigrationState, state.Context, _base.MigrationState, _base.StatementContext):
+        assert "__eq__" not in vars(cls) and "__repr__" not in vars(cls), cls
+        first, second = cls.__new__(cls), cls.__new__(cls)
+        assert first == first and first != second  # identity
+
+
 def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) -> None:
     """The engine's records (statements, operations, migrations, lint settings, reports) are plain dataclasses:
     pydantic, half of a one-file lint's start-up, belongs to the MCP boundary. Reading the settings from
