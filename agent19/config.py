@@ -115,6 +115,33 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("agent19", appauthor=False))
 
 
+class _DataDir:
+    """:attr:`Settings.data_dir`: the directory given (checked and made a :class:`Path` as it is set), else the
+    per-user default (:func:`default_data_dir`) looked up when first read, not when the settings are made: a command
+    that keeps no state (``agent19 lint``, ``agent19 rules``) never imports platformdirs (with its tempfile, random and
+    shutil, 3 % of a one-statement lint's instructions; tools/bench/bench_mcp.py measures start-up). Its default as
+    a dataclass field is ``None``, "not given"."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.key = name, f"_{name}"
+
+    def __get__(self, settings: Settings | None, owner: type | None = None) -> Any:
+        if settings is None:  # the class's attribute: what dataclasses takes for the field's default
+            return None
+        value = settings.__dict__.get(self.key)
+        if value is None:
+            value = settings.__dict__[self.key] = default_data_dir()
+        return value
+
+    def __set__(self, settings: Settings, value: Any) -> None:
+        if value is not None:
+            if not isinstance(value, str | os.PathLike):
+                raise ConfigError(f"{self.name}: expected a path, got {type(value).__name__}",
+                                  "give a directory's path")
+            value = Path(value)
+        settings.__dict__[self.key] = value
+
+
 class Secret:
     """A secret string (a DSN with its password, a key): ``get_secret_value()`` gives it; ``str``, ``repr`` and
     f-strings show asterisks only, so a settings object printed or logged never shows it."""
@@ -200,7 +227,7 @@ class Settings:
     handoff_dir: Path = Path("handoffs")
     statement_timeout_ms: int = 30_000
     lock_timeout_ms: int = 5_000
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Path = _DataDir()  # type: ignore[assignment]  # the per-user default when none is given, read lazily
     application_name: str = "agent19"
     confirm_key: Secret | None = field(default=None, metadata={
         "description": "HMAC key for confirmation tokens; default: generated once in data_dir (0600)"})
@@ -244,11 +271,10 @@ class Settings:
                                   "give the connection string or key")
             put(name, _secret(value))
         put("mode", _access_mode(self.mode))
-        for name in ("handoff_dir", "data_dir"):
-            value = getattr(self, name)
-            if not isinstance(value, str | os.PathLike):
-                raise ConfigError(f"{name}: expected a path, got {type(value).__name__}", "give a directory's path")
-            put(name, Path(value))
+        if not isinstance(self.handoff_dir, str | os.PathLike):  # data_dir is checked as it is set (_DataDir)
+            raise ConfigError(f"handoff_dir: expected a path, got {type(self.handoff_dir).__name__}",
+                              "give a directory's path")
+        put("handoff_dir", Path(self.handoff_dir))
         if not isinstance(self.application_name, str):
             raise ConfigError(f"application_name: {self.application_name!r} is not text", "e.g. agent19")
         for name in _FLAGS:  # 'false' from a caller's own config must not be a true (non-empty) string

@@ -112,13 +112,27 @@ def test_settings_built_in_python_take_values_as_their_types(given, value):
     {"mass_write_rows": None}, {"mass_write_fraction": None}, {"dry_run_max_age_hours": None},
     {"allow_model_confirmation": "maybe"}, {"allow_model_confirmation": 2}, {"mass_write_rows": 1.5},
     {"statement_timeout_ms": 1.5}, {"lock_timeout_ms": True}, {"application_name": 5}, {"dsn": 5},
-    {"handoff_dir": 3}, {"mass_write_fraction": "most"},
+    {"handoff_dir": 3}, {"data_dir": 3}, {"data_dir": ["/tmp"]}, {"mass_write_fraction": "most"},
 ])
 def test_settings_refuse_values_of_the_wrong_kind(given):
     (name, _), = given.items()
     with pytest.raises(ConfigError, match=name):
         Settings(**given)
 
+
+
+def test_a_data_dir_given_is_a_path_in_every_copy_and_the_default_is_the_per_user_one(tmp_path):
+    """data_dir is checked and made a Path as it is set (the per-user default is looked up only when read): a copy
+    (dataclasses.replace, pickle: a worker process) keeps the one given, and equality and hashing read it."""
+    from agent19.config import default_data_dir
+
+    given = Settings(data_dir=str(tmp_path))
+    assert given.data_dir == tmp_path and type(given.data_dir) is type(tmp_path)
+    assert dataclasses.replace(given, mode="execute").data_dir == tmp_path
+    assert pickle.loads(pickle.dumps(given)).data_dir == tmp_path
+    assert Settings().data_dir == default_data_dir() and Settings() != given
+    assert dataclasses.replace(Settings(), mode="execute").data_dir == default_data_dir()
+    assert hash(Settings(data_dir=tmp_path)) == hash(given) and Settings(data_dir=tmp_path) == given
 
 
 @pytest.mark.parametrize("given", [{"dsn": 1}, {"dsn": ["a"]}, {"confirm_key": 123}, {"read_dsn": 5.0},

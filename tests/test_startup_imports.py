@@ -16,18 +16,20 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 
-def _modules_after(code: str, tmp_path: Path) -> tuple[list[str], str]:
+def _modules_after(code: str, tmp_path: Path, *, data_dir: bool = True) -> tuple[list[str], str]:
     """The modules loaded once ``code`` has run in a fresh interpreter (no DSN, no DATABASE_URL), and what it
-    printed before them."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN")}
-    env["AGENT19_DATA_DIR"] = str(tmp_path / "data")  # never the person's embedded server
+    printed before them. ``data_dir=False``: without AGENT19_DATA_DIR, as a person runs agent19 (the per-user default
+    is then the session's empty XDG_DATA_HOME, tests/conftest.py)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "AGENT19_READ_DSN", "AGENT19_DATA_DIR")}
+    if data_dir:
+        env["AGENT19_DATA_DIR"] = str(tmp_path / "data")  # never the person's embedded server
     out = subprocess.run([sys.executable, "-c", code + "\nprint(json.dumps(sorted(sys.modules)))"],
                          capture_output=True, text=True, check=True, cwd=ROOT, env=env).stdout
     printed, _, modules = out.rstrip("\n").rpartition("\n")
     return json.loads(modules), printed
 
 
-def _cli_after(argv: list[str], tmp_path: Path) -> tuple[list[str], int, str]:
+def _cli_after(argv: list[str], tmp_path: Path, *, data_dir: bool = True) -> tuple[list[str], int, str]:
     """The modules loaded once ``agent19 <argv>`` has run in a fresh interpreter, its exit status (argparse's too:
     --help, a usage error) and its output."""
     code = ("import contextlib, io, json, sys\nfrom agent19.cli import main\n"
@@ -37,7 +39,7 @@ def _cli_after(argv: list[str], tmp_path: Path) -> tuple[list[str], int, str]:
             "    except SystemExit as stop:\n"
             "        rc = stop.code\n"
             "print(rc, json.dumps(text.getvalue()))")
-    modules, printed = _modules_after(code, tmp_path)
+    modules, printed = _modules_after(code, tmp_path, data_dir=data_dir)
     rc, _, output = printed.partition(" ")
     return modules, int(rc), json.loads(output)
 
@@ -77,6 +79,66 @@ def test_a_one_statement_lint_without_a_database_imports_neither_the_driver_nor_
     assert rc == 0 and "1 statements in 1 file(s): 0 error(s)" in report, report  # it did lint
     assert "agent19.migrate.lint.engine" in modules and "pglast" in modules  # the check sees the real path
     assert _loaded(modules, LINT_NEVER) == []
+
+
+def test_the_default_data_directory_is_looked_up_where_it_is_read(tmp_path: Path) -> None:
+    """Settings.data_dir's per-user default (platformdirs, which brings tempfile, random and shutil) is looked up
+    when a command reads it, not when the settings are made: a lint, which keeps no state, never imports it; a
+    command that reads the directory gets the same default as before."""
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    modules, rc, report = _cli_after(["lint", str(migration), "--pg-version", "15"], tmp_path, data_dir=False)
+    assert rc == 0 and "1 statements in 1 file(s)" in report, report  # it did lint
+    assert _loaded(modules, ("platformdirs", "tempfile")) == []
+    code = ("import json, sys\nfrom agent19.config import Settings, default_data_dir\n"
+            "settings = Settings.load()\nbefore = 'platformdirs' in sys.modules\n"
+            "print(json.dumps([before, str(settings.data_dir), str(default_data_dir())]))")
+    modules, printed = _modules_after(code, tmp_path, data_dir=False)
+    before, read, default = json.loads(printed)
+    assert not before and read == default and "platformdirs" in modules  # looked up when read: the default
+    assert Path(read).is_relative_to(os.environ["XDG_DATA_HOME"])  # the session's, never the person's (conftest)
+
+
+def test_the_command_line_is_imported_with_the_collector_paused_and_runs_with_it_on(tmp_path: Path) -> None:
+    """The entry point (pyproject.toml's ``agent19`` script and ``python -m agent19``) imports agent19.cli with the
+    cyclic collector paused and freezes what the import made: no collection runs before the CLI is imported. The
+    command itself runs with the collector on (a 5 MB lint's memory stays bounded by it)."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["agent19"] == "agent19.__main__:main"
+    migration = tmp_path / "one.sql"
+    migration.write_text("ALTER TABLE t ADD COLUMN c integer;\n")
+    code = ("import contextlib, gc, io, json, sys\nfrom agent19.__main__ import main\n"
+            f"sys.argv = ['agent19', 'lint', {str(migration)!r}, '--pg-version', '15']\n"
+            "early, during = [], []\n"
+            "def seen(phase, info):\n"
+            "    if phase == 'start':\n"
+            "        cli = sys.modules.get('agent19.cli')  # there from the start of its import: whole once main is\n"
+            "        (during if hasattr(cli, 'main') else early).append(info['generation'])\n"
+            "gc.callbacks.append(seen)\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    rc = main()\n"
+            "linted = '1 statements' in out.getvalue()\n"
+            "print(json.dumps([rc, early, gc.isenabled(), gc.get_freeze_count() > 0, linted]))")
+    modules, printed = _modules_after(code, tmp_path)
+    rc, early, enabled, frozen, linted = json.loads(printed)
+    assert rc == 0 and linted and "agent19.cli" in modules
+    assert early == []  # no collection while the CLI was imported
+    assert enabled and frozen
+
+
+def test_the_running_state_of_a_lint_compiles_no_comparison_nor_repr() -> None:
+    """dataclasses writes each generated method as source and compiles it at import: a sixth of a one-statement
+    lint's instructions. The states a lint and its classification change as they go (one object each, never
+    compared: by identity) generate neither ``__eq__`` nor ``__repr__``."""
+    from agent19.migrate.classification import state
+    from agent19.migrate.lint.rules import _base
+
+    for cls in (state.MigrationState, state.Context, _base.MigrationState, _base.StatementContext):
+        assert "__eq__" not in vars(cls) and "__repr__" not in vars(cls), cls
+        first, second = cls.__new__(cls), cls.__new__(cls)
+        assert first == first and first != second  # identity
 
 
 def test_the_lint_engine_and_its_records_run_without_pydantic(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def facts_of_definition(definition: str) -> CheckFacts:
     return check_facts(where)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # running state, compared by identity: no generated __eq__/__repr__ to compile
 class MigrationState:
     created: set[str] = field(default_factory=set)
     columns: dict[str, dict[str, ColumnType]] = field(default_factory=dict)
@@ -233,7 +233,7 @@ class MigrationState:
         return [facts for (t, n), facts in self.checks.items() if t == table and (t, n) in self.validated]
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # running state, compared by identity: no generated __eq__/__repr__ to compile
 class Context:
     catalog: SchemaSnapshot | None
     pg_major: int

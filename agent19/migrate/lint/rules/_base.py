@@ -83,7 +83,7 @@ class Hit(NamedTuple):  # immutable, and built for every finding at a tuple's co
     """Overrides the rule's default severity for this finding (a rule with cases of different weight)."""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # running state, compared by identity: no generated __eq__/__repr__ to compile
 class MigrationState:
     """What the statements before the current one did: within the linted set (created tables, CHECKs) or within
     the file (lock_timeout, transactions, the statements seen) — see agent19.migrate.lint.engine._next_file."""
@@ -111,7 +111,7 @@ class MigrationState:
     """every statement of the linted set, all files in order (for rules that look ahead or back across files)"""
 
 
-@dataclass
+@dataclass(eq=False, repr=False)  # running state, compared by identity: no generated __eq__/__repr__ to compile
 class StatementContext:
     statement: Statement
     operations: list[Operation]
