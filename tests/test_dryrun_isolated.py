@@ -308,7 +308,13 @@ def test_a_running_server_prepares_no_scratch_database_in_a_cluster_about_to_be_
     from agent19.migrate.dryrun import scratch_pool
 
     prepared: list[Any] = []
-    monkeypatch.setattr(scratch_pool, "_prepare", lambda db, *args: prepared.append(db))
+    real = scratch_pool._prepare
+
+    def recording(db: Any, *args: Any) -> None:  # the real one too: its end is what settle() waits for
+        prepared.append(db)
+        real(db, *args)
+
+    monkeypatch.setattr(scratch_pool, "_prepare", recording)
     hidden = "ALTER TABLE audit ADD COLUMN note text;\nALTER TABLE audit ALTER COLUMN note TYPE varchar(10);\n"
     r = _isolated(app, hidden, work, scratch_copy="schema")
     assert r.passed and r.statements[1].isolated, (r.summary, r.statements[1])  # re-observed in a scratch database
