@@ -1,0 +1,150 @@
+"""The isolated copy decides as the target would (agent19.migrate.dryrun.isolated_access): the target's owners,
+privileges and database/role settings are reproduced there, so a statement the target refuses for want of a privilege
+fails in the copy too, and one that resolves through the target's search_path passes there too."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from agent19.db.connection import Database
+from agent19.migrate.dryrun.isolated import isolated_dry_run
+from agent19.migrate.dryrun.isolated_access import split_list
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.parse import parse_sql
+from tests.conftest import need, session_settings
+from tests.scratch_dryruns import owner
+
+
+def _run(login: str, sql: str, work: Path | None = None) -> Any:
+    db = Database(session_settings(dsn=login, mode="dry-run"))
+    try:
+        return isolated_dry_run(db, parse_sql(sql), work_base=work) if work else dry_run(db, parse_sql(sql))
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def app(dsn: str) -> str:
+    need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
+    return owner(dsn, "CREATE TABLE mine (id int);")
+
+
+@pytest.fixture
+def other(dsn: str) -> str:
+    """A NOLOGIN role owning two tables of the database; the app login may only SELECT them."""
+    role = f"owner_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} NOLOGIN")
+        for t in ("foreign_owned", "noinsert"):
+            c.execute(f"CREATE TABLE public.{t} (id int)")
+            c.execute(f"ALTER TABLE public.{t} OWNER TO {role}")
+            c.execute(f"GRANT SELECT ON public.{t} TO PUBLIC")
+    return role
+
+
+@pytest.fixture
+def work() -> Any:
+    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
+        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
+        yield Path(path)
+
+
+def _user(login: str) -> str:
+    return conninfo_to_dict(login)["user"]
+
+
+@pytest.mark.parametrize(("sql", "error"), [
+    ("ALTER TABLE foreign_owned ADD COLUMN c int;\n", "must be owner of table foreign_owned"),
+    ("INSERT INTO public.noinsert VALUES (1);\n", "permission denied for table noinsert"),
+])
+def test_what_the_login_may_not_do_on_the_target_fails_in_the_copy(app, other, work, sql, error):
+    plain = _run(app, sql)
+    assert plain.summary.startswith("COULD NOT TEST"), plain.summary
+    assert "lacks a privilege" in (plain.statements[0].untested or ""), plain.statements[0]
+    assert error in (plain.statements[0].untested or ""), plain.statements[0]
+
+    r = _run(app, sql, work)  # the copy's server refuses it as the target's does: the same verdict
+    assert r.summary.startswith("COULD NOT TEST") and not r.complete, r.summary
+    assert "lacks a privilege" in (r.statements[0].untested or ""), r.statements[0]
+    assert error in (r.statements[0].untested or ""), r.statements[0]
+    assert r.isolated is not None and "owners, privileges" in r.isolated.where
+    assert not r.isolated.restore_errors, r.isolated.restore_errors
+
+
+def test_a_granted_privilege_and_a_membership_make_it_pass_in_the_copy(app, other, dsn, work):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"GRANT INSERT ON public.noinsert TO {_user(app)}")
+        c.execute(f"GRANT {other} TO {_user(app)}")  # the owner's privileges: ALTER TABLE of its table
+    r = _run(app, "INSERT INTO public.noinsert VALUES (1);\nALTER TABLE foreign_owned ADD COLUMN c int;\n", work)
+    assert r.passed and r.summary.startswith("PASSED"), (r.summary, r.statements)
+    assert not r.isolated.restore_errors, r.isolated.restore_errors
+
+
+def test_a_column_privilege_and_a_revoked_default_are_the_targets(app, other, dsn, work):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE public.cols (a int, b int)")
+        c.execute(f"ALTER TABLE public.cols OWNER TO {other}")
+        c.execute(f"GRANT INSERT (a) ON public.cols TO {_user(app)}")
+        c.execute("GRANT SELECT ON public.cols TO PUBLIC")  # pg_dump reads it
+        c.execute("CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        c.execute("REVOKE EXECUTE ON FUNCTION public.f() FROM PUBLIC")
+        c.execute(f"ALTER FUNCTION public.f() OWNER TO {other}")
+    ok = _run(app, "INSERT INTO public.cols (a) VALUES (1);\n", work)
+    assert ok.passed, (ok.summary, ok.statements)
+    refused = _run(app, "INSERT INTO public.cols (b) VALUES (1);\n", work)
+    assert "permission denied for table cols" in (refused.statements[0].untested or ""), refused.statements[0]
+    for where in (None, work):  # the target, then the copy: the same refusal
+        no_exec = _run(app, "CREATE TABLE t2 AS SELECT public.f();\n", where)
+        assert "permission denied for function f" in (no_exec.statements[0].untested or ""), no_exec.statements[0]
+
+
+@pytest.mark.parametrize("level", ["database", "role in database"])
+def test_the_targets_search_path_is_the_copys(app, dsn, work, level):
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE SCHEMA myschema")
+        c.execute("CREATE TABLE myschema.orders (id int)")
+    where = f'DATABASE "{dbname}"' if level == "database" else f'ROLE {_user(app)} IN DATABASE "{dbname}"'
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"ALTER {where} SET search_path = myschema, public")
+    sql = "ALTER TABLE orders ADD COLUMN c int;\n"
+    plain = _run(app, sql)
+    assert plain.passed, (plain.summary, plain.statements)
+    r = _run(app, sql, work)
+    assert r.passed and r.summary.startswith("PASSED"), (r.summary, r.statements)
+    assert r.statements[0].strongest == ("AccessExclusiveLock", "myschema.orders"), r.statements[0].locks
+
+
+def test_a_setting_the_copy_refuses_is_said(app, dsn, work):
+    dbname = conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"ALTER ROLE {_user(app)} SET agent19.isolated_copy = 'from-the-target'")
+        c.execute(f"ALTER ROLE {_user(app)} SET default_text_search_config = 'public.nosuch'")
+        c.execute(f"ALTER ROLE {_user(app)} IN DATABASE {dbname} SET session_preload_libraries = 'auto_explain'")
+    try:
+        r = _run(app, "ALTER TABLE mine ADD COLUMN c int;\n", work)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:  # roles are the server's: other tests' logins differ
+            c.execute(f"ALTER ROLE {_user(app)} RESET ALL")
+            c.execute(f"ALTER ROLE {_user(app)} IN DATABASE {dbname} RESET ALL")
+    assert r.passed, (r.summary, r.statements)  # the guard's token is the copy's own, not the target's
+    notes = r.isolated.restore_errors
+    assert any("agent19.isolated_copy=from-the-target is not copied" in n for n in notes), notes
+    assert any("session_preload_libraries=auto_explain is not copied" in n for n in notes), notes
+    assert any("default_text_search_config=public.nosuch" in n and "does not exist" in n for n in notes), notes
+    assert any(f.severity == "warning" and "isolated copy differs from the target" in f.message for f in r.findings)
+
+
+def test_list_settings_split_as_the_server_stores_them():
+    assert split_list('"$user", public') == ["$user", "public"]
+    assert split_list('myschema,public') == ["myschema", "public"]
+    assert split_list('"a,""b" , c') == ['a,"b', "c"]
+    assert split_list("") == []
