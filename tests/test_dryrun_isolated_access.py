@@ -148,3 +148,58 @@ def test_list_settings_split_as_the_server_stores_them():
     assert split_list('myschema,public') == ["myschema", "public"]
     assert split_list('"a,""b" , c') == ['a,"b', "c"]
     assert split_list("") == []
+
+
+KINDS = """
+CREATE SCHEMA s2;
+CREATE TYPE s2.mood AS ENUM ('a', 'b');
+CREATE TYPE s2.pair AS (x int, y int);
+CREATE TYPE s2.span AS RANGE (subtype = int4);
+CREATE DOMAIN s2.pos AS int CHECK (VALUE > 0);
+CREATE TABLE s2.t (id int GENERATED ALWAYS AS IDENTITY, n serial, m s2.mood, p s2.pos);
+CREATE SEQUENCE s2.free_seq;
+CREATE VIEW s2.v AS SELECT id FROM s2.t;
+CREATE MATERIALIZED VIEW s2.mv AS SELECT id FROM s2.t;
+CREATE TABLE s2.parted (k int) PARTITION BY RANGE (k);
+CREATE FUNCTION s2.f(a int) RETURNS int LANGUAGE sql AS 'SELECT a';
+CREATE PROCEDURE s2.pr() LANGUAGE sql AS 'SELECT 1';
+CREATE AGGREGATE s2.total(int) (SFUNC = int4pl, STYPE = int);
+CREATE OPERATOR s2.=== (LEFTARG = int, RIGHTARG = int, FUNCTION = int4eq);
+CREATE COLLATION s2.c1 (locale = 'C');
+CREATE TEXT SEARCH CONFIGURATION s2.cfg (COPY = pg_catalog.simple);
+CREATE STATISTICS s2.st ON id, n FROM s2.t;
+"""
+
+
+def test_every_kind_of_object_has_the_targets_owner_and_acl_in_the_copy(app, other, dsn, work):
+    """The copy's own catalog, read with the queries that read the target's, gives the same statements."""
+    from agent19.migrate.dryrun.isolated import isolated_copy
+    from agent19.migrate.dryrun.isolated_access import read_target
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f'GRANT CREATE ON DATABASE "{conninfo_to_dict(dsn)["dbname"]}" TO {other}')
+        c.execute(f"SET ROLE {other}")  # every object the other role's
+        c.execute(KINDS)
+        c.execute("RESET ROLE")
+        c.execute(f"GRANT USAGE ON SCHEMA s2 TO {_user(app)}")
+        c.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA s2 TO {_user(app)}")  # pg_dump reads them
+        c.execute(f"GRANT UPDATE ON SEQUENCE s2.free_seq TO {_user(app)} WITH GRANT OPTION")
+        c.execute("REVOKE EXECUTE ON FUNCTION s2.f(int) FROM PUBLIC")
+        c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {other} IN SCHEMA s2 GRANT SELECT ON TABLES TO {_user(app)}")
+        c.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {_user(app)} REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC")
+        c.execute(f'ALTER DATABASE "{conninfo_to_dict(dsn)["dbname"]}" SET search_path = s2, public')
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with db.read() as conn:
+            target = read_target(conn)
+        with isolated_copy(db, work_base=work) as copy, copy.db.read() as conn:
+            there = read_target(conn)
+            notes = copy.info.restore_errors
+    finally:
+        db.close()
+    assert not notes, notes
+    assert any(f"ALTER OPERATOR s2.===(integer,integer) OWNER TO {other}" == s for s in target.owners), target.owners
+    assert len([s for s in target.owners if s.endswith(f"OWNER TO {other}")]) >= 17, target.owners
+    assert there.owners == target.owners
+    assert sorted(there.acl) == sorted(target.acl) and len(target.acl) >= 5, target.acl
+    assert there.settings == target.settings == [("database", ["search_path=s2, public"])]

@@ -119,7 +119,6 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     db.require(AccessMode.DRY_RUN, "test_migration in an isolated copy (a dry run)")
     with db.read() as conn:
         row = conn.execute(Q_TARGET).fetchone()
-        access = isolated_access.read_target(conn)  # owners, ACLs, settings: the copy is given them once restored
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -129,8 +128,9 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                          "throwaway cluster's own", "dry-run as another login, or of another database")
     bindir = throwaway_cluster.server_bindir(major)
     # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
-    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(1, thread_name_prefix="agent19-dump") as bg:
+    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg:
         dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
         token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
@@ -152,7 +152,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         failure = scratch_schema.load_schema("", copy_dsn, major, skip_extensions=made, stop_on_error=False,
                                              dump=(_without_schemas(dump, schemas), None))
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
-        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), access, login, dbname)
+        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
         info = IsolatedCopy(

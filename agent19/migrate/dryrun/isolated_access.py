@@ -38,6 +38,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.db.connection import Database
+
 # the objects whose owner and ACL are copied: (catalog, oid, owner, acl, acldefault's kind, SQL keyword)
 _OBJECTS = """
 SELECT 'pg_namespace'::regclass AS cat, n.oid, n.nspowner AS owner, n.nspacl AS acl, 'n' AS kind, 'SCHEMA' AS kw,
@@ -91,18 +93,20 @@ SELECT format('ALTER %s %s OWNER TO %I', u.kw, u.identity, r.rolname)
 _GRANTEE = ("CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
             "ELSE quote_ident((SELECT rolname FROM pg_roles WHERE oid = a.grantee)) END")
 Q_ACL = f"""
-WITH u AS ({_USER_OBJECTS}),
- want AS (SELECT u.kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
+WITH u AS (SELECT o.*, CASE WHEN o.kw IN ('VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE') THEN 'TABLE'
+                            WHEN o.kw = 'AGGREGATE' THEN 'FUNCTION' WHEN o.kw = 'SERVER' THEN 'FOREIGN SERVER'
+                            ELSE o.kw END AS on_kw  -- GRANT's word for the kind
+              FROM ({_USER_OBJECTS}) o),
+ want AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
             FROM u, aclexplode(u.acl) a WHERE u.acl IS NOT NULL),
- dflt AS (SELECT u.kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
+ dflt AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
             FROM u, aclexplode(acldefault(u.kind::"char", u.owner)) a WHERE u.acl IS NOT NULL)
-SELECT format('REVOKE %s ON %s %s FROM %s', a.privilege_type, replace(a.kw, 'SERVER', 'FOREIGN SERVER'), a.identity,
-              {_GRANTEE}) FROM dflt a
+SELECT format('REVOKE %s ON %s %s FROM %s', a.privilege_type, a.kw, a.identity, {_GRANTEE}) FROM dflt a
  WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.kw, w.identity, w.grantee, w.privilege_type)
                                             = (a.kw, a.identity, a.grantee, a.privilege_type))
 UNION ALL
-SELECT format('GRANT %s ON %s %s TO %s%s', a.privilege_type, replace(a.kw, 'SERVER', 'FOREIGN SERVER'), a.identity,
-              {_GRANTEE}, CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) FROM want a
+SELECT format('GRANT %s ON %s %s TO %s%s', a.privilege_type, a.kw, a.identity, {_GRANTEE},
+              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) FROM want a
  WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.kw, d.identity, d.grantee, d.privilege_type, d.is_grantable)
                                             = (a.kw, a.identity, a.grantee, a.privilege_type, a.is_grantable))
 UNION ALL  -- a column's privileges (its default ACL is empty)
@@ -173,6 +177,12 @@ def read_target(conn: psycopg.Connection[Any]) -> Access:
     acl = [r[0] for r in cur.execute(Q_ACL).fetchall()] + [r[0] for r in cur.execute(Q_DEFAULT_ACL).fetchall()]
     settings = [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()]
     return Access(owners, acl, settings)
+
+
+def read_access(db: Database) -> Access:
+    """:func:`read_target` on a read-only transaction of ``db`` (the target)."""
+    with db.read() as conn:
+        return read_target(conn)
 
 
 def split_list(value: str) -> list[str]:
