@@ -18,11 +18,14 @@ So, once the schema is restored, the copy's bootstrap superuser makes the copy d
   said in the result.
 
 All of it is computed from the **target's catalog** (:data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL`,
-:data:`Q_SETTINGS`): the statements are composed there by the server (``format('%I')``, ``pg_identify_object``'s
-quoted identities), never from the dump's text, which a table comment or a function body can shape. The ACLs are read
-from the catalog (``aclexplode``) rather than from a second, custom-format ``pg_dump`` restored with ``pg_restore -L``:
-the copy already has one plain dump (kept by a running server), a second dump would read the target again and take its
-locks again, and the catalog gives the same rows without parsing any archive.
+:data:`Q_SETTINGS`), never from the dump's text, which a table comment or a function body can shape: the catalog's
+rows (a keyword, ``pg_identify_object``'s quoted identity, role names, a privilege) are composed into statements here,
+names quoted here, keywords and privileges from fixed lists, identities checked to be names and argument lists only
+(:func:`owner_statement`): not even a server that answers with crafted rows makes the copy's superuser run another
+statement. The ACLs are read from the catalog (``aclexplode``) rather than from a second, custom-format ``pg_dump``
+restored with ``pg_restore -L``: the copy already has one plain dump (kept by a running server while the catalogs are
+unchanged, which it may be across a GRANT), a second dump would read the target again and take its locks again, and
+the catalog gives the same rows without parsing any archive.
 
 Running these statements as the copy's superuser is safe: ``ALTER … OWNER TO``, ``GRANT``/``REVOKE``, ``ALTER DEFAULT
 PRIVILEGES`` and ``ALTER DATABASE/ROLE … SET`` change catalog rows only and run no user code (no trigger, no
@@ -32,6 +35,7 @@ function, no expression of the restored schema), unlike the restore itself, whic
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import psycopg
@@ -85,13 +89,12 @@ SELECT o.*, i.identity FROM ({_OBJECTS}) o, pg_identify_object(o.cat, o.oid, 0) 
    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.cat AND d.objid = o.oid AND d.deptype = 'e')"""
 
 Q_OWNERS = f"""
-SELECT format('ALTER %s %s OWNER TO %I', u.kw, u.identity, r.rolname)
+SELECT u.kw, u.identity, r.rolname::text
   FROM ({_USER_OBJECTS}) u JOIN pg_roles r ON r.oid = u.owner
  ORDER BY u.cat = 'pg_database'::regclass, u.cat = 'pg_namespace'::regclass, u.kw, u.identity"""
-"""``ALTER … OWNER TO`` each object's owner on the target (the database last: the login keeps its copy until then)."""
+"""(keyword, identity, owner) of each object: ``ALTER … OWNER TO`` (the database last: the login keeps it till then)."""
 
-_GRANTEE = ("CASE WHEN a.grantee = 0 THEN 'PUBLIC' "
-            "ELSE quote_ident((SELECT rolname FROM pg_roles WHERE oid = a.grantee)) END")
+_GRANTEE = "(SELECT rolname::text FROM pg_roles WHERE oid = a.grantee)"  # NULL: PUBLIC
 Q_ACL = f"""
 WITH u AS (SELECT o.*, CASE WHEN o.kw IN ('VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE') THEN 'TABLE'
                             WHEN o.kw = 'AGGREGATE' THEN 'FUNCTION' WHEN o.kw = 'SERVER' THEN 'FOREIGN SERVER'
@@ -101,20 +104,19 @@ WITH u AS (SELECT o.*, CASE WHEN o.kw IN ('VIEW', 'MATERIALIZED VIEW', 'FOREIGN 
             FROM u, aclexplode(u.acl) a WHERE u.acl IS NOT NULL),
  dflt AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
             FROM u, aclexplode(acldefault(u.kind::"char", u.owner)) a WHERE u.acl IS NOT NULL)
-SELECT format('REVOKE %s ON %s %s FROM %s', a.privilege_type, a.kw, a.identity, {_GRANTEE}) FROM dflt a
+SELECT 'REVOKE', a.privilege_type, a.kw, a.identity, NULL::text, {_GRANTEE}, false FROM dflt a
  WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.kw, w.identity, w.grantee, w.privilege_type)
                                             = (a.kw, a.identity, a.grantee, a.privilege_type))
 UNION ALL
-SELECT format('GRANT %s ON %s %s TO %s%s', a.privilege_type, a.kw, a.identity, {_GRANTEE},
-              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END) FROM want a
+SELECT 'GRANT', a.privilege_type, a.kw, a.identity, NULL, {_GRANTEE}, a.is_grantable FROM want a
  WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.kw, d.identity, d.grantee, d.privilege_type, d.is_grantable)
                                             = (a.kw, a.identity, a.grantee, a.privilege_type, a.is_grantable))
 UNION ALL  -- a column's privileges (its default ACL is empty)
-SELECT format('GRANT %s (%I) ON TABLE %s TO %s%s', a.privilege_type, att.attname, u.identity, {_GRANTEE},
-              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+SELECT 'GRANT', a.privilege_type, 'TABLE', u.identity, att.attname::text, {_GRANTEE}, a.is_grantable
   FROM u JOIN pg_attribute att ON u.cat = 'pg_class'::regclass AND att.attrelid = u.oid
    AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL, aclexplode(att.attacl) a"""
-"""GRANT/REVOKE making each object's (and column's) ACL on the copy the target's (the copy's is the owner's default)."""
+"""(GRANT or REVOKE, privilege, keyword, identity, column, grantee or NULL: PUBLIC, with grant option): what makes
+each object's (and column's) ACL on the copy the target's (the copy's is the owner's default)."""
 
 _DEFACL_KIND = "CASE x.defaclobjtype WHEN 'S' THEN 's' ELSE x.defaclobjtype END"
 _DEFACL_ON = ("CASE x.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' "
@@ -126,19 +128,17 @@ WITH x AS (SELECT d.oid, d.defaclrole, d.defaclnamespace, d.defaclobjtype, d.def
  want AS (SELECT x.oid, a.* FROM x, aclexplode(x.defaclacl) a),
  dflt AS (SELECT x.oid, a.* FROM x, aclexplode(acldefault(({_DEFACL_KIND})::"char", x.defaclrole)) a
            WHERE x.defaclnamespace = 0)
-SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s REVOKE %s ON %s FROM %s', x.role,
-              coalesce(' IN SCHEMA ' || quote_ident(x.nsp), ''), a.privilege_type, {_DEFACL_ON}, {_GRANTEE})
+SELECT 'REVOKE', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, false
   FROM x JOIN dflt a ON a.oid = x.oid
  WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.oid, w.grantee, w.privilege_type) = (a.oid, a.grantee,
                                                                                      a.privilege_type))
 UNION ALL
-SELECT format('ALTER DEFAULT PRIVILEGES FOR ROLE %I%s GRANT %s ON %s TO %s%s', x.role,
-              coalesce(' IN SCHEMA ' || quote_ident(x.nsp), ''), a.privilege_type, {_DEFACL_ON}, {_GRANTEE},
-              CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END)
+SELECT 'GRANT', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, a.is_grantable
   FROM x JOIN want a ON a.oid = x.oid
  WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.oid, d.grantee, d.privilege_type, d.is_grantable)
                                             = (a.oid, a.grantee, a.privilege_type, a.is_grantable))"""
-"""``ALTER DEFAULT PRIVILEGES`` making the copy's ``pg_default_acl`` the target's."""
+"""(GRANT or REVOKE, privilege, TABLES/SEQUENCES/…, role, schema or NULL, grantee or NULL, with grant option):
+``ALTER DEFAULT PRIVILEGES`` making the copy's ``pg_default_acl`` the target's."""
 
 Q_SETTINGS = """
 SELECT CASE WHEN s.setrole = 0 THEN 'database' WHEN s.setdatabase = 0 THEN 'role' ELSE 'role in database' END,
@@ -163,20 +163,79 @@ REFUSED = {"agent19.": "agent19's own: agent19.isolated_copy is the copy's guard
 
 @dataclasses.dataclass
 class Access:
-    """What the copy is given of the target: statements composed on the target, and its settings."""
+    """What the copy is given of the target: the rows of :data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL` and
+    :data:`Q_SETTINGS` (composed into statements by :func:`apply`)."""
 
-    owners: list[str]
-    acl: list[str]
+    owners: list[tuple[Any, ...]]
+    acl: list[tuple[Any, ...]]
+    default_acl: list[tuple[Any, ...]]
     settings: list[tuple[str, list[str]]]
 
 
 def read_target(conn: psycopg.Connection[Any]) -> Access:
     """The target's owners, ACLs, default privileges and settings for this login (catalog reads only)."""
     cur = conn.cursor(row_factory=tuple_row)
-    owners = [r[0] for r in cur.execute(Q_OWNERS).fetchall()]
-    acl = [r[0] for r in cur.execute(Q_ACL).fetchall()] + [r[0] for r in cur.execute(Q_DEFAULT_ACL).fetchall()]
-    settings = [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()]
-    return Access(owners, acl, settings)
+    return Access(*(list(cur.execute(q).fetchall()) for q in (Q_OWNERS, Q_ACL, Q_DEFAULT_ACL)),
+                  [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()])
+
+
+KEYWORDS = frozenset({
+    "SCHEMA", "TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE", "FUNCTION", "PROCEDURE", "AGGREGATE",
+    "TYPE", "DOMAIN", "SERVER", "FOREIGN SERVER", "DATABASE", "COLLATION", "CONVERSION", "OPERATOR", "OPERATOR CLASS",
+    "OPERATOR FAMILY", "TEXT SEARCH DICTIONARY", "TEXT SEARCH CONFIGURATION", "STATISTICS",
+    "TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS"})
+PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "EXECUTE", "USAGE",
+                        "CREATE", "CONNECT", "TEMPORARY", "MAINTAIN"})
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_BARE = re.compile(r"[A-Za-z0-9_$.,()\[\] +\-*/<>=~!@#%^&|`?]*")
+
+
+class Unexpected(ValueError):
+    """A row of the target's catalog that is not what the queries above produce (a statement is not made of it)."""
+
+
+def _word(value: Any, allowed: frozenset[str]) -> sql.SQL:
+    if value not in allowed:
+        raise Unexpected(f"unexpected {value!r} from the target's catalog")
+    return sql.SQL(value)
+
+
+def _identity(value: Any) -> sql.SQL:
+    """``pg_identify_object``'s identity (``public.f(integer)``, ``s."Odd name"``, ``s.cls USING btree``): quoted
+    names, and outside them only what names, argument lists and operators are made of — no ``;``, no comment."""
+    bare = _QUOTED.sub("", str(value))
+    if not _BARE.fullmatch(bare) or "--" in bare or "/*" in bare or not bare.strip(" ."):
+        raise Unexpected(f"unexpected identity {value!r} from the target's catalog")
+    return sql.SQL(str(value))
+
+
+def _grantee(name: Any) -> sql.Composable:
+    return sql.SQL("PUBLIC") if name is None else sql.Identifier(name)
+
+
+def owner_statement(row: tuple[Any, ...]) -> sql.Composed:
+    kw, identity, owner = row
+    return sql.SQL("ALTER {} {} OWNER TO {}").format(_word(kw, KEYWORDS), _identity(identity), sql.Identifier(owner))
+
+
+def acl_statement(row: tuple[Any, ...]) -> sql.Composed:
+    action, privilege, kw, identity, column, grantee, grantable = row
+    what = _word(privilege, PRIVILEGES)
+    if column is not None:
+        what = sql.SQL("{} ({})").format(what, sql.Identifier(column))
+    return sql.SQL("{} {} ON {} {} {} {}{}").format(
+        _word(action, frozenset({"GRANT", "REVOKE"})), what, _word(kw, KEYWORDS), _identity(identity),
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+
+
+def default_acl_statement(row: tuple[Any, ...]) -> sql.Composed:
+    action, privilege, on, role, schema, grantee, grantable = row
+    return sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} {} {} ON {} {} {}{}").format(
+        sql.Identifier(role), sql.SQL(" IN SCHEMA {}").format(sql.Identifier(schema)) if schema else sql.SQL(""),
+        _word(action, frozenset({"GRANT", "REVOKE"})), _word(privilege, PRIVILEGES), _word(on, KEYWORDS),
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
 
 
 def read_access(db: Database) -> Access:
@@ -232,15 +291,17 @@ def set_statement(level: str, login: str, dbname: str, entry: str) -> sql.Compos
 def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
     """As the copy's superuser (on its copy of the database), the target's owners, ACLs and settings; returns what
     could not be made as the target has it (one note per kind, a few examples each)."""
-    failed: dict[str, list[str]] = {"owner": [], "privilege": []}
+    failed: dict[str, list[str]] = {}
     notes: list[str] = []
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        for kind, statements in (("owner", access.owners), ("privilege", access.acl)):
-            for statement in statements:
-                try:  # composed by the target's server from its catalog (quoted identities), not from the dump
-                    conn.execute(statement.encode())
-                except psycopg.Error as exc:
-                    failed[kind].append(f"{statement} ({_first_line(exc)})")
+        for kind, make, rows in (("owner", owner_statement, access.owners), ("privilege", acl_statement, access.acl),
+                                 ("default privilege", default_acl_statement, access.default_acl)):
+            for row in rows:
+                try:  # composed from the target's catalog rows (names quoted here), never from the dump's text
+                    statement = make(row)
+                    conn.execute(statement)
+                except (psycopg.Error, Unexpected) as exc:
+                    failed.setdefault(kind, []).append(f"{row} ({_first_line(exc)})")
         notices: list[str] = []  # what the server says of a setting it accepts (a name that does not exist here)
         conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
         for level, entries in access.settings:
