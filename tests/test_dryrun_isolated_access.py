@@ -150,6 +150,18 @@ def test_list_settings_split_as_the_server_stores_them():
     assert split_list("") == []
 
 
+def test_a_noinherit_login_has_not_the_privileges_of_its_roles_in_the_copy(app, other, dsn, work):
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"GRANT {other} TO {_user(app)}")
+        c.execute(f"ALTER ROLE {_user(app)} NOINHERIT")  # a member, but the owner's rights only after SET ROLE
+    sql = "ALTER TABLE foreign_owned ADD COLUMN c int;\n"
+    for where in (None, work):  # the target, then the copy: the same refusal
+        r = _run(app, sql, where)
+        assert "must be owner of table foreign_owned" in (r.statements[0].untested or ""), (where, r.statements[0])
+    r = _run(app, f"SET ROLE {other};\nALTER TABLE foreign_owned ADD COLUMN c int;\n", work)
+    assert r.statements[1].error is None and not r.statements[1].untested, r.statements
+
+
 KINDS = """
 CREATE SCHEMA s2;
 CREATE TYPE s2.mood AS ENUM ('a', 'b');

@@ -170,13 +170,17 @@ class Access:
     acl: list[tuple[Any, ...]]
     default_acl: list[tuple[Any, ...]]
     settings: list[tuple[str, list[str]]]
+    inherit: bool = True
+    """The login's INHERIT: a NOINHERIT login has no privileges of the roles it is a member of until SET ROLE."""
 
 
 def read_target(conn: psycopg.Connection[Any]) -> Access:
     """The target's owners, ACLs, default privileges and settings for this login (catalog reads only)."""
     cur = conn.cursor(row_factory=tuple_row)
+    inherit = cur.execute("SELECT rolinherit FROM pg_roles WHERE rolname = current_user").fetchone()
     return Access(*(list(cur.execute(q).fetchall()) for q in (Q_OWNERS, Q_ACL, Q_DEFAULT_ACL)),
-                  [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()])
+                  [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()],
+                  inherit=bool(inherit[0]) if inherit else True)
 
 
 KEYWORDS = frozenset({
@@ -294,6 +298,8 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
     failed: dict[str, list[str]] = {}
     notes: list[str] = []
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if not access.inherit:  # its memberships (isolated._roles) then give it nothing without SET ROLE, as there
+            conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(sql.Identifier(login)))
         for kind, make, rows in (("owner", owner_statement, access.owners), ("privilege", acl_statement, access.acl),
                                  ("default privilege", default_acl_statement, access.default_acl)):
             for row in rows:
