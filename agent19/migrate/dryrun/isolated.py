@@ -19,9 +19,12 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
    roles), and owns a database of the target's name. The cluster's superuser creates the extensions that need one
-   (:func:`agent19.ops.backup.restorer.precreate`); the login loads the rest of the dump with ``psql`` — every
-   object is then the login's (as the role that applies migrations usually owns the tables). What cannot be made
-   (an event trigger, a function in an untrusted language, an extension not installed here) is said, not hidden.
+   (:func:`agent19.ops.backup.restorer.precreate`); the login loads the rest of the dump with ``psql``. Then the
+   cluster's superuser gives every object its owner and ACL on the target, and the login the target's database and
+   role settings (:mod:`agent19.migrate.dryrun.isolated_access`, read from the target's catalog in step 1): the copy
+   refuses what the target refuses for want of a privilege, and resolves names through its search_path. What cannot
+   be made (an event trigger, a function in an untrusted language, an extension not installed here, a setting the
+   copy refuses) is said, not hidden.
    No rows are copied (a sample would be loaded before the guard screens the migration: the copy's triggers and
    CHECK constraints would run unguarded).
 4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
@@ -56,7 +59,7 @@ from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun import scratch_schema
+from agent19.migrate.dryrun import isolated_access, scratch_schema
 from agent19.migrate.dryrun.early_scratch import cached_dump
 from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
 from agent19.migrate.parse import Statement
@@ -125,8 +128,9 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                          "throwaway cluster's own", "dry-run as another login, or of another database")
     bindir = throwaway_cluster.server_bindir(major)
     # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
-    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(1, thread_name_prefix="agent19-dump") as bg:
+    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg:
         dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
         token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
@@ -147,13 +151,15 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
         failure = scratch_schema.load_schema("", copy_dsn, major, skip_extensions=made, stop_on_error=False,
                                              dump=(_without_schemas(dump, schemas), None))
+        # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
+        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
-                  "owner of every object there, no superuser); no rows: lock modes, rewrites and errors are observed "
-                  "there, durations are not those of the real data")
+                  "no superuser; the target's owners, privileges and settings); no rows: lock modes, rewrites and "
+                  "errors are observed there, durations are not those of the real data")
         try:
             yield Copy(copy, info, wd.path)
         finally:

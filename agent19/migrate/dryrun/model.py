@@ -169,7 +169,7 @@ class IsolatedCopy(BaseModel):
     where: str = Field(description="what the copy is and what its figures mean")
     major: int = Field(description="the throwaway cluster's PostgreSQL major version (the target's)")
     role: str = Field(description="the role the migration ran as there: the target's login by name, no superuser, "
-                      "owner of every object")
+                      "the target's owners, privileges and settings around it")
     rows: int = Field(default=0, description="rows per table copied (0: the tables are empty)")
     restore_errors: list[str] = Field(default=[], description="what of the schema could not be restored there")
     dump: str = Field(default="", description="how the target's schema was had (pg_dump, or a dump kept by a running "

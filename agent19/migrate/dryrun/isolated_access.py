@@ -1,0 +1,335 @@
+"""The target's owners, privileges and settings in an isolated copy (:mod:`agent19.migrate.dryrun.isolated`).
+
+The copy's schema is restored by the target's login (``--no-owner --no-privileges``): it would own every object there
+and hold every privilege, so an ``ALTER TABLE`` on a table another role owns, or an ``INSERT`` the login may not do,
+would pass there and fail on the target. And ``pg_dump`` does not dump ``ALTER DATABASE/ROLE … SET``
+(``pg_db_role_setting``): an unqualified name resolved through the target's ``search_path`` would not resolve there.
+So, once the schema is restored, the copy's bootstrap superuser makes the copy decide as the target does:
+
+* **owners** — every schema, relation (tables, views, materialized views, sequences not owned by a column, foreign
+  tables), function/procedure/aggregate, type/domain, collation, conversion, operator (class, family), text search
+  dictionary/configuration, statistics object and foreign server, and the database itself, gets its owner on the
+  target: ``ALTER … OWNER TO``;
+* **privileges** — each object's ACL (and each column's) is made the target's: what the target's ACL has beyond the
+  owner's default is granted, what it lacks of that default is revoked (as the owner: a superuser's GRANT/REVOKE acts
+  for the owner); default privileges (``pg_default_acl``) likewise;
+* **settings** — the ``pg_db_role_setting`` rows that apply to the login in the target's database (database-wide,
+  the login's, the login's in that database) are set there (``ALTER DATABASE/ROLE … SET``); one the copy refuses is
+  said in the result.
+
+All of it is computed from the **target's catalog** (:data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL`,
+:data:`Q_SETTINGS`), never from the dump's text, which a table comment or a function body can shape: the catalog's
+rows (a keyword, ``pg_identify_object``'s quoted identity, role names, a privilege) are composed into statements here,
+names quoted here, keywords and privileges from fixed lists, identities checked to be names and argument lists only
+(:func:`owner_statement`): not even a server that answers with crafted rows makes the copy's superuser run another
+statement. The ACLs are read from the catalog (``aclexplode``) rather than from a second, custom-format ``pg_dump``
+restored with ``pg_restore -L``: the copy already has one plain dump (kept by a running server while the catalogs are
+unchanged, which it may be across a GRANT), a second dump would read the target again and take its locks again, and
+the catalog gives the same rows without parsing any archive.
+
+Running these statements as the copy's superuser is safe: ``ALTER … OWNER TO``, ``GRANT``/``REVOKE``, ``ALTER DEFAULT
+PRIVILEGES`` and ``ALTER DATABASE/ROLE … SET`` change catalog rows only and run no user code (no trigger, no
+function, no expression of the restored schema), unlike the restore itself, which the login runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import tuple_row
+
+from agent19.db.connection import Database
+
+# the objects whose owner and ACL are copied: (catalog, oid, owner, acl, acldefault's kind, SQL keyword)
+_OBJECTS = """
+SELECT 'pg_namespace'::regclass AS cat, n.oid, n.nspowner AS owner, n.nspacl AS acl, 'n' AS kind, 'SCHEMA' AS kw,
+       n.oid AS nsp
+  FROM pg_namespace n
+UNION ALL
+SELECT 'pg_class'::regclass, c.oid, c.relowner, c.relacl, CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END,
+       CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.relnamespace
+  FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+            AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+UNION ALL
+SELECT 'pg_proc'::regclass, p.oid, p.proowner, p.proacl, 'f',
+       CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       p.pronamespace FROM pg_proc p
+UNION ALL
+SELECT 'pg_type'::regclass, t.oid, t.typowner, t.typacl, 'T', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+       t.typnamespace FROM pg_type t WHERE t.typtype IN ('d', 'e', 'r')
+    OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_class r WHERE r.oid = t.typrelid) = 'c')
+UNION ALL
+SELECT 'pg_foreign_server'::regclass, s.oid, s.srvowner, s.srvacl, 'S', 'SERVER', NULL FROM pg_foreign_server s
+UNION ALL
+SELECT 'pg_database'::regclass, d.oid, d.datdba, d.datacl, 'd', 'DATABASE', NULL FROM pg_database d
+ WHERE d.datname = current_database()
+UNION ALL SELECT 'pg_collation'::regclass, oid, collowner, NULL, NULL, 'COLLATION', collnamespace FROM pg_collation
+UNION ALL SELECT 'pg_conversion'::regclass, oid, conowner, NULL, NULL, 'CONVERSION', connamespace FROM pg_conversion
+UNION ALL SELECT 'pg_operator'::regclass, oid, oprowner, NULL, NULL, 'OPERATOR', oprnamespace FROM pg_operator
+UNION ALL SELECT 'pg_opclass'::regclass, oid, opcowner, NULL, NULL, 'OPERATOR CLASS', opcnamespace FROM pg_opclass
+UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfowner, NULL, NULL, 'OPERATOR FAMILY', opfnamespace FROM pg_opfamily
+UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictowner, NULL, NULL, 'TEXT SEARCH DICTIONARY', dictnamespace
+  FROM pg_ts_dict
+UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgowner, NULL, NULL, 'TEXT SEARCH CONFIGURATION', cfgnamespace
+  FROM pg_ts_config
+UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxowner, NULL, NULL, 'STATISTICS', stxnamespace
+  FROM pg_statistic_ext
+"""
+# the schema's own objects: not the system's, not an extension's (the extension made them, as on the target)
+_USER_OBJECTS = f"""
+SELECT o.*, i.identity FROM ({_OBJECTS}) o, pg_identify_object(o.cat, o.oid, 0) i
+ WHERE coalesce((SELECT n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+                   FROM pg_namespace n WHERE n.oid = o.nsp), true)
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.cat AND d.objid = o.oid AND d.deptype = 'e')"""
+
+Q_OWNERS = f"""
+SELECT u.kw, u.identity, r.rolname::text
+  FROM ({_USER_OBJECTS}) u JOIN pg_roles r ON r.oid = u.owner
+ ORDER BY u.cat = 'pg_database'::regclass, u.cat = 'pg_namespace'::regclass, u.kw, u.identity"""
+"""(keyword, identity, owner) of each object: ``ALTER … OWNER TO`` (the database last: the login keeps it till then)."""
+
+_GRANTEE = "(SELECT rolname::text FROM pg_roles WHERE oid = a.grantee)"  # NULL: PUBLIC
+Q_ACL = f"""
+WITH u AS (SELECT o.*, CASE WHEN o.kw IN ('VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE') THEN 'TABLE'
+                            WHEN o.kw = 'AGGREGATE' THEN 'FUNCTION' WHEN o.kw = 'SERVER' THEN 'FOREIGN SERVER'
+                            ELSE o.kw END AS on_kw  -- GRANT's word for the kind
+              FROM ({_USER_OBJECTS}) o),
+ want AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
+            FROM u, aclexplode(u.acl) a WHERE u.acl IS NOT NULL),
+ dflt AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
+            FROM u, aclexplode(acldefault(u.kind::"char", u.owner)) a WHERE u.acl IS NOT NULL)
+SELECT 'REVOKE', a.privilege_type, a.kw, a.identity, NULL::text, {_GRANTEE}, false FROM dflt a
+ WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.kw, w.identity, w.grantee, w.privilege_type)
+                                            = (a.kw, a.identity, a.grantee, a.privilege_type))
+UNION ALL
+SELECT 'GRANT', a.privilege_type, a.kw, a.identity, NULL, {_GRANTEE}, a.is_grantable FROM want a
+ WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.kw, d.identity, d.grantee, d.privilege_type, d.is_grantable)
+                                            = (a.kw, a.identity, a.grantee, a.privilege_type, a.is_grantable))
+UNION ALL  -- a column's privileges (its default ACL is empty)
+SELECT 'GRANT', a.privilege_type, 'TABLE', u.identity, att.attname::text, {_GRANTEE}, a.is_grantable
+  FROM u JOIN pg_attribute att ON u.cat = 'pg_class'::regclass AND att.attrelid = u.oid
+   AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL, aclexplode(att.attacl) a"""
+"""(GRANT or REVOKE, privilege, keyword, identity, column, grantee or NULL: PUBLIC, with grant option): what makes
+each object's (and column's) ACL on the copy the target's (the copy's is the owner's default)."""
+
+_DEFACL_KIND = "CASE x.defaclobjtype WHEN 'S' THEN 's' ELSE x.defaclobjtype END"
+_DEFACL_ON = ("CASE x.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' "
+              "WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END")
+Q_DEFAULT_ACL = f"""
+WITH x AS (SELECT d.oid, d.defaclrole, d.defaclnamespace, d.defaclobjtype, d.defaclacl,
+                  (SELECT rolname FROM pg_roles WHERE oid = d.defaclrole) AS role,
+                  (SELECT nspname FROM pg_namespace WHERE oid = d.defaclnamespace) AS nsp FROM pg_default_acl d),
+ want AS (SELECT x.oid, a.* FROM x, aclexplode(x.defaclacl) a),
+ dflt AS (SELECT x.oid, a.* FROM x, aclexplode(acldefault(({_DEFACL_KIND})::"char", x.defaclrole)) a
+           WHERE x.defaclnamespace = 0)
+SELECT 'REVOKE', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, false
+  FROM x JOIN dflt a ON a.oid = x.oid
+ WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.oid, w.grantee, w.privilege_type) = (a.oid, a.grantee,
+                                                                                     a.privilege_type))
+UNION ALL
+SELECT 'GRANT', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, a.is_grantable
+  FROM x JOIN want a ON a.oid = x.oid
+ WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.oid, d.grantee, d.privilege_type, d.is_grantable)
+                                            = (a.oid, a.grantee, a.privilege_type, a.is_grantable))"""
+"""(GRANT or REVOKE, privilege, TABLES/SEQUENCES/…, role, schema or NULL, grantee or NULL, with grant option):
+``ALTER DEFAULT PRIVILEGES`` making the copy's ``pg_default_acl`` the target's."""
+
+Q_SETTINGS = """
+SELECT CASE WHEN s.setrole = 0 THEN 'database' WHEN s.setdatabase = 0 THEN 'role' ELSE 'role in database' END,
+       s.setconfig
+  FROM pg_db_role_setting s
+ WHERE (s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) OR s.setdatabase = 0)
+   AND (s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user) OR (s.setrole = 0 AND s.setdatabase <> 0))
+ ORDER BY 1"""
+"""The settings that apply to the login's sessions in the target database: database-wide, the login's (the role it
+logs in as: ``session_user``), the login's in this database."""
+
+LIST_QUOTE = ("local_preload_libraries", "search_path", "session_preload_libraries", "shared_preload_libraries",
+              "temp_tablespaces", "unix_socket_directories")
+"""Settings whose value is a list stored with its elements quoted (``"$user", public``): set element by element."""
+REFUSED = {"agent19.": "agent19's own: agent19.isolated_copy is the copy's guard token, the target's would replace it",
+           "session_preload_libraries": "libraries of the target's server, loaded at every connection (one missing "
+                                        "here would refuse every connection)",
+           "local_preload_libraries": "libraries of the target's server, loaded at every connection (one missing "
+                                      "here would refuse every connection)"}
+"""Settings never copied (a name, or a prefix ending in a dot), and why."""
+
+
+@dataclasses.dataclass
+class Access:
+    """What the copy is given of the target: the rows of :data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL` and
+    :data:`Q_SETTINGS` (composed into statements by :func:`apply`)."""
+
+    owners: list[tuple[Any, ...]]
+    acl: list[tuple[Any, ...]]
+    default_acl: list[tuple[Any, ...]]
+    settings: list[tuple[str, list[str]]]
+    inherit: bool = True
+    """The login's INHERIT: a NOINHERIT login has no privileges of the roles it is a member of until SET ROLE."""
+
+
+def read_target(conn: psycopg.Connection[Any]) -> Access:
+    """The target's owners, ACLs, default privileges and settings for this login (catalog reads only)."""
+    cur = conn.cursor(row_factory=tuple_row)
+    inherit = cur.execute("SELECT rolinherit FROM pg_roles WHERE rolname = current_user").fetchone()
+    return Access(*(list(cur.execute(q).fetchall()) for q in (Q_OWNERS, Q_ACL, Q_DEFAULT_ACL)),
+                  [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()],
+                  inherit=bool(inherit[0]) if inherit else True)
+
+
+KEYWORDS = frozenset({
+    "SCHEMA", "TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE", "FUNCTION", "PROCEDURE", "AGGREGATE",
+    "TYPE", "DOMAIN", "SERVER", "FOREIGN SERVER", "DATABASE", "COLLATION", "CONVERSION", "OPERATOR", "OPERATOR CLASS",
+    "OPERATOR FAMILY", "TEXT SEARCH DICTIONARY", "TEXT SEARCH CONFIGURATION", "STATISTICS",
+    "TABLES", "SEQUENCES", "FUNCTIONS", "TYPES", "SCHEMAS"})
+PRIVILEGES = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "EXECUTE", "USAGE",
+                        "CREATE", "CONNECT", "TEMPORARY", "MAINTAIN"})
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_BARE = re.compile(r"[A-Za-z0-9_$.,()\[\] +\-*/<>=~!@#%^&|`?]*")
+
+
+class Unexpected(ValueError):
+    """A row of the target's catalog that is not what the queries above produce (a statement is not made of it)."""
+
+
+def _word(value: Any, allowed: frozenset[str]) -> sql.SQL:
+    if value not in allowed:
+        raise Unexpected(f"unexpected {value!r} from the target's catalog")
+    return sql.SQL(value)
+
+
+def _identity(value: Any) -> sql.SQL:
+    """``pg_identify_object``'s identity (``public.f(integer)``, ``s."Odd name"``, ``s.cls USING btree``): quoted
+    names, and outside them only what names, argument lists and operators are made of — no ``;``, no comment."""
+    bare = _QUOTED.sub("", str(value))
+    if not _BARE.fullmatch(bare) or "--" in bare or "/*" in bare or not bare.strip(" ."):
+        raise Unexpected(f"unexpected identity {value!r} from the target's catalog")
+    return sql.SQL(str(value))
+
+
+def _grantee(name: Any) -> sql.Composable:
+    return sql.SQL("PUBLIC") if name is None else sql.Identifier(name)
+
+
+def owner_statement(row: tuple[Any, ...]) -> sql.Composed:
+    kw, identity, owner = row
+    return sql.SQL("ALTER {} {} OWNER TO {}").format(_word(kw, KEYWORDS), _identity(identity), sql.Identifier(owner))
+
+
+def acl_statement(row: tuple[Any, ...]) -> sql.Composed:
+    action, privilege, kw, identity, column, grantee, grantable = row
+    what = _word(privilege, PRIVILEGES)
+    if column is not None:
+        what = sql.SQL("{} ({})").format(what, sql.Identifier(column))
+    return sql.SQL("{} {} ON {} {} {} {}{}").format(
+        _word(action, frozenset({"GRANT", "REVOKE"})), what, _word(kw, KEYWORDS), _identity(identity),
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+
+
+def default_acl_statement(row: tuple[Any, ...]) -> sql.Composed:
+    action, privilege, on, role, schema, grantee, grantable = row
+    return sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} {} {} ON {} {} {}{}").format(
+        sql.Identifier(role), sql.SQL(" IN SCHEMA {}").format(sql.Identifier(schema)) if schema else sql.SQL(""),
+        _word(action, frozenset({"GRANT", "REVOKE"})), _word(privilege, PRIVILEGES), _word(on, KEYWORDS),
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+
+
+def read_access(db: Database) -> Access:
+    """:func:`read_target` on a read-only transaction of ``db`` (the target)."""
+    with db.read() as conn:
+        return read_target(conn)
+
+
+def split_list(value: str) -> list[str]:
+    """The elements of a list setting as the server stores it (``"$user", public``), as the server splits it: a
+    double-quoted element (``""`` is one quote) or an unquoted one up to a space or comma; spaces between dropped."""
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        while i < n and value[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        item: list[str] = []
+        if value[i] == '"':
+            i += 1
+            while i < n:
+                if value[i] == '"':
+                    if value[i + 1:i + 2] != '"':
+                        i += 1
+                        break
+                    i += 1
+                item.append(value[i])
+                i += 1
+        else:
+            while i < n and value[i] != "," and not value[i].isspace():
+                item.append(value[i])
+                i += 1
+        out.append("".join(item))
+        while i < n and value[i] != ",":
+            i += 1
+        i += 1
+    return out
+
+
+def set_statement(level: str, login: str, dbname: str, entry: str) -> sql.Composed:
+    """``ALTER DATABASE/ROLE … SET name = value`` of one ``name=value`` entry of ``pg_db_role_setting``."""
+    name, _, value = entry.partition("=")
+    target = {"database": sql.SQL("DATABASE {}").format(sql.Identifier(dbname)),
+              "role": sql.SQL("ROLE {}").format(sql.Identifier(login)),
+              "role in database": sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(login),
+                                                                            sql.Identifier(dbname))}[level]
+    values = split_list(value) if name.lower() in LIST_QUOTE else [value]
+    rhs = sql.SQL(", ").join(sql.Literal(v) for v in values) if values else sql.Literal("")
+    return sql.SQL("ALTER {} SET {} = {}").format(target, sql.Identifier(*name.split(".")), rhs)
+
+
+def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
+    """As the copy's superuser (on its copy of the database), the target's owners, ACLs and settings; returns what
+    could not be made as the target has it (one note per kind, a few examples each)."""
+    failed: dict[str, list[str]] = {}
+    notes: list[str] = []
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if not access.inherit:  # its memberships (isolated._roles) then give it nothing without SET ROLE, as there
+            conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(sql.Identifier(login)))
+        for kind, make, rows in (("owner", owner_statement, access.owners), ("privilege", acl_statement, access.acl),
+                                 ("default privilege", default_acl_statement, access.default_acl)):
+            for row in rows:
+                try:  # composed from the target's catalog rows (names quoted here), never from the dump's text
+                    statement = make(row)
+                    conn.execute(statement)
+                except (psycopg.Error, Unexpected) as exc:
+                    failed.setdefault(kind, []).append(f"{row} ({_first_line(exc)})")
+        notices: list[str] = []  # what the server says of a setting it accepts (a name that does not exist here)
+        conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
+        for level, entries in access.settings:
+            for entry in entries:
+                name = entry.partition("=")[0].lower()
+                why = [w for prefix, w in REFUSED.items() if name == prefix or prefix.endswith(".")
+                       and name.startswith(prefix)]
+                if why:
+                    notes.append(f"the target's {level} setting {entry} is not copied: {why[0]}")
+                    continue
+                notices.clear()
+                try:
+                    conn.execute(set_statement(level, login, dbname, entry))
+                except psycopg.Error as exc:
+                    notes.append(f"the target's {level} setting {entry} is not set in the copy: {_first_line(exc)}")
+                notes += [f"the target's {level} setting {entry}: {n}" for n in notices]
+    for kind, items in failed.items():
+        if items:
+            notes.append(f"{len(items)} {kind} statement(s) could not be made as on the target, e.g. "
+                         + "; ".join(items[:3]))
+    return notes
+
+
+def _first_line(exc: psycopg.Error) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
