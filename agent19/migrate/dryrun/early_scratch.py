@@ -89,7 +89,7 @@ def keyed_dump(db: Database, major: int, state: Callable[[], str | None] | None 
     if key is not None and dump is None and (kept := dump_cache.lookup(target, key)) is not None:
         return (kept, None), "schema dump reused (the target's catalogs are unchanged since it was taken)", key
     if dump is None:
-        dump = scratch_mod.dump_schema(db.dsn, major)
+        dump = scratch_mod.dump_schema(db.dsn, major, lock_timeout_ms=db.settings.lock_timeout_ms)
     if key is not None and dump[0] is not None:
         dump_cache.store(target, key, dump[0])
         return dump, "schema dump taken (pg_dump)", key
@@ -114,7 +114,8 @@ def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
         def take() -> None:  # in a thread of its own, while this session reads the digest
             try:
                 with children.owned_by(work):
-                    outcome.append(scratch_mod.dump_schema(db.dsn, major, snapshot))
+                    outcome.append(scratch_mod.dump_schema(db.dsn, major, snapshot,
+                                                                   lock_timeout_ms=db.settings.lock_timeout_ms))
             except Exception as exc:  # noqa: BLE001 — a broken pg_dump is reported as the copy's failure
                 outcome.append((None, f"pg_dump failed: {exc}"))
 
@@ -129,7 +130,8 @@ def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
             dumping.join()
         dump = outcome[0] if outcome else (None, "pg_dump did not run")
         if dump[0] is None and "snapshot" in (dump[1] or ""):
-            return scratch_mod.dump_schema(db.dsn, major), None  # the snapshot could not be used: as before
+            # the snapshot could not be used: as before
+            return scratch_mod.dump_schema(db.dsn, major, lock_timeout_ms=db.settings.lock_timeout_ms), None
         return dump, state
     finally:
         conn.execute("ROLLBACK")

@@ -149,8 +149,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                                    restorer.parse_extensions(dump.decode(errors="replace")),
                                                    owner=login)
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
-        failure = scratch_schema.load_schema("", copy_dsn, major, skip_extensions=made, stop_on_error=False,
-                                             dump=(_without_schemas(dump, schemas), None))
+        failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
+                                             skip_extensions=made, stop_on_error=False)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))

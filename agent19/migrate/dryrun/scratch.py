@@ -291,12 +291,12 @@ def create(
         forbidden = []
     unfaithful = [f"extension {e} not copied: this role cannot create it (not trusted; a superuser can); "
                   "what uses it is missing in the scratch database" for e in forbidden]
-    schema = dump() if dump is not None else None
-    failure = load_schema(db.dsn, dsn, major, forbidden, dump=schema)
+    schema = dump() if dump is not None else dump_schema(db.dsn, major, lock_timeout_ms=db.settings.lock_timeout_ms)
+    failure = load_schema(dsn, major, schema, forbidden)
     if failure and forbidden:  # something depends on a left-out extension: copy all that can be copied
         _drop(admin, name)
         _new_database(admin, name)
-        partial = load_schema(db.dsn, dsn, major, forbidden, stop_on_error=False, dump=schema)
+        partial = load_schema(dsn, major, schema, forbidden, stop_on_error=False)
         unfaithful.append(f"schema copied without what depends on {', '.join(forbidden)} ({partial or failure})")
         return ScratchDatabase(name, dsn, "schema_copy", notes=[*notes, "schema-only copy (pg_dump | psql), partial",
                                                                 *unfaithful], unfaithful=unfaithful)

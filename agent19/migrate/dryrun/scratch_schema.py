@@ -51,11 +51,18 @@ def _without_extensions(dump: bytes, names: list[str]) -> bytes:
     return pattern.sub("", dump.decode()).encode()
 
 
-def dump_schema(source_dsn: str, major: int, snapshot: str | None = None) -> tuple[bytes | None, str | None]:
+_LOCKED = re.compile(r"LOCK TABLE (.+?) IN ACCESS SHARE MODE")
+
+
+def dump_schema(source_dsn: str, major: int, snapshot: str | None = None, *,
+                lock_timeout_ms: int) -> tuple[bytes | None, str | None]:
     """The target's schema as SQL (``pg_dump --schema-only``): (the dump, None) or (None, why it failed).
     ``snapshot``: a snapshot exported by an open transaction (``pg_export_snapshot()``) to dump as of.
 
-    pg_dump takes ACCESS SHARE on every table it dumps: run it before the dry run's transaction locks them."""
+    pg_dump takes ACCESS SHARE on every table it dumps, and holds them until it ends: run it before the dry run's
+    transaction locks them. ``lock_timeout_ms`` (the session's ``lock_timeout``) bounds its wait for each lock
+    (``--lock-wait-timeout``): pg_dump waiting behind another session's lock would hold the locks it has, and an
+    application's ALTER queued behind them would make every later query on those tables wait too."""
     pg_dump = pg_binary("pg_dump", major)
     if not pg_dump or not pg_binary("psql", major):
         return None, "pg_dump/psql not found"
@@ -63,19 +70,41 @@ def dump_schema(source_dsn: str, major: int, snapshot: str | None = None) -> tup
     source, source_env = child_connection(source_dsn, {**os.environ, "PGCONNECT_TIMEOUT": "5"})
     dump = children.run(  # stopped first by an exit or signal cleanup: see agent19.children
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
-         *([f"--snapshot={snapshot}"] if snapshot else []), "-d", source], env=source_env, timeout=600,
+         f"--lock-wait-timeout={int(lock_timeout_ms)}", *([f"--snapshot={snapshot}"] if snapshot else []),
+         "-d", source], env=source_env, timeout=600,
     )
     if dump.returncode != 0:
-        return None, "pg_dump failed: " + dump.stderr.decode(errors="replace").strip()[-500:]
+        stderr = dump.stderr.decode(errors="replace").strip()
+        if (waited := _LOCKED.search(stderr)) and "timeout" in stderr:
+            tables = waited.group(1)
+            return None, (f"pg_dump waited more than {int(lock_timeout_ms)} ms for a lock on {tables}"
+                          f"{_holders(source_dsn, tables)}: {stderr[-300:]} (another session holds a lock on it: "
+                          "retry when it is released, or raise lock_timeout)")
+        return None, "pg_dump failed: " + stderr[-500:]
     return dump.stdout, None
 
 
-def load_schema(source_dsn: str, dest_dsn: str, major: int, skip_extensions: list[str] | None = None,
-                 stop_on_error: bool = True, dump: tuple[bytes | None, str | None] | None = None) -> str | None:
-    """Copy the schema with pg_dump | psql; returns why it failed, or None on success. Extensions in
+def _holders(source_dsn: str, tables: str) -> str:
+    """`` held by pid …`` for the sessions holding a lock on ``tables`` (pg_dump's text: names, comma-separated)
+    that ACCESS SHARE conflicts with, now; empty when none is (any more) or they cannot be read."""
+    try:
+        with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SET statement_timeout = 5000")
+            rows = conn.execute(
+                "SELECT DISTINCT l.pid FROM pg_locks l WHERE l.granted AND l.mode = 'AccessExclusiveLock'"
+                " AND l.relation IN (SELECT to_regclass(t) FROM unnest(%s::text[]) t) ORDER BY 1",
+                ([t.strip() for t in tables.split(",")],)).fetchall()
+    except psycopg.Error as exc:  # the failure is still said, without the holders
+        return f" (its holder could not be read: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc})"
+    return f" held by pid {', '.join(str(r[0]) for r in rows)}" if rows else ""
+
+
+def load_schema(dest_dsn: str, major: int, dump: tuple[bytes | None, str | None],
+                skip_extensions: list[str] | None = None, stop_on_error: bool = True) -> str | None:
+    """Load ``dump`` (a :func:`dump_schema`) with psql; returns why it failed, or None on success. Extensions in
     ``skip_extensions`` (the role cannot create them) are left out; without ``stop_on_error`` every
-    object that can be made is made and the errors are returned. ``dump``: a :func:`dump_schema` made earlier."""
-    schema, failure = dump or dump_schema(source_dsn, major)
+    object that can be made is made and the errors are returned."""
+    schema, failure = dump
     psql = pg_binary("psql", major)
     if schema is None or not psql:
         return failure or "pg_dump/psql not found"

@@ -1,0 +1,93 @@
+"""What an isolated dry run (agent19.migrate.dryrun.isolated) may cost the target and the machine it runs on, and
+what it refuses to pretend: pg_dump's lock waits on the target are bounded by lock_timeout, the extensions its copy's
+superuser creates are the target's (its catalog, never text inside the dump), the copy's writes are bounded, and
+blocking measured on empty tables is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from agent19.db.connection import Database
+from agent19.errors import InputError
+from agent19.migrate.dryrun.isolated import isolated_dry_run
+from agent19.migrate.dryrun.scratch_schema import dump_schema
+from agent19.migrate.parse import parse_sql
+from tests.conftest import need, session_settings
+from tests.scratch_dryruns import owner
+
+
+@pytest.fixture
+def app(dsn: str) -> str:
+    need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
+    return owner(dsn, "CREATE TABLE o (id int PRIMARY KEY, v int); CREATE TABLE tsd (id int);")
+
+
+@pytest.fixture
+def work() -> Any:
+    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
+        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
+        yield Path(path)
+
+
+def _isolated(login: str, sql: str, work: Path, settings: dict[str, Any] | None = None, **options: Any) -> Any:
+    db = Database(session_settings(dsn=login, mode="dry-run", **(settings or {})))
+    try:
+        return isolated_dry_run(db, parse_sql(sql), work_base=work, **options)
+    finally:
+        db.close()
+
+
+class _Holder:
+    """Another session holding ACCESS EXCLUSIVE on ``table`` for ``seconds`` at most (released in a timer, so that
+    code that waits without limit ends too — and fails the test by the time it took)."""
+
+    def __init__(self, login: str, table: str, seconds: float) -> None:
+        self.conn = psycopg.connect(login)
+        self.conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        self.pid = self.conn.info.backend_pid
+        self.timer = threading.Timer(seconds, self.conn.rollback)
+        self.timer.start()
+
+    def release(self) -> None:
+        self.timer.cancel()
+        self.timer.join()
+        self.conn.close()
+
+
+def test_pg_dump_of_the_schema_gives_up_after_lock_timeout_and_names_the_table(app):
+    holder = _Holder(app, "tsd", 8)
+    try:
+        start = time.monotonic()
+        dump, failure = dump_schema(app, 15, lock_timeout_ms=400)
+        took = time.monotonic() - start
+    finally:
+        holder.release()
+    assert dump is None and took < 5, (took, failure)  # not the 8 s the other session held its lock
+    assert failure is not None and failure.startswith("pg_dump waited more than 400 ms for a lock on public.tsd "
+                                                      f"held by pid {holder.pid}: "), failure
+    # once free, the same dump works
+    dump, failure = dump_schema(app, 15, lock_timeout_ms=400)
+    assert failure is None and dump is not None and b"CREATE TABLE public.tsd" in dump
+
+
+def test_an_isolated_run_does_not_wait_behind_the_targets_locks(app, work):
+    holder = _Holder(app, "tsd", 8)
+    try:
+        start = time.monotonic()
+        with pytest.raises(InputError) as raised:
+            _isolated(app, "ALTER TABLE o ADD COLUMN z int;", work, {"lock_timeout": "500ms"})
+        took = time.monotonic() - start
+    finally:
+        holder.release()
+    assert took < 6, took
+    assert str(raised.value).startswith("could not copy the target's schema: pg_dump waited more than 500 ms for a "
+                                        f"lock on public.tsd held by pid {holder.pid}"), raised.value
