@@ -18,7 +18,7 @@ import pytest
 
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun.isolated import isolated_dry_run
+from agent19.migrate.dryrun.isolated import isolated_copy, isolated_dry_run
 from agent19.migrate.dryrun.scratch_schema import dump_schema
 from agent19.migrate.parse import parse_sql
 from tests.conftest import need, session_settings
@@ -91,3 +91,36 @@ def test_an_isolated_run_does_not_wait_behind_the_targets_locks(app, work):
     assert took < 6, took
     assert str(raised.value).startswith("could not copy the target's schema: pg_dump waited more than 500 ms for a "
                                         f"lock on public.tsd held by pid {holder.pid}"), raised.value
+
+
+INJECTED = """
+CREATE TABLE t (id int);
+COMMENT ON TABLE t IS '
+CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA "Evil"" schema";
+';
+CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT '
+CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public;
+' $$;
+"""
+
+
+def test_the_copy_gets_the_targets_extensions_not_those_named_in_its_texts(dsn, app, work):
+    need(all(os.path.exists(f"/usr/share/postgresql/15/extension/{e}.control") for e in ("dblink", "file_fdw")),
+         "the contrib extensions dblink and file_fdw are not installed")
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute(INJECTED)
+    with psycopg.connect(dsn, autocommit=True) as c:  # the target's superuser: one extension that needs one
+        c.execute("CREATE SCHEMA ext; CREATE EXTENSION file_fdw WITH SCHEMA ext")
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with isolated_copy(db, work_base=work) as copy, psycopg.connect(copy.db.dsn, autocommit=True) as c:
+            made = c.execute("SELECT e.extname::text, n.nspname::text FROM pg_extension e JOIN pg_namespace n"
+                             " ON n.oid = e.extnamespace ORDER BY 1").fetchall()
+            schemas = [r[0] for r in c.execute("SELECT nspname::text FROM pg_namespace WHERE nspname !~ '^pg_'"
+                                                " AND nspname <> 'information_schema' ORDER BY 1").fetchall()]
+            comment = c.execute("SELECT obj_description('public.t'::regclass, 'pg_class')").fetchone()
+    finally:
+        db.close()
+    assert made == [("file_fdw", "ext"), ("plpgsql", "pg_catalog")], made
+    assert schemas == ["ext", "public"], schemas
+    assert comment is not None and "CREATE EXTENSION IF NOT EXISTS dblink" in comment[0], comment  # the text stays

@@ -19,7 +19,8 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
    roles), and owns a database of the target's name. The cluster's superuser creates the extensions that need one
-   (:func:`agent19.ops.backup.restorer.precreate`); the login loads the rest of the dump with ``psql``. Then the
+   (:func:`agent19.ops.backup.restorer.precreate`), of those the target's catalog lists (``pg_extension``, never
+   text in the dump); the login loads the rest of the dump with ``psql``. Then the
    cluster's superuser gives every object its owner and ACL on the target, and the login the target's database and
    role settings (:mod:`agent19.migrate.dryrun.isolated_access`, read from the target's catalog in step 1): the copy
    refuses what the target refuses for want of a privilege, and resolves names through its search_path. What cannot
@@ -119,6 +120,9 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     db.require(AccessMode.DRY_RUN, "test_migration in an isolated copy (a dry run)")
     with db.read() as conn:
         row = conn.execute(Q_TARGET).fetchone()
+        # the extensions the copy's superuser creates: the target's catalog says which, never text in the dump (a
+        # comment or a function body can hold any "CREATE EXTENSION" line)
+        extensions = restorer.source_extensions(conn)
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -146,8 +150,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
             raise InputError(f"could not copy the target's schema: {failure}",
                              "the login needs to read every object pg_dump dumps (or dry-run without isolated)")
         made, schemas, errors = restorer.precreate(make_conninfo(admin, dbname=dbname),
-                                                   restorer.parse_extensions(dump.decode(errors="replace")),
-                                                   owner=login)
+                                                   extensions, owner=login)
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
         failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
                                              skip_extensions=made, stop_on_error=False)
