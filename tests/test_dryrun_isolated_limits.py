@@ -7,6 +7,8 @@ blocking measured on empty tables is refused.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -124,3 +126,17 @@ def test_the_copy_gets_the_targets_extensions_not_those_named_in_its_texts(dsn, 
     assert made == [("file_fdw", "ext"), ("plpgsql", "pg_catalog")], made
     assert schemas == ["ext", "public"], schemas
     assert comment is not None and "CREATE EXTENSION IF NOT EXISTS dblink" in comment[0], comment  # the text stays
+
+
+def test_blocking_is_not_measured_on_the_empty_tables_of_an_isolated_copy(app, work, tmp_path):
+    with pytest.raises(InputError, match="blocking is not measured in an isolated copy: its tables are empty"):
+        _isolated(app, "ALTER TABLE o ADD COLUMN z int;", work, measure_blocking=True)
+    m = tmp_path / "0001_z.up.sql"
+    m.write_text("ALTER TABLE o ADD COLUMN z int;\n")
+    env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work)}
+    done = subprocess.run([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated", "--measure-blocking"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "blocking is not measured in an isolated copy" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "not blocked" not in done.stdout, done.stdout
+    assert not list(work.iterdir())  # refused before any copy was made

@@ -210,11 +210,9 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     for query in args.queries:  # only planned, never run
         gate.admit(ctx.db, query, gate.Purpose.PLAN)
     if args.isolated:
-        from agent19.migrate.dryrun.isolated import isolated_copy, label, rising
+        from agent19.migrate.dryrun.isolated import isolated_copy, label, refuse_unmeasurable, rising
 
-        if args.sample_rows:
-            raise InputError("sample_rows is not copied into an isolated copy (its tables are empty)",
-                             "leave sample_rows at 0 with isolated")
+        refuse_unmeasurable(args.sample_rows, args.measure_blocking)
         progress = rising(ctx.progress)  # the copy's making and the dry run there: one rising count
         with isolated_copy(ctx.db, progress) as copy:
             result = _dry_run_and_rollback(ctx, args, copy.db, up, down, progress)

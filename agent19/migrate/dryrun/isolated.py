@@ -196,15 +196,27 @@ def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
     return result
 
 
+def refuse_unmeasurable(sample_rows: int, measure_blocking: bool) -> None:
+    """Raise :class:`InputError` for what an isolated copy cannot measure, its tables being empty: sample rows (they
+    would be loaded before the guard screens the migration) and blocking probes (on empty tables a statement holding
+    an ACCESS EXCLUSIVE lock for milliseconds blocks nothing measurable: "not blocked" would say nothing of the
+    target)."""
+    if sample_rows:
+        raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
+                         "leave sample_rows at 0 with isolated")
+    if measure_blocking:
+        raise InputError("blocking is not measured in an isolated copy: its tables are empty, so a probe there says "
+                         "nothing about how long the target's reads and writes would wait",
+                         "measure_blocking without isolated (on the target or a staging copy with its data)")
+
+
 def isolated_dry_run(db: Database, statements: list[Statement], *, progress: Progress | None = None,
                      work_base: Path | None = None, **options: Any) -> DryRunResult:
     """:func:`agent19.migrate.dryrun.run.dry_run` of ``statements`` in an isolated copy of ``db``'s schema
     (``options``: dry_run's, but ``sample_rows``: the copy has no rows); the copy is removed before it returns."""
     from agent19.migrate.dryrun.run import dry_run
 
-    if options.get("sample_rows"):
-        raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
-                         "leave sample_rows at 0 with isolated")
+    refuse_unmeasurable(int(options.get("sample_rows") or 0), bool(options.get("measure_blocking")))
     progress = rising(progress) if progress is not None else None
     with isolated_copy(db, progress, work_base) as copy:
         result = dry_run(copy.db, statements, progress=progress, **options)
