@@ -17,6 +17,7 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | read_dsn           | ``--read-dsn``        | ``AGENT19_READ_DSN``        | the main DSN             |
 | allow_privileged_reads | ``--allow-privileged-reads`` | ``AGENT19_ALLOW_PRIVILEGED_READS`` | off     |
 | allow_unreadable_code | ``--allow-unreadable-code`` | ``AGENT19_ALLOW_UNREADABLE_CODE`` | off        |
+| isolated_max_mb    |                       | ``AGENT19_ISOLATED_MAX_MB`` | min(2048, 25 % of free)  |
 
 ``allow_model_confirmation`` lets a confirmation phrase arrive as a tool argument (written by
 whoever calls the tool: a model, or a pipeline's approver program); by default only a human gives it
@@ -32,6 +33,10 @@ is privileged, those tools refuse in read-only mode unless ``allow_privileged_re
 ``allow_unreadable_code`` lets a dry run (and EXPLAIN ANALYZE of a write) run on the target statements whose
 code agent19 cannot read — SQL built at run time (``EXECUTE``), functions in other languages — which it
 otherwise reports as not tested (:mod:`agent19.safety.trial`). A person's setting, never a tool argument.
+
+``isolated_max_mb`` bounds what an isolated dry run's throwaway cluster may write on this machine (its work
+directory; :mod:`agent19.migrate.dryrun.isolated_limits`): by default the smaller of 2 GB and a quarter of the free
+space where it is made. A person's setting, never a tool argument.
 
 Timeouts accept PostgreSQL's spelling: ``500ms``, ``5s``, ``2min``, ``1h`` or a bare number of
 milliseconds.
@@ -193,6 +198,8 @@ _LIMITS: dict[str, tuple[str, str, Callable[[float], bool], str]] = {
                                       lambda v: v > 0, "e.g. 24"),
     "dry_run_max_age_hours": ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "a number of hours above 0", lambda v: v > 0,
                               "e.g. 24"),
+    "isolated_max_mb": ("AGENT19_ISOLATED_MAX_MB", "a number of megabytes of at least 64", lambda v: v >= 64,
+                        "e.g. 2048"),
 }
 """The settings whose values are bounded, checked when settings are built (:meth:`Settings.__post_init__`)."""
 
@@ -257,6 +264,9 @@ class Settings:
     dry_run_max_age_hours: float = field(default=24.0, metadata={
         "description": "with require_dry_run: how long a passing dry run stays valid (it is also void once the "
         "schema changes)"})
+    isolated_max_mb: int | None = field(default=None, metadata={
+        "description": "megabytes an isolated dry run's throwaway cluster may write here (default: the smaller of "
+        "2048 and a quarter of the free space)"})
 
     def __post_init__(self) -> None:
         """What the fields' types promise, made true (text to a :class:`Secret`, a :class:`Path`, an
@@ -285,9 +295,9 @@ class Settings:
                 raise ConfigError(f"{name}: {value!r} is not a duration", "a number of milliseconds, or e.g. '5s'")
             put(name, parse_duration_ms(value, name))
         for name, (var, values, within, example) in _LIMITS.items():
-            kind = int if name == "mass_write_rows" else float
+            kind = int if name in ("mass_write_rows", "isolated_max_mb") else float
             value = _number(getattr(self, name), kind)
-            if value is None and name == "require_verified_backup_hours":  # the one that may be unset
+            if value is None and name in ("require_verified_backup_hours", "isolated_max_mb"):  # may be unset
                 continue
             if value is None or isinstance(value, bool) or not isinstance(value, kind | int) or not within(value):
                 raise ConfigError(f"{name} ({var}): {value!r} is not {values}", example)
@@ -332,7 +342,8 @@ class Settings:
             values["confirm_key"] = confirm_key  # text or a Secret: checked and wrapped by __post_init__
         flag("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
         for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
-                               ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int)):
+                               ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int),
+                               ("isolated_max_mb", "AGENT19_ISOLATED_MAX_MB", int)):
             raw_value = pick(key, var)
             if raw_value is not None:
                 try:

@@ -70,6 +70,7 @@ def test_redact_text_masks_uri_kv_and_literal_secrets():
     ("AGENT19_MASS_WRITE_ROWS", "0", "mass_write_rows"),
     ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "0", "dry_run_max_age_hours"),
     ("AGENT19_REQUIRE_VERIFIED_BACKUP", "-1", "require_verified_backup_hours"),
+    ("AGENT19_ISOLATED_MAX_MB", "10", "isolated_max_mb"),
 ])
 def test_out_of_bounds_values_name_the_setting_and_its_variable(var, value, setting):
     with pytest.raises(ConfigError) as err:

@@ -140,3 +140,31 @@ def test_blocking_is_not_measured_on_the_empty_tables_of_an_isolated_copy(app, w
     assert "blocking is not measured in an isolated copy" in done.stdout + done.stderr, done.stdout + done.stderr
     assert "not blocked" not in done.stdout, done.stdout
     assert not list(work.iterdir())  # refused before any copy was made
+
+
+FILL = """CREATE TABLE fill AS SELECT g, md5(g::text) || md5((g + 1)::text) AS x FROM generate_series(1, 1500000) g;
+SELECT 1;
+"""
+
+
+def test_an_isolated_run_stops_when_its_copy_writes_past_the_limit(app, work):
+    start = time.monotonic()
+    with pytest.raises(InputError) as raised:
+        _isolated(app, FILL, work, {"isolated_max_mb": 100})
+    took = time.monotonic() - start
+    assert str(raised.value).startswith("the isolated copy wrote more than 100 MB on this machine (its work directory "
+                                        f"{work}/agent19-isolated-"), raised.value
+    assert "AGENT19_ISOLATED_MAX_MB" in (raised.value.hint or ""), raised.value.hint
+    assert took < 30, took
+    assert not list(work.iterdir())  # stopped and removed
+
+
+def test_the_copy_refuses_temporary_files_past_the_limit(app, work):
+    db = Database(session_settings(dsn=app, mode="dry-run", isolated_max_mb=100))
+    try:
+        with isolated_copy(db, work_base=work) as copy, psycopg.connect(copy.db.dsn, autocommit=True) as c:
+            shown = c.execute("SHOW temp_file_limit").fetchone()
+            wal = c.execute("SHOW max_wal_size").fetchone()
+    finally:
+        db.close()
+    assert shown == ("100MB",) and wal == ("64MB",), (shown, wal)

@@ -14,7 +14,8 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
-   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`.
+   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`. What it may write on this machine, and the
+   run's time, are bounded (:mod:`agent19.migrate.dryrun.isolated_limits`).
 3. There, the target's roles exist by name (NOLOGIN, no attributes), so a ``GRANT … TO app`` or a policy ``TO app``
    works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
@@ -48,7 +49,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun import isolated_access, scratch_schema
+from agent19.migrate.dryrun import isolated_access, isolated_limits, scratch_schema
 from agent19.migrate.dryrun.early_scratch import cached_dump
 from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
 from agent19.migrate.parse import Statement
@@ -132,15 +133,20 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                          "throwaway cluster's own", "dry-run as another login, or of another database")
     bindir = throwaway_cluster.server_bindir(major)
     # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
-    with work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg:
+    with (work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg,
+          ExitStack() as limits):
         dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
         reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
         token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
+        most = isolated_limits.max_bytes(db.settings, wd.path)  # what the copy may write on this machine
         cluster = throwaway_cluster.start(wd, bindir / "initdb", BOOTSTRAP, name="copy",
                                           env=throwaway_cluster.server_environment(wd.path),
-                                          settings={"agent19.isolated_copy": f"'{token}'"})
+                                          settings={"agent19.isolated_copy": f"'{token}'",
+                                                    **isolated_limits.server_settings(most)})
+        # stops the cluster past the limit or the time (then raises, when the block exits: before the cleanup)
+        limits.enter_context(isolated_limits.Watchdog(wd.path, cluster, most, isolated_limits.max_seconds(db.settings)))
         admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
         roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
