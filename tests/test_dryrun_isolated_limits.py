@@ -168,3 +168,18 @@ def test_the_copy_refuses_temporary_files_past_the_limit(app, work):
     finally:
         db.close()
     assert shown == ("100MB",) and wal == ("64MB",), (shown, wal)
+
+
+def test_the_watchdog_stops_a_cluster_that_runs_past_the_runs_time(app, work):
+    from agent19.db import throwaway_cluster
+    from agent19.migrate.dryrun.isolated_limits import Watchdog
+    from agent19.ops.backup.workdir import work_dir
+
+    bindir = throwaway_cluster.server_bindir(15)
+    with work_dir(work, prefix="agent19-isolated-") as wd:
+        cluster = throwaway_cluster.start(wd, bindir / "initdb", "admin", name="copy")
+        with pytest.raises(InputError, match=r"^the isolated run took more than 1 s \(20 statement timeouts\): its "
+                                             "cluster was stopped"):
+            with Watchdog(wd.path, cluster, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
+                c.execute("SELECT pg_sleep(30)")
+        assert cluster.process is not None and cluster.process.wait(timeout=30) == 0
