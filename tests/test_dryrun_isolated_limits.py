@@ -183,3 +183,24 @@ def test_the_watchdog_stops_a_cluster_that_runs_past_the_runs_time(app, work):
             with Watchdog(wd.path, cluster, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
                 c.execute("SELECT pg_sleep(30)")
         assert cluster.process is not None and cluster.process.wait(timeout=30) == 0
+
+
+async def test_the_listing_says_when_to_use_an_isolated_run_and_what_it_does_not_prove():
+    """What a model reads first (tools/list) says when an isolated run helps and what it does not prove; the tool's
+    full text (agent19://tools/test_migration) says more."""
+    import json
+
+    from tests.mcp_client import stdio_session
+
+    async with stdio_session() as session:
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        docs = json.loads((await session.read_resource("agent19://tools/test_migration")).contents[0].text)
+    listed = tools["test_migration"]
+    assert "isolated only if unreadable code made it 'could not test'" in listed.description, listed.description
+    brief = listed.input_schema["properties"]["isolated"]["description"]
+    assert "no durations" in brief and "no require_dry_run proof" in brief, brief
+    full = docs["input_schema"]["properties"]["isolated"]["description"]
+    for said in ("could not test", "not durations", "blocking", "no proof for require_dry_run", "lock_timeout",
+                 "server programs needed here"):
+        assert said in full, (said, full)
+    assert "no require_dry_run proof" in docs["description"], docs["description"]

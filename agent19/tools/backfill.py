@@ -90,7 +90,7 @@ def render_backfill(r: BackfillResult) -> str:
     ),
 )
 def run_backfill(ctx: ToolContext, args: BackfillArgs) -> BackfillOutput:
-    """Update a large table in short, resumable batches instead of one big UPDATE (or emit it as a script).
+    """Update a large table in short, resumable batches instead of one big UPDATE.
 
     Update a large table in short keyset batches by primary key: `UPDATE table SET <set> WHERE
     <where>`, one transaction per batch with lock_timeout, batch size adapted to `target_batch_ms`,

@@ -53,7 +53,7 @@ class VerifyBackupArgs(BaseModel):
 @tool(
     name="verify_backup",
     briefs={
-        "kind": "", "from_path": "verify this backup instead of making one", "jobs": "",
+        "kind": "", "from_path": "verify this backup, not a new one", "jobs": "",
         "restore_into": "logical only", "work_dir": "", "archive_dir": "pitr", "target_time": "",
         "checks": "pitr: queries returning true",
     },
@@ -158,7 +158,7 @@ class BackupStatusArgs(BaseModel):
     ),
 )
 def backup_status_tool(ctx: ToolContext, args: BackupStatusArgs) -> BackupStatus:
-    """Can this server be recovered, and to how recent a point? Archiving, backup age vs RPO, archive gaps.
+    """Can this server be recovered, to how recent a point? Archiving, backup age vs RPO, archive gaps.
 
     Can this server be recovered, and how recent a point? Checks archive_mode and archive_command,
     pg_stat_archiver failures (critical if one in the last hour) and the age of the last archived
@@ -199,7 +199,7 @@ class RestoreRunbookArgs(BaseModel):
               "verify.json --archive-dir /wal --backup-dir /backups/base --write out/",),
 )
 def restore_runbook_tool(ctx: ToolContext, args: RestoreRunbookArgs) -> RestoreRunbook:
-    """Write the restore runbook: measured restore times and the exact restore and PITR commands.
+    """Write the restore runbook: measured restore times, exact restore and PITR commands.
 
     The restore runbook for this server (Markdown and JSON): how long a restore takes here (from a
     verify_backup result: measured durations and the RTO estimate with its method), and the exact commands

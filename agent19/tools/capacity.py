@@ -101,7 +101,7 @@ def render_sample(r: SampleResult) -> str:
     examples=("agent19 capacity sample", "0 3 * * *  agent19 --dsn \"$DATABASE_URL\" capacity sample  # crontab"),
 )
 def capacity_sample_tool(ctx: ToolContext, args: SampleArgs) -> SampleResult:
-    """Record the database's size now (run it daily) so capacity_plan fits growth to real samples.
+    """Record the database's size now (daily) so capacity_plan fits growth to real samples.
 
     Record the database's size now (database and cluster bytes, rows, the 50 largest tables) in
     agent19's data directory, keyed by the server's system identifier. Run it daily (cron); capacity_plan

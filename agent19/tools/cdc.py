@@ -203,7 +203,7 @@ def render_debezium(r: DebeziumConfig) -> str:
     ),
 )
 def cdc_debezium(ctx: ToolContext, args: DebeziumArgs) -> DebeziumConfig:
-    """Generate Debezium/Kafka Connect configuration and setup SQL for the same capture as cdc_run.
+    """Generate Debezium/Kafka Connect config and setup SQL for the same capture as cdc_run.
 
     When one `cdc run` process is not enough (many consumers, replay, fan-out, another sink), the Kafka Connect
     configuration for the same capture: the Debezium PostgreSQL connector (pgoutput, the filtered publication,

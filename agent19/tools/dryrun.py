@@ -60,9 +60,13 @@ class TestMigrationArgs(BaseModel):
     top_queries: int = Field(default=plan_regression.TOP_QUERIES, ge=0, le=100, description="also compare the N "
                              "most expensive SELECTs in pg_stat_statements that read an affected table (0: none)")
     isolated: bool = Field(default=False, description="run it in a copy of the target's schema (no rows) in a "
-                           "throwaway local cluster of its major version, where code that acts outside a "
-                           "transaction (EXECUTE, setval, signals) reaches nobody's sessions; the target is only "
-                           "read (pg_dump)")
+                           "throwaway local cluster of its major version (its server programs needed here; takes "
+                           "seconds), where code that acts outside a transaction (EXECUTE, setval, signals) reaches "
+                           "nobody's sessions; the target is only read (pg_dump, waiting at most lock_timeout for a "
+                           "lock). Use it when such code made the dry run say could not test. It shows locks, "
+                           "rewrites and errors on this schema; not durations, row counts, failures on existing rows "
+                           "or blocking (empty tables: measure_blocking and sample_rows are refused), and it is no "
+                           "proof for require_dry_run")
 
 
 def _load(args: TestMigrationArgs) -> tuple[list[Statement], list[Statement]]:
@@ -169,7 +173,7 @@ def render_dry_run(r: DryRunResult) -> str:
         "checks": "must return true", "plan_checks": "",
         "measure_blocking": "how long reads/writes wait", "probe_timeout_ms": "", "scratch_copy": "",
         "sample_rows": "", "queries": "compare their plans", "top_queries": "",
-        "isolated": "in a throwaway schema copy",
+        "isolated": "empty copy: no durations, no require_dry_run proof",
     },
     title="Dry-run migration",
     args=TestMigrationArgs,
@@ -185,8 +189,8 @@ def render_dry_run(r: DryRunResult) -> str:
               "agent19 dry-run 0042_orders.up.sql --measure-blocking --mode dry-run --format json"),
 )
 def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
-    """Dry-run a migration on the server, rolled back: each statement's time, locks, rewrites, errors.
-    Use after plan_migration.
+    """Dry-run a migration, rolled back: each statement's time, locks, rewrites, errors. Use after
+    plan_migration; isolated only if unreadable code made it 'could not test'.
 
     Run a migration on the real server without changing it, and report what each statement really does:
     wall time, the locks it took (from pg_locks) against the predicted ones, whether it rewrote a table
@@ -199,7 +203,11 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     affected tables are compared before and after it (EXPLAIN in a rolled-back transaction): pass the
     result to plan_migration/generate_runbook as dry_run_result and a worse plan is a performance
     escalation with its costs. Needs mode dry-run. Locks on the target are held until the rollback: use
-    a staging copy for busy tables."""
+    a staging copy for busy tables.
+
+    With `isolated` the migration runs in an empty copy of the schema in a throwaway local cluster instead:
+    for statements the dry run could not test because of code agent19 cannot read (EXECUTE in a trigger).
+    It shows locks, rewrites and errors; not durations or blocking, and it is no require_dry_run proof."""
     from agent19.safety import policy
 
     up, down = _load(args)
@@ -328,7 +336,7 @@ class RollbackArgs(BaseModel):
               "agent19 rollback-check V42__orders.sql U42__orders.sql --mode dry-run"),
 )
 def verify_rollback_tool(ctx: ToolContext, args: RollbackArgs) -> RollbackResult:
-    """Prove a down migration undoes its up migration: apply both (rolled back), compare the schemas.
+    """Prove a down migration undoes its up migration: apply both (rolled back), compare schemas.
 
     Prove a rollback: apply the up migration, then the down migration, and compare the schema
     (tables, columns with types/defaults/nullability, constraints, indexes, sequences, enum values)

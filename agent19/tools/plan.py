@@ -42,7 +42,7 @@ def render_plan(p: MigrationPlan) -> str:
     briefs={
         "file": ".sql or .json change list", "sql": "", "name": "",
         # the change objects' fields (1,600 characters of schema) are one read away, for the calls that use them
-        "changes": {"type": "array", "description": "change objects (fields: agent19://tools/plan_migration)"},
+        "changes": {"type": "array", "description": "fields: agent19://tools/plan_migration"},
         "description": "", "dry_run_result": "test_migration's result",
         "write_sample_seconds": "seconds to sample write rates",
     },

@@ -99,7 +99,7 @@ def _alert(command: str, result: QualityResult) -> str:
     ),
 )
 def data_quality(ctx: ToolContext, args: QualityArgs) -> QualityResult:
-    """Run data-quality checks (YAML/TOML): per check the value, thresholds, status and failing rows' keys.
+    """Run data-quality checks (YAML/TOML): each one's value, thresholds, status, failing rows' keys.
 
     Run declarative data-quality checks (a YAML or TOML checks file) and report, per check, the
     measured value, its warn/fail thresholds, the status (pass, warn, fail, error), the exact number of
