@@ -204,3 +204,19 @@ async def test_the_listing_says_when_to_use_an_isolated_run_and_what_it_does_not
                  "server programs needed here"):
         assert said in full, (said, full)
     assert "no require_dry_run proof" in docs["description"], docs["description"]
+
+
+def test_leftover_removal_spares_a_fresh_directory_without_its_lock_file(tmp_path):
+    """A run that has made its work directory but not yet its locked .owner is not removed by another run starting at
+    the same moment; a directory left so (its run killed in between) is removed once older than the grace period."""
+    from agent19.ops.backup.workdir import GRACE_S, PREFIXES, remove_leftovers
+
+    fresh, stale, unlocked = (tmp_path / f"{PREFIXES[1]}{n}-deadbeef" for n in (1, 2, 3))
+    for d in (fresh, stale, unlocked):
+        d.mkdir()
+    (unlocked / ".owner").touch()  # its owner is gone (nobody holds the lock): removed whatever its age
+    old = time.time() - GRACE_S - 60
+    os.utime(stale, (old, old))
+    removed = remove_leftovers(tmp_path)
+    assert sorted(removed) == [str(stale), str(unlocked)], removed
+    assert fresh.is_dir()

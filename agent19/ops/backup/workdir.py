@@ -12,7 +12,8 @@ Lifecycle, and what is guaranteed:
   (``atexit`` and the MCP server's shutdown hook).
 * **SIGKILL** cannot run code: the next run calls :func:`remove_leftovers`, which takes the lock of
   every ``agent19-backup-*`` directory whose owner is gone, stops any PostgreSQL still running from
-  it (its ``postmaster.pid``) and deletes it. A directory whose owner is alive is left alone.
+  it (its ``postmaster.pid``) and deletes it. A directory whose owner is alive is left alone, and so is one
+  without ``.owner`` younger than :data:`GRACE_S` (a run between its ``mkdir`` and its lock).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 PREFIX = "agent19-backup-"
 PREFIXES = (PREFIX, "agent19-isolated-")  # backup verification's, an isolated dry run's
+GRACE_S = 600.0
+"""A work directory without ``.owner`` is removed only once this old: a run creates ``.owner`` right after the
+directory, and a run starting at the same time must not delete the other's in between."""
 _ACTIVE: dict[Path, WorkDir] = {}
 _LOCK = threading.Lock()
 
@@ -195,7 +199,7 @@ def _stop_postmasters(directory: Path) -> None:
 
 def remove_leftovers(base: Path | None = None) -> list[str]:
     """Remove every ``agent19-backup-*`` (and ``agent19-isolated-*``) work directory under ``base`` whose owner
-    process is gone."""
+    process is gone (one without ``.owner``: once older than :data:`GRACE_S`)."""
     base = base or Path(tempfile.gettempdir())
     removed = []
     for path in sorted(p for prefix in PREFIXES for p in base.glob(f"{prefix}*")):
@@ -205,6 +209,11 @@ def remove_leftovers(base: Path | None = None) -> list[str]:
             fd = os.open(path / ".owner", os.O_RDWR)
         except FileNotFoundError:
             fd = None
+            try:
+                if time.time() - path.stat().st_mtime < GRACE_S:  # perhaps a run between mkdir and its lock
+                    continue
+            except OSError:
+                continue
         except OSError:
             continue
         if fd is not None:
