@@ -160,7 +160,9 @@ def summary_text(passed: bool, results: list[StatementResult], findings: list[Fi
     if untested:
         text += (f"; could not test {len(untested)} statement(s) "
                  f"({', '.join(str(r.index + 1) for r in untested[:10])}): {untested[0].untested}")
-    unseen = [r for r in results if not r.untested and not r.locks_complete]
+    # a failed statement's locks are not compared (its error is the finding), an untested one's are said above:
+    # what is left is hidden by a lock an earlier statement holds
+    unseen = [r for r in results if not r.untested and r.error is None and not r.locks_complete]
     if unseen:
         text += (f"; locks of {len(unseen)} statement(s) not fully observed "
                  f"({', '.join(str(r.index + 1) for r in unseen[:10])}): already held since an earlier statement")
