@@ -81,6 +81,25 @@ def test_pg_dump_of_the_schema_gives_up_after_lock_timeout_and_names_the_table(a
     assert failure is None and dump is not None and b"CREATE TABLE public.tsd" in dump
 
 
+def test_the_ordinary_dry_runs_schema_dump_takes_the_sessions_lock_timeout(app):
+    """The scratch copy's dump (agent19.migrate.dryrun.early_scratch.cached_dump, in an exported snapshot) is bounded
+    by the session's lock_timeout too."""
+    from agent19.migrate.dryrun.early_scratch import cached_dump
+
+    db = Database(session_settings(dsn=app, mode="dry-run", lock_timeout="300ms"))
+    holder = _Holder(app, "tsd", 8)
+    try:
+        start = time.monotonic()
+        (dump, failure), _how = cached_dump(db, 15)
+        took = time.monotonic() - start
+    finally:
+        holder.release()
+        db.close()
+    assert dump is None and took < 5, (took, failure)
+    assert failure is not None and failure.startswith("pg_dump waited more than 300 ms for a lock on public.tsd"), \
+        failure
+
+
 def test_an_isolated_run_does_not_wait_behind_the_targets_locks(app, work):
     holder = _Holder(app, "tsd", 8)
     try:
