@@ -239,3 +239,16 @@ def test_leftover_removal_spares_a_fresh_directory_without_its_lock_file(tmp_pat
     removed = remove_leftovers(tmp_path)
     assert sorted(removed) == [str(stale), str(unlocked)], removed
     assert fresh.is_dir()
+
+
+def test_an_extension_of_another_version_in_the_copy_is_said(dsn, app, work):
+    need(os.path.exists("/usr/share/postgresql/15/extension/citext--1.4.sql"), "contrib citext 1.4 is not installed")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE EXTENSION citext VERSION '1.4'")
+        here = c.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'citext'").fetchone()[0]
+    need(here != "1.4", "citext's default version here is the target's")
+    r = _isolated(app, "ALTER TABLE o ADD COLUMN z int;", work)
+    assert r.passed, r.summary
+    said = f"extension citext is version {here} in the copy, 1.4 on the target"
+    assert r.isolated is not None and said in r.isolated.restore_errors, r.isolated.restore_errors
+    assert any(f.severity == "warning" and said in f.message for f in r.findings), r.findings

@@ -56,6 +56,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import tuple_row
 
 from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
@@ -106,6 +107,19 @@ def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbnam
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(login)))
 
 
+Q_EXTENSION_VERSIONS = "SELECT extname::text, extversion::text FROM pg_extension WHERE extname <> 'plpgsql'"
+
+
+def _other_versions(copy_admin: str, target: dict[str, str]) -> list[str]:
+    """What differs between the target's extension versions (``target``: name to version) and the copy's, which
+    has what this machine installs by default: a function an extension changed between versions may behave
+    otherwise."""
+    with psycopg.connect(copy_admin, autocommit=True) as conn:
+        here = dict(conn.execute(Q_EXTENSION_VERSIONS).fetchall())
+    return [f"extension {name} is version {here[name]} in the copy, {version} on the target"
+            for name, version in sorted(target.items()) if name in here and here[name] != version]
+
+
 def _without_schemas(dump: bytes, schemas: list[str]) -> bytes:
     """The dump without its ``CREATE SCHEMA`` of ``schemas`` (made already, for an extension made first)."""
     if not schemas:
@@ -124,6 +138,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         # the extensions the copy's superuser creates: the target's catalog says which, never text in the dump (a
         # comment or a function body can hold any "CREATE EXTENSION" line)
         extensions = restorer.source_extensions(conn)
+        versions = dict(conn.cursor(row_factory=tuple_row).execute(Q_EXTENSION_VERSIONS).fetchall())
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -162,6 +177,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                              skip_extensions=made, stop_on_error=False)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname)
+        errors += _other_versions(make_conninfo(admin, dbname=dbname), versions)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
         info = IsolatedCopy(
