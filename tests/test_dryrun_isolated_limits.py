@@ -121,6 +121,7 @@ CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA "Evil"" schema";
 ';
 CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $$ SELECT '
 CREATE EXTENSION IF NOT EXISTS dblink WITH SCHEMA public;
+CREATE SCHEMA ext;
 ' $$;
 """
 
@@ -140,11 +141,14 @@ def test_the_copy_gets_the_targets_extensions_not_those_named_in_its_texts(dsn, 
             schemas = [r[0] for r in c.execute("SELECT nspname::text FROM pg_namespace WHERE nspname !~ '^pg_'"
                                                 " AND nspname <> 'information_schema' ORDER BY 1").fetchall()]
             comment = c.execute("SELECT obj_description('public.t'::regclass, 'pg_class')").fetchone()
+            body = c.execute("SELECT prosrc FROM pg_proc WHERE proname = 'f'").fetchone()
     finally:
         db.close()
     assert made == [("file_fdw", "ext"), ("plpgsql", "pg_catalog")], made
     assert schemas == ["ext", "public"], schemas
     assert comment is not None and "CREATE EXTENSION IF NOT EXISTS dblink" in comment[0], comment  # the text stays
+    # the line that creates the extension's schema (made first, by the superuser) is left out; the body's is not
+    assert body is not None and "\nCREATE SCHEMA ext;\n" in body[0], body
 
 
 def test_blocking_is_not_measured_on_the_empty_tables_of_an_isolated_copy(app, work, tmp_path):

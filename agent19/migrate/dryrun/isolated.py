@@ -121,11 +121,13 @@ def _other_versions(copy_admin: str, target: dict[str, str]) -> list[str]:
 
 
 def _without_schemas(dump: bytes, schemas: list[str]) -> bytes:
-    """The dump without its ``CREATE SCHEMA`` of ``schemas`` (made already, for an extension made first)."""
-    if not schemas:
-        return dump
-    names = "|".join(re.escape(restorer.sql_ident(s)) for s in schemas)
-    return re.sub(rf"^CREATE SCHEMA ({names});$\n?".encode(), b"", dump, flags=re.MULTILINE)
+    """The dump without its ``CREATE SCHEMA`` of ``schemas`` (made already, for an extension made first): only the
+    first such line of each, pg_dump's own (it dumps schemas before any object whose text could hold one: a function
+    body or a comment keeps a line that reads so)."""
+    for schema in schemas:
+        name = re.escape(restorer.sql_ident(schema))
+        dump = re.sub(rf"^CREATE SCHEMA {name};$\n?".encode(), b"", dump, count=1, flags=re.MULTILINE)
+    return dump
 
 
 @contextmanager
