@@ -158,3 +158,45 @@ def test_code_that_writes_a_view_over_pg_settings_is_code_agent19_cannot_read(ap
     r = _run(app, "SELECT a()", setup)
     _not_run(r.statements[0], "my_settings2", "pg_settings")
     _intact(app, peer)
+
+
+def test_a_login_whose_search_path_puts_pg_catalog_later_is_refused(app, peer):
+    """agent19 reads the catalog by its names; a role's own setting that searches a schema before pg_catalog made
+    its view shadow.pg_proc answer the guard, which then missed a trigger's setval (review r26b j07): the guard reads
+    the path with its catalog read (qualified) and refuses to judge code from a shadowed catalog."""
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE SCHEMA shadow; CREATE VIEW shadow.pg_proc AS SELECT p.*, p.xmin FROM pg_catalog.pg_proc p "
+                  "WHERE p.proname <> 'bump'; "
+                  "CREATE SEQUENCE counter; CREATE TABLE bumped (id int); "
+                  "CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN PERFORM setval('counter', 999999); RETURN NEW; END $$; "
+                  "CREATE TRIGGER bump BEFORE INSERT ON bumped FOR EACH ROW EXECUTE FUNCTION bump()")
+        c.execute(f'ALTER ROLE "{login}" SET search_path = shadow, pg_catalog, public')
+    try:
+        from agent19.safety.readonly import ReadOnlyViolation
+
+        with pytest.raises(ReadOnlyViolation, match="searches schema shadow before pg_catalog"):
+            _run(app, "INSERT INTO bumped VALUES (1)")
+        with psycopg.connect(app, autocommit=True) as c:
+            assert c.execute("SELECT last_value FROM counter").fetchone()[0] == 1
+    finally:
+        with psycopg.connect(app, autocommit=True) as c:
+            c.execute(f'ALTER ROLE "{login}" RESET search_path')
+    _intact(app, peer)
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("CREATE SCHEMA shadow2;\nSET search_path = shadow2, pg_catalog, public;\nSELECT 1;", "before pg_catalog"),
+    ("CREATE TEMP TABLE pg_locks AS SELECT * FROM pg_catalog.pg_locks WHERE false;\nSELECT 1;",
+     "temporary relations named like catalog ones (pg_locks)"),
+], ids=["search-path", "temporary-catalog-name"])
+def test_a_statement_that_makes_the_catalog_resolve_elsewhere_is_refused(app, peer, sql, words):
+    """The migration itself may shadow the catalog agent19 reads after each statement (its locks, file nodes):
+    read again, qualified, after every statement; such a statement is rolled back and refused."""
+    r = _run(app, sql)
+    refused = next(s for s in r.statements if s.error is not None)
+    assert not r.passed and refused.index == len(r.statements) - 2, refused  # the one before the last SELECT 1
+    # refused by the check, or (a shadow that lacks a column agent19 reads) failing as its own error: never PASSED
+    assert words in refused.error.message or refused.error.sqlstate == "42703", refused.error
+    _intact(app, peer)

@@ -114,16 +114,16 @@ class Database:
     def _configure(self, conn: Connection) -> None:
         """agent19's session settings, in one round trip (it runs again after every pooled call's reset)."""
         settings = self.settings
-        read_only = ", set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
+        read_only = ", pg_catalog.set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
         with conn.cursor() as cur:
             cur.execute(
-                "SELECT set_config('statement_timeout', %s, false),"
-                " set_config('lock_timeout', %s, false),"
+                "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
+                " pg_catalog.set_config('lock_timeout', %s, false),"
                 # how the server reads a string literal must be how agent19's parser read it (a database or role
                 # may default it to off: 'a\', ' would then end a string where agent19 saw none end); also a
                 # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
                 # refused it
-                " set_config('standard_conforming_strings', 'on', false)"
+                " pg_catalog.set_config('standard_conforming_strings', 'on', false)"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
             )

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
 from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, body_verdict, seed_why, tokens
 from agent19.safety.fingerprint import CODE
@@ -64,8 +65,13 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
 # the guard's one read: the closure's rows, whether an event trigger fires on DDL here, and (same snapshot) the
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
 Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
-       current_setting('agent19.isolated_copy', true) AS isolated_copy
+       pg_catalog.current_setting('agent19.isolated_copy', true) AS isolated_copy,
+       {catalog_first.SEARCH_PATH} AS agent19_search_path
   FROM ({Q_CLOSURE}) q"""
+"""The guard's one catalog read. It names the catalog unqualified: with a search_path that searches another schema
+before pg_catalog, that schema's objects would answer it (a view named pg_proc hid a trigger's setval: review r26b
+j07). The path is read in the same statement with qualified functions, and such a read is refused
+(:mod:`agent19.db.catalog_first`)."""
 
 
 class Untestable(ReadOnlyViolation):
@@ -164,8 +170,13 @@ class TrialCatalog:
         if self._rows is None:
             cur = self.conn.execute(Q_TRIAL, {"seeds": SEEDS})
             row = cur.fetchone()  # a dict, or a tuple in the order of its columns' names
-            self._rows = dict(row) if isinstance(row, dict) else dict(zip([d.name for d in cur.description], row,
-                                                                          strict=True))
+            rows = dict(row) if isinstance(row, dict) else dict(zip([d.name for d in cur.description], row,
+                                                                    strict=True))
+            path = str(rows.get("agent19_search_path") or "")
+            if schema := catalog_first.shadowing(path):
+                raise ReadOnlyViolation(f"refused: {catalog_first.refusal(path, schema)}",
+                                        "nothing was run: agent19 could not trust its own reading of the code")
+            self._rows = rows
         return self._rows
 
     @property

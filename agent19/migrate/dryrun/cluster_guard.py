@@ -49,6 +49,7 @@ from typing import Any, NamedTuple
 import psycopg
 from pydantic import BaseModel
 
+from agent19.db import catalog_first
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
 from agent19.safety.function_facts import ESCAPING, SEQUENCE_FUNCTIONS
@@ -197,15 +198,22 @@ def guarded(statement: str) -> str:
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
 
 
-Q_STRINGS_READ = "SELECT current_setting('standard_conforming_strings')"
-"""How the server reads string literals now, in this session: read after every statement (with its locks)."""
+Q_STRINGS_READ = f"""SELECT pg_catalog.current_setting('standard_conforming_strings') AS strings,
+       {catalog_first.SEARCH_PATH} AS path,
+       (SELECT pg_catalog.string_agg(c.relname::text, ', ') FROM pg_catalog.pg_class c
+         WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
+           AND c.relname::text OPERATOR(pg_catalog.~~) 'pg\\_%') AS temp_catalog_names"""
+"""How this session reads SQL and names now, read after every statement (with its locks, every name qualified):
+how the server reads string literals, the search_path, and temporary relations named like catalog ones (searched
+before pg_catalog: they would answer agent19's own reads of pg_locks, pg_class...)."""
 
 
 class StringsChanged(Exception):
-    """Raised inside a savepoint to roll back a statement after which the server reads string literals otherwise
-    than agent19 does (``standard_conforming_strings`` no longer on): through a view or rule over pg_settings, a
-    function, anything the statement's text does not show. Every later statement would be read by the server as
-    agent19 did not read it (``'a\\', '`` is one string to one, two to the other): the statement is refused."""
+    """Raised inside a savepoint to roll back a statement after which this session reads SQL or names otherwise
+    than agent19 does: ``standard_conforming_strings`` no longer on (through a view or rule over pg_settings, a
+    function, anything the statement's text does not show: every later statement would be read by the server as
+    agent19 did not read it, ``'a\\', '`` is one string to one, two to the other), or a search_path or temporary
+    relation that makes agent19's own catalog reads resolve elsewhere (:mod:`agent19.db.catalog_first`)."""
 
     def __init__(self, value: str) -> None:
         self.value = value
@@ -213,15 +221,24 @@ class StringsChanged(Exception):
 
     @property
     def note(self) -> str:
-        return (f"refused: it set standard_conforming_strings to {self.value} (seen by the server after it ran, "
-                "not in its text): the server would read every later statement's string literals otherwise than "
-                "agent19 read them; rolled back")
+        return f"refused: {self.value} (seen by the server after it ran, not in its text); rolled back"
 
 
 def strings_read_as_parsed(rows: list[Any]) -> str | None:
-    """None when the rows of :data:`Q_STRINGS_READ` say strings are read as agent19 reads them, else the value."""
-    value = rows[0]["current_setting"] if isinstance(rows[0], dict) else rows[0][0]
-    return None if value == "on" else value
+    """None when the rows of :data:`Q_STRINGS_READ` say this session reads SQL and names as agent19 does, else
+    what changed."""
+    row = rows[0] if isinstance(rows[0], dict) else dict(zip(("strings", "path", "temp_catalog_names"), rows[0],
+                                                              strict=True))
+    if row["strings"] != "on":
+        return (f"it set standard_conforming_strings to {row['strings']}: the server would read every later "
+                "statement's string literals otherwise than agent19 read them")
+    if schema := catalog_first.shadowing(row["path"] or ""):
+        return (f"it made the search_path ({row['path']}) search schema {schema} before pg_catalog: agent19's own "
+                "reads of the catalog would resolve there")
+    if row["temp_catalog_names"]:
+        return (f"it made temporary relations named like catalog ones ({row['temp_catalog_names']}), which the "
+                "server searches before pg_catalog: agent19's own reads of the catalog would resolve to them")
+    return None
 
 
 class ClusterWrite(Exception):
