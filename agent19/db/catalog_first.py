@@ -7,10 +7,16 @@ a schema it owns — answers agent19's guard, and a trigger's ``setval`` hides (
 relation named like a catalog one (``CREATE TEMP TABLE pg_locks``) is searched before ``pg_catalog``: ``pg_temp`` comes
 first for relations unless listed. So:
 
-* every session agent19 opens reads its ``search_path`` (with ``pg_catalog.``-qualified functions) as it is configured
-  and is refused when the path searches another schema before ``pg_catalog`` (:func:`shadowing`);
+* the trial guard's one catalog read (:data:`agent19.safety.trial.Q_TRIAL`) reads the ``search_path`` too, with
+  ``pg_catalog.``-qualified functions, and refuses to judge code when it searches another schema before
+  ``pg_catalog`` (:func:`shadowing`);
 * a dry run reads it again after every statement, with the session's temporary relations named ``pg_*``
-  (:data:`Q_SESSION`): a statement that changes either is rolled back and refused.
+  (:data:`agent19.migrate.dryrun.cluster_guard.Q_STRINGS_READ`): a statement that changes either is rolled back and
+  refused.
+
+Not yet: the read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) reads names through the session's path;
+an owner's ``search_path = public, pg_catalog`` is supported there (reads must keep working), so it needs the
+catalog reads themselves qualified, not a refusal.
 """
 
 from __future__ import annotations
