@@ -14,8 +14,9 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
-   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`. What it may write on this machine, and the
-   run's time, are bounded (:mod:`agent19.migrate.dryrun.isolated_limits`).
+   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`, its every session's search_path
+   pinned (:data:`PINNED`). What it may write on
+   this machine, and the run's time, are bounded (:mod:`agent19.migrate.dryrun.isolated_limits`).
 3. There, the target's roles exist by name (NOLOGIN, no attributes), so a ``GRANT … TO app`` or a policy ``TO app``
    works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
@@ -72,6 +73,9 @@ from agent19.ops.backup.workdir import PREFIXES, work_dir
 Progress = Callable[[float, float | None, str | None], None]
 BOOTSTRAP = "agent19_isolated_admin"
 """The throwaway cluster's bootstrap superuser: never the role the migration runs as."""
+PINNED = "-c search_path=pg_catalog,pg_temp"
+"""The options of every superuser session in the copy: the target's settings never reach them (they are the login's,
+:func:`agent19.migrate.dryrun.isolated_access.apply`), and this pins their search_path too (r26b j01)."""
 APPLICATION = "agent19 isolated dry run"
 
 Q_TARGET = """SELECT current_setting('server_version_num')::int AS version, current_user::text AS login,
@@ -107,7 +111,8 @@ def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbnam
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(login)))
 
 
-Q_EXTENSION_VERSIONS = "SELECT extname::text, extversion::text FROM pg_extension WHERE extname <> 'plpgsql'"
+Q_EXTENSION_VERSIONS = ("SELECT extname::text, extversion::text FROM pg_catalog.pg_extension "
+                        "WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql'")
 
 
 def _other_versions(copy_admin: str, target: dict[str, str]) -> list[str]:
@@ -164,7 +169,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                                     **isolated_limits.server_settings(most)})
         # stops the cluster past the limit or the time (then raises, when the block exits: before the cleanup)
         limits.enter_context(isolated_limits.Watchdog(wd.path, cluster, most, isolated_limits.max_seconds(db.settings)))
-        admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
+        admin = make_conninfo(cluster.dsn(), application_name=APPLICATION, options=PINNED)
         roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
         say(0, None, "restoring the target's schema there")
