@@ -5,7 +5,9 @@ no copied object is owned by a predefined role."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import tuple_row
 
 from agent19.db.connection import Database
+from agent19.errors import InputError
+from agent19.migrate.dryrun import isolated
 from agent19.migrate.dryrun.isolated import isolated_copy
 from tests.conftest import need, session_settings
 from tests.scratch_dryruns import owner
@@ -107,3 +111,42 @@ def test_the_logins_own_setting_still_overrides_the_databases(app, dsn, work):
             c.execute(f"ALTER ROLE {login} RESET ALL")
     assert on_target == "b"
     assert row[0] == on_target, (row, notes)
+
+
+def test_the_copys_superuser_has_a_random_name_and_a_target_role_named_so_owns_nothing_powerful(app, dsn, work):
+    """j03: a target role named as the copy's superuser used to be (agent19_isolated_admin) owning a SECURITY DEFINER
+    function: in the copy it is an ordinary role, the function no superuser's."""
+    role = "agent19_isolated_admin"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} NOLOGIN")
+    try:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+            c.execute("CREATE FUNCTION public.sd() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT 1::text'")
+            c.execute(f"ALTER FUNCTION public.sd() OWNER TO {role}")
+        row, notes, su = _copy_facts(app, work, """
+            SELECT r.rolname::text, r.rolsuper FROM pg_catalog.pg_proc p
+              JOIN pg_catalog.pg_roles r ON r.oid = p.proowner WHERE p.proname = 'sd'""")
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")
+    assert row == (role, False), (row, notes)
+    assert re.fullmatch(r"agent19_isolated_admin_[0-9a-f]{16}", su), su
+    assert isolated.bootstrap_name() != isolated.bootstrap_name()
+
+
+def test_a_target_role_named_as_this_runs_superuser_is_refused(app, dsn, work, monkeypatch):
+    role = f"agent19_isolated_admin_{uuid.uuid4().hex[:16]}"
+    monkeypatch.setattr(isolated, "bootstrap_name", lambda: role)  # the name cannot be predicted: this run's, given
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} NOLOGIN")
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with pytest.raises(InputError, match="the name is the throwaway cluster's own"), \
+                isolated_copy(db, work_base=work):
+            pass
+    finally:
+        db.close()
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(f"DROP ROLE {role}")

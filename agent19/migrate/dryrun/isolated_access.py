@@ -295,11 +295,15 @@ def set_statement(level: str, login: str, dbname: str, entry: str) -> sql.Compos
     return sql.SQL("ALTER {} SET {} = {}").format(target, sql.Identifier(*name.split(".")), rhs)
 
 
-def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
-    """As the copy's superuser (on its copy of the database), the target's owners, ACLs and settings; returns what
-    could not be made as the target has it (one note per kind, a few examples each)."""
+def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: str) -> list[str]:
+    """As the copy's superuser ``superuser`` (on its copy of the database), the target's owners, ACLs and settings;
+    returns what could not be made as the target has it (one note per kind, a few examples each). No row naming
+    ``superuser`` is made."""
     failed: dict[str, list[str]] = {}
     notes: list[str] = []
+    owners = [row for row in access.owners if row[2] != superuser]
+    acl = [row for row in access.acl if row[5] != superuser]
+    default_acl = [row for row in access.default_acl if superuser not in (row[3], row[5])]
     # a database-wide setting the login's own setting overrides on the target is not set (both are the login's here)
     own = {e.partition("=")[0].lower() for level, entries in access.settings if level != "database" for e in entries}
     settings = [(level, [e for e in entries if level != "database" or e.partition("=")[0].lower() not in own])
@@ -307,8 +311,8 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         if not access.inherit:  # its memberships (isolated._roles) then give it nothing without SET ROLE, as there
             conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(sql.Identifier(login)))
-        for kind, make, rows in (("owner", owner_statement, access.owners), ("privilege", acl_statement, access.acl),
-                                 ("default privilege", default_acl_statement, access.default_acl)):
+        for kind, make, rows in (("owner", owner_statement, owners), ("privilege", acl_statement, acl),
+                                 ("default privilege", default_acl_statement, default_acl)):
             for row in rows:
                 try:  # composed from the target's catalog rows (names quoted here), never from the dump's text
                     statement = make(row)
