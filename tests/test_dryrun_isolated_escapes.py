@@ -150,3 +150,18 @@ def test_a_target_role_named_as_this_runs_superuser_is_refused(app, dsn, work, m
         db.close()
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("predefined", ["pg_execute_server_program", "pg_write_server_files"])
+def test_an_object_a_predefined_role_owns_on_the_target_is_the_logins_in_the_copy(app, dsn, work, predefined):
+    """j04: a SECURITY DEFINER function owned by pg_execute_server_program would run shell commands on agent19's
+    machine in the copy: it stays the login's there, and the result says so."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"GRANT CREATE ON SCHEMA public TO {predefined}")
+        c.execute("CREATE FUNCTION public.sd() RETURNS text LANGUAGE sql SECURITY DEFINER AS 'SELECT 1::text'")
+        c.execute(f"ALTER FUNCTION public.sd() OWNER TO {predefined}")
+    row, notes, _ = _copy_facts(app, work, """
+        SELECT r.rolname::text FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_roles r ON r.oid = p.proowner WHERE p.proname = 'sd'""")
+    assert row == (conninfo_to_dict(app)["user"],), (row, notes)
+    assert any(predefined in n and "stay owned by" in n and "FUNCTION public.sd()" in n for n in notes), notes

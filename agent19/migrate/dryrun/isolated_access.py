@@ -18,6 +18,11 @@ So, once the schema is restored, the copy's bootstrap superuser makes the copy d
   a database-wide one too: ``ALTER DATABASE … SET`` would reach the copy's superuser sessions, a ``search_path``
   through the login's schemas making them run its code); one the copy refuses is said in the result.
 
+No object gets an owner more powerful in the copy than on the target: one owned there by a predefined role
+(``pg_execute_server_program``, ``pg_write_server_files``, …: in the copy, their power is over agent19's machine) or
+by a role named as the copy's superuser stays the login's, said in the result; no ``pg_*`` membership is granted
+(:func:`agent19.migrate.dryrun.isolated._roles`); a target's superuser is a NOLOGIN role without attributes there.
+
 All of it is computed from the **target's catalog** (:data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL`,
 :data:`Q_SETTINGS`), never from the dump's text, which a table comment or a function body can shape: the catalog's
 rows (a keyword, ``pg_identify_object``'s quoted identity, role names, a privilege) are composed into statements here,
@@ -295,13 +300,23 @@ def set_statement(level: str, login: str, dbname: str, entry: str) -> sql.Compos
     return sql.SQL("ALTER {} SET {} = {}").format(target, sql.Identifier(*name.split(".")), rhs)
 
 
+def _powerful(role: Any, superuser: str) -> bool:
+    """``role`` is the copy's superuser or a predefined role (``pg_execute_server_program``, …: on this machine)."""
+    return role == superuser or str(role).startswith("pg_")
+
+
 def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: str) -> list[str]:
     """As the copy's superuser ``superuser`` (on its copy of the database), the target's owners, ACLs and settings;
-    returns what could not be made as the target has it (one note per kind, a few examples each). No row naming
-    ``superuser`` is made."""
+    returns what could not be made as the target has it (one note per kind, a few examples each). An object the
+    target's predefined role (or a role named as the copy's superuser) owns stays the login's: in the copy, such a
+    role's power is over this machine."""
     failed: dict[str, list[str]] = {}
     notes: list[str] = []
-    owners = [row for row in access.owners if row[2] != superuser]
+    kept = [f"{row[0]} {row[1]} (owned by {row[2]})" for row in access.owners if _powerful(row[2], superuser)]
+    if kept:
+        notes.append(f"{len(kept)} object(s) owned on the target by a predefined role stay owned by {login} in the "
+                     "copy (that role's power there would be over agent19's machine): " + "; ".join(kept[:5]))
+    owners = [row for row in access.owners if not _powerful(row[2], superuser)]
     acl = [row for row in access.acl if row[5] != superuser]
     default_acl = [row for row in access.default_acl if superuser not in (row[3], row[5])]
     # a database-wide setting the login's own setting overrides on the target is not set (both are the login's here)
