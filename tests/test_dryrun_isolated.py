@@ -331,14 +331,14 @@ def test_a_running_server_prepares_no_scratch_database_in_a_cluster_about_to_be_
     assert len(prepared) == 1 and not prepared[0].contained
 
 
-def _sleeping_in_a_copy(work: Path) -> bool:
-    """An isolated run's cluster under ``work`` is running the migration's pg_sleep."""
+def _sleeping_in_a_copy(work: Path, user: str) -> bool:
+    """An isolated run's cluster under ``work`` is running the migration's pg_sleep (``user``: the login there)."""
     for pidfile in work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid"):
         lines = pidfile.read_text().splitlines()
         if len(lines) < 5:
             continue
         try:
-            with psycopg.connect(host=lines[4], port=lines[3], user="agent19_isolated_admin", dbname="postgres",
+            with psycopg.connect(host=lines[4], port=lines[3], user=user, dbname="postgres",
                                  connect_timeout=2) as c:
                 return bool(c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'"
                                       ).fetchone()[0])
@@ -357,11 +357,12 @@ def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_b
     m.write_text("SELECT pg_sleep(60);\n")
     env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
            "AGENT19_STATEMENT_TIMEOUT": "2min"}
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
         try:
-            until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work), timeout=60,
+            until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work, login), timeout=60,
                   every=0.2)
             child.send_signal(sig)
             child.wait(timeout=30)

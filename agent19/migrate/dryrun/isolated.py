@@ -14,8 +14,9 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
-   ``HOME``'s ``.pgpass``). Its bootstrap superuser is :data:`BOOTSTRAP`. What it may write on this machine, and the
-   run's time, are bounded (:mod:`agent19.migrate.dryrun.isolated_limits`).
+   ``HOME``'s ``.pgpass``). Its bootstrap superuser's name is random per run (:func:`bootstrap_name`; a target
+   role of that name is refused), its every session's search_path pinned (:data:`PINNED`). What it may write on
+   this machine, and the run's time, are bounded (:mod:`agent19.migrate.dryrun.isolated_limits`).
 3. There, the target's roles exist by name (NOLOGIN, no attributes), so a ``GRANT … TO app`` or a policy ``TO app``
    works; the target's login exists by its name as a LOGIN role **without** SUPERUSER (CREATEDB only, for the dry
    run's scratch databases), member of the roles it is a member of on the target (none of the predefined ``pg_*``
@@ -70,8 +71,12 @@ from agent19.ops.backup import restorer
 from agent19.ops.backup.workdir import PREFIXES, work_dir
 
 Progress = Callable[[float, float | None, str | None], None]
-BOOTSTRAP = "agent19_isolated_admin"
-"""The throwaway cluster's bootstrap superuser: never the role the migration runs as."""
+BOOTSTRAP = "agent19_isolated_admin_"
+"""The prefix of the throwaway cluster's bootstrap superuser's name, random per run (:func:`bootstrap_name`): a role
+of the target cannot be named so in advance, so no object of the target is given to the copy's superuser (r26b j03)."""
+PINNED = "-c search_path=pg_catalog,pg_temp"
+"""The options of every superuser session in the copy: the target's settings never reach them (they are the login's,
+:func:`agent19.migrate.dryrun.isolated_access.apply`), and this pins their search_path too (r26b j01)."""
 APPLICATION = "agent19 isolated dry run"
 
 Q_TARGET = """SELECT current_setting('server_version_num')::int AS version, current_user::text AS login,
@@ -107,7 +112,13 @@ def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbnam
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(login)))
 
 
-Q_EXTENSION_VERSIONS = "SELECT extname::text, extversion::text FROM pg_extension WHERE extname <> 'plpgsql'"
+Q_EXTENSION_VERSIONS = ("SELECT extname::text, extversion::text FROM pg_catalog.pg_extension "
+                        "WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql'")
+
+
+def bootstrap_name() -> str:
+    """The copy's bootstrap superuser for one run: :data:`BOOTSTRAP` and 16 random hex digits."""
+    return BOOTSTRAP + secrets.token_hex(8)
 
 
 def _other_versions(copy_admin: str, target: dict[str, str]) -> list[str]:
@@ -145,7 +156,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
     major, login, dbname = int(target["version"]) // 10000, str(target["login"]), str(target["dbname"])
-    if login == BOOTSTRAP or dbname in ("template0", "template1"):
+    superuser = bootstrap_name()
+    if superuser in (login, *target["roles"]) or dbname in ("template0", "template1"):
         raise InputError(f"cannot make an isolated copy of database {dbname} as login {login}: the name is the "
                          "throwaway cluster's own", "dry-run as another login, or of another database")
     bindir = throwaway_cluster.server_bindir(major)
@@ -158,14 +170,14 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                      "target meanwhile")
         token = secrets.token_hex(16)  # the guard checks the server holds it (agent19.safety.trial.check)
         most = isolated_limits.max_bytes(db.settings, wd.path)  # what the copy may write on this machine
-        cluster = throwaway_cluster.start(wd, bindir / "initdb", BOOTSTRAP, name="copy",
+        cluster = throwaway_cluster.start(wd, bindir / "initdb", superuser, name="copy",
                                           env=throwaway_cluster.server_environment(wd.path),
                                           settings={"agent19.isolated_copy": f"'{token}'",
                                                     **isolated_limits.server_settings(most)})
         # stops the cluster past the limit or the time (then raises, when the block exits: before the cleanup)
         limits.enter_context(isolated_limits.Watchdog(wd.path, cluster, most, isolated_limits.max_seconds(db.settings)))
-        admin = make_conninfo(cluster.dsn(), application_name=APPLICATION)
-        roles = [r for r in target["roles"] if r != BOOTSTRAP]  # the cluster's own superuser is no copy of one
+        admin = make_conninfo(cluster.dsn(), application_name=APPLICATION, options=PINNED)
+        roles = list(target["roles"])
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
         say(0, None, "restoring the target's schema there")
         (dump, failure), how = dumped.result()
@@ -178,7 +190,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
                                              skip_extensions=made, stop_on_error=False)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
-        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname)
+        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
+                                        superuser)
         errors += _other_versions(make_conninfo(admin, dbname=dbname), versions)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token

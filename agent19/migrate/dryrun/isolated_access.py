@@ -14,8 +14,14 @@ So, once the schema is restored, the copy's bootstrap superuser makes the copy d
   owner's default is granted, what it lacks of that default is revoked (as the owner: a superuser's GRANT/REVOKE acts
   for the owner); default privileges (``pg_default_acl``) likewise;
 * **settings** — the ``pg_db_role_setting`` rows that apply to the login in the target's database (database-wide,
-  the login's, the login's in that database) are set there (``ALTER DATABASE/ROLE … SET``); one the copy refuses is
-  said in the result.
+  the login's, the login's in that database) are set there for the login only (``ALTER ROLE … [IN DATABASE …] SET``,
+  a database-wide one too: ``ALTER DATABASE … SET`` would reach the copy's superuser sessions, a ``search_path``
+  through the login's schemas making them run its code); one the copy refuses is said in the result.
+
+No object gets an owner more powerful in the copy than on the target: one owned there by a predefined role
+(``pg_execute_server_program``, ``pg_write_server_files``, …: in the copy, their power is over agent19's machine) or
+by a role named as the copy's superuser stays the login's, said in the result; no ``pg_*`` membership is granted
+(:func:`agent19.migrate.dryrun.isolated._roles`); a target's superuser is a NOLOGIN role without attributes there.
 
 All of it is computed from the **target's catalog** (:data:`Q_OWNERS`, :data:`Q_ACL`, :data:`Q_DEFAULT_ACL`,
 :data:`Q_SETTINGS`), never from the dump's text, which a table comment or a function body can shape: the catalog's
@@ -28,8 +34,9 @@ unchanged, which it may be across a GRANT), a second dump would read the target 
 the catalog gives the same rows without parsing any archive.
 
 Running these statements as the copy's superuser is safe: ``ALTER … OWNER TO``, ``GRANT``/``REVOKE``, ``ALTER DEFAULT
-PRIVILEGES`` and ``ALTER DATABASE/ROLE … SET`` change catalog rows only and run no user code (no trigger, no
-function, no expression of the restored schema), unlike the restore itself, which the login runs.
+PRIVILEGES`` and ``ALTER ROLE … SET`` change catalog rows only and run no user code (no trigger, no function, no
+expression of the restored schema), unlike the restore itself, which the login runs; and the superuser's sessions
+pin their search_path (:data:`agent19.migrate.dryrun.isolated.PINNED`).
 """
 
 from __future__ import annotations
@@ -281,27 +288,46 @@ def split_list(value: str) -> list[str]:
 
 
 def set_statement(level: str, login: str, dbname: str, entry: str) -> sql.Composed:
-    """``ALTER DATABASE/ROLE … SET name = value`` of one ``name=value`` entry of ``pg_db_role_setting``."""
+    """``ALTER ROLE … [IN DATABASE …] SET name = value`` of one ``name=value`` entry of ``pg_db_role_setting``: the
+    login's, a database-wide entry too (never ``ALTER DATABASE``: the copy's superuser sessions would follow it)."""
     name, _, value = entry.partition("=")
-    target = {"database": sql.SQL("DATABASE {}").format(sql.Identifier(dbname)),
-              "role": sql.SQL("ROLE {}").format(sql.Identifier(login)),
-              "role in database": sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(login),
-                                                                            sql.Identifier(dbname))}[level]
+    # a database-wide row is set for the login only: ALTER DATABASE … SET would reach the copy's superuser too
+    in_db = sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(login), sql.Identifier(dbname))
+    target = {"database": in_db, "role": sql.SQL("ROLE {}").format(sql.Identifier(login)),
+              "role in database": in_db}[level]
     values = split_list(value) if name.lower() in LIST_QUOTE else [value]
     rhs = sql.SQL(", ").join(sql.Literal(v) for v in values) if values else sql.Literal("")
     return sql.SQL("ALTER {} SET {} = {}").format(target, sql.Identifier(*name.split(".")), rhs)
 
 
-def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
-    """As the copy's superuser (on its copy of the database), the target's owners, ACLs and settings; returns what
-    could not be made as the target has it (one note per kind, a few examples each)."""
+def _powerful(role: Any, superuser: str) -> bool:
+    """``role`` is the copy's superuser or a predefined role (``pg_execute_server_program``, …: on this machine)."""
+    return role == superuser or str(role).startswith("pg_")
+
+
+def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: str) -> list[str]:
+    """As the copy's superuser ``superuser`` (on its copy of the database), the target's owners, ACLs and settings;
+    returns what could not be made as the target has it (one note per kind, a few examples each). An object the
+    target's predefined role (or a role named as the copy's superuser) owns stays the login's: in the copy, such a
+    role's power is over this machine."""
     failed: dict[str, list[str]] = {}
     notes: list[str] = []
+    kept = [f"{row[0]} {row[1]} (owned by {row[2]})" for row in access.owners if _powerful(row[2], superuser)]
+    if kept:
+        notes.append(f"{len(kept)} object(s) owned on the target by a predefined role stay owned by {login} in the "
+                     "copy (that role's power there would be over agent19's machine): " + "; ".join(kept[:5]))
+    owners = [row for row in access.owners if not _powerful(row[2], superuser)]
+    acl = [row for row in access.acl if row[5] != superuser]
+    default_acl = [row for row in access.default_acl if superuser not in (row[3], row[5])]
+    # a database-wide setting the login's own setting overrides on the target is not set (both are the login's here)
+    own = {e.partition("=")[0].lower() for level, entries in access.settings if level != "database" for e in entries}
+    settings = [(level, [e for e in entries if level != "database" or e.partition("=")[0].lower() not in own])
+                for level, entries in access.settings]
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         if not access.inherit:  # its memberships (isolated._roles) then give it nothing without SET ROLE, as there
             conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(sql.Identifier(login)))
-        for kind, make, rows in (("owner", owner_statement, access.owners), ("privilege", acl_statement, access.acl),
-                                 ("default privilege", default_acl_statement, access.default_acl)):
+        for kind, make, rows in (("owner", owner_statement, owners), ("privilege", acl_statement, acl),
+                                 ("default privilege", default_acl_statement, default_acl)):
             for row in rows:
                 try:  # composed from the target's catalog rows (names quoted here), never from the dump's text
                     statement = make(row)
@@ -310,7 +336,7 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str) -> list[str]:
                     failed.setdefault(kind, []).append(f"{row} ({_first_line(exc)})")
         notices: list[str] = []  # what the server says of a setting it accepts (a name that does not exist here)
         conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
-        for level, entries in access.settings:
+        for level, entries in settings:
             for entry in entries:
                 name = entry.partition("=")[0].lower()
                 why = [w for prefix, w in REFUSED.items() if name == prefix or prefix.endswith(".")
