@@ -18,13 +18,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from tools.throwaway import ThrowawayServer, start_pgserver, start_system, system_versions
+from tools.throwaway import ThrowawayServer, start_pgserver, start_replica, start_system, system_versions
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -229,6 +230,34 @@ def one(dsn: str, sql: str) -> Any:
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(sql).fetchone()
     return row[0] if row else None
+
+
+@contextmanager
+def primary_and_standby(setup: str) -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
+    """A system server with ``setup`` run on it (it must create a table ``orders``) and a streaming hot standby
+    that has replayed it; both stopped after."""
+    need(bool(system_versions()), "no system PostgreSQL binaries to start a primary and a standby")
+    primary = start_system()
+    try:
+        with psycopg.connect(primary.dsn, autocommit=True) as c:
+            c.execute(setup)
+        standby = start_replica(primary)
+        try:
+            until("the standby to replay the table", lambda: one(
+                standby.dsn, "SELECT to_regclass('orders') IS NOT NULL") is True, every=0.1)
+            yield primary, standby
+        finally:
+            standby.stop()
+    finally:
+        primary.stop()
+
+
+@pytest.fixture
+def work() -> Iterator[Path]:
+    """A work directory for an isolated dry run's throwaway cluster (agent19.migrate.dryrun.isolated), removed after."""
+    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
+        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
+        yield Path(path)
 
 
 @pytest.fixture

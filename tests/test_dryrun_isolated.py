@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -90,12 +89,6 @@ def app(dsn: str) -> str:
     need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
     return owner(dsn, SETUP)
 
-
-@pytest.fixture
-def work() -> Any:
-    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
-        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
-        yield Path(path)
 
 
 def test_an_execute_trigger_stops_the_ordinary_dry_run_and_the_isolated_one_tests(app, work):
@@ -279,25 +272,12 @@ async def test_mcp_isolated_argument(app, work):
 
 def test_a_standby_is_copied_from_too(work):
     """The ordinary dry run refuses a standby (it refuses every write); an isolated one only reads it (pg_dump)."""
-    from tests.conftest import one, until
-    from tools.throwaway import start_replica, start_system, system_versions
+    from tests.conftest import primary_and_standby
 
-    need(bool(system_versions()), "no system PostgreSQL binaries to start a primary and a standby")
-    primary = start_system()
-    try:
-        with psycopg.connect(primary.dsn, autocommit=True) as c:
-            c.execute("CREATE TABLE orders (id int PRIMARY KEY)")
-        standby = start_replica(primary)
-        try:
-            until("the standby to replay the table", lambda: one(
-                standby.dsn, "SELECT to_regclass('orders') IS NOT NULL") is True, every=0.1)
-            r = _isolated(standby.dsn, "ALTER TABLE orders ADD COLUMN note text;\n", work)
-            assert r.passed and r.isolated is not None and r.isolated.removed, (r.summary, r.findings)
-            assert r.statements[0].strongest == ("AccessExclusiveLock", "public.orders")
-        finally:
-            standby.stop()
-    finally:
-        primary.stop()
+    with primary_and_standby("CREATE TABLE orders (id int PRIMARY KEY)") as (_, standby):
+        r = _isolated(standby.dsn, "ALTER TABLE orders ADD COLUMN note text;\n", work)
+        assert r.passed and r.isolated is not None and r.isolated.removed, (r.summary, r.findings)
+        assert r.statements[0].strongest == ("AccessExclusiveLock", "public.orders")
     _no_cluster_left(work)
 
 

@@ -5,7 +5,6 @@ fails in the copy too, and one that resolves through the target's search_path pa
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,6 @@ def other(dsn: str) -> str:
             c.execute(f"GRANT SELECT ON public.{t} TO PUBLIC")
     return role
 
-
-@pytest.fixture
-def work() -> Any:
-    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
-        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
-        yield Path(path)
 
 
 def _user(login: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,6 @@ def app(dsn: str) -> str:
     need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
     return owner(dsn, "CREATE TABLE mine (id int);")
 
-
-@pytest.fixture
-def work() -> Any:
-    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
-        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
-        yield Path(path)
 
 
 def _copy_facts(app: str, work: Path, query: str) -> tuple[Any, list[str], str]:

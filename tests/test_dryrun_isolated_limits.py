@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,12 +31,6 @@ def app(dsn: str) -> str:
     need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
     return owner(dsn, "CREATE TABLE o (id int PRIMARY KEY, v int); CREATE TABLE tsd (id int);")
 
-
-@pytest.fixture
-def work() -> Any:
-    with tempfile.TemporaryDirectory(prefix="agent19-test-isolated-") as path:
-        os.chmod(path, 0o755)  # as root, the server runs as the postgres OS user: it must reach its directory
-        yield Path(path)
 
 
 def _isolated(login: str, sql: str, work: Path, settings: dict[str, Any] | None = None, **options: Any) -> Any:

@@ -12,11 +12,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
-from tests.conftest import need, one, until
-from tools.throwaway import ThrowawayServer, start_replica, start_system, system_versions
+from tests.conftest import primary_and_standby
+from tools.throwaway import ThrowawayServer
 
 ROOT = Path(__file__).parent.parent
 UP = "ALTER TABLE orders ADD COLUMN note text;\nCREATE INDEX orders_note_idx ON orders (note);\n"
@@ -25,20 +24,9 @@ DOWN = "DROP INDEX orders_note_idx;\nALTER TABLE orders DROP COLUMN note;\n"
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[tuple[ThrowawayServer, ThrowawayServer]]:
-    need(bool(system_versions()), "no system PostgreSQL binaries to start a primary and a standby")
-    primary = start_system()
-    try:
-        with psycopg.connect(primary.dsn, autocommit=True) as c:
-            c.execute("CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, 100)")
-        standby = start_replica(primary)
-        try:
-            until("the standby to replay the table", lambda: one(
-                standby.dsn, "SELECT to_regclass('orders') IS NOT NULL") is True, every=0.1)
-            yield primary, standby
-        finally:
-            standby.stop()
-    finally:
-        primary.stop()
+    with primary_and_standby("CREATE TABLE orders (id int PRIMARY KEY); "
+                             "INSERT INTO orders SELECT generate_series(1, 100)") as servers:
+        yield servers
 
 
 def _cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:

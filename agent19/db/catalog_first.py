@@ -11,7 +11,7 @@ first for relations unless listed. So:
   ``pg_catalog.``-qualified functions, and refuses to judge code when it searches another schema before
   ``pg_catalog`` (:func:`shadowing`);
 * a dry run reads it again after every statement, with the session's temporary relations named ``pg_*``
-  (:data:`agent19.migrate.dryrun.cluster_guard.Q_STRINGS_READ`): a statement that changes either is rolled back and
+  (:data:`agent19.migrate.dryrun.cluster_guard.Q_SESSION_READS`): a statement that changes either is rolled back and
   refused.
 
 Not yet: the read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) reads names through the session's path;

@@ -198,7 +198,7 @@ def guarded(statement: str) -> str:
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
 
 
-Q_STRINGS_READ = f"""SELECT pg_catalog.current_setting('standard_conforming_strings') AS strings,
+Q_SESSION_READS = f"""SELECT pg_catalog.current_setting('standard_conforming_strings') AS strings,
        {catalog_first.SEARCH_PATH} AS path,
        (SELECT pg_catalog.string_agg(c.relname::text, ', ') FROM pg_catalog.pg_class c
          WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
@@ -208,7 +208,7 @@ how the server reads string literals, the search_path, and temporary relations n
 before pg_catalog: they would answer agent19's own reads of pg_locks, pg_class...)."""
 
 
-class StringsChanged(Exception):
+class SessionChanged(Exception):
     """Raised inside a savepoint to roll back a statement after which this session reads SQL or names otherwise
     than agent19 does: ``standard_conforming_strings`` no longer on (through a view or rule over pg_settings, a
     function, anything the statement's text does not show: every later statement would be read by the server as
@@ -224,8 +224,8 @@ class StringsChanged(Exception):
         return f"refused: {self.value} (seen by the server after it ran, not in its text); rolled back"
 
 
-def strings_read_as_parsed(rows: list[Any]) -> str | None:
-    """None when the rows of :data:`Q_STRINGS_READ` say this session reads SQL and names as agent19 does, else
+def session_changed(rows: list[Any]) -> str | None:
+    """None when the rows of :data:`Q_SESSION_READS` say this session reads SQL and names as agent19 does, else
     what changed."""
     row = rows[0] if isinstance(rows[0], dict) else dict(zip(("strings", "path", "temp_catalog_names"), rows[0],
                                                               strict=True))

@@ -62,14 +62,14 @@ from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.checks import refuse_standby, run_check
 from agent19.migrate.dryrun.cluster_guard import (
+    Q_SESSION_READS,
     Q_SHARED_WRITES,
-    Q_STRINGS_READ,
     Blocked,
     ClusterWrite,
-    StringsChanged,
+    SessionChanged,
     screen,
+    session_changed,
     shared_writes,
-    strings_read_as_parsed,
 )
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
@@ -176,16 +176,16 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         try:
             with conn.transaction():
                 obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before,
-                                            also=(Q_SHARED_WRITES, Q_STRINGS_READ)),
+                                            also=(Q_SHARED_WRITES, Q_SESSION_READS)),
                                     conn=conn, dsn=dsn, progress=live, done=stmt.index, total=len(stmts), label=label)
                 if wrote := shared_writes(conn, obs.also[0]):  # read with its locks, in one round trip
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
-                if reading := strings_read_as_parsed(obs.also[1]):
-                    raise StringsChanged(reading)  # likewise
+                if changed := session_changed(obs.also[1]):
+                    raise SessionChanged(changed)  # likewise
         except ClusterWrite as exc:
             res.ran_in, res.note = "skipped", exc.note
             continue
-        except StringsChanged as exc:
+        except SessionChanged as exc:
             res.ran_in, res.note = "skipped", exc.note
             res.error = statement_error(stmt, message=exc.note)
             continue
