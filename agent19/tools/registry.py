@@ -230,11 +230,13 @@ def accepted_fields(args: type[Any]) -> list[str]:
 
 
 def all_tools() -> list[ToolSpec[Any, Any]]:
-    """Every declared tool (imports every tool module)."""
-    from agent19.tools import load_all
+    """Every declared tool (imports every tool module), in one order whatever imported them first: by module (as
+    :func:`agent19.tools.tool_modules` lists them), then as each module declares them."""
+    from agent19.tools import load_all, tool_modules
 
     load_all()
-    return list(REGISTRY.values())
+    rank = {f"agent19.tools.{module}": i for i, module in enumerate(tool_modules())}
+    return sorted(REGISTRY.values(), key=lambda spec: rank.get(spec.module, len(rank)))
 
 
 def tools_of(module: str) -> list[ToolSpec[Any, Any]]:
