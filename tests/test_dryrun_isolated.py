@@ -327,10 +327,8 @@ def _sleeping_in_a_copy(work: Path, user: str) -> bool:
     return False
 
 
-def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(app, work, tmp_path):
-    import signal
-
-    from agent19.ops.backup.workdir import remove_leftovers
+def _sleeping_run(app: str, work: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``agent19 dry-run --isolated`` of a migration that sleeps 60 s in the copy, once it sleeps there."""
     from tests.conftest import as_at_a_terminal, until
 
     m = tmp_path / "0001_sleep.up.sql"
@@ -338,24 +336,96 @@ def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_b
     env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
            "AGENT19_STATEMENT_TIMEOUT": "2min"}
     login = psycopg.conninfo.conninfo_to_dict(app)["user"]
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
+    child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
+    try:
+        until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work, login), timeout=60,
+              every=0.2)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child
+
+
+def _postmaster(work: Path) -> tuple[Path, int]:
+    """The isolated run's work directory under ``work`` and its cluster's postmaster pid."""
+    [pidfile] = work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid")
+    return pidfile.parent.parent, int(pidfile.read_text().splitlines()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _supervisors_of(directory: Path) -> list[int]:
+    """The pids of the processes running agent19.db.cluster_supervisor for ``directory``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work, login), timeout=60,
-                  every=0.2)
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent19.db.cluster_supervisor" in args and str(directory).encode() in args:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_ctrl_c_and_sigterm_remove_the_cluster(app, work, tmp_path):
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        child = _sleeping_run(app, work, tmp_path)
+        try:
             child.send_signal(sig)
             child.wait(timeout=30)
         finally:
             child.kill()
-        if sig != signal.SIGKILL:  # Ctrl-C: status 130; SIGTERM: ended by it, after the cleanup
-            assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), child.stderr.read()
-            _no_cluster_left(work)
-        else:  # nothing ran on the way out: the directory and its server are left, until the next run
-            assert [p for p in work.iterdir() if p.name.startswith(PREFIXES[1])]
-            removed = remove_leftovers(work)
-            assert len(removed) == 1 and PREFIXES[1] in removed[0], removed
-            _no_cluster_left(work)
+        # Ctrl-C: status 130; SIGTERM: ended by it, after the cleanup
+        assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), child.stderr.read()
+        _no_cluster_left(work)
+
+
+def test_a_sigkilled_runs_cluster_dies_with_it(app, work, tmp_path):
+    """j05: nothing runs in a SIGKILLed process; its copy's postmaster kept running (its disk and time limits
+    enforced by nobody) until the next run. The work directory's supervisor process stops it and removes the
+    directory."""
+    import signal
+    import time
+
+    child = _sleeping_run(app, work, tmp_path)
+    directory, postmaster = _postmaster(work)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    start = time.monotonic()
+    while (_alive(postmaster) or directory.exists()) and time.monotonic() - start < 30:
+        time.sleep(0.1)
+    assert not _alive(postmaster), f"the copy's postmaster {postmaster} still runs 30 s after agent19 was killed"
+    assert not directory.exists(), list(directory.iterdir())
+    _no_cluster_left(work)
+
+
+def test_a_run_killed_with_its_supervisor_is_removed_by_the_next(app, work, tmp_path):
+    """The fallback, when the supervisor is killed too (a kill of the whole process group, a reboot):
+    remove_leftovers, which every run calls first."""
+    import signal
+
+    from agent19.ops.backup.workdir import remove_leftovers
+
+    child = _sleeping_run(app, work, tmp_path)
+    directory, postmaster = _postmaster(work)
+    [supervisor] = _supervisors_of(directory)
+    os.kill(supervisor, signal.SIGKILL)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert directory.exists() and _alive(postmaster)  # nothing ran on the way out
+    removed = remove_leftovers(work)
+    assert removed == [str(directory)], removed
+    _no_cluster_left(work)
 
 
 def test_pg_dump_failing_is_a_clear_error_and_leaves_nothing(app, dsn, work):

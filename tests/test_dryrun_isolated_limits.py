@@ -196,7 +196,7 @@ def test_the_watchdog_stops_a_cluster_that_runs_past_the_runs_time(app, work):
         cluster = throwaway_cluster.start(wd, bindir / "initdb", "admin", name="copy")
         with pytest.raises(InputError, match=r"^the isolated run took more than 1 s \(20 statement timeouts\): its "
                                              "cluster was stopped"):
-            with Watchdog(wd.path, cluster, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
+            with Watchdog(wd, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
                 c.execute("SELECT pg_sleep(30)")
         assert cluster.process is not None and cluster.process.wait(timeout=30) == 0
 

@@ -175,7 +175,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                           settings={"agent19.isolated_copy": f"'{token}'",
                                                     **isolated_limits.server_settings(most)})
         # stops the cluster past the limit or the time (then raises, when the block exits: before the cleanup)
-        limits.enter_context(isolated_limits.Watchdog(wd.path, cluster, most, isolated_limits.max_seconds(db.settings)))
+        limits.enter_context(isolated_limits.Watchdog(wd, most, isolated_limits.max_seconds(db.settings)))
         admin = make_conninfo(cluster.dsn(), application_name=APPLICATION, options=PINNED)
         roles = list(target["roles"])
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
