@@ -429,12 +429,58 @@ def test_a_run_killed_with_its_supervisor_is_removed_by_the_next(app, work, tmp_
 
 
 def test_pg_dump_failing_is_a_clear_error_and_leaves_nothing(app, dsn, work):
-    with psycopg.connect(dsn, autocommit=True) as c:  # a table the application's login may not read (or lock)
-        c.execute("CREATE TABLE secret (id int)")
-    with pytest.raises(InputError) as caught:
-        _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\n", work)
-    assert "could not copy the target's schema" in caught.value.message
-    assert "permission denied for table secret" in caught.value.message, caught.value.message
+    import threading
+
+    holder = psycopg.connect(dsn)  # pg_dump cannot lock orders within lock_timeout
+    holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(20, holder.rollback)
+    release.start()
+    try:
+        db = _db(app, lock_timeout="300ms")
+        try:
+            with pytest.raises(InputError) as caught:
+                isolated_dry_run(db, parse_sql("ALTER TABLE audit ADD COLUMN note text;\n"), work_base=work)
+        finally:
+            db.close()
+    finally:
+        release.cancel()
+        holder.close()
+    assert "could not copy the target's schema: pg_dump waited more than 300 ms" in caught.value.message, caught.value
+    _no_cluster_left(work)
+
+
+HIDDEN = """
+CREATE SCHEMA hidden;
+CREATE TABLE hidden.t (id int);
+CREATE FUNCTION hidden.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TABLE public.secret (id int);
+CREATE TABLE public."odd ""name"".*" (id int);
+"""
+
+
+def test_what_the_login_cannot_read_is_left_out_of_the_copy_and_refused_there_as_on_the_target(app, dsn, work):
+    """j06: a schema the login has no USAGE on, or a table it may not SELECT (pg_dump must lock it), made every
+    isolated run fail at pg_dump. The copy now leaves them out (said in the result), and a statement touching one
+    is refused there for the privilege, as on the target."""
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(HIDDEN)
+        c.execute("CREATE TRIGGER orders_stamp BEFORE INSERT ON public.orders FOR EACH ROW "
+                  "EXECUTE FUNCTION hidden.stamp()")
+        c.execute(f'GRANT SELECT ON hidden.t TO "{login}"')  # but no USAGE on hidden
+    r = _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\nINSERT INTO orders (total) VALUES (1);\n", work)
+    assert r.passed and not any(s.untested or s.error for s in r.statements), r.summary
+    notes = r.isolated.restore_errors if r.isolated else []
+    [left_out] = [n for n in notes if "left out of the copy" in n]
+    assert left_out.startswith("3 table(s) this login cannot read on the target"), left_out
+    assert 'hidden.t, public.odd "name".*, public.secret;' in left_out, left_out
+    for touching, refused in (("ALTER TABLE secret ADD COLUMN x int;\n", "table secret"),
+                              ("INSERT INTO hidden.t VALUES (1);\n", "schema hidden"),
+                              ('SELECT * FROM "odd ""name"".*";\n', 'table odd "name".*')):
+        r = _isolated(app, touching, work)
+        [s] = r.statements
+        assert s.error is None and s.untested and s.untested.startswith("this login lacks a privilege"), (touching, s)
+        assert refused in s.untested, (refused, s.untested)
     _no_cluster_left(work)
 
 

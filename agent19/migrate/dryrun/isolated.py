@@ -11,6 +11,8 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 1. The target is read (its major version, login, database name, role names) and dumped, while step 2 runs:
    ``pg_dump --schema-only --no-owner --no-privileges`` (:func:`agent19.migrate.dryrun.early_scratch.cached_dump`: a
    running server reuses the dump while the target's catalogs are unchanged). Only reads reach it.
+   Tables the login cannot lock (pg_dump would fail) are left out, and stood in for by empty tables with the
+   target's owner and privileges (:mod:`agent19.migrate.dryrun.isolated_unreadable`).
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
@@ -63,7 +65,7 @@ from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun import isolated_access, isolated_limits, scratch_schema
+from agent19.migrate.dryrun import isolated_access, isolated_limits, isolated_unreadable, scratch_schema
 from agent19.migrate.dryrun.early_scratch import cached_dump
 from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
 from agent19.migrate.parse import Statement
@@ -152,6 +154,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         # comment or a function body can hold any "CREATE EXTENSION" line)
         extensions = restorer.source_extensions(conn)
         versions = dict(conn.cursor(row_factory=tuple_row).execute(Q_EXTENSION_VERSIONS).fetchall())
+        unreadable = isolated_unreadable.read_unreadable(conn)  # left out of the dump: pg_dump could not lock them
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -164,7 +167,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
     with (work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg,
           ExitStack() as limits):
-        dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        dumped = bg.submit(cached_dump, db, major,  # a running server reuses it while the catalogs are unchanged
+                           exclude_tables=[isolated_unreadable.pattern(*t) for t in unreadable])
         reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
@@ -189,10 +193,11 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
         failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
                                              skip_extensions=made, stop_on_error=False)
+        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), unreadable)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)
-        errors += _other_versions(make_conninfo(admin, dbname=dbname), versions)
+        errors += _other_versions(make_conninfo(admin, dbname=dbname), versions) + isolated_unreadable.note(unreadable)
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
         info = IsolatedCopy(
