@@ -238,11 +238,19 @@ def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
     return result
 
 
-def refuse_unmeasurable(sample_rows: int, measure_blocking: bool) -> None:
+def refuse_unmeasurable(sample_rows: int, measure_blocking: bool, scratch_copy: str = "auto") -> None:
     """Raise :class:`InputError` for what an isolated copy cannot measure, its tables being empty: sample rows (they
     would be loaded before the guard screens the migration) and blocking probes (on empty tables a statement holding
     an ACCESS EXCLUSIVE lock for milliseconds blocks nothing measurable: "not blocked" would say nothing of the
-    target)."""
+    target); and for a scratch copy asked of the target (``template``: with its rows; ``schema``, ``empty``): the
+    isolated copy is always the target's schema restored into a throwaway cluster, without rows, and the dry run's
+    scratch databases are made there."""
+    if scratch_copy != "auto":
+        raise InputError(f"scratch_copy {scratch_copy} does not apply to an isolated dry run: the isolated copy is "
+                         "always the target's schema (pg_dump) restored into a throwaway cluster, without rows, and "
+                         "the dry run's scratch databases are made from that copy",
+                         "leave scratch_copy (--scratch-copy) at auto with isolated, or drop isolated to dry-run on "
+                         f"the target with a {scratch_copy} scratch copy")
     if sample_rows:
         raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
                          "leave sample_rows at 0 with isolated")
@@ -258,7 +266,8 @@ def isolated_dry_run(db: Database, statements: list[Statement], *, progress: Pro
     (``options``: dry_run's, but ``sample_rows``: the copy has no rows); the copy is removed before it returns."""
     from agent19.migrate.dryrun.run import dry_run
 
-    refuse_unmeasurable(int(options.get("sample_rows") or 0), bool(options.get("measure_blocking")))
+    refuse_unmeasurable(int(options.get("sample_rows") or 0), bool(options.get("measure_blocking")),
+                        str(options.get("scratch_copy") or "auto"))
     progress = rising(progress) if progress is not None else None
     with isolated_copy(db, progress, work_base) as copy:
         result = dry_run(copy.db, statements, progress=progress, **options)
