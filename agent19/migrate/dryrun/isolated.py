@@ -242,15 +242,15 @@ def refuse_unmeasurable(sample_rows: int, measure_blocking: bool, scratch_copy: 
     """Raise :class:`InputError` for what an isolated copy cannot measure, its tables being empty: sample rows (they
     would be loaded before the guard screens the migration) and blocking probes (on empty tables a statement holding
     an ACCESS EXCLUSIVE lock for milliseconds blocks nothing measurable: "not blocked" would say nothing of the
-    target); and for a scratch copy asked of the target (``template``: with its rows; ``schema``, ``empty``): the
-    isolated copy is always the target's schema restored into a throwaway cluster, without rows, and the dry run's
-    scratch databases are made there."""
-    if scratch_copy != "auto":
-        raise InputError(f"scratch_copy {scratch_copy} does not apply to an isolated dry run: the isolated copy is "
-                         "always the target's schema (pg_dump) restored into a throwaway cluster, without rows, and "
-                         "the dry run's scratch databases are made from that copy",
-                         "leave scratch_copy (--scratch-copy) at auto with isolated, or drop isolated to dry-run on "
-                         f"the target with a {scratch_copy} scratch copy")
+    target); and for a TEMPLATE scratch copy (``scratch_copy="template"``: the target's rows): the isolated copy is
+    always the target's schema restored into a throwaway cluster, without rows, and the dry run's scratch databases
+    are made from it (``schema`` and ``empty`` keep their meaning there: how those are made)."""
+    if scratch_copy == "template":
+        raise InputError("scratch_copy template (a copy with the target's rows) does not apply to an isolated dry "
+                         "run: the isolated copy is always the target's schema (pg_dump) restored into a throwaway "
+                         "cluster, without rows, and the dry run's scratch databases are made from that copy",
+                         "leave scratch_copy (--scratch-copy) at auto (or schema) with isolated, or drop isolated "
+                         "to dry-run on the target with a template scratch copy")
     if sample_rows:
         raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
                          "leave sample_rows at 0 with isolated")
