@@ -168,7 +168,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     with (work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg,
           ExitStack() as limits):
         dumped = bg.submit(cached_dump, db, major,  # a running server reuses it while the catalogs are unchanged
-                           exclude_tables=[isolated_unreadable.pattern(*t) for t in unreadable])
+                           exclude_tables=[isolated_unreadable.pattern(t.schema, t.table) for t in unreadable])
         reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
