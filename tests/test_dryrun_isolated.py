@@ -494,3 +494,45 @@ def test_what_could_not_be_restored_is_said(app, dsn, work):
     assert any(f.severity == "warning" and "isolated copy differs from the target" in f.message for f in r.findings)
     assert r.statements[0].error is None and not r.statements[0].untested
     _no_cluster_left(work)
+
+
+DEFINER = """
+CREATE ROLE {other} NOLOGIN;
+CREATE TABLE public.ledger (op text);
+ALTER TABLE public.ledger OWNER TO {other};
+CREATE FUNCTION public.log_op() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN INSERT INTO public.ledger VALUES (TG_OP); RETURN NEW; END $$;
+CREATE TRIGGER orders_log AFTER INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION public.log_op();
+CREATE FUNCTION public.plain() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
+"""
+
+
+def test_a_superusers_security_definer_function_is_said_and_its_permission_error_is_not_the_migrations(app, dsn,
+                                                                                                      work):
+    """The copy has no superuser but its own: a function a superuser owns on the target is owned there by a role of
+    that name without attributes. A SECURITY DEFINER one runs there without the superuser's powers: the result names
+    it, and a permission error raised inside it says the copy cannot test the statement (not the migration's
+    failure, nor the login's missing privilege)."""
+    import secrets
+
+    other = f"ledger_owner_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        superuser = c.execute("SELECT current_user").fetchone()[0]
+        c.execute(DEFINER.format(other=other))
+    try:
+        r = _isolated(app, "INSERT INTO orders (total) VALUES (5);\n", work)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:  # roles are the server's: not dropped with the database
+            c.execute(f"DROP TABLE public.ledger; DROP ROLE {other}")
+    notes = r.isolated.restore_errors if r.isolated else []
+    [said] = [n for n in notes if "SECURITY DEFINER" in n]
+    assert said.startswith("1 SECURITY DEFINER function(s) owned by a superuser on the target run without superuser "
+                           "in the copy"), said
+    assert f"public.log_op() (owned by {superuser})" in said and "plain" not in said, said
+    [s] = r.statements
+    assert s.error is None and s.untested, s
+    assert s.untested.startswith("not testable in the isolated copy: function public.log_op() runs there without "
+                                 f"superuser (owned by superuser {superuser} on the target, SECURITY DEFINER)"), s
+    assert "permission denied for table ledger" in s.untested, s.untested
+    assert "this login lacks a privilege" not in s.untested, s.untested
+    _no_cluster_left(work)

@@ -30,6 +30,9 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    refuses what the target refuses for want of a privilege, and resolves names through its search_path. What cannot
    be made (an event trigger, a function in an untrusted language, an extension not installed here, a setting the
    copy refuses) is said, not hidden.
+   A SECURITY DEFINER function a superuser owns on the target runs there without the superuser's powers: said too,
+   and a permission error inside one is the copy's limit, not the migration's failure
+   (:mod:`agent19.migrate.dryrun.isolated_definers`).
    No rows are copied (a sample would be loaded before the guard screens the migration: the copy's triggers and
    CHECK constraints would run unguarded).
 4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
@@ -65,7 +68,13 @@ from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun import isolated_access, isolated_limits, isolated_unreadable, scratch_schema
+from agent19.migrate.dryrun import (
+    isolated_access,
+    isolated_definers,
+    isolated_limits,
+    isolated_unreadable,
+    scratch_schema,
+)
 from agent19.migrate.dryrun.early_scratch import cached_dump
 from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
 from agent19.migrate.parse import Statement
@@ -155,6 +164,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         extensions = restorer.source_extensions(conn)
         versions = dict(conn.cursor(row_factory=tuple_row).execute(Q_EXTENSION_VERSIONS).fetchall())
         unreadable = isolated_unreadable.read_unreadable(conn)  # left out of the dump: pg_dump could not lock them
+        definers = isolated_definers.read(conn)  # a superuser's SECURITY DEFINER functions: without it in the copy
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -197,9 +207,11 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)
-        errors += _other_versions(make_conninfo(admin, dbname=dbname), versions) + isolated_unreadable.note(unreadable)
+        errors += (_other_versions(make_conninfo(admin, dbname=dbname), versions) + isolated_unreadable.note(unreadable)
+                   + isolated_definers.note(definers))
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
+        copy.denied_in_copy = isolated_definers.explainer(definers)
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
