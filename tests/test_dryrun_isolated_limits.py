@@ -268,3 +268,52 @@ def test_a_template_scratch_copy_with_isolated_is_refused_with_what_to_do(app, w
     assert done.returncode == 2, said
     assert refused in said and "leave scratch_copy (--scratch-copy) at auto (or schema) with isolated" in said, said
     assert not list(work.iterdir())  # refused before any copy was made
+
+
+def test_the_disk_limit_holds_while_agent19_is_stopped(app, work, tmp_path):
+    """The limits are enforced by the work directory's supervisor process (agent19.db.cluster_supervisor), not a
+    thread of agent19's: with agent19 stopped (SIGSTOP: stuck, or being killed), a copy writing past the limit is
+    still stopped; agent19, continued, reports it."""
+    import signal
+
+    from agent19.ops.backup.workdir import PREFIXES
+    from tests.conftest import until
+
+    m = tmp_path / "0001_fill.up.sql"
+    m.write_text(FILL)
+    env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
+           "AGENT19_ISOLATED_MAX_MB": "100"}
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
+
+    def filling() -> bool:
+        for pidfile in work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid"):
+            lines = pidfile.read_text().splitlines()
+            try:
+                with psycopg.connect(host=lines[4], port=lines[3], user=login, dbname="postgres",
+                                     connect_timeout=2) as c:
+                    return bool(c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE fill%'"
+                                          ).fetchone()[0])
+            except (psycopg.Error, IndexError):
+                return False
+        return False
+
+    child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        until("the copy to run the migration", filling, timeout=60, every=0.1)
+        [pidfile] = work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid")
+        postmaster = int(pidfile.read_text().splitlines()[0])
+        child.send_signal(signal.SIGSTOP)
+        try:
+            until("the copy's postmaster to be stopped with agent19 stopped",
+                  lambda: not Path(f"/proc/{postmaster}").exists()
+                  or Path(f"/proc/{postmaster}/stat").read_text().split()[2] == "Z", timeout=30, every=0.2)
+        finally:
+            child.send_signal(signal.SIGCONT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 2, out.decode() + err.decode()
+    assert "the isolated copy wrote more than 100 MB on this machine" in out.decode() + err.decode()
+    assert not list(work.iterdir())  # stopped and removed
