@@ -454,6 +454,7 @@ CREATE SCHEMA hidden;
 CREATE TABLE hidden.t (id int);
 CREATE FUNCTION hidden.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
 CREATE TABLE public.secret (id int);
+CREATE VIEW public.secret_ids AS SELECT id FROM public.secret;
 CREATE TABLE public."odd ""name"".*" (id int);
 """
 
@@ -474,9 +475,11 @@ def test_what_the_login_cannot_read_is_left_out_of_the_copy_and_refused_there_as
     [left_out] = [n for n in notes if "left out of the copy" in n]
     assert left_out.startswith("3 table(s) this login cannot read on the target"), left_out
     assert 'hidden.t, public.odd "name".*, public.secret;' in left_out, left_out
+    assert notes == [left_out], notes  # the view over secret and the function in hidden are restored
     for touching, refused in (("ALTER TABLE secret ADD COLUMN x int;\n", "table secret"),
                               ("INSERT INTO hidden.t VALUES (1);\n", "schema hidden"),
-                              ('SELECT * FROM "odd ""name"".*";\n', 'table odd "name".*')):
+                              ('SELECT * FROM "odd ""name"".*";\n', 'table odd "name".*'),
+                              ("SELECT * FROM secret_ids;\n", "view secret_ids")):
         r = _isolated(app, touching, work)
         [s] = r.statements
         assert s.error is None and s.untested and s.untested.startswith("this login lacks a privilege"), (touching, s)

@@ -200,10 +200,12 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                              "the login needs to read every object pg_dump dumps (or dry-run without isolated)")
         made, schemas, errors = restorer.precreate(make_conninfo(admin, dbname=dbname),
                                                    extensions, owner=login)
+        # the tables left out, stood in for before the load where their types exist (what is made over them is made)
+        later, stood = isolated_unreadable.stand_ins_first(make_conninfo(admin, dbname=dbname), unreadable, login)
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
-        failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
+        failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas + stood), None),
                                              skip_extensions=made, stop_on_error=False)
-        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), unreadable)
+        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), later)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)

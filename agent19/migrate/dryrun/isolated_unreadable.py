@@ -8,11 +8,13 @@ isolated run fail ("permission denied for schema hidden", review j06). So those 
 catalog (:data:`Q_UNREADABLE`: ``has_schema_privilege``, ``has_table_privilege``; not an extension's, not the
 system's) and left out of the dump (``--exclude-table``, names quoted as pg_dump's patterns read them,
 :func:`pattern`). In the copy each becomes an empty table of that name with its columns from the catalog (names,
-types, NOT NULL: code that writes it, a superuser's function on the target, finds them; :func:`stand_ins`), which
-then gets its owner and privileges on the target (:mod:`agent19.migrate.dryrun.isolated_access`): a statement that
-touches it is refused there as on the target (permission denied: "could not test: this login lacks a privilege"),
-rather than failing on a table that does not exist. The result says which tables were left out (:func:`note`).
-What depends on them (a view over one, a foreign key to one) cannot be restored: said with the restore's errors.
+types, NOT NULL: code that writes it, a superuser's function on the target, finds them), made before the dump is
+loaded when its types exist then (so a view over it is restored too: :func:`stand_ins_first`), else after
+(:func:`stand_ins`); it then gets its owner and privileges on the target
+(:mod:`agent19.migrate.dryrun.isolated_access`): a statement that touches it is refused there as on the target
+(permission denied: "could not test: this login lacks a privilege"), rather than failing on a table that does not
+exist. The result says which tables were left out (:func:`note`). What needs more of them than their columns (a
+foreign key to one: no constraints there) cannot be restored: said with the restore's errors.
 """
 
 from __future__ import annotations
@@ -85,10 +87,33 @@ def stand_in(table: Unreadable) -> sql.Composed:
                                                   sql.SQL(", ").join(columns))
 
 
+def stand_ins_first(admin_dsn: str, tables: list[Unreadable], login: str) -> tuple[list[Unreadable], list[str]]:
+    """Before the dump is loaded, as the copy's superuser: the stand-ins of ``tables`` whose column types exist
+    already (the system's), so that what the dump makes over them (a view, a function whose body names them)
+    is made; their schemas too, owned by ``login`` (who loads the dump into them; the target's owner comes after).
+    Returns (the tables still to stand in for, after the load: :func:`stand_ins`; the schemas made: the dump's
+    ``CREATE SCHEMA`` of each is left out)."""
+    later: list[Unreadable] = []
+    schemas: list[str] = []
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for table in tables:
+            if table.schema not in schemas and conn.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) "
+                    "%s)", (table.schema,)).fetchone() == (True,):  # not public, nor an extension's made already
+                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(table.schema),
+                                                                                 sql.Identifier(login)))
+                schemas.append(table.schema)
+            try:
+                conn.execute(stand_in(table))
+            except (psycopg.Error, isolated_access.Unexpected):  # a type the dump makes: after the load
+                later.append(table)
+    return later, schemas
+
+
 def stand_ins(admin_dsn: str, tables: list[Unreadable]) -> list[str]:
-    """As the copy's superuser, an empty table for each of ``tables`` (left out of the dump): its columns (names,
-    types, NOT NULL), no defaults, constraints, indexes or triggers; what could not be made (its schema or a type not
-    restored), as notes."""
+    """After the dump is loaded, as the copy's superuser, an empty table for each of ``tables`` (left out of the dump):
+    its columns (names, types, NOT NULL), no defaults, constraints, indexes or triggers; what could not be made (a
+    type not restored), as notes."""
     failed = []
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         for table in tables:
