@@ -327,10 +327,8 @@ def _sleeping_in_a_copy(work: Path, user: str) -> bool:
     return False
 
 
-def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_by_the_next(app, work, tmp_path):
-    import signal
-
-    from agent19.ops.backup.workdir import remove_leftovers
+def _sleeping_run(app: str, work: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """``agent19 dry-run --isolated`` of a migration that sleeps 60 s in the copy, once it sleeps there."""
     from tests.conftest import as_at_a_terminal, until
 
     m = tmp_path / "0001_sleep.up.sql"
@@ -338,33 +336,154 @@ def test_ctrl_c_and_sigterm_remove_the_cluster_and_a_sigkilled_runs_is_removed_b
     env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
            "AGENT19_STATEMENT_TIMEOUT": "2min"}
     login = psycopg.conninfo.conninfo_to_dict(app)["user"]
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-        child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
+    child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=as_at_a_terminal)
+    try:
+        until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work, login), timeout=60,
+              every=0.2)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child
+
+
+def _postmaster(work: Path) -> tuple[Path, int]:
+    """The isolated run's work directory under ``work`` and its cluster's postmaster pid."""
+    [pidfile] = work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid")
+    return pidfile.parent.parent, int(pidfile.read_text().splitlines()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def _supervisors_of(directory: Path) -> list[int]:
+    """The pids of the processes running agent19.db.cluster_supervisor for ``directory``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
-            until("the migration to run in the isolated copy", lambda: _sleeping_in_a_copy(work, login), timeout=60,
-                  every=0.2)
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent19.db.cluster_supervisor" in args and str(directory).encode() in args:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+def test_ctrl_c_and_sigterm_remove_the_cluster(app, work, tmp_path):
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        child = _sleeping_run(app, work, tmp_path)
+        try:
             child.send_signal(sig)
             child.wait(timeout=30)
         finally:
             child.kill()
-        if sig != signal.SIGKILL:  # Ctrl-C: status 130; SIGTERM: ended by it, after the cleanup
-            assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), child.stderr.read()
-            _no_cluster_left(work)
-        else:  # nothing ran on the way out: the directory and its server are left, until the next run
-            assert [p for p in work.iterdir() if p.name.startswith(PREFIXES[1])]
-            removed = remove_leftovers(work)
-            assert len(removed) == 1 and PREFIXES[1] in removed[0], removed
-            _no_cluster_left(work)
+        # Ctrl-C: status 130; SIGTERM: ended by it, after the cleanup
+        assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGTERM), child.stderr.read()
+        _no_cluster_left(work)
+
+
+def test_a_sigkilled_runs_cluster_dies_with_it(app, work, tmp_path):
+    """j05: nothing runs in a SIGKILLed process; its copy's postmaster kept running (its disk and time limits
+    enforced by nobody) until the next run. The work directory's supervisor process stops it and removes the
+    directory."""
+    import signal
+    import time
+
+    child = _sleeping_run(app, work, tmp_path)
+    directory, postmaster = _postmaster(work)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    start = time.monotonic()
+    while (_alive(postmaster) or directory.exists()) and time.monotonic() - start < 30:
+        time.sleep(0.1)
+    assert not _alive(postmaster), f"the copy's postmaster {postmaster} still runs 30 s after agent19 was killed"
+    assert not directory.exists(), list(directory.iterdir())
+    _no_cluster_left(work)
+
+
+def test_a_run_killed_with_its_supervisor_is_removed_by_the_next(app, work, tmp_path):
+    """The fallback, when the supervisor is killed too (a kill of the whole process group, a reboot):
+    remove_leftovers, which every run calls first."""
+    import signal
+
+    from agent19.ops.backup.workdir import remove_leftovers
+
+    child = _sleeping_run(app, work, tmp_path)
+    directory, postmaster = _postmaster(work)
+    [supervisor] = _supervisors_of(directory)
+    os.kill(supervisor, signal.SIGKILL)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    assert directory.exists() and _alive(postmaster)  # nothing ran on the way out
+    removed = remove_leftovers(work)
+    assert removed == [str(directory)], removed
+    _no_cluster_left(work)
 
 
 def test_pg_dump_failing_is_a_clear_error_and_leaves_nothing(app, dsn, work):
-    with psycopg.connect(dsn, autocommit=True) as c:  # a table the application's login may not read (or lock)
-        c.execute("CREATE TABLE secret (id int)")
-    with pytest.raises(InputError) as caught:
-        _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\n", work)
-    assert "could not copy the target's schema" in caught.value.message
-    assert "permission denied for table secret" in caught.value.message, caught.value.message
+    import threading
+
+    holder = psycopg.connect(dsn)  # pg_dump cannot lock orders within lock_timeout
+    holder.execute("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(20, holder.rollback)
+    release.start()
+    try:
+        db = _db(app, lock_timeout="300ms")
+        try:
+            with pytest.raises(InputError) as caught:
+                isolated_dry_run(db, parse_sql("ALTER TABLE audit ADD COLUMN note text;\n"), work_base=work)
+        finally:
+            db.close()
+    finally:
+        release.cancel()
+        holder.close()
+    assert "could not copy the target's schema: pg_dump waited more than 300 ms" in caught.value.message, caught.value
+    _no_cluster_left(work)
+
+
+HIDDEN = """
+CREATE SCHEMA hidden;
+CREATE TABLE hidden.t (id int);
+CREATE FUNCTION hidden.stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TABLE public.secret (id int);
+CREATE VIEW public.secret_ids AS SELECT id FROM public.secret;
+CREATE TABLE public."odd ""name"".*" (id int);
+"""
+
+
+def test_what_the_login_cannot_read_is_left_out_of_the_copy_and_refused_there_as_on_the_target(app, dsn, work):
+    """j06: a schema the login has no USAGE on, or a table it may not SELECT (pg_dump must lock it), made every
+    isolated run fail at pg_dump. The copy now leaves them out (said in the result), and a statement touching one
+    is refused there for the privilege, as on the target."""
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(HIDDEN)
+        c.execute("CREATE TRIGGER orders_stamp BEFORE INSERT ON public.orders FOR EACH ROW "
+                  "EXECUTE FUNCTION hidden.stamp()")
+        c.execute(f'GRANT SELECT ON hidden.t TO "{login}"')  # but no USAGE on hidden
+    r = _isolated(app, "ALTER TABLE orders ADD COLUMN note text;\nINSERT INTO orders (total) VALUES (1);\n", work)
+    assert r.passed and not any(s.untested or s.error for s in r.statements), r.summary
+    notes = r.isolated.restore_errors if r.isolated else []
+    [left_out] = [n for n in notes if "left out of the copy" in n]
+    assert left_out.startswith("3 table(s) this login cannot read on the target"), left_out
+    assert 'hidden.t, public.odd "name".*, public.secret;' in left_out, left_out
+    assert notes == [left_out], notes  # the view over secret and the function in hidden are restored
+    for touching, refused in (("ALTER TABLE secret ADD COLUMN x int;\n", "table secret"),
+                              ("INSERT INTO hidden.t VALUES (1);\n", "schema hidden"),
+                              ('SELECT * FROM "odd ""name"".*";\n', 'table odd "name".*'),
+                              ("SELECT * FROM secret_ids;\n", "view secret_ids")):
+        r = _isolated(app, touching, work)
+        [s] = r.statements
+        assert s.error is None and s.untested and s.untested.startswith("this login lacks a privilege"), (touching, s)
+        assert refused in s.untested, (refused, s.untested)
     _no_cluster_left(work)
 
 
@@ -377,4 +496,46 @@ def test_what_could_not_be_restored_is_said(app, dsn, work):
     assert any("event trigger" in e for e in r.isolated.restore_errors), r.isolated.restore_errors
     assert any(f.severity == "warning" and "isolated copy differs from the target" in f.message for f in r.findings)
     assert r.statements[0].error is None and not r.statements[0].untested
+    _no_cluster_left(work)
+
+
+DEFINER = """
+CREATE ROLE {other} NOLOGIN;
+CREATE TABLE public.ledger (op text);
+ALTER TABLE public.ledger OWNER TO {other};
+CREATE FUNCTION public.log_op() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN INSERT INTO public.ledger VALUES (TG_OP); RETURN NEW; END $$;
+CREATE TRIGGER orders_log AFTER INSERT ON public.orders FOR EACH ROW EXECUTE FUNCTION public.log_op();
+CREATE FUNCTION public.plain() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;
+"""
+
+
+def test_a_superusers_security_definer_function_is_said_and_its_permission_error_is_not_the_migrations(app, dsn,
+                                                                                                      work):
+    """The copy has no superuser but its own: a function a superuser owns on the target is owned there by a role of
+    that name without attributes. A SECURITY DEFINER one runs there without the superuser's powers: the result names
+    it, and a permission error raised inside it says the copy cannot test the statement (not the migration's
+    failure, nor the login's missing privilege)."""
+    import secrets
+
+    other = f"ledger_owner_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        superuser = c.execute("SELECT current_user").fetchone()[0]
+        c.execute(DEFINER.format(other=other))
+    try:
+        r = _isolated(app, "INSERT INTO orders (total) VALUES (5);\n", work)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:  # roles are the server's: not dropped with the database
+            c.execute(f"DROP TABLE public.ledger; DROP ROLE {other}")
+    notes = r.isolated.restore_errors if r.isolated else []
+    [said] = [n for n in notes if "SECURITY DEFINER" in n]
+    assert said.startswith("1 SECURITY DEFINER function(s) owned by a superuser on the target run without superuser "
+                           "in the copy"), said
+    assert f"public.log_op() (owned by {superuser})" in said and "plain" not in said, said
+    [s] = r.statements
+    assert s.error is None and s.untested, s
+    assert s.untested.startswith("not testable in the isolated copy: function public.log_op() runs there without "
+                                 f"superuser (owned by superuser {superuser} on the target, SECURITY DEFINER)"), s
+    assert "permission denied for table ledger" in s.untested, s.untested
+    assert "this login lacks a privilege" not in s.untested, s.untested
     _no_cluster_left(work)

@@ -7,6 +7,7 @@ blocking measured on empty tables is refused.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -196,7 +197,7 @@ def test_the_watchdog_stops_a_cluster_that_runs_past_the_runs_time(app, work):
         cluster = throwaway_cluster.start(wd, bindir / "initdb", "admin", name="copy")
         with pytest.raises(InputError, match=r"^the isolated run took more than 1 s \(20 statement timeouts\): its "
                                              "cluster was stopped"):
-            with Watchdog(wd.path, cluster, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
+            with Watchdog(wd, 10 * 1024**3, 1.0), psycopg.connect(cluster.dsn()) as c:
                 c.execute("SELECT pg_sleep(30)")
         assert cluster.process is not None and cluster.process.wait(timeout=30) == 0
 
@@ -249,3 +250,70 @@ def test_an_extension_of_another_version_in_the_copy_is_said(dsn, app, work):
     said = f"extension citext is version {here} in the copy, 1.4 on the target"
     assert r.isolated is not None and said in r.isolated.restore_errors, r.isolated.restore_errors
     assert any(f.severity == "warning" and said in f.message for f in r.findings), r.findings
+
+
+def test_a_template_scratch_copy_with_isolated_is_refused_with_what_to_do(app, work, tmp_path):
+    """`--scratch-copy template --isolated` was accepted silently: a TEMPLATE copy (the target's rows) asked for, an
+    empty schema copy in a throwaway cluster given. (schema and empty keep their meaning there: how the copy's own
+    scratch databases are made; test_dryrun_isolated runs one with schema.)"""
+    refused = "scratch_copy template (a copy with the target's rows) does not apply to an isolated dry run"
+    with pytest.raises(InputError, match=re.escape(refused)):
+        _isolated(app, "ALTER TABLE o ADD COLUMN z int;", work, scratch_copy="template")
+    m = tmp_path / "0001_z.up.sql"
+    m.write_text("ALTER TABLE o ADD COLUMN z int;\n")
+    env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work)}
+    done = subprocess.run([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated", "--scratch-copy",
+                           "template"], capture_output=True, text=True, env=env, timeout=300, check=False)
+    said = done.stdout + done.stderr
+    assert done.returncode == 2, said
+    assert refused in said and "leave scratch_copy (--scratch-copy) at auto (or schema) with isolated" in said, said
+    assert not list(work.iterdir())  # refused before any copy was made
+
+
+def test_the_disk_limit_holds_while_agent19_is_stopped(app, work, tmp_path):
+    """The limits are enforced by the work directory's supervisor process (agent19.db.cluster_supervisor), not a
+    thread of agent19's: with agent19 stopped (SIGSTOP: stuck, or being killed), a copy writing past the limit is
+    still stopped; agent19, continued, reports it."""
+    import signal
+
+    from agent19.ops.backup.workdir import PREFIXES
+    from tests.conftest import until
+
+    m = tmp_path / "0001_fill.up.sql"
+    m.write_text(FILL)
+    env = {**os.environ, "DATABASE_URL": app, "AGENT19_MODE": "dry-run", "TMPDIR": str(work),
+           "AGENT19_ISOLATED_MAX_MB": "100"}
+    login = psycopg.conninfo.conninfo_to_dict(app)["user"]
+
+    def filling() -> bool:
+        for pidfile in work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid"):
+            lines = pidfile.read_text().splitlines()
+            try:
+                with psycopg.connect(host=lines[4], port=lines[3], user=login, dbname="postgres",
+                                     connect_timeout=2) as c:
+                    return bool(c.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE TABLE fill%'"
+                                          ).fetchone()[0])
+            except (psycopg.Error, IndexError):
+                return False
+        return False
+
+    child = subprocess.Popen([sys.executable, "-m", "agent19", "dry-run", str(m), "--isolated"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        until("the copy to run the migration", filling, timeout=60, every=0.1)
+        [pidfile] = work.glob(f"{PREFIXES[1]}*/copy/postmaster.pid")
+        postmaster = int(pidfile.read_text().splitlines()[0])
+        child.send_signal(signal.SIGSTOP)
+        try:
+            until("the copy's postmaster to be stopped with agent19 stopped",
+                  lambda: not Path(f"/proc/{postmaster}").exists()
+                  or Path(f"/proc/{postmaster}/stat").read_text().split()[2] == "Z", timeout=30, every=0.2)
+        finally:
+            child.send_signal(signal.SIGCONT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == 2, out.decode() + err.decode()
+    assert "the isolated copy wrote more than 100 MB on this machine" in out.decode() + err.decode()
+    assert not list(work.iterdir())  # stopped and removed

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,6 +66,10 @@ class Database:
         (:mod:`agent19.safety.trial`) — after checking that the server holds the same token in its setting
         ``agent19.isolated_copy`` (else it refuses everything). Set by that module on the copy it made, never from a
         setting or an argument."""
+        self.denied_in_copy: Callable[[psycopg.Error], str | None] | None = None
+        """On an isolated copy: why a permission error (42501) says nothing of the target, if it does not (it was
+        raised inside a function that runs there without the superuser's powers it has on the target:
+        :mod:`agent19.migrate.dryrun.isolated_definers`); None: the login lacks the privilege, as on the target."""
 
     # -- identity -----------------------------------------------------------------------
     @property

@@ -220,7 +220,7 @@ def test_migration(ctx: ToolContext, args: TestMigrationArgs) -> DryRunResult:
     if args.isolated:
         from agent19.migrate.dryrun.isolated import isolated_copy, label, refuse_unmeasurable, rising
 
-        refuse_unmeasurable(args.sample_rows, args.measure_blocking)
+        refuse_unmeasurable(args.sample_rows, args.measure_blocking, args.scratch_copy)
         progress = rising(ctx.progress)  # the copy's making and the dry run there: one rising count
         with isolated_copy(ctx.db, progress) as copy:
             result = _dry_run_and_rollback(ctx, args, copy.db, up, down, progress)

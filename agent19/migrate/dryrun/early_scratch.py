@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 
 def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
-                ) -> tuple[tuple[bytes | None, str | None], str]:
+                exclude_tables: Sequence[str] = ()) -> tuple[tuple[bytes | None, str | None], str]:
     """The target's schema dump: taken again unless the catalogs are unchanged since it was last taken (by this
     process: :mod:`agent19.migrate.dryrun.dump_cache`) — a dry run of an unchanged schema skips
     pg_dump's 0.1–0.2 s. Returns (the dump, how it was had).
@@ -63,7 +63,13 @@ def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None
     trip of its catalog snapshot (:meth:`EarlyScratch.give_state`; None: read here, on a session of its own).
     With no dump of this database kept, there is nothing to look up: pg_dump starts at once, dumping as of a
     snapshot that a transaction here exports and reads the catalogs' digest in meanwhile (the digest is then
-    exactly the dumped state's), instead of after the digest."""
+    exactly the dumped state's), instead of after the digest.
+
+    ``exclude_tables``: pg_dump patterns of tables left out (:func:`agent19.migrate.dryrun.scratch_schema.dump_schema`);
+    such a dump is neither reused nor kept (what the login may read changes without its catalogs changing)."""
+    if exclude_tables:
+        return (scratch_mod.dump_schema(db.dsn, major, lock_timeout_ms=db.settings.lock_timeout_ms,
+                                        exclude_tables=exclude_tables), "schema dump taken (pg_dump)")
     dump, how, _ = keyed_dump(db, major, state)
     return dump, how
 

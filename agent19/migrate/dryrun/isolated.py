@@ -11,6 +11,8 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
 1. The target is read (its major version, login, database name, role names) and dumped, while step 2 runs:
    ``pg_dump --schema-only --no-owner --no-privileges`` (:func:`agent19.migrate.dryrun.early_scratch.cached_dump`: a
    running server reuses the dump while the target's catalogs are unchanged). Only reads reach it.
+   Tables the login cannot lock (pg_dump would fail) are left out, and stood in for by empty tables with the
+   target's owner and privileges (:mod:`agent19.migrate.dryrun.isolated_unreadable`).
 2. A throwaway cluster of the target's major version (:mod:`agent19.db.throwaway_cluster`: found like backup
    verification finds it, exactly that major) starts in a work directory ``agent19-isolated-<pid>-<random>``, on a
    private Unix socket, with an environment that holds none of agent19's (no ``DATABASE_URL``, ``PGPASSWORD``,
@@ -28,6 +30,9 @@ How (:func:`isolated_copy`, :func:`isolated_dry_run`):
    refuses what the target refuses for want of a privilege, and resolves names through its search_path. What cannot
    be made (an event trigger, a function in an untrusted language, an extension not installed here, a setting the
    copy refuses) is said, not hidden.
+   A SECURITY DEFINER function a superuser owns on the target runs there without the superuser's powers: said too,
+   and a permission error inside one is the copy's limit, not the migration's failure
+   (:mod:`agent19.migrate.dryrun.isolated_definers`).
    No rows are copied (a sample would be loaded before the guard screens the migration: the copy's triggers and
    CHECK constraints would run unguarded).
 4. :func:`agent19.migrate.dryrun.run.dry_run` runs on that copy, unchanged, its guard set to ``contained``
@@ -63,7 +68,13 @@ from agent19.config import AccessMode
 from agent19.db import throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
-from agent19.migrate.dryrun import isolated_access, isolated_limits, scratch_schema
+from agent19.migrate.dryrun import (
+    isolated_access,
+    isolated_definers,
+    isolated_limits,
+    isolated_unreadable,
+    scratch_schema,
+)
 from agent19.migrate.dryrun.early_scratch import cached_dump
 from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
 from agent19.migrate.parse import Statement
@@ -152,6 +163,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         # comment or a function body can hold any "CREATE EXTENSION" line)
         extensions = restorer.source_extensions(conn)
         versions = dict(conn.cursor(row_factory=tuple_row).execute(Q_EXTENSION_VERSIONS).fetchall())
+        unreadable = isolated_unreadable.read_unreadable(conn)  # left out of the dump: pg_dump could not lock them
+        definers = isolated_definers.read(conn)  # a superuser's SECURITY DEFINER functions: without it in the copy
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
@@ -164,7 +177,8 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
     # pg_dump runs while the cluster is made (it only reads the target); waited for on the way out, whatever happens
     with (work_dir(work_base, prefix=PREFIXES[1]) as wd, ThreadPoolExecutor(2, thread_name_prefix="agent19-dump") as bg,
           ExitStack() as limits):
-        dumped = bg.submit(cached_dump, db, major)  # a running server reuses it while the catalogs are unchanged
+        dumped = bg.submit(cached_dump, db, major,  # a running server reuses it while the catalogs are unchanged
+                           exclude_tables=[isolated_unreadable.pattern(t.schema, t.table) for t in unreadable])
         reading = bg.submit(isolated_access.read_access, db)  # owners, ACLs, settings: given to the copy once restored
         say(0, None, f"starting a throwaway PostgreSQL {major} cluster in {wd.path}; pg_dump --schema-only of the "
                      "target meanwhile")
@@ -175,7 +189,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                           settings={"agent19.isolated_copy": f"'{token}'",
                                                     **isolated_limits.server_settings(most)})
         # stops the cluster past the limit or the time (then raises, when the block exits: before the cleanup)
-        limits.enter_context(isolated_limits.Watchdog(wd.path, cluster, most, isolated_limits.max_seconds(db.settings)))
+        limits.enter_context(isolated_limits.Watchdog(wd, most, isolated_limits.max_seconds(db.settings)))
         admin = make_conninfo(cluster.dsn(), application_name=APPLICATION, options=PINNED)
         roles = list(target["roles"])
         _roles(admin, login, roles, [r for r in target["member_of"] if r in roles], dbname)
@@ -186,15 +200,20 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                              "the login needs to read every object pg_dump dumps (or dry-run without isolated)")
         made, schemas, errors = restorer.precreate(make_conninfo(admin, dbname=dbname),
                                                    extensions, owner=login)
+        # the tables left out, stood in for before the load where their types exist (what is made over them is made)
+        later, stood = isolated_unreadable.stand_ins_first(make_conninfo(admin, dbname=dbname), unreadable, login)
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
-        failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas), None),
+        failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas + stood), None),
                                              skip_extensions=made, stop_on_error=False)
+        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), later)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)
-        errors += _other_versions(make_conninfo(admin, dbname=dbname), versions)
+        errors += (_other_versions(make_conninfo(admin, dbname=dbname), versions) + isolated_unreadable.note(unreadable)
+                   + isolated_definers.note(definers))
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
         copy.contained = token
+        copy.denied_in_copy = isolated_definers.explainer(definers)
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
@@ -233,11 +252,19 @@ def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
     return result
 
 
-def refuse_unmeasurable(sample_rows: int, measure_blocking: bool) -> None:
+def refuse_unmeasurable(sample_rows: int, measure_blocking: bool, scratch_copy: str = "auto") -> None:
     """Raise :class:`InputError` for what an isolated copy cannot measure, its tables being empty: sample rows (they
     would be loaded before the guard screens the migration) and blocking probes (on empty tables a statement holding
     an ACCESS EXCLUSIVE lock for milliseconds blocks nothing measurable: "not blocked" would say nothing of the
-    target)."""
+    target); and for a TEMPLATE scratch copy (``scratch_copy="template"``: the target's rows): the isolated copy is
+    always the target's schema restored into a throwaway cluster, without rows, and the dry run's scratch databases
+    are made from it (``schema`` and ``empty`` keep their meaning there: how those are made)."""
+    if scratch_copy == "template":
+        raise InputError("scratch_copy template (a copy with the target's rows) does not apply to an isolated dry "
+                         "run: the isolated copy is always the target's schema (pg_dump) restored into a throwaway "
+                         "cluster, without rows, and the dry run's scratch databases are made from that copy",
+                         "leave scratch_copy (--scratch-copy) at auto (or schema) with isolated, or drop isolated "
+                         "to dry-run on the target with a template scratch copy")
     if sample_rows:
         raise InputError("sample rows are not copied into an isolated copy (its tables are empty)",
                          "leave sample_rows at 0 with isolated")
@@ -253,7 +280,8 @@ def isolated_dry_run(db: Database, statements: list[Statement], *, progress: Pro
     (``options``: dry_run's, but ``sample_rows``: the copy has no rows); the copy is removed before it returns."""
     from agent19.migrate.dryrun.run import dry_run
 
-    refuse_unmeasurable(int(options.get("sample_rows") or 0), bool(options.get("measure_blocking")))
+    refuse_unmeasurable(int(options.get("sample_rows") or 0), bool(options.get("measure_blocking")),
+                        str(options.get("scratch_copy") or "auto"))
     progress = rising(progress) if progress is not None else None
     with isolated_copy(db, progress, work_base) as copy:
         result = dry_run(copy.db, statements, progress=progress, **options)

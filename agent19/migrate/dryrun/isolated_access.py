@@ -220,6 +220,10 @@ def _identity(value: Any) -> sql.SQL:
     return sql.SQL(str(value))
 
 
+checked_identity = _identity
+"""An identity or type name from the target's catalog, checked (:func:`_identity`), as SQL."""
+
+
 def _grantee(name: Any) -> sql.Composable:
     return sql.SQL("PUBLIC") if name is None else sql.Identifier(name)
 

@@ -105,13 +105,15 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
                     isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked],
-                    live: Progress | None = None, dsn: str = "", paths: dict[int, str | None] | None = None) -> None:
+                    live: Progress | None = None, dsn: str = "", paths: dict[int, str | None] | None = None,
+                    denied: Callable[[psycopg.Error], str | None] | None = None) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
     writing a shared catalog (rolled back to its savepoint). With ``live``, a statement that runs for more than
     a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target).
     ``paths``: the search_path the migration's COMMIT or ROLLBACK leaves, where it changes it
-    (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place."""
+    (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place. ``denied``:
+    why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`)."""
     row = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if paths else None
     session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
@@ -194,8 +196,9 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                 res.ran_in, res.note = "scratch", "the server refused it in a transaction block: scratch database"
                 scratch_needed.append(stmt.index)
             elif exc.sqlstate == "42501":  # this login may not; the role that applies migrations may
-                res.untested = (f"this login lacks a privilege ({statement_error(stmt, exc).message}): dry-run as the "
-                                "role that applies migrations (the owner of the objects)")
+                res.untested = (denied and denied(exc)) or (
+                    f"this login lacks a privilege ({statement_error(stmt, exc).message}): dry-run as the role that "
+                    "applies migrations (the owner of the objects)")
             elif exc.sqlstate in scratch_mod.MISSING_OBJECT and any(r.untested for r in results[:-1]):
                 first = next(r for r in results[:-1] if r.untested)
                 res.untested = (f"depends on statement {first.index + 1}, which could not be tested "
@@ -297,7 +300,8 @@ def dry_run(
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
             _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked,
-                            live=progress, dsn=db.dsn, paths=transaction_end_paths(statements, before))
+                            live=progress, dsn=db.dsn, paths=transaction_end_paths(statements, before),
+                            denied=db.denied_in_copy)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")

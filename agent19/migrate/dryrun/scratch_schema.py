@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -55,9 +56,10 @@ _LOCKED = re.compile(r"LOCK TABLE (.+?) IN ACCESS SHARE MODE")
 
 
 def dump_schema(source_dsn: str, major: int, snapshot: str | None = None, *,
-                lock_timeout_ms: int) -> tuple[bytes | None, str | None]:
+                lock_timeout_ms: int, exclude_tables: Sequence[str] = ()) -> tuple[bytes | None, str | None]:
     """The target's schema as SQL (``pg_dump --schema-only``): (the dump, None) or (None, why it failed).
     ``snapshot``: a snapshot exported by an open transaction (``pg_export_snapshot()``) to dump as of.
+    ``exclude_tables``: pg_dump patterns (``--exclude-table``) of tables left out.
 
     pg_dump takes ACCESS SHARE on every table it dumps, and holds them until it ends: run it before the dry run's
     transaction locks them. ``lock_timeout_ms`` (the session's ``lock_timeout``) bounds its wait for each lock
@@ -71,6 +73,7 @@ def dump_schema(source_dsn: str, major: int, snapshot: str | None = None, *,
     dump = children.run(  # stopped first by an exit or signal cleanup: see agent19.children
         [pg_dump, "--schema-only", "--no-owner", "--no-privileges", "--no-publications", "--no-subscriptions",
          f"--lock-wait-timeout={int(lock_timeout_ms)}", *([f"--snapshot={snapshot}"] if snapshot else []),
+         *(f"--exclude-table={pattern}" for pattern in exclude_tables),
          "-d", source], env=source_env, timeout=600,
     )
     if dump.returncode != 0:

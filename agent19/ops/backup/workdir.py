@@ -10,10 +10,13 @@ Lifecycle, and what is guaranteed:
   before the directory is removed.
 * **Removal.** Always in ``finally``; on SIGTERM/SIGHUP (:func:`install_signal_handlers`) and at exit
   (``atexit`` and the MCP server's shutdown hook).
-* **SIGKILL** cannot run code: the next run calls :func:`remove_leftovers`, which takes the lock of
-  every ``agent19-backup-*`` directory whose owner is gone, stops any PostgreSQL still running from
-  it (its ``postmaster.pid``) and deletes it. A directory whose owner is alive is left alone, and so is one
-  without ``.owner`` younger than :data:`GRACE_S` (a run between its ``mkdir`` and its lock).
+* **SIGKILL** cannot run code: the first cluster started in a work directory starts a supervisor process beside
+  it (:mod:`agent19.db.cluster_supervisor`) that stops the clusters and removes the directory once this process
+  is gone, however it ended. As a fallback (the supervisor killed too, the machine rebooted), the next run calls
+  :func:`remove_leftovers`, which takes the lock of every ``agent19-backup-*`` directory whose owner is gone,
+  stops any PostgreSQL still running from it (its ``postmaster.pid``) and deletes it. A directory whose owner is
+  alive is left alone, and so is one without ``.owner`` younger than :data:`GRACE_S` (a run between its
+  ``mkdir`` and its lock).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 from psycopg.conninfo import make_conninfo
 
 from agent19 import children, lifecycle
+from agent19.db import cluster_supervisor
 from agent19.db.binaries import as_postgres_user, free_port
 from agent19.errors import InputError
 
@@ -115,6 +119,14 @@ class WorkDir:
     path: Path
     lock_fd: int
     clusters: list[LocalCluster] = field(default_factory=list)
+    supervisor: cluster_supervisor.Supervisor | None = None
+    """Started with the first cluster: stops the clusters and removes the directory when this process is gone."""
+
+    def supervise(self) -> cluster_supervisor.Supervisor:
+        """The directory's supervisor (:mod:`agent19.db.cluster_supervisor`), started on the first call."""
+        if self.supervisor is None:
+            self.supervisor = cluster_supervisor.start(self.path)
+        return self.supervisor
 
     def start_cluster(self, pgdata: Path, bindir: Path, user: str, settings: dict[str, str] | None = None,
                       env: dict[str, str] | None = None) -> LocalCluster:
@@ -132,6 +144,7 @@ class WorkDir:
             f.writelines(f"{k} = {v}\n" for k, v in conf.items())
         give_to_server_user(self.path)
         os.chmod(pgdata, 0o700)
+        self.supervise()  # before the server starts: it never runs unsupervised
         log_path = self.path / f"postgres-{port}.log"
         out = open(log_path, "wb")
         process = subprocess.Popen([str(bindir / "postgres"), "-D", str(pgdata)], stdout=out,
@@ -148,6 +161,9 @@ class WorkDir:
                 log.warning("could not stop the cluster in %s: %s", cluster.pgdata, exc)
         self.clusters.clear()
         shutil.rmtree(self.path, ignore_errors=True)
+        if self.supervisor is not None:  # after the removal: it finds nothing left to do, and exits
+            self.supervisor.close()
+            self.supervisor = None
         try:
             os.close(self.lock_fd)
         except OSError:
@@ -177,26 +193,6 @@ def wait_ready(cluster: LocalCluster, timeout: float = 600, until_primary: bool 
         time.sleep(0.2)
 
 
-def _stop_postmasters(directory: Path) -> None:
-    """Stop every PostgreSQL whose data directory is under ``directory`` (a killed run's clusters)."""
-    for pidfile in directory.glob("**/postmaster.pid"):
-        try:
-            pid = int(pidfile.read_text().splitlines()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            continue
-        if str(pidfile.parent).encode() not in cmdline:  # not (or no longer) that data directory's server
-            continue
-        try:
-            os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the copy is thrown away anyway
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.1)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def remove_leftovers(base: Path | None = None) -> list[str]:
     """Remove every ``agent19-backup-*`` (and ``agent19-isolated-*``) work directory under ``base`` whose owner
     process is gone (one without ``.owner``: once older than :data:`GRACE_S`)."""
@@ -223,7 +219,7 @@ def remove_leftovers(base: Path | None = None) -> list[str]:
                 os.close(fd)
                 continue
         try:
-            _stop_postmasters(path)
+            cluster_supervisor.stop_postmasters(path)
             shutil.rmtree(path, ignore_errors=True)
             removed.append(str(path))
             log.info("removed leftover backup work directory %s", path)
