@@ -17,11 +17,15 @@ relations unless listed. So:
   ``tests/test_session_openers.py`` fails on a ``psycopg.connect(`` anywhere else, bar a short allow-list;
 * the trial guard's one catalog read (:data:`agent19.safety.trial.Q_TRIAL`) reads the ``search_path`` too, with
   ``pg_catalog.``-qualified functions, and refuses to judge code when it searches another schema before
-  ``pg_catalog`` (:func:`shadowing`): a path set after the session was configured (a statement, a function's
-  ``SET`` clause);
+  ``pg_catalog`` (:func:`shadowing`): defence in depth, for a path set on the session after it was configured;
 * a dry run reads it again after every statement, with the session's temporary relations named ``pg_*``
   (:data:`agent19.migrate.dryrun.cluster_guard.Q_SESSION_READS`): a statement that changes either is rolled back and
   refused.
+
+The read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) still reads names through the session's path
+(an owner's ``search_path = public, pg_catalog`` must keep resolving the owner's tables), and it needs no refusal:
+it judges one statement per call on a pooled session configured (so pinned) after the last call's reset, and
+read-only SQL cannot change the path (no SET; ``set_config`` is refused).
 
 A user who overrides a built-in on purpose (``public.format_type`` before ``pg_catalog``) gets the built-in in
 agent19's sessions, their own function in theirs.

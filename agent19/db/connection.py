@@ -1,6 +1,7 @@
 """Connections to the server agent19 works on.
 
-Every session sets ``application_name``, ``statement_timeout`` and ``lock_timeout``. In
+Every session sets ``application_name``, ``statement_timeout`` and ``lock_timeout``, and searches ``pg_catalog``
+first whatever the login's ``search_path`` (:mod:`agent19.db.catalog_first`). In
 ``read-only`` mode every session also has ``default_transaction_read_only = on`` and every
 transaction agent19 opens for reading is ``READ ONLY``: the server refuses writes, whatever the
 SQL says.
