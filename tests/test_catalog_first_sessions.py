@@ -216,3 +216,21 @@ def test_a_schema_name_that_needs_quoting_round_trips(dsn):
     assert after["p"] == ["pg_catalog", login, "we,ird", 'a"b', "public"], after
     assert after["v"] == '"$user", "we,ird", "a""b", "public"', after
     assert side_path == ["pg_catalog", login, "we,ird", 'a"b', "public"], side_path
+
+
+def test_a_path_in_the_dsns_options_is_pinned_too(dsn):
+    """``options=-c search_path=…`` in the DSN (or PGOPTIONS) sets the session's path at startup: read and pinned the
+    same way, for the pool and for a side session."""
+    owner, _ = _login(dsn)
+    with psycopg.connect(owner, autocommit=True) as c:
+        c.execute("CREATE SCHEMA shadow")
+    shadowed = owner + " options='-c search_path=shadow,pg_catalog,public'"
+    db = Database(session_settings(dsn=shadowed, mode="read-only"))
+    try:
+        with db.read() as conn:
+            pooled = conn.execute("SELECT current_schemas(true)::text[] AS p").fetchone()["p"]
+    finally:
+        db.close()
+    with catalog_first.connect(shadowed, autocommit=True) as side:
+        side_path = side.execute("SELECT current_schemas(true)::text[]").fetchone()[0]
+    assert pooled == side_path == ["pg_catalog", "shadow", "public"], (pooled, side_path)
