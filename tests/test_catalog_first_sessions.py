@@ -108,7 +108,8 @@ def _plant(owner: str, token: str) -> None:
 
 def test_a_shadowed_builtin_never_runs_in_any_agent19_session(pg, dsn, tmp_path):
     """describe, sql, a dry run whose CREATE INDEX CONCURRENTLY runs in a scratch database, with blocking probes
-    (watch sessions) and a rollback check: none of agent19's sessions runs the login's shadow.* look-alikes."""
+    (watch sessions) and a rollback check, an isolated dry run (its reads of the target): none of agent19's sessions
+    runs the login's shadow.* look-alikes."""
     log = pg.directory / "postgres.log"
     need(log.exists(), "the test server's log file (tools/throwaway.py) is where the planted functions write")
     owner, login = _login(dsn)
@@ -137,6 +138,9 @@ def test_a_shadowed_builtin_never_runs_in_any_agent19_session(pg, dsn, tmp_path)
                      data_dir=tmp_path),
             _agent19("dry-run", str(migration), "--down-files", str(down), "--verify-rollback", "--measure-blocking",
                      "--dsn", owner, "--mode", "dry-run", data_dir=tmp_path / "d"),
+            # the isolated copy's reads of the target (its version, roles, owners, ACLs, settings, extensions)
+            _agent19("dry-run", "--sql", "ALTER TABLE orders ADD COLUMN extra int", "--isolated", "--dsn", owner,
+                     "--mode", "dry-run", data_dir=tmp_path / "i"),
         ]
     finally:
         _reset(dsn, login)
@@ -145,12 +149,13 @@ def test_a_shadowed_builtin_never_runs_in_any_agent19_session(pg, dsn, tmp_path)
         assert out.returncode in (0, 1), out.stdout + out.stderr  # 1: a dry run that found something
         assert token not in out.stdout + out.stderr
     assert token not in ran, [ln for ln in ran.splitlines() if token in ln][:5]
-    described, read, dry = (json.loads(r.stdout) for r in runs)
+    described, read, dry, isolated = (json.loads(r.stdout) for r in runs)
     assert "numeric" in json.dumps(described)
     assert read["result"]["rows"] == [[200, "shadow"]], read  # the login's current_schema(), its path's first
     assert dry["passed"] and [s["ran_in"] for s in dry["statements"]] == ["transaction", "scratch"], dry
     assert all(s["probes"] for s in dry["statements"]), dry  # watch sessions probed both
     assert "rollback verified" in dry["summary"], dry["summary"]
+    assert isolated["passed"] and isolated["isolated"], json.dumps(isolated)[:3000]
 
 
 def test_current_schema_and_where_create_lands_are_the_logins(dsn, tmp_path):
