@@ -79,10 +79,15 @@ def test_a_database_search_path_reaches_the_login_only_never_the_copys_superuser
             # a superuser session opened without agent19's options: the target's setting is not the database's
             with psycopg.connect(make_conninfo(copy.db.settings.dsn.get_secret_value(), user=su)) as c:
                 su_path = c.execute("SHOW search_path").fetchone()[0]
+            # the login's own session in the copy (not agent19's): its setting is there as on the target
+            with psycopg.connect(copy.db.settings.dsn.get_secret_value()) as c:
+                own_path = c.execute("SHOW search_path").fetchone()[0]
     finally:
         db.close()
     assert ran is None, "the login's view ran as the copy's superuser"
-    assert login_path == "evil, pg_catalog, public", login_path  # the login resolves names as on the target
+    assert own_path == "evil, pg_catalog, public", own_path  # the login resolves names as on the target
+    # agent19's sessions search pg_catalog first (agent19.db.catalog_first.pin); evil still precedes public
+    assert login_path == '"evil", "public"', login_path
     assert "evil" not in su_path, su_path
 
 

@@ -160,10 +160,12 @@ def test_code_that_writes_a_view_over_pg_settings_is_code_agent19_cannot_read(ap
     _intact(app, peer)
 
 
-def test_a_login_whose_search_path_puts_pg_catalog_later_is_refused(app, peer):
+def test_a_login_whose_search_path_puts_pg_catalog_later_is_judged_from_the_true_catalog(app, peer):
     """agent19 reads the catalog by its names; a role's own setting that searches a schema before pg_catalog made
-    its view shadow.pg_proc answer the guard, which then missed a trigger's setval (review r26b j07): the guard reads
-    the path with its catalog read (qualified) and refuses to judge code from a shadowed catalog."""
+    its view shadow.pg_proc answer the guard, which then missed a trigger's setval (review r26b j07). agent19's
+    sessions now search pg_catalog first whatever the login's path (agent19.db.catalog_first.pin): the guard reads
+    the true catalog, sees the trigger's setval and does not run the INSERT (the refusal of a shadowed path, for a
+    path set later, is tested below)."""
     login = psycopg.conninfo.conninfo_to_dict(app)["user"]
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE SCHEMA shadow; CREATE VIEW shadow.pg_proc AS SELECT p.*, p.xmin FROM pg_catalog.pg_proc p "
@@ -174,16 +176,33 @@ def test_a_login_whose_search_path_puts_pg_catalog_later_is_refused(app, peer):
                   "CREATE TRIGGER bump BEFORE INSERT ON bumped FOR EACH ROW EXECUTE FUNCTION bump()")
         c.execute(f'ALTER ROLE "{login}" SET search_path = shadow, pg_catalog, public')
     try:
-        from agent19.safety.readonly import ReadOnlyViolation
-
-        with pytest.raises(ReadOnlyViolation, match="searches schema shadow before pg_catalog"):
-            _run(app, "INSERT INTO bumped VALUES (1)")
+        r = _run(app, "INSERT INTO bumped VALUES (1)")
+        _not_run(r.statements[0], "setval")
         with psycopg.connect(app, autocommit=True) as c:
             assert c.execute("SELECT last_value FROM counter").fetchone()[0] == 1
     finally:
         with psycopg.connect(app, autocommit=True) as c:
             c.execute(f'ALTER ROLE "{login}" RESET search_path')
     _intact(app, peer)
+
+
+def test_the_trial_guard_refuses_to_judge_code_when_its_session_path_searches_a_schema_first(app):
+    """Defence for a path set after agent19 configured its session (a statement, a function's SET clause): the
+    guard's catalog read reads the path (qualified) and refuses to judge code from a catalog a view may shadow."""
+    from agent19.migrate.parse import parse_sql
+    from agent19.safety.readonly import ReadOnlyViolation
+    from agent19.safety.trial import TrialCatalog
+
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE SCHEMA shadow; CREATE TABLE bumped (id int)")
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with db.read() as conn:
+            conn.execute("SET LOCAL search_path = shadow, pg_catalog, public")
+            with pytest.raises(ReadOnlyViolation, match="searches schema shadow before pg_catalog"):
+                TrialCatalog(conn, parse_sql("INSERT INTO bumped VALUES (1)"))
+    finally:
+        db.close()
 
 
 @pytest.mark.parametrize(("sql", "words"), [

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from agent19.db.catalog_first import SEARCH_PATH
 from agent19.db.models import (
     Column,
     Constraint,
@@ -195,14 +196,16 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     import psycopg
 
     in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-    saved = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if in_transaction else None
+    # the path's own read and switch name nothing through the path (a function, or the || operator, could be a
+    # schema's before pg_catalog's: agent19.db.catalog_first)
+    saved = conn.execute(f"SELECT {SEARCH_PATH} AS p").fetchone() if in_transaction else None
     if saved is not None:
-        conn.execute("SELECT set_config('search_path', 'pg_catalog, ' || %s, true)", (_value(saved),))
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", ("pg_catalog, " + _value(saved),))
     try:
         return _snapshot(conn, schema=schema, table=table, also=also)
     finally:
         if saved is not None and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
-            conn.execute("SELECT set_config('search_path', %s, true)", (_value(saved),))
+            conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (_value(saved),))
 
 
 def _value(row: Any) -> str:

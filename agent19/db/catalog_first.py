@@ -2,24 +2,41 @@
 queries must resolve them in ``pg_catalog``.
 
 The server searches ``pg_catalog`` before the ``search_path``'s schemas unless the path lists it explicitly after one
-of them (``ALTER ROLE app SET search_path = evil, pg_catalog``); then ``evil.pg_proc`` — a view any role may create in
-a schema it owns — answers agent19's guard, and a trigger's ``setval`` hides (review r26b j07). Likewise a temporary
-relation named like a catalog one (``CREATE TEMP TABLE pg_locks``) is searched before ``pg_catalog``: ``pg_temp`` comes
-first for relations unless listed. So:
+of them (``ALTER ROLE app SET search_path = evil, pg_catalog``, or ``ALTER DATABASE … SET``, or the DSN's
+``options``); then ``evil.pg_proc`` — a view any role may create in a schema it owns — answers agent19's guards, and
+``evil.format_type(oid, integer)`` runs as agent19's login (review r26b j07). Likewise a temporary relation named like
+a catalog one (``CREATE TEMP TABLE pg_locks``) is searched before ``pg_catalog``: ``pg_temp`` comes first for
+relations unless listed. So:
 
+* **every session agent19 opens on a user's server searches ``pg_catalog`` first** (:func:`pin`): when the session's
+  path lists ``pg_catalog`` after another schema, it is set to the same list without that ``pg_catalog`` entry, and
+  the server then searches ``pg_catalog`` implicitly first. ``current_schema()`` and where an unqualified ``CREATE``
+  puts an object are unchanged (the first listed schema that exists; ``pg_catalog`` is never one a user creates in).
+  :meth:`agent19.db.connection.Database._configure` does it for the pool and ``Database.connect()`` (the path read in
+  the round trip it makes anyway), :func:`connect` for every other session (scratch databases, watchers, copies…);
+  ``tests/test_session_openers.py`` fails on a ``psycopg.connect(`` anywhere else, bar a short allow-list;
 * the trial guard's one catalog read (:data:`agent19.safety.trial.Q_TRIAL`) reads the ``search_path`` too, with
   ``pg_catalog.``-qualified functions, and refuses to judge code when it searches another schema before
-  ``pg_catalog`` (:func:`shadowing`);
+  ``pg_catalog`` (:func:`shadowing`): defence in depth, for a path set on the session after it was configured;
 * a dry run reads it again after every statement, with the session's temporary relations named ``pg_*``
   (:data:`agent19.migrate.dryrun.cluster_guard.Q_SESSION_READS`): a statement that changes either is rolled back and
   refused.
 
-Not yet: the read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) reads names through the session's path;
-an owner's ``search_path = public, pg_catalog`` is supported there (reads must keep working), so it needs the
-catalog reads themselves qualified, not a refusal.
+The read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) still reads names through the session's path
+(an owner's ``search_path = public, pg_catalog`` must keep resolving the owner's tables), and it needs no refusal:
+it judges one statement per call on a pooled session configured (so pinned) after the last call's reset, and
+read-only SQL cannot change the path (no SET; ``set_config`` is refused).
+
+A user who overrides a built-in on purpose (``public.format_type`` before ``pg_catalog``) gets the built-in in
+agent19's sessions, their own function in theirs.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the driver loads where a session is made (agent19.db.catalog, which reads SEARCH_PATH, need not)
+    import psycopg
 
 SEARCH_PATH = "pg_catalog.current_setting('search_path')"
 """The session's search_path, read without resolving a name through it."""
@@ -42,3 +59,50 @@ def refusal(path: str, schema: str) -> str:
             f"catalog by its names (pg_proc, pg_locks, set_config...), which would then resolve to {schema}'s "
             "objects. Put pg_catalog first, or leave it out of the path (the server then searches it first): "
             "ALTER ROLE <login> SET search_path = pg_catalog, ...")
+
+
+def quote(name: str) -> str:
+    """``name`` as a double-quoted identifier in a path (``"$user"`` and ``"pg_temp"`` keep their meaning quoted)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def unshadowed(path: str) -> str | None:
+    """The path to set instead of ``path`` when it searches a schema before ``pg_catalog`` (:func:`shadowing`): the
+    same schemas without the explicit ``pg_catalog`` entry, each quoted; else None (nothing to change)."""
+    if shadowing(path) is None:
+        return None
+    from agent19.migrate.classification.session_path import split_path
+
+    return ", ".join(quote(n) for n in split_path(path) if n != "pg_catalog")
+
+
+def pin(conn: psycopg.Connection[Any], path: str | None = None) -> None:
+    """Make ``conn``'s session search ``pg_catalog`` first (:func:`unshadowed`); ``path``: the session's
+    search_path when the caller read it already (else read here, one round trip). A second round trip only when
+    the path must change. A connection not in autocommit is left as idle as it was found (the change committed)."""
+    import psycopg
+    from psycopg.rows import tuple_row
+
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    if path is None:
+        row = conn.cursor(row_factory=tuple_row).execute(f"SELECT {SEARCH_PATH}").fetchone()
+        path = str(row[0]) if row else ""
+    new = unshadowed(path)
+    if new is not None:
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (new,))
+    if idle and not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+        conn.commit()
+
+
+def connect(conninfo: str = "", **kwargs: Any) -> psycopg.Connection[Any]:
+    """``psycopg.connect`` for a session on a user's server (or a database made from it: a login's settings
+    apply in every database), pinned (:func:`pin`) before it is returned."""
+    import psycopg
+
+    conn: psycopg.Connection[Any] = psycopg.connect(conninfo, **kwargs)
+    try:
+        pin(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,6 +1,7 @@
 """Connections to the server agent19 works on.
 
-Every session sets ``application_name``, ``statement_timeout`` and ``lock_timeout``. In
+Every session sets ``application_name``, ``statement_timeout`` and ``lock_timeout``, and searches ``pg_catalog``
+first whatever the login's ``search_path`` (:mod:`agent19.db.catalog_first`). In
 ``read-only`` mode every session also has ``default_transaction_read_only = on`` and every
 transaction agent19 opens for reading is ``READ ONLY``: the server refuses writes, whatever the
 SQL says.
@@ -28,10 +29,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent19.config import AccessMode, Secret, Settings
+from agent19.db import catalog_first
 from agent19.db.embedded import start_embedded
 from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text
 from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
@@ -116,12 +118,15 @@ class Database:
 
     # -- sessions -----------------------------------------------------------------------
     def _configure(self, conn: Connection) -> None:
-        """agent19's session settings, in one round trip (it runs again after every pooled call's reset)."""
+        """agent19's session settings, in one round trip (it runs again after every pooled call's reset), which also
+        reads the search_path: one that searches a schema before pg_catalog is set without that pg_catalog entry (a
+        second round trip, only then), so every unqualified catalog name agent19 uses resolves in pg_catalog
+        (:mod:`agent19.db.catalog_first`)."""
         settings = self.settings
         read_only = ", pg_catalog.set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_catalog.set_config('statement_timeout', %s, false),"
+        with conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(
+                f"SELECT {catalog_first.SEARCH_PATH}, pg_catalog.set_config('statement_timeout', %s, false),"
                 " pg_catalog.set_config('lock_timeout', %s, false),"
                 # how the server reads a string literal must be how agent19's parser read it (a database or role
                 # may default it to off: 'a\', ' would then end a string where agent19 saw none end); also a
@@ -130,7 +135,8 @@ class Database:
                 " pg_catalog.set_config('standard_conforming_strings', 'on', false)"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
-            )
+            ).fetchone()
+        catalog_first.pin(conn, str(row[0]) if row else "")
 
     def session_options(self) -> dict[str, str]:
         """Connection parameters that give any session agent19 opens (scratch databases, watchers…)

@@ -40,7 +40,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from pydantic import BaseModel, Field
 
-from agent19.db import rls
+from agent19.db import catalog_first, rls
 from agent19.db.connection import Connection, Database
 from agent19.errors import InputError
 from agent19.etl.cdc_apply import Applied, Target, apply_change, qualified, split_table, target
@@ -173,7 +173,7 @@ class CdcRun:
         try:
             row = create_slot(self.source, repl, self.slot, self.plugin)
             consistent, snapshot = str(row[1]), str(row[2])
-            with psycopg.connect(self.source.dsn, application_name="agent19 cdc copy") as src, \
+            with catalog_first.connect(self.source.dsn, application_name="agent19 cdc copy") as src, \
                     self.dest.transaction():
                 src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 src.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))

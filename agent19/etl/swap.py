@@ -78,14 +78,14 @@ class Swap:
                              "create it first")
         oid = row["oid"]
         # the catalog prints a trigger's table schema-qualified only when the search_path would not find it
-        path = self.conn.execute("SELECT current_setting('search_path') AS v").fetchone()
-        self.conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        path = self.conn.execute("SELECT pg_catalog.current_setting('search_path') AS v").fetchone()
+        self.conn.execute("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
         try:
             return Definition(table=dict(row), grants=self.conn.execute(Q_GRANTS, {"oid": oid}).fetchall(),
                               **{k.replace(" ", "_"): self.conn.execute(q, (oid,)).fetchall()
                                  for k, q in DEFINITION_QUERIES.items()})
         finally:
-            self.conn.execute("SELECT set_config('search_path', %s, true)", (path["v"] if path else "",))
+            self.conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (path["v"] if path else "",))
 
     def _refuse_blockers(self, d: Definition) -> None:
         t = d.table

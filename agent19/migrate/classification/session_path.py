@@ -15,13 +15,15 @@ from __future__ import annotations
 from typing import Any
 
 from agent19.migrate.classification.state import DEFAULT_SCHEMA, Context
+from agent19.sqltree import fold_identifier
 
 _DEFAULT: list[str] = []  # RESET / SET … TO DEFAULT: the session's own path
 
 
 def split_path(text: str) -> list[str]:
     """A search_path value as text (``'"$user", public'``) → its schemas, read as the server reads it: comma
-    separated, an unquoted name folded to lower case, a double-quoted one as written (``""`` a quote)."""
+    separated, an unquoted name folded to lower case (``A``-``Z`` only, as the server does in a UTF8 database), a
+    double-quoted one as written (``""`` a quote)."""
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -43,7 +45,7 @@ def split_path(text: str) -> list[str]:
         else:
             j = text.find(",", i)
             j = n if j < 0 else j
-            word = text[i:j].strip().lower()
+            word = fold_identifier(text[i:j].strip())
             if word:
                 out.append(word)
             i = j

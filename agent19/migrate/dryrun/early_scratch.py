@@ -42,6 +42,7 @@ from typing import Any, Literal
 import psycopg
 
 from agent19 import children
+from agent19.db import catalog_first
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
@@ -85,7 +86,7 @@ def keyed_dump(db: Database, major: int, state: Callable[[], str | None] | None 
         key = state()
     if key is None:
         try:
-            with psycopg.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
+            with catalog_first.connect(db.dsn, autocommit=True, connect_timeout=5, application_name="agent19") as conn:
                 if not warm:
                     dump, key = _dump_in_snapshot(conn, db, major)
                 else:

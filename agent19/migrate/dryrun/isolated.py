@@ -59,13 +59,12 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.rows import tuple_row
 
 from agent19.config import AccessMode
-from agent19.db import throwaway_cluster
+from agent19.db import catalog_first, throwaway_cluster
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.dryrun import (
@@ -110,7 +109,7 @@ class Copy:
 def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbname: str) -> None:
     """The target's roles by name, its login (no superuser) a member of what it is a member of, owning ``dbname``."""
     ident = sql.Identifier
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with catalog_first.connect(admin, autocommit=True) as conn:
         for role in roles:
             conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
@@ -136,7 +135,7 @@ def _other_versions(copy_admin: str, target: dict[str, str]) -> list[str]:
     """What differs between the target's extension versions (``target``: name to version) and the copy's, which
     has what this machine installs by default: a function an extension changed between versions may behave
     otherwise."""
-    with psycopg.connect(copy_admin, autocommit=True) as conn:
+    with catalog_first.connect(copy_admin, autocommit=True) as conn:
         here = dict(conn.execute(Q_EXTENSION_VERSIONS).fetchall())
     return [f"extension {name} is version {here[name]} in the copy, {version} on the target"
             for name, version in sorted(target.items()) if name in here and here[name] != version]

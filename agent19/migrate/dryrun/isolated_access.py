@@ -49,6 +49,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.db import catalog_first
 from agent19.db.connection import Database
 
 # the objects whose owner and ACL are copied: (catalog, oid, owner, acl, acldefault's kind, SQL keyword)
@@ -327,7 +328,7 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
     own = {e.partition("=")[0].lower() for level, entries in access.settings if level != "database" for e in entries}
     settings = [(level, [e for e in entries if level != "database" or e.partition("=")[0].lower() not in own])
                 for level, entries in access.settings]
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         if not access.inherit:  # its memberships (isolated._roles) then give it nothing without SET ROLE, as there
             conn.execute(sql.SQL("ALTER ROLE {} NOINHERIT").format(sql.Identifier(login)))
         for kind, make, rows in (("owner", owner_statement, owners), ("privilege", acl_statement, acl),

@@ -33,6 +33,8 @@ from typing import Any, TypeVar
 
 import psycopg
 
+from agent19.db import catalog_first
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float | None, str | None], None]
@@ -110,7 +112,7 @@ class _Reader:
             return None
         try:
             if self.conn is None:
-                self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=5,
+                self.conn = catalog_first.connect(self.dsn, autocommit=True, connect_timeout=5,
                                             application_name="agent19 progress",
                                             options="-c statement_timeout=5000")
             return read_progress(self.conn, pid)

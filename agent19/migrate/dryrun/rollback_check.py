@@ -25,6 +25,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from agent19.config import AccessMode
+from agent19.db import catalog_first
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.checks import refuse_standby
@@ -99,7 +100,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
         where = "scratch"
         drop_leftovers(db)
         with scratch_database(db, copy="schema") as scratch:
-            with psycopg.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
+            with catalog_first.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
                                  application_name="agent19 rollback-check") as conn:
                 conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
                 differences, up_changes, errors = _verify(conn, up, down, savepoints=False, blocked=blocked)

@@ -114,7 +114,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     ``paths``: the search_path the migration's COMMIT or ROLLBACK leaves, where it changes it
     (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place. ``denied``:
     why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`)."""
-    row = conn.execute("SELECT current_setting('search_path') AS p").fetchone() if paths else None
+    row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS p").fetchone() if paths else None
     session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
     held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
@@ -142,7 +142,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
             if paths and stmt.index in paths:  # a SET LOCAL ends, a rolled-back SET is undone: as they will be
                 path = paths[stmt.index]
-                conn.execute("SELECT set_config('search_path', %s, true)", (session_path if path is None else path,))
+                conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                             (session_path if path is None else path,))
                 res.note += "; the search_path it leaves was set in its place"
             continue
         if (why := blocked.get(stmt.index)) is not None:

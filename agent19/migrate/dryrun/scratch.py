@@ -49,6 +49,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from agent19 import lifecycle
 from agent19.config import AccessMode
+from agent19.db import catalog_first
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.scratch_schema import (  # noqa: F401 — copy_sample, dump_schema: importable from here
     copy_sample,
@@ -94,11 +95,11 @@ def _admin_connect(db: Database, target: str, application_name: str) -> tuple[ps
     for dbname in ("postgres", target):
         dsn = make_conninfo(db.dsn, dbname=dbname, application_name=application_name)
         try:
-            return psycopg.connect(dsn, connect_timeout=5, autocommit=True), dsn
+            return catalog_first.connect(dsn, connect_timeout=5, autocommit=True), dsn
         except psycopg.Error:
             continue
     dsn = make_conninfo(db.dsn, application_name=application_name)
-    return psycopg.connect(dsn, autocommit=True), dsn
+    return catalog_first.connect(dsn, autocommit=True), dsn
 
 
 def _new_database(admin: psycopg.Connection[Any], name: str, template: str = "template0") -> None:
@@ -174,7 +175,7 @@ def admin_session(db: Database) -> psycopg.Connection[Any]:
 
 def replay_session(dsn: str, statement_timeout_ms: int) -> psycopg.Connection[Any]:
     """The session (autocommit) that replays a migration's statements in the scratch database ``dsn``."""
-    conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 replay")
+    conn = catalog_first.connect(dsn, autocommit=True, application_name="agent19 replay")
     try:
         conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
     except BaseException:
@@ -185,7 +186,7 @@ def replay_session(dsn: str, statement_timeout_ms: int) -> psycopg.Connection[An
 
 def list_scratch(dsn: str) -> list[str]:
     """Names of the scratch databases that exist on the server of ``dsn`` (for tests and checks)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with catalog_first.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(r"SELECT datname FROM pg_database WHERE datname LIKE 'agent19\_scratch\_%'").fetchall()
     return [r[0] for r in rows]
 
@@ -234,7 +235,7 @@ def close_owner(admin: psycopg.Connection[Any], name: str) -> bool:
         return admin.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)",
                              (name,)).fetchone() == (True,)
     except psycopg.Error:
-        with psycopg.connect(again_dsn, autocommit=True) as again:  # the owner session broke: a new one
+        with catalog_first.connect(again_dsn, autocommit=True) as again:  # the owner session broke: a new one
             _drop(again, name)
             return again.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)",
                                  (name,)).fetchone() == (True,)
@@ -329,7 +330,7 @@ def drop_now(name: str, connect_timeout: int = 2) -> None:
     with _LOCK:
         admin_dsn = _ACTIVE.get(name)
     if admin_dsn is not None:
-        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
+        with catalog_first.connect(admin_dsn, autocommit=True, connect_timeout=connect_timeout) as conn:
             _end_owner(conn, name)
             _drop(conn, name)
 

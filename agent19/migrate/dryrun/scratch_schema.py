@@ -13,13 +13,14 @@ import psycopg
 from psycopg import sql
 
 from agent19 import children
+from agent19.db import catalog_first
 from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
 
 
 def extensions(source_dsn: str) -> tuple[list[str], list[str]]:
     """The target's extensions: (those this role can create in a new database, those it cannot)."""
-    with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
+    with catalog_first.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
             "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
             " WHERE rolname = current_user) FROM pg_extension e LEFT JOIN pg_available_extension_versions v"
@@ -91,7 +92,7 @@ def _holders(source_dsn: str, tables: str) -> str:
     """`` held by pid …`` for the sessions holding a lock on ``tables`` (pg_dump's text: names, comma-separated)
     that ACCESS SHARE conflicts with, now; empty when none is (any more) or they cannot be read."""
     try:
-        with psycopg.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
+        with catalog_first.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
             conn.execute("SET statement_timeout = 5000")
             rows = conn.execute(
                 "SELECT DISTINCT l.pid FROM pg_locks l WHERE l.granted AND l.mode = 'AccessExclusiveLock'"
@@ -126,7 +127,8 @@ def copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) ->
     """Copy up to ``rows`` rows of each table (foreign keys and triggers off when permitted)."""
     copied: dict[str, int] = {}
     notes: list[str] = []
-    with psycopg.connect(source_dsn, autocommit=True) as src, psycopg.connect(dest_dsn, autocommit=True) as dst:
+    with (catalog_first.connect(source_dsn, autocommit=True) as src,
+          catalog_first.connect(dest_dsn, autocommit=True) as dst):
         try:
             dst.execute("SET session_replication_role = replica")
         except psycopg.Error:

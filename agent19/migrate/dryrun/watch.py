@@ -28,6 +28,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from agent19.db import catalog_first
 from agent19.db.catalog import relation_key_sql
 from agent19.db.observe import Q_FILENODES, HeldLock, Node, name_gone
 from agent19.migrate.dryrun.progress import ServerProgress, read_progress
@@ -66,7 +67,7 @@ class Watched(BaseModel):
 
 
 def _connect(dsn: str, timeout_ms: int) -> psycopg.Connection[Any]:
-    conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 watch")
+    conn = catalog_first.connect(dsn, autocommit=True, application_name="agent19 watch")
     conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
     return conn
 
@@ -189,7 +190,7 @@ def _probe(
     sessions: list[tuple[str, str, psycopg.Connection[Any]]] = []
     for t in tables:
         for kind in ("select", "insert"):
-            conn = psycopg.connect(dsn, autocommit=True, application_name="agent19 probe")
+            conn = catalog_first.connect(dsn, autocommit=True, application_name="agent19 probe")
             conn.execute(f"SET lock_timeout = {int(timeout_ms)}; SET statement_timeout = {int(timeout_ms) * 2}")
             sessions.append((t, kind, conn))
     results: list[Probe] = []

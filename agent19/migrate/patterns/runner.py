@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from agent19.db import catalog_first
 from agent19.db.locks import LOCK_RANK, strongest_mode
 from agent19.db.observe import observe
 from agent19.errors import Agent19Error
@@ -68,7 +69,7 @@ class LockWatcher:
         self._ready = threading.Event()
 
     def _run(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
+        with catalog_first.connect(self.dsn, autocommit=True) as conn:
             self._ready.set()
             while not self._stop.is_set():
                 for mode, relkind, relname in conn.execute(Q_WATCH, (self.pid,)).fetchall():

@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 
-from agent19.db import rls
+from agent19.db import catalog_first, rls
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
 from agent19.ops.backup.model import SequenceCheck, TableCheck
@@ -247,7 +247,7 @@ def schema_differences(before: SchemaSnapshot, after: SchemaSnapshot, objects_be
 
 def snapshot_session(dsn: str, snapshot_id: str) -> psycopg.Connection[Any]:
     """A prepared session that sees exactly the exported snapshot (for parallel checksums of the source)."""
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10,
+    conn = catalog_first.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10,
                            application_name="agent19 backup verify")
     prepare(conn)
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -257,6 +257,6 @@ def snapshot_session(dsn: str, snapshot_id: str) -> psycopg.Connection[Any]:
 
 def dict_connect(dsn: str) -> psycopg.Connection[Any]:
     """A prepared autocommit session on a restored copy."""
-    conn = psycopg.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
+    conn = catalog_first.connect(dsn, autocommit=True, row_factory=dict_row, connect_timeout=10)
     prepare(conn)
     return conn

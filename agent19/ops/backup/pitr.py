@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from agent19.db import catalog_first
 from agent19.db.connection import Database
 from agent19.errors import InputError
 from agent19.migrate.patterns.sqlnames import conf_value
@@ -104,11 +105,11 @@ def check_target_time(db: Database, target_time: str, base_backup: str | None) -
 
 def _checker(dsn: str, major: int) -> str:
     """A role in the recovered copy that may read everything and do nothing else; returns its DSN."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with catalog_first.connect(dsn, autocommit=True) as conn:
         row = conn.execute("SELECT rolname FROM pg_roles WHERE oid = 10").fetchone()  # the bootstrap superuser
     assert row is not None
     name = f"agent19_checker_{secrets.token_hex(4)}"
-    with psycopg.connect(make_conninfo(dsn, user=row[0]), autocommit=True) as conn:
+    with catalog_first.connect(make_conninfo(dsn, user=row[0]), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE BYPASSRLS").format(
             sql.Identifier(name)))
         if major >= 14:
@@ -126,7 +127,7 @@ def _checker(dsn: str, major: int) -> str:
 def _run_checks(dsn: str, checks: list[str], timeout_ms: int) -> list[CheckOutcome]:
     """Each check (already admitted by the gate as one read) in a READ ONLY transaction on the copy."""
     out = []
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with catalog_first.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")))
         for query in checks:
             try:

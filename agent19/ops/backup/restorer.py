@@ -35,6 +35,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.db import catalog_first
 from agent19.errors import InputError
 from agent19.ops.backup.workdir import run
 
@@ -172,7 +173,7 @@ def source_has_event_triggers(conn: psycopg.Connection[Any]) -> bool:
 
 def create_restorer(admin_dsn: str, dbname: str) -> None:
     """In a throwaway cluster: the restoring role and the empty database it owns."""
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS")
                      .format(sql.Identifier(RESTORER)))
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(RESTORER)))
@@ -194,7 +195,7 @@ def precreate(admin_dsn: str, extensions: list[tuple[str, str]],
     made: list[str] = []
     schemas: list[str] = []
     errors: list[str] = []
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         for name, schema in extensions:
             if not needs_superuser(conn, name):
                 continue  # trusted (the restorer creates it) or not installed here (the restore says so)

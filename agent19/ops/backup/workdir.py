@@ -177,12 +177,14 @@ def wait_ready(cluster: LocalCluster, timeout: float = 600, until_primary: bool 
     """
     import psycopg
 
+    from agent19.db import catalog_first
+
     deadline = time.monotonic() + timeout
     while True:
         if cluster.process is not None and cluster.process.poll() is not None:
             return f"PostgreSQL exited (status {cluster.process.returncode}):\n{cluster.log_tail()}"
         try:
-            with psycopg.connect(cluster.dsn(), autocommit=True, connect_timeout=2) as conn:
+            with catalog_first.connect(cluster.dsn(), autocommit=True, connect_timeout=2) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
                 if not until_primary or (row and not row[0]):
                     return None
