@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.db import catalog_first
 from agent19.migrate.dryrun import isolated_access
 
 Q_UNREADABLE = """
@@ -95,7 +96,7 @@ def stand_ins_first(admin_dsn: str, tables: list[Unreadable], login: str) -> tup
     ``CREATE SCHEMA`` of each is left out)."""
     later: list[Unreadable] = []
     schemas: list[str] = []
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         for table in tables:
             if table.schema not in schemas and conn.execute(
                     "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) "
@@ -115,7 +116,7 @@ def stand_ins(admin_dsn: str, tables: list[Unreadable]) -> list[str]:
     its columns (names, types, NOT NULL), no defaults, constraints, indexes or triggers; what could not be made (a
     type not restored), as notes."""
     failed = []
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+    with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         for table in tables:
             try:
                 conn.execute(stand_in(table))
