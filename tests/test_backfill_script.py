@@ -158,3 +158,33 @@ def test_cli_emits_the_script_and_the_procedure(dsn: str, tmp_path: Path) -> Non
     assert _updates(dsn) == {0: ROWS}, "emitting must not run anything"
     bad = subprocess.run([*args, "--emit", "bash"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_the_script_searches_pg_catalog_first(dsn: str, tmp_path: Path) -> None:
+    """A database path listing pg_catalog after another schema (``evil, pg_catalog, public``) would run evil's
+    look-alike of ``hashtext`` (the script's advisory lock key) as the script's login: the script sets the same path
+    without pg_catalog's entry first, so only the built-ins run; its checkpoint table still lands where an unqualified
+    CREATE lands with that path (evil, the first schema)."""
+    _make_big(dsn)
+    db = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("""
+            CREATE SCHEMA evil;
+            CREATE TABLE public.evil_ran (what text);
+            CREATE FUNCTION evil.hashtext(text) RETURNS integer LANGUAGE sql
+                AS $$ INSERT INTO public.evil_ran VALUES ('hashtext'); SELECT pg_catalog.hashtext($1) $$;
+        """)
+        c.execute(f'ALTER DATABASE "{db}" SET search_path = evil, pg_catalog, public')
+    with psycopg.connect(dsn) as c:  # armed: an ordinary session of this database runs the look-alike
+        c.execute("SELECT hashtext('x')")
+        assert c.execute("SELECT count(*) FROM public.evil_ran").fetchone()[0] == 1
+        c.rollback()
+    script = _write_script(tmp_path, SPEC)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run([sys.executable, str(script), dsn], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM public.evil_ran").fetchone()[0] == 0, "evil.hashtext ran"
+        assert c.execute("SELECT to_regclass('evil.agent19_backfill_checkpoint') IS NOT NULL").fetchone()[0]
+    assert _updates(dsn) == {1: ROWS}

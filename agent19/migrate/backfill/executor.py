@@ -168,8 +168,8 @@ def check_fragments(spec: BackfillSpec) -> None:
 
 
 def _ensure_checkpoint_table(conn: psycopg.Connection[Any], table: str) -> None:
-    # agent19's sessions put pg_catalog first in search_path: an unqualified CREATE would target it. The table
-    # goes where it went before, the first other schema of the login's path; reads find it through the path.
+    # The first schema of the login's path that exists and is not pg_catalog (where an unqualified CREATE lands,
+    # unless a path lists pg_catalog first); reads find it through the path.
     row = conn.execute("SELECT s FROM unnest(current_schemas(false)) WITH ORDINALITY u(s, i) "
                        "WHERE s <> 'pg_catalog' ORDER BY i LIMIT 1").fetchone()
     if row is None:
