@@ -314,3 +314,39 @@ def test_every_server_version_gets_a_plan(dsn_any: str) -> None:
     if p.current.statements_unavailable:  # the embedded server has no contrib: said, and latency is unknown
         assert "pg_stat_statements" in p.current.statements_unavailable
         assert next(t for t in p.triggers if t.trigger == "query latency").status == "unknown"
+
+
+def test_other_roles_hidden_statements_make_reads_unknown_not_zero(dsn: str) -> None:
+    """Without pg_read_all_stats another role's statements show ``<insufficient privilege>``: they may be SELECTs,
+    so the read rate is unknown (not 0), no write share is derived, and the read-replica verdict says what to grant
+    (review r27-k01: a 100 %-SELECT workload was judged write_share=1.0, "read replicas: not yet, 0.0 reads/s")."""
+    plant(dsn, [300.0] * 3)
+    run_sql(dsn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    suffix = uuid.uuid4().hex[:8]
+    other, measurer = f"reads_{suffix}", f"measures_{suffix}"
+    run_sql(dsn, f"CREATE ROLE {other} LOGIN; CREATE ROLE {measurer} LOGIN; "
+                 f"GRANT SELECT ON events TO {other}, {measurer}")
+    stop = threading.Event()
+
+    def reader() -> None:
+        with psycopg.connect(make_conninfo(dsn, user=other), autocommit=True) as c:
+            while not stop.is_set():
+                c.execute("SELECT count(*) FROM events WHERE id = 1")
+                time.sleep(0.005)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        time.sleep(0.5)
+        done = subprocess.run([sys.executable, "-m", "agent19", "--dsn", make_conninfo(dsn, user=measurer), "assess",
+                               "--window", "2", "--format", "json"], capture_output=True, text=True, cwd=ROOT)
+    finally:
+        stop.set()
+        t.join()
+        run_sql(dsn, f"REVOKE ALL ON events FROM {other}, {measurer}; DROP ROLE {other}; DROP ROLE {measurer}")
+    assert done.returncode == 0, done.stderr
+    a = json.loads(done.stdout)
+    assert a["filled"].get("qps", 0) > 10, a["filled"]  # the other role's calls are counted...
+    assert "write_share" not in a["filled"], a["filled"]  # ...but not known to be writes
+    replicas = next(t for t in a["thresholds"] if t["technique"] == "read replicas")
+    assert replicas["verdict"] == "unknown" and "pg_read_all_stats" in replicas["would_change"], replicas

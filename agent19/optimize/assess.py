@@ -119,6 +119,8 @@ class Measured(BaseModel):
                                                  "timestamp column (time-based queries and retention are likely)")
     rows_written_per_s: float | None = None
     read_qps: float | None = Field(default=None, description="SELECT statements a second over the window")
+    hidden_qps: float | None = Field(default=None, description="statements a second over the window whose text "
+                                     "this login may not read (other roles': reads or writes, unknown)")
     slowest_mean_ms: float | None = Field(default=None, description="highest mean time of a statement called "
                                           "at least 10 times (pg_stat_statements)")
     slowest_query: str | None = None
@@ -181,7 +183,13 @@ def charter_thresholds(m: Measured) -> list[ThresholdVerdict]:
             f"the largest table past {SHARD_ROWS:,} rows AND the database past 1 TB or sustained "
             f"writes past ~{WRITE_BOTTLENECK_ROWS_S:,} rows/s after tuning - partition and add replicas before that")
     # read replicas
-    if m.read_qps is None:
+    if m.read_qps is None and m.hidden_qps:
+        add("read replicas", "unknown",
+            f"read queries a second not known: {m.hidden_qps:,.1f} statements/s{window} are other roles' whose text "
+            "this login may not read (SELECTs or writes)",
+            "GRANT pg_read_all_stats TO the login agent19 measures with (or measure as a role that has it), then "
+            "agent19 capacity --window 60 at peak")
+    elif m.read_qps is None:
         add("read replicas", "unknown", "read queries a second not measured",
             "CREATE EXTENSION pg_stat_statements, then agent19 capacity --window 60 at peak (SELECT calls over the "
             "window)")
@@ -234,8 +242,8 @@ def assess_measured(args: Metrics, m: Measured, *, qps: float | None, read_qps: 
     given = args.model_dump(exclude_unset=True)
     numbers = {"table_rows": m.largest_table_rows, "table_gb": round((m.largest_table_bytes or 0) / 1e9, 3),
                "qps": qps, "connections": m.connections}
-    if qps:
-        numbers["write_share"] = round(1 - (read_qps or 0) / qps, 3)
+    if qps and read_qps is not None:  # unknown reads (other roles' hidden statements) make no share
+        numbers["write_share"] = round(1 - read_qps / qps, 3)
     filled: dict[str, float | int] = {k: v for k, v in numbers.items() if k not in given and v is not None}
     result = assess(args.model_copy(update=filled))
     result.measured_on = measured_on

@@ -69,6 +69,7 @@ def measured(s: CurrentState, timed: bool | None) -> Measured:
         largest_has_time_column=timed,
         rows_written_per_s=s.rates.rows_written_per_s if s.rates else None,
         read_qps=s.rates.read_statements_per_s if s.rates else None,
+        hidden_qps=s.rates.hidden_statements_per_s if s.rates else None,
         slowest_mean_ms=slowest.mean_ms if slowest else None,
         slowest_query=slowest.query if slowest else None, connections=s.connections_used,
         window_s=s.rates.window_s if s.rates else None,

@@ -101,8 +101,10 @@ def _pss_columns(schema: str) -> str:
              f"AND query NOT LIKE '{MARK}%'")
     reads = ("query ~* '^\\s*select\\M' OR (query ~* '^\\s*with\\M' "
              "AND query !~* '\\m(insert|update|delete|merge)\\M')")
+    hidden = "query IS NULL OR query = '<insufficient privilege>'"  # another role's: SELECT or write, unknown
     total = f"SELECT coalesce(sum(calls), 0)::bigint FROM {schema}.pg_stat_statements WHERE {where}"
-    return f",\n       ({total}) AS calls,\n       ({total} AND ({reads})) AS reads"
+    return (f",\n       ({total}) AS calls,\n       ({total} AND ({reads})) AS reads,"
+            f"\n       ({total} AND ({hidden})) AS hidden")
 
 
 def measure_rates(probe: Probe, window_s: float, pss: str | None) -> Rates:
@@ -138,7 +140,9 @@ def measure_rates(probe: Probe, window_s: float, pss: str | None) -> Rates:
         rows_updated_per_s=upd, rows_deleted_per_s=dele, rows_written_per_s=round(ins + upd + dele, 3),
         rows_read_per_s=per_s("returned"),
         statements_per_s=per_s("calls") if pss else None,
-        read_statements_per_s=per_s("reads") if pss else None,
+        # a statement whose text is hidden may be a SELECT: with any in the window the reads are not known
+        read_statements_per_s=per_s("reads") if pss and not per_s("hidden") else None,
+        hidden_statements_per_s=per_s("hidden") if pss else None,
         top_writers=[{"table": n, "rows_written_per_s": round(w, 3)} for n, w in writers[:5] if w > 0],
     )
 

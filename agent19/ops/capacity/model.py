@@ -60,7 +60,11 @@ class Rates(BaseModel):
     rows_read_per_s: float = Field(description="rows returned by scans (tup_returned) per second")
     statements_per_s: float | None = Field(default=None, description="pg_stat_statements calls per second over the "
                                            "window (all roles' statements need pg_read_all_stats)")
-    read_statements_per_s: float | None = Field(default=None, description="...of them SELECTs")
+    read_statements_per_s: float | None = Field(default=None, description="...of them SELECTs; None (unknown) when "
+                                                "any statement of the window has its text hidden from this login")
+    hidden_statements_per_s: float | None = Field(default=None, description="...of them other roles' statements "
+                                                  "whose text this login may not read (needs pg_read_all_stats): "
+                                                  "reads or writes, unknown")
     top_writers: list[dict[str, float | str]] = Field(default=[], description="tables with the most rows written "
                                                        "per second over the window")
 
