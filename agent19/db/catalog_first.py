@@ -27,6 +27,13 @@ The read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) still reads 
 it judges one statement per call on a pooled session configured (so pinned) after the last call's reset, and
 read-only SQL cannot change the path (no SET; ``set_config`` is refused).
 
+Searching ``pg_catalog`` first protects only names found by name: a function or operator is also chosen by its
+arguments, and an exact match in any schema of the path beats a ``pg_catalog`` one that needs a coercion. So inside a
+dry run's transaction, where the migration under test can create such an overload, agent19's reads between statements
+run with :data:`OWN_PATH` (:func:`own_reads`, :func:`agent19.db.observe.own_reads`). Its other reads still resolve
+through the login's path (review r27b k01: a database owner's ``public.||(name, name)``): they should all run under
+:data:`OWN_PATH` (resolving user names against the path read before) or name every function and operator qualified.
+
 A user who overrides a built-in on purpose (``public.format_type`` before ``pg_catalog``) gets the built-in in
 agent19's sessions, their own function in theirs.
 """
@@ -40,6 +47,28 @@ if TYPE_CHECKING:  # the driver loads where a session is made (agent19.db.catalo
 
 SEARCH_PATH = "pg_catalog.current_setting('search_path')"
 """The session's search_path, read without resolving a name through it."""
+OWN_PATH = "pg_catalog, pg_temp"
+"""The search_path of agent19's own reads between a migration's statements (:func:`own_reads`): no schema a user can
+create in, so no overload of theirs is a candidate (``pg_temp`` is never searched for functions or operators, and
+last for relations and types)."""
+USER_PATH = "pg_catalog.current_setting('agent19.user_path')"
+"""Inside :func:`own_reads`: the session's search_path as it was before them."""
+
+
+def own_reads(in_transaction: bool) -> tuple[tuple[str, str], str]:
+    """The statements that put agent19's own reads under :data:`OWN_PATH` — (save the session's path, set it), sent
+    before them in the same pipeline — and the one that gives the session its path back, sent after them.
+
+    Searching ``pg_catalog`` first (:func:`pin`) is not enough where names are looked up by their arguments: the
+    server prefers an *exact* match in any schema of the path to a ``pg_catalog`` candidate that needs a coercion,
+    so a ``public.replace(name, text, text)`` or an operator ``public.>=(oid, integer)`` — one a migration under test
+    creates, in its own transaction — would be what agent19's reads of that transaction call (review r27b k14, k06).
+    ``in_transaction``: settings local to it (a rolled-back savepoint undoes them with the rest), else the session's.
+    """
+    local = "true" if in_transaction else "false"
+    return ((f"SELECT pg_catalog.set_config('agent19.user_path', {SEARCH_PATH}, {local})",
+             f"SELECT pg_catalog.set_config('search_path', '{OWN_PATH}', {local})"),
+            f"SELECT pg_catalog.set_config('search_path', {USER_PATH}, {local})")
 
 
 def shadowing(path: str) -> str | None:

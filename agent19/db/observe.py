@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agent19.db import catalog_first
 from agent19.db.catalog import relation_key_sql
 from agent19.db.locks import strongest_mode
 
@@ -106,11 +107,34 @@ SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) 
 
 
 def filenodes(conn: psycopg.Connection[Any]) -> dict[int, Node]:
-    return _filenodes(conn.execute(Q_FILENODES).fetchall())
+    return _filenodes(own_reads(conn, (Q_FILENODES,))[0])
 
 
 def held_locks(conn: psycopg.Connection[Any]) -> list[HeldLock]:
-    return _held(conn.execute(Q_LOCKS).fetchall())
+    return _held(own_reads(conn, (Q_LOCKS,))[0])
+
+
+def own_reads(conn: psycopg.Connection[Any], queries: tuple[str, ...]) -> list[list[Any]]:
+    """The rows of ``queries`` (constants, no parameters), read in one round trip under
+    :data:`agent19.db.catalog_first.OWN_PATH` (:func:`agent19.db.catalog_first.own_reads`): what a statement under
+    observation created (an overload of ``replace`` or ``>=``) is no candidate for them; the session's path is
+    given back after them."""
+    import psycopg as pg
+    from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
+
+    (save, pin), restore = catalog_first.own_reads(conn.info.transaction_status == pg.pq.TransactionStatus.INTRANS)
+    if not Pipeline.is_supported():
+        conn.execute(save)
+        conn.execute(pin)
+        rows = [conn.execute(q).fetchall() for q in queries]
+        conn.execute(restore)
+        return rows
+    with conn.pipeline():
+        conn.execute(save)
+        conn.execute(pin)
+        cursors = [conn.execute(q) for q in queries]
+        conn.execute(restore)
+    return [c.fetchall() for c in cursors]
 
 
 def _filenodes(rows: list[Any]) -> dict[int, Node]:
@@ -132,15 +156,10 @@ def after_state(conn: psycopg.Connection[Any]) -> tuple[dict[int, Node], list[He
 
 def _after_state(conn: psycopg.Connection[Any], also: tuple[str, ...],
                  ) -> tuple[dict[int, Node], list[HeldLock], list[list[Any]]]:
-    """:func:`after_state`, and the rows of the queries ``also`` (constants, no parameters) in the same round trip."""
-    from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
-
-    if not Pipeline.is_supported():
-        return filenodes(conn), held_locks(conn), [conn.execute(q).fetchall() for q in also]
-    with conn.pipeline():
-        nodes, locks = conn.execute(Q_FILENODES), conn.execute(Q_LOCKS)
-        more = [conn.execute(q) for q in also]
-    return _filenodes(nodes.fetchall()), _held(locks.fetchall()), [c.fetchall() for c in more]
+    """:func:`after_state`, and the rows of the queries ``also`` (constants, no parameters) in the same round trip
+    (:func:`own_reads`)."""
+    nodes, locks, *more = own_reads(conn, (Q_FILENODES, Q_LOCKS, *also))
+    return _filenodes(nodes), _held(locks), more
 
 
 def observe(conn: psycopg.Connection[Any], sql: str, params: Any = None, *,
