@@ -15,6 +15,7 @@ import psycopg
 from tests import test_dryrun_closure as base
 from tests.test_dryrun_closure import KILL, _intact
 from tests.trial_victims import dry_run_as as _run
+from tests.trial_victims import not_run as _not_run
 
 app, peer = base.app, base.peer  # the application's role (not a superuser) and its live session
 
@@ -44,4 +45,17 @@ def test_a_planted_operator_does_not_hide_the_migrations_locks(app, peer):
     r = _run(app, "ALTER TABLE customers ADD COLUMN note text")
     modes = {lk.mode for lk in r.statements[0].locks if lk.relation == "public.customers"}
     assert "AccessExclusiveLock" in modes, r.statements[0].locks
+    _intact(app, peer)
+
+
+def test_a_planted_operator_does_not_blind_the_guard(app, peer):
+    """The guard's one catalog read (the closure of user code, ``oid >= 16384`` among its filters) under the login's
+    path called ``public.>=(oid, integer)``: answering false, it hid every user function, and a migration calling a
+    function that kills the application's session was run."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION public.never(oid, integer) RETURNS boolean LANGUAGE sql IMMUTABLE "
+                  "AS 'SELECT false'; CREATE OPERATOR public.>= (LEFTARG = oid, RIGHTARG = integer, "
+                  "FUNCTION = public.never)")
+    r = _run(app, "SELECT q_kill()")
+    _not_run(r.statements[0], "pg_terminate_backend()")
     _intact(app, peer)

@@ -71,6 +71,36 @@ def own_reads(in_transaction: bool) -> tuple[tuple[str, str], str]:
             f"SELECT pg_catalog.set_config('search_path', {USER_PATH}, {local})")
 
 
+def read_own(conn: psycopg.Connection[Any], queries: tuple[str | tuple[str, Any], ...]) -> list[psycopg.Cursor[Any]]:
+    """Run ``queries`` (a query, or a query and its parameters) in one round trip under :data:`OWN_PATH`
+    (:func:`own_reads`) and give the session its path back; their cursors, results fetched (pipeline mode, or one
+    after the other where the client library has none). The queries read :data:`USER_PATH` for the session's own
+    path. An error leaves the path to the transaction's rollback (in autocommit: set back before it is raised)."""
+    import psycopg as pg
+    from psycopg import Pipeline
+
+    in_transaction = conn.info.transaction_status == pg.pq.TransactionStatus.INTRANS
+    (save, pin), restore = own_reads(in_transaction)
+    items = [(q, None) if isinstance(q, str) else q for q in queries]
+    try:
+        if not Pipeline.is_supported():
+            conn.execute(save)
+            conn.execute(pin)
+            cursors = [conn.execute(q, p) for q, p in items]
+            conn.execute(restore)
+            return cursors
+        with conn.pipeline():
+            conn.execute(save)
+            conn.execute(pin)
+            cursors = [conn.cursor().execute(q, p) for q, p in items]
+            conn.execute(restore)
+        return cursors
+    except pg.Error:
+        if not in_transaction and not conn.closed and conn.info.transaction_status == pg.pq.TransactionStatus.IDLE:
+            conn.execute(restore)  # a session's setting outlives the failed read
+        raise
+
+
 def shadowing(path: str) -> str | None:
     """The schema searched before ``pg_catalog`` when ``path`` lists ``pg_catalog`` after it (``"$user"`` counts:
     it may name a schema), else None. ``pg_temp`` before ``pg_catalog`` is left to the session check: a new

@@ -115,26 +115,10 @@ def held_locks(conn: psycopg.Connection[Any]) -> list[HeldLock]:
 
 
 def own_reads(conn: psycopg.Connection[Any], queries: tuple[str, ...]) -> list[list[Any]]:
-    """The rows of ``queries`` (constants, no parameters), read in one round trip under
-    :data:`agent19.db.catalog_first.OWN_PATH` (:func:`agent19.db.catalog_first.own_reads`): what a statement under
-    observation created (an overload of ``replace`` or ``>=``) is no candidate for them; the session's path is
-    given back after them."""
-    import psycopg as pg
-    from psycopg import Pipeline  # loaded already (``conn`` is one of its connections); not at import time
-
-    (save, pin), restore = catalog_first.own_reads(conn.info.transaction_status == pg.pq.TransactionStatus.INTRANS)
-    if not Pipeline.is_supported():
-        conn.execute(save)
-        conn.execute(pin)
-        rows = [conn.execute(q).fetchall() for q in queries]
-        conn.execute(restore)
-        return rows
-    with conn.pipeline():
-        conn.execute(save)
-        conn.execute(pin)
-        cursors = [conn.execute(q) for q in queries]
-        conn.execute(restore)
-    return [c.fetchall() for c in cursors]
+    """The rows of ``queries`` (constants), read in one round trip under :data:`agent19.db.catalog_first.OWN_PATH`
+    (:func:`agent19.db.catalog_first.read_own`): what a statement under observation created (an overload of
+    ``replace`` or ``>=``) is no candidate for them."""
+    return [c.fetchall() for c in catalog_first.read_own(conn, queries)]
 
 
 def _filenodes(rows: list[Any]) -> dict[int, Node]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from agent19.db import catalog_first
 from agent19.db.models import Sequence
 from agent19.safety.fingerprint import CHANGED, CODE
 
@@ -80,7 +81,10 @@ class Aftermath(BaseModel):
 
 
 def state(conn: Any) -> dict[str, Any]:
-    return dict(conn.execute(Q_STATE).fetchone())  # the pool's sessions return rows as dicts
+    """:data:`Q_STATE`, read as the guard reads the fingerprint it is compared with (pg_catalog only:
+    :func:`agent19.db.catalog_first.read_own`)."""
+    (cur,) = catalog_first.read_own(conn, (Q_STATE,))
+    return dict(cur.fetchone())  # the pool's sessions return rows as dicts
 
 
 def _sequences(state: dict[str, Any]) -> dict[str, Sequence]:

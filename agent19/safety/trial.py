@@ -66,7 +66,7 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
 Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
        pg_catalog.current_setting('agent19.isolated_copy', true) AS isolated_copy,
-       {catalog_first.SEARCH_PATH} AS agent19_search_path
+       {catalog_first.USER_PATH} AS agent19_search_path
   FROM ({Q_CLOSURE}) q"""
 """The guard's one catalog read. It names the catalog unqualified: with a search_path that searches another schema
 before pg_catalog, that schema's objects would answer it (a view named pg_proc hid a trigger's setval: review r26b
@@ -168,7 +168,8 @@ class TrialCatalog:
 
     def _read(self) -> dict[str, Any]:
         if self._rows is None:
-            cur = self.conn.execute(Q_TRIAL, {"seeds": SEEDS})
+            # under pg_catalog only: an exact-match overload (public.>=(oid, integer)) would answer it otherwise
+            (cur,) = catalog_first.read_own(self.conn, ((Q_TRIAL, {"seeds": SEEDS}),))
             row = cur.fetchone()  # a dict, or a tuple in the order of its columns' names
             rows = dict(row) if isinstance(row, dict) else dict(zip([d.name for d in cur.description], row,
                                                                     strict=True))
