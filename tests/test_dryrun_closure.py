@@ -75,21 +75,21 @@ KILLER_TRIGGER = ("CREATE FUNCTION killer_trg() RETURNS trigger LANGUAGE plpgsql
 
 @pytest.mark.parametrize(("setup", "sql", "through"), [
     (KILLER_BOOL + "CREATE TABLE chk_t (x int CHECK (killer_bool(x)));",
-     "INSERT INTO chk_t VALUES (1)", "constraint chk_t_x_check on table chk_t"),
+     "INSERT INTO chk_t VALUES (1)", "constraint chk_t_x_check on table public.chk_t"),
     (KILLER_TRIGGER + "CREATE TABLE trg_t (x int); CREATE TRIGGER k AFTER INSERT ON trg_t FOR EACH ROW "
                       "EXECUTE FUNCTION killer_trg();",
-     "DO $$ BEGIN INSERT INTO trg_t VALUES (1); END $$", "trigger k on table trg_t"),
+     "DO $$ BEGIN INSERT INTO trg_t VALUES (1); END $$", "trigger k on table public.trg_t"),
     (KILLER_TRIGGER + "CREATE TABLE p (id int PRIMARY KEY); INSERT INTO p VALUES (1); CREATE TABLE ch "
                       "(p int REFERENCES p ON DELETE CASCADE); INSERT INTO ch VALUES (1); CREATE TRIGGER k AFTER "
                       "DELETE ON ch FOR EACH ROW EXECUTE FUNCTION killer_trg();",
-     "DELETE FROM p", "trigger k on table ch"),
+     "DELETE FROM p", "trigger k on table public.ch"),
     (KILLER_BOOL + "CREATE DOMAIN safe_int AS int CHECK (killer_bool(VALUE)); CREATE TABLE dom_t (x safe_int);",
      "INSERT INTO dom_t VALUES (1)", "constraint safe_int_check"),
     (KILLER_INT + "CREATE TABLE idx_t (x int); CREATE INDEX idx_k ON idx_t (killer_int(x));",
-     "INSERT INTO idx_t VALUES (1)", "index idx_k"),
+     "INSERT INTO idx_t VALUES (1)", "index public.idx_k"),
     (KILLER_BOOL + "CREATE TABLE rls_t (x int); ALTER TABLE rls_t ENABLE ROW LEVEL SECURITY; ALTER TABLE rls_t "
                    "FORCE ROW LEVEL SECURITY; CREATE POLICY p ON rls_t USING (killer_bool(x));",
-     "SELECT count(*) FROM rls_t", "policy p on table rls_t"),
+     "SELECT count(*) FROM rls_t", "policy p on table public.rls_t"),
     (KILLER_INT.replace("(x int)", "(x int, y int)") + "CREATE OPERATOR + (LEFTARG = int, RIGHTARG = int, "
                                                        "FUNCTION = killer_int);",
      "SET search_path = public, pg_catalog;\nUPDATE plain SET id = 1 + 2", "operator public.+(integer,integer)"),
@@ -151,7 +151,7 @@ def test_a_trigger_function_replaced_by_the_migration_stops_what_follows(app, pe
              "\nINSERT INTO plain VALUES (1);\n", setup)
     replace, insert = r.statements
     assert replace.ran_in == "transaction", replace
-    not_run(insert, "statement 1 makes trigger stamp on table plain reach code a dry run cannot contain")
+    not_run(insert, "statement 1 makes trigger stamp on table public.plain reach code a dry run cannot contain")
     _intact(app, peer)
 
 

@@ -219,7 +219,7 @@ async def test_dblink_and_postgres_fdw_are_refused_directly_and_through_function
     plain = r["statements"][4]
     assert plain["ran_in"] == "skipped" and plain["error"] is None, plain
     assert "a dry run on this database cannot contain it" in (plain["untested"] or ""), plain
-    assert "trigger audited_remote on table audited" in plain["untested"], plain
+    assert "trigger audited_remote on table public.audited" in plain["untested"], plain
     assert r["statements"][2]["ran_in"] == "transaction" and r["statements"][2]["error"] is None  # CREATE FUNCTION
     assert r["passed"] is False
     with psycopg.connect(dsn, autocommit=True) as conn:

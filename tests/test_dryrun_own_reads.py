@@ -13,6 +13,7 @@ from __future__ import annotations
 import psycopg
 
 from tests import test_dryrun_closure as base
+from tests.test_cli import agent19
 from tests.test_dryrun_closure import KILL, _intact
 from tests.trial_victims import dry_run_as as _run
 from tests.trial_victims import not_run as _not_run
@@ -58,4 +59,19 @@ def test_a_planted_operator_does_not_blind_the_guard(app, peer):
                   "FUNCTION = public.never)")
     r = _run(app, "SELECT q_kill()")
     _not_run(r.statements[0], "pg_terminate_backend()")
+    _intact(app, peer)
+
+
+def test_a_planted_operator_does_not_blind_read_only_mode(app, peer):
+    """The read-only guard's walk (which functions an operator runs: ``o.oid >= 16384``) called the planted
+    ``public.>=(oid, integer)``: answering false, it let a volatile operator function run in read-only mode."""
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FUNCTION public.never(oid, integer) RETURNS boolean LANGUAGE sql IMMUTABLE "
+                  "AS 'SELECT false'; CREATE OPERATOR public.>= (LEFTARG = oid, RIGHTARG = integer, "
+                  "FUNCTION = public.never);"
+                  "CREATE FUNCTION public.kill_op(integer, integer) RETURNS integer LANGUAGE sql VOLATILE "
+                  f"AS $$ {KILL} $$; CREATE OPERATOR public.### (LEFTARG = integer, RIGHTARG = integer, "
+                  "FUNCTION = public.kill_op)")
+    out = agent19("sql", "SELECT 1 ### 2", "--mode", "read-only", "--dsn", app)
+    assert out.returncode != 0 and "refused" in out.stderr, (out.stdout, out.stderr)
     _intact(app, peer)

@@ -40,6 +40,7 @@ from typing import Any
 
 from pglast.parser import ParseError
 
+from agent19.db import catalog_first
 from agent19.migrate.patterns.sqlnames import quoted
 from agent19.sqltree import fold_identifier, parse_json, walk
 
@@ -108,9 +109,10 @@ SELECT p.oid::bigint AS oid, n.nspname AS schema, p.proname AS name, p.provolati
  WHERE p.oid = ANY(%s::oid[])
 """
 Q_FUNCS_IN_PATH = """
-SELECT p.oid::bigint AS oid FROM pg_proc p
- WHERE p.proname = %(name)s
-   AND p.pronamespace = ANY(SELECT s::regnamespace FROM unnest(current_schemas(true)) s)
+SELECT p.oid::bigint AS oid FROM pg_catalog.pg_proc p
+ WHERE p.proname OPERATOR(pg_catalog.=) %(name)s::pg_catalog.name
+   AND p.pronamespace OPERATOR(pg_catalog.=) ANY(
+       SELECT s::pg_catalog.regnamespace::pg_catalog.oid FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) s)
 """
 Q_FUNCS_IN_SCHEMA = """
 SELECT p.oid::bigint AS oid FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -129,9 +131,11 @@ SELECT castfunc::bigint AS oid FROM pg_cast
  WHERE castfunc <> 0 AND castcontext IN ('i', 'a') AND (oid >= {FIRST_NORMAL_OID} OR castfunc >= {FIRST_NORMAL_OID})
 """
 Q_CAST_TARGET = """
-SELECT t.oid::bigint AS type, t.typinput::oid::bigint AS input,
-       ARRAY(SELECT castfunc::bigint FROM pg_cast WHERE casttarget = t.oid AND castfunc <> 0) AS casts
-  FROM pg_type t WHERE t.oid = to_regtype(%s)
+SELECT t.oid::bigint AS type, t.typinput::pg_catalog.oid::bigint AS input,
+       ARRAY(SELECT k.castfunc::bigint FROM pg_catalog.pg_cast k
+              WHERE k.casttarget OPERATOR(pg_catalog.=) t.oid AND k.castfunc OPERATOR(pg_catalog.<>) 0) AS casts
+  FROM pg_catalog.pg_type t
+ WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype(%s::pg_catalog.text)::pg_catalog.oid
 """
 Q_RELATION = """
 SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
@@ -218,11 +222,20 @@ class Resolver:
         self.check_relations(rels)
 
     # -- resolution ---------------------------------------------------------------------------
-    def _oids(self, query: str, params: Any) -> set[int]:
-        return {int(r["oid"]) for r in self.conn.execute(query, params).fetchall() if r["oid"] is not None}
+    def _read(self, query: str, params: Any = None, *, own: bool = True) -> Any:
+        """The cursor of ``query``: agent19's own catalog read under pg_catalog only
+        (:func:`agent19.db.catalog_first.read_own`: an exact-match overload such as ``public.>=(oid, integer)``, on
+        the login's path, answered ``oid >= 16384`` and hid every user operator: review r27b k15); ``own=False``
+        for the few that resolve the statement's names through the session's path (every name in them qualified)."""
+        if not own:
+            return self.conn.execute(query, params)
+        return catalog_first.read_own(self.conn, ((query, params),))[0]
+
+    def _oids(self, query: str, params: Any, *, own: bool = True) -> set[int]:
+        return {int(r["oid"]) for r in self._read(query, params, own=own).fetchall() if r["oid"] is not None}
 
     def _current_database(self, catalog: str, written_name: str) -> None:
-        row = self.conn.execute("SELECT current_database() AS db").fetchone()
+        row = self._read("SELECT current_database() AS db").fetchone()
         if row["db"] != catalog:
             raise self.refuse(f"{written_name} names another database ({catalog!r}); the server reads only "
                               f"its current database ({row['db']!r})", "leave out the database name")
@@ -237,7 +250,7 @@ class Resolver:
             parts = parts[1:]
         if len(parts) == 2:
             return self._oids(Q_FUNCS_IN_SCHEMA, {"schema": parts[0], "name": parts[1]})
-        return self._oids(Q_FUNCS_IN_PATH, {"name": parts[0]})
+        return self._oids(Q_FUNCS_IN_PATH, {"name": parts[0]}, own=False)  # the statement's path
 
     def resolve_relation(self, rv: dict[str, Any]) -> set[int]:
         parts = [p for p in (rv.get("catalogname"), rv.get("schemaname"), rv.get("relname")) if p]
@@ -248,14 +261,15 @@ class Resolver:
             raise self.refuse(f"{written_name} holds credentials or server internals",
                               "read pg_roles for roles; password hashes and user mappings are never "
                               "returned")
-        row = self.conn.execute("SELECT to_regclass(%s)::oid::bigint AS oid", (_quoted(parts),)).fetchone()
+        row = self._read("SELECT pg_catalog.to_regclass(%s::pg_catalog.text)::pg_catalog.oid::bigint AS oid",
+                         (_quoted(parts),), own=False).fetchone()  # the statement's path
         return {int(row["oid"])} if row and row["oid"] is not None else set()
 
     def _cast_functions(self, parts: list[str]) -> set[int]:
         if not parts:
             return set()
         # NULL for an unknown type: the server refuses it
-        row = self.conn.execute(Q_CAST_TARGET, (_quoted(parts),)).fetchone()
+        row = self._read(Q_CAST_TARGET, (_quoted(parts),), own=False).fetchone()  # the statement's path
         if row is None:
             return set()
         return {int(row["input"]), *(int(c) for c in row["casts"] or [])} | self._domain_checks([int(row["type"])])
@@ -273,7 +287,7 @@ class Resolver:
         rels: set[int] = set()
         if not oids:
             return funcs, rels
-        for r in self.conn.execute(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
+        for r in self._read(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
             if r["class"] == "pg_proc":
                 funcs.add(int(r["oid"]))
             elif r["class"] == "pg_operator":
@@ -288,7 +302,7 @@ class Resolver:
         CHECKs and function definitions (default arguments, BEGIN ATOMIC bodies)."""
         if not oids:
             return
-        for r in self.conn.execute(Q_TEXTS[catalog] + " WHERE oid = ANY(%s::oid[])", (oids,)).fetchall():
+        for r in self._read(Q_TEXTS[catalog] + " WHERE oid = ANY(%s::oid[])", (oids,)).fetchall():
             try:
                 trees = parse_json(r["text"] or "")
             except ParseError:
@@ -312,7 +326,7 @@ class Resolver:
             return
         if len(self.seen_functions) + len(todo) > MAX_FUNCTIONS:
             raise self.refuse("the statement reaches too many functions to check", "simplify the query")
-        for fn in self.conn.execute(Q_FUNCTION_FACTS, (todo,)).fetchall():
+        for fn in self._read(Q_FUNCTION_FACTS, (todo,)).fetchall():
             self.seen_functions.add(int(fn["oid"]))
             self._judge(fn, top_level=top_level, planning_only=planning_only)
 
@@ -406,7 +420,7 @@ class Resolver:
         if not todo:
             return
         self.seen_relations |= set(todo)
-        rows = self.conn.execute(Q_RELATION, (todo,)).fetchall()
+        rows = self._read(Q_RELATION, (todo,)).fetchall()
         views: list[int] = []
         secured: list[int] = []
         for r in rows:
@@ -425,7 +439,7 @@ class Resolver:
         rels: set[int] = set()
         for catalog, query, owners in (("pg_rewrite", Q_RULES, views), ("pg_policy", Q_POLICIES, secured)):
             if owners:
-                objs = [int(x["oid"]) for x in self.conn.execute(query, (owners,)).fetchall()]
+                objs = [int(x["oid"]) for x in self._read(query, (owners,)).fetchall()]
                 self._check_text(catalog, objs)
                 f, r = self._dependencies(catalog, objs)
                 funcs |= f
