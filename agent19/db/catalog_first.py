@@ -30,7 +30,8 @@ read-only SQL cannot change the path (no SET; ``set_config`` is refused).
 Searching ``pg_catalog`` first protects only names found by name: a function or operator is also chosen by its
 arguments, and an exact match in any schema of the path beats a ``pg_catalog`` one that needs a coercion. So inside a
 dry run's transaction, where the migration under test can create such an overload, agent19's reads between statements
-run with :data:`OWN_PATH` (:func:`own_reads`, :func:`agent19.db.observe.own_reads`). Its other reads still resolve
+run with :data:`OWN_PATH` (:func:`read_own`), as do the trial guard's one read, the aftermath's state and the read-only
+guard's walk (its reads of the statement's own names qualify everything instead). Its other reads still resolve
 through the login's path (review r27b k01: a database owner's ``public.||(name, name)``): they should all run under
 :data:`OWN_PATH` (resolving user names against the path read before) or name every function and operator qualified.
 
