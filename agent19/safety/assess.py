@@ -16,7 +16,7 @@ from typing import Any
 from agent19.config import Settings
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
-from agent19.safety import aftermath, challenge
+from agent19.safety import aftermath, challenge, unmeasured
 from agent19.safety import archive as archiving
 from agent19.safety import measure as measuring
 from agent19.safety.detect import Finding, Risk, Target, judge, not_known_safe
@@ -51,6 +51,8 @@ def assess(conn: Any, st: Statement, want_archive: bool = False, progress: Progr
     unlisted = not_known_safe(st)
     if unlisted is not None:
         findings.append(unlisted)
+    elif (code := unmeasured.finding(conn, st)) is not None:  # no savepoint to measure it in: its code is judged
+        findings.append(code)
     if not findings:
         return Assessment(st, [], None)
     impact = measure(conn, findings, missing_ok=bool(st.fields.get("missing_ok")), progress=progress)

@@ -67,10 +67,13 @@ listed because :mod:`agent19.safety.detect` already judges them (and sends the l
 protocol); everything else (DROP CONSTRAINT, DETACH PARTITION, SET UNLOGGED, DISABLE TRIGGER,
 OWNER TO, ENABLE RULE…) is not known safe."""
 
-NO_TRANSACTION = {"VacuumStmt", "CreatedbStmt", "DropdbStmt"}
-"""Kinds PostgreSQL refuses inside a transaction block (with CONCURRENTLY, also indexes): they run
-unmeasured — run_sql admits only the safe ones this way (DROP DATABASE is destructive: it runs only
-through the confirmation protocol, also outside a transaction block)."""
+NO_TRANSACTION = {"CreatedbStmt", "DropdbStmt"}
+"""Kinds PostgreSQL always refuses inside a transaction block; VACUUM (not ANALYZE alone), CONCURRENTLY builds and
+drops, REINDEX of a schema, the system or the database and CLUSTER without a table too
+(:func:`runs_outside_transaction`). They run unmeasured — run_sql admits only the safe ones this way, and only when
+the user code they run passes :mod:`agent19.safety.unmeasured` (DROP DATABASE is destructive: it runs only through
+the confirmation protocol, also outside a transaction block)."""
+_REINDEX_MANY = {"REINDEX_OBJECT_SCHEMA", "REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE"}
 
 
 def unlisted_reason(st: Statement) -> str | None:
@@ -97,8 +100,18 @@ def unlisted_reason(st: Statement) -> str | None:
 
 
 def runs_outside_transaction(st: Statement) -> bool:
+    """Whether ``st`` cannot run in the savepoint a measurement needs. ANALYZE can: it is measured like a write (it
+    evaluates index and statistics expressions, which may call code that writes). REFRESH MATERIALIZED VIEW
+    CONCURRENTLY could too, but its own deletes and inserts would read as a mass write: it runs unmeasured, its
+    query and indexes judged by :mod:`agent19.safety.unmeasured`."""
     f: dict[str, Any] = st.fields
-    return st.node in NO_TRANSACTION or bool(f.get("concurrent")) or _reindex_concurrently(f)
+    if st.node == "VacuumStmt":
+        return bool(f.get("is_vacuumcmd"))
+    if st.node == "ReindexStmt":
+        return _reindex_concurrently(f) or f.get("kind") in _REINDEX_MANY
+    if st.node == "ClusterStmt":
+        return f.get("relation") is None
+    return st.node in NO_TRANSACTION or bool(f.get("concurrent"))
 
 
 def _reindex_concurrently(f: dict[str, Any]) -> bool:
