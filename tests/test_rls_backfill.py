@@ -7,11 +7,16 @@ tenant policy shows it half the rows."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import psycopg
 import pytest
 
 from agent19.errors import InputError
 from agent19.migrate.backfill.executor import BackfillSpec, run_backfill
+from agent19.migrate.backfill.scripts import procedure_parts, python_script, script_filename
 from agent19.tools.backfill import BackfillArgs
 from agent19.tools.backfill import run_backfill as backfill_tool
 from agent19.tools.registry import ToolContext
@@ -81,3 +86,35 @@ def test_the_tables_owner_backfills_and_validates_every_row(app, dsn):
                                           batch_size=50))
     assert (out.rows_updated, out.remaining) == (400, 0)
     assert _nulls(dsn) == 0
+
+
+def test_the_emitted_script_and_procedure_refuse_such_a_table_too(app, dsn, tmp_path):
+    """`--emit python` and `--emit procedure` run the same backfill elsewhere, as the same login."""
+    _, login, _ = app
+    spec = BackfillSpec(table="accounts", set="balance_new = balance", where="balance_new IS NULL", batch_size=50)
+    script = tmp_path / script_filename(spec)
+    script.write_text(python_script(spec))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run([sys.executable, str(script), login], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "validation" not in done.stdout, done.stdout
+    assert "row-level security may hide rows of public.accounts from this login" in done.stderr, done.stderr
+    assert "nothing was updated" in done.stderr
+    assert _nulls(dsn) == 400
+    create, call = procedure_parts(spec, "id", "integer")
+    with psycopg.connect(login, autocommit=True) as conn:
+        conn.execute(create)
+        with pytest.raises(psycopg.errors.RaiseException, match="row-level security may hide rows of accounts "):
+            conn.execute(call)
+    assert _nulls(dsn) == 400
+    # a condition reading a filtered table: the script's validation errors instead of printing 0
+    run_sql(dsn, f"""CREATE TABLE ledger (id int PRIMARY KEY, balance numeric, balance_new numeric);
+                     INSERT INTO ledger SELECT g, g, NULL FROM generate_series(1, 400) g;
+                     GRANT SELECT, UPDATE ON ledger TO {psycopg.conninfo.conninfo_to_dict(login)['user']};""")
+    where = "balance_new IS NULL AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = ledger.id)"
+    spec = BackfillSpec(table="ledger", set="balance_new = balance", where=where, batch_size=100)
+    script.write_text(python_script(spec))
+    done = subprocess.run([sys.executable, str(script), login], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "remaining rows matching the condition: 0" not in done.stdout, done.stdout
+    assert "not validated - row-level security hides rows its condition reads" in done.stderr, done.stderr
