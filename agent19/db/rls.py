@@ -10,7 +10,8 @@ missed (a view over such a table, a query source) errors instead of returning a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 HINT = ("needs BYPASSRLS, or the table's owner without FORCE ROW LEVEL SECURITY (a policy that applies stops the "
@@ -24,6 +25,19 @@ SELECT n.nspname AS schema, c.relname AS name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relrowsecurity AND row_security_active(c.oid) AND {where}
  ORDER BY 1"""
+
+
+@contextmanager
+def every_row(conn: Any) -> Iterator[None]:
+    """The reads inside, in the caller's transaction, with ``row_security = off`` (a read a policy would filter
+    raises); the session's setting is put back afterwards, so statements after them (a ``DELETE`` that policies
+    are meant to limit) run as before. After an error the transaction is aborted anyway (a savepoint rolled back
+    restores the setting itself)."""
+    row = conn.execute("SELECT current_setting('row_security') AS v").fetchone()
+    before = row["v"] if isinstance(row, dict) else row[0]
+    conn.execute("SELECT set_config('row_security', 'off', true)")
+    yield
+    conn.execute("SELECT set_config('row_security', %s, true)", (before,))
 
 
 def message(table: str) -> str:

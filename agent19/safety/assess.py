@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent19.config import Settings
+from agent19.db import rls
 from agent19.db.connection import Database
+from agent19.errors import InputError
 from agent19.migrate.parse import Statement
 from agent19.safety import aftermath, challenge, unmeasured
 from agent19.safety import archive as archiving
@@ -59,6 +61,14 @@ def assess(conn: Any, st: Statement, want_archive: bool = False, progress: Progr
     # rows of a table (or a column's values) a finding says are lost can be copied aside first
     tables = sorted({t.name for f in findings if f.data_loss
                      for t in impact.targets if t.kind in {"table", "column"} and t.exists})
+    # a copy made through a row-level security policy holds only the rows it shows: not an archive
+    hidden = sorted({h for t in impact.targets for h in t.rows_hidden if h in tables})
+    if want_archive and hidden:
+        raise InputError(f"archive=true refused: {rls.message(hidden[0])}, so a copy would hold only the rows the "
+                         "policy shows - not an archive; nothing was run",
+                         "archive as a login that sees every row (BYPASSRLS, or the table's owner), or call again "
+                         "without archive after keeping a copy another way")
+    tables = [t for t in tables if t not in hidden]
     plans = archiving.plan(conn, tables, impact.database.name) if tables else []
     return Assessment(st, findings, impact, plans, want_archive)
 

@@ -6,6 +6,12 @@ rows added between the challenge and the confirmation go unnoticed; tables over
 depends on it: foreign keys pointing at it (and the rows ``CASCADE`` would also remove), views,
 triggers, publications. Plus whether the server knows of a recent backup (WAL archiving),
 and the database's identity, which the confirmation token is bound to.
+
+Row-level security: TRUNCATE, DROP TABLE, DROP COLUMN and a rewriting type change remove every row, while a
+``count(*)`` through a policy that applies to the login shows only some of them. A table whose rows a policy may
+hide from this login (:func:`agent19.db.rls.hidden`) is counted as the login sees it and its figure is marked a
+lower bound ("at least N", :attr:`TargetImpact.rows_hidden`); every other count runs with ``row_security = off``
+(:func:`agent19.db.rls.every_row`), so a filtered read errors instead of giving a smaller number.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from psycopg import sql
 from pydantic import BaseModel, Field
 
+from agent19.db import rls
 from agent19.errors import InputError
 from agent19.safety.detect import Finding
 from agent19.safety.facts import quote_written
@@ -52,12 +59,31 @@ class TargetImpact(BaseModel):
     size_bytes: int | None = None
     dependents: list[Dependent] = []
     cascade_rows: int = Field(default=0, description="rows in other tables that CASCADE would also remove")
+    rows_hidden: list[str] = Field(default=[], description="tables counted here (this one, or a referencing table "
+                                   "in cascade_rows) whose rows a row-level security policy may hide from this "
+                                   "login: their figures are lower bounds")
+
+    @property
+    def rows_lower_bound(self) -> bool:
+        return self.name in self.rows_hidden
+
+    @property
+    def cascade_lower_bound(self) -> bool:
+        return any(t != self.name for t in self.rows_hidden)
 
     @property
     def rows_text(self) -> str:
         if self.rows is None:
             return "an unknown number of"
+        if self.rows_lower_bound:
+            return f"at least {self.rows}"
         return f"{self.rows}" if self.rows_exact else f"about {self.rows}"
+
+    @property
+    def hidden_notes(self) -> list[str]:
+        """One sentence per table whose count a policy may have filtered."""
+        return [f"{rls.message(t)}; its count is a lower bound (TRUNCATE, DROP and rewrites remove the rows a policy "
+                "hides too)" for t in self.rows_hidden]
 
 
 class Backup(BaseModel):
@@ -75,7 +101,8 @@ class Impact(BaseModel):
         return {
             "targets": [
                 {"name": t.name, "column": t.column, "exists": t.exists, "rows": t.rows, "touched": t.rows_touched,
-                 "cascade_rows": t.cascade_rows, "dependents": sorted(f"{d.kind}:{d.name}" for d in t.dependents)}
+                 "cascade_rows": t.cascade_rows, "dependents": sorted(f"{d.kind}:{d.name}" for d in t.dependents),
+                 "rows_hidden": t.rows_hidden}
                 for t in self.targets
             ]
         }
@@ -186,7 +213,7 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
         rel = conn.execute(Q_REL, (quote_written(name),)).fetchone()
         impact.name, impact.size_bytes = rel["name"], rel["total"]
         if rel["relkind"] == "m":
-            impact.rows, impact.rows_exact = _rows(conn, rel, progress)
+            impact.rows, impact.rows_exact = _rows(conn, rel, progress)[:2]
         impact.dependents = _views(conn, oid)
     deps = conn.execute(Q_DEPENDS, (oid,)).fetchall()
     impact.dependents += [Dependent(kind="object", name=r["name"]) for r in deps
@@ -194,8 +221,13 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
     return impact
 
 
-def _rows(conn: Any, rel: dict[str, Any], progress: Progress | None = None) -> tuple[int | None, bool]:
-    return exact_count(conn, rel["nsp"], rel["rel"], rel["heap"], progress), True
+def _rows(conn: Any, rel: dict[str, Any], progress: Progress | None = None) -> tuple[int | None, bool, bool]:
+    """(rows, exact, hidden): hidden — a policy may hide rows of the relation from this login, so ``rows`` is what
+    the login sees (a lower bound); otherwise every row, counted with ``row_security = off``."""
+    if rls.hidden(conn, [(rel["nsp"], rel["rel"])]):
+        return exact_count(conn, rel["nsp"], rel["rel"], rel["heap"], progress), True, True
+    with rls.every_row(conn):
+        return exact_count(conn, rel["nsp"], rel["rel"], rel["heap"], progress), True, False
 
 
 def exact_count(conn: Any, schema: str, table: str, heap_bytes: int, progress: Progress | None = None) -> int:
@@ -229,9 +261,10 @@ def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool
     if rel is None:
         return TargetImpact(kind="table" if column is None else "column", name=name, column=column, exists=False)
     oid = rel["oid"]
-    rows, exact = _rows(conn, rel, progress)
+    rows, exact, hidden = _rows(conn, rel, progress)
     impact = TargetImpact(kind="table" if column is None else "column", name=rel["name"], column=column,
-                          rows=rows, rows_exact=exact, size_bytes=rel["total"])
+                          rows=rows, rows_exact=exact, size_bytes=rel["total"],
+                          rows_hidden=[rel["name"]] if hidden else [])
     if column is not None:
         found = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = %s AND attnum > 0 "
                              "AND NOT attisdropped", (oid, column)).fetchone()
@@ -245,7 +278,10 @@ def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool
         if removes:
             ref = conn.execute(Q_REL, (fk["tbl"],)).fetchone()
             if ref is not None:
-                impact.cascade_rows += _rows(conn, ref, progress)[0] or 0
+                rows, _, hidden = _rows(conn, ref, progress)
+                impact.cascade_rows += rows or 0
+                if hidden and ref["name"] not in impact.rows_hidden:
+                    impact.rows_hidden.append(ref["name"])
     deps.extend(_views(conn, oid))
     deps.extend(Dependent(kind="trigger", name=r["tgname"]) for r in conn.execute(Q_TRIGGERS, {"oid": oid}))
     deps.extend(Dependent(kind="publication", name=r["pubname"]) for r in conn.execute(Q_PUBLICATIONS, {"oid": oid}))

@@ -11,7 +11,9 @@ shows too, and so does a view, index, function… dropped, replaced, renamed or 
 level security turned off or on, privileges granted or revoked — by this transaction only, not another session
 meanwhile. For each table with
 rows updated or deleted (two or more), the exact row count before the statement is derived from an exact
-``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
+``count(*)`` after it (``after + deleted - inserted``, all in the same transaction). The counters are the
+partitions'; a partitioned table whose partitions were touched gets its own figures too, the partitions' added up
+and its rows counted across every partition, so the limits hold for the table and not only for each partition.
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
@@ -97,26 +99,56 @@ def before(conn: Any) -> Before:
     return Before(writes=writes, catalog=objects.read(conn, after=False))
 
 
+def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True) -> Touch:
+    """A table's figures; its rows before the statement are counted (``ONLY`` the table itself, or with ``only``
+    False every partition of a partitioned table) when it touched two or more."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e",
+                          (sql.Identifier(nsp, rel).as_string(conn),)).fetchone()["e"]
+    rows = None
+    if exists and upd + dele >= 2:  # one row touched is never over the share threshold: no count needed
+        query = sql.SQL("SELECT count(*) AS n FROM {}{}").format(sql.SQL("ONLY " if only else ""),
+                                                                sql.Identifier(nsp, rel))
+        try:
+            with conn.transaction():  # a savepoint: a login without SELECT leaves the total unknown
+                rows = conn.execute(query).fetchone()["n"] + dele - ins
+        except psycopg.errors.InsufficientPrivilege:
+            rows = None
+    return Touch(table=f"{nsp}.{rel}", rows_before=rows, inserted=ins, updated=upd, deleted=dele)
+
+
+Q_ROOTS = """
+SELECT l.relid, n.nspname AS nsp, c.relname AS rel
+  FROM unnest(%s::oid[]) AS l(relid) JOIN pg_class c ON c.oid = pg_partition_root(l.relid)
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid <> l.relid
+"""
+
+
+def _partitioned(conn: Any, changes: dict[int, tuple[str, str, int, int, int]]) -> list[Touch]:
+    """The partitioned tables whose partitions the statement touched, with the partitions' figures added up: the
+    limits hold per table, and a DELETE spread over three partitions removes its rows from one table."""
+    sums: dict[tuple[str, str], list[int]] = {}
+    for r in conn.execute(Q_ROOTS, (list(changes),)).fetchall():
+        _, _, ins, upd, dele = changes[r["relid"]]
+        total = sums.setdefault((r["nsp"], r["rel"]), [0, 0, 0])
+        total[0], total[1], total[2] = total[0] + ins, total[1] + upd, total[2] + dele
+    return [_touch(conn, nsp, rel, ins, upd, dele, only=False) for (nsp, rel), (ins, upd, dele) in sums.items()
+            if upd or dele]
+
+
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
     """What the statement did since ``start`` (same transaction, before commit or rollback)."""
     m = Measurement()
+    changes: dict[int, tuple[str, str, int, int, int]] = {}
     for r in conn.execute(Q_WRITES).fetchall():
         ins0, upd0, del0 = start.writes.get(r["relid"], (0, 0, 0))
         ins, upd, dele = r["ins"] - ins0, r["upd"] - upd0, r["del"] - del0
+        changes[r["relid"]] = (r["nsp"], r["rel"], ins, upd, dele)
         if upd == 0 and dele == 0:
             continue  # inserting loses nothing
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e",
-                              (sql.Identifier(r["nsp"], r["rel"]).as_string(conn),)).fetchone()["e"]
-        rows = None
-        if exists and upd + dele >= 2:  # one row touched is never over the share threshold: no count needed
-            query = sql.SQL("SELECT count(*) AS n FROM ONLY {}").format(sql.Identifier(r["nsp"], r["rel"]))
-            try:
-                with conn.transaction():  # a savepoint: a login without SELECT leaves the total unknown
-                    rows = conn.execute(query).fetchone()["n"] + dele - ins
-            except psycopg.errors.InsufficientPrivilege:
-                rows = None
-        m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
-                               deleted=dele))
+        m.touches.append(_touch(conn, r["nsp"], r["rel"], ins, upd, dele))
+    if m.touches:
+        m.touches += _partitioned(conn, changes)
     now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
     # — not another session's DDL committed between the two readings

@@ -385,6 +385,7 @@ def elicit_message(report: Report) -> str:
         rows = f", {t.rows_text} rows" if t.rows is not None else ""
         touched = f", {t.rows_touched} of them touched (measured)" if t.rows_touched is not None else ""
         lines.append(f"- {t.kind} {t.name}{rows}{touched}, {len(t.dependents)} dependent objects")
+        lines += [f"- {note}" for note in t.hidden_notes]
     if report.archive_chosen:
         lines.append("- archive first: " + ", ".join(p.archive for p in report.archive))
     lines += ["", "To proceed, type exactly:", report.phrase or "", "", "Decline to cancel."]

@@ -61,9 +61,11 @@ def phrase(finding: Finding, impact: Impact) -> str:
         cascade = sum(t.cascade_rows for t in targets)
         exact = all(t.rows_exact for t in targets)
         verb = "has" if len(finding.targets) == 1 else "have"
-        also = f" (and {cascade} rows in referencing tables)" if cascade else ""
-        return (f"Confirmed: {subject} {verb} {rows if exact else f'about {rows}'} rows{also}, data is archived/not "
-                f"needed, proceed with {action}.")
+        # a policy hides rows from this login: what it counted is a lower bound, and the phrase says so
+        count = f"at least {rows}" if any(t.rows_lower_bound for t in targets) else rows if exact else f"about {rows}"
+        least = "at least " if any(t.cascade_lower_bound for t in targets) else ""
+        also = f" (and {least}{cascade} rows in referencing tables)" if cascade or least else ""
+        return (f"Confirmed: {subject} {verb} {count} rows{also}, data is archived/not needed, proceed with {action}.")
     deps = sum(len(t.dependents) for t in targets)
     return f"Confirmed: {subject} with {deps} dependent objects, proceed with {action}."
 
@@ -88,7 +90,9 @@ def _window(finding: Finding) -> str:
 
 
 def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
-    return [
+    hidden = [ChecklistItem(item="every row counted", status="unknown", detail=note)
+              for t in impact.targets for note in t.hidden_notes]
+    return hidden + [
         ChecklistItem(item="a recent backup exists", status="known" if impact.backup.known else "unknown",
                       detail=impact.backup.detail),
         ChecklistItem(item="tested in staging", status="to confirm",

@@ -14,6 +14,10 @@ How a run works:
   (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``.
 * A session advisory lock keeps two runs of the same backfill apart.
 * At the end, ``where`` is counted again (remaining rows, expected 0).
+* Row-level security: a policy that applies to the login would limit the walk, the UPDATE and the counts to the
+  rows it shows, and the validation would call the rest done. Such a table is refused before anything runs, and
+  the counts (what a run would overwrite, the validation) read with ``row_security = off``, so a condition that
+  reads another filtered table errors instead of counting a subset (:mod:`agent19.migrate.backfill.every_row`).
 
 Rows inserted *behind* the cursor while it runs are not visited: the patterns that use a
 backfill install a trigger or a default first, so new rows never need it.
@@ -32,6 +36,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
+from agent19.migrate.backfill.every_row import count_every_row, refuse_hidden_rows
 from agent19.migrate.patterns.sqlnames import split_name, table_arg
 from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
@@ -219,8 +224,10 @@ def overwritten_rows(conn: Any, spec: BackfillSpec) -> measuring.Measurement:
     found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
     if found is None:
         raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
-    row = conn.execute(sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
-                                                     table=sql.SQL(found["qualified"]))).fetchone()
+    refuse_hidden_rows(conn, found["qualified"])
+    query = sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
+                                          table=sql.SQL(found["qualified"]))
+    row = count_every_row(conn, query, "nothing was updated")
     touch = measuring.Touch(table=found["name"], rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
     return measuring.Measurement(touches=[touch] if row["n"] else [])
 
@@ -309,6 +316,7 @@ def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Pr
         raise InputError(f"table {spec.table!r} not found", "give name or schema.name")
     oid, table, estimate = _v(row, 0, "oid"), _v(row, 1, "qualified"), _v(row, 2, "estimate")
     keys = _key_columns(conn, oid, spec)
+    refuse_hidden_rows(conn, table)
     name = spec.checkpoint_name()
     _ensure_checkpoint_table(conn, checkpoint_table)
     cp = sql.Identifier(checkpoint_table)
@@ -428,7 +436,9 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
 
 
 def _remaining(conn: psycopg.Connection[Any], table: str, spec: BackfillSpec) -> int | None:
+    """The validation: rows still matching ``where``, every row counted (never only those a policy shows)."""
     if not spec.where:
         return None
-    row = _one(conn, sql.SQL("SELECT count(*) AS n FROM {} WHERE ({}\n)").format(sql.SQL(table), sql.SQL(spec.where)))
+    query = sql.SQL("SELECT count(*) AS n FROM {} WHERE ({}\n)").format(sql.SQL(table), sql.SQL(spec.where))
+    row = count_every_row(conn, query, "its batches ran (the checkpoint keeps them) but it is not validated")
     return int(_v(row, 0, "n"))

@@ -93,6 +93,10 @@ BEGIN
   -- migration's rollback must not see it as something the migration created (and drop it)
   {textwrap.indent(CHECKPOINT_DDL, "  ").lstrip()};
   PERFORM set_config('lock_timeout', {literal(lock_timeout)}, false);
+  IF row_security_active({literal(t)}::regclass) THEN  -- the batches would update only the rows a policy shows
+    RAISE EXCEPTION 'row-level security may hide rows of % from this login: needs BYPASSRLS, or the table''s owner '
+                    'without FORCE ROW LEVEL SECURITY; nothing was updated', {literal(t)};
+  END IF;
   INSERT INTO {cp} (name, table_name, set_sql, where_sql, key_columns)
   VALUES ({literal(name)}, {literal(t)}, {literal(spec.set)}, {literal(spec.where) if spec.where else 'NULL'},
           ARRAY[{literal(key)}])
