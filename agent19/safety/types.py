@@ -2,12 +2,15 @@
 
 Knowledge is data: :data:`WIDENING` lists which type may become which without losing a value;
 modifiers (lengths, precision) are compared separately. Anything not known to be lossless is
-treated as possibly lossy — the safe direction for a guard.
+treated as possibly lossy — the safe direction for a guard. The types compared are the scalar
+types the server converts (a domain's base type, an array's element type:
+:mod:`agent19.safety.type_facts`); :func:`from_type_name` reads a name as written, for a check
+without a database, and takes any name outside ``pg_catalog`` for an unknown type.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 INT_DIGITS = {"int2": 5, "int4": 10, "int8": 19}
@@ -47,6 +50,8 @@ class SqlType:
     """varchar/bpchar/bit length, or timestamp/time precision; None: unbounded/default."""
     precision: int | None = None
     scale: int | None = None
+    array: bool = False
+    """The values are arrays of this type (the modifiers are the elements')."""
 
 
 def from_catalog(type_name: str, typmod: int) -> SqlType:
@@ -66,6 +71,8 @@ def from_type_name(node: dict[str, Any]) -> SqlType:
     """A type from a pglast ``TypeName`` node (``varchar(10)``, ``numeric(8,2)``…)."""
     names = [n.get("String", {}).get("sval", "") for n in node.get("names", [])]
     name = names[-1] if names else ""
+    if len(names) > 1 and names[0] != "pg_catalog":
+        name = ".".join(names)  # a user's type (maybe a domain named like a built-in): unknown here
     name = ALIASES.get(name, name)
     mods = [m.get("A_Const", {}).get("ival", {}).get("ival") for m in node.get("typmods", [])]
     mods = [m for m in mods if isinstance(m, int)]
@@ -85,8 +92,10 @@ def _fits(old: int | None, new: int | None) -> bool:
 
 def loses_data(old: SqlType, new: SqlType) -> bool:
     """True when converting ``old`` values to ``new`` can truncate, round or fail on some value."""
-    if new.name == "text":
-        return False
+    if new.name == "text" and not new.array:
+        return False  # every value has a text form (an array's too), read back as the same value
+    if old.array or new.array:
+        return old.array != new.array or loses_data(replace(old, array=False), replace(new, array=False))
     if old.name == new.name or (old.name in TEXTUAL and new.name in TEXTUAL):
         if new.name == "numeric":
             if new.precision is None:
@@ -113,4 +122,5 @@ def loses_data(old: SqlType, new: SqlType) -> bool:
 def describe(t: SqlType) -> str:
     if t.precision is not None:
         return f"{t.name}({t.precision},{t.scale or 0})"
-    return f"{t.name}({t.length})" if t.length is not None else t.name
+    text = f"{t.name}({t.length})" if t.length is not None else t.name
+    return text + ("[]" if t.array else "")
