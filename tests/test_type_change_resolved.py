@@ -1,7 +1,9 @@
 """``ALTER COLUMN … TYPE`` is judged by the type the server resolves, not by the name as written.
 
-Found by a hostile review (r27-k04): a domain ``app.text`` over ``numeric(12,0)`` was taken for
-``pg_catalog.text`` ("loses nothing") and every amount was rounded without a confirmation. Execute mode and
+Found by a hostile review (r27-k04, r27-k17): a domain ``app.text`` over ``numeric(12,0)`` was taken for
+``pg_catalog.text`` ("loses nothing") and every amount was rounded without a confirmation; ``TYPE "char"`` (the
+one-byte internal type, not ``char(1)``) cut text to one byte; ``interval DAY``, ``time(0)`` and ``timestamptz(0)``
+(a zero or field-mask type modifier the name-based reading lost) dropped parts of every value. Execute mode and
 ``plan --dsn`` must both see the loss.
 """
 
@@ -40,6 +42,16 @@ CREATE DOMAIN app.shorter AS app.short;
 LOSSY = [
     ("amount", "app.text"),           # a domain named like a built-in: numeric(12,0) underneath
     ("amount", 'app."text"'),
+    ("t", '"char"'),                  # the one-byte internal type
+    ("v", '"char"'),
+    ("t", "name"),
+    ("iv", "interval DAY"),
+    ("iv", "interval HOUR TO MINUTE"),
+    ("iv", "interval(0)"),
+    ("tm", "time(0)"),
+    ("ts", "timestamptz(0)"),
+    ("tp", "timestamp(2)"),
+    ("ts", "timestamp"),              # the offset is gone: every instant rewritten as the session's wall time
     ("t", "app.short"),
     ("t", "app.shorter"),             # a domain over a domain
     ("tags", "varchar(3)[]"),
@@ -53,8 +65,13 @@ KEEPS = [
     ("amount", "numeric(14,2)"),
     ("t", "app.words"),
     ("v", "text"),
+    ("iv", "interval DAY TO SECOND"),
+    ("iv", "interval"),
+    ("tm", "time(6)"),
+    ("tp", "timestamptz"),
     ("tags", "varchar[]"),
     ("tags", "text"),                 # an array's text form reads back as the same array
+    ("c", "text"),
     ("n", "numeric"),
 ]
 
@@ -94,7 +111,8 @@ def _agent19(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*AGENT19, "--dsn", dsn, *args], capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize(("column", "new"), [("amount", "app.text")])
+@pytest.mark.parametrize(("column", "new"), [("amount", "app.text"), ("t", '"char"'), ("iv", "interval DAY"),
+                                             ("tm", "time(0)"), ("ts", "timestamptz(0)")])
 def test_execute_mode_holds_the_lossy_change_and_plan_escalates_it(app: str, column: str, new: str) -> None:
     sql = f"ALTER TABLE app.ledger ALTER COLUMN {column} TYPE {new}"
     with psycopg.connect(app) as c:
