@@ -201,9 +201,13 @@ def _type_change(f: dict[str, Any], c: dict[str, Any], facts: Facts | None, add:
     old = current.sql_type if current is not None else sqltypes.from_catalog(cf.type_name, cf.typmod)
     if sqltypes.loses_data(old, new):
         was = current.describe() if current is not None else cf.formatted
+        measured = facts.changed.get((table, col or "", type_facts.key(type_name))) if facts else None
+        counted = "" if measured is None else (
+            f"; measured now: {measured[0]:,} of {measured[1]:,} rows change" if measured[0] else
+            f"; measured now: none of {measured[1]:,} rows changes (a row written before it runs still can)")
         add("alter_column_type", Risk.HIGH, True, target,
             f"ALTER COLUMN {col} TYPE {was} -> {shown} narrows the type: values "
-            "can be truncated, rounded or fail to convert")
+            f"can be truncated, rounded or fail to convert{counted}")
 
 
 def _dml(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:

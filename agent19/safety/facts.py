@@ -15,6 +15,7 @@ from typing import Any
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import quoted
 from agent19.safety import type_facts
+from agent19.safety import types as sqltypes
 from agent19.sqltree import qualified_name, walk
 
 
@@ -68,6 +69,8 @@ class Facts:
     """The types ``ALTER COLUMN … TYPE`` names, by :func:`type_facts.key`; None: the server knows no such type."""
     column_types: dict[tuple[str, str], type_facts.ResolvedType] = field(default_factory=dict)
     """The current type of each column such a command converts, by (table as written, column)."""
+    changed: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    """Measured (rows whose value the conversion changes, rows read), by (table as written, column, type key)."""
 
     def table(self, written: str) -> TableFacts | None:
         return self.tables.get(written)
@@ -150,8 +153,15 @@ def _load_type_changes(conn: Any, st: Statement, facts: Facts) -> None:
             facts.types[k] = type_facts.resolve(conn, type_name)
         tfacts = facts.tables.get(table)
         column = tfacts.columns.get(cmd.get("name") or "") if tfacts else None
-        if column is not None and (table, cmd["name"]) not in facts.column_types:
+        if column is None:
+            continue
+        if (table, cmd["name"]) not in facts.column_types:
             facts.column_types[(table, cmd["name"])] = type_facts.base_of(conn, column.type_oid, column.typmod)
+        old, new = facts.column_types[(table, cmd["name"])], facts.types[k]
+        if tfacts is not None and new is not None and sqltypes.loses_data(old.sql_type, new.sql_type):
+            measured = type_facts.measure_change(conn, tfacts.oid, cmd["name"], old, new)
+            if measured is not None:
+                facts.changed[(table, cmd["name"], k)] = measured
 
 
 def load_table(conn: Any, written: str) -> TableFacts | None:

@@ -6,7 +6,11 @@ in a type modifier. :func:`resolve` asks the server, through the session's own s
 is: ``SELECT NULL::<type> WHERE false`` describes its result column with the type's base type and type modifier
 (the protocol's row description gives a domain's base type and typmod; the row is never computed, so no domain
 constraint runs), and :data:`Q_BASE` follows domains and array elements in ``pg_type`` down to the scalar type
-whose values are converted. The old column's type is followed the same way (:func:`column_type`).
+whose values are converted. The old column's type is followed the same way (:func:`base_of`).
+
+Where it is cheap (a table of at most :data:`MEASURE_BYTES` bytes, built-in scalar types on both sides, so
+no user code runs) :func:`measure_change` counts the rows whose value the conversion changes: the report
+states it beside the judgement; it never clears one (a row written before the change runs can differ).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ WITH RECURSIVE d(oid, typmod, arr, depth) AS (
        AND (t.typtype = 'd' OR (t.typelem <> 0 AND t.typlen = -1
             AND EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid)))
 )
-SELECT t.typname, d.typmod, d.arr, pg_catalog.format_type(%(oid)s::oid, %(typmod)s::int) AS formatted,
+SELECT t.typname, d.typmod, d.arr, d.oid AS base_oid,
+       pg_catalog.format_type(%(oid)s::oid, %(typmod)s::int) AS formatted,
        pg_catalog.format_type(d.oid, d.typmod) AS base
   FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid
  ORDER BY d.depth DESC LIMIT 1
@@ -46,10 +51,12 @@ class ResolvedType:
     """``format_type`` of the type as the server resolved it: ``app.text``, ``"char"``, ``interval day``."""
     base: str
     """``format_type`` of the base type: ``numeric(12,0)`` for a domain over it."""
+    base_oid: int = 0
+    """The base (scalar) type's OID."""
 
     def describe(self) -> str:
         base = self.base + ("[]" if self.sql_type.array and not self.base.endswith("]") else "")
-        return self.formatted if base == self.formatted else f"{self.formatted} (a {base} underneath)"
+        return self.formatted if base == self.formatted else f"{self.formatted} (over {base})"
 
 
 def key(type_name: dict[str, Any]) -> str:
@@ -90,7 +97,7 @@ def base_of(conn: Any, oid: int, typmod: int) -> ResolvedType:
     t = sqltypes.from_catalog(row["typname"], row["typmod"])
     if row["arr"]:
         t = replace(t, array=True)
-    return ResolvedType(t, row["formatted"], row["base"])
+    return ResolvedType(t, row["formatted"], row["base"], row["base_oid"])
 
 
 def resolve(conn: Any, type_name: dict[str, Any]) -> ResolvedType | None:
@@ -112,5 +119,49 @@ def resolve(conn: Any, type_name: dict[str, Any]) -> ResolvedType | None:
     found = base_of(conn, oid, typmod)
     # the row description gives a domain's base type: name the type as written (the domain) where it differs
     if declared and declared != found.formatted and not type_name.get("arrayBounds"):
-        return ResolvedType(found.sql_type, declared, found.base)
+        return replace(found, formatted=declared)
     return found
+
+
+MEASURE_BYTES = 64 << 20
+"""Tables up to this size (``pg_relation_size``: known without statistics) have every row's conversion measured."""
+FIRST_USER_OID = 16384
+"""``FirstNormalObjectId``: types (and their casts) below it are built in."""
+
+
+Q_MEASURABLE = """
+SELECT n.nspname, c.relname, c.relkind AS kind, pg_catalog.pg_relation_size(c.oid) AS bytes,
+       pg_catalog.row_security_active(c.oid) AS filtered
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = %s
+"""
+
+
+def measure_change(conn: Any, table_oid: int, column: str, old: ResolvedType, new: ResolvedType
+                   ) -> tuple[int, int] | None:
+    """(rows whose value ``column`` changes under the conversion, rows read), or None when not measured: a
+    bigger or partitioned table, one whose rows this login sees through a row-level security filter, an array or
+    a type outside the built-in ones, a value that does not convert (the statement
+    would fail on it), no SELECT right, or a read longer than 2 s."""
+    import psycopg
+
+    builtin = all(0 < t.base_oid < FIRST_USER_OID and not t.sql_type.array for t in (old, new))
+    if not builtin:
+        return None
+    rel = conn.execute(Q_MEASURABLE, (table_oid,)).fetchone()
+    if rel is None or rel["bytes"] > MEASURE_BYTES or rel["kind"] != "r" or rel["filtered"]:
+        return None
+    col = quoted(column)
+    # both sides by their base types (format_type writes a type as SQL reads it back); the built-in casts run
+    was = f"{col}::{old.base}"
+    q = (f"SELECT count(*) AS total, count(*) FILTER (WHERE ({was})::{new.base}::{old.base} IS DISTINCT FROM {was})"
+         f" AS changed FROM {quoted(rel['nspname'])}.{quoted(rel['relname'])}")
+    found = None
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL statement_timeout = '2s'")
+            found = conn.execute(q).fetchone()
+            raise psycopg.Rollback()  # the savepoint goes: SET LOCAL with it
+    except psycopg.Error:
+        return None
+    return (found["changed"], found["total"]) if found is not None else None
