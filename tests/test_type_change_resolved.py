@@ -137,3 +137,15 @@ def test_execute_mode_holds_the_lossy_change_and_plan_escalates_it(app: str, col
     p = _agent19(app, "plan", "--sql", sql + ";", "--format", "json")
     assert p.returncode in (0, 1), p.stderr
     assert any(e["kind"] == "data_loss" for e in json.loads(p.stdout)["escalations"]), p.stdout
+
+
+def test_a_human_at_a_terminal_confirms_the_rounding_change_and_it_runs(app: str, tmp_path) -> None:
+    """The held change is not a dead end: the destructive path (report, phrase, execution) carries it through."""
+    from tests.terminal import at_terminal
+
+    sql = "ALTER TABLE app.ledger ALTER COLUMN amount TYPE app.text"
+    status, shown = at_terminal(["confirm", sql, "--mode", "execute", "--dsn", app, "--data-dir", str(tmp_path)],
+                                lambda phrase: phrase)
+    assert status == 0 and "measured now: 50 of 50 rows change" in shown, shown
+    with psycopg.connect(app) as c:
+        assert c.execute("SELECT amount::text FROM app.ledger WHERE id = 1").fetchone()[0] == "1"
