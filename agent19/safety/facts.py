@@ -158,7 +158,8 @@ def _load_type_changes(conn: Any, st: Statement, facts: Facts) -> None:
         if (table, cmd["name"]) not in facts.column_types:
             facts.column_types[(table, cmd["name"])] = type_facts.base_of(conn, column.type_oid, column.typmod)
         old, new = facts.column_types[(table, cmd["name"])], facts.types[k]
-        if tfacts is not None and new is not None and sqltypes.loses_data(old.sql_type, new.sql_type):
+        using = cmd.get("def", {}).get("ColumnDef", {}).get("raw_default") is not None  # USING: not a plain cast
+        if tfacts is not None and new is not None and not using and sqltypes.loses_data(old.sql_type, new.sql_type):
             measured = type_facts.measure_change(conn, tfacts.oid, cmd["name"], old, new)
             if measured is not None:
                 facts.changed[(table, cmd["name"], k)] = measured
