@@ -95,6 +95,16 @@ def test_keywords_in_strings_and_comments_do_not_count_but_nested_statements_do(
     (("numeric", ((10 << 16) | 2) + 4), "numeric(12,2)", False), (("float8", -1), "real", True),
     (("timestamptz", -1), "date", True), (("date", -1), "timestamptz", False), (("int4", -1), "numeric(5,0)", True),
     (("text", -1), "int", True), (("int2", -1), "numeric", False),
+    # a type outside pg_catalog is unknown without a database, whatever its last name (r27-k04)
+    (("numeric", ((12 << 16) | 2) + 4), "app.text", True), (("int4", -1), '"Shop".int8', True),
+    # the one-byte "char", interval fields, a zero precision (pglast leaves the 0 out), the offset (r27-k17)
+    (("text", -1), '"char"', True), (("char", -1), "text", False), (("text", -1), "char(1)", True),
+    (("interval", -1), "interval DAY", True), (("interval", -1), "interval MINUTE TO SECOND", False),
+    (("interval", (8 << 16) | 0xFFFF), "interval YEAR TO MONTH", True),
+    (("interval", (1024 << 16) | 0xFFFF), "interval DAY TO HOUR", False), (("interval", -1), "interval(0)", True),
+    (("time", -1), "time(0)", True), (("timestamptz", -1), "timestamptz(0)", True),
+    (("timestamp", -1), "timestamptz(3)", True), (("timestamp", 3), "timestamptz(3)", False),
+    (("timestamptz", -1), "timestamp", True), (("date", -1), "timestamp(0)", False),
 ])
 def test_type_narrowing_table(old, new, lossy):
     node = parse_sql(f"ALTER TABLE t ALTER c TYPE {new}")[0].fields["cmds"][0]["AlterTableCmd"]["def"]["ColumnDef"]

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from agent19.migrate.classification.behaviour import Behaviour
 from agent19.migrate.classification.classify import rows_of
 from agent19.migrate.parse import Statement, parse_sql
-from agent19.safety import kinds
+from agent19.safety import kinds, type_facts
 from agent19.safety import types as sqltypes
 from agent19.safety.facts import Facts, range_var_name
 from agent19.safety.function_facts import SIDE_EFFECT
@@ -166,31 +166,48 @@ def _rank(r: Risk) -> int:
 
 
 def _type_change(f: dict[str, Any], c: dict[str, Any], facts: Facts | None, add: Any) -> None:
-    """A type change loses data or not by the old and new types: judged here, with the catalog's facts.
-    (DROP CONSTRAINT loses a guarantee, DROP NOT NULL / DROP DEFAULT keep every value: not destructive.)"""
+    """A type change loses data or not by the old and new types: judged here, on the types the server resolves
+    (:mod:`agent19.safety.type_facts`: a domain's base type, an array's elements), or on the names as written
+    when there are no facts. (DROP CONSTRAINT loses a guarantee, DROP NOT NULL / DROP DEFAULT keep every value:
+    not destructive.)"""
     table = range_var_name(f.get("relation", {}))
     tfacts = facts.table(table) if facts else None
     col = c.get("name")
-    coldef = c.get("def", {}).get("ColumnDef", {})
-    new = sqltypes.from_type_name(coldef.get("typeName", {}))
+    type_name = c.get("def", {}).get("ColumnDef", {}).get("typeName", {})
+    new = sqltypes.from_type_name(type_name)
+    shown = sqltypes.describe(new)
     target = [Target(kind="column", name=table, column=col)]
-    if coldef.get("raw_default") is not None:
+    if c.get("def", {}).get("ColumnDef", {}).get("raw_default") is not None:
         add("alter_column_type", Risk.HIGH, True, target,
-            f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)} USING ... rewrites every value with an "
+            f"ALTER COLUMN {col} TYPE {shown} USING ... rewrites every value with an "
             "expression that cannot be verified to keep it")
         return
+    if facts is not None and (k := type_facts.key(type_name)) in facts.types:
+        resolved = facts.types[k]
+        if resolved is None:
+            add("alter_column_type", Risk.HIGH, True, target,
+                f"ALTER COLUMN {col} TYPE {type_facts.written(type_name) or shown}: the server knows no such type "
+                "(yet), so it may be narrowing")
+            return
+        new, shown = resolved.sql_type, resolved.describe()
     cf = tfacts.columns.get(col or "") if tfacts else None
     if cf is None:
-        if new.name != "text":
+        if new.name != "text" or new.array:
             add("alter_column_type", Risk.HIGH, True, target,
-                f"ALTER COLUMN {col} TYPE {sqltypes.describe(new)}: the column's current type is unknown "
+                f"ALTER COLUMN {col} TYPE {shown}: the column's current type is unknown "
                 "here, so it may be narrowing")
         return
-    old = sqltypes.from_catalog(cf.type_name, cf.typmod)
+    current = facts.column_types.get((table, col or "")) if facts else None
+    old = current.sql_type if current is not None else sqltypes.from_catalog(cf.type_name, cf.typmod)
     if sqltypes.loses_data(old, new):
+        was = current.describe() if current is not None else cf.formatted
+        measured = facts.changed.get((table, col or "", type_facts.key(type_name))) if facts else None
+        counted = "" if measured is None else (
+            f"; measured now: {measured[0]:,} of {measured[1]:,} rows change" if measured[0] else
+            f"; measured now: none of {measured[1]:,} rows changes (a row written before it runs still can)")
         add("alter_column_type", Risk.HIGH, True, target,
-            f"ALTER COLUMN {col} TYPE {cf.formatted} -> {sqltypes.describe(new)} narrows the type: values "
-            "can be truncated, rounded or fail to convert")
+            f"ALTER COLUMN {col} TYPE {was} -> {shown} narrows the type: values "
+            f"can be truncated, rounded or fail to convert{counted}")
 
 
 def _dml(tree: dict[str, Any], facts: Facts | None, add: Any) -> None:

@@ -2,8 +2,9 @@
 
 A ``WHERE id IS NOT NULL`` deletes every row only if ``id`` is NOT NULL; an ``ALTER COLUMN TYPE``
 narrows only relative to the column's current type; a function call has side effects only if the
-function is volatile. :func:`load_facts` reads exactly those facts for the names a statement uses,
-in one READ ONLY transaction. Detection works without facts too, and is then more cautious.
+function is volatile; the type ``ALTER COLUMN … TYPE`` converts to is the one the server resolves
+(:mod:`agent19.safety.type_facts`), not its name. :func:`load_facts` reads exactly those facts for the
+names a statement uses, in one READ ONLY transaction. Detection works without facts too, and is then more cautious.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns.sqlnames import quoted
+from agent19.safety import type_facts
+from agent19.safety import types as sqltypes
 from agent19.sqltree import qualified_name, walk
 
 
@@ -24,6 +27,8 @@ class ColumnFacts:
     not_null: bool
     formatted: str
     """``format_type``: ``character varying(20)``."""
+    type_oid: int = 0
+    """``pg_attribute.atttypid``."""
 
 
 @dataclass
@@ -60,6 +65,12 @@ class Facts:
     """By the name as written (``t`` or ``s.t``); None when it does not exist."""
     functions: dict[str, FunctionFacts] = field(default_factory=dict)
     """By the name as written (``f`` or ``s.f``); absent when no such function exists."""
+    types: dict[str, type_facts.ResolvedType | None] = field(default_factory=dict)
+    """The types ``ALTER COLUMN … TYPE`` names, by :func:`type_facts.key`; None: the server knows no such type."""
+    column_types: dict[tuple[str, str], type_facts.ResolvedType] = field(default_factory=dict)
+    """The current type of each column such a command converts, by (table as written, column)."""
+    changed: dict[tuple[str, str, str], tuple[int, int]] = field(default_factory=dict)
+    """Measured (rows whose value the conversion changes, rows read), by (table as written, column, type key)."""
 
     def table(self, written: str) -> TableFacts | None:
         return self.tables.get(written)
@@ -94,7 +105,8 @@ SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
  WHERE c.oid = to_regclass(%s)
 """
 Q_COLUMNS = """
-SELECT a.attname, t.typname, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS formatted
+SELECT a.attname, t.typname, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS formatted,
+       a.atttypid
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
 """
@@ -120,7 +132,37 @@ def load_facts(conn: Any, statements: list[Statement]) -> Facts:
             facts.functions[written] = FunctionFacts(
                 name=written, volatilities={r["v"] for r in rows}, schemas={r["schema"] for r in rows}
             )
+    for st in statements:
+        _load_type_changes(conn, st, facts)
     return facts
+
+
+def _load_type_changes(conn: Any, st: Statement, facts: Facts) -> None:
+    """Both sides of every ``ALTER COLUMN … TYPE`` in ``st``, resolved by the server: the written type through
+    the session's search path, the column's type from the catalog, each down to the scalar type converted."""
+    if st.node != "AlterTableStmt":
+        return
+    table = range_var_name(st.fields.get("relation", {}))
+    for item in st.fields.get("cmds", []):
+        cmd = item.get("AlterTableCmd", {})
+        if cmd.get("subtype") != "AT_AlterColumnType":
+            continue
+        type_name = cmd.get("def", {}).get("ColumnDef", {}).get("typeName", {})
+        k = type_facts.key(type_name)
+        if k not in facts.types:
+            facts.types[k] = type_facts.resolve(conn, type_name)
+        tfacts = facts.tables.get(table)
+        column = tfacts.columns.get(cmd.get("name") or "") if tfacts else None
+        if column is None:
+            continue
+        if (table, cmd["name"]) not in facts.column_types:
+            facts.column_types[(table, cmd["name"])] = type_facts.base_of(conn, column.type_oid, column.typmod)
+        old, new = facts.column_types[(table, cmd["name"])], facts.types[k]
+        using = cmd.get("def", {}).get("ColumnDef", {}).get("raw_default") is not None  # USING: not a plain cast
+        if tfacts is not None and new is not None and not using and sqltypes.loses_data(old.sql_type, new.sql_type):
+            measured = type_facts.measure_change(conn, tfacts.oid, cmd["name"], old, new)
+            if measured is not None:
+                facts.changed[(table, cmd["name"], k)] = measured
 
 
 def load_table(conn: Any, written: str) -> TableFacts | None:
@@ -153,8 +195,8 @@ def load_table(conn: Any, written: str) -> TableFacts | None:
     t = TableFacts(oid=row["oid"], schema_name=row["schema"], name=row["name"], kind=row["kind"])
     for c in conn.execute(Q_COLUMNS, (row["oid"],)).fetchall():
         t.columns[c["attname"]] = ColumnFacts(
-            type_name=c["typname"], typmod=c["atttypmod"], not_null=c["attnotnull"], formatted=c["formatted"]
-        )
+            type_name=c["typname"], typmod=c["atttypmod"], not_null=c["attnotnull"], formatted=c["formatted"],
+            type_oid=c["atttypid"])
     return t
 
 
