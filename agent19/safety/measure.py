@@ -38,8 +38,12 @@ from agent19.safety.run import QueryResult, run_write
 Q_WRITES = """
 SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
   FROM pg_stat_xact_user_tables
- WHERE schemaname <> 'agent19' AND n_tup_ins + n_tup_upd + n_tup_del > 0
+ WHERE n_tup_ins + n_tup_upd + n_tup_del > 0
 """
+"""Every table, whatever its schema: agent19's own writes (its confirmation ledger) are never inside the window
+:func:`run_measured` measures (they come before :func:`before`), so nothing is left out — not a schema named
+``agent19``, which any role may create or rename one of its own to (review r27 k03), nor the ledger itself (a
+statement deleting its rows is the caller's write)."""
 REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "VacuumStmt", "ReindexStmt"}
 """Statement kinds that rewrite their own table (a new relfilenode) by design, keeping every row."""
 
