@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from agent19.config import Settings
 from agent19.tools.registry import ToolContext
 from agent19.tools.sql import SqlArgs, run_sql
-from tests.conftest import owner_login
+from tests.conftest import need, owner_login
 
 
 @pytest.fixture
@@ -72,3 +73,66 @@ def test_rows_in_a_schema_named_agent19_are_measured_like_any_other(owner):
     out = run("DELETE FROM agent19.confirmations WHERE expires_at > now() - interval '1 year'")
     assert not out.executed and out.confirmation is not None, out
     assert _one(app, "SELECT count(*) FROM agent19.confirmations") == 10
+
+
+# -- r27-k16 -------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def remote(dsn, owner):
+    """Foreign tables of the owner on ``remote1`` (postgres_fdw, back to this server): 100 rows there, each table
+    reached another way."""
+    app, run = owner
+    role = conninfo_to_dict(app)["user"]
+    params = conninfo_to_dict(dsn)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        has = c.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'postgres_fdw'").fetchone()[0]
+        need(bool(has), "the postgres_fdw extension is not installed on the test server")
+        c.execute("CREATE SCHEMA far; CREATE TABLE far.data (id int PRIMARY KEY, v text);"
+                  "INSERT INTO far.data SELECT g, 'row ' || g FROM generate_series(1, 100) g;"
+                  "CREATE EXTENSION postgres_fdw;"
+                  f"CREATE SERVER remote1 FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '{params['host']}', "
+                  f"port '{params['port']}', dbname '{params['dbname']}');"
+                  f"CREATE USER MAPPING FOR {role} SERVER remote1 OPTIONS (user '{params['user']}', "
+                  "password_required 'false');"
+                  f"GRANT USAGE ON FOREIGN SERVER remote1 TO {role}")
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE FOREIGN TABLE remote_data (id int, v text) SERVER remote1 "
+                  "OPTIONS (schema_name 'far', table_name 'data');"
+                  "CREATE VIEW remote_v AS SELECT * FROM remote_data;"
+                  "CREATE TABLE inbox (id int); CREATE FUNCTION wipe_remote() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN DELETE FROM remote_data WHERE id > 0; RETURN NEW; END $$;"
+                  "CREATE TRIGGER inbox_wipes AFTER INSERT ON inbox FOR EACH ROW EXECUTE FUNCTION wipe_remote();"
+                  "CREATE TABLE parted (id int, v text) PARTITION BY RANGE (id);"
+                  "CREATE TABLE parted_local PARTITION OF parted FOR VALUES FROM (1000) TO (2000);"
+                  "CREATE FOREIGN TABLE parted_far PARTITION OF parted FOR VALUES FROM (1) TO (1000) SERVER remote1 "
+                  "OPTIONS (schema_name 'far', table_name 'data');"
+                  "INSERT INTO parted_local VALUES (1500, 'local')")
+    return app, run
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM remote_data WHERE id > 0",
+    "UPDATE remote_data SET v = NULL WHERE id > 0",
+    "DELETE FROM remote_v WHERE id > 0",  # through a view
+    "INSERT INTO inbox VALUES (1)",  # through a trigger
+    "DELETE FROM parted WHERE id > 0",  # through a partition
+    "DELETE FROM remote_data WHERE id = 7",  # one row there is still not measured here
+])
+def test_a_write_reaching_a_foreign_table_needs_a_human(remote, dsn, sql):
+    app, run = remote
+    out = run(sql)
+    assert not out.executed and out.confirmation is not None and out.confirmation.outcome == "challenge", out
+    reasons = " ".join(f.reason for f in out.confirmation.report.findings)
+    assert "foreign table" in reasons and "another server" in reasons, reasons
+    # nothing was kept, here or there (postgres_fdw's remote transaction followed the savepoint's rollback)
+    assert _one(dsn, "SELECT count(*) FILTER (WHERE v IS NOT NULL) FROM far.data") == 100
+    assert _one(app, "SELECT count(*) FROM inbox") + _one(app, "SELECT count(*) - 1 FROM parted_local") == 0
+
+
+def test_a_confirmed_write_to_a_foreign_table_runs_and_reads_do_not_need_one(remote, dsn):
+    app, run = remote
+    out = run("DELETE FROM remote_data WHERE id = 7", elicit=_human)
+    assert out.executed and out.result.row_count == 1, out
+    assert _one(dsn, "SELECT count(*) FROM far.data") == 99
+    out = run("CREATE TABLE kept AS SELECT id FROM remote_data WHERE id < 3")  # reads it: nothing written there
+    assert out.executed and out.result.row_count == 2, out

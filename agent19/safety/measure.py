@@ -44,12 +44,25 @@ SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS 
 :func:`run_measured` measures (they come before :func:`before`), so nothing is left out — not a schema named
 ``agent19``, which any role may create or rename one of its own to (review r27 k03), nor the ledger itself (a
 statement deleting its rows is the caller's write)."""
+Q_REMOTE = """
+SELECT DISTINCT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relkind = 'f'
+   AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+   AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')
+"""
+"""Foreign tables this transaction holds a write lock on. Their rows live on another server: no counter here sees
+them, so a statement that writes one (directly, through a view, a trigger, a function, a partition or an inherited
+table: the server locks every relation it writes, until the end of the transaction) is not measured but confirmed by
+a human (review r27 k16). Reading one takes a weaker lock and is not counted. postgres_fdw writes in a remote
+transaction that follows the local one: the savepoint's rollback undoes them."""
 REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "VacuumStmt", "ReindexStmt"}
 """Statement kinds that rewrite their own table (a new relfilenode) by design, keeping every row."""
 
 
 class Before(BaseModel):
     writes: dict[int, tuple[int, int, int]] = {}
+    remote: set[int] = set()
     catalog: objects.Catalog = objects.Catalog()
 
 
@@ -85,6 +98,8 @@ class Measurement(BaseModel):
     privileges: list[str] = Field(default=[], description="privileges granted or revoked (on tables, views, "
                                   "sequences, functions, types, schemas, or by default), e.g. 'granted SELECT on "
                                   "table app.t to PUBLIC'")
+    remote: list[str] = Field(default=[], description="foreign tables the statement wrote: their rows are on another "
+                              "server, which agent19 cannot measure")
     unmeasured: str | None = Field(default=None, description="why the statement was not run to be measured (code "
                                    "a rolled-back trial cannot contain or read: agent19.safety.trial)")
     outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
@@ -98,7 +113,8 @@ class Measurement(BaseModel):
 def before(conn: Any) -> Before:
     """The counters and relations before the statement (inside the caller's transaction)."""
     writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    return Before(writes=writes, catalog=objects.read(conn, after=False))
+    remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
+    return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False))
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
@@ -121,6 +137,7 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
                 rows = None
         m.touches.append(Touch(table=f"{r['nsp']}.{r['rel']}", rows_before=rows, inserted=ins, updated=upd,
                                deleted=dele))
+    m.remote = sorted(r["name"] for r in conn.execute(Q_REMOTE).fetchall() if r["oid"] not in start.remote)
     now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
     # — not another session's DDL committed between the two readings
@@ -155,6 +172,8 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
     reasons: list[tuple[str | None, str]] = []
     if m.unmeasured:
         reasons.append((None, f"not measured, so treated as destructive: {m.unmeasured}"))
+    reasons += [(None, f"it wrote foreign table {n}, whose rows are on another server: agent19 cannot measure how "
+                 "many it changed there, so it is treated as destructive") for n in m.remote]
     for t in m.touches:
         verb = _verb(t)
         if t.touched > settings.mass_write_rows:
