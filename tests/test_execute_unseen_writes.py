@@ -136,3 +136,43 @@ def test_a_confirmed_write_to_a_foreign_table_runs_and_reads_do_not_need_one(rem
     assert _one(dsn, "SELECT count(*) FROM far.data") == 99
     out = run("CREATE TABLE kept AS SELECT id FROM remote_data WHERE id < 3")  # reads it: nothing written there
     assert out.executed and out.result.row_count == 2, out
+
+
+# -- r27-k08 -------------------------------------------------------------------------------------------------------
+
+LO_COUNT = "SELECT count(*) FROM pg_largeobject_metadata"
+
+
+def test_large_objects_are_measured_like_rows(owner):
+    """An IMMUTABLE function (CREATE FUNCTION is on the allowlist; the parse-level check flags volatile calls only)
+    unlinks every large object from CREATE TABLE AS: measured on pg_largeobject_metadata, rolled back, challenged.
+    One of them unlinked is not a mass delete; with a human's confirmation the mass delete runs."""
+    app, run = owner
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("SELECT lo_from_bytea(0, ('contract scan #' || g)::bytea) FROM generate_series(1, 3) g")
+    assert run("CREATE FUNCTION tidy(n int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$DECLARE r record; BEGIN "
+               "FOR r IN SELECT oid FROM pg_largeobject_metadata ORDER BY oid LIMIT n LOOP PERFORM lo_unlink(r.oid); "
+               "END LOOP; "
+               "RETURN n; END$$").executed
+    out = run("CREATE TABLE tidy_log AS SELECT tidy(99) AS n")
+    assert not out.executed and out.confirmation is not None, out
+    reasons = " ".join(f.reason for f in out.confirmation.report.findings)
+    assert ("deleted 3 of the 3 rows of pg_catalog.pg_largeobject_metadata (one row per large object)"
+            in reasons), reasons
+    assert _one(app, LO_COUNT) == 3 and _one(app, "SELECT to_regclass('tidy_log') IS NULL")
+    # their data emptied without unlinking them: pages of pg_largeobject, which this login may not count
+    assert run("CREATE FUNCTION blank(n int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$DECLARE r record; BEGIN "
+               "FOR r IN SELECT oid FROM pg_largeobject_metadata LOOP PERFORM lo_truncate(lo_open(r.oid, 131072), 0); "
+               "END LOOP; RETURN n; END$$").executed
+    out = run("CREATE TABLE blank_log AS SELECT blank(1) AS n")
+    assert not out.executed and out.confirmation is not None, out
+    reasons = " ".join(f.reason for f in out.confirmation.report.findings)
+    assert "updated 3 rows of pg_catalog.pg_largeobject (the data of large objects, in pages)" in reasons, reasons
+    assert _one(app, "SELECT string_agg(convert_from(lo_get(oid), 'UTF8'), ',' ORDER BY oid) FROM "
+                     "pg_largeobject_metadata") == "contract scan #1,contract scan #2,contract scan #3"
+    out = run("CREATE TABLE tidy_one AS SELECT tidy(1) AS n")
+    assert out.executed, out
+    assert _one(app, LO_COUNT) == 2
+    out = run("CREATE TABLE tidy_log AS SELECT tidy(99) AS n", elicit=_human)
+    assert out.executed, out
+    assert _one(app, LO_COUNT) == 0

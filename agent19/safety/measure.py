@@ -39,11 +39,22 @@ Q_WRITES = """
 SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
   FROM pg_stat_xact_user_tables
  WHERE n_tup_ins + n_tup_upd + n_tup_del > 0
+UNION ALL
+SELECT relid, schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del
+  FROM pg_stat_xact_sys_tables
+ WHERE relid IN ('pg_catalog.pg_largeobject_metadata'::regclass, 'pg_catalog.pg_largeobject'::regclass)
+   AND n_tup_ins + n_tup_upd + n_tup_del > 0
 """
 """Every table, whatever its schema: agent19's own writes (its confirmation ledger) are never inside the window
 :func:`run_measured` measures (they come before :func:`before`), so nothing is left out — not a schema named
 ``agent19``, which any role may create or rename one of its own to (review r27 k03), nor the ledger itself (a
-statement deleting its rows is the caller's write)."""
+statement deleting its rows is the caller's write). Large objects are rows too, of two system catalogs the user
+counters leave out: ``pg_largeobject_metadata`` (one row per large object: ``lo_unlink`` deletes it) and
+``pg_largeobject`` (their data in pages: ``lo_put``, ``lo_truncate`` update and delete them) — review r27 k08. Any
+login may count the first; only a superuser the second, so another login's change to two pages or more of large
+object data has an unknown share and is confirmed by a human."""
+LABELS = {"pg_catalog.pg_largeobject_metadata": " (one row per large object)",
+          "pg_catalog.pg_largeobject": " (the data of large objects, in pages)"}
 Q_REMOTE = """
 SELECT DISTINCT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
   FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -175,15 +186,15 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
     reasons += [(None, f"it wrote foreign table {n}, whose rows are on another server: agent19 cannot measure how "
                  "many it changed there, so it is treated as destructive") for n in m.remote]
     for t in m.touches:
-        verb = _verb(t)
+        verb, name = _verb(t), t.table + LABELS.get(t.table, "")
         if t.touched > settings.mass_write_rows:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, more than the limit of "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {name}, more than the limit of "
                             f"{settings.mass_write_rows} rows per table (AGENT19_MASS_WRITE_ROWS)"))
         elif t.touched >= 2 and t.rows_before is None:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, whose total this login "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {name}, whose total this login "
                             "may not count (no SELECT privilege), so the share is unknown: treated as destructive"))
         elif t.touched >= 2 and t.rows_before is not None and t.share >= settings.mass_write_fraction:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {t.table} "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {name} "
                             f"({t.share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, "
                             "AGENT19_MASS_WRITE_FRACTION)"))
     reasons += [(None, f"measured: it dropped table {n} (through a trigger, rule or function)") for n in m.vanished]
