@@ -176,3 +176,21 @@ def test_large_objects_are_measured_like_rows(owner):
     out = run("CREATE TABLE tidy_log AS SELECT tidy(99) AS n", elicit=_human)
     assert out.executed, out
     assert _one(app, LO_COUNT) == 0
+
+
+# -- r27-k18 -------------------------------------------------------------------------------------------------------
+
+def test_explain_analyze_of_a_write_is_always_rolled_back(owner):
+    """EXPLAIN ANALYZE runs the write it explains: in execute mode run_sql rolls it back as explain_query does, and
+    says so (a model measuring a cleanup before asking has not done it)."""
+    app, run = owner
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE TABLE cust (id int PRIMARY KEY); INSERT INTO cust SELECT generate_series(1, 100)")
+    for sql in ("EXPLAIN ANALYZE DELETE FROM cust WHERE id < 5", "EXPLAIN (ANALYZE, BUFFERS) UPDATE cust SET id = -id",
+                "EXPLAIN ANALYZE DELETE FROM cust"):
+        out = run(sql)
+        assert out.executed and out.result.transaction.startswith("rolled back"), (sql, out)
+        assert "Execution Time" in str(out.result.rows) and "nothing was kept" in out.message, out
+    assert _one(app, "SELECT count(*) FILTER (WHERE id > 0) FROM cust") == 100
+    out = run("EXPLAIN ANALYZE SELECT count(*) FROM cust")  # a read: as before
+    assert out.executed and "Execution Time" in str(out.result.rows), out
