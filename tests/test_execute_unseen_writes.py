@@ -9,6 +9,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from agent19.config import Settings
+from agent19.tools.confirm import ConfirmArgs, confirm_destructive
 from agent19.tools.registry import ToolContext
 from agent19.tools.sql import SqlArgs, run_sql
 from tests.conftest import need, owner_login
@@ -129,11 +130,23 @@ def test_a_write_reaching_a_foreign_table_needs_a_human(remote, dsn, sql):
     assert _one(app, "SELECT count(*) FROM inbox") + _one(app, "SELECT count(*) - 1 FROM parted_local") == 0
 
 
-def test_a_confirmed_write_to_a_foreign_table_runs_and_reads_do_not_need_one(remote, dsn):
+def test_a_confirmed_write_to_a_foreign_table_runs_and_reads_do_not_need_one(remote, dsn, tmp_path):
     app, run = remote
     out = run("DELETE FROM remote_data WHERE id = 7", elicit=_human)
     assert out.executed and out.result.row_count == 1, out
     assert _one(dsn, "SELECT count(*) FROM far.data") == 99
+    # confirm_destructive's own step 1 does not run it in a trial (it reaches another server): not measured, so a
+    # human confirms it, and step 2 runs it
+    ctx = ToolContext(Settings.load(dsn=app, mode="execute", data_dir=str(tmp_path), env={}), elicit=_human)
+    try:
+        done = confirm_destructive(ctx, ConfirmArgs(sql="INSERT INTO inbox VALUES (1)"))
+    finally:
+        ctx.db.close()
+    assert done.outcome == "executed", done
+    assert "reaches another server" in done.report.findings[0].reason, done.report.findings
+    assert _one(dsn, "SELECT count(*) FROM far.data") == 0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("INSERT INTO far.data SELECT g, 'row ' || g FROM generate_series(1, 5) g")
     out = run("CREATE TABLE kept AS SELECT id FROM remote_data WHERE id < 3")  # reads it: nothing written there
     assert out.executed and out.result.row_count == 2, out
 

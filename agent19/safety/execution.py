@@ -134,7 +134,7 @@ def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
 
 
 def _statement(conn: Any, a: Assessment, max_rows: int) -> QueryResult:
-    if a.measured is None:
+    if a.measured is None or a.measured.unmeasured:  # confirmed as it is, or as not measurable: nothing to compare
         return run_write(conn, a.st.sql, a.st, max_rows, "committed")
     result, now = measuring.run_measured(conn, a.st, max_rows, "committed")
     if now.figures() != a.measured.model_copy(update={"outside": []}).figures():  # outside: step 1's trial only
