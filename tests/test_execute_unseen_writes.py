@@ -207,3 +207,26 @@ def test_explain_analyze_of_a_write_is_always_rolled_back(owner):
     assert _one(app, "SELECT count(*) FILTER (WHERE id > 0) FROM cust") == 100
     out = run("EXPLAIN ANALYZE SELECT count(*) FROM cust")  # a read: as before
     assert out.executed and "Execution Time" in str(out.result.rows), out
+
+
+def test_a_ledger_table_made_by_someone_else_is_not_used(owner):
+    """Any role may make schema ``agent19`` and a ``confirmations`` table there before agent19 does (CREATE SCHEMA
+    and CREATE TABLE are on the allowlist): one whose default, check or trigger runs code would run it unmeasured
+    each time agent19 records a confirmation. agent19 uses only a table of its own shape, and says so."""
+    from agent19.errors import Agent19Error
+
+    app, run = owner
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("CREATE TABLE orders AS SELECT generate_series(1, 20) AS id; CREATE TABLE spare (id int);"
+                  "CREATE FUNCTION purge() RETURNS int LANGUAGE sql AS $$ DELETE FROM orders; SELECT 1 $$")
+    assert run("CREATE SCHEMA agent19").executed
+    assert run("CREATE TABLE agent19.confirmations (nonce text PRIMARY KEY, expires_at timestamptz NOT NULL, "
+               "approved_by text, approved_at timestamptz, used_at timestamptz, outcome text, "
+               "n int DEFAULT purge())").executed
+    with pytest.raises(Agent19Error, match="agent19.confirmations is not the table agent19 makes"):
+        run("DROP TABLE spare", elicit=_human)
+    assert _one(app, "SELECT count(*) FROM orders") == 20 and _one(app, "SELECT to_regclass('spare') IS NOT NULL")
+    with psycopg.connect(app, autocommit=True) as c:
+        c.execute("DROP TABLE agent19.confirmations")
+    assert run("DROP TABLE spare", elicit=_human).executed  # agent19 makes its own again
+    assert _one(app, "SELECT count(*) FROM orders") == 20
