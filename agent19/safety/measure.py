@@ -11,15 +11,16 @@ shows too, and so does a view, index, function… dropped, replaced, renamed or 
 level security turned off or on, privileges granted or revoked — by this transaction only, not another session
 meanwhile. For each table with
 rows updated or deleted (two or more), the exact row count before the statement is derived from an exact
-``count(*)`` after it (``after + deleted - inserted``, all in the same transaction).
+``count(*)`` after it (``after + deleted - inserted``, all in the same transaction). Large objects count as the
+rows of their catalogs; a foreign table written (:data:`Q_REMOTE`) cannot be measured here at all.
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
 the call becomes a confirmation challenge stating these numbers.
 
-Cost: two reads per call (the write counters and :data:`~agent19.safety.objects.Q_OBJECTS`) before and
-after, plus one ``count(*)`` per table the statement updated or deleted two or more rows of
-(``tools/bench/bench_safety.py`` measures it on a 1M-row table).
+Cost: three reads per call (the write counters, the foreign tables locked — a read of this backend's locks — and
+:data:`~agent19.safety.objects.Q_OBJECTS`) before and after, plus one ``count(*)`` per table the statement
+updated or deleted two or more rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
 """
 
 from __future__ import annotations
