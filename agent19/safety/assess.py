@@ -79,12 +79,16 @@ def measure_trial(db: Database, st: Statement, settings: Settings
     code the trial cannot contain or read (:class:`agent19.safety.trial.Untestable`) is not run: it is
     reported unmeasured, which the confirmation protocol treats as destructive."""
     from agent19.safety.gate import admit_trial as admit
+    from agent19.safety.readonly import ReadOnlyViolation
     from agent19.safety.trial import Untestable
 
     try:
         checked = admit(db, st.sql)  # the fingerprint of the code the server may run: compared after the rollback
     except Untestable as exc:
         m = measuring.Measurement(unmeasured=str(exc))
+        return m, measuring.verdict(m, settings)
+    except ReadOnlyViolation as exc:  # it acts outside any transaction (another server…): no trial, a human decides
+        m = measuring.Measurement(unmeasured=exc.message.removeprefix("refused: ") + ", so no trial runs it")
         return m, measuring.verdict(m, settings)
     with aftermath.trial(db, checked) as (conn, after):
         _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")

@@ -42,6 +42,28 @@ DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
 )"""
 
 
+COLUMNS = ["nonce text", "expires_at timestamp with time zone", "approved_by text", "approved_at timestamp with time "
+           "zone", "used_at timestamp with time zone", "outcome text"]
+Q_SHAPE = """
+SELECT c.relkind = 'r' AND NOT c.relispartition AND NOT c.relrowsecurity
+   AND (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
+          FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = %(columns)s
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype NOT IN ('p', 'n'))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid IN (h.inhrelid, h.inhparent))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                    WHERE i.indrelid = c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
+  FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%(table)s)
+"""
+"""Whether ``agent19.confirmations`` is a table of agent19's own shape that runs no code: its columns only, no
+default, check, trigger, rule, inheritance, expression index or row level security. Any role may make schema
+``agent19`` and a table by that name first (CREATE SCHEMA and CREATE TABLE lose nothing by themselves); a default or
+check calling a function there would run, unmeasured, in the transaction of every confirmed statement (review r27
+k03)."""
+
+
 class LedgerUnavailable(Agent19Error):
     """The target database cannot record the token's single use: nothing ran."""
 
@@ -59,6 +81,7 @@ class AlreadyUsed(Exception):
 def ensure(conn: Any) -> None:
     """Create ``agent19.confirmations`` when missing (``conn`` in autocommit, outside a transaction)."""
     if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
+        _check_shape(conn)
         return
     has_schema = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'agent19'").fetchone() is not None
     try:
@@ -75,6 +98,24 @@ def ensure(conn: Any) -> None:
             f"the login {user!r} cannot create it ({str(exc).strip().splitlines()[0]}); nothing was run",
             f"have an administrator run once: CREATE SCHEMA agent19 AUTHORIZATION {user}; (agent19 creates the "
             "table on first use)") from None
+    _check_shape(conn)  # another session may have made it first
+
+
+def _hold(conn: Any) -> None:
+    """Inside the transaction that writes the ledger: lock it against DDL (a default, trigger or rule added now would
+    wait for the transaction's end), then check its shape."""
+    conn.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
+    _check_shape(conn)
+
+
+def _check_shape(conn: Any) -> None:
+    row = conn.execute(Q_SHAPE, {"columns": COLUMNS, "table": TABLE}).fetchone()
+    if row is not None and not row["ours"]:
+        raise LedgerUnavailable(
+            f"{TABLE} is not the table agent19 makes (other columns, or a default, check, trigger, rule, inheritance, "
+            "expression index or row level security): code there would run each time agent19 records a "
+            "confirmation; nothing was run",
+            f"have its owner look at it, then drop it or rename schema agent19 (agent19 makes its own {TABLE})")
 
 
 def seal(key: bytes, nonce: str, channel: str) -> str:
@@ -101,6 +142,7 @@ def approve(conn: Any, nonce: str, expires: int, channel: str, key: bytes) -> No
     """A human confirmed the token through ``channel`` (its own committed transaction)."""
     ensure(conn)
     with conn.transaction():
+        _hold(conn)
         row = _row(conn, nonce, lock=True)
         if row is not None and row["used_at"] is not None:
             raise AlreadyUsed()
@@ -117,6 +159,7 @@ def burn(conn: Any, nonce: str, expires: int, outcome: str) -> None:
     """Spend the token without running anything (a wrong phrase, a declined confirmation)."""
     ensure(conn)
     with conn.transaction():
+        _hold(conn)
         conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, used_at, outcome) "
                      "VALUES (%s, to_timestamp(%s), now(), %s) ON CONFLICT (nonce) DO UPDATE "
                      "SET used_at = coalesce(agent19.confirmations.used_at, now()), outcome = excluded.outcome",
@@ -136,6 +179,7 @@ def claim(conn: Any, nonce: str, expires: int, channel: str | None, key: bytes) 
     ``channel``: the channel that confirmed it just now (elicitation, an opted-in argument), or
     None to require an earlier approval (terminal, loopback page). Raises :class:`NotApproved` or
     :class:`AlreadyUsed`."""
+    _hold(conn)
     row = _row(conn, nonce, lock=True)
     if row is not None and row["used_at"] is not None:
         raise AlreadyUsed()

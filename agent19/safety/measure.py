@@ -14,14 +14,16 @@ rows updated or deleted (two or more), the exact row count before the statement 
 ``count(*)`` after it (``after + deleted - inserted``, all in the same transaction). The counters are the
 partitions'; a partitioned table whose partitions were touched gets its own figures too, the partitions' added up
 and its rows counted across every partition, so the limits hold for the table and not only for each partition.
+Large objects count as the rows of their catalogs; a foreign table written (:data:`Q_REMOTE`) cannot be measured
+here at all.
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
 the call becomes a confirmation challenge stating these numbers.
 
-Cost: two reads per call (the write counters and :data:`~agent19.safety.objects.Q_OBJECTS`) before and
-after, plus one ``count(*)`` per table the statement updated or deleted two or more rows of
-(``tools/bench/bench_safety.py`` measures it on a 1M-row table).
+Cost: three reads per call (the write counters, the foreign tables locked — a read of this backend's locks — and
+:data:`~agent19.safety.objects.Q_OBJECTS`) before and after, plus one ``count(*)`` per table the statement
+updated or deleted two or more rows of (``tools/bench/bench_safety.py`` measures it on a 1M-row table).
 """
 
 from __future__ import annotations
@@ -40,14 +42,42 @@ from agent19.safety.run import QueryResult, run_write
 Q_WRITES = """
 SELECT relid, schemaname AS nsp, relname AS rel, n_tup_ins AS ins, n_tup_upd AS upd, n_tup_del AS del
   FROM pg_stat_xact_user_tables
- WHERE schemaname <> 'agent19' AND n_tup_ins + n_tup_upd + n_tup_del > 0
+ WHERE n_tup_ins + n_tup_upd + n_tup_del > 0
+UNION ALL
+SELECT relid, schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del
+  FROM pg_stat_xact_sys_tables
+ WHERE relid IN ('pg_catalog.pg_largeobject_metadata'::regclass, 'pg_catalog.pg_largeobject'::regclass)
+   AND n_tup_ins + n_tup_upd + n_tup_del > 0
 """
+"""Every table, whatever its schema: agent19's own writes (its confirmation ledger) are never inside the window
+:func:`run_measured` measures (they come before :func:`before`), so nothing is left out — not a schema named
+``agent19``, which any role may create or rename one of its own to (review r27 k03), nor the ledger itself (a
+statement deleting its rows is the caller's write). Large objects are rows too, of two system catalogs the user
+counters leave out: ``pg_largeobject_metadata`` (one row per large object: ``lo_unlink`` deletes it) and
+``pg_largeobject`` (their data in pages: ``lo_put``, ``lo_truncate`` update and delete them) — review r27 k08. Any
+login may count the first; only a superuser the second, so another login's change to two pages or more of large
+object data has an unknown share and is confirmed by a human."""
+LABELS = {"pg_catalog.pg_largeobject_metadata": " (one row per large object)",
+          "pg_catalog.pg_largeobject": " (the data of large objects, in pages)"}
+Q_REMOTE = """
+SELECT DISTINCT c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+  FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relkind = 'f'
+   AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+   AND l.mode NOT IN ('AccessShareLock', 'RowShareLock')
+"""
+"""Foreign tables this transaction holds a write lock on. Their rows live on another server: no counter here sees
+them, so a statement that writes one (directly, through a view, a trigger, a function, a partition or an inherited
+table: the server locks every relation it writes, until the end of the transaction) is not measured but confirmed by
+a human (review r27 k16). Reading one takes a weaker lock and is not counted. postgres_fdw writes in a remote
+transaction that follows the local one: the savepoint's rollback undoes them."""
 REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "VacuumStmt", "ReindexStmt"}
 """Statement kinds that rewrite their own table (a new relfilenode) by design, keeping every row."""
 
 
 class Before(BaseModel):
     writes: dict[int, tuple[int, int, int]] = {}
+    remote: set[int] = set()
     catalog: objects.Catalog = objects.Catalog()
 
 
@@ -83,6 +113,8 @@ class Measurement(BaseModel):
     privileges: list[str] = Field(default=[], description="privileges granted or revoked (on tables, views, "
                                   "sequences, functions, types, schemas, or by default), e.g. 'granted SELECT on "
                                   "table app.t to PUBLIC'")
+    remote: list[str] = Field(default=[], description="foreign tables the statement wrote: their rows are on another "
+                              "server, which agent19 cannot measure")
     unmeasured: str | None = Field(default=None, description="why the statement was not run to be measured (code "
                                    "a rolled-back trial cannot contain or read: agent19.safety.trial)")
     outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
@@ -96,7 +128,8 @@ class Measurement(BaseModel):
 def before(conn: Any) -> Before:
     """The counters and relations before the statement (inside the caller's transaction)."""
     writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    return Before(writes=writes, catalog=objects.read(conn, after=False))
+    remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
+    return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False))
 
 
 def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True) -> Touch:
@@ -149,6 +182,7 @@ def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
         m.touches.append(_touch(conn, r["nsp"], r["rel"], ins, upd, dele))
     if m.touches:
         m.touches += _partitioned(conn, changes)
+    m.remote = sorted(r["name"] for r in conn.execute(Q_REMOTE).fetchall() if r["oid"] not in start.remote)
     now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
     # — not another session's DDL committed between the two readings
@@ -183,16 +217,18 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
     reasons: list[tuple[str | None, str]] = []
     if m.unmeasured:
         reasons.append((None, f"not measured, so treated as destructive: {m.unmeasured}"))
+    reasons += [(None, f"it wrote foreign table {n}, whose rows are on another server: agent19 cannot measure how "
+                 "many it changed there, so it is treated as destructive") for n in m.remote]
     for t in m.touches:
-        verb = _verb(t)
+        verb, name = _verb(t), t.table + LABELS.get(t.table, "")
         if t.touched > settings.mass_write_rows:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, more than the limit of "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {name}, more than the limit of "
                             f"{settings.mass_write_rows} rows per table (AGENT19_MASS_WRITE_ROWS)"))
         elif t.touched >= 2 and t.rows_before is None:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {t.table}, whose total this login "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} rows of {name}, whose total this login "
                             "may not count (no SELECT privilege), so the share is unknown: treated as destructive"))
         elif t.touched >= 2 and t.rows_before is not None and t.share >= settings.mass_write_fraction:
-            reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {t.table} "
+            reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {name} "
                             f"({t.share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, "
                             "AGENT19_MASS_WRITE_FRACTION)"))
     reasons += [(None, f"measured: it dropped table {n} (through a trigger, rule or function)") for n in m.vanished]

@@ -1,6 +1,7 @@
 """Every definition a statement could drop, replace, rename or open up out of sight, read in one catalog query.
 
-:data:`Q_OBJECTS` lists, outside the system schemas and ``agent19``: relations of every kind
+:data:`Q_OBJECTS` lists, outside the system schemas (a schema named ``agent19`` is a user's like any other: review r27
+k03): relations of every kind
 (tables, partitions, views, materialized views, indexes, sequences, foreign tables, composite
 types — with each table's relfilenode and the columns this transaction dropped), functions and procedures, types
 and domains, schemas, default privileges, policies, triggers, constraints, rules and column defaults. Each row has
@@ -41,7 +42,7 @@ from pydantic import BaseModel
 
 from agent19.safety import grants
 
-_NSP = """n.nspname NOT IN ('pg_catalog', 'information_schema', 'agent19')
+_NSP = """n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"""
 _REL = "rn.nspname || '.' || r.relname"
 _RN = _NSP.replace("n.", "rn.")

@@ -93,7 +93,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       DELETE, UPDATE, MERGE, INSERT … ON CONFLICT run in a savepoint first, and one that updates or
       deletes at least half of a table's rows (AGENT19_MASS_WRITE_FRACTION) or more than 100000 rows
       of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
-      A refused statement runs only through confirm_destructive, once a human has confirmed.
+      A refused statement runs only through confirm_destructive, once a human has confirmed. EXPLAIN ANALYZE of a
+      write runs it and is always rolled back, as in explain_query.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
     from agent19.safety import aftermath, kinds, policy
     from agent19.safety import measure as measuring
@@ -116,10 +117,19 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
                          f"{tool_names.tool('run_sql')} call is its own transaction", "nothing was run")
     # dry-run: the write runs in a transaction that is rolled back - a trial, screened for the code it reaches
     checked = None  # the fingerprint of the code the server may run, read with the trial's guard: compared after
-    if mode is AccessMode.DRY_RUN:
+    # EXPLAIN ANALYZE runs the write it explains: always rolled back, as explain_query does (review r27 k18)
+    explained = mode is AccessMode.EXECUTE and st.node == "ExplainStmt" and not _is_read(st)
+    if mode is AccessMode.DRY_RUN or explained:
         checked = gate.admit_trial(db, args.sql)
     else:
         gate.admit(db, args.sql, gate.Purpose.WRITE)
+    if explained:
+        with aftermath.trial(db, checked) as (conn, after):
+            result = run_write(conn, args.sql, st, args.max_rows, "rolled back (EXPLAIN runs the statement)")
+        return SqlResult(mode=mode, executed=True, result=result, after_rollback=after,
+                         message="EXPLAIN ANALYZE ran the write inside a transaction that was rolled back: nothing "
+                         f"was kept (as {tool_names.tool('explain_query')} does); run the statement without EXPLAIN "
+                         "to keep it")
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
     tested = policy.tested(ctx.settings, db, args.sql) if changes else None
     if tested is not None and (why := tested.refusal or _policy_refusal(ctx, st, args.sql, args.acknowledge)):
