@@ -5,13 +5,17 @@ How a run works:
 * Rows are visited in primary-key order, ``LIMIT n`` keys after the last key done (keyset
   pagination — never OFFSET, whose cost grows with every batch). Only rows of the batch that
   match ``where`` are updated.
-* Each batch is its own short transaction with ``lock_timeout``: its UPDATE and the move of the
-  checkpoint (a row of ``agent19_backfill_checkpoint``) commit together, so a run killed at any
-  moment — even SIGKILL — leaves either both or neither: a resumed run never skips a row nor
-  updates one twice, whatever the SET expression is.
-* The batch size adapts so that each batch takes about ``target_batch_ms``.
+* Each batch is its own short transaction with ``lock_timeout``: one statement (:func:`batch_query`)
+  does its UPDATE and the move of the checkpoint (a row of ``agent19_backfill_checkpoint``), which
+  commit together, so a run killed at any moment — even SIGKILL — leaves either both or neither: a
+  resumed run never skips a row nor updates one twice, whatever the SET expression is. BEGIN,
+  ``SET LOCAL lock_timeout``, that statement and COMMIT go in one round trip (pipeline mode).
+* The batch size adapts so that each batch takes about ``target_batch_ms``. Short batches (20 ms by
+  default): a writer of the application that needs a row a batch updated waits until the batch
+  commits, so the batch time bounds what a backfill adds to the writers' worst latency.
 * Between batches: an optional pause, and, when replicas stream from this server
-  (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``.
+  (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``
+  (looked at about once a second, :data:`LAG_CHECK_S`).
 * A session advisory lock keeps two runs of the same backfill apart.
 * At the end, ``where`` is counted again (remaining rows, expected 0).
 
@@ -21,6 +25,7 @@ backfill install a trigger or a default first, so new rows never need it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -93,6 +98,12 @@ SELECT count(*) AS replicas,
    AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
 """
 LAG_POLL_S = 0.25
+LAG_CHECK_S = 1.0  # between two looks at the replicas' lag while batches run: a lag is seconds, a batch milliseconds
+
+
+def one_trip(conn: psycopg.Connection[Any]) -> Any:
+    """Pipeline mode where libpq has it: the statements of a batch's transaction go in one round trip."""
+    return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
 
 
 class BackfillSpec(BaseModel):
@@ -235,11 +246,17 @@ def _started(conn: Any, spec: BackfillSpec) -> bool:
 
 
 def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: str | None,
-                after: bool) -> sql.Composed:
-    """One batch: the next ``%(n)s`` keys after ``%(k0)s…``, update those matching ``where``."""
+                after: bool, checkpoint: str = CHECKPOINT_TABLE) -> sql.Composed:
+    """One batch and its checkpoint move, in one statement (one round trip).
+
+    It locks the checkpoint row ``%(name)s`` if its ``last_key`` is still ``%(prev)s`` (the key this run last
+    committed: ``%(k0)s…`` are its elements), takes the next ``%(n)s`` keys after it, updates those matching
+    ``where``, and moves the checkpoint past them (or marks it finished when no key is left). ``moved`` = 0:
+    another run moved the checkpoint since, and nothing was done.
+    """
     cols = [sql.Identifier(k) for k, _ in keys]
     aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
-    tbl = sql.SQL(table)
+    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)
     select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
     order = sql.SQL(", ").join(cols)
     # the batch is the key range (after, last key of the next n]: one index range scan updates it
@@ -250,19 +267,36 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
     if after:
         bounds = sql.SQL(", ").join(
             sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
-        cond = sql.SQL(" WHERE ({}) > ({})").format(order, bounds)
+        cond = sql.SQL(" AND ({}) > ({})").format(order, bounds)
         span = sql.SQL("({}) > ({}) AND {}").format(mine, bounds, span)
     filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")
     last = sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases)
     desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(a) for a in aliases)
     return sql.SQL(
-        "WITH _a19_batch AS (SELECT {select_keys} FROM {tbl}{cond} ORDER BY {order} LIMIT %(n)s),\n"
+        "WITH _a19_cp AS (SELECT 1 AS _a19_held FROM {cp} WHERE name = %(name)s\n"
+        "   AND last_key IS NOT DISTINCT FROM %(prev)s::text[] FOR UPDATE),\n"
+        " _a19_batch AS (SELECT {select_keys} FROM {tbl} WHERE EXISTS (SELECT FROM _a19_cp){cond}\n"
+        "   ORDER BY {order} LIMIT %(n)s),\n"
         " _a19_hi AS (SELECT * FROM _a19_batch ORDER BY {desc} LIMIT 1),\n"
-        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_hi WHERE {span}{filt} RETURNING 1)\n"
-        "SELECT (SELECT count(*) FROM _a19_batch) AS scanned, (SELECT count(*) FROM _a19_upd) AS updated,\n"
-        " (SELECT ARRAY[{last}] FROM _a19_hi) AS last_key"
-    ).format(select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), span=span,
+        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_hi WHERE {span}{filt} RETURNING 1),\n"
+        " _a19_n AS (SELECT (SELECT count(*) FROM _a19_batch) AS _a19_scanned,\n"
+        "   (SELECT count(*) FROM _a19_upd) AS _a19_updated, (SELECT ARRAY[{last}] FROM _a19_hi) AS _a19_last),\n"
+        " _a19_move AS (UPDATE {cp} SET last_key = COALESCE(_a19_n._a19_last, {cp}.last_key),\n"
+        "   rows_updated = rows_updated + _a19_n._a19_updated, rows_scanned = rows_scanned + _a19_n._a19_scanned,\n"
+        "   batches = batches + (_a19_n._a19_scanned > 0)::int, updated_at = now(),\n"
+        "   finished_at = CASE WHEN _a19_n._a19_scanned = 0 THEN now() ELSE {cp}.finished_at END\n"
+        "   FROM _a19_n, _a19_cp WHERE name = %(name)s RETURNING 1)\n"
+        "SELECT _a19_scanned AS scanned, _a19_updated AS updated, _a19_last AS last_key,\n"
+        " (SELECT count(*) FROM _a19_move) AS moved FROM _a19_n"
+    ).format(cp=cp, select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), span=span,
              filt=filt, last=last, desc=desc)
+
+
+def batch_params(name: str, prev: list[str] | None, size: int) -> dict[str, Any]:
+    """The parameters of :func:`batch_query` for the batch after ``prev`` (the checkpoint's ``last_key``)."""
+    params: dict[str, Any] = {"name": name, "prev": prev, "n": size}
+    params.update({f"k{i}": v for i, v in enumerate(prev or ())})
+    return params
 
 
 def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progress: Progress | None,
@@ -311,21 +345,21 @@ def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Pr
     keys = _key_columns(conn, oid, spec)
     name = spec.checkpoint_name()
     _ensure_checkpoint_table(conn, checkpoint_table)
-    cp = sql.Identifier(checkpoint_table)
     got = _one(conn, "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"agent19_backfill:{name}",))
     if not _v(got, 0, "ok"):
         raise InputError(f"backfill {name!r} is already running in another session",
                          "wait for it, or stop it; its checkpoint keeps its progress")
     try:
-        return _run(conn, spec, progress, table, estimate, keys, name, cp)
+        return _run(conn, spec, progress, table, estimate, keys, name, checkpoint_table)
     finally:
         if not conn.closed:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"agent19_backfill:{name}",))
 
 
 def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None, table: str,
-         estimate: int, keys: list[tuple[str, str]], name: str, cp: sql.Identifier) -> BackfillResult:
+         estimate: int, keys: list[tuple[str, str]], name: str, checkpoint_table: str) -> BackfillResult:
     start = time.monotonic()
+    cp = sql.Identifier(checkpoint_table)
     if spec.restart:
         conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(cp), (name,))
     existing = _one(conn, sql.SQL("SELECT * FROM {} WHERE name = %s").format(cp), (name,))
@@ -353,36 +387,39 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
     total: float | None = float(estimate) if estimate and estimate > 0 else None
     if total is None:
         total = float(_v(_one(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(sql.SQL(table))), 0, "n"))
-    q_first = batch_query(table, keys, spec.set, spec.where, after=False)
-    q_next = batch_query(table, keys, spec.set, spec.where, after=True)
-    q_lock_cp = sql.SQL("SELECT last_key, rows_scanned FROM {} WHERE name = %s FOR UPDATE").format(cp)
-    q_move = sql.SQL("UPDATE {} SET last_key = %s, rows_updated = rows_updated + %s, rows_scanned = rows_scanned + %s,"
-                     " batches = batches + 1, updated_at = now() WHERE name = %s").format(cp)
+    q_first = batch_query(table, keys, spec.set, spec.where, after=False, checkpoint=checkpoint_table)
+    q_next = batch_query(table, keys, spec.set, spec.where, after=True, checkpoint=checkpoint_table)
+    q_last = sql.SQL("SELECT last_key FROM {} WHERE name = %s").format(cp)
+    set_timeout = sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{spec.lock_timeout_ms}ms"))
     size = spec.batch_size
     updated_now = scanned_now = retries = 0
     lag_wait = 0.0
     scanned_total = state["rows_scanned"]
+    last_key: list[str] | None = state["last_key"]
+    lag_checked = float("-inf")
     while True:
-        lag_wait += _wait_for_replicas(conn, spec.max_replication_lag_s, progress, scanned_total, total)
+        if time.monotonic() - lag_checked >= LAG_CHECK_S:
+            lag_wait += _wait_for_replicas(conn, spec.max_replication_lag_s, progress, scanned_total, total)
+            lag_checked = time.monotonic()
         attempt = 0
         while True:
             t0 = time.monotonic()
             try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(f"{spec.lock_timeout_ms}ms")))
-                    cur = _one(conn, q_lock_cp, (name,))
-                    last_key = _v(cur, 0, "last_key")
-                    params: dict[str, Any] = {"n": size}
-                    if last_key:
-                        params.update({f"k{i}": v for i, v in enumerate(last_key)})
-                    res = _one(conn, q_next if last_key else q_first, params)
-                    scanned, updated, new_last = _v(res, 0, "scanned"), _v(res, 1, "updated"), _v(res, 2, "last_key")
-                    if scanned == 0:
-                        conn.execute(sql.SQL("UPDATE {} SET finished_at = now(), updated_at = now() "
-                                             "WHERE name = %s").format(cp), (name,))
-                    else:
-                        conn.execute(q_move, (new_last, updated, scanned, name))
+                # BEGIN, lock_timeout, the batch with its checkpoint move, COMMIT: one round trip
+                with one_trip(conn), conn.transaction():
+                    conn.execute(set_timeout)
+                    cur = conn.execute(q_next if last_key else q_first, batch_params(name, last_key, size))
+                res = cur.fetchone()
+                scanned, updated, new_last, moved = (_v(res, 0, "scanned"), _v(res, 1, "updated"),
+                                                     _v(res, 2, "last_key"), _v(res, 3, "moved"))
+                if not moved:
+                    # another run (the procedure takes no advisory lock) moved the checkpoint: nothing was done;
+                    # go on from where it is now
+                    moved_to = _one(conn, q_last, (name,))
+                    if moved_to is None:
+                        raise InputError(f"the checkpoint of backfill {name!r} was deleted while it ran")
+                    last_key = _v(moved_to, 0, "last_key")
+                    continue
                 break
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < spec.max_retries:
@@ -395,6 +432,7 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
         elapsed_ms = (time.monotonic() - t0) * 1000
         if scanned == 0:
             break
+        last_key = new_last
         updated_now += updated
         scanned_now += scanned
         scanned_total += scanned
