@@ -25,7 +25,6 @@ backfill install a trigger or a default first, so new rows never need it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import time
@@ -37,6 +36,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
+from agent19.migrate.backfill.batch_statement import CHECKPOINT_TABLE, batch_params, batch_query, one_trip
 from agent19.migrate.patterns.sqlnames import split_name, table_arg
 from agent19.safety import measure as measuring
 from agent19.sqltree import parse_json
@@ -45,7 +45,7 @@ from agent19.units import human_duration, human_size
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TABLE = "agent19_backfill_checkpoint"
+
 RETRYABLE = {"55P03", "40P01", "40001"}  # lock_not_available, deadlock_detected, serialization_failure
 
 Q_CHECKPOINT_DDL = """
@@ -101,9 +101,6 @@ LAG_POLL_S = 0.25
 LAG_CHECK_S = 1.0  # between two looks at the replicas' lag while batches run: a lag is seconds, a batch milliseconds
 
 
-def one_trip(conn: psycopg.Connection[Any]) -> Any:
-    """Pipeline mode where libpq has it: the statements of a batch's transaction go in one round trip."""
-    return conn.pipeline() if psycopg.Pipeline.is_supported() else contextlib.nullcontext()
 
 
 class BackfillSpec(BaseModel):
@@ -119,7 +116,8 @@ class BackfillSpec(BaseModel):
     batch_size: int = Field(default=1000, ge=1, description="rows in the first batch")
     min_batch_size: int = Field(default=10, ge=1)
     max_batch_size: int = Field(default=50_000, ge=1)
-    target_batch_ms: int = Field(default=200, ge=1, description="aim for batches this long (size adapts)")
+    target_batch_ms: int = Field(default=20, ge=1, description="aim for batches this long (size adapts); a batch holds "
+                                 "the rows it updated until it commits, so writers to them wait up to this long")
     pause_ms: int = Field(default=0, ge=0, description="sleep between batches")
     lock_timeout_ms: int = Field(default=2000, ge=1, description="lock_timeout of each batch")
     max_replication_lag_s: float | None = Field(
@@ -243,60 +241,6 @@ def _started(conn: Any, spec: BackfillSpec) -> bool:
     row = conn.execute(sql.SQL("SELECT 1 FROM {} WHERE name = %s").format(
         sql.Identifier(CHECKPOINT_TABLE)), (spec.checkpoint_name(),)).fetchone()
     return row is not None
-
-
-def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: str | None,
-                after: bool, checkpoint: str = CHECKPOINT_TABLE) -> sql.Composed:
-    """One batch and its checkpoint move, in one statement (one round trip).
-
-    It locks the checkpoint row ``%(name)s`` if its ``last_key`` is still ``%(prev)s`` (the key this run last
-    committed: ``%(k0)s…`` are its elements), takes the next ``%(n)s`` keys after it, updates those matching
-    ``where``, and moves the checkpoint past them (or marks it finished when no key is left). ``moved`` = 0:
-    another run moved the checkpoint since, and nothing was done.
-    """
-    cols = [sql.Identifier(k) for k, _ in keys]
-    aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
-    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)
-    select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
-    order = sql.SQL(", ").join(cols)
-    # the batch is the key range (after, last key of the next n]: one index range scan updates it
-    mine = sql.SQL(", ").join(sql.SQL("{}.{}").format(tbl, c) for c in cols)
-    hi = sql.SQL(", ").join(sql.SQL("_a19_hi.{}").format(a) for a in aliases)
-    span = sql.SQL("({}) <= ({})").format(mine, hi)
-    cond = sql.SQL("")
-    if after:
-        bounds = sql.SQL(", ").join(
-            sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
-        cond = sql.SQL(" AND ({}) > ({})").format(order, bounds)
-        span = sql.SQL("({}) > ({}) AND {}").format(mine, bounds, span)
-    filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")
-    last = sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases)
-    desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(a) for a in aliases)
-    return sql.SQL(
-        "WITH _a19_cp AS (SELECT 1 AS _a19_held FROM {cp} WHERE name = %(name)s\n"
-        "   AND last_key IS NOT DISTINCT FROM %(prev)s::text[] FOR UPDATE),\n"
-        " _a19_batch AS (SELECT {select_keys} FROM {tbl} WHERE EXISTS (SELECT FROM _a19_cp){cond}\n"
-        "   ORDER BY {order} LIMIT %(n)s),\n"
-        " _a19_hi AS (SELECT * FROM _a19_batch ORDER BY {desc} LIMIT 1),\n"
-        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_hi WHERE {span}{filt} RETURNING 1),\n"
-        " _a19_n AS (SELECT (SELECT count(*) FROM _a19_batch) AS _a19_scanned,\n"
-        "   (SELECT count(*) FROM _a19_upd) AS _a19_updated, (SELECT ARRAY[{last}] FROM _a19_hi) AS _a19_last),\n"
-        " _a19_move AS (UPDATE {cp} SET last_key = COALESCE(_a19_n._a19_last, {cp}.last_key),\n"
-        "   rows_updated = rows_updated + _a19_n._a19_updated, rows_scanned = rows_scanned + _a19_n._a19_scanned,\n"
-        "   batches = batches + (_a19_n._a19_scanned > 0)::int, updated_at = now(),\n"
-        "   finished_at = CASE WHEN _a19_n._a19_scanned = 0 THEN now() ELSE {cp}.finished_at END\n"
-        "   FROM _a19_n, _a19_cp WHERE name = %(name)s RETURNING 1)\n"
-        "SELECT _a19_scanned AS scanned, _a19_updated AS updated, _a19_last AS last_key,\n"
-        " (SELECT count(*) FROM _a19_move) AS moved FROM _a19_n"
-    ).format(cp=cp, select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), span=span,
-             filt=filt, last=last, desc=desc)
-
-
-def batch_params(name: str, prev: list[str] | None, size: int) -> dict[str, Any]:
-    """The parameters of :func:`batch_query` for the batch after ``prev`` (the checkpoint's ``last_key``)."""
-    params: dict[str, Any] = {"name": name, "prev": prev, "n": size}
-    params.update({f"k{i}": v for i, v in enumerate(prev or ())})
-    return params
 
 
 def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progress: Progress | None,
