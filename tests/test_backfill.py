@@ -16,7 +16,8 @@ import psycopg
 import pytest
 
 from agent19.errors import InputError
-from agent19.migrate.backfill.executor import BackfillSpec, batch_query, run_backfill
+from agent19.migrate.backfill.executor import BackfillSpec, batch_params, batch_query, run_backfill
+from agent19.migrate.backfill.scripts import CHECKPOINT_DDL
 from tests.mcp_client import stdio_session
 
 ROOT = Path(__file__).parent.parent
@@ -201,8 +202,9 @@ def test_a_batch_is_one_index_range_scan_not_a_probe_per_key(dsn: str) -> None:
     _make_big(dsn, 20_000)
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("ANALYZE big")
+        c.execute(CHECKPOINT_DDL)
         q = batch_query("public.big", [("id", "bigint")], "w = v * 2", "w IS NULL", after=True).as_string(c)
-        plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + q, {"n": 1000, "k0": 5000}).fetchall())
+        plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + q, batch_params("x", ["5000"], 1000)).fetchall())
     update = plan[plan.index("Update on big"):]
     assert "Index Cond: ((id <= _a19_hi._a19_k0) AND (id > '5000'::bigint))" in update, plan
     assert "id = _a19_" not in update, plan
@@ -220,3 +222,52 @@ def test_a_key_with_duplicates_is_walked_without_missing_rows(dsn: str) -> None:
                                          max_replication_lag_s=None))
         assert c.execute("SELECT count(*) FROM events WHERE seen IS NULL").fetchone()[0] == 0
         assert r.rows_updated == 5000 and r.remaining == 0
+
+
+def test_one_statement_updates_a_batch_and_moves_its_checkpoint_only_from_where_it_was(dsn: str) -> None:
+    """A batch is one statement (one round trip with its BEGIN/COMMIT): it updates the batch and moves the
+    checkpoint together, and does nothing when the checkpoint is no longer where this run left it."""
+    _make_big(dsn, 1000)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(CHECKPOINT_DDL)
+        c.execute("INSERT INTO agent19_backfill_checkpoint (name, table_name, set_sql, key_columns, last_key) "
+                  "VALUES ('x', 'public.big', 'w = v * 2', ARRAY['id'], ARRAY['100'])")
+        q = batch_query("public.big", [("id", "bigint")], "w = v * 2", "w IS NULL", after=True)
+        assert c.execute(q, batch_params("x", ["100"], 50)).fetchone() == (50, 50, ["150"], 1)
+        row = c.execute("SELECT last_key, rows_updated, rows_scanned, batches, finished_at IS NULL "
+                        "FROM agent19_backfill_checkpoint").fetchone()
+        assert row == (["150"], 50, 50, 1, True)
+        assert c.execute("SELECT min(id), max(id), count(*) FROM big WHERE updates > 0").fetchone() == (101, 150, 50)
+        # a stale position (another run moved it since): nothing updated, nothing moved
+        assert c.execute(q, batch_params("x", ["100"], 50)).fetchone() == (0, 0, None, 0)
+        assert c.execute("SELECT count(*) FROM big WHERE updates > 0").fetchone() == (50,)
+        assert c.execute("SELECT last_key, batches FROM agent19_backfill_checkpoint").fetchone() == (["150"], 1)
+        # no key left: the checkpoint is marked finished where it is
+        assert c.execute(q, batch_params("x", ["1000"], 50)).fetchone() == (0, 0, None, 0)
+        c.execute("UPDATE agent19_backfill_checkpoint SET last_key = ARRAY['1000']")
+        assert c.execute(q, batch_params("x", ["1000"], 50)).fetchone() == (0, 0, None, 1)
+        assert c.execute("SELECT last_key, batches, finished_at IS NOT NULL "
+                         "FROM agent19_backfill_checkpoint").fetchone() == (["1000"], 1, True)
+
+
+def test_a_run_goes_on_from_a_checkpoint_another_run_moved(dsn: str) -> None:
+    """The procedure takes no advisory lock: when it moves the checkpoint between two of the executor's batches,
+    the executor's next batch does nothing and it goes on from the new position — every row updated once."""
+    _make_big(dsn, 5000)
+    spec = BackfillSpec(table="big", set="w = v * 2", where="v >= 0", name="double_v", batch_size=500,
+                        min_batch_size=500, max_batch_size=500, max_replication_lag_s=None, validate_end=False)
+    moved: list[bool] = []
+
+    def other_run(done: float, total: float | None, message: str | None) -> None:
+        if done == 1000 and not moved:  # as the procedure's batch would: rows 1001-1500 and the checkpoint
+            with psycopg.connect(dsn) as other:
+                other.execute("UPDATE big SET w = v * 2 WHERE id > 1000 AND id <= 1500")
+                other.execute("UPDATE agent19_backfill_checkpoint SET last_key = ARRAY['1500'], "
+                              "rows_scanned = rows_scanned + 500, rows_updated = rows_updated + 500, "
+                              "batches = batches + 1 WHERE name = 'double_v'")
+            moved.append(True)
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        r = run_backfill(c, spec, other_run)
+        assert moved and r.rows_scanned == 5000 and r.rows_updated == 5000 and r.rows_updated_this_run == 4500
+        assert dict(c.execute("SELECT updates, count(*) FROM big GROUP BY 1").fetchall()) == {1: 5000}

@@ -4,9 +4,11 @@
     python tools/bench/bench_backfill.py [--rows 1000000] [--clients 4] [--duration 30]
 
 pgbench writers update random rows of the table while (a) one ``UPDATE … SET …`` rewrites every row
-in a single transaction, then (b) ``run_backfill`` does the same in keyset batches. Printed side by
-side: the writers' p50/p99/max latency over the transactions that ran during the backfill, how many
-committed, and the backfill's rows/s. Not a test: nothing here asserts a time.
+in a single transaction, then (b) ``run_backfill`` does the same in keyset batches, and (c) nothing
+runs for as long as (b) took (idle: the writers alone). Printed side by side: the writers' p50/p99/max
+latency over the transactions that ran during each window, how many committed, the backfill's rows/s,
+and the ratios the goal names: the backfill's rows/s as a share of the big UPDATE's, and the writers'
+p99 and max latency during the backfill as a multiple of idle. Not a test: nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--duration", type=int, default=30, help="seconds of pgbench per scenario")
-    parser.add_argument("--target-batch-ms", type=int, default=100)
+    parser.add_argument("--target-batch-ms", type=int, default=BackfillSpec.model_fields["target_batch_ms"].default,
+                        help="the backfill's target batch time (default: agent19's)")
     ns = parser.parse_args()
     server = start_system() if system_versions() else start_pgserver()
     try:
@@ -112,16 +115,21 @@ def main() -> None:
                                              target_batch_ms=ns.target_batch_ms, max_replication_lag_s=None))
 
         b = measure(server.dsn, ns.rows, ns.clients, ns.duration, batched)
-        print(f"{'':28}{'one big UPDATE':>18}{'agent19 backfill':>18}")
+        reset(server.dsn, ns.rows)  # the same fresh table as the other two windows
+        idle = measure(server.dsn, ns.rows, ns.clients, ns.duration, lambda: time.sleep(b["seconds"]))
+        print(f"{'':28}{'one big UPDATE':>18}{'agent19 backfill':>18}{'idle':>18}")
         rows_out = [("backfill seconds", "seconds", "{:.1f}"), ("writers' txns during it", "txns", "{:,.0f}"),
                     ("writers' p50 latency (ms)", "p50", "{:.2f}"), ("writers' p99 latency (ms)", "p99", "{:.2f}"),
                     ("writers' max latency (ms)", "max", "{:.0f}")]
-        for r in (a, b):
+        for r in (a, b, idle):
             r["tps"] = r["txns"] / r["seconds"] if r["seconds"] else 0.0
         rows_out.insert(2, ("writers' commits/s", "tps", "{:,.0f}"))
         for label, key, fmt in rows_out:
-            print(f"{label:28}{fmt.format(a[key]):>18}{fmt.format(b[key]):>18}")
-        print(f"{'backfill rows/s':28}{ns.rows / a['seconds']:>18,.0f}{ns.rows / b['seconds']:>18,.0f}")
+            print(f"{label:28}{fmt.format(a[key]):>18}{fmt.format(b[key]):>18}{fmt.format(idle[key]):>18}")
+        print(f"{'backfill rows/s':28}{ns.rows / a['seconds']:>18,.0f}{ns.rows / b['seconds']:>18,.0f}{'-':>18}")
+        print(f"backfill rate: {a['seconds'] / b['seconds']:.0%} of the big UPDATE's rows/s; writers' latency "
+              f"during the backfill vs idle: p99 {b['p99'] / idle['p99']:.2f}x, max {b['max'] / idle['max']:.2f}x "
+              f"(load average {os.getloadavg()[0]:.2f})")
         print("(p99 is over transactions: writers blocked by the big UPDATE complete few, slow ones — "
               "read it with commits/s and max)")
         if a["seconds"] + 2 > ns.duration or b["seconds"] + 2 > ns.duration:

@@ -5,13 +5,17 @@ How a run works:
 * Rows are visited in primary-key order, ``LIMIT n`` keys after the last key done (keyset
   pagination — never OFFSET, whose cost grows with every batch). Only rows of the batch that
   match ``where`` are updated.
-* Each batch is its own short transaction with ``lock_timeout``: its UPDATE and the move of the
-  checkpoint (a row of ``agent19_backfill_checkpoint``) commit together, so a run killed at any
-  moment — even SIGKILL — leaves either both or neither: a resumed run never skips a row nor
-  updates one twice, whatever the SET expression is.
-* The batch size adapts so that each batch takes about ``target_batch_ms``.
+* Each batch is its own short transaction with ``lock_timeout``: one statement (:func:`batch_query`)
+  does its UPDATE and the move of the checkpoint (a row of ``agent19_backfill_checkpoint``), which
+  commit together, so a run killed at any moment — even SIGKILL — leaves either both or neither: a
+  resumed run never skips a row nor updates one twice, whatever the SET expression is. BEGIN,
+  ``SET LOCAL lock_timeout``, that statement and COMMIT go in one round trip (pipeline mode).
+* The batch size adapts so that each batch takes about ``target_batch_ms``. Short batches (20 ms by
+  default): a writer of the application that needs a row a batch updated waits until the batch
+  commits, so the batch time bounds what a backfill adds to the writers' worst latency.
 * Between batches: an optional pause, and, when replicas stream from this server
-  (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``.
+  (``pg_stat_replication``), a wait while their replay lag exceeds ``max_replication_lag_s``
+  (looked at about once a second, :data:`LAG_CHECK_S`).
 * A session advisory lock keeps two runs of the same backfill apart.
 * At the end, ``where`` is counted again (remaining rows, expected 0).
 * Row-level security: a policy that applies to the login would limit the walk, the UPDATE and the counts to the
@@ -36,6 +40,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field, field_validator
 
 from agent19.errors import InputError
+from agent19.migrate.backfill.batch_statement import CHECKPOINT_TABLE, batch_params, batch_query, one_trip
 from agent19.migrate.backfill.every_row import count_every_row, refuse_hidden_rows
 from agent19.migrate.patterns.sqlnames import split_name, table_arg
 from agent19.safety import measure as measuring
@@ -45,7 +50,7 @@ from agent19.units import human_duration, human_size
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TABLE = "agent19_backfill_checkpoint"
+
 RETRYABLE = {"55P03", "40P01", "40001"}  # lock_not_available, deadlock_detected, serialization_failure
 
 Q_CHECKPOINT_DDL = """
@@ -98,6 +103,9 @@ SELECT count(*) AS replicas,
    AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.active_pid = r.pid AND s.slot_type = 'logical')
 """
 LAG_POLL_S = 0.25
+LAG_CHECK_S = 1.0  # between two looks at the replicas' lag while batches run: a lag is seconds, a batch milliseconds
+
+
 
 
 class BackfillSpec(BaseModel):
@@ -113,7 +121,8 @@ class BackfillSpec(BaseModel):
     batch_size: int = Field(default=1000, ge=1, description="rows in the first batch")
     min_batch_size: int = Field(default=10, ge=1)
     max_batch_size: int = Field(default=50_000, ge=1)
-    target_batch_ms: int = Field(default=200, ge=1, description="aim for batches this long (size adapts)")
+    target_batch_ms: int = Field(default=20, ge=1, description="aim for batches this long (size adapts); a batch holds "
+                                 "the rows it updated until it commits, so writers to them wait up to this long")
     pause_ms: int = Field(default=0, ge=0, description="sleep between batches")
     lock_timeout_ms: int = Field(default=2000, ge=1, description="lock_timeout of each batch")
     max_replication_lag_s: float | None = Field(
@@ -241,37 +250,6 @@ def _started(conn: Any, spec: BackfillSpec) -> bool:
     return row is not None
 
 
-def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: str | None,
-                after: bool) -> sql.Composed:
-    """One batch: the next ``%(n)s`` keys after ``%(k0)s…``, update those matching ``where``."""
-    cols = [sql.Identifier(k) for k, _ in keys]
-    aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
-    tbl = sql.SQL(table)
-    select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
-    order = sql.SQL(", ").join(cols)
-    # the batch is the key range (after, last key of the next n]: one index range scan updates it
-    mine = sql.SQL(", ").join(sql.SQL("{}.{}").format(tbl, c) for c in cols)
-    hi = sql.SQL(", ").join(sql.SQL("_a19_hi.{}").format(a) for a in aliases)
-    span = sql.SQL("({}) <= ({})").format(mine, hi)
-    cond = sql.SQL("")
-    if after:
-        bounds = sql.SQL(", ").join(
-            sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
-        cond = sql.SQL(" WHERE ({}) > ({})").format(order, bounds)
-        span = sql.SQL("({}) > ({}) AND {}").format(mine, bounds, span)
-    filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")
-    last = sql.SQL(", ").join(sql.SQL("{}::text").format(a) for a in aliases)
-    desc = sql.SQL(", ").join(sql.SQL("{} DESC").format(a) for a in aliases)
-    return sql.SQL(
-        "WITH _a19_batch AS (SELECT {select_keys} FROM {tbl}{cond} ORDER BY {order} LIMIT %(n)s),\n"
-        " _a19_hi AS (SELECT * FROM _a19_batch ORDER BY {desc} LIMIT 1),\n"
-        " _a19_upd AS (UPDATE {tbl} SET {set}\n FROM _a19_hi WHERE {span}{filt} RETURNING 1)\n"
-        "SELECT (SELECT count(*) FROM _a19_batch) AS scanned, (SELECT count(*) FROM _a19_upd) AS updated,\n"
-        " (SELECT ARRAY[{last}] FROM _a19_hi) AS last_key"
-    ).format(select_keys=select_keys, tbl=tbl, cond=cond, order=order, set=sql.SQL(set_sql), span=span,
-             filt=filt, last=last, desc=desc)
-
-
 def _wait_for_replicas(conn: psycopg.Connection[Any], limit: float | None, progress: Progress | None,
                        done: float, total: float | None) -> float:
     """Wait while a replica streaming from this server is more than ``limit`` seconds behind; the seconds waited.
@@ -319,21 +297,21 @@ def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Pr
     refuse_hidden_rows(conn, table)
     name = spec.checkpoint_name()
     _ensure_checkpoint_table(conn, checkpoint_table)
-    cp = sql.Identifier(checkpoint_table)
     got = _one(conn, "SELECT pg_try_advisory_lock(hashtext(%s)) AS ok", (f"agent19_backfill:{name}",))
     if not _v(got, 0, "ok"):
         raise InputError(f"backfill {name!r} is already running in another session",
                          "wait for it, or stop it; its checkpoint keeps its progress")
     try:
-        return _run(conn, spec, progress, table, estimate, keys, name, cp)
+        return _run(conn, spec, progress, table, estimate, keys, name, checkpoint_table)
     finally:
         if not conn.closed:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"agent19_backfill:{name}",))
 
 
 def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress | None, table: str,
-         estimate: int, keys: list[tuple[str, str]], name: str, cp: sql.Identifier) -> BackfillResult:
+         estimate: int, keys: list[tuple[str, str]], name: str, checkpoint_table: str) -> BackfillResult:
     start = time.monotonic()
+    cp = sql.Identifier(checkpoint_table)
     if spec.restart:
         conn.execute(sql.SQL("DELETE FROM {} WHERE name = %s").format(cp), (name,))
     existing = _one(conn, sql.SQL("SELECT * FROM {} WHERE name = %s").format(cp), (name,))
@@ -361,36 +339,39 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
     total: float | None = float(estimate) if estimate and estimate > 0 else None
     if total is None:
         total = float(_v(_one(conn, sql.SQL("SELECT count(*) AS n FROM {}").format(sql.SQL(table))), 0, "n"))
-    q_first = batch_query(table, keys, spec.set, spec.where, after=False)
-    q_next = batch_query(table, keys, spec.set, spec.where, after=True)
-    q_lock_cp = sql.SQL("SELECT last_key, rows_scanned FROM {} WHERE name = %s FOR UPDATE").format(cp)
-    q_move = sql.SQL("UPDATE {} SET last_key = %s, rows_updated = rows_updated + %s, rows_scanned = rows_scanned + %s,"
-                     " batches = batches + 1, updated_at = now() WHERE name = %s").format(cp)
+    q_first = batch_query(table, keys, spec.set, spec.where, after=False, checkpoint=checkpoint_table)
+    q_next = batch_query(table, keys, spec.set, spec.where, after=True, checkpoint=checkpoint_table)
+    q_last = sql.SQL("SELECT last_key FROM {} WHERE name = %s").format(cp)
+    set_timeout = sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{spec.lock_timeout_ms}ms"))
     size = spec.batch_size
     updated_now = scanned_now = retries = 0
     lag_wait = 0.0
     scanned_total = state["rows_scanned"]
+    last_key: list[str] | None = state["last_key"]
+    lag_checked = float("-inf")
     while True:
-        lag_wait += _wait_for_replicas(conn, spec.max_replication_lag_s, progress, scanned_total, total)
+        if time.monotonic() - lag_checked >= LAG_CHECK_S:
+            lag_wait += _wait_for_replicas(conn, spec.max_replication_lag_s, progress, scanned_total, total)
+            lag_checked = time.monotonic()
         attempt = 0
         while True:
             t0 = time.monotonic()
             try:
-                with conn.transaction():
-                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
-                        sql.Literal(f"{spec.lock_timeout_ms}ms")))
-                    cur = _one(conn, q_lock_cp, (name,))
-                    last_key = _v(cur, 0, "last_key")
-                    params: dict[str, Any] = {"n": size}
-                    if last_key:
-                        params.update({f"k{i}": v for i, v in enumerate(last_key)})
-                    res = _one(conn, q_next if last_key else q_first, params)
-                    scanned, updated, new_last = _v(res, 0, "scanned"), _v(res, 1, "updated"), _v(res, 2, "last_key")
-                    if scanned == 0:
-                        conn.execute(sql.SQL("UPDATE {} SET finished_at = now(), updated_at = now() "
-                                             "WHERE name = %s").format(cp), (name,))
-                    else:
-                        conn.execute(q_move, (new_last, updated, scanned, name))
+                # BEGIN, lock_timeout, the batch with its checkpoint move, COMMIT: one round trip
+                with one_trip(conn), conn.transaction():
+                    conn.execute(set_timeout)
+                    cur = conn.execute(q_next if last_key else q_first, batch_params(name, last_key, size))
+                res = cur.fetchone()
+                scanned, updated, new_last, moved = (_v(res, 0, "scanned"), _v(res, 1, "updated"),
+                                                     _v(res, 2, "last_key"), _v(res, 3, "moved"))
+                if not moved:
+                    # another run (the procedure takes no advisory lock) moved the checkpoint: nothing was done;
+                    # go on from where it is now
+                    moved_to = _one(conn, q_last, (name,))
+                    if moved_to is None:
+                        raise InputError(f"the checkpoint of backfill {name!r} was deleted while it ran")
+                    last_key = _v(moved_to, 0, "last_key")
+                    continue
                 break
             except psycopg.Error as exc:
                 if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < spec.max_retries:
@@ -403,6 +384,7 @@ def _run(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Progress |
         elapsed_ms = (time.monotonic() - t0) * 1000
         if scanned == 0:
             break
+        last_key = new_last
         updated_now += updated
         scanned_now += scanned
         scanned_total += scanned
