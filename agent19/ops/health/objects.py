@@ -130,12 +130,12 @@ def indexes(probe: Probe) -> list[Check]:
               value=[f.model_dump() for f in invalid], objects=[f.index or f.table for f in invalid],
               threshold="any index with pg_index.indisvalid = false",
               message="; ".join(f"{f.index} on {f.table}: {f.detail}" for f in invalid) or "no invalid index",
-              fix="\n".join(f.fix for f in invalid) or None),
+              fix="\n".join(f.fix for f in invalid) or None, untrusted_data=bool(invalid)),
         Check(check="index_health", status="warning" if other else "ok", evidence=evidence, window=window,
               value=[f.model_dump() for f in other], objects=sorted({f.index or f.table for f in other}),
               threshold="index_health's rules: unused >= 10 MB, duplicate, foreign key without index, bigger than "
               "its table, bloat >= 100 MB",
               message="; ".join(f"[{f.kind}] {f.index or f.table}: {f.detail}" for f in other[:10])
               or "no unused, duplicate, missing or bloated index",
-              fix="\n".join(f.fix for f in other[:10]) or None),
+              fix="\n".join(f.fix for f in other[:10]) or None, untrusted_data=bool(other)),
     ]
