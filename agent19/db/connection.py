@@ -35,7 +35,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from agent19.config import AccessMode, Secret, Settings
 from agent19.db import catalog_first
 from agent19.db.embedded import start_embedded
-from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text
+from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text, remember_secret
 from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
 from agent19.tool_names import at_cli
 
@@ -57,6 +57,8 @@ class Database:
                 settings.read_dsn.get_secret_value() if settings.read_dsn else None,
                 "the reader DSN (--read-dsn / AGENT19_READ_DSN)"):
             raise ConfigError(problem)
+        remember_secret(password_of(self._dsn))  # masked in every value read back (r27-k07)
+        remember_secret(password_of(settings.read_dsn.get_secret_value() if settings.read_dsn else None))
         self._embedded = self._dsn is None
         self._pool: ConnectionPool[Connection] | None = None
         self._reader: Database | None = None

@@ -11,17 +11,26 @@ from __future__ import annotations
 
 import re
 
+from pglast.parser import ParseError, scan
 from psycopg.conninfo import conninfo_to_dict
 
 # greedy up to the token's last "@": an unencoded "@" inside the password is masked too
 _URI_USERINFO = re.compile(r"(?P<scheme>postgres(?:ql)?://)(?P<user>[^:@/\s]*):(?P<pw>\S*)@")
 _URI_SCHEME = re.compile(r"^\s*postgres(?:ql)?://", re.IGNORECASE)
-_KV_PASSWORD = re.compile(r"(?P<key>\bpassword\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
-# SQL that carries a password as a literal: CREATE/ALTER ROLE … [ENCRYPTED] PASSWORD '…', user mappings'
-# OPTIONS (password '…'); statistics views (pg_stat_statements, pg_stat_activity) keep such text verbatim
-_SQL_PASSWORD = re.compile(r"(?P<key>\bpassword\s+)(?P<val>(?:E|U&)?'(?:[^']|'')*'|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)",
+# password=, sslpassword=, PGPASSWORD= … (conninfo strings, URI parameters, environment assignments)
+_KV_PASSWORD = re.compile(r"(?P<key>\b\w*password\s*=\s*)(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&]+)",
+                          re.IGNORECASE)
+_JSON_PASSWORD = re.compile(r'(?P<key>"\w*password"\s*:\s*)(?P<val>"(?:[^"\\]|\\.)*")', re.IGNORECASE)
+# SQL text the scanner cannot read (cut at 200 characters, not SQL at all): a literal after a name holding
+# "password" (PASSWORD '…', "password" '…', sslpassword '…'), with comments, blanks or "=" between
+_SQL_PASSWORD = re.compile(r"(?P<key>\b\w*password\"?(?:\s|/\*.*?\*/|--[^\n]*(?:\n|$)|=)*)"
+                           r"(?P<val>(?:E|U&)?'(?:[^']|'')*(?:'|$)|\$(?P<tag>\w*)\$.*?(?:\$(?P=tag)\$|$))",
                            re.IGNORECASE | re.DOTALL)
+_STRING_TOKENS = frozenset({"SCONST", "USCONST"})
+_SKIPPED_TOKENS = frozenset({"C_COMMENT", "SQL_COMMENT", "ASCII_61"})  # comments and "=" between a name and a value
 MASK = "***"
+_known: set[str] = set()
+"""Passwords of the DSNs this process connects with (:func:`remember_secret`): masked wherever they appear."""
 
 
 def check_dsn(dsn: str | None, setting: str = "the DSN") -> str | None:
@@ -68,22 +77,69 @@ def redact_dsn(dsn: str | None) -> str:
     return " ".join(f"{k}={v}" for k, v in parts.items())
 
 
+def remember_secret(secret: str | None) -> None:
+    """Mask ``secret`` (the password of a DSN this process uses) in everything :func:`redact_text` and
+    :func:`redact_value` return from now on: a statement that set it (``ALTER ROLE … PASSWORD``) may be read back
+    from the statistics views in a form no rule recognises."""
+    if secret and len(secret) >= 3:
+        _known.add(secret)
+
+
 def redact_text(text: str, *secrets: str | None) -> str:
-    """Mask URI passwords, ``password=…`` pairs and any literal secret given."""
+    """Mask URI passwords, ``password=…`` pairs (``sslpassword=``, ``PGPASSWORD=`` too), JSON ``"password": "…"``
+    members, the passwords of this process's DSNs and any literal secret given."""
     out = _URI_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
     out = _KV_PASSWORD.sub(lambda m: f"{m['key']}{MASK}", out)
-    for secret in secrets:
-        if secret and len(secret) >= 3:
-            out = out.replace(secret, MASK)
+    out = _JSON_PASSWORD.sub(lambda m: f'{m["key"]}"{MASK}"', out)
+    for secret in sorted({s for s in secrets if s and len(s) >= 3} | _known, key=len, reverse=True):
+        out = out.replace(secret, MASK)
     return out
 
 
+def _names_a_password(token: str) -> bool:
+    return "password" in token.strip('"').lower()
+
+
+def _mask_sql(text: str) -> str:
+    """SQL text with every string constant that is a password masked, as PostgreSQL's own scanner reads it: the
+    literal after ``PASSWORD`` (comments or nothing between), after an option named like ``password`` (user
+    mappings', servers' and subscriptions' OPTIONS, quoted or not), and the password inside a conninfo literal
+    (``CONNECTION 'host=… password=…'``). Text the scanner cannot read is masked by a pattern instead."""
+    try:
+        tokens = scan(text)
+    except ParseError:
+        return _SQL_PASSWORD.sub(lambda m: f"{m['key']}'{MASK}'", text)
+    out, at, before = [], 0, None
+    for tok in tokens:
+        span = text[tok.start:tok.end + 1]
+        if tok.name in _STRING_TOKENS:
+            if before is not None and _names_a_password(before):
+                written = f"'{MASK}'"
+            elif "assword" in span.lower() or "@" in span:
+                written = redact_text(span)
+            else:
+                written = span
+            if written != span:
+                out += [text[at:tok.start], written]
+                at = tok.end + 1
+        if tok.name not in _SKIPPED_TOKENS:
+            before = span
+    out.append(text[at:])
+    return "".join(out)
+
+
 def redact_value(text: str) -> str:
-    """A text value read from a database, with the credentials it may quote masked (:func:`redact_text`
-    and SQL password literals): a reader of pg_stat_statements sees ``PASSWORD '***'``."""
-    if "@" not in text and "assword" not in text.lower():
-        return text
-    return _SQL_PASSWORD.sub(lambda m: f"{m['key']}'{MASK}'", redact_text(text))
+    """A text value read from a database, with the credentials it may quote masked (:func:`redact_text` and SQL
+    password literals, found by :func:`_mask_sql`): a reader of pg_stat_statements sees ``PASSWORD '***'``."""
+    if "@" in text or "assword" in text.lower():
+        text = _mask_sql(text)
+    return redact_text(text) if _known or "@" in text or "assword" in text.lower() else text
+
+
+def shown_statement(query: str, limit: int) -> str:
+    """A statement read from pg_stat_statements or pg_stat_activity, as agent19 shows it: credentials masked
+    (before it is cut, so a cut password literal is still recognised), on one line, at most ``limit`` characters."""
+    return " ".join(redact_value(query).split())[:limit]
 
 
 def password_of(dsn: str | None) -> str | None:

@@ -108,7 +108,8 @@ def _match(t: Target, identity: dict[str, Any]) -> sql.Composable:
         missing = [k for k in t.key if k not in identity]
         if missing:
             raise InputError(f"a change of {t.name} does not carry its key column(s) {missing}",
-                             f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source, or give it a primary key")
+                             f"ALTER TABLE {t.ident.as_string()} REPLICA IDENTITY FULL on the source, or give it a "
+                             "primary key")
         return sql.SQL(" AND ").join(sql.SQL("d.{} = {}").format(sql.Identifier(k), _col(t, "o", k)) for k in t.key)
     cols = [c for c in identity if c in t.columns]
     cond = sql.SQL(" AND ").join(  # as text: json, xml, point… have no equality operator
@@ -138,7 +139,8 @@ def apply_change(conn: Connection, t: Target, change: dict[str, Any], counts: Ap
     if not identity:
         raise InputError(f"an {('update' if action == 'U' else 'delete')} of {t.name} carries no old key (REPLICA "
                          "IDENTITY NOTHING, or no primary key)",
-                         f"ALTER TABLE {t.name} REPLICA IDENTITY FULL on the source (agent19 cdc check lists them)")
+                         f"ALTER TABLE {t.ident.as_string()} REPLICA IDENTITY FULL on the source (agent19 cdc check "
+                         "lists them)")
     where = _match(t, identity)
     if action == "U":
         sets = sql.SQL(", ").join(sql.SQL("{} = {}").format(ident(c), _col(t, "n", c)) for c in new)

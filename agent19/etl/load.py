@@ -144,7 +144,8 @@ class Loader:
             if sorted(self.key) not in uniques:
                 raise InputError(f"upsert into {self.table_name} needs a unique index or primary key on exactly "
                                  f"({', '.join(self.key)})",
-                                 f"CREATE UNIQUE INDEX CONCURRENTLY ON {self.table_name} ({', '.join(self.key)})")
+                                 f"CREATE UNIQUE INDEX CONCURRENTLY ON {self.table.as_string(self.conn)} "
+                                 f"({', '.join(sql.Identifier(k).as_string(self.conn) for k in self.key)})")
         got = self.conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (lock_key(self.pipeline),)).fetchone()
         if not got or not got["ok"]:
             raise InputError(f"another run of pipeline {self.pipeline!r} holds its lock on the destination",

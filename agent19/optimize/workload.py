@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from agent19.db.connection import Database
 from agent19.db.hidden_statements import hidden_statements
+from agent19.db.redact import redact_value
 from agent19.errors import InputError
 
 OrderBy = Literal["total_time", "mean_time", "calls"]
@@ -51,7 +52,7 @@ def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20)
             rows = _top(conn, order_by, limit)
         except psycopg.errors.ObjectNotInPrerequisiteState:  # "must be loaded via shared_preload_libraries"
             raise _not_preloaded() from None
-    return [WorkloadQuery(sql=r["query"], calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
+    return [WorkloadQuery(sql=redact_value(r["query"]), calls=r["calls"], mean_ms=r["mean_ms"], total_ms=r["total_ms"])
             for r in rows]
 
 

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from agent19.errors import InputError
+from agent19.migrate.patterns.sqlnames import ident, qname, split_name
 from agent19.safety.detect import Finding
 from agent19.safety.impact import Impact, TargetImpact
 from agent19.units import human_size
@@ -106,7 +108,13 @@ def checklist(finding: Finding, impact: Impact) -> list[ChecklistItem]:
 
 
 def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternative]:
-    name = finding.targets[0].name if finding.targets else ""
+    raw = finding.targets[0].name if finding.targets else ""
+    try:  # a name is written quoted: never statement text, whatever it holds (r27-k14)
+        name = qname(raw) if raw else ""
+        col = ident(finding.targets[0].column) if finding.targets and finding.targets[0].column else None
+        renamed = ident(split_name(raw)[1] + "_deprecated") if raw else ""
+    except InputError:  # a name with a line break: no statement is suggested
+        return []
     if finding.kind in {"delete_all", "mass_delete"}:
         return [
             Alternative(title="delete only some rows", sql=f"DELETE FROM {name} WHERE <condition>",
@@ -120,10 +128,9 @@ def alternatives(finding: Finding, targets: list[TargetImpact]) -> list[Alternat
         return [Alternative(title="update only some rows", sql=f"UPDATE {name} SET ... WHERE <condition>",
                             why="did you mean to change only the rows that match a condition?")]
     if finding.kind == "drop_table":
-        return [Alternative(title="rename first", sql=f"ALTER TABLE {name} RENAME TO {name.rsplit('.', 1)[-1]}"
-                            "_deprecated", why="a reversible step: drop later, once nothing has missed it")]
-    if finding.kind == "drop_column" and finding.targets:
-        col = finding.targets[0].column
+        return [Alternative(title="rename first", sql=f"ALTER TABLE {name} RENAME TO {renamed}",
+                            why="a reversible step: drop later, once nothing has missed it")]
+    if finding.kind == "drop_column" and col:
         return [Alternative(title="stop writing it first", sql=f"ALTER TABLE {name} ALTER COLUMN {col} DROP NOT NULL",
                             why="deploy code that no longer uses the column, then drop it")]
     return []

@@ -19,7 +19,7 @@ class IndexHealthArgs(BaseModel):
 def render_health(h: IndexHealth) -> str:
     lines = [f"[{f.kind}] {f.index or f.table}: {f.detail}\n    fix{' (DESTRUCTIVE)' if f.destructive else ''}: "
              f"{f.fix}" for f in h.findings] or ["no index problems found"]
-    return "\n".join(lines + [f"note: {n}" for n in h.notes])
+    return "\n".join(lines + [f"note: {n}" for n in [*h.notes, h.note]])
 
 
 @tool(

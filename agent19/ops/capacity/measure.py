@@ -14,6 +14,7 @@ import time
 
 import psycopg
 
+from agent19.db.redact import shown_statement
 from agent19.ops.capacity.model import CurrentState, ObjectSize, Rates, Statement
 from agent19.ops.health.probe import MONITOR, Probe
 from agent19.ops.health.sessions import connections
@@ -89,7 +90,7 @@ SELECT query, calls, {t} AS total_ms, {m} AS mean_ms, {sd} AS sd_ms, rows
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
    AND query NOT LIKE '{MARK}%' AND {NOT_CONTROL}
  ORDER BY {t} DESC LIMIT {int(limit)}""")
-    return [Statement(query=HIDDEN_TEXT if _hidden(r["query"]) else " ".join(r["query"].split())[:500],
+    return [Statement(query=HIDDEN_TEXT if _hidden(r["query"]) else shown_statement(r["query"], 500),
                       hidden=_hidden(r["query"]), calls=r["calls"],
                       total_ms=round(r["total_ms"], 2), mean_ms=round(r["mean_ms"], 3),
                       p95_estimate_ms=round(r["mean_ms"] + 1.645 * (r["sd_ms"] or 0), 3), rows=r["rows"])

@@ -9,6 +9,8 @@ the check is ``unknown`` for them. Indexes come from :func:`agent19.optimize.hyg
 
 from __future__ import annotations
 
+import shlex
+
 from agent19.ops.health.model import Check, grade, worst
 from agent19.ops.health.probe import Probe
 from agent19.optimize.hygiene import index_health
@@ -32,6 +34,7 @@ SELECT format('%I.%I', n.nspname, c.relname) AS sequence, format_type(s.seqtypid
        CASE WHEN has_sequence_privilege(c.oid, 'SELECT,USAGE') THEN pg_sequence_last_value(c.oid)::numeric END
          AS last_value,
        coalesce(json_agg(json_build_object('column', format('%I.%I.%I', tn.nspname, t.relname, a.attname),
+                                           'table', format('%I.%I', tn.nspname, t.relname), 'name', a.attname,
                                            'type', format_type(a.atttypid, NULL), 'identity', a.attidentity <> ''))
                 FILTER (WHERE a.attname IS NOT NULL), '[]') AS columns
   FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -47,6 +50,7 @@ def sequences(probe: Probe) -> list[Check]:
     t = probe.thresholds
     rows = probe.rows(Q_SEQUENCES)
     used, unreadable, mismatched = [], [], []
+    parts: dict[str, tuple[str, str]] = {}  # column as SQL -> (its table as SQL, its raw name): for shell commands
     for r in rows:
         if not r["readable"]:
             unreadable.append(r["sequence"])
@@ -54,6 +58,7 @@ def sequences(probe: Probe) -> list[Check]:
         up = r["increment"] > 0
         limit = int(r["max"] if up else r["min"])
         for col in r["columns"]:
+            parts[col["column"]] = (col.pop("table"), col.pop("name"))
             bound = (INT_MAX if up else INT_MIN).get(col["type"])
             if bound is not None and abs(bound) < abs(limit):
                 limit = bound
@@ -72,8 +77,9 @@ def sequences(probe: Probe) -> list[Check]:
     for u in flagged[:10]:
         cols = u["columns"]
         fixes.append(f"{u['sequence']}: " + (
-            "; ".join(f"widen {c} to bigint (agent19 pattern change_column_type {c.rsplit('.', 1)[0]} --column "
-                      f"{c.rsplit('.', 1)[1]} --type bigint), then ALTER SEQUENCE {u['sequence']} AS bigint"
+            "; ".join(f"widen {c} to bigint (agent19 pattern change_column_type {shlex.quote(parts[c][0])} "
+                      f"--column {shlex.quote(parts[c][1])} --type bigint), then ALTER SEQUENCE {u['sequence']} "
+                      "AS bigint"
                       for c in cols) if cols else
             (f"ALTER SEQUENCE {u['sequence']} AS bigint (no column depends on it; find who calls nextval on it)"
              if u["type"] != "bigint" else
@@ -124,12 +130,12 @@ def indexes(probe: Probe) -> list[Check]:
               value=[f.model_dump() for f in invalid], objects=[f.index or f.table for f in invalid],
               threshold="any index with pg_index.indisvalid = false",
               message="; ".join(f"{f.index} on {f.table}: {f.detail}" for f in invalid) or "no invalid index",
-              fix="\n".join(f.fix for f in invalid) or None),
+              fix="\n".join(f.fix for f in invalid) or None, untrusted_data=bool(invalid)),
         Check(check="index_health", status="warning" if other else "ok", evidence=evidence, window=window,
               value=[f.model_dump() for f in other], objects=sorted({f.index or f.table for f in other}),
               threshold="index_health's rules: unused >= 10 MB, duplicate, foreign key without index, bigger than "
               "its table, bloat >= 100 MB",
               message="; ".join(f"[{f.kind}] {f.index or f.table}: {f.detail}" for f in other[:10])
               or "no unused, duplicate, missing or bloated index",
-              fix="\n".join(f.fix for f in other[:10]) or None),
+              fix="\n".join(f.fix for f in other[:10]) or None, untrusted_data=bool(other)),
     ]

@@ -20,6 +20,7 @@ from psycopg import errors
 
 from agent19.config import AccessMode
 from agent19.db.connection import Database
+from agent19.db.redact import shown_statement
 from agent19.ops.health.model import Check
 from agent19.ops.health.thresholds import HealthThresholds
 from agent19.units import human_duration
@@ -148,7 +149,8 @@ class Probe:
             what = "holding" if r["granted"] else "queued for"
             where = f"{r['state']}, transaction open {human_duration(r['xact_s'])}" if r["xact_s"] is not None \
                 else (r["state"] or "state hidden")
-            query = f": {r['query']}" if r["query"] and r["query"] != "<insufficient privilege>" else ""
+            query = f": {shown_statement(r['query'], 200)}" if r["query"] and r["query"] != "<insufficient privilege>" \
+                else ""
             parts.append(f"pid {r['pid']} {what} {r['mode']} on {r['relation']} ({where}{query})")
         return "blocked by " + "; ".join(parts)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent19.db.redact import shown_statement
 from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.health.model import Check, Status, grade, worst
 from agent19.ops.health.probe import MONITOR, Probe
@@ -44,7 +45,7 @@ def _by_age(rows: list[dict[str, Any]], key: str, warning_s: float,
 
 
 def _q(text: str | None) -> str:
-    return " ".join((text or "").split())[:200]
+    return shown_statement(text or "", 200)
 
 
 def _signal(probe: Probe, pids: list[int], call: str) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent19.db.hidden_statements import hidden_statements
+from agent19.db.redact import shown_statement
 from agent19.migrate.patterns.sqlnames import literal
 from agent19.ops.health.probe import Probe
 
@@ -136,7 +137,7 @@ def session_features(probe: Probe, schema: str) -> tuple[list[SessionFeature], l
                           f"{not_dump}{tracked} ORDER BY calls DESC LIMIT 5")
         if rows:
             found.append(SessionFeature(feature=name, calls=sum(int(r["calls"]) for r in rows), fix=fix,
-                                        statements=[" ".join((r["query"] or "").split())[:200] for r in rows[:3]]))
+                                        statements=[shown_statement(r["query"] or "", 200) for r in rows[:3]]))
     return found, cannot, aside
 
 
