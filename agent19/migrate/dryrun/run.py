@@ -57,8 +57,8 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import Node, after_state, observe
 from agent19.migrate.classification.session_path import transaction_end_paths
+from agent19.migrate.dryrun import lasting, scratch_pool, verdict
 from agent19.migrate.dryrun import scratch as scratch_mod
-from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.checks import refuse_standby, run_check
 from agent19.migrate.dryrun.cluster_guard import (
@@ -73,7 +73,7 @@ from agent19.migrate.dryrun.cluster_guard import (
 )
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
-from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, summary_text
+from agent19.migrate.dryrun.compare import hidden_locks, longest_lock, predicted_locks, summary_text
 from agent19.migrate.dryrun.early_scratch import EarlyScratch, catalog_snapshot
 from agent19.migrate.dryrun.model import (
     CheckResult,
@@ -87,7 +87,7 @@ from agent19.migrate.dryrun.model import (
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
 from agent19.migrate.dryrun.prediction import any_needs_scratch, expects_scratch, needs_scratch, predict, stand_in
 from agent19.migrate.dryrun.progress import run_reporting
-from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, left_behind
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.planning.model import ValidationCheck
@@ -297,6 +297,7 @@ def dry_run(
             if not measure_blocking and not sample_rows and (hidden or outside):  # meanwhile (module ahead)
                 ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms, outside, preds)
                 early = None  # the replay ahead owns it now
+        sizes_before = lasting.read(conn)
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
@@ -307,6 +308,7 @@ def dry_run(
         finally:
             conn.execute("ROLLBACK")
         findings += after_trial(aftermath.after_rollback(conn, watched, checked))  # sequences: the catalog diff
+        sizes_after = lasting.read(conn)
         if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
@@ -358,44 +360,15 @@ def dry_run(
         if reread is not None:
             reread.shutdown()  # its read of the target ends before the session closes
         conn.close()
-    differences = diff_snapshots(before, after, backward_is_error=True) + diff_cluster(cluster_before, cluster_after)
+    differences = (diff_snapshots(before, after, backward_is_error=True, measured=True)
+                   + diff_cluster(cluster_before, cluster_after))
     if cluster_before.unreadable:
         findings.append(Finding(kind="skipped", severity="info", message=(
             "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
-    for res in results:
-        findings += compare(res, preds.get(res.index, []), existing, statements[res.index].node)
-        if res.error:
-            failed = f"statement {res.index + 1} failed: {res.error.message}"
-            findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
-                                    line=res.error.line, message=failed
-                                    + (f" ({res.error.sqlstate})" if res.error.sqlstate else "")))
-        elif res.untested:
-            findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
-                                    line=res.line, message=f"could not test: {res.untested}"))
-        elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
-            findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
-                                    line=res.line, message=f"not run: {res.note}"))
-        if ran := allowed.get(res.index):  # it ran (never blocked) because --allow-unreadable-code is set
-            res.note = f"{res.note}; {ran}" if res.note else ran
-            findings.append(Finding(kind="unreadable_code_ran", severity="info", statement=res.index, file=res.file,
-                                    line=res.line, message=ran))
-    statement_failed = any(r.error or r.untested for r in results)
-    following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
-    for c in check_results:
-        if not c.passed and statement_failed and c.phase == "after":
-            following.append(c)
-        elif not c.passed:
-            findings.append(Finding(kind="check_failed", severity="error" if c.blocking else "warning",
-                                    message=f"check '{c.name}' ({c.phase}) returned {c.value!r}, expected "
-                                    f"{c.expected}" + (f": {c.error}" if c.error else "")))
-    if following:
-        findings.append(Finding(kind="check_failed", severity="info", message=(
-            f"{len(following)} 'after' check(s) failed, which follows from the statement(s) above that failed or "
-            "could not be tested: "
-            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" ..." if len(following) > 5 else ""))))
-    if changed := errors_only(differences):
-        findings.append(Finding(kind="target_changed", severity="error",
-                                message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))
+    effects, unmeasured = lasting.effects(sizes_before, sizes_after)
+    differences += effects
+    findings += verdict.statement_findings(results, preds, existing, statements, allowed)
+    findings += verdict.check_findings(check_results, results) + verdict.target_findings(differences, unmeasured)
     longest = longest_lock(results)
     passed = not any(f.severity == "error" for f in findings)
     complete = all(r.locks_complete for r in results)
@@ -406,6 +379,6 @@ def dry_run(
         passed=passed, complete=complete, summary=summary, database=db.display_dsn,
         server_version=before.server_version,
         total_ms=total_ms, statements=results, findings=findings, checks=check_results, longest_lock=longest,
-        scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
+        scratch=scratch_info, target_unchanged=not left_behind(differences), target_differences=differences,
         leftovers_dropped=leftovers,
     ))
