@@ -6,8 +6,19 @@ A rollback undoes the rows and the catalog a transaction wrote, not everything t
   the pages stay until a later VACUUM can cut the table's end) and its entries in every index (a btree never
   shrinks). Read as ``pg_relation_size`` of the tables and indexes before and after: growth is reported
   (``warning``) with the amount;
+* **planner statistics written in place**: ANALYZE, VACUUM and CREATE INDEX (through the table's row count)
+  overwrite ``pg_class.reltuples``/``relpages`` outside the transaction, and ANALYZE and VACUUM count themselves
+  in ``pg_stat_all_tables`` (``last_analyze``, the rows-modified counter reset: autoanalyze then waits). What they
+  measured is the table as the migration left it inside the transaction — after a DELETE, an empty table, which
+  the planner keeps believing after the rollback. A change is reported with the numbers and the remedy
+  (``ANALYZE`` the table); an ``error`` when the planner now believes the table empty or the row count is off by
+  more than half or double, ``info`` when it moved by a tenth at most or where there was no figure yet (never
+  analyzed). Where autovacuum or autoanalyze also ran on the table meanwhile, it may be theirs: one step milder;
 * **sequences** are compared by the catalog diff (:func:`agent19.migrate.dryrun.schema_diff.position`,
   ``measured``): the amount ``nextval`` advanced each, the share of its range now used.
+
+The dry run prevents what it can (ANALYZE and VACUUM run only in the scratch database:
+:func:`agent19.migrate.dryrun.prediction.needs_scratch`); this module measures what is left.
 """
 
 from __future__ import annotations
@@ -76,14 +87,49 @@ def _grown(name: str, a: dict[str, Any], b: dict[str, Any]) -> Difference | None
         "write prefer --isolated or a staging copy"))
 
 
-def effects(before: State | str, after: State | str) -> tuple[list[Difference], str | None]:
-    """The tables and indexes grown, from
+def _severity(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """``error``: the planner now believes the table empty while it has pages, or its row count is off by more
+    than half or double; ``info``: within a tenth, or a first figure where there was none (-1: never analyzed) —
+    what an ANALYZE would have measured; else ``warning``."""
+    old, new = a["reltuples"], b["reltuples"]
+    if (new == 0 and old != 0 and b["relpages"] > 0) or (old > 0 and new >= 0 and not old / 2 <= new <= old * 2):
+        return "error"
+    if (a["analyze_count"], a["vacuum_count"]) != (b["analyze_count"], b["vacuum_count"]):
+        return "warning"
+    if old < 0 or (new >= 0 and abs(new - old) <= 0.1 * max(old, new, 1)):
+        return "info"
+    return "warning"
+
+
+def _statistics(name: str, a: dict[str, Any], b: dict[str, Any]) -> Difference | None:
+    changes = []
+    if a["reltuples"] != b["reltuples"] or a["relpages"] != b["relpages"]:
+        changes.append(f"reltuples {_rows(a['reltuples'])} -> {_rows(b['reltuples'])}, relpages "
+                       f"{a['relpages']:,} -> {b['relpages']:,} (written in place, not rolled back: the planner "
+                       "estimates from these)")
+    if (a["analyze_count"], a["vacuum_count"]) != (b["analyze_count"], b["vacuum_count"]):
+        changes.append("ANALYZE or VACUUM counted on it (last_analyze set, the rows-modified counter reset: "
+                       "autoanalyze comes later)")
+    if not changes:
+        return None
+    severity, why = _severity(a, b), ""
+    if a["auto_count"] != b["auto_count"]:
+        severity = "warning" if severity == "error" else "info"
+        why = "; autovacuum or autoanalyze also ran on it meanwhile: it may be theirs"
+    return Difference(kind="statistics", object=name, change="changed", severity=severity, detail=(
+        "; ".join(changes) + f"{why}; measure the table again with ANALYZE {name}"))
+
+
+def effects(before: State | str, after: State | str, *, statistics: bool = True) -> tuple[list[Difference], str | None]:
+    """The tables and indexes grown, and (``statistics``) the tables whose planner statistics changed, from
     ``before`` to ``after`` (:func:`read`); and why they were not compared, when they could not be read."""
     if isinstance(before, str) or isinstance(after, str):
-        return [], f"sizes not compared: {before if isinstance(before, str) else after}"
+        return [], f"sizes and planner statistics not compared: {before if isinstance(before, str) else after}"
     out: list[Difference] = []
     for name in sorted(before.keys() & after.keys()):
         a, b = before[name], after[name]
         if (grown := _grown(name, a, b)) is not None:
             out.append(grown)
+        if statistics and a["kind"] != "i" and (changed := _statistics(name, a, b)) is not None:
+            out.append(changed)
     return out, None

@@ -85,7 +85,14 @@ from agent19.migrate.dryrun.model import (
     statement_error,
 )
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
-from agent19.migrate.dryrun.prediction import any_needs_scratch, expects_scratch, needs_scratch, predict, stand_in
+from agent19.migrate.dryrun.prediction import (
+    any_needs_scratch,
+    expects_scratch,
+    needs_scratch,
+    predict,
+    scratch_note,
+    stand_in,
+)
 from agent19.migrate.dryrun.progress import run_reporting
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, left_behind
 from agent19.migrate.model import Operation
@@ -154,7 +161,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                 res.untested = why.note
             continue
         if needs_scratch(stmt, ops):
-            res.ran_in, res.note = "scratch", "cannot run in a transaction block: runs in a scratch database"
+            res.ran_in, res.note = "scratch", scratch_note(stmt)
             scratch_needed.append(stmt.index)
             substitute = stand_in(stmt)
             if substitute:
