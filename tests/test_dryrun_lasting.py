@@ -116,7 +116,7 @@ def test_the_transactional_part_stops_at_the_first_error_and_locks_are_held_unti
     started = time.monotonic()
     r = _dry_run(app, "ALTER TABLE cust4 ADD COLUMN vip boolean;\nSELECT pg_sleep(0.6);\nSELECT 1/0;\n"
                       "SELECT pg_sleep(5);\nUPDATE cust4 SET vip = true;\n")
-    assert time.monotonic() - started < 5, "statements after the failing one ran"
+    assert time.monotonic() - started < 5, [(x.ran_in, x.duration_ms, x.note) for x in r.statements] + [r.scratch]
     alter, sleep, fail, after1, after2 = r.statements
     assert fail.error is not None and not r.passed
     for res in (after1, after2):

@@ -6,9 +6,10 @@ How it runs (``dry_run``):
    fingerprinted, on a session of their own while the target's catalog is snapshotted
    (:mod:`agent19.migrate.dryrun.cluster_side`); the classification predicts each statement's locks and rewrite.
 2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in order, each
-   under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back to the savepoint; later
-   statements still run), observed by :func:`agent19.db.observe.observe` (locks this statement added, relfilenode
-   rewrites, rows, notices, wall time); the ``after`` checks; then ``ROLLBACK`` — always, in ``finally``.
+   under a ``SAVEPOINT`` (an error is recorded with its file position; as a migration in one transaction would,
+   the statements after it are not run: the transaction is rolled back at once, releasing the locks), observed
+   by :func:`agent19.db.observe.observe` (locks this statement added — held from its start to the rollback —,
+   relfilenode rewrites, rows, notices, wall time); the ``after`` checks; then ``ROLLBACK`` — always, in ``finally``.
    Transaction control in the file (``BEGIN``, ``COMMIT``…) is never sent. PostgreSQL shows a lock mode once per
    transaction, so a statement whose predicted mode an earlier statement already took is re-observed in a
    transaction of its own in the scratch database (below), where the earlier statements were committed — its
@@ -93,7 +94,7 @@ from agent19.migrate.dryrun.prediction import (
     scratch_note,
     stand_in,
 )
-from agent19.migrate.dryrun.progress import run_reporting
+from agent19.migrate.dryrun.progress import never_back, run_reporting
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, left_behind
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
@@ -109,10 +110,22 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
                            kind=ops[0].kind if ops else None, ran_in="transaction")
 
 
+def _stopped(previous: StatementResult) -> str | None:
+    """Why the statement after ``previous`` is not run: it failed (not refused before it ran), or was not run
+    for that reason itself."""
+    if previous.ran_in == "skipped":
+        return previous.note if previous.note and previous.note.startswith("not run: statement ") else None
+    if previous.error is None:
+        return None
+    return (f"not run: statement {previous.index + 1} failed (a migration in one transaction stops there; rolled "
+            "back at once, releasing its locks)")
+
+
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
                     isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked],
-                    live: Progress | None = None, dsn: str = "", paths: dict[int, str | None] | None = None,
+                    took_at: dict[int, float], live: Progress | None = None, dsn: str = "",
+                    paths: dict[int, str | None] | None = None,
                     denied: Callable[[psycopg.Error], str | None] | None = None) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
@@ -120,7 +133,10 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target).
     ``paths``: the search_path the migration's COMMIT or ROLLBACK leaves, where it changes it
     (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place. ``denied``:
-    why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`)."""
+    why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`).
+    ``took_at``: filled with the time each statement that ran started (its locks are held from then on). It stops
+    at the first statement that fails, as a migration in one transaction does: the rest are not run (the caller
+    rolls back at once, releasing the locks)."""
     row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS p").fetchone() if paths else None
     session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
@@ -143,6 +159,9 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         ops = preds.get(stmt.index, [])
         res = _base(stmt, ops)
         results.append(res)
+        if len(results) > 1 and (why := _stopped(results[-2])):
+            res.ran_in, res.note = "skipped", why
+            continue
         label = f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})"
         progress(stmt.index, len(stmts), label)
         if stmt.node == "TransactionStmt":
@@ -183,6 +202,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         held_before = held_now if held_now is not None else note_held(stmt.index - 1)
         nodes_before = nodes_now
         held_now = nodes_now = None  # from here until this statement's observation, unknown (it may fail half-way)
+        took_at[stmt.index] = time.perf_counter()
         try:
             with conn.transaction():
                 obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before,
@@ -232,19 +252,6 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             isolate.append(stmt.index)
 
 
-def _never_back(progress: Progress) -> Progress:
-    """``progress`` whose value always increases, as MCP requires: the scratch database's part comes back to
-    earlier statements (the message names them), and a statement's reports without a server figure repeat
-    its number — those advance by a millionth, invisible in a percentage."""
-    furthest = [-1.0]
-
-    def report(done: float, total: float | None, message: str | None) -> None:
-        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
-        progress(furthest[0], total, message)
-
-    return report
-
-
 def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, list[Operation]],
                    copy: scratch_mod.CopyMode, measure_blocking: bool, server_version: int) -> EarlyScratch | None:
     """Start making the scratch database now, while the transaction runs, when it will be needed and need not
@@ -266,7 +273,7 @@ def dry_run(
 ) -> DryRunResult:
     """Dry-run ``statements`` (in order) against ``db``; nothing persists. See the module docstring."""
     db.require(AccessMode.DRY_RUN, "test_migration (a dry run)")
-    progress = _never_back(progress) if progress is not None else None
+    progress = never_back(progress) if progress is not None else None
     report: Progress = progress or (lambda done, total, message: None)
     statements = [s.with_index(i) for i, s in enumerate(statements)]
     started = time.perf_counter()
@@ -276,6 +283,7 @@ def dry_run(
     isolate: list[int] = []
     scratch_needed: list[int] = []
     ran: list[str] = []
+    took_at: dict[int, float] = {}
     conn = db.connect()
     early: EarlyScratch | None = None
     side: ClusterSide | None = None
@@ -308,14 +316,18 @@ def dry_run(
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
-            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked,
+            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked, took_at,
                             live=progress, dsn=db.dsn, paths=transaction_end_paths(statements, before),
                             denied=db.denied_in_copy)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
+            for i, at in took_at.items():  # locks are held from the statement's start until now
+                results[i].locks_held_ms = round((time.perf_counter() - at) * 1000, 3)
         findings += after_trial(aftermath.after_rollback(conn, watched, checked))  # sequences: the catalog diff
         sizes_after = lasting.read(conn)
+        if ahead is not None and verdict.stopped(results):  # it replays what the target never ran: not waited for
+            ahead.join(cancel=True)
         if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None

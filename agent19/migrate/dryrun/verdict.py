@@ -26,6 +26,9 @@ def statement_findings(results: list[StatementResult], preds: dict[int, list[Ope
         elif res.untested:
             findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"could not test: {res.untested}"))
+        elif res.ran_in == "skipped" and res.note and res.note.startswith("not run: statement "):
+            findings.append(Finding(kind="skipped", severity="info", statement=res.index, file=res.file,
+                                    line=res.line, message=res.note))
         elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
             findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
                                     line=res.line, message=f"not run: {res.note}"))
@@ -34,6 +37,11 @@ def statement_findings(results: list[StatementResult], preds: dict[int, list[Ope
             findings.append(Finding(kind="unreadable_code_ran", severity="info", statement=res.index, file=res.file,
                                     line=res.line, message=ran))
     return findings
+
+
+def stopped(results: list[StatementResult]) -> bool:
+    """The transactional part stopped at a statement that failed: statements after it were not run."""
+    return any(r.ran_in == "skipped" and (r.note or "").startswith("not run: statement ") for r in results)
 
 
 def check_findings(check_results: list[CheckResult], results: list[StatementResult]) -> list[Finding]:
