@@ -163,8 +163,11 @@ async def test_every_cluster_wide_kind_leaves_the_cluster_byte_for_byte(pg, dsn,
     if with_scratch:
         assert r["scratch"]["dropped"] is True
         assert not any("wrote" in n for n in r["scratch"]["notes"])  # nothing reached a shared catalog there
-    kinds = {f["kind"] for f in r["findings"]}
-    assert "target_changed" not in kinds and r["target_unchanged"] is True, r["target_differences"]
+    changed = [f for f in r["findings"] if f["kind"] == "target_changed" and f["severity"] == "error"]
+    # only what the rolled-back INSERT left (r27 k06: measured, said): items grown — and, with the stand-in CREATE
+    # INDEX, its first row count (info) —, nothing of the cluster
+    left = {(d["kind"], d["severity"]) for d in r["target_differences"]}
+    assert not changed and left <= {("size", "warning"), ("statistics", "info")}, r["target_differences"]
     not_run = [f for f in r["findings"] if f["kind"] == "skipped" and f["message"].startswith("not run")]
     assert len(not_run) == sum(o in ("cluster", "hidden") for o, _ in plan)
     assert r["passed"] is False  # the replication slots were refused: the migration was not fully tried

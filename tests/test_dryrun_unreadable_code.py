@@ -8,7 +8,8 @@ As an application role (not a superuser), through the library as `agent19 dry-ru
   other session of the same role; PASSED. Now: default-deny for code the guard cannot read — not run, the
   session alive — unless the operator set ``allow_unreadable_code``.
 * A sequence set back by a path the screen does not follow (an operator over ``setval``) is seen afterwards:
-  ``target_unchanged`` false, the sequence named. ``nextval`` moving one forward, and ``ALTER SEQUENCE
+  ``target_unchanged`` false, the sequence named. ``nextval`` moving one forward is an effect left on the target
+  (a ``warning`` with the amount, r27 k06), not an error; ``ALTER SEQUENCE
   RESTART`` (transactional), are not differences.
 """
 
@@ -77,7 +78,8 @@ def test_setval_in_a_function_body_or_do_block_is_not_run(app):
     assert "public.reset_static" in (call.untested or "")
     assert insert.ran_in == "transaction" and insert.error is None, insert
     assert r.passed and r.summary.startswith("COULD NOT TEST"), r.summary
-    assert r.target_unchanged, r.target_differences
+    (moved,) = r.target_differences  # the INSERT's nextval, nothing else: setval never ran
+    assert moved.severity == "warning" and moved.detail.startswith("advanced by 1 (1,000 -> 1,001)"), moved
     assert _last_value(app)[0] >= before[0]  # never set back (the INSERT's nextval may move it forward)
     with psycopg.connect(app, autocommit=True) as c:  # the application still inserts
         c.execute("INSERT INTO customers (email) VALUES ('after@x.org')")
@@ -133,7 +135,7 @@ def test_setval_stays_untested_even_when_opted_in(app):
     assert _last_value(app) == (1000, True)
 
 
-def test_nextval_inserts_and_a_restart_run_and_leave_the_target_unchanged(app):
+def test_nextval_inserts_and_a_restart_run_and_leave_only_the_sequences_advanced(app):
     """nextval through a column default and in a trigger's body (followed, not stopped at)."""
     with psycopg.connect(app, autocommit=True) as c:
         c.execute("CREATE SEQUENCE tickets; CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS "
@@ -144,9 +146,12 @@ def test_nextval_inserts_and_a_restart_run_and_leave_the_target_unchanged(app):
                       "ALTER SEQUENCE customers_id_seq RESTART WITH 1;\n")  # transactional: rolled back
     assert [s.ran_in for s in r.statements] == ["transaction"] * 3, r.statements
     assert all(s.error is None and not s.untested for s in r.statements), r.statements
-    assert r.passed and r.target_unchanged, r.target_differences
-    moved = [d for d in r.target_differences if d.kind == "sequence"]
-    assert all(d.severity == "info" and "gaps are normal" in d.detail for d in moved), moved
+    assert r.passed and not r.target_unchanged, r.target_differences  # said: nextval is not rolled back
+    moved = {d.object: d for d in r.target_differences if d.kind == "sequence"}
+    assert set(moved) == {"public.customers_id_seq", "public.tickets"}, r.target_differences
+    assert all(d.severity == "warning" for d in moved.values()), moved
+    assert moved["public.customers_id_seq"].detail.startswith("advanced by 6 (1,000 -> 1,006)"), moved
+    assert moved["public.tickets"].detail.startswith("first called: last_value now 6"), moved
     assert _last_value(app)[0] >= 1000
 
 

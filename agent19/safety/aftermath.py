@@ -8,8 +8,10 @@ a policy, an operator — and the rollback does not undo what that code did outs
 
 * the login's sequences: one set back (``setval``, or to not-called) is an **error**, named with the value to
   restore (the comparison is the dry run's: :func:`agent19.migrate.dryrun.schema_diff.position`); nothing is
-  restored automatically. Sequences the login may ``UPDATE`` (so ``setval``) but not read show no value
-  (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
+  restored automatically. One ``nextval`` moved forward is said with the amount and the share of its range now
+  used (``advanced``); an **error** when that reached the end of the range (the application's next ``nextval``
+  fails) or used a noticeable share of what was left. Sequences the login may ``UPDATE`` (so ``setval``) but not
+  read show no value (``pg_sequences.last_value`` is NULL): they cannot be compared, and the result says how many;
 * the other sessions of the same role in the same database: when the database holds code of its own that the
   statement may have run (functions outside extensions), sessions gone afterwards are a **warning** — a session
   may have ended on its own, so it cannot be attributed with certainty;
@@ -74,9 +76,12 @@ class Aftermath(BaseModel):
                                 "the same role that ended during it")
     notes: list[str] = Field(default=[], description="what could not be compared, e.g. sequences the login may "
                              "not read")
+    advanced: list[str] = Field(default=[], description="sequences nextval moved forward (not rolled back), with the "
+                                "amount and the share of the range used; used up (or nearly): also in errors")
 
     def lines(self) -> list[str]:
         return ([f"error: {e}" for e in self.errors] + [f"warning: {w}" for w in self.warnings]
+                + [f"warning: left on the target: {a}" for a in self.advanced if a not in self.errors]
                 + [f"note: {n}" for n in self.notes])
 
 
@@ -110,8 +115,12 @@ def compare(start: dict[str, Any], end: dict[str, Any], sessions_after: list[int
     before, after = _sequences(start), _sequences(end)
     for name in sorted(before.keys() & after.keys()):
         a, b = before[name], after[name]
-        moved = position(name, a, b, backward_is_error=True, cause="setval outside the transaction")
-        if any(d.severity == "error" for d in moved):
+        moved = position(name, a, b, backward_is_error=True, cause="setval outside the transaction", measured=True)
+        if moved and "moved backward" not in moved[0].detail:  # forward: nextval handed numbers out
+            out.advanced.append(f"sequence {name} {moved[0].detail}")
+            if moved[0].severity == "error":
+                out.errors.append(out.advanced[-1])
+        elif any(d.severity == "error" for d in moved):
             to = "its start (not called)" if b.last_value is None else str(b.last_value)
             out.errors.append(f"the statement set sequence {name} back from {a.last_value} to {to} outside the "
                               f"transaction (the rollback does not undo it): restore it with SELECT "
@@ -168,3 +177,4 @@ def trial(db: Database, checked: str | None = None) -> Iterator[tuple[Any, After
                              getattr(exc, "hint", None)) from exc
         seen = after_rollback(conn, start, checked)
         found.errors, found.warnings, found.notes = seen.errors, seen.warnings, seen.notes
+        found.advanced = seen.advanced

@@ -127,8 +127,9 @@ def longest_lock(results: list[StatementResult]) -> LongestLock | None:
     best: LongestLock | None = None
     for r in results:
         strongest = r.strongest
-        if strongest and r.duration_ms is not None and (best is None or r.duration_ms > best.duration_ms):
-            best = LongestLock(mode=strongest[0], relation=strongest[1], duration_ms=r.duration_ms,
+        held = r.locks_held_ms if r.locks_held_ms is not None else r.duration_ms
+        if strongest and held is not None and (best is None or held > best.duration_ms):
+            best = LongestLock(mode=strongest[0], relation=strongest[1], duration_ms=held,
                                statement=r.index, line=r.line, file=r.file)
     return best
 
@@ -167,6 +168,6 @@ def summary_text(passed: bool, results: list[StatementResult], findings: list[Fi
         text += (f"; locks of {len(unseen)} statement(s) not fully observed "
                  f"({', '.join(str(r.index + 1) for r in unseen[:10])}): already held since an earlier statement")
     if longest:
-        text += (f"; longest lock: {longest.mode} on {longest.relation} for {longest.duration_ms:.0f} ms "
-                 f"(statement {longest.statement + 1}, line {longest.line})")
+        text += (f"; longest lock: {longest.mode} on {longest.relation} held {longest.duration_ms:.0f} ms "
+                 f"(taken by statement {longest.statement + 1}, line {longest.line})")
     return text

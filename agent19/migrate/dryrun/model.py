@@ -64,6 +64,9 @@ class StatementResult(BaseModel):
     note: str | None = Field(default=None, description="why it ran where it did, or why it was skipped; that it "
                              "ran code agent19 cannot read (--allow-unreadable-code)")
     duration_ms: float | None = None
+    locks_held_ms: float | None = Field(default=None, description="in the target's transaction: how long the locks "
+                                        "it took were held, from its start to the dry run's rollback (a migration "
+                                        "in one transaction holds them until its COMMIT)")
     rows: int | None = Field(default=None, description="rows affected, when the statement reports it")
     locks: list[HeldLock] = Field(default=[], description="locks this statement took (relation, mode)")
     lock_comparison: list[LockComparison] = []
@@ -135,7 +138,8 @@ class CheckResult(BaseModel):
 class LongestLock(BaseModel):
     mode: str
     relation: str
-    duration_ms: float
+    duration_ms: float = Field(description="how long it was held: in the target's transaction from the statement "
+                               "that took it to the rollback; in a scratch database, the statement's own duration")
     statement: int
     line: int
     file: str | None = None
@@ -191,7 +195,9 @@ class DryRunResult(BaseModel):
     checks: list[CheckResult] = []
     longest_lock: LongestLock | None = None
     scratch: ScratchInfo | None = None
-    target_unchanged: bool = Field(description="the target's catalog is the same after the dry run as before")
+    target_unchanged: bool = Field(description="the target is as before the dry run: its catalog and the cluster, "
+                                   "and nothing left that a rollback does not undo (sequences advanced, tables "
+                                   "grown, planner statistics written in place: target_differences, measured)")
     target_differences: list[Difference] = []
     rollback: RollbackResult | None = None
     leftovers_dropped: list[str] = Field(default=[], description="scratch databases of killed runs dropped now")

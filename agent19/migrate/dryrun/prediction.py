@@ -26,7 +26,19 @@ def predict(statements: list[Statement], catalog: SchemaSnapshot | None) -> dict
 
 
 def needs_scratch(stmt: Statement, ops: list[Operation]) -> bool:
-    return has_non_transactional([stmt]) or any(not op.in_transaction for op in ops)
+    """It cannot run in a transaction block, or it writes the target outside the transaction: ANALYZE (and VACUUM)
+    overwrite the table's planner statistics in place (``pg_class.reltuples``/``relpages``, ``last_analyze``),
+    measured on the rows as the migration left them in the dry run's transaction — a rollback keeps those
+    figures. Either runs in the scratch database only."""
+    return has_non_transactional([stmt]) or stmt.node == "VacuumStmt" or any(not op.in_transaction for op in ops)
+
+
+def scratch_note(stmt: Statement) -> str:
+    """Why ``stmt`` runs in the scratch database and not in the target's transaction."""
+    if stmt.node == "VacuumStmt" and not stmt.fields.get("is_vacuumcmd"):
+        return ("ANALYZE writes the table's planner statistics in place, which a rollback does not undo: runs in a "
+                "scratch database only")
+    return "cannot run in a transaction block: runs in a scratch database"
 
 
 def stand_in(stmt: Statement) -> tuple[str, str] | None:

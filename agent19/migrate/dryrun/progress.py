@@ -173,3 +173,16 @@ def run_reporting(
     if failure:
         raise failure[0]
     return outcome[0]
+
+
+def never_back(progress: Progress) -> Progress:
+    """``progress`` whose value always increases, as MCP requires: the scratch database's part comes back to
+    earlier statements (the message names them), and a statement's reports without a server figure repeat
+    its number — those advance by a millionth, invisible in a percentage."""
+    furthest = [-1.0]
+
+    def report(done: float, total: float | None, message: str | None) -> None:
+        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
+        progress(furthest[0], total, message)
+
+    return report

@@ -6,9 +6,10 @@ How it runs (``dry_run``):
    fingerprinted, on a session of their own while the target's catalog is snapshotted
    (:mod:`agent19.migrate.dryrun.cluster_side`); the classification predicts each statement's locks and rewrite.
 2. On a dedicated session to the target: ``BEGIN``; the ``before`` checks; then every statement in order, each
-   under a ``SAVEPOINT`` (an error is recorded with its file position and rolled back to the savepoint; later
-   statements still run), observed by :func:`agent19.db.observe.observe` (locks this statement added, relfilenode
-   rewrites, rows, notices, wall time); the ``after`` checks; then ``ROLLBACK`` — always, in ``finally``.
+   under a ``SAVEPOINT`` (an error is recorded with its file position; as a migration in one transaction would,
+   the statements after it are not run: the transaction is rolled back at once, releasing the locks), observed
+   by :func:`agent19.db.observe.observe` (locks this statement added — held from its start to the rollback —,
+   relfilenode rewrites, rows, notices, wall time); the ``after`` checks; then ``ROLLBACK`` — always, in ``finally``.
    Transaction control in the file (``BEGIN``, ``COMMIT``…) is never sent. PostgreSQL shows a lock mode once per
    transaction, so a statement whose predicted mode an earlier statement already took is re-observed in a
    transaction of its own in the scratch database (below), where the earlier statements were committed — its
@@ -57,8 +58,8 @@ from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
 from agent19.db.observe import Node, after_state, observe
 from agent19.migrate.classification.session_path import transaction_end_paths
+from agent19.migrate.dryrun import lasting, scratch_pool, verdict
 from agent19.migrate.dryrun import scratch as scratch_mod
-from agent19.migrate.dryrun import scratch_pool
 from agent19.migrate.dryrun.ahead import AheadReplay, predicted_hidden
 from agent19.migrate.dryrun.checks import refuse_standby, run_check
 from agent19.migrate.dryrun.cluster_guard import (
@@ -73,7 +74,7 @@ from agent19.migrate.dryrun.cluster_guard import (
 )
 from agent19.migrate.dryrun.cluster_side import ClusterSide
 from agent19.migrate.dryrun.cluster_state import diff_cluster
-from agent19.migrate.dryrun.compare import compare, hidden_locks, longest_lock, predicted_locks, summary_text
+from agent19.migrate.dryrun.compare import hidden_locks, longest_lock, predicted_locks, summary_text
 from agent19.migrate.dryrun.early_scratch import EarlyScratch, catalog_snapshot
 from agent19.migrate.dryrun.model import (
     CheckResult,
@@ -85,9 +86,16 @@ from agent19.migrate.dryrun.model import (
     statement_error,
 )
 from agent19.migrate.dryrun.outside_transaction import run_in_scratch
-from agent19.migrate.dryrun.prediction import any_needs_scratch, expects_scratch, needs_scratch, predict, stand_in
-from agent19.migrate.dryrun.progress import run_reporting
-from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.dryrun.prediction import (
+    any_needs_scratch,
+    expects_scratch,
+    needs_scratch,
+    predict,
+    scratch_note,
+    stand_in,
+)
+from agent19.migrate.dryrun.progress import never_back, run_reporting
+from agent19.migrate.dryrun.schema_diff import diff_snapshots, left_behind
 from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.planning.model import ValidationCheck
@@ -102,10 +110,22 @@ def _base(stmt: Statement, ops: list[Operation]) -> StatementResult:
                            kind=ops[0].kind if ops else None, ran_in="transaction")
 
 
+def _stopped(previous: StatementResult) -> str | None:
+    """Why the statement after ``previous`` is not run: it failed (not refused before it ran), or was not run
+    for that reason itself."""
+    if previous.ran_in == "skipped":
+        return previous.note if previous.note and previous.note.startswith("not run: statement ") else None
+    if previous.error is None:
+        return None
+    return (f"not run: statement {previous.index + 1} failed (a migration in one transaction stops there; rolled "
+            "back at once, releasing its locks)")
+
+
 def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Operation]],
                     results: list[StatementResult], progress: Progress, ran: list[str],
                     isolate: list[int], scratch_needed: list[int], blocked: dict[int, Blocked],
-                    live: Progress | None = None, dsn: str = "", paths: dict[int, str | None] | None = None,
+                    took_at: dict[int, float], live: Progress | None = None, dsn: str = "",
+                    paths: dict[int, str | None] | None = None,
                     denied: Callable[[psycopg.Error], str | None] | None = None) -> None:
     """Run every statement in the open transaction on ``conn``, each under a savepoint; never those in
     ``blocked`` (cluster-wide or escaping: :mod:`agent19.migrate.dryrun.cluster_guard`), nor one the server shows
@@ -113,7 +133,10 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     a second reports its progress while it runs (:mod:`agent19.migrate.dryrun.progress`; ``dsn``: the target).
     ``paths``: the search_path the migration's COMMIT or ROLLBACK leaves, where it changes it
     (:func:`~agent19.migrate.classification.session_path.transaction_end_paths`): set in their place. ``denied``:
-    why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`)."""
+    why a permission error says nothing of the target, if it does not (:attr:`Database.denied_in_copy`).
+    ``took_at``: filled with the time each statement that ran started (its locks are held from then on). It stops
+    at the first statement that fails, as a migration in one transaction does: the rest are not run (the caller
+    rolls back at once, releasing the locks)."""
     row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS p").fetchone() if paths else None
     session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
@@ -136,6 +159,9 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         ops = preds.get(stmt.index, [])
         res = _base(stmt, ops)
         results.append(res)
+        if len(results) > 1 and (why := _stopped(results[-2])):
+            res.ran_in, res.note = "skipped", why
+            continue
         label = f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})"
         progress(stmt.index, len(stmts), label)
         if stmt.node == "TransactionStmt":
@@ -154,7 +180,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                 res.untested = why.note
             continue
         if needs_scratch(stmt, ops):
-            res.ran_in, res.note = "scratch", "cannot run in a transaction block: runs in a scratch database"
+            res.ran_in, res.note = "scratch", scratch_note(stmt)
             scratch_needed.append(stmt.index)
             substitute = stand_in(stmt)
             if substitute:
@@ -176,6 +202,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         held_before = held_now if held_now is not None else note_held(stmt.index - 1)
         nodes_before = nodes_now
         held_now = nodes_now = None  # from here until this statement's observation, unknown (it may fail half-way)
+        took_at[stmt.index] = time.perf_counter()
         try:
             with conn.transaction():
                 obs = run_reporting(partial(observe, conn, stmt.sql, before=nodes_before,
@@ -225,19 +252,6 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             isolate.append(stmt.index)
 
 
-def _never_back(progress: Progress) -> Progress:
-    """``progress`` whose value always increases, as MCP requires: the scratch database's part comes back to
-    earlier statements (the message names them), and a statement's reports without a server figure repeat
-    its number — those advance by a millionth, invisible in a percentage."""
-    furthest = [-1.0]
-
-    def report(done: float, total: float | None, message: str | None) -> None:
-        furthest[0] = done if done > furthest[0] else furthest[0] + 1e-6
-        progress(furthest[0], total, message)
-
-    return report
-
-
 def _early_scratch(db: Database, statements: list[Statement], preds: dict[int, list[Operation]],
                    copy: scratch_mod.CopyMode, measure_blocking: bool, server_version: int) -> EarlyScratch | None:
     """Start making the scratch database now, while the transaction runs, when it will be needed and need not
@@ -259,7 +273,7 @@ def dry_run(
 ) -> DryRunResult:
     """Dry-run ``statements`` (in order) against ``db``; nothing persists. See the module docstring."""
     db.require(AccessMode.DRY_RUN, "test_migration (a dry run)")
-    progress = _never_back(progress) if progress is not None else None
+    progress = never_back(progress) if progress is not None else None
     report: Progress = progress or (lambda done, total, message: None)
     statements = [s.with_index(i) for i, s in enumerate(statements)]
     started = time.perf_counter()
@@ -269,6 +283,7 @@ def dry_run(
     isolate: list[int] = []
     scratch_needed: list[int] = []
     ran: list[str] = []
+    took_at: dict[int, float] = {}
     conn = db.connect()
     early: EarlyScratch | None = None
     side: ClusterSide | None = None
@@ -297,16 +312,22 @@ def dry_run(
             if not measure_blocking and not sample_rows and (hidden or outside):  # meanwhile (module ahead)
                 ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms, outside, preds)
                 early = None  # the replay ahead owns it now
+        sizes_before = lasting.read(conn)
         conn.execute("BEGIN")
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
-            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked,
+            _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked, took_at,
                             live=progress, dsn=db.dsn, paths=transaction_end_paths(statements, before),
                             denied=db.denied_in_copy)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
             conn.execute("ROLLBACK")
+            for i, at in took_at.items():  # locks are held from the statement's start until now
+                results[i].locks_held_ms = round((time.perf_counter() - at) * 1000, 3)
         findings += after_trial(aftermath.after_rollback(conn, watched, checked))  # sequences: the catalog diff
+        sizes_after = lasting.read(conn)
+        if ahead is not None and verdict.stopped(results):  # it replays what the target never ran: not waited for
+            ahead.join(cancel=True)
         if early is not None and scratch_copy == "auto" and (scratch_needed or measure_blocking):
             early.discard()  # not predicted: these statements' timings need the TEMPLATE copy (with the data)
             early = None
@@ -358,44 +379,15 @@ def dry_run(
         if reread is not None:
             reread.shutdown()  # its read of the target ends before the session closes
         conn.close()
-    differences = diff_snapshots(before, after, backward_is_error=True) + diff_cluster(cluster_before, cluster_after)
+    differences = (diff_snapshots(before, after, backward_is_error=True, measured=True)
+                   + diff_cluster(cluster_before, cluster_after))
     if cluster_before.unreadable:
         findings.append(Finding(kind="skipped", severity="info", message=(
             "cluster state not compared where this login may not read it: " + ", ".join(cluster_before.unreadable))))
-    for res in results:
-        findings += compare(res, preds.get(res.index, []), existing, statements[res.index].node)
-        if res.error:
-            failed = f"statement {res.index + 1} failed: {res.error.message}"
-            findings.append(Finding(kind="statement_error", severity="error", statement=res.index, file=res.file,
-                                    line=res.error.line, message=failed
-                                    + (f" ({res.error.sqlstate})" if res.error.sqlstate else "")))
-        elif res.untested:
-            findings.append(Finding(kind="not_tested", severity="warning", statement=res.index, file=res.file,
-                                    line=res.line, message=f"could not test: {res.untested}"))
-        elif res.ran_in == "skipped" and res.note and "whole server" in res.note:
-            findings.append(Finding(kind="skipped", severity="warning", statement=res.index, file=res.file,
-                                    line=res.line, message=f"not run: {res.note}"))
-        if ran := allowed.get(res.index):  # it ran (never blocked) because --allow-unreadable-code is set
-            res.note = f"{res.note}; {ran}" if res.note else ran
-            findings.append(Finding(kind="unreadable_code_ran", severity="info", statement=res.index, file=res.file,
-                                    line=res.line, message=ran))
-    statement_failed = any(r.error or r.untested for r in results)
-    following: list[CheckResult] = []  # 'after' checks that fail because a statement failed: one count, not two
-    for c in check_results:
-        if not c.passed and statement_failed and c.phase == "after":
-            following.append(c)
-        elif not c.passed:
-            findings.append(Finding(kind="check_failed", severity="error" if c.blocking else "warning",
-                                    message=f"check '{c.name}' ({c.phase}) returned {c.value!r}, expected "
-                                    f"{c.expected}" + (f": {c.error}" if c.error else "")))
-    if following:
-        findings.append(Finding(kind="check_failed", severity="info", message=(
-            f"{len(following)} 'after' check(s) failed, which follows from the statement(s) above that failed or "
-            "could not be tested: "
-            + ", ".join(f"'{c.name}'" for c in following[:5]) + (" ..." if len(following) > 5 else ""))))
-    if changed := errors_only(differences):
-        findings.append(Finding(kind="target_changed", severity="error",
-                                message="the target's catalog or the cluster changed: " + "; ".join(map(str, changed))))
+    effects, unmeasured = lasting.effects(sizes_before, sizes_after)
+    differences += effects
+    findings += verdict.statement_findings(results, preds, existing, statements, allowed)
+    findings += verdict.check_findings(check_results, results) + verdict.target_findings(differences, unmeasured)
     longest = longest_lock(results)
     passed = not any(f.severity == "error" for f in findings)
     complete = all(r.locks_complete for r in results)
@@ -406,6 +398,6 @@ def dry_run(
         passed=passed, complete=complete, summary=summary, database=db.display_dsn,
         server_version=before.server_version,
         total_ms=total_ms, statements=results, findings=findings, checks=check_results, longest_lock=longest,
-        scratch=scratch_info, target_unchanged=not errors_only(differences), target_differences=differences,
+        scratch=scratch_info, target_unchanged=not left_behind(differences), target_differences=differences,
         leftovers_dropped=leftovers,
     ))

@@ -8,7 +8,9 @@ validity), triggers, views, sequences (type, increment, maximum) and enum values
 
 Not compared, because they are statistics rather than schema: sizes, row estimates, index scans.
 A sequence's position (``last_value``, ``is_called``) is reported: moved forward as ``info`` (``nextval``
-is not transactional; gaps are normal), moved backward as an error when the caller asks (a dry run:
+is not transactional; gaps are normal) — for a dry run on the target, as an effect it left there, with the amount
+and the share of the range used (an error when it reached the end) —, moved backward as an error when the caller
+asks (a dry run:
 ``setval`` or a restart that reached the target outside the transaction; a rollback check: up+down left it set
 back).
 """
@@ -30,8 +32,10 @@ class Difference(BaseModel):
     object: str = Field(description="schema-qualified name (table.column for a column)")
     change: Change
     detail: str = Field(description="what differs, in words: before -> after")
-    severity: Literal["error", "info"] = Field(
-        default="error", description="info: not a schema difference (column order, a sequence's position)"
+    severity: Literal["error", "warning", "info"] = Field(
+        default="error", description="info: not a schema difference (column order, a sequence's position); "
+        "warning: an effect a dry run left on the target that the rollback cannot undo, measured (a sequence "
+        "advanced, a table grown: :mod:`agent19.migrate.dryrun.lasting`)"
     )
 
     def __str__(self) -> str:
@@ -66,13 +70,40 @@ def _compare(
     return common
 
 
-def position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause: str) -> list[Difference]:
+SHARE_ERROR = 0.01
+"""A trial that used this share of what was left of a sequence's range (or reached its end) is an error."""
+
+
+def advanced(a: Sequence, b: Sequence) -> tuple[str, bool]:
+    """How far ``nextval`` moved a sequence from ``a`` to ``b`` (forward), in words with its numbers, and whether
+    that is an error: it reached the end of the range (the application's next ``nextval`` fails), or used at least
+    :data:`SHARE_ERROR` of what was left of it."""
+    assert b.last_value is not None
+    if a.last_value is None:  # not called before: from its start, which the snapshot does not hold
+        return f"first called: last_value now {b.last_value:,}", False
+    amount = abs(b.last_value - a.last_value)
+    text = f"advanced by {amount:,} ({a.last_value:,} -> {b.last_value:,})"
+    if b.increment <= 0:  # a descending sequence: its minimum is not in the snapshot
+        return text, False
+    left = b.max_value - a.last_value
+    if b.last_value + b.increment > b.max_value:
+        return text + f": it reached its maximum ({b.max_value:,}): the next nextval fails", True
+    used = 100 * b.last_value / b.max_value if b.max_value > 0 else 0.0
+    text += f"; {used:.2f} % of {b.data_type}'s range now used" if used >= 0.01 else \
+        f"; less than 0.01 % of {b.data_type}'s range now used"
+    return text, left > 0 and amount / left >= SHARE_ERROR
+
+
+def position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause: str,
+             measured: bool = False) -> list[Difference]:
     """A sequence's position, compared: ``last_value`` is None when ``is_called`` is false (never called, or set
     back to its start: ``setval(s, v, false)``, ``RESTART``) or when the login may not read it (then it is None
     both times). Forward — ``nextval`` handed numbers out and PostgreSQL does not roll that back; gaps are
     normal — is ``info``. Backward (against the increment, or to not-called) hands out numbers again: an error
     when ``backward_is_error`` (a dry run: the target must stay as it was; a rollback check: up+down must leave
-    it where it was); ``cause``: the likely cause, in the detail."""
+    it where it was); ``cause``: the likely cause, in the detail. ``measured`` (a dry run on the target, whose
+    result says what it left there): forward is a ``warning`` with the amount and the share of the range used,
+    an ``error`` when it reached the end or used a noticeable share of what was left (:func:`advanced`)."""
     if a.last_value == b.last_value:
         return []
     step = 1 if b.increment >= 0 else -1
@@ -83,14 +114,19 @@ def position(name: str, a: Sequence, b: Sequence, backward_is_error: bool, cause
         return [Difference(kind="sequence", object=name, change="changed",
                            severity="error" if backward_is_error else "info",
                            detail=f"{detail}: moved backward ({cause}), so nextval will hand out numbers already used")]
+    if measured:
+        text, serious = advanced(a, b)
+        return [Difference(kind="sequence", object=name, change="changed", severity="error" if serious else "warning",
+                           detail=f"{text} (nextval is not rolled back by PostgreSQL)")]
     return [Difference(kind="sequence", object=name, change="changed", severity="info",
                        detail=f"{detail} (nextval is not rolled back by PostgreSQL; gaps are normal)")]
 
 
 def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is_error: bool = False,
-                   backward_cause: str = "setval outside the transaction?") -> list[Difference]:
+                   backward_cause: str = "setval outside the transaction?", measured: bool = False) -> list[Difference]:
     """Every schema difference from ``before`` to ``after``; ``[]`` when they are equal. ``backward_is_error``:
-    a sequence set back is an error, not ``info`` (:func:`position`); ``backward_cause`` says why, in its detail."""
+    a sequence set back is an error, not ``info`` (:func:`position`); ``backward_cause`` says why, in its detail;
+    ``measured``: a sequence moved forward is an effect left on the target (:func:`position`)."""
     out: list[Difference] = []
     for name in sorted(set(before.schemas) - set(after.schemas)):
         out.append(Difference(kind="schema", object=name, change="removed", detail="missing"))
@@ -134,7 +170,7 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is
     seq_a = _keyed(before.sequences, lambda s: f"{s.schema_name}.{s.name}")
     seq_b = _keyed(after.sequences, lambda s: f"{s.schema_name}.{s.name}")
     for name in _compare("sequence", seq_a, seq_b, ("data_type", "increment", "max_value", "owned_by"), out):
-        out += position(name, seq_a[name], seq_b[name], backward_is_error, backward_cause)
+        out += position(name, seq_a[name], seq_b[name], backward_is_error, backward_cause, measured)
     enums_a = _keyed(before.enums, lambda e: f"{e.schema_name}.{e.name}")
     enums_b = _keyed(after.enums, lambda e: f"{e.schema_name}.{e.name}")
     _compare("enum", enums_a, enums_b, ("values",), out, describe=lambda e: ", ".join(e.values))
@@ -143,3 +179,8 @@ def diff_snapshots(before: SchemaSnapshot, after: SchemaSnapshot, *, backward_is
 
 def errors_only(differences: list[Difference]) -> list[Difference]:
     return [d for d in differences if d.severity == "error"]
+
+
+def left_behind(differences: list[Difference]) -> list[Difference]:
+    """What makes the target not as it was: errors and the effects measured (``warning``)."""
+    return [d for d in differences if d.severity in ("error", "warning")]
