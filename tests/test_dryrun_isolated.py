@@ -27,6 +27,7 @@ from agent19.migrate.parse import parse_sql
 from agent19.ops.backup.workdir import PREFIXES
 from tests.conftest import need, session_settings
 from tests.scratch_dryruns import owner
+from tests.test_backup_cleanup import _alive
 
 SETUP = """
 CREATE TABLE orders (id serial PRIMARY KEY, total int NOT NULL);
@@ -354,12 +355,6 @@ def _postmaster(work: Path) -> tuple[Path, int]:
     return pidfile.parent.parent, int(pidfile.read_text().splitlines()[0])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
 
 
 def _supervisors_of(directory: Path) -> list[int]:

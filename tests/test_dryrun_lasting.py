@@ -23,10 +23,9 @@ import psycopg
 import pytest
 
 from agent19.db.connection import Database
-from agent19.migrate.dryrun.run import dry_run
-from agent19.migrate.parse import parse_sql
 from tests.conftest import session_settings
 from tests.scratch_dryruns import owner
+from tests.trial_victims import dry_run_as as _dry_run
 
 SETUP = """
 CREATE TABLE tickets (id serial PRIMARY KEY, t text);
@@ -39,12 +38,6 @@ ANALYZE cust4;
 """
 
 
-def _dry_run(login: str, sql: str, **settings: Any) -> Any:
-    db = Database(session_settings(dsn=login, mode="dry-run", **settings))
-    try:
-        return dry_run(db, parse_sql(sql))
-    finally:
-        db.close()
 
 
 def _one(login: str, sql: str) -> Any:

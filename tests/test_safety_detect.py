@@ -121,6 +121,11 @@ CREATE FUNCTION pure(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1';
 def _facts(dsn, sql):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(CATALOG)
+    return findings_with_facts(dsn, sql)
+
+
+def findings_with_facts(dsn, sql):
+    """The findings of ``sql`` with the live facts of the database ``dsn`` (as execute mode reads them)."""
     db = Database(Settings.load(dsn=dsn, env={}))
     try:
         statements = parse_sql(sql)

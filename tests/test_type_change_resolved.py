@@ -16,12 +16,8 @@ import sys
 import psycopg
 import pytest
 
-from agent19.config import Settings
-from agent19.db.connection import Database
-from agent19.migrate.parse import parse_sql
-from agent19.safety.detect import detect
-from agent19.safety.facts import load_facts
 from tests.conftest import owner_login, run_sql
+from tests.test_safety_detect import findings_with_facts
 
 AGENT19 = (sys.executable, "-m", "agent19")
 
@@ -76,14 +72,7 @@ KEEPS = [
 ]
 
 
-def _findings(dsn: str, sql: str):
-    db = Database(Settings.load(dsn=dsn, env={}))
-    try:
-        statements = parse_sql(sql)
-        with db.read() as conn:
-            return detect(statements, load_facts(conn, statements))
-    finally:
-        db.close()
+_findings = findings_with_facts
 
 
 @pytest.fixture
