@@ -78,9 +78,9 @@ def test_code_added_to_an_extension_the_role_owns_is_still_followed(app, peer, s
 
 @pytest.mark.parametrize(("setup", "sql", "words"), [
     ("CREATE DOMAIN dk AS bool DEFAULT pg_terminate_backend({pid}); CREATE TABLE dd_t (x int, y dk);",
-     "INSERT INTO dd_t (x) VALUES (1)", "type dk"),
+     "INSERT INTO dd_t (x) VALUES (1)", "type public.dk"),
     ("CREATE DOMAIN ds AS bigint DEFAULT setval('customers_id_seq', 1); CREATE TABLE ds_t (x int, y ds);",
-     "INSERT INTO ds_t (x) VALUES (1)", "type ds"),
+     "INSERT INTO ds_t (x) VALUES (1)", "type public.ds"),
 ], ids=["domain-default", "domain-default-setval"])
 def test_a_domain_default_is_code_the_server_runs_on_its_own(app, peer, setup, sql, words):
     """Built-ins leave no pg_depend row: the default's stored tree is read; nothing runs on this database."""
