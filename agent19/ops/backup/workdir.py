@@ -204,7 +204,7 @@ def remove_leftovers(base: Path | None = None) -> list[str]:
         if not path.is_dir() or path in _ACTIVE:
             continue
         try:
-            fd = os.open(path / ".owner", os.O_RDWR)
+            fd = os.open(path / ".owner", os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)  # its server user may plant a link
         except FileNotFoundError:
             fd = None
             try:
