@@ -206,8 +206,9 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
                                              skip_extensions=made, stop_on_error=False)
         errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), later)
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
-        errors += isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
+        applied = isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)
+        errors += applied.notes
         errors += (_other_versions(make_conninfo(admin, dbname=dbname), versions) + isolated_unreadable.note(unreadable)
                    + isolated_definers.note(definers))
         copy = Database(dataclasses.replace(db.settings, dsn=copy_dsn, read_dsn=None, mode=AccessMode.DRY_RUN))
@@ -215,6 +216,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         copy.denied_in_copy = isolated_definers.explainer(definers)
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
+            access_unmade=applied.unmade,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
                   "no superuser; the target's owners, privileges and settings); no rows: lock modes, rewrites and "
                   "errors are observed there, durations are not those of the real data")
@@ -248,7 +250,30 @@ def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
         result.findings.append(Finding(kind="skipped", severity="warning", message=(
             "the isolated copy differs from the target where its schema could not be restored: "
             + "; ".join(info.restore_errors))))
+    if info.access_unmade:
+        _not_testable(result, info.access_unmade)
     return result
+
+
+def _not_testable(result: DryRunResult, unmade: list[str]) -> None:
+    """Every statement of ``result`` that ran without error made not testable: the copy may allow what the target
+    refuses (``unmade``: the owner and privilege statements it refused, :attr:`IsolatedCopy.access_unmade`) — a
+    table left the login's passes an ``ALTER TABLE`` its owner on the target alone may run (r27b-k09)."""
+    why = (f"not testable in the isolated copy: {len(unmade)} owner or privilege statement(s) of the target could "
+           f"not be made there ({'; '.join(unmade[:3])}), so the copy may allow what the target refuses: dry-run "
+           "on the target or a staging copy with its roles")
+    marked = [s for s in result.statements if s.error is None and not s.untested]
+    for s in marked:
+        s.untested = why
+        result.findings.append(Finding(kind="not_tested", severity="warning", statement=s.index, file=s.file,
+                                       line=s.line, message=f"could not test: {why}"))
+    if not marked:
+        return
+    result.complete = False
+    if result.summary.startswith("PASSED"):
+        result.summary = "COULD NOT TEST" + result.summary[len("PASSED"):]
+    result.summary += (f"; could not test {len(marked)} statement(s) "
+                       f"({', '.join(str(s.index + 1) for s in marked[:10])}): {why}")
 
 
 def refuse_unmeasurable(sample_rows: int, measure_blocking: bool, scratch_copy: str = "auto") -> None:

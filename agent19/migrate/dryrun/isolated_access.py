@@ -216,7 +216,9 @@ def _identity(value: Any) -> sql.SQL:
     """``pg_identify_object``'s identity (``public.f(integer)``, ``s."Odd name"``, ``s.cls USING btree``): quoted
     names, and outside them only what names, argument lists and operators are made of — no ``;``, no comment."""
     bare = _QUOTED.sub("", str(value))
-    if not _BARE.fullmatch(bare) or "--" in bare or "/*" in bare or not bare.strip(" ."):
+    # an identity made only of quoted names ("Billing"."Invoices": pg_identify_object quotes as quote_ident does) has
+    # no bare text at all: what is checked is that the bare text holds nothing else, and that there is a name
+    if not _BARE.fullmatch(bare) or "--" in bare or "/*" in bare or not str(value).strip(" ."):
         raise Unexpected(f"unexpected identity {value!r} from the target's catalog")
     return sql.SQL(str(value))
 
@@ -310,12 +312,29 @@ def _powerful(role: Any, superuser: str) -> bool:
     return role == superuser or str(role).startswith("pg_")
 
 
-def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: str) -> list[str]:
+ABSENT = frozenset({"42704", "42P01", "42883", "3F000"})
+"""SQLSTATEs of an owner or privilege statement whose object is not in the copy (not restored there: said apart, and a
+statement using it fails there): undefined object, table, function, schema."""
+
+
+@dataclasses.dataclass
+class Applied:
+    """What :func:`apply` could not make as on the target."""
+
+    notes: list[str]
+    """One note per kind, a few examples each (for the result's restore errors)."""
+    unmade: list[str]
+    """Owner and privilege statements refused for an object the copy has: the copy may then allow what the target
+    refuses (an object left the login's, a privilege not revoked), so no statement that ran there may pass on it
+    (:func:`agent19.migrate.dryrun.isolated.label`)."""
+
+
+def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: str) -> Applied:
     """As the copy's superuser ``superuser`` (on its copy of the database), the target's owners, ACLs and settings;
-    returns what could not be made as the target has it (one note per kind, a few examples each). An object the
-    target's predefined role (or a role named as the copy's superuser) owns stays the login's: in the copy, such a
-    role's power is over this machine."""
+    returns what could not be made as the target has it. An object the target's predefined role (or a role named as
+    the copy's superuser) owns stays the login's: in the copy, such a role's power is over this machine."""
     failed: dict[str, list[str]] = {}
+    unmade: list[str] = []
     notes: list[str] = []
     kept = [f"{row[0]} {row[1]} (owned by {row[2]})" for row in access.owners if _powerful(row[2], superuser)]
     if kept:
@@ -339,6 +358,8 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
                     conn.execute(statement)
                 except (psycopg.Error, Unexpected) as exc:
                     failed.setdefault(kind, []).append(f"{row} ({_first_line(exc)})")
+                    if not (isinstance(exc, psycopg.Error) and exc.sqlstate in ABSENT):
+                        unmade.append(f"{kind} {row}: {_first_line(exc)}")
         notices: list[str] = []  # what the server says of a setting it accepts (a name that does not exist here)
         conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
         for level, entries in settings:
@@ -359,8 +380,8 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
         if items:
             notes.append(f"{len(items)} {kind} statement(s) could not be made as on the target, e.g. "
                          + "; ".join(items[:3]))
-    return notes
+    return Applied(notes, unmade)
 
 
-def _first_line(exc: psycopg.Error) -> str:
+def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

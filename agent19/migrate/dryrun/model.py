@@ -176,6 +176,9 @@ class IsolatedCopy(BaseModel):
                       "the target's owners, privileges and settings around it")
     rows: int = Field(default=0, description="rows per table copied (0: the tables are empty)")
     restore_errors: list[str] = Field(default=[], description="what of the schema could not be restored there")
+    access_unmade: list[str] = Field(default=[], description="owner and privilege statements of the target the copy "
+                                     "refused for an object it has: it may allow what the target refuses, so every "
+                                     "statement that ran without error there is not testable")
     dump: str = Field(default="", description="how the target's schema was had (pg_dump, or a dump kept by a running "
                       "server while the catalogs are unchanged)")
     removed: bool = Field(default=False, description="the throwaway cluster was stopped and its directory removed")

@@ -1,0 +1,97 @@
+"""Hostile review r27b: where an isolated copy (agent19.migrate.dryrun.isolated) was more permissive — or stricter —
+than the target, so that a statement the target refuses PASSED there (or one it accepts FAILED). Each case is run on
+the target first (as the login, in a rolled-back transaction) to show what the target says; the isolated run must
+agree, or say it could not test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from agent19.db.connection import Database
+from agent19.migrate.dryrun.isolated import isolated_copy, isolated_dry_run, label
+from agent19.migrate.dryrun.run import dry_run
+from agent19.migrate.parse import parse_sql
+from tests.conftest import need, session_settings
+from tests.scratch_dryruns import owner
+
+
+def _isolated(login: str, sql: str, work: Path) -> Any:
+    db = Database(session_settings(dsn=login, mode="dry-run"))
+    try:
+        return isolated_dry_run(db, parse_sql(sql), work_base=work)
+    finally:
+        db.close()
+
+
+def _on_target(login: str, sql: str) -> str | None:
+    """What the target says of ``sql`` run as ``login``: None (accepted) or its error; rolled back."""
+    with psycopg.connect(login) as c:
+        try:
+            c.execute(sql)
+            return None
+        except psycopg.Error as exc:
+            return str(exc).strip().splitlines()[0]
+        finally:
+            c.rollback()
+
+
+def _user(login: str) -> str:
+    return conninfo_to_dict(login)["user"]
+
+
+@pytest.fixture
+def app(dsn: str) -> str:
+    need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
+    return owner(dsn, "CREATE TABLE mine (id int);")
+
+
+def test_a_table_with_an_all_quoted_identity_keeps_its_owner_in_the_copy(app, dsn, work):
+    """k09: ``"Billing"."Invoices"``, owned by another role: the owner statement was rejected as an "unexpected
+    identity" (no unquoted text in it), the table stayed the login's in the copy, and an ALTER TABLE the target
+    refuses PASSED."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute('CREATE SCHEMA "Billing"')
+        c.execute(f'GRANT USAGE ON SCHEMA "Billing" TO {_user(app)}')
+        c.execute('CREATE TABLE "Billing"."Invoices" (id int PRIMARY KEY, amount numeric)')
+        c.execute(f'GRANT SELECT ON "Billing"."Invoices" TO {_user(app)}')
+    alter = 'ALTER TABLE "Billing"."Invoices" ADD COLUMN paid boolean;\n'
+    assert _on_target(app, alter) == "must be owner of table Invoices"
+    r = _isolated(app, alter, work)
+    assert not r.summary.startswith("PASSED"), r.summary
+    assert "must be owner of table Invoices" in (r.statements[0].untested or ""), r.statements[0]
+    assert not r.isolated.restore_errors, r.isolated.restore_errors
+
+    create = 'CREATE TABLE "Billing".notes (id int);\n'  # the schema is not the login's either
+    assert _on_target(app, create) == "permission denied for schema Billing"
+    r = _isolated(app, create, work)
+    assert "permission denied for schema Billing" in (r.statements[0].untested or ""), r.statements[0]
+
+
+def test_an_owner_or_privilege_the_copy_could_not_make_makes_nothing_pass_there(app, work):
+    """k09: whatever owner or privilege statement the copy refused (an object it has), the copy may allow what the
+    target refuses: a statement that ran without error there is not testable, never PASSED."""
+    db = Database(session_settings(dsn=app, mode="dry-run"))
+    try:
+        with isolated_copy(db, work_base=work) as copy:
+            result = dry_run(copy.db, parse_sql("ALTER TABLE mine ADD COLUMN c int;\nSELECT 1/0;\n"))
+            passing = dry_run(copy.db, parse_sql("ALTER TABLE mine ADD COLUMN d int;\n"))
+            assert passing.summary.startswith("PASSED"), passing.summary
+            assert copy.info.access_unmade == [], copy.info.access_unmade
+            copy.info.access_unmade = ["owner ('TABLE', 'public.mine', 'someone'): refused"]
+        r = label(result, copy, db)
+        p = label(passing, copy, db)
+    finally:
+        db.close()
+    assert p.summary.startswith("COULD NOT TEST"), p.summary
+    assert p.passed and not p.complete and "could not be made there" in (p.statements[0].untested or "")
+    assert r.summary.startswith("FAILED"), r.summary  # the failing statement keeps its verdict
+    assert r.statements[1].error is not None and not r.statements[1].untested
+    assert r.statements[0].untested and "public.mine" in r.statements[0].untested, r.statements[0]
+    assert not r.complete
+    assert "could not test 1 statement(s) (1)" in r.summary, r.summary
