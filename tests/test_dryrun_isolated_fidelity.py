@@ -95,3 +95,50 @@ def test_an_owner_or_privilege_the_copy_could_not_make_makes_nothing_pass_there(
     assert r.statements[0].untested and "public.mine" in r.statements[0].untested, r.statements[0]
     assert not r.complete
     assert "could not test 1 statement(s) (1)" in r.summary, r.summary
+
+
+LEDGER = """
+CREATE TABLE public.ledger (id int PRIMARY KEY, amount numeric NOT NULL CHECK (amount >= 0),
+                            kind text DEFAULT 'std' NOT NULL);
+CREATE TABLE public.events (id bigserial PRIMARY KEY, payload text);
+CREATE TABLE public.stamped (id int GENERATED ALWAYS AS IDENTITY, at date NOT NULL DEFAULT current_date);
+CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no'; END $$;
+CREATE TABLE public.guarded (id int);
+CREATE TRIGGER guarded_refuse BEFORE INSERT ON public.guarded FOR EACH ROW EXECUTE FUNCTION public.refuse();
+"""
+
+
+def test_a_stand_in_has_the_targets_defaults_and_constraints(app, dsn, work):
+    """k03/k04: a table the login may not SELECT (a column grant and INSERT: the usual application grant) is left out
+    of the dump and stood in for. Its stand-in had no CHECK nor DEFAULT: an INSERT the target refuses PASSED, one it
+    accepts FAILED ("null value in column id"). It now has the target's defaults, identity and constraints; a
+    trigger it cannot have makes a statement touching it not testable."""
+    login = _user(app)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(LEDGER)
+        for table in ("ledger", "events", "stamped", "guarded"):
+            c.execute(f"GRANT SELECT (id), INSERT ON public.{table} TO {login}")
+        c.execute(f"GRANT USAGE ON SEQUENCE public.events_id_seq TO {login}")
+    cases = [
+        ("INSERT INTO public.ledger (id, amount, kind) VALUES (1, -5, 'std');\n", "violates check constraint"),
+        ("INSERT INTO public.ledger (id, amount) VALUES (1, 5);\n", None),  # kind's default
+        ("INSERT INTO public.ledger (id, amount) VALUES (1, 5), (1, 6);\n", "duplicate key value"),
+        ("INSERT INTO public.events (payload) VALUES ('seed');\n", None),  # bigserial
+        ("INSERT INTO public.stamped DEFAULT VALUES;\n", None),  # identity, current_date
+    ]
+    for sql, refused in cases:
+        said = _on_target(app, sql)
+        assert (said is None) if refused is None else (refused in (said or "")), (sql, said)
+        r = _isolated(app, sql, work)
+        [s] = r.statements
+        if refused is None:
+            assert r.summary.startswith("PASSED"), (sql, r.summary)
+        else:
+            assert not r.passed and s.error is not None and refused in s.error.message, (sql, r.summary)
+        assert not r.isolated.restore_errors[:-1], r.isolated.restore_errors  # only the note of the tables left out
+    trigger = "INSERT INTO public.guarded VALUES (1);\n"
+    assert _on_target(app, trigger) == "no"
+    r = _isolated(app, trigger, work)
+    [s] = r.statements
+    assert r.summary.startswith("COULD NOT TEST"), r.summary
+    assert "table public.guarded is a stand-in there" in (s.untested or "") and "triggers" in s.untested, s

@@ -75,7 +75,7 @@ from agent19.migrate.dryrun import (
     scratch_schema,
 )
 from agent19.migrate.dryrun.early_scratch import cached_dump
-from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy
+from agent19.migrate.dryrun.model import DryRunResult, Finding, IsolatedCopy, StatementResult
 from agent19.migrate.parse import Statement
 from agent19.ops.backup import restorer
 from agent19.ops.backup.workdir import PREFIXES, work_dir
@@ -204,7 +204,10 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         copy_dsn = make_conninfo(cluster.dsn(dbname), user=login, application_name=APPLICATION)
         failure = scratch_schema.load_schema(copy_dsn, major, (_without_schemas(dump, schemas + stood), None),
                                              skip_extensions=made, stop_on_error=False)
-        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), later)
+        errors += isolated_unreadable.stand_ins(make_conninfo(admin, dbname=dbname), later, login)
+        # their defaults and constraints, as the login (their owner until the target's owners are given)
+        completed, lacking = isolated_unreadable.complete(copy_dsn, unreadable)
+        errors += completed
         # the target's owners, privileges and settings, from its catalog (isolated_access: no user code runs)
         applied = isolated_access.apply(make_conninfo(admin, dbname=dbname), reading.result(), login, dbname,
                                         superuser)
@@ -216,7 +219,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         copy.denied_in_copy = isolated_definers.explainer(definers)
         info = IsolatedCopy(
             major=major, role=login, rows=0, restore_errors=errors + ([failure] if failure else []), dump=how,
-            access_unmade=applied.unmade,
+            access_unmade=applied.unmade, stand_ins_lacking=lacking,
             where=f"an isolated copy of the schema in a throwaway PostgreSQL {major} cluster (run as role {login}, "
                   "no superuser; the target's owners, privileges and settings); no rows: lock modes, rewrites and "
                   "errors are observed there, durations are not those of the real data")
@@ -252,7 +255,27 @@ def label(result: DryRunResult, copy: Copy, target: Database) -> DryRunResult:
             + "; ".join(info.restore_errors))))
     if info.access_unmade:
         _not_testable(result, info.access_unmade)
+    _touching_stand_ins(result, info.stand_ins_lacking)
     return result
+
+
+def _touching_stand_ins(result: DryRunResult, lacking: dict[str, str]) -> None:
+    """Each statement that ran without error and touched (locked) a stand-in the copy could not make as the target
+    has the table (``lacking``: :attr:`IsolatedCopy.stand_ins_lacking`) made not testable: a trigger, a rule or a
+    policy there would decide what the copy does not (r27b-k03)."""
+    marked = []
+    for s in result.statements:
+        touched = [lock.relation for lock in s.locks if lock.relation in lacking]
+        touched += [prior.relation for prior in s.held_before if prior.relation in lacking]
+        if s.error is not None or s.untested or not touched:
+            continue
+        s.untested = (f"not testable in the isolated copy: table {touched[0]} is a stand-in there (this login cannot "
+                      f"read it on the target: left out of the dump) without its {lacking[touched[0]]}: dry-run on "
+                      "the target or a staging copy")
+        marked.append(s)
+        result.findings.append(Finding(kind="not_tested", severity="warning", statement=s.index, file=s.file,
+                                       line=s.line, message=f"could not test: {s.untested}"))
+    _say_untested(result, marked)
 
 
 def _not_testable(result: DryRunResult, unmade: list[str]) -> None:
@@ -267,13 +290,18 @@ def _not_testable(result: DryRunResult, unmade: list[str]) -> None:
         s.untested = why
         result.findings.append(Finding(kind="not_tested", severity="warning", statement=s.index, file=s.file,
                                        line=s.line, message=f"could not test: {why}"))
+    _say_untested(result, marked)
+
+
+def _say_untested(result: DryRunResult, marked: list[StatementResult]) -> None:
+    """The summary of ``result`` saying the statements ``marked`` (made not testable after the run) were not."""
     if not marked:
         return
     result.complete = False
     if result.summary.startswith("PASSED"):
         result.summary = "COULD NOT TEST" + result.summary[len("PASSED"):]
     result.summary += (f"; could not test {len(marked)} statement(s) "
-                       f"({', '.join(str(s.index + 1) for s in marked[:10])}): {why}")
+                       f"({', '.join(str(s.index + 1) for s in marked[:10])}): {marked[0].untested}")
 
 
 def refuse_unmeasurable(sample_rows: int, measure_blocking: bool, scratch_copy: str = "auto") -> None:

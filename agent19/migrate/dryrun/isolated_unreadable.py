@@ -28,21 +28,48 @@ from psycopg.rows import tuple_row
 
 from agent19.db import catalog_first
 from agent19.migrate.dryrun import isolated_access
+from agent19.migrate.patterns.sqlnames import relation_key
 
 Q_UNREADABLE = """
 SELECT n.nspname::text, c.relname::text,
-       array(SELECT ARRAY[a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull::text]
-               FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-              ORDER BY a.attnum)
+       array(SELECT ARRAY[a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull::text,
+                          coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text,
+                          a.attgenerated::text]
+               FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d
+                 ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid AND d.adnum OPERATOR(pg_catalog.=) a.attnum
+              WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
+                AND NOT a.attisdropped
+              ORDER BY a.attnum),
+       array(SELECT ARRAY[co.conname::text, co.contype::text, pg_catalog.pg_get_constraintdef(co.oid)]
+               FROM pg_catalog.pg_constraint co
+              WHERE co.conrelid OPERATOR(pg_catalog.=) c.oid AND co.contype IN ('c', 'p', 'u', 'x', 'f')
+              ORDER BY co.contype OPERATOR(pg_catalog.=) 'f', co.conname),
+       array(SELECT w FROM (VALUES
+               (CASE WHEN c.relrowsecurity THEN 'row level security policies' END),
+               (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid
+                                     AND NOT t.tgisinternal) THEN 'triggers' END),
+               (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid)
+                     THEN 'rules' END),
+               (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid
+                                     AND i.indisunique AND NOT EXISTS (
+                                         SELECT 1 FROM pg_catalog.pg_constraint k
+                                          WHERE k.conrelid OPERATOR(pg_catalog.=) c.oid
+                                            AND k.conindid OPERATOR(pg_catalog.=) i.indexrelid))
+                     THEN 'unique indexes' END),
+               (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
+                                     AND a.attgenerated OPERATOR(pg_catalog.<>) '' AND NOT a.attisdropped)
+                     THEN 'generated columns' END)) v(w) WHERE w IS NOT NULL)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass
                    AND d.objid = c.oid AND d.deptype = 'e')
    AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))
  ORDER BY 1, 2"""
-"""(schema, table, columns) of each table pg_dump would lock and this login cannot; each column (name, type, NOT
-NULL): the catalog, which any login reads, has them (read with search_path pg_catalog: ``format_type`` then qualifies
-every other schema's type)."""
+"""(schema, table, columns, constraints, what a stand-in cannot have) of each table pg_dump would lock and this login
+cannot; each column (name, type, NOT NULL, default expression or '', attidentity, attgenerated); each constraint
+(name, contype, definition): the catalog, which any login reads, has them — ``pg_get_expr`` and
+``pg_get_constraintdef`` need no privilege on the table (read with search_path pg_catalog: ``format_type`` and they
+then qualify every other schema's name)."""
 SHOWN = 10
 """How many of them the result names."""
 
@@ -52,7 +79,16 @@ class Unreadable:
     schema: str
     table: str
     columns: list[list[str]]
-    """(name, type, "true" when NOT NULL) each."""
+    """(name, type, "true" when NOT NULL, default expression or "", attidentity, attgenerated) each."""
+    constraints: list[list[str]] = dataclasses.field(default_factory=list)
+    """(name, contype, ``pg_get_constraintdef``) each: CHECK, PRIMARY KEY, UNIQUE, EXCLUDE, FOREIGN KEY (last)."""
+    missing: list[str] = dataclasses.field(default_factory=list)
+    """What its stand-in cannot have (triggers, rules, row level security policies, generated columns)."""
+
+    @property
+    def key(self) -> str:
+        """Its name as the dry run's observed locks write it (sqlnames.relation_key)."""
+        return relation_key(self.schema, self.table)
 
 
 def read_unreadable(conn: psycopg.Connection[Any]) -> list[Unreadable]:
@@ -61,8 +97,9 @@ def read_unreadable(conn: psycopg.Connection[Any]) -> list[Unreadable]:
     row = cur.execute("SELECT pg_catalog.current_setting('search_path'), "
                       "pg_catalog.set_config('search_path', 'pg_catalog', true)").fetchone()
     try:
-        return [Unreadable(str(s), str(t), [[str(v) for v in col] for col in cols or []])
-                for s, t, cols in cur.execute(Q_UNREADABLE).fetchall()]
+        return [Unreadable(str(s), str(t), [[str(v) for v in col] for col in cols or []],
+                           [[str(v) for v in con] for con in cons or []], [str(w) for w in missing or []])
+                for s, t, cols, cons, missing in cur.execute(Q_UNREADABLE).fetchall()]
     finally:
         cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (row[0] if row else "",))
 
@@ -83,7 +120,7 @@ def stand_in(table: Unreadable) -> sql.Composed:
     :func:`agent19.migrate.dryrun.isolated_access.checked_identity`)."""
     columns = [sql.SQL("{} {}{}").format(sql.Identifier(name), isolated_access.checked_identity(kind),
                                          sql.SQL(" NOT NULL" if notnull == "true" else ""))
-               for name, kind, notnull in table.columns]
+               for name, kind, notnull, *_ in table.columns]
     return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table.schema, table.table),
                                                   sql.SQL(", ").join(columns))
 
@@ -105,27 +142,91 @@ def stand_ins_first(admin_dsn: str, tables: list[Unreadable], login: str) -> tup
                                                                                  sql.Identifier(login)))
                 schemas.append(table.schema)
             try:
-                conn.execute(stand_in(table))
+                _make(conn, table, login)
             except (psycopg.Error, isolated_access.Unexpected):  # a type the dump makes: after the load
                 later.append(table)
     return later, schemas
 
 
-def stand_ins(admin_dsn: str, tables: list[Unreadable]) -> list[str]:
+def _make(conn: psycopg.Connection[Any], table: Unreadable, login: str) -> None:
+    """The stand-in of ``table``, owned by ``login`` until the target's owner is given (:func:`complete` adds its
+    defaults and constraints as the login)."""
+    with conn.transaction():
+        conn.execute(stand_in(table))
+        conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(sql.Identifier(table.schema, table.table),
+                                                                 sql.Identifier(login)))
+
+
+def stand_ins(admin_dsn: str, tables: list[Unreadable], login: str) -> list[str]:
     """After the dump is loaded, as the copy's superuser, an empty table for each of ``tables`` (left out of the dump):
-    its columns (names, types, NOT NULL), no defaults, constraints, indexes or triggers; what could not be made (a
-    type not restored), as notes."""
+    its columns (names, types, NOT NULL), owned by ``login`` (:func:`complete` adds the rest); what could not be made
+    (a type not restored), as notes."""
     failed = []
     with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         for table in tables:
             try:
-                conn.execute(stand_in(table))
+                _make(conn, table, login)
             except (psycopg.Error, isolated_access.Unexpected) as exc:
-                failed.append(f"{table.schema}.{table.table} "
-                              f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})")
+                failed.append(f"{table.schema}.{table.table} ({_first_line(exc)})")
     if not failed:
         return []
     return [f"{len(failed)} table(s) left out could not be stood in for, e.g. " + "; ".join(failed[:3])]
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _additions(table: Unreadable) -> list[tuple[str, sql.Composable]]:
+    """(what, statement) that give ``table``'s stand-in the target's defaults, identity and constraints: the
+    expressions as the target's catalog prints them (``pg_get_expr``, ``pg_get_constraintdef``)."""
+    name = sql.Identifier(table.schema, table.table)
+    out: list[tuple[str, sql.Composable]] = []
+    for column, _kind, _notnull, default, identity, generated, *_ in table.columns:
+        col = sql.Identifier(column)
+        if identity in ("a", "d"):
+            out.append((f"the identity of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} "
+                        "AS IDENTITY").format(name, col, sql.SQL("ALWAYS" if identity == "a" else "BY DEFAULT"))))
+        elif default and not generated:
+            out.append((f"the default of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ")
+                        .format(name, col) + sql.SQL(default)))
+    for conname, _contype, definition in table.constraints:
+        out.append((f"constraint {conname}", sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
+            name, sql.Identifier(conname)) + sql.SQL(definition)))
+    return out
+
+
+def complete(login_dsn: str, tables: list[Unreadable]) -> tuple[list[str], dict[str, str]]:
+    """As the copy's login (the stand-ins' owner until the target's owners are given: what runs here can do no more
+    than the dump's load, which it runs too), each stand-in's defaults, identity and constraints from the target's
+    catalog (:func:`_additions`): an INSERT the target refuses for a CHECK, a key or a NOT NULL without default is
+    refused there too, one it accepts is accepted. Returns (notes, the stand-ins the copy could not make as the
+    target has them: their :attr:`Unreadable.key` and what they lack). A statement touching one of those is not
+    testable there (:func:`agent19.migrate.dryrun.isolated.label`)."""
+    lacking: dict[str, list[str]] = {t.key: list(t.missing) for t in tables if t.missing}
+    failed: list[str] = []
+    with catalog_first.connect(login_dsn, autocommit=True, options="-c search_path=pg_catalog,pg_temp") as conn:
+        exists = {(str(row[0]), str(row[1])) for row in conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace").fetchall()}
+        made = [t for t in tables if (t.schema, t.table) in exists]
+        steps = [(t, what, statement) for t in made for what, statement in _additions(t)]
+        # foreign keys last: the keys they reference, on other stand-ins, first
+        steps.sort(key=lambda step: step[1].startswith("constraint") and "FOREIGN KEY" in step[2].as_string(conn))
+        for table, what, statement in steps:
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                lacking.setdefault(table.key, []).append(what)
+                failed.append(f"{table.key}: {what} ({_first_line(exc)})")
+    for table in tables:
+        if table not in made:
+            lacking.setdefault(table.key, []).append("its table (not stood in for)")
+    notes = []
+    if failed:
+        notes.append(f"{len(failed)} default(s) or constraint(s) of tables left out could not be made on their "
+                     "stand-ins, e.g. " + "; ".join(failed[:3]))
+    return notes, {key: ", ".join(what) for key, what in lacking.items()}
 
 
 def note(tables: list[Unreadable]) -> list[str]:
@@ -136,5 +237,6 @@ def note(tables: list[Unreadable]) -> list[str]:
                                                                  if len(tables) > SHOWN else "")
     return [f"{len(tables)} table(s) this login cannot read on the target (no USAGE on the schema or no SELECT: "
             f"pg_dump cannot lock them) are left out of the copy: {names}; each is an empty table there with its "
-            "columns (no defaults, constraints, indexes or triggers), its owner and privileges on the target (a "
-            "statement touching it is refused as on the target)"]
+            "columns, defaults and constraints (no triggers, rules, policies nor other indexes: a statement touching "
+            "one that has them on the target is not testable), its owner and privileges on the target (a statement "
+            "touching it is refused as on the target)"]

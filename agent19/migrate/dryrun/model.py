@@ -179,6 +179,10 @@ class IsolatedCopy(BaseModel):
     access_unmade: list[str] = Field(default=[], description="owner and privilege statements of the target the copy "
                                      "refused for an object it has: it may allow what the target refuses, so every "
                                      "statement that ran without error there is not testable")
+    stand_ins_lacking: dict[str, str] = Field(
+        default={}, description="tables left out (the login cannot read them) whose stand-in lacks what the target's "
+        "table has (triggers, rules, policies, a constraint the copy refused), and what: a statement that locks one "
+        "is not testable")
     dump: str = Field(default="", description="how the target's schema was had (pg_dump, or a dump kept by a running "
                       "server while the catalogs are unchanged)")
     removed: bool = Field(default=False, description="the throwaway cluster was stopped and its directory removed")
