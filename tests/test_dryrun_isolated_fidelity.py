@@ -142,3 +142,37 @@ def test_a_stand_in_has_the_targets_defaults_and_constraints(app, dsn, work):
     [s] = r.statements
     assert r.summary.startswith("COULD NOT TEST"), r.summary
     assert "table public.guarded is a stand-in there" in (s.untested or "") and "triggers" in s.untested, s
+
+
+MEASURE = """
+CREATE TABLE public.measure (id int, at date NOT NULL CHECK (at > '2000-01-01')) PARTITION BY RANGE (at);
+CREATE TABLE public.measure_2026 PARTITION OF public.measure FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE public.measure_other PARTITION OF public.measure DEFAULT;
+CREATE TABLE public.base (id int);
+CREATE TABLE public.derived (note text) INHERITS (public.base);
+"""
+
+
+def test_a_partition_left_out_is_attached_to_its_readable_parent(app, dsn, work):
+    """k10: a partition without a grant of its own (the usual setup: PostgreSQL checks the partitioned table's) is
+    left out of the dump; its stand-in was a plain table, and an INSERT through the readable parent FAILED ("no
+    partition of relation measure found for row"). It is now attached with its bound; an inheritance child inherits."""
+    login = _user(app)
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(MEASURE)
+        c.execute(f"GRANT SELECT, INSERT, UPDATE ON public.measure, public.base TO {login}")
+    for sql, where in (("INSERT INTO public.measure VALUES (1, '2026-06-01');\n", "measure_2026"),
+                       ("INSERT INTO public.measure VALUES (1, '2030-06-01');\n", "measure_other")):
+        assert _on_target(app, sql) is None
+        r = _isolated(app, sql, work)
+        assert r.summary.startswith("PASSED"), r.summary
+        assert any(lock.relation == f"public.{where}" for lock in r.statements[0].locks), r.statements[0].locks
+    refused = "INSERT INTO public.measure VALUES (1, '1999-06-01');\n"
+    assert "violates check constraint" in (_on_target(app, refused) or "")
+    r = _isolated(app, refused, work)
+    assert r.statements[0].error and "violates check constraint" in r.statements[0].error.message, r.summary
+    through = "UPDATE public.base SET id = 2;\n"  # reaches the child too: only the parent's privileges are checked
+    assert _on_target(app, through) is None
+    r = _isolated(app, through, work)
+    assert r.summary.startswith("PASSED"), r.summary
+    assert any(lock.relation == "public.derived" for lock in r.statements[0].locks), r.statements[0].locks

@@ -43,11 +43,13 @@ SELECT n.nspname::text, c.relname::text,
        array(SELECT ARRAY[co.conname::text, co.contype::text, pg_catalog.pg_get_constraintdef(co.oid)]
                FROM pg_catalog.pg_constraint co
               WHERE co.conrelid OPERATOR(pg_catalog.=) c.oid AND co.contype IN ('c', 'p', 'u', 'x', 'f')
+                AND (co.contype OPERATOR(pg_catalog.=) 'c' OR co.conparentid OPERATOR(pg_catalog.=) 0)
               ORDER BY co.contype OPERATOR(pg_catalog.=) 'f', co.conname),
        array(SELECT w FROM (VALUES
                (CASE WHEN c.relrowsecurity THEN 'row level security policies' END),
                (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid
-                                     AND NOT t.tgisinternal) THEN 'triggers' END),
+                                     AND NOT t.tgisinternal AND t.tgparentid OPERATOR(pg_catalog.=) 0)
+                     THEN 'triggers' END),
                (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid)
                      THEN 'rules' END),
                (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid
@@ -58,18 +60,23 @@ SELECT n.nspname::text, c.relname::text,
                      THEN 'unique indexes' END),
                (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
                                      AND a.attgenerated OPERATOR(pg_catalog.<>) '' AND NOT a.attisdropped)
-                     THEN 'generated columns' END)) v(w) WHERE w IS NOT NULL)
+                     THEN 'generated columns' END)) v(w) WHERE w IS NOT NULL),
+       array(SELECT ARRAY[pn.nspname::text, pc.relname::text]
+               FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class pc ON pc.oid OPERATOR(pg_catalog.=) i.inhparent
+               JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pc.relnamespace
+              WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid ORDER BY i.inhseqno),
+       CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) ELSE '' END
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass
                    AND d.objid = c.oid AND d.deptype = 'e')
    AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))
  ORDER BY 1, 2"""
-"""(schema, table, columns, constraints, what a stand-in cannot have) of each table pg_dump would lock and this login
-cannot; each column (name, type, NOT NULL, default expression or '', attidentity, attgenerated); each constraint
-(name, contype, definition): the catalog, which any login reads, has them — ``pg_get_expr`` and
-``pg_get_constraintdef`` need no privilege on the table (read with search_path pg_catalog: ``format_type`` and they
-then qualify every other schema's name)."""
+"""(schema, table, columns, constraints, what a stand-in cannot have, parents, partition bound or '') of each table
+pg_dump would lock and this login cannot; each column (name, type, NOT NULL, default expression or '', attidentity,
+attgenerated); each constraint (name, contype, definition): the catalog, which any login reads, has them —
+``pg_get_expr`` and ``pg_get_constraintdef`` need no privilege on the table (read with search_path pg_catalog:
+``format_type`` and they then qualify every other schema's name)."""
 SHOWN = 10
 """How many of them the result names."""
 
@@ -84,6 +91,11 @@ class Unreadable:
     """(name, contype, ``pg_get_constraintdef``) each: CHECK, PRIMARY KEY, UNIQUE, EXCLUDE, FOREIGN KEY (last)."""
     missing: list[str] = dataclasses.field(default_factory=list)
     """What its stand-in cannot have (triggers, rules, row level security policies, generated columns)."""
+    parents: list[list[str]] = dataclasses.field(default_factory=list)
+    """(schema, table) of each table it inherits from, or its partitioned table (a partition left out whose parent
+    the login may read: PostgreSQL checks the parent's privileges for a row inserted through it)."""
+    bound: str = ""
+    """A partition's bound (``FOR VALUES …``, ``DEFAULT``: ``pg_get_expr(relpartbound)``); '' for another table."""
 
     @property
     def key(self) -> str:
@@ -98,8 +110,9 @@ def read_unreadable(conn: psycopg.Connection[Any]) -> list[Unreadable]:
                       "pg_catalog.set_config('search_path', 'pg_catalog', true)").fetchone()
     try:
         return [Unreadable(str(s), str(t), [[str(v) for v in col] for col in cols or []],
-                           [[str(v) for v in con] for con in cons or []], [str(w) for w in missing or []])
-                for s, t, cols, cons, missing in cur.execute(Q_UNREADABLE).fetchall()]
+                           [[str(v) for v in con] for con in cons or []], [str(w) for w in missing or []],
+                           [[str(v) for v in parent] for parent in parents or []], str(bound or ""))
+                for s, t, cols, cons, missing, parents, bound in cur.execute(Q_UNREADABLE).fetchall()]
     finally:
         cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (row[0] if row else "",))
 
@@ -177,22 +190,32 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _additions(table: Unreadable) -> list[tuple[str, sql.Composable]]:
-    """(what, statement) that give ``table``'s stand-in the target's defaults, identity and constraints: the
-    expressions as the target's catalog prints them (``pg_get_expr``, ``pg_get_constraintdef``)."""
+def _additions(table: Unreadable) -> list[tuple[int, str, sql.Composable]]:
+    """(order, what, statement) that give ``table``'s stand-in the target's defaults, identity, CHECK constraints, its
+    place under its parent (``ATTACH PARTITION`` with its bound, or ``INHERIT``), then its keys and foreign keys: the
+    expressions as the target's catalog prints them (``pg_get_expr``, ``pg_get_constraintdef``). A partition's
+    constraints cloned from its parent's come with the ``ATTACH``."""
     name = sql.Identifier(table.schema, table.table)
-    out: list[tuple[str, sql.Composable]] = []
+    out: list[tuple[int, str, sql.Composable]] = []
+    for schema, parent in table.parents:
+        under = sql.Identifier(schema, parent)
+        if table.bound:
+            out.append((2, f"its place in partitioned table {relation_key(schema, parent)}", sql.SQL(
+                "ALTER TABLE {} ATTACH PARTITION {} ").format(under, name) + sql.SQL(table.bound)))
+        else:
+            out.append((2, f"its parent {relation_key(schema, parent)}",
+                        sql.SQL("ALTER TABLE {} INHERIT {}").format(name, under)))
     for column, _kind, _notnull, default, identity, generated, *_ in table.columns:
         col = sql.Identifier(column)
         if identity in ("a", "d"):
-            out.append((f"the identity of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} "
-                        "AS IDENTITY").format(name, col, sql.SQL("ALWAYS" if identity == "a" else "BY DEFAULT"))))
+            out.append((0, f"the identity of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} ADD GENERATED "
+                        "{} AS IDENTITY").format(name, col, sql.SQL("ALWAYS" if identity == "a" else "BY DEFAULT"))))
         elif default and not generated:
-            out.append((f"the default of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ")
+            out.append((0, f"the default of column {column}", sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT ")
                         .format(name, col) + sql.SQL(default)))
-    for conname, _contype, definition in table.constraints:
-        out.append((f"constraint {conname}", sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(
-            name, sql.Identifier(conname)) + sql.SQL(definition)))
+    for conname, contype, definition in table.constraints:  # CHECK before ATTACH (it requires the parent's)
+        out.append((1 if contype == "c" else 4 if contype == "f" else 3, f"constraint {conname}", sql.SQL(
+            "ALTER TABLE {} ADD CONSTRAINT {} ").format(name, sql.Identifier(conname)) + sql.SQL(definition)))
     return out
 
 
@@ -210,10 +233,10 @@ def complete(login_dsn: str, tables: list[Unreadable]) -> tuple[list[str], dict[
             "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace").fetchall()}
         made = [t for t in tables if (t.schema, t.table) in exists]
-        steps = [(t, what, statement) for t in made for what, statement in _additions(t)]
-        # foreign keys last: the keys they reference, on other stand-ins, first
-        steps.sort(key=lambda step: step[1].startswith("constraint") and "FOREIGN KEY" in step[2].as_string(conn))
-        for table, what, statement in steps:
+        # by order over all stand-ins: a foreign key after the keys it references, on other stand-ins too
+        steps = sorted(((order, t, what, statement) for t in made for order, what, statement in _additions(t)),
+                       key=lambda step: step[0])
+        for _order, table, what, statement in steps:
             try:
                 conn.execute(statement)
             except psycopg.Error as exc:
