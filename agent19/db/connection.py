@@ -41,6 +41,10 @@ from agent19.tool_names import at_cli
 
 log = logging.getLogger(__name__)
 STRINGS_AS_PARSED = "-c standard_conforming_strings=on"  # string literals read as agent19's parser reads them
+Q_STARTUP_PATH = ("SELECT s.reset_val FROM pg_catalog.pg_settings s "
+                  "WHERE s.name OPERATOR(pg_catalog.=) 'search_path'")
+"""The search_path the session started with (its database's and role's settings, the DSN's options): a ``SET``
+(agent19's pin) leaves ``reset_val`` as it was."""
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -134,11 +138,18 @@ class Database:
                 # may default it to off: 'a\', ' would then end a string where agent19 saw none end); also a
                 # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
                 # refused it
-                " pg_catalog.set_config('standard_conforming_strings', 'on', false)"
+                " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
+                f" ({Q_STARTUP_PATH})"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
             ).fetchone()
+        if row is not None and row[4] is not None:
+            self.startup_search_path = str(row[4])
         catalog_first.pin(conn, str(row[0]) if row else "")
+
+    startup_search_path: str | None = None
+    """The search_path the target's sessions start with (its ``ALTER DATABASE/ROLE … SET``, the DSN's options), read
+    by :meth:`_configure`: a scratch database's sessions start with it (``scratch.scratch_dsn``)."""
 
     def session_options(self) -> dict[str, str]:
         """Connection parameters that give any session agent19 opens (scratch databases, watchers…)

@@ -195,6 +195,26 @@ def target_name(db: Database) -> str:
     return conninfo_to_dict(db.dsn).get("dbname") or os.environ.get("PGDATABASE") or "postgres"
 
 
+def _escaped(value: str) -> str:
+    """``value`` as one word of a startup ``options`` string (backslash before a backslash or a space)."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def scratch_dsn(db: Database, name: str) -> str:
+    """The DSN of sessions in the scratch database ``name``: agent19's timeouts (:meth:`Database.session_options`)
+    and the search_path the target's sessions start with — its database's and role's settings are rows of
+    ``pg_db_role_setting`` for the target's database, which a scratch database (even a TEMPLATE copy) has not: an
+    unqualified name there resolved on ``"$user", public`` (r27b-k13). The session pins it as any other
+    (:func:`agent19.db.catalog_first.connect`)."""
+    options = db.session_options()
+    if db.startup_search_path is None:  # read when a session is configured: no session of the target yet
+        with db.read():
+            pass
+    if db.startup_search_path is not None:
+        options["options"] = f"{options['options']} -c search_path={_escaped(db.startup_search_path)}"
+    return make_conninfo(db.dsn, dbname=name, **options)
+
+
 # A missing object (relation, column, function, type, schema): what an incomplete copy makes fail
 MISSING_OBJECT = {"42P01", "42703", "42883", "42704", "3F000"}
 
@@ -253,7 +273,7 @@ def create(
     """Make the scratch database ``name`` with the owner session ``admin`` (see the module docstring for the
     strategies). ``dump``: returns the target's :func:`dump_schema`, made earlier (else pg_dump runs here)."""
     # sessions in the scratch database run the migration's statements: agent19's timeouts apply there too
-    dsn = make_conninfo(db.dsn, dbname=name, **db.session_options())
+    dsn = scratch_dsn(db, name)
     notes: list[str] = []
     if copy in ("auto", "template") and admin.info.dbname != target:
         row = admin.execute(

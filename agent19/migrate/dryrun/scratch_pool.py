@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from agent19 import lifecycle
 from agent19.db.connection import Database
@@ -189,7 +188,7 @@ def take(db: Database, major: int, state: str | None) -> tuple[psycopg.Connectio
                       "since (%s, now %s); dropped", ready.name, ready.made_with, now)
         _drop(ready)
         return None
-    dsn = make_conninfo(db.dsn, dbname=ready.name, **db.session_options())  # the taker's timeouts, not the maker's
+    dsn = scratch_mod.scratch_dsn(db, ready.name)  # the taker's timeouts and search_path, not the maker's
     return ready.admin, ScratchDatabase(ready.name, dsn, "schema_copy", notes=[MADE_AHEAD, *ready.notes],
                                         unfaithful=list(ready.unfaithful))
 
