@@ -176,3 +176,58 @@ def test_a_partition_left_out_is_attached_to_its_readable_parent(app, dsn, work)
     r = _isolated(app, through, work)
     assert r.summary.startswith("PASSED"), r.summary
     assert any(lock.relation == "public.derived" for lock in r.statements[0].locks), r.statements[0].locks
+
+
+DEFINERS = """
+CREATE TABLE public.secret (id int, note text);
+CREATE FUNCTION public.audit(msg text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+BEGIN INSERT INTO public.secret VALUES (1, msg); END $f$;
+GRANT EXECUTE ON FUNCTION public.audit(text) TO {login};
+CREATE FUNCTION public.admin_only() RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $f$
+BEGIN IF session_user <> current_user THEN
+  RAISE EXCEPTION 'only admins may call this' USING ERRCODE = 'insufficient_privilege'; END IF; END $f$;
+CREATE ROLE {reader} NOLOGIN;
+GRANT pg_read_all_data TO {reader};
+CREATE FUNCTION public.count_secret() RETURNS bigint LANGUAGE sql SECURITY DEFINER
+  AS $$ SELECT count(*) FROM public.secret $$;
+ALTER FUNCTION public.count_secret() OWNER TO {reader};
+GRANT EXECUTE ON FUNCTION public.count_secret() TO {login};
+"""
+
+
+@pytest.mark.parametrize("case", ["k05", "k17"])
+def test_a_permission_error_is_blamed_on_the_definer_it_happened_in(app, dsn, work, case):
+    """k05: a permission error in a plain overload ``audit(integer)`` was blamed on the superuser's SECURITY DEFINER
+    ``audit(text)`` (matched by name only), and a definer's own RAISE … insufficient_privilege on the copy; both fail
+    on the target too: the login lacks a privilege. k17: a definer owned by a member of pg_read_all_data works on the
+    target and is refused in the copy (no predefined-role membership there): not testable, not the login's lack."""
+    import secrets
+
+    login, reader = _user(app), f"reader_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(DEFINERS.format(login=login, reader=reader))
+    try:
+        with psycopg.connect(app, autocommit=True) as c:
+            c.execute("CREATE FUNCTION public.audit(n integer) RETURNS void LANGUAGE plpgsql AS $f$ "
+                      "BEGIN INSERT INTO public.secret VALUES (n, 'x'); END $f$")
+        for sql, target in (("SELECT public.audit(1);\n", "permission denied for table secret"),
+                            ("SELECT public.admin_only();\n", "only admins may call this"))[:2 if case == "k05" else 0]:
+            assert _on_target(app, sql) == target
+            r = _isolated(app, sql, work)
+            [s] = r.statements
+            assert s.untested and s.untested.startswith("this login lacks a privilege"), (sql, s.untested)
+            assert target in s.untested, s.untested
+        if case == "k05":
+            return
+        member = "SELECT public.count_secret();\n"
+        assert _on_target(app, member) is None
+        r = _isolated(app, member, work)
+        [s] = r.statements
+        assert (s.untested or "").startswith("not testable in the isolated copy: function public.count_secret() runs "
+                                             f"there without its owner's member of pg_read_all_data (owned by {reader}"
+                                             ), s.untested
+        assert any(f"public.count_secret() (owned by {reader}, member of pg_read_all_data)" in n
+                   for n in r.isolated.restore_errors), r.isolated.restore_errors
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as c:  # roles are the server's
+            c.execute(f"DROP FUNCTION public.count_secret(); DROP ROLE {reader}")

@@ -163,7 +163,7 @@ def isolated_copy(db: Database, progress: Progress | None = None, work_base: Pat
         extensions = restorer.source_extensions(conn)
         versions = dict(conn.cursor(row_factory=tuple_row).execute(Q_EXTENSION_VERSIONS).fetchall())
         unreadable = isolated_unreadable.read_unreadable(conn)  # left out of the dump: pg_dump could not lock them
-        definers = isolated_definers.read(conn)  # a superuser's SECURITY DEFINER functions: without it in the copy
+        definers = isolated_definers.read(conn)  # SECURITY DEFINER functions of owners with powers the copy lacks
     assert row is not None
     target: dict[str, Any] = dict(row) if isinstance(row, dict) else dict(zip(
         ("version", "login", "dbname", "roles", "member_of"), row, strict=True))
