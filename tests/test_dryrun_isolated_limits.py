@@ -44,7 +44,7 @@ def _isolated(login: str, sql: str, work: Path, settings: dict[str, Any] | None 
 
 class _Holder:
     """Another session holding ACCESS EXCLUSIVE on ``table`` for ``seconds`` at most (released in a timer, so that
-    code that waits without limit ends too — and fails the test by the time it took)."""
+    code that waits without limit ends too — and fails the test: its timer had fired)."""
 
     def __init__(self, login: str, table: str, seconds: float) -> None:
         self.conn = psycopg.connect(login)
@@ -60,14 +60,13 @@ class _Holder:
 
 
 def test_pg_dump_of_the_schema_gives_up_after_lock_timeout_and_names_the_table(app):
-    holder = _Holder(app, "tsd", 8)
+    holder = _Holder(app, "tsd", 120)
     try:
-        start = time.monotonic()
         dump, failure = dump_schema(app, 15, lock_timeout_ms=400)
-        took = time.monotonic() - start
+        still_held = holder.timer.is_alive()
     finally:
         holder.release()
-    assert dump is None and took < 5, (took, failure)  # not the 8 s the other session held its lock
+    assert dump is None and still_held, failure  # it gave up while the other session still held its lock
     assert failure is not None and failure.startswith("pg_dump waited more than 400 ms for a lock on public.tsd "
                                                       f"held by pid {holder.pid}: "), failure
     # once free, the same dump works
@@ -81,29 +80,27 @@ def test_the_ordinary_dry_runs_schema_dump_takes_the_sessions_lock_timeout(app):
     from agent19.migrate.dryrun.early_scratch import cached_dump
 
     db = Database(session_settings(dsn=app, mode="dry-run", lock_timeout="300ms"))
-    holder = _Holder(app, "tsd", 8)
+    holder = _Holder(app, "tsd", 120)
     try:
-        start = time.monotonic()
         (dump, failure), _how = cached_dump(db, 15)
-        took = time.monotonic() - start
+        still_held = holder.timer.is_alive()
     finally:
         holder.release()
         db.close()
-    assert dump is None and took < 5, (took, failure)
+    assert dump is None and still_held, failure  # it gave up while the other session still held its lock
     assert failure is not None and failure.startswith("pg_dump waited more than 300 ms for a lock on public.tsd"), \
         failure
 
 
 def test_an_isolated_run_does_not_wait_behind_the_targets_locks(app, work):
-    holder = _Holder(app, "tsd", 8)
+    holder = _Holder(app, "tsd", 120)
     try:
-        start = time.monotonic()
         with pytest.raises(InputError) as raised:
             _isolated(app, "ALTER TABLE o ADD COLUMN z int;", work, {"lock_timeout": "500ms"})
-        took = time.monotonic() - start
+        still_held = holder.timer.is_alive()
     finally:
         holder.release()
-    assert took < 6, took
+    assert still_held  # it gave up while the other session still held its lock, not after
     assert str(raised.value).startswith("could not copy the target's schema: pg_dump waited more than 500 ms for a "
                                         f"lock on public.tsd held by pid {holder.pid}"), raised.value
 
@@ -165,14 +162,11 @@ SELECT 1;
 
 
 def test_an_isolated_run_stops_when_its_copy_writes_past_the_limit(app, work):
-    start = time.monotonic()
-    with pytest.raises(InputError) as raised:
+    with pytest.raises(InputError) as raised:  # FILL writes ~200 MB: it completes unless the limit stops it
         _isolated(app, FILL, work, {"isolated_max_mb": 100})
-    took = time.monotonic() - start
     assert str(raised.value).startswith("the isolated copy wrote more than 100 MB on this machine (its work directory "
                                         f"{work}/agent19-isolated-"), raised.value
     assert "AGENT19_ISOLATED_MAX_MB" in (raised.value.hint or ""), raised.value.hint
-    assert took < 30, took
     assert not list(work.iterdir())  # stopped and removed
 
 
