@@ -6,10 +6,8 @@ signal a process that is not a PostgreSQL server of the directory — its own pi
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,14 @@ from agent19.db import cluster_supervisor
 from agent19.db.binaries import as_postgres_user
 from tests.conftest import need, until
 from tests.scratch_dryruns import owner
-from tests.test_dryrun_isolated import SETUP, _alive, _no_cluster_left, _postmaster, _sleeping_run, _supervisors_of
+from tests.test_dryrun_isolated import (
+    SETUP,
+    _killed_and_gone,
+    _no_cluster_left,
+    _postmaster,
+    _sleeping_run,
+    _supervisors_of,
+)
 
 
 def test_a_tripped_limit_writes_nothing_through_a_planted_link(tmp_path: Path) -> None:
@@ -101,13 +106,7 @@ def test_the_supervisor_survives_its_pid_in_the_work_directory(app: str, work: P
         ids = as_postgres_user()
         if ids:  # as its user would have written it
             os.chown(forged, ids["user"], ids["group"])
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-        start = time.monotonic()
-        while (_alive(postmaster) or directory.exists()) and time.monotonic() - start < 30:
-            time.sleep(0.1)
-        assert not _alive(postmaster), f"the copy's postmaster {postmaster} still runs 30 s after agent19 was killed"
-        assert not directory.exists(), list(directory.iterdir())
+        _killed_and_gone(child, directory, postmaster)
     finally:
         child.kill()
         child.wait()

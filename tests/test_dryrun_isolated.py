@@ -389,11 +389,18 @@ def test_a_sigkilled_runs_cluster_dies_with_it(app, work, tmp_path):
     """j05: nothing runs in a SIGKILLed process; its copy's postmaster kept running (its disk and time limits
     enforced by nobody) until the next run. The work directory's supervisor process stops it and removes the
     directory."""
-    import signal
-    import time
 
     child = _sleeping_run(app, work, tmp_path)
     directory, postmaster = _postmaster(work)
+    _killed_and_gone(child, directory, postmaster)
+    _no_cluster_left(work)
+
+
+def _killed_and_gone(child, directory, postmaster) -> None:
+    """SIGKILL agent19 (``child``); within 30 s its copy's postmaster is gone and its work directory removed."""
+    import signal
+    import time
+
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     start = time.monotonic()
@@ -401,7 +408,6 @@ def test_a_sigkilled_runs_cluster_dies_with_it(app, work, tmp_path):
         time.sleep(0.1)
     assert not _alive(postmaster), f"the copy's postmaster {postmaster} still runs 30 s after agent19 was killed"
     assert not directory.exists(), list(directory.iterdir())
-    _no_cluster_left(work)
 
 
 def test_a_run_killed_with_its_supervisor_is_removed_by_the_next(app, work, tmp_path):

@@ -35,7 +35,7 @@ def every_row(conn: Any) -> Iterator[None]:
     restores the setting itself)."""
     row = conn.execute("SELECT current_setting('row_security') AS v").fetchone()
     before = row["v"] if isinstance(row, dict) else row[0]
-    conn.execute("SELECT set_config('row_security', 'off', true)")
+    conn.execute(EVERY_ROW)
     yield
     conn.execute("SELECT set_config('row_security', %s, true)", (before,))
 

@@ -16,6 +16,7 @@ from agent19.safety.run import QueryResult
 from agent19.tools.registry import ToolContext, tool
 
 if TYPE_CHECKING:
+    from agent19.db.connection import Database
     from agent19.migrate.parse import Statement
     from agent19.safety import policy
     from agent19.safety.protocol import Protocol
@@ -96,7 +97,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       A refused statement runs only through confirm_destructive, once a human has confirmed. EXPLAIN ANALYZE of a
       write runs it and is always rolled back, as in explain_query.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""
-    from agent19.safety import aftermath, kinds, policy
+    from agent19.safety import kinds, policy
     from agent19.safety import measure as measuring
     from agent19.safety.assess import assess
     from agent19.safety.protocol import Protocol
@@ -124,12 +125,10 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     else:
         gate.admit(db, args.sql, gate.Purpose.WRITE)
     if explained:
-        with aftermath.trial(db, checked) as (conn, after):
-            result = run_write(conn, args.sql, st, args.max_rows, "rolled back (EXPLAIN runs the statement)")
-        return SqlResult(mode=mode, executed=True, result=result, after_rollback=after,
-                         message="EXPLAIN ANALYZE ran the write inside a transaction that was rolled back: nothing "
-                         f"was kept (as {tool_names.tool('explain_query')} does); run the statement without EXPLAIN "
-                         "to keep it")
+        return _rolled_back(db, args, st, mode, checked, "rolled back (EXPLAIN runs the statement)",
+                            "EXPLAIN ANALYZE ran the write inside a transaction that was rolled back: nothing was "
+                            f"kept (as {tool_names.tool('explain_query')} does); run the statement without EXPLAIN "
+                            "to keep it")
     changes = mode is AccessMode.EXECUTE and not _is_read(st)  # execute-mode policies: reads always pass
     tested = policy.tested(ctx.settings, db, args.sql) if changes else None
     if tested is not None and (why := tested.refusal or _policy_refusal(ctx, st, args.sql, args.acknowledge)):
@@ -142,10 +141,7 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     if _is_read(st):
         return SqlResult(mode=mode, executed=True, result=run_read(db, args.sql, args.max_rows))
     if mode is AccessMode.DRY_RUN:
-        with aftermath.trial(db, checked) as (conn, after):
-            result = run_write(conn, args.sql, st, args.max_rows, "rolled back (dry-run)")
-        return SqlResult(mode=mode, executed=True, result=result, message="dry-run: the change was rolled back",
-                         after_rollback=after)
+        return _rolled_back(db, args, st, mode, checked, "rolled back (dry-run)", "dry-run: the change was rolled back")
     conn = db.connect()
     try:
         if kinds.runs_outside_transaction(st):  # an allowlisted kind PostgreSQL runs outside a transaction
@@ -159,6 +155,17 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
     finally:
         conn.close()
     return _ran(ctx, tested, SqlResult(mode=mode, executed=True, result=result))
+
+
+def _rolled_back(db: Database, args: SqlArgs, st: Statement, mode: AccessMode, checked: str | None, label: str,
+                 message: str) -> SqlResult:
+    """The write run in a transaction that is always rolled back, and what the server showed after it."""
+    from agent19.safety import aftermath
+    from agent19.safety.run import run_write
+
+    with aftermath.trial(db, checked) as (conn, after):
+        result = run_write(conn, args.sql, st, args.max_rows, label)
+    return SqlResult(mode=mode, executed=True, result=result, message=message, after_rollback=after)
 
 
 def _ran(ctx: ToolContext, tested: policy.ledger.Verdict | None, result: SqlResult) -> SqlResult:

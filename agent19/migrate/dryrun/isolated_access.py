@@ -357,9 +357,9 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
                     statement = make(row)
                     conn.execute(statement)
                 except (psycopg.Error, Unexpected) as exc:
-                    failed.setdefault(kind, []).append(f"{row} ({_first_line(exc)})")
+                    failed.setdefault(kind, []).append(f"{row} ({first_line(exc)})")
                     if not (isinstance(exc, psycopg.Error) and exc.sqlstate in ABSENT):
-                        unmade.append(f"{kind} {row}: {_first_line(exc)}")
+                        unmade.append(f"{kind} {row}: {first_line(exc)}")
         notices: list[str] = []  # what the server says of a setting it accepts (a name that does not exist here)
         conn.add_notice_handler(lambda diagnostic: notices.append(str(diagnostic.message_primary)))
         for level, entries in settings:
@@ -374,7 +374,7 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
                 try:
                     conn.execute(set_statement(level, login, dbname, entry))
                 except psycopg.Error as exc:
-                    notes.append(f"the target's {level} setting {entry} is not set in the copy: {_first_line(exc)}")
+                    notes.append(f"the target's {level} setting {entry} is not set in the copy: {first_line(exc)}")
                 notes += [f"the target's {level} setting {entry}: {n}" for n in notices]
     for kind, items in failed.items():
         if items:
@@ -383,5 +383,5 @@ def apply(admin_dsn: str, access: Access, login: str, dbname: str, superuser: st
     return Applied(notes, unmade)
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -180,14 +180,10 @@ def stand_ins(admin_dsn: str, tables: list[Unreadable], login: str) -> list[str]
             try:
                 _make(conn, table, login)
             except (psycopg.Error, isolated_access.Unexpected) as exc:
-                failed.append(f"{table.schema}.{table.table} ({_first_line(exc)})")
+                failed.append(f"{table.schema}.{table.table} ({isolated_access.first_line(exc)})")
     if not failed:
         return []
     return [f"{len(failed)} table(s) left out could not be stood in for, e.g. " + "; ".join(failed[:3])]
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _additions(table: Unreadable) -> list[tuple[int, str, sql.Composable]]:
@@ -241,7 +237,7 @@ def complete(login_dsn: str, tables: list[Unreadable]) -> tuple[list[str], dict[
                 conn.execute(statement)
             except psycopg.Error as exc:
                 lacking.setdefault(table.key, []).append(what)
-                failed.append(f"{table.key}: {what} ({_first_line(exc)})")
+                failed.append(f"{table.key}: {what} ({isolated_access.first_line(exc)})")
     for table in tables:
         if table not in made:
             lacking.setdefault(table.key, []).append("its table (not stood in for)")
