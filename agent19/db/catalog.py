@@ -195,6 +195,11 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     """
     import psycopg
 
+    from agent19.db import captures
+
+    # what ran on this session before (a migration under test, replayed or in this transaction) may have made an
+    # overload these reads would call (agent19.db.captures): checked first
+    captures.guard(conn)
     in_transaction = conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
     # the path's own read and switch name nothing through the path (a function, or the || operator, could be a
     # schema's before pg_catalog's: agent19.db.catalog_first)

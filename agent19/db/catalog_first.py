@@ -41,6 +41,8 @@ agent19's sessions, their own function in theirs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the driver loads where a session is made (agent19.db.catalog, which reads SEARCH_PATH, need not)
@@ -102,6 +104,26 @@ def read_own(conn: psycopg.Connection[Any], queries: tuple[str | tuple[str, Any]
         raise
 
 
+@contextmanager
+def own_path(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """agent19's reads inside the block run under :data:`OWN_PATH` (as :func:`read_own`'s, for reads that are not
+    one batch: a statement's measurement in execute mode, right after the statement, where an overload it made
+    would otherwise be what they call); the session's path is given back at the end (in a transaction that failed,
+    its rollback does)."""
+    import psycopg as pg
+
+    in_transaction = conn.info.transaction_status == pg.pq.TransactionStatus.INTRANS
+    (save, pin), restore = own_reads(in_transaction)
+    conn.execute(save)
+    conn.execute(pin)
+    try:
+        yield
+    finally:
+        if not conn.closed and conn.info.transaction_status in (pg.pq.TransactionStatus.INTRANS,
+                                                                 pg.pq.TransactionStatus.IDLE):
+            conn.execute(restore)
+
+
 def shadowing(path: str) -> str | None:
     """The schema searched before ``pg_catalog`` when ``path`` lists ``pg_catalog`` after it (``"$user"`` counts:
     it may name a schema), else None. ``pg_temp`` before ``pg_catalog`` is left to the session check: a new
@@ -144,9 +166,12 @@ def pin(conn: psycopg.Connection[Any], path: str | None = None) -> None:
     from psycopg.rows import tuple_row
 
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if path is None:
-        row = conn.cursor(row_factory=tuple_row).execute(f"SELECT {SEARCH_PATH}").fetchone()
+    if path is None:  # a session of its own: its captures are read with its path (Database._configure reads both)
+        from agent19.db import captures
+
+        row = conn.cursor(row_factory=tuple_row).execute(f"SELECT {SEARCH_PATH}, {captures.AT_START}").fetchone()
         path = str(row[0]) if row else ""
+        captures.refuse_untrusted(conn, row[1] if row else None)
     new = unshadowed(path)
     if new is not None:
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (new,))

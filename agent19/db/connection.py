@@ -33,7 +33,7 @@ from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent19.config import AccessMode, Secret, Settings
-from agent19.db import catalog_first
+from agent19.db import captures, catalog_first
 from agent19.db.embedded import start_embedded
 from agent19.db.redact import check_dsn, password_of, redact_dsn, redact_text, remember_secret
 from agent19.errors import ConfigError, DatabaseUnavailable, ModeError
@@ -139,12 +139,13 @@ class Database:
                 # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
                 # refused it
                 " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
-                f" ({Q_STARTUP_PATH})"
+                f" ({Q_STARTUP_PATH}), {captures.AT_START}"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
             ).fetchone()
         if row is not None and row[4] is not None:
             self.startup_search_path = str(row[4])
+        captures.refuse_untrusted(conn, row[5] if row else None)  # before anything else is read
         catalog_first.pin(conn, str(row[0]) if row else "")
 
     startup_search_path: str | None = None
@@ -221,6 +222,9 @@ class Database:
         except psycopg.Error as exc:
             conn.close()
             raise self._unavailable(exc) from None
+        except captures.CapturedPath:
+            conn.close()
+            raise
         return conn
 
     def _unavailable(self, exc: BaseException) -> DatabaseUnavailable:
@@ -262,6 +266,7 @@ class Database:
         connection the pool is renewed on the next call, so the first call after a restart works."""
         pool, conn = self._getconn()
         try:
+            captures.guard(conn, captures.BETWEEN_CALLS)  # configured (checked) when the previous call ended
             yield conn
         except psycopg.OperationalError as exc:
             if _connection_lost(exc):
@@ -286,6 +291,9 @@ class Database:
             self._configure(conn)  # then agent19's session settings again
         except psycopg.Error:
             conn.close()
+        except captures.CapturedPath:  # made while this call ran: the next call opens a session, which says so
+            conn.close()
+            self._pool_suspect = True
 
     @contextmanager
     def _transaction_rolled_back(self, begin: str) -> Iterator[Connection]:

@@ -35,6 +35,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.config import Settings
+from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
 from agent19.safety import objects
 from agent19.safety.run import QueryResult, run_write
@@ -126,10 +127,12 @@ class Measurement(BaseModel):
 
 
 def before(conn: Any) -> Before:
-    """The counters and relations before the statement (inside the caller's transaction)."""
-    writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
-    remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
-    return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False))
+    """The counters and relations before the statement (inside the caller's transaction), read under
+    ``pg_catalog, pg_temp`` as the reading after it is (:func:`after`)."""
+    with catalog_first.own_path(conn):
+        writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
+        remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
+        return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False))
 
 
 def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True) -> Touch:
@@ -170,7 +173,15 @@ def _partitioned(conn: Any, changes: dict[int, tuple[str, str, int, int, int]]) 
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
-    """What the statement did since ``start`` (same transaction, before commit or rollback)."""
+    """What the statement did since ``start`` (same transaction, before commit or rollback), read under
+    ``pg_catalog, pg_temp``: an overload of a built-in the statement made (``public.||(text, bigint)``, an exact
+    match where pg_catalog's needs a coercion) is not what these reads call (review r27b k07; every name here is
+    read from the catalog or qualified)."""
+    with catalog_first.own_path(conn):
+        return _after(conn, start, statement_kind)
+
+
+def _after(conn: Any, start: Before, statement_kind: str) -> Measurement:
     m = Measurement()
     changes: dict[int, tuple[str, str, int, int, int]] = {}
     for r in conn.execute(Q_WRITES).fetchall():

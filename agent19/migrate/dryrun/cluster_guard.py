@@ -182,8 +182,8 @@ def _only_sequences(stmt: Statement) -> bool:
 def shared_writes(conn: psycopg.Connection[Any], rows: list[Any] | None = None) -> list[str]:
     """Shared catalogs this session's transaction holds a write lock on (it changed the cluster); ``rows``: those
     of :data:`Q_SHARED_WRITES`, read already (with the statement's observation: :func:`agent19.db.observe.observe`)."""
-    if rows is None:
-        rows = conn.execute(Q_SHARED_WRITES).fetchall()
+    if rows is None:  # right after user SQL: under pg_catalog, pg_temp (agent19.db.catalog_first.read_own)
+        rows = catalog_first.read_own(conn, (Q_SHARED_WRITES,))[0].fetchall()
     return [r["relname"] if isinstance(r, dict) else r[0] for r in rows]
 
 

@@ -73,7 +73,10 @@ def _connect(dsn: str, timeout_ms: int) -> psycopg.Connection[Any]:
 
 
 def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, Node]:
-    return {r[0]: (r[1], r[2], r[3], r[4]) for r in conn.execute(Q_FILENODES).fetchall()}
+    # under pg_catalog, pg_temp: the migration replayed in this database may have made an overload that would match
+    # these reads' functions or operators better than pg_catalog's (agent19.db.catalog_first.read_own)
+    (cur,) = catalog_first.read_own(conn, (Q_FILENODES,))
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in cur.fetchall()}
 
 
 def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, str]:
@@ -135,7 +138,7 @@ def watch_statement(
         seen: dict[tuple[str, str], HeldLock] = {}
 
         def sample(pids: list[int]) -> list[tuple[Any, ...]]:
-            rows = observer.execute(Q_WORKER_LOCKS, (pids,)).fetchall()
+            rows = catalog_first.read_own(observer, ((Q_WORKER_LOCKS, (pids,)),))[0].fetchall()
             for r in rows:
                 if r[4] == worker_pid:
                     seen.setdefault((r[0], r[2]), HeldLock(relation=r[0], relkind=r[1], mode=r[2]))
