@@ -30,7 +30,8 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.db.binaries import pg_binary
-from agent19.db.connection import Database
+from agent19.db.connection import Database, _tokens
+from agent19.errors import ConfigError
 from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need, session_settings
 from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
@@ -440,6 +441,38 @@ def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
             assert row is not None and row["standard_conforming_strings"] == "on"
     finally:
         db.close()
+
+
+def test_agent19_refuses_a_server_session_it_did_not_configure(
+        server: ThrowawayServer, bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    """In transaction mode PgBouncer gives each transaction a server connection of its own: agent19's session
+    settings (read-only, timeouts, pg_catalog first) stay on the one it configured — for other clients — and its
+    next call runs without them. The session's token is read when a call takes the session: another server session
+    answering is refused with what to do, not run without the settings."""
+    b, _cfg = bouncer
+    db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
+    others = [psycopg.connect(b.dsn(), autocommit=True) for _ in range(5)]
+    try:
+        assert db.execute_read("SELECT 1 AS one") == [{"one": 1}]  # configured again on its server connection after
+        configured = set(_tokens.values())
+        holder = None
+        for other in others:  # each holds a server connection of its own; one gets the one agent19 configured
+            other.execute("BEGIN")
+            if other.execute("SELECT current_setting('agent19.session', true)").fetchone()[0] in configured:
+                holder = other
+        assert holder is not None, "no client got the server connection agent19 configured"
+        for other in others:
+            if other is not holder:
+                other.execute("ROLLBACK")
+        with pytest.raises(ConfigError, match="pool_mode = session") as refused:
+            db.execute_read("SELECT 1 AS one")
+        assert "transaction" in refused.value.message
+        # what agent19 left on that server connection reached this client: why it must not go on
+        assert holder.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    finally:
+        db.close()
+        for other in others:
+            other.close()
 
 
 def test_rerunning_config_keeps_auth_working_and_status_names_a_failed_server_login(server: ThrowawayServer) -> None:

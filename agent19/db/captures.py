@@ -123,20 +123,22 @@ AFTER_USER_SQL = "the SQL this session ran before it"
 BETWEEN_CALLS = "committed by another session since agent19's previous call"
 
 
-def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
+def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL, also: str = "NULL") -> Any:
     """Before agent19 reads ``conn`` with its path (one round trip): raise :class:`CapturedPath` when the path
     reaches a capture not in the session's baseline — ``what`` says where it came from: the user SQL that ran on
     the session (:data:`AFTER_USER_SQL`: any owner, a superuser login's migration makes superuser-owned ones), or
     another session (:data:`BETWEEN_CALLS`: an untrusted owner only). A session agent19 did not configure is
-    checked as a new one (:func:`refuse_untrusted`)."""
+    checked as a new one (:func:`refuse_untrusted`). ``also``: an SQL expression read in the same round trip (its
+    functions qualified); its value is returned."""
     from psycopg.rows import tuple_row
 
     cur = conn.cursor(row_factory=tuple_row)
     if conn not in _baselines:
-        row = cur.execute(f"SELECT {AT_START}").fetchone()
+        row = cur.execute(f"SELECT {AT_START}, {also}").fetchone()
         refuse_untrusted(conn, row[0] if row else None)
-        return
-    row = cur.execute(_new_sql(conn, SESSION_SCHEMAS, untrusted_only=what == BETWEEN_CALLS)).fetchone()
+        return row[1] if row else None
+    row = cur.execute(f"SELECT ({_new_sql(conn, SESSION_SCHEMAS, untrusted_only=what == BETWEEN_CALLS)}), "
+                      f"{also}").fetchone()
     if row and row[0]:
         raise CapturedPath(
             f"{row[0]} appeared on the search_path of agent19's session ({what}): named like a pg_catalog built-in "
@@ -144,3 +146,4 @@ def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
             "catalog reads, running code nobody judged as the login; agent19 stopped before reading",
             "create such overloads in a schema outside the search_path of agent19's login (or let a superuser own "
             "one that is trusted); a dry run with --isolated runs a migration that makes one in a throwaway copy")
+    return row[1] if row else None

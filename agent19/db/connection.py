@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import secrets
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,6 +49,17 @@ Q_STARTUP_PATH = ("SELECT s.reset_val FROM pg_catalog.pg_settings s "
 (agent19's pin) leaves ``reset_val`` as it was."""
 
 Connection = psycopg.Connection[dict[str, Any]]
+
+SESSION_TOKEN = "agent19.session"
+"""A setting each configured session holds (a random value, :meth:`Database._configure`), read again when a call
+takes the session from the pool: another value means another server session answered."""
+_tokens: weakref.WeakKeyDictionary[Connection, str] = weakref.WeakKeyDictionary()
+NOT_OUR_SESSION = (
+    "the server session agent19 configured is not the one that answered its next query: a pooler in transaction "
+    "or statement mode (PgBouncer pool_mode = transaction) gives each transaction a server connection of its own, "
+    "so agent19's session settings (read-only sessions, timeouts, catalog reads searching pg_catalog first) would "
+    "not apply, and would stay on server connections other clients then get",
+    "connect agent19 to PostgreSQL directly, or through a pool in session mode (pool_mode = session)")
 
 CONNECT_TIMEOUT_S = 5
 
@@ -131,6 +144,7 @@ class Database:
         settings = self.settings
         read_only = ", pg_catalog.set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
         with conn.cursor(row_factory=tuple_row) as cur:
+            token = secrets.token_hex(8)
             row = cur.execute(
                 f"SELECT {catalog_first.SEARCH_PATH}, pg_catalog.set_config('statement_timeout', %s, false),"
                 " pg_catalog.set_config('lock_timeout', %s, false),"
@@ -139,10 +153,11 @@ class Database:
                 # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
                 # refused it
                 " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
-                f" ({Q_STARTUP_PATH}), {captures.AT_START}"
+                f" ({Q_STARTUP_PATH}), {captures.AT_START}, pg_catalog.set_config('{SESSION_TOKEN}', %s, false)"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
-                (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms"),
+                (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms", token),
             ).fetchone()
+        _tokens[conn] = token
         if row is not None and row[4] is not None:
             self.startup_search_path = str(row[4])
         captures.refuse_untrusted(conn, row[5] if row else None)  # before anything else is read
@@ -266,7 +281,12 @@ class Database:
         connection the pool is renewed on the next call, so the first call after a restart works."""
         pool, conn = self._getconn()
         try:
-            captures.guard(conn, captures.BETWEEN_CALLS)  # configured (checked) when the previous call ended
+            # configured (checked) when the previous call ended: the same server session still, and nothing planted
+            token = captures.guard(conn, captures.BETWEEN_CALLS,
+                                   also=f"pg_catalog.current_setting('{SESSION_TOKEN}', true)")
+            if token != _tokens.get(conn):
+                conn.close()  # settings on a server session of someone else's; the pool replaces it
+                raise ConfigError(*NOT_OUR_SESSION)
             yield conn
         except psycopg.OperationalError as exc:
             if _connection_lost(exc):
