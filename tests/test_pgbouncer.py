@@ -453,12 +453,13 @@ def test_agent19_refuses_a_server_session_it_did_not_configure(
     db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
     others = [psycopg.connect(b.dsn(), autocommit=True) for _ in range(5)]
     try:
-        assert db.execute_read("SELECT 1 AS one") == [{"one": 1}]  # configured again on its server connection after
-        configured = set(_tokens.values())
+        with db.session() as pooled:
+            assert pooled.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+        configured = _tokens[pooled]  # what its reset after the call set, on the server connection it then had
         holder = None
         for other in others:  # each holds a server connection of its own; one gets the one agent19 configured
             other.execute("BEGIN")
-            if other.execute("SELECT current_setting('agent19.session', true)").fetchone()[0] in configured:
+            if other.execute("SELECT current_setting('agent19.session', true)").fetchone()[0] == configured:
                 holder = other
         assert holder is not None, "no client got the server connection agent19 configured"
         for other in others:

@@ -54,14 +54,19 @@ def _q(name: str) -> str:
 def captures_sql(schemas: str = SESSION_SCHEMAS) -> str:
     """Every capture in ``schemas`` (an SQL ``name[]``): ``oid``, ``what`` (for a message) and ``trusted`` (owned by
     a superuser or the current user; for an operator, its function too)."""
+    # the names pg_catalog has, hashed once: a database with 20,000 functions of its own took 240 ms probing the
+    # index for each of them; the few that share a name are then looked at closely
     return f"""
+WITH builtin AS MATERIALIZED (SELECT DISTINCT b.proname FROM pg_catalog.pg_proc b
+                               WHERE b.pronamespace {EQ} {CATALOG}),
+     named AS MATERIALIZED (SELECT p.* FROM pg_catalog.pg_proc p JOIN builtin ON builtin.proname {EQ} p.proname
+                             WHERE p.pronamespace {NE} {CATALOG})
 SELECT p.oid, pg_catalog.concat('function ', {_q('n.nspname')}, '.', {_q('p.proname')}, '(',
               pg_catalog.oidvectortypes(p.proargtypes), ') owned by ',
               {_q('pg_catalog.pg_get_userbyid(p.proowner)')}) AS what,
        {_trusted('p.proowner')} AS trusted
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
- WHERE n.nspname {EQ} ANY ({schemas}) AND p.pronamespace {NE} {CATALOG}
-   AND EXISTS (SELECT FROM pg_catalog.pg_proc b WHERE b.pronamespace {EQ} {CATALOG} AND b.proname {EQ} p.proname)
+  FROM named p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
+ WHERE n.nspname {EQ} ANY ({schemas})
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc b WHERE b.pronamespace {EQ} {CATALOG} AND b.proname {EQ} p.proname
                       AND b.proargtypes {EQ} p.proargtypes)
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t
@@ -112,33 +117,38 @@ def refuse_untrusted(conn: psycopg.Connection[Any], found: list[dict[str, Any]] 
     _baselines[conn] = frozenset(int(c["oid"]) for c in found)
 
 
-def _new_sql(conn: psycopg.Connection[Any], schemas: str, untrusted_only: bool) -> str:
+def _new_sql(conn: psycopg.Connection[Any], schemas: str) -> str:
     known = ",".join(str(o) for o in sorted(_baselines.get(conn, frozenset()))) or "0"
     return (f"SELECT pg_catalog.string_agg(c.what, '; ') FROM ({captures_sql(schemas)}) c "
-            f"WHERE c.oid {NE} ALL ('{{{known}}}'::pg_catalog.oid[])"
-            + (" AND NOT c.trusted" if untrusted_only else ""))
+            f"WHERE c.oid {NE} ALL ('{{{known}}}'::pg_catalog.oid[])")
 
 
 AFTER_USER_SQL = "the SQL this session ran before it"
-BETWEEN_CALLS = "committed by another session since agent19's previous call"
 
 
-def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL, also: str = "NULL") -> Any:
-    """Before agent19 reads ``conn`` with its path (one round trip): raise :class:`CapturedPath` when the path
-    reaches a capture not in the session's baseline — ``what`` says where it came from: the user SQL that ran on
-    the session (:data:`AFTER_USER_SQL`: any owner, a superuser login's migration makes superuser-owned ones), or
-    another session (:data:`BETWEEN_CALLS`: an untrusted owner only). A session agent19 did not configure is
-    checked as a new one (:func:`refuse_untrusted`). ``also``: an SQL expression read in the same round trip (its
-    functions qualified); its value is returned."""
+def recheck(conn: psycopg.Connection[Any], also: str = "NULL") -> Any:
+    """A pooled session taken by a new call (one round trip): refuse an untrusted capture, committed by anyone
+    since the session was last checked, and take the trusted ones as its baseline again (the login may have made
+    one in a call since). ``also``: an SQL expression read in the same round trip (its functions qualified); its
+    value is returned."""
     from psycopg.rows import tuple_row
 
-    cur = conn.cursor(row_factory=tuple_row)
+    row = conn.cursor(row_factory=tuple_row).execute(f"SELECT {AT_START}, {also}").fetchone()
+    refuse_untrusted(conn, row[0] if row else None)
+    return row[1] if row else None
+
+
+def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
+    """Before agent19 reads ``conn`` with its path (one round trip), after user SQL ran on it (``what``): raise
+    :class:`CapturedPath` when the path reaches a capture not in the session's baseline, whoever owns it (a
+    superuser login's migration makes superuser-owned ones). A session agent19 did not configure is checked as a
+    new one (:func:`refuse_untrusted`)."""
     if conn not in _baselines:
-        row = cur.execute(f"SELECT {AT_START}, {also}").fetchone()
-        refuse_untrusted(conn, row[0] if row else None)
-        return row[1] if row else None
-    row = cur.execute(f"SELECT ({_new_sql(conn, SESSION_SCHEMAS, untrusted_only=what == BETWEEN_CALLS)}), "
-                      f"{also}").fetchone()
+        recheck(conn)
+        return
+    from psycopg.rows import tuple_row
+
+    row = conn.cursor(row_factory=tuple_row).execute(_new_sql(conn, SESSION_SCHEMAS)).fetchone()
     if row and row[0]:
         raise CapturedPath(
             f"{row[0]} appeared on the search_path of agent19's session ({what}): named like a pg_catalog built-in "
@@ -146,4 +156,3 @@ def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL, also: str =
             "catalog reads, running code nobody judged as the login; agent19 stopped before reading",
             "create such overloads in a schema outside the search_path of agent19's login (or let a superuser own "
             "one that is trusted); a dry run with --isolated runs a migration that makes one in a throwaway copy")
-    return row[1] if row else None

@@ -136,11 +136,12 @@ class Database:
         return self._reader is not None
 
     # -- sessions -----------------------------------------------------------------------
-    def _configure(self, conn: Connection) -> None:
+    def _configure(self, conn: Connection, check: bool = True) -> None:
         """agent19's session settings, in one round trip (it runs again after every pooled call's reset), which also
         reads the search_path: one that searches a schema before pg_catalog is set without that pg_catalog entry (a
         second round trip, only then), so every unqualified catalog name agent19 uses resolves in pg_catalog
-        (:mod:`agent19.db.catalog_first`)."""
+        (:mod:`agent19.db.catalog_first`); and the captures on it (:mod:`agent19.db.captures`) unless ``check`` is
+        False — after a pooled call's reset, where the next call reads them when it takes the session."""
         settings = self.settings
         read_only = ", pg_catalog.set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
         with conn.cursor(row_factory=tuple_row) as cur:
@@ -153,14 +154,16 @@ class Database:
                 # startup option (connect_kwargs), which RESET ALL returns to — this is for a pooler that
                 # refused it
                 " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
-                f" ({Q_STARTUP_PATH}), {captures.AT_START}, pg_catalog.set_config('{SESSION_TOKEN}', %s, false)"
+                f" ({Q_STARTUP_PATH}), {captures.AT_START if check else 'NULL'},"
+                f" pg_catalog.set_config('{SESSION_TOKEN}', %s, false)"
                 + (read_only if settings.mode is AccessMode.READ_ONLY else ""),
                 (f"{settings.statement_timeout_ms}ms", f"{settings.lock_timeout_ms}ms", token),
             ).fetchone()
         _tokens[conn] = token
         if row is not None and row[4] is not None:
             self.startup_search_path = str(row[4])
-        captures.refuse_untrusted(conn, row[5] if row else None)  # before anything else is read
+        if check:
+            captures.refuse_untrusted(conn, row[5] if row else None)  # before anything else is read
         catalog_first.pin(conn, str(row[0]) if row else "")
 
     startup_search_path: str | None = None
@@ -282,8 +285,7 @@ class Database:
         pool, conn = self._getconn()
         try:
             # configured (checked) when the previous call ended: the same server session still, and nothing planted
-            token = captures.guard(conn, captures.BETWEEN_CALLS,
-                                   also=f"pg_catalog.current_setting('{SESSION_TOKEN}', true)")
+            token = captures.recheck(conn, also=f"pg_catalog.current_setting('{SESSION_TOKEN}', true)")
             if token != _tokens.get(conn):
                 conn.close()  # settings on a server session of someone else's; the pool replaces it
                 raise ConfigError(*NOT_OUR_SESSION)
@@ -308,12 +310,9 @@ class Database:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
             conn.execute("DISCARD ALL")  # includes pg_advisory_unlock_all(), RESET ALL, DISCARD TEMP
-            self._configure(conn)  # then agent19's session settings again
+            self._configure(conn, check=False)  # then agent19's session settings again (session() checks)
         except psycopg.Error:
             conn.close()
-        except captures.CapturedPath:  # made while this call ran: the next call opens a session, which says so
-            conn.close()
-            self._pool_suspect = True
 
     @contextmanager
     def _transaction_rolled_back(self, begin: str) -> Iterator[Connection]:
