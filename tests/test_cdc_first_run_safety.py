@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,7 +149,8 @@ async def test_over_mcp_rows_are_refused_and_kept_then_an_empty_destination_runs
 def test_a_transaction_open_on_the_source_server_stops_the_slot_creation_with_its_name(source, warehouse):
     """Creating a logical slot waits for every transaction that began writing on the server (any database) to
     end; statement_timeout does not stop that wait. agent19 cancels it after the statement timeout and names the
-    session it waited for; no slot is left behind."""
+    session it waited for — which is still in its transaction then (agent19 gave up; it did not outwait it); no
+    slot is left behind."""
     from agent19.config import AccessMode
     from agent19.db.connection import Database
     from agent19.etl.cdc import run_cdc
@@ -160,16 +160,34 @@ def test_a_transaction_open_on_the_source_server_stops_the_slot_creation_with_it
     holder = psycopg.connect(warehouse)  # another database on the same server: it still holds the slot up
     holder.execute("CREATE TABLE elsewhere (a int)")
     pid = holder.info.backend_pid
+    ended: list[int] = []  # a safety net only: were the wait never cancelled, the run would wait forever
+
+    def end_the_holder() -> None:
+        ended.append(pid)
+        with psycopg.connect(warehouse, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    watchdog = threading.Timer(60, end_the_holder)
+    watchdog.start()
     db = Database(session_settings(dsn=source, mode=AccessMode.EXECUTE, statement_timeout="2s"))
-    started = time.monotonic()
+    refused: InputError | None = None
     try:
         with psycopg.connect(warehouse, autocommit=True, row_factory=psycopg.rows.dict_row) as dest:
-            with pytest.raises(InputError) as waited:
+            try:
                 run_cdc(db, dest, slot="agent19_wait", tables=["items", "events"])
+            except InputError as exc:
+                refused = exc
+        watchdog.cancel()
+        assert not ended, "the slot creation still waited after 60 s: the test ended the session it waited for"
+        with psycopg.connect(warehouse) as watch:  # the session waited for is still in its transaction
+            holding = watch.execute("SELECT state, backend_xid IS NOT NULL FROM pg_stat_activity WHERE pid = %s",
+                                    (pid,)).fetchone()
     finally:
+        watchdog.cancel()
         holder.close()
         db.close()
-    said = str(waited.value)
+    assert refused is not None, "the run went on: it never waited for the open transaction"
+    assert holding == ("idle in transaction", True), holding
+    said = str(refused)
     assert f"pid {pid} (" in said and "idle in transaction" in said and "waited 2s" in said, said
-    assert time.monotonic() - started < 30
     assert _slots(source) == 0

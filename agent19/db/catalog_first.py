@@ -19,8 +19,10 @@ relations unless listed. So:
   ``pg_catalog.``-qualified functions, and refuses to judge code when it searches another schema before
   ``pg_catalog`` (:func:`shadowing`): defence in depth, for a path set on the session after it was configured;
 * a dry run reads it again after every statement, with the session's temporary relations named ``pg_*``
-  (:data:`agent19.migrate.dryrun.cluster_guard.Q_SESSION_READS`): a statement that changes either is rolled back and
-  refused.
+  (:data:`agent19.migrate.dryrun.cluster_guard.Q_SESSION_READS`): a statement that makes such a relation is rolled
+  back and refused; one that leaves a path listing ``pg_catalog`` after another schema (a ``RESET search_path`` back
+  to a database's ``app, pg_catalog``) runs, and the path is pinned again for the statements after it, in the
+  target's transaction and in a scratch database's replay (:func:`agent19.migrate.dryrun.cluster_guard.pin_path`).
 
 The read-only guard's walk (:mod:`agent19.safety.readonly_catalog`) still reads names through the session's path
 (an owner's ``search_path = public, pg_catalog`` must keep resolving the owner's tables), and it needs no refusal:

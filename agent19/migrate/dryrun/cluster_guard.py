@@ -213,8 +213,9 @@ class SessionChanged(Exception):
     """Raised inside a savepoint to roll back a statement after which this session reads SQL or names otherwise
     than agent19 does: ``standard_conforming_strings`` no longer on (through a view or rule over pg_settings, a
     function, anything the statement's text does not show: every later statement would be read by the server as
-    agent19 did not read it, ``'a\\', '`` is one string to one, two to the other), or a search_path or temporary
-    relation that makes agent19's own catalog reads resolve elsewhere (:mod:`agent19.db.catalog_first`)."""
+    agent19 did not read it, ``'a\\', '`` is one string to one, two to the other), or a temporary relation that
+    makes agent19's own catalog reads resolve elsewhere (:mod:`agent19.db.catalog_first`). A search_path that
+    lists pg_catalog after another schema is not refused: it is pinned (:func:`pin_path`)."""
 
     def __init__(self, value: str) -> None:
         self.value = value
@@ -225,21 +226,41 @@ class SessionChanged(Exception):
         return f"refused: {self.value} (seen by the server after it ran, not in its text); rolled back"
 
 
+def _session_row(rows: list[Any]) -> dict[str, Any]:
+    """The one row of :data:`Q_SESSION_READS`, by column name."""
+    return rows[0] if isinstance(rows[0], dict) else dict(zip(("strings", "path", "temp_catalog_names"), rows[0],
+                                                              strict=True))
+
+
 def session_changed(rows: list[Any]) -> str | None:
     """None when the rows of :data:`Q_SESSION_READS` say this session reads SQL and names as agent19 does, else
     what changed."""
-    row = rows[0] if isinstance(rows[0], dict) else dict(zip(("strings", "path", "temp_catalog_names"), rows[0],
-                                                              strict=True))
+    row = _session_row(rows)
     if row["strings"] != "on":
         return (f"it set standard_conforming_strings to {row['strings']}: the server would read every later "
                 "statement's string literals otherwise than agent19 read them")
-    if schema := catalog_first.shadowing(row["path"] or ""):
-        return (f"it made the search_path ({row['path']}) search schema {schema} before pg_catalog: agent19's own "
-                "reads of the catalog would resolve there")
     if row["temp_catalog_names"]:
         return (f"it made temporary relations named like catalog ones ({row['temp_catalog_names']}), which the "
                 "server searches before pg_catalog: agent19's own reads of the catalog would resolve to them")
     return None
+
+
+def pin_path(conn: psycopg.Connection[Any], rows: list[Any]) -> str | None:
+    """When the statement left the session's search_path listing pg_catalog after another schema (the rows of
+    :data:`Q_SESSION_READS`): a ``RESET search_path`` or ``SET … TO DEFAULT`` back to a database's or role's
+    ``app, pg_catalog``, or a ``SET search_path = public, pg_catalog`` as old pg_dump output has — set it as every
+    agent19 session sets such a path (:func:`agent19.db.catalog_first.pin`: the same schemas, pg_catalog searched
+    first) and return the note that says so; else None. The migration's later statements then find what the path
+    finds (``current_schema()``, where an unqualified CREATE lands, the tables it names), save a name defined both
+    in such a schema and in pg_catalog: agent19's sessions use the built-in, as they do from the start."""
+    row = _session_row(rows)
+    path = row["path"] or ""
+    if (schema := catalog_first.shadowing(path)) is None:
+        return None
+    catalog_first.pin(conn, path)
+    return (f"its search_path ({path}) lists pg_catalog after {schema}: set to {catalog_first.unshadowed(path)} "
+            "for the statements after it (pg_catalog searched first, as in every agent19 session; a name defined both "
+            f"in {schema} and in pg_catalog is the built-in here, {schema}'s under psql)")
 
 
 class ClusterWrite(Exception):

@@ -25,8 +25,14 @@ from psycopg.conninfo import make_conninfo
 
 from agent19.db.connection import Database
 from agent19.db.models import SchemaSnapshot
-from agent19.db.observe import observe
-from agent19.migrate.dryrun.cluster_guard import guarded, shared_writes
+from agent19.db.observe import observe, own_reads
+from agent19.migrate.dryrun.cluster_guard import (
+    Q_SESSION_READS,
+    Q_SHARED_WRITES,
+    guarded,
+    pin_path,
+    shared_writes,
+)
 from agent19.migrate.dryrun.early_scratch import EarlyScratch
 from agent19.migrate.dryrun.model import ScratchInfo, StatementResult, statement_error
 from agent19.migrate.dryrun.progress import ServerProgress, run_reporting
@@ -109,11 +115,15 @@ def _isolated(conn: psycopg.Connection[Any], res: StatementResult, stmt: Stateme
 def _replay(conn: psycopg.Connection[Any], stmt: Statement) -> list[str]:
     """Commit ``stmt`` in the scratch database, unless the server shows it writing a shared catalog
     (roles, settings, databases…: that would outlive the scratch database): then roll it back and
-    return those catalogs."""
+    return those catalogs. Read under pg_catalog, pg_temp (:func:`agent19.db.observe.own_reads`) with the
+    search_path it left, which is pinned as in the target's transaction when it lists pg_catalog after another
+    schema (:func:`agent19.migrate.dryrun.cluster_guard.pin_path`: a replayed ``RESET search_path``)."""
     conn.execute("BEGIN")
     try:
         conn.execute(stmt.sql)
-        wrote = shared_writes(conn)
+        shared, session = own_reads(conn, (Q_SHARED_WRITES, Q_SESSION_READS))
+        if not (wrote := shared_writes(conn, shared)):
+            pin_path(conn, session)
     except BaseException:
         conn.execute("ROLLBACK")
         raise

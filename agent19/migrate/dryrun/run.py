@@ -68,6 +68,7 @@ from agent19.migrate.dryrun.cluster_guard import (
     Blocked,
     ClusterWrite,
     SessionChanged,
+    pin_path,
     screen,
     session_changed,
     shared_writes,
@@ -212,6 +213,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
                     raise ClusterWrite(wrote)  # rolls back to the savepoint
                 if changed := session_changed(obs.also[1]):
                     raise SessionChanged(changed)  # likewise
+                res.note = pin_path(conn, obs.also[1])  # a path that lists pg_catalog late: pinned, not refused
         except ClusterWrite as exc:
             res.ran_in, res.note = "skipped", exc.note
             continue
