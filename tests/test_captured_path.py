@@ -116,3 +116,51 @@ def test_the_logins_own_overload_does_not_forge_a_measurement(dsn):
     assert _ran(dsn) == 0
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 1000
+
+
+def test_an_overload_taking_a_domain_of_the_owners_is_a_capture_too(dsn):
+    """A literal matches any type: ``public.||(name, d_text)`` is what ``n.nspname || '.'`` calls, though d_text is
+    no built-in type (review r28 F1)."""
+    owner = owner_login(dsn, "owner")
+    with psycopg.connect(owner, autocommit=True) as c:
+        c.execute("CREATE TABLE big (id int)")
+        c.execute("CREATE SEQUENCE public.ran; GRANT USAGE ON SEQUENCE public.ran TO PUBLIC; "
+                  "CREATE DOMAIN public.d_text AS text; "
+                  "CREATE FUNCTION public.cat_d(a name, b public.d_text) RETURNS text LANGUAGE sql AS "
+                  "$$ SELECT a::pg_catalog.text OPERATOR(pg_catalog.||) b::pg_catalog.text "
+                  "FROM (SELECT pg_catalog.nextval('public.ran')) s $$; "
+                  "CREATE OPERATOR public.|| (LEFTARG = name, RIGHTARG = public.d_text, FUNCTION = public.cat_d)")
+    out = agent19("describe", "big", "--dsn", dsn, "--format", "json")
+    assert out.returncode == 2 and "operator public.||(name, d_text) owned by owner_" in out.stderr, out.stderr
+    assert _ran(dsn) == 0
+
+
+def test_a_role_the_database_sets_is_not_the_login(dsn):
+    """``ALTER DATABASE ... SET role = owner`` makes agent19's sessions start as the owner: the owner's overload is
+    still not the login's own (its code could RESET ROLE back to the login) — review r28 F5."""
+    owner = _plant(dsn)
+    db = psycopg.connect(owner, autocommit=True).execute("SELECT current_database()").fetchone()[0]
+    owner_role = psycopg.conninfo.conninfo_to_dict(owner)["user"]
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f'ALTER DATABASE "{db}" SET role = {owner_role}')
+    out = agent19("describe", "big", "--dsn", dsn, "--format", "json")
+    assert out.returncode == 2 and "runs nothing on this database" in out.stderr, out.stderr
+    assert _ran(dsn) == 0
+
+
+def test_a_scratch_watchers_lock_never_runs_text_the_server_wrote(dsn):
+    """The dry run watches a CREATE INDEX CONCURRENTLY from other sessions of the scratch database, locking the
+    table by the name it reads back; a ``format()`` overload the migration made (replayed in the scratch database,
+    owned by the login) wrote that name as statements of its own — an escape from the scratch database, a role left
+    in the cluster, PASSED (review r28 F12). The name is read raw, under pg_catalog, pg_temp, and quoted in Python."""
+    from agent19.db import catalog_first
+    from agent19.migrate.dryrun.watch import _existing_tables
+
+    payload = "public.orders IN ACCESS EXCLUSIVE MODE; COMMIT; CREATE ROLE r28_escaped; BEGIN; LOCK TABLE public.orders"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE TABLE orders (id int, note text)")
+        c.execute("CREATE DOMAIN public.d_fmt AS text; "
+                  "CREATE FUNCTION public.format(public.d_fmt, VARIADIC name[]) RETURNS text LANGUAGE sql "
+                  f"AS $$ SELECT '{payload}'::pg_catalog.text $$")
+    with catalog_first.connect(dsn, autocommit=True) as conn:  # the watcher's session: the login's own overload
+        assert _existing_tables(conn, ["public.orders"]) == {"public.orders": '"public"."orders"'}

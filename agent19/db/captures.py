@@ -10,13 +10,15 @@ login). agent19's reads between a migration's statements already run under ``pg_
 ``pg_get_*def`` functions write names as the user's sessions see them), so they are protected here instead:
 
 * **a capture** is a function or operator in a schema of the session's path other than ``pg_catalog`` whose name is
-  also a ``pg_catalog`` function's or operator's, whose arguments are all of ``pg_catalog``'s types (only those
-  can match the arguments agent19 passes: catalog columns, literals), and which ``pg_catalog`` has no twin of (same
-  argument types: then the path's order decides, and ``pg_catalog`` is searched first);
+  also a ``pg_catalog`` function's or operator's, and which ``pg_catalog`` has no twin of (same argument types: then
+  the path's order decides, and ``pg_catalog`` is searched first) — whatever its argument types: a literal in
+  agent19's SQL matches a domain or an enum of the owner's as well as a built-in type (review r28 F1);
 * **at the start of every session** (:func:`refuse_untrusted`, from ``Database._configure`` and
-  ``catalog_first.connect``): a capture owned by neither a superuser nor the login itself — someone who could change
-  what runs as the login — is refused: agent19 runs nothing there and says what to do. One owned by the login or a
-  superuser (a deliberate override, an extension's functions) is trusted, and remembered as the session's *baseline*;
+  ``catalog_first.connect``; for a pooled session, when a call takes it: :func:`recheck`): a capture owned by
+  neither a superuser nor the login itself — someone who could change what runs as the login; for an operator its
+  function's owner too, for an aggregate its functions' — is refused: agent19 runs nothing there and says what to
+  do. One owned by the login or a superuser (a deliberate override, an extension's functions) is trusted, and
+  remembered as the session's *baseline*;
 * **after user SQL ran on a session** (a migration replayed, the ``up`` of a rollback check, a statement measured in
   execute mode), before agent19 reads it again: a capture not in the baseline — created by that SQL, whoever owns it
   (a superuser login's migration makes superuser-owned ones) — stops the read (:func:`guard_statement`, sent first in
@@ -43,8 +45,16 @@ SESSION_SCHEMAS = "pg_catalog.current_schemas(false)"
 
 
 def _trusted(owner: str) -> str:
-    return (f"COALESCE((SELECT u.rolsuper OR u.rolname {EQ} CURRENT_USER FROM pg_catalog.pg_roles u "
+    """Owned by a superuser or by the login itself (``SESSION_USER``: a database's ``SET role`` must not make
+    another role's code the login's own — review r28 F5)."""
+    return (f"COALESCE((SELECT u.rolsuper OR u.rolname {EQ} SESSION_USER FROM pg_catalog.pg_roles u "
             f"WHERE u.oid {EQ} {owner}), false)")
+
+
+def _fn_trusted(fn: str) -> str:
+    """The function ``fn`` (an aggregate's transition or final function; none: 0 or NULL) is :func:`_trusted`."""
+    return (f"({fn} IS NULL OR {fn} {EQ} '0'::pg_catalog.oid OR "
+            f"{_trusted(f'(SELECT g.proowner FROM pg_catalog.pg_proc g WHERE g.oid {EQ} {fn})')})")
 
 
 def _q(name: str) -> str:
@@ -64,13 +74,13 @@ WITH builtin AS MATERIALIZED (SELECT DISTINCT b.proname FROM pg_catalog.pg_proc 
 SELECT p.oid, pg_catalog.concat('function ', {_q('n.nspname')}, '.', {_q('p.proname')}, '(',
               pg_catalog.oidvectortypes(p.proargtypes), ') owned by ',
               {_q('pg_catalog.pg_get_userbyid(p.proowner)')}) AS what,
-       {_trusted('p.proowner')} AS trusted
+       {_trusted('p.proowner')} AND {_fn_trusted('ag.aggtransfn::pg_catalog.oid')}
+           AND {_fn_trusted('ag.aggfinalfn::pg_catalog.oid')} AS trusted
   FROM named p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
+  LEFT JOIN pg_catalog.pg_aggregate ag ON ag.aggfnoid::pg_catalog.oid {EQ} p.oid
  WHERE n.nspname {EQ} ANY ({schemas})
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_proc b WHERE b.pronamespace {EQ} {CATALOG} AND b.proname {EQ} p.proname
                       AND b.proargtypes {EQ} p.proargtypes)
-   AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t
-                    WHERE t.oid {EQ} ANY (p.proargtypes::pg_catalog.oid[]) AND t.typnamespace {NE} {CATALOG})
 UNION ALL
 SELECT o.oid, pg_catalog.concat('operator ', {_q('n.nspname')}, '.', o.oprname, '(',
               CASE WHEN o.oprleft {EQ} '0'::pg_catalog.oid THEN 'NONE'
@@ -83,9 +93,7 @@ SELECT o.oid, pg_catalog.concat('operator ', {_q('n.nspname')}, '.', o.oprname, 
  WHERE n.nspname {EQ} ANY ({schemas}) AND o.oprnamespace {NE} {CATALOG}
    AND EXISTS (SELECT FROM pg_catalog.pg_operator b WHERE b.oprnamespace {EQ} {CATALOG} AND b.oprname {EQ} o.oprname)
    AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator b WHERE b.oprnamespace {EQ} {CATALOG}
-                      AND b.oprname {EQ} o.oprname AND b.oprleft {EQ} o.oprleft AND b.oprright {EQ} o.oprright)
-   AND NOT EXISTS (SELECT FROM pg_catalog.pg_type t
-                    WHERE t.oid {EQ} ANY (ARRAY[o.oprleft, o.oprright]) AND t.typnamespace {NE} {CATALOG})"""
+                      AND b.oprname {EQ} o.oprname AND b.oprleft {EQ} o.oprleft AND b.oprright {EQ} o.oprright)"""
 
 
 AT_START = f"(SELECT pg_catalog.json_agg(c) FROM ({captures_sql()}) c)"
@@ -108,7 +116,7 @@ def refuse_untrusted(conn: psycopg.Connection[Any], found: list[dict[str, Any]] 
         shown = "; ".join(untrusted[:5]) + (f" and {len(untrusted) - 5} more" if len(untrusted) > 5 else "")
         raise CapturedPath(
             f"agent19 runs nothing on this database as {login}: the search_path of its sessions reaches {shown}. "
-            "Named like a pg_catalog built-in and taking only built-in types, such an overload is what the server "
+            "Named like a pg_catalog built-in without being its twin, such an overload is what the server "
             f"would call instead of the built-in in agent19's own catalog reads, running its code as {login}, and "
             "its owner may change that code",
             "drop it or move it to a schema outside this login's search_path (ALTER FUNCTION/OPERATOR ... SET "
@@ -152,7 +160,7 @@ def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
     if row and row[0]:
         raise CapturedPath(
             f"{row[0]} appeared on the search_path of agent19's session ({what}): named like a pg_catalog built-in "
-            "and taking only built-in types, the server would call it instead of the built-in in agent19's own "
+            "without being its twin, the server would call it instead of the built-in in agent19's own "
             "catalog reads, running code nobody judged as the login; agent19 stopped before reading",
             "create such overloads in a schema outside the search_path of agent19's login (or let a superuser own "
             "one that is trusted); a dry run with --isolated runs a migration that makes one in a throwaway copy")

@@ -196,6 +196,7 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     import psycopg
 
     from agent19.db import captures
+    from agent19.migrate.classification.session_path import split_path
 
     # what ran on this session before (a migration under test, replayed or in this transaction) may have made an
     # overload these reads would call (agent19.db.captures): checked first
@@ -205,7 +206,12 @@ def snapshot(conn: Connection[Any], *, schema: str | None = None, table: str | N
     # schema's before pg_catalog's: agent19.db.catalog_first)
     saved = conn.execute(f"SELECT {SEARCH_PATH} AS p").fetchone() if in_transaction else None
     if saved is not None:
-        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)", ("pg_catalog, " + _value(saved),))
+        # pg_temp listed (last, unless the path lists it): unlisted, it is searched first for types and relations,
+        # and a migration's `CREATE DOMAIN pg_temp.regclass` would be what these reads cast to (review r28 F6)
+        path = _value(saved)
+        temp = "" if "pg_temp" in split_path(path) else ", pg_temp"
+        conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
+                     (", ".join(p for p in ("pg_catalog", path.strip(), temp.lstrip(", ")) if p),))
     try:
         return _snapshot(conn, schema=schema, table=table, also=also)
     finally:

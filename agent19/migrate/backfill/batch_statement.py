@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from agent19.migrate.patterns.sqlnames import type_from_server
+
 CHECKPOINT_TABLE = "agent19_backfill_checkpoint"
 
 
@@ -28,7 +30,7 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
     """
     cols = [sql.Identifier(k) for k, _ in keys]
     aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
-    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)
+    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)  # quoted by the caller, from the catalog's names
     select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
     order = sql.SQL(", ").join(cols)
     # the batch is the key range (after, last key of the next n]: one index range scan updates it
@@ -38,7 +40,7 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
     cond = sql.SQL("")
     if after:
         bounds = sql.SQL(", ").join(
-            sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), sql.SQL(t)) for i, (_, t) in enumerate(keys))
+            sql.SQL("%(k{})s::{}").format(sql.SQL(str(i)), type_from_server(t)) for i, (_, t) in enumerate(keys))
         cond = sql.SQL(" AND ({}) > ({})").format(order, bounds)
         span = sql.SQL("({}) > ({}) AND {}").format(mine, bounds, span)
     filt = sql.SQL(" AND ({}\n)").format(sql.SQL(where)) if where else sql.SQL("")

@@ -16,6 +16,7 @@ from agent19 import children
 from agent19.db import catalog_first
 from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
+from agent19.migrate.patterns.sqlnames import from_server
 
 
 def extensions(source_dsn: str) -> tuple[list[str], list[str]]:
@@ -134,15 +135,16 @@ def copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) ->
         except psycopg.Error:
             notes.append("sample copied with foreign keys and triggers active (not a superuser)")
         for table in tables:
-            cols = src.execute(
-                "SELECT array_agg(quote_ident(attname) ORDER BY attnum) FROM pg_attribute "
-                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            cols = src.execute(  # the names as they are, quoted here (never SQL text the server wrote)
+                "SELECT pg_catalog.array_agg(attname::pg_catalog.text ORDER BY attnum) FROM pg_catalog.pg_attribute "
+                "WHERE attrelid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass AND attnum OPERATOR(pg_catalog.>) 0 "
+                "AND NOT attisdropped AND attgenerated OPERATOR(pg_catalog.=) ''",
                 (table,),
             ).fetchone()
             if not cols or not cols[0]:
                 continue
-            col_list = sql.SQL(", ".join(cols[0]))
-            rel = sql.SQL(table)  # a regclass text from the server: already quoted
+            col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols[0])
+            rel = from_server(table)  # a regclass text from the server, quoted again here
             out_q = sql.SQL("COPY (SELECT {} FROM {} LIMIT {}) TO STDOUT (FORMAT binary)").format(
                 col_list, rel, sql.Literal(rows))
             in_q = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(rel, col_list)

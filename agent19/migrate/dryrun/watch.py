@@ -32,6 +32,7 @@ from agent19.db import catalog_first
 from agent19.db.catalog import relation_key_sql
 from agent19.db.observe import Q_FILENODES, HeldLock, Node, name_gone
 from agent19.migrate.dryrun.progress import ServerProgress, read_progress
+from agent19.migrate.patterns.sqlnames import relation_key
 
 Reporter = Callable[[float, ServerProgress | None], None]
 """Called while a watched statement runs: (seconds elapsed, the server's progress report of it or None)."""
@@ -82,17 +83,17 @@ def _filenodes(conn: psycopg.Connection[Any]) -> dict[int, Node]:
 def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[str, str]:
     """``schema.name`` (as pg_locks is reported) → quoted SQL name, for the tables that exist."""
     out: dict[str, str] = {}
-    for t in tables:
-        row = conn.execute(
-            f"SELECT {relation_key_sql('n.nspname', 'c.relname')}, format('%%I.%%I', n.nspname, c.relname)"
-            " FROM pg_class c"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')",
-            (t,),
-        ).fetchone()
+    for t in tables:  # the names as they are, under pg_catalog, pg_temp, written here: the LOCK TABLE it goes into
+        # must never hold text a function the migration made wrote (review r28 F12: a format() overload escaped)
+        (cur,) = catalog_first.read_own(conn, ((Q_TABLE_NAME, (t,)),))
+        row = cur.fetchone()
         if row:
-            out[row[0]] = row[1]
+            out[relation_key(row[0], row[1])] = sql.Identifier(row[0], row[1]).as_string(conn)
     return out
+
+
+Q_TABLE_NAME = ("SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')")
 
 
 def watch_statement(

@@ -21,6 +21,7 @@ contain a dot. :func:`table_arg` is the one reading of a table name a user gives
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pglast.keywords import COL_NAME_KEYWORDS, RESERVED_KEYWORDS, TYPE_FUNC_NAME_KEYWORDS
 
@@ -260,3 +261,30 @@ def conf_value(text: str) -> str:
     if "\n" in text or "\x00" in text:
         raise InputError(f"setting value {text[:40]!r} spans lines", "give a value on one line")
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def from_server(text: str) -> Any:
+    """A relation's name as the server wrote it (``format('%I.%I')``, ``regclass::text``) → an SQL composable built
+    here from its parts: text read back from a query is never pasted into SQL as it is (a function or operator that
+    took the built-in's place in that query could have written a statement there instead of a name — review r28
+    F12). Raises :class:`InputError` for anything but a name of one to three parts."""
+    from psycopg import sql
+
+    parts = parse_name(text)
+    if not 1 <= len(parts) <= 3:
+        raise InputError(f"{text!r} read back from the server is not a relation name")
+    return sql.Identifier(*parts)
+
+
+_TYPE_TEXT = re.compile(r'(?:\s*(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*|\(\s*\d+(?:\s*,\s*\d+)?\s*\)'
+                        r'|\[\d*\]|\.))+\s*')
+
+
+def type_from_server(text: str) -> Any:
+    """A type as ``format_type`` wrote it (``character varying(40)``, ``"My Type"[]``), checked to be one before it
+    goes into SQL (see :func:`from_server`)."""
+    from psycopg import sql
+
+    if not _TYPE_TEXT.fullmatch(text):
+        raise InputError(f"{text!r} read back from the server is not a type name")
+    return sql.SQL(text)

@@ -31,6 +31,7 @@ from psycopg.rows import dict_row, tuple_row
 from agent19.db import catalog_first, rls
 from agent19.db.models import SchemaSnapshot
 from agent19.migrate.dryrun.schema_diff import diff_snapshots, errors_only
+from agent19.migrate.patterns.sqlnames import from_server
 from agent19.ops.backup.model import SequenceCheck, TableCheck
 
 TextSettings = (
@@ -98,7 +99,7 @@ def table_sums(conn: psycopg.Connection[Any], table: str) -> Sums | str:
     query = sql.SQL(
         "SELECT count(*), coalesce(sum(hashtextextended(t, 0)), 0), coalesce(sum(hashtextextended(t, 1)), 0)"
         " FROM (SELECT (a19_r.*)::text AS t FROM ONLY {} AS a19_r OFFSET 0) AS rows"
-    ).format(sql.SQL(table)) if table != LARGE_OBJECTS else sql.SQL(Q_LARGE_OBJECTS)
+    ).format(from_server(table)) if table != LARGE_OBJECTS else sql.SQL(Q_LARGE_OBJECTS)
     try:
         with conn.transaction():
             row = conn.cursor(row_factory=tuple_row).execute(query).fetchone()

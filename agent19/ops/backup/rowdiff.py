@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import tuple_row
 
+from agent19.migrate.patterns.sqlnames import from_server
 from agent19.ops.backup.compare import LARGE_OBJECTS, dict_connect
 from agent19.ops.backup.model import RowDifference, TableCheck
 
@@ -47,7 +48,7 @@ def _query(table: str, key: list[str] | None) -> sql.Composable:
     if table == LARGE_OBJECTS:
         return sql.SQL("SELECT m.oid::text COLLATE \"C\" AS k, hashtextextended(md5(lo_get(m.oid)), 0) AS h"
                        " FROM pg_largeobject_metadata m ORDER BY 1")
-    rel = sql.SQL(table)  # format('%I.%I') from the server: already quoted
+    rel = from_server(table)  # format('%I.%I') from the server, quoted again here
     if key is None:
         return sql.SQL("SELECT hashtextextended((a19_r.*)::text, 0) AS h FROM ONLY {} AS a19_r ORDER BY 1").format(rel)
     cols = sql.SQL(", ").join(sql.SQL("a19_r.{}").format(sql.Identifier(c)) for c in key)
