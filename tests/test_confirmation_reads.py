@@ -73,11 +73,11 @@ def _ran(dsn: str) -> int:
     return int(last) if called else 0
 
 
-def _report(dsn: str, statement: str) -> dict:
+def _report(dsn: str, statement: str, env: dict[str, str]) -> dict:
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("CREATE TABLE big AS SELECT g AS id FROM generate_series(1, 1000) g")
         c.execute(FORGERS)
-    out = agent19("sql", statement, "--dsn", dsn, "--mode", "execute", "--format", "json")
+    out = agent19("sql", statement, "--dsn", dsn, "--mode", "execute", "--format", "json", env=env)
     assert '"executed": false' in out.stdout, out.stdout + out.stderr
     report: dict = json.loads(out.stdout)["confirmation"]["report"]
     return report
@@ -87,8 +87,11 @@ def _report(dsn: str, statement: str) -> dict:
     ("TRUNCATE big", "Confirmed: big has 1000 rows, data is archived/not needed, proceed with truncate."),
     ("DELETE FROM big", "Confirmed: big has 1000 rows, data is archived/not needed, proceed with delete."),
 ])
-def test_the_logins_own_overloads_do_not_forge_the_impact_report(dsn, statement, phrase):
-    report = _report(dsn, statement)
+def test_the_logins_own_overloads_do_not_forge_the_impact_report(dsn, tmp_path, statement, phrase):
+    """Step 1's report, then step 2 (a program approver, operator opt-in): its recount under the lock and its
+    ledger run in a transaction that writes, where an overload that ran would have advanced the sequence."""
+    env = {"AGENT19_DATA_DIR": str(tmp_path)}
+    report = _report(dsn, statement, env)
     (target,) = report["impact"]["targets"]
     assert (target["name"], target["rows"], target["rows_exact"]) == ("public.big", 1000, True), target
     assert target["size_bytes"] > 0, target
@@ -96,4 +99,10 @@ def test_the_logins_own_overloads_do_not_forge_the_impact_report(dsn, statement,
     assert _ran(dsn) == 0
     with psycopg.connect(dsn, autocommit=True) as c:
         assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 1000
+    done = agent19("confirm", statement, "--dsn", dsn, "--mode", "execute", "--allow-model-confirmation",
+                   "--token", report["token"], "--phrase", report["phrase"], env=env)
+    assert done.returncode == 0 and "outcome: executed" in done.stdout, done.stdout + done.stderr
+    assert _ran(dsn) == 0
+    with psycopg.connect(dsn, autocommit=True) as c:
+        assert c.execute("SELECT count(*) FROM big").fetchone()[0] == 0
 
