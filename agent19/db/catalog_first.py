@@ -33,9 +33,11 @@ Searching ``pg_catalog`` first protects only names found by name: a function or 
 arguments, and an exact match in any schema of the path beats a ``pg_catalog`` one that needs a coercion. So inside a
 dry run's transaction, where the migration under test can create such an overload, agent19's reads between statements
 run with :data:`OWN_PATH` (:func:`read_own`), as do the trial guard's one read, the aftermath's state and the read-only
-guard's walk (its reads of the statement's own names qualify everything instead). Its other reads still resolve
-through the login's path (review r27b k01: a database owner's ``public.||(name, name)``): they should all run under
-:data:`OWN_PATH` (resolving user names against the path read before) or name every function and operator qualified.
+guard's walk (its reads of the statement's own names qualify everything instead). The confirmation path's reads
+(impact report, ledger, archive, step 2's recount) name every function, operator and type qualified instead: the
+modules that declare ``QUALIFIED_SQL = True`` (``tests/test_qualified_sql.py`` parses their statements). Its other
+reads still resolve through the login's path (review r27b k01: a database owner's ``public.||(name, name)``): they
+should all run under :data:`OWN_PATH` (resolving user names against the path read before) or be qualified too.
 
 A user who overrides a built-in on purpose (``public.format_type`` before ``pg_catalog``) gets the built-in in
 agent19's sessions, their own function in theirs.

@@ -19,6 +19,15 @@ from agent19.db import rls
 from agent19.errors import Agent19Error
 
 MAX_IDENT = 63
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+Q_TAKEN = """SELECT c.relname FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE n.nspname OPERATOR(pg_catalog.=) %s AND c.relname OPERATOR(pg_catalog.~~) %s"""
+# psycopg.sql templates: {} a table's quoted name
+Q_COPY = "CREATE TABLE {} AS TABLE {}"
+Q_COUNT = "SELECT pg_catalog.count(*) AS n FROM {}"
 
 
 class ArchivePlan(BaseModel):
@@ -60,11 +69,9 @@ def plan(conn: Any, tables: list[str], database: str) -> list[ArchivePlan]:
     plans = []
     for qualified in tables:
         schema, table = _split(qualified)
-        taken = {r["relname"] for r in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname LIKE %s", (schema, table[:40] + "%")).fetchall()}
+        taken = {r["relname"] for r in conn.execute(Q_TAKEN, (schema, table[:40] + "%")).fetchall()}
         name = archive_name(table, taken)
-        statement = sql.SQL("CREATE TABLE {} AS TABLE {}").format(
+        statement = sql.SQL(Q_COPY).format(
             sql.Identifier(schema, name), sql.Identifier(schema, table)).as_string(None)
         dump = f"pg_dump --table='{schema}.{table}' --format=custom --file='{table}_{name[-8:]}.dump' '{database}'"
         plans.append(ArchivePlan(source=qualified, archive=f"{schema}.{name}", sql=statement, pg_dump=dump))
@@ -72,7 +79,7 @@ def plan(conn: Any, tables: list[str], database: str) -> list[ArchivePlan]:
 
 
 def _count(conn: Any, qualified: str) -> int:
-    return conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(*_split(qualified)))).fetchone()[
+    return conn.execute(sql.SQL(Q_COUNT).format(sql.Identifier(*_split(qualified)))).fetchone()[
         "n"]
 
 
@@ -83,7 +90,7 @@ def run(conn: Any, plans: list[ArchivePlan]) -> list[ArchiveResult]:
     results = []
     for p in plans:
         with rls.every_row(conn):
-            conn.execute(sql.SQL("CREATE TABLE {} AS TABLE {}").format(
+            conn.execute(sql.SQL(Q_COPY).format(
                 sql.Identifier(*_split(p.archive)), sql.Identifier(*_split(p.source))))
             source, copy = _count(conn, p.source), _count(conn, p.archive)
         if source != copy:

@@ -26,6 +26,10 @@ from agent19.safety.facts import load_facts, quote_written
 from agent19.safety.impact import DatabaseIdentity, Impact, TargetImpact, backup_status, measure
 
 Progress = Callable[[float, float | None, str | None], None]
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+Q_SIZE = "SELECT pg_catalog.pg_total_relation_size(pg_catalog.to_regclass(%s)) AS b"
 
 
 @dataclass
@@ -112,8 +116,7 @@ def from_measurement(conn: Any, st: Statement, m: measuring.Measurement, reasons
         findings.append(Finding(statement=st.index, line=st.line, kind="mass_delete" if deletes else "mass_update",
                                 risk=Risk.CRITICAL if deletes else Risk.HIGH, data_loss=True,
                                 targets=[Target(kind="table", name=touch.table)], reason=reason))
-        size = conn.execute("SELECT pg_total_relation_size(to_regclass(%s)) AS b",
-                            (quote_written(touch.table),)).fetchone()["b"]
+        size = conn.execute(Q_SIZE, (quote_written(touch.table),)).fetchone()["b"]
         targets.append(TargetImpact(kind="table", name=touch.table, rows=touch.rows_before, rows_exact=True,
                                     rows_touched=touch.touched, size_bytes=size))
     impact = Impact(database=identity, targets=targets, backup=backup_status(conn))

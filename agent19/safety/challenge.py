@@ -28,6 +28,8 @@ from agent19.config import Settings
 from agent19.errors import ConfigError
 from agent19.migrate.parse import Statement
 
+QUALIFIED_SQL = True  # no SQL of its own: any it gets is read like the rest of the confirmation path's
+
 PREFIX = "a19"
 TOKEN_TTL_S = 15 * 60
 KEY_FILE = "confirm.key"

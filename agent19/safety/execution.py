@@ -39,6 +39,13 @@ from agent19.safety.run import QueryResult, run_write
 if TYPE_CHECKING:
     from agent19.safety.protocol import Confirmation, Protocol, Report
 
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+Q_LOCK = "LOCK TABLE {} IN SHARE MODE"
+Q_HEAP = "SELECT pg_catalog.pg_relation_size(pg_catalog.to_regclass(%s)) AS b"
+
+
 class Changed(Exception):
     """Something at stake changed since the challenge."""
 
@@ -114,7 +121,7 @@ def _lock(conn: Any, a: Assessment) -> None:
                     and not t.name.startswith("pg_catalog.")})
     for name in names:
         schema, _, table = name.partition(".")
-        conn.execute(pgsql.SQL("LOCK TABLE {} IN SHARE MODE").format(pgsql.Identifier(schema, table)))
+        conn.execute(pgsql.SQL(Q_LOCK).format(pgsql.Identifier(schema, table)))
 
 
 def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
@@ -124,8 +131,7 @@ def _recount(conn: Any, a: Assessment, p: Protocol) -> None:
         if t.rows_before is None:
             continue  # not countable by this login: the statement's own measurement is compared instead
         schema, _, table = t.table.partition(".")
-        heap = conn.execute("SELECT pg_relation_size(to_regclass(%s)) AS b",
-                            (pgsql.Identifier(schema, table).as_string(conn),)).fetchone()["b"]
+        heap = conn.execute(Q_HEAP, (pgsql.Identifier(schema, table).as_string(conn),)).fetchone()["b"]
         if heap is None:
             raise Changed(f"{t.table} no longer exists")
         rows = exact_count(conn, schema, table, heap, p.progress)

@@ -99,23 +99,27 @@ def names_used(statements: list[Statement]) -> tuple[set[str], set[str]]:
     return tables, functions
 
 
-Q_TABLE = """
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+EQ = "OPERATOR(pg_catalog.=)"
+Q_TABLE = f"""
 SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = to_regclass(%s)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE c.oid {EQ} pg_catalog.to_regclass(%s)
 """
-Q_COLUMNS = """
-SELECT a.attname, t.typname, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod) AS formatted,
-       a.atttypid
-  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
- WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+Q_COLUMNS = f"""
+SELECT a.attname, t.typname, a.atttypmod, a.attnotnull,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS formatted, a.atttypid
+  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid {EQ} a.atttypid
+ WHERE a.attrelid {EQ} %s AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
 """
-Q_FUNCTIONS = """
+Q_FUNCTIONS = f"""
 SELECT p.provolatile AS v, n.nspname AS schema
-  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
- WHERE p.proname = %(name)s
-   AND (CASE WHEN %(schema)s::text IS NULL THEN n.nspname = ANY(current_schemas(true))
-             ELSE n.nspname = %(schema)s END)
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
+ WHERE p.proname {EQ} %(name)s
+   AND (CASE WHEN %(schema)s::pg_catalog.text IS NULL THEN n.nspname {EQ} ANY (pg_catalog.current_schemas(true))
+             ELSE n.nspname {EQ} %(schema)s END)
 """
 
 

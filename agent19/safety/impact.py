@@ -108,51 +108,80 @@ class Impact(BaseModel):
         }
 
 
-Q_IDENTITY = """
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: the
+login's own overload (``public.=(oid, regclass)``, ``public.||(text, name)``) cannot forge what a human confirms
+(review r27b k07; tests/test_qualified_sql.py reads them). User names still resolve through the session's path
+(``to_regclass``), and ``::regclass::text`` names relations as the user's sessions see them."""
+EQ, NE = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)"
+TABLE_KINDS = "'{r,p,m}'::pg_catalog.\"char\"[]"
+
+Q_IDENTITY = f"""
 SELECT d.oid, d.datname,
-       CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
-            THEN (SELECT system_identifier::text FROM pg_control_system()) END AS sysid
-  FROM pg_database d WHERE d.datname = current_database()
+       CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')
+            THEN (SELECT s.system_identifier::pg_catalog.text FROM pg_catalog.pg_control_system() s) END AS sysid
+  FROM pg_catalog.pg_database d WHERE d.datname {EQ} pg_catalog.current_database()
 """
 Q_BACKUP = """
-SELECT archived_count, last_archived_time, last_archived_time > now() - interval '24 hours' AS recent
-  FROM pg_stat_archiver
+SELECT archived_count, last_archived_time,
+       last_archived_time OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '24 hours') AS recent
+  FROM pg_catalog.pg_stat_archiver
 """
-Q_REL = """
-SELECT c.oid, n.nspname || '.' || c.relname AS name, n.nspname AS nsp, c.relname AS rel, c.relkind,
-       pg_relation_size(c.oid) AS heap,
-       pg_total_relation_size(c.oid) AS total,
-       CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS estimate
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+Q_REL = f"""
+SELECT c.oid, pg_catalog.concat(n.nspname, '.', c.relname) AS name, n.nspname AS nsp, c.relname AS rel, c.relkind,
+       pg_catalog.pg_relation_size(c.oid) AS heap,
+       pg_catalog.pg_total_relation_size(c.oid) AS total,
+       CASE WHEN c.reltuples OPERATOR(pg_catalog.<) 0 THEN NULL ELSE c.reltuples::bigint END AS estimate
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE c.oid {EQ} pg_catalog.to_regclass(%s)
 """
-Q_FKS = """
-SELECT con.conname, con.conrelid::regclass::text AS tbl, con.confdeltype, con.conrelid
-  FROM pg_constraint con WHERE con.confrelid = %(oid)s AND con.contype = 'f' AND con.conrelid <> %(oid)s
+Q_FKS = f"""
+SELECT con.conname, con.conrelid::pg_catalog.regclass::pg_catalog.text AS tbl, con.confdeltype, con.conrelid
+  FROM pg_catalog.pg_constraint con
+ WHERE con.confrelid {EQ} %(oid)s AND con.contype {EQ} 'f' AND con.conrelid {NE} %(oid)s
 """
-Q_VIEWS = """
-SELECT DISTINCT v.oid::regclass::text AS name, v.relkind
-  FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
- WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %(oid)s AND v.oid <> %(oid)s
+Q_VIEWS = f"""
+SELECT DISTINCT v.oid::pg_catalog.regclass::pg_catalog.text AS name, v.relkind
+  FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid {EQ} d.objid
+  JOIN pg_catalog.pg_class v ON v.oid {EQ} r.ev_class
+ WHERE d.classid {EQ} 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.refobjid {EQ} %(oid)s AND v.oid {NE} %(oid)s
 """
-Q_TRIGGERS = "SELECT tgname FROM pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal"
-Q_PUBLICATIONS = """
-SELECT p.pubname FROM pg_publication p
- WHERE p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = %(oid)s)
+Q_TRIGGERS = f"SELECT t.tgname FROM pg_catalog.pg_trigger t WHERE t.tgrelid {EQ} %(oid)s AND NOT t.tgisinternal"
+Q_PUBLICATIONS = f"""
+SELECT p.pubname FROM pg_catalog.pg_publication p
+ WHERE p.puballtables
+    OR EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r WHERE r.prpubid {EQ} p.oid AND r.prrelid {EQ} %(oid)s)
 """
-Q_SCHEMA = """
-SELECT n.oid, count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p', 'm')) AS tables,
-       coalesce(sum(greatest(c.reltuples, 0)) FILTER (WHERE c.relkind IN ('r', 'p', 'm')), 0)::bigint AS rows,
-       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relkind IN ('r', 'p', 'm')), 0)::bigint AS size
-  FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid
- WHERE n.nspname = %s GROUP BY n.oid
+Q_SCHEMA = f"""
+SELECT n.oid, pg_catalog.count(c.oid) FILTER (WHERE c.relkind {EQ} ANY ({TABLE_KINDS})) AS tables,
+       COALESCE(pg_catalog.sum(GREATEST(c.reltuples, 0)) FILTER (WHERE c.relkind {EQ} ANY ({TABLE_KINDS})),
+                0)::bigint AS rows,
+       COALESCE(pg_catalog.sum(pg_catalog.pg_total_relation_size(c.oid))
+                  FILTER (WHERE c.relkind {EQ} ANY ({TABLE_KINDS})), 0)::bigint AS size
+  FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class c ON c.relnamespace {EQ} n.oid
+ WHERE n.nspname {EQ} %s GROUP BY n.oid
 """
-Q_DEPENDS = """
-SELECT DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid) AS name
-  FROM pg_depend d WHERE d.refobjid = %s AND d.deptype = 'n' LIMIT 50
+Q_DEPENDS = f"""
+SELECT DISTINCT pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid) AS name
+  FROM pg_catalog.pg_depend d WHERE d.refobjid {EQ} %s AND d.deptype {EQ} 'n' LIMIT 50
 """
+Q_DATABASE = f"""SELECT pg_catalog.pg_database_size(d.oid) AS size FROM pg_catalog.pg_database d
+ WHERE d.datname {EQ} %s"""
+Q_COLUMN = f"""SELECT 1 FROM pg_catalog.pg_attribute a
+ WHERE a.attrelid {EQ} %s AND a.attname {EQ} %s AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"""
+Q_VERSION = "SELECT pg_catalog.current_setting('server_version_num')::int AS v"
+Q_BLOCK_SIZE = "SELECT pg_catalog.current_setting('block_size')::int AS b"
+# psycopg.sql templates: {} is the table's quoted name
+Q_COUNT = "SELECT pg_catalog.count(*) AS n FROM {}"
+_FIRST_PAGE = "pg_catalog.concat('(', %s::bigint, ',0)')::pg_catalog.tid"
+Q_COUNT_RANGE = (f"SELECT pg_catalog.count(*) AS n FROM {{}} WHERE ctid OPERATOR(pg_catalog.>=) {_FIRST_PAGE} "
+                 f"AND ctid OPERATOR(pg_catalog.<) {_FIRST_PAGE}")
+Q_COUNT_TAIL = f"SELECT pg_catalog.count(*) AS n FROM {{}} WHERE ctid OPERATOR(pg_catalog.>=) {_FIRST_PAGE}"
 REGFUNCS = {"type": "to_regtype", "domain": "to_regtype", "function": "to_regproc", "procedure": "to_regproc",
             "routine": "to_regproc", "sequence": "to_regclass", "view": "to_regclass",
             "materialized view": "to_regclass", "index": "to_regclass", "foreign table": "to_regclass"}
+Q_OBJECT = {f: f"SELECT pg_catalog.{f}(%s)::pg_catalog.oid AS oid" for f in sorted(set(REGFUNCS.values()))}
+"""The oid of an object by its name (a bound parameter), per ``to_reg*`` function."""
 
 
 def database_identity(conn: Any) -> DatabaseIdentity:
@@ -192,8 +221,7 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
     if kind in {"table", "column"}:
         return _table(conn, name, column, finding, cascade, progress)
     if kind == "database":
-        row = conn.execute("SELECT pg_database_size(oid) AS size FROM pg_database WHERE datname = %s",
-                           (name,)).fetchone()
+        row = conn.execute(Q_DATABASE, (name,)).fetchone()
         return TargetImpact(kind=kind, name=name, exists=row is not None, size_bytes=row["size"] if row else None)
     if kind == "schema":
         row = conn.execute(Q_SCHEMA, (name,)).fetchone()
@@ -204,8 +232,7 @@ def _target(conn: Any, kind: str, name: str, column: str | None, finding: str, c
     regfunc = REGFUNCS.get(kind)
     if regfunc is None:
         return TargetImpact(kind=kind, name=name)
-    # the function name is ours; the object name is a bound parameter
-    oid = conn.execute(f"SELECT {regfunc}(%s)::oid AS oid", (quote_written(name),)).fetchone()["oid"]
+    oid = conn.execute(Q_OBJECT[regfunc], (quote_written(name),)).fetchone()["oid"]
     if oid is None:
         return TargetImpact(kind=kind, name=name, exists=False)
     impact = TargetImpact(kind=kind, name=name)
@@ -233,20 +260,19 @@ def _rows(conn: Any, rel: dict[str, Any], progress: Progress | None = None) -> t
 def exact_count(conn: Any, schema: str, table: str, heap_bytes: int, progress: Progress | None = None) -> int:
     """``count(*)`` of ``schema.table``; over :data:`CHUNK_BYTES`, in block ranges with progress."""
     name = sql.Identifier(schema, table)
-    version = conn.execute("SELECT current_setting('server_version_num')::int AS v").fetchone()["v"]
+    version = conn.execute(Q_VERSION).fetchone()["v"]
     if heap_bytes <= CHUNK_BYTES or version < 140000:
-        return int(conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(name)).fetchone()["n"])
-    block = conn.execute("SELECT current_setting('block_size')::int AS b").fetchone()["b"]
+        return int(conn.execute(sql.SQL(Q_COUNT).format(name)).fetchone()["n"])
+    block = conn.execute(Q_BLOCK_SIZE).fetchone()["b"]
     pages, step = -(-heap_bytes // block), CHUNK_BYTES // block
     total = 0
-    query = sql.SQL("SELECT count(*) AS n FROM {} WHERE ctid >= ('(' || %s::bigint || ',0)')::tid "
-                    "AND ctid < ('(' || %s::bigint || ',0)')::tid").format(name)
+    query = sql.SQL(Q_COUNT_RANGE).format(name)
     for start in range(0, pages, step):
         total += conn.execute(query, (start, start + step)).fetchone()["n"]
         if progress is not None:
             progress(min(start + step, pages), pages, f"counting {schema}.{table} exactly: {total:,} rows so far")
     # rows on pages added while counting (only possible without a lock): the tail past the last range
-    tail = sql.SQL("SELECT count(*) AS n FROM {} WHERE ctid >= ('(' || %s::bigint || ',0)')::tid").format(name)
+    tail = sql.SQL(Q_COUNT_TAIL).format(name)
     return total + int(conn.execute(tail, (pages,)).fetchone()["n"])
 
 
@@ -266,8 +292,7 @@ def _table(conn: Any, name: str, column: str | None, finding: str, cascade: bool
                           rows=rows, rows_exact=exact, size_bytes=rel["total"],
                           rows_hidden=[rel["name"]] if hidden else [])
     if column is not None:
-        found = conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s AND attname = %s AND attnum > 0 "
-                             "AND NOT attisdropped", (oid, column)).fetchone()
+        found = conn.execute(Q_COLUMN, (oid, column)).fetchone()
         impact.exists = found is not None
     deps = impact.dependents
     for fk in conn.execute(Q_FKS, {"oid": oid}).fetchall():

@@ -30,32 +30,60 @@ import psycopg
 
 from agent19.errors import Agent19Error
 
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+EQ = "OPERATOR(pg_catalog.=)"
 TABLE = "agent19.confirmations"
 SCHEMA_DDL = "CREATE SCHEMA IF NOT EXISTS agent19"
 DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
-    nonce text PRIMARY KEY,
-    expires_at timestamptz NOT NULL,
-    approved_by text,
-    approved_at timestamptz,
-    used_at timestamptz,
-    outcome text
+    nonce pg_catalog.text PRIMARY KEY,
+    expires_at pg_catalog.timestamptz NOT NULL,
+    approved_by pg_catalog.text,
+    approved_at pg_catalog.timestamptz,
+    used_at pg_catalog.timestamptz,
+    outcome pg_catalog.text
 )"""
+Q_EXISTS = "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS e"
+Q_HAS_SCHEMA = f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname {EQ} 'agent19'"
+Q_USER = "SELECT CURRENT_USER AS u"
+Q_LOCK = f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE"
+Q_ROW = f"SELECT approved_by, used_at FROM {TABLE} WHERE nonce {EQ} %s"
+Q_ROW_LOCKED = Q_ROW + " FOR UPDATE"
+Q_APPROVE_NEW = (f"INSERT INTO {TABLE} (nonce, expires_at, approved_by, approved_at) "
+                 "VALUES (%s, pg_catalog.to_timestamp(%s), %s, pg_catalog.now())")
+Q_APPROVE = f"UPDATE {TABLE} SET approved_by = %s, approved_at = pg_catalog.now() WHERE nonce {EQ} %s"
+Q_FORGET = (f"DELETE FROM {TABLE} WHERE expires_at OPERATOR(pg_catalog.<) "
+            "(pg_catalog.now() OPERATOR(pg_catalog.-) interval '1 day')")
+Q_BURN = (f"INSERT INTO {TABLE} (nonce, expires_at, used_at, outcome) "
+          "VALUES (%s, pg_catalog.to_timestamp(%s), pg_catalog.now(), %s) ON CONFLICT (nonce) DO UPDATE "
+          f"SET used_at = COALESCE({TABLE}.used_at, pg_catalog.now()), outcome = excluded.outcome")
+Q_USE = (f"UPDATE {TABLE} SET used_at = pg_catalog.now(), outcome = 'executed', approved_by = %s "
+         f"WHERE nonce {EQ} %s")
+Q_USE_UNSEALED = (f"UPDATE {TABLE} SET approved_by = %s, approved_at = pg_catalog.now(), used_at = pg_catalog.now(), "
+                  f"outcome = 'executed' WHERE nonce {EQ} %s")
+Q_USE_NEW = (f"INSERT INTO {TABLE} (nonce, expires_at, approved_by, approved_at, used_at, outcome) "
+             "VALUES (%s, pg_catalog.to_timestamp(%s), %s, pg_catalog.now(), pg_catalog.now(), 'executed')")
 
 
 COLUMNS = ["nonce text", "expires_at timestamp with time zone", "approved_by text", "approved_at timestamp with time "
            "zone", "used_at timestamp with time zone", "outcome text"]
-Q_SHAPE = """
-SELECT c.relkind = 'r' AND NOT c.relispartition AND NOT c.relrowsecurity
-   AND (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
-          FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = %(columns)s
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = c.oid)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype NOT IN ('p', 'n'))
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid = c.oid)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class = c.oid)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid IN (h.inhrelid, h.inhparent))
+Q_SHAPE = f"""
+SELECT c.relkind {EQ} 'r' AND NOT c.relispartition AND NOT c.relrowsecurity
+   AND (SELECT pg_catalog.array_agg(pg_catalog.concat(a.attname, ' ', pg_catalog.format_type(a.atttypid, a.atttypmod))
+                                    ORDER BY a.attnum)
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid {EQ} c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+       {EQ} %(columns)s::pg_catalog.text[]
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid {EQ} c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid {EQ} c.oid
+                      AND k.contype OPERATOR(pg_catalog.<>) ALL ('{{p,n}}'::pg_catalog."char"[]))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid {EQ} c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class {EQ} c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid {EQ} ANY (ARRAY[h.inhrelid, h.inhparent]))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                    WHERE i.indrelid = c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
-  FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%(table)s)
+                    WHERE i.indrelid {EQ} c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
+  FROM pg_catalog.pg_class c WHERE c.oid {EQ} pg_catalog.to_regclass(%(table)s)
 """
 """Whether ``agent19.confirmations`` is a table of agent19's own shape that runs no code: its columns only, no
 default, check, trigger, rule, inheritance, expression index or row level security. Any role may make schema
@@ -80,10 +108,10 @@ class AlreadyUsed(Exception):
 
 def ensure(conn: Any) -> None:
     """Create ``agent19.confirmations`` when missing (``conn`` in autocommit, outside a transaction)."""
-    if conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
+    if conn.execute(Q_EXISTS, (TABLE,)).fetchone()["e"]:
         _check_shape(conn)
         return
-    has_schema = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'agent19'").fetchone() is not None
+    has_schema = conn.execute(Q_HAS_SCHEMA).fetchone() is not None
     try:
         with conn.transaction():
             if not has_schema:  # (CREATE SCHEMA IF NOT EXISTS checks the privilege even when it exists)
@@ -92,7 +120,7 @@ def ensure(conn: Any) -> None:
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
         pass  # another agent19 created it at the same moment
     except psycopg.errors.InsufficientPrivilege as exc:
-        user = conn.execute("SELECT current_user AS u").fetchone()["u"]
+        user = conn.execute(Q_USER).fetchone()["u"]
         raise LedgerUnavailable(
             f"agent19 records each confirmation token's single use in the target database, in {TABLE}, and "
             f"the login {user!r} cannot create it ({str(exc).strip().splitlines()[0]}); nothing was run",
@@ -104,7 +132,7 @@ def ensure(conn: Any) -> None:
 def _hold(conn: Any) -> None:
     """Inside the transaction that writes the ledger: lock it against DDL (a default, trigger or rule added now would
     wait for the transaction's end), then check its shape."""
-    conn.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
+    conn.execute(Q_LOCK)
     _check_shape(conn)
 
 
@@ -133,8 +161,7 @@ def approved_channel(key: bytes, nonce: str, approved_by: str | None) -> str | N
 
 
 def _row(conn: Any, nonce: str, lock: bool = False) -> dict[str, Any] | None:
-    q = "SELECT approved_by, used_at FROM agent19.confirmations WHERE nonce = %s" + (" FOR UPDATE" if lock else "")
-    row: dict[str, Any] | None = conn.execute(q, (nonce,)).fetchone()
+    row: dict[str, Any] | None = conn.execute(Q_ROW_LOCKED if lock else Q_ROW, (nonce,)).fetchone()
     return row
 
 
@@ -147,12 +174,10 @@ def approve(conn: Any, nonce: str, expires: int, channel: str, key: bytes) -> No
         if row is not None and row["used_at"] is not None:
             raise AlreadyUsed()
         if row is None:
-            conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at) "
-                         "VALUES (%s, to_timestamp(%s), %s, now())", (nonce, expires, seal(key, nonce, channel)))
+            conn.execute(Q_APPROVE_NEW, (nonce, expires, seal(key, nonce, channel)))
         else:
-            conn.execute("UPDATE agent19.confirmations SET approved_by = %s, approved_at = now() WHERE nonce = %s",
-                         (seal(key, nonce, channel), nonce))
-        conn.execute("DELETE FROM agent19.confirmations WHERE expires_at < now() - interval '1 day'")
+            conn.execute(Q_APPROVE, (seal(key, nonce, channel), nonce))
+        conn.execute(Q_FORGET)
 
 
 def burn(conn: Any, nonce: str, expires: int, outcome: str) -> None:
@@ -160,15 +185,12 @@ def burn(conn: Any, nonce: str, expires: int, outcome: str) -> None:
     ensure(conn)
     with conn.transaction():
         _hold(conn)
-        conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, used_at, outcome) "
-                     "VALUES (%s, to_timestamp(%s), now(), %s) ON CONFLICT (nonce) DO UPDATE "
-                     "SET used_at = coalesce(agent19.confirmations.used_at, now()), outcome = excluded.outcome",
-                     (nonce, expires, outcome[:200]))
+        conn.execute(Q_BURN, (nonce, expires, outcome[:200]))
 
 
 def status(conn: Any, nonce: str) -> dict[str, Any] | None:
     """The token's row (approved_by, used_at), or None when never seen."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e", (TABLE,)).fetchone()["e"]:
+    if not conn.execute(Q_EXISTS, (TABLE,)).fetchone()["e"]:
         return None
     return _row(conn, nonce)
 
@@ -185,20 +207,16 @@ def claim(conn: Any, nonce: str, expires: int, channel: str | None, key: bytes) 
         raise AlreadyUsed()
     approved = approved_channel(key, nonce, row["approved_by"]) if row is not None else None
     if approved is not None:
-        conn.execute("UPDATE agent19.confirmations SET used_at = now(), outcome = 'executed', approved_by = %s "
-                     "WHERE nonce = %s", (approved, nonce))
+        conn.execute(Q_USE, (approved, nonce))
         return approved
     if channel is None:
         raise NotApproved()
     if row is not None:  # an unsealed row (written by SQL, not by a human's approval): this channel confirms
-        conn.execute("UPDATE agent19.confirmations SET approved_by = %s, approved_at = now(), used_at = now(), "
-                     "outcome = 'executed' WHERE nonce = %s", (channel, nonce))
+        conn.execute(Q_USE_UNSEALED, (channel, nonce))
         return channel
     try:
         with conn.transaction():  # a savepoint: a concurrent first use makes this a clean refusal
-            conn.execute("INSERT INTO agent19.confirmations (nonce, expires_at, approved_by, approved_at, used_at, "
-                         "outcome) VALUES (%s, to_timestamp(%s), %s, now(), now(), 'executed')",
-                         (nonce, expires, channel))
+            conn.execute(Q_USE_NEW, (nonce, expires, channel))
     except psycopg.errors.UniqueViolation:
         raise AlreadyUsed() from None
     return channel

@@ -50,6 +50,8 @@ from agent19.safety.report import Alternative, ChecklistItem, alternatives, chec
 from agent19.safety.run import QueryResult
 from agent19.tool_names import at_cli, tool
 
+QUALIFIED_SQL = True  # no SQL of its own: any it gets is read like the rest of the confirmation path's
+
 Elicit = Callable[[str, type[BaseModel]], BaseModel | None]
 Progress = Callable[[float, float | None, str | None], None]
 IN_BAND = "argument (operator opt-in)"

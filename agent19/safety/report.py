@@ -17,6 +17,8 @@ from agent19.safety.detect import Finding
 from agent19.safety.impact import Impact, TargetImpact
 from agent19.units import human_size
 
+QUALIFIED_SQL = True  # no SQL of its own: any it gets is read like the rest of the confirmation path's
+
 ACTIONS = {
     "drop_table": "drop", "truncate": "truncate", "delete_all": "delete", "update_all": "update",
     "drop_column": "drop column", "alter_column_type": "type change", "drop_database": "drop database",

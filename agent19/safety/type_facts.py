@@ -21,23 +21,28 @@ from typing import Any
 
 from agent19.migrate.patterns.sqlnames import quoted
 from agent19.safety import types as sqltypes
+from agent19.sqltree import parse_json
 
-Q_BASE = """
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+EQ, NE = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)"
+Q_BASE = f"""
 WITH RECURSIVE d(oid, typmod, arr, depth) AS (
-    SELECT %(oid)s::oid, %(typmod)s::int, false, 0
+    SELECT %(oid)s::pg_catalog.oid, %(typmod)s::int, false, 0
   UNION ALL
-    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,
-           CASE WHEN t.typtype = 'd' AND t.typtypmod >= 0 THEN t.typtypmod ELSE d.typmod END,
-           d.arr OR t.typtype <> 'd', d.depth + 1
-      FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid
-     WHERE d.depth < 32
-       AND (t.typtype = 'd' OR (t.typelem <> 0 AND t.typlen = -1
-            AND EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.oid = t.typelem AND e.typarray = t.oid)))
+    SELECT CASE WHEN t.typtype {EQ} 'd' THEN t.typbasetype ELSE t.typelem END,
+           CASE WHEN t.typtype {EQ} 'd' AND t.typtypmod OPERATOR(pg_catalog.>=) 0 THEN t.typtypmod ELSE d.typmod END,
+           d.arr OR t.typtype {NE} 'd', d.depth OPERATOR(pg_catalog.+) 1
+      FROM d JOIN pg_catalog.pg_type t ON t.oid {EQ} d.oid
+     WHERE d.depth OPERATOR(pg_catalog.<) 32
+       AND (t.typtype {EQ} 'd' OR (t.typelem {NE} 0 AND t.typlen {EQ} -1
+            AND EXISTS (SELECT 1 FROM pg_catalog.pg_type e WHERE e.oid {EQ} t.typelem AND e.typarray {EQ} t.oid)))
 )
 SELECT t.typname, d.typmod, d.arr, d.oid AS base_oid,
-       pg_catalog.format_type(%(oid)s::oid, %(typmod)s::int) AS formatted,
+       pg_catalog.format_type(%(oid)s::pg_catalog.oid, %(typmod)s::int) AS formatted,
        pg_catalog.format_type(d.oid, d.typmod) AS base
-  FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid
+  FROM d JOIN pg_catalog.pg_type t ON t.oid {EQ} d.oid
  ORDER BY d.depth DESC LIMIT 1
 """
 """The scalar type under a type (domains and arrays followed), its typmod, and whether it was an array."""
@@ -100,6 +105,12 @@ def base_of(conn: Any, oid: int, typmod: int) -> ResolvedType:
     return ResolvedType(t, row["formatted"], row["base"], row["base_oid"])
 
 
+Q_WRITTEN_TYPE = "SELECT NULL::{} AS v WHERE false"
+"""The type as the statement writes it (:func:`written`), resolved through the session's path as the statement's will
+be, on purpose: a cast of NULL in a row never computed (no function runs)."""
+Q_DECLARED = "SELECT pg_catalog.format_type(pg_catalog.to_regtype(%s), NULL) AS f"
+
+
 def resolve(conn: Any, type_name: dict[str, Any]) -> ResolvedType | None:
     """The type ``type_name`` names for this session (its search path), or None when the server knows no such
     type (a migration that creates it first, a typo) or it cannot be read back."""
@@ -110,10 +121,9 @@ def resolve(conn: Any, type_name: dict[str, Any]) -> ResolvedType | None:
         return None
     try:
         with conn.transaction():  # a savepoint: an unknown type must not abort the caller's transaction
-            cur = conn.execute(f"SELECT NULL::{text} AS v WHERE false")
+            cur = conn.execute(Q_WRITTEN_TYPE.format(text))
             oid, typmod = cur.pgresult.ftype(0), cur.pgresult.fmod(0)
-            declared = conn.execute("SELECT pg_catalog.format_type(pg_catalog.to_regtype(%s), NULL) AS f",
-                                    (text,)).fetchone()["f"]
+            declared = conn.execute(Q_DECLARED, (text,)).fetchone()["f"]
     except psycopg.Error:
         return None
     found = base_of(conn, oid, typmod)
@@ -129,12 +139,30 @@ FIRST_USER_OID = 16384
 """``FirstNormalObjectId``: types (and their casts) below it are built in."""
 
 
-Q_MEASURABLE = """
+Q_MEASURABLE = f"""
 SELECT n.nspname, c.relname, c.relkind AS kind, pg_catalog.pg_relation_size(c.oid) AS bytes,
        pg_catalog.row_security_active(c.oid) AS filtered
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = %s
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE c.oid {EQ} %s
 """
+SET_TIMEOUT = "SET LOCAL statement_timeout = '2s'"
+
+
+def qualified_type(formatted: str) -> str:
+    """A built-in type as ``format_type`` writes it, named in ``pg_catalog``: the SQL-standard spellings
+    (``integer``, ``character varying(20)``) already are; a plain name (``text``, ``"char"``) gets the prefix."""
+    cast = parse_json(f"SELECT NULL::{formatted}")[0]["stmt"]["SelectStmt"]["targetList"][0]["ResTarget"]["val"]
+    names = cast["TypeCast"]["typeName"]["names"]
+    return formatted if len(names) == 2 else f"pg_catalog.{formatted}"
+
+
+def changed_sql(column: str, table: str, old: str, new: str) -> str:
+    """Rows of ``table`` and those whose ``column`` (both quoted) a cast from the built-in type ``old`` to ``new``
+    and back changes (each as ``format_type`` writes it): ``IS DISTINCT FROM``, with pg_catalog's ``=``."""
+    was = f"{column}::{qualified_type(old)}"
+    back = f"({was})::{qualified_type(new)}::{qualified_type(old)}"
+    return (f"SELECT pg_catalog.count(*) AS total, pg_catalog.count(*) FILTER (WHERE ({back} {EQ} {was}) IS NOT TRUE "
+            f"AND ({back} IS NOT NULL OR {was} IS NOT NULL)) AS changed FROM {table}")
 
 
 def measure_change(conn: Any, table_oid: int, column: str, old: ResolvedType, new: ResolvedType
@@ -151,15 +179,12 @@ def measure_change(conn: Any, table_oid: int, column: str, old: ResolvedType, ne
     rel = conn.execute(Q_MEASURABLE, (table_oid,)).fetchone()
     if rel is None or rel["bytes"] > MEASURE_BYTES or rel["kind"] != "r" or rel["filtered"]:
         return None
-    col = quoted(column)
     # both sides by their base types (format_type writes a type as SQL reads it back); the built-in casts run
-    was = f"{col}::{old.base}"
-    q = (f"SELECT count(*) AS total, count(*) FILTER (WHERE ({was})::{new.base}::{old.base} IS DISTINCT FROM {was})"
-         f" AS changed FROM {quoted(rel['nspname'])}.{quoted(rel['relname'])}")
+    q = changed_sql(quoted(column), f"{quoted(rel['nspname'])}.{quoted(rel['relname'])}", old.base, new.base)
     found = None
     try:
         with conn.transaction():
-            conn.execute("SET LOCAL statement_timeout = '2s'")
+            conn.execute(SET_TIMEOUT)
             found = conn.execute(q).fetchone()
             raise psycopg.Rollback()  # the savepoint goes: SET LOCAL with it
     except psycopg.Error:

@@ -38,64 +38,72 @@ from agent19.safety.readonly import DENIED_COLUMNS, DENIED_RELATIONS, HARMLESS_V
 from agent19.safety.readonly_catalog import FIRST_NORMAL_OID, Resolver
 from agent19.sqltree import parse_json
 
-_PROCESSABLE = """(c.relkind IN ('r', 'm', 'p') AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
+QUALIFIED_SQL = True
+"""Every statement here names its functions, operators, types and catalog relations ``pg_catalog.``-qualified: an
+overload the login owns is not what it calls (tests/test_qualified_sql.py)."""
+EQ, NE = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)"
+_TABLES = f"""c.relkind {EQ} ANY ('{{r,m,p}}'::pg_catalog."char"[])"""
+_PROCESSABLE = f"""({_TABLES} AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
   OR (NOT c.relisshared AND pg_catalog.pg_has_role((SELECT datdba FROM pg_catalog.pg_database
-                                                     WHERE datname = pg_catalog.current_database()), 'USAGE'))))"""
+                                                     WHERE datname {EQ} pg_catalog.current_database()), 'USAGE'))))"""
 Q_EVERY_TABLE = f"SELECT c.oid::bigint AS oid FROM pg_catalog.pg_class c WHERE {_PROCESSABLE}"
 """Every table VACUUM, ANALYZE or CLUSTER without a table may process: the login's own (and every one when it
 owns the database), a superset of what the server processes."""
-Q_SCHEMA_TABLES = """SELECT c.oid::bigint AS oid FROM pg_catalog.pg_class c
- WHERE c.relkind IN ('r', 'm', 'p') AND c.relnamespace = pg_catalog.to_regnamespace(%s)"""
-Q_CATALOG_TABLES = "SELECT oid::bigint AS oid FROM pg_catalog.pg_class WHERE relkind IN ('r', 'm', 'p')"
-Q_RELATION = "SELECT pg_catalog.to_regclass(%s)::oid::bigint AS oid"
+Q_SCHEMA_TABLES = f"""SELECT c.oid::bigint AS oid FROM pg_catalog.pg_class c
+ WHERE {_TABLES} AND c.relnamespace {EQ} pg_catalog.to_regnamespace(%s)"""
+Q_CATALOG_TABLES = f"SELECT c.oid::bigint AS oid FROM pg_catalog.pg_class c WHERE {_TABLES}"
+Q_RELATION = "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid::bigint AS oid"
 _FAMILY_FUNCS = f"""ARRAY(SELECT f::bigint FROM (
-    SELECT p.amproc AS f FROM pg_catalog.pg_amproc p WHERE p.amprocfamily IN (SELECT opcfamily FROM opc)
-    UNION SELECT o.oprcode FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid = a.amopopr
-     WHERE a.amopfamily IN (SELECT opcfamily FROM opc)
+    SELECT p.amproc AS f FROM pg_catalog.pg_amproc p WHERE p.amprocfamily {EQ} ANY (SELECT opcfamily FROM opc)
+    UNION SELECT o.oprcode FROM pg_catalog.pg_amop a JOIN pg_catalog.pg_operator o ON o.oid {EQ} a.amopopr
+     WHERE a.amopfamily {EQ} ANY (SELECT opcfamily FROM opc)
     UNION SELECT d.refobjid FROM pg_catalog.pg_depend d
-     WHERE d.classid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM stx)
-       AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-    UNION SELECT o.oprcode FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
-     WHERE d.classid = 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objid IN (SELECT oid FROM stx)
-       AND d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass) x
-   WHERE f >= {FIRST_NORMAL_OID}) AS funcs"""
+     WHERE d.classid {EQ} 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objid {EQ} ANY (SELECT oid FROM stx)
+       AND d.refclassid {EQ} 'pg_catalog.pg_proc'::pg_catalog.regclass
+    UNION SELECT o.oprcode FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_operator o ON o.oid {EQ} d.refobjid
+     WHERE d.classid {EQ} 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass AND d.objid {EQ} ANY (SELECT oid FROM stx)
+       AND d.refclassid {EQ} 'pg_catalog.pg_operator'::pg_catalog.regclass) x
+   WHERE f OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}) AS funcs"""
 # the indexes of the relations (an index named itself), partitions and inheritance children included: their
 # definitions when they have expressions or a predicate, and the user functions their operator classes and the
 # tables' extended statistics use (built-ins among them are immutable C code)
 Q_CODE = f"""
 WITH RECURSIVE rel(oid) AS (
-    SELECT unnest(%(rels)s::oid[])
-  UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent = rel.oid),
+    SELECT pg_catalog.unnest(%(rels)s::pg_catalog.oid[])
+  UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rel ON i.inhparent {EQ} rel.oid),
 idx AS (SELECT x.indexrelid, x.indclass, x.indexprs IS NOT NULL OR x.indpred IS NOT NULL AS code
           FROM pg_catalog.pg_index x
-         WHERE x.indexrelid IN (SELECT oid FROM rel) OR x.indrelid IN (SELECT oid FROM rel)),
-opc AS (SELECT DISTINCT oc.opcfamily FROM idx CROSS JOIN unnest(idx.indclass::oid[]) u(c)
-          JOIN pg_catalog.pg_opclass oc ON oc.oid = u.c),
-stx AS (SELECT s.oid FROM pg_catalog.pg_statistic_ext s WHERE s.stxrelid IN (SELECT oid FROM rel))
+         WHERE x.indexrelid {EQ} ANY (SELECT oid FROM rel) OR x.indrelid {EQ} ANY (SELECT oid FROM rel)),
+opc AS (SELECT DISTINCT oc.opcfamily FROM idx CROSS JOIN pg_catalog.unnest(idx.indclass::pg_catalog.oid[]) u(c)
+          JOIN pg_catalog.pg_opclass oc ON oc.oid {EQ} u.c),
+stx AS (SELECT s.oid FROM pg_catalog.pg_statistic_ext s WHERE s.stxrelid {EQ} ANY (SELECT oid FROM rel))
 SELECT ARRAY(SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM idx WHERE code ORDER BY indexrelid) AS defs,
        {_FAMILY_FUNCS},
-       ARRAY(SELECT 'SELECT * FROM (' || pg_catalog.rtrim(pg_catalog.pg_get_viewdef(oid), ';') || ') q'
-               FROM rel WHERE oid IN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind = 'm')) AS views
+       ARRAY(SELECT 'SELECT * FROM (' OPERATOR(pg_catalog.||) pg_catalog.rtrim(pg_catalog.pg_get_viewdef(oid), ';')
+                    OPERATOR(pg_catalog.||) ') q'
+               FROM rel WHERE oid {EQ} ANY (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relkind {EQ} 'm')) AS views
 """
 # a new index's operator classes: those it names (any schema), and the access method's default ones for the types of
 # the plain columns it indexes (an expression's type is the server's to infer: not followed)
 Q_NEW_INDEX = f"""
-WITH opc AS (SELECT oc.opcfamily FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod
-              WHERE am.amname = %(am)s AND (oc.opcname = ANY(%(named)s) OR (oc.opcdefault AND oc.opcintype IN (
-                    SELECT coalesce(nullif(t.typbasetype, 0), t.oid)
-                      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-                     WHERE a.attrelid = %(rel)s AND a.attname = ANY(%(cols)s))))),
-     stx AS (SELECT 0::oid AS oid WHERE false)
+WITH opc AS (SELECT oc.opcfamily FROM pg_catalog.pg_opclass oc JOIN pg_catalog.pg_am am ON am.oid {EQ} oc.opcmethod
+              WHERE am.amname {EQ} %(am)s
+                AND (oc.opcname {EQ} ANY (%(named)s) OR (oc.opcdefault AND oc.opcintype {EQ} ANY (
+                    SELECT COALESCE(CASE WHEN t.typbasetype {EQ} 0 THEN NULL ELSE t.typbasetype END, t.oid)
+                      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid {EQ} a.atttypid
+                     WHERE a.attrelid {EQ} %(rel)s AND a.attname {EQ} ANY (%(cols)s))))),
+     stx AS (SELECT 0::pg_catalog.oid AS oid WHERE false)
 SELECT {_FAMILY_FUNCS}
 """
 # C code agent19 cannot read among the functions reached: not built in, not of an extension it knows
 Q_UNKNOWN_C = f"""
-SELECT p.oid::pg_catalog.regprocedure::text AS what FROM pg_catalog.pg_proc p
-  JOIN pg_catalog.pg_language l ON l.oid = p.prolang
- WHERE p.oid = ANY(%s::oid[]) AND p.oid >= {FIRST_NORMAL_OID} AND l.lanname NOT IN ('sql', 'plpgsql')
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e JOIN pg_catalog.pg_extension x ON x.oid = e.refobjid
-                    WHERE e.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid = p.oid
-                      AND e.deptype = 'e' AND x.extname = ANY(%s))
+SELECT p.oid::pg_catalog.regprocedure::pg_catalog.text AS what FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_language l ON l.oid {EQ} p.prolang
+ WHERE p.oid {EQ} ANY (%s::pg_catalog.oid[]) AND p.oid OPERATOR(pg_catalog.>=) {FIRST_NORMAL_OID}
+   AND l.lanname {NE} ALL ('{{sql,plpgsql}}'::pg_catalog.name[])
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e JOIN pg_catalog.pg_extension x ON x.oid {EQ} e.refobjid
+                    WHERE e.classid {EQ} 'pg_catalog.pg_proc'::pg_catalog.regclass AND e.objid {EQ} p.oid
+                      AND e.deptype {EQ} 'e' AND x.extname {EQ} ANY (%s))
  ORDER BY 1 LIMIT 1
 """
 

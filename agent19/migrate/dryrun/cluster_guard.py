@@ -200,9 +200,9 @@ def guarded(statement: str) -> str:
 
 Q_SESSION_READS = f"""SELECT pg_catalog.current_setting('standard_conforming_strings') AS strings,
        {catalog_first.USER_PATH} AS path,
-       (SELECT pg_catalog.string_agg(c.relname::text, ', ') FROM pg_catalog.pg_class c
+       (SELECT pg_catalog.string_agg(c.relname::pg_catalog.text, ', ') FROM pg_catalog.pg_class c
          WHERE c.relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()
-           AND c.relname::text OPERATOR(pg_catalog.~~) 'pg\\_%') AS temp_catalog_names"""
+           AND c.relname::pg_catalog.text OPERATOR(pg_catalog.~~) 'pg\\_%') AS temp_catalog_names"""
 """How this session reads SQL and names now, read after every statement (with its locks, every name qualified):
 how the server reads string literals, the search_path (the statement's, saved by
 :func:`agent19.db.observe.own_reads`, which this runs in), and temporary relations named like catalog ones (searched
