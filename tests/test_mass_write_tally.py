@@ -5,10 +5,14 @@ statement's transaction) and judges each statement with it. Real server, execute
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from agent19.errors import Agent19Error
+from agent19.safety.ledger import LedgerUnavailable
 from agent19.safety.protocol import Protocol
 from agent19.tools.confirm import ConfirmArgs, confirm_destructive
 from agent19.tools.registry import ToolContext
@@ -100,6 +104,7 @@ def test_rows_of_a_refused_or_failed_statement_do_not_count(ctx, dsn):
 
 def test_a_window_of_zero_judges_each_statement_on_its_own(dsn):
     sql_as_superuser(dsn, SETUP)
+    assert session_settings().mass_write_window_minutes == 60  # the default: an hour
     context = ToolContext(session_settings(dsn=dsn, mode="execute", mass_write_window_minutes=0))
     try:
         assert [run_sql(context, SqlArgs(sql=HALF_LESS_ONE)).executed for _ in range(2)] == [True, True]
@@ -114,6 +119,7 @@ def test_the_tally_cannot_be_emptied_renamed_or_outweighed_unconfirmed(ctx, dsn)
                 "UPDATE agent19.removals SET at = at - interval '1 day' WHERE removed = 490",
                 "INSERT INTO agent19.removals VALUES ('t'::regclass, 't', -1000000, now())",
                 "ALTER TABLE agent19.removals RENAME TO old_removals",
+                "ALTER TABLE agent19.removals ADD COLUMN note text DEFAULT 'ok'",
                 "ALTER SCHEMA agent19 RENAME TO old_agent19"):
         out = run_sql(ctx, SqlArgs(sql=sql))
         assert not out.executed, (sql, out.result)
@@ -127,4 +133,43 @@ def test_the_tally_cannot_be_emptied_renamed_or_outweighed_unconfirmed(ctx, dsn)
     sql_as_superuser(dsn, "CREATE RULE forget AS ON INSERT TO agent19.removals DO INSTEAD NOTHING")
     with pytest.raises(Agent19Error, match="agent19.removals is not the table agent19 makes"):
         run_sql(ctx, SqlArgs(sql="DELETE FROM other WHERE id <= 10"))
+    sql_as_superuser(dsn, "DROP RULE forget ON agent19.removals; ALTER TABLE agent19.removals SET UNLOGGED")
+    with pytest.raises(Agent19Error, match="agent19.removals is not the table agent19 makes"):  # a crash empties it
+        run_sql(ctx, SqlArgs(sql="DELETE FROM other WHERE id <= 10"))
     assert _one(dsn, "SELECT count(*) FROM other") == 100
+
+
+def test_the_rows_limit_holds_over_the_window_too_and_confirm_destructive_says_so(dsn):
+    sql_as_superuser(dsn, SETUP)
+    context = ToolContext(session_settings(dsn=dsn, mode="execute", mass_write_rows=100))
+    try:
+        assert run_sql(context, SqlArgs(sql="DELETE FROM t WHERE id <= 60")).executed
+        second = "DELETE FROM t WHERE id BETWEEN 61 AND 120"
+        # confirm_destructive's own first step measures it the way run_sql judges it
+        first = confirm_destructive(context, ConfirmArgs(sql=second))
+        assert first.outcome == "challenge", first
+        reason = first.report.findings[0].reason
+        assert ("deleted 60 rows of public.t; with the 60 rows agent19 removed from it in the last minute (1 statement "
+                "run without confirmation), that is 120 rows, more than the limit of 100 rows per table") in reason
+        assert not run_sql(context, SqlArgs(sql=second)).executed
+    finally:
+        context.db.close()
+    assert _one(dsn, "SELECT count(*) FROM t") == 940
+
+
+def test_a_login_that_cannot_keep_the_tally_keeps_no_removal(dsn):
+    """Without the tally, nothing would stop the six DELETEs: a login that may not create schema agent19 keeps no
+    UPDATE or DELETE, and is told what an administrator runs once (as for the confirmation ledger)."""
+    role = f"tally_{uuid.uuid4().hex[:8]}"
+    sql_as_superuser(dsn, SETUP + f"CREATE ROLE {role} LOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON t TO {role};")
+    context = ToolContext(session_settings(dsn=make_conninfo(dsn, user=role), mode="execute"))
+    try:
+        with pytest.raises(LedgerUnavailable, match=f"CREATE SCHEMA agent19 AUTHORIZATION {role}"):
+            run_sql(context, SqlArgs(sql="DELETE FROM t WHERE id <= 10"))
+        assert _one(dsn, "SELECT count(*) FROM t") == 1000
+        assert run_sql(context, SqlArgs(sql="INSERT INTO t VALUES (1001, 'new')")).executed  # loses nothing
+        sql_as_superuser(dsn, f"CREATE SCHEMA agent19 AUTHORIZATION {role}")
+        assert run_sql(context, SqlArgs(sql="DELETE FROM t WHERE id <= 10")).executed
+    finally:
+        context.db.close()
+    assert _tally(dsn) == [("t", 10)]

@@ -45,7 +45,7 @@ DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
 COLUMNS = ["nonce text", "expires_at timestamp with time zone", "approved_by text", "approved_at timestamp with time "
            "zone", "used_at timestamp with time zone", "outcome text"]
 Q_SHAPE = """
-SELECT c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relispartition AND NOT c.relrowsecurity
+SELECT c.oid, c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relispartition AND NOT c.relrowsecurity
    AND (SELECT array_agg(a.attname::text || ' ' || pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) = %(columns)s
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid = c.oid)
@@ -55,14 +55,15 @@ SELECT c.relkind = 'r' AND c.relpersistence = 'p' AND NOT c.relispartition AND N
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid IN (h.inhrelid, h.inhparent))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                     WHERE i.indrelid = c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
-  FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass(%(table)s)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = split_part(%(table)s, '.', 1) AND c.relname = split_part(%(table)s, '.', 2)
 """
 """Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own
 shape and runs no code: its columns only, logged, no default, check, trigger, rule, inheritance, expression index or
 row level security. Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
 TABLE lose nothing by themselves); a default or check calling a function there would run, unmeasured, in the
 transaction of every confirmed statement (review r27 k03); a rule or a policy would make agent19's writes or reads of
-it see nothing."""
+it see nothing. Found by name in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
 
 
 class LedgerUnavailable(Agent19Error):

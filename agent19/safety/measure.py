@@ -19,7 +19,10 @@ here at all.
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
-the call becomes a confirmation challenge stating these numbers.
+the call becomes a confirmation challenge stating these numbers. :func:`add_earlier` first adds what agent19 removed
+from the same tables without confirmation within ``mass_write_window_minutes`` (:mod:`agent19.safety.tally`), and the
+verdict judges the sum too — as a share of the table's rows before the window's removals — so six statements of 49 %
+each do not empty a table; a statement that writes the tally, or moves it, is a reason of its own.
 
 Cost: three reads per call (the write counters, the foreign tables locked — a read of this backend's locks — and
 :data:`~agent19.safety.objects.Q_OBJECTS`) before and after, plus one ``count(*)`` per table the statement
@@ -80,7 +83,7 @@ REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "Vacuu
 class Before(BaseModel):
     writes: dict[int, tuple[int, int, int]] = {}
     remote: set[int] = set()
-    tally: int | None = None
+    tally: tuple[int | None, bool] = (None, True)
     catalog: objects.Catalog = objects.Catalog()
 
 
@@ -154,7 +157,7 @@ def before(conn: Any) -> Before:
     with catalog_first.own_path(conn):
         writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
         remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
-        return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False), tally=tally.oid(conn))
+        return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False), tally=tally.state(conn))
 
 
 def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True,
@@ -220,7 +223,7 @@ def _after(conn: Any, start: Before, statement_kind: str) -> Measurement:
         m.touches.append(_touch(conn, r["nsp"], r["rel"], ins, upd, dele, relid=r["relid"]))
     if m.touches:
         m.touches += _partitioned(conn, changes)
-    m.tally = tally.tampering(start.tally, tally.oid(conn), {k: sum(v[2:]) for k, v in changes.items()})
+    m.tally = tally.tampering(start.tally, tally.state(conn), {k: sum(v[2:]) for k, v in changes.items()})
     m.remote = sorted(r["name"] for r in conn.execute(Q_REMOTE).fetchall() if r["oid"] not in start.remote)
     now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote

@@ -46,8 +46,6 @@ LOCK = "SHARE ROW EXCLUSIVE"
 """Conflicts with itself: one agent19 transaction at a time judges and records, until it commits or rolls back."""
 ABOUT = f"{TABLE}, agent19's tally of the rows it removed without a confirmation"
 
-Q_OID = """SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'agent19' AND c.relname = 'removals'"""
 Q_RECENT = """
 SELECT relid, sum(greatest(removed, 0))::bigint AS removed, count(*) AS statements,
        greatest(extract(epoch FROM now() - min(at)) / 60, 0)::float8 AS minutes
@@ -59,19 +57,22 @@ SELECT relid, sum(greatest(removed, 0))::bigint AS removed, count(*) AS statemen
 laxer)."""
 
 
-def oid(conn: Any) -> int | None:
-    """The tally table's oid, or None when there is none (read from the catalog: no privilege needed)."""
-    row = conn.execute(Q_OID).fetchone()
-    return int(row["oid"]) if row else None
+def state(conn: Any) -> tuple[int | None, bool]:
+    """The tally table's oid (None when there is none) and whether it has agent19's shape (read from the catalog: no
+    privilege needed)."""
+    row = conn.execute(ledger.Q_SHAPE, {"columns": COLUMNS, "table": TABLE}).fetchone()
+    return (int(row["oid"]), bool(row["ours"])) if row else (None, True)
 
 
-def tampering(before: int | None, after: int | None, writes: dict[int, int]) -> list[str]:
-    """What a statement did to the tally: ``before``/``after``, the table's oid around it; ``writes``: rows the
+def tampering(before: tuple[int | None, bool], after: tuple[int | None, bool], writes: dict[int, int]) -> list[str]:
+    """What a statement did to the tally: ``before``/``after``, its :func:`state` around it; ``writes``: rows the
     statement inserted, updated or deleted per table oid."""
     out = []
-    if before is not None and after != before:
+    if before[0] is not None and after[0] != before[0]:
         out.append(f"moved, renamed or dropped {ABOUT} (agent19 would start an empty one)")
-    for table in sorted({t for t in (before, after) if t is not None}):
+    elif before[0] is not None and before[1] and not after[1]:
+        out.append(f"changed the definition of {ABOUT} (agent19 refuses to use it so changed)")
+    for table in sorted({t for t, _ in (before, after) if t is not None}):
         if writes.get(table):
             out.append(f"wrote {writes[table]} rows of {ABOUT}")
     return out
@@ -80,7 +81,7 @@ def tampering(before: int | None, after: int | None, writes: dict[int, int]) -> 
 def recent(conn: Any, oids: list[int], window_minutes: float, lock: bool) -> dict[int, dict[str, Any]]:
     """Per table of ``oids``: ``removed``, ``statements`` and ``minutes`` since the first of them, within the window.
     ``lock``: hold the table (:data:`LOCK`) until the transaction ends — the statement will be recorded in it."""
-    if not oids or window_minutes <= 0 or oid(conn) is None:
+    if not oids or window_minutes <= 0 or state(conn)[0] is None:
         return {}
     try:
         if lock:
