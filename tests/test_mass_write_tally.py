@@ -173,3 +173,13 @@ def test_a_login_that_cannot_keep_the_tally_keeps_no_removal(dsn):
     finally:
         context.db.close()
     assert _tally(dsn) == [("t", 10)]
+
+
+def test_the_tally_is_read_with_the_built_in_operators(ctx, dsn):
+    """agent19's reads of the tally, after the statement, run under pg_catalog, pg_temp (agent19.db.catalog_first)
+    with its oids typed: an operator of the path that matches their arguments exactly (oid = smallint: a list of small
+    oids is sent as smallint[]) is not what they call - it made the tally read nothing."""
+    sql_as_superuser(dsn, "CREATE FUNCTION public.never(oid, smallint) RETURNS boolean LANGUAGE sql IMMUTABLE "
+                          "AS 'SELECT false'; CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = smallint, "
+                          "FUNCTION = public.never)")
+    assert [run_sql(ctx, SqlArgs(sql=HALF_LESS_ONE)).executed for _ in range(2)] == [True, False]

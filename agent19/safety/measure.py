@@ -319,18 +319,29 @@ def _cumulative(t: Touch, e: Earlier, verb: str, name: str, settings: Settings) 
 
 def add_earlier(conn: Any, m: Measurement, settings: Settings, *, lock: bool) -> None:
     """Add to ``m`` what agent19 removed, without confirmation and within the window, from each table the statement
-    touched (:mod:`agent19.safety.tally`; ``lock``: the statement will be recorded there, in this transaction)."""
-    touched = {t.relid: t for t in m.touches if t.relid is not None and t.touched}
-    recent = tally.recent(conn, list(touched), settings.mass_write_window_minutes, lock)
-    for relid, r in sorted(recent.items()):
-        t = touched[relid]
-        rows = t.rows_before
-        if rows is None:  # one row touched: counted only now, as its share matters added to the earlier ones
-            where = conn.execute("SELECT n.nspname AS nsp, c.relname AS rel, c.relkind AS kind FROM pg_class c "
-                                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s", (relid,)).fetchone()
-            rows = where and _rows_before(conn, where["nsp"], where["rel"], t.inserted, t.deleted, where["kind"] != "p")
-        m.earlier.append(Earlier(table=t.table, removed=r["removed"], statements=r["statements"],
-                                 minutes=r["minutes"], rows_before=rows))
+    touched (:mod:`agent19.safety.tally`; ``lock``: the statement will be recorded there, in this transaction), read
+    under ``pg_catalog, pg_temp`` as :func:`after` reads."""
+    with catalog_first.own_path(conn):  # after the statement: an overload it made is not what these call
+        touched = {t.relid: t for t in m.touches if t.relid is not None and t.touched}
+        recent = tally.recent(conn, list(touched), settings.mass_write_window_minutes, lock)
+        for relid, r in sorted(recent.items()):
+            t = touched[relid]
+            rows = t.rows_before if t.rows_before is not None else _counted_now(conn, relid, t)
+            m.earlier.append(Earlier(table=t.table, removed=r["removed"], statements=r["statements"],
+                                     minutes=r["minutes"], rows_before=rows))
+
+
+Q_NAME = """SELECT n.nspname AS nsp, c.relname AS rel, c.relkind AS kind
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s"""
+
+
+def _counted_now(conn: Any, relid: int, t: Touch) -> int | None:
+    """The rows before a statement that touched one row of the table (not counted by :func:`after`): its share
+    matters once added to what agent19 removed earlier."""
+    where = conn.execute(Q_NAME, (relid,)).fetchone()
+    if where is None:
+        return None
+    return _rows_before(conn, where["nsp"], where["rel"], t.inserted, t.deleted, only=where["kind"] != "p")
 
 
 def _verb(t: Touch) -> str:
@@ -366,6 +377,7 @@ def keep_within_thresholds(conn: Any, st: Statement, max_rows: int, settings: Se
             reasons = verdict(m, settings)
             if reasons:
                 raise OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
-        tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
-                     settings.mass_write_window_minutes)
+        with catalog_first.own_path(conn):
+            tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
+                         settings.mass_write_window_minutes)
     return result

@@ -50,7 +50,7 @@ Q_RECENT = """
 SELECT relid, sum(greatest(removed, 0))::bigint AS removed, count(*) AS statements,
        greatest(extract(epoch FROM now() - min(at)) / 60, 0)::float8 AS minutes
   FROM agent19.removals
- WHERE relid = ANY(%(oids)s) AND at > now() - make_interval(secs => %(secs)s)
+ WHERE relid = ANY(%(oids)s::oid[]) AND at > now() - make_interval(secs => %(secs)s::float8)
  GROUP BY relid
 """
 """Per table, what agent19 removed within the window (a row dated later than now counts too: stricter, never
