@@ -103,10 +103,10 @@ def record(conn: Any, removals: list[tuple[int, str, int]], window_minutes: floa
     try:
         ledger.hold(conn, TABLE, COLUMNS, LOCK)
         with conn.cursor() as cur:
-            cur.executemany("INSERT INTO agent19.removals (relid, relname, removed, at) VALUES (%s, %s, %s, now())",
-                            removals)
+            cur.executemany("INSERT INTO agent19.removals (relid, relname, removed, at) "
+                            "VALUES (%s::oid, %s, %s::bigint, now())", removals)
         conn.execute("DELETE FROM agent19.removals WHERE at < now() - greatest(interval '1 day', "
-                     "make_interval(secs => %s))", (window_minutes * 60,))
+                     "make_interval(secs => %s::float8))", (window_minutes * 60,))
     except psycopg.errors.InsufficientPrivilege as exc:
         raise _unreadable(conn, exc) from None
 
