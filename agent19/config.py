@@ -14,6 +14,7 @@ Precedence: explicit arguments (CLI flags, library calls) > environment > defaul
 | allow_model_confirmation | ``--allow-model-confirmation`` | ``AGENT19_ALLOW_MODEL_CONFIRMATION`` | off |
 | mass_write_fraction|                       | ``AGENT19_MASS_WRITE_FRACTION``| ``0.5``               |
 | mass_write_rows    |                       | ``AGENT19_MASS_WRITE_ROWS`` | ``100000``               |
+| mass_write_window_minutes |                | ``AGENT19_MASS_WRITE_WINDOW_MINUTES`` | ``60``         |
 | read_dsn           | ``--read-dsn``        | ``AGENT19_READ_DSN``        | the main DSN             |
 | allow_privileged_reads | ``--allow-privileged-reads`` | ``AGENT19_ALLOW_PRIVILEGED_READS`` | off     |
 | allow_unreadable_code | ``--allow-unreadable-code`` | ``AGENT19_ALLOW_UNREADABLE_CODE`` | off        |
@@ -24,7 +25,9 @@ whoever calls the tool: a model, or a pipeline's approver program); by default o
 (MCP elicitation, ``agent19 confirm --token`` at a terminal, or the loopback page of ``agent19 serve``).
 In execute mode a write that touches at least ``mass_write_fraction`` of a table's rows (when it
 touches two or more) or more than ``mass_write_rows`` rows of one table is rolled back and goes
-through the confirmation protocol with the measured numbers.
+through the confirmation protocol with the measured numbers — its own rows added to those agent19 removed from the
+same table without confirmation in the last ``mass_write_window_minutes`` (0: each statement on its own;
+:mod:`agent19.safety.tally`).
 
 ``read_dsn`` is the least-privilege login user reads (run_sql, explain_query, the index advisor)
 run as; ``agent19 setup-role`` prints the SQL that creates it. Without it, and when the main login
@@ -194,6 +197,8 @@ _LIMITS: dict[str, tuple[str, str, Callable[[float], bool], str]] = {
                             "e.g. 0.5"),
     "mass_write_rows": ("AGENT19_MASS_WRITE_ROWS", "a number of rows of at least 1", lambda v: v >= 1,
                         "e.g. 100000"),
+    "mass_write_window_minutes": ("AGENT19_MASS_WRITE_WINDOW_MINUTES", "a number of minutes of at least 0 (0: off)",
+                                  lambda v: v >= 0, "e.g. 60"),
     "require_verified_backup_hours": ("AGENT19_REQUIRE_VERIFIED_BACKUP", "a number of hours above 0",
                                       lambda v: v > 0, "e.g. 24"),
     "dry_run_max_age_hours": ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "a number of hours above 0", lambda v: v > 0,
@@ -245,6 +250,9 @@ class Settings:
         "description": "share of a table's rows a write may touch (update or delete) before it needs confirmation"})
     mass_write_rows: int = field(default=100_000, metadata={
         "description": "rows of one table a write may touch before it needs confirmation, whatever the share"})
+    mass_write_window_minutes: float = field(default=60.0, metadata={
+        "description": "the limits also hold for the rows agent19 removed from a table without confirmation within "
+        "this many minutes, added up (0: each statement on its own)"})
     read_dsn: Secret | None = field(default=None, metadata={
         "description": "DSN of the least-privilege login user reads run as"})
     allow_privileged_reads: bool = field(default=False, metadata={
@@ -343,6 +351,7 @@ class Settings:
         flag("allow_model_confirmation", "AGENT19_ALLOW_MODEL_CONFIRMATION")
         for key, var, cast in (("mass_write_fraction", "AGENT19_MASS_WRITE_FRACTION", float),
                                ("mass_write_rows", "AGENT19_MASS_WRITE_ROWS", int),
+                               ("mass_write_window_minutes", "AGENT19_MASS_WRITE_WINDOW_MINUTES", float),
                                ("isolated_max_mb", "AGENT19_ISOLATED_MAX_MB", int)):
             raw_value = pick(key, var)
             if raw_value is not None:

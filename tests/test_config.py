@@ -68,6 +68,7 @@ def test_redact_text_masks_uri_kv_and_literal_secrets():
     ("AGENT19_MASS_WRITE_FRACTION", "2", "mass_write_fraction"),
     ("AGENT19_MASS_WRITE_FRACTION", "0", "mass_write_fraction"),
     ("AGENT19_MASS_WRITE_ROWS", "0", "mass_write_rows"),
+    ("AGENT19_MASS_WRITE_WINDOW_MINUTES", "-1", "mass_write_window_minutes"),
     ("AGENT19_DRY_RUN_MAX_AGE_HOURS", "0", "dry_run_max_age_hours"),
     ("AGENT19_REQUIRE_VERIFIED_BACKUP", "-1", "require_verified_backup_hours"),
     ("AGENT19_ISOLATED_MAX_MB", "10", "isolated_max_mb"),
@@ -101,6 +102,7 @@ def test_secrets_never_show_and_a_copy_is_checked_again():
     ({"statement_timeout_ms": "5s"}, 5000),
     ({"mass_write_rows": "100"}, 100),
     ({"mass_write_fraction": "0.25"}, 0.25),
+    ({"mass_write_window_minutes": "0"}, 0.0),
 ])
 def test_settings_built_in_python_take_values_as_their_types(given, value):
     """A library caller's own config gives text: 'false' must not stay a (true) non-empty string — the

@@ -110,6 +110,9 @@ def logins(dsn):
         c.execute("DO $$ BEGIN CREATE ROLE victim_role; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
         c.execute("DO $$ BEGIN CREATE ROLE exec_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
         c.execute("GRANT CREATE ON SCHEMA public TO exec_app")
+        # where agent19 keeps its ledgers: the app may not create a schema (agent19.safety.tally refuses its writes
+        # until an administrator made this one, test_mass_write_tally)
+        c.execute("CREATE SCHEMA agent19 AUTHORIZATION exec_app")
     return {"superuser": dsn, "app": make_conninfo(dsn, user="exec_app")}
 
 

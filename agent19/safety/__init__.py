@@ -11,6 +11,8 @@
 * :mod:`~agent19.safety.impact` — exact rows, sizes, dependents and backups, from the live database.
 * :mod:`~agent19.safety.challenge` — HMAC challenge tokens.
 * :mod:`~agent19.safety.ledger` — each token's approval and single use, in the target database.
+* :mod:`~agent19.safety.tally` — the rows agent19 removed without confirmation, per table, in the target
+  database: the limits hold over a window, not only per statement.
 * :mod:`~agent19.safety.protocol` — the two-step confirmation protocol; the phrase comes from a human.
 * :mod:`~agent19.safety.execution` — step 2's transaction: lock, count exactly, spend the token, run.
 * :mod:`~agent19.safety.page` — the one-time loopback page where a human confirms.

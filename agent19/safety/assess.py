@@ -96,6 +96,7 @@ def measure_trial(db: Database, st: Statement, settings: Settings
         return m, measuring.verdict(m, settings)
     with aftermath.trial(db, checked) as (conn, after):
         _, m = measuring.run_measured(conn, st, 1, "rolled back (measured)")
+        measuring.add_earlier(conn, m, settings, lock=False)  # as run_sql would judge it (agent19.safety.tally)
     m.outside = after.errors + after.warnings  # the rollback did not undo them: the human decides
     return m, measuring.verdict(m, settings)
 

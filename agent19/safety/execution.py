@@ -143,7 +143,8 @@ def _statement(conn: Any, a: Assessment, max_rows: int) -> QueryResult:
     if a.measured is None or a.measured.unmeasured:  # confirmed as it is, or as not measurable: nothing to compare
         return run_write(conn, a.st.sql, a.st, max_rows, "committed")
     result, now = measuring.run_measured(conn, a.st, max_rows, "committed")
-    if now.figures() != a.measured.model_copy(update={"outside": []}).figures():  # outside: step 1's trial only
+    # outside: step 1's trial only; earlier: what agent19 removed before step 1, the reason it was challenged
+    if now.figures() != a.measured.model_copy(update={"outside": [], "earlier": []}).figures():
         seen = ", ".join(f"{t.table}: {t.deleted} deleted, {t.updated} updated" for t in now.touches) or "no rows"
         raise Changed(f"measured again under the lock, the statement touches other rows than in step 1 ({seen})")
     return result

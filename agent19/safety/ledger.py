@@ -47,7 +47,7 @@ DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
 Q_EXISTS = "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS e"
 Q_HAS_SCHEMA = f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname {EQ} 'agent19'"
 Q_USER = "SELECT CURRENT_USER AS u"
-Q_LOCK = f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE"
+Q_LOCK = "LOCK TABLE {table} IN {mode} MODE"
 Q_ROW = f"SELECT approved_by, used_at FROM {TABLE} WHERE nonce {EQ} %s"
 Q_ROW_LOCKED = Q_ROW + " FOR UPDATE"
 Q_APPROVE_NEW = (f"INSERT INTO {TABLE} (nonce, expires_at, approved_by, approved_at) "
@@ -69,7 +69,7 @@ Q_USE_NEW = (f"INSERT INTO {TABLE} (nonce, expires_at, approved_by, approved_at,
 COLUMNS = ["nonce text", "expires_at timestamp with time zone", "approved_by text", "approved_at timestamp with time "
            "zone", "used_at timestamp with time zone", "outcome text"]
 Q_SHAPE = f"""
-SELECT c.relkind {EQ} 'r' AND NOT c.relispartition AND NOT c.relrowsecurity
+SELECT c.oid, c.relkind {EQ} 'r' AND c.relpersistence {EQ} 'p' AND NOT c.relispartition AND NOT c.relrowsecurity
    AND (SELECT pg_catalog.array_agg(pg_catalog.concat(a.attname, ' ', pg_catalog.format_type(a.atttypid, a.atttypmod))
                                     ORDER BY a.attnum)
           FROM pg_catalog.pg_attribute a
@@ -83,13 +83,16 @@ SELECT c.relkind {EQ} 'r' AND NOT c.relispartition AND NOT c.relrowsecurity
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid {EQ} ANY (ARRAY[h.inhrelid, h.inhparent]))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
                     WHERE i.indrelid {EQ} c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
-  FROM pg_catalog.pg_class c WHERE c.oid {EQ} pg_catalog.to_regclass(%(table)s)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE n.nspname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 1)
+   AND c.relname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 2)
 """
-"""Whether ``agent19.confirmations`` is a table of agent19's own shape that runs no code: its columns only, no
-default, check, trigger, rule, inheritance, expression index or row level security. Any role may make schema
-``agent19`` and a table by that name first (CREATE SCHEMA and CREATE TABLE lose nothing by themselves); a default or
-check calling a function there would run, unmeasured, in the transaction of every confirmed statement (review r27
-k03)."""
+"""Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own
+shape and runs no code: its columns only, logged, no default, check, trigger, rule, inheritance, expression index or
+row level security. Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
+TABLE lose nothing by themselves); a default or check calling a function there would run, unmeasured, in the
+transaction of every confirmed statement (review r27 k03); a rule or a policy would make agent19's writes or reads of
+it see nothing. Found by name in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
 
 
 class LedgerUnavailable(Agent19Error):
@@ -106,44 +109,47 @@ class AlreadyUsed(Exception):
     """The token was used (or burnt) before."""
 
 
-def ensure(conn: Any) -> None:
-    """Create ``agent19.confirmations`` when missing (``conn`` in autocommit, outside a transaction)."""
-    if conn.execute(Q_EXISTS, (TABLE,)).fetchone()["e"]:
-        _check_shape(conn)
+def ensure(conn: Any, table: str = TABLE, ddl: str = DDL, columns: list[str] = COLUMNS) -> None:
+    """Create ``table`` (``agent19.confirmations`` unless told) when missing (``conn`` in autocommit, or in a
+    transaction: the creation is then a savepoint of it)."""
+    if conn.execute(Q_EXISTS, (table,)).fetchone()["e"]:
+        check_shape(conn, table, columns)
         return
     has_schema = conn.execute(Q_HAS_SCHEMA).fetchone() is not None
     try:
         with conn.transaction():
             if not has_schema:  # (CREATE SCHEMA IF NOT EXISTS checks the privilege even when it exists)
                 conn.execute(SCHEMA_DDL)
-            conn.execute(DDL)
+            conn.execute(ddl)
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
         pass  # another agent19 created it at the same moment
     except psycopg.errors.InsufficientPrivilege as exc:
         user = conn.execute(Q_USER).fetchone()["u"]
         raise LedgerUnavailable(
-            f"agent19 records each confirmation token's single use in the target database, in {TABLE}, and "
-            f"the login {user!r} cannot create it ({str(exc).strip().splitlines()[0]}); nothing was run",
+            f"agent19 records each confirmation token's single use and the rows it removes without one in the "
+            f"target database, in {table}, and the login {user!r} cannot create it "
+            f"({str(exc).strip().splitlines()[0]}); nothing was run",
             f"have an administrator run once: CREATE SCHEMA agent19 AUTHORIZATION {user}; (agent19 creates the "
             "table on first use)") from None
-    _check_shape(conn)  # another session may have made it first
+    check_shape(conn, table, columns)  # another session may have made it first
 
 
-def _hold(conn: Any) -> None:
-    """Inside the transaction that writes the ledger: lock it against DDL (a default, trigger or rule added now would
-    wait for the transaction's end), then check its shape."""
-    conn.execute(Q_LOCK)
-    _check_shape(conn)
+def hold(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, mode: str = "ROW EXCLUSIVE") -> None:
+    """Inside the transaction that writes (or reads) ``table``: lock it against DDL (a default, trigger or rule added
+    now would wait for the transaction's end), then check its shape."""
+    conn.execute(Q_LOCK.format(table=table, mode=mode))  # both agent19's own constants
+    check_shape(conn, table, columns)
 
 
-def _check_shape(conn: Any) -> None:
-    row = conn.execute(Q_SHAPE, {"columns": COLUMNS, "table": TABLE}).fetchone()
+def check_shape(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS) -> None:
+    """:class:`LedgerUnavailable` unless ``table`` is missing or has agent19's shape (:data:`Q_SHAPE`)."""
+    row = conn.execute(Q_SHAPE, {"columns": columns, "table": table}).fetchone()
     if row is not None and not row["ours"]:
         raise LedgerUnavailable(
-            f"{TABLE} is not the table agent19 makes (other columns, or a default, check, trigger, rule, inheritance, "
-            "expression index or row level security): code there would run each time agent19 records a "
-            "confirmation; nothing was run",
-            f"have its owner look at it, then drop it or rename schema agent19 (agent19 makes its own {TABLE})")
+            f"{table} is not the table agent19 makes (other columns, or unlogged, or a default, check, trigger, rule, "
+            "inheritance, expression index or row level security): code there would run, or rows vanish, each time "
+            "agent19 writes or reads it; nothing was run",
+            f"have its owner look at it, then drop it or rename schema agent19 (agent19 makes its own {table})")
 
 
 def seal(key: bytes, nonce: str, channel: str) -> str:
@@ -169,7 +175,7 @@ def approve(conn: Any, nonce: str, expires: int, channel: str, key: bytes) -> No
     """A human confirmed the token through ``channel`` (its own committed transaction)."""
     ensure(conn)
     with conn.transaction():
-        _hold(conn)
+        hold(conn)
         row = _row(conn, nonce, lock=True)
         if row is not None and row["used_at"] is not None:
             raise AlreadyUsed()
@@ -184,7 +190,7 @@ def burn(conn: Any, nonce: str, expires: int, outcome: str) -> None:
     """Spend the token without running anything (a wrong phrase, a declined confirmation)."""
     ensure(conn)
     with conn.transaction():
-        _hold(conn)
+        hold(conn)
         conn.execute(Q_BURN, (nonce, expires, outcome[:200]))
 
 
@@ -201,7 +207,7 @@ def claim(conn: Any, nonce: str, expires: int, channel: str | None, key: bytes) 
     ``channel``: the channel that confirmed it just now (elicitation, an opted-in argument), or
     None to require an earlier approval (terminal, loopback page). Raises :class:`NotApproved` or
     :class:`AlreadyUsed`."""
-    _hold(conn)
+    hold(conn)
     row = _row(conn, nonce, lock=True)
     if row is not None and row["used_at"] is not None:
         raise AlreadyUsed()

@@ -19,7 +19,10 @@ here at all.
 
 :func:`verdict` compares the figures with the thresholds in the settings
 (``mass_write_fraction``, ``mass_write_rows``): above them the caller rolls the savepoint back and
-the call becomes a confirmation challenge stating these numbers.
+the call becomes a confirmation challenge stating these numbers. :func:`add_earlier` first adds what agent19 removed
+from the same tables without confirmation within ``mass_write_window_minutes`` (:mod:`agent19.safety.tally`), and the
+verdict judges the sum too — as a share of the table's rows before the window's removals — so six statements of 49 %
+each do not empty a table; a statement that writes the tally, or moves it, is a reason of its own.
 
 Cost: three reads per call (the write counters, the foreign tables locked — a read of this backend's locks — and
 :data:`~agent19.safety.objects.Q_OBJECTS`) before and after, plus one ``count(*)`` per table the statement
@@ -37,7 +40,7 @@ from pydantic import BaseModel, Field
 from agent19.config import Settings
 from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
-from agent19.safety import objects
+from agent19.safety import objects, tally
 from agent19.safety.run import QueryResult, run_write
 
 Q_WRITES = """
@@ -50,8 +53,9 @@ SELECT relid, schemaname, relname, n_tup_ins, n_tup_upd, n_tup_del
  WHERE relid IN ('pg_catalog.pg_largeobject_metadata'::regclass, 'pg_catalog.pg_largeobject'::regclass)
    AND n_tup_ins + n_tup_upd + n_tup_del > 0
 """
-"""Every table, whatever its schema: agent19's own writes (its confirmation ledger) are never inside the window
-:func:`run_measured` measures (they come before :func:`before`), so nothing is left out — not a schema named
+"""Every table, whatever its schema: agent19's own writes (its confirmation ledger before :func:`before`, its tally of
+removed rows after :func:`after`: :mod:`agent19.safety.tally`) are never inside the window :func:`run_measured`
+measures, so nothing is left out — not a schema named
 ``agent19``, which any role may create or rename one of its own to (review r27 k03), nor the ledger itself (a
 statement deleting its rows is the caller's write). Large objects are rows too, of two system catalogs the user
 counters leave out: ``pg_largeobject_metadata`` (one row per large object: ``lo_unlink`` deletes it) and
@@ -79,11 +83,13 @@ REWRITING_KINDS = {"ClusterStmt", "RefreshMatViewStmt", "AlterTableStmt", "Vacuu
 class Before(BaseModel):
     writes: dict[int, tuple[int, int, int]] = {}
     remote: set[int] = set()
+    tally: tuple[int | None, bool] = (None, True)
     catalog: objects.Catalog = objects.Catalog()
 
 
 class Touch(BaseModel):
     table: str = Field(description="schema.table")
+    relid: int | None = Field(default=None, description="the table's oid")
     rows_before: int | None = Field(description="exact rows before the statement (None: not counted)")
     inserted: int
     updated: int
@@ -96,6 +102,21 @@ class Touch(BaseModel):
     @property
     def share(self) -> float:
         return self.touched / self.rows_before if self.rows_before else 0.0
+
+
+class Earlier(BaseModel):
+    """What agent19 removed from a table within ``mass_write_window_minutes`` before the statement, unconfirmed."""
+
+    table: str = Field(description="schema.table")
+    removed: int = Field(description="rows agent19 deleted or updated in it within the window, without confirmation")
+    statements: int = Field(description="how many statements removed them")
+    minutes: float = Field(description="minutes since the first of them")
+    rows_before: int | None = Field(description="exact rows before the statement (None: not counted)")
+
+    @property
+    def base(self) -> int | None:
+        """The table's rows before the window's first removal: those before the statement plus agent19's since."""
+        return None if self.rows_before is None else self.rows_before + self.removed
 
 
 class Measurement(BaseModel):
@@ -120,6 +141,10 @@ class Measurement(BaseModel):
                                    "a rolled-back trial cannot contain or read: agent19.safety.trial)")
     outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
                                "afterwards (agent19.safety.aftermath): a sequence set back, sessions that ended")
+    tally: list[str] = Field(default=[], description="what the statement did to agent19's tally of removed rows "
+                             "(agent19.safety.tally), e.g. 'wrote 1 rows of agent19.removals, …'")
+    earlier: list[Earlier] = Field(default=[], description="per table the statement touched: the rows agent19 "
+                                   "removed from it without confirmation within the window before it")
 
     def figures(self) -> dict[str, Any]:
         """What the confirmation token binds (and step 2 must measure again, exactly)."""
@@ -132,28 +157,33 @@ def before(conn: Any) -> Before:
     with catalog_first.own_path(conn):
         writes = {r["relid"]: (r["ins"], r["upd"], r["del"]) for r in conn.execute(Q_WRITES).fetchall()}
         remote = {r["oid"] for r in conn.execute(Q_REMOTE).fetchall()}
-        return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False))
+        return Before(writes=writes, remote=remote, catalog=objects.read(conn, after=False), tally=tally.state(conn))
 
 
-def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True) -> Touch:
+def _touch(conn: Any, nsp: str, rel: str, ins: int, upd: int, dele: int, only: bool = True,
+           relid: int | None = None) -> Touch:
     """A table's figures; its rows before the statement are counted (``ONLY`` the table itself, or with ``only``
     False every partition of a partitioned table) when it touched two or more."""
     exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS e",
                           (sql.Identifier(nsp, rel).as_string(conn),)).fetchone()["e"]
-    rows = None
-    if exists and upd + dele >= 2:  # one row touched is never over the share threshold: no count needed
-        query = sql.SQL("SELECT count(*) AS n FROM {}{}").format(sql.SQL("ONLY " if only else ""),
-                                                                sql.Identifier(nsp, rel))
-        try:
-            with conn.transaction():  # a savepoint: a login without SELECT leaves the total unknown
-                rows = conn.execute(query).fetchone()["n"] + dele - ins
-        except psycopg.errors.InsufficientPrivilege:
-            rows = None
-    return Touch(table=f"{nsp}.{rel}", rows_before=rows, inserted=ins, updated=upd, deleted=dele)
+    # one row touched is never over the share threshold on its own: no count needed (add_earlier counts when agent19
+    # removed rows of the table earlier)
+    rows = _rows_before(conn, nsp, rel, ins, dele, only) if exists and upd + dele >= 2 else None
+    return Touch(table=f"{nsp}.{rel}", relid=relid, rows_before=rows, inserted=ins, updated=upd, deleted=dele)
+
+
+def _rows_before(conn: Any, nsp: str, rel: str, ins: int, dele: int, only: bool) -> int | None:
+    """The table's exact rows before the statement, from a count after it; None when this login may not count."""
+    query = sql.SQL("SELECT count(*) AS n FROM {}{}").format(sql.SQL("ONLY " if only else ""), sql.Identifier(nsp, rel))
+    try:
+        with conn.transaction():  # a savepoint: a login without SELECT leaves the total unknown
+            return int(conn.execute(query).fetchone()["n"]) + dele - ins
+    except psycopg.errors.InsufficientPrivilege:
+        return None
 
 
 Q_ROOTS = """
-SELECT l.relid, n.nspname AS nsp, c.relname AS rel
+SELECT l.relid, c.oid AS root, n.nspname AS nsp, c.relname AS rel
   FROM unnest(%s::oid[]) AS l(relid) JOIN pg_class c ON c.oid = pg_partition_root(l.relid)
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE c.oid <> l.relid
@@ -163,13 +193,13 @@ SELECT l.relid, n.nspname AS nsp, c.relname AS rel
 def _partitioned(conn: Any, changes: dict[int, tuple[str, str, int, int, int]]) -> list[Touch]:
     """The partitioned tables whose partitions the statement touched, with the partitions' figures added up: the
     limits hold per table, and a DELETE spread over three partitions removes its rows from one table."""
-    sums: dict[tuple[str, str], list[int]] = {}
+    sums: dict[tuple[str, str, int], list[int]] = {}
     for r in conn.execute(Q_ROOTS, (list(changes),)).fetchall():
         _, _, ins, upd, dele = changes[r["relid"]]
-        total = sums.setdefault((r["nsp"], r["rel"]), [0, 0, 0])
+        total = sums.setdefault((r["nsp"], r["rel"], r["root"]), [0, 0, 0])
         total[0], total[1], total[2] = total[0] + ins, total[1] + upd, total[2] + dele
-    return [_touch(conn, nsp, rel, ins, upd, dele, only=False) for (nsp, rel), (ins, upd, dele) in sums.items()
-            if upd or dele]
+    return [_touch(conn, nsp, rel, ins, upd, dele, only=False, relid=root)
+            for (nsp, rel, root), (ins, upd, dele) in sums.items() if upd or dele]
 
 
 def after(conn: Any, start: Before, statement_kind: str) -> Measurement:
@@ -190,9 +220,10 @@ def _after(conn: Any, start: Before, statement_kind: str) -> Measurement:
         changes[r["relid"]] = (r["nsp"], r["rel"], ins, upd, dele)
         if upd == 0 and dele == 0:
             continue  # inserting loses nothing
-        m.touches.append(_touch(conn, r["nsp"], r["rel"], ins, upd, dele))
+        m.touches.append(_touch(conn, r["nsp"], r["rel"], ins, upd, dele, relid=r["relid"]))
     if m.touches:
         m.touches += _partitioned(conn, changes)
+    m.tally = tally.tampering(start.tally, tally.state(conn), {k: sum(v[2:]) for k, v in changes.items()})
     m.remote = sorted(r["name"] for r in conn.execute(Q_REMOTE).fetchall() if r["oid"] not in start.remote)
     now = objects.read(conn, after=True)
     # only what this transaction did: a definition it dropped (it holds a lock on it) or whose catalog row it wrote
@@ -230,6 +261,7 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
         reasons.append((None, f"not measured, so treated as destructive: {m.unmeasured}"))
     reasons += [(None, f"it wrote foreign table {n}, whose rows are on another server: agent19 cannot measure how "
                  "many it changed there, so it is treated as destructive") for n in m.remote]
+    earlier = {e.table: e for e in m.earlier}
     for t in m.touches:
         verb, name = _verb(t), t.table + LABELS.get(t.table, "")
         if t.touched > settings.mass_write_rows:
@@ -242,6 +274,9 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
             reasons.append((t.table, f"measured: it {verb} {t.touched} of the {t.rows_before} rows of {name} "
                             f"({t.share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, "
                             "AGENT19_MASS_WRITE_FRACTION)"))
+        elif (e := earlier.get(t.table)) is not None and (why := _cumulative(t, e, verb, name, settings)):
+            reasons.append((t.table, why))
+    reasons += [(None, f"measured: it {d}") for d in m.tally]
     reasons += [(None, f"measured: it dropped table {n} (through a trigger, rule or function)") for n in m.vanished]
     reasons += [(None, f"measured: it truncated or rewrote table {n} (through a trigger, rule or function)")
                 for n in m.rewritten]
@@ -253,6 +288,60 @@ def verdict(m: Measurement, settings: Settings) -> list[tuple[str | None, str]]:
                 for d in m.renamed + m.security + m.privileges]
     reasons += [(None, f"measured, after the rollback: {o}") for o in m.outside]
     return reasons
+
+
+def _cumulative(t: Touch, e: Earlier, verb: str, name: str, settings: Settings) -> str | None:
+    """Why ``t`` is over a limit once added to what agent19 removed from the table within the window; None if not."""
+    total, base = t.touched + e.removed, e.base
+    if e.removed <= 0:
+        return None
+    window = (f"within {settings.mass_write_window_minutes:g} minutes, AGENT19_MASS_WRITE_WINDOW_MINUTES; "
+              "confirmed statements do not count")
+    ago = "in the last minute" if e.minutes < 1.5 else f"in the last {e.minutes:.0f} minutes"
+    runs = f"{e.statements} statement{'s' if e.statements != 1 else ''} run without confirmation"
+    if total > settings.mass_write_rows:
+        return (f"measured: it {verb} {t.touched} rows of {name}; with the {e.removed} rows agent19 removed from it "
+                f"{ago} ({runs}), that is {total} rows, more than the limit of {settings.mass_write_rows} rows per "
+                f"table (AGENT19_MASS_WRITE_ROWS, {window})")
+    if base is None or e.rows_before is None:
+        return (f"measured: it {verb} {t.touched} rows of {name}, and agent19 removed {e.removed} more {ago} ({runs}); "
+                "this login may not count the table's rows (no SELECT privilege), so the share is unknown: treated "
+                "as destructive")
+    share = total / base if base else 1.0
+    if share < settings.mass_write_fraction:
+        return None
+    own = f" ({t.touched / e.rows_before:.0%})" if e.rows_before else ""
+    return (f"measured: it {verb} {t.touched} of the {e.rows_before} rows of {name}{own}; with the {e.removed} rows "
+            f"({e.removed / base:.0%}) agent19 removed from it {ago} ({runs}), that is {total} of its {base} rows "
+            f"({share:.0%}; the limit is {settings.mass_write_fraction:.0%} of a table, AGENT19_MASS_WRITE_FRACTION, "
+            f"{window})")
+
+
+def add_earlier(conn: Any, m: Measurement, settings: Settings, *, lock: bool) -> None:
+    """Add to ``m`` what agent19 removed, without confirmation and within the window, from each table the statement
+    touched (:mod:`agent19.safety.tally`; ``lock``: the statement will be recorded there, in this transaction), read
+    under ``pg_catalog, pg_temp`` as :func:`after` reads."""
+    with catalog_first.own_path(conn):  # after the statement: an overload it made is not what these call
+        touched = {t.relid: t for t in m.touches if t.relid is not None and t.touched}
+        recent = tally.recent(conn, list(touched), settings.mass_write_window_minutes, lock)
+        for relid, r in sorted(recent.items()):
+            t = touched[relid]
+            rows = t.rows_before if t.rows_before is not None else _counted_now(conn, relid, t)
+            m.earlier.append(Earlier(table=t.table, removed=r["removed"], statements=r["statements"],
+                                     minutes=r["minutes"], rows_before=rows))
+
+
+Q_NAME = """SELECT n.nspname AS nsp, c.relname AS rel, c.relkind AS kind
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = %s"""
+
+
+def _counted_now(conn: Any, relid: int, t: Touch) -> int | None:
+    """The rows before a statement that touched one row of the table (not counted by :func:`after`): its share
+    matters once added to what agent19 removed earlier."""
+    where = conn.execute(Q_NAME, (relid,)).fetchone()
+    if where is None:
+        return None
+    return _rows_before(conn, where["nsp"], where["rel"], t.inserted, t.deleted, only=where["kind"] != "p")
 
 
 def _verb(t: Touch) -> str:
@@ -277,12 +366,18 @@ class OverThreshold(Exception):
 
 
 def keep_within_thresholds(conn: Any, st: Statement, max_rows: int, settings: Settings) -> QueryResult:
-    """Run ``st`` in a savepoint and commit it only under the thresholds; above them nothing is kept and
-    :class:`OverThreshold` carries the measurement for the confirmation challenge."""
+    """Run ``st`` in a savepoint and commit it only under the thresholds — its own figures added to what agent19
+    removed from the same tables within the window (:mod:`agent19.safety.tally`), where it is then recorded, in the
+    same transaction; above them nothing is kept and :class:`OverThreshold` carries the measurement for the
+    confirmation challenge."""
     with conn.transaction():
         with conn.transaction():  # the savepoint
             result, m = run_measured(conn, st, max_rows, "committed")
+            add_earlier(conn, m, settings, lock=True)
             reasons = verdict(m, settings)
             if reasons:
                 raise OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
+        with catalog_first.own_path(conn):
+            tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
+                         settings.mass_write_window_minutes)
     return result

@@ -93,7 +93,8 @@ def run_sql(ctx: ToolContext, args: SqlArgs) -> SqlResult:
       DROP OWNED, ALTER SYSTEM, COPY…) are refused with the confirmation report. Writes are measured:
       DELETE, UPDATE, MERGE, INSERT … ON CONFLICT run in a savepoint first, and one that updates or
       deletes at least half of a table's rows (AGENT19_MASS_WRITE_FRACTION) or more than 100000 rows
-      of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers.
+      of one table (AGENT19_MASS_WRITE_ROWS) is rolled back and refused with the measured numbers; the rows
+      agent19 removed from the same table unconfirmed in the last hour count too (AGENT19_MASS_WRITE_WINDOW_MINUTES).
       A refused statement runs only through confirm_destructive, once a human has confirmed. EXPLAIN ANALYZE of a
       write runs it and is always rolled back, as in explain_query.
       Transaction control (BEGIN/COMMIT) is refused: each call is its own transaction."""

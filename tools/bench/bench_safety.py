@@ -9,7 +9,9 @@ transaction that is rolled back so the table stays the same, median of ``--repea
 * a write run the way ``run_sql`` runs it in execute mode — statistics snapshot, savepoint, the
   statement, statistics again, an exact ``count(*)`` of each table it updated or deleted rows of,
   the relation list compared (:mod:`agent19.safety.measure`) — against the bare statement, for a
-  1-row UPDATE, a 10% DELETE and a 100% UPDATE;
+  1-row UPDATE, a 10% DELETE and a 100% UPDATE; and the same with the tally of rows removed within the window
+  (:mod:`agent19.safety.tally`: read under its lock, the statement recorded), the table having 100 earlier
+  removals in it;
 * step 2 of the confirmation protocol — ``LOCK … IN SHARE MODE`` plus an exact count — against
   the destructive statement alone (``TRUNCATE``), and step 1's exact count against the planner's
   estimate that was used before.
@@ -34,6 +36,7 @@ from agent19.config import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout: tools.throwaway
 from agent19.migrate.parse import parse_sql
+from agent19.safety import ledger, tally
 from agent19.safety import measure as measuring
 from agent19.safety.impact import exact_count
 from agent19.safety.run import run_write
@@ -68,6 +71,22 @@ def measured(sql: str, settings: Settings) -> Callable[[Any], None]:
     return work
 
 
+def tallied(sql: str, settings: Settings) -> Callable[[Any], None]:
+    st = parse_sql(sql)[0]
+
+    def work(conn: Any) -> None:
+        start = measuring.before(conn)
+        with conn.transaction():
+            run_write(conn, sql, st, 1, "bench")
+            m = measuring.after(conn, start, st.node)
+            measuring.add_earlier(conn, m, settings, lock=True)
+            measuring.verdict(m, settings)
+        tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
+                     settings.mass_write_window_minutes)
+
+    return work
+
+
 def confirming(conn: Any) -> None:
     conn.execute("LOCK TABLE bench IN SHARE MODE")
     heap = conn.execute("SELECT pg_relation_size('bench') AS b").fetchone()["b"]
@@ -88,6 +107,9 @@ def main() -> None:
             conn.execute("CREATE TABLE bench (id bigint PRIMARY KEY, v bigint NOT NULL, pad text)")
             conn.execute(f"INSERT INTO bench SELECT g, g, repeat('x', 40) FROM generate_series(1, {ns.rows}) g")
             conn.execute("VACUUM ANALYZE bench")
+            ledger.ensure(conn, tally.TABLE, tally.DDL, tally.COLUMNS)
+            conn.execute("INSERT INTO agent19.removals SELECT 'bench'::regclass, 'bench', 1, now() - g * interval '1s' "
+                         "FROM generate_series(1, 100) g")
             size = conn.execute("SELECT pg_size_pretty(pg_relation_size('bench')) AS s").fetchone()["s"]
             print(f"PostgreSQL {server.major}, table bench: {ns.rows:,} rows, {size}; median of {ns.repeat} runs, "
                   "each rolled back\n")
@@ -102,6 +124,8 @@ def main() -> None:
                 base = timed(conn, ns.repeat, plain(sql))
                 guarded = timed(conn, ns.repeat, measured(sql, settings))
                 print(f"{'measured write: ' + title:<44}{base:>9.3f}s{guarded:>11.3f}s{guarded / base:>7.1f}x")
+                counted = timed(conn, ns.repeat, tallied(sql, settings))
+                print(f"{'  with the tally: ' + title:<44}{base:>9.3f}s{counted:>11.3f}s{counted / base:>7.1f}x")
             base = timed(conn, ns.repeat, plain("TRUNCATE bench"))
             guarded = timed(conn, ns.repeat, confirming)
             print(f"{'step 2: SHARE lock + exact count + TRUNCATE':<44}{base:>9.3f}s{guarded:>11.3f}s"
