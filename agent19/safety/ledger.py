@@ -47,7 +47,8 @@ DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
 Q_EXISTS = "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS e"
 Q_HAS_SCHEMA = f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname {EQ} 'agent19'"
 Q_USER = "SELECT CURRENT_USER AS u"
-Q_LOCK = "LOCK TABLE {table} IN {mode} MODE"
+Q_LOCK = {mode: f"LOCK TABLE {{table}} IN {mode} MODE" for mode in ("ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE")}
+"""The lock :func:`hold` takes, by mode (the table named by the caller: one of agent19's own constants)."""
 Q_ROW = f"SELECT approved_by, used_at FROM {TABLE} WHERE nonce {EQ} %s"
 Q_ROW_LOCKED = Q_ROW + " FOR UPDATE"
 Q_APPROVE_NEW = (f"INSERT INTO {TABLE} (nonce, expires_at, approved_by, approved_at) "
@@ -137,7 +138,7 @@ def ensure(conn: Any, table: str = TABLE, ddl: str = DDL, columns: list[str] = C
 def hold(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, mode: str = "ROW EXCLUSIVE") -> None:
     """Inside the transaction that writes (or reads) ``table``: lock it against DDL (a default, trigger or rule added
     now would wait for the transaction's end), then check its shape."""
-    conn.execute(Q_LOCK.format(table=table, mode=mode))  # both agent19's own constants
+    conn.execute(Q_LOCK[mode].format(table=table))
     check_shape(conn, table, columns)
 
 
