@@ -58,7 +58,9 @@ def plain(sql: str) -> Callable[[Any], None]:
     return lambda conn: conn.execute(sql)
 
 
-def measured(sql: str, settings: Settings) -> Callable[[Any], None]:
+def measured(sql: str, settings: Settings, tallied: bool = False) -> Callable[[Any], None]:
+    """The statement as execute mode runs it: measured, judged; ``tallied``: with the rows removed earlier added
+    and its own recorded (agent19.safety.tally)."""
     st = parse_sql(sql)[0]
 
     def work(conn: Any) -> None:
@@ -66,23 +68,12 @@ def measured(sql: str, settings: Settings) -> Callable[[Any], None]:
         with conn.transaction():
             run_write(conn, sql, st, 1, "bench")
             m = measuring.after(conn, start, st.node)
+            if tallied:
+                measuring.add_earlier(conn, m, settings, lock=True)
             measuring.verdict(m, settings)
-
-    return work
-
-
-def tallied(sql: str, settings: Settings) -> Callable[[Any], None]:
-    st = parse_sql(sql)[0]
-
-    def work(conn: Any) -> None:
-        start = measuring.before(conn)
-        with conn.transaction():
-            run_write(conn, sql, st, 1, "bench")
-            m = measuring.after(conn, start, st.node)
-            measuring.add_earlier(conn, m, settings, lock=True)
-            measuring.verdict(m, settings)
-        tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
-                     settings.mass_write_window_minutes)
+        if tallied:
+            tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
+                         settings.mass_write_window_minutes)
 
     return work
 
@@ -124,7 +115,7 @@ def main() -> None:
                 base = timed(conn, ns.repeat, plain(sql))
                 guarded = timed(conn, ns.repeat, measured(sql, settings))
                 print(f"{'measured write: ' + title:<44}{base:>9.3f}s{guarded:>11.3f}s{guarded / base:>7.1f}x")
-                counted = timed(conn, ns.repeat, tallied(sql, settings))
+                counted = timed(conn, ns.repeat, measured(sql, settings, tallied=True))
                 print(f"{'  with the tally: ' + title:<44}{base:>9.3f}s{counted:>11.3f}s{counted / base:>7.1f}x")
             base = timed(conn, ns.repeat, plain("TRUNCATE bench"))
             guarded = timed(conn, ns.repeat, confirming)
