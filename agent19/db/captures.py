@@ -19,10 +19,14 @@ login). agent19's reads between a migration's statements already run under ``pg_
   function's owner too, for an aggregate its functions' — is refused: agent19 runs nothing there and says what to
   do. One owned by the login or a superuser (a deliberate override, an extension's functions) is trusted, and
   remembered as the session's *baseline*;
-* **after user SQL ran on a session** (a migration replayed, the ``up`` of a rollback check, a statement measured in
-  execute mode), before agent19 reads it again: a capture not in the baseline — created by that SQL, whoever owns it
-  (a superuser login's migration makes superuser-owned ones) — stops the read (:func:`guard_statement`, sent first in
-  the read's own round trip, or :func:`refuse_new`).
+* **after user SQL ran on a session** (a migration replayed, the ``up`` of a rollback check), before agent19's
+  catalog snapshot reads it: a capture not in the baseline — created by that SQL, whoever owns it (a superuser
+  login's migration makes superuser-owned ones) — stops the read (:func:`guard`, one round trip).
+
+A check is the interim (review r28): a capture planted by another session *during* a call is seen only by the next
+call, and the refusal turns agent19 off wherever someone may create in a schema on its path. The end state is
+agent19's SQL qualified everywhere, as the confirmation path's is (``QUALIFIED_SQL``, tests/test_qualified_sql.py),
+or run under ``pg_catalog, pg_temp`` (``catalog_first.read_own``, ``own_path``).
 
 Every query here names its functions, operators and types ``pg_catalog.``-qualified: it resolves nothing through the
 path it inspects.
