@@ -142,7 +142,7 @@ class Measurement(BaseModel):
     outside: list[str] = Field(default=[], description="what the server showed outside the rolled-back trial "
                                "afterwards (agent19.safety.aftermath): a sequence set back, sessions that ended")
     tally: list[str] = Field(default=[], description="what the statement did to agent19's tally of removed rows "
-                             "(agent19.safety.tally), e.g. 'wrote 1 rows of agent19.removals, …'")
+                             "(agent19.safety.tally), e.g. 'wrote 1 rows of agent19.removals, ...'")
     earlier: list[Earlier] = Field(default=[], description="per table the statement touched: the rows agent19 "
                                    "removed from it without confirmation within the window before it")
 
