@@ -30,7 +30,7 @@ def batch_query(table: str, keys: list[tuple[str, str]], set_sql: str, where: st
     """
     cols = [sql.Identifier(k) for k, _ in keys]
     aliases = [sql.Identifier(f"_a19_k{i}") for i in range(len(keys))]
-    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)  # quoted by the caller, from the catalog's names
+    tbl, cp = sql.SQL(table), sql.Identifier(checkpoint)  # written by the server's pg_catalog.quote_ident (Q_TABLE)
     select_keys = sql.SQL(", ").join(sql.SQL("{} AS {}").format(c, a) for c, a in zip(cols, aliases, strict=True))
     order = sql.SQL(", ").join(cols)
     # the batch is the key range (after, last key of the next n]: one index range scan updates it

@@ -70,10 +70,16 @@ CREATE TABLE IF NOT EXISTS {table} (
 )
 """
 Q_TABLE = """
-SELECT c.oid, n.nspname::text AS nsp, c.relname::text AS rel,
-       c.reltuples::bigint AS estimate, n.nspname || '.' || c.relname AS name
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)
+SELECT c.oid, pg_catalog.quote_ident(n.nspname::pg_catalog.text) OPERATOR(pg_catalog.||) '.'
+              OPERATOR(pg_catalog.||) pg_catalog.quote_ident(c.relname::pg_catalog.text) AS qualified,
+       c.reltuples::pg_catalog.int8 AS estimate,
+       pg_catalog.concat(n.nspname, '.', c.relname) AS name
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s::pg_catalog.text)
 """
+"""The table, written as SQL by the server's quote_ident — pg_catalog-qualified, as every function and operator
+here: an overload in a schema of the path (``public.quote_ident(name)``) would otherwise write what goes into the
+batches' SQL (review r28 F12). The same text the emitted script and the procedure store in the checkpoint."""
 Q_PK = """
 SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type
   FROM pg_index i
@@ -181,12 +187,6 @@ def check_fragments(spec: BackfillSpec) -> None:
         raise InputError("the backfill's SET or WHERE must not contain other statements")
 
 
-def _quoted(conn: psycopg.Connection[Any], nsp: str, rel: str) -> str:
-    """The table as SQL, quoted here from its catalog names: text a query wrote never goes into SQL as it is (a
-    function that took quote_ident's place could have written statements there — review r28 F12)."""
-    return sql.Identifier(nsp, rel).as_string(conn)
-
-
 def _ensure_checkpoint_table(conn: psycopg.Connection[Any], table: str) -> None:
     # The first schema of the login's path that exists and is not pg_catalog (where an unqualified CREATE lands,
     # unless a path lists pg_catalog first); reads find it through the path.
@@ -239,10 +239,9 @@ def overwritten_rows(conn: Any, spec: BackfillSpec) -> measuring.Measurement:
     found = conn.execute(Q_TABLE, (spec.table,)).fetchone()
     if found is None:
         raise InputError(f"table {spec.table} does not exist", "give the table as name or schema.name")
-    qualified = _quoted(conn, found["nsp"], found["rel"])
-    refuse_hidden_rows(conn, qualified)
+    refuse_hidden_rows(conn, found["qualified"])
     query = sql.SQL(Q_OVERWRITTEN).format(where=sql.SQL(spec.where or "true"), filled=filled,
-                                          table=sql.SQL(qualified))
+                                          table=sql.SQL(found["qualified"]))
     row = count_every_row(conn, query, "nothing was updated")
     touch = measuring.Touch(table=found["name"], rows_before=row["total"], inserted=0, updated=row["n"], deleted=0)
     return measuring.Measurement(touches=[touch] if row["n"] else [])
@@ -299,8 +298,7 @@ def run_backfill(conn: psycopg.Connection[Any], spec: BackfillSpec, progress: Pr
     row = _one(conn, Q_TABLE, (spec.table,))
     if row is None:
         raise InputError(f"table {spec.table!r} not found", "give name or schema.name")
-    oid, estimate = _v(row, 0, "oid"), _v(row, 3, "estimate")
-    table = _quoted(conn, _v(row, 1, "nsp"), _v(row, 2, "rel"))
+    oid, table, estimate = _v(row, 0, "oid"), _v(row, 1, "qualified"), _v(row, 2, "estimate")
     keys = _key_columns(conn, oid, spec)
     refuse_hidden_rows(conn, table)
     name = spec.checkpoint_name()
