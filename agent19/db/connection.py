@@ -284,7 +284,7 @@ class Database:
         connection the pool is renewed on the next call, so the first call after a restart works."""
         pool, conn = self._getconn()
         try:
-            # configured (checked) when the previous call ended: the same server session still, and nothing planted
+            # configured when the previous call ended: still the same server session, and no untrusted capture since
             token = captures.recheck(conn, also=f"pg_catalog.current_setting('{SESSION_TOKEN}', true)")
             if token != _tokens.get(conn):
                 conn.close()  # settings on a server session of someone else's; the pool replaces it
