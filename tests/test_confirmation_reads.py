@@ -47,18 +47,14 @@ BEGIN
     RETURN a OPERATOR(pg_catalog.||) b::pg_catalog.text;
 END $$;
 CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = name, FUNCTION = public.named_big);
-CREATE FUNCTION public.same_oid(a oid, b smallint) RETURNS boolean LANGUAGE plpgsql AS $$
+""" + "".join(f"""
+CREATE FUNCTION public.same_oid(a oid, b {t}) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM public.ran();
     RETURN a OPERATOR(pg_catalog.=) b::pg_catalog.oid;
 END $$;
-CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = smallint, FUNCTION = public.same_oid);
-CREATE FUNCTION public.same_oid(a oid, b integer) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM public.ran();
-    RETURN a OPERATOR(pg_catalog.=) b::pg_catalog.oid;
-END $$;
-CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.same_oid);
+CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = {t}, FUNCTION = public.same_oid);"""
+    for t in ("smallint", "integer")) + """
 CREATE FUNCTION public.pg_total_relation_size(a oid) RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM public.ran();

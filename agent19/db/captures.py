@@ -129,13 +129,10 @@ def refuse_untrusted(conn: psycopg.Connection[Any], found: list[dict[str, Any]] 
     _baselines[conn] = frozenset(int(c["oid"]) for c in found)
 
 
-def _new_sql(conn: psycopg.Connection[Any], schemas: str) -> str:
+def _new_sql(conn: psycopg.Connection[Any]) -> str:
     known = ",".join(str(o) for o in sorted(_baselines.get(conn, frozenset()))) or "0"
-    return (f"SELECT pg_catalog.string_agg(c.what, '; ') FROM ({captures_sql(schemas)}) c "
+    return (f"SELECT pg_catalog.string_agg(c.what, '; ') FROM ({captures_sql()}) c "
             f"WHERE c.oid {NE} ALL ('{{{known}}}'::pg_catalog.oid[])")
-
-
-AFTER_USER_SQL = "the SQL this session ran before it"
 
 
 def recheck(conn: psycopg.Connection[Any], also: str = "NULL") -> Any:
@@ -150,8 +147,8 @@ def recheck(conn: psycopg.Connection[Any], also: str = "NULL") -> Any:
     return row[1] if row else None
 
 
-def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
-    """Before agent19 reads ``conn`` with its path (one round trip), after user SQL ran on it (``what``): raise
+def guard(conn: psycopg.Connection[Any]) -> None:
+    """Before agent19 reads ``conn`` with its path (one round trip), after user SQL ran on it: raise
     :class:`CapturedPath` when the path reaches a capture not in the session's baseline, whoever owns it (a
     superuser login's migration makes superuser-owned ones). A session agent19 did not configure is checked as a
     new one (:func:`refuse_untrusted`)."""
@@ -160,11 +157,12 @@ def guard(conn: psycopg.Connection[Any], what: str = AFTER_USER_SQL) -> None:
         return
     from psycopg.rows import tuple_row
 
-    row = conn.cursor(row_factory=tuple_row).execute(_new_sql(conn, SESSION_SCHEMAS)).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(_new_sql(conn)).fetchone()
     if row and row[0]:
         raise CapturedPath(
-            f"{row[0]} appeared on the search_path of agent19's session ({what}): named like a pg_catalog built-in "
-            "without being its twin, the server would call it instead of the built-in in agent19's own "
-            "catalog reads, running code nobody judged as the login; agent19 stopped before reading",
+            f"{row[0]} appeared on the search_path of agent19's session (made by the SQL this session ran before): "
+            "named like a pg_catalog built-in without being its twin, the server would call it instead of the "
+            "built-in in agent19's own catalog reads, running code nobody judged as the login; agent19 stopped "
+            "before reading",
             "create such overloads in a schema outside the search_path of agent19's login (or let a superuser own "
             "one that is trusted); a dry run with --isolated runs a migration that makes one in a throwaway copy")

@@ -377,7 +377,13 @@ def keep_within_thresholds(conn: Any, st: Statement, max_rows: int, settings: Se
             reasons = verdict(m, settings)
             if reasons:
                 raise OverThreshold(m, reasons)  # rolls back the savepoint and the transaction
-        with catalog_first.own_path(conn):
-            tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
-                         settings.mass_write_window_minutes)
+        record(conn, m, settings)
     return result
+
+
+def record(conn: Any, m: Measurement, settings: Settings) -> None:
+    """Record in the tally (:mod:`agent19.safety.tally`) the rows the measured statement removed, in its own
+    transaction, under ``pg_catalog, pg_temp`` as :func:`after` reads."""
+    with catalog_first.own_path(conn):
+        tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
+                     settings.mass_write_window_minutes)

@@ -72,8 +72,7 @@ def measured(sql: str, settings: Settings, tallied: bool = False) -> Callable[[A
                 measuring.add_earlier(conn, m, settings, lock=True)
             measuring.verdict(m, settings)
         if tallied:
-            tally.record(conn, [(t.relid, t.table, t.touched) for t in m.touches if t.relid is not None],
-                         settings.mass_write_window_minutes)
+            measuring.record(conn, m, settings)
 
     return work
 
