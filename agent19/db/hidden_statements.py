@@ -26,6 +26,22 @@ WROTE = "wal_records > 0 OR shared_blks_dirtied > 0"
 Rows = Callable[[str], list[dict[str, Any]]]
 
 
+Q_VIEW_SCHEMA = ("SELECT n.nspname::pg_catalog.text AS schema FROM pg_catalog.pg_extension e "
+                 "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace "
+                 "WHERE e.extname OPERATOR(pg_catalog.=) 'pg_stat_statements'")
+
+
+def statements_view(rows: Rows) -> str | None:
+    """``pg_stat_statements`` qualified by the schema its extension is in, quoted here (never through the
+    search_path, where anyone who may create in a schema on it could put a view of that name with statements of
+    their choosing — review r28 F10); None when the extension is not created in this database."""
+    found = rows(Q_VIEW_SCHEMA)
+    if not found:
+        return None
+    schema = str(found[0]["schema"])
+    return '"' + schema.replace('"', '""') + '".pg_stat_statements'
+
+
 def hidden_sql(view: str, writes_only: str = "") -> str:
     """Per other role: its statements in ``view`` (pg_stat_statements, schema-qualified) this login cannot read;
     ``writes_only``: the columns that say a statement wrote (see the module docstring), "" for every statement."""

@@ -8,7 +8,7 @@ import psycopg
 from pydantic import BaseModel
 
 from agent19.db.connection import Database
-from agent19.db.hidden_statements import hidden_statements
+from agent19.db.hidden_statements import hidden_statements, statements_view
 from agent19.db.redact import redact_value
 from agent19.errors import InputError
 
@@ -59,8 +59,10 @@ def top_queries(db: Database, order_by: OrderBy = "total_time", limit: int = 20)
 def hidden_workload(db: Database) -> str | None:
     """Other roles' statements this login cannot read (their text hidden): left out of the workload."""
     with db.read() as conn:
-        return hidden_statements(lambda q: conn.execute(q).fetchall(), "pg_stat_statements",
-                                 "other roles' statements are not in the workload advised on")
+        rows = lambda q: conn.execute(q).fetchall()  # noqa: E731
+        view = statements_view(rows)
+        return None if view is None else hidden_statements(
+            rows, view, "other roles' statements are not in the workload advised on")
 
 
 def _not_preloaded() -> InputError:
@@ -69,9 +71,13 @@ def _not_preloaded() -> InputError:
 
 
 def _top(conn: Any, order_by: OrderBy, limit: int) -> list[dict[str, Any]]:
+    view = statements_view(lambda q: conn.execute(q).fetchall())
+    if view is None:  # dropped since Q_CHECK read it installed
+        raise InputError("the pg_stat_statements extension is not created in this database",
+                         "run CREATE EXTENSION pg_stat_statements (a DBA, once per database)")
     rows: list[dict[str, Any]] = conn.execute(
         f"""SELECT query, calls, mean_exec_time AS mean_ms, total_exec_time AS total_ms
-              FROM pg_stat_statements
+              FROM {view}
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
                AND toplevel AND query ~* '^\\s*(select|with|update|delete)\\s'
                AND query !~* '\\mpg_[a-z_]+|hypopg|information_schema'  -- catalog reads: agent19's own, monitoring

@@ -30,7 +30,7 @@ from psycopg import sql
 from psycopg.rows import dict_row, tuple_row
 from pydantic import BaseModel, Field
 
-from agent19.db.hidden_statements import hidden_statements
+from agent19.db.hidden_statements import hidden_statements, statements_view
 from agent19.migrate.lint.rules._base import norm
 from agent19.migrate.parse import Statement
 from agent19.sqltree import parse_json, walk
@@ -44,7 +44,7 @@ GENERIC = "SET LOCAL plan_cache_mode = force_generic_plan"
 _CONCURRENTLY = re.compile(r"^(\s*(?:CREATE\s+(?:UNIQUE\s+)?|DROP\s+)INDEX\s+)CONCURRENTLY\s+", re.IGNORECASE)
 
 Q_STATEMENTS = """
-SELECT query, calls FROM pg_stat_statements
+SELECT query, calls FROM {view}
  WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
  ORDER BY total_exec_time DESC LIMIT 500"""
 
@@ -93,16 +93,18 @@ def _reads(read: set[str], tables: set[str]) -> bool:
 def top_queries(conn: psycopg.Connection[Any], tables: set[str],
                 limit: int = TOP_QUERIES) -> tuple[list[PlanQuery], str]:
     """The most expensive SELECTs in ``pg_stat_statements`` that read one of ``tables``, and how they were found."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        view = statements_view(lambda q: cur.execute(q).fetchall())
+    if view is None:
+        return [], "pg_stat_statements is not installed in this database"
     with conn.cursor(row_factory=tuple_row) as cur:
-        if cur.execute("SELECT to_regclass('pg_stat_statements')").fetchone() in (None, (None,)):
-            return [], "pg_stat_statements is not installed in this database"
         try:
             with conn.transaction():
-                rows = cur.execute(Q_STATEMENTS).fetchall()
+                rows = cur.execute(Q_STATEMENTS.format(view=view)).fetchall()
         except psycopg.Error as exc:
             return [], f"pg_stat_statements could not be read ({str(exc).strip().splitlines()[0]})"
     with conn.cursor(row_factory=dict_row) as cur, conn.transaction():
-        hidden = hidden_statements(lambda q: cur.execute(q).fetchall(), "pg_stat_statements",
+        hidden = hidden_statements(lambda q: cur.execute(q).fetchall(), view,
                                    "which of other roles' SELECTs read an affected table")
     wanted = {norm(t) for t in tables}
     out = []

@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, Field
 
-from agent19.db.hidden_statements import hidden_statements
+from agent19.db.hidden_statements import hidden_statements, statements_view
 from agent19.migrate.planning.opaque_writes import opaque_writes
 
 WRITE_HEAVY_PER_SECOND = 10.0
@@ -101,11 +101,10 @@ def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str |
     wrote through a function (:mod:`agent19.migrate.planning.opaque_writes`).
 
     The statement texts are data from the server: they are only parsed, never run."""
-    row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-                       "WHERE e.extname = 'pg_stat_statements'").fetchone()
-    if row is None:
+    found = statements_view(lambda q: conn.execute(q).fetchall())
+    if found is None:
         return None, None, None
-    view = sql.Identifier(row["nspname"], "pg_stat_statements")
+    view = sql.SQL(found)  # type: ignore[arg-type]  # quoted by statements_view
     try:
         with conn.transaction():
             rows = conn.execute(sql.SQL(
