@@ -26,7 +26,8 @@ login). agent19's reads between a migration's statements already run under ``pg_
 A check is the interim (review r28): a capture planted by another session *during* a call is seen only by the next
 call, and the refusal turns agent19 off wherever someone may create in a schema on its path. The end state is
 agent19's SQL qualified everywhere, as the confirmation path's is (``QUALIFIED_SQL``, tests/test_qualified_sql.py),
-or run under ``pg_catalog, pg_temp`` (``catalog_first.read_own``, ``own_path``).
+or run under ``pg_catalog, pg_temp`` (``catalog_first.read_own``, ``own_path``) — as the tools declared
+``catalog_only`` are, whose sessions this check does not read (``catalog_first.catalog_only``).
 
 Every query here names its functions, operators and types ``pg_catalog.``-qualified: it resolves nothing through the
 path it inspects.

@@ -37,7 +37,9 @@ guard's walk (its reads of the statement's own names qualify everything instead)
 (impact report, ledger, archive, step 2's recount) name every function, operator and type qualified instead: the
 modules that declare ``QUALIFIED_SQL = True`` (``tests/test_qualified_sql.py`` parses their statements). Its other
 reads still resolve through the login's path (review r27b k01: a database owner's ``public.||(name, name)``): they
-should all run under :data:`OWN_PATH` (resolving user names against the path read before) or be qualified too.
+should all run under :data:`OWN_PATH` (resolving user names against the path read before) or be qualified too. The
+tools that read only the catalog and statistics do already: declared ``catalog_only`` in the tool registry, every
+session they use searches :data:`OWN_PATH` for the whole call (:func:`catalog_only`).
 
 A user who overrides a built-in on purpose (``public.format_type`` before ``pg_catalog``) gets the built-in in
 agent19's sessions, their own function in theirs.
@@ -45,6 +47,7 @@ agent19's sessions, their own function in theirs.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -60,6 +63,33 @@ create in, so no overload of theirs is a candidate (``pg_temp`` is never searche
 last for relations and types)."""
 USER_PATH = "pg_catalog.current_setting('agent19.user_path')"
 """Inside :func:`own_reads`: the session's search_path as it was before them."""
+
+
+_CATALOG_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("agent19_catalog_only", default=False)
+
+
+@contextmanager
+def catalog_only() -> Iterator[None]:
+    """Every session agent19 opens or takes inside the block (this thread's context) searches :data:`OWN_PATH` only,
+    for the whole of its use: for a tool that reads the server's catalog and statistics and no name of the user's
+    through the login's path, and runs no user SQL (``ToolSpec.catalog_only``). No schema a user can create in is
+    on the path, so no overload of anyone's — made before the call or while it runs, say while a lock holds it
+    (review r28 F2) — is a candidate for what its queries call, and the check of the path's captures
+    (:mod:`agent19.db.captures`), which refuses a database where one is untrusted, is not needed there (r28 F8)."""
+    token = _CATALOG_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _CATALOG_ONLY.reset(token)
+
+
+def reading_catalog_only() -> bool:
+    """Inside :func:`catalog_only`."""
+    return _CATALOG_ONLY.get()
+
+
+SET_OWN_PATH = f"pg_catalog.set_config('search_path', '{OWN_PATH}', false)"
+"""A select-list item that gives the session :data:`OWN_PATH` (:func:`catalog_only`)."""
 
 
 def own_reads(in_transaction: bool) -> tuple[tuple[str, str], str]:
@@ -162,21 +192,25 @@ def unshadowed(path: str) -> str | None:
     return ", ".join(quote(n) for n in split_path(path) if n != "pg_catalog")
 
 
-def pin(conn: psycopg.Connection[Any], path: str | None = None) -> None:
+def pin(conn: psycopg.Connection[Any], path: str | None = None, own: bool | None = None) -> None:
     """Make ``conn``'s session search ``pg_catalog`` first (:func:`unshadowed`); ``path``: the session's
     search_path when the caller read it already (else read here, one round trip). A second round trip only when
-    the path must change. A connection not in autocommit is left as idle as it was found (the change committed)."""
+    the path must change. ``own`` (default: inside :func:`catalog_only`): :data:`OWN_PATH` instead. A connection not
+    in autocommit is left as idle as it was found (the change committed)."""
     import psycopg
     from psycopg.rows import tuple_row
 
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    if path is None:  # a session of its own: its captures are read with its path (Database._configure reads both)
+    own = reading_catalog_only() if own is None else own
+    if own:  # nothing of a user's schemas on the path: no capture to look for
+        conn.execute(f"SELECT {SET_OWN_PATH}")
+    elif path is None:  # a session of its own: its captures are read with its path (Database._configure reads both)
         from agent19.db import captures
 
         row = conn.cursor(row_factory=tuple_row).execute(f"SELECT {SEARCH_PATH}, {captures.AT_START}").fetchone()
         path = str(row[0]) if row else ""
         captures.refuse_untrusted(conn, row[1] if row else None)
-    new = unshadowed(path)
+    new = None if own else unshadowed(path or "")
     if new is not None:
         conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (new,))
     if idle and not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:

@@ -136,12 +136,15 @@ class Database:
         return self._reader is not None
 
     # -- sessions -----------------------------------------------------------------------
-    def _configure(self, conn: Connection, check: bool = True) -> None:
+    def _configure(self, conn: Connection, check: bool = True, own: bool = False) -> None:
         """agent19's session settings, in one round trip (it runs again after every pooled call's reset), which also
         reads the search_path: one that searches a schema before pg_catalog is set without that pg_catalog entry (a
         second round trip, only then), so every unqualified catalog name agent19 uses resolves in pg_catalog
         (:mod:`agent19.db.catalog_first`); and the captures on it (:mod:`agent19.db.captures`) unless ``check`` is
-        False — after a pooled call's reset, where the next call reads them when it takes the session."""
+        False — after a pooled call's reset, where the next call reads them when it takes the session. ``own``: the
+        session searches ``pg_catalog, pg_temp`` only, no schema of the user's (``catalog_first.catalog_only``):
+        nothing to check."""
+        check = check and not own
         settings = self.settings
         read_only = ", pg_catalog.set_config('default_transaction_read_only', 'on', false)"  # what SET … = on does
         with conn.cursor(row_factory=tuple_row) as cur:
@@ -164,7 +167,7 @@ class Database:
             self.startup_search_path = str(row[4])
         if check:
             captures.refuse_untrusted(conn, row[5] if row else None)  # before anything else is read
-        catalog_first.pin(conn, str(row[0]) if row else "")
+        catalog_first.pin(conn, str(row[0]) if row else "", own=own)
 
     startup_search_path: str | None = None
     """The search_path the target's sessions start with (its ``ALTER DATABASE/ROLE … SET``, the DSN's options), read
@@ -210,7 +213,8 @@ class Database:
             # psycopg notices only the first DISCARD ALL a connection runs — a query it had prepared on its 5th run
             # then failed with 'prepared statement "_pg3_0" does not exist' on the next call
             kwargs={**self.connect_kwargs(), "prepare_threshold": None},
-            configure=self._configure,
+            # a session's captures are read when a call takes it (session()), where the call's path is known
+            configure=lambda conn: self._configure(conn, check=False),
             check=ConnectionPool.check_connection,
             min_size=1,
             max_size=4,
@@ -236,7 +240,7 @@ class Database:
                 return self.connect()
             raise self._unavailable(exc) from None
         try:
-            self._configure(conn)
+            self._configure(conn, own=catalog_first.reading_catalog_only())
         except psycopg.Error as exc:
             conn.close()
             raise self._unavailable(exc) from None
@@ -285,7 +289,13 @@ class Database:
         pool, conn = self._getconn()
         try:
             # configured when the previous call ended: still the same server session, and no untrusted capture since
-            token = captures.recheck(conn, also=f"pg_catalog.current_setting('{SESSION_TOKEN}', true)")
+            # (a call that reads the catalog only searches no schema of the user's instead)
+            mine = f"pg_catalog.current_setting('{SESSION_TOKEN}', true)"
+            if catalog_first.reading_catalog_only():
+                token = conn.cursor(row_factory=tuple_row).execute(
+                    f"SELECT {mine}, {catalog_first.SET_OWN_PATH}").fetchone()[0]  # type: ignore[index]
+            else:
+                token = captures.recheck(conn, also=mine)
             if token != _tokens.get(conn):
                 conn.close()  # settings on a server session of someone else's; the pool replaces it
                 raise ConfigError(*NOT_OUR_SESSION)

@@ -139,7 +139,7 @@ class BackupStatusArgs(BaseModel):
 
 
 @tool(
-    name="backup_status",
+    name="backup_status", catalog_only=True,
     briefs={
         "rpo": "e.g. 15min", "pgbackrest_info": "`pgbackrest info --output=json`",
         "walg_backup_list": "`wal-g backup-list --json --detail`", "backup_dir": "pg_basebackup backups",

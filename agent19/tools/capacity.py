@@ -52,7 +52,7 @@ def render_plan(p: CapacityPlan) -> str:
     briefs={
         "window": "seconds between readings (0: no rates)", "disk_size": "e.g. 500GB",
     },
-    name="capacity_plan", title="Capacity plan",
+    name="capacity_plan", catalog_only=True, title="Capacity plan",
     args=PlanArgs, result=CapacityPlan, cli="capacity", render_text=render_plan,
     examples=("agent19 capacity --disk-size 500GB", "agent19 capacity --window 60 --format json",
               "agent19 capacity sample   # daily from cron: the growth history"),
@@ -95,7 +95,7 @@ def render_sample(r: SampleResult) -> str:
     briefs={
         "store": "",
     },
-    name="capacity_sample", title="Capacity sample",
+    name="capacity_sample", catalog_only=True, title="Capacity sample",
     args=SampleArgs, result=SampleResult, cli="capacity sample", render_text=render_sample,
     read_only=False, idempotent=False,  # appends a line to a file in agent19's data directory
     examples=("agent19 capacity sample", "0 3 * * *  agent19 --dsn \"$DATABASE_URL\" capacity sample  # crontab"),

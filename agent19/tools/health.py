@@ -68,7 +68,7 @@ def render_health(r: HealthReport) -> str:
     briefs={
         "checks": "default: all", "set": "KEY=VALUE threshold overrides", "fail_on": "",
     },
-    name="health_check", title="Database health",
+    name="health_check", catalog_only=True, title="Database health",
     args=HealthArgs, result=HealthReport, cli="health", render_text=render_health,
     exit_code=lambda r: 1 if r.summary.failed else 0,
     examples=("agent19 health", "agent19 health --format json --fail-on warning",

@@ -26,7 +26,7 @@ def render_health(h: IndexHealth) -> str:
     briefs={
         "schema": "", "unused_min_mb": "", "bloat_min_mb": "",
     },
-    name="index_health", title="Index hygiene", args=IndexHealthArgs,
+    name="index_health", catalog_only=True, title="Index hygiene", args=IndexHealthArgs,
     result=IndexHealth, cli="index-health", render_text=render_health,
     exit_code=lambda h: 1 if h.findings else 0,
     examples=("agent19 index-health", "agent19 index-health --schema sales --format json"),

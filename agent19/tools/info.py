@@ -159,7 +159,7 @@ def _logical_decoding(facts: dict[str, Any]) -> Feature:
 
 
 @tool(
-    name="server_info",
+    name="server_info", catalog_only=True,
     title="Server status",
     args=InfoArgs,
     result=ServerInfo,

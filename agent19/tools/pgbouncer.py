@@ -56,7 +56,7 @@ def render_config(c: PgBouncerConfig) -> str:
         "pool_size": "", "reserve_pool_size": "", "max_client_conn": "",
         "other_connections": "connections bypassing PgBouncer", "auth": "", "pgbouncer_version": "",
     },
-    name="pgbouncer_config", title="PgBouncer config", args=ConfigArgs,
+    name="pgbouncer_config", catalog_only=True, title="PgBouncer config", args=ConfigArgs,
     result=PgBouncerConfig, cli="pgbouncer config", render_text=render_config,
     read_only=False,  # --write writes pgbouncer.ini and the auth file
     exit_code=lambda c: 0 if c.valid else 1,

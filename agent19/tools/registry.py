@@ -112,6 +112,11 @@ class ToolSpec(Generic[A, R]):
     mode: AccessMode = AccessMode.READ_ONLY
     """The weakest access mode in which the tool works at all."""
     read_only: bool = True
+    catalog_only: bool = False
+    """Every session the tool uses searches ``pg_catalog, pg_temp`` only (``catalog_first.catalog_only``):
+    for a tool that reads the server's catalog and statistics, names what it shows schema-qualified itself, and
+    resolves no name of the user's through the login's search_path and runs no user SQL. No overload anyone makes
+    on that path is then what its queries call, and a database where an untrusted one exists is not refused."""
     destructive: bool = False
     idempotent: bool = True
     cli: str | None = None
@@ -186,7 +191,12 @@ def tool(
             gate.admit_args(ctx.settings.mode, arguments)  # the choke point, before any tool code runs
             if ctx.path_policy is not None:
                 ctx.path_policy.admit(name, arguments)
-            return run(ctx, arguments)
+            if not options.get("catalog_only"):
+                return run(ctx, arguments)
+            from agent19.db.catalog_first import catalog_only
+
+            with catalog_only():
+                return run(ctx, arguments)
 
         REGISTRY[name] = ToolSpec(name=name, title=title, description=description, args=args, result=result,
                                   run=guarded, module=run.__module__, **options)

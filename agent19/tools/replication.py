@@ -89,7 +89,7 @@ def _not_ready(r: ReplicationStatus) -> bool:
     briefs={
         "max_lag_mb": "",
     },
-    name="replication_status", title="Replication",
+    name="replication_status", catalog_only=True, title="Replication",
     args=ReplicationArgs, result=ReplicationStatus, cli="replication", render_text=render_replication,
     exit_code=lambda r: 1 if _not_ready(r) else 0,
     examples=("agent19 replication", "agent19 replication --max-lag-mb 16 --format json"),

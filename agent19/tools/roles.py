@@ -36,7 +36,7 @@ def render_role(r: RoleScript) -> str:
 
 
 @tool(
-    name="setup_role",
+    name="setup_role", catalog_only=True,
     briefs={
         "kind": "", "name": "", "database": "", "schemas": "", "all_data": "reader: pg_read_all_data", "createdb": "",
     },
