@@ -184,7 +184,7 @@ class RestoreRunbookArgs(BaseModel):
 
 
 @tool(
-    name="restore_runbook",
+    name="restore_runbook", catalog_only=True,
     briefs={
         "verify_result": "verify_backup's JSON or file", "archive_dir": "", "backup_dir": "", "jobs": "",
         "write_dir": "",
