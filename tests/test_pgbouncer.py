@@ -117,11 +117,21 @@ class Bouncer:
 
 @pytest.fixture
 def bouncer(server: ThrowawayServer) -> Iterator[tuple[Bouncer, dict[str, Any]]]:
+    yield from _bouncer(server)
+
+
+@pytest.fixture
+def session_bouncer(server: ThrowawayServer) -> Iterator[tuple[Bouncer, dict[str, Any]]]:
+    """A PgBouncer in session mode: each client keeps its server connection (what agent19 needs)."""
+    yield from _bouncer(server, "--pool-mode", "session")
+
+
+def _bouncer(server: ThrowawayServer, *extra: str) -> Iterator[tuple[Bouncer, dict[str, Any]]]:
     port = free_port()
     top = Path(tempfile.mkdtemp(prefix="agent19-pgbouncer-"))  # pytest's tmp_path is 0700: postgres cannot enter
     directory = top / "pgb"
     code, cfg = generate(server, directory, "--listen-port", str(port), "--users", "app", "postgres",
-                         "--pool-size", "20", "--reserve-pool-size", "0")
+                         "--pool-size", "20", "--reserve-pool-size", "0", *extra)
     assert code == 0 and cfg["valid"], cfg["findings"]
     try:
         b = Bouncer(directory, port)
@@ -430,10 +440,11 @@ def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: Throw
 
 
 def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
-        server: ThrowawayServer, bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+        server: ThrowawayServer, session_bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
     """agent19 sends standard_conforming_strings as a startup option; a PgBouncer before 1.20 refuses `options`:
-    agent19 connects without it and sets the setting after connecting."""
-    b, _cfg = bouncer
+    agent19 connects without it and sets the setting after connecting. (In session mode: in transaction mode
+    agent19 refuses to run, the next test.)"""
+    b, _cfg = session_bouncer
     db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
     try:
         with db.session() as conn:
@@ -453,6 +464,9 @@ def test_agent19_refuses_a_server_session_it_did_not_configure(
     db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
     others = [psycopg.connect(b.dsn(), autocommit=True) for _ in range(5)]
     try:
+        # the pool's connection configured before the first call: a call waiting for it would make the pool open a
+        # second one, configured on the same server connection in turn, and the first call would be refused already
+        db._open_pool().wait()
         with db.session() as pooled:
             assert pooled.execute("SELECT 1 AS one").fetchone() == {"one": 1}
         configured = _tokens[pooled]  # what its reset after the call set, on the server connection it then had
