@@ -47,7 +47,8 @@ DDL = """CREATE TABLE IF NOT EXISTS agent19.confirmations (
 Q_EXISTS = "SELECT pg_catalog.to_regclass(%s) IS NOT NULL AS e"
 Q_HAS_SCHEMA = f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname {EQ} 'agent19'"
 Q_USER = "SELECT CURRENT_USER AS u"
-Q_LOCK = {mode: f"LOCK TABLE {{table}} IN {mode} MODE" for mode in ("ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE")}
+Q_LOCK = {mode: f"LOCK TABLE {{table}} IN {mode} MODE"
+          for mode in ("ACCESS SHARE", "ROW EXCLUSIVE", "SHARE ROW EXCLUSIVE")}
 """The lock :func:`hold` takes, by mode (the table named by the caller: one of agent19's own constants)."""
 Q_ROW = f"SELECT approved_by, used_at FROM {TABLE} WHERE nonce {EQ} %s"
 Q_ROW_LOCKED = Q_ROW + " FOR UPDATE"
@@ -76,7 +77,11 @@ SELECT c.oid, c.relkind {EQ} 'r' AND c.relpersistence {EQ} 'p' AND NOT c.relispa
           FROM pg_catalog.pg_attribute a
          WHERE a.attrelid {EQ} c.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
        {EQ} %(columns)s::pg_catalog.text[]
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d WHERE d.adrelid {EQ} c.oid)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute da
+                      ON da.attrelid {EQ} d.adrelid AND da.attnum {EQ} d.adnum
+                    WHERE d.adrelid {EQ} c.oid
+                      AND pg_catalog.concat(da.attname, ' ', pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+                          OPERATOR(pg_catalog.<>) ALL (%(defaults)s::pg_catalog.text[]))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid {EQ} c.oid
                       AND k.contype OPERATOR(pg_catalog.<>) ALL ('{{p,n}}'::pg_catalog."char"[]))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid {EQ} c.oid)
@@ -89,8 +94,9 @@ SELECT c.oid, c.relkind {EQ} 'r' AND c.relpersistence {EQ} 'p' AND NOT c.relispa
    AND c.relname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 2)
 """
 """Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own
-shape and runs no code: its columns only, logged, no default, check, trigger, rule, inheritance, expression index or
-row level security. Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
+shape and runs no code: its columns only, logged, no default (but ``defaults``: "column expression", as the
+server writes it back, e.g. ``tables '{}'::jsonb``), check, trigger, rule, inheritance, expression index or row level
+security. Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
 TABLE lose nothing by themselves); a default or check calling a function there would run, unmeasured, in the
 transaction of every confirmed statement (review r27 k03); a rule or a policy would make agent19's writes or reads of
 it see nothing. Found by name in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
@@ -135,16 +141,17 @@ def ensure(conn: Any, table: str = TABLE, ddl: str = DDL, columns: list[str] = C
     check_shape(conn, table, columns)  # another session may have made it first
 
 
-def hold(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, mode: str = "ROW EXCLUSIVE") -> None:
+def hold(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, mode: str = "ROW EXCLUSIVE",
+         defaults: tuple[str, ...] = ()) -> None:
     """Inside the transaction that writes (or reads) ``table``: lock it against DDL (a default, trigger or rule added
     now would wait for the transaction's end), then check its shape."""
     conn.execute(Q_LOCK[mode].format(table=table))
-    check_shape(conn, table, columns)
+    check_shape(conn, table, columns, defaults)
 
 
-def check_shape(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS) -> None:
+def check_shape(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, defaults: tuple[str, ...] = ()) -> None:
     """:class:`LedgerUnavailable` unless ``table`` is missing or has agent19's shape (:data:`Q_SHAPE`)."""
-    row = conn.execute(Q_SHAPE, {"columns": columns, "table": table}).fetchone()
+    row = conn.execute(Q_SHAPE, {"columns": columns, "table": table, "defaults": list(defaults)}).fetchone()
     if row is not None and not row["ours"]:
         raise LedgerUnavailable(
             f"{table} is not the table agent19 makes (other columns, or unlogged, or a default, check, trigger, rule, "

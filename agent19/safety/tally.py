@@ -60,7 +60,7 @@ laxer)."""
 def state(conn: Any) -> tuple[int | None, bool]:
     """The tally table's oid (None when there is none) and whether it has agent19's shape (read from the catalog: no
     privilege needed)."""
-    row = conn.execute(ledger.Q_SHAPE, {"columns": COLUMNS, "table": TABLE}).fetchone()
+    row = conn.execute(ledger.Q_SHAPE, {"columns": COLUMNS, "table": TABLE, "defaults": []}).fetchone()
     return (int(row["oid"]), bool(row["ours"])) if row else (None, True)
 
 

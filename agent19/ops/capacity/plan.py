@@ -57,7 +57,7 @@ def capacity_sample(db: Database, data_dir: Path, *, store: str = "file") -> Sam
         with db.session() as conn:
             with conn.transaction():
                 capacity_samples.append_table(conn, sample)
-        stored = _table_samples(db)
+        stored, _ = _table_samples(db)
         return SampleResult(path=capacity_samples.TABLE, key=key, sample=sample, samples_for_database=len(stored))
     path = capacity_samples.samples_path(data_dir, key)
     capacity_samples.append(path, sample)
@@ -66,11 +66,9 @@ def capacity_sample(db: Database, data_dir: Path, *, store: str = "file") -> Sam
                         skipped_lines=skipped)
 
 
-def _table_samples(db: Database | Probe) -> list[capacity_samples.Sample]:
-    rows = db.rows if isinstance(db, Probe) else db.execute_read
-    if not rows(capacity_samples.Q_TABLE_EXISTS)[0]["readable"]:
-        return []
-    return capacity_samples.from_rows(rows(capacity_samples.Q_TABLE_SAMPLES))
+def _table_samples(db: Database | Probe) -> tuple[list[capacity_samples.Sample], str | None]:
+    with (db.db if isinstance(db, Probe) else db).read() as conn:
+        return capacity_samples.read_table(conn)
 
 
 HOW_TO_GET_HISTORY = ("run `agent19 capacity sample` daily (cron) and re-plan after a week; a creation "
@@ -99,7 +97,9 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
         samples, skipped = capacity_samples.load(path, state.database)
         if skipped:
             notes.append(f"{skipped} unreadable line(s) in {path} skipped")
-        in_table = _table_samples(probe)
+        in_table, unread = _table_samples(probe)
+        if unread:
+            notes.append(unread)
         where = str(path) + (f" and {capacity_samples.TABLE}" if in_table else "")
         merged = {s.at: s for s in samples + in_table}
         pts = capacity_samples.points([merged[at] for at in sorted(merged)])

@@ -110,9 +110,22 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 COMMENT ON TABLE {TABLE} IS 'size samples recorded by agent19 capacity sample --store table';"""
 
 
+COLUMNS = ["at timestamp with time zone", "database text", "database_bytes bigint", "cluster_bytes bigint",
+           "rows bigint", "tables jsonb"]
+DEFAULTS = ("tables '{}'::jsonb",)
+"""The table's shape as :data:`CREATE_TABLE` makes it (:data:`agent19.safety.ledger.Q_SHAPE`): any role that may
+create schema ``agent19`` can make a relation by that name first — a view, a table with a trigger, a policy, a
+column of its own type with an implicit cast — whose code agent19's reads and writes would run as its login
+(review r29 F1, F2). Read and written only with that shape, locked against DDL first."""
+
+
 def append_table(conn: Any, sample: Sample) -> None:
-    """Insert ``sample`` (the caller's session must be allowed to write: execute mode)."""
-    conn.execute(CREATE_TABLE)
+    """Insert ``sample`` (in the caller's transaction; its session must be allowed to write: execute mode). Raises
+    :class:`agent19.safety.ledger.LedgerUnavailable` when the table is not the one agent19 makes."""
+    from agent19.safety import ledger
+
+    conn.execute(CREATE_TABLE)  # IF NOT EXISTS: nothing runs where another's is already there
+    ledger.hold(conn, TABLE, COLUMNS, "ROW EXCLUSIVE", DEFAULTS)
     conn.execute(f"INSERT INTO {TABLE} (at, database, database_bytes, cluster_bytes, rows, tables) "
                  "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (at) DO NOTHING",
                  (sample.at, sample.database, sample.database_bytes, sample.cluster_bytes, sample.rows,
@@ -128,6 +141,22 @@ SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, da
 Q_TABLE_EXISTS = f"""
 SELECT to_regclass('{TABLE}') IS NOT NULL
        AND has_table_privilege(to_regclass('{TABLE}'), 'SELECT') AS readable"""
+
+
+def read_table(conn: Any) -> tuple[list[Sample], str | None]:
+    """The samples in :data:`TABLE` for this database (``conn`` in a transaction), or none and why: read only when
+    the table has agent19's shape, locked against DDL first (a trigger, rule or policy added after the check would
+    wait for the read to end)."""
+    from agent19.safety import ledger
+
+    if not conn.execute(Q_TABLE_EXISTS).fetchone()["readable"]:
+        return [], None
+    conn.execute(ledger.Q_LOCK["ACCESS SHARE"].format(table=TABLE))
+    try:
+        ledger.check_shape(conn, TABLE, COLUMNS, DEFAULTS)
+    except ledger.LedgerUnavailable as exc:
+        return [], f"{TABLE} not read: {exc.message}"
+    return from_rows(conn.execute(Q_TABLE_SAMPLES).fetchall()), None
 
 
 def from_rows(rows: list[dict[str, Any]]) -> list[Sample]:
