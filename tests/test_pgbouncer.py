@@ -490,6 +490,31 @@ def test_agent19_refuses_a_server_session_it_did_not_configure(
             other.close()
 
 
+def test_a_catalog_only_call_sets_nothing_on_a_server_session_it_did_not_configure(
+        server: ThrowawayServer, bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
+    """A call of a catalog_only tool searches pg_catalog, pg_temp: set when the call takes its session, only when the
+    server session that answers is agent19's own (review r29 F9) — else another client would get that path on the
+    server connection it is given next (a transaction-mode PgBouncer resets nothing)."""
+    from agent19.db.catalog_first import catalog_only
+
+    b, _cfg = bouncer
+    db = Database(session_settings(dsn=b.dsn(), mode="read-only"))
+    holder = psycopg.connect(b.dsn(), autocommit=True)
+    try:
+        db._open_pool().wait()
+        with db.session() as pooled:
+            assert pooled.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+        holder.execute("BEGIN")  # the server connection agent19 configured: the next call gets another
+        assert holder.execute("SELECT current_setting('agent19.session', true)").fetchone()[0] == _tokens[pooled]
+        with catalog_only(), pytest.raises(ConfigError, match="pool_mode = session"):
+            db.execute_read("SELECT 1 AS one")
+        with psycopg.connect(b.dsn(), autocommit=True) as other:  # gets the server connection that answered
+            assert other.execute("SHOW search_path").fetchone() == ('"$user", public',)
+    finally:
+        holder.close()
+        db.close()
+
+
 def test_rerunning_config_keeps_auth_working_and_status_names_a_failed_server_login(server: ThrowawayServer) -> None:
     """r25c N4: a second `pgbouncer config --write` (same directory, or a new one) must not leave the lookup role's
     password and the userlist apart; when they are apart, status says the server login fails, not pool size."""

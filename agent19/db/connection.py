@@ -292,9 +292,10 @@ class Database:
             # configured when the previous call ended: still the same server session, and no untrusted capture since
             # (a call that reads the catalog only searches no schema of the user's instead)
             mine = f"pg_catalog.current_setting('{SESSION_TOKEN}', true)"
-            if catalog_first.reading_catalog_only():
+            if catalog_first.reading_catalog_only():  # the path set only on agent19's own server session (r29 F9)
                 token = conn.cursor(row_factory=tuple_row).execute(
-                    f"SELECT {mine}, {catalog_first.SET_OWN_PATH}").fetchone()[0]  # type: ignore[index]
+                    f"SELECT {mine}, CASE WHEN {mine} OPERATOR(pg_catalog.=) %s THEN {catalog_first.SET_OWN_PATH} "
+                    "END", (_tokens.get(conn, ""),)).fetchone()[0]  # type: ignore[index]
             else:
                 token = captures.recheck(conn, also=mine)
             if token != _tokens.get(conn):
