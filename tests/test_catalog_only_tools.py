@@ -4,11 +4,13 @@ A function or operator in a schema on the login's search_path, named like a buil
 arguments more exactly, is what agent19's unqualified queries would call (review r27b k01, r28 F1). The check of the
 path at each call (agent19.db.captures) refuses a database where someone other than the login owns one — a denial
 of service by anyone who may create in ``public`` (r28 F8) — and cannot see one planted while a call runs, say
-while a lock holds the call still (r28 F2). A tool declared ``catalog_only`` (health, info, replication, capacity,
-index health, backup status and runbook, PgBouncer config, setup-role) resolves nothing through the user's
-path: every session it uses searches ``pg_catalog, pg_temp``, where no role but a superuser creates anything. This test walks the
-registry: every such tool runs as a user runs it on a database full of a non-superuser owner's overloads, as a
-superuser login, and none of them runs (each advances a sequence when called)."""
+while a lock holds the call still (r28 F2). A tool declared ``catalog_only`` (health, info, replication,
+capacity, index health, backup status and runbook, PgBouncer config, setup-role) resolves nothing through the
+user's path: every session it uses searches ``pg_catalog, pg_temp``, where no role but a superuser creates anything.
+This test walks the registry: every such tool runs as a user runs it on a database full of a non-superuser owner's
+overloads, as a superuser login, and none of them runs (each advances a sequence when called). What a search_path
+cannot cover — a relation agent19 reads at a fixed name, code the planner runs on a table it scans — is covered
+where it is read: tests/test_capacity_samples_shape.py, tests/test_capacity_privileged_scan.py."""
 
 from __future__ import annotations
 

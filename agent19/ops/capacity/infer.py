@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -72,14 +73,17 @@ def _monthly_sql(i: int, c: dict[str, Any]) -> tuple[str, float]:
             100.0 / pct)
 
 
-def _monthly(probe: Probe, found: list[dict[str, Any]]) -> list[tuple[dict[datetime, float], float, str]]:
+Rows = Callable[[str], list[dict[str, Any]]]
+
+
+def _monthly(scan: Rows, found: list[dict[str, Any]]) -> list[tuple[dict[datetime, float], float, str]]:
     """Per table: rows per month (scaled when sampled), undated rows, and its query — BATCH tables a query."""
     out: list[tuple[dict[datetime, float], float, str]] = []
     for start in range(0, len(found), BATCH):
         chunk = found[start:start + BATCH]
         parts = [_monthly_sql(i, c) for i, c in enumerate(chunk)]
         results: list[tuple[dict[datetime, float], float, str]] = [({}, 0.0, sql) for sql, _ in parts]
-        for r in probe.rows("\nUNION ALL\n".join(sql for sql, _ in parts)):
+        for r in scan("\nUNION ALL\n".join(sql for sql, _ in parts)):
             counts, _, _ = results[r["t"]]
             n = r["n"] * parts[r["t"]][1]
             if r["month"] is None:
@@ -90,9 +94,10 @@ def _monthly(probe: Probe, found: list[dict[str, Any]]) -> list[tuple[dict[datet
     return out
 
 
-def from_creation_columns(probe: Probe, state: CurrentState, found: list[dict[str, Any]],
+def from_creation_columns(probe: Probe, state: CurrentState, found: list[dict[str, Any]], scan: Rows,
                           max_months: int = 36) -> tuple[list[Point], list[str]]:
-    """Cumulative bytes and rows of the database at each month's end (and now) from creation columns.
+    """Cumulative bytes and rows of the database at each month's end (and now) from creation columns, the tables'
+    rows counted by ``scan`` (the login user reads run as: :func:`agent19.ops.capacity.plan.row_scanner`).
 
     The :data:`MAX_TABLES` largest tables with a creation column are counted (others are small next to them
     and are taken as static, as tables without one are).
@@ -102,7 +107,7 @@ def from_creation_columns(probe: Probe, state: CurrentState, found: list[dict[st
     skipped = found[MAX_TABLES:]
     found = found[:MAX_TABLES]
     tables, evidence = [], []
-    for c, (counts, undated, sql) in zip(found, _monthly(probe, found), strict=True):
+    for c, (counts, undated, sql) in zip(found, _monthly(scan, found), strict=True):
         total = sum(counts.values()) + undated
         if not counts or total <= 0:
             continue

@@ -71,6 +71,25 @@ def _table_samples(db: Database | Probe) -> tuple[list[capacity_samples.Sample],
         return capacity_samples.read_table(conn)
 
 
+def row_scanner(db: Database) -> tuple[capacity_infer.Rows | None, str | None]:
+    """Where the creation columns' rows are counted: as the login user reads run as (``--read-dsn``, or agent19's
+    own reader on its embedded server), else nowhere and why. Planning and scanning a table runs code its owner
+    wrote — index expressions folded at plan time, row level security policies — as the login that reads it: a
+    privileged one (a superuser, pg_execute_server_program...) would run it with those powers (review r29 F4),
+    unless the user accepted it (``--allow-privileged-reads``)."""
+    from agent19.safety import gate
+
+    facts = gate.reader_login(db)
+    if facts.privileged and not facts.allowed_by_opt_in:
+        what = "a superuser" if facts.superuser else "a member of " + ", ".join(facts.privileged_roles)
+        return None, (f"creation timestamp columns not counted: counting scans the tables' rows, and as "
+                      f"{facts.login} ({what}) that would run code the tables' owners wrote (index expressions, "
+                      "row level security policies) with its powers; give agent19 a least-privilege reader "
+                      "(--read-dsn, `agent19 setup-role` prints the SQL) or accept it with --allow-privileged-reads")
+    reader = gate.reader_database(db)
+    return (lambda q: reader.execute_read(q.encode())), None  # type: ignore[arg-type]
+
+
 HOW_TO_GET_HISTORY = ("run `agent19 capacity sample` daily (cron) and re-plan after a week; a creation "
                       "timestamp column counts once its data spans two month ends")
 
@@ -81,7 +100,7 @@ def _not_yet(source: str, evidence: list[str], pts: list[Point], why: str, notes
     return Growth(source=source, evidence=evidence, observed=pts, not_known_yet=text, notes=[text, *notes])
 
 
-def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, dsn: str) -> tuple[Growth, bool]:
+def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, db: Database) -> tuple[Growth, bool]:
     """Growth from samples, else the data; and whether the largest table has a creation column.
 
     Each source is fitted only with enough history (:func:`agent19.ops.capacity.fit.too_little`); with too
@@ -93,7 +112,7 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
     notes: list[str] = []
     pending: Growth | None = None
     if data_dir is not None:
-        path = capacity_samples.samples_path(data_dir, capacity_samples.sample_key(state, dsn))
+        path = capacity_samples.samples_path(data_dir, capacity_samples.sample_key(state, db.dsn))
         samples, skipped = capacity_samples.load(path, state.database)
         if skipped:
             notes.append(f"{skipped} unreadable line(s) in {path} skipped")
@@ -117,8 +136,11 @@ def growth_evidence(probe: Probe, state: CurrentState, data_dir: Path | None, ds
             pending = _not_yet("samples", evidence, pts, why, [])
         notes.append(f"samples of this database in {where}: {why} (run `agent19 capacity sample` daily, e.g. "
                      "from cron)")
-    if found:
-        pts, evidence = capacity_infer.from_creation_columns(probe, state, found)
+    scan, refused = row_scanner(db) if found else (None, None)
+    if refused:
+        notes.append(refused)
+    if found and scan is not None:
+        pts, evidence = capacity_infer.from_creation_columns(probe, state, found, scan)
         why = too_little(pts)
         if why is None:
             notes.append("tables without a creation timestamp column are taken as static; bytes per row are "
@@ -149,7 +171,7 @@ def capacity_plan(db: Database, *, window_s: float = 5, disk_size: int | None = 
     probe = _probe(db)
     try:
         state = measure(probe, window_s=window_s)
-        growth, timed = growth_evidence(probe, state, data_dir, db.dsn)
+        growth, timed = growth_evidence(probe, state, data_dir, db)
     finally:
         probe.close()
     growth = project(growth, state.database_bytes, state.cluster_bytes, state.rows, disk_size)
