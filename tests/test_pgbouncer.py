@@ -439,6 +439,33 @@ def test_auth_query_from_a_plain_login_works_on_the_real_pgbouncer(server: Throw
             c.execute("DROP ROLE IF EXISTS pgbouncer_auth")
 
 
+def test_the_auth_setup_stops_where_another_role_made_the_lookup_function_first(server: ThrowawayServer,
+                                                                                tmp_path: Path) -> None:
+    """r29 F5: `CREATE SCHEMA IF NOT EXISTS pgbouncer` and `CREATE OR REPLACE FUNCTION pgbouncer.get_auth` run by the
+    DBA left a function the application's login had made first its own: it chose the hash PgBouncer checks for any
+    user. The setup now stops before changing anything, and says why."""
+    app_dsn = make_conninfo(server.dsn_for("shop"), user="app")
+    done = agent19("--dsn", app_dsn, "pgbouncer", "config", "--write", str(tmp_path / "pgb"), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    setup = (tmp_path / "pgb" / "pgbouncer_auth.sql").read_text()
+    with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+        c.execute("GRANT CREATE ON DATABASE shop TO app")
+    try:
+        with psycopg.connect(app_dsn, autocommit=True) as c:
+            c.execute("CREATE SCHEMA pgbouncer; CREATE FUNCTION pgbouncer.get_auth(p_usename text) RETURNS TABLE "
+                      "(usename name, passwd text) LANGUAGE sql AS $$ SELECT p_usename::name, 'chosen'::text $$")
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:  # the DBA applies it
+            with pytest.raises(psycopg.errors.RaiseException, match="owned by a role that is not a superuser"):
+                c.execute(setup)
+            owner = c.execute("SELECT pg_get_userbyid(proowner), prosecdef FROM pg_proc "
+                              "WHERE proname = 'get_auth'").fetchone()
+            assert owner == ("app", False)  # untouched: nothing made it a SECURITY DEFINER of anyone's
+    finally:
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
+            c.execute("DROP SCHEMA IF EXISTS pgbouncer CASCADE; REVOKE CREATE ON DATABASE shop FROM app")
+            c.execute("DROP ROLE IF EXISTS pgbouncer_auth")
+
+
 def test_agent19_works_through_a_pgbouncer_that_refuses_startup_options(
         server: ThrowawayServer, session_bouncer: tuple[Bouncer, dict[str, Any]]) -> None:
     """agent19 sends standard_conforming_strings as a startup option; a PgBouncer before 1.20 refuses `options`:
