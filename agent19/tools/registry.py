@@ -116,7 +116,9 @@ class ToolSpec(Generic[A, R]):
     """Every session the tool uses searches ``pg_catalog, pg_temp`` only (``catalog_first.catalog_only``):
     for a tool that reads the server's catalog and statistics, names what it shows schema-qualified itself, and
     resolves no name of the user's through the login's search_path and runs no user SQL. No overload anyone makes
-    on that path is then what its queries call, and a database where an untrusted one exists is not refused."""
+    on that path is then what its queries call, and a database where an untrusted one exists is not refused. What a
+    path does not cover (a relation read at a fixed name, code the planner runs on a table it scans) is handled
+    where it is read."""
     destructive: bool = False
     idempotent: bool = True
     cli: str | None = None
