@@ -58,8 +58,11 @@ class _Run:
     # -- executing ------------------------------------------------------------------------
     @contextmanager
     def transaction(self, user_sql: bool) -> Iterator[Connection]:
-        """The table's READ ONLY, REPEATABLE READ transaction (the gate's reader when user SQL is involved)."""
-        cm: AbstractContextManager[Connection] = gate.reader(self.db) if user_sql else self.db.read()
+        """The table's READ ONLY, REPEATABLE READ transaction, as the login user reads run as: scanning a table runs
+        code its owner wrote (index expressions the planner folds, row level security policies), so a privileged
+        login scans only when the user accepted it (``--allow-privileged-reads``; review r29 F8), user SQL or not."""
+        gate.require_unprivileged_reader(self.db)
+        cm: AbstractContextManager[Connection] = gate.reader(self.db)
         with cm as conn:
             self.login = conn.info.user  # the reader login when user SQL is involved: the one a GRANT is for
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
