@@ -20,6 +20,7 @@ from agent19.config import AccessMode, Settings
 from agent19.db.catalog import snapshot
 from agent19.db.connection import Database
 from tests.conftest import owner_login
+from tests.test_captured_path import _ran
 from tests.test_cli import agent19
 
 # an object of every kind the snapshot reads, with names that take relation_key_sql's quoting branch; no index is
@@ -74,12 +75,6 @@ CREATE FUNCTION public.pg_relation_size(r oid) RETURNS bigint LANGUAGE sql
     AS $$ SELECT pg_catalog.pg_relation_size(r::pg_catalog.regclass)
             FROM (SELECT pg_catalog.nextval('public.ran')) s $$;
 """
-
-
-def _ran(dsn: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        last, called = c.execute("SELECT last_value, is_called FROM public.ran").fetchone()
-    return int(last) if called else 0
 
 
 def _owner_with_schema(dsn: str) -> str:
