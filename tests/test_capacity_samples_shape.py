@@ -26,9 +26,12 @@ SHAPE = """(at timestamptz PRIMARY KEY, database text NOT NULL, database_bytes b
             cluster_bytes bigint NOT NULL, rows bigint NOT NULL, tables jsonb NOT NULL DEFAULT '{}')"""
 
 
-def _owner(dsn: str, sql: str) -> None:
-    with psycopg.connect(owner_login(dsn, "capshape"), autocommit=True) as c:
+def _owner(dsn: str, sql: str) -> str:
+    """``sql`` run by the database's owner (not a superuser), after :data:`EVIL`; its DSN."""
+    owner = owner_login(dsn, "capshape")
+    with psycopg.connect(owner, autocommit=True) as c:
         c.execute(EVIL + sql)
+    return owner
 
 
 def test_a_view_in_its_place_is_not_read(dsn, tmp_path):
@@ -66,3 +69,27 @@ def test_the_table_agent19_makes_is_written_and_read(dsn, tmp_path):
     assert json.loads(out.stdout)["samples_for_database"] == 2
     plan = agent19("capacity", "--window", "0", "--dsn", dsn, "--format", "json", env=env)
     assert "not read" not in plan.stdout and "agent19.capacity_samples" in plan.stdout, plan.stdout
+
+
+def test_a_table_of_its_shape_another_role_owns_is_not_read(dsn, tmp_path):
+    """r30 G1, G2: the owner's table has exactly agent19's columns, but a statistics object over an expression
+    calling the owner's function (planning a read of the table runs it) — and the owner may add one at any moment,
+    after any check: a table another role owns is not read at all. Nor is a sequence by that name an error."""
+    owner = _owner(dsn, f"CREATE TABLE agent19.capacity_samples {SHAPE}; " + """
+CREATE FUNCTION public.lie() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+    RAISE EXCEPTION 'owner code ran as superuser';
+  END IF;
+  RETURN 0;
+END $$;
+CREATE STATISTICS agent19.planned ON (public.lie() + rows), database FROM agent19.capacity_samples""")
+    out = agent19("capacity", "--window", "0", "--dsn", dsn, "--format", "json",
+                  env={"AGENT19_DATA_DIR": str(tmp_path)})
+    assert out.returncode in (0, 1) and "owner code ran" not in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "agent19.capacity_samples not read" in out.stdout and "owned by a role other than" in out.stdout
+    with psycopg.connect(owner, autocommit=True) as c:
+        c.execute("DROP TABLE agent19.capacity_samples; CREATE SEQUENCE agent19.capacity_samples")
+    out = agent19("capacity", "--window", "0", "--dsn", dsn, "--format", "json",
+                  env={"AGENT19_DATA_DIR": str(tmp_path)})
+    assert out.returncode in (0, 1) and "agent19.capacity_samples not read" in out.stdout, out.stdout + out.stderr

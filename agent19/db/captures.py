@@ -49,7 +49,7 @@ SESSION_SCHEMAS = "pg_catalog.current_schemas(false)"
 """The schemas of the session's search_path that exist (read under that path)."""
 
 
-def _trusted(owner: str) -> str:
+def trusted(owner: str) -> str:
     """Owned by a superuser or by the login itself (``SESSION_USER``: a database's ``SET role`` must not make
     another role's code the login's own — review r28 F5)."""
     return (f"COALESCE((SELECT u.rolsuper OR u.rolname {EQ} SESSION_USER FROM pg_catalog.pg_roles u "
@@ -57,9 +57,9 @@ def _trusted(owner: str) -> str:
 
 
 def _fn_trusted(fn: str) -> str:
-    """The function ``fn`` (an aggregate's transition or final function; none: 0 or NULL) is :func:`_trusted`."""
+    """The function ``fn`` (an aggregate's transition or final function; none: 0 or NULL) is :func:`trusted`."""
     return (f"({fn} IS NULL OR {fn} {EQ} '0'::pg_catalog.oid OR "
-            f"{_trusted(f'(SELECT g.proowner FROM pg_catalog.pg_proc g WHERE g.oid {EQ} {fn})')})")
+            f"{trusted(f'(SELECT g.proowner FROM pg_catalog.pg_proc g WHERE g.oid {EQ} {fn})')})")
 
 
 def _q(name: str) -> str:
@@ -79,7 +79,7 @@ WITH builtin AS MATERIALIZED (SELECT DISTINCT b.proname FROM pg_catalog.pg_proc 
 SELECT p.oid, pg_catalog.concat('function ', {_q('n.nspname')}, '.', {_q('p.proname')}, '(',
               pg_catalog.oidvectortypes(p.proargtypes), ') owned by ',
               {_q('pg_catalog.pg_get_userbyid(p.proowner)')}) AS what,
-       {_trusted('p.proowner')} AND {_fn_trusted('ag.aggtransfn::pg_catalog.oid')}
+       {trusted('p.proowner')} AND {_fn_trusted('ag.aggtransfn::pg_catalog.oid')}
            AND {_fn_trusted('ag.aggfinalfn::pg_catalog.oid')} AS trusted
   FROM named p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
   LEFT JOIN pg_catalog.pg_aggregate ag ON ag.aggfnoid::pg_catalog.oid {EQ} p.oid
@@ -92,7 +92,7 @@ SELECT o.oid, pg_catalog.concat('operator ', {_q('n.nspname')}, '.', o.oprname, 
                    ELSE pg_catalog.format_type(o.oprleft, NULL) END, ', ',
               pg_catalog.format_type(o.oprright, NULL), ') owned by ',
               {_q('pg_catalog.pg_get_userbyid(o.oprowner)')}) AS what,
-       {_trusted('o.oprowner')} AND {_trusted('f.proowner')} AS trusted
+       {trusted('o.oprowner')} AND {trusted('f.proowner')} AS trusted
   FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid {EQ} o.oprnamespace
   JOIN pg_catalog.pg_proc f ON f.oid {EQ} o.oprcode::pg_catalog.oid
  WHERE n.nspname {EQ} ANY ({schemas}) AND o.oprnamespace {NE} {CATALOG}

@@ -28,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from agent19.db.captures import trusted
 from agent19.errors import Agent19Error
 
 QUALIFIED_SQL = True
@@ -88,15 +89,21 @@ SELECT c.oid, c.relkind {EQ} 'r' AND c.relpersistence {EQ} 'p' AND NOT c.relispa
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r WHERE r.ev_class {EQ} c.oid)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE c.oid {EQ} ANY (ARRAY[h.inhrelid, h.inhparent]))
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                    WHERE i.indrelid {EQ} c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)) AS ours
+                    WHERE i.indrelid {EQ} c.oid AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL))
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_statistic_ext x WHERE x.stxrelid {EQ} c.oid)
+   AND {trusted('c.relowner')} AS ours
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
  WHERE n.nspname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 1)
    AND c.relname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 2)
 """
 """Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own
-shape and runs no code: its columns only, logged, no default (but ``defaults``: "column expression", as the
-server writes it back, e.g. ``tables '{}'::jsonb``), check, trigger, rule, inheritance, expression index or row level
-security. Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
+shape and runs no code — owned by the login or a superuser (only its owner can add an index, a statistics object
+or a trigger, whose expressions the planner or the write runs as agent19's login: review r30 G1, G2; checking them
+once would leave a race no lock closes in a read-only transaction; its schema may be another role's, as `CREATE
+SCHEMA agent19 AUTHORIZATION app` makes it, and a table that role puts in its place is that role's) — its columns
+only, logged, no default (but ``defaults``: "column expression", as the server writes it back, e.g. ``tables '{}'::jsonb``),
+check, trigger, rule, inheritance, expression index, statistics object or row level security.
+Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
 TABLE lose nothing by themselves); a default or check calling a function there would run, unmeasured, in the
 transaction of every confirmed statement (review r27 k03); a rule or a policy would make agent19's writes or reads of
 it see nothing. Found by name in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
@@ -154,9 +161,10 @@ def check_shape(conn: Any, table: str = TABLE, columns: list[str] = COLUMNS, def
     row = conn.execute(Q_SHAPE, {"columns": columns, "table": table, "defaults": list(defaults)}).fetchone()
     if row is not None and not row["ours"]:
         raise LedgerUnavailable(
-            f"{table} is not the table agent19 makes (other columns, or unlogged, or a default, check, trigger, rule, "
-            "inheritance, expression index or row level security): code there would run, or rows vanish, each time "
-            "agent19 writes or reads it; nothing was run",
+            f"{table} is not the table agent19 makes (owned by a role other than this login or a superuser, or "
+            "other columns, unlogged, a default, check, trigger, rule, inheritance, expression index, statistics "
+            "object or row level security): code there would run, or rows vanish, each time agent19 writes or reads "
+            "it; nothing was run",
             f"have its owner look at it, then drop it or rename schema agent19 (agent19 makes its own {table})")
 
 

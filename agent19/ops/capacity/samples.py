@@ -151,8 +151,9 @@ def read_table(conn: Any) -> tuple[list[Sample], str | None]:
 
     if not conn.execute(Q_TABLE_EXISTS).fetchone()["readable"]:
         return [], None
-    conn.execute(ledger.Q_LOCK["ACCESS SHARE"].format(table=TABLE))
     try:
+        ledger.check_shape(conn, TABLE, COLUMNS, DEFAULTS)  # first: a relation of another kind is not locked
+        conn.execute(ledger.Q_LOCK["ACCESS SHARE"].format(table=TABLE))
         ledger.check_shape(conn, TABLE, COLUMNS, DEFAULTS)
     except ledger.LedgerUnavailable as exc:
         return [], f"{TABLE} not read: {exc.message}"
