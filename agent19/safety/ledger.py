@@ -96,17 +96,17 @@ SELECT c.oid, c.relkind {EQ} 'r' AND c.relpersistence {EQ} 'p' AND NOT c.relispa
  WHERE n.nspname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 1)
    AND c.relname {EQ} pg_catalog.split_part(%(table)s::pg_catalog.text, '.', 2)
 """
-"""Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own
-shape and runs no code — owned by the login or a superuser (only its owner can add an index, a statistics object
-or a trigger, whose expressions the planner or the write runs as agent19's login: review r30 G1, G2; checking them
-once would leave a race no lock closes in a read-only transaction; its schema may be another role's, as `CREATE
-SCHEMA agent19 AUTHORIZATION app` makes it, and a table that role puts in its place is that role's) — its columns
-only, logged, no default (but ``defaults``: "column expression", as the server writes it back, e.g. ``tables '{}'::jsonb``),
-check, trigger, rule, inheritance, expression index, statistics object or row level security.
-Any role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE
-TABLE lose nothing by themselves); a default or check calling a function there would run, unmeasured, in the
-transaction of every confirmed statement (review r27 k03); a rule or a policy would make agent19's writes or reads of
-it see nothing. Found by name in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
+"""Whether a table of agent19's (``agent19.confirmations``, :data:`agent19.safety.tally.TABLE`) has agent19's own shape
+and runs no code — owned by the login or a superuser (only its owner can add an index, a statistics object or a
+trigger, whose expressions the planner or the write runs as agent19's login: review r30 G1, G2; checking them once
+would leave a race no lock closes in a read-only transaction; its schema may be another role's, as `CREATE SCHEMA
+agent19 AUTHORIZATION app` makes it, and a table that role puts in its place is that role's) — its columns only,
+logged, no default (but ``defaults``: "column expression", as the server writes it back, e.g. ``tables
+'{}'::jsonb``), check, trigger, rule, inheritance, expression index, statistics object or row level security. Any
+role may make schema ``agent19`` and a table by that name first (CREATE SCHEMA and CREATE TABLE lose nothing by
+themselves); a default or check calling a function there would run, unmeasured, in the transaction of every confirmed
+statement (review r27 k03); a rule or a policy would make agent19's writes or reads of it see nothing. Found by name
+in the catalog (not ``to_regclass``, which needs USAGE on the schema)."""
 
 
 class LedgerUnavailable(Agent19Error):
