@@ -34,6 +34,7 @@ from agent19.db.connection import Database, _tokens
 from agent19.errors import ConfigError
 from agent19.ops.pgbouncer.status import pgbouncer_status
 from tests.conftest import need, session_settings
+from tests.reader_login import psql
 from tools.throwaway import ThrowawayServer, free_port, start_system, system_versions
 
 ROOT = Path(__file__).parent.parent
@@ -457,6 +458,13 @@ def test_the_auth_setup_stops_where_another_role_made_the_lookup_function_first(
         with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:  # the DBA applies it
             with pytest.raises(psycopg.errors.RaiseException, match="owned by a role that is not a superuser"):
                 c.execute(setup)
+        # with psql as a DBA may run it, without ON_ERROR_STOP (r30 G10): psql goes on after the error, the
+        # transaction does not
+        applied = subprocess.run([psql(), "-X", "-d", server.dsn_for("shop"), "-f",
+                                  str(tmp_path / "pgb" / "pgbouncer_auth.sql")], capture_output=True, text=True,
+                                 timeout=60)
+        assert "owned by a role that is not a superuser" in applied.stderr, applied.stderr
+        with psycopg.connect(server.dsn_for("shop"), autocommit=True) as c:
             owner = c.execute("SELECT pg_get_userbyid(proowner), prosecdef FROM pg_proc "
                               "WHERE proname = 'get_auth'").fetchone()
             assert owner == ("app", False)  # untouched: nothing made it a SECURITY DEFINER of anyone's

@@ -274,17 +274,24 @@ def setup_sql(password_literal: str) -> str:
     of ``pgbouncer config`` with a new password, keeps the role and the userlist matching). The password is in a
     top-level statement: an error there does not echo it (a PL/pgSQL error's CONTEXT would)."""
     return f"""-- run as a superuser in every pooled database: the lookup role PgBouncer's auth_query logs in as
+-- one transaction: a failed check stops it all, with or without psql's ON_ERROR_STOP; every name qualified, so a
+-- database's search_path cannot put another role's view or operator in the place of pg_catalog's
+BEGIN;
 DO $$ BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{LOOKUP_ROLE}') THEN CREATE ROLE {LOOKUP_ROLE}; END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) '{LOOKUP_ROLE}') THEN
+    CREATE ROLE {LOOKUP_ROLE};
+  END IF;
 END $$;
 ALTER ROLE {LOOKUP_ROLE} LOGIN PASSWORD {password_literal};
 -- a schema pgbouncer or a get_auth another role made first would stay that role's: it would choose the hashes
 DO $$ BEGIN
-  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid = n.nspowner
-              WHERE n.nspname = 'pgbouncer' AND NOT r.rolsuper)
-     OR EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-                  JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
-                 WHERE n.nspname = 'pgbouncer' AND p.proname = 'get_auth' AND NOT r.rolsuper) THEN
+  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+              WHERE n.nspname OPERATOR(pg_catalog.=) 'pgbouncer' AND NOT r.rolsuper)
+     OR EXISTS (SELECT FROM pg_catalog.pg_proc p
+                  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+                  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner
+                 WHERE n.nspname OPERATOR(pg_catalog.=) 'pgbouncer' AND p.proname OPERATOR(pg_catalog.=) 'get_auth'
+                   AND NOT r.rolsuper) THEN
     RAISE EXCEPTION 'schema pgbouncer or pgbouncer.get_auth exists and is owned by a role that is not a superuser: '
       'it would decide which password PgBouncer checks for every user; look at it, drop it, then run this again';
   END IF;
@@ -292,11 +299,13 @@ END $$;
 CREATE SCHEMA IF NOT EXISTS pgbouncer;  -- owned by the DBA: the lookup role may only call the function
 REVOKE ALL ON SCHEMA pgbouncer FROM PUBLIC;
 GRANT USAGE ON SCHEMA pgbouncer TO {LOOKUP_ROLE};
-CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename text) RETURNS TABLE (usename name, passwd text)
+CREATE OR REPLACE FUNCTION pgbouncer.get_auth(p_usename pg_catalog.text)
+RETURNS TABLE (usename pg_catalog.name, passwd pg_catalog.text)
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS
 $$ SELECT rolname, rolpassword FROM pg_authid WHERE rolname = p_usename AND rolcanlogin AND NOT rolsuper $$;
-REVOKE ALL ON FUNCTION pgbouncer.get_auth(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(text) TO {LOOKUP_ROLE};
+REVOKE ALL ON FUNCTION pgbouncer.get_auth(pg_catalog.text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgbouncer.get_auth(pg_catalog.text) TO {LOOKUP_ROLE};
+COMMIT;
 """
 
 
