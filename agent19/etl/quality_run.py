@@ -21,7 +21,7 @@ import random
 import re
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -62,8 +62,7 @@ class _Run:
         code its owner wrote (index expressions the planner folds, row level security policies), so a privileged
         login scans only when the user accepted it (``--allow-privileged-reads``; review r29 F8), user SQL or not."""
         gate.require_unprivileged_reader(self.db)
-        cm: AbstractContextManager[Connection] = gate.reader(self.db)
-        with cm as conn:
+        with gate.reader(self.db) as conn:
             self.login = conn.info.user  # the reader login when user SQL is involved: the one a GRANT is for
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             conn.execute(rls.EVERY_ROW)  # a read a policy would filter errors: never a pass on a subset

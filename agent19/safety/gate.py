@@ -170,6 +170,10 @@ class LoginFacts:  # who user reads run as; in server_info's result (pydantic re
     allowed_by_opt_in: bool = field(default=False, metadata={"description": "privileged, accepted because the "
                                                              "operator set --allow-privileged-reads"})
 
+    def powers(self) -> str:
+        """What makes the login privileged, for a message: "a superuser" or "a member of <roles>"."""
+        return "a superuser" if self.superuser else "a member of " + ", ".join(self.privileged_roles)
+
 
 Q_WHERE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started"
 Q_LOGIN = """
@@ -229,9 +233,8 @@ def require_unprivileged_reader(db: Database) -> LoginFacts:
     """In read-only mode, refuse to run user reads as a privileged login (unless opted in)."""
     facts = reader_login(db)
     if db.mode is AccessMode.READ_ONLY and facts.privileged and not db.settings.allow_privileged_reads:
-        what = "a superuser" if facts.superuser else "a member of " + ", ".join(facts.privileged_roles)
         raise PrivilegedReader(
-            f"refused in read-only mode: user SQL would run as {facts.login!r}, {what}; through views, "
+            f"refused in read-only mode: user SQL would run as {facts.login!r}, {facts.powers()}; through views, "
             "functions and casts a statement can reach server files, programs and other sessions as that login",
             "create a least-privilege reader login (`agent19 setup-role` prints the SQL) and pass its DSN as "
             "--read-dsn / AGENT19_READ_DSN; or accept the risk explicitly with --allow-privileged-reads "

@@ -81,11 +81,11 @@ def row_scanner(db: Database) -> tuple[capacity_infer.Rows | None, str | None]:
 
     facts = gate.reader_login(db)
     if facts.privileged and not facts.allowed_by_opt_in:
-        what = "a superuser" if facts.superuser else "a member of " + ", ".join(facts.privileged_roles)
         return None, (f"creation timestamp columns not counted: counting scans the tables' rows, and as "
-                      f"{facts.login} ({what}) that would run code the tables' owners wrote (index expressions, "
-                      "row level security policies) with its powers; give agent19 a least-privilege reader "
-                      "(--read-dsn, `agent19 setup-role` prints the SQL) or accept it with --allow-privileged-reads")
+                      f"{facts.login} ({facts.powers()}) that would run code the tables' owners wrote (index "
+                      "expressions, row level security policies) with its powers; give agent19 a least-privilege "
+                      "reader (--read-dsn, `agent19 setup-role` prints the SQL) or accept it with "
+                      "--allow-privileged-reads")
     reader = gate.reader_database(db)
     return (lambda q: reader.execute_read(q.encode())), None  # type: ignore[arg-type]
 
