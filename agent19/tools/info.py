@@ -34,6 +34,9 @@ class ServerInfo(BaseModel):
     server_version_text: str | None = None
     current_user: str | None = None
     is_superuser: bool | None = None
+    login: str | None = Field(default=None, description="the login (session_user); not current_user when a "
+                              "database or role setting switches the role: any code run can RESET ROLE to it")
+    login_superuser: bool | None = None
     in_recovery: bool | None = Field(default=None, description="true on a standby (replica)")
     statement_timeout: str | None = None
     lock_timeout: str | None = None
@@ -49,6 +52,7 @@ Q_FACTS = """
 SELECT current_setting('server_version_num')::int AS num, current_setting('server_version') AS text,
        current_user AS usr, pg_is_in_recovery() AS recovery,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       session_user AS login, (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS login_superuser,
        current_setting('statement_timeout') AS statement_timeout,
        current_setting('lock_timeout') AS lock_timeout,
        (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
@@ -108,6 +112,10 @@ def render_info(i: ServerInfo) -> str:
     role = "standby" if i.in_recovery else "primary"
     lines.append(f"PostgreSQL {i.server_version_text} ({role}), user {i.current_user}"
                  + (" (superuser)" if i.is_superuser else ""))
+    if i.login is not None and i.login != i.current_user:
+        lines.append(f"  the login is {i.login}" + (" (superuser)" if i.login_superuser else "")
+                     + f": a database or role setting (SET role) makes sessions act as {i.current_user}, and any "
+                     "code a session runs can RESET ROLE back to the login's powers")
     lines.append(f"statement_timeout {i.statement_timeout}, lock_timeout {i.lock_timeout}")
     for f in [*i.features, *i.privileges]:
         mark = "?" if f.available is None else "x" if f.available else " "
@@ -227,6 +235,8 @@ def server_info(ctx: ToolContext, args: InfoArgs) -> ServerInfo:
             "server_version_text": facts["text"],
             "current_user": facts["usr"],
             "is_superuser": facts["superuser"],
+            "login": facts["login"],
+            "login_superuser": facts["login_superuser"],
             "in_recovery": facts["recovery"],
             "statement_timeout": facts["statement_timeout"],
             "lock_timeout": facts["lock_timeout"],

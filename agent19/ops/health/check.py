@@ -75,7 +75,7 @@ def health_check(db: Database, thresholds: HealthThresholds | None = None,
     cannot_see += sorted({f"{c.check}: {c.needs}" for c in checks if c.needs and c.check == "sequences"})
     summary = summarize(
         checks, t.fail_on, role="standby" if f.standby else "primary", server_version=f.version,
-        database=f.database, user=f.user, privileges=f.privileges, cannot_see=cannot_see,
+        database=f.database, user=f.acting_as, privileges=f.privileges, cannot_see=cannot_see,
         duration_ms=round((time.monotonic() - start) * 1000, 1), thresholds=t.model_dump(),
     )
     return HealthReport(checks=checks, summary=summary)

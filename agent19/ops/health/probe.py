@@ -26,7 +26,7 @@ from agent19.ops.health.thresholds import HealthThresholds
 from agent19.units import human_duration
 
 Q_FACTS = """
-SELECT current_user AS "user", current_database() AS database, r.rolsuper AS superuser,
+SELECT current_user AS "user", session_user AS login, current_database() AS database, r.rolsuper AS superuser,
        pg_has_role(current_user, 'pg_monitor', 'USAGE') AS monitor,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
        CASE WHEN to_regprocedure('pg_ls_archive_statusdir()') IS NOT NULL  -- PostgreSQL 12+
@@ -55,6 +55,7 @@ MONITOR = "pg_monitor (or pg_read_all_stats)"
 @dataclass
 class ServerFacts:
     user: str = ""
+    login: str = ""
     database: str = ""
     superuser: bool = False
     monitor: bool = False
@@ -69,6 +70,12 @@ class ServerFacts:
     def privileges(self) -> str:
         return "superuser" if self.superuser else "pg_monitor" if self.monitor else \
             "pg_read_all_stats" if self.read_all_stats else "limited"
+
+    @property
+    def acting_as(self) -> str:
+        """The role the checks run as, and the login when a setting (SET role) made them differ."""
+        return self.user if self.login in ("", self.user) else \
+            f"{self.user} (SET role by a setting; the login is {self.login}, which any code run can RESET ROLE to)"
 
     @property
     def db_window(self) -> str:
