@@ -30,7 +30,7 @@ CONFIRMATION_PATH = {
     "agent19.safety.report", "agent19.safety.protocol", "agent19.safety.challenge", "agent19.safety.unmeasured",
 }
 # qualified before this test existed: the walker is proven on them
-EXAMPLES = {"agent19.db.captures": None, "agent19.migrate.dryrun.cluster_guard": ["Q_SESSION_READS"]}
+EXAMPLES = {"agent19.db.captures": None, "agent19.migrate.dryrun.cluster_guard": None}
 DELIBERATE = {
     ("agent19.safety.type_facts", "Q_WRITTEN_TYPE"):
         "the type an ALTER COLUMN names, resolved through the session's path as the statement will be (a NULL cast "
