@@ -134,10 +134,16 @@ def test_every_statement_names_what_it_calls_qualified(module):
 
 def test_the_queries_built_per_call_are_qualified():
     """Queries whose text depends on what is measured, read as built."""
-    from agent19.db import captures
+    from agent19.db import captures, hidden_statements
+    from agent19.migrate.planning import opaque_writes
     from agent19.safety import type_facts
 
     assert not unqualified(captures.captures_sql()), unqualified(captures.captures_sql())
+    view = '"s".pg_stat_statements'
+    for q in [hidden_statements.hidden_sql(view), hidden_statements.hidden_sql(view, hidden_statements.WROTE),
+              opaque_writes.Q_WROTE.format(view=view, wrote=hidden_statements.WROTE),
+              opaque_writes.Q_WROTE.format(view=view, wrote=opaque_writes.WROTE_BEFORE_13)]:
+        assert not unqualified(q), (q, unqualified(q))
     for old, new in [("integer", "smallint"), ("text", "character varying(20)"), ('"char"', "date"),
                      ("numeric(12,2)", "numeric(12,0)"), ("timestamp(3) with time zone", "date")]:
         q = type_facts.changed_sql('"Col"', '"s"."t"', old, new)

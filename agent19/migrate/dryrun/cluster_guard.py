@@ -77,6 +77,8 @@ _HELD_SHARED_WRITES = (
     f"AND l.mode OPERATOR(pg_catalog.=) ANY ('{{{','.join(_WRITE_MODES)}}}'::pg_catalog.text[]) "
     f"AND c.relname OPERATOR(pg_catalog.=) ANY ('{{{','.join(SHARED_CATALOGS)}}}'::pg_catalog.name[])")
 Q_SHARED_WRITES = f"SELECT DISTINCT c.relname::pg_catalog.text {_HELD_SHARED_WRITES} ORDER BY 1"
+Q_WROTE_SHARED = f"SELECT 1 {_HELD_SHARED_WRITES}"
+"""The guard's test in a watched session (:func:`guarded`), run by the server right after the user's statement."""
 
 
 def _roles(specs: list[dict[str, Any]] | None) -> str:
@@ -195,7 +197,7 @@ def guarded(statement: str) -> str:
     catalog — for a session agent19 cannot check between the statement and its commit (the watched worker
     of a blocking measurement). The statement ends on its own line: a trailing comment cannot swallow the
     rest. Simple-query protocol (no parameters)."""
-    guard = (f"DO $agent19_guard$ BEGIN IF EXISTS (SELECT 1 {_HELD_SHARED_WRITES}) THEN RAISE EXCEPTION "
+    guard = (f"DO $agent19_guard$ BEGIN IF EXISTS ({Q_WROTE_SHARED}) THEN RAISE EXCEPTION "
              "'agent19: the statement wrote a cluster-wide catalog; rolled back in the scratch database'; "
              "END IF; END $agent19_guard$")
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"
