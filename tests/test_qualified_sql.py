@@ -30,7 +30,7 @@ CONFIRMATION_PATH = {
     "agent19.safety.report", "agent19.safety.protocol", "agent19.safety.challenge", "agent19.safety.unmeasured",
 }
 # qualified before this test existed: the walker is proven on them
-EXAMPLES = {"agent19.db.captures": None, "agent19.migrate.dryrun.cluster_guard": ["Q_SESSION_READS"]}
+EXAMPLES = {"agent19.db.captures": None, "agent19.migrate.dryrun.cluster_guard": None}
 DELIBERATE = {
     ("agent19.safety.type_facts", "Q_WRITTEN_TYPE"):
         "the type an ALTER COLUMN names, resolved through the session's path as the statement will be (a NULL cast "
@@ -134,10 +134,16 @@ def test_every_statement_names_what_it_calls_qualified(module):
 
 def test_the_queries_built_per_call_are_qualified():
     """Queries whose text depends on what is measured, read as built."""
-    from agent19.db import captures
+    from agent19.db import captures, hidden_statements
+    from agent19.migrate.planning import opaque_writes
     from agent19.safety import type_facts
 
     assert not unqualified(captures.captures_sql()), unqualified(captures.captures_sql())
+    view = '"s".pg_stat_statements'
+    for q in [hidden_statements.hidden_sql(view), hidden_statements.hidden_sql(view, hidden_statements.WROTE),
+              opaque_writes.Q_WROTE.format(view=view, wrote=hidden_statements.WROTE),
+              opaque_writes.Q_WROTE.format(view=view, wrote=opaque_writes.WROTE_BEFORE_13)]:
+        assert not unqualified(q), (q, unqualified(q))
     for old, new in [("integer", "smallint"), ("text", "character varying(20)"), ('"char"', "date"),
                      ("numeric(12,2)", "numeric(12,0)"), ("timestamp(3) with time zone", "date")]:
         q = type_facts.changed_sql('"Col"', '"s"."t"', old, new)

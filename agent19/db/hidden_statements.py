@@ -18,10 +18,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 HIDDEN_TEXT = "<insufficient privilege>"
 NEEDS = "pg_read_all_stats"
-WROTE = "wal_records > 0 OR shared_blks_dirtied > 0"
+WROTE = "wal_records OPERATOR(pg_catalog.>) 0 OR shared_blks_dirtied OPERATOR(pg_catalog.>) 0"
 """A pg_stat_statements row whose statement wrote (PostgreSQL 13+: ``wal_records``)."""
+
+Q_VERSION = "SELECT pg_catalog.current_setting('server_version_num')::int AS v"
+Q_HIDDEN = ("SELECT userid::pg_catalog.regrole::pg_catalog.text AS role, pg_catalog.count(*)::bigint AS statements, "
+            "pg_catalog.sum(calls)::bigint AS calls, pg_catalog.quote_ident(current_user) AS login FROM {view} "
+            "WHERE query OPERATOR(pg_catalog.=) '" + HIDDEN_TEXT + "' AND ({wrote}) AND dbid OPERATOR(pg_catalog.=) "
+            "(SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) "
+            "pg_catalog.current_database()) GROUP BY userid ORDER BY 3 DESC")
+"""Per other role, its statements in ``{view}`` this login cannot read (``{wrote}``: which of them count, ``true``
+for all)."""
 
 Rows = Callable[[str], list[dict[str, Any]]]
 
@@ -45,11 +56,7 @@ def statements_view(rows: Rows) -> str | None:
 def hidden_sql(view: str, writes_only: str = "") -> str:
     """Per other role: its statements in ``view`` (pg_stat_statements, schema-qualified) this login cannot read;
     ``writes_only``: the columns that say a statement wrote (see the module docstring), "" for every statement."""
-    wrote = f" AND ({writes_only})" if writes_only else ""
-    return (f"SELECT userid::regrole::text AS role, count(*)::bigint AS statements, sum(calls)::bigint AS calls, "
-            f"quote_ident(current_user) AS login FROM {view} WHERE query = '{HIDDEN_TEXT}'{wrote} "
-            "AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-            "GROUP BY userid ORDER BY 3 DESC")
+    return Q_HIDDEN.format(view=view, wrote=writes_only or "true")
 
 
 def hidden_note(rows: list[dict[str, Any]], unknown: str) -> str | None:
@@ -68,6 +75,6 @@ def hidden_statements(rows: Rows, view: str, unknown: str, *, writes_only: bool 
     """:func:`hidden_note` of this login in the current database; ``rows`` runs one query, rows as dicts."""
     wrote = ""
     if writes_only:
-        new = int(rows("SELECT current_setting('server_version_num')::int AS v")[0]["v"]) >= 130000
+        new = int(rows(Q_VERSION)[0]["v"]) >= 130000
         wrote = WROTE if new else ""  # before 13: no wal_records, count all
     return hidden_note(rows(hidden_sql(view, wrote)), unknown)

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from agent19.db import catalog_first
-from agent19.db.catalog import relation_key_sql
+from agent19.db.catalog import EQ, NE, NOT_LIKE, _chars, relation_key_sql
 from agent19.db.locks import strongest_mode
 
 if TYPE_CHECKING:  # annotations only: the driver loads where a connection is opened
     import psycopg
 
+
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
 
 Node = tuple[str, int, str, int | None]
 """A relation as :data:`Q_FILENODES` reads it: (name, relfilenode or 0, relkind, an index's table oid)."""
@@ -85,23 +87,24 @@ class Observation(BaseModel):
 # a sequence's RESTART gives it a new file, which is no table rewrite).
 Q_FILENODES = f"""
 SELECT c.oid, {relation_key_sql('n.nspname', 'c.relname')} AS name,
-       CASE WHEN c.relkind IN ('r', 'm', 'i', 't') THEN c.relfilenode ELSE 0 END AS relfilenode,
-       c.relkind::text AS relkind, i.indrelid AS owner
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_index i ON i.indexrelid = c.oid
- WHERE c.relkind IN ('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname NOT LIKE 'pg_toast%%'
+       CASE WHEN c.relkind {EQ} ANY ({_chars('r', 'm', 'i', 't')}) THEN c.relfilenode ELSE 0 END AS relfilenode,
+       c.relkind::pg_catalog.text AS relkind, i.indrelid AS owner
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+  LEFT JOIN pg_catalog.pg_index i ON i.indexrelid {EQ} c.oid
+ WHERE c.relkind {EQ} ANY ({_chars('r', 'm', 'i', 't', 'p', 'I', 'v', 'S', 'f')})
+   AND n.nspname {NE} ALL ('{{pg_catalog,information_schema}}'::pg_catalog.name[])
+   AND n.nspname {NOT_LIKE} 'pg_toast%%'
 """
 Q_LOCKS = f"""
-SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) AS relation,
-       c.relkind::text AS relkind, l.mode
-  FROM pg_locks l
-  LEFT JOIN pg_class c ON c.oid = l.relation
-  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted
-   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-   AND COALESCE(n.nspname, '') NOT IN ('pg_catalog', 'information_schema')
-   AND l.relation >= 16384
+SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::pg_catalog.text) AS relation,
+       c.relkind::pg_catalog.text AS relkind, l.mode
+  FROM pg_catalog.pg_locks l
+  LEFT JOIN pg_catalog.pg_class c ON c.oid {EQ} l.relation
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE l.pid {EQ} pg_catalog.pg_backend_pid() AND l.locktype {EQ} 'relation' AND l.granted
+   AND l.database {EQ} (SELECT oid FROM pg_catalog.pg_database WHERE datname {EQ} pg_catalog.current_database())
+   AND COALESCE(n.nspname, '') {NE} ALL ('{{pg_catalog,information_schema}}'::pg_catalog.name[])
+   AND l.relation OPERATOR(pg_catalog.>=) 16384
  ORDER BY 1, 3
 """
 

@@ -56,6 +56,8 @@ from agent19.safety.function_facts import ESCAPING, SEQUENCE_FUNCTIONS
 from agent19.safety.trial import TrialCatalog, Untestable, named_functions
 from agent19.sqltree import walk
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 NOTE_PREFIX = "acts on the whole server, not one database: never run by a dry run"
 
 # catalogs shared by every database of the cluster that a statement writes only to change the cluster
@@ -69,11 +71,14 @@ _SHARED_OBJECTS = {"OBJECT_DATABASE": "database", "OBJECT_ROLE": "role", "OBJECT
                    "OBJECT_SUBSCRIPTION": "subscription", "OBJECT_PARAMETER_ACL": "parameter"}
 # the write locks this session holds on shared catalogs (constants only: usable without parameters)
 _HELD_SHARED_WRITES = (
-    "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE l.pid = pg_backend_pid() "
-    "AND l.locktype = 'relation' AND l.database = 0 "
-    f"AND l.mode IN ({', '.join(repr(m) for m in _WRITE_MODES)}) "
-    f"AND c.relname IN ({', '.join(repr(c) for c in SHARED_CATALOGS)})")
-Q_SHARED_WRITES = f"SELECT DISTINCT c.relname::text {_HELD_SHARED_WRITES} ORDER BY 1"
+    "FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation "
+    "WHERE l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() "
+    "AND l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.database OPERATOR(pg_catalog.=) 0 "
+    f"AND l.mode OPERATOR(pg_catalog.=) ANY ('{{{','.join(_WRITE_MODES)}}}'::pg_catalog.text[]) "
+    f"AND c.relname OPERATOR(pg_catalog.=) ANY ('{{{','.join(SHARED_CATALOGS)}}}'::pg_catalog.name[])")
+Q_SHARED_WRITES = f"SELECT DISTINCT c.relname::pg_catalog.text {_HELD_SHARED_WRITES} ORDER BY 1"
+Q_WROTE_SHARED = f"SELECT 1 {_HELD_SHARED_WRITES}"
+"""The guard's test in a watched session (:func:`guarded`), run by the server right after the user's statement."""
 
 
 def _roles(specs: list[dict[str, Any]] | None) -> str:
@@ -192,7 +197,7 @@ def guarded(statement: str) -> str:
     catalog — for a session agent19 cannot check between the statement and its commit (the watched worker
     of a blocking measurement). The statement ends on its own line: a trailing comment cannot swallow the
     rest. Simple-query protocol (no parameters)."""
-    guard = (f"DO $agent19_guard$ BEGIN IF EXISTS (SELECT 1 {_HELD_SHARED_WRITES}) THEN RAISE EXCEPTION "
+    guard = (f"DO $agent19_guard$ BEGIN IF EXISTS ({Q_WROTE_SHARED}) THEN RAISE EXCEPTION "
              "'agent19: the statement wrote a cluster-wide catalog; rolled back in the scratch database'; "
              "END IF; END $agent19_guard$")
     return f"BEGIN;\n{statement}\n;\n{guard};\nCOMMIT"

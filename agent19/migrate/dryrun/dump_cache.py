@@ -33,6 +33,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 log = logging.getLogger(__name__)
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 _CATALOGS = (
     "pg_namespace", "pg_class", "pg_attribute", "pg_attrdef", "pg_constraint", "pg_index", "pg_trigger",
     "pg_rewrite", "pg_proc", "pg_type", "pg_enum", "pg_range", "pg_extension", "pg_sequence", "pg_inherits",
@@ -42,19 +44,22 @@ _CATALOGS = (
     "pg_ts_config", "pg_ts_config_map", "pg_ts_dict", "pg_ts_parser", "pg_ts_template", "pg_transform",
     "pg_seclabel", "pg_default_acl", "pg_init_privs", "pg_am", "pg_depend",
 )
+CAT = "OPERATOR(pg_catalog.||)"  # the operator the unqualified text chose (same argument types): the same digest
 Q_CATALOG_STATE = (
-    "SELECT md5(concat_ws('|', pg_postmaster_start_time(), "
-    "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
+    "SELECT pg_catalog.md5(pg_catalog.concat_ws('|', pg_catalog.pg_postmaster_start_time(), "
+    "CASE WHEN pg_catalog.has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') "
     "THEN (SELECT system_identifier FROM pg_catalog.pg_control_system()) END, "
-    "(SELECT string_agg(c || ':' || n || ':' || h, ',' ORDER BY c) FROM ("
-    + " UNION ALL ".join(f"SELECT '{c}' AS c, count(*) AS n, coalesce(sum(hashtext(ctid::text || ' ' || "
-                         f"xmin::text)), 0) AS h FROM pg_catalog.{c}" for c in _CATALOGS)
+    f"(SELECT pg_catalog.string_agg(c {CAT} ':' {CAT} n {CAT} ':' {CAT} h, ',' ORDER BY c) FROM ("
+    + " UNION ALL ".join(f"SELECT '{c}' AS c, pg_catalog.count(*) AS n, "
+                         f"coalesce(pg_catalog.sum(pg_catalog.hashtext(ctid::pg_catalog.text {CAT} ' ' {CAT} "
+                         f"xmin::pg_catalog.text)), 0) AS h FROM pg_catalog.{c}" for c in _CATALOGS)
     + ") s), "
-    "(SELECT md5(string_agg(oid::text || ' ' || rolname, ',' ORDER BY oid)) FROM pg_catalog.pg_roles), "
-    "(SELECT md5(string_agg(concat_ws(' ', oid, spcname, spcoptions), ',' ORDER BY oid)) "
-    "FROM pg_catalog.pg_tablespace), "
-    "(SELECT md5(string_agg(concat_ws(' ', umid, srvid, umuser, usename, umoptions), ',' ORDER BY umid)) "
-    "FROM pg_catalog.pg_user_mappings))) AS catalog_state")
+    f"(SELECT pg_catalog.md5(pg_catalog.string_agg(oid::pg_catalog.text {CAT} ' ' {CAT} rolname, ',' ORDER BY oid)) "
+    "FROM pg_catalog.pg_roles), "
+    "(SELECT pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat_ws(' ', oid, spcname, spcoptions), ',' "
+    "ORDER BY oid)) FROM pg_catalog.pg_tablespace), "
+    "(SELECT pg_catalog.md5(pg_catalog.string_agg(pg_catalog.concat_ws(' ', umid, srvid, umuser, usename, umoptions), "
+    "',' ORDER BY umid)) FROM pg_catalog.pg_user_mappings))) AS catalog_state")
 
 KEPT = 4
 Target = tuple[str, tuple[tuple[str, str], ...], int]  # see target_key

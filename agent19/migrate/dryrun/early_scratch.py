@@ -53,6 +53,10 @@ from agent19.migrate.dryrun.scratch import ScratchDatabase
 
 log = logging.getLogger(__name__)
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+BEGIN_SNAPSHOT, ROLLBACK = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "ROLLBACK"
+Q_EXPORT = "SELECT pg_catalog.pg_export_snapshot()"
+
 
 def cached_dump(db: Database, major: int, state: Callable[[], str | None] | None = None,
                 exclude_tables: Sequence[str] = ()) -> tuple[tuple[bytes | None, str | None], str]:
@@ -107,10 +111,10 @@ def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
                       major: int) -> tuple[tuple[bytes | None, str | None] | None, str | None]:
     """pg_dump as of a snapshot exported here, and the catalogs' digest read in that same snapshot meanwhile:
     (the dump, the digest); (None, None) when no snapshot can be exported (the caller dumps as before)."""
-    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    conn.execute(BEGIN_SNAPSHOT)
     try:
         try:
-            row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+            row = conn.execute(Q_EXPORT).fetchone()
         except psycopg.Error as exc:
             log.debug("no exported snapshot (%s): the digest first, then pg_dump", exc)
             return None, None
@@ -141,7 +145,7 @@ def _dump_in_snapshot(conn: psycopg.Connection[Any], db: Database,
             return scratch_mod.dump_schema(db.dsn, major, lock_timeout_ms=db.settings.lock_timeout_ms), None
         return dump, state
     finally:
-        conn.execute("ROLLBACK")
+        conn.execute(ROLLBACK)
 
 
 class EarlyScratch:

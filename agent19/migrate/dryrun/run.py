@@ -102,7 +102,13 @@ from agent19.migrate.parse import Statement
 from agent19.migrate.planning.model import ValidationCheck
 from agent19.safety import aftermath
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 Progress = Callable[[float, float | None, str | None], None]
+Q_PATH = "SELECT pg_catalog.current_setting('search_path') AS p"
+SET_PATH = "SELECT pg_catalog.set_config('search_path', %s, true)"
+"""The search_path a migration's COMMIT or ROLLBACK leaves, set in its place (local to the dry run's transaction)."""
+BEGIN, ROLLBACK = "BEGIN", "ROLLBACK"
 
 
 
@@ -138,7 +144,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
     ``took_at``: filled with the time each statement that ran started (its locks are held from then on). It stops
     at the first statement that fails, as a migration in one transaction does: the rest are not run (the caller
     rolls back at once, releasing the locks)."""
-    row = conn.execute("SELECT pg_catalog.current_setting('search_path') AS p").fetchone() if paths else None
+    row = conn.execute(Q_PATH).fetchone() if paths else None
     session_path = (row["p"] if isinstance(row, dict) else row[0]) if row else None
     first_taken: dict[tuple[str, str], int] = {}  # (relation, mode) -> the statement that took it first
     held_now: set[tuple[str, str]] | None = None  # the locks held now, when known without asking the server
@@ -169,8 +175,7 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
             res.ran_in, res.note = "skipped", "transaction control: the dry run wraps the migration itself"
             if paths and stmt.index in paths:  # a SET LOCAL ends, a rolled-back SET is undone: as they will be
                 path = paths[stmt.index]
-                conn.execute("SELECT pg_catalog.set_config('search_path', %s, true)",
-                             (session_path if path is None else path,))
+                conn.execute(SET_PATH, (session_path if path is None else path,))
                 res.note += "; the search_path it leaves was set in its place"
             continue
         if (why := blocked.get(stmt.index)) is not None:
@@ -315,7 +320,7 @@ def dry_run(
                 ahead = AheadReplay(early, statements, hidden, skip, db.settings.statement_timeout_ms, outside, preds)
                 early = None  # the replay ahead owns it now
         sizes_before = lasting.read(conn)
-        conn.execute("BEGIN")
+        conn.execute(BEGIN)
         try:
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "before"]
             _in_transaction(conn, statements, preds, results, report, ran, isolate, scratch_needed, blocked, took_at,
@@ -323,7 +328,7 @@ def dry_run(
                             denied=db.denied_in_copy)
             check_results += [run_check(conn, c) for c in (checks or []) if c.phase == "after"]
         finally:
-            conn.execute("ROLLBACK")
+            conn.execute(ROLLBACK)
             for i, at in took_at.items():  # locks are held from the statement's start until now
                 results[i].locks_held_ms = round((time.perf_counter() - at) * 1000, 3)
         findings += after_trial(aftermath.after_rollback(conn, watched, checked))  # sequences: the catalog diff

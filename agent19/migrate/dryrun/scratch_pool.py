@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+Q_IDLE_TIMEOUT = "SELECT pg_catalog.current_setting('idle_session_timeout', true) AS current_setting"
 KEPT = 4
 WAIT = 10.0  # s a dry run waits for its target's scratch database being made ahead (then makes its own)
 MADE_AHEAD = "scratch database made ahead, before this dry run (schema unchanged since)"
@@ -251,7 +253,7 @@ def _prepare(db: Database, major: int, state: str, key: Key) -> None:
 
 def _idle_session_timeout(admin: psycopg.Connection[Any]) -> str | None:
     """The owner session's ``idle_session_timeout`` when it has one (PostgreSQL 14+), else None."""
-    row = admin.execute("SELECT current_setting('idle_session_timeout', true)").fetchone()
+    row = admin.execute(Q_IDLE_TIMEOUT).fetchone()
     value = (row["current_setting"] if isinstance(row, dict) else row[0]) if row else None
     return value if value not in (None, "", "0") else None
 

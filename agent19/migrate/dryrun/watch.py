@@ -29,7 +29,7 @@ from psycopg import sql
 from pydantic import BaseModel, Field
 
 from agent19.db import catalog_first
-from agent19.db.catalog import relation_key_sql
+from agent19.db.catalog import EQ, _chars, relation_key_sql
 from agent19.db.observe import Q_FILENODES, HeldLock, Node, name_gone
 from agent19.migrate.dryrun.progress import ServerProgress, read_progress
 from agent19.migrate.patterns.sqlnames import relation_key
@@ -37,13 +37,26 @@ from agent19.migrate.patterns.sqlnames import relation_key
 Reporter = Callable[[float, ServerProgress | None], None]
 """Called while a watched statement runs: (seconds elapsed, the server's progress report of it or None)."""
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 Q_WORKER_LOCKS = f"""
-SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::text) AS relation, c.relkind::text AS relkind,
-       l.mode, l.granted, l.pid
-  FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE l.pid = ANY(%s) AND l.locktype = 'relation' AND l.relation >= 16384
-   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+SELECT COALESCE({relation_key_sql('n.nspname', 'c.relname')}, l.relation::pg_catalog.text) AS relation,
+       c.relkind::pg_catalog.text AS relkind, l.mode, l.granted, l.pid
+  FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_class c ON c.oid {EQ} l.relation
+  LEFT JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE l.pid {EQ} ANY(%s) AND l.locktype {EQ} 'relation' AND l.relation OPERATOR(pg_catalog.>=) 16384
+   AND l.database {EQ} (SELECT oid FROM pg_catalog.pg_database WHERE datname {EQ} pg_catalog.current_database())
 """
+Q_TABLE_NAME = (f"SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text FROM pg_catalog.pg_class c "
+                f"JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace "
+                f"WHERE c.oid {EQ} pg_catalog.to_regclass(%s) AND c.relkind {EQ} ANY ({_chars('r', 'p', 'm')})")
+STATEMENT_TIMEOUT = "SET statement_timeout = {}"
+PROBE_TIMEOUTS = "SET lock_timeout = {}; SET statement_timeout = {}"
+BEGIN, ROLLBACK = "BEGIN", "ROLLBACK"
+LOCK_GATE = "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE"
+PROBE_SELECT = "SELECT 1 FROM {} LIMIT 1"
+PROBE_INSERT = "INSERT INTO {} SELECT * FROM {} WHERE false"
+"""The probes of a table (each a quoted name): they look nothing up by name but the table."""
 
 
 class Probe(BaseModel):
@@ -69,7 +82,7 @@ class Watched(BaseModel):
 
 def _connect(dsn: str, timeout_ms: int) -> psycopg.Connection[Any]:
     conn = catalog_first.connect(dsn, autocommit=True, application_name="agent19 watch")
-    conn.execute(f"SET statement_timeout = {int(timeout_ms)}")
+    conn.execute(STATEMENT_TIMEOUT.format(int(timeout_ms)))
     return conn
 
 
@@ -92,9 +105,6 @@ def _existing_tables(conn: psycopg.Connection[Any], tables: list[str]) -> dict[s
     return out
 
 
-Q_TABLE_NAME = ("SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE c.oid = to_regclass(%s) AND c.relkind IN ('r', 'p', 'm')")
-
 
 def watch_statement(
     dsn: str, statement: str, tables: list[str], *, statement_timeout_ms: int, measure_blocking: bool = False,
@@ -112,9 +122,9 @@ def watch_statement(
         tables = list(quoted)
         worker_pid = worker.info.backend_pid
         before = _filenodes(observer)
-        gate.execute("BEGIN")
+        gate.execute(BEGIN)
         for t in tables:
-            gate.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(quoted[t])))
+            gate.execute(sql.SQL(LOCK_GATE).format(sql.SQL(quoted[t])))
 
         def on_notice(diag: psycopg.errors.Diagnostic) -> None:
             result.notices.append(f"{diag.severity}: {diag.message_primary}")
@@ -156,7 +166,7 @@ def watch_statement(
                 break
             time.sleep(0.002)
         released = time.perf_counter()
-        gate.execute("ROLLBACK")
+        gate.execute(ROLLBACK)
         if measure_blocking and tables:
             result.probes = _probe(dsn, quoted, worker_pid, done, sample, probe_timeout_ms)
         next_report = time.perf_counter() + 1.0
@@ -195,7 +205,7 @@ def _probe(
     for t in tables:
         for kind in ("select", "insert"):
             conn = catalog_first.connect(dsn, autocommit=True, application_name="agent19 probe")
-            conn.execute(f"SET lock_timeout = {int(timeout_ms)}; SET statement_timeout = {int(timeout_ms) * 2}")
+            conn.execute(PROBE_TIMEOUTS.format(int(timeout_ms), int(timeout_ms) * 2))
             sessions.append((t, kind, conn))
     results: list[Probe] = []
     waited: set[int] = set()
@@ -204,8 +214,8 @@ def _probe(
 
     def run(table: str, kind: str, conn: psycopg.Connection[Any]) -> None:
         rel = sql.SQL(tables[table])
-        query = (sql.SQL("SELECT 1 FROM {} LIMIT 1").format(rel) if kind == "select"
-                 else sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE false").format(rel, rel))
+        query = (sql.SQL(PROBE_SELECT).format(rel) if kind == "select"
+                 else sql.SQL(PROBE_INSERT).format(rel, rel))
         start = time.perf_counter()
         error, timed_out = None, False
         try:

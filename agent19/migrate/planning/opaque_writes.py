@@ -20,6 +20,23 @@ from typing import Any
 from agent19.db.hidden_statements import WROTE
 from agent19.sqltree import ParseError, parse_json, walk
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
+EQ = "OPERATOR(pg_catalog.=)"  # the operators the unqualified text chose (same argument types): same rows
+Q_USER_FUNCTIONS = (
+    "SELECT n.nspname, p.proname FROM pg_catalog.pg_proc p "
+    f"JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace "
+    f"JOIN pg_catalog.pg_language l ON l.oid {EQ} p.prolang "
+    "WHERE l.lanname OPERATOR(pg_catalog.<>) ALL ('{c,internal}'::pg_catalog.name[]) "
+    "AND n.nspname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])")
+Q_VERSION = "SELECT pg_catalog.current_setting('server_version_num')::int AS v"
+Q_WROTE = (f"SELECT query, calls FROM {{view}} WHERE dbid {EQ} (SELECT oid FROM pg_catalog.pg_database WHERE datname "
+           f"{EQ} pg_catalog.current_database()) AND query OPERATOR(pg_catalog.<>) '<insufficient privilege>' "
+           "AND ({wrote}) AND query OPERATOR(pg_catalog.!~*) '^\\s*(with\\s.*)?update\\s' ORDER BY calls DESC")
+"""The visible statements of ``{view}`` (pg_stat_statements, schema-qualified) that wrote (``{wrote}``) and are not
+UPDATEs."""
+WROTE_BEFORE_13 = "shared_blks_dirtied OPERATOR(pg_catalog.>) 0"
+
 OPAQUE_KINDS = {"DoStmt": "a DO block", "CallStmt": "a CALL", "MergeStmt": "a MERGE"}
 
 
@@ -27,9 +44,7 @@ def _user_functions(conn: Any) -> set[tuple[str, ...]]:
     """(name,) and (schema, name) of every function outside the system schemas written in SQL or a procedural
     language (a C function, such as pgcrypto's, runs no UPDATE of its own)."""
     out: set[tuple[str, ...]] = set()
-    for r in conn.execute("SELECT n.nspname, p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-                          "JOIN pg_language l ON l.oid = p.prolang WHERE l.lanname NOT IN ('c', 'internal') "
-                          "AND n.nspname NOT IN ('pg_catalog', 'information_schema')").fetchall():
+    for r in conn.execute(Q_USER_FUNCTIONS).fetchall():
         out |= {(r["proname"],), (r["nspname"], r["proname"])}
     return out
 
@@ -62,12 +77,8 @@ def opaque_writes(conn: Any, view: str) -> tuple[dict[str, dict[str, int]], str 
     """Visible statements in ``view`` (pg_stat_statements, schema-qualified) that wrote and are not UPDATEs:
     table -> column -> calls of the ``ON CONFLICT DO UPDATE`` lists, and the ``cannot_see`` sentence for those
     whose columns cannot be read (None: none)."""
-    new = int(conn.execute("SELECT current_setting('server_version_num')::int AS v").fetchone()["v"]) >= 130000
-    wrote = WROTE if new else "shared_blks_dirtied > 0"
-    rows = conn.execute(
-        f"SELECT query, calls FROM {view} WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
-        f"current_database()) AND query <> '<insufficient privilege>' AND ({wrote}) "
-        "AND query !~* '^\\s*(with\\s.*)?update\\s' ORDER BY calls DESC").fetchall()
+    new = int(conn.execute(Q_VERSION).fetchone()["v"]) >= 130000
+    rows = conn.execute(Q_WROTE.format(view=view, wrote=WROTE if new else WROTE_BEFORE_13)).fetchall()
     if not rows:
         return {}, None
     functions = _user_functions(conn)

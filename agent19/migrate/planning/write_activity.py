@@ -29,16 +29,30 @@ from pydantic import BaseModel, Field
 from agent19.db.hidden_statements import hidden_statements, statements_view
 from agent19.migrate.planning.opaque_writes import opaque_writes
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 WRITE_HEAVY_PER_SECOND = 10.0
 """Rows written per second (inserts + updates + deletes) from which a table counts as write-heavy."""
 
-Q_COUNTERS = """
-SELECT format('%I.%I', schemaname, relname) AS table_name, n_tup_ins AS ins, n_tup_upd AS upd,
-       n_tup_hot_upd AS hot, n_tup_del AS del, clock_timestamp() AS at,
-       (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()) AS reset,
-       pg_postmaster_start_time() AS started
-  FROM pg_stat_user_tables
+EQ = "OPERATOR(pg_catalog.=)"  # the operators the unqualified text chose (same argument types): same rows
+TABLE_NAME = "pg_catalog.format('%I.%I', {}, {})"
+Q_COUNTERS = f"""
+SELECT {TABLE_NAME.format('schemaname', 'relname')} AS table_name, n_tup_ins AS ins, n_tup_upd AS upd,
+       n_tup_hot_upd AS hot, n_tup_del AS del, pg_catalog.clock_timestamp() AS at,
+       (SELECT stats_reset FROM pg_catalog.pg_stat_database
+         WHERE datname {EQ} pg_catalog.current_database()) AS reset,
+       pg_catalog.pg_postmaster_start_time() AS started
+  FROM pg_catalog.pg_stat_user_tables
 """
+Q_CLEAR_SNAPSHOT = "SELECT pg_catalog.pg_stat_clear_snapshot()"
+Q_UPDATES = (f"SELECT query, calls FROM {{}} WHERE dbid {EQ} (SELECT oid FROM pg_catalog.pg_database WHERE datname "
+             f"{EQ} pg_catalog.current_database()) AND query OPERATOR(pg_catalog.~*) '^\\s*(with\\s.*)?update\\s'")
+"""The visible UPDATE statements of ``{}`` (pg_stat_statements, schema-qualified and quoted)."""
+Q_WIDTHS = (f"SELECT {TABLE_NAME.format('schemaname', 'tablename')} AS t, attname, avg_width FROM pg_catalog.pg_stats "
+            "WHERE schemaname OPERATOR(pg_catalog.<>) ALL ('{pg_catalog,information_schema}'::pg_catalog.name[])")
+Q_UNLOGGED = (f"SELECT {TABLE_NAME.format('n.nspname', 'c.relname')} AS t FROM pg_catalog.pg_class c "
+              f"JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace WHERE c.relpersistence {EQ} 'u' "
+              f"AND c.relkind {EQ} ANY ('{{r,p}}'::pg_catalog.\"char\"[])")
 
 
 class TableActivity(BaseModel):
@@ -107,9 +121,7 @@ def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str |
     view = sql.SQL(found)  # type: ignore[arg-type]  # quoted by statements_view
     try:
         with conn.transaction():
-            rows = conn.execute(sql.SQL(
-                "SELECT query, calls FROM {} WHERE dbid = (SELECT oid FROM pg_database WHERE datname = "
-                "current_database()) AND query ~* '^\\s*(with\\s.*)?update\\s'").format(view)).fetchall()
+            rows = conn.execute(sql.SQL(Q_UPDATES).format(view)).fetchall()  # type: ignore[arg-type]
             hidden = [hidden_statements(lambda q: conn.execute(q).fetchall(), view.as_string(conn),
                                         "which columns other roles' UPDATEs set", writes_only=w) for w in (True, False)]
             upserts, opaque = opaque_writes(conn, view.as_string(conn))
@@ -140,8 +152,7 @@ def _updated_columns(conn: Any) -> tuple[dict[str, dict[str, int]] | None, str |
 
 def _widths(conn: Any) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for r in conn.execute("SELECT format('%I.%I', schemaname, tablename) AS t, attname, avg_width FROM pg_stats "
-                          "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchall():
+    for r in conn.execute(Q_WIDTHS).fetchall():
         out.setdefault(r["t"], {})[r["attname"]] = int(r["avg_width"])
     return out
 
@@ -150,9 +161,7 @@ def table_activity(conn: Any, sample_seconds: float = 0.0) -> dict[str, TableAct
     """Write activity of every user table, keyed by ``schema.table``, with the columns UPDATEs set."""
     found = _counters(conn, sample_seconds)
     (updated, hidden_writes, hidden_any), widths = _updated_columns(conn), _widths(conn)
-    unlogged = {r["t"] for r in conn.execute(
-        "SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c JOIN pg_namespace n ON n.oid = "
-        "c.relnamespace WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p')").fetchall()} if hidden_any else set()
+    unlogged = {r["t"] for r in conn.execute(Q_UNLOGGED).fetchall()} if hidden_any else set()
     for name, act in found.items():
         act.updated_columns = None if updated is None else updated.get(name, {})
         act.updates_hidden = hidden_any if name in unlogged else hidden_writes
@@ -169,7 +178,7 @@ def _counters(conn: Any, sample_seconds: float) -> dict[str, TableActivity]:
     first = _read(conn)
     if sample_seconds > 0:
         time.sleep(sample_seconds)
-        conn.execute("SELECT pg_stat_clear_snapshot()")
+        conn.execute(Q_CLEAR_SNAPSHOT)
         second = _read(conn)
         out = {}
         for name, b in second.items():
