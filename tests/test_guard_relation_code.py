@@ -112,14 +112,20 @@ def test_explain_as_the_superuser_is_refused_and_the_owners_code_does_not_run(ds
         assert _alive(victim), (where, analyze)
 
 
-def test_a_partition_key_is_followed_too(dsn, owner, victim):
+def test_partition_keys_and_inheritance_childrens_checks_are_followed_too(dsn, owner, victim):
+    """A partitioned table's key is folded when a read of it is planned; an inheritance child's CHECK when the
+    planner tries to exclude it (constraint_exclusion = partition, the default). Both observed on PostgreSQL 15."""
     with psycopg.connect(owner, autocommit=True) as c:
         c.execute("CREATE TABLE public.p (id int, n int) PARTITION BY RANGE ((public.lie() + id));"
-                  "CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100)")
+                  "CREATE TABLE public.p1 PARTITION OF public.p FOR VALUES FROM (0) TO (100);"
+                  "CREATE TABLE public.parent (id int);"
+                  "CREATE TABLE public.child (CONSTRAINT planted CHECK (id > public.lie())) INHERITS (public.parent)")
     db = Database(Settings.load(dsn=dsn, mode="dry-run", env={}))
     try:
-        for sql in ("SELECT * FROM p WHERE id = 1", "SELECT count(*) FROM p"):
-            with pytest.raises(ReadOnlyViolation, match="partition key of public.p"):
+        for sql, named in (("SELECT * FROM p WHERE id = 1", "partition key of public.p"),
+                           ("SELECT count(*) FROM p", "partition key of public.p"),
+                           ("SELECT * FROM parent WHERE id = 1", "CHECK constraint planted of public.child")):
+            with pytest.raises(ReadOnlyViolation, match=named):
                 explain(db, sql, analyze=False)
             assert _alive(victim), sql
     finally:

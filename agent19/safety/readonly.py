@@ -13,7 +13,8 @@ Four layers, each enough for most escapes, together for all the known ones:
    settings, advisory locks, dblink, SQL-in-a-string such as ``query_to_xml``).
 3. **The catalog.** Every function and operator called is looked up in ``pg_proc``: a volatile one
    (a user function that deletes rows, say) is refused unless it is a known harmless built-in
-   (``random``, ``clock_timestamp``, ``pg_sleep``…).
+   (``random``, ``clock_timestamp``, ``pg_sleep``…); views, policies and the code planning a read of a relation
+   runs (index, statistics, partition-key and CHECK expressions) are followed to what they call.
 4. **The server.** The statement runs in a ``READ ONLY`` transaction that is rolled back, under the
    session's ``statement_timeout`` (which the guard gives no way to change).
 """

@@ -9,13 +9,18 @@ The text of a statement does not show everything it runs. This layer asks the ca
   the cautious reading).
 * **What runs without being written.** Views are followed through their rewrite rules'
   dependencies (``pg_rewrite`` → ``pg_depend``) to the functions, operators and relations they use;
-  row-level security policies of the tables read, likewise; operators to their functions
+  row-level security policies of the tables read, likewise; so is the code planning a read runs (the planner folds
+  constants, even for EXPLAIN): index expressions and predicates, statistics objects' expressions, partition keys
+  and CHECK constraints of every relation read, its partitions and inheritance children included
+  (:mod:`agent19.safety.readonly_relations`, with the relation walk); operators to their functions
   (the implicit ``=``/``<`` of joins, sorts and IN lists included); casts to their cast functions,
   the target type's input function and a domain's CHECK constraints; user-defined implicit casts;
   ``t.fn`` (a function called with attribute notation); domains reached through function arguments and
   results, composite fields, column definition lists and casts written as calls (``d(x)``); default
-  arguments. Built-in functions are pinned (pg_depend records no dependency on them), so the deparsed
-  text of views, policies, domain CHECKs and function definitions is read for denied built-ins too.
+  arguments; domains an object depends on, to their CHECKs. Built-in functions are pinned (pg_depend records no
+  dependency on them), so the deparsed text of views, policies, indexes, statistics objects, partition keys,
+  CHECKs and function definitions is read for denied built-ins too. A refusal reached through a relation's
+  definition names it (:meth:`Resolver.within`).
 * **Function bodies.** Built-in functions are judged by name (the deny-list) and volatility. A
   user-defined function is read: a SQL-standard body (``BEGIN ATOMIC``) through ``pg_depend``; a
   ``LANGUAGE sql`` body is parsed (views it reads followed); a PL/pgSQL body is scanned — every
@@ -139,7 +144,7 @@ SELECT t.oid::bigint AS type, t.typinput::pg_catalog.oid::bigint AS input,
  WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype(%s::pg_catalog.text)::pg_catalog.oid
 """
 Q_DEPENDENCIES = """
-SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid,
+SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid, d.objid::bigint AS obj,
        CASE WHEN d.refclassid = 'pg_operator'::regclass
             THEN (SELECT oprcode::oid::bigint FROM pg_operator WHERE oid = d.refobjid) END AS opfunc
   FROM pg_depend d
@@ -298,27 +303,28 @@ class Resolver:
         self._check_text("pg_constraint", constraints)
         return self._dependencies("pg_constraint", constraints)[0] if constraints else set()
 
-    def _dependencies(self, catalog: str, oids: list[int]) -> tuple[set[int], set[int]]:
+    def _dependencies(self, catalog: str, oids: list[int], by_object: dict[int, set[int]] | None = None
+                      ) -> tuple[set[int], set[int]]:
         """Functions (operators as their functions, domains as their CHECKs' functions) and relations the objects
-        depend on."""
+        depend on; ``by_object`` gets each object's own functions and operators' functions."""
         funcs: set[int] = set()
         rels: set[int] = set()
         types: set[int] = set()
         if not oids:
             return funcs, rels
         for r in self._read(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
-            if r["class"] == "pg_proc":
-                funcs.add(int(r["oid"]))
-            elif r["class"] == "pg_operator":
-                if r["opfunc"]:
-                    funcs.add(int(r["opfunc"]))
+            if r["class"] in ("pg_proc", "pg_operator"):
+                fn = int(r["oid"]) if r["class"] == "pg_proc" else r["opfunc"]
+                if fn:
+                    funcs.add(int(fn))
+                    (by_object if by_object is not None else {}).setdefault(int(r["obj"]), set()).add(int(fn))
             elif r["class"] == "pg_type":
                 types.add(int(r["oid"]))
             else:
                 rels.add(int(r["oid"]))
-        if types - self.seen_types:  # a cast to a domain runs its CHECKs (a domain's CHECK depends on the domain)
-            self.seen_types |= types
-            funcs |= self._domain_checks(sorted(types))
+        new, self.seen_types = types - self.seen_types, self.seen_types | types  # (a domain's CHECK depends on it)
+        if new:  # a cast to a domain runs its CHECKs
+            funcs |= self._domain_checks(sorted(new))
         return funcs, rels
 
     def _check_text(self, catalog: str, oids: list[int]) -> None:

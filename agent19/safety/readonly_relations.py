@@ -107,15 +107,28 @@ def check_relations(resolver: Resolver, oids: set[int]) -> None:
 
 
 def _check_planned_code(resolver: Resolver, rels: list[int]) -> None:
-    """The code planning a read of ``rels`` runs (indexes, statistics, partition keys, CHECKs), and their children."""
+    """The code planning a read of ``rels`` runs (indexes, statistics, partition keys, CHECKs), and their children:
+    a few round trips a kind, however many partitions; a refusal names the definition."""
     children: set[int] = set()
+    found: dict[str, dict[int, str]] = {}
     for r in resolver._read(Q_PLANNED_CODE, {"rels": rels}).fetchall():
         if r["kind"] == "child":
             children.add(int(r["oid"]))
-            continue
-        with resolver.within(f"{r['what']}, which the planner runs when it plans a read of the table"):
-            resolver._check_text(r["kind"], [int(r["oid"])])
+        else:
+            found.setdefault(r["kind"], {})[int(r["oid"])] = r["what"]
+    for kind, objects in found.items():
+        with resolver.within(_where(", ".join(objects.values()))):
+            resolver._check_text(kind, sorted(objects))  # (its message names the object too)
+            own: dict[int, set[int]] = {}
             # expressions without subqueries: the relations they depend on are their own tables
-            funcs, _ = resolver._dependencies(DEPENDING_AS.get(r["kind"], r["kind"]), [int(r["oid"])])
+            funcs, _ = resolver._dependencies(DEPENDING_AS.get(kind, kind), sorted(objects), own)
+        for oid, what in objects.items():
+            with resolver.within(_where(what)):
+                resolver.check_functions(own.get(oid, set()), top_level=False, planning_only=False)
+        with resolver.within(_where(", ".join(objects.values()))):  # domains' CHECKs, of any of them
             resolver.check_functions(funcs, top_level=False, planning_only=False)
     resolver.check_relations(children)
+
+
+def _where(what: str) -> str:
+    return f"{what}, which the planner runs when it plans a read of the table"
