@@ -13,7 +13,8 @@ Four layers, each enough for most escapes, together for all the known ones:
    settings, advisory locks, dblink, SQL-in-a-string such as ``query_to_xml``).
 3. **The catalog.** Every function and operator called is looked up in ``pg_proc``: a volatile one
    (a user function that deletes rows, say) is refused unless it is a known harmless built-in
-   (``random``, ``clock_timestamp``, ``pg_sleep``…).
+   (``random``, ``clock_timestamp``, ``pg_sleep``…); views, policies and the code planning a read of a relation
+   runs (index, statistics, partition-key and CHECK expressions) are followed to what they call.
 4. **The server.** The statement runs in a ``READ ONLY`` transaction that is rolled back, under the
    session's ``statement_timeout`` (which the guard gives no way to change).
 """
@@ -240,10 +241,21 @@ def check_tree(tree: Any) -> None:
         _check_call(node, f)
 
 
+def _resolver(conn: Any) -> Resolver:
+    return Resolver(conn, _refuse, denied_function=denied_in_reads, denied_relations=DENIED_RELATIONS,
+                    denied_columns=DENIED_COLUMNS, harmless_volatile=HARMLESS_VOLATILE)
+
+
 def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = False) -> None:
     """Layer 3: what the statement calls and reads as the server resolves it, followed through views,
     operators, casts and function bodies (:mod:`agent19.safety.readonly_catalog`). ``planning_only``:
     the statement is planned, never executed, so its own volatile calls do not run."""
-    resolver = Resolver(conn, _refuse, denied_function=denied_in_reads, denied_relations=DENIED_RELATIONS,
-                        denied_columns=DENIED_COLUMNS, harmless_volatile=HARMLESS_VOLATILE)
-    resolver.check_statement(statement.tree, planning_only=planning_only)
+    _resolver(conn).check_statement(statement.tree, planning_only=planning_only)
+
+
+def check_relations_read(conn: Any, relation_oids: list[int]) -> None:
+    """Layer 3 for relations agent19 reads with its own SQL (a quality check's scan, a calibration's sample): the
+    code planning and reading them runs — index expressions and predicates, statistics objects' expressions,
+    partition keys, CHECK constraints, policies, views' queries (:mod:`agent19.safety.readonly_relations`) — judged
+    as a read's, else :class:`ReadOnlyViolation` naming where it is. ``conn``: catalog reads only."""
+    _resolver(conn).check_relations({int(o) for o in relation_oids})

@@ -9,13 +9,18 @@ The text of a statement does not show everything it runs. This layer asks the ca
   the cautious reading).
 * **What runs without being written.** Views are followed through their rewrite rules'
   dependencies (``pg_rewrite`` → ``pg_depend``) to the functions, operators and relations they use;
-  row-level security policies of the tables read, likewise; operators to their functions
+  row-level security policies of the tables read, likewise; so is the code planning a read runs (the planner folds
+  constants, even for EXPLAIN): index expressions and predicates, statistics objects' expressions, partition keys
+  and CHECK constraints of every relation read, its partitions and inheritance children included
+  (:mod:`agent19.safety.readonly_relations`, with the relation walk); operators to their functions
   (the implicit ``=``/``<`` of joins, sorts and IN lists included); casts to their cast functions,
   the target type's input function and a domain's CHECK constraints; user-defined implicit casts;
   ``t.fn`` (a function called with attribute notation); domains reached through function arguments and
   results, composite fields, column definition lists and casts written as calls (``d(x)``); default
-  arguments. Built-in functions are pinned (pg_depend records no dependency on them), so the deparsed
-  text of views, policies, domain CHECKs and function definitions is read for denied built-ins too.
+  arguments; domains an object depends on, to their CHECKs. Built-in functions are pinned (pg_depend records no
+  dependency on them), so the deparsed text of views, policies, indexes, statistics objects, partition keys,
+  CHECKs and function definitions is read for denied built-ins too. A refusal reached through a relation's
+  definition names it (:meth:`Resolver.within`).
 * **Function bodies.** Built-in functions are judged by name (the deny-list) and volatility. A
   user-defined function is read: a SQL-standard body (``BEGIN ATOMIC``) through ``pg_depend``; a
   ``LANGUAGE sql`` body is parsed (views it reads followed); a PL/pgSQL body is scanned — every
@@ -34,7 +39,8 @@ What a catalog cannot see (C code, other servers) stays the server's to enforce:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,7 @@ from pglast.parser import ParseError
 
 from agent19.db import catalog_first
 from agent19.migrate.patterns.sqlnames import quoted
+from agent19.safety import readonly_relations
 from agent19.sqltree import fold_identifier, parse_json, walk
 
 FIRST_NORMAL_OID = 16384
@@ -50,7 +57,6 @@ IMPLICIT_OPERATORS = ("=", "<>", "<", ">", "<=", ">=")
 MAX_FUNCTIONS = 500
 READABLE_LANGUAGES = {"sql", "plpgsql"}
 TRUSTED_CODE = {"c", "internal"}
-ALLOWED_FDWS = {"postgres_fdw"}
 _PLPGSQL_EXECUTE = re.compile(r"\bEXECUTE\b", re.IGNORECASE)
 _PLPGSQL_QUOTED = re.compile(r'"((?:[^"]|"")+)"')
 _PLPGSQL_OPERATOR = re.compile(r"[-+*/<>=~!@#%^&|`?]+")
@@ -137,19 +143,13 @@ SELECT t.oid::bigint AS type, t.typinput::pg_catalog.oid::bigint AS input,
   FROM pg_catalog.pg_type t
  WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype(%s::pg_catalog.text)::pg_catalog.oid
 """
-Q_RELATION = """
-SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
-       (SELECT w.fdwname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
-          JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])
-"""
 Q_DEPENDENCIES = """
-SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid,
+SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid, d.objid::bigint AS obj,
        CASE WHEN d.refclassid = 'pg_operator'::regclass
             THEN (SELECT oprcode::oid::bigint FROM pg_operator WHERE oid = d.refobjid) END AS opfunc
   FROM pg_depend d
  WHERE d.classid = %(class)s::regclass AND d.objid = ANY(%(oids)s::oid[])
-   AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_operator'::regclass)
+   AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass)
 """
 Q_DOMAIN_CONSTRAINTS = """
 WITH RECURSIVE reach(t) AS (
@@ -176,12 +176,19 @@ Q_TEXTS = {
                   "pg_get_ruledef(oid) END AS text FROM pg_rewrite",  # a read runs the ON SELECT rule only
     "pg_policy": "SELECT 'policy ' || polname AS what, 'SELECT ' || concat_ws(', ', pg_get_expr(polqual, polrelid), "
                  "pg_get_expr(polwithcheck, polrelid)) AS text FROM pg_policy",
-    "pg_constraint": "SELECT 'domain ' || contypid::regtype::text AS what, 'SELECT ' || pg_get_expr(conbin, 0) AS text "
-                     "FROM pg_constraint",
+    "pg_constraint": "SELECT CASE WHEN contypid = 0 THEN 'constraint ' || quote_ident(conname) || ' of ' || "
+                     "conrelid::regclass::text ELSE 'domain ' || contypid::regtype::text END AS what, "
+                     "'SELECT ' || pg_get_expr(conbin, conrelid) AS text FROM pg_constraint",
+    # what planning a read runs (agent19.safety.readonly_relations): an index's and a partition key's oid is the
+    # index's and the partitioned table's pg_class oid
+    "pg_index": "SELECT 'index ' || oid::regclass::text AS what, pg_get_indexdef(oid) AS text FROM pg_class",
+    "pg_statistic_ext": "SELECT 'statistics object ' || quote_ident(stxname) AS what, pg_get_statisticsobjdef(oid) "
+                        "AS text FROM pg_statistic_ext",
+    "pg_partitioned_table": "SELECT 'partition key of ' || oid::regclass::text AS what, 'SELECT ' || (SELECT "
+                            "pg_get_expr(p.partexprs, p.partrelid) FROM pg_partitioned_table p WHERE p.partrelid = "
+                            "pg_class.oid) AS text FROM pg_class",
     "pg_proc": "SELECT oid::regprocedure::text AS what, pg_get_functiondef(oid) AS text FROM pg_proc",
 }
-Q_RULES = "SELECT oid::bigint AS oid FROM pg_rewrite WHERE ev_class = ANY(%s::oid[])"
-Q_POLICIES = "SELECT oid::bigint AS oid FROM pg_policy WHERE polrelid = ANY(%s::oid[])"
 
 
 class Resolver:
@@ -190,13 +197,28 @@ class Resolver:
     def __init__(self, conn: Any, refuse: Refuse, *, denied_function: Callable[[str], bool],
                  denied_relations: set[str], denied_columns: set[str], harmless_volatile: set[str]) -> None:
         self.conn = conn
-        self.refuse = refuse
+        self._refuse = refuse
+        self._within: list[str] = []
         self.denied_function = denied_function
         self.denied_relations = denied_relations
         self.denied_columns = denied_columns
         self.harmless_volatile = harmless_volatile
         self.seen_functions: set[int] = set()
         self.seen_relations: set[int] = set()
+        self.seen_types: set[int] = set()
+
+    def refuse(self, what: str, hint: str) -> Exception:
+        """The refusal, saying where the code was reached when that is not the statement (:meth:`within`)."""
+        return self._refuse(what + "".join(f"; in the {w}" for w in reversed(self._within)), hint)
+
+    @contextmanager
+    def within(self, where: str) -> Iterator[None]:
+        """Refusals while following code the statement does not show name ``where`` (an index of a table read)."""
+        self._within.append(where)
+        try:
+            yield
+        finally:
+            self._within.pop()
 
     # -- the statement ------------------------------------------------------------------------
     def check_statement(self, tree: Any, *, planning_only: bool) -> None:
@@ -281,20 +303,28 @@ class Resolver:
         self._check_text("pg_constraint", constraints)
         return self._dependencies("pg_constraint", constraints)[0] if constraints else set()
 
-    def _dependencies(self, catalog: str, oids: list[int]) -> tuple[set[int], set[int]]:
-        """Functions (operators as their functions) and relations the objects depend on."""
+    def _dependencies(self, catalog: str, oids: list[int], by_object: dict[int, set[int]] | None = None
+                      ) -> tuple[set[int], set[int]]:
+        """Functions (operators as their functions, domains as their CHECKs' functions) and relations the objects
+        depend on; ``by_object`` gets each object's own functions and operators' functions."""
         funcs: set[int] = set()
         rels: set[int] = set()
+        types: set[int] = set()
         if not oids:
             return funcs, rels
         for r in self._read(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
-            if r["class"] == "pg_proc":
-                funcs.add(int(r["oid"]))
-            elif r["class"] == "pg_operator":
-                if r["opfunc"]:
-                    funcs.add(int(r["opfunc"]))
+            if r["class"] in ("pg_proc", "pg_operator"):
+                fn = int(r["oid"]) if r["class"] == "pg_proc" else r["opfunc"]
+                if fn:
+                    funcs.add(int(fn))
+                    (by_object if by_object is not None else {}).setdefault(int(r["obj"]), set()).add(int(fn))
+            elif r["class"] == "pg_type":
+                types.add(int(r["oid"]))
             else:
                 rels.add(int(r["oid"]))
+        new, self.seen_types = types - self.seen_types, self.seen_types | types  # (a domain's CHECK depends on it)
+        if new:  # a cast to a domain runs its CHECKs
+            funcs |= self._domain_checks(sorted(new))
         return funcs, rels
 
     def _check_text(self, catalog: str, oids: list[int]) -> None:
@@ -416,33 +446,4 @@ class Resolver:
         return out
 
     def check_relations(self, oids: set[int]) -> None:
-        todo = sorted(oids - self.seen_relations)
-        if not todo:
-            return
-        self.seen_relations |= set(todo)
-        rows = self._read(Q_RELATION, (todo,)).fetchall()
-        views: list[int] = []
-        secured: list[int] = []
-        for r in rows:
-            name = f"{r['schema']}.{r['name']}"
-            if r["name"] in self.denied_relations:
-                raise self.refuse(f"{name} holds credentials or server internals (read through a view)",
-                                  "read pg_roles for roles; password hashes are never returned")
-            if r["kind"] == "f" and r["fdw"] not in ALLOWED_FDWS:
-                raise self.refuse(f"{name} is a foreign table of {r['fdw']}: reading it may run a program or read "
-                                  "server files", "read-only mode reads foreign tables of postgres_fdw only")
-            if r["kind"] == "v":
-                views.append(int(r["oid"]))
-            if r["rls"]:
-                secured.append(int(r["oid"]))
-        funcs: set[int] = set()
-        rels: set[int] = set()
-        for catalog, query, owners in (("pg_rewrite", Q_RULES, views), ("pg_policy", Q_POLICIES, secured)):
-            if owners:
-                objs = [int(x["oid"]) for x in self._read(query, (owners,)).fetchall()]
-                self._check_text(catalog, objs)
-                f, r = self._dependencies(catalog, objs)
-                funcs |= f
-                rels |= r
-        self.check_functions(funcs, top_level=False, planning_only=False)
-        self.check_relations(rels)
+        readonly_relations.check_relations(self, oids)

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from agent19.migrate.parse import parse_sql
 from agent19.migrate.patterns.sqlnames import ident, literal, qname, qualified, split_name
 from agent19.migrate.planning.model import MigrationPlan, PlannedOperation
+from agent19.safety import readonly
 from agent19.units import human_duration
 
 ROWS_PER_SECOND = {"scan": 1_000_000, "rewrite": 150_000, "index": 300_000, "data_migration": 20_000}
@@ -208,6 +209,17 @@ def _row_width(conn: psycopg.Connection[Any], table: str) -> float:
     return float(value) if value else 100.0
 
 
+def guarded(conn: psycopg.Connection[Any], table: str) -> None:
+    """Refuse to sample ``table`` when reading it (or copying it: a copy built with its indexes and CHECKs evaluates
+    them for every row) runs code its owner wrote that a read may not run, as this login: index expressions and
+    predicates the planner folds, statistics objects, partition keys, CHECKs, policies
+    (:func:`agent19.safety.readonly.check_relations_read`)."""
+    row = conn.execute("SELECT pg_catalog.to_regclass(" + literal(qname(table)) + ")::pg_catalog.oid::pg_catalog.int8"
+                       ).fetchone()
+    if row is not None and _value(row) is not None:
+        readonly.check_relations_read(conn, [int(_value(row))])
+
+
 def sampled_tables(plan: MigrationPlan, writes: bool = True) -> dict[str, dict[str, str]]:
     """The tables :func:`calibrate_plan` samples for ``plan``: table → work → the first statement doing it. None
     (nothing to measure: no estimated work through rows, or in read-only mode no scan) needs no session at all."""
@@ -246,6 +258,7 @@ def _measure_tables(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: 
         rows = max(op.estimated_rows or 0 for op in plan.operations if op.table == table)
         try:
             with conn.transaction():
+                guarded(conn, table)
                 width = _row_width(conn, table)
                 if writes:
                     rates.update({(table, w): r for w, r in measure(conn, table, works, rows, width).items()})
@@ -253,6 +266,8 @@ def _measure_tables(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: 
                     rates[(table, "scan")] = read
         except psycopg.Error as exc:  # the table keeps its assumed rate; the label says why
             failed[table] = f"calibration failed: {str(exc).strip().splitlines()[0]}"
+        except readonly.ReadOnlyViolation as exc:
+            failed[table] = f"not sampled: {exc.what}"
     return rates, failed
 
 
