@@ -80,6 +80,16 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def need_stat_statements(dsn: str) -> None:
+    """pg_stat_statements created in the test database and readable (else :func:`need` says why)."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        try:
+            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            c.execute("SELECT count(*) FROM pg_stat_statements")
+        except psycopg.Error as exc:
+            need(False, f"pg_stat_statements is not usable on the test server: {exc}")
+
+
 def as_at_a_terminal() -> None:
     """``preexec_fn`` for a child the test will interrupt with SIGINT: Ctrl-C's default action, as at a terminal.
     A test run started in the background by a non-interactive shell (how a CI job may start it) inherits SIGINT

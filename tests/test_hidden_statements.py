@@ -13,7 +13,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent19.migrate.planning.regression import top_queries
-from tests.conftest import need, owner_login
+from tests.conftest import need_stat_statements, owner_login
 from tests.test_runbook import agent19
 
 INDEX = "CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status)"
@@ -22,12 +22,7 @@ INDEX = "CREATE INDEX CONCURRENTLY orders_status_idx ON orders (status)"
 @pytest.fixture
 def shop(dsn: str) -> Iterator[tuple[str, str, str]]:
     """(superuser DSN, the app's DSN, the other role's name): app owns orders; the other role may update it."""
-    with psycopg.connect(dsn, autocommit=True) as c:
-        try:
-            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            c.execute("SELECT count(*) FROM pg_stat_statements")
-        except psycopg.Error as exc:
-            need(False, f"pg_stat_statements is not usable on the test server: {exc}")
+    need_stat_statements(dsn)
     app = owner_login(dsn)
     other = f"reporter_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(app, autocommit=True) as c:

@@ -29,7 +29,7 @@ from agent19.db.connection import Database
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from tests.conftest import need, owner_login, session_settings
+from tests.conftest import need_stat_statements, owner_login, session_settings
 from tests.scratch_dryruns import alter_role
 from tests.test_captured_path import _ran
 from tests.test_cli import agent19
@@ -66,12 +66,7 @@ CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.e
 def owner(dsn: str) -> str:
     """The database's owner (not a superuser; CREATEDB), with :data:`SCHEMA` made by it; pg_stat_statements is
     readable."""
-    with psycopg.connect(dsn, autocommit=True) as c:
-        try:
-            c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-            c.execute("SELECT count(*) FROM pg_stat_statements")
-        except psycopg.Error as exc:
-            need(False, f"pg_stat_statements is not usable on the test server: {exc}")
+    need_stat_statements(dsn)
     login = owner_login(dsn, "owner")
     alter_role(dsn, login, "CREATEDB")  # for the scratch databases of a dry run
     with psycopg.connect(login, autocommit=True) as c:
