@@ -12,7 +12,14 @@ which the server prefers to ``pg_catalog``'s candidate that needs a coercion:
 * ``l.database = 0``: ``oid = integer``, the guard a statement watched in the scratch database runs before it commits
   (it ran there, failing the statement);
 * ``l.relation >= 16384``: ``oid >= integer``, the lock reads after each statement and of a watched one (under
-  ``pg_catalog, pg_temp`` already, :func:`agent19.db.catalog_first.read_own`: never called, qualified as well).
+  ``pg_catalog, pg_temp`` already, :func:`agent19.db.catalog_first.read_own`: never called, qualified as well);
+* ``'p' || x.oid || ':' || x.xmin``: ``text || xid``, which ``pg_catalog.||(text, anynonarray)`` matches only
+  polymorphically: the fingerprint of the code the server may run (:data:`agent19.safety.fingerprint.CODE`) that
+  ``agent19 rollback-check`` reads again on the target after the check (it ran, once per user row of code);
+* ``rolname !~ '^pg_'``: ``name !~ unknown``, first tried as an exact ``!~(name, name)`` (``pg_catalog`` has
+  ``!~(name, text)``): an isolated dry run's reads of the target's roles, owners and privileges, SECURITY DEFINER
+  functions (``isolated.Q_TARGET``, ``isolated_access``, ``isolated_definers``; in a READ ONLY transaction, so it
+  raises: the dry run failed).
 
 Each advances a sequence when it runs (kept through a rollback), or raises where it would run in a scratch database
 that is dropped afterwards.
@@ -21,11 +28,14 @@ that is dropped afterwards.
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg
 import pytest
 
 from agent19.db.connection import Database
+from agent19.migrate.dryrun.isolated import isolated_dry_run
+from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
@@ -129,3 +139,49 @@ def test_a_dry_run_calls_none_of_the_logins_overloads(owner):
     assert {p.kind for p in watched.statements[0].probes} == {"select", "insert"}, watched.statements[0].probes
     assert list_scratch(owner) == []
     assert _ran(owner) == 0
+
+
+# the code's fingerprint ends each row in text || xid
+CODE_OVERLOAD = f"""
+CREATE FUNCTION public.cat(a text, b xid) RETURNS text LANGUAGE sql
+    AS $$ SELECT a OPERATOR(pg_catalog.||) b::pg_catalog.text {COUNTED} $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = xid, FUNCTION = public.cat);
+"""
+
+
+def test_rollback_check_reads_the_code_fingerprint_without_the_logins_overload(owner):
+    """The fingerprint read before (the screen's, under ``pg_catalog, pg_temp``) and after the check on the target's
+    session: the second one called the login's ``||(text, xid)``."""
+    _plant(owner, CODE_OVERLOAD)
+    db = Database(session_settings(dsn=owner, mode="dry-run"))
+    try:
+        result = verify_rollback(db, parse_sql("ALTER TABLE orders ADD COLUMN c int;", "up.sql"),
+                                 parse_sql("ALTER TABLE orders DROP COLUMN c;", "down.sql"))
+    finally:
+        db.close()
+    assert result.verified and result.where == "transaction", result.summary
+    assert _ran(owner) == 0
+
+
+# read in a READ ONLY transaction: a count would fail there, so it says so itself (a SECURITY DEFINER function: the
+# definers' read tests its schema's name)
+NAME_MATCH = """
+CREATE FUNCTION public.no_match(a name, b name) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'the login''s !~(name, name) ran'; END $$;
+CREATE OPERATOR public.!~ (LEFTARG = name, RIGHTARG = name, FUNCTION = public.no_match);
+CREATE FUNCTION public.as_owner() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+"""
+
+
+def test_an_isolated_dry_run_reads_the_target_without_the_logins_overload(owner, work):
+    """Its reads of the target's roles, owners, privileges and SECURITY DEFINER functions before the copy is made
+    (the copy is loaded from the dump, the overload with it: the login's own sessions there may call it)."""
+    need(os.path.exists("/usr/lib/postgresql/15/bin/initdb"), "PostgreSQL 15 server programs are not installed")
+    _plant(owner, NAME_MATCH)
+    db = Database(session_settings(dsn=owner, mode="dry-run"))
+    try:
+        result = isolated_dry_run(db, parse_sql("ALTER TABLE orders ADD COLUMN c int;"), work_base=work)
+    finally:
+        db.close()
+    assert result.passed, result.summary
+    assert result.isolated is not None and result.isolated.removed, result.isolated

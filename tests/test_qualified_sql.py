@@ -35,6 +35,9 @@ DELIBERATE = {
     ("agent19.safety.type_facts", "Q_WRITTEN_TYPE"):
         "the type an ALTER COLUMN names, resolved through the session's path as the statement will be (a NULL cast "
         "in a row never computed: nothing runs)",
+    ("agent19.migrate.dryrun.isolated_unreadable", "CREATE_STAND_IN"):
+        "a template, no statement until stand_in() composes its columns (name, the type format_type printed under "
+        "search_path pg_catalog, NOT NULL): it calls nothing, and the copy's superuser runs it with its path pinned",
 }
 STATEMENT = re.compile(r"[\s(]*(SELECT|WITH|INSERT|UPDATE|DELETE|LOCK|CREATE|SET|VALUES|TABLE)\s+\S", re.IGNORECASE)
 PLACEHOLDER = re.compile(r"%\(\w+\)s|%s")
@@ -135,10 +138,14 @@ def test_every_statement_names_what_it_calls_qualified(module):
 def test_the_queries_built_per_call_are_qualified():
     """Queries whose text depends on what is measured, read as built."""
     from agent19.db import captures, hidden_statements
+    from agent19.migrate.dryrun import cluster_state, progress
     from agent19.migrate.planning import opaque_writes
     from agent19.safety import type_facts
 
     assert not unqualified(captures.captures_sql()), unqualified(captures.captures_sql())
+    for version in (140000, 150000):  # pg_parameter_acl from 15
+        for q in [cluster_state._all_at_once(version)[1], progress.progress_query(version)]:
+            assert not unqualified(q), (q, unqualified(q))
     view = '"s".pg_stat_statements'
     for q in [hidden_statements.hidden_sql(view), hidden_statements.hidden_sql(view, hidden_statements.WROTE),
               opaque_writes.Q_WROTE.format(view=view, wrote=hidden_statements.WROTE),
@@ -176,11 +183,13 @@ def test_the_walker_passes_what_is_qualified():
                        "%(oid)s::pg_catalog.oid AND CASE WHEN true THEN 1::integer END IS NOT NULL") == []
 
 
-INLINE = re.compile(r"""(\.execute\(|SQL\()\s*f?["']""")
+INLINE = re.compile(r"""(\.execute\(|SQL\()\s*f?(["'])(?P<text>.*?)\2""")
 
 
 @pytest.mark.parametrize("module", sorted(marked()))
 def test_no_statement_is_written_inline(module):
-    """A statement written in a call is not a module constant this test reads: name it first."""
+    """A statement written in a call is not a module constant this test reads: name it first (a fragment composed
+    into one, ``sql.SQL(", ")``, ``sql.SQL("{} ({})")``, is no statement)."""
     source = (ROOT.parent / Path(*module.split("."))).with_suffix(".py").read_text()
-    assert not INLINE.search(source), f"{module}: {INLINE.search(source)}"
+    inline = [m.group(0) for m in INLINE.finditer(source) if STATEMENT.match(m.group("text"))]
+    assert not inline, f"{module}: {inline}"

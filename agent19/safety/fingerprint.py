@@ -23,37 +23,42 @@ from __future__ import annotations
 # the server's FirstNormalObjectId, as agent19.safety.readonly_catalog.FIRST_NORMAL_OID (not imported from there:
 # this module loads with agent19.safety.aftermath at start-up, and that one brings the SQL parser)
 FIRST_NORMAL_OID = 16384
-_TEMP = "(SELECT oid FROM pg_namespace WHERE nspname ~ '^pg_(toast_)?temp_')"
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+# the operators the unqualified text chose (same argument types): the same fingerprint
+EQ, NE, GE = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)", "OPERATOR(pg_catalog.>=)"
+CAT = "OPERATOR(pg_catalog.||)"
+_TEMP = "(SELECT oid FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.~) '^pg_(toast_)?temp_')"
+_USER = f"{GE} {FIRST_NORMAL_OID}"
 
 
 def _rows(tag: str, key: str, table: str, where: str, rel: str | None = None) -> str:
-    join = f" JOIN pg_class r ON r.oid = x.{rel}" if rel else ""
-    return f"SELECT '{tag}' || x.{key} || ':' || x.xmin FROM {table} x{join} WHERE {where}"
+    join = f" JOIN pg_catalog.pg_class r ON r.oid {EQ} x.{rel}" if rel else ""
+    return f"SELECT '{tag}' {CAT} x.{key} {CAT} ':' {CAT} x.xmin FROM pg_catalog.{table} x{join} WHERE {where}"
 
 
 _PARTS = [
-    _rows("p", "oid", "pg_proc", f"x.oid >= {FIRST_NORMAL_OID} AND x.pronamespace NOT IN {_TEMP}"),
-    _rows("t", "oid", "pg_trigger", f"r.relnamespace NOT IN {_TEMP}", "tgrelid"),
-    _rows("c", "oid", "pg_constraint", f"x.oid >= {FIRST_NORMAL_OID} AND x.connamespace NOT IN {_TEMP}"),
-    _rows("d", "oid", "pg_attrdef", f"r.relnamespace NOT IN {_TEMP}", "adrelid"),
-    _rows("y", "oid", "pg_policy", f"r.relnamespace NOT IN {_TEMP}", "polrelid"),
-    _rows("r", "oid", "pg_rewrite", f"x.oid >= {FIRST_NORMAL_OID} AND r.relnamespace NOT IN {_TEMP}", "ev_class"),
+    _rows("p", "oid", "pg_proc", f"x.oid {_USER} AND x.pronamespace {NE} ALL {_TEMP}"),
+    _rows("t", "oid", "pg_trigger", f"r.relnamespace {NE} ALL {_TEMP}", "tgrelid"),
+    _rows("c", "oid", "pg_constraint", f"x.oid {_USER} AND x.connamespace {NE} ALL {_TEMP}"),
+    _rows("d", "oid", "pg_attrdef", f"r.relnamespace {NE} ALL {_TEMP}", "adrelid"),
+    _rows("y", "oid", "pg_policy", f"r.relnamespace {NE} ALL {_TEMP}", "polrelid"),
+    _rows("r", "oid", "pg_rewrite", f"x.oid {_USER} AND r.relnamespace {NE} ALL {_TEMP}", "ev_class"),
     _rows("i", "indexrelid", "pg_index", f"(x.indexprs IS NOT NULL OR x.indpred IS NOT NULL) "
-                                         f"AND r.relnamespace NOT IN {_TEMP}", "indexrelid"),
-    _rows("o", "oid", "pg_operator", f"x.oid >= {FIRST_NORMAL_OID}"),
-    _rows("k", "oid", "pg_cast", f"x.oid >= {FIRST_NORMAL_OID}"),
-    _rows("a", "aggfnoid", "pg_aggregate", f"x.aggfnoid >= {FIRST_NORMAL_OID}"),
-    _rows("T", "oid", "pg_type", f"(x.typtype = 'd' OR x.typdefaultbin IS NOT NULL) AND x.oid >= {FIRST_NORMAL_OID}"),
-    _rows("s", "oid", "pg_statistic_ext", f"r.relnamespace NOT IN {_TEMP}", "stxrelid"),  # ANALYZE runs them
-    _rows("P", "partrelid", "pg_partitioned_table", f"r.relnamespace NOT IN {_TEMP}", "partrelid"),
+                                         f"AND r.relnamespace {NE} ALL {_TEMP}", "indexrelid"),
+    _rows("o", "oid", "pg_operator", f"x.oid {_USER}"),
+    _rows("k", "oid", "pg_cast", f"x.oid {_USER}"),
+    _rows("a", "aggfnoid", "pg_aggregate", f"x.aggfnoid {_USER}"),
+    _rows("T", "oid", "pg_type", f"(x.typtype {EQ} 'd' OR x.typdefaultbin IS NOT NULL) AND x.oid {_USER}"),
+    _rows("s", "oid", "pg_statistic_ext", f"r.relnamespace {NE} ALL {_TEMP}", "stxrelid"),  # ANALYZE runs them
+    _rows("P", "partrelid", "pg_partitioned_table", f"r.relnamespace {NE} ALL {_TEMP}", "partrelid"),
     _rows("e", "oid", "pg_event_trigger", "true"),
-    _rows("n", "oid", "pg_namespace", f"x.oid >= {FIRST_NORMAL_OID} AND x.oid NOT IN {_TEMP}"),
+    _rows("n", "oid", "pg_namespace", f"x.oid {_USER} AND x.oid {NE} ALL {_TEMP}"),
     # extension membership (ALTER EXTENSION ... ADD/DROP writes only these rows): the guard trusts an extension's
     # members' use of its own C code, so which objects are members decides which edges it follows
-    "SELECT 'x' || x.classid || '.' || x.objid || '.' || x.refobjid || ':' || x.xmin FROM pg_depend x "
-    f"WHERE x.deptype = 'e' AND x.objid >= {FIRST_NORMAL_OID}",
+    f"SELECT 'x' {CAT} x.classid {CAT} '.' {CAT} x.objid {CAT} '.' {CAT} x.refobjid {CAT} ':' {CAT} x.xmin "
+    f"FROM pg_catalog.pg_depend x WHERE x.deptype {EQ} 'e' AND x.objid {_USER}",
 ]
-CODE = f"""(SELECT md5(coalesce(string_agg(k, ',' ORDER BY k), '')) FROM (
+CODE = f"""(SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(k, ',' ORDER BY k), '')) FROM (
   {' UNION ALL '.join(_PARTS)}) AS code(k))"""
 """A scalar expression: the fingerprint (text) of the code the server may run, as this statement's snapshot
 sees it."""

@@ -22,48 +22,65 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, Field
 
+from agent19.db.catalog import CAT, EQ, NOT_LIKE
 from agent19.migrate.dryrun.schema_diff import Difference
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+LIKE = "OPERATOR(pg_catalog.~~)"  # what LIKE is (its escape is the backslash, as ~~'s)
+
 _PARTS: dict[str, str] = {
-    "role": """SELECT rolname AS key, concat_ws(' ', 'super=' || rolsuper, 'inherit=' || rolinherit,
-                   'createrole=' || rolcreaterole, 'createdb=' || rolcreatedb, 'login=' || rolcanlogin,
-                   'replication=' || rolreplication, 'bypassrls=' || rolbypassrls,
-                   'connlimit=' || rolconnlimit, 'valid_until=' || coalesce(rolvaliduntil::text, '-'),
-                   'password=' || coalesce(md5(rolpassword), '-')) AS value FROM pg_authid""",
-    "membership": """SELECT m.rolname || ' in ' || r.rolname AS key,
-                            'admin=' || a.admin_option || ' grantor=' || coalesce(g.rolname, '?') AS value
-                       FROM pg_auth_members a JOIN pg_roles r ON r.oid = a.roleid
-                       JOIN pg_roles m ON m.oid = a.member LEFT JOIN pg_roles g ON g.oid = a.grantor""",
-    "role_setting": """SELECT coalesce(r.rolname, 'ALL') || ' in database ' || coalesce(d.datname, 'ALL') AS key,
-                              array_to_string(s.setconfig, ', ') AS value
-                         FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole
-                         LEFT JOIN pg_database d ON d.oid = s.setdatabase""",
-    "database": r"""SELECT d.datname AS key, concat_ws(' ', 'owner=' || pg_get_userbyid(d.datdba),
-                           'encoding=' || pg_encoding_to_char(d.encoding), 'template=' || d.datistemplate,
-                           'allowconn=' || d.datallowconn, 'connlimit=' || d.datconnlimit,
-                           'tablespace=' || t.spcname, 'acl=' || coalesce(d.datacl::text, '-')) AS value
-                      FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
-                     WHERE d.datname NOT LIKE 'agent19\_scratch\_%'""",
-    "tablespace": """SELECT spcname AS key, concat_ws(' ', 'owner=' || pg_get_userbyid(spcowner),
-                            'location=' || pg_tablespace_location(oid), 'acl=' || coalesce(spcacl::text, '-'),
-                            'options=' || coalesce(spcoptions::text, '-')) AS value FROM pg_tablespace""",
-    "replication_slot": """SELECT slot_name AS key, concat_ws(' ', slot_type, 'plugin=' || coalesce(plugin, '-'),
-                                  'database=' || coalesce(database, '-'),
-                                  CASE WHEN NOT active THEN 'restart=' || coalesce(restart_lsn::text, '-')
-                                       || ' flushed=' || coalesce(confirmed_flush_lsn::text, '-') END) AS value
-                             FROM pg_replication_slots WHERE NOT temporary""",
-    "subscription": """SELECT subname AS key, concat_ws(' ', 'enabled=' || subenabled,
-                              'owner=' || pg_get_userbyid(subowner), 'slot=' || coalesce(subslotname::text, '-'),
-                              'publications=' || array_to_string(subpublications, ',')) AS value
-                         FROM pg_subscription""",
-    "parameter_privilege": "SELECT parname AS key, coalesce(paracl::text, '-') AS value FROM pg_parameter_acl",
-    "shared_comment": """SELECT classoid::regclass::text || ' ' || objoid AS key, description AS value
-                           FROM pg_shdescription""",
-    "server_setting": """SELECT name AS key, setting || CASE WHEN applied THEN '' ELSE ' (not applied)' END AS value
-                           FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf'""",
+    "role": f"""SELECT rolname AS key, pg_catalog.concat_ws(' ', 'super=' {CAT} rolsuper,
+                   'inherit=' {CAT} rolinherit, 'createrole=' {CAT} rolcreaterole, 'createdb=' {CAT} rolcreatedb,
+                   'login=' {CAT} rolcanlogin, 'replication=' {CAT} rolreplication,
+                   'bypassrls=' {CAT} rolbypassrls, 'connlimit=' {CAT} rolconnlimit,
+                   'valid_until=' {CAT} coalesce(rolvaliduntil::pg_catalog.text, '-'),
+                   'password=' {CAT} coalesce(pg_catalog.md5(rolpassword), '-')) AS value
+                   FROM pg_catalog.pg_authid""",
+    "membership": f"""SELECT m.rolname {CAT} ' in ' {CAT} r.rolname AS key,
+                            'admin=' {CAT} a.admin_option {CAT} ' grantor=' {CAT} coalesce(g.rolname, '?') AS value
+                       FROM pg_catalog.pg_auth_members a JOIN pg_catalog.pg_roles r ON r.oid {EQ} a.roleid
+                       JOIN pg_catalog.pg_roles m ON m.oid {EQ} a.member
+                       LEFT JOIN pg_catalog.pg_roles g ON g.oid {EQ} a.grantor""",
+    "role_setting": f"""SELECT coalesce(r.rolname, 'ALL') {CAT} ' in database ' {CAT} coalesce(d.datname, 'ALL')
+                                AS key, pg_catalog.array_to_string(s.setconfig, ', ') AS value
+                         FROM pg_catalog.pg_db_role_setting s
+                         LEFT JOIN pg_catalog.pg_roles r ON r.oid {EQ} s.setrole
+                         LEFT JOIN pg_catalog.pg_database d ON d.oid {EQ} s.setdatabase""",
+    "database": rf"""SELECT d.datname AS key, pg_catalog.concat_ws(' ',
+                           'owner=' {CAT} pg_catalog.pg_get_userbyid(d.datdba),
+                           'encoding=' {CAT} pg_catalog.pg_encoding_to_char(d.encoding),
+                           'template=' {CAT} d.datistemplate, 'allowconn=' {CAT} d.datallowconn,
+                           'connlimit=' {CAT} d.datconnlimit, 'tablespace=' {CAT} t.spcname,
+                           'acl=' {CAT} coalesce(d.datacl::pg_catalog.text, '-')) AS value
+                      FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t ON t.oid {EQ} d.dattablespace
+                     WHERE d.datname {NOT_LIKE} 'agent19\_scratch\_%'""",
+    "tablespace": f"""SELECT spcname AS key, pg_catalog.concat_ws(' ',
+                            'owner=' {CAT} pg_catalog.pg_get_userbyid(spcowner),
+                            'location=' {CAT} pg_catalog.pg_tablespace_location(oid),
+                            'acl=' {CAT} coalesce(spcacl::pg_catalog.text, '-'),
+                            'options=' {CAT} coalesce(spcoptions::pg_catalog.text, '-')) AS value
+                       FROM pg_catalog.pg_tablespace""",
+    "replication_slot": f"""SELECT slot_name AS key, pg_catalog.concat_ws(' ', slot_type,
+                                  'plugin=' {CAT} coalesce(plugin, '-'), 'database=' {CAT} coalesce(database, '-'),
+                                  CASE WHEN NOT active THEN 'restart=' {CAT} coalesce(restart_lsn::pg_catalog.text, '-')
+                                       {CAT} ' flushed=' {CAT} coalesce(confirmed_flush_lsn::pg_catalog.text, '-')
+                                  END) AS value
+                             FROM pg_catalog.pg_replication_slots WHERE NOT temporary""",
+    "subscription": f"""SELECT subname AS key, pg_catalog.concat_ws(' ', 'enabled=' {CAT} subenabled,
+                              'owner=' {CAT} pg_catalog.pg_get_userbyid(subowner),
+                              'slot=' {CAT} coalesce(subslotname::pg_catalog.text, '-'),
+                              'publications=' {CAT} pg_catalog.array_to_string(subpublications, ',')) AS value
+                         FROM pg_catalog.pg_subscription""",
+    "parameter_privilege": "SELECT parname AS key, coalesce(paracl::pg_catalog.text, '-') AS value "
+                           "FROM pg_catalog.pg_parameter_acl",
+    "shared_comment": f"""SELECT classoid::pg_catalog.regclass::pg_catalog.text {CAT} ' ' {CAT} objoid AS key,
+                                description AS value FROM pg_catalog.pg_shdescription""",
+    "server_setting": f"""SELECT name AS key, setting {CAT} CASE WHEN applied THEN '' ELSE ' (not applied)' END
+                                AS value
+                           FROM pg_catalog.pg_file_settings WHERE sourcefile {LIKE} '%postgresql.auto.conf'""",
 }
-_ROLE_FALLBACK = _PARTS["role"].replace("coalesce(md5(rolpassword), '-')", "'(not readable)'").replace(
-    "FROM pg_authid", "FROM pg_roles")
+_ROLE_FALLBACK = _PARTS["role"].replace("coalesce(pg_catalog.md5(rolpassword), '-')", "'(not readable)'").replace(
+    "FROM pg_catalog.pg_authid", "FROM pg_catalog.pg_roles")
 
 
 class ClusterFingerprint(BaseModel):
@@ -75,8 +92,8 @@ def _all_at_once(server_version: int) -> tuple[list[str], str]:
     """The parts this server has, and one query reading them all (kind, key, value): one round trip and one
     plan instead of ten, for a login that may read every part (a superuser; the others fall back part by part)."""
     kinds = [k for k in _PARTS if k != "parameter_privilege" or server_version >= 150000]
-    union = "\nUNION ALL\n".join(f"SELECT '{k}' AS kind, p.key::text, p.value::text FROM ({_PARTS[k]}) p"
-                                  for k in kinds)
+    union = "\nUNION ALL\n".join(f"SELECT '{k}' AS kind, p.key::pg_catalog.text, p.value::pg_catalog.text "
+                                  f"FROM ({_PARTS[k]}) p" for k in kinds)  # read as built: tests/test_qualified_sql
     return kinds, union
 
 

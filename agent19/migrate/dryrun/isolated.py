@@ -88,13 +88,19 @@ PINNED = "-c search_path=pg_catalog,pg_temp"
 """The options of every superuser session in the copy: the target's settings never reach them (they are the login's,
 :func:`agent19.migrate.dryrun.isolated_access.apply`), and this pins their search_path too (r26b j01)."""
 APPLICATION = "agent19 isolated dry run"
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+CREATE_ROLE, GRANT_ROLE = "CREATE ROLE {} NOLOGIN", "GRANT {} TO {}"
+CREATE_LOGIN = "CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+GIVE_POSTGRES, CREATE_DATABASE = "ALTER DATABASE postgres OWNER TO {}", "CREATE DATABASE {} OWNER {}"
+"""The copy's roles and database, made by its superuser (:func:`_roles`)."""
 
-Q_TARGET = """SELECT current_setting('server_version_num')::int AS version, current_user::text AS login,
-       current_database()::text AS dbname,
-       array(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user ORDER BY 1)
-         AS roles,
-       array(SELECT rolname::text FROM pg_roles WHERE rolname !~ '^pg_' AND rolname <> current_user
-                AND pg_has_role(current_user, oid, 'MEMBER') ORDER BY 1) AS member_of"""
+Q_TARGET = """SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4 AS version,
+       current_user::pg_catalog.text AS login, pg_catalog.current_database()::pg_catalog.text AS dbname,
+       array(SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.!~) '^pg_'
+                AND rolname OPERATOR(pg_catalog.<>) current_user ORDER BY 1) AS roles,
+       array(SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.!~) '^pg_'
+                AND rolname OPERATOR(pg_catalog.<>) current_user
+                AND pg_catalog.pg_has_role(current_user, oid, 'MEMBER') ORDER BY 1) AS member_of"""
 
 
 @dataclasses.dataclass
@@ -111,18 +117,17 @@ def _roles(admin: str, login: str, roles: list[str], member_of: list[str], dbnam
     ident = sql.Identifier
     with catalog_first.connect(admin, autocommit=True) as conn:
         for role in roles:
-            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(ident(role)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS")
-                     .format(ident(login)))
+            conn.execute(sql.SQL(CREATE_ROLE).format(ident(role)))
+        conn.execute(sql.SQL(CREATE_LOGIN).format(ident(login)))
         for role in member_of:
-            conn.execute(sql.SQL("GRANT {} TO {}").format(ident(role), ident(login)))
+            conn.execute(sql.SQL(GRANT_ROLE).format(ident(role), ident(login)))
         if dbname == "postgres":  # initdb's, empty: given to the login
-            conn.execute(sql.SQL("ALTER DATABASE postgres OWNER TO {}").format(ident(login)))
+            conn.execute(sql.SQL(GIVE_POSTGRES).format(ident(login)))
         else:
-            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(ident(dbname), ident(login)))
+            conn.execute(sql.SQL(CREATE_DATABASE).format(ident(dbname), ident(login)))
 
 
-Q_EXTENSION_VERSIONS = ("SELECT extname::text, extversion::text FROM pg_catalog.pg_extension "
+Q_EXTENSION_VERSIONS = ("SELECT extname::pg_catalog.text, extversion::pg_catalog.text FROM pg_catalog.pg_extension "
                         "WHERE extname OPERATOR(pg_catalog.<>) 'plpgsql'")
 
 

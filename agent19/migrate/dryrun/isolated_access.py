@@ -50,110 +50,137 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from agent19.db import catalog_first
+from agent19.db.catalog import EQ, NE, _chars
 from agent19.db.connection import Database
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
+# the operators the unqualified text chose (same argument types): same rows
+_CAT = "'pg_class'::pg_catalog.regclass"
+_RELKINDS = _chars("r", "p", "v", "m", "S", "f")
 # the objects whose owner and ACL are copied: (catalog, oid, owner, acl, acldefault's kind, SQL keyword)
-_OBJECTS = """
-SELECT 'pg_namespace'::regclass AS cat, n.oid, n.nspowner AS owner, n.nspacl AS acl, 'n' AS kind, 'SCHEMA' AS kw,
-       n.oid AS nsp
-  FROM pg_namespace n
+_OBJECTS = f"""
+SELECT 'pg_namespace'::pg_catalog.regclass AS cat, n.oid, n.nspowner AS owner, n.nspacl AS acl, 'n' AS kind,
+       'SCHEMA' AS kw, n.oid AS nsp
+  FROM pg_catalog.pg_namespace n
 UNION ALL
-SELECT 'pg_class'::regclass, c.oid, c.relowner, c.relacl, CASE c.relkind WHEN 'S' THEN 's' ELSE 'r' END,
-       CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.relnamespace
-  FROM pg_class c WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-   AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-            AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+SELECT {_CAT}, c.oid, c.relowner, c.relacl, CASE WHEN c.relkind {EQ} 'S' THEN 's' ELSE 'r' END,
+       CASE WHEN c.relkind {EQ} 'v' THEN 'VIEW' WHEN c.relkind {EQ} 'm' THEN 'MATERIALIZED VIEW'
+            WHEN c.relkind {EQ} 'S' THEN 'SEQUENCE' WHEN c.relkind {EQ} 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+       c.relnamespace
+  FROM pg_catalog.pg_class c WHERE c.relkind {EQ} ANY ({_RELKINDS})
+   AND NOT (c.relkind {EQ} 'S' AND EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid {EQ} {_CAT}
+            AND d.objid {EQ} c.oid AND d.refclassid {EQ} {_CAT} AND d.deptype {EQ} ANY ({_chars("a", "i")})))
 UNION ALL
-SELECT 'pg_proc'::regclass, p.oid, p.proowner, p.proacl, 'f',
-       CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
-       p.pronamespace FROM pg_proc p
+SELECT 'pg_proc'::pg_catalog.regclass, p.oid, p.proowner, p.proacl, 'f',
+       CASE WHEN p.prokind {EQ} 'p' THEN 'PROCEDURE' WHEN p.prokind {EQ} 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+       p.pronamespace FROM pg_catalog.pg_proc p
 UNION ALL
-SELECT 'pg_type'::regclass, t.oid, t.typowner, t.typacl, 'T', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
-       t.typnamespace FROM pg_type t WHERE t.typtype IN ('d', 'e', 'r')
-    OR (t.typtype = 'c' AND (SELECT r.relkind FROM pg_class r WHERE r.oid = t.typrelid) = 'c')
+SELECT 'pg_type'::pg_catalog.regclass, t.oid, t.typowner, t.typacl, 'T',
+       CASE WHEN t.typtype {EQ} 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+       t.typnamespace FROM pg_catalog.pg_type t WHERE t.typtype {EQ} ANY ({_chars("d", "e", "r")})
+    OR (t.typtype {EQ} 'c' AND (SELECT r.relkind FROM pg_catalog.pg_class r WHERE r.oid {EQ} t.typrelid) {EQ} 'c')
 UNION ALL
-SELECT 'pg_foreign_server'::regclass, s.oid, s.srvowner, s.srvacl, 'S', 'SERVER', NULL FROM pg_foreign_server s
+SELECT 'pg_foreign_server'::pg_catalog.regclass, s.oid, s.srvowner, s.srvacl, 'S', 'SERVER', NULL
+  FROM pg_catalog.pg_foreign_server s
 UNION ALL
-SELECT 'pg_database'::regclass, d.oid, d.datdba, d.datacl, 'd', 'DATABASE', NULL FROM pg_database d
- WHERE d.datname = current_database()
-UNION ALL SELECT 'pg_collation'::regclass, oid, collowner, NULL, NULL, 'COLLATION', collnamespace FROM pg_collation
-UNION ALL SELECT 'pg_conversion'::regclass, oid, conowner, NULL, NULL, 'CONVERSION', connamespace FROM pg_conversion
-UNION ALL SELECT 'pg_operator'::regclass, oid, oprowner, NULL, NULL, 'OPERATOR', oprnamespace FROM pg_operator
-UNION ALL SELECT 'pg_opclass'::regclass, oid, opcowner, NULL, NULL, 'OPERATOR CLASS', opcnamespace FROM pg_opclass
-UNION ALL SELECT 'pg_opfamily'::regclass, oid, opfowner, NULL, NULL, 'OPERATOR FAMILY', opfnamespace FROM pg_opfamily
-UNION ALL SELECT 'pg_ts_dict'::regclass, oid, dictowner, NULL, NULL, 'TEXT SEARCH DICTIONARY', dictnamespace
-  FROM pg_ts_dict
-UNION ALL SELECT 'pg_ts_config'::regclass, oid, cfgowner, NULL, NULL, 'TEXT SEARCH CONFIGURATION', cfgnamespace
-  FROM pg_ts_config
-UNION ALL SELECT 'pg_statistic_ext'::regclass, oid, stxowner, NULL, NULL, 'STATISTICS', stxnamespace
-  FROM pg_statistic_ext
+SELECT 'pg_database'::pg_catalog.regclass, d.oid, d.datdba, d.datacl, 'd', 'DATABASE', NULL
+  FROM pg_catalog.pg_database d WHERE d.datname {EQ} pg_catalog.current_database()
+UNION ALL SELECT 'pg_collation'::pg_catalog.regclass, oid, collowner, NULL, NULL, 'COLLATION', collnamespace
+  FROM pg_catalog.pg_collation
+UNION ALL SELECT 'pg_conversion'::pg_catalog.regclass, oid, conowner, NULL, NULL, 'CONVERSION', connamespace
+  FROM pg_catalog.pg_conversion
+UNION ALL SELECT 'pg_operator'::pg_catalog.regclass, oid, oprowner, NULL, NULL, 'OPERATOR', oprnamespace
+  FROM pg_catalog.pg_operator
+UNION ALL SELECT 'pg_opclass'::pg_catalog.regclass, oid, opcowner, NULL, NULL, 'OPERATOR CLASS', opcnamespace
+  FROM pg_catalog.pg_opclass
+UNION ALL SELECT 'pg_opfamily'::pg_catalog.regclass, oid, opfowner, NULL, NULL, 'OPERATOR FAMILY', opfnamespace
+  FROM pg_catalog.pg_opfamily
+UNION ALL SELECT 'pg_ts_dict'::pg_catalog.regclass, oid, dictowner, NULL, NULL, 'TEXT SEARCH DICTIONARY',
+                 dictnamespace
+  FROM pg_catalog.pg_ts_dict
+UNION ALL SELECT 'pg_ts_config'::pg_catalog.regclass, oid, cfgowner, NULL, NULL, 'TEXT SEARCH CONFIGURATION',
+                 cfgnamespace
+  FROM pg_catalog.pg_ts_config
+UNION ALL SELECT 'pg_statistic_ext'::pg_catalog.regclass, oid, stxowner, NULL, NULL, 'STATISTICS', stxnamespace
+  FROM pg_catalog.pg_statistic_ext
 """
 # the schema's own objects: not the system's, not an extension's (the extension made them, as on the target)
 _USER_OBJECTS = f"""
-SELECT o.*, i.identity FROM ({_OBJECTS}) o, pg_identify_object(o.cat, o.oid, 0) i
- WHERE coalesce((SELECT n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
-                   FROM pg_namespace n WHERE n.oid = o.nsp), true)
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.cat AND d.objid = o.oid AND d.deptype = 'e')"""
+SELECT o.*, i.identity FROM ({_OBJECTS}) o, pg_catalog.pg_identify_object(o.cat, o.oid, 0) i
+ WHERE coalesce((SELECT n.nspname OPERATOR(pg_catalog.!~) '^pg_' AND n.nspname {NE} 'information_schema'
+                   FROM pg_catalog.pg_namespace n WHERE n.oid {EQ} o.nsp), true)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid {EQ} o.cat AND d.objid {EQ} o.oid
+                      AND d.deptype {EQ} 'e')"""
 
 Q_OWNERS = f"""
-SELECT u.kw, u.identity, r.rolname::text
-  FROM ({_USER_OBJECTS}) u JOIN pg_roles r ON r.oid = u.owner
- ORDER BY u.cat = 'pg_database'::regclass, u.cat = 'pg_namespace'::regclass, u.kw, u.identity"""
+SELECT u.kw, u.identity, r.rolname::pg_catalog.text
+  FROM ({_USER_OBJECTS}) u JOIN pg_catalog.pg_roles r ON r.oid {EQ} u.owner
+ ORDER BY u.cat {EQ} 'pg_database'::pg_catalog.regclass, u.cat {EQ} 'pg_namespace'::pg_catalog.regclass, u.kw,
+          u.identity"""
 """(keyword, identity, owner) of each object: ``ALTER … OWNER TO`` (the database last: the login keeps it till then)."""
 
-_GRANTEE = "(SELECT rolname::text FROM pg_roles WHERE oid = a.grantee)"  # NULL: PUBLIC
+_GRANTEE = f"(SELECT rolname::pg_catalog.text FROM pg_catalog.pg_roles WHERE oid {EQ} a.grantee)"  # NULL: PUBLIC
 Q_ACL = f"""
-WITH u AS (SELECT o.*, CASE WHEN o.kw IN ('VIEW', 'MATERIALIZED VIEW', 'FOREIGN TABLE') THEN 'TABLE'
-                            WHEN o.kw = 'AGGREGATE' THEN 'FUNCTION' WHEN o.kw = 'SERVER' THEN 'FOREIGN SERVER'
+WITH u AS (SELECT o.*, CASE WHEN o.kw {EQ} ANY ('{{VIEW,MATERIALIZED VIEW,FOREIGN TABLE}}'::pg_catalog.text[])
+                            THEN 'TABLE'
+                            WHEN o.kw {EQ} 'AGGREGATE' THEN 'FUNCTION' WHEN o.kw {EQ} 'SERVER' THEN 'FOREIGN SERVER'
                             ELSE o.kw END AS on_kw  -- GRANT's word for the kind
               FROM ({_USER_OBJECTS}) o),
  want AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
-            FROM u, aclexplode(u.acl) a WHERE u.acl IS NOT NULL),
+            FROM u, pg_catalog.aclexplode(u.acl) a WHERE u.acl IS NOT NULL),
  dflt AS (SELECT u.on_kw AS kw, u.identity, a.grantee, a.privilege_type, a.is_grantable
-            FROM u, aclexplode(acldefault(u.kind::"char", u.owner)) a WHERE u.acl IS NOT NULL)
-SELECT 'REVOKE', a.privilege_type, a.kw, a.identity, NULL::text, {_GRANTEE}, false FROM dflt a
+            FROM u, pg_catalog.aclexplode(pg_catalog.acldefault(u.kind::pg_catalog."char", u.owner)) a
+           WHERE u.acl IS NOT NULL)
+SELECT 'REVOKE', a.privilege_type, a.kw, a.identity, NULL::pg_catalog.text, {_GRANTEE}, false FROM dflt a
  WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.kw, w.identity, w.grantee, w.privilege_type)
-                                            = (a.kw, a.identity, a.grantee, a.privilege_type))
+                                            {EQ} (a.kw, a.identity, a.grantee, a.privilege_type))
 UNION ALL
 SELECT 'GRANT', a.privilege_type, a.kw, a.identity, NULL, {_GRANTEE}, a.is_grantable FROM want a
  WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.kw, d.identity, d.grantee, d.privilege_type, d.is_grantable)
-                                            = (a.kw, a.identity, a.grantee, a.privilege_type, a.is_grantable))
+                                            {EQ} (a.kw, a.identity, a.grantee, a.privilege_type, a.is_grantable))
 UNION ALL  -- a column's privileges (its default ACL is empty)
-SELECT 'GRANT', a.privilege_type, 'TABLE', u.identity, att.attname::text, {_GRANTEE}, a.is_grantable
-  FROM u JOIN pg_attribute att ON u.cat = 'pg_class'::regclass AND att.attrelid = u.oid
-   AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL, aclexplode(att.attacl) a"""
+SELECT 'GRANT', a.privilege_type, 'TABLE', u.identity, att.attname::pg_catalog.text, {_GRANTEE}, a.is_grantable
+  FROM u JOIN pg_catalog.pg_attribute att ON u.cat {EQ} {_CAT} AND att.attrelid {EQ} u.oid
+   AND att.attnum OPERATOR(pg_catalog.>) 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL,
+       pg_catalog.aclexplode(att.attacl) a"""
 """(GRANT or REVOKE, privilege, keyword, identity, column, grantee or NULL: PUBLIC, with grant option): what makes
 each object's (and column's) ACL on the copy the target's (the copy's is the owner's default)."""
 
-_DEFACL_KIND = "CASE x.defaclobjtype WHEN 'S' THEN 's' ELSE x.defaclobjtype END"
-_DEFACL_ON = ("CASE x.defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' "
-              "WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END")
+_DEFACL_KIND = f"CASE WHEN x.defaclobjtype {EQ} 'S' THEN 's' ELSE x.defaclobjtype END"
+_DEFACL_ON = (f"CASE WHEN x.defaclobjtype {EQ} 'r' THEN 'TABLES' WHEN x.defaclobjtype {EQ} 'S' THEN 'SEQUENCES' "
+              f"WHEN x.defaclobjtype {EQ} 'f' THEN 'FUNCTIONS' WHEN x.defaclobjtype {EQ} 'T' THEN 'TYPES' "
+              "ELSE 'SCHEMAS' END")
 Q_DEFAULT_ACL = f"""
 WITH x AS (SELECT d.oid, d.defaclrole, d.defaclnamespace, d.defaclobjtype, d.defaclacl,
-                  (SELECT rolname FROM pg_roles WHERE oid = d.defaclrole) AS role,
-                  (SELECT nspname FROM pg_namespace WHERE oid = d.defaclnamespace) AS nsp FROM pg_default_acl d),
- want AS (SELECT x.oid, a.* FROM x, aclexplode(x.defaclacl) a),
- dflt AS (SELECT x.oid, a.* FROM x, aclexplode(acldefault(({_DEFACL_KIND})::"char", x.defaclrole)) a
-           WHERE x.defaclnamespace = 0)
-SELECT 'REVOKE', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, false
-  FROM x JOIN dflt a ON a.oid = x.oid
- WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.oid, w.grantee, w.privilege_type) = (a.oid, a.grantee,
+                  (SELECT rolname FROM pg_catalog.pg_roles WHERE oid {EQ} d.defaclrole) AS role,
+                  (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid {EQ} d.defaclnamespace) AS nsp
+             FROM pg_catalog.pg_default_acl d),
+ want AS (SELECT x.oid, a.* FROM x, pg_catalog.aclexplode(x.defaclacl) a),
+ dflt AS (SELECT x.oid, a.* FROM x,
+                 pg_catalog.aclexplode(pg_catalog.acldefault(({_DEFACL_KIND})::pg_catalog."char", x.defaclrole)) a
+           WHERE x.defaclnamespace {EQ} 0)
+SELECT 'REVOKE', a.privilege_type, {_DEFACL_ON}, x.role::pg_catalog.text, x.nsp::pg_catalog.text, {_GRANTEE}, false
+  FROM x JOIN dflt a ON a.oid {EQ} x.oid
+ WHERE NOT EXISTS (SELECT 1 FROM want w WHERE (w.oid, w.grantee, w.privilege_type) {EQ} (a.oid, a.grantee,
                                                                                      a.privilege_type))
 UNION ALL
-SELECT 'GRANT', a.privilege_type, {_DEFACL_ON}, x.role::text, x.nsp::text, {_GRANTEE}, a.is_grantable
-  FROM x JOIN want a ON a.oid = x.oid
+SELECT 'GRANT', a.privilege_type, {_DEFACL_ON}, x.role::pg_catalog.text, x.nsp::pg_catalog.text, {_GRANTEE},
+       a.is_grantable
+  FROM x JOIN want a ON a.oid {EQ} x.oid
  WHERE NOT EXISTS (SELECT 1 FROM dflt d WHERE (d.oid, d.grantee, d.privilege_type, d.is_grantable)
-                                            = (a.oid, a.grantee, a.privilege_type, a.is_grantable))"""
+                                            {EQ} (a.oid, a.grantee, a.privilege_type, a.is_grantable))"""
 """(GRANT or REVOKE, privilege, TABLES/SEQUENCES/…, role, schema or NULL, grantee or NULL, with grant option):
 ``ALTER DEFAULT PRIVILEGES`` making the copy's ``pg_default_acl`` the target's."""
 
-Q_SETTINGS = """
-SELECT CASE WHEN s.setrole = 0 THEN 'database' WHEN s.setdatabase = 0 THEN 'role' ELSE 'role in database' END,
+Q_SETTINGS = f"""
+SELECT CASE WHEN s.setrole {EQ} 0 THEN 'database' WHEN s.setdatabase {EQ} 0 THEN 'role' ELSE 'role in database' END,
        s.setconfig
-  FROM pg_db_role_setting s
- WHERE (s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database()) OR s.setdatabase = 0)
-   AND (s.setrole = (SELECT oid FROM pg_roles WHERE rolname = session_user) OR (s.setrole = 0 AND s.setdatabase <> 0))
+  FROM pg_catalog.pg_db_role_setting s
+ WHERE (s.setdatabase {EQ} (SELECT oid FROM pg_catalog.pg_database WHERE datname {EQ} pg_catalog.current_database())
+        OR s.setdatabase {EQ} 0)
+   AND (s.setrole {EQ} (SELECT oid FROM pg_catalog.pg_roles WHERE rolname {EQ} session_user)
+        OR (s.setrole {EQ} 0 AND s.setdatabase {NE} 0))
  ORDER BY 1"""
 """The settings that apply to the login's sessions in the target database: database-wide, the login's (the role it
 logs in as: ``session_user``), the login's in this database."""
@@ -182,13 +209,23 @@ class Access:
     """The login's INHERIT: a NOINHERIT login has no privileges of the roles it is a member of until SET ROLE."""
 
 
+Q_INHERIT = f"SELECT rolinherit FROM pg_catalog.pg_roles WHERE rolname {EQ} current_user"
+"""The login's INHERIT (:attr:`Access.inherit`)."""
+
+
 def read_target(conn: psycopg.Connection[Any]) -> Access:
     """The target's owners, ACLs, default privileges and settings for this login (catalog reads only)."""
     cur = conn.cursor(row_factory=tuple_row)
-    inherit = cur.execute("SELECT rolinherit FROM pg_roles WHERE rolname = current_user").fetchone()
+    inherit = cur.execute(Q_INHERIT).fetchone()
     return Access(*(list(cur.execute(q).fetchall()) for q in (Q_OWNERS, Q_ACL, Q_DEFAULT_ACL)),
                   [(str(r[0]), list(r[1] or [])) for r in cur.execute(Q_SETTINGS).fetchall()],
                   inherit=bool(inherit[0]) if inherit else True)
+
+
+ACL = "{} {} ON {} {} {} {}"
+DEFAULT_ACL = "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} {} {} ON {} {} {}"
+ACL_OPTION, DEFAULT_ACL_OPTION = ACL + " WITH GRANT OPTION", DEFAULT_ACL + " WITH GRANT OPTION"
+"""GRANT/REVOKE and ALTER DEFAULT PRIVILEGES (composed by :func:`acl_statement`, :func:`default_acl_statement`)."""
 
 
 KEYWORDS = frozenset({
@@ -241,19 +278,17 @@ def acl_statement(row: tuple[Any, ...]) -> sql.Composed:
     what = _word(privilege, PRIVILEGES)
     if column is not None:
         what = sql.SQL("{} ({})").format(what, sql.Identifier(column))
-    return sql.SQL("{} {} ON {} {} {} {}{}").format(
+    return sql.SQL(ACL_OPTION if grantable else ACL).format(
         _word(action, frozenset({"GRANT", "REVOKE"})), what, _word(kw, KEYWORDS), _identity(identity),
-        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
-        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee))
 
 
 def default_acl_statement(row: tuple[Any, ...]) -> sql.Composed:
     action, privilege, on, role, schema, grantee, grantable = row
-    return sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {}{} {} {} ON {} {} {}{}").format(
+    return sql.SQL(DEFAULT_ACL_OPTION if grantable else DEFAULT_ACL).format(
         sql.Identifier(role), sql.SQL(" IN SCHEMA {}").format(sql.Identifier(schema)) if schema else sql.SQL(""),
         _word(action, frozenset({"GRANT", "REVOKE"})), _word(privilege, PRIVILEGES), _word(on, KEYWORDS),
-        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee),
-        sql.SQL(" WITH GRANT OPTION" if grantable else ""))
+        sql.SQL("TO" if action == "GRANT" else "FROM"), _grantee(grantee))
 
 
 def read_access(db: Database) -> Access:

@@ -28,28 +28,32 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
 Q_DEFINERS = """
 SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)),
-       n.nspname::text, p.proname::text, r.rolname::text,
+       n.nspname::pg_catalog.text, p.proname::pg_catalog.text, r.rolname::pg_catalog.text,
        pg_catalog.oidvectortypes(p.proargtypes),
        CASE WHEN r.rolsuper THEN 'superuser'
             ELSE pg_catalog.concat_ws(', ',
                    CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END,
-                   (SELECT 'member of ' OPERATOR(pg_catalog.||) pg_catalog.string_agg(g.rolname::text, ', '
-                                                                                      ORDER BY g.rolname)
+                   (SELECT 'member of ' OPERATOR(pg_catalog.||)
+                           pg_catalog.string_agg(g.rolname::pg_catalog.text, ', ' ORDER BY g.rolname)
                       FROM pg_catalog.pg_roles g
                      WHERE g.rolname OPERATOR(pg_catalog.~) '^pg_' AND g.oid OPERATOR(pg_catalog.<>) r.oid
                        AND pg_catalog.pg_has_role(r.oid, g.oid, 'USAGE')))
        END,
        (SELECT pg_catalog.count(*) FROM pg_catalog.pg_proc o WHERE o.proname OPERATOR(pg_catalog.=) p.proname)
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-  JOIN pg_catalog.pg_roles r ON r.oid = p.proowner
- WHERE p.prosecdef AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+  JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner
+ WHERE p.prosecdef AND n.nspname OPERATOR(pg_catalog.!~) '^pg_'
+   AND n.nspname OPERATOR(pg_catalog.<>) 'information_schema'
    AND (r.rolsuper OR r.rolbypassrls OR EXISTS (
           SELECT 1 FROM pg_catalog.pg_roles g WHERE g.rolname OPERATOR(pg_catalog.~) '^pg_'
              AND g.oid OPERATOR(pg_catalog.<>) r.oid AND pg_catalog.pg_has_role(r.oid, g.oid, 'USAGE')))
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                   AND d.objid = p.oid AND d.deptype = 'e')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_proc'::pg_catalog.regclass
+                   AND d.objid OPERATOR(pg_catalog.=) p.oid AND d.deptype OPERATOR(pg_catalog.=) 'e')
  ORDER BY 1"""
 """(identity, schema, name, owner, argument types as the server prints them, the owner's power the copy does not
 give, how many functions have that name) of each SECURITY DEFINER function whose owner is a superuser, has

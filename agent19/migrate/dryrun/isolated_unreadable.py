@@ -27,22 +27,27 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from agent19.db import catalog_first
+from agent19.db.catalog import EQ, NE, _chars
 from agent19.migrate.dryrun import isolated_access
 from agent19.migrate.patterns.sqlnames import relation_key
 
-Q_UNREADABLE = """
-SELECT n.nspname::text, c.relname::text,
-       array(SELECT ARRAY[a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull::text,
-                          coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::text,
-                          a.attgenerated::text]
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+
+Q_UNREADABLE = f"""
+SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+       array(SELECT ARRAY[a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                          a.attnotnull::pg_catalog.text,
+                          coalesce(pg_catalog.pg_get_expr(d.adbin, d.adrelid), ''), a.attidentity::pg_catalog.text,
+                          a.attgenerated::pg_catalog.text]
                FROM pg_catalog.pg_attribute a LEFT JOIN pg_catalog.pg_attrdef d
                  ON d.adrelid OPERATOR(pg_catalog.=) a.attrelid AND d.adnum OPERATOR(pg_catalog.=) a.attnum
               WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
                 AND NOT a.attisdropped
               ORDER BY a.attnum),
-       array(SELECT ARRAY[co.conname::text, co.contype::text, pg_catalog.pg_get_constraintdef(co.oid)]
+       array(SELECT ARRAY[co.conname::pg_catalog.text, co.contype::pg_catalog.text,
+                          pg_catalog.pg_get_constraintdef(co.oid)]
                FROM pg_catalog.pg_constraint co
-              WHERE co.conrelid OPERATOR(pg_catalog.=) c.oid AND co.contype IN ('c', 'p', 'u', 'x', 'f')
+              WHERE co.conrelid {EQ} c.oid AND co.contype {EQ} ANY ({_chars('c', 'p', 'u', 'x', 'f')})
                 AND (co.contype OPERATOR(pg_catalog.=) 'c' OR co.conparentid OPERATOR(pg_catalog.=) 0)
               ORDER BY co.contype OPERATOR(pg_catalog.=) 'f', co.conname),
        array(SELECT w FROM (VALUES
@@ -61,15 +66,16 @@ SELECT n.nspname::text, c.relname::text,
                (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
                                      AND a.attgenerated OPERATOR(pg_catalog.<>) '' AND NOT a.attisdropped)
                      THEN 'generated columns' END)) v(w) WHERE w IS NOT NULL),
-       array(SELECT ARRAY[pn.nspname::text, pc.relname::text]
+       array(SELECT ARRAY[pn.nspname::pg_catalog.text, pc.relname::pg_catalog.text]
                FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class pc ON pc.oid OPERATOR(pg_catalog.=) i.inhparent
                JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) pc.relnamespace
               WHERE i.inhrelid OPERATOR(pg_catalog.=) c.oid ORDER BY i.inhseqno),
        CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) ELSE '' END
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind IN ('r', 'p') AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass
-                   AND d.objid = c.oid AND d.deptype = 'e')
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+ WHERE c.relkind {EQ} ANY ({_chars('r', 'p')}) AND n.nspname OPERATOR(pg_catalog.!~) '^pg_'
+   AND n.nspname {NE} 'information_schema'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid {EQ} 'pg_class'::pg_catalog.regclass
+                   AND d.objid {EQ} c.oid AND d.deptype {EQ} 'e')
    AND NOT (pg_catalog.has_schema_privilege(n.oid, 'USAGE') AND pg_catalog.has_table_privilege(c.oid, 'SELECT'))
  ORDER BY 1, 2"""
 """(schema, table, columns, constraints, what a stand-in cannot have, parents, partition bound or '') of each table
@@ -79,6 +85,18 @@ attgenerated); each constraint (name, contype, definition): the catalog, which a
 ``format_type`` and they then qualify every other schema's name)."""
 SHOWN = 10
 """How many of them the result names."""
+PIN_PATH = ("SELECT pg_catalog.current_setting('search_path'), "
+            "pg_catalog.set_config('search_path', 'pg_catalog', true)")
+SET_PATH = "SELECT pg_catalog.set_config('search_path', %s, true)"
+"""The path :data:`Q_UNREADABLE` is read under (``format_type`` then qualifies every other schema's name), and the
+session's given back (local to the target's open transaction)."""
+Q_NO_SCHEMA = f"SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname {EQ} %s)"
+CREATE_SCHEMA = "CREATE SCHEMA {} AUTHORIZATION {}"
+CREATE_STAND_IN = "CREATE TABLE {} ({})"
+"""A stand-in: its columns composed by :func:`stand_in` (tests/test_qualified_sql.py: DELIBERATE)."""
+Q_RELATIONS = (f"SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+               f"JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace")
+"""Every relation of the copy, by schema and name (which stand-ins were made)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,15 +124,14 @@ class Unreadable:
 def read_unreadable(conn: psycopg.Connection[Any]) -> list[Unreadable]:
     """The tables of :data:`Q_UNREADABLE` (a catalog read on the target, in its open transaction)."""
     cur = conn.cursor(row_factory=tuple_row)
-    row = cur.execute("SELECT pg_catalog.current_setting('search_path'), "
-                      "pg_catalog.set_config('search_path', 'pg_catalog', true)").fetchone()
+    row = cur.execute(PIN_PATH).fetchone()
     try:
         return [Unreadable(str(s), str(t), [[str(v) for v in col] for col in cols or []],
                            [[str(v) for v in con] for con in cons or []], [str(w) for w in missing or []],
                            [[str(v) for v in parent] for parent in parents or []], str(bound or ""))
                 for s, t, cols, cons, missing, parents, bound in cur.execute(Q_UNREADABLE).fetchall()]
     finally:
-        cur.execute("SELECT pg_catalog.set_config('search_path', %s, true)", (row[0] if row else "",))
+        cur.execute(SET_PATH, (row[0] if row else "",))
 
 
 def _quoted(name: str) -> str:
@@ -134,7 +151,7 @@ def stand_in(table: Unreadable) -> sql.Composed:
     columns = [sql.SQL("{} {}{}").format(sql.Identifier(name), isolated_access.checked_identity(kind),
                                          sql.SQL(" NOT NULL" if notnull == "true" else ""))
                for name, kind, notnull, *_ in table.columns]
-    return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(table.schema, table.table),
+    return sql.SQL(CREATE_STAND_IN).format(sql.Identifier(table.schema, table.table),
                                                   sql.SQL(", ").join(columns))
 
 
@@ -148,11 +165,9 @@ def stand_ins_first(admin_dsn: str, tables: list[Unreadable], login: str) -> tup
     schemas: list[str] = []
     with catalog_first.connect(admin_dsn, autocommit=True) as conn:
         for table in tables:
-            if table.schema not in schemas and conn.execute(
-                    "SELECT NOT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) "
-                    "%s)", (table.schema,)).fetchone() == (True,):  # not public, nor an extension's made already
-                conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(table.schema),
-                                                                                 sql.Identifier(login)))
+            # not public, nor an extension's made already
+            if table.schema not in schemas and conn.execute(Q_NO_SCHEMA, (table.schema,)).fetchone() == (True,):
+                conn.execute(sql.SQL(CREATE_SCHEMA).format(sql.Identifier(table.schema), sql.Identifier(login)))
                 schemas.append(table.schema)
             try:
                 _make(conn, table, login)
@@ -225,9 +240,7 @@ def complete(login_dsn: str, tables: list[Unreadable]) -> tuple[list[str], dict[
     lacking: dict[str, list[str]] = {t.key: list(t.missing) for t in tables if t.missing}
     failed: list[str] = []
     with catalog_first.connect(login_dsn, autocommit=True, options="-c search_path=pg_catalog,pg_temp") as conn:
-        exists = {(str(row[0]), str(row[1])) for row in conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace").fetchall()}
+        exists = {(str(row[0]), str(row[1])) for row in conn.execute(Q_RELATIONS).fetchall()}
         made = [t for t in tables if (t.schema, t.table) in exists]
         # by order over all stand-ins: a foreign key after the keys it references, on other stand-ins too
         steps = sorted(((order, t, what, statement) for t in made for order, what, statement in _additions(t)),

@@ -27,22 +27,27 @@ from typing import Any
 
 import psycopg
 
+from agent19.db.catalog import CAT, EQ, NE, NOT_LIKE, _chars
 from agent19.migrate.dryrun.schema_diff import Difference
+
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
 
 LOCK_TIMEOUT = "1s"
 """pg_relation_size opens each relation (ACCESS SHARE): a relation another session holds exclusively is waited for
 this long at most, then the sizes are not compared (said)."""
+SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
 
-Q_RELATIONS = """
-SELECT n.nspname::text || '.' || c.relname::text AS name, c.relkind::text AS kind,
-       c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
-       pg_catalog.pg_relation_size(c.oid) AS bytes,
-       s.analyze_count, s.vacuum_count, s.autoanalyze_count + s.autovacuum_count AS auto_count
+Q_RELATIONS = f"""
+SELECT n.nspname::pg_catalog.text {CAT} '.' {CAT} c.relname::pg_catalog.text AS name,
+       c.relkind::pg_catalog.text AS kind, c.reltuples::pg_catalog.float8 AS reltuples,
+       c.relpages::pg_catalog.int8 AS relpages, pg_catalog.pg_relation_size(c.oid) AS bytes,
+       s.analyze_count, s.vacuum_count, s.autoanalyze_count OPERATOR(pg_catalog.+) s.autovacuum_count AS auto_count
   FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-  LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid OPERATOR(pg_catalog.=) c.oid
- WHERE c.relkind IN ('r', 'm', 'i')
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname::text NOT LIKE 'pg\\_toast%'
+  JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+  LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid {EQ} c.oid
+ WHERE c.relkind {EQ} ANY ({_chars('r', 'm', 'i')})
+   AND n.nspname {NE} ALL ('{{pg_catalog,information_schema}}'::pg_catalog.name[])
+   AND n.nspname::pg_catalog.text {NOT_LIKE} 'pg\\_toast%'
    AND NOT pg_catalog.pg_is_other_temp_schema(c.relnamespace)
 """
 
@@ -54,7 +59,7 @@ def read(conn: psycopg.Connection[Any]) -> State | str:
     transaction), or why they could not be read."""
     try:
         with conn.transaction():
-            conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            conn.execute(SET_LOCK_TIMEOUT)
             rows = conn.execute(Q_RELATIONS).fetchall()
     except psycopg.OperationalError:
         raise

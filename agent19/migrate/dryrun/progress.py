@@ -34,27 +34,31 @@ from typing import Any, TypeVar
 import psycopg
 
 from agent19.db import catalog_first
+from agent19.db.catalog import EQ
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, float | None, str | None], None]
 T = TypeVar("T")
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
 
 # (first major version, one SELECT returning command, phase, done, total, unit for the backend %(pid)s)
+_GT0 = "OPERATOR(pg_catalog.>) 0"
 _VIEWS: tuple[tuple[int, str], ...] = (
-    (12, """SELECT command, phase, CASE WHEN blocks_total > 0 THEN blocks_done ELSE tuples_done END,
-                   CASE WHEN blocks_total > 0 THEN blocks_total ELSE tuples_total END,
-                   CASE WHEN blocks_total > 0 THEN 'blocks' ELSE 'tuples' END
-              FROM pg_stat_progress_create_index WHERE pid = %(pid)s"""),
-    (12, """SELECT command, phase, heap_blks_scanned, heap_blks_total, 'blocks'
-              FROM pg_stat_progress_cluster WHERE pid = %(pid)s"""),
-    (10, """SELECT 'VACUUM', phase, heap_blks_scanned, heap_blks_total, 'blocks'
-              FROM pg_stat_progress_vacuum WHERE pid = %(pid)s"""),
-    (13, """SELECT 'ANALYZE', phase, sample_blks_scanned, sample_blks_total, 'blocks'
-              FROM pg_stat_progress_analyze WHERE pid = %(pid)s"""),
-    (14, """SELECT command, type, CASE WHEN bytes_total > 0 THEN bytes_processed ELSE tuples_processed END,
-                   NULLIF(bytes_total, 0), CASE WHEN bytes_total > 0 THEN 'bytes' ELSE 'rows' END
-              FROM pg_stat_progress_copy WHERE pid = %(pid)s"""),
+    (12, f"""SELECT command, phase, CASE WHEN blocks_total {_GT0} THEN blocks_done ELSE tuples_done END,
+                    CASE WHEN blocks_total {_GT0} THEN blocks_total ELSE tuples_total END,
+                    CASE WHEN blocks_total {_GT0} THEN 'blocks' ELSE 'tuples' END
+               FROM pg_catalog.pg_stat_progress_create_index WHERE pid {EQ} %(pid)s"""),
+    (12, f"""SELECT command, phase, heap_blks_scanned, heap_blks_total, 'blocks'
+               FROM pg_catalog.pg_stat_progress_cluster WHERE pid {EQ} %(pid)s"""),
+    (10, f"""SELECT 'VACUUM', phase, heap_blks_scanned, heap_blks_total, 'blocks'
+               FROM pg_catalog.pg_stat_progress_vacuum WHERE pid {EQ} %(pid)s"""),
+    (13, f"""SELECT 'ANALYZE', phase, sample_blks_scanned, sample_blks_total, 'blocks'
+               FROM pg_catalog.pg_stat_progress_analyze WHERE pid {EQ} %(pid)s"""),
+    (14, f"""SELECT command, type, CASE WHEN bytes_total {_GT0} THEN bytes_processed ELSE tuples_processed END,
+                    CASE WHEN bytes_total OPERATOR(pg_catalog.=) 0 THEN NULL ELSE bytes_total END,
+                    CASE WHEN bytes_total {_GT0} THEN 'bytes' ELSE 'rows' END
+               FROM pg_catalog.pg_stat_progress_copy WHERE pid {EQ} %(pid)s"""),
 )
 
 

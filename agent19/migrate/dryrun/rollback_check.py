@@ -37,6 +37,11 @@ from agent19.migrate.layouts.files import has_non_transactional
 from agent19.migrate.parse import Statement
 from agent19.safety.fingerprint import CHANGED, CODE
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+Q_CODE = f"SELECT {CODE} AS code"
+"""The fingerprint of the code the server may run, read again on the target after the check (:func:`_code_changed`)."""
+SET_TIMEOUT, BEGIN, ROLLBACK = "SET statement_timeout = {}", "BEGIN", "ROLLBACK"
+
 
 def _apply(conn: psycopg.Connection[Any], statements: list[Statement], savepoints: bool,
            blocked: dict[int, Blocked]) -> list[StatementError]:
@@ -81,7 +86,7 @@ def _verify(conn: psycopg.Connection[Any], up: list[Statement], down: list[State
 def _code_changed(db: Database, checked: str | None) -> bool:
     """The code the server may run on the target is not what the screen read (another session changed it)."""
     with db.session() as target:
-        row = target.execute(f"SELECT {CODE} AS code").fetchone()
+        row = target.execute(Q_CODE).fetchone()
     return checked is not None and (row["code"] if isinstance(row, dict) else row[0]) != checked
 
 
@@ -102,7 +107,7 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
         with scratch_database(db, copy="schema") as scratch:
             with catalog_first.connect(scratch.dsn, autocommit=True, row_factory=dict_row,
                                  application_name="agent19 rollback-check") as conn:
-                conn.execute(f"SET statement_timeout = {int(db.settings.statement_timeout_ms)}")
+                conn.execute(SET_TIMEOUT.format(int(db.settings.statement_timeout_ms)))
                 differences, up_changes, errors = _verify(conn, up, down, savepoints=False, blocked=blocked)
             scratch_info = ScratchInfo(name=scratch.name, strategy=scratch.strategy, notes=scratch.notes, dropped=False)
             unfaithful = scratch.unfaithful
@@ -111,11 +116,11 @@ def verify_rollback(db: Database, up: list[Statement], down: list[Statement]) ->
         where = "transaction"
         conn = db.connect()
         try:
-            conn.execute("BEGIN")
+            conn.execute(BEGIN)
             try:
                 differences, up_changes, errors = _verify(conn, up, down, savepoints=True, blocked=blocked)
             finally:
-                conn.execute("ROLLBACK")
+                conn.execute(ROLLBACK)
         finally:
             conn.close()
     if _code_changed(db, checked):

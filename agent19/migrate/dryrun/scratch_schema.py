@@ -18,19 +18,41 @@ from agent19.db.binaries import pg_binary
 from agent19.db.child_env import child_connection
 from agent19.migrate.patterns.sqlnames import from_server
 
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+EQ = "OPERATOR(pg_catalog.=)"  # the operator the unqualified text chose (same argument types): same rows
+Q_EXTENSIONS = (
+    "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_catalog.pg_roles "
+    f"WHERE rolname {EQ} current_user) FROM pg_catalog.pg_extension e "
+    "LEFT JOIN pg_catalog.pg_available_extension_versions v "
+    f"ON v.name {EQ} e.extname AND v.version {EQ} e.extversion WHERE e.extname OPERATOR(pg_catalog.<>) 'plpgsql' "
+    "ORDER BY 1")
+"""The target's extensions, and whether this login can create each (trusted, or a superuser)."""
+SET_HOLDERS_TIMEOUT = "SET statement_timeout = 5000"
+Q_HOLDERS = (
+    f"SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l WHERE l.granted AND l.mode {EQ} 'AccessExclusiveLock' "
+    f"AND l.relation {EQ} ANY (SELECT pg_catalog.to_regclass(t) FROM pg_catalog.unnest(%s::pg_catalog.text[]) t) "
+    "ORDER BY 1")
+"""The sessions holding ACCESS EXCLUSIVE on any of the tables ``%s`` (names as pg_dump prints them)."""
+SET_REPLICA = "SET session_replication_role = replica"
+Q_COLUMNS = ("SELECT pg_catalog.array_agg(attname::pg_catalog.text ORDER BY attnum) FROM pg_catalog.pg_attribute "
+             f"WHERE attrelid {EQ} %s::pg_catalog.regclass AND attnum OPERATOR(pg_catalog.>) 0 "
+             f"AND NOT attisdropped AND attgenerated {EQ} ''")
+"""A table's columns a sample copies (not dropped, not generated), in order."""
+COPY_OUT = "COPY (SELECT {} FROM {} LIMIT {}) TO STDOUT (FORMAT binary)"
+COPY_IN = "COPY {} ({}) FROM STDIN (FORMAT binary)"
+Q_COUNT, ANALYZE = "SELECT pg_catalog.count(*) FROM {}", "ANALYZE {}"
+
 
 def extensions(source_dsn: str) -> tuple[list[str], list[str]]:
     """The target's extensions: (those this role can create in a new database, those it cannot)."""
     with catalog_first.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
-        rows = conn.execute(
-            "SELECT e.extname, coalesce(v.trusted, false) OR (SELECT rolsuper FROM pg_roles"
-            " WHERE rolname = current_user) FROM pg_extension e LEFT JOIN pg_available_extension_versions v"
-            " ON v.name = e.extname AND v.version = e.extversion WHERE e.extname <> 'plpgsql' ORDER BY 1").fetchall()
+        rows = conn.execute(Q_EXTENSIONS).fetchall()
     return [r[0] for r in rows if r[1]], [r[0] for r in rows if not r[1]]
 
 
-Q_LOGIN = """SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %(name)s), r.rolsuper, r.rolcreatedb
- FROM pg_roles r WHERE r.rolname = current_user"""
+Q_LOGIN = """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) %(name)s),
+       r.rolsuper, r.rolcreatedb
+ FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user"""
 """Whether the database ``name`` exists, and the login's SUPERUSER and CREATEDB: what a copy made earlier is checked
 against when it is about to be used (catalog reads only, not the extensions' control files)."""
 
@@ -94,11 +116,8 @@ def _holders(source_dsn: str, tables: str) -> str:
     that ACCESS SHARE conflicts with, now; empty when none is (any more) or they cannot be read."""
     try:
         with catalog_first.connect(source_dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SET statement_timeout = 5000")
-            rows = conn.execute(
-                "SELECT DISTINCT l.pid FROM pg_locks l WHERE l.granted AND l.mode = 'AccessExclusiveLock'"
-                " AND l.relation IN (SELECT to_regclass(t) FROM unnest(%s::text[]) t) ORDER BY 1",
-                ([t.strip() for t in tables.split(",")],)).fetchall()
+            conn.execute(SET_HOLDERS_TIMEOUT)
+            rows = conn.execute(Q_HOLDERS, ([t.strip() for t in tables.split(",")],)).fetchall()
     except psycopg.Error as exc:  # the failure is still said, without the holders
         return f" (its holder could not be read: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc})"
     return f" held by pid {', '.join(str(r[0]) for r in rows)}" if rows else ""
@@ -131,31 +150,25 @@ def copy_sample(source_dsn: str, dest_dsn: str, tables: list[str], rows: int) ->
     with (catalog_first.connect(source_dsn, autocommit=True) as src,
           catalog_first.connect(dest_dsn, autocommit=True) as dst):
         try:
-            dst.execute("SET session_replication_role = replica")
+            dst.execute(SET_REPLICA)
         except psycopg.Error:
             notes.append("sample copied with foreign keys and triggers active (not a superuser)")
         for table in tables:
-            cols = src.execute(  # the names as they are, quoted here (never SQL text the server wrote)
-                "SELECT pg_catalog.array_agg(attname::pg_catalog.text ORDER BY attnum) FROM pg_catalog.pg_attribute "
-                "WHERE attrelid OPERATOR(pg_catalog.=) %s::pg_catalog.regclass AND attnum OPERATOR(pg_catalog.>) 0 "
-                "AND NOT attisdropped AND attgenerated OPERATOR(pg_catalog.=) ''",
-                (table,),
-            ).fetchone()
+            cols = src.execute(Q_COLUMNS, (table,)).fetchone()  # quoted here (never SQL text the server wrote)
             if not cols or not cols[0]:
                 continue
             col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols[0])
             rel = from_server(table)  # a regclass text from the server, quoted again here
-            out_q = sql.SQL("COPY (SELECT {} FROM {} LIMIT {}) TO STDOUT (FORMAT binary)").format(
-                col_list, rel, sql.Literal(rows))
-            in_q = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(rel, col_list)
+            out_q = sql.SQL(COPY_OUT).format(col_list, rel, sql.Literal(rows))
+            in_q = sql.SQL(COPY_IN).format(rel, col_list)
             try:
                 with dst.transaction():
                     with src.cursor().copy(out_q) as reader, dst.cursor().copy(in_q) as writer:
                         for block in reader:
                             writer.write(block)
-                count = dst.execute(sql.SQL("SELECT count(*) FROM {}").format(rel)).fetchone()
+                count = dst.execute(sql.SQL(Q_COUNT).format(rel)).fetchone()
                 copied[table] = int(count[0]) if count else 0
-                dst.execute(sql.SQL("ANALYZE {}").format(rel))
+                dst.execute(sql.SQL(ANALYZE).format(rel))
             except psycopg.Error as exc:
                 notes.append(f"no sample for {table}: {str(exc).strip().splitlines()[0]}")
     return copied, notes
