@@ -39,7 +39,7 @@ from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
-from tests.conftest import need_stat_statements, owner_login, session_settings
+from tests.conftest import need, need_stat_statements, owner_login, session_settings
 from tests.scratch_dryruns import alter_role
 from tests.test_captured_path import _ran
 from tests.test_cli import agent19
