@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import need
+from tests.conftest import need, owner_login
 from tests.mcp_client import stdio_session
 from tests.reader_login import reader_login
 
@@ -305,10 +305,12 @@ async def test_the_index_advisor_plans_as_the_reader(dsn, tmp_path):
 
 @pytest.mark.asyncio
 async def test_a_write_is_checked_as_the_login_that_plans_it(dsn, tmp_path):
-    """EXPLAIN of a write is planned as the main login; "$user" in its search_path can resolve a name to
-    another function than the reader would see. The planner folds immutable calls, so the check must
-    resolve names as the main login does."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    """EXPLAIN of a write is planned as the main login (the application's role: a privileged one is refused in
+    read-only mode, tests/test_privileged_planner.py); "$user" in its search_path can resolve a name to another
+    function than the reader would see. The planner folds immutable calls, so the check must resolve names as the
+    main login does."""
+    app = owner_login(dsn, "planner")
+    with psycopg.connect(app, autocommit=True) as conn:
         main = conn.execute("SELECT session_user").fetchone()[0]
         conn.execute(f"""
             CREATE TABLE t (id int);
@@ -318,7 +320,7 @@ async def test_a_write_is_checked_as_the_login_that_plans_it(dsn, tmp_path):
               AS 'SELECT $1 FROM (SELECT pg_advisory_lock({LOCK})) s';
         """)
     with reader_login(dsn, tmp_path) as read_dsn:
-        env = {"DATABASE_URL": dsn, "AGENT19_READ_DSN": read_dsn, "AGENT19_ALLOW_PRIVILEGED_READS": "0"}
+        env = {"DATABASE_URL": app, "AGENT19_READ_DSN": read_dsn, "AGENT19_ALLOW_PRIVILEGED_READS": "0"}
         async with stdio_session(env=env) as session:
             result = await session.call_tool("explain_query", {"sql": "DELETE FROM t WHERE id = shadowed(1)"})
             assert result.is_error and "pg_advisory_lock" in _text(result), _text(result)

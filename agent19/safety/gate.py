@@ -123,6 +123,10 @@ class PrivilegedReader(Agent19Error):
     exit_code = 1
 
 
+class PrivilegedPlanner(PrivilegedReader):
+    """A write would be planned (read-only mode) as a main login that can reach beyond the database; nothing ran."""
+
+
 USER_SQL = "user_sql"
 SQL_KINDS = {
     "statement": "one statement, sent to the server (through admit)",
@@ -199,6 +203,43 @@ def reader_database(db: Database) -> Database:
     return db.reader_database()
 
 
+def _login_facts(conn: Connection, db: Database, separate: bool) -> tuple[LoginFacts, Any]:
+    row = conn.execute(Q_LOGIN, (list(PRIVILEGED_ROLES),)).fetchone()
+    assert row is not None
+    roles = list(row["roles"] or [])
+    privileged = bool(row["superuser"]) or bool(roles)
+    return LoginFacts(
+        login=row["login"], separate_reader=separate, superuser=bool(row["superuser"]),
+        privileged_roles=roles, privileged=privileged, statement_timeout=row["statement_timeout"],
+        allowed_by_opt_in=privileged and db.settings.allow_privileged_reads,
+    ), conn.execute(Q_WHERE).fetchone()
+
+
+def planner_login(db: Database) -> LoginFacts:
+    """Who plans a write (:func:`plan_session`): the main login (asked of the server once per :class:`Database`)."""
+    cached: LoginFacts | None = getattr(db, "_gate_planner", None)
+    if cached is None:
+        with db.read() as conn:
+            cached = db._gate_planner = _login_facts(conn, db, False)[0]  # type: ignore[attr-defined]
+    return cached
+
+
+def require_unprivileged_planner(db: Database) -> None:
+    """In read-only mode, refuse to plan a write as a privileged main login (unless opted in): the planner folds
+    the code a table's owner put in its definitions (index expressions, defaults, rules...) as that login."""
+    facts = planner_login(db)
+    if db.mode is AccessMode.READ_ONLY and facts.privileged and not db.settings.allow_privileged_reads:
+        raise PrivilegedPlanner(
+            f"refused in read-only mode: planning a write needs the write's privileges, so it is planned as the main "
+            f"login {facts.login!r}, {facts.powers()}; the planner runs code the table's owner wrote (index "
+            "expressions, column defaults, rules, operators) as that login",
+            "connect agent19 (--dsn) as the application's role that owns or writes the tables, not a privileged "
+            "login, and keep the least-privilege reader for reads (--read-dsn); or accept the risk with "
+            "--allow-privileged-reads (AGENT19_ALLOW_PRIVILEGED_READS=1); explaining the equivalent SELECT needs "
+            "neither",
+        )
+
+
 def reader_login(db: Database) -> LoginFacts:
     """Who user reads run as (asked of the server once per :class:`Database`)."""
     cached: LoginFacts | None = getattr(db, "_gate_login", None)
@@ -206,9 +247,7 @@ def reader_login(db: Database) -> LoginFacts:
         return cached
     rdb = reader_database(db)
     with rdb.read() as conn:
-        row = conn.execute(Q_LOGIN, (list(PRIVILEGED_ROLES),)).fetchone()
-        where = conn.execute(Q_WHERE).fetchone()
-    assert row is not None
+        facts, where = _login_facts(conn, db, rdb is not db)
     if rdb is not db:
         with db.read() as conn:
             main = conn.execute(Q_WHERE).fetchone()
@@ -218,13 +257,6 @@ def reader_login(db: Database) -> LoginFacts:
                 f"main DSN database {main['db']!r} of a server started at {main['started']}: reads would not see "  # type: ignore[index]
                 "the database agent19 works on",
                 "point --read-dsn / AGENT19_READ_DSN at the same server and database as --dsn, with the reader login")
-    roles = list(row["roles"] or [])
-    privileged = bool(row["superuser"]) or bool(roles)
-    facts = LoginFacts(
-        login=row["login"], separate_reader=rdb is not db, superuser=bool(row["superuser"]),
-        privileged_roles=roles, privileged=privileged, statement_timeout=row["statement_timeout"],
-        allowed_by_opt_in=privileged and db.settings.allow_privileged_reads,
-    )
     db._gate_login = facts  # type: ignore[attr-defined]
     return facts
 
@@ -277,6 +309,8 @@ def admit_parsed(db: Database, statements: list[Statement], purpose: Purpose, *,
         else:
             st = readonly.check_plannable(statements)
         require_unprivileged_reader(db)
+        if not readonly.is_read(st):
+            require_unprivileged_planner(db)  # planned as the main login (plan_session)
         # checked as the login that will run or plan it: names resolve through its search_path ("$user")
         with plan_session(db, [st]) as conn:
             readonly.check_catalog(conn, st, planning_only=purpose is Purpose.PLAN)

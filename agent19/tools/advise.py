@@ -129,6 +129,8 @@ def advise_workload(ctx: ToolContext, args: WorkloadArgs) -> Advice:
                 gate.admit(ctx.db, q.sql, gate.Purpose.PLAN)
             except ReadOnlyViolation as exc:
                 refused.append(f"left out (not safe to plan): {q.sql[:80]} - {exc.message}")
+            except gate.PrivilegedPlanner as exc:  # a write, and only a privileged login may plan it here
+                refused.append(f"left out (not planned as a privileged login): {q.sql[:80]} - {exc.message}")
             else:
                 queries.append((q.sql, q.weight, None))
         if not queries:
