@@ -37,6 +37,8 @@ def test_info_names_the_superuser_login_behind_a_set_role(dsn: str) -> None:
     text = agent19("info", "--dsn", dsn)
     assert f"the login is {login} (superuser)" in text.stdout, text.stdout
     assert "RESET ROLE" in text.stdout
+    decoding = next(f for f in data["features"] if f["name"] == "logical_decoding")  # the login's attribute
+    assert f"ALTER ROLE {role}" not in decoding["reason"], decoding  # never: grant the owner's role WAL streaming
 
 
 def test_health_names_the_login_behind_a_set_role(dsn: str) -> None:

@@ -58,7 +58,7 @@ SELECT current_setting('server_version_num')::int AS num, current_setting('serve
        (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
        current_setting('wal_level') AS wal_level,
        (SELECT rolcreatedb FROM pg_roles WHERE rolname = current_user) AS createdb,
-       (SELECT rolreplication FROM pg_roles WHERE rolname = current_user) AS replication,
+       (SELECT rolreplication FROM pg_roles WHERE rolname = session_user) AS replication,
        pg_has_role('pg_read_all_settings', 'USAGE') AS read_settings,
        pg_has_role('pg_read_all_stats', 'USAGE') AS read_stats,
        pg_has_role('pg_read_all_data', 'USAGE') AS read_data,
@@ -157,12 +157,13 @@ def _privileges(facts: dict[str, object]) -> list[Feature]:
 def _logical_decoding(facts: dict[str, Any]) -> Feature:
     """Change data capture needs both: the server decoding WAL and a login that may open replication slots."""
     server = facts["wal_level"] == "logical"
-    login = bool(facts["superuser"] or facts["replication"])
+    # the login's attributes (session_user): a replication connection is the login's, whatever SET role says
+    login = bool(facts["login_superuser"] or facts["replication"])
     why = [] if server else [f"the server: change data capture needs wal_level=logical (it is {facts['wal_level']}); "
                              "set it and restart"]
     if not login:
-        why.append(f"this login ({facts['usr']}) has no REPLICATION attribute: it may not create replication slots "
-                   f"nor stream changes (agent19 cdc) - a superuser runs ALTER ROLE {facts['usr']} REPLICATION")
+        why.append(f"this login ({facts['login']}) has no REPLICATION attribute: it may not create replication slots "
+                   f"nor stream changes (agent19 cdc) - a superuser runs ALTER ROLE {facts['login']} REPLICATION")
     return Feature(name="logical_decoding", available=server and login, reason="; ".join(why))
 
 
