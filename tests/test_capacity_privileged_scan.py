@@ -63,3 +63,36 @@ def test_the_reader_counts_them(dsn: str, tmp_path: Path) -> None:
         source, notes = _plan(dsn, read_dsn=reader)
     assert "owner code ran" not in source + notes and "not counted" not in notes, notes
     assert source == "creation timestamp columns", (source, notes)
+
+
+DENIED = """
+CREATE FUNCTION public.sly() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN
+  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
+    PERFORM pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
+      WHERE a.application_name OPERATOR(pg_catalog.=) 'victim';
+    RAISE EXCEPTION 'owner code ran as superuser %', current_user;
+  END IF;
+  RETURN 0;
+END $$;
+CREATE TABLE public.visits (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO public.visits (created_at) SELECT now() - g * interval '1 day' FROM generate_series(1, 400) g;
+CREATE INDEX visits_sly ON public.visits ((public.sly() + id));
+CREATE TABLE public.orders (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO public.orders (created_at) SELECT now() - g * interval '1 day' FROM generate_series(1, 400) g;
+ANALYZE public.visits, public.orders;
+"""
+
+
+def test_an_accepted_privileged_scan_skips_what_the_read_guard_refuses(dsn: str) -> None:
+    """With --allow-privileged-reads the superuser counts rows, but never of a table whose planned code the read guard
+    refuses (review r31 F12: the same table was refused through run_sql and scanned by capacity)."""
+    owner = owner_login(dsn, "capguard")
+    with psycopg.connect(owner, autocommit=True) as c:
+        c.execute(DENIED)
+    with psycopg.connect(owner, application_name="victim", autocommit=True) as victim:
+        source, notes = _plan(dsn, allow_privileged_reads=True)
+        assert victim.execute("SELECT 1").fetchone() == (1,)  # not terminated
+    assert "owner code ran" not in source + notes, notes
+    assert "public.visits: rows not counted" in notes and "visits_sly" in notes, notes
+    assert source == "creation timestamp columns", (source, notes)  # orders still counted
