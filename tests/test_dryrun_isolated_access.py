@@ -15,7 +15,8 @@ from psycopg.conninfo import conninfo_to_dict
 
 from agent19.db.connection import Database
 from agent19.migrate.dryrun.isolated import isolated_dry_run
-from agent19.migrate.dryrun.isolated_access import Unexpected, acl_statement, owner_statement, split_list
+from agent19.migrate.dryrun.isolated_access import owner_statement, split_list
+from agent19.migrate.dryrun.isolated_acl import Unexpected, acl_statement
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.parse import parse_sql
 from tests.conftest import need, session_settings

@@ -19,7 +19,10 @@ which the server prefers to ``pg_catalog``'s candidate that needs a coercion:
 * ``rolname !~ '^pg_'``: ``name !~ unknown``, first tried as an exact ``!~(name, name)`` (``pg_catalog`` has
   ``!~(name, text)``): an isolated dry run's reads of the target's roles, owners and privileges, SECURITY DEFINER
   functions (``isolated.Q_TARGET``, ``isolated_access``, ``isolated_definers``; in a READ ONLY transaction, so it
-  raises: the dry run failed).
+  raises: the dry run failed);
+* ``n.nspname NOT LIKE 'pg\\_%'``: ``name !~~ unknown``, first tried as an exact ``!~~(name, name)`` (``pg_catalog``
+  has ``!~~(name, text)``): ``agent19 backup verify``'s read of whose code a restore into a scratch database would run
+  (:func:`agent19.ops.backup.restorer.scratch_objection`, on the target's session: it raises).
 
 Each advances a sequence when it runs (kept through a rollback), or raises where it would run in a scratch database
 that is dropped afterwards.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 
 import psycopg
 import pytest
@@ -39,6 +43,7 @@ from agent19.migrate.dryrun.rollback_check import verify_rollback
 from agent19.migrate.dryrun.run import dry_run
 from agent19.migrate.dryrun.scratch import list_scratch
 from agent19.migrate.parse import parse_sql
+from agent19.ops.backup import restorer
 from tests.conftest import need, need_stat_statements, owner_login, session_settings
 from tests.scratch_dryruns import alter_role
 from tests.test_captured_path import _ran
@@ -185,3 +190,25 @@ def test_an_isolated_dry_run_reads_the_target_without_the_logins_overload(owner,
         db.close()
     assert result.passed, result.summary
     assert result.isolated is not None and result.isolated.removed, result.isolated
+
+
+NAME_NOT_LIKE = """
+CREATE FUNCTION public.not_like(a name, b name) RETURNS boolean LANGUAGE plpgsql
+    AS $$ BEGIN RAISE EXCEPTION 'the login''s !~~(name, name) ran'; END $$;
+CREATE OPERATOR public.!~~ (LEFTARG = name, RIGHTARG = name, FUNCTION = public.not_like);
+"""
+
+
+def test_backup_verify_reads_whose_code_a_scratch_restore_runs_without_the_logins_overload(dsn, owner):
+    """The owners of the functions and expressions a restore into a scratch database would run as this login, read on
+    the target's session: a function another role owns is found, and the login's ``!~~(name, name)`` is not what
+    filters out the system's schemas (with no such object, nothing is read past the owners' check)."""
+    lesser = f"lesser_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {lesser}")
+        c.execute("CREATE FUNCTION public.lesser() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        c.execute(f"ALTER FUNCTION public.lesser() OWNER TO {lesser}")
+    _plant(owner, NAME_NOT_LIKE)
+    with psycopg.connect(owner, autocommit=True) as conn:
+        why = restorer.scratch_objection(conn, False)
+    assert why is not None and f"owned by {lesser} would run as this login" in why, why

@@ -27,12 +27,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from agent19.config import AccessMode
 from agent19.db import rls
 from agent19.db.connection import Connection, Database
 from agent19.db.models import Table
 from agent19.errors import Agent19Error
 from agent19.etl import quality_sql as q
+from agent19.etl.quality_guard import ReadGuard
 from agent19.etl.quality_model import (
     COLUMN_METRICS,
     ChecksFile,
@@ -44,13 +44,8 @@ from agent19.etl.quality_model import (
 )
 from agent19.etl.quality_report import CheckResult, QualityReport, summarize, worst
 from agent19.etl.quality_targets import Relation, find_relation, resolve_key
-from agent19.migrate.patterns.sqlnames import ident
-from agent19.safety import gate, readonly
+from agent19.safety import gate
 from agent19.safety.run import jsonable
-from agent19.sqltree import parse_json, walk
-
-Q_RELATIONS = """SELECT pg_catalog.to_regclass(n)::pg_catalog.oid::pg_catalog.int8 AS oid
-  FROM pg_catalog.unnest(%s::pg_catalog.text[]) n"""
 
 
 class _Run:
@@ -60,8 +55,7 @@ class _Run:
         self.queries = 0
         self.timeout = f"{db.settings.statement_timeout_ms}ms"
         self.login: str | None = None
-        self.cleared: set[int] = set()
-        """Relations whose planned code passed the read guard (:meth:`scanned`)."""
+        self.guard = ReadGuard(db)  # the built queries' relations: their planned code is a read's
 
     # -- executing ------------------------------------------------------------------------
     @contextmanager
@@ -82,7 +76,7 @@ class _Run:
         if user_sql:
             gate.admit(self.db, text, gate.Purpose.READ)
         else:
-            self.scanned(conn, text)
+            self.guard.scanned(conn, text)
         self.queries += 1
         with conn.transaction(force_rollback=not user_sql):
             cur = conn.cursor()
@@ -91,22 +85,6 @@ class _Run:
                 # resolve in pg_catalog only, so a search_path a database owner set cannot put theirs first
                 cur.execute("SET LOCAL search_path = pg_catalog, pg_temp")
             return list(cur.stream(text))
-
-    def scanned(self, conn: Connection, text: str) -> None:
-        """Refuse a built query (no user SQL, so not through the gate) when planning or reading the relations it
-        names runs code their owners wrote that a read may not run (index expressions the planner folds, statistics
-        objects, partition keys, CHECKs, policies: :func:`agent19.safety.readonly.check_relations_read`)."""
-        names = sorted({".".join(ident(p) for p in (f.get("schemaname"), f.get("relname")) if p)
-                        for tree in parse_json(text) for node, f in walk(tree) if node == "RangeVar"})
-        rows = conn.execute(Q_RELATIONS, (names,)).fetchall()
-        oids = {int(r["oid"]) for r in rows if r["oid"] is not None} - self.cleared
-        if not oids:
-            return
-        try:
-            readonly.check_relations_read(conn, sorted(oids))
-        except readonly.ReadOnlyViolation as exc:
-            raise (exc if self.db.mode is AccessMode.READ_ONLY else exc.in_mode(self.db.mode.value)) from None
-        self.cleared |= oids
 
     def error_message(self, exc: BaseException) -> str:
         if isinstance(exc, psycopg.errors.QueryCanceled):

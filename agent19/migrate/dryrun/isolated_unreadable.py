@@ -28,7 +28,7 @@ from psycopg.rows import tuple_row
 
 from agent19.db import catalog_first
 from agent19.db.catalog import EQ, NE, _chars
-from agent19.migrate.dryrun import isolated_access
+from agent19.migrate.dryrun import isolated_access, isolated_acl
 from agent19.migrate.patterns.sqlnames import relation_key
 
 QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
@@ -147,8 +147,8 @@ def pattern(schema: str, table: str) -> str:
 def stand_in(table: Unreadable) -> sql.Composed:
     """``CREATE TABLE`` of ``table``'s stand-in: its columns' names, types and NOT NULL (names quoted here, types
     checked to be what ``format_type`` makes: quoted names and no ``;`` nor comment,
-    :func:`agent19.migrate.dryrun.isolated_access.checked_identity`)."""
-    columns = [sql.SQL("{} {}{}").format(sql.Identifier(name), isolated_access.checked_identity(kind),
+    :func:`agent19.migrate.dryrun.isolated_acl.checked_identity`)."""
+    columns = [sql.SQL("{} {}{}").format(sql.Identifier(name), isolated_acl.checked_identity(kind),
                                          sql.SQL(" NOT NULL" if notnull == "true" else ""))
                for name, kind, notnull, *_ in table.columns]
     return sql.SQL(CREATE_STAND_IN).format(sql.Identifier(table.schema, table.table),
@@ -171,7 +171,7 @@ def stand_ins_first(admin_dsn: str, tables: list[Unreadable], login: str) -> tup
                 schemas.append(table.schema)
             try:
                 _make(conn, table, login)
-            except (psycopg.Error, isolated_access.Unexpected):  # a type the dump makes: after the load
+            except (psycopg.Error, isolated_acl.Unexpected):  # a type the dump makes: after the load
                 later.append(table)
     return later, schemas
 
@@ -194,7 +194,7 @@ def stand_ins(admin_dsn: str, tables: list[Unreadable], login: str) -> list[str]
         for table in tables:
             try:
                 _make(conn, table, login)
-            except (psycopg.Error, isolated_access.Unexpected) as exc:
+            except (psycopg.Error, isolated_acl.Unexpected) as exc:
                 failed.append(f"{table.schema}.{table.table} ({isolated_access.first_line(exc)})")
     if not failed:
         return []

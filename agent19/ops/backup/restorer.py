@@ -41,12 +41,15 @@ from agent19.ops.backup.workdir import run
 
 RESTORER = "agent19_restorer"
 OS_ROLES = ("pg_execute_server_program", "pg_write_server_files", "pg_read_server_files")
+QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
+# the operators the unqualified text chose (same argument types): same rows
+EQ, NE, NOT_LIKE = "OPERATOR(pg_catalog.=)", "OPERATOR(pg_catalog.<>)", "OPERATOR(pg_catalog.!~~)"
 
-Q_LOGIN_POWERS = """
+Q_LOGIN_POWERS = f"""
 SELECT r.rolsuper, r.rolcreaterole,
-       array(SELECT b.rolname::text FROM pg_roles b
-              WHERE b.rolname = ANY(%s) AND pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1) AS os_roles
-  FROM pg_roles r WHERE r.rolname = current_user"""
+       array(SELECT b.rolname::pg_catalog.text FROM pg_catalog.pg_roles b
+              WHERE b.rolname {EQ} ANY(%s) AND pg_catalog.pg_has_role(r.oid, b.oid, 'MEMBER') ORDER BY 1) AS os_roles
+  FROM pg_catalog.pg_roles r WHERE r.rolname {EQ} current_user"""
 
 
 def unsafe_login(conn: psycopg.Connection[Any]) -> str | None:
@@ -64,20 +67,20 @@ def unsafe_login(conn: psycopg.Connection[Any]) -> str | None:
     return None
 
 
-_USER = ("n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
-         " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{cat}'::regclass AND d.objid = {oid}"
-         " AND d.deptype = 'e')")
+_USER = (f"n.nspname {NE} 'information_schema' AND n.nspname {NOT_LIKE} 'pg\\_%'"
+         f" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid {EQ} "
+         f"'pg_catalog.{{cat}}'::pg_catalog.regclass AND d.objid {EQ} {{oid}} AND d.deptype {EQ} 'e')")
 Q_FOREIGN_CODE = f"""
-SELECT DISTINCT owner::regrole::text FROM (
-    SELECT p.proowner AS owner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+SELECT DISTINCT owner::pg_catalog.regrole::pg_catalog.text FROM (
+    SELECT p.proowner AS owner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid {EQ} p.pronamespace
      WHERE {_USER.format(cat='pg_proc', oid='p.oid')}
     UNION ALL  -- CHECK constraints, defaults, generated columns, index expressions, materialized view queries
-    SELECT c.relowner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'p', 'm') AND {_USER.format(cat='pg_class', oid='c.oid')}
+    SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid {EQ} c.relnamespace
+     WHERE c.relkind {EQ} ANY ('{{r,p,m}}'::pg_catalog."char"[]) AND {_USER.format(cat='pg_class', oid='c.oid')}
     UNION ALL  -- a domain's CHECK runs for every value loaded
-    SELECT t.typowner FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE t.typtype = 'd' AND {_USER.format(cat='pg_type', oid='t.oid')}
-) AS o WHERE NOT pg_has_role(owner, current_user, 'USAGE')
+    SELECT t.typowner FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid {EQ} t.typnamespace
+     WHERE t.typtype {EQ} 'd' AND {_USER.format(cat='pg_type', oid='t.oid')}
+) AS o WHERE NOT pg_catalog.pg_has_role(owner, current_user, 'USAGE')
  ORDER BY 1 LIMIT 5"""
 
 
@@ -106,10 +109,12 @@ def unsafe_scratch(why: str) -> InputError:
         "database suits the live database verified as its own owner role (no SUPERUSER, no CREATEROLE, CREATEDB)")
 
 
+Q_MAY_CREATE = f"SELECT current_user, rolcreatedb OR rolsuper FROM pg_catalog.pg_roles WHERE rolname {EQ} current_user"
+
+
 def may_create_databases(conn: psycopg.Connection[Any]) -> tuple[str, bool]:
     """(this login, whether it may create a scratch database: CREATEDB or superuser)."""
-    row = conn.cursor(row_factory=tuple_row).execute(
-        "SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(Q_MAY_CREATE).fetchone()
     return (str(row[0]), bool(row[1])) if row else ("?", False)
 
 
@@ -159,33 +164,47 @@ def archive_extensions(pg_restore: str, path: Path, listing: list[str], work: Pa
     return parse_extensions(done.stdout.decode(errors="replace"))
 
 
+Q_SOURCE_EXTENSIONS = (
+    "SELECT e.extname::pg_catalog.text, n.nspname::pg_catalog.text FROM pg_catalog.pg_extension e "
+    f"JOIN pg_catalog.pg_namespace n ON n.oid {EQ} e.extnamespace WHERE e.extname {NE} 'plpgsql' ORDER BY e.oid")
+Q_EVENT_TRIGGERS = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger)"
+
+
 def source_extensions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     cur = conn.cursor(row_factory=tuple_row)
-    return [(r[0], r[1]) for r in cur.execute(
-        "SELECT e.extname::text, n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-        " WHERE e.extname <> 'plpgsql' ORDER BY e.oid").fetchall()]
+    return [(r[0], r[1]) for r in cur.execute(Q_SOURCE_EXTENSIONS).fetchall()]
 
 
 def source_has_event_triggers(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.cursor(row_factory=tuple_row).execute("SELECT EXISTS (SELECT 1 FROM pg_event_trigger)").fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(Q_EVENT_TRIGGERS).fetchone()
     return bool(row and row[0])
+
+
+CREATE_RESTORER = "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS"
+CREATE_DATABASE = "CREATE DATABASE {} OWNER {}"
 
 
 def create_restorer(admin_dsn: str, dbname: str) -> None:
     """In a throwaway cluster: the restoring role and the empty database it owns."""
     with catalog_first.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION BYPASSRLS")
-                     .format(sql.Identifier(RESTORER)))
-        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(RESTORER)))
+        conn.execute(sql.SQL(CREATE_RESTORER).format(sql.Identifier(RESTORER)))
+        conn.execute(sql.SQL(CREATE_DATABASE).format(sql.Identifier(dbname), sql.Identifier(RESTORER)))
+
+
+Q_NEEDS_SUPERUSER = (
+    "SELECT v.superuser AND NOT v.trusted FROM pg_catalog.pg_available_extensions a "
+    f"JOIN pg_catalog.pg_available_extension_versions v ON v.name {EQ} a.name AND v.version {EQ} a.default_version "
+    f"WHERE a.name {EQ} %s")
 
 
 def needs_superuser(conn: psycopg.Connection[Any], extension: str) -> bool:
     """The extension's default version may be created only by a superuser (not trusted)."""
-    row = conn.cursor(row_factory=tuple_row).execute(
-        "SELECT v.superuser AND NOT v.trusted FROM pg_available_extensions a"
-        " JOIN pg_available_extension_versions v ON v.name = a.name AND v.version = a.default_version"
-        " WHERE a.name = %s", (extension,)).fetchone()
+    row = conn.cursor(row_factory=tuple_row).execute(Q_NEEDS_SUPERUSER, (extension,)).fetchone()
     return bool(row and row[0])
+
+
+CREATE_SCHEMA = "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}"
+CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}"
 
 
 def precreate(admin_dsn: str, extensions: list[tuple[str, str]],
@@ -201,11 +220,9 @@ def precreate(admin_dsn: str, extensions: list[tuple[str, str]],
                 continue  # trusted (the restorer creates it) or not installed here (the restore says so)
             try:
                 if schema not in ("public", "pg_catalog") and schema not in schemas:
-                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                        sql.Identifier(schema), sql.Identifier(owner)))
+                    conn.execute(sql.SQL(CREATE_SCHEMA).format(sql.Identifier(schema), sql.Identifier(owner)))
                     schemas.append(schema)
-                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
-                    sql.Identifier(name), sql.Identifier(schema)))
+                conn.execute(sql.SQL(CREATE_EXTENSION).format(sql.Identifier(name), sql.Identifier(schema)))
                 made.append(name)
             except psycopg.Error as exc:
                 errors.append(f"extension {name}: {str(exc).strip().splitlines()[0]}")
