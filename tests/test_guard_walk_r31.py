@@ -10,6 +10,8 @@ not refused; and a deep inheritance chain is walked without exhausting Python's 
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 
@@ -153,3 +155,21 @@ def test_a_range_types_subtype_diff_is_followed(dsn, owner, victim):
         ANALYZE public.bookings;
     """)
     _refused(dsn, victim, [("SELECT count(*) FROM bookings WHERE during && '[5,20)'", "range type public.myrange")])
+
+
+def test_a_volatile_check_still_stops_the_calibrations_copy(dsn, owner, victim):
+    """The calibration copies a sample with the table's CHECKs and writes it: every call in them runs per row, the
+    volatile ones too, so the planner's leniency (F6) does not apply there."""
+    _as_owner(owner, EVIL.format(ret="boolean", vol="VOLATILE", value="true") + """
+        ALTER TABLE public.t ADD CONSTRAINT t_valid CHECK (public.evil(n, n));
+        ANALYZE public.t;
+    """)
+    done = planted._cli("plan", "--sql", "ALTER TABLE public.t ALTER COLUMN n TYPE bigint", "--dsn", dsn,
+                        "--mode", "dry-run", "--format", "json", "--write-sample-seconds", "0")
+    assert done.returncode == 0, done.stderr
+    ops = [o for o in json.loads(done.stdout)["operations"] if o.get("work")]
+    assert ops, done.stdout
+    for op in ops:
+        assert "not sampled" in op["duration_basis"] and "t_valid" in op["duration_basis"], op
+    assert "owner code ran" not in done.stdout + done.stderr
+    assert _alive(victim)

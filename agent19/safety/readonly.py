@@ -255,9 +255,13 @@ def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = Fals
     _resolver(conn).check_statement(statement.tree, planning_only=planning_only)
 
 
-def check_relations_read(conn: Any, relation_oids: list[int]) -> None:
+def check_relations_read(conn: Any, relation_oids: list[int], *, rows_written: bool = False) -> None:
     """Layer 3 for relations agent19 reads with its own SQL (a quality check's scan, a calibration's sample): the
     code planning and reading them runs — index expressions and predicates, statistics objects' expressions,
     partition keys, CHECK constraints, policies, views' queries (:mod:`agent19.safety.readonly_relations`) — judged
-    as a read's, else :class:`ReadOnlyViolation` naming where it is. ``conn``: catalog reads only."""
-    _resolver(conn).check_relations({int(o) for o in relation_oids})
+    as a read's, else :class:`ReadOnlyViolation` naming where it is. ``conn``: catalog reads only. ``rows_written``:
+    rows are also written into a copy built with the relations' indexes and CHECKs, which evaluates every call in
+    them (not only those the planner folds)."""
+    resolver = _resolver(conn)
+    resolver.rows_written = rows_written
+    resolver.check_relations({int(o) for o in relation_oids})

@@ -178,6 +178,9 @@ class Resolver:
         self.seen_functions: set[int] = set()
         self.seen_relations: set[int] = set()
         self.seen_types: set[int] = set()
+        self.rows_written = False
+        """Rows of the relations walked are written too (a copy with their indexes and CHECKs): every call in their
+        definitions runs, not only those the planner folds (:func:`.readonly_relations.planner_callable`)."""
 
     def refuse(self, what: str, hint: str) -> Exception:
         """The refusal, saying where the code was reached when that is not the statement (:meth:`within`)."""

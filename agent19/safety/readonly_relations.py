@@ -134,8 +134,8 @@ def planner_callable(resolver: Resolver, funcs: set[int]) -> set[int]:
     """Of ``funcs``, those the planner may call when it folds a definition it loads: eval_const_expressions folds
     IMMUTABLE calls (STABLE ones when estimating, kept too); a VOLATILE function is never called then (review r31
     F6: CREATE FUNCTION's default volatility, a validator in a CHECK). Its arguments are dependencies of their own."""
-    if not funcs:
-        return set()
+    if not funcs or resolver.rows_written:
+        return funcs
     return resolver._oids(Q_NOT_VOLATILE, (sorted(funcs),))
 
 
