@@ -73,12 +73,18 @@ def test_what_the_rewriter_adds_to_a_write_is_walked(dsn, owner, victim):
         CREATE TABLE public.o3 (id int, g int GENERATED ALWAYS AS (public.lie()) STORED);
         CREATE TABLE public.o4 (id int);
         CREATE RULE log_ins AS ON INSERT TO public.o4 DO ALSO SELECT public.lie();
+        CREATE VIEW public.o1v AS SELECT * FROM public.o1;
+        CREATE TABLE public.o5 (id int, note int);
+        CREATE VIEW public.o5v AS SELECT * FROM public.o5;
+        ALTER VIEW public.o5v ALTER COLUMN note SET DEFAULT public.lie();
     """)
     _refused(dsn, victim, [("INSERT INTO o1(id) VALUES (1)", "default of public.o1.note"),
                            ("UPDATE o1 SET note = DEFAULT WHERE id = 1", "default of public.o1.note"),
                            ("INSERT INTO o2(id) VALUES (1)", "default of domain public.dnote"),
                            ("INSERT INTO o3(id) VALUES (1)", "default of public.o3.g"),
-                           ("INSERT INTO o4(id) VALUES (1)", "rule log_ins of public.o4")])
+                           ("INSERT INTO o4(id) VALUES (1)", "rule log_ins of public.o4"),
+                           ("INSERT INTO o1v(id) VALUES (1)", "default of public.o1.note"),
+                           ("INSERT INTO o5v(id) VALUES (1)", "default of public.o5v.note")])
 
 
 def test_an_operators_negator_and_commutator_are_followed(dsn, owner, victim):

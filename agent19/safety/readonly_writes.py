@@ -4,7 +4,8 @@ The target table of an INSERT, UPDATE, DELETE or MERGE is walked as a relation r
 keys, policies: :mod:`agent19.safety.readonly_relations`). The rewriter adds more to a write, and the planner folds
 the IMMUTABLE calls in it even for ``EXPLAIN`` without ``ANALYZE`` (observed on PostgreSQL 15, hostile review r31 F3):
 
-* the target's column defaults and generated columns (``pg_attrdef``; a view's column defaults too);
+* the target's column defaults and generated columns (``pg_attrdef``; a view's column defaults too, and those of
+  the relations under a target view: an auto-updatable view writes them);
 * the DEFAULT of the domains its columns are of (``pg_type.typdefaultbin``, domains over domains included);
 * its rules (``pg_rewrite``, every event, not only a view's ``ON SELECT``): their actions are planned with the write.
 
@@ -31,22 +32,28 @@ TEXTS = {
 }
 """Deparsed texts (:data:`agent19.safety.readonly_catalog.Q_TEXTS`) of what the rewriter adds to a write."""
 Q_TARGET_CODE = """
-WITH RECURSIVE domains(t) AS (
+WITH RECURSIVE targets(rel) AS (  -- and the relations under a target view (an auto-updatable view writes them)
+    SELECT unnest(%(rels)s::oid[])
+  UNION
+    SELECT d.refobjid FROM targets t JOIN pg_rewrite r ON r.ev_class = t.rel AND r.rulename = '_RETURN'
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+     WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid <> t.rel
+), domains(t) AS (
     SELECT a.atttypid FROM pg_attribute a
-     WHERE a.attrelid = ANY(%(rels)s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attrelid IN (SELECT rel FROM targets) AND a.attnum > 0 AND NOT a.attisdropped
   UNION
     SELECT ty.typbasetype FROM domains d JOIN pg_type ty ON ty.oid = d.t WHERE ty.typbasetype <> 0
 )
 SELECT 'pg_attrdef' AS kind, d.oid::int8 AS oid,
        'default of ' || d.adrelid::regclass::text || '.' || quote_ident(a.attname) AS what
   FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
- WHERE d.adrelid = ANY(%(rels)s::oid[])
+ WHERE d.adrelid IN (SELECT rel FROM targets)
 UNION ALL
 SELECT 'pg_type', ty.oid::int8, 'default of domain ' || ty.oid::regtype::text
   FROM pg_type ty WHERE ty.oid IN (SELECT t FROM domains) AND ty.typtype = 'd' AND ty.typdefaultbin IS NOT NULL
 UNION ALL
 SELECT 'rule', r.oid::int8, 'rule ' || quote_ident(r.rulename) || ' of ' || r.ev_class::regclass::text
-  FROM pg_rewrite r WHERE r.ev_class = ANY(%(rels)s::oid[]) AND r.rulename <> '_RETURN'
+  FROM pg_rewrite r WHERE r.ev_class IN (SELECT rel FROM targets) AND r.rulename <> '_RETURN'
  ORDER BY 1, 2
 """
 CATALOG = {"rule": "pg_rewrite"}
