@@ -28,6 +28,7 @@ from agent19.migrate.parse import Statement
 from agent19.safety.facts import range_var_name
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, denied_in_reads
 from agent19.safety.readonly_catalog import Resolver
+from agent19.safety.readonly_written import untagged_relations
 from agent19.sqltree import qualified_name, walk
 
 ALLOWED = {"SelectStmt", "ExplainStmt", "VariableShowStmt"}
@@ -213,9 +214,10 @@ def _function_name(f: dict[str, Any]) -> str:
 
 def _check_call(node: str, f: dict[str, Any]) -> None:
     """One node of a walk: a deny-listed relation read or function called."""
-    if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:
-        raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
-                      "read pg_roles for roles; password hashes are never returned")
+    for rv in [f] if node == "RangeVar" else [v for _, v in untagged_relations(f)]:  # a write's target: untagged
+        if rv.get("relname") in DENIED_RELATIONS:
+            raise _refuse(f"{range_var_name(rv)} holds credentials or server internals",
+                          "read pg_roles for roles; password hashes are never returned")
     if node == "FuncCall" and denied_in_reads(name := _function_name(f)):
         raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
                       "locks, SQL run from strings)")
@@ -253,9 +255,13 @@ def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = Fals
     _resolver(conn).check_statement(statement.tree, planning_only=planning_only)
 
 
-def check_relations_read(conn: Any, relation_oids: list[int]) -> None:
+def check_relations_read(conn: Any, relation_oids: list[int], *, rows_written: bool = False) -> None:
     """Layer 3 for relations agent19 reads with its own SQL (a quality check's scan, a calibration's sample): the
     code planning and reading them runs — index expressions and predicates, statistics objects' expressions,
     partition keys, CHECK constraints, policies, views' queries (:mod:`agent19.safety.readonly_relations`) — judged
-    as a read's, else :class:`ReadOnlyViolation` naming where it is. ``conn``: catalog reads only."""
-    _resolver(conn).check_relations({int(o) for o in relation_oids})
+    as a read's, else :class:`ReadOnlyViolation` naming where it is. ``conn``: catalog reads only. ``rows_written``:
+    rows are also written into a copy built with the relations' indexes and CHECKs, which evaluates every call in
+    them (not only those the planner folds)."""
+    resolver = _resolver(conn)
+    resolver.rows_written = rows_written
+    resolver.check_relations({int(o) for o in relation_oids})

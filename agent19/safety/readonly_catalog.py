@@ -41,19 +41,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from pglast.parser import ParseError
 
 from agent19.db import catalog_first
 from agent19.migrate.patterns.sqlnames import quoted
-from agent19.safety import readonly_relations
+from agent19.safety import readonly_relations, readonly_writes
+from agent19.safety.readonly_written import _names, written
 from agent19.sqltree import fold_identifier, parse_json, walk
 
 FIRST_NORMAL_OID = 16384
 """Objects with a lower oid were created by initdb: the built-ins."""
-IMPLICIT_OPERATORS = ("=", "<>", "<", ">", "<=", ">=")
 MAX_FUNCTIONS = 500
 READABLE_LANGUAGES = {"sql", "plpgsql"}
 TRUSTED_CODE = {"c", "internal"}
@@ -65,42 +64,9 @@ _PLPGSQL_WORD = re.compile(r"[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_$\u0080-\U0010
 Refuse = Callable[[str, str], Exception]
 
 
-@dataclass
-class Written:
-    """What the statement's text names, before resolution."""
-
-    functions: list[list[str]] = field(default_factory=list)
-    operators: set[str] = field(default_factory=set)
-    relations: list[dict[str, Any]] = field(default_factory=list)
-    casts: list[list[str]] = field(default_factory=list)
-    columns: set[str] = field(default_factory=set)
-
-
-def _names(items: list[dict[str, Any]]) -> list[str]:
-    return [n.get("String", {}).get("sval", "") for n in items]
-
-
 def _quoted(parts: list[str]) -> str:
     """``schema.name`` (the last two parts) quoted exactly as parsed, for ``to_regclass``/``to_regtype``."""
     return ".".join(quoted(p) for p in parts[-2:])
-
-
-def written(tree: Any) -> Written:
-    w = Written(operators=set(IMPLICIT_OPERATORS))
-    for node, f in walk(tree):
-        if node == "FuncCall":
-            w.functions.append(_names(f.get("funcname", [])))
-        elif node in ("A_Expr", "SubLink", "SortBy"):  # x op y; x op ANY (SELECT …); ORDER BY x USING op
-            op = _names(f.get("name") or f.get("operName") or f.get("useOp") or [])
-            if op:
-                w.operators.add(op[-1])
-        elif node == "RangeVar":
-            w.relations.append(f)
-        elif node in ("TypeCast", "ColumnDef", "RangeTableFuncCol"):  # x::t, AS f(col t), XMLTABLE columns
-            w.casts.append(_names(f.get("typeName", {}).get("names", [])))
-        elif node == "ColumnRef":
-            w.columns |= {n for n in _names(f.get("fields", [])) if n}
-    return w
 
 
 Q_FUNCTION_FACTS = """
@@ -128,9 +94,13 @@ Q_FUNCS_ANYWHERE = "SELECT oid::bigint AS oid FROM pg_proc WHERE proname = ANY(%
 Q_ATTRIBUTE_FUNCS = f"""
 SELECT oid::bigint AS oid FROM pg_proc WHERE proname = ANY(%s) AND pronargs = 1 AND oid >= {FIRST_NORMAL_OID}
 """
+# an operator's commutator and negator too: the planner commutes and negates clauses, then calls their functions
 Q_OPERATOR_FUNCS = f"""
-SELECT o.oprcode::oid::bigint AS oid FROM pg_operator o
- WHERE o.oprname = ANY(%s) AND o.oprcode <> 0 AND (o.oid >= {FIRST_NORMAL_OID} OR o.oprcode::oid >= {FIRST_NORMAL_OID})
+SELECT x.fn::oid::bigint AS oid FROM pg_operator o CROSS JOIN LATERAL (
+       SELECT o.oid, o.oprcode
+        UNION ALL SELECT c.oid, c.oprcode FROM pg_operator c WHERE c.oid IN (o.oprcom, o.oprnegate)
+       ) x(op, fn)
+ WHERE o.oprname = ANY(%s) AND x.fn <> 0 AND (x.op >= {FIRST_NORMAL_OID} OR x.fn::oid >= {FIRST_NORMAL_OID})
 """
 Q_IMPLICIT_CASTS = f"""
 SELECT castfunc::bigint AS oid FROM pg_cast
@@ -146,7 +116,8 @@ SELECT t.oid::bigint AS type, t.typinput::pg_catalog.oid::bigint AS input,
 Q_DEPENDENCIES = """
 SELECT d.refclassid::regclass::text AS class, d.refobjid::bigint AS oid, d.objid::bigint AS obj,
        CASE WHEN d.refclassid = 'pg_operator'::regclass
-            THEN (SELECT oprcode::oid::bigint FROM pg_operator WHERE oid = d.refobjid) END AS opfunc
+            THEN ARRAY(SELECT x.oprcode::oid::bigint FROM pg_operator o JOIN pg_operator x ON x.oid IN (o.oid, o.oprcom,
+                       o.oprnegate) WHERE o.oid = d.refobjid AND x.oprcode <> 0) END AS opfuncs
   FROM pg_depend d
  WHERE d.classid = %(class)s::regclass AND d.objid = ANY(%(oids)s::oid[])
    AND d.refclassid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_operator'::regclass, 'pg_type'::regclass)
@@ -188,6 +159,7 @@ Q_TEXTS = {
                             "pg_get_expr(p.partexprs, p.partrelid) FROM pg_partitioned_table p WHERE p.partrelid = "
                             "pg_class.oid) AS text FROM pg_class",
     "pg_proc": "SELECT oid::regprocedure::text AS what, pg_get_functiondef(oid) AS text FROM pg_proc",
+    **readonly_writes.TEXTS,
 }
 
 
@@ -206,6 +178,9 @@ class Resolver:
         self.seen_functions: set[int] = set()
         self.seen_relations: set[int] = set()
         self.seen_types: set[int] = set()
+        self.rows_written = False
+        """Rows of the relations walked are written too (a copy with their indexes and CHECKs): every call in their
+        definitions runs, not only those the planner folds (:func:`.readonly_relations.planner_callable`)."""
 
     def refuse(self, what: str, hint: str) -> Exception:
         """The refusal, saying where the code was reached when that is not the statement (:meth:`within`)."""
@@ -242,6 +217,10 @@ class Resolver:
         self.check_functions(direct, top_level=True, planning_only=planning_only)
         self.check_functions(through, top_level=False, planning_only=planning_only)
         self.check_relations(rels)
+        targets: set[int] = set()
+        for rv in w.targets:
+            targets |= self.resolve_relation(rv)
+        readonly_writes.check_targets(self, targets, planning_only=planning_only)
 
     # -- resolution ---------------------------------------------------------------------------
     def _read(self, query: str, params: Any = None, *, own: bool = True) -> Any:
@@ -314,10 +293,9 @@ class Resolver:
             return funcs, rels
         for r in self._read(Q_DEPENDENCIES, {"class": catalog, "oids": oids}).fetchall():
             if r["class"] in ("pg_proc", "pg_operator"):
-                fn = int(r["oid"]) if r["class"] == "pg_proc" else r["opfunc"]
-                if fn:
-                    funcs.add(int(fn))
-                    (by_object if by_object is not None else {}).setdefault(int(r["obj"]), set()).add(int(fn))
+                fns = {int(r["oid"])} if r["class"] == "pg_proc" else {int(x) for x in r["opfuncs"] or []}
+                funcs |= fns  # (an operator: its function, its commutator's and its negator's)
+                (by_object if by_object is not None else {}).setdefault(int(r["obj"]), set()).update(fns)
             elif r["class"] == "pg_type":
                 types.add(int(r["oid"]))
             else:

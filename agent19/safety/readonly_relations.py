@@ -66,16 +66,40 @@ SELECT 'child', i.inhrelid::pg_catalog.int8, NULL
   FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) ANY(%(rels)s::pg_catalog.oid[])
  ORDER BY 1, 2
 """
+Q_NOT_VOLATILE = "SELECT oid::bigint AS oid FROM pg_proc WHERE oid = ANY(%s::oid[]) AND provolatile <> 'v'"
+Q_RANGE_FUNCTIONS = """
+WITH RECURSIVE reach(t) AS (
+    SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = ANY(%s::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+  UNION
+    SELECT s.x FROM reach r JOIN pg_type ty ON ty.oid = r.t
+      CROSS JOIN LATERAL (SELECT ty.typbasetype UNION ALL SELECT ty.typelem
+                          UNION ALL SELECT g.rngtypid FROM pg_range g WHERE g.rngmultitypid = ty.oid
+                          UNION ALL SELECT a.atttypid FROM pg_attribute a
+                           WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped) s(x)
+     WHERE s.x <> 0
+)
+SELECT g.rngtypid::regtype::text AS what, f::oid::bigint AS oid
+  FROM pg_range g CROSS JOIN LATERAL unnest(ARRAY[g.rngsubdiff::oid, g.rngcanonical::oid]) f
+ WHERE g.rngtypid IN (SELECT t FROM reach) AND f <> 0
+"""
 DEPENDING_AS = {"pg_index": "pg_class", "pg_partitioned_table": "pg_class"}
 """The ``pg_depend.classid`` of an object whose Q_TEXTS key is not its catalog: an index and a partition key
 (recorded on the partitioned table) are ``pg_class`` objects."""
 
 
 def check_relations(resolver: Resolver, oids: set[int]) -> None:
-    """Refuse relations that hold credentials or reach outside, and follow what reading them runs."""
+    """Refuse relations that hold credentials or reach outside, and follow what reading them runs: level by level,
+    not by recursion (a chain of 400 inheritance children exhausted Python's stack: review r31 F9)."""
+    pending = set(oids)
+    while pending:
+        pending = _check_level(resolver, pending)
+
+
+def _check_level(resolver: Resolver, oids: set[int]) -> set[int]:
+    """One level of the walk; returns the relations the next reads (children, relations views and policies read)."""
     todo = sorted(oids - resolver.seen_relations)
     if not todo:
-        return
+        return set()
     resolver.seen_relations |= set(todo)
     refuse = resolver.refuse
     views: list[int] = []
@@ -102,13 +126,32 @@ def check_relations(resolver: Resolver, oids: set[int]) -> None:
             funcs |= f
             rels |= r
     resolver.check_functions(funcs, top_level=False, planning_only=False)
-    _check_planned_code(resolver, todo)
-    resolver.check_relations(rels)
+    _check_range_functions(resolver, todo)
+    return _check_planned_code(resolver, todo) | rels
 
 
-def _check_planned_code(resolver: Resolver, rels: list[int]) -> None:
-    """The code planning a read of ``rels`` runs (indexes, statistics, partition keys, CHECKs), and their children:
-    a few round trips a kind, however many partitions; a refusal names the definition."""
+def planner_callable(resolver: Resolver, funcs: set[int]) -> set[int]:
+    """Of ``funcs``, those the planner may call when it folds a definition it loads: eval_const_expressions folds
+    IMMUTABLE calls (STABLE ones when estimating, kept too); a VOLATILE function is never called then (review r31
+    F6: CREATE FUNCTION's default volatility, a validator in a CHECK). Its arguments are dependencies of their own."""
+    if not funcs or resolver.rows_written:
+        return funcs
+    return resolver._oids(Q_NOT_VOLATILE, (sorted(funcs),))
+
+
+def _check_range_functions(resolver: Resolver, rels: list[int]) -> None:
+    """The subtype_diff and canonical functions of range types the relations' columns hold (through domains,
+    arrays, multiranges and composite fields): rangesel calls subtype_diff on the column's histogram when a range
+    clause is planned, whatever the function's volatility (review r31 F1)."""
+    rows = resolver._read(Q_RANGE_FUNCTIONS, (rels,)).fetchall()
+    for r in rows:
+        with resolver.within(f"range type {r['what']} of a column read, whose functions the planner calls"):
+            resolver.check_functions({int(r["oid"])}, top_level=False, planning_only=False)
+
+
+def _check_planned_code(resolver: Resolver, rels: list[int]) -> set[int]:
+    """The code planning a read of ``rels`` runs (indexes, statistics, partition keys, CHECKs): a few round trips a
+    kind, however many partitions; a refusal names the definition. Returns the children a read of them scans."""
     children: set[int] = set()
     found: dict[str, dict[int, str]] = {}
     for r in resolver._read(Q_PLANNED_CODE, {"rels": rels}).fetchall():
@@ -117,18 +160,21 @@ def _check_planned_code(resolver: Resolver, rels: list[int]) -> None:
         else:
             found.setdefault(r["kind"], {})[int(r["oid"])] = r["what"]
     for kind, objects in found.items():
-        with resolver.within(_where(", ".join(objects.values()))):
+        with resolver.within(_where(kind, ", ".join(objects.values()))):
             resolver._check_text(kind, sorted(objects))  # (its message names the object too)
             own: dict[int, set[int]] = {}
             # expressions without subqueries: the relations they depend on are their own tables
             funcs, _ = resolver._dependencies(DEPENDING_AS.get(kind, kind), sorted(objects), own)
+            callable_ = planner_callable(resolver, funcs | {f for fs in own.values() for f in fs})
         for oid, what in objects.items():
-            with resolver.within(_where(what)):
-                resolver.check_functions(own.get(oid, set()), top_level=False, planning_only=False)
-        with resolver.within(_where(", ".join(objects.values()))):  # domains' CHECKs, of any of them
-            resolver.check_functions(funcs, top_level=False, planning_only=False)
-    resolver.check_relations(children)
+            with resolver.within(_where(kind, what)):
+                resolver.check_functions(own.get(oid, set()) & callable_, top_level=False, planning_only=False)
+        with resolver.within(_where(kind, ", ".join(objects.values()))):  # domains' CHECKs, of any of them
+            resolver.check_functions(funcs & callable_, top_level=False, planning_only=False)
+    return children
 
 
-def _where(what: str) -> str:
+def _where(kind: str, what: str) -> str:
+    if kind == "pg_constraint":  # (under constraint exclusion)
+        return f"{what}, which the planner may evaluate when it plans a read of the table"
     return f"{what}, which the planner runs when it plans a read of the table"

@@ -209,15 +209,16 @@ def _row_width(conn: psycopg.Connection[Any], table: str) -> float:
     return float(value) if value else 100.0
 
 
-def guarded(conn: psycopg.Connection[Any], table: str) -> None:
+def guarded(conn: psycopg.Connection[Any], table: str, *, copied: bool = True) -> None:
     """Refuse to sample ``table`` when reading it (or copying it: a copy built with its indexes and CHECKs evaluates
     them for every row) runs code its owner wrote that a read may not run, as this login: index expressions and
     predicates the planner folds, statistics objects, partition keys, CHECKs, policies
-    (:func:`agent19.safety.readonly.check_relations_read`)."""
+    (:func:`agent19.safety.readonly.check_relations_read`); ``copied``: the sample is copied, every call of the
+    copied definitions runs (their volatile ones too)."""
     row = conn.execute("SELECT pg_catalog.to_regclass(" + literal(qname(table)) + ")::pg_catalog.oid::pg_catalog.int8"
                        ).fetchone()
     if row is not None and _value(row) is not None:
-        readonly.check_relations_read(conn, [int(_value(row))])
+        readonly.check_relations_read(conn, [int(_value(row))], rows_written=copied)
 
 
 def sampled_tables(plan: MigrationPlan, writes: bool = True) -> dict[str, dict[str, str]]:
@@ -258,7 +259,7 @@ def _measure_tables(conn: psycopg.Connection[Any], plan: MigrationPlan, wanted: 
         rows = max(op.estimated_rows or 0 for op in plan.operations if op.table == table)
         try:
             with conn.transaction():
-                guarded(conn, table)
+                guarded(conn, table, copied=writes)
                 width = _row_width(conn, table)
                 if writes:
                     rates.update({(table, w): r for w, r in measure(conn, table, works, rows, width).items()})
