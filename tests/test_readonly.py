@@ -14,6 +14,7 @@ import pytest
 
 from agent19.config import Settings
 from agent19.errors import Agent19Error
+from agent19.safety.gate import PrivilegedPlanner
 from agent19.tools.registry import ToolContext
 from agent19.tools.sql import SqlArgs, run_sql
 from tests.reader_login import reader_login
@@ -116,12 +117,18 @@ def test_the_server_refuses_writes_even_without_the_parser(ro):
 
 
 def test_comments_are_not_statements_and_reads_work(ro):
-    ctx, _ = ro
+    ctx, dsn = ro
     out = run_sql(ctx, SqlArgs(sql="/* DROP TABLE victim; */ SELECT id, body FROM victim -- ; DELETE\nORDER BY id"))
     assert out.executed and out.result.rows[0] == [1, "a"]
     assert [c.type for c in out.result.columns] == ["integer", "text"]
     assert run_sql(ctx, SqlArgs(sql="SELECT sneaky_stable()")).result.rows == [[3]]
-    assert run_sql(ctx, SqlArgs(sql="EXPLAIN DELETE FROM victim")).result.rows  # planned, not run
+    explain_write = SqlArgs(sql="EXPLAIN DELETE FROM victim")
+    if ctx.settings.read_dsn is None:
+        assert run_sql(ctx, explain_write).result.rows  # planned, not run
+    else:  # planned as the main login, a superuser here: refused in read-only mode (tests/test_privileged_planner.py)
+        with pytest.raises(PrivilegedPlanner):
+            run_sql(ctx, explain_write)
+    assert _rows(dsn) == 3
 
 
 def test_rows_are_marked_untrusted_and_capped(ro):
