@@ -29,7 +29,11 @@ ALLOWED_FDWS = {"postgres_fdw"}
 Q_RELATION = """
 SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
        (SELECT w.fdwname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
-          JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw
+          JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw,
+       (SELECT o.rolname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+          JOIN pg_roles o ON o.oid = s.srvowner
+         WHERE ft.ftrelid = c.oid AND NOT o.rolsuper
+           AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) AS lent_by
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])
 """
 Q_RULES = "SELECT oid::bigint AS oid FROM pg_rewrite WHERE ev_class = ANY(%s::oid[])"
@@ -112,6 +116,11 @@ def _check_level(resolver: Resolver, oids: set[int]) -> set[int]:
         if r["kind"] == "f" and r["fdw"] not in ALLOWED_FDWS:
             raise refuse(f"{name} is a foreign table of {r['fdw']}: reading it may run a program or read "
                          "server files", "read-only mode reads foreign tables of postgres_fdw only")
+        if r["kind"] == "f" and r["lent_by"] is not None:  # review r31 F10
+            raise refuse(f"{name} is a foreign table of a server owned by {r['lent_by']}, who may point its user "
+                         "mapping for this superuser login at any server and role (postgres_fdw asks a superuser "
+                         "for no password): reading it would connect with the superuser's trust",
+                         "read it as a login that is not a superuser (--read-dsn), or have a superuser own the server")
         if r["kind"] == "v":
             views.append(int(r["oid"]))
         if r["rls"]:
