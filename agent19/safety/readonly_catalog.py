@@ -24,7 +24,8 @@ The text of a statement does not show everything it runs. This layer asks the ca
 * **Function bodies.** Built-in functions are judged by name (the deny-list) and volatility. A
   user-defined function is read: a SQL-standard body (``BEGIN ATOMIC``) through ``pg_depend``; a
   ``LANGUAGE sql`` body is parsed (views it reads followed); a PL/pgSQL body is scanned — every
-  identifier may be a function, a view or a cast's type, every operator token a user operator — and
+  identifier may be a function, a view, a cast's type or a variable's type (a domain's CHECKs run on assignment;
+  ``%TYPE``/``%ROWTYPE`` reach a relation's column types), every operator token a user operator — and
   refused if it runs dynamic SQL (``EXECUTE``) or names things with ``U&"…"`` escapes; a body in
   any other language cannot be read and is refused, as is a ``SECURITY DEFINER`` function (it runs
   with its owner's privileges, across the reader's boundary). Callees are judged the same way, recursively.
@@ -136,6 +137,12 @@ WITH RECURSIVE reach(t) AS (
 SELECT con.oid::bigint AS oid FROM pg_constraint con WHERE con.contypid IN (SELECT t FROM reach)
 """
 Q_RELATIONS_ANYWHERE = "SELECT oid::bigint AS oid FROM pg_class WHERE relname = ANY(%s)"
+# a PL/pgSQL variable's type: any type so named (a domain's CHECKs run on assignment), and the row types of relations
+# so named (`v t.col%TYPE`, `r t%ROWTYPE`: the domain's name is not in the body)
+Q_TYPES_NAMED = """
+SELECT oid::bigint AS oid FROM pg_type WHERE typname = ANY(%s)
+UNION SELECT reltype::bigint FROM pg_class WHERE relname = ANY(%s) AND reltype <> 0
+"""
 Q_CASTS_TO_NAMED = f"""
 SELECT c.castfunc::bigint AS oid FROM pg_cast c JOIN pg_type t ON t.oid = c.casttarget
  WHERE t.typname = ANY(%s) AND c.castfunc <> 0 AND (c.oid >= {FIRST_NORMAL_OID} OR c.castfunc >= {FIRST_NORMAL_OID})
@@ -396,7 +403,9 @@ class Resolver:
             # target type: the cautious reading of a body only the server parses
             names = words | {m.group(1).replace('""', '"') for m in _PLPGSQL_QUOTED.finditer(source)}
             self.check_relations(self._oids(Q_RELATIONS_ANYWHERE, (sorted(names),)))
-            return (self._oids(Q_FUNCS_ANYWHERE, (sorted(names),)) | self._oids(Q_CASTS_TO_NAMED, (sorted(names),))
+            typed = self._domain_checks(sorted(self._oids(Q_TYPES_NAMED, (sorted(names), sorted(names)))))
+            return (typed | self._oids(Q_FUNCS_ANYWHERE, (sorted(names),))
+                    | self._oids(Q_CASTS_TO_NAMED, (sorted(names),))
                     | self._oids(Q_OPERATOR_FUNCS, (sorted(set(_PLPGSQL_OPERATOR.findall(source))),)))
         try:
             trees = parse_json(source)
