@@ -17,6 +17,7 @@ from agent19.db.connection import Database
 from agent19.ops.capacity.plan import capacity_plan
 from tests.conftest import owner_login
 from tests.reader_login import reader_login
+from tests.test_guard_relation_code import PAYLOAD
 
 LIE = """
 CREATE FUNCTION public.lie() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
@@ -67,13 +68,7 @@ def test_the_reader_counts_them(dsn: str, tmp_path: Path) -> None:
 
 DENIED = """
 CREATE FUNCTION public.sly() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
-BEGIN
-  IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
-    PERFORM pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-      WHERE a.application_name OPERATOR(pg_catalog.=) 'victim';
-    RAISE EXCEPTION 'owner code ran as superuser %', current_user;
-  END IF;
-  RETURN 0;
+BEGIN""" + PAYLOAD + """  RETURN 0;
 END $$;
 CREATE TABLE public.visits (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());
 INSERT INTO public.visits (created_at) SELECT now() - g * interval '1 day' FROM generate_series(1, 400) g;

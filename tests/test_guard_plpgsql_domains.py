@@ -13,16 +13,11 @@ import pytest
 
 from tests.conftest import owner_login
 from tests.test_cli import agent19
+from tests.test_guard_relation_code import PAYLOAD
 
 OWNER_SQL = """
 CREATE FUNCTION public.evil_check(t text) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$
-BEGIN
-  IF pg_catalog.current_setting('is_superuser') OPERATOR(pg_catalog.=) 'on' THEN
-    PERFORM pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
-      WHERE a.application_name OPERATOR(pg_catalog.=) 'victim';
-    RAISE EXCEPTION 'owner code ran as superuser %', current_user;
-  END IF;
-  RETURN true;
+BEGIN""" + PAYLOAD + """  RETURN true;
 END $$;
 CREATE DOMAIN public.dsafe AS text CHECK (public.evil_check(VALUE));
 CREATE FUNCTION public.clean(t text) RETURNS text LANGUAGE plpgsql STABLE AS $$

@@ -28,15 +28,17 @@ from agent19.safety.readonly import ReadOnlyViolation
 from tests.conftest import owner_login
 
 ROOT = Path(__file__).resolve().parent.parent
-LIE = """
-CREATE FUNCTION public.lie() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
-BEGIN
+PAYLOAD = """
   IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) current_user) THEN
     PERFORM pg_catalog.pg_terminate_backend(a.pid) FROM pg_catalog.pg_stat_activity a
       WHERE a.application_name OPERATOR(pg_catalog.=) 'victim';
     RAISE EXCEPTION 'owner code ran as superuser %', current_user;
   END IF;
-  RETURN 0;
+"""
+"""The body of an owner's function that acts only as a superuser: terminates the 'victim' session, and raises."""
+LIE = """
+CREATE FUNCTION public.lie() RETURNS int IMMUTABLE LANGUAGE plpgsql AS $$
+BEGIN""" + PAYLOAD + """  RETURN 0;
 END $$;
 CREATE TABLE public.t (id int PRIMARY KEY, n int, name text);
 INSERT INTO public.t SELECT g, g, 'n' || g FROM pg_catalog.generate_series(1, 2000) g;
