@@ -164,7 +164,8 @@ def _schema_result(conn: Connection, check: SchemaCheck, table: Table) -> CheckR
             continue
         try:
             with conn.transaction():  # a savepoint: to_regtype raises on a malformed name
-                row = conn.execute("SELECT format_type(to_regtype(%s), NULL) AS t",
+                row = conn.execute("SELECT pg_catalog.format_type(pg_catalog.to_regtype(%s::pg_catalog.text), NULL)"
+                                   " AS t",
                                    (re.sub(r"\(.*?\)", "", expected),)).fetchone()
         except psycopg.errors.SyntaxError:
             row = None

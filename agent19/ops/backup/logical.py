@@ -246,9 +246,11 @@ def verify_logical(
         cmp.prepare(src)
         src.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         info = src.execute(
-            "SELECT pg_export_snapshot() AS snap, pg_database_size(current_database()) AS size,"
-            " current_setting('server_version_num')::int / 10000 AS major,"
-            " (SELECT coalesce(sum(pg_table_size(oid)), 0) FROM pg_class WHERE relkind IN ('r', 'm'))::bigint AS data"
+            "SELECT pg_catalog.pg_export_snapshot() AS snap,"
+            " pg_catalog.pg_database_size(pg_catalog.current_database()) AS size,"
+            " pg_catalog.current_setting('server_version_num')::pg_catalog.int4 OPERATOR(pg_catalog./) 10000 AS major,"
+            " (SELECT COALESCE(pg_catalog.sum(pg_catalog.pg_table_size(oid)), 0) FROM pg_catalog.pg_class"
+            " WHERE relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog.\"char\"[]))::pg_catalog.int8 AS data"
         ).fetchone()
         assert info is not None
         snap_id, size, major, data = info["snap"], int(info["size"]), int(info["major"]), int(info["data"])
