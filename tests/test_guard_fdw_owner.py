@@ -7,8 +7,6 @@ now refuses such a table for a superuser login, naming the server's owner; a ser
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
@@ -61,19 +59,15 @@ def test_a_superuser_does_not_read_through_an_owners_foreign_server(dsn: str) ->
     out = agent19("sql", "--dsn", dsn, "SELECT * FROM public.remote_report")
     text = out.stdout + out.stderr
     assert "owner code ran" not in text, text
-    assert out.returncode != 0 and "foreign table of a server owned by fdwowner_" in text, text
+    assert out.returncode != 0 and "is a foreign table of server loopback" in text, text
 
 
-def test_a_superusers_own_foreign_server_is_read(dsn: str) -> None:
+def test_a_superuser_does_not_read_its_own_servers_table_of_an_owners_view(dsn: str) -> None:
+    """A superuser-owned server and mapping: the foreign table still reaches the owner's remote view, whose code
+    agent19 cannot see (review r32 F4); only a login that is not a superuser reads foreign tables."""
     _setup(dsn)
-    remote = f"fdw_remote_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(dsn, autocommit=True) as c:  # the remote side runs as a login that is no superuser
-        c.execute(f"CREATE ROLE {remote} LOGIN")
-        c.execute(f"GRANT SELECT ON public.remote_src TO {remote}")
     _foreign(dsn, dsn, "own_report", "trusted")
-    with psycopg.connect(dsn, autocommit=True) as c:
-        superuser = c.execute("SELECT session_user::text").fetchone()[0]
-        c.execute(f"ALTER USER MAPPING FOR {superuser} SERVER trusted OPTIONS (SET user '{remote}')")
-    out = agent19("sql", "--dsn", dsn, "--format", "json", "SELECT * FROM public.own_report")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "ok" in out.stdout
+    out = agent19("sql", "--dsn", dsn, "SELECT * FROM public.own_report")
+    text = out.stdout + out.stderr
+    assert "owner code ran" not in text, text
+    assert out.returncode != 0 and "is a foreign table of server trusted" in text, text

@@ -30,10 +30,8 @@ Q_RELATION = """
 SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
        (SELECT w.fdwname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
           JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw,
-       (SELECT o.rolname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
-          JOIN pg_roles o ON o.oid = s.srvowner
-         WHERE ft.ftrelid = c.oid AND NOT o.rolsuper
-           AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) AS lent_by
+       (SELECT s.srvname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
+         WHERE ft.ftrelid = c.oid AND (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user)) AS lent_by
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY(%s::oid[])
 """
 Q_RULES = "SELECT oid::bigint AS oid FROM pg_rewrite WHERE ev_class = ANY(%s::oid[])"
@@ -70,6 +68,7 @@ SELECT 'child', i.inhrelid::pg_catalog.int8, NULL
   FROM pg_catalog.pg_inherits i WHERE i.inhparent OPERATOR(pg_catalog.=) ANY(%(rels)s::pg_catalog.oid[])
  ORDER BY 1, 2
 """
+Q_IMMUTABLE = "SELECT oid::bigint AS oid FROM pg_proc WHERE oid = ANY(%s::oid[]) AND provolatile = 'i'"
 Q_NOT_VOLATILE = "SELECT oid::bigint AS oid FROM pg_proc WHERE oid = ANY(%s::oid[]) AND provolatile <> 'v'"
 Q_RANGE_FUNCTIONS = """
 WITH RECURSIVE reach(t) AS (
@@ -116,11 +115,12 @@ def _check_level(resolver: Resolver, oids: set[int]) -> set[int]:
         if r["kind"] == "f" and r["fdw"] not in ALLOWED_FDWS:
             raise refuse(f"{name} is a foreign table of {r['fdw']}: reading it may run a program or read "
                          "server files", "read-only mode reads foreign tables of postgres_fdw only")
-        if r["kind"] == "f" and r["lent_by"] is not None:  # review r31 F10
-            raise refuse(f"{name} is a foreign table of a server owned by {r['lent_by']}, who may point its user "
-                         "mapping for this superuser login at any server and role (postgres_fdw asks a superuser "
-                         "for no password): reading it would connect with the superuser's trust",
-                         "read it as a login that is not a superuser (--read-dsn), or have a superuser own the server")
+        if r["kind"] == "f" and r["lent_by"] is not None:  # review r31 F10, r32 F4
+            raise refuse(f"{name} is a foreign table of server {r['lent_by']}: read as a superuser, postgres_fdw "
+                         "connects with the superuser's user mapping (a server's owner may create one pointing "
+                         "anywhere, and no password is asked of a superuser), and the remote object's code - which "
+                         "agent19 cannot see - runs with those powers",
+                         "read it as a login that is not a superuser (--read-dsn)")
         if r["kind"] == "v":
             views.append(int(r["oid"]))
         if r["rls"]:
@@ -139,13 +139,15 @@ def _check_level(resolver: Resolver, oids: set[int]) -> set[int]:
     return _check_planned_code(resolver, todo) | rels
 
 
-def planner_callable(resolver: Resolver, funcs: set[int]) -> set[int]:
+def planner_callable(resolver: Resolver, funcs: set[int], *, estimated: bool = True) -> set[int]:
     """Of ``funcs``, those the planner may call when it folds a definition it loads: eval_const_expressions folds
-    IMMUTABLE calls (STABLE ones when estimating, kept too); a VOLATILE function is never called then (review r31
-    F6: CREATE FUNCTION's default volatility, a validator in a CHECK). Its arguments are dependencies of their own."""
+    IMMUTABLE calls (STABLE ones when estimating a qual's selectivity, kept unless ``estimated`` is false: a
+    default in a target list is never estimated, review r32 F2); a VOLATILE function is never called then (review
+    r31 F6: CREATE FUNCTION's default volatility, a validator in a CHECK). Its arguments are dependencies of their
+    own."""
     if not funcs or resolver.rows_written:
         return funcs
-    return resolver._oids(Q_NOT_VOLATILE, (sorted(funcs),))
+    return resolver._oids(Q_NOT_VOLATILE if estimated else Q_IMMUTABLE, (sorted(funcs),))
 
 
 def _check_range_functions(resolver: Resolver, rels: list[int]) -> None:

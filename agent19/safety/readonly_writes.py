@@ -7,10 +7,12 @@ the IMMUTABLE calls in it even for ``EXPLAIN`` without ``ANALYZE`` (observed on 
 * the target's column defaults and generated columns (``pg_attrdef``; a view's column defaults too, and those of
   the relations under a target view: an auto-updatable view writes them);
 * the DEFAULT of the domains its columns are of (``pg_type.typdefaultbin``, domains over domains included);
-* its rules (``pg_rewrite``, every event, not only a view's ``ON SELECT``): their actions are planned with the write.
+* its rules (``pg_rewrite``, every event, not only a view's ``ON SELECT``): their actions are planned with the write,
+  and the relations they name are targets too (an action inserting into another table gets its defaults: r32 F1).
 
-Defaults are judged as the planner runs them when the write is only planned (its non-volatile calls), else as code
-that runs; rules as code that runs. Each is read for denied built-ins and followed through its dependencies, and a
+When the write is only planned, a default is judged by its IMMUTABLE calls (the planner folds them; a target list is
+never estimated) and a rule by its non-volatile ones; else both as code that runs. Each is read for denied built-ins
+and followed through its dependencies, and a
 refusal names it.
 """
 
@@ -32,10 +34,10 @@ TEXTS = {
 }
 """Deparsed texts (:data:`agent19.safety.readonly_catalog.Q_TEXTS`) of what the rewriter adds to a write."""
 Q_TARGET_CODE = """
-WITH RECURSIVE targets(rel) AS (  -- and the relations under a target view (an auto-updatable view writes them)
-    SELECT unnest(%(rels)s::oid[])
+WITH RECURSIVE targets(rel) AS (  -- and the relations under a target view (an auto-updatable view writes them),
+    SELECT unnest(%(rels)s::oid[])  -- and those a target's rules name (an action writing another table: r32 F1)
   UNION
-    SELECT d.refobjid FROM targets t JOIN pg_rewrite r ON r.ev_class = t.rel AND r.rulename = '_RETURN'
+    SELECT d.refobjid FROM targets t JOIN pg_rewrite r ON r.ev_class = t.rel
       JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
      WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid <> t.rel
 ), domains(t) AS (
@@ -73,7 +75,8 @@ def check_targets(resolver: Resolver, rels: set[int], *, planning_only: bool) ->
             with resolver.within(f"{what}, which {how}"):
                 resolver._check_text(kind, [oid])
                 funcs, others = resolver._dependencies(CATALOG.get(kind, kind), [oid])
-                if planning_only and kind != "rule":  # only planned: the planner folds its non-volatile calls
-                    funcs = readonly_relations.planner_callable(resolver, funcs)
+                if planning_only:  # only planned: the planner folds a default's IMMUTABLE calls (a target list is
+                    # never estimated), a rule action's non-volatile ones (its quals may be: review r32 F2, F6)
+                    funcs = readonly_relations.planner_callable(resolver, funcs, estimated=kind == "rule")
                 resolver.check_functions(funcs, top_level=False, planning_only=False)
                 resolver.check_relations(others)
