@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 
 ALLOWED_FDWS = {"postgres_fdw"}
 Q_RELATION = """
-SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind, c.relrowsecurity AS rls,
+SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
+       c.relrowsecurity  -- policies apply to the login (check_enable_rls): not a superuser nor BYPASSRLS, and not
+         AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = current_user)  -- the owner
+         AND (c.relforcerowsecurity OR NOT pg_has_role(current_user, c.relowner, 'USAGE')) AS rls,  -- unless FORCE
        (SELECT w.fdwname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
           JOIN pg_foreign_data_wrapper w ON w.oid = s.srvfdw WHERE ft.ftrelid = c.oid) AS fdw,
        (SELECT s.srvname FROM pg_foreign_table ft JOIN pg_foreign_server s ON s.oid = ft.ftserver
