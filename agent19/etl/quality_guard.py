@@ -14,11 +14,6 @@ from agent19.migrate.patterns.sqlnames import ident
 from agent19.safety import readonly
 from agent19.sqltree import parse_json, walk
 
-QUALIFIED_SQL = True  # its statements name functions, operators, types, catalog relations pg_catalog.-qualified
-
-Q_RELATIONS = """SELECT pg_catalog.to_regclass(n)::pg_catalog.oid::pg_catalog.int8 AS oid
-  FROM pg_catalog.unnest(%s::pg_catalog.text[]) n"""
-
 
 class ReadGuard:
     """The relations of one quality run whose planned code passed the guard (:meth:`scanned`)."""
@@ -33,8 +28,7 @@ class ReadGuard:
         objects, partition keys, CHECKs, policies: :func:`agent19.safety.readonly.check_relations_read`)."""
         names = sorted({".".join(ident(p) for p in (f.get("schemaname"), f.get("relname")) if p)
                         for tree in parse_json(text) for node, f in walk(tree) if node == "RangeVar"})
-        rows = conn.execute(Q_RELATIONS, (names,)).fetchall()
-        oids = {int(r["oid"]) for r in rows if r["oid"] is not None} - self.cleared
+        oids = set(readonly.relation_oids(conn, names)) - self.cleared
         if not oids:
             return
         try:

@@ -255,6 +255,20 @@ def check_catalog(conn: Any, statement: Statement, *, planning_only: bool = Fals
     _resolver(conn).check_statement(statement.tree, planning_only=planning_only)
 
 
+Q_RELATION_OIDS = """SELECT pg_catalog.to_regclass(n)::pg_catalog.oid::pg_catalog.int8 AS oid
+  FROM pg_catalog.unnest(%s::pg_catalog.text[]) n"""
+
+
+def relation_oids(conn: Any, names: list[str]) -> list[int]:
+    """The relations ``names`` (quoted as SQL) are, in one query; a name that is none is left out."""
+    if not names:
+        return []
+    from psycopg.rows import tuple_row  # whatever rows the connection makes
+
+    rows = conn.cursor(row_factory=tuple_row).execute(Q_RELATION_OIDS, (names,)).fetchall()
+    return [int(r[0]) for r in rows if r[0] is not None]
+
+
 def check_relations_read(conn: Any, relation_oids: list[int], *, rows_written: bool = False) -> None:
     """Layer 3 for relations agent19 reads with its own SQL (a quality check's scan, a calibration's sample): the
     code planning and reading them runs — index expressions and predicates, statistics objects' expressions,

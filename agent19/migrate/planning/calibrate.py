@@ -215,10 +215,7 @@ def guarded(conn: psycopg.Connection[Any], table: str, *, copied: bool = True) -
     predicates the planner folds, statistics objects, partition keys, CHECKs, policies
     (:func:`agent19.safety.readonly.check_relations_read`); ``copied``: the sample is copied, every call of the
     copied definitions runs (their volatile ones too)."""
-    row = conn.execute("SELECT pg_catalog.to_regclass(" + literal(qname(table)) + ")::pg_catalog.oid::pg_catalog.int8"
-                       ).fetchone()
-    if row is not None and _value(row) is not None:
-        readonly.check_relations_read(conn, [int(_value(row))], rows_written=copied)
+    readonly.check_relations_read(conn, readonly.relation_oids(conn, [qname(table)]), rows_written=copied)
 
 
 def sampled_tables(plan: MigrationPlan, writes: bool = True) -> dict[str, dict[str, str]]:

@@ -91,22 +91,15 @@ def row_scanner(db: Database) -> tuple[capacity_infer.Rows | None, str | None]:
     return (lambda q: reader.execute_read(q.encode())), None  # type: ignore[arg-type]
 
 
-Q_OIDS = """SELECT pg_catalog.to_regclass(n)::pg_catalog.oid::pg_catalog.int8 AS oid
-  FROM pg_catalog.unnest(%s::pg_catalog.text[]) n"""
-
-
 def guarded_tables(db: Database, found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """The creation-column tables whose rows may be counted, and a note for each left out: counting plans and scans
     a table as the reader login, which runs the code its owner put in its definitions (index expressions, partition
     keys, CHECKs, policies...); the read guard judges it as it judges a user's read (review r31 F12)."""
     from agent19.safety import gate, readonly
 
-    def oids(conn: Any, names: list[str]) -> list[int]:
-        return [int(r["oid"]) for r in conn.execute(Q_OIDS, (names,)).fetchall() if r["oid"] is not None]
-
     with gate.reader(db) as conn:
         try:
-            readonly.check_relations_read(conn, oids(conn, [c["table_name"] for c in found]))
+            readonly.check_relations_read(conn, readonly.relation_oids(conn, [c["table_name"] for c in found]))
             return found, []
         except readonly.ReadOnlyViolation:
             pass
@@ -114,7 +107,7 @@ def guarded_tables(db: Database, found: list[dict[str, Any]]) -> tuple[list[dict
         notes: list[str] = []
         for c in found:  # which ones: each on its own
             try:
-                readonly.check_relations_read(conn, oids(conn, [c["table_name"]]))
+                readonly.check_relations_read(conn, readonly.relation_oids(conn, [c["table_name"]]))
                 kept.append(c)
             except readonly.ReadOnlyViolation as exc:
                 notes.append(f"{c['table_name']}: rows not counted - {exc.message}")
