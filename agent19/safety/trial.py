@@ -43,6 +43,7 @@ from typing import Any
 
 from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
+from agent19.safety import trial_owners
 from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, body_verdict, seed_why, tokens
 from agent19.safety.fingerprint import CODE
 from agent19.safety.readonly import ReadOnlyViolation
@@ -66,7 +67,8 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
 Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
        pg_catalog.current_setting('agent19.isolated_copy', true) AS isolated_copy,
-       {catalog_first.USER_PATH} AS agent19_search_path
+       {catalog_first.USER_PATH} AS agent19_search_path, {trial_owners.Q_OTHERS} AS others, session_user AS login,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS login_superuser
   FROM ({Q_CLOSURE}) q"""
 """The guard's one catalog read. It names the catalog unqualified: with a search_path that searches another schema
 before pg_catalog, that schema's objects would answer it (a view named pg_proc hid a trigger's setval: review r26b
@@ -77,6 +79,11 @@ j07). The path is read in the same statement with qualified functions, and such 
 class Untestable(ReadOnlyViolation):
     """A trial would run code whose effect it cannot contain or cannot see; nothing ran. A dry run reports the
     statement as not tested (not a failure)."""
+
+
+class PrivilegedTrial(Untestable):
+    """The statement reaches objects of a role less privileged than the login, whose code would run with the
+    login's powers (:mod:`agent19.safety.trial_owners`); nothing ran."""
 
 
 def named_functions(tree: Any) -> set[str]:
@@ -169,7 +176,7 @@ class TrialCatalog:
     def _read(self) -> dict[str, Any]:
         if self._rows is None:
             # under pg_catalog only: an exact-match overload (public.>=(oid, integer)) would answer it otherwise
-            (cur,) = catalog_first.read_own(self.conn, ((Q_TRIAL, {"seeds": SEEDS}),))
+            (cur,) = catalog_first.read_own(self.conn, ((Q_TRIAL, {"seeds": SEEDS, **trial_owners.PARAMETERS}),))
             row = cur.fetchone()  # a dict, or a tuple in the order of its columns' names
             rows = dict(row) if isinstance(row, dict) else dict(zip([d.name for d in cur.description], row,
                                                                     strict=True))
@@ -208,6 +215,18 @@ class TrialCatalog:
         if self._isolable is None:
             self._isolable = Closure(self._read(), allow=False, anywhere=self.anywhere, contained=True).way_out is None
         return self._isolable
+
+    def privileged_owners(self, stmt: Statement) -> str | None:
+        """Why ``stmt`` would run code of a less privileged role with the login's powers, or None (the login is not
+        privileged, the statement reaches none, or this is an isolated copy: nothing there leaves it)."""
+        rows = self._read()
+        if self.contained or not rows.get("others") or stmt.node == "TransactionStmt" \
+                or stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # these run nothing now
+            return None
+        names = set(tokens(stmt.sql).names)
+        if stmt.node == "DoStmt":
+            names |= tokens(_do_block(stmt)[1]).names
+        return trial_owners.refusal(rows, names)
 
     def _why(self, m: Member, why: str | None = None) -> str:
         """Why a statement stopped by member ``m`` is not run (``why``: the text, when not ``m``'s own): an
@@ -413,7 +432,11 @@ def check(db: Any, statements: list[Statement], catalog: TrialCatalog | None = N
             if not refusal and not untestable:
                 catalog.allowed[st.index] = allowed_note(code)
         catalog.allow = allow
+        opted_in = getattr(db.settings, "allow_privileged_reads", False)
+        owners = None if refusal or untestable or opted_in else catalog.privileged_owners(st)
         catalog.judged(st)
+        if owners:
+            raise PrivilegedTrial(owners, "nothing was run")
         if refusal:
             raise ReadOnlyViolation(f"refused: {refusal}",
                                     "a dry run must leave nothing behind; run it yourself if it is intended")
