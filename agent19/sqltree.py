@@ -30,8 +30,21 @@ def fold_identifier(name: str) -> str:
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
+UNTAGGED = {"RangeVar": "relname"}
+"""Node types pglast's JSON may leave untagged (a field the grammar types as one), by a field only they have."""
+
+
+def untagged(key: str, value: dict[str, Any], node_type: str = "RangeVar") -> bool:
+    """``value``, under field ``key``, is an untagged ``node_type`` node."""
+    return key[:1].islower() and UNTAGGED.get(node_type, "\0") in value
+
+
 def walk(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yield ``(node_type, fields)`` for every node of a JSON parse tree, depth first."""
+    """Yield ``(node_type, fields)`` for every node of a JSON parse tree, depth first.
+
+    A field the server's grammar types as a ``RangeVar`` (a write's target ``InsertStmt.relation``, ``CREATE
+    TABLE``'s name, a foreign key's ``pktable``, ``INTO``'s ``rel``…) has no tag in pglast's JSON: it is yielded as
+    ``"RangeVar"`` too, so that every walker sees every relation a statement names."""
     stack = [tree]
     while stack:
         item = stack.pop()
@@ -40,6 +53,8 @@ def walk(tree: Any) -> Iterator[tuple[str, dict[str, Any]]]:
                 if isinstance(value, dict):
                     if key[:1].isupper():
                         yield key, value
+                    elif "relname" in value:  # UNTAGGED
+                        yield "RangeVar", value
                     stack.append(value)
                 elif isinstance(value, list):  # a scalar has nothing below it: not stacked
                     stack.append(value)

@@ -23,6 +23,7 @@ from typing import Any
 from pglast.parser import ParseError, parse_sql_json
 
 from agent19.errors import InputError
+from agent19.sqltree import UNTAGGED
 
 _LEADING = re.compile(rb"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.DOTALL)
 _DECODER = json.JSONDecoder()
@@ -114,7 +115,7 @@ class Statement:
         inside a JSON string a quote is escaped, so a string can at most make this say True needlessly. The same
         holds for a string value written without escapes (a name such as ``json``: ``"json"`` in the text)."""
         text = self.__dict__.get("_tree_json")
-        return not text or f'"{node_type}"' in text
+        return not text or f'"{node_type}"' in text or (node_type in UNTAGGED and f'"{UNTAGGED[node_type]}"' in text)
 
     @property
     def fields(self) -> dict[str, Any]:

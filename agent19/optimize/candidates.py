@@ -126,6 +126,26 @@ def _qualify_by_path(tree: exp.Expression, tables: dict[str, TableInfo]) -> None
             table.set("db", exp.to_identifier(info.schema))
 
 
+def _rows_changed(tree: exp.Expression) -> exp.Expression:
+    """An UPDATE or DELETE as the SELECT of the rows it changes (its tables, joins and WHERE: what its scan filters
+    on, which is what an index can serve); any other statement as it is."""
+    from sqlglot import exp
+
+    if not isinstance(tree, exp.Update | exp.Delete):
+        return tree
+    select = exp.select("1").from_(tree.this.copy())
+    frm = tree.args.get("from_") or tree.args.get("from")
+    using = tree.args.get("using")
+    for table in ([frm.this] if isinstance(frm, exp.From) else []) + (using if isinstance(using, list) else []):
+        select = select.join(table.copy())
+    if isinstance(where := tree.args.get("where"), exp.Where):
+        select = select.where(where.this.copy())
+    key = "with_" if "with_" in tree.args else "with"
+    if isinstance(with_ := tree.args.get(key), exp.With):
+        select.set(key, with_.copy())
+    return select
+
+
 def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
     """Per qualified table name, the columns the query filters, joins, orders and groups on."""
     import sqlglot
@@ -138,7 +158,7 @@ def query_shape(sql: str, tables: dict[str, TableInfo]) -> dict[str, Shape]:
     for t in tables.values():
         schema.setdefault(t.schema, {})[t.name] = t.columns
     try:
-        tree = sqlglot.parse_one(sql, read="postgres")
+        tree = _rows_changed(sqlglot.parse_one(sql, read="postgres"))
         _qualify_by_path(tree, tables)
         tree = qualify(tree, schema=schema, dialect="postgres", validate_qualify_columns=False,
                        quote_identifiers=False)

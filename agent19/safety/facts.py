@@ -92,10 +92,6 @@ def names_used(statements: list[Statement]) -> tuple[set[str], set[str]]:
                 tables.add(range_var_name(fields))
             elif node == "FuncCall":
                 functions.add(qualified_name(fields.get("funcname", [])))
-        for key in ("relation",):  # DELETE/UPDATE/INSERT keep their target as a bare RangeVar dict
-            rel = st.fields.get(key)
-            if isinstance(rel, dict) and "relname" in rel:
-                tables.add(range_var_name(rel))
     return tables, functions
 
 

@@ -28,7 +28,6 @@ from agent19.migrate.parse import Statement
 from agent19.safety.facts import range_var_name
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, denied_in_reads
 from agent19.safety.readonly_catalog import Resolver
-from agent19.safety.readonly_written import untagged_relations
 from agent19.sqltree import qualified_name, walk
 
 ALLOWED = {"SelectStmt", "ExplainStmt", "VariableShowStmt"}
@@ -214,10 +213,9 @@ def _function_name(f: dict[str, Any]) -> str:
 
 def _check_call(node: str, f: dict[str, Any]) -> None:
     """One node of a walk: a deny-listed relation read or function called."""
-    for rv in [f] if node == "RangeVar" else [v for _, v in untagged_relations(f)]:  # a write's target: untagged
-        if rv.get("relname") in DENIED_RELATIONS:
-            raise _refuse(f"{range_var_name(rv)} holds credentials or server internals",
-                          "read pg_roles for roles; password hashes are never returned")
+    if node == "RangeVar" and f.get("relname") in DENIED_RELATIONS:  # a write's target too (sqltree.walk)
+        raise _refuse(f"{range_var_name(f)} holds credentials or server internals",
+                      "read pg_roles for roles; password hashes are never returned")
     if node == "FuncCall" and denied_in_reads(name := _function_name(f)):
         raise _refuse(f"{name}() is not allowed in read-only mode (server files, other sessions, settings, "
                       "locks, SQL run from strings)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +28,6 @@ def _names(items: list[dict[str, Any]]) -> list[str]:
     return [n.get("String", {}).get("sval", "") for n in items]
 
 
-def untagged_relations(f: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``RangeVar`` fields of a node that pglast's JSON leaves without their tag (``InsertStmt.relation``…):
-    :func:`agent19.sqltree.walk` does not yield them."""
-    for key, value in f.items():
-        if key[:1].islower() and isinstance(value, dict) and "relname" in value:
-            yield key, value
-
-
 def written(tree: Any) -> Written:
     w = Written(operators=set(IMPLICIT_OPERATORS))
     for node, f in walk(tree):
@@ -52,10 +43,8 @@ def written(tree: Any) -> Written:
             w.casts.append(_names(f.get("typeName", {}).get("names", [])))
         elif node == "ColumnRef":
             w.columns |= {n for n in _names(f.get("fields", [])) if n}
-        for key, value in untagged_relations(f):  # a write's target: pglast leaves its RangeVar untagged
-            w.relations.append(value)
-            if key == "relation" and node in WRITES:
-                w.targets.append(value)
+        if node in WRITES and isinstance(target := f.get("relation"), dict):  # walked as a RangeVar too
+            w.targets.append(target)
     return w
 
 

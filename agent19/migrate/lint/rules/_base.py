@@ -25,7 +25,7 @@ from agent19.migrate.model import Operation
 from agent19.migrate.parse import Statement
 from agent19.migrate.patterns import sqlnames
 from agent19.migrate.patterns.sqlnames import ident
-from agent19.sqltree import walk
+from agent19.sqltree import UNTAGGED, untagged, walk
 
 if TYPE_CHECKING:  # annotations only: the catalog models load where a catalog is read
     from agent19.db.models import SchemaSnapshot, Table
@@ -163,13 +163,14 @@ class StatementContext:
         the tree has none (:meth:`~agent19.migrate.parse.Statement.may_contain`)."""
         if not self.statement.may_contain(node_type):
             return
+        bare = node_type in UNTAGGED  # also found untagged (sqltree.walk yields it so)
         stack: list[Any] = [self.statement.tree]
         while stack:  # agent19.sqltree.walk's order, yielding only node_type (not every node through a filter)
             item = stack.pop()
             if isinstance(item, dict):
                 for key, value in item.items():
                     if isinstance(value, dict):
-                        if key == node_type:
+                        if key == node_type or (bare and untagged(key, value, node_type)):
                             yield value
                         stack.append(value)
                     elif isinstance(value, list):  # a scalar has nothing below it: not stacked
