@@ -45,8 +45,8 @@ def _common_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g.add_argument("--read-dsn", default=default, help="DSN of a least-privilege login that user SQL reads run as "
                    "(env AGENT19_READ_DSN; `agent19 setup-role` prints the SQL that creates it)")
     g.add_argument("--allow-privileged-reads", action="store_const", const=True, default=default,
-                   help="let user SQL reads run as a superuser or privileged login, and a dry run run code of "
-                   "less privileged roles (their triggers, defaults, functions) as one (env "
+                   help="let user SQL reads run as a superuser or privileged login, and a dry run as one run in "
+                   "a database where less privileged roles own objects (their code may run with its powers) (env "
                    "AGENT19_ALLOW_PRIVILEGED_READS=1); risk: a view, function or cast can then reach server files, "
                    "programs and other sessions")
     g.add_argument("--allow-unreadable-code", action="store_const", const=True, default=default,

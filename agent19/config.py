@@ -32,8 +32,8 @@ same table without confirmation in the last ``mass_write_window_minutes`` (0: ea
 ``read_dsn`` is the least-privilege login user reads (run_sql, explain_query, the index advisor)
 run as; ``agent19 setup-role`` prints the SQL that creates it. Without it, and when the main login
 is privileged, those tools refuse in read-only mode unless ``allow_privileged_reads`` is on. The same setting lets
-a trial (a dry run, EXPLAIN ANALYZE of a write) as a privileged login run a statement that reaches another, less
-privileged role's code (:mod:`agent19.safety.trial_owners`); without it such a statement is not run.
+a trial (a dry run, EXPLAIN ANALYZE of a write) as a privileged login run in a database where another, less
+privileged role owns objects (:mod:`agent19.safety.trial_owners`); without it no statement is tried there.
 
 ``allow_unreadable_code`` lets a dry run (and EXPLAIN ANALYZE of a write) run on the target statements whose
 code agent19 cannot read — SQL built at run time (``EXECUTE``), functions in other languages — which it
@@ -258,8 +258,8 @@ class Settings:
     read_dsn: Secret | None = field(default=None, metadata={
         "description": "DSN of the least-privilege login user reads run as"})
     allow_privileged_reads: bool = field(default=False, metadata={
-        "description": "let user reads run as a superuser/privileged login, and trials (dry runs) run code of less "
-        "privileged roles as one (risks server files, programs and other sessions)"})
+        "description": "let user reads run as a superuser/privileged login, and trials (dry runs) as one run where "
+        "less privileged roles own objects (risks server files, programs and other sessions)"})
     allow_unreadable_code: bool = field(default=False, metadata={
         "description": "let a dry run run code agent19 cannot read (SQL built at run time, other languages) on the "
         "target; risk: what it does outside the rolled-back transaction (signals, other servers) is not prevented"})

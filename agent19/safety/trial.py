@@ -67,8 +67,7 @@ _LEAVES_NO_CODE = {"TransactionStmt", "GrantStmt", "GrantRoleStmt", "AlterDefaul
 # fingerprint of the code the server may run (agent19.safety.fingerprint), compared again after the trial
 Q_TRIAL = f"""SELECT q.*, EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtenabled <> 'D') AS events, {CODE} AS code,
        pg_catalog.current_setting('agent19.isolated_copy', true) AS isolated_copy,
-       {catalog_first.USER_PATH} AS agent19_search_path, {trial_owners.Q_OTHERS} AS others, session_user AS login,
-       (SELECT rolsuper FROM pg_roles WHERE rolname = session_user) AS login_superuser
+       {catalog_first.USER_PATH} AS agent19_search_path, {trial_owners.Q_OTHERS} AS others, session_user AS login
   FROM ({Q_CLOSURE}) q"""
 """The guard's one catalog read. It names the catalog unqualified: with a search_path that searches another schema
 before pg_catalog, that schema's objects would answer it (a view named pg_proc hid a trigger's setval: review r26b
@@ -82,8 +81,8 @@ class Untestable(ReadOnlyViolation):
 
 
 class PrivilegedTrial(Untestable):
-    """The statement reaches objects of a role less privileged than the login, whose code would run with the
-    login's powers (:mod:`agent19.safety.trial_owners`); nothing ran."""
+    """The login is privileged and the database has objects of a less privileged role, whose code the server may run
+    with the login's powers (:mod:`agent19.safety.trial_owners`); nothing ran."""
 
 
 def named_functions(tree: Any) -> set[str]:
@@ -217,16 +216,13 @@ class TrialCatalog:
         return self._isolable
 
     def privileged_owners(self, stmt: Statement) -> str | None:
-        """Why ``stmt`` would run code of a less privileged role with the login's powers, or None (the login is not
-        privileged, the statement reaches none, or this is an isolated copy: nothing there leaves it)."""
-        rows = self._read()
-        if self.contained or not rows.get("others") or stmt.node == "TransactionStmt" \
-                or stmt.node == "CreateFunctionStmt" or _renames_routine(stmt):  # these run nothing now
+        """Why no statement is tried as this login: it is privileged and the database has objects of a less
+        privileged role, whose code the server may run with the login's powers (:mod:`agent19.safety.trial_owners`);
+        None otherwise, for transaction control, and in an isolated copy (nothing there leaves it)."""
+        if self.contained or stmt.node == "TransactionStmt":
             return None
-        names = set(tokens(stmt.sql).names)
-        if stmt.node == "DoStmt":
-            names |= tokens(_do_block(stmt)[1]).names
-        return trial_owners.refusal(rows, names)
+        rows = self._read()
+        return trial_owners.refusal(rows.get("others"), str(rows.get("login")))
 
     def _why(self, m: Member, why: str | None = None) -> str:
         """Why a statement stopped by member ``m`` is not run (``why``: the text, when not ``m``'s own): an
