@@ -40,6 +40,29 @@ _MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED",
               "PROCEDURAL", "FOREIGN", "UNLOGGED"}
 
 
+# CREATE/ALTER of these (their keyword tokens after CREATE/ALTER [OR REPLACE]), and IMPORT FOREIGN SCHEMA: a foreign
+# table reads and writes another server, a file or a program (file_fdw's ``program``), with the options these set
+_FOREIGN = {("FOREIGN", "TABLE"): "a foreign table", ("FOREIGN", "DATA_P"): "a foreign-data wrapper",
+            ("SERVER", ""): "a foreign server", ("USER", "MAPPING"): "a user mapping"}
+
+
+def makes_foreign(toks: list[Any]) -> str | None:
+    """What ``toks`` create or change that reaches outside the server (``a foreign table``…), or None."""
+    names = [t.name for t in toks] + ["", ""]
+    for i, name in enumerate(names[:-2]):
+        if name == "IMPORT_P" and names[i + 1] == "FOREIGN":
+            return "a foreign table (IMPORT FOREIGN SCHEMA)"
+        if name not in ("CREATE", "ALTER"):
+            continue
+        j = i + 1
+        while names[j] in ("OR", "REPLACE"):
+            j += 1
+        what = _FOREIGN.get((names[j], names[j + 1])) or _FOREIGN.get((names[j], ""))
+        if what and (names[j] != "USER" or names[j + 1] == "MAPPING"):
+            return what
+    return None
+
+
 # of those, the ones whose new code is a string (a function's body, a nested DO block's): never read
 STRING_CODE = ("CREATE FUNCTION", "CREATE PROCEDURE", "DO")
 

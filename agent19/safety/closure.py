@@ -47,7 +47,7 @@ from typing import Any
 
 from pglast.parser import scan
 
-from agent19.safety.body_effects import STRING_CODE, makes_code, resets_reading
+from agent19.safety.body_effects import STRING_CODE, makes_code, makes_foreign, resets_reading
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
@@ -80,6 +80,7 @@ class Tokens:
     moves_schemas: bool = False  # ALTER/CREATE/SET SCHEMA, CREATE/ALTER EXTENSION (a string's SQL too)
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
+    foreign: str | None = None  # it creates or changes a foreign table, server, user mapping or wrapper (what)
     unscannable: bool = False
     # may change how the server reads its strings (standard_conforming_strings): names the setting, RESET ALL /
     # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
@@ -98,6 +99,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
     # its strings may not end where they scan as ending: unreadable, though what it shows is still read
     out.strings_unsure = "standard_conforming_strings" in text.lower() or resets_reading(toks, text)
     out.makes_code = makes_code(toks)
+    out.foreign = makes_foreign(toks)
     copy = False
     strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any
@@ -147,6 +149,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.called |= inner.called
             out.attributes |= inner.attributes
             out.copy_outside |= inner.copy_outside
+            out.foreign = out.foreign or inner.foreign
             out.moves_schemas |= inner.moves_schemas
     return out
 
@@ -264,6 +267,9 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
     elif body is not None:
         if body.copy_outside:
             found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
+        if body.foreign:
+            found.append(Member("escape", f"{what} creates or changes {body.foreign}, which reaches another "
+                                "server, a server file or a program"))
         for name, m in bad.hits(body):
             found.append(seed_why(what, name, contained) or m)
         if body.unscannable:

@@ -324,6 +324,12 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
+        if own.foreign:  # harmless itself; what reads or writes it then reaches outside (file_fdw runs a program)
+            why = (f"it creates or changes {own.foreign}, which reaches another server, a server file or a program "
+                   "when a statement reads or writes through it; a dry run cannot contain that: test it on a "
+                   "staging copy")
+            self._stop = stmt.index, f"statement {stmt.index + 1} {why.removeprefix('it ')}"
+            return None, why
         members = [seed_why("the statement", n, c.contained) or m
                    for n, m in c.bad.hits(own, calls_only=stmt.node in NAMES_COLUMNS)]
         if stmt.node == "DoStmt":  # the body is a string to the parser: read it as a function body

@@ -168,6 +168,8 @@ def _in_transaction(conn: Any, stmts: list[Statement], preds: dict[int, list[Ope
         results.append(res)
         if len(results) > 1 and (why := _stopped(results[-2])):
             res.ran_in, res.note = "skipped", why
+            if results[-2].untested:  # not run for the reason an earlier one could not be tested: nor can this
+                res.untested = why
             continue
         label = f"statement {stmt.index + 1}/{len(stmts)} (line {stmt.line})"
         progress(stmt.index, len(stmts), label)
