@@ -10,8 +10,8 @@ or none: the next run starts after the last committed watermark, so no row is lo
 Upsert: one statement UPDATEs the staged rows whose key exists and whose values differ, and INSERTs those
 whose key is new (no speculative insertion: faster than ON CONFLICT, on every version); should another
 session insert one of the keys meanwhile (a unique violation), the batch runs ``INSERT … ON CONFLICT (key)
-DO UPDATE … WHERE the row changed`` instead. Counts: inserted, updated, unchanged (staged − both). Rows of
-one batch with the same key collapse to the last one in cursor order (a statement cannot touch a row twice).
+DO UPDATE … WHERE the row changed`` instead. Counts: inserted, updated, unchanged (staged − both). The
+statements, and how rows of one batch with the same key collapse, are in :mod:`agent19.etl.load_sql`.
 
 A session advisory lock on the destination (keyed by the pipeline's name) keeps two runs of one
 pipeline apart.
@@ -32,6 +32,7 @@ from psycopg.types.json import Jsonb
 from agent19.db.connection import Connection
 from agent19.errors import InputError
 from agent19.etl.extract import split_name
+from agent19.etl.load_sql import SEQ, STAGE, merge_into, on_conflict, update_insert
 
 Q_STATE_DDL = """
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -72,8 +73,6 @@ SELECT ARRAY(SELECT a.attname FROM unnest(i.indkey) k JOIN pg_attribute a ON a.a
   FROM pg_index i WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL
    AND i.indexprs IS NULL AND i.indisvalid
 """
-STAGE = "_agent19_etl_stage"
-SEQ = "_agent19_seq"
 
 
 def lock_key(pipeline: str) -> int:
@@ -323,91 +322,30 @@ class Loader:
             return BatchCounts()
         return BatchCounts(inserted=staged)
 
-    def _changes(self, new: str) -> tuple[sql.Composable, sql.Composable] | None:
-        """Over the non-key columns, from the rows aliased ``new`` into the destination ``d``: the SET list and
-        the condition that the row changed (None when every column is a key column)."""
-        rest = [sql.Identifier(c) for c in self.columns if c not in self.key]
-        if not rest:
-            return None
-        sets = sql.SQL(", ").join(sql.SQL("{c} = " + new + ".{c}").format(c=c) for c in rest)
-        mine = sql.SQL(", ").join(sql.SQL("d.{}").format(c) for c in rest)
-        theirs = sql.SQL(", ").join(sql.SQL(new + ".{}").format(c) for c in rest)
-        return sets, sql.SQL("ROW({}) IS DISTINCT FROM ROW({})").format(mine, theirs)
-
     def _upsert(self, staged: int) -> BatchCounts:
         try:
             with self.conn.transaction():  # a savepoint: the faster statement first
                 # by key through the unique index: a hash join would read the whole destination for each batch
                 self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-                row = self.conn.execute(self._update_insert()).fetchone()
+                row = self.conn.execute(update_insert(self.table, self.columns, self.key)).fetchone()
         except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
-            row = self.conn.execute(self._on_conflict()).fetchone()
+            row = self.conn.execute(on_conflict(self.table, self.columns, self.key)).fetchone()
         assert row is not None
         inserted, updated = int(row["inserted"]), int(row["updated"])
         self.only_new = inserted == staged
         return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
 
-    def _on_conflict(self) -> sql.Composable:
-        """The staged rows by ``INSERT … ON CONFLICT (key) DO UPDATE … WHERE the row changed``."""
-        ident = sql.Identifier
-        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
-        keys = sql.SQL(", ").join(ident(c) for c in self.key)
-        changes = self._changes("EXCLUDED")
-        action = sql.SQL("DO UPDATE SET {} WHERE {}").format(*changes) if changes else sql.SQL("DO NOTHING")
-        return sql.SQL(
-            "WITH w AS (INSERT INTO {table} AS d ({cols}) SELECT DISTINCT ON ({keys}) {cols} FROM {stage} "
-            "ORDER BY {keys}, {seq} DESC ON CONFLICT ({keys}) {action} RETURNING (xmax = 0) AS inserted) "
-            "SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated "
-            "FROM w").format(table=self.table, cols=cols, keys=keys, stage=ident(STAGE), seq=ident(SEQ),
-                              action=action)
-
-    def _update_insert(self) -> sql.Composable:
-        """UPDATE the rows that changed, INSERT those whose key is new, in one statement on one snapshot: no
-        speculative insertion, so about twice as fast as ON CONFLICT (tools/bench/bench_etl.py). A key another
-        session inserts meanwhile raises a unique violation; the caller then runs ON CONFLICT instead."""
-        ident = sql.Identifier
-        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
-        keys = sql.SQL(", ").join(ident(c) for c in self.key)
-        match = sql.SQL(" AND ").join(sql.SQL("d.{c} = s.{c}").format(c=ident(c)) for c in self.key)
-        changes = self._changes("s")
-        if changes:
-            update = sql.SQL("UPDATE {table} d SET {sets} FROM s WHERE {match} AND {changed} RETURNING 1").format(
-                table=self.table, match=match, sets=changes[0], changed=changes[1])
-        else:
-            update = sql.SQL("SELECT 1 WHERE false")
-        return sql.SQL(
-            "WITH s AS MATERIALIZED (SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC), "
-            "u AS ({update}), "
-            "i AS (INSERT INTO {table} ({cols}) SELECT {cols} FROM s WHERE NOT EXISTS (SELECT 1 FROM {table} d "
-            "WHERE {match}) RETURNING 1) "
-            "SELECT (SELECT count(*) FROM i) AS inserted, (SELECT count(*) FROM u) AS updated").format(
-            keys=keys, cols=cols, stage=ident(STAGE), seq=ident(SEQ), update=update, table=self.table, match=match)
-
     def _merge_into(self, staged: int) -> BatchCounts:
         """Strategy merge (15+): one MERGE that updates the rows that changed and inserts new keys. MERGE on 15
         and 16 cannot say which rows it inserted: the new keys are counted first, in the same transaction."""
-        ident = sql.Identifier
-        cols = sql.SQL(", ").join(ident(c) for c in self.columns)
-        keys = sql.SQL(", ").join(ident(c) for c in self.key)
-        match = sql.SQL(" AND ").join(sql.SQL("d.{c} = s.{c}").format(c=ident(c)) for c in self.key)
-        source = sql.SQL("(SELECT DISTINCT ON ({keys}) {cols} FROM {stage} ORDER BY {keys}, {seq} DESC) s").format(
-            keys=keys, cols=cols, stage=ident(STAGE), seq=ident(SEQ))
-        changes = self._changes("s")
-        matched = (sql.SQL("WHEN MATCHED AND {} THEN UPDATE SET {} ").format(changes[1], changes[0]) if changes
-                   else sql.SQL(""))
-        values = sql.SQL(", ").join(sql.SQL("s.{}").format(ident(c)) for c in self.columns)
-        new = self.conn.execute(sql.SQL("SELECT count(*) AS n FROM (SELECT DISTINCT {keys} FROM {stage}) s WHERE NOT "
-                                        "EXISTS (SELECT FROM {table} d WHERE {match})").format(
-            keys=keys, stage=ident(STAGE), table=self.table, match=match)).fetchone()
+        count_new, merge = merge_into(self.table, self.columns, self.key)
+        new = self.conn.execute(count_new).fetchone()
         try:
             with self.conn.transaction():
                 self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-                cur = self.conn.execute(sql.SQL(
-                    "MERGE INTO {table} d USING {source} ON {match} {matched}"
-                    "WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})").format(
-                    table=self.table, source=source, match=match, matched=matched, cols=cols, values=values))
+                cur = self.conn.execute(merge)
         except psycopg.errors.UniqueViolation:  # a concurrent writer inserted one of these keys meanwhile
-            row = self.conn.execute(self._on_conflict()).fetchone()
+            row = self.conn.execute(on_conflict(self.table, self.columns, self.key)).fetchone()
             assert row is not None
             inserted, updated = int(row["inserted"]), int(row["updated"])
             return BatchCounts(inserted=inserted, updated=updated, unchanged=staged - inserted - updated)
