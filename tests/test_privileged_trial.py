@@ -123,3 +123,12 @@ def test_explain_analyze_of_a_write_as_a_superuser(dsn: str, app: str) -> None:
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "objects of role(s) trialown_" in text and "--allow-privileged-reads" in text, text
     assert not _moved(dsn)
+
+
+def test_a_role_that_may_create_in_a_schema(dsn: str) -> None:
+    """It owns nothing yet, but could make its first function while the dry run runs."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE ROLE planter LOGIN; CREATE SCHEMA shared; GRANT CREATE ON SCHEMA shared TO planter;"
+                  "CREATE TABLE public.t (id int)")
+    r = dry_run_as(dsn, "INSERT INTO public.t VALUES (1);")
+    not_run(r.statements[0], "role(s) planter", "the right to create in schema shared")

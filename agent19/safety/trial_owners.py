@@ -11,7 +11,8 @@ it, a superuser's view or domain over the application's function, an overload th
 application's code as the superuser). So the question is asked of the whole database, as the trial's closure asks
 it (:mod:`agent19.safety.closure`): when the login is privileged (:data:`TRIAL_PRIVILEGED`) and the database has
 objects of another role that is not a superuser — the database or a schema it owns, its tables, views, functions,
-types, operators, foreign servers, text search objects or conversions — no statement is tried
+types, operators, foreign servers, text search objects or conversions — or such a role may create objects there
+(``CREATE`` on a schema or the database: it could make its first one while the trial runs), no statement is tried
 (:class:`~agent19.safety.trial.PrivilegedTrial`), unless the operator accepts it with ``--allow-privileged-reads``.
 Connecting ``--dsn`` as the application's role removes the question: its owner's code then runs with no more than
 the owner's powers. A database whose every object a superuser (or the login) owns is tried as before, and so is
@@ -61,6 +62,15 @@ SELECT 6, pg_catalog.format('schema %%I', nspname), nspowner FROM pg_catalog.pg_
 UNION ALL
 SELECT 7, pg_catalog.format('database %%I', datname), datdba FROM pg_catalog.pg_database
  WHERE datname = pg_catalog.current_database()
+UNION ALL  -- who may create its first object while the trial runs (after the check): the right to, where it is
+SELECT 8, pg_catalog.format('the right to create in schema %%I', n.nspname), r.oid
+  FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
+ WHERE {_SYSTEM.format(n="n.nspname")} AND r.rolname !~ '^pg_'
+   AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
+UNION ALL
+SELECT 8, pg_catalog.format('the right to create schemas in database %%I', pg_catalog.current_database()), r.oid
+  FROM pg_catalog.pg_roles r
+ WHERE r.rolname !~ '^pg_' AND pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE')
 """
 
 Q_OTHERS = f"""
