@@ -55,3 +55,35 @@ def test_code_that_makes_one(fdw: str, tmp_path: Path, shape: str) -> None:
     last = r.statements[-1]
     assert last.error is not None and "creates or changes a foreign server" in last.error.message, last
     assert not mark.exists(), "the dry run ran the foreign table's program"
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("DO $$ BEGIN COPY (SELECT 'x') TO U&'{mark}'; END $$;", "COPY to or from a program or a server file"),
+    ("CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $f$ COPY (SELECT 'x') TO U&'{mark}' $f$;\nSELECT f();",
+     "COPY to or from a program or a server file"),
+    ("DO $$ BEGIN CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 port=1 dbname=x connect_timeout=1' "
+     "PUBLICATION p WITH (create_slot = false, enabled = false); EXCEPTION WHEN others THEN NULL; END $$;",
+     "creates or changes a subscription"),
+], ids=["do-ucopy", "function-ucopy", "do-subscription"])
+def test_code_that_reaches_outside_in_other_spellings(dsn: str, tmp_path: Path, sql: str, words: str) -> None:
+    """A U&'...' file name, a subscription made in code (review r34 F4, F5): refused, nothing written."""
+    mark = _mark(tmp_path)
+    r = dry_run_as(dsn, sql.format(mark=mark))
+    last = r.statements[-1]
+    assert last.error is not None and words in last.error.message, last
+    assert not mark.exists(), "the dry run wrote the server file"
+
+
+def test_load_is_not_run(dsn: str) -> None:
+    r = dry_run_as(dsn, "LOAD 'auto_explain';")
+    not_run(r.statements[0], "loads a shared library into the server (LOAD)")
+
+
+def test_a_foreign_table_elsewhere_stops_nothing(fdw: str) -> None:
+    """Its row type is no code the server runs (review r34 FR1: every statement was 'not run')."""
+    with psycopg.connect(fdw, autocommit=True) as c:
+        c.execute("CREATE SERVER files FOREIGN DATA WRAPPER file_fdw;"
+                  "CREATE FOREIGN TABLE ft (x text) SERVER files OPTIONS (filename '/dev/null');"
+                  "CREATE TABLE plain (id int)")
+    r = dry_run_as(fdw, "INSERT INTO plain VALUES (1);\nALTER TABLE plain ADD COLUMN y int;")
+    assert [s.ran_in != "skipped" and not s.error for s in r.statements] == [True, True], r.statements

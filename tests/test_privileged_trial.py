@@ -12,6 +12,7 @@ through a sequence it moves (sequences are not rolled back): it must not move.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -90,11 +91,16 @@ def test_a_cascade_and_an_overload_reach_it_too(dsn: str, app: str) -> None:
     assert not _moved(dsn)
 
 
+def _role() -> str:
+    return f"r_{uuid.uuid4().hex[:8]}"  # roles are the cluster's: one per test
+
+
 def test_a_login_with_createrole_is_privileged(dsn: str, app: str) -> None:
+    dba = _role()
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("CREATE ROLE dba LOGIN CREATEROLE")
-    r = dry_run_as(make_conninfo(dsn, user="dba"), "UPDATE public.su_orders SET qty = qty + 1;")
-    not_run(r.statements[0], "as the login dba, a role with CREATEROLE")
+        c.execute(f"CREATE ROLE {dba} LOGIN CREATEROLE")
+    r = dry_run_as(make_conninfo(dsn, user=dba), "UPDATE public.su_orders SET qty = qty + 1;")
+    not_run(r.statements[0], f"as the login {dba}, a role with CREATEROLE")
     assert not _moved(dsn)
 
 
@@ -127,8 +133,33 @@ def test_explain_analyze_of_a_write_as_a_superuser(dsn: str, app: str) -> None:
 
 def test_a_role_that_may_create_in_a_schema(dsn: str) -> None:
     """It owns nothing yet, but could make its first function while the dry run runs."""
+    planter = _role()
     with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute("CREATE ROLE planter LOGIN; CREATE SCHEMA shared; GRANT CREATE ON SCHEMA shared TO planter;"
+        c.execute(f"CREATE ROLE {planter} LOGIN; CREATE SCHEMA shared; GRANT CREATE ON SCHEMA shared TO {planter};"
                   "CREATE TABLE public.t (id int)")
     r = dry_run_as(dsn, "INSERT INTO public.t VALUES (1);")
-    not_run(r.statements[0], "role(s) planter", "the right to create in schema shared")
+    not_run(r.statements[0], f"role(s) {planter}", f"the right to create in schema shared (granted to {planter})")
+
+
+@pytest.mark.parametrize("grant", ["GRANT ALL ON public.t TO {helper}", "GRANT TRIGGER ON public.t TO PUBLIC",
+                                   "GRANT CREATE ON SCHEMA public TO PUBLIC"])
+def test_a_right_to_add_a_trigger_or_to_create(dsn: str, grant: str) -> None:
+    """A role with TRIGGER on a table owns nothing, yet can add a trigger (its WHEN clause runs any expression)
+    while the dry run waits for the table's lock, after the check (review r34 F1, F2); to PUBLIC likewise."""
+    helper = _role()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {helper} LOGIN; CREATE TABLE public.t (id int); {grant.format(helper=helper)}")
+    r = dry_run_as(dsn, "INSERT INTO public.t VALUES (1);")
+    who = helper if "helper" in grant else "PUBLIC"
+    what = "the right to create " + ("in schema public" if "SCHEMA" in grant else "triggers on table public.t")
+    not_run(r.statements[0], f"role(s) {who}", f"{what} (granted to {who})")
+
+
+def test_a_login_that_is_a_member_of_a_superuser_role(dsn: str, app: str) -> None:
+    """It can SET ROLE to the superuser role, and so can the code it runs (review r34 F3)."""
+    admin, deploy = _role(), _role()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {admin} SUPERUSER NOLOGIN; CREATE ROLE {deploy} LOGIN IN ROLE {admin}")
+    r = dry_run_as(make_conninfo(dsn, user=deploy), "UPDATE public.su_orders SET qty = qty + 1;")
+    not_run(r.statements[0], f"as the login {deploy}, a member of {admin}, a superuser")
+    assert not _moved(dsn)

@@ -41,17 +41,23 @@ _MODIFIERS = {"OR", "REPLACE", "TEMP", "TEMPORARY", "RECURSIVE", "MATERIALIZED",
 
 
 # CREATE/ALTER of these (their keyword tokens after CREATE/ALTER [OR REPLACE]), and IMPORT FOREIGN SCHEMA: a foreign
-# table reads and writes another server, a file or a program (file_fdw's ``program``), with the options these set
+# table reads and writes another server, a file or a program (file_fdw's ``program``), with the options these set;
+# a subscription connects to another server
 _FOREIGN = {("FOREIGN", "TABLE"): "a foreign table", ("FOREIGN", "DATA_P"): "a foreign-data wrapper",
-            ("SERVER", ""): "a foreign server", ("USER", "MAPPING"): "a user mapping"}
+            ("SERVER", ""): "a foreign server", ("USER", "MAPPING"): "a user mapping",
+            ("SUBSCRIPTION", ""): "a subscription"}
+REACHES = "what a rollback does not undo: another server, a server file, a program or the server's own code"
 
 
 def makes_foreign(toks: list[Any]) -> str | None:
-    """What ``toks`` create or change that reaches outside the server (``a foreign table``…), or None."""
+    """What ``toks`` do that reaches outside the server's transaction — ``creates or changes a foreign table``,
+    ``loads a shared library (LOAD)``… — or None (the text that follows: :data:`REACHES`)."""
     names = [t.name for t in toks] + ["", ""]
     for i, name in enumerate(names[:-2]):
         if name == "IMPORT_P" and names[i + 1] == "FOREIGN":
-            return "a foreign table (IMPORT FOREIGN SCHEMA)"
+            return "creates foreign tables (IMPORT FOREIGN SCHEMA)"
+        if name == "LOAD" and names[i + 1] in ("SCONST", "USCONST"):
+            return "loads a shared library into the server (LOAD)"
         if name not in ("CREATE", "ALTER"):
             continue
         j = i + 1
@@ -59,7 +65,7 @@ def makes_foreign(toks: list[Any]) -> str | None:
             j += 1
         what = _FOREIGN.get((names[j], names[j + 1])) or _FOREIGN.get((names[j], ""))
         if what and (names[j] != "USER" or names[j + 1] == "MAPPING"):
-            return what
+            return f"creates or changes {what}"
     return None
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from pglast.parser import scan
 
-from agent19.safety.body_effects import STRING_CODE, makes_code, makes_foreign, resets_reading
+from agent19.safety.body_effects import REACHES, STRING_CODE, makes_code, makes_foreign, resets_reading
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
@@ -80,7 +80,7 @@ class Tokens:
     moves_schemas: bool = False  # ALTER/CREATE/SET SCHEMA, CREATE/ALTER EXTENSION (a string's SQL too)
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
-    foreign: str | None = None  # it creates or changes a foreign table, server, user mapping or wrapper (what)
+    foreign: str | None = None  # what it does that reaches outside (a foreign table made or changed, LOAD…)
     unscannable: bool = False
     # may change how the server reads its strings (standard_conforming_strings): names the setting, RESET ALL /
     # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
@@ -121,7 +121,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             before = toks[i - 1].name if i else ""
             if (t.name, before) in _MOVES_SCHEMAS:
                 out.moves_schemas = True
-            if copy and (t.name == "PROGRAM" or (t.name in ("TO", "FROM") and nxt == "SCONST")):
+            if copy and (t.name == "PROGRAM" or (t.name in ("TO", "FROM") and nxt in ("SCONST", "USCONST"))):
                 out.copy_outside = True
         elif t.name == "Op" or (t.name.startswith("ASCII_") and raw in _OPERATOR_CHARS):
             out.names.add(raw)
@@ -268,8 +268,7 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
         if body.copy_outside:
             found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
         if body.foreign:
-            found.append(Member("escape", f"{what} creates or changes {body.foreign}, which reaches another "
-                                "server, a server file or a program"))
+            found.append(Member("escape", f"{what} {body.foreign}, which reaches {REACHES}"))
         for name, m in bad.hits(body):
             found.append(seed_why(what, name, contained) or m)
         if body.unscannable:

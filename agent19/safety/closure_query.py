@@ -79,6 +79,8 @@ dep AS (
            AS what, c.relname::text AS rel, d.classid = 'pg_event_trigger'::regclass AS event
     FROM pg_depend d LEFT JOIN tree o ON o.cls = d.classid AND o.oid = d.objid LEFT JOIN pg_class c ON c.oid = o.rel
    WHERE d.classid <> 'pg_extension'::regclass AND d.deptype <> 'e'
+     -- a relation's row type is part of it (a foreign table's is no code: every statement stopped, review r34 FR1)
+     AND NOT (d.classid = 'pg_type'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'i')
      AND NOT EXISTS (SELECT 1 FROM own WHERE own.classid = d.classid AND own.objid = d.objid
                         AND own.refclassid = d.refclassid AND own.refobjid = d.refobjid)
      AND ((d.refclassid = 'pg_proc'::regclass AND d.refobjid IN (SELECT oid FROM fn))

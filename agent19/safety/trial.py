@@ -44,6 +44,7 @@ from typing import Any
 from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
 from agent19.safety import trial_owners
+from agent19.safety.body_effects import REACHES
 from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, body_verdict, seed_why, tokens
 from agent19.safety.fingerprint import CODE
 from agent19.safety.readonly import ReadOnlyViolation
@@ -324,10 +325,8 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
-        if own.foreign:  # harmless itself; what reads or writes it then reaches outside (file_fdw runs a program)
-            why = (f"it creates or changes {own.foreign}, which reaches another server, a server file or a program "
-                   "when a statement reads or writes through it; a dry run cannot contain that: test it on a "
-                   "staging copy")
+        if own.foreign:  # e.g. a foreign table (harmless itself; reading it then runs file_fdw's program)
+            why = f"it {own.foreign}, which reaches {REACHES}; a dry run cannot contain that: test it on a staging copy"
             self._stop = stmt.index, f"statement {stmt.index + 1} {why.removeprefix('it ')}"
             return None, why
         members = [seed_why("the statement", n, c.contained) or m

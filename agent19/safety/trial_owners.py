@@ -12,7 +12,8 @@ application's code as the superuser). So the question is asked of the whole data
 it (:mod:`agent19.safety.closure`): when the login is privileged (:data:`TRIAL_PRIVILEGED`) and the database has
 objects of another role that is not a superuser — the database or a schema it owns, its tables, views, functions,
 types, operators, foreign servers, text search objects or conversions — or such a role may create objects there
-(``CREATE`` on a schema or the database: it could make its first one while the trial runs), no statement is tried
+(``CREATE`` on a schema or the database, ``TRIGGER`` on a table — to PUBLIC too: it could add code while the trial
+runs, after the check; review r34 F1, F2), no statement is tried
 (:class:`~agent19.safety.trial.PrivilegedTrial`), unless the operator accepts it with ``--allow-privileged-reads``.
 Connecting ``--dsn`` as the application's role removes the question: its owner's code then runs with no more than
 the owner's powers. A database whose every object a superuser (or the login) owns is tried as before, and so is
@@ -29,7 +30,8 @@ TRIAL_PRIVILEGED = (*PRIVILEGED_ROLES, "pg_read_all_data", "pg_write_all_data", 
                     "pg_read_all_settings", "pg_monitor")
 """Roles a trial's login may not lend to another role's code: beyond the read guard's (server files, programs,
 signals), every table's rows, other sessions' queries and the server's settings. A login with ``CREATEROLE`` (it can
-grant itself those) or ``BYPASSRLS`` is privileged too."""
+grant itself those) or ``BYPASSRLS`` is privileged too, and so is a member of a role with any of those attributes
+(review r34 F3: ``SET ROLE`` reaches it)."""
 
 _SYSTEM = "({n} !~ '^pg_' AND {n} <> 'information_schema')"
 # (rank in the message, what, owner) of every object whose owner could change the code a trial runs
@@ -62,15 +64,22 @@ SELECT 6, pg_catalog.format('schema %%I', nspname), nspowner FROM pg_catalog.pg_
 UNION ALL
 SELECT 7, pg_catalog.format('database %%I', datname), datdba FROM pg_catalog.pg_database
  WHERE datname = pg_catalog.current_database()
-UNION ALL  -- who may create its first object while the trial runs (after the check): the right to, where it is
-SELECT 8, pg_catalog.format('the right to create in schema %%I', n.nspname), r.oid
-  FROM pg_catalog.pg_namespace n CROSS JOIN pg_catalog.pg_roles r
- WHERE {_SYSTEM.format(n="n.nspname")} AND r.rolname !~ '^pg_'
-   AND pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')
+"""
+# (rank, what, grantee; 0: PUBLIC) of every right to add code while the trial runs (after the check): to create in
+# a schema or the database, or a trigger (its WHEN clause too, which no one owns) on a table
+_GRANTED = f"""
+SELECT 8 AS rank, pg_catalog.format('the right to create in schema %%I', n.nspname) AS what, a.grantee
+  FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+ WHERE {_SYSTEM.format(n="n.nspname")} AND a.privilege_type = 'CREATE'
 UNION ALL
-SELECT 8, pg_catalog.format('the right to create schemas in database %%I', pg_catalog.current_database()), r.oid
-  FROM pg_catalog.pg_roles r
- WHERE r.rolname !~ '^pg_' AND pg_catalog.has_database_privilege(r.oid, pg_catalog.current_database(), 'CREATE')
+SELECT 8, pg_catalog.format('the right to create schemas in database %%I', d.datname), a.grantee
+  FROM pg_catalog.pg_database d, pg_catalog.aclexplode(d.datacl) a
+ WHERE d.datname = pg_catalog.current_database() AND a.privilege_type = 'CREATE'
+UNION ALL
+SELECT 8, pg_catalog.format('the right to create triggers on table %%I.%%I', n.nspname, c.relname), a.grantee
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace,
+       pg_catalog.aclexplode(c.relacl) a
+ WHERE c.relkind IN ('r', 'p', 'v', 'f') AND {_SYSTEM.format(n="n.nspname")} AND a.privilege_type = 'TRIGGER'
 """
 
 Q_OTHERS = f"""
@@ -79,14 +88,25 @@ Q_OTHERS = f"""
                               WHERE pg_catalog.to_regrole(g) IS NOT NULL
                                 AND pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(g), 'MEMBER')) AS roles
                   FROM pg_catalog.pg_roles s WHERE s.rolname = session_user),
+      -- a role it is a member of (SET ROLE reaches it, and code can too)
+      above AS (SELECT g.rolname, g.rolsuper, g.rolcreaterole, g.rolbypassrls FROM pg_catalog.pg_roles g
+                 WHERE g.rolname <> session_user AND (g.rolsuper OR g.rolcreaterole OR g.rolbypassrls)
+                   AND pg_catalog.pg_has_role(session_user, g.oid, 'MEMBER')),
       powers AS (SELECT CASE WHEN rolsuper THEN 'a superuser'
                              WHEN rolcreaterole THEN 'a role with CREATEROLE'
                              WHEN rolbypassrls THEN 'a role with BYPASSRLS'
+                             WHEN EXISTS (SELECT FROM above) THEN
+                                  (SELECT pg_catalog.format('a member of %%I, %%s', rolname,
+                                          CASE WHEN rolsuper THEN 'a superuser' WHEN rolcreaterole
+                                               THEN 'a role with CREATEROLE' ELSE 'a role with BYPASSRLS' END)
+                                     FROM above ORDER BY rolsuper DESC, rolcreaterole DESC LIMIT 1)
                              WHEN roles <> '{{}}' THEN 'a member of ' || pg_catalog.array_to_string(roles, ', ')
                         END AS powers
                    FROM login),
-      hits AS (SELECT o.rank, o.what, r.rolname::text AS owner
-                 FROM ({_OWNED}) o
+      hits AS (SELECT g.rank, g.what, 'PUBLIC' AS owner FROM ({_GRANTED}) g WHERE g.grantee = 0
+               UNION ALL
+               SELECT o.rank, o.what, r.rolname::text AS owner
+                 FROM ({_OWNED} UNION ALL {_GRANTED}) o
                  -- pg_database_owner (14+, public's owner by default) stands for the database's owner
                  JOIN pg_catalog.pg_roles r ON r.oid = CASE
                         WHEN o.owner = pg_catalog.to_regrole('pg_database_owner') THEN
@@ -114,10 +134,12 @@ def refusal(others: dict[str, Any] | None, login: str) -> str | None:
     if not others:
         return None
     owners = [str(o) for o in others.get("owners") or []]
-    shown = "; ".join(f"{what} (owner {owner})" for what, owner in others.get("examples") or [])
+    shown = "; ".join(f"{what} ({'granted to' if what.startswith('the right') else 'owner'} {owner})"
+                      for what, owner in others.get("examples") or [])
     count = int(others.get("count") or 0)
     more = f" and {count - 3} more" if count > 3 else ""
-    return (f"this database has objects of role(s) {', '.join(owners)}, which is not a superuser: {shown}{more}; "
+    return (f"this database has objects of role(s) {', '.join(owners)}, or lets them add code, and they are not "
+            f"superusers: {shown}{more}; "
             f"a trial runs as the login {login}, {others.get('powers')}, and the server may run their code with the "
             "login's powers (a trigger, default, domain, view, operator or function reached through any table, "
             "cascade or call, or added between agent19's check and the run); connect --dsn as the application's role "
