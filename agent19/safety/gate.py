@@ -167,7 +167,8 @@ class LoginFacts:  # who user reads run as; in server_info's result (pydantic re
     separate_reader: bool = field(metadata={"description": "true when reads use --read-dsn / AGENT19_READ_DSN"})
     superuser: bool
     privileged_roles: list[str] = field(default_factory=list,
-                                        metadata={"description": "powerful roles the login is a member of"})
+                                        metadata={"description": "powerful roles the login is a member of "
+                                                  "(CREATEROLE: it may grant itself any)"})
     privileged: bool = field(metadata={"description": "superuser or a member of a role that reaches files, "
                                        "programs or other sessions"})
     statement_timeout: str | None = None
@@ -181,9 +182,16 @@ class LoginFacts:  # who user reads run as; in server_info's result (pydantic re
 
 Q_WHERE = "SELECT current_database() AS db, pg_postmaster_start_time() AS started"
 Q_LOGIN = """
-SELECT session_user AS login, r.rolsuper AS superuser, current_setting('statement_timeout') AS statement_timeout,
+SELECT session_user AS login, current_setting('statement_timeout') AS statement_timeout,
+       -- a member of a superuser role can SET ROLE to it, and so can the code it runs (review r34 F3)
+       r.rolsuper OR EXISTS (SELECT FROM pg_roles g WHERE g.rolsuper AND g.rolname <> session_user
+                                AND pg_has_role(session_user, g.oid, 'MEMBER')) AS superuser,
        ARRAY(SELECT g FROM unnest(%s::text[]) g
-              WHERE CASE WHEN to_regrole(g) IS NOT NULL THEN pg_has_role(session_user, g, 'MEMBER') END) AS roles
+              WHERE CASE WHEN to_regrole(g) IS NOT NULL THEN pg_has_role(session_user, g, 'MEMBER') END)
+       -- CREATEROLE (its own or a role's it is a member of) can grant itself any of those roles
+       || CASE WHEN EXISTS (SELECT FROM pg_roles g WHERE g.rolcreaterole
+                               AND pg_has_role(session_user, g.oid, 'MEMBER')) THEN ARRAY['CREATEROLE']
+               ELSE ARRAY[]::text[] END AS roles
   FROM pg_roles r WHERE r.rolname = session_user
 """
 
