@@ -89,6 +89,7 @@ from agent19 import records
 from agent19.config import AccessMode
 from agent19.errors import Agent19Error, ConfigError, InputError
 from agent19.migrate.parse import Statement, parse_sql
+from agent19.safety.privileged import PRIVILEGED_ROLES
 
 if TYPE_CHECKING:  # the driver loads when a database is used, not for the argument checks of `agent19 lint`
     from agent19.db.connection import Connection, Database
@@ -157,8 +158,6 @@ def marked_fields(model: type[Any]) -> dict[str, str]:
     return out
 
 
-PRIVILEGED_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program",
-                    "pg_signal_backend")
 
 
 @dataclass(kw_only=True)

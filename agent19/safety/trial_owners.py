@@ -9,7 +9,7 @@ overload, between agent19's check and the run (review r31 F4), and following lin
 names is never complete (review r33: a superuser's trigger writing into the application's table, a cascade into
 it, a superuser's view or domain over the application's function, an overload the application adds — each ran the
 application's code as the superuser). So the question is asked of the whole database, as the trial's closure asks
-it (:mod:`agent19.safety.closure`): when the login is privileged (:data:`TRIAL_PRIVILEGED`) and the database has
+it (:mod:`agent19.safety.closure`): when the login is privileged (:data:`agent19.safety.privileged.TRIAL_PRIVILEGED`) and the database has
 objects of another role that is not a superuser — the database or a schema it owns, its tables, views, functions,
 types, operators, foreign servers, text search objects or conversions — or such a role may create objects there
 (``CREATE`` on a schema or the database, ``TRIGGER`` on a table — to PUBLIC too: it could add code while the trial
@@ -24,14 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent19.safety.gate import PRIVILEGED_ROLES
-
-TRIAL_PRIVILEGED = (*PRIVILEGED_ROLES, "pg_read_all_data", "pg_write_all_data", "pg_read_all_stats",
-                    "pg_read_all_settings", "pg_monitor")
-"""Roles a trial's login may not lend to another role's code: beyond the read guard's (server files, programs,
-signals), every table's rows, other sessions' queries and the server's settings. A login with ``CREATEROLE`` (it can
-grant itself those) or ``BYPASSRLS`` is privileged too, and so is a member of a role with any of those attributes
-(review r34 F3: ``SET ROLE`` reaches it)."""
+from agent19.safety.privileged import TRIAL_PRIVILEGED
 
 _SYSTEM = "({n} !~ '^pg_' AND {n} <> 'information_schema')"
 # (rank in the message, what, owner) of every object whose owner could change the code a trial runs
