@@ -163,3 +163,14 @@ def test_a_login_that_is_a_member_of_a_superuser_role(dsn: str, app: str) -> Non
     r = dry_run_as(make_conninfo(dsn, user=deploy), "UPDATE public.su_orders SET qty = qty + 1;")
     not_run(r.statements[0], f"as the login {deploy}, a member of {admin}, a superuser")
     assert not _moved(dsn)
+
+
+def test_a_replication_login_and_what_to_revoke(dsn: str) -> None:
+    """REPLICATION lets code make replication slots (review r35 F4); a grant's refusal says what to revoke."""
+    repl = _role()
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {repl} LOGIN REPLICATION; CREATE TABLE public.t (id int);"
+                  f"GRANT ALL ON public.t TO {repl}; GRANT TRIGGER ON public.t TO PUBLIC")
+    r = dry_run_as(make_conninfo(dsn, user=repl), "INSERT INTO public.t VALUES (1);")
+    not_run(r.statements[0], f"as the login {repl}, a role with REPLICATION",
+            "revoke a right to add code that is not needed (REVOKE TRIGGER ON public.t FROM PUBLIC")

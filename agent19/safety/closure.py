@@ -115,6 +115,10 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             name = raw.lower()
             out.names.add(name)
             nxt = toks[i + 1].name if i + 1 < len(toks) else ""
+            if t.name == "LANGUAGE" and nxt in ("IDENT", "SCONST") and _makes_routine(out) \
+                    and text[toks[i + 1].start:toks[i + 1].end + 1].strip("'\"").lower() in ("c", "internal"):
+                out.foreign = out.foreign or ("creates a function of C or internal code (the server loads its "
+                                              "library as it creates it, and runs what it names)")
             if t.name == "EXECUTE" and nxt not in ("FUNCTION", "PROCEDURE"):
                 out.dynamic = True
             copy = copy or t.name == "COPY"
@@ -136,8 +140,17 @@ def tokens(text: str, depth: int = 0) -> Tokens:
                 out.called.add((prev, name))
             elif (prev is not None or (i and toks[i - 1].name == "ASCII_46")) and after != "ASCII_46":
                 out.attributes.add(name)  # alias.fn, (row).fn, (f()).fn: attribute notation, fn(row)
-        elif t.name == "SCONST":
+        elif t.name in ("SCONST", "USCONST"):
             strings.append(raw)
+            if i > 1 and toks[i - 1].name == "ASCII_61" and _option_word(text, toks[i - 2]) in FUNCTION_OPTIONS:
+                named = _unquote(raw) if t.name == "SCONST" else ""  # U&'...': not decoded, so unknown
+                if not named:
+                    out.unscannable = True
+                for form in {named, named.lower()} - {""}:  # CREATE OPERATOR's FUNCTION = 'lo_export' is a call
+                    qualifier, _, last = form.rpartition(".")
+                    out.names.add(last)
+                    out.calls.add((qualifier or None, last))
+                    out.called.add((qualifier or None, last))
             if depth < 3 and not out.moves_schemas and ("schema" in raw.lower() or "extension" in raw.lower()):
                 out.moves_schemas = tokens(_unquote(raw), depth + 1).moves_schemas  # a CREATE FUNCTION's body
         prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
@@ -152,6 +165,22 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.foreign = out.foreign or inner.foreign
             out.moves_schemas |= inner.moves_schemas
     return out
+
+
+# the options of CREATE OPERATOR / AGGREGATE / TYPE / RANGE TYPE (and ALTER OPERATOR / TYPE) that name a function,
+# which may be given as a string literal: a call the server makes later (review r35 F1)
+FUNCTION_OPTIONS = frozenset("""function procedure restrict join sfunc finalfunc combinefunc serialfunc deserialfunc
+    msfunc minvfunc mfinalfunc input output receive send typmod_in typmod_out analyze subscript subtype_diff
+    canonical""".split())
+
+
+def _makes_routine(out: Tokens) -> bool:
+    return any(m.endswith(("FUNCTION", "PROCEDURE")) for m in out.makes_code)
+
+
+def _option_word(text: str, tok: Any) -> str:
+    raw = text[tok.start:tok.end + 1]
+    return raw[1:-1] if raw.startswith('"') else raw.lower()
 
 
 def _truncated(name: str) -> str:

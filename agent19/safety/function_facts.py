@@ -53,7 +53,7 @@ FUNCTION_FACTS: dict[str, Fact] = {
     **_facts(Effect.SERVER_FILES, "pg_read_file pg_read_binary_file pg_ls_dir pg_stat_file", escapes=True),
     **_facts(Effect.SERVER_FILES, "pg_ls_logdir pg_ls_waldir pg_ls_tmpdir pg_ls_archive_statusdir "
                                   "pg_ls_logicalsnapdir pg_ls_logicalmapdir pg_ls_replslotdir pg_logdir_ls "
-                                  "pg_current_logfile"),
+                                  "pg_current_logfile", escapes=True),  # the server's files, named (review r35 F6)
     **_facts(Effect.SERVER_FILES, "pg_file_write pg_file_rename pg_file_unlink", escapes=True, side_effect=True),
     **_facts(Effect.SERVER_FILES, "pg_file_sync", escapes=True),
     **_facts(Effect.LARGE_OBJECTS, "lo_import lo_export", escapes=True, side_effect=True),
@@ -66,6 +66,8 @@ FUNCTION_FACTS: dict[str, Fact] = {
              escapes=True, side_effect=True),
     **_facts(Effect.SERVER, "pg_create_restore_point pg_backup_start pg_backup_stop pg_start_backup pg_stop_backup "
                             "pg_stat_reset_shared pg_stat_reset_single_table_counters pg_stat_reset_slru "
+                            "pg_stat_reset_single_function_counters pg_stat_reset_replication_slot "
+                            "pg_stat_reset_subscription_stats "
                             "pg_stat_statements_reset autoprewarm_start_worker autoprewarm_dump_now",
              escapes=True),
     **_facts(Effect.SERVER, "pg_wal_replay_pause pg_wal_replay_resume pg_import_system_collations "
@@ -95,7 +97,7 @@ FUNCTION_FACTS: dict[str, Fact] = {
     **_facts(Effect.REPLICATION, "pg_logical_slot_peek_changes pg_logical_slot_peek_binary_changes"),
     **_facts(Effect.MAINTENANCE, "brin_summarize_new_values brin_summarize_range brin_desummarize_range "
                                  "gin_clean_pending_list"),
-    **_facts(Effect.MAINTENANCE, "pg_truncate_visibility_map", side_effect=True),
+    **_facts(Effect.MAINTENANCE, "pg_truncate_visibility_map", escapes=True, side_effect=True),  # not undone
     **_facts(Effect.MAINTENANCE, "heap_force_kill heap_force_freeze", escapes=True, side_effect=True),  # pg_surgery
     **_facts(Effect.SERVER_FILES, "xslt_process", escapes=True),  # xml2: a stylesheet may read any document
     **_facts(Effect.CONFIG_FILES, "pg_show_all_file_settings pg_hba_file_rules pg_ident_file_mappings"),

@@ -9,7 +9,8 @@ overload, between agent19's check and the run (review r31 F4), and following lin
 names is never complete (review r33: a superuser's trigger writing into the application's table, a cascade into
 it, a superuser's view or domain over the application's function, an overload the application adds — each ran the
 application's code as the superuser). So the question is asked of the whole database, as the trial's closure asks
-it (:mod:`agent19.safety.closure`): when the login is privileged (:data:`agent19.safety.privileged.TRIAL_PRIVILEGED`) and the database has
+it (:mod:`agent19.safety.closure`): when the login is privileged
+(:data:`agent19.safety.privileged.TRIAL_PRIVILEGED`) and the database has
 objects of another role that is not a superuser — the database or a schema it owns, its tables, views, functions,
 types, operators, foreign servers, text search objects or conversions — or such a role may create objects there
 (``CREATE`` on a schema or the database, ``TRIGGER`` on a table — to PUBLIC too: it could add code while the trial
@@ -31,6 +32,7 @@ _SYSTEM = "({n} !~ '^pg_' AND {n} <> 'information_schema')"
 _OWNED = f"""
 SELECT 1 AS rank, pg_catalog.format('function %%I.%%I', n.nspname, p.proname) AS what, p.proowner AS owner
   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_SYSTEM.format(n="n.nspname")}  -- another session's pg_temp_N: reached only through a trigger (counted)
 UNION ALL
 SELECT 2, pg_catalog.format('%%s %%I.%%I', CASE c.relkind WHEN 'v' THEN 'view' WHEN 'f' THEN 'foreign table'
                             WHEN 'm' THEN 'materialized view' ELSE 'table' END, n.nspname, c.relname), c.relowner
@@ -43,6 +45,7 @@ SELECT 3, pg_catalog.format('type %%I.%%I', n.nspname, t.typname), t.typowner
 UNION ALL
 SELECT 4, pg_catalog.format('operator %%s.%%s', n.nspname, o.oprname), o.oprowner
   FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+ WHERE {_SYSTEM.format(n="n.nspname")}
 UNION ALL
 SELECT 5, pg_catalog.format('foreign server %%I', s.srvname), s.srvowner FROM pg_catalog.pg_foreign_server s
 UNION ALL
@@ -76,22 +79,25 @@ SELECT 8, pg_catalog.format('the right to create triggers on table %%I.%%I', n.n
 """
 
 Q_OTHERS = f"""
-(WITH login AS (SELECT s.rolname, s.rolsuper, s.rolcreaterole, s.rolbypassrls,
+(WITH login AS (SELECT s.rolname, s.rolsuper, s.rolcreaterole, s.rolbypassrls, s.rolreplication,
                        ARRAY(SELECT g FROM pg_catalog.unnest(%(trial_privileged)s::pg_catalog.text[]) g
                               WHERE pg_catalog.to_regrole(g) IS NOT NULL
                                 AND pg_catalog.pg_has_role(session_user, pg_catalog.to_regrole(g), 'MEMBER')) AS roles
                   FROM pg_catalog.pg_roles s WHERE s.rolname = session_user),
       -- a role it is a member of (SET ROLE reaches it, and code can too)
       above AS (SELECT g.rolname, g.rolsuper, g.rolcreaterole, g.rolbypassrls FROM pg_catalog.pg_roles g
-                 WHERE g.rolname <> session_user AND (g.rolsuper OR g.rolcreaterole OR g.rolbypassrls)
+                 WHERE g.rolname <> session_user
+                   AND (g.rolsuper OR g.rolcreaterole OR g.rolbypassrls OR g.rolreplication)
                    AND pg_catalog.pg_has_role(session_user, g.oid, 'MEMBER')),
       powers AS (SELECT CASE WHEN rolsuper THEN 'a superuser'
                              WHEN rolcreaterole THEN 'a role with CREATEROLE'
                              WHEN rolbypassrls THEN 'a role with BYPASSRLS'
+                             WHEN rolreplication THEN 'a role with REPLICATION'
                              WHEN EXISTS (SELECT FROM above) THEN
                                   (SELECT pg_catalog.format('a member of %%I, %%s', rolname,
                                           CASE WHEN rolsuper THEN 'a superuser' WHEN rolcreaterole
-                                               THEN 'a role with CREATEROLE' ELSE 'a role with BYPASSRLS' END)
+                                               THEN 'a role with CREATEROLE' WHEN rolbypassrls
+                                               THEN 'a role with BYPASSRLS' ELSE 'a role with REPLICATION' END)
                                      FROM above ORDER BY rolsuper DESC, rolcreaterole DESC LIMIT 1)
                              WHEN roles <> '{{}}' THEN 'a member of ' || pg_catalog.array_to_string(roles, ', ')
                         END AS powers
@@ -110,6 +116,8 @@ Q_OTHERS = f"""
           'powers', (SELECT powers FROM powers),
           'count', (SELECT pg_catalog.count(*) FROM hits),
           'owners', (SELECT pg_catalog.json_agg(DISTINCT owner) FROM hits),
+          'object_owners', (SELECT pg_catalog.json_agg(DISTINCT owner) FROM hits WHERE rank < 8),
+          'grant', (SELECT pg_catalog.json_build_array(what, owner) FROM hits WHERE rank = 8 ORDER BY what LIMIT 1),
           'examples', (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(what, owner))
                          FROM (SELECT * FROM hits ORDER BY rank, what LIMIT 3) e))
   WHERE (SELECT powers FROM powers) IS NOT NULL AND EXISTS (SELECT FROM hits))
@@ -122,6 +130,16 @@ PARAMETERS = {"trial_privileged": list(TRIAL_PRIVILEGED)}
 OPT_IN = "--allow-privileged-reads (AGENT19_ALLOW_PRIVILEGED_READS=1)"
 
 
+def _revoke(what: str, grantee: str) -> str:
+    """The REVOKE that takes back a right :data:`_GRANTED` names (``what``) from ``grantee``."""
+    for phrase, sql in (("the right to create triggers on table ", "TRIGGER ON "),
+                        ("the right to create in schema ", "CREATE ON SCHEMA "),
+                        ("the right to create schemas in database ", "CREATE ON DATABASE ")):
+        if what.startswith(phrase):
+            return f"REVOKE {sql}{what.removeprefix(phrase)} FROM {grantee}"
+    return "REVOKE it"
+
+
 def refusal(others: dict[str, Any] | None, login: str) -> str | None:
     """Why no statement is tried, from :data:`Q_OTHERS`'s value ``others`` for ``login``; None when nothing stops it."""
     if not others:
@@ -131,10 +149,16 @@ def refusal(others: dict[str, Any] | None, login: str) -> str | None:
                       for what, owner in others.get("examples") or [])
     count = int(others.get("count") or 0)
     more = f" and {count - 3} more" if count > 3 else ""
+    ways = []
+    if object_owners := others.get("object_owners"):
+        ways.append(f"connect --dsn as the application's role ({object_owners[0]}): its code then runs with no more "
+                    "than its own powers")
+    if grant := others.get("grant"):
+        ways.append(f"revoke a right to add code that is not needed ({_revoke(*grant)}; TRIGGER is the part of "
+                    "GRANT ALL that matters here)")
+    ways.append(f"accept the risk with {OPT_IN}")
     return (f"this database has objects of role(s) {', '.join(owners)}, or lets them add code, and they are not "
-            f"superusers: {shown}{more}; "
-            f"a trial runs as the login {login}, {others.get('powers')}, and the server may run their code with the "
-            "login's powers (a trigger, default, domain, view, operator or function reached through any table, "
-            "cascade or call, or added between agent19's check and the run); connect --dsn as the application's role "
-            f"({owners[0] if owners else 'the owner'}): its code then runs with no more than its own powers; or "
-            f"accept the risk with {OPT_IN}")
+            f"superusers: {shown}{more}; a trial runs as the login {login}, {others.get('powers')}, and the server "
+            "may run their code with the login's powers (a trigger, default, domain, view, operator or function "
+            "reached through any table, cascade or call, or added between agent19's check and the run); "
+            + "; or ".join(ways))

@@ -104,6 +104,33 @@ def _setting(f: dict[str, Any]) -> str:
     return f"set {s.get('name')}"
 
 
+SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_database", "pg_db_role_setting", "pg_tablespace",
+                   "pg_shdepend", "pg_shdescription", "pg_shseclabel", "pg_replication_origin", "pg_subscription",
+                   "pg_parameter_acl")
+
+
+def _shared(relation: dict[str, Any]) -> str | None:
+    """The shared catalog (or its index) a RangeVar names, or None."""
+    name = str(relation.get("relname", ""))
+    if relation.get("schemaname") not in (None, "pg_catalog"):
+        return None
+    return name if any(name == c or name.startswith(c + "_") for c in SHARED_CATALOGS) else None
+
+
+def _rewrites_shared(node: str, f: dict[str, Any]) -> str | None:
+    """What of the shared catalogs a VACUUM FULL or a REINDEX gives a new file, or None."""
+    if node == "VacuumStmt":
+        if not any(o.get("DefElem", {}).get("defname") == "full" for o in f.get("options") or []):
+            return None
+        rels = [r.get("VacuumRelation", {}).get("relation") or {} for r in f.get("rels") or []]
+        if not rels:
+            return "every table of the database, shared catalogs included (VACUUM FULL)"
+        return next((s for r in rels if (s := _shared(r))), None)
+    if f.get("kind") in ("REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE"):
+        return "the indexes of the system catalogs, shared ones included"
+    return _shared(f.get("relation") or {})
+
+
 def cluster_effect(stmt: Statement) -> str | None:
     """What ``stmt`` would do to the whole server, or None when it acts inside one database."""
     node, f = stmt.node, stmt.fields
@@ -146,6 +173,10 @@ def cluster_effect(stmt: Statement) -> str | None:
         case "ReassignOwnedStmt":
             return (f"would give what {_roles(f.get('roles'))} own(s) - this database's objects, and databases and "
                     f"tablespaces - to {(f.get('newrole') or {}).get('rolename', '?')}")
+        case "VacuumStmt" | "ReindexStmt":  # a new file for a catalog every database shares (review r35 F5)
+            if shared := _rewrites_shared(node, f):
+                return (f"would rewrite {shared}, a catalog shared by every database (its new file serves the whole "
+                        "server; logins wait for its lock meanwhile)")
         case "RenameStmt" | "AlterOwnerStmt":
             kind = _SHARED_OBJECTS.get(f.get("renameType") or f.get("objectType") or "")
             if kind:
