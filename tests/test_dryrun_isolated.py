@@ -173,14 +173,16 @@ def test_what_leaves_the_copy_is_still_refused(app, dsn, work):
         c.execute("CREATE EXTENSION postgres_fdw")
     sql = ("SELECT dblink_exec('dbname=postgres', 'SELECT 1');\n"
            "SELECT pg_read_file('/etc/hostname');\n"
-           "CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'postgres');\n"
-           "ALTER TABLE orders ADD COLUMN note text;\n")
+           "ALTER TABLE orders ADD COLUMN note text;\n"
+           "CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'postgres');\n")
     r = _isolated(app, sql, work)
-    remote, files, _server, add = r.statements
+    remote, files, add, server = r.statements
     assert remote.error and "dblink" in remote.error.message and "refused" in (remote.note or ""), remote
     assert files.error and "pg_read_file" in files.error.message, files
     # with dblink in the copy, code agent19 cannot read (the EXECUTE trigger) could reach it: not run
     assert add.untested and "dblink" in add.untested and "leaves this isolated copy" in add.untested, add.untested
+    # a foreign server reaches outside the copy too (review r33 F4)
+    assert server.ran_in == "skipped" and "foreign server" in (server.untested or server.note or ""), server
     assert not r.passed
     _no_cluster_left(work)
     db = _db(app)  # on the target, the same statement's text does not point at an isolated run that would not run it

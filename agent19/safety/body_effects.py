@@ -49,6 +49,40 @@ _FOREIGN = {("FOREIGN", "TABLE"): "a foreign table", ("FOREIGN", "DATA_P"): "a f
 REACHES = "what a rollback does not undo: another server, a server file, a program or the server's own code"
 
 
+SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_database", "pg_db_role_setting", "pg_tablespace",
+                   "pg_shdepend", "pg_shdescription", "pg_shseclabel", "pg_replication_origin", "pg_subscription",
+                   "pg_parameter_acl")
+"""The catalogs every database of the server shares."""
+_WRITES = {"UPDATE": (), "INSERT": ("INTO",), "DELETE_P": ("FROM",), "MERGE": ("INTO",), "TRUNCATE": ("TABLE",),
+           "COPY": (), "LOCK_P": ("TABLE",)}
+
+
+def system_catalog(schema: str | None, name: str) -> bool:
+    """A system catalog (or a TOAST table) by its name as written: ``pg_settings`` apart (a view whose writes
+    are ``set_config``, judged as such)."""
+    return schema in (None, "pg_catalog", "pg_toast") and name.startswith("pg_") and name != "pg_settings"
+
+
+def writes_catalog(toks: list[Any], text: str) -> str | None:
+    """The system catalog a body writes directly (``UPDATE pg_proc …``: what the server runs is then not what
+    agent19 read), or a shared catalog it locks (every login of the server waits), or None."""
+    for i, t in enumerate(toks):
+        if t.name not in _WRITES:
+            continue
+        j = i + 1
+        while j < len(toks) and toks[j].name in (*_WRITES[t.name], "ONLY"):
+            j += 1
+        words = [fold_identifier(text[k.start:k.end + 1].strip('"')) for k in toks[j:j + 3]]
+        dotted = len(words) == 3 and toks[j + 1].name == "ASCII_46"
+        schema, name = (words[0], words[2]) if dotted else (None, words[0] if words else "")
+        if t.name == "LOCK_P":
+            if name in SHARED_CATALOGS and schema in (None, "pg_catalog"):
+                return f"locks {name}, a catalog every database shares"
+        elif system_catalog(schema, name):
+            return f"writes the system catalog {name} directly"
+    return None
+
+
 def makes_foreign(toks: list[Any]) -> str | None:
     """What ``toks`` do that reaches outside the server's transaction — ``creates or changes a foreign table``,
     ``loads a shared library (LOAD)``… — or None (the text that follows: :data:`REACHES`)."""

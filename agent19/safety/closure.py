@@ -47,13 +47,21 @@ from typing import Any
 
 from pglast.parser import scan
 
-from agent19.safety.body_effects import REACHES, STRING_CODE, makes_code, makes_foreign, resets_reading
+from agent19.safety.body_effects import (
+    REACHES,
+    STRING_CODE,
+    makes_code,
+    makes_foreign,
+    resets_reading,
+    writes_catalog,
+)
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
 from agent19.sqltree import fold_identifier
 
 __all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "lifted", "makes_code",
+           "option_calls",
            "seed_why",
            "tokens"]
 
@@ -81,6 +89,7 @@ class Tokens:
     dynamic: bool = False  # EXECUTE other than EXECUTE FUNCTION/PROCEDURE (PL/pgSQL dynamic SQL, or a prepared one)
     copy_outside: bool = False  # COPY ... PROGRAM / to or from a server file
     foreign: str | None = None  # what it does that reaches outside (a foreign table made or changed, LOAD…)
+    catalog: str | None = None  # it writes a system catalog directly, or locks a shared one (what)
     unscannable: bool = False
     # may change how the server reads its strings (standard_conforming_strings): names the setting, RESET ALL /
     # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
@@ -100,6 +109,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
     out.strings_unsure = "standard_conforming_strings" in text.lower() or resets_reading(toks, text)
     out.makes_code = makes_code(toks)
     out.foreign = makes_foreign(toks)
+    out.catalog = writes_catalog(toks, text)
     copy = False
     strings: list[str] = []
     prev: str | None = None  # the name just before a '.', if any
@@ -163,6 +173,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
             out.attributes |= inner.attributes
             out.copy_outside |= inner.copy_outside
             out.foreign = out.foreign or inner.foreign
+            out.catalog = out.catalog or inner.catalog
             out.moves_schemas |= inner.moves_schemas
     return out
 
@@ -172,6 +183,25 @@ def tokens(text: str, depth: int = 0) -> Tokens:
 FUNCTION_OPTIONS = frozenset("""function procedure restrict join sfunc finalfunc combinefunc serialfunc deserialfunc
     msfunc minvfunc mfinalfunc input output receive send typmod_in typmod_out analyze subscript subtype_diff
     canonical""".split())
+
+
+def option_calls(tree: Any) -> set[tuple[str | None, str]]:
+    """The functions a statement's options name (``FUNCTION = lo_export``, ``FINALFUNC = 'pg_read_file'``,
+    ``SUBTYPE_DIFF = …``) as the parser decoded them (an ``E'…'`` or ``U&'…'`` string, adjacent literals),
+    ``(qualifier or None, name)``, each also in lower case: the server calls them later (review r36 F1)."""
+    from agent19.sqltree import walk
+
+    found: set[tuple[str | None, str]] = set()
+    for node, f in walk(tree):
+        if node != "DefElem" or str(f.get("defname", "")).lower() not in FUNCTION_OPTIONS:
+            continue
+        arg = f.get("arg") or {}
+        parts = arg.get("TypeName", {}).get("names") or arg.get("List", {}).get("items") or [arg]
+        names = [p.get("String", {}).get("sval", "") for p in parts if isinstance(p, dict)]
+        if names and names[-1]:
+            qualifier = names[-2] if len(names) > 1 else None
+            found |= {(qualifier, names[-1]), (qualifier and qualifier.lower(), names[-1].lower())}
+    return found
 
 
 def _makes_routine(out: Tokens) -> bool:
@@ -298,6 +328,9 @@ def body_verdict(what: str, language: str, body: Tokens | None, *, known: bool, 
             found.append(Member("escape", f"{what} runs COPY to or from a program or a server file"))
         if body.foreign:
             found.append(Member("escape", f"{what} {body.foreign}, which reaches {REACHES}"))
+        if body.catalog:
+            found.append(Member("escape", f"{what} {body.catalog}: what the server runs or lets in is then not "
+                                          "what agent19 read"))
         for name, m in bad.hits(body):
             found.append(seed_why(what, name, contained) or m)
         if body.unscannable:

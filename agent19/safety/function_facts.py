@@ -55,7 +55,8 @@ FUNCTION_FACTS: dict[str, Fact] = {
                                   "pg_ls_logicalsnapdir pg_ls_logicalmapdir pg_ls_replslotdir pg_logdir_ls "
                                   "pg_current_logfile", escapes=True),  # the server's files, named (review r35 F6)
     **_facts(Effect.SERVER_FILES, "pg_file_write pg_file_rename pg_file_unlink", escapes=True, side_effect=True),
-    **_facts(Effect.SERVER_FILES, "pg_file_sync", escapes=True),
+    **_facts(Effect.SERVER_FILES, "pg_file_sync pg_file_read pg_file_length", escapes=True),  # adminpack 1.0's
+    **_facts(Effect.SERVER, "pg_logfile_rotate", escapes=True, side_effect=True),  # adminpack 1.0 (review r36 F4)
     **_facts(Effect.LARGE_OBJECTS, "lo_import lo_export", escapes=True, side_effect=True),
     **_facts(Effect.LARGE_OBJECTS, "lo_unlink", side_effect=True),
     **_facts(Effect.LARGE_OBJECTS, "lo_get lo_put lo_from_bytea lo_open lo_create lo_creat loread lowrite "

@@ -45,7 +45,17 @@ from agent19.db import catalog_first
 from agent19.migrate.parse import Statement
 from agent19.safety import trial_owners
 from agent19.safety.body_effects import REACHES
-from agent19.safety.closure import Q_CLOSURE, SEEDS, Closure, Member, Tokens, body_verdict, seed_why, tokens
+from agent19.safety.closure import (
+    Q_CLOSURE,
+    SEEDS,
+    Closure,
+    Member,
+    Tokens,
+    body_verdict,
+    option_calls,
+    seed_why,
+    tokens,
+)
 from agent19.safety.fingerprint import CODE
 from agent19.safety.readonly import ReadOnlyViolation
 from agent19.sqltree import qualified_name, walk
@@ -325,6 +335,18 @@ class TrialCatalog:
             return None, self.stopped
         c = self.closure()
         own = tokens(stmt.sql)
+        for qualifier, name in option_calls(stmt.tree):  # FUNCTION = E'lo\x5fexport': decoded by the parser
+            own.names.add(name)
+            own.calls.add((qualifier, name))
+            own.called.add((qualifier, name))
+        if own.catalog:
+            return f"it {own.catalog}: what the server runs or lets in is then not what agent19 read", None
+        if own.unscannable:  # U&"..." names: not decoded, so any name could hide there
+            if stmt.node not in RUNS_NOW:
+                self._stop = stmt.index, f"statement {stmt.index + 1} could not be read (U& escapes)"
+            return None, ("its text uses U&'...' or U&\"...\" escapes (or does not scan as SQL), which agent19 does "
+                          "not decode: it cannot tell what it runs; write the names plainly, or test it on a staging "
+                          "copy")
         if own.foreign:  # e.g. a foreign table (harmless itself; reading it then runs file_fdw's program)
             why = f"it {own.foreign}, which reaches {REACHES}; a dry run cannot contain that: test it on a staging copy"
             self._stop = stmt.index, f"statement {stmt.index + 1} {why.removeprefix('it ')}"

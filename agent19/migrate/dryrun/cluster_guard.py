@@ -52,6 +52,7 @@ from pydantic import BaseModel
 from agent19.db import catalog_first
 from agent19.db.connection import Database
 from agent19.migrate.parse import Statement
+from agent19.safety.body_effects import SHARED_CATALOGS as EVERY_SHARED
 from agent19.safety.function_facts import ESCAPING, SEQUENCE_FUNCTIONS
 from agent19.safety.trial import TrialCatalog, Untestable, named_functions
 from agent19.sqltree import walk
@@ -104,17 +105,15 @@ def _setting(f: dict[str, Any]) -> str:
     return f"set {s.get('name')}"
 
 
-SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_database", "pg_db_role_setting", "pg_tablespace",
-                   "pg_shdepend", "pg_shdescription", "pg_shseclabel", "pg_replication_origin", "pg_subscription",
-                   "pg_parameter_acl")
-
-
 def _shared(relation: dict[str, Any]) -> str | None:
-    """The shared catalog (or its index) a RangeVar names, or None."""
+    """The shared catalog (or its index) a RangeVar names, or a TOAST table (a shared catalog's among them), or
+    None."""
     name = str(relation.get("relname", ""))
+    if relation.get("schemaname") == "pg_toast":
+        return f"pg_toast.{name}"
     if relation.get("schemaname") not in (None, "pg_catalog"):
         return None
-    return name if any(name == c or name.startswith(c + "_") for c in SHARED_CATALOGS) else None
+    return name if any(name == c or name.startswith(c + "_") for c in EVERY_SHARED) else None
 
 
 def _rewrites_shared(node: str, f: dict[str, Any]) -> str | None:
@@ -173,6 +172,10 @@ def cluster_effect(stmt: Statement) -> str | None:
         case "ReassignOwnedStmt":
             return (f"would give what {_roles(f.get('roles'))} own(s) - this database's objects, and databases and "
                     f"tablespaces - to {(f.get('newrole') or {}).get('rolename', '?')}")
+        case "LockStmt":  # every login of the server waits (review r36 F6)
+            rels = [r.get("RangeVar", {}) for r in f.get("relations") or []]
+            if shared := next((s for r in rels if (s := _shared(r))), None):
+                return f"would lock {shared}, a catalog every database shares (every login waits)"
         case "VacuumStmt" | "ReindexStmt":  # a new file for a catalog every database shares (review r35 F5)
             if shared := _rewrites_shared(node, f):
                 return (f"would rewrite {shared}, a catalog shared by every database (its new file serves the whole "
