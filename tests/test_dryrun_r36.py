@@ -77,3 +77,9 @@ def test_adminpacks_old_names(dsn: str) -> None:
 def test_shared_catalogs_are_not_rewritten_or_locked(dsn: str, sql: str) -> None:
     r = dry_run_as(dsn, sql)
     _refused_or_not_run(r.statements[0], "every database")
+
+
+def test_a_users_table_named_pg_something_is_written(dsn: str) -> None:
+    """No false refusal (review r37): pg_jobs in public is no system catalog."""
+    r = dry_run_as(dsn, "CREATE TABLE pg_jobs (id int);\nINSERT INTO pg_jobs VALUES (1);\nUPDATE pg_jobs SET id = 2;")
+    assert [s.ran_in != "skipped" and not s.error for s in r.statements] == [True] * 3, r.statements

@@ -57,10 +57,25 @@ _WRITES = {"UPDATE": (), "INSERT": ("INTO",), "DELETE_P": ("FROM",), "MERGE": ("
            "COPY": (), "LOCK_P": ("TABLE",)}
 
 
+CATALOG_TABLES = frozenset("""pg_aggregate pg_am pg_amop pg_amproc pg_attrdef pg_attribute pg_auth_members pg_authid
+    pg_cast pg_class pg_collation pg_constraint pg_conversion pg_database pg_db_role_setting pg_default_acl pg_depend
+    pg_description pg_enum pg_event_trigger pg_extension pg_foreign_data_wrapper pg_foreign_server pg_foreign_table
+    pg_index pg_inherits pg_init_privs pg_language pg_largeobject pg_largeobject_metadata pg_namespace pg_opclass
+    pg_operator pg_opfamily pg_parameter_acl pg_partitioned_table pg_policy pg_proc pg_publication
+    pg_publication_namespace pg_publication_rel pg_range pg_replication_origin pg_rewrite pg_seclabel pg_sequence
+    pg_shdepend pg_shdescription pg_shseclabel pg_statistic pg_statistic_ext pg_statistic_ext_data pg_subscription
+    pg_subscription_rel pg_tablespace pg_transform pg_trigger pg_ts_config pg_ts_config_map pg_ts_dict pg_ts_parser
+    pg_ts_template pg_type pg_user_mapping""".split())
+"""The system catalogs' tables (PostgreSQL 15): an unqualified name is one of them only if it is one of these (a
+user's table named ``pg_jobs`` is not: review r37)."""
+
+
 def system_catalog(schema: str | None, name: str) -> bool:
-    """A system catalog (or a TOAST table) by its name as written: ``pg_settings`` apart (a view whose writes
-    are ``set_config``, judged as such)."""
-    return schema in (None, "pg_catalog", "pg_toast") and name.startswith("pg_") and name != "pg_settings"
+    """A system catalog (or a TOAST table) by its name as written: any relation of ``pg_catalog`` or ``pg_toast``
+    but ``pg_settings`` (a view whose writes are ``set_config``, judged as such), or a catalog table's name."""
+    if schema in ("pg_catalog", "pg_toast"):
+        return name.startswith("pg_") and name != "pg_settings"
+    return schema is None and name in CATALOG_TABLES
 
 
 def writes_catalog(toks: list[Any], text: str) -> str | None:
