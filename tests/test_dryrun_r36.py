@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest import need
 from tests.test_dryrun_r35 import _refused_or_not_run
 from tests.trial_victims import dry_run_as
 
@@ -64,8 +65,7 @@ def test_adminpacks_old_names(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as c:
         available = c.execute("SELECT EXISTS (SELECT FROM pg_available_extension_versions "
                               "WHERE name = 'adminpack' AND version = '1.0')").fetchone()
-    if not (available and available[0]):
-        pytest.skip("adminpack 1.0 is not installed on the test server")
+    need(bool(available and available[0]), "adminpack 1.0 is not installed on the test server")
     r = dry_run_as(dsn, "CREATE EXTENSION adminpack VERSION '1.0';\n"
                         "SELECT pg_catalog.pg_file_read('/etc/hostname', 0, 200);")
     _refused_or_not_run(r.statements[1], "pg_file_read")

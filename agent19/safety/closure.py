@@ -58,7 +58,7 @@ from agent19.safety.body_effects import (
 from agent19.safety.closure_query import Q_CLOSURE, SEEDS
 from agent19.safety.function_facts import ESCAPING, LEAVES_COPY, SEQUENCE_FORWARD, SEQUENCE_MOVES, SQL_FROM_STRING
 from agent19.safety.readonly_catalog import READABLE_LANGUAGES
-from agent19.sqltree import fold_identifier
+from agent19.sqltree import fold_identifier, walk
 
 __all__ = ["Q_CLOSURE", "SEEDS", "Bad", "Closure", "Member", "Tokens", "body_verdict", "lifted", "makes_code",
            "option_calls",
@@ -95,6 +95,12 @@ class Tokens:
     # DISCARD ALL (back to a login's default, which may be off), set_config with a name built at run time
     strings_unsure: bool = False
     makes_code: tuple[str, ...] = ()  # it creates or changes code the server runs later, e.g. ('CREATE FUNCTION',)
+
+    def call(self, qualifier: str | None, name: str) -> None:
+        """``name`` (in schema ``qualifier``, or any) is called: a name, a call, followed by its arguments."""
+        self.names.add(name)
+        self.calls.add((qualifier, name))
+        self.called.add((qualifier, name))
 
 
 def tokens(text: str, depth: int = 0) -> Tokens:
@@ -158,9 +164,7 @@ def tokens(text: str, depth: int = 0) -> Tokens:
                     out.unscannable = True
                 for form in {named, named.lower()} - {""}:  # CREATE OPERATOR's FUNCTION = 'lo_export' is a call
                     qualifier, _, last = form.rpartition(".")
-                    out.names.add(last)
-                    out.calls.add((qualifier or None, last))
-                    out.called.add((qualifier or None, last))
+                    out.call(qualifier or None, last)
             if depth < 3 and not out.moves_schemas and ("schema" in raw.lower() or "extension" in raw.lower()):
                 out.moves_schemas = tokens(_unquote(raw), depth + 1).moves_schemas  # a CREATE FUNCTION's body
         prev = name if name is not None and after == "ASCII_46" else (prev if t.name == "ASCII_46" else None)
@@ -189,8 +193,6 @@ def option_calls(tree: Any) -> set[tuple[str | None, str]]:
     """The functions a statement's options name (``FUNCTION = lo_export``, ``FINALFUNC = 'pg_read_file'``,
     ``SUBTYPE_DIFF = …``) as the parser decoded them (an ``E'…'`` or ``U&'…'`` string, adjacent literals),
     ``(qualifier or None, name)``, each also in lower case: the server calls them later (review r36 F1)."""
-    from agent19.sqltree import walk
-
     found: set[tuple[str | None, str]] = set()
     for node, f in walk(tree):
         if node != "DefElem" or str(f.get("defname", "")).lower() not in FUNCTION_OPTIONS:

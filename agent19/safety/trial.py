@@ -336,9 +336,7 @@ class TrialCatalog:
         c = self.closure()
         own = tokens(stmt.sql)
         for qualifier, name in option_calls(stmt.tree):  # FUNCTION = E'lo\x5fexport': decoded by the parser
-            own.names.add(name)
-            own.calls.add((qualifier, name))
-            own.called.add((qualifier, name))
+            own.call(qualifier, name)
         if own.catalog:
             return f"it {own.catalog}: what the server runs or lets in is then not what agent19 read", None
         if own.unscannable:  # U&"..." names: not decoded, so any name could hide there

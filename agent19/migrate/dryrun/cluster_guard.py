@@ -63,9 +63,7 @@ NOTE_PREFIX = "acts on the whole server, not one database: never run by a dry ru
 
 # catalogs shared by every database of the cluster that a statement writes only to change the cluster
 # (pg_shdepend is left out: every object a non-bootstrap role owns adds a row there, per database)
-SHARED_CATALOGS = ("pg_authid", "pg_auth_members", "pg_database", "pg_db_role_setting", "pg_tablespace",
-                   "pg_subscription", "pg_shdescription", "pg_shseclabel", "pg_replication_origin",
-                   "pg_parameter_acl")
+SHARED_CATALOGS = tuple(c for c in EVERY_SHARED if c != "pg_shdepend")
 _WRITE_MODES = ("RowExclusiveLock", "ShareUpdateExclusiveLock", "ShareRowExclusiveLock", "ExclusiveLock",
                 "AccessExclusiveLock")
 _SHARED_OBJECTS = {"OBJECT_DATABASE": "database", "OBJECT_ROLE": "role", "OBJECT_TABLESPACE": "tablespace",
@@ -116,6 +114,10 @@ def _shared(relation: dict[str, Any]) -> str | None:
     return name if any(name == c or name.startswith(c + "_") for c in EVERY_SHARED) else None
 
 
+def _first_shared(relations: list[dict[str, Any]]) -> str | None:
+    return next((s for r in relations if (s := _shared(r))), None)
+
+
 def _rewrites_shared(node: str, f: dict[str, Any]) -> str | None:
     """What of the shared catalogs a VACUUM FULL or a REINDEX gives a new file, or None."""
     if node == "VacuumStmt":
@@ -124,7 +126,7 @@ def _rewrites_shared(node: str, f: dict[str, Any]) -> str | None:
         rels = [r.get("VacuumRelation", {}).get("relation") or {} for r in f.get("rels") or []]
         if not rels:
             return "every table of the database, shared catalogs included (VACUUM FULL)"
-        return next((s for r in rels if (s := _shared(r))), None)
+        return _first_shared(rels)
     if f.get("kind") in ("REINDEX_OBJECT_SYSTEM", "REINDEX_OBJECT_DATABASE"):
         return "the indexes of the system catalogs, shared ones included"
     return _shared(f.get("relation") or {})
@@ -173,8 +175,7 @@ def cluster_effect(stmt: Statement) -> str | None:
             return (f"would give what {_roles(f.get('roles'))} own(s) - this database's objects, and databases and "
                     f"tablespaces - to {(f.get('newrole') or {}).get('rolename', '?')}")
         case "LockStmt":  # every login of the server waits (review r36 F6)
-            rels = [r.get("RangeVar", {}) for r in f.get("relations") or []]
-            if shared := next((s for r in rels if (s := _shared(r))), None):
+            if shared := _first_shared([r.get("RangeVar", {}) for r in f.get("relations") or []]):
                 return f"would lock {shared}, a catalog every database shares (every login waits)"
         case "VacuumStmt" | "ReindexStmt":  # a new file for a catalog every database shares (review r35 F5)
             if shared := _rewrites_shared(node, f):
